@@ -1,0 +1,29 @@
+/* cli.h — the `wick` command-line tool: one file per command (cli/cmd_<name>.c), each
+ * exporting `int cmd_<name>(int argc, char **argv)` where argv[0] is the command name.
+ * Commands print results to stdout, errors to stderr, and return the process exit code
+ * (0 ok, 1 runtime error, 2 usage error). Shared option parsing helpers live in cli/util.c. */
+#ifndef WICK_CLI_H
+#define WICK_CLI_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wick.h"
+
+int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_template(int argc, char **argv);
+int cmd_create_random(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Prints "wick <cmd>: <msg>: <wick_last_error()>" to stderr and returns 1. */
+int cli_fail(const char *cmd, const char *what);
+/* Parses "1,2,3" into a malloc'd array; returns count or -1 (message printed). */
+int cli_parse_ids(const char *cmd, const char *s, int32_t **out);
+/* Parses an int option value, printing a usage error on failure. */
+bool cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+bool cli_parse_float(const char *cmd, const char *opt, const char *s, double *out);
+
+#endif

@@ -1,0 +1,71 @@
+/* safetensors.h — reading (mmap, zero-copy) and writing safetensors files.
+ *
+ * Format: 8-byte little-endian header length N, N bytes of JSON header
+ * {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+ *  "__metadata__": {"k": "v"}}, then the data section; offsets are relative to its start.
+ *
+ * Reading validates everything before any tensor is handed out: header length vs file size,
+ * JSON syntax, entries are objects with known dtype, integer non-negative shape, offsets
+ * begin <= end inside the data section, (end - begin) == product(shape) * dtype size,
+ * no two tensors overlap, no duplicate names. Each failure is a WICK_ERR_FORMAT whose message
+ * names the file and the tensor/field.
+ *
+ * A `st_set` is one or more files (a sharded checkpoint) seen as one name -> tensor map. */
+#ifndef WICK_FORMATS_SAFETENSORS_H
+#define WICK_FORMATS_SAFETENSORS_H
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/fileio.h"
+#include "wick.h"
+
+#define ST_MAX_DIMS 8
+
+typedef struct st_tensor {
+    const char *name;      /* owned by the set */
+    dtype dt;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    int64_t numel;
+    const void *data;      /* points into the read-only mapping; NULL when nbytes == 0 */
+    size_t nbytes;
+    int file;              /* index of the file in the set */
+} st_tensor;
+
+typedef struct st_set st_set;
+
+/* Opens one .safetensors file. */
+wick_status st_open(const char *path, st_set **out);
+
+/* Opens a model folder: `dir`/model.safetensors, or the shards listed by
+ * `dir`/model.safetensors.index.json ("weight_map": name -> file; each listed tensor must be
+ * in the file the index names). WICK_ERR_IO naming both candidates when neither exists. */
+wick_status st_open_dir(const char *dir, st_set **out);
+
+void st_close(st_set *s);
+
+int st_count(const st_set *s);
+const st_tensor *st_at(const st_set *s, int i);   /* i in [0, st_count) */
+/* Tensor by name (hash lookup), NULL when absent. */
+const st_tensor *st_find(const st_set *s, const char *name);
+/* Value of a "__metadata__" string entry of the first file, or NULL. */
+const char *st_metadata(const st_set *s, const char *key);
+/* Path of file i of the set (for messages). */
+const char *st_file_path(const st_set *s, int i);
+
+/* Writing. Tensors are written in the given order, data aligned so every tensor starts at a
+ * multiple of 8 bytes of the data section (header padded with spaces, as the reference
+ * implementation does). Metadata: optional key/value string pairs (n_meta may be 0).
+ * Atomic: temp file + fsync + rename. */
+typedef struct st_write_tensor {
+    const char *name;
+    dtype dt;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    const void *data;      /* product(shape) * dtype_size(dt) bytes */
+} st_write_tensor;
+
+wick_status st_write(const char *path, const st_write_tensor *tensors, int n,
+                     const char *const *meta_keys, const char *const *meta_values, int n_meta);
+
+#endif

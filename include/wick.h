@@ -1,0 +1,261 @@
+/*
+ * wick.h — the one public header of libwick: transformer language models on the CPU.
+ *
+ * Example: load a Hugging Face model folder and print the greedy next token.
+ *
+ *     #include <wick.h>
+ *     wick_model *m = NULL;
+ *     wick_model_params mp = wick_model_params_default();
+ *     if (wick_model_load("Qwen2.5-0.5B", &mp, &m) != WICK_OK) {
+ *         fprintf(stderr, "%s\n", wick_last_error());
+ *         return 1;
+ *     }
+ *     wick_session *s = NULL;
+ *     wick_session_params sp = wick_session_params_default();
+ *     wick_session_create(m, &sp, &s);
+ *     wick_model_info info;
+ *     wick_model_get_info(m, &info);
+ *     float *logits = malloc(sizeof(float) * info.n_vocab);
+ *     int32_t ids[] = {9707, 11, 1879};
+ *     if (wick_session_eval(s, ids, 3, WICK_LOGITS_LAST, logits) != WICK_OK)
+ *         fprintf(stderr, "%s\n", wick_last_error());
+ *     // ... argmax(logits) is the next token; feed it back with wick_session_eval(s, &tok, 1, ...)
+ *     free(logits);
+ *     wick_session_free(s);
+ *     wick_model_free(m);
+ *
+ * Conventions
+ *  - Every fallible call returns wick_status (WICK_OK = 0). On failure, wick_last_error()
+ *    returns a message for the calling thread naming the file, tensor or field that was wrong.
+ *  - Handles are opaque; each *_create/*_load has a matching *_free that accepts NULL.
+ *  - Ownership: pointers passed in are borrowed for the duration of the call unless stated;
+ *    pointers returned as `const` are owned by the handle and live as long as it does.
+ *  - Threads: a wick_model is immutable after loading and may be shared by any number of
+ *    threads and sessions. A wick_session must be used by one thread at a time.
+ *  - The library never prints, exits or aborts on conditions a caller can cause.
+ */
+#ifndef WICK_H
+#define WICK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WICK_VERSION_MAJOR 0
+#define WICK_VERSION_MINOR 1
+#define WICK_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------------------------
+ * Status and errors
+ * ---------------------------------------------------------------------------------------- */
+
+typedef enum wick_status {
+    WICK_OK = 0,
+    WICK_ERR_INVALID_ARG,   /* a NULL handle, a negative count, an id out of range ... */
+    WICK_ERR_IO,            /* a file could not be opened, read, mapped or written */
+    WICK_ERR_FORMAT,        /* a file is malformed (truncated, bad JSON, inconsistent sizes) */
+    WICK_ERR_UNSUPPORTED,   /* valid input that wick does not handle (architecture, dtype ...) */
+    WICK_ERR_SHAPE,         /* a tensor has the wrong shape or is missing */
+    WICK_ERR_NOMEM,         /* an allocation failed */
+    WICK_ERR_CONTEXT_FULL,  /* the session's context size would be exceeded */
+    WICK_ERR_BUFFER_TOO_SMALL, /* a caller buffer is too small; the needed size is reported */
+    WICK_ERR_NOT_FOUND,     /* a named item (adapter, token, tensor) does not exist */
+    WICK_ERR_CANCELLED,     /* the operation was cancelled by the caller */
+    WICK_ERR_TIMEOUT,       /* a wait ran out of time */
+    WICK_ERR_INTERNAL,      /* a bug in wick: please report the message */
+    WICK_STATUS_COUNT_
+} wick_status;
+
+/* Short constant name of a status ("ok", "invalid argument", ...). Never NULL. */
+const char *wick_status_str(wick_status st);
+
+/* Message of the most recent failure on the calling thread ("" if none). The string is owned
+ * by the library and stays valid until the next wick call on the same thread. */
+const char *wick_last_error(void);
+
+/* Library version string, e.g. "0.1.0". */
+const char *wick_version(void);
+
+/* Frees memory that a wick function returned with "free with wick_free". NULL is ignored. */
+void wick_free(void *p);
+
+/* ------------------------------------------------------------------------------------------
+ * Model: weights and configuration, immutable once loaded.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct wick_model wick_model;
+typedef struct wick_session wick_session;
+typedef struct wick_tokenizer wick_tokenizer;
+
+typedef struct wick_model_params {
+    /* Kernel table: "auto" (best for this CPU), "ref" (plain scalar C, slow, the definition of
+     * every op), "cpu" (threaded + BLAS). Overridden by the WICK_ISA environment variable when
+     * that is set. Default "auto". */
+    const char *kernels;
+    /* Load the tokenizer found in the model folder (tokenizer.json or vocab.txt), if any.
+     * Default true. A folder without one still loads; wick_model_tokenizer() then returns NULL. */
+    bool load_tokenizer;
+} wick_model_params;
+
+wick_model_params wick_model_params_default(void);
+
+/* Loads a model from `path`: a Hugging Face folder holding config.json and model.safetensors
+ * (or a sharded model.safetensors.index.json), optionally generation_config.json.
+ * Weights are memory-mapped and used in their file dtype (F32, BF16, F16); nothing is copied
+ * except norm weights and biases, which are converted to f32.
+ * Every weight the config implies is checked for presence and shape.
+ * On success *out owns the model (free with wick_model_free). On failure *out is NULL and
+ * wick_last_error() names the file/field/tensor. Thread-safe (separate calls). */
+wick_status wick_model_load(const char *path, const wick_model_params *params, wick_model **out);
+
+/* Frees a model. Every session created on it must have been freed first. NULL is ignored. */
+void wick_model_free(wick_model *model);
+
+typedef struct wick_model_info {
+    const char *architecture;  /* "Qwen2ForCausalLM", "LlamaForCausalLM", ... (owned by model) */
+    const char *weight_dtype;  /* dtype of the large matrices: "F32", "BF16", "F16", "mixed" */
+    const char *kernels;       /* name of the kernel table in use, e.g. "cpu-avx512" */
+    int64_t n_params;          /* number of parameters (tied embeddings counted once) */
+    int64_t weight_bytes;      /* bytes of weight data in the files */
+    int n_vocab, n_embd, n_layer, n_head, n_kv_head, head_dim, n_ff;
+    int n_ctx_train;           /* max_position_embeddings */
+    int sliding_window;        /* 0 = none */
+    float rope_theta, norm_eps;
+    const char *rope_scaling;  /* "none", "linear", "llama3" */
+    bool tied_embeddings;
+    bool attn_bias;
+    int32_t bos_id;            /* -1 when unknown */
+    int32_t eos_ids[8];
+    int n_eos;
+    int32_t pad_id;            /* -1 when unknown */
+} wick_model_info;
+
+/* Fills *info. Pointers inside live as long as the model. */
+wick_status wick_model_get_info(const wick_model *model, wick_model_info *info);
+
+/* The tokenizer loaded with the model folder, or NULL when there is none. Owned by the model. */
+const wick_tokenizer *wick_model_tokenizer(const wick_model *model);
+
+/* ------------------------------------------------------------------------------------------
+ * Session: KV cache + scratch for one sequence. One thread at a time.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct wick_session_params {
+    int n_ctx;      /* context size in tokens; 0 = min(model max_position_embeddings, 4096) */
+    int n_batch;    /* tokens processed per forward chunk during prefill; default 512 */
+    int n_threads;  /* worker threads incl. the caller; 0 = number of online CPUs */
+} wick_session_params;
+
+wick_session_params wick_session_params_default(void);
+
+/* Creates a session on `model` with all buffers allocated up front: nothing allocates during
+ * evaluation afterwards. The model must outlive the session. */
+wick_status wick_session_create(const wick_model *model, const wick_session_params *params,
+                                wick_session **out);
+
+void wick_session_free(wick_session *s);
+
+/* Forgets every token: position back to 0. */
+void wick_session_reset(wick_session *s);
+
+/* Number of tokens in the KV cache (the position of the next token). */
+int wick_session_pos(const wick_session *s);
+
+/* Context size of the session in tokens. */
+int wick_session_n_ctx(const wick_session *s);
+
+/* Drops tokens from the end so that pos becomes `pos` (0 <= pos <= current pos). */
+wick_status wick_session_truncate(wick_session *s, int pos);
+
+typedef enum wick_logits_mode {
+    WICK_LOGITS_NONE = 0,  /* only fill the KV cache */
+    WICK_LOGITS_LAST = 1,  /* logits of the last token: n_vocab floats */
+    WICK_LOGITS_ALL = 2,   /* logits of every token: n * n_vocab floats, row-major */
+} wick_logits_mode;
+
+/* Appends `n` tokens to the sequence (one forward pass in chunks of n_batch) and writes the
+ * requested logits into `logits` (caller-owned; may be NULL for WICK_LOGITS_NONE).
+ * Fails with WICK_ERR_CONTEXT_FULL, before touching anything, when pos + n > n_ctx, and with
+ * WICK_ERR_INVALID_ARG for an id outside [0, n_vocab). After a failure the session is unchanged. */
+wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_logits_mode mode,
+                              float *logits);
+
+/* ------------------------------------------------------------------------------------------
+ * Tokenizer: Hugging Face tokenizer.json (BPE, WordPiece), or a BERT vocab.txt.
+ * A tokenizer is immutable after loading and may be shared by threads.
+ * ---------------------------------------------------------------------------------------- */
+
+/* `path`: a tokenizer.json, a vocab.txt, or a folder holding one of them. tokenizer_config.json
+ * beside it is read when present (chat_template, special token strings, do_lower_case). */
+wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out);
+void wick_tokenizer_free(wick_tokenizer *tok);
+
+/* Encodes `len` bytes of `text` (any bytes; invalid UTF-8 does not fail) into `ids`.
+ * Special tokens written in the text are recognized as Hugging Face tokenizers does.
+ * add_special: also add the post-processor's tokens (BOS, [CLS]/[SEP]), like
+ * add_special_tokens=True. Returns the number of ids (<= cap) on success; when cap is too small
+ * returns -(needed count) and writes nothing beyond cap. Returns INT32_MIN on an invalid
+ * argument (message in wick_last_error). */
+int32_t wick_tokenize(const wick_tokenizer *tok, const char *text, size_t len, bool add_special,
+                      int32_t *ids, int32_t cap);
+
+/* Decodes ids into `buf` (cap bytes, NUL-terminated). *out_len (optional) receives the byte
+ * length without the NUL, or the needed length when WICK_ERR_BUFFER_TOO_SMALL is returned.
+ * skip_special drops special/added tokens marked special. Out-of-range id: WICK_ERR_INVALID_ARG. */
+wick_status wick_detokenize(const wick_tokenizer *tok, const int32_t *ids, size_t n,
+                            bool skip_special, char *buf, size_t cap, size_t *out_len);
+
+/* Vocabulary string of one token (e.g. "Ġthe"), owned by the tokenizer; NULL when out of range. */
+const char *wick_token_str(const wick_tokenizer *tok, int32_t id);
+
+/* Id of a vocabulary or added-token string, or -1. */
+int32_t wick_token_id(const wick_tokenizer *tok, const char *str);
+
+/* Number of ids (vocabulary + added tokens), i.e. one more than the largest id. */
+int32_t wick_tokenizer_vocab_size(const wick_tokenizer *tok);
+
+typedef enum wick_special {
+    WICK_SPECIAL_BOS, WICK_SPECIAL_EOS, WICK_SPECIAL_PAD, WICK_SPECIAL_UNK,
+    WICK_SPECIAL_CLS, WICK_SPECIAL_SEP, WICK_SPECIAL_MASK,
+} wick_special;
+
+/* Id of a special token, or -1 when the tokenizer has none. */
+int32_t wick_tokenizer_special(const wick_tokenizer *tok, wick_special which);
+
+/* True when `id` is an added token marked special (skipped by skip_special). */
+bool wick_token_is_special(const wick_tokenizer *tok, int32_t id);
+
+/* Streaming detokenizer: fed one id at a time it emits only complete UTF-8; the concatenation
+ * of everything it emits (pushes + final flush) equals wick_detokenize of all the ids. */
+typedef struct wick_detok wick_detok;
+wick_status wick_detok_create(const wick_tokenizer *tok, bool skip_special, wick_detok **out);
+/* Pushes one id; *text/*len receive the newly completed text (possibly empty), valid until the
+ * next call on this detok. */
+wick_status wick_detok_push(wick_detok *d, int32_t id, const char **text, size_t *len);
+/* Emits whatever is still held back (incomplete UTF-8 becomes U+FFFD, as HF decode does). */
+wick_status wick_detok_flush(wick_detok *d, const char **text, size_t *len);
+void wick_detok_reset(wick_detok *d);
+void wick_detok_free(wick_detok *d);
+
+/* Chat templates (tokenizer_config.json "chat_template", rendered by wick's Jinja subset). */
+typedef struct wick_chat_message {
+    const char *role;     /* "system", "user", "assistant", ... */
+    const char *content;
+} wick_chat_message;
+
+/* Renders the tokenizer's chat template for `n` messages, like transformers'
+ * apply_chat_template(tokenize=False). extra_json: optional JSON object of extra template
+ * variables (e.g. {"enable_thinking": false}), may be NULL. *out is NUL-terminated, free with
+ * wick_free. Fails with WICK_ERR_NOT_FOUND when the tokenizer has no template, and with
+ * WICK_ERR_UNSUPPORTED naming the construct the interpreter cannot render. */
+wick_status wick_chat_render(const wick_tokenizer *tok, const wick_chat_message *msgs, size_t n,
+                             bool add_generation_prompt, const char *extra_json, char **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WICK_H */
