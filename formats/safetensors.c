@@ -510,3 +510,191 @@ const char *st_metadata(const st_set *s, const char *key) {
 const char *st_file_path(const st_set *s, int i) {
     return s && i >= 0 && i < s->n_files ? s->files[i].path : NULL;
 }
+
+/* ---------- writing ---------- */
+
+typedef struct { char *p; size_t n, cap; bool oom; } sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->n + n + 1 > cap) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_i64(sbuf *b, int64_t v) {
+    char tmp[32];
+    int k = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    sb_put(b, tmp, (size_t)k);
+}
+
+/* JSON string literal: quotes, backslashes and control bytes escaped; other bytes (UTF-8)
+ * pass through unchanged. */
+static void sb_json_str(sbuf *b, const char *s) {
+    sb_put(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            sb_put(b, esc, 2);
+        } else if (*p < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            sb_put(b, esc, 6);
+        } else {
+            sb_put(b, (const char *)p, 1);
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+/* Checks one tensor to write and returns its byte size in *nbytes. */
+static wick_status check_write_tensor(const char *path, const st_write_tensor *t, int i,
+                                      int64_t *nbytes) {
+    if (!t->name)
+        return err_set(WICK_ERR_INVALID_ARG, "%s: tensor #%d has no name", path, i);
+    if (strcmp(t->name, META_KEY) == 0)
+        return err_set(WICK_ERR_INVALID_ARG, "%s: tensor #%d: name %s is reserved", path, i,
+                       META_KEY);
+    if ((unsigned)t->dt >= DT_COUNT_)
+        return err_set(WICK_ERR_INVALID_ARG, "%s: tensor %s: bad dtype %d", path, t->name,
+                       (int)t->dt);
+    if (t->ndim < 0 || t->ndim > ST_MAX_DIMS)
+        return err_set(WICK_ERR_INVALID_ARG, "%s: tensor %s: ndim %d outside [0, %d]", path,
+                       t->name, t->ndim, ST_MAX_DIMS);
+    int64_t n = (int64_t)dtype_size(t->dt);
+    for (int k = 0; k < t->ndim; k++) {
+        if (t->shape[k] < 0)
+            return err_set(WICK_ERR_INVALID_ARG, "%s: tensor %s: shape[%d] = %lld is negative",
+                           path, t->name, k, (long long)t->shape[k]);
+        if (__builtin_mul_overflow(n, t->shape[k], &n))
+            return err_set(WICK_ERR_INVALID_ARG, "%s: tensor %s: byte size overflows", path,
+                           t->name);
+    }
+    if (n > 0 && !t->data)
+        return err_set(WICK_ERR_INVALID_ARG, "%s: tensor %s: data is NULL for %lld bytes", path,
+                       t->name, (long long)n);
+    *nbytes = n;
+    return WICK_OK;
+}
+
+/* Builds the header (without padding); offsets are back to back in the given order. */
+static wick_status build_header(const char *path, const st_write_tensor *tensors, int n,
+                                const char *const *mk, const char *const *mv, int n_meta,
+                                sbuf *b, int64_t *total) {
+    int64_t off = 0;
+    sb_str(b, "{");
+    if (n_meta > 0) {
+        sb_json_str(b, META_KEY);
+        sb_str(b, ":{");
+        for (int i = 0; i < n_meta; i++) {
+            if (i) sb_str(b, ",");
+            sb_json_str(b, mk[i]);
+            sb_str(b, ":");
+            sb_json_str(b, mv[i]);
+        }
+        sb_str(b, "}");
+    }
+    for (int i = 0; i < n; i++) {
+        const st_write_tensor *t = &tensors[i];
+        int64_t nb = 0;
+        wick_status st = check_write_tensor(path, t, i, &nb);
+        if (st) return st;
+        if (i || n_meta > 0) sb_str(b, ",");
+        sb_json_str(b, t->name);
+        sb_str(b, ":{\"dtype\":");
+        sb_json_str(b, dtype_name(t->dt));
+        sb_str(b, ",\"shape\":[");
+        for (int k = 0; k < t->ndim; k++) {
+            if (k) sb_str(b, ",");
+            sb_i64(b, t->shape[k]);
+        }
+        sb_str(b, "],\"data_offsets\":[");
+        sb_i64(b, off);
+        sb_str(b, ",");
+        if (__builtin_add_overflow(off, nb, &off))
+            return err_set(WICK_ERR_INVALID_ARG, "%s: total data size overflows", path);
+        sb_i64(b, off);
+        sb_str(b, "]}");
+    }
+    sb_str(b, "}");
+    if (b->oom) return err_set(WICK_ERR_NOMEM, "%s: out of memory (header)", path);
+    *total = off;
+    return WICK_OK;
+}
+
+wick_status st_write(const char *path, const st_write_tensor *tensors, int n,
+                     const char *const *meta_keys, const char *const *meta_values, int n_meta) {
+    if (!path) return err_set(WICK_ERR_INVALID_ARG, "st_write: path is NULL");
+    if (n < 0 || (n > 0 && !tensors))
+        return err_set(WICK_ERR_INVALID_ARG, "%s: bad tensor list (n = %d)", path, n);
+    if (n_meta < 0 || (n_meta > 0 && (!meta_keys || !meta_values)))
+        return err_set(WICK_ERR_INVALID_ARG, "%s: bad metadata list (n_meta = %d)", path, n_meta);
+    for (int i = 0; i < n_meta; i++) {
+        if (!meta_keys[i] || !meta_values[i])
+            return err_set(WICK_ERR_INVALID_ARG, "%s: metadata entry #%d is NULL", path, i);
+        for (int j = 0; j < i; j++)
+            if (strcmp(meta_keys[i], meta_keys[j]) == 0)
+                return err_set(WICK_ERR_INVALID_ARG, "%s: metadata key %s given twice", path,
+                               meta_keys[i]);
+    }
+
+    sbuf b = {0};
+    const char **names = NULL;
+    int64_t total = 0;
+    wick_status st = build_header(path, tensors, n, meta_keys, meta_values, n_meta, &b, &total);
+    if (st) goto done;
+    /* Duplicate names: sort a copy of the name pointers and compare neighbours. */
+    names = malloc((size_t)(n ? n : 1) * sizeof *names);
+    if (!names) {
+        st = err_set(WICK_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) names[i] = tensors[i].name;
+    qsort(names, (size_t)n, sizeof *names, str_cmp);
+    for (int i = 1; i < n; i++)
+        if (strcmp(names[i - 1], names[i]) == 0) {
+            st = err_set(WICK_ERR_INVALID_ARG, "%s: tensor %s: duplicate name", path, names[i]);
+            goto done;
+        }
+    /* Pad the header with spaces so the data section starts at a multiple of 8. */
+    while ((8 + b.n) % 8) sb_put(&b, " ", 1);
+    if (b.oom) {
+        st = err_set(WICK_ERR_NOMEM, "%s: out of memory (header)", path);
+        goto done;
+    }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
+
+    atomic_file af;
+    if ((st = atomic_file_open(path, &af))) goto done;
+    st = atomic_file_write(&af, len8, 8);
+    if (!st) st = atomic_file_write(&af, b.p, b.n);
+    for (int i = 0; i < n && !st; i++) {
+        int64_t nb = 0;
+        check_write_tensor(path, &tensors[i], i, &nb);   /* already validated: sets nb */
+        st = atomic_file_write(&af, tensors[i].data, (size_t)nb);
+    }
+    if (st)
+        atomic_file_abort(&af);
+    else
+        st = atomic_file_commit(&af);
+    (void)total;
+done:
+    free(names);
+    free(b.p);
+    return st;
+}

@@ -34,7 +34,8 @@ typedef struct st_tensor {
 
 typedef struct st_set st_set;
 
-/* Opens one .safetensors file. */
+/* Opens one .safetensors file. On success *out owns the mapping until st_close; tensor data
+ * pointers are aligned only as well as the file aligns them. On failure *out is NULL. */
 wick_status st_open(const char *path, st_set **out);
 
 /* Opens a model folder: `dir`/model.safetensors, or the shards listed by
@@ -44,8 +45,10 @@ wick_status st_open_dir(const char *dir, st_set **out);
 
 void st_close(st_set *s);
 
+/* Iteration order: files in set order (shards sorted by file name), then header order
+ * within a file. st_at returns NULL for i outside [0, st_count). */
 int st_count(const st_set *s);
-const st_tensor *st_at(const st_set *s, int i);   /* i in [0, st_count) */
+const st_tensor *st_at(const st_set *s, int i);
 /* Tensor by name (hash lookup), NULL when absent. */
 const st_tensor *st_find(const st_set *s, const char *name);
 /* Value of a "__metadata__" string entry of the first file, or NULL. */
@@ -53,10 +56,14 @@ const char *st_metadata(const st_set *s, const char *key);
 /* Path of file i of the set (for messages). */
 const char *st_file_path(const st_set *s, int i);
 
-/* Writing. Tensors are written in the given order, data aligned so every tensor starts at a
- * multiple of 8 bytes of the data section (header padded with spaces, as the reference
- * implementation does). Metadata: optional key/value string pairs (n_meta may be 0).
- * Atomic: temp file + fsync + rename. */
+/* Writing. Tensors are written back to back in the given order (the layout the reference
+ * implementation writes and its reader demands); the header is padded with spaces so the data
+ * section starts at a multiple of 8 bytes of the file. A tensor therefore starts 8-aligned
+ * only when the tensors before it have sizes that are multiples of 8.
+ * Metadata: optional key/value string pairs (n_meta may be 0), written as "__metadata__".
+ * Fails with WICK_ERR_INVALID_ARG (NULL name or data with a nonzero size, duplicate name or
+ * metadata key, bad dtype/ndim/shape) before creating anything, WICK_ERR_IO on write errors.
+ * Atomic: temp file + fsync + rename; no partial file is left on failure. */
 typedef struct st_write_tensor {
     const char *name;
     dtype dt;
