@@ -594,7 +594,7 @@ static wick_status check_write_tensor(const char *path, const st_write_tensor *t
 /* Builds the header (without padding); offsets are back to back in the given order. */
 static wick_status build_header(const char *path, const st_write_tensor *tensors, int n,
                                 const char *const *mk, const char *const *mv, int n_meta,
-                                sbuf *b, int64_t *total) {
+                                sbuf *b, int64_t *sizes) {
     int64_t off = 0;
     sb_str(b, "{");
     if (n_meta > 0) {
@@ -613,6 +613,7 @@ static wick_status build_header(const char *path, const st_write_tensor *tensors
         int64_t nb = 0;
         wick_status st = check_write_tensor(path, t, i, &nb);
         if (st) return st;
+        sizes[i] = nb;
         if (i || n_meta > 0) sb_str(b, ",");
         sb_json_str(b, t->name);
         sb_str(b, ":{\"dtype\":");
@@ -632,7 +633,6 @@ static wick_status build_header(const char *path, const st_write_tensor *tensors
     }
     sb_str(b, "}");
     if (b->oom) return err_set(WICK_ERR_NOMEM, "%s: out of memory (header)", path);
-    *total = off;
     return WICK_OK;
 }
 
@@ -653,16 +653,16 @@ wick_status st_write(const char *path, const st_write_tensor *tensors, int n,
     }
 
     sbuf b = {0};
-    const char **names = NULL;
-    int64_t total = 0;
-    wick_status st = build_header(path, tensors, n, meta_keys, meta_values, n_meta, &b, &total);
-    if (st) goto done;
-    /* Duplicate names: sort a copy of the name pointers and compare neighbours. */
-    names = malloc((size_t)(n ? n : 1) * sizeof *names);
-    if (!names) {
+    const char **names = malloc((size_t)(n ? n : 1) * sizeof *names);
+    int64_t *sizes = malloc((size_t)(n ? n : 1) * sizeof *sizes);   /* (n) bytes per tensor */
+    wick_status st;
+    if (!names || !sizes) {
         st = err_set(WICK_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
+    if ((st = build_header(path, tensors, n, meta_keys, meta_values, n_meta, &b, sizes)))
+        goto done;
+    /* Duplicate names: sort a copy of the name pointers and compare neighbours. */
     for (int i = 0; i < n; i++) names[i] = tensors[i].name;
     qsort(names, (size_t)n, sizeof *names, str_cmp);
     for (int i = 1; i < n; i++)
@@ -683,17 +683,14 @@ wick_status st_write(const char *path, const st_write_tensor *tensors, int n,
     if ((st = atomic_file_open(path, &af))) goto done;
     st = atomic_file_write(&af, len8, 8);
     if (!st) st = atomic_file_write(&af, b.p, b.n);
-    for (int i = 0; i < n && !st; i++) {
-        int64_t nb = 0;
-        check_write_tensor(path, &tensors[i], i, &nb);   /* already validated: sets nb */
-        st = atomic_file_write(&af, tensors[i].data, (size_t)nb);
-    }
+    for (int i = 0; i < n && !st; i++)
+        st = atomic_file_write(&af, tensors[i].data, (size_t)sizes[i]);
     if (st)
         atomic_file_abort(&af);
     else
         st = atomic_file_commit(&af);
-    (void)total;
 done:
+    free(sizes);
     free(names);
     free(b.p);
     return st;
