@@ -44,12 +44,13 @@ wick_status err_set(wick_status st, const char *fmt, ...) {
 }
 
 wick_status err_wrap(wick_status st, const char *fmt, ...) {
-    char prefix[512], old[sizeof g_msg];
+    char prefix[512], old[sizeof g_msg - 520];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    memcpy(old, g_msg, sizeof old);
+    memcpy(old, g_msg, sizeof old - 1);
+    old[sizeof old - 1] = '\0';
     snprintf(g_msg, sizeof g_msg, "%s: %s", prefix, old);
     return st;
 }

@@ -27,7 +27,7 @@
  * Conventions
  *  - Every fallible call returns wick_status (WICK_OK = 0). On failure, wick_last_error()
  *    returns a message for the calling thread naming the file, tensor or field that was wrong.
- *  - Handles are opaque; each *_create/*_load has a matching *_free that accepts NULL.
+ *  - Handles are opaque; each *_create or *_load has a matching *_free that accepts NULL.
  *  - Ownership: pointers passed in are borrowed for the duration of the call unless stated;
  *    pointers returned as `const` are owned by the handle and live as long as it does.
  *  - Threads: a wick_model is immutable after loading and may be shared by any number of
@@ -233,7 +233,7 @@ bool wick_token_is_special(const wick_tokenizer *tok, int32_t id);
  * of everything it emits (pushes + final flush) equals wick_detokenize of all the ids. */
 typedef struct wick_detok wick_detok;
 wick_status wick_detok_create(const wick_tokenizer *tok, bool skip_special, wick_detok **out);
-/* Pushes one id; *text/*len receive the newly completed text (possibly empty), valid until the
+/* Pushes one id; *text and *len receive the newly completed text (possibly empty), valid until the
  * next call on this detok. */
 wick_status wick_detok_push(wick_detok *d, int32_t id, const char **text, size_t *len);
 /* Emits whatever is still held back (incomplete UTF-8 becomes U+FFFD, as HF decode does). */

@@ -1,5 +1,5 @@
 /* testutil.c — fixture lookup, golden tensor loading and temp dirs for tests. */
-#define _GNU_SOURCE
+
 #include "testutil.h"
 
 #include <math.h>

@@ -1,0 +1,183 @@
+/* cmd_model.c — `wick info`, `wick logits`: inspect a model and dump its logits.
+ * `wick generate` lives in cmd_generate.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/dtype.h"
+#include "cli/cli.h"
+#include "formats/safetensors.h"
+
+#pragma weak wick_token_str /* until the tokenizer layer lands */
+
+static int usage_info(FILE *f) {
+    fprintf(f, "usage: wick info MODEL_DIR [--json]\n"
+               "Shows architecture, parameter count, dtypes, bytes, context length and special ids.\n");
+    return f == stdout ? 0 : 2;
+}
+
+static void print_ids(const char *label, const int32_t *ids, int n) {
+    printf("%-18s", label);
+    if (n == 0) printf("none");
+    for (int i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
+    printf("\n");
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *path = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage_info(stdout);
+        else if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
+        else if (argv[i][0] != '-' && !path) path = argv[i];
+        else {
+            fprintf(stderr, "wick info: unknown option '%s'\n", argv[i]);
+            return usage_info(stderr);
+        }
+    }
+    if (!path) return usage_info(stderr);
+    wick_model *m = NULL;
+    wick_model_params mp = wick_model_params_default();
+    if (wick_model_load(path, &mp, &m) != WICK_OK) return cli_fail("info", "cannot load model");
+    wick_model_info in;
+    wick_model_get_info(m, &in);
+    const wick_tokenizer *tok = wick_model_tokenizer(m);
+    if (json) {
+        printf("{\"architecture\": \"%s\", \"n_params\": %lld, \"weight_dtype\": \"%s\", "
+               "\"weight_bytes\": %lld, \"n_vocab\": %d, \"n_embd\": %d, \"n_layer\": %d, "
+               "\"n_head\": %d, \"n_kv_head\": %d, \"head_dim\": %d, \"n_ff\": %d, "
+               "\"n_ctx_train\": %d, \"rope_theta\": %g, \"rope_scaling\": \"%s\", "
+               "\"sliding_window\": %d, \"tied_embeddings\": %s, \"bos_id\": %d, \"eos_ids\": [",
+               in.architecture, (long long)in.n_params, in.weight_dtype,
+               (long long)in.weight_bytes, in.n_vocab, in.n_embd, in.n_layer, in.n_head,
+               in.n_kv_head, in.head_dim, in.n_ff, in.n_ctx_train, in.rope_theta,
+               in.rope_scaling, in.sliding_window, in.tied_embeddings ? "true" : "false",
+               in.bos_id);
+        for (int i = 0; i < in.n_eos; i++) printf("%s%d", i ? ", " : "", in.eos_ids[i]);
+        printf("], \"pad_id\": %d, \"tokenizer\": %s, \"kernels\": \"%s\"}\n", in.pad_id,
+               tok ? "true" : "false", in.kernels);
+    } else {
+        printf("%-18s%s\n", "model", path);
+        printf("%-18s%s\n", "architecture", in.architecture);
+        printf("%-18s%lld (%.1f M)\n", "parameters", (long long)in.n_params, in.n_params / 1e6);
+        printf("%-18s%s\n", "weight dtype", in.weight_dtype);
+        printf("%-18s%lld (%.1f MiB)\n", "weight bytes", (long long)in.weight_bytes,
+               in.weight_bytes / 1048576.0);
+        printf("%-18s%d layers, hidden %d, ffn %d\n", "shape", in.n_layer, in.n_embd, in.n_ff);
+        printf("%-18s%d query heads, %d KV heads, head_dim %d\n", "attention", in.n_head,
+               in.n_kv_head, in.head_dim);
+        printf("%-18s%d\n", "vocab", in.n_vocab);
+        printf("%-18s%d\n", "context length", in.n_ctx_train);
+        printf("%-18stheta %g, scaling %s\n", "rope", in.rope_theta, in.rope_scaling);
+        if (in.sliding_window) printf("%-18s%d\n", "sliding window", in.sliding_window);
+        printf("%-18s%s\n", "tied embeddings", in.tied_embeddings ? "yes" : "no");
+        printf("%-18s%g\n", "rms_norm_eps", in.norm_eps);
+        print_ids("bos id", &in.bos_id, in.bos_id >= 0);
+        print_ids("eos ids", in.eos_ids, in.n_eos);
+        print_ids("pad id", &in.pad_id, in.pad_id >= 0);
+        printf("%-18s%s\n", "tokenizer", tok ? "yes" : "none");
+        printf("%-18s%s\n", "kernels", in.kernels);
+    }
+    wick_model_free(m);
+    return 0;
+}
+
+static int usage_logits(FILE *f) {
+    fprintf(f, "usage: wick logits -m MODEL_DIR --ids 1,2,3 [--out FILE.safetensors] "
+               "[--threads N] [--kernels auto|ref]\n"
+               "Runs one forward pass over the ids and writes an F32 tensor \"logits\" of shape\n"
+               "[n_ids, vocab] (every position); prints the top-5 of the last position.\n");
+    return f == stdout ? 0 : 2;
+}
+
+int cmd_logits(int argc, char **argv) {
+    const char *model = NULL, *ids_s = NULL, *out = NULL, *kern = "auto";
+    long threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_logits(stdout);
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
+        else if (!strcmp(a, "--ids") && has) ids_s = argv[++i];
+        else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && has) out = argv[++i];
+        else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
+        else if ((!strcmp(a, "--threads") || !strcmp(a, "-t")) && has) {
+            if (!cli_parse_int("logits", a, argv[++i], 0, 1024, &threads)) return 2;
+        } else {
+            fprintf(stderr, "wick logits: unknown or incomplete option '%s'\n", a);
+            return usage_logits(stderr);
+        }
+    }
+    if (!model || !ids_s) return usage_logits(stderr);
+    int32_t *ids = NULL;
+    int n = cli_parse_ids("logits", ids_s, &ids);
+    if (n < 0) return 2;
+    if (n == 0) {
+        fprintf(stderr, "wick logits: --ids is empty\n");
+        free(ids);
+        return 2;
+    }
+    wick_model_params mp = wick_model_params_default();
+    mp.kernels = kern;
+    wick_model *m = NULL;
+    if (wick_model_load(model, &mp, &m) != WICK_OK) {
+        free(ids);
+        return cli_fail("logits", "cannot load model");
+    }
+    wick_model_info in;
+    wick_model_get_info(m, &in);
+    wick_session_params sp = wick_session_params_default();
+    sp.n_threads = (int)threads;
+    if (n > 4096) sp.n_ctx = n;
+    wick_session *s = NULL;
+    int rc = 0;
+    float *logits = NULL;
+    if (wick_session_create(m, &sp, &s) != WICK_OK) {
+        rc = cli_fail("logits", "cannot create session");
+        goto out;
+    }
+    logits = malloc(sizeof(float) * (size_t)n * in.n_vocab);
+    if (!logits) {
+        fprintf(stderr, "wick logits: out of memory for %d x %d logits\n", n, in.n_vocab);
+        rc = 1;
+        goto out;
+    }
+    if (wick_session_eval(s, ids, n, WICK_LOGITS_ALL, logits) != WICK_OK) {
+        rc = cli_fail("logits", "forward pass failed");
+        goto out;
+    }
+    if (out) {
+        st_write_tensor t = {.name = "logits", .dt = DT_F32, .ndim = 2,
+                             .shape = {n, in.n_vocab}, .data = logits};
+        if (st_write(out, &t, 1, NULL, NULL, 0) != WICK_OK) {
+            rc = cli_fail("logits", "cannot write output");
+            goto out;
+        }
+    }
+    const float *last = logits + (size_t)(n - 1) * in.n_vocab;
+    int top[5];
+    int k = in.n_vocab < 5 ? in.n_vocab : 5;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int v = 0; v < in.n_vocab; v++) {
+            bool used = false;
+            for (int u = 0; u < j; u++) used |= top[u] == v;
+            if (!used && (best < 0 || last[v] > last[best])) best = v;
+        }
+        top[j] = best;
+    }
+    const wick_tokenizer *tok = wick_model_tokenizer(m);
+    printf("top-%d at position %d:\n", k, n - 1);
+    for (int j = 0; j < k; j++) {
+        const char *str = tok && wick_token_str ? wick_token_str(tok, top[j]) : NULL;
+        printf("  %8d  %12.6f%s%s\n", top[j], last[top[j]], str ? "  " : "", str ? str : "");
+    }
+    if (out) printf("wrote logits [%d, %d] to %s\n", n, in.n_vocab, out);
+out:
+    free(logits);
+    free(ids);
+    wick_session_free(s);
+    wick_model_free(m);
+    return rc;
+}

@@ -1,0 +1,280 @@
+/* config.c — Hugging Face config.json / generation_config.json -> model_config.
+ * Accepts both transformers 4 layouts (top-level rope_theta, rope_scaling) and transformers 5
+ * (rope_parameters). Fields the architecture needs but the file lacks are errors naming the
+ * field; fields transformers gives a class default to take that default. */
+#include "model/config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+
+static wick_status get_int(const cJSON *o, const char *key, const char *where, bool required,
+                           int def, int lo, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return err_set(WICK_ERR_FORMAT, "%s: missing field \"%s\"", where, key);
+        *out = def;
+        return WICK_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > 2147483647.0)
+        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be an integer >= %d", where, key,
+                       lo);
+    *out = (int)v->valuedouble;
+    return WICK_OK;
+}
+
+static wick_status get_float(const cJSON *o, const char *key, const char *where, bool required,
+                             float def, float *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return err_set(WICK_ERR_FORMAT, "%s: missing field \"%s\"", where, key);
+        *out = def;
+        return WICK_OK;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be a number", where, key);
+    *out = (float)v->valuedouble;
+    return WICK_OK;
+}
+
+static wick_status get_bool(const cJSON *o, const char *key, const char *where, bool def,
+                            bool *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = def;
+        return WICK_OK;
+    }
+    if (!cJSON_IsBool(v))
+        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be true or false", where, key);
+    *out = cJSON_IsTrue(v);
+    return WICK_OK;
+}
+
+/* Reads bos/eos/pad token ids; eos may be an int or a list of ints. Absent keys leave the
+ * current values untouched (so generation_config.json can override config.json). */
+static wick_status get_special_ids(const cJSON *o, const char *where, model_config *c) {
+    wick_status st;
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "bos_token_id")) && !cJSON_IsNull(v))
+        if ((st = get_int(o, "bos_token_id", where, true, -1, 0, &c->bos_id))) return st;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "pad_token_id")) && !cJSON_IsNull(v))
+        if ((st = get_int(o, "pad_token_id", where, true, -1, 0, &c->pad_id))) return st;
+    v = cJSON_GetObjectItemCaseSensitive(o, "eos_token_id");
+    if (!v || cJSON_IsNull(v)) return WICK_OK;
+    if (cJSON_IsNumber(v)) {
+        int id;
+        if ((st = get_int(o, "eos_token_id", where, true, -1, 0, &id))) return st;
+        c->eos_ids[0] = id;
+        c->n_eos = 1;
+        return WICK_OK;
+    }
+    if (!cJSON_IsArray(v))
+        return err_set(WICK_ERR_FORMAT, "%s: field \"eos_token_id\" must be an integer or a list",
+                       where);
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble != floor(e->valuedouble))
+            return err_set(WICK_ERR_FORMAT, "%s: \"eos_token_id\"[%d] must be a non-negative integer",
+                           where, n);
+        if (n == CONFIG_MAX_EOS)
+            return err_set(WICK_ERR_UNSUPPORTED, "%s: more than %d eos_token_id values", where,
+                           CONFIG_MAX_EOS);
+        c->eos_ids[n++] = (int)e->valuedouble;
+    }
+    c->n_eos = n;
+    return WICK_OK;
+}
+
+/* rope_parameters (transformers 5) or rope_scaling (transformers 4); theta may live in either
+ * the top level or rope_parameters. */
+static wick_status parse_rope(const cJSON *root, const char *where, model_config *c) {
+    wick_status st;
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (rp && !cJSON_IsNull(rp) && !cJSON_IsObject(rp))
+        return err_set(WICK_ERR_FORMAT, "%s: \"rope_parameters\" must be an object", where);
+    if (rs && !cJSON_IsNull(rs) && !cJSON_IsObject(rs))
+        return err_set(WICK_ERR_FORMAT, "%s: \"rope_scaling\" must be an object or null", where);
+    if (rp && cJSON_IsNull(rp)) rp = NULL;
+    if (rs && cJSON_IsNull(rs)) rs = NULL;
+
+    c->rope_theta = 10000.0f; /* transformers' class default for all three families */
+    if (rp && cJSON_GetObjectItemCaseSensitive(rp, "rope_theta")) {
+        if ((st = get_float(rp, "rope_theta", where, true, 0, &c->rope_theta))) return st;
+    } else if ((st = get_float(root, "rope_theta", where, false, 10000.0f, &c->rope_theta))) {
+        return st;
+    }
+    if (!(c->rope_theta > 0))
+        return err_set(WICK_ERR_FORMAT, "%s: rope_theta must be positive", where);
+
+    const cJSON *sc = rp ? rp : rs;
+    c->rope = ROPE_DEFAULT;
+    c->rope_factor = 1.0f;
+    if (!sc) return WICK_OK;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(sc, "rope_type");
+    if (!t) t = cJSON_GetObjectItemCaseSensitive(sc, "type");
+    const char *name = rp ? "rope_parameters" : "rope_scaling";
+    if (!t || !cJSON_IsString(t)) {
+        if (!rp) return err_set(WICK_ERR_FORMAT, "%s: %s.rope_type missing", where, name);
+        return WICK_OK; /* rope_parameters with only a theta */
+    }
+    const char *type = t->valuestring;
+    if (strcmp(type, "default") == 0) return WICK_OK;
+    if (strcmp(type, "linear") == 0) {
+        c->rope = ROPE_LINEAR;
+        if ((st = get_float(sc, "factor", where, true, 1, &c->rope_factor))) return st;
+    } else if (strcmp(type, "llama3") == 0) {
+        c->rope = ROPE_LLAMA3;
+        if ((st = get_float(sc, "factor", where, true, 1, &c->rope_factor)) ||
+            (st = get_float(sc, "low_freq_factor", where, true, 1, &c->rope_low_freq_factor)) ||
+            (st = get_float(sc, "high_freq_factor", where, true, 4, &c->rope_high_freq_factor)) ||
+            (st = get_int(sc, "original_max_position_embeddings", where, true, 8192, 1,
+                          &c->rope_orig_ctx)))
+            return err_wrap(st, "%s (llama3 rope)", name);
+        if (!(c->rope_high_freq_factor > c->rope_low_freq_factor))
+            return err_set(WICK_ERR_FORMAT, "%s: %s: high_freq_factor must exceed low_freq_factor",
+                           where, name);
+    } else {
+        return err_set(WICK_ERR_UNSUPPORTED,
+                       "%s: %s.rope_type \"%s\" is not supported (supported: default, linear, "
+                       "llama3)", where, name, type);
+    }
+    if (!(c->rope_factor > 0))
+        return err_set(WICK_ERR_FORMAT, "%s: %s.factor must be positive", where, name);
+    return WICK_OK;
+}
+
+wick_status config_parse(const char *json, const char *where, model_config *c) {
+    memset(c, 0, sizeof *c);
+    c->bos_id = c->pad_id = -1;
+    cJSON *root = cJSON_Parse(json);
+    if (!root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", where);
+    wick_status st = WICK_OK;
+    if (!cJSON_IsObject(root)) {
+        st = err_set(WICK_ERR_FORMAT, "%s: top level must be a JSON object", where);
+        goto done;
+    }
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    const char *arch = cJSON_IsString(a0) ? a0->valuestring : NULL;
+    if (!arch) {
+        st = err_set(WICK_ERR_FORMAT, "%s: missing field \"architectures\" (a list of strings)",
+                     where);
+        goto done;
+    }
+    snprintf(c->architecture, sizeof c->architecture, "%s", arch);
+    if (strcmp(arch, "Qwen2ForCausalLM") == 0) c->arch = ARCH_QWEN2;
+    else if (strcmp(arch, "LlamaForCausalLM") == 0) c->arch = ARCH_LLAMA;
+    else if (strcmp(arch, "MistralForCausalLM") == 0) c->arch = ARCH_MISTRAL;
+    else {
+        st = err_set(WICK_ERR_UNSUPPORTED,
+                     "%s: architecture \"%s\" is not supported (supported: Qwen2ForCausalLM, "
+                     "LlamaForCausalLM, MistralForCausalLM)", where, arch);
+        goto done;
+    }
+    if ((st = get_int(root, "hidden_size", where, true, 0, 1, &c->n_embd)) ||
+        (st = get_int(root, "intermediate_size", where, true, 0, 1, &c->n_ff)) ||
+        (st = get_int(root, "num_hidden_layers", where, true, 0, 1, &c->n_layer)) ||
+        (st = get_int(root, "num_attention_heads", where, true, 0, 1, &c->n_head)) ||
+        (st = get_int(root, "num_key_value_heads", where, false, c->n_head, 1, &c->n_kv_head)) ||
+        (st = get_int(root, "vocab_size", where, true, 0, 1, &c->n_vocab)) ||
+        (st = get_int(root, "max_position_embeddings", where, true, 0, 1, &c->n_ctx_train)) ||
+        (st = get_float(root, "rms_norm_eps", where, true, 0, &c->norm_eps)) ||
+        (st = get_bool(root, "tie_word_embeddings", where, c->arch == ARCH_QWEN2 ? false : false,
+                       &c->tie_embd)))
+        goto done;
+    if ((st = get_int(root, "head_dim", where, false, 0, 1, &c->head_dim))) goto done;
+    if (c->head_dim == 0) {
+        if (c->n_embd % c->n_head) {
+            st = err_set(WICK_ERR_FORMAT,
+                         "%s: hidden_size %d is not divisible by num_attention_heads %d and no "
+                         "head_dim is given", where, c->n_embd, c->n_head);
+            goto done;
+        }
+        c->head_dim = c->n_embd / c->n_head;
+    }
+    if (c->head_dim % 2) {
+        st = err_set(WICK_ERR_FORMAT, "%s: head_dim %d must be even for RoPE", where, c->head_dim);
+        goto done;
+    }
+    if (c->n_head % c->n_kv_head) {
+        st = err_set(WICK_ERR_FORMAT,
+                     "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                     where, c->n_head, c->n_kv_head);
+        goto done;
+    }
+    if (!(c->norm_eps > 0)) {
+        st = err_set(WICK_ERR_FORMAT, "%s: rms_norm_eps must be positive", where);
+        goto done;
+    }
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0)) {
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" is not supported (only silu)",
+                     where, cJSON_IsString(act) ? act->valuestring : "?");
+        goto done;
+    }
+    if (c->arch == ARCH_QWEN2) {
+        c->attn_bias = true;
+    } else if (c->arch == ARCH_LLAMA) {
+        if ((st = get_bool(root, "attention_bias", where, false, &c->attn_bias)) ||
+            (st = get_bool(root, "mlp_bias", where, false, &c->mlp_bias)))
+            goto done;
+        c->o_bias = c->attn_bias;
+    }
+    if ((st = parse_rope(root, where, c))) goto done;
+
+    /* Sliding-window attention. Mistral: every layer when sliding_window is set. Qwen2: only
+     * with use_sliding_window, and only layers >= max_window_layers (transformers' rule). */
+    int window = 0;
+    if ((st = get_int(root, "sliding_window", where, false, 0, 0, &window))) goto done;
+    c->n_swa_layers_from = 0;
+    if (c->arch == ARCH_QWEN2) {
+        bool use = false;
+        if ((st = get_bool(root, "use_sliding_window", where, false, &use))) goto done;
+        if (!use) window = 0;
+        if ((st = get_int(root, "max_window_layers", where, false, 28, 0, &c->n_swa_layers_from)))
+            goto done;
+    } else if (c->arch == ARCH_LLAMA) {
+        window = 0;
+    }
+    c->sliding_window = window;
+    if ((st = get_special_ids(root, where, c))) goto done;
+done:
+    cJSON_Delete(root);
+    return st;
+}
+
+wick_status config_load(const char *dir, model_config *cfg) {
+    char *path = path_join(dir, "config.json");
+    if (!path) return err_set(WICK_ERR_NOMEM, "out of memory");
+    char *text = NULL;
+    wick_status st = file_read_all(path, &text, NULL);
+    if (st == WICK_OK) st = config_parse(text, path, cfg);
+    free(text);
+    free(path);
+    if (st) return st;
+
+    path = path_join(dir, "generation_config.json");
+    if (!path) return err_set(WICK_ERR_NOMEM, "out of memory");
+    if (file_exists(path)) {
+        st = file_read_all(path, &text, NULL);
+        if (st == WICK_OK) {
+            cJSON *root = cJSON_Parse(text);
+            if (!root || !cJSON_IsObject(root))
+                st = err_set(WICK_ERR_FORMAT, "%s: not a valid JSON object", path);
+            else
+                st = get_special_ids(root, path, cfg);
+            cJSON_Delete(root);
+            free(text);
+        }
+    }
+    free(path);
+    return st;
+}

@@ -1,0 +1,54 @@
+/* config.h — a decoder model's hyper-parameters, read from a Hugging Face config.json (and
+ * generation_config.json). One struct drives one code path for Qwen2, LLaMA and Mistral.
+ * Not here: weights (model.c), tokenizer settings (tokenizer/). */
+#ifndef WICK_MODEL_CONFIG_H
+#define WICK_MODEL_CONFIG_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wick.h"
+
+typedef enum arch { ARCH_QWEN2, ARCH_LLAMA, ARCH_MISTRAL } arch;
+
+typedef enum rope_kind { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 } rope_kind;
+
+#define CONFIG_MAX_EOS 8
+
+typedef struct model_config {
+    arch arch;
+    char architecture[64];      /* as written in "architectures"[0] */
+    int n_embd;                 /* hidden_size */
+    int n_ff;                   /* intermediate_size */
+    int n_layer;                /* num_hidden_layers */
+    int n_head;                 /* num_attention_heads */
+    int n_kv_head;              /* num_key_value_heads (defaults to n_head) */
+    int head_dim;               /* head_dim, or hidden_size / num_attention_heads */
+    int n_vocab;                /* vocab_size */
+    int n_ctx_train;            /* max_position_embeddings */
+    float norm_eps;             /* rms_norm_eps */
+    float rope_theta;           /* rope_theta or rope_parameters.rope_theta */
+    rope_kind rope;
+    float rope_factor;          /* linear / llama3 factor */
+    float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+    int rope_orig_ctx;          /* llama3 original_max_position_embeddings */
+    bool tie_embd;              /* tie_word_embeddings */
+    bool attn_bias;             /* q/k/v biases (Qwen2 always; LLaMA attention_bias) */
+    bool o_bias;                /* o_proj bias (LLaMA attention_bias puts one on o_proj too) */
+    bool mlp_bias;              /* LLaMA mlp_bias */
+    int sliding_window;         /* 0 = none */
+    int n_swa_layers_from;      /* layers >= this index use the window (Qwen2 max_window_layers) */
+    int32_t bos_id, pad_id;     /* -1 when unknown */
+    int32_t eos_ids[CONFIG_MAX_EOS];
+    int n_eos;
+} model_config;
+
+/* Parses `dir`/config.json (required) and `dir`/generation_config.json (optional; its
+ * bos/eos/pad ids take precedence, as transformers' generate() does). Messages name the file
+ * and the field that is missing, mistyped or unsupported. */
+wick_status config_load(const char *dir, model_config *cfg);
+
+/* Parses config.json text (already read) — used by config_load and by tests. `where` names
+ * the source in messages. */
+wick_status config_parse(const char *json, const char *where, model_config *cfg);
+
+#endif

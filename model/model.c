@@ -1,0 +1,288 @@
+/* model.c — loading a decoder model folder: config, memory-mapped weights, shape checks,
+ * RoPE frequencies, and the tokenizer beside it. Large matrices stay in the mapping in their
+ * file dtype (zero-copy); only the small vectors (norm weights, biases) are converted to f32.
+ * Not here: the forward pass (decoder.c) and sessions (session.c). */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+
+/* The tokenizer layer lands separately; until it does, a model folder loads without one. */
+#pragma weak wick_tokenizer_load
+#pragma weak wick_tokenizer_free
+
+wick_model_params wick_model_params_default(void) {
+    wick_model_params p = {.kernels = "auto", .load_tokenizer = true};
+    return p;
+}
+
+typedef struct loader {
+    wick_model *m;
+    const char *dir;
+} loader;
+
+static const st_tensor *find_tensor(loader *L, const char *name, int64_t rows, int64_t cols,
+                                    wick_status *st) {
+    const st_tensor *t = st_find(L->m->st, name);
+    if (!t) {
+        if (cols)
+            *st = err_set(WICK_ERR_SHAPE, "%s: missing tensor %s (expected shape [%lld, %lld])",
+                          L->dir, name, (long long)rows, (long long)cols);
+        else
+            *st = err_set(WICK_ERR_SHAPE, "%s: missing tensor %s (expected shape [%lld])", L->dir,
+                          name, (long long)rows);
+        return NULL;
+    }
+    bool ok = cols ? (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols)
+                   : (t->ndim == 1 && t->shape[0] == rows);
+    if (!ok) {
+        char found[128] = "[";
+        for (int i = 0; i < t->ndim; i++) {
+            char b[32];
+            snprintf(b, sizeof b, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+            strncat(found, b, sizeof found - strlen(found) - 2);
+        }
+        strcat(found, "]");
+        if (cols)
+            *st = err_set(WICK_ERR_SHAPE, "%s: tensor %s has shape %s, expected [%lld, %lld]",
+                          L->dir, name, found, (long long)rows, (long long)cols);
+        else
+            *st = err_set(WICK_ERR_SHAPE, "%s: tensor %s has shape %s, expected [%lld]", L->dir,
+                          name, found, (long long)rows);
+        return NULL;
+    }
+    if (t->dt != DT_F32 && t->dt != DT_BF16 && t->dt != DT_F16) {
+        *st = err_set(WICK_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (supported: F32, BF16, F16)",
+                      L->dir, name, dtype_name(t->dt));
+        return NULL;
+    }
+    return t;
+}
+
+/* Matrix weight: zero-copy view into the mapping. */
+static wick_status load_matrix(loader *L, const char *name, int64_t rows, int64_t cols,
+                               wk_weight *w) {
+    wick_status st = WICK_OK;
+    const st_tensor *t = find_tensor(L, name, rows, cols, &st);
+    if (!t) return st;
+    w->data = t->data;
+    w->dt = t->dt;
+    w->rows = rows;
+    w->cols = cols;
+    L->m->n_params += t->numel;
+    L->m->weight_bytes += (int64_t)t->nbytes;
+    const char *dn = dtype_name(t->dt);
+    if (!L->m->weight_dtype[0]) snprintf(L->m->weight_dtype, sizeof L->m->weight_dtype, "%s", dn);
+    else if (strcmp(L->m->weight_dtype, dn) != 0) strcpy(L->m->weight_dtype, "mixed");
+    return WICK_OK;
+}
+
+/* Vector weight (norm, bias): converted to a private f32 copy. */
+static wick_status load_vector(loader *L, const char *name, int64_t n, float **out) {
+    wick_status st = WICK_OK;
+    const st_tensor *t = find_tensor(L, name, n, 0, &st);
+    if (!t) return st;
+    float *v = malloc(sizeof(float) * (size_t)n);
+    if (!v) return err_set(WICK_ERR_NOMEM, "%s: out of memory for %s", L->dir, name);
+    wk_weight w = {.data = t->data, .dt = t->dt, .rows = 1, .cols = n};
+    kernels_row_to_f32(v, &w, 0);
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(v[i])) {
+            free(v);
+            return err_set(WICK_ERR_FORMAT, "%s: tensor %s holds a non-finite value at [%lld]",
+                           L->dir, name, (long long)i);
+        }
+    }
+    *out = v;
+    L->m->n_params += t->numel;
+    L->m->weight_bytes += (int64_t)t->nbytes;
+    return WICK_OK;
+}
+
+static wick_status load_layer(loader *L, int i, layer_weights *lw) {
+    const model_config *c = &L->m->cfg;
+    const int64_t d = c->n_embd, qd = (int64_t)c->n_head * c->head_dim,
+                  kvd = (int64_t)c->n_kv_head * c->head_dim, ff = c->n_ff;
+    char name[160];
+    wick_status st;
+#define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix), name)
+    if ((st = load_matrix(L, NAME("self_attn.q_proj.weight"), qd, d, &lw->wq)) ||
+        (st = load_matrix(L, NAME("self_attn.k_proj.weight"), kvd, d, &lw->wk)) ||
+        (st = load_matrix(L, NAME("self_attn.v_proj.weight"), kvd, d, &lw->wv)) ||
+        (st = load_matrix(L, NAME("self_attn.o_proj.weight"), d, qd, &lw->wo)) ||
+        (st = load_matrix(L, NAME("mlp.gate_proj.weight"), ff, d, &lw->w_gate)) ||
+        (st = load_matrix(L, NAME("mlp.up_proj.weight"), ff, d, &lw->w_up)) ||
+        (st = load_matrix(L, NAME("mlp.down_proj.weight"), d, ff, &lw->w_down)) ||
+        (st = load_vector(L, NAME("input_layernorm.weight"), d, &lw->attn_norm)) ||
+        (st = load_vector(L, NAME("post_attention_layernorm.weight"), d, &lw->mlp_norm)))
+        return st;
+    if (c->attn_bias) {
+        if ((st = load_vector(L, NAME("self_attn.q_proj.bias"), qd, &lw->bq)) ||
+            (st = load_vector(L, NAME("self_attn.k_proj.bias"), kvd, &lw->bk)) ||
+            (st = load_vector(L, NAME("self_attn.v_proj.bias"), kvd, &lw->bv)))
+            return st;
+    }
+    if (c->o_bias && (st = load_vector(L, NAME("self_attn.o_proj.bias"), d, &lw->bo))) return st;
+    if (c->mlp_bias) {
+        if ((st = load_vector(L, NAME("mlp.gate_proj.bias"), ff, &lw->b_gate)) ||
+            (st = load_vector(L, NAME("mlp.up_proj.bias"), ff, &lw->b_up)) ||
+            (st = load_vector(L, NAME("mlp.down_proj.bias"), d, &lw->b_down)))
+            return st;
+    }
+#undef NAME
+    lw->window = (c->sliding_window > 0 && i >= c->n_swa_layers_from) ? c->sliding_window : 0;
+    return WICK_OK;
+}
+
+/* inv_freq exactly as transformers computes it, in float32:
+ * 1 / theta^(2i/dim), then the rope_type's adjustment. */
+static void compute_rope_freqs(const model_config *c, float *inv) {
+    const int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)c->head_dim;
+        float p = (float)pow((double)c->rope_theta, (double)e);
+        inv[i] = 1.0f / p;
+    }
+    if (c->rope == ROPE_LINEAR) {
+        for (int i = 0; i < half; i++) inv[i] = inv[i] / c->rope_factor;
+    } else if (c->rope == ROPE_LLAMA3) {
+        const float pi = 3.14159265358979323846f;
+        const float old_ctx = (float)c->rope_orig_ctx;
+        const float low_wl = old_ctx / c->rope_low_freq_factor;
+        const float high_wl = old_ctx / c->rope_high_freq_factor;
+        for (int i = 0; i < half; i++) {
+            float wl = 2.0f * pi / inv[i];
+            float f = wl > low_wl ? inv[i] / c->rope_factor : inv[i];
+            if (!(wl < high_wl) && !(wl > low_wl)) {
+                float smooth = (old_ctx / wl - c->rope_low_freq_factor) /
+                               (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                f = (1.0f - smooth) * f / c->rope_factor + smooth * f;
+            }
+            inv[i] = f;
+        }
+    }
+}
+
+void wick_model_free(wick_model *m) {
+    if (!m) return;
+    if (m->layers) {
+        for (int i = 0; i < m->cfg.n_layer; i++) {
+            layer_weights *l = &m->layers[i];
+            free(l->bq); free(l->bk); free(l->bv); free(l->bo);
+            free(l->b_gate); free(l->b_up); free(l->b_down);
+            free(l->attn_norm); free(l->mlp_norm);
+        }
+        free(m->layers);
+    }
+    free(m->final_norm);
+    free(m->rope_inv_freq);
+    if (wick_tokenizer_free) wick_tokenizer_free(m->tok);
+    st_close(m->st);
+    free(m->path);
+    free(m);
+}
+
+wick_status wick_model_load(const char *path, const wick_model_params *params, wick_model **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: out is NULL");
+    *out = NULL;
+    if (!path) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: path is NULL");
+    wick_model_params defaults = wick_model_params_default();
+    if (!params) params = &defaults;
+    if (!dir_exists(path))
+        return err_set(WICK_ERR_IO, "%s: not a model folder (expected a directory holding "
+                                    "config.json and model.safetensors)", path);
+    wick_model *m = calloc(1, sizeof *m);
+    if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
+    m->path = strdup(path);
+    loader L = {.m = m, .dir = path};
+    wick_status st = m->path ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");
+    if (st == WICK_OK) st = config_load(path, &m->cfg);
+    const model_config *c = &m->cfg;
+    if (st == WICK_OK) {
+        m->kern = kernels_select(params->kernels);
+        if (!m->kern)
+            st = err_set(WICK_ERR_INVALID_ARG, "unknown kernel table '%s' (from %s)",
+                         getenv("WICK_ISA") && *getenv("WICK_ISA") ? getenv("WICK_ISA")
+                                                                   : params->kernels,
+                         getenv("WICK_ISA") && *getenv("WICK_ISA") ? "WICK_ISA" : "params");
+    }
+    if (st == WICK_OK) st = st_open_dir(path, &m->st);
+    if (st == WICK_OK)
+        st = load_matrix(&L, "model.embed_tokens.weight", c->n_vocab, c->n_embd, &m->tok_embd);
+    if (st == WICK_OK) {
+        m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
+        if (!m->layers) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; st == WICK_OK && i < c->n_layer; i++) st = load_layer(&L, i, &m->layers[i]);
+    if (st == WICK_OK) st = load_vector(&L, "model.norm.weight", c->n_embd, &m->final_norm);
+    if (st == WICK_OK) {
+        if (c->tie_embd) {
+            m->lm_head = m->tok_embd;  /* lm_head.weight, if present, is ignored as HF does */
+        } else {
+            st = load_matrix(&L, "lm_head.weight", c->n_vocab, c->n_embd, &m->lm_head);
+            if (st == WICK_ERR_SHAPE && !st_find(m->st, "lm_head.weight"))
+                err_wrap(st, "config has tie_word_embeddings=false");
+        }
+    }
+    if (st == WICK_OK) {
+        m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
+        if (!m->rope_inv_freq) st = err_set(WICK_ERR_NOMEM, "out of memory");
+        else compute_rope_freqs(c, m->rope_inv_freq);
+    }
+    if (st == WICK_OK && params->load_tokenizer && wick_tokenizer_load) {
+        char *tj = path_join(path, "tokenizer.json"), *vt = path_join(path, "vocab.txt");
+        if (tj && vt && (file_exists(tj) || file_exists(vt))) {
+            st = wick_tokenizer_load(path, &m->tok);
+            if (st) err_wrap(st, "%s: loading the tokenizer", path);
+        }
+        free(tj);
+        free(vt);
+    }
+    if (st != WICK_OK) {
+        wick_model_free(m);
+        return st;
+    }
+    *out = m;
+    return WICK_OK;
+}
+
+const wick_tokenizer *wick_model_tokenizer(const wick_model *m) { return m ? m->tok : NULL; }
+
+static const char *rope_name(rope_kind k) {
+    return k == ROPE_LINEAR ? "linear" : k == ROPE_LLAMA3 ? "llama3" : "none";
+}
+
+wick_status wick_model_get_info(const wick_model *m, wick_model_info *info) {
+    if (!m || !info) return err_set(WICK_ERR_INVALID_ARG, "wick_model_get_info: NULL argument");
+    const model_config *c = &m->cfg;
+    memset(info, 0, sizeof *info);
+    info->architecture = c->architecture;
+    info->weight_dtype = m->weight_dtype;
+    info->kernels = m->kern->name;
+    info->n_params = m->n_params;
+    info->weight_bytes = m->weight_bytes;
+    info->n_vocab = c->n_vocab;
+    info->n_embd = c->n_embd;
+    info->n_layer = c->n_layer;
+    info->n_head = c->n_head;
+    info->n_kv_head = c->n_kv_head;
+    info->head_dim = c->head_dim;
+    info->n_ff = c->n_ff;
+    info->n_ctx_train = c->n_ctx_train;
+    info->sliding_window = c->sliding_window;
+    info->rope_theta = c->rope_theta;
+    info->norm_eps = c->norm_eps;
+    info->rope_scaling = rope_name(c->rope);
+    info->tied_embeddings = c->tie_embd;
+    info->attn_bias = c->attn_bias;
+    info->bos_id = c->bos_id;
+    info->pad_id = c->pad_id;
+    info->n_eos = c->n_eos;
+    memcpy(info->eos_ids, c->eos_ids, sizeof info->eos_ids);
+    return WICK_OK;
+}

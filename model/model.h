@@ -1,0 +1,59 @@
+/* model.h — internal layout of wick_model and wick_session (the decoder path).
+ * model.c loads and validates weights; session.c owns KV cache + scratch; decoder.c runs
+ * the forward pass through the kernel table. Not here: sampling (infer/), tokenizers. */
+#ifndef WICK_MODEL_MODEL_H
+#define WICK_MODEL_MODEL_H
+#include "formats/safetensors.h"
+#include "kernels/kernels.h"
+#include "model/config.h"
+#include "wick.h"
+
+typedef struct layer_weights {
+    wk_weight wq, wk, wv, wo;          /* (n_head*hd, d), (n_kv*hd, d) x2, (d, n_head*hd) */
+    wk_weight w_gate, w_up, w_down;    /* (n_ff, d), (n_ff, d), (d, n_ff) */
+    float *bq, *bk, *bv, *bo;          /* f32 copies or NULL: (n_head*hd), (n_kv*hd) x2, (d) */
+    float *b_gate, *b_up, *b_down;     /* LLaMA mlp_bias, else NULL */
+    float *attn_norm, *mlp_norm;       /* (d) f32 copies */
+    int window;                        /* sliding window of this layer, 0 = full attention */
+} layer_weights;
+
+struct wick_model {
+    model_config cfg;
+    char *path;
+    st_set *st;
+    wk_weight tok_embd;                /* (n_vocab, d) */
+    wk_weight lm_head;                 /* (n_vocab, d); = tok_embd when tied */
+    float *final_norm;                 /* (d) */
+    layer_weights *layers;             /* n_layer */
+    float *rope_inv_freq;              /* (head_dim/2) f32, scaling applied, as HF computes it */
+    const kernel_table *kern;
+    wick_tokenizer *tok;               /* NULL when the folder has none */
+    int64_t n_params, weight_bytes;
+    char weight_dtype[8];
+};
+
+/* Per-activation callback used by tests to compare intermediate tensors with goldens.
+ * name: "embed", "attn_norm", "attn_out", "mlp_norm", "mlp_out", "out", "final_norm";
+ * layer = -1 for embed/final_norm; data is (rows, cols) row-major, valid during the call. */
+typedef void (*session_trace_fn)(void *user, const char *name, int layer, const float *data,
+                                 int rows, int cols);
+
+struct wick_session {
+    const wick_model *model;
+    wk_pool *pool;
+    int n_ctx, n_batch, pos;
+    float *k_cache, *v_cache;          /* [n_layer][n_kv][n_ctx][hd] each */
+    float *rope_cos, *rope_sin;        /* (n_ctx, hd/2) */
+    float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up;   /* per-chunk activations */
+    float *attn_scratch;               /* pool_size * n_ctx */
+    session_trace_fn trace;
+    void *trace_user;
+};
+
+/* Runs n tokens (n <= n_batch) at position s->pos through the decoder and advances pos.
+ * logits: NULL, or (n, vocab) when all_rows, else (1, vocab) for the last row. */
+void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, bool all_rows);
+
+void session_set_trace(wick_session *s, session_trace_fn fn, void *user);
+
+#endif
