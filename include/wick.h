@@ -121,6 +121,8 @@ typedef struct wick_model_info {
     const char *kernels;       /* name of the kernel table in use, e.g. "cpu-avx512" */
     int64_t n_params;          /* number of parameters (tied embeddings counted once) */
     int64_t weight_bytes;      /* bytes of weight data in the files */
+    int64_t decode_bytes;      /* weight bytes streamed per decoded token (all matrices the
+                                  forward pass reads; one embedding row; excluding KV cache) */
     int n_vocab, n_embd, n_layer, n_head, n_kv_head, head_dim, n_ff;
     int n_ctx_train;           /* max_position_embeddings */
     int sliding_window;        /* 0 = none */

@@ -266,6 +266,10 @@ wick_status wick_model_get_info(const wick_model *m, wick_model_info *info) {
     info->kernels = m->kern->name;
     info->n_params = m->n_params;
     info->weight_bytes = m->weight_bytes;
+    /* every matrix is read once per token, except the embedding table: one row, unless it is
+       also the (tied) LM head */
+    int64_t embd_bytes = m->tok_embd.rows * m->tok_embd.cols * (int64_t)dtype_size(m->tok_embd.dt);
+    info->decode_bytes = m->weight_bytes - (c->tie_embd ? 0 : embd_bytes);
     info->n_vocab = c->n_vocab;
     info->n_embd = c->n_embd;
     info->n_layer = c->n_layer;
