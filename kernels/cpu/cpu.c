@@ -1,4 +1,371 @@
-/* cpu.c — placeholder: the threaded CPU table is not built yet, so "cpu" means "ref". */
-#include "kernels/kernels.h"
+/* cpu.c — the threaded CPU kernel table: threading, the BLAS prefill path and run-time ISA
+ * dispatch. Built for baseline x86-64 (no -m flags): it only reads the ISA files' `cpu_isa`
+ * tables and calls through them after __builtin_cpu_supports has said the CPU can run them.
+ *
+ * Threading: every op splits its work over the caller's wk_pool with pool_run. Small ops run
+ * on the caller alone, because waking workers costs more than the work (see SMALL_WORK).
+ * Decode matmul (n < BLAS_MIN_N) splits output rows evenly and streams each weight row once
+ * for up to CPU_MV_NX activation rows; prefill matmul calls OpenBLAS sgemm per thread on that
+ * thread's slice of output rows (OpenBLAS itself is set to one thread, so it never competes
+ * with the pool's spinning workers). bf16/f16 weights are widened block by block into a
+ * per-thread buffer for sgemm (see tl_buffer: allocated once per thread, never per token).
+ *
+ * Not here: quantized weights (model loading rejects them), the inner SIMD loops
+ * (cpu_avx2.c, cpu_avx512.c, cpu_generic.c). */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
-const kernel_table *kernels_cpu(void) { return NULL; }
+#include "kernels/cpu/cpu_internal.h"
+
+#define SMALL_WORK (1L << 14) /* elements below which an elementwise op stays on the caller */
+#define BLAS_MIN_N 16         /* activation rows from which matmul uses sgemm */
+#define MV_BLOCK_BYTES (256L << 10) /* weight bytes per decode block (stays in L2 across x groups) */
+
+/* ---- per-thread widening buffer for the bf16/f16 sgemm path ----
+ * Kernels must not allocate per call. The pool's workers are persistent, so a buffer kept per
+ * thread and grown only when a larger matrix shows up is a one-time cost per thread and
+ * shape. It is freed by the pthread key destructor when the thread exits. If it cannot be
+ * allocated the caller falls back to the matvec path, which needs no memory. */
+static pthread_key_t g_buf_key;
+static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
+static int g_buf_key_ok;
+
+typedef struct tl_buf { size_t cap; float *data; } tl_buf;
+
+static void tl_buf_free(void *p) {
+    tl_buf *b = p;
+    if (b) free(b->data);
+    free(b);
+}
+
+static void tl_buf_init(void) {
+    g_buf_key_ok = pthread_key_create(&g_buf_key, tl_buf_free) == 0;
+    /* One OpenBLAS thread per caller: the pool provides the parallelism. */
+    openblas_set_num_threads(1);
+}
+
+static float *tl_buffer(size_t nfloats) {
+    pthread_once(&g_buf_once, tl_buf_init);
+    if (!g_buf_key_ok) return NULL;
+    tl_buf *b = pthread_getspecific(g_buf_key);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        if (!b || pthread_setspecific(g_buf_key, b) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    if (b->cap < nfloats) {
+        float *d = malloc(nfloats * sizeof(float));
+        if (!d) return NULL;
+        free(b->data);
+        b->data = d;
+        b->cap = nfloats;
+    }
+    return b->data;
+}
+
+/* ---- matmul ---- */
+
+typedef struct mm_ctx {
+    const cpu_isa *isa;
+    float *y;
+    const float *x;
+    const wk_weight *W;
+    const float *bias;
+    int n;
+} mm_ctx;
+
+/* Decode: rows [r0, r1) for all n activation rows. Weight rows are taken in blocks of about
+ * MV_BLOCK_BYTES so that, when n > CPU_MV_NX, the block is re-read from cache, not memory. */
+static void mm_rows_matvec(const mm_ctx *c, int64_t r0, int64_t r1) {
+    const wk_weight *W = c->W;
+    const int64_t rows = W->rows, cols = W->cols;
+    int64_t row_bytes = cols * (int64_t)dtype_size(W->dt);
+    int64_t blk = row_bytes > 0 ? MV_BLOCK_BYTES / row_bytes : r1 - r0;
+    if (blk < 4) blk = 4;
+    if (c->n <= CPU_MV_NX) blk = r1 - r0; /* one pass reads every row once anyway */
+    for (int64_t b0 = r0; b0 < r1; b0 += blk) {
+        int64_t b1 = b0 + blk < r1 ? b0 + blk : r1;
+        for (int i0 = 0; i0 < c->n; i0 += CPU_MV_NX) {
+            int nx = c->n - i0 < CPU_MV_NX ? c->n - i0 : CPU_MV_NX;
+            c->isa->matvec(c->y + (int64_t)i0 * rows, rows, c->x + (int64_t)i0 * cols, cols, nx,
+                           W, b0, b1);
+        }
+    }
+}
+
+/* Prefill: sgemm on rows [r0, r1); false if the widening buffer was unavailable. */
+static int mm_rows_blas(const mm_ctx *c, int64_t r0, int64_t r1) {
+    const wk_weight *W = c->W;
+    const int64_t rows = W->rows, cols = W->cols;
+    if (W->dt == DT_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->n, (int)(r1 - r0), (int)cols,
+                    1.0f, c->x, (int)cols, (const float *)W->data + r0 * cols, (int)cols, 0.0f,
+                    c->y + r0, (int)rows);
+        return 1;
+    }
+    /* ~1 MiB of widened rows per sgemm: large enough for sgemm to run at speed. */
+    int64_t blk = (1L << 18) / cols;
+    if (blk < 16) blk = 16;
+    if (blk > 512) blk = 512;
+    if (blk > r1 - r0) blk = r1 - r0;
+    float *buf = tl_buffer((size_t)(blk * cols));
+    if (!buf) return 0;
+    for (int64_t b0 = r0; b0 < r1; b0 += blk) {
+        int64_t m = b0 + blk < r1 ? blk : r1 - b0;
+        for (int64_t r = 0; r < m; r++) c->isa->row_to_f32(buf + r * cols, W, b0 + r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->n, (int)m, (int)cols, 1.0f, c->x,
+                    (int)cols, buf, (int)cols, 0.0f, c->y + b0, (int)rows);
+    }
+    return 1;
+}
+
+static void mm_task(void *vctx, int tid, int nt) {
+    const mm_ctx *c = vctx;
+    long lo, hi;
+    /* 16-row alignment keeps each thread's output slice on its own cache lines */
+    pool_split((long)c->W->rows, nt, tid, 16, &lo, &hi);
+    if (lo >= hi) return;
+    int done = 0;
+    if (c->n >= BLAS_MIN_N && c->W->cols > 0) {
+        pthread_once(&g_buf_once, tl_buf_init);
+        done = mm_rows_blas(c, lo, hi);
+    }
+    if (!done) mm_rows_matvec(c, lo, hi);
+    if (c->bias) {
+        for (int i = 0; i < c->n; i++) {
+            float *yi = c->y + (int64_t)i * c->W->rows;
+            for (long r = lo; r < hi; r++) yi[r] += c->bias[r];
+        }
+    }
+}
+
+static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float *x,
+                       const wk_weight *W, const float *bias, int n) {
+    if (n <= 0 || W->rows <= 0) return;
+    mm_ctx c = {isa, y, x, W, bias, n};
+    /* tiny matrices are not worth waking the workers */
+    if (W->rows * W->cols * (int64_t)n < SMALL_WORK) pool_run(NULL, mm_task, &c);
+    else pool_run(pool, mm_task, &c);
+}
+
+/* ---- attention ---- */
+
+typedef struct att_ctx {
+    const cpu_isa *isa;
+    float *out;
+    const float *q, *k, *v;
+    int n, pos0, n_head, n_kv, head_dim, kv_cap, window;
+    float scale;
+    float *scratch;
+} att_ctx;
+
+/* Work items are (query row, head) pairs dealt round-robin, so causal rows of different
+ * lengths spread evenly and a single decode row's heads use every thread. */
+static void att_task(void *vctx, int tid, int nt) {
+    const att_ctx *c = vctx;
+    const cpu_isa *isa = c->isa;
+    const int hd = c->head_dim, group = c->n_head / c->n_kv;
+    float *sc = c->scratch + (int64_t)tid * c->kv_cap;
+    const long items = (long)c->n * c->n_head;
+    for (long it = tid; it < items; it += nt) {
+        const int i = (int)(it / c->n_head), h = (int)(it % c->n_head);
+        const int p = c->pos0 + i;
+        const int j0 = (c->window > 0 && p - c->window + 1 > 0) ? p - c->window + 1 : 0;
+        const int len = p - j0 + 1;
+        const int kvh = h / group;
+        const float *qh = c->q + ((int64_t)i * c->n_head + h) * hd;
+        const float *K = c->k + ((int64_t)kvh * c->kv_cap + j0) * hd;
+        const float *V = c->v + ((int64_t)kvh * c->kv_cap + j0) * hd;
+        for (int j = 0; j < len; j++) sc[j] = isa->dot(qh, K + (int64_t)j * hd, hd) * c->scale;
+        isa->softmax(sc, len);
+        float *o = c->out + ((int64_t)i * c->n_head + h) * hd;
+        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int j = 0; j < len; j++) isa->axpy(o, sc[j], V + (int64_t)j * hd, hd);
+    }
+}
+
+static void cpu_attention(const cpu_isa *isa, wk_pool *pool, float *out, const float *q,
+                          const float *kcache, const float *vcache, int n, int pos0, int n_head,
+                          int n_kv, int head_dim, int kv_cap, int window, float scale,
+                          float *scratch) {
+    if (n <= 0 || n_head <= 0 || n_kv <= 0 || head_dim <= 0) return;
+    att_ctx c = {isa, out, q, kcache, vcache, n, pos0, n_head, n_kv, head_dim, kv_cap, window,
+                 scale, scratch};
+    long work = (long)n * n_head * head_dim * (pos0 + n);
+    pool_run(work < SMALL_WORK ? NULL : pool, att_task, &c);
+}
+
+/* ---- row-wise and elementwise ops ---- */
+
+typedef struct ew_ctx {
+    const cpu_isa *isa;
+    float *out;
+    const float *a, *b;
+    const float *cos, *sin;
+    long n;                 /* elements or rows */
+    int d, heads;
+    float eps;
+} ew_ctx;
+
+static void run_split(wk_pool *pool, long work, pool_fn fn, ew_ctx *c) {
+    pool_run(work < SMALL_WORK ? NULL : pool, fn, c);
+}
+
+static void rms_task(void *vctx, int tid, int nt) {
+    const ew_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->n, nt, tid, 1, &lo, &hi);
+    for (long i = lo; i < hi; i++) {
+        const float *xi = c->a + i * c->d;
+        float ss = c->isa->sumsq(xi, c->d);
+        float inv = 1.0f / sqrtf(ss / (float)c->d + c->eps);
+        c->isa->scale_mul(c->out + i * c->d, xi, c->b, inv, c->d);
+    }
+}
+
+static void cpu_rmsnorm(const cpu_isa *isa, wk_pool *pool, float *out, const float *x,
+                        const float *w, int n, int d, float eps) {
+    if (n <= 0 || d <= 0) return;
+    ew_ctx c = {.isa = isa, .out = out, .a = x, .b = w, .n = n, .d = d, .eps = eps};
+    run_split(pool, (long)n * d, rms_task, &c);
+}
+
+static void rope_task(void *vctx, int tid, int nt) {
+    const ew_ctx *c = vctx;
+    const int half = c->d / 2;
+    long lo, hi;
+    pool_split(c->n * c->heads, nt, tid, 1, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        long i = it / c->heads, h = it % c->heads;
+        c->isa->rope_head(c->out + (i * c->heads + h) * c->d, c->cos + i * half,
+                          c->sin + i * half, half);
+    }
+}
+
+static void cpu_rope(const cpu_isa *isa, wk_pool *pool, float *x, int n, int n_heads,
+                     int head_dim, const float *cos, const float *sin) {
+    if (n <= 0 || n_heads <= 0 || head_dim < 2) return;
+    ew_ctx c = {.isa = isa, .out = x, .cos = cos, .sin = sin, .n = n, .d = head_dim,
+                .heads = n_heads};
+    run_split(pool, (long)n * n_heads * head_dim, rope_task, &c);
+}
+
+static void silu_task(void *vctx, int tid, int nt) {
+    const ew_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->n, nt, tid, 16, &lo, &hi);
+    if (lo < hi) c->isa->silu_mul(c->out + lo, c->a + lo, c->b + lo, hi - lo);
+}
+
+static void add_task(void *vctx, int tid, int nt) {
+    const ew_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->n, nt, tid, 16, &lo, &hi);
+    if (lo < hi) c->isa->add(c->out + lo, c->a + lo, hi - lo);
+}
+
+static void cpu_silu_mul(const cpu_isa *isa, wk_pool *pool, float *out, const float *gate,
+                         const float *up, long n) {
+    if (n <= 0) return;
+    ew_ctx c = {.isa = isa, .out = out, .a = gate, .b = up, .n = n};
+    run_split(pool, n * 4, silu_task, &c); /* exp makes each element ~4x an add */
+}
+
+static void cpu_add(const cpu_isa *isa, wk_pool *pool, float *y, const float *x, long n) {
+    if (n <= 0) return;
+    ew_ctx c = {.isa = isa, .out = y, .a = x, .n = n};
+    run_split(pool, n, add_task, &c);
+}
+
+/* embed: rows of W picked by id, split over threads by output row. */
+typedef struct emb_ctx {
+    const cpu_isa *isa;
+    float *out;
+    const wk_weight *W;
+    const int32_t *ids;
+    int n;
+} emb_ctx;
+
+static void emb_task(void *vctx, int tid, int nt) {
+    const emb_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->n, nt, tid, 1, &lo, &hi);
+    for (long i = lo; i < hi; i++) c->isa->row_to_f32(c->out + i * c->W->cols, c->W, c->ids[i]);
+}
+
+static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_weight *W,
+                      const int32_t *ids, int n) {
+    if (n <= 0 || W->cols <= 0) return;
+    emb_ctx c = {isa, out, W, ids, n};
+    pool_run((long)n * W->cols < SMALL_WORK ? NULL : pool, emb_task, &c);
+}
+
+/* ---- one table per ISA ----
+ * kernel_table entries carry no context pointer, so each ISA gets its own set of thin
+ * wrappers that bind the `cpu_isa` and forward to the shared threaded code above. */
+#define CPU_TABLE(tag, ISA, NAME)                                                              \
+    static void tag##_embed(wk_pool *p, float *o, const wk_weight *W, const int32_t *ids,      \
+                            int n) { cpu_embed(&ISA, p, o, W, ids, n); }                       \
+    static void tag##_rmsnorm(wk_pool *p, float *o, const float *x, const float *w, int n,     \
+                              int d, float e) { cpu_rmsnorm(&ISA, p, o, x, w, n, d, e); }      \
+    static void tag##_matmul(wk_pool *p, float *y, const float *x, const wk_weight *W,         \
+                             const float *b, int n) { cpu_matmul(&ISA, p, y, x, W, b, n); }    \
+    static void tag##_rope(wk_pool *p, float *x, int n, int nh, int hd, const float *c,        \
+                           const float *s) { cpu_rope(&ISA, p, x, n, nh, hd, c, s); }          \
+    static void tag##_attention(wk_pool *p, float *o, const float *q, const float *k,          \
+                                const float *v, int n, int pos0, int nh, int nkv, int hd,      \
+                                int cap, int win, float sc, float *scr) {                      \
+        cpu_attention(&ISA, p, o, q, k, v, n, pos0, nh, nkv, hd, cap, win, sc, scr);           \
+    }                                                                                          \
+    static void tag##_softmax(float *x, int n) { ISA.softmax(x, n); }                          \
+    static void tag##_silu_mul(wk_pool *p, float *o, const float *g, const float *u, long n) { \
+        cpu_silu_mul(&ISA, p, o, g, u, n);                                                     \
+    }                                                                                          \
+    static void tag##_add(wk_pool *p, float *y, const float *x, long n) {                      \
+        cpu_add(&ISA, p, y, x, n);                                                             \
+    }                                                                                          \
+    static const kernel_table tag##_table = {                                                  \
+        .name = NAME, .embed = tag##_embed, .rmsnorm = tag##_rmsnorm, .matmul = tag##_matmul,  \
+        .rope = tag##_rope, .attention = tag##_attention, .softmax = tag##_softmax,            \
+        .silu_mul = tag##_silu_mul, .add = tag##_add,                                          \
+    };
+
+CPU_TABLE(gen, cpu_isa_generic, "cpu-generic")
+CPU_TABLE(avx2, cpu_isa_avx2, "cpu-avx2")
+CPU_TABLE(avx512, cpu_isa_avx512, "cpu-avx512")
+
+/* The AVX-512 file is compiled with F/BW/VL/DQ (and VNNI/BF16 flags, whose instructions it
+ * does not use), so all four are required. */
+static int has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static int has_avx2(void) {
+    __builtin_cpu_init();
+    /* F16C has no __builtin_cpu_supports name in every GCC; every AVX2 CPU shipped has it. */
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* Table for one ISA by name ("avx512", "avx2", "generic"); NULL when unknown or when this
+ * CPU cannot run it. Meant for kernels_select (WICK_ISA) and the parity test. */
+const kernel_table *kernels_cpu_variant(const char *isa) {
+    if (!isa) return NULL;
+    if (strcmp(isa, "avx512") == 0) return has_avx512() ? &avx512_table : NULL;
+    if (strcmp(isa, "avx2") == 0) return has_avx2() ? &avx2_table : NULL;
+    if (strcmp(isa, "generic") == 0) return &gen_table;
+    return NULL;
+}
+
+const kernel_table *kernels_cpu(void) {
+    if (has_avx512()) return &avx512_table;
+    if (has_avx2()) return &avx2_table;
+    return &gen_table;
+}

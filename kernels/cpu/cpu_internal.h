@@ -1,0 +1,68 @@
+/* cpu_internal.h — the per-ISA inner loops behind the threaded CPU kernel table.
+ *
+ * kernels/cpu is split in two layers. cpu.c (built for baseline x86-64, no ISA flags) owns
+ * threading, the BLAS prefill path, dispatch and the generic C inner loops. Each ISA file
+ * (cpu_avx2.c, cpu_avx512.c) only fills a `cpu_isa` with single-threaded inner loops over a
+ * range; cpu.c never calls one of them unless __builtin_cpu_supports says the CPU can run it.
+ * The generic loops here double as the scalar tails of the SIMD files, so tail handling is
+ * written once. Nothing in this layer allocates. */
+#ifndef WICK_KERNELS_CPU_INTERNAL_H
+#define WICK_KERNELS_CPU_INTERNAL_H
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+/* Most activation rows one matvec pass handles per read of a weight row. */
+#define CPU_MV_NX 4
+
+typedef struct cpu_isa {
+    const char *name; /* "avx512", "avx2", "generic" */
+    /* y[i*ldy + r] = Σ_c x[i*ldx + c]·W[r, c] for i < nx (1..CPU_MV_NX), r in [r0, r1).
+     * Each weight row is read once per call for all nx activation rows. No bias. */
+    void (*matvec)(float *y, int64_t ldy, const float *x, int64_t ldx, int nx,
+                   const wk_weight *W, int64_t r0, int64_t r1);
+    /* out[0..W.cols) = row r of W as f32 (exact widening). */
+    void (*row_to_f32)(float *out, const wk_weight *W, int64_t r);
+    /* Σ a[i]·b[i], i < n. */
+    float (*dot)(const float *a, const float *b, int n);
+    /* y[i] += a·x[i], i < n. */
+    void (*axpy)(float *y, float a, const float *x, int n);
+    /* Σ x[i]², i < n. */
+    float (*sumsq)(const float *x, int n);
+    /* out[i] = w[i]·(x[i]·inv), i < n (the rmsnorm output step; out may equal x). */
+    void (*scale_mul)(float *out, const float *x, const float *w, float inv, int n);
+    /* One head of rotate-half rope: pairs (j, j+half) for j < half. */
+    void (*rope_head)(float *v, const float *c, const float *s, int half);
+    /* Ops of kernels.h on a range [0, n). */
+    void (*silu_mul)(float *out, const float *gate, const float *up, long n);
+    void (*add)(float *y, const float *x, long n);
+    void (*softmax)(float *x, int n);
+} cpu_isa;
+
+/* The generic (plain C) inner loops; also the scalar tails of the SIMD files. Each works on
+ * any subrange, e.g. cpu_g_dot(a + k, b + k, n - k) finishes a vector loop. */
+void cpu_g_matvec(float *y, int64_t ldy, const float *x, int64_t ldx, int nx, const wk_weight *W,
+                  int64_t r0, int64_t r1);
+/* Dot of x[c0..c1) with weight row r over columns [c0, c1), for nx rows: out[i] += ... */
+void cpu_g_dot_w(float *out, const float *x, int64_t ldx, int nx, const wk_weight *W, int64_t r,
+                 int64_t c0, int64_t c1);
+float cpu_g_dot(const float *a, const float *b, int n);
+void cpu_g_axpy(float *y, float a, const float *x, int n);
+float cpu_g_sumsq(const float *x, int n);
+void cpu_g_scale_mul(float *out, const float *x, const float *w, float inv, int n);
+void cpu_g_rope_pairs(float *v, const float *c, const float *s, int j0, int half);
+void cpu_g_silu_mul(float *out, const float *gate, const float *up, long n);
+void cpu_g_add(float *y, const float *x, long n);
+/* Scalar pieces of softmax, so a SIMD softmax can finish its tails with them. */
+float cpu_g_max(const float *x, int n);
+/* x[i] = expf(x[i] − m), returns the sum. */
+float cpu_g_exp_sum(float *x, int n, float m);
+void cpu_g_scale(float *x, float s, int n);
+
+/* ISA tables (the SIMD ones are defined in the ISA files and only called after a CPU feature
+ * check). */
+extern const cpu_isa cpu_isa_generic;
+extern const cpu_isa cpu_isa_avx2;
+extern const cpu_isa cpu_isa_avx512;
+
+#endif

@@ -1,0 +1,364 @@
+/* test_kernels.c — parity of every CPU kernel table available on this machine (cpu-generic,
+ * cpu-avx2, cpu-avx512) against the scalar reference, for every op, with odd, tiny, empty and
+ * larger shapes, all weight dtypes, and pools of 1, 2 and 3 threads.
+ *
+ * Tolerances are error bounds for f32 evaluation in a different order, not fudge factors:
+ * a sum of n products evaluated in any order differs from the exact sum by at most
+ * γ_n·Σ|aᵢbᵢ| with γ_n ≈ n·u (u = FLT_EPSILON/2, Higham, "Accuracy and Stability", §3.1), so
+ * two orders differ by at most n·FLT_EPSILON·Σ|aᵢbᵢ|. Each test computes that Σ|·| for the
+ * element it checks. Ops with no reordering (add, embed) must match exactly. The vectorised
+ * exp is allowed 2 ulp against libm's expf, which is within the bounds used below. */
+#include <float.h>
+#include <math.h>
+
+#include "base/pool.h"
+#include "kernels/kernels.h"
+#include "testutil.h"
+
+/* Exported by kernels/cpu/cpu.c: one table per ISA, NULL when the CPU lacks it. */
+const kernel_table *kernels_cpu_variant(const char *isa);
+
+static const char *k_isas[] = {"generic", "avx2", "avx512"};
+#define N_ISAS 3
+static const int k_threads[] = {1, 2, 3};
+#define N_POOLS 3
+static wk_pool *g_pools[N_POOLS];
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (float)((g_rng >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+static void fill(float *x, long n, float scale) {
+    for (long i = 0; i < n; i++) x[i] = frand() * scale;
+}
+static void *xmalloc(size_t n) { /* never NULL, even for n == 0, so kernels get valid pointers */
+    void *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    return p;
+}
+
+/* Calls body(table, pool) for each available table and pool size. */
+#define FOR_EACH_TABLE_POOL(T, P)                                                              \
+    for (int ti_ = 0; ti_ < N_ISAS; ti_++)                                                     \
+        for (const kernel_table *T = kernels_cpu_variant(k_isas[ti_]); T; T = NULL)            \
+            for (int pi_ = 0; pi_ < N_POOLS; pi_++)                                            \
+                for (wk_pool *P = g_pools[pi_]; P; P = NULL)
+
+static int setup(void **state) {
+    for (int i = 0; i < N_POOLS; i++) {
+        g_pools[i] = pool_create(k_threads[i]);
+        if (!g_pools[i]) return -1;
+    }
+    return 0;
+}
+static int teardown(void **state) {
+    for (int i = 0; i < N_POOLS; i++) pool_free(g_pools[i]);
+    return 0;
+}
+
+static void check_close(const char *what, const kernel_table *t, int pool_n, const float *got,
+                        const float *want, const float *tol, long n) {
+    for (long i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= tol[i])) /* also catches NaN */
+            fail_msg("%s: table %s, %d threads, element %ld: got %.9g want %.9g (|diff| %.3g > tol %.3g)",
+                     what, t->name, pool_n, i, got[i], want[i], d, tol[i]);
+    }
+}
+
+static void test_tables_exist(void **state) {
+    const kernel_table *best = kernels_cpu();
+    assert_non_null(best);
+    assert_non_null(kernels_cpu_variant("generic"));
+    assert_null(kernels_cpu_variant("nope"));
+    assert_null(kernels_cpu_variant(NULL));
+    int found = 0;
+    for (int i = 0; i < N_ISAS; i++) found |= kernels_cpu_variant(k_isas[i]) == best;
+    assert_true(found);
+    fprintf(stderr, "kernels_cpu() = %s\n", best->name);
+}
+
+/* ---- matmul ---- */
+
+static void make_weight(wk_weight *W, void *buf, dtype dt, int64_t rows, int64_t cols) {
+    W->data = buf;
+    W->dt = dt;
+    W->rows = rows;
+    W->cols = cols;
+    for (int64_t i = 0; i < rows * cols; i++) {
+        float v = frand();
+        if (dt == DT_F32) ((float *)buf)[i] = v;
+        else if (dt == DT_BF16) ((uint16_t *)buf)[i] = f32_to_bf16(v);
+        else ((uint16_t *)buf)[i] = f32_to_f16(v);
+    }
+}
+
+static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bias) {
+    void *wbuf = xmalloc((size_t)(rows * cols) * 4);
+    wk_weight W;
+    make_weight(&W, wbuf, dt, rows, cols);
+    float *x = xmalloc((size_t)(n * cols) * 4), *bias = xmalloc((size_t)rows * 4);
+    fill(x, n * cols, 1.0f);
+    fill(bias, rows, 1.0f);
+    const float *b = with_bias ? bias : NULL;
+    float *want = xmalloc((size_t)(n * rows) * 4), *got = xmalloc((size_t)(n * rows) * 4);
+    float *tol = xmalloc((size_t)(n * rows) * 4), *wrow = xmalloc((size_t)cols * 4);
+    kernels_ref()->matmul(NULL, want, x, &W, b, n);
+    /* Two summation orders differ by ≤ min(cols+1, 8·√(cols+1))·ε·Σ|x·w|: the first is the
+     * worst case; the second the probabilistic bound λ√n·u of Higham & Mary (SIAM J. Sci.
+     * Comput. 2019) with λ = 8 (failure odds ~1e-14 per element), for each of the two orders.
+     * Plus ε·|y| for the bias add. */
+    for (int64_t r = 0; r < rows; r++) {
+        kernels_row_to_f32(wrow, &W, r);
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int64_t c = 0; c < cols; c++) s += fabs((double)x[i * cols + c] * wrow[c]);
+            double k = fmin((double)(cols + 1), 8.0 * sqrt((double)(cols + 1)));
+            tol[i * rows + r] = (float)(k * FLT_EPSILON * s +
+                                        FLT_EPSILON * fabs(want[i * rows + r]) + 1e-30);
+        }
+    }
+    char what[96];
+    snprintf(what, sizeof what, "matmul %s rows=%ld cols=%ld n=%d bias=%d", dtype_name(dt),
+             (long)rows, (long)cols, n, with_bias);
+    FOR_EACH_TABLE_POOL(t, p) {
+        for (long i = 0; i < n * rows; i++) got[i] = NAN;
+        t->matmul(p, got, x, &W, b, n);
+        check_close(what, t, pool_size(p), got, want, tol, n * rows);
+    }
+    free(wbuf), free(x), free(bias), free(want), free(got), free(tol), free(wrow);
+}
+
+static void test_matmul(void **state) {
+    static const int64_t rows[] = {1, 7, 33, 257};
+    static const int64_t cols[] = {1, 5, 64, 67, 896};
+    static const int ns[] = {0, 1, 3, 17, 64};
+    static const dtype dts[] = {DT_F32, DT_BF16, DT_F16};
+    int k = 0;
+    for (int d = 0; d < 3; d++)
+        for (int a = 0; a < 4; a++)
+            for (int c = 0; c < 5; c++)
+                for (int i = 0; i < 5; i++) matmul_case(rows[a], cols[c], ns[i], dts[d], k++ & 1);
+    /* empty matrices: no rows, and no columns (y = bias) */
+    for (int d = 0; d < 3; d++) {
+        matmul_case(0, 16, 3, dts[d], 1);
+        matmul_case(9, 0, 3, dts[d], 1);
+        matmul_case(9, 0, 20, dts[d], 1);
+        matmul_case(9, 0, 2, dts[d], 0);
+    }
+    /* decode with more rows than one activation pass holds, and a wide input */
+    matmul_case(300, 1000, 6, DT_BF16, 1);
+    matmul_case(64, 4864, 2, DT_F16, 0);
+}
+
+/* ---- attention ---- */
+
+static void attention_case(int n, int pos0, int n_kv, int group, int hd, int window) {
+    const int n_head = n_kv * group, kv_cap = pos0 + n + 3;
+    const float scale = 1.0f / sqrtf((float)hd);
+    long qn = (long)n * n_head * hd, kvn = (long)n_kv * kv_cap * hd;
+    float *q = xmalloc(qn * 4), *k = xmalloc(kvn * 4), *v = xmalloc(kvn * 4);
+    float *want = xmalloc(qn * 4), *got = xmalloc(qn * 4), *tol = xmalloc(qn * 4);
+    float *scratch = xmalloc((size_t)N_POOLS * kv_cap * 4);
+    fill(q, qn, 2.0f), fill(k, kvn, 2.0f), fill(v, kvn, 1.0f);
+    kernels_ref()->attention(NULL, want, q, k, v, n, pos0, n_head, n_kv, hd, kv_cap, window,
+                             scale, scratch);
+    /* score error ≤ hd·ε·S (S = scale·Σ|q·k|) shifts each softmax weight by that relative
+     * amount; exp, the sum over len keys and the weighted sum of V add ≈ (2·len + 8)·ε, all
+     * times max|V| (the output is a convex combination of V rows). */
+    for (int i = 0; i < n; i++) {
+        int p = pos0 + i, j0 = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+        int len = p - j0 + 1;
+        for (int h = 0; h < n_head; h++) {
+            const float *qh = q + ((long)i * n_head + h) * hd;
+            int kvh = h / group;
+            double S = 0, vmax = 0;
+            for (int j = j0; j <= p; j++) {
+                double s = 0;
+                for (int t = 0; t < hd; t++) {
+                    long o = ((long)kvh * kv_cap + j) * hd + t;
+                    s += fabs((double)qh[t] * k[o]);
+                    vmax = fmax(vmax, fabs(v[o]));
+                }
+                S = fmax(S, s * scale);
+            }
+            for (int t = 0; t < hd; t++)
+                tol[((long)i * n_head + h) * hd + t] =
+                    (float)(FLT_EPSILON * vmax * (2.0 * hd * S + 2.0 * len + 16) + 1e-30);
+        }
+    }
+    char what[128];
+    snprintf(what, sizeof what, "attention n=%d pos0=%d n_kv=%d group=%d hd=%d window=%d", n,
+             pos0, n_kv, group, hd, window);
+    FOR_EACH_TABLE_POOL(t, pl) {
+        for (long i = 0; i < qn; i++) got[i] = NAN;
+        t->attention(pl, got, q, k, v, n, pos0, n_head, n_kv, hd, kv_cap, window, scale, scratch);
+        check_close(what, t, pool_size(pl), got, want, tol, qn);
+    }
+    free(q), free(k), free(v), free(want), free(got), free(tol), free(scratch);
+}
+
+static void test_attention(void **state) {
+    static const int np[][2] = {{1, 0}, {1, 9}, {5, 0}, {4, 13}, {17, 3}, {1, 100}};
+    static const int hds[] = {5, 16, 64, 128};
+    static const int groups[] = {1, 2, 7};
+    static const int windows[] = {0, 3, 8};
+    for (int a = 0; a < 6; a++)
+        for (int kv = 1; kv <= 2; kv++)
+            for (int g = 0; g < 3; g++)
+                for (int h = 0; h < 4; h++)
+                    for (int w = 0; w < 3; w++)
+                        attention_case(np[a][0], np[a][1], kv, groups[g], hds[h], windows[w]);
+    attention_case(0, 4, 2, 7, 64, 0); /* no query rows */
+}
+
+/* ---- rmsnorm, rope, softmax, silu_mul, add, embed ---- */
+
+static void rmsnorm_case(int n, int d, int in_place) {
+    long m = (long)n * d;
+    float *x = xmalloc(m * 4), *w = xmalloc((size_t)d * 4), *want = xmalloc(m * 4);
+    float *got = xmalloc(m * 4), *tol = xmalloc(m * 4);
+    fill(x, m, 3.0f), fill(w, d, 1.0f);
+    kernels_ref()->rmsnorm(NULL, want, x, w, n, d, 1e-6f);
+    /* Σx² reordered: relative error ≤ d·ε, halved by the square root, plus ~6 roundings */
+    for (long i = 0; i < m; i++) tol[i] = (float)((d / 2.0 + 8) * FLT_EPSILON * fabs(want[i]) + 1e-30);
+    FOR_EACH_TABLE_POOL(t, p) {
+        float *o = got;
+        if (in_place) memcpy(got, x, m * 4);
+        else for (long i = 0; i < m; i++) got[i] = NAN;
+        t->rmsnorm(p, o, in_place ? got : x, w, n, d, 1e-6f);
+        check_close(in_place ? "rmsnorm in place" : "rmsnorm", t, pool_size(p), got, want, tol, m);
+    }
+    free(x), free(w), free(want), free(got), free(tol);
+}
+
+static void test_rmsnorm(void **state) {
+    static const int s[][2] = {{0, 8}, {3, 0}, {1, 1}, {3, 7}, {2, 896}, {33, 64}, {40, 896}, {5, 4864}};
+    for (int i = 0; i < 8; i++) {
+        rmsnorm_case(s[i][0], s[i][1], 0);
+        rmsnorm_case(s[i][0], s[i][1], 1);
+    }
+}
+
+static void rope_case(int n, int heads, int hd) {
+    long m = (long)n * heads * hd, half = hd / 2;
+    float *x = xmalloc(m * 4), *c = xmalloc(n * half * 4 + 4), *s = xmalloc(n * half * 4 + 4);
+    float *want = xmalloc(m * 4), *got = xmalloc(m * 4), *tol = xmalloc(m * 4);
+    fill(x, m, 2.0f);
+    for (long i = 0; i < n * half; i++) {
+        float a = frand() * 50.0f;
+        c[i] = cosf(a), s[i] = sinf(a);
+    }
+    memcpy(want, x, m * 4);
+    kernels_ref()->rope(NULL, want, n, heads, hd, c, s);
+    /* the same two products and one add/sub per element; only contraction into an FMA could
+     * differ, by ≤ 2 roundings of terms bounded by |a|+|b| */
+    for (long r = 0; r < (long)n * heads; r++)
+        for (long j = 0; j < half; j++) {
+            float e = 2 * FLT_EPSILON * (fabsf(x[r * hd + j]) + fabsf(x[r * hd + j + half])) + 1e-30f;
+            tol[r * hd + j] = tol[r * hd + j + half] = e;
+        }
+    if (hd & 1) for (long r = 0; r < (long)n * heads; r++) tol[r * hd + hd - 1] = 0;
+    FOR_EACH_TABLE_POOL(t, p) {
+        memcpy(got, x, m * 4);
+        t->rope(p, got, n, heads, hd, c, s);
+        check_close("rope", t, pool_size(p), got, want, tol, m);
+    }
+    free(x), free(c), free(s), free(want), free(got), free(tol);
+}
+
+static void test_rope(void **state) {
+    static const int s[][3] = {{0, 2, 16}, {1, 1, 2}, {3, 2, 6}, {1, 14, 64}, {9, 14, 128},
+                               {20, 14, 64}, {2, 3, 10}, {4, 2, 40}};
+    for (int i = 0; i < 8; i++) rope_case(s[i][0], s[i][1], s[i][2]);
+}
+
+static void test_softmax(void **state) {
+    static const int ns[] = {1, 2, 7, 16, 17, 33, 100, 1000, 4099};
+    float *x = xmalloc(4099 * 4), *want = xmalloc(4099 * 4), *got = xmalloc(4099 * 4);
+    float *tol = xmalloc(4099 * 4);
+    for (int i = 0; i < 9; i++)
+        for (int sc = 0; sc < 3; sc++) {
+            int n = ns[i];
+            fill(x, n, sc == 0 ? 1.0f : sc == 1 ? 30.0f : 200.0f);
+            memcpy(want, x, n * 4);
+            kernels_ref()->softmax(want, n);
+            /* exp ≤ 2 ulp apart; the sum of n terms ≤ n·ε; the final scale 1 rounding */
+            for (int j = 0; j < n; j++) tol[j] = (float)((n + 8) * FLT_EPSILON * fabs(want[j]) + 1e-37);
+            for (int ti = 0; ti < N_ISAS; ti++) {
+                const kernel_table *t = kernels_cpu_variant(k_isas[ti]);
+                if (!t) continue;
+                memcpy(got, x, n * 4);
+                t->softmax(got, n);
+                check_close("softmax", t, 1, got, want, tol, n);
+            }
+        }
+    FOR_EACH_TABLE_POOL(t, p) t->softmax(x, 0); /* empty: must not touch x */
+    free(x), free(want), free(got), free(tol);
+}
+
+static void test_silu_add(void **state) {
+    static const long ns[] = {0, 1, 7, 16, 33, 1000, 70001};
+    for (int k = 0; k < 7; k++) {
+        long n = ns[k];
+        float *g = xmalloc(n * 4), *u = xmalloc(n * 4), *want = xmalloc(n * 4);
+        float *got = xmalloc(n * 4), *tol = xmalloc(n * 4);
+        fill(g, n, 10.0f), fill(u, n, 2.0f);
+        /* exp's edges: overflow, subnormal results, exact zero */
+        static const float edge[] = {-110.f, -89.f, -88.7f, -87.f, 0.f, 87.f, 88.7f, 89.f, 104.f, 110.f};
+        for (long i = 0; i < n && i < 10; i++) g[i] = edge[i];
+        kernels_ref()->silu_mul(NULL, want, g, u, n);
+        /* exp within 2 ulp plus 1 + e, the division and the product: ≤ 6 roundings */
+        for (long i = 0; i < n; i++) tol[i] = (float)(6 * FLT_EPSILON * fabs(want[i]) + 1e-37);
+        FOR_EACH_TABLE_POOL(t, p) {
+            memcpy(got, g, n * 4); /* in place: out aliases gate */
+            t->silu_mul(p, got, got, u, n);
+            check_close("silu_mul", t, pool_size(p), got, want, tol, n);
+        }
+        memcpy(want, u, n * 4);
+        kernels_ref()->add(NULL, want, g, n);
+        FOR_EACH_TABLE_POOL(t, p) {
+            memcpy(got, u, n * 4);
+            t->add(p, got, g, n);
+            assert_memory_equal(got, want, n * 4);
+        }
+        free(g), free(u), free(want), free(got), free(tol);
+    }
+}
+
+static void test_embed(void **state) {
+    static const int64_t cols[] = {0, 1, 7, 64, 896};
+    static const int ns[] = {0, 1, 5, 40};
+    static const dtype dts[] = {DT_F32, DT_BF16, DT_F16};
+    int32_t ids[40];
+    for (int d = 0; d < 3; d++)
+        for (int c = 0; c < 5; c++)
+            for (int k = 0; k < 4; k++) {
+                int n = ns[k];
+                wk_weight W;
+                void *buf = xmalloc((size_t)(50 * cols[c]) * 4);
+                make_weight(&W, buf, dts[d], 50, cols[c]);
+                for (int i = 0; i < n; i++) ids[i] = (int32_t)((i * 37 + 11) % 50);
+                float *want = xmalloc((size_t)(n * cols[c]) * 4), *got = xmalloc((size_t)(n * cols[c]) * 4);
+                kernels_ref()->embed(NULL, want, &W, ids, n);
+                FOR_EACH_TABLE_POOL(t, p) {
+                    memset(got, 0xff, (size_t)(n * cols[c]) * 4);
+                    t->embed(p, got, &W, ids, n);
+                    assert_memory_equal(got, want, (size_t)(n * cols[c]) * 4);
+                }
+                free(buf), free(want), free(got);
+            }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tables_exist), cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_attention),    cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),         cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_silu_add),     cmocka_unit_test(test_embed),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
