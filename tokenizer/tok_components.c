@@ -1,0 +1,358 @@
+/* tok_components.c — reads the normalizer, pre_tokenizer, post_processor and decoder sections
+ * of tokenizer.json into the structs of tok_impl.h. Every unknown or unsupported component is
+ * an error naming its JSON path ("pre_tokenizer.pretokenizers[1]: unsupported type 'X'"); no
+ * component is ever skipped silently. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "tokenizer/tok_components.h"
+
+static char *dupstr(const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static const char *jstr(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool jbool(const cJSON *o, const char *key, bool def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    return def;
+}
+
+static const char *jtype(const cJSON *o) { return jstr(o, "type"); }
+
+static wick_status unsupported(const char *file, const char *path, const cJSON *o) {
+    const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
+    if (!ty) return err_set(WICK_ERR_FORMAT, "%s: %s: expected an object with a \"type\"", file, path);
+    return err_set(WICK_ERR_UNSUPPORTED, "%s: %s: unsupported type '%s'", file, path, ty);
+}
+
+/* Reads {"String": s} or {"Regex": r} into a compiled regex. */
+static wick_status read_pattern(const char *file, const char *path, const cJSON *o, tok_regex *re,
+                                char **literal) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "pattern");
+    const char *s = jstr(p, "String"), *r = jstr(p, "Regex");
+    char err[512];
+    if (!s && !r)
+        return err_set(WICK_ERR_FORMAT, "%s: %s.pattern: expected {\"String\": ...} or {\"Regex\": ...}", file, path);
+    if (literal && s) {
+        *literal = dupstr(s);
+        return *literal ? WICK_OK : err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    }
+    if (!tok_regex_compile(re, s ? s : r, s != NULL, err, sizeof err))
+        return err_set(WICK_ERR_FORMAT, "%s: %s.pattern: %s", file, path, err);
+    return WICK_OK;
+}
+
+static bool read_behavior(const char *s, tok_split_behavior *b) {
+    static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                  "Contiguous"};
+    for (int i = 0; i < 5; i++)
+        if (s && strcmp(s, names[i]) == 0) {
+            *b = (tok_split_behavior)i;
+            return true;
+        }
+    return false;
+}
+
+static wick_status read_metaspace(const char *file, const char *path, const cJSON *o, char repl[8],
+                                  tok_prepend *pp) {
+    const char *r = jstr(o, "replacement");
+    if (!r) r = "\xE2\x96\x81";
+    if (strlen(r) >= 8) return err_set(WICK_ERR_FORMAT, "%s: %s.replacement: too long", file, path);
+    strcpy(repl, r);
+    const char *sch = jstr(o, "prepend_scheme");
+    if (sch) {
+        if (strcmp(sch, "always") == 0) *pp = PREPEND_ALWAYS;
+        else if (strcmp(sch, "first") == 0) *pp = PREPEND_FIRST;
+        else if (strcmp(sch, "never") == 0) *pp = PREPEND_NEVER;
+        else return err_set(WICK_ERR_FORMAT, "%s: %s.prepend_scheme: unknown '%s'", file, path, sch);
+    } else {
+        *pp = jbool(o, "add_prefix_space", true) ? PREPEND_ALWAYS : PREPEND_NEVER;
+    }
+    return WICK_OK;
+}
+
+wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, tok_norm *nm) {
+    memset(nm, 0, sizeof *nm);
+    const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
+    if (!ty) return unsupported(file, path, o);
+    char sub[256];
+    if (!strcmp(ty, "NFC")) nm->kind = NORM_NFC;
+    else if (!strcmp(ty, "NFD")) nm->kind = NORM_NFD;
+    else if (!strcmp(ty, "NFKC")) nm->kind = NORM_NFKC;
+    else if (!strcmp(ty, "NFKD")) nm->kind = NORM_NFKD;
+    else if (!strcmp(ty, "Lowercase")) nm->kind = NORM_LOWER;
+    else if (!strcmp(ty, "StripAccents")) nm->kind = NORM_STRIP_ACCENTS;
+    else if (!strcmp(ty, "Strip")) {
+        nm->kind = NORM_STRIP;
+        nm->left = jbool(o, "strip_left", true);
+        nm->right = jbool(o, "strip_right", true);
+    } else if (!strcmp(ty, "Prepend")) {
+        nm->kind = NORM_PREPEND;
+        const char *p = jstr(o, "prepend");
+        if (!p) return err_set(WICK_ERR_FORMAT, "%s: %s.prepend: missing string", file, path);
+        nm->str = dupstr(p);
+    } else if (!strcmp(ty, "Replace")) {
+        nm->kind = NORM_REPLACE;
+        const char *c = jstr(o, "content");
+        if (!c) return err_set(WICK_ERR_FORMAT, "%s: %s.content: missing string", file, path);
+        nm->str2 = dupstr(c);
+        wick_status st = read_pattern(file, path, o, &nm->re, &nm->str);
+        if (st) return st;
+    } else if (!strcmp(ty, "BertNormalizer")) {
+        nm->kind = NORM_BERT;
+        nm->clean_text = jbool(o, "clean_text", true);
+        nm->chinese = jbool(o, "handle_chinese_chars", true);
+        nm->lowercase = jbool(o, "lowercase", true);
+        nm->strip_accents = jbool(o, "strip_accents", nm->lowercase);  /* null: follows lowercase */
+    } else if (!strcmp(ty, "Sequence")) {
+        nm->kind = NORM_SEQ;
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "normalizers");
+        if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.normalizers: expected an array", file, path);
+        int n = cJSON_GetArraySize(arr);
+        nm->sub = calloc(n ? n : 1, sizeof *nm->sub);
+        if (!nm->sub) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        for (int i = 0; i < n; i++) {
+            snprintf(sub, sizeof sub, "%s.normalizers[%d]", path, i);
+            wick_status st = tok_read_norm(file, sub, cJSON_GetArrayItem(arr, i), &nm->sub[i]);
+            nm->nsub = i + 1;
+            if (st) return st;
+        }
+    } else {
+        return unsupported(file, path, o);
+    }
+    return WICK_OK;
+}
+
+/* \w+|[^\w\s]+ (HF Whitespace) and the GPT-2 word pattern (ByteLevel use_regex). */
+static const char *RE_WHITESPACE = "\\w+|[^\\w\\s]+";
+static const char *RE_GPT2 =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok_pre *pre) {
+    memset(pre, 0, sizeof *pre);
+    const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
+    if (!ty) return unsupported(file, path, o);
+    char sub[256], err[512];
+    if (!strcmp(ty, "ByteLevel")) {
+        pre->kind = PRE_BYTELEVEL;
+        pre->add_prefix_space = jbool(o, "add_prefix_space", true);
+        pre->use_regex = jbool(o, "use_regex", true);
+        if (pre->use_regex && !tok_regex_compile(&pre->re, RE_GPT2, false, err, sizeof err))
+            return err_set(WICK_ERR_INTERNAL, "%s: %s: %s", file, path, err);
+    } else if (!strcmp(ty, "Split")) {
+        pre->kind = PRE_SPLIT;
+        if (!read_behavior(jstr(o, "behavior"), &pre->behavior))
+            return err_set(WICK_ERR_FORMAT, "%s: %s.behavior: unknown or missing", file, path);
+        pre->invert = jbool(o, "invert", false);
+        return read_pattern(file, path, o, &pre->re, NULL);
+    } else if (!strcmp(ty, "Metaspace")) {
+        pre->kind = PRE_METASPACE;
+        pre->split = jbool(o, "split", true);
+        return read_metaspace(file, path, o, pre->repl, &pre->prepend);
+    } else if (!strcmp(ty, "Whitespace")) {
+        pre->kind = PRE_WHITESPACE;
+        if (!tok_regex_compile(&pre->re, RE_WHITESPACE, false, err, sizeof err))
+            return err_set(WICK_ERR_INTERNAL, "%s: %s: %s", file, path, err);
+    } else if (!strcmp(ty, "WhitespaceSplit")) {
+        pre->kind = PRE_WSSPLIT;
+    } else if (!strcmp(ty, "BertPreTokenizer")) {
+        pre->kind = PRE_BERT;
+    } else if (!strcmp(ty, "Punctuation")) {
+        pre->kind = PRE_PUNCT;
+        const char *b = jstr(o, "behavior");
+        pre->behavior = SPLIT_ISOLATED;
+        if (b && !read_behavior(b, &pre->behavior))
+            return err_set(WICK_ERR_FORMAT, "%s: %s.behavior: unknown '%s'", file, path, b);
+    } else if (!strcmp(ty, "Digits")) {
+        pre->kind = PRE_DIGITS;
+        pre->individual_digits = jbool(o, "individual_digits", false);
+    } else if (!strcmp(ty, "Sequence")) {
+        pre->kind = PRE_SEQ;
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "pretokenizers");
+        if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.pretokenizers: expected an array", file, path);
+        int n = cJSON_GetArraySize(arr);
+        pre->sub = calloc(n ? n : 1, sizeof *pre->sub);
+        if (!pre->sub) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        for (int i = 0; i < n; i++) {
+            snprintf(sub, sizeof sub, "%s.pretokenizers[%d]", path, i);
+            wick_status st = tok_read_pre(file, sub, cJSON_GetArrayItem(arr, i), &pre->sub[i]);
+            pre->nsub = i + 1;
+            if (st) return st;
+        }
+    } else {
+        return unsupported(file, path, o);
+    }
+    return WICK_OK;
+}
+
+static wick_status add_dec(tok_dec **list, int *n, tok_dec d) {
+    tok_dec *nl = realloc(*list, (size_t)(*n + 1) * sizeof *nl);
+    if (!nl) return err_set(WICK_ERR_NOMEM, "decoder: out of memory");
+    *list = nl;
+    nl[(*n)++] = d;
+    return WICK_OK;
+}
+
+wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok_dec **list, int *n) {
+    const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
+    if (!ty) return unsupported(file, path, o);
+    tok_dec d;
+    memset(&d, 0, sizeof d);
+    char sub[256];
+    wick_status st = WICK_OK;
+    if (!strcmp(ty, "ByteLevel")) d.kind = DEC_BYTELEVEL;
+    else if (!strcmp(ty, "ByteFallback")) d.kind = DEC_BYTEFALLBACK;
+    else if (!strcmp(ty, "Fuse")) d.kind = DEC_FUSE;
+    else if (!strcmp(ty, "Metaspace")) {
+        d.kind = DEC_METASPACE;
+        st = read_metaspace(file, path, o, d.repl, &d.prepend);
+    } else if (!strcmp(ty, "Strip")) {
+        d.kind = DEC_STRIP;
+        const char *c = jstr(o, "content");
+        size_t adv;
+        d.content = c ? tok_utf8_decode((const unsigned char *)c, strlen(c), &adv) : ' ';
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "start");
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "stop");
+        d.start = cJSON_IsNumber(a) ? a->valueint : 0;
+        d.stop = cJSON_IsNumber(b) ? b->valueint : 0;
+    } else if (!strcmp(ty, "Replace")) {
+        d.kind = DEC_REPLACE;
+        const char *c = jstr(o, "content");
+        if (!c) return err_set(WICK_ERR_FORMAT, "%s: %s.content: missing string", file, path);
+        d.str2 = dupstr(c);
+        st = read_pattern(file, path, o, &d.re, &d.str);
+    } else if (!strcmp(ty, "WordPiece")) {
+        d.kind = DEC_WORDPIECE;
+        const char *p = jstr(o, "prefix");
+        d.str = dupstr(p ? p : "##");
+        d.cleanup = jbool(o, "cleanup", true);
+    } else if (!strcmp(ty, "BPEDecoder")) {
+        d.kind = DEC_BPE_SUFFIX;
+        const char *p = jstr(o, "suffix");
+        d.str = dupstr(p ? p : "</w>");
+    } else if (!strcmp(ty, "Sequence")) {
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "decoders");
+        if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.decoders: expected an array", file, path);
+        for (int i = 0; i < cJSON_GetArraySize(arr); i++) {
+            snprintf(sub, sizeof sub, "%s.decoders[%d]", path, i);
+            st = tok_read_dec(file, sub, cJSON_GetArrayItem(arr, i), list, n);
+            if (st) return st;
+        }
+        return WICK_OK;
+    } else {
+        return unsupported(file, path, o);
+    }
+    wick_status st2 = add_dec(list, n, d);
+    if (st2) {
+        tok_dec_free_list(&d, 1);
+        free(NULL);
+        return st2;
+    }
+    return st;
+}
+
+static wick_status append_ids(int32_t **arr, int *n, int32_t id) {
+    int32_t *na = realloc(*arr, (size_t)(*n + 1) * sizeof *na);
+    if (!na) return err_set(WICK_ERR_NOMEM, "post_processor: out of memory");
+    *arr = na;
+    na[(*n)++] = id;
+    return WICK_OK;
+}
+
+/* Reads ["[CLS]", 101] */
+static bool pair_id(const cJSON *o, const char *key, int32_t *id) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
+    const cJSON *v = cJSON_GetArrayItem(a, 1);
+    if (!cJSON_IsArray(a) || !cJSON_IsNumber(v)) return false;
+    *id = v->valueint;
+    return true;
+}
+
+wick_status tok_read_post(const char *file, const char *path, const cJSON *o, tok_post *pp) {
+    const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
+    if (!ty) return unsupported(file, path, o);
+    char sub[256];
+    pp->present = true;
+    if (!strcmp(ty, "ByteLevel")) return WICK_OK;
+    if (!strcmp(ty, "BertProcessing") || !strcmp(ty, "RobertaProcessing")) {
+        int32_t cls, sep;
+        if (!pair_id(o, "cls", &cls) || !pair_id(o, "sep", &sep))
+            return err_set(WICK_ERR_FORMAT, "%s: %s: expected cls/sep as [token, id]", file, path);
+        /* Later processors of a Sequence wrap the earlier ones' output. */
+        int32_t *np = malloc((size_t)(pp->npre + 1) * sizeof *np);
+        if (!np) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        np[0] = cls;
+        if (pp->npre) memcpy(np + 1, pp->pre, (size_t)pp->npre * sizeof *np);
+        free(pp->pre);
+        pp->pre = np;
+        pp->npre++;
+        return append_ids(&pp->post, &pp->npost, sep);
+    }
+    if (!strcmp(ty, "TemplateProcessing")) {
+        const cJSON *single = cJSON_GetObjectItemCaseSensitive(o, "single");
+        const cJSON *specials = cJSON_GetObjectItemCaseSensitive(o, "special_tokens");
+        if (!cJSON_IsArray(single)) return err_set(WICK_ERR_FORMAT, "%s: %s.single: expected an array", file, path);
+        int32_t *before = NULL, *after = NULL;
+        int nb = 0, na = 0;
+        bool seen_seq = false;
+        wick_status st = WICK_OK;
+        for (int i = 0; !st && i < cJSON_GetArraySize(single); i++) {
+            const cJSON *it = cJSON_GetArrayItem(single, i);
+            const cJSON *sp = cJSON_GetObjectItemCaseSensitive(it, "SpecialToken");
+            if (cJSON_GetObjectItemCaseSensitive(it, "Sequence")) {
+                seen_seq = true;
+                continue;
+            }
+            const char *name = jstr(sp, "id");
+            const cJSON *ent = cJSON_GetObjectItemCaseSensitive(specials, name ? name : "");
+            const cJSON *ids = cJSON_GetObjectItemCaseSensitive(ent, "ids");
+            if (!name || !cJSON_IsArray(ids)) {
+                snprintf(sub, sizeof sub, "%s.single[%d]", path, i);
+                st = err_set(WICK_ERR_FORMAT, "%s: %s: special token '%s' not in special_tokens",
+                             file, sub, name ? name : "?");
+                break;
+            }
+            for (int k = 0; !st && k < cJSON_GetArraySize(ids); k++) {
+                const cJSON *v = cJSON_GetArrayItem(ids, k);
+                if (!cJSON_IsNumber(v)) st = err_set(WICK_ERR_FORMAT, "%s: %s: bad ids of '%s'", file, path, name);
+                else st = seen_seq ? append_ids(&after, &na, v->valueint) : append_ids(&before, &nb, v->valueint);
+            }
+        }
+        if (!st) {
+            for (int i = 0; !st && i < pp->npre; i++) st = append_ids(&before, &nb, pp->pre[i]);
+            for (int i = 0; !st && i < na; i++) st = append_ids(&pp->post, &pp->npost, after[i]);
+        }
+        if (!st) {
+            free(pp->pre);
+            pp->pre = before;
+            pp->npre = nb;
+            before = NULL;
+        }
+        free(before);
+        free(after);
+        return st;
+    }
+    if (!strcmp(ty, "Sequence")) {
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "processors");
+        if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.processors: expected an array", file, path);
+        for (int i = 0; i < cJSON_GetArraySize(arr); i++) {
+            snprintf(sub, sizeof sub, "%s.processors[%d]", path, i);
+            wick_status st = tok_read_post(file, sub, cJSON_GetArrayItem(arr, i), pp);
+            if (st) return st;
+        }
+        return WICK_OK;
+    }
+    return unsupported(file, path, o);
+}

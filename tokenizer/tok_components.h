@@ -1,0 +1,17 @@
+/* tok_components.h — tokenizer.json component readers (tok_components.c). Each returns
+ * WICK_OK or an error naming `file` and the JSON `path`; on error the partly filled struct
+ * may still own memory and must be released with its free function. */
+#ifndef WICK_TOK_COMPONENTS_H
+#define WICK_TOK_COMPONENTS_H
+#include <cjson/cJSON.h>
+
+#include "tokenizer/tok_impl.h"
+
+wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, tok_norm *nm);
+wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok_pre *pre);
+/* Appends to a flat decoder list (Sequences are flattened). */
+wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok_dec **list, int *n);
+/* Accumulates into pp (Sequence processors wrap one another). */
+wick_status tok_read_post(const char *file, const char *path, const cJSON *o, tok_post *pp);
+
+#endif

@@ -1,0 +1,187 @@
+/* tok_encode.c — wick_tokenize and the read-only queries (token strings, ids, specials).
+ * Encoding runs the pipeline described in tok_impl.h. Added tokens are matched leftmost, then
+ * longest, with lstrip/rstrip (ASCII whitespace) and single_word (ASCII word characters)
+ * handled; a single_word candidate that fails tries the next shorter token at the same place.
+ * Not here: pairs of sequences, truncation, padding, offsets. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "tokenizer/tok_impl.h"
+
+static bool ascii_ws(unsigned char c) { return c == ' ' || (c >= 9 && c <= 13); }
+static bool word_byte(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '_' || c >= 0x80;
+}
+
+/* One match of an added token in s[from..n): returns false when none. */
+static bool added_find(const wick_tokenizer *t, int set, const char *s, size_t n, size_t from,
+                       size_t *ms, size_t *me, int32_t *id) {
+    const int32_t *off = t->am_off[set];
+    for (size_t i = from; i < n; i++) {
+        unsigned char b = (unsigned char)s[i];
+        for (int32_t k = off[b]; k < off[b + 1]; k++) {
+            const tok_added *a = &t->added[t->am_idx[set][k]];
+            if (a->len > n - i || memcmp(s + i, a->content, a->len) != 0) continue;
+            size_t e = i + a->len;
+            if (a->single_word && ((i > 0 && word_byte((unsigned char)s[i - 1])) ||
+                                   (e < n && word_byte((unsigned char)s[e]))))
+                continue;
+            size_t st = i;
+            if (a->lstrip)
+                while (st > from && ascii_ws((unsigned char)s[st - 1])) st--;
+            if (a->rstrip)
+                while (e < n && ascii_ws((unsigned char)s[e])) e++;
+            *ms = st;
+            *me = e;
+            *id = a->id;
+            return true;
+        }
+    }
+    return false;
+}
+
+typedef struct enc_ctx {
+    const wick_tokenizer *t;
+    tok_pieces a, b;
+    tok_scratch *sc;
+    pcre2_match_data *md;
+    tok_buf norm;
+    int32_t *ids;
+    size_t n, cap;
+} enc_ctx;
+
+static bool push(enc_ctx *c, int32_t id) {
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 256;
+        int32_t *p = realloc(c->ids, nc * sizeof *p);
+        if (!p) return false;
+        c->ids = p;
+        c->cap = nc;
+    }
+    c->ids[c->n++] = id;
+    return true;
+}
+
+/* Pre-tokenizes and encodes one normalized text segment. */
+static bool encode_plain(enc_ctx *c, const char *s, size_t n, bool first) {
+    if (!n) return true;
+    const wick_tokenizer *t = c->t;
+    tok_pieces_clear(&c->a);
+    if (!tok_pieces_add(&c->a, s, n, first)) return false;
+    tok_pieces *words = &c->a;
+    if (t->pre) {
+        if (!tok_pretokenize(t->pre, &c->a, &c->b, c->md)) return false;
+        words = &c->b;
+    }
+    for (size_t i = 0; i < words->n; i++)
+        if (!tok_model_word(t, words->text.p + words->off[i], words->len[i], c->sc, &c->ids,
+                            &c->n, &c->cap))
+            return false;
+    return true;
+}
+
+/* Normalizes a raw segment, then splits it on normalized added tokens. */
+static bool encode_segment(enc_ctx *c, const char *s, size_t n, bool first) {
+    const wick_tokenizer *t = c->t;
+    if (!n) return true;
+    const char *ns = s;
+    size_t nn = n;
+    tok_buf nb = {0};
+    if (t->norm) {
+        if (!tok_normalize(t->norm, s, n, &nb)) {
+            tok_buf_free(&nb);
+            return false;
+        }
+        ns = nb.p ? nb.p : "";
+        nn = nb.len;
+    }
+    bool ok = true;
+    size_t pos = 0, ms, me;
+    int32_t id;
+    while (ok && t->has_added[1] && added_find(t, 1, ns, nn, pos, &ms, &me, &id)) {
+        ok = encode_plain(c, ns + pos, ms - pos, first && pos == 0) && push(c, id);
+        pos = me;
+    }
+    ok = ok && encode_plain(c, ns + pos, nn - pos, first && pos == 0);
+    tok_buf_free(&nb);
+    return ok;
+}
+
+int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, bool add_special,
+                      int32_t *ids, int32_t cap) {
+    if (!t || (!text && len) || cap < 0 || (!ids && cap > 0)) {
+        err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: NULL tokenizer/text/ids or negative cap");
+        return INT32_MIN;
+    }
+    if (len > (size_t)INT32_MAX / 2) {
+        err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: text of %zu bytes is too long", len);
+        return INT32_MIN;
+    }
+    if (!text) text = "";
+    enc_ctx c = {.t = t};
+    c.sc = tok_scratch_new();
+    c.md = pcre2_match_data_create(32, NULL);
+    bool ok = c.sc && c.md;
+    if (ok && add_special)
+        for (int i = 0; ok && i < t->post.npre; i++) ok = push(&c, t->post.pre[i]);
+    size_t pos = 0, ms, me;
+    int32_t id;
+    while (ok && t->has_added[0] && added_find(t, 0, text, len, pos, &ms, &me, &id)) {
+        ok = encode_segment(&c, text + pos, ms - pos, pos == 0) && push(&c, id);
+        pos = me;
+    }
+    ok = ok && encode_segment(&c, text + pos, len - pos, pos == 0);
+    if (ok && add_special)
+        for (int i = 0; ok && i < t->post.npost; i++) ok = push(&c, t->post.post[i]);
+    int32_t ret;
+    if (!ok) {
+        err_set(WICK_ERR_NOMEM, "wick_tokenize: out of memory");
+        ret = INT32_MIN;
+    } else if (c.n > (size_t)cap) {
+        if (cap) memcpy(ids, c.ids, (size_t)cap * sizeof *ids);
+        ret = -(int32_t)c.n;
+    } else {
+        if (c.n) memcpy(ids, c.ids, c.n * sizeof *ids);
+        ret = (int32_t)c.n;
+    }
+    free(c.ids);
+    tok_pieces_free(&c.a);
+    tok_pieces_free(&c.b);
+    tok_scratch_free(c.sc);
+    if (c.md) pcre2_match_data_free(c.md);
+    return ret;
+}
+
+const char *wick_token_str(const wick_tokenizer *t, int32_t id) {
+    if (!t || id < 0 || id >= t->n_ids) return NULL;
+    return t->id_str[id];
+}
+
+int32_t wick_token_id(const wick_tokenizer *t, const char *str) {
+    if (!t || !str) return -1;
+    return tok_smap_get(&t->vocab, str, strlen(str));
+}
+
+int32_t wick_tokenizer_vocab_size(const wick_tokenizer *t) { return t ? t->n_ids : 0; }
+
+int32_t wick_tokenizer_special(const wick_tokenizer *t, wick_special which) {
+    if (!t || (int)which < 0 || (int)which >= 7) return -1;
+    return t->specials[which];
+}
+
+bool wick_token_is_special(const wick_tokenizer *t, int32_t id) {
+    return t && id >= 0 && id < t->n_ids && t->is_special[id];
+}
+
+const char *tokenizer_chat_template(const wick_tokenizer *t) { return t ? t->chat_template : NULL; }
+
+const char *tokenizer_special_str(const wick_tokenizer *t, const char *key) {
+    static const char *keys[4] = {"bos_token", "eos_token", "pad_token", "unk_token"};
+    if (!t || !key) return NULL;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(key, keys[i]) == 0) return t->cfg_special[i];
+    return NULL;
+}

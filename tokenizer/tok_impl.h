@@ -1,0 +1,217 @@
+/* tok_impl.h — the tokenizer's internal data model, shared by the tokenizer/tok_*.c files.
+ *
+ * Pipeline (mirrors Hugging Face `tokenizers`, offsets are not tracked because wick never
+ * returns them):
+ *   raw bytes -> added-token split (non-normalized tokens on raw text) -> normalizer per
+ *   segment -> added-token split (normalized tokens) -> pre-tokenizer -> model (BPE /
+ *   WordPiece) -> post-processor (only with add_special).
+ * Decoding: ids -> token strings -> decoder chain, run as a streaming machine so the batch
+ * detokenizer and the streaming one are the same code (tok_decode.c).
+ * Not here: truncation, padding, offsets, Unigram/WordLevel models. */
+#ifndef WICK_TOK_IMPL_H
+#define WICK_TOK_IMPL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "wick.h"
+
+/* ---- growable byte buffer ---- */
+typedef struct tok_buf {
+    char *p;
+    size_t len, cap;
+} tok_buf;
+bool tok_buf_reserve(tok_buf *b, size_t extra);
+bool tok_buf_put(tok_buf *b, const void *s, size_t n);
+static inline bool tok_buf_putc(tok_buf *b, char c) { return tok_buf_put(b, &c, 1); }
+void tok_buf_free(tok_buf *b);
+
+/* ---- string -> int32 open-addressing hash map (keys borrowed, must outlive the map) ---- */
+typedef struct tok_smap {
+    const char **keys;
+    uint32_t *klen;
+    int32_t *vals;
+    size_t cap, n;  /* cap is a power of two */
+} tok_smap;
+bool tok_smap_init(tok_smap *m, size_t expect);
+bool tok_smap_put(tok_smap *m, const char *k, size_t kl, int32_t v);  /* overwrites */
+int32_t tok_smap_get(const tok_smap *m, const char *k, size_t kl);      /* -1 if absent */
+void tok_smap_free(tok_smap *m);
+
+/* ---- (left id, right id) -> (rank, merged id) map for BPE merges ---- */
+typedef struct tok_pmap {
+    uint64_t *keys;   /* (left << 32 | right) + 1; 0 marks an empty slot */
+    int32_t *rank, *merged;
+    size_t cap, n;
+} tok_pmap;
+bool tok_pmap_init(tok_pmap *m, size_t expect);
+bool tok_pmap_put(tok_pmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged);
+bool tok_pmap_get(const tok_pmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged);
+void tok_pmap_free(tok_pmap *m);
+
+/* ---- a compiled regex (PCRE2, UTF + UCP, JIT when available) ---- */
+typedef struct tok_regex {
+    pcre2_code *code;
+} tok_regex;
+
+/* ---- normalizers ---- */
+typedef enum {
+    NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_LOWER, NORM_STRIP_ACCENTS, NORM_REPLACE,
+    NORM_PREPEND, NORM_BERT, NORM_STRIP, NORM_SEQ
+} tok_norm_kind;
+typedef struct tok_norm {
+    tok_norm_kind kind;
+    char *str, *str2;          /* Replace: pattern (String) + content; Prepend: prepend */
+    tok_regex re;              /* Replace with a Regex pattern (code NULL otherwise) */
+    bool clean_text, chinese, strip_accents, lowercase;  /* BertNormalizer */
+    bool left, right;          /* Strip */
+    struct tok_norm *sub;      /* Sequence */
+    int nsub;
+} tok_norm;
+
+/* ---- pre-tokenizers ---- */
+typedef enum {
+    SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS
+} tok_split_behavior;
+typedef enum {
+    PRE_BYTELEVEL, PRE_SPLIT, PRE_METASPACE, PRE_WHITESPACE, PRE_WSSPLIT, PRE_BERT, PRE_PUNCT,
+    PRE_DIGITS, PRE_SEQ
+} tok_pre_kind;
+typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } tok_prepend;
+typedef struct tok_pre {
+    tok_pre_kind kind;
+    tok_regex re;              /* Split (string patterns are compiled as escaped literals),
+                                  ByteLevel use_regex, Whitespace */
+    tok_split_behavior behavior;
+    bool invert;
+    bool add_prefix_space, use_regex;  /* ByteLevel */
+    char repl[8];              /* Metaspace replacement (UTF-8) */
+    tok_prepend prepend;
+    bool split;                /* Metaspace split */
+    bool individual_digits;
+    struct tok_pre *sub;
+    int nsub;
+} tok_pre;
+
+/* ---- decoders ---- */
+typedef enum {
+    DEC_BYTELEVEL, DEC_METASPACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_REPLACE,
+    DEC_WORDPIECE, DEC_BPE_SUFFIX
+} tok_dec_kind;
+typedef struct tok_dec {   /* a flat list: a Sequence is flattened at load */
+    tok_dec_kind kind;
+    char repl[8];
+    tok_prepend prepend;
+    char *str, *str2;          /* Replace pattern/content; WordPiece prefix; BPEDecoder suffix */
+    tok_regex re;
+    uint32_t content;          /* Strip: code point */
+    int start, stop;
+    bool cleanup;
+} tok_dec;
+
+/* ---- post-processor: ids to put around the single sequence ---- */
+typedef struct tok_post {
+    bool present;
+    int32_t *pre, *post;       /* ids before / after the sequence */
+    int npre, npost;
+} tok_post;
+
+/* ---- added tokens ---- */
+typedef struct tok_added {
+    int32_t id;
+    char *content;
+    uint32_t len;
+    bool special, lstrip, rstrip, single_word, normalized;
+} tok_added;
+
+typedef enum { MODEL_BPE, MODEL_WORDPIECE } tok_model_kind;
+
+struct wick_tokenizer {
+    /* vocabulary: id -> string (NUL-terminated, in `strs`), string -> id */
+    char **id_str;
+    uint32_t *id_len;
+    int32_t n_ids;
+    tok_smap vocab;            /* model vocab + added tokens */
+    char *strs;                /* arena for model vocab strings */
+    bool *is_special;          /* per id: an added token marked special */
+
+    tok_model_kind model;
+    /* BPE */
+    tok_pmap merges;
+    int32_t cp_id[512];        /* id of the one-code-point token for cp < 512, or -1 (covers
+                                  ASCII and the byte-level alphabet: the BPE's fast path) */
+    int32_t byte_fallback_id[256]; /* <0xNN> ids when byte_fallback */
+    bool byte_fallback, fuse_unk, ignore_merges;
+    char *cont_prefix, *eow_suffix;  /* BPE continuing_subword_prefix / end_of_word_suffix */
+    int32_t unk_id;
+    /* WordPiece */
+    char *wp_prefix;
+    int wp_max_chars;
+
+    tok_norm *norm;            /* NULL: none */
+    tok_pre *pre;              /* NULL: none */
+    tok_dec *dec;              /* flat list, NULL/0: join with spaces */
+    int ndec;
+    tok_post post;
+
+    tok_added *added;
+    int nadded;
+    /* added-token matcher, per set (0: normalized=false, matched on raw text; 1: normalized):
+     * indices into `added` sorted by (first byte, length descending); am_off[set][b] .. [b+1]
+     * is the bucket of first byte b. */
+    int32_t *am_idx[2];
+    int32_t am_off[2][257];
+    bool has_added[2];
+    int32_t specials[7];       /* wick_special -> id */
+
+    /* tokenizer_config.json values */
+    char *chat_template;
+    char *cfg_special[4];      /* bos, eos, pad, unk strings */
+};
+
+/* tok_regex.c */
+bool tok_regex_compile(tok_regex *re, const char *pattern, bool literal, char *err, size_t errn);
+void tok_regex_free(tok_regex *re);
+/* Finds the next match in s[from..n); returns false when none. Invalid UTF-8 never matches. */
+bool tok_regex_next(const tok_regex *re, pcre2_match_data *md, const char *s, size_t n,
+                    size_t from, size_t *ms, size_t *me);
+
+/* tok_normalize.c: appends normalize(s) to out. */
+bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out);
+void tok_norm_free(tok_norm *nm);
+
+/* tok_pretok.c: a list of pieces living in one buffer. */
+typedef struct tok_pieces {
+    tok_buf text;
+    uint32_t *off, *len;
+    uint8_t *first;            /* piece begins at offset 0 of the original input */
+    size_t n, cap;
+} tok_pieces;
+bool tok_pieces_add(tok_pieces *p, const char *s, size_t n, bool first);
+void tok_pieces_clear(tok_pieces *p);
+void tok_pieces_free(tok_pieces *p);
+/* Pre-tokenizes `in` into `out` (out is cleared first; in may be modified as scratch). */
+bool tok_pretokenize(const tok_pre *pre, tok_pieces *in, tok_pieces *out, pcre2_match_data *md);
+void tok_pre_free(tok_pre *pre);
+
+/* tok_model.c: appends the ids of one pre-tokenized word. */
+typedef struct tok_scratch tok_scratch;
+tok_scratch *tok_scratch_new(void);
+void tok_scratch_free(tok_scratch *s);
+bool tok_model_word(const wick_tokenizer *t, const char *w, size_t n, tok_scratch *sc,
+                    int32_t **ids, size_t *nids, size_t *cap);
+
+/* tok_load.c */
+uint32_t tok_utf8_decode(const unsigned char *s, size_t n, size_t *adv);  /* 0xFFFFFFFF bad */
+size_t tok_utf8_encode(uint32_t cp, char *out);
+/* length of the valid UTF-8 sequence at s (0 when invalid or truncated) */
+size_t tok_utf8_valid_len(const unsigned char *s, size_t n);
+extern const uint16_t tok_byte_to_cp[256];  /* GPT-2 byte-level alphabet */
+
+/* tok_decode.c */
+void tok_dec_free_list(tok_dec *d, int n);
+
+#endif

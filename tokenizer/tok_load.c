@@ -1,0 +1,488 @@
+/* tok_load.c — wick_tokenizer_load/free: reads tokenizer.json (model, vocab, merges, added
+ * tokens, and via tok_components.c the pipeline components), or a BERT vocab.txt, plus
+ * tokenizer_config.json beside it (chat template, special token strings, do_lower_case).
+ * Not here: Unigram / WordLevel models, truncation and padding settings (ignored). */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+#include "tokenizer/tok_components.h"
+#include "tokenizer/tokenizer_internal.h"
+
+static char *dupn(const char *s, size_t n) {
+    char *d = malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+void wick_tokenizer_free(wick_tokenizer *t) {
+    if (!t) return;
+    free(t->id_str);
+    free(t->id_len);
+    free(t->strs);
+    free(t->is_special);
+    tok_smap_free(&t->vocab);
+    tok_pmap_free(&t->merges);
+    free(t->cont_prefix);
+    free(t->eow_suffix);
+    free(t->wp_prefix);
+    if (t->norm) tok_norm_free(t->norm);
+    free(t->norm);
+    if (t->pre) tok_pre_free(t->pre);
+    free(t->pre);
+    tok_dec_free_list(t->dec, t->ndec);
+    free(t->dec);
+    free(t->post.pre);
+    free(t->post.post);
+    for (int i = 0; i < t->nadded; i++) free(t->added[i].content);
+    free(t->added);
+    free(t->am_idx[0]);
+    free(t->am_idx[1]);
+    free(t->chat_template);
+    for (int i = 0; i < 4; i++) free(t->cfg_special[i]);
+    free(t);
+}
+
+/* Grows the id tables so that `id` is valid. */
+static bool ensure_ids(wick_tokenizer *t, int32_t n) {
+    if (n <= t->n_ids) return true;
+    char **s = realloc(t->id_str, (size_t)n * sizeof *s);
+    if (!s) return false;
+    t->id_str = s;
+    uint32_t *l = realloc(t->id_len, (size_t)n * sizeof *l);
+    if (!l) return false;
+    t->id_len = l;
+    bool *sp = realloc(t->is_special, (size_t)n);
+    if (!sp) return false;
+    t->is_special = sp;
+    for (int32_t i = t->n_ids; i < n; i++) {
+        s[i] = NULL;
+        l[i] = 0;
+        sp[i] = false;
+    }
+    t->n_ids = n;
+    return true;
+}
+
+static int cmp_added(const void *a, const void *b, void *ctx) {
+    const wick_tokenizer *t = ctx;
+    const tok_added *x = &t->added[*(const int32_t *)a], *y = &t->added[*(const int32_t *)b];
+    unsigned char fx = (unsigned char)x->content[0], fy = (unsigned char)y->content[0];
+    if (fx != fy) return fx < fy ? -1 : 1;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return 0;
+}
+
+/* Registers the added tokens in the vocab and builds the two matchers. */
+static wick_status finish_added(wick_tokenizer *t, const char *file) {
+    for (int set = 0; set < 2; set++) {
+        t->am_idx[set] = malloc((size_t)(t->nadded + 1) * sizeof(int32_t));
+        if (!t->am_idx[set]) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        int n = 0;
+        for (int i = 0; i < t->nadded; i++)
+            if (t->added[i].len && t->added[i].normalized == (set == 1)) t->am_idx[set][n++] = i;
+        qsort_r(t->am_idx[set], (size_t)n, sizeof(int32_t), cmp_added, t);
+        memset(t->am_off[set], 0, sizeof t->am_off[set]);
+        for (int k = 0; k < n; k++) t->am_off[set][(unsigned char)t->added[t->am_idx[set][k]].content[0] + 1]++;
+        for (int b = 0; b < 256; b++) t->am_off[set][b + 1] += t->am_off[set][b];
+        t->has_added[set] = n > 0;
+    }
+    for (int i = 0; i < t->nadded; i++) {
+        tok_added *a = &t->added[i];
+        if (!ensure_ids(t, a->id + 1)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        if (!t->id_str[a->id]) {
+            t->id_str[a->id] = a->content;
+            t->id_len[a->id] = a->len;
+        }
+        t->is_special[a->id] = a->special;
+        if (!tok_smap_put(&t->vocab, a->content, a->len, a->id))
+            return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    }
+    for (int32_t i = 0; i < t->n_ids; i++)
+        if (!t->id_str[i]) {  /* a hole in the ids: keep wick_token_str total */
+            t->id_str[i] = "";
+            t->id_len[i] = 0;
+        }
+    return WICK_OK;
+}
+
+static wick_status add_added(wick_tokenizer *t, const char *file, int32_t id, const char *content,
+                             bool special, bool lstrip, bool rstrip, bool single, bool normalized) {
+    tok_added *na = realloc(t->added, (size_t)(t->nadded + 1) * sizeof *na);
+    if (!na) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    t->added = na;
+    tok_added *a = &na[t->nadded];
+    memset(a, 0, sizeof *a);
+    a->content = dupn(content, strlen(content));
+    if (!a->content) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    t->nadded++;
+    a->id = id;
+    a->len = (uint32_t)strlen(content);
+    a->special = special;
+    a->lstrip = lstrip;
+    a->rstrip = rstrip;
+    a->single_word = single;
+    a->normalized = normalized;
+    return WICK_OK;
+}
+
+/* Fills cp_id and byte_fallback_id from the model vocab (before added tokens join it). */
+static void index_vocab(wick_tokenizer *t) {
+    char u[8];
+    for (uint32_t cp = 0; cp < 512; cp++) {
+        size_t n = tok_utf8_encode(cp, u);
+        t->cp_id[cp] = tok_smap_get(&t->vocab, u, n);
+    }
+    for (int b = 0; b < 256; b++) {
+        snprintf(u, sizeof u, "<0x%02X>", b);
+        t->byte_fallback_id[b] = t->byte_fallback ? tok_smap_get(&t->vocab, u, 6) : -1;
+    }
+}
+
+/* model.vocab: {"token": id, ...} into one string arena. */
+static wick_status read_vocab_obj(wick_tokenizer *t, const char *file, const cJSON *vocab) {
+    if (!cJSON_IsObject(vocab)) return err_set(WICK_ERR_FORMAT, "%s: model.vocab: expected an object", file);
+    size_t total = 0, n = 0;
+    int32_t maxid = -1;
+    for (const cJSON *e = vocab->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e8)
+            return err_set(WICK_ERR_FORMAT, "%s: model.vocab[\"%s\"]: expected a non-negative id", file, e->string);
+        total += strlen(e->string) + 1;
+        n++;
+        if (e->valueint > maxid) maxid = e->valueint;
+    }
+    t->strs = malloc(total ? total : 1);
+    if (!t->strs || !tok_smap_init(&t->vocab, n + 1024) || !ensure_ids(t, maxid + 1))
+        return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    char *p = t->strs;
+    for (const cJSON *e = vocab->child; e; e = e->next) {
+        size_t l = strlen(e->string);
+        memcpy(p, e->string, l + 1);
+        t->id_str[e->valueint] = p;
+        t->id_len[e->valueint] = (uint32_t)l;
+        if (!tok_smap_put(&t->vocab, p, l, e->valueint)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        p += l + 1;
+    }
+    return WICK_OK;
+}
+
+static wick_status read_merges(wick_tokenizer *t, const char *file, const cJSON *merges) {
+    if (!merges) return WICK_OK;
+    if (!cJSON_IsArray(merges)) return err_set(WICK_ERR_FORMAT, "%s: model.merges: expected an array", file);
+    int n = cJSON_GetArraySize(merges);
+    if (!tok_pmap_init(&t->merges, (size_t)n + 16)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    size_t pl = t->cont_prefix ? strlen(t->cont_prefix) : 0;
+    tok_buf m = {0};
+    int rank = 0;
+    for (const cJSON *e = merges->child; e; e = e->next, rank++) {
+        const char *a, *b;
+        size_t al, bl;
+        if (cJSON_IsString(e)) {
+            const char *sp = strchr(e->valuestring, ' ');
+            if (!sp) {
+                tok_buf_free(&m);
+                return err_set(WICK_ERR_FORMAT, "%s: model.merges[%d]: '%s' is not \"a b\"", file, rank, e->valuestring);
+            }
+            a = e->valuestring;
+            al = (size_t)(sp - a);
+            b = sp + 1;
+            bl = strlen(b);
+        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
+                   cJSON_IsString(e->child->next)) {
+            a = e->child->valuestring;
+            al = strlen(a);
+            b = e->child->next->valuestring;
+            bl = strlen(b);
+        } else {
+            tok_buf_free(&m);
+            return err_set(WICK_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\" or [a, b]", file, rank);
+        }
+        int32_t ia = tok_smap_get(&t->vocab, a, al), ib = tok_smap_get(&t->vocab, b, bl);
+        m.len = 0;
+        size_t skip = (pl && bl >= pl && memcmp(b, t->cont_prefix, pl) == 0) ? pl : 0;
+        if (!tok_buf_put(&m, a, al) || !tok_buf_put(&m, b + skip, bl - skip)) {
+            tok_buf_free(&m);
+            return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        }
+        int32_t im = tok_smap_get(&t->vocab, m.p, m.len);
+        if (ia < 0 || ib < 0 || im < 0) {
+            wick_status st = err_set(WICK_ERR_FORMAT, "%s: model.merges[%d]: token '%s' of the merge is not in the vocab",
+                                     file, rank, ia < 0 ? a : ib < 0 ? b : m.p);
+            tok_buf_free(&m);
+            return st;
+        }
+        if (!tok_pmap_put(&t->merges, ia, ib, rank, im)) {
+            tok_buf_free(&m);
+            return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        }
+    }
+    tok_buf_free(&m);
+    return WICK_OK;
+}
+
+static const char *jstr(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *model) {
+    if (!cJSON_IsObject(model)) return err_set(WICK_ERR_FORMAT, "%s: model: missing", file);
+    const char *ty = jstr(model, "type");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (!ty) ty = merges ? "BPE" : "?";
+    const char *unk = jstr(model, "unk_token");
+    if (!strcmp(ty, "BPE")) {
+        t->model = MODEL_BPE;
+        const char *cp = jstr(model, "continuing_subword_prefix"), *sf = jstr(model, "end_of_word_suffix");
+        if (cp && *cp) t->cont_prefix = dupn(cp, strlen(cp));
+        if (sf && *sf) t->eow_suffix = dupn(sf, strlen(sf));
+        t->byte_fallback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"));
+        t->fuse_unk = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "fuse_unk"));
+        t->ignore_merges = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "ignore_merges"));
+        const cJSON *dr = cJSON_GetObjectItemCaseSensitive(model, "dropout");
+        if (cJSON_IsNumber(dr) && dr->valuedouble > 0)
+            return err_set(WICK_ERR_UNSUPPORTED, "%s: model.dropout: BPE dropout is not supported", file);
+    } else if (!strcmp(ty, "WordPiece")) {
+        t->model = MODEL_WORDPIECE;
+        const char *p = jstr(model, "continuing_subword_prefix");
+        t->wp_prefix = dupn(p ? p : "##", strlen(p ? p : "##"));
+        const cJSON *mx = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
+        t->wp_max_chars = cJSON_IsNumber(mx) ? mx->valueint : 100;
+        if (!unk) unk = "[UNK]";
+    } else {
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: model: unsupported type '%s'", file, ty);
+    }
+    wick_status st = read_vocab_obj(t, file, cJSON_GetObjectItemCaseSensitive(model, "vocab"));
+    if (st) return st;
+    t->unk_id = unk ? tok_smap_get(&t->vocab, unk, strlen(unk)) : -1;
+    if (t->model == MODEL_WORDPIECE && t->unk_id < 0)
+        return err_set(WICK_ERR_FORMAT, "%s: model.unk_token: '%s' is not in the vocab", file, unk);
+    index_vocab(t);
+    return t->model == MODEL_BPE ? read_merges(t, file, merges) : WICK_OK;
+}
+
+static wick_status read_tokenizer_json(wick_tokenizer *t, const char *file) {
+    char *text = NULL;
+    size_t len = 0;
+    wick_status st = file_read_all(file, &text, &len);
+    if (st) return st;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", file);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return err_set(WICK_ERR_FORMAT, "%s: expected a JSON object at the top level", file);
+    }
+    st = read_model(t, file, cJSON_GetObjectItemCaseSensitive(root, "model"));
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    int i = 0;
+    for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; !st && a; a = a->next, i++) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
+        const char *c = jstr(a, "content");
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8 || !c) {
+            st = err_set(WICK_ERR_FORMAT, "%s: added_tokens[%d]: expected id and content", file, i);
+            break;
+        }
+#define B(k, d) (cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(a, k)) ? cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, k)) : d)
+        st = add_added(t, file, id->valueint, c, B("special", false), B("lstrip", false),
+                       B("rstrip", false), B("single_word", false), B("normalized", true));
+#undef B
+    }
+    const cJSON *o;
+    if (!st && cJSON_IsObject(o = cJSON_GetObjectItemCaseSensitive(root, "normalizer"))) {
+        t->norm = calloc(1, sizeof *t->norm);
+        st = t->norm ? tok_read_norm(file, "normalizer", o, t->norm) : WICK_ERR_NOMEM;
+    }
+    if (!st && cJSON_IsObject(o = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"))) {
+        t->pre = calloc(1, sizeof *t->pre);
+        st = t->pre ? tok_read_pre(file, "pre_tokenizer", o, t->pre) : WICK_ERR_NOMEM;
+    }
+    if (!st && cJSON_IsObject(o = cJSON_GetObjectItemCaseSensitive(root, "post_processor")))
+        st = tok_read_post(file, "post_processor", o, &t->post);
+    if (!st && cJSON_IsObject(o = cJSON_GetObjectItemCaseSensitive(root, "decoder")))
+        st = tok_read_dec(file, "decoder", o, &t->dec, &t->ndec);
+    cJSON_Delete(root);
+    return st;
+}
+
+/* BERT vocab.txt: one token per line, id = line number. */
+static wick_status read_vocab_txt(wick_tokenizer *t, const char *file, bool lower, int strip_acc,
+                                  bool chinese) {
+    size_t len = 0;
+    wick_status st = file_read_all(file, &t->strs, &len);
+    if (st) return st;
+    size_t nlines = 1;
+    for (size_t i = 0; i < len; i++) nlines += t->strs[i] == '\n';
+    if (!tok_smap_init(&t->vocab, nlines) || !ensure_ids(t, (int32_t)nlines))
+        return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    int32_t id = 0;
+    char *p = t->strs, *end = t->strs + len;
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *e = nl ? nl : end;
+        char *next = nl ? nl + 1 : end;
+        if (e > p && e[-1] == '\r') e--;
+        *e = 0;
+        t->id_str[id] = p;
+        t->id_len[id] = (uint32_t)(e - p);
+        tok_smap_put(&t->vocab, p, (size_t)(e - p), id);
+        id++;
+        p = next;
+    }
+    t->n_ids = id;
+    if (!id) return err_set(WICK_ERR_FORMAT, "%s: empty vocabulary", file);
+    t->model = MODEL_WORDPIECE;
+    t->wp_prefix = dupn("##", 2);
+    t->wp_max_chars = 100;
+    t->unk_id = tok_smap_get(&t->vocab, "[UNK]", 5);
+    if (t->unk_id < 0) return err_set(WICK_ERR_FORMAT, "%s: no [UNK] token", file);
+    index_vocab(t);
+    static const char *sp[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    for (int i = 0; i < 5; i++) {
+        int32_t k = tok_smap_get(&t->vocab, sp[i], strlen(sp[i]));
+        if (k >= 0 && (st = add_added(t, file, k, sp[i], true, false, false, false, false))) return st;
+    }
+    t->norm = calloc(1, sizeof *t->norm);
+    t->pre = calloc(1, sizeof *t->pre);
+    t->dec = calloc(1, sizeof *t->dec);
+    if (!t->norm || !t->pre || !t->dec) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    t->norm->kind = NORM_BERT;
+    t->norm->clean_text = true;
+    t->norm->chinese = chinese;
+    t->norm->lowercase = lower;
+    t->norm->strip_accents = strip_acc < 0 ? lower : strip_acc;
+    t->pre->kind = PRE_BERT;
+    t->ndec = 1;
+    t->dec[0].kind = DEC_WORDPIECE;
+    t->dec[0].str = dupn("##", 2);
+    t->dec[0].cleanup = true;
+    int32_t cls = tok_smap_get(&t->vocab, "[CLS]", 5), sep = tok_smap_get(&t->vocab, "[SEP]", 5);
+    if (cls >= 0 && sep >= 0) {
+        t->post.present = true;
+        t->post.pre = malloc(sizeof(int32_t));
+        t->post.post = malloc(sizeof(int32_t));
+        if (!t->post.pre || !t->post.post) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        t->post.pre[0] = cls;
+        t->post.post[0] = sep;
+        t->post.npre = t->post.npost = 1;
+    }
+    return WICK_OK;
+}
+
+/* A special-token entry of tokenizer_config.json: a string or {"content": ...}. */
+static const char *cfg_token(const cJSON *cfg, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (cJSON_IsString(v)) return v->valuestring;
+    return jstr(v, "content");
+}
+
+static wick_status read_config_json(wick_tokenizer *t, const char *file, cJSON *cfg) {
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+    const char *tmpl = NULL;
+    if (cJSON_IsString(ct)) tmpl = ct->valuestring;
+    else if (cJSON_IsArray(ct))
+        for (const cJSON *e = ct->child; e; e = e->next) {
+            const char *nm = jstr(e, "name");
+            if (nm && !strcmp(nm, "default")) tmpl = jstr(e, "template");
+        }
+    if (tmpl && !(t->chat_template = dupn(tmpl, strlen(tmpl))))
+        return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    static const char *keys[4] = {"bos_token", "eos_token", "pad_token", "unk_token"};
+    for (int i = 0; i < 4; i++) {
+        const char *s = cfg_token(cfg, keys[i]);
+        if (s && !(t->cfg_special[i] = dupn(s, strlen(s)))) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    }
+    return WICK_OK;
+}
+
+/* wick_special ids: tokenizer_config.json names first, then conventional names. */
+static void resolve_specials(wick_tokenizer *t, const cJSON *cfg) {
+    static const char *keys[7] = {"bos_token", "eos_token", "pad_token", "unk_token",
+                                  "cls_token", "sep_token", "mask_token"};
+    static const char *defs[7] = {NULL, NULL, "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    for (int i = 0; i < 7; i++) {
+        const char *s = cfg ? cfg_token(cfg, keys[i]) : NULL;
+        t->specials[i] = s ? wick_token_id(t, s) : -1;
+        if (t->specials[i] < 0 && defs[i]) t->specials[i] = wick_token_id(t, defs[i]);
+    }
+    if (t->specials[WICK_SPECIAL_UNK] < 0) t->specials[WICK_SPECIAL_UNK] = t->unk_id;
+}
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
+    if (!path || !out) return err_set(WICK_ERR_INVALID_ARG, "wick_tokenizer_load: NULL argument");
+    *out = NULL;
+    char *file = NULL, *dir = NULL;
+    if (dir_exists(path)) {
+        dir = path_join(path, ".");
+        file = path_join(path, "tokenizer.json");
+        if (file && !file_exists(file)) {
+            free(file);
+            file = path_join(path, "vocab.txt");
+            if (file && !file_exists(file)) {
+                wick_status st = err_set(WICK_ERR_NOT_FOUND, "%s: no tokenizer.json or vocab.txt in this folder", path);
+                free(file);
+                free(dir);
+                return st;
+            }
+        }
+    } else {
+        file = path_join(".", path);
+        free(file);
+        file = dupn(path, strlen(path));
+        dir = path_dirname(path);
+    }
+    wick_tokenizer *t = calloc(1, sizeof *t);
+    if (!file || !dir || !t) {
+        free(file);
+        free(dir);
+        free(t);
+        return err_set(WICK_ERR_NOMEM, "wick_tokenizer_load: out of memory");
+    }
+    t->unk_id = -1;
+    wick_status st = WICK_OK;
+    cJSON *cfg = NULL;
+    char *cfgpath = path_join(dir, "tokenizer_config.json");
+    if (cfgpath && file_exists(cfgpath)) {
+        char *txt = NULL;
+        size_t n = 0;
+        st = file_read_all(cfgpath, &txt, &n);
+        if (!st) {
+            cfg = cJSON_ParseWithLength(txt, n);
+            if (!cfg || !cJSON_IsObject(cfg)) st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", cfgpath);
+        }
+        free(txt);
+    }
+    if (!st && ends_with(file, ".txt")) {
+        const cJSON *lc = cJSON_GetObjectItemCaseSensitive(cfg, "do_lower_case");
+        const cJSON *sa = cJSON_GetObjectItemCaseSensitive(cfg, "strip_accents");
+        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(cfg, "tokenize_chinese_chars");
+        st = read_vocab_txt(t, file, cJSON_IsBool(lc) ? cJSON_IsTrue(lc) : true,
+                            cJSON_IsBool(sa) ? cJSON_IsTrue(sa) : -1,
+                            cJSON_IsBool(ch) ? cJSON_IsTrue(ch) : true);
+    } else if (!st) {
+        st = read_tokenizer_json(t, file);
+    }
+    if (!st) st = finish_added(t, file);
+    if (!st && cfg) st = read_config_json(t, cfgpath, cfg);
+    if (!st) resolve_specials(t, cfg);
+    cJSON_Delete(cfg);
+    free(cfgpath);
+    free(file);
+    free(dir);
+    if (st) {
+        wick_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return WICK_OK;
+}
