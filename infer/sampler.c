@@ -1,0 +1,503 @@
+/* sampler.c — sampler parameters, penalty history, the random generator and the sampling
+ * pipeline described in sampler.h.
+ *
+ * It does not contain the vectorised exp pass or the prefix selection (sampler_select.c), and it
+ * never allocates after sampler_create(): every buffer is sized for n_vocab up front (history
+ * lists hold each distinct id at most once, so n_vocab entries always suffice).
+ *
+ * Random numbers: xoshiro256** (Blackman & Vigna), state filled by splitmix64 from the seed, one
+ * 53-bit uniform double per sampled token.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "infer/sampler.h"
+
+struct sampler {
+    sampler_params p;
+    int n_vocab;
+    int n_top;               /* min(n_logprobs, n_vocab) */
+    uint64_t rng[4];
+
+    sampler_logit_bias *bias; /* (n_logit_bias) copy of p.logit_bias */
+    float *bias_orig;         /* (n_logit_bias) logits before bias, from the last apply */
+
+    /* Repetition history over prompt + output: count per id (inside the window), the distinct
+     * ids with a nonzero count (lazily compacted), and a ring of the last N ids when windowed. */
+    uint32_t *rep_count;      /* (n_vocab) */
+    uint8_t *rep_inlist;      /* (n_vocab) */
+    int32_t *rep_ids;         /* (n_vocab) */
+    float *rep_orig;          /* (n_vocab) logits before the penalty, parallel to rep_ids */
+    int n_rep;
+    int32_t *ring;            /* (repetition_last_n) */
+    int ring_len, ring_n, ring_pos;
+
+    /* Generated tokens only, for frequency/presence. */
+    uint32_t *gen_count;      /* (n_vocab) */
+    int32_t *gen_ids;         /* (n_vocab) distinct ids with count > 0 */
+    float *gen_orig;          /* (n_vocab) */
+    int n_gen;
+    bool rep_applied, gen_applied; /* which *_orig arrays hold data of the last apply */
+
+    /* Per-sample scratch. */
+    float *d, *w;             /* (n_vocab) scaled logit minus max, exp of it */
+    double *block;            /* (ceil(n_vocab / SAMPLER_BLOCK)) sums of w */
+    sampler_cand *cand, *tmp; /* (n_vocab) */
+    sampler_alt *top;         /* (n_top) */
+};
+
+/* ---- random numbers --------------------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro_next(uint64_t s[4]) {
+    uint64_t out = rotl64(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return out;
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double rng_uniform(sampler *s) { return (double)(xoshiro_next(s->rng) >> 11) * 0x1.0p-53; }
+
+void sampler_set_seed(sampler *s, uint64_t seed) {
+    if (!s) return;
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    /* splitmix64 never yields four zero words in a row, so the state is valid. */
+}
+
+/* ---- parameters ------------------------------------------------------------------------- */
+
+sampler_params sampler_params_default(void) {
+    sampler_params p;
+    memset(&p, 0, sizeof p);
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.typical_p = 1.0f;
+    p.repetition_penalty = 1.0f;
+    p.repetition_last_n = 0;
+    p.frequency_penalty = 0.0f;
+    p.presence_penalty = 0.0f;
+    p.logit_bias = NULL;
+    p.n_logit_bias = 0;
+    p.seed = 0;
+    p.n_logprobs = 0;
+    return p;
+}
+
+wick_status sampler_params_validate(const sampler_params *p, int n_vocab) {
+    if (!p) return err_set(WICK_ERR_INVALID_ARG, "sampler: params is NULL");
+    if (n_vocab < 1) return err_set(WICK_ERR_INVALID_ARG, "sampler: n_vocab %d must be >= 1", n_vocab);
+    if (!(p->temperature >= 0.0f) || isinf(p->temperature))
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: temperature %g must be finite and >= 0",
+                       (double)p->temperature);
+    if (p->top_k < 0)
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: top_k %d must be >= 0 (0 = off)", p->top_k);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: top_p %g must be in (0, 1] (1 = off)",
+                       (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: min_p %g must be in [0, 1] (0 = off)",
+                       (double)p->min_p);
+    if (!(p->typical_p > 0.0f && p->typical_p <= 1.0f))
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: typical_p %g must be in (0, 1] (1 = off)",
+                       (double)p->typical_p);
+    if (!(p->repetition_penalty > 0.0f) || isinf(p->repetition_penalty))
+        return err_set(WICK_ERR_INVALID_ARG,
+                       "sampler: repetition_penalty %g must be finite and > 0 (1 = off)",
+                       (double)p->repetition_penalty);
+    if (p->repetition_last_n < 0)
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: repetition_last_n %d must be >= 0 (0 = all)",
+                       p->repetition_last_n);
+    if (!isfinite(p->frequency_penalty))
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: frequency_penalty %g must be finite",
+                       (double)p->frequency_penalty);
+    if (!isfinite(p->presence_penalty))
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: presence_penalty %g must be finite",
+                       (double)p->presence_penalty);
+    if (p->n_logit_bias < 0 || (p->n_logit_bias > 0 && !p->logit_bias))
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: logit_bias: %d entries but pointer %s",
+                       p->n_logit_bias, p->logit_bias ? "set" : "NULL");
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        const sampler_logit_bias *b = &p->logit_bias[i];
+        if (b->id < 0 || b->id >= n_vocab)
+            return err_set(WICK_ERR_INVALID_ARG, "sampler: logit_bias[%d]: id %d outside [0, %d)",
+                           i, (int)b->id, n_vocab);
+        if (isnan(b->bias) || b->bias == INFINITY)
+            return err_set(WICK_ERR_INVALID_ARG,
+                           "sampler: logit_bias[%d] (id %d): bias %g must be finite or -inf", i,
+                           (int)b->id, (double)b->bias);
+    }
+    if (p->n_logprobs < 0)
+        return err_set(WICK_ERR_INVALID_ARG, "sampler: n_logprobs %d must be >= 0", p->n_logprobs);
+    return WICK_OK;
+}
+
+/* ---- lifetime --------------------------------------------------------------------------- */
+
+void sampler_free(sampler *s) {
+    if (!s) return;
+    free(s->bias);
+    free(s->bias_orig);
+    free(s->rep_count);
+    free(s->rep_inlist);
+    free(s->rep_ids);
+    free(s->rep_orig);
+    free(s->ring);
+    free(s->gen_count);
+    free(s->gen_ids);
+    free(s->gen_orig);
+    free(s->d);
+    free(s->w);
+    free(s->block);
+    free(s->cand);
+    free(s->tmp);
+    free(s->top);
+    free(s);
+}
+
+wick_status sampler_create(const sampler_params *p, int n_vocab, sampler **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "sampler_create: out is NULL");
+    *out = NULL;
+    wick_status st = sampler_params_validate(p, n_vocab);
+    if (st != WICK_OK) return st;
+    sampler *s = calloc(1, sizeof *s);
+    if (!s) return err_set(WICK_ERR_NOMEM, "sampler_create: out of memory");
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->n_top = p->n_logprobs < n_vocab ? p->n_logprobs : n_vocab;
+    size_t nv = (size_t)n_vocab, nb = (nv + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK;
+    size_t nbias = (size_t)p->n_logit_bias;
+    s->bias = malloc((nbias ? nbias : 1) * sizeof *s->bias);
+    s->bias_orig = malloc((nbias ? nbias : 1) * sizeof *s->bias_orig);
+    s->rep_count = calloc(nv, sizeof *s->rep_count);
+    s->rep_inlist = calloc(nv, 1);
+    s->rep_ids = malloc(nv * sizeof *s->rep_ids);
+    s->rep_orig = malloc(nv * sizeof *s->rep_orig);
+    s->ring_len = p->repetition_last_n;
+    s->ring = malloc((s->ring_len ? (size_t)s->ring_len : 1) * sizeof *s->ring);
+    s->gen_count = calloc(nv, sizeof *s->gen_count);
+    s->gen_ids = malloc(nv * sizeof *s->gen_ids);
+    s->gen_orig = malloc(nv * sizeof *s->gen_orig);
+    s->d = malloc(nv * sizeof *s->d);
+    s->w = malloc(nv * sizeof *s->w);
+    s->block = malloc(nb * sizeof *s->block);
+    s->cand = malloc(nv * sizeof *s->cand);
+    s->tmp = malloc(nv * sizeof *s->tmp);
+    s->top = malloc((s->n_top ? (size_t)s->n_top : 1) * sizeof *s->top);
+    if (!s->bias || !s->bias_orig || !s->rep_count || !s->rep_inlist || !s->rep_ids ||
+        !s->rep_orig || !s->ring || !s->gen_count || !s->gen_ids || !s->gen_orig || !s->d ||
+        !s->w || !s->block || !s->cand || !s->tmp || !s->top) {
+        sampler_free(s);
+        return err_set(WICK_ERR_NOMEM, "sampler_create: out of memory for n_vocab %d", n_vocab);
+    }
+    if (nbias) memcpy(s->bias, p->logit_bias, nbias * sizeof *s->bias);
+    s->p.logit_bias = s->bias; /* the caller's array is not borrowed past this call */
+    sampler_set_seed(s, p->seed);
+    *out = s;
+    return WICK_OK;
+}
+
+void sampler_reset(sampler *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_rep; i++) {
+        s->rep_count[s->rep_ids[i]] = 0;
+        s->rep_inlist[s->rep_ids[i]] = 0;
+    }
+    for (int i = 0; i < s->n_gen; i++) s->gen_count[s->gen_ids[i]] = 0;
+    s->n_rep = s->n_gen = 0;
+    s->ring_pos = s->ring_n = 0;
+    s->rep_applied = s->gen_applied = false;
+    sampler_set_seed(s, s->p.seed);
+}
+
+/* ---- history ---------------------------------------------------------------------------- */
+
+/* Adds one id to the repetition history. With a window, the ring holds the last ring_n <=
+ * ring_len ids, ring_pos is the slot written next (the oldest once full); an id leaving the
+ * window decrements its count, and its list entry is dropped at the next compaction. */
+static void rep_push(sampler *s, int32_t id) {
+    if (s->ring_len > 0) {
+        if (s->ring_n == s->ring_len) s->rep_count[s->ring[s->ring_pos]]--; /* oldest leaves */
+        else s->ring_n++;
+        s->ring[s->ring_pos] = id;
+        s->ring_pos = (s->ring_pos + 1) % s->ring_len;
+    }
+    s->rep_count[id]++;
+    if (!s->rep_inlist[id]) {
+        s->rep_inlist[id] = 1;
+        s->rep_ids[s->n_rep++] = id;
+    }
+}
+
+wick_status sampler_accept_prompt(sampler *s, const int32_t *ids, int n) {
+    if (!s || n < 0 || (n > 0 && !ids))
+        return err_set(WICK_ERR_INVALID_ARG, "sampler_accept_prompt: NULL sampler/ids or n %d < 0",
+                       n);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= s->n_vocab)
+            return err_set(WICK_ERR_INVALID_ARG,
+                           "sampler_accept_prompt: ids[%d] = %d outside [0, %d)", i, (int)ids[i],
+                           s->n_vocab);
+    for (int i = 0; i < n; i++) rep_push(s, ids[i]);
+    return WICK_OK;
+}
+
+wick_status sampler_accept(sampler *s, int32_t id) {
+    if (!s) return err_set(WICK_ERR_INVALID_ARG, "sampler_accept: sampler is NULL");
+    if (id < 0 || id >= s->n_vocab)
+        return err_set(WICK_ERR_INVALID_ARG, "sampler_accept: id %d outside [0, %d)", (int)id,
+                       s->n_vocab);
+    rep_push(s, id);
+    if (s->gen_count[id]++ == 0) s->gen_ids[s->n_gen++] = id;
+    return WICK_OK;
+}
+
+/* ---- steps 1-3 -------------------------------------------------------------------------- */
+
+void sampler_apply_penalties(sampler *s, float *logits) {
+    for (int i = 0; i < s->p.n_logit_bias; i++) {
+        int32_t id = s->bias[i].id;
+        s->bias_orig[i] = logits[id];
+        logits[id] += s->bias[i].bias;
+    }
+    /* Compact the repetition list (drop ids that left the window) before using it. */
+    int k = 0;
+    for (int i = 0; i < s->n_rep; i++) {
+        int32_t id = s->rep_ids[i];
+        if (s->rep_count[id] > 0) s->rep_ids[k++] = id;
+        else s->rep_inlist[id] = 0;
+    }
+    s->n_rep = k;
+    s->rep_applied = s->p.repetition_penalty != 1.0f;
+    if (s->rep_applied) {
+        float pen = s->p.repetition_penalty;
+        for (int i = 0; i < s->n_rep; i++) {
+            int32_t id = s->rep_ids[i];
+            float v = logits[id];
+            s->rep_orig[i] = v;
+            logits[id] = v > 0.0f ? v / pen : v * pen;
+        }
+    }
+    s->gen_applied = s->p.frequency_penalty != 0.0f || s->p.presence_penalty != 0.0f;
+    if (s->gen_applied) {
+        for (int i = 0; i < s->n_gen; i++) {
+            int32_t id = s->gen_ids[i];
+            s->gen_orig[i] = logits[id];
+            logits[id] -= (float)s->gen_count[id] * s->p.frequency_penalty + s->p.presence_penalty;
+        }
+    }
+}
+
+/* The logit of `id` before steps 1-3: the first recorded original wins, in the order the
+ * steps ran; an id no step touched still holds its raw value. */
+static float raw_logit(const sampler *s, const float *logits, int32_t id) {
+    for (int i = 0; i < s->p.n_logit_bias; i++)
+        if (s->bias[i].id == id) return s->bias_orig[i];
+    if (s->rep_applied)
+        for (int i = 0; i < s->n_rep; i++)
+            if (s->rep_ids[i] == id) return s->rep_orig[i];
+    if (s->gen_applied)
+        for (int i = 0; i < s->n_gen; i++)
+            if (s->gen_ids[i] == id) return s->gen_orig[i];
+    return logits[id];
+}
+
+/* ---- steps 4-9 -------------------------------------------------------------------------- */
+
+/* Collects every non-banned token with d >= thr (thr = -INFINITY: all of them) in id order,
+ * with key = -d (so ascending key = descending probability). Returns the count. */
+static int gather_top(sampler *s, float thr) {
+    const float *d = s->d, *w = s->w;
+    sampler_cand *c = s->cand;
+    int m = 0;
+    for (int i = 0; i < s->n_vocab; i++) {
+        float di = d[i];
+        if (di >= thr && di > -INFINITY) c[m++] = (sampler_cand){-di, di, w[i], i};
+    }
+    return m;
+}
+
+/* Tightest ladder threshold holding at least `count` tokens (by_mass false) or at least
+ * `target` mass (by_mass true); -INFINITY when none does. */
+static float ladder_threshold(const sampler_exp_stats *st, bool by_mass, double target) {
+    for (int j = 0; j < SAMPLER_LADDER; j++) {
+        if (by_mass ? st->mass[j] >= target : (double)st->count[j] >= target)
+            return sampler_ladder[j];
+    }
+    return -INFINITY;
+}
+
+/* Fills s->top with the n_top best tokens of the untruncated distribution. Uses s->cand. */
+static void fill_top(sampler *s, const sampler_exp_stats *st, double log_z) {
+    if (s->n_top == 0) return;
+    int m = gather_top(s, ladder_threshold(st, false, s->n_top));
+    int r = sampler_select_prefix(s->cand, s->tmp, m, false, s->n_top);
+    sampler_sort_cands(s->cand, r);
+    for (int i = 0; i < s->n_top; i++) {
+        /* r < n_top only when some tokens are banned: those report -inf and id -1. */
+        s->top[i].id = i < r ? s->cand[i].id : -1;
+        s->top[i].logprob = i < r ? (float)((double)s->cand[i].d - log_z) : -INFINITY;
+    }
+}
+
+static double sum_w(const sampler_cand *c, int n) {
+    double z = 0.0;
+    for (int i = 0; i < n; i++) z += c[i].w;
+    return z;
+}
+
+wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
+    if (!s || !logits || !out)
+        return err_set(WICK_ERR_INVALID_ARG, "sampler_sample: NULL sampler, logits or out");
+    const int n = s->n_vocab;
+    sampler_apply_penalties(s, logits);
+
+    /* Max, and rejection of NaN / +inf, in one vectorisable pass. */
+    float xmax = -INFINITY;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        float v = logits[i];
+        bad |= (v != v) | (v == INFINITY);
+        xmax = v > xmax ? v : xmax;
+    }
+    if (bad) {
+        for (int i = 0; i < n; i++)
+            if (isnan(logits[i]) || logits[i] == INFINITY)
+                return err_set(WICK_ERR_INVALID_ARG,
+                               "sampler_sample: logits[%d] is %s after bias and penalties", i,
+                               isnan(logits[i]) ? "NaN" : "+inf");
+    }
+    if (xmax == -INFINITY)
+        return err_set(WICK_ERR_INVALID_ARG,
+                       "sampler_sample: every one of the %d tokens is banned (logit -inf)", n);
+
+    const bool greedy = s->p.temperature == 0.0f;
+    float inv_t = greedy ? 1.0f : 1.0f / s->p.temperature;
+    if (isinf(inv_t)) inv_t = FLT_MAX; /* denormal temperature: as peaked as floats allow */
+    sampler_exp_stats st;
+    sampler_exp_pass(logits, n, xmax, inv_t, s->d, s->w, s->block, &st);
+    const double log_z = log(st.z); /* z >= 1: the max token has w = 1 */
+    const sampler_params *p = &s->p;
+    if (s->n_top > 0 || (!greedy && ((p->top_k > 0 && p->top_k < n) || p->top_p < 1.0f)))
+        sampler_ladder_pass(s->d, s->w, n, &st);
+    fill_top(s, &st, log_z);
+
+    int32_t id = -1;
+    double w_set = st.z; /* normaliser of the final distribution */
+    if (greedy) {
+        for (int i = 0; i < n; i++)
+            if (logits[i] == xmax) {
+                id = i;
+                break;
+            }
+    } else {
+        /* The surviving set is implicit (every non-banned token) until a stage shrinks it;
+         * then it lives in s->cand[0..nc). */
+        bool all = true;
+        int nc = 0;
+        if (p->top_k > 0 && p->top_k < n) {
+            nc = gather_top(s, ladder_threshold(&st, false, p->top_k));
+            nc = sampler_select_prefix(s->cand, s->tmp, nc, false, p->top_k);
+            all = false;
+        }
+        if (p->typical_p < 1.0f) {
+            if (all) {
+                nc = gather_top(s, -INFINITY);
+                all = false;
+            }
+            double z = sum_w(s->cand, nc), sd = 0.0;
+            for (int i = 0; i < nc; i++) {
+                float di = s->cand[i].d < -87.0f ? -87.0f : s->cand[i].d;
+                sd += (double)s->cand[i].w * di;
+            }
+            float center = (float)(sd / z); /* mean of d = log Z - H: the "typical" d */
+            for (int i = 0; i < nc; i++) s->cand[i].key = fabsf(s->cand[i].d - center);
+            nc = sampler_select_prefix(s->cand, s->tmp, nc, true, (double)p->typical_p * z);
+            for (int i = 0; i < nc; i++) s->cand[i].key = -s->cand[i].d;
+        }
+        if (p->top_p < 1.0f) {
+            if (all) {
+                double target = (double)p->top_p * st.z;
+                nc = gather_top(s, ladder_threshold(&st, true, target));
+                nc = sampler_select_prefix(s->cand, s->tmp, nc, true, target);
+                all = false;
+            } else {
+                nc = sampler_select_prefix(s->cand, s->tmp, nc, true,
+                                           (double)p->top_p * sum_w(s->cand, nc));
+            }
+        }
+        if (p->min_p > 0.0f) {
+            float lmin = logf(p->min_p);
+            if (all) {
+                nc = gather_top(s, lmin); /* the max of the full set has d = 0 */
+                all = false;
+            } else {
+                float dmax = -INFINITY;
+                for (int i = 0; i < nc; i++) dmax = s->cand[i].d > dmax ? s->cand[i].d : dmax;
+                float thr = dmax + lmin;
+                int k = 0;
+                for (int i = 0; i < nc; i++)
+                    if (s->cand[i].d >= thr) s->cand[k++] = s->cand[i];
+                nc = k;
+            }
+        }
+
+        double u = rng_uniform(s);
+        if (all) {
+            /* Draw from the whole vocabulary with the per-block sums of the exp pass. */
+            double x = u * st.z, acc = 0.0;
+            int nb = (n + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK, b = 0;
+            for (; b < nb - 1; b++) {
+                if (x < acc + s->block[b]) break;
+                acc += s->block[b];
+            }
+            int i0 = b * SAMPLER_BLOCK, i1 = i0 + SAMPLER_BLOCK < n ? i0 + SAMPLER_BLOCK : n;
+            for (int i = i0; i < i1; i++) {
+                if (s->w[i] > 0.0f) id = i; /* rounding fallback: last positive in the block */
+                acc += s->w[i];
+                if (x < acc && s->w[i] > 0.0f) break;
+            }
+            if (id < 0) /* a block of zero weight chosen through rounding: take the argmax */
+                for (int i = 0; i < n && id < 0; i++)
+                    if (s->d[i] == 0.0f) id = i;
+        } else {
+            w_set = sum_w(s->cand, nc);
+            double x = u * w_set, acc = 0.0;
+            for (int i = 0; i < nc; i++) {
+                if (s->cand[i].w > 0.0f) id = s->cand[i].id;
+                acc += s->cand[i].w;
+                if (x < acc && s->cand[i].w > 0.0f) break;
+            }
+        }
+    }
+    if (id < 0 || !(w_set > 0.0))
+        return err_set(WICK_ERR_INTERNAL, "sampler_sample: no token with positive weight");
+
+    out->id = id;
+    out->logit = raw_logit(s, logits, id);
+    out->logprob = (float)((double)s->d[id] - log(w_set));
+    out->prob = (float)((double)s->w[id] / w_set);
+    out->full_logprob = (float)((double)s->d[id] - log_z);
+    out->n_top = s->n_top;
+    out->top = s->top;
+    return WICK_OK;
+}

@@ -1,0 +1,195 @@
+/* sampler.h — turning one vector of logits into one token: logit bias, repetition / frequency /
+ * presence penalties, temperature, top-k, typical-p, top-p, min-p, and a seeded random draw.
+ *
+ * It does NOT run the model, decode text, handle stop strings or EOS: the generator does that on
+ * top of this API. It allocates everything in sampler_create(); nothing allocates per token.
+ *
+ * Usage (one sequence):
+ *
+ *     sampler_params p = sampler_params_default();
+ *     p.temperature = 0.7f; p.top_p = 0.9f; p.seed = 42;
+ *     sampler *s = NULL;
+ *     if (sampler_create(&p, n_vocab, &s) != WICK_OK) ... wick_last_error() ...
+ *     sampler_accept_prompt(s, prompt_ids, n_prompt);
+ *     for (;;) {
+ *         ... logits = forward(...) ...               // n_vocab floats, caller-owned
+ *         sampled_token t;
+ *         if (sampler_sample(s, logits, &t) != WICK_OK) break;
+ *         sampler_accept(s, t.id);                     // record it for the penalties
+ *     }
+ *     sampler_free(s);
+ *
+ * Processing order (fixed; the same as Hugging Face / llama.cpp in spirit):
+ *   1. logit_bias            logit[id] += bias (duplicates add up; -INFINITY bans the token)
+ *   2. repetition_penalty    HF semantics, each distinct token of prompt + generated output once
+ *                            (optionally only the last repetition_last_n of them): a positive logit
+ *                            is divided by the penalty, a negative one multiplied.
+ *   3. frequency/presence    OpenAI semantics over GENERATED tokens only (not the prompt):
+ *                            logit -= count * frequency_penalty + (count > 0) * presence_penalty.
+ *   -- if temperature == 0: greedy, the argmax (ties -> lowest id); steps 4..8 are skipped and no
+ *      random number is consumed.
+ *   4. temperature           z = logit / temperature
+ *   5. top_k                 keep the k highest z; ties at the boundary are broken by lower id,
+ *                            so exactly min(k, #non-banned) tokens stay (HF keeps all ties).
+ *   6. typical_p             (Meister et al.) over the renormalised survivors: entropy H, score
+ *                            |-log p - H|, keep the lowest-score tokens (ties: lower id) until their
+ *                            mass reaches typical_p.
+ *   7. top_p                 over the renormalised survivors, sorted by z desc (ties: lower id): keep
+ *                            the shortest prefix whose mass reaches top_p (>= 1 token).
+ *   8. min_p                 keep tokens with p >= min_p * max p over the survivors, i.e.
+ *                            z >= z_max + ln(min_p): relative to the max probability AFTER
+ *                            temperature (as in HF).
+ *   9. draw                  one uniform double from xoshiro256** decides among the survivors in
+ *                            proportion to exp(z - z_max).
+ * Every stage always keeps at least one token. Tokens whose processed logit is -INFINITY are never
+ * sampled and never counted as survivors.
+ *
+ * Probabilities reported in sampled_token:
+ *   prob/logprob          of the chosen token under the FINAL distribution (after truncation and
+ *                         renormalisation). For greedy: softmax of the processed logits at
+ *                         temperature 1, evaluated at the argmax.
+ *   full_logprob          of the chosen token under the processed, temperature-scaled distribution
+ *                         BEFORE truncation (temperature 1 for greedy).
+ *   top[]                 the n_logprobs most likely tokens of that same pre-truncation
+ *                         distribution, sorted by logprob desc (ties: lower id), so tokens cut by
+ *                         top-k still get finite logprobs. (OpenAI reports the raw model
+ *                         distribution; ours includes bias, penalties and temperature.)
+ *
+ * Performance: no full sort of the vocabulary. One vectorised pass computes exp() and a few mass /
+ * count thresholds, a gather pass collects the candidates that can matter, and an exact
+ * histogram selection (stable, recursive) finds the top-k / top-p / typical boundaries.
+ * See bench/bench_sampler.c.
+ *
+ * Threads: a sampler is used by one thread at a time; different samplers are independent.
+ */
+#ifndef WICK_INFER_SAMPLER_H
+#define WICK_INFER_SAMPLER_H
+
+#include <stdint.h>
+
+#include "wick.h"
+
+typedef struct sampler_logit_bias {
+    int32_t id;
+    float bias; /* added to the logit; -INFINITY bans; NaN and +INFINITY are rejected */
+} sampler_logit_bias;
+
+typedef struct sampler_params {
+    float temperature;        /* >= 0, finite. 0 = greedy. Default 1. */
+    int top_k;                /* >= 0. 0 = off. Default 0. */
+    float top_p;              /* in (0, 1]. 1 = off. Default 1. */
+    float min_p;              /* in [0, 1]. 0 = off. Default 0. */
+    float typical_p;          /* in (0, 1]. 1 = off. Default 1. */
+    float repetition_penalty; /* > 0, finite. 1 = off. Default 1. */
+    int repetition_last_n;    /* >= 0: window over prompt + output; 0 = all tokens. Default 0. */
+    float frequency_penalty;  /* finite (may be negative). 0 = off. Default 0. */
+    float presence_penalty;   /* finite (may be negative). 0 = off. Default 0. */
+    const sampler_logit_bias *logit_bias; /* n_logit_bias entries; copied by sampler_create */
+    int n_logit_bias;         /* >= 0. Default 0. */
+    uint64_t seed;            /* seeds xoshiro256** through splitmix64. Default 0. */
+    int n_logprobs;           /* >= 0 alternatives reported per token (clamped to n_vocab).
+                                 Default 0. */
+} sampler_params;
+
+/* The documented defaults above: plain sampling from the model distribution. */
+sampler_params sampler_params_default(void);
+
+/* Checks every field against n_vocab (ids of logit_bias included). WICK_ERR_INVALID_ARG with a
+ * message naming the field on failure. */
+wick_status sampler_params_validate(const sampler_params *p, int n_vocab);
+
+typedef struct sampler_alt {
+    int32_t id;
+    float logprob; /* under the pre-truncation distribution (see the header comment) */
+} sampler_alt;
+
+typedef struct sampled_token {
+    int32_t id;
+    float logit;        /* the raw logit of `id` as passed in, before any processing */
+    float prob;         /* under the final distribution (see header comment) */
+    float logprob;      /* log(prob), computed without rounding through prob */
+    float full_logprob; /* under the processed, temperature-scaled, untruncated distribution */
+    int n_top;          /* number of entries in top: min(n_logprobs, n_vocab) */
+    const sampler_alt *top; /* owned by the sampler, valid until its next sample/free */
+} sampled_token;
+
+typedef struct sampler sampler;
+
+/* Validates `p` and allocates all scratch for a vocabulary of n_vocab (>= 1) tokens. The
+ * logit_bias array is copied. On failure *out is NULL. */
+wick_status sampler_create(const sampler_params *p, int n_vocab, sampler **out);
+
+/* Frees the sampler; NULL is ignored. */
+void sampler_free(sampler *s);
+
+/* Starts a new sequence: forgets the penalty history and reseeds the generator from params.seed,
+ * so that the same inputs again give the same tokens. */
+void sampler_reset(sampler *s);
+
+/* Reseeds the random generator only (history untouched). */
+void sampler_set_seed(sampler *s, uint64_t seed);
+
+/* Records prompt tokens: they count for the repetition penalty only. Ids outside [0, n_vocab)
+ * are rejected (WICK_ERR_INVALID_ARG) before anything is recorded. */
+wick_status sampler_accept_prompt(sampler *s, const int32_t *ids, int n);
+
+/* Records one generated token: it counts for repetition, frequency and presence penalties. */
+wick_status sampler_accept(sampler *s, int32_t id);
+
+/* Applies steps 1-3 (bias and penalties) to logits[0..n_vocab) in place. Exposed for callers that
+ * want the processed logits (and for tests); sampler_sample() calls it itself. */
+void sampler_apply_penalties(sampler *s, float *logits);
+
+/* Samples one token from logits[0..n_vocab) (caller-owned). On return the array holds the logits
+ * after steps 1-3 (bias and penalties), not temperature-scaled. Does not record the token: call
+ * sampler_accept() for that. Errors (WICK_ERR_INVALID_ARG): a NaN or +INFINITY logit (after bias
+ * and penalties), or every token banned (-INFINITY). After an error *out is untouched, the random
+ * state has not advanced, and logits may have been modified by steps 1-3. */
+wick_status sampler_sample(sampler *s, float *logits, sampled_token *out);
+
+/* Internals shared between sampler.c and sampler_select.c. -------------------------------- */
+
+/* One surviving token during truncation. */
+typedef struct sampler_cand {
+    float key; /* sort key, ascending = better */
+    float d;   /* (logit - max logit) / temperature, <= 0 */
+    float w;   /* exp(d) */
+    int32_t id;
+} sampler_cand;
+
+/* Number of mass/count thresholds computed in the exp pass (see sampler_select.c). */
+#define SAMPLER_LADDER 8
+
+typedef struct sampler_exp_stats {
+    double z;      /* sum of exp(d) over the vocabulary */
+    double s;      /* sum of exp(d) * d */
+    double mass[SAMPLER_LADDER]; /* sum of exp(d) over d >= sampler_ladder[j] */
+    int64_t count[SAMPLER_LADDER]; /* number of tokens with d >= sampler_ladder[j] */
+} sampler_exp_stats;
+
+extern const float sampler_ladder[SAMPLER_LADDER];
+
+/* Block size of the per-block exp sums used to draw from the untruncated distribution. */
+#define SAMPLER_BLOCK 64
+
+/* d[i] = (x[i] - xmax) * inv_t (-INF where x is -INF), w[i] = exp(d[i]) (0 below -87),
+ * block[b] = sum of w over block b; fills st->z and st->s, zeroes the ladder. n >= 1. */
+void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, float *w,
+                      double *block, sampler_exp_stats *st);
+
+/* Adds the ladder counts and masses of d/w to st (only run when a stage needs them). */
+void sampler_ladder_pass(const float *d, const float *w, int n, sampler_exp_stats *st);
+
+/* exp() of one value with the same arithmetic as sampler_exp_pass (bit-identical). */
+float sampler_expf(float v);
+
+/* Reorders c[0..n) so that its first r entries are the r best by (key asc, id asc), where r is
+ * `target` when by_mass is false (clamped to n), and otherwise the shortest prefix whose summed w
+ * reaches target (all n when the total falls short; at least 1). Stable for equal buckets.
+ * tmp: scratch of n entries. Returns r. */
+int sampler_select_prefix(sampler_cand *c, sampler_cand *tmp, int n, bool by_mass, double target);
+
+/* Sorts c[0..n) by (key asc, id asc). */
+void sampler_sort_cands(sampler_cand *c, int n);
+
+#endif

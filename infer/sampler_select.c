@@ -1,0 +1,231 @@
+/* sampler_select.c — the fast inner parts of the sampler: a vectorised exp() pass over the whole
+ * vocabulary and an exact prefix selection (top-k / top-p / typical boundaries) that never sorts
+ * the full vocabulary.
+ *
+ * It deliberately knows nothing about sampler parameters or penalties (sampler.c owns those).
+ * Vector code uses GCC/Clang vector extensions on 4 floats, which compile to SSE2 on baseline
+ * x86-64 (and NEON elsewhere) without per-ISA files; the exp is a Cody-Waite reduction plus a
+ * degree-7 Taylor polynomial (relative error ~3e-8 on [-87, 0], the only range we need).
+ */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/sampler.h"
+
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+/* Thresholds on d = (logit - max) / T, highest first. The exp pass counts tokens and sums mass
+ * above each, so that a later gather can pick the tightest threshold that provably contains the
+ * top-k / top-p set. Beyond the last one, a gather takes every non-banned token. */
+const float sampler_ladder[SAMPLER_LADDER] = {-0.5f, -1.0f, -2.0f, -3.0f, -4.5f, -6.5f, -9.5f, -14.0f};
+
+static inline v4f v4f_splat(float a) { return (v4f){a, a, a, a}; }
+static inline v4i v4i_splat(int32_t a) { return (v4i){a, a, a, a}; }
+static inline v4f v4f_select(v4i m, v4f a, v4f b) { return (v4f)((m & (v4i)a) | (~m & (v4i)b)); }
+
+/* exp(v) for v <= 0; lanes below -87 (including -inf) give exactly 0. */
+static inline v4f v4f_exp(v4f v) {
+    const v4f lo = v4f_splat(-87.0f);
+    v4i under = v < lo;
+    v = v4f_select(under, lo, v);
+    /* n = round(v / ln2) by the 1.5*2^23 trick (exact for |v/ln2| < 2^22). */
+    const v4f magic = v4f_splat(12582912.0f);
+    v4f n = (v * v4f_splat(1.44269504088896341f) + magic) - magic;
+    /* r = v - n*ln2 in two pieces so that r keeps full precision (|r| <= ln2/2). */
+    v4f r = v - n * v4f_splat(0.693145751953125f);
+    r = r - n * v4f_splat(1.428606765330187045e-06f);
+    /* Taylor to degree 7: truncation error r^8/8! < 3e-8 relative for |r| <= 0.347. */
+    v4f p = v4f_splat(1.0f / 5040.0f);
+    p = p * r + v4f_splat(1.0f / 720.0f);
+    p = p * r + v4f_splat(1.0f / 120.0f);
+    p = p * r + v4f_splat(1.0f / 24.0f);
+    p = p * r + v4f_splat(1.0f / 6.0f);
+    p = p * r + v4f_splat(0.5f);
+    p = p * r + v4f_splat(1.0f);
+    p = p * r + v4f_splat(1.0f);
+    /* 2^n as float bits; n is in [-126, 0] here so the exponent field stays normal. */
+    v4i ni = __builtin_convertvector(n, v4i);
+    v4f scale = (v4f)((ni + v4i_splat(127)) << 23);
+    v4f e = p * scale;
+    return (v4f)(~under & (v4i)e);
+}
+
+float sampler_expf(float v) {
+    v4f a = v4f_splat(v > 0.0f ? 0.0f : v);
+    return v4f_exp(a)[0];
+}
+
+void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, float *w,
+                      double *block, sampler_exp_stats *st) {
+    memset(st, 0, sizeof *st);
+    const v4f vmax = v4f_splat(xmax), vinv = v4f_splat(inv_t), dlo = v4f_splat(-87.0f);
+    double z = 0.0, s = 0.0;
+    int nb = (n + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK;
+    for (int b = 0; b < nb; b++) {
+        int i0 = b * SAMPLER_BLOCK;
+        int i1 = i0 + SAMPLER_BLOCK < n ? i0 + SAMPLER_BLOCK : n;
+        v4f zacc = v4f_splat(0.0f), sacc = v4f_splat(0.0f);
+        for (int i = i0; i < i1; i += 4) {
+            int m = i1 - i < 4 ? i1 - i : 4;
+            v4f xv;
+            if (m == 4) {
+                memcpy(&xv, x + i, sizeof xv);
+            } else { /* tail: pad with -inf, which contributes nothing anywhere */
+                xv = v4f_splat(-INFINITY);
+                memcpy(&xv, x + i, (size_t)m * sizeof(float));
+            }
+            v4f dv = (xv - vmax) * vinv;
+            v4f e = v4f_exp(dv);
+            /* e * d with d clamped so that banned tokens give 0 * -87 = 0, not 0 * -inf = NaN. */
+            v4f dc = v4f_select(dv < dlo, dlo, dv);
+            zacc += e;
+            sacc += e * dc;
+            if (m == 4) {
+                memcpy(d + i, &dv, sizeof dv);
+                memcpy(w + i, &e, sizeof e);
+            } else {
+                memcpy(d + i, &dv, (size_t)m * sizeof(float));
+                memcpy(w + i, &e, (size_t)m * sizeof(float));
+            }
+        }
+        double bz = ((double)zacc[0] + zacc[1]) + ((double)zacc[2] + zacc[3]);
+        block[b] = bz;
+        z += bz;
+        s += ((double)sacc[0] + sacc[1]) + ((double)sacc[2] + sacc[3]);
+    }
+    st->z = z;
+    st->s = s;
+}
+
+void sampler_ladder_pass(const float *d, const float *w, int n, sampler_exp_stats *st) {
+    /* Fixed-size scalar inner loop over the levels: GCC unrolls it and keeps the sums in
+     * registers; blocks of 1024 keep the float partial sums accurate. */
+    for (int i0 = 0; i0 < n; i0 += 1024) {
+        int i1 = i0 + 1024 < n ? i0 + 1024 : n;
+        float mass[SAMPLER_LADDER] = {0};
+        int32_t cnt[SAMPLER_LADDER] = {0};
+        for (int i = i0; i < i1; i++) {
+            float di = d[i], wi = w[i];
+            for (int j = 0; j < SAMPLER_LADDER; j++) {
+                int ge = di >= sampler_ladder[j];
+                cnt[j] += ge;
+                mass[j] += ge ? wi : 0.0f;
+            }
+        }
+        for (int j = 0; j < SAMPLER_LADDER; j++) {
+            st->mass[j] += mass[j];
+            st->count[j] += cnt[j];
+        }
+    }
+}
+
+/* ---- exact prefix selection ------------------------------------------------------------- */
+
+static int cand_cmp(const void *pa, const void *pb) {
+    const sampler_cand *a = pa, *b = pb;
+    if (a->key < b->key) return -1;
+    if (a->key > b->key) return 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+static int cand_cmp_id(const void *pa, const void *pb) {
+    const sampler_cand *a = pa, *b = pb;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+void sampler_sort_cands(sampler_cand *c, int n) {
+    if (n > 1) qsort(c, (size_t)n, sizeof *c, cand_cmp);
+}
+
+/* Walks c in its current order (already sorted by (key, id)) until the criterion holds. */
+static int walk_prefix(const sampler_cand *c, int n, bool by_mass, double target) {
+    double cum = 0.0;
+    for (int i = 0; i < n; i++) {
+        cum += by_mass ? (double)c[i].w : 1.0;
+        if (cum >= target) return i + 1;
+    }
+    return n;
+}
+
+#define SEL_BUCKETS 256
+#define SEL_SMALL 48
+
+static int select_rec(sampler_cand *c, sampler_cand *tmp, int n, bool by_mass, double target,
+                      int depth) {
+    if (n <= SEL_SMALL || depth > 16) {
+        sampler_sort_cands(c, n);
+        return walk_prefix(c, n, by_mass, target);
+    }
+    float lo = c[0].key, hi = c[0].key;
+    for (int i = 1; i < n; i++) {
+        float k = c[i].key;
+        lo = k < lo ? k : lo;
+        hi = k > hi ? k : hi;
+    }
+    float scale = (float)SEL_BUCKETS / (hi - lo);
+    if (lo == hi) {
+        /* All keys equal: order is by id alone. Usually already so, since gathers run in id
+         * order and partitions are stable; sort only when an earlier stage reordered. */
+        for (int i = 1; i < n; i++) {
+            if (c[i].id < c[i - 1].id) {
+                qsort(c, (size_t)n, sizeof *c, cand_cmp_id);
+                break;
+            }
+        }
+        return walk_prefix(c, n, by_mass, target);
+    }
+    if (!(scale < FLT_MAX)) { /* keys too close to bucket (denormal range): plain sort */
+        sampler_sort_cands(c, n);
+        return walk_prefix(c, n, by_mass, target);
+    }
+    /* (k - lo) * scale is monotone in k (each rounding step is), so bucket order never
+     * contradicts key order: all of bucket b < c precede all of bucket c. */
+    int cnt[SEL_BUCKETS];
+    double mass[SEL_BUCKETS];
+    memset(cnt, 0, sizeof cnt);
+    memset(mass, 0, sizeof mass);
+    for (int i = 0; i < n; i++) {
+        int b = (int)((c[i].key - lo) * scale);
+        b = b < SEL_BUCKETS - 1 ? b : SEL_BUCKETS - 1;
+        cnt[b]++;
+        mass[b] += c[i].w;
+    }
+    double cum = 0.0;
+    int cb = -1;
+    for (int b = 0; b < SEL_BUCKETS; b++) {
+        double add = by_mass ? mass[b] : (double)cnt[b];
+        if (cnt[b] > 0 && cum + add >= target) {
+            cb = b;
+            break;
+        }
+        cum += add;
+    }
+    if (cb < 0) return n; /* the whole set falls short of the target: keep everything */
+    /* Stable partition: buckets < cb, then bucket cb; the rest is dropped. */
+    int na = 0;
+    for (int b = 0; b < cb; b++) na += cnt[b];
+    int ia = 0, ic = na;
+    for (int i = 0; i < n; i++) {
+        int b = (int)((c[i].key - lo) * scale);
+        b = b < SEL_BUCKETS - 1 ? b : SEL_BUCKETS - 1;
+        if (b < cb) tmp[ia++] = c[i];
+        else if (b == cb) tmp[ic++] = c[i];
+    }
+    memcpy(c, tmp, (size_t)ic * sizeof *c);
+    int r = select_rec(c + na, tmp, ic - na, by_mass, target - cum, depth + 1);
+    return na + r;
+}
+
+int sampler_select_prefix(sampler_cand *c, sampler_cand *tmp, int n, bool by_mass, double target) {
+    if (n <= 0) return 0;
+    if (!by_mass) {
+        if (target >= (double)n) return n;
+        if (target < 1.0) return 0;
+        target = floor(target);
+    }
+    int r = select_rec(c, tmp, n, by_mass, target, 0);
+    return r < 1 ? 1 : r;
+}
