@@ -336,20 +336,30 @@ static int gather_top(sampler *s, float thr) {
     return m;
 }
 
-/* Tightest ladder threshold holding at least `count` tokens (by_mass false) or at least
- * `target` mass (by_mass true); -INFINITY when none does. */
-static float ladder_threshold(const sampler_exp_stats *st, bool by_mass, double target) {
-    for (int j = 0; j < SAMPLER_LADDER; j++) {
-        if (by_mass ? st->mass[j] >= target : (double)st->count[j] >= target)
-            return sampler_ladder[j];
+/* Gathers (gather_top) the candidates above the tightest ladder threshold estimated to hold
+ * at least `target` tokens (by_mass false) or `target` mass (by_mass true), checks the gathered
+ * set exactly, and lowers the threshold until it holds (the last try takes every token). The
+ * result therefore always contains the exact top-k / top-p prefix of the whole vocabulary. */
+static int gather_enough(sampler *s, const sampler_exp_stats *st, bool by_mass, double target) {
+    int j = 0;
+    while (j < SAMPLER_LADDER &&
+           (by_mass ? st->mass[j] < 1.25 * target : (double)st->count[j] < 2.0 * target + 16))
+        j++;
+    for (;; j++) {
+        float thr = j < SAMPLER_LADDER ? sampler_ladder[j] : -INFINITY;
+        int m = gather_top(s, thr);
+        if (j >= SAMPLER_LADDER) return m;
+        double have = by_mass ? 0.0 : (double)m;
+        if (by_mass)
+            for (int i = 0; i < m; i++) have += s->cand[i].w;
+        if (have >= target) return m;
     }
-    return -INFINITY;
 }
 
 /* Fills s->top with the n_top best tokens of the untruncated distribution. Uses s->cand. */
 static void fill_top(sampler *s, const sampler_exp_stats *st, double log_z) {
     if (s->n_top == 0) return;
-    int m = gather_top(s, ladder_threshold(st, false, s->n_top));
+    int m = gather_enough(s, st, false, s->n_top);
     int r = sampler_select_prefix(s->cand, s->tmp, m, false, s->n_top);
     sampler_sort_cands(s->cand, r);
     for (int i = 0; i < s->n_top; i++) {
@@ -372,13 +382,8 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
     sampler_apply_penalties(s, logits);
 
     /* Max, and rejection of NaN / +inf, in one vectorisable pass. */
-    float xmax = -INFINITY;
-    int bad = 0;
-    for (int i = 0; i < n; i++) {
-        float v = logits[i];
-        bad |= (v != v) | (v == INFINITY);
-        xmax = v > xmax ? v : xmax;
-    }
+    float xmax;
+    int bad = sampler_scan_max(logits, n, &xmax);
     if (bad) {
         for (int i = 0; i < n; i++)
             if (isnan(logits[i]) || logits[i] == INFINITY)
@@ -398,7 +403,7 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
     const double log_z = log(st.z); /* z >= 1: the max token has w = 1 */
     const sampler_params *p = &s->p;
     if (s->n_top > 0 || (!greedy && ((p->top_k > 0 && p->top_k < n) || p->top_p < 1.0f)))
-        sampler_ladder_pass(s->d, s->w, n, &st);
+        sampler_ladder_pass(s->d, s->w, n, n > 4096 ? 16 : 1, &st);
     fill_top(s, &st, log_z);
 
     int32_t id = -1;
@@ -415,7 +420,7 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
         bool all = true;
         int nc = 0;
         if (p->top_k > 0 && p->top_k < n) {
-            nc = gather_top(s, ladder_threshold(&st, false, p->top_k));
+            nc = gather_enough(s, &st, false, p->top_k);
             nc = sampler_select_prefix(s->cand, s->tmp, nc, false, p->top_k);
             all = false;
         }
@@ -437,7 +442,7 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
         if (p->top_p < 1.0f) {
             if (all) {
                 double target = (double)p->top_p * st.z;
-                nc = gather_top(s, ladder_threshold(&st, true, target));
+                nc = gather_enough(s, &st, true, target);
                 nc = sampler_select_prefix(s->cand, s->tmp, nc, true, target);
                 all = false;
             } else {

@@ -55,8 +55,9 @@
  *                         top-k still get finite logprobs. (OpenAI reports the raw model
  *                         distribution; ours includes bias, penalties and temperature.)
  *
- * Performance: no full sort of the vocabulary. One vectorised pass computes exp() and a few mass /
- * count thresholds, a gather pass collects the candidates that can matter, and an exact
+ * Performance: no full sort of the vocabulary. One vectorised pass computes exp(), a strided
+ * subsample estimates a threshold, a gather pass collects the candidates that can matter (checked
+ * exactly, retried lower if short), and an exact
  * histogram selection (stable, recursive) finds the top-k / top-p / typical boundaries.
  * See bench/bench_sampler.c.
  *
@@ -163,8 +164,8 @@ typedef struct sampler_cand {
 typedef struct sampler_exp_stats {
     double z;      /* sum of exp(d) over the vocabulary */
     double s;      /* sum of exp(d) * d */
-    double mass[SAMPLER_LADDER]; /* sum of exp(d) over d >= sampler_ladder[j] */
-    int64_t count[SAMPLER_LADDER]; /* number of tokens with d >= sampler_ladder[j] */
+    double mass[SAMPLER_LADDER]; /* (estimated) sum of exp(d) over d >= sampler_ladder[j] */
+    int64_t count[SAMPLER_LADDER]; /* (estimated) number of tokens with d >= sampler_ladder[j] */
 } sampler_exp_stats;
 
 extern const float sampler_ladder[SAMPLER_LADDER];
@@ -177,11 +178,13 @@ extern const float sampler_ladder[SAMPLER_LADDER];
 void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, float *w,
                       double *block, sampler_exp_stats *st);
 
-/* Adds the ladder counts and masses of d/w to st (only run when a stage needs them). */
-void sampler_ladder_pass(const float *d, const float *w, int n, sampler_exp_stats *st);
+/* Estimates the ladder counts and masses of d/w from every stride-th element (scaled up by
+ * stride; exact for stride 1) into st. Estimates only pick a starting gather threshold, which
+ * the caller then verifies, so they never affect results. */
+void sampler_ladder_pass(const float *d, const float *w, int n, int stride, sampler_exp_stats *st);
 
-/* exp() of one value with the same arithmetic as sampler_exp_pass (bit-identical). */
-float sampler_expf(float v);
+/* *xmax = max of x[0..n) (n >= 1); returns nonzero when some x is NaN or +inf. */
+int sampler_scan_max(const float *x, int n, float *xmax);
 
 /* Reorders c[0..n) so that its first r entries are the r best by (key asc, id asc), where r is
  * `target` when by_mass is false (clamped to n), and otherwise the shortest prefix whose summed w

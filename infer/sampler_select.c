@@ -37,25 +37,19 @@ static inline v4f v4f_exp(v4f v) {
     /* r = v - n*ln2 in two pieces so that r keeps full precision (|r| <= ln2/2). */
     v4f r = v - n * v4f_splat(0.693145751953125f);
     r = r - n * v4f_splat(1.428606765330187045e-06f);
-    /* Taylor to degree 7: truncation error r^8/8! < 3e-8 relative for |r| <= 0.347. */
-    v4f p = v4f_splat(1.0f / 5040.0f);
-    p = p * r + v4f_splat(1.0f / 720.0f);
-    p = p * r + v4f_splat(1.0f / 120.0f);
-    p = p * r + v4f_splat(1.0f / 24.0f);
-    p = p * r + v4f_splat(1.0f / 6.0f);
-    p = p * r + v4f_splat(0.5f);
-    p = p * r + v4f_splat(1.0f);
-    p = p * r + v4f_splat(1.0f);
+    /* Taylor to degree 7: truncation error r^8/8! < 3e-8 relative for |r| <= 0.347.
+     * Evaluated in Estrin form: a shorter dependency chain than Horner's rule. */
+    v4f r2 = r * r, r4 = r2 * r2;
+    v4f p01 = v4f_splat(1.0f) + r;
+    v4f p23 = v4f_splat(0.5f) + r * v4f_splat(1.0f / 6.0f);
+    v4f p45 = v4f_splat(1.0f / 24.0f) + r * v4f_splat(1.0f / 120.0f);
+    v4f p67 = v4f_splat(1.0f / 720.0f) + r * v4f_splat(1.0f / 5040.0f);
+    v4f p = (p01 + r2 * p23) + r4 * (p45 + r2 * p67);
     /* 2^n as float bits; n is in [-126, 0] here so the exponent field stays normal. */
     v4i ni = __builtin_convertvector(n, v4i);
     v4f scale = (v4f)((ni + v4i_splat(127)) << 23);
     v4f e = p * scale;
     return (v4f)(~under & (v4i)e);
-}
-
-float sampler_expf(float v) {
-    v4f a = v4f_splat(v > 0.0f ? 0.0f : v);
-    return v4f_exp(a)[0];
 }
 
 void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, float *w,
@@ -67,30 +61,39 @@ void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, 
     for (int b = 0; b < nb; b++) {
         int i0 = b * SAMPLER_BLOCK;
         int i1 = i0 + SAMPLER_BLOCK < n ? i0 + SAMPLER_BLOCK : n;
-        v4f zacc = v4f_splat(0.0f), sacc = v4f_splat(0.0f);
-        for (int i = i0; i < i1; i += 4) {
+        v4f zacc = v4f_splat(0.0f), sacc = v4f_splat(0.0f), zacc2 = zacc, sacc2 = sacc;
+        int i = i0;
+        for (; i + 8 <= i1; i += 8) { /* two independent vectors per step for more ILP */
+            v4f xa, xb;
+            memcpy(&xa, x + i, sizeof xa);
+            memcpy(&xb, x + i + 4, sizeof xb);
+            v4f da = (xa - vmax) * vinv, db = (xb - vmax) * vinv;
+            v4f ea = v4f_exp(da), eb = v4f_exp(db);
+            /* e * d with d clamped so that banned tokens give 0 * -87 = 0, not 0*-inf = NaN */
+            v4f ca = v4f_select(da < dlo, dlo, da), cb = v4f_select(db < dlo, dlo, db);
+            zacc += ea;
+            zacc2 += eb;
+            sacc += ea * ca;
+            sacc2 += eb * cb;
+            memcpy(d + i, &da, sizeof da);
+            memcpy(d + i + 4, &db, sizeof db);
+            memcpy(w + i, &ea, sizeof ea);
+            memcpy(w + i + 4, &eb, sizeof eb);
+        }
+        for (; i < i1; i += 4) {
             int m = i1 - i < 4 ? i1 - i : 4;
-            v4f xv;
-            if (m == 4) {
-                memcpy(&xv, x + i, sizeof xv);
-            } else { /* tail: pad with -inf, which contributes nothing anywhere */
-                xv = v4f_splat(-INFINITY);
-                memcpy(&xv, x + i, (size_t)m * sizeof(float));
-            }
+            v4f xv = v4f_splat(-INFINITY); /* tail padding contributes nothing anywhere */
+            memcpy(&xv, x + i, (size_t)m * sizeof(float));
             v4f dv = (xv - vmax) * vinv;
             v4f e = v4f_exp(dv);
-            /* e * d with d clamped so that banned tokens give 0 * -87 = 0, not 0 * -inf = NaN. */
             v4f dc = v4f_select(dv < dlo, dlo, dv);
             zacc += e;
             sacc += e * dc;
-            if (m == 4) {
-                memcpy(d + i, &dv, sizeof dv);
-                memcpy(w + i, &e, sizeof e);
-            } else {
-                memcpy(d + i, &dv, (size_t)m * sizeof(float));
-                memcpy(w + i, &e, (size_t)m * sizeof(float));
-            }
+            memcpy(d + i, &dv, (size_t)m * sizeof(float));
+            memcpy(w + i, &e, (size_t)m * sizeof(float));
         }
+        zacc += zacc2;
+        sacc += sacc2;
         double bz = ((double)zacc[0] + zacc[1]) + ((double)zacc[2] + zacc[3]);
         block[b] = bz;
         z += bz;
@@ -100,25 +103,25 @@ void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, 
     st->s = s;
 }
 
-void sampler_ladder_pass(const float *d, const float *w, int n, sampler_exp_stats *st) {
-    /* Fixed-size scalar inner loop over the levels: GCC unrolls it and keeps the sums in
-     * registers; blocks of 1024 keep the float partial sums accurate. */
-    for (int i0 = 0; i0 < n; i0 += 1024) {
-        int i1 = i0 + 1024 < n ? i0 + 1024 : n;
-        float mass[SAMPLER_LADDER] = {0};
-        int32_t cnt[SAMPLER_LADDER] = {0};
-        for (int i = i0; i < i1; i++) {
-            float di = d[i], wi = w[i];
-            for (int j = 0; j < SAMPLER_LADDER; j++) {
-                int ge = di >= sampler_ladder[j];
-                cnt[j] += ge;
-                mass[j] += ge ? wi : 0.0f;
-            }
-        }
-        for (int j = 0; j < SAMPLER_LADDER; j++) {
-            st->mass[j] += mass[j];
-            st->count[j] += cnt[j];
-        }
+void sampler_ladder_pass(const float *d, const float *w, int n, int stride, sampler_exp_stats *st) {
+    /* Per sampled element: its level (how many thresholds it passes), then a 9-bin histogram,
+     * turned into cumulative counts/masses at the end. */
+    double mass[SAMPLER_LADDER + 1] = {0};
+    int64_t cnt[SAMPLER_LADDER + 1] = {0};
+    for (int i = 0; i < n; i += stride) {
+        float di = d[i];
+        int lvl = 0;
+        for (int j = 0; j < SAMPLER_LADDER; j++) lvl += di < sampler_ladder[j];
+        cnt[lvl] += stride;
+        mass[lvl] += (double)w[i] * stride;
+    }
+    double cm = 0;
+    int64_t cc = 0;
+    for (int j = 0; j < SAMPLER_LADDER; j++) {
+        cm += mass[j];
+        cc += cnt[j];
+        st->mass[j] = cm;
+        st->count[j] = cc;
     }
 }
 
@@ -228,4 +231,25 @@ int sampler_select_prefix(sampler_cand *c, sampler_cand *tmp, int n, bool by_mas
     }
     int r = select_rec(c, tmp, n, by_mass, target, 0);
     return r < 1 ? 1 : r;
+}
+
+int sampler_scan_max(const float *x, int n, float *xmax) {
+    v4f mx = v4f_splat(-INFINITY), inf = v4f_splat(INFINITY);
+    v4i bad = v4i_splat(0);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v4f v;
+        memcpy(&v, x + i, sizeof v);
+        bad |= (v != v) | (v == inf);
+        mx = v4f_select(v > mx, v, mx);
+    }
+    float m = -INFINITY;
+    int b = (bad[0] | bad[1] | bad[2] | bad[3]) != 0;
+    for (int l = 0; l < 4; l++) m = mx[l] > m ? mx[l] : m;
+    for (; i < n; i++) {
+        b |= (x[i] != x[i]) | (x[i] == INFINITY);
+        m = x[i] > m ? x[i] : m;
+    }
+    *xmax = m;
+    return b;
 }
