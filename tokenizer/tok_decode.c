@@ -205,11 +205,7 @@ static bool stage_push(wick_detok *d, int si, const char *s, size_t n) {
         for (size_t i = 0; i < n && all;) {
             size_t adv;
             uint32_t cp = tok_utf8_decode((const unsigned char *)s + i, n - i, &adv);
-            int b = -1;
-            if (cp < 0x100 && cp == tok_byte_to_cp[cp]) b = (int)cp;
-            else if (cp >= 0x100 && cp < 0x144)
-                for (int k = 0; k < 256 && b < 0; k++)
-                    if (tok_byte_to_cp[k] == cp) b = k;
+            int b = cp < 324 ? tok_cp_to_byte[cp] : -1;
             if (b < 0) all = false;
             else if (!tok_buf_putc(o, (char)b)) return false;
             i += adv;

@@ -43,8 +43,39 @@ static bool added_find(const wick_tokenizer *t, int set, const char *s, size_t n
     return false;
 }
 
+/* Per-call word cache: a word seen before in the same wick_tokenize call reuses its ids.
+ * Kept per call (not in the tokenizer) so a shared tokenizer needs no locks. */
+typedef struct wc_ent {
+    uint64_t h;               /* 0: empty */
+    uint32_t koff, klen, ioff, ilen;
+} wc_ent;
+typedef struct wcache {
+    wc_ent *e;
+    size_t cap, n;
+    tok_buf keys;
+    int32_t *ids;
+    size_t nids, capids;
+} wcache;
+
+static uint64_t wc_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h | 1;
+}
+
+static wc_ent *wc_find(wcache *c, const char *s, size_t n, uint64_t h) {
+    size_t mask = c->cap - 1, i = h & mask;
+    while (c->e[i].h) {
+        if (c->e[i].h == h && c->e[i].klen == n && memcmp(c->keys.p + c->e[i].koff, s, n) == 0)
+            return &c->e[i];
+        i = (i + 1) & mask;
+    }
+    return &c->e[i];
+}
+
 typedef struct enc_ctx {
     const wick_tokenizer *t;
+    wcache wc;
     tok_pieces a, b;
     tok_scratch *sc;
     pcre2_match_data *md;
@@ -76,10 +107,43 @@ static bool encode_plain(enc_ctx *c, const char *s, size_t n, bool first) {
         if (!tok_pretokenize(t->pre, &c->a, &c->b, c->md)) return false;
         words = &c->b;
     }
-    for (size_t i = 0; i < words->n; i++)
-        if (!tok_model_word(t, words->text.p + words->off[i], words->len[i], c->sc, &c->ids,
-                            &c->n, &c->cap))
-            return false;
+    wcache *wc = &c->wc;
+    for (size_t i = 0; i < words->n; i++) {
+        const char *w = words->text.p + words->off[i];
+        size_t wl = words->len[i];
+        wc_ent *e = NULL;
+        uint64_t h = 0;
+        if (wl <= 48 && wc->e) {
+            h = wc_hash(w, wl);
+            e = wc_find(wc, w, wl, h);
+            if (e->h) {
+                for (uint32_t k = 0; k < e->ilen; k++)
+                    if (!push(c, wc->ids[e->ioff + k])) return false;
+                continue;
+            }
+        }
+        size_t before = c->n;
+        if (!tok_model_word(t, w, wl, c->sc, &c->ids, &c->n, &c->cap)) return false;
+        if (e && wc->n * 2 < wc->cap) {  /* remember it; a full cache simply stops growing */
+            size_t k = c->n - before;
+            if (wc->nids + k > wc->capids) {
+                size_t nc = (wc->capids ? wc->capids * 2 : 4096) + k;
+                int32_t *p = realloc(wc->ids, nc * sizeof *p);
+                if (!p) return false;
+                wc->ids = p;
+                wc->capids = nc;
+            }
+            memcpy(wc->ids + wc->nids, c->ids + before, k * sizeof(int32_t));
+            e->h = h;
+            e->koff = (uint32_t)wc->keys.len;
+            e->klen = (uint32_t)wl;
+            e->ioff = (uint32_t)wc->nids;
+            e->ilen = (uint32_t)k;
+            wc->nids += k;
+            wc->n++;
+            if (!tok_buf_put(&wc->keys, w, wl)) return false;
+        }
+    }
     return true;
 }
 
@@ -124,6 +188,8 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
     enc_ctx c = {.t = t};
     c.sc = tok_scratch_new();
     c.md = pcre2_match_data_create(32, NULL);
+    c.wc.cap = 1 << 15;  /* at most 16k cached words per call */
+    c.wc.e = len > 256 ? calloc(c.wc.cap, sizeof *c.wc.e) : NULL;
     bool ok = c.sc && c.md;
     if (ok && add_special)
         for (int i = 0; ok && i < t->post.npre; i++) ok = push(&c, t->post.pre[i]);
@@ -148,6 +214,9 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
         ret = (int32_t)c.n;
     }
     free(c.ids);
+    free(c.wc.e);
+    free(c.wc.ids);
+    tok_buf_free(&c.wc.keys);
     tok_pieces_free(&c.a);
     tok_pieces_free(&c.b);
     tok_scratch_free(c.sc);

@@ -210,6 +210,7 @@ size_t tok_utf8_encode(uint32_t cp, char *out);
 /* length of the valid UTF-8 sequence at s (0 when invalid or truncated) */
 size_t tok_utf8_valid_len(const unsigned char *s, size_t n);
 extern const uint16_t tok_byte_to_cp[256];  /* GPT-2 byte-level alphabet */
+extern const int16_t tok_cp_to_byte[324];   /* its inverse, -1 outside */
 
 /* tok_decode.c */
 void tok_dec_free_list(tok_dec *d, int n);
