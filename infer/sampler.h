@@ -178,6 +178,10 @@ extern const float sampler_ladder[SAMPLER_LADDER];
 void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, float *w,
                       double *block, sampler_exp_stats *st);
 
+/* The AVX2+FMA variant (sampler_avx2.c); sampler_exp_pass dispatches to it at run time. */
+void sampler_exp_pass_avx2(const float *x, int n, float xmax, float inv_t, float *d, float *w,
+                           double *block, sampler_exp_stats *st);
+
 /* Estimates the ladder counts and masses of d/w from every stride-th element (scaled up by
  * stride; exact for stride 1) into st. Estimates only pick a starting gather threshold, which
  * the caller then verifies, so they never affect results. */

@@ -52,8 +52,8 @@ static inline v4f v4f_exp(v4f v) {
     return (v4f)(~under & (v4i)e);
 }
 
-void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, float *w,
-                      double *block, sampler_exp_stats *st) {
+static void exp_pass_sse(const float *x, int n, float xmax, float inv_t, float *d, float *w,
+                         double *block, sampler_exp_stats *st) {
     memset(st, 0, sizeof *st);
     const v4f vmax = v4f_splat(xmax), vinv = v4f_splat(inv_t), dlo = v4f_splat(-87.0f);
     double z = 0.0, s = 0.0;
@@ -101,6 +101,23 @@ void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, 
     }
     st->z = z;
     st->s = s;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SAMPLER_HAVE_AVX2 1
+#endif
+
+void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, float *w,
+                      double *block, sampler_exp_stats *st) {
+#ifdef SAMPLER_HAVE_AVX2
+    static int have = -1; /* benign race: every thread computes the same value */
+    if (have < 0) have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (have && !getenv("WICK_SAMPLER_SSE")) {
+        sampler_exp_pass_avx2(x, n, xmax, inv_t, d, w, block, st);
+        return;
+    }
+#endif
+    exp_pass_sse(x, n, xmax, inv_t, d, w, block, st);
 }
 
 void sampler_ladder_pass(const float *d, const float *w, int n, int stride, sampler_exp_stats *st) {
