@@ -1,0 +1,116 @@
+/* cmd_template.c — `wick template`: renders a tokenizer's chat template for a conversation,
+ * like transformers' apply_chat_template(tokenize=False), and prints the prompt to stdout
+ * (no newline added, so the bytes are exactly the prompt).
+ * The messages file is a JSON array of {"role": ..., "content": "..."} ("-" reads stdin);
+ * content must be a string or null (multimodal content lists are not handled). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli.h"
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: wick template -t PATH --messages FILE.json [--add-generation-prompt] "
+               "[--kwargs JSON]\n"
+               "  -t PATH                  tokenizer.json or a model folder (with "
+               "tokenizer_config.json)\n"
+               "  --messages FILE          JSON array of {\"role\", \"content\"} ('-': stdin)\n"
+               "  --add-generation-prompt  end with the assistant turn header\n"
+               "  --kwargs JSON            extra template variables, e.g. "
+               "'{\"enable_thinking\": false}'\n");
+    return f == stderr ? 2 : 0;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return NULL;
+    size_t cap = 1 << 14, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(b, cap * 2);
+            if (!nb) break;
+            b = nb;
+            cap *= 2;
+        }
+        size_t k = fread(b + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0) {
+            b[n] = 0;
+            if (f != stdin) fclose(f);
+            return b;
+        }
+    }
+    free(b);
+    if (f != stdin) fclose(f);
+    return NULL;
+}
+
+int cmd_template(int argc, char **argv) {
+    const char *path = NULL, *msgs_path = NULL, *kwargs = NULL;
+    bool agp = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
+        if (!strcmp(a, "--add-generation-prompt")) { agp = true; continue; }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "wick template: unknown option or missing value: %s\n", a);
+            return usage(stderr);
+        }
+        if (!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) path = argv[++i];
+        else if (!strcmp(a, "--messages")) msgs_path = argv[++i];
+        else if (!strcmp(a, "--kwargs")) kwargs = argv[++i];
+        else {
+            fprintf(stderr, "wick template: unknown option %s\n", a);
+            return usage(stderr);
+        }
+    }
+    if (!path || !msgs_path) return usage(stderr);
+    char *text = slurp(msgs_path);
+    if (!text) {
+        fprintf(stderr, "wick template: cannot read %s\n", msgs_path);
+        return 1;
+    }
+    cJSON *arr = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsArray(arr)) {
+        fprintf(stderr, "wick template: %s: expected a JSON array of {\"role\", \"content\"}\n",
+                msgs_path);
+        cJSON_Delete(arr);
+        return 1;
+    }
+    int n = cJSON_GetArraySize(arr), rc = 1;
+    wick_chat_message *m = calloc((size_t)n + 1, sizeof *m);
+    wick_tokenizer *tok = NULL;
+    char *out = NULL;
+    if (!m) goto done;
+    for (int i = 0; i < n; i++) {
+        cJSON *x = cJSON_GetArrayItem(arr, i), *r = cJSON_GetObjectItem(x, "role"),
+              *c = cJSON_GetObjectItem(x, "content");
+        if (!cJSON_IsString(r) || (c && !cJSON_IsString(c) && !cJSON_IsNull(c))) {
+            fprintf(stderr, "wick template: %s: message %d needs a string \"role\" and a string "
+                            "or null \"content\"\n", msgs_path, i);
+            goto done;
+        }
+        m[i].role = r->valuestring;
+        m[i].content = cJSON_IsString(c) ? c->valuestring : NULL;
+    }
+    if (wick_tokenizer_load(path, &tok)) {
+        rc = cli_fail("template", "loading the tokenizer");
+        goto done;
+    }
+    if (wick_chat_render(tok, m, (size_t)n, agp, kwargs, &out)) {
+        rc = cli_fail("template", "rendering the chat template");
+        goto done;
+    }
+    fwrite(out, 1, strlen(out), stdout);
+    rc = fflush(stdout) ? 1 : 0;
+done:
+    wick_free(out);
+    wick_tokenizer_free(tok);
+    free(m);
+    cJSON_Delete(arr);
+    return rc;
+}
