@@ -22,6 +22,7 @@ static const char *const k_status_names[WICK_STATUS_COUNT_] = {
     [WICK_ERR_CANCELLED] = "cancelled",
     [WICK_ERR_TIMEOUT] = "timeout",
     [WICK_ERR_INTERNAL] = "internal error",
+    [WICK_DONE] = "done",
 };
 
 const char *wick_status_str(wick_status st) {

@@ -4,6 +4,7 @@
 
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -113,7 +114,12 @@ void pool_run(wk_pool *p, pool_fn fn, void *ctx) {
     if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0)
         futex(&p->gen, FUTEX_WAKE_PRIVATE, 0x7fffffff);
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) cpu_relax();
+    /* Spin while the workers finish (they normally finish together with us); yield the CPU
+       when that takes long, so an oversubscribed machine does not starve them. */
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < 20000) cpu_relax();
+        else sched_yield();
+    }
 }
 
 void pool_split(long n, int parts, int i, long align, long *lo, long *hi) {

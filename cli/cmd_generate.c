@@ -1,117 +1,169 @@
-/* cmd_generate.c — `wick generate`: greedy decoding with the KV cache from prompt ids.
- * Prints the new ids (or one JSON object per token with --json) and speed to stderr. */
+/* cmd_generate.c — `wick generate`: one prompt (text, chat-templated text, or ids) in, tokens
+ * streamed out as they are produced (flushed per token), speed on stderr. Ctrl-C ends the
+ * generation cleanly (finish "cancelled"). Built on the pull API (wick_gen_*). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "cli/cli.h"
+#include "cli/gen_opts.h"
+
+#pragma weak wick_chat_render /* TEMP: until the chat-template layer lands */
+
+static wick_gen *volatile g_active;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    wick_gen *g = g_active;
+    if (g) wick_gen_cancel(g); /* an atomic store: async-signal-safe */
+}
 
 static int usage(FILE *f) {
-    fprintf(f,
-            "usage: wick generate -m MODEL_DIR --prompt-ids 1,2,3 [-n N] [--temp 0] [--json]\n"
-            "                     [--threads N] [--ctx N] [--kernels auto|ref]\n"
-            "Greedy decoding with the KV cache; prints the generated ids.\n");
+    fprintf(f, "usage: wick generate -m MODEL_DIR (-p TEXT | --prompt-ids IDS) [--chat]\n"
+               "                     [--system TEXT] [--json] [generation options]\n"
+               "Streams the generated text to stdout; --json prints one JSON object per token\n"
+               "and a final object with finish_reason, counts and speeds.\n"
+               "  --chat     render the tokenizer's chat template around the prompt (user turn)\n\n");
+    gen_opts_usage(f);
     return f == stdout ? 0 : 2;
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+/* Tokenizes `text` (or the chat-templated version of it) into *ids. */
+static int tokenize_prompt(const wick_tokenizer *tok, const char *text, bool chat,
+                           const char *system, int32_t **ids) {
+    char *rendered = NULL;
+    if (chat) {
+        if (!wick_chat_render) {
+            fprintf(stderr, "wick generate: chat templates are not available in this build\n");
+            return -1;
+        }
+        wick_chat_message msgs[2];
+        size_t n = 0;
+        if (system) msgs[n++] = (wick_chat_message){"system", system};
+        msgs[n++] = (wick_chat_message){"user", text};
+        if (wick_chat_render(tok, msgs, n, true, NULL, &rendered) != WICK_OK)
+            return cli_fail("generate", "cannot render the chat template"), -1;
+        text = rendered;
+    }
+    /* plain text gets the post-processor's special tokens (e.g. BOS) like HF's
+       tokenizer(text); a rendered chat template already contains them */
+    size_t len = strlen(text);
+    int32_t need = wick_tokenize(tok, text, len, !chat, NULL, 0);
+    if (need == INT32_MIN) {
+        wick_free(rendered);
+        return cli_fail("generate", "cannot tokenize the prompt"), -1;
+    }
+    if (need < 0) need = -need;
+    *ids = malloc(sizeof(int32_t) * (size_t)(need ? need : 1));
+    int32_t n = wick_tokenize(tok, text, len, !chat, *ids, need);
+    wick_free(rendered);
+    return n;
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *ids_s = NULL, *kern = "auto";
-    long n_new = 16, threads = 0, ctx = 0;
-    double temp = 0.0;
-    bool json = false;
+    const char *model = NULL, *ids_s = NULL, *text = NULL, *system = NULL;
+    bool json = false, chat = false;
+    gen_opts o;
+    gen_opts_init(&o);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
+        int r = gen_opts_parse(&o, "generate", argc, argv, &i);
+        if (r < 0) return 2;
+        if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--prompt-ids") && has) ids_s = argv[++i];
+        else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has) text = argv[++i];
+        else if (!strcmp(a, "--system") && has) system = argv[++i];
         else if (!strcmp(a, "--json")) json = true;
-        else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
-        else if ((!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) && has) {
-            if (!cli_parse_int("generate", a, argv[++i], 0, 1 << 24, &n_new)) return 2;
-        } else if ((!strcmp(a, "--threads") || !strcmp(a, "-t")) && has) {
-            if (!cli_parse_int("generate", a, argv[++i], 0, 1024, &threads)) return 2;
-        } else if (!strcmp(a, "--ctx") && has) {
-            if (!cli_parse_int("generate", a, argv[++i], 0, 1 << 24, &ctx)) return 2;
-        } else if (!strcmp(a, "--temp") && has) {
-            if (!cli_parse_float("generate", a, argv[++i], &temp)) return 2;
-        } else {
+        else if (!strcmp(a, "--chat")) chat = true;
+        else {
             fprintf(stderr, "wick generate: unknown or incomplete option '%s'\n", a);
             return usage(stderr);
         }
     }
-    if (!model || !ids_s) return usage(stderr);
-    if (temp != 0.0) {
-        fprintf(stderr, "wick generate: only --temp 0 (greedy) is available in this build\n");
+    if (!model || (!ids_s == !text)) {
+        fprintf(stderr, "wick generate: give -m MODEL and exactly one of -p TEXT or --prompt-ids\n");
+        return usage(stderr);
+    }
+    if (chat && !text) {
+        fprintf(stderr, "wick generate: --chat needs a text prompt (-p)\n");
         return 2;
     }
     int32_t *ids = NULL;
-    int n = cli_parse_ids("generate", ids_s, &ids);
-    if (n < 0) return 2;
-    if (n == 0) {
-        fprintf(stderr, "wick generate: the prompt is empty\n");
+    int n = 0;
+    wick_model_params mp = wick_model_params_default();
+    mp.kernels = o.kernels;
+    wick_model *m = NULL;
+    wick_session *s = NULL;
+    wick_gen *g = NULL;
+    int rc = 0;
+    if (ids_s && (n = cli_parse_ids("generate", ids_s, &ids)) <= 0) {
+        if (n == 0) fprintf(stderr, "wick generate: --prompt-ids is empty\n");
         free(ids);
         return 2;
     }
-    wick_model_params mp = wick_model_params_default();
-    mp.kernels = kern;
-    wick_model *m = NULL;
-    wick_session *s = NULL;
-    float *logits = NULL;
-    int rc = 0;
     if (wick_model_load(model, &mp, &m) != WICK_OK) {
         rc = cli_fail("generate", "cannot load model");
         goto out;
     }
-    wick_model_info in;
-    wick_model_get_info(m, &in);
+    const wick_tokenizer *tok = wick_model_tokenizer(m);
+    if (text) {
+        if (!tok) {
+            fprintf(stderr, "wick generate: %s has no tokenizer.json or vocab.txt; use "
+                            "--prompt-ids\n", model);
+            rc = 1;
+            goto out;
+        }
+        if ((n = tokenize_prompt(tok, text, chat, system, &ids)) < 0) {
+            rc = 1;
+            goto out;
+        }
+        if (n == 0) {
+            fprintf(stderr, "wick generate: the prompt tokenizes to nothing\n");
+            rc = 2;
+            goto out;
+        }
+    }
     wick_session_params sp = wick_session_params_default();
-    sp.n_threads = (int)threads;
-    sp.n_ctx = (int)ctx;
+    sp.n_threads = (int)o.threads;
+    sp.n_ctx = (int)o.ctx;
     if (wick_session_create(m, &sp, &s) != WICK_OK) {
         rc = cli_fail("generate", "cannot create session");
         goto out;
     }
-    logits = malloc(sizeof(float) * in.n_vocab);
-    if (!logits) {
-        rc = 1;
+    if (wick_gen_start(s, ids, n, &o.p, &g) != WICK_OK) {
+        rc = cli_fail("generate", "cannot start generation");
         goto out;
     }
-    double t0 = now_ms();
-    if (wick_session_eval(s, ids, n, WICK_LOGITS_LAST, logits) != WICK_OK) {
-        rc = cli_fail("generate", "prefill failed");
-        goto out;
-    }
-    double t1 = now_ms();
-    int produced = 0;
-    for (long k = 0; k < n_new; k++) {
-        int32_t best = 0;
-        for (int v = 1; v < in.n_vocab; v++)
-            if (logits[v] > logits[best]) best = v;
-        produced++;
-        if (json) printf("{\"id\": %d, \"logit\": %.6g}\n", best, logits[best]);
-        else printf("%s%d", k ? "," : "", best);
-        fflush(stdout);
-        if (k + 1 < n_new && wick_session_eval(s, &best, 1, WICK_LOGITS_LAST, logits) != WICK_OK) {
+    g_active = g;
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old);
+    wick_token t;
+    wick_status st;
+    while ((st = wick_gen_step(g, &t)) == WICK_OK) {
+        if (json) {
+            gen_print_json(stdout, &t, tok);
+        } else if (!tok) {
+            if (t.id >= 0) printf("%s%d", t.generated_tokens || t.finish ? "" : "", t.id);
+            if (t.id >= 0 && t.finish == WICK_FINISH_NONE) printf(",");
+            fflush(stdout);
+        } else {
+            fwrite(t.text, 1, t.text_len, stdout);
+            fflush(stdout);
+        }
+        if (t.finish != WICK_FINISH_NONE) {
             if (!json) printf("\n");
-            rc = cli_fail("generate", "decode failed");
-            goto out;
+            gen_print_speed(&t);
         }
     }
-    if (!json) printf("\n");
-    double t2 = now_ms();
-    fprintf(stderr, "prefill: %d tokens in %.1f ms (%.1f tok/s); decode: %d tokens in %.1f ms "
-                    "(%.1f tok/s)\n", n, t1 - t0, n / ((t1 - t0) / 1e3), produced, t2 - t1,
-            produced > 1 ? (produced - 1) / ((t2 - t1) / 1e3) : 0.0);
+    g_active = NULL;
+    sigaction(SIGINT, &old, NULL);
+    if (st != WICK_DONE) rc = cli_fail("generate", "generation failed");
 out:
-    free(logits);
+    wick_gen_free(g);
     free(ids);
     wick_session_free(s);
     wick_model_free(m);

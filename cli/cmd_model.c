@@ -8,8 +8,6 @@
 #include "cli/cli.h"
 #include "formats/safetensors.h"
 
-#pragma weak wick_token_str /* until the tokenizer layer lands */
-
 static int usage_info(FILE *f) {
     fprintf(f, "usage: wick info MODEL_DIR [--json]\n"
                "Shows architecture, parameter count, dtypes, bytes, context length and special ids.\n");
@@ -170,7 +168,7 @@ int cmd_logits(int argc, char **argv) {
     const wick_tokenizer *tok = wick_model_tokenizer(m);
     printf("top-%d at position %d:\n", k, n - 1);
     for (int j = 0; j < k; j++) {
-        const char *str = tok && wick_token_str ? wick_token_str(tok, top[j]) : NULL;
+        const char *str = tok ? wick_token_str(tok, top[j]) : NULL;
         printf("  %8d  %12.6f%s%s\n", top[j], last[top[j]], str ? "  " : "", str ? str : "");
     }
     if (out) printf("wrote logits [%d, %d] to %s\n", n, in.n_vocab, out);

@@ -67,6 +67,7 @@ typedef enum wick_status {
     WICK_ERR_CANCELLED,     /* the operation was cancelled by the caller */
     WICK_ERR_TIMEOUT,       /* a wait ran out of time */
     WICK_ERR_INTERNAL,      /* a bug in wick: please report the message */
+    WICK_DONE,              /* not an error: a generation or stream has finished */
     WICK_STATUS_COUNT_
 } wick_status;
 
@@ -256,6 +257,132 @@ typedef struct wick_chat_message {
  * WICK_ERR_UNSUPPORTED naming the construct the interpreter cannot render. */
 wick_status wick_chat_render(const wick_tokenizer *tok, const wick_chat_message *msgs, size_t n,
                              bool add_generation_prompt, const char *extra_json, char **out);
+
+/* ------------------------------------------------------------------------------------------
+ * Generation: a pull API (start / step / free) at the core; the callback (wick_generate) and
+ * the background stream (wick_stream_*) are thin layers over it.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct wick_logit_bias {
+    int32_t id;
+    float bias;               /* added to the logit; -INFINITY bans the token */
+} wick_logit_bias;
+
+/* Sampler order (fixed): logit_bias -> repetition_penalty -> frequency/presence penalties ->
+ * [temperature == 0: argmax] -> temperature -> top_k -> typical_p -> top_p -> min_p -> draw.
+ * min_p is relative to the most likely token's probability after temperature (as in HF).
+ * Sampling never sorts the whole vocabulary (partial selection). */
+typedef struct wick_gen_params {
+    int max_tokens;           /* new tokens at most; 0 = until the context is full. Default 256 */
+    int min_tokens;           /* EOS and stop ids are banned until this many. Default 0 */
+    float temperature;        /* 0 = greedy (argmax, ties -> lowest id). Default 0.8 */
+    int top_k;                /* 0 = off. Default 40 */
+    float top_p;              /* (0, 1], 1 = off. Default 0.95 */
+    float min_p;              /* [0, 1], 0 = off. Default 0.05 */
+    float typical_p;          /* (0, 1], 1 = off. Default 1 */
+    float repetition_penalty; /* HF semantics over prompt + output; 1 = off. Default 1 */
+    int repetition_last_n;    /* window for repetition_penalty; 0 = every token. Default 0 */
+    float frequency_penalty;  /* OpenAI semantics over generated tokens; 0 = off. Default 0 */
+    float presence_penalty;   /* OpenAI semantics over generated tokens; 0 = off. Default 0 */
+    const wick_logit_bias *logit_bias; /* n_logit_bias entries, copied at start */
+    int n_logit_bias;
+    uint64_t seed;            /* same seed + same inputs = same tokens. Default 0 */
+    const int32_t *stop_ids;  /* extra ids that end generation (finish "stop_token"); copied */
+    int n_stop_ids;
+    const char *const *stop_strings; /* end generation when the text contains one; the stop
+                                        string and anything after it is never emitted; copied */
+    int n_stop_strings;
+    bool stop_on_eos;         /* end at an EOS id (finish "eos"). Default true */
+    const int32_t *eos_ids;   /* overrides the model's EOS ids when n_eos_ids > 0; copied */
+    int n_eos_ids;
+    int n_logprobs;           /* top-N alternatives reported per token (0..20). Default 0 */
+    bool skip_special;        /* leave special tokens out of the text. Default true */
+} wick_gen_params;
+
+wick_gen_params wick_gen_params_default(void);
+
+typedef enum wick_finish_reason {
+    WICK_FINISH_NONE = 0,     /* generation goes on */
+    WICK_FINISH_EOS,          /* an EOS id was generated (it is the last token, is_eos) */
+    WICK_FINISH_STOP_TOKEN,   /* one of stop_ids was generated (it is the last token) */
+    WICK_FINISH_STOP_STRING,  /* a stop string appeared in the text (not emitted) */
+    WICK_FINISH_LENGTH,       /* max_tokens reached, or the context is full */
+    WICK_FINISH_CANCELLED,    /* wick_gen_cancel / callback returned false / stream cancelled */
+} wick_finish_reason;
+
+/* "eos", "stop_token", "stop_string", "length", "cancelled" ("" for NONE). */
+const char *wick_finish_reason_str(wick_finish_reason r);
+
+typedef struct wick_top_logprob {
+    int32_t id;
+    float logprob;
+} wick_top_logprob;
+
+/* One generated token. Pointers are owned by the generator (or stream) and stay valid until
+ * its next step/next call. */
+typedef struct wick_token {
+    int32_t id;               /* -1 only on a final token that carries no new id (cancelled) */
+    const char *text;         /* newly completed UTF-8 text (NUL-terminated), possibly "" while
+                                 bytes of a character or a possible stop string are held back */
+    size_t text_len;
+    float logit;              /* raw model logit of id */
+    float prob, logprob;      /* under the final sampling distribution (after truncation) */
+    const wick_top_logprob *top; /* n_top alternatives, most likely first */
+    int n_top;
+    bool is_eos;
+    wick_finish_reason finish;   /* set on the last token only */
+    /* filled on the last token (finish != NONE): */
+    int prompt_tokens, generated_tokens;
+    double prefill_ms, decode_ms;
+} wick_token;
+
+typedef struct wick_gen wick_gen;
+
+/* Starts generating after `prompt` (n >= 1 ids) on `session`, which is reset first. Prefill
+ * runs in the first wick_gen_step. Copies everything it keeps from params. Fails with
+ * WICK_ERR_CONTEXT_FULL when the prompt does not fit, WICK_ERR_INVALID_ARG for a bad param
+ * (named) or id. The session must not be used by anything else until wick_gen_free. */
+wick_status wick_gen_start(wick_session *session, const int32_t *prompt, int n,
+                           const wick_gen_params *params, wick_gen **out);
+
+/* Produces the next token: WICK_OK with *tok filled (tok->finish != NONE on the last one),
+ * WICK_DONE once the last token has been returned, or an error. Allocates nothing. */
+wick_status wick_gen_step(wick_gen *gen, wick_token *tok);
+
+/* Asks the generation to stop; the next step returns a final token with finish "cancelled".
+ * Safe to call from any thread and from a signal handler. */
+void wick_gen_cancel(wick_gen *gen);
+
+void wick_gen_free(wick_gen *gen);
+
+/* Synchronous streaming: runs the whole generation, calling on_token for every token
+ * (including the last, which carries the finish reason and timings). Returning false from
+ * on_token stops generation at once: no further callback is made and WICK_OK is returned. */
+typedef bool (*wick_on_token)(const wick_token *tok, void *user);
+wick_status wick_generate(wick_session *session, const int32_t *prompt, int n,
+                          const wick_gen_params *params, wick_on_token on_token, void *user);
+
+/* Asynchronous streaming: generation runs on a worker thread. */
+typedef struct wick_stream wick_stream;
+
+/* Starts a stream (same arguments as wick_gen_start). The session belongs to the stream until
+ * wick_stream_close. */
+wick_status wick_stream_open(wick_session *session, const int32_t *prompt, int n,
+                             const wick_gen_params *params, wick_stream **out);
+
+/* Waits up to timeout_ms (-1 = forever, 0 = poll) for the next token: WICK_OK with *tok (its
+ * pointers valid until the next call), WICK_ERR_TIMEOUT, WICK_DONE after the last token, or the
+ * error that stopped generation. Tokens come in order, none lost. One consumer thread. */
+wick_status wick_stream_next(wick_stream *s, wick_token *tok, int timeout_ms);
+
+/* A file descriptor that is readable while a token (or the end) is waiting, for poll/epoll. */
+int wick_stream_fd(const wick_stream *s);
+
+/* Asks the worker to stop (any thread); the stream then ends with a "cancelled" token. */
+void wick_stream_cancel(wick_stream *s);
+
+/* Cancels if still running, joins the worker and frees everything. Safe at any point. */
+void wick_stream_close(wick_stream *s);
 
 #ifdef __cplusplus
 }

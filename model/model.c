@@ -12,10 +12,6 @@
 #include "base/error.h"
 #include "base/fileio.h"
 
-/* The tokenizer layer lands separately; until it does, a model folder loads without one. */
-#pragma weak wick_tokenizer_load
-#pragma weak wick_tokenizer_free
-
 wick_model_params wick_model_params_default(void) {
     wick_model_params p = {.kernels = "auto", .load_tokenizer = true};
     return p;
@@ -181,7 +177,7 @@ void wick_model_free(wick_model *m) {
     }
     free(m->final_norm);
     free(m->rope_inv_freq);
-    if (wick_tokenizer_free) wick_tokenizer_free(m->tok);
+    wick_tokenizer_free(m->tok);
     st_close(m->st);
     free(m->path);
     free(m);
@@ -234,7 +230,7 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
         if (!m->rope_inv_freq) st = err_set(WICK_ERR_NOMEM, "out of memory");
         else compute_rope_freqs(c, m->rope_inv_freq);
     }
-    if (st == WICK_OK && params->load_tokenizer && wick_tokenizer_load) {
+    if (st == WICK_OK && params->load_tokenizer) {
         char *tj = path_join(path, "tokenizer.json"), *vt = path_join(path, "vocab.txt");
         if (tj && vt && (file_exists(tj) || file_exists(vt))) {
             st = wick_tokenizer_load(path, &m->tok);

@@ -1,0 +1,35 @@
+/* gen_opts.h — generation options shared by `wick generate` and `wick chat`: parsing the
+ * sampling / stop flags into wick_gen_params, and printing tokens as JSON. */
+#ifndef WICK_CLI_GEN_OPTS_H
+#define WICK_CLI_GEN_OPTS_H
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+#define GEN_OPTS_MAX_STOPS 16
+
+typedef struct gen_opts {
+    wick_gen_params p;
+    const char *stops[GEN_OPTS_MAX_STOPS];
+    int32_t stop_ids[GEN_OPTS_MAX_STOPS];
+    long threads, ctx;
+    const char *kernels;
+} gen_opts;
+
+void gen_opts_init(gen_opts *o);
+
+/* Tries to consume argv[*i] (and its value) as a generation option. Returns 1 when consumed,
+ * 0 when it is not a generation option, -1 on a bad value (message printed). */
+int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i);
+
+/* Help text for the shared options. */
+void gen_opts_usage(FILE *f);
+
+/* Prints one token as a JSON object line (id, text, logit, prob, logprob, top_logprobs), and
+ * on the last token a second line with finish_reason and the counts/timings. */
+void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok);
+
+/* Prints the speed summary of a finished generation to stderr. */
+void gen_print_speed(const wick_token *last);
+
+#endif

@@ -1,0 +1,410 @@
+/* generate.c — the pull generator: wick_gen_start / wick_gen_step / wick_gen_free, and the
+ * synchronous callback loop wick_generate on top of it.
+ *
+ * One step = (feed the previous token through the model unless this is the first step, which
+ * runs the prefill) -> sample -> streaming-detokenize -> stop checks -> emit. Sampling uses
+ * infer/sampler.c; text comes from the tokenizer's streaming detokenizer; stop strings are
+ * matched on the not-yet-emitted text, and any suffix that could still begin a stop string is
+ * held back. Every buffer is sized at start (text buffers only grow if a single piece is
+ * larger than anything seen before), so a step allocates nothing in the steady state.
+ * Not here: threads (stream.c), chat templates, HTTP. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/error.h"
+#include "infer/generate.h"
+#include "infer/sampler.h"
+#include "model/model.h"
+
+struct wick_gen {
+    wick_session *s;
+    const wick_model *m;
+    wick_gen_params p;
+    sampler *smp;
+    wick_detok *detok;                 /* NULL when the model has no tokenizer */
+    int32_t tok_vocab;                 /* ids the tokenizer knows */
+    int32_t *prompt;
+    int n_prompt;
+    int32_t *stop_ids, *eos_ids;
+    int n_stop_ids, n_eos_ids;
+    char **stops;                      /* copies of the stop strings */
+    size_t *stop_len;
+    int n_stops;
+    size_t max_stop_len;
+    float *logits;                     /* (n_vocab) */
+    char *pending;                     /* decoded text not yet emitted */
+    size_t pending_len, pending_cap;
+    char *out;                         /* text of the token being returned */
+    size_t out_cap;
+    wick_top_logprob top[GEN_MAX_TOP];
+    int32_t last_id;
+    int generated;
+    bool started, need_feed, done;
+    atomic_int cancel;
+    double prefill_ms, decode_ms;
+};
+
+wick_gen_params wick_gen_params_default(void) {
+    wick_gen_params p;
+    memset(&p, 0, sizeof p);
+    p.max_tokens = 256;
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.95f;
+    p.min_p = 0.05f;
+    p.typical_p = 1.0f;
+    p.repetition_penalty = 1.0f;
+    p.stop_on_eos = true;
+    p.skip_special = true;
+    return p;
+}
+
+const char *wick_finish_reason_str(wick_finish_reason r) {
+    switch (r) {
+    case WICK_FINISH_EOS: return "eos";
+    case WICK_FINISH_STOP_TOKEN: return "stop_token";
+    case WICK_FINISH_STOP_STRING: return "stop_string";
+    case WICK_FINISH_LENGTH: return "length";
+    case WICK_FINISH_CANCELLED: return "cancelled";
+    default: return "";
+    }
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static bool grow(char **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return true;
+    size_t c = *cap ? *cap : 256;
+    while (c < need) c *= 2;
+    char *nb = realloc(*buf, c);
+    if (!nb) return false;
+    *buf = nb;
+    *cap = c;
+    return true;
+}
+
+static bool in_list(const int32_t *ids, int n, int32_t id) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] == id) return true;
+    return false;
+}
+
+static int32_t *dup_ids(const int32_t *ids, int n) {
+    int32_t *d = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    if (d && n > 0) memcpy(d, ids, sizeof(int32_t) * (size_t)n);
+    return d;
+}
+
+void wick_gen_free(wick_gen *g) {
+    if (!g) return;
+    sampler_free(g->smp);
+    if (g->detok) wick_detok_free(g->detok);
+    for (int i = 0; i < g->n_stops; i++) free(g->stops[i]);
+    free(g->stops);
+    free(g->stop_len);
+    free(g->prompt);
+    free(g->stop_ids);
+    free(g->eos_ids);
+    free(g->logits);
+    free(g->pending);
+    free(g->out);
+    free(g);
+}
+
+static wick_status check_params(const wick_gen_params *p, const model_config *c) {
+    if (p->max_tokens < 0) return err_set(WICK_ERR_INVALID_ARG, "max_tokens must be >= 0");
+    if (p->min_tokens < 0) return err_set(WICK_ERR_INVALID_ARG, "min_tokens must be >= 0");
+    if (p->n_logprobs < 0 || p->n_logprobs > GEN_MAX_TOP)
+        return err_set(WICK_ERR_INVALID_ARG, "n_logprobs must be in [0, %d], got %d", GEN_MAX_TOP,
+                       p->n_logprobs);
+    if (p->n_stop_ids < 0 || (p->n_stop_ids && !p->stop_ids) || p->n_eos_ids < 0 ||
+        (p->n_eos_ids && !p->eos_ids) || p->n_stop_strings < 0 ||
+        (p->n_stop_strings && !p->stop_strings) || p->n_logit_bias < 0 ||
+        (p->n_logit_bias && !p->logit_bias))
+        return err_set(WICK_ERR_INVALID_ARG, "a list parameter has a negative count or NULL items");
+    for (int i = 0; i < p->n_stop_ids; i++)
+        if (p->stop_ids[i] < 0 || p->stop_ids[i] >= c->n_vocab)
+            return err_set(WICK_ERR_INVALID_ARG, "stop_ids[%d] = %d is outside [0, %d)", i,
+                           p->stop_ids[i], c->n_vocab);
+    for (int i = 0; i < p->n_eos_ids; i++)
+        if (p->eos_ids[i] < 0 || p->eos_ids[i] >= c->n_vocab)
+            return err_set(WICK_ERR_INVALID_ARG, "eos_ids[%d] = %d is outside [0, %d)", i,
+                           p->eos_ids[i], c->n_vocab);
+    for (int i = 0; i < p->n_stop_strings; i++)
+        if (!p->stop_strings[i] || !p->stop_strings[i][0])
+            return err_set(WICK_ERR_INVALID_ARG, "stop_strings[%d] is NULL or empty", i);
+    return WICK_OK;
+}
+
+wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
+                           const wick_gen_params *params, wick_gen **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: out is NULL");
+    *out = NULL;
+    if (!s) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: session is NULL");
+    if (n < 1 || !prompt)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: the prompt is empty (need >= 1 id)");
+    const wick_model *m = s->model;
+    const model_config *c = &m->cfg;
+    wick_gen_params p = params ? *params : wick_gen_params_default();
+    wick_status st = check_params(&p, c);
+    if (st) return st;
+    if (n > s->n_ctx)
+        return err_set(WICK_ERR_CONTEXT_FULL, "the prompt has %d tokens but the context holds %d",
+                       n, s->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (prompt[i] < 0 || prompt[i] >= c->n_vocab)
+            return err_set(WICK_ERR_INVALID_ARG, "prompt id %d at index %d is outside [0, %d)",
+                           prompt[i], i, c->n_vocab);
+    if (p.n_stop_strings && !m->tok)
+        return err_set(WICK_ERR_INVALID_ARG, "stop strings need a tokenizer, and this model has none");
+
+    wick_gen *g = calloc(1, sizeof *g);
+    if (!g) return err_set(WICK_ERR_NOMEM, "out of memory");
+    g->s = s;
+    g->m = m;
+    g->p = p;
+    g->n_prompt = n;
+    sampler_params sp = sampler_params_default();
+    sp.temperature = p.temperature;
+    sp.top_k = p.top_k;
+    sp.top_p = p.top_p;
+    sp.min_p = p.min_p;
+    sp.typical_p = p.typical_p;
+    sp.repetition_penalty = p.repetition_penalty;
+    sp.repetition_last_n = p.repetition_last_n;
+    sp.frequency_penalty = p.frequency_penalty;
+    sp.presence_penalty = p.presence_penalty;
+    sp.logit_bias = (const sampler_logit_bias *)p.logit_bias; /* same layout: {int32, float} */
+    sp.n_logit_bias = p.n_logit_bias;
+    sp.seed = p.seed;
+    sp.n_logprobs = p.n_logprobs;
+    if ((st = sampler_create(&sp, c->n_vocab, &g->smp))) goto fail;
+    if ((st = sampler_accept_prompt(g->smp, prompt, n))) goto fail;
+
+    g->prompt = dup_ids(prompt, n);
+    g->stop_ids = dup_ids(p.stop_ids, p.n_stop_ids);
+    g->n_stop_ids = p.n_stop_ids;
+    if (p.n_eos_ids > 0) {
+        g->eos_ids = dup_ids(p.eos_ids, p.n_eos_ids);
+        g->n_eos_ids = p.n_eos_ids;
+    } else {
+        g->eos_ids = dup_ids(c->eos_ids, c->n_eos);
+        g->n_eos_ids = c->n_eos;
+    }
+    g->logits = malloc(sizeof(float) * (size_t)c->n_vocab);
+    g->n_stops = p.n_stop_strings;
+    g->stops = calloc((size_t)(g->n_stops ? g->n_stops : 1), sizeof(char *));
+    g->stop_len = calloc((size_t)(g->n_stops ? g->n_stops : 1), sizeof(size_t));
+    if (!g->prompt || !g->stop_ids || !g->eos_ids || !g->logits || !g->stops || !g->stop_len) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < g->n_stops; i++) {
+        g->stops[i] = strdup(p.stop_strings[i]);
+        if (!g->stops[i]) {
+            st = err_set(WICK_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        g->stop_len[i] = strlen(g->stops[i]);
+        if (g->stop_len[i] > g->max_stop_len) g->max_stop_len = g->stop_len[i];
+    }
+    g->p.stop_ids = NULL;
+    g->p.eos_ids = NULL;
+    g->p.stop_strings = NULL;
+    g->p.logit_bias = NULL;
+    if (m->tok && (st = wick_detok_create(m->tok, p.skip_special, &g->detok))) goto fail;
+    if (m->tok) g->tok_vocab = wick_tokenizer_vocab_size(m->tok);
+    if (!grow(&g->pending, &g->pending_cap, 1024 + 4 * g->max_stop_len) ||
+        !grow(&g->out, &g->out_cap, 1024 + 4 * g->max_stop_len)) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    wick_session_reset(s);
+    *out = g;
+    return WICK_OK;
+fail:
+    wick_gen_free(g);
+    return st;
+}
+
+void wick_gen_cancel(wick_gen *g) {
+    if (g) atomic_store(&g->cancel, 1);
+}
+
+static bool append_pending(wick_gen *g, const char *t, size_t n) {
+    if (!n) return true;
+    if (!grow(&g->pending, &g->pending_cap, g->pending_len + n + 1)) return false;
+    memcpy(g->pending + g->pending_len, t, n);
+    g->pending_len += n;
+    return true;
+}
+
+/* Moves the first n bytes of pending to the output buffer (NUL-terminated). */
+static bool emit(wick_gen *g, size_t n, wick_token *tok) {
+    if (!grow(&g->out, &g->out_cap, n + 1)) return false;
+    memcpy(g->out, g->pending, n);
+    g->out[n] = '\0';
+    memmove(g->pending, g->pending + n, g->pending_len - n);
+    g->pending_len -= n;
+    tok->text = g->out;
+    tok->text_len = n;
+    return true;
+}
+
+/* Earliest occurrence of any stop string in pending; returns its offset or -1. */
+static long find_stop(const wick_gen *g) {
+    long best = -1;
+    for (int i = 0; i < g->n_stops; i++) {
+        const char *hit = memmem(g->pending, g->pending_len, g->stops[i], g->stop_len[i]);
+        if (hit && (best < 0 || hit - g->pending < best)) best = hit - g->pending;
+    }
+    return best;
+}
+
+/* Length of the longest suffix of pending that is a proper prefix of some stop string: that
+ * text could still turn into a stop string and is held back. */
+static size_t holdback(const wick_gen *g) {
+    size_t keep = 0;
+    for (int i = 0; i < g->n_stops; i++) {
+        size_t L = g->stop_len[i] - 1;
+        if (L > g->pending_len) L = g->pending_len;
+        for (size_t k = L; k > keep; k--) {
+            if (memcmp(g->pending + g->pending_len - k, g->stops[i], k) == 0) {
+                keep = k;
+                break;
+            }
+        }
+    }
+    return keep;
+}
+
+static void fill_final(wick_gen *g, wick_token *tok, wick_finish_reason r) {
+    tok->finish = r;
+    tok->prompt_tokens = g->n_prompt;
+    tok->generated_tokens = g->generated;
+    tok->prefill_ms = g->prefill_ms;
+    tok->decode_ms = g->decode_ms;
+    g->done = true;
+}
+
+/* Flushes the detokenizer into pending and emits everything. */
+static wick_status flush_all(wick_gen *g, wick_token *tok) {
+    if (g->detok) {
+        const char *t;
+        size_t n;
+        wick_status st = wick_detok_flush(g->detok, &t, &n);
+        if (st) return st;
+        if (!append_pending(g, t, n)) return err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    if (!emit(g, g->pending_len, tok)) return err_set(WICK_ERR_NOMEM, "out of memory");
+    return WICK_OK;
+}
+
+wick_status wick_gen_step(wick_gen *g, wick_token *tok) {
+    if (!g || !tok) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_step: NULL argument");
+    if (g->done) return WICK_DONE;
+    memset(tok, 0, sizeof *tok);
+    tok->text = "";
+    wick_status st;
+    if (atomic_load(&g->cancel)) {
+        tok->id = -1;
+        if ((st = flush_all(g, tok))) return st;
+        fill_final(g, tok, WICK_FINISH_CANCELLED);
+        return WICK_OK;
+    }
+    wick_session *s = g->s;
+    const model_config *c = &g->m->cfg;
+    double t0 = now_ms();
+    if (!g->started) {
+        st = wick_session_eval(s, g->prompt, g->n_prompt, WICK_LOGITS_LAST, g->logits);
+        if (st) return st;
+        g->started = true;
+        g->prefill_ms = now_ms() - t0;
+        t0 = now_ms();
+    } else if (g->need_feed) {
+        if ((st = wick_session_eval(s, &g->last_id, 1, WICK_LOGITS_LAST, g->logits))) return st;
+    }
+    g->need_feed = false;
+
+    /* min_tokens: EOS and stop ids cannot be chosen yet */
+    if (g->generated < g->p.min_tokens) {
+        if (g->p.stop_on_eos)
+            for (int i = 0; i < g->n_eos_ids; i++) g->logits[g->eos_ids[i]] = -INFINITY;
+        for (int i = 0; i < g->n_stop_ids; i++) g->logits[g->stop_ids[i]] = -INFINITY;
+    }
+    sampled_token sp;
+    if ((st = sampler_sample(g->smp, g->logits, &sp))) return st;
+    if ((st = sampler_accept(g->smp, sp.id))) return st;
+    g->generated++;
+    g->last_id = sp.id;
+    tok->id = sp.id;
+    tok->logit = sp.logit;
+    tok->prob = sp.prob;
+    tok->logprob = sp.logprob;
+    tok->n_top = sp.n_top < GEN_MAX_TOP ? sp.n_top : GEN_MAX_TOP;
+    for (int i = 0; i < tok->n_top; i++) {
+        g->top[i].id = sp.top[i].id;
+        g->top[i].logprob = sp.top[i].logprob;
+    }
+    tok->top = g->top;
+    tok->is_eos = in_list(g->eos_ids, g->n_eos_ids, sp.id);
+
+    /* Models often have more rows than the tokenizer has ids (Qwen2.5: 151936 vs 151665);
+       such ids have no text, as in HF's decode, which skips ids it does not know. */
+    if (g->detok && sp.id < g->tok_vocab) {
+        const char *t;
+        size_t n;
+        if ((st = wick_detok_push(g->detok, sp.id, &t, &n))) return st;
+        if (!append_pending(g, t, n)) return err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+
+    wick_finish_reason fin = WICK_FINISH_NONE;
+    if (g->p.stop_on_eos && tok->is_eos) fin = WICK_FINISH_EOS;
+    else if (in_list(g->stop_ids, g->n_stop_ids, sp.id)) fin = WICK_FINISH_STOP_TOKEN;
+    if (fin == WICK_FINISH_NONE && g->n_stops && g->generated > g->p.min_tokens - 1) {
+        long at = find_stop(g);
+        if (at >= 0) {
+            if (!emit(g, (size_t)at, tok)) return err_set(WICK_ERR_NOMEM, "out of memory");
+            g->pending_len = 0;
+            g->decode_ms += now_ms() - t0;
+            fill_final(g, tok, WICK_FINISH_STOP_STRING);
+            return WICK_OK;
+        }
+    }
+    if (fin == WICK_FINISH_NONE &&
+        ((g->p.max_tokens > 0 && g->generated >= g->p.max_tokens) || s->pos >= s->n_ctx))
+        fin = WICK_FINISH_LENGTH;
+    if (fin != WICK_FINISH_NONE) {
+        if ((st = flush_all(g, tok))) return st;
+        g->decode_ms += now_ms() - t0;
+        fill_final(g, tok, fin);
+        return WICK_OK;
+    }
+    if (!emit(g, g->pending_len - holdback(g), tok))
+        return err_set(WICK_ERR_NOMEM, "out of memory");
+    g->need_feed = true;
+    g->decode_ms += now_ms() - t0;
+    (void)c;
+    return WICK_OK;
+}
+
+wick_status wick_generate(wick_session *s, const int32_t *prompt, int n,
+                          const wick_gen_params *params, wick_on_token on_token, void *user) {
+    if (!on_token) return err_set(WICK_ERR_INVALID_ARG, "wick_generate: on_token is NULL");
+    wick_gen *g;
+    wick_status st = wick_gen_start(s, prompt, n, params, &g);
+    if (st) return st;
+    wick_token tok;
+    while ((st = wick_gen_step(g, &tok)) == WICK_OK) {
+        if (!on_token(&tok, user)) break;
+    }
+    wick_gen_free(g);
+    return st == WICK_DONE ? WICK_OK : st;
+}
