@@ -108,13 +108,18 @@ static wick_status exec_for(jctx *c, jframe *f, const jnode *n) {
         }
         items = kept;
     }
-    jloop loop = {.items = items};
-    jv lv = {.t = JV_LOOP, .u.loop = &loop};
+    /* In the arena, not on the C stack: a macro or namespace may keep `loop` past the loop. */
+    jloop *loop = jarena_alloc(c->a, sizeof *loop);
+    jv *lv = jarena_alloc(c->a, sizeof *lv);
+    if (!loop || !lv) return WICK_ERR_NOMEM;
+    loop->items = items;
+    lv->t = JV_LOOP;
+    lv->u.loop = loop;
     for (size_t i = 0; i < items->u.list.n; i++) {
-        loop.idx = i;
+        loop->idx = i;
         jframe *itf = jinja_new_frame(c, f);
         if (!itf) return WICK_ERR_NOMEM;
-        if (!jv_dict_setz(c->a, itf->vars, "loop", &lv)) return WICK_ERR_NOMEM;
+        if (!jv_dict_setz(c->a, itf->vars, "loop", lv)) return WICK_ERR_NOMEM;
         if ((st = bind_targets(c, itf, n, items->u.list.v[i]))) return st;
         if ((st = exec_body(c, itf, n->kids[1]))) return st;
         if (c->ctl == JCTL_BREAK) {
@@ -123,8 +128,6 @@ static wick_status exec_for(jctx *c, jframe *f, const jnode *n) {
         }
         c->ctl = 0;
     }
-    /* `loop` must not outlive this C frame: values that captured it are only reachable from
-     * the iteration frames above, which die here. */
     if (items->u.list.n == 0 && n->kids[2]) return exec_body(c, f, n->kids[2]);
     return WICK_OK;
 }
