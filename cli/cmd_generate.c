@@ -8,8 +8,6 @@
 
 #include "cli/gen_opts.h"
 
-#pragma weak wick_chat_render /* TEMP: until the chat-template layer lands */
-
 static wick_gen *volatile g_active;
 
 static void on_sigint(int sig) {
@@ -33,10 +31,6 @@ static int tokenize_prompt(const wick_tokenizer *tok, const char *text, bool cha
                            const char *system, int32_t **ids) {
     char *rendered = NULL;
     if (chat) {
-        if (!wick_chat_render) {
-            fprintf(stderr, "wick generate: chat templates are not available in this build\n");
-            return -1;
-        }
         wick_chat_message msgs[2];
         size_t n = 0;
         if (system) msgs[n++] = (wick_chat_message){"system", system};

@@ -58,11 +58,11 @@ static bool slot_set(slot *sl, const wick_token *t) {
         sl->cap = c;
     }
     sl->tok = *t;
-    memcpy(sl->text, t->text, t->text_len);
+    if (t->text_len) memcpy(sl->text, t->text, t->text_len);
     sl->text[t->text_len] = '\0';
     sl->tok.text = sl->text;
     int n = t->n_top < GEN_MAX_TOP ? t->n_top : GEN_MAX_TOP;
-    memcpy(sl->top, t->top, sizeof(wick_top_logprob) * (size_t)n);
+    if (n > 0) memcpy(sl->top, t->top, sizeof(wick_top_logprob) * (size_t)n);
     sl->tok.top = sl->top;
     sl->status = WICK_OK;
     return true;
