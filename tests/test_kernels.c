@@ -135,13 +135,13 @@ static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bi
 static void test_matmul(void **state) {
     static const int64_t rows[] = {1, 7, 33, 257};
     static const int64_t cols[] = {1, 5, 64, 67, 896};
-    static const int ns[] = {0, 1, 3, 17, 64};
+    static const int ns[] = {0, 1, 3, 7, 13, 17, 64}; /* 13: two matvec passes */
     static const dtype dts[] = {DT_F32, DT_BF16, DT_F16};
     int k = 0;
     for (int d = 0; d < 3; d++)
         for (int a = 0; a < 4; a++)
             for (int c = 0; c < 5; c++)
-                for (int i = 0; i < 5; i++) matmul_case(rows[a], cols[c], ns[i], dts[d], k++ & 1);
+                for (int i = 0; i < 7; i++) matmul_case(rows[a], cols[c], ns[i], dts[d], k++ & 1);
     /* empty matrices: no rows, and no columns (y = bias) */
     for (int d = 0; d < 3; d++) {
         matmul_case(0, 16, 3, dts[d], 1);

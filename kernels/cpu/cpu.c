@@ -6,13 +6,15 @@
  * on the caller alone, because waking workers costs more than the work (see SMALL_WORK).
  * Decode matmul (n < BLAS_MIN_N) splits output rows evenly and streams each weight row once
  * for up to CPU_MV_NX activation rows; prefill matmul calls OpenBLAS sgemm per thread on that
- * thread's slice of output rows (OpenBLAS itself is set to one thread, so it never competes
+ * thread's slice of output rows (when OpenBLAS has fast kernels for this CPU, see
+ * tl_buf_init; otherwise the tiled matvec serves prefill too) (OpenBLAS itself is set to one thread, so it never competes
  * with the pool's spinning workers). bf16/f16 weights are widened block by block into a
  * per-thread buffer for sgemm (see tl_buffer: allocated once per thread, never per token).
  *
  * Not here: quantized weights (model loading rejects them), the inner SIMD loops
  * (cpu_avx2.c, cpu_avx512.c, cpu_generic.c). */
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,7 +23,7 @@
 #include "kernels/cpu/cpu_internal.h"
 
 #define SMALL_WORK (1L << 14) /* elements below which an elementwise op stays on the caller */
-#define BLAS_MIN_N 16         /* activation rows from which matmul uses sgemm */
+#define BLAS_MIN_N 16         /* default: activation rows from which matmul uses sgemm */
 #define MV_BLOCK_BYTES (256L << 10) /* weight bytes per decode block (stays in L2 across x groups) */
 
 /* ---- per-thread widening buffer for the bf16/f16 sgemm path ----
@@ -41,10 +43,26 @@ static void tl_buf_free(void *p) {
     free(b);
 }
 
+static int g_blas_min_n = BLAS_MIN_N;
+
+/* One-time set-up, on the first matmul. WICK_CPU_BLAS_MIN_N (a tuning knob for benchmarks)
+ * moves the sgemm threshold; 0 or junk keeps the default. */
 static void tl_buf_init(void) {
     g_buf_key_ok = pthread_key_create(&g_buf_key, tl_buf_free) == 0;
     /* One OpenBLAS thread per caller: the pool provides the parallelism. */
     openblas_set_num_threads(1);
+    /* OpenBLAS picks its kernels from CPUID; where it does not recognise the CPU (seen on
+     * a Sapphire Rapids VM: core "Prescott", SSE3 only) its sgemm ran at ~15 GFLOP/s per
+     * thread, 2.5x slower than our own 8-row tiled matvec. So sgemm is used only behind
+     * cores known to have AVX2/AVX-512 kernels. */
+    const char *core = openblas_get_corename();
+    static const char *good[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphire"};
+    int ok = 0;
+    for (size_t i = 0; core && i < sizeof good / sizeof good[0]; i++)
+        ok |= strcasestr(core, good[i]) != NULL;
+    if (!ok) g_blas_min_n = INT_MAX;
+    const char *e = getenv("WICK_CPU_BLAS_MIN_N");
+    if (e && atoi(e) > 0) g_blas_min_n = atoi(e);
 }
 
 static float *tl_buffer(size_t nfloats) {
@@ -131,8 +149,7 @@ static void mm_task(void *vctx, int tid, int nt) {
     pool_split((long)c->W->rows, nt, tid, 16, &lo, &hi);
     if (lo >= hi) return;
     int done = 0;
-    if (c->n >= BLAS_MIN_N && c->W->cols > 0) {
-        pthread_once(&g_buf_once, tl_buf_init);
+    if (c->n >= g_blas_min_n && c->W->cols > 0) {
         done = mm_rows_blas(c, lo, hi);
     }
     if (!done) mm_rows_matvec(c, lo, hi);
@@ -147,6 +164,7 @@ static void mm_task(void *vctx, int tid, int nt) {
 static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float *x,
                        const wk_weight *W, const float *bias, int n) {
     if (n <= 0 || W->rows <= 0) return;
+    pthread_once(&g_buf_once, tl_buf_init);
     mm_ctx c = {isa, y, x, W, bias, n};
     /* tiny matrices are not worth waking the workers */
     if (W->rows * W->cols * (int64_t)n < SMALL_WORK) pool_run(NULL, mm_task, &c);

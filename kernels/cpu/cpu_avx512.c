@@ -65,7 +65,7 @@ AI void mv_range(float *y, int64_t ldy, const float *x, int64_t ldx, const wk_we
                  int64_t r0, int64_t r1, const int NX, const int DT) {
     for (int64_t r = r0; r < r1; r++) {
         float out[CPU_MV_NX];
-        mv_row(out, x, ldx, W, r, NX, 4, DT);
+        mv_row(out, x, ldx, W, r, NX, NX <= 4 ? 4 : 2, DT);
         for (int i = 0; i < NX; i++) y[i * ldy + r] = out[i];
     }
 }
@@ -84,7 +84,11 @@ static void a5_matvec(float *y, int64_t ldy, const float *x, int64_t ldx, int nx
     case 1: MV_DT(1)
     case 2: MV_DT(2)
     case 3: MV_DT(3)
-    default: MV_DT(4)
+    case 4: MV_DT(4)
+    case 5: MV_DT(5)
+    case 6: MV_DT(6)
+    case 7: MV_DT(7)
+    default: MV_DT(8)
     }
 }
 

@@ -13,7 +13,7 @@
 #include "kernels/kernels.h"
 
 /* Most activation rows one matvec pass handles per read of a weight row. */
-#define CPU_MV_NX 4
+#define CPU_MV_NX 8
 
 typedef struct cpu_isa {
     const char *name; /* "avx512", "avx2", "generic" */
