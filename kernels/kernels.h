@@ -70,8 +70,12 @@ typedef struct kernel_table {
 const kernel_table *kernels_ref(void);
 /* The threaded CPU table, best ISA for this machine (NULL if not built). */
 const kernel_table *kernels_cpu(void);
-/* Picks a table by name: "auto"/"cpu" -> kernels_cpu, "ref" -> kernels_ref. The WICK_ISA
- * environment variable, when set, overrides `name`. NULL for an unknown name. */
+/* One CPU variant by ISA name: "avx512", "avx2" or "generic"; NULL when this CPU cannot run
+ * it or the name is unknown. */
+const kernel_table *kernels_cpu_variant(const char *isa);
+/* Picks a table by name: "auto"/"cpu" -> kernels_cpu, "ref" -> kernels_ref, "avx512" /
+ * "avx2" / "generic" -> that CPU variant. The WICK_ISA environment variable, when set,
+ * overrides `name`. NULL for an unknown name or a variant this CPU cannot run. */
 const kernel_table *kernels_select(const char *name);
 
 /* Converts one weight row to f32 (reference semantics, used by every table's tails). */

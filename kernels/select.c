@@ -10,5 +10,5 @@ const kernel_table *kernels_select(const char *name) {
     if (!name || !*name || strcmp(name, "auto") == 0 || strcmp(name, "cpu") == 0)
         return kernels_cpu() ? kernels_cpu() : kernels_ref();
     if (strcmp(name, "ref") == 0) return kernels_ref();
-    return NULL;
+    return kernels_cpu_variant(name);
 }

@@ -202,7 +202,9 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
     if (st == WICK_OK) {
         m->kern = kernels_select(params->kernels);
         if (!m->kern)
-            st = err_set(WICK_ERR_INVALID_ARG, "unknown kernel table '%s' (from %s)",
+            st = err_set(WICK_ERR_INVALID_ARG,
+                         "kernel table '%s' (from %s) is unknown or not supported by this CPU "
+                         "(known: auto, ref, generic, avx2, avx512)",
                          getenv("WICK_ISA") && *getenv("WICK_ISA") ? getenv("WICK_ISA")
                                                                    : params->kernels,
                          getenv("WICK_ISA") && *getenv("WICK_ISA") ? "WICK_ISA" : "params");
