@@ -17,6 +17,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_create_random(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int bench_stream(int argc, char **argv); /* cli/bench_stream.c */
 
 /* Prints "wick <cmd>: <msg>: <wick_last_error()>" to stderr and returns 1. */
 int cli_fail(const char *cmd, const char *what);
