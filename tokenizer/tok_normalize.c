@@ -28,39 +28,73 @@ static bool put_cp(tok_buf *o, uint32_t c) {
     return tok_buf_put(o, u, tok_utf8_encode(c, u));
 }
 
-/* Unicode normal form of the valid runs of s. */
+/* A code point that starts an independent normalization segment: it has no decomposition,
+ * combining class 0 and is never the second half of a canonical composition, so nothing before
+ * it can reorder or compose with it. A lone such character is already in every normal form.
+ * (utf8proc marks composition seconds with comb_index >= 0x8000; Hangul jamo compose
+ * algorithmically, outside that table; Hangul syllables decompose algorithmically.) */
+static bool norm_boundary(uint32_t c, bool decomposing) {
+    if (c < 0x80) return true;
+    if (c >= 0x1100 && c <= 0x11FF) return false;
+    if (decomposing && c >= 0xAC00 && c <= 0xD7A3) return false;
+    const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)c);
+    return p->combining_class == 0 && p->decomp_seqindex == UINT16_MAX &&
+           (p->comb_index == UINT16_MAX || p->comb_index < 0x8000);
+}
+
+static bool norm_map(const char *s, size_t n, int opts, tok_buf *out) {
+    utf8proc_uint8_t *dst = NULL;
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
+                                      (utf8proc_option_t)(UTF8PROC_STABLE | opts));
+    if (r < 0) return false;
+    bool ok = tok_buf_put(out, dst, (size_t)r);
+    free(dst);
+    return ok;
+}
+
+/* Unicode normal form of s, invalid bytes copied as they are. The text is cut at boundary
+ * characters (see norm_boundary); only segments that hold something other than a lone boundary
+ * character go through utf8proc, everything else (all ASCII, most CJK) is copied in runs. */
 static bool norm_form(const char *s, size_t n, int opts, tok_buf *out) {
-    size_t i = 0;
+    bool decomposing = !(opts & UTF8PROC_COMPOSE);
+    size_t done = 0, seg = 0, i = 0;  /* s[0, done) emitted; current segment starts at seg */
+    bool dirty = false;
+    if (!tok_buf_reserve(out, n)) return false;
     while (i < n) {
-        size_t j = i, adv;
-        while (j < n && tok_utf8_valid_len((const unsigned char *)s + j, n - j)) {
-            tok_utf8_decode((const unsigned char *)s + j, n - j, &adv);
-            j += adv;
-        }
-        if (j > i) {
-            /* ASCII needs no work in any normal form. */
-            bool ascii = true;
-            for (size_t k = i; k < j && ascii; k++) ascii = (unsigned char)s[k] < 0x80;
-            if (ascii) {
-                if (!tok_buf_put(out, s + i, j - i)) return false;
-            } else {
-                utf8proc_uint8_t *dst = NULL;
-                utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s + i,
-                                                  (utf8proc_ssize_t)(j - i), &dst,
-                                                  (utf8proc_option_t)(UTF8PROC_STABLE | opts));
-                if (r < 0) return false;
-                bool ok = tok_buf_put(out, dst, (size_t)r);
-                free(dst);
-                if (!ok) return false;
+        unsigned char b = (unsigned char)s[i];
+        if (b < 0x80) {
+            if (dirty) {
+                if (!tok_buf_put(out, s + done, seg - done) || !norm_map(s + seg, i - seg, opts, out))
+                    return false;
+                done = i;
+                dirty = false;
             }
+            while (++i < n && (unsigned char)s[i] < 0x80) {}
+            seg = i - 1;
+            continue;
         }
-        if (j < n) {  /* one invalid byte, copied as is */
-            if (!tok_buf_putc(out, s[j])) return false;
-            j++;
+        size_t adv = tok_utf8_valid_len((const unsigned char *)s + i, n - i);
+        bool bound = true, invalid = adv == 0;
+        if (!invalid) {
+            size_t a2;
+            bound = norm_boundary(tok_utf8_decode((const unsigned char *)s + i, adv, &a2), decomposing);
+        } else {
+            adv = 1;
         }
-        i = j;
+        if (bound && dirty) {
+            if (!tok_buf_put(out, s + done, seg - done) || !norm_map(s + seg, i - seg, opts, out))
+                return false;
+            done = i;
+            dirty = false;
+        }
+        if (invalid) seg = i + 1;  /* the byte is copied; a segment never contains it */
+        else if (bound) seg = i;
+        else dirty = true;
+        i += adv;
     }
-    return true;
+    if (dirty)
+        return tok_buf_put(out, s + done, seg - done) && norm_map(s + seg, n - seg, opts, out);
+    return tok_buf_put(out, s + done, n - done);
 }
 
 typedef enum { MAP_LOWER = 1, MAP_STRIP_MN = 2, MAP_BERT_CLEAN = 4, MAP_CJK = 8 } map_flags;
