@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -24,17 +25,31 @@ typedef struct tok_buf {
     char *p;
     size_t len, cap;
 } tok_buf;
-bool tok_buf_reserve(tok_buf *b, size_t extra);
-bool tok_buf_put(tok_buf *b, const void *s, size_t n);
+bool tok_buf_grow(tok_buf *b, size_t extra);  /* slow path of tok_buf_reserve */
+/* Makes room for `extra` more bytes plus a NUL. */
+static inline bool tok_buf_reserve(tok_buf *b, size_t extra) {
+    return b->len + extra + 1 <= b->cap || tok_buf_grow(b, extra);
+}
+/* Appends n bytes and keeps the buffer NUL-terminated. */
+static inline bool tok_buf_put(tok_buf *b, const void *s, size_t n) {
+    if (!tok_buf_reserve(b, n)) return false;
+    if (n) memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return true;
+}
 static inline bool tok_buf_putc(tok_buf *b, char c) { return tok_buf_put(b, &c, 1); }
 void tok_buf_free(tok_buf *b);
 
 /* ---- string -> int32 open-addressing hash map (keys borrowed, must outlive the map) ---- */
+typedef struct tok_sent {
+    const char *key;           /* NULL: empty slot */
+    uint32_t klen, tag;        /* tag: high bits of the hash, compared before the bytes */
+    int32_t val;
+} tok_sent;
 typedef struct tok_smap {
-    const char **keys;
-    uint32_t *klen;
-    int32_t *vals;
-    size_t cap, n;  /* cap is a power of two */
+    tok_sent *e;               /* one array, so a probe touches one cache line */
+    size_t cap, n;             /* cap is a power of two */
 } tok_smap;
 bool tok_smap_init(tok_smap *m, size_t expect);
 bool tok_smap_put(tok_smap *m, const char *k, size_t kl, int32_t v);  /* overwrites */

@@ -7,7 +7,7 @@
 
 #include "tokenizer/tok_impl.h"
 
-bool tok_buf_reserve(tok_buf *b, size_t extra) {
+bool tok_buf_grow(tok_buf *b, size_t extra) {
     if (b->len + extra + 1 <= b->cap) return true;
     size_t nc = b->cap ? b->cap : 64;
     while (nc < b->len + extra + 1) nc *= 2;
@@ -15,14 +15,6 @@ bool tok_buf_reserve(tok_buf *b, size_t extra) {
     if (!np) return false;
     b->p = np;
     b->cap = nc;
-    return true;
-}
-
-bool tok_buf_put(tok_buf *b, const void *s, size_t n) {
-    if (!tok_buf_reserve(b, n)) return false;
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
     return true;
 }
 
@@ -60,20 +52,23 @@ static size_t pow2_for(size_t expect) {
 bool tok_smap_init(tok_smap *m, size_t expect) {
     memset(m, 0, sizeof *m);
     m->cap = pow2_for(expect);
-    m->keys = calloc(m->cap, sizeof *m->keys);
-    m->klen = calloc(m->cap, sizeof *m->klen);
-    m->vals = calloc(m->cap, sizeof *m->vals);
-    return m->keys && m->klen && m->vals;
+    m->e = calloc(m->cap, sizeof *m->e);
+    return m->e != NULL;
+}
+
+/* Inserts a key known to be absent (rehash). */
+static void smap_insert_new(tok_smap *m, const tok_sent *src, uint64_t h) {
+    size_t mask = m->cap - 1, i = h & mask;
+    while (m->e[i].key) i = (i + 1) & mask;
+    m->e[i] = *src;
+    m->n++;
 }
 
 static bool smap_grow(tok_smap *m) {
     tok_smap nm;
-    if (!tok_smap_init(&nm, m->cap)) {
-        tok_smap_free(&nm);
-        return false;
-    }
+    if (!tok_smap_init(&nm, m->cap)) return false;
     for (size_t i = 0; i < m->cap; i++)
-        if (m->keys[i]) tok_smap_put(&nm, m->keys[i], m->klen[i], m->vals[i]);
+        if (m->e[i].key) smap_insert_new(&nm, &m->e[i], hash_bytes(m->e[i].key, m->e[i].klen));
     tok_smap_free(m);
     *m = nm;
     return true;
@@ -81,35 +76,37 @@ static bool smap_grow(tok_smap *m) {
 
 bool tok_smap_put(tok_smap *m, const char *k, size_t kl, int32_t v) {
     if ((m->n + 1) * 2 > m->cap && !smap_grow(m)) return false;
-    size_t mask = m->cap - 1, i = hash_bytes(k, kl) & mask;
-    while (m->keys[i]) {
-        if (m->klen[i] == kl && memcmp(m->keys[i], k, kl) == 0) {
-            m->vals[i] = v;
+    uint64_t h = hash_bytes(k, kl);
+    uint32_t tag = (uint32_t)(h >> 32);
+    size_t mask = m->cap - 1, i = h & mask;
+    while (m->e[i].key) {
+        tok_sent *e = &m->e[i];
+        if (e->tag == tag && e->klen == kl && memcmp(e->key, k, kl) == 0) {
+            e->val = v;
             return true;
         }
         i = (i + 1) & mask;
     }
-    m->keys[i] = k;
-    m->klen[i] = (uint32_t)kl;
-    m->vals[i] = v;
+    m->e[i] = (tok_sent){k, (uint32_t)kl, tag, v};
     m->n++;
     return true;
 }
 
 int32_t tok_smap_get(const tok_smap *m, const char *k, size_t kl) {
     if (!m->cap) return -1;
-    size_t mask = m->cap - 1, i = hash_bytes(k, kl) & mask;
-    while (m->keys[i]) {
-        if (m->klen[i] == kl && memcmp(m->keys[i], k, kl) == 0) return m->vals[i];
+    uint64_t h = hash_bytes(k, kl);
+    uint32_t tag = (uint32_t)(h >> 32);
+    size_t mask = m->cap - 1, i = h & mask;
+    while (m->e[i].key) {
+        const tok_sent *e = &m->e[i];
+        if (e->tag == tag && e->klen == kl && memcmp(e->key, k, kl) == 0) return e->val;
         i = (i + 1) & mask;
     }
     return -1;
 }
 
 void tok_smap_free(tok_smap *m) {
-    free(m->keys);
-    free(m->klen);
-    free(m->vals);
+    free(m->e);
     memset(m, 0, sizeof *m);
 }
 
