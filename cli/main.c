@@ -22,7 +22,8 @@ static const struct command {
 } k_commands[] = {
     {"info", cmd_info, "show a model's architecture, sizes, dtypes and special ids"},
     {"logits", cmd_logits, "run a forward pass and write logits to a .safetensors file"},
-    {"generate", cmd_generate, "generate tokens from a prompt"},
+    {"generate", cmd_generate, "generate text from a prompt (streams tokens)"},
+    {"chat", cmd_chat, "interactive multi-turn chat with the model's chat template"},
     {"tokenize", cmd_tokenize, "text -> token ids (JSON array)"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"template", cmd_template, "render a chat template for a list of messages"},

@@ -1,0 +1,198 @@
+/* cmd_chat.c — `wick chat`: an interactive multi-turn chat using the model's chat template.
+ * Each turn renders the whole conversation with add_generation_prompt and streams the reply.
+ * Ctrl-C stops the current reply (the conversation keeps what was said so far) and never the
+ * program; Ctrl-D or /exit quits. Commands: /reset, /system TEXT, /exit. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/gen_opts.h"
+
+static wick_gen *volatile g_active;
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    wick_gen *g = g_active;
+    if (g) wick_gen_cancel(g);
+    g_interrupted = 1;
+}
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: wick chat -m MODEL_DIR [--system TEXT] [generation options]\n"
+               "Interactive chat with the model's chat template. Ctrl-C stops the reply,\n"
+               "Ctrl-D or /exit quits, /reset forgets the conversation, /system TEXT sets the\n"
+               "system prompt.\n\n");
+    gen_opts_usage(f);
+    return f == stdout ? 0 : 2;
+}
+
+typedef struct convo {
+    wick_chat_message *msgs;
+    char **owned;      /* strdup'ed contents, parallel to msgs */
+    size_t n, cap;
+} convo;
+
+static bool convo_add(convo *c, const char *role, const char *content) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        wick_chat_message *m = realloc(c->msgs, cap * sizeof *m);
+        if (!m) return false;
+        c->msgs = m;
+        char **o = realloc(c->owned, cap * sizeof *o);
+        if (!o) return false;
+        c->owned = o;
+        c->cap = cap;
+    }
+    char *dup = strdup(content);
+    if (!dup) return false;
+    c->owned[c->n] = dup;
+    c->msgs[c->n] = (wick_chat_message){role, dup};
+    c->n++;
+    return true;
+}
+
+static void convo_clear(convo *c, size_t keep) {
+    while (c->n > keep) free(c->owned[--c->n]);
+}
+
+int cmd_chat(int argc, char **argv) {
+    const char *model = NULL, *system = NULL;
+    gen_opts o;
+    gen_opts_init(&o);
+    o.p.max_tokens = 1024;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        int r = gen_opts_parse(&o, "chat", argc, argv, &i);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
+        else if (!strcmp(a, "--system") && has) system = argv[++i];
+        else {
+            fprintf(stderr, "wick chat: unknown or incomplete option '%s'\n", a);
+            return usage(stderr);
+        }
+    }
+    if (!model) return usage(stderr);
+    wick_model_params mp = wick_model_params_default();
+    mp.kernels = o.kernels;
+    wick_model *m = NULL;
+    if (wick_model_load(model, &mp, &m) != WICK_OK) return cli_fail("chat", "cannot load model");
+    const wick_tokenizer *tok = wick_model_tokenizer(m);
+    if (!tok) {
+        fprintf(stderr, "wick chat: %s has no tokenizer\n", model);
+        wick_model_free(m);
+        return 1;
+    }
+    wick_session_params sp = wick_session_params_default();
+    sp.n_threads = (int)o.threads;
+    sp.n_ctx = (int)o.ctx;
+    wick_session *s = NULL;
+    if (wick_session_create(m, &sp, &s) != WICK_OK) {
+        wick_model_free(m);
+        return cli_fail("chat", "cannot create session");
+    }
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_sigint; /* no SA_RESTART: a Ctrl-C at the prompt interrupts fgets */
+    sigaction(SIGINT, &sa, &old);
+    convo c = {0};
+    size_t base = 0;
+    if (system) {
+        convo_add(&c, "system", system);
+        base = 1;
+    }
+    char line[16384];
+    int rc = 0;
+    fprintf(stderr, "wick chat — %s. Ctrl-C stops a reply, Ctrl-D quits.\n", model);
+    for (;;) {
+        fprintf(stdout, "\n> ");
+        fflush(stdout);
+        g_interrupted = 0;
+        if (!fgets(line, sizeof line, stdin)) {
+            if (g_interrupted || errno == EINTR) {
+                clearerr(stdin);
+                fprintf(stdout, "\n(Ctrl-D or /exit quits)");
+                continue;
+            }
+            break;
+        }
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (!len) continue;
+        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+        if (!strcmp(line, "/reset")) {
+            convo_clear(&c, base);
+            fprintf(stdout, "(conversation cleared)");
+            continue;
+        }
+        if (!strncmp(line, "/system ", 8)) {
+            convo_clear(&c, 0);
+            convo_add(&c, "system", line + 8);
+            base = 1;
+            fprintf(stdout, "(system prompt set; conversation cleared)");
+            continue;
+        }
+        if (line[0] == '/') {
+            fprintf(stdout, "(commands: /reset, /system TEXT, /exit)");
+            continue;
+        }
+        if (!convo_add(&c, "user", line)) break;
+        char *prompt = NULL;
+        if (wick_chat_render(tok, c.msgs, c.n, true, NULL, &prompt) != WICK_OK) {
+            cli_fail("chat", "cannot render the chat template");
+            convo_clear(&c, c.n - 1);
+            continue;
+        }
+        size_t plen = strlen(prompt);
+        int32_t need = wick_tokenize(tok, prompt, plen, false, NULL, 0);
+        need = need < 0 ? -need : need;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(need ? need : 1));
+        int32_t n = ids ? wick_tokenize(tok, prompt, plen, false, ids, need) : -1;
+        wick_free(prompt);
+        wick_gen *g = NULL;
+        if (n <= 0 || wick_gen_start(s, ids, n, &o.p, &g) != WICK_OK) {
+            cli_fail("chat", "cannot start the reply");
+            free(ids);
+            convo_clear(&c, c.n - 1);
+            continue;
+        }
+        g_active = g;
+        char *reply = NULL;
+        size_t rlen = 0, rcap = 0;
+        wick_token t;
+        wick_status st;
+        while ((st = wick_gen_step(g, &t)) == WICK_OK) {
+            fwrite(t.text, 1, t.text_len, stdout);
+            fflush(stdout);
+            if (rlen + t.text_len + 1 > rcap) {
+                rcap = (rlen + t.text_len + 1) * 2;
+                char *nr = realloc(reply, rcap);
+                if (!nr) break;
+                reply = nr;
+            }
+            memcpy(reply + rlen, t.text, t.text_len);
+            rlen += t.text_len;
+            reply[rlen] = '\0';
+            if (t.finish == WICK_FINISH_CANCELLED) fprintf(stdout, " [stopped]");
+            if (t.finish == WICK_FINISH_LENGTH) fprintf(stdout, " [length limit]");
+        }
+        g_active = NULL;
+        if (st != WICK_DONE) cli_fail("chat", "generation failed");
+        convo_add(&c, "assistant", reply ? reply : "");
+        free(reply);
+        free(ids);
+        wick_gen_free(g);
+    }
+    fprintf(stdout, "\n");
+    sigaction(SIGINT, &old, NULL);
+    convo_clear(&c, 0);
+    free(c.msgs);
+    free(c.owned);
+    wick_session_free(s);
+    wick_model_free(m);
+    return rc;
+}
