@@ -147,9 +147,9 @@ int cmd_detokenize(int argc, char **argv) {
     if (st == WICK_OK) {
         printf("\n");
     } else if (st == WICK_ERR_BUFFER_TOO_SMALL) {
-        char *buf = malloc(need);
+        char *buf = malloc(need + 1);  /* need excludes the NUL */
         size_t len = 0;
-        if (!buf || wick_detokenize(t, ids, (size_t)n, skip, buf, need, &len) != WICK_OK) {
+        if (!buf || wick_detokenize(t, ids, (size_t)n, skip, buf, need + 1, &len) != WICK_OK) {
             rc = cli_fail("detokenize", "decoding");
         } else {
             fwrite(buf, 1, len, stdout);

@@ -207,7 +207,8 @@ int32_t wick_tokenize(const wick_tokenizer *tok, const char *text, size_t len, b
                       int32_t *ids, int32_t cap);
 
 /* Decodes ids into `buf` (cap bytes, NUL-terminated). *out_len (optional) receives the byte
- * length without the NUL, or the needed length when WICK_ERR_BUFFER_TOO_SMALL is returned.
+ * length of the text without the NUL, both on success and on WICK_ERR_BUFFER_TOO_SMALL (then
+ * nothing but an empty string is written, and a buffer of *out_len + 1 bytes is enough).
  * skip_special drops special/added tokens marked special. Out-of-range id: WICK_ERR_INVALID_ARG. */
 wick_status wick_detokenize(const wick_tokenizer *tok, const int32_t *ids, size_t n,
                             bool skip_special, char *buf, size_t cap, size_t *out_len);

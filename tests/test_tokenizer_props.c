@@ -185,7 +185,17 @@ static void test_small_buffers(void **st) {
     char buf[8];
     size_t need = 0;
     assert_int_equal(wick_detokenize(t, ids, (size_t)n, false, buf, sizeof buf, &need), WICK_ERR_BUFFER_TOO_SMALL);
-    assert_int_equal(need, strlen(x) + 1);
+    assert_int_equal(need, strlen(x));  /* bytes without the NUL */
+    /* exactly need bytes is still one short (no room for the NUL); need + 1 fits */
+    char *big = malloc(need + 1);
+    assert_non_null(big);
+    size_t got = 0;
+    assert_int_equal(wick_detokenize(t, ids, (size_t)n, false, big, need, &got), WICK_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(got, need);
+    assert_int_equal(wick_detokenize(t, ids, (size_t)n, false, big, need + 1, &got), WICK_OK);
+    assert_int_equal(got, need);
+    assert_string_equal(big, x);
+    free(big);
     assert_int_equal(wick_tokenize(t, "", 0, false, ids, 64), 0);
     assert_int_equal(wick_token_id(t, "<|im_end|>"), 151645);
     assert_true(wick_token_is_special(t, 151645));

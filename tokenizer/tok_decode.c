@@ -419,11 +419,11 @@ wick_status wick_detokenize(const wick_tokenizer *t, const int32_t *ids, size_t 
     if (!st) st = detok_finish(d);
     if (!st) {
         size_t L = d->out.len;
-        if (out_len) *out_len = L;
+        if (out_len) *out_len = L;  /* also on BUFFER_TOO_SMALL: the caller allocates L + 1 */
         if (L + 1 > cap) {
-            if (out_len) *out_len = L + 1;
             if (cap) buf[0] = 0;
-            st = err_set(WICK_ERR_BUFFER_TOO_SMALL, "wick_detokenize: %zu bytes needed, buffer has %zu", L + 1, cap);
+            st = err_set(WICK_ERR_BUFFER_TOO_SMALL,
+                         "wick_detokenize: %zu bytes + NUL needed, buffer has %zu", L, cap);
         } else {
             if (L) memcpy(buf, d->out.p, L);
             buf[L] = 0;
