@@ -259,6 +259,14 @@ typedef struct wick_chat_message {
 wick_status wick_chat_render(const wick_tokenizer *tok, const wick_chat_message *msgs, size_t n,
                              bool add_generation_prompt, const char *extra_json, char **out);
 
+/* Same, with the messages given as a JSON array of message objects that reaches the template
+ * as it is (so "tool_calls", "reasoning_content", "tool" messages and any other field work).
+ * Fails with WICK_ERR_INVALID_ARG when messages_json is not an array of objects. Both render
+ * functions compile the template once per tokenizer (on first use) and may be called by many
+ * threads at once. */
+wick_status wick_chat_render_json(const wick_tokenizer *tok, const char *messages_json,
+                                  bool add_generation_prompt, const char *extra_json, char **out);
+
 /* ------------------------------------------------------------------------------------------
  * Generation: a pull API (start / step / free) at the core; the callback (wick_generate) and
  * the background stream (wick_stream_*) are thin layers over it.

@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 
 #include "tokenizer/jinja.h"
 
@@ -123,6 +124,99 @@ static void test_qwen3_golden_chat_render(void **state) {
     free(dir);
 }
 
+/* wick_chat_render_json: the 15 goldens again with the messages passed as JSON, then a tool-call
+ * conversation whose expected text follows the Qwen3 template's own literals (the tool_call
+ * and tool_response blocks), errors, and several threads rendering one tokenizer at once (the
+ * template is compiled once and shared). */
+static void test_qwen3_render_json(void **state) {
+    (void)state;
+    TU_REQUIRE_FIXTURE(dir, "tokenizers/qwen3");
+    char *goldp = join(dir, "golden_chat.json");
+    cJSON *gold = load_json(goldp);
+    wick_tokenizer *tok;
+    if (wick_tokenizer_load(dir, &tok)) fail_msg("load: %s", wick_last_error());
+    for (cJSON *c = cJSON_GetObjectItem(gold, "cases")->child; c; c = c->next) {
+        char *msgs = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "messages"));
+        char *kw = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "template_kwargs"));
+        char *out;
+        wick_status st = wick_chat_render_json(
+            tok, msgs, cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt")), kw, &out);
+        if (st) fail_msg("case %s: %s", cJSON_GetObjectItem(c, "name")->valuestring, wick_last_error());
+        assert_string_equal(out, cJSON_GetObjectItem(c, "text")->valuestring);
+        wick_free(out);
+        free(msgs);
+        free(kw);
+    }
+    const char *tools =
+        "[{\"role\":\"user\",\"content\":\"Weather in Paris?\"},"
+        "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"type\":\"function\","
+        "\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}}]},"
+        "{\"role\":\"tool\",\"content\":\"18 C\"}]";
+    char *out = NULL;
+    if (wick_chat_render_json(tok, tools, true, "{\"enable_thinking\": false}", &out))
+        fail_msg("tools: %s", wick_last_error());
+    assert_string_equal(out,
+        "<|im_start|>user\nWeather in Paris?<|im_end|>\n"
+        "<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+        "{\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n"
+        "<|im_start|>user\n<tool_response>\n18 C\n</tool_response><|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n");
+    wick_free(out);
+    out = (char *)1;
+    assert_int_equal(wick_chat_render_json(tok, "{\"role\":\"user\"}", true, NULL, &out), WICK_ERR_INVALID_ARG);
+    assert_null(out);
+    assert_int_equal(wick_chat_render_json(tok, "[1]", true, NULL, &out), WICK_ERR_INVALID_ARG);
+    assert_int_equal(wick_chat_render_json(tok, "[", true, NULL, &out), WICK_ERR_INVALID_ARG);
+    assert_int_equal(wick_chat_render_json(tok, "[]", true, "[]", &out), WICK_ERR_INVALID_ARG);
+    assert_int_equal(wick_chat_render_json(NULL, "[]", true, NULL, &out), WICK_ERR_INVALID_ARG);
+    assert_int_equal(wick_chat_render_json(tok, NULL, true, NULL, &out), WICK_ERR_INVALID_ARG);
+    wick_tokenizer_free(tok);
+    cJSON_Delete(gold);
+    free(goldp);
+    free(dir);
+}
+
+typedef struct render_job {
+    wick_tokenizer *tok;
+    char *got;
+} render_job;
+
+static void *render_thread(void *p) {
+    render_job *j = p;
+    for (int i = 0; i < 20; i++) {
+        char *out = NULL;
+        if (wick_chat_render_json(j->tok, "[{\"role\":\"user\",\"content\":\"hi\"}]", true, NULL, &out))
+            return NULL;
+        free(j->got);
+        j->got = out;
+    }
+    return p;
+}
+
+/* Threads racing on the first (compiling) call and rendering concurrently agree. */
+static void test_render_threads(void **state) {
+    (void)state;
+    TU_REQUIRE_FIXTURE(dir, "tokenizers/qwen3");
+    wick_tokenizer *tok;
+    if (wick_tokenizer_load(dir, &tok)) fail_msg("load: %s", wick_last_error());
+    enum { NT = 4 };
+    pthread_t th[NT];
+    render_job jobs[NT];
+    for (int i = 0; i < NT; i++) {
+        jobs[i] = (render_job){tok, NULL};
+        assert_int_equal(pthread_create(&th[i], NULL, render_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < NT; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        assert_non_null(r);
+        assert_string_equal(jobs[i].got, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        free(jobs[i].got);
+    }
+    wick_tokenizer_free(tok);
+    free(dir);
+}
+
 static const struct {
     const char *msgs, *want;
 } llama_cases[] = {
@@ -179,6 +273,8 @@ int main(void) {
         cmocka_unit_test(test_qwen3_golden_engine),
         cmocka_unit_test(test_qwen3_golden_chat_render),
         cmocka_unit_test(test_llama3),
+        cmocka_unit_test(test_qwen3_render_json),
+        cmocka_unit_test(test_render_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
  * Not here: truncation, padding, offsets, Unigram/WordLevel models. */
 #ifndef WICK_TOK_IMPL_H
 #define WICK_TOK_IMPL_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -184,6 +185,7 @@ struct wick_tokenizer {
 
     /* tokenizer_config.json values */
     char *chat_template;
+    _Atomic(struct jinja_template *) chat_tpl;  /* compiled on first use (chat.c), or NULL */
     char *cfg_special[4];      /* bos, eos, pad, unk strings */
 };
 

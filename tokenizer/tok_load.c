@@ -44,6 +44,7 @@ void wick_tokenizer_free(wick_tokenizer *t) {
     free(t->am_idx[0]);
     free(t->am_idx[1]);
     free(t->chat_template);
+    tokenizer_chat_free(t);
     for (int i = 0; i < 4; i++) free(t->cfg_special[i]);
     free(t);
 }

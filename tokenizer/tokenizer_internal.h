@@ -13,4 +13,8 @@ const char *tokenizer_chat_template(const wick_tokenizer *t);
  * string; the JSON value may be a string or an object with "content". NULL when absent. */
 const char *tokenizer_special_str(const wick_tokenizer *t, const char *key);
 
+/* Frees the compiled chat template cached in the tokenizer (chat.c; called by
+ * wick_tokenizer_free). */
+void tokenizer_chat_free(wick_tokenizer *t);
+
 #endif
