@@ -393,6 +393,72 @@ void wick_stream_cancel(wick_stream *s);
 /* Cancels if still running, joins the worker and frees everything. Safe at any point. */
 void wick_stream_close(wick_stream *s);
 
+/* ------------------------------------------------------------------------------------------
+ * LoRA adapters: PEFT folders (adapter_config.json + adapter_model.safetensors) kept in a
+ * per-model registry and applied unmerged per session, or merged into a new model handle.
+ *
+ *     wick_adapter_load(model, "adapters/sql", NULL);          // registered as "sql"
+ *     wick_adapter_load(model, "adapters/chat", "chat");
+ *     wick_session_set_adapter(s1, "sql", 1.0f);                // s1 now uses sql
+ *     wick_session_set_adapter(s2, "chat", 0.5f);               // s2 half-strength chat
+ *     wick_session_set_adapter(s1, NULL, 0);                    // s1 back to the base model
+ *
+ * Supported: target_modules as a list (exact names or suffixes, as PEFT matches them) or a
+ * regex string (full match), q/k/v/o/gate/up/down projections, use_rslora (scale α/√r),
+ * rank_pattern / alpha_pattern, fan_in_fan_out (ignored like PEFT does for nn.Linear targets),
+ * bias "none", F32/BF16/F16 tensors. DoRA (use_dora), modules_to_save, bias other than "none",
+ * lora_bias and embedding / lm_head targets fail with WICK_ERR_UNSUPPORTED naming the field.
+ * Every lora_A / lora_B is checked against the base weight it adapts; a failed load leaves
+ * the model exactly as it was.
+ *
+ * Threads: load/unload/list/save may be called from any thread at any time (the registry
+ * has its own lock); the model stays usable by other sessions meanwhile.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct wick_adapter wick_adapter;
+
+/* Loads the PEFT folder `dir` and registers it on `model` under `name` (NULL = the folder's
+ * base name). Fails with WICK_ERR_INVALID_ARG when the name is already registered. A and B
+ * are kept as f32 copies (converted once here). */
+wick_status wick_adapter_load(wick_model *model, const char *dir, const char *name);
+
+/* Removes `name` from the registry (WICK_ERR_NOT_FOUND if absent). Sessions that currently
+ * use it keep it alive until they switch away or are freed. */
+wick_status wick_adapter_unload(wick_model *model, const char *name);
+
+/* Writes up to `cap` registered names (owned by the registry; valid until that adapter is
+ * unloaded) into names, in load order. Returns the total number registered. */
+int wick_adapters_list(const wick_model *model, const char **names, int cap);
+
+/* Selects the adapter a session applies from the next evaluated token on (safe between
+ * wick_gen_step calls). name NULL = none. scale multiplies the config's α/r (1 = as trained).
+ * Allocates only when the adapter needs more scratch than the session has (the first time
+ * per rank). On failure the session keeps its previous adapter. */
+wick_status wick_session_set_adapter(wick_session *s, const char *name, float scale);
+
+/* Name of the session's current adapter, or NULL. Valid while the session keeps it. */
+const char *wick_session_adapter(const wick_session *s);
+
+/* Writes a registered adapter as a PEFT folder in `out_dir` (created if missing):
+ * adapter_config.json (every field PEFT reads; peft_type LORA, task_type CAUSAL_LM) and
+ * adapter_model.safetensors with PEFT key names, the dtype the tensors were loaded with,
+ * tensors sorted by name. Files are written atomically. */
+wick_status wick_adapter_save(const wick_model *model, const char *name, const char *out_dir);
+
+/* Merged mode: a new model handle whose adapted matrices are W' = W + scale·(α/r)·B·A,
+ * computed in f32 from the base weight and rounded once to the base dtype (bf16/f16: round to
+ * nearest even), in private copies; every other weight, the tokenizer and the config are
+ * shared with `base`, which is never modified ("unmerge" = wick_model_free(merged)).
+ * `base` must outlive the merged model and all its sessions. */
+wick_status wick_model_merge_adapter(const wick_model *base, const char *name, float scale,
+                                     wick_model **merged);
+
+/* Writes a model as a Hugging Face folder: model.safetensors (every tensor of the source
+ * files with its name and dtype, merged matrices replaced; one file even for a sharded
+ * source), config.json, generation_config.json and tokenizer files copied from the source
+ * folder. Used by `wick merge`. */
+wick_status wick_model_save(const wick_model *model, const char *out_dir);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,10 +5,16 @@
  *               x += down(silu(gate(xn)) * up(xn))                   with RMSNorm before
  *   logits = lm_head(rmsnorm(x))
  * It processes a chunk of n <= n_batch tokens at the session's position and appends their
- * keys/values to the cache. Nothing here allocates. */
+ * keys/values to the cache. Nothing here allocates.
+ *
+ * LoRA (unmerged): when the session has an adapter, every adapted projection y = x·Wᵀ + b
+ * gets y += s·(x·Aᵀ)·Bᵀ as two skinny matmuls through the same kernel table into the session's
+ * LoRA scratch (t: (n, r), u: (n, out)), with s = the module's α/r × the session's multiplier.
+ * The adapter pointer is read once per chunk, so a switch takes effect at the next chunk. */
 #include <math.h>
 #include <string.h>
 
+#include "lora/lora.h"
 #include "model/model.h"
 
 static void trace(wick_session *s, const char *name, int layer, const float *data, int rows,
@@ -33,6 +39,19 @@ static void store_kv(wick_session *s, int layer, int n) {
     }
 }
 
+/* y (n, out) += s · (x·Aᵀ)·Bᵀ for the adapter's (layer, proj) pair, if it has one. */
+static inline void lora_add(wick_session *s, const kernel_table *K, const wick_adapter *ad,
+                            float mult, int layer, int proj, float *y, const float *x, int n) {
+    const lora_pair *p = lora_get(ad, layer, proj);
+    if (!p->A.data) return;
+    const float sc = p->scale * mult;
+    const long nr = (long)n * p->A.rows;
+    K->matmul(s->pool, s->lora_t, x, &p->A, NULL, n);          /* (n, r) */
+    for (long i = 0; i < nr; i++) s->lora_t[i] *= sc;
+    K->matmul(s->pool, s->lora_u, s->lora_t, &p->B, NULL, n);  /* (n, out) */
+    K->add(s->pool, y, s->lora_u, (long)n * p->B.rows);
+}
+
 void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, bool all_rows) {
     const wick_model *m = s->model;
     const model_config *c = &m->cfg;
@@ -43,6 +62,11 @@ void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, 
     const float scale = 1.0f / sqrtf((float)hd);
     const float *cos = s->rope_cos + (size_t)s->pos * half;
     const float *sin = s->rope_sin + (size_t)s->pos * half;
+
+    const wick_adapter *ad = s->adapter;  /* read once: a switch applies from the next chunk */
+    const float mult = s->adapter_scale;
+#define LORA(proj, y, xin) \
+    if (ad) lora_add(s, K, ad, mult, l, proj, y, xin, n)
 
     K->embed(pool, s->x, &m->tok_embd, ids, n);
     trace(s, "embed", -1, s->x, n, d);
@@ -55,8 +79,11 @@ void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, 
         K->rmsnorm(pool, s->xn, s->x, w->attn_norm, n, d, c->norm_eps);
         trace(s, "attn_norm", l, s->xn, n, d);
         K->matmul(pool, s->q, s->xn, &w->wq, w->bq, n);
+        LORA(LORA_Q, s->q, s->xn);
         K->matmul(pool, s->k, s->xn, &w->wk, w->bk, n);
+        LORA(LORA_K, s->k, s->xn);
         K->matmul(pool, s->v, s->xn, &w->wv, w->bv, n);
+        LORA(LORA_V, s->v, s->xn);
         K->rope(pool, s->q, n, c->n_head, hd, cos, sin);
         K->rope(pool, s->k, n, c->n_kv_head, hd, cos, sin);
         store_kv(s, l, n);
@@ -64,6 +91,7 @@ void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, 
                      s->pos, c->n_head, c->n_kv_head, hd, s->n_ctx, w->window, scale,
                      s->attn_scratch);
         K->matmul(pool, s->tmp, s->att, &w->wo, w->bo, n);
+        LORA(LORA_O, s->tmp, s->att);
         trace(s, "attn_out", l, s->tmp, n, d);
         K->add(pool, s->x, s->tmp, (long)n * d);
 
@@ -71,13 +99,17 @@ void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, 
         K->rmsnorm(pool, s->xn, s->x, w->mlp_norm, n, d, c->norm_eps);
         trace(s, "mlp_norm", l, s->xn, n, d);
         K->matmul(pool, s->gate, s->xn, &w->w_gate, w->b_gate, n);
+        LORA(LORA_GATE, s->gate, s->xn);
         K->matmul(pool, s->up, s->xn, &w->w_up, w->b_up, n);
+        LORA(LORA_UP, s->up, s->xn);
         K->silu_mul(pool, s->gate, s->gate, s->up, (long)n * c->n_ff);
         K->matmul(pool, s->tmp, s->gate, &w->w_down, w->b_down, n);
+        LORA(LORA_DOWN, s->tmp, s->gate);
         trace(s, "mlp_out", l, s->tmp, n, d);
         K->add(pool, s->x, s->tmp, (long)n * d);
         trace(s, "out", l, s->x, n, d);
     }
+#undef LORA
     (void)qd;
     (void)kvd;
     s->pos += n;

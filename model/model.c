@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "lora/lora.h"
 
 wick_model_params wick_model_params_default(void) {
     wick_model_params p = {.kernels = "auto", .load_tokenizer = true};
@@ -166,6 +167,11 @@ static void compute_rope_freqs(const model_config *c, float *inv) {
 
 void wick_model_free(wick_model *m) {
     if (!m) return;
+    if (m->merge_base) {  /* a merged handle borrows all but its layers and merged matrices */
+        lora_merged_free(m);
+        return;
+    }
+    lora_registry_destroy(m);
     if (m->layers) {
         for (int i = 0; i < m->cfg.n_layer; i++) {
             layer_weights *l = &m->layers[i];
@@ -194,6 +200,7 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
                                     "config.json and model.safetensors)", path);
     wick_model *m = calloc(1, sizeof *m);
     if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
+    lora_registry_init(m);
     m->path = strdup(path);
     loader L = {.m = m, .dir = path};
     wick_status st = m->path ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");

@@ -3,6 +3,8 @@
  * the forward pass through the kernel table. Not here: sampling (infer/), tokenizers. */
 #ifndef WICK_MODEL_MODEL_H
 #define WICK_MODEL_MODEL_H
+#include <pthread.h>
+
 #include "formats/safetensors.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
@@ -30,6 +32,21 @@ struct wick_model {
     wick_tokenizer *tok;               /* NULL when the folder has none */
     int64_t n_params, weight_bytes;
     char weight_dtype[8];
+
+    /* LoRA registry (lora/registry.c). The model is otherwise immutable and shared by threads;
+     * the registry is the one mutable part, guarded by lora_mu (taken only by adapter
+     * load/unload/list/lookup, never by the forward pass). */
+    pthread_mutex_t lora_mu;
+    bool lora_mu_init;
+    struct wick_adapter **adapters;    /* n_adapters registered adapters, one reference each */
+    int n_adapters, cap_adapters;
+
+    /* Merged model (lora/merge.c): a handle made by wick_model_merge_adapter. It borrows the
+     * base's mapping, tokenizer, norms, biases and RoPE table (merge_base must outlive it) and
+     * owns only `layers` and the merged matrices in merged_bufs. NULL for a loaded model. */
+    const wick_model *merge_base;
+    void **merged_bufs;
+    int n_merged_bufs;
 };
 
 /* Per-activation callback used by tests to compare intermediate tensors with goldens.
@@ -48,6 +65,14 @@ struct wick_session {
     float *attn_scratch;               /* pool_size * n_ctx */
     session_trace_fn trace;
     void *trace_user;
+
+    /* LoRA (lora/registry.c): the current adapter (one reference held) and the multiplier of
+     * its α/r; scratch for the two skinny products, grown only by wick_session_set_adapter. */
+    struct wick_adapter *adapter;
+    float adapter_scale;
+    float *lora_t;                     /* (n_batch, r_max) : x·Aᵀ */
+    float *lora_u;                     /* (n_batch, max out features) : t·Bᵀ */
+    size_t lora_t_cap, lora_u_cap;     /* floats */
 };
 
 /* Runs n tokens (n <= n_batch) at position s->pos through the decoder and advances pos.

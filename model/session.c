@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "lora/lora.h"
 #include "model/model.h"
 
 wick_session_params wick_session_params_default(void) {
@@ -79,6 +80,8 @@ wick_status wick_session_create(const wick_model *m, const wick_session_params *
 
 void wick_session_free(wick_session *s) {
     if (!s) return;
+    lora_session_clear(s);
+    free(s->lora_t); free(s->lora_u);
     pool_free(s->pool);
     free(s->k_cache); free(s->v_cache);
     free(s->rope_cos); free(s->rope_sin);

@@ -1,0 +1,251 @@
+/* adapter_write.c — writing an in-memory adapter as a PEFT folder, and making random
+ * adapters (benchmarks, tests).
+ *
+ * adapter_model.safetensors: one lora_A / lora_B pair per adapted module under PEFT's key
+ * names ("base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight"), in the dtype the
+ * adapter was loaded with (f32 values widened from bf16/f16 narrow back exactly, so a
+ * load -> save round trip is bit-exact), tensors sorted by name (a deterministic order; PEFT's
+ * writer keeps its state_dict order, and readers do not depend on it), metadata
+ * {"format": "pt"} as PEFT writes it.
+ *
+ * adapter_config.json: the config the adapter was read with, with every field PEFT requires
+ * filled in where it was missing (peft_type LORA, task_type CAUSAL_LM, r, lora_alpha,
+ * target_modules, base_model_name_or_path, bias, fan_in_fan_out, use_rslora, use_dora,
+ * rank_pattern, alpha_pattern, modules_to_save, lora_dropout, inference_mode, ...).
+ * fan_in_fan_out is written false: wick ignores it (see adapter_read.c), as PEFT does for
+ * nn.Linear targets, and then saves false too. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+#include "formats/safetensors.h"
+#include "lora/lora.h"
+#include "model/model.h"
+
+static void ensure(cJSON *o, const char *key, cJSON *v) {
+    if (cJSON_GetObjectItemCaseSensitive(o, key)) cJSON_Delete(v);
+    else cJSON_AddItemToObject(o, key, v);
+}
+
+static void replace(cJSON *o, const char *key, cJSON *v) {
+    if (cJSON_GetObjectItemCaseSensitive(o, key)) cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
+    else cJSON_AddItemToObject(o, key, v);
+}
+
+/* Sorts an object's members by key (PEFT writes json.dumps(sort_keys=True)). */
+static void sort_keys(cJSON *o) {
+    int n = cJSON_GetArraySize(o);
+    for (int i = 1; i < n; i++) {
+        for (int j = i; j > 0; j--) {
+            cJSON *a = cJSON_GetArrayItem(o, j - 1), *b = cJSON_GetArrayItem(o, j);
+            if (strcmp(a->string, b->string) <= 0) break;
+            cJSON_DetachItemViaPointer(o, b);
+            /* insert b before a */
+            cJSON_InsertItemInArray(o, j - 1, b);
+        }
+    }
+}
+
+static int cmp_names(const void *x, const void *y) {
+    return strcmp(((const st_write_tensor *)x)->name, ((const st_write_tensor *)y)->name);
+}
+
+static wick_status make_dir(const char *dir) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return err_set(WICK_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (!dir_exists(dir)) return err_set(WICK_ERR_IO, "%s: exists and is not a directory", dir);
+    return WICK_OK;
+}
+
+wick_status lora_adapter_write(const wick_adapter *a, const char *out_dir, const char *base_name) {
+    wick_status st = make_dir(out_dir);
+    if (st) return st;
+    const int n_slots = a->n_layer * LORA_N_PROJ;
+    int n = 0;
+    for (int i = 0; i < n_slots; i++) n += a->pairs[i].A.data ? 2 : 0;
+    st_write_tensor *t = calloc((size_t)(n ? n : 1), sizeof *t);
+    char **names = calloc((size_t)(n ? n : 1), sizeof *names);
+    void **bufs = calloc((size_t)(n ? n : 1), sizeof *bufs);
+    cJSON *cfg = NULL;
+    char *json = NULL, *cpath = NULL, *wpath = NULL;
+    if (!t || !names || !bufs) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    int k = 0;
+    for (int i = 0; i < n_slots && !st; i++) {
+        const lora_pair *p = &a->pairs[i];
+        if (!p->A.data) continue;
+        const wk_weight *ws[2] = {&p->A, &p->B};
+        for (int h = 0; h < 2; h++) {
+            char nm[160];
+            snprintf(nm, sizeof nm, "base_model.model.model.layers.%d.%s.lora_%c.weight",
+                     i / LORA_N_PROJ, lora_module_path[i % LORA_N_PROJ], h ? 'B' : 'A');
+            names[k] = strdup(nm);
+            const size_t numel = (size_t)(ws[h]->rows * ws[h]->cols);
+            const float *src = ws[h]->data;
+            const void *data = src;
+            if (p->file_dt != DT_F32) {
+                uint16_t *b = malloc(2 * (numel ? numel : 1));
+                bufs[k] = b;
+                if (b)
+                    for (size_t j = 0; j < numel; j++)
+                        b[j] = p->file_dt == DT_BF16 ? f32_to_bf16(src[j]) : f32_to_f16(src[j]);
+                data = b;
+            }
+            if (!names[k] || !data) {
+                st = err_set(WICK_ERR_NOMEM, "out of memory");
+                break;
+            }
+            t[k] = (st_write_tensor){.name = names[k], .dt = p->file_dt, .ndim = 2,
+                                     .shape = {ws[h]->rows, ws[h]->cols}, .data = data};
+            k++;
+        }
+    }
+    if (st) goto out;
+    qsort(t, (size_t)n, sizeof *t, cmp_names);
+
+    /* config: what was read, completed */
+    cfg = a->config ? cJSON_Duplicate(a->config, 1) : cJSON_CreateObject();
+    if (!cfg) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    ensure(cfg, "alpha_pattern", cJSON_CreateObject());
+    ensure(cfg, "auto_mapping", cJSON_CreateNull());
+    ensure(cfg, "base_model_name_or_path",
+           base_name ? cJSON_CreateString(base_name) : cJSON_CreateNull());
+    replace(cfg, "bias", cJSON_CreateString("none"));
+    replace(cfg, "fan_in_fan_out", cJSON_CreateFalse());
+    replace(cfg, "inference_mode", cJSON_CreateTrue());
+    ensure(cfg, "init_lora_weights", cJSON_CreateTrue());
+    ensure(cfg, "layer_replication", cJSON_CreateNull());
+    ensure(cfg, "layers_pattern", cJSON_CreateNull());
+    ensure(cfg, "layers_to_transform", cJSON_CreateNull());
+    ensure(cfg, "loftq_config", cJSON_CreateObject());
+    ensure(cfg, "lora_alpha", cJSON_CreateNumber(8));
+    ensure(cfg, "lora_bias", cJSON_CreateFalse());
+    ensure(cfg, "lora_dropout", cJSON_CreateNumber(0.0));
+    ensure(cfg, "megatron_config", cJSON_CreateNull());
+    ensure(cfg, "megatron_core", cJSON_CreateString("megatron.core"));
+    replace(cfg, "modules_to_save", cJSON_CreateNull());
+    replace(cfg, "peft_type", cJSON_CreateString("LORA"));
+    ensure(cfg, "r", cJSON_CreateNumber(a->r_max ? a->r_max : 8));
+    ensure(cfg, "rank_pattern", cJSON_CreateObject());
+    ensure(cfg, "revision", cJSON_CreateNull());
+    if (!cJSON_GetObjectItemCaseSensitive(cfg, "target_modules")) {
+        /* modules present in the adapter, sorted like the fixtures (PEFT writes a set) */
+        const char *sorted[LORA_N_PROJ];
+        int ns = 0;
+        for (int p = 0; p < LORA_N_PROJ; p++) {
+            bool used = false;
+            for (int l = 0; l < a->n_layer; l++) used |= lora_get(a, l, p)->A.data != NULL;
+            if (used) sorted[ns++] = lora_proj_name[p];
+        }
+        for (int i = 1; i < ns; i++)
+            for (int j = i; j > 0 && strcmp(sorted[j - 1], sorted[j]) > 0; j--) {
+                const char *x = sorted[j];
+                sorted[j] = sorted[j - 1];
+                sorted[j - 1] = x;
+            }
+        cJSON_AddItemToObject(cfg, "target_modules", cJSON_CreateStringArray(sorted, ns));
+    }
+    ensure(cfg, "task_type", cJSON_CreateString("CAUSAL_LM"));
+    replace(cfg, "use_dora", cJSON_CreateFalse());
+    ensure(cfg, "use_rslora", cJSON_CreateFalse());
+    sort_keys(cfg);
+    json = cJSON_Print(cfg);
+    cpath = path_join(out_dir, "adapter_config.json");
+    wpath = path_join(out_dir, "adapter_model.safetensors");
+    if (!json || !cpath || !wpath) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    const char *mk[] = {"format"}, *mv[] = {"pt"};
+    if ((st = st_write(wpath, t, n, mk, mv, 1))) goto out;
+    st = file_write_atomic(cpath, json, strlen(json));
+out:
+    for (int i = 0; i < n && names; i++) free(names[i]);
+    for (int i = 0; i < n && bufs; i++) free(bufs[i]);
+    free(names);
+    free(bufs);
+    free(t);
+    cJSON_Delete(cfg);
+    free(json);
+    free(cpath);
+    free(wpath);
+    return st;
+}
+
+/* splitmix64 -> uniform float in [-1, 1) */
+static float rnd(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+wick_status lora_adapter_random(const wick_model *m, int r, float alpha, unsigned mask,
+                                uint64_t seed, wick_adapter **out) {
+    *out = NULL;
+    if (r < 1 || !(mask & ((1u << LORA_N_PROJ) - 1)))
+        return err_set(WICK_ERR_INVALID_ARG, "lora_adapter_random: r must be >= 1 and at least "
+                                             "one projection chosen");
+    const int L = m->cfg.n_layer;
+    size_t total = 0;
+    for (int l = 0; l < L; l++)
+        for (int p = 0; p < LORA_N_PROJ; p++)
+            if (mask & (1u << p)) {
+                const layer_weights *w = &m->layers[l];
+                const wk_weight *ws[] = {&w->wq, &w->wk, &w->wv, &w->wo,
+                                         &w->w_gate, &w->w_up, &w->w_down};
+                total += (size_t)r * (size_t)(ws[p]->rows + ws[p]->cols);
+            }
+    wick_adapter *a = calloc(1, sizeof *a);
+    if (a) a->pairs = calloc((size_t)L * LORA_N_PROJ, sizeof *a->pairs);
+    if (a) a->data = malloc(sizeof(float) * total);
+    cJSON *cfg = cJSON_CreateObject();
+    if (!a || !a->pairs || !a->data || !cfg) {
+        if (a) {
+            free(a->pairs);
+            free(a->data);
+        }
+        free(a);
+        cJSON_Delete(cfg);
+        return err_set(WICK_ERR_NOMEM, "out of memory for a random adapter");
+    }
+    atomic_init(&a->refs, 1);
+    a->n_layer = L;
+    a->r_max = r;
+    float *dst = a->data;
+    for (int l = 0; l < L; l++) {
+        const layer_weights *w = &m->layers[l];
+        const wk_weight *ws[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+        for (int p = 0; p < LORA_N_PROJ; p++) {
+            if (!(mask & (1u << p))) continue;
+            lora_pair *pr = &a->pairs[(size_t)l * LORA_N_PROJ + p];
+            const int64_t in = ws[p]->cols, o = ws[p]->rows;
+            const float ba = 1.0f / sqrtf((float)in);
+            pr->A = (wk_weight){.data = dst, .dt = DT_F32, .rows = r, .cols = in};
+            for (int64_t i = 0; i < r * in; i++) dst[i] = ba * rnd(&seed);
+            dst += r * in;
+            pr->B = (wk_weight){.data = dst, .dt = DT_F32, .rows = o, .cols = r};
+            for (int64_t i = 0; i < o * r; i++) dst[i] = 0.02f * rnd(&seed);
+            dst += o * r;
+            pr->scale = alpha / (float)r;
+            pr->file_dt = DT_F32;
+        }
+    }
+    cJSON_AddNumberToObject(cfg, "r", r);
+    cJSON_AddNumberToObject(cfg, "lora_alpha", alpha);
+    a->config = cfg;
+    *out = a;
+    return WICK_OK;
+}

@@ -1,0 +1,87 @@
+/* lora.h — LoRA adapters inside libwick: the in-memory adapter, the per-model registry, and
+ * the helpers the decoder, the CLI and the tests share.
+ *
+ * An adapter holds, for every (layer, projection) it adapts, lora_A (r, in) and lora_B
+ * (out, r) as f32 wk_weights (converted once at load, whatever the file dtype) and the
+ * per-module scale α/r (or α/√r with rsLoRA, rank_pattern / alpha_pattern applied). The
+ * decoder adds s·(x·Aᵀ)·Bᵀ after each adapted projection (unmerged application).
+ *
+ * Lifetime: adapters are reference counted with an atomic counter. The registry holds one
+ * reference; each session whose current adapter it is holds one more, so unloading an adapter
+ * a session still uses only drops the registry's reference and the memory goes when the
+ * session switches away or is freed. An adapter never points into the model, so it may
+ * outlive the registry entry (but sessions, and hence adapters, never outlive the model).
+ *
+ * Not here: GGUF LoRA files (later, with the GGUF reader), DoRA, modules_to_save, bias
+ * training ("lora_only"/"all"), embedding or lm_head adapters. */
+#ifndef WICK_LORA_LORA_H
+#define WICK_LORA_LORA_H
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+#include "wick.h"
+
+/* The projections an adapter may target, in decoder order. */
+enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_N_PROJ };
+
+/* "self_attn.q_proj", ..., "mlp.down_proj" (module path below model.layers.N). */
+extern const char *const lora_module_path[LORA_N_PROJ];
+/* "q_proj", ..., "down_proj". */
+extern const char *const lora_proj_name[LORA_N_PROJ];
+
+typedef struct lora_pair {
+    wk_weight A;        /* (r, in) f32; A.data == NULL: this (layer, proj) is not adapted */
+    wk_weight B;        /* (out, r) f32 */
+    float scale;        /* α/r or α/√r for this module (patterns applied), before the session's
+                           multiplier */
+    dtype file_dt;      /* dtype of lora_A / lora_B in the file, written back by save */
+} lora_pair;
+
+struct wick_adapter {
+    atomic_int refs;
+    char *name;          /* registry name (owned) */
+    int n_layer;
+    lora_pair *pairs;    /* (n_layer, LORA_N_PROJ) */
+    int r_max;           /* largest rank of any pair (0 for an empty adapter) */
+    float *data;         /* one block holding every A and B */
+    void *config;        /* cJSON object of adapter_config.json as read (owned), for save */
+};
+
+static inline const lora_pair *lora_get(const wick_adapter *a, int layer, int proj) {
+    return &a->pairs[(size_t)layer * LORA_N_PROJ + proj];
+}
+
+void lora_adapter_retain(wick_adapter *a);
+/* Drops one reference; the last one frees the adapter. NULL is ignored. */
+void lora_adapter_release(wick_adapter *a);
+
+/* Reads a PEFT folder and checks it against `model` (not registered; refs = 1). */
+wick_status lora_adapter_read(const wick_model *model, const char *dir, wick_adapter **out);
+
+/* Writes `a` as a PEFT folder (adapter_config.json + adapter_model.safetensors), creating
+ * out_dir if needed. base_name: base_model_name_or_path to write when the adapter has none. */
+wick_status lora_adapter_write(const wick_adapter *a, const char *out_dir, const char *base_name);
+
+/* A random adapter for benchmarks and tests: rank r on the projections in `proj_mask`
+ * (bit LORA_Q ...), A ~ U(-1/√in, 1/√in), B ~ U(-b, b) with b = 0.02, seeded, lora_alpha
+ * = alpha. refs = 1, not registered. */
+wick_status lora_adapter_random(const wick_model *model, int r, float alpha, unsigned proj_mask,
+                                uint64_t seed, wick_adapter **out);
+
+/* Registers `a` under `name` (which must be new), taking over the caller's reference. */
+wick_status lora_registry_add(wick_model *model, wick_adapter *a, const char *name);
+/* Looks `name` up and returns it with one more reference (release it), or NULL. */
+wick_adapter *lora_registry_get(const wick_model *model, const char *name);
+
+/* Called by wick_model_load / wick_model_free. */
+void lora_registry_init(wick_model *model);
+void lora_registry_destroy(wick_model *model);
+
+/* Frees a handle made by wick_model_merge_adapter (called by wick_model_free). */
+void lora_merged_free(wick_model *model);
+
+/* Session hooks (session.c): drop the session's adapter. */
+void lora_session_clear(wick_session *s);
+
+#endif
