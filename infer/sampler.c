@@ -329,9 +329,13 @@ static int gather_top(sampler *s, float thr) {
     const float *d = s->d, *w = s->w;
     sampler_cand *c = s->cand;
     int m = 0;
+    if (sampler_gather_fast(d, w, s->n_vocab, thr, c, &m)) return m;
+    /* Branch-free: in flat logits the test is a coin flip. c has room for n_vocab entries and
+     * m <= i, so the unconditional store stays in bounds. */
     for (int i = 0; i < s->n_vocab; i++) {
         float di = d[i];
-        if (di >= thr && di > -INFINITY) c[m++] = (sampler_cand){-di, di, w[i], i};
+        c[m] = (sampler_cand){-di, di, w[i], i};
+        m += di >= thr && di > -INFINITY;
     }
     return m;
 }
@@ -369,10 +373,55 @@ static void fill_top(sampler *s, const sampler_exp_stats *st, double log_z) {
     }
 }
 
+/* Four partial sums: one chain of dependent double adds over ~100k survivors would cost
+ * ~4 cycles each. (Rounding differs from a single chain only in the last bits.) */
 static double sum_w(const sampler_cand *c, int n) {
-    double z = 0.0;
-    for (int i = 0; i < n; i++) z += c[i].w;
-    return z;
+    double z0 = 0.0, z1 = 0.0, z2 = 0.0, z3 = 0.0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        z0 += c[i].w;
+        z1 += c[i + 1].w;
+        z2 += c[i + 2].w;
+        z3 += c[i + 3].w;
+    }
+    for (; i < n; i++) z0 += c[i].w;
+    return (z0 + z1) + (z2 + z3);
+}
+
+/* Sum of w * max(d, -87) over c (the typical-p entropy term), four partial sums as sum_w. */
+static double sum_wd(const sampler_cand *c, int n) {
+    double a[4] = {0.0, 0.0, 0.0, 0.0};
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int u = 0; u < 4; u++) {
+            float di = c[i + u].d < -87.0f ? -87.0f : c[i + u].d;
+            a[u] += (double)c[i + u].w * di;
+        }
+    for (; i < n; i++) {
+        float di = c[i].d < -87.0f ? -87.0f : c[i].d;
+        a[0] += (double)c[i].w * di;
+    }
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+/* Index into c of the token that the draw x in [0, sum of w) picks, walking c in order: the
+ * first whose running sum exceeds x (positive weight only). Chunks of 64 are skipped whole
+ * by their partial sum; the last positive weight is the rounding fallback. -1 if none. */
+static int draw_cands(const sampler_cand *c, int n, double x) {
+    double acc = 0.0;
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        double cs = sum_w(c + i, 64);
+        if (x < acc + cs) break;
+        acc += cs;
+    }
+    for (; i < n; i++) {
+        acc += c[i].w;
+        if (x < acc && c[i].w > 0.0f) return i;
+    }
+    for (i = n - 1; i >= 0; i--)
+        if (c[i].w > 0.0f) return i;
+    return -1;
 }
 
 wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
@@ -429,11 +478,7 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
                 nc = gather_top(s, -INFINITY);
                 all = false;
             }
-            double z = sum_w(s->cand, nc), sd = 0.0;
-            for (int i = 0; i < nc; i++) {
-                float di = s->cand[i].d < -87.0f ? -87.0f : s->cand[i].d;
-                sd += (double)s->cand[i].w * di;
-            }
+            double z = sum_w(s->cand, nc), sd = sum_wd(s->cand, nc);
             float center = (float)(sd / z); /* mean of d = log Z - H: the "typical" d */
             for (int i = 0; i < nc; i++) s->cand[i].key = fabsf(s->cand[i].d - center);
             nc = sampler_select_prefix(s->cand, s->tmp, nc, true, (double)p->typical_p * z);
@@ -486,12 +531,8 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
                     if (s->d[i] == 0.0f) id = i;
         } else {
             w_set = sum_w(s->cand, nc);
-            double x = u * w_set, acc = 0.0;
-            for (int i = 0; i < nc; i++) {
-                if (s->cand[i].w > 0.0f) id = s->cand[i].id;
-                acc += s->cand[i].w;
-                if (x < acc && s->cand[i].w > 0.0f) break;
-            }
+            int k = draw_cands(s->cand, nc, u * w_set);
+            if (k >= 0) id = s->cand[k].id;
         }
     }
     if (id < 0 || !(w_set > 0.0))

@@ -187,8 +187,17 @@ void sampler_exp_pass_avx2(const float *x, int n, float xmax, float inv_t, float
  * the caller then verifies, so they never affect results. */
 void sampler_ladder_pass(const float *d, const float *w, int n, int stride, sampler_exp_stats *st);
 
-/* *xmax = max of x[0..n) (n >= 1); returns nonzero when some x is NaN or +inf. */
+/* *xmax = max of x[0..n) (n >= 1); returns nonzero when some x is NaN or +inf (*xmax is then
+ * meaningless). Dispatches to the AVX-512 version when the CPU has it. */
 int sampler_scan_max(const float *x, int n, float *xmax);
+int sampler_scan_max_avx512(const float *x, int n, float *xmax);
+
+/* Appends to c, in id order, {-d, d, w, id} for every i with d[i] >= thr and d[i] > -inf, and
+ * returns the count (c has room for n). The AVX-512 compress version; sampler_gather_fast
+ * calls it when the CPU has AVX-512 and returns 0 otherwise (the caller then runs the plain
+ * loop), storing the count in *m when it returns 1. */
+int sampler_gather_avx512(const float *d, const float *w, int n, float thr, sampler_cand *c);
+int sampler_gather_fast(const float *d, const float *w, int n, float thr, sampler_cand *c, int *m);
 
 /* Reorders c[0..n) so that its first r entries are the r best by (key asc, id asc), where r is
  * `target` when by_mass is false (clamped to n), and otherwise the shortest prefix whose summed w

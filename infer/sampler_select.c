@@ -107,12 +107,42 @@ static void exp_pass_sse(const float *x, int n, float xmax, float inv_t, float *
 #define SAMPLER_HAVE_AVX2 1
 #endif
 
+/* Which vector paths this CPU may take: bit 0 AVX2+FMA, bit 1 AVX-512 (F, BW, VL, DQ; the
+ * flags its file is compiled with that the code uses). WICK_SAMPLER_SSE=1 forces neither.
+ * Computed once; the race on first use is benign (every thread computes the same value). */
+static int cpu_paths(void) {
+    static int paths = -1;
+    if (paths < 0) {
+        int p = 0;
+#ifdef SAMPLER_HAVE_AVX2
+        if (!getenv("WICK_SAMPLER_SSE")) {
+            if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) p |= 1;
+            if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+                p |= 2;
+        }
+#endif
+        paths = p;
+    }
+    return paths;
+}
+
+int sampler_gather_fast(const float *d, const float *w, int n, float thr, sampler_cand *c,
+                        int *m) {
+#ifdef SAMPLER_HAVE_AVX2
+    if (cpu_paths() & 2) {
+        *m = sampler_gather_avx512(d, w, n, thr, c);
+        return 1;
+    }
+#endif
+    (void)d, (void)w, (void)n, (void)thr, (void)c, (void)m;
+    return 0;
+}
+
 void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, float *w,
                       double *block, sampler_exp_stats *st) {
 #ifdef SAMPLER_HAVE_AVX2
-    static int have = -1; /* benign race: every thread computes the same value */
-    if (have < 0) have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (have && !getenv("WICK_SAMPLER_SSE")) {
+    if (cpu_paths() & 1) {
         sampler_exp_pass_avx2(x, n, xmax, inv_t, d, w, block, st);
         return;
     }
@@ -203,15 +233,32 @@ static int select_rec(sampler_cand *c, sampler_cand *tmp, int n, bool by_mass, d
     }
     /* (k - lo) * scale is monotone in k (each rounding step is), so bucket order never
      * contradicts key order: all of bucket b < c precede all of bucket c. */
-    int cnt[SEL_BUCKETS];
-    double mass[SEL_BUCKETS];
-    memset(cnt, 0, sizeof cnt);
-    memset(mass, 0, sizeof mass);
-    for (int i = 0; i < n; i++) {
+    /* Four interleaved sub-histograms: a run of equal buckets (common in flat logits) would
+     * otherwise chain every double add through one memory slot (store-forwarding latency). */
+    int cnt4[4][SEL_BUCKETS];
+    double mass4[4][SEL_BUCKETS];
+    memset(cnt4, 0, sizeof cnt4);
+    memset(mass4, 0, sizeof mass4);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        for (int u = 0; u < 4; u++) {
+            int b = (int)((c[i + u].key - lo) * scale);
+            b = b < SEL_BUCKETS - 1 ? b : SEL_BUCKETS - 1;
+            cnt4[u][b]++;
+            mass4[u][b] += c[i + u].w;
+        }
+    }
+    for (; i < n; i++) {
         int b = (int)((c[i].key - lo) * scale);
         b = b < SEL_BUCKETS - 1 ? b : SEL_BUCKETS - 1;
-        cnt[b]++;
-        mass[b] += c[i].w;
+        cnt4[0][b]++;
+        mass4[0][b] += c[i].w;
+    }
+    int cnt[SEL_BUCKETS];
+    double mass[SEL_BUCKETS];
+    for (int b = 0; b < SEL_BUCKETS; b++) {
+        cnt[b] = cnt4[0][b] + cnt4[1][b] + cnt4[2][b] + cnt4[3][b];
+        mass[b] = (mass4[0][b] + mass4[1][b]) + (mass4[2][b] + mass4[3][b]);
     }
     double cum = 0.0;
     int cb = -1;
@@ -227,15 +274,21 @@ static int select_rec(sampler_cand *c, sampler_cand *tmp, int n, bool by_mass, d
     /* Stable partition: buckets < cb, then bucket cb; the rest is dropped. */
     int na = 0;
     for (int b = 0; b < cb; b++) na += cnt[b];
-    int ia = 0, ic = na;
-    for (int i = 0; i < n; i++) {
+    /* Buckets < cb are compacted in place (ia <= i, so nothing unread is overwritten), bucket
+     * cb goes to tmp and is copied back behind them; branch-free since in flat logits the
+     * two outcomes are mixed at random. */
+    int ia = 0, ic = 0;
+    for (i = 0; i < n; i++) {
         int b = (int)((c[i].key - lo) * scale);
         b = b < SEL_BUCKETS - 1 ? b : SEL_BUCKETS - 1;
-        if (b < cb) tmp[ia++] = c[i];
-        else if (b == cb) tmp[ic++] = c[i];
+        sampler_cand ci = c[i];
+        c[ia] = ci;
+        ia += b < cb;
+        tmp[ic] = ci;
+        ic += b == cb;
     }
-    memcpy(c, tmp, (size_t)ic * sizeof *c);
-    int r = select_rec(c + na, tmp, ic - na, by_mass, target - cum, depth + 1);
+    memcpy(c + na, tmp, (size_t)ic * sizeof *c);
+    int r = select_rec(c + na, tmp, ic, by_mass, target - cum, depth + 1);
     return na + r;
 }
 
@@ -251,6 +304,9 @@ int sampler_select_prefix(sampler_cand *c, sampler_cand *tmp, int n, bool by_mas
 }
 
 int sampler_scan_max(const float *x, int n, float *xmax) {
+#ifdef SAMPLER_HAVE_AVX2
+    if (cpu_paths() & 2) return sampler_scan_max_avx512(x, n, xmax);
+#endif
     v4f mx = v4f_splat(-INFINITY), inf = v4f_splat(INFINITY);
     v4i bad = v4i_splat(0);
     int i = 0;
