@@ -1,7 +1,7 @@
 /* tok_encode.c — wick_tokenize and the read-only queries (token strings, ids, specials).
  * Encoding runs the pipeline described in tok_impl.h. Added tokens are matched leftmost, then
- * longest, with lstrip/rstrip (ASCII whitespace) and single_word (ASCII word characters)
- * handled; a single_word candidate that fails tries the next shorter token at the same place.
+ * longest, non-overlapping, with lstrip/rstrip over Unicode whitespace and single_word over
+ * Unicode letters/numbers (see added_find).
  * Not here: pairs of sequences, truncation, padding, offsets. */
 #include <limits.h>
 #include <stdlib.h>
@@ -10,35 +10,68 @@
 #include "base/error.h"
 #include "tokenizer/tok_impl.h"
 
-static bool ascii_ws(unsigned char c) { return c == ' ' || (c >= 9 && c <= 13); }
-static bool word_byte(unsigned char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           c == '_' || c >= 0x80;
+/* The code point ending at s[i) (i > 0) and its length; 0xFFFFFFFF for an invalid byte. */
+static uint32_t cp_before(const char *s, size_t from, size_t i, size_t *len) {
+    size_t k = i - 1;
+    while (k > from && i - k < 4 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
+    size_t adv;
+    uint32_t c = tok_utf8_decode((const unsigned char *)s + k, i - k, &adv);
+    if (c == 0xFFFFFFFFu || adv != i - k) {
+        *len = 1;
+        return 0xFFFFFFFFu;
+    }
+    *len = adv;
+    return c;
 }
 
-/* One match of an added token in s[from..n): returns false when none. */
+/* HF's word character for single_word: char::is_alphanumeric() or '_' (letters and numbers;
+ * invalid bytes, which HF can never receive, count as non-word). */
+static bool word_cp(uint32_t c) {
+    if (c < 0x80)
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    return c != 0xFFFFFFFFu && tok_is_alnum(c);
+}
+
+/* One match of an added token in s[from..n): returns false when none. Matching is leftmost,
+ * then longest, non-overlapping, like HF's Aho-Corasick scan: a match that single_word rejects
+ * is skipped whole and the scan resumes at its end. lstrip/rstrip then widen an accepted match
+ * over Unicode whitespace (char::is_whitespace), never back past `from`. */
 static bool added_find(const wick_tokenizer *t, int set, const char *s, size_t n, size_t from,
                        size_t *ms, size_t *me, int32_t *id) {
     const int32_t *off = t->am_off[set];
-    for (size_t i = from; i < n; i++) {
+    size_t i = from;
+    while (i < n) {
         unsigned char b = (unsigned char)s[i];
-        for (int32_t k = off[b]; k < off[b + 1]; k++) {
-            const tok_added *a = &t->added[t->am_idx[set][k]];
-            if (a->len > n - i || memcmp(s + i, a->content, a->len) != 0) continue;
-            size_t e = i + a->len;
-            if (a->single_word && ((i > 0 && word_byte((unsigned char)s[i - 1])) ||
-                                   (e < n && word_byte((unsigned char)s[e]))))
-                continue;
-            size_t st = i;
-            if (a->lstrip)
-                while (st > from && ascii_ws((unsigned char)s[st - 1])) st--;
-            if (a->rstrip)
-                while (e < n && ascii_ws((unsigned char)s[e])) e++;
-            *ms = st;
-            *me = e;
-            *id = a->id;
-            return true;
+        const tok_added *a = NULL;
+        for (int32_t k = off[b]; k < off[b + 1]; k++) {  /* longest first within the bucket */
+            const tok_added *c = &t->added[t->am_idx[set][k]];
+            if (c->len <= n - i && memcmp(s + i, c->content, c->len) == 0) {
+                a = c;
+                break;
+            }
         }
+        if (!a) {
+            i++;
+            continue;
+        }
+        size_t e = i + a->len, cl;
+        if (a->single_word) {
+            bool left_word = i > 0 && word_cp(cp_before(s, 0, i, &cl));
+            bool right_word = e < n && word_cp(tok_utf8_decode((const unsigned char *)s + e, n - e, &cl));
+            if (left_word || right_word) {
+                i = e;
+                continue;
+            }
+        }
+        size_t st = i;
+        if (a->lstrip)
+            while (st > from && tok_is_ws(cp_before(s, from, st, &cl))) st -= cl;
+        if (a->rstrip)
+            while (e < n && tok_is_ws(tok_utf8_decode((const unsigned char *)s + e, n - e, &cl))) e += cl;
+        *ms = st;
+        *me = e;
+        *id = a->id;
+        return true;
     }
     return false;
 }

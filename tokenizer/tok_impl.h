@@ -224,6 +224,11 @@ bool tok_model_word(const wick_tokenizer *t, const char *w, size_t n, tok_scratc
 /* tok_load.c */
 uint32_t tok_utf8_decode(const unsigned char *s, size_t n, size_t *adv);  /* 0xFFFFFFFF bad */
 size_t tok_utf8_encode(uint32_t cp, char *out);
+/* Unicode White_Space (Rust char::is_whitespace); false for 0xFFFFFFFF. */
+bool tok_is_ws(uint32_t c);
+/* Letter or number (L* or N* categories: Rust char::is_alphanumeric, less the few combining
+ * marks that Unicode also calls Alphabetic). */
+bool tok_is_alnum(uint32_t c);
 /* length of the valid UTF-8 sequence at s (0 when invalid or truncated) */
 size_t tok_utf8_valid_len(const unsigned char *s, size_t n);
 extern const uint16_t tok_byte_to_cp[256];  /* GPT-2 byte-level alphabet */
