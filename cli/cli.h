@@ -18,6 +18,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_create_random(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 int bench_stream(int argc, char **argv); /* cli/bench_stream.c */
 
 /* Prints "wick <cmd>: <msg>: <wick_last_error()>" to stderr and returns 1. */
@@ -27,5 +28,11 @@ int cli_parse_ids(const char *cmd, const char *s, int32_t **out);
 /* Parses an int option value, printing a usage error on failure. */
 bool cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 bool cli_parse_float(const char *cmd, const char *opt, const char *s, double *out);
+
+/* "DIR[:scale]" -> malloc'd DIR and scale (1 when absent). false on a usage error (printed). */
+bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *scale);
+/* Loads the adapter spec into `m` (registered as "cli") and selects it on `s`. Returns an exit
+ * code (0 ok). */
+int cli_use_adapter(const char *cmd, wick_model *m, wick_session *s, const char *spec);
 
 #endif

@@ -21,7 +21,8 @@ static int usage(FILE *f) {
                "                     [--system TEXT] [--json] [generation options]\n"
                "Streams the generated text to stdout; --json prints one JSON object per token\n"
                "and a final object with finish_reason, counts and speeds.\n"
-               "  --chat     render the tokenizer's chat template around the prompt (user turn)\n\n");
+               "  --chat     render the tokenizer's chat template around the prompt (user turn)\n"
+               "  --adapter DIR[:scale]   apply a PEFT LoRA folder (unmerged; scale x alpha/r)\n\n");
     gen_opts_usage(f);
     return f == stdout ? 0 : 2;
 }
@@ -55,7 +56,7 @@ static int tokenize_prompt(const wick_tokenizer *tok, const char *text, bool cha
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *ids_s = NULL, *text = NULL, *system = NULL;
+    const char *model = NULL, *ids_s = NULL, *text = NULL, *system = NULL, *adapter = NULL;
     bool json = false, chat = false;
     gen_opts o;
     gen_opts_init(&o);
@@ -70,6 +71,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--prompt-ids") && has) ids_s = argv[++i];
         else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has) text = argv[++i];
         else if (!strcmp(a, "--system") && has) system = argv[++i];
+        else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--chat")) chat = true;
         else {
@@ -127,6 +129,7 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_fail("generate", "cannot create session");
         goto out;
     }
+    if (adapter && (rc = cli_use_adapter("generate", m, s, adapter))) goto out;
     if (wick_gen_start(s, ids, n, &o.p, &g) != WICK_OK) {
         rc = cli_fail("generate", "cannot start generation");
         goto out;

@@ -83,14 +83,15 @@ int cmd_info(int argc, char **argv) {
 
 static int usage_logits(FILE *f) {
     fprintf(f, "usage: wick logits -m MODEL_DIR --ids 1,2,3 [--out FILE.safetensors] "
-               "[--threads N] [--kernels auto|ref]\n"
+               "[--threads N] [--kernels auto|ref] [--adapter DIR[:scale]]\n"
                "Runs one forward pass over the ids and writes an F32 tensor \"logits\" of shape\n"
-               "[n_ids, vocab] (every position); prints the top-5 of the last position.\n");
+               "[n_ids, vocab] (every position); prints the top-5 of the last position.\n"
+               "--adapter applies a PEFT LoRA folder unmerged, scale multiplying its alpha/r.\n");
     return f == stdout ? 0 : 2;
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *model = NULL, *ids_s = NULL, *out = NULL, *kern = "auto";
+    const char *model = NULL, *ids_s = NULL, *out = NULL, *kern = "auto", *adapter = NULL;
     long threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -100,6 +101,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--ids") && has) ids_s = argv[++i];
         else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && has) out = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
+        else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
         else if ((!strcmp(a, "--threads") || !strcmp(a, "-t")) && has) {
             if (!cli_parse_int("logits", a, argv[++i], 0, 1024, &threads)) return 2;
         } else {
@@ -135,6 +137,7 @@ int cmd_logits(int argc, char **argv) {
         rc = cli_fail("logits", "cannot create session");
         goto out;
     }
+    if (adapter && (rc = cli_use_adapter("logits", m, s, adapter))) goto out;
     logits = malloc(sizeof(float) * (size_t)n * in.n_vocab);
     if (!logits) {
         fprintf(stderr, "wick logits: out of memory for %d x %d logits\n", n, in.n_vocab);

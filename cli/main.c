@@ -14,6 +14,7 @@
 #pragma weak cmd_info
 #pragma weak cmd_logits
 #pragma weak cmd_generate
+#pragma weak cmd_merge
 
 static const struct command {
     const char *name;
@@ -28,7 +29,8 @@ static const struct command {
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"template", cmd_template, "render a chat template for a list of messages"},
     {"create-random", cmd_create_random, "write a seeded random model folder of a real shape"},
-    {"bench", cmd_bench, "benchmarks (bench kernels|generate|...)"},
+    {"merge", cmd_merge, "fold a LoRA adapter into a model and write a new model folder"},
+    {"bench", cmd_bench, "benchmarks (bench generate|adapters|...)"},
 };
 
 static void usage(FILE *f) {
