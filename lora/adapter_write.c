@@ -38,18 +38,21 @@ static void replace(cJSON *o, const char *key, cJSON *v) {
     else cJSON_AddItemToObject(o, key, v);
 }
 
-/* Sorts an object's members by key (PEFT writes json.dumps(sort_keys=True)). */
-static void sort_keys(cJSON *o) {
+/* Sorts an object's members by key (PEFT writes json.dumps(sort_keys=True)): detach all,
+ * sort, re-append (cJSON_AddItemToArray keeps each member's key). */
+static int cmp_keys(const void *x, const void *y) {
+    return strcmp((*(cJSON *const *)x)->string, (*(cJSON *const *)y)->string);
+}
+
+static bool sort_keys(cJSON *o) {
     int n = cJSON_GetArraySize(o);
-    for (int i = 1; i < n; i++) {
-        for (int j = i; j > 0; j--) {
-            cJSON *a = cJSON_GetArrayItem(o, j - 1), *b = cJSON_GetArrayItem(o, j);
-            if (strcmp(a->string, b->string) <= 0) break;
-            cJSON_DetachItemViaPointer(o, b);
-            /* insert b before a */
-            cJSON_InsertItemInArray(o, j - 1, b);
-        }
-    }
+    cJSON **items = malloc(sizeof *items * (size_t)(n ? n : 1));
+    if (!items) return false;
+    for (int i = 0; i < n; i++) items[i] = cJSON_DetachItemFromArray(o, 0);
+    qsort(items, (size_t)n, sizeof *items, cmp_keys);
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(o, items[i]);
+    free(items);
+    return true;
 }
 
 static int cmp_names(const void *x, const void *y) {
@@ -159,8 +162,7 @@ wick_status lora_adapter_write(const wick_adapter *a, const char *out_dir, const
     ensure(cfg, "task_type", cJSON_CreateString("CAUSAL_LM"));
     replace(cfg, "use_dora", cJSON_CreateFalse());
     ensure(cfg, "use_rslora", cJSON_CreateFalse());
-    sort_keys(cfg);
-    json = cJSON_Print(cfg);
+    json = sort_keys(cfg) ? cJSON_Print(cfg) : NULL;
     cpath = path_join(out_dir, "adapter_config.json");
     wpath = path_join(out_dir, "adapter_model.safetensors");
     if (!json || !cpath || !wpath) {

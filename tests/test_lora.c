@@ -261,6 +261,30 @@ static void test_save_roundtrip(void **state) {
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(c, "target_modules")), 7);
     cJSON_Delete(c);
     free(cj); free(w1); free(w2); free(po); free(pm);
+    /* an adapter made in memory (no config read) saves with a complete config and reloads */
+    wick_adapter *rnd = NULL;
+    assert_int_equal(lora_adapter_random(m, 3, 6.0f, (1u << LORA_K) | (1u << LORA_DOWN), 7, &rnd),
+                     WICK_OK);
+    assert_int_equal(lora_registry_add(m, rnd, "rnd"), WICK_OK);
+    char *t3 = tu_mkdtemp();
+    assert_int_equal(wick_adapter_save(m, "rnd", t3), WICK_OK);
+    if (wick_adapter_load(m, t3, "rnd2") != WICK_OK) fail_msg("reload: %s", wick_last_error());
+    wick_adapter *r2 = lora_registry_get(m, "rnd2");
+    const lora_pair *pa = lora_get(rnd, 1, LORA_DOWN), *pb = lora_get(r2, 1, LORA_DOWN);
+    assert_non_null(pb->A.data);
+    assert_null(lora_get(r2, 1, LORA_Q)->A.data);
+    assert_memory_equal(pa->A.data, pb->A.data, sizeof(float) * 3 * 176);
+    assert_memory_equal(pa->B.data, pb->B.data, sizeof(float) * 64 * 3);
+    assert_true(pb->scale == 2.0f);
+    lora_adapter_release(r2);
+    cj = read_file(t3, "adapter_config.json", &cl);
+    c = cJSON_Parse(cj);
+    for (size_t i = 0; i < sizeof req / sizeof req[0]; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(c, req[i])) fail_msg("missing field %s", req[i]);
+    cJSON_Delete(c);
+    free(cj);
+    tu_rmdir_rf(t3);
+    free(t3);
     /* save of an unknown name */
     assert_int_equal(wick_adapter_save(m, "nope", t2), WICK_ERR_NOT_FOUND);
     tu_rmdir_rf(t1); tu_rmdir_rf(t2);
