@@ -448,7 +448,10 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
     float inv_t = greedy ? 1.0f : 1.0f / s->p.temperature;
     if (isinf(inv_t)) inv_t = FLT_MAX; /* denormal temperature: as peaked as floats allow */
     sampler_exp_stats st;
-    sampler_exp_pass(logits, n, xmax, inv_t, s->d, s->w, s->block, &st);
+    /* Greedy without alternatives needs only the normaliser: skip storing d and w. */
+    const bool sums_only = greedy && s->n_top == 0;
+    if (sums_only) sampler_exp_pass_sums(logits, n, xmax, inv_t, s->d, s->w, s->block, &st);
+    else sampler_exp_pass(logits, n, xmax, inv_t, s->d, s->w, s->block, &st);
     const double log_z = log(st.z); /* z >= 1: the max token has w = 1 */
     const sampler_params *p = &s->p;
     if (s->n_top > 0 || (!greedy && ((p->top_k > 0 && p->top_k < n) || p->top_p < 1.0f)))
@@ -458,11 +461,7 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
     int32_t id = -1;
     double w_set = st.z; /* normaliser of the final distribution */
     if (greedy) {
-        for (int i = 0; i < n; i++)
-            if (logits[i] == xmax) {
-                id = i;
-                break;
-            }
+        id = sampler_find_first(logits, n, xmax);
     } else {
         /* The surviving set is implicit (every non-banned token) until a stage shrinks it;
          * then it lives in s->cand[0..nc). */
@@ -540,9 +539,11 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
 
     out->id = id;
     out->logit = raw_logit(s, logits, id);
-    out->logprob = (float)((double)s->d[id] - log(w_set));
-    out->prob = (float)((double)s->w[id] / w_set);
-    out->full_logprob = (float)((double)s->d[id] - log_z);
+    /* For greedy d[id] = 0 and w[id] = 1 exactly (logits[id] == xmax); d/w may be unset. */
+    float d_id = greedy ? 0.0f : s->d[id], w_id = greedy ? 1.0f : s->w[id];
+    out->logprob = (float)((double)d_id - log(w_set));
+    out->prob = (float)((double)w_id / w_set);
+    out->full_logprob = (float)((double)d_id - log_z);
     out->n_top = s->n_top;
     out->top = s->top;
     return WICK_OK;

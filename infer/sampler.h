@@ -59,7 +59,10 @@
  * subsample estimates a threshold, a gather pass collects the candidates that can matter (checked
  * exactly, retried lower if short), and an exact
  * histogram selection (stable, recursive) finds the top-k / top-p / typical boundaries.
- * See bench/bench_sampler.c.
+ * AVX-512 CPUs scan the max, gather candidates (compress) and find the greedy argmax with
+ * sampler_avx512.c; weights always come from the AVX2 (or SSE) exp. Sums over survivors use
+ * four partial sums, so they may differ from one chain in the last bits; the drawn id changes
+ * only if the draw falls within that rounding of a boundary. See bench/bench_sampler.c.
  *
  * Threads: a sampler is used by one thread at a time; different samplers are independent.
  */
@@ -178,7 +181,8 @@ extern const float sampler_ladder[SAMPLER_LADDER];
 void sampler_exp_pass(const float *x, int n, float xmax, float inv_t, float *d, float *w,
                       double *block, sampler_exp_stats *st);
 
-/* The AVX2+FMA variant (sampler_avx2.c); sampler_exp_pass dispatches to it at run time. */
+/* The AVX2+FMA variant (sampler_avx2.c); sampler_exp_pass dispatches to it at run time. It
+ * also accepts d == w == NULL (nothing stored, sums only); sampler_exp_pass_sums uses that. */
 void sampler_exp_pass_avx2(const float *x, int n, float xmax, float inv_t, float *d, float *w,
                            double *block, sampler_exp_stats *st);
 
@@ -186,6 +190,14 @@ void sampler_exp_pass_avx2(const float *x, int n, float xmax, float inv_t, float
  * stride; exact for stride 1) into st. Estimates only pick a starting gather threshold, which
  * the caller then verifies, so they never affect results. */
 void sampler_ladder_pass(const float *d, const float *w, int n, int stride, sampler_exp_stats *st);
+
+/* Like sampler_exp_pass without storing d and w (block is still filled); same sums. */
+void sampler_exp_pass_sums(const float *x, int n, float xmax, float inv_t, float *d, float *w,
+                           double *block, sampler_exp_stats *st);
+
+/* Index of the first i with x[i] == v, or -1. */
+int sampler_find_first(const float *x, int n, float v);
+int sampler_find_first_avx512(const float *x, int n, float v);
 
 /* *xmax = max of x[0..n) (n >= 1); returns nonzero when some x is NaN or +inf (*xmax is then
  * meaningless). Dispatches to the AVX-512 version when the CPU has it. */

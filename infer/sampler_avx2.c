@@ -61,7 +61,8 @@ void sampler_exp_pass_avx2(const float *x, int n, float xmax, float inv_t, float
             v8f dc = select8(dv < dlo, dlo, dv); /* 0 * -87, not 0 * -inf = NaN */
             zacc += e;
             sacc += e * dc;
-            if (m == 8) {
+            if (!d) { /* sums only (greedy without alternatives) */
+            } else if (m == 8) {
                 memcpy(d + i, &dv, sizeof dv);
                 memcpy(w + i, &e, sizeof e);
             } else {

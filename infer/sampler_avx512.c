@@ -87,3 +87,15 @@ int sampler_gather_avx512(const float *d, const float *w, int n, float thr, samp
     }
     return m;
 }
+
+int sampler_find_first_avx512(const float *x, int n, float v) {
+    const __m512 vv = _mm512_set1_ps(v);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __mmask16 k = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), vv, _CMP_EQ_OQ);
+        if (k) return i + __builtin_ctz((unsigned)k);
+    }
+    for (; i < n; i++)
+        if (x[i] == v) return i;
+    return -1;
+}

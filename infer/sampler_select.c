@@ -16,6 +16,7 @@
 
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
+_Static_assert(sizeof(sampler_cand) == 16, "select_rec copies a candidate as one 16-byte vector");
 
 /* Thresholds on d = (logit - max) / T, highest first. The exp pass counts tokens and sums mass
  * above each, so that a later gather can pick the tightest threshold that provably contains the
@@ -209,11 +210,20 @@ static int select_rec(sampler_cand *c, sampler_cand *tmp, int n, bool by_mass, d
         sampler_sort_cands(c, n);
         return walk_prefix(c, n, by_mass, target);
     }
-    float lo = c[0].key, hi = c[0].key;
-    for (int i = 1; i < n; i++) {
-        float k = c[i].key;
+    /* Two independent min/max chains per loop step (n > SEL_SMALL here). */
+    float lo = c[0].key, hi = c[0].key, lo2 = lo, hi2 = hi;
+    for (int i = 1; i + 1 < n; i += 2) {
+        float k = c[i].key, k2 = c[i + 1].key;
         lo = k < lo ? k : lo;
         hi = k > hi ? k : hi;
+        lo2 = k2 < lo2 ? k2 : lo2;
+        hi2 = k2 > hi2 ? k2 : hi2;
+    }
+    lo = lo2 < lo ? lo2 : lo;
+    hi = hi2 > hi ? hi2 : hi;
+    if (n % 2 == 0) { /* the loop stopped before the last entry */
+        lo = c[n - 1].key < lo ? c[n - 1].key : lo;
+        hi = c[n - 1].key > hi ? c[n - 1].key : hi;
     }
     float scale = (float)SEL_BUCKETS / (hi - lo);
     if (lo == hi) {
@@ -281,10 +291,11 @@ static int select_rec(sampler_cand *c, sampler_cand *tmp, int n, bool by_mass, d
     for (i = 0; i < n; i++) {
         int b = (int)((c[i].key - lo) * scale);
         b = b < SEL_BUCKETS - 1 ? b : SEL_BUCKETS - 1;
-        sampler_cand ci = c[i];
-        c[ia] = ci;
+        v4f ci; /* the 16-byte struct as one vector: one load, two stores */
+        memcpy(&ci, &c[i], sizeof ci);
+        memcpy(&c[ia], &ci, sizeof ci);
         ia += b < cb;
-        tmp[ic] = ci;
+        memcpy(&tmp[ic], &ci, sizeof ci);
         ic += b == cb;
     }
     memcpy(c + na, tmp, (size_t)ic * sizeof *c);
@@ -301,6 +312,26 @@ int sampler_select_prefix(sampler_cand *c, sampler_cand *tmp, int n, bool by_mas
     }
     int r = select_rec(c, tmp, n, by_mass, target, 0);
     return r < 1 ? 1 : r;
+}
+
+void sampler_exp_pass_sums(const float *x, int n, float xmax, float inv_t, float *d, float *w,
+                           double *block, sampler_exp_stats *st) {
+#ifdef SAMPLER_HAVE_AVX2
+    if (cpu_paths() & 1) {
+        sampler_exp_pass_avx2(x, n, xmax, inv_t, NULL, NULL, block, st);
+        return;
+    }
+#endif
+    exp_pass_sse(x, n, xmax, inv_t, d, w, block, st); /* the baseline path stores anyway */
+}
+
+int sampler_find_first(const float *x, int n, float v) {
+#ifdef SAMPLER_HAVE_AVX2
+    if (cpu_paths() & 2) return sampler_find_first_avx512(x, n, v);
+#endif
+    for (int i = 0; i < n; i++)
+        if (x[i] == v) return i;
+    return -1;
 }
 
 int sampler_scan_max(const float *x, int n, float *xmax) {
