@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/fileio.h"
 #include "tokenizer/tok_components.h"
+#include "tokenizer/tok_json.h"
 #include "tokenizer/tokenizer_internal.h"
 
 static char *dupn(const char *s, size_t n) {
@@ -172,58 +173,87 @@ static wick_status read_vocab_obj(wick_tokenizer *t, const char *file, const cJS
     return WICK_OK;
 }
 
+/* Registers merge number `rank`: (a, b) -> the token a + b (b without the continuing-subword
+ * prefix). m is scratch. */
+static wick_status add_merge(wick_tokenizer *t, const char *file, int rank, const char *a,
+                             size_t al, const char *b, size_t bl, tok_buf *m) {
+    size_t pl = t->cont_prefix ? strlen(t->cont_prefix) : 0;
+    int32_t ia = tok_smap_get(&t->vocab, a, al), ib = tok_smap_get(&t->vocab, b, bl);
+    m->len = 0;
+    size_t skip = (pl && bl >= pl && memcmp(b, t->cont_prefix, pl) == 0) ? pl : 0;
+    if (!tok_buf_put(m, a, al) || !tok_buf_put(m, b + skip, bl - skip))
+        return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    int32_t im = tok_smap_get(&t->vocab, m->p, m->len);
+    if (ia < 0 || ib < 0 || im < 0) {
+        const char *w = ia < 0 ? a : ib < 0 ? b : m->p;
+        int wl = (int)(ia < 0 ? al : ib < 0 ? bl : m->len);
+        return err_set(WICK_ERR_FORMAT, "%s: model.merges[%d]: token '%.*s' of the merge is not in the vocab",
+                       file, rank, wl, w);
+    }
+    if (!tok_pmap_put(&t->merges, ia, ib, rank, im)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    return WICK_OK;
+}
+
 static wick_status read_merges(wick_tokenizer *t, const char *file, const cJSON *merges) {
     if (!merges) return WICK_OK;
     if (!cJSON_IsArray(merges)) return err_set(WICK_ERR_FORMAT, "%s: model.merges: expected an array", file);
     int n = cJSON_GetArraySize(merges);
     if (!tok_pmap_init(&t->merges, (size_t)n + 16)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-    size_t pl = t->cont_prefix ? strlen(t->cont_prefix) : 0;
     tok_buf m = {0};
     int rank = 0;
-    for (const cJSON *e = merges->child; e; e = e->next, rank++) {
-        const char *a, *b;
-        size_t al, bl;
+    wick_status st = WICK_OK;
+    for (const cJSON *e = merges->child; !st && e; e = e->next, rank++) {
         if (cJSON_IsString(e)) {
             const char *sp = strchr(e->valuestring, ' ');
-            if (!sp) {
-                tok_buf_free(&m);
-                return err_set(WICK_ERR_FORMAT, "%s: model.merges[%d]: '%s' is not \"a b\"", file, rank, e->valuestring);
-            }
-            a = e->valuestring;
-            al = (size_t)(sp - a);
-            b = sp + 1;
-            bl = strlen(b);
+            if (!sp)
+                st = err_set(WICK_ERR_FORMAT, "%s: model.merges[%d]: '%s' is not \"a b\"", file, rank, e->valuestring);
+            else
+                st = add_merge(t, file, rank, e->valuestring, (size_t)(sp - e->valuestring), sp + 1,
+                               strlen(sp + 1), &m);
         } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
                    cJSON_IsString(e->child->next)) {
-            a = e->child->valuestring;
-            al = strlen(a);
-            b = e->child->next->valuestring;
-            bl = strlen(b);
+            const char *a = e->child->valuestring, *b = e->child->next->valuestring;
+            st = add_merge(t, file, rank, a, strlen(a), b, strlen(b), &m);
         } else {
-            tok_buf_free(&m);
-            return err_set(WICK_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\" or [a, b]", file, rank);
-        }
-        int32_t ia = tok_smap_get(&t->vocab, a, al), ib = tok_smap_get(&t->vocab, b, bl);
-        m.len = 0;
-        size_t skip = (pl && bl >= pl && memcmp(b, t->cont_prefix, pl) == 0) ? pl : 0;
-        if (!tok_buf_put(&m, a, al) || !tok_buf_put(&m, b + skip, bl - skip)) {
-            tok_buf_free(&m);
-            return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-        }
-        int32_t im = tok_smap_get(&t->vocab, m.p, m.len);
-        if (ia < 0 || ib < 0 || im < 0) {
-            wick_status st = err_set(WICK_ERR_FORMAT, "%s: model.merges[%d]: token '%s' of the merge is not in the vocab",
-                                     file, rank, ia < 0 ? a : ib < 0 ? b : m.p);
-            tok_buf_free(&m);
-            return st;
-        }
-        if (!tok_pmap_put(&t->merges, ia, ib, rank, im)) {
-            tok_buf_free(&m);
-            return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+            st = err_set(WICK_ERR_FORMAT, "%s: model.merges[%d]: expected \"a b\" or [a, b]", file, rank);
         }
     }
     tok_buf_free(&m);
+    return st;
+}
+
+/* The streamed forms (tok_json.c) of model.vocab and model.merges. */
+static wick_status read_vocab_fast(wick_tokenizer *t, const char *file, tok_jstrs *jv) {
+    int64_t maxid = -1;
+    for (size_t k = 0; k < jv->n; k++)
+        if (jv->e[k].num > maxid) maxid = jv->e[k].num;
+    if (!tok_smap_init(&t->vocab, jv->n + 1024) || !ensure_ids(t, (int32_t)(maxid + 1)))
+        return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    t->strs = jv->arena.p;  /* the tokenizer owns the arena from here on */
+    jv->arena = (tok_buf){0};
+    for (size_t k = 0; k < jv->n; k++) {
+        char *p = t->strs + jv->e[k].off;
+        int32_t id = (int32_t)jv->e[k].num;
+        t->id_str[id] = p;
+        t->id_len[id] = jv->e[k].len;
+        if (!tok_smap_put(&t->vocab, p, jv->e[k].len, id)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    }
     return WICK_OK;
+}
+
+static wick_status read_merges_fast(wick_tokenizer *t, const char *file, const tok_jstrs *jm) {
+    size_t n = jm->n / 2;
+    if (n > INT32_MAX / 2 || !tok_pmap_init(&t->merges, n + 16))
+        return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    tok_buf m = {0};
+    wick_status st = WICK_OK;
+    const char *ar = jm->arena.p;
+    for (size_t k = 0; !st && k < n; k++) {
+        const tok_jent *a = &jm->e[2 * k], *b = &jm->e[2 * k + 1];
+        st = add_merge(t, file, (int)k, ar + a->off, a->len, ar + b->off, b->len, &m);
+    }
+    tok_buf_free(&m);
+    return st;
 }
 
 static const char *jstr(const cJSON *o, const char *k) {
@@ -231,7 +261,10 @@ static const char *jstr(const cJSON *o, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *model) {
+/* jv/jm: model.vocab / model.merges already streamed from the text (tok_json.c), or NULL to
+ * read them from the cJSON tree. */
+static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *model,
+                              tok_jstrs *jv, const tok_jstrs *jm) {
     if (!cJSON_IsObject(model)) return err_set(WICK_ERR_FORMAT, "%s: model: missing", file);
     const char *ty = jstr(model, "type");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
@@ -258,13 +291,15 @@ static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *
     } else {
         return err_set(WICK_ERR_UNSUPPORTED, "%s: model: unsupported type '%s'", file, ty);
     }
-    wick_status st = read_vocab_obj(t, file, cJSON_GetObjectItemCaseSensitive(model, "vocab"));
+    wick_status st = jv ? read_vocab_fast(t, file, jv)
+                        : read_vocab_obj(t, file, cJSON_GetObjectItemCaseSensitive(model, "vocab"));
     if (st) return st;
     t->unk_id = unk ? tok_smap_get(&t->vocab, unk, strlen(unk)) : -1;
     if (t->model == MODEL_WORDPIECE && t->unk_id < 0)
         return err_set(WICK_ERR_FORMAT, "%s: model.unk_token: '%s' is not in the vocab", file, unk);
     index_vocab(t);
-    return t->model == MODEL_BPE ? read_merges(t, file, merges) : WICK_OK;
+    if (t->model != MODEL_BPE) return WICK_OK;
+    return jm ? read_merges_fast(t, file, jm) : read_merges(t, file, merges);
 }
 
 static wick_status read_tokenizer_json(wick_tokenizer *t, const char *file) {
@@ -272,14 +307,32 @@ static wick_status read_tokenizer_json(wick_tokenizer *t, const char *file) {
     size_t len = 0;
     wick_status st = file_read_all(file, &text, &len);
     if (st) return st;
+    /* Stream the two huge sections, then blank them out ({} / [] and spaces) so that cJSON
+     * builds a tree of the small rest only. Any surprise: leave the text alone, all cJSON. */
+    tok_span vs, ms;
+    tok_jstrs jv = {0}, jm = {0};
+    bool fast = tok_json_find_sections(text, len, &vs, &ms) && tok_json_read_vocab(text, &vs, &jv) &&
+                (!ms.found || tok_json_read_merges(text, &ms, &jm));
+    if (fast) {
+        memset(text + vs.a + 1, ' ', vs.b - vs.a - 2);
+        if (ms.found) memset(text + ms.a + 1, ' ', ms.b - ms.a - 2);
+    } else {
+        tok_jstrs_free(&jv);
+        tok_jstrs_free(&jm);
+    }
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
-    if (!root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", file);
-    if (!cJSON_IsObject(root)) {
+    if (!root || !cJSON_IsObject(root)) {
+        tok_jstrs_free(&jv);
+        tok_jstrs_free(&jm);
+        if (!root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", file);
         cJSON_Delete(root);
         return err_set(WICK_ERR_FORMAT, "%s: expected a JSON object at the top level", file);
     }
-    st = read_model(t, file, cJSON_GetObjectItemCaseSensitive(root, "model"));
+    st = read_model(t, file, cJSON_GetObjectItemCaseSensitive(root, "model"), fast ? &jv : NULL,
+                    fast && ms.found ? &jm : NULL);
+    tok_jstrs_free(&jv);
+    tok_jstrs_free(&jm);
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     int i = 0;
     for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; !st && a; a = a->next, i++) {
