@@ -155,12 +155,62 @@ static void test_normal_forms_fast_path(void **st) {
     }
 }
 
+/* model.vocab / model.merges are streamed from the text (tok_json.c): escapes decode as cJSON
+ * decodes them, both merge forms work, and shapes outside the fast path still load (or fail)
+ * through cJSON. */
+static void test_streamed_sections(void **st) {
+    (void)st;
+    char *dir;
+    /* \u escapes (BMP and a surrogate pair), \" and \\ in keys; merges as pairs */
+    const char *js =
+        "{\"added_tokens\":[],\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,"
+        "\"\\u00e9\":3,\"\\ud83d\\ude00\":4,\"\\\"\":5,\"\\\\\":6,\"\\\"\\\\\":7},"
+        "\"merges\":[[\"a\",\"b\"],[\"\\\"\",\"\\\\\"]]},\"normalizer\":null,\"pre_tokenizer\":null}";
+    wick_tokenizer *t = load_json(js, &dir);
+    assert_int_equal(wick_token_id(t, "\xC3\xA9"), 3);
+    assert_int_equal(wick_token_id(t, "\xF0\x9F\x98\x80"), 4);
+    assert_string_equal(wick_token_str(t, 7), "\"\\");
+    EXPECT(t, "ab\xC3\xA9\"\\", 2, 3, 7);
+    finish(t, dir);
+    /* merges as "a b" strings, whitespace everywhere the grammar allows it */
+    js = "{ \"model\" : { \"merges\" : [ \"a b\" ] ,\n\"vocab\" : { \"a\" : 0 , \"b\" : 1 , \"ab\" : 2 } ,"
+         " \"type\" : \"BPE\" } }";
+    t = load_json(js, &dir);
+    EXPECT(t, "abba", 2, 1, 0);
+    finish(t, dir);
+    /* not the fast shape (a float id): cJSON reads it; a negative id still fails */
+    t = load_json("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0.0,\"b\":1},\"merges\":[]}}", &dir);
+    EXPECT(t, "ab", 0, 1);
+    finish(t, dir);
+    dir = tu_mkdtemp();
+    char p[4096];
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    static const char *bad[] = {
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-1},\"merges\":[]}}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a c\"]}}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"ac\"]}}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[[\"a\"]]}}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\\ud800\":0},\"merges\":[]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tu_write_file(p, bad[i], strlen(bad[i]));
+        wick_tokenizer *b = NULL;
+        assert_int_equal(wick_tokenizer_load(p, &b), WICK_ERR_FORMAT);
+        assert_null(b);
+        assert_non_null(strstr(wick_last_error(), "tokenizer.json"));
+    }
+    tu_rmdir_rf(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_added_tokens),
         cmocka_unit_test(test_lowercase),
         cmocka_unit_test(test_metaspace_first),
         cmocka_unit_test(test_normal_forms_fast_path),
+        cmocka_unit_test(test_streamed_sections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
