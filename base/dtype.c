@@ -1,22 +1,40 @@
-/* dtype.c — dtype names, sizes and IEEE half-precision conversion. */
+/* dtype.c — dtype names, sizes (scalar and block-quantized) and IEEE half-precision
+ * conversion. Not here: the quantized block layouts themselves (kernels/quant.h). */
 #include "base/dtype.h"
 
 #include <math.h>
 
-static const struct { const char *name; size_t size; } k_dtypes[DT_COUNT_] = {
-    [DT_F32] = {"F32", 4}, [DT_F16] = {"F16", 2}, [DT_BF16] = {"BF16", 2},
-    [DT_F64] = {"F64", 8}, [DT_I64] = {"I64", 8}, [DT_I32] = {"I32", 4},
-    [DT_I16] = {"I16", 2}, [DT_I8] = {"I8", 1}, [DT_U8] = {"U8", 1}, [DT_BOOL] = {"BOOL", 1},
+/* block = elements per block, bytes = bytes per block (for scalars: 1 and the element size) */
+static const struct { const char *name; int block; size_t bytes; } k_dtypes[DT_COUNT_] = {
+    [DT_F32] = {"F32", 1, 4}, [DT_F16] = {"F16", 1, 2}, [DT_BF16] = {"BF16", 1, 2},
+    [DT_F64] = {"F64", 1, 8}, [DT_I64] = {"I64", 1, 8}, [DT_I32] = {"I32", 1, 4},
+    [DT_I16] = {"I16", 1, 2}, [DT_I8] = {"I8", 1, 1}, [DT_U8] = {"U8", 1, 1},
+    [DT_BOOL] = {"BOOL", 1, 1},
+    [DT_Q8_0] = {"Q8_0", 32, 34}, [DT_Q4_0] = {"Q4_0", 32, 18},
+    [DT_Q4_K] = {"Q4_K", 256, 144}, [DT_Q6_K] = {"Q6_K", 256, 210},
 };
 
-size_t dtype_size(dtype dt) { return (unsigned)dt < DT_COUNT_ ? k_dtypes[dt].size : 0; }
+size_t dtype_size(dtype dt) {
+    return (unsigned)dt < DT_COUNT_ && k_dtypes[dt].block == 1 ? k_dtypes[dt].bytes : 0;
+}
 
 const char *dtype_name(dtype dt) { return (unsigned)dt < DT_COUNT_ ? k_dtypes[dt].name : "?"; }
 
 int dtype_parse(const char *s) {
     for (int i = 0; i < DT_COUNT_; i++)
-        if (strcmp(s, k_dtypes[i].name) == 0) return i;
+        if (k_dtypes[i].block == 1 && strcmp(s, k_dtypes[i].name) == 0) return i;
     return -1;
+}
+
+int dtype_is_quant(dtype dt) { return (unsigned)dt < DT_COUNT_ && k_dtypes[dt].block > 1; }
+
+int dtype_block_size(dtype dt) { return (unsigned)dt < DT_COUNT_ ? k_dtypes[dt].block : 0; }
+
+size_t dtype_block_bytes(dtype dt) { return (unsigned)dt < DT_COUNT_ ? k_dtypes[dt].bytes : 0; }
+
+size_t dtype_row_bytes(dtype dt, int64_t n) {
+    if ((unsigned)dt >= DT_COUNT_ || n < 0 || n % k_dtypes[dt].block != 0) return 0;
+    return (size_t)(n / k_dtypes[dt].block) * k_dtypes[dt].bytes;
 }
 
 float f16_to_f32(uint16_t h) {

@@ -7,7 +7,9 @@
  *
  * Conventions: activations are f32, row-major. A weight matrix `wk_weight` is [rows, cols] =
  * [out_features, in_features] in its file dtype, as PyTorch's nn.Linear stores it, so
- * y = x·Wᵀ + b. `pool` may be NULL (single-threaded); ref kernels ignore it. Shapes with a
+ * y = x·Wᵀ + b. Quantized weights: ref dequantizes them to f32 (the exact definition); the
+ * CPU tables quantize the activations to 8-bit blocks for an integer dot product in decode
+ * (see kernels/quant.h: quant_dot_q8x defines that result). `pool` may be NULL (single-threaded); ref kernels ignore it. Shapes with a
  * zero dimension are valid and do nothing. No kernel allocates memory. */
 #ifndef WICK_KERNELS_H
 #define WICK_KERNELS_H
@@ -18,8 +20,10 @@
 #include "base/pool.h"
 
 typedef struct wk_weight {
-    const void *data;   /* rows * cols elements of dt, row-major, rows contiguous */
-    dtype dt;           /* DT_F32, DT_F16 or DT_BF16 */
+    const void *data;   /* rows * cols elements of dt, row-major, rows contiguous; for a
+                           block-quantized dt (kernels/quant.h) row r starts at byte
+                           r * dtype_row_bytes(dt, cols) and cols is a multiple of the block */
+    dtype dt;           /* DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q4_K or DT_Q6_K */
     int64_t rows, cols; /* (out_features, in_features) */
 } wk_weight;
 
@@ -64,6 +68,12 @@ typedef struct kernel_table {
 
     /* y[i] += x[i] for i < n. */
     void (*add)(wk_pool *pool, float *y, const float *x, long n);
+
+    /* Rotary embedding, interleaved layout (GGUF llama: llama.cpp's converter permutes the
+     * q/k rows so each rotated pair is adjacent). Same arguments as rope; pair (2j, 2j+1):
+     *   x'[2j] = x[2j]·c − x[2j+1]·s ;  x'[2j+1] = x[2j+1]·c + x[2j]·s. */
+    void (*rope_interleaved)(wk_pool *pool, float *x, int n, int n_heads, int head_dim,
+                             const float *cos, const float *sin);
 } kernel_table;
 
 /* The scalar reference table. */

@@ -11,8 +11,12 @@
  * with the pool's spinning workers). bf16/f16 weights are widened block by block into a
  * per-thread buffer for sgemm (see tl_buffer: allocated once per thread, never per token).
  *
- * Not here: quantized weights (model loading rejects them), the inner SIMD loops
- * (cpu_avx2.c, cpu_avx512.c, cpu_generic.c). */
+ * Quantized weights (Q8_0, Q4_0, Q4_K, Q6_K): the matvec path quantizes the activation rows
+ * to blk_q8x blocks (each thread quantizes all n rows into its own tl_buffer; that is n·cols
+ * work against rows·cols·n/threads for the dot products) and runs the ISA's integer dot
+ * kernel; the sgemm path dequantizes blocks of rows to f32 like bf16/f16.
+ *
+ * Not here: the inner SIMD loops (cpu_avx2.c, cpu_avx512.c, cpu_generic.c). */
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
@@ -102,16 +106,30 @@ typedef struct mm_ctx {
 static void mm_rows_matvec(const mm_ctx *c, int64_t r0, int64_t r1) {
     const wk_weight *W = c->W;
     const int64_t rows = W->rows, cols = W->cols;
-    int64_t row_bytes = cols * (int64_t)dtype_size(W->dt);
+    int64_t row_bytes = (int64_t)dtype_row_bytes(W->dt, cols);
     int64_t blk = row_bytes > 0 ? MV_BLOCK_BYTES / row_bytes : r1 - r0;
     if (blk < 4) blk = 4;
     if (c->n <= CPU_MV_NX) blk = r1 - r0; /* one pass reads every row once anyway */
+    blk_q8x *xq = NULL;
+    const int64_t nbx = cols / QK; /* activation blocks per row */
+    if (dtype_is_quant(W->dt)) {
+        /* floats needed for n rows of blocks, rounded up */
+        size_t nf = ((size_t)c->n * (size_t)nbx * sizeof(blk_q8x) + sizeof(float) - 1) / sizeof(float);
+        xq = (blk_q8x *)tl_buffer(nf ? nf : 1);
+        /* without the buffer, isa->matvec still computes the exact f32 result (slowly) */
+        for (int i = 0; xq && i < c->n; i++)
+            c->isa->quant_x(xq + (int64_t)i * nbx, c->x + (int64_t)i * cols, cols);
+    }
     for (int64_t b0 = r0; b0 < r1; b0 += blk) {
         int64_t b1 = b0 + blk < r1 ? b0 + blk : r1;
         for (int i0 = 0; i0 < c->n; i0 += CPU_MV_NX) {
             int nx = c->n - i0 < CPU_MV_NX ? c->n - i0 : CPU_MV_NX;
-            c->isa->matvec(c->y + (int64_t)i0 * rows, rows, c->x + (int64_t)i0 * cols, cols, nx,
-                           W, b0, b1);
+            if (xq)
+                c->isa->matvec_q(c->y + (int64_t)i0 * rows, rows, xq + (int64_t)i0 * nbx, nbx, nx,
+                                 W, b0, b1);
+            else
+                c->isa->matvec(c->y + (int64_t)i0 * rows, rows, c->x + (int64_t)i0 * cols, cols,
+                               nx, W, b0, b1);
         }
     }
 }
@@ -265,6 +283,32 @@ static void rope_task(void *vctx, int tid, int nt) {
     }
 }
 
+/* Interleaved rope (pairs 2j, 2j+1): a strided pattern that gains little from SIMD and is a
+ * tiny share of a token's time, so one plain loop serves every ISA. */
+static void rope_il_task(void *vctx, int tid, int nt) {
+    const ew_ctx *c = vctx;
+    const int half = c->d / 2;
+    long lo, hi;
+    pool_split(c->n * c->heads, nt, tid, 1, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        long i = it / c->heads, h = it % c->heads;
+        float *v = c->out + (i * c->heads + h) * c->d;
+        const float *cs = c->cos + i * half, *sn = c->sin + i * half;
+        for (int j = 0; j < half; j++) {
+            float a = v[2 * j], b = v[2 * j + 1];
+            v[2 * j] = a * cs[j] - b * sn[j];
+            v[2 * j + 1] = b * cs[j] + a * sn[j];
+        }
+    }
+}
+
+static void cpu_rope_il(wk_pool *pool, float *x, int n, int n_heads, int head_dim,
+                        const float *cos, const float *sin) {
+    if (n <= 0 || n_heads <= 0 || head_dim < 2) return;
+    ew_ctx c = {.out = x, .cos = cos, .sin = sin, .n = n, .d = head_dim, .heads = n_heads};
+    run_split(pool, (long)n * n_heads * head_dim, rope_il_task, &c);
+}
+
 static void cpu_rope(const cpu_isa *isa, wk_pool *pool, float *x, int n, int n_heads,
                      int head_dim, const float *cos, const float *sin) {
     if (n <= 0 || n_heads <= 0 || head_dim < 2) return;
@@ -350,7 +394,7 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
     static const kernel_table tag##_table = {                                                  \
         .name = NAME, .embed = tag##_embed, .rmsnorm = tag##_rmsnorm, .matmul = tag##_matmul,  \
         .rope = tag##_rope, .attention = tag##_attention, .softmax = tag##_softmax,            \
-        .silu_mul = tag##_silu_mul, .add = tag##_add,                                          \
+        .silu_mul = tag##_silu_mul, .add = tag##_add, .rope_interleaved = cpu_rope_il,         \
     };
 
 CPU_TABLE(gen, cpu_isa_generic, "cpu-generic")

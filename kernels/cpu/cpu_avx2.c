@@ -199,4 +199,6 @@ const cpu_isa cpu_isa_avx2 = {
     .silu_mul = a2_silu_mul,
     .add = a2_add,
     .softmax = a2_softmax,
+    .quant_x = quant_x_row,     /* no AVX2 integer path yet: the scalar definitions */
+    .matvec_q = cpu_g_matvec_q,
 };

@@ -12,6 +12,11 @@
 
 static void widen(float *out, const wk_weight *W, int64_t r, int64_t c0, int64_t n) {
     const int64_t base = r * W->cols + c0;
+    if (dtype_is_quant(W->dt)) { /* c0 is a multiple of CHUNK, hence of every block size */
+        quant_dequantize_range(W->dt, out, (const char *)W->data + r * dtype_row_bytes(W->dt, W->cols),
+                               c0, n);
+        return;
+    }
     switch (W->dt) {
     case DT_F32: memcpy(out, (const float *)W->data + base, (size_t)n * sizeof(float)); break;
     case DT_BF16: {
@@ -45,6 +50,15 @@ void cpu_g_matvec(float *y, int64_t ldy, const float *x, int64_t ldx, int nx, co
         cpu_g_dot_w(acc, x, ldx, nx, W, r, 0, W->cols);
         for (int i = 0; i < nx; i++) y[i * ldy + r] = acc[i];
     }
+}
+
+void cpu_g_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
+                    const wk_weight *W, int64_t r0, int64_t r1) {
+    const size_t rb = dtype_row_bytes(W->dt, W->cols);
+    for (int64_t r = r0; r < r1; r++)
+        for (int i = 0; i < nx; i++)
+            y[i * ldy + r] = quant_dot_q8x(W->dt, (const char *)W->data + r * rb, xq + i * ldxq,
+                                           W->cols);
 }
 
 static void g_row_to_f32(float *out, const wk_weight *W, int64_t r) {
@@ -134,4 +148,6 @@ const cpu_isa cpu_isa_generic = {
     .silu_mul = cpu_g_silu_mul,
     .add = cpu_g_add,
     .softmax = g_softmax,
+    .quant_x = quant_x_row,
+    .matvec_q = cpu_g_matvec_q,
 };

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 
 /* Most activation rows one matvec pass handles per read of a weight row. */
 #define CPU_MV_NX 8
@@ -37,6 +38,13 @@ typedef struct cpu_isa {
     void (*silu_mul)(float *out, const float *gate, const float *up, long n);
     void (*add)(float *y, const float *x, long n);
     void (*softmax)(float *x, int n);
+    /* Quantized weights (W.dt a block type): activations as blk_q8x blocks (quant.h).
+     * quant_x: n activations (multiple of QK) -> n/QK blocks, same bytes as quant_x_row.
+     * matvec_q: y[i*ldy + r] = quant_dot_q8x(W row r, xq + i*ldxq) for i < nx, r in [r0, r1)
+     * (ldxq in blocks); equal to the scalar definition up to f32 summation order. */
+    void (*quant_x)(blk_q8x *dst, const float *x, int64_t n);
+    void (*matvec_q)(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
+                     const wk_weight *W, int64_t r0, int64_t r1);
 } cpu_isa;
 
 /* The generic (plain C) inner loops; also the scalar tails of the SIMD files. Each works on
@@ -58,6 +66,8 @@ float cpu_g_max(const float *x, int n);
 /* x[i] = expf(x[i] − m), returns the sum. */
 float cpu_g_exp_sum(float *x, int n, float m);
 void cpu_g_scale(float *x, float s, int n);
+void cpu_g_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
+                    const wk_weight *W, int64_t r0, int64_t r1);
 
 /* ISA tables (the SIMD ones are defined in the ISA files and only called after a CPU feature
  * check). */

@@ -8,9 +8,15 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 
 void kernels_row_to_f32(float *out, const wk_weight *W, int64_t row) {
     const int64_t c = W->cols;
+    if (dtype_is_quant(W->dt)) {
+        quant_dequantize_row(W->dt, out, (const char *)W->data + row * dtype_row_bytes(W->dt, c),
+                             c);
+        return;
+    }
     switch (W->dt) {
     case DT_F32:
         memcpy(out, (const float *)W->data + row * c, (size_t)c * sizeof(float));
@@ -31,13 +37,24 @@ void kernels_row_to_f32(float *out, const wk_weight *W, int64_t row) {
     }
 }
 
-static inline float weight_at(const wk_weight *W, int64_t r, int64_t c) {
-    int64_t i = r * W->cols + c;
-    switch (W->dt) {
-    case DT_F32: return ((const float *)W->data)[i];
-    case DT_BF16: return bf16_to_f32(((const uint16_t *)W->data)[i]);
-    case DT_F16: return f16_to_f32(((const uint16_t *)W->data)[i]);
-    default: return 0.0f;
+#define REF_CHUNK 256 /* a multiple of every block size */
+
+/* Weight row r, columns [c0, c0+n) as f32 (n ≤ REF_CHUNK; c0 and, unless it ends the row,
+ * n are multiples of REF_CHUNK, hence of the block size). */
+static void weight_chunk(float *w, const wk_weight *W, int64_t r, int64_t c0, int64_t n) {
+    if (dtype_is_quant(W->dt)) {
+        quant_dequantize_range(W->dt, w, (const char *)W->data + r * dtype_row_bytes(W->dt, W->cols),
+                               c0, n);
+        return;
+    }
+    const int64_t i = r * W->cols + c0;
+    for (int64_t k = 0; k < n; k++) {
+        switch (W->dt) {
+        case DT_F32: w[k] = ((const float *)W->data)[i + k]; break;
+        case DT_BF16: w[k] = bf16_to_f32(((const uint16_t *)W->data)[i + k]); break;
+        case DT_F16: w[k] = f16_to_f32(((const uint16_t *)W->data)[i + k]); break;
+        default: w[k] = 0.0f; break;
+        }
     }
 }
 
@@ -62,8 +79,12 @@ static void ref_matmul(wk_pool *pool, float *y, const float *x, const wk_weight 
     for (int i = 0; i < n; i++) {
         const float *xi = x + (int64_t)i * W->cols;
         for (int64_t r = 0; r < W->rows; r++) {
-            float acc = 0.0f;
-            for (int64_t c = 0; c < W->cols; c++) acc += xi[c] * weight_at(W, r, c);
+            float acc = 0.0f, w[REF_CHUNK];
+            for (int64_t c0 = 0; c0 < W->cols; c0 += REF_CHUNK) {
+                const int64_t m = W->cols - c0 < REF_CHUNK ? W->cols - c0 : REF_CHUNK;
+                weight_chunk(w, W, r, c0, m);
+                for (int64_t c = 0; c < m; c++) acc += xi[c0 + c] * w[c];
+            }
             y[(int64_t)i * W->rows + r] = acc + (bias ? bias[r] : 0.0f);
         }
     }
@@ -80,6 +101,22 @@ static void ref_rope(wk_pool *pool, float *x, int n, int n_heads, int head_dim, 
                 float a = v[j], b = v[j + half];
                 v[j] = a * c[j] - b * s[j];
                 v[j + half] = b * c[j] + a * s[j];
+            }
+        }
+    }
+}
+
+static void ref_rope_interleaved(wk_pool *pool, float *x, int n, int n_heads, int head_dim,
+                                 const float *cos, const float *sin) {
+    const int half = head_dim / 2;
+    for (int i = 0; i < n; i++) {
+        const float *c = cos + (int64_t)i * half, *s = sin + (int64_t)i * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((int64_t)i * n_heads + h) * head_dim;
+            for (int j = 0; j < half; j++) {
+                float a = v[2 * j], b = v[2 * j + 1];
+                v[2 * j] = a * c[j] - b * s[j];
+                v[2 * j + 1] = b * c[j] + a * s[j];
             }
         }
     }
@@ -148,6 +185,7 @@ static const kernel_table k_ref = {
     .softmax = ref_softmax,
     .silu_mul = ref_silu_mul,
     .add = ref_add,
+    .rope_interleaved = ref_rope_interleaved,
 };
 
 const kernel_table *kernels_ref(void) { return &k_ref; }

@@ -1,0 +1,377 @@
+/* test_quant.c — block-quantized weights: the layouts (dequantize checked against an
+ * independently written formula per type, over random block bytes), quantize → dequantize
+ * error bounds, the activation quantization and integer dot product, and parity of every CPU
+ * kernel table (generic, AVX2, AVX-512; pools of 1, 2 and 3 threads) against ref for matmul
+ * and embed with Q8_0, Q4_0, Q4_K and Q6_K weights over odd, tiny, empty and large shapes.
+ * Also the interleaved rope of the kernel table.
+ *
+ * Tolerances: the integer kernels differ from quant_dot_q8x (their definition) only by f32
+ * summation order: ≤ k·ε·Σ|terms| as in test_kernels.c. Against the exact f32 reference they
+ * also carry the activation rounding: |Σ w·(x − x̂)| ≤ Σ_blocks (d_x/2)·Σ|w| in that block. */
+#include <float.h>
+#include <math.h>
+
+#include "base/pool.h"
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "testutil.h"
+
+static const char *k_isas[] = {"generic", "avx2", "avx512"};
+#define N_ISAS 3
+static const int k_threads[] = {1, 2, 3};
+#define N_POOLS 3
+static wk_pool *g_pools[N_POOLS];
+static const dtype k_qtypes[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K};
+#define N_QT 4
+
+static uint64_t g_rng = 0x2545f4914f6cdd1dull;
+static uint64_t rnd(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+static float frand(void) { return (float)((rnd() >> 40) * (1.0 / 8388608.0)) - 1.0f; }
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    return p;
+}
+
+static int setup(void **state) {
+    for (int i = 0; i < N_POOLS; i++)
+        if (!(g_pools[i] = pool_create(k_threads[i]))) return -1;
+    return 0;
+}
+static int teardown(void **state) {
+    for (int i = 0; i < N_POOLS; i++) pool_free(g_pools[i]);
+    return 0;
+}
+
+static void test_sizes(void **state) {
+    assert_int_equal(dtype_block_size(DT_Q8_0), 32);
+    assert_int_equal(dtype_block_size(DT_Q4_K), 256);
+    assert_int_equal(dtype_row_bytes(DT_Q8_0, 64), 68);
+    assert_int_equal(dtype_row_bytes(DT_Q4_0, 32), 18);
+    assert_int_equal(dtype_row_bytes(DT_Q4_K, 512), 288);
+    assert_int_equal(dtype_row_bytes(DT_Q6_K, 256), 210);
+    assert_int_equal(dtype_row_bytes(DT_Q6_K, 100), 0); /* not a whole number of blocks */
+    assert_int_equal(dtype_row_bytes(DT_F16, 3), 6);
+    assert_int_equal(dtype_size(DT_Q8_0), 0);
+    assert_string_equal(dtype_name(DT_Q6_K), "Q6_K");
+    assert_int_equal(dtype_parse("Q8_0"), -1); /* not a safetensors dtype */
+    assert_true(dtype_is_quant(DT_Q4_0));
+    assert_false(dtype_is_quant(DT_BF16));
+}
+
+/* ---- layouts: an independent formulation of each format's dequantization ---- */
+
+static float h2f(const uint8_t *p) { return f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+
+/* Expected values of one block from its raw bytes, written from the format description in a
+ * different order than kernels/ref/quant.c (byte-driven instead of element-driven). */
+static void expect_block(dtype dt, const uint8_t *p, float *y) {
+    if (dt == DT_Q8_0) {
+        for (int i = 0; i < 32; i++) y[i] = h2f(p) * (int8_t)p[2 + i];
+    } else if (dt == DT_Q4_0) {
+        for (int i = 0; i < 16; i++) {
+            y[i] = h2f(p) * ((p[2 + i] & 15) - 8);
+            y[16 + i] = h2f(p) * ((p[2 + i] >> 4) - 8);
+        }
+    } else if (dt == DT_Q4_K) {
+        const float d = h2f(p), dmin = h2f(p + 2);
+        const uint8_t *s = p + 4, *q = p + 16;
+        for (int c = 0; c < 4; c++) {          /* 4 chunks of 64 values, 32 bytes each */
+            for (int half = 0; half < 2; half++) {
+                int j = 2 * c + half, sc, m;
+                if (j < 4) { sc = s[j] & 63; m = s[j + 4] & 63; }
+                else { sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4); m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4); }
+                for (int l = 0; l < 32; l++) {
+                    int v = half ? q[32 * c + l] >> 4 : q[32 * c + l] & 15;
+                    y[64 * c + 32 * half + l] = d * sc * v - dmin * m;
+                }
+            }
+        }
+    } else { /* Q6_K */
+        const uint8_t *ql = p, *qh = p + 128;
+        const int8_t *sc = (const int8_t *)(p + 192);
+        const float d = h2f(p + 208);
+        for (int n = 0; n < 2; n++) {
+            for (int l = 0; l < 32; l++) {
+                const uint8_t L0 = ql[64 * n + l], L1 = ql[64 * n + 32 + l], H = qh[32 * n + l];
+                const int is = 8 * n + l / 16;
+                y[128 * n + l] = d * sc[is] * (((L0 & 15) | ((H & 3) << 4)) - 32);
+                y[128 * n + 32 + l] = d * sc[is + 2] * (((L1 & 15) | (((H >> 2) & 3) << 4)) - 32);
+                y[128 * n + 64 + l] = d * sc[is + 4] * (((L0 >> 4) | (((H >> 4) & 3) << 4)) - 32);
+                y[128 * n + 96 + l] = d * sc[is + 6] * (((L1 >> 4) | (((H >> 6) & 3) << 4)) - 32);
+            }
+        }
+    }
+}
+
+static void test_layouts(void **state) {
+    for (int t = 0; t < N_QT; t++) {
+        const dtype dt = k_qtypes[t];
+        const int bs = dtype_block_size(dt);
+        const size_t bb = dtype_block_bytes(dt);
+        uint8_t raw[3 * 210];
+        float got[3 * 256], want[256];
+        for (int trial = 0; trial < 50; trial++) {
+            for (size_t i = 0; i < sizeof raw; i++) raw[i] = (uint8_t)rnd();
+            /* keep the f16 scales finite and small: exponent bits from a safe range */
+            for (int b = 0; b < 3; b++) {
+                uint8_t *blk = raw + b * bb;
+                size_t off[2] = {0, 2};
+                int nd = dt == DT_Q4_K ? 2 : 1;
+                if (dt == DT_Q6_K) { off[0] = 208; }
+                for (int k = 0; k < nd; k++) blk[off[k] + 1] = (uint8_t)(0x20 | (blk[off[k] + 1] & 0x83));
+            }
+            quant_dequantize_row(dt, got, raw, 3 * bs);
+            for (int b = 0; b < 3; b++) {
+                expect_block(dt, raw + b * bb, want);
+                for (int i = 0; i < bs; i++)
+                    if (got[b * bs + i] != want[i])
+                        fail_msg("%s block %d element %d: got %g want %g", dtype_name(dt), b, i,
+                                 got[b * bs + i], want[i]);
+            }
+        }
+    }
+}
+
+/* ---- quantize → dequantize error ---- */
+
+static void test_roundtrip_error(void **state) {
+    /* RMS error relative to RMS(x) for uniform [-1,1) data: a b-bit uniform grid over the
+     * block's range has error step/√12 with step ≈ 2/(2^b − 1); ratio ≈ 2/(2^b−1)/√12/0.577.
+     * Bounds are 1.5x that (the K-quants also round their scales): Q8_0 8 bits → 0.0045,
+     * Q4_0 4 bits (16 levels, one wasted) → 0.072, Q4_K 4 bits with fitted scale/min, Q6_K. */
+    const double bound[N_QT] = {0.0045 * 1.5, 0.072 * 1.5, 0.0667 * 1.5, 0.0159 * 1.5};
+    const int64_t n = 256 * 64;
+    float *x = xmalloc(n * 4), *y = xmalloc(n * 4);
+    for (int64_t i = 0; i < n; i++) x[i] = frand();
+    for (int t = 0; t < N_QT; t++) {
+        const dtype dt = k_qtypes[t];
+        void *q = xmalloc(dtype_row_bytes(dt, n));
+        quant_quantize_row(dt, q, x, n);
+        quant_dequantize_row(dt, y, q, n);
+        double se = 0, sx = 0;
+        for (int64_t i = 0; i < n; i++) {
+            se += (double)(x[i] - y[i]) * (x[i] - y[i]);
+            sx += (double)x[i] * x[i];
+        }
+        double rel = sqrt(se / sx);
+        fprintf(stderr, "%s: relative RMS error %.5f (bound %.5f)\n", dtype_name(dt), rel, bound[t]);
+        assert_true(rel < bound[t]);
+        /* per-block maximum error for the plain round-to-nearest types */
+        if (dt == DT_Q8_0 || dt == DT_Q4_0) {
+            const size_t bb = dtype_block_bytes(dt);
+            for (int64_t b = 0; b < n / 32; b++) {
+                const float d = fabsf(f16_to_f32(*(const uint16_t *)((char *)q + b * bb)));
+                /* Q8_0 rounds with the stored d: ≤ d/2. Q4_0 maps the extreme to −8; its
+                 * mirror image may clamp at +7: ≤ d·(8·(1 + 2⁻¹¹) − 7), the f16 rounding of d
+                 * (relative ≤ 2⁻¹¹) stretching the extreme beyond 8 steps. */
+                const float lim = dt == DT_Q8_0 ? d / 2 : d * (1.0f + 8.0f / 2048.0f);
+                for (int i = 0; i < 32; i++)
+                    if (fabsf(x[b * 32 + i] - y[b * 32 + i]) > lim * (1 + 1e-6f))
+                        fail_msg("%s block %lld: error %g > %g", dtype_name(dt), (long long)b,
+                                 fabsf(x[b * 32 + i] - y[b * 32 + i]), lim);
+            }
+        }
+        free(q);
+    }
+    /* zeros and a constant block quantize without NaN */
+    float z[256] = {0}, zz[256];
+    for (int t = 0; t < N_QT; t++) {
+        uint8_t q[210];
+        quant_quantize_row(k_qtypes[t], q, z, dtype_block_size(k_qtypes[t]));
+        quant_dequantize_row(k_qtypes[t], zz, q, dtype_block_size(k_qtypes[t]));
+        for (int i = 0; i < dtype_block_size(k_qtypes[t]); i++) assert_true(zz[i] == 0.0f);
+    }
+    free(x);
+    free(y);
+}
+
+/* ---- activation quantization and the integer dot ---- */
+
+static void test_dot_definition(void **state) {
+    const int64_t n = 512;
+    float x[512], w[512], xd[512], wd[512];
+    blk_q8x xq[512 / 32];
+    for (int i = 0; i < n; i++) { x[i] = frand() * 3; w[i] = frand(); }
+    quant_x_row(xq, x, n);
+    for (int b = 0; b < n / 32; b++) {
+        int s0 = 0, s1 = 0;
+        for (int i = 0; i < 32; i++) {
+            xd[b * 32 + i] = xq[b].d * xq[b].qs[i];
+            assert_true(fabsf(xd[b * 32 + i] - x[b * 32 + i]) <= xq[b].d / 2 * (1 + 1e-6f));
+            if (i < 16) s0 += xq[b].qs[i]; else s1 += xq[b].qs[i];
+        }
+        assert_int_equal(s0, xq[b].sum[0]);
+        assert_int_equal(s1, xq[b].sum[1]);
+    }
+    for (int t = 0; t < N_QT; t++) {
+        uint8_t q[2 * 288];
+        quant_quantize_row(k_qtypes[t], q, w, n);
+        quant_dequantize_row(k_qtypes[t], wd, q, n);
+        double exact = 0, mag = 0;
+        for (int i = 0; i < n; i++) { exact += (double)wd[i] * xd[i]; mag += fabs((double)wd[i] * xd[i]); }
+        float got = quant_dot_q8x(k_qtypes[t], q, xq, n);
+        assert_true(fabs(got - exact) <= 64 * FLT_EPSILON * mag);
+    }
+}
+
+/* ---- CPU tables against ref ---- */
+
+static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int with_bias) {
+    const size_t rb = dtype_row_bytes(dt, cols);
+    float *wf = xmalloc((size_t)(rows * cols) * 4);
+    for (int64_t i = 0; i < rows * cols; i++) wf[i] = frand();
+    uint8_t *wq = xmalloc(rb * (size_t)rows);
+    for (int64_t r = 0; r < rows; r++) quant_quantize_row(dt, wq + r * rb, wf + r * cols, cols);
+    wk_weight W = {.data = wq, .dt = dt, .rows = rows, .cols = cols};
+    float *x = xmalloc((size_t)(n * cols) * 4), *bias = xmalloc((size_t)rows * 4 + 4);
+    for (int64_t i = 0; i < n * cols; i++) x[i] = frand() * 2;
+    for (int64_t i = 0; i < rows; i++) bias[i] = frand();
+    const float *b = with_bias ? bias : NULL;
+    float *want = xmalloc((size_t)(n * rows) * 4), *got = xmalloc((size_t)(n * rows) * 4);
+    float *qdef = xmalloc((size_t)(n * rows) * 4), *tq = xmalloc((size_t)(n * rows) * 4);
+    float *tf = xmalloc((size_t)(n * rows) * 4), *wrow = xmalloc((size_t)cols * 4);
+    blk_q8x *xq = xmalloc((size_t)(n * cols / 32) * sizeof(blk_q8x));
+    for (int i = 0; i < n; i++) quant_x_row(xq + i * cols / 32, x + i * cols, cols);
+    kernels_ref()->matmul(NULL, want, x, &W, b, n);
+    for (int64_t r = 0; r < rows; r++) {
+        kernels_row_to_f32(wrow, &W, r);
+        for (int i = 0; i < n; i++) {
+            const blk_q8x *xi = xq + i * cols / 32;
+            double mag = 0, act = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                mag += fabs((double)x[i * cols + c] * wrow[c]);
+                act += xi[c / 32].d / 2 * fabs((double)wrow[c]);
+            }
+            const double k = fmin((double)(cols + 1), 8.0 * sqrt((double)(cols + 1)));
+            const float y0 = quant_dot_q8x(dt, wq + r * rb, xi, cols) + (b ? b[r] : 0.0f);
+            qdef[i * rows + r] = y0;
+            tq[i * rows + r] = (float)(k * FLT_EPSILON * (mag + act) + FLT_EPSILON * fabs(y0) * 2);
+            tf[i * rows + r] = (float)(act + 2 * k * FLT_EPSILON * mag + FLT_EPSILON * fabs(y0) * 2);
+        }
+    }
+    for (int ti = 0; ti < N_ISAS; ti++) {
+        const kernel_table *T = kernels_cpu_variant(k_isas[ti]);
+        if (!T) continue;
+        for (int pi = 0; pi < N_POOLS; pi++) {
+            for (long i = 0; i < (long)n * rows; i++) got[i] = NAN;
+            T->matmul(g_pools[pi], got, x, &W, b, n);
+            for (long i = 0; i < (long)n * rows; i++) {
+                /* every result is within the activation-rounding bound of exact f32 */
+                double df = fabs((double)got[i] - want[i]);
+                if (!(df <= tf[i]))
+                    fail_msg("%s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g f32 ref %.9g (|d| %.3g > %.3g)",
+                             T->name, dtype_name(dt), k_threads[pi], (long long)rows,
+                             (long long)cols, n, i, got[i], want[i], df, tf[i]);
+                /* decode-sized batches take the integer path: match its definition tightly */
+                if (n <= 8) {
+                    double dq = fabs((double)got[i] - qdef[i]);
+                    if (!(dq <= tq[i]))
+                        fail_msg("%s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g q8 def %.9g (|d| %.3g > %.3g)",
+                                 T->name, dtype_name(dt), k_threads[pi], (long long)rows,
+                                 (long long)cols, n, i, got[i], qdef[i], dq, tq[i]);
+                }
+            }
+        }
+    }
+    free(wf); free(wq); free(x); free(bias); free(want); free(got); free(qdef); free(tq);
+    free(tf); free(wrow); free(xq);
+}
+
+static void test_quant_matmul(void **state) {
+    for (int t = 0; t < N_QT; t++) {
+        const dtype dt = k_qtypes[t];
+        const int64_t bs = dtype_block_size(dt);
+        quant_matmul_case(dt, 0, bs, 1, 0);       /* empty */
+        quant_matmul_case(dt, 5, bs, 0, 1);       /* no activation rows */
+        quant_matmul_case(dt, 1, bs, 1, 0);       /* tiny */
+        quant_matmul_case(dt, 3, 3 * bs, 2, 1);
+        quant_matmul_case(dt, 17, 2 * bs, 3, 1);  /* odd rows, n not a tile size */
+        quant_matmul_case(dt, 67, 5 * bs, 7, 0);
+        quant_matmul_case(dt, 33, 4 * bs, 8, 1);
+        quant_matmul_case(dt, 21, 2 * bs, 19, 1); /* prefill-sized (sgemm path where enabled) */
+        quant_matmul_case(dt, 301, dt == DT_Q8_0 || dt == DT_Q4_0 ? 2048 : 1024, 1, 0); /* large */
+    }
+}
+
+static void test_quant_embed(void **state) {
+    for (int t = 0; t < N_QT; t++) {
+        const dtype dt = k_qtypes[t];
+        const int64_t rows = 9, cols = 2 * dtype_block_size(dt);
+        const size_t rb = dtype_row_bytes(dt, cols);
+        float *wf = xmalloc((size_t)(rows * cols) * 4);
+        for (int64_t i = 0; i < rows * cols; i++) wf[i] = frand();
+        uint8_t *wq = xmalloc(rb * rows);
+        for (int64_t r = 0; r < rows; r++) quant_quantize_row(dt, wq + r * rb, wf + r * cols, cols);
+        wk_weight W = {.data = wq, .dt = dt, .rows = rows, .cols = cols};
+        int32_t ids[5] = {8, 0, 3, 3, 7};
+        float want[5 * 512], got[5 * 512];
+        kernels_ref()->embed(NULL, want, &W, ids, 5);
+        for (int ti = 0; ti < N_ISAS; ti++) {
+            const kernel_table *T = kernels_cpu_variant(k_isas[ti]);
+            for (int pi = 0; T && pi < N_POOLS; pi++) {
+                T->embed(g_pools[pi], got, &W, ids, 5);
+                assert_memory_equal(got, want, sizeof(float) * 5 * cols);
+            }
+        }
+        free(wf);
+        free(wq);
+    }
+}
+
+/* ---- interleaved rope ---- */
+
+static void test_rope_interleaved(void **state) {
+    const int n = 3, nh = 5, hd = 10, half = hd / 2;
+    float x[3 * 5 * 10], perm[3 * 5 * 10], want[3 * 5 * 10], got[3 * 5 * 10];
+    float cs[3 * 5], sn[3 * 5];
+    for (int i = 0; i < n * nh * hd; i++) x[i] = frand();
+    for (int i = 0; i < n * half; i++) { float a = frand() * 3; cs[i] = cosf(a); sn[i] = sinf(a); }
+    /* the interleaved layout of a head is the rotate-half layout with rows permuted:
+     * position 2j holds j, 2j+1 holds j+half (what llama.cpp's converter does to q/k) */
+    for (int h = 0; h < n * nh; h++)
+        for (int j = 0; j < half; j++) {
+            perm[h * hd + 2 * j] = x[h * hd + j];
+            perm[h * hd + 2 * j + 1] = x[h * hd + j + half];
+        }
+    memcpy(want, x, sizeof x);
+    kernels_ref()->rope(NULL, want, n, nh, hd, cs, sn);
+    memcpy(got, perm, sizeof x);
+    kernels_ref()->rope_interleaved(NULL, got, n, nh, hd, cs, sn);
+    for (int h = 0; h < n * nh; h++)
+        for (int j = 0; j < half; j++) {
+            assert_float_equal(got[h * hd + 2 * j], want[h * hd + j], 0);
+            assert_float_equal(got[h * hd + 2 * j + 1], want[h * hd + j + half], 0);
+        }
+    float ref_il[3 * 5 * 10];
+    memcpy(ref_il, got, sizeof got);
+    for (int ti = 0; ti < N_ISAS; ti++) {
+        const kernel_table *T = kernels_cpu_variant(k_isas[ti]);
+        for (int pi = 0; T && pi < N_POOLS; pi++) {
+            memcpy(got, perm, sizeof x);
+            assert_non_null(T->rope_interleaved);
+            T->rope_interleaved(g_pools[pi], got, n, nh, hd, cs, sn);
+            assert_memory_equal(got, ref_il, sizeof got);
+            T->rope_interleaved(g_pools[pi], got, 0, nh, hd, cs, sn); /* empty: no-op */
+            assert_memory_equal(got, ref_il, sizeof got);
+        }
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_layouts),
+        cmocka_unit_test(test_roundtrip_error),
+        cmocka_unit_test(test_dot_definition),
+        cmocka_unit_test(test_quant_matmul),
+        cmocka_unit_test(test_quant_embed),
+        cmocka_unit_test(test_rope_interleaved),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
