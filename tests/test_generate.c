@@ -182,6 +182,49 @@ static void test_seed_and_text(void **state) {
     wick_session_free(s);
 }
 
+/* Multi-byte characters split across tokens: only the byte-level tokens for the bytes of "é"
+ * (C3 A9) and "😀" (F0 9F 98 80) can be sampled, in random order, so characters are split
+ * across tokens and often left incomplete. Every emitted piece must be valid UTF-8 and the
+ * concatenation must equal the batch decode (incomplete sequences become U+FFFD). */
+static void test_utf8_split_across_tokens(void **state) {
+    REQUIRE_TEXT_MODEL();
+    wick_session *s = session(g_model, 512);
+    const wick_tokenizer *tok = wick_model_tokenizer(g_model);
+    const char *pieces[] = {"\xc3", "\xa9", "\xf0", "\x9f", "\x98", "\x80"};
+    wick_logit_bias bias[6];
+    for (int i = 0; i < 6; i++) {
+        int32_t ids[4];
+        int32_t n = wick_tokenize(tok, pieces[i], 1, false, ids, 4);
+        assert_int_equal(n, 1); /* each single byte is one byte-level token */
+        bias[i] = (wick_logit_bias){ids[0], 1000.0f};
+    }
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        wick_gen_params p = sampled(seed, 24);
+        p.logit_bias = bias;
+        p.n_logit_bias = 6;
+        wick_gen *g;
+        assert_int_equal(wick_gen_start(s, k_prompt, 5, &p, &g), WICK_OK);
+        char text[4096];
+        size_t tl = 0;
+        int32_t ids[64];
+        int n = 0;
+        wick_token t;
+        while (wick_gen_step(g, &t) == WICK_OK) {
+            if (t.id >= 0) ids[n++] = t.id;
+            assert_true(valid_utf8(t.text, t.text_len));
+            memcpy(text + tl, t.text, t.text_len);
+            tl += t.text_len;
+        }
+        wick_gen_free(g);
+        char batch[4096];
+        size_t bl;
+        assert_int_equal(wick_detokenize(tok, ids, n, true, batch, sizeof batch, &bl), WICK_OK);
+        assert_int_equal(tl, bl);
+        assert_memory_equal(text, batch, bl);
+    }
+    wick_session_free(s);
+}
+
 /* Stop strings cut from the natural output so they span 1, 2 and 3 tokens. */
 static void test_stop_strings(void **state) {
     REQUIRE_TEXT_MODEL();
@@ -434,6 +477,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_goldens),
         cmocka_unit_test(test_seed_and_text),
+        cmocka_unit_test(test_utf8_split_across_tokens),
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_eos_stop_ids_and_lengths),
         cmocka_unit_test(test_bad_starts),
