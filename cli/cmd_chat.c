@@ -1,7 +1,10 @@
 /* cmd_chat.c — `wick chat`: an interactive multi-turn chat using the model's chat template.
  * Each turn renders the whole conversation with add_generation_prompt and streams the reply.
  * Ctrl-C stops the current reply (the conversation keeps what was said so far) and never the
- * program; Ctrl-D or /exit quits. Commands: /reset, /system TEXT, /exit. */
+ * program; Ctrl-D or /exit quits. Commands: /reset, /system TEXT, /adapter NAME|none [scale],
+ * /adapters, /exit. Adapters given with --adapter [NAME=]DIR[:scale] are all loaded at start
+ * (sharing the base weights); the first one is active, and /adapter switches between them
+ * mid-conversation without reloading anything. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,10 +24,12 @@ static void on_sigint(int sig) {
 }
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: wick chat -m MODEL_DIR [--system TEXT] [generation options]\n"
+    fprintf(f, "usage: wick chat -m MODEL_DIR [--system TEXT] [--adapter [NAME=]DIR[:scale]]...\n"
+               "                 [generation options]\n"
                "Interactive chat with the model's chat template. Ctrl-C stops the reply,\n"
                "Ctrl-D or /exit quits, /reset forgets the conversation, /system TEXT sets the\n"
-               "system prompt.\n\n");
+               "system prompt, /adapter NAME [scale] switches LoRA adapter (/adapter none: base\n"
+               "model), /adapters lists them.\n\n");
     gen_opts_usage(f);
     return f == stdout ? 0 : 2;
 }
@@ -58,8 +63,39 @@ static void convo_clear(convo *c, size_t keep) {
     while (c->n > keep) free(c->owned[--c->n]);
 }
 
+#define MAX_ADAPTERS 16
+
+/* "[NAME=]DIR[:scale]": loads DIR under NAME (default: the folder's base name). */
+static int load_adapter_spec(wick_model *m, const char *spec, char *name_out, size_t cap,
+                             float *scale) {
+    const char *eq = strchr(spec, '=');
+    char name[256] = "";
+    if (eq && (size_t)(eq - spec) < sizeof name) {
+        memcpy(name, spec, (size_t)(eq - spec));
+        name[eq - spec] = '\0';
+        spec = eq + 1;
+    }
+    char *dir;
+    if (!cli_parse_adapter("chat", spec, &dir, scale)) return 2;
+    int rc = 0;
+    if (wick_adapter_load(m, dir, name[0] ? name : NULL) != WICK_OK) {
+        rc = cli_fail("chat", "cannot load the adapter");
+    } else if (!name[0]) {
+        const char *base = strrchr(dir, '/');
+        size_t len = strlen(dir);
+        while (len > 1 && dir[len - 1] == '/') dir[--len] = '\0'; /* "dir/" -> "dir" */
+        base = strrchr(dir, '/');
+        snprintf(name, sizeof name, "%s", base ? base + 1 : dir);
+    }
+    snprintf(name_out, cap, "%s", name);
+    free(dir);
+    return rc;
+}
+
 int cmd_chat(int argc, char **argv) {
     const char *model = NULL, *system = NULL;
+    const char *adapter_specs[MAX_ADAPTERS];
+    int n_adapters = 0;
     gen_opts o;
     gen_opts_init(&o);
     o.p.max_tokens = 1024;
@@ -72,7 +108,13 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--system") && has) system = argv[++i];
-        else {
+        else if (!strcmp(a, "--adapter") && has) {
+            if (n_adapters == MAX_ADAPTERS) {
+                fprintf(stderr, "wick chat: at most %d adapters\n", MAX_ADAPTERS);
+                return 2;
+            }
+            adapter_specs[n_adapters++] = argv[++i];
+        } else {
             fprintf(stderr, "wick chat: unknown or incomplete option '%s'\n", a);
             return usage(stderr);
         }
@@ -95,6 +137,19 @@ int cmd_chat(int argc, char **argv) {
     if (wick_session_create(m, &sp, &s) != WICK_OK) {
         wick_model_free(m);
         return cli_fail("chat", "cannot create session");
+    }
+    for (int i = 0; i < n_adapters; i++) {
+        char name[256];
+        float scale;
+        int arc = load_adapter_spec(m, adapter_specs[i], name, sizeof name, &scale);
+        if (arc == 0 && i == 0 && wick_session_set_adapter(s, name, scale) != WICK_OK)
+            arc = cli_fail("chat", "cannot use the adapter");
+        if (arc) {
+            wick_session_free(s);
+            wick_model_free(m);
+            return arc;
+        }
+        fprintf(stderr, "adapter '%s' loaded%s\n", name, i == 0 ? " (active)" : "");
     }
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint; /* no SA_RESTART: a Ctrl-C at the prompt interrupts fgets */
@@ -136,8 +191,31 @@ int cmd_chat(int argc, char **argv) {
             fprintf(stdout, "(system prompt set; conversation cleared)");
             continue;
         }
+        if (!strcmp(line, "/adapters")) {
+            const char *names[64];
+            int n = wick_adapters_list(m, names, 64);
+            const char *cur = wick_session_adapter(s);
+            fprintf(stdout, "(adapters:");
+            for (int i = 0; i < n && i < 64; i++)
+                fprintf(stdout, " %s%s", names[i], cur && !strcmp(cur, names[i]) ? "*" : "");
+            fprintf(stdout, "%s)", n ? "" : " none loaded");
+            continue;
+        }
+        if (!strncmp(line, "/adapter ", 9)) {
+            char name[256];
+            double scale = 1.0;
+            int got = sscanf(line + 9, "%255s %lf", name, &scale);
+            const char *nm = got >= 1 && strcmp(name, "none") ? name : NULL;
+            if (got < 1) fprintf(stdout, "(usage: /adapter NAME|none [scale])");
+            else if (wick_session_set_adapter(s, nm, (float)scale) != WICK_OK)
+                fprintf(stdout, "(%s)", wick_last_error());
+            else if (nm) fprintf(stdout, "(adapter %s active, scale %g)", nm, scale);
+            else fprintf(stdout, "(base model, no adapter)");
+            continue;
+        }
         if (line[0] == '/') {
-            fprintf(stdout, "(commands: /reset, /system TEXT, /exit)");
+            fprintf(stdout, "(commands: /reset, /system TEXT, /adapter NAME|none [scale], /adapters, "
+                            "/exit)");
             continue;
         }
         if (!convo_add(&c, "user", line)) break;
