@@ -53,6 +53,13 @@ typedef struct tok_smap {
     size_t cap, n;             /* cap is a power of two */
 } tok_smap;
 bool tok_smap_init(tok_smap *m, size_t expect);
+/* Split form of get, for batched lookups: hash first, prefetch the slot, then probe. */
+uint64_t tok_smap_hash(const char *k, size_t kl);
+static inline void tok_smap_prefetch(const tok_smap *m, uint64_t h) {
+    if (m->cap) __builtin_prefetch(&m->e[h & (m->cap - 1)]);
+}
+int32_t tok_smap_get_h(const tok_smap *m, const char *k, size_t kl, uint64_t h);
+bool tok_smap_put_h(tok_smap *m, const char *k, size_t kl, int32_t v, uint64_t h);
 bool tok_smap_put(tok_smap *m, const char *k, size_t kl, int32_t v);  /* overwrites */
 int32_t tok_smap_get(const tok_smap *m, const char *k, size_t kl);      /* -1 if absent */
 void tok_smap_free(tok_smap *m);
@@ -66,6 +73,7 @@ typedef struct tok_pmap {
 bool tok_pmap_init(tok_pmap *m, size_t expect);
 bool tok_pmap_put(tok_pmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged);
 bool tok_pmap_get(const tok_pmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged);
+void tok_pmap_prefetch(const tok_pmap *m, int32_t a, int32_t b);
 void tok_pmap_free(tok_pmap *m);
 
 /* ---- a compiled regex (PCRE2, UTF + UCP, JIT when available) ---- */

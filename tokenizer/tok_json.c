@@ -43,8 +43,10 @@ static size_t skip_value(const char *s, size_t n, size_t i) {
             if (!depth) return 0;
             depth--;
             i++;
-        } else {  /* number, literal, ',' or ':' inside a container */
+        } else if (c == ',' || c == ':') {  /* inside a container */
             i++;
+        } else {  /* a number or literal: up to the next delimiter */
+            while (i < n && !strchr(",:{}[]\" \t\r\n", s[i])) i++;
         }
     } while (depth);
     return i;
@@ -86,38 +88,6 @@ static bool next_member(const char *s, size_t n, size_t *i, bool *first, bool *b
     *i = ws(s, n, j + 1);
     *bad = false;
     return true;
-}
-
-bool tok_json_find_sections(const char *s, size_t n, tok_span *vocab, tok_span *merges) {
-    memset(vocab, 0, sizeof *vocab);
-    memset(merges, 0, sizeof *merges);
-    size_t i = 0;
-    bool first = true, bad = false, seen_model = false;
-    const char *k;
-    size_t kl;
-    while (next_member(s, n, &i, &first, &bad, &k, &kl)) {
-        if (kl == 7 && memcmp(k, "\"model\"", 7) == 0) {
-            if (seen_model || i >= n || s[i] != '{') return false;
-            seen_model = true;
-            bool f2 = true, bad2 = false;
-            while (next_member(s, n, &i, &f2, &bad2, &k, &kl)) {
-                tok_span *sp = kl == 7 && memcmp(k, "\"vocab\"", 7) == 0    ? vocab
-                               : kl == 8 && memcmp(k, "\"merges\"", 8) == 0 ? merges
-                                                                            : NULL;
-                size_t e = skip_value(s, n, i);
-                if (!e) return false;
-                if (sp) {
-                    if (sp->found) return false;  /* a duplicate key: let cJSON decide */
-                    *sp = (tok_span){i, e, true};
-                }
-                i = e;
-            }
-            if (bad2) return false;
-        } else if (!(i = skip_value(s, n, i))) {
-            return false;
-        }
-    }
-    return !bad && vocab->found && s[vocab->a] == '{' && (!merges->found || s[merges->a] == '[');
 }
 
 static unsigned hexval(char c) {
@@ -223,12 +193,13 @@ static bool read_id(const char *s, size_t n, size_t *i, int64_t *v) {
     return true;
 }
 
-bool tok_json_read_vocab(const char *s, const tok_span *sp, tok_jstrs *out) {
-    size_t n = sp->b, i = sp->a;
+/* {"token": id, ...} at s[*i]; *i moves past it. */
+static bool read_vocab(const char *s, size_t n, size_t *pi, tok_jstrs *out) {
+    size_t i = *pi;
     bool first = true, bad = false;
     const char *k;
     size_t kl;
-    if (!tok_buf_reserve(&out->arena, sp->b - sp->a)) return false;
+    if (i >= n || s[i] != '{') return false;
     while (next_member(s, n, &i, &first, &bad, &k, &kl)) {
         size_t ki = (size_t)(k - s);
         uint32_t off, len;
@@ -237,15 +208,19 @@ bool tok_json_read_vocab(const char *s, const tok_span *sp, tok_jstrs *out) {
             !push_entry(out, off, len, id))
             return false;
     }
-    return !bad && i == n;
+    *pi = i;
+    return !bad;
 }
 
-bool tok_json_read_merges(const char *s, const tok_span *sp, tok_jstrs *out) {
-    size_t n = sp->b, i = ws(s, n, sp->a);
+/* ["a b", ...] or [["a", "b"], ...] at s[*i]; *i moves past it. */
+static bool read_merges(const char *s, size_t n, size_t *pi, tok_jstrs *out) {
+    size_t i = *pi;
     if (i >= n || s[i] != '[') return false;
     i = ws(s, n, i + 1);
-    if (!tok_buf_reserve(&out->arena, sp->b - sp->a)) return false;
-    if (i < n && s[i] == ']') return i + 1 == n;
+    if (i < n && s[i] == ']') {
+        *pi = i + 1;
+        return true;
+    }
     for (;;) {
         uint32_t off, len, off2, len2;
         if (i < n && s[i] == '"') {  /* "a b": split at the first space */
@@ -274,6 +249,41 @@ bool tok_json_read_merges(const char *s, const tok_span *sp, tok_jstrs *out) {
             i = ws(s, n, i + 1);
             continue;
         }
-        return i < n && s[i] == ']' && i + 1 == n;
+        *pi = i + 1;
+        return i < n && s[i] == ']';
     }
 }
+
+bool tok_json_read_model(const char *s, size_t n, tok_span *vocab, tok_jstrs *jv, tok_span *merges,
+                         tok_jstrs *jm) {
+    memset(vocab, 0, sizeof *vocab);
+    memset(merges, 0, sizeof *merges);
+    size_t i = 0;
+    bool first = true, bad = false, seen_model = false;
+    const char *k;
+    size_t kl;
+    while (next_member(s, n, &i, &first, &bad, &k, &kl)) {
+        if (kl == 7 && memcmp(k, "\"model\"", 7) == 0) {
+            if (seen_model || i >= n || s[i] != '{') return false;
+            seen_model = true;
+            bool f2 = true, bad2 = false;
+            while (next_member(s, n, &i, &f2, &bad2, &k, &kl)) {
+                bool is_v = kl == 7 && memcmp(k, "\"vocab\"", 7) == 0;
+                bool is_m = kl == 8 && memcmp(k, "\"merges\"", 8) == 0;
+                tok_span *sp = is_v ? vocab : is_m ? merges : NULL;
+                size_t e = i;
+                if (sp && sp->found) return false;  /* a duplicate key: let cJSON decide */
+                if (is_v ? !read_vocab(s, n, &e, jv) : is_m ? !read_merges(s, n, &e, jm)
+                                                            : !(e = skip_value(s, n, i)))
+                    return false;
+                if (sp) *sp = (tok_span){i, e, true};
+                i = e;
+            }
+            if (bad2) return false;
+        } else if (!(i = skip_value(s, n, i))) {
+            return false;
+        }
+    }
+    return !bad && vocab->found;
+}
+

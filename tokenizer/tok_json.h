@@ -21,12 +21,11 @@ typedef struct tok_jstrs {
 } tok_jstrs;
 void tok_jstrs_free(tok_jstrs *js);
 
-/* Locates the values of model.vocab (an object) and model.merges (an array, optional) in the
- * text of a whole tokenizer.json. False when the document is not in the handled shape. */
-bool tok_json_find_sections(const char *text, size_t n, tok_span *vocab, tok_span *merges);
-/* Decodes {"token": id, ...} into out (num = id). False: not handled, use cJSON. */
-bool tok_json_read_vocab(const char *text, const tok_span *vocab, tok_jstrs *out);
-/* Decodes the merges; merge k is entries 2k (left) and 2k+1 (right). */
-bool tok_json_read_merges(const char *text, const tok_span *merges, tok_jstrs *out);
+/* Walks a whole tokenizer.json text, decoding model.vocab (an object; num = id) into jv and
+ * model.merges (optional; merge k is entries 2k, 2k+1) into jm, and giving their spans (the
+ * value is text[a, b)). False when the document is not in the handled shape: the caller then
+ * frees jv/jm and uses cJSON for everything. */
+bool tok_json_read_model(const char *text, size_t n, tok_span *vocab, tok_jstrs *jv,
+                         tok_span *merges, tok_jstrs *jm);
 
 #endif

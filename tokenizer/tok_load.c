@@ -231,16 +231,31 @@ static wick_status read_vocab_fast(wick_tokenizer *t, const char *file, tok_jstr
         return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     t->strs = jv->arena.p;  /* the tokenizer owns the arena from here on */
     jv->arena = (tok_buf){0};
-    for (size_t k = 0; k < jv->n; k++) {
-        char *p = t->strs + jv->e[k].off;
-        int32_t id = (int32_t)jv->e[k].num;
-        t->id_str[id] = p;
-        t->id_len[id] = jv->e[k].len;
-        if (!tok_smap_put(&t->vocab, p, jv->e[k].len, id)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    enum { BATCH = 32 };  /* hash + prefetch a batch of slots, then insert: hides cache misses */
+    uint64_t h[BATCH];
+    for (size_t k0 = 0; k0 < jv->n; k0 += BATCH) {
+        size_t nb = jv->n - k0 < BATCH ? jv->n - k0 : BATCH;
+        for (size_t j = 0; j < nb; j++) {
+            h[j] = tok_smap_hash(t->strs + jv->e[k0 + j].off, jv->e[k0 + j].len);
+            tok_smap_prefetch(&t->vocab, h[j]);
+        }
+        for (size_t j = 0; j < nb; j++) {
+            const tok_jent *e = &jv->e[k0 + j];
+            char *p = t->strs + e->off;
+            int32_t id = (int32_t)e->num;
+            t->id_str[id] = p;
+            t->id_len[id] = e->len;
+            if (!tok_smap_put_h(&t->vocab, p, e->len, id, h[j]))
+                return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        }
     }
     return WICK_OK;
 }
 
+/* The three vocab lookups of a merge miss the cache (the map is ~12 MB), so merges go in
+ * batches: hash and prefetch every slot of the batch first, then probe. Without a
+ * continuing-subword prefix the merged token is the plain concatenation a + b; with one the
+ * general add_merge handles it. */
 static wick_status read_merges_fast(wick_tokenizer *t, const char *file, const tok_jstrs *jm) {
     size_t n = jm->n / 2;
     if (n > INT32_MAX / 2 || !tok_pmap_init(&t->merges, n + 16))
@@ -248,9 +263,49 @@ static wick_status read_merges_fast(wick_tokenizer *t, const char *file, const t
     tok_buf m = {0};
     wick_status st = WICK_OK;
     const char *ar = jm->arena.p;
-    for (size_t k = 0; !st && k < n; k++) {
-        const tok_jent *a = &jm->e[2 * k], *b = &jm->e[2 * k + 1];
-        st = add_merge(t, file, (int)k, ar + a->off, a->len, ar + b->off, b->len, &m);
+    enum { BATCH = 32, MAXLEN = 256 };
+    char cat[BATCH][MAXLEN];
+    uint64_t h[BATCH][3];
+    for (size_t k0 = 0; !st && k0 < n; k0 += BATCH) {
+        size_t nb = n - k0 < BATCH ? n - k0 : BATCH;
+        bool simple = !t->cont_prefix;
+        for (size_t j = 0; j < nb; j++) {
+            const tok_jent *a = &jm->e[2 * (k0 + j)], *b = &jm->e[2 * (k0 + j) + 1];
+            if (a->len + b->len > MAXLEN) simple = false;
+        }
+        if (simple) {
+            for (size_t j = 0; j < nb; j++) {
+                const tok_jent *a = &jm->e[2 * (k0 + j)], *b = &jm->e[2 * (k0 + j) + 1];
+                memcpy(cat[j], ar + a->off, a->len);
+                memcpy(cat[j] + a->len, ar + b->off, b->len);
+                h[j][0] = tok_smap_hash(ar + a->off, a->len);
+                h[j][1] = tok_smap_hash(ar + b->off, b->len);
+                h[j][2] = tok_smap_hash(cat[j], a->len + b->len);
+                for (int q = 0; q < 3; q++) tok_smap_prefetch(&t->vocab, h[j][q]);
+            }
+        }
+        if (!simple) {
+            for (size_t j = 0; !st && j < nb; j++) {
+                const tok_jent *a = &jm->e[2 * (k0 + j)], *b = &jm->e[2 * (k0 + j) + 1];
+                st = add_merge(t, file, (int)(k0 + j), ar + a->off, a->len, ar + b->off, b->len, &m);
+            }
+            continue;
+        }
+        int32_t ids[BATCH][3];
+        for (size_t j = 0; j < nb; j++) {
+            const tok_jent *a = &jm->e[2 * (k0 + j)], *b = &jm->e[2 * (k0 + j) + 1];
+            ids[j][0] = tok_smap_get_h(&t->vocab, ar + a->off, a->len, h[j][0]);
+            ids[j][1] = tok_smap_get_h(&t->vocab, ar + b->off, b->len, h[j][1]);
+            ids[j][2] = tok_smap_get_h(&t->vocab, cat[j], a->len + b->len, h[j][2]);
+            tok_pmap_prefetch(&t->merges, ids[j][0], ids[j][1]);
+        }
+        for (size_t j = 0; !st && j < nb; j++) {
+            const tok_jent *a = &jm->e[2 * (k0 + j)], *b = &jm->e[2 * (k0 + j) + 1];
+            if (ids[j][0] < 0 || ids[j][1] < 0 || ids[j][2] < 0)  /* add_merge words the error */
+                st = add_merge(t, file, (int)(k0 + j), ar + a->off, a->len, ar + b->off, b->len, &m);
+            else if (!tok_pmap_put(&t->merges, ids[j][0], ids[j][1], (int)(k0 + j), ids[j][2]))
+                st = err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        }
     }
     tok_buf_free(&m);
     return st;
@@ -311,8 +366,7 @@ static wick_status read_tokenizer_json(wick_tokenizer *t, const char *file) {
      * builds a tree of the small rest only. Any surprise: leave the text alone, all cJSON. */
     tok_span vs, ms;
     tok_jstrs jv = {0}, jm = {0};
-    bool fast = tok_json_find_sections(text, len, &vs, &ms) && tok_json_read_vocab(text, &vs, &jv) &&
-                (!ms.found || tok_json_read_merges(text, &ms, &jm));
+    bool fast = tok_json_read_model(text, len, &vs, &jv, &ms, &jm);
     if (fast) {
         memset(text + vs.a + 1, ' ', vs.b - vs.a - 2);
         if (ms.found) memset(text + ms.a + 1, ' ', ms.b - ms.a - 2);

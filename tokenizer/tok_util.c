@@ -76,8 +76,11 @@ static bool smap_grow(tok_smap *m) {
 }
 
 bool tok_smap_put(tok_smap *m, const char *k, size_t kl, int32_t v) {
+    return tok_smap_put_h(m, k, kl, v, hash_bytes(k, kl));
+}
+
+bool tok_smap_put_h(tok_smap *m, const char *k, size_t kl, int32_t v, uint64_t h) {
     if ((m->n + 1) * 2 > m->cap && !smap_grow(m)) return false;
-    uint64_t h = hash_bytes(k, kl);
     uint32_t tag = (uint32_t)(h >> 32);
     size_t mask = m->cap - 1, i = h & mask;
     while (m->e[i].key) {
@@ -93,9 +96,14 @@ bool tok_smap_put(tok_smap *m, const char *k, size_t kl, int32_t v) {
     return true;
 }
 
+uint64_t tok_smap_hash(const char *k, size_t kl) { return hash_bytes(k, kl); }
+
 int32_t tok_smap_get(const tok_smap *m, const char *k, size_t kl) {
+    return tok_smap_get_h(m, k, kl, hash_bytes(k, kl));
+}
+
+int32_t tok_smap_get_h(const tok_smap *m, const char *k, size_t kl, uint64_t h) {
     if (!m->cap) return -1;
-    uint64_t h = hash_bytes(k, kl);
     uint32_t tag = (uint32_t)(h >> 32);
     size_t mask = m->cap - 1, i = h & mask;
     while (m->e[i].key) {
@@ -154,6 +162,15 @@ bool tok_pmap_put(tok_pmap *m, int32_t a, int32_t b, int32_t rank, int32_t merge
     m->merged[i] = merged;
     m->n++;
     return true;
+}
+
+void tok_pmap_prefetch(const tok_pmap *m, int32_t a, int32_t b) {
+    if (!m->cap) return;
+    uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
+    size_t i = pair_hash(key) & (m->cap - 1);
+    __builtin_prefetch(&m->keys[i]);
+    __builtin_prefetch(&m->rank[i]);
+    __builtin_prefetch(&m->merged[i]);
 }
 
 bool tok_pmap_get(const tok_pmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged) {
