@@ -47,6 +47,10 @@ struct sampler {
     double *block;            /* (ceil(n_vocab / SAMPLER_BLOCK)) sums of w */
     sampler_cand *cand, *tmp; /* (n_vocab) */
     sampler_alt *top;         /* (n_top) */
+    double *hmass;            /* (hnb + 1) per-bucket mass, see sampler_hist */
+    int32_t *hcnt;            /* (hnb + 1) per-bucket count */
+    int hnb;
+    float hscale;
 };
 
 /* ---- random numbers --------------------------------------------------------------------- */
@@ -171,6 +175,8 @@ void sampler_free(sampler *s) {
     free(s->cand);
     free(s->tmp);
     free(s->top);
+    free(s->hmass);
+    free(s->hcnt);
     free(s);
 }
 
@@ -203,9 +209,14 @@ wick_status sampler_create(const sampler_params *p, int n_vocab, sampler **out) 
     s->cand = malloc(nv * sizeof *s->cand);
     s->tmp = malloc(nv * sizeof *s->tmp);
     s->top = malloc((s->n_top ? (size_t)s->n_top : 1) * sizeof *s->top);
+    s->hnb = sampler_hist_buckets(n_vocab);
+    s->hscale = sampler_hist_scale(s->hnb);
+    s->hmass = malloc((size_t)(s->hnb + 1) * sizeof *s->hmass);
+    s->hcnt = malloc((size_t)(s->hnb + 1) * sizeof *s->hcnt);
     if (!s->bias || !s->bias_orig || !s->rep_count || !s->rep_inlist || !s->rep_ids ||
         !s->rep_orig || !s->ring || !s->gen_count || !s->gen_ids || !s->gen_orig || !s->d ||
-        !s->w || !s->block || !s->cand || !s->tmp || !s->top) {
+        !s->w || !s->block || !s->cand || !s->tmp || !s->top ||
+        !s->hmass || !s->hcnt) {
         sampler_free(s);
         return err_set(WICK_ERR_NOMEM, "sampler_create: out of memory for n_vocab %d", n_vocab);
     }
@@ -341,29 +352,77 @@ static int gather_top(sampler *s, float thr) {
 }
 
 /* Gathers (gather_top) the candidates above the tightest ladder threshold estimated to hold
- * at least `target` tokens (by_mass false) or `target` mass (by_mass true), checks the gathered
- * set exactly, and lowers the threshold until it holds (the last try takes every token). The
- * result therefore always contains the exact top-k / top-p prefix of the whole vocabulary. */
-static int gather_enough(sampler *s, const sampler_exp_stats *st, bool by_mass, double target) {
+ * at least k tokens, checks the count exactly and lowers the threshold while short; when the
+ * ladder runs out, the count histogram (gather_topk) finds the boundary instead of gathering
+ * the whole vocabulary. The result always contains the exact top-k of the vocabulary. */
+static int gather_topk(sampler *s, int k);
+static int gather_enough(sampler *s, const sampler_exp_stats *st, int k) {
     int j = 0;
-    while (j < SAMPLER_LADDER &&
-           (by_mass ? st->mass[j] < 1.25 * target : (double)st->count[j] < 2.0 * target + 16))
-        j++;
-    for (;; j++) {
-        float thr = j < SAMPLER_LADDER ? sampler_ladder[j] : -INFINITY;
-        int m = gather_top(s, thr);
-        if (j >= SAMPLER_LADDER) return m;
-        double have = by_mass ? 0.0 : (double)m;
-        if (by_mass)
-            for (int i = 0; i < m; i++) have += s->cand[i].w;
-        if (have >= target) return m;
+    while (j < SAMPLER_LADDER && (double)st->count[j] < 2.0 * k + 16) j++;
+    for (; j < SAMPLER_LADDER; j++) {
+        int m = gather_top(s, sampler_ladder[j]);
+        if (m >= k) return m;
     }
+    return gather_topk(s, k);
+}
+
+/* Gathers, in id order, a superset of the exact top-k (key = -d): the count histogram over -d
+ * says in which bucket the k-th best token lies, and every token of that bucket and the better
+ * ones is taken (every non-banned token when fewer than k live). */
+static int gather_topk(sampler *s, int k) {
+    const int nb = s->hnb;
+    sampler_hist(s->d, s->w, s->n_vocab, 0, 0.0f, s->hscale, nb, NULL, s->hcnt);
+    int64_t cum = 0;
+    int cb = nb - 1;
+    for (int b = 0; b < nb; b++) {
+        cum += s->hcnt[b];
+        if (cum >= k) {
+            cb = b;
+            break;
+        }
+    }
+    return sampler_gather_buckets(s->d, s->w, s->n_vocab, 0, 0.0f, s->hscale, nb, 0, cb, s->cand);
+}
+
+/* Exact shortest prefix of the whole vocabulary in (key asc, id asc) order (key of `mode`, see
+ * sampler_keep) whose mass reaches target, as a keep rule: the mass histogram finds the boundary
+ * bucket, and only that bucket is gathered and selected exactly. Returns the kept mass (the
+ * histogram's buckets before the boundary plus the kept part of it). Uses s->cand / s->tmp. */
+static double keep_prefix(sampler *s, int mode, float center, double target, sampler_keep *keep) {
+    const int nb = s->hnb;
+    sampler_hist(s->d, s->w, s->n_vocab, mode, center, s->hscale, nb, s->hmass, NULL);
+    sampler_keep_all(keep);
+    keep->mode = mode;
+    keep->center = center;
+    double cum = 0.0;
+    int cb = -1;
+    for (int b = 0; b < nb; b++) {
+        /* an empty bucket has mass 0 and cum < target: it never qualifies */
+        if (cum + s->hmass[b] >= target) {
+            cb = b;
+            break;
+        }
+        cum += s->hmass[b];
+    }
+    if (cb < 0) return cum; /* the total falls short (rounding): everything is kept */
+    sampler_cand *c = s->cand;
+    int m = sampler_gather_buckets(s->d, s->w, s->n_vocab, mode, center, s->hscale, nb, cb, cb, c);
+    int r = sampler_select_prefix(c, s->tmp, m, true, target - cum);
+    /* The rule's (key, id) is the worst kept entry: the first r are unordered. */
+    int j = 0;
+    for (int i = 1; i < r; i++)
+        if (c[i].key > c[j].key || (c[i].key == c[j].key && c[i].id > c[j].id)) j = i;
+    keep->key = c[j].key;
+    keep->id = c[j].id;
+    double kept = 0.0;
+    for (int i = 0; i < r; i++) kept += c[i].w;
+    return cum + kept;
 }
 
 /* Fills s->top with the n_top best tokens of the untruncated distribution. Uses s->cand. */
 static void fill_top(sampler *s, const sampler_exp_stats *st, double log_z) {
     if (s->n_top == 0) return;
-    int m = gather_enough(s, st, false, s->n_top);
+    int m = gather_enough(s, st, s->n_top);
     int r = sampler_select_prefix(s->cand, s->tmp, m, false, s->n_top);
     sampler_sort_cands(s->cand, r);
     for (int i = 0; i < s->n_top; i++) {
@@ -454,7 +513,7 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
     else sampler_exp_pass(logits, n, xmax, inv_t, s->d, s->w, s->block, &st);
     const double log_z = log(st.z); /* z >= 1: the max token has w = 1 */
     const sampler_params *p = &s->p;
-    if (s->n_top > 0 || (!greedy && ((p->top_k > 0 && p->top_k < n) || p->top_p < 1.0f)))
+    if (s->n_top > 0 || (!greedy && p->top_k > 0 && p->top_k < n))
         sampler_ladder_pass(s->d, s->w, n, n > 4096 ? 16 : 1, &st);
     fill_top(s, &st, log_z);
 
@@ -465,31 +524,45 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
     } else {
         /* The surviving set is implicit (every non-banned token) until a stage shrinks it;
          * then it lives in s->cand[0..nc). */
-        bool all = true;
+        /* The surviving set is implicit until a stage shrinks it: every non-banned token
+         * (all), or the tokens two keep rules accept (implicit: top-p / typical-p over the
+         * whole vocabulary, ka on -d, kb on the typicality), or a list in s->cand[0..nc). */
+        bool all = true, implicit = false;
+        sampler_keep ka, kb;
+        sampler_keep_all(&ka);
+        sampler_keep_all(&kb);
+        double kmass = 0.0; /* mass of the implicit set */
         int nc = 0;
         if (p->top_k > 0 && p->top_k < n) {
-            nc = gather_enough(s, &st, false, p->top_k);
+            nc = gather_enough(s, &st, p->top_k);
             nc = sampler_select_prefix(s->cand, s->tmp, nc, false, p->top_k);
             all = false;
         }
         if (p->typical_p < 1.0f) {
             if (all) {
-                nc = gather_top(s, -INFINITY);
+                /* mean of d = log Z - H: the "typical" d (exp-pass sums clamp d at -87 too) */
+                float center = (float)(st.s / st.z);
+                kmass = keep_prefix(s, 1, center, (double)p->typical_p * st.z, &kb);
                 all = false;
+                implicit = true;
+            } else {
+                double z = sum_w(s->cand, nc), sd = sum_wd(s->cand, nc);
+                float center = (float)(sd / z);
+                for (int i = 0; i < nc; i++) s->cand[i].key = fabsf(s->cand[i].d - center);
+                nc = sampler_select_prefix(s->cand, s->tmp, nc, true, (double)p->typical_p * z);
+                for (int i = 0; i < nc; i++) s->cand[i].key = -s->cand[i].d;
             }
-            double z = sum_w(s->cand, nc), sd = sum_wd(s->cand, nc);
-            float center = (float)(sd / z); /* mean of d = log Z - H: the "typical" d */
-            for (int i = 0; i < nc; i++) s->cand[i].key = fabsf(s->cand[i].d - center);
-            nc = sampler_select_prefix(s->cand, s->tmp, nc, true, (double)p->typical_p * z);
-            for (int i = 0; i < nc; i++) s->cand[i].key = -s->cand[i].d;
         }
         if (p->top_p < 1.0f) {
             if (all) {
-                double target = (double)p->top_p * st.z;
-                nc = gather_enough(s, &st, true, target);
-                nc = sampler_select_prefix(s->cand, s->tmp, nc, true, target);
+                kmass = keep_prefix(s, 0, 0.0f, (double)p->top_p * st.z, &ka);
                 all = false;
+                implicit = true;
             } else {
+                if (implicit) { /* after typical-p: list its survivors */
+                    nc = sampler_gather_kept(s->d, s->w, n, &ka, &kb, -INFINITY, s->cand);
+                    implicit = false;
+                }
                 nc = sampler_select_prefix(s->cand, s->tmp, nc, true,
                                            (double)p->top_p * sum_w(s->cand, nc));
             }
@@ -499,7 +572,19 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
             if (all) {
                 nc = gather_top(s, lmin); /* the max of the full set has d = 0 */
                 all = false;
+            } else if (implicit && kb.mode == 0) {
+                /* Only the top-p rule: its survivors include the max (d = 0) and all have
+                 * d >= -ka.key, so min-p changes nothing unless its threshold is higher; then
+                 * the survivors are exactly the tokens with d >= lmin. */
+                if (lmin > -ka.key) {
+                    nc = sampler_gather_kept(s->d, s->w, n, &ka, &kb, lmin, s->cand);
+                    implicit = false;
+                }
             } else {
+                if (implicit) {
+                    nc = sampler_gather_kept(s->d, s->w, n, &ka, &kb, -INFINITY, s->cand);
+                    implicit = false;
+                }
                 float dmax = -INFINITY;
                 for (int i = 0; i < nc; i++) dmax = s->cand[i].d > dmax ? s->cand[i].d : dmax;
                 float thr = dmax + lmin;
@@ -528,6 +613,9 @@ wick_status sampler_sample(sampler *s, float *logits, sampled_token *out) {
             if (id < 0) /* a block of zero weight chosen through rounding: take the argmax */
                 for (int i = 0; i < n && id < 0; i++)
                     if (s->d[i] == 0.0f) id = i;
+        } else if (implicit) {
+            w_set = kmass;
+            id = sampler_draw_kept(s->d, s->w, n, &ka, &kb, u * kmass);
         } else {
             w_set = sum_w(s->cand, nc);
             int k = draw_cands(s->cand, nc, u * w_set);

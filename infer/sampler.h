@@ -55,14 +55,27 @@
  *                         top-k still get finite logprobs. (OpenAI reports the raw model
  *                         distribution; ours includes bias, penalties and temperature.)
  *
- * Performance: no full sort of the vocabulary. One vectorised pass computes exp(), a strided
- * subsample estimates a threshold, a gather pass collects the candidates that can matter (checked
- * exactly, retried lower if short), and an exact
- * histogram selection (stable, recursive) finds the top-k / top-p / typical boundaries.
+ * Performance: no full sort of the vocabulary. One vectorised pass computes exp(). top-k (and
+ * the n_logprobs alternatives) gather the candidates above a threshold estimated from a strided
+ * subsample (checked exactly; when the estimate fails, a count histogram over d finds the
+ * boundary) and select them exactly with a stable recursive histogram selection. top-p and
+ * typical-p over the whole vocabulary never list their survivors: a histogram of MASS per key
+ * bucket (sampler_hist.c) finds the bucket where the kept prefix ends, only that bucket is
+ * gathered and selected exactly, and the kept set becomes a rule "key < K, or key == K and
+ * id <= I" that the draw evaluates on the fly. Stages after them (top-p after typical-p, a
+ * min-p tighter than the top-p boundary) list the survivors and continue on the list.
  * AVX-512 CPUs scan the max, gather candidates (compress) and find the greedy argmax with
- * sampler_avx512.c; weights always come from the AVX2 (or SSE) exp. Sums over survivors use
- * four partial sums, so they may differ from one chain in the last bits; the drawn id changes
- * only if the draw falls within that rounding of a boundary. See bench/bench_sampler.c.
+ * sampler_avx512.c; weights always come from the AVX2 (or SSE) exp. Sums of weights use
+ * partial sums (per bucket, per chunk, four chains), so they may differ from one chain in the
+ * last bits; the drawn id changes only if the draw falls within that rounding of a boundary.
+ * See bench/bench_sampler.c.
+ *
+ * Draw order: the uniform u times the survivors' total mass picks the first survivor whose
+ * running sum of exp(z - z_max) exceeds it. When top-p / typical-p (and min-p no tighter than
+ * the top-p boundary) run on the whole vocabulary, survivors are walked in ascending id order;
+ * after top-k or a listing stage, in the (deterministic) order the selection leaves the list.
+ * A rounding shortfall takes the last survivor of positive weight. Same inputs and seed give
+ * the same ids; ids for a seed changed when the whole-vocabulary path was introduced.
  *
  * Threads: a sampler is used by one thread at a time; different samplers are independent.
  */
@@ -219,5 +232,48 @@ int sampler_select_prefix(sampler_cand *c, sampler_cand *tmp, int n, bool by_mas
 
 /* Sorts c[0..n) by (key asc, id asc). */
 void sampler_sort_cands(sampler_cand *c, int n);
+
+/* ---- whole-vocabulary truncation by bucket histograms (sampler_hist.c) ---- */
+
+/* Most buckets a histogram uses (a sampler allocates SAMPLER_HIST_MAX + 1 of each kind). */
+#define SAMPLER_HIST_MAX 4096
+
+/* A kept set without a list: token i (not banned) is kept iff key_i < key, or key_i == key
+ * and i <= id, where key_i = -d[i] (mode 0) or |d[i] - center| (mode 1). */
+typedef struct sampler_keep {
+    int mode;
+    float center;
+    float key;
+    int32_t id;
+} sampler_keep;
+
+/* The rule that keeps every token. */
+void sampler_keep_all(sampler_keep *k);
+
+/* Bucket count for a vocabulary of n (16 .. SAMPLER_HIST_MAX) and the key -> bucket scale. */
+int sampler_hist_buckets(int n);
+float sampler_hist_scale(int nb);
+
+/* cnt[b] / mass[b] = number / summed w of the tokens whose key falls in bucket b (b < nb);
+ * bucket nb holds the banned tokens (d = -inf). Either array may be NULL (not computed). Buckets are monotone in the key: every key of
+ * bucket b is below every key of bucket b + 1, and equal keys share a bucket. */
+void sampler_hist(const float *d, const float *w, int n, int mode, float center, float scale,
+                  int nb, double *mass, int32_t *cnt);
+
+/* Appends to c, in id order, {key, d, w, id} of every non-banned token whose bucket is in
+ * [bmin, bmax]; returns the count. */
+int sampler_gather_buckets(const float *d, const float *w, int n, int mode, float center,
+                           float scale, int nb, int bmin, int bmax, sampler_cand *c);
+
+/* Appends to c, in id order, {-d, d, w, id} of every non-banned token with d >= dmin kept by
+ * both rules; returns the count. */
+int sampler_gather_kept(const float *d, const float *w, int n, const sampler_keep *ka,
+                        const sampler_keep *kb, float dmin, sampler_cand *c);
+
+/* The id that the draw x in [0, kept mass) picks, walking the tokens kept by both rules in id
+ * order: the first whose running sum of w exceeds x (positive weight only); the last kept token
+ * of positive weight when rounding leaves x beyond the walked total; -1 if none is kept. */
+int sampler_draw_kept(const float *d, const float *w, int n, const sampler_keep *ka,
+                      const sampler_keep *kb, double x);
 
 #endif

@@ -507,14 +507,19 @@ static void test_large_vocab(void **state) {
         x[i] = (float)((r >> 40) % 4096) / 512.0f - 4.0f;
     }
     for (int i = 0; i < 30; i++) x[(i * 4999) % N] = 9.0f + i * 0.25f;
-    sampler_params cfg[4];
-    for (int k = 0; k < 4; k++) cfg[k] = sampler_params_default();
+    enum { NCFG = 7 };
+    sampler_params cfg[NCFG];
+    for (int k = 0; k < NCFG; k++) cfg[k] = sampler_params_default();
     cfg[0].top_k = 40;
     cfg[1].top_p = 0.9f;
     cfg[2].top_p = 0.995f; /* deep into the crowd: needs the widest gathers */
     cfg[3].min_p = 0.01f, cfg[3].temperature = 0.7f;
+    /* whole-vocabulary typical-p (implicit kept set), and the stages that list it afterwards */
+    cfg[4].typical_p = 0.9f;
+    cfg[5].typical_p = 0.8f, cfg[5].top_p = 0.9f;
+    cfg[6].top_p = 0.995f, cfg[6].min_p = 0.001f, cfg[6].temperature = 1.3f;
     double *ref = malloc(sizeof *ref * N);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < NCFG; k++) {
         cfg[k].n_logprobs = 40;
         ref_dist(x, N, &cfg[k], ref);
         sampler *s = NULL;
