@@ -113,6 +113,7 @@ typedef struct enc_ctx {
     tok_scratch *sc;
     pcre2_match_data *md;
     tok_buf norm;
+    tok_buf mapped;            /* byte-level image of the current word (fast path) */
     int32_t *ids;
     size_t n, cap;
 } enc_ctx;
@@ -129,10 +130,99 @@ static bool push(enc_ctx *c, int32_t id) {
     return true;
 }
 
+/* Encodes one word: from the word cache when `key` was seen before in this call, else through
+ * the model. With map_bytes the model input is the GPT-2 byte-level image of key (built only
+ * on a miss), otherwise key itself. */
+static bool encode_word(enc_ctx *c, const char *key, size_t kl, bool map_bytes) {
+    wcache *wc = &c->wc;
+    wc_ent *e = NULL;
+    uint64_t h = 0;
+    if (kl <= 48 && wc->e) {
+        h = wc_hash(key, kl);
+        e = wc_find(wc, key, kl, h);
+        if (e->h) {
+            if (c->n + e->ilen > c->cap) {
+                size_t nc = (c->cap ? c->cap * 2 : 256) + e->ilen;
+                int32_t *p = realloc(c->ids, nc * sizeof *p);
+                if (!p) return false;
+                c->ids = p;
+                c->cap = nc;
+            }
+            memcpy(c->ids + c->n, wc->ids + e->ioff, e->ilen * sizeof(int32_t));
+            c->n += e->ilen;
+            return true;
+        }
+    }
+    const char *w = key;
+    size_t wl = kl;
+    if (map_bytes) {  /* byte-level code points are < 0x144: one or two UTF-8 bytes each */
+        c->mapped.len = 0;
+        if (!tok_buf_reserve(&c->mapped, 2 * kl)) return false;
+        char *o = c->mapped.p;
+        for (size_t i = 0; i < kl; i++) {
+            uint32_t cp = tok_byte_to_cp[(unsigned char)key[i]];
+            if (cp < 0x80) {
+                *o++ = (char)cp;
+            } else {
+                *o++ = (char)(0xC0 | (cp >> 6));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            }
+        }
+        w = c->mapped.p;
+        wl = (size_t)(o - c->mapped.p);
+    }
+    size_t before = c->n;
+    if (!tok_model_word(c->t, w, wl, c->sc, &c->ids, &c->n, &c->cap)) return false;
+    if (e && wc->n * 2 < wc->cap) {  /* remember it; a full cache simply stops growing */
+        size_t k = c->n - before;
+        if (wc->nids + k > wc->capids) {
+            size_t nc = (wc->capids ? wc->capids * 2 : 4096) + k;
+            int32_t *p = realloc(wc->ids, nc * sizeof *p);
+            if (!p) return false;
+            wc->ids = p;
+            wc->capids = nc;
+        }
+        memcpy(wc->ids + wc->nids, c->ids + before, k * sizeof(int32_t));
+        e->h = h;
+        e->koff = (uint32_t)wc->keys.len;
+        e->klen = (uint32_t)kl;
+        e->ioff = (uint32_t)wc->nids;
+        e->ilen = (uint32_t)k;
+        wc->nids += k;
+        wc->n++;
+        if (!tok_buf_put(&wc->keys, key, kl)) return false;
+    }
+    return true;
+}
+
+/* The regex of a byte-level pre-tokenizer whose words are exactly the regex matches and the
+ * gaps between them (Split Isolated + ByteLevel without its own regex, as Qwen2/3, Llama 3 and
+ * GPT-4-style tokenizers have, or a lone ByteLevel with use_regex); NULL for anything else.
+ * Such words are cut straight from the text and byte-mapped only when not in the cache. */
+static const tok_regex *byte_split_regex(const tok_pre *p) {
+    if (!p) return NULL;
+    if (p->kind == PRE_BYTELEVEL && p->use_regex && !p->add_prefix_space) return &p->re;
+    if (p->kind == PRE_SEQ && p->nsub == 2 && p->sub[0].kind == PRE_SPLIT &&
+        p->sub[0].behavior == SPLIT_ISOLATED && !p->sub[0].invert &&
+        p->sub[1].kind == PRE_BYTELEVEL && !p->sub[1].use_regex && !p->sub[1].add_prefix_space)
+        return &p->sub[0].re;
+    return NULL;
+}
+
 /* Pre-tokenizes and encodes one normalized text segment. */
 static bool encode_plain(enc_ctx *c, const char *s, size_t n, bool first) {
     if (!n) return true;
     const wick_tokenizer *t = c->t;
+    const tok_regex *bre = byte_split_regex(t->pre);
+    if (bre) {
+        size_t i = 0, ms, me;
+        while (tok_regex_next(bre, c->md, s, n, i, &ms, &me)) {
+            if ((ms > i && !encode_word(c, s + i, ms - i, true)) || !encode_word(c, s + ms, me - ms, true))
+                return false;
+            i = me;
+        }
+        return i == n || encode_word(c, s + i, n - i, true);
+    }
     tok_pieces_clear(&c->a);
     if (!tok_pieces_add(&c->a, s, n, first)) return false;
     tok_pieces *words = &c->a;
@@ -140,43 +230,8 @@ static bool encode_plain(enc_ctx *c, const char *s, size_t n, bool first) {
         if (!tok_pretokenize(t->pre, &c->a, &c->b, c->md)) return false;
         words = &c->b;
     }
-    wcache *wc = &c->wc;
-    for (size_t i = 0; i < words->n; i++) {
-        const char *w = words->text.p + words->off[i];
-        size_t wl = words->len[i];
-        wc_ent *e = NULL;
-        uint64_t h = 0;
-        if (wl <= 48 && wc->e) {
-            h = wc_hash(w, wl);
-            e = wc_find(wc, w, wl, h);
-            if (e->h) {
-                for (uint32_t k = 0; k < e->ilen; k++)
-                    if (!push(c, wc->ids[e->ioff + k])) return false;
-                continue;
-            }
-        }
-        size_t before = c->n;
-        if (!tok_model_word(t, w, wl, c->sc, &c->ids, &c->n, &c->cap)) return false;
-        if (e && wc->n * 2 < wc->cap) {  /* remember it; a full cache simply stops growing */
-            size_t k = c->n - before;
-            if (wc->nids + k > wc->capids) {
-                size_t nc = (wc->capids ? wc->capids * 2 : 4096) + k;
-                int32_t *p = realloc(wc->ids, nc * sizeof *p);
-                if (!p) return false;
-                wc->ids = p;
-                wc->capids = nc;
-            }
-            memcpy(wc->ids + wc->nids, c->ids + before, k * sizeof(int32_t));
-            e->h = h;
-            e->koff = (uint32_t)wc->keys.len;
-            e->klen = (uint32_t)wl;
-            e->ioff = (uint32_t)wc->nids;
-            e->ilen = (uint32_t)k;
-            wc->nids += k;
-            wc->n++;
-            if (!tok_buf_put(&wc->keys, w, wl)) return false;
-        }
-    }
+    for (size_t i = 0; i < words->n; i++)
+        if (!encode_word(c, words->text.p + words->off[i], words->len[i], false)) return false;
     return true;
 }
 
@@ -250,6 +305,7 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
     free(c.wc.e);
     free(c.wc.ids);
     tok_buf_free(&c.wc.keys);
+    tok_buf_free(&c.mapped);
     tok_pieces_free(&c.a);
     tok_pieces_free(&c.b);
     tok_scratch_free(c.sc);
