@@ -1,0 +1,648 @@
+/* model_gguf.c — a decoder model (architectures `llama`, `qwen2`) from a GGUF file, and a
+ * loaded model written back as GGUF.
+ *
+ * Loading: config from `{arch}.*` metadata; matrices are zero-copy views into the mapping in
+ * their file type (F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K); norms and biases become f32 copies;
+ * the tokenizer stored in `tokenizer.ggml.*` is turned into an equivalent tokenizer.json +
+ * tokenizer_config.json and loaded through wick_tokenizer_load. TEMPORARY: that function
+ * takes a folder, so both documents are written into a private mkdtemp folder that is removed
+ * right after; a memory entry point (wick_tokenizer_load_mem) should replace this.
+ *
+ * llama.cpp's converter permutes the q/k projection rows of `llama` models (not `qwen2`) so
+ * that RoPE rotates adjacent pairs; this file keeps those rows as they are (zero-copy) and
+ * reports it through *rope_interleaved, so the decoder calls kernel_table.rope_interleaved.
+ *
+ * Not here: the GGUF container (formats/gguf.c), the forward pass, the CLI tools. */
+#include "model/model_gguf.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "kernels/quant.h"
+
+typedef struct gl {
+    wick_model *m;
+    const gguf_file *g;
+    const char *path;
+} gl;
+
+/* A matrix [rows, cols] (GGUF ne = [cols, rows]) as a zero-copy view. */
+static wick_status get_matrix(gl *L, const char *name, int64_t rows, int64_t cols, wk_weight *w,
+                              bool optional) {
+    const gguf_tensor *t = gguf_find_tensor(L->g, name);
+    if (!t) {
+        if (optional) return WICK_OK;
+        return err_set(WICK_ERR_SHAPE, "%s: missing tensor %s (expected [%lld, %lld])", L->path,
+                       name, (long long)rows, (long long)cols);
+    }
+    if (t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != 1 || t->ne[3] != 1)
+        return err_set(WICK_ERR_SHAPE, "%s: tensor %s has ne [%lld, %lld, %lld, %lld], expected "
+                       "[%lld, %lld] (cols, rows)", L->path, name, (long long)t->ne[0],
+                       (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                       (long long)cols, (long long)rows);
+    w->data = t->data;
+    w->dt = t->dt;
+    w->rows = rows;
+    w->cols = cols;
+    L->m->n_params += rows * cols;
+    L->m->weight_bytes += (int64_t)t->nbytes;
+    const char *dn = dtype_name(t->dt);
+    if (!L->m->weight_dtype[0]) snprintf(L->m->weight_dtype, sizeof L->m->weight_dtype, "%s", dn);
+    else if (strcmp(L->m->weight_dtype, dn) != 0) strcpy(L->m->weight_dtype, "mixed");
+    return WICK_OK;
+}
+
+/* A vector of n values as a private f32 copy; *out stays NULL when optional and absent. */
+static wick_status get_vector(gl *L, const char *name, int64_t n, float **out, bool optional) {
+    const gguf_tensor *t = gguf_find_tensor(L->g, name);
+    if (!t) {
+        if (optional) return WICK_OK;
+        return err_set(WICK_ERR_SHAPE, "%s: missing tensor %s (expected [%lld])", L->path, name,
+                       (long long)n);
+    }
+    if (t->ne[0] != n || t->ne[1] != 1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return err_set(WICK_ERR_SHAPE, "%s: tensor %s has ne [%lld, %lld], expected [%lld]",
+                       L->path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)n);
+    float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!v) return err_set(WICK_ERR_NOMEM, "%s: out of memory for %s", L->path, name);
+    wk_weight w = {.data = t->data, .dt = t->dt, .rows = 1, .cols = n};
+    kernels_row_to_f32(v, &w, 0);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) {
+            free(v);
+            return err_set(WICK_ERR_FORMAT, "%s: tensor %s holds a non-finite value at [%lld]",
+                           L->path, name, (long long)i);
+        }
+    *out = v;
+    L->m->n_params += n;
+    L->m->weight_bytes += (int64_t)t->nbytes;
+    return WICK_OK;
+}
+
+static wick_status need_int(gl *L, const char *arch, const char *suffix, int64_t lo, int64_t hi,
+                            bool required, int64_t dflt, int *out) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int64_t v;
+    wick_status st = WICK_OK;
+    if (!gguf_get_int(L->g, key, &v, &st)) {
+        if (st) return st;
+        if (required) return err_set(WICK_ERR_FORMAT, "%s: missing key %s", L->path, key);
+        v = dflt;
+    }
+    if (v < lo || v > hi)
+        return err_set(WICK_ERR_FORMAT, "%s: key %s = %lld outside [%lld, %lld]", L->path, key,
+                       (long long)v, (long long)lo, (long long)hi);
+    *out = (int)v;
+    return WICK_OK;
+}
+
+static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
+    wick_status st = WICK_OK;
+    char *arch = NULL;
+    if (!gguf_get_str(L->g, "general.architecture", &arch, &st))
+        return st ? st : err_set(WICK_ERR_FORMAT, "%s: missing key general.architecture", L->path);
+    memset(c, 0, sizeof *c);
+    if (strcmp(arch, "llama") == 0) {
+        c->arch = ARCH_LLAMA;
+        strcpy(c->architecture, "LlamaForCausalLM");
+        *interleaved = true;
+    } else if (strcmp(arch, "qwen2") == 0) {
+        c->arch = ARCH_QWEN2;
+        strcpy(c->architecture, "Qwen2ForCausalLM");
+        *interleaved = false;
+    } else {
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: general.architecture '%s' is not supported "
+                     "(supported: llama, qwen2)", L->path, arch);
+        free(arch);
+        return st;
+    }
+    const int M = 1 << 20;
+    if ((st = need_int(L, arch, "embedding_length", 1, M, true, 0, &c->n_embd)) ||
+        (st = need_int(L, arch, "feed_forward_length", 1, M, true, 0, &c->n_ff)) ||
+        (st = need_int(L, arch, "block_count", 1, 4096, true, 0, &c->n_layer)) ||
+        (st = need_int(L, arch, "attention.head_count", 1, 4096, true, 0, &c->n_head)) ||
+        (st = need_int(L, arch, "attention.head_count_kv", 1, 4096, false, c->n_head, &c->n_kv_head)) ||
+        (st = need_int(L, arch, "context_length", 1, 1 << 24, false, 4096, &c->n_ctx_train)) ||
+        (st = need_int(L, arch, "attention.key_length", 2, 4096, false, c->n_embd / c->n_head,
+                       &c->head_dim))) {
+        free(arch);
+        return st;
+    }
+    int rope_dim;
+    if ((st = need_int(L, arch, "rope.dimension_count", 2, 4096, false, c->head_dim, &rope_dim))) {
+        free(arch);
+        return st;
+    }
+    if (rope_dim != c->head_dim || c->head_dim % 2 || c->n_head % c->n_kv_head) {
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: head_dim %d, rope.dimension_count %d, %d heads on "
+                     "%d KV heads: partial rotary, odd head_dim or uneven grouping is not "
+                     "supported", L->path, c->head_dim, rope_dim, c->n_head, c->n_kv_head);
+        free(arch);
+        return st;
+    }
+    char key[128];
+    double f;
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
+    c->norm_eps = gguf_get_float(L->g, key, &f, &st) ? (float)f : 1e-6f;
+    snprintf(key, sizeof key, "%s.rope.freq_base", arch);
+    c->rope_theta = gguf_get_float(L->g, key, &f, &st) ? (float)f : 10000.0f;
+    char *stype = NULL;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    c->rope = ROPE_DEFAULT;
+    c->rope_factor = 1.0f;
+    if (!st && gguf_get_str(L->g, key, &stype, &st) && strcmp(stype, "linear") == 0) {
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", arch);
+        if (gguf_get_float(L->g, key, &f, &st) && f > 0) {
+            c->rope = ROPE_LINEAR;
+            c->rope_factor = (float)f;
+        }
+    }
+    free(stype);
+    free(arch);
+    if (st) return st;
+    if (!(c->norm_eps > 0) || !(c->rope_theta > 0))
+        return err_set(WICK_ERR_FORMAT, "%s: rms epsilon and rope.freq_base must be positive", L->path);
+    const gguf_tensor *emb = gguf_find_tensor(L->g, "token_embd.weight");
+    if (!emb) return err_set(WICK_ERR_SHAPE, "%s: missing tensor token_embd.weight", L->path);
+    if (emb->ne[1] < 1 || emb->ne[1] > INT32_MAX)
+        return err_set(WICK_ERR_SHAPE, "%s: token_embd.weight has %lld rows", L->path,
+                       (long long)emb->ne[1]);
+    c->n_vocab = (int)emb->ne[1];
+    const gguf_value *toks = gguf_get_arr(L->g, "tokenizer.ggml.tokens", GGUF_STRING, NULL);
+    if (toks && toks->arr.n > (uint64_t)c->n_vocab)
+        return err_set(WICK_ERR_SHAPE, "%s: tokenizer.ggml.tokens holds %llu tokens but "
+                       "token_embd.weight only %d rows", L->path,
+                       (unsigned long long)toks->arr.n, c->n_vocab);
+    c->tie_embd = gguf_find_tensor(L->g, "output.weight") == NULL;
+    c->attn_bias = gguf_find_tensor(L->g, "blk.0.attn_q.bias") != NULL;
+    c->o_bias = gguf_find_tensor(L->g, "blk.0.attn_output.bias") != NULL;
+    c->mlp_bias = gguf_find_tensor(L->g, "blk.0.ffn_gate.bias") != NULL;
+    int64_t id;
+    c->bos_id = gguf_get_int(L->g, "tokenizer.ggml.bos_token_id", &id, NULL) ? (int32_t)id : -1;
+    c->pad_id = gguf_get_int(L->g, "tokenizer.ggml.padding_token_id", &id, NULL) ? (int32_t)id : -1;
+    if (gguf_get_int(L->g, "tokenizer.ggml.eos_token_id", &id, NULL)) c->eos_ids[c->n_eos++] = (int32_t)id;
+    if (gguf_get_int(L->g, "tokenizer.ggml.eot_token_id", &id, NULL) &&
+        (c->n_eos == 0 || c->eos_ids[0] != id))
+        c->eos_ids[c->n_eos++] = (int32_t)id;
+    return WICK_OK;
+}
+
+static wick_status load_layer(gl *L, int i, layer_weights *w) {
+    const model_config *c = &L->m->cfg;
+    const int64_t d = c->n_embd, qd = (int64_t)c->n_head * c->head_dim,
+                  kvd = (int64_t)c->n_kv_head * c->head_dim, ff = c->n_ff;
+    char n[96];
+    wick_status st;
+#define N(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+    if ((st = get_matrix(L, N("attn_q.weight"), qd, d, &w->wq, false)) ||
+        (st = get_matrix(L, N("attn_k.weight"), kvd, d, &w->wk, false)) ||
+        (st = get_matrix(L, N("attn_v.weight"), kvd, d, &w->wv, false)) ||
+        (st = get_matrix(L, N("attn_output.weight"), d, qd, &w->wo, false)) ||
+        (st = get_matrix(L, N("ffn_gate.weight"), ff, d, &w->w_gate, false)) ||
+        (st = get_matrix(L, N("ffn_up.weight"), ff, d, &w->w_up, false)) ||
+        (st = get_matrix(L, N("ffn_down.weight"), d, ff, &w->w_down, false)) ||
+        (st = get_vector(L, N("attn_norm.weight"), d, &w->attn_norm, false)) ||
+        (st = get_vector(L, N("ffn_norm.weight"), d, &w->mlp_norm, false)) ||
+        (st = get_vector(L, N("attn_q.bias"), qd, &w->bq, !c->attn_bias)) ||
+        (st = get_vector(L, N("attn_k.bias"), kvd, &w->bk, !c->attn_bias)) ||
+        (st = get_vector(L, N("attn_v.bias"), kvd, &w->bv, !c->attn_bias)) ||
+        (st = get_vector(L, N("attn_output.bias"), d, &w->bo, true)) ||
+        (st = get_vector(L, N("ffn_gate.bias"), ff, &w->b_gate, true)) ||
+        (st = get_vector(L, N("ffn_up.bias"), ff, &w->b_up, true)) ||
+        (st = get_vector(L, N("ffn_down.bias"), d, &w->b_down, true)))
+        return st;
+#undef N
+    w->window = 0;
+    return WICK_OK;
+}
+
+/* inv_freq[i] = 1/θ^(2i/hd) in f32 as transformers computes it; linear scaling divides by the
+ * factor; a rope_freqs.weight tensor (llama 3 style scaling baked by the converter) divides
+ * each frequency by its factor. */
+static wick_status rope_freqs(gl *L, float *inv) {
+    const model_config *c = &L->m->cfg;
+    const int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)c->head_dim;
+        inv[i] = 1.0f / (float)pow((double)c->rope_theta, (double)e);
+        if (c->rope == ROPE_LINEAR) inv[i] /= c->rope_factor;
+    }
+    float *fac = NULL;
+    wick_status st = get_vector(L, "rope_freqs.weight", half, &fac, true);
+    if (st) return st;
+    if (fac) {
+        for (int i = 0; i < half; i++) inv[i] /= fac[i];
+        L->m->n_params -= half; /* not a model parameter */
+        free(fac);
+    }
+    return WICK_OK;
+}
+
+/* ---- tokenizer metadata -> tokenizer.json ---- */
+
+static const char *k_re_qwen2 =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char *k_re_llama3 =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char *k_re_gpt2 =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+static char *vstr(const gguf_value *v) {
+    char *s = malloc(v->str.len + 1);
+    if (s) { memcpy(s, v->str.s, v->str.len); s[v->str.len] = 0; }
+    return s;
+}
+
+wick_status model_gguf_tokenizer_json(const gguf_file *g, char **tj, char **tc) {
+    const char *path = g->mf.path;
+    *tj = *tc = NULL;
+    wick_status st = WICK_OK;
+    char *model = NULL, *pre = NULL, *tmpl = NULL;
+    if (!gguf_get_str(g, "tokenizer.ggml.model", &model, &st))
+        return st ? st : err_set(WICK_ERR_FORMAT, "%s: no tokenizer in the metadata "
+                                 "(tokenizer.ggml.model is missing)", path);
+    if (strcmp(model, "gpt2") != 0) {
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model '%s' is not supported yet "
+                     "(supported: gpt2); load with load_tokenizer = false", path, model);
+        free(model);
+        return st;
+    }
+    free(model);
+    const gguf_value *toks = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_STRING, &st);
+    const gguf_value *merges = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_STRING, &st);
+    const gguf_value *types = gguf_get_arr(g, "tokenizer.ggml.token_type", GGUF_I32, &st);
+    if (st) return st;
+    if (!toks || !merges)
+        return err_set(WICK_ERR_FORMAT, "%s: gpt2 tokenizer needs tokenizer.ggml.tokens and "
+                       "tokenizer.ggml.merges", path);
+    if (types && types->arr.n != toks->arr.n)
+        return err_set(WICK_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries, tokens "
+                       "%llu", path, (unsigned long long)types->arr.n,
+                       (unsigned long long)toks->arr.n);
+    gguf_get_str(g, "tokenizer.ggml.pre", &pre, NULL);
+    const char *re = !pre ? k_re_gpt2 : strncmp(pre, "qwen2", 5) == 0 ? k_re_qwen2
+                   : strcmp(pre, "llama-bpe") == 0 || strcmp(pre, "llama3") == 0 ? k_re_llama3
+                   : strcmp(pre, "gpt-2") == 0 || strcmp(pre, "default") == 0 ? k_re_gpt2 : NULL;
+    bool ignore_merges = pre && (strcmp(pre, "llama-bpe") == 0 || strcmp(pre, "llama3") == 0);
+    if (!re) {
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre '%s' is not supported "
+                     "(supported: qwen2, llama-bpe, gpt-2, default)", path, pre);
+        free(pre);
+        return st;
+    }
+    free(pre);
+    cJSON *root = cJSON_CreateObject(), *added = cJSON_AddArrayToObject(root, "added_tokens");
+    cJSON_AddStringToObject(root, "version", "1.0");
+    cJSON_AddNullToObject(root, "truncation");
+    cJSON_AddNullToObject(root, "padding");
+    cJSON_AddNullToObject(root, "normalizer");
+    cJSON *pt = cJSON_AddObjectToObject(root, "pre_tokenizer");
+    cJSON_AddStringToObject(pt, "type", "Sequence");
+    cJSON *pts = cJSON_AddArrayToObject(pt, "pretokenizers");
+    cJSON *split = cJSON_CreateObject();
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", re);
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddBoolToObject(split, "invert", 0);
+    cJSON_AddItemToArray(pts, split);
+    cJSON *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(bl, "trim_offsets", 0);
+    cJSON_AddBoolToObject(bl, "use_regex", 0);
+    cJSON_AddItemToArray(pts, bl);
+    cJSON *dec = cJSON_AddObjectToObject(root, "decoder");
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddBoolToObject(dec, "add_prefix_space", 1);
+    cJSON_AddBoolToObject(dec, "trim_offsets", 1);
+    cJSON_AddBoolToObject(dec, "use_regex", 1);
+    bool add_bos = false;
+    gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos, NULL);
+    int64_t bos = -1, eos = -1;
+    gguf_get_int(g, "tokenizer.ggml.bos_token_id", &bos, NULL);
+    gguf_get_int(g, "tokenizer.ggml.eos_token_id", &eos, NULL);
+    if (bos >= (int64_t)toks->arr.n) bos = -1;
+    if (eos >= (int64_t)toks->arr.n) eos = -1;
+    cJSON *bm = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(bm, "type", "BPE");
+    cJSON_AddNullToObject(bm, "dropout");
+    cJSON_AddNullToObject(bm, "unk_token");
+    cJSON_AddNullToObject(bm, "continuing_subword_prefix");
+    cJSON_AddNullToObject(bm, "end_of_word_suffix");
+    cJSON_AddBoolToObject(bm, "fuse_unk", 0);
+    cJSON_AddBoolToObject(bm, "byte_fallback", 0);
+    cJSON_AddBoolToObject(bm, "ignore_merges", ignore_merges);
+    cJSON *vocab = cJSON_AddObjectToObject(bm, "vocab");
+    cJSON *mg = cJSON_AddArrayToObject(bm, "merges");
+    for (uint64_t i = 0; i < toks->arr.n; i++) {
+        char *s = vstr(&toks->arr.items[i]);
+        if (!s) { st = err_set(WICK_ERR_NOMEM, "out of memory"); break; }
+        int64_t ty = types ? types->arr.items[i].i : 1;
+        /* 3 = control, 4 = user-defined: both are added tokens in tokenizer.json */
+        if (ty == 3 || ty == 4) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "id", (double)i);
+            cJSON_AddStringToObject(a, "content", s);
+            cJSON_AddBoolToObject(a, "single_word", 0);
+            cJSON_AddBoolToObject(a, "lstrip", 0);
+            cJSON_AddBoolToObject(a, "rstrip", 0);
+            cJSON_AddBoolToObject(a, "normalized", ty == 4);
+            cJSON_AddBoolToObject(a, "special", ty == 3);
+            cJSON_AddItemToArray(added, a);
+        }
+        cJSON_AddNumberToObject(vocab, s, (double)i);
+        free(s);
+    }
+    for (uint64_t i = 0; !st && i < merges->arr.n; i++) {
+        char *s = vstr(&merges->arr.items[i]);
+        if (!s) { st = err_set(WICK_ERR_NOMEM, "out of memory"); break; }
+        cJSON_AddItemToArray(mg, cJSON_CreateString(s));
+        free(s);
+    }
+    if (add_bos && bos >= 0) {
+        cJSON *pp = cJSON_AddObjectToObject(root, "post_processor");
+        char *b = vstr(&toks->arr.items[bos]);
+        cJSON_AddStringToObject(pp, "type", "TemplateProcessing");
+        cJSON *single = cJSON_AddArrayToObject(pp, "single"), *pair = cJSON_AddArrayToObject(pp, "pair");
+        const char *seq[2] = {"A", "B"};
+        for (int k = 0; k < 2; k++) {
+            cJSON *arr = k ? pair : single;
+            for (int q = 0; q <= k; q++) {
+                cJSON *sp = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(sp, "SpecialToken");
+                cJSON_AddStringToObject(o, "id", b ? b : "");
+                cJSON_AddNumberToObject(o, "type_id", q);
+                cJSON_AddItemToArray(arr, sp);
+                cJSON *sq = cJSON_CreateObject(), *o2 = cJSON_AddObjectToObject(sq, "Sequence");
+                cJSON_AddStringToObject(o2, "id", seq[q]);
+                cJSON_AddNumberToObject(o2, "type_id", q);
+                cJSON_AddItemToArray(arr, sq);
+            }
+        }
+        cJSON *sp = cJSON_AddObjectToObject(pp, "special_tokens"), *e = cJSON_AddObjectToObject(sp, b ? b : "");
+        cJSON_AddStringToObject(e, "id", b ? b : "");
+        cJSON_AddItemToObject(e, "ids", cJSON_CreateIntArray((const int[]){(int)bos}, 1));
+        cJSON_AddItemToObject(e, "tokens", cJSON_CreateStringArray((const char *const[]){b ? b : ""}, 1));
+        free(b);
+    } else {
+        cJSON_AddNullToObject(root, "post_processor");
+    }
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddBoolToObject(cfg, "add_bos_token", add_bos);
+    if (bos >= 0) { char *b = vstr(&toks->arr.items[bos]); if (b) cJSON_AddStringToObject(cfg, "bos_token", b); free(b); }
+    if (eos >= 0) { char *e = vstr(&toks->arr.items[eos]); if (e) cJSON_AddStringToObject(cfg, "eos_token", e); free(e); }
+    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl, NULL)) {
+        cJSON_AddStringToObject(cfg, "chat_template", tmpl);
+        free(tmpl);
+    }
+    if (!st) {
+        *tj = cJSON_PrintUnformatted(root);
+        *tc = cJSON_PrintUnformatted(cfg);
+        if (!*tj || !*tc) {
+            free(*tj); free(*tc);
+            *tj = *tc = NULL;
+            st = err_set(WICK_ERR_NOMEM, "out of memory");
+        }
+    }
+    cJSON_Delete(root);
+    cJSON_Delete(cfg);
+    return st;
+}
+
+/* TEMPORARY (see the file comment): writes both documents to a private folder, loads, removes. */
+static wick_status load_tokenizer(gl *L) {
+    char *tj = NULL, *tc = NULL;
+    wick_status st = model_gguf_tokenizer_json(L->g, &tj, &tc);
+    if (st) return st;
+    char dir[] = "/tmp/wick-gguf-tok-XXXXXX";
+    if (!mkdtemp(dir)) {
+        free(tj); free(tc);
+        return err_set(WICK_ERR_IO, "%s: cannot create a temporary folder for the tokenizer", L->path);
+    }
+    char *p1 = path_join(dir, "tokenizer.json"), *p2 = path_join(dir, "tokenizer_config.json");
+    if (!p1 || !p2) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    if (!st) st = file_write_atomic(p1, tj, strlen(tj));
+    if (!st) st = file_write_atomic(p2, tc, strlen(tc));
+    if (!st) {
+        st = wick_tokenizer_load(dir, &L->m->tok);
+        if (st) err_wrap(st, "%s: the tokenizer in the GGUF metadata", L->path);
+    }
+    if (p1) unlink(p1);
+    if (p2) unlink(p2);
+    rmdir(dir);
+    free(p1); free(p2); free(tj); free(tc);
+    return st;
+}
+
+wick_status model_gguf_load(const char *path, const wick_model_params *params, wick_model *m,
+                            gguf_file **file, bool *rope_interleaved) {
+    *file = NULL;
+    *rope_interleaved = false;
+    wick_model_params defaults = wick_model_params_default();
+    if (!params) params = &defaults;
+    gguf_file *g = NULL;
+    wick_status st = gguf_open(path, &g);
+    if (st) return st;
+    *file = g;
+    gl L = {m, g, path};
+    if (!m->path && !(m->path = strdup(path))) return err_set(WICK_ERR_NOMEM, "out of memory");
+    if ((st = read_config(&L, &m->cfg, rope_interleaved))) return st;
+    const model_config *c = &m->cfg;
+    if (!m->kern) {
+        m->kern = kernels_select(params->kernels);
+        if (!m->kern)
+            return err_set(WICK_ERR_INVALID_ARG, "kernel table '%s' is unknown or not supported "
+                           "by this CPU", params->kernels ? params->kernels : "(null)");
+    }
+    if ((st = get_matrix(&L, "token_embd.weight", c->n_vocab, c->n_embd, &m->tok_embd, false)))
+        return st;
+    if (!(m->layers = calloc((size_t)c->n_layer, sizeof *m->layers)))
+        return err_set(WICK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < c->n_layer; i++)
+        if ((st = load_layer(&L, i, &m->layers[i]))) return st;
+    if ((st = get_vector(&L, "output_norm.weight", c->n_embd, &m->final_norm, false))) return st;
+    if (c->tie_embd) m->lm_head = m->tok_embd;
+    else if ((st = get_matrix(&L, "output.weight", c->n_vocab, c->n_embd, &m->lm_head, false)))
+        return st;
+    if (!(m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
+        return err_set(WICK_ERR_NOMEM, "out of memory");
+    if ((st = rope_freqs(&L, m->rope_inv_freq))) return st;
+    if (params->load_tokenizer && gguf_find_kv(g, "tokenizer.ggml.model"))
+        st = load_tokenizer(&L);
+    return st;
+}
+
+/* ---- writing ---- */
+
+typedef struct wlist {
+    gguf_write_tensor *t;
+    int n, cap;
+    char **names;
+    void **bufs;
+} wlist;
+
+static int wl_push(wlist *w, const char *name, dtype dt, int64_t rows, int64_t cols, void *buf) {
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 64;
+        gguf_write_tensor *t = realloc(w->t, sizeof *t * cap);
+        if (t) w->t = t;
+        char **nm = realloc(w->names, sizeof *nm * cap);
+        if (nm) w->names = nm;
+        void **b = realloc(w->bufs, sizeof *b * cap);
+        if (b) w->bufs = b;
+        if (!t || !nm || !b) return -1;
+        w->cap = cap;
+    }
+    w->names[w->n] = strdup(name);
+    w->bufs[w->n] = buf;
+    gguf_write_tensor *t = &w->t[w->n];
+    memset(t, 0, sizeof *t);
+    t->name = w->names[w->n];
+    t->dt = dt;
+    t->n_dims = rows > 1 ? 2 : 1;
+    t->ne[0] = cols;
+    t->ne[1] = rows;
+    t->data = buf;
+    w->n++;
+    return t->name ? 0 : -1;
+}
+
+/* Dequantizes/widens W to f32 row by row, permutes rows of q/k heads for llama (row 2j+t of a
+ * head takes row t·half + j), and stores as dt. */
+static void *convert_matrix(const wk_weight *W, dtype dt, int permute_heads, int hd) {
+    const int64_t rows = W->rows, cols = W->cols;
+    const size_t rb = dtype_row_bytes(dt, cols);
+    unsigned char *out = malloc(rb * (size_t)(rows ? rows : 1));
+    float *row = malloc(sizeof(float) * (size_t)(cols ? cols : 1));
+    if (!out || !row) { free(out); free(row); return NULL; }
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t src = r;
+        if (permute_heads) {
+            const int64_t h = r / hd, i = r % hd, half = hd / 2;
+            src = h * hd + (i % 2) * half + i / 2;
+        }
+        kernels_row_to_f32(row, W, src);
+        unsigned char *o = out + (size_t)r * rb;
+        if (dtype_is_quant(dt)) quant_quantize_row(dt, o, row, cols);
+        else if (dt == DT_F32) memcpy(o, row, sizeof(float) * (size_t)cols);
+        else
+            for (int64_t c = 0; c < cols; c++) {
+                uint16_t h = dt == DT_F16 ? f32_to_f16(row[c]) : f32_to_bf16(row[c]);
+                memcpy(o + 2 * c, &h, 2);
+            }
+    }
+    free(row);
+    return out;
+}
+
+static dtype pick_type(dtype want, int64_t cols) {
+    if (cols % dtype_block_size(want) == 0) return want;
+    if (dtype_is_quant(want) && cols % 32 == 0) return DT_Q8_0;
+    return dtype_is_quant(want) ? DT_F16 : want;
+}
+
+wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
+                            const gguf_kv *extra, int n_extra) {
+    if (!(dtype_is_quant(qtype) || qtype == DT_F32 || qtype == DT_F16 || qtype == DT_BF16))
+        return err_set(WICK_ERR_INVALID_ARG, "%s: cannot write matrices as %s", path, dtype_name(qtype));
+    const model_config *c = &m->cfg;
+    const bool llama = c->arch != ARCH_QWEN2;
+    const char *arch = llama ? "llama" : "qwen2";
+    wlist w = {0};
+    wick_status st = WICK_OK;
+    int fail = 0;
+#define MAT(name, W, perm)                                                                     \
+    do {                                                                                       \
+        dtype dt_ = pick_type(qtype, (W)->cols);                                               \
+        void *b_ = convert_matrix((W), dt_, (perm), c->head_dim);                              \
+        fail |= !b_ || wl_push(&w, (name), dt_, (W)->rows, (W)->cols, b_);                     \
+    } while (0)
+#define VEC(name, v, nn)                                                                       \
+    do {                                                                                       \
+        if (v) {                                                                               \
+            float *b_ = malloc(sizeof(float) * (size_t)(nn));                                  \
+            if (b_) memcpy(b_, (v), sizeof(float) * (size_t)(nn));                             \
+            fail |= !b_ || wl_push(&w, (name), DT_F32, 1, (nn), b_);                           \
+        }                                                                                      \
+    } while (0)
+    {
+        /* the token embedding is looked up row by row: keep Q8_0 for 4-bit targets */
+        dtype et = dtype_is_quant(qtype) && qtype != DT_Q8_0 && !c->tie_embd ? DT_Q8_0 : qtype;
+        dtype dt_ = pick_type(et, m->tok_embd.cols);
+        void *b_ = convert_matrix(&m->tok_embd, dt_, 0, c->head_dim);
+        fail |= !b_ || wl_push(&w, "token_embd.weight", dt_, m->tok_embd.rows, m->tok_embd.cols, b_);
+    }
+    char n[96];
+    const int64_t d = c->n_embd, qd = (int64_t)c->n_head * c->head_dim,
+                  kvd = (int64_t)c->n_kv_head * c->head_dim, ff = c->n_ff;
+    for (int i = 0; i < c->n_layer && !fail; i++) {
+        const layer_weights *l = &m->layers[i];
+#define N(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+        MAT(N("attn_q.weight"), &l->wq, llama);
+        MAT(N("attn_k.weight"), &l->wk, llama);
+        MAT(N("attn_v.weight"), &l->wv, 0);
+        MAT(N("attn_output.weight"), &l->wo, 0);
+        MAT(N("ffn_gate.weight"), &l->w_gate, 0);
+        MAT(N("ffn_up.weight"), &l->w_up, 0);
+        MAT(N("ffn_down.weight"), &l->w_down, 0);
+        VEC(N("attn_norm.weight"), l->attn_norm, d);
+        VEC(N("ffn_norm.weight"), l->mlp_norm, d);
+        VEC(N("attn_output.bias"), l->bo, d);
+        VEC(N("ffn_gate.bias"), l->b_gate, ff);
+        VEC(N("ffn_up.bias"), l->b_up, ff);
+        VEC(N("ffn_down.bias"), l->b_down, d);
+        if (l->bq && llama) { /* would need the same row permutation as q/k: not written yet */
+            for (int j = 0; j < w.n; j++) { free(w.names[j]); free(w.bufs[j]); }
+            free(w.t); free(w.names); free(w.bufs);
+            return err_set(WICK_ERR_UNSUPPORTED, "%s: llama models with attention biases cannot "
+                           "be written to GGUF yet", path);
+        }
+        VEC(N("attn_q.bias"), l->bq, qd);
+        VEC(N("attn_k.bias"), l->bk, kvd);
+        VEC(N("attn_v.bias"), l->bv, kvd);
+#undef N
+    }
+    VEC("output_norm.weight", m->final_norm, d);
+    if (!c->tie_embd && !fail) {
+        dtype ht = qtype == DT_Q4_0 || qtype == DT_Q4_K ? DT_Q6_K : qtype;
+        dtype dt_ = pick_type(ht, m->lm_head.cols);
+        void *b_ = convert_matrix(&m->lm_head, dt_, 0, c->head_dim);
+        fail |= !b_ || wl_push(&w, "output.weight", dt_, m->lm_head.rows, m->lm_head.cols, b_);
+    }
+#undef MAT
+#undef VEC
+    gguf_kv kv[24 + 64];
+    int k = 0;
+    char keys[16][96];
+#define KEY(s) (snprintf(keys[k], sizeof keys[k], "%s.%s", arch, s), keys[k])
+    kv[k].key = "general.architecture"; kv[k].v = gguf_v_str(arch); k++;
+    kv[k].key = KEY("embedding_length"); kv[k].v = gguf_v_u32((uint32_t)c->n_embd); k++;
+    kv[k].key = KEY("feed_forward_length"); kv[k].v = gguf_v_u32((uint32_t)c->n_ff); k++;
+    kv[k].key = KEY("block_count"); kv[k].v = gguf_v_u32((uint32_t)c->n_layer); k++;
+    kv[k].key = KEY("attention.head_count"); kv[k].v = gguf_v_u32((uint32_t)c->n_head); k++;
+    kv[k].key = KEY("attention.head_count_kv"); kv[k].v = gguf_v_u32((uint32_t)c->n_kv_head); k++;
+    kv[k].key = KEY("attention.key_length"); kv[k].v = gguf_v_u32((uint32_t)c->head_dim); k++;
+    kv[k].key = KEY("rope.dimension_count"); kv[k].v = gguf_v_u32((uint32_t)c->head_dim); k++;
+    kv[k].key = KEY("context_length"); kv[k].v = gguf_v_u32((uint32_t)c->n_ctx_train); k++;
+    kv[k].key = KEY("attention.layer_norm_rms_epsilon"); kv[k].v = gguf_v_f32(c->norm_eps); k++;
+    kv[k].key = KEY("rope.freq_base"); kv[k].v = gguf_v_f32(c->rope_theta); k++;
+#undef KEY
+    for (int i = 0; i < n_extra && k < (int)(sizeof kv / sizeof kv[0]); i++) kv[k++] = extra[i];
+    if (c->rope != ROPE_DEFAULT && c->rope != ROPE_LINEAR)
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: rope scaling of this model cannot be written to "
+                     "GGUF yet", path);
+    else if (fail)
+        st = err_set(WICK_ERR_NOMEM, "%s: out of memory converting the weights", path);
+    else
+        st = gguf_write(path, kv, k, w.t, w.n);
+    for (int i = 0; i < w.n; i++) { free(w.names[i]); free(w.bufs[i]); }
+    free(w.t); free(w.names); free(w.bufs);
+    return st;
+}
