@@ -1,0 +1,357 @@
+/* serve_req.c — turns the JSON body of an OpenAI /v1/completions or /v1/chat/completions
+ * request into prompt ids and wick_gen_params, naming the field of every rejected value.
+ *
+ * Accepted: prompt (string, [string], or [int ids]), messages (role + string content, or an
+ * array of {"type":"text"} parts), max_tokens / max_completion_tokens, temperature, top_p,
+ * top_k, min_p, typical_p, seed, stop (string or array), presence_penalty, frequency_penalty,
+ * repetition_penalty, logit_bias, logprobs (int for completions; bool + top_logprobs for chat),
+ * n (1 only), stream, stream_options.include_usage, ignore_eos, chat_template_kwargs.
+ * Deliberately rejected instead of silently ignored: n > 1, best_of > 1, echo true, several
+ * prompts in one request. Unknown fields (user, model, ...) are ignored as OpenAI does. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/serve_http.h"
+
+static bool fail(serve_req *r, const char *param, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err_msg, sizeof r->err_msg, fmt, ap);
+    va_end(ap);
+    snprintf(r->err_param, sizeof r->err_param, "%s", param ? param : "");
+    r->err_status = 400;
+    return false;
+}
+
+/* Reads an optional number field into *out, checking [lo, hi]. null counts as absent. */
+static bool get_num(serve_req *r, const cJSON *o, const char *name, double lo, double hi,
+                    double *out, bool *present) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (present) *present = false;
+    if (!v || cJSON_IsNull(v)) return true;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return fail(r, name, "'%s' must be a number", name);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return fail(r, name, "'%s' must be between %g and %g, got %g", name, lo, hi, v->valuedouble);
+    *out = v->valuedouble;
+    if (present) *present = true;
+    return true;
+}
+
+static bool get_float(serve_req *r, const cJSON *o, const char *name, double lo, double hi,
+                      float *out) {
+    double d = *out;
+    if (!get_num(r, o, name, lo, hi, &d, NULL)) return false;
+    *out = (float)d;
+    return true;
+}
+
+static bool get_int(serve_req *r, const cJSON *o, const char *name, double lo, double hi,
+                    int *out, bool *present) {
+    double d = *out;
+    if (!get_num(r, o, name, lo, hi, &d, present)) return false;
+    if (d != floor(d)) return fail(r, name, "'%s' must be an integer, got %g", name, d);
+    *out = (int)d;
+    return true;
+}
+
+static bool get_bool(serve_req *r, const cJSON *o, const char *name, bool *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!v || cJSON_IsNull(v)) return true;
+    if (!cJSON_IsBool(v)) return fail(r, name, "'%s' must be true or false", name);
+    *out = cJSON_IsTrue(v);
+    return true;
+}
+
+/* Tokenizes text into a fresh r->prompt. */
+static bool tokenize(const serve_ctx *c, serve_req *r, const char *text, bool add_special,
+                     const char *param) {
+    size_t len = strlen(text);
+    int32_t need = wick_tokenize(c->tok, text, len, add_special, NULL, 0);
+    if (need == INT32_MIN) return fail(r, param, "cannot tokenize: %s", wick_last_error());
+    if (need < 0) need = -need;
+    free(r->prompt);
+    r->prompt = malloc(sizeof(int32_t) * (size_t)(need ? need : 1));
+    if (!r->prompt) return fail(r, param, "out of memory");
+    r->n_prompt = wick_tokenize(c->tok, text, len, add_special, r->prompt, need);
+    if (r->n_prompt <= 0) return fail(r, param, "'%s' is empty after tokenization", param);
+    return true;
+}
+
+static bool parse_prompt(const serve_ctx *c, serve_req *r, const cJSON *root) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (!p) return fail(r, "prompt", "'prompt' is required");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child))
+        p = p->child; /* ["text"]: one prompt written as a batch of one */
+    if (cJSON_IsString(p)) return tokenize(c, r, p->valuestring, true, "prompt");
+    if (!cJSON_IsArray(p))
+        return fail(r, "prompt", "'prompt' must be a string or an array of token ids");
+    int n = cJSON_GetArraySize(p);
+    if (n == 0) return fail(r, "prompt", "'prompt' is empty");
+    r->prompt = malloc(sizeof(int32_t) * (size_t)n);
+    if (!r->prompt) return fail(r, "prompt", "out of memory");
+    const cJSON *e;
+    int i = 0;
+    cJSON_ArrayForEach(e, p) {
+        if (cJSON_IsString(e))
+            return fail(r, "prompt", "several prompts in one request are not supported");
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0 ||
+            e->valuedouble >= c->n_vocab)
+            return fail(r, "prompt", "prompt[%d] is not a token id in [0, %d)", i, c->n_vocab);
+        r->prompt[i++] = (int32_t)e->valuedouble;
+    }
+    r->n_prompt = n;
+    return true;
+}
+
+/* Copies `messages` with each content flattened to a string (text parts joined), renders the
+ * chat template with the generation prompt and tokenizes the result. */
+static bool parse_messages(const serve_ctx *c, serve_req *r, const cJSON *root) {
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
+        return fail(r, "messages", "'messages' must be a non-empty array");
+    cJSON *copy = cJSON_Duplicate(msgs, true);
+    if (!copy) return fail(r, "messages", "out of memory");
+    int i = 0;
+    cJSON *m;
+    bool ok = true;
+    char param[48];
+    cJSON_ArrayForEach(m, copy) {
+        snprintf(param, sizeof param, "messages[%d]", i);
+        if (!cJSON_IsObject(m)) {
+            ok = fail(r, param, "%s must be an object", param);
+            break;
+        }
+        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "role"))) {
+            ok = fail(r, param, "%s.role must be a string", param);
+            break;
+        }
+        cJSON *ct = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsArray(ct)) {
+            size_t cap = 1, len = 0;
+            const cJSON *part;
+            cJSON_ArrayForEach(part, ct) {
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+                if (!cJSON_IsString(t)) {
+                    ok = fail(r, param, "%s.content parts must be {\"type\":\"text\",\"text\":...}",
+                              param);
+                    break;
+                }
+                cap += strlen(t->valuestring);
+            }
+            if (!ok) break;
+            char *s = malloc(cap);
+            if (!s) {
+                ok = fail(r, param, "out of memory");
+                break;
+            }
+            cJSON_ArrayForEach(part, ct) {
+                const char *t = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
+                memcpy(s + len, t, strlen(t));
+                len += strlen(t);
+            }
+            s[len] = 0;
+            cJSON_ReplaceItemInObjectCaseSensitive(m, "content", cJSON_CreateString(s));
+            free(s);
+        } else if (ct && !cJSON_IsString(ct) && !cJSON_IsNull(ct)) {
+            ok = fail(r, param, "%s.content must be a string, null or an array of text parts",
+                      param);
+            break;
+        }
+        i++;
+    }
+    char *json = ok ? cJSON_PrintUnformatted(copy) : NULL;
+    cJSON_Delete(copy);
+    if (!ok) return false;
+    char *extra = NULL;
+    const cJSON *kw = cJSON_GetObjectItemCaseSensitive(root, "chat_template_kwargs");
+    if (kw && !cJSON_IsNull(kw)) {
+        if (!cJSON_IsObject(kw)) {
+            free(json);
+            return fail(r, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        }
+        extra = cJSON_PrintUnformatted(kw);
+    }
+    char *text = NULL;
+    wick_status st = json ? wick_chat_render_json(c->tok, json, true, extra, &text) : WICK_ERR_NOMEM;
+    free(json);
+    free(extra);
+    if (st != WICK_OK) {
+        if (st == WICK_ERR_NOT_FOUND || st == WICK_ERR_UNSUPPORTED) r->err_code = "template_error";
+        return fail(r, "messages", "cannot render the chat template: %s", wick_last_error());
+    }
+    /* the rendered template already holds BOS and every special token it needs */
+    ok = tokenize(c, r, text, false, "messages");
+    wick_free(text);
+    return ok;
+}
+
+static bool parse_stop(serve_req *r, const cJSON *root) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "stop");
+    if (!s || cJSON_IsNull(s)) return true;
+    if (cJSON_IsString(s)) {
+        if (*s->valuestring) r->stops[r->n_stops++] = strdup(s->valuestring);
+        return true;
+    }
+    if (!cJSON_IsArray(s)) return fail(r, "stop", "'stop' must be a string or an array of strings");
+    if (cJSON_GetArraySize(s) > SERVE_MAX_STOPS)
+        return fail(r, "stop", "'stop' holds more than %d strings", SERVE_MAX_STOPS);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, s) {
+        if (!cJSON_IsString(e)) return fail(r, "stop", "'stop' must hold only strings");
+        if (*e->valuestring) r->stops[r->n_stops++] = strdup(e->valuestring);
+    }
+    return true;
+}
+
+static bool parse_bias(const serve_ctx *c, serve_req *r, const cJSON *root) {
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "logit_bias");
+    if (!b || cJSON_IsNull(b)) return true;
+    if (!cJSON_IsObject(b)) return fail(r, "logit_bias", "'logit_bias' must be an object");
+    int n = cJSON_GetArraySize(b);
+    r->bias = calloc((size_t)(n ? n : 1), sizeof *r->bias);
+    if (!r->bias) return fail(r, "logit_bias", "out of memory");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, b) {
+        char *end = NULL;
+        long id = strtol(e->string, &end, 10);
+        if (!*e->string || *end || id < 0 || id >= c->n_vocab)
+            return fail(r, "logit_bias", "logit_bias key '%s' is not a token id in [0, %d)",
+                        e->string, c->n_vocab);
+        if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) || fabs(e->valuedouble) > 100)
+            return fail(r, "logit_bias", "logit_bias[%s] must be a number in [-100, 100]",
+                        e->string);
+        /* -100 is how OpenAI clients ban a token: make it a true ban */
+        float v = e->valuedouble <= -100 ? -INFINITY : (float)e->valuedouble;
+        r->bias[r->n_bias++] = (wick_logit_bias){(int32_t)id, v};
+    }
+    return true;
+}
+
+static bool parse_sampling(const serve_ctx *c, serve_req *r, const cJSON *root) {
+    wick_gen_params *p = &r->p;
+    bool has_max = false;
+    /* OpenAI defaults: 16 new tokens for completions, up to the context for chat */
+    p->max_tokens = r->chat ? 0 : 16;
+    if (!get_int(r, root, "max_tokens", 0, 1 << 24, &p->max_tokens, &has_max)) return false;
+    if (r->chat && !get_int(r, root, "max_completion_tokens", 0, 1 << 24, &p->max_tokens, NULL))
+        return false;
+    p->temperature = 1.0f; /* OpenAI default; top_k/min_p off unless asked */
+    p->top_k = 0;
+    p->top_p = 1.0f;
+    p->min_p = 0.0f;
+    if (!get_float(r, root, "temperature", 0, 100, &p->temperature) ||
+        !get_float(r, root, "top_p", 0, 1, &p->top_p) ||
+        !get_int(r, root, "top_k", 0, 1 << 30, &p->top_k, NULL) ||
+        !get_float(r, root, "min_p", 0, 1, &p->min_p) ||
+        !get_float(r, root, "typical_p", 0, 1, &p->typical_p) ||
+        !get_float(r, root, "presence_penalty", -2, 2, &p->presence_penalty) ||
+        !get_float(r, root, "frequency_penalty", -2, 2, &p->frequency_penalty) ||
+        !get_float(r, root, "repetition_penalty", 0, 100, &p->repetition_penalty) ||
+        !get_int(r, root, "min_tokens", 0, 1 << 24, &p->min_tokens, NULL))
+        return false;
+    if (p->top_p <= 0) return fail(r, "top_p", "'top_p' must be in (0, 1]");
+    if (p->typical_p <= 0) return fail(r, "typical_p", "'typical_p' must be in (0, 1]");
+    if (p->repetition_penalty <= 0)
+        return fail(r, "repetition_penalty", "'repetition_penalty' must be positive");
+    double seed = 0;
+    bool has_seed = false;
+    if (!get_num(r, root, "seed", -9007199254740992.0, 9007199254740992.0, &seed, &has_seed))
+        return false;
+    if (has_seed && seed != floor(seed)) return fail(r, "seed", "'seed' must be an integer");
+    if (has_seed) {
+        p->seed = (uint64_t)(int64_t)seed;
+    } else { /* a fresh seed per request, as OpenAI samples differently each call */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        p->seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
+    }
+    bool ignore_eos = false;
+    if (!get_bool(r, root, "ignore_eos", &ignore_eos)) return false;
+    p->stop_on_eos = !ignore_eos;
+    if (!parse_stop(r, root) || !parse_bias(c, r, root)) return false;
+    p->stop_strings = (const char *const *)r->stops;
+    p->n_stop_strings = r->n_stops;
+    p->logit_bias = r->bias;
+    p->n_logit_bias = r->n_bias;
+    (void)has_max;
+    return true;
+}
+
+static bool parse_logprobs(serve_req *r, const cJSON *root) {
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+    if (!lp || cJSON_IsNull(lp)) return true;
+    if (r->chat) { /* chat: logprobs is a bool, top_logprobs the number of alternatives */
+        if (!get_bool(r, root, "logprobs", &r->logprobs)) return false;
+        if (!get_int(r, root, "top_logprobs", 0, 20, &r->p.n_logprobs, NULL)) return false;
+        if (!r->logprobs) r->p.n_logprobs = 0;
+        return true;
+    }
+    if (cJSON_IsBool(lp)) {
+        r->logprobs = cJSON_IsTrue(lp);
+        return true;
+    }
+    if (!get_int(r, root, "logprobs", 0, 20, &r->p.n_logprobs, NULL)) return false;
+    r->logprobs = true;
+    return true;
+}
+
+bool serve_req_parse(const serve_ctx *c, const char *body, size_t len, bool chat, serve_req *r) {
+    memset(r, 0, sizeof *r);
+    r->chat = chat;
+    r->p = wick_gen_params_default();
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    if (!root) {
+        size_t at = end && end >= body ? (size_t)(end - body) : 0;
+        return fail(r, NULL, "the request body is not valid JSON (error near byte %zu)", at);
+    }
+    bool ok = false;
+    if (!cJSON_IsObject(root)) {
+        fail(r, NULL, "the request body must be a JSON object");
+        goto out;
+    }
+    int n = 1, best_of = 1;
+    bool echo = false;
+    if (!get_int(r, root, "n", 1, 1 << 20, &n, NULL) ||
+        !get_int(r, root, "best_of", 1, 1 << 20, &best_of, NULL) ||
+        !get_bool(r, root, "echo", &echo) || !get_bool(r, root, "stream", &r->stream))
+        goto out;
+    if (n != 1) {
+        fail(r, "n", "only n = 1 is supported");
+        goto out;
+    }
+    if (best_of != 1) {
+        fail(r, "best_of", "only best_of = 1 is supported");
+        goto out;
+    }
+    if (echo) {
+        fail(r, "echo", "echo is not supported");
+        goto out;
+    }
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    if (so && !cJSON_IsNull(so)) {
+        if (!cJSON_IsObject(so)) {
+            fail(r, "stream_options", "'stream_options' must be an object");
+            goto out;
+        }
+        if (!get_bool(r, so, "include_usage", &r->include_usage)) goto out;
+    }
+    if (!parse_sampling(c, r, root) || !parse_logprobs(r, root)) goto out;
+    ok = chat ? parse_messages(c, r, root) : parse_prompt(c, r, root);
+out:
+    cJSON_Delete(root);
+    return ok;
+}
+
+void serve_req_free(serve_req *r) {
+    free(r->prompt);
+    for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    free(r->bias);
+    memset(r, 0, sizeof *r);
+}
