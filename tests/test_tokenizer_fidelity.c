@@ -16,6 +16,7 @@
  * (Python `tokenizers` is not installed here, so no ids come from running it.) */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <utf8proc.h>
 
 #include "tokenizer/tok_impl.h"
@@ -204,6 +205,85 @@ static void test_streamed_sections(void **st) {
     free(dir);
 }
 
+/* The per-thread encoding context keeps a word cache across calls: it must never hand one
+ * tokenizer's ids to another (two tokenizers alternated, and a freed tokenizer whose memory a new
+ * one may reuse), and threads encoding with one shared tokenizer agree. */
+static const char *k_text = "The quick brown fox's 12345 jumps; def f(x): return x**2 # done\n"
+                            "Caf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD the quick brown fox";
+
+static int32_t enc(const wick_tokenizer *t, int32_t *ids) {
+    int32_t n = wick_tokenize(t, k_text, strlen(k_text), false, ids, 256);
+    assert_true(n > 0);
+    return n;
+}
+
+static void test_cache_across_tokenizers(void **st) {
+    (void)st;
+    TU_REQUIRE_FIXTURE(q, "tokenizers/qwen3");
+    TU_REQUIRE_FIXTURE(l, "tokenizers/llama3");
+    wick_tokenizer *tq, *tl;
+    if (wick_tokenizer_load(q, &tq) || wick_tokenizer_load(l, &tl)) fail_msg("%s", wick_last_error());
+    int32_t a[256], b[256], x[256];
+    int32_t na = enc(tq, a), nb = enc(tl, b);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(enc(tq, x), na);
+        assert_memory_equal(x, a, (size_t)na * 4);
+        assert_int_equal(enc(tl, x), nb);
+        assert_memory_equal(x, b, (size_t)nb * 4);
+    }
+    bool differ = na != nb || memcmp(a, b, (size_t)na * 4) != 0;
+    assert_true(differ);  /* otherwise this test proves nothing */
+    for (int r = 0; r < 4; r++) {  /* free + load: the allocator may hand back the same address */
+        wick_tokenizer_free(tq);
+        if (wick_tokenizer_load(r % 2 ? q : l, &tq)) fail_msg("%s", wick_last_error());
+        assert_int_equal(enc(tq, x), r % 2 ? na : nb);
+        assert_memory_equal(x, r % 2 ? a : b, (size_t)(r % 2 ? na : nb) * 4);
+    }
+    wick_tokenizer_free(tq);
+    wick_tokenizer_free(tl);
+    free(q);
+    free(l);
+}
+
+typedef struct enc_job {
+    const wick_tokenizer *t;
+    const int32_t *want;
+    int32_t n;
+    bool ok;
+} enc_job;
+
+static void *enc_thread(void *p) {
+    enc_job *j = p;
+    int32_t x[256];
+    j->ok = true;
+    for (int r = 0; r < 50 && j->ok; r++)
+        j->ok = wick_tokenize(j->t, k_text, strlen(k_text), false, x, 256) == j->n &&
+                memcmp(x, j->want, (size_t)j->n * 4) == 0;
+    return NULL;
+}
+
+static void test_threads_share_tokenizer(void **st) {
+    (void)st;
+    TU_REQUIRE_FIXTURE(q, "tokenizers/qwen3");
+    wick_tokenizer *t;
+    if (wick_tokenizer_load(q, &t)) fail_msg("%s", wick_last_error());
+    int32_t want[256];
+    int32_t n = enc(t, want);
+    enum { NT = 4 };
+    pthread_t th[NT];
+    enc_job jobs[NT];
+    for (int i = 0; i < NT; i++) {
+        jobs[i] = (enc_job){t, want, n, false};
+        assert_int_equal(pthread_create(&th[i], NULL, enc_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < NT; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(jobs[i].ok);
+    }
+    wick_tokenizer_free(t);
+    free(q);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_added_tokens),
@@ -211,6 +291,8 @@ int main(void) {
         cmocka_unit_test(test_metaspace_first),
         cmocka_unit_test(test_normal_forms_fast_path),
         cmocka_unit_test(test_streamed_sections),
+        cmocka_unit_test(test_cache_across_tokenizers),
+        cmocka_unit_test(test_threads_share_tokenizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
  * Unicode letters/numbers (see added_find).
  * Not here: pairs of sequences, truncation, padding, offsets. */
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,7 @@ static wc_ent *wc_find(wcache *c, const char *s, size_t n, uint64_t h) {
 
 typedef struct enc_ctx {
     const wick_tokenizer *t;
+    uint64_t serial;           /* load serial of the tokenizer the word cache belongs to */
     wcache wc;
     tok_pieces a, b;
     tok_scratch *sc;
@@ -241,14 +243,12 @@ static bool encode_segment(enc_ctx *c, const char *s, size_t n, bool first) {
     if (!n) return true;
     const char *ns = s;
     size_t nn = n;
-    tok_buf nb = {0};
+    tok_buf *nb = &c->norm;  /* reused: segments are encoded one after another */
     if (t->norm) {
-        if (!tok_normalize(t->norm, s, n, &nb)) {
-            tok_buf_free(&nb);
-            return false;
-        }
-        ns = nb.p ? nb.p : "";
-        nn = nb.len;
+        nb->len = 0;
+        if (!tok_normalize(t->norm, s, n, nb)) return false;
+        ns = nb->p ? nb->p : "";
+        nn = nb->len;
     }
     bool ok = true;
     size_t pos = 0, ms, me;
@@ -257,9 +257,91 @@ static bool encode_segment(enc_ctx *c, const char *s, size_t n, bool first) {
         ok = encode_plain(c, ns + pos, ms - pos, first && pos == 0) && push(c, id);
         pos = me;
     }
-    ok = ok && encode_plain(c, ns + pos, nn - pos, first && pos == 0);
-    tok_buf_free(&nb);
-    return ok;
+    return ok && encode_plain(c, ns + pos, nn - pos, first && pos == 0);
+}
+
+/* ---- per-thread encoding context ----
+ * Buffers, PCRE2 match data and the word cache live in one context per thread, reused by the
+ * next wick_tokenize on that thread, so short calls allocate nothing and repeated words stay
+ * cached across calls. The word cache belongs to one tokenizer, named by its load serial (never
+ * reused, unlike an address); another tokenizer clears it. Buffers that grew past
+ * CTX_KEEP_BYTES are freed after the call so one huge text does not pin memory. The context is
+ * freed when its thread exits (pthread key destructor). */
+enum { WC_CAP = 1 << 15, CTX_KEEP_BYTES = 4 << 20 };
+
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+static bool ctx_key_ok;
+static _Thread_local enc_ctx *tl_ctx;
+
+static void ctx_free(enc_ctx *c) {
+    if (!c) return;
+    free(c->ids);
+    free(c->wc.e);
+    free(c->wc.ids);
+    tok_buf_free(&c->wc.keys);
+    tok_buf_free(&c->mapped);
+    tok_buf_free(&c->norm);
+    tok_pieces_free(&c->a);
+    tok_pieces_free(&c->b);
+    tok_scratch_free(c->sc);
+    if (c->md) pcre2_match_data_free(c->md);
+    free(c);
+}
+
+static void ctx_destroy(void *p) {
+    if (tl_ctx == p) tl_ctx = NULL;
+    ctx_free(p);
+}
+
+static void ctx_key_init(void) { ctx_key_ok = pthread_key_create(&ctx_key, ctx_destroy) == 0; }
+
+static void wc_clear(wcache *wc) {
+    if (wc->e && wc->n) memset(wc->e, 0, wc->cap * sizeof *wc->e);
+    wc->n = 0;
+    wc->nids = 0;
+    wc->keys.len = 0;
+}
+
+static enc_ctx *ctx_get(const wick_tokenizer *t) {
+    enc_ctx *c = tl_ctx;
+    tl_ctx = NULL;  /* taken; given back by ctx_put */
+    if (!c) {
+        pthread_once(&ctx_once, ctx_key_init);
+        c = calloc(1, sizeof *c);
+        if (!c) return NULL;
+        c->sc = tok_scratch_new();
+        c->md = pcre2_match_data_create(32, NULL);
+        c->wc.cap = WC_CAP;
+        c->wc.e = calloc(WC_CAP, sizeof *c->wc.e);
+        if (!c->sc || !c->md || !c->wc.e) {
+            ctx_free(c);
+            return NULL;
+        }
+        if (ctx_key_ok) pthread_setspecific(ctx_key, c);
+    }
+    if (c->serial != t->serial || c->wc.n * 2 >= c->wc.cap) {  /* other tokenizer, or full */
+        wc_clear(&c->wc);
+        c->serial = t->serial;
+    }
+    c->t = t;
+    c->n = 0;
+    return c;
+}
+
+static void ctx_put(enc_ctx *c, bool ok) {
+    if (!ok) wc_clear(&c->wc);  /* a failed call may have left a half-written entry */
+    if (c->cap * sizeof(int32_t) > CTX_KEEP_BYTES) {
+        free(c->ids);
+        c->ids = NULL;
+        c->cap = 0;
+    }
+    tok_buf *bufs[] = {&c->mapped, &c->norm, &c->a.text, &c->b.text};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (bufs[i]->cap > CTX_KEEP_BYTES) tok_buf_free(bufs[i]);
+    if (c->a.cap > CTX_KEEP_BYTES / 8) tok_pieces_free(&c->a);
+    if (c->b.cap > CTX_KEEP_BYTES / 8) tok_pieces_free(&c->b);
+    tl_ctx = c;
 }
 
 int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, bool add_special,
@@ -273,43 +355,35 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
         return INT32_MIN;
     }
     if (!text) text = "";
-    enc_ctx c = {.t = t};
-    c.sc = tok_scratch_new();
-    c.md = pcre2_match_data_create(32, NULL);
-    c.wc.cap = 1 << 15;  /* at most 16k cached words per call */
-    c.wc.e = len > 256 ? calloc(c.wc.cap, sizeof *c.wc.e) : NULL;
-    bool ok = c.sc && c.md;
-    if (ok && add_special)
-        for (int i = 0; ok && i < t->post.npre; i++) ok = push(&c, t->post.pre[i]);
+    enc_ctx *c = ctx_get(t);
+    if (!c) {
+        err_set(WICK_ERR_NOMEM, "wick_tokenize: out of memory");
+        return INT32_MIN;
+    }
+    bool ok = true;
+    if (add_special)
+        for (int i = 0; ok && i < t->post.npre; i++) ok = push(c, t->post.pre[i]);
     size_t pos = 0, ms, me;
     int32_t id;
     while (ok && t->has_added[0] && added_find(t, 0, text, len, pos, &ms, &me, &id)) {
-        ok = encode_segment(&c, text + pos, ms - pos, pos == 0) && push(&c, id);
+        ok = encode_segment(c, text + pos, ms - pos, pos == 0) && push(c, id);
         pos = me;
     }
-    ok = ok && encode_segment(&c, text + pos, len - pos, pos == 0);
+    ok = ok && encode_segment(c, text + pos, len - pos, pos == 0);
     if (ok && add_special)
-        for (int i = 0; ok && i < t->post.npost; i++) ok = push(&c, t->post.post[i]);
+        for (int i = 0; ok && i < t->post.npost; i++) ok = push(c, t->post.post[i]);
     int32_t ret;
     if (!ok) {
         err_set(WICK_ERR_NOMEM, "wick_tokenize: out of memory");
         ret = INT32_MIN;
-    } else if (c.n > (size_t)cap) {
-        if (cap) memcpy(ids, c.ids, (size_t)cap * sizeof *ids);
-        ret = -(int32_t)c.n;
+    } else if (c->n > (size_t)cap) {
+        if (cap) memcpy(ids, c->ids, (size_t)cap * sizeof *ids);
+        ret = -(int32_t)c->n;
     } else {
-        if (c.n) memcpy(ids, c.ids, c.n * sizeof *ids);
-        ret = (int32_t)c.n;
+        if (c->n) memcpy(ids, c->ids, c->n * sizeof *ids);
+        ret = (int32_t)c->n;
     }
-    free(c.ids);
-    free(c.wc.e);
-    free(c.wc.ids);
-    tok_buf_free(&c.wc.keys);
-    tok_buf_free(&c.mapped);
-    tok_pieces_free(&c.a);
-    tok_pieces_free(&c.b);
-    tok_scratch_free(c.sc);
-    if (c.md) pcre2_match_data_free(c.md);
+    ctx_put(c, ok);
     return ret;
 }
 

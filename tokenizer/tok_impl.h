@@ -191,6 +191,7 @@ struct wick_tokenizer {
     bool has_added[2];
     int32_t specials[7];       /* wick_special -> id */
 
+    uint64_t serial;           /* unique per load (never reused), keys per-thread caches */
     /* tokenizer_config.json values */
     char *chat_template;
     _Atomic(struct jinja_template *) chat_tpl;  /* compiled on first use (chat.c), or NULL */

@@ -549,7 +549,9 @@ wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
         file = dupn(path, strlen(path));
         dir = path_dirname(path);
     }
+    static _Atomic uint64_t next_serial = 1;
     wick_tokenizer *t = calloc(1, sizeof *t);
+    if (t) t->serial = atomic_fetch_add(&next_serial, 1);
     if (!file || !dir || !t) {
         free(file);
         free(dir);
