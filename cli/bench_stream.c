@@ -81,6 +81,7 @@ static int run_variant(int v, wick_session *s, const wick_model *m, const int32_
     p.max_tokens = n_tok;
     p.stop_on_eos = false;
     p.seed = 1;
+    p.reuse_prefix = false; /* every variant prefills the same prompt from scratch */
     memset(out, 0, sizeof *out);
     out->start = now_s();
     if (v == V_TOPK || v == V_TOPP || v == V_MINP) {

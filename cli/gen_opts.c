@@ -149,6 +149,7 @@ void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok) {
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "finish_reason", wick_finish_reason_str(t->finish));
         cJSON_AddNumberToObject(e, "prompt_tokens", t->prompt_tokens);
+        cJSON_AddNumberToObject(e, "cached_tokens", t->cached_tokens);
         cJSON_AddNumberToObject(e, "generated_tokens", t->generated_tokens);
         cJSON_AddNumberToObject(e, "prefill_ms", t->prefill_ms);
         cJSON_AddNumberToObject(e, "decode_ms", t->decode_ms);

@@ -306,6 +306,9 @@ typedef struct wick_gen_params {
     int n_eos_ids;
     int n_logprobs;           /* top-N alternatives reported per token (0..20). Default 0 */
     bool skip_special;        /* leave special tokens out of the text. Default true */
+    bool reuse_prefix;        /* keep the session's cached keys/values for the longest common
+                                 prefix of the previous and the new prompt (same ids, same
+                                 adapter settings) and prefill only the rest. Default true */
 } wick_gen_params;
 
 wick_gen_params wick_gen_params_default(void);
@@ -342,13 +345,15 @@ typedef struct wick_token {
     wick_finish_reason finish;   /* set on the last token only */
     /* filled on the last token (finish != NONE): */
     int prompt_tokens, generated_tokens;
+    int cached_tokens;        /* prompt tokens reused from the session's cache (not prefilled) */
     double prefill_ms, decode_ms;
 } wick_token;
 
 typedef struct wick_gen wick_gen;
 
-/* Starts generating after `prompt` (n >= 1 ids) on `session`, which is reset first. Prefill
- * runs in the first wick_gen_step. Copies everything it keeps from params. Fails with
+/* Starts generating after `prompt` (n >= 1 ids) on `session`. The session's cache is kept
+ * for the longest prefix shared with what it already holds (params->reuse_prefix), the rest
+ * is dropped; the prefill of the remaining prompt runs in the first wick_gen_step. Copies everything it keeps from params. Fails with
  * WICK_ERR_CONTEXT_FULL when the prompt does not fit, WICK_ERR_INVALID_ARG for a bad param
  * (named) or id. The session must not be used by anything else until wick_gen_free. */
 wick_status wick_gen_start(wick_session *session, const int32_t *prompt, int n,

@@ -28,6 +28,7 @@ struct wick_gen {
     int32_t tok_vocab;                 /* ids the tokenizer knows */
     int32_t *prompt;
     int n_prompt;
+    int n_cached;                      /* leading prompt ids already in the session's cache */
     int32_t *stop_ids, *eos_ids;
     int n_stop_ids, n_eos_ids;
     char **stops;                      /* copies of the stop strings */
@@ -59,6 +60,7 @@ wick_gen_params wick_gen_params_default(void) {
     p.repetition_penalty = 1.0f;
     p.stop_on_eos = true;
     p.skip_special = true;
+    p.reuse_prefix = true;
     return p;
 }
 
@@ -226,7 +228,12 @@ wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
         st = err_set(WICK_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    wick_session_reset(s);
+    /* keep the cached prefix shared with this prompt; at least one prompt token must be
+       evaluated to get the logits of the first new token */
+    int keep = p.reuse_prefix ? session_reusable_prefix(s, prompt, n) : 0;
+    if (keep > n - 1) keep = n - 1;
+    s->pos = keep;
+    g->n_cached = keep;
     *out = g;
     return WICK_OK;
 fail:
@@ -288,6 +295,7 @@ static size_t holdback(const wick_gen *g) {
 static void fill_final(wick_gen *g, wick_token *tok, wick_finish_reason r) {
     tok->finish = r;
     tok->prompt_tokens = g->n_prompt;
+    tok->cached_tokens = g->n_cached;
     tok->generated_tokens = g->generated;
     tok->prefill_ms = g->prefill_ms;
     tok->decode_ms = g->decode_ms;
@@ -323,7 +331,8 @@ wick_status wick_gen_step(wick_gen *g, wick_token *tok) {
     const model_config *c = &g->m->cfg;
     double t0 = now_ms();
     if (!g->started) {
-        st = wick_session_eval(s, g->prompt, g->n_prompt, WICK_LOGITS_LAST, g->logits);
+        st = wick_session_eval(s, g->prompt + g->n_cached, g->n_prompt - g->n_cached,
+                               WICK_LOGITS_LAST, g->logits);
         if (st) return st;
         g->started = true;
         g->prefill_ms = now_ms() - t0;

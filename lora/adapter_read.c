@@ -194,6 +194,11 @@ static bool parse_key(const char *k, int *layer, int *proj, int *is_b) {
     return false;
 }
 
+uint64_t lora_next_uid(void) {
+    static atomic_ullong next = 1;
+    return atomic_fetch_add(&next, 1);
+}
+
 void lora_adapter_retain(wick_adapter *a) {
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
 }
@@ -364,6 +369,7 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
         goto done;
     }
     atomic_init(&a->refs, 1);
+    a->uid = lora_next_uid();
     a->n_layer = L;
     a->r_max = r_max;
     /* pass 3: convert to f32, check values, compute scales */

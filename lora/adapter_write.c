@@ -224,6 +224,7 @@ wick_status lora_adapter_random(const wick_model *m, int r, float alpha, unsigne
         return err_set(WICK_ERR_NOMEM, "out of memory for a random adapter");
     }
     atomic_init(&a->refs, 1);
+    a->uid = lora_next_uid();
     a->n_layer = L;
     a->r_max = r;
     float *dst = a->data;

@@ -40,6 +40,7 @@ typedef struct lora_pair {
 
 struct wick_adapter {
     atomic_int refs;
+    uint64_t uid;        /* unique per adapter object for the process (lora_next_uid) */
     char *name;          /* registry name (owned) */
     int n_layer;
     lora_pair *pairs;    /* (n_layer, LORA_N_PROJ) */
@@ -51,6 +52,10 @@ struct wick_adapter {
 static inline const lora_pair *lora_get(const wick_adapter *a, int layer, int proj) {
     return &a->pairs[(size_t)layer * LORA_N_PROJ + proj];
 }
+
+/* A process-unique id for a new adapter object (never 0): sessions remember which adapter
+ * their cached keys/values were computed with, and a freed adapter's address may be reused. */
+uint64_t lora_next_uid(void);
 
 void lora_adapter_retain(wick_adapter *a);
 /* Drops one reference; the last one frees the adapter. NULL is ignored. */

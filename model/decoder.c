@@ -65,6 +65,16 @@ void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, 
 
     const wick_adapter *ad = s->adapter;  /* read once: a switch applies from the next chunk */
     const float mult = s->adapter_scale;
+    /* remember which ids (and adapter settings) the cache holds, for prefix reuse */
+    const uint64_t uid = ad ? ad->uid : 0;
+    if (s->pos == 0) {
+        s->kv_mixed = false;
+        s->kv_adapter_uid = uid;
+        s->kv_adapter_scale = ad ? mult : 0.0f;
+    } else if (uid != s->kv_adapter_uid || (ad ? mult : 0.0f) != s->kv_adapter_scale) {
+        s->kv_mixed = true;
+    }
+    memcpy(s->hist + s->pos, ids, sizeof(int32_t) * (size_t)n);
 #define LORA(proj, y, xin) \
     if (ad) lora_add(s, K, ad, mult, l, proj, y, xin, n)
 

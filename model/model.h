@@ -73,7 +73,18 @@ struct wick_session {
     float *lora_t;                     /* (n_batch, r_max) : x·Aᵀ */
     float *lora_u;                     /* (n_batch, max out features) : t·Bᵀ */
     size_t lora_t_cap, lora_u_cap;     /* floats */
+
+    /* Prefix reuse (wick_gen_start): the ids whose keys/values are in the cache, and the
+     * adapter settings they were computed with; kv_mixed when those changed mid-sequence. */
+    int32_t *hist;                     /* (n_ctx) */
+    uint64_t kv_adapter_uid;           /* 0 = no adapter */
+    float kv_adapter_scale;
+    bool kv_mixed;
 };
+
+/* Number of leading ids of `ids` whose keys/values the session already holds, computed with
+ * the adapter settings now in force (0 when those changed since position 0). */
+int session_reusable_prefix(const wick_session *s, const int32_t *ids, int n);
 
 /* Runs n tokens (n <= n_batch) at position s->pos through the decoder and advances pos.
  * logits: NULL, or (n, vocab) when all_rows, else (1, vocab) for the last row. */

@@ -59,6 +59,8 @@ wick_status wick_session_create(const wick_model *m, const wick_session_params *
     s->gate = alloc_floats(B * (size_t)c->n_ff, &ok);
     s->up = alloc_floats(B * (size_t)c->n_ff, &ok);
     s->attn_scratch = alloc_floats((size_t)pool_size(s->pool) * (size_t)p.n_ctx, &ok);
+    s->hist = calloc((size_t)p.n_ctx, sizeof(int32_t));
+    if (!s->hist) ok = false;
     if (!ok) {
         wick_session_free(s);
         return err_set(WICK_ERR_NOMEM,
@@ -88,6 +90,7 @@ void wick_session_free(wick_session *s) {
     free(s->x); free(s->xn); free(s->q); free(s->k); free(s->v);
     free(s->att); free(s->tmp); free(s->gate); free(s->up);
     free(s->attn_scratch);
+    free(s->hist);
     free(s);
 }
 
@@ -107,6 +110,15 @@ wick_status wick_session_truncate(wick_session *s, int pos) {
                        pos, s->pos);
     s->pos = pos;
     return WICK_OK;
+}
+
+int session_reusable_prefix(const wick_session *s, const int32_t *ids, int n) {
+    uint64_t uid = s->adapter ? s->adapter->uid : 0;
+    float scale = s->adapter ? s->adapter_scale : 0.0f;
+    if (s->kv_mixed || uid != s->kv_adapter_uid || scale != s->kv_adapter_scale) return 0;
+    int k = 0;
+    while (k < n && k < s->pos && s->hist[k] == ids[k]) k++;
+    return k;
 }
 
 void session_set_trace(wick_session *s, session_trace_fn fn, void *user) {

@@ -354,6 +354,56 @@ static void test_bad_starts(void **state) {
     wick_session_free(s);
 }
 
+/* A second generation on the same session reuses the cached prefix of the prompt: same tokens
+ * as a fresh session, cached_tokens reported, and nothing reused after an adapter switch or
+ * with reuse_prefix off. */
+static void test_prefix_reuse(void **state) {
+    REQUIRE_TEXT_MODEL();
+    wick_session *s = session(g_model, 512), *fresh = session(g_model, 512);
+    wick_gen_params p = wick_gen_params_default();
+    p.temperature = 0;
+    p.max_tokens = 12;
+    p.stop_on_eos = false;
+    int32_t conv[64];
+    memcpy(conv, k_prompt, sizeof k_prompt);
+    run r1, r2, ref;
+    run_gen(s, conv, 5, &p, &r1);
+    /* next "turn": the previous prompt + its reply + 3 more ids */
+    int n = 5;
+    memcpy(conv + n, r1.ids, sizeof(int32_t) * r1.n);
+    n += r1.n;
+    conv[n++] = 11; conv[n++] = 22; conv[n++] = 33;
+    wick_gen *g;
+    assert_int_equal(wick_gen_start(s, conv, n, &p, &g), WICK_OK);
+    wick_token t;
+    int cached = -1, k = 0;
+    int32_t ids[64];
+    while (wick_gen_step(g, &t) == WICK_OK) {
+        if (t.id >= 0) ids[k++] = t.id;
+        if (t.finish) cached = t.cached_tokens;
+    }
+    wick_gen_free(g);
+    /* the last reply token was sampled but never fed, so the cache holds 5 + 11 ids */
+    assert_int_equal(cached, 5 + r1.n - 1);
+    run_gen(fresh, conv, n, &p, &ref);
+    assert_int_equal(k, ref.n);
+    assert_memory_equal(ids, ref.ids, sizeof(int32_t) * k);
+    /* reuse off: nothing cached */
+    p.reuse_prefix = false;
+    assert_int_equal(wick_gen_start(s, conv, n, &p, &g), WICK_OK);
+    while (wick_gen_step(g, &t) == WICK_OK)
+        if (t.finish) cached = t.cached_tokens;
+    wick_gen_free(g);
+    assert_int_equal(cached, 0);
+    /* the same prompt twice: all but the last id reused */
+    p.reuse_prefix = true;
+    run_gen(s, conv, n, &p, &r2);
+    assert_memory_equal(r2.ids, ref.ids, sizeof(int32_t) * ref.n);
+    (void)r2;
+    wick_session_free(fresh);
+    wick_session_free(s);
+}
+
 typedef struct cb_ctx {
     int calls, stop_after;
     int32_t ids[64];
@@ -481,6 +531,7 @@ int main(void) {
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_eos_stop_ids_and_lengths),
         cmocka_unit_test(test_bad_starts),
+        cmocka_unit_test(test_prefix_reuse),
         cmocka_unit_test(test_callback_and_cancel),
         cmocka_unit_test(test_stream_matches_pull),
         cmocka_unit_test(test_stream_cancel_and_early_close),
