@@ -1,0 +1,577 @@
+/* test_server.c — end-to-end tests of `wick serve`: the built wick binary runs as a child
+ * process on a free loopback port (--port 0; the port is read from its stdout) over a random
+ * tiny model with the qwen3 tokenizer fixture, and plain-socket HTTP/1.1 requests check
+ * health, models, greedy completions against `wick generate`, SSE streams against the
+ * non-streamed text, chat, stop strings, OpenAI errors (400/404/405/413/503) and that a client
+ * hanging up mid-stream frees its slot. Every wait is bounded; children are killed at the end.
+ * Skips (fails under CI=true) when the fixture is missing or the wick binary has no server. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define WICK_BIN WICK_BINARY_DIR "/wick"
+
+static char *g_dir, *g_model;   /* temp dir, model folder inside it */
+static pid_t g_pid = -1;        /* server A: --parallel 1, default queue */
+static int g_port;
+static const char *g_skip;      /* why the tests skip, or NULL */
+
+/* ---- child processes ---------------------------------------------------------------------- */
+
+/* Starts argv with stdout on a pipe (*out_fd); stderr is inherited for diagnostics. */
+static pid_t spawn(char *const argv[], int *out_fd) {
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *out_fd = p[0];
+    return pid;
+}
+
+/* Reads fd to EOF (bounded by timeout_ms) into a malloc'd string. */
+static char *read_to_eof(int fd, int timeout_ms) {
+    size_t len = 0, cap = 4096;
+    char *s = malloc(cap);
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, timeout_ms) <= 0) break;
+        if (len + 1024 > cap) s = realloc(s, cap *= 2);
+        ssize_t n = read(fd, s + len, cap - len - 1);
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    s[len] = 0;
+    return s;
+}
+
+/* Waits up to timeout_ms for pid; returns its wait status, or -1 after killing it. */
+static int wait_child(pid_t pid, int timeout_ms) {
+    int st = 0;
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        if (waitpid(pid, &st, WNOHANG) == pid) return st;
+        usleep(20000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+/* Starts `wick serve` on the model with extra options; returns the pid and sets *port, or -1
+ * when the server did not come up (it has exited). */
+static pid_t start_server(const char *const extra[], int *port) {
+    char *argv[24] = {WICK_BIN, "serve", "-m", g_model, "--port", "0", "-t", "1"};
+    int n = 8;
+    for (int i = 0; extra && extra[i]; i++) argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    int fd;
+    pid_t pid = spawn(argv, &fd);
+    char line[256];
+    size_t len = 0;
+    while (len + 1 < sizeof line) { /* the first stdout line: "listening on http://H:P ..." */
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 120000) <= 0 || read(fd, line + len, 1) != 1) break;
+        if (line[len++] == '\n') break;
+    }
+    line[len] = 0;
+    close(fd); /* the server writes nothing else on stdout */
+    const char *p = strstr(line, "127.0.0.1:");
+    if (!p) {
+        wait_child(pid, 5000);
+        return -1;
+    }
+    *port = atoi(p + 10);
+    return pid;
+}
+
+/* ---- HTTP over plain sockets ----------------------------------------------------------------- */
+
+static int connect_port(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {.tv_sec = 120};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static void send_all(int fd, const char *s, size_t n) {
+    while (n) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w <= 0) return; /* the server may answer early (413) and close */
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void send_request(int fd, const char *method, const char *path, const char *body) {
+    char head[512];
+    size_t n = body ? strlen(body) : 0;
+    snprintf(head, sizeof head,
+             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+             method, path, n);
+    send_all(fd, head, strlen(head));
+    if (n) send_all(fd, body, n);
+}
+
+/* Decodes a chunked body in place. */
+static void dechunk(char *b) {
+    char *in = b, *out = b;
+    for (;;) {
+        char *end;
+        unsigned long n = strtoul(in, &end, 16);
+        char *nl = strstr(end, "\r\n");
+        if (!nl || n == 0) break;
+        memmove(out, nl + 2, n);
+        out += n;
+        in = nl + 2 + n + 2;
+    }
+    *out = 0;
+}
+
+typedef struct resp {
+    int status;
+    char *raw;   /* whole response */
+    char *body;  /* into raw, de-chunked */
+} resp;
+
+static resp http(int port, const char *method, const char *path, const char *body) {
+    int fd = connect_port(port);
+    send_request(fd, method, path, body);
+    resp r = {0};
+    r.raw = read_to_eof(fd, 120000);
+    close(fd);
+    assert_true(sscanf(r.raw, "HTTP/1.%*d %d", &r.status) == 1);
+    char *sep = strstr(r.raw, "\r\n\r\n");
+    assert_non_null(sep);
+    *sep = 0;
+    r.body = sep + 4;
+    if (strcasestr(r.raw, "transfer-encoding: chunked")) dechunk(r.body);
+    return r;
+}
+
+static cJSON *json_of(const resp *r) {
+    cJSON *j = cJSON_Parse(r->body);
+    if (!j) fail_msg("response is not JSON: %s", r->body);
+    return j;
+}
+
+static const char *jstr(const cJSON *o, const char *path1, const char *path2) {
+    const cJSON *v = cJSON_GetObjectItem(o, path1);
+    if (path2) v = cJSON_GetObjectItem(v, path2);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* choices[0] of a response or chunk. */
+static const cJSON *choice0(const cJSON *j) {
+    return cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
+}
+
+/* Non-streamed request: returns choices[0].text (or message.content), malloc'd; *finish and
+ * *completion_tokens optional. */
+static char *complete(int port, const char *path, const char *body, char *finish, int *ntok) {
+    resp r = http(port, "POST", path, body);
+    if (r.status != 200) fail_msg("%s -> %d: %s", path, r.status, r.body);
+    cJSON *j = json_of(&r);
+    const cJSON *c = choice0(j);
+    const char *t = jstr(c, "text", NULL);
+    if (!t) t = jstr(c, "message", "content");
+    assert_non_null(t);
+    char *out = strdup(t);
+    if (finish) snprintf(finish, 16, "%s", jstr(c, "finish_reason", NULL));
+    const cJSON *u = cJSON_GetObjectItem(j, "usage");
+    int pt = cJSON_GetObjectItem(u, "prompt_tokens")->valueint;
+    int ct = cJSON_GetObjectItem(u, "completion_tokens")->valueint;
+    assert_true(pt > 0);
+    assert_int_equal(cJSON_GetObjectItem(u, "total_tokens")->valueint, pt + ct);
+    if (ntok) *ntok = ct;
+    cJSON_Delete(j);
+    free(r.raw);
+    return out;
+}
+
+/* Streamed request: concatenates the text deltas; checks the SSE framing, the chat role
+ * chunk, exactly one finish_reason and the final [DONE]. */
+static char *complete_stream(int port, const char *path, const char *body, char *finish) {
+    resp r = http(port, "POST", path, body);
+    if (r.status != 200) fail_msg("%s -> %d: %s", path, r.status, r.body);
+    assert_non_null(strcasestr(r.raw, "content-type: text/event-stream"));
+    bool chat = strstr(path, "chat") != NULL;
+    size_t cap = strlen(r.body) + 1, len = 0;
+    char *text = calloc(1, cap);
+    int events = 0, finishes = 0;
+    bool done = false;
+    for (char *ev = r.body; *ev;) {
+        char *end = strstr(ev, "\n\n");
+        assert_non_null(end);
+        *end = 0;
+        assert_memory_equal(ev, "data: ", 6);
+        assert_false(done); /* nothing after [DONE] */
+        if (!strcmp(ev + 6, "[DONE]")) {
+            done = true;
+        } else {
+            cJSON *j = cJSON_Parse(ev + 6);
+            assert_non_null(j);
+            assert_string_equal(jstr(j, "object", NULL),
+                                chat ? "chat.completion.chunk" : "text_completion");
+            const cJSON *c = choice0(j);
+            if (c) {
+                const char *t = chat ? jstr(c, "delta", "content") : jstr(c, "text", NULL);
+                if (chat && events == 0) assert_string_equal(jstr(c, "delta", "role"), "assistant");
+                if (t) {
+                    memcpy(text + len, t, strlen(t));
+                    len += strlen(t);
+                }
+                const char *f = jstr(c, "finish_reason", NULL);
+                if (f) {
+                    finishes++;
+                    snprintf(finish, 16, "%s", f);
+                }
+            }
+            cJSON_Delete(j);
+            events++;
+        }
+        ev = end + 2;
+    }
+    assert_true(done);
+    assert_int_equal(finishes, 1);
+    free(r.raw);
+    return text;
+}
+
+/* ---- setup -------------------------------------------------------------------------------- */
+
+static int group_setup(void **state) {
+    (void)state;
+    if (!tu_fixture_exists("tokenizers/qwen3")) {
+        if (tu_ci()) return -1;
+        g_skip = "fixture tokenizers/qwen3 not found (set WICK_FIXTURES)";
+        return 0;
+    }
+    char *tok = tu_fixture_path("tokenizers/qwen3");
+    g_dir = tu_mkdtemp();
+    size_t n = strlen(g_dir) + 16;
+    g_model = malloc(n);
+    snprintf(g_model, n, "%s/model", g_dir);
+    char *argv[] = {WICK_BIN, "create-random", "--like", "tiny", "--tokenizer", tok,
+                    "--out", g_model, NULL};
+    int fd;
+    pid_t pid = spawn(argv, &fd);
+    free(read_to_eof(fd, 120000));
+    close(fd);
+    int st = wait_child(pid, 120000);
+    free(tok);
+    if (st != 0) {
+        g_skip = "wick create-random failed";
+        return tu_ci() ? -1 : 0;
+    }
+    const char *extra[] = {"--ctx", "1024", NULL};
+    if ((g_pid = start_server(extra, &g_port)) < 0) {
+        g_skip = "`wick serve` did not start (built without libmicrohttpd or not registered)";
+        return tu_ci() ? -1 : 0;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    int rc = 0;
+    if (g_pid > 0) { /* a clean SIGTERM shutdown exits 0 (and leak-free under ASan) */
+        kill(g_pid, SIGTERM);
+        int st = wait_child(g_pid, 60000);
+        if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            fprintf(stderr, "wick serve did not shut down cleanly (wait status %d)\n", st);
+            rc = -1;
+        }
+    }
+    if (g_dir) tu_rmdir_rf(g_dir);
+    free(g_dir);
+    free(g_model);
+    return rc;
+}
+
+#define NEED_SERVER()                                       \
+    do {                                                    \
+        if (g_skip) {                                       \
+            fprintf(stderr, "SKIP: %s\n", g_skip);          \
+            skip();                                         \
+        }                                                   \
+    } while (0)
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void test_health_and_models(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r = http(g_port, "GET", "/health", NULL);
+    assert_int_equal(r.status, 200);
+    cJSON *j = json_of(&r);
+    assert_string_equal(jstr(j, "status", NULL), "ok");
+    cJSON_Delete(j);
+    free(r.raw);
+    r = http(g_port, "GET", "/v1/models", NULL);
+    assert_int_equal(r.status, 200);
+    j = json_of(&r);
+    assert_string_equal(jstr(j, "object", NULL), "list");
+    const cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 0);
+    assert_string_equal(jstr(m, "id", NULL), "model");
+    assert_string_equal(jstr(m, "object", NULL), "model");
+    cJSON_Delete(j);
+    free(r.raw);
+}
+
+/* Runs `wick generate` with the given options and returns its stdout. */
+static char *run_generate(const char *const opts[]) {
+    char *argv[24] = {WICK_BIN, "generate", "-m", g_model, "-t", "1", "--temp", "0"};
+    int n = 8;
+    for (int i = 0; opts[i]; i++) argv[n++] = (char *)opts[i];
+    argv[n] = NULL;
+    int fd;
+    pid_t pid = spawn(argv, &fd);
+    char *out = read_to_eof(fd, 120000);
+    close(fd);
+    assert_int_equal(wait_child(pid, 60000), 0);
+    return out;
+}
+
+static void test_completion_matches_generate(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char finish[16];
+    int ntok = 0;
+    char *text = complete(g_port, "/v1/completions",
+                          "{\"prompt\":\"Hello world\",\"max_tokens\":12,\"temperature\":0}",
+                          finish, &ntok);
+    assert_true(ntok >= 1 && ntok <= 12);
+    if (ntok == 12) assert_string_equal(finish, "length");
+    const char *opts[] = {"-p", "Hello world", "-n", "12", NULL};
+    char *cli = run_generate(opts);
+    size_t n = strlen(text);
+    assert_true(strlen(cli) == n + 1 && cli[n] == '\n'); /* generate ends with a newline */
+    assert_memory_equal(cli, text, n);
+    free(cli);
+    /* the same prompt given as token ids gives the same text */
+    char *ids_text = complete(g_port, "/completions",
+                              "{\"prompt\":[9707,1879],\"max_tokens\":12,\"temperature\":0}",
+                              NULL, NULL);
+    assert_string_equal(ids_text, text);
+    free(ids_text);
+    free(text);
+}
+
+static void test_stream_equals_nonstream(void **state) {
+    (void)state;
+    NEED_SERVER();
+    static const char *const bodies[][2] = {
+        {"/v1/completions", "{\"prompt\":\"Once upon a time\",\"max_tokens\":10,"
+                            "\"temperature\":0%s}"},
+        {"/v1/chat/completions", "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief\"},"
+                                 "{\"role\":\"user\",\"content\":\"Hi there\"}],"
+                                 "\"max_tokens\":10,\"temperature\":0%s}"},
+    };
+    for (int i = 0; i < 2; i++) {
+        char plain[512], streamed[512], f1[16], f2[16];
+        snprintf(plain, sizeof plain, bodies[i][1], "");
+        snprintf(streamed, sizeof streamed, bodies[i][1], ",\"stream\":true");
+        char *a = complete(g_port, bodies[i][0], plain, f1, NULL);
+        char *b = complete_stream(g_port, bodies[i][0], streamed, f2);
+        assert_string_equal(a, b);
+        assert_string_equal(f1, f2);
+        free(a);
+        free(b);
+    }
+}
+
+static void test_chat_matches_generate(void **state) {
+    (void)state;
+    NEED_SERVER();
+    resp r = http(g_port, "POST", "/v1/chat/completions",
+                  "{\"messages\":[{\"role\":\"user\",\"content\":\"What is 2+2?\"}],"
+                  "\"max_tokens\":6,\"temperature\":0}");
+    assert_int_equal(r.status, 200);
+    cJSON *j = json_of(&r);
+    assert_string_equal(jstr(j, "object", NULL), "chat.completion");
+    const cJSON *c = choice0(j);
+    assert_string_equal(jstr(c, "message", "role"), "assistant");
+    const char *content = jstr(c, "message", "content");
+    assert_non_null(content);
+    assert_non_null(jstr(c, "finish_reason", NULL));
+    const char *opts[] = {"--chat", "-p", "What is 2+2?", "-n", "6", NULL};
+    char *cli = run_generate(opts);
+    size_t n = strlen(content);
+    assert_true(strlen(cli) == n + 1);
+    assert_memory_equal(cli, content, n);
+    free(cli);
+    cJSON_Delete(j);
+    free(r.raw);
+}
+
+static void test_stop_strings(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char *full = complete(g_port, "/v1/completions",
+                          "{\"prompt\":\"Hello world\",\"max_tokens\":12,\"temperature\":0}",
+                          NULL, NULL);
+    size_t n = strlen(full);
+    if (n < 6) {
+        fprintf(stderr, "SKIP: the greedy text is too short for a stop string\n");
+        free(full);
+        skip();
+    }
+    /* a stop string taken from the middle of the text: the answer is the text before its
+       first occurrence, finish "stop", streamed or not, string or array form */
+    char stop[4] = {0};
+    memcpy(stop, full + n / 2, 3);
+    size_t cut = (size_t)(strstr(full, stop) - full);
+    for (int s = 0; s < 2; s++) {
+        char body[256], finish[16];
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"Hello world\",\"max_tokens\":12,\"temperature\":0,"
+                 "\"stop\":%s\"%s\"%s%s}", s ? "[\"zzzq\"," : "", stop, s ? "]" : "",
+                 s ? ",\"stream\":true" : "");
+        char *t = s ? complete_stream(g_port, "/v1/completions", body, finish)
+                    : complete(g_port, "/v1/completions", body, finish, NULL);
+        assert_int_equal(strlen(t), cut);
+        assert_memory_equal(t, full, cut);
+        assert_string_equal(finish, "stop");
+        free(t);
+    }
+    free(full);
+}
+
+static void expect_error(int port, const char *method, const char *path, const char *body,
+                         int status, const char *param) {
+    resp r = http(port, method, path, body);
+    if (r.status != status) fail_msg("%s %s: %d, wanted %d: %s", method, path, r.status, status, r.body);
+    cJSON *j = json_of(&r);
+    const cJSON *e = cJSON_GetObjectItem(j, "error");
+    assert_non_null(e);
+    const char *msg = jstr(e, "message", NULL);
+    assert_true(msg && *msg);
+    assert_non_null(jstr(e, "type", NULL));
+    if (param) assert_string_equal(jstr(e, "param", NULL), param);
+    cJSON_Delete(j);
+    free(r.raw);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    NEED_SERVER();
+    expect_error(g_port, "POST", "/v1/completions", "{\"prompt\": \"x\",", 400, NULL);
+    expect_error(g_port, "POST", "/v1/completions", "[1,2]", 400, NULL);
+    expect_error(g_port, "POST", "/v1/completions", "{\"prompt\":\"x\",\"temperature\":\"hot\"}",
+                 400, "temperature");
+    expect_error(g_port, "POST", "/v1/completions", "{\"prompt\":\"x\",\"n\":2}", 400, "n");
+    expect_error(g_port, "POST", "/v1/completions", "{\"prompt\":\"x\",\"top_p\":1.5}", 400,
+                 "top_p");
+    expect_error(g_port, "POST", "/v1/completions", "{\"prompt\":\"x\",\"stop\":7}", 400, "stop");
+    expect_error(g_port, "POST", "/v1/completions",
+                 "{\"prompt\":\"x\",\"logit_bias\":{\"abc\":1}}", 400, "logit_bias");
+    expect_error(g_port, "POST", "/v1/completions", "{\"prompt\":[1,-5]}", 400, "prompt");
+    expect_error(g_port, "POST", "/v1/completions", "{\"max_tokens\":3}", 400, "prompt");
+    expect_error(g_port, "POST", "/v1/chat/completions", "{\"messages\":[{\"content\":\"x\"}]}",
+                 400, "messages[0]");
+    expect_error(g_port, "GET", "/v1/nothing", NULL, 404, NULL);
+    expect_error(g_port, "GET", "/v1/completions", NULL, 405, NULL);
+    expect_error(g_port, "POST", "/health", "{}", 405, NULL);
+    /* a prompt longer than the context (1024) */
+    size_t big = 8 + 2 * 3000 + 2;
+    char *b = malloc(big + 8);
+    size_t o = (size_t)sprintf(b, "{\"prompt\":[");
+    for (int i = 0; i < 3000; i++) o += (size_t)sprintf(b + o, "%s1", i ? "," : "");
+    sprintf(b + o, "]}");
+    expect_error(g_port, "POST", "/v1/completions", b, 400, "prompt");
+    free(b);
+    /* 413: a declared body over the 8 MiB cap is refused before it is read */
+    int fd = connect_port(g_port);
+    const char *head = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       "Connection: close\r\nContent-Length: 9000000\r\n\r\n{\"prompt\":";
+    send_all(fd, head, strlen(head));
+    char *raw = read_to_eof(fd, 60000);
+    close(fd);
+    int status = 0;
+    assert_int_equal(sscanf(raw, "HTTP/1.%*d %d", &status), 1);
+    assert_int_equal(status, 413);
+    free(raw);
+    /* the server still answers afterwards */
+    resp r = http(g_port, "GET", "/health", NULL);
+    assert_int_equal(r.status, 200);
+    free(r.raw);
+}
+
+/* Server B (--queue-ms 0): a second request while a stream holds the only slot gets 503; once
+ * the streaming client hangs up, its generation is cancelled and the slot serves again. */
+static void test_busy_and_disconnect(void **state) {
+    (void)state;
+    NEED_SERVER();
+    const char *extra[] = {"--ctx", "4096", "--queue-ms", "0", NULL};
+    int port = 0;
+    pid_t pid = start_server(extra, &port);
+    assert_true(pid > 0);
+    int fd = connect_port(port);
+    send_request(fd, "POST", "/v1/completions",
+                 "{\"prompt\":\"Hello\",\"max_tokens\":0,\"ignore_eos\":true,\"stream\":true}");
+    /* wait for three SSE events: generation is running and holds the slot */
+    char buf[8192];
+    size_t len = 0;
+    int events = 0;
+    while (events < 3 && len + 1 < sizeof buf) {
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        assert_true(n > 0);
+        len += (size_t)n;
+        buf[len] = 0;
+        events = 0;
+        for (const char *p = buf; (p = strstr(p, "data: ")); p += 6) events++;
+    }
+    expect_error(port, "POST", "/v1/completions", "{\"prompt\":\"Hi\",\"max_tokens\":2}", 503,
+                 NULL);
+    close(fd); /* hang up mid-stream */
+    int status = 0;
+    for (int tries = 0; tries < 200 && status != 200; tries++) {
+        resp r = http(port, "POST", "/v1/completions", "{\"prompt\":\"Hi\",\"max_tokens\":2}");
+        status = r.status;
+        if (status != 200) {
+            assert_int_equal(status, 503);
+            usleep(50000);
+        }
+        free(r.raw);
+    }
+    assert_int_equal(status, 200);
+    kill(pid, SIGINT);
+    int st = wait_child(pid, 60000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_and_models),
+        cmocka_unit_test(test_completion_matches_generate),
+        cmocka_unit_test(test_stream_equals_nonstream),
+        cmocka_unit_test(test_chat_matches_generate),
+        cmocka_unit_test(test_stop_strings),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_busy_and_disconnect),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
