@@ -1,7 +1,9 @@
 /* tok_encode.c — wick_tokenize and the read-only queries (token strings, ids, specials).
  * Encoding runs the pipeline described in tok_impl.h. Added tokens are matched leftmost, then
  * longest, non-overlapping, with lstrip/rstrip over Unicode whitespace and single_word over
- * Unicode letters/numbers (see added_find).
+ * Unicode letters/numbers (see added_find). Byte-level split pre-tokenizers take a fast path
+ * that cuts words straight from the text (byte_split_regex); everything else goes through
+ * tok_pretokenize. Scratch memory is per thread and reused across calls (ctx_get/ctx_put).
  * Not here: pairs of sequences, truncation, padding, offsets. */
 #include <limits.h>
 #include <pthread.h>
@@ -77,8 +79,9 @@ static bool added_find(const wick_tokenizer *t, int set, const char *s, size_t n
     return false;
 }
 
-/* Per-call word cache: a word seen before in the same wick_tokenize call reuses its ids.
- * Kept per call (not in the tokenizer) so a shared tokenizer needs no locks. */
+/* Word cache: a word seen before reuses its ids. It lives in the per-thread encoding context
+ * (see ctx_get), not in the tokenizer, so a shared tokenizer needs no locks; it holds at most
+ * WC_CAP / 2 words and is cleared when full or when the thread switches tokenizer. */
 typedef struct wc_ent {
     uint64_t h;               /* 0: empty */
     uint32_t koff, klen, ioff, ilen;
