@@ -239,8 +239,9 @@ static bool peer_gone(int fd) {
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-/* One step. On the last token records finish/usage and releases the slot at once, so a client
- * that reads [DONE] and sends its next request finds the slot free. */
+/* One step (cancelled first at shutdown); the last token's finish and counts are recorded.
+ * Callers release the slot (job_end_gen) as soon as the last token is out, before the final
+ * bytes are sent, so a client that reads [DONE] and sends its next request finds it free. */
 static wick_status job_step(job *j, wick_token *t) {
     if (atomic_load(&j->c->stopping)) wick_gen_cancel(j->gen);
     wick_status st = wick_gen_step(j->gen, t);
