@@ -4,18 +4,6 @@
 
 #include "cli/cli.h"
 
-/* Commands still being built are weak so the tool links while they land one by one;
- * a missing one reports itself instead of crashing. */
-#pragma weak cmd_tokenize
-#pragma weak cmd_detokenize
-#pragma weak cmd_template
-#pragma weak cmd_create_random
-#pragma weak cmd_bench
-#pragma weak cmd_info
-#pragma weak cmd_logits
-#pragma weak cmd_generate
-#pragma weak cmd_merge
-
 static const struct command {
     const char *name;
     int (*fn)(int, char **);
@@ -28,6 +16,9 @@ static const struct command {
     {"tokenize", cmd_tokenize, "text -> token ids (JSON array)"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"template", cmd_template, "render a chat template for a list of messages"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (completions, chat, streaming)"},
+    {"quantize", cmd_quantize, "quantize a model folder or GGUF to a GGUF (q8_0, q4_0, q4_k, q6_k, ...)"},
+    {"convert", cmd_convert, "convert a model folder to GGUF"},
     {"create-random", cmd_create_random, "write a seeded random model folder of a real shape"},
     {"merge", cmd_merge, "fold a LoRA adapter into a model and write a new model folder"},
     {"bench", cmd_bench, "benchmarks (bench generate|adapters|...)"},
@@ -56,10 +47,6 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++) {
         if (strcmp(argv[1], k_commands[i].name) == 0) {
-            if (!k_commands[i].fn) {
-                fprintf(stderr, "wick: command '%s' is not available in this build\n", argv[1]);
-                return 2;
-            }
             return k_commands[i].fn(argc - 1, argv + 1);
         }
     }

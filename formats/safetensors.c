@@ -572,6 +572,9 @@ static wick_status check_write_tensor(const char *path, const st_write_tensor *t
     if ((unsigned)t->dt >= DT_COUNT_)
         return err_set(WICK_ERR_INVALID_ARG, "%s: tensor %s: bad dtype %d", path, t->name,
                        (int)t->dt);
+    if (dtype_is_quant(t->dt))
+        return err_set(WICK_ERR_INVALID_ARG, "%s: tensor %s: block-quantized dtype %s cannot be "
+                       "stored in safetensors", path, t->name, dtype_name(t->dt));
     if (t->ndim < 0 || t->ndim > ST_MAX_DIMS)
         return err_set(WICK_ERR_INVALID_ARG, "%s: tensor %s: ndim %d outside [0, %d]", path,
                        t->name, t->ndim, ST_MAX_DIMS);

@@ -60,6 +60,9 @@ void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, 
     const int d = c->n_embd, hd = c->head_dim, half = hd / 2;
     const int qd = c->n_head * hd, kvd = c->n_kv_head * hd;
     const float scale = 1.0f / sqrtf((float)hd);
+    /* GGUF llama files carry q/k rows permuted for adjacent-pair RoPE */
+    void (*rope)(wk_pool *, float *, int, int, int, const float *, const float *) =
+        m->rope_interleaved ? K->rope_interleaved : K->rope;
     const float *cos = s->rope_cos + (size_t)s->pos * half;
     const float *sin = s->rope_sin + (size_t)s->pos * half;
 
@@ -94,8 +97,8 @@ void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, 
         LORA(LORA_K, s->k, s->xn);
         K->matmul(pool, s->v, s->xn, &w->wv, w->bv, n);
         LORA(LORA_V, s->v, s->xn);
-        K->rope(pool, s->q, n, c->n_head, hd, cos, sin);
-        K->rope(pool, s->k, n, c->n_kv_head, hd, cos, sin);
+        rope(pool, s->q, n, c->n_head, hd, cos, sin);
+        rope(pool, s->k, n, c->n_kv_head, hd, cos, sin);
         store_kv(s, l, n);
         K->attention(pool, s->att, s->q, s->k_cache + layer_off, s->v_cache + layer_off, n,
                      s->pos, c->n_head, c->n_kv_head, hd, s->n_ctx, w->window, scale,

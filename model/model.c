@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "model/model_gguf.h"
 #include "lora/lora.h"
 
 wick_model_params wick_model_params_default(void) {
@@ -185,6 +186,7 @@ void wick_model_free(wick_model *m) {
     free(m->rope_inv_freq);
     wick_tokenizer_free(m->tok);
     st_close(m->st);
+    gguf_close(m->gguf);
     free(m->path);
     free(m);
 }
@@ -195,6 +197,19 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
     if (!path) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: path is NULL");
     wick_model_params defaults = wick_model_params_default();
     if (!params) params = &defaults;
+    size_t pl = strlen(path);
+    if (pl > 5 && strcmp(path + pl - 5, ".gguf") == 0 && !dir_exists(path)) {
+        wick_model *m = calloc(1, sizeof *m);
+        if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
+        lora_registry_init(m);
+        wick_status st = model_gguf_load(path, params, m, &m->gguf, &m->rope_interleaved);
+        if (st) {
+            wick_model_free(m);
+            return st;
+        }
+        *out = m;
+        return WICK_OK;
+    }
     if (!dir_exists(path))
         return err_set(WICK_ERR_IO, "%s: not a model folder (expected a directory holding "
                                     "config.json and model.safetensors)", path);
@@ -273,7 +288,7 @@ wick_status wick_model_get_info(const wick_model *m, wick_model_info *info) {
     info->weight_bytes = m->weight_bytes;
     /* every matrix is read once per token, except the embedding table: one row, unless it is
        also the (tied) LM head */
-    int64_t embd_bytes = m->tok_embd.rows * m->tok_embd.cols * (int64_t)dtype_size(m->tok_embd.dt);
+    int64_t embd_bytes = (int64_t)dtype_row_bytes(m->tok_embd.dt, m->tok_embd.cols) * m->tok_embd.rows;
     info->decode_bytes = m->weight_bytes - (c->tie_embd ? 0 : embd_bytes);
     info->n_vocab = c->n_vocab;
     info->n_embd = c->n_embd;

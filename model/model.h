@@ -5,6 +5,7 @@
 #define WICK_MODEL_MODEL_H
 #include <pthread.h>
 
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
@@ -30,6 +31,8 @@ struct wick_model {
     float *rope_inv_freq;              /* (head_dim/2) f32, scaling applied, as HF computes it */
     const kernel_table *kern;
     wick_tokenizer *tok;               /* NULL when the folder has none */
+    struct gguf_file *gguf;            /* the mapping of a model loaded from a .gguf file */
+    bool rope_interleaved;             /* GGUF llama: q/k rows permuted, rotate adjacent pairs */
     int64_t n_params, weight_bytes;
     char weight_dtype[8];
 
