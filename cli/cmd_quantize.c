@@ -1,12 +1,13 @@
 /* cmd_quantize.c — `wick quantize IN OUT --type T` and `wick convert IN OUT`: model folder or
- * GGUF in, GGUF out (model_gguf_save writes atomically: no partial file on any error).
- * Not yet: the tokenizer is not copied into the GGUF metadata when IN is a folder, and
- * convert GGUF -> folder is not implemented (both reported as errors, never silently). */
+ * GGUF in, GGUF out (model_gguf_save writes atomically: no partial file on any error). The
+ * tokenizer travels in the metadata (model/gguf_tok.h), so the .gguf alone is enough to chat.
+ * Not yet: convert GGUF -> folder (reported as an error, never silently). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/fileio.h"
+#include "model/gguf_tok.h"
 #include "model/model_gguf.h"
 
 static int ends_with(const char *s, const char *suf) {
@@ -48,9 +49,17 @@ static int run(const char *in, const char *out, dtype dt) {
         fprintf(stderr, "wick: %s: re-writing a llama GGUF (already permuted rows) is not "
                         "supported yet\n", in);
         rc = 1;
-    } else if (model_gguf_save(m, out, dt, NULL, 0)) {
-        fprintf(stderr, "wick: %s\n", wick_last_error());
-        rc = 1;
+    } else {
+        gguf_tok_meta tm;
+        wick_status st = g ? gguf_tok_meta_from_gguf(g, &tm) : gguf_tok_meta_from_folder(in, &tm);
+        if (st == WICK_OK) st = model_gguf_save(m, out, dt, tm.kv, tm.n);
+        if (st) {
+            fprintf(stderr, "wick: %s\n", wick_last_error());
+            rc = 1;
+        } else if (!tm.n) {
+            fprintf(stderr, "wick: note: %s has no tokenizer; %s carries none\n", in, out);
+        }
+        gguf_tok_meta_free(&tm);
     }
     wick_model_free(m);
     gguf_close(g);

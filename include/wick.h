@@ -197,6 +197,12 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_l
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out);
 void wick_tokenizer_free(wick_tokenizer *tok);
 
+/* Same as wick_tokenizer_load for a tokenizer.json held in memory (`len` bytes) and an optional
+ * tokenizer_config.json text (NUL-terminated, may be NULL). Both are copied as needed; the
+ * caller keeps ownership. Messages name "tokenizer.json (in memory)". */
+wick_status wick_tokenizer_load_mem(const char *tokenizer_json, size_t len,
+                                    const char *config_json, wick_tokenizer **out);
+
 /* Encodes `len` bytes of `text` (any bytes; invalid UTF-8 does not fail) into `ids`.
  * Special tokens written in the text are recognized as Hugging Face tokenizers does.
  * add_special: also add the post-processor's tokens (BOS, [CLS]/[SEP]), like

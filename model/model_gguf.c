@@ -4,9 +4,7 @@
  * Loading: config from `{arch}.*` metadata; matrices are zero-copy views into the mapping in
  * their file type (F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K); norms and biases become f32 copies;
  * the tokenizer stored in `tokenizer.ggml.*` is turned into an equivalent tokenizer.json +
- * tokenizer_config.json and loaded through wick_tokenizer_load. TEMPORARY: that function
- * takes a folder, so both documents are written into a private mkdtemp folder that is removed
- * right after; a memory entry point (wick_tokenizer_load_mem) should replace this.
+ * tokenizer_config.json and loaded with wick_tokenizer_load_mem.
  *
  * llama.cpp's converter permutes the q/k projection rows of `llama` models (not `qwen2`) so
  * that RoPE rotates adjacent pairs; this file keeps those rows as they are (zero-copy) and
@@ -265,6 +263,26 @@ wick_status model_gguf_tokenizer_json(const gguf_file *g, char **tj, char **tc) 
     const char *path = g->mf.path;
     *tj = *tc = NULL;
     wick_status st = WICK_OK;
+    /* files wick wrote carry the source tokenizer.json itself: exact, use it */
+    if (gguf_get_str(g, "tokenizer.huggingface.json", tj, &st)) {
+        if (!gguf_get_str(g, "tokenizer.wick.config_json", tc, &st) && !st) {
+            char *tmpl0 = NULL;
+            cJSON *cfg = cJSON_CreateObject();
+            if (gguf_get_str(g, "tokenizer.chat_template", &tmpl0, NULL))
+                cJSON_AddStringToObject(cfg, "chat_template", tmpl0);
+            free(tmpl0);
+            *tc = cJSON_PrintUnformatted(cfg);
+            cJSON_Delete(cfg);
+        }
+        if (st || !*tc) {
+            free(*tj);
+            free(*tc);
+            *tj = *tc = NULL;
+            return st ? st : err_set(WICK_ERR_NOMEM, "out of memory");
+        }
+        return WICK_OK;
+    }
+    if (st) return st;
     char *model = NULL, *pre = NULL, *tmpl = NULL;
     if (!gguf_get_str(g, "tokenizer.ggml.model", &model, &st))
         return st ? st : err_set(WICK_ERR_FORMAT, "%s: no tokenizer in the metadata "
@@ -416,28 +434,16 @@ wick_status model_gguf_tokenizer_json(const gguf_file *g, char **tj, char **tc) 
     return st;
 }
 
-/* TEMPORARY (see the file comment): writes both documents to a private folder, loads, removes. */
+/* Builds tokenizer.json / tokenizer_config.json documents from the metadata and loads them
+ * from memory. */
 static wick_status load_tokenizer(gl *L) {
     char *tj = NULL, *tc = NULL;
     wick_status st = model_gguf_tokenizer_json(L->g, &tj, &tc);
     if (st) return st;
-    char dir[] = "/tmp/wick-gguf-tok-XXXXXX";
-    if (!mkdtemp(dir)) {
-        free(tj); free(tc);
-        return err_set(WICK_ERR_IO, "%s: cannot create a temporary folder for the tokenizer", L->path);
-    }
-    char *p1 = path_join(dir, "tokenizer.json"), *p2 = path_join(dir, "tokenizer_config.json");
-    if (!p1 || !p2) st = err_set(WICK_ERR_NOMEM, "out of memory");
-    if (!st) st = file_write_atomic(p1, tj, strlen(tj));
-    if (!st) st = file_write_atomic(p2, tc, strlen(tc));
-    if (!st) {
-        st = wick_tokenizer_load(dir, &L->m->tok);
-        if (st) err_wrap(st, "%s: the tokenizer in the GGUF metadata", L->path);
-    }
-    if (p1) unlink(p1);
-    if (p2) unlink(p2);
-    rmdir(dir);
-    free(p1); free(p2); free(tj); free(tc);
+    st = wick_tokenizer_load_mem(tj, strlen(tj), tc, &L->m->tok);
+    if (st) err_wrap(st, "%s: the tokenizer in the GGUF metadata", L->path);
+    free(tj);
+    free(tc);
     return st;
 }
 

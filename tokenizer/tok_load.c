@@ -357,11 +357,11 @@ static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *
     return jm ? read_merges_fast(t, file, jm) : read_merges(t, file, merges);
 }
 
-static wick_status read_tokenizer_json(wick_tokenizer *t, const char *file) {
-    char *text = NULL;
-    size_t len = 0;
-    wick_status st = file_read_all(file, &text, &len);
-    if (st) return st;
+/* Parses tokenizer.json text (`text`, len bytes, NUL-terminated, modified and freed here).
+ * `file` names the source in messages. */
+static wick_status read_tokenizer_json_text(wick_tokenizer *t, const char *file, char *text,
+                                            size_t len) {
+    wick_status st;
     /* Stream the two huge sections, then blank them out ({} / [] and spaces) so that cJSON
      * builds a tree of the small rest only. Any surprise: leave the text alone, all cJSON. */
     tok_span vs, ms;
@@ -526,6 +526,59 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+static wick_status read_tokenizer_json(wick_tokenizer *t, const char *file) {
+    char *text = NULL;
+    size_t len = 0;
+    wick_status st = file_read_all(file, &text, &len);
+    if (st) return st;
+    return read_tokenizer_json_text(t, file, text, len);
+}
+
+static wick_tokenizer *tokenizer_new(void) {
+    static _Atomic uint64_t next_serial = 1;
+    wick_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->serial = atomic_fetch_add(&next_serial, 1);
+    t->unk_id = -1;
+    return t;
+}
+
+wick_status wick_tokenizer_load_mem(const char *tokenizer_json, size_t len,
+                                    const char *config_json, wick_tokenizer **out) {
+    if (!out || !tokenizer_json)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_tokenizer_load_mem: NULL argument");
+    *out = NULL;
+    const char *where = "tokenizer.json (in memory)";
+    const char *cfg_where = "tokenizer_config.json (in memory)";
+    wick_tokenizer *t = tokenizer_new();
+    char *text = malloc(len + 1);
+    if (!t || !text) {
+        free(t);
+        free(text);
+        return err_set(WICK_ERR_NOMEM, "wick_tokenizer_load_mem: out of memory");
+    }
+    memcpy(text, tokenizer_json, len);
+    text[len] = '\0';
+    wick_status st = WICK_OK;
+    cJSON *cfg = NULL;
+    if (config_json) {
+        cfg = cJSON_Parse(config_json);
+        if (!cfg || !cJSON_IsObject(cfg)) st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", cfg_where);
+    }
+    if (!st) st = read_tokenizer_json_text(t, where, text, len);
+    else free(text);
+    if (!st) st = finish_added(t, where);
+    if (!st && cfg) st = read_config_json(t, cfg_where, cfg);
+    if (!st) resolve_specials(t, cfg);
+    cJSON_Delete(cfg);
+    if (st) {
+        wick_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return WICK_OK;
+}
+
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
     if (!path || !out) return err_set(WICK_ERR_INVALID_ARG, "wick_tokenizer_load: NULL argument");
     *out = NULL;
@@ -549,16 +602,13 @@ wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
         file = dupn(path, strlen(path));
         dir = path_dirname(path);
     }
-    static _Atomic uint64_t next_serial = 1;
-    wick_tokenizer *t = calloc(1, sizeof *t);
-    if (t) t->serial = atomic_fetch_add(&next_serial, 1);
+    wick_tokenizer *t = tokenizer_new();
     if (!file || !dir || !t) {
         free(file);
         free(dir);
         free(t);
         return err_set(WICK_ERR_NOMEM, "wick_tokenizer_load: out of memory");
     }
-    t->unk_id = -1;
     wick_status st = WICK_OK;
     cJSON *cfg = NULL;
     char *cfgpath = path_join(dir, "tokenizer_config.json");

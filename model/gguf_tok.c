@@ -1,0 +1,251 @@
+/* gguf_tok.c — tokenizer.json/tokenizer_config.json -> GGUF tokenizer metadata (see
+ * gguf_tok.h). Only reads the JSON; the tokenizer itself is never instantiated here. */
+#include "model/gguf_tok.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+
+#define MAX_KV 16
+
+typedef struct store {
+    char *tj, *tc;              /* file texts */
+    cJSON *root, *cfg;
+    gguf_value *tokens, *types, *merges;
+    char **strs;                /* strings made here (gap names, joined merges) */
+    size_t n_strs, cap_strs;
+    char *chat_template;
+} store;
+
+static char *keep(store *s, char *str) {
+    if (!str) return NULL;
+    if (s->n_strs == s->cap_strs) {
+        size_t cap = s->cap_strs ? s->cap_strs * 2 : 1024;
+        char **n = realloc(s->strs, cap * sizeof *n);
+        if (!n) {
+            free(str);
+            return NULL;
+        }
+        s->strs = n;
+        s->cap_strs = cap;
+    }
+    return s->strs[s->n_strs++] = str;
+}
+
+void gguf_tok_meta_free(gguf_tok_meta *m) {
+    if (!m) return;
+    store *s = m->storage_;
+    if (s) {
+        free(s->tj);
+        free(s->tc);
+        cJSON_Delete(s->root);
+        cJSON_Delete(s->cfg);
+        free(s->tokens);
+        free(s->types);
+        free(s->merges);
+        for (size_t i = 0; i < s->n_strs; i++) free(s->strs[i]);
+        free(s->strs);
+        free(s);
+    }
+    free(m->kv);
+    memset(m, 0, sizeof *m);
+}
+
+/* The string of a special token entry in tokenizer_config.json (string or {"content": ...}). */
+static const char *cfg_token(const cJSON *cfg, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int64_t token_id(const cJSON *vocab, const cJSON *added, const char *str) {
+    if (!str) return -1;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, added) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
+        if (cJSON_IsString(c) && cJSON_IsNumber(id) && !strcmp(c->valuestring, str))
+            return (int64_t)id->valuedouble;
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(vocab, str);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}
+
+/* llama.cpp's pre-tokenizer name, guessed from the Split regex. */
+static const char *guess_pre(const char *json_text) {
+    if (strstr(json_text, "\\\\p{N}{1,3}")) return "llama-bpe";
+    if (strstr(json_text, "\\\\p{N}")) return "qwen2";
+    return "gpt2";
+}
+
+wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
+    memset(out, 0, sizeof *out);
+    char *tjp = path_join(dir, "tokenizer.json"), *tcp = path_join(dir, "tokenizer_config.json");
+    store *s = calloc(1, sizeof *s);
+    out->kv = calloc(MAX_KV, sizeof *out->kv);
+    out->storage_ = s;
+    wick_status st = WICK_OK;
+    if (!tjp || !tcp || !s || !out->kv) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (!file_exists(tjp)) goto done; /* no tokenizer: nothing to add */
+    size_t tj_len;
+    if ((st = file_read_all(tjp, &s->tj, &tj_len))) goto done;
+    if (file_exists(tcp) && (st = file_read_all(tcp, &s->tc, NULL))) goto done;
+    s->root = cJSON_Parse(s->tj);
+    if (!cJSON_IsObject(s->root)) {
+        st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", tjp);
+        goto done;
+    }
+    if (s->tc) {
+        s->cfg = cJSON_Parse(s->tc);
+        if (!cJSON_IsObject(s->cfg)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", tcp);
+            goto done;
+        }
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(s->root, "model");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(s->root, "added_tokens");
+    const cJSON *mtype = cJSON_GetObjectItemCaseSensitive(model, "type");
+    if (!cJSON_IsObject(vocab) || !cJSON_IsString(mtype)) {
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: model.vocab / model.type missing or not a "
+                     "BPE/WordPiece vocabulary; cannot describe it in GGUF metadata", tjp);
+        goto done;
+    }
+    /* id -> token string, over vocab + added tokens */
+    int64_t n_ids = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) if (cJSON_IsNumber(e) && e->valuedouble + 1 > n_ids) n_ids = (int64_t)e->valuedouble + 1;
+    cJSON_ArrayForEach(e, added) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+        if (cJSON_IsNumber(id) && id->valuedouble + 1 > n_ids) n_ids = (int64_t)id->valuedouble + 1;
+    }
+    if (n_ids <= 0 || n_ids > 10000000) {
+        st = err_set(WICK_ERR_FORMAT, "%s: vocabulary size %lld is not usable", tjp, (long long)n_ids);
+        goto done;
+    }
+    s->tokens = calloc((size_t)n_ids, sizeof *s->tokens);
+    s->types = calloc((size_t)n_ids, sizeof *s->types);
+    if (!s->tokens || !s->types) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < n_ids; i++) {
+        s->types[i] = gguf_v_i32(5); /* unused, until filled */
+        s->tokens[i].type = GGUF_STRING;
+    }
+    cJSON_ArrayForEach(e, vocab) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0) continue;
+        int64_t id = (int64_t)e->valuedouble;
+        s->tokens[id] = gguf_v_str(e->string);
+        s->types[id] = gguf_v_i32(1); /* normal */
+    }
+    cJSON_ArrayForEach(e, added) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (!cJSON_IsNumber(id) || !cJSON_IsString(c) || id->valuedouble < 0) continue;
+        int64_t i = (int64_t)id->valuedouble;
+        s->tokens[i] = gguf_v_str(c->valuestring);
+        s->types[i] = gguf_v_i32(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4);
+    }
+    for (int64_t i = 0; i < n_ids; i++) {
+        if (s->tokens[i].str.s) continue;
+        char name[32];
+        snprintf(name, sizeof name, "[PAD%lld]", (long long)i);
+        char *k = keep(s, strdup(name));
+        if (!k) {
+            st = err_set(WICK_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        s->tokens[i] = gguf_v_str(k);
+    }
+    gguf_tok_meta *m = out;
+    gguf_kv *kv = m->kv;
+    int k = 0;
+    bool bpe = !strcmp(mtype->valuestring, "BPE");
+    bool byte_level = strstr(s->tj, "\"ByteLevel\"") != NULL;
+    const char *gmodel = bpe && byte_level ? "gpt2" : bpe ? "llama" : "bert";
+    kv[k].key = "tokenizer.ggml.model"; kv[k].v = gguf_v_str(gmodel); k++;
+    if (bpe && byte_level) { kv[k].key = "tokenizer.ggml.pre"; kv[k].v = gguf_v_str(guess_pre(s->tj)); k++; }
+    gguf_value arr = {.type = GGUF_ARRAY};
+    arr.arr.type = GGUF_STRING;
+    arr.arr.n = (uint64_t)n_ids;
+    arr.arr.items = s->tokens;
+    kv[k].key = "tokenizer.ggml.tokens"; kv[k].v = arr; k++;
+    arr.arr.type = GGUF_I32;
+    arr.arr.items = s->types;
+    kv[k].key = "tokenizer.ggml.token_type"; kv[k].v = arr; k++;
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (bpe && cJSON_IsArray(merges)) {
+        int nm = cJSON_GetArraySize(merges), i = 0;
+        s->merges = calloc((size_t)(nm ? nm : 1), sizeof *s->merges);
+        if (!s->merges) {
+            st = err_set(WICK_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        cJSON_ArrayForEach(e, merges) {
+            if (cJSON_IsString(e)) {
+                s->merges[i++] = gguf_v_str(e->valuestring);
+            } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 &&
+                       cJSON_IsString(e->child) && cJSON_IsString(e->child->next)) {
+                size_t la = strlen(e->child->valuestring), lb = strlen(e->child->next->valuestring);
+                char *j = keep(s, malloc(la + lb + 2));
+                if (!j) {
+                    st = err_set(WICK_ERR_NOMEM, "out of memory");
+                    goto done;
+                }
+                memcpy(j, e->child->valuestring, la);
+                j[la] = ' ';
+                memcpy(j + la + 1, e->child->next->valuestring, lb + 1);
+                s->merges[i++] = gguf_v_str(j);
+            } else {
+                st = err_set(WICK_ERR_FORMAT, "%s: model.merges[%d] is not a merge", tjp, i);
+                goto done;
+            }
+        }
+        arr.arr.type = GGUF_STRING;
+        arr.arr.n = (uint64_t)i;
+        arr.arr.items = s->merges;
+        kv[k].key = "tokenizer.ggml.merges"; kv[k].v = arr; k++;
+    }
+    int64_t bos = token_id(vocab, added, cfg_token(s->cfg, "bos_token"));
+    int64_t eos = token_id(vocab, added, cfg_token(s->cfg, "eos_token"));
+    int64_t pad = token_id(vocab, added, cfg_token(s->cfg, "pad_token"));
+    if (bos >= 0) { kv[k].key = "tokenizer.ggml.bos_token_id"; kv[k].v = gguf_v_u32((uint32_t)bos); k++; }
+    if (eos >= 0) { kv[k].key = "tokenizer.ggml.eos_token_id"; kv[k].v = gguf_v_u32((uint32_t)eos); k++; }
+    if (pad >= 0) { kv[k].key = "tokenizer.ggml.padding_token_id"; kv[k].v = gguf_v_u32((uint32_t)pad); k++; }
+    /* BOS is added when the post-processor's single template starts with it */
+    bool add_bos = bos >= 0 && cfg_token(s->cfg, "bos_token") &&
+                   strstr(s->tj, "\"post_processor\"") &&
+                   strstr(s->tj, cfg_token(s->cfg, "bos_token")) &&
+                   strstr(s->tj, "\"TemplateProcessing\"");
+    kv[k].key = "tokenizer.ggml.add_bos_token"; kv[k].v = gguf_v_bool(add_bos); k++;
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(s->cfg, "chat_template");
+    if (cJSON_IsString(tmpl)) { kv[k].key = "tokenizer.chat_template"; kv[k].v = gguf_v_str(tmpl->valuestring); k++; }
+    kv[k].key = "tokenizer.huggingface.json"; kv[k].v = gguf_v_str(s->tj); k++;
+    if (s->tc) { kv[k].key = "tokenizer.wick.config_json"; kv[k].v = gguf_v_str(s->tc); k++; }
+    m->n = k;
+done:
+    free(tjp);
+    free(tcp);
+    if (st) gguf_tok_meta_free(out);
+    return st;
+}
+
+wick_status gguf_tok_meta_from_gguf(const gguf_file *g, gguf_tok_meta *out) {
+    memset(out, 0, sizeof *out);
+    int n = 0;
+    for (int64_t i = 0; i < g->n_kv; i++)
+        if (!strncmp(g->kv[i].key, "tokenizer.", 10)) n++;
+    out->kv = calloc((size_t)(n ? n : 1), sizeof *out->kv);
+    if (!out->kv) return err_set(WICK_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < g->n_kv; i++)
+        if (!strncmp(g->kv[i].key, "tokenizer.", 10)) out->kv[out->n++] = g->kv[i];
+    return WICK_OK;
+}

@@ -1,0 +1,30 @@
+/* gguf_tok.h — tokenizer metadata for GGUF files that wick writes, so a .gguf file alone is
+ * enough to tokenize and chat.
+ *
+ * Written keys: the standard llama.cpp ones (tokenizer.ggml.model, .pre, .tokens,
+ * .token_type, .merges, .bos/eos/padding_token_id, .add_bos_token, tokenizer.chat_template),
+ * plus tokenizer.huggingface.json (defined by the GGUF spec: the whole tokenizer.json) and
+ * tokenizer.wick.config_json (tokenizer_config.json, wick's own key). When reading, wick
+ * prefers tokenizer.huggingface.json, which reproduces the source tokenizer exactly; files
+ * from llama.cpp without it go through the tokenizer.ggml.* reconstruction (model_gguf.c). */
+#ifndef WICK_MODEL_GGUF_TOK_H
+#define WICK_MODEL_GGUF_TOK_H
+#include "formats/gguf.h"
+
+typedef struct gguf_tok_meta {
+    gguf_kv *kv;      /* n key/values, pointing into the storage below */
+    int n;
+    void *storage_;   /* owned arrays and strings */
+} gguf_tok_meta;
+
+/* Builds the key/values from `dir`/tokenizer.json (+ tokenizer_config.json when present).
+ * A folder without tokenizer.json gives an empty set (n = 0) and WICK_OK. */
+wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out);
+
+/* Copies every "tokenizer.*" key/value of an open GGUF file (values still point into g's
+ * mapping, which must stay open while the result is used). */
+wick_status gguf_tok_meta_from_gguf(const gguf_file *g, gguf_tok_meta *out);
+
+void gguf_tok_meta_free(gguf_tok_meta *m);
+
+#endif
