@@ -19,7 +19,7 @@
 static int usage(FILE *f) {
     fprintf(f, "usage: wick serve -m MODEL_DIR [--host ADDR] [--port N] [--parallel N] [--ctx N]\n"
                "                  [-t THREADS] [--alias NAME] [--queue-ms MS] [--max-body BYTES]\n"
-               "                  [--kernels auto|ref] [-v]\n"
+               "                  [--kernels auto|ref] [--adapter [NAME=]DIR[:scale]]... [-v]\n"
                "OpenAI-compatible HTTP server: GET /health, GET /v1/models,\n"
                "POST /v1/completions, POST /v1/chat/completions (stream: Server-Sent Events).\n"
                "  --host ADDR      address to listen on (default 127.0.0.1)\n"
@@ -31,6 +31,9 @@ static int usage(FILE *f) {
                "  --queue-ms MS    how long a request waits for a free slot before 503\n"
                "                   (default 30000; 0 = answer 503 at once)\n"
                "  --max-body N     largest request body in bytes (default 8 MiB; larger: 413)\n"
+               "  --adapter SPEC   load a PEFT LoRA folder and serve it as model NAME (default: the\n"
+               "                   folder name); requests pick it with \"model\": \"NAME\", and the\n"
+               "                   slot switches adapters per request without reloading anything\n"
                "  -v, --verbose    log each request on stderr\n");
     return f == stdout ? 0 : 2;
 }
@@ -96,6 +99,8 @@ int cmd_serve(int argc, char **argv) {
     long port = 8080, parallel = 1, ctx = 0, threads = 0, queue_ms = 30000;
     long max_body = SERVE_MAX_BODY_DEFAULT;
     bool verbose = false;
+    const char *adapter_specs[SERVE_MAX_ADAPTERS];
+    int n_adapter_specs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -105,6 +110,13 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--alias") && has) alias = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kernels = argv[++i];
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
+        else if (!strcmp(a, "--adapter") && has) {
+            if (n_adapter_specs == SERVE_MAX_ADAPTERS) {
+                fprintf(stderr, "wick serve: at most %d adapters\n", SERVE_MAX_ADAPTERS);
+                return 2;
+            }
+            adapter_specs[n_adapter_specs++] = argv[++i];
+        }
         else if (!strcmp(a, "--port") && has) {
             if (!cli_parse_int("serve", a, argv[++i], 0, 65535, &port)) return 2;
         } else if (!strcmp(a, "--parallel") && has) {
@@ -167,6 +179,33 @@ int cmd_serve(int argc, char **argv) {
                 model_path);
         goto out;
     }
+    for (int i = 0; i < n_adapter_specs; i++) {
+        /* "[NAME=]DIR[:scale]"; NAME defaults to the folder name */
+        const char *spec = adapter_specs[i], *eq = strchr(spec, '=');
+        char *dir = NULL, *nm = eq ? strndup(spec, (size_t)(eq - spec)) : NULL;
+        float scale = 1.0f;
+        if (!cli_parse_adapter("serve", eq ? eq + 1 : spec, &dir, &scale)) {
+            free(nm);
+            goto out;
+        }
+        if (!nm) nm = folder_name(dir);
+        if (!nm || !strcmp(nm, c.model_id)) {
+            fprintf(stderr, "wick serve: adapter name '%s' clashes with the model id\n",
+                    nm ? nm : "?");
+            free(nm);
+            free(dir);
+            goto out;
+        }
+        wick_status ast = wick_adapter_load(c.model, dir, nm);
+        free(dir);
+        if (ast != WICK_OK) {
+            free(nm);
+            cli_fail("serve", "cannot load the adapter");
+            goto out;
+        }
+        c.adapter_names[c.n_adapters] = nm;
+        c.adapter_scales[c.n_adapters++] = scale;
+    }
     c.n_vocab = wick_tokenizer_vocab_size(c.tok);
     wick_model_info info;
     if (wick_model_get_info(c.model, &info) == WICK_OK && info.n_vocab < c.n_vocab)
@@ -200,6 +239,7 @@ out:
     for (int i = 0; i < c.n_slots; i++) wick_session_free(c.slots[i].session);
     free(c.slots);
     wick_model_free(c.model);
+    for (int i = 0; i < c.n_adapters; i++) free(c.adapter_names[i]);
     pthread_cond_destroy(&c.freed);
     pthread_mutex_destroy(&c.mu);
     free(name);

@@ -267,7 +267,8 @@ static cJSON *envelope(const job *j, const char *object) {
     cJSON_AddStringToObject(r, "id", j->id);
     cJSON_AddStringToObject(r, "object", object);
     cJSON_AddNumberToObject(r, "created", (double)j->created);
-    cJSON_AddStringToObject(r, "model", j->c->model_id);
+    cJSON_AddStringToObject(r, "model", j->req.adapter >= 0 ? j->c->adapter_names[j->req.adapter]
+                                                           : j->c->model_id);
     return r;
 }
 
@@ -441,8 +442,13 @@ static enum MHD_Result handle_generate(serve_ctx *c, struct MHD_Connection *conn
         return send_error(conn, 503, "all generation slots are busy; retry later", NULL,
                           "server_busy");
     }
-    wick_status st = wick_gen_start(c->slots[j->slot].session, j->req.prompt, j->req.n_prompt,
-                                    &j->req.p, &j->gen);
+    wick_session *ses = c->slots[j->slot].session;
+    wick_status st = j->req.adapter >= 0
+                         ? wick_session_set_adapter(ses, c->adapter_names[j->req.adapter],
+                                                    c->adapter_scales[j->req.adapter])
+                         : wick_session_set_adapter(ses, NULL, 0);
+    if (st == WICK_OK)
+        st = wick_gen_start(ses, j->req.prompt, j->req.n_prompt, &j->req.p, &j->gen);
     if (st != WICK_OK) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s", wick_last_error());
@@ -477,6 +483,16 @@ static enum MHD_Result handle_models(serve_ctx *c, struct MHD_Connection *conn) 
     cJSON_AddNumberToObject(m, "created", 0);
     cJSON_AddStringToObject(m, "owned_by", "wick");
     cJSON_AddItemToArray(data, m);
+    for (int i = 0; i < c->n_adapters; i++) {
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddStringToObject(a, "id", c->adapter_names[i]);
+        cJSON_AddStringToObject(a, "object", "model");
+        cJSON_AddNumberToObject(a, "created", 0);
+        cJSON_AddStringToObject(a, "owned_by", "wick");
+        cJSON_AddStringToObject(a, "parent", c->model_id);
+        cJSON_AddStringToObject(a, "type", "lora");
+        cJSON_AddItemToArray(data, a);
+    }
     return send_json(conn, 200, r);
 }
 

@@ -14,6 +14,7 @@
 #include "wick.h"
 
 #define SERVE_MAX_STOPS 16
+#define SERVE_MAX_ADAPTERS 32
 #define SERVE_MAX_BODY_DEFAULT (8u << 20)
 
 /* One generation slot: a session on the shared model, used by one request at a time. */
@@ -36,6 +37,11 @@ typedef struct serve_ctx {
     bool verbose;                  /* one log line per request on stderr */
     atomic_bool stopping;          /* set at shutdown: running generations cancel themselves */
     atomic_uint_fast64_t next_id;  /* request ids ("cmpl-N") */
+    /* LoRA adapters loaded at start (--adapter); each is served as its own model id and
+     * applied per request on the slot's session (a pointer swap, no reload) */
+    int n_adapters;
+    char *adapter_names[SERVE_MAX_ADAPTERS];
+    float adapter_scales[SERVE_MAX_ADAPTERS];
 } serve_ctx;
 
 /* A parsed /v1/completions or /v1/chat/completions request. */
@@ -49,6 +55,7 @@ typedef struct serve_req {
     wick_logit_bias *bias;
     int n_bias;
     bool logprobs;                 /* report per-token logprobs */
+    int adapter;                   /* index into serve_ctx.adapter_names, -1 = base model */
     /* set when parsing fails: HTTP status, the offending field (or "") and the message */
     int err_status;
     char err_param[64];

@@ -316,6 +316,26 @@ bool serve_req_parse(const serve_ctx *c, const char *body, size_t len, bool chat
         fail(r, NULL, "the request body must be a JSON object");
         goto out;
     }
+    /* "model": the base model's id (or absent) or the name of a loaded adapter */
+    r->adapter = -1;
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (mo && !cJSON_IsNull(mo)) {
+        if (!cJSON_IsString(mo)) {
+            fail(r, "model", "'model' must be a string");
+            goto out;
+        }
+        if (strcmp(mo->valuestring, c->model_id) != 0 && mo->valuestring[0]) {
+            for (int i = 0; i < c->n_adapters; i++)
+                if (!strcmp(mo->valuestring, c->adapter_names[i])) r->adapter = i;
+            if (r->adapter < 0) {
+                fail(r, "model", "the model '%.100s' does not exist (see /v1/models)",
+                     mo->valuestring);
+                r->err_status = 404;
+                r->err_code = "model_not_found";
+                goto out;
+            }
+        }
+    }
     int n = 1, best_of = 1;
     bool echo = false;
     if (!get_int(r, root, "n", 1, 1 << 20, &n, NULL) ||

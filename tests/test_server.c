@@ -19,6 +19,8 @@
 
 #include "testutil.h"
 
+#include "lora/lora.h"
+
 #define WICK_BIN WICK_BINARY_DIR "/wick"
 
 static char *g_dir, *g_model;   /* temp dir, model folder inside it */
@@ -562,6 +564,57 @@ static void test_busy_and_disconnect(void **state) {
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* LoRA adapters served as models: /v1/models lists them, "model": NAME applies one for that
+ * request only (same text as `wick generate --adapter`), the base model stays the default,
+ * and an unknown model is a 404 model_not_found. */
+static void test_adapters_as_models(void **state) {
+    (void)state;
+    NEED_SERVER();
+    wick_model *m = NULL;
+    assert_int_equal(wick_model_load(g_model, NULL, &m), WICK_OK);
+    wick_adapter *a = NULL;
+    /* B scaled up (alpha 4096) so the adapter visibly changes a tiny model's output */
+    assert_int_equal(lora_adapter_random(m, 8, 4096.0f, 0x7f, 5, &a), WICK_OK);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/ad", g_dir);
+    assert_int_equal(lora_adapter_write(a, dir, g_model), WICK_OK);
+    lora_adapter_release(a);
+    wick_model_free(m);
+    char spec[640];
+    snprintf(spec, sizeof spec, "styled=%s", dir);
+    const char *extra[] = {"--adapter", spec, NULL};
+    int port = 0;
+    pid_t pid = start_server(extra, &port);
+    assert_true(pid > 0);
+    resp r = http(port, "GET", "/v1/models", NULL);
+    cJSON *j = json_of(&r);
+    const cJSON *ad = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 1);
+    assert_non_null(ad);
+    assert_string_equal(jstr(ad, "id", NULL), "styled");
+    assert_string_equal(jstr(ad, "parent", NULL), "model");
+    cJSON_Delete(j);
+    free(r.raw);
+    const char *body_a = "{\"model\":\"styled\",\"prompt\":\"Hello world\",\"max_tokens\":8,"
+                         "\"temperature\":0}";
+    const char *body_b = "{\"prompt\":\"Hello world\",\"max_tokens\":8,\"temperature\":0}";
+    char *with = complete(port, "/v1/completions", body_a, NULL, NULL);
+    char *base = complete(port, "/v1/completions", body_b, NULL, NULL);
+    char *again = complete(port, "/v1/completions", body_a, NULL, NULL);
+    assert_string_equal(with, again); /* switching back and forth is exact */
+    const char *opts_a[] = {"-p", "Hello world", "-n", "8", "--adapter", dir, NULL};
+    const char *opts_b[] = {"-p", "Hello world", "-n", "8", NULL};
+    char *cli_a = run_generate(opts_a), *cli_b = run_generate(opts_b);
+    assert_memory_equal(cli_a, with, strlen(with));
+    assert_memory_equal(cli_b, base, strlen(base));
+    assert_string_not_equal(with, base);
+    expect_error(port, "POST", "/v1/completions",
+                 "{\"model\":\"nope\",\"prompt\":\"x\",\"max_tokens\":2}", 404, "model");
+    free(with); free(base); free(again); free(cli_a); free(cli_b);
+    kill(pid, SIGTERM);
+    int st = wait_child(pid, 60000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -572,6 +625,7 @@ int main(void) {
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_busy_and_disconnect),
+        cmocka_unit_test(test_adapters_as_models),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
