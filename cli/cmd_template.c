@@ -1,7 +1,9 @@
 /* cmd_template.c — `wick template`: renders a tokenizer's chat template for a conversation,
  * like transformers' apply_chat_template(tokenize=False), and prints the prompt to stdout
  * (no newline added, so the bytes are exactly the prompt).
- * The messages file is a JSON array of {"role": ..., "content": "..."} ("-" reads stdin);
+ * The messages file is a JSON array of message objects ({"role": ..., "content": "..."}, and
+ * whatever else the template reads, e.g. tool_calls), passed to the template as written
+ * ("-" reads stdin);
  * content must be a string or null (multimodal content lists are not handled). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,34 +76,27 @@ int cmd_template(int argc, char **argv) {
         return 1;
     }
     cJSON *arr = cJSON_Parse(text);
-    free(text);
+    int rc = 1;
+    wick_tokenizer *tok = NULL;
+    char *out = NULL;
     if (!cJSON_IsArray(arr)) {
         fprintf(stderr, "wick template: %s: expected a JSON array of {\"role\", \"content\"}\n",
                 msgs_path);
-        cJSON_Delete(arr);
-        return 1;
+        goto done;
     }
-    int n = cJSON_GetArraySize(arr), rc = 1;
-    wick_chat_message *m = calloc((size_t)n + 1, sizeof *m);
-    wick_tokenizer *tok = NULL;
-    char *out = NULL;
-    if (!m) goto done;
-    for (int i = 0; i < n; i++) {
-        cJSON *x = cJSON_GetArrayItem(arr, i), *r = cJSON_GetObjectItem(x, "role"),
-              *c = cJSON_GetObjectItem(x, "content");
-        if (!cJSON_IsString(r) || (c && !cJSON_IsString(c) && !cJSON_IsNull(c))) {
-            fprintf(stderr, "wick template: %s: message %d needs a string \"role\" and a string "
-                            "or null \"content\"\n", msgs_path, i);
+    for (int i = 0; i < cJSON_GetArraySize(arr); i++) {
+        cJSON *x = cJSON_GetArrayItem(arr, i), *r = cJSON_GetObjectItem(x, "role");
+        if (!cJSON_IsObject(x) || !cJSON_IsString(r)) {
+            fprintf(stderr, "wick template: %s: message %d needs a string \"role\"\n", msgs_path, i);
             goto done;
         }
-        m[i].role = r->valuestring;
-        m[i].content = cJSON_IsString(c) ? c->valuestring : NULL;
     }
     if (wick_tokenizer_load(path, &tok)) {
         rc = cli_fail("template", "loading the tokenizer");
         goto done;
     }
-    if (wick_chat_render(tok, m, (size_t)n, agp, kwargs, &out)) {
+    /* messages go to the template as written: tool_calls, tool messages, reasoning_content */
+    if (wick_chat_render_json(tok, text, agp, kwargs, &out)) {
         rc = cli_fail("template", "rendering the chat template");
         goto done;
     }
@@ -110,7 +105,7 @@ int cmd_template(int argc, char **argv) {
 done:
     wick_free(out);
     wick_tokenizer_free(tok);
-    free(m);
     cJSON_Delete(arr);
+    free(text);
     return rc;
 }
