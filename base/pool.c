@@ -1,5 +1,14 @@
 /* pool.c — persistent worker threads with a spin-then-futex start signal and an atomic
- * completion counter. No per-call allocation, no thread creation after pool_create. */
+ * completion counter. No per-call allocation, no thread creation after pool_create.
+ *
+ * Jobs are numbered by `gen`: even numbers are static jobs (pool_run: every worker must run
+ * fn once, the caller waits on `pending`), odd numbers are dynamic jobs (pool_run_dyn).
+ * A dynamic job is open while `open_gen` holds its number: a worker joins by incrementing
+ * `active` and then checking open_gen (both seq_cst); the caller closes the job by clearing
+ * open_gen after its own fn and waits only for `active` to drain. Either the worker's
+ * increment comes before the close in the single seq_cst order (then the caller waits for
+ * it), or the worker sees the job closed and skips it without touching fn/ctx. A static job
+ * cannot be skipped: gen does not move past it until every worker has run it. */
 #include "base/pool.h"
 
 #include <linux/futex.h>
@@ -19,6 +28,8 @@ struct wk_pool {
     _Atomic int pending;         /* workers still running the current job */
     _Atomic int quit;
     _Atomic int sleepers;        /* workers inside FUTEX_WAIT (or about to be) */
+    _Atomic unsigned open_gen;   /* the dynamic job accepting workers, 0 when none */
+    _Atomic int active;          /* workers inside a dynamic job's fn */
     pool_fn fn;
     void *ctx;
     struct worker_arg { wk_pool *p; int tid; } *args;
@@ -54,6 +65,13 @@ static void *worker_main(void *arg) {
         }
         seen = g;
         if (atomic_load_explicit(&p->quit, memory_order_acquire)) break;
+        if (g & 1u) { /* dynamic: join only while the job is still open */
+            atomic_fetch_add_explicit(&p->active, 1, memory_order_seq_cst);
+            if (atomic_load_explicit(&p->open_gen, memory_order_seq_cst) == g)
+                p->fn(p->ctx, wa->tid, p->n);
+            atomic_fetch_sub_explicit(&p->active, 1, memory_order_release);
+            continue;
+        }
         p->fn(p->ctx, wa->tid, p->n);
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
     }
@@ -110,13 +128,37 @@ void pool_run(wk_pool *p, pool_fn fn, void *ctx) {
     p->fn = fn;
     p->ctx = ctx;
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_seq_cst);
+    unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed);
+    atomic_store_explicit(&p->gen, g + 2 - (g & 1u), memory_order_seq_cst); /* next even */
     if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0)
         futex(&p->gen, FUTEX_WAKE_PRIVATE, 0x7fffffff);
     fn(ctx, 0, p->n);
     /* Spin while the workers finish (they normally finish together with us); yield the CPU
        when that takes long, so an oversubscribed machine does not starve them. */
     for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < 20000) cpu_relax();
+        else sched_yield();
+    }
+}
+
+void pool_run_dyn(wk_pool *p, pool_fn fn, void *ctx) {
+    if (!p || p->n <= 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    /* No worker is inside fn here: the last job's caller drained `active` after closing it,
+       and a late joiner only reads open_gen before leaving again. */
+    p->fn = fn;
+    p->ctx = ctx;
+    unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed);
+    g += (g & 1u) ? 2 : 1; /* next odd */
+    atomic_store_explicit(&p->open_gen, g, memory_order_seq_cst);
+    atomic_store_explicit(&p->gen, g, memory_order_seq_cst);
+    if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0)
+        futex(&p->gen, FUTEX_WAKE_PRIVATE, 0x7fffffff);
+    fn(ctx, 0, p->n);
+    atomic_store_explicit(&p->open_gen, 0, memory_order_seq_cst);
+    for (int spins = 0; atomic_load_explicit(&p->active, memory_order_acquire) > 0; spins++) {
         if (spins < 20000) cpu_relax();
         else sched_yield();
     }

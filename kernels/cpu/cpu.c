@@ -30,27 +30,33 @@
 #define BLAS_MIN_N 16         /* default: activation rows from which matmul uses sgemm */
 #define MV_BLOCK_BYTES (256L << 10) /* weight bytes per decode block (stays in L2 across x groups) */
 
-/* ---- per-thread widening buffer for the bf16/f16 sgemm path ----
- * Kernels must not allocate per call. The pool's workers are persistent, so a buffer kept per
- * thread and grown only when a larger matrix shows up is a one-time cost per thread and
- * shape. It is freed by the pthread key destructor when the thread exits. If it cannot be
- * allocated the caller falls back to the matvec path, which needs no memory. */
+/* ---- per-thread buffers ----
+ * Kernels must not allocate per call. The pool's workers are persistent, so buffers kept per
+ * thread and grown only when a larger matrix shows up are a one-time cost per thread and
+ * shape. They are freed by the pthread key destructor when the thread exits. If one cannot
+ * be allocated the caller falls back to a path that needs no memory (exact f32 matvec).
+ * Slot TL_XQ of the calling thread holds a matmul's quantized activations, which every
+ * thread of that call reads; slot TL_WORK is private to each thread (widened rows for sgemm,
+ * repacked panels for gemm_q). */
+enum { TL_XQ, TL_WORK, TL_SLOTS };
 static pthread_key_t g_buf_key;
 static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
 static int g_buf_key_ok;
+static int g_vnni;
 
-typedef struct tl_buf { size_t cap; float *data; } tl_buf;
+typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
 
 static void tl_buf_free(void *p) {
     tl_buf *b = p;
-    if (b) free(b->data);
+    for (int i = 0; b && i < TL_SLOTS; i++) free(b->data[i]);
     free(b);
 }
 
 static int g_blas_min_n = BLAS_MIN_N;
 
 /* One-time set-up, on the first matmul. WICK_CPU_BLAS_MIN_N (a tuning knob for benchmarks)
- * moves the sgemm threshold; 0 or junk keeps the default. */
+ * moves the sgemm threshold; 0 or junk keeps the default. WICK_CPU_GEMMQ=0 turns the VNNI
+ * prefill path off (to compare against dequantize + sgemm). */
 static void tl_buf_init(void) {
     g_buf_key_ok = pthread_key_create(&g_buf_key, tl_buf_free) == 0;
     /* One OpenBLAS thread per caller: the pool provides the parallelism. */
@@ -67,9 +73,13 @@ static void tl_buf_init(void) {
     if (!ok) g_blas_min_n = INT_MAX;
     const char *e = getenv("WICK_CPU_BLAS_MIN_N");
     if (e && atoi(e) > 0) g_blas_min_n = atoi(e);
+    __builtin_cpu_init();
+    g_vnni = __builtin_cpu_supports("avx512vnni");
+    e = getenv("WICK_CPU_GEMMQ");
+    if (e && strcmp(e, "0") == 0) g_vnni = 0;
 }
 
-static float *tl_buffer(size_t nfloats) {
+static void *tl_buffer(int slot, size_t bytes) {
     pthread_once(&g_buf_once, tl_buf_init);
     if (!g_buf_key_ok) return NULL;
     tl_buf *b = pthread_getspecific(g_buf_key);
@@ -80,17 +90,23 @@ static float *tl_buffer(size_t nfloats) {
             return NULL;
         }
     }
-    if (b->cap < nfloats) {
-        float *d = malloc(nfloats * sizeof(float));
+    if (b->cap[slot] < bytes) {
+        void *d = malloc(bytes);
         if (!d) return NULL;
-        free(b->data);
-        b->data = d;
-        b->cap = nfloats;
+        free(b->data[slot]);
+        b->data[slot] = d;
+        b->cap[slot] = bytes;
     }
-    return b->data;
+    return b->data[slot];
 }
 
-/* ---- matmul ---- */
+/* ---- matmul ----
+ * Output rows are cut into chunks (multiples of 16 rows, so no two threads write one cache
+ * line) that threads claim from an atomic counter under pool_run_dyn: whoever runs takes the
+ * next chunk, so both cores finish together even when one was descheduled for a while, and a
+ * worker that wakes after the work is gone does not hold the caller up. */
+
+enum { MM_MATVEC, MM_BLAS, MM_GEMMQ };
 
 typedef struct mm_ctx {
     const cpu_isa *isa;
@@ -98,7 +114,10 @@ typedef struct mm_ctx {
     const float *x;
     const wk_weight *W;
     const float *bias;
-    int n;
+    const blk_q8x *xq; /* quantized activations (n rows of nbx blocks) or NULL */
+    int n, mode;
+    long chunk, n_chunks;
+    long next;         /* next chunk to claim (atomic) */
 } mm_ctx;
 
 /* Decode: rows [r0, r1) for all n activation rows. Weight rows are taken in blocks of about
@@ -110,23 +129,15 @@ static void mm_rows_matvec(const mm_ctx *c, int64_t r0, int64_t r1) {
     int64_t blk = row_bytes > 0 ? MV_BLOCK_BYTES / row_bytes : r1 - r0;
     if (blk < 4) blk = 4;
     if (c->n <= CPU_MV_NX) blk = r1 - r0; /* one pass reads every row once anyway */
-    blk_q8x *xq = NULL;
     const int64_t nbx = cols / QK; /* activation blocks per row */
-    if (dtype_is_quant(W->dt)) {
-        /* floats needed for n rows of blocks, rounded up */
-        size_t nf = ((size_t)c->n * (size_t)nbx * sizeof(blk_q8x) + sizeof(float) - 1) / sizeof(float);
-        xq = (blk_q8x *)tl_buffer(nf ? nf : 1);
-        /* without the buffer, isa->matvec still computes the exact f32 result (slowly) */
-        for (int i = 0; xq && i < c->n; i++)
-            c->isa->quant_x(xq + (int64_t)i * nbx, c->x + (int64_t)i * cols, cols);
-    }
     for (int64_t b0 = r0; b0 < r1; b0 += blk) {
         int64_t b1 = b0 + blk < r1 ? b0 + blk : r1;
         for (int i0 = 0; i0 < c->n; i0 += CPU_MV_NX) {
             int nx = c->n - i0 < CPU_MV_NX ? c->n - i0 : CPU_MV_NX;
-            if (xq)
-                c->isa->matvec_q(c->y + (int64_t)i0 * rows, rows, xq + (int64_t)i0 * nbx, nbx, nx,
-                                 W, b0, b1);
+            /* without quantized activations (no buffer) the f32 matvec is still exact */
+            if (c->xq)
+                c->isa->matvec_q(c->y + (int64_t)i0 * rows, rows, c->xq + (int64_t)i0 * nbx,
+                                 nbx, nx, W, b0, b1);
             else
                 c->isa->matvec(c->y + (int64_t)i0 * rows, rows, c->x + (int64_t)i0 * cols, cols,
                                nx, W, b0, b1);
@@ -144,49 +155,85 @@ static int mm_rows_blas(const mm_ctx *c, int64_t r0, int64_t r1) {
                     c->y + r0, (int)rows);
         return 1;
     }
-    /* ~1 MiB of widened rows per sgemm: large enough for sgemm to run at speed. */
-    int64_t blk = (1L << 18) / cols;
-    if (blk < 16) blk = 16;
-    if (blk > 512) blk = 512;
-    if (blk > r1 - r0) blk = r1 - r0;
-    float *buf = tl_buffer((size_t)(blk * cols));
+    float *buf = tl_buffer(TL_WORK, (size_t)((r1 - r0) * cols) * sizeof(float));
     if (!buf) return 0;
-    for (int64_t b0 = r0; b0 < r1; b0 += blk) {
-        int64_t m = b0 + blk < r1 ? blk : r1 - b0;
-        for (int64_t r = 0; r < m; r++) c->isa->row_to_f32(buf + r * cols, W, b0 + r);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->n, (int)m, (int)cols, 1.0f, c->x,
-                    (int)cols, buf, (int)cols, 0.0f, c->y + b0, (int)rows);
-    }
+    for (int64_t r = r0; r < r1; r++) c->isa->row_to_f32(buf + (r - r0) * cols, W, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->n, (int)(r1 - r0), (int)cols, 1.0f,
+                c->x, (int)cols, buf, (int)cols, 0.0f, c->y + r0, (int)rows);
+    return 1;
+}
+
+static int mm_rows_gemmq(const mm_ctx *c, int64_t r0, int64_t r1) {
+    void *ws = tl_buffer(TL_WORK, c->isa->gemm_q_scratch(c->W->cols));
+    if (!ws) return 0;
+    c->isa->gemm_q(c->y, c->W->rows, c->xq, c->W->cols / QK, c->n, c->W, r0, r1, ws);
     return 1;
 }
 
 static void mm_task(void *vctx, int tid, int nt) {
-    const mm_ctx *c = vctx;
-    long lo, hi;
-    /* 16-row alignment keeps each thread's output slice on its own cache lines */
-    pool_split((long)c->W->rows, nt, tid, 16, &lo, &hi);
-    if (lo >= hi) return;
-    int done = 0;
-    if (c->n >= g_blas_min_n && c->W->cols > 0) {
-        done = mm_rows_blas(c, lo, hi);
-    }
-    if (!done) mm_rows_matvec(c, lo, hi);
-    if (c->bias) {
-        for (int i = 0; i < c->n; i++) {
-            float *yi = c->y + (int64_t)i * c->W->rows;
-            for (long r = lo; r < hi; r++) yi[r] += c->bias[r];
+    (void)tid, (void)nt;
+    mm_ctx *c = vctx;
+    const long rows = (long)c->W->rows;
+    for (long k; (k = pool_claim(&c->next)) < c->n_chunks;) {
+        const long lo = k * c->chunk, hi = lo + c->chunk < rows ? lo + c->chunk : rows;
+        int done = 0;
+        if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
+        else if (c->mode == MM_BLAS) done = mm_rows_blas(c, lo, hi);
+        if (!done) mm_rows_matvec(c, lo, hi);
+        if (c->bias) {
+            for (int i = 0; i < c->n; i++) {
+                float *yi = c->y + (int64_t)i * rows;
+                for (long r = lo; r < hi; r++) yi[r] += c->bias[r];
+            }
         }
     }
 }
+
+/* Activation quantization for a large batch, rows claimed in chunks of 8. */
+typedef struct qx_ctx { const cpu_isa *isa; blk_q8x *xq; const float *x; int64_t cols; int n; long next; } qx_ctx;
+
+static void qx_task(void *vctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    qx_ctx *c = vctx;
+    const long nch = (c->n + 7) / 8;
+    for (long k; (k = pool_claim(&c->next)) < nch;)
+        for (long i = 8 * k; i < 8 * k + 8 && i < c->n; i++)
+            c->isa->quant_x(c->xq + i * (c->cols / QK), c->x + i * c->cols, c->cols);
+}
+
+static long round16(long v) { return v < 16 ? 16 : (v + 15) / 16 * 16; }
 
 static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float *x,
                        const wk_weight *W, const float *bias, int n) {
     if (n <= 0 || W->rows <= 0) return;
     pthread_once(&g_buf_once, tl_buf_init);
-    mm_ctx c = {isa, y, x, W, bias, n};
+    const int nt = pool_size(pool);
+    const long rows = (long)W->rows;
+    mm_ctx c = {isa, y, x, W, bias, NULL, n, MM_MATVEC, 0, 0, 0};
+    int blas = n >= g_blas_min_n && W->cols > 0;
+    if (dtype_is_quant(W->dt) && W->cols > 0) {
+        int gemmq = n > CPU_MV_NX && g_vnni && isa->gemm_q && isa->gemm_q_supports(W->dt);
+        if (gemmq || !blas) { /* integer paths: quantize the activations once, shared */
+            const int64_t nbx = W->cols / QK;
+            blk_q8x *xq = tl_buffer(TL_XQ, (size_t)n * (size_t)nbx * sizeof(blk_q8x));
+            if (xq) {
+                qx_ctx q = {isa, xq, x, W->cols, n, 0};
+                pool_run_dyn((long)n * W->cols < (1L << 16) ? NULL : pool, qx_task, &q);
+                c.xq = xq;
+                if (gemmq) c.mode = MM_GEMMQ, blas = 0;
+            }
+        }
+    }
+    if (blas && c.mode == MM_MATVEC) c.mode = MM_BLAS;
+    /* chunk sizes: a few per thread for balance, large enough for each path's efficiency */
+    const int per = c.mode == MM_MATVEC ? 4 : 3;
+    c.chunk = round16(rows / ((long)nt * per));
+    if (c.mode == MM_BLAS && c.chunk > 256) c.chunk = 256;
+    if (c.mode == MM_GEMMQ && c.chunk > 128) c.chunk = 128;
+    c.n_chunks = (rows + c.chunk - 1) / c.chunk;
     /* tiny matrices are not worth waking the workers */
-    if (W->rows * W->cols * (int64_t)n < SMALL_WORK) pool_run(NULL, mm_task, &c);
-    else pool_run(pool, mm_task, &c);
+    if (W->rows * W->cols * (int64_t)n < SMALL_WORK || c.n_chunks < 2) pool_run_dyn(NULL, mm_task, &c);
+    else pool_run_dyn(pool, mm_task, &c);
 }
 
 /* ---- attention ---- */

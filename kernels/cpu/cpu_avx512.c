@@ -419,4 +419,7 @@ const cpu_isa cpu_isa_avx512 = {
     .softmax = a5_softmax,
     .quant_x = a5_quant_x,
     .matvec_q = a5_matvec_q,
+    .gemm_q = cpu_a5_gemm_q,
+    .gemm_q_supports = cpu_a5_gemm_q_supports,
+    .gemm_q_scratch = cpu_a5_gemm_q_scratch,
 };

@@ -8,6 +8,7 @@
  * written once. Nothing in this layer allocates. */
 #ifndef WICK_KERNELS_CPU_INTERNAL_H
 #define WICK_KERNELS_CPU_INTERNAL_H
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/kernels.h"
@@ -45,6 +46,14 @@ typedef struct cpu_isa {
     void (*quant_x)(blk_q8x *dst, const float *x, int64_t n);
     void (*matvec_q)(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
                      const wk_weight *W, int64_t r0, int64_t r1);
+    /* Optional (NULL where absent; needs AVX-512 VNNI, which cpu.c checks): prefill matmul
+     * for any n with quantized activations, same definition as matvec_q; see gemmq_avx512.c.
+     * gemm_q_supports(dt) says which weight types it takes; scratch is
+     * gemm_q_scratch(cols) bytes per calling thread. */
+    void (*gemm_q)(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
+                   const wk_weight *W, int64_t r0, int64_t r1, void *scratch);
+    int (*gemm_q_supports)(dtype dt);
+    size_t (*gemm_q_scratch)(int64_t cols);
 } cpu_isa;
 
 /* The generic (plain C) inner loops; also the scalar tails of the SIMD files. Each works on
@@ -68,6 +77,12 @@ float cpu_g_exp_sum(float *x, int n, float m);
 void cpu_g_scale(float *x, float s, int n);
 void cpu_g_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
                     const wk_weight *W, int64_t r0, int64_t r1);
+
+/* gemmq_avx512.c (AVX-512 VNNI). */
+void cpu_a5_gemm_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
+                   const wk_weight *W, int64_t r0, int64_t r1, void *scratch);
+int cpu_a5_gemm_q_supports(dtype dt);
+size_t cpu_a5_gemm_q_scratch(int64_t cols);
 
 /* ISA tables (the SIMD ones are defined in the ISA files and only called after a CPU feature
  * check). */
