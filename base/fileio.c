@@ -27,7 +27,14 @@ wick_status mapfile_open(const char *path, mapfile *out) {
     }
     out->size = (size_t)st.st_size;
     if (out->size > 0) {
-        void *p = mmap(NULL, out->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        /* Pre-fault the mapping when it fits comfortably in RAM: one bulk operation instead
+           of a page fault per 4 KiB on first touch (the forward pass or a LoRA load would take
+           those faults anyway). Larger files are mapped lazily so they can page. */
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        int flags = MAP_PRIVATE;
+        if (pages > 0 && psz > 0 && out->size <= (size_t)pages * (size_t)psz / 2)
+            flags |= MAP_POPULATE;
+        void *p = mmap(NULL, out->size, PROT_READ, flags, fd, 0);
         if (p == MAP_FAILED) {
             int e = errno;
             close(fd);

@@ -1,4 +1,5 @@
 /* fileio.h — read-only file mappings, whole-file reads, and atomic writes.
+ * Read-only mappings are pre-faulted (MAP_POPULATE) when the file is under half the RAM.
  * Writers never leave a partial file behind: data goes to "<path>.tmp.<pid>", is fsync'ed,
  * then renamed over <path>; on any failure the temp file is removed. */
 #ifndef WICK_BASE_FILEIO_H

@@ -209,8 +209,26 @@ void lora_adapter_release(wick_adapter *a) {
     free(a->name);
     free(a->pairs);
     free(a->data);
+    st_close(a->st);
     cJSON_Delete(a->config);
     free(a);
+}
+
+/* F32 tensors aligned in the mapping are used in place (zero-copy); others are converted. */
+static bool in_place(const st_tensor *t) {
+    return t->dt == DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0;
+}
+
+/* Index of the first non-finite value of x[0..n), or -1. The scan is branch-free so the
+ * compiler vectorises it; the position is looked up only on failure. */
+static int64_t first_non_finite(const float *x, int64_t n) {
+    const uint32_t *u = (const uint32_t *)x;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= (u[i] & 0x7f800000u) == 0x7f800000u;
+    if (!bad) return -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return -1;
 }
 
 typedef struct found_pair {
@@ -357,7 +375,8 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
                              (long long)W->rows, (long long)W->cols);
                 goto done;
             }
-            total += (size_t)f->a->numel + (size_t)f->b->numel;
+            total += (in_place(f->a) ? 0 : (size_t)f->a->numel) +
+                     (in_place(f->b) ? 0 : (size_t)f->b->numel);
             if (ri > r_max) r_max = (int)ri;
         }
     }
@@ -385,20 +404,23 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
                 const st_tensor *t = ts[h];
                 wk_weight src = {.data = t->data, .dt = t->dt, .rows = t->shape[0],
                                  .cols = t->shape[1]};
-                for (int64_t row = 0; row < src.rows; row++)
-                    kernels_row_to_f32(dst + row * src.cols, &src, row);
-                for (int64_t i = 0; i < t->numel; i++) {
-                    if (!isfinite(dst[i])) {
-                        rc = err_set(WICK_ERR_FORMAT,
-                                     "%s: tensor %s holds a non-finite value (%g) at [%lld, "
-                                     "%lld]", wpath, t->name, dst[i],
-                                     (long long)(i / src.cols), (long long)(i % src.cols));
-                        goto done;
-                    }
+                float *vals = (float *)t->data;
+                if (!in_place(t)) {
+                    vals = dst;
+                    dst += t->numel;
+                    for (int64_t row = 0; row < src.rows; row++)
+                        kernels_row_to_f32(vals + row * src.cols, &src, row);
                 }
-                *ws[h] = (wk_weight){.data = dst, .dt = DT_F32, .rows = src.rows,
+                int64_t i = first_non_finite(vals, t->numel);
+                if (i >= 0) {
+                    rc = err_set(WICK_ERR_FORMAT,
+                                 "%s: tensor %s holds a non-finite value (%g) at [%lld, %lld]",
+                                 wpath, t->name, vals[i], (long long)(i / src.cols),
+                                 (long long)(i % src.cols));
+                    goto done;
+                }
+                *ws[h] = (wk_weight){.data = vals, .dt = DT_F32, .rows = src.rows,
                                      .cols = src.cols};
-                dst += t->numel;
             }
             if (f->a->dt != f->b->dt) {
                 rc = err_set(WICK_ERR_FORMAT, "%s: %s is %s but %s is %s (PEFT writes one dtype)",
@@ -420,6 +442,8 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
     }
     a->config = cfg;
     cfg = NULL;
+    a->st = st; /* the in-place tensors live in this mapping */
+    st = NULL;
     *out = a;
     a = NULL;
 done:

@@ -45,7 +45,8 @@ struct wick_adapter {
     int n_layer;
     lora_pair *pairs;    /* (n_layer, LORA_N_PROJ) */
     int r_max;           /* largest rank of any pair (0 for an empty adapter) */
-    float *data;         /* one block holding every A and B */
+    float *data;         /* one block holding every A and B that had to be converted */
+    struct st_set *st;   /* the adapter file, kept mapped when A/B point into it (F32) */
     void *config;        /* cJSON object of adapter_config.json as read (owned), for save */
 };
 
