@@ -202,15 +202,16 @@ static void attention_case(int n, int pos0, int n_kv, int group, int hd, int win
 }
 
 static void test_attention(void **state) {
-    static const int np[][2] = {{1, 0}, {1, 9}, {5, 0}, {4, 13}, {17, 3}, {1, 100}};
+    /* (n, pos0): decode, short and long prefills, blocks and 16-key tiles cut mid-way */
+    static const int np[][2] = {{1, 0}, {1, 9}, {5, 0}, {4, 13}, {17, 3}, {1, 100}, {70, 30}, {33, 0}};
     static const int hds[] = {5, 16, 64, 128};
     static const int groups[] = {1, 2, 7};
-    static const int windows[] = {0, 3, 8};
-    for (int a = 0; a < 6; a++)
+    static const int windows[] = {0, 3, 8, 20};
+    for (int a = 0; a < 8; a++)
         for (int kv = 1; kv <= 2; kv++)
             for (int g = 0; g < 3; g++)
                 for (int h = 0; h < 4; h++)
-                    for (int w = 0; w < 3; w++)
+                    for (int w = 0; w < 4; w++)
                         attention_case(np[a][0], np[a][1], kv, groups[g], hds[h], windows[w]);
     attention_case(0, 4, 2, 7, 64, 0); /* no query rows */
 }

@@ -245,10 +245,29 @@ typedef struct att_ctx {
     int n, pos0, n_head, n_kv, head_dim, kv_cap, window;
     float scale;
     float *scratch;
+    int qb;           /* query rows per tiled block */
+    long n_items, next;
 } att_ctx;
 
-/* Work items are (query row, head) pairs dealt round-robin, so causal rows of different
- * lengths spread evenly and a single decode row's heads use every thread. */
+/* Tiled path: items are (KV head, block of qb query rows) pairs, claimed largest first (the
+ * last rows of a causal prompt see the most keys), so threads finish together. One item runs
+ * all query heads of its KV head, reading each K/V tile once for all of them. */
+static void att_tile_task(void *vctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    att_ctx *c = vctx;
+    const long nblk = (c->n + c->qb - 1) / c->qb;
+    const int group = c->n_head / c->n_kv;
+    for (long it; (it = pool_claim(&c->next)) < c->n_items;) {
+        const long blk = nblk - 1 - it / c->n_kv;
+        const int kvh = (int)(it % c->n_kv);
+        const int i0 = (int)(blk * c->qb), i1 = i0 + c->qb < c->n ? i0 + c->qb : c->n;
+        c->isa->attn_block(c->out, c->q, c->k, c->v, i0, i1, c->pos0, kvh, c->n_head, group,
+                           c->head_dim, c->kv_cap, c->window, c->scale);
+    }
+}
+
+/* Row-at-a-time fallback (head_dim > CPU_ATT_MAX_HD or a huge group): (query row, head)
+ * pairs dealt round-robin, scores in the per-thread scratch. */
 static void att_task(void *vctx, int tid, int nt) {
     const att_ctx *c = vctx;
     const cpu_isa *isa = c->isa;
@@ -278,9 +297,20 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, float *out, const f
                           float *scratch) {
     if (n <= 0 || n_head <= 0 || n_kv <= 0 || head_dim <= 0) return;
     att_ctx c = {isa, out, q, kcache, vcache, n, pos0, n_head, n_kv, head_dim, kv_cap, window,
-                 scale, scratch};
+                 scale, scratch, 0, 0, 0};
     long work = (long)n * n_head * head_dim * (pos0 + n);
-    pool_run(work < SMALL_WORK ? NULL : pool, att_task, &c);
+    wk_pool *p = work < SMALL_WORK ? NULL : pool;
+    const int group = n_head / n_kv;
+    if (isa->attn_block && head_dim <= CPU_ATT_MAX_HD && group <= CPU_ATT_MAX_R) {
+        /* blocks of up to 8 rows: enough to reuse each K/V tile, small enough to balance */
+        int qb = CPU_ATT_MAX_R / group;
+        if (qb > 8) qb = 8;
+        c.qb = qb;
+        c.n_items = (long)n_kv * ((n + qb - 1) / qb);
+        pool_run_dyn(p, att_tile_task, &c);
+    } else {
+        pool_run(p, att_task, &c);
+    }
 }
 
 /* ---- row-wise and elementwise ops ---- */

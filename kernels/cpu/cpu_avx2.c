@@ -187,6 +187,18 @@ static void a2_softmax(float *x, int n) {
     cpu_g_scale(x + i, 1.0f / sum, n - i);
 }
 
+/* ---- tiled attention (attn_tile.h) ---- */
+static inline float att_exp_sum16(float *s, float m) {
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 a = exp256(_mm256_sub_ps(_mm256_loadu_ps(s), vm));
+    __m256 b = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + 8), vm));
+    _mm256_storeu_ps(s, a);
+    _mm256_storeu_ps(s + 8, b);
+    return hsum(_mm256_add_ps(a, b));
+}
+#define ATT_FN a2_attn_block
+#include "kernels/cpu/attn_tile.h"
+
 const cpu_isa cpu_isa_avx2 = {
     .name = "avx2",
     .matvec = a2_matvec,
@@ -201,4 +213,5 @@ const cpu_isa cpu_isa_avx2 = {
     .softmax = a2_softmax,
     .quant_x = quant_x_row,     /* no AVX2 integer path yet: the scalar definitions */
     .matvec_q = cpu_g_matvec_q,
+    .attn_block = a2_attn_block,
 };

@@ -405,6 +405,15 @@ static void a5_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, 
     MVQ_NX(vnni)
 }
 
+/* ---- tiled attention (attn_tile.h) ---- */
+static inline float att_exp_sum16(float *s, float m) {
+    __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(s), _mm512_set1_ps(m)));
+    _mm512_storeu_ps(s, e);
+    return _mm512_reduce_add_ps(e);
+}
+#define ATT_FN a5_attn_block
+#include "kernels/cpu/attn_tile.h"
+
 const cpu_isa cpu_isa_avx512 = {
     .name = "avx512",
     .matvec = a5_matvec,
@@ -422,4 +431,5 @@ const cpu_isa cpu_isa_avx512 = {
     .gemm_q = cpu_a5_gemm_q,
     .gemm_q_supports = cpu_a5_gemm_q_supports,
     .gemm_q_scratch = cpu_a5_gemm_q_scratch,
+    .attn_block = a5_attn_block,
 };

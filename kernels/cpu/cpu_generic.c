@@ -136,6 +136,11 @@ static void g_softmax(float *x, int n) {
     cpu_g_scale(x, 1.0f / cpu_g_exp_sum(x, n, m), n);
 }
 
+/* ---- tiled attention (attn_tile.h) ---- */
+static inline float att_exp_sum16(float *s, float m) { return cpu_g_exp_sum(s, 16, m); }
+#define ATT_FN g_attn_block
+#include "kernels/cpu/attn_tile.h"
+
 const cpu_isa cpu_isa_generic = {
     .name = "generic",
     .matvec = cpu_g_matvec,
@@ -150,4 +155,5 @@ const cpu_isa cpu_isa_generic = {
     .softmax = g_softmax,
     .quant_x = quant_x_row,
     .matvec_q = cpu_g_matvec_q,
+    .attn_block = g_attn_block,
 };
