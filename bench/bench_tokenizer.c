@@ -4,11 +4,15 @@
  * paragraphs, then reports the median of several runs: load time (ms), encode MB/s, decode
  * MB/s (batch), and streaming-detokenizer MB/s. The baseline printed beside encode is a plain
  * memcpy-free byte scan of the same text (MB/s of counting newlines), so the ratio is
- * comparable across machines. No Node/Python comparison (not available offline). */
+ * comparable across machines. When Node.js and the npm package @huggingface/tokenizers are
+ * present, the same text is also encoded by it in the same run and the ratio printed. */
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "wick.h"
 
@@ -40,6 +44,65 @@ static const char *k_paras[] = {
     "{\"name\": \"wick\", \"version\": \"0.1.0\", \"tags\": [\"llm\", \"cpu\"], \"size\": 3.14159e+10}\n"
     "https://example.com/path/to/page?query=value&other=123#fragment\n",
 };
+
+/* Times @huggingface/tokenizers (npm, the JS implementation) on the same tokenizer and text
+ * when Node.js and the package are present ($WICK_NODE_MODULES, ./node_modules or
+ * ../node_modules holding it). Fills *mbs (encode MB/s) and *load_ms; false when not timed. */
+static bool node_encode(const char *tok_dir, const char *text, size_t len, double *mbs,
+                        double *load_ms) {
+    static const char *const k_dirs[] = {"node_modules", "../node_modules"};
+    const char *env = getenv("WICK_NODE_MODULES");
+    char mod[PATH_MAX] = "";
+    for (int i = -1; i < 2 && !mod[0]; i++) {
+        const char *d = i < 0 ? env : k_dirs[i];
+        char probe[PATH_MAX + 64];
+        if (!d) continue;
+        snprintf(probe, sizeof probe, "%s/@huggingface/tokenizers/package.json", d);
+        if (access(probe, R_OK) == 0 && !realpath(d, mod)) mod[0] = 0;
+    }
+    if (!mod[0] || system("node --version >/dev/null 2>&1") != 0) return false;
+    char tdir[] = "/tmp/wick-bench-node-XXXXXX";
+    if (!mkdtemp(tdir)) return false;
+    char js[PATH_MAX], txt[PATH_MAX], cmd[3 * PATH_MAX + 128];
+    snprintf(js, sizeof js, "%s/bench.cjs", tdir);
+    snprintf(txt, sizeof txt, "%s/text.txt", tdir);
+    FILE *f = fopen(txt, "wb");
+    bool ok = f && fwrite(text, 1, len, f) == len;
+    if (f && fclose(f) != 0) ok = false;
+    f = ok ? fopen(js, "w") : NULL;
+    if (f) {
+        fputs("const { Tokenizer } = require('@huggingface/tokenizers');\n"
+              "const fs = require('fs');\n"
+              "const [dir, file] = process.argv.slice(2);\n"
+              "let t0 = performance.now();\n"
+              "const tok = new Tokenizer(JSON.parse(fs.readFileSync(dir + '/tokenizer.json', 'utf8')),\n"
+              "  JSON.parse(fs.readFileSync(dir + '/tokenizer_config.json', 'utf8')));\n"
+              "const load = performance.now() - t0;\n"
+              "const text = fs.readFileSync(file, 'utf8');\n"
+              "const bytes = Buffer.byteLength(text, 'utf8');\n"
+              "tok.encode(text, { add_special_tokens: false });\n"
+              "const ts = [];\n"
+              "for (let r = 0; r < 5; r++) { t0 = performance.now();\n"
+              "  tok.encode(text, { add_special_tokens: false }); ts.push(performance.now() - t0); }\n"
+              "ts.sort((a, b) => a - b);\n"
+              "console.log(load.toFixed(1), (bytes / 1e6 / (ts[2] / 1e3)).toFixed(2));\n", f);
+        ok = fclose(f) == 0;
+    }
+    bool got = false;
+    if (ok) {
+        snprintf(cmd, sizeof cmd, "NODE_PATH='%s' node '%s' '%s' '%s' 2>/dev/null", mod, js,
+                 tok_dir, txt);
+        FILE *p = popen(cmd, "r");
+        if (p) {
+            got = fscanf(p, "%lf %lf", load_ms, mbs) == 2;
+            pclose(p);
+        }
+    }
+    unlink(js);
+    unlink(txt);
+    rmdir(tdir);
+    return got;
+}
 
 int main(int argc, char **argv) {
     char def[4096];
@@ -116,6 +179,14 @@ int main(int argc, char **argv) {
     printf("%-22s %7.1f MB/s %9.0f MB/s byte scan (ratio %.3f), goal >= 30 MB/s\n", "encode", enc, scan, enc / scan);
     printf("%-22s %7.1f MB/s\n", "decode (batch)", mb / median(t_dec, RUNS));
     printf("%-22s %7.1f MB/s\n", "decode (stream)", mb / median(t_stream, RUNS));
+    double node_mbs, node_load;
+    if (node_encode(path, text, len, &node_mbs, &node_load))
+        printf("%-22s %7.1f MB/s (load %.1f ms): wick/node encode %.2fx, load %.2fx faster\n",
+               "node tokenizers.js", node_mbs, node_load, enc / node_mbs,
+               node_load / median(t_load, RUNS));
+    else
+        printf("(node @huggingface/tokenizers not timed: needs node and `npm install --no-save "
+               "@huggingface/tokenizers` in the repo root, or WICK_NODE_MODULES)\n");
     wick_tokenizer_free(t);
     free(ids);
     free(text);
