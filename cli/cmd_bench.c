@@ -344,16 +344,21 @@ out:
     return rc;
 }
 
+int bench_kernels_run(int argc, char **argv); /* bench_kernels_cli.c */
+
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fprintf(argc < 2 ? stderr : stdout,
                 "usage: wick bench generate ...   prefill/decode tokens/s vs memory bandwidth\n"
-                "       wick bench stream ...     streaming and sampler overhead vs plain generation\n");
+                "       wick bench stream ...     streaming and sampler overhead vs plain generation\n"
+                "       wick bench kernels [-t N] [-isa avx512|avx2|generic] [-q]\n"
+                "                                 per-kernel GB/s and GFLOP/s vs measured limits\n");
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "generate")) return bench_generate(argc - 1, argv + 1);
     if (!strcmp(argv[1], "adapters")) return bench_adapters(argc - 1, argv + 1);
     if (!strcmp(argv[1], "stream")) return bench_stream(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "kernels")) return bench_kernels_run(argc - 1, argv + 1);
     fprintf(stderr, "wick bench: unknown benchmark '%s'\n", argv[1]);
     return 2;
 }

@@ -10,6 +10,8 @@
  * also carry the activation rounding: |Σ w·(x − x̂)| ≤ Σ_blocks (d_x/2)·Σ|w| in that block. */
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "base/pool.h"
 #include "kernels/kernels.h"
@@ -255,6 +257,9 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
             tf[i * rows + r] = (float)(act + 2 * k * FLT_EPSILON * mag + FLT_EPSILON * fabs(y0) * 2);
         }
     }
+    __builtin_cpu_init();
+    const int vnni = __builtin_cpu_supports("avx512vnni") &&
+                     !(getenv("WICK_CPU_GEMMQ") && strcmp(getenv("WICK_CPU_GEMMQ"), "0") == 0);
     for (int ti = 0; ti < N_ISAS; ti++) {
         const kernel_table *T = kernels_cpu_variant(k_isas[ti]);
         if (!T) continue;
@@ -268,8 +273,9 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
                     fail_msg("%s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g f32 ref %.9g (|d| %.3g > %.3g)",
                              T->name, dtype_name(dt), k_threads[pi], (long long)rows,
                              (long long)cols, n, i, got[i], want[i], df, tf[i]);
-                /* decode-sized batches take the integer path: match its definition tightly */
-                if (n <= 8) {
+                /* decode-sized batches take the integer path, and so do prefill batches of
+                   Q8_0/Q4_0/Q4_K on AVX-512 VNNI (gemm_q): match its definition tightly */
+                if (n <= 8 || (vnni && strcmp(k_isas[ti], "avx512") == 0 && dt != DT_Q6_K)) {
                     double dq = fabs((double)got[i] - qdef[i]);
                     if (!(dq <= tq[i]))
                         fail_msg("%s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g q8 def %.9g (|d| %.3g > %.3g)",
@@ -294,7 +300,8 @@ static void test_quant_matmul(void **state) {
         quant_matmul_case(dt, 17, 2 * bs, 3, 1);  /* odd rows, n not a tile size */
         quant_matmul_case(dt, 67, 5 * bs, 7, 0);
         quant_matmul_case(dt, 33, 4 * bs, 8, 1);
-        quant_matmul_case(dt, 21, 2 * bs, 19, 1); /* prefill-sized (sgemm path where enabled) */
+        quant_matmul_case(dt, 21, 2 * bs, 19, 1); /* prefill-sized (sgemm or gemm_q path) */
+        quant_matmul_case(dt, 50, 3 * bs, 45, 0); /* several panels and row tiles, tails */
         quant_matmul_case(dt, 301, dt == DT_Q8_0 || dt == DT_Q4_0 ? 2048 : 1024, 1, 0); /* large */
     }
 }

@@ -33,60 +33,84 @@
 /* Bytes of one repacked 32-value block: 8 zmm of values, dw[16], mn[16]. */
 #define PBLK (8 * 64 + 2 * 64)
 
-size_t cpu_a5_gemm_q_scratch(int64_t cols) { return (size_t)(cols / QK) * PBLK + 64; }
+size_t cpu_a5_gemm_q_scratch(int64_t cols) { return (size_t)(cols / QK) * PBLK + PR * (size_t)cols + 64; }
 
 int cpu_a5_gemm_q_supports(dtype dt) { return dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q4_K; }
 
-/* Unpacks one 32-value block of weight row `row` (block b of 32) to u8 values with their
- * offset, scale and min. */
-static void unpack_block(const wk_weight *W, const uint8_t *row, int64_t b, uint8_t *v,
-                         float *dw, float *mn) {
+/* Unpacks weight row `row` to u8 values with their offset (cols bytes at v) and writes each
+ * 32-value block's scale and min to dw[b·PBLK/4], mn[b·PBLK/4] (the panel's per-block slots
+ * for this row). */
+static void unpack_row(const wk_weight *W, const uint8_t *row, uint8_t *v, float *dw, float *mn) {
+    const int64_t nb = W->cols / QK;
+    const size_t st = PBLK / sizeof(float);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
     switch (W->dt) {
-    case DT_Q8_0: {
-        const blk_q8_0 *w = (const blk_q8_0 *)row + b;
-        for (int k = 0; k < QK; k++) v[k] = (uint8_t)w->qs[k] ^ 0x80;
-        *dw = f16_to_f32(w->d);
-        *mn = 0.0f;
-        break;
-    }
-    case DT_Q4_0: {
-        const blk_q4_0 *w = (const blk_q4_0 *)row + b;
-        for (int k = 0; k < QK / 2; k++) {
-            v[k] = w->qs[k] & 0xF;
-            v[k + QK / 2] = w->qs[k] >> 4;
+    case DT_Q8_0:
+        for (int64_t b = 0; b < nb; b++) {
+            const blk_q8_0 *w = (const blk_q8_0 *)row + b;
+            const __m256i q = _mm256_loadu_si256((const __m256i *)w->qs);
+            _mm256_storeu_si256((__m256i *)(v + QK * b), _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)));
+            dw[b * st] = f16_to_f32(w->d);
+            mn[b * st] = 0.0f;
         }
-        *dw = f16_to_f32(w->d);
-        *mn = 0.0f;
         break;
-    }
-    default: { /* DT_Q4_K: sub-block s = b % 8 of super-block b / 8 */
-        const blk_q4_k *w = (const blk_q4_k *)row + b / 8;
-        const int s = (int)(b % 8);
-        const uint8_t *q = w->qs + 32 * (s / 2);
-        for (int k = 0; k < QK; k++) v[k] = (s & 1) ? q[k] >> 4 : q[k] & 0xF;
-        int sc, m;
-        quant_q4k_scale(w->scales, s, &sc, &m);
-        *dw = f16_to_f32(w->d) * (float)sc;
-        *mn = f16_to_f32(w->dmin) * (float)m;
+    case DT_Q4_0:
+        for (int64_t b = 0; b < nb; b++) {
+            const blk_q4_0 *w = (const blk_q4_0 *)row + b;
+            const __m128i q = _mm_loadu_si128((const __m128i *)w->qs);
+            _mm_storeu_si128((__m128i *)(v + QK * b), _mm_and_si128(q, m4));
+            _mm_storeu_si128((__m128i *)(v + QK * b + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+            dw[b * st] = f16_to_f32(w->d);
+            mn[b * st] = 0.0f;
+        }
         break;
-    }
+    default: /* DT_Q4_K: 32-value block b is sub-block b % 8 of super-block b / 8 */
+        for (int64_t B = 0; B < nb / 8; B++) {
+            const blk_q4_k *w = (const blk_q4_k *)row + B;
+            const float d = f16_to_f32(w->d), dmin = f16_to_f32(w->dmin);
+            for (int k = 0; k < 4; k++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
+                const __m256i m = _mm256_set1_epi8(0x0F);
+                uint8_t *o = v + QKK * B + 64 * k;
+                _mm256_storeu_si256((__m256i *)o, _mm256_and_si256(q, m));
+                _mm256_storeu_si256((__m256i *)(o + 32), _mm256_and_si256(_mm256_srli_epi16(q, 4), m));
+            }
+            for (int s = 0; s < 8; s++) {
+                int sc, m;
+                quant_q4k_scale(w->scales, s, &sc, &m);
+                dw[(8 * B + s) * st] = d * (float)sc;
+                mn[(8 * B + s) * st] = dmin * (float)m;
+            }
+        }
+        break;
     }
 }
 
-/* Repacks weight rows [r, r + nr) (nr <= 16; missing rows are zero) into panel p. */
-static void repack(uint8_t *p, const wk_weight *W, int64_t r, int nr) {
-    const int64_t nb = W->cols / QK;
-    const size_t rb = dtype_row_bytes(W->dt, W->cols);
-    memset(p, 0, (size_t)nb * PBLK);
-    for (int j = 0; j < nr; j++) {
-        const uint8_t *row = (const uint8_t *)W->data + (size_t)(r + j) * rb;
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t v[QK];
-            uint8_t *pb = p + b * PBLK;
-            unpack_block(W, row, b, v, (float *)(pb + 512) + j, (float *)(pb + 576) + j);
-            for (int g = 0; g < 8; g++) memcpy(pb + 64 * g + 4 * j, v + 4 * g, 4);
+/* Repacks weight rows [r, r + nr) (nr <= 16; missing rows are zero) into panel p, through
+ * tmp (16·cols bytes): rows are unpacked contiguously, then each zmm of the panel gathers
+ * the same 4 bytes of the 16 rows. */
+static void repack(uint8_t *p, uint8_t *tmp, const wk_weight *W, int64_t r, int nr) {
+    const int64_t nb = W->cols / QK, cols = W->cols;
+    const size_t rb = dtype_row_bytes(W->dt, cols);
+    for (int j = 0; j < PR; j++) {
+        if (j < nr) {
+            unpack_row(W, (const uint8_t *)W->data + (size_t)(r + j) * rb, tmp + j * cols,
+                       (float *)(p + 512) + j, (float *)(p + 576) + j);
+        } else {
+            memset(tmp + j * cols, 0, (size_t)cols);
+            for (int64_t b = 0; b < nb; b++) {
+                ((float *)(p + b * PBLK + 512))[j] = 0.0f;
+                ((float *)(p + b * PBLK + 576))[j] = 0.0f;
+            }
         }
     }
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                             11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)cols));
+    for (int64_t b = 0; b < nb; b++)
+        for (int g = 0; g < 8; g++)
+            _mm512_store_si512((void *)(p + b * PBLK + 64 * g),
+                               _mm512_i32gather_epi32(idx, (const void *)(tmp + QK * b + 4 * g), 1));
 }
 
 AI int32_t load4(const int8_t *p) {
@@ -136,7 +160,7 @@ AI void kernel_dt(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const 
 }
 
 /* y[i*ldy + r] = Σ_c W[r, c]·x̂_i[c] for i < n, r in [r0, r1) (see the file comment).
- * scratch: cpu_a5_gemm_q_scratch(W.cols) bytes, any alignment. */
+ * scratch: cpu_a5_gemm_q_scratch(W.cols) bytes, any alignment. cols < 2^31 / 16. */
 void cpu_a5_gemm_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
                    const wk_weight *W, int64_t r0, int64_t r1, void *scratch) {
     const int64_t nb = W->cols / QK;
@@ -144,7 +168,7 @@ void cpu_a5_gemm_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n
     for (int64_t r = r0; r < r1; r += PR) {
         const int nr = r1 - r < PR ? (int)(r1 - r) : PR;
         const __mmask16 m = (__mmask16)((1u << nr) - 1u);
-        repack(p, W, r, nr);
+        repack(p, p + nb * PBLK, W, r, nr);
         int i = 0;
         for (; i + 8 <= n; i += 8)
             kernel_dt(y + i * ldy + r, ldy, xq + i * ldxq, ldxq, p, nb, m, 8, W->dt);
