@@ -456,6 +456,14 @@ const char *wick_session_adapter(const wick_session *s);
  * tensors sorted by name. Files are written atomically. */
 wick_status wick_adapter_save(const wick_model *model, const char *name, const char *out_dir);
 
+/* Writes a registered adapter as a llama.cpp GGUF LoRA file at `path` (atomic):
+ * general.type "adapter", adapter.type "lora", adapter.lora.alpha, tensors
+ * blk.N.<proj>.weight.lora_a / .lora_b, q/k lora_b rows permuted for llama as llama.cpp's
+ * converter does, F16/BF16 kept, else F32. Modules whose α/r does not follow the one alpha
+ * (rsLoRA, alpha_pattern) have the ratio folded into lora_b. wick_adapter_load reads such a
+ * file back (a path to a regular file is read as GGUF). */
+wick_status wick_adapter_save_gguf(const wick_model *model, const char *name, const char *path);
+
 /* Merged mode: a new model handle whose adapted matrices are W' = W + scale·(α/r)·B·A,
  * computed in f32 from the base weight and rounded once to the base dtype (bf16/f16: round to
  * nearest even), in private copies; every other weight, the tokenizer and the config are

@@ -13,7 +13,11 @@
  * lora_A is (r, in) and lora_B is (out, r) with r from config/rank_pattern and in/out from the
  * base weight, both halves present, float dtype, all values finite.
  *
- * Not here: .bin (pickle) adapters, GGUF LoRA, DoRA, modules_to_save, trainable biases. */
+ * On a base loaded from a llama GGUF (q/k rows permuted, model->rope_interleaved) the rows of
+ * q/k lora_B are permuted the same way while converting, so the adapter follows the base.
+ * A path naming a regular file is read as a llama.cpp GGUF LoRA file (adapter_gguf.c).
+ *
+ * Not here: .bin (pickle) adapters, DoRA, modules_to_save, trainable biases. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -237,6 +241,9 @@ typedef struct found_pair {
 
 wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter **out) {
     *out = NULL;
+    const size_t dl = strlen(dir);
+    if (file_exists(dir) || (dl > 5 && !strcmp(dir + dl - 5, ".gguf") && !dir_exists(dir)))
+        return lora_adapter_read_gguf(m, dir, out);
     const int L = m->cfg.n_layer;
     char *cpath = path_join(dir, "adapter_config.json");
     char *wpath = path_join(dir, "adapter_model.safetensors");
@@ -375,8 +382,9 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
                              (long long)W->rows, (long long)W->cols);
                 goto done;
             }
+            const bool perm_b = m->rope_interleaved && (p == LORA_Q || p == LORA_K);
             total += (in_place(f->a) ? 0 : (size_t)f->a->numel) +
-                     (in_place(f->b) ? 0 : (size_t)f->b->numel);
+                     (in_place(f->b) && !perm_b ? 0 : (size_t)f->b->numel);
             if (ri > r_max) r_max = (int)ri;
         }
     }
@@ -405,11 +413,13 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
                 wk_weight src = {.data = t->data, .dt = t->dt, .rows = t->shape[0],
                                  .cols = t->shape[1]};
                 float *vals = (float *)t->data;
-                if (!in_place(t)) {
+                const bool perm = h == 1 && m->rope_interleaved && (p == LORA_Q || p == LORA_K);
+                if (!in_place(t) || perm) {
                     vals = dst;
                     dst += t->numel;
                     for (int64_t row = 0; row < src.rows; row++)
-                        kernels_row_to_f32(vals + row * src.cols, &src, row);
+                        kernels_row_to_f32(vals + row * src.cols, &src,
+                                           perm ? lora_qk_row(row, m->cfg.head_dim, true) : row);
                 }
                 int64_t i = first_non_finite(vals, t->numel);
                 if (i >= 0) {

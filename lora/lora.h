@@ -12,11 +12,16 @@
  * session switches away or is freed. An adapter never points into the model, so it may
  * outlive the registry entry (but sessions, and hence adapters, never outlive the model).
  *
- * Not here: GGUF LoRA files (later, with the GGUF reader), DoRA, modules_to_save, bias
- * training ("lora_only"/"all"), embedding or lm_head adapters. */
+ * In-memory layout follows the base model: for a base loaded from a llama GGUF
+ * (model->rope_interleaved) the rows of lora_B of q/k are in llama.cpp's permuted order,
+ * like the base q/k weights; otherwise in Hugging Face order (adapter_gguf.c).
+ *
+ * Not here: DoRA, modules_to_save, bias training ("lora_only"/"all"), embedding or lm_head
+ * adapters. */
 #ifndef WICK_LORA_LORA_H
 #define WICK_LORA_LORA_H
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kernels/kernels.h"
@@ -68,6 +73,19 @@ wick_status lora_adapter_read(const wick_model *model, const char *dir, wick_ada
 /* Writes `a` as a PEFT folder (adapter_config.json + adapter_model.safetensors), creating
  * out_dir if needed. base_name: base_model_name_or_path to write when the adapter has none. */
 wick_status lora_adapter_write(const wick_adapter *a, const char *out_dir, const char *base_name);
+
+/* Reads a llama.cpp GGUF LoRA file and checks it against `model` (not registered; refs = 1).
+ * lora_adapter_read calls it for a path that is a regular file. */
+wick_status lora_adapter_read_gguf(const wick_model *model, const char *path, wick_adapter **out);
+
+/* Writes `a` (in `model`'s layout) as a llama.cpp GGUF LoRA file at `path` (atomic). */
+wick_status lora_adapter_write_gguf(const wick_model *model, const wick_adapter *a,
+                                    const char *path);
+
+/* Row permutation of q/k projection outputs between Hugging Face order and llama.cpp's GGUF
+ * order (per head of head_dim rows): the source row that destination row `row` takes when
+ * converting to GGUF order (to_gguf) or back to HF order (!to_gguf). */
+int64_t lora_qk_row(int64_t row, int head_dim, bool to_gguf);
 
 /* A random adapter for benchmarks and tests: rank r on the projections in `proj_mask`
  * (bit LORA_Q ...), A ~ U(-1/√in, 1/√in), B ~ U(-b, b) with b = 0.02, seeded, lora_alpha
