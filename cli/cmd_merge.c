@@ -1,8 +1,8 @@
-/* cmd_merge.c — `wick merge -m MODEL -a ADAPTER[:scale] -o OUTDIR`: folds a PEFT adapter into
+/* cmd_merge.c — `wick merge -m MODEL -a ADAPTER[:scale] -o OUTDIR`: folds a LoRA adapter into
  * a copy of the base weights and writes a complete Hugging Face model folder
  * (model.safetensors in the base dtype with the base's tensor names, config.json,
- * generation_config.json and tokenizer files copied). Also the `--adapter DIR[:scale]` helper
- * shared by `wick logits` and `wick generate`. */
+ * generation_config.json and tokenizer files copied). Also the `--adapter PATH[:scale]` helper
+ * (PATH: a PEFT folder or a GGUF LoRA file) shared by `wick logits` and `wick generate`. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +24,7 @@ bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *sca
         }
     }
     if (!**dir) {
-        fprintf(stderr, "wick %s: --adapter needs a folder (DIR[:scale])\n", cmd);
+        fprintf(stderr, "wick %s: --adapter needs a PEFT folder or a GGUF LoRA file (PATH[:scale])\n", cmd);
         free(*dir);
         *dir = NULL;
         return false;
@@ -45,7 +45,7 @@ int cli_use_adapter(const char *cmd, wick_model *m, wick_session *s, const char 
 }
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: wick merge -m MODEL_DIR -a ADAPTER_DIR[:scale] -o OUT_DIR\n"
+    fprintf(f, "usage: wick merge -m MODEL_DIR -a ADAPTER_DIR|ADAPTER.gguf[:scale] -o OUT_DIR\n"
                "Writes OUT_DIR as a Hugging Face model folder with W + scale*(alpha/r)*B*A in every\n"
                "adapted matrix (computed in f32, stored in the base dtype), the other tensors and\n"
                "config/tokenizer files copied. The base folder is not modified.\n");
