@@ -478,6 +478,194 @@ wick_status wick_model_merge_adapter(const wick_model *base, const char *name, f
  * folder. Used by `wick merge`. */
 wick_status wick_model_save(const wick_model *model, const char *out_dir);
 
+/* ------------------------------------------------------------------------------------------
+ * Training: LoRA fine-tuning on the CPU (f32), matching PyTorch + PEFT.
+ *
+ *     wick_adapter_create(model, "mine", 8, 16.0f, "q,k,v,o,gate,up,down", 42);
+ *     wick_train_params tp = wick_train_params_default();
+ *     tp.lr = 1e-4f; tp.total_steps = 100; tp.schedule = WICK_LR_COSINE; tp.warmup_steps = 10;
+ *     wick_trainer *tr = NULL;
+ *     wick_trainer_create(model, "mine", &tp, &tr);
+ *     for (...) wick_train_step(tr, ids, NULL, batch, seq_len, &loss);
+ *     wick_trainer_save(tr, "out/final");      // PEFT folder + optimizer checkpoint
+ *     wick_trainer_free(tr);
+ *
+ * The loss is Hugging Face's causal-LM loss: position t predicts labels[t+1] (labels = the ids
+ * when NULL), cross-entropy averaged over every predicted token whose label is not -100.
+ * The optimizer is torch.optim.AdamW (decoupled weight decay p *= 1 - lr·wd first, bias
+ * correction), one parameter group over every lora_A / lora_B of the adapter.
+ *
+ * Threads: the trainer trains the *registered* adapter in place, so sessions that select it
+ * see the new weights from their next evaluated chunk after a step. No session may evaluate
+ * with that adapter while wick_trainer_create, wick_train_step or
+ * wick_trainer_load_checkpoint runs (they write its weights); other adapters and the base
+ * model stay usable. A trainer is used by one thread at a time. After each optimizer step the
+ * adapter gets a new identity, so sessions never reuse keys/values computed with old weights.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef enum wick_lr_schedule {
+    WICK_LR_CONSTANT = 0,   /* lr (after an optional linear warmup) */
+    WICK_LR_LINEAR,         /* linear warmup 0 -> lr, then linear decay to 0 at total_steps */
+    WICK_LR_COSINE,         /* linear warmup, then half-cosine decay to 0 at total_steps */
+} wick_lr_schedule;
+
+typedef struct wick_train_params {
+    float lr;               /* peak learning rate. Default 1e-4 */
+    float beta1, beta2;     /* Default 0.9, 0.999 */
+    float eps;              /* Default 1e-8 */
+    float weight_decay;     /* decoupled (AdamW). Default 0.01 */
+    wick_lr_schedule schedule;  /* Default WICK_LR_CONSTANT */
+    int warmup_steps;       /* optimizer steps of linear warmup (step s uses lr·s/warmup, as
+                               transformers' schedulers: the first step has lr 0). Default 0 */
+    int total_steps;        /* optimizer steps the decay spans (LINEAR/COSINE need > 0) */
+    float max_grad_norm;    /* clip the global gradient norm to this; 0 = off. Default 0 */
+    int grad_accum;         /* micro-batches (wick_train_step calls) per optimizer step; each
+                               micro-batch's loss is divided by this. Default 1 */
+    int n_threads;          /* 0 = number of online CPUs */
+    uint64_t seed;          /* reserved for data order / dropout; stored in checkpoints */
+} wick_train_params;
+
+wick_train_params wick_train_params_default(void);
+
+/* Creates and registers under `name` a fresh adapter initialised as PEFT does: lora_A
+ * kaiming-uniform (U(-1/sqrt(in), 1/sqrt(in)), from wick's own seeded generator, so values
+ * differ from torch's), lora_B zeros; rank r, lora_alpha alpha (scale alpha/r), on the
+ * projections listed in `targets` ("q,k,v,o,gate,up,down" or the *_proj names, comma
+ * separated). Fails with WICK_ERR_INVALID_ARG for a bad r, alpha, target or a taken name. */
+wick_status wick_adapter_create(wick_model *model, const char *name, int r, float alpha,
+                                const char *targets, uint64_t seed);
+
+typedef struct wick_trainer wick_trainer;
+
+/* Starts training the registered adapter `adapter_name` of `model` (which must outlive the
+ * trainer). Its A/B become one trainable f32 block (an adapter loaded from bf16/f16 is saved
+ * back as F32). Fresh optimizer state (step 0). On failure *out is NULL and the adapter is
+ * unchanged. */
+wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
+                                const wick_train_params *params, wick_trainer **out);
+
+/* Forward + backward on `batch` sequences of `seq_len` ids each (row-major, batch·seq_len),
+ * full causal attention within each sequence from position 0. labels: NULL (= ids) or
+ * batch·seq_len labels aligned with ids (-100 = no loss). Every grad_accum calls, one
+ * optimizer step is taken. *loss (optional) = this micro-batch's mean loss before the update.
+ * A batch without any target token returns WICK_ERR_INVALID_ARG. On an error nothing changes. */
+wick_status wick_train_step(wick_trainer *tr, const int32_t *ids, const int32_t *labels,
+                            int batch, int seq_len, float *loss);
+
+/* Mean loss of a batch with the current weights, no gradient, no update. */
+wick_status wick_train_eval(wick_trainer *tr, const int32_t *ids, const int32_t *labels,
+                            int batch, int seq_len, float *loss);
+
+typedef struct wick_train_state {
+    int64_t step;           /* optimizer steps taken */
+    float lr;               /* learning rate of the last step (0 before the first) */
+    float grad_norm;        /* global gradient norm of the last step, before clipping */
+    int64_t n_params;       /* trainable numbers */
+} wick_train_state;
+
+wick_status wick_trainer_get_state(const wick_trainer *tr, wick_train_state *out);
+
+/* Writes `dir` (created if missing): the adapter as a PEFT folder (adapter_config.json +
+ * adapter_model.safetensors, F32) and trainer_state.safetensors holding exp_avg / exp_avg_sq
+ * per PEFT key (key + ".exp_avg" / ".exp_avg_sq") with step, pending micro-batch gradients
+ * refused (save between optimizer steps) and the params in "__metadata__". Each file is
+ * written atomically. */
+wick_status wick_trainer_save(const wick_trainer *tr, const char *dir);
+
+/* Restores weights, moments and step count from a folder written by wick_trainer_save for an
+ * adapter of the same shape, so training continues exactly as if uninterrupted (the
+ * trainer's own params are kept). On failure the trainer is unchanged. */
+wick_status wick_trainer_load_checkpoint(wick_trainer *tr, const char *dir);
+
+/* Frees the trainer (the adapter stays registered with its trained weights). NULL ignored. */
+void wick_trainer_free(wick_trainer *tr);
+
+/* ------------------------------------------------------------------------------------------
+ * Embeddings: sentence vectors from BERT-architecture encoders (E5, MiniLM, BGE, GTE ...)
+ * with sentence-transformers pooling.
+ *
+ *     wick_embedder *e = NULL;
+ *     if (wick_embedder_load("all-MiniLM-L6-v2", NULL, &e) != WICK_OK) { ...wick_last_error() }
+ *     const char *texts[] = {"a cat", "a dog"};
+ *     float *v = malloc(sizeof(float) * 2 * wick_embedder_dim(e));
+ *     wick_embed(e, texts, 2, v);          // 2 rows of dim floats (unit length by default)
+ *     wick_embedder_free(e);
+ *
+ * Threads: an embedder holds its scratch and thread pool, so it must be used by one thread at
+ * a time (like a session); load one per thread for parallel callers (weights are mmapped, so
+ * the pages are shared). Scratch is sized on first use and grows only when a larger batch or
+ * a longer sequence appears; nothing else is allocated per call.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct wick_embedder wick_embedder;
+
+typedef enum wick_pooling {
+    WICK_POOLING_DEFAULT = 0,  /* the folder's (1_Pooling/config.json), else mean */
+    WICK_POOLING_MEAN,         /* average of the token states (padding excluded) */
+    WICK_POOLING_CLS,          /* the [CLS] (first) token state */
+    WICK_POOLING_MAX,          /* element-wise max over the tokens */
+    WICK_POOLING_MEAN_SQRT_LEN /* sum of the token states / sqrt(token count) */
+} wick_pooling;
+
+typedef struct wick_embedder_params {
+    const char *kernels;   /* kernel table, as wick_model_params.kernels. Default "auto" */
+    int n_threads;         /* threads incl. the caller; 0 = online CPUs. Default 0 */
+    wick_pooling pooling;  /* Default WICK_POOLING_DEFAULT */
+    int normalize;         /* -1 = the folder's (a Normalize module in modules.json; true when
+                              there is no modules.json), 0 = off, 1 = L2-normalise. Default -1 */
+    int max_length;        /* tokens per text incl. [CLS]/[SEP]; 0 = sentence_bert_config.json
+                              max_seq_length, else max_position_embeddings. Longer texts are cut
+                              like HF truncation (the final [SEP] is kept). Default 0 */
+    const char *prefix;    /* prepended to every text by wick_embed, e.g. "query: " or
+                              "passage: " for E5 models; copied at load. Default NULL */
+    int batch_size;        /* texts per forward pass. Default 32 */
+} wick_embedder_params;
+
+wick_embedder_params wick_embedder_params_default(void);
+
+/* Loads an encoder folder: config.json (BertModel layout) + model.safetensors, the tokenizer
+ * (tokenizer.json or vocab.txt; optional: without one only wick_embed_ids works), and when
+ * present the sentence-transformers description (modules.json, sentence_bert_config.json,
+ * <pooling path>/config.json). params may be NULL (defaults) and override the folder.
+ * Fails with WICK_ERR_UNSUPPORTED naming the module or field for sentence-transformers setups
+ * wick cannot reproduce (Dense modules, weighted-mean / last-token pooling, several pooling
+ * modes at once, include_prompt false). *out NULL on failure. */
+wick_status wick_embedder_load(const char *path, const wick_embedder_params *params,
+                               wick_embedder **out);
+void wick_embedder_free(wick_embedder *e);
+
+/* Length of one embedding (hidden_size); 0 for NULL. */
+int wick_embedder_dim(const wick_embedder *e);
+/* Effective settings after folder + params: pooling (never DEFAULT), normalize, max_length. */
+wick_pooling wick_embedder_pooling(const wick_embedder *e);
+bool wick_embedder_normalize(const wick_embedder *e);
+int wick_embedder_max_length(const wick_embedder *e);
+
+/* Embeds n texts (NUL-terminated UTF-8; prefix prepended, [CLS]/[SEP] added, truncated to
+ * max_length) into out: n × dim floats, row i for texts[i]. n == 0 does nothing.
+ * WICK_ERR_UNSUPPORTED when the folder had no tokenizer. On failure out is unspecified. */
+wick_status wick_embed(wick_embedder *e, const char *const *texts, int n, float *out);
+
+/* Lower level: n sequences of token ids, right-padded to seq_len (row-major n × seq_len).
+ * mask: n × seq_len of 0/1, each row a run of 1s then 0s with at least one 1 (NULL: all
+ * valid); token types are all 0. Ids of valid positions must be in [0, vocab); seq_len must
+ * not exceed max_position_embeddings. Outputs (each optional, caller-owned):
+ *   embeddings: n × dim, pooled and normalised per the embedder's settings;
+ *   hidden:     n × seq_len × dim, the last hidden state (rows of padded positions are 0);
+ *   pooler:     n × dim, BERT's pooler tanh(dense(h[CLS])) (WICK_ERR_NOT_FOUND when the
+ *               checkpoint has no pooler weights). No prefix and no truncation here. */
+wick_status wick_embed_ids(wick_embedder *e, const int32_t *ids, const int32_t *mask, int n,
+                           int seq_len, float *embeddings, float *hidden, float *pooler);
+
+/* The ids wick_embed feeds the encoder for `text`: prefix, [CLS]/[SEP], truncation to
+ * max_length. cap >= wick_embedder_max_length(e) is always enough; *n receives the count.
+ * WICK_ERR_BUFFER_TOO_SMALL (with *n = the count) when cap is smaller. */
+wick_status wick_embedder_tokenize(wick_embedder *e, const char *text, int32_t *ids, int cap,
+                                   int *n);
+
+/* The embedder's tokenizer (NULL when the folder had none). Owned by the embedder. */
+const wick_tokenizer *wick_embedder_tokenizer(const wick_embedder *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,328 @@
+/* embed.c — the public embedding API (wick.h "Embeddings"): loading an encoder folder with
+ * its tokenizer and sentence-transformers settings, tokenizing + truncating texts like HF,
+ * packing them into batches for encoder_forward, and pooling.
+ *
+ * An embedder owns its thread pool and scratch (single-threaded use, see wick.h). Buffers
+ * grow to the largest batch seen and are then reused: steady-state calls allocate nothing.
+ * Not here: the network (model/encoder*.c), the folder description (st_config.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+#include "embed/embed.h"
+#include "model/encoder.h"
+
+struct wick_embedder {
+    encoder_model *m;
+    const kernel_table *k;
+    wk_pool *pool;
+    wick_tokenizer *tok;
+    wick_pooling pooling;
+    bool normalize;
+    int max_len;
+    int batch;
+    char *prefix;
+    size_t prefix_len;
+    encoder_scratch s;
+    int32_t *ids;            /* packed ids of one batch (cap_ids) */
+    int cap_ids;
+    int *lens;               /* (batch) */
+    int32_t *tok_buf;        /* one text's ids before truncation (cap_tok) */
+    int cap_tok;
+    char *text;              /* prefix + text (cap_text) */
+    size_t cap_text;
+    float *tmp;              /* (batch, d): CLS rows for the pooler */
+};
+
+wick_embedder_params wick_embedder_params_default(void) {
+    wick_embedder_params p = {.kernels = "auto", .n_threads = 0,
+                              .pooling = WICK_POOLING_DEFAULT, .normalize = -1,
+                              .max_length = 0, .prefix = NULL, .batch_size = 32};
+    return p;
+}
+
+void wick_embedder_free(wick_embedder *e) {
+    if (!e) return;
+    encoder_free(e->m);
+    pool_free(e->pool);
+    wick_tokenizer_free(e->tok);
+    encoder_scratch_free(&e->s);
+    free(e->prefix);
+    free(e->ids);
+    free(e->lens);
+    free(e->tok_buf);
+    free(e->text);
+    free(e->tmp);
+    free(e);
+}
+
+wick_status wick_embedder_load(const char *path, const wick_embedder_params *params,
+                               wick_embedder **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_embedder_load: out is NULL");
+    *out = NULL;
+    if (!path) return err_set(WICK_ERR_INVALID_ARG, "wick_embedder_load: path is NULL");
+    wick_embedder_params defaults = wick_embedder_params_default();
+    const wick_embedder_params *p = params ? params : &defaults;
+    if (p->pooling < WICK_POOLING_DEFAULT || p->pooling > WICK_POOLING_MEAN_SQRT_LEN)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_embedder_load: pooling %d is unknown",
+                       (int)p->pooling);
+    if (p->normalize < -1 || p->normalize > 1)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_embedder_load: normalize must be -1, 0 or 1");
+    if (p->max_length < 0 || p->max_length == 1 || p->batch_size < 0 || p->n_threads < 0)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_embedder_load: max_length must be 0 or >= 2, "
+                                             "batch_size and n_threads >= 0");
+    wick_embedder *e = calloc(1, sizeof *e);
+    if (!e) return err_set(WICK_ERR_NOMEM, "out of memory");
+    embed_st_config sc;
+    wick_status st = encoder_load(path, &e->m);
+    if (st == WICK_OK) st = embed_st_config_load(path, &sc);
+    if (st == WICK_OK) {
+        e->k = kernels_select(p->kernels ? p->kernels : "auto");
+        if (!e->k)
+            st = err_set(WICK_ERR_INVALID_ARG, "kernel table '%s' (or WICK_ISA) is unknown or not "
+                         "supported by this CPU (known: auto, ref, generic, avx2, avx512)",
+                         p->kernels ? p->kernels : "auto");
+    }
+    if (st == WICK_OK) {
+        const encoder_config *c = &e->m->cfg;
+        e->pooling = p->pooling != WICK_POOLING_DEFAULT ? p->pooling : sc.pooling;
+        e->normalize = p->normalize >= 0 ? p->normalize == 1 : sc.normalize;
+        e->max_len = p->max_length ? p->max_length : sc.max_seq_length ? sc.max_seq_length
+                                                                       : c->n_pos;
+        if (e->max_len > c->n_pos) {
+            if (p->max_length)
+                st = err_set(WICK_ERR_INVALID_ARG, "max_length %d exceeds %s/config.json "
+                             "max_position_embeddings %d", e->max_len, path, c->n_pos);
+            e->max_len = c->n_pos;  /* sentence-transformers clamps the same way */
+        }
+        e->batch = p->batch_size ? p->batch_size : 32;
+        int nt = p->n_threads ? p->n_threads : pool_cpu_count();
+        if (st == WICK_OK && !(e->pool = pool_create(nt)) && nt > 1)
+            st = err_set(WICK_ERR_NOMEM, "could not start %d threads", nt);
+    }
+    if (st == WICK_OK && p->prefix && p->prefix[0]) {
+        e->prefix = strdup(p->prefix);
+        e->prefix_len = strlen(p->prefix);
+        if (!e->prefix) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    if (st == WICK_OK) {
+        char *tj = path_join(path, "tokenizer.json"), *vt = path_join(path, "vocab.txt");
+        if (!tj || !vt) st = err_set(WICK_ERR_NOMEM, "out of memory");
+        else if (file_exists(tj) || file_exists(vt)) {
+            st = wick_tokenizer_load(path, &e->tok);
+            if (st) err_wrap(st, "%s: loading the tokenizer", path);
+        }
+        free(tj);
+        free(vt);
+    }
+    if (st == WICK_OK) {
+        e->lens = malloc(sizeof(int) * (size_t)e->batch);
+        e->tmp = malloc(sizeof(float) * (size_t)e->batch * (size_t)e->m->cfg.n_embd);
+        if (!e->lens || !e->tmp) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    if (st != WICK_OK) {
+        wick_embedder_free(e);
+        return st;
+    }
+    *out = e;
+    return WICK_OK;
+}
+
+int wick_embedder_dim(const wick_embedder *e) { return e ? e->m->cfg.n_embd : 0; }
+wick_pooling wick_embedder_pooling(const wick_embedder *e) {
+    return e ? e->pooling : WICK_POOLING_DEFAULT;
+}
+bool wick_embedder_normalize(const wick_embedder *e) { return e && e->normalize; }
+int wick_embedder_max_length(const wick_embedder *e) { return e ? e->max_len : 0; }
+const wick_tokenizer *wick_embedder_tokenizer(const wick_embedder *e) {
+    return e ? e->tok : NULL;
+}
+
+static wick_status grow_ids(wick_embedder *e, int need) {
+    if (need <= e->cap_ids) return WICK_OK;
+    int cap = need > 2 * e->cap_ids ? need : 2 * e->cap_ids;
+    int32_t *n = realloc(e->ids, sizeof(int32_t) * (size_t)cap);
+    if (!n) return err_set(WICK_ERR_NOMEM, "out of memory");
+    e->ids = n;
+    e->cap_ids = cap;
+    return WICK_OK;
+}
+
+/* Runs the packed batch in e->ids / e->lens (n_seq sequences) and writes, for sequence i,
+ * the pooled embedding to emb + i*d, the hidden rows to hidden + i*hstride (hstride floats
+ * per sequence; padded rows zeroed up to hrows rows) and the pooler output to pooler + i*d. */
+static wick_status run_batch(wick_embedder *e, int n_seq, float *emb, float *hidden,
+                             int hrows, float *pooler) {
+    const int d = e->m->cfg.n_embd;
+    int T = 0, maxl = 0;
+    for (int i = 0; i < n_seq; i++) {
+        T += e->lens[i];
+        if (e->lens[i] > maxl) maxl = e->lens[i];
+    }
+    wick_status st = encoder_scratch_reserve(&e->s, &e->m->cfg, T, maxl, pool_size(e->pool));
+    if (st) return st;
+    encoder_forward(e->m, e->k, e->pool, &e->s, e->ids, NULL, e->lens, n_seq);
+    long off = 0;
+    for (int i = 0; i < n_seq; i++) {
+        const float *h = e->s.x + off * d;
+        if (emb) embed_pool(h, e->lens[i], d, e->pooling, e->normalize, emb + (size_t)i * d);
+        if (hidden) {
+            float *hd = hidden + (size_t)i * hrows * d;
+            memcpy(hd, h, sizeof(float) * (size_t)e->lens[i] * d);
+            memset(hd + (size_t)e->lens[i] * d, 0,
+                   sizeof(float) * (size_t)(hrows - e->lens[i]) * d);
+        }
+        off += e->lens[i];
+    }
+    if (pooler) {
+        /* gather CLS rows: the first row of each sequence */
+        long o = 0;
+        for (int i = 0; i < n_seq; i++) {
+            memcpy(e->tmp + (size_t)i * d, e->s.x + o * d, sizeof(float) * d);
+            o += e->lens[i];
+        }
+        /* s->t is free after the forward pass: use it as the gathered input's copy */
+        encoder_pooler(e->m, e->k, e->pool, pooler, e->tmp, n_seq, d, e->s.t);
+    }
+    return WICK_OK;
+}
+
+wick_status wick_embed_ids(wick_embedder *e, const int32_t *ids, const int32_t *mask, int n,
+                           int seq_len, float *embeddings, float *hidden, float *pooler) {
+    if (!e || n < 0 || (n > 0 && (!ids || seq_len < 1)))
+        return err_set(WICK_ERR_INVALID_ARG, "wick_embed_ids: NULL embedder or ids, or a "
+                                             "negative count / non-positive seq_len");
+    if (n == 0) return WICK_OK;
+    const encoder_config *c = &e->m->cfg;
+    if (seq_len > c->n_pos)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_embed_ids: seq_len %d exceeds "
+                       "max_position_embeddings %d", seq_len, c->n_pos);
+    if (pooler && !e->m->has_pooler)
+        return err_set(WICK_ERR_NOT_FOUND, "%s: the checkpoint has no pooler.dense weights",
+                       e->m->dir);
+    /* validate everything before running anything */
+    for (int i = 0; i < n; i++) {
+        const int32_t *mr = mask ? mask + (size_t)i * seq_len : NULL;
+        int len = seq_len;
+        if (mr) {
+            len = 0;
+            while (len < seq_len && mr[len] == 1) len++;
+            for (int j = len; j < seq_len; j++)
+                if (mr[j] != 0)
+                    return err_set(WICK_ERR_INVALID_ARG, "wick_embed_ids: mask row %d is not "
+                                   "1s followed by 0s (position %d is %d)", i, j, (int)mr[j]);
+            if (len == 0)
+                return err_set(WICK_ERR_INVALID_ARG, "wick_embed_ids: mask row %d is empty", i);
+        }
+        for (int j = 0; j < len; j++) {
+            int32_t id = ids[(size_t)i * seq_len + j];
+            if (id < 0 || id >= c->n_vocab)
+                return err_set(WICK_ERR_INVALID_ARG, "wick_embed_ids: id %d at [%d, %d] is "
+                               "outside [0, %d)", (int)id, i, j, c->n_vocab);
+        }
+    }
+    const int d = c->n_embd;
+    wick_status st = grow_ids(e, e->batch * seq_len);
+    for (int b0 = 0; st == WICK_OK && b0 < n; b0 += e->batch) {
+        int nb = n - b0 < e->batch ? n - b0 : e->batch, T = 0;
+        for (int i = 0; i < nb; i++) {
+            const int32_t *row = ids + (size_t)(b0 + i) * seq_len;
+            const int32_t *mr = mask ? mask + (size_t)(b0 + i) * seq_len : NULL;
+            int len = seq_len;
+            if (mr) for (len = 0; len < seq_len && mr[len] == 1;) len++;
+            memcpy(e->ids + T, row, sizeof(int32_t) * (size_t)len);
+            e->lens[i] = len;
+            T += len;
+        }
+        st = run_batch(e, nb, embeddings ? embeddings + (size_t)b0 * d : NULL,
+                       hidden ? hidden + (size_t)b0 * seq_len * d : NULL, seq_len,
+                       pooler ? pooler + (size_t)b0 * d : NULL);
+    }
+    return st;
+}
+
+/* Tokenizes texts[i] (with the prefix) into e->tok_buf; *len receives the truncated length. */
+static wick_status tokenize_one(wick_embedder *e, const char *text, int i, int *len) {
+    size_t tl = strlen(text), need = e->prefix_len + tl + 1;
+    const char *src = text;
+    if (e->prefix) {
+        if (need > e->cap_text) {
+            char *nt = realloc(e->text, need);
+            if (!nt) return err_set(WICK_ERR_NOMEM, "out of memory");
+            e->text = nt;
+            e->cap_text = need;
+        }
+        memcpy(e->text, e->prefix, e->prefix_len);
+        memcpy(e->text + e->prefix_len, text, tl + 1);
+        src = e->text;
+        tl += e->prefix_len;
+    }
+    int32_t n;
+    for (;;) {
+        n = wick_tokenize(e->tok, src, tl, true, e->tok_buf, e->cap_tok);
+        if (n == INT32_MIN) return err_wrap(WICK_ERR_INVALID_ARG, "text %d", i);
+        if (n >= 0) break;
+        int32_t *nb = realloc(e->tok_buf, sizeof(int32_t) * (size_t)(-n));
+        if (!nb) return err_set(WICK_ERR_NOMEM, "out of memory");
+        e->tok_buf = nb;
+        e->cap_tok = -n;
+    }
+    if (n == 0) return err_set(WICK_ERR_INVALID_ARG, "text %d produced no tokens", i);
+    /* HF truncation of a single sequence: cut the content and keep the post-processor's
+       closing token ([SEP]) last. */
+    if (n > e->max_len) {
+        e->tok_buf[e->max_len - 1] = e->tok_buf[n - 1];
+        n = e->max_len;
+    }
+    for (int j = 0; j < n; j++)
+        if (e->tok_buf[j] < 0 || e->tok_buf[j] >= e->m->cfg.n_vocab)
+            return err_set(WICK_ERR_FORMAT, "text %d: token id %d is outside the model's "
+                           "vocab_size %d (tokenizer and model disagree)", i, (int)e->tok_buf[j],
+                           e->m->cfg.n_vocab);
+    *len = n;
+    return WICK_OK;
+}
+
+wick_status wick_embedder_tokenize(wick_embedder *e, const char *text, int32_t *ids, int cap,
+                                   int *n) {
+    if (!e || !text || !n || cap < 0 || (cap > 0 && !ids))
+        return err_set(WICK_ERR_INVALID_ARG, "wick_embedder_tokenize: NULL argument");
+    if (!e->tok)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: no tokenizer.json or vocab.txt in the folder",
+                       e->m->dir);
+    int len = 0;
+    wick_status st = tokenize_one(e, text, 0, &len);
+    if (st) return st;
+    *n = len;
+    if (len > cap)
+        return err_set(WICK_ERR_BUFFER_TOO_SMALL, "wick_embedder_tokenize: %d ids, cap %d", len,
+                       cap);
+    memcpy(ids, e->tok_buf, sizeof(int32_t) * (size_t)len);
+    return WICK_OK;
+}
+
+wick_status wick_embed(wick_embedder *e, const char *const *texts, int n, float *out) {
+    if (!e || n < 0 || (n > 0 && (!texts || !out)))
+        return err_set(WICK_ERR_INVALID_ARG, "wick_embed: NULL argument or negative count");
+    if (n == 0) return WICK_OK;
+    if (!e->tok)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: no tokenizer.json or vocab.txt in the folder; "
+                       "use wick_embed_ids", e->m->dir);
+    for (int i = 0; i < n; i++)
+        if (!texts[i]) return err_set(WICK_ERR_INVALID_ARG, "wick_embed: texts[%d] is NULL", i);
+    const int d = e->m->cfg.n_embd;
+    wick_status st = grow_ids(e, e->batch * e->max_len);
+    for (int b0 = 0; st == WICK_OK && b0 < n; b0 += e->batch) {
+        int nb = n - b0 < e->batch ? n - b0 : e->batch, T = 0;
+        for (int i = 0; i < nb; i++) {
+            int len = 0;
+            if ((st = tokenize_one(e, texts[b0 + i], b0 + i, &len))) return st;
+            memcpy(e->ids + T, e->tok_buf, sizeof(int32_t) * (size_t)len);
+            e->lens[i] = len;
+            T += len;
+        }
+        st = run_batch(e, nb, out + (size_t)b0 * d, NULL, 0, NULL);
+    }
+    return st;
+}

@@ -1,0 +1,225 @@
+/* st_config.c — reading a sentence-transformers folder description: modules.json (the module
+ * pipeline), the Pooling module's config.json and sentence_bert_config.json (max_seq_length),
+ * plus pooling of one sequence (embed_pool), which implements what those files select.
+ *
+ * Supported pipelines: Transformer (at the folder root) → Pooling → optional Normalize.
+ * Dense layers, weighted-mean / last-token pooling, several pooling modes concatenated, and
+ * include_prompt=false are refused by name rather than silently computing something else.
+ * sentence_bert_config.json's do_lower_case is not applied: BERT tokenizers that need it
+ * lowercase in their own normalizer. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+#include "embed/embed.h"
+
+/* Reads and parses dir/name when it exists. *root NULL (and WICK_OK) when absent. */
+static wick_status read_json(const char *dir, const char *name, cJSON **root, char **path) {
+    *root = NULL;
+    *path = path_join(dir, name);
+    if (!*path) return err_set(WICK_ERR_NOMEM, "out of memory");
+    if (!file_exists(*path)) return WICK_OK;
+    char *text = NULL;
+    wick_status st = file_read_all(*path, &text, NULL);
+    if (st) return st;
+    *root = cJSON_Parse(text);
+    free(text);
+    if (!*root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", *path);
+    return WICK_OK;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static wick_status read_pooling(const char *dir, const char *sub, embed_st_config *c) {
+    char *pdir = path_join(dir, sub), *path = NULL;
+    if (!pdir) return err_set(WICK_ERR_NOMEM, "out of memory");
+    cJSON *root = NULL;
+    wick_status st = read_json(pdir, "config.json", &root, &path);
+    free(pdir);
+    if (st == WICK_OK && !root)
+        st = err_set(WICK_ERR_FORMAT, "%s: missing (modules.json names a Pooling module there)",
+                     path);
+    if (st == WICK_OK && !cJSON_IsObject(root))
+        st = err_set(WICK_ERR_FORMAT, "%s: expected a JSON object", path);
+    if (st) goto done;
+    static const struct {
+        const char *key;
+        wick_pooling mode;  /* DEFAULT = unsupported */
+    } modes[] = {
+        {"pooling_mode_cls_token", WICK_POOLING_CLS},
+        {"pooling_mode_mean_tokens", WICK_POOLING_MEAN},
+        {"pooling_mode_max_tokens", WICK_POOLING_MAX},
+        {"pooling_mode_mean_sqrt_len_tokens", WICK_POOLING_MEAN_SQRT_LEN},
+        {"pooling_mode_weightedmean_tokens", WICK_POOLING_DEFAULT},
+        {"pooling_mode_lasttoken", WICK_POOLING_DEFAULT},
+    };
+    int n_on = 0;
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, modes[i].key);
+        if (!v || cJSON_IsNull(v)) continue;
+        if (!cJSON_IsBool(v)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be true or false", path,
+                         modes[i].key);
+            goto done;
+        }
+        if (!cJSON_IsTrue(v)) continue;
+        if (modes[i].mode == WICK_POOLING_DEFAULT) {
+            st = err_set(WICK_ERR_UNSUPPORTED, "%s: \"%s\" is not supported (wick pools by "
+                                               "cls, mean, max or mean_sqrt_len)",
+                         path, modes[i].key);
+            goto done;
+        }
+        c->pooling = modes[i].mode;
+        n_on++;
+    }
+    if (n_on == 0) {
+        st = err_set(WICK_ERR_FORMAT, "%s: no pooling_mode_* field is true", path);
+        goto done;
+    }
+    if (n_on > 1) {
+        st = err_set(WICK_ERR_UNSUPPORTED,
+                     "%s: several pooling modes at once (concatenated outputs) are not supported",
+                     path);
+        goto done;
+    }
+    const cJSON *ip = cJSON_GetObjectItemCaseSensitive(root, "include_prompt");
+    if (cJSON_IsFalse(ip))
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: \"include_prompt\": false is not supported",
+                     path);
+done:
+    cJSON_Delete(root);
+    free(path);
+    return st;
+}
+
+static wick_status read_modules(const char *dir, embed_st_config *c) {
+    cJSON *root = NULL;
+    char *path = NULL;
+    wick_status st = read_json(dir, "modules.json", &root, &path);
+    if (st || !root) goto done;
+    c->has_modules = true;
+    c->normalize = false;  /* only a Normalize module turns it on */
+    if (!cJSON_IsArray(root)) {
+        st = err_set(WICK_ERR_FORMAT, "%s: expected a JSON array of modules", path);
+        goto done;
+    }
+    bool have_tr = false, have_pool = false;
+    int i = 0;
+    const cJSON *mod;
+    cJSON_ArrayForEach(mod, root) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(mod, "type");
+        const cJSON *mpath = cJSON_GetObjectItemCaseSensitive(mod, "path");
+        if (!cJSON_IsObject(mod) || !cJSON_IsString(type)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: module %d: missing string field \"type\"", path, i);
+            goto done;
+        }
+        const char *sub = cJSON_IsString(mpath) ? mpath->valuestring : "";
+        const char *t = type->valuestring;
+        if (ends_with(t, "models.Transformer")) {
+            if (have_tr || have_pool || sub[0]) {
+                st = err_set(WICK_ERR_UNSUPPORTED,
+                             "%s: module %d (%s, path \"%s\"): only one Transformer, first, at "
+                             "the folder root is supported", path, i, t, sub);
+                goto done;
+            }
+            have_tr = true;
+        } else if (ends_with(t, "models.Pooling")) {
+            if (!have_tr || have_pool) {
+                st = err_set(WICK_ERR_UNSUPPORTED,
+                             "%s: module %d (%s): Pooling must follow the Transformer, once",
+                             path, i, t);
+                goto done;
+            }
+            /* the path must stay inside the folder */
+            if (!cJSON_IsString(mpath) || !sub[0] || strstr(sub, "..") || sub[0] == '/') {
+                st = err_set(WICK_ERR_FORMAT, "%s: module %d (%s): bad \"path\"", path, i, t);
+                goto done;
+            }
+            if ((st = read_pooling(dir, sub, c))) goto done;
+            have_pool = true;
+        } else if (ends_with(t, "models.Normalize")) {
+            if (!have_pool) {
+                st = err_set(WICK_ERR_UNSUPPORTED,
+                             "%s: module %d (%s): Normalize before Pooling is not supported",
+                             path, i, t);
+                goto done;
+            }
+            c->normalize = true;
+        } else {
+            st = err_set(WICK_ERR_UNSUPPORTED,
+                         "%s: module %d: type \"%s\" is not supported (wick runs Transformer → "
+                         "Pooling → Normalize)", path, i, t);
+            goto done;
+        }
+        i++;
+    }
+    if (!have_tr || !have_pool)
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: no %s module (wick needs Transformer and Pooling)",
+                     path, have_tr ? "Pooling" : "Transformer");
+done:
+    cJSON_Delete(root);
+    free(path);
+    return st;
+}
+
+wick_status embed_st_config_load(const char *dir, embed_st_config *c) {
+    memset(c, 0, sizeof *c);
+    c->pooling = WICK_POOLING_MEAN;
+    c->normalize = true;
+    wick_status st = read_modules(dir, c);
+    if (st) return st;
+    cJSON *root = NULL;
+    char *path = NULL;
+    st = read_json(dir, "sentence_bert_config.json", &root, &path);
+    if (st == WICK_OK && root) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "max_seq_length");
+        if (v && !cJSON_IsNull(v)) {
+            if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+                v->valuedouble < 2 || v->valuedouble > 1e7)
+                st = err_set(WICK_ERR_FORMAT,
+                             "%s: field \"max_seq_length\" must be an integer >= 2", path);
+            else c->max_seq_length = (int)v->valuedouble;
+        }
+    }
+    cJSON_Delete(root);
+    free(path);
+    return st;
+}
+
+/* ---- pooling --------------------------------------------------------------------------- */
+
+void embed_normalize(float *x, int d) {
+    double ss = 0;
+    for (int j = 0; j < d; j++) ss += (double)x[j] * x[j];
+    double nrm = sqrt(ss);
+    float inv = (float)(1.0 / (nrm > 1e-12 ? nrm : 1e-12));
+    for (int j = 0; j < d; j++) x[j] *= inv;
+}
+
+void embed_pool(const float *h, int len, int d, wick_pooling mode, bool normalize, float *out) {
+    if (mode == WICK_POOLING_CLS) {
+        memcpy(out, h, sizeof(float) * (size_t)d);
+    } else if (mode == WICK_POOLING_MAX) {
+        memcpy(out, h, sizeof(float) * (size_t)d);
+        for (int i = 1; i < len; i++)
+            for (int j = 0; j < d; j++)
+                if (h[(size_t)i * d + j] > out[j]) out[j] = h[(size_t)i * d + j];
+    } else {
+        /* Accumulate in double column by column order-independently enough that the result
+           is the correctly rounded mean to within an ulp; torch's float sum is the reference. */
+        double div = mode == WICK_POOLING_MEAN_SQRT_LEN ? sqrt((double)len) : (double)len;
+        for (int j = 0; j < d; j++) {
+            double s = 0;
+            for (int i = 0; i < len; i++) s += h[(size_t)i * d + j];
+            out[j] = (float)(s / div);
+        }
+    }
+    if (normalize) embed_normalize(out, d);
+}

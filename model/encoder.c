@@ -1,0 +1,285 @@
+/* encoder.c — loading a BERT encoder folder: config.json fields, memory-mapped weights under
+ * their Hugging Face names (with or without the "bert." prefix that *ForMaskedLM / *ForXxx
+ * checkpoints carry), shape and dtype checks naming each tensor.
+ * Matrices stay zero-copy in the mapping; LayerNorm weights and biases become f32 copies.
+ * Not here: the forward pass (encoder_forward.c), tokenizer and pooling (embed/). */
+#include "model/encoder.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+
+/* ---- config ---------------------------------------------------------------------------- */
+
+static wick_status cfg_int(const cJSON *o, const char *key, const char *where, bool required,
+                           int def, int lo, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return err_set(WICK_ERR_FORMAT, "%s: missing field \"%s\"", where, key);
+        *out = def;
+        return WICK_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > 1e9)
+        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be an integer >= %d", where, key,
+                       lo);
+    *out = (int)v->valuedouble;
+    return WICK_OK;
+}
+
+static const char *cfg_str(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+wick_status encoder_config_parse(const char *json, const char *where, encoder_config *c) {
+    memset(c, 0, sizeof *c);
+    cJSON *root = cJSON_Parse(json);
+    if (!root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", where);
+    wick_status st = WICK_OK;
+    if (!cJSON_IsObject(root)) {
+        st = err_set(WICK_ERR_FORMAT, "%s: expected a JSON object", where);
+        goto done;
+    }
+    /* Only the BERT layout: absolute positions starting at 0, post-LN blocks. RoBERTa-style
+       models offset positions by pad_id + 1 and MPNet adds a relative bias, so they would
+       load but compute something else; refuse them by name. */
+    const char *mt = cfg_str(root, "model_type");
+    if (mt && strcmp(mt, "bert") != 0) {
+        st = err_set(WICK_ERR_UNSUPPORTED,
+                     "%s: model_type \"%s\" is not supported (wick's encoder is BERT only)",
+                     where, mt);
+        goto done;
+    }
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const cJSON *a0 = cJSON_IsArray(arch) ? cJSON_GetArrayItem(arch, 0) : NULL;
+    snprintf(c->architecture, sizeof c->architecture, "%s",
+             cJSON_IsString(a0) ? a0->valuestring : "BertModel");
+    if (!mt && !strstr(c->architecture, "Bert")) {
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not a BERT model", where,
+                     c->architecture);
+        goto done;
+    }
+    const char *act = cfg_str(root, "hidden_act");
+    if (act && strcmp(act, "gelu") != 0) {
+        st = err_set(WICK_ERR_UNSUPPORTED,
+                     "%s: field \"hidden_act\" is \"%s\" (supported: \"gelu\", exact erf)", where,
+                     act);
+        goto done;
+    }
+    const char *pet = cfg_str(root, "position_embedding_type");
+    if (pet && strcmp(pet, "absolute") != 0) {
+        st = err_set(WICK_ERR_UNSUPPORTED,
+                     "%s: field \"position_embedding_type\" is \"%s\" (supported: \"absolute\")",
+                     where, pet);
+        goto done;
+    }
+    if ((st = cfg_int(root, "vocab_size", where, true, 0, 1, &c->n_vocab)) ||
+        (st = cfg_int(root, "hidden_size", where, true, 0, 1, &c->n_embd)) ||
+        (st = cfg_int(root, "num_hidden_layers", where, true, 0, 1, &c->n_layer)) ||
+        (st = cfg_int(root, "num_attention_heads", where, true, 0, 1, &c->n_head)) ||
+        (st = cfg_int(root, "intermediate_size", where, true, 0, 1, &c->n_ff)) ||
+        (st = cfg_int(root, "max_position_embeddings", where, false, 512, 1, &c->n_pos)) ||
+        (st = cfg_int(root, "type_vocab_size", where, false, 2, 1, &c->n_types)) ||
+        (st = cfg_int(root, "pad_token_id", where, false, -1, 0, &c->pad_id)))
+        goto done;
+    if (c->n_embd % c->n_head != 0) {
+        st = err_set(WICK_ERR_FORMAT,
+                     "%s: hidden_size %d is not a multiple of num_attention_heads %d", where,
+                     c->n_embd, c->n_head);
+        goto done;
+    }
+    c->head_dim = c->n_embd / c->n_head;
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_eps");
+    c->ln_eps = 1e-12f;  /* BertConfig's default */
+    if (eps && !cJSON_IsNull(eps)) {
+        if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0) || !isfinite(eps->valuedouble)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: field \"layer_norm_eps\" must be a positive number",
+                         where);
+            goto done;
+        }
+        c->ln_eps = (float)eps->valuedouble;
+    }
+done:
+    cJSON_Delete(root);
+    return st;
+}
+
+/* ---- weights --------------------------------------------------------------------------- */
+
+typedef struct loader {
+    encoder_model *m;
+    const char *prefix;  /* "" or "bert." */
+} loader;
+
+static void shape_str(const st_tensor *t, char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < t->ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+/* Finds prefix+name with shape [rows] (cols == 0) or [rows, cols]. */
+static wick_status find(loader *L, const char *name, int64_t rows, int64_t cols,
+                        const st_tensor **out) {
+    char full[200];
+    snprintf(full, sizeof full, "%s%s", L->prefix, name);
+    const st_tensor *t = st_find(L->m->st, full);
+    char want[64];
+    if (cols) snprintf(want, sizeof want, "[%lld, %lld]", (long long)rows, (long long)cols);
+    else snprintf(want, sizeof want, "[%lld]", (long long)rows);
+    if (!t)
+        return err_set(WICK_ERR_SHAPE, "%s: missing tensor %s (expected shape %s)", L->m->dir,
+                       full, want);
+    bool ok = cols ? (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols)
+                   : (t->ndim == 1 && t->shape[0] == rows);
+    if (!ok) {
+        char found[96];
+        shape_str(t, found, sizeof found);
+        return err_set(WICK_ERR_SHAPE, "%s: tensor %s has shape %s, expected %s", L->m->dir,
+                       full, found, want);
+    }
+    if (t->dt != DT_F32 && t->dt != DT_BF16 && t->dt != DT_F16)
+        return err_set(WICK_ERR_UNSUPPORTED,
+                       "%s: tensor %s has dtype %s (supported: F32, BF16, F16)", L->m->dir, full,
+                       dtype_name(t->dt));
+    L->m->n_params += t->numel;
+    *out = t;
+    return WICK_OK;
+}
+
+static wick_status matrix(loader *L, const char *name, int64_t rows, int64_t cols,
+                          wk_weight *w) {
+    const st_tensor *t;
+    wick_status st = find(L, name, rows, cols, &t);
+    if (st) return st;
+    *w = (wk_weight){.data = t->data, .dt = t->dt, .rows = rows, .cols = cols};
+    return WICK_OK;
+}
+
+static wick_status vector(loader *L, const char *name, int64_t n, float **out) {
+    const st_tensor *t;
+    wick_status st = find(L, name, n, 0, &t);
+    if (st) return st;
+    float *v = malloc(sizeof(float) * (size_t)n);
+    if (!v) return err_set(WICK_ERR_NOMEM, "%s: out of memory for %s", L->m->dir, name);
+    wk_weight w = {.data = t->data, .dt = t->dt, .rows = 1, .cols = n};
+    kernels_row_to_f32(v, &w, 0);
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(v[i])) {
+            free(v);
+            return err_set(WICK_ERR_FORMAT, "%s: tensor %s%s holds a non-finite value at [%lld]",
+                           L->m->dir, L->prefix, name, (long long)i);
+        }
+    }
+    *out = v;
+    return WICK_OK;
+}
+
+static wick_status load_layer(loader *L, int i, encoder_layer *l) {
+    const encoder_config *c = &L->m->cfg;
+    const int64_t d = c->n_embd, ff = c->n_ff;
+    char n[128];
+    wick_status st;
+#define NM(s) (snprintf(n, sizeof n, "encoder.layer.%d.%s", i, s), n)
+    if ((st = matrix(L, NM("attention.self.query.weight"), d, d, &l->wq)) ||
+        (st = vector(L, NM("attention.self.query.bias"), d, &l->bq)) ||
+        (st = matrix(L, NM("attention.self.key.weight"), d, d, &l->wk)) ||
+        (st = vector(L, NM("attention.self.key.bias"), d, &l->bk)) ||
+        (st = matrix(L, NM("attention.self.value.weight"), d, d, &l->wv)) ||
+        (st = vector(L, NM("attention.self.value.bias"), d, &l->bv)) ||
+        (st = matrix(L, NM("attention.output.dense.weight"), d, d, &l->wo)) ||
+        (st = vector(L, NM("attention.output.dense.bias"), d, &l->bo)) ||
+        (st = vector(L, NM("attention.output.LayerNorm.weight"), d, &l->ln1_w)) ||
+        (st = vector(L, NM("attention.output.LayerNorm.bias"), d, &l->ln1_b)) ||
+        (st = matrix(L, NM("intermediate.dense.weight"), ff, d, &l->w_up)) ||
+        (st = vector(L, NM("intermediate.dense.bias"), ff, &l->b_up)) ||
+        (st = matrix(L, NM("output.dense.weight"), d, ff, &l->w_down)) ||
+        (st = vector(L, NM("output.dense.bias"), d, &l->b_down)) ||
+        (st = vector(L, NM("output.LayerNorm.weight"), d, &l->ln2_w)) ||
+        (st = vector(L, NM("output.LayerNorm.bias"), d, &l->ln2_b)))
+        return st;
+#undef NM
+    return WICK_OK;
+}
+
+void encoder_free(encoder_model *m) {
+    if (!m) return;
+    if (m->layers) {
+        for (int i = 0; i < m->cfg.n_layer; i++) {
+            encoder_layer *l = &m->layers[i];
+            free(l->bq); free(l->bk); free(l->bv); free(l->bo);
+            free(l->b_up); free(l->b_down);
+            free(l->ln1_w); free(l->ln1_b); free(l->ln2_w); free(l->ln2_b);
+        }
+        free(m->layers);
+    }
+    free(m->emb_ln_w);
+    free(m->emb_ln_b);
+    free(m->pool_b);
+    st_close(m->st);
+    free(m->dir);
+    free(m);
+}
+
+wick_status encoder_load(const char *dir, encoder_model **out) {
+    *out = NULL;
+    if (!dir_exists(dir))
+        return err_set(WICK_ERR_IO, "%s: not a model folder (expected a directory holding "
+                                    "config.json and model.safetensors)", dir);
+    encoder_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->dir = strdup(dir))) {
+        free(m);
+        return err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    char *cfg_path = path_join(dir, "config.json"), *json = NULL;
+    wick_status st = cfg_path ? file_read_all(cfg_path, &json, NULL)
+                              : err_set(WICK_ERR_NOMEM, "out of memory");
+    if (st == WICK_OK) st = encoder_config_parse(json, cfg_path, &m->cfg);
+    free(json);
+    free(cfg_path);
+    if (st == WICK_OK) st = st_open_dir(dir, &m->st);
+    const encoder_config *c = &m->cfg;
+    loader L = {.m = m, .prefix = ""};
+    if (st == WICK_OK && !st_find(m->st, "embeddings.word_embeddings.weight") &&
+        st_find(m->st, "bert.embeddings.word_embeddings.weight"))
+        L.prefix = "bert.";
+    const int64_t d = c->n_embd;
+    if (st == WICK_OK)
+        (void)((st = matrix(&L, "embeddings.word_embeddings.weight", c->n_vocab, d,
+                            &m->tok_embd)) ||
+               (st = matrix(&L, "embeddings.position_embeddings.weight", c->n_pos, d,
+                            &m->pos_embd)) ||
+               (st = matrix(&L, "embeddings.token_type_embeddings.weight", c->n_types, d,
+                            &m->type_embd)) ||
+               (st = vector(&L, "embeddings.LayerNorm.weight", d, &m->emb_ln_w)) ||
+               (st = vector(&L, "embeddings.LayerNorm.bias", d, &m->emb_ln_b)));
+    if (st == WICK_OK) {
+        m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
+        if (!m->layers) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; st == WICK_OK && i < c->n_layer; i++) st = load_layer(&L, i, &m->layers[i]);
+    /* The pooler is optional (sentence-transformers exports often drop it); when one half of
+       it is present the other must be too. */
+    if (st == WICK_OK) {
+        char w[64], b[64];
+        snprintf(w, sizeof w, "%spooler.dense.weight", L.prefix);
+        snprintf(b, sizeof b, "%spooler.dense.bias", L.prefix);
+        if (st_find(m->st, w) || st_find(m->st, b)) {
+            if (!(st = matrix(&L, "pooler.dense.weight", d, d, &m->pool_w)) &&
+                !(st = vector(&L, "pooler.dense.bias", d, &m->pool_b)))
+                m->has_pooler = true;
+        }
+    }
+    if (st != WICK_OK) {
+        encoder_free(m);
+        return st;
+    }
+    *out = m;
+    return WICK_OK;
+}
