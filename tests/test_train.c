@@ -1,0 +1,390 @@
+/* test_train.c — the LoRA trainer against the PyTorch + PEFT training golden in
+ * $WICK_FIXTURES/tiny-qwen2-lora (README "Training golden"): loss before step 1, all 28
+ * gradients at the initial weights, params and AdamW moments after step 1, losses of steps
+ * 1-5, params after step 5 and the loss after the last step, each within the README's
+ * tolerances; a finite-difference check of the backward on a random model (with a loss mask);
+ * checkpoint save -> load -> continue equals an uninterrupted run bit for bit; a saved adapter
+ * loaded with wick_adapter_load gives the trainer's logits; schedules; bad arguments. */
+#include "testutil.h"
+
+#include <math.h>
+
+#include "formats/safetensors.h"
+#include "lora/lora.h"
+#include "model/model.h"
+#include "model/random.h"
+#include "train/train.h"
+
+static char *cat2(const char *a, const char *b) {
+    char *s = malloc(strlen(a) + strlen(b) + 2);
+    sprintf(s, "%s/%s", a, b);
+    return s;
+}
+
+typedef struct fx {
+    char *base, *lora, *golden, *dir_a;
+} fx;
+
+static bool fx_get(fx *f) {
+    if (!tu_fixture_exists("tiny-qwen2-lora") || !tu_fixture_exists("tiny-qwen2")) return false;
+    f->base = tu_fixture_path("tiny-qwen2");
+    f->lora = tu_fixture_path("tiny-qwen2-lora");
+    f->golden = cat2(f->lora, "golden.safetensors");
+    f->dir_a = cat2(f->lora, "adapter_a");
+    return true;
+}
+
+static void fx_free(fx *f) {
+    free(f->base); free(f->lora); free(f->golden); free(f->dir_a);
+}
+
+static wick_model *load_model(const char *dir) {
+    wick_model *m = NULL;
+    wick_model_params mp = wick_model_params_default();
+    mp.load_tokenizer = false;
+    if (wick_model_load(dir, &mp, &m) != WICK_OK) fail_msg("load %s: %s", dir, wick_last_error());
+    return m;
+}
+
+static wick_train_params golden_params(void) {
+    wick_train_params p = wick_train_params_default();
+    p.lr = 1e-3f;
+    p.weight_decay = 0.01f;
+    p.n_threads = 1;
+    return p;
+}
+
+/* Compares the trainer's block (params, grads or a moment) with the 28 tensors of `file`
+ * named PEFT key + suffix: |a - b| <= atol + rtol·|b|. */
+static void check_block(const wick_trainer *tr, const float *block, const char *file,
+                        const char *suffix, double atol, double rtol, const char *what) {
+    st_set *s = NULL;
+    assert_int_equal(st_open(file, &s), WICK_OK);
+    /* 28 tensors, or 56 in the AdamW state file (two moments each) */
+    const int per = strstr(suffix, "exp_avg") ? 2 : 1;
+    assert_int_equal(st_count(s), 2 * per * tr->n_slots);
+    double worst = 0;
+    int beyond_rtol = 0;   /* entries outside rtol alone (they pass on the absolute floor) */
+    for (int i = 0; i < tr->n_slots; i++) {
+        const train_slot *sl = &tr->slots[i];
+        for (int h = 0; h < 2; h++) {
+            char nm[220];
+            snprintf(nm, sizeof nm, "base_model.model.model.layers.%d.%s.lora_%c.weight%s",
+                     sl->layer, lora_module_path[sl->proj], h ? 'B' : 'A', suffix);
+            const st_tensor *t = st_find(s, nm);
+            if (!t) fail_msg("%s: %s missing", file, nm);
+            assert_int_equal(t->dt, DT_F32);
+            const size_t n = (size_t)sl->r * (h ? sl->out : sl->in);
+            assert_int_equal(t->numel, (int64_t)n);
+            const float *a = block + (h ? sl->off_b : sl->off_a);
+            for (size_t j = 0; j < n; j++) {
+                float want;
+                memcpy(&want, (const char *)t->data + 4 * j, 4);
+                double err = fabs((double)a[j] - want), lim = atol + rtol * fabs(want);
+                if (atol < 0) {
+                    /* exp_avg_sq = 0.001·g²: the gradient tolerance tg carried through */
+                    const double g = sqrt(fabs(want) / 1e-3), tg = 1e-6 + 1e-4 * g;
+                    lim = rtol * fabs(want) + 1e-3 * (2 * g * tg + tg * tg);
+                }
+                if (!(err <= lim))
+                    fail_msg("%s: %s[%zu] = %.9g, want %.9g (err %.3g > %.3g)", what, nm, j,
+                             a[j], want, err, lim);
+                if (err / lim > worst) worst = err / lim;
+                beyond_rtol += err > rtol * fabs(want);
+            }
+        }
+    }
+    print_message("  %-22s worst err/tolerance %.3f (%d entries beyond the relative term "
+                  "alone)\n", what, worst, beyond_rtol);
+    st_close(s);
+}
+
+static void test_golden(void **state) {
+    (void)state;
+    fx f;
+    if (!fx_get(&f)) {
+        TU_REQUIRE_FIXTURE(p, "tiny-qwen2-lora");
+        free(p);
+    }
+    wick_model *m = load_model(f.base);
+    assert_int_equal(wick_adapter_load(m, f.dir_a, "a"), WICK_OK);
+    int64_t n_ids = 0;
+    int32_t *ids = tu_load_ids(f.golden, "train_input_ids", &n_ids);
+    assert_int_equal(n_ids, 66);
+    float *losses = tu_load_f32(f.golden, "train_losses", NULL, NULL, NULL);
+    float *after = tu_load_f32(f.golden, "train_loss_after_last_step", NULL, NULL, NULL);
+
+    wick_train_params p = golden_params();
+    wick_trainer *tr = NULL;
+    assert_int_equal(wick_trainer_create(m, "a", &p, &tr), WICK_OK);
+    assert_int_equal(tr->n_slots, 14);
+    assert_int_equal((int)tr->n_params, 18688);
+    char *g1 = cat2(f.lora, "train_grads_step1.safetensors");
+    char *p1 = cat2(f.lora, "train_params_after_step1.safetensors");
+    char *p5 = cat2(f.lora, "train_params_after_step5.safetensors");
+    char *s1 = cat2(f.lora, "train_adamw_state_after_step1.safetensors");
+    for (int step = 0; step < 5; step++) {
+        float loss = 0;
+        assert_int_equal(wick_train_step(tr, ids, NULL, 2, 33, &loss), WICK_OK);
+        print_message("  step %d loss %.7f (torch %.7f)\n", step + 1, loss, losses[step]);
+        assert_true(fabs(loss - losses[step]) <= 1e-5);
+        if (step == 0) {
+            /* the step leaves its (unclipped) gradient in tr->grad */
+            check_block(tr, tr->grad, g1, ".grad", 1e-6, 1e-4, "grads step 1");
+            check_block(tr, tr->params, p1, "", 1e-5, 0, "params step 1");
+            /* moments: relative 1e-4, with an absolute floor = the gradient tolerance's 1e-6
+             * carried through the update (exp_avg = 0.1·g, exp_avg_sq = 0.001·g², whose
+             * relative error is twice g's): entries
+             * of gradients near 1e-8 cannot be closer than the gradients themselves */
+            check_block(tr, tr->m, s1, ".exp_avg", 1e-7, 1e-4, "exp_avg step 1");
+            check_block(tr, tr->v, s1, ".exp_avg_sq", -1, 1e-4, "exp_avg_sq step 1");
+        }
+    }
+    check_block(tr, tr->params, p5, "", 1e-5, 0, "params step 5");
+    float loss = 0;
+    assert_int_equal(wick_train_eval(tr, ids, NULL, 2, 33, &loss), WICK_OK);
+    print_message("  after step 5 loss %.7f (torch %.7f)\n", loss, after[0]);
+    assert_true(fabs(loss - after[0]) <= 1e-5);
+    wick_train_state ts;
+    assert_int_equal(wick_trainer_get_state(tr, &ts), WICK_OK);
+    assert_int_equal(ts.step, 5);
+    assert_true(ts.lr == 1e-3f);
+    wick_trainer_free(tr);
+    wick_model_free(m);
+    free(g1); free(p1); free(p5); free(s1);
+    free(ids); free(losses); free(after);
+    fx_free(&f);
+}
+
+/* Loss in double-free form for the FD check: forward only at the current params. */
+static double fd_loss(wick_trainer *tr, const int32_t *ids, const int32_t *labels, int B,
+                      int T) {
+    float l = 0;
+    assert_int_equal(train_forward_backward(tr, ids, labels, B, T, false, 1, &l, NULL, NULL),
+                     WICK_OK);
+    return l;
+}
+
+static void test_finite_differences(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    assert_int_equal(random_model_write("tiny", dir, 7, DT_F32, NULL), WICK_OK);
+    wick_model *m = load_model(dir);
+    wick_adapter *a = NULL;
+    /* all projections, nonzero B so every A has a gradient; large scale to make them visible */
+    assert_int_equal(lora_adapter_random(m, 4, 64.0f, 0x7f, 11, &a), WICK_OK);
+    for (int i = 0; i < a->n_layer * LORA_N_PROJ; i++) {
+        lora_pair *pr = &a->pairs[i];
+        if (!pr->B.data) continue;
+        float *b = (float *)pr->B.data;
+        for (int64_t j = 0; j < pr->B.rows * pr->B.cols; j++) b[j] *= 10.0f;
+    }
+    assert_int_equal(lora_registry_add(m, a, "fd"), WICK_OK);
+    wick_train_params p = wick_train_params_default();
+    p.n_threads = 1;
+    wick_trainer *tr = NULL;
+    assert_int_equal(wick_trainer_create(m, "fd", &p, &tr), WICK_OK);
+    const int B = 2, T = 7;
+    int32_t ids[14], labels[14];
+    uint64_t x = 99;
+    for (int i = 0; i < B * T; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((x >> 33) % 151936);
+        labels[i] = (i % 3 == 1) ? -100 : ids[i];   /* masked targets too */
+    }
+    memset(tr->grad, 0, sizeof(float) * tr->n_params);
+    float l0 = 0;
+    int64_t cnt = 0;
+    assert_int_equal(train_forward_backward(tr, ids, labels, B, T, true, 1, &l0, &cnt, NULL),
+                     WICK_OK);
+    assert_true(cnt > 0 && cnt < (B * (T - 1)));
+    /* per slot: the largest |grad| entry of A and of B, plus one fixed entry */
+    int checked = 0;
+    double worst = 0;
+    for (int s = 0; s < tr->n_slots; s++) {
+        const train_slot *sl = &tr->slots[s];
+        for (int h = 0; h < 2; h++) {
+            const size_t off = h ? sl->off_b : sl->off_a, n = (size_t)sl->r * (h ? sl->out : sl->in);
+            size_t best = 0;
+            for (size_t j = 1; j < n; j++)
+                if (fabsf(tr->grad[off + j]) > fabsf(tr->grad[off + best])) best = j;
+            size_t picks[2] = {best, (n / 3) % n};
+            for (int k = 0; k < 2; k++) {
+                const size_t at = off + picks[k];
+                const float save = tr->params[at];
+                const float hstep = 2e-3f;
+                tr->params[at] = save + hstep;
+                double lp = fd_loss(tr, ids, labels, B, T);
+                tr->params[at] = save - hstep;
+                double lm = fd_loss(tr, ids, labels, B, T);
+                tr->params[at] = save;
+                const double fd = (lp - lm) / (2.0 * (double)hstep), an = tr->grad[at];
+                const double err = fabs(fd - an), lim = 2e-4 + 2e-2 * fabs(an);
+                if (!(err <= lim))
+                    fail_msg("slot %d (layer %d %s) %c[%zu]: analytic %.6g, finite difference "
+                             "%.6g", s, sl->layer, lora_proj_name[sl->proj], h ? 'B' : 'A',
+                             picks[k], an, fd);
+                if (err / lim > worst) worst = err / lim;
+                checked++;
+            }
+        }
+    }
+    print_message("  %d entries, worst err/tolerance %.3f\n", checked, worst);
+    wick_trainer_free(tr);
+    wick_model_free(m);
+    tu_rmdir_rf(dir);
+    free(dir);
+}
+
+/* Runs `n` steps of a cosine schedule with warmup and clipping on the golden batch. */
+static void run_steps(wick_trainer *tr, const int32_t *ids, int n) {
+    for (int i = 0; i < n; i++) assert_int_equal(wick_train_step(tr, ids, NULL, 2, 33, NULL), WICK_OK);
+}
+
+static void test_checkpoint_resume(void **state) {
+    (void)state;
+    fx f;
+    if (!fx_get(&f)) {
+        TU_REQUIRE_FIXTURE(p, "tiny-qwen2-lora");
+        free(p);
+    }
+    wick_model *m = load_model(f.base);
+    int32_t *ids = tu_load_ids(f.golden, "train_input_ids", NULL);
+    wick_train_params p = golden_params();
+    p.schedule = WICK_LR_COSINE;
+    p.warmup_steps = 2;
+    p.total_steps = 6;
+    p.max_grad_norm = 0.5f;
+    char *tmp = tu_mkdtemp();
+    char *ck = cat2(tmp, "ck");
+
+    /* uninterrupted: 3 + 3 steps; a checkpoint after step 3 */
+    assert_int_equal(wick_adapter_load(m, f.dir_a, "run"), WICK_OK);
+    wick_trainer *tr = NULL;
+    assert_int_equal(wick_trainer_create(m, "run", &p, &tr), WICK_OK);
+    run_steps(tr, ids, 3);
+    assert_int_equal(wick_trainer_save(tr, ck), WICK_OK);
+    run_steps(tr, ids, 3);
+
+    /* resumed: a fresh trainer on the saved folder */
+    assert_int_equal(wick_adapter_load(m, ck, "resumed"), WICK_OK);
+    wick_trainer *tr2 = NULL;
+    assert_int_equal(wick_trainer_create(m, "resumed", &p, &tr2), WICK_OK);
+    assert_int_equal(wick_trainer_load_checkpoint(tr2, ck), WICK_OK);
+    assert_int_equal(tr2->step, 3);
+    run_steps(tr2, ids, 3);
+    assert_int_equal(tr2->n_params, tr->n_params);
+    assert_memory_equal(tr2->params, tr->params, sizeof(float) * tr->n_params);
+    assert_memory_equal(tr2->m, tr->m, sizeof(float) * tr->n_params);
+    assert_memory_equal(tr2->v, tr->v, sizeof(float) * tr->n_params);
+
+    /* the saved adapter, loaded for inference, gives the trainer's logits */
+    char *fin = cat2(tmp, "final");
+    assert_int_equal(wick_trainer_save(tr2, fin), WICK_OK);
+    assert_int_equal(wick_adapter_load(m, fin, "final"), WICK_OK);
+    wick_session *s = NULL;
+    wick_session_params sp = wick_session_params_default();
+    sp.n_ctx = 64;
+    sp.n_threads = 1;
+    assert_int_equal(wick_session_create(m, &sp, &s), WICK_OK);
+    assert_int_equal(wick_session_set_adapter(s, "final", 1.0f), WICK_OK);
+    float *want = malloc(sizeof(float) * 33 * 1024), *got = malloc(sizeof(float) * 33 * 1024);
+    assert_int_equal(wick_session_eval(s, ids + 33, 33, WICK_LOGITS_ALL, want), WICK_OK);
+    assert_int_equal(train_forward_backward(tr2, ids + 33, NULL, 1, 33, false, 1, NULL, NULL, got),
+                     WICK_OK);
+    double diff = tu_max_abs_diff(want, got, 33 * 1024);
+    print_message("  session vs trainer logits max |diff| %.3g\n", diff);
+    assert_true(diff <= 1e-4);
+
+    /* a checkpoint of another shape is refused and changes nothing */
+    assert_int_equal(wick_adapter_create(m, "other", 4, 8.0f, "q,v", 1), WICK_OK);
+    wick_trainer *tr3 = NULL;
+    assert_int_equal(wick_trainer_create(m, "other", &p, &tr3), WICK_OK);
+    float before = tr3->params[0];
+    assert_int_equal(wick_trainer_load_checkpoint(tr3, ck), WICK_ERR_SHAPE);
+    assert_true(tr3->params[0] == before && tr3->step == 0);
+    char *missing = cat2(tmp, "nope");
+    assert_int_not_equal(wick_trainer_load_checkpoint(tr3, missing), WICK_OK);
+
+    wick_session_free(s);
+    wick_trainer_free(tr);
+    wick_trainer_free(tr2);
+    wick_trainer_free(tr3);
+    wick_model_free(m);
+    tu_rmdir_rf(tmp);
+    free(missing); free(fin); free(want); free(got); free(ck); free(tmp); free(ids);
+    fx_free(&f);
+}
+
+static void test_schedules(void **state) {
+    (void)state;
+    wick_train_params p = wick_train_params_default();
+    p.lr = 1.0f;
+    p.warmup_steps = 4;
+    p.total_steps = 12;
+    p.schedule = WICK_LR_LINEAR;
+    assert_true(train_lr_at(&p, 0) == 0.0f);
+    assert_true(fabsf(train_lr_at(&p, 2) - 0.5f) < 1e-7f);
+    assert_true(fabsf(train_lr_at(&p, 4) - 1.0f) < 1e-7f);
+    assert_true(fabsf(train_lr_at(&p, 8) - 0.5f) < 1e-7f);
+    assert_true(train_lr_at(&p, 12) == 0.0f && train_lr_at(&p, 20) == 0.0f);
+    p.schedule = WICK_LR_COSINE;
+    assert_true(fabsf(train_lr_at(&p, 8) - 0.5f) < 1e-6f);
+    assert_true(fabsf(train_lr_at(&p, 6) - (float)(0.5 * (1 + cos(M_PI * 0.25)))) < 1e-6f);
+    p.schedule = WICK_LR_CONSTANT;
+    assert_true(train_lr_at(&p, 100) == 1.0f);
+}
+
+static void test_bad_args(void **state) {
+    (void)state;
+    fx f;
+    if (!fx_get(&f)) {
+        TU_REQUIRE_FIXTURE(p, "tiny-qwen2-lora");
+        free(p);
+    }
+    wick_model *m = load_model(f.base);
+    wick_trainer *tr = NULL;
+    wick_train_params p = golden_params();
+    assert_int_equal(wick_trainer_create(m, "absent", &p, &tr), WICK_ERR_NOT_FOUND);
+    assert_null(tr);
+    assert_int_equal(wick_adapter_create(m, "x", 8, 16, "q,bogus", 1), WICK_ERR_INVALID_ARG);
+    assert_non_null(strstr(wick_last_error(), "bogus"));
+    assert_int_equal(wick_adapter_create(m, "x", 0, 16, "q", 1), WICK_ERR_INVALID_ARG);
+    assert_int_equal(wick_adapter_create(m, "x", 8, 16, "q,v", 1), WICK_OK);
+    assert_int_equal(wick_adapter_create(m, "x", 8, 16, "q,v", 1), WICK_ERR_INVALID_ARG);
+    p.schedule = WICK_LR_COSINE;   /* without total_steps */
+    assert_int_equal(wick_trainer_create(m, "x", &p, &tr), WICK_ERR_INVALID_ARG);
+    p = golden_params();
+    p.grad_accum = 2;
+    assert_int_equal(wick_trainer_create(m, "x", &p, &tr), WICK_OK);
+    int32_t ids[4] = {1, 2, 3, 4}, bad[4] = {1, 2, 5000, 4}, none[4] = {-100, -100, -100, -100};
+    float loss;
+    assert_int_equal(wick_train_step(tr, bad, NULL, 1, 4, &loss), WICK_ERR_INVALID_ARG);
+    assert_non_null(strstr(wick_last_error(), "5000"));
+    assert_int_equal(wick_train_step(tr, ids, none, 1, 4, &loss), WICK_ERR_INVALID_ARG);
+    assert_int_equal(wick_train_step(tr, ids, NULL, 0, 4, &loss), WICK_ERR_INVALID_ARG);
+    /* a pending micro-batch blocks saving; the second completes the step */
+    assert_int_equal(wick_train_step(tr, ids, NULL, 1, 4, &loss), WICK_OK);
+    assert_int_equal(tr->step, 0);
+    char *tmp = tu_mkdtemp();
+    assert_int_equal(wick_trainer_save(tr, tmp), WICK_ERR_INVALID_ARG);
+    assert_int_equal(wick_train_step(tr, ids, NULL, 1, 4, &loss), WICK_OK);
+    assert_int_equal(tr->step, 1);
+    assert_int_equal(wick_trainer_save(tr, tmp), WICK_OK);
+    tu_rmdir_rf(tmp);
+    free(tmp);
+    wick_trainer_free(tr);
+    wick_model_free(m);
+    fx_free(&f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_checkpoint_resume),
+        cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,423 @@
+/* graph.c — the training forward and backward of the decoder with unmerged LoRA, over a batch
+ * of sequences, and the causal-LM cross-entropy.
+ *
+ * Forward (per layer, rows N = batch·T, full causal attention inside each sequence from
+ * position 0, no KV cache):
+ *   xn1 = rmsnorm(x)·w1;  q,k,v = xn1·Wᵀ + b + s·(xn1·Aᵀ)·Bᵀ;  rope(q), rope(k)
+ *   att = softmax(q·kᵀ/√hd + causal) · v  (GQA);  x += att·Woᵀ (+ LoRA)
+ *   xn2 = rmsnorm(x)·w2;  h = silu(gate(xn2))·up(xn2);  x += down(h)
+ *   logits = rmsnorm(x)·wf · lm_headᵀ
+ * Everything the backward needs is kept (train_layer_acts); nothing is recomputed but the
+ * per-row RMS. The base projections of the forward go through the model's kernel table (any
+ * weight dtype); the backward's products with frozen weights (dx = dy·W) use sgemm on f32
+ * rows (converted 64 rows at a time for non-f32 weights); LoRA products use sgemm.
+ *
+ * Backward: gradients flow through every op to every lora_A / lora_B (grad_scale·dL/dθ is
+ * accumulated into tr->grad); base weights, biases, norms and embeddings get none, and the
+ * gradient is not carried below layer 0 (the embedding is frozen).
+ * Not here: dropout, gradient checkpointing, KV caching, threading of the attention loops. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "base/error.h"
+#include "train/train.h"
+
+/* ---- arena --------------------------------------------------------------------------- */
+
+static float *take(float **cur, size_t n) {
+    float *p = *cur;
+    *cur += (n + 15) & ~(size_t)15;   /* 64-byte steps keep every buffer aligned */
+    return p;
+}
+
+/* Sizes (and, when base != NULL, carves) every buffer for B sequences of T tokens. */
+static size_t layout(wick_trainer *tr, int B, int T, float *base) {
+    const model_config *c = &tr->model->cfg;
+    const size_t N = (size_t)B * T, d = c->n_embd, hd = c->head_dim;
+    const size_t qd = (size_t)c->n_head * hd, kvd = (size_t)c->n_kv_head * hd, ff = c->n_ff;
+    const size_t V = c->n_vocab;
+    const int r_max = tr->adapter->r_max;
+    float dummy_mem = 0, *cur = base ? base : &dummy_mem;
+    float *start = cur;
+    size_t total = 0;
+#define TAKE(dst, n)                                   \
+    do {                                               \
+        size_t n_ = (n);                               \
+        float *p_ = take(&cur, n_);                    \
+        if (base) (dst) = p_;                          \
+        total += (n_ + 15) & ~(size_t)15;              \
+    } while (0)
+    float *ignore = NULL;
+    for (int l = 0; l < c->n_layer; l++) {
+        train_layer_acts *a = base ? &tr->acts[l] : NULL;
+        TAKE(*(a ? &a->x_in : &ignore), N * d);
+        TAKE(*(a ? &a->xn1 : &ignore), N * d);
+        TAKE(*(a ? &a->q : &ignore), N * qd);
+        TAKE(*(a ? &a->k : &ignore), N * kvd);
+        TAKE(*(a ? &a->v : &ignore), N * kvd);
+        TAKE(*(a ? &a->p : &ignore), (size_t)B * c->n_head * T * T);
+        TAKE(*(a ? &a->att : &ignore), N * qd);
+        TAKE(*(a ? &a->x_mid : &ignore), N * d);
+        TAKE(*(a ? &a->xn2 : &ignore), N * d);
+        TAKE(*(a ? &a->g : &ignore), N * ff);
+        TAKE(*(a ? &a->u : &ignore), N * ff);
+        TAKE(*(a ? &a->h : &ignore), N * ff);
+        for (int p = 0; p < LORA_N_PROJ; p++) {
+            const lora_pair *pr = lora_get(tr->adapter, l, p);
+            if (a) a->t[p] = NULL;
+            if (pr->A.data) TAKE(*(a ? &a->t[p] : &ignore), N * (size_t)pr->A.rows);
+        }
+    }
+    size_t maxw = d > qd ? d : qd;
+    if ((size_t)ff > maxw) maxw = ff;
+    TAKE(tr->x_final, N * d);
+    TAKE(tr->xn_final, N * d);
+    TAKE(tr->logits, N * V);
+    TAKE(tr->rope_cos, (size_t)T * hd / 2);
+    TAKE(tr->rope_sin, (size_t)T * hd / 2);
+    TAKE(tr->rope_nsin, (size_t)T * hd / 2);
+    TAKE(tr->dx, N * d);
+    TAKE(tr->dxn, N * d);
+    TAKE(tr->dq, N * qd);
+    TAKE(tr->dk, N * kvd);
+    TAKE(tr->dv, N * kvd);
+    TAKE(tr->datt, N * qd);
+    TAKE(tr->dg, N * ff);
+    TAKE(tr->du, N * ff);
+    TAKE(tr->dh, N * ff);
+    TAKE(tr->dt, N * (size_t)(r_max ? r_max : 1));
+    TAKE(tr->wrow, 64 * maxw);
+#undef TAKE
+    (void)start;
+    return total;
+}
+
+static wick_status ensure_arena(wick_trainer *tr, int B, int T) {
+    if (tr->arena && B == tr->cap_B && T == tr->cap_T) return WICK_OK;
+    const size_t need = layout(tr, B, T, NULL);
+    if (need > tr->arena_floats) {
+        free(tr->arena);
+        tr->arena = aligned_alloc(64, need * sizeof(float));
+        if (!tr->arena) {
+            tr->arena_floats = 0;
+            tr->cap_B = tr->cap_T = 0;
+            return err_set(WICK_ERR_NOMEM, "out of memory for training activations (%d x %d "
+                                           "tokens: %.1f MiB)", B, T,
+                           (double)need * 4 / (1 << 20));
+        }
+        tr->arena_floats = need;
+    }
+    layout(tr, B, T, tr->arena);
+    tr->cap_B = B;
+    tr->cap_T = T;
+    const model_config *c = &tr->model->cfg;
+    const int half = c->head_dim / 2;
+    for (int pos = 0; pos < T; pos++)
+        for (int i = 0; i < half; i++) {
+            float ang = (float)pos * tr->model->rope_inv_freq[i];   /* as the session does */
+            tr->rope_cos[(size_t)pos * half + i] = cosf(ang);
+            tr->rope_sin[(size_t)pos * half + i] = sinf(ang);
+            tr->rope_nsin[(size_t)pos * half + i] = -sinf(ang);
+        }
+    return WICK_OK;
+}
+
+/* ---- building blocks ----------------------------------------------------------------- */
+
+/* y (n, out) = x·Wᵀ + b (+ s·(x·Aᵀ)·Bᵀ, saving t = x·Aᵀ) */
+static void proj_fwd(wick_trainer *tr, int l, int p, const wk_weight *W, const float *bias,
+                     float *y, const float *x, int n, float *t) {
+    tr->model->kern->matmul(tr->pool, y, x, W, bias, n);
+    const lora_pair *pr = lora_get(tr->adapter, l, p);
+    if (!pr->A.data) return;
+    const int r = (int)pr->A.rows, in = (int)pr->A.cols, out = (int)pr->B.rows;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, in, 1.0f, x, in, pr->A.data, in,
+                0.0f, t, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, r, pr->scale, t, r,
+                pr->B.data, r, 1.0f, y, out);
+}
+
+/* dx (n, W.cols) += dy (n, W.rows) · W, W in any dtype. */
+static void frozen_bwd(wick_trainer *tr, float *dx, const float *dy, int n, const wk_weight *W) {
+    const int out = (int)W->rows, in = (int)W->cols;
+    if (W->dt == DT_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out,
+                    W->data, in, 1.0f, dx, in);
+        return;
+    }
+    for (int o0 = 0; o0 < out; o0 += 64) {
+        const int rows = out - o0 < 64 ? out - o0 : 64;
+        for (int r = 0; r < rows; r++) kernels_row_to_f32(tr->wrow + (size_t)r * in, W, o0 + r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, rows, 1.0f, dy + o0, out,
+                    tr->wrow, in, 1.0f, dx, in);
+    }
+}
+
+/* Backward of proj_fwd: dx += dy·W (+ LoRA path), grads of A and B accumulated. */
+static void proj_bwd(wick_trainer *tr, int l, int p, const wk_weight *W, float *dx,
+                     const float *dy, const float *x, const float *t, int n, float gs) {
+    frozen_bwd(tr, dx, dy, n, W);
+    const lora_pair *pr = lora_get(tr->adapter, l, p);
+    if (!pr->A.data) return;
+    const train_slot *sl = NULL;
+    for (int i = 0; i < tr->n_slots; i++)
+        if (tr->slots[i].layer == l && tr->slots[i].proj == p) sl = &tr->slots[i];
+    const int r = (int)pr->A.rows, in = (int)pr->A.cols, out = (int)pr->B.rows;
+    const float s = pr->scale;
+    /* dB (out, r) += gs·s · dyᵀ·t */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, n, gs * s, dy, out, t, r, 1.0f,
+                tr->grad + sl->off_b, r);
+    /* dt (n, r) = s · dy·B */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, r, out, s, dy, out, pr->B.data, r,
+                0.0f, tr->dt, r);
+    /* dA (r, in) += gs · dtᵀ·x */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, n, gs, tr->dt, r, x, in, 1.0f,
+                tr->grad + sl->off_a, in);
+    /* dx (n, in) += dt·A */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, r, 1.0f, tr->dt, r,
+                pr->A.data, in, 1.0f, dx, in);
+}
+
+/* dx (n, d) += backward of y = x / rms(x) · w given dy; x is the norm's input. */
+static void rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int n, int d,
+                        float eps) {
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d, *gi = dy + (size_t)i * d;
+        float *o = dx + (size_t)i * d;
+        double ss = 0, dot = 0;
+        for (int j = 0; j < d; j++) {
+            ss += (double)xi[j] * xi[j];
+            dot += (double)gi[j] * w[j] * xi[j];
+        }
+        const double rinv = 1.0 / sqrt(ss / d + eps);
+        const double c = dot * rinv * rinv * rinv / d;
+        for (int j = 0; j < d; j++) o[j] += (float)(rinv * gi[j] * w[j] - c * xi[j]);
+    }
+}
+
+/* Causal attention of one sequence (T rows starting at row 0 of q/k/v) with GQA; saves P. */
+static void attn_fwd(const model_config *c, int window, int T, const float *q, const float *k,
+                     const float *v, float *P, float *out) {
+    const int hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head, grp = nh / nkv;
+    const int qd = nh * hd, kvd = nkv * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < nh; h++) {
+        const int g = h / grp;
+        for (int i = 0; i < T; i++) {
+            float *pr = P + ((size_t)h * T + i) * T;
+            const float *qi = q + (size_t)i * qd + (size_t)h * hd;
+            const int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+            float mx = -INFINITY;
+            for (int j = 0; j < T; j++) {
+                if (j < j0 || j > i) {
+                    pr[j] = 0;
+                    continue;
+                }
+                const float *kj = k + (size_t)j * kvd + (size_t)g * hd;
+                float sdot = 0;
+                for (int e = 0; e < hd; e++) sdot += qi[e] * kj[e];
+                pr[j] = sdot * scale;
+                if (pr[j] > mx) mx = pr[j];
+            }
+            float sum = 0;
+            for (int j = j0; j <= i; j++) {
+                pr[j] = expf(pr[j] - mx);
+                sum += pr[j];
+            }
+            const float inv = 1.0f / sum;
+            float *oi = out + (size_t)i * qd + (size_t)h * hd;
+            memset(oi, 0, sizeof(float) * hd);
+            for (int j = j0; j <= i; j++) {
+                pr[j] *= inv;
+                const float *vj = v + (size_t)j * kvd + (size_t)g * hd;
+                for (int e = 0; e < hd; e++) oi[e] += pr[j] * vj[e];
+            }
+        }
+    }
+}
+
+/* Backward of attn_fwd for one sequence: dq = , dk, dv (written, not accumulated). */
+static void attn_bwd(const model_config *c, int T, const float *q, const float *k,
+                     const float *v, const float *P, const float *dout, float *dq, float *dk,
+                     float *dv) {
+    const int hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head, grp = nh / nkv;
+    const int qd = nh * hd, kvd = nkv * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    memset(dq, 0, sizeof(float) * (size_t)T * qd);
+    memset(dk, 0, sizeof(float) * (size_t)T * kvd);
+    memset(dv, 0, sizeof(float) * (size_t)T * kvd);
+    for (int h = 0; h < nh; h++) {
+        const int g = h / grp;
+        for (int i = 0; i < T; i++) {
+            const float *pr = P + ((size_t)h * T + i) * T;
+            const float *doi = dout + (size_t)i * qd + (size_t)h * hd;
+            const float *qi = q + (size_t)i * qd + (size_t)h * hd;
+            float *dqi = dq + (size_t)i * qd + (size_t)h * hd;
+            /* dP_ij = dO_i·v_j ; D_i = Σ_j P_ij dP_ij ; dS_ij = P_ij (dP_ij − D_i) */
+            float Di = 0;
+            for (int j = 0; j <= i; j++) {
+                if (pr[j] == 0) continue;
+                const float *vj = v + (size_t)j * kvd + (size_t)g * hd;
+                float dp = 0;
+                for (int e = 0; e < hd; e++) dp += doi[e] * vj[e];
+                Di += pr[j] * dp;
+            }
+            for (int j = 0; j <= i; j++) {
+                if (pr[j] == 0) continue;
+                const float *vj = v + (size_t)j * kvd + (size_t)g * hd;
+                const float *kj = k + (size_t)j * kvd + (size_t)g * hd;
+                float *dvj = dv + (size_t)j * kvd + (size_t)g * hd;
+                float *dkj = dk + (size_t)j * kvd + (size_t)g * hd;
+                float dp = 0;
+                for (int e = 0; e < hd; e++) dp += doi[e] * vj[e];
+                const float ds = pr[j] * (dp - Di) * scale;
+                for (int e = 0; e < hd; e++) {
+                    dvj[e] += pr[j] * doi[e];
+                    dqi[e] += ds * kj[e];
+                    dkj[e] += ds * qi[e];
+                }
+            }
+        }
+    }
+}
+
+/* ---- the pass ------------------------------------------------------------------------ */
+
+wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const int32_t *labels,
+                                   int B, int T, bool backward, float gs, float *loss_out,
+                                   int64_t *n_targets, float *logits_out) {
+    const wick_model *m = tr->model;
+    const model_config *c = &m->cfg;
+    const kernel_table *K = m->kern;
+    wk_pool *pool = tr->pool;
+    if (!ids || B < 1 || T < 1 || (int64_t)B * T > (1 << 24))
+        return err_set(WICK_ERR_INVALID_ARG, "training batch: need ids, batch >= 1 and "
+                                             "seq_len >= 1 (got batch %d, seq_len %d)", B, T);
+    for (int64_t i = 0; i < (int64_t)B * T; i++) {
+        if (ids[i] < 0 || ids[i] >= c->n_vocab)
+            return err_set(WICK_ERR_INVALID_ARG, "training batch: id %d at index %lld is outside "
+                                                 "the vocabulary [0, %d)", ids[i], (long long)i,
+                           c->n_vocab);
+        if (labels && labels[i] != -100 && (labels[i] < 0 || labels[i] >= c->n_vocab))
+            return err_set(WICK_ERR_INVALID_ARG, "training batch: label %d at index %lld is "
+                                                 "neither -100 nor a vocabulary id", labels[i],
+                           (long long)i);
+    }
+    wick_status st = ensure_arena(tr, B, T);
+    if (st) return st;
+    const int N = B * T, d = c->n_embd, hd = c->head_dim;
+    const int qd = c->n_head * hd, kvd = c->n_kv_head * hd, ff = c->n_ff;
+    const int64_t V = c->n_vocab;
+    void (*rope)(wk_pool *, float *, int, int, int, const float *, const float *) =
+        m->rope_interleaved ? K->rope_interleaved : K->rope;
+
+    /* forward */
+    float *x = tr->x_final;  /* running residual; each layer copies its input into acts */
+    K->embed(pool, x, &m->tok_embd, ids, N);
+    for (int l = 0; l < c->n_layer; l++) {
+        const layer_weights *w = &m->layers[l];
+        train_layer_acts *a = &tr->acts[l];
+        memcpy(a->x_in, x, sizeof(float) * (size_t)N * d);
+        K->rmsnorm(pool, a->xn1, x, w->attn_norm, N, d, c->norm_eps);
+        proj_fwd(tr, l, LORA_Q, &w->wq, w->bq, a->q, a->xn1, N, a->t[LORA_Q]);
+        proj_fwd(tr, l, LORA_K, &w->wk, w->bk, a->k, a->xn1, N, a->t[LORA_K]);
+        proj_fwd(tr, l, LORA_V, &w->wv, w->bv, a->v, a->xn1, N, a->t[LORA_V]);
+        for (int b = 0; b < B; b++) {
+            rope(pool, a->q + (size_t)b * T * qd, T, c->n_head, hd, tr->rope_cos, tr->rope_sin);
+            rope(pool, a->k + (size_t)b * T * kvd, T, c->n_kv_head, hd, tr->rope_cos,
+                 tr->rope_sin);
+            attn_fwd(c, w->window, T, a->q + (size_t)b * T * qd, a->k + (size_t)b * T * kvd,
+                     a->v + (size_t)b * T * kvd, a->p + (size_t)b * c->n_head * T * T,
+                     a->att + (size_t)b * T * qd);
+        }
+        proj_fwd(tr, l, LORA_O, &w->wo, w->bo, tr->dxn, a->att, N, a->t[LORA_O]);
+        K->add(pool, x, tr->dxn, (long)N * d);
+        memcpy(a->x_mid, x, sizeof(float) * (size_t)N * d);
+        K->rmsnorm(pool, a->xn2, x, w->mlp_norm, N, d, c->norm_eps);
+        proj_fwd(tr, l, LORA_GATE, &w->w_gate, w->b_gate, a->g, a->xn2, N, a->t[LORA_GATE]);
+        proj_fwd(tr, l, LORA_UP, &w->w_up, w->b_up, a->u, a->xn2, N, a->t[LORA_UP]);
+        K->silu_mul(pool, a->h, a->g, a->u, (long)N * ff);
+        proj_fwd(tr, l, LORA_DOWN, &w->w_down, w->b_down, tr->dxn, a->h, N, a->t[LORA_DOWN]);
+        K->add(pool, x, tr->dxn, (long)N * d);
+    }
+    K->rmsnorm(pool, tr->xn_final, x, m->final_norm, N, d, c->norm_eps);
+    K->matmul(pool, tr->logits, tr->xn_final, &m->lm_head, NULL, N);
+    if (logits_out) memcpy(logits_out, tr->logits, sizeof(float) * (size_t)N * V);
+
+    /* loss: row (b, t) predicts label (b, t+1); dlogits overwrite the logits */
+    int64_t cnt = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t + 1 < T; t++) {
+            const int32_t y = labels ? labels[(size_t)b * T + t + 1] : ids[(size_t)b * T + t + 1];
+            cnt += y != -100;
+        }
+    double sum = 0;
+    const float inv_cnt = cnt ? 1.0f / (float)cnt : 0.0f;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *row = tr->logits + ((size_t)b * T + t) * V;
+            const int32_t y = t + 1 >= T ? -100
+                              : labels   ? labels[(size_t)b * T + t + 1]
+                                         : ids[(size_t)b * T + t + 1];
+            if (y == -100) {
+                memset(row, 0, sizeof(float) * V);
+                continue;
+            }
+            float mx = row[0];
+            for (int64_t j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+            double se = 0;
+            for (int64_t j = 0; j < V; j++) se += exp((double)row[j] - mx);
+            const double lse = mx + log(se);
+            sum += lse - row[y];
+            /* d(mean CE)/dlogit = (softmax − onehot) / cnt, times the caller's scale */
+            const float f = gs * inv_cnt;
+            for (int64_t j = 0; j < V; j++) row[j] = (float)exp((double)row[j] - lse) * f;
+            row[y] -= f;
+        }
+    if (loss_out) *loss_out = cnt ? (float)(sum / (double)cnt) : 0.0f;
+    if (n_targets) *n_targets = cnt;
+    if (!backward || cnt == 0) return WICK_OK;
+
+    /* backward: dx = d(loss)/d(residual stream) */
+    float *dx = tr->dx;
+    memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
+    frozen_bwd(tr, tr->dxn, tr->logits, N, &m->lm_head);
+    memset(dx, 0, sizeof(float) * (size_t)N * d);
+    rmsnorm_bwd(dx, tr->dxn, x, m->final_norm, N, d, c->norm_eps);
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        const layer_weights *w = &m->layers[l];
+        const train_layer_acts *a = &tr->acts[l];
+        /* MLP block: x_out = x_mid + down(h) */
+        memset(tr->dh, 0, sizeof(float) * (size_t)N * ff);
+        proj_bwd(tr, l, LORA_DOWN, &w->w_down, tr->dh, dx, a->h, a->t[LORA_DOWN], N, gs);
+        for (size_t i = 0; i < (size_t)N * ff; i++) {
+            const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
+            tr->du[i] = tr->dh[i] * g * sg;
+            tr->dg[i] = tr->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
+        }
+        memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
+        proj_bwd(tr, l, LORA_GATE, &w->w_gate, tr->dxn, tr->dg, a->xn2, a->t[LORA_GATE], N, gs);
+        proj_bwd(tr, l, LORA_UP, &w->w_up, tr->dxn, tr->du, a->xn2, a->t[LORA_UP], N, gs);
+        rmsnorm_bwd(dx, tr->dxn, a->x_mid, w->mlp_norm, N, d, c->norm_eps);
+        /* attention block: x_mid = x_in + o(att) */
+        memset(tr->datt, 0, sizeof(float) * (size_t)N * qd);
+        proj_bwd(tr, l, LORA_O, &w->wo, tr->datt, dx, a->att, a->t[LORA_O], N, gs);
+        for (int b = 0; b < B; b++) {
+            const size_t oq = (size_t)b * T * qd, ok = (size_t)b * T * kvd;
+            attn_bwd(c, T, a->q + oq, a->k + ok, a->v + ok, a->p + (size_t)b * c->n_head * T * T,
+                     tr->datt + oq, tr->dq + oq, tr->dk + ok, tr->dv + ok);
+            /* RoPE is a rotation: its transpose rotates by −angle */
+            rope(pool, tr->dq + oq, T, c->n_head, hd, tr->rope_cos, tr->rope_nsin);
+            rope(pool, tr->dk + ok, T, c->n_kv_head, hd, tr->rope_cos, tr->rope_nsin);
+        }
+        memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
+        proj_bwd(tr, l, LORA_Q, &w->wq, tr->dxn, tr->dq, a->xn1, a->t[LORA_Q], N, gs);
+        proj_bwd(tr, l, LORA_K, &w->wk, tr->dxn, tr->dk, a->xn1, a->t[LORA_K], N, gs);
+        proj_bwd(tr, l, LORA_V, &w->wv, tr->dxn, tr->dv, a->xn1, a->t[LORA_V], N, gs);
+        if (l > 0) rmsnorm_bwd(dx, tr->dxn, a->x_in, w->attn_norm, N, d, c->norm_eps);
+    }
+    return WICK_OK;
+}

@@ -1,0 +1,374 @@
+/* trainer.c — the public training API: fresh PEFT-style adapters, the trainer over a
+ * registered adapter, micro-batch accumulation and optimizer steps, and checkpoints
+ * (a PEFT folder + trainer_state.safetensors with the AdamW moments) for exact resumption.
+ *
+ * The trainer trains the registered adapter in place: at creation every A/B of the adapter is
+ * copied into one f32 block that the adapter owns from then on (a->data), so the parameters
+ * stay valid for sessions after the trainer is freed, and a file mapping is never written.
+ * Not here: the math (graph.c, optim.c), data loading (cli/cmd_train.c). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+#include "formats/safetensors.h"
+#include "train/train.h"
+
+#define STATE_FILE "trainer_state.safetensors"
+#define STATE_FORMAT "wick-trainer"
+#define STATE_VERSION "1"
+
+wick_train_params wick_train_params_default(void) {
+    return (wick_train_params){.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                               .weight_decay = 0.01f, .schedule = WICK_LR_CONSTANT,
+                               .warmup_steps = 0, .total_steps = 0, .max_grad_norm = 0.0f,
+                               .grad_accum = 1, .n_threads = 0, .seed = 0};
+}
+
+/* "q,v" / "q_proj,v_proj" -> bit mask; 0 on an unknown name (message set). */
+static unsigned parse_targets(const char *s) {
+    unsigned mask = 0;
+    const char *p = s;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        int found = -1;
+        for (int i = 0; i < LORA_N_PROJ; i++) {
+            const char *full = lora_proj_name[i];           /* "q_proj" */
+            size_t short_n = strlen(full) - 5;              /* "q" */
+            if ((n == strlen(full) && !strncmp(p, full, n)) ||
+                (n == short_n && !strncmp(p, full, n)))
+                found = i;
+        }
+        if (found < 0) {
+            err_set(WICK_ERR_INVALID_ARG, "targets: unknown projection '%.*s' (use q, k, v, o, "
+                                          "gate, up, down or their *_proj names)", (int)n, p);
+            return 0;
+        }
+        mask |= 1u << found;
+        if (!e) break;
+        p = e + 1;
+    }
+    if (!mask) err_set(WICK_ERR_INVALID_ARG, "targets: no projection given");
+    return mask;
+}
+
+wick_status wick_adapter_create(wick_model *model, const char *name, int r, float alpha,
+                                const char *targets, uint64_t seed) {
+    if (!model || !name || !*name || !targets)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_adapter_create: NULL model, name or targets");
+    if (r < 1 || r > 4096 || !(alpha > 0))
+        return err_set(WICK_ERR_INVALID_ARG, "wick_adapter_create: need 1 <= r <= 4096 and "
+                                             "alpha > 0 (got r %d, alpha %g)", r, alpha);
+    unsigned mask = parse_targets(targets);
+    if (!mask) return WICK_ERR_INVALID_ARG;
+    wick_adapter *a = NULL;
+    /* A ~ U(-1/sqrt(in), 1/sqrt(in)) is PEFT's kaiming_uniform_(a=sqrt(5)) bound; B = 0 */
+    wick_status st = lora_adapter_random(model, r, alpha, mask, seed, &a);
+    if (st) return st;
+    for (int i = 0; i < a->n_layer * LORA_N_PROJ; i++) {
+        lora_pair *p = &a->pairs[i];
+        if (p->A.data) memset((float *)p->B.data, 0, sizeof(float) * (size_t)(p->B.rows * p->B.cols));
+    }
+    st = lora_registry_add(model, a, name);
+    if (st) lora_adapter_release(a);
+    return st;
+}
+
+void wick_trainer_free(wick_trainer *tr) {
+    if (!tr) return;
+    lora_adapter_release(tr->adapter);
+    pool_free(tr->pool);
+    free(tr->slots);
+    free(tr->grad);
+    free(tr->m);
+    free(tr->v);
+    free(tr->arena);
+    free(tr->acts);
+    free(tr);
+}
+
+static wick_status check_params(const wick_train_params *p) {
+    if (!(p->lr >= 0) || !(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1) ||
+        !(p->eps > 0) || !(p->weight_decay >= 0) || p->warmup_steps < 0 || p->total_steps < 0 ||
+        !(p->max_grad_norm >= 0) || p->grad_accum < 1 || p->n_threads < 0 ||
+        (unsigned)p->schedule > WICK_LR_COSINE)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_train_params: need lr >= 0, 0 <= betas < 1, "
+                                             "eps > 0, weight_decay >= 0, warmup/total >= 0, "
+                                             "max_grad_norm >= 0, grad_accum >= 1, a known "
+                                             "schedule");
+    if (p->schedule != WICK_LR_CONSTANT && p->total_steps <= 0)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_train_params: a linear or cosine schedule "
+                                             "needs total_steps > 0");
+    return WICK_OK;
+}
+
+wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
+                                const wick_train_params *params, wick_trainer **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_create: NULL out");
+    *out = NULL;
+    if (!model || !adapter_name)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_create: NULL model or adapter name");
+    wick_train_params p = params ? *params : wick_train_params_default();
+    wick_status st = check_params(&p);
+    if (st) return st;
+    wick_adapter *a = lora_registry_get(model, adapter_name);
+    if (!a) return err_set(WICK_ERR_NOT_FOUND, "wick_trainer_create: no adapter named '%s' is "
+                                               "loaded", adapter_name);
+    wick_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) {
+        lora_adapter_release(a);
+        return err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    tr->model = model;
+    tr->adapter = a;
+    tr->p = p;
+    const int L = a->n_layer, n_slots_max = L * LORA_N_PROJ;
+    tr->slots = calloc((size_t)n_slots_max, sizeof *tr->slots);
+    tr->acts = calloc((size_t)model->cfg.n_layer, sizeof *tr->acts);
+    tr->pool = pool_create(p.n_threads ? p.n_threads : pool_cpu_count());
+    if (!tr->slots || !tr->acts || !tr->pool) goto nomem;
+    size_t total = 0;
+    for (int i = 0; i < n_slots_max; i++) {
+        const lora_pair *pr = &a->pairs[i];
+        if (!pr->A.data) continue;
+        train_slot *s = &tr->slots[tr->n_slots++];
+        s->layer = i / LORA_N_PROJ;
+        s->proj = i % LORA_N_PROJ;
+        s->r = (int)pr->A.rows;
+        s->in = (int)pr->A.cols;
+        s->out = (int)pr->B.rows;
+        s->off_a = total;
+        total += (size_t)s->r * s->in;
+        s->off_b = total;
+        total += (size_t)s->out * s->r;
+    }
+    if (!tr->n_slots) {
+        wick_trainer_free(tr);
+        return err_set(WICK_ERR_INVALID_ARG, "adapter '%s' adapts no projection: nothing to "
+                                             "train", adapter_name);
+    }
+    tr->n_params = total;
+    float *block = malloc(sizeof(float) * total);
+    tr->grad = calloc(total, sizeof(float));
+    tr->m = calloc(total, sizeof(float));
+    tr->v = calloc(total, sizeof(float));
+    if (!block || !tr->grad || !tr->m || !tr->v) {
+        free(block);
+        goto nomem;
+    }
+    /* copy, then repoint: from here the adapter owns `block` and never the mapping's bytes */
+    for (int i = 0; i < tr->n_slots; i++) {
+        const train_slot *s = &tr->slots[i];
+        lora_pair *pr = &a->pairs[(size_t)s->layer * LORA_N_PROJ + s->proj];
+        memcpy(block + s->off_a, pr->A.data, sizeof(float) * (size_t)s->r * s->in);
+        memcpy(block + s->off_b, pr->B.data, sizeof(float) * (size_t)s->out * s->r);
+    }
+    for (int i = 0; i < tr->n_slots; i++) {
+        const train_slot *s = &tr->slots[i];
+        lora_pair *pr = &a->pairs[(size_t)s->layer * LORA_N_PROJ + s->proj];
+        pr->A.data = block + s->off_a;
+        pr->B.data = block + s->off_b;
+        pr->file_dt = DT_F32;
+    }
+    free(a->data);
+    a->data = block;
+    tr->params = block;
+    *out = tr;
+    return WICK_OK;
+nomem:
+    wick_trainer_free(tr);
+    return err_set(WICK_ERR_NOMEM, "out of memory creating a trainer for adapter '%s'",
+                   adapter_name);
+}
+
+wick_status wick_train_step(wick_trainer *tr, const int32_t *ids, const int32_t *labels,
+                            int batch, int seq_len, float *loss) {
+    if (!tr) return err_set(WICK_ERR_INVALID_ARG, "wick_train_step: NULL trainer");
+    if (tr->micro == 0) memset(tr->grad, 0, sizeof(float) * tr->n_params);
+    float l = 0;
+    int64_t cnt = 0;
+    wick_status st = train_forward_backward(tr, ids, labels, batch, seq_len, true,
+                                            1.0f / (float)tr->p.grad_accum, &l, &cnt, NULL);
+    if (st) return st;
+    if (cnt == 0)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_train_step: the batch has no target token "
+                                             "(every label is -100 or seq_len is 1)");
+    if (loss) *loss = l;
+    if (++tr->micro < tr->p.grad_accum) return WICK_OK;
+    tr->micro = 0;
+    const float lr = train_lr_at(&tr->p, tr->step);
+    tr->last_grad_norm = train_adamw_step(tr, lr);
+    tr->last_lr = lr;
+    tr->adapter->uid = lora_next_uid();   /* sessions must not reuse KV made by old weights */
+    return WICK_OK;
+}
+
+wick_status wick_train_eval(wick_trainer *tr, const int32_t *ids, const int32_t *labels,
+                            int batch, int seq_len, float *loss) {
+    if (!tr) return err_set(WICK_ERR_INVALID_ARG, "wick_train_eval: NULL trainer");
+    return train_forward_backward(tr, ids, labels, batch, seq_len, false, 1.0f, loss, NULL,
+                                  NULL);
+}
+
+wick_status wick_trainer_get_state(const wick_trainer *tr, wick_train_state *out) {
+    if (!tr || !out) return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_get_state: NULL argument");
+    *out = (wick_train_state){.step = tr->step, .lr = tr->last_lr,
+                              .grad_norm = tr->last_grad_norm, .n_params = (int64_t)tr->n_params};
+    return WICK_OK;
+}
+
+/* PEFT key of a slot's A (is_b 0) or B. */
+static void peft_key(char *buf, size_t cap, const train_slot *s, int is_b) {
+    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.lora_%c.weight", s->layer,
+             lora_module_path[s->proj], is_b ? 'B' : 'A');
+}
+
+#define N_META 13
+
+wick_status wick_trainer_save(const wick_trainer *tr, const char *dir) {
+    if (!tr || !dir) return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_save: NULL argument");
+    if (tr->micro)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_save: %d micro-batch(es) of the next "
+                                             "step are pending; save after an optimizer step",
+                       tr->micro);
+    wick_status st = lora_adapter_write(tr->adapter, dir, tr->model->path);
+    if (st) return st;
+    const int n = 4 * tr->n_slots;
+    st_write_tensor *t = calloc((size_t)n, sizeof *t);
+    char (*names)[192] = calloc((size_t)n, sizeof *names);
+    char *path = path_join(dir, STATE_FILE);
+    if (!t || !names || !path) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < tr->n_slots; i++) {
+        const train_slot *s = &tr->slots[i];
+        for (int h = 0; h < 2; h++) {
+            char key[160];
+            peft_key(key, sizeof key, s, h);
+            const size_t off = h ? s->off_b : s->off_a;
+            const int64_t rows = h ? s->out : s->r, cols = h ? s->r : s->in;
+            for (int mv = 0; mv < 2; mv++) {
+                int k = 4 * i + 2 * h + mv;
+                snprintf(names[k], sizeof names[k], "%s.%s", key, mv ? "exp_avg_sq" : "exp_avg");
+                t[k] = (st_write_tensor){.name = names[k], .dt = DT_F32, .ndim = 2,
+                                         .shape = {rows, cols},
+                                         .data = (mv ? tr->v : tr->m) + off};
+            }
+        }
+    }
+    char vals[N_META][48];
+    const char *keys[N_META] = {"format", "version", "step", "lr", "beta1", "beta2", "eps",
+                                "weight_decay", "schedule", "warmup_steps", "total_steps",
+                                "max_grad_norm", "grad_accum"};
+    const char *mv[N_META];
+    snprintf(vals[0], 48, STATE_FORMAT);
+    snprintf(vals[1], 48, STATE_VERSION);
+    snprintf(vals[2], 48, "%" PRId64, tr->step);
+    snprintf(vals[3], 48, "%.9g", tr->p.lr);
+    snprintf(vals[4], 48, "%.9g", tr->p.beta1);
+    snprintf(vals[5], 48, "%.9g", tr->p.beta2);
+    snprintf(vals[6], 48, "%.9g", tr->p.eps);
+    snprintf(vals[7], 48, "%.9g", tr->p.weight_decay);
+    snprintf(vals[8], 48, "%s", tr->p.schedule == WICK_LR_LINEAR   ? "linear"
+                                : tr->p.schedule == WICK_LR_COSINE ? "cosine"
+                                                                   : "constant");
+    snprintf(vals[9], 48, "%d", tr->p.warmup_steps);
+    snprintf(vals[10], 48, "%d", tr->p.total_steps);
+    snprintf(vals[11], 48, "%.9g", tr->p.max_grad_norm);
+    snprintf(vals[12], 48, "%d", tr->p.grad_accum);
+    for (int i = 0; i < N_META; i++) mv[i] = vals[i];
+    st = st_write(path, t, n, keys, mv, N_META);
+out:
+    free(t);
+    free(names);
+    free(path);
+    return st;
+}
+
+/* The F32 tensor `name` of shape (rows, cols) from `s`, or NULL with a message. */
+static const float *find_f32(const st_set *s, const char *file, const char *name, int64_t rows,
+                             int64_t cols, wick_status *st) {
+    const st_tensor *t = st_find(s, name);
+    if (!t) {
+        *st = err_set(WICK_ERR_SHAPE, "%s: tensor %s is missing", file, name);
+        return NULL;
+    }
+    if (t->dt != DT_F32 || t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols) {
+        *st = err_set(WICK_ERR_SHAPE, "%s: tensor %s must be F32 [%lld, %lld] to match the "
+                                      "trained adapter", file, name, (long long)rows,
+                      (long long)cols);
+        return NULL;
+    }
+    return t->data;
+}
+
+wick_status wick_trainer_load_checkpoint(wick_trainer *tr, const char *dir) {
+    if (!tr || !dir)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_load_checkpoint: NULL argument");
+    char *wpath = path_join(dir, "adapter_model.safetensors");
+    char *spath = path_join(dir, STATE_FILE);
+    st_set *ws = NULL, *ss = NULL;
+    const float **src = calloc((size_t)tr->n_slots * 6, sizeof *src);
+    wick_status st = WICK_OK;
+    if (!wpath || !spath || !src) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((st = st_open(wpath, &ws)) || (st = st_open(spath, &ss))) goto out;
+    const char *fmt = st_metadata(ss, "format"), *ver = st_metadata(ss, "version");
+    const char *step_s = st_metadata(ss, "step");
+    if (!fmt || strcmp(fmt, STATE_FORMAT) || !ver || strcmp(ver, STATE_VERSION)) {
+        st = err_set(WICK_ERR_FORMAT, "%s: not a wick trainer state (metadata format \"%s\" "
+                                      "version %s, want \"%s\" %s)", spath, fmt ? fmt : "",
+                     ver ? ver : "none", STATE_FORMAT, STATE_VERSION);
+        goto out;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long step = step_s ? strtoll(step_s, &end, 10) : -1;
+    if (!step_s || errno || *end || step < 0) {
+        st = err_set(WICK_ERR_FORMAT, "%s: metadata \"step\" is missing or not a count", spath);
+        goto out;
+    }
+    for (int i = 0; i < tr->n_slots && !st; i++) {
+        const train_slot *s = &tr->slots[i];
+        for (int h = 0; h < 2 && !st; h++) {
+            char key[160], nm[192];
+            peft_key(key, sizeof key, s, h);
+            const int64_t rows = h ? s->out : s->r, cols = h ? s->r : s->in;
+            src[6 * i + 3 * h] = find_f32(ws, wpath, key, rows, cols, &st);
+            if (st) break;
+            snprintf(nm, sizeof nm, "%s.exp_avg", key);
+            src[6 * i + 3 * h + 1] = find_f32(ss, spath, nm, rows, cols, &st);
+            if (st) break;
+            snprintf(nm, sizeof nm, "%s.exp_avg_sq", key);
+            src[6 * i + 3 * h + 2] = find_f32(ss, spath, nm, rows, cols, &st);
+        }
+    }
+    if (st) goto out;
+    /* everything checked: now change the trainer */
+    for (int i = 0; i < tr->n_slots; i++) {
+        const train_slot *s = &tr->slots[i];
+        for (int h = 0; h < 2; h++) {
+            const size_t off = h ? s->off_b : s->off_a, n = (size_t)s->r * (h ? s->out : s->in);
+            memcpy(tr->params + off, src[6 * i + 3 * h], sizeof(float) * n);
+            memcpy(tr->m + off, src[6 * i + 3 * h + 1], sizeof(float) * n);
+            memcpy(tr->v + off, src[6 * i + 3 * h + 2], sizeof(float) * n);
+        }
+    }
+    tr->step = step;
+    tr->micro = 0;
+    tr->adapter->uid = lora_next_uid();
+out:
+    st_close(ws);
+    st_close(ss);
+    free(src);
+    free(wpath);
+    free(spath);
+    return st;
+}
