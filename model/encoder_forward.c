@@ -90,10 +90,14 @@ static void ln_rows(void *ctx, int tid, int nt) {
     }
 }
 
+/* Below this many elements an elementwise op runs on the calling thread: waking the pool
+ * (and waiting for every worker) costs more than the work, badly so on a loaded machine. */
+#define SMALL_OP (1L << 16)
+
 static void layernorm(wk_pool *pool, float *x, const float *r, const float *w, const float *b,
                       int n, int d, float eps) {
     ln_job J = {x, r, w, b, n, d, eps};
-    pool_run(pool, ln_rows, &J);
+    pool_run((long)n * d < SMALL_OP ? NULL : pool, ln_rows, &J);
 }
 
 /* ---- exact GELU: 0.5·x·(1 + erf(x/√2)), in place -------------------------------------- */
@@ -115,7 +119,7 @@ static void gelu_part(void *ctx, int tid, int nt) {
 
 static void gelu(wk_pool *pool, float *x, long n) {
     gelu_job J = {x, n};
-    pool_run(pool, gelu_part, &J);
+    pool_run(n < SMALL_OP / 4 ? NULL : pool, gelu_part, &J);
 }
 
 /* ---- bidirectional attention inside each sequence of a packed batch --------------------- */
@@ -177,12 +181,13 @@ void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *poo
         }
         T += lens[i];
     }
-    /* embeddings: x (T, d) */
-    k->embed(pool, s->x, &m->tok_embd, ids, T);
-    k->embed(pool, s->t, &m->pos_embd, s->pos, T);
-    k->add(pool, s->x, s->t, (long)T * d);
-    k->embed(pool, s->t, &m->type_embd, s->types, T);
-    k->add(pool, s->x, s->t, (long)T * d);
+    /* embeddings: x (T, d); gathers and adds are memory-bound, threads only for big batches */
+    wk_pool *ep = (long)T * d < SMALL_OP ? NULL : pool;
+    k->embed(ep, s->x, &m->tok_embd, ids, T);
+    k->embed(ep, s->t, &m->pos_embd, s->pos, T);
+    k->add(ep, s->x, s->t, (long)T * d);
+    k->embed(ep, s->t, &m->type_embd, s->types, T);
+    k->add(ep, s->x, s->t, (long)T * d);
     layernorm(pool, s->x, NULL, m->emb_ln_w, m->emb_ln_b, T, d, c->ln_eps);
 
     for (int li = 0; li < c->n_layer; li++) {
