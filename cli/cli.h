@@ -22,6 +22,7 @@ int cmd_template(int argc, char **argv);
 int cmd_create_random(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int bench_stream(int argc, char **argv); /* cli/bench_stream.c */
 

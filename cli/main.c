@@ -22,6 +22,7 @@ static const struct command {
     {"create-random", cmd_create_random, "write a seeded random model folder of a real shape"},
     {"embed", cmd_embed, "sentence embeddings (BERT/E5/MiniLM/BGE) or a similarity matrix"},
     {"merge", cmd_merge, "fold a LoRA adapter into a model and write a new model folder"},
+    {"train", cmd_train, "LoRA fine-tuning on a text or JSONL file (AdamW, schedules, checkpoints)"},
     {"bench", cmd_bench, "benchmarks (bench generate|adapters|...)"},
 };
 
