@@ -57,11 +57,8 @@ static bool read_lines(const char *path, texts *t) {
         n += r;
         if (n == cap) {
             char *nb = realloc(b, 2 * cap + 1);
-            if (!nb) {
-                free(b);
-                b = NULL;
-            }
-            b = nb;
+            if (!nb) free(b);
+            b = nb;  /* NULL ends the loop and fails below */
             cap *= 2;
         }
     }

@@ -212,8 +212,8 @@ void embed_pool(const float *h, int len, int d, wick_pooling mode, bool normaliz
             for (int j = 0; j < d; j++)
                 if (h[(size_t)i * d + j] > out[j]) out[j] = h[(size_t)i * d + j];
     } else {
-        /* Accumulate in double column by column order-independently enough that the result
-           is the correctly rounded mean to within an ulp; torch's float sum is the reference. */
+        /* Sum in double so the result is the mean rounded once to f32, independent of the
+           token order; torch's f32 sum differs from it by a few ulp at most. */
         double div = mode == WICK_POOLING_MEAN_SQRT_LEN ? sqrt((double)len) : (double)len;
         for (int j = 0; j < d; j++) {
             double s = 0;
