@@ -428,9 +428,11 @@ void wick_stream_close(wick_stream *s);
 
 typedef struct wick_adapter wick_adapter;
 
-/* Loads the PEFT folder `dir` and registers it on `model` under `name` (NULL = the folder's
- * base name). Fails with WICK_ERR_INVALID_ARG when the name is already registered. A and B
- * are kept as f32 copies (converted once here). */
+/* Loads an adapter and registers it on `model` under `name` (NULL = the folder's base name,
+ * or the file name without ".gguf"). `dir` is a PEFT folder (adapter_config.json +
+ * adapter_model.safetensors) or a llama.cpp GGUF LoRA file. Fails with WICK_ERR_INVALID_ARG
+ * when the name is already registered. A and B are f32: used in place from an F32 file,
+ * converted once otherwise. */
 wick_status wick_adapter_load(wick_model *model, const char *dir, const char *name);
 
 /* Removes `name` from the registry (WICK_ERR_NOT_FOUND if absent). Sessions that currently
@@ -567,9 +569,10 @@ wick_status wick_trainer_get_state(const wick_trainer *tr, wick_train_state *out
 
 /* Writes `dir` (created if missing): the adapter as a PEFT folder (adapter_config.json +
  * adapter_model.safetensors, F32) and trainer_state.safetensors holding exp_avg / exp_avg_sq
- * per PEFT key (key + ".exp_avg" / ".exp_avg_sq") with step, pending micro-batch gradients
- * refused (save between optimizer steps) and the params in "__metadata__". Each file is
- * written atomically. */
+ * per PEFT key (key + ".exp_avg" / ".exp_avg_sq"), with the step count and the training
+ * params in "__metadata__". Each file is written atomically. Fails with
+ * WICK_ERR_INVALID_ARG while micro-batches of an unfinished step (grad_accum > 1) are
+ * pending: save between optimizer steps. */
 wick_status wick_trainer_save(const wick_trainer *tr, const char *dir);
 
 /* Restores weights, moments and step count from a folder written by wick_trainer_save for an
