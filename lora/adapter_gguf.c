@@ -282,6 +282,7 @@ wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_a
     }
     atomic_init(&a->refs, 1);
     a->uid = lora_next_uid();
+    a->qk_gguf_hd = m->rope_interleaved ? m->cfg.head_dim : 0;
     a->n_layer = L;
     a->r_max = r_max;
     /* llama files hold q/k lora_b rows in llama.cpp's order; the base may be in HF order */

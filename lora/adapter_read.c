@@ -397,6 +397,7 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
     }
     atomic_init(&a->refs, 1);
     a->uid = lora_next_uid();
+    a->qk_gguf_hd = m->rope_interleaved ? m->cfg.head_dim : 0;
     a->n_layer = L;
     a->r_max = r_max;
     /* pass 3: convert to f32, check values, compute scales */

@@ -93,14 +93,29 @@ wick_status lora_adapter_write(const wick_adapter *a, const char *out_dir, const
             names[k] = strdup(nm);
             const size_t numel = (size_t)(ws[h]->rows * ws[h]->cols);
             const float *src = ws[h]->data;
+            const int proj = i % LORA_N_PROJ;
+            float *perm = NULL;
+            if (h == 1 && a->qk_gguf_hd > 0 && (proj == LORA_Q || proj == LORA_K)) {
+                /* PEFT files are in Hugging Face row order: undo llama.cpp's q/k order */
+                perm = malloc(sizeof(float) * (numel ? numel : 1));
+                if (perm)
+                    for (int64_t r = 0; r < ws[h]->rows; r++)
+                        memcpy(perm + r * ws[h]->cols,
+                               src + lora_qk_row(r, a->qk_gguf_hd, false) * ws[h]->cols,
+                               sizeof(float) * (size_t)ws[h]->cols);
+                src = perm;
+            }
             const void *data = src;
-            if (p->file_dt != DT_F32) {
+            if (src && p->file_dt != DT_F32) {
                 uint16_t *b = malloc(2 * (numel ? numel : 1));
-                bufs[k] = b;
                 if (b)
                     for (size_t j = 0; j < numel; j++)
                         b[j] = p->file_dt == DT_BF16 ? f32_to_bf16(src[j]) : f32_to_f16(src[j]);
+                free(perm);
+                bufs[k] = b;
                 data = b;
+            } else {
+                bufs[k] = perm;
             }
             if (!names[k] || !data) {
                 st = err_set(WICK_ERR_NOMEM, "out of memory");
@@ -225,6 +240,7 @@ wick_status lora_adapter_random(const wick_model *m, int r, float alpha, unsigne
     }
     atomic_init(&a->refs, 1);
     a->uid = lora_next_uid();
+    a->qk_gguf_hd = m->rope_interleaved ? m->cfg.head_dim : 0;
     a->n_layer = L;
     a->r_max = r;
     float *dst = a->data;

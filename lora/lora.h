@@ -46,6 +46,8 @@ typedef struct lora_pair {
 struct wick_adapter {
     atomic_int refs;
     uint64_t uid;        /* unique per adapter object for the process (lora_next_uid) */
+    int qk_gguf_hd;      /* > 0: q/k lora_B rows are in llama.cpp's GGUF order (the adapter
+                            was made for a base loaded from a llama GGUF); head_dim */
     char *name;          /* registry name (owned) */
     int n_layer;
     lora_pair *pairs;    /* (n_layer, LORA_N_PROJ) */

@@ -79,12 +79,13 @@ wick_adapter *lora_registry_get(const wick_model *cm, const char *name) {
     return a;
 }
 
-/* "dir/sub/" -> "sub" */
+/* "dir/sub/" -> "sub", "dir/x.gguf" -> "x" */
 static char *base_name(const char *dir) {
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;
     size_t b = n;
     while (b > 0 && dir[b - 1] != '/') b--;
+    if (n - b > 5 && !strncmp(dir + n - 5, ".gguf", 5)) n -= 5; /* "x.gguf" -> "x" */
     char *s = malloc(n - b + 1);
     if (s) {
         memcpy(s, dir + b, n - b);

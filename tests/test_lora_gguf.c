@@ -175,6 +175,12 @@ static void test_llama_four_ways(void **state) {
     assert_int_equal(wick_adapter_load(st, ggad, "gguf"), WICK_OK);
     assert_int_equal(wick_adapter_load(gb, peft, "peft"), WICK_OK);
     assert_int_equal(wick_adapter_load(gb, ggad, "gguf"), WICK_OK);
+    /* saved as PEFT from the GGUF base (rows in llama.cpp order in memory), loaded on the
+       safetensors base: the writer must restore Hugging Face row order */
+    char *back = cat2(tmp, "back");
+    assert_int_equal(wick_adapter_save(gb, "gguf", back), WICK_OK);
+    assert_int_equal(wick_adapter_load(st, back, "back"), WICK_OK);
+    free(back);
     for (int p = 0; p < 3; p++) {
         char key[32];
         int64_t T;
@@ -184,12 +190,12 @@ static void test_llama_four_ways(void **state) {
         float *ref = logits(st, "rand", ids, (int)T);
         float *base = logits(st, NULL, ids, (int)T);
         const double moved = tu_max_abs_diff(ref, base, n);
-        const wick_model *ms[4] = {st, st, gb, gb};
-        const char *as[4] = {"peft", "gguf", "peft", "gguf"};
-        const char *what[4] = {"st+peft", "st+gguf", "gguf+peft", "gguf+gguf"};
+        const wick_model *ms[5] = {st, st, gb, gb, st};
+        const char *as[5] = {"peft", "gguf", "peft", "gguf", "back"};
+        const char *what[5] = {"st+peft", "st+gguf", "gguf+peft", "gguf+gguf", "st+(gguf->peft)"};
         printf("p%d: adapter moves logits by %.3g;", p, moved);
         assert_true(moved > 1e-3);
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < 5; c++) {
             float *lg = logits(ms[c], as[c], ids, (int)T);
             double e = tu_max_abs_diff(lg, ref, n);
             printf(" %s %.3g", what[c], e);
