@@ -368,13 +368,14 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
             }
             float mx = row[0];
             for (int64_t j = 1; j < V; j++) mx = row[j] > mx ? row[j] : mx;
+            /* f32 exponentials (the vocabulary is large), summed in double */
             double se = 0;
-            for (int64_t j = 0; j < V; j++) se += exp((double)row[j] - mx);
+            for (int64_t j = 0; j < V; j++) se += expf(row[j] - mx);
             const double lse = mx + log(se);
             sum += lse - row[y];
             /* d(mean CE)/dlogit = (softmax − onehot) / cnt, times the caller's scale */
-            const float f = gs * inv_cnt;
-            for (int64_t j = 0; j < V; j++) row[j] = (float)exp((double)row[j] - lse) * f;
+            const float f = gs * inv_cnt, lsef = (float)lse;
+            for (int64_t j = 0; j < V; j++) row[j] = expf(row[j] - lsef) * f;
             row[y] -= f;
         }
     if (loss_out) *loss_out = cnt ? (float)(sum / (double)cnt) : 0.0f;
