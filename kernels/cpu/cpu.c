@@ -226,9 +226,11 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float 
     }
     if (blas && c.mode == MM_MATVEC) c.mode = MM_BLAS;
     /* chunk sizes: a few per thread for balance, large enough for each path's efficiency */
-    const int per = c.mode == MM_MATVEC ? 4 : 3;
+    /* sgemm packs all of x on every call, so its chunks are few and large (two per thread);
+       widened types are capped so the per-thread f32 copy stays a few MiB */
+    const int per = c.mode == MM_MATVEC ? 4 : c.mode == MM_BLAS ? 2 : 3;
     c.chunk = round16(rows / ((long)nt * per));
-    if (c.mode == MM_BLAS && c.chunk > 256) c.chunk = 256;
+    if (c.mode == MM_BLAS && W->dt != DT_F32 && c.chunk > 512) c.chunk = 512;
     if (c.mode == MM_GEMMQ && c.chunk > 128) c.chunk = 128;
     c.n_chunks = (rows + c.chunk - 1) / c.chunk;
     /* tiny matrices are not worth waking the workers */
