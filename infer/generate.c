@@ -328,7 +328,6 @@ wick_status wick_gen_step(wick_gen *g, wick_token *tok) {
         return WICK_OK;
     }
     wick_session *s = g->s;
-    const model_config *c = &g->m->cfg;
     double t0 = now_ms();
     if (!g->started) {
         st = wick_session_eval(s, g->prompt + g->n_cached, g->n_prompt - g->n_cached,
@@ -400,7 +399,6 @@ wick_status wick_gen_step(wick_gen *g, wick_token *tok) {
         return err_set(WICK_ERR_NOMEM, "out of memory");
     g->need_feed = true;
     g->decode_ms += now_ms() - t0;
-    (void)c;
     return WICK_OK;
 }
 

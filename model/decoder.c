@@ -58,7 +58,6 @@ void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, 
     const kernel_table *K = m->kern;
     wk_pool *pool = s->pool;
     const int d = c->n_embd, hd = c->head_dim, half = hd / 2;
-    const int qd = c->n_head * hd, kvd = c->n_kv_head * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     /* GGUF llama files carry q/k rows permuted for adjacent-pair RoPE */
     void (*rope)(wk_pool *, float *, int, int, int, const float *, const float *) =
@@ -123,8 +122,6 @@ void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, 
         trace(s, "out", l, s->x, n, d);
     }
 #undef LORA
-    (void)qd;
-    (void)kvd;
     s->pos += n;
 
     if (!logits && !s->trace) return;
