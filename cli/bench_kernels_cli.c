@@ -145,7 +145,7 @@ typedef struct op_b {
     int n;
 } op_b;
 
-enum { OP_RMS, OP_SILU, OP_ADD, OP_SOFTMAX, OP_ATT, OP_ROPE };
+enum { OP_RMS, OP_SILU, OP_ADD, OP_SOFTMAX, OP_ATT, OP_ROPE, OP_ATT_PREFILL };
 static void op_call(void *v) {
     op_b *o = v;
     switch (o->which) {
@@ -158,6 +158,10 @@ static void op_call(void *v) {
                         o->scratch);
         break;
     case OP_ROPE: o->t->rope(g_pool, o->a, 1, 14, 64, o->b, o->c); break;
+    case OP_ATT_PREFILL: /* a 512-token prompt: q (512, 14*64), cache capacity 512 */
+        o->t->attention(g_pool, o->a, o->b, o->c, o->c, o->n, 0, 14, 2, 64, o->n, 0, 0.125f,
+                        o->scratch);
+        break;
     }
 }
 
@@ -264,6 +268,7 @@ int bench_kernels_run(int argc, char **argv) {
         {"rope 14 heads x 64", OP_ROPE, 64},
         {"attention 14/2 heads hd64 pos=1024", OP_ATT, 1024},
         {"attention 14/2 heads hd64 pos=8192", OP_ATT, 8192},
+        {"attention prefill n=512 14/2 hd64", OP_ATT_PREFILL, 512},
     };
     const long big = 2L * 8192 * 64 + 151936;
     float *a = malloc(big * 4), *b = malloc(big * 4), *cc = malloc(big * 4);

@@ -21,11 +21,43 @@
 #define ATT_MAX_HD CPU_ATT_MAX_HD
 #define ATT_MAX_R CPU_ATT_MAX_R /* query vectors (rows × heads) per block */
 
+/* Hooks an ISA file may define before including this file (with its own intrinsics):
+ *   att_scores(s, qp, Kt, hd): s[u][t] = Σ_d qp[u][d]·Kt[d·16 + t] for u < ATT_RB
+ *   att_pv(op, corr, s, vj, nk, hd): op[u][d] = op[u][d]·corr[u] + Σ_{t<nk} s[u][t]·vj[t·hd + d]
+ *     (hd a multiple of 16)
+ * The plain C versions below are the definitions. */
+#ifndef ATT_HAVE_HOOKS
+static inline void att_scores(float s[][ATT_KB], const float *const *qp, const float *Kt, int hd) {
+    for (int u = 0; u < ATT_RB; u++)
+        for (int t = 0; t < ATT_KB; t++) s[u][t] = 0.0f;
+    for (int d = 0; d < hd; d++)
+        for (int u = 0; u < ATT_RB; u++)
+            for (int t = 0; t < ATT_KB; t++) s[u][t] += qp[u][d] * Kt[d * ATT_KB + t];
+}
+static inline void att_pv(float *const *op, const float *corr, float s[][ATT_KB], const float *vj,
+                          int nk, int hd) {
+    for (int d0 = 0; d0 < hd; d0 += 16) {
+        float acc[ATT_RB][16];
+        for (int u = 0; u < ATT_RB; u++)
+            for (int e = 0; e < 16; e++) acc[u][e] = op[u][d0 + e] * corr[u];
+        for (int t = 0; t < nk; t++)
+            for (int u = 0; u < ATT_RB; u++)
+                for (int e = 0; e < 16; e++) acc[u][e] += s[u][t] * vj[(size_t)t * hd + d0 + e];
+        for (int u = 0; u < ATT_RB; u++)
+            for (int e = 0; e < 16; e++) op[u][d0 + e] = acc[u][e];
+    }
+}
+#endif
+
+/* Read by the padding query vectors of a short last group. */
+static const float att_zero[ATT_MAX_HD] __attribute__((aligned(64)));
+
 static void ATT_FN(float *out, const float *q, const float *kc, const float *vc, int i0, int i1,
                    int pos0, int kvh, int n_head, int group, int hd, int kv_cap, int window,
                    float scale) {
     float Kt[ATT_MAX_HD * ATT_KB] __attribute__((aligned(64)));
     float mx[ATT_MAX_R], sum[ATT_MAX_R];
+    float att_sink[ATT_MAX_HD] __attribute__((aligned(64))); /* padding vectors' outputs */
     const float *K = kc + (size_t)kvh * kv_cap * hd, *V = vc + (size_t)kvh * kv_cap * hd;
     const int R = (i1 - i0) * group;
     for (int r = 0; r < R; r++) {
@@ -43,43 +75,59 @@ static void ATT_FN(float *out, const float *q, const float *kc, const float *vc,
         for (int d = 0; d < hd; d++)
             for (int t = 0; t < ATT_KB; t++)
                 Kt[d * ATT_KB + t] = t < nk ? K[(size_t)(j0 + t) * hd + d] : 0.0f;
-        for (int r = 0; r < R; r++) {
-            const int i = i0 + r / group, h = kvh * group + r % group;
-            const int p = pos0 + i;
-            const int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
-            if (j0 > p || j0 + nk <= lo) continue; /* nothing of this tile is visible */
-            const float *qr = q + ((size_t)i * n_head + h) * hd;
-            float s[ATT_KB] __attribute__((aligned(64)));
-            for (int t = 0; t < ATT_KB; t++) s[t] = 0.0f;
-            for (int d = 0; d < hd; d++) {
-                const float qd = qr[d];
-                for (int t = 0; t < ATT_KB; t++) s[t] += qd * Kt[d * ATT_KB + t];
+        /* ATT_RB query vectors at a time: their dot products and output updates are
+           independent chains, which hides the FMA latency one vector alone would expose */
+        for (int r0 = 0; r0 < R; r0 += ATT_RB) {
+            const float *qp[ATT_RB];
+            float *op[ATT_RB];
+            float s[ATT_RB][ATT_KB] __attribute__((aligned(64)));
+            float corr[ATT_RB];
+            int vis[ATT_RB], any = 0;
+            for (int u = 0; u < ATT_RB; u++) {
+                const int r = r0 + u;
+                vis[u] = 0;
+                qp[u] = att_zero;
+                op[u] = att_sink;
+                if (r >= R) continue;
+                const int i = i0 + r / group, h = kvh * group + r % group;
+                const int p = pos0 + i;
+                const int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+                if (j0 > p || j0 + nk <= lo) continue; /* nothing of this tile is visible */
+                vis[u] = any = 1;
+                qp[u] = q + ((size_t)i * n_head + h) * hd;
+                op[u] = out + ((size_t)i * n_head + h) * hd;
             }
-            float m = mx[r];
-            for (int t = 0; t < ATT_KB; t++) {
-                const int j = j0 + t;
-                s[t] = (t < nk && j <= p && j >= lo) ? s[t] * scale : -INFINITY;
-                m = s[t] > m ? s[t] : m;
+            if (!any) continue;
+            att_scores(s, qp, Kt, hd);
+            for (int u = 0; u < ATT_RB; u++) {
+                corr[u] = 1.0f;
+                if (!vis[u]) { /* contributes nothing, keeps its state */
+                    for (int t = 0; t < ATT_KB; t++) s[u][t] = 0.0f;
+                    continue;
+                }
+                const int r = r0 + u, p = pos0 + i0 + r / group;
+                const int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+                float m = mx[r];
+                for (int t = 0; t < ATT_KB; t++) {
+                    const int j = j0 + t;
+                    s[u][t] = (t < nk && j <= p && j >= lo) ? s[u][t] * scale : -INFINITY;
+                    m = s[u][t] > m ? s[u][t] : m;
+                }
+                corr[u] = expf(mx[r] - m); /* 0 on the first visible tile */
+                const float ts = att_exp_sum16(s[u], m);
+                sum[r] = sum[r] * corr[u] + ts;
+                mx[r] = m;
             }
-            const float corr = expf(mx[r] - m); /* 0 on the first visible tile */
-            const float ts = att_exp_sum16(s, m);
-            sum[r] = sum[r] * corr + ts;
-            mx[r] = m;
-            float *o = out + ((size_t)i * n_head + h) * hd;
             const float *vj = V + (size_t)j0 * hd;
             if (hd % 16 == 0) {
-                /* 16 output values at a time stay in one register across the tile's keys */
-                for (int d0 = 0; d0 < hd; d0 += 16) {
-                    float acc[16];
-                    for (int e = 0; e < 16; e++) acc[e] = o[d0 + e] * corr;
-                    for (int t = 0; t < nk; t++)
-                        for (int e = 0; e < 16; e++) acc[e] += s[t] * vj[(size_t)t * hd + d0 + e];
-                    for (int e = 0; e < 16; e++) o[d0 + e] = acc[e];
-                }
+                att_pv(op, corr, s, vj, nk, hd);
             } else {
-                for (int d = 0; d < hd; d++) o[d] *= corr;
-                for (int t = 0; t < nk; t++)
-                    for (int d = 0; d < hd; d++) o[d] += s[t] * vj[(size_t)t * hd + d];
+                for (int u = 0; u < ATT_RB; u++) {
+                    if (!vis[u]) continue;
+                    for (int d = 0; d < hd; d++) op[u][d] *= corr[u];
+                    for (int t = 0; t < nk; t++)
+                        for (int d = 0; d < hd; d++) op[u][d] += s[u][t] * vj[(size_t)t * hd + d];
+                }
             }
         }
     }

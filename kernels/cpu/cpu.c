@@ -155,11 +155,20 @@ static int mm_rows_blas(const mm_ctx *c, int64_t r0, int64_t r1) {
                     c->y + r0, (int)rows);
         return 1;
     }
-    float *buf = tl_buffer(TL_WORK, (size_t)((r1 - r0) * cols) * sizeof(float));
+    /* ~1 MiB of widened rows per sgemm: large enough for sgemm to run at speed, small
+       enough to be consumed from L2 right after widening */
+    int64_t blk = (1L << 18) / cols;
+    if (blk < 16) blk = 16;
+    if (blk > 512) blk = 512;
+    if (blk > r1 - r0) blk = r1 - r0;
+    float *buf = tl_buffer(TL_WORK, (size_t)(blk * cols) * sizeof(float));
     if (!buf) return 0;
-    for (int64_t r = r0; r < r1; r++) c->isa->row_to_f32(buf + (r - r0) * cols, W, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->n, (int)(r1 - r0), (int)cols, 1.0f,
-                c->x, (int)cols, buf, (int)cols, 0.0f, c->y + r0, (int)rows);
+    for (int64_t b0 = r0; b0 < r1; b0 += blk) {
+        const int64_t m = b0 + blk < r1 ? blk : r1 - b0;
+        for (int64_t r = 0; r < m; r++) c->isa->row_to_f32(buf + r * cols, W, b0 + r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->n, (int)m, (int)cols, 1.0f, c->x,
+                    (int)cols, buf, (int)cols, 0.0f, c->y + b0, (int)rows);
+    }
     return 1;
 }
 
@@ -226,11 +235,9 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float 
     }
     if (blas && c.mode == MM_MATVEC) c.mode = MM_BLAS;
     /* chunk sizes: a few per thread for balance, large enough for each path's efficiency */
-    /* sgemm packs all of x on every call, so its chunks are few and large (two per thread);
-       widened types are capped so the per-thread f32 copy stays a few MiB */
+    /* sgemm packs all of x on every call, so its chunks are few and large (two per thread) */
     const int per = c.mode == MM_MATVEC ? 4 : c.mode == MM_BLAS ? 2 : 3;
     c.chunk = round16(rows / ((long)nt * per));
-    if (c.mode == MM_BLAS && W->dt != DT_F32 && c.chunk > 512) c.chunk = 512;
     if (c.mode == MM_GEMMQ && c.chunk > 128) c.chunk = 128;
     c.n_chunks = (rows + c.chunk - 1) / c.chunk;
     /* tiny matrices are not worth waking the workers */
@@ -303,7 +310,12 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, float *out, const f
     long work = (long)n * n_head * head_dim * (pos0 + n);
     wk_pool *p = work < SMALL_WORK ? NULL : pool;
     const int group = n_head / n_kv;
-    if (isa->attn_block && head_dim <= CPU_ATT_MAX_HD && group <= CPU_ATT_MAX_R) {
+    static int flash = -1; /* WICK_CPU_FLASH=0 keeps the row-at-a-time kernel (to compare) */
+    if (flash < 0) {
+        const char *e = getenv("WICK_CPU_FLASH");
+        flash = !(e && strcmp(e, "0") == 0);
+    }
+    if (flash && isa->attn_block && head_dim <= CPU_ATT_MAX_HD && group <= CPU_ATT_MAX_R) {
         /* blocks of up to 8 rows: enough to reuse each K/V tile, small enough to balance */
         int qb = CPU_ATT_MAX_R / group;
         if (qb > 8) qb = 8;

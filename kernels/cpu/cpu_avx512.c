@@ -411,6 +411,39 @@ static inline float att_exp_sum16(float *s, float m) {
     _mm512_storeu_ps(s, e);
     return _mm512_reduce_add_ps(e);
 }
+/* Four query vectors' 16 scores in four registers across all of head_dim. */
+static inline void att_scores(float s[][16], const float *const *qp, const float *Kt, int hd) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int d = 0; d < hd; d++) {
+        const __m512 k = _mm512_load_ps(Kt + 16 * d);
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(qp[0][d]), k, a0);
+        a1 = _mm512_fmadd_ps(_mm512_set1_ps(qp[1][d]), k, a1);
+        a2 = _mm512_fmadd_ps(_mm512_set1_ps(qp[2][d]), k, a2);
+        a3 = _mm512_fmadd_ps(_mm512_set1_ps(qp[3][d]), k, a3);
+    }
+    _mm512_store_ps(s[0], a0), _mm512_store_ps(s[1], a1);
+    _mm512_store_ps(s[2], a2), _mm512_store_ps(s[3], a3);
+}
+/* 16 output values of four query vectors in four registers across the tile's keys. */
+static inline void att_pv(float *const *op, const float *corr, float s[][16], const float *vj,
+                          int nk, int hd) {
+    for (int d0 = 0; d0 < hd; d0 += 16) {
+        __m512 a0 = _mm512_mul_ps(_mm512_loadu_ps(op[0] + d0), _mm512_set1_ps(corr[0]));
+        __m512 a1 = _mm512_mul_ps(_mm512_loadu_ps(op[1] + d0), _mm512_set1_ps(corr[1]));
+        __m512 a2 = _mm512_mul_ps(_mm512_loadu_ps(op[2] + d0), _mm512_set1_ps(corr[2]));
+        __m512 a3 = _mm512_mul_ps(_mm512_loadu_ps(op[3] + d0), _mm512_set1_ps(corr[3]));
+        for (int t = 0; t < nk; t++) {
+            const __m512 v = _mm512_loadu_ps(vj + (size_t)t * hd + d0);
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(s[0][t]), v, a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(s[1][t]), v, a1);
+            a2 = _mm512_fmadd_ps(_mm512_set1_ps(s[2][t]), v, a2);
+            a3 = _mm512_fmadd_ps(_mm512_set1_ps(s[3][t]), v, a3);
+        }
+        _mm512_storeu_ps(op[0] + d0, a0), _mm512_storeu_ps(op[1] + d0, a1);
+        _mm512_storeu_ps(op[2] + d0, a2), _mm512_storeu_ps(op[3] + d0, a3);
+    }
+}
+#define ATT_HAVE_HOOKS
 #define ATT_FN a5_attn_block
 #include "kernels/cpu/attn_tile.h"
 

@@ -16,6 +16,7 @@
 
 #define CPU_ATT_MAX_HD 256
 #define CPU_ATT_MAX_R 64
+#define ATT_RB 4 /* query vectors a tiled-attention step computes together (attn_tile.h) */
 
 /* Most activation rows one matvec pass handles per read of a weight row. */
 #define CPU_MV_NX 8
