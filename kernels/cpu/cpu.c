@@ -1,22 +1,27 @@
-/* cpu.c — the threaded CPU kernel table: threading, the BLAS prefill path and run-time ISA
+/* cpu.c — the threaded CPU kernel table: threading, the prefill paths and run-time ISA
  * dispatch. Built for baseline x86-64 (no -m flags): it only reads the ISA files' `cpu_isa`
  * tables and calls through them after __builtin_cpu_supports has said the CPU can run them.
  *
- * Threading: every op splits its work over the caller's wk_pool with pool_run. Small ops run
- * on the caller alone, because waking workers costs more than the work (see SMALL_WORK).
- * Decode matmul (n < BLAS_MIN_N) splits output rows evenly and streams each weight row once
- * for up to CPU_MV_NX activation rows; prefill matmul calls OpenBLAS sgemm per thread on that
- * thread's slice of output rows (when OpenBLAS has fast kernels for this CPU, see
- * tl_buf_init; otherwise the tiled matvec serves prefill too) (OpenBLAS itself is set to one thread, so it never competes
- * with the pool's spinning workers). bf16/f16 weights are widened block by block into a
- * per-thread buffer for sgemm (see tl_buffer: allocated once per thread, never per token).
+ * Threading: matmul, attention and activation quantization cut their work into chunks that
+ * threads claim from an atomic counter under pool_run_dyn, so both cores finish together and
+ * a descheduled worker never holds the caller up (base/pool.h). Small ops run on the caller
+ * alone, because waking workers costs more than the work (see SMALL_WORK); the elementwise
+ * ops split statically with pool_run.
  *
- * Quantized weights (Q8_0, Q4_0, Q4_K, Q6_K): the matvec path quantizes the activation rows
- * to blk_q8x blocks (each thread quantizes all n rows into its own tl_buffer; that is n·cols
- * work against rows·cols·n/threads for the dot products) and runs the ISA's integer dot
- * kernel; the sgemm path dequantizes blocks of rows to f32 like bf16/f16.
+ * Matmul paths, by batch size n and weight type:
+ *   n <= CPU_MV_NX (decode): the ISA's matvec streams each weight row once for all n rows;
+ *     quantized weights take the integer matvec_q on activations quantized once per call
+ *     (by the caller or all threads, into the caller's TL_XQ buffer, shared read-only).
+ *   larger n, Q8_0/Q4_0/Q4_K with AVX-512 VNNI: gemm_q (gemmq_avx512.c) on the same shared
+ *     quantized activations.
+ *   larger n, other types: OpenBLAS sgemm per chunk of output rows (OpenBLAS set to one
+ *     thread, so it never competes with the pool); bf16/f16/Q6_K rows are widened to f32
+ *     ~1 MiB at a time into a per-thread buffer. Where OpenBLAS lacks fast kernels for this
+ *     CPU (see tl_buf_init) the tiled matvec serves prefill too.
+ * Attention: the tiled online-softmax kernel of attn_tile.h per (KV head, block of query
+ * rows); the row-at-a-time kernel remains for head_dim > CPU_ATT_MAX_HD.
  *
- * Not here: the inner SIMD loops (cpu_avx2.c, cpu_avx512.c, cpu_generic.c). */
+ * Not here: the inner SIMD loops (cpu_avx2.c, cpu_avx512.c, cpu_generic.c, gemmq_avx512.c). */
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
