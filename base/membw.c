@@ -55,5 +55,5 @@ double membw_read_gbs(wk_pool *pool, size_t bytes, int reps) {
     }
     free(buf);
     qsort(t, (size_t)reps, sizeof(double), cmp_double);
-    return (double)(j.n * sizeof(uint64_t)) / t[reps / 2] / 1e9;
+    return (double)(j.n * sizeof(uint64_t)) / t[0] / 1e9;
 }
