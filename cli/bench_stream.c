@@ -12,7 +12,9 @@
  *   sync-fmt  callback formats id/prob/text into a string (snprintf)
  *   sync-acc  callback accumulates the text into a growing buffer
  *   async     wick_stream_open + blocking wick_stream_next
- *   samplers  pull loop at temperature 0.8 with top-k 50 / top-p 0.9 / min-p 0.05, vs greedy */
+ *   samplers  pull loop at temperature 0.8 with top-k 50 / top-p 0.9 / min-p 0.05, vs greedy
+ * Before the end-to-end table, each added component (sampler, streaming detokenizer, callback
+ * kinds) is timed on its own and shown as a share of one forward pass. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "infer/sampler.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -143,6 +146,110 @@ static double median(double *x, int n) {
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
+/* ---- component costs ----------------------------------------------------------------------
+ * End-to-end differences below ~3% drown in this machine's noise, so the costs streaming and
+ * sampling add per token are also timed directly, each over many repetitions on real data
+ * (logits from one forward pass, ids from one generation), and shown as a share of the
+ * measured time of one forward pass. */
+
+static double median_us(double *x, int n) { return median(x, n) * 1e6; }
+
+static void component_costs(wick_session *s, const wick_model *m, const int32_t *prompt,
+                            int n_prompt, double forward_ms) {
+    enum { N = 201 };
+    wick_model_info in;
+    wick_model_get_info(m, &in);
+    float *logits = malloc(sizeof(float) * in.n_vocab), *work = malloc(sizeof(float) * in.n_vocab);
+    double *t = malloc(sizeof(double) * N);
+    wick_session_reset(s);
+    wick_session_eval(s, prompt, n_prompt, WICK_LOGITS_LAST, logits);
+    printf("component costs per token (median of %d), as a share of one forward pass (%.2f ms):\n",
+           N, forward_ms);
+    printf("  %-42s | %10s | %s\n", "component", "us/token", "share of forward");
+    static const struct { const char *name; float temp; int k; float p, minp; } k_s[] = {
+        {"sampler: greedy", 0.0f, 0, 1.0f, 0.0f},
+        {"sampler: top-k 50, t=0.8", 0.8f, 50, 1.0f, 0.0f},
+        {"sampler: top-p 0.9, t=0.8", 0.8f, 0, 0.9f, 0.0f},
+        {"sampler: min-p 0.05, t=0.8", 0.8f, 0, 1.0f, 0.05f},
+        {"sampler: library default (k40 p.95 mp.05)", 0.8f, 40, 0.95f, 0.05f},
+    };
+    for (size_t v = 0; v < sizeof k_s / sizeof k_s[0]; v++) {
+        sampler_params sp = sampler_params_default();
+        sp.temperature = k_s[v].temp;
+        sp.top_k = k_s[v].k;
+        sp.top_p = k_s[v].p;
+        sp.min_p = k_s[v].minp;
+        sp.seed = 7;
+        sampler *smp = NULL;
+        if (sampler_create(&sp, in.n_vocab, &smp) != WICK_OK) continue;
+        for (int r = 0; r < N; r++) {
+            memcpy(work, logits, sizeof(float) * in.n_vocab);
+            sampled_token st;
+            double t0 = now_s();
+            sampler_sample(smp, work, &st);
+            t[r] = now_s() - t0;
+        }
+        sampler_free(smp);
+        double us = median_us(t, N);
+        printf("  %-42s | %10.1f | %6.2f%%\n", k_s[v].name, us, us / 10.0 / forward_ms);
+    }
+    /* streaming detokenizer + callbacks over the ids of one real generation */
+    const wick_tokenizer *tok = wick_model_tokenizer(m);
+    wick_gen_params gp = wick_gen_params_default();
+    gp.temperature = 0.8f;
+    gp.max_tokens = 64;
+    gp.stop_on_eos = false;
+    gp.seed = 3;
+    wick_gen *g;
+    int32_t ids[64];
+    int n = 0;
+    if (tok && wick_gen_start(s, prompt, n_prompt, &gp, &g) == WICK_OK) {
+        wick_token tk;
+        while (wick_gen_step(g, &tk) == WICK_OK && n < 64)
+            if (tk.id >= 0 && tk.id < wick_tokenizer_vocab_size(tok)) ids[n++] = tk.id;
+        wick_gen_free(g);
+    }
+    if (n > 0) {
+        wick_detok *d = NULL;
+        wick_detok_create(tok, true, &d);
+        for (int r = 0; r < N; r++) {
+            wick_detok_reset(d);
+            double t0 = now_s();
+            for (int i = 0; i < n; i++) {
+                const char *txt;
+                size_t len;
+                wick_detok_push(d, ids[i], &txt, &len);
+            }
+            t[r] = (now_s() - t0) / n;
+        }
+        wick_detok_free(d);
+        double us = median_us(t, N);
+        printf("  %-42s | %10.2f | %6.3f%%\n", "streaming detokenizer", us, us / 10.0 / forward_ms);
+        static const char *k_cb[] = {"callback: minimal", "callback: formatting",
+                                     "callback: accumulating"};
+        for (int kind = 0; kind < 3; kind++) {
+            cb_state c = {.kind = kind};
+            wick_token tk = {.text = "hello", .text_len = 5, .prob = 0.5f};
+            for (int r = 0; r < N; r++) {
+                c.acc_len = 0;
+                double t0 = now_s();
+                for (int i = 0; i < n; i++) {
+                    tk.id = ids[i];
+                    on_token(&tk, &c);
+                }
+                t[r] = (now_s() - t0) / n;
+            }
+            free(c.acc);
+            double us = median_us(t, N);
+            printf("  %-42s | %10.3f | %6.4f%%\n", k_cb[kind], us, us / 10.0 / forward_ms);
+        }
+    }
+    printf("\n");
+    free(t);
+    free(work);
+    free(logits);
+}
+
 int bench_stream(int argc, char **argv) {
     const char *model = NULL;
     long threads = 0, reps = 5;
@@ -191,6 +298,17 @@ int bench_stream(int argc, char **argv) {
     printf("model %s (%s, %.1f M params), %s, decode phase timed, median of %ld interleaved runs\n\n",
            model, in.weight_dtype, in.n_params / 1e6, in.kernels, reps);
     int rc = 0;
+    double fwd_ms = 0;
+    {   /* one forward pass per token, for the component table */
+        timing t;
+        double fm[5];
+        for (int r = 0; r < 5 && !rc; r++) {
+            rc = run_variant(V_RAW, s, m, prompt, 16, 12, &t);
+            fm[r] = ((t.last - t.start) * 1e3 - t.prefill_ms) / (t.n > 1 ? t.n - 1 : 1);
+        }
+        fwd_ms = median(fm, 5);
+    }
+    if (!rc) component_costs(s, m, prompt, 16, fwd_ms);
     for (int li = 0; li < n_lens && !rc; li++) {
         int n = lens[li];
         double *ms[N_VAR];
