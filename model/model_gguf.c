@@ -579,8 +579,12 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
         }                                                                                      \
     } while (0)
     {
-        /* the token embedding is looked up row by row: keep Q8_0 for 4-bit targets */
-        dtype et = dtype_is_quant(qtype) && qtype != DT_Q8_0 && !c->tie_embd ? DT_Q8_0 : qtype;
+        /* For 4-bit targets the token embedding keeps more precision: Q8_0 when it is only
+           looked up row by row, Q6_K (Q8_0 when the row length does not allow it) when it is
+           tied to the output head, whose rounding every logit feels — as llama.cpp does for
+           its output tensor. */
+        dtype et = !dtype_is_quant(qtype) || qtype == DT_Q8_0 || qtype == DT_Q6_K ? qtype
+                   : c->tie_embd ? DT_Q6_K : DT_Q8_0;
         dtype dt_ = pick_type(et, m->tok_embd.cols);
         void *b_ = convert_matrix(&m->tok_embd, dt_, 0, c->head_dim);
         fail |= !b_ || wl_push(&w, "token_embd.weight", dt_, m->tok_embd.rows, m->tok_embd.cols, b_);
