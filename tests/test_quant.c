@@ -3,7 +3,8 @@
  * error bounds, the activation quantization and integer dot product, and parity of every CPU
  * kernel table (generic, AVX2, AVX-512; pools of 1, 2 and 3 threads) against ref for matmul
  * and embed with Q8_0, Q4_0, Q4_K and Q6_K weights over odd, tiny, empty and large shapes.
- * Also the interleaved rope of the kernel table.
+ * Also each ISA's integer inner loops called directly (quant_x byte-identical to quant_x_row,
+ * matvec_q against quant_dot_q8x on raw random blocks), and the interleaved rope.
  *
  * Tolerances: the integer kernels differ from quant_dot_q8x (their definition) only by f32
  * summation order: ≤ k·ε·Σ|terms| as in test_kernels.c. Against the exact f32 reference they
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "base/pool.h"
+#include "kernels/cpu/cpu_internal.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "testutil.h"
@@ -331,6 +333,145 @@ static void test_quant_embed(void **state) {
     }
 }
 
+/* ---- each ISA's integer inner loops, called directly ----
+ * The table test above goes through cpu.c; this one calls the cpu_isa entries themselves with
+ * raw random block bytes (so Q8_0 weights include −128, Q6_K scales are negative, every
+ * nibble value and 6-bit scale occurs, which quantize does not produce), every activation tile
+ * count 1..8, activation and output strides larger than a row, and a subrange of rows. */
+
+static const cpu_isa *isa_by_name(const char *name) {
+    if (!kernels_cpu_variant(name)) return NULL; /* this CPU cannot run it */
+    if (strcmp(name, "avx512") == 0) return &cpu_isa_avx512;
+    if (strcmp(name, "avx2") == 0) return &cpu_isa_avx2;
+    return &cpu_isa_generic;
+}
+
+/* Fills one block of dt with random bytes, its f16 scales finite and within 2^-7..2^1. */
+static void random_block(dtype dt, uint8_t *blk) {
+    const size_t bb = dtype_block_bytes(dt);
+    for (size_t i = 0; i < bb; i++) blk[i] = (uint8_t)rnd();
+    size_t off[2] = {0, 2};
+    const int nd = dt == DT_Q4_K ? 2 : 1;
+    if (dt == DT_Q6_K) off[0] = 208;
+    for (int k = 0; k < nd; k++) {
+        const uint16_t h = (uint16_t)((rnd() & 0x83ff) | ((8 + rnd() % 8) << 10));
+        blk[off[k]] = (uint8_t)h;
+        blk[off[k] + 1] = (uint8_t)(h >> 8);
+    }
+}
+
+static void test_isa_quant_x(void **state) {
+    const int64_t n = 32 * 41;
+    float *x = xmalloc(n * 4);
+    blk_q8x *want = xmalloc((n / 32) * sizeof(blk_q8x)), *got = xmalloc((n / 32) * sizeof(blk_q8x));
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float scale = ldexpf(1.0f, (int)(rnd() % 24) - 12);
+        for (int i = 0; i < 32; i++) x[b * 32 + i] = frand() * scale;
+    }
+    for (int i = 0; i < 32; i++) x[i] = 0.0f;                       /* all-zero block */
+    for (int i = 0; i < 32; i++) x[32 + i] = (float)(i - 16) * 0.5f; /* exact .5 ties */
+    x[64 + 5] = 1e30f;                                              /* one huge value */
+    x[96 + 31] = -3.0f;                                             /* extreme last, negative */
+    for (int ti = 0; ti < N_ISAS; ti++) {
+        const cpu_isa *isa = isa_by_name(k_isas[ti]);
+        if (!isa) continue;
+        const int64_t lens[] = {0, 32, 64, 32 * 7, n};
+        for (int k = 0; k < 5; k++) {
+            memset(want, 0x5a, (n / 32) * sizeof(blk_q8x));
+            memset(got, 0x5a, (n / 32) * sizeof(blk_q8x));
+            quant_x_row(want, x, lens[k]);
+            isa->quant_x(got, x, lens[k]);
+            for (int64_t b = 0; b < n / 32; b++)
+                if (memcmp(&got[b], &want[b], sizeof(blk_q8x)) != 0)
+                    fail_msg("%s quant_x n=%lld: block %lld differs (d %g vs %g)", isa->name,
+                             (long long)lens[k], (long long)b, got[b].d, want[b].d);
+        }
+    }
+    free(x);
+    free(want);
+    free(got);
+}
+
+/* Σ of the magnitudes of the f32 terms quant_dot_q8x adds for one weight row: the summation
+ * order bound is a multiple of ε times this. */
+static double dot_magnitude(dtype dt, const uint8_t *row, const blk_q8x *xq, int64_t cols) {
+    const int bs = dtype_block_size(dt);
+    const size_t bb = dtype_block_bytes(dt);
+    float w[256];
+    double mag = 0;
+    for (int64_t b = 0; b < cols / bs; b++) {
+        const uint8_t *blk = row + b * bb;
+        quant_dequantize_row(dt, w, blk, bs);
+        for (int i = 0; i < bs; i++) {
+            const blk_q8x *xb = &xq[(b * bs + i) / 32];
+            const double xv = fabs((double)xb->d * xb->qs[i % 32]);
+            if (dt == DT_Q4_K) { /* d·sc·q and dmin·m are summed separately */
+                const blk_q4_k *k = (const blk_q4_k *)blk;
+                int sc, m;
+                quant_q4k_scale(k->scales, i / 32, &sc, &m);
+                const int q = (i / 32) & 1 ? k->qs[32 * (i / 64) + i % 32] >> 4
+                                            : k->qs[32 * (i / 64) + i % 32] & 15;
+                mag += xv * (fabs((double)f16_to_f32(k->d) * sc * q) +
+                             fabs((double)f16_to_f32(k->dmin) * m));
+            } else {
+                mag += xv * fabs((double)w[i]);
+            }
+        }
+    }
+    return mag;
+}
+
+static void test_isa_matvec_q(void **state) {
+    const int64_t rows = 13, ldy = rows + 3;
+    for (int t = 0; t < N_QT; t++) {
+        const dtype dt = k_qtypes[t];
+        const int64_t bs = dtype_block_size(dt), cols = (dt == DT_Q8_0 || dt == DT_Q4_0 ? 37 : 5) * bs;
+        const size_t rb = dtype_row_bytes(dt, cols);
+        const int64_t nbx = cols / 32, ldxq = nbx + 2;
+        uint8_t *wq = xmalloc(rb * rows);
+        for (int64_t b = 0; b < (int64_t)(rb * rows / dtype_block_bytes(dt)); b++)
+            random_block(dt, wq + b * dtype_block_bytes(dt));
+        float *x = xmalloc((size_t)cols * 4);
+        blk_q8x *xq = xmalloc((size_t)(CPU_MV_NX * ldxq) * sizeof(blk_q8x));
+        for (int i = 0; i < CPU_MV_NX; i++) {
+            for (int64_t c = 0; c < cols; c++) x[c] = frand() * (float)(i + 1);
+            quant_x_row(xq + i * ldxq, x, cols);
+        }
+        wk_weight W = {.data = wq, .dt = dt, .rows = rows, .cols = cols};
+        float *y = xmalloc((size_t)(CPU_MV_NX * ldy) * 4);
+        for (int ti = 0; ti < N_ISAS; ti++) {
+            const cpu_isa *isa = isa_by_name(k_isas[ti]);
+            if (!isa) continue;
+            for (int nx = 1; nx <= CPU_MV_NX; nx++) {
+                const int64_t r0 = 2, r1 = rows - 1;
+                for (int64_t i = 0; i < CPU_MV_NX * ldy; i++) y[i] = -7.0f; /* sentinel */
+                isa->matvec_q(y, ldy, xq, ldxq, nx, &W, r0, r1);
+                for (int i = 0; i < CPU_MV_NX; i++)
+                    for (int64_t r = 0; r < ldy; r++) {
+                        const float got = y[i * ldy + r];
+                        if (i >= nx || r < r0 || r >= r1) {
+                            if (got != -7.0f)
+                                fail_msg("%s %s nx=%d: wrote outside its range at (%d, %lld)",
+                                         isa->name, dtype_name(dt), nx, i, (long long)r);
+                            continue;
+                        }
+                        const uint8_t *row = wq + r * rb;
+                        const float want = quant_dot_q8x(dt, row, xq + i * ldxq, cols);
+                        const double tol = 2.0 * (double)(nbx + 8) * FLT_EPSILON *
+                                           dot_magnitude(dt, row, xq + i * ldxq, cols);
+                        if (!(fabs((double)got - want) <= tol))
+                            fail_msg("%s %s nx=%d row %lld act %d: got %.9g def %.9g (tol %.3g)",
+                                     isa->name, dtype_name(dt), nx, (long long)r, i, got, want, tol);
+                    }
+            }
+        }
+        free(wq);
+        free(x);
+        free(xq);
+        free(y);
+    }
+}
+
 /* ---- interleaved rope ---- */
 
 static void test_rope_interleaved(void **state) {
@@ -378,6 +519,8 @@ int main(void) {
         cmocka_unit_test(test_dot_definition),
         cmocka_unit_test(test_quant_matmul),
         cmocka_unit_test(test_quant_embed),
+        cmocka_unit_test(test_isa_quant_x),
+        cmocka_unit_test(test_isa_matvec_q),
         cmocka_unit_test(test_rope_interleaved),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -211,7 +211,7 @@ const cpu_isa cpu_isa_avx2 = {
     .silu_mul = a2_silu_mul,
     .add = a2_add,
     .softmax = a2_softmax,
-    .quant_x = quant_x_row,     /* no AVX2 integer path yet: the scalar definitions */
-    .matvec_q = cpu_g_matvec_q,
+    .quant_x = cpu_a2_quant_x, /* quant_avx2.c */
+    .matvec_q = cpu_a2_matvec_q,
     .attn_block = a2_attn_block,
 };

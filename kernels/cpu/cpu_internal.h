@@ -88,6 +88,12 @@ void cpu_g_scale(float *x, float s, int n);
 void cpu_g_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
                     const wk_weight *W, int64_t r0, int64_t r1);
 
+/* quant_avx2.c (AVX2): the quant_x and matvec_q entries of the avx2 table, same contracts
+ * as cpu_isa's. */
+void cpu_a2_quant_x(blk_q8x *dst, const float *x, int64_t n);
+void cpu_a2_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
+                     const wk_weight *W, int64_t r0, int64_t r1);
+
 /* gemmq_avx512.c (AVX-512 VNNI). */
 void cpu_a5_gemm_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
                    const wk_weight *W, int64_t r0, int64_t r1, void *scratch);
