@@ -1,13 +1,19 @@
-/* cmd_quantize.c — `wick quantize IN OUT --type T` and `wick convert IN OUT`: model folder or
- * GGUF in, GGUF out (model_gguf_save writes atomically: no partial file on any error). The
- * tokenizer travels in the metadata (model/gguf_tok.h), so the .gguf alone is enough to chat.
- * Not yet: convert GGUF -> folder (reported as an error, never silently). */
+/* cmd_quantize.c — `wick quantize IN OUT.gguf --type T` and `wick convert IN OUT [--dtype T]`.
+ * Model folder or GGUF in; OUT ending in .gguf gets a GGUF file (model_gguf_save; the
+ * tokenizer travels in the metadata, model/gguf_tok.h, so the .gguf alone is enough to chat),
+ * any other OUT of a .gguf input gets a Hugging Face model folder (model/model_export.h:
+ * safetensors with HF names, config.json, tokenizer.json from the GGUF metadata). Every file
+ * is written atomically: no partial file on any error.
+ * Not here: folder -> folder copies (refused), re-writing a llama GGUF as GGUF (its q/k rows
+ * are already permuted; refused, never silently double-permuted). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/fileio.h"
 #include "model/gguf_tok.h"
+#include "model/model_export.h"
 #include "model/model_gguf.h"
 
 static int ends_with(const char *s, const char *suf) {
@@ -15,37 +21,24 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-/* Loads IN (folder or .gguf) into *m; *g is the GGUF mapping to close after the model. */
-static int load_any(const char *in, wick_model **m, gguf_file **g, bool *il) {
-    *g = NULL;
-    *il = false;
+/* Loads IN (folder or .gguf) without its tokenizer; a GGUF model keeps its mapping in
+ * m->gguf (closed by wick_model_free). */
+static int load_any(const char *in, wick_model **m) {
     wick_model_params mp = wick_model_params_default();
     mp.load_tokenizer = false;
-    if (ends_with(in, ".gguf")) {
-        *m = calloc(1, sizeof **m);
-        if (!*m) return fprintf(stderr, "wick: out of memory\n"), 1;
-        if (model_gguf_load(in, &mp, *m, g, il)) {
-            fprintf(stderr, "wick: %s\n", wick_last_error());
-            wick_model_free(*m);
-            gguf_close(*g);
-            return 1;
-        }
-        return 0;
-    }
     if (wick_model_load(in, &mp, m)) return fprintf(stderr, "wick: %s\n", wick_last_error()), 1;
     return 0;
 }
 
 static int run(const char *in, const char *out, dtype dt) {
     if (!ends_with(out, ".gguf"))
-        return fprintf(stderr, "wick: %s: the output must be a .gguf file (GGUF -> folder is not "
-                               "supported yet)\n", out), 1;
+        return fprintf(stderr, "wick: %s: the output must be a .gguf file (for a model folder "
+                               "from a .gguf use `wick convert IN.gguf OUT_DIR`)\n", out), 1;
     wick_model *m = NULL;
-    gguf_file *g = NULL;
-    bool il = false;
-    if (load_any(in, &m, &g, &il)) return 1;
+    if (load_any(in, &m)) return 1;
+    const gguf_file *g = m->gguf;
     int rc = 0;
-    if (il) {
+    if (m->rope_interleaved) {
         fprintf(stderr, "wick: %s: re-writing a llama GGUF (already permuted rows) is not "
                         "supported yet\n", in);
         rc = 1;
@@ -62,7 +55,6 @@ static int run(const char *in, const char *out, dtype dt) {
         gguf_tok_meta_free(&tm);
     }
     wick_model_free(m);
-    gguf_close(g);
     return rc;
 }
 
@@ -84,16 +76,56 @@ int cmd_quantize(int argc, char **argv) {
     return fprintf(stderr, "wick quantize: unknown --type %s (q8_0, q4_0, q4_k, q6_k, f16, bf16)\n", type), 2;
 }
 
-int cmd_convert(int argc, char **argv) {
-    if (argc != 3) return fprintf(stderr, "usage: wick convert IN_FOLDER OUT.gguf\n"), 2;
+/* GGUF -> Hugging Face folder. */
+static int export_folder(const char *in, const char *out, const char *dtype_arg) {
     wick_model *m = NULL;
-    gguf_file *g = NULL;
-    bool il = false;
-    if (load_any(argv[1], &m, &g, &il)) return 1;
-    /* keep the source type: F32/F16/BF16 as stored (mixed -> F32) */
+    if (load_any(in, &m)) return 1;
+    dtype dt = model_export_default_dtype(m);
+    if (dtype_arg) {
+        if (strcasecmp(dtype_arg, "f32") == 0) dt = DT_F32;
+        else if (strcasecmp(dtype_arg, "f16") == 0) dt = DT_F16;
+        else if (strcasecmp(dtype_arg, "bf16") == 0) dt = DT_BF16;
+    }
+    int rc = 0;
+    if (model_export_folder(m, out, dt)) {
+        fprintf(stderr, "wick: %s\n", wick_last_error());
+        rc = 1;
+    } else {
+        fprintf(stderr, "wick: wrote %s (%s matrices%s)\n", out, dtype_name(dt),
+                m->gguf && (gguf_find_kv(m->gguf, "tokenizer.ggml.model") ||
+                            gguf_find_kv(m->gguf, "tokenizer.huggingface.json"))
+                    ? ", tokenizer.json" : ", no tokenizer in the source");
+    }
+    wick_model_free(m);
+    return rc;
+}
+
+int cmd_convert(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *dt_arg = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) dt_arg = argv[++i];
+        else if (!in) in = argv[i];
+        else if (!out) out = argv[i];
+        else return fprintf(stderr, "wick convert: unexpected argument %s\n", argv[i]), 2;
+    }
+    if (!in || !out)
+        return fprintf(stderr, "usage: wick convert IN_FOLDER|IN.gguf OUT.gguf [--dtype f32|f16|bf16]\n"
+                               "       wick convert IN.gguf OUT_DIR [--dtype f32|f16|bf16]\n"
+                               "  (default: the source matrix type; BF16 for a quantized GGUF -> folder)\n"), 2;
+    if (dt_arg && strcasecmp(dt_arg, "f32") && strcasecmp(dt_arg, "f16") && strcasecmp(dt_arg, "bf16"))
+        return fprintf(stderr, "wick convert: unknown --dtype %s (f32, f16, bf16)\n", dt_arg), 2;
+    if (!ends_with(out, ".gguf")) {
+        if (!ends_with(in, ".gguf"))
+            return fprintf(stderr, "wick convert: %s: a model folder converts to a .gguf file; "
+                                   "an output folder needs a .gguf input\n", out), 2;
+        return export_folder(in, out, dt_arg);
+    }
+    wick_model *m = NULL;
+    if (load_any(in, &m)) return 1;
+    /* keep the source type: F32/F16/BF16 as stored (mixed -> F32), unless --dtype says */
     const char *wd = m->weight_dtype;
     dtype dt = strcmp(wd, "BF16") == 0 ? DT_BF16 : strcmp(wd, "F16") == 0 ? DT_F16 : DT_F32;
     wick_model_free(m);
-    gguf_close(g);
-    return run(argv[1], argv[2], dt);
+    if (dt_arg) dt = strcasecmp(dt_arg, "f32") == 0 ? DT_F32 : strcasecmp(dt_arg, "f16") == 0 ? DT_F16 : DT_BF16;
+    return run(in, out, dt);
 }

@@ -1,0 +1,335 @@
+/* model_export.c — a loaded decoder model written as a Hugging Face model folder.
+ *
+ * Tensor names and layout are those transformers' Qwen2/Llama/Mistral classes load:
+ * model.embed_tokens.weight, model.layers.N.{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}
+ * .weight (+ .bias where the model has biases), model.layers.N.{input,post_attention}_layernorm
+ * .weight, model.norm.weight and lm_head.weight (only when untied). Matrices go out in the
+ * requested scalar type; a matrix already in that type and in HF row order is written
+ * straight from the mapping (no copy). GGUF `llama` files hold q/k rows permuted for
+ * interleaved RoPE (GGUF row h·hd + 2j + t = HF row h·hd + t·half + j); those rows and their
+ * biases are put back into rotate-half order here.
+ *
+ * Not here: quantized output (safetensors has no block types), sharding into several files
+ * (one model.safetensors, whatever the size), tokenizers the GGUF reader cannot rebuild
+ * (model_gguf_tokenizer_json reports those), copying tokenizer files of folder-loaded models. */
+#include "model/model_export.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/error.h"
+#include "base/fileio.h"
+#include "model/model_gguf.h"
+
+/* The tensors to write, with the names and buffers they own. */
+typedef struct tlist {
+    st_write_tensor *t;
+    char **names;
+    void **bufs;          /* owned conversion buffers, NULL for zero-copy entries */
+    int n, cap;
+} tlist;
+
+static void tl_free(tlist *L) {
+    for (int i = 0; i < L->n; i++) { free(L->names[i]); free(L->bufs[i]); }
+    free(L->t); free(L->names); free(L->bufs);
+}
+
+/* Appends a tensor; takes ownership of buf (freed on failure too). 0 on success. */
+static int tl_push(tlist *L, const char *name, dtype dt, int ndim, int64_t d0, int64_t d1,
+                   const void *data, void *buf) {
+    if (L->n == L->cap) {
+        int cap = L->cap ? 2 * L->cap : 64;
+        st_write_tensor *t = realloc(L->t, sizeof *t * (size_t)cap);
+        if (t) L->t = t;
+        char **nm = realloc(L->names, sizeof *nm * (size_t)cap);
+        if (nm) L->names = nm;
+        void **b = realloc(L->bufs, sizeof *b * (size_t)cap);
+        if (b) L->bufs = b;
+        if (!t || !nm || !b) { free(buf); return -1; }
+        L->cap = cap;
+    }
+    char *nm = strdup(name);
+    if (!nm) { free(buf); return -1; }
+    L->names[L->n] = nm;
+    L->bufs[L->n] = buf;
+    st_write_tensor *t = &L->t[L->n++];
+    memset(t, 0, sizeof *t);
+    t->name = nm;
+    t->dt = dt;
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->data = data;
+    return 0;
+}
+
+/* Source row (in the file's order) of HF row r of a q/k projection, for permuted sources. */
+static int64_t src_row(int64_t r, int hd, bool unperm) {
+    if (!unperm) return r;
+    const int64_t h = r / hd, j = r % hd, half = hd / 2;
+    return h * hd + 2 * (j % half) + j / half;
+}
+
+/* Matrix W (rows, cols) as dt in HF row order. */
+static int add_matrix(tlist *L, const char *name, const wk_weight *W, dtype dt, bool unperm,
+                      int hd) {
+    if (W->dt == dt && !unperm) return tl_push(L, name, dt, 2, W->rows, W->cols, W->data, NULL);
+    const int64_t rows = W->rows, cols = W->cols;
+    const size_t es = dtype_size(dt), numel = (size_t)(rows * cols);
+    unsigned char *out = malloc(es * (numel ? numel : 1));
+    float *row = malloc(sizeof(float) * (size_t)(cols ? cols : 1));
+    if (!out || !row) { free(out); free(row); return -1; }
+    for (int64_t r = 0; r < rows; r++) {
+        kernels_row_to_f32(row, W, src_row(r, hd, unperm));
+        unsigned char *o = out + (size_t)(r * cols) * es;
+        if (dt == DT_F32) {
+            memcpy(o, row, sizeof(float) * (size_t)cols);
+            continue;
+        }
+        for (int64_t c = 0; c < cols; c++) {
+            uint16_t h = dt == DT_F16 ? f32_to_f16(row[c]) : f32_to_bf16(row[c]);
+            memcpy(o + 2 * c, &h, 2);
+        }
+    }
+    free(row);
+    return tl_push(L, name, dt, 2, rows, cols, out, out);
+}
+
+/* f32 vector v (n) or nothing when v is NULL; q/k biases of permuted sources are reordered
+ * like their rows. */
+static int add_vector(tlist *L, const char *name, const float *v, int64_t n, bool unperm,
+                      int hd) {
+    if (!v) return 0;
+    if (!unperm) return tl_push(L, name, DT_F32, 1, n, 0, v, NULL);
+    float *b = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!b) return -1;
+    for (int64_t r = 0; r < n; r++) b[r] = v[src_row(r, hd, true)];
+    return tl_push(L, name, DT_F32, 1, n, 0, b, b);
+}
+
+static wick_status write_weights(const wick_model *m, const char *out_dir, dtype dt) {
+    const model_config *c = &m->cfg;
+    const int hd = c->head_dim;
+    const bool up = m->rope_interleaved;
+    const int64_t d = c->n_embd, qd = (int64_t)c->n_head * hd, kvd = (int64_t)c->n_kv_head * hd,
+                  ff = c->n_ff;
+    tlist L = {0};
+    int fail = add_matrix(&L, "model.embed_tokens.weight", &m->tok_embd, dt, false, hd);
+    char n[128];
+    for (int i = 0; i < c->n_layer && !fail; i++) {
+        const layer_weights *l = &m->layers[i];
+#define N(s) (snprintf(n, sizeof n, "model.layers.%d.%s", i, s), n)
+        fail |= add_matrix(&L, N("self_attn.q_proj.weight"), &l->wq, dt, up, hd);
+        fail |= add_vector(&L, N("self_attn.q_proj.bias"), l->bq, qd, up, hd);
+        fail |= add_matrix(&L, N("self_attn.k_proj.weight"), &l->wk, dt, up, hd);
+        fail |= add_vector(&L, N("self_attn.k_proj.bias"), l->bk, kvd, up, hd);
+        fail |= add_matrix(&L, N("self_attn.v_proj.weight"), &l->wv, dt, false, hd);
+        fail |= add_vector(&L, N("self_attn.v_proj.bias"), l->bv, kvd, false, hd);
+        fail |= add_matrix(&L, N("self_attn.o_proj.weight"), &l->wo, dt, false, hd);
+        fail |= add_vector(&L, N("self_attn.o_proj.bias"), l->bo, d, false, hd);
+        fail |= add_matrix(&L, N("mlp.gate_proj.weight"), &l->w_gate, dt, false, hd);
+        fail |= add_vector(&L, N("mlp.gate_proj.bias"), l->b_gate, ff, false, hd);
+        fail |= add_matrix(&L, N("mlp.up_proj.weight"), &l->w_up, dt, false, hd);
+        fail |= add_vector(&L, N("mlp.up_proj.bias"), l->b_up, ff, false, hd);
+        fail |= add_matrix(&L, N("mlp.down_proj.weight"), &l->w_down, dt, false, hd);
+        fail |= add_vector(&L, N("mlp.down_proj.bias"), l->b_down, d, false, hd);
+        fail |= add_vector(&L, N("input_layernorm.weight"), l->attn_norm, d, false, hd);
+        fail |= add_vector(&L, N("post_attention_layernorm.weight"), l->mlp_norm, d, false, hd);
+#undef N
+    }
+    if (!fail) fail |= add_vector(&L, "model.norm.weight", m->final_norm, d, false, hd);
+    if (!fail && !c->tie_embd) fail |= add_matrix(&L, "lm_head.weight", &m->lm_head, dt, false, hd);
+    wick_status st;
+    char *path = path_join(out_dir, "model.safetensors");
+    if (fail || !path) {
+        st = err_set(WICK_ERR_NOMEM, "%s: out of memory converting the weights", out_dir);
+    } else {
+        const char *mk[] = {"format"}, *mv[] = {"pt"};
+        st = st_write(path, L.t, L.n, mk, mv, 1);
+    }
+    free(path);
+    tl_free(&L);
+    return st;
+}
+
+/* ---- JSON texts ---- */
+
+typedef struct sbuf { char *s; size_t n, cap; bool oom; } sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = true; return; }
+        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t cap = (b->cap ? 2 * b->cap : 1024) + (size_t)k;
+        char *s = realloc(b->s, cap);
+        if (!s) { b->oom = true; return; }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+/* Shortest decimal text that reads back as the same float (1e-05, not 9.99999975e-06), so
+ * config.json shows the values a person wrote and parses back to the identical float. */
+static void fmt_float(char out[32], float f) {
+    for (int p = 6; p <= 9; p++) {
+        snprintf(out, 32, "%.*g", p, (double)f);
+        if (strtof(out, NULL) == f) break;
+    }
+    if (!strpbrk(out, ".eEn")) strcat(out, ".0"); /* keep it a JSON float: 10000.0 */
+}
+
+static void sb_id(sbuf *b, const char *key, int32_t id) {
+    if (id >= 0) sb_printf(b, "  \"%s\": %d,\n", key, (int)id);
+    else sb_printf(b, "  \"%s\": null,\n", key);
+}
+
+static void sb_eos(sbuf *b, const model_config *c) {
+    if (c->n_eos == 0) { sb_printf(b, "  \"eos_token_id\": null"); return; }
+    if (c->n_eos == 1) { sb_printf(b, "  \"eos_token_id\": %d", (int)c->eos_ids[0]); return; }
+    sb_printf(b, "  \"eos_token_id\": [");
+    for (int i = 0; i < c->n_eos; i++) sb_printf(b, "%s%d", i ? ", " : "", (int)c->eos_ids[i]);
+    sb_printf(b, "]");
+}
+
+static const char *torch_dtype(dtype dt) {
+    return dt == DT_F32 ? "float32" : dt == DT_F16 ? "float16" : "bfloat16";
+}
+
+static char *config_json(const model_config *c, dtype dt) {
+    sbuf b = {0};
+    const char *mt = c->arch == ARCH_QWEN2 ? "qwen2" : c->arch == ARCH_MISTRAL ? "mistral" : "llama";
+    const char *an = c->architecture[0] ? c->architecture
+                     : c->arch == ARCH_QWEN2 ? "Qwen2ForCausalLM"
+                     : c->arch == ARCH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM";
+    char eps[32], theta[32], f0[32], f1[32], f2[32];
+    fmt_float(eps, c->norm_eps);
+    fmt_float(theta, c->rope_theta);
+    sb_printf(&b, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", an, mt);
+    sb_printf(&b, "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n"
+                  "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
+                  "  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n  \"vocab_size\": %d,\n"
+                  "  \"max_position_embeddings\": %d,\n  \"rms_norm_eps\": %s,\n"
+                  "  \"rope_theta\": %s,\n",
+              c->n_embd, c->n_ff, c->n_layer, c->n_head, c->n_kv_head, c->head_dim, c->n_vocab,
+              c->n_ctx_train, eps, theta);
+    if (c->rope == ROPE_LINEAR) {
+        fmt_float(f0, c->rope_factor);
+        sb_printf(&b, "  \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": %s},\n", f0);
+    } else if (c->rope == ROPE_LLAMA3) {
+        fmt_float(f0, c->rope_factor);
+        fmt_float(f1, c->rope_low_freq_factor);
+        fmt_float(f2, c->rope_high_freq_factor);
+        sb_printf(&b, "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %s, "
+                      "\"low_freq_factor\": %s, \"high_freq_factor\": %s, "
+                      "\"original_max_position_embeddings\": %d},\n", f0, f1, f2, c->rope_orig_ctx);
+    } else {
+        sb_printf(&b, "  \"rope_scaling\": null,\n");
+    }
+    if (c->arch != ARCH_QWEN2) /* Qwen2 always has q/k/v biases and no such keys */
+        sb_printf(&b, "  \"attention_bias\": %s,\n  \"mlp_bias\": %s,\n",
+                  c->attn_bias ? "true" : "false", c->mlp_bias ? "true" : "false");
+    if (c->arch == ARCH_QWEN2)
+        sb_printf(&b, "  \"use_sliding_window\": %s,\n  \"sliding_window\": %d,\n"
+                      "  \"max_window_layers\": %d,\n", c->sliding_window ? "true" : "false",
+                  c->sliding_window ? c->sliding_window : c->n_ctx_train,
+                  c->sliding_window ? c->n_swa_layers_from : c->n_layer);
+    else if (c->arch == ARCH_MISTRAL && c->sliding_window)
+        sb_printf(&b, "  \"sliding_window\": %d,\n", c->sliding_window);
+    sb_printf(&b, "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n",
+              c->tie_embd ? "true" : "false");
+    sb_id(&b, "bos_token_id", c->bos_id);
+    if (c->pad_id >= 0) sb_id(&b, "pad_token_id", c->pad_id);
+    sb_eos(&b, c);
+    sb_printf(&b, ",\n  \"torch_dtype\": \"%s\"\n}\n", torch_dtype(dt));
+    if (b.oom) { free(b.s); return NULL; }
+    return b.s;
+}
+
+static char *generation_config_json(const model_config *c) {
+    sbuf b = {0};
+    sb_printf(&b, "{\n");
+    sb_id(&b, "bos_token_id", c->bos_id);
+    if (c->pad_id >= 0) sb_id(&b, "pad_token_id", c->pad_id);
+    sb_eos(&b, c);
+    sb_printf(&b, "\n}\n");
+    if (b.oom) { free(b.s); return NULL; }
+    return b.s;
+}
+
+static wick_status write_text(const char *dir, const char *name, const char *text) {
+    char *p = path_join(dir, name);
+    wick_status st = p ? file_write_atomic(p, text, strlen(text))
+                       : err_set(WICK_ERR_NOMEM, "out of memory");
+    free(p);
+    return st;
+}
+
+/* ---- entry points ---- */
+
+dtype model_export_default_dtype(const wick_model *m) {
+    const wk_weight *ws[2] = {&m->tok_embd, &m->lm_head};
+    dtype first = m->tok_embd.dt;
+    bool mixed = false;
+    for (int i = 0; i < 2; i++) {
+        if (dtype_is_quant(ws[i]->dt)) return DT_BF16;
+        mixed |= ws[i]->dt != first;
+    }
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const layer_weights *w = &m->layers[l];
+        const wk_weight *ls[7] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+        for (int i = 0; i < 7; i++) {
+            if (dtype_is_quant(ls[i]->dt)) return DT_BF16;
+            mixed |= ls[i]->dt != first;
+        }
+    }
+    if (mixed || (first != DT_F16 && first != DT_BF16)) return DT_F32;
+    return first;
+}
+
+wick_status model_export_folder(const wick_model *m, const char *out_dir, dtype dt) {
+    if (!m || !out_dir || !out_dir[0])
+        return err_set(WICK_ERR_INVALID_ARG, "model_export_folder: NULL model or empty path");
+    if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16)
+        return err_set(WICK_ERR_INVALID_ARG, "%s: cannot write matrices as %s (safetensors "
+                       "export takes F32, F16 or BF16)", out_dir, dtype_name(dt));
+    if (m->rope_interleaved && m->cfg.head_dim % 2)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: odd head_dim %d with permuted q/k rows",
+                       out_dir, m->cfg.head_dim);
+    /* everything that can fail without touching the disk happens first */
+    char *tj = NULL, *tc = NULL, *cfg = NULL, *gen = NULL;
+    wick_status st = WICK_OK;
+    if (m->gguf && (gguf_find_kv(m->gguf, "tokenizer.ggml.model") ||
+                    gguf_find_kv(m->gguf, "tokenizer.huggingface.json"))) {
+        st = model_gguf_tokenizer_json(m->gguf, &tj, &tc);
+        if (st) st = err_wrap(st, "%s: cannot export the tokenizer", out_dir);
+    }
+    if (!st) {
+        cfg = config_json(&m->cfg, dt);
+        gen = generation_config_json(&m->cfg);
+        if (!cfg || !gen) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    if (!st && mkdir(out_dir, 0777) != 0) {
+        if (errno != EEXIST)
+            st = err_set(WICK_ERR_IO, "%s: cannot create the output folder: %s", out_dir,
+                         strerror(errno));
+        else if (!dir_exists(out_dir))
+            st = err_set(WICK_ERR_IO, "%s: exists and is not a folder", out_dir);
+    }
+    if (!st) st = write_weights(m, out_dir, dt);
+    if (!st) st = write_text(out_dir, "config.json", cfg);
+    if (!st) st = write_text(out_dir, "generation_config.json", gen);
+    if (!st && tj) st = write_text(out_dir, "tokenizer.json", tj);
+    if (!st && tc) st = write_text(out_dir, "tokenizer_config.json", tc);
+    free(tj); free(tc); free(cfg); free(gen);
+    return st;
+}

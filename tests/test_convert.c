@@ -1,0 +1,224 @@
+/* test_convert.c — `wick convert MODEL.gguf OUT_DIR` (model/model_export.c): GGUF back to a
+ * Hugging Face folder.
+ *   - tiny-llama / tiny-qwen2: folder -> GGUF F32 -> folder F32 gives the original's logits
+ *     on p1 (≤ 1e-6) and every original tensor byte for byte (q/k rows of llama un-permuted);
+ *   - Q8_0 GGUF -> folder (default BF16) loads and stays within 5e-2 of the original logits;
+ *   - a random tiny model with the qwen3 tokenizer: the exported tokenizer.json gives the same
+ *     ids as the source tokenizer;
+ *   - bad output paths and arguments give errors naming the path, and leave no file. */
+#include <math.h>
+#include <sys/stat.h>
+
+#include "model/gguf_tok.h"
+#include "model/model_export.h"
+#include "model/model_gguf.h"
+#include "model/random.h"
+#include "testutil.h"
+
+static float *logits_of(const wick_model *m, const int32_t *ids, int n) {
+    float *out = malloc(sizeof(float) * (size_t)n * (size_t)m->cfg.n_vocab);
+    assert_non_null(out);
+    wick_session_params sp = wick_session_params_default();
+    wick_session *s = NULL;
+    assert_int_equal(wick_session_create(m, &sp, &s), WICK_OK);
+    if (wick_session_eval(s, ids, n, WICK_LOGITS_ALL, out) != WICK_OK) fail_msg("%s", wick_last_error());
+    wick_session_free(s);
+    return out;
+}
+
+static wick_model *load_or_fail(const char *path, bool tokenizer) {
+    wick_model_params mp = wick_model_params_default();
+    mp.load_tokenizer = tokenizer;
+    wick_model *m = NULL;
+    if (wick_model_load(path, &mp, &m)) fail_msg("%s: %s", path, wick_last_error());
+    return m;
+}
+
+/* Every tensor of the original file is in the exported one with the same dtype, shape and
+ * bytes; *n_qk counts the q_proj/k_proj weights among them. */
+static void check_tensors_equal(const char *orig_dir, const char *out_dir, int *n_qk) {
+    st_set *a = NULL, *b = NULL;
+    assert_int_equal(st_open_dir(orig_dir, &a), WICK_OK);
+    assert_int_equal(st_open_dir(out_dir, &b), WICK_OK);
+    assert_int_equal(st_count(a), st_count(b));
+    *n_qk = 0;
+    for (int i = 0; i < st_count(a); i++) {
+        const st_tensor *ta = st_at(a, i), *tb = st_find(b, ta->name);
+        if (!tb) fail_msg("exported folder lacks %s", ta->name);
+        assert_int_equal(ta->dt, tb->dt);
+        assert_int_equal(ta->ndim, tb->ndim);
+        assert_memory_equal(ta->shape, tb->shape, sizeof(int64_t) * (size_t)ta->ndim);
+        assert_int_equal(ta->nbytes, tb->nbytes);
+        if (memcmp(ta->data, tb->data, ta->nbytes) != 0) fail_msg("tensor %s differs", ta->name);
+        *n_qk += strstr(ta->name, "q_proj.weight") || strstr(ta->name, "k_proj.weight");
+    }
+    st_close(a);
+    st_close(b);
+}
+
+static void roundtrip(const char *fixture) {
+    TU_REQUIRE_FIXTURE(dir, fixture);
+    char *golden = path_join(dir, "golden.safetensors");
+    int64_t n;
+    int32_t *ids = tu_load_ids(golden, "p1_input_ids", &n);
+    wick_model *ref = load_or_fail(dir, false);
+    const int64_t nl = n * ref->cfg.n_vocab;
+    float *want = logits_of(ref, ids, (int)n);
+    char *tmp = tu_mkdtemp(), *gpath = path_join(tmp, "m.gguf"), *out = path_join(tmp, "out");
+
+    /* F32 all the way: exact */
+    assert_int_equal(model_gguf_save(ref, gpath, DT_F32, NULL, 0), WICK_OK);
+    wick_model *g = load_or_fail(gpath, false);
+    assert_int_equal(g->rope_interleaved, ref->cfg.arch == ARCH_LLAMA);
+    assert_int_equal(model_export_default_dtype(g), DT_F32);
+    if (model_export_folder(g, out, DT_F32)) fail_msg("%s", wick_last_error());
+    wick_model_free(g);
+    wick_model *back = load_or_fail(out, false);
+    float *got = logits_of(back, ids, (int)n);
+    double d = tu_max_abs_diff(want, got, nl);
+    fprintf(stderr, "%s: GGUF F32 -> folder F32: max |logit diff| %.3g\n", fixture, d);
+    assert_true(d <= 1e-6);
+    int n_qk = 0;
+    check_tensors_equal(dir, out, &n_qk);
+    assert_int_equal(n_qk, 2 * ref->cfg.n_layer);
+    model_config c2;
+    assert_int_equal(config_load(out, &c2), WICK_OK);
+    assert_true(c2.norm_eps == ref->cfg.norm_eps && c2.rope_theta == ref->cfg.rope_theta);
+    assert_int_equal(c2.tie_embd, ref->cfg.tie_embd);
+    assert_string_equal(c2.architecture, ref->cfg.architecture);
+    free(got);
+    wick_model_free(back);
+
+    /* Q8_0 GGUF -> folder in the default type (BF16) */
+    assert_int_equal(model_gguf_save(ref, gpath, DT_Q8_0, NULL, 0), WICK_OK);
+    g = load_or_fail(gpath, false);
+    assert_int_equal(model_export_default_dtype(g), DT_BF16);
+    char *out8 = path_join(tmp, "out8");
+    if (model_export_folder(g, out8, model_export_default_dtype(g))) fail_msg("%s", wick_last_error());
+    wick_model_free(g);
+    back = load_or_fail(out8, false);
+    assert_string_equal(back->weight_dtype, "BF16");
+    got = logits_of(back, ids, (int)n);
+    d = tu_max_abs_diff(want, got, nl);
+    fprintf(stderr, "%s: GGUF Q8_0 -> folder BF16: max |logit diff| %.3g\n", fixture, d);
+    assert_true(d <= 5e-2);
+    free(got);
+    wick_model_free(back);
+
+    wick_model_free(ref);
+    tu_rmdir_rf(tmp);
+    free(want); free(ids); free(golden); free(dir); free(tmp); free(gpath); free(out); free(out8);
+}
+
+static void test_tiny_llama(void **state) { (void)state; roundtrip("tiny-llama"); }
+static void test_tiny_qwen2(void **state) { (void)state; roundtrip("tiny-qwen2"); }
+
+static void test_tokenizer(void **state) {
+    (void)state;
+    TU_REQUIRE_FIXTURE(tokdir, "tokenizers/qwen3");
+    char *tmp = tu_mkdtemp(), *src = path_join(tmp, "src"), *gpath = path_join(tmp, "m.gguf"),
+         *out = path_join(tmp, "out");
+    assert_int_equal(random_model_write("tiny", src, 7, DT_F32, tokdir), WICK_OK);
+    wick_model *ref = load_or_fail(src, true);
+    gguf_tok_meta tm;
+    assert_int_equal(gguf_tok_meta_from_folder(src, &tm), WICK_OK);
+    assert_true(tm.n > 0);
+    if (model_gguf_save(ref, gpath, DT_F32, tm.kv, tm.n)) fail_msg("%s", wick_last_error());
+    gguf_tok_meta_free(&tm);
+    wick_model *g = load_or_fail(gpath, false);
+    if (model_export_folder(g, out, DT_F16)) fail_msg("%s", wick_last_error());
+    const model_config gcfg = g->cfg;
+    wick_model_free(g);
+    char *tj = path_join(out, "tokenizer.json"), *tc = path_join(out, "tokenizer_config.json");
+    assert_true(file_exists(tj));
+    assert_true(file_exists(tc));
+    wick_model *back = load_or_fail(out, true);
+    assert_string_equal(back->weight_dtype, "F16");
+    const wick_tokenizer *a = wick_model_tokenizer(ref), *b = wick_model_tokenizer(back);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(wick_tokenizer_vocab_size(a), wick_tokenizer_vocab_size(b));
+    static const char *texts[] = {"Hello, world!", "  spaces\tand\nnewlines  ",
+                                  "naïve café — 日本語 🙂", "<|im_start|>user\nhi<|im_end|>",
+                                  "x = f(1234567) + 0.5e-3;"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        int32_t ia[256], ib[256];
+        int32_t na = wick_tokenize(a, texts[i], strlen(texts[i]), true, ia, 256);
+        int32_t nb = wick_tokenize(b, texts[i], strlen(texts[i]), true, ib, 256);
+        assert_true(na > 0);
+        assert_int_equal(na, nb);
+        assert_memory_equal(ia, ib, sizeof(int32_t) * (size_t)na);
+    }
+    /* the GGUF's bos/eos ids travel into config.json / generation_config.json (they are the
+     * tokenizer's, which model_gguf_save stores, not necessarily the source config's) */
+    assert_int_equal(back->cfg.bos_id, gcfg.bos_id);
+    assert_int_equal(back->cfg.n_eos, gcfg.n_eos);
+    assert_true(gcfg.n_eos >= 1);
+    assert_memory_equal(back->cfg.eos_ids, gcfg.eos_ids, sizeof(int32_t) * (size_t)gcfg.n_eos);
+    /* the weights too: same logits as the source folder (F32 -> F16 matrices) */
+    {
+        const int32_t ids[] = {9707, 11, 1879, 0, 151643, 42};
+        float *la = logits_of(ref, ids, 6), *lb = logits_of(back, ids, 6);
+        double d = tu_max_abs_diff(la, lb, 6 * (int64_t)ref->cfg.n_vocab);
+        fprintf(stderr, "random tiny: GGUF F32 -> folder F16: max |logit diff| %.3g\n", d);
+        assert_true(d <= 5e-2);
+        free(la); free(lb);
+    }
+    wick_model_free(back);
+    wick_model_free(ref);
+    tu_rmdir_rf(tmp);
+    free(tj); free(tc); free(tmp); free(src); free(gpath); free(out); free(tokdir);
+}
+
+/* the folder holds exactly the files named, nothing else (no temp leftovers) */
+static int count_entries(const char *dir) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int k = -1;
+    if (p) { if (fscanf(p, "%d", &k) != 1) k = -1; pclose(p); }
+    return k;
+}
+
+static void test_bad_paths(void **state) {
+    (void)state;
+    TU_REQUIRE_FIXTURE(dir, "tiny-qwen2");
+    wick_model *m = load_or_fail(dir, false);
+    char *tmp = tu_mkdtemp(), *file = path_join(tmp, "afile"), *under = path_join(file, "x"),
+         *missing = path_join(tmp, "no/such/dir"), *ok = path_join(tmp, "ok");
+    tu_write_file(file, "x", 1);
+    /* output is an existing file */
+    assert_int_equal(model_export_folder(m, file, DT_F32), WICK_ERR_IO);
+    assert_non_null(strstr(wick_last_error(), file));
+    assert_non_null(strstr(wick_last_error(), "not a folder"));
+    /* output below a file, and below a missing parent */
+    assert_int_equal(model_export_folder(m, under, DT_F32), WICK_ERR_IO);
+    assert_non_null(strstr(wick_last_error(), under));
+    assert_int_equal(model_export_folder(m, missing, DT_F32), WICK_ERR_IO);
+    assert_non_null(strstr(wick_last_error(), missing));
+    /* bad type and arguments: nothing is created */
+    assert_int_equal(model_export_folder(m, ok, DT_Q8_0), WICK_ERR_INVALID_ARG);
+    assert_non_null(strstr(wick_last_error(), "Q8_0"));
+    assert_false(dir_exists(ok));
+    assert_int_equal(model_export_folder(NULL, ok, DT_F32), WICK_ERR_INVALID_ARG);
+    assert_int_equal(model_export_folder(m, NULL, DT_F32), WICK_ERR_INVALID_ARG);
+    assert_int_equal(model_export_folder(m, "", DT_F32), WICK_ERR_INVALID_ARG);
+    assert_int_equal(count_entries(tmp), 1);
+    /* a good export into an existing folder writes exactly the expected files */
+    assert_int_equal(mkdir(ok, 0777), 0);
+    assert_int_equal(model_export_folder(m, ok, DT_BF16), WICK_OK);
+    assert_int_equal(count_entries(ok), 3); /* model.safetensors, config.json, generation_config.json */
+    wick_model_free(m);
+    tu_rmdir_rf(tmp);
+    free(tmp); free(file); free(under); free(missing); free(ok); free(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiny_llama),
+        cmocka_unit_test(test_tiny_qwen2),
+        cmocka_unit_test(test_tokenizer),
+        cmocka_unit_test(test_bad_paths),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
