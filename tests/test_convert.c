@@ -170,6 +170,57 @@ static void test_tokenizer(void **state) {
     free(tj); free(tc); free(tmp); free(src); free(gpath); free(out); free(tokdir);
 }
 
+/* llama GGUF with q/k biases (model_gguf_save cannot write those yet, so they are attached to
+ * a loaded GGUF model): each exported bias element must follow its weight row. Bias value k
+ * marks GGUF row k; the exported row r must equal GGUF row bias[r]. */
+static void test_llama_bias_follows_rows(void **state) {
+    (void)state;
+    TU_REQUIRE_FIXTURE(dir, "tiny-llama");
+    wick_model *ref = load_or_fail(dir, false);
+    char *tmp = tu_mkdtemp(), *gpath = path_join(tmp, "m.gguf"), *out = path_join(tmp, "out");
+    assert_int_equal(model_gguf_save(ref, gpath, DT_F32, NULL, 0), WICK_OK);
+    wick_model_free(ref);
+    wick_model *g = load_or_fail(gpath, false);
+    assert_true(g->rope_interleaved);
+    layer_weights *l = &g->layers[0];
+    l->bq = malloc(sizeof(float) * (size_t)l->wq.rows);
+    l->bk = malloc(sizeof(float) * (size_t)l->wk.rows);
+    assert_true(l->bq && l->bk);
+    for (int64_t r = 0; r < l->wq.rows; r++) l->bq[r] = (float)r;
+    for (int64_t r = 0; r < l->wk.rows; r++) l->bk[r] = (float)r;
+    if (model_export_folder(g, out, DT_F32)) fail_msg("%s", wick_last_error());
+    st_set *s = NULL;
+    assert_int_equal(st_open_dir(out, &s), WICK_OK);
+    const char *names[2][2] = {{"model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.q_proj.bias"},
+                               {"model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.k_proj.bias"}};
+    const wk_weight *src[2] = {&l->wq, &l->wk};
+    float *row = malloc(sizeof(float) * (size_t)l->wq.cols);
+    for (int p = 0; p < 2; p++) {
+        const st_tensor *w = st_find(s, names[p][0]), *b = st_find(s, names[p][1]);
+        assert_non_null(w);
+        assert_non_null(b);
+        assert_int_equal(b->dt, DT_F32);
+        assert_int_equal(b->numel, src[p]->rows);
+        const float *bv = b->data, *wv = w->data;
+        int moved = 0;
+        for (int64_t r = 0; r < src[p]->rows; r++) {
+            const int64_t k = (int64_t)bv[r];
+            assert_true(k >= 0 && k < src[p]->rows);
+            kernels_row_to_f32(row, src[p], k);
+            assert_memory_equal(row, wv + r * src[p]->cols, sizeof(float) * (size_t)src[p]->cols);
+            moved += k != r;
+        }
+        assert_true(moved > 0);  /* the permutation is not the identity */
+    }
+    /* only the biases the model has are written */
+    assert_null(st_find(s, "model.layers.0.self_attn.v_proj.bias"));
+    st_close(s);
+    free(row);
+    wick_model_free(g);
+    tu_rmdir_rf(tmp);
+    free(tmp); free(gpath); free(out); free(dir);
+}
+
 /* the folder holds exactly the files named, nothing else (no temp leftovers) */
 static int count_entries(const char *dir) {
     char cmd[1024];
@@ -218,6 +269,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_llama),
         cmocka_unit_test(test_tiny_qwen2),
         cmocka_unit_test(test_tokenizer),
+        cmocka_unit_test(test_llama_bias_follows_rows),
         cmocka_unit_test(test_bad_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
