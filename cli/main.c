@@ -18,7 +18,7 @@ static const struct command {
     {"template", cmd_template, "render a chat template for a list of messages"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (completions, chat, streaming)"},
     {"quantize", cmd_quantize, "quantize a model folder or GGUF to a GGUF (q8_0, q4_0, q4_k, q6_k, ...)"},
-    {"convert", cmd_convert, "convert a model folder to GGUF"},
+    {"convert", cmd_convert, "convert a model folder to GGUF, or a GGUF to a model folder"},
     {"create-random", cmd_create_random, "write a seeded random model folder of a real shape"},
     {"embed", cmd_embed, "sentence embeddings (BERT/E5/MiniLM/BGE) or a similarity matrix"},
     {"merge", cmd_merge, "fold a LoRA adapter into a model and write a new model folder"},
