@@ -357,6 +357,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(argc < 2 ? stderr : stdout,
                 "usage: wick bench generate ...   prefill/decode tokens/s vs memory bandwidth\n"
                 "       wick bench stream ...     streaming and sampler overhead vs plain generation\n"
+                "       wick bench adapters ...   LoRA switch latency, load, decode overhead, merge\n"
                 "       wick bench kernels [-t N] [-isa avx512|avx2|generic] [-q]\n"
                 "                                 per-kernel GB/s and GFLOP/s vs measured limits\n");
         return argc < 2 ? 2 : 0;
