@@ -82,48 +82,64 @@ AI __m256i dot_u8s8(__m256i u, __m256i s, __m256i m) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), m);
 }
 
+/* One Q8_0 block against NX activation rows into acc. */
+AI void blk_q8_0_nx(__m256 *acc, const blk_q8_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
+                    const int NX) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i wq = _mm256_loadu_si256((const __m256i *)w[b].qs);
+    const __m256i wa = _mm256_sign_epi8(wq, wq); /* |w|; −128 stays 0x80 = 128 unsigned */
+    const float dw = h2f(w[b].d);
+    for (int i = 0; i < NX; i++) {
+        const blk_q8x *xb = xq + i * ldxq + b;
+        const __m256i xs = _mm256_sign_epi8(load_x(xb), wq); /* x·sign(w), 0 where w = 0 */
+        const __m256i p = dot_u8s8(wa, xs, ones);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
+    }
+}
+
+/* One Q4_0 block against NX activation rows into acc. */
+AI void blk_q4_0_nx(__m256 *acc, const blk_q4_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
+                    const int NX) {
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m128i q = _mm_loadu_si128((const __m128i *)w[b].qs);
+    /* elements 0..15 are the low nibbles, 16..31 the high ones */
+    const __m256i wq = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4),
+                                        _mm_and_si128(q, m4));
+    const float dw = h2f(w[b].d);
+    for (int i = 0; i < NX; i++) {
+        const blk_q8x *xb = xq + i * ldxq + b;
+        /* the −8 zero point as an integer in lane 0: Σ(q−8)x = Σqx − 8Σx, exact */
+        const __m256i z = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * (xb->sum[0] + xb->sum[1])));
+        const __m256i p = _mm256_add_epi32(dot_u8s8(wq, load_x(xb), ones), z);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
+    }
+}
+
+/* With one or two activation rows, one FMA chain per row would be bound by the FMA latency
+ * (~4 cycles per block, more than the block's other work), so even and odd blocks go to two
+ * accumulator sets. With more rows the rows' chains already overlap, and a second set would
+ * not fit the 16 ymm registers. */
+#define MVQ_BLOCKS(BLK, W)                                                                   \
+    __m256 acc0[CPU_MV_NX], acc1[CPU_MV_NX];                                                 \
+    for (int i = 0; i < NX; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();                    \
+    int64_t b = 0;                                                                           \
+    if (NX <= 2)                                                                             \
+        for (; b + 2 <= nb; b += 2) {                                                        \
+            BLK(acc0, W, xq, ldxq, b, NX);                                                   \
+            BLK(acc1, W, xq, ldxq, b + 1, NX);                                               \
+        }                                                                                    \
+    for (; b < nb; b++) BLK(acc0, W, xq, ldxq, b, NX);                                       \
+    for (int i = 0; i < NX; i++) out[i] = hsum_ps(_mm256_add_ps(acc0[i], acc1[i]));
+
 AI void mvq_q8_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
                  const int NX) {
-    const blk_q8_0 *w = row;
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[CPU_MV_NX];
-    for (int i = 0; i < NX; i++) acc[i] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i wq = _mm256_loadu_si256((const __m256i *)w[b].qs);
-        const __m256i wa = _mm256_sign_epi8(wq, wq); /* |w|; −128 stays 0x80 = 128 unsigned */
-        const float dw = h2f(w[b].d);
-        for (int i = 0; i < NX; i++) {
-            const blk_q8x *xb = xq + i * ldxq + b;
-            const __m256i xs = _mm256_sign_epi8(load_x(xb), wq); /* x·sign(w), 0 where w = 0 */
-            const __m256i p = dot_u8s8(wa, xs, ones);
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
-        }
-    }
-    for (int i = 0; i < NX; i++) out[i] = hsum_ps(acc[i]);
+    MVQ_BLOCKS(blk_q8_0_nx, (const blk_q8_0 *)row)
 }
 
 AI void mvq_q4_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
                  const int NX) {
-    const blk_q4_0 *w = row;
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[CPU_MV_NX];
-    for (int i = 0; i < NX; i++) acc[i] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const __m128i q = _mm_loadu_si128((const __m128i *)w[b].qs);
-        /* elements 0..15 are the low nibbles, 16..31 the high ones */
-        const __m256i wq = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4),
-                                            _mm_and_si128(q, m4));
-        const float dw = h2f(w[b].d);
-        for (int i = 0; i < NX; i++) {
-            const blk_q8x *xb = xq + i * ldxq + b;
-            /* the −8 zero point as an integer in lane 0: Σ(q−8)x = Σqx − 8Σx, exact */
-            const __m256i z = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * (xb->sum[0] + xb->sum[1])));
-            const __m256i p = _mm256_add_epi32(dot_u8s8(wq, load_x(xb), ones), z);
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
-        }
-    }
-    for (int i = 0; i < NX; i++) out[i] = hsum_ps(acc[i]);
+    MVQ_BLOCKS(blk_q4_0_nx, (const blk_q4_0 *)row)
 }
 
 /* Per sub-block j: d·sc_j·dx_j·Σq·qx in the vector accumulator; the mins term
@@ -132,9 +148,9 @@ AI void mvq_q4_k(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, i
                  const int NX) {
     const blk_q4_k *w = row;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    __m256 acc[CPU_MV_NX];
+    __m256 acc[CPU_MV_NX], acc1[CPU_MV_NX]; /* acc1: odd sub-blocks where NX <= 2 (see above) */
     float mins[CPU_MV_NX] = {0};
-    for (int i = 0; i < NX; i++) acc[i] = _mm256_setzero_ps();
+    for (int i = 0; i < NX; i++) acc[i] = acc1[i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
         int sc[8], m[8];
@@ -149,13 +165,15 @@ AI void mvq_q4_k(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, i
                 const __m256i p0 = dot_u8s8(lo, load_x(x0), ones);
                 const __m256i p1 = dot_u8s8(hi, load_x(x1), ones);
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f0 * x0->d), acc[i]);
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(f1 * x1->d), acc[i]);
+                const __m256 v1 = _mm256_cvtepi32_ps(p1), s1 = _mm256_set1_ps(f1 * x1->d);
+                if (NX <= 2) acc1[i] = _mm256_fmadd_ps(v1, s1, acc1[i]);
+                else acc[i] = _mm256_fmadd_ps(v1, s1, acc[i]);
                 mins[i] += dmin * (x0->d * (float)(m[2 * j2] * (x0->sum[0] + x0->sum[1])) +
                                    x1->d * (float)(m[2 * j2 + 1] * (x1->sum[0] + x1->sum[1])));
             }
         }
     }
-    for (int i = 0; i < NX; i++) out[i] = hsum_ps(acc[i]) - mins[i];
+    for (int i = 0; i < NX; i++) out[i] = hsum_ps(_mm256_add_ps(acc[i], acc1[i])) - mins[i];
 }
 
 /* Sub-block j (32 values, activation block j) has two signed group scales s0, s1 (16 values
