@@ -100,12 +100,11 @@ AI void blk_q8_0_nx(__m256 *acc, const blk_q8_0 *w, const blk_q8x *xq, int64_t l
 /* One Q4_0 block against NX activation rows into acc. */
 AI void blk_q4_0_nx(__m256 *acc, const blk_q4_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
                     const int NX) {
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    const __m256i ones = _mm256_set1_epi16(1);
-    const __m128i q = _mm_loadu_si128((const __m128i *)w[b].qs);
-    /* elements 0..15 are the low nibbles, 16..31 the high ones */
-    const __m256i wq = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4),
-                                        _mm_and_si128(q, m4));
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    /* elements 0..15 are the low nibbles, 16..31 the high ones: the 16 bytes in both lanes,
+     * the upper lane shifted right by 4 (one variable shift instead of two and a lane insert) */
+    const __m256i q2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[b].qs));
+    const __m256i wq = _mm256_and_si256(_mm256_srlv_epi64(q2, _mm256_setr_epi64x(0, 0, 4, 4)), m4);
     const float dw = h2f(w[b].d);
     for (int i = 0; i < NX; i++) {
         const blk_q8x *xb = xq + i * ldxq + b;
