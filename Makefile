@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test asan tsan clean demo
+.PHONY: all deps build fetch test asan tsan clean demo
 
 all: build
 
@@ -14,10 +14,15 @@ build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+# Third-party tokenizer files some tests use (scripts/fetch-tokenizers.sh, once, checksummed);
+# without network those tests skip (or fail when CI=true).
+fetch:
+	./scripts/fetch-tokenizers.sh || echo "make: scripts/fetch-tokenizers.sh failed; tests needing third_party/tokenizers skip" >&2
+
+test: build fetch
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-asan:
+asan: fetch
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWICK_SANITIZE=ON >/dev/null
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)

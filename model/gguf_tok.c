@@ -10,12 +10,12 @@
 #include "base/error.h"
 #include "base/fileio.h"
 
-#define MAX_KV 16
+#define MAX_KV 24
 
 typedef struct store {
     char *tj, *tc;              /* file texts */
     cJSON *root, *cfg;
-    gguf_value *tokens, *types, *merges;
+    gguf_value *tokens, *types, *merges, *scores;
     char **strs;                /* strings made here (gap names, joined merges) */
     size_t n_strs, cap_strs;
     char *chat_template;
@@ -47,6 +47,7 @@ void gguf_tok_meta_free(gguf_tok_meta *m) {
         free(s->tokens);
         free(s->types);
         free(s->merges);
+        free(s->scores);
         for (size_t i = 0; i < s->n_strs; i++) free(s->strs[i]);
         free(s->strs);
         free(s);
@@ -80,6 +81,88 @@ static const char *guess_pre(const char *json_text) {
     if (strstr(json_text, "\\\\p{N}{1,3}")) return "llama-bpe";
     if (strstr(json_text, "\\\\p{N}")) return "qwen2";
     return "gpt2";
+}
+
+/* SentencePiece-style BPE (no ByteLevel): llama.cpp's `llama` tokenizer model has no merges,
+ * only scores, and merges the adjacent pair whose joined piece scores highest. Scores are
+ * made from the merge list so that this order is the list's order: the piece first made by
+ * merge k (from 0) scores -(k+1); other normal pieces score below every merge
+ * (-(n_merges + 1 + id));
+ * control, unknown and byte pieces 0, as SentencePiece gives them. Also types: byte pieces
+ * <0xXX> are 6 when byte_fallback is on, the unk token 2. */
+static wick_status spm_meta(store *s, const cJSON *model, int64_t n_ids, gguf_kv *kv, int *k) {
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const int nm = cJSON_GetArraySize(merges);
+    s->scores = calloc((size_t)n_ids, sizeof *s->scores);
+    if (!s->scores) return err_set(WICK_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n_ids; i++)
+        s->scores[i] = (gguf_value){.type = GGUF_F32, .f = s->types[i].i == 1 ? -(double)(nm + 1 + i) : 0};
+    int idx = 0;
+    const cJSON *e;
+    char buf[512];
+    cJSON_ArrayForEach(e, merges) {
+        const char *a = NULL, *b = NULL;
+        size_t la = 0;
+        if (cJSON_IsString(e)) {
+            const char *sp = strchr(e->valuestring, ' ');
+            if (sp) { a = e->valuestring; la = (size_t)(sp - a); b = sp + 1; }
+        } else if (cJSON_IsArray(e) && cJSON_IsString(e->child) && e->child->next &&
+                   cJSON_IsString(e->child->next)) {
+            a = e->child->valuestring;
+            la = strlen(a);
+            b = e->child->next->valuestring;
+        }
+        if (a && la + strlen(b) < sizeof buf) {
+            memcpy(buf, a, la);
+            strcpy(buf + la, b);
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(vocab, buf);
+            if (cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < n_ids) {
+                gguf_value *sc = &s->scores[(int64_t)id->valuedouble];
+                if (s->types[(int64_t)id->valuedouble].i == 1 && sc->f <= -(double)(nm + 1))
+                    sc->f = -(double)(idx + 1); /* the first merge making the piece */
+            }
+        }
+        idx++;
+    }
+    const cJSON *bf = cJSON_GetObjectItemCaseSensitive(model, "byte_fallback");
+    if (cJSON_IsTrue(bf)) {
+        for (int byte = 0; byte < 256; byte++) {
+            char name[8];
+            snprintf(name, sizeof name, "<0x%02X>", byte);
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(vocab, name);
+            if (cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < n_ids) {
+                s->types[(int64_t)id->valuedouble] = gguf_v_i32(6);
+                s->scores[(int64_t)id->valuedouble].f = 0;
+            }
+        }
+    }
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+    const cJSON *uid = cJSON_IsString(unk) ? cJSON_GetObjectItemCaseSensitive(vocab, unk->valuestring) : NULL;
+    if (cJSON_IsNumber(uid) && uid->valuedouble >= 0 && uid->valuedouble < n_ids) {
+        int64_t u = (int64_t)uid->valuedouble;
+        s->types[u] = gguf_v_i32(2);
+        s->scores[u].f = 0;
+        kv[*k].key = "tokenizer.ggml.unknown_token_id"; kv[*k].v = gguf_v_u32((uint32_t)u); (*k)++;
+    }
+    /* the text gets a leading "▁" when the normalizer prepends one or Metaspace does */
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(s->root, "normalizer");
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(s->root, "pre_tokenizer");
+    char *nt = norm ? cJSON_PrintUnformatted(norm) : NULL, *pt = pre ? cJSON_PrintUnformatted(pre) : NULL;
+    bool prefix = (nt && strstr(nt, "\"Prepend\"")) ||
+                  (pt && strstr(pt, "\"Metaspace\"") && !strstr(pt, "\"never\"") &&
+                   !strstr(pt, "\"add_prefix_space\":false"));
+    free(nt);
+    free(pt);
+    kv[*k].key = "tokenizer.ggml.add_space_prefix"; kv[*k].v = gguf_v_bool(prefix); (*k)++;
+    const cJSON *ae = cJSON_GetObjectItemCaseSensitive(s->cfg, "add_eos_token");
+    kv[*k].key = "tokenizer.ggml.add_eos_token"; kv[*k].v = gguf_v_bool(cJSON_IsTrue(ae)); (*k)++;
+    gguf_value arr = {.type = GGUF_ARRAY};
+    arr.arr.type = GGUF_F32;
+    arr.arr.n = (uint64_t)n_ids;
+    arr.arr.items = s->scores;
+    kv[*k].key = "tokenizer.ggml.scores"; kv[*k].v = arr; (*k)++;
+    return WICK_OK;
 }
 
 wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
@@ -182,7 +265,9 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
     arr.arr.items = s->types;
     kv[k].key = "tokenizer.ggml.token_type"; kv[k].v = arr; k++;
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    if (bpe && cJSON_IsArray(merges)) {
+    if (bpe && !byte_level) {
+        if ((st = spm_meta(s, model, n_ids, kv, &k))) goto done;
+    } else if (bpe && cJSON_IsArray(merges)) {
         int nm = cJSON_GetArraySize(merges), i = 0;
         s->merges = calloc((size_t)(nm ? nm : 1), sizeof *s->merges);
         if (!s->merges) {

@@ -3,8 +3,8 @@
  *
  * Loading: config from `{arch}.*` metadata; matrices are zero-copy views into the mapping in
  * their file type (F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K); norms and biases become f32 copies;
- * the tokenizer stored in `tokenizer.ggml.*` is turned into an equivalent tokenizer.json +
- * tokenizer_config.json and loaded with wick_tokenizer_load_mem.
+ * the tokenizer stored in `tokenizer.ggml.*` is rewritten as tokenizer.json +
+ * tokenizer_config.json (gguf_tok_json.c) and loaded with wick_tokenizer_load_mem.
  *
  * llama.cpp's converter permutes the q/k projection rows of `llama` models (not `qwen2`) so
  * that RoPE rotates adjacent pairs; this file keeps those rows as they are (zero-copy) and
@@ -13,7 +13,6 @@
  * Not here: the GGUF container (formats/gguf.c), the forward pass, the CLI tools. */
 #include "model/model_gguf.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,198 +239,6 @@ static wick_status rope_freqs(gl *L, float *inv) {
         free(fac);
     }
     return WICK_OK;
-}
-
-/* ---- tokenizer metadata -> tokenizer.json ---- */
-
-static const char *k_re_qwen2 =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char *k_re_llama3 =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char *k_re_gpt2 =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
-static char *vstr(const gguf_value *v) {
-    char *s = malloc(v->str.len + 1);
-    if (s) { memcpy(s, v->str.s, v->str.len); s[v->str.len] = 0; }
-    return s;
-}
-
-wick_status model_gguf_tokenizer_json(const gguf_file *g, char **tj, char **tc) {
-    const char *path = g->mf.path;
-    *tj = *tc = NULL;
-    wick_status st = WICK_OK;
-    /* files wick wrote carry the source tokenizer.json itself: exact, use it */
-    if (gguf_get_str(g, "tokenizer.huggingface.json", tj, &st)) {
-        if (!gguf_get_str(g, "tokenizer.wick.config_json", tc, &st) && !st) {
-            char *tmpl0 = NULL;
-            cJSON *cfg = cJSON_CreateObject();
-            if (gguf_get_str(g, "tokenizer.chat_template", &tmpl0, NULL))
-                cJSON_AddStringToObject(cfg, "chat_template", tmpl0);
-            free(tmpl0);
-            *tc = cJSON_PrintUnformatted(cfg);
-            cJSON_Delete(cfg);
-        }
-        if (st || !*tc) {
-            free(*tj);
-            free(*tc);
-            *tj = *tc = NULL;
-            return st ? st : err_set(WICK_ERR_NOMEM, "out of memory");
-        }
-        return WICK_OK;
-    }
-    if (st) return st;
-    char *model = NULL, *pre = NULL, *tmpl = NULL;
-    if (!gguf_get_str(g, "tokenizer.ggml.model", &model, &st))
-        return st ? st : err_set(WICK_ERR_FORMAT, "%s: no tokenizer in the metadata "
-                                 "(tokenizer.ggml.model is missing)", path);
-    if (strcmp(model, "gpt2") != 0) {
-        st = err_set(WICK_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model '%s' is not supported yet "
-                     "(supported: gpt2); load with load_tokenizer = false", path, model);
-        free(model);
-        return st;
-    }
-    free(model);
-    const gguf_value *toks = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_STRING, &st);
-    const gguf_value *merges = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_STRING, &st);
-    const gguf_value *types = gguf_get_arr(g, "tokenizer.ggml.token_type", GGUF_I32, &st);
-    if (st) return st;
-    if (!toks || !merges)
-        return err_set(WICK_ERR_FORMAT, "%s: gpt2 tokenizer needs tokenizer.ggml.tokens and "
-                       "tokenizer.ggml.merges", path);
-    if (types && types->arr.n != toks->arr.n)
-        return err_set(WICK_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries, tokens "
-                       "%llu", path, (unsigned long long)types->arr.n,
-                       (unsigned long long)toks->arr.n);
-    gguf_get_str(g, "tokenizer.ggml.pre", &pre, NULL);
-    const char *re = !pre ? k_re_gpt2 : strncmp(pre, "qwen2", 5) == 0 ? k_re_qwen2
-                   : strcmp(pre, "llama-bpe") == 0 || strcmp(pre, "llama3") == 0 ? k_re_llama3
-                   : strcmp(pre, "gpt-2") == 0 || strcmp(pre, "default") == 0 ? k_re_gpt2 : NULL;
-    bool ignore_merges = pre && (strcmp(pre, "llama-bpe") == 0 || strcmp(pre, "llama3") == 0);
-    if (!re) {
-        st = err_set(WICK_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre '%s' is not supported "
-                     "(supported: qwen2, llama-bpe, gpt-2, default)", path, pre);
-        free(pre);
-        return st;
-    }
-    free(pre);
-    cJSON *root = cJSON_CreateObject(), *added = cJSON_AddArrayToObject(root, "added_tokens");
-    cJSON_AddStringToObject(root, "version", "1.0");
-    cJSON_AddNullToObject(root, "truncation");
-    cJSON_AddNullToObject(root, "padding");
-    cJSON_AddNullToObject(root, "normalizer");
-    cJSON *pt = cJSON_AddObjectToObject(root, "pre_tokenizer");
-    cJSON_AddStringToObject(pt, "type", "Sequence");
-    cJSON *pts = cJSON_AddArrayToObject(pt, "pretokenizers");
-    cJSON *split = cJSON_CreateObject();
-    cJSON_AddStringToObject(split, "type", "Split");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", re);
-    cJSON_AddStringToObject(split, "behavior", "Isolated");
-    cJSON_AddBoolToObject(split, "invert", 0);
-    cJSON_AddItemToArray(pts, split);
-    cJSON *bl = cJSON_CreateObject();
-    cJSON_AddStringToObject(bl, "type", "ByteLevel");
-    cJSON_AddBoolToObject(bl, "add_prefix_space", 0);
-    cJSON_AddBoolToObject(bl, "trim_offsets", 0);
-    cJSON_AddBoolToObject(bl, "use_regex", 0);
-    cJSON_AddItemToArray(pts, bl);
-    cJSON *dec = cJSON_AddObjectToObject(root, "decoder");
-    cJSON_AddStringToObject(dec, "type", "ByteLevel");
-    cJSON_AddBoolToObject(dec, "add_prefix_space", 1);
-    cJSON_AddBoolToObject(dec, "trim_offsets", 1);
-    cJSON_AddBoolToObject(dec, "use_regex", 1);
-    bool add_bos = false;
-    gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos, NULL);
-    int64_t bos = -1, eos = -1;
-    gguf_get_int(g, "tokenizer.ggml.bos_token_id", &bos, NULL);
-    gguf_get_int(g, "tokenizer.ggml.eos_token_id", &eos, NULL);
-    if (bos >= (int64_t)toks->arr.n) bos = -1;
-    if (eos >= (int64_t)toks->arr.n) eos = -1;
-    cJSON *bm = cJSON_AddObjectToObject(root, "model");
-    cJSON_AddStringToObject(bm, "type", "BPE");
-    cJSON_AddNullToObject(bm, "dropout");
-    cJSON_AddNullToObject(bm, "unk_token");
-    cJSON_AddNullToObject(bm, "continuing_subword_prefix");
-    cJSON_AddNullToObject(bm, "end_of_word_suffix");
-    cJSON_AddBoolToObject(bm, "fuse_unk", 0);
-    cJSON_AddBoolToObject(bm, "byte_fallback", 0);
-    cJSON_AddBoolToObject(bm, "ignore_merges", ignore_merges);
-    cJSON *vocab = cJSON_AddObjectToObject(bm, "vocab");
-    cJSON *mg = cJSON_AddArrayToObject(bm, "merges");
-    for (uint64_t i = 0; i < toks->arr.n; i++) {
-        char *s = vstr(&toks->arr.items[i]);
-        if (!s) { st = err_set(WICK_ERR_NOMEM, "out of memory"); break; }
-        int64_t ty = types ? types->arr.items[i].i : 1;
-        /* 3 = control, 4 = user-defined: both are added tokens in tokenizer.json */
-        if (ty == 3 || ty == 4) {
-            cJSON *a = cJSON_CreateObject();
-            cJSON_AddNumberToObject(a, "id", (double)i);
-            cJSON_AddStringToObject(a, "content", s);
-            cJSON_AddBoolToObject(a, "single_word", 0);
-            cJSON_AddBoolToObject(a, "lstrip", 0);
-            cJSON_AddBoolToObject(a, "rstrip", 0);
-            cJSON_AddBoolToObject(a, "normalized", ty == 4);
-            cJSON_AddBoolToObject(a, "special", ty == 3);
-            cJSON_AddItemToArray(added, a);
-        }
-        cJSON_AddNumberToObject(vocab, s, (double)i);
-        free(s);
-    }
-    for (uint64_t i = 0; !st && i < merges->arr.n; i++) {
-        char *s = vstr(&merges->arr.items[i]);
-        if (!s) { st = err_set(WICK_ERR_NOMEM, "out of memory"); break; }
-        cJSON_AddItemToArray(mg, cJSON_CreateString(s));
-        free(s);
-    }
-    if (add_bos && bos >= 0) {
-        cJSON *pp = cJSON_AddObjectToObject(root, "post_processor");
-        char *b = vstr(&toks->arr.items[bos]);
-        cJSON_AddStringToObject(pp, "type", "TemplateProcessing");
-        cJSON *single = cJSON_AddArrayToObject(pp, "single"), *pair = cJSON_AddArrayToObject(pp, "pair");
-        const char *seq[2] = {"A", "B"};
-        for (int k = 0; k < 2; k++) {
-            cJSON *arr = k ? pair : single;
-            for (int q = 0; q <= k; q++) {
-                cJSON *sp = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(sp, "SpecialToken");
-                cJSON_AddStringToObject(o, "id", b ? b : "");
-                cJSON_AddNumberToObject(o, "type_id", q);
-                cJSON_AddItemToArray(arr, sp);
-                cJSON *sq = cJSON_CreateObject(), *o2 = cJSON_AddObjectToObject(sq, "Sequence");
-                cJSON_AddStringToObject(o2, "id", seq[q]);
-                cJSON_AddNumberToObject(o2, "type_id", q);
-                cJSON_AddItemToArray(arr, sq);
-            }
-        }
-        cJSON *sp = cJSON_AddObjectToObject(pp, "special_tokens"), *e = cJSON_AddObjectToObject(sp, b ? b : "");
-        cJSON_AddStringToObject(e, "id", b ? b : "");
-        cJSON_AddItemToObject(e, "ids", cJSON_CreateIntArray((const int[]){(int)bos}, 1));
-        cJSON_AddItemToObject(e, "tokens", cJSON_CreateStringArray((const char *const[]){b ? b : ""}, 1));
-        free(b);
-    } else {
-        cJSON_AddNullToObject(root, "post_processor");
-    }
-    cJSON *cfg = cJSON_CreateObject();
-    cJSON_AddBoolToObject(cfg, "add_bos_token", add_bos);
-    if (bos >= 0) { char *b = vstr(&toks->arr.items[bos]); if (b) cJSON_AddStringToObject(cfg, "bos_token", b); free(b); }
-    if (eos >= 0) { char *e = vstr(&toks->arr.items[eos]); if (e) cJSON_AddStringToObject(cfg, "eos_token", e); free(e); }
-    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl, NULL)) {
-        cJSON_AddStringToObject(cfg, "chat_template", tmpl);
-        free(tmpl);
-    }
-    if (!st) {
-        *tj = cJSON_PrintUnformatted(root);
-        *tc = cJSON_PrintUnformatted(cfg);
-        if (!*tj || !*tc) {
-            free(*tj); free(*tc);
-            *tj = *tc = NULL;
-            st = err_set(WICK_ERR_NOMEM, "out of memory");
-        }
-    }
-    cJSON_Delete(root);
-    cJSON_Delete(cfg);
-    return st;
 }
 
 /* Builds tokenizer.json / tokenizer_config.json documents from the metadata and loads them

@@ -18,7 +18,8 @@ wick_status model_gguf_load(const char *path, const wick_model_params *params, w
                             gguf_file **file, bool *rope_interleaved);
 
 /* Tokenizer of a GGUF file as Hugging Face tokenizer.json / tokenizer_config.json texts
- * (malloc'd, free them). gpt2-style byte-level BPE is supported; other tokenizer models give
+ * (malloc'd, free them); gguf_tok_json.c. `gpt2` (byte-level BPE) and `llama` (SentencePiece
+ * BPE, merges rebuilt from the scores) are supported; other tokenizer models give
  * WICK_ERR_UNSUPPORTED. */
 wick_status model_gguf_tokenizer_json(const gguf_file *g, char **tokenizer_json,
                                       char **tokenizer_config_json);

@@ -3,7 +3,7 @@
 # does nothing (and needs no network) when everything is already present.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libcjson-dev libpcre2-dev
-      libutf8proc-dev libcmocka-dev libmicrohttpd-dev)
+      libutf8proc-dev libcmocka-dev libmicrohttpd-dev curl ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
