@@ -4,8 +4,9 @@
  * any other OUT of a .gguf input gets a Hugging Face model folder (model/model_export.h:
  * safetensors with HF names, config.json, tokenizer.json from the GGUF metadata). Every file
  * is written atomically: no partial file on any error.
- * Not here: folder -> folder copies (refused), re-writing a llama GGUF as GGUF (its q/k rows
- * are already permuted; refused, never silently double-permuted). */
+ * A llama GGUF re-written as GGUF keeps its q/k rows as they are (already permuted; the model
+ * records it, so model_gguf_save does not permute twice).
+ * Not here: folder -> folder copies (refused). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +39,7 @@ static int run(const char *in, const char *out, dtype dt) {
     if (load_any(in, &m)) return 1;
     const gguf_file *g = m->gguf;
     int rc = 0;
-    if (m->rope_interleaved) {
-        fprintf(stderr, "wick: %s: re-writing a llama GGUF (already permuted rows) is not "
-                        "supported yet\n", in);
-        rc = 1;
-    } else {
+    {
         gguf_tok_meta tm;
         wick_status st = g ? gguf_tok_meta_from_gguf(g, &tm) : gguf_tok_meta_from_folder(in, &tm);
         if (st == WICK_OK) st = model_gguf_save(m, out, dt, tm.kv, tm.n);

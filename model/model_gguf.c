@@ -368,6 +368,8 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     const model_config *c = &m->cfg;
     const bool llama = c->arch != ARCH_QWEN2;
     const char *arch = llama ? "llama" : "qwen2";
+    /* q/k rows are permuted for llama unless they came from a GGUF file already permuted */
+    const bool perm = llama && !m->rope_interleaved;
     wlist w = {0};
     wick_status st = WICK_OK;
     int fail = 0;
@@ -402,8 +404,8 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     for (int i = 0; i < c->n_layer && !fail; i++) {
         const layer_weights *l = &m->layers[i];
 #define N(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
-        MAT(N("attn_q.weight"), &l->wq, llama);
-        MAT(N("attn_k.weight"), &l->wk, llama);
+        MAT(N("attn_q.weight"), &l->wq, perm);
+        MAT(N("attn_k.weight"), &l->wk, perm);
         MAT(N("attn_v.weight"), &l->wv, 0);
         MAT(N("attn_output.weight"), &l->wo, 0);
         MAT(N("ffn_gate.weight"), &l->w_gate, 0);
@@ -415,7 +417,7 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
         VEC(N("ffn_gate.bias"), l->b_gate, ff);
         VEC(N("ffn_up.bias"), l->b_up, ff);
         VEC(N("ffn_down.bias"), l->b_down, d);
-        if (l->bq && llama) { /* would need the same row permutation as q/k: not written yet */
+        if (l->bq && perm) { /* would need the same row permutation as q/k: not written yet */
             for (int j = 0; j < w.n; j++) { free(w.names[j]); free(w.bufs[j]); }
             free(w.t); free(w.names); free(w.bufs);
             return err_set(WICK_ERR_UNSUPPORTED, "%s: llama models with attention biases cannot "

@@ -4,9 +4,9 @@
  * the folder model's. Goals (issue 6): F32 identical up to summation order; Q8_0 logits
  * within 2e-2 and top-1 agreement ≥ 99%; Q4_0 top-1 ≥ 95%.
  *
- * Only qwen2 fixtures run the forward pass: llama GGUF files have permuted q/k rows and need
- * the decoder to call rope_interleaved, which decoder.c does not do yet (reported patch);
- * for tiny-llama the test checks that the loaded rows are exactly the permuted originals. */
+ * llama GGUF files have permuted q/k rows (the decoder then rotates adjacent pairs): for
+ * tiny-llama the test also checks that the loaded rows are exactly the permuted originals, and
+ * that a llama GGUF written again as GGUF keeps them (no second permutation). */
 #include <math.h>
 
 #include "kernels/quant.h"
@@ -27,11 +27,14 @@ static wick_model *load_gguf(const char *path, gguf_file **g, bool *il) {
     wick_model_params mp = wick_model_params_default();
     wick_status st = model_gguf_load(path, &mp, m, g, il);
     if (st) fail_msg("%s", wick_last_error());
+    m->rope_interleaved = *il; /* as wick_model_load records it */
     return m;
 }
 
-/* enforce_goals: false only where the goal is known to be missed (reported, see the call) */
-static void check_model(const char *fixture, double q8_tol, int n_prompts, bool enforce_goals) {
+/* enforce_max / enforce_top1: false only where that goal is known to be missed (reported,
+ * see the call) */
+static void check_model(const char *fixture, double q8_tol, int n_prompts, bool enforce_max,
+                        bool enforce_top1) {
     TU_REQUIRE_FIXTURE(dir, fixture);
     wick_model *ref = NULL;
     wick_model_params mp = wick_model_params_default();
@@ -72,10 +75,12 @@ static void check_model(const char *fixture, double q8_tol, int n_prompts, bool 
         fprintf(stderr, "%s %s: max |logit diff| %.3g, top-1 agreement %.1f%% (%ld/%ld)\n", fixture,
                 dtype_name(types[ti]), maxd, 100 * rate, agree, total);
         if (types[ti] == DT_F32) assert_true(maxd < 1e-4);
-        if (enforce_goals && types[ti] == DT_Q8_0) { assert_true(maxd < q8_tol); assert_true(rate >= 0.99); }
-        if (enforce_goals && types[ti] == DT_Q4_0) assert_true(rate >= 0.95);
-        if (!enforce_goals && types[ti] != DT_F32)
-            fprintf(stderr, "  (goal not enforced for %s: known miss, see the test comment)\n", fixture);
+        if (enforce_max && types[ti] == DT_Q8_0) assert_true(maxd < q8_tol);
+        if (enforce_top1 && types[ti] == DT_Q8_0) assert_true(rate >= 0.99);
+        if (enforce_top1 && types[ti] == DT_Q4_0) assert_true(rate >= 0.95);
+        if ((!enforce_max || !enforce_top1) && types[ti] != DT_F32)
+            fprintf(stderr, "  (%s%s goal not enforced for %s: known miss, see the test comment)\n",
+                    enforce_max ? "" : "max-diff ", enforce_top1 ? "" : "top-1", fixture);
         wick_model_free(q);
         gguf_close(g);
         free(out);
@@ -85,12 +90,17 @@ static void check_model(const char *fixture, double q8_tol, int n_prompts, bool 
     free(tmp); free(golden); free(dir);
 }
 
-static void test_tiny_qwen2(void **state) { check_model("tiny-qwen2", 2e-2, 3, true); }
+static void test_tiny_qwen2(void **state) { check_model("tiny-qwen2", 2e-2, 3, true, true); }
+/* KNOWN MISS of the top-1 goal only (measured): Q8_0 max |logit diff| 0.0096 (goal 2e-2, met)
+ * but top-1 96.6% (84/87; 97.7% with WICK_ISA=ref, i.e. f32 activations). The random-init
+ * model has near ties: 13 of the 87 golden positions have a top-1/top-2 logit margin below
+ * 0.01 (smallest 5e-7, then 5e-4, 9.5e-4), under any 8-bit rounding of the weights. */
+static void test_tiny_llama(void **state) { check_model("tiny-llama", 2e-2, 3, true, false); }
 /* KNOWN MISS (measured, same with WICK_ISA=ref, so from the weight rounding, not the
  * activation quantization): Q8_0 max |logit diff| 0.027 and top-1 97.7% over the 300-token
  * prompt of this bf16 random-init model. The goal stays the goal; this only reports it until
  * the quantizer is improved (e.g. per-tensor choices as llama.cpp makes). */
-static void test_small_qwen2(void **state) { check_model("small-qwen2", 2e-2, 1, false); }
+static void test_small_qwen2(void **state) { check_model("small-qwen2", 2e-2, 1, false, false); }
 
 /* llama: q/k rows are written permuted (row 2j+t of a head = original row t·half + j). */
 static void test_tiny_llama_permutation(void **state) {
@@ -124,10 +134,51 @@ static void test_tiny_llama_permutation(void **state) {
     free(tmp); free(out); free(dir);
 }
 
+/* GGUF -> GGUF for llama: the second file's q/k rows equal the first's, logits agree. */
+static void test_tiny_llama_regguf(void **state) {
+    TU_REQUIRE_FIXTURE(dir, "tiny-llama");
+    wick_model *ref = NULL;
+    assert_int_equal(wick_model_load(dir, NULL, &ref), WICK_OK);
+    char *tmp = tu_mkdtemp(), *p1 = path_join(tmp, "a.gguf"), *p2 = path_join(tmp, "b.gguf");
+    assert_int_equal(model_gguf_save(ref, p1, DT_F32, NULL, 0), WICK_OK);
+    gguf_file *g1 = NULL, *g2 = NULL;
+    bool il1 = false, il2 = false;
+    wick_model *a = load_gguf(p1, &g1, &il1);
+    if (model_gguf_save(a, p2, DT_F32, NULL, 0)) fail_msg("%s", wick_last_error());
+    wick_model *b = load_gguf(p2, &g2, &il2);
+    assert_true(il1 && il2);
+    const wk_weight *qa = &a->layers[0].wq, *qb = &b->layers[0].wq;
+    float *ra = malloc(sizeof(float) * qa->cols), *rb = malloc(sizeof(float) * qa->cols);
+    for (int64_t r = 0; r < qa->rows; r++) {
+        kernels_row_to_f32(ra, qa, r);
+        kernels_row_to_f32(rb, qb, r);
+        assert_memory_equal(ra, rb, sizeof(float) * qa->cols);
+    }
+    free(ra); free(rb);
+    char *golden = path_join(dir, "golden.safetensors");
+    int64_t n;
+    int32_t *ids = tu_load_ids(golden, "p0_input_ids", &n);
+    const int V = ref->cfg.n_vocab;
+    float *la = malloc(sizeof(float) * n * V), *lb = malloc(sizeof(float) * n * V);
+    logits_of(ref, ids, (int)n, la);
+    logits_of(b, ids, (int)n, lb);
+    double maxd = 0;
+    for (int64_t i = 0; i < n * V; i++) maxd = fmax(maxd, fabs((double)la[i] - lb[i]));
+    assert_true(maxd < 1e-4);
+    free(la); free(lb); free(ids); free(golden);
+    wick_model_free(a); wick_model_free(b);
+    gguf_close(g1); gguf_close(g2);
+    wick_model_free(ref);
+    tu_rmdir_rf(tmp);
+    free(tmp); free(p1); free(p2); free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_qwen2),
         cmocka_unit_test(test_small_qwen2),
+        cmocka_unit_test(test_tiny_llama),
+        cmocka_unit_test(test_tiny_llama_regguf),
         cmocka_unit_test(test_tiny_llama_permutation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
