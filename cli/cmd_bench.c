@@ -36,7 +36,7 @@ static int parse_list(const char *s, int *out, int cap) {
         char *end;
         long v = strtol(s, &end, 10);
         if (end == s || v < 0 || v > 1 << 20) return -1;
-        out[n++] = (int)v;
+        if (v > 0) out[n++] = (int)v; /* 0 = none, as llama-bench's -n 0 */
         s = *end == ',' ? end + 1 : end;
         if (*end && *end != ',') return -1;
     }
@@ -47,7 +47,7 @@ static int usage_generate(FILE *f) {
     fprintf(f, "usage: wick bench generate -m MODEL [-t THREADS] [-p 64,512] [-n 32,128] [-r REPS]\n"
                "                           [--kernels auto|ref]\n"
                "Prefill (pp) and decode (tg) tokens/s, mean ± sd over REPS runs, with the\n"
-               "machine's read bandwidth measured in the same run.\n");
+               "machine's read bandwidth measured in the same run. -p 0 / -n 0 skip that part.\n");
     return f == stdout ? 0 : 2;
 }
 
