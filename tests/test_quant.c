@@ -305,6 +305,7 @@ static void test_quant_matmul(void **state) {
         quant_matmul_case(dt, 21, 2 * bs, 19, 1); /* prefill-sized (sgemm or gemm_q path) */
         quant_matmul_case(dt, 50, 3 * bs, 45, 0); /* several panels and row tiles, tails */
         quant_matmul_case(dt, 301, dt == DT_Q8_0 || dt == DT_Q4_0 ? 2048 : 1024, 1, 0); /* large */
+        quant_matmul_case(dt, 5, 17408, 1, 1);    /* rows longer than the Q4_K decode kernel's stack arrays */
     }
 }
 
