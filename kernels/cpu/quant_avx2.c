@@ -19,6 +19,7 @@
  * Not here: the prefill GEMM (AVX-512 only, gemmq_avx512.c; on AVX2, prefill uses
  * dequantize + sgemm, or this matvec where OpenBLAS is slow), f32/bf16/f16 weights. */
 #include <immintrin.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
 
@@ -251,9 +252,110 @@ static void mvq_tile(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int
     }
 }
 
+/* ---- one activation row (decode), Q4_K and Q4_0 ----
+ * As in cpu_avx512.c: the activation terms that do not depend on the weight row (dx and
+ * dx·Σx per activation block) are computed once per call; Q4_K scales are unpacked as three
+ * 32-bit words and its mins term is one 8-lane FMA per block; Q4_0 reduces eight blocks'
+ * integer sums to one vector (horizontal-add transpose) before one scale FMA. */
+#define ROW1_X_MAX 512 /* activation blocks on the stack (16384 columns) */
+
+AI void q4k_scales8(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, hi2 = 0x30303030u;
+    *sc = (uint64_t)(a & lo6) | (uint64_t)((c & lo4) | ((a >> 2) & hi2)) << 32;
+    *mn = (uint64_t)(b & lo6) | (uint64_t)(((c >> 4) & lo4) | ((b >> 2) & hi2)) << 32;
+}
+
+AI __m256 u8x8_to_ps(uint64_t v) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)v)));
+}
+
+static void q4_k_row1(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1,
+                      const float *dx, const float *sx) {
+    const size_t rb = dtype_row_bytes(DT_Q4_K, W->cols);
+    const int64_t nb = W->cols / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    for (int64_t r = r0; r < r1; r++) {
+        const blk_q4_k *w = (const blk_q4_k *)((const char *)W->data + r * rb);
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            uint64_t sc, mn;
+            q4k_scales8(w[b].scales, &sc, &mn);
+            const __m256 sv = _mm256_mul_ps(_mm256_mul_ps(u8x8_to_ps(sc), _mm256_set1_ps(h2f(w[b].d))),
+                                            _mm256_loadu_ps(dx + 8 * b));
+            macc = _mm256_fmadd_ps(_mm256_mul_ps(u8x8_to_ps(mn), _mm256_set1_ps(h2f(w[b].dmin))),
+                                   _mm256_loadu_ps(sx + 8 * b), macc);
+            const blk_q8x *xb = xq + 8 * b;
+            for (int j2 = 0; j2 < 4; j2++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j2));
+                const __m256i lo = _mm256_and_si256(q, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                const __m256i p0 = dot_u8s8(lo, load_x(xb + 2 * j2), ones);
+                const __m256i p1 = dot_u8s8(hi, load_x(xb + 2 * j2 + 1), ones);
+                const __m256 s0 = _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(2 * j2));
+                const __m256 s1 = _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(2 * j2 + 1));
+                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), s0, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), s1, acc1);
+            }
+        }
+        y[r] = hsum_ps(_mm256_add_ps(acc0, acc1)) - hsum_ps(macc);
+    }
+}
+
+static void q4_0_row1(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1,
+                      const float *dx, const float *sx) {
+    const size_t rb = dtype_row_bytes(DT_Q4_0, W->cols);
+    const int64_t nb = W->cols / QK;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), sh = _mm256_setr_epi64x(0, 0, 4, 4);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t r = r0; r < r1; r++) {
+        const blk_q4_0 *w = (const blk_q4_0 *)((const char *)W->data + r * rb);
+        __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
+        __m256 tail[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            __m256i p[8];
+            for (int k = 0; k < 8; k++) {
+                const __m256i q2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[b + k].qs));
+                p[k] = dot_u8s8(_mm256_and_si256(_mm256_srlv_epi64(q2, sh), m4), load_x(xq + b + k), ones);
+            }
+            const __m256i h01 = _mm256_hadd_epi32(p[0], p[1]), h23 = _mm256_hadd_epi32(p[2], p[3]);
+            const __m256i h45 = _mm256_hadd_epi32(p[4], p[5]), h67 = _mm256_hadd_epi32(p[6], p[7]);
+            const __m256i a = _mm256_hadd_epi32(h01, h23), c = _mm256_hadd_epi32(h45, h67);
+            const __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20),
+                                               _mm256_permute2x128_si256(a, c, 0x31));
+            const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
+                (short)w[b].d, (short)w[b + 1].d, (short)w[b + 2].d, (short)w[b + 3].d,
+                (short)w[b + 4].d, (short)w[b + 5].d, (short)w[b + 6].d, (short)w[b + 7].d));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(dw, _mm256_loadu_ps(dx + b)), acc);
+            corr = _mm256_fmadd_ps(dw, _mm256_loadu_ps(sx + b), corr);
+        }
+        for (; b < nb; b++) blk_q4_0_nx(tail, w, xq, 1, b, 1); /* zero point included */
+        y[r] = hsum_ps(_mm256_add_ps(acc, tail[0])) - 8.0f * hsum_ps(corr);
+    }
+}
+
+/* One activation row of Q4_K / Q4_0; false when the kernels above do not apply. */
+static int row1(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1) {
+    const int64_t nbx = W->cols / QK;
+    if ((W->dt != DT_Q4_K && W->dt != DT_Q4_0) || nbx > ROW1_X_MAX) return 0;
+    float dx[ROW1_X_MAX], sx[ROW1_X_MAX];
+    for (int64_t j = 0; j < nbx; j++) {
+        dx[j] = xq[j].d;
+        sx[j] = xq[j].d * (float)(xq[j].sum[0] + xq[j].sum[1]);
+    }
+    if (W->dt == DT_Q4_K) q4_k_row1(y, xq, W, r0, r1, dx, sx);
+    else q4_0_row1(y, xq, W, r0, r1, dx, sx);
+    return 1;
+}
+
 /* nx (1..CPU_MV_NX) activation rows are split into tiles of 8, 4, 2 and 1. */
 void cpu_a2_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
                      const wk_weight *W, int64_t r0, int64_t r1) {
+    if (nx == 1 && row1(y, xq, W, r0, r1)) return;
     while (nx > 0) {
         const int t = nx >= 8 ? 8 : nx >= 4 ? 4 : nx >= 2 ? 2 : 1;
         mvq_tile(y, ldy, xq, ldxq, t, W, r0, r1);
