@@ -254,7 +254,7 @@ static void mvq_tile(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int
 
 /* ---- one activation row (decode), Q4_K and Q4_0 ----
  * As in cpu_avx512.c: the activation terms that do not depend on the weight row (dx and
- * dx·Σx per activation block) are computed once per call; Q4_K scales are unpacked as three
+ * dx·Σx per activation block) are computed once per call (Q6_K: per group, below); Q4_K scales are unpacked as three
  * 32-bit words and its mins term is one 8-lane FMA per block; Q4_0 reduces eight blocks'
  * integer sums to one vector (horizontal-add transpose) before one scale FMA. */
 #define ROW1_X_MAX 512 /* activation blocks on the stack (16384 columns) */
@@ -338,10 +338,72 @@ static void q4_0_row1(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r
     }
 }
 
-/* One activation row of Q4_K / Q4_0; false when the kernels above do not apply. */
+/* Q6_K, one activation row. Group g (16 values, sub-block g/2) has the f32 scale
+ * d·scales[g]·dx_{g/2}; the integer dot products of each sub-block come out as 8 lanes (4 per
+ * group) and are scaled by a permuted vector of two group scales. The −32 zero point is
+ * Σ_g d·scales[g]·(dx·Σx of the group's 16 activations), two FMAs per block from values
+ * computed once per call. */
+static void q6_k_row1(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1,
+                      const float *dx2, const float *s2) {
+    const size_t rb = dtype_row_bytes(DT_Q6_K, W->cols);
+    const int64_t nb = W->cols / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t r = r0; r < r1; r++) {
+        const blk_q6_k *w = (const blk_q6_k *)((const char *)W->data + r * rb);
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256 d = _mm256_set1_ps(h2f(w[b].d));
+            const __m128i sc = _mm_loadu_si128((const __m128i *)w[b].scales);
+            const __m256 sa = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d);
+            const __m256 sb = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))), d);
+            corr = _mm256_fmadd_ps(sa, _mm256_loadu_ps(s2 + 16 * b), corr);
+            corr = _mm256_fmadd_ps(sb, _mm256_loadu_ps(s2 + 16 * b + 8), corr);
+            const __m256 ga = _mm256_mul_ps(sa, _mm256_loadu_ps(dx2 + 16 * b));
+            const __m256 gb = _mm256_mul_ps(sb, _mm256_loadu_ps(dx2 + 16 * b + 8));
+            const blk_q8x *xb = xq + 8 * b;
+            for (int h = 0; h < 2; h++) {
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+                const __m256 g = h ? gb : ga;
+                for (int k = 0; k < 4; k++) {
+                    const __m256i l = (k & 1) ? l1 : l0;
+                    const __m256i lo = k >= 2 ? _mm256_and_si256(_mm256_srli_epi16(l, 4), m4)
+                                              : _mm256_and_si256(l, m4);
+                    /* bits 2k..2k+1 of qh to bits 4..5 (the mask drops what crosses bytes) */
+                    const __m256i hs = k == 0 ? _mm256_slli_epi16(qh, 4)
+                                     : k == 1 ? _mm256_slli_epi16(qh, 2)
+                                     : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                    const __m256i q = _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
+                    const __m256i p = dot_u8s8(q, load_x(xb + 4 * h + k), ones);
+                    const __m256i idx = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k,
+                                                          2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
+                    const __m256 sv = _mm256_permutevar8x32_ps(g, idx);
+                    if (k & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, acc1);
+                    else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, acc0);
+                }
+            }
+        }
+        y[r] = hsum_ps(_mm256_add_ps(acc0, acc1)) - 32.0f * hsum_ps(corr);
+    }
+}
+
+/* One activation row of Q4_K / Q4_0 / Q6_K; false when the kernels above do not apply. */
 static int row1(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1) {
     const int64_t nbx = W->cols / QK;
-    if ((W->dt != DT_Q4_K && W->dt != DT_Q4_0) || nbx > ROW1_X_MAX) return 0;
+    if ((W->dt != DT_Q4_K && W->dt != DT_Q4_0 && W->dt != DT_Q6_K) || nbx > ROW1_X_MAX) return 0;
+    if (W->dt == DT_Q6_K) {
+        /* per group of 16 activations: dx (twice per block) and dx·Σx */
+        float dx2[2 * ROW1_X_MAX], s2[2 * ROW1_X_MAX];
+        for (int64_t j = 0; j < nbx; j++) {
+            dx2[2 * j] = dx2[2 * j + 1] = xq[j].d;
+            s2[2 * j] = xq[j].d * (float)xq[j].sum[0];
+            s2[2 * j + 1] = xq[j].d * (float)xq[j].sum[1];
+        }
+        q6_k_row1(y, xq, W, r0, r1, dx2, s2);
+        return 1;
+    }
     float dx[ROW1_X_MAX], sx[ROW1_X_MAX];
     for (int64_t j = 0; j < nbx; j++) {
         dx[j] = xq[j].d;
