@@ -18,6 +18,7 @@
  * Not here: Unigram (`t5`), WordPiece (`bert`), RWKV and other tokenizer models, which are
  * refused by name; the GGUF container (formats/gguf.c). */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,11 @@ static wick_status add_vocab(const tokmeta *t, cJSON *root, cJSON *bm, bool spm)
     wick_status st = WICK_OK;
     for (int64_t i = 0; i < t->n && !st; i++) {
         const gguf_value *v = &t->toks->arr.items[i];
+        if (memchr(v->str.s, 0, (size_t)v->str.len)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: tokenizer.ggml.tokens[%lld] contains a NUL byte",
+                         t->path, (long long)i);
+            break;
+        }
         if (spm) {
             int32_t prev = tok_smap_get(&seen, v->str.s, (size_t)v->str.len);
             if (prev >= 0) {
@@ -281,7 +287,8 @@ static wick_status spm_merges(const tokmeta *t, spm_merge **out, size_t *n_out) 
                 m = g;
                 cap *= 2;
             }
-            const float sc = t->scores ? (float)t->scores->arr.items[i].f : 0.0f;
+            float sc = t->scores ? (float)t->scores->arr.items[i].f : 0.0f;
+            if (sc != sc) sc = -INFINITY; /* NaN ranks last, keeping the order total */
             m[n++] = (spm_merge){sc, (int32_t)i, l, r};
         }
     }

@@ -12,6 +12,7 @@
  *  - malformed metadata (scores of the wrong length, a repeated piece, an unknown tokenizer
  *    model) is refused with the key named. */
 #include <cjson/cJSON.h>
+#include <math.h>
 
 #include "base/fileio.h"
 #include "model/gguf_tok.h"
@@ -159,8 +160,10 @@ static wick_status spm_json_of(const char *tmp, const char *model, const char *c
                                int n, int n_scores, char **tj, char **tc) {
     gguf_value toks[8], scores[8], types[8];
     for (int i = 0; i < n; i++) {
+        /* "a\0b" (written as "a@b") is a piece with a NUL byte */
         toks[i] = (gguf_value){.type = GGUF_STRING, .str = {pieces[i], strlen(pieces[i])}};
-        scores[i] = gguf_v_f32((float)-i);
+        if (strcmp(pieces[i], "a@b") == 0) toks[i].str.s = "a\0b";
+        scores[i] = gguf_v_f32(strcmp(pieces[i], "ab") == 0 ? NAN : (float)-i);
         types[i] = gguf_v_i32(i == 0 ? 2 : 1);
     }
     gguf_kv kv[4] = {{"tokenizer.ggml.model", gguf_v_str(model)}};
@@ -197,6 +200,9 @@ static void test_bad_metadata(void **state) {
     const char *dup[] = {"<unk>", "a", "b", "a"};
     assert_int_equal(spm_json_of(tmp, "llama", dup, 4, 4, &tj, &tc), WICK_ERR_FORMAT);
     assert_non_null(strstr(wick_last_error(), "tokenizer.ggml.tokens[3]"));
+    const char *nul[] = {"<unk>", "a", "a@b"};
+    assert_int_equal(spm_json_of(tmp, "llama", nul, 3, 3, &tj, &tc), WICK_ERR_FORMAT);
+    assert_non_null(strstr(wick_last_error(), "tokenizer.ggml.tokens[2] contains a NUL"));
     assert_int_equal(spm_json_of(tmp, "t5", ok, 5, 5, &tj, &tc), WICK_ERR_UNSUPPORTED);
     assert_non_null(strstr(wick_last_error(), "'t5'"));
     tu_rmdir_rf(tmp);
