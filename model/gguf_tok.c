@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "tokenizer/tok_impl.h"
 
 #define MAX_KV 24
 
@@ -95,12 +96,21 @@ static wick_status spm_meta(store *s, const cJSON *model, int64_t n_ids, gguf_kv
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const int nm = cJSON_GetArraySize(merges);
     s->scores = calloc((size_t)n_ids, sizeof *s->scores);
-    if (!s->scores) return err_set(WICK_ERR_NOMEM, "out of memory");
+    tok_smap ids; /* piece -> id: cJSON object lookups walk a list (O(vocab) each) */
+    if (!s->scores || !tok_smap_init(&ids, (size_t)n_ids)) return err_set(WICK_ERR_NOMEM, "out of memory");
+    const cJSON *ve;
+    cJSON_ArrayForEach(ve, vocab) {
+        if (cJSON_IsNumber(ve) && ve->valuedouble >= 0 && ve->valuedouble < n_ids &&
+            !tok_smap_put(&ids, ve->string, strlen(ve->string), (int32_t)ve->valuedouble)) {
+            tok_smap_free(&ids);
+            return err_set(WICK_ERR_NOMEM, "out of memory");
+        }
+    }
     for (int64_t i = 0; i < n_ids; i++)
         s->scores[i] = (gguf_value){.type = GGUF_F32, .f = s->types[i].i == 1 ? -(double)(nm + 1 + i) : 0};
     int idx = 0;
     const cJSON *e;
-    char buf[512];
+    char buf[512]; /* joined merge; longer ones keep the below-every-merge score */
     cJSON_ArrayForEach(e, merges) {
         const char *a = NULL, *b = NULL;
         size_t la = 0;
@@ -116,12 +126,9 @@ static wick_status spm_meta(store *s, const cJSON *model, int64_t n_ids, gguf_kv
         if (a && la + strlen(b) < sizeof buf) {
             memcpy(buf, a, la);
             strcpy(buf + la, b);
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(vocab, buf);
-            if (cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < n_ids) {
-                gguf_value *sc = &s->scores[(int64_t)id->valuedouble];
-                if (s->types[(int64_t)id->valuedouble].i == 1 && sc->f <= -(double)(nm + 1))
-                    sc->f = -(double)(idx + 1); /* the first merge making the piece */
-            }
+            const int32_t id = tok_smap_get(&ids, buf, strlen(buf));
+            if (id >= 0 && s->types[id].i == 1 && s->scores[id].f <= -(double)(nm + 1))
+                s->scores[id].f = -(double)(idx + 1); /* the first merge making the piece */
         }
         idx++;
     }
@@ -130,17 +137,17 @@ static wick_status spm_meta(store *s, const cJSON *model, int64_t n_ids, gguf_kv
         for (int byte = 0; byte < 256; byte++) {
             char name[8];
             snprintf(name, sizeof name, "<0x%02X>", byte);
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(vocab, name);
-            if (cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < n_ids) {
-                s->types[(int64_t)id->valuedouble] = gguf_v_i32(6);
-                s->scores[(int64_t)id->valuedouble].f = 0;
+            const int32_t id = tok_smap_get(&ids, name, strlen(name));
+            if (id >= 0) {
+                s->types[id] = gguf_v_i32(6);
+                s->scores[id].f = 0;
             }
         }
     }
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
-    const cJSON *uid = cJSON_IsString(unk) ? cJSON_GetObjectItemCaseSensitive(vocab, unk->valuestring) : NULL;
-    if (cJSON_IsNumber(uid) && uid->valuedouble >= 0 && uid->valuedouble < n_ids) {
-        int64_t u = (int64_t)uid->valuedouble;
+    const int32_t u = cJSON_IsString(unk) ? tok_smap_get(&ids, unk->valuestring, strlen(unk->valuestring)) : -1;
+    tok_smap_free(&ids);
+    if (u >= 0) {
         s->types[u] = gguf_v_i32(2);
         s->scores[u].f = 0;
         kv[*k].key = "tokenizer.ggml.unknown_token_id"; kv[*k].v = gguf_v_u32((uint32_t)u); (*k)++;

@@ -19,6 +19,7 @@
  * refused by name; the GGUF container (formats/gguf.c). */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ static const char *k_re_gpt2 =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 #define SPM_SPACE "\xe2\x96\x81" /* U+2581, SentencePiece's visible space */
+#define SPM_MAX_SPLIT 1024      /* bytes: longer pieces are never split into merges */
 
 static char *vstr(const gguf_value *v) {
     char *s = malloc(v->str.len + 1);
@@ -277,6 +279,10 @@ static wick_status spm_merges(const tokmeta *t, spm_merge **out, size_t *n_out) 
     for (int64_t i = 0; !st && i < t->n; i++) {
         const char *s = t->toks->arr.items[i].str.s;
         const size_t len = (size_t)t->toks->arr.items[i].str.len;
+        /* splitting costs len² bytes of hashing: pieces longer than SPM_MAX_SPLIT (far above
+           SentencePiece's 16-character default) yield no merges, so a hostile file cannot
+           stall loading */
+        if (len > SPM_MAX_SPLIT) continue;
         for (size_t k = 1; k < len; k++) {
             if (((unsigned char)s[k] & 0xC0) == 0x80) continue; /* inside a UTF-8 sequence */
             int32_t l = tok_smap_get(&ids, s, k), r = tok_smap_get(&ids, s + k, len - k);
@@ -320,8 +326,14 @@ static wick_status build_llama(const gguf_file *g, tokmeta *t, cJSON *root, cJSO
                        t->path, (unsigned long long)t->scores->arr.n, (long long)t->n);
     bool prefix = true;
     gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &prefix, NULL);
+    /* byte fallback through <0xXX> pieces: typed as bytes, or (files without token types)
+       found by their text, as llama.cpp finds them */
     bool byte_fallback = false;
-    for (int64_t i = 0; i < t->n && !byte_fallback; i++) byte_fallback = type_of(t, i) == TT_BYTE;
+    for (int64_t i = 0; i < t->n && !byte_fallback; i++) {
+        const gguf_value *v = &t->toks->arr.items[i];
+        byte_fallback = t->types ? type_of(t, i) == TT_BYTE
+                                 : v->str.len == 6 && memcmp(v->str.s, "<0x00>", 6) == 0;
+    }
     if (t->unk < 0)
         for (int64_t i = 0; i < t->n && t->unk < 0; i++)
             if (type_of(t, i) == TT_UNKNOWN) t->unk = i;
@@ -426,6 +438,9 @@ wick_status model_gguf_tokenizer_json(const gguf_file *g, char **tj, char **tc) 
     if (st) return st;
     if (!t.toks || t.toks->arr.n == 0)
         return err_set(WICK_ERR_FORMAT, "%s: tokenizer.ggml.tokens is missing or empty", path);
+    if (t.toks->arr.n > (uint64_t)INT32_MAX)
+        return err_set(WICK_ERR_FORMAT, "%s: tokenizer.ggml.tokens holds %llu tokens; token ids "
+                       "must fit in 32 bits", path, (unsigned long long)t.toks->arr.n);
     t.n = (int64_t)t.toks->arr.n;
     if (t.types && t.types->arr.n != t.toks->arr.n)
         return err_set(WICK_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries, tokens "

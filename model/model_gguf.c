@@ -417,7 +417,7 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
         VEC(N("ffn_gate.bias"), l->b_gate, ff);
         VEC(N("ffn_up.bias"), l->b_up, ff);
         VEC(N("ffn_down.bias"), l->b_down, d);
-        if (l->bq && perm) { /* would need the same row permutation as q/k: not written yet */
+        if ((l->bq || l->bk) && perm) { /* would need the same row permutation as q/k: not written yet */
             for (int j = 0; j < w.n; j++) { free(w.names[j]); free(w.bufs[j]); }
             free(w.t); free(w.names); free(w.bufs);
             return err_set(WICK_ERR_UNSUPPORTED, "%s: llama models with attention biases cannot "
@@ -452,6 +452,10 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     kv[k].key = KEY("context_length"); kv[k].v = gguf_v_u32((uint32_t)c->n_ctx_train); k++;
     kv[k].key = KEY("attention.layer_norm_rms_epsilon"); kv[k].v = gguf_v_f32(c->norm_eps); k++;
     kv[k].key = KEY("rope.freq_base"); kv[k].v = gguf_v_f32(c->rope_theta); k++;
+    if (c->rope == ROPE_LINEAR) {
+        kv[k].key = KEY("rope.scaling.type"); kv[k].v = gguf_v_str("linear"); k++;
+        kv[k].key = KEY("rope.scaling.factor"); kv[k].v = gguf_v_f32(c->rope_factor); k++;
+    }
 #undef KEY
     for (int i = 0; i < n_extra && k < (int)(sizeof kv / sizeof kv[0]); i++) kv[k++] = extra[i];
     if (c->rope != ROPE_DEFAULT && c->rope != ROPE_LINEAR)

@@ -6,9 +6,11 @@
  *   - a random tiny model with the qwen3 tokenizer: the exported tokenizer.json gives the same
  *     ids as the source tokenizer;
  *   - bad output paths and arguments give errors naming the path, and leave no file. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <sys/stat.h>
 
+#include "base/fileio.h"
 #include "model/gguf_tok.h"
 #include "model/model_export.h"
 #include "model/model_gguf.h"
@@ -231,6 +233,44 @@ static int count_entries(const char *dir) {
     return k;
 }
 
+/* Linear RoPE scaling survives folder -> GGUF -> GGUF (rope.scaling.type/factor written). */
+static void test_linear_rope_kept(void **state) {
+    (void)state;
+    char *tmp = tu_mkdtemp(), *src = path_join(tmp, "src");
+    assert_int_equal(random_model_write("tiny", src, 11, DT_F32, NULL), WICK_OK);
+    char *cfg_path = path_join(src, "config.json"), *text = NULL;
+    assert_int_equal(file_read_all(cfg_path, &text, NULL), WICK_OK);
+    cJSON *cfg = cJSON_Parse(text);
+    assert_non_null(cfg);
+    cJSON *rs = cJSON_AddObjectToObject(cfg, "rope_scaling");
+    cJSON_AddStringToObject(rs, "type", "linear");
+    cJSON_AddNumberToObject(rs, "factor", 2.0);
+    char *patched = cJSON_PrintUnformatted(cfg);
+    tu_write_file(cfg_path, patched, strlen(patched));
+    wick_model *ref = load_or_fail(src, false);
+    assert_int_equal(ref->cfg.rope, ROPE_LINEAR);
+    const int32_t ids[] = {1, 5, 9, 2, 7, 3, 8, 4, 6, 10, 12, 11};
+    float *want = logits_of(ref, ids, 12);
+    char *g1 = path_join(tmp, "a.gguf"), *g2 = path_join(tmp, "b.gguf");
+    assert_int_equal(model_gguf_save(ref, g1, DT_F32, NULL, 0), WICK_OK);
+    wick_model *a = load_or_fail(g1, false);
+    if (model_gguf_save(a, g2, DT_F32, NULL, 0)) fail_msg("%s", wick_last_error());
+    wick_model *b = load_or_fail(g2, false);
+    for (int k = 0; k < 2; k++) {
+        const wick_model *m = k ? b : a;
+        assert_int_equal(m->cfg.rope, ROPE_LINEAR);
+        assert_true(m->cfg.rope_factor == 2.0f);
+        float *got = logits_of(m, ids, 12);
+        assert_true(tu_max_abs_diff(want, got, 12 * (int64_t)ref->cfg.n_vocab) <= 1e-5);
+        free(got);
+    }
+    wick_model_free(a); wick_model_free(b); wick_model_free(ref);
+    cJSON_Delete(cfg);
+    free(patched); free(text); free(cfg_path); free(want); free(g1); free(g2);
+    tu_rmdir_rf(tmp);
+    free(tmp); free(src);
+}
+
 static void test_bad_paths(void **state) {
     (void)state;
     TU_REQUIRE_FIXTURE(dir, "tiny-qwen2");
@@ -270,6 +310,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_qwen2),
         cmocka_unit_test(test_tokenizer),
         cmocka_unit_test(test_llama_bias_follows_rows),
+        cmocka_unit_test(test_linear_rope_kept),
         cmocka_unit_test(test_bad_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

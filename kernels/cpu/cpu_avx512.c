@@ -265,7 +265,7 @@ AI void blk_q4_0_nx(__m256 *acc, const blk_q4_0 *w, const blk_q8x *xq, int64_t l
     for (int i = 0; i < NX; i++) {
         const blk_q8x *xb = xq + i * ldxq + b;
         /* the −8 zero point enters as the accumulator's start value: Σ(q−8)x = Σqx − 8Σx */
-        const __m256i init = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * (xb->sum[0] + xb->sum[1])));
+        const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-8 * (xb->sum[0] + xb->sum[1])));
         const __m256i p = dot_u8s8(init, wq, load_x(xb), VNNI);
         acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
     }

@@ -110,7 +110,7 @@ AI void blk_q4_0_nx(__m256 *acc, const blk_q4_0 *w, const blk_q8x *xq, int64_t l
     for (int i = 0; i < NX; i++) {
         const blk_q8x *xb = xq + i * ldxq + b;
         /* the −8 zero point as an integer in lane 0: Σ(q−8)x = Σqx − 8Σx, exact */
-        const __m256i z = _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * (xb->sum[0] + xb->sum[1])));
+        const __m256i z = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-8 * (xb->sum[0] + xb->sum[1])));
         const __m256i p = _mm256_add_epi32(dot_u8s8(wq, load_x(xb), ones), z);
         acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
     }
@@ -206,7 +206,7 @@ AI void mvq_q6_k(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, i
                     const blk_q8x *xb = xq + i * ldxq + 8 * b + j;
                     const int zp = -32 * (s0 * xb->sum[0] + s1 * xb->sum[1]);
                     const __m256i p = _mm256_add_epi32(dot_u8s8(q, load_x(xb), sv),
-                                                       _mm256_castsi128_si256(_mm_cvtsi32_si128(zp)));
+                                                       _mm256_zextsi128_si256(_mm_cvtsi32_si128(zp)));
                     acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb->d), acc[i]);
                 }
             }
