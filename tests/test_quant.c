@@ -276,8 +276,8 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
                              T->name, dtype_name(dt), k_threads[pi], (long long)rows,
                              (long long)cols, n, i, got[i], want[i], df, tf[i]);
                 /* decode-sized batches take the integer path, and so do prefill batches of
-                   Q8_0/Q4_0/Q4_K on AVX-512 VNNI (gemm_q): match its definition tightly */
-                if (n <= 8 || (vnni && strcmp(k_isas[ti], "avx512") == 0 && dt != DT_Q6_K)) {
+                   every quantized type on AVX-512 VNNI (gemm_q): match its definition tightly */
+                if (n <= 8 || (vnni && strcmp(k_isas[ti], "avx512") == 0)) {
                     double dq = fabs((double)got[i] - qdef[i]);
                     if (!(dq <= tq[i]))
                         fail_msg("%s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g q8 def %.9g (|d| %.3g > %.3g)",

@@ -1,4 +1,4 @@
-/* gemmq_avx512.c — prefill matmul for Q8_0 / Q4_0 / Q4_K weights with AVX-512 VNNI integer
+/* gemmq_avx512.c — prefill matmul for Q8_0 / Q4_0 / Q4_K / Q6_K weights with AVX-512 VNNI integer
  * dot products (vpdpbusd on zmm), for many activation rows at once.
  *
  * Why a separate path from decode: the decode kernels (cpu_avx512.c) reduce one 32-value
@@ -19,9 +19,12 @@
  * quant_dot_q8x, and blocks are combined in f32 in the same order, so the result equals that
  * definition up to the rounding of one fused multiply-add per block.
  *
- * Not here: threading and activation quantization (cpu.c), Q6_K (its 16-value scales do not
- * fit the 32-value panel block; it keeps the dequantize + sgemm path). Only called after
- * cpu.c has checked for AVX-512 VNNI. */
+ * Q6_K (values 0..63, zero point 32, one int8 scale per 16 values) keeps two integer sums per
+ * block, one per 16-value group, each with its own f32 scale (the panel's dw and mn slots)
+ * and its half of the activation sums for the zero point.
+ *
+ * Not here: threading and activation quantization (cpu.c). Only called after cpu.c has
+ * checked for AVX-512 VNNI. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -35,7 +38,9 @@
 
 size_t cpu_a5_gemm_q_scratch(int64_t cols) { return (size_t)(cols / QK) * PBLK + PR * (size_t)cols + 64; }
 
-int cpu_a5_gemm_q_supports(dtype dt) { return dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q4_K; }
+int cpu_a5_gemm_q_supports(dtype dt) {
+    return dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q4_K || dt == DT_Q6_K;
+}
 
 /* Unpacks weight row `row` to u8 values with their offset (cols bytes at v) and writes each
  * 32-value block's scale and min to dw[b·PBLK/4], mn[b·PBLK/4] (the panel's per-block slots
@@ -62,6 +67,34 @@ static void unpack_row(const wk_weight *W, const uint8_t *row, uint8_t *v, float
             _mm_storeu_si128((__m128i *)(v + QK * b + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
             dw[b * st] = f16_to_f32(w->d);
             mn[b * st] = 0.0f;
+        }
+        break;
+    case DT_Q6_K: /* 32-value block b is sub-block j = b % 8 of super-block b / 8; its two
+                     16-value groups' scales d·scales[2j], d·scales[2j+1] go to dw and mn */
+        for (int64_t B = 0; B < nb / 8; B++) {
+            const blk_q6_k *w = (const blk_q6_k *)row + B;
+            const float d = f16_to_f32(w->d);
+            const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+            for (int h = 0; h < 2; h++) {
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+                for (int k = 0; k < 4; k++) {
+                    const __m256i l = (k & 1) ? l1 : l0;
+                    const __m256i lo = k >= 2 ? _mm256_and_si256(_mm256_srli_epi16(l, 4), m4)
+                                              : _mm256_and_si256(l, m4);
+                    /* bits 2k..2k+1 of qh to bits 4..5 (the mask drops what crosses bytes) */
+                    const __m256i hs = k == 0 ? _mm256_slli_epi16(qh, 4)
+                                     : k == 1 ? _mm256_slli_epi16(qh, 2)
+                                     : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                    _mm256_storeu_si256((__m256i *)(v + QKK * B + 32 * (4 * h + k)),
+                                        _mm256_or_si256(lo, _mm256_and_si256(hs, m30)));
+                }
+            }
+            for (int j = 0; j < 8; j++) {
+                dw[(8 * B + j) * st] = d * (float)w->scales[2 * j];
+                mn[(8 * B + j) * st] = d * (float)w->scales[2 * j + 1];
+            }
         }
         break;
     default: /* DT_Q4_K: 32-value block b is sub-block b % 8 of super-block b / 8 */
@@ -152,9 +185,44 @@ AI void kernel(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uin
     for (int i = 0; i < NX; i++) _mm512_mask_storeu_ps(y + i * ldy, m, acc[i]);
 }
 
+/* Q6_K: the two 16-value groups of a block have their own scales (dw, mn slots) and the −32
+ * zero point uses each half's activation sum, so the integer sums are kept per group. */
+AI void kernel_q6(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uint8_t *p,
+                  int64_t nb, __mmask16 m, const int NX) {
+    __m512 acc[8];
+    for (int i = 0; i < NX; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *pb = p + b * PBLK;
+        __m512i s0[8], s1[8];
+        for (int i = 0; i < NX; i++) {
+            const blk_q8x *xb = xq + i * ldxq + b;
+            s0[i] = _mm512_set1_epi32(-32 * xb->sum[0]);
+            s1[i] = _mm512_set1_epi32(-32 * xb->sum[1]);
+        }
+        for (int g = 0; g < 4; g++) {
+            const __m512i w0 = _mm512_load_si512((const void *)(pb + 64 * g));
+            const __m512i w1 = _mm512_load_si512((const void *)(pb + 64 * (g + 4)));
+            for (int i = 0; i < NX; i++) {
+                const int8_t *q = xq[i * ldxq + b].qs;
+                s0[i] = _mm512_dpbusd_epi32(s0[i], w0, _mm512_set1_epi32(load4(q + 4 * g)));
+                s1[i] = _mm512_dpbusd_epi32(s1[i], w1, _mm512_set1_epi32(load4(q + 16 + 4 * g)));
+            }
+        }
+        const __m512 d0 = _mm512_load_ps((const float *)(pb + 512));
+        const __m512 d1 = _mm512_load_ps((const float *)(pb + 576));
+        for (int i = 0; i < NX; i++) {
+            const __m512 dx = _mm512_set1_ps(xq[i * ldxq + b].d);
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0[i]), _mm512_mul_ps(d0, dx), acc[i]);
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1[i]), _mm512_mul_ps(d1, dx), acc[i]);
+        }
+    }
+    for (int i = 0; i < NX; i++) _mm512_mask_storeu_ps(y + i * ldy, m, acc[i]);
+}
+
 AI void kernel_dt(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uint8_t *p,
                   int64_t nb, __mmask16 m, const int NX, dtype dt) {
-    if (dt == DT_Q8_0) kernel(y, ldy, xq, ldxq, p, nb, m, NX, 128, 0);
+    if (dt == DT_Q6_K) kernel_q6(y, ldy, xq, ldxq, p, nb, m, NX);
+    else if (dt == DT_Q8_0) kernel(y, ldy, xq, ldxq, p, nb, m, NX, 128, 0);
     else if (dt == DT_Q4_0) kernel(y, ldy, xq, ldxq, p, nb, m, NX, 8, 0);
     else kernel(y, ldy, xq, ldxq, p, nb, m, NX, 0, 1);
 }
