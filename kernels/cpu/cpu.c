@@ -12,11 +12,12 @@
  *   n <= CPU_MV_NX (decode): the ISA's matvec streams each weight row once for all n rows;
  *     quantized weights take the integer matvec_q on activations quantized once per call
  *     (by the caller or all threads, into the caller's TL_XQ buffer, shared read-only).
- *   larger n, Q8_0/Q4_0/Q4_K with AVX-512 VNNI: gemm_q (gemmq_avx512.c) on the same shared
- *     quantized activations.
- *   larger n, other types: OpenBLAS sgemm per chunk of output rows (OpenBLAS set to one
- *     thread, so it never competes with the pool); bf16/f16/Q6_K rows are widened to f32
- *     ~1 MiB at a time into a per-thread buffer. Where OpenBLAS lacks fast kernels for this
+ *   larger n, Q8_0/Q4_0/Q4_K/Q6_K with AVX-512 VNNI: gemm_q (gemmq_avx512.c) on the same
+ *     shared quantized activations.
+ *   larger n, other types (and quantized types without VNNI, where it measured faster than
+ *     the integer tiles): OpenBLAS sgemm per chunk of output rows (OpenBLAS set to one
+ *     thread, so it never competes with the pool); bf16/f16/quantized rows are widened to
+ *     f32 up to 8 MiB at a time into a per-thread buffer. Where OpenBLAS lacks fast kernels for this
  *     CPU (see tl_buf_init) the tiled matvec serves prefill too.
  * Attention: the tiled online-softmax kernel of attn_tile.h per (KV head, block of query
  * rows); the row-at-a-time kernel remains for head_dim > CPU_ATT_MAX_HD.
