@@ -9,6 +9,8 @@
  *  - encode (with and without BOS) and decode of 48 texts equal the reference ids/texts of
  *    tests/data/llama2_encode_golden.json (transformers.js, see gen_llama2_golden.js), and
  *    equal what the tokenizer.json tokenizer gives;
+ * *  - a model .gguf whose only tokenizer is those keys loads with it (wick_model_load), tokenizes
+ *    like tokenizer.json (BOS first) and evaluates;
  *  - malformed metadata (scores of the wrong length, a repeated piece, an unknown tokenizer
  *    model) is refused with the key named. */
 #include <cjson/cJSON.h>
@@ -17,6 +19,7 @@
 #include "base/fileio.h"
 #include "model/gguf_tok.h"
 #include "model/model_gguf.h"
+#include "model/random.h"
 #include "testutil.h"
 
 static char *llama2_dir(void) {
@@ -155,6 +158,55 @@ static void test_llama2_from_gguf(void **state) {
     free(tmp); free(gpath); free(src_tj); free(gold_path); free(dir);
 }
 
+/* A model GGUF whose only tokenizer is the tokenizer.ggml.* keys of Llama 2 loads with that
+ * tokenizer through wick_model_load (a .gguf alone is enough), tokenizes like tokenizer.json,
+ * and evaluates the ids. */
+static void test_model_gguf_alone(void **state) {
+    (void)state;
+    char *dir = llama2_dir();
+    if (!dir) return;
+    char *tmp = tu_mkdtemp(), *src = path_join(tmp, "src"), *gpath = path_join(tmp, "m.gguf");
+    assert_int_equal(random_model_write("tiny", src, 5, DT_F32, NULL), WICK_OK);
+    wick_model *m = NULL, *g = NULL;
+    wick_model_params mp = wick_model_params_default();
+    mp.load_tokenizer = false;
+    assert_int_equal(wick_model_load(src, &mp, &m), WICK_OK);
+    gguf_tok_meta tm;
+    if (gguf_tok_meta_from_folder(dir, &tm)) fail_msg("%s", wick_last_error());
+    gguf_kv kv[32];
+    int n = 0;
+    for (int i = 0; i < tm.n; i++)
+        if (strncmp(tm.kv[i].key, "tokenizer.ggml.", 15) == 0) kv[n++] = tm.kv[i];
+    if (model_gguf_save(m, gpath, DT_Q8_0, kv, n)) fail_msg("%s", wick_last_error());
+    gguf_tok_meta_free(&tm);
+    if (wick_model_load(gpath, NULL, &g)) fail_msg("%s", wick_last_error());
+    const wick_tokenizer *tg = wick_model_tokenizer(g);
+    assert_non_null(tg);
+    wick_tokenizer *tf = NULL;
+    assert_int_equal(wick_tokenizer_load(dir, &tf), WICK_OK);
+    const char *texts[] = {"Hello world", "  two  spaces\nand a newline", "naïve café 東京 🙂"};
+    for (int t = 0; t < 3; t++) {
+        int32_t a[64], b[64];
+        int32_t na = wick_tokenize(tg, texts[t], strlen(texts[t]), true, a, 64);
+        int32_t nb = wick_tokenize(tf, texts[t], strlen(texts[t]), true, b, 64);
+        assert_true(na > 1 && a[0] == 1); /* BOS first */
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, sizeof(int32_t) * (size_t)na);
+        wick_session *s = NULL;
+        float *logits = malloc(sizeof(float) * (size_t)g->cfg.n_vocab);
+        assert_int_equal(wick_session_create(g, NULL, &s), WICK_OK);
+        if (wick_session_eval(s, a, na, WICK_LOGITS_LAST, logits)) fail_msg("%s", wick_last_error());
+        assert_true(isfinite(logits[0]));
+        wick_session_free(s);
+        free(logits);
+    }
+    wick_tokenizer_free(tf);
+    wick_model_free(g);
+    wick_model_free(m);
+    tu_rmdir_rf(tmp);
+    free(tmp); free(src); free(gpath); free(dir);
+}
+
 /* A small SentencePiece vocabulary, written with chosen keys, for the error paths. */
 static wick_status spm_json_of(const char *tmp, const char *model, const char *const *pieces,
                                int n, int n_scores, char **tj, char **tc) {
@@ -212,6 +264,7 @@ static void test_bad_metadata(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama2_from_gguf),
+        cmocka_unit_test(test_model_gguf_alone),
         cmocka_unit_test(test_bad_metadata),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
