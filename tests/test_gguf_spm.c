@@ -9,7 +9,7 @@
  *  - encode (with and without BOS) and decode of 48 texts equal the reference ids/texts of
  *    tests/data/llama2_encode_golden.json (transformers.js, see gen_llama2_golden.js), and
  *    equal what the tokenizer.json tokenizer gives;
- * *  - a model .gguf whose only tokenizer is those keys loads with it (wick_model_load), tokenizes
+ *  - a model .gguf whose only tokenizer is those keys loads with it (wick_model_load), tokenizes
  *    like tokenizer.json (BOS first) and evaluates;
  *  - malformed metadata (scores of the wrong length, a repeated piece, an unknown tokenizer
  *    model) is refused with the key named. */
