@@ -360,132 +360,10 @@ AI void mvq_q6_k(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, i
     for (int i = 0; i < NX; i++) out[i] = hsum256(acc[i]) - corr[i];
 }
 
-/* ---- Q4_K with one activation row (decode) ----
- * The per-block scalar work dominated: eight 6-bit scale/min unpacks, eight scale products
- * and a scalar mins sum per row. Here the twelve scale bytes are unpacked as three 32-bit
- * words (SWAR), the activation terms that do not depend on the weight row (dx_j and
- * dx_j·Σx_j per activation block) are computed once per call, and the mins term becomes one
- * 8-lane FMA per block. Sum order differs from mvq_q4_k only in f32 rounding. */
-#define Q4K_X_MAX 512 /* activation blocks held on the stack (16384 columns); Q4_0 too */
-
-/* 8 scales and 8 mins of a Q4_K block as bytes j = 0..7 of *sc, *mn (see quant_q4k_scale). */
-AI void q4k_scales8(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
-    uint32_t a, b, c;
-    memcpy(&a, s, 4);
-    memcpy(&b, s + 4, 4);
-    memcpy(&c, s + 8, 4);
-    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, hi2 = 0x30303030u;
-    *sc = (uint64_t)(a & lo6) | (uint64_t)((c & lo4) | ((a >> 2) & hi2)) << 32;
-    *mn = (uint64_t)(b & lo6) | (uint64_t)(((c >> 4) & lo4) | ((b >> 2) & hi2)) << 32;
-}
-
-AI __m256 u8x8_to_ps(uint64_t v) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)v)));
-}
-
-AI void mvq_q4_k_row1(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0,
-                       int64_t r1, const int vnni, const float *dx, const float *sx) {
-    const size_t rb = dtype_row_bytes(DT_Q4_K, W->cols);
-    const int64_t nb = W->cols / 256;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int64_t r = r0; r < r1; r++) {
-        const blk_q4_k *w = (const blk_q4_k *)((const char *)W->data + r * rb);
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
-            uint64_t sc, mn;
-            q4k_scales8(w[b].scales, &sc, &mn);
-            /* scale of sub-block j: d·sc_j·dx_j; mins: dmin·m_j·dx_j·Σx_j */
-            const __m256 sv = _mm256_mul_ps(_mm256_mul_ps(u8x8_to_ps(sc), _mm256_set1_ps(h2f(w[b].d))),
-                                            _mm256_loadu_ps(dx + 8 * b));
-            macc = _mm256_fmadd_ps(_mm256_mul_ps(u8x8_to_ps(mn), _mm256_set1_ps(h2f(w[b].dmin))),
-                                   _mm256_loadu_ps(sx + 8 * b), macc);
-            const blk_q8x *xb = xq + 8 * b;
-            for (int j2 = 0; j2 < 4; j2++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j2));
-                const __m256i lo = _mm256_and_si256(q, m4);
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                const __m256i p0 = dot_u8s8(_mm256_setzero_si256(), lo, load_x(xb + 2 * j2), vnni);
-                const __m256i p1 = dot_u8s8(_mm256_setzero_si256(), hi, load_x(xb + 2 * j2 + 1), vnni);
-                const __m256 s0 = _mm256_permutexvar_ps(_mm256_set1_epi32(2 * j2), sv);
-                const __m256 s1 = _mm256_permutexvar_ps(_mm256_set1_epi32(2 * j2 + 1), sv);
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), s0, acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), s1, acc1);
-            }
-        }
-        y[r] = hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(macc);
-    }
-}
-
-/* One activation row of Q4_K: precompute dx and dx·Σx, then the kernel above (both VNNI
-   variants are one function: dot_u8s8 branches on a loop-invariant flag). False when the
-   row is too long for the stack arrays (the general kernel then runs). */
-static int q4_k_decode(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1,
-                       int vnni) {
-    const int64_t nbx = W->cols / QK;
-    if (nbx > Q4K_X_MAX) return 0;
-    float dx[Q4K_X_MAX], sx[Q4K_X_MAX];
-    for (int64_t j = 0; j < nbx; j++) {
-        dx[j] = xq[j].d;
-        sx[j] = xq[j].d * (float)(xq[j].sum[0] + xq[j].sum[1]);
-    }
-    if (vnni) mvq_q4_k_row1(y, xq, W, r0, r1, 1, dx, sx);
-    else mvq_q4_k_row1(y, xq, W, r0, r1, 0, dx, sx);
-    return 1;
-}
-
-/* ---- Q4_0 with one activation row (decode) ----
- * Eight blocks at a time: their integer dot products are reduced to one 8-lane vector of
- * per-block sums (a horizontal-add transpose), so scaling is one FMA per eight blocks instead
- * of a broadcast and an FMA per block; the −8 zero point is Σ dw·(dx·Σx) from values
- * computed once per call (sx). The eight f16 scales are inserted one by one (a vpgatherdd
- * measured slower on this machine). One thread, 896x4864: 153 -> 104 us. */
-AI void mvq_q4_0_row1(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1,
-                      const int vnni, const float *dx, const float *sx) {
-    const size_t rb = dtype_row_bytes(DT_Q4_0, W->cols);
-    const int64_t nb = W->cols / QK;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), sh = _mm256_setr_epi64x(0, 0, 4, 4);
-    for (int64_t r = r0; r < r1; r++) {
-        const blk_q4_0 *w = (const blk_q4_0 *)((const char *)W->data + r * rb);
-        __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps(), tail = _mm256_setzero_ps();
-        int64_t b = 0;
-        for (; b + 8 <= nb; b += 8) {
-            __m256i p[8];
-            for (int k = 0; k < 8; k++) {
-                const __m256i q2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[b + k].qs));
-                const __m256i wq = _mm256_and_si256(_mm256_srlv_epi64(q2, sh), m4);
-                p[k] = dot_u8s8(_mm256_setzero_si256(), wq, load_x(xq + b + k), vnni);
-            }
-            const __m256i h01 = _mm256_hadd_epi32(p[0], p[1]), h23 = _mm256_hadd_epi32(p[2], p[3]);
-            const __m256i h45 = _mm256_hadd_epi32(p[4], p[5]), h67 = _mm256_hadd_epi32(p[6], p[7]);
-            const __m256i a = _mm256_hadd_epi32(h01, h23), c = _mm256_hadd_epi32(h45, h67);
-            /* a = [Σlo p0..p3 | Σhi p0..p3], c likewise for p4..p7 */
-            const __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20),
-                                               _mm256_permute2x128_si256(a, c, 0x31));
-            const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
-                (short)w[b].d, (short)w[b + 1].d, (short)w[b + 2].d, (short)w[b + 3].d,
-                (short)w[b + 4].d, (short)w[b + 5].d, (short)w[b + 6].d, (short)w[b + 7].d));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(dw, _mm256_loadu_ps(dx + b)), acc);
-            corr = _mm256_fmadd_ps(dw, _mm256_loadu_ps(sx + b), corr);
-        }
-        __m256 t1[1] = {tail};
-        for (; b < nb; b++) blk_q4_0_nx(t1, w, xq, 1, b, 1, vnni); /* zero point included */
-        y[r] = hsum256(_mm256_add_ps(acc, t1[0])) - 8.0f * hsum256(corr);
-    }
-}
-
-static int q4_0_decode(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1,
-                       int vnni) {
-    const int64_t nbx = W->cols / QK;
-    if (nbx > Q4K_X_MAX) return 0;
-    float dx[Q4K_X_MAX], sx[Q4K_X_MAX];
-    for (int64_t j = 0; j < nbx; j++) {
-        dx[j] = xq[j].d;
-        sx[j] = xq[j].d * (float)(xq[j].sum[0] + xq[j].sum[1]);
-    }
-    if (vnni) mvq_q4_0_row1(y, xq, W, r0, r1, 1, dx, sx);
-    else mvq_q4_0_row1(y, xq, W, r0, r1, 0, dx, sx);
-    return 1;
-}
+/* One activation row (decode) of Q4_0/Q4_K/Q6_K: the shared kernels of quant_row1.h, with
+ * vpdpbusd where the CPU has VNNI. */
+#define ROW1_DOT(u, x, VNNI) dot_u8s8(_mm256_setzero_si256(), (u), (x), (VNNI))
+#include "kernels/cpu/quant_row1.h"
 
 AI void mvq_range(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const wk_weight *W,
                   int64_t r0, int64_t r1, const int NX, const int DT, const int VNNI) {
@@ -542,20 +420,19 @@ static void mvq_tile(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int
 
 static void a5_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
                         const wk_weight *W, int64_t r0, int64_t r1) {
-    /* Q6_K: the AVX2 kernel (group scales as vpmaddwd multipliers, zero point folded in as an
-       integer) measured 1.5x faster than this file's per-group float path; use it */
-    if (W->dt == DT_Q6_K) {
-        cpu_a2_matvec_q(y, ldy, xq, ldxq, nx, W, r0, r1);
-        return;
-    }
     int vnni = __atomic_load_n(&g_vnni, __ATOMIC_RELAXED);
     if (vnni < 0) { /* every thread that gets here computes and stores the same value */
         __builtin_cpu_init();
         vnni = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
         __atomic_store_n(&g_vnni, vnni, __ATOMIC_RELAXED);
     }
-    if (W->dt == DT_Q4_K && nx == 1 && q4_k_decode(y, xq, W, r0, r1, vnni)) return;
-    if (W->dt == DT_Q4_0 && nx == 1 && q4_0_decode(y, xq, W, r0, r1, vnni)) return;
+    if (nx == 1 && (vnni ? row1_run(y, xq, W, r0, r1, 1) : row1_run(y, xq, W, r0, r1, 0))) return;
+    /* Q6_K with several rows: the AVX2 kernel (group scales as vpmaddwd multipliers, zero
+       point folded in as an integer) measured 1.5x faster than this file's float path */
+    if (W->dt == DT_Q6_K) {
+        cpu_a2_matvec_q(y, ldy, xq, ldxq, nx, W, r0, r1);
+        return;
+    }
     MVQ_NX(vnni)
 }
 

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/quant_row1.h"
 
 #define AI static inline __attribute__((always_inline))
 #define PR 16 /* weight rows per panel (zmm lanes) */
@@ -74,22 +75,13 @@ static void unpack_row(const wk_weight *W, const uint8_t *row, uint8_t *v, float
         for (int64_t B = 0; B < nb / 8; B++) {
             const blk_q6_k *w = (const blk_q6_k *)row + B;
             const float d = f16_to_f32(w->d);
-            const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
             for (int h = 0; h < 2; h++) {
                 const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
                 const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
                 const __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
-                for (int k = 0; k < 4; k++) {
-                    const __m256i l = (k & 1) ? l1 : l0;
-                    const __m256i lo = k >= 2 ? _mm256_and_si256(_mm256_srli_epi16(l, 4), m4)
-                                              : _mm256_and_si256(l, m4);
-                    /* bits 2k..2k+1 of qh to bits 4..5 (the mask drops what crosses bytes) */
-                    const __m256i hs = k == 0 ? _mm256_slli_epi16(qh, 4)
-                                     : k == 1 ? _mm256_slli_epi16(qh, 2)
-                                     : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                for (int k = 0; k < 4; k++)
                     _mm256_storeu_si256((__m256i *)(v + QKK * B + 32 * (4 * h + k)),
-                                        _mm256_or_si256(lo, _mm256_and_si256(hs, m30)));
-                }
+                                        row1_q6k_values(l0, l1, qh, k));
             }
             for (int j = 0; j < 8; j++) {
                 dw[(8 * B + j) * st] = d * (float)w->scales[2 * j];
