@@ -260,8 +260,8 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
         }
     }
     __builtin_cpu_init();
-    const int vnni = __builtin_cpu_supports("avx512vnni") &&
-                     !(getenv("WICK_CPU_GEMMQ") && strcmp(getenv("WICK_CPU_GEMMQ"), "0") == 0);
+    const int gemmq_on = !(getenv("WICK_CPU_GEMMQ") && strcmp(getenv("WICK_CPU_GEMMQ"), "0") == 0);
+    const int vnni = __builtin_cpu_supports("avx512vnni") && gemmq_on;
     for (int ti = 0; ti < N_ISAS; ti++) {
         const kernel_table *T = kernels_cpu_variant(k_isas[ti]);
         if (!T) continue;
@@ -276,8 +276,10 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
                              T->name, dtype_name(dt), k_threads[pi], (long long)rows,
                              (long long)cols, n, i, got[i], want[i], df, tf[i]);
                 /* decode-sized batches take the integer path, and so do prefill batches of
-                   every quantized type on AVX-512 VNNI (gemm_q): match its definition tightly */
-                if (n <= 8 || (vnni && strcmp(k_isas[ti], "avx512") == 0)) {
+                   every quantized type on AVX-512 VNNI and all but Q8_0 on AVX2 (gemm_q):
+                   match its definition tightly */
+                if (n <= 8 || (vnni && strcmp(k_isas[ti], "avx512") == 0) ||
+                    (gemmq_on && strcmp(k_isas[ti], "avx2") == 0 && dt != DT_Q8_0)) {
                     double dq = fabs((double)got[i] - qdef[i]);
                     if (!(dq <= tq[i]))
                         fail_msg("%s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g q8 def %.9g (|d| %.3g > %.3g)",

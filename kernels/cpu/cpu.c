@@ -12,10 +12,10 @@
  *   n <= CPU_MV_NX (decode): the ISA's matvec streams each weight row once for all n rows;
  *     quantized weights take the integer matvec_q on activations quantized once per call
  *     (by the caller or all threads, into the caller's TL_XQ buffer, shared read-only).
- *   larger n, Q8_0/Q4_0/Q4_K/Q6_K with AVX-512 VNNI: gemm_q (gemmq_avx512.c) on the same
- *     shared quantized activations.
- *   larger n, other types (and quantized types without VNNI, where it measured faster than
- *     the integer tiles): OpenBLAS sgemm per chunk of output rows (OpenBLAS set to one
+ *   larger n, Q8_0/Q4_0/Q4_K/Q6_K with AVX-512 VNNI, or Q4_0/Q4_K/Q6_K on the AVX2 table:
+ *     gemm_q (gemmq_avx512.c, gemmq_avx2.c) on the same shared quantized activations.
+ *   larger n, other types (Q8_0 on AVX2: its unsigned-offset bytes would overflow
+ *     vpmaddubsw): OpenBLAS sgemm per chunk of output rows (OpenBLAS set to one
  *     thread, so it never competes with the pool); bf16/f16/quantized rows are widened to
  *     f32 up to 8 MiB at a time into a per-thread buffer. Where OpenBLAS lacks fast kernels for this
  *     CPU (see tl_buf_init) the tiled matvec serves prefill too.
@@ -48,7 +48,8 @@ enum { TL_XQ, TL_WORK, TL_SLOTS };
 static pthread_key_t g_buf_key;
 static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
 static int g_buf_key_ok;
-static int g_vnni;
+static int g_vnni;       /* AVX-512 VNNI present: the avx512 table's gemm_q may run */
+static int g_gemmq_off;  /* WICK_CPU_GEMMQ=0: no integer prefill GEMM (for comparisons) */
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
 
@@ -61,8 +62,8 @@ static void tl_buf_free(void *p) {
 static int g_blas_min_n = BLAS_MIN_N;
 
 /* One-time set-up, on the first matmul. WICK_CPU_BLAS_MIN_N (a tuning knob for benchmarks)
- * moves the sgemm threshold; 0 or junk keeps the default. WICK_CPU_GEMMQ=0 turns the VNNI
- * prefill path off (to compare against dequantize + sgemm). */
+ * moves the sgemm threshold; 0 or junk keeps the default. WICK_CPU_GEMMQ=0 turns the integer
+ * prefill GEMM off (to compare against dequantize + sgemm). */
 static void tl_buf_init(void) {
     g_buf_key_ok = pthread_key_create(&g_buf_key, tl_buf_free) == 0;
     /* One OpenBLAS thread per caller: the pool provides the parallelism. */
@@ -82,7 +83,7 @@ static void tl_buf_init(void) {
     __builtin_cpu_init();
     g_vnni = __builtin_cpu_supports("avx512vnni");
     e = getenv("WICK_CPU_GEMMQ");
-    if (e && strcmp(e, "0") == 0) g_vnni = 0;
+    if (e && strcmp(e, "0") == 0) g_gemmq_off = 1;
 }
 
 static void *tl_buffer(int slot, size_t bytes) {
@@ -229,7 +230,9 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float 
     mm_ctx c = {isa, y, x, W, bias, NULL, n, MM_MATVEC, 0, 0, 0};
     int blas = n >= g_blas_min_n && W->cols > 0;
     if (dtype_is_quant(W->dt) && W->cols > 0) {
-        int gemmq = n > CPU_MV_NX && g_vnni && isa->gemm_q && isa->gemm_q_supports(W->dt);
+        /* the avx512 table's gemm_q needs VNNI; the avx2 one plain AVX2 */
+        int gemmq = n > CPU_MV_NX && !g_gemmq_off && (g_vnni || isa == &cpu_isa_avx2) &&
+                    isa->gemm_q && isa->gemm_q_supports(W->dt);
         if (gemmq || !blas) { /* integer paths: quantize the activations once, shared */
             const int64_t nbx = W->cols / QK;
             blk_q8x *xq = tl_buffer(TL_XQ, (size_t)n * (size_t)nbx * sizeof(blk_q8x));

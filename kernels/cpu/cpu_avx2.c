@@ -213,5 +213,8 @@ const cpu_isa cpu_isa_avx2 = {
     .softmax = a2_softmax,
     .quant_x = cpu_a2_quant_x, /* quant_avx2.c */
     .matvec_q = cpu_a2_matvec_q,
+    .gemm_q = cpu_a2_gemm_q, /* gemmq_avx2.c */
+    .gemm_q_supports = cpu_a2_gemm_q_supports,
+    .gemm_q_scratch = cpu_a2_gemm_q_scratch,
     .attn_block = a2_attn_block,
 };

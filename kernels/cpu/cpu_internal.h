@@ -94,6 +94,12 @@ void cpu_a2_quant_x(blk_q8x *dst, const float *x, int64_t n);
 void cpu_a2_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
                      const wk_weight *W, int64_t r0, int64_t r1);
 
+/* gemmq_avx2.c (AVX2; Q4_0/Q4_K/Q6_K). */
+void cpu_a2_gemm_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
+                   const wk_weight *W, int64_t r0, int64_t r1, void *scratch);
+int cpu_a2_gemm_q_supports(dtype dt);
+size_t cpu_a2_gemm_q_scratch(int64_t cols);
+
 /* gemmq_avx512.c (AVX-512 VNNI). */
 void cpu_a5_gemm_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
                    const wk_weight *W, int64_t r0, int64_t r1, void *scratch);

@@ -16,9 +16,8 @@
  * operand and move their sign onto the activation (vpsignb); Q4_0/Q4_K/Q6_K quants are
  * unsigned already and their zero points enter through the activation block sums.
  *
- * Not here: the prefill GEMM (AVX-512 VNNI only, gemmq_avx512.c; on AVX2, prefill uses
- * dequantize + sgemm — Q4_0 pp512 216-227 tok/s against 180 with this file's 8-row tiles —
- * or these tiles where OpenBLAS is slow), f32/bf16/f16 weights. */
+ * Not here: the prefill GEMM (gemmq_avx2.c for Q4_0/Q4_K/Q6_K; Q8_0 prefill dequantizes +
+ * sgemm on AVX2), f32/bf16/f16 weights. */
 #include <immintrin.h>
 #include <string.h>
 
