@@ -117,6 +117,7 @@ enum { MM_MATVEC, MM_BLAS, MM_GEMMQ };
 
 typedef struct mm_ctx {
     const cpu_isa *isa;
+    const cpu_isa *gq; /* table whose gemm_q runs MM_GEMMQ (avx2's on AVX-512 without VNNI) */
     float *y;
     const float *x;
     const wk_weight *W;
@@ -182,9 +183,9 @@ static int mm_rows_blas(const mm_ctx *c, int64_t r0, int64_t r1) {
 }
 
 static int mm_rows_gemmq(const mm_ctx *c, int64_t r0, int64_t r1) {
-    void *ws = tl_buffer(TL_WORK, c->isa->gemm_q_scratch(c->W->cols));
+    void *ws = tl_buffer(TL_WORK, c->gq->gemm_q_scratch(c->W->cols));
     if (!ws) return 0;
-    c->isa->gemm_q(c->y, c->W->rows, c->xq, c->W->cols / QK, c->n, c->W, r0, r1, ws);
+    c->gq->gemm_q(c->y, c->W->rows, c->xq, c->W->cols / QK, c->n, c->W, r0, r1, ws);
     return 1;
 }
 
@@ -227,12 +228,12 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float 
     pthread_once(&g_buf_once, tl_buf_init);
     const int nt = pool_size(pool);
     const long rows = (long)W->rows;
-    mm_ctx c = {isa, y, x, W, bias, NULL, n, MM_MATVEC, 0, 0, 0};
+    /* the avx512 table's gemm_q needs VNNI; without it the avx2 one (plain AVX2) serves */
+    const cpu_isa *gq = isa == &cpu_isa_avx512 && !g_vnni ? &cpu_isa_avx2 : isa;
+    mm_ctx c = {isa, gq, y, x, W, bias, NULL, n, MM_MATVEC, 0, 0, 0};
     int blas = n >= g_blas_min_n && W->cols > 0;
     if (dtype_is_quant(W->dt) && W->cols > 0) {
-        /* the avx512 table's gemm_q needs VNNI; the avx2 one plain AVX2 */
-        int gemmq = n > CPU_MV_NX && !g_gemmq_off && (g_vnni || isa == &cpu_isa_avx2) &&
-                    isa->gemm_q && isa->gemm_q_supports(W->dt);
+        int gemmq = n > CPU_MV_NX && !g_gemmq_off && gq->gemm_q && gq->gemm_q_supports(W->dt);
         if (gemmq || !blas) { /* integer paths: quantize the activations once, shared */
             const int64_t nbx = W->cols / QK;
             blk_q8x *xq = tl_buffer(TL_XQ, (size_t)n * (size_t)nbx * sizeof(blk_q8x));
