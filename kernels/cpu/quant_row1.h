@@ -40,7 +40,12 @@ static inline __m256i row1_q6k_values(__m256i l0, __m256i l1, __m256i qh, const 
     return _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
 }
 
-#ifdef ROW1_DOT
+#endif /* WICK_KERNELS_CPU_QUANT_ROW1_H */
+
+/* The kernels, once per translation unit that defines ROW1_DOT (guarded on their own, so an
+   earlier include without ROW1_DOT does not hide them). */
+#if defined(ROW1_DOT) && !defined(WICK_KERNELS_CPU_QUANT_ROW1_KERNELS)
+#define WICK_KERNELS_CPU_QUANT_ROW1_KERNELS
 #define ROW1_X_MAX 512 /* activation blocks held on the stack (rows up to 16384 values) */
 #define ROW1_AI static inline __attribute__((always_inline))
 
@@ -205,4 +210,3 @@ ROW1_AI int row1_run(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0
     return 1;
 }
 #endif /* ROW1_DOT */
-#endif
