@@ -12,6 +12,7 @@ static const struct { const char *name; int block; size_t bytes; } k_dtypes[DT_C
     [DT_BOOL] = {"BOOL", 1, 1},
     [DT_Q8_0] = {"Q8_0", 32, 34}, [DT_Q4_0] = {"Q4_0", 32, 18},
     [DT_Q4_K] = {"Q4_K", 256, 144}, [DT_Q6_K] = {"Q6_K", 256, 210},
+    [DT_Q5_0] = {"Q5_0", 32, 22},
 };
 
 size_t dtype_size(dtype dt) {

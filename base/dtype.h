@@ -19,6 +19,7 @@ typedef enum dtype {
     DT_Q4_0,  /* 32 values: f16 d, 16 bytes of nibbles                (18 bytes)  */
     DT_Q4_K,  /* 256 values: f16 d, f16 dmin, 12 B scales, 128 B nibbles (144 bytes) */
     DT_Q6_K,  /* 256 values: 128 B low bits, 64 B high bits, 16 int8 scales, f16 d (210) */
+    DT_Q5_0,  /* 32 values: f16 d, 4 B fifth bits, 16 bytes of nibbles (22 bytes)  */
     DT_COUNT_
 } dtype;
 
@@ -32,7 +33,7 @@ const char *dtype_name(dtype dt);
 int dtype_parse(const char *s);
 /* True for the block-quantized types. */
 int dtype_is_quant(dtype dt);
-/* Elements per block: 1 for scalars, 32 for Q8_0/Q4_0, 256 for the K-quants; 0 if unknown. */
+/* Elements per block: 1 for scalars, 32 for Q8_0/Q4_0/Q5_0, 256 for the K-quants; 0 if unknown. */
 int dtype_block_size(dtype dt);
 /* Bytes per block (= dtype_size for scalars); 0 if unknown. */
 size_t dtype_block_bytes(dtype dt);

@@ -205,7 +205,7 @@ int bench_kernels_run(int argc, char **argv) {
     printf("OpenBLAS: %s, core %s\n\n", openblas_get_config(), openblas_get_corename());
 
     static const long shapes[][2] = {{896, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
-    static const dtype dts[] = {DT_F32, DT_BF16, DT_F16, DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K};
+    static const dtype dts[] = {DT_F32, DT_BF16, DT_F16, DT_Q8_0, DT_Q4_0, DT_Q5_0, DT_Q4_K, DT_Q6_K};
     const int n_dts = (int)(sizeof dts / sizeof dts[0]);
     const int n_shapes = quick ? 3 : 4;
     float *x = malloc(512L * 4864 * 4), *y = malloc(128L * 151936 * 4); /* largest y: n=128 x 151936 */

@@ -64,13 +64,13 @@ int cmd_quantize(int argc, char **argv) {
         else return fprintf(stderr, "wick quantize: unexpected argument %s\n", argv[i]), 2;
     }
     if (!in || !out || !type)
-        return fprintf(stderr, "usage: wick quantize IN OUT.gguf --type q8_0|q4_0|q4_k|q6_k|f16|bf16\n"), 2;
+        return fprintf(stderr, "usage: wick quantize IN OUT.gguf --type q8_0|q4_0|q5_0|q4_k|q6_k|f16|bf16\n"), 2;
     static const struct { const char *n; dtype dt; } k[] = {
-        {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {"q4_k", DT_Q4_K}, {"q6_k", DT_Q6_K},
+        {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {"q5_0", DT_Q5_0}, {"q4_k", DT_Q4_K}, {"q6_k", DT_Q6_K},
         {"f16", DT_F16}, {"bf16", DT_BF16}, {"f32", DT_F32}};
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
         if (strcasecmp(type, k[i].n) == 0) return run(in, out, k[i].dt);
-    return fprintf(stderr, "wick quantize: unknown --type %s (q8_0, q4_0, q4_k, q6_k, f16, bf16)\n", type), 2;
+    return fprintf(stderr, "wick quantize: unknown --type %s (q8_0, q4_0, q5_0, q4_k, q6_k, f16, bf16)\n", type), 2;
 }
 
 /* GGUF -> Hugging Face folder. */

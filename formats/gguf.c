@@ -13,7 +13,8 @@
 #define MAX_KEY_LEN 65535   /* generous; keys are short ASCII paths in practice */
 
 static const struct { uint32_t id; dtype dt; } k_types[] = {
-    {0, DT_F32}, {1, DT_F16}, {2, DT_Q4_0}, {8, DT_Q8_0}, {12, DT_Q4_K}, {14, DT_Q6_K},
+    {0, DT_F32}, {1, DT_F16}, {2, DT_Q4_0}, {6, DT_Q5_0}, {8, DT_Q8_0}, {12, DT_Q4_K},
+    {14, DT_Q6_K},
     {30, DT_BF16},
 };
 
@@ -260,7 +261,7 @@ static wick_status parse(gguf_file *g) {
         int dt = gguf_dtype_from_ggml(type);
         if (dt < 0)
             return err_set(WICK_ERR_UNSUPPORTED, "%s: tensor %s: ggml type %u is not supported "
-                           "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)", path, t->name, type);
+                           "(supported: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K)", path, t->name, type);
         t->dt = (dtype)dt;
         const int bs = dtype_block_size(t->dt);
         if (t->ne[0] % bs != 0)

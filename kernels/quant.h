@@ -15,10 +15,13 @@
  *                     l = i % 32, k = i / 32: low bits = nibble (k ≥ 2 ? high : low) of
  *                     ql[64h + l + 32·(k & 1)], high bits = bits 2k..2k+1 of qh[32h + l].
  *                                                                 x = d·scales[e/16]·(q − 32)
+ *   Q5_0  32 values : d(f16), qh[4] (a little-endian 32-bit word: bit j is the fifth bit of
+ *                     element j), qs[16] nibbles laid out as in Q4_0   x = d·(q − 16)
+ *                     (llama.cpp falls back to it for K-quant rows not a multiple of 256)
  *
  * Activation blocks (blk_q8x, wick-internal, never stored in files): 32 values per block,
  * f32 scale d = max|x|/127, q = nearbyint(x / d) (computed as x · (1/d)), plus the sums of q
- * over each half (16 values), which the Q4_0 / Q4_K / Q6_K dot products need to apply their
+ * over each half (16 values), which the Q4_0 / Q5_0 / Q4_K / Q6_K dot products need to apply their
  * zero points without touching every element twice. SIMD versions produce the same bytes.
  *
  * Not here: threading, SIMD (kernels/cpu), the file format (formats/gguf). */
@@ -35,12 +38,14 @@ typedef struct blk_q8_0 { uint16_t d; int8_t qs[QK]; } blk_q8_0;
 typedef struct blk_q4_0 { uint16_t d; uint8_t qs[QK / 2]; } blk_q4_0;
 typedef struct blk_q4_k { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[QKK / 2]; } blk_q4_k;
 typedef struct blk_q6_k { uint8_t ql[QKK / 2]; uint8_t qh[QKK / 4]; int8_t scales[16]; uint16_t d; } blk_q6_k;
+typedef struct blk_q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[QK / 2]; } blk_q5_0;
 typedef struct blk_q8x { float d; int16_t sum[2]; int8_t qs[QK]; } blk_q8x;
 
 _Static_assert(sizeof(blk_q8_0) == 34, "Q8_0 block is 34 bytes");
 _Static_assert(sizeof(blk_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(blk_q4_k) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(blk_q6_k) == 210, "Q6_K block is 210 bytes");
+_Static_assert(sizeof(blk_q5_0) == 22, "Q5_0 block is 22 bytes");
 
 /* Scale and min (6 bits each) of sub-block j (0..7) of a Q4_K super-block. */
 static inline void quant_q4k_scale(const uint8_t *s, int j, int *sc, int *m) {

@@ -248,7 +248,7 @@ static void test_bad_fields(void **state) {
     expect_error(b, n, WICK_ERR_FORMAT, "magic");
     n = minimal(b, 9, 0, 0, 8);
     expect_error(b, n, WICK_ERR_UNSUPPORTED, "version 9");
-    n = minimal(b, 3, 6, 0, 8);   /* Q5_0: not supported */
+    n = minimal(b, 3, 7, 0, 8);   /* Q5_1: not supported */
     expect_error(b, n, WICK_ERR_UNSUPPORTED, "tensor x");
     n = minimal(b, 3, 0, 4, 8);   /* misaligned */
     expect_error(b, n, WICK_ERR_FORMAT, "alignment");

@@ -25,8 +25,8 @@ static const char *k_isas[] = {"generic", "avx2", "avx512"};
 static const int k_threads[] = {1, 2, 3};
 #define N_POOLS 3
 static wk_pool *g_pools[N_POOLS];
-static const dtype k_qtypes[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K};
-#define N_QT 4
+static const dtype k_qtypes[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K, DT_Q5_0};
+#define N_QT 5
 
 static uint64_t g_rng = 0x2545f4914f6cdd1dull;
 static uint64_t rnd(void) {
@@ -81,6 +81,12 @@ static void expect_block(dtype dt, const uint8_t *p, float *y) {
         for (int i = 0; i < 16; i++) {
             y[i] = h2f(p) * ((p[2 + i] & 15) - 8);
             y[16 + i] = h2f(p) * ((p[2 + i] >> 4) - 8);
+        }
+    } else if (dt == DT_Q5_0) { /* byte k of qh holds the fifth bits of elements 8k..8k+7 */
+        for (int i = 0; i < 16; i++) {
+            const int h0 = (p[2 + i / 8] >> (i % 8)) & 1, h1 = (p[2 + 2 + i / 8] >> (i % 8)) & 1;
+            y[i] = h2f(p) * (((p[6 + i] & 15) | h0 << 4) - 16);
+            y[16 + i] = h2f(p) * (((p[6 + i] >> 4) | h1 << 4) - 16);
         }
     } else if (dt == DT_Q4_K) {
         const float d = h2f(p), dmin = h2f(p + 2);
@@ -149,7 +155,8 @@ static void test_roundtrip_error(void **state) {
      * block's range has error step/√12 with step ≈ 2/(2^b − 1); ratio ≈ 2/(2^b−1)/√12/0.577.
      * Bounds are 1.5x that (the K-quants also round their scales): Q8_0 8 bits → 0.0045,
      * Q4_0 4 bits (16 levels, one wasted) → 0.072, Q4_K 4 bits with fitted scale/min, Q6_K. */
-    const double bound[N_QT] = {0.0045 * 1.5, 0.072 * 1.5, 0.0667 * 1.5, 0.0159 * 1.5};
+    const double bound[N_QT] = {0.0045 * 1.5, 0.072 * 1.5, 0.0667 * 1.5, 0.0159 * 1.5,
+                                0.0345 * 1.5 /* Q5_0: 5 bits, one level wasted */};
     const int64_t n = 256 * 64;
     float *x = xmalloc(n * 4), *y = xmalloc(n * 4);
     for (int64_t i = 0; i < n; i++) x[i] = frand();
@@ -167,14 +174,16 @@ static void test_roundtrip_error(void **state) {
         fprintf(stderr, "%s: relative RMS error %.5f (bound %.5f)\n", dtype_name(dt), rel, bound[t]);
         assert_true(rel < bound[t]);
         /* per-block maximum error for the plain round-to-nearest types */
-        if (dt == DT_Q8_0 || dt == DT_Q4_0) {
+        if (dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q5_0) {
             const size_t bb = dtype_block_bytes(dt);
             for (int64_t b = 0; b < n / 32; b++) {
                 const float d = fabsf(f16_to_f32(*(const uint16_t *)((char *)q + b * bb)));
                 /* Q8_0 rounds with the stored d: ≤ d/2. Q4_0 maps the extreme to −8; its
                  * mirror image may clamp at +7: ≤ d·(8·(1 + 2⁻¹¹) − 7), the f16 rounding of d
                  * (relative ≤ 2⁻¹¹) stretching the extreme beyond 8 steps. */
-                const float lim = dt == DT_Q8_0 ? d / 2 : d * (1.0f + 8.0f / 2048.0f);
+                const float lim = dt == DT_Q8_0 ? d / 2
+                                : dt == DT_Q4_0 ? d * (1.0f + 8.0f / 2048.0f)
+                                                : d * (1.0f + 16.0f / 2048.0f); /* Q5_0: −16..15 */
                 for (int i = 0; i < 32; i++)
                     if (fabsf(x[b * 32 + i] - y[b * 32 + i]) > lim * (1 + 1e-6f))
                         fail_msg("%s block %lld: error %g > %g", dtype_name(dt), (long long)b,
@@ -276,12 +285,14 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
                              T->name, dtype_name(dt), k_threads[pi], (long long)rows,
                              (long long)cols, n, i, got[i], want[i], df, tf[i]);
                 /* decode-sized batches take the integer path, and so do prefill batches of
-                   every quantized type on AVX-512 VNNI and all but Q8_0 on AVX2 (gemm_q):
+                   Q8_0/Q4_0/Q4_K/Q6_K on AVX-512 VNNI and Q4_0/Q4_K/Q6_K on AVX2 (gemm_q):
                    match its definition tightly */
-                /* (the avx512 table uses the AVX2 GEMM where VNNI is missing) */
+                /* (the avx512 table uses the AVX2 GEMM where VNNI is missing); Q5_0 has no
+                   integer GEMM: its prefill widens to f32 for sgemm */
                 const bool a5 = strcmp(k_isas[ti], "avx512") == 0, a2 = strcmp(k_isas[ti], "avx2") == 0;
-                if (n <= 8 || (vnni && a5) ||
-                    (gemmq_on && (a2 || a5) && dt != DT_Q8_0 && (n >= 16 || (a5 && vnni)))) {
+                const bool a2_type = dt == DT_Q4_0 || dt == DT_Q4_K || dt == DT_Q6_K;
+                if (n <= 8 || (vnni && a5 && dt != DT_Q5_0) ||
+                    (gemmq_on && (a2 || a5) && a2_type && (n >= 16 || (a5 && vnni)))) {
                     double dq = fabs((double)got[i] - qdef[i]);
                     if (!(dq <= tq[i]))
                         fail_msg("%s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g q8 def %.9g (|d| %.3g > %.3g)",

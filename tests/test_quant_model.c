@@ -1,6 +1,6 @@
 /* test_quant_model.c — end-to-end accuracy of quantized GGUF models on the golden fixtures:
  * each model folder is loaded, written as GGUF (model_gguf_save) in F32, Q8_0 and Q4_0,
- * loaded back through model_gguf_load, and its logits over the golden prompts compared with
+ * loaded back through model_gguf_load (also Q5_0, accuracy printed only), and its logits over the golden prompts compared with
  * the folder model's. Goals (issue 6): F32 identical up to summation order; Q8_0 logits
  * within 2e-2 and top-1 agreement ≥ 99%; Q4_0 top-1 ≥ 95%.
  *
@@ -41,9 +41,11 @@ static void check_model(const char *fixture, double q8_tol, int n_prompts, bool 
     assert_int_equal(wick_model_load(dir, &mp, &ref), WICK_OK);
     char *golden = path_join(dir, "golden.safetensors");
     char *tmp = tu_mkdtemp();
-    const dtype types[3] = {DT_F32, DT_Q8_0, DT_Q4_0};
+    /* Q5_0 (the type llama.cpp's K-quant files use for rows not a multiple of 256): loaded and
+       run end to end, its accuracy printed; the issue sets no goal for it */
+    const dtype types[4] = {DT_F32, DT_Q8_0, DT_Q4_0, DT_Q5_0};
     const int V = ref->cfg.n_vocab;
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < 4; ti++) {
         char *out = path_join(tmp, "m.gguf");
         if (model_gguf_save(ref, out, types[ti], NULL, 0)) fail_msg("%s", wick_last_error());
         gguf_file *g = NULL;
@@ -78,7 +80,7 @@ static void check_model(const char *fixture, double q8_tol, int n_prompts, bool 
         if (enforce_max && types[ti] == DT_Q8_0) assert_true(maxd < q8_tol);
         if (enforce_top1 && types[ti] == DT_Q8_0) assert_true(rate >= 0.99);
         if (enforce_top1 && types[ti] == DT_Q4_0) assert_true(rate >= 0.95);
-        if ((!enforce_max || !enforce_top1) && types[ti] != DT_F32)
+        if ((!enforce_max || !enforce_top1) && (types[ti] == DT_Q8_0 || types[ti] == DT_Q4_0))
             fprintf(stderr, "  (%s%s goal not enforced for %s: known miss, see the test comment)\n",
                     enforce_max ? "" : "max-diff ", enforce_top1 ? "" : "top-1", fixture);
         wick_model_free(q);

@@ -1,6 +1,8 @@
-/* quant_row1.h — decode kernels for one activation row of Q4_0, Q4_K and Q6_K weights, and
+/* quant_row1.h — decode kernels for one activation row of Q4_0, Q5_0, Q4_K and Q6_K weights, and
  * the Q6_K 6-bit value assembly, shared by the AVX2 and AVX-512 files (each compiles this
  * text with its own ISA flags). Every function here uses 256-bit AVX2 operations only.
+ *
+ * (Q5_0 shares the Q4_0 kernel, its fifth bits expanded per byte.)
  *
  * Why a separate one-row path: with one activation row the general kernels were bound by
  * per-block scalar work (scale unpacking, broadcasting one f32 scale per block, a scalar
@@ -112,38 +114,66 @@ ROW1_AI __m256i row1_q4_0_values(const blk_q4_0 *w) {
                             _mm256_set1_epi8(0x0F));
 }
 
+/* Q5_0: the Q4_0 nibbles plus bit j of the 32-bit qh word as bit 4 of element j (each byte
+   picks its qh byte, tests its bit, keeps 0x10 where set). */
+ROW1_AI __m256i row1_q5_0_values(const blk_q5_0 *w) {
+    uint32_t qh;
+    memcpy(&qh, w->qh, 4);
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), pick);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
+    const __m128i q = _mm_loadu_si128((const __m128i *)w->qs);
+    const __m256i lo = _mm256_and_si256(_mm256_srlv_epi64(_mm256_broadcastsi128_si256(q),
+                                                          _mm256_setr_epi64x(0, 0, 4, 4)),
+                                        _mm256_set1_epi8(0x0F));
+    return _mm256_or_si256(lo, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+}
+
+/* Q4_0 (DT_Q4_0, zero point 8) and Q5_0 (zero point 16): both blocks start with their f16 d. */
 ROW1_AI void row1_q4_0(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1,
-                       const float *dx, const float *sx, const int VNNI) {
-    const size_t rb = dtype_row_bytes(DT_Q4_0, W->cols);
+                       const float *dx, const float *sx, const int VNNI, const int DT) {
+    const size_t rb = dtype_row_bytes((dtype)DT, W->cols), bb = dtype_block_bytes((dtype)DT);
     const int64_t nb = W->cols / QK;
+    const float zp = DT == DT_Q4_0 ? 8.0f : 16.0f;
+#define ROW1_BLK(i) ((const char *)w + (size_t)(i) * bb)
+#define ROW1_VALUES(i) (DT == DT_Q4_0 ? row1_q4_0_values((const blk_q4_0 *)ROW1_BLK(i)) \
+                                      : row1_q5_0_values((const blk_q5_0 *)ROW1_BLK(i)))
     for (int64_t r = r0; r < r1; r++) {
-        const blk_q4_0 *w = (const blk_q4_0 *)((const char *)W->data + r * rb);
+        const char *w = (const char *)W->data + r * rb;
         __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps(), tail = _mm256_setzero_ps();
         float tcorr = 0.0f;
         int64_t b = 0;
         for (; b + 8 <= nb; b += 8) {
             __m256i p[8];
-            for (int k = 0; k < 8; k++) p[k] = ROW1_DOT(row1_q4_0_values(w + b + k), load_x(xq + b + k), VNNI);
+            uint16_t d16[8];
+            for (int k = 0; k < 8; k++) {
+                p[k] = ROW1_DOT(ROW1_VALUES(b + k), load_x(xq + b + k), VNNI);
+                memcpy(&d16[k], ROW1_BLK(b + k), 2);
+            }
             const __m256i h01 = _mm256_hadd_epi32(p[0], p[1]), h23 = _mm256_hadd_epi32(p[2], p[3]);
             const __m256i h45 = _mm256_hadd_epi32(p[4], p[5]), h67 = _mm256_hadd_epi32(p[6], p[7]);
             /* a = [Σlow lanes of p0..p3 | Σhigh lanes of p0..p3], c likewise for p4..p7 */
             const __m256i a = _mm256_hadd_epi32(h01, h23), c = _mm256_hadd_epi32(h45, h67);
             const __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20),
                                                _mm256_permute2x128_si256(a, c, 0x31));
-            const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
-                (short)w[b].d, (short)w[b + 1].d, (short)w[b + 2].d, (short)w[b + 3].d,
-                (short)w[b + 4].d, (short)w[b + 5].d, (short)w[b + 6].d, (short)w[b + 7].d));
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d16));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(dw, _mm256_loadu_ps(dx + b)), acc);
             corr = _mm256_fmadd_ps(dw, _mm256_loadu_ps(sx + b), corr);
         }
         for (; b < nb; b++) { /* fewer than 8 blocks left */
-            const float dw = h2f(w[b].d);
-            const __m256i p = ROW1_DOT(row1_q4_0_values(w + b), load_x(xq + b), VNNI);
+            uint16_t d16;
+            memcpy(&d16, ROW1_BLK(b), 2);
+            const float dw = h2f(d16);
+            const __m256i p = ROW1_DOT(ROW1_VALUES(b), load_x(xq + b), VNNI);
             tail = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[b]), tail);
             tcorr += dw * sx[b];
         }
-        y[r] = row1_hsum(_mm256_add_ps(acc, tail)) - 8.0f * (row1_hsum(corr) + tcorr);
+        y[r] = row1_hsum(_mm256_add_ps(acc, tail)) - zp * (row1_hsum(corr) + tcorr);
     }
+#undef ROW1_VALUES
+#undef ROW1_BLK
 }
 
 /* dx2, s2: per 16-value activation group (two per block): dx and dx·Σx of that half. */
@@ -184,13 +214,15 @@ ROW1_AI void row1_q6_k(float *y, const blk_q8x *xq, const wk_weight *W, int64_t 
     }
 }
 
-/* One activation row of W (Q4_0, Q4_K or Q6_K) into y[r0..r1): the activation terms first,
+/* One activation row of W (Q4_0, Q5_0, Q4_K or Q6_K) into y[r0..r1): the activation terms first,
    then the kernel. False (nothing written) for other types or rows longer than the stack
    arrays: the caller's general kernel runs then. */
 ROW1_AI int row1_run(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0, int64_t r1,
                      const int VNNI) {
     const int64_t nbx = W->cols / QK;
-    if ((W->dt != DT_Q4_K && W->dt != DT_Q4_0 && W->dt != DT_Q6_K) || nbx > ROW1_X_MAX) return 0;
+    if ((W->dt != DT_Q4_K && W->dt != DT_Q4_0 && W->dt != DT_Q5_0 && W->dt != DT_Q6_K) ||
+        nbx > ROW1_X_MAX)
+        return 0;
     float a[2 * ROW1_X_MAX], s[2 * ROW1_X_MAX];
     if (W->dt == DT_Q6_K) {
         for (int64_t j = 0; j < nbx; j++) {
@@ -206,7 +238,8 @@ ROW1_AI int row1_run(float *y, const blk_q8x *xq, const wk_weight *W, int64_t r0
         s[j] = xq[j].d * (float)(xq[j].sum[0] + xq[j].sum[1]);
     }
     if (W->dt == DT_Q4_K) row1_q4_k(y, xq, W, r0, r1, a, s, VNNI);
-    else row1_q4_0(y, xq, W, r0, r1, a, s, VNNI);
+    else if (W->dt == DT_Q4_0) row1_q4_0(y, xq, W, r0, r1, a, s, VNNI, DT_Q4_0);
+    else row1_q4_0(y, xq, W, r0, r1, a, s, VNNI, DT_Q5_0);
     return 1;
 }
 #endif /* ROW1_DOT */

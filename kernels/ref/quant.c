@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-/* ---- Q8_0 / Q4_0 ---- */
+/* ---- Q8_0 / Q4_0 / Q5_0 ---- */
 
 static void q8_0_quant(blk_q8_0 *b, const float *x) {
     float amax = 0.0f;
@@ -36,6 +36,31 @@ static void q4_0_quant(blk_q4_0 *b, const float *x) {
         q[i] = (uint8_t)(v < 0.0f ? 0 : v > 15.0f ? 15 : v);
     }
     for (int j = 0; j < QK / 2; j++) b->qs[j] = (uint8_t)(q[j] | (q[j + QK / 2] << 4));
+}
+
+/* As Q4_0 with 32 levels: the extreme maps to −16, d = that value / −16. */
+static void q5_0_quant(blk_q5_0 *b, const float *x) {
+    float amax = 0.0f, vmax = 0.0f;
+    for (int i = 0; i < QK; i++)
+        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); vmax = x[i]; }
+    b->d = f32_to_f16(vmax / -16.0f);
+    const float d = f16_to_f32(b->d), id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint32_t qh = 0;
+    for (int j = 0; j < QK / 2; j++) {
+        int q[2];
+        for (int k = 0; k < 2; k++) {
+            float v = nearbyintf(x[j + 16 * k] * id) + 16.0f;
+            q[k] = v < 0.0f ? 0 : v > 31.0f ? 31 : (int)v;
+            qh |= (uint32_t)(q[k] >> 4) << (j + 16 * k);
+        }
+        b->qs[j] = (uint8_t)((q[0] & 0xF) | (q[1] & 0xF) << 4);
+    }
+    for (int k = 0; k < 4; k++) b->qh[k] = (uint8_t)(qh >> (8 * k));
+}
+
+static inline uint32_t q5_0_hbits(const blk_q5_0 *b) {
+    return (uint32_t)b->qh[0] | (uint32_t)b->qh[1] << 8 | (uint32_t)b->qh[2] << 16 |
+           (uint32_t)b->qh[3] << 24;
 }
 
 /* ---- K-quant helpers ---- */
@@ -177,6 +202,16 @@ static void deq_block(dtype dt, float *y, const void *blk) {
         }
         break;
     }
+    case DT_Q5_0: {
+        const blk_q5_0 *b = blk;
+        const float d = f16_to_f32(b->d);
+        const uint32_t qh = q5_0_hbits(b);
+        for (int j = 0; j < QK / 2; j++) {
+            y[j] = d * ((int)((b->qs[j] & 0xF) | ((qh >> j) & 1) << 4) - 16);
+            y[j + QK / 2] = d * ((int)((b->qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+        }
+        break;
+    }
     case DT_Q4_K: {
         const blk_q4_k *b = blk;
         const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
@@ -215,6 +250,7 @@ void quant_quantize_row(dtype dt, void *dst, const float *x, int64_t n) {
         switch (dt) {
         case DT_Q8_0: q8_0_quant(blk, xb); break;
         case DT_Q4_0: q4_0_quant(blk, xb); break;
+        case DT_Q5_0: q5_0_quant(blk, xb); break;
         case DT_Q4_K: q4_k_quant(blk, xb); break;
         case DT_Q6_K: q6_k_quant(blk, xb); break;
         default: break;
@@ -277,6 +313,20 @@ static float dot_q4_0(const blk_q4_0 *w, const blk_q8x *x, int64_t nb) {
     return acc;
 }
 
+static float dot_q5_0(const blk_q5_0 *w, const blk_q8x *x, int64_t nb) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint32_t qh = q5_0_hbits(&w[b]);
+        int s = 0;
+        for (int j = 0; j < QK / 2; j++)
+            s += (int)((w[b].qs[j] & 0xF) | ((qh >> j) & 1) << 4) * x[b].qs[j] +
+                 (int)((w[b].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) * x[b].qs[j + QK / 2];
+        s -= 16 * (x[b].sum[0] + x[b].sum[1]);
+        acc += (float)s * (f16_to_f32(w[b].d) * x[b].d);
+    }
+    return acc;
+}
+
 /* Per super-block: Σ_j d·sc_j·dx_j·Σq·qx − dmin·m_j·dx_j·Σqx. */
 static float dot_q4_k(const blk_q4_k *w, const blk_q8x *x, int64_t nb) {
     float acc = 0.0f;
@@ -328,6 +378,7 @@ float quant_dot_q8x(dtype dt, const void *wrow, const blk_q8x *xq, int64_t n) {
     switch (dt) {
     case DT_Q8_0: return dot_q8_0(wrow, xq, n / QK);
     case DT_Q4_0: return dot_q4_0(wrow, xq, n / QK);
+    case DT_Q5_0: return dot_q5_0(wrow, xq, n / QK);
     case DT_Q4_K: return dot_q4_k(wrow, xq, n / QKK);
     case DT_Q6_K: return dot_q6_k(wrow, xq, n / QKK);
     default: return 0.0f;
