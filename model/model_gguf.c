@@ -357,6 +357,8 @@ static void *convert_matrix(const wk_weight *W, dtype dt, int permute_heads, int
 
 static dtype pick_type(dtype want, int64_t cols) {
     if (cols % dtype_block_size(want) == 0) return want;
+    /* as llama.cpp: Q4_K rows that are not whole super-blocks become Q5_0, others Q8_0 */
+    if (want == DT_Q4_K && cols % 32 == 0) return DT_Q5_0;
     if (dtype_is_quant(want) && cols % 32 == 0) return DT_Q8_0;
     return dtype_is_quant(want) ? DT_F16 : want;
 }

@@ -26,9 +26,9 @@ wick_status model_gguf_tokenizer_json(const gguf_file *g, char **tokenizer_json,
 
 /* Writes the weights of a loaded decoder model as GGUF with matrices in `qtype` (a quantized
  * type, DT_F16, DT_BF16 or DT_F32; matrices whose row length is not a multiple of the block
- * fall back to Q8_0 and then F16), norms/biases as F32. q/k rows are permuted for `llama` (not again for a
- * model loaded from GGUF, whose rows already are)
- * as llama.cpp's converter does. `extra` key/values (tokenizer metadata) are appended. The
+ * fall back — Q4_K to Q5_0 as llama.cpp does, others to Q8_0 — and then to F16), norms and
+ * biases as F32. q/k rows are permuted for `llama` as llama.cpp's converter does (not again
+ * for a model loaded from GGUF, whose rows already are). `extra` key/values (tokenizer metadata) are appended. The
  * output head of a Q4 model is written as Q6_K (as llama.cpp's Q4_K_M does) when possible. */
 wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
                             const gguf_kv *extra, int n_extra);

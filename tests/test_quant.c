@@ -285,13 +285,12 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
                              T->name, dtype_name(dt), k_threads[pi], (long long)rows,
                              (long long)cols, n, i, got[i], want[i], df, tf[i]);
                 /* decode-sized batches take the integer path, and so do prefill batches of
-                   Q8_0/Q4_0/Q4_K/Q6_K on AVX-512 VNNI and Q4_0/Q4_K/Q6_K on AVX2 (gemm_q):
+                   every type on AVX-512 VNNI and all but Q8_0 on AVX2 (gemm_q):
                    match its definition tightly */
-                /* (the avx512 table uses the AVX2 GEMM where VNNI is missing); Q5_0 has no
-                   integer GEMM: its prefill widens to f32 for sgemm */
+                /* (the avx512 table uses the AVX2 GEMM where VNNI is missing) */
                 const bool a5 = strcmp(k_isas[ti], "avx512") == 0, a2 = strcmp(k_isas[ti], "avx2") == 0;
-                const bool a2_type = dt == DT_Q4_0 || dt == DT_Q4_K || dt == DT_Q6_K;
-                if (n <= 8 || (vnni && a5 && dt != DT_Q5_0) ||
+                const bool a2_type = dt != DT_Q8_0;
+                if (n <= 8 || (vnni && a5) ||
                     (gemmq_on && (a2 || a5) && a2_type && (n >= 16 || (a5 && vnni)))) {
                     double dq = fabs((double)got[i] - qdef[i]);
                     if (!(dq <= tq[i]))

@@ -1,4 +1,4 @@
-/* gemmq_avx2.c — prefill matmul for Q4_0 / Q4_K / Q6_K weights with AVX2 integer dot products
+/* gemmq_avx2.c — prefill matmul for Q4_0 / Q5_0 / Q4_K / Q6_K weights with AVX2 integer dot products
  * (vpmaddubsw + vpmaddwd), for many activation rows at once: the AVX2 counterpart of
  * gemmq_avx512.c (read that file's comment first; this one keeps its layout with 8 weight
  * rows per panel, one per int32 lane of a ymm register).
@@ -15,7 +15,7 @@
  * activations within ±127), a pair of them 32004 < 32767. Q8_0 is not here: its bytes stored
  * unsigned (w + 128) would overflow vpmaddubsw; it keeps dequantize + sgemm on AVX2.
  * Each block's integer sum is exactly the one of quant_dot_q8x; zero points enter the integer
- * sums (Q4_0 −8·Σx, Q6_K −32·Σx of each half), so results match that definition up to the
+ * sums (Q4_0 −8·Σx, Q5_0 −16·Σx, Q6_K −32·Σx of each half), so results match that definition up to the
  * rounding of the f32 accumulation.
  *
  * Not here: threading and activation quantization (cpu.c). Only called on CPUs with AVX2. */
@@ -30,7 +30,9 @@
 
 size_t cpu_a2_gemm_q_scratch(int64_t cols) { return (size_t)(cols / QK) * PBLK + PR * (size_t)cols + 32; }
 
-int cpu_a2_gemm_q_supports(dtype dt) { return dt == DT_Q4_0 || dt == DT_Q4_K || dt == DT_Q6_K; }
+int cpu_a2_gemm_q_supports(dtype dt) {
+    return dt == DT_Q4_0 || dt == DT_Q5_0 || dt == DT_Q4_K || dt == DT_Q6_K;
+}
 
 /* Weight row `row` as unsigned values (cols bytes at v), and each 32-value block's two f32
  * terms at dw[b·st], mn[b·st] (st = the panel block stride in floats). */
@@ -43,6 +45,18 @@ static void unpack_row(const wk_weight *W, const uint8_t *row, uint8_t *v, float
             for (int i = 0; i < 16; i++) {
                 v[QK * b + i] = w->qs[i] & 0x0F;
                 v[QK * b + 16 + i] = w->qs[i] >> 4;
+            }
+            dw[b * st] = f16_to_f32(w->d);
+            mn[b * st] = 0.0f;
+        }
+    } else if (W->dt == DT_Q5_0) { /* fifth bit j of the little-endian qh word */
+        for (int64_t b = 0; b < nb; b++) {
+            const blk_q5_0 *w = (const blk_q5_0 *)row + b;
+            const uint32_t qh = (uint32_t)w->qh[0] | (uint32_t)w->qh[1] << 8 |
+                                (uint32_t)w->qh[2] << 16 | (uint32_t)w->qh[3] << 24;
+            for (int i = 0; i < 16; i++) {
+                v[QK * b + i] = (uint8_t)((w->qs[i] & 0x0F) | ((qh >> i) & 1) << 4);
+                v[QK * b + 16 + i] = (uint8_t)((w->qs[i] >> 4) | ((qh >> (i + 16)) & 1) << 4);
             }
             dw[b * st] = f16_to_f32(w->d);
             mn[b * st] = 0.0f;
@@ -143,7 +157,7 @@ AI void kernel(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uin
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, z0)), _mm256_mul_ps(dw, dx), acc[i]);
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s1, z1)), _mm256_mul_ps(mn, dx), acc[i]);
             } else {
-                const int off = DT == DT_Q4_0 ? 8 : 0;
+                const int off = DT == DT_Q4_0 ? 8 : DT == DT_Q5_0 ? 16 : 0;
                 const __m256i s = _mm256_add_epi32(_mm256_add_epi32(s0, s1),
                                                    _mm256_set1_epi32(-off * (xb->sum[0] + xb->sum[1])));
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, dx), acc[i]);
@@ -166,6 +180,7 @@ AI void kernel(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uin
 AI void kernel_dt(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uint8_t *p,
                   int64_t nb, int nr, const int NX, dtype dt) {
     if (dt == DT_Q4_0) kernel(y, ldy, xq, ldxq, p, nb, nr, NX, DT_Q4_0);
+    else if (dt == DT_Q5_0) kernel(y, ldy, xq, ldxq, p, nb, nr, NX, DT_Q5_0);
     else if (dt == DT_Q4_K) kernel(y, ldy, xq, ldxq, p, nb, nr, NX, DT_Q4_K);
     else kernel(y, ldy, xq, ldxq, p, nb, nr, NX, DT_Q6_K);
 }

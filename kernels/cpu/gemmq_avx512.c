@@ -1,4 +1,4 @@
-/* gemmq_avx512.c — prefill matmul for Q8_0 / Q4_0 / Q4_K / Q6_K weights with AVX-512 VNNI integer
+/* gemmq_avx512.c — prefill matmul for Q8_0 / Q4_0 / Q5_0 / Q4_K / Q6_K weights with AVX-512 VNNI integer
  * dot products (vpdpbusd on zmm), for many activation rows at once.
  *
  * Why a separate path from decode: the decode kernels (cpu_avx512.c) reduce one 32-value
@@ -14,7 +14,7 @@
  *
  * Weights must be the unsigned operand of vpdpbusd, so they are stored with an offset and
  * the offset is removed through the activation block sums (quant.h keeps them per block):
- * Q4_0 nibbles q (value q − 8) start the integer sum at −8·Σx; Q8_0 bytes w are stored as
+ * Q4_0 nibbles q (value q − 8) start the integer sum at −8·Σx, Q5_0 values (q − 16) at −16·Σx; Q8_0 bytes w are stored as
  * w + 128 (w ^ 0x80) and start at −128·Σx. Each block's integer sum is exactly the one of
  * quant_dot_q8x, and blocks are combined in f32 in the same order, so the result equals that
  * definition up to the rounding of one fused multiply-add per block.
@@ -40,7 +40,7 @@
 size_t cpu_a5_gemm_q_scratch(int64_t cols) { return (size_t)(cols / QK) * PBLK + PR * (size_t)cols + 64; }
 
 int cpu_a5_gemm_q_supports(dtype dt) {
-    return dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q4_K || dt == DT_Q6_K;
+    return dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q5_0 || dt == DT_Q4_K || dt == DT_Q6_K;
 }
 
 /* Unpacks weight row `row` to u8 values with their offset (cols bytes at v) and writes each
@@ -66,6 +66,14 @@ static void unpack_row(const wk_weight *W, const uint8_t *row, uint8_t *v, float
             const __m128i q = _mm_loadu_si128((const __m128i *)w->qs);
             _mm_storeu_si128((__m128i *)(v + QK * b), _mm_and_si128(q, m4));
             _mm_storeu_si128((__m128i *)(v + QK * b + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+            dw[b * st] = f16_to_f32(w->d);
+            mn[b * st] = 0.0f;
+        }
+        break;
+    case DT_Q5_0: /* values 0..31: the fifth bits as in row1_q5_0_values */
+        for (int64_t b = 0; b < nb; b++) {
+            const blk_q5_0 *w = (const blk_q5_0 *)row + b;
+            _mm256_storeu_si256((__m256i *)(v + QK * b), row1_q5_0_values(w));
             dw[b * st] = f16_to_f32(w->d);
             mn[b * st] = 0.0f;
         }
@@ -216,6 +224,7 @@ AI void kernel_dt(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const 
     if (dt == DT_Q6_K) kernel_q6(y, ldy, xq, ldxq, p, nb, m, NX);
     else if (dt == DT_Q8_0) kernel(y, ldy, xq, ldxq, p, nb, m, NX, 128, 0);
     else if (dt == DT_Q4_0) kernel(y, ldy, xq, ldxq, p, nb, m, NX, 8, 0);
+    else if (dt == DT_Q5_0) kernel(y, ldy, xq, ldxq, p, nb, m, NX, 16, 0);
     else kernel(y, ldy, xq, ldxq, p, nb, m, NX, 0, 1);
 }
 

@@ -42,6 +42,31 @@ static inline __m256i row1_q6k_values(__m256i l0, __m256i l1, __m256i qh, const 
     return _mm256_or_si256(lo, _mm256_and_si256(hs, m30));
 }
 
+/* The 32 unsigned values of Q4_0 block w: low nibbles (elements 0..15) in the lower lane, high
+   nibbles (16..31) in the upper one. */
+static inline __m256i row1_q4_0_values(const blk_q4_0 *w) {
+    const __m256i q2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w->qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(q2, _mm256_setr_epi64x(0, 0, 4, 4)),
+                            _mm256_set1_epi8(0x0F));
+}
+
+/* Q5_0: the Q4_0 nibbles plus bit j of the 32-bit qh word as bit 4 of element j (each byte
+   picks its qh byte, tests its bit, keeps 0x10 where set). */
+static inline __m256i row1_q5_0_values(const blk_q5_0 *w) {
+    uint32_t qh;
+    memcpy(&qh, w->qh, 4);
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), pick);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
+    const __m128i q = _mm_loadu_si128((const __m128i *)w->qs);
+    const __m256i lo = _mm256_and_si256(_mm256_srlv_epi64(_mm256_broadcastsi128_si256(q),
+                                                          _mm256_setr_epi64x(0, 0, 4, 4)),
+                                        _mm256_set1_epi8(0x0F));
+    return _mm256_or_si256(lo, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+}
+
 #endif /* WICK_KERNELS_CPU_QUANT_ROW1_H */
 
 /* The kernels, once per translation unit that defines ROW1_DOT (guarded on their own, so an
@@ -104,31 +129,6 @@ ROW1_AI void row1_q4_k(float *y, const blk_q8x *xq, const wk_weight *W, int64_t 
         }
         y[r] = row1_hsum(_mm256_add_ps(acc0, acc1)) - row1_hsum(macc);
     }
-}
-
-/* The 32 unsigned values of Q4_0 block w: low nibbles (elements 0..15) in the lower lane, high
-   nibbles (16..31) in the upper one. */
-ROW1_AI __m256i row1_q4_0_values(const blk_q4_0 *w) {
-    const __m256i q2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w->qs));
-    return _mm256_and_si256(_mm256_srlv_epi64(q2, _mm256_setr_epi64x(0, 0, 4, 4)),
-                            _mm256_set1_epi8(0x0F));
-}
-
-/* Q5_0: the Q4_0 nibbles plus bit j of the 32-bit qh word as bit 4 of element j (each byte
-   picks its qh byte, tests its bit, keeps 0x10 where set). */
-ROW1_AI __m256i row1_q5_0_values(const blk_q5_0 *w) {
-    uint32_t qh;
-    memcpy(&qh, w->qh, 4);
-    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), pick);
-    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
-    const __m128i q = _mm_loadu_si128((const __m128i *)w->qs);
-    const __m256i lo = _mm256_and_si256(_mm256_srlv_epi64(_mm256_broadcastsi128_si256(q),
-                                                          _mm256_setr_epi64x(0, 0, 4, 4)),
-                                        _mm256_set1_epi8(0x0F));
-    return _mm256_or_si256(lo, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
 }
 
 /* Q4_0 (DT_Q4_0, zero point 8) and Q5_0 (zero point 16): both blocks start with their f16 d. */
