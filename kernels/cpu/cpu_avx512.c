@@ -237,6 +237,11 @@ static void a5_quant_x(blk_q8x *dst, const float *x, int64_t n) {
 
 AI __m256i load_x(const blk_q8x *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
 
+/* One activation row (decode) of Q4_0/Q5_0/Q4_K/Q6_K: the shared kernels of quant_row1.h, with
+ * vpdpbusd where the CPU has VNNI. */
+#define ROW1_DOT(u, x, VNNI) dot_u8s8(_mm256_setzero_si256(), (u), (x), (VNNI))
+#include "kernels/cpu/quant_row1.h"
+
 /* One Q8_0 block against NX activation rows into acc. */
 AI void blk_q8_0_nx(__m256 *acc, const blk_q8_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
                     const int NX, const int VNNI) {
@@ -271,6 +276,19 @@ AI void blk_q4_0_nx(__m256 *acc, const blk_q4_0 *w, const blk_q8x *xq, int64_t l
     }
 }
 
+/* One Q5_0 block against NX activation rows into acc (zero point 16). */
+AI void blk_q5_0_nx(__m256 *acc, const blk_q5_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
+                    const int NX, const int VNNI) {
+    const __m256i wq = row1_q5_0_values(w + b);
+    const float dw = h2f(w[b].d);
+    for (int i = 0; i < NX; i++) {
+        const blk_q8x *xb = xq + i * ldxq + b;
+        const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-16 * (xb->sum[0] + xb->sum[1])));
+        const __m256i p = dot_u8s8(init, wq, load_x(xb), VNNI);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
+    }
+}
+
 /* With one or two activation rows (decode), one FMA chain per row is bound by the FMA latency
  * (~4 cycles a block, more than the block's other work): even and odd blocks go to two
  * accumulator sets. With more rows the rows' chains already overlap. */
@@ -294,6 +312,11 @@ AI void mvq_q8_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, i
 AI void mvq_q4_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
                  const int NX, const int VNNI) {
     MVQ_BLOCKS(blk_q4_0_nx, (const blk_q4_0 *)row)
+}
+
+AI void mvq_q5_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
+                 const int NX, const int VNNI) {
+    MVQ_BLOCKS(blk_q5_0_nx, (const blk_q5_0 *)row)
 }
 
 AI void mvq_q4_k(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
@@ -360,10 +383,6 @@ AI void mvq_q6_k(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, i
     for (int i = 0; i < NX; i++) out[i] = hsum256(acc[i]) - corr[i];
 }
 
-/* One activation row (decode) of Q4_0/Q4_K/Q6_K: the shared kernels of quant_row1.h, with
- * vpdpbusd where the CPU has VNNI. */
-#define ROW1_DOT(u, x, VNNI) dot_u8s8(_mm256_setzero_si256(), (u), (x), (VNNI))
-#include "kernels/cpu/quant_row1.h"
 
 AI void mvq_range(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const wk_weight *W,
                   int64_t r0, int64_t r1, const int NX, const int DT, const int VNNI) {
@@ -374,6 +393,7 @@ AI void mvq_range(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const 
         float out[CPU_MV_NX];
         if (DT == DT_Q8_0) mvq_q8_0(out, xq, ldxq, row, nb, NX, VNNI);
         else if (DT == DT_Q4_0) mvq_q4_0(out, xq, ldxq, row, nb, NX, VNNI);
+        else if (DT == DT_Q5_0) mvq_q5_0(out, xq, ldxq, row, nb, NX, VNNI);
         else if (DT == DT_Q4_K) mvq_q4_k(out, xq, ldxq, row, nb, NX, VNNI);
         else mvq_q6_k(out, xq, ldxq, row, nb, NX, VNNI);
         for (int i = 0; i < NX; i++) y[i * ldy + r] = out[i];
@@ -384,6 +404,7 @@ AI void mvq_range(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const 
     switch (W->dt) {                                                                        \
     case DT_Q8_0: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q8_0, VNNI); return;        \
     case DT_Q4_0: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q4_0, VNNI); return;        \
+    case DT_Q5_0: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q5_0, VNNI); return;        \
     case DT_Q4_K: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q4_K, VNNI); return;        \
     case DT_Q6_K: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q6_K, VNNI); return;        \
     default: cpu_g_matvec_q(y, ldy, xq, ldxq, NX, W, r0, r1); return;                       \

@@ -83,6 +83,10 @@ AI __m256i dot_u8s8(__m256i u, __m256i s, __m256i m) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), m);
 }
 
+/* One activation row (decode) of Q4_0/Q5_0/Q4_K/Q6_K: the shared kernels of quant_row1.h. */
+#define ROW1_DOT(u, x, VNNI) dot_u8s8((u), (x), _mm256_set1_epi16(1))
+#include "kernels/cpu/quant_row1.h"
+
 /* One Q8_0 block against NX activation rows into acc. */
 AI void blk_q8_0_nx(__m256 *acc, const blk_q8_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
                     const int NX) {
@@ -116,6 +120,19 @@ AI void blk_q4_0_nx(__m256 *acc, const blk_q4_0 *w, const blk_q8x *xq, int64_t l
     }
 }
 
+/* One Q5_0 block against NX activation rows into acc (zero point 16). */
+AI void blk_q5_0_nx(__m256 *acc, const blk_q5_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
+                    const int NX) {
+    const __m256i wq = row1_q5_0_values(w + b), ones = _mm256_set1_epi16(1);
+    const float dw = h2f(w[b].d);
+    for (int i = 0; i < NX; i++) {
+        const blk_q8x *xb = xq + i * ldxq + b;
+        const __m256i z = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-16 * (xb->sum[0] + xb->sum[1])));
+        const __m256i p = _mm256_add_epi32(dot_u8s8(wq, load_x(xb), ones), z);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
+    }
+}
+
 /* With one or two activation rows, one FMA chain per row would be bound by the FMA latency
  * (~4 cycles per block, more than the block's other work), so even and odd blocks go to two
  * accumulator sets. With more rows the rows' chains already overlap, and a second set would
@@ -140,6 +157,11 @@ AI void mvq_q8_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, i
 AI void mvq_q4_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
                  const int NX) {
     MVQ_BLOCKS(blk_q4_0_nx, (const blk_q4_0 *)row)
+}
+
+AI void mvq_q5_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
+                 const int NX) {
+    MVQ_BLOCKS(blk_q5_0_nx, (const blk_q5_0 *)row)
 }
 
 /* Per sub-block j: d·sc_j·dx_j·Σq·qx in the vector accumulator; the mins term
@@ -224,6 +246,7 @@ AI void mvq_range(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const 
         float out[CPU_MV_NX];
         if (DT == DT_Q8_0) mvq_q8_0(out, xq, ldxq, row, nb, NX);
         else if (DT == DT_Q4_0) mvq_q4_0(out, xq, ldxq, row, nb, NX);
+        else if (DT == DT_Q5_0) mvq_q5_0(out, xq, ldxq, row, nb, NX);
         else if (DT == DT_Q4_K) mvq_q4_k(out, xq, ldxq, row, nb, NX);
         else mvq_q6_k(out, xq, ldxq, row, nb, NX);
         for (int i = 0; i < NX; i++) y[i * ldy + r] = out[i];
@@ -234,6 +257,7 @@ AI void mvq_range(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const 
     switch (W->dt) {                                                                        \
     case DT_Q8_0: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q8_0); return;              \
     case DT_Q4_0: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q4_0); return;              \
+    case DT_Q5_0: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q5_0); return;              \
     case DT_Q4_K: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q4_K); return;              \
     case DT_Q6_K: mvq_range(y, ldy, xq, ldxq, W, r0, r1, NX, DT_Q6_K); return;              \
     default: cpu_g_matvec_q(y, ldy, xq, ldxq, NX, W, r0, r1); return;                       \
@@ -252,9 +276,6 @@ static void mvq_tile(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int
     }
 }
 
-/* One activation row (decode) of Q4_0/Q4_K/Q6_K: the shared kernels of quant_row1.h. */
-#define ROW1_DOT(u, x, VNNI) dot_u8s8((u), (x), _mm256_set1_epi16(1))
-#include "kernels/cpu/quant_row1.h"
 
 /* nx (1..CPU_MV_NX) activation rows are split into tiles of 8, 4, 2 and 1. */
 void cpu_a2_matvec_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int nx,
