@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/gemmq_pack.h"
 
 #define AI static inline __attribute__((always_inline))
 #define PR 8                    /* weight rows per panel (ymm int32 lanes) */
@@ -34,85 +35,10 @@ int cpu_a2_gemm_q_supports(dtype dt) {
     return dt == DT_Q4_0 || dt == DT_Q5_0 || dt == DT_Q4_K || dt == DT_Q6_K;
 }
 
-/* Weight row `row` as unsigned values (cols bytes at v), and each 32-value block's two f32
- * terms at dw[b·st], mn[b·st] (st = the panel block stride in floats). */
-static void unpack_row(const wk_weight *W, const uint8_t *row, uint8_t *v, float *dw, float *mn) {
-    const int64_t nb = W->cols / QK;
-    const size_t st = PBLK / sizeof(float);
-    if (W->dt == DT_Q4_0) {
-        for (int64_t b = 0; b < nb; b++) {
-            const blk_q4_0 *w = (const blk_q4_0 *)row + b;
-            for (int i = 0; i < 16; i++) {
-                v[QK * b + i] = w->qs[i] & 0x0F;
-                v[QK * b + 16 + i] = w->qs[i] >> 4;
-            }
-            dw[b * st] = f16_to_f32(w->d);
-            mn[b * st] = 0.0f;
-        }
-    } else if (W->dt == DT_Q5_0) { /* fifth bit j of the little-endian qh word */
-        for (int64_t b = 0; b < nb; b++) {
-            const blk_q5_0 *w = (const blk_q5_0 *)row + b;
-            const uint32_t qh = (uint32_t)w->qh[0] | (uint32_t)w->qh[1] << 8 |
-                                (uint32_t)w->qh[2] << 16 | (uint32_t)w->qh[3] << 24;
-            for (int i = 0; i < 16; i++) {
-                v[QK * b + i] = (uint8_t)((w->qs[i] & 0x0F) | ((qh >> i) & 1) << 4);
-                v[QK * b + 16 + i] = (uint8_t)((w->qs[i] >> 4) | ((qh >> (i + 16)) & 1) << 4);
-            }
-            dw[b * st] = f16_to_f32(w->d);
-            mn[b * st] = 0.0f;
-        }
-    } else if (W->dt == DT_Q4_K) { /* block b is sub-block b % 8 of super-block b / 8 */
-        for (int64_t B = 0; B < nb / 8; B++) {
-            const blk_q4_k *w = (const blk_q4_k *)row + B;
-            const float d = f16_to_f32(w->d), dmin = f16_to_f32(w->dmin);
-            for (int j2 = 0; j2 < 4; j2++)
-                for (int l = 0; l < 32; l++) {
-                    v[QKK * B + 64 * j2 + l] = w->qs[32 * j2 + l] & 0x0F;
-                    v[QKK * B + 64 * j2 + 32 + l] = w->qs[32 * j2 + l] >> 4;
-                }
-            for (int s = 0; s < 8; s++) {
-                int sc, m;
-                quant_q4k_scale(w->scales, s, &sc, &m);
-                dw[(8 * B + s) * st] = d * (float)sc;
-                mn[(8 * B + s) * st] = dmin * (float)m;
-            }
-        }
-    } else { /* DT_Q6_K: sub-block j = 4h + k of super-block B; element l of it (quant.h) */
-        for (int64_t B = 0; B < nb / 8; B++) {
-            const blk_q6_k *w = (const blk_q6_k *)row + B;
-            const float d = f16_to_f32(w->d);
-            for (int h = 0; h < 2; h++)
-                for (int k = 0; k < 4; k++)
-                    for (int l = 0; l < 32; l++) {
-                        const uint8_t lb = w->ql[64 * h + l + 32 * (k & 1)];
-                        const int lo = k >= 2 ? lb >> 4 : lb & 0x0F;
-                        const int hi = (w->qh[32 * h + l] >> (2 * k)) & 3;
-                        v[QKK * B + 32 * (4 * h + k) + l] = (uint8_t)(lo | hi << 4);
-                    }
-            for (int j = 0; j < 8; j++) {
-                dw[(8 * B + j) * st] = d * (float)w->scales[2 * j];
-                mn[(8 * B + j) * st] = d * (float)w->scales[2 * j + 1];
-            }
-        }
-    }
-}
-
 /* Rows [r, r + nr) (nr <= 8; missing rows are zero) into panel p, through tmp (8·cols bytes). */
 static void repack(uint8_t *p, uint8_t *tmp, const wk_weight *W, int64_t r, int nr) {
     const int64_t nb = W->cols / QK, cols = W->cols;
-    const size_t rb = dtype_row_bytes(W->dt, cols);
-    for (int j = 0; j < PR; j++) {
-        if (j < nr) {
-            unpack_row(W, (const uint8_t *)W->data + (size_t)(r + j) * rb, tmp + j * cols,
-                       (float *)(p + 256) + j, (float *)(p + 288) + j);
-        } else {
-            memset(tmp + j * cols, 0, (size_t)cols);
-            for (int64_t b = 0; b < nb; b++) {
-                ((float *)(p + b * PBLK + 256))[j] = 0.0f;
-                ((float *)(p + b * PBLK + 288))[j] = 0.0f;
-            }
-        }
-    }
+    gemmq_unpack_rows(p, tmp, W, r, nr, PR, PBLK, 256, 288);
     for (int64_t b = 0; b < nb; b++)
         for (int g = 0; g < 8; g++)
             for (int j = 0; j < PR; j++)

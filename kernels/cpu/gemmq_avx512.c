@@ -29,7 +29,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
-#include "kernels/cpu/quant_row1.h"
+#include "kernels/cpu/gemmq_pack.h"
 
 #define AI static inline __attribute__((always_inline))
 #define PR 16 /* weight rows per panel (zmm lanes) */
@@ -43,100 +43,12 @@ int cpu_a5_gemm_q_supports(dtype dt) {
     return dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q5_0 || dt == DT_Q4_K || dt == DT_Q6_K;
 }
 
-/* Unpacks weight row `row` to u8 values with their offset (cols bytes at v) and writes each
- * 32-value block's scale and min to dw[b·PBLK/4], mn[b·PBLK/4] (the panel's per-block slots
- * for this row). */
-static void unpack_row(const wk_weight *W, const uint8_t *row, uint8_t *v, float *dw, float *mn) {
-    const int64_t nb = W->cols / QK;
-    const size_t st = PBLK / sizeof(float);
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    switch (W->dt) {
-    case DT_Q8_0:
-        for (int64_t b = 0; b < nb; b++) {
-            const blk_q8_0 *w = (const blk_q8_0 *)row + b;
-            const __m256i q = _mm256_loadu_si256((const __m256i *)w->qs);
-            _mm256_storeu_si256((__m256i *)(v + QK * b), _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)));
-            dw[b * st] = f16_to_f32(w->d);
-            mn[b * st] = 0.0f;
-        }
-        break;
-    case DT_Q4_0:
-        for (int64_t b = 0; b < nb; b++) {
-            const blk_q4_0 *w = (const blk_q4_0 *)row + b;
-            const __m128i q = _mm_loadu_si128((const __m128i *)w->qs);
-            _mm_storeu_si128((__m128i *)(v + QK * b), _mm_and_si128(q, m4));
-            _mm_storeu_si128((__m128i *)(v + QK * b + 16), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
-            dw[b * st] = f16_to_f32(w->d);
-            mn[b * st] = 0.0f;
-        }
-        break;
-    case DT_Q5_0: /* values 0..31: the fifth bits as in row1_q5_0_values */
-        for (int64_t b = 0; b < nb; b++) {
-            const blk_q5_0 *w = (const blk_q5_0 *)row + b;
-            _mm256_storeu_si256((__m256i *)(v + QK * b), row1_q5_0_values(w));
-            dw[b * st] = f16_to_f32(w->d);
-            mn[b * st] = 0.0f;
-        }
-        break;
-    case DT_Q6_K: /* 32-value block b is sub-block j = b % 8 of super-block b / 8; its two
-                     16-value groups' scales d·scales[2j], d·scales[2j+1] go to dw and mn */
-        for (int64_t B = 0; B < nb / 8; B++) {
-            const blk_q6_k *w = (const blk_q6_k *)row + B;
-            const float d = f16_to_f32(w->d);
-            for (int h = 0; h < 2; h++) {
-                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
-                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
-                for (int k = 0; k < 4; k++)
-                    _mm256_storeu_si256((__m256i *)(v + QKK * B + 32 * (4 * h + k)),
-                                        row1_q6k_values(l0, l1, qh, k));
-            }
-            for (int j = 0; j < 8; j++) {
-                dw[(8 * B + j) * st] = d * (float)w->scales[2 * j];
-                mn[(8 * B + j) * st] = d * (float)w->scales[2 * j + 1];
-            }
-        }
-        break;
-    default: /* DT_Q4_K: 32-value block b is sub-block b % 8 of super-block b / 8 */
-        for (int64_t B = 0; B < nb / 8; B++) {
-            const blk_q4_k *w = (const blk_q4_k *)row + B;
-            const float d = f16_to_f32(w->d), dmin = f16_to_f32(w->dmin);
-            for (int k = 0; k < 4; k++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
-                const __m256i m = _mm256_set1_epi8(0x0F);
-                uint8_t *o = v + QKK * B + 64 * k;
-                _mm256_storeu_si256((__m256i *)o, _mm256_and_si256(q, m));
-                _mm256_storeu_si256((__m256i *)(o + 32), _mm256_and_si256(_mm256_srli_epi16(q, 4), m));
-            }
-            for (int s = 0; s < 8; s++) {
-                int sc, m;
-                quant_q4k_scale(w->scales, s, &sc, &m);
-                dw[(8 * B + s) * st] = d * (float)sc;
-                mn[(8 * B + s) * st] = dmin * (float)m;
-            }
-        }
-        break;
-    }
-}
-
 /* Repacks weight rows [r, r + nr) (nr <= 16; missing rows are zero) into panel p, through
  * tmp (16·cols bytes): rows are unpacked contiguously, then each zmm of the panel gathers
  * the same 4 bytes of the 16 rows. */
 static void repack(uint8_t *p, uint8_t *tmp, const wk_weight *W, int64_t r, int nr) {
     const int64_t nb = W->cols / QK, cols = W->cols;
-    const size_t rb = dtype_row_bytes(W->dt, cols);
-    for (int j = 0; j < PR; j++) {
-        if (j < nr) {
-            unpack_row(W, (const uint8_t *)W->data + (size_t)(r + j) * rb, tmp + j * cols,
-                       (float *)(p + 512) + j, (float *)(p + 576) + j);
-        } else {
-            memset(tmp + j * cols, 0, (size_t)cols);
-            for (int64_t b = 0; b < nb; b++) {
-                ((float *)(p + b * PBLK + 512))[j] = 0.0f;
-                ((float *)(p + b * PBLK + 576))[j] = 0.0f;
-            }
-        }
-    }
+    gemmq_unpack_rows(p, tmp, W, r, nr, PR, PBLK, 512, 576);
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
                                                              11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int)cols));
