@@ -87,90 +87,13 @@ AI __m256i dot_u8s8(__m256i u, __m256i s, __m256i m) {
 #define ROW1_DOT(u, x, VNNI) dot_u8s8((u), (x), _mm256_set1_epi16(1))
 #include "kernels/cpu/quant_row1.h"
 
-/* One Q8_0 block against NX activation rows into acc. */
-AI void blk_q8_0_nx(__m256 *acc, const blk_q8_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
-                    const int NX) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i wq = _mm256_loadu_si256((const __m256i *)w[b].qs);
-    const __m256i wa = _mm256_sign_epi8(wq, wq); /* |w|; −128 stays 0x80 = 128 unsigned */
-    const float dw = h2f(w[b].d);
-    for (int i = 0; i < NX; i++) {
-        const blk_q8x *xb = xq + i * ldxq + b;
-        const __m256i xs = _mm256_sign_epi8(load_x(xb), wq); /* x·sign(w), 0 where w = 0 */
-        const __m256i p = dot_u8s8(wa, xs, ones);
-        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
-    }
-}
-
-/* One Q4_0 block against NX activation rows into acc. */
-AI void blk_q4_0_nx(__m256 *acc, const blk_q4_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
-                    const int NX) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    /* elements 0..15 are the low nibbles, 16..31 the high ones: the 16 bytes in both lanes,
-     * the upper lane shifted right by 4 (one variable shift instead of two and a lane insert) */
-    const __m256i q2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[b].qs));
-    const __m256i wq = _mm256_and_si256(_mm256_srlv_epi64(q2, _mm256_setr_epi64x(0, 0, 4, 4)), m4);
-    const float dw = h2f(w[b].d);
-    for (int i = 0; i < NX; i++) {
-        const blk_q8x *xb = xq + i * ldxq + b;
-        /* the −8 zero point as an integer in lane 0: Σ(q−8)x = Σqx − 8Σx, exact */
-        const __m256i z = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-8 * (xb->sum[0] + xb->sum[1])));
-        const __m256i p = _mm256_add_epi32(dot_u8s8(wq, load_x(xb), ones), z);
-        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
-    }
-}
-
-/* One Q5_0 block against NX activation rows into acc (zero point 16). */
-AI void blk_q5_0_nx(__m256 *acc, const blk_q5_0 *w, const blk_q8x *xq, int64_t ldxq, int64_t b,
-                    const int NX) {
-    const __m256i wq = row1_q5_0_values(w + b), ones = _mm256_set1_epi16(1);
-    const float dw = h2f(w[b].d);
-    for (int i = 0; i < NX; i++) {
-        const blk_q8x *xb = xq + i * ldxq + b;
-        const __m256i z = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-16 * (xb->sum[0] + xb->sum[1])));
-        const __m256i p = _mm256_add_epi32(dot_u8s8(wq, load_x(xb), ones), z);
-        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
-    }
-}
-
-/* With one or two activation rows, one FMA chain per row would be bound by the FMA latency
- * (~4 cycles per block, more than the block's other work), so even and odd blocks go to two
- * accumulator sets. With more rows the rows' chains already overlap, and a second set would
- * not fit the 16 ymm registers. */
-#define MVQ_BLOCKS(BLK, W)                                                                   \
-    __m256 acc0[CPU_MV_NX], acc1[CPU_MV_NX];                                                 \
-    for (int i = 0; i < NX; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();                    \
-    int64_t b = 0;                                                                           \
-    if (NX <= 2)                                                                             \
-        for (; b + 2 <= nb; b += 2) {                                                        \
-            BLK(acc0, W, xq, ldxq, b, NX);                                                   \
-            BLK(acc1, W, xq, ldxq, b + 1, NX);                                               \
-        }                                                                                    \
-    for (; b < nb; b++) BLK(acc0, W, xq, ldxq, b, NX);                                       \
-    for (int i = 0; i < NX; i++) out[i] = hsum_ps(_mm256_add_ps(acc0[i], acc1[i]));
-
-AI void mvq_q8_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
-                 const int NX) {
-    MVQ_BLOCKS(blk_q8_0_nx, (const blk_q8_0 *)row)
-}
-
-AI void mvq_q4_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
-                 const int NX) {
-    MVQ_BLOCKS(blk_q4_0_nx, (const blk_q4_0 *)row)
-}
-
-AI void mvq_q5_0(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
-                 const int NX) {
-    MVQ_BLOCKS(blk_q5_0_nx, (const blk_q5_0 *)row)
-}
-
 /* Per sub-block j: d·sc_j·dx_j·Σq·qx in the vector accumulator; the mins term
  * dmin·m_j·dx_j·Σqx is a scalar per sub-block, summed separately and subtracted at the end. */
 AI void mvq_q4_k(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
                  const int NX) {
     const blk_q4_k *w = row;
     const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    __m256 acc[CPU_MV_NX], acc1[CPU_MV_NX]; /* acc1: odd sub-blocks where NX <= 2 (see above) */
+    __m256 acc[CPU_MV_NX], acc1[CPU_MV_NX]; /* acc1: odd sub-blocks where NX <= 2 (see mvq_blocks32) */
     float mins[CPU_MV_NX] = {0};
     for (int i = 0; i < NX; i++) acc[i] = acc1[i] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -244,9 +167,7 @@ AI void mvq_range(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const 
     for (int64_t r = r0; r < r1; r++) {
         const void *row = (const char *)W->data + r * rb;
         float out[CPU_MV_NX];
-        if (DT == DT_Q8_0) mvq_q8_0(out, xq, ldxq, row, nb, NX);
-        else if (DT == DT_Q4_0) mvq_q4_0(out, xq, ldxq, row, nb, NX);
-        else if (DT == DT_Q5_0) mvq_q5_0(out, xq, ldxq, row, nb, NX);
+        if (DT == DT_Q8_0 || DT == DT_Q4_0 || DT == DT_Q5_0) mvq_blocks32(out, xq, ldxq, row, nb, NX, 0, DT);
         else if (DT == DT_Q4_K) mvq_q4_k(out, xq, ldxq, row, nb, NX);
         else mvq_q6_k(out, xq, ldxq, row, nb, NX);
         for (int i = 0; i < NX; i++) y[i * ldy + r] = out[i];

@@ -1,4 +1,5 @@
-/* quant_row1.h — decode kernels for one activation row of Q4_0, Q5_0, Q4_K and Q6_K weights, and
+/* quant_row1.h — decode kernels for one activation row of Q4_0, Q5_0, Q4_K and Q6_K weights,
+ * the 1..8-row kernels of the 32-value block types (Q8_0, Q4_0, Q5_0), and
  * the Q6_K 6-bit value assembly, shared by the AVX2 and AVX-512 files (each compiles this
  * text with its own ISA flags). Every function here uses 256-bit AVX2 operations only.
  *
@@ -174,6 +175,63 @@ ROW1_AI void row1_q4_0(float *y, const blk_q8x *xq, const wk_weight *W, int64_t 
     }
 #undef ROW1_VALUES
 #undef ROW1_BLK
+}
+
+/* ---- 32-value block types (Q8_0, Q4_0, Q5_0) against 1..8 activation rows ---- */
+
+/* One Q8_0 block against NX activation rows into acc: |w| is the unsigned operand and w's sign
+   moves onto the activation (vpsignb; zero where w = 0, where |w| is zero too). */
+ROW1_AI void mvq_blk_q8_0(__m256 *acc, const blk_q8_0 *w, const blk_q8x *xq, int64_t ldxq,
+                          int64_t b, const int NX, const int VNNI) {
+    const __m256i wq = _mm256_loadu_si256((const __m256i *)w[b].qs);
+    const __m256i wa = _mm256_sign_epi8(wq, wq); /* |w|; −128 stays 0x80 = 128 unsigned */
+    const float dw = h2f(w[b].d);
+    for (int i = 0; i < NX; i++) {
+        const blk_q8x *xb = xq + i * ldxq + b;
+        const __m256i p = ROW1_DOT(wa, _mm256_sign_epi8(load_x(xb), wq), VNNI);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
+    }
+}
+
+/* One Q4_0 (DT_Q4_0) or Q5_0 block against NX activation rows: the zero point (8 or 16) as an
+   exact integer in lane 0, Σ(q − z)x = Σqx − z·Σx. */
+ROW1_AI void mvq_blk_q4x_0(__m256 *acc, const void *row, const blk_q8x *xq, int64_t ldxq,
+                           int64_t b, const int NX, const int VNNI, const int DT) {
+    const uint8_t *w = (const uint8_t *)row + (size_t)b * (DT == DT_Q4_0 ? sizeof(blk_q4_0) : sizeof(blk_q5_0));
+    const __m256i wq = DT == DT_Q4_0 ? row1_q4_0_values((const blk_q4_0 *)w)
+                                     : row1_q5_0_values((const blk_q5_0 *)w);
+    const int zp = DT == DT_Q4_0 ? 8 : 16;
+    uint16_t d16;
+    memcpy(&d16, w, 2);
+    const float dw = h2f(d16);
+    for (int i = 0; i < NX; i++) {
+        const blk_q8x *xb = xq + i * ldxq + b;
+        const __m256i z = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-zp * (xb->sum[0] + xb->sum[1])));
+        const __m256i p = _mm256_add_epi32(ROW1_DOT(wq, load_x(xb), VNNI), z);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xb->d), acc[i]);
+    }
+}
+
+/* A row of a 32-value block type against NX activation rows. With one or two rows (decode),
+   one FMA chain per row is bound by the FMA latency (~4 cycles a block, more than the block's
+   other work): even and odd blocks go to two accumulator sets. With more rows the rows'
+   chains already overlap. */
+ROW1_AI void mvq_blocks32(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, int64_t nb,
+                          const int NX, const int VNNI, const int DT) {
+    __m256 acc0[CPU_MV_NX], acc1[CPU_MV_NX];
+    for (int i = 0; i < NX; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
+#define ROW1_BLK(acc, b)                                                                    \
+    (DT == DT_Q8_0 ? mvq_blk_q8_0(acc, (const blk_q8_0 *)row, xq, ldxq, b, NX, VNNI)           \
+                   : mvq_blk_q4x_0(acc, row, xq, ldxq, b, NX, VNNI, DT))
+    int64_t b = 0;
+    if (NX <= 2)
+        for (; b + 2 <= nb; b += 2) {
+            ROW1_BLK(acc0, b);
+            ROW1_BLK(acc1, b + 1);
+        }
+    for (; b < nb; b++) ROW1_BLK(acc0, b);
+#undef ROW1_BLK
+    for (int i = 0; i < NX; i++) out[i] = row1_hsum(_mm256_add_ps(acc0[i], acc1[i]));
 }
 
 /* dx2, s2: per 16-value activation group (two per block): dx and dx·Σx of that half. */
