@@ -25,13 +25,6 @@
 
 #define AI static inline __attribute__((always_inline))
 
-AI float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 AI int hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
@@ -118,7 +111,7 @@ AI void mvq_q4_k(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, i
             }
         }
     }
-    for (int i = 0; i < NX; i++) out[i] = hsum_ps(_mm256_add_ps(acc[i], acc1[i])) - mins[i];
+    for (int i = 0; i < NX; i++) out[i] = row1_hsum(_mm256_add_ps(acc[i], acc1[i])) - mins[i];
 }
 
 /* Sub-block j (32 values, activation block j) has two signed group scales s0, s1 (16 values
@@ -157,7 +150,7 @@ AI void mvq_q6_k(float *out, const blk_q8x *xq, int64_t ldxq, const void *row, i
             }
         }
     }
-    for (int i = 0; i < NX; i++) out[i] = hsum_ps(acc[i]);
+    for (int i = 0; i < NX; i++) out[i] = row1_hsum(acc[i]);
 }
 
 AI void mvq_range(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const wk_weight *W,
