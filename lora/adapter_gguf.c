@@ -273,18 +273,10 @@ wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_a
             total += (size_t)(f->a->ne[0] * f->a->ne[1] + f->b->ne[0] * f->b->ne[1]);
             if (r > r_max) r_max = (int)r;
         }
-    a = calloc(1, sizeof *a);
-    if (a) a->pairs = calloc((size_t)L * LORA_N_PROJ, sizeof *a->pairs);
-    if (a) a->data = malloc(sizeof(float) * (total ? total : 1));
-    if (!a || !a->pairs || !a->data) {
+    if (!(a = lora_adapter_new(m, L, total, r_max))) {
         rc = err_set(WICK_ERR_NOMEM, "%s: out of memory for %zu LoRA numbers", path, total);
         goto done;
     }
-    atomic_init(&a->refs, 1);
-    a->uid = lora_next_uid();
-    a->qk_gguf_hd = m->rope_interleaved ? m->cfg.head_dim : 0;
-    a->n_layer = L;
-    a->r_max = r_max;
     /* llama files hold q/k lora_b rows in llama.cpp's order; the base may be in HF order */
     const bool unpermute = !strcmp(arch_name(m), "llama") && !m->rope_interleaved;
     /* pass 3: convert to f32 (un-permuting q/k lora_b where needed), check values */

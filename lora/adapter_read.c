@@ -203,6 +203,25 @@ uint64_t lora_next_uid(void) {
     return atomic_fetch_add(&next, 1);
 }
 
+wick_adapter *lora_adapter_new(const wick_model *m, int n_layer, size_t n_floats, int r_max) {
+    wick_adapter *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->pairs = calloc((size_t)n_layer * LORA_N_PROJ, sizeof *a->pairs);
+    a->data = malloc(sizeof(float) * (n_floats ? n_floats : 1));
+    if (!a->pairs || !a->data) {
+        free(a->pairs);
+        free(a->data);
+        free(a);
+        return NULL;
+    }
+    atomic_init(&a->refs, 1);
+    a->uid = lora_next_uid();
+    a->qk_gguf_hd = m->rope_interleaved ? m->cfg.head_dim : 0;
+    a->n_layer = n_layer;
+    a->r_max = r_max;
+    return a;
+}
+
 void lora_adapter_retain(wick_adapter *a) {
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
 }
@@ -388,18 +407,10 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
             if (ri > r_max) r_max = (int)ri;
         }
     }
-    a = calloc(1, sizeof *a);
-    if (a) a->pairs = calloc((size_t)L * LORA_N_PROJ, sizeof *a->pairs);
-    if (a) a->data = malloc(sizeof(float) * (total ? total : 1));
-    if (!a || !a->pairs || !a->data) {
+    if (!(a = lora_adapter_new(m, L, total, r_max))) {
         rc = err_set(WICK_ERR_NOMEM, "%s: out of memory for %zu LoRA numbers", wpath, total);
         goto done;
     }
-    atomic_init(&a->refs, 1);
-    a->uid = lora_next_uid();
-    a->qk_gguf_hd = m->rope_interleaved ? m->cfg.head_dim : 0;
-    a->n_layer = L;
-    a->r_max = r_max;
     /* pass 3: convert to f32, check values, compute scales */
     float *dst = a->data;
     for (int l = 0; l < L; l++) {

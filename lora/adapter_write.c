@@ -225,24 +225,13 @@ wick_status lora_adapter_random(const wick_model *m, int r, float alpha, unsigne
                                          &w->w_gate, &w->w_up, &w->w_down};
                 total += (size_t)r * (size_t)(ws[p]->rows + ws[p]->cols);
             }
-    wick_adapter *a = calloc(1, sizeof *a);
-    if (a) a->pairs = calloc((size_t)L * LORA_N_PROJ, sizeof *a->pairs);
-    if (a) a->data = malloc(sizeof(float) * total);
+    wick_adapter *a = lora_adapter_new(m, L, total, r);
     cJSON *cfg = cJSON_CreateObject();
-    if (!a || !a->pairs || !a->data || !cfg) {
-        if (a) {
-            free(a->pairs);
-            free(a->data);
-        }
-        free(a);
+    if (!a || !cfg) {
+        lora_adapter_release(a);
         cJSON_Delete(cfg);
         return err_set(WICK_ERR_NOMEM, "out of memory for a random adapter");
     }
-    atomic_init(&a->refs, 1);
-    a->uid = lora_next_uid();
-    a->qk_gguf_hd = m->rope_interleaved ? m->cfg.head_dim : 0;
-    a->n_layer = L;
-    a->r_max = r;
     float *dst = a->data;
     for (int l = 0; l < L; l++) {
         const layer_weights *w = &m->layers[l];

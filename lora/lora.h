@@ -65,6 +65,11 @@ static inline const lora_pair *lora_get(const wick_adapter *a, int layer, int pr
  * their cached keys/values were computed with, and a freed adapter's address may be reused. */
 uint64_t lora_next_uid(void);
 
+/* A new adapter (refs = 1, fresh uid) for `model` with n_layer × LORA_N_PROJ empty pairs and
+ * one block of n_floats f32 for converted A/B data; r_max as given. NULL when out of memory
+ * (nothing left allocated). */
+wick_adapter *lora_adapter_new(const wick_model *model, int n_layer, size_t n_floats, int r_max);
+
 void lora_adapter_retain(wick_adapter *a);
 /* Drops one reference; the last one frees the adapter. NULL is ignored. */
 void lora_adapter_release(wick_adapter *a);
