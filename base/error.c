@@ -23,6 +23,7 @@ static const char *const k_status_names[WICK_STATUS_COUNT_] = {
     [WICK_ERR_TIMEOUT] = "timeout",
     [WICK_ERR_INTERNAL] = "internal error",
     [WICK_DONE] = "done",
+    [WICK_ERR_BUSY] = "busy",
 };
 
 const char *wick_status_str(wick_status st) {

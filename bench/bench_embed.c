@@ -110,16 +110,17 @@ static double flops_per_sentence(int len) {
 static double matmul_ceiling(int rows, double secs) {
     const kernel_table *k = kernels_select("auto");
     wk_pool *pool = pool_create(THREADS);
+    wk_ctx kc = {.pool = pool};
     float *w = malloc(sizeof(float) * FF * D), *x = malloc(sizeof(float) * (size_t)rows * D),
           *y = malloc(sizeof(float) * (size_t)rows * FF);
     for (int i = 0; i < FF * D; i++) w[i] = frand();
     for (int i = 0; i < rows * D; i++) x[i] = frand();
     wk_weight W = {.data = w, .dt = DT_F32, .rows = FF, .cols = D};
-    k->matmul(pool, y, x, &W, NULL, rows);
+    k->matmul(&kc, y, x, &W, NULL, rows);
     int it = 0;
     double t0 = now(), t;
     do {
-        k->matmul(pool, y, x, &W, NULL, rows);
+        k->matmul(&kc, y, x, &W, NULL, rows);
         it++;
     } while ((t = now() - t0) < secs);
     free(w);

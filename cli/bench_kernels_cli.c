@@ -86,6 +86,7 @@ __attribute__((target("avx2"))) static void bw_task_avx2(void *vctx, int tid, in
 }
 
 static wk_pool *g_pool;
+static wk_ctx g_ctx;
 static const kernel_table *g_t;
 
 static void bw_call_avx2(void *ctx) { pool_run(g_pool, bw_task_avx2, ctx); }
@@ -96,7 +97,7 @@ static void bw_call(void *ctx) { pool_run(g_pool, bw_task, ctx); }
 typedef struct mm_b { const kernel_table *t; float *y; const float *x; wk_weight W; int n; } mm_b;
 static void mm_call(void *v) {
     mm_b *c = v;
-    c->t->matmul(g_pool, c->y, c->x, &c->W, NULL, c->n);
+    c->t->matmul(&g_ctx, c->y, c->x, &c->W, NULL, c->n);
 }
 static void sgemm_call(void *v) { /* OpenBLAS threading instead of the pool */
     mm_b *c = v;
@@ -146,22 +147,28 @@ typedef struct op_b {
 } op_b;
 
 enum { OP_RMS, OP_SILU, OP_ADD, OP_SOFTMAX, OP_ATT, OP_ROPE, OP_ATT_PREFILL };
+static int32_t g_blocks[8192 / 16]; /* identity block table over the K/V buffer */
+static const int32_t g_pos0 = 0;
 static void op_call(void *v) {
     op_b *o = v;
+    /* K and V (f32, 2 heads of 64, blocks of 16) both read from o->c */
+    const wk_kv_layer kv = {o->c, o->c, DT_F32, 16, 64 * sizeof(float), 2 * 16 * 64 * sizeof(float)};
     switch (o->which) {
-    case OP_RMS: o->t->rmsnorm(g_pool, o->a, o->b, o->c, 1, o->n, 1e-6f); break;
-    case OP_SILU: o->t->silu_mul(g_pool, o->a, o->b, o->c, o->n); break;
-    case OP_ADD: o->t->add(g_pool, o->a, o->b, o->n); break;
+    case OP_RMS: o->t->rmsnorm(&g_ctx, o->a, o->b, o->c, 1, o->n, 1e-6f); break;
+    case OP_SILU: o->t->silu_mul(&g_ctx, o->a, o->b, o->c, o->n); break;
+    case OP_ADD: o->t->add(&g_ctx, o->a, o->b, o->n); break;
     case OP_SOFTMAX: memcpy(o->a, o->b, (size_t)o->n * 4); o->t->softmax(o->a, o->n); break;
-    case OP_ATT: /* decode: 1 query row at position n-1, 14 heads, 2 KV heads, head_dim 64 */
-        o->t->attention(g_pool, o->a, o->b, o->c, o->c, 1, o->n - 1, 14, 2, 64, o->n, 0, 0.125f,
-                        o->scratch);
+    case OP_ATT: { /* decode: 1 query row at position n-1, 14 heads, 2 KV heads, head_dim 64 */
+        const wk_span sp = {0, 1, o->n - 1, g_blocks};
+        o->t->attention(&g_ctx, o->a, o->b, &kv, &sp, 1, 14, 2, 64, 0, 0.125f);
         break;
-    case OP_ROPE: o->t->rope(g_pool, o->a, 1, 14, 64, o->b, o->c); break;
-    case OP_ATT_PREFILL: /* a 512-token prompt: q (512, 14*64), cache capacity 512 */
-        o->t->attention(g_pool, o->a, o->b, o->c, o->c, o->n, 0, 14, 2, 64, o->n, 0, 0.125f,
-                        o->scratch);
+    }
+    case OP_ROPE: o->t->rope(&g_ctx, o->a, 1, 14, 64, &g_pos0, o->b, o->c); break;
+    case OP_ATT_PREFILL: { /* a 512-token prompt: q (512, 14*64) */
+        const wk_span sp = {0, o->n, 0, g_blocks};
+        o->t->attention(&g_ctx, o->a, o->b, &kv, &sp, 1, 14, 2, 64, 0, 0.125f);
         break;
+    }
     }
 }
 
@@ -186,6 +193,8 @@ int bench_kernels_run(int argc, char **argv) {
     }
     g_pool = pool_create(threads);
     if (!g_pool) return 1;
+    g_ctx.pool = g_pool;
+    for (int i = 0; i < 8192 / 16; i++) g_blocks[i] = i;
 
     /* read bandwidth with the same threads */
     long bw_n = (512L << 20) / 4;

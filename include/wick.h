@@ -68,6 +68,7 @@ typedef enum wick_status {
     WICK_ERR_TIMEOUT,       /* a wait ran out of time */
     WICK_ERR_INTERNAL,      /* a bug in wick: please report the message */
     WICK_DONE,              /* not an error: a generation or stream has finished */
+    WICK_ERR_BUSY,          /* a queue is full: try again later (engine submissions) */
     WICK_STATUS_COUNT_
 } wick_status;
 
@@ -147,16 +148,30 @@ const wick_tokenizer *wick_model_tokenizer(const wick_model *model);
  * Session: KV cache + scratch for one sequence. One thread at a time.
  * ---------------------------------------------------------------------------------------- */
 
+/* Element type of the KV cache. F32 is exact (what the golden tests use); F16 and BF16 halve
+ * its memory and Q8_0 (blocks of 32 with an f16 scale) quarters it, at a small logit error
+ * (README: "KV cache types" gives the measured error and speed). */
+typedef enum wick_kv_type {
+    WICK_KV_DEFAULT = 0,  /* sessions: F32; engines: F16 */
+    WICK_KV_F32,
+    WICK_KV_F16,
+    WICK_KV_BF16,
+    WICK_KV_Q8_0,         /* needs head_dim % 32 == 0 */
+} wick_kv_type;
+
 typedef struct wick_session_params {
     int n_ctx;      /* context size in tokens; 0 = min(model max_position_embeddings, 4096) */
     int n_batch;    /* tokens processed per forward chunk during prefill; default 512 */
     int n_threads;  /* worker threads incl. the caller; 0 = number of online CPUs */
+    wick_kv_type kv_type; /* default F32 (exact) */
 } wick_session_params;
 
 wick_session_params wick_session_params_default(void);
 
-/* Creates a session on `model` with all buffers allocated up front: nothing allocates during
- * evaluation afterwards. The model must outlive the session. */
+/* Creates a session on `model`: a single-sequence engine (see wick_engine below) with its own
+ * worker threads, activations for n_batch rows and a paged KV cache able to hold n_ctx tokens,
+ * reserved up front and committed by the OS as it fills. Nothing allocates during evaluation
+ * afterwards. The model must outlive the session. */
 wick_status wick_session_create(const wick_model *model, const wick_session_params *params,
                                 wick_session **out);
 
@@ -326,9 +341,11 @@ typedef enum wick_finish_reason {
     WICK_FINISH_STOP_STRING,  /* a stop string appeared in the text (not emitted) */
     WICK_FINISH_LENGTH,       /* max_tokens reached, or the context is full */
     WICK_FINISH_CANCELLED,    /* wick_gen_cancel / callback returned false / stream cancelled */
+    WICK_FINISH_ERROR,        /* an engine could not go on with this generation; the reason
+                                 is in wick_token.error */
 } wick_finish_reason;
 
-/* "eos", "stop_token", "stop_string", "length", "cancelled" ("" for NONE). */
+/* "eos", "stop_token", "stop_string", "length", "cancelled", "error" ("" for NONE). */
 const char *wick_finish_reason_str(wick_finish_reason r);
 
 typedef struct wick_top_logprob {
@@ -353,6 +370,7 @@ typedef struct wick_token {
     int prompt_tokens, generated_tokens;
     int cached_tokens;        /* prompt tokens reused from the session's cache (not prefilled) */
     double prefill_ms, decode_ms;
+    const char *error;        /* finish == WICK_FINISH_ERROR: what went wrong; else NULL */
 } wick_token;
 
 typedef struct wick_gen wick_gen;
@@ -403,6 +421,139 @@ void wick_stream_cancel(wick_stream *s);
 
 /* Cancels if still running, joins the worker and frees everything. Safe at any point. */
 void wick_stream_close(wick_stream *s);
+
+/* ------------------------------------------------------------------------------------------
+ * Engine: many generations advanced together, one pass over the weights per step.
+ *
+ *     wick_engine *e = NULL;
+ *     wick_engine_params ep = wick_engine_params_default();
+ *     ep.max_seqs = 8;
+ *     wick_engine_create(model, &ep, &e);
+ *     wick_request r = {.prompt = ids, .n_prompt = n, .params = &gp, .on_token = cb, .user = u};
+ *     uint64_t id;
+ *     wick_engine_submit(e, &r, &id);              // from any thread, at any time
+ *     int active = 1;
+ *     while (active) {                              // one driver thread
+ *         if (wick_engine_step(e, &active) != WICK_OK) break;
+ *         if (!active) wick_engine_wait(e, 100);    // sleeps until a submit/cancel/resume
+ *     }
+ *     wick_engine_free(e);
+ *
+ * Each step builds one batch: one row for every running generation that has a token to feed
+ * (decode), then chunks of the prompts being read (chunked prefill) up to n_batch rows, first
+ * come first served. The batch goes through the model once: every weight matrix is read once
+ * per step whatever the number of generations; attention runs per sequence over its own KV
+ * blocks; each adapter's LoRA products run over its own rows (mixed adapters in one batch).
+ * Generations join at the next step after submit and leave when they finish.
+ *
+ * KV cache: one pool of blocks (kv_block tokens each) shared by all generations; a sequence
+ * holds only the blocks its tokens fill. With prefix_cache, whole blocks are shared between
+ * sequences whose ids (and adapter and scale) agree from the start, and blocks of finished
+ * generations stay cached until their memory is needed: a system prompt used by many
+ * requests is stored and computed once. When the pool runs out, the most recently admitted
+ * generation is preempted (its blocks released; it is recomputed later from its ids, sampling
+ * state kept, so its output does not change).
+ *
+ * Exactness: a generation's tokens and logits do not depend on what else is in the batch
+ * beyond f32 summation order (with kv_type F32: logits within 1e-5 of the same request run
+ * alone in a session; seeded sampling gives the same ids).
+ *
+ * Threads: submit, cancel, pause, resume, wake and get_stats may be called from any thread at
+ * any time (an internal lock). step and wait are called by one driver thread at a time;
+ * callbacks run on it, without the lock held, so they may call submit/cancel/pause.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct wick_engine wick_engine;
+
+typedef struct wick_engine_params {
+    int n_threads;        /* worker threads incl. the driver; 0 = online CPUs */
+    int max_seqs;         /* generations running at once (decode rows per step). Default 16 */
+    int n_ctx;            /* most positions one sequence may hold; 0 = min(max_position_
+                             embeddings, 4096) */
+    int n_batch;          /* most rows per step (decode rows + prefill chunk); >= max_seqs.
+                             Smaller bounds the inter-token latency while prompts are read,
+                             larger reads prompts faster. Default 128 */
+    int kv_tokens;        /* KV pool capacity in positions over all sequences; 0 = max_seqs ×
+                             n_ctx (reserved, committed as used) */
+    int kv_block;         /* positions per KV block, a multiple of 16. Default 16 */
+    wick_kv_type kv_type; /* default F16 */
+    bool prefix_cache;    /* share and keep whole blocks of equal prefixes. Default true */
+    int max_waiting;      /* submissions waiting for a free slot beyond which submit fails with
+                             WICK_ERR_BUSY; 0 = no limit. Default 0 */
+} wick_engine_params;
+
+wick_engine_params wick_engine_params_default(void);
+
+/* Creates an engine on `model` (which must outlive it): worker threads, activations for
+ * n_batch rows, the KV pool. */
+wick_status wick_engine_create(const wick_model *model, const wick_engine_params *params,
+                               wick_engine **out);
+
+/* Frees the engine and every generation still in it; their callbacks are not called again.
+ * No other call on the engine may be running. NULL is ignored. */
+void wick_engine_free(wick_engine *e);
+
+typedef struct wick_request {
+    const int32_t *prompt;      /* n_prompt >= 1 ids, copied */
+    int n_prompt;
+    const wick_gen_params *params; /* copied; NULL = wick_gen_params_default() (reuse_prefix is
+                                      ignored: the engine's prefix_cache decides) */
+    const char *adapter;        /* registered adapter applied to this generation, or NULL */
+    float adapter_scale;        /* multiplier of its α/r; 0 is taken as 1 */
+    /* Called on the driver thread for every token, the last one carrying finish != NONE
+     * (also "cancelled" after wick_engine_cancel, and "error" with tok->error when the engine
+     * cannot go on, e.g. a sequence that does not fit the whole KV pool). The token's pointers
+     * are valid during the call. Returning false drops the generation at once, without a
+     * final token. Required. */
+    wick_on_token on_token;
+    void *user;
+} wick_request;
+
+/* Queues a generation; it starts at the next step with a free slot. *id (optional) names it
+ * for cancel/pause/resume. Fails, queuing nothing, with WICK_ERR_INVALID_ARG (bad prompt id or
+ * param, named), WICK_ERR_NOT_FOUND (unknown adapter), WICK_ERR_CONTEXT_FULL (prompt longer
+ * than n_ctx) or WICK_ERR_BUSY (max_waiting generations already wait). Any thread. */
+wick_status wick_engine_submit(wick_engine *e, const wick_request *r, uint64_t *id);
+
+/* Ends generation `id`: at the next step its callback gets a final "cancelled" token.
+ * WICK_ERR_NOT_FOUND when it has already finished. Any thread, also from a callback. */
+wick_status wick_engine_cancel(wick_engine *e, uint64_t id);
+
+/* A paused generation keeps its KV blocks but gets no rows until resumed (e.g. a client that
+ * does not read). Any thread, also from a callback. WICK_ERR_NOT_FOUND when finished. */
+wick_status wick_engine_pause(wick_engine *e, uint64_t id);
+wick_status wick_engine_resume(wick_engine *e, uint64_t id);
+
+/* Runs one step (admission, one forward pass, sampling, callbacks). *n_active (optional)
+ * receives the number of generations that can make progress at the next step (not paused);
+ * with 0 the driver should wick_engine_wait. Errors are those of the whole step (out of memory
+ * for a batch); per-generation errors end that generation with finish "error". */
+wick_status wick_engine_step(wick_engine *e, int *n_active);
+
+/* Sleeps until something was submitted, cancelled or resumed since the last step, or
+ * wick_engine_wake was called, or timeout_ms passed (-1 = no limit): WICK_OK or
+ * WICK_ERR_TIMEOUT. Driver thread. */
+wick_status wick_engine_wait(wick_engine *e, int timeout_ms);
+/* Makes a wick_engine_wait return now (e.g. to shut down). Any thread. */
+void wick_engine_wake(wick_engine *e);
+
+typedef struct wick_engine_stats {
+    int running;              /* admitted generations (incl. paused) */
+    int paused;
+    int waiting;              /* submitted, not yet admitted */
+    int kv_blocks, kv_block_tokens;   /* pool size in blocks; positions per block */
+    int kv_used, kv_cached;   /* blocks held by sequences; unreferenced blocks kept cached */
+    int64_t kv_bytes_per_block;
+    int64_t steps, rows, decode_rows, prefill_rows;   /* totals */
+    int64_t prefix_hit_tokens; /* prompt positions attached from the prefix cache */
+    int64_t preemptions;
+    int64_t finished;         /* generations ended (any reason) */
+    double last_step_ms;
+    int64_t activation_bytes; /* activation buffers */
+} wick_engine_stats;
+
+/* A snapshot of the engine's counters (as of the end of the last step). Any thread. */
+wick_status wick_engine_get_stats(wick_engine *e, wick_engine_stats *out);
 
 /* ------------------------------------------------------------------------------------------
  * LoRA adapters: PEFT folders (adapter_config.json + adapter_model.safetensors) kept in a

@@ -17,10 +17,11 @@
 #include "base/error.h"
 #include "infer/generate.h"
 #include "infer/sampler.h"
+#include "infer/session.h"
 #include "model/model.h"
 
 struct wick_gen {
-    wick_session *s;
+    wick_session *s;                   /* the session of a pull generation; NULL in an engine */
     const wick_model *m;
     wick_gen_params p;
     sampler *smp;
@@ -71,6 +72,7 @@ const char *wick_finish_reason_str(wick_finish_reason r) {
     case WICK_FINISH_STOP_STRING: return "stop_string";
     case WICK_FINISH_LENGTH: return "length";
     case WICK_FINISH_CANCELLED: return "cancelled";
+    case WICK_FINISH_ERROR: return "error";
     default: return "";
     }
 }
@@ -145,21 +147,18 @@ static wick_status check_params(const wick_gen_params *p, const model_config *c)
     return WICK_OK;
 }
 
-wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
-                           const wick_gen_params *params, wick_gen **out) {
-    if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: out is NULL");
+wick_status gen_create(const wick_model *m, const int32_t *prompt, int n, int n_ctx,
+                       const wick_gen_params *params, wick_gen **out) {
     *out = NULL;
-    if (!s) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: session is NULL");
     if (n < 1 || !prompt)
-        return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: the prompt is empty (need >= 1 id)");
-    const wick_model *m = s->model;
+        return err_set(WICK_ERR_INVALID_ARG, "the prompt is empty (need >= 1 id)");
     const model_config *c = &m->cfg;
     wick_gen_params p = params ? *params : wick_gen_params_default();
     wick_status st = check_params(&p, c);
     if (st) return st;
-    if (n > s->n_ctx)
+    if (n > n_ctx)
         return err_set(WICK_ERR_CONTEXT_FULL, "the prompt has %d tokens but the context holds %d",
-                       n, s->n_ctx);
+                       n, n_ctx);
     for (int i = 0; i < n; i++)
         if (prompt[i] < 0 || prompt[i] >= c->n_vocab)
             return err_set(WICK_ERR_INVALID_ARG, "prompt id %d at index %d is outside [0, %d)",
@@ -169,7 +168,6 @@ wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
 
     wick_gen *g = calloc(1, sizeof *g);
     if (!g) return err_set(WICK_ERR_NOMEM, "out of memory");
-    g->s = s;
     g->m = m;
     g->p = p;
     g->n_prompt = n;
@@ -228,17 +226,31 @@ wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
         st = err_set(WICK_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    /* keep the cached prefix shared with this prompt; at least one prompt token must be
-       evaluated to get the logits of the first new token */
-    int keep = p.reuse_prefix ? session_reusable_prefix(s, prompt, n) : 0;
-    if (keep > n - 1) keep = n - 1;
-    s->pos = keep;
-    g->n_cached = keep;
     *out = g;
     return WICK_OK;
 fail:
     wick_gen_free(g);
     return st;
+}
+
+wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
+                           const wick_gen_params *params, wick_gen **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: out is NULL");
+    *out = NULL;
+    if (!s) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: session is NULL");
+    wick_gen *g;
+    wick_status st = gen_create(wick_session_model(s), prompt, n, wick_session_n_ctx(s), params,
+                                &g);
+    if (st) return st;
+    g->s = s;
+    /* keep the cached prefix shared with this prompt; at least one prompt token must be
+       evaluated to get the logits of the first new token */
+    int keep = g->p.reuse_prefix ? session_reusable_prefix(s, prompt, n) : 0;
+    if (keep > n - 1) keep = n - 1;
+    wick_session_truncate(s, keep);
+    g->n_cached = keep;
+    *out = g;
+    return WICK_OK;
 }
 
 void wick_gen_cancel(wick_gen *g) {
@@ -315,40 +327,49 @@ static wick_status flush_all(wick_gen *g, wick_token *tok) {
     return WICK_OK;
 }
 
-wick_status wick_gen_step(wick_gen *g, wick_token *tok) {
-    if (!g || !tok) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_step: NULL argument");
-    if (g->done) return WICK_DONE;
+void gen_cancelled(wick_gen *g, wick_token *tok) {
+    memset(tok, 0, sizeof *tok);
+    tok->text = "";
+    tok->id = -1;
+    if (flush_all(g, tok)) { /* out of memory for the last text: end without it */
+        tok->text = "";
+        tok->text_len = 0;
+    }
+    fill_final(g, tok, WICK_FINISH_CANCELLED);
+}
+
+bool gen_is_cancelled(const wick_gen *g) { return atomic_load(&g->cancel) != 0; }
+
+bool gen_is_done(const wick_gen *g) { return g->done; }
+
+void gen_add_time(wick_gen *g, double prefill_ms, double decode_ms) {
+    g->prefill_ms += prefill_ms;
+    g->decode_ms += decode_ms;
+}
+
+int gen_prompt(const wick_gen *g, const int32_t **ids) {
+    *ids = g->prompt;
+    return g->n_prompt;
+}
+
+void gen_set_cached(wick_gen *g, int n) { g->n_cached = n; }
+
+wick_status gen_next(wick_gen *g, float *logits, int n_held, int n_ctx, wick_token *tok) {
     memset(tok, 0, sizeof *tok);
     tok->text = "";
     wick_status st;
-    if (atomic_load(&g->cancel)) {
-        tok->id = -1;
-        if ((st = flush_all(g, tok))) return st;
-        fill_final(g, tok, WICK_FINISH_CANCELLED);
-        return WICK_OK;
-    }
-    wick_session *s = g->s;
-    double t0 = now_ms();
-    if (!g->started) {
-        st = wick_session_eval(s, g->prompt + g->n_cached, g->n_prompt - g->n_cached,
-                               WICK_LOGITS_LAST, g->logits);
-        if (st) return st;
-        g->started = true;
-        g->prefill_ms = now_ms() - t0;
-        t0 = now_ms();
-    } else if (g->need_feed) {
-        if ((st = wick_session_eval(s, &g->last_id, 1, WICK_LOGITS_LAST, g->logits))) return st;
-    }
-    g->need_feed = false;
-
-    /* min_tokens: EOS and stop ids cannot be chosen yet */
+    /* min_tokens: EOS and stop ids cannot be chosen yet (ids were range-checked at start) */
     if (g->generated < g->p.min_tokens) {
         if (g->p.stop_on_eos)
-            for (int i = 0; i < g->n_eos_ids; i++) g->logits[g->eos_ids[i]] = -INFINITY;
-        for (int i = 0; i < g->n_stop_ids; i++) g->logits[g->stop_ids[i]] = -INFINITY;
+            for (int i = 0; i < g->n_eos_ids; i++)
+                if (g->eos_ids[i] >= 0 && g->eos_ids[i] < g->m->cfg.n_vocab)
+                    logits[g->eos_ids[i]] = -INFINITY;
+        for (int i = 0; i < g->n_stop_ids; i++)
+            if (g->stop_ids[i] >= 0 && g->stop_ids[i] < g->m->cfg.n_vocab)
+                logits[g->stop_ids[i]] = -INFINITY;
     }
     sampled_token sp;
-    if ((st = sampler_sample(g->smp, g->logits, &sp))) return st;
+    if ((st = sampler_sample(g->smp, logits, &sp))) return st;
     if ((st = sampler_accept(g->smp, sp.id))) return st;
     g->generated++;
     g->last_id = sp.id;
@@ -381,24 +402,51 @@ wick_status wick_gen_step(wick_gen *g, wick_token *tok) {
         if (at >= 0) {
             if (!emit(g, (size_t)at, tok)) return err_set(WICK_ERR_NOMEM, "out of memory");
             g->pending_len = 0;
-            g->decode_ms += now_ms() - t0;
             fill_final(g, tok, WICK_FINISH_STOP_STRING);
             return WICK_OK;
         }
     }
+    /* the sampled token still has to be fed, so it needs one more position */
     if (fin == WICK_FINISH_NONE &&
-        ((g->p.max_tokens > 0 && g->generated >= g->p.max_tokens) || s->pos >= s->n_ctx))
+        ((g->p.max_tokens > 0 && g->generated >= g->p.max_tokens) || n_held >= n_ctx))
         fin = WICK_FINISH_LENGTH;
     if (fin != WICK_FINISH_NONE) {
         if ((st = flush_all(g, tok))) return st;
-        g->decode_ms += now_ms() - t0;
         fill_final(g, tok, fin);
         return WICK_OK;
     }
     if (!emit(g, g->pending_len - holdback(g), tok))
         return err_set(WICK_ERR_NOMEM, "out of memory");
-    g->need_feed = true;
+    return WICK_OK;
+}
+
+wick_status wick_gen_step(wick_gen *g, wick_token *tok) {
+    if (!g || !tok) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_step: NULL argument");
+    if (g->done) return WICK_DONE;
+    if (atomic_load(&g->cancel)) {
+        gen_cancelled(g, tok);
+        return WICK_OK;
+    }
+    wick_session *s = g->s;
+    double t0 = now_ms();
+    wick_status st;
+    if (!g->started) {
+        const int pos = wick_session_pos(s);
+        st = wick_session_eval(s, g->prompt + pos, g->n_prompt - pos, WICK_LOGITS_LAST,
+                               g->logits);
+        if (st) return st;
+        g->started = true;
+        g->prefill_ms = now_ms() - t0;
+        t0 = now_ms();
+    } else if (g->need_feed) {
+        if ((st = wick_session_eval(s, &g->last_id, 1, WICK_LOGITS_LAST, g->logits))) return st;
+    }
+    g->need_feed = false;
+    st = gen_next(g, g->logits, wick_session_pos(s), wick_session_n_ctx(s), tok);
     g->decode_ms += now_ms() - t0;
+    if (st) return st;
+    if (tok->finish != WICK_FINISH_NONE) tok->decode_ms = g->decode_ms;
+    else g->need_feed = true;
     return WICK_OK;
 }
 

@@ -2,15 +2,22 @@
  *
  * A backend is one `kernel_table`. kernels/ref fills it with plain scalar C that is the
  * definition of each op (tests compare every other table with it); kernels/cpu fills it with
- * threaded, vectorised versions chosen at run time from the CPU's features. Models call only
- * through the table and never touch SIMD or threads themselves.
+ * threaded, vectorised versions chosen at run time from the CPU's features; a CUDA backend
+ * fills the same table with device kernels. Models call only through the table and never touch
+ * SIMD, threads or device APIs themselves.
+ *
+ * Every op takes a context (`wk_ctx`): the backend's execution resources — the thread pool on
+ * the CPU, a stream on a GPU. A NULL context means "the caller's thread alone" on the CPU
+ * tables. Every buffer an op reads or writes (activations, KV blocks, index arrays) must come
+ * from the same table's `buf_alloc` (or be host memory on the host tables), so no op assumes
+ * host memory; weights are prepared by the backend once at load.
  *
  * Conventions: activations are f32, row-major. A weight matrix `wk_weight` is [rows, cols] =
  * [out_features, in_features] in its file dtype, as PyTorch's nn.Linear stores it, so
  * y = x·Wᵀ + b. Quantized weights: ref dequantizes them to f32 (the exact definition); the
  * CPU tables quantize the activations to 8-bit blocks for an integer dot product in decode
- * (see kernels/quant.h: quant_dot_q8x defines that result). `pool` may be NULL (single-threaded); ref kernels ignore it. Shapes with a
- * zero dimension are valid and do nothing. No kernel allocates memory. */
+ * (see kernels/quant.h: quant_dot_q8x defines that result). Shapes with a zero dimension are
+ * valid and do nothing. No kernel allocates memory. */
 #ifndef WICK_KERNELS_H
 #define WICK_KERNELS_H
 #include <stddef.h>
@@ -23,57 +30,106 @@ typedef struct wk_weight {
     const void *data;   /* rows * cols elements of dt, row-major, rows contiguous; for a
                            block-quantized dt (kernels/quant.h) row r starts at byte
                            r * dtype_row_bytes(dt, cols) and cols is a multiple of the block */
-    dtype dt;           /* DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q4_K or DT_Q6_K */
+    dtype dt;           /* DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q5_0, DT_Q4_K, DT_Q6_K */
     int64_t rows, cols; /* (out_features, in_features) */
 } wk_weight;
+
+/* Execution context of one caller (a session, an engine, a trainer): used by one thread at a
+ * time. CPU tables read `pool`; a GPU table reads `stream`. */
+typedef struct wk_ctx {
+    wk_pool *pool;      /* CPU worker threads incl. the caller; NULL = the caller alone */
+    void *stream;       /* backend stream (CUDA: cudaStream_t), NULL on the CPU */
+} wk_ctx;
+
+/* One layer's view of a paged KV cache. The cache is a pool of blocks of `block_size`
+ * positions; each layer has its own region of n_blocks blocks for K and one for V. Inside a
+ * block, rows are head-major: the key of KV head h at slot t (position block·bs + t) starts at
+ *     k + blk·block_bytes + (h·block_size + t)·row_bytes
+ * and holds head_dim elements of `dt` (DT_F32, DT_F16, DT_BF16, or DT_Q8_0 when head_dim is a
+ * multiple of 32); V likewise. block_size is a multiple of 16. */
+typedef struct wk_kv_layer {
+    void *k, *v;
+    dtype dt;
+    int block_size;
+    size_t row_bytes;   /* dtype_row_bytes(dt, head_dim) */
+    size_t block_bytes; /* n_kv · block_size · row_bytes */
+} wk_kv_layer;
+
+/* A run of consecutive rows of a batch that belong to one sequence: rows [row0, row0 + n) are
+ * that sequence's positions pos0 .. pos0 + n − 1, in order. The sequence's block table maps
+ * position p to block blocks[p / block_size]. */
+typedef struct wk_span {
+    int row0, n, pos0;
+    const int32_t *blocks;
+} wk_span;
 
 typedef struct kernel_table {
     const char *name;
 
+    /* Device buffers of this backend (host memory on the CPU tables): buf_alloc returns
+     * `bytes` zeroed bytes aligned to 64, or NULL; large CPU buffers are committed lazily by
+     * the OS as they are first touched. buf_free takes the size given to buf_alloc. buf_copy
+     * copies between host and backend memory in either direction (a memcpy on the CPU). */
+    void *(*buf_alloc)(wk_ctx *ctx, size_t bytes);
+    void (*buf_free)(wk_ctx *ctx, void *p, size_t bytes);
+    void (*buf_copy)(wk_ctx *ctx, void *dst, const void *src, size_t bytes);
+
     /* out (n, W.cols) = W[ids[i], :] converted to f32. ids are already range-checked. */
-    void (*embed)(wk_pool *pool, float *out, const wk_weight *W, const int32_t *ids, int n);
+    void (*embed)(wk_ctx *ctx, float *out, const wk_weight *W, const int32_t *ids, int n);
 
     /* out (n, d) = x / sqrt(mean(x²) + eps) * w, per row; out may equal x. */
-    void (*rmsnorm)(wk_pool *pool, float *out, const float *x, const float *w, int n, int d,
+    void (*rmsnorm)(wk_ctx *ctx, float *out, const float *x, const float *w, int n, int d,
                     float eps);
 
     /* y (n, W.rows) = x (n, W.cols) · Wᵀ + bias (bias may be NULL). y must not alias x. */
-    void (*matmul)(wk_pool *pool, float *y, const float *x, const wk_weight *W, const float *bias,
+    void (*matmul)(wk_ctx *ctx, float *y, const float *x, const wk_weight *W, const float *bias,
                    int n);
 
     /* Rotary embedding, rotate-half layout (Hugging Face): x holds n rows of n_heads heads of
-     * head_dim (row stride n_heads*head_dim). Row i is rotated with cos[i*half + j],
-     * sin[i*half + j] (half = head_dim/2) for pair (j, j+half):
+     * head_dim (row stride n_heads*head_dim). Row i is at position p = pos[i] and is rotated
+     * with c = cos[p*half + j], s = sin[p*half + j] (half = head_dim/2) for pair (j, j+half):
      *   x'[j] = x[j]·c − x[j+half]·s ;  x'[j+half] = x[j+half]·c + x[j]·s. */
-    void (*rope)(wk_pool *pool, float *x, int n, int n_heads, int head_dim, const float *cos,
-                 const float *sin);
-
-    /* Causal attention of n new query rows at absolute positions pos0 .. pos0+n−1 over the
-     * KV cache, which already holds positions 0 .. pos0+n−1.
-     *   q   (n, n_head*head_dim)
-     *   k,v cache: [n_kv][kv_cap][head_dim] (head-major), positions 0..pos0+n−1 valid
-     *   out (n, n_head*head_dim)
-     * Query head h uses KV head h / (n_head/n_kv). Query at position p sees positions j with
-     * j <= p and, when window > 0, j > p − window. scores = q·k · scale, softmax in f32.
-     * scratch: at least pool_size(pool) * kv_cap floats. */
-    void (*attention)(wk_pool *pool, float *out, const float *q, const float *kcache,
-                      const float *vcache, int n, int pos0, int n_head, int n_kv, int head_dim,
-                      int kv_cap, int window, float scale, float *scratch);
-
-    /* In-place numerically stable softmax of x[0..n). */
-    void (*softmax)(float *x, int n);
-
-    /* out[i] = silu(gate[i]) * up[i], silu(z) = z / (1 + e^−z); for i < n. out may alias. */
-    void (*silu_mul)(wk_pool *pool, float *out, const float *gate, const float *up, long n);
-
-    /* y[i] += x[i] for i < n. */
-    void (*add)(wk_pool *pool, float *y, const float *x, long n);
+    void (*rope)(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim, const int32_t *pos,
+                 const float *cos, const float *sin);
 
     /* Rotary embedding, interleaved layout (GGUF llama: llama.cpp's converter permutes the
      * q/k rows so each rotated pair is adjacent). Same arguments as rope; pair (2j, 2j+1):
      *   x'[2j] = x[2j]·c − x[2j+1]·s ;  x'[2j+1] = x[2j+1]·c + x[2j]·s. */
-    void (*rope_interleaved)(wk_pool *pool, float *x, int n, int n_heads, int head_dim,
-                             const float *cos, const float *sin);
+    void (*rope_interleaved)(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim,
+                             const int32_t *pos, const float *cos, const float *sin);
+
+    /* Writes the keys and values of every span's rows into the paged cache: row r of span s
+     * (position p = pos0 + r − row0) goes to slot p of its sequence, converted to kv->dt
+     * (f16: round to nearest even; bf16: round to nearest even; q8_0: quant_quantize_row).
+     *   k, v (rows, n_kv*head_dim), rows = Σ spans' n. */
+    void (*kv_store)(wk_ctx *ctx, const wk_kv_layer *kv, const float *k, const float *v,
+                     const wk_span *spans, int n_spans, int n_kv, int head_dim);
+
+    /* Causal attention over a paged KV cache for every span of a batch (varlen: no padding).
+     * Row i of span s is at position p = pos0 + (i − row0) and sees the positions j of its own
+     * sequence with j <= p and, when window > 0, j > p − window; the cache already holds them
+     * (kv_store ran first). Query head h uses KV head h / (n_head/n_kv).
+     *   q   (rows, n_head*head_dim)   out (rows, n_head*head_dim)
+     * scores = q·k · scale with k read as f32 from kv->dt, softmax in f32, out = Σ p·v. */
+    void (*attention)(wk_ctx *ctx, float *out, const float *q, const wk_kv_layer *kv,
+                      const wk_span *spans, int n_spans, int n_head, int n_kv, int head_dim,
+                      int window, float scale);
+
+    /* In-place numerically stable softmax of x[0..n). Host memory, caller's thread. */
+    void (*softmax)(float *x, int n);
+
+    /* out[i] = silu(gate[i]) * up[i], silu(z) = z / (1 + e^−z); for i < n. out may alias. */
+    void (*silu_mul)(wk_ctx *ctx, float *out, const float *gate, const float *up, long n);
+
+    /* y[i] += x[i] for i < n. */
+    void (*add)(wk_ctx *ctx, float *y, const float *x, long n);
+
+    /* y[i] += a·x[i] for i < n (the product rounded to f32 first, then the sum). */
+    void (*axpy)(wk_ctx *ctx, float *y, float a, const float *x, long n);
+
+    /* dst row i (cols floats) = src row idx[i], for i < n (a gather of rows). */
+    void (*gather_rows)(wk_ctx *ctx, float *dst, const float *src, const int32_t *idx, int n,
+                        int cols);
 } kernel_table;
 
 /* The scalar reference table. */
@@ -90,5 +146,24 @@ const kernel_table *kernels_select(const char *name);
 
 /* Converts one weight row to f32 (reference semantics, used by every table's tails). */
 void kernels_row_to_f32(float *out, const wk_weight *W, int64_t row);
+
+/* Host buffers shared by the host tables (ref and cpu): zeroed, 64-byte aligned; sizes of
+ * 1 MiB and more are anonymous mappings committed page by page as they are touched. */
+void *kernels_host_alloc(wk_ctx *ctx, size_t bytes);
+void kernels_host_free(wk_ctx *ctx, void *p, size_t bytes);
+void kernels_host_copy(wk_ctx *ctx, void *dst, const void *src, size_t bytes);
+
+/* The key (or value) row of KV head h at position p of a span's sequence, in the layer's
+ * cache (host tables). */
+static inline const void *kv_row(const wk_kv_layer *kv, const void *base, const int32_t *blocks,
+                                 int h, int p) {
+    const int bs = kv->block_size;
+    return (const char *)base + (size_t)blocks[p / bs] * kv->block_bytes +
+           ((size_t)h * bs + (size_t)(p % bs)) * kv->row_bytes;
+}
+
+/* Reference conversions of one head row between f32 and a KV element type (host). */
+void kernels_kv_row_from_f32(dtype dt, void *dst, const float *x, int n);
+void kernels_kv_row_to_f32(dtype dt, float *out, const void *src, int n);
 
 #endif

@@ -7,9 +7,9 @@
  * decoder adds s·(x·Aᵀ)·Bᵀ after each adapted projection (unmerged application).
  *
  * Lifetime: adapters are reference counted with an atomic counter. The registry holds one
- * reference; each session whose current adapter it is holds one more, so unloading an adapter
- * a session still uses only drops the registry's reference and the memory goes when the
- * session switches away or is freed. An adapter never points into the model, so it may
+ * reference; each session or engine generation that uses it holds one more, so unloading an
+ * adapter still in use only drops the registry's reference and the memory goes when the last
+ * user lets go. An adapter never points into the model, so it may
  * outlive the registry entry (but sessions, and hence adapters, never outlive the model).
  *
  * In-memory layout follows the base model: for a base loaded from a llama GGUF
@@ -25,23 +25,14 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "model/lora_mod.h"
 #include "wick.h"
-
-/* The projections an adapter may target, in decoder order. */
-enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_N_PROJ };
 
 /* "self_attn.q_proj", ..., "mlp.down_proj" (module path below model.layers.N). */
 extern const char *const lora_module_path[LORA_N_PROJ];
 /* "q_proj", ..., "down_proj". */
 extern const char *const lora_proj_name[LORA_N_PROJ];
 
-typedef struct lora_pair {
-    wk_weight A;        /* (r, in) f32; A.data == NULL: this (layer, proj) is not adapted */
-    wk_weight B;        /* (out, r) f32 */
-    float scale;        /* α/r or α/√r for this module (patterns applied), before the session's
-                           multiplier */
-    dtype file_dt;      /* dtype of lora_A / lora_B in the file, written back by save */
-} lora_pair;
 
 struct wick_adapter {
     atomic_int refs;
@@ -100,19 +91,16 @@ int64_t lora_qk_row(int64_t row, int head_dim, bool to_gguf);
 wick_status lora_adapter_random(const wick_model *model, int r, float alpha, unsigned proj_mask,
                                 uint64_t seed, wick_adapter **out);
 
-/* Registers `a` under `name` (which must be new), taking over the caller's reference. */
+/* Registers `a` under `name` (which must be new), taking over the caller's reference. The
+ * registry lives in the model's extension slot (model.h), created on first use. */
 wick_status lora_registry_add(wick_model *model, wick_adapter *a, const char *name);
 /* Looks `name` up and returns it with one more reference (release it), or NULL. */
 wick_adapter *lora_registry_get(const wick_model *model, const char *name);
 
-/* Called by wick_model_load / wick_model_free. */
-void lora_registry_init(wick_model *model);
-void lora_registry_destroy(wick_model *model);
-
-/* Frees a handle made by wick_model_merge_adapter (called by wick_model_free). */
+/* Frees a handle made by wick_model_merge_adapter (its free_self hook). */
 void lora_merged_free(wick_model *model);
 
-/* Session hooks (session.c): drop the session's adapter. */
-void lora_session_clear(wick_session *s);
+/* The widest LoRA rank any registered adapter of `model` has (0 without adapters). */
+int lora_registry_max_rank(const wick_model *model);
 
 #endif

@@ -85,14 +85,13 @@ wick_status wick_model_merge_adapter(const wick_model *base, const char *name, f
     }
     /* borrow everything, then replace layers and the adapted matrices */
     memcpy(m, base, sizeof *m);
-    m->adapters = NULL;
-    m->n_adapters = m->cap_adapters = 0;
+    model_ext_init(m);  /* its own (empty) registry, never the base's */
+    m->free_self = lora_merged_free;
     m->merged_bufs = NULL;
     m->n_merged_bufs = 0;
     m->merge_base = base->merge_base ? base->merge_base : base;
     m->path = NULL;
     m->layers = NULL;
-    lora_registry_init(m);
     m->path = strdup(base->path);
     m->layers = malloc(sizeof *m->layers * (size_t)L);
     m->merged_bufs = calloc((size_t)L * LORA_N_PROJ, sizeof *m->merged_bufs);
@@ -132,7 +131,7 @@ void lora_merged_free(wick_model *m) {
     free(m->merged_bufs);
     free(m->layers);
     free(m->path);
-    lora_registry_destroy(m);
+    model_ext_destroy(m);
     free(m);
 }
 

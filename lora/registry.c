@@ -1,14 +1,12 @@
-/* registry.c — the per-model adapter registry and per-session adapter selection.
+/* registry.c — the per-model adapter registry.
  *
- * The registry is a small array of (name, adapter) guarded by the model's lora_mu; it is
- * touched only by load / unload / list / lookup, never by the forward pass. A session holds a
- * reference to its current adapter, so wick_session_set_adapter is: lock, linear name lookup,
- * atomic increment, unlock, pointer swap, release of the previous one — well under a
- * microsecond for a handful of adapters, and no allocation once the session's LoRA scratch is
- * large enough (it grows here, never in the per-token path).
+ * The registry is a small array of (name, adapter) in the model's extension slot, guarded by
+ * the model's ext_mu; it is touched only by load / unload / list / lookup, never by the
+ * forward pass. Users (sessions, engine generations) hold their own reference to the adapter
+ * they apply, so selecting one is: lock, linear name lookup, atomic increment, unlock.
  *
  * Not here: reading/writing PEFT files (adapter_read.c, adapter_write.c), the math
- * (model/decoder.c), merging (merge.c). */
+ * (model/layer.c), per-session selection (infer/session.c), merging (merge.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,67 +14,84 @@
 #include "lora/lora.h"
 #include "model/model.h"
 
-/* The registry lives in a model that callers see as const (it is shared read-only by threads);
- * the lock and the list are its one mutable part. */
+/* The registry: (name, adapter) pairs in load order, in the model's extension slot. */
+typedef struct lora_registry {
+    wick_adapter **adapters;
+    int n, cap;
+} lora_registry;
+
+/* The registry lives in a model that callers see as const (it is shared read-only by
+ * threads); the lock and the list are its one mutable part. */
 static wick_model *mut(const wick_model *m) { return (wick_model *)m; }
 
-void lora_registry_init(wick_model *m) {
-    m->lora_mu_init = pthread_mutex_init(&m->lora_mu, NULL) == 0;
+static void registry_free(lora_registry *r) {
+    for (int i = 0; i < r->n; i++) lora_adapter_release(r->adapters[i]);
+    free(r->adapters);
+    free(r);
 }
 
-void lora_registry_destroy(wick_model *m) {
-    for (int i = 0; i < m->n_adapters; i++) lora_adapter_release(m->adapters[i]);
-    free(m->adapters);
-    m->adapters = NULL;
-    m->n_adapters = m->cap_adapters = 0;
-    if (m->lora_mu_init) pthread_mutex_destroy(&m->lora_mu);
-    m->lora_mu_init = false;
-}
-
-static int find_locked(const wick_model *m, const char *name) {
-    for (int i = 0; i < m->n_adapters; i++)
-        if (!strcmp(m->adapters[i]->name, name)) return i;
+static int find_locked(const lora_registry *r, const char *name) {
+    for (int i = 0; r && i < r->n; i++)
+        if (!strcmp(r->adapters[i]->name, name)) return i;
     return -1;
 }
 
 wick_status lora_registry_add(wick_model *m, wick_adapter *a, const char *name) {
-    if (!m->lora_mu_init) return err_set(WICK_ERR_INTERNAL, "adapter registry not initialised");
+    if (!m->ext_mu_init) return err_set(WICK_ERR_INTERNAL, "adapter registry not initialised");
     char *nm = strdup(name);
     if (!nm) return err_set(WICK_ERR_NOMEM, "out of memory");
-    pthread_mutex_lock(&m->lora_mu);
+    pthread_mutex_lock(&m->ext_mu);
     wick_status st = WICK_OK;
-    if (find_locked(m, name) >= 0) {
+    if (!m->lora) {
+        m->lora = calloc(1, sizeof *m->lora);
+        if (m->lora) m->lora_free = registry_free;
+    }
+    lora_registry *r = m->lora;
+    if (!r) {
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+    } else if (find_locked(r, name) >= 0) {
         st = err_set(WICK_ERR_INVALID_ARG, "an adapter named '%s' is already loaded (unload it "
                                            "first or pick another name)", name);
-    } else if (m->n_adapters == m->cap_adapters) {
-        int cap = m->cap_adapters ? 2 * m->cap_adapters : 8;
-        wick_adapter **p = realloc(m->adapters, sizeof *p * (size_t)cap);
+    } else if (r->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 8;
+        wick_adapter **p = realloc(r->adapters, sizeof *p * (size_t)cap);
         if (!p) st = err_set(WICK_ERR_NOMEM, "out of memory");
         else {
-            m->adapters = p;
-            m->cap_adapters = cap;
+            r->adapters = p;
+            r->cap = cap;
         }
     }
     if (st == WICK_OK) {
         free(a->name);
         a->name = nm;
         nm = NULL;
-        m->adapters[m->n_adapters++] = a;
+        r->adapters[r->n++] = a;
     }
-    pthread_mutex_unlock(&m->lora_mu);
+    pthread_mutex_unlock(&m->ext_mu);
     free(nm);
     return st;
 }
 
 wick_adapter *lora_registry_get(const wick_model *cm, const char *name) {
     wick_model *m = mut(cm);
-    if (!m->lora_mu_init) return NULL;
-    pthread_mutex_lock(&m->lora_mu);
-    int i = find_locked(m, name);
-    wick_adapter *a = i >= 0 ? m->adapters[i] : NULL;
+    if (!m->ext_mu_init) return NULL;
+    pthread_mutex_lock(&m->ext_mu);
+    int i = find_locked(m->lora, name);
+    wick_adapter *a = i >= 0 ? m->lora->adapters[i] : NULL;
     if (a) lora_adapter_retain(a);
-    pthread_mutex_unlock(&m->lora_mu);
+    pthread_mutex_unlock(&m->ext_mu);
     return a;
+}
+
+int lora_registry_max_rank(const wick_model *cm) {
+    wick_model *m = mut(cm);
+    if (!m->ext_mu_init) return 0;
+    pthread_mutex_lock(&m->ext_mu);
+    int r = 0;
+    for (int i = 0; m->lora && i < m->lora->n; i++)
+        if (m->lora->adapters[i]->r_max > r) r = m->lora->adapters[i]->r_max;
+    pthread_mutex_unlock(&m->ext_mu);
+    return r;
 }
 
 /* "dir/sub/" -> "sub", "dir/x.gguf" -> "x" */
@@ -123,81 +138,31 @@ wick_status wick_adapter_load(wick_model *m, const char *dir, const char *name) 
 
 wick_status wick_adapter_unload(wick_model *m, const char *name) {
     if (!m || !name) return err_set(WICK_ERR_INVALID_ARG, "wick_adapter_unload: NULL argument");
-    if (!m->lora_mu_init) return err_set(WICK_ERR_NOT_FOUND, "no adapter named '%s'", name);
-    pthread_mutex_lock(&m->lora_mu);
-    int i = find_locked(m, name);
+    if (!m->ext_mu_init) return err_set(WICK_ERR_NOT_FOUND, "no adapter named '%s'", name);
+    pthread_mutex_lock(&m->ext_mu);
+    lora_registry *r = m->lora;
+    int i = find_locked(r, name);
     wick_adapter *a = NULL;
     if (i >= 0) {
-        a = m->adapters[i];
-        memmove(m->adapters + i, m->adapters + i + 1,
-                sizeof *m->adapters * (size_t)(m->n_adapters - i - 1));
-        m->n_adapters--;
+        a = r->adapters[i];
+        memmove(r->adapters + i, r->adapters + i + 1,
+                sizeof *r->adapters * (size_t)(r->n - i - 1));
+        r->n--;
     }
-    pthread_mutex_unlock(&m->lora_mu);
+    pthread_mutex_unlock(&m->ext_mu);
     if (!a) return err_set(WICK_ERR_NOT_FOUND, "no adapter named '%s' is loaded", name);
     lora_adapter_release(a);
     return WICK_OK;
 }
 
 int wick_adapters_list(const wick_model *cm, const char **names, int cap) {
-    if (!cm || !cm->lora_mu_init) return 0;
+    if (!cm || !cm->ext_mu_init) return 0;
     wick_model *m = mut(cm);
-    pthread_mutex_lock(&m->lora_mu);
-    int n = m->n_adapters;
-    for (int i = 0; i < n && i < cap && names; i++) names[i] = m->adapters[i]->name;
-    pthread_mutex_unlock(&m->lora_mu);
+    pthread_mutex_lock(&m->ext_mu);
+    int n = m->lora ? m->lora->n : 0;
+    for (int i = 0; i < n && i < cap && names; i++) names[i] = m->lora->adapters[i]->name;
+    pthread_mutex_unlock(&m->ext_mu);
     return n;
-}
-
-/* Grows a scratch buffer to `need` floats (contents need not survive). */
-static bool grow(float **buf, size_t *cap, size_t need) {
-    if (need <= *cap) return true;
-    float *p = malloc(sizeof(float) * need);
-    if (!p) return false;
-    free(*buf);
-    *buf = p;
-    *cap = need;
-    return true;
-}
-
-wick_status wick_session_set_adapter(wick_session *s, const char *name, float scale) {
-    if (!s) return err_set(WICK_ERR_INVALID_ARG, "wick_session_set_adapter: session is NULL");
-    if (!name) {
-        lora_session_clear(s);
-        return WICK_OK;
-    }
-    if (!(scale == scale) || scale > 1e30f || scale < -1e30f)
-        return err_set(WICK_ERR_INVALID_ARG, "wick_session_set_adapter: scale %g is not finite",
-                       (double)scale);
-    wick_adapter *a = lora_registry_get(s->model, name);
-    if (!a) return err_set(WICK_ERR_NOT_FOUND, "no adapter named '%s' is loaded", name);
-    const model_config *c = &s->model->cfg;
-    size_t out_max = (size_t)c->n_embd;
-    size_t qd = (size_t)c->n_head * c->head_dim, ff = (size_t)c->n_ff;
-    if (qd > out_max) out_max = qd;
-    if (ff > out_max) out_max = ff;
-    if (!grow(&s->lora_t, &s->lora_t_cap, (size_t)s->n_batch * (size_t)a->r_max) ||
-        !grow(&s->lora_u, &s->lora_u_cap, (size_t)s->n_batch * out_max)) {
-        lora_adapter_release(a);
-        return err_set(WICK_ERR_NOMEM, "out of memory for the LoRA scratch of adapter '%s'",
-                       name);
-    }
-    wick_adapter *old = s->adapter;
-    s->adapter = a;
-    s->adapter_scale = scale;
-    lora_adapter_release(old);
-    return WICK_OK;
-}
-
-const char *wick_session_adapter(const wick_session *s) {
-    return s && s->adapter ? s->adapter->name : NULL;
-}
-
-void lora_session_clear(wick_session *s) {
-    wick_adapter *old = s->adapter;
-    s->adapter = NULL;
-    s->adapter_scale = 0;
-    lora_adapter_release(old);
 }
 
 wick_status wick_adapter_save(const wick_model *m, const char *name, const char *out_dir) {

@@ -182,7 +182,8 @@ void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *poo
         T += lens[i];
     }
     /* embeddings: x (T, d); gathers and adds are memory-bound, threads only for big batches */
-    wk_pool *ep = (long)T * d < SMALL_OP ? NULL : pool;
+    wk_ctx kc = {.pool = pool}, ec = {.pool = (long)T * d < SMALL_OP ? NULL : pool};
+    wk_ctx *ep = &ec;
     k->embed(ep, s->x, &m->tok_embd, ids, T);
     k->embed(ep, s->t, &m->pos_embd, s->pos, T);
     k->add(ep, s->x, s->t, (long)T * d);
@@ -192,19 +193,19 @@ void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *poo
 
     for (int li = 0; li < c->n_layer; li++) {
         const encoder_layer *l = &m->layers[li];
-        k->matmul(pool, s->q, s->x, &l->wq, l->bq, T);
-        k->matmul(pool, s->k, s->x, &l->wk, l->bk, T);
-        k->matmul(pool, s->v, s->x, &l->wv, l->bv, T);
+        k->matmul(&kc, s->q, s->x, &l->wq, l->bq, T);
+        k->matmul(&kc, s->k, s->x, &l->wk, l->bk, T);
+        k->matmul(&kc, s->v, s->x, &l->wv, l->bv, T);
         attn_job J = {.k = k, .out = s->a, .q = s->q, .kk = s->k, .v = s->v, .lens = lens,
                       .n_seq = n_seq, .n_head = c->n_head, .hd = c->head_dim, .d = d,
                       .scale = 1.0f / sqrtf((float)c->head_dim), .scores = s->scores,
                       .cap_len = s->cap_len, .next = 0};
         pool_run_dyn(pool, attn_items, &J);
-        k->matmul(pool, s->t, s->a, &l->wo, l->bo, T);
+        k->matmul(&kc, s->t, s->a, &l->wo, l->bo, T);
         layernorm(pool, s->x, s->t, l->ln1_w, l->ln1_b, T, d, c->ln_eps);
-        k->matmul(pool, s->f, s->x, &l->w_up, l->b_up, T);
+        k->matmul(&kc, s->f, s->x, &l->w_up, l->b_up, T);
         gelu(pool, s->f, (long)T * c->n_ff);
-        k->matmul(pool, s->t, s->f, &l->w_down, l->b_down, T);
+        k->matmul(&kc, s->t, s->f, &l->w_down, l->b_down, T);
         layernorm(pool, s->x, s->t, l->ln2_w, l->ln2_b, T, d, c->ln_eps);
     }
 }
@@ -212,7 +213,8 @@ void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *poo
 void encoder_pooler(const encoder_model *m, const kernel_table *k, wk_pool *pool, float *out,
                     const float *cls, int n, long stride, float *tmp) {
     const int d = m->cfg.n_embd;
+    wk_ctx kc = {.pool = pool};
     for (int i = 0; i < n; i++) memcpy(tmp + (size_t)i * d, cls + i * stride, sizeof(float) * d);
-    k->matmul(pool, out, tmp, &m->pool_w, m->pool_b, n);
+    k->matmul(&kc, out, tmp, &m->pool_w, m->pool_b, n);
     for (long i = 0; i < (long)n * d; i++) out[i] = tanhf(out[i]);
 }

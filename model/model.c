@@ -12,7 +12,6 @@
 #include "base/error.h"
 #include "base/fileio.h"
 #include "model/model_gguf.h"
-#include "lora/lora.h"
 
 wick_model_params wick_model_params_default(void) {
     wick_model_params p = {.kernels = "auto", .load_tokenizer = true};
@@ -166,13 +165,26 @@ static void compute_rope_freqs(const model_config *c, float *inv) {
     }
 }
 
+void model_ext_init(wick_model *m) {
+    m->ext_mu_init = pthread_mutex_init(&m->ext_mu, NULL) == 0;
+    m->lora = NULL;
+    m->lora_free = NULL;
+}
+
+void model_ext_destroy(wick_model *m) {
+    if (m->lora_free && m->lora) m->lora_free(m->lora);
+    m->lora = NULL;
+    if (m->ext_mu_init) pthread_mutex_destroy(&m->ext_mu);
+    m->ext_mu_init = false;
+}
+
 void wick_model_free(wick_model *m) {
     if (!m) return;
-    if (m->merge_base) {  /* a merged handle borrows all but its layers and merged matrices */
-        lora_merged_free(m);
+    if (m->free_self) {  /* a merged handle borrows all but its layers and merged matrices */
+        m->free_self(m);
         return;
     }
-    lora_registry_destroy(m);
+    model_ext_destroy(m);
     if (m->layers) {
         for (int i = 0; i < m->cfg.n_layer; i++) {
             layer_weights *l = &m->layers[i];
@@ -201,7 +213,7 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
     if (pl > 5 && strcmp(path + pl - 5, ".gguf") == 0 && !dir_exists(path)) {
         wick_model *m = calloc(1, sizeof *m);
         if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
-        lora_registry_init(m);
+        model_ext_init(m);
         wick_status st = model_gguf_load(path, params, m, &m->gguf, &m->rope_interleaved);
         if (st) {
             wick_model_free(m);
@@ -215,7 +227,7 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
                                     "config.json and model.safetensors)", path);
     wick_model *m = calloc(1, sizeof *m);
     if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
-    lora_registry_init(m);
+    model_ext_init(m);
     m->path = strdup(path);
     loader L = {.m = m, .dir = path};
     wick_status st = m->path ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");

@@ -1,6 +1,7 @@
-/* model.h — internal layout of wick_model and wick_session (the decoder path).
- * model.c loads and validates weights; session.c owns KV cache + scratch; decoder.c runs
- * the forward pass through the kernel table. Not here: sampling (infer/), tokenizers. */
+/* model.h — internal layout of wick_model (the decoder's weights and configuration).
+ * model.c loads and validates weights; layer.c defines a decoder layer, forward.c runs a batch
+ * of rows of many sequences over a paged KV cache. Not here: sessions, engines and sampling
+ * (infer/), adapters (lora/), tokenizers. */
 #ifndef WICK_MODEL_MODEL_H
 #define WICK_MODEL_MODEL_H
 #include <pthread.h>
@@ -36,63 +37,26 @@ struct wick_model {
     int64_t n_params, weight_bytes;
     char weight_dtype[8];
 
-    /* LoRA registry (lora/registry.c). The model is otherwise immutable and shared by threads;
-     * the registry is the one mutable part, guarded by lora_mu (taken only by adapter
-     * load/unload/list/lookup, never by the forward pass). */
-    pthread_mutex_t lora_mu;
-    bool lora_mu_init;
-    struct wick_adapter **adapters;    /* n_adapters registered adapters, one reference each */
-    int n_adapters, cap_adapters;
+    /* The model's one mutable part: state owned by upper layers, which the forward pass never
+     * reads. lora/ keeps its adapter registry in `lora` (created on first use under ext_mu,
+     * freed through lora_free with the model). */
+    pthread_mutex_t ext_mu;
+    bool ext_mu_init;
+    struct lora_registry *lora;
+    void (*lora_free)(struct lora_registry *);
 
     /* Merged model (lora/merge.c): a handle made by wick_model_merge_adapter. It borrows the
      * base's mapping, tokenizer, norms, biases and RoPE table (merge_base must outlive it) and
-     * owns only `layers` and the merged matrices in merged_bufs. NULL for a loaded model. */
+     * owns only `layers` and the merged matrices in merged_bufs; wick_model_free calls its
+     * free_self instead of freeing what it borrows. NULL for a loaded model. */
     const wick_model *merge_base;
     void **merged_bufs;
     int n_merged_bufs;
+    void (*free_self)(wick_model *);
 };
 
-/* Per-activation callback used by tests to compare intermediate tensors with goldens.
- * name: "embed", "attn_norm", "attn_out", "mlp_norm", "mlp_out", "out", "final_norm";
- * layer = -1 for embed/final_norm; data is (rows, cols) row-major, valid during the call. */
-typedef void (*session_trace_fn)(void *user, const char *name, int layer, const float *data,
-                                 int rows, int cols);
-
-struct wick_session {
-    const wick_model *model;
-    wk_pool *pool;
-    int n_ctx, n_batch, pos;
-    float *k_cache, *v_cache;          /* [n_layer][n_kv][n_ctx][hd] each */
-    float *rope_cos, *rope_sin;        /* (n_ctx, hd/2) */
-    float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up;   /* per-chunk activations */
-    float *attn_scratch;               /* pool_size * n_ctx */
-    session_trace_fn trace;
-    void *trace_user;
-
-    /* LoRA (lora/registry.c): the current adapter (one reference held) and the multiplier of
-     * its α/r; scratch for the two skinny products, grown only by wick_session_set_adapter. */
-    struct wick_adapter *adapter;
-    float adapter_scale;
-    float *lora_t;                     /* (n_batch, r_max) : x·Aᵀ */
-    float *lora_u;                     /* (n_batch, max out features) : t·Bᵀ */
-    size_t lora_t_cap, lora_u_cap;     /* floats */
-
-    /* Prefix reuse (wick_gen_start): the ids whose keys/values are in the cache, and the
-     * adapter settings they were computed with; kv_mixed when those changed mid-sequence. */
-    int32_t *hist;                     /* (n_ctx) */
-    uint64_t kv_adapter_uid;           /* 0 = no adapter */
-    float kv_adapter_scale;
-    bool kv_mixed;
-};
-
-/* Number of leading ids of `ids` whose keys/values the session already holds, computed with
- * the adapter settings now in force (0 when those changed since position 0). */
-int session_reusable_prefix(const wick_session *s, const int32_t *ids, int n);
-
-/* Runs n tokens (n <= n_batch) at position s->pos through the decoder and advances pos.
- * logits: NULL, or (n, vocab) when all_rows, else (1, vocab) for the last row. */
-void decoder_forward(wick_session *s, const int32_t *ids, int n, float *logits, bool all_rows);
-
-void session_set_trace(wick_session *s, session_trace_fn fn, void *user);
+/* Initialises / destroys the extension lock of a model handle (model.c, lora/merge.c). */
+void model_ext_init(wick_model *m);
+void model_ext_destroy(wick_model *m);
 
 #endif

@@ -23,6 +23,7 @@ static const char *k_isas[] = {"generic", "avx2", "avx512"};
 static const int k_threads[] = {1, 2, 3};
 #define N_POOLS 3
 static wk_pool *g_pools[N_POOLS];
+static wk_ctx g_ctxs[N_POOLS];
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -45,12 +46,13 @@ static void *xmalloc(size_t n) { /* never NULL, even for n == 0, so kernels get 
     for (int ti_ = 0; ti_ < N_ISAS; ti_++)                                                     \
         for (const kernel_table *T = kernels_cpu_variant(k_isas[ti_]); T; T = NULL)            \
             for (int pi_ = 0; pi_ < N_POOLS; pi_++)                                            \
-                for (wk_pool *P = g_pools[pi_]; P; P = NULL)
+                for (wk_ctx *P = &g_ctxs[pi_]; P; P = NULL)
 
 static int setup(void **state) {
     for (int i = 0; i < N_POOLS; i++) {
         g_pools[i] = pool_create(k_threads[i]);
         if (!g_pools[i]) return -1;
+        g_ctxs[i].pool = g_pools[i];
     }
     return 0;
 }
@@ -127,7 +129,7 @@ static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bi
     FOR_EACH_TABLE_POOL(t, p) {
         for (long i = 0; i < n * rows; i++) got[i] = NAN;
         t->matmul(p, got, x, &W, b, n);
-        check_close(what, t, pool_size(p), got, want, tol, n * rows);
+        check_close(what, t, pool_size(p->pool), got, want, tol, n * rows);
     }
     free(wbuf), free(x), free(bias), free(want), free(got), free(tol), free(wrow);
 }
@@ -154,51 +156,107 @@ static void test_matmul(void **state) {
     matmul_case(64, 4864, 2, DT_F16, 0);
 }
 
-/* ---- attention ---- */
+/* ---- paged KV cache: kv_store and attention ---- */
 
-static void attention_case(int n, int pos0, int n_kv, int group, int hd, int window) {
-    const int n_head = n_kv * group, kv_cap = pos0 + n + 3;
+/* A pool of n_blocks blocks for n_kv heads of hd values of dt, K and V. */
+typedef struct kv_fixture {
+    wk_kv_layer kv;
+    char *k, *v;
+    size_t bytes;
+} kv_fixture;
+
+static void kv_fixture_init(kv_fixture *f, dtype dt, int bs, int n_kv, int hd, int n_blocks) {
+    f->kv.dt = dt;
+    f->kv.block_size = bs;
+    f->kv.row_bytes = dtype_row_bytes(dt, hd);
+    f->kv.block_bytes = (size_t)n_kv * bs * f->kv.row_bytes;
+    f->bytes = f->kv.block_bytes * (size_t)n_blocks;
+    f->k = xmalloc(f->bytes), f->v = xmalloc(f->bytes);
+    memset(f->k, 0, f->bytes), memset(f->v, 0, f->bytes);
+    f->kv.k = f->k, f->kv.v = f->v;
+}
+
+/* Spans of several sequences with scattered block tables: sequence s has rows ns[s] at pos0s[s]
+ * and owns blocks taken from a shuffled list, so no two sequences share a block. */
+static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
+                           int hd, int window, dtype dt, int bs) {
+    const int n_head = n_kv * group;
     const float scale = 1.0f / sqrtf((float)hd);
-    long qn = (long)n * n_head * hd, kvn = (long)n_kv * kv_cap * hd;
-    float *q = xmalloc(qn * 4), *k = xmalloc(kvn * 4), *v = xmalloc(kvn * 4);
-    float *want = xmalloc(qn * 4), *got = xmalloc(qn * 4), *tol = xmalloc(qn * 4);
-    float *scratch = xmalloc((size_t)N_POOLS * kv_cap * 4);
-    fill(q, qn, 2.0f), fill(k, kvn, 2.0f), fill(v, kvn, 1.0f);
-    kernels_ref()->attention(NULL, want, q, k, v, n, pos0, n_head, n_kv, hd, kv_cap, window,
-                             scale, scratch);
+    int rows = 0, blocks_needed = 0;
+    for (int s = 0; s < n_seq; s++) {
+        rows += ns[s];
+        blocks_needed += (pos0s[s] + ns[s] + bs - 1) / bs;
+    }
+    const int n_blocks = blocks_needed + 3;
+    kv_fixture f;
+    kv_fixture_init(&f, dt, bs, n_kv, hd, n_blocks);
+    int32_t *perm = xmalloc(sizeof(int32_t) * n_blocks);
+    for (int i = 0; i < n_blocks; i++) perm[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) {
+        int j = (int)((frand() + 1.0f) * 0.5f * (float)(i + 1));
+        if (j > i) j = i;
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    wk_span sp[4];
+    int r0 = 0, b0 = 0;
+    float *row = xmalloc(sizeof(float) * hd);
+    for (int s = 0; s < n_seq; s++) {
+        sp[s] = (wk_span){r0, ns[s], pos0s[s], perm + b0};
+        /* every position the sequence holds: random keys/values stored in dt */
+        for (int p = 0; p < pos0s[s] + ns[s]; p++)
+            for (int h = 0; h < n_kv; h++) {
+                fill(row, hd, 2.0f);
+                kernels_kv_row_from_f32(dt, (void *)kv_row(&f.kv, f.k, sp[s].blocks, h, p), row, hd);
+                fill(row, hd, 1.0f);
+                kernels_kv_row_from_f32(dt, (void *)kv_row(&f.kv, f.v, sp[s].blocks, h, p), row, hd);
+            }
+        r0 += ns[s];
+        b0 += (pos0s[s] + ns[s] + bs - 1) / bs;
+    }
+    long qn = (long)rows * n_head * hd;
+    float *q = xmalloc(qn * 4), *want = xmalloc(qn * 4), *got = xmalloc(qn * 4), *tol = xmalloc(qn * 4);
+    float *kr = xmalloc(sizeof(float) * hd), *vr = xmalloc(sizeof(float) * hd);
+    fill(q, qn, 2.0f);
+    kernels_ref()->attention(NULL, want, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale);
     /* score error ≤ hd·ε·S (S = scale·Σ|q·k|) shifts each softmax weight by that relative
      * amount; exp, the sum over len keys and the weighted sum of V add ≈ (2·len + 8)·ε, all
-     * times max|V| (the output is a convex combination of V rows). */
-    for (int i = 0; i < n; i++) {
-        int p = pos0 + i, j0 = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
-        int len = p - j0 + 1;
-        for (int h = 0; h < n_head; h++) {
-            const float *qh = q + ((long)i * n_head + h) * hd;
-            int kvh = h / group;
-            double S = 0, vmax = 0;
-            for (int j = j0; j <= p; j++) {
-                double s = 0;
-                for (int t = 0; t < hd; t++) {
-                    long o = ((long)kvh * kv_cap + j) * hd + t;
-                    s += fabs((double)qh[t] * k[o]);
-                    vmax = fmax(vmax, fabs(v[o]));
+     * times max|V| (the output is a convex combination of V rows). K and V are the stored
+     * values widened to f32, which both sides read identically. */
+    for (int s = 0; s < n_seq; s++)
+        for (int i = 0; i < ns[s]; i++) {
+            const int rw = sp[s].row0 + i, p = pos0s[s] + i;
+            const int j0 = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+            const int len = p - j0 + 1;
+            for (int h = 0; h < n_head; h++) {
+                const float *qh = q + ((long)rw * n_head + h) * hd;
+                const int kvh = h / group;
+                double S = 0, vmax = 0;
+                for (int j = j0; j <= p; j++) {
+                    kernels_kv_row_to_f32(dt, kr, kv_row(&f.kv, f.k, sp[s].blocks, kvh, j), hd);
+                    kernels_kv_row_to_f32(dt, vr, kv_row(&f.kv, f.v, sp[s].blocks, kvh, j), hd);
+                    double sum = 0;
+                    for (int t = 0; t < hd; t++) {
+                        sum += fabs((double)qh[t] * kr[t]);
+                        vmax = fmax(vmax, fabs(vr[t]));
+                    }
+                    S = fmax(S, sum * scale);
                 }
-                S = fmax(S, s * scale);
+                for (int t = 0; t < hd; t++)
+                    tol[((long)rw * n_head + h) * hd + t] =
+                        (float)(FLT_EPSILON * vmax * (2.0 * hd * S + 2.0 * len + 16) + 1e-30);
             }
-            for (int t = 0; t < hd; t++)
-                tol[((long)i * n_head + h) * hd + t] =
-                    (float)(FLT_EPSILON * vmax * (2.0 * hd * S + 2.0 * len + 16) + 1e-30);
         }
-    }
-    char what[128];
-    snprintf(what, sizeof what, "attention n=%d pos0=%d n_kv=%d group=%d hd=%d window=%d", n,
-             pos0, n_kv, group, hd, window);
+    char what[160];
+    snprintf(what, sizeof what, "attention seqs=%d n0=%d pos0=%d n_kv=%d group=%d hd=%d window=%d "
+             "kv=%s bs=%d", n_seq, ns[0], pos0s[0], n_kv, group, hd, window, dtype_name(dt), bs);
     FOR_EACH_TABLE_POOL(t, pl) {
         for (long i = 0; i < qn; i++) got[i] = NAN;
-        t->attention(pl, got, q, k, v, n, pos0, n_head, n_kv, hd, kv_cap, window, scale, scratch);
-        check_close(what, t, pool_size(pl), got, want, tol, qn);
+        t->attention(pl, got, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale);
+        check_close(what, t, pool_size(pl->pool), got, want, tol, qn);
     }
-    free(q), free(k), free(v), free(want), free(got), free(tol), free(scratch);
+    free(q), free(want), free(got), free(tol), free(kr), free(vr), free(row), free(perm);
+    free(f.k), free(f.v);
 }
 
 static void test_attention(void **state) {
@@ -212,8 +270,52 @@ static void test_attention(void **state) {
             for (int g = 0; g < 3; g++)
                 for (int h = 0; h < 4; h++)
                     for (int w = 0; w < 4; w++)
-                        attention_case(np[a][0], np[a][1], kv, groups[g], hds[h], windows[w]);
-    attention_case(0, 4, 2, 7, 64, 0); /* no query rows */
+                        attention_case(1, &np[a][0], &np[a][1], kv, groups[g], hds[h], windows[w],
+                                       DT_F32, (a + h) % 2 ? 32 : 16);
+    /* several sequences in one call (a decode batch, and prefill chunks beside decode rows),
+       every KV element type, both block sizes */
+    static const dtype dts[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0};
+    static const int ns3[] = {1, 1, 1}, pos3[] = {40, 3, 17};
+    static const int nm[] = {1, 20, 1}, posm[] = {50, 0, 7};
+    for (int d = 0; d < 4; d++)
+        for (int b = 16; b <= 32; b += 16)
+            for (int w = 0; w < 2; w++) {
+                attention_case(3, ns3, pos3, 2, 7, 64, w ? 8 : 0, dts[d], b);
+                attention_case(3, nm, posm, 2, 2, 64, w ? 20 : 0, dts[d], b);
+                attention_case(1, &nm[1], &posm[0], 1, 1, 32, 0, dts[d], b);
+                if (dts[d] != DT_Q8_0) attention_case(3, nm, posm, 2, 1, 6, 0, dts[d], b);
+            }
+    const int z = 0, four = 4;
+    attention_case(1, &z, &four, 2, 7, 64, 0, DT_F32, 16); /* no query rows */
+}
+
+/* kv_store: every table writes exactly the reference's bytes (the same conversions). */
+static void test_kv_store(void **state) {
+    static const dtype dts[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0};
+    const int n_kv = 2, hd = 64, bs = 16, n_blocks = 12;
+    for (int d = 0; d < 4; d++) {
+        kv_fixture want, got;
+        kv_fixture_init(&want, dts[d], bs, n_kv, hd, n_blocks);
+        kv_fixture_init(&got, dts[d], bs, n_kv, hd, n_blocks);
+        int32_t bt[3][4] = {{5, 2, 9, 0}, {1, 7, 3, 11}, {4, 6, 8, 10}};
+        const wk_span sp[3] = {{0, 1, 37, bt[0]}, {1, 30, 5, bt[1]}, {31, 2, 0, bt[2]}};
+        const int rows = 33;
+        float *k = xmalloc(sizeof(float) * rows * n_kv * hd), *v = xmalloc(sizeof(float) * rows * n_kv * hd);
+        fill(k, (long)rows * n_kv * hd, 3.0f), fill(v, (long)rows * n_kv * hd, 1.0f);
+        kernels_ref()->kv_store(NULL, &want.kv, k, v, sp, 3, n_kv, hd);
+        FOR_EACH_TABLE_POOL(t, p) {
+            memset(got.k, 0, got.bytes), memset(got.v, 0, got.bytes);
+            t->kv_store(p, &got.kv, k, v, sp, 3, n_kv, hd);
+            assert_memory_equal(got.k, want.k, want.bytes);
+            assert_memory_equal(got.v, want.v, want.bytes);
+        }
+        /* f32 stores exactly what was given */
+        if (dts[d] == DT_F32)
+            for (int h = 0; h < n_kv; h++)
+                assert_memory_equal(kv_row(&want.kv, want.k, bt[1], h, 5 + 3),
+                                    k + ((size_t)(1 + 3) * n_kv + h) * hd, sizeof(float) * hd);
+        free(k), free(v), free(want.k), free(want.v), free(got.k), free(got.v);
+    }
 }
 
 /* ---- rmsnorm, rope, softmax, silu_mul, add, embed ---- */
@@ -231,7 +333,7 @@ static void rmsnorm_case(int n, int d, int in_place) {
         if (in_place) memcpy(got, x, m * 4);
         else for (long i = 0; i < m; i++) got[i] = NAN;
         t->rmsnorm(p, o, in_place ? got : x, w, n, d, 1e-6f);
-        check_close(in_place ? "rmsnorm in place" : "rmsnorm", t, pool_size(p), got, want, tol, m);
+        check_close(in_place ? "rmsnorm in place" : "rmsnorm", t, pool_size(p->pool), got, want, tol, m);
     }
     free(x), free(w), free(want), free(got), free(tol);
 }
@@ -247,6 +349,8 @@ static void test_rmsnorm(void **state) {
 static void rope_case(int n, int heads, int hd) {
     long m = (long)n * heads * hd, half = hd / 2;
     float *x = xmalloc(m * 4), *c = xmalloc(n * half * 4 + 4), *s = xmalloc(n * half * 4 + 4);
+    int32_t *pos = xmalloc(sizeof(int32_t) * (n + 1));
+    for (int i = 0; i < n; i++) pos[i] = (i * 7 + 3) % n; /* rows at scattered positions */
     float *want = xmalloc(m * 4), *got = xmalloc(m * 4), *tol = xmalloc(m * 4);
     fill(x, m, 2.0f);
     for (long i = 0; i < n * half; i++) {
@@ -254,7 +358,7 @@ static void rope_case(int n, int heads, int hd) {
         c[i] = cosf(a), s[i] = sinf(a);
     }
     memcpy(want, x, m * 4);
-    kernels_ref()->rope(NULL, want, n, heads, hd, c, s);
+    kernels_ref()->rope(NULL, want, n, heads, hd, pos, c, s);
     /* the same two products and one add/sub per element; only contraction into an FMA could
      * differ, by ≤ 2 roundings of terms bounded by |a|+|b| */
     for (long r = 0; r < (long)n * heads; r++)
@@ -265,10 +369,10 @@ static void rope_case(int n, int heads, int hd) {
     if (hd & 1) for (long r = 0; r < (long)n * heads; r++) tol[r * hd + hd - 1] = 0;
     FOR_EACH_TABLE_POOL(t, p) {
         memcpy(got, x, m * 4);
-        t->rope(p, got, n, heads, hd, c, s);
-        check_close("rope", t, pool_size(p), got, want, tol, m);
+        t->rope(p, got, n, heads, hd, pos, c, s);
+        check_close("rope", t, pool_size(p->pool), got, want, tol, m);
     }
-    free(x), free(c), free(s), free(want), free(got), free(tol);
+    free(x), free(c), free(s), free(want), free(got), free(tol), free(pos);
 }
 
 static void test_rope(void **state) {
@@ -317,13 +421,21 @@ static void test_silu_add(void **state) {
         FOR_EACH_TABLE_POOL(t, p) {
             memcpy(got, g, n * 4); /* in place: out aliases gate */
             t->silu_mul(p, got, got, u, n);
-            check_close("silu_mul", t, pool_size(p), got, want, tol, n);
+            check_close("silu_mul", t, pool_size(p->pool), got, want, tol, n);
         }
         memcpy(want, u, n * 4);
         kernels_ref()->add(NULL, want, g, n);
         FOR_EACH_TABLE_POOL(t, p) {
             memcpy(got, u, n * 4);
             t->add(p, got, g, n);
+            assert_memory_equal(got, want, n * 4);
+        }
+        /* axpy: the product rounded, then the sum, in every table */
+        memcpy(want, u, n * 4);
+        kernels_ref()->axpy(NULL, want, 0.37f, g, n);
+        FOR_EACH_TABLE_POOL(t, p) {
+            memcpy(got, u, n * 4);
+            t->axpy(p, got, 0.37f, g, n);
             assert_memory_equal(got, want, n * 4);
         }
         free(g), free(u), free(want), free(got), free(tol);
@@ -354,12 +466,28 @@ static void test_embed(void **state) {
             }
 }
 
+static void test_gather_rows(void **state) {
+    float src[7 * 5], want[4 * 5], got[4 * 5];
+    fill(src, 35, 1.0f);
+    const int32_t idx[4] = {6, 0, 6, 3};
+    kernels_ref()->gather_rows(NULL, want, src, idx, 4, 5);
+    for (int i = 0; i < 4; i++) assert_memory_equal(want + 5 * i, src + 5 * idx[i], 20);
+    FOR_EACH_TABLE_POOL(t, p) {
+        memset(got, 0, sizeof got);
+        t->gather_rows(p, got, src, idx, 4, 5);
+        assert_memory_equal(got, want, sizeof want);
+        t->gather_rows(p, got, src, idx, 0, 5);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables_exist), cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_attention),    cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_attention),    cmocka_unit_test(test_kv_store),
+        cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_silu_add),     cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_gather_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,6 +3,7 @@
  * per-layer activations, greedy continuations with the KV cache and the logits of each step,
  * and decode-with-cache vs full recompute. Every check runs with the reference kernel table
  * and with the default (fast) table. Tolerances are the fixtures' README values. */
+#include "infer/session.h"
 #include "testutil.h"
 
 #include <math.h>

@@ -25,6 +25,7 @@ static const char *k_isas[] = {"generic", "avx2", "avx512"};
 static const int k_threads[] = {1, 2, 3};
 #define N_POOLS 3
 static wk_pool *g_pools[N_POOLS];
+static wk_ctx g_ctxs[N_POOLS];
 static const dtype k_qtypes[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K, DT_Q5_0};
 #define N_QT 5
 
@@ -43,8 +44,10 @@ static void *xmalloc(size_t n) {
 }
 
 static int setup(void **state) {
-    for (int i = 0; i < N_POOLS; i++)
+    for (int i = 0; i < N_POOLS; i++) {
         if (!(g_pools[i] = pool_create(k_threads[i]))) return -1;
+        g_ctxs[i].pool = g_pools[i];
+    }
     return 0;
 }
 static int teardown(void **state) {
@@ -276,7 +279,7 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
         if (!T) continue;
         for (int pi = 0; pi < N_POOLS; pi++) {
             for (long i = 0; i < (long)n * rows; i++) got[i] = NAN;
-            T->matmul(g_pools[pi], got, x, &W, b, n);
+            T->matmul(&g_ctxs[pi], got, x, &W, b, n);
             for (long i = 0; i < (long)n * rows; i++) {
                 /* every result is within the activation-rounding bound of exact f32 */
                 double df = fabs((double)got[i] - want[i]);
@@ -339,7 +342,7 @@ static void test_quant_embed(void **state) {
         for (int ti = 0; ti < N_ISAS; ti++) {
             const kernel_table *T = kernels_cpu_variant(k_isas[ti]);
             for (int pi = 0; T && pi < N_POOLS; pi++) {
-                T->embed(g_pools[pi], got, &W, ids, 5);
+                T->embed(&g_ctxs[pi], got, &W, ids, 5);
                 assert_memory_equal(got, want, sizeof(float) * 5 * cols);
             }
         }
@@ -493,6 +496,7 @@ static void test_rope_interleaved(void **state) {
     const int n = 3, nh = 5, hd = 10, half = hd / 2;
     float x[3 * 5 * 10], perm[3 * 5 * 10], want[3 * 5 * 10], got[3 * 5 * 10];
     float cs[3 * 5], sn[3 * 5];
+    const int32_t pos[3] = {0, 1, 2};
     for (int i = 0; i < n * nh * hd; i++) x[i] = frand();
     for (int i = 0; i < n * half; i++) { float a = frand() * 3; cs[i] = cosf(a); sn[i] = sinf(a); }
     /* the interleaved layout of a head is the rotate-half layout with rows permuted:
@@ -503,9 +507,9 @@ static void test_rope_interleaved(void **state) {
             perm[h * hd + 2 * j + 1] = x[h * hd + j + half];
         }
     memcpy(want, x, sizeof x);
-    kernels_ref()->rope(NULL, want, n, nh, hd, cs, sn);
+    kernels_ref()->rope(NULL, want, n, nh, hd, pos, cs, sn);
     memcpy(got, perm, sizeof x);
-    kernels_ref()->rope_interleaved(NULL, got, n, nh, hd, cs, sn);
+    kernels_ref()->rope_interleaved(NULL, got, n, nh, hd, pos, cs, sn);
     for (int h = 0; h < n * nh; h++)
         for (int j = 0; j < half; j++) {
             assert_float_equal(got[h * hd + 2 * j], want[h * hd + j], 0);
@@ -518,9 +522,9 @@ static void test_rope_interleaved(void **state) {
         for (int pi = 0; T && pi < N_POOLS; pi++) {
             memcpy(got, perm, sizeof x);
             assert_non_null(T->rope_interleaved);
-            T->rope_interleaved(g_pools[pi], got, n, nh, hd, cs, sn);
+            T->rope_interleaved(&g_ctxs[pi], got, n, nh, hd, pos, cs, sn);
             assert_memory_equal(got, ref_il, sizeof got);
-            T->rope_interleaved(g_pools[pi], got, 0, nh, hd, cs, sn); /* empty: no-op */
+            T->rope_interleaved(&g_ctxs[pi], got, 0, nh, hd, pos, cs, sn); /* empty: no-op */
             assert_memory_equal(got, ref_il, sizeof got);
         }
     }

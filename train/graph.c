@@ -23,6 +23,7 @@
 #include <cblas.h>
 
 #include "base/error.h"
+#include "model/layer.h"
 #include "train/train.h"
 
 /* ---- arena --------------------------------------------------------------------------- */
@@ -90,6 +91,10 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
     TAKE(tr->dh, N * ff);
     TAKE(tr->dt, N * (size_t)(r_max ? r_max : 1));
     TAKE(tr->wrow, 64 * maxw);
+    TAKE(tr->lora_u, N * (size_t)layer_max_out(c));
+    float *pos_mem = NULL;          /* int32 positions, stored in the float arena (same size) */
+    TAKE(pos_mem, N);
+    if (base) tr->pos = (int32_t *)pos_mem;
 #undef TAKE
     (void)start;
     return total;
@@ -115,6 +120,7 @@ static wick_status ensure_arena(wick_trainer *tr, int B, int T) {
     tr->cap_T = T;
     const model_config *c = &tr->model->cfg;
     const int half = c->head_dim / 2;
+    for (int i = 0; i < B * T; i++) tr->pos[i] = i % T;   /* each sequence from position 0 */
     for (int pos = 0; pos < T; pos++)
         for (int i = 0; i < half; i++) {
             float ang = (float)pos * tr->model->rope_inv_freq[i];   /* as the session does */
@@ -126,19 +132,6 @@ static wick_status ensure_arena(wick_trainer *tr, int B, int T) {
 }
 
 /* ---- building blocks ----------------------------------------------------------------- */
-
-/* y (n, out) = x·Wᵀ + b (+ s·(x·Aᵀ)·Bᵀ, saving t = x·Aᵀ) */
-static void proj_fwd(wick_trainer *tr, int l, int p, const wk_weight *W, const float *bias,
-                     float *y, const float *x, int n, float *t) {
-    tr->model->kern->matmul(tr->pool, y, x, W, bias, n);
-    const lora_pair *pr = lora_get(tr->adapter, l, p);
-    if (!pr->A.data) return;
-    const int r = (int)pr->A.rows, in = (int)pr->A.cols, out = (int)pr->B.rows;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, in, 1.0f, x, in, pr->A.data, in,
-                0.0f, t, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, r, pr->scale, t, r,
-                pr->B.data, r, 1.0f, y, out);
-}
 
 /* dx (n, W.cols) += dy (n, W.rows) · W, W in any dtype. */
 static void frozen_bwd(wick_trainer *tr, float *dx, const float *dy, int n, const wk_weight *W) {
@@ -284,6 +277,25 @@ static void attn_bwd(const model_config *c, int T, const float *q, const float *
     }
 }
 
+/* The training forward's attention (layer_attend_fn): whole sequences of T rows, causal
+ * from position 0, probabilities kept for the backward. */
+typedef struct train_attend_ctx {
+    wick_trainer *tr;
+    int B, T;
+} train_attend_ctx;
+
+static void train_attend(void *user, int l, layer_bufs *lb, int n) {
+    const train_attend_ctx *ta = user;
+    const model_config *c = &ta->tr->model->cfg;
+    const int T = ta->T, qd = c->n_head * c->head_dim, kvd = c->n_kv_head * c->head_dim;
+    float *P = ta->tr->acts[l].p;
+    (void)n;
+    for (int b = 0; b < ta->B; b++)
+        attn_fwd(c, ta->tr->model->layers[l].window, T, lb->q + (size_t)b * T * qd,
+                 lb->k + (size_t)b * T * kvd, lb->v + (size_t)b * T * kvd,
+                 P + (size_t)b * c->n_head * T * T, lb->att + (size_t)b * T * qd);
+}
+
 /* ---- the pass ------------------------------------------------------------------------ */
 
 wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const int32_t *labels,
@@ -292,7 +304,7 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
     const wick_model *m = tr->model;
     const model_config *c = &m->cfg;
     const kernel_table *K = m->kern;
-    wk_pool *pool = tr->pool;
+    wk_ctx *ctx = &tr->ctx;
     if (!ids || B < 1 || T < 1 || (int64_t)B * T > (1 << 24))
         return err_set(WICK_ERR_INVALID_ARG, "training batch: need ids, batch >= 1 and "
                                              "seq_len >= 1 (got batch %d, seq_len %d)", B, T);
@@ -311,40 +323,28 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
     const int N = B * T, d = c->n_embd, hd = c->head_dim;
     const int qd = c->n_head * hd, kvd = c->n_kv_head * hd, ff = c->n_ff;
     const int64_t V = c->n_vocab;
-    void (*rope)(wk_pool *, float *, int, int, int, const float *, const float *) =
-        m->rope_interleaved ? K->rope_interleaved : K->rope;
+    void (*rope)(wk_ctx *, float *, int, int, int, const int32_t *, const float *,
+                 const float *) = m->rope_interleaved ? K->rope_interleaved : K->rope;
 
-    /* forward */
+    /* forward: the inference layer (model/layer.c) over all B·T rows with one adapter run,
+       every activation kept in this layer's acts, attention per sequence saving P */
     float *x = tr->x_final;  /* running residual; each layer copies its input into acts */
-    K->embed(pool, x, &m->tok_embd, ids, N);
+    K->embed(ctx, x, &m->tok_embd, ids, N);
+    train_attend_ctx ta = {tr, B, T};
+    const lora_run run = {0, N, tr->adapter->pairs, 1.0f};
+    const layer_ctx lc = {.m = m, .ctx = ctx, .pos = tr->pos, .rope_cos = tr->rope_cos,
+                          .rope_sin = tr->rope_sin, .runs = &run, .n_runs = 1,
+                          .attend = train_attend, .attend_user = &ta};
     for (int l = 0; l < c->n_layer; l++) {
-        const layer_weights *w = &m->layers[l];
         train_layer_acts *a = &tr->acts[l];
-        memcpy(a->x_in, x, sizeof(float) * (size_t)N * d);
-        K->rmsnorm(pool, a->xn1, x, w->attn_norm, N, d, c->norm_eps);
-        proj_fwd(tr, l, LORA_Q, &w->wq, w->bq, a->q, a->xn1, N, a->t[LORA_Q]);
-        proj_fwd(tr, l, LORA_K, &w->wk, w->bk, a->k, a->xn1, N, a->t[LORA_K]);
-        proj_fwd(tr, l, LORA_V, &w->wv, w->bv, a->v, a->xn1, N, a->t[LORA_V]);
-        for (int b = 0; b < B; b++) {
-            rope(pool, a->q + (size_t)b * T * qd, T, c->n_head, hd, tr->rope_cos, tr->rope_sin);
-            rope(pool, a->k + (size_t)b * T * kvd, T, c->n_kv_head, hd, tr->rope_cos,
-                 tr->rope_sin);
-            attn_fwd(c, w->window, T, a->q + (size_t)b * T * qd, a->k + (size_t)b * T * kvd,
-                     a->v + (size_t)b * T * kvd, a->p + (size_t)b * c->n_head * T * T,
-                     a->att + (size_t)b * T * qd);
-        }
-        proj_fwd(tr, l, LORA_O, &w->wo, w->bo, tr->dxn, a->att, N, a->t[LORA_O]);
-        K->add(pool, x, tr->dxn, (long)N * d);
-        memcpy(a->x_mid, x, sizeof(float) * (size_t)N * d);
-        K->rmsnorm(pool, a->xn2, x, w->mlp_norm, N, d, c->norm_eps);
-        proj_fwd(tr, l, LORA_GATE, &w->w_gate, w->b_gate, a->g, a->xn2, N, a->t[LORA_GATE]);
-        proj_fwd(tr, l, LORA_UP, &w->w_up, w->b_up, a->u, a->xn2, N, a->t[LORA_UP]);
-        K->silu_mul(pool, a->h, a->g, a->u, (long)N * ff);
-        proj_fwd(tr, l, LORA_DOWN, &w->w_down, w->b_down, tr->dxn, a->h, N, a->t[LORA_DOWN]);
-        K->add(pool, x, tr->dxn, (long)N * d);
+        layer_bufs lb = {.x = x, .x_in = a->x_in, .x_mid = a->x_mid, .xn1 = a->xn1,
+                         .xn2 = a->xn2, .q = a->q, .k = a->k, .v = a->v, .att = a->att,
+                         .gate = a->g, .up = a->u, .h = a->h, .tmp = tr->dxn,
+                         .lora_keep = a->t, .lora_t = tr->dt, .lora_u = tr->lora_u};
+        layer_forward(&lc, l, &lb, N);
     }
-    K->rmsnorm(pool, tr->xn_final, x, m->final_norm, N, d, c->norm_eps);
-    K->matmul(pool, tr->logits, tr->xn_final, &m->lm_head, NULL, N);
+    K->rmsnorm(ctx, tr->xn_final, x, m->final_norm, N, d, c->norm_eps);
+    K->matmul(ctx, tr->logits, tr->xn_final, &m->lm_head, NULL, N);
     if (logits_out) memcpy(logits_out, tr->logits, sizeof(float) * (size_t)N * V);
 
     /* loss: row (b, t) predicts label (b, t+1); dlogits overwrite the logits */
@@ -411,8 +411,8 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
             attn_bwd(c, T, a->q + oq, a->k + ok, a->v + ok, a->p + (size_t)b * c->n_head * T * T,
                      tr->datt + oq, tr->dq + oq, tr->dk + ok, tr->dv + ok);
             /* RoPE is a rotation: its transpose rotates by −angle */
-            rope(pool, tr->dq + oq, T, c->n_head, hd, tr->rope_cos, tr->rope_nsin);
-            rope(pool, tr->dk + ok, T, c->n_kv_head, hd, tr->rope_cos, tr->rope_nsin);
+            rope(ctx, tr->dq + oq, T, c->n_head, hd, tr->pos, tr->rope_cos, tr->rope_nsin);
+            rope(ctx, tr->dk + ok, T, c->n_kv_head, hd, tr->pos, tr->rope_cos, tr->rope_nsin);
         }
         memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
         proj_bwd(tr, l, LORA_Q, &w->wq, tr->dxn, tr->dq, a->xn1, a->t[LORA_Q], N, gs);

@@ -43,6 +43,7 @@ struct wick_trainer {
     wick_adapter *adapter;      /* one reference held */
     wick_train_params p;
     wk_pool *pool;
+    wk_ctx ctx;                 /* kernel context: the pool */
 
     train_slot *slots;
     int n_slots;
@@ -63,6 +64,8 @@ struct wick_trainer {
     float *rope_cos, *rope_sin, *rope_nsin;  /* (T, hd/2) */
     /* backward scratch */
     float *dx, *dxn, *dq, *dk, *dv, *datt, *dg, *du, *dh, *dt, *wrow;
+    float *lora_u;              /* (N, widest projection) forward LoRA scratch */
+    int32_t *pos;               /* (N) position of each row: row i of a sequence is at i */
 };
 
 /* Forward (and, when `backward`, backward accumulating grad_scale·dL/dθ into tr->grad) over

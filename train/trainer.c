@@ -130,6 +130,7 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
     tr->slots = calloc((size_t)n_slots_max, sizeof *tr->slots);
     tr->acts = calloc((size_t)model->cfg.n_layer, sizeof *tr->acts);
     tr->pool = pool_create(p.n_threads ? p.n_threads : pool_cpu_count());
+    tr->ctx.pool = tr->pool;
     if (!tr->slots || !tr->acts || !tr->pool) goto nomem;
     size_t total = 0;
     for (int i = 0; i < n_slots_max; i++) {

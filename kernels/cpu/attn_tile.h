@@ -12,6 +12,11 @@
  * running max m, a running sum l and the unnormalised output, kept directly in `out` and
  * rescaled by exp(m_old − m_new) when the max grows; no score matrix, no scratch memory.
  *
+ * Keys and values come from the paged cache (kernels.h wk_kv_layer): tiles start at multiples
+ * of 16 positions and block sizes are multiples of 16, so a tile's rows are consecutive
+ * within one block. Rows stored as f16 / bf16 / q8_0 are widened to f32 when the tile is
+ * loaded, with the including file's ATT_ROW_TO_F32 (its cpu_isa row_to_f32).
+ *
  * Not here: threading and the choice of blocks (cpu.c), head_dim > ATT_MAX_HD (cpu.c keeps
  * the row-at-a-time kernel for those). */
 #include <math.h>
@@ -52,29 +57,45 @@ static inline void att_pv(float *const *op, const float *corr, float s[][ATT_KB]
 /* Read by the padding query vectors of a short last group. */
 static const float att_zero[ATT_MAX_HD] __attribute__((aligned(64)));
 
-static void ATT_FN(float *out, const float *q, const float *kc, const float *vc, int i0, int i1,
-                   int pos0, int kvh, int n_head, int group, int hd, int kv_cap, int window,
-                   float scale) {
+/* Rows [i0, i1) of span `sp` (positions sp->pos0 + i), query heads of KV head kvh. */
+static void ATT_FN(float *out, const float *q, const wk_kv_layer *kv, const wk_span *sp, int i0,
+                   int i1, int kvh, int n_head, int group, int hd, int window, float scale) {
     float Kt[ATT_MAX_HD * ATT_KB] __attribute__((aligned(64)));
+    float Kf[ATT_KB * ATT_MAX_HD] __attribute__((aligned(64))); /* widened K or V rows */
+    float Vf[ATT_KB * ATT_MAX_HD] __attribute__((aligned(64)));
     float mx[ATT_MAX_R], sum[ATT_MAX_R];
     float att_sink[ATT_MAX_HD] __attribute__((aligned(64))); /* padding vectors' outputs */
-    const float *K = kc + (size_t)kvh * kv_cap * hd, *V = vc + (size_t)kvh * kv_cap * hd;
+    const int pos0 = sp->pos0, bs = kv->block_size;
     const int R = (i1 - i0) * group;
     for (int r = 0; r < R; r++) {
-        const int i = i0 + r / group, h = kvh * group + r % group;
+        const int i = sp->row0 + i0 + r / group, h = kvh * group + r % group;
         memset(out + ((size_t)i * n_head + h) * hd, 0, sizeof(float) * (size_t)hd);
         mx[r] = -INFINITY;
         sum[r] = 0.0f;
     }
-    /* keys any row of the block can see */
+    /* keys any row of the block can see, from a multiple of the tile size */
     const int plast = pos0 + i1 - 1;
     int jlo = 0;
-    if (window > 0 && pos0 + i0 - window + 1 > 0) jlo = pos0 + i0 - window + 1;
+    if (window > 0 && pos0 + i0 - window + 1 > 0) jlo = (pos0 + i0 - window + 1) / ATT_KB * ATT_KB;
     for (int j0 = jlo; j0 <= plast; j0 += ATT_KB) {
         const int nk = plast - j0 + 1 < ATT_KB ? plast - j0 + 1 : ATT_KB;
+        const size_t off = (size_t)sp->blocks[j0 / bs] * kv->block_bytes +
+                           ((size_t)kvh * bs + (size_t)(j0 % bs)) * kv->row_bytes;
+        const char *Kb = (const char *)kv->k + off, *Vb = (const char *)kv->v + off;
+        const float *K = (const float *)Kb, *vj = (const float *)Vb;
+        if (kv->dt != DT_F32) {
+            for (int t = 0; t < nk; t++) {
+                wk_weight wk = {Kb + (size_t)t * kv->row_bytes, kv->dt, 1, hd};
+                wk_weight wv = {Vb + (size_t)t * kv->row_bytes, kv->dt, 1, hd};
+                ATT_ROW_TO_F32(Kf + (size_t)t * hd, &wk, 0);
+                ATT_ROW_TO_F32(Vf + (size_t)t * hd, &wv, 0);
+            }
+            K = Kf;
+            vj = Vf;
+        }
         for (int d = 0; d < hd; d++)
             for (int t = 0; t < ATT_KB; t++)
-                Kt[d * ATT_KB + t] = t < nk ? K[(size_t)(j0 + t) * hd + d] : 0.0f;
+                Kt[d * ATT_KB + t] = t < nk ? K[(size_t)t * hd + d] : 0.0f;
         /* ATT_RB query vectors at a time: their dot products and output updates are
            independent chains, which hides the FMA latency one vector alone would expose */
         for (int r0 = 0; r0 < R; r0 += ATT_RB) {
@@ -94,8 +115,8 @@ static void ATT_FN(float *out, const float *q, const float *kc, const float *vc,
                 const int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
                 if (j0 > p || j0 + nk <= lo) continue; /* nothing of this tile is visible */
                 vis[u] = any = 1;
-                qp[u] = q + ((size_t)i * n_head + h) * hd;
-                op[u] = out + ((size_t)i * n_head + h) * hd;
+                qp[u] = q + ((size_t)(sp->row0 + i) * n_head + h) * hd;
+                op[u] = out + ((size_t)(sp->row0 + i) * n_head + h) * hd;
             }
             if (!any) continue;
             att_scores(s, qp, Kt, hd);
@@ -118,7 +139,6 @@ static void ATT_FN(float *out, const float *q, const float *kc, const float *vc,
                 sum[r] = sum[r] * corr[u] + ts;
                 mx[r] = m;
             }
-            const float *vj = V + (size_t)j0 * hd;
             if (hd % 16 == 0) {
                 att_pv(op, corr, s, vj, nk, hd);
             } else {
@@ -132,7 +152,7 @@ static void ATT_FN(float *out, const float *q, const float *kc, const float *vc,
         }
     }
     for (int r = 0; r < R; r++) {
-        const int i = i0 + r / group, h = kvh * group + r % group;
+        const int i = sp->row0 + i0 + r / group, h = kvh * group + r % group;
         float *o = out + ((size_t)i * n_head + h) * hd;
         const float inv = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
         for (int d = 0; d < hd; d++) o[d] *= inv;

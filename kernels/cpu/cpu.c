@@ -266,64 +266,94 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float 
 typedef struct att_ctx {
     const cpu_isa *isa;
     float *out;
-    const float *q, *k, *v;
-    int n, pos0, n_head, n_kv, head_dim, kv_cap, window;
+    const float *q;
+    const wk_kv_layer *kv;
+    const wk_span *spans;
+    int n_spans, n_head, n_kv, head_dim, window;
     float scale;
-    float *scratch;
     int qb;           /* query rows per tiled block */
     long n_items, next;
 } att_ctx;
 
-/* Tiled path: items are (KV head, block of qb query rows) pairs, claimed largest first (the
- * last rows of a causal prompt see the most keys), so threads finish together. One item runs
- * all query heads of its KV head, reading each K/V tile once for all of them. */
+/* Items per span in the tiled path: (KV head, block of qb query rows) pairs. */
+static long att_span_items(const att_ctx *c, const wk_span *sp) {
+    return (long)c->n_kv * ((sp->n + c->qb - 1) / c->qb);
+}
+
+/* Tiled path: items are numbered span by span; inside a span, blocks are claimed last rows
+ * first (the last rows of a causal prompt see the most keys), so threads finish together.
+ * One item runs all query heads of its KV head, reading each K/V tile once for all of them.
+ * Claimed numbers only grow, so each thread walks the spans with its own cursor. */
 static void att_tile_task(void *vctx, int tid, int nt) {
     (void)tid, (void)nt;
     att_ctx *c = vctx;
-    const long nblk = (c->n + c->qb - 1) / c->qb;
     const int group = c->n_head / c->n_kv;
+    int s = 0;
+    long base = 0;
     for (long it; (it = pool_claim(&c->next)) < c->n_items;) {
-        const long blk = nblk - 1 - it / c->n_kv;
-        const int kvh = (int)(it % c->n_kv);
-        const int i0 = (int)(blk * c->qb), i1 = i0 + c->qb < c->n ? i0 + c->qb : c->n;
-        c->isa->attn_block(c->out, c->q, c->k, c->v, i0, i1, c->pos0, kvh, c->n_head, group,
-                           c->head_dim, c->kv_cap, c->window, c->scale);
+        while (it >= base + att_span_items(c, &c->spans[s])) base += att_span_items(c, &c->spans[s++]);
+        const wk_span *sp = &c->spans[s];
+        const long local = it - base, nblk = (sp->n + c->qb - 1) / c->qb;
+        const long blk = nblk - 1 - local / c->n_kv;
+        const int kvh = (int)(local % c->n_kv);
+        const int i0 = (int)(blk * c->qb), i1 = i0 + c->qb < sp->n ? i0 + c->qb : sp->n;
+        c->isa->attn_block(c->out, c->q, c->kv, sp, i0, i1, kvh, c->n_head, group, c->head_dim,
+                           c->window, c->scale);
     }
 }
 
-/* Row-at-a-time fallback (head_dim > CPU_ATT_MAX_HD or a huge group): (query row, head)
- * pairs dealt round-robin, scores in the per-thread scratch. */
+/* Row-at-a-time fallback (head_dim > CPU_ATT_MAX_HD or a huge group): (row, head) pairs
+ * claimed in order, online softmax over the visible keys (no score buffer). */
 static void att_task(void *vctx, int tid, int nt) {
-    const att_ctx *c = vctx;
+    (void)tid, (void)nt;
+    att_ctx *c = vctx;
     const cpu_isa *isa = c->isa;
     const int hd = c->head_dim, group = c->n_head / c->n_kv;
-    float *sc = c->scratch + (int64_t)tid * c->kv_cap;
-    const long items = (long)c->n * c->n_head;
-    for (long it = tid; it < items; it += nt) {
-        const int i = (int)(it / c->n_head), h = (int)(it % c->n_head);
-        const int p = c->pos0 + i;
+    float kf[1024], vf[1024];
+    int s = 0;
+    long base = 0;
+    for (long it; (it = pool_claim(&c->next)) < c->n_items;) {
+        while (it >= base + (long)c->spans[s].n * c->n_head) base += (long)c->spans[s++].n * c->n_head;
+        const wk_span *sp = &c->spans[s];
+        const int i = (int)((it - base) / c->n_head), h = (int)((it - base) % c->n_head);
+        const int row = sp->row0 + i, p = sp->pos0 + i;
         const int j0 = (c->window > 0 && p - c->window + 1 > 0) ? p - c->window + 1 : 0;
-        const int len = p - j0 + 1;
         const int kvh = h / group;
-        const float *qh = c->q + ((int64_t)i * c->n_head + h) * hd;
-        const float *K = c->k + ((int64_t)kvh * c->kv_cap + j0) * hd;
-        const float *V = c->v + ((int64_t)kvh * c->kv_cap + j0) * hd;
-        for (int j = 0; j < len; j++) sc[j] = isa->dot(qh, K + (int64_t)j * hd, hd) * c->scale;
-        isa->softmax(sc, len);
-        float *o = c->out + ((int64_t)i * c->n_head + h) * hd;
+        const float *qh = c->q + ((int64_t)row * c->n_head + h) * hd;
+        float *o = c->out + ((int64_t)row * c->n_head + h) * hd;
         memset(o, 0, (size_t)hd * sizeof(float));
-        for (int j = 0; j < len; j++) isa->axpy(o, sc[j], V + (int64_t)j * hd, hd);
+        float m = -INFINITY, l = 0.0f;
+        for (int j = j0; j <= p; j++) {
+            wk_weight wk = {kv_row(c->kv, c->kv->k, sp->blocks, kvh, j), c->kv->dt, 1, hd};
+            wk_weight wv = {kv_row(c->kv, c->kv->v, sp->blocks, kvh, j), c->kv->dt, 1, hd};
+            isa->row_to_f32(kf, &wk, 0);
+            isa->row_to_f32(vf, &wv, 0);
+            const float sc = isa->dot(qh, kf, hd) * c->scale;
+            if (sc > m) { /* rescale what was accumulated under the old max */
+                const float corr = expf(m - sc);
+                for (int t = 0; t < hd; t++) o[t] *= corr;
+                l *= corr;
+                m = sc;
+            }
+            const float w = expf(sc - m);
+            l += w;
+            isa->axpy(o, w, vf, hd);
+        }
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        for (int t = 0; t < hd; t++) o[t] *= inv;
     }
 }
 
 static void cpu_attention(const cpu_isa *isa, wk_pool *pool, float *out, const float *q,
-                          const float *kcache, const float *vcache, int n, int pos0, int n_head,
-                          int n_kv, int head_dim, int kv_cap, int window, float scale,
-                          float *scratch) {
-    if (n <= 0 || n_head <= 0 || n_kv <= 0 || head_dim <= 0) return;
-    att_ctx c = {isa, out, q, kcache, vcache, n, pos0, n_head, n_kv, head_dim, kv_cap, window,
-                 scale, scratch, 0, 0, 0};
-    long work = (long)n * n_head * head_dim * (pos0 + n);
+                          const wk_kv_layer *kv, const wk_span *spans, int n_spans, int n_head,
+                          int n_kv, int head_dim, int window, float scale) {
+    if (n_spans <= 0 || n_head <= 0 || n_kv <= 0 || head_dim <= 0) return;
+    att_ctx c = {isa, out, q, kv, spans, n_spans, n_head, n_kv, head_dim, window, scale, 0, 0, 0};
+    long work = 0, rows = 0;
+    for (int s = 0; s < n_spans; s++) {
+        work += (long)spans[s].n * n_head * head_dim * (spans[s].pos0 + spans[s].n);
+        rows += spans[s].n;
+    }
     wk_pool *p = work < SMALL_WORK ? NULL : pool;
     const int group = n_head / n_kv;
     static int flash = -1; /* WICK_CPU_FLASH=0 keeps the row-at-a-time kernel (to compare) */
@@ -336,11 +366,53 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, float *out, const f
         int qb = CPU_ATT_MAX_R / group;
         if (qb > 8) qb = 8;
         c.qb = qb;
-        c.n_items = (long)n_kv * ((n + qb - 1) / qb);
+        for (int s = 0; s < n_spans; s++) c.n_items += att_span_items(&c, &spans[s]);
         pool_run_dyn(p, att_tile_task, &c);
     } else {
-        pool_run(p, att_task, &c);
+        c.n_items = rows * n_head;
+        pool_run_dyn(p, att_task, &c);
     }
+}
+
+/* kv_store: (span row, KV head) pairs split over threads; each row converted with the
+ * reference conversion (a small share of a step: n_kv·head_dim values per row and layer). */
+typedef struct kvs_ctx {
+    const wk_kv_layer *kv;
+    const float *k, *v;
+    const wk_span *spans;
+    int n_spans, n_kv, hd;
+    long rows;
+} kvs_ctx;
+
+static void kvs_task(void *vctx, int tid, int nt) {
+    const kvs_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->rows, nt, tid, 1, &lo, &hi);
+    const size_t kvd = (size_t)c->n_kv * c->hd;
+    int s = 0;
+    for (long row = lo; row < hi; row++) {
+        while (row >= c->spans[s].row0 + c->spans[s].n) s++;
+        const wk_span *sp = &c->spans[s];
+        if (row < sp->row0) continue;
+        const int p = sp->pos0 + (int)(row - sp->row0);
+        for (int h = 0; h < c->n_kv; h++) {
+            kernels_kv_row_from_f32(c->kv->dt, (void *)kv_row(c->kv, c->kv->k, sp->blocks, h, p),
+                                    c->k + row * kvd + (size_t)h * c->hd, c->hd);
+            kernels_kv_row_from_f32(c->kv->dt, (void *)kv_row(c->kv, c->kv->v, sp->blocks, h, p),
+                                    c->v + row * kvd + (size_t)h * c->hd, c->hd);
+        }
+    }
+}
+
+/* Spans must be in row order (as batches lay them out); rows between spans are skipped. */
+static void cpu_kv_store(const cpu_isa *isa, wk_pool *pool, const wk_kv_layer *kv,
+                         const float *k, const float *v, const wk_span *spans, int n_spans,
+                         int n_kv, int head_dim) {
+    (void)isa;
+    if (n_spans <= 0 || n_kv <= 0 || head_dim <= 0) return;
+    const long rows = spans[n_spans - 1].row0 + spans[n_spans - 1].n;
+    kvs_ctx c = {kv, k, v, spans, n_spans, n_kv, head_dim, rows};
+    pool_run(rows * n_kv * head_dim < SMALL_WORK ? NULL : pool, kvs_task, &c);
 }
 
 /* ---- row-wise and elementwise ops ---- */
@@ -350,6 +422,7 @@ typedef struct ew_ctx {
     float *out;
     const float *a, *b;
     const float *cos, *sin;
+    const int32_t *pos;
     long n;                 /* elements or rows */
     int d, heads;
     float eps;
@@ -385,8 +458,8 @@ static void rope_task(void *vctx, int tid, int nt) {
     pool_split(c->n * c->heads, nt, tid, 1, &lo, &hi);
     for (long it = lo; it < hi; it++) {
         long i = it / c->heads, h = it % c->heads;
-        c->isa->rope_head(c->out + (i * c->heads + h) * c->d, c->cos + i * half,
-                          c->sin + i * half, half);
+        c->isa->rope_head(c->out + (i * c->heads + h) * c->d, c->cos + (long)c->pos[i] * half,
+                          c->sin + (long)c->pos[i] * half, half);
     }
 }
 
@@ -400,7 +473,7 @@ static void rope_il_task(void *vctx, int tid, int nt) {
     for (long it = lo; it < hi; it++) {
         long i = it / c->heads, h = it % c->heads;
         float *v = c->out + (i * c->heads + h) * c->d;
-        const float *cs = c->cos + i * half, *sn = c->sin + i * half;
+        const float *cs = c->cos + (long)c->pos[i] * half, *sn = c->sin + (long)c->pos[i] * half;
         for (int j = 0; j < half; j++) {
             float a = v[2 * j], b = v[2 * j + 1];
             v[2 * j] = a * cs[j] - b * sn[j];
@@ -409,17 +482,19 @@ static void rope_il_task(void *vctx, int tid, int nt) {
     }
 }
 
-static void cpu_rope_il(wk_pool *pool, float *x, int n, int n_heads, int head_dim,
-                        const float *cos, const float *sin) {
+static void cpu_rope_il(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim,
+                        const int32_t *pos, const float *cos, const float *sin) {
     if (n <= 0 || n_heads <= 0 || head_dim < 2) return;
-    ew_ctx c = {.out = x, .cos = cos, .sin = sin, .n = n, .d = head_dim, .heads = n_heads};
+    wk_pool *pool = ctx ? ctx->pool : NULL;
+    ew_ctx c = {.out = x, .cos = cos, .sin = sin, .pos = pos, .n = n, .d = head_dim,
+                .heads = n_heads};
     run_split(pool, (long)n * n_heads * head_dim, rope_il_task, &c);
 }
 
 static void cpu_rope(const cpu_isa *isa, wk_pool *pool, float *x, int n, int n_heads,
-                     int head_dim, const float *cos, const float *sin) {
+                     int head_dim, const int32_t *pos, const float *cos, const float *sin) {
     if (n <= 0 || n_heads <= 0 || head_dim < 2) return;
-    ew_ctx c = {.isa = isa, .out = x, .cos = cos, .sin = sin, .n = n, .d = head_dim,
+    ew_ctx c = {.isa = isa, .out = x, .cos = cos, .sin = sin, .pos = pos, .n = n, .d = head_dim,
                 .heads = n_heads};
     run_split(pool, (long)n * n_heads * head_dim, rope_task, &c);
 }
@@ -451,6 +526,32 @@ static void cpu_add(const cpu_isa *isa, wk_pool *pool, float *y, const float *x,
     run_split(pool, n, add_task, &c);
 }
 
+/* y += a·x with the product rounded before the add, as PEFT computes
+ * result + lora_B(lora_A(x))·scaling: this file is built for baseline x86-64, which has no
+ * FMA instruction to fuse the two into. */
+static void axpy_task(void *vctx, int tid, int nt) {
+    const ew_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->n, nt, tid, 16, &lo, &hi);
+    const float a = c->eps; /* the factor travels in eps */
+    for (long i = lo; i < hi; i++) {
+        c->out[i] += a * c->a[i];
+    }
+}
+
+static void cpu_axpy(wk_ctx *ctx, float *y, float a, const float *x, long n) {
+    if (n <= 0) return;
+    ew_ctx c = {.out = y, .a = x, .n = n, .eps = a};
+    run_split(ctx ? ctx->pool : NULL, n, axpy_task, &c);
+}
+
+static void cpu_gather_rows(wk_ctx *ctx, float *dst, const float *src, const int32_t *idx, int n,
+                            int cols) {
+    (void)ctx; /* a few rows per step (the rows whose logits are wanted): not worth threads */
+    for (int i = 0; i < n; i++)
+        memcpy(dst + (size_t)i * cols, src + (size_t)idx[i] * cols, sizeof(float) * (size_t)cols);
+}
+
 /* embed: rows of W picked by id, split over threads by output row. */
 typedef struct emb_ctx {
     const cpu_isa *isa;
@@ -475,33 +576,45 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
 }
 
 /* ---- one table per ISA ----
- * kernel_table entries carry no context pointer, so each ISA gets its own set of thin
- * wrappers that bind the `cpu_isa` and forward to the shared threaded code above. */
+ * kernel_table entries carry no ISA pointer, so each ISA gets its own set of thin wrappers
+ * that bind the `cpu_isa` and forward to the shared threaded code above. */
+#define POOL(ctx) ((ctx) ? (ctx)->pool : NULL)
 #define CPU_TABLE(tag, ISA, NAME)                                                              \
-    static void tag##_embed(wk_pool *p, float *o, const wk_weight *W, const int32_t *ids,      \
-                            int n) { cpu_embed(&ISA, p, o, W, ids, n); }                       \
-    static void tag##_rmsnorm(wk_pool *p, float *o, const float *x, const float *w, int n,     \
-                              int d, float e) { cpu_rmsnorm(&ISA, p, o, x, w, n, d, e); }      \
-    static void tag##_matmul(wk_pool *p, float *y, const float *x, const wk_weight *W,         \
-                             const float *b, int n) { cpu_matmul(&ISA, p, y, x, W, b, n); }    \
-    static void tag##_rope(wk_pool *p, float *x, int n, int nh, int hd, const float *c,        \
-                           const float *s) { cpu_rope(&ISA, p, x, n, nh, hd, c, s); }          \
-    static void tag##_attention(wk_pool *p, float *o, const float *q, const float *k,          \
-                                const float *v, int n, int pos0, int nh, int nkv, int hd,      \
-                                int cap, int win, float sc, float *scr) {                      \
-        cpu_attention(&ISA, p, o, q, k, v, n, pos0, nh, nkv, hd, cap, win, sc, scr);           \
+    static void tag##_embed(wk_ctx *x_, float *o, const wk_weight *W, const int32_t *ids,      \
+                            int n) { cpu_embed(&ISA, POOL(x_), o, W, ids, n); }                \
+    static void tag##_rmsnorm(wk_ctx *x_, float *o, const float *x, const float *w, int n,     \
+                              int d, float e) { cpu_rmsnorm(&ISA, POOL(x_), o, x, w, n, d, e); } \
+    static void tag##_matmul(wk_ctx *x_, float *y, const float *x, const wk_weight *W,         \
+                             const float *b, int n) {                                          \
+        cpu_matmul(&ISA, POOL(x_), y, x, W, b, n);                                             \
+    }                                                                                          \
+    static void tag##_rope(wk_ctx *x_, float *x, int n, int nh, int hd, const int32_t *pos,    \
+                           const float *c, const float *s) {                                   \
+        cpu_rope(&ISA, POOL(x_), x, n, nh, hd, pos, c, s);                                     \
+    }                                                                                          \
+    static void tag##_kv_store(wk_ctx *x_, const wk_kv_layer *kv, const float *k,              \
+                               const float *v, const wk_span *sp, int ns, int nkv, int hd) {   \
+        cpu_kv_store(&ISA, POOL(x_), kv, k, v, sp, ns, nkv, hd);                               \
+    }                                                                                          \
+    static void tag##_attention(wk_ctx *x_, float *o, const float *q, const wk_kv_layer *kv,   \
+                                const wk_span *sp, int ns, int nh, int nkv, int hd, int win,   \
+                                float sc) {                                                    \
+        cpu_attention(&ISA, POOL(x_), o, q, kv, sp, ns, nh, nkv, hd, win, sc);                 \
     }                                                                                          \
     static void tag##_softmax(float *x, int n) { ISA.softmax(x, n); }                          \
-    static void tag##_silu_mul(wk_pool *p, float *o, const float *g, const float *u, long n) { \
-        cpu_silu_mul(&ISA, p, o, g, u, n);                                                     \
+    static void tag##_silu_mul(wk_ctx *x_, float *o, const float *g, const float *u, long n) { \
+        cpu_silu_mul(&ISA, POOL(x_), o, g, u, n);                                              \
     }                                                                                          \
-    static void tag##_add(wk_pool *p, float *y, const float *x, long n) {                      \
-        cpu_add(&ISA, p, y, x, n);                                                             \
+    static void tag##_add(wk_ctx *x_, float *y, const float *x, long n) {                      \
+        cpu_add(&ISA, POOL(x_), y, x, n);                                                      \
     }                                                                                          \
     static const kernel_table tag##_table = {                                                  \
-        .name = NAME, .embed = tag##_embed, .rmsnorm = tag##_rmsnorm, .matmul = tag##_matmul,  \
-        .rope = tag##_rope, .attention = tag##_attention, .softmax = tag##_softmax,            \
-        .silu_mul = tag##_silu_mul, .add = tag##_add, .rope_interleaved = cpu_rope_il,         \
+        .name = NAME, .buf_alloc = kernels_host_alloc, .buf_free = kernels_host_free,          \
+        .buf_copy = kernels_host_copy, .embed = tag##_embed, .rmsnorm = tag##_rmsnorm,         \
+        .matmul = tag##_matmul, .rope = tag##_rope, .rope_interleaved = cpu_rope_il,           \
+        .kv_store = tag##_kv_store, .attention = tag##_attention, .softmax = tag##_softmax,    \
+        .silu_mul = tag##_silu_mul, .add = tag##_add, .axpy = cpu_axpy,                      \
+        .gather_rows = cpu_gather_rows,                                                        \
     };
 
 CPU_TABLE(gen, cpu_isa_generic, "cpu-generic")

@@ -196,6 +196,7 @@ static inline float att_exp_sum16(float *s, float m) {
     _mm256_storeu_ps(s + 8, b);
     return hsum(_mm256_add_ps(a, b));
 }
+#define ATT_ROW_TO_F32 a2_row_to_f32
 #define ATT_FN a2_attn_block
 #include "kernels/cpu/attn_tile.h"
 

@@ -417,6 +417,7 @@ static inline void att_pv(float *const *op, const float *corr, float s[][16], co
     }
 }
 #define ATT_HAVE_HOOKS
+#define ATT_ROW_TO_F32 a5_row_to_f32
 #define ATT_FN a5_attn_block
 #include "kernels/cpu/attn_tile.h"
 

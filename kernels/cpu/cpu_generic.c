@@ -138,6 +138,7 @@ static void g_softmax(float *x, int n) {
 
 /* ---- tiled attention (attn_tile.h) ---- */
 static inline float att_exp_sum16(float *s, float m) { return cpu_g_exp_sum(s, 16, m); }
+#define ATT_ROW_TO_F32 g_row_to_f32
 #define ATT_FN g_attn_block
 #include "kernels/cpu/attn_tile.h"
 

@@ -57,12 +57,12 @@ typedef struct cpu_isa {
     void (*gemm_q)(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
                    const wk_weight *W, int64_t r0, int64_t r1, void *scratch);
     int (*gemm_q_supports)(dtype dt);
-    /* Tiled causal attention of query rows [i0, i1) for the query heads of KV head kvh, with
-     * kernels.h's attention arguments (attn_tile.h); head_dim <= CPU_ATT_MAX_HD and
-     * (i1 − i0)·(n_head/n_kv) <= CPU_ATT_MAX_R. */
-    void (*attn_block)(float *out, const float *q, const float *kc, const float *vc, int i0,
-                       int i1, int pos0, int kvh, int n_head, int group, int hd, int kv_cap,
-                       int window, float scale);
+    /* Tiled causal attention of rows [i0, i1) of one span (relative to its row0) for the
+     * query heads of KV head kvh, with kernels.h's attention arguments (attn_tile.h);
+     * head_dim <= CPU_ATT_MAX_HD and (i1 − i0)·(n_head/n_kv) <= CPU_ATT_MAX_R. */
+    void (*attn_block)(float *out, const float *q, const wk_kv_layer *kv, const wk_span *sp,
+                       int i0, int i1, int kvh, int n_head, int group, int hd, int window,
+                       float scale);
     size_t (*gemm_q_scratch)(int64_t cols);
 } cpu_isa;
 

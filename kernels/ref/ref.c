@@ -58,11 +58,11 @@ static void weight_chunk(float *w, const wk_weight *W, int64_t r, int64_t c0, in
     }
 }
 
-static void ref_embed(wk_pool *pool, float *out, const wk_weight *W, const int32_t *ids, int n) {
+static void ref_embed(wk_ctx *ctx, float *out, const wk_weight *W, const int32_t *ids, int n) {
     for (int i = 0; i < n; i++) kernels_row_to_f32(out + (int64_t)i * W->cols, W, ids[i]);
 }
 
-static void ref_rmsnorm(wk_pool *pool, float *out, const float *x, const float *w, int n, int d,
+static void ref_rmsnorm(wk_ctx *ctx, float *out, const float *x, const float *w, int n, int d,
                         float eps) {
     for (int i = 0; i < n; i++) {
         const float *xi = x + (int64_t)i * d;
@@ -74,7 +74,7 @@ static void ref_rmsnorm(wk_pool *pool, float *out, const float *x, const float *
     }
 }
 
-static void ref_matmul(wk_pool *pool, float *y, const float *x, const wk_weight *W,
+static void ref_matmul(wk_ctx *ctx, float *y, const float *x, const wk_weight *W,
                        const float *bias, int n) {
     for (int i = 0; i < n; i++) {
         const float *xi = x + (int64_t)i * W->cols;
@@ -90,11 +90,11 @@ static void ref_matmul(wk_pool *pool, float *y, const float *x, const wk_weight 
     }
 }
 
-static void ref_rope(wk_pool *pool, float *x, int n, int n_heads, int head_dim, const float *cos,
-                     const float *sin) {
+static void ref_rope(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim, const int32_t *pos,
+                     const float *cos, const float *sin) {
     const int half = head_dim / 2;
     for (int i = 0; i < n; i++) {
-        const float *c = cos + (int64_t)i * half, *s = sin + (int64_t)i * half;
+        const float *c = cos + (int64_t)pos[i] * half, *s = sin + (int64_t)pos[i] * half;
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((int64_t)i * n_heads + h) * head_dim;
             for (int j = 0; j < half; j++) {
@@ -106,11 +106,11 @@ static void ref_rope(wk_pool *pool, float *x, int n, int n_heads, int head_dim, 
     }
 }
 
-static void ref_rope_interleaved(wk_pool *pool, float *x, int n, int n_heads, int head_dim,
-                                 const float *cos, const float *sin) {
+static void ref_rope_interleaved(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim,
+                                 const int32_t *pos, const float *cos, const float *sin) {
     const int half = head_dim / 2;
     for (int i = 0; i < n; i++) {
-        const float *c = cos + (int64_t)i * half, *s = sin + (int64_t)i * half;
+        const float *c = cos + (int64_t)pos[i] * half, *s = sin + (int64_t)pos[i] * half;
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((int64_t)i * n_heads + h) * head_dim;
             for (int j = 0; j < half; j++) {
@@ -135,57 +135,142 @@ static void ref_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-static void ref_attention(wk_pool *pool, float *out, const float *q, const float *kcache,
-                          const float *vcache, int n, int pos0, int n_head, int n_kv,
-                          int head_dim, int kv_cap, int window, float scale, float *scratch) {
-    const int group = n_head / n_kv;
-    for (int i = 0; i < n; i++) {
-        const int p = pos0 + i;
-        const int j0 = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
-        for (int h = 0; h < n_head; h++) {
-            const int kvh = h / group;
-            const float *qh = q + ((int64_t)i * n_head + h) * head_dim;
-            const float *K = kcache + (int64_t)kvh * kv_cap * head_dim;
-            const float *V = vcache + (int64_t)kvh * kv_cap * head_dim;
-            float *sc = scratch;
-            for (int j = j0; j <= p; j++) {
-                float d = 0.0f;
-                for (int t = 0; t < head_dim; t++) d += qh[t] * K[(int64_t)j * head_dim + t];
-                sc[j - j0] = d * scale;
-            }
-            ref_softmax(sc, p - j0 + 1);
-            float *o = out + ((int64_t)i * n_head + h) * head_dim;
-            for (int t = 0; t < head_dim; t++) o[t] = 0.0f;
-            for (int j = j0; j <= p; j++) {
-                const float w = sc[j - j0];
-                for (int t = 0; t < head_dim; t++) o[t] += w * V[(int64_t)j * head_dim + t];
+/* ---- KV cache ---- */
+
+void kernels_kv_row_from_f32(dtype dt, void *dst, const float *x, int n) {
+    switch (dt) {
+    case DT_F32: memcpy(dst, x, sizeof(float) * (size_t)n); break;
+    case DT_F16:
+        for (int i = 0; i < n; i++) ((uint16_t *)dst)[i] = f32_to_f16(x[i]);
+        break;
+    case DT_BF16:
+        for (int i = 0; i < n; i++) ((uint16_t *)dst)[i] = f32_to_bf16(x[i]);
+        break;
+    case DT_Q8_0: quant_quantize_row(DT_Q8_0, dst, x, n); break;
+    default: break; /* engines accept only the four types above */
+    }
+}
+
+void kernels_kv_row_to_f32(dtype dt, float *out, const void *src, int n) {
+    switch (dt) {
+    case DT_F32: memcpy(out, src, sizeof(float) * (size_t)n); break;
+    case DT_F16:
+        for (int i = 0; i < n; i++) out[i] = f16_to_f32(((const uint16_t *)src)[i]);
+        break;
+    case DT_BF16:
+        for (int i = 0; i < n; i++) out[i] = bf16_to_f32(((const uint16_t *)src)[i]);
+        break;
+    case DT_Q8_0: quant_dequantize_row(DT_Q8_0, out, src, n); break;
+    default: memset(out, 0, sizeof(float) * (size_t)n); break;
+    }
+}
+
+static void ref_kv_store(wk_ctx *ctx, const wk_kv_layer *kv, const float *k, const float *v,
+                         const wk_span *spans, int n_spans, int n_kv, int head_dim) {
+    const size_t kvd = (size_t)n_kv * head_dim;
+    for (int s = 0; s < n_spans; s++) {
+        const wk_span *sp = &spans[s];
+        for (int i = 0; i < sp->n; i++) {
+            const int row = sp->row0 + i, p = sp->pos0 + i;
+            for (int h = 0; h < n_kv; h++) {
+                kernels_kv_row_from_f32(kv->dt, (void *)kv_row(kv, kv->k, sp->blocks, h, p),
+                                        k + row * kvd + (size_t)h * head_dim, head_dim);
+                kernels_kv_row_from_f32(kv->dt, (void *)kv_row(kv, kv->v, sp->blocks, h, p),
+                                        v + row * kvd + (size_t)h * head_dim, head_dim);
             }
         }
     }
 }
 
-static void ref_silu_mul(wk_pool *pool, float *out, const float *gate, const float *up, long n) {
+/* Three passes per query (max, sum of exponentials, weighted sum of values) perform exactly
+ * the operations of "scores -> softmax -> Σ p·v" without a score buffer: each exponential is
+ * recomputed from the same operands, so the values are those of a stored-score version. */
+static void ref_attention(wk_ctx *ctx, float *out, const float *q, const wk_kv_layer *kv,
+                          const wk_span *spans, int n_spans, int n_head, int n_kv, int head_dim,
+                          int window, float scale) {
+    const int group = n_head / n_kv;
+    float kf[1024], vf[1024]; /* one head row as f32; head_dim <= 1024 (model loading checks) */
+    for (int s = 0; s < n_spans; s++) {
+        const wk_span *sp = &spans[s];
+        for (int i = 0; i < sp->n; i++) {
+            const int row = sp->row0 + i, p = sp->pos0 + i;
+            const int j0 = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+            for (int h = 0; h < n_head; h++) {
+                const int kvh = h / group;
+                const float *qh = q + ((int64_t)row * n_head + h) * head_dim;
+                float m = -INFINITY;
+                for (int j = j0; j <= p; j++) {
+                    kernels_kv_row_to_f32(kv->dt, kf, kv_row(kv, kv->k, sp->blocks, kvh, j),
+                                          head_dim);
+                    float d = 0.0f;
+                    for (int t = 0; t < head_dim; t++) d += qh[t] * kf[t];
+                    d *= scale;
+                    m = d > m ? d : m;
+                }
+                float sum = 0.0f;
+                for (int j = j0; j <= p; j++) {
+                    kernels_kv_row_to_f32(kv->dt, kf, kv_row(kv, kv->k, sp->blocks, kvh, j),
+                                          head_dim);
+                    float d = 0.0f;
+                    for (int t = 0; t < head_dim; t++) d += qh[t] * kf[t];
+                    sum += expf(d * scale - m);
+                }
+                const float inv = 1.0f / sum;
+                float *o = out + ((int64_t)row * n_head + h) * head_dim;
+                for (int t = 0; t < head_dim; t++) o[t] = 0.0f;
+                for (int j = j0; j <= p; j++) {
+                    kernels_kv_row_to_f32(kv->dt, kf, kv_row(kv, kv->k, sp->blocks, kvh, j),
+                                          head_dim);
+                    kernels_kv_row_to_f32(kv->dt, vf, kv_row(kv, kv->v, sp->blocks, kvh, j),
+                                          head_dim);
+                    float d = 0.0f;
+                    for (int t = 0; t < head_dim; t++) d += qh[t] * kf[t];
+                    const float w = expf(d * scale - m) * inv;
+                    for (int t = 0; t < head_dim; t++) o[t] += w * vf[t];
+                }
+            }
+        }
+    }
+}
+
+static void ref_silu_mul(wk_ctx *ctx, float *out, const float *gate, const float *up, long n) {
     for (long i = 0; i < n; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
 }
 
-static void ref_add(wk_pool *pool, float *y, const float *x, long n) {
+static void ref_add(wk_ctx *ctx, float *y, const float *x, long n) {
     for (long i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void ref_axpy(wk_ctx *ctx, float *y, float a, const float *x, long n) {
+    for (long i = 0; i < n; i++) y[i] += a * x[i]; /* baseline x86-64: no FMA to fuse into */
+}
+
+static void ref_gather_rows(wk_ctx *ctx, float *dst, const float *src, const int32_t *idx, int n,
+                            int cols) {
+    for (int i = 0; i < n; i++)
+        memcpy(dst + (size_t)i * cols, src + (size_t)idx[i] * cols, sizeof(float) * (size_t)cols);
 }
 
 static const kernel_table k_ref = {
     .name = "ref",
+    .buf_alloc = kernels_host_alloc,
+    .buf_free = kernels_host_free,
+    .buf_copy = kernels_host_copy,
     .embed = ref_embed,
     .rmsnorm = ref_rmsnorm,
     .matmul = ref_matmul,
     .rope = ref_rope,
+    .rope_interleaved = ref_rope_interleaved,
+    .kv_store = ref_kv_store,
     .attention = ref_attention,
     .softmax = ref_softmax,
     .silu_mul = ref_silu_mul,
     .add = ref_add,
-    .rope_interleaved = ref_rope_interleaved,
+    .axpy = ref_axpy,
+    .gather_rows = ref_gather_rows,
 };
 
 const kernel_table *kernels_ref(void) { return &k_ref; }

@@ -1,0 +1,147 @@
+/* forward.c — the batched inference forward of forward.h:
+ *   x = embed(ids)
+ *   per layer: layer_forward (layer.c) with attention = kv_store + paged attention per span
+ *   logits[out_rows] = lm_head(rmsnorm(x[out_rows]))
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "model/forward.h"
+
+static float *take(fwd_state *f, size_t floats, bool *ok) {
+    const size_t bytes = sizeof(float) * (floats ? floats : 1);
+    float *p = f->m->kern->buf_alloc(f->ctx, bytes);
+    if (!p) *ok = false;
+    f->bytes += bytes;
+    return p;
+}
+
+static void give(fwd_state *f, float *p, size_t floats) {
+    if (p) f->m->kern->buf_free(f->ctx, p, sizeof(float) * (floats ? floats : 1));
+}
+
+/* Buffer sizes in floats, in one place for init and free. */
+enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_COS, B_SIN, B_N };
+
+static void sizes(const fwd_state *f, size_t *sz) {
+    const model_config *c = &f->m->cfg;
+    const size_t R = (size_t)f->cap_rows, d = (size_t)c->n_embd;
+    const size_t qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)c->n_kv_head * c->head_dim;
+    sz[B_X] = sz[B_XN] = sz[B_TMP] = R * d;
+    sz[B_Q] = sz[B_ATT] = R * qd;
+    sz[B_K] = sz[B_V] = R * kvd;
+    sz[B_GATE] = sz[B_UP] = R * (size_t)c->n_ff;
+    sz[B_COS] = sz[B_SIN] = (size_t)f->max_pos * (size_t)(c->head_dim / 2);
+}
+
+static float **slot(fwd_state *f, int i) {
+    float **s[B_N] = {&f->x, &f->xn, &f->q, &f->k, &f->v, &f->att, &f->tmp, &f->gate, &f->up,
+                      &f->rope_cos, &f->rope_sin};
+    return s[i];
+}
+
+wick_status fwd_init(fwd_state *f, const wick_model *m, wk_ctx *ctx, int cap_rows, int max_pos) {
+    memset(f, 0, sizeof *f);
+    f->m = m;
+    f->ctx = ctx;
+    f->cap_rows = cap_rows < 1 ? 1 : cap_rows;
+    f->max_pos = max_pos < 1 ? 1 : max_pos;
+    size_t sz[B_N];
+    sizes(f, sz);
+    bool ok = true;
+    for (int i = 0; i < B_N; i++) *slot(f, i) = take(f, sz[i], &ok);
+    f->lora_u = take(f, (size_t)f->cap_rows * (size_t)layer_max_out(&m->cfg), &ok);
+    if (!ok) {
+        fwd_free(f);
+        return err_set(WICK_ERR_NOMEM, "out of memory for activations of %d rows", cap_rows);
+    }
+    /* cos/sin of pos * inv_freq with the angle rounded to f32 first, as transformers does;
+       built on the host and copied to the backend */
+    const int half = m->cfg.head_dim / 2;
+    const size_t nt = (size_t)f->max_pos * (size_t)half;
+    float *cs = malloc(sizeof(float) * (nt ? nt : 1)), *sn = malloc(sizeof(float) * (nt ? nt : 1));
+    if (!cs || !sn) {
+        free(cs), free(sn);
+        fwd_free(f);
+        return err_set(WICK_ERR_NOMEM, "out of memory for RoPE tables of %d positions", max_pos);
+    }
+    for (int pos = 0; pos < f->max_pos; pos++)
+        for (int i = 0; i < half; i++) {
+            const float ang = (float)pos * m->rope_inv_freq[i];
+            cs[(size_t)pos * half + i] = cosf(ang);
+            sn[(size_t)pos * half + i] = sinf(ang);
+        }
+    m->kern->buf_copy(ctx, f->rope_cos, cs, sizeof(float) * nt);
+    m->kern->buf_copy(ctx, f->rope_sin, sn, sizeof(float) * nt);
+    free(cs), free(sn);
+    return WICK_OK;
+}
+
+wick_status fwd_reserve_rank(fwd_state *f, int r) {
+    if (r <= f->cap_rank) return WICK_OK;
+    bool ok = true;
+    float *t = take(f, (size_t)f->cap_rows * (size_t)r, &ok);
+    if (!ok) return err_set(WICK_ERR_NOMEM, "out of memory for the LoRA scratch of rank %d", r);
+    give(f, f->lora_t, (size_t)f->cap_rows * (size_t)f->cap_rank);
+    f->bytes -= sizeof(float) * (size_t)f->cap_rows * (size_t)(f->cap_rank ? f->cap_rank : 0);
+    f->lora_t = t;
+    f->cap_rank = r;
+    return WICK_OK;
+}
+
+void fwd_free(fwd_state *f) {
+    if (!f->m) return;
+    size_t sz[B_N];
+    sizes(f, sz);
+    for (int i = 0; i < B_N; i++) give(f, *slot(f, i), sz[i]);
+    give(f, f->lora_u, (size_t)f->cap_rows * (size_t)layer_max_out(&f->m->cfg));
+    if (f->lora_t) give(f, f->lora_t, (size_t)f->cap_rows * (size_t)f->cap_rank);
+    memset(f, 0, sizeof *f);
+}
+
+typedef struct attend_ctx {
+    fwd_state *f;
+    kv_pool *kv;
+    const fwd_batch *b;
+} attend_ctx;
+
+static void attend(void *user, int l, layer_bufs *lb, int n) {
+    const attend_ctx *a = user;
+    const wick_model *m = a->f->m;
+    const model_config *c = &m->cfg;
+    wk_kv_layer view;
+    kv_pool_layer(a->kv, l, &view);
+    m->kern->kv_store(a->f->ctx, &view, lb->k, lb->v, a->b->spans, a->b->n_spans, c->n_kv_head,
+                      c->head_dim);
+    m->kern->attention(a->f->ctx, lb->att, lb->q, &view, a->b->spans, a->b->n_spans, c->n_head,
+                       c->n_kv_head, c->head_dim, m->layers[l].window,
+                       1.0f / sqrtf((float)c->head_dim));
+    (void)n;
+}
+
+void model_forward(fwd_state *f, kv_pool *kv, const fwd_batch *b) {
+    const wick_model *m = f->m;
+    const model_config *c = &m->cfg;
+    const kernel_table *K = m->kern;
+    const int n = b->n, d = c->n_embd;
+    if (n <= 0) return;
+    attend_ctx ac = {f, kv, b};
+    layer_ctx lc = {.m = m, .ctx = f->ctx, .pos = b->pos, .rope_cos = f->rope_cos,
+                    .rope_sin = f->rope_sin, .runs = b->runs, .n_runs = b->n_runs,
+                    .attend = attend, .attend_user = &ac, .trace = f->trace,
+                    .trace_user = f->trace_user};
+    layer_bufs lb = {.x = f->x, .xn1 = f->xn, .xn2 = f->xn, .q = f->q, .k = f->k, .v = f->v,
+                     .att = f->att, .gate = f->gate, .up = f->up, .h = f->gate, .tmp = f->tmp,
+                     .lora_t = f->lora_t, .lora_u = f->lora_u};
+    K->embed(f->ctx, f->x, &m->tok_embd, b->ids, n);
+    if (f->trace) f->trace(f->trace_user, "embed", -1, f->x, n, d);
+    for (int l = 0; l < c->n_layer; l++) layer_forward(&lc, l, &lb, n);
+    if (b->n_out <= 0) return;
+    /* only the wanted rows go through the final norm and the LM head */
+    K->gather_rows(f->ctx, f->tmp, f->x, b->out_rows, b->n_out, d);
+    K->rmsnorm(f->ctx, f->xn, f->tmp, m->final_norm, b->n_out, d, c->norm_eps);
+    if (f->trace) f->trace(f->trace_user, "final_norm", -1, f->xn, b->n_out, d);
+    if (b->logits) K->matmul(f->ctx, b->logits, f->xn, &m->lm_head, NULL, b->n_out);
+}

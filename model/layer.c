@@ -1,0 +1,71 @@
+/* layer.c — the decoder layer of layer.h, through the kernel table. */
+#include <string.h>
+
+#include "model/layer.h"
+
+int layer_max_out(const model_config *c) {
+    int w = c->n_embd;
+    if (c->n_head * c->head_dim > w) w = c->n_head * c->head_dim;
+    if (c->n_ff > w) w = c->n_ff;
+    return w;
+}
+
+static void trace(const layer_ctx *lc, const char *name, int l, const float *d, int rows,
+                  int cols) {
+    if (lc->trace) lc->trace(lc->trace_user, name, l, d, rows, cols);
+}
+
+/* y (n, W.rows) = x·Wᵀ + bias, then each run's LoRA of (l, proj) added to its rows. */
+static void proj(const layer_ctx *lc, layer_bufs *b, int l, int p, const wk_weight *W,
+                 const float *bias, float *y, const float *x, int n) {
+    const kernel_table *K = lc->m->kern;
+    K->matmul(lc->ctx, y, x, W, bias, n);
+    for (int r = 0; r < lc->n_runs; r++) {
+        const lora_run *run = &lc->runs[r];
+        const lora_pair *pr = &run->pairs[(size_t)l * LORA_N_PROJ + p];
+        if (!pr->A.data || run->n <= 0) continue;
+        const size_t in = (size_t)W->cols, out = (size_t)W->rows, rk = (size_t)pr->A.rows;
+        float *t = b->lora_keep && b->lora_keep[p] ? b->lora_keep[p] + (size_t)run->row0 * rk
+                                                   : b->lora_t;
+        K->matmul(lc->ctx, t, x + (size_t)run->row0 * in, &pr->A, NULL, run->n);  /* (n, r) */
+        K->matmul(lc->ctx, b->lora_u, t, &pr->B, NULL, run->n);                   /* (n, out) */
+        K->axpy(lc->ctx, y + (size_t)run->row0 * out, pr->scale * run->mult, b->lora_u,
+                (long)run->n * (long)out);
+    }
+}
+
+void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
+    const wick_model *m = lc->m;
+    const model_config *c = &m->cfg;
+    const kernel_table *K = m->kern;
+    const layer_weights *w = &m->layers[l];
+    const int d = c->n_embd, hd = c->head_dim;
+    void (*rope)(wk_ctx *, float *, int, int, int, const int32_t *, const float *,
+                 const float *) = m->rope_interleaved ? K->rope_interleaved : K->rope;
+
+    /* attention block */
+    if (b->x_in) memcpy(b->x_in, b->x, sizeof(float) * (size_t)n * d);
+    K->rmsnorm(lc->ctx, b->xn1, b->x, w->attn_norm, n, d, c->norm_eps);
+    trace(lc, "attn_norm", l, b->xn1, n, d);
+    proj(lc, b, l, LORA_Q, &w->wq, w->bq, b->q, b->xn1, n);
+    proj(lc, b, l, LORA_K, &w->wk, w->bk, b->k, b->xn1, n);
+    proj(lc, b, l, LORA_V, &w->wv, w->bv, b->v, b->xn1, n);
+    rope(lc->ctx, b->q, n, c->n_head, hd, lc->pos, lc->rope_cos, lc->rope_sin);
+    rope(lc->ctx, b->k, n, c->n_kv_head, hd, lc->pos, lc->rope_cos, lc->rope_sin);
+    lc->attend(lc->attend_user, l, b, n);
+    proj(lc, b, l, LORA_O, &w->wo, w->bo, b->tmp, b->att, n);
+    trace(lc, "attn_out", l, b->tmp, n, d);
+    K->add(lc->ctx, b->x, b->tmp, (long)n * d);
+
+    /* MLP block */
+    if (b->x_mid) memcpy(b->x_mid, b->x, sizeof(float) * (size_t)n * d);
+    K->rmsnorm(lc->ctx, b->xn2, b->x, w->mlp_norm, n, d, c->norm_eps);
+    trace(lc, "mlp_norm", l, b->xn2, n, d);
+    proj(lc, b, l, LORA_GATE, &w->w_gate, w->b_gate, b->gate, b->xn2, n);
+    proj(lc, b, l, LORA_UP, &w->w_up, w->b_up, b->up, b->xn2, n);
+    K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
+    proj(lc, b, l, LORA_DOWN, &w->w_down, w->b_down, b->tmp, b->h, n);
+    trace(lc, "mlp_out", l, b->tmp, n, d);
+    K->add(lc->ctx, b->x, b->tmp, (long)n * d);
+    trace(lc, "out", l, b->x, n, d);
+}

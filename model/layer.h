@@ -1,0 +1,61 @@
+/* layer.h — one decoder layer's forward, the single definition used by inference (paged KV,
+ * many sequences: model/forward.c) and by training (whole sequences, activations kept for the
+ * backward: train/graph.c):
+ *
+ *   xn1 = rmsnorm(x)·w_attn;   q, k, v = xn1·Wᵀ + b (+ LoRA);   rope(q), rope(k)
+ *   att = attend(q, k, v)                     the caller's attention (KV cache or not)
+ *   x += att·Woᵀ + bo (+ LoRA)
+ *   xn2 = rmsnorm(x)·w_mlp;    h = silu(xn2·Wgᵀ (+ LoRA)) · (xn2·Wuᵀ (+ LoRA))
+ *   x += h·Wdᵀ (+ LoRA)
+ *
+ * LoRA (unmerged, per run of rows, S-LoRA style): each run's rows go through their adapter's
+ * two skinny products t = x·Aᵀ, u = t·Bᵀ and y += (scale·mult)·u, so a batch mixing adapters
+ * reads the base weights once. Nothing here allocates. */
+#ifndef WICK_MODEL_LAYER_H
+#define WICK_MODEL_LAYER_H
+#include "model/lora_mod.h"
+#include "model/model.h"
+
+/* Where a layer reads and writes, n rows. Inference points every layer at the same buffers;
+ * training gives each layer its own so the backward finds them. */
+typedef struct layer_bufs {
+    float *x;                 /* (n, d) residual stream, updated in place */
+    float *x_in, *x_mid;      /* optional (NULL = not kept): copies of x entering each block */
+    float *xn1, *xn2;         /* (n, d) normed block inputs (may be one buffer) */
+    float *q, *k, *v, *att;   /* (n, n_head·hd), (n, n_kv·hd) x2, (n, n_head·hd) */
+    float *gate, *up, *h;     /* (n, ff) each; h may equal gate (then silu runs in place) */
+    float *tmp;               /* (n, d) */
+    float **lora_keep;        /* optional: LORA_N_PROJ pointers ((n, r) each, NULL where not
+                                 adapted) that receive x·Aᵀ for the backward; needs one run
+                                 covering all n rows */
+    float *lora_t, *lora_u;   /* scratch (n, r_max) and (n, widest projection output) */
+} layer_bufs;
+
+/* The caller's attention for layer l: reads b->q (roped), b->k (roped), b->v, writes b->att. */
+typedef void (*layer_attend_fn)(void *user, int layer, layer_bufs *b, int n);
+
+/* Per-activation callback (tests compare intermediates with goldens): name is "attn_norm",
+ * "attn_out", "mlp_norm", "mlp_out" or "out"; data (rows, cols) row-major, valid during the
+ * call. NULL = none. */
+typedef void (*layer_trace_fn)(void *user, const char *name, int layer, const float *data,
+                               int rows, int cols);
+
+typedef struct layer_ctx {
+    const wick_model *m;
+    wk_ctx *ctx;
+    const int32_t *pos;       /* (n) position of each row, for RoPE */
+    const float *rope_cos, *rope_sin;  /* (max position + 1, hd/2) */
+    const lora_run *runs;     /* adapter runs, row order; rows outside every run: base only */
+    int n_runs;
+    layer_attend_fn attend;
+    void *attend_user;
+    layer_trace_fn trace;
+    void *trace_user;
+} layer_ctx;
+
+void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n);
+
+/* Widest output of any projection (for the lora_u scratch). */
+int layer_max_out(const model_config *c);
+
+#endif
