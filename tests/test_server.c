@@ -472,6 +472,9 @@ static void expect_error(int port, const char *method, const char *path, const c
     assert_true(msg && *msg);
     assert_non_null(jstr(e, "type", NULL));
     if (param) assert_string_equal(jstr(e, "param", NULL), param);
+    /* an overloaded server tells the client when to come back */
+    if (status == 503 && !strcasestr(r.raw, "\r\nRetry-After: "))
+        fail_msg("%s %s: 503 without Retry-After: %s", method, path, r.raw);
     cJSON_Delete(j);
     free(r.raw);
 }
@@ -521,12 +524,13 @@ static void test_errors(void **state) {
     free(r.raw);
 }
 
-/* Server B (--queue-ms 0): a second request while a stream holds the only slot gets 503; once
- * the streaming client hangs up, its generation is cancelled and the slot serves again. */
+/* Server B (--parallel 1 --queue 0): a second request while a stream holds the only slot gets
+ * 503 with Retry-After; once the streaming client hangs up, its generation is cancelled and
+ * the slot serves again. */
 static void test_busy_and_disconnect(void **state) {
     (void)state;
     NEED_SERVER();
-    const char *extra[] = {"--ctx", "4096", "--queue-ms", "0", NULL};
+    const char *extra[] = {"--ctx", "4096", "--parallel", "1", "--queue", "0", NULL};
     int port = 0;
     pid_t pid = start_server(extra, &port);
     assert_true(pid > 0);

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/serve_http.h"
+#include "server/server.h"
 
 static bool fail(serve_req *r, const char *param, const char *fmt, ...) {
     va_list ap;

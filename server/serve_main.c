@@ -1,0 +1,373 @@
+/* serve_main.c — `wick serve`: loads a model, creates one engine on it (--parallel
+ * generations decoded together, a queue behind them) and serves the OpenAI-compatible HTTP
+ * API (server/serve_http.c) until a signal:
+ *   SIGTERM  drain: stop listening, answer new requests on open connections with 503, let
+ *            running generations finish for up to --drain-grace seconds, then cancel the rest
+ *            (each stream still gets its final chunk and [DONE]), then exit.
+ *   SIGINT   the same with no grace (a second signal of either kind also ends the grace).
+ * The listening socket is opened here (so --port 0 picks a free port, which is then printed
+ * on stdout as "listening on http://HOST:PORT"); stdout carries nothing else, logs go to stderr.
+ * Deliberately not here: TLS. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "server/server.h"
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: wick serve -m MODEL [--host ADDR] [--port N] [--parallel N] [--queue N]\n"
+               "                  [--ctx N] [--batch N] [--kv-type TYPE] [--kv-size N] [-t THREADS]\n"
+               "                  [--alias NAME] [--queue-ms MS] [--timeout S] [--stall-ms MS]\n"
+               "                  [--max-conns N] [--drain-grace S] [--max-body BYTES]\n"
+               "                  [--kernels auto|ref] [--adapter [NAME=]DIR[:scale]]... [-v]\n"
+               "OpenAI-compatible HTTP server: GET /health, GET /v1/models,\n"
+               "POST /v1/completions, POST /v1/chat/completions (stream: Server-Sent Events).\n"
+               "Requests are decoded together (continuous batching): one pass over the weights\n"
+               "per step serves every running generation.\n"
+               "  --host ADDR      address to listen on (default 127.0.0.1)\n"
+               "  --port N         port (default 8080; 0 = any free port)\n"
+               "  --parallel N     generations decoded together (default 4)\n"
+               "  --queue N        requests that may wait for a slot; more get 503 + Retry-After\n"
+               "                   (default 64)\n"
+               "  --queue-ms MS    longest wait in the queue before 503 (default 60000; 0 = none)\n"
+               "  --ctx N          most tokens per sequence (default min(model max, 4096))\n"
+               "  --batch N        most tokens per step: decode rows plus a prompt chunk; smaller\n"
+               "                   keeps streams smooth while prompts are read (default 128)\n"
+               "  --kv-type T      KV cache elements: f16 (default), bf16, q8_0, f32\n"
+               "  --kv-size N      KV cache capacity in tokens, all sequences (default parallel x ctx,\n"
+               "                   committed as used); finished prompts stay cached for reuse\n"
+               "  --no-prefix-cache  do not share or keep KV blocks of equal prompt prefixes\n"
+               "  -t, --threads N  compute threads (default: all CPUs)\n"
+               "  --http-threads N threads that parse and write HTTP (default 2)\n"
+               "  --alias NAME     model id reported to clients (default: folder name)\n"
+               "  --timeout S      close connections idle (or not reading) this long (default 30)\n"
+               "  --stall-ms MS    cancel a stream whose client left 256 KiB unread this long\n"
+               "                   (default 30000)\n"
+               "  --max-conns N    open connections at most (default 1024)\n"
+               "  --drain-grace S  on SIGTERM, how long running generations may finish (default 30)\n"
+               "  --max-body N     largest request body in bytes (default 8 MiB; larger: 413)\n"
+               "  --adapter SPEC   load a PEFT LoRA folder and serve it as model NAME (default: the\n"
+               "                   folder name); requests pick it with \"model\": \"NAME\", and\n"
+               "                   requests with different adapters share a batch\n"
+               "  -v, --verbose    log each request on stderr\n");
+    return f == stdout ? 0 : 2;
+}
+
+/* Opens a listening TCP socket on host:port; returns the fd or -1 (printed). */
+static int listen_on(const char *host, long port, char *shown, size_t cap) {
+    char ps[16];
+    snprintf(ps, sizeof ps, "%ld", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
+    int e = getaddrinfo(host, ps, &hints, &res);
+    if (e) {
+        fprintf(stderr, "wick serve: cannot resolve --host %s: %s\n", host, gai_strerror(e));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        fprintf(stderr, "wick serve: cannot listen on %s:%ld: %m\n", host, port);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char addr[INET6_ADDRSTRLEN] = "?";
+    int bound = (int)port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &in->sin_addr, addr, sizeof addr);
+            bound = ntohs(in->sin_port);
+            snprintf(shown, cap, "%s:%d", addr, bound);
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof addr);
+            bound = ntohs(in6->sin6_port);
+            snprintf(shown, cap, "[%s]:%d", addr, bound);
+        }
+    }
+    return fd;
+}
+
+/* Last path component of a model folder, without trailing slashes. */
+static char *folder_name(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t s = n;
+    while (s > 0 && path[s - 1] != '/') s--;
+    return strndup(path + s, n - s);
+}
+
+typedef struct driver {
+    serve_ctx *c;
+    atomic_bool stop;
+    pthread_t th;
+} driver;
+
+/* The engine's driver: steps while there is work, sleeps on the engine otherwise, sweeps
+ * every ~100 ms. */
+static void *drive(void *arg) {
+    driver *d = arg;
+    struct timespec last = {0};
+    while (!atomic_load(&d->stop)) {
+        int active = 0;
+        if (wick_engine_step(d->c->eng, &active) != WICK_OK)
+            fprintf(stderr, "wick serve: engine step failed: %s\n", wick_last_error());
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= 100) {
+            serve_sweep(d->c);
+            last = now;
+        }
+        if (!active) wick_engine_wait(d->c->eng, 100);
+    }
+    return NULL;
+}
+
+static wick_kv_type parse_kv(const char *s) {
+    if (!strcmp(s, "f16")) return WICK_KV_F16;
+    if (!strcmp(s, "bf16")) return WICK_KV_BF16;
+    if (!strcmp(s, "q8_0")) return WICK_KV_Q8_0;
+    if (!strcmp(s, "f32")) return WICK_KV_F32;
+    return (wick_kv_type)-1;
+}
+
+/* Waits until no generation is in flight or `ms` passed; true when none is left. */
+static bool wait_idle(serve_ctx *c, long ms) {
+    for (long t = 0; t < ms; t += 20) {
+        if (atomic_load(&c->inflight) == 0) return true;
+        usleep(20000);
+    }
+    return atomic_load(&c->inflight) == 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    const char *model_path = NULL, *host = "127.0.0.1", *alias = NULL, *kernels = "auto";
+    long port = 8080, parallel = 4, queue = 64, ctx = 0, threads = 0, queue_ms = 60000;
+    long batch = 128, kv_size = 0, timeout_s = 30, stall_ms = 30000, max_conns = 1024;
+    long grace_s = 30, http_threads = 2;
+    long max_body = SERVE_MAX_BODY_DEFAULT;
+    wick_kv_type kv_type = WICK_KV_F16;
+    bool verbose = false, prefix_cache = true;
+    const char *adapter_specs[SERVE_MAX_ADAPTERS];
+    int n_adapter_specs = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model_path = argv[++i];
+        else if (!strcmp(a, "--host") && has) host = argv[++i];
+        else if (!strcmp(a, "--alias") && has) alias = argv[++i];
+        else if (!strcmp(a, "--kernels") && has) kernels = argv[++i];
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
+        else if (!strcmp(a, "--no-prefix-cache")) prefix_cache = false;
+        else if (!strcmp(a, "--kv-type") && has) {
+            kv_type = parse_kv(argv[++i]);
+            if ((int)kv_type < 0) {
+                fprintf(stderr, "wick serve: --kv-type %s: expected f16, bf16, q8_0 or f32\n",
+                        argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(a, "--adapter") && has) {
+            if (n_adapter_specs == SERVE_MAX_ADAPTERS) {
+                fprintf(stderr, "wick serve: at most %d adapters\n", SERVE_MAX_ADAPTERS);
+                return 2;
+            }
+            adapter_specs[n_adapter_specs++] = argv[++i];
+        }
+        else if (!strcmp(a, "--port") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 0, 65535, &port)) return 2;
+        } else if (!strcmp(a, "--parallel") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 1, 1024, &parallel)) return 2;
+        } else if (!strcmp(a, "--queue") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 0, 100000, &queue)) return 2;
+        } else if (!strcmp(a, "--ctx") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 0, 1L << 24, &ctx)) return 2;
+        } else if (!strcmp(a, "--batch") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 1, 65536, &batch)) return 2;
+        } else if (!strcmp(a, "--kv-size") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 0, 1L << 30, &kv_size)) return 2;
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 0, 1024, &threads)) return 2;
+        } else if (!strcmp(a, "--http-threads") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 1, 64, &http_threads)) return 2;
+        } else if (!strcmp(a, "--queue-ms") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 0, 86400000L, &queue_ms)) return 2;
+        } else if (!strcmp(a, "--timeout") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 1, 86400, &timeout_s)) return 2;
+        } else if (!strcmp(a, "--stall-ms") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 1, 86400000L, &stall_ms)) return 2;
+        } else if (!strcmp(a, "--max-conns") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 1, 1000000, &max_conns)) return 2;
+        } else if (!strcmp(a, "--drain-grace") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 0, 86400, &grace_s)) return 2;
+        } else if (!strcmp(a, "--max-body") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 1024, 1L << 30, &max_body)) return 2;
+        } else {
+            fprintf(stderr, "wick serve: unknown or incomplete option '%s'\n", a);
+            return usage(stderr);
+        }
+    }
+#ifndef WICK_HAVE_MHD
+    fprintf(stderr, "wick serve: this build of wick has no libmicrohttpd (see README, Server)\n");
+    return 1;
+#endif
+    if (!model_path) {
+        fprintf(stderr, "wick serve: -m MODEL is required\n");
+        return usage(stderr);
+    }
+    /* many client connections need descriptors: raise the soft limit to the hard one */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    /* SIGINT/SIGTERM are blocked before any thread starts (libmicrohttpd's and the driver
+     * inherit the mask) and taken synchronously by sigwait below; SIGPIPE from a vanished
+     * client is ignored. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    serve_ctx c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.jobs_mu, NULL);
+    c.parallel = (int)parallel;
+    c.queue = (int)queue;
+    c.queue_ms = (int)queue_ms;
+    c.stall_ms = (int)stall_ms;
+    c.timeout_s = (int)timeout_s;
+    c.max_body = (size_t)max_body;
+    c.verbose = verbose;
+    c.id_base = (long long)time(NULL);
+    char *name = folder_name(model_path);
+    c.model_id = alias ? alias : name;
+    int rc = 1, fd = -1;
+    struct MHD_Daemon *d = NULL;
+    driver drv = {.c = &c};
+    bool driving = false;
+
+    wick_model_params mp = wick_model_params_default();
+    mp.kernels = kernels;
+    if (wick_model_load(model_path, &mp, &c.model) != WICK_OK) {
+        cli_fail("serve", "cannot load model");
+        goto out;
+    }
+    if (!(c.tok = wick_model_tokenizer(c.model))) {
+        fprintf(stderr, "wick serve: %s has no tokenizer.json; the server needs one\n",
+                model_path);
+        goto out;
+    }
+    for (int i = 0; i < n_adapter_specs; i++) {
+        /* "[NAME=]DIR[:scale]"; NAME defaults to the folder name */
+        const char *spec = adapter_specs[i], *eq = strchr(spec, '=');
+        char *dir = NULL, *nm = eq ? strndup(spec, (size_t)(eq - spec)) : NULL;
+        float scale = 1.0f;
+        if (!cli_parse_adapter("serve", eq ? eq + 1 : spec, &dir, &scale)) {
+            free(nm);
+            goto out;
+        }
+        if (!nm) nm = folder_name(dir);
+        if (!nm || !strcmp(nm, c.model_id)) {
+            fprintf(stderr, "wick serve: adapter name '%s' clashes with the model id\n",
+                    nm ? nm : "?");
+            free(nm);
+            free(dir);
+            goto out;
+        }
+        wick_status ast = wick_adapter_load(c.model, dir, nm);
+        free(dir);
+        if (ast != WICK_OK) {
+            free(nm);
+            cli_fail("serve", "cannot load the adapter");
+            goto out;
+        }
+        c.adapter_names[c.n_adapters] = nm;
+        c.adapter_scales[c.n_adapters++] = scale;
+    }
+    c.n_vocab = wick_tokenizer_vocab_size(c.tok);
+    wick_model_info info;
+    if (wick_model_get_info(c.model, &info) == WICK_OK && info.n_vocab < c.n_vocab)
+        c.n_vocab = info.n_vocab; /* ids the model can embed */
+    wick_engine_params ep = wick_engine_params_default();
+    ep.n_threads = (int)threads;
+    ep.max_seqs = (int)parallel;
+    ep.n_ctx = (int)ctx;
+    ep.n_batch = (int)(batch < parallel ? parallel : batch);
+    ep.kv_tokens = (int)kv_size;
+    ep.kv_type = kv_type;
+    ep.prefix_cache = prefix_cache;
+    if (wick_engine_create(c.model, &ep, &c.eng) != WICK_OK) {
+        cli_fail("serve", "cannot create the engine");
+        goto out;
+    }
+    if (pthread_create(&drv.th, NULL, drive, &drv) != 0) {
+        fprintf(stderr, "wick serve: cannot start the engine thread\n");
+        goto out;
+    }
+    driving = true;
+    char shown[96] = "?";
+    if ((fd = listen_on(host, port, shown, sizeof shown)) < 0) goto out;
+    if (!(d = serve_http_start(&c, fd, (int)max_conns, (int)http_threads))) goto out;
+    fd = -1; /* owned by the daemon now */
+    printf("listening on http://%s (model %s, %ld parallel, queue %ld, ctx %d)\n", shown,
+           c.model_id, parallel, queue, ep.n_ctx ? ep.n_ctx : (info.n_ctx_train < 4096 ? info.n_ctx_train : 4096));
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "wick serve: %s, %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
+            sig == SIGTERM && grace_s > 0 ? "draining" : "shutting down");
+    atomic_store(&c.draining, true);
+    serve_http_quiesce(d);
+    if (sig == SIGTERM && grace_s > 0 && atomic_load(&c.inflight) > 0) {
+        /* let running generations finish; a second signal ends the grace at once */
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000000L};
+        for (long t = 0; t < grace_s * 10 && atomic_load(&c.inflight) > 0; t++) {
+            if (sigtimedwait(&sigs, NULL, &ts) > 0) break;
+        }
+    }
+    serve_cancel_all(&c);
+    if (!wait_idle(&c, 10000))
+        fprintf(stderr, "wick serve: %d generations did not end in time\n",
+                atomic_load(&c.inflight));
+    usleep(100000); /* let the last bytes reach the clients */
+    rc = 0;
+out:
+    if (driving) {
+        atomic_store(&drv.stop, true);
+        wick_engine_wake(c.eng);
+        pthread_join(drv.th, NULL);
+    }
+    serve_http_stop(d);
+    if (fd >= 0) close(fd);
+    wick_engine_free(c.eng);
+    wick_model_free(c.model);
+    for (int i = 0; i < c.n_adapters; i++) free(c.adapter_names[i]);
+    pthread_mutex_destroy(&c.jobs_mu);
+    free(name);
+    return rc;
+}
