@@ -351,6 +351,7 @@ out:
 }
 
 int bench_kernels_run(int argc, char **argv); /* bench_kernels_cli.c */
+int bench_batch(int argc, char **argv);       /* bench_batch.c */
 
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -358,6 +359,8 @@ int cmd_bench(int argc, char **argv) {
                 "usage: wick bench generate ...   prefill/decode tokens/s vs memory bandwidth\n"
                 "       wick bench stream ...     streaming and sampler overhead vs plain generation\n"
                 "       wick bench adapters ...   LoRA switch latency, load, decode overhead, merge\n"
+                "       wick bench batch ...      many streams in one engine: aggregate tokens/s,\n"
+                "                                 mixed adapters, shared prompts\n"
                 "       wick bench kernels [-t N] [-isa avx512|avx2|generic] [-q]\n"
                 "                                 per-kernel GB/s and GFLOP/s vs measured limits\n");
         return argc < 2 ? 2 : 0;
@@ -366,6 +369,7 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(argv[1], "adapters")) return bench_adapters(argc - 1, argv + 1);
     if (!strcmp(argv[1], "stream")) return bench_stream(argc - 1, argv + 1);
     if (!strcmp(argv[1], "kernels")) return bench_kernels_run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "batch")) return bench_batch(argc - 1, argv + 1);
     fprintf(stderr, "wick bench: unknown benchmark '%s'\n", argv[1]);
     return 2;
 }
