@@ -60,6 +60,7 @@ struct wick_engine {
     fwd_state fwd;
     kv_pool *kv;
     int n_vocab;
+    sampler_scratch *scratch;          /* sampling scratch shared by every generation */
 
     /* step buffers */
     int32_t *ids, *pos, *out_rows;     /* (n_batch), (n_batch), (max_seqs) */
@@ -138,6 +139,7 @@ void wick_engine_free(wick_engine *e) {
     }
     kv_pool_free(e->kv);
     fwd_free(&e->fwd);
+    sampler_scratch_free(e->scratch);
     const kernel_table *K = e->m->kern;
     if (e->ids) K->buf_free(&e->ctx, e->ids, sizeof(int32_t) * (size_t)e->p.n_batch);
     if (e->pos) K->buf_free(&e->ctx, e->pos, sizeof(int32_t) * (size_t)e->p.n_batch);
@@ -200,6 +202,7 @@ wick_status engine_create(const wick_model *m, const wick_engine_params *params,
     }
     e->ctx.pool = e->pool;
     if ((st = fwd_init(&e->fwd, m, &e->ctx, p.n_batch, p.n_ctx))) goto fail;
+    if (!session && (st = sampler_scratch_create(c->n_vocab, &e->scratch))) goto fail;
     if ((st = kv_pool_create(m->kern, &e->ctx, kv_dtype(p.kv_type, session), c->n_layer,
                              c->n_kv_head, c->head_dim, p.kv_block, (int)n_blocks,
                              !session && p.prefix_cache, &e->kv)))
@@ -292,7 +295,8 @@ wick_status wick_engine_submit(wick_engine *e, const wick_request *r, uint64_t *
         return err_set(WICK_ERR_INVALID_ARG, "wick_engine_submit: adapter_scale is not finite");
     eng_gen *eg = calloc(1, sizeof *eg);
     if (!eg) return err_set(WICK_ERR_NOMEM, "out of memory");
-    wick_status st = gen_create(e->m, r->prompt, r->n_prompt, e->p.n_ctx, r->params, &eg->g);
+    wick_status st = gen_create(e->m, r->prompt, r->n_prompt, e->p.n_ctx, r->params, e->scratch,
+                                &eg->g);
     if (st) goto fail;
     if (r->adapter) {
         eg->ad = lora_registry_get(e->m, r->adapter);

@@ -36,7 +36,7 @@ struct wick_gen {
     size_t *stop_len;
     int n_stops;
     size_t max_stop_len;
-    float *logits;                     /* (n_vocab) */
+    float *logits;                     /* (n_vocab) session generations only */
     char *pending;                     /* decoded text not yet emitted */
     size_t pending_len, pending_cap;
     char *out;                         /* text of the token being returned */
@@ -148,7 +148,7 @@ static wick_status check_params(const wick_gen_params *p, const model_config *c)
 }
 
 wick_status gen_create(const wick_model *m, const int32_t *prompt, int n, int n_ctx,
-                       const wick_gen_params *params, wick_gen **out) {
+                       const wick_gen_params *params, sampler_scratch *shared, wick_gen **out) {
     *out = NULL;
     if (n < 1 || !prompt)
         return err_set(WICK_ERR_INVALID_ARG, "the prompt is empty (need >= 1 id)");
@@ -185,7 +185,7 @@ wick_status gen_create(const wick_model *m, const int32_t *prompt, int n, int n_
     sp.n_logit_bias = p.n_logit_bias;
     sp.seed = p.seed;
     sp.n_logprobs = p.n_logprobs;
-    if ((st = sampler_create(&sp, c->n_vocab, &g->smp))) goto fail;
+    if ((st = sampler_create_ext(&sp, c->n_vocab, shared, &g->smp))) goto fail;
     if ((st = sampler_accept_prompt(g->smp, prompt, n))) goto fail;
 
     g->prompt = dup_ids(prompt, n);
@@ -198,11 +198,10 @@ wick_status gen_create(const wick_model *m, const int32_t *prompt, int n, int n_
         g->eos_ids = dup_ids(c->eos_ids, c->n_eos);
         g->n_eos_ids = c->n_eos;
     }
-    g->logits = malloc(sizeof(float) * (size_t)c->n_vocab);
     g->n_stops = p.n_stop_strings;
     g->stops = calloc((size_t)(g->n_stops ? g->n_stops : 1), sizeof(char *));
     g->stop_len = calloc((size_t)(g->n_stops ? g->n_stops : 1), sizeof(size_t));
-    if (!g->prompt || !g->stop_ids || !g->eos_ids || !g->logits || !g->stops || !g->stop_len) {
+    if (!g->prompt || !g->stop_ids || !g->eos_ids || !g->stops || !g->stop_len) {
         st = err_set(WICK_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -240,9 +239,15 @@ wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
     if (!s) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: session is NULL");
     wick_gen *g;
     wick_status st = gen_create(wick_session_model(s), prompt, n, wick_session_n_ctx(s), params,
-                                &g);
+                                NULL, &g);
     if (st) return st;
     g->s = s;
+    /* the session's logits land here (an engine keeps its own) */
+    g->logits = malloc(sizeof(float) * (size_t)wick_session_model(s)->cfg.n_vocab);
+    if (!g->logits) {
+        wick_gen_free(g);
+        return err_set(WICK_ERR_NOMEM, "out of memory");
+    }
     /* keep the cached prefix shared with this prompt; at least one prompt token must be
        evaluated to get the logits of the first new token */
     int keep = g->p.reuse_prefix ? session_reusable_prefix(s, prompt, n) : 0;

@@ -4,6 +4,7 @@
  * computed. Not here: running the model (session.c, engine.c), threads (stream.c). */
 #ifndef WICK_INFER_GENERATE_H
 #define WICK_INFER_GENERATE_H
+#include "infer/sampler.h"
 #include "model/model.h"
 #include "wick.h"
 
@@ -11,9 +12,11 @@
 #define GEN_MAX_TOP 20
 
 /* A generation for `m` after `prompt` (copied) in a context of n_ctx positions; params are
- * validated and copied (NULL = defaults). Not tied to a session (its session is NULL). */
+ * validated and copied (NULL = defaults). Not tied to a session (its session is NULL).
+ * shared: sampling scratch shared with other generations sampled one at a time (NULL = its
+ * own). */
 wick_status gen_create(const wick_model *m, const int32_t *prompt, int n, int n_ctx,
-                       const wick_gen_params *params, wick_gen **out);
+                       const wick_gen_params *params, sampler_scratch *shared, wick_gen **out);
 
 /* Given the logits that follow everything fed so far (n_held positions of n_ctx; the buffer
  * may be modified), produces the next token into *tok: sampling, text, stop checks; finish is

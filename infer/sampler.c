@@ -42,7 +42,11 @@ struct sampler {
     int n_gen;
     bool rep_applied, gen_applied; /* which *_orig arrays hold data of the last apply */
 
-    /* Per-sample scratch. */
+    bool rep_on, gen_on;      /* the histories above exist (their penalty is in use) */
+
+    /* Per-sample scratch: the sampler's own (own != NULL) or shared by samplers that are
+     * used one at a time (an engine's). */
+    sampler_scratch *own;
     float *d, *w;             /* (n_vocab) scaled logit minus max, exp of it */
     double *block;            /* (ceil(n_vocab / SAMPLER_BLOCK)) sums of w */
     sampler_cand *cand, *tmp; /* (n_vocab) */
@@ -157,6 +161,50 @@ wick_status sampler_params_validate(const sampler_params *p, int n_vocab) {
 
 /* ---- lifetime --------------------------------------------------------------------------- */
 
+struct sampler_scratch {
+    int n_vocab;
+    float *d, *w;
+    double *block;
+    sampler_cand *cand, *tmp;
+    double *hmass;
+    int32_t *hcnt;
+};
+
+void sampler_scratch_free(sampler_scratch *x) {
+    if (!x) return;
+    free(x->d);
+    free(x->w);
+    free(x->block);
+    free(x->cand);
+    free(x->tmp);
+    free(x->hmass);
+    free(x->hcnt);
+    free(x);
+}
+
+wick_status sampler_scratch_create(int n_vocab, sampler_scratch **out) {
+    *out = NULL;
+    if (n_vocab < 1) return err_set(WICK_ERR_INVALID_ARG, "sampler scratch: n_vocab < 1");
+    sampler_scratch *x = calloc(1, sizeof *x);
+    if (!x) return err_set(WICK_ERR_NOMEM, "sampler: out of memory");
+    const size_t nv = (size_t)n_vocab, nb = (nv + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK;
+    const int hnb = sampler_hist_buckets(n_vocab);
+    x->n_vocab = n_vocab;
+    x->d = malloc(nv * sizeof *x->d);
+    x->w = malloc(nv * sizeof *x->w);
+    x->block = malloc(nb * sizeof *x->block);
+    x->cand = malloc(nv * sizeof *x->cand);
+    x->tmp = malloc(nv * sizeof *x->tmp);
+    x->hmass = malloc((size_t)(hnb + 1) * sizeof *x->hmass);
+    x->hcnt = malloc((size_t)(hnb + 1) * sizeof *x->hcnt);
+    if (!x->d || !x->w || !x->block || !x->cand || !x->tmp || !x->hmass || !x->hcnt) {
+        sampler_scratch_free(x);
+        return err_set(WICK_ERR_NOMEM, "sampler: out of memory for n_vocab %d", n_vocab);
+    }
+    *out = x;
+    return WICK_OK;
+}
+
 void sampler_free(sampler *s) {
     if (!s) return;
     free(s->bias);
@@ -169,57 +217,66 @@ void sampler_free(sampler *s) {
     free(s->gen_count);
     free(s->gen_ids);
     free(s->gen_orig);
-    free(s->d);
-    free(s->w);
-    free(s->block);
-    free(s->cand);
-    free(s->tmp);
     free(s->top);
-    free(s->hmass);
-    free(s->hcnt);
+    sampler_scratch_free(s->own);
     free(s);
 }
 
-wick_status sampler_create(const sampler_params *p, int n_vocab, sampler **out) {
+wick_status sampler_create_ext(const sampler_params *p, int n_vocab, sampler_scratch *shared,
+                               sampler **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "sampler_create: out is NULL");
     *out = NULL;
     wick_status st = sampler_params_validate(p, n_vocab);
     if (st != WICK_OK) return st;
+    if (shared && shared->n_vocab != n_vocab)
+        return err_set(WICK_ERR_INVALID_ARG, "sampler_create: scratch for %d ids, not %d",
+                       shared->n_vocab, n_vocab);
     sampler *s = calloc(1, sizeof *s);
     if (!s) return err_set(WICK_ERR_NOMEM, "sampler_create: out of memory");
     s->p = *p;
     s->n_vocab = n_vocab;
     s->n_top = p->n_logprobs < n_vocab ? p->n_logprobs : n_vocab;
-    size_t nv = (size_t)n_vocab, nb = (nv + SAMPLER_BLOCK - 1) / SAMPLER_BLOCK;
+    size_t nv = (size_t)n_vocab;
     size_t nbias = (size_t)p->n_logit_bias;
+    bool ok = true;
     s->bias = malloc((nbias ? nbias : 1) * sizeof *s->bias);
     s->bias_orig = malloc((nbias ? nbias : 1) * sizeof *s->bias_orig);
-    s->rep_count = calloc(nv, sizeof *s->rep_count);
-    s->rep_inlist = calloc(nv, 1);
-    s->rep_ids = malloc(nv * sizeof *s->rep_ids);
-    s->rep_orig = malloc(nv * sizeof *s->rep_orig);
-    s->ring_len = p->repetition_last_n;
-    s->ring = malloc((s->ring_len ? (size_t)s->ring_len : 1) * sizeof *s->ring);
-    s->gen_count = calloc(nv, sizeof *s->gen_count);
-    s->gen_ids = malloc(nv * sizeof *s->gen_ids);
-    s->gen_orig = malloc(nv * sizeof *s->gen_orig);
-    s->d = malloc(nv * sizeof *s->d);
-    s->w = malloc(nv * sizeof *s->w);
-    s->block = malloc(nb * sizeof *s->block);
-    s->cand = malloc(nv * sizeof *s->cand);
-    s->tmp = malloc(nv * sizeof *s->tmp);
+    ok = s->bias && s->bias_orig;
+    /* penalty histories only for the penalties in use: a sampler without any needs no
+       vocabulary-sized state of its own */
+    s->rep_on = p->repetition_penalty != 1.0f;
+    s->gen_on = p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
+    if (s->rep_on) {
+        s->rep_count = calloc(nv, sizeof *s->rep_count);
+        s->rep_inlist = calloc(nv, 1);
+        s->rep_ids = malloc(nv * sizeof *s->rep_ids);
+        s->rep_orig = malloc(nv * sizeof *s->rep_orig);
+        s->ring_len = p->repetition_last_n;
+        s->ring = malloc((s->ring_len ? (size_t)s->ring_len : 1) * sizeof *s->ring);
+        ok = ok && s->rep_count && s->rep_inlist && s->rep_ids && s->rep_orig && s->ring;
+    }
+    if (s->gen_on) {
+        s->gen_count = calloc(nv, sizeof *s->gen_count);
+        s->gen_ids = malloc(nv * sizeof *s->gen_ids);
+        s->gen_orig = malloc(nv * sizeof *s->gen_orig);
+        ok = ok && s->gen_count && s->gen_ids && s->gen_orig;
+    }
     s->top = malloc((s->n_top ? (size_t)s->n_top : 1) * sizeof *s->top);
-    s->hnb = sampler_hist_buckets(n_vocab);
-    s->hscale = sampler_hist_scale(s->hnb);
-    s->hmass = malloc((size_t)(s->hnb + 1) * sizeof *s->hmass);
-    s->hcnt = malloc((size_t)(s->hnb + 1) * sizeof *s->hcnt);
-    if (!s->bias || !s->bias_orig || !s->rep_count || !s->rep_inlist || !s->rep_ids ||
-        !s->rep_orig || !s->ring || !s->gen_count || !s->gen_ids || !s->gen_orig || !s->d ||
-        !s->w || !s->block || !s->cand || !s->tmp || !s->top ||
-        !s->hmass || !s->hcnt) {
+    if (ok && s->top && !shared && sampler_scratch_create(n_vocab, &s->own) == WICK_OK)
+        shared = s->own;
+    if (!ok || !s->top || !shared) {
         sampler_free(s);
         return err_set(WICK_ERR_NOMEM, "sampler_create: out of memory for n_vocab %d", n_vocab);
     }
+    s->d = shared->d;
+    s->w = shared->w;
+    s->block = shared->block;
+    s->cand = shared->cand;
+    s->tmp = shared->tmp;
+    s->hmass = shared->hmass;
+    s->hcnt = shared->hcnt;
+    s->hnb = sampler_hist_buckets(n_vocab);
+    s->hscale = sampler_hist_scale(s->hnb);
     if (nbias) memcpy(s->bias, p->logit_bias, nbias * sizeof *s->bias);
     s->p.logit_bias = s->bias; /* the caller's array is not borrowed past this call */
     sampler_set_seed(s, p->seed);
@@ -227,13 +284,17 @@ wick_status sampler_create(const sampler_params *p, int n_vocab, sampler **out) 
     return WICK_OK;
 }
 
+wick_status sampler_create(const sampler_params *p, int n_vocab, sampler **out) {
+    return sampler_create_ext(p, n_vocab, NULL, out);
+}
+
 void sampler_reset(sampler *s) {
     if (!s) return;
-    for (int i = 0; i < s->n_rep; i++) {
+    for (int i = 0; s->rep_on && i < s->n_rep; i++) {
         s->rep_count[s->rep_ids[i]] = 0;
         s->rep_inlist[s->rep_ids[i]] = 0;
     }
-    for (int i = 0; i < s->n_gen; i++) s->gen_count[s->gen_ids[i]] = 0;
+    for (int i = 0; s->gen_on && i < s->n_gen; i++) s->gen_count[s->gen_ids[i]] = 0;
     s->n_rep = s->n_gen = 0;
     s->ring_pos = s->ring_n = 0;
     s->rep_applied = s->gen_applied = false;
@@ -246,6 +307,7 @@ void sampler_reset(sampler *s) {
  * ring_len ids, ring_pos is the slot written next (the oldest once full); an id leaving the
  * window decrements its count, and its list entry is dropped at the next compaction. */
 static void rep_push(sampler *s, int32_t id) {
+    if (!s->rep_on) return;
     if (s->ring_len > 0) {
         if (s->ring_n == s->ring_len) s->rep_count[s->ring[s->ring_pos]]--; /* oldest leaves */
         else s->ring_n++;
@@ -278,7 +340,7 @@ wick_status sampler_accept(sampler *s, int32_t id) {
         return err_set(WICK_ERR_INVALID_ARG, "sampler_accept: id %d outside [0, %d)", (int)id,
                        s->n_vocab);
     rep_push(s, id);
-    if (s->gen_count[id]++ == 0) s->gen_ids[s->n_gen++] = id;
+    if (s->gen_on && s->gen_count[id]++ == 0) s->gen_ids[s->n_gen++] = id;
     return WICK_OK;
 }
 

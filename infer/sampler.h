@@ -139,6 +139,18 @@ wick_status sampler_create(const sampler_params *p, int n_vocab, sampler **out);
 /* Frees the sampler; NULL is ignored. */
 void sampler_free(sampler *s);
 
+/* The per-sample scratch (vocabulary-sized work arrays, ~30 bytes per id). A sampler made by
+ * sampler_create has its own; samplers made with sampler_create_ext(…, shared, …) use
+ * `shared` instead, which is safe when they sample one at a time (an engine samples its
+ * generations one after another on its driver thread), and saves that memory per sampler.
+ * The scratch must outlive every sampler using it. Penalty histories (another ~25 bytes per
+ * id) are allocated only when their penalty is in use. */
+typedef struct sampler_scratch sampler_scratch;
+wick_status sampler_scratch_create(int n_vocab, sampler_scratch **out);
+void sampler_scratch_free(sampler_scratch *x);
+wick_status sampler_create_ext(const sampler_params *p, int n_vocab, sampler_scratch *shared,
+                               sampler **out);
+
 /* Starts a new sequence: forgets the penalty history and reseeds the generator from params.seed,
  * so that the same inputs again give the same tokens. */
 void sampler_reset(sampler *s);

@@ -6,7 +6,7 @@
  * first token of a stream (the 200 and the SSE headers go out then), or the whole answer of
  * a non-streamed request. While streaming, the content reader takes what the callback
  * appended and suspends the connection again when it has caught up. A client that stops
- * reading lets its job's output grow to SERVE_OUT_BOUND, then the generation is paused (it
+ * reading lets its job's output grow to out_bound (--stream-buffer), then the generation is paused (it
  * keeps its KV blocks, takes no compute) and, after stall_ms, cancelled. Requests that find
  * the queue full, or wait in it longer than queue_ms, get 503 with Retry-After.
  *
@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* ---- small growable buffer --------------------------------------------------------------- */
@@ -341,7 +342,7 @@ static bool on_token(const wick_token *t, void *user) {
             sb_add(&j->out, "data: [DONE]\n\n", 14);
         }
         /* a client that reads nothing: stop computing for it once its backlog is large */
-        if (!last && !j->paused && j->out.len - j->out_pos > SERVE_OUT_BOUND) {
+        if (!last && !j->paused && j->out.len - j->out_pos > c->out_bound) {
             j->paused = true;
             j->t_paused = now_ms();
             wick_engine_pause(c->eng, j->gen);
@@ -442,7 +443,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         j->out_pos += k;
         if (j->out_pos == j->out.len) j->out.len = j->out_pos = 0;
         /* the client reads again: let its generation go on */
-        if (j->paused && j->out.len - j->out_pos < SERVE_OUT_BOUND / 2) {
+        if (j->paused && j->out.len - j->out_pos < j->c->out_bound / 2) {
             j->paused = false;
             wick_engine_resume(j->c->eng, j->gen);
         }
@@ -698,12 +699,25 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
     *state = NULL;
 }
 
+/* New connections get a fixed 64 KiB send buffer (the kernel would grow it to megabytes): what
+ * a client leaves unread then piles up in the job's output, where out_bound sees it. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)cls, (void)socket_context;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED) return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int sz = 64 << 10;
+    if (ci) setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+}
+
 struct MHD_Daemon *serve_http_start(serve_ctx *c, int listen_fd, int max_conns, int threads) {
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, c, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, c, MHD_OPTION_CONNECTION_LIMIT,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, c, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, c, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->timeout_s,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 0 ? threads : 1),
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
@@ -723,6 +737,18 @@ void serve_http_stop(struct MHD_Daemon *d) {
 
 #else /* built without libmicrohttpd: `wick serve` reports it instead of failing to link */
 #include <stdio.h>
+
+/* New connections get a fixed 64 KiB send buffer (the kernel would grow it to megabytes): what
+ * a client leaves unread then piles up in the job's output, where out_bound sees it. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)cls, (void)socket_context;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED) return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int sz = 64 << 10;
+    if (ci) setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+}
 
 struct MHD_Daemon *serve_http_start(serve_ctx *c, int listen_fd, int max_conns, int threads) {
     (void)c, (void)listen_fd, (void)max_conns, (void)threads;

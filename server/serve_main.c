@@ -28,6 +28,7 @@ static int usage(FILE *f) {
                "                  [--ctx N] [--batch N] [--kv-type TYPE] [--kv-size N] [-t THREADS]\n"
                "                  [--alias NAME] [--queue-ms MS] [--timeout S] [--stall-ms MS]\n"
                "                  [--max-conns N] [--drain-grace S] [--max-body BYTES]\n"
+               "                  [--stream-buffer BYTES] [--no-prefix-cache] [--http-threads N]\n"
                "                  [--kernels auto|ref] [--adapter [NAME=]DIR[:scale]]... [-v]\n"
                "OpenAI-compatible HTTP server: GET /health, GET /v1/models,\n"
                "POST /v1/completions, POST /v1/chat/completions (stream: Server-Sent Events).\n"
@@ -50,7 +51,9 @@ static int usage(FILE *f) {
                "  --http-threads N threads that parse and write HTTP (default 2)\n"
                "  --alias NAME     model id reported to clients (default: folder name)\n"
                "  --timeout S      close connections idle (or not reading) this long (default 30)\n"
-               "  --stall-ms MS    cancel a stream whose client left 256 KiB unread this long\n"
+               "  --stream-buffer N  unread bytes of a stream before its generation pauses\n"
+               "                   (default 256 KiB)\n"
+               "  --stall-ms MS    cancel a paused stream whose client reads nothing this long\n"
                "                   (default 30000)\n"
                "  --max-conns N    open connections at most (default 1024)\n"
                "  --drain-grace S  on SIGTERM, how long running generations may finish (default 30)\n"
@@ -166,7 +169,7 @@ int cmd_serve(int argc, char **argv) {
     long port = 8080, parallel = 4, queue = 64, ctx = 0, threads = 0, queue_ms = 60000;
     long batch = 128, kv_size = 0, timeout_s = 30, stall_ms = 30000, max_conns = 1024;
     long grace_s = 30, http_threads = 2;
-    long max_body = SERVE_MAX_BODY_DEFAULT;
+    long max_body = SERVE_MAX_BODY_DEFAULT, out_bound = SERVE_OUT_BOUND;
     wick_kv_type kv_type = WICK_KV_F16;
     bool verbose = false, prefix_cache = true;
     const char *adapter_specs[SERVE_MAX_ADAPTERS];
@@ -221,6 +224,8 @@ int cmd_serve(int argc, char **argv) {
             if (!cli_parse_int("serve", a, argv[++i], 1, 1000000, &max_conns)) return 2;
         } else if (!strcmp(a, "--drain-grace") && has) {
             if (!cli_parse_int("serve", a, argv[++i], 0, 86400, &grace_s)) return 2;
+        } else if (!strcmp(a, "--stream-buffer") && has) {
+            if (!cli_parse_int("serve", a, argv[++i], 1024, 1L << 30, &out_bound)) return 2;
         } else if (!strcmp(a, "--max-body") && has) {
             if (!cli_parse_int("serve", a, argv[++i], 1024, 1L << 30, &max_body)) return 2;
         } else {
@@ -262,6 +267,7 @@ int cmd_serve(int argc, char **argv) {
     c.stall_ms = (int)stall_ms;
     c.timeout_s = (int)timeout_s;
     c.max_body = (size_t)max_body;
+    c.out_bound = (size_t)out_bound;
     c.verbose = verbose;
     c.id_base = (long long)time(NULL);
     char *name = folder_name(model_path);

@@ -22,7 +22,8 @@
 #define SERVE_MAX_STOPS 16
 #define SERVE_MAX_ADAPTERS 32
 #define SERVE_MAX_BODY_DEFAULT (8u << 20)
-/* Output bytes a streaming client may leave unread before its generation is paused. */
+/* Output bytes a streaming client may leave unread before its generation is paused (default
+ * of --stream-buffer). */
 #define SERVE_OUT_BOUND (256u << 10)
 
 typedef struct job job;
@@ -40,6 +41,7 @@ typedef struct serve_ctx {
                                       is cancelled */
     int timeout_s;                 /* idle connections are closed after this */
     size_t max_body;               /* request bodies above this get 413 */
+    size_t out_bound;              /* unread stream bytes before the generation is paused */
     bool verbose;                  /* one log line per request on stderr */
     atomic_int inflight;           /* submitted generations not yet finished */
     atomic_bool draining;          /* SIGTERM: no new requests */

@@ -17,249 +17,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "testutil.h"
+#include "serverutil.h"
 
 #include "lora/lora.h"
 
-#define WICK_BIN WICK_BINARY_DIR "/wick"
 
 static char *g_dir, *g_model;   /* temp dir, model folder inside it */
 static pid_t g_pid = -1;        /* server A: --parallel 1, default queue */
 static int g_port;
 static const char *g_skip;      /* why the tests skip, or NULL */
-
-/* ---- child processes ---------------------------------------------------------------------- */
-
-/* Starts argv with stdout on a pipe (*out_fd); stderr is inherited for diagnostics. */
-static pid_t spawn(char *const argv[], int *out_fd) {
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    *out_fd = p[0];
-    return pid;
-}
-
-/* Reads fd to EOF (bounded by timeout_ms) into a malloc'd string. */
-static char *read_to_eof(int fd, int timeout_ms) {
-    size_t len = 0, cap = 4096;
-    char *s = malloc(cap);
-    for (;;) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        if (poll(&pf, 1, timeout_ms) <= 0) break;
-        if (len + 1024 > cap) s = realloc(s, cap *= 2);
-        ssize_t n = read(fd, s + len, cap - len - 1);
-        if (n <= 0) break;
-        len += (size_t)n;
-    }
-    s[len] = 0;
-    return s;
-}
-
-/* Waits up to timeout_ms for pid; returns its wait status, or -1 after killing it. */
-static int wait_child(pid_t pid, int timeout_ms) {
-    int st = 0;
-    for (int waited = 0; waited < timeout_ms; waited += 20) {
-        if (waitpid(pid, &st, WNOHANG) == pid) return st;
-        usleep(20000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
-/* Starts `wick serve` on the model with extra options; returns the pid and sets *port, or -1
- * when the server did not come up (it has exited). */
-static pid_t start_server(const char *const extra[], int *port) {
-    char *argv[24] = {WICK_BIN, "serve", "-m", g_model, "--port", "0", "-t", "1"};
-    int n = 8;
-    for (int i = 0; extra && extra[i]; i++) argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-    int fd;
-    pid_t pid = spawn(argv, &fd);
-    char line[256];
-    size_t len = 0;
-    while (len + 1 < sizeof line) { /* the first stdout line: "listening on http://H:P ..." */
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        if (poll(&pf, 1, 120000) <= 0 || read(fd, line + len, 1) != 1) break;
-        if (line[len++] == '\n') break;
-    }
-    line[len] = 0;
-    close(fd); /* the server writes nothing else on stdout */
-    const char *p = strstr(line, "127.0.0.1:");
-    if (!p) {
-        wait_child(pid, 5000);
-        return -1;
-    }
-    *port = atoi(p + 10);
-    return pid;
-}
-
-/* ---- HTTP over plain sockets ----------------------------------------------------------------- */
-
-static int connect_port(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {.tv_sec = 120};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
-
-static void send_all(int fd, const char *s, size_t n) {
-    while (n) {
-        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-        if (w <= 0) return; /* the server may answer early (413) and close */
-        s += w;
-        n -= (size_t)w;
-    }
-}
-
-static void send_request(int fd, const char *method, const char *path, const char *body) {
-    char head[512];
-    size_t n = body ? strlen(body) : 0;
-    snprintf(head, sizeof head,
-             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-             method, path, n);
-    send_all(fd, head, strlen(head));
-    if (n) send_all(fd, body, n);
-}
-
-/* Decodes a chunked body in place. */
-static void dechunk(char *b) {
-    char *in = b, *out = b;
-    for (;;) {
-        char *end;
-        unsigned long n = strtoul(in, &end, 16);
-        char *nl = strstr(end, "\r\n");
-        if (!nl || n == 0) break;
-        memmove(out, nl + 2, n);
-        out += n;
-        in = nl + 2 + n + 2;
-    }
-    *out = 0;
-}
-
-typedef struct resp {
-    int status;
-    char *raw;   /* whole response */
-    char *body;  /* into raw, de-chunked */
-} resp;
-
-static resp http(int port, const char *method, const char *path, const char *body) {
-    int fd = connect_port(port);
-    send_request(fd, method, path, body);
-    resp r = {0};
-    r.raw = read_to_eof(fd, 120000);
-    close(fd);
-    assert_true(sscanf(r.raw, "HTTP/1.%*d %d", &r.status) == 1);
-    char *sep = strstr(r.raw, "\r\n\r\n");
-    assert_non_null(sep);
-    *sep = 0;
-    r.body = sep + 4;
-    if (strcasestr(r.raw, "transfer-encoding: chunked")) dechunk(r.body);
-    return r;
-}
-
-static cJSON *json_of(const resp *r) {
-    cJSON *j = cJSON_Parse(r->body);
-    if (!j) fail_msg("response is not JSON: %s", r->body);
-    return j;
-}
-
-static const char *jstr(const cJSON *o, const char *path1, const char *path2) {
-    const cJSON *v = cJSON_GetObjectItem(o, path1);
-    if (path2) v = cJSON_GetObjectItem(v, path2);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* choices[0] of a response or chunk. */
-static const cJSON *choice0(const cJSON *j) {
-    return cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
-}
-
-/* Non-streamed request: returns choices[0].text (or message.content), malloc'd; *finish and
- * *completion_tokens optional. */
-static char *complete(int port, const char *path, const char *body, char *finish, int *ntok) {
-    resp r = http(port, "POST", path, body);
-    if (r.status != 200) fail_msg("%s -> %d: %s", path, r.status, r.body);
-    cJSON *j = json_of(&r);
-    const cJSON *c = choice0(j);
-    const char *t = jstr(c, "text", NULL);
-    if (!t) t = jstr(c, "message", "content");
-    assert_non_null(t);
-    char *out = strdup(t);
-    if (finish) snprintf(finish, 16, "%s", jstr(c, "finish_reason", NULL));
-    const cJSON *u = cJSON_GetObjectItem(j, "usage");
-    int pt = cJSON_GetObjectItem(u, "prompt_tokens")->valueint;
-    int ct = cJSON_GetObjectItem(u, "completion_tokens")->valueint;
-    assert_true(pt > 0);
-    assert_int_equal(cJSON_GetObjectItem(u, "total_tokens")->valueint, pt + ct);
-    if (ntok) *ntok = ct;
-    cJSON_Delete(j);
-    free(r.raw);
-    return out;
-}
-
-/* Streamed request: concatenates the text deltas; checks the SSE framing, the chat role
- * chunk, exactly one finish_reason and the final [DONE]. */
-static char *complete_stream(int port, const char *path, const char *body, char *finish) {
-    resp r = http(port, "POST", path, body);
-    if (r.status != 200) fail_msg("%s -> %d: %s", path, r.status, r.body);
-    assert_non_null(strcasestr(r.raw, "content-type: text/event-stream"));
-    bool chat = strstr(path, "chat") != NULL;
-    size_t cap = strlen(r.body) + 1, len = 0;
-    char *text = calloc(1, cap);
-    int events = 0, finishes = 0;
-    bool done = false;
-    for (char *ev = r.body; *ev;) {
-        char *end = strstr(ev, "\n\n");
-        assert_non_null(end);
-        *end = 0;
-        assert_memory_equal(ev, "data: ", 6);
-        assert_false(done); /* nothing after [DONE] */
-        if (!strcmp(ev + 6, "[DONE]")) {
-            done = true;
-        } else {
-            cJSON *j = cJSON_Parse(ev + 6);
-            assert_non_null(j);
-            assert_string_equal(jstr(j, "object", NULL),
-                                chat ? "chat.completion.chunk" : "text_completion");
-            const cJSON *c = choice0(j);
-            if (c) {
-                const char *t = chat ? jstr(c, "delta", "content") : jstr(c, "text", NULL);
-                if (chat && events == 0) assert_string_equal(jstr(c, "delta", "role"), "assistant");
-                if (t) {
-                    memcpy(text + len, t, strlen(t));
-                    len += strlen(t);
-                }
-                const char *f = jstr(c, "finish_reason", NULL);
-                if (f) {
-                    finishes++;
-                    snprintf(finish, 16, "%s", f);
-                }
-            }
-            cJSON_Delete(j);
-            events++;
-        }
-        ev = end + 2;
-    }
-    assert_true(done);
-    assert_int_equal(finishes, 1);
-    free(r.raw);
-    return text;
-}
 
 /* ---- setup -------------------------------------------------------------------------------- */
 
@@ -278,17 +44,17 @@ static int group_setup(void **state) {
     char *argv[] = {WICK_BIN, "create-random", "--like", "tiny", "--tokenizer", tok,
                     "--out", g_model, NULL};
     int fd;
-    pid_t pid = spawn(argv, &fd);
-    free(read_to_eof(fd, 120000));
+    pid_t pid = su_spawn(argv, &fd);
+    free(su_read_to_eof(fd, 120000));
     close(fd);
-    int st = wait_child(pid, 120000);
+    int st = su_wait_child(pid, 120000);
     free(tok);
     if (st != 0) {
         g_skip = "wick create-random failed";
         return tu_ci() ? -1 : 0;
     }
     const char *extra[] = {"--ctx", "1024", NULL};
-    if ((g_pid = start_server(extra, &g_port)) < 0) {
+    if ((g_pid = su_start_server(g_model, extra, &g_port)) < 0) {
         g_skip = "`wick serve` did not start (built without libmicrohttpd or not registered)";
         return tu_ci() ? -1 : 0;
     }
@@ -300,7 +66,7 @@ static int group_teardown(void **state) {
     int rc = 0;
     if (g_pid > 0) { /* a clean SIGTERM shutdown exits 0 (and leak-free under ASan) */
         kill(g_pid, SIGTERM);
-        int st = wait_child(g_pid, 60000);
+        int st = su_wait_child(g_pid, 60000);
         if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
             fprintf(stderr, "wick serve did not shut down cleanly (wait status %d)\n", st);
             rc = -1;
@@ -325,19 +91,19 @@ static int group_teardown(void **state) {
 static void test_health_and_models(void **state) {
     (void)state;
     NEED_SERVER();
-    resp r = http(g_port, "GET", "/health", NULL);
+    su_resp r = su_http(g_port, "GET", "/health", NULL);
     assert_int_equal(r.status, 200);
-    cJSON *j = json_of(&r);
-    assert_string_equal(jstr(j, "status", NULL), "ok");
+    cJSON *j = su_json_of(&r);
+    assert_string_equal(su_jstr(j, "status", NULL), "ok");
     cJSON_Delete(j);
     free(r.raw);
-    r = http(g_port, "GET", "/v1/models", NULL);
+    r = su_http(g_port, "GET", "/v1/models", NULL);
     assert_int_equal(r.status, 200);
-    j = json_of(&r);
-    assert_string_equal(jstr(j, "object", NULL), "list");
+    j = su_json_of(&r);
+    assert_string_equal(su_jstr(j, "object", NULL), "list");
     const cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 0);
-    assert_string_equal(jstr(m, "id", NULL), "model");
-    assert_string_equal(jstr(m, "object", NULL), "model");
+    assert_string_equal(su_jstr(m, "id", NULL), "model");
+    assert_string_equal(su_jstr(m, "object", NULL), "model");
     cJSON_Delete(j);
     free(r.raw);
 }
@@ -349,10 +115,10 @@ static char *run_generate(const char *const opts[]) {
     for (int i = 0; opts[i]; i++) argv[n++] = (char *)opts[i];
     argv[n] = NULL;
     int fd;
-    pid_t pid = spawn(argv, &fd);
-    char *out = read_to_eof(fd, 120000);
+    pid_t pid = su_spawn(argv, &fd);
+    char *out = su_read_to_eof(fd, 120000);
     close(fd);
-    assert_int_equal(wait_child(pid, 60000), 0);
+    assert_int_equal(su_wait_child(pid, 60000), 0);
     return out;
 }
 
@@ -361,7 +127,7 @@ static void test_completion_matches_generate(void **state) {
     NEED_SERVER();
     char finish[16];
     int ntok = 0;
-    char *text = complete(g_port, "/v1/completions",
+    char *text = su_complete(g_port, "/v1/completions",
                           "{\"prompt\":\"Hello world\",\"max_tokens\":12,\"temperature\":0}",
                           finish, &ntok);
     assert_true(ntok >= 1 && ntok <= 12);
@@ -373,7 +139,7 @@ static void test_completion_matches_generate(void **state) {
     assert_memory_equal(cli, text, n);
     free(cli);
     /* the same prompt given as token ids gives the same text */
-    char *ids_text = complete(g_port, "/completions",
+    char *ids_text = su_complete(g_port, "/completions",
                               "{\"prompt\":[9707,1879],\"max_tokens\":12,\"temperature\":0}",
                               NULL, NULL);
     assert_string_equal(ids_text, text);
@@ -395,8 +161,8 @@ static void test_stream_equals_nonstream(void **state) {
         char plain[512], streamed[512], f1[16], f2[16];
         snprintf(plain, sizeof plain, bodies[i][1], "");
         snprintf(streamed, sizeof streamed, bodies[i][1], ",\"stream\":true");
-        char *a = complete(g_port, bodies[i][0], plain, f1, NULL);
-        char *b = complete_stream(g_port, bodies[i][0], streamed, f2);
+        char *a = su_complete(g_port, bodies[i][0], plain, f1, NULL);
+        char *b = su_complete_stream(g_port, bodies[i][0], streamed, f2);
         assert_string_equal(a, b);
         assert_string_equal(f1, f2);
         free(a);
@@ -407,17 +173,17 @@ static void test_stream_equals_nonstream(void **state) {
 static void test_chat_matches_generate(void **state) {
     (void)state;
     NEED_SERVER();
-    resp r = http(g_port, "POST", "/v1/chat/completions",
+    su_resp r = su_http(g_port, "POST", "/v1/chat/completions",
                   "{\"messages\":[{\"role\":\"user\",\"content\":\"What is 2+2?\"}],"
                   "\"max_tokens\":6,\"temperature\":0}");
     assert_int_equal(r.status, 200);
-    cJSON *j = json_of(&r);
-    assert_string_equal(jstr(j, "object", NULL), "chat.completion");
-    const cJSON *c = choice0(j);
-    assert_string_equal(jstr(c, "message", "role"), "assistant");
-    const char *content = jstr(c, "message", "content");
+    cJSON *j = su_json_of(&r);
+    assert_string_equal(su_jstr(j, "object", NULL), "chat.completion");
+    const cJSON *c = su_choice0(j);
+    assert_string_equal(su_jstr(c, "message", "role"), "assistant");
+    const char *content = su_jstr(c, "message", "content");
     assert_non_null(content);
-    assert_non_null(jstr(c, "finish_reason", NULL));
+    assert_non_null(su_jstr(c, "finish_reason", NULL));
     const char *opts[] = {"--chat", "-p", "What is 2+2?", "-n", "6", NULL};
     char *cli = run_generate(opts);
     size_t n = strlen(content);
@@ -431,7 +197,7 @@ static void test_chat_matches_generate(void **state) {
 static void test_stop_strings(void **state) {
     (void)state;
     NEED_SERVER();
-    char *full = complete(g_port, "/v1/completions",
+    char *full = su_complete(g_port, "/v1/completions",
                           "{\"prompt\":\"Hello world\",\"max_tokens\":12,\"temperature\":0}",
                           NULL, NULL);
     size_t n = strlen(full);
@@ -451,8 +217,8 @@ static void test_stop_strings(void **state) {
                  "{\"prompt\":\"Hello world\",\"max_tokens\":12,\"temperature\":0,"
                  "\"stop\":%s\"%s\"%s%s}", s ? "[\"zzzq\"," : "", stop, s ? "]" : "",
                  s ? ",\"stream\":true" : "");
-        char *t = s ? complete_stream(g_port, "/v1/completions", body, finish)
-                    : complete(g_port, "/v1/completions", body, finish, NULL);
+        char *t = s ? su_complete_stream(g_port, "/v1/completions", body, finish)
+                    : su_complete(g_port, "/v1/completions", body, finish, NULL);
         assert_int_equal(strlen(t), cut);
         assert_memory_equal(t, full, cut);
         assert_string_equal(finish, "stop");
@@ -463,15 +229,15 @@ static void test_stop_strings(void **state) {
 
 static void expect_error(int port, const char *method, const char *path, const char *body,
                          int status, const char *param) {
-    resp r = http(port, method, path, body);
+    su_resp r = su_http(port, method, path, body);
     if (r.status != status) fail_msg("%s %s: %d, wanted %d: %s", method, path, r.status, status, r.body);
-    cJSON *j = json_of(&r);
+    cJSON *j = su_json_of(&r);
     const cJSON *e = cJSON_GetObjectItem(j, "error");
     assert_non_null(e);
-    const char *msg = jstr(e, "message", NULL);
+    const char *msg = su_jstr(e, "message", NULL);
     assert_true(msg && *msg);
-    assert_non_null(jstr(e, "type", NULL));
-    if (param) assert_string_equal(jstr(e, "param", NULL), param);
+    assert_non_null(su_jstr(e, "type", NULL));
+    if (param) assert_string_equal(su_jstr(e, "param", NULL), param);
     /* an overloaded server tells the client when to come back */
     if (status == 503 && !strcasestr(r.raw, "\r\nRetry-After: "))
         fail_msg("%s %s: 503 without Retry-After: %s", method, path, r.raw);
@@ -508,18 +274,18 @@ static void test_errors(void **state) {
     expect_error(g_port, "POST", "/v1/completions", b, 400, "prompt");
     free(b);
     /* 413: a declared body over the 8 MiB cap is refused before it is read */
-    int fd = connect_port(g_port);
+    int fd = su_connect_port(g_port);
     const char *head = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                        "Connection: close\r\nContent-Length: 9000000\r\n\r\n{\"prompt\":";
-    send_all(fd, head, strlen(head));
-    char *raw = read_to_eof(fd, 60000);
+    su_send_all(fd, head, strlen(head));
+    char *raw = su_read_to_eof(fd, 60000);
     close(fd);
     int status = 0;
     assert_int_equal(sscanf(raw, "HTTP/1.%*d %d", &status), 1);
     assert_int_equal(status, 413);
     free(raw);
     /* the server still answers afterwards */
-    resp r = http(g_port, "GET", "/health", NULL);
+    su_resp r = su_http(g_port, "GET", "/health", NULL);
     assert_int_equal(r.status, 200);
     free(r.raw);
 }
@@ -532,10 +298,10 @@ static void test_busy_and_disconnect(void **state) {
     NEED_SERVER();
     const char *extra[] = {"--ctx", "4096", "--parallel", "1", "--queue", "0", NULL};
     int port = 0;
-    pid_t pid = start_server(extra, &port);
+    pid_t pid = su_start_server(g_model, extra, &port);
     assert_true(pid > 0);
-    int fd = connect_port(port);
-    send_request(fd, "POST", "/v1/completions",
+    int fd = su_connect_port(port);
+    su_send_request(fd, "POST", "/v1/completions",
                  "{\"prompt\":\"Hello\",\"max_tokens\":0,\"ignore_eos\":true,\"stream\":true}");
     /* wait for three SSE events: generation is running and holds the slot */
     char buf[8192];
@@ -554,7 +320,7 @@ static void test_busy_and_disconnect(void **state) {
     close(fd); /* hang up mid-stream */
     int status = 0;
     for (int tries = 0; tries < 200 && status != 200; tries++) {
-        resp r = http(port, "POST", "/v1/completions", "{\"prompt\":\"Hi\",\"max_tokens\":2}");
+        su_resp r = su_http(port, "POST", "/v1/completions", "{\"prompt\":\"Hi\",\"max_tokens\":2}");
         status = r.status;
         if (status != 200) {
             assert_int_equal(status, 503);
@@ -564,7 +330,7 @@ static void test_busy_and_disconnect(void **state) {
     }
     assert_int_equal(status, 200);
     kill(pid, SIGINT);
-    int st = wait_child(pid, 60000);
+    int st = su_wait_child(pid, 60000);
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
@@ -588,22 +354,22 @@ static void test_adapters_as_models(void **state) {
     snprintf(spec, sizeof spec, "styled=%s", dir);
     const char *extra[] = {"--adapter", spec, NULL};
     int port = 0;
-    pid_t pid = start_server(extra, &port);
+    pid_t pid = su_start_server(g_model, extra, &port);
     assert_true(pid > 0);
-    resp r = http(port, "GET", "/v1/models", NULL);
-    cJSON *j = json_of(&r);
+    su_resp r = su_http(port, "GET", "/v1/models", NULL);
+    cJSON *j = su_json_of(&r);
     const cJSON *ad = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 1);
     assert_non_null(ad);
-    assert_string_equal(jstr(ad, "id", NULL), "styled");
-    assert_string_equal(jstr(ad, "parent", NULL), "model");
+    assert_string_equal(su_jstr(ad, "id", NULL), "styled");
+    assert_string_equal(su_jstr(ad, "parent", NULL), "model");
     cJSON_Delete(j);
     free(r.raw);
     const char *body_a = "{\"model\":\"styled\",\"prompt\":\"Hello world\",\"max_tokens\":8,"
                          "\"temperature\":0}";
     const char *body_b = "{\"prompt\":\"Hello world\",\"max_tokens\":8,\"temperature\":0}";
-    char *with = complete(port, "/v1/completions", body_a, NULL, NULL);
-    char *base = complete(port, "/v1/completions", body_b, NULL, NULL);
-    char *again = complete(port, "/v1/completions", body_a, NULL, NULL);
+    char *with = su_complete(port, "/v1/completions", body_a, NULL, NULL);
+    char *base = su_complete(port, "/v1/completions", body_b, NULL, NULL);
+    char *again = su_complete(port, "/v1/completions", body_a, NULL, NULL);
     assert_string_equal(with, again); /* switching back and forth is exact */
     const char *opts_a[] = {"-p", "Hello world", "-n", "8", "--adapter", dir, NULL};
     const char *opts_b[] = {"-p", "Hello world", "-n", "8", NULL};
@@ -615,7 +381,7 @@ static void test_adapters_as_models(void **state) {
                  "{\"model\":\"nope\",\"prompt\":\"x\",\"max_tokens\":2}", 404, "model");
     free(with); free(base); free(again); free(cli_a); free(cli_b);
     kill(pid, SIGTERM);
-    int st = wait_child(pid, 60000);
+    int st = su_wait_child(pid, 60000);
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
