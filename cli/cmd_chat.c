@@ -133,6 +133,7 @@ int cmd_chat(int argc, char **argv) {
     wick_session_params sp = wick_session_params_default();
     sp.n_threads = (int)o.threads;
     sp.n_ctx = (int)o.ctx;
+    sp.kv_type = o.kv_type;
     wick_session *s = NULL;
     if (wick_session_create(m, &sp, &s) != WICK_OK) {
         wick_model_free(m);

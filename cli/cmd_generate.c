@@ -125,6 +125,7 @@ int cmd_generate(int argc, char **argv) {
     wick_session_params sp = wick_session_params_default();
     sp.n_threads = (int)o.threads;
     sp.n_ctx = (int)o.ctx;
+    sp.kv_type = o.kv_type;
     if (wick_session_create(m, &sp, &s) != WICK_OK) {
         rc = cli_fail("generate", "cannot create session");
         goto out;

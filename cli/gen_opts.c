@@ -35,6 +35,7 @@ void gen_opts_usage(FILE *f) {
             "  --keep-special         include special tokens in the text\n"
             "  -t, --threads N        worker threads (default: all CPUs)\n"
             "  --ctx N                context size (default min(model max, 4096))\n"
+            "  --kv-type T            KV cache elements: f32 (default, exact), f16, bf16, q8_0\n"
             "  --kernels auto|ref     kernel table\n", GEN_OPTS_MAX_STOPS);
 }
 
@@ -106,6 +107,16 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
         r = 1;
     } else if (!strcmp(a, "--kernels")) {
         o->kernels = v;
+        r = 1;
+    } else if (!strcmp(a, "--kv-type")) {
+        if (!strcmp(v, "f32")) o->kv_type = WICK_KV_F32;
+        else if (!strcmp(v, "f16")) o->kv_type = WICK_KV_F16;
+        else if (!strcmp(v, "bf16")) o->kv_type = WICK_KV_BF16;
+        else if (!strcmp(v, "q8_0")) o->kv_type = WICK_KV_Q8_0;
+        else {
+            fprintf(stderr, "wick %s: --kv-type %s: expected f32, f16, bf16 or q8_0\n", cmd, v);
+            return -1;
+        }
         r = 1;
     }
     if (r == 1) (*i)++;

@@ -14,6 +14,7 @@ typedef struct gen_opts {
     int32_t stop_ids[GEN_OPTS_MAX_STOPS];
     long threads, ctx;
     const char *kernels;
+    wick_kv_type kv_type;
 } gen_opts;
 
 void gen_opts_init(gen_opts *o);
