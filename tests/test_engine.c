@@ -379,6 +379,50 @@ static void test_kv_types(void **state) {
     wick_model_free(m);
 }
 
+/* The logit error each KV element type costs, against transformers' golden logits of
+ * small-qwen2 (300-token prompt, positions 0..299 read back through the cache): f32 must meet
+ * the golden tolerance (1e-4); the lossy types are reported (README, "KV cache types") and
+ * held to loose sanity bounds. */
+static void test_kv_type_error(void **state) {
+    TU_REQUIRE_FIXTURE(dir, "small-qwen2");
+    char golden[4200];
+    snprintf(golden, sizeof golden, "%s/golden.safetensors", dir);
+    wick_model *m = NULL;
+    assert_int_equal(wick_model_load(dir, NULL, &m), WICK_OK);
+    int64_t T, np;
+    int32_t *ids = tu_load_ids(golden, "p0_input_ids", &T);
+    int32_t *pos = tu_load_ids(golden, "p0_positions", &np);
+    float *want = tu_load_f32(golden, "p0_logits_at_positions", NULL, NULL, NULL);
+    const int V = 2048;
+    float *logits = malloc(sizeof(float) * (size_t)T * V), *f32 = malloc(sizeof(float) * (size_t)T * V);
+    static const wick_kv_type types[] = {WICK_KV_F32, WICK_KV_F16, WICK_KV_BF16, WICK_KV_Q8_0};
+    static const char *names[] = {"f32", "f16", "bf16", "q8_0"};
+    static const double bound[] = {1e-4, 0.02, 0.05, 0.1};
+    for (int t = 0; t < 4; t++) {
+        wick_session_params sp = wick_session_params_default();
+        sp.n_threads = 2;
+        sp.kv_type = types[t];
+        wick_session *s = NULL;
+        assert_int_equal(wick_session_create(m, &sp, &s), WICK_OK);
+        /* decode-like: the prompt in chunks of 37, so later rows read earlier rows' cache */
+        for (int64_t i = 0; i < T; i += 37) {
+            const int n = (int)(T - i < 37 ? T - i : 37);
+            assert_int_equal(wick_session_eval(s, ids + i, n, WICK_LOGITS_ALL,
+                                               logits + (size_t)i * V), WICK_OK);
+        }
+        if (t == 0) memcpy(f32, logits, sizeof(float) * (size_t)T * V);
+        double vs_golden = 0, vs_f32 = tu_max_abs_diff(logits, f32, T * V);
+        for (int64_t k = 0; k < np; k++)
+            vs_golden = fmax(vs_golden, tu_max_abs_diff(logits + (size_t)pos[k] * V, want + k * V, V));
+        printf("KV %-4s: logits max abs diff vs transformers %.3g, vs wick f32 KV %.3g "
+               "(all 300 positions)\n", names[t], vs_golden, vs_f32);
+        assert_true(vs_golden <= bound[t]);
+        wick_session_free(s);
+    }
+    free(ids), free(pos), free(want), free(logits), free(f32), free(dir);
+    wick_model_free(m);
+}
+
 /* Submissions and cancellations from four threads while the driver steps. */
 typedef struct th_ctx {
     wick_engine *e;
@@ -457,6 +501,7 @@ int main(void) {
         cmocka_unit_test(test_exact_cpu),     cmocka_unit_test(test_exact_ref),
         cmocka_unit_test(test_prefix_cache),  cmocka_unit_test(test_control),
         cmocka_unit_test(test_pool_too_small), cmocka_unit_test(test_kv_types),
+        cmocka_unit_test(test_kv_type_error),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
