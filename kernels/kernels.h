@@ -63,6 +63,15 @@ typedef struct wk_span {
     const int32_t *blocks;
 } wk_span;
 
+/* One run of rows that applies one LoRA module (unmerged): rows [row0, row0 + n) of x / y. */
+typedef struct wk_lora_run {
+    int row0, n;
+    const wk_weight *A;  /* (r, in) f32 */
+    const wk_weight *B;  /* (out, r) f32, B.rows = y's width */
+    float scale;         /* the module's α/r times the caller's multiplier */
+    float *t;            /* (n, r): receives x·Aᵀ (training keeps it), or NULL: scratch */
+} wk_lora_run;
+
 typedef struct kernel_table {
     const char *name;
 
@@ -126,6 +135,13 @@ typedef struct kernel_table {
 
     /* y[i] += a·x[i] for i < n (the product rounded to f32 first, then the sum). */
     void (*axpy)(wk_ctx *ctx, float *y, float a, const float *x, long n);
+
+    /* LoRA, unmerged, for every run (S-LoRA-style segments, runs of different adapters in one
+     * call): t = x[rows]·Aᵀ (n, r); u = t·Bᵀ (n, out); y[rows] += scale·u, each product
+     * rounded before its add (as PEFT: result + lora_B(lora_A(x))·scaling). x (rows, in),
+     * y (rows, out). scratch: room for (row0 + n)·r floats for every run without its own t. */
+    void (*lora)(wk_ctx *ctx, float *y, const float *x, const wk_lora_run *runs, int n_runs,
+                 float *scratch);
 
     /* dst row i (cols floats) = src row idx[i], for i < n (a gather of rows). */
     void (*gather_rows)(wk_ctx *ctx, float *dst, const float *src, const int32_t *idx, int n,

@@ -52,7 +52,6 @@ wick_status fwd_init(fwd_state *f, const wick_model *m, wk_ctx *ctx, int cap_row
     sizes(f, sz);
     bool ok = true;
     for (int i = 0; i < B_N; i++) *slot(f, i) = take(f, sz[i], &ok);
-    f->lora_u = take(f, (size_t)f->cap_rows * (size_t)layer_max_out(&m->cfg), &ok);
     if (!ok) {
         fwd_free(f);
         return err_set(WICK_ERR_NOMEM, "out of memory for activations of %d rows", cap_rows);
@@ -96,7 +95,6 @@ void fwd_free(fwd_state *f) {
     size_t sz[B_N];
     sizes(f, sz);
     for (int i = 0; i < B_N; i++) give(f, *slot(f, i), sz[i]);
-    give(f, f->lora_u, (size_t)f->cap_rows * (size_t)layer_max_out(&f->m->cfg));
     if (f->lora_t) give(f, f->lora_t, (size_t)f->cap_rows * (size_t)f->cap_rank);
     memset(f, 0, sizeof *f);
 }
@@ -134,7 +132,7 @@ void model_forward(fwd_state *f, kv_pool *kv, const fwd_batch *b) {
                     .trace_user = f->trace_user};
     layer_bufs lb = {.x = f->x, .xn1 = f->xn, .xn2 = f->xn, .q = f->q, .k = f->k, .v = f->v,
                      .att = f->att, .gate = f->gate, .up = f->up, .h = f->gate, .tmp = f->tmp,
-                     .lora_t = f->lora_t, .lora_u = f->lora_u};
+                     .lora_t = f->lora_t};
     K->embed(f->ctx, f->x, &m->tok_embd, b->ids, n);
     if (f->trace) f->trace(f->trace_user, "embed", -1, f->x, n, d);
     for (int l = 0; l < c->n_layer; l++) layer_forward(&lc, l, &lb, n);

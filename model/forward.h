@@ -34,7 +34,7 @@ typedef struct fwd_state {
     wk_ctx *ctx;
     int cap_rows, max_pos, cap_rank;
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up;  /* (cap_rows, ·) */
-    float *lora_t, *lora_u;      /* (cap_rows, cap_rank), (cap_rows, layer_max_out) */
+    float *lora_t;               /* (cap_rows, cap_rank) LoRA scratch */
     float *rope_cos, *rope_sin;  /* (max_pos, head_dim/2) */
     size_t bytes;                /* everything above, for reports */
     layer_trace_fn trace;        /* tests: also "embed" and "final_norm" (layer −1) */

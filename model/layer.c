@@ -3,35 +3,33 @@
 
 #include "model/layer.h"
 
-int layer_max_out(const model_config *c) {
-    int w = c->n_embd;
-    if (c->n_head * c->head_dim > w) w = c->n_head * c->head_dim;
-    if (c->n_ff > w) w = c->n_ff;
-    return w;
-}
-
 static void trace(const layer_ctx *lc, const char *name, int l, const float *d, int rows,
                   int cols) {
     if (lc->trace) lc->trace(lc->trace_user, name, l, d, rows, cols);
 }
 
-/* y (n, W.rows) = x·Wᵀ + bias, then each run's LoRA of (l, proj) added to its rows. */
+/* y (n, W.rows) = x·Wᵀ + bias, then every run's LoRA of (l, proj) added to its rows in one
+ * kernel call. */
 static void proj(const layer_ctx *lc, layer_bufs *b, int l, int p, const wk_weight *W,
                  const float *bias, float *y, const float *x, int n) {
     const kernel_table *K = lc->m->kern;
     K->matmul(lc->ctx, y, x, W, bias, n);
+    wk_lora_run runs[64];
+    int nr = 0;
     for (int r = 0; r < lc->n_runs; r++) {
         const lora_run *run = &lc->runs[r];
         const lora_pair *pr = &run->pairs[(size_t)l * LORA_N_PROJ + p];
         if (!pr->A.data || run->n <= 0) continue;
-        const size_t in = (size_t)W->cols, out = (size_t)W->rows, rk = (size_t)pr->A.rows;
-        float *t = b->lora_keep && b->lora_keep[p] ? b->lora_keep[p] + (size_t)run->row0 * rk
-                                                   : b->lora_t;
-        K->matmul(lc->ctx, t, x + (size_t)run->row0 * in, &pr->A, NULL, run->n);  /* (n, r) */
-        K->matmul(lc->ctx, b->lora_u, t, &pr->B, NULL, run->n);                   /* (n, out) */
-        K->axpy(lc->ctx, y + (size_t)run->row0 * out, pr->scale * run->mult, b->lora_u,
-                (long)run->n * (long)out);
+        float *keep = b->lora_keep && b->lora_keep[p]
+                          ? b->lora_keep[p] + (size_t)run->row0 * (size_t)pr->A.rows
+                          : NULL;
+        runs[nr++] = (wk_lora_run){run->row0, run->n, &pr->A, &pr->B, pr->scale * run->mult, keep};
+        if (nr == 64) {
+            K->lora(lc->ctx, y, x, runs, nr, b->lora_t);
+            nr = 0;
+        }
     }
+    if (nr) K->lora(lc->ctx, y, x, runs, nr, b->lora_t);
 }
 
 void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {

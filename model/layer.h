@@ -28,7 +28,7 @@ typedef struct layer_bufs {
     float **lora_keep;        /* optional: LORA_N_PROJ pointers ((n, r) each, NULL where not
                                  adapted) that receive x·Aᵀ for the backward; needs one run
                                  covering all n rows */
-    float *lora_t, *lora_u;   /* scratch (n, r_max) and (n, widest projection output) */
+    float *lora_t;            /* scratch (n, r_max) for x·Aᵀ of runs whose t is not kept */
 } layer_bufs;
 
 /* The caller's attention for layer l: reads b->q (roped), b->k (roped), b->v, writes b->att. */
@@ -54,8 +54,5 @@ typedef struct layer_ctx {
 } layer_ctx;
 
 void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n);
-
-/* Widest output of any projection (for the lora_u scratch). */
-int layer_max_out(const model_config *c);
 
 #endif

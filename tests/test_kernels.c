@@ -466,6 +466,53 @@ static void test_embed(void **state) {
             }
 }
 
+/* LoRA over several runs (different ranks, rows, a kept t): every table within the bound of
+ * two f32 dot products in another order (t: in terms; u: r terms), times |scale|. */
+static void test_lora(void **state) {
+    const int in = 67, out = 300, rows = 23;
+    float *x = xmalloc(sizeof(float) * rows * in), *y0 = xmalloc(sizeof(float) * rows * out);
+    float *want = xmalloc(sizeof(float) * rows * out), *got = xmalloc(sizeof(float) * rows * out);
+    float *tol = xmalloc(sizeof(float) * rows * out);
+    float *A[3], *B[3], *scr = xmalloc(sizeof(float) * rows * 16), *keep = xmalloc(sizeof(float) * 9 * 5);
+    float *keep_ref = xmalloc(sizeof(float) * 9 * 5);
+    const int rk[3] = {8, 16, 5};
+    wk_weight WA[3], WB[3];
+    fill(x, (long)rows * in, 1.0f), fill(y0, (long)rows * out, 1.0f);
+    for (int k = 0; k < 3; k++) {
+        A[k] = xmalloc(sizeof(float) * rk[k] * in), B[k] = xmalloc(sizeof(float) * out * rk[k]);
+        fill(A[k], (long)rk[k] * in, 0.2f), fill(B[k], (long)out * rk[k], 0.05f);
+        WA[k] = (wk_weight){A[k], DT_F32, rk[k], in};
+        WB[k] = (wk_weight){B[k], DT_F32, out, rk[k]};
+    }
+    wk_lora_run runs[3] = {{0, 3, &WA[0], &WB[0], 2.0f, NULL},
+                           {5, 9, &WA[2], &WB[2], -0.5f, keep_ref},
+                           {14, 9, &WA[1], &WB[1], 1.25f, NULL}};
+    memcpy(want, y0, sizeof(float) * rows * out);
+    kernels_ref()->lora(NULL, want, x, runs, 3, scr);
+    for (long i = 0; i < (long)rows * out; i++) tol[i] = 1e-30f;
+    for (int k = 0; k < 3; k++)
+        for (int i = runs[k].row0; i < runs[k].row0 + runs[k].n; i++)
+            for (int o = 0; o < out; o++) {
+                double su = 0;
+                for (int j = 0; j < rk[k]; j++) {
+                    double st = 0;
+                    for (int c = 0; c < in; c++) st += fabs((double)x[i * in + c] * A[k][j * in + c]);
+                    su += (in + 2) * FLT_EPSILON * st * fabs(B[k][o * rk[k] + j]) + FLT_EPSILON * st * fabs(B[k][o * rk[k] + j]) * (rk[k] + 2);
+                }
+                tol[i * out + o] = (float)(fabs(runs[k].scale) * su + 2 * FLT_EPSILON * fabs(want[i * out + o]) + 1e-30);
+            }
+    runs[1].t = keep;
+    FOR_EACH_TABLE_POOL(t, p) {
+        memcpy(got, y0, sizeof(float) * rows * out);
+        t->lora(p, got, x, runs, 3, scr);
+        check_close("lora", t, pool_size(p->pool), got, want, tol, (long)rows * out);
+        for (int i = 0; i < 9 * 5; i++) assert_true(fabsf(keep[i] - keep_ref[i]) <= 1e-5f * (1 + fabsf(keep_ref[i])));
+        t->lora(p, got, x, runs, 0, scr); /* no runs: nothing */
+    }
+    for (int k = 0; k < 3; k++) free(A[k]), free(B[k]);
+    free(x), free(y0), free(want), free(got), free(tol), free(scr), free(keep), free(keep_ref);
+}
+
 static void test_gather_rows(void **state) {
     float src[7 * 5], want[4 * 5], got[4 * 5];
     fill(src, 35, 1.0f);
@@ -487,7 +534,7 @@ int main(void) {
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_silu_add),     cmocka_unit_test(test_embed),
-        cmocka_unit_test(test_gather_rows),
+        cmocka_unit_test(test_gather_rows), cmocka_unit_test(test_lora),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

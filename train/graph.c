@@ -91,7 +91,6 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
     TAKE(tr->dh, N * ff);
     TAKE(tr->dt, N * (size_t)(r_max ? r_max : 1));
     TAKE(tr->wrow, 64 * maxw);
-    TAKE(tr->lora_u, N * (size_t)layer_max_out(c));
     float *pos_mem = NULL;          /* int32 positions, stored in the float arena (same size) */
     TAKE(pos_mem, N);
     if (base) tr->pos = (int32_t *)pos_mem;
@@ -340,7 +339,7 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
         layer_bufs lb = {.x = x, .x_in = a->x_in, .x_mid = a->x_mid, .xn1 = a->xn1,
                          .xn2 = a->xn2, .q = a->q, .k = a->k, .v = a->v, .att = a->att,
                          .gate = a->g, .up = a->u, .h = a->h, .tmp = tr->dxn,
-                         .lora_keep = a->t, .lora_t = tr->dt, .lora_u = tr->lora_u};
+                         .lora_keep = a->t, .lora_t = tr->dt};
         layer_forward(&lc, l, &lb, N);
     }
     K->rmsnorm(ctx, tr->xn_final, x, m->final_norm, N, d, c->norm_eps);

@@ -545,6 +545,83 @@ static void cpu_axpy(wk_ctx *ctx, float *y, float a, const float *x, long n) {
     run_split(ctx ? ctx->pool : NULL, n, axpy_task, &c);
 }
 
+/* LoRA: two dispatches per call whatever the number of runs. Phase 1 computes t = x·Aᵀ for
+ * every run in items of 8 rows (one read of A per item); phase 2 adds scale·(t·Bᵀ) in items
+ * of (8 rows, 256 outputs), the product computed by the ISA's matvec into a stack buffer. */
+#define LORA_OC 256
+typedef struct lora_ctx {
+    const cpu_isa *isa;
+    float *y;
+    const float *x;
+    const wk_lora_run *runs;
+    int n_runs;
+    float *scratch;
+    long n_items, next;
+} lora_ctx;
+
+static float *lora_t(const lora_ctx *c, const wk_lora_run *ru) {
+    return ru->t ? ru->t : c->scratch + (size_t)ru->row0 * ru->A->rows;
+}
+
+static void lora_t_task(void *vctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    lora_ctx *c = vctx;
+    for (long it; (it = pool_claim(&c->next)) < c->n_items;) {
+        long base = 0;
+        int k = 0;
+        while (it >= base + (c->runs[k].n + 7) / 8) base += (c->runs[k++].n + 7) / 8;
+        const wk_lora_run *ru = &c->runs[k];
+        const int i0 = (int)(it - base) * 8, nx = ru->n - i0 < 8 ? ru->n - i0 : 8;
+        const int64_t in = ru->A->cols, r = ru->A->rows;
+        c->isa->matvec(lora_t(c, ru) + (size_t)i0 * r, r, c->x + (size_t)(ru->row0 + i0) * in, in,
+                       nx, ru->A, 0, r);
+    }
+}
+
+static long lora_out_items(const wk_lora_run *ru) {
+    return (long)((ru->n + 7) / 8) * ((ru->B->rows + LORA_OC - 1) / LORA_OC);
+}
+
+static void lora_y_task(void *vctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    lora_ctx *c = vctx;
+    float u[8 * LORA_OC];
+    for (long it; (it = pool_claim(&c->next)) < c->n_items;) {
+        long base = 0;
+        int k = 0;
+        while (it >= base + lora_out_items(&c->runs[k])) base += lora_out_items(&c->runs[k++]);
+        const wk_lora_run *ru = &c->runs[k];
+        const int64_t out = ru->B->rows, r = ru->A->rows;
+        const long n_oc = (out + LORA_OC - 1) / LORA_OC, local = it - base;
+        const int i0 = (int)(local / n_oc) * 8, nx = ru->n - i0 < 8 ? ru->n - i0 : 8;
+        const int64_t o0 = (local % n_oc) * LORA_OC, o1 = o0 + LORA_OC < out ? o0 + LORA_OC : out;
+        /* u[i][o - o0] for the 8 rows and this block of outputs (B's rows o0.. as a view) */
+        const wk_weight Bv = {(const float *)ru->B->data + o0 * r, DT_F32, o1 - o0, r};
+        c->isa->matvec(u, LORA_OC, lora_t(c, ru) + (size_t)i0 * r, r, nx, &Bv, 0, o1 - o0);
+        for (int i = 0; i < nx; i++) {
+            float *yi = c->y + (size_t)(ru->row0 + i0 + i) * out + o0;
+            const float *ui = u + (size_t)i * LORA_OC;
+            for (int64_t o = 0; o < o1 - o0; o++) yi[o] += ru->scale * ui[o];
+        }
+    }
+}
+
+static void cpu_lora(const cpu_isa *isa, wk_pool *pool, float *y, const float *x,
+                     const wk_lora_run *runs, int n_runs, float *scratch) {
+    if (n_runs <= 0) return;
+    lora_ctx c = {isa, y, x, runs, n_runs, scratch, 0, 0};
+    long work = 0;
+    for (int k = 0; k < n_runs; k++) {
+        c.n_items += (runs[k].n + 7) / 8;
+        work += (long)runs[k].n * runs[k].A->rows * (runs[k].A->cols + runs[k].B->rows);
+    }
+    wk_pool *p = work < SMALL_WORK ? NULL : pool;
+    pool_run_dyn(p, lora_t_task, &c);
+    c.n_items = c.next = 0;
+    for (int k = 0; k < n_runs; k++) c.n_items += lora_out_items(&runs[k]);
+    pool_run_dyn(p, lora_y_task, &c);
+}
+
 static void cpu_gather_rows(wk_ctx *ctx, float *dst, const float *src, const int32_t *idx, int n,
                             int cols) {
     (void)ctx; /* a few rows per step (the rows whose logits are wanted): not worth threads */
@@ -601,6 +678,8 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
                                 float sc) {                                                    \
         cpu_attention(&ISA, POOL(x_), o, q, kv, sp, ns, nh, nkv, hd, win, sc);                 \
     }                                                                                          \
+    static void tag##_lora(wk_ctx *x_, float *y, const float *x, const wk_lora_run *ru, int nr,  \
+                           float *scr) { cpu_lora(&ISA, POOL(x_), y, x, ru, nr, scr); }         \
     static void tag##_softmax(float *x, int n) { ISA.softmax(x, n); }                          \
     static void tag##_silu_mul(wk_ctx *x_, float *o, const float *g, const float *u, long n) { \
         cpu_silu_mul(&ISA, POOL(x_), o, g, u, n);                                              \
@@ -613,7 +692,7 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
         .buf_copy = kernels_host_copy, .embed = tag##_embed, .rmsnorm = tag##_rmsnorm,         \
         .matmul = tag##_matmul, .rope = tag##_rope, .rope_interleaved = cpu_rope_il,           \
         .kv_store = tag##_kv_store, .attention = tag##_attention, .softmax = tag##_softmax,    \
-        .silu_mul = tag##_silu_mul, .add = tag##_add, .axpy = cpu_axpy,                      \
+        .silu_mul = tag##_silu_mul, .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,   \
         .gather_rows = cpu_gather_rows,                                                        \
     };
 

@@ -248,6 +248,30 @@ static void ref_axpy(wk_ctx *ctx, float *y, float a, const float *x, long n) {
     for (long i = 0; i < n; i++) y[i] += a * x[i]; /* baseline x86-64: no FMA to fuse into */
 }
 
+static void ref_lora(wk_ctx *ctx, float *y, const float *x, const wk_lora_run *runs, int n_runs,
+                     float *scratch) {
+    for (int k = 0; k < n_runs; k++) {
+        const wk_lora_run *ru = &runs[k];
+        const int64_t r = ru->A->rows, in = ru->A->cols, out = ru->B->rows;
+        float *t = ru->t ? ru->t : scratch + (size_t)ru->row0 * r;
+        const float *A = ru->A->data, *B = ru->B->data;
+        for (int i = 0; i < ru->n; i++) {
+            const float *xi = x + (size_t)(ru->row0 + i) * in;
+            for (int64_t j = 0; j < r; j++) {
+                float acc = 0.0f;
+                for (int64_t c = 0; c < in; c++) acc += xi[c] * A[j * in + c];
+                t[(size_t)i * r + j] = acc;
+            }
+            float *yi = y + (size_t)(ru->row0 + i) * out;
+            for (int64_t o = 0; o < out; o++) {
+                float u = 0.0f;
+                for (int64_t j = 0; j < r; j++) u += t[(size_t)i * r + j] * B[o * r + j];
+                yi[o] += ru->scale * u;
+            }
+        }
+    }
+}
+
 static void ref_gather_rows(wk_ctx *ctx, float *dst, const float *src, const int32_t *idx, int n,
                             int cols) {
     for (int i = 0; i < n; i++)
@@ -270,6 +294,7 @@ static const kernel_table k_ref = {
     .silu_mul = ref_silu_mul,
     .add = ref_add,
     .axpy = ref_axpy,
+    .lora = ref_lora,
     .gather_rows = ref_gather_rows,
 };
 
