@@ -468,7 +468,10 @@ wick_status wick_adapter_save_gguf(const wick_model *model, const char *name, co
 
 /* Merged mode: a new model handle whose adapted matrices are W' = W + scale·(α/r)·B·A,
  * computed in f32 from the base weight and rounded once to the base dtype (bf16/f16: round to
- * nearest even), in private copies; every other weight, the tokenizer and the config are
+ * nearest even; a block-quantized base (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K, from GGUF) is
+ * dequantized, merged in f32 and requantized to the same block type, so the merged model has
+ * the base's size and speed and one more rounding of the adapted matrices at that type), in
+ * private copies of the adapted matrices; every other weight, the tokenizer and the config are
  * shared with `base`, which is never modified ("unmerge" = wick_model_free(merged)).
  * `base` must outlive the merged model and all its sessions. */
 wick_status wick_model_merge_adapter(const wick_model *base, const char *name, float scale,
