@@ -477,10 +477,19 @@ wick_status wick_adapter_save_gguf(const wick_model *model, const char *name, co
 wick_status wick_model_merge_adapter(const wick_model *base, const char *name, float scale,
                                      wick_model **merged);
 
-/* Writes a model as a Hugging Face folder: model.safetensors (every tensor of the source
- * files with its name and dtype, merged matrices replaced; one file even for a sharded
- * source), config.json, generation_config.json and tokenizer files copied from the source
- * folder. Used by `wick merge`. */
+/* Writes a model (loaded or merged) to `out_dir`. Used by `wick merge`.
+ *  - A path ending in ".gguf" (any case) gets one GGUF file: every matrix in the type it has
+ *    in memory (a model merged into a quantized base keeps the base's block types; nothing is
+ *    requantized), norms and biases F32, the source's tokenizer metadata (its GGUF tokenizer.*
+ *    keys, or its folder's tokenizer.json).
+ *  - Any other path gets a Hugging Face folder. From a model folder: model.safetensors (every
+ *    tensor of the source files with its name and dtype, merged matrices replaced; one file
+ *    even for a sharded source), config.json, generation_config.json and tokenizer files
+ *    copied. From a GGUF file: what `wick convert IN.gguf OUT_DIR` writes — HF tensor names,
+ *    matrices in the source's type when it is F32, F16 or BF16 throughout, else BF16
+ *    (quantized matrices dequantized), config.json / generation_config.json built from the
+ *    config, tokenizer.json from the GGUF metadata.
+ * Errors name the path; the previous output at that path is left as it was. */
 wick_status wick_model_save(const wick_model *model, const char *out_dir);
 
 /* ------------------------------------------------------------------------------------------

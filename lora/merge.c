@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <cblas.h>
@@ -28,7 +29,10 @@
 #include "formats/safetensors.h"
 #include "kernels/quant.h"
 #include "lora/lora.h"
+#include "model/gguf_tok.h"
 #include "model/model.h"
+#include "model/model_export.h"
+#include "model/model_gguf.h"
 
 static wk_weight *proj_weight(layer_weights *w, int p) {
     wk_weight *ws[LORA_N_PROJ] = {&w->wq, &w->wk, &w->wv, &w->wo,
@@ -174,8 +178,30 @@ static wick_status copy_file(const char *src_dir, const char *dst_dir, const cha
     return st;
 }
 
+static bool ends_with_gguf(const char *s) {
+    size_t n = strlen(s);
+    return n >= 5 && strcasecmp(s + n - 5, ".gguf") == 0;
+}
+
+/* GGUF file: every matrix in its in-memory type (merged ones in the base's block type, no
+ * requantization), the tokenizer metadata of the source (GGUF keys or tokenizer.json). */
+static wick_status save_gguf(const wick_model *m, const char *path) {
+    gguf_tok_meta tm;
+    wick_status st = m->gguf ? gguf_tok_meta_from_gguf(m->gguf, &tm)
+                             : gguf_tok_meta_from_folder(m->path, &tm);
+    if (st) return st;
+    st = model_gguf_save(m, path, MODEL_GGUF_KEEP, tm.kv, tm.n);
+    gguf_tok_meta_free(&tm);
+    return st;
+}
+
 wick_status wick_model_save(const wick_model *m, const char *out_dir) {
-    if (!m || !out_dir) return err_set(WICK_ERR_INVALID_ARG, "wick_model_save: NULL argument");
+    if (!m || !out_dir || !out_dir[0])
+        return err_set(WICK_ERR_INVALID_ARG, "wick_model_save: NULL argument or empty path");
+    if (ends_with_gguf(out_dir)) return save_gguf(m, out_dir);
+    /* a GGUF source has no safetensors to copy: HF names, matrices dequantized/widened to the
+       type model_export_default_dtype picks (BF16 for quantized), config and tokenizer rebuilt */
+    if (m->gguf) return model_export_folder(m, out_dir, model_export_default_dtype(m));
     if (mkdir(out_dir, 0777) != 0 && errno != EEXIST)
         return err_set(WICK_ERR_IO, "%s: cannot create directory: %s", out_dir, strerror(errno));
     const int n = st_count(m->st);

@@ -1,7 +1,7 @@
 /* test_lora_quant.c — merging a LoRA adapter into a base loaded from GGUF, quantized or not
  * (wick_model_merge_adapter dequantizes each adapted row, adds s·B·A in f32 and requantizes
  * to the base's block type), and writing the merged model as GGUF or as a Hugging Face
- * folder (wick_model_save).
+ * folder (wick_model_save): the GGUF keeps the merged bytes, the folder holds them as BF16.
  *
  * Bases: tiny-qwen2 (f32 fixture) and small-qwen2 (bf16 fixture, whose 256-wide rows let
  * Q4_K / Q6_K really be K-quants; tiny-qwen2's 64-wide rows fall back to Q5_0 / Q8_0 as
@@ -169,11 +169,80 @@ static void test_merge_small_kquants(void **state) {
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) check_merge("small-qwen2", types[i]);
 }
 
+/* Rows of two matrices of the same shape, as f32 after `round` (NULL = none), are equal. */
+static void assert_rows_equal(const wk_weight *a, const wk_weight *b, uint16_t (*round)(float)) {
+    assert_int_equal(a->rows, b->rows);
+    assert_int_equal(a->cols, b->cols);
+    float *ra = malloc(sizeof(float) * (size_t)a->cols), *rb = malloc(sizeof(float) * (size_t)a->cols);
+    for (int64_t r = 0; r < a->rows; r++) {
+        kernels_row_to_f32(ra, a, r);
+        kernels_row_to_f32(rb, b, r);
+        if (round)
+            for (int64_t c = 0; c < a->cols; c++) ra[c] = bf16_to_f32(round(ra[c]));
+        assert_memory_equal(ra, rb, sizeof(float) * (size_t)a->cols);
+    }
+    free(ra);
+    free(rb);
+}
+
+/* wick_model_save of a model merged into a Q4_0 GGUF base (before: "base.gguf/config.json:
+ * missing" after an empty 40-byte model.safetensors): to .gguf, the base's tensor types and
+ * the merged bytes exactly (same logits); to a folder, a Hugging Face folder with BF16
+ * matrices = bf16(dequantized merged rows) that loads and gives the merged model. */
+static void test_save_merged_gguf_base(void **state) {
+    TU_REQUIRE_FIXTURE(dir, "tiny-qwen2");
+    char *tmp = tu_mkdtemp(), *qpath = path_join(tmp, "base.gguf");
+    char *gout = path_join(tmp, "merged.gguf"), *fout = path_join(tmp, "merged");
+    prompt p = get_prompt("tiny-qwen2", 32);
+    wick_model *full = load(dir);
+    if (model_gguf_save(full, qpath, DT_Q4_0, NULL, 0)) fail_msg("%s", wick_last_error());
+    wick_model_free(full);
+    wick_model *q = load(qpath), *qm = NULL;
+    add_adapter(q, "tiny-qwen2");
+    assert_int_equal(wick_model_merge_adapter(q, "a", 1.0f, &qm), WICK_OK);
+    const size_t nl = (size_t)p.n * (size_t)q->cfg.n_vocab;
+    float *l_mg = logits(qm, NULL, p.ids, p.n), *l_base = logits(q, NULL, p.ids, p.n);
+
+    if (wick_model_save(qm, gout) != WICK_OK) fail_msg("%s", wick_last_error());
+    wick_model *g = load(gout);
+    for (int l = 0; l < q->cfg.n_layer; l++)
+        for (int j = 0; j < LORA_N_PROJ; j++) {
+            assert_int_equal(proj(g, l, j)->dt, proj(q, l, j)->dt);
+            assert_rows_equal(proj(qm, l, j), proj(g, l, j), NULL);
+        }
+    assert_int_equal(g->tok_embd.dt, q->tok_embd.dt);
+    float *l_g = logits(g, NULL, p.ids, p.n);
+    assert_memory_equal(l_g, l_mg, sizeof(float) * nl);
+    wick_model_free(g);
+
+    if (wick_model_save(qm, fout) != WICK_OK) fail_msg("%s", wick_last_error());
+    wick_model *f = load(fout);
+    for (int l = 0; l < q->cfg.n_layer; l++)
+        for (int j = 0; j < LORA_N_PROJ; j++) {
+            assert_int_equal(proj(f, l, j)->dt, DT_BF16);
+            assert_rows_equal(proj(qm, l, j), proj(f, l, j), f32_to_bf16);
+        }
+    assert_rows_equal(&q->tok_embd, &f->tok_embd, f32_to_bf16);
+    /* the folder is the merged model up to bf16 rounding: much closer to it than the base */
+    float *l_f = logits(f, NULL, p.ids, p.n);
+    const double d = maxdiff(l_f, l_mg, nl), effect = maxdiff(l_base, l_mg, nl);
+    fprintf(stderr, "folder (BF16) vs merged Q4_0: %.3g (adapter effect %.3g)\n", d, effect);
+    assert_true(d < 0.25 * effect);
+    wick_model_free(f);
+
+    free(l_mg); free(l_base); free(l_g); free(l_f); free(p.ids);
+    wick_model_free(qm);
+    wick_model_free(q);
+    tu_rmdir_rf(tmp);
+    free(tmp); free(qpath); free(gout); free(fout); free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merge_q4_0_overflow),
         cmocka_unit_test(test_merge_tiny_types),
         cmocka_unit_test(test_merge_small_kquants),
+        cmocka_unit_test(test_save_merged_gguf_base),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
