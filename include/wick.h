@@ -455,7 +455,9 @@ const char *wick_session_adapter(const wick_session *s);
 /* Writes a registered adapter as a PEFT folder in `out_dir` (created if missing):
  * adapter_config.json (every field PEFT reads; peft_type LORA, task_type CAUSAL_LM) and
  * adapter_model.safetensors with PEFT key names, the dtype the tensors were loaded with,
- * tensors sorted by name. Files are written atomically. */
+ * tensors sorted by name. The folder is replaced as a whole (built beside it, swapped in
+ * with one rename; other files already in it are kept): at every moment out_dir holds the
+ * complete previous adapter or the complete new one, even if the process is killed. */
 wick_status wick_adapter_save(const wick_model *model, const char *name, const char *out_dir);
 
 /* Writes a registered adapter as a llama.cpp GGUF LoRA file at `path` (atomic):
@@ -489,7 +491,11 @@ wick_status wick_model_merge_adapter(const wick_model *base, const char *name, f
  *    matrices in the source's type when it is F32, F16 or BF16 throughout, else BF16
  *    (quantized matrices dequantized), config.json / generation_config.json built from the
  *    config, tokenizer.json from the GGUF metadata.
- * Errors name the path; the previous output at that path is left as it was. */
+ * Crash-safe: a file is written beside its path and renamed over it, a folder is built beside
+ * its path and swapped in whole (other files already in it are kept), so the path holds the
+ * complete previous output or the complete new one at every moment, even if the process is
+ * killed (limit: entries nested more than 64 folders deep in a replaced folder are refused).
+ * Errors name the path; on failure the previous output is left as it was. */
 wick_status wick_model_save(const wick_model *model, const char *out_dir);
 
 /* ------------------------------------------------------------------------------------------
@@ -582,7 +588,8 @@ wick_status wick_trainer_get_state(const wick_trainer *tr, wick_train_state *out
 /* Writes `dir` (created if missing): the adapter as a PEFT folder (adapter_config.json +
  * adapter_model.safetensors, F32) and trainer_state.safetensors holding exp_avg / exp_avg_sq
  * per PEFT key (key + ".exp_avg" / ".exp_avg_sq"), with the step count and the training
- * params in "__metadata__". Each file is written atomically. Fails with
+ * params in "__metadata__". The folder is replaced as a whole like wick_adapter_save's, so
+ * weights and optimizer state always belong to the same step. Fails with
  * WICK_ERR_INVALID_ARG while micro-batches of an unfinished step (grad_accum > 1) are
  * pending: save between optimizer steps. */
 wick_status wick_trainer_save(const wick_trainer *tr, const char *dir);

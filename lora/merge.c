@@ -15,12 +15,10 @@
  *
  * Not here: keeping the merged matrices unrounded for a quantized base (they are requantized
  * like the base; a folder written from it holds the dequantized requantized values). */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include <cblas.h>
 
@@ -202,11 +200,16 @@ wick_status wick_model_save(const wick_model *m, const char *out_dir) {
     /* a GGUF source has no safetensors to copy: HF names, matrices dequantized/widened to the
        type model_export_default_dtype picks (BF16 for quantized), config and tokenizer rebuilt */
     if (m->gguf) return model_export_folder(m, out_dir, model_export_default_dtype(m));
-    if (mkdir(out_dir, 0777) != 0 && errno != EEXIST)
-        return err_set(WICK_ERR_IO, "%s: cannot create directory: %s", out_dir, strerror(errno));
     const int n = st_count(m->st);
     st_write_tensor *t = calloc((size_t)(n ? n : 1), sizeof *t);
     if (!t) return err_set(WICK_ERR_NOMEM, "out of memory");
+    /* the folder is built beside out_dir and swapped in whole (base/fileio.h dir_txn) */
+    dir_txn txn;
+    wick_status st = dir_txn_begin(out_dir, &txn);
+    if (st) {
+        free(t);
+        return st;
+    }
     for (int i = 0; i < n; i++) {
         const st_tensor *s = st_at(m->st, i);
         t[i] = (st_write_tensor){.name = s->name, .dt = s->dt, .ndim = s->ndim, .data = s->data};
@@ -222,18 +225,19 @@ wick_status wick_model_save(const wick_model *m, const char *out_dir) {
                 if (!strcmp(t[i].name, nm)) t[i].data = W->data;
         }
     }
-    char *wpath = path_join(out_dir, "model.safetensors");
+    char *wpath = path_join(txn.stage, "model.safetensors");
     const char *mk[] = {"format"}, *mv[] = {"pt"};
-    wick_status st = wpath ? st_write(wpath, t, n, mk, mv, 1)
-                           : err_set(WICK_ERR_NOMEM, "out of memory");
+    st = wpath ? st_write(wpath, t, n, mk, mv, 1) : err_set(WICK_ERR_NOMEM, "out of memory");
     free(wpath);
     free(t);
     static const char *const extra[] = {"generation_config.json", "tokenizer.json",
                                         "tokenizer_config.json", "special_tokens_map.json",
                                         "vocab.txt", "merges.txt", "vocab.json",
                                         "chat_template.jinja", "added_tokens.json"};
-    if (!st) st = copy_file(m->path, out_dir, "config.json", true);
+    if (!st) st = copy_file(m->path, txn.stage, "config.json", true);
     for (size_t i = 0; !st && i < sizeof extra / sizeof extra[0]; i++)
-        st = copy_file(m->path, out_dir, extra[i], false);
+        st = copy_file(m->path, txn.stage, extra[i], false);
+    if (st) dir_txn_abort(&txn);
+    else st = dir_txn_commit(&txn);
     return st;
 }
