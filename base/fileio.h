@@ -66,7 +66,9 @@ wick_status file_write_atomic(const char *path, const void *data, size_t n);
  * or copies; subfolders recreated), the stage is fsync'ed and swapped in with one atomic
  * rename (renameat2 RENAME_EXCHANGE), the previous tree is removed and the parent fsync'ed.
  * At every moment `dir` is the complete previous folder or the complete new one. On failure
- * `dir` is as it was. Always releases t. abort: removes the stage, releases t. */
+ * `dir` is as it was. Always releases t. abort: removes the stage, releases t.
+ * Refused: the current working folder or one containing it (WICK_ERR_INVALID_ARG), a folder
+ * holding a mount point (WICK_ERR_UNSUPPORTED), folders nested over 64 deep. */
 typedef struct dir_txn {
     char *dir;     /* the folder being replaced (normalized) */
     char *parent;  /* its parent folder */

@@ -25,6 +25,11 @@
  * briefly absent, and a run killed there has its previous folder renamed back by the next
  * sweep.
  *
+ * Refused (with a message): replacing the current working folder or one that contains it
+ * (the process, and the shell it was started from, would be left in the deleted previous
+ * tree: write to a subfolder), a folder that holds a mount point (its contents would be
+ * copied), and a mount point itself (rename cannot).
+ *
  * Not here: network file systems shared by several hosts (pids are per host), and several
  * processes writing one folder at the same time (each swap is atomic, but a folder write
  * that carries over entries of a folder another process is replacing may carry stale ones). */
@@ -292,8 +297,17 @@ wick_status dir_txn_begin(const char *dir, dir_txn *t) {
         free(r);
         if (st) return st;
     }
+    char *cwd = getcwd(NULL, 0), *real = realpath(norm, NULL);
+    const size_t rl = real ? strlen(real) : 0;
+    const bool holds_cwd = cwd && real && !strncmp(cwd, real, rl) &&
+                           (cwd[rl] == 0 || cwd[rl] == '/' || rl == 1);
+    free(cwd);
+    free(real);
     if (stat(norm, &s) == 0 && !S_ISDIR(s.st_mode)) {
         st = err_set(WICK_ERR_IO, "%s: exists and is not a folder", dir);
+    } else if (holds_cwd) {
+        st = err_set(WICK_ERR_INVALID_ARG, "%s: is (or contains) the current folder, which "
+                     "cannot be replaced as a whole; write to a subfolder", dir);
     } else if (!dir_exists(parent)) {
         st = err_set(WICK_ERR_IO, "%s: the parent folder %s does not exist", dir, parent);
     } else {
@@ -383,7 +397,11 @@ static wick_status carry_over(int sfd, int dfd, const char *path, int depth) {
                              strerror(errno));
         } else if (S_ISDIR(s.st_mode)) {
             int a = -1, b = -1;
-            if (mkdirat(dfd, n, s.st_mode & 07777) != 0 ||
+            struct stat top;
+            if (fstat(sfd, &top) == 0 && top.st_dev != s.st_dev) {
+                st = err_set(WICK_ERR_UNSUPPORTED, "%s/%s: a mount point; a folder holding one "
+                             "cannot be replaced as a whole", path, n);
+            } else if (mkdirat(dfd, n, s.st_mode & 07777) != 0 ||
                 (a = openat(sfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
                 (b = openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
                 st = err_set(WICK_ERR_IO, "%s/%s: cannot keep it in the new folder: %s", path, n,
@@ -477,8 +495,11 @@ wick_status dir_txn_commit(dir_txn *t) {
             }
             free(old);
         } else {
-            st = err_set(WICK_ERR_IO, "%s: cannot swap in %s: %s", t->dir, t->stage,
-                         strerror(errno));
+            const int e = errno;
+            st = err_set(WICK_ERR_IO, "%s: cannot swap in %s: %s%s", t->dir, t->stage,
+                         strerror(e), e == EXDEV || e == EBUSY
+                                          ? " (a mount point cannot be replaced: write into a "
+                                            "folder inside it)" : "");
         }
     }
     if (!st) fsync_path(t->parent);

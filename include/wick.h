@@ -494,7 +494,8 @@ wick_status wick_model_merge_adapter(const wick_model *base, const char *name, f
  * Crash-safe: a file is written beside its path and renamed over it, a folder is built beside
  * its path and swapped in whole (other files already in it are kept), so the path holds the
  * complete previous output or the complete new one at every moment, even if the process is
- * killed (limit: entries nested more than 64 folders deep in a replaced folder are refused).
+ * killed (refused: replacing the current folder or one containing it — write to a subfolder —,
+ * a folder holding a mount point, entries nested more than 64 folders deep in it).
  * Errors name the path; on failure the previous output is left as it was. */
 wick_status wick_model_save(const wick_model *model, const char *out_dir);
 

@@ -19,7 +19,8 @@
  * minute, and rename / RENAME_EXCHANGE semantics are the same as on disk file systems.
  * Also unit checks of base/fileio_write.c: stale temporaries of dead processes are swept,
  * live ones kept, a folder moved aside by a killed swap is put back, folder replacement
- * keeps foreign files, a failed folder write leaves the old folder as it was. */
+ * keeps foreign files, a failed folder write leaves the old folder as it was, the current
+ * folder is not replaced. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -590,6 +591,13 @@ static void test_dir_txn(void **state) {
     assert_string_equal(buf, "new");
     free(buf);
     assert_int_equal(count_temps(d), 0);
+    /* the folder the process works in (or one above it) is not swapped away under it */
+    char *cwd = getcwd(NULL, 0);
+    assert_int_equal(chdir(sub), 0);
+    assert_int_equal(dir_txn_begin(".", &t), WICK_ERR_INVALID_ARG);
+    assert_int_equal(dir_txn_begin(out, &t), WICK_ERR_INVALID_ARG);
+    assert_int_equal(chdir(cwd), 0);
+    free(cwd);
     /* a file where the folder should be is refused; a missing parent is named */
     char *file = cat(d, "afile"), *orphan = cat(d, "no/such");
     tu_write_file(file, "f", 1);
