@@ -1,4 +1,5 @@
-/* fileio.c — mmap, whole-file reads, atomic temp+fsync+rename writes. */
+/* fileio.c — mmap, whole-file reads, paths. Writing (atomic files and folders) is in
+ * fileio_write.c. */
 #include "base/fileio.h"
 
 #include <errno.h>
@@ -123,81 +124,4 @@ char *path_dirname(const char *path) {
     if (!slash) return strdup(".");
     if (slash == path) return strdup("/");
     return strndup(path, (size_t)(slash - path));
-}
-
-wick_status atomic_file_open(const char *path, atomic_file *af) {
-    memset(af, 0, sizeof *af);
-    size_t n = strlen(path) + 32;
-    af->tmp = malloc(n);
-    af->path = strdup(path);
-    if (!af->tmp || !af->path) {
-        free(af->tmp);
-        free(af->path);
-        return err_set(WICK_ERR_NOMEM, "%s: out of memory", path);
-    }
-    snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    af->f = fopen(af->tmp, "wb");
-    if (!af->f) {
-        wick_status st = err_set(WICK_ERR_IO, "%s: cannot create: %s", af->tmp, strerror(errno));
-        free(af->tmp);
-        free(af->path);
-        memset(af, 0, sizeof *af);
-        return st;
-    }
-    return WICK_OK;
-}
-
-wick_status atomic_file_write(atomic_file *af, const void *data, size_t n) {
-    if (n && fwrite(data, 1, n, af->f) != n)
-        return err_set(WICK_ERR_IO, "%s: write failed: %s", af->tmp, strerror(errno));
-    return WICK_OK;
-}
-
-void atomic_file_abort(atomic_file *af) {
-    if (af->f) fclose(af->f);
-    if (af->tmp) unlink(af->tmp);
-    free(af->tmp);
-    free(af->path);
-    memset(af, 0, sizeof *af);
-}
-
-wick_status atomic_file_commit(atomic_file *af) {
-    wick_status st = WICK_OK;
-    if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0)
-        st = err_set(WICK_ERR_IO, "%s: flush failed: %s", af->tmp, strerror(errno));
-    if (fclose(af->f) != 0 && st == WICK_OK)
-        st = err_set(WICK_ERR_IO, "%s: close failed: %s", af->tmp, strerror(errno));
-    af->f = NULL;
-    if (st == WICK_OK && rename(af->tmp, af->path) != 0)
-        st = err_set(WICK_ERR_IO, "%s: rename to %s failed: %s", af->tmp, af->path,
-                     strerror(errno));
-    if (st != WICK_OK) {
-        atomic_file_abort(af);
-        return st;
-    }
-    char *dir = path_dirname(af->path);
-    if (dir) {
-        int fd = open(dir, O_RDONLY | O_DIRECTORY);
-        if (fd >= 0) {
-            fsync(fd);
-            close(fd);
-        }
-        free(dir);
-    }
-    free(af->tmp);
-    free(af->path);
-    memset(af, 0, sizeof *af);
-    return WICK_OK;
-}
-
-wick_status file_write_atomic(const char *path, const void *data, size_t n) {
-    atomic_file af;
-    wick_status st = atomic_file_open(path, &af);
-    if (st) return st;
-    st = atomic_file_write(&af, data, n);
-    if (st) {
-        atomic_file_abort(&af);
-        return st;
-    }
-    return atomic_file_commit(&af);
 }

@@ -1,7 +1,10 @@
-/* fileio.h — read-only file mappings, whole-file reads, and atomic writes.
+/* fileio.h — read-only file mappings, whole-file reads, and crash-safe writes.
  * Read-only mappings are pre-faulted (MAP_POPULATE) when the file is under half the RAM.
- * Writers never leave a partial file behind: data goes to "<path>.tmp.<pid>", is fsync'ed,
- * then renamed over <path>; on any failure the temp file is removed. */
+ * Writers never leave a partial output behind, even when killed (fileio_write.c): a file is
+ * written to a hidden temporary sibling "<dir>/.<name>.wick-tmp-<pid>-<seq>", fsync'ed and
+ * renamed over <path> (then the directory is fsync'ed); a folder is built as such a sibling
+ * and swapped in as a whole (dir_txn). Every writer first removes the temporaries that killed
+ * processes left in the directory it writes into. */
 #ifndef WICK_BASE_FILEIO_H
 #define WICK_BASE_FILEIO_H
 #include <stdbool.h>
@@ -30,13 +33,15 @@ char *path_join(const char *dir, const char *name);
 /* malloc'd directory part of a path ("." when there is none). */
 char *path_dirname(const char *path);
 
-/* Atomic writer. */
+/* Atomic writer of one file. Used for every file wick writes. */
 typedef struct atomic_file {
     FILE *f;
     char *path;
     char *tmp;
 } atomic_file;
 
+/* Sweeps stale temporaries beside `path`, creates its temporary (a replaced file's permission
+ * bits are kept). */
 wick_status atomic_file_open(const char *path, atomic_file *af);
 /* Writes n bytes; fails with WICK_ERR_IO (disk full ...). */
 wick_status atomic_file_write(atomic_file *af, const void *data, size_t n);
@@ -47,5 +52,40 @@ void atomic_file_abort(atomic_file *af);
 
 /* One-shot atomic write of a buffer. */
 wick_status file_write_atomic(const char *path, const void *data, size_t n);
+
+/* Atomic replacement of a whole folder (model folder, PEFT folder, checkpoint):
+ *
+ *     dir_txn t;
+ *     if ((st = dir_txn_begin(out_dir, &t))) return st;
+ *     st = write_files_into(t.stage);          // any writers, e.g. file_write_atomic
+ *     if (st) dir_txn_abort(&t); else st = dir_txn_commit(&t);
+ *
+ * begin: `dir` may exist (a folder; a symlink to one replaces the folder it points to) or
+ * not (its parent must exist); creates the empty staging folder t.stage beside it.
+ * commit: entries of the existing folder that the stage lacks are carried over (hard links,
+ * or copies; subfolders recreated), the stage is fsync'ed and swapped in with one atomic
+ * rename (renameat2 RENAME_EXCHANGE), the previous tree is removed and the parent fsync'ed.
+ * At every moment `dir` is the complete previous folder or the complete new one. On failure
+ * `dir` is as it was. Always releases t. abort: removes the stage, releases t.
+ * Refused: the current working folder or one containing it (WICK_ERR_INVALID_ARG), a folder
+ * holding a mount point (WICK_ERR_UNSUPPORTED), folders nested over 64 deep. */
+typedef struct dir_txn {
+    char *dir;     /* the folder being replaced (normalized) */
+    char *parent;  /* its parent folder */
+    char *stage;   /* write the new folder's files here */
+} dir_txn;
+
+wick_status dir_txn_begin(const char *dir, dir_txn *t);
+wick_status dir_txn_commit(dir_txn *t);
+void dir_txn_abort(dir_txn *t);
+
+/* Removes, in folder `dir`, the temporaries of writers whose process no longer runs (and puts
+ * back a folder a killed swap had moved aside). Best effort, never fails. */
+void fileio_sweep_stale(const char *dir);
+/* True when a directory entry name is a writer's temporary (".<name>.wick-tmp-<pid>-<n>" or
+ * ".<name>.wick-old-<pid>-<n>"). */
+bool fileio_is_temp_name(const char *name);
+/* rm -rf that never follows symlinks; best effort. */
+void fileio_remove_tree(const char *path);
 
 #endif

@@ -1,14 +1,20 @@
-/* cmd_merge.c — `wick merge -m MODEL -a ADAPTER[:scale] -o OUTDIR`: folds a LoRA adapter into
- * a copy of the base weights and writes a complete Hugging Face model folder
- * (model.safetensors in the base dtype with the base's tensor names, config.json,
- * generation_config.json and tokenizer files copied). Also the `--adapter PATH[:scale]` helper
+/* cmd_merge.c — `wick merge -m MODEL -a ADAPTER[:scale] -o OUT`: folds a LoRA adapter into
+ * a copy of the base weights and writes it with wick_model_save: OUT ending in .gguf gets a
+ * GGUF file with the base's tensor types (a quantized base stays quantized: merged rows are
+ * requantized to their block type), any other OUT a complete Hugging Face model folder
+ * (model.safetensors in the base dtype with the base's tensor names for a folder base; for a
+ * GGUF base HF names with matrices dequantized to BF16, or kept F32/F16/BF16; config.json,
+ * generation_config.json and tokenizer files). Also the `--adapter PATH[:scale]` helper
  * (PATH: a PEFT folder or a GGUF LoRA file) shared by `wick logits` and `wick generate`. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "cli/cli.h"
+#include "model/model.h"
+#include "model/model_export.h"
 
 bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *scale) {
     *scale = 1.0f;
@@ -45,10 +51,13 @@ int cli_use_adapter(const char *cmd, wick_model *m, wick_session *s, const char 
 }
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: wick merge -m MODEL_DIR -a ADAPTER_DIR|ADAPTER.gguf[:scale] -o OUT_DIR\n"
-               "Writes OUT_DIR as a Hugging Face model folder with W + scale*(alpha/r)*B*A in every\n"
-               "adapted matrix (computed in f32, stored in the base dtype), the other tensors and\n"
-               "config/tokenizer files copied. The base folder is not modified.\n");
+    fprintf(f, "usage: wick merge -m MODEL_DIR|MODEL.gguf -a ADAPTER_DIR|ADAPTER.gguf[:scale] -o OUT\n"
+               "Writes W + scale*(alpha/r)*B*A in every adapted matrix (computed in f32, stored in\n"
+               "the base type; a quantized base is dequantized, merged and requantized to its block\n"
+               "type). OUT ending in .gguf: a GGUF file with the base's tensor types and tokenizer.\n"
+               "Any other OUT: a Hugging Face model folder (a GGUF base's matrices dequantized to\n"
+               "BF16, or kept when F32/F16/BF16). The base is not modified; OUT is replaced as a\n"
+               "whole, so a previous OUT stays complete until the new one is.\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -87,8 +96,22 @@ int cmd_merge(int argc, char **argv) {
     if (!rc && wick_model_save(mm, out) != WICK_OK) rc = cli_fail("merge", "cannot write the model");
     if (!rc) {
         clock_gettime(CLOCK_MONOTONIC, &t2);
-        fprintf(stderr, "merged %s (scale %g) into %s: merge %.1f ms, write %.1f ms\n", dir,
-                (double)scale, out,
+        /* what was written: the matrices' type decides the size and accuracy of OUT */
+        char base_t[48], what[128];
+        if (strcmp(m->weight_dtype, "mixed") == 0 && m->cfg.n_layer > 0)
+            snprintf(base_t, sizeof base_t, "mixed, q_proj %s", dtype_name(m->layers[0].wq.dt));
+        else
+            snprintf(base_t, sizeof base_t, "%s", m->weight_dtype);
+        size_t n = strlen(out);
+        if (n >= 5 && strcasecmp(out + n - 5, ".gguf") == 0)
+            snprintf(what, sizeof what, "GGUF, the base's tensor types: %s", base_t);
+        else if (m->gguf)
+            snprintf(what, sizeof what, "HF folder, %s matrices from the %s base",
+                     dtype_name(model_export_default_dtype(mm)), base_t);
+        else
+            snprintf(what, sizeof what, "HF folder, %s matrices as in the base", base_t);
+        fprintf(stderr, "merged %s (scale %g) into %s (%s): merge %.1f ms, write %.1f ms\n", dir,
+                (double)scale, out, what,
                 (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
                 (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6);
     }

@@ -9,8 +9,9 @@
  * per epoch with --seed.
  *
  * Output: checkpoint-STEP/ folders every --save-every steps and the final adapter in --out,
- * each a PEFT folder plus trainer_state.safetensors (see wick_trainer_save), written
- * atomically file by file. --adapter DIR continues from a PEFT folder and, when DIR holds
+ * each a PEFT folder plus trainer_state.safetensors (see wick_trainer_save), each folder
+ * replaced as a whole (a kill leaves the previous complete checkpoint or adapter; the final
+ * save keeps the checkpoint-STEP folders already in --out). --adapter DIR continues from a PEFT folder and, when DIR holds
  * trainer_state.safetensors, from its optimizer state and step count.
  * Not here: validation sets, chat-template rendering of conversations, multiple files. */
 #include <cjson/cJSON.h>

@@ -606,7 +606,9 @@ const char *wick_session_adapter(const wick_session *s);
 /* Writes a registered adapter as a PEFT folder in `out_dir` (created if missing):
  * adapter_config.json (every field PEFT reads; peft_type LORA, task_type CAUSAL_LM) and
  * adapter_model.safetensors with PEFT key names, the dtype the tensors were loaded with,
- * tensors sorted by name. Files are written atomically. */
+ * tensors sorted by name. The folder is replaced as a whole (built beside it, swapped in
+ * with one rename; other files already in it are kept): at every moment out_dir holds the
+ * complete previous adapter or the complete new one, even if the process is killed. */
 wick_status wick_adapter_save(const wick_model *model, const char *name, const char *out_dir);
 
 /* Writes a registered adapter as a llama.cpp GGUF LoRA file at `path` (atomic):
@@ -619,16 +621,33 @@ wick_status wick_adapter_save_gguf(const wick_model *model, const char *name, co
 
 /* Merged mode: a new model handle whose adapted matrices are W' = W + scale·(α/r)·B·A,
  * computed in f32 from the base weight and rounded once to the base dtype (bf16/f16: round to
- * nearest even), in private copies; every other weight, the tokenizer and the config are
+ * nearest even; a block-quantized base (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K, from GGUF) is
+ * dequantized, merged in f32 and requantized to the same block type, so the merged model has
+ * the base's size and speed and one more rounding of the adapted matrices at that type), in
+ * private copies of the adapted matrices; every other weight, the tokenizer and the config are
  * shared with `base`, which is never modified ("unmerge" = wick_model_free(merged)).
  * `base` must outlive the merged model and all its sessions. */
 wick_status wick_model_merge_adapter(const wick_model *base, const char *name, float scale,
                                      wick_model **merged);
 
-/* Writes a model as a Hugging Face folder: model.safetensors (every tensor of the source
- * files with its name and dtype, merged matrices replaced; one file even for a sharded
- * source), config.json, generation_config.json and tokenizer files copied from the source
- * folder. Used by `wick merge`. */
+/* Writes a model (loaded or merged) to `out_dir`. Used by `wick merge`.
+ *  - A path ending in ".gguf" (any case) gets one GGUF file: every matrix in the type it has
+ *    in memory (a model merged into a quantized base keeps the base's block types; nothing is
+ *    requantized), norms and biases F32, the source's tokenizer metadata (its GGUF tokenizer.*
+ *    keys, or its folder's tokenizer.json).
+ *  - Any other path gets a Hugging Face folder. From a model folder: model.safetensors (every
+ *    tensor of the source files with its name and dtype, merged matrices replaced; one file
+ *    even for a sharded source), config.json, generation_config.json and tokenizer files
+ *    copied. From a GGUF file: what `wick convert IN.gguf OUT_DIR` writes — HF tensor names,
+ *    matrices in the source's type when it is F32, F16 or BF16 throughout, else BF16
+ *    (quantized matrices dequantized), config.json / generation_config.json built from the
+ *    config, tokenizer.json from the GGUF metadata.
+ * Crash-safe: a file is written beside its path and renamed over it, a folder is built beside
+ * its path and swapped in whole (other files already in it are kept), so the path holds the
+ * complete previous output or the complete new one at every moment, even if the process is
+ * killed (refused: replacing the current folder or one containing it — write to a subfolder —,
+ * a folder holding a mount point, entries nested more than 64 folders deep in it).
+ * Errors name the path; on failure the previous output is left as it was. */
 wick_status wick_model_save(const wick_model *model, const char *out_dir);
 
 /* ------------------------------------------------------------------------------------------
@@ -721,7 +740,8 @@ wick_status wick_trainer_get_state(const wick_trainer *tr, wick_train_state *out
 /* Writes `dir` (created if missing): the adapter as a PEFT folder (adapter_config.json +
  * adapter_model.safetensors, F32) and trainer_state.safetensors holding exp_avg / exp_avg_sq
  * per PEFT key (key + ".exp_avg" / ".exp_avg_sq"), with the step count and the training
- * params in "__metadata__". Each file is written atomically. Fails with
+ * params in "__metadata__". The folder is replaced as a whole like wick_adapter_save's, so
+ * weights and optimizer state always belong to the same step. Fails with
  * WICK_ERR_INVALID_ARG while micro-batches of an unfinished step (grad_accum > 1) are
  * pending: save between optimizer steps. */
 wick_status wick_trainer_save(const wick_trainer *tr, const char *dir);

@@ -15,12 +15,10 @@
  * fan_in_fan_out is written false: wick ignores it (see adapter_read.c), as PEFT does for
  * nn.Linear targets, and then saves false too. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "base/error.h"
 #include "base/fileio.h"
@@ -59,16 +57,22 @@ static int cmp_names(const void *x, const void *y) {
     return strcmp(((const st_write_tensor *)x)->name, ((const st_write_tensor *)y)->name);
 }
 
-static wick_status make_dir(const char *dir) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return err_set(WICK_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
-    if (!dir_exists(dir)) return err_set(WICK_ERR_IO, "%s: exists and is not a directory", dir);
-    return WICK_OK;
+wick_status lora_adapter_write(const wick_adapter *a, const char *out_dir, const char *base_name) {
+    /* built beside out_dir and swapped in whole (base/fileio.h dir_txn) */
+    dir_txn t;
+    wick_status st = dir_txn_begin(out_dir, &t);
+    if (st) return st;
+    st = lora_adapter_write_files(a, t.stage, base_name);
+    if (st) {
+        dir_txn_abort(&t);
+        return st;
+    }
+    return dir_txn_commit(&t);
 }
 
-wick_status lora_adapter_write(const wick_adapter *a, const char *out_dir, const char *base_name) {
-    wick_status st = make_dir(out_dir);
-    if (st) return st;
+wick_status lora_adapter_write_files(const wick_adapter *a, const char *out_dir,
+                                     const char *base_name) {
+    wick_status st = WICK_OK;
     const int n_slots = a->n_layer * LORA_N_PROJ;
     int n = 0;
     for (int i = 0; i < n_slots; i++) n += a->pairs[i].A.data ? 2 : 0;

@@ -68,9 +68,14 @@ void lora_adapter_release(wick_adapter *a);
 /* Reads a PEFT folder and checks it against `model` (not registered; refs = 1). */
 wick_status lora_adapter_read(const wick_model *model, const char *dir, wick_adapter **out);
 
-/* Writes `a` as a PEFT folder (adapter_config.json + adapter_model.safetensors), creating
- * out_dir if needed. base_name: base_model_name_or_path to write when the adapter has none. */
+/* Writes `a` as a PEFT folder (adapter_config.json + adapter_model.safetensors) at out_dir,
+ * replacing the folder as a whole (base/fileio.h dir_txn; other files in it are kept).
+ * base_name: base_model_name_or_path to write when the adapter has none. */
 wick_status lora_adapter_write(const wick_adapter *a, const char *out_dir, const char *base_name);
+/* The same two files written (each atomically) into the existing folder `dir`, e.g. the stage
+ * of a dir_txn that also receives other files (wick_trainer_save). */
+wick_status lora_adapter_write_files(const wick_adapter *a, const char *dir,
+                                     const char *base_name);
 
 /* Reads a llama.cpp GGUF LoRA file and checks it against `model` (not registered; refs = 1).
  * lora_adapter_read calls it for a path that is a regular file. */

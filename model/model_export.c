@@ -14,13 +14,11 @@
  * (model_gguf_tokenizer_json reports those), copying tokenizer files of folder-loaded models. */
 #include "model/model_export.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "base/error.h"
 #include "base/fileio.h"
@@ -318,18 +316,17 @@ wick_status model_export_folder(const wick_model *m, const char *out_dir, dtype 
         gen = generation_config_json(&m->cfg);
         if (!cfg || !gen) st = err_set(WICK_ERR_NOMEM, "out of memory");
     }
-    if (!st && mkdir(out_dir, 0777) != 0) {
-        if (errno != EEXIST)
-            st = err_set(WICK_ERR_IO, "%s: cannot create the output folder: %s", out_dir,
-                         strerror(errno));
-        else if (!dir_exists(out_dir))
-            st = err_set(WICK_ERR_IO, "%s: exists and is not a folder", out_dir);
+    /* the folder is built beside out_dir and swapped in whole (base/fileio.h dir_txn) */
+    dir_txn t;
+    if (!st && !(st = dir_txn_begin(out_dir, &t))) {
+        st = write_weights(m, t.stage, dt);
+        if (!st) st = write_text(t.stage, "config.json", cfg);
+        if (!st) st = write_text(t.stage, "generation_config.json", gen);
+        if (!st && tj) st = write_text(t.stage, "tokenizer.json", tj);
+        if (!st && tc) st = write_text(t.stage, "tokenizer_config.json", tc);
+        if (st) dir_txn_abort(&t);
+        else st = dir_txn_commit(&t);
     }
-    if (!st) st = write_weights(m, out_dir, dt);
-    if (!st) st = write_text(out_dir, "config.json", cfg);
-    if (!st) st = write_text(out_dir, "generation_config.json", gen);
-    if (!st && tj) st = write_text(out_dir, "tokenizer.json", tj);
-    if (!st && tc) st = write_text(out_dir, "tokenizer_config.json", tc);
     free(tj); free(tc); free(cfg); free(gen);
     return st;
 }

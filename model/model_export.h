@@ -14,11 +14,11 @@
  * (m->rope_interleaved) the q/k rows and biases are put back into rotate-half order.
  * config.json and generation_config.json are built from m->cfg; tokenizer.json and
  * tokenizer_config.json come from the GGUF metadata when the model has a GGUF tokenizer.
- * Every file is written atomically; the tokenizer is converted before anything is written,
- * so an unsupported tokenizer leaves the folder untouched. config.json is written after the
- * weights, so a failure never leaves a config that points at missing weights in a fresh
- * folder. Errors name the path (WICK_ERR_INVALID_ARG, WICK_ERR_IO, WICK_ERR_NOMEM,
- * WICK_ERR_UNSUPPORTED). */
+ * The folder is replaced as a whole (base/fileio.h dir_txn: built beside out_dir, swapped in
+ * with one rename; other files already in out_dir are kept), so out_dir is at every moment
+ * the complete previous folder or the complete new one, even if the process is killed; the
+ * tokenizer is converted before anything is written. Errors name the path
+ * (WICK_ERR_INVALID_ARG, WICK_ERR_IO, WICK_ERR_NOMEM, WICK_ERR_UNSUPPORTED). */
 wick_status model_export_folder(const wick_model *m, const char *out_dir, dtype dt);
 
 /* The matrix type an export keeps by default: the source type when every matrix is F32, F16

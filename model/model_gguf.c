@@ -301,7 +301,10 @@ typedef struct wlist {
     void **bufs;
 } wlist;
 
-static int wl_push(wlist *w, const char *name, dtype dt, int64_t rows, int64_t cols, void *buf) {
+/* Appends a tensor whose bytes are `data`; `buf` (owned, freed with the list) is either
+ * data itself or NULL when data is borrowed from the model. */
+static int wl_push(wlist *w, const char *name, dtype dt, int64_t rows, int64_t cols,
+                   const void *data, void *buf) {
     if (w->n == w->cap) {
         int cap = w->cap ? 2 * w->cap : 64;
         gguf_write_tensor *t = realloc(w->t, sizeof *t * cap);
@@ -310,7 +313,10 @@ static int wl_push(wlist *w, const char *name, dtype dt, int64_t rows, int64_t c
         if (nm) w->names = nm;
         void **b = realloc(w->bufs, sizeof *b * cap);
         if (b) w->bufs = b;
-        if (!t || !nm || !b) return -1;
+        if (!t || !nm || !b) {
+            free(buf);
+            return -1;
+        }
         w->cap = cap;
     }
     w->names[w->n] = strdup(name);
@@ -322,7 +328,7 @@ static int wl_push(wlist *w, const char *name, dtype dt, int64_t rows, int64_t c
     t->n_dims = rows > 1 ? 2 : 1;
     t->ne[0] = cols;
     t->ne[1] = rows;
-    t->data = buf;
+    t->data = data;
     w->n++;
     return t->name ? 0 : -1;
 }
@@ -355,6 +361,15 @@ static void *convert_matrix(const wk_weight *W, dtype dt, int permute_heads, int
     return out;
 }
 
+/* Pushes matrix W as `dt`: borrowed as it is when it already is dt in the wanted row order
+ * (no copy, and no requantization of quantized rows), converted otherwise. 0 on success. */
+static int push_matrix(wlist *w, const char *name, const wk_weight *W, dtype dt, int perm,
+                       int hd) {
+    if (W->dt == dt && !perm) return wl_push(w, name, dt, W->rows, W->cols, W->data, NULL);
+    void *b = convert_matrix(W, dt, perm, hd);
+    return !b || wl_push(w, name, dt, W->rows, W->cols, b, b);
+}
+
 static dtype pick_type(dtype want, int64_t cols) {
     if (cols % dtype_block_size(want) == 0) return want;
     /* as llama.cpp: Q4_K rows that are not whole super-blocks become Q5_0, others Q8_0 */
@@ -365,7 +380,8 @@ static dtype pick_type(dtype want, int64_t cols) {
 
 wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
                             const gguf_kv *extra, int n_extra) {
-    if (!(dtype_is_quant(qtype) || qtype == DT_F32 || qtype == DT_F16 || qtype == DT_BF16))
+    if (!(dtype_is_quant(qtype) || qtype == DT_F32 || qtype == DT_F16 || qtype == DT_BF16 ||
+          qtype == MODEL_GGUF_KEEP))
         return err_set(WICK_ERR_INVALID_ARG, "%s: cannot write matrices as %s", path, dtype_name(qtype));
     const model_config *c = &m->cfg;
     const bool llama = c->arch != ARCH_QWEN2;
@@ -375,18 +391,17 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     wlist w = {0};
     wick_status st = WICK_OK;
     int fail = 0;
+    const bool keep = qtype == MODEL_GGUF_KEEP;
+    /* the type matrix W is written in: its own with MODEL_GGUF_KEEP */
+#define TYPE_OF(W, want) (keep ? (W)->dt : pick_type((want), (W)->cols))
 #define MAT(name, W, perm)                                                                     \
-    do {                                                                                       \
-        dtype dt_ = pick_type(qtype, (W)->cols);                                               \
-        void *b_ = convert_matrix((W), dt_, (perm), c->head_dim);                              \
-        fail |= !b_ || wl_push(&w, (name), dt_, (W)->rows, (W)->cols, b_);                     \
-    } while (0)
+    fail |= push_matrix(&w, (name), (W), TYPE_OF(W, qtype), (perm), c->head_dim)
 #define VEC(name, v, nn)                                                                       \
     do {                                                                                       \
         if (v) {                                                                               \
             float *b_ = malloc(sizeof(float) * (size_t)(nn));                                  \
             if (b_) memcpy(b_, (v), sizeof(float) * (size_t)(nn));                             \
-            fail |= !b_ || wl_push(&w, (name), DT_F32, 1, (nn), b_);                           \
+            fail |= !b_ || wl_push(&w, (name), DT_F32, 1, (nn), b_, b_);                       \
         }                                                                                      \
     } while (0)
     {
@@ -396,9 +411,8 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
            its output tensor. */
         dtype et = !dtype_is_quant(qtype) || qtype == DT_Q8_0 || qtype == DT_Q6_K ? qtype
                    : c->tie_embd ? DT_Q6_K : DT_Q8_0;
-        dtype dt_ = pick_type(et, m->tok_embd.cols);
-        void *b_ = convert_matrix(&m->tok_embd, dt_, 0, c->head_dim);
-        fail |= !b_ || wl_push(&w, "token_embd.weight", dt_, m->tok_embd.rows, m->tok_embd.cols, b_);
+        fail |= push_matrix(&w, "token_embd.weight", &m->tok_embd, TYPE_OF(&m->tok_embd, et), 0,
+                            c->head_dim);
     }
     char n[96];
     const int64_t d = c->n_embd, qd = (int64_t)c->n_head * c->head_dim,
@@ -433,11 +447,11 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     VEC("output_norm.weight", m->final_norm, d);
     if (!c->tie_embd && !fail) {
         dtype ht = qtype == DT_Q4_0 || qtype == DT_Q4_K ? DT_Q6_K : qtype;
-        dtype dt_ = pick_type(ht, m->lm_head.cols);
-        void *b_ = convert_matrix(&m->lm_head, dt_, 0, c->head_dim);
-        fail |= !b_ || wl_push(&w, "output.weight", dt_, m->lm_head.rows, m->lm_head.cols, b_);
+        fail |= push_matrix(&w, "output.weight", &m->lm_head, TYPE_OF(&m->lm_head, ht), 0,
+                            c->head_dim);
     }
 #undef MAT
+#undef TYPE_OF
 #undef VEC
     gguf_kv kv[24 + 64];
     int k = 0;

@@ -30,6 +30,11 @@ wick_status model_gguf_tokenizer_json(const gguf_file *g, char **tokenizer_json,
  * biases as F32. q/k rows are permuted for `llama` as llama.cpp's converter does (not again
  * for a model loaded from GGUF, whose rows already are). `extra` key/values (tokenizer metadata) are appended. The
  * output head of a Q4 model is written as Q6_K (as llama.cpp's Q4_K_M does) when possible. */
+/* qtype for model_gguf_save: every matrix keeps the type it has in memory (a quantized or
+ * merged-into-quantized model is written without requantizing; llama q/k rows of a folder
+ * model are still permuted, exactly, as they are F32/F16/BF16). */
+#define MODEL_GGUF_KEEP DT_COUNT_
+
 wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
                             const gguf_kv *extra, int n_extra);
 

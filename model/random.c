@@ -2,12 +2,10 @@
  * memory and written with st_write; a 0.5B f32 model needs ~2 GB of RAM while writing. */
 #include "model/random.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "base/error.h"
 #include "base/fileio.h"
@@ -143,8 +141,6 @@ wick_status random_model_write(const char *like, const char *out_dir, uint64_t s
                        "qwen2.5-1.5b, llama-3.2-1b, tinyllama, tiny)", like);
     if (dt != DT_F32 && dt != DT_BF16 && dt != DT_F16)
         return err_set(WICK_ERR_INVALID_ARG, "random models are f32, bf16 or f16");
-    if (mkdir(out_dir, 0777) != 0 && errno != EEXIST)
-        return err_set(WICK_ERR_IO, "%s: cannot create folder: %s", out_dir, strerror(errno));
 
     const int hd = s->d / s->heads, qd = s->heads * hd, kvd = s->kv * hd;
     st_write_tensor *t = calloc(MAX_T, sizeof *t);
@@ -196,23 +192,27 @@ wick_status random_model_write(const char *like, const char *out_dir, uint64_t s
     ADD("model.norm.weight", s->d, 0, 1.0f, 0.1f);
     if (!s->tied) ADD("lm_head.weight", s->vocab, s->d, 0.0f, 0.02f);
 #undef ADD
-    char *wpath = path_join(out_dir, "model.safetensors");
+    /* the folder is built beside out_dir and swapped in whole (base/fileio.h dir_txn) */
+    dir_txn txn;
+    if ((st = dir_txn_begin(out_dir, &txn))) goto out;
+    char *wpath = path_join(txn.stage, "model.safetensors");
     const char *mk[] = {"format"}, *mv[] = {"pt"};
     st = wpath ? st_write(wpath, t, n, mk, mv, 1) : err_set(WICK_ERR_NOMEM, "out of memory");
     free(wpath);
-    if (st) goto out;
-    if ((st = write_config(s, out_dir, dt))) goto out;
-    if (tokenizer) {
+    if (!st) st = write_config(s, txn.stage, dt);
+    if (!st && tokenizer) {
         const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
         char *src_dir = dir_exists(tokenizer) ? strdup(tokenizer) : path_dirname(tokenizer);
         for (int i = 0; i < 2 && st == WICK_OK; i++) {
-            char *src = path_join(src_dir, files[i]), *dst = path_join(out_dir, files[i]);
+            char *src = path_join(src_dir, files[i]), *dst = path_join(txn.stage, files[i]);
             if (src && dst && (i == 0 || file_exists(src))) st = copy_file(src, dst);
             free(src);
             free(dst);
         }
         free(src_dir);
     }
+    if (st) dir_txn_abort(&txn);
+    else st = dir_txn_commit(&txn);
 out:
     for (int i = 0; i < n; i++) free((void *)t[i].data);
     for (int i = 0; i < MAX_T && names; i++) free(names[i]);

@@ -16,7 +16,8 @@ extern const char *const random_model_shapes[];
 /* Writes config.json, generation_config.json and model.safetensors of a random model shaped
  * like `like` into `out_dir` (created if missing). dt: DT_F32, DT_BF16 or DT_F16.
  * tokenizer (optional): a tokenizer.json file or a folder; tokenizer.json and
- * tokenizer_config.json are copied beside the weights. Files are written atomically. */
+ * tokenizer_config.json are copied beside the weights. The folder is replaced as a whole
+ * (base/fileio.h dir_txn). */
 wick_status random_model_write(const char *like, const char *out_dir, uint64_t seed, dtype dt,
                                const char *tokenizer);
 

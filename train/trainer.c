@@ -236,12 +236,20 @@ wick_status wick_trainer_save(const wick_trainer *tr, const char *dir) {
         return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_save: %d micro-batch(es) of the next "
                                              "step are pending; save after an optimizer step",
                        tr->micro);
-    wick_status st = lora_adapter_write(tr->adapter, dir, tr->model->path);
+    /* adapter and optimizer state are one checkpoint: built beside `dir` and swapped in whole
+       (base/fileio.h dir_txn), so a kill never pairs new weights with an old state */
+    dir_txn txn;
+    wick_status st = dir_txn_begin(dir, &txn);
     if (st) return st;
+    st = lora_adapter_write_files(tr->adapter, txn.stage, tr->model->path);
+    if (st) {
+        dir_txn_abort(&txn);
+        return st;
+    }
     const int n = 4 * tr->n_slots;
     st_write_tensor *t = calloc((size_t)n, sizeof *t);
     char (*names)[192] = calloc((size_t)n, sizeof *names);
-    char *path = path_join(dir, STATE_FILE);
+    char *path = path_join(txn.stage, STATE_FILE);
     if (!t || !names || !path) {
         st = err_set(WICK_ERR_NOMEM, "out of memory");
         goto out;
@@ -288,6 +296,8 @@ out:
     free(t);
     free(names);
     free(path);
+    if (st) dir_txn_abort(&txn);
+    else st = dir_txn_commit(&txn);
     return st;
 }
 
