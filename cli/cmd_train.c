@@ -1,10 +1,10 @@
 /* cmd_train.c — `wick train`: LoRA fine-tuning of a model on a text or JSONL file.
  *
- * Data: FILE.jsonl with one object per line, {"text": ...} (loss on every token) or
- * {"prompt": ..., "completion": ...} (loss on the completion only; the prompt's labels are
- * -100); any other file is plain text, tokenized as one stream and cut into seq_len windows.
- * JSONL examples get the model's first EOS id appended (when it has one) and are truncated to
- * seq_len; a batch is padded to its longest example with labels -100 (padding sits after the
+ * Data (parsed by train/data.c): FILE.jsonl with one object per line, {"text": ...} (loss on
+ * every token) or {"prompt": ..., "completion": ...} (loss on the completion only; the prompt's
+ * labels are -100); any other file is plain text, tokenized as one stream and cut into seq_len
+ * windows. JSONL examples get the model's first EOS id appended (when it has one) and are
+ * truncated to seq_len; a batch is padded to its longest example with labels -100 (padding sits after the
  * real tokens, so with causal attention it changes nothing they see). Examples are shuffled
  * per epoch with --seed.
  *
@@ -25,148 +25,21 @@
 
 #include "base/fileio.h"
 #include "cli/cli.h"
+#include "train/data.h"
 
-typedef struct example {
-    int32_t *ids, *labels;
-    int n;
-} example;
+typedef train_data dataset;
 
-typedef struct dataset {
-    example *ex;
-    int n, cap;
-} dataset;
-
-static void ds_free(dataset *d) {
-    for (int i = 0; i < d->n; i++) {
-        free(d->ex[i].ids);
-        free(d->ex[i].labels);
-    }
-    free(d->ex);
-}
-
-static int32_t *tokenize(const wick_tokenizer *tok, const char *s, size_t len, int *n) {
-    int32_t cap = (int32_t)(len + 16);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!ids) return NULL;
-    int32_t got = wick_tokenize(tok, s, len, false, ids, cap);
-    if (got < 0 && got != INT32_MIN) {
-        cap = -got;
-        int32_t *p = realloc(ids, sizeof(int32_t) * (size_t)cap);
-        if (!p) {
-            free(ids);
-            return NULL;
-        }
-        ids = p;
-        got = wick_tokenize(tok, s, len, false, ids, cap);
-    }
-    if (got < 0) {
-        free(ids);
-        return NULL;
-    }
-    *n = got;
-    return ids;
-}
-
-static bool ds_add(dataset *d, int32_t *ids, int32_t *labels, int n) {
-    if (d->n == d->cap) {
-        int cap = d->cap ? 2 * d->cap : 64;
-        example *p = realloc(d->ex, sizeof *p * (size_t)cap);
-        if (!p) return false;
-        d->ex = p;
-        d->cap = cap;
-    }
-    d->ex[d->n++] = (example){ids, labels, n};
-    return true;
-}
-
-/* One JSONL example: prompt (labels -100) + completion (+ EOS), truncated to seq_len. */
-static bool add_example(dataset *d, const wick_tokenizer *tok, const char *prompt,
-                        const char *text, int32_t eos, int seq_len) {
-    int np = 0, nc = 0;
-    int32_t *p = prompt ? tokenize(tok, prompt, strlen(prompt), &np) : NULL;
-    int32_t *c = tokenize(tok, text, strlen(text), &nc);
-    if ((prompt && !p) || !c) {
-        free(p);
-        free(c);
-        return false;
-    }
-    int n = np + nc + (eos >= 0);
-    if (n > seq_len) n = seq_len;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    bool ok = ids && lab;
-    for (int i = 0; ok && i < n; i++) {
-        ids[i] = i < np ? p[i] : i < np + nc ? c[i - np] : eos;
-        lab[i] = i < np ? -100 : ids[i];
-    }
-    free(p);
-    free(c);
-    if (ok && n >= 2 && ds_add(d, ids, lab, n)) return true;
-    free(ids);
-    free(lab);
-    return ok;   /* a one-token example predicts nothing: skipped */
-}
-
+/* Reads --data and parses it (train/data.c); prints the error and returns 1 on failure. */
 static int load_data(const char *path, const wick_tokenizer *tok, int32_t eos, int seq_len,
                      dataset *d) {
     char *buf = NULL;
     size_t len = 0;
     if (file_read_all(path, &buf, &len) != WICK_OK) return cli_fail("train", "cannot read --data");
     const size_t pl = strlen(path);
-    if (pl > 6 && !strcmp(path + pl - 6, ".jsonl")) {
-        int line_no = 0;
-        for (char *line = buf, *next; line && *line; line = next) {
-            line_no++;
-            next = strchr(line, '\n');
-            if (next) *next++ = 0;
-            while (*line == ' ' || *line == '\t' || *line == '\r') line++;
-            if (!*line) continue;
-            cJSON *o = cJSON_Parse(line);
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
-            const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-            const cJSON *co = cJSON_GetObjectItemCaseSensitive(o, "completion");
-            bool ok;
-            if (cJSON_IsString(t)) ok = add_example(d, tok, NULL, t->valuestring, eos, seq_len);
-            else if (cJSON_IsString(pr) && cJSON_IsString(co))
-                ok = add_example(d, tok, pr->valuestring, co->valuestring, eos, seq_len);
-            else {
-                fprintf(stderr, "wick train: %s:%d: want a JSON object with \"text\" or "
-                                "\"prompt\" + \"completion\" strings\n", path, line_no);
-                cJSON_Delete(o);
-                free(buf);
-                return 1;
-            }
-            cJSON_Delete(o);
-            if (!ok) {
-                free(buf);
-                return cli_fail("train", "cannot tokenize the data");
-            }
-        }
-    } else {
-        int n = 0;
-        int32_t *ids = tokenize(tok, buf, len, &n);
-        if (!ids) {
-            free(buf);
-            return cli_fail("train", "cannot tokenize the data");
-        }
-        for (int at = 0; at + 1 < n; at += seq_len) {
-            int k = n - at < seq_len ? n - at : seq_len;
-            int32_t *a = malloc(sizeof(int32_t) * (size_t)k), *b = malloc(sizeof(int32_t) * (size_t)k);
-            if (!a || !b || (memcpy(a, ids + at, sizeof(int32_t) * k),
-                             memcpy(b, ids + at, sizeof(int32_t) * k), k < 2) ||
-                !ds_add(d, a, b, k)) {
-                free(a);
-                free(b);
-            }
-        }
-        free(ids);
-    }
+    const bool jsonl = pl > 6 && !strcmp(path + pl - 6, ".jsonl");
+    wick_status st = train_data_parse(buf, len, jsonl, path, tok, eos, seq_len, d);
     free(buf);
-    if (!d->n) {
-        fprintf(stderr, "wick train: %s holds no example of 2 or more tokens\n", path);
-        return 1;
-    }
-    return 0;
+    return st ? cli_fail("train", "cannot use the training data") : 0;
 }
 
 static uint64_t mix(uint64_t *s) {
@@ -289,7 +162,7 @@ int cmd_train(int argc, char **argv) {
     dataset ds = {0};
     int rc = load_data(data, tok, info.n_eos ? info.eos_ids[0] : -1, (int)seq_len, &ds);
     if (rc) {
-        ds_free(&ds);
+        train_data_free(&ds);
         wick_model_free(m);
         return rc;
     }
@@ -353,7 +226,7 @@ int cmd_train(int argc, char **argv) {
     for (long s = ts.step; s < total; s++) {
         int B = (int)batch, T = next_batch(&ds, order, &pos, &rng, B, pick);
         for (int b = 0; b < B; b++) {
-            const example *e = &ds.ex[pick[b]];
+            const train_example *e = &ds.ex[pick[b]];
             for (int t = 0; t < T; t++) {
                 ids[(size_t)b * T + t] = t < e->n ? e->ids[t] : pad;
                 labels[(size_t)b * T + t] = t < e->n ? e->labels[t] : -100;
@@ -392,7 +265,7 @@ out:
     free(ids);
     free(labels);
     wick_trainer_free(tr);
-    ds_free(&ds);
+    train_data_free(&ds);
     wick_model_free(m);
     return rc;
 }
