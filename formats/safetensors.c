@@ -19,12 +19,12 @@
 #include "formats/safetensors.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_num.h"
 
 #define META_KEY "__metadata__"
 
@@ -73,11 +73,7 @@ static wick_status hash_rebuild(st_set *s, size_t want) {
  * precision in cJSON's double, but any such offset or dimension is rejected later by the size
  * and range checks (no file is 9 PB), so the loss cannot let a bad file through. */
 static bool json_uint(const cJSON *v, int64_t *out) {
-    if (!cJSON_IsNumber(v)) return false;
-    double d = v->valuedouble;
-    if (!(d >= 0.0) || d >= 9223372036854775808.0 || floor(d) != d) return false;
-    *out = (int64_t)d;
-    return true;
+    return json_num_int(v, 0, INT64_MAX, out);
 }
 
 typedef struct { int64_t begin, end; int idx; } span;

@@ -432,7 +432,10 @@ typedef struct wick_adapter wick_adapter;
  * or the file name without ".gguf"). `dir` is a PEFT folder (adapter_config.json +
  * adapter_model.safetensors) or a llama.cpp GGUF LoRA file. Fails with WICK_ERR_INVALID_ARG
  * when the name is already registered. A and B are f32: used in place from an F32 file,
- * converted once otherwise. */
+ * converted once otherwise. adapter_config.json numbers are range-checked before use: r and
+ * rank_pattern values are integers in [1, 2^31), lora_alpha, alpha_pattern values and a GGUF
+ * adapter.lora.alpha are finite floats; regexes are matched with a step limit. Memory is
+ * bounded by the adapter file (A and B must match the base weights' shapes). */
 wick_status wick_adapter_load(wick_model *model, const char *dir, const char *name);
 
 /* Removes `name` from the registry (WICK_ERR_NOT_FOUND if absent). Sessions that currently

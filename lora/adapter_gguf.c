@@ -24,12 +24,15 @@
  * (rejected), PEFT folders (adapter_read.c / adapter_write.c). The reader copies every
  * tensor to f32 (adapters are small) rather than keeping the GGUF mapping open. */
 #include <cjson/cJSON.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_num.h"
 #include "formats/gguf.h"
 #include "lora/lora.h"
 #include "model/model.h"
@@ -136,8 +139,11 @@ static wick_status check_header(const wick_model *m, const gguf_file *g, const c
         return err_set(WICK_ERR_UNSUPPORTED, "%s: adapter.alora.invocation_tokens is set: "
                        "activated LoRA (aLoRA) is not supported", path);
     *alpha = 0;
-    if (gguf_get_float(g, "adapter.lora.alpha", alpha, &st) && !isfinite(*alpha))
-        return err_set(WICK_ERR_FORMAT, "%s: adapter.lora.alpha is not finite", path);
+    /* |alpha| <= FLT_MAX keeps every scale alpha / r (r >= 1) inside float range: converting a
+       larger double (an f64 key of 1e300) to float would be undefined */
+    if (gguf_get_float(g, "adapter.lora.alpha", alpha, &st) && !(fabs(*alpha) <= FLT_MAX))
+        return err_set(WICK_ERR_FORMAT, "%s: adapter.lora.alpha = %g is not a finite 32-bit float",
+                       path, *alpha);
     return st;
 }
 
@@ -256,7 +262,7 @@ wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_a
                 goto done;
             }
             const int64_t r = f->a->ne[1];
-            const bool ok_a = f->a->ne[0] == W->cols && r >= 1;
+            const bool ok_a = f->a->ne[0] == W->cols && r >= 1 && r <= INT_MAX;
             const bool ok_b = f->b->ne[0] == r && f->b->ne[1] == W->rows;
             if (!ok_a || !ok_b) {
                 const bool rank_only = ok_a && f->b->ne[1] == W->rows;
@@ -335,7 +341,8 @@ done:
 static double pick_alpha(const wick_adapter *a) {
     const cJSON *ja = a->config ? cJSON_GetObjectItemCaseSensitive(a->config, "lora_alpha") : NULL;
     double first = 0;
-    bool cfg_ok = cJSON_IsNumber(ja) && ja->valuedouble != 0;
+    float fa;   /* the config's alpha only when a float holds it, so the casts below are defined */
+    bool cfg_ok = json_num_float(ja, -FLT_MAX, FLT_MAX, &fa) && ja->valuedouble != 0;
     for (int i = 0; i < a->n_layer * LORA_N_PROJ; i++) {
         const lora_pair *p = &a->pairs[i];
         if (!p->A.data) continue;

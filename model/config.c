@@ -5,6 +5,8 @@
 #include "model/config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "base/json_num.h"
 
 static wick_status get_int(const cJSON *o, const char *key, const char *where, bool required,
                            int def, int lo, int *out) {
@@ -21,14 +24,10 @@ static wick_status get_int(const cJSON *o, const char *key, const char *where, b
         *out = def;
         return WICK_OK;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
-        v->valuedouble > 2147483647.0)
-        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be an integer >= %d", where, key,
-                       lo);
-    *out = (int)v->valuedouble;
-    return WICK_OK;
+    return json_get_int32(v, lo, INT_MAX, where, key, out);
 }
 
+/* A float field: finite and within float range (the conversion of a larger double is UB). */
 static wick_status get_float(const cJSON *o, const char *key, const char *where, bool required,
                              float def, float *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -37,10 +36,7 @@ static wick_status get_float(const cJSON *o, const char *key, const char *where,
         *out = def;
         return WICK_OK;
     }
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be a number", where, key);
-    *out = (float)v->valuedouble;
-    return WICK_OK;
+    return json_get_float(v, -FLT_MAX, FLT_MAX, where, key, out);
 }
 
 static wick_status get_bool(const cJSON *o, const char *key, const char *where, bool def,
@@ -80,13 +76,14 @@ static wick_status get_special_ids(const cJSON *o, const char *where, model_conf
     int n = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, v) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble != floor(e->valuedouble))
+        int64_t id;
+        if (!json_num_int(e, 0, INT32_MAX, &id))
             return err_set(WICK_ERR_FORMAT, "%s: \"eos_token_id\"[%d] must be a non-negative integer",
                            where, n);
         if (n == CONFIG_MAX_EOS)
             return err_set(WICK_ERR_UNSUPPORTED, "%s: more than %d eos_token_id values", where,
                            CONFIG_MAX_EOS);
-        c->eos_ids[n++] = (int)e->valuedouble;
+        c->eos_ids[n++] = (int32_t)id;
     }
     c->n_eos = n;
     return WICK_OK;

@@ -13,6 +13,7 @@
  * Not here: the GGUF container (formats/gguf.c), the forward pass, the CLI tools. */
 #include "model/model_gguf.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,22 @@ static wick_status need_int(gl *L, const char *arch, const char *suffix, int64_t
     return WICK_OK;
 }
 
+/* A float key (f32, f64 or an integer), `dflt` when absent. A value a float cannot hold (an f64
+ * beyond FLT_MAX, inf, NaN) is an error: converting it would be undefined. */
+static wick_status get_f32(gl *L, const char *key, float dflt, float *out) {
+    double f;
+    wick_status st = WICK_OK;
+    if (!gguf_get_float(L->g, key, &f, &st)) {
+        if (!st) *out = dflt;
+        return st;
+    }
+    if (!(fabs(f) <= FLT_MAX))
+        return err_set(WICK_ERR_FORMAT, "%s: key %s = %g is not a finite 32-bit float", L->path,
+                       key, f);
+    *out = (float)f;
+    return WICK_OK;
+}
+
 static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     wick_status st = WICK_OK;
     char *arch = NULL;
@@ -144,20 +161,20 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
         return st;
     }
     char key[128];
-    double f;
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
-    c->norm_eps = gguf_get_float(L->g, key, &f, &st) ? (float)f : 1e-6f;
+    st = get_f32(L, key, 1e-6f, &c->norm_eps);
     snprintf(key, sizeof key, "%s.rope.freq_base", arch);
-    c->rope_theta = gguf_get_float(L->g, key, &f, &st) ? (float)f : 10000.0f;
+    if (!st) st = get_f32(L, key, 10000.0f, &c->rope_theta);
     char *stype = NULL;
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     c->rope = ROPE_DEFAULT;
     c->rope_factor = 1.0f;
     if (!st && gguf_get_str(L->g, key, &stype, &st) && strcmp(stype, "linear") == 0) {
         snprintf(key, sizeof key, "%s.rope.scaling.factor", arch);
-        if (gguf_get_float(L->g, key, &f, &st) && f > 0) {
+        float f = 0;
+        if (!(st = get_f32(L, key, 0.0f, &f)) && f > 0) {
             c->rope = ROPE_LINEAR;
-            c->rope_factor = (float)f;
+            c->rope_factor = f;
         }
     }
     free(stype);
