@@ -341,11 +341,16 @@ wick_status wick_gen_step(wick_gen *g, wick_token *tok) {
     }
     g->need_feed = false;
 
-    /* min_tokens: EOS and stop ids cannot be chosen yet */
+    /* min_tokens: EOS and stop ids cannot be chosen yet. Every id was checked against the
+       vocabulary where it entered (config loaders, check_params); the range test here keeps
+       an unchecked path added later from writing outside logits. */
     if (g->generated < g->p.min_tokens) {
+        const int32_t nv = g->m->cfg.n_vocab;
         if (g->p.stop_on_eos)
-            for (int i = 0; i < g->n_eos_ids; i++) g->logits[g->eos_ids[i]] = -INFINITY;
-        for (int i = 0; i < g->n_stop_ids; i++) g->logits[g->stop_ids[i]] = -INFINITY;
+            for (int i = 0; i < g->n_eos_ids; i++)
+                if (g->eos_ids[i] >= 0 && g->eos_ids[i] < nv) g->logits[g->eos_ids[i]] = -INFINITY;
+        for (int i = 0; i < g->n_stop_ids; i++)
+            if (g->stop_ids[i] >= 0 && g->stop_ids[i] < nv) g->logits[g->stop_ids[i]] = -INFINITY;
     }
     sampled_token sp;
     if ((st = sampler_sample(g->smp, g->logits, &sp))) return st;

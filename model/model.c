@@ -191,6 +191,18 @@ void wick_model_free(wick_model *m) {
     free(m);
 }
 
+/* Every id the tokenizer can produce (vocabulary, added tokens, the special tokens its config
+ * and chat template name) must be a row of the embedding. A tokenizer may know fewer ids than
+ * the model has rows (padded embeddings), never more. */
+static wick_status check_tokenizer_ids(const wick_model *m, const char *path) {
+    const int32_t n = wick_tokenizer_vocab_size(m->tok);
+    if (!m->tok || n <= m->cfg.n_vocab) return WICK_OK;
+    const char *s = wick_token_str(m->tok, n - 1);
+    return err_set(WICK_ERR_FORMAT, "%s: the tokenizer has token id %d ('%.64s') but the model's "
+                   "vocabulary holds %d ids (vocab_size / token_embd.weight rows): every token id "
+                   "must be a row of the embedding", path, n - 1, s ? s : "", m->cfg.n_vocab);
+}
+
 wick_status wick_model_load(const char *path, const wick_model_params *params, wick_model **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: out is NULL");
     *out = NULL;
@@ -203,6 +215,7 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
         if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
         lora_registry_init(m);
         wick_status st = model_gguf_load(path, params, m, &m->gguf, &m->rope_interleaved);
+        if (!st) st = check_tokenizer_ids(m, path);
         if (st) {
             wick_model_free(m);
             return st;
@@ -259,6 +272,7 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
         if (tj && vt && (file_exists(tj) || file_exists(vt))) {
             st = wick_tokenizer_load(path, &m->tok);
             if (st) err_wrap(st, "%s: loading the tokenizer", path);
+            else st = check_tokenizer_ids(m, file_exists(tj) ? tj : vt);
         }
         free(tj);
         free(vt);

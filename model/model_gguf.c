@@ -116,6 +116,35 @@ static wick_status get_f32(gl *L, const char *key, float dflt, float *out) {
     return WICK_OK;
 }
 
+/* Every tokenizer.ggml.*_token_id key must be a token id of the model, in [0, n_vocab): the
+ * tokenizer and generation (logits[eos] for min_tokens) index with them. Reads bos, eos
+ * (+ eot as a second eos) and padding into the config. */
+static wick_status read_special_ids(gl *L, model_config *c) {
+    static const char pre[] = "tokenizer.ggml.", suf[] = "_token_id";
+    for (int64_t i = 0; i < L->g->n_kv; i++) {
+        const char *k = L->g->kv[i].key;
+        const size_t n = strlen(k);
+        if (strncmp(k, pre, sizeof pre - 1) != 0 || n < sizeof pre - 1 + sizeof suf - 1 ||
+            strcmp(k + n - (sizeof suf - 1), suf) != 0)
+            continue;
+        int64_t id;
+        wick_status st = WICK_OK;
+        if (!gguf_get_int(L->g, k, &id, &st)) return st;
+        if (id < 0 || id >= c->n_vocab)
+            return err_set(WICK_ERR_FORMAT, "%s: key %s = %lld is not a token id of the model "
+                           "(token_embd.weight has %d rows: ids are in [0, %d))", L->path, k,
+                           (long long)id, c->n_vocab, c->n_vocab);
+    }
+    int64_t id;
+    c->bos_id = gguf_get_int(L->g, "tokenizer.ggml.bos_token_id", &id, NULL) ? (int32_t)id : -1;
+    c->pad_id = gguf_get_int(L->g, "tokenizer.ggml.padding_token_id", &id, NULL) ? (int32_t)id : -1;
+    if (gguf_get_int(L->g, "tokenizer.ggml.eos_token_id", &id, NULL)) c->eos_ids[c->n_eos++] = (int32_t)id;
+    if (gguf_get_int(L->g, "tokenizer.ggml.eot_token_id", &id, NULL) &&
+        (c->n_eos == 0 || c->eos_ids[0] != id))
+        c->eos_ids[c->n_eos++] = (int32_t)id;
+    return WICK_OK;
+}
+
 static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     wick_status st = WICK_OK;
     char *arch = NULL;
@@ -197,14 +226,7 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     c->attn_bias = gguf_find_tensor(L->g, "blk.0.attn_q.bias") != NULL;
     c->o_bias = gguf_find_tensor(L->g, "blk.0.attn_output.bias") != NULL;
     c->mlp_bias = gguf_find_tensor(L->g, "blk.0.ffn_gate.bias") != NULL;
-    int64_t id;
-    c->bos_id = gguf_get_int(L->g, "tokenizer.ggml.bos_token_id", &id, NULL) ? (int32_t)id : -1;
-    c->pad_id = gguf_get_int(L->g, "tokenizer.ggml.padding_token_id", &id, NULL) ? (int32_t)id : -1;
-    if (gguf_get_int(L->g, "tokenizer.ggml.eos_token_id", &id, NULL)) c->eos_ids[c->n_eos++] = (int32_t)id;
-    if (gguf_get_int(L->g, "tokenizer.ggml.eot_token_id", &id, NULL) &&
-        (c->n_eos == 0 || c->eos_ids[0] != id))
-        c->eos_ids[c->n_eos++] = (int32_t)id;
-    return WICK_OK;
+    return read_special_ids(L, c);
 }
 
 static wick_status load_layer(gl *L, int i, layer_weights *w) {
