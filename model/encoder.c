@@ -258,6 +258,12 @@ wick_status encoder_load(const char *dir, encoder_model **out) {
                             &m->type_embd)) ||
                (st = vector(&L, "embeddings.LayerNorm.weight", d, &m->emb_ln_w)) ||
                (st = vector(&L, "embeddings.LayerNorm.bias", d, &m->emb_ln_b)));
+    /* num_hidden_layers is believed only as far as the file can hold the layers (16 tensors
+       each), before anything is allocated per layer */
+    if (st == WICK_OK && c->n_layer > st_count(m->st) / 16)
+        st = err_set(WICK_ERR_SHAPE, "%s: config.json: num_hidden_layers %d is more than the "
+                     "weights can hold (%d tensors, 16 per layer)", dir, c->n_layer,
+                     st_count(m->st));
     if (st == WICK_OK) {
         m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
         if (!m->layers) st = err_set(WICK_ERR_NOMEM, "out of memory");

@@ -203,6 +203,54 @@ static wick_status check_tokenizer_ids(const wick_model *m, const char *path) {
                    "must be a row of the embedding", path, n - 1, s ? s : "", m->cfg.n_vocab);
 }
 
+static wick_status select_kernels(wick_model *m, const wick_model_params *params) {
+    m->kern = kernels_select(params->kernels);
+    if (m->kern) return WICK_OK;
+    return err_set(WICK_ERR_INVALID_ARG,
+                   "kernel table '%s' (from %s) is unknown or not supported by this CPU "
+                   "(known: auto, ref, generic, avx2, avx512)",
+                   getenv("WICK_ISA") && *getenv("WICK_ISA") ? getenv("WICK_ISA")
+                                                             : params->kernels,
+                   getenv("WICK_ISA") && *getenv("WICK_ISA") ? "WICK_ISA" : "params");
+}
+
+/* Every layer has at least this many tensors (q, k, v, o, gate, up, down, two norms). */
+#define MIN_TENSORS_PER_LAYER 9
+
+/* The weights of m->st for the config in m->cfg: shapes are checked against the config, and
+ * nothing sized by a config number is allocated before a tensor of the file vouches for it
+ * (the embedding for vocab_size and hidden_size, the tensor count for num_hidden_layers).
+ * `where` names the folder (or buffer) in messages, `cfg_where` the config. */
+static wick_status load_st_weights(wick_model *m, const char *where, const char *cfg_where) {
+    loader L = {.m = m, .dir = where};
+    const model_config *c = &m->cfg;
+    wick_status st = load_matrix(&L, "model.embed_tokens.weight", c->n_vocab, c->n_embd,
+                                 &m->tok_embd);
+    if (st) return st;
+    if (c->n_layer > st_count(m->st) / MIN_TENSORS_PER_LAYER)
+        return err_set(WICK_ERR_SHAPE, "%s: num_hidden_layers %d is more than the weights can hold "
+                       "(%d tensors, at least %d per layer)", cfg_where, c->n_layer,
+                       st_count(m->st), MIN_TENSORS_PER_LAYER);
+    m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
+    if (!m->layers) return err_set(WICK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < c->n_layer; i++)
+        if ((st = load_layer(&L, i, &m->layers[i]))) return st;
+    if ((st = load_vector(&L, "model.norm.weight", c->n_embd, &m->final_norm))) return st;
+    if (c->tie_embd) {
+        m->lm_head = m->tok_embd;  /* lm_head.weight, if present, is ignored as HF does */
+    } else {
+        st = load_matrix(&L, "lm_head.weight", c->n_vocab, c->n_embd, &m->lm_head);
+        if (st == WICK_ERR_SHAPE && !st_find(m->st, "lm_head.weight"))
+            err_wrap(st, "config has tie_word_embeddings=false");
+        if (st) return st;
+    }
+    /* head_dim is vouched for by q_proj's rows (n_head * head_dim) */
+    m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
+    if (!m->rope_inv_freq) return err_set(WICK_ERR_NOMEM, "out of memory");
+    compute_rope_freqs(c, m->rope_inv_freq);
+    return WICK_OK;
+}
+
 wick_status wick_model_load(const char *path, const wick_model_params *params, wick_model **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: out is NULL");
     *out = NULL;
@@ -230,43 +278,13 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
     if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
     lora_registry_init(m);
     m->path = strdup(path);
-    loader L = {.m = m, .dir = path};
-    wick_status st = m->path ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");
+    char *cpath = path_join(path, "config.json");
+    wick_status st = m->path && cpath ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");
     if (st == WICK_OK) st = config_load(path, &m->cfg);
-    const model_config *c = &m->cfg;
-    if (st == WICK_OK) {
-        m->kern = kernels_select(params->kernels);
-        if (!m->kern)
-            st = err_set(WICK_ERR_INVALID_ARG,
-                         "kernel table '%s' (from %s) is unknown or not supported by this CPU "
-                         "(known: auto, ref, generic, avx2, avx512)",
-                         getenv("WICK_ISA") && *getenv("WICK_ISA") ? getenv("WICK_ISA")
-                                                                   : params->kernels,
-                         getenv("WICK_ISA") && *getenv("WICK_ISA") ? "WICK_ISA" : "params");
-    }
+    if (st == WICK_OK) st = select_kernels(m, params);
     if (st == WICK_OK) st = st_open_dir(path, &m->st);
-    if (st == WICK_OK)
-        st = load_matrix(&L, "model.embed_tokens.weight", c->n_vocab, c->n_embd, &m->tok_embd);
-    if (st == WICK_OK) {
-        m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
-        if (!m->layers) st = err_set(WICK_ERR_NOMEM, "out of memory");
-    }
-    for (int i = 0; st == WICK_OK && i < c->n_layer; i++) st = load_layer(&L, i, &m->layers[i]);
-    if (st == WICK_OK) st = load_vector(&L, "model.norm.weight", c->n_embd, &m->final_norm);
-    if (st == WICK_OK) {
-        if (c->tie_embd) {
-            m->lm_head = m->tok_embd;  /* lm_head.weight, if present, is ignored as HF does */
-        } else {
-            st = load_matrix(&L, "lm_head.weight", c->n_vocab, c->n_embd, &m->lm_head);
-            if (st == WICK_ERR_SHAPE && !st_find(m->st, "lm_head.weight"))
-                err_wrap(st, "config has tie_word_embeddings=false");
-        }
-    }
-    if (st == WICK_OK) {
-        m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
-        if (!m->rope_inv_freq) st = err_set(WICK_ERR_NOMEM, "out of memory");
-        else compute_rope_freqs(c, m->rope_inv_freq);
-    }
+    if (st == WICK_OK) st = load_st_weights(m, path, cpath);
+    free(cpath);
     if (st == WICK_OK && params->load_tokenizer) {
         char *tj = path_join(path, "tokenizer.json"), *vt = path_join(path, "vocab.txt");
         if (tj && vt && (file_exists(tj) || file_exists(vt))) {

@@ -293,6 +293,9 @@ static wick_status load_tokenizer(gl *L) {
     return st;
 }
 
+/* Every block has at least this many tensors (q, k, v, output, gate, up, down, two norms). */
+#define MIN_TENSORS_PER_BLOCK 9
+
 wick_status model_gguf_load(const char *path, const wick_model_params *params, wick_model *m,
                             gguf_file **file, bool *rope_interleaved) {
     *file = NULL;
@@ -315,6 +318,10 @@ wick_status model_gguf_load(const char *path, const wick_model_params *params, w
     }
     if ((st = get_matrix(&L, "token_embd.weight", c->n_vocab, c->n_embd, &m->tok_embd, false)))
         return st;
+    if (c->n_layer > g->n_tensors / MIN_TENSORS_PER_BLOCK)
+        return err_set(WICK_ERR_SHAPE, "%s: block_count %d is more than the file's %lld tensors "
+                       "can hold (at least %d per block)", path, c->n_layer,
+                       (long long)g->n_tensors, MIN_TENSORS_PER_BLOCK);
     if (!(m->layers = calloc((size_t)c->n_layer, sizeof *m->layers)))
         return err_set(WICK_ERR_NOMEM, "out of memory");
     for (int i = 0; i < c->n_layer; i++)
