@@ -354,12 +354,14 @@ static wick_status parse(gguf_file *g) {
     return WICK_OK;
 }
 
-wick_status gguf_open(const char *path, gguf_file **out) {
+/* Maps `path`, or views the caller's buffer when mem != NULL; then the one parser. */
+static wick_status open_any(const char *path, const void *mem, size_t len, gguf_file **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "gguf_open: out is NULL");
     *out = NULL;
+    if (!path) return err_set(WICK_ERR_INVALID_ARG, "gguf_open: path is NULL");
     gguf_file *g = calloc(1, sizeof *g);
     if (!g) return err_set(WICK_ERR_NOMEM, "out of memory");
-    wick_status st = mapfile_open(path, &g->mf);
+    wick_status st = mem ? mapfile_borrow(mem, len, path, &g->mf) : mapfile_open(path, &g->mf);
     if (st) {
         free(g);
         return st;
@@ -370,6 +372,17 @@ wick_status gguf_open(const char *path, gguf_file **out) {
     }
     *out = g;
     return WICK_OK;
+}
+
+wick_status gguf_open(const char *path, gguf_file **out) { return open_any(path, NULL, 0, out); }
+
+wick_status gguf_open_mem(const void *data, size_t len, const char *name, gguf_file **out) {
+    static const unsigned char empty[1];
+    if (!data && len) {
+        if (out) *out = NULL;
+        return err_set(WICK_ERR_INVALID_ARG, "gguf_open_mem: NULL buffer");
+    }
+    return open_any(name ? name : "GGUF (in memory)", data ? data : empty, len, out);
 }
 
 const gguf_kv *gguf_find_kv(const gguf_file *g, const char *key) {

@@ -79,6 +79,10 @@ uint32_t gguf_ggml_from_dtype(dtype dt);
  * becomes a 32-byte gguf_value); parsing is O(n log n) in the number of entries; arrays nest at
  * most 8 deep. Tensor data is never copied. */
 wick_status gguf_open(const char *path, gguf_file **out);
+/* Same for a GGUF image of `len` bytes at `data`, named `name` in messages (NULL: "GGUF (in
+ * memory)"). Zero-copy: data must outlive the gguf_file. The one parser behind gguf_open,
+ * exposed for fuzzing and tests. */
+wick_status gguf_open_mem(const void *data, size_t len, const char *name, gguf_file **out);
 void gguf_close(gguf_file *g);
 
 const gguf_kv *gguf_find_kv(const gguf_file *g, const char *key);

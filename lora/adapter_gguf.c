@@ -195,15 +195,16 @@ typedef struct gpair {
     const gguf_tensor *a, *b;
 } gpair;
 
-wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_adapter **out) {
+/* Checks an open GGUF LoRA file against the model and builds the adapter (every tensor is
+ * copied to f32: the adapter never points into g). g stays the caller's. */
+static wick_status read_gguf(const wick_model *m, const gguf_file *g, wick_adapter **out) {
     *out = NULL;
+    const char *path = g->mf.path;
     const int L = m->cfg.n_layer;
-    gguf_file *g = NULL;
     gpair *fp = NULL;
     wick_adapter *a = NULL;
     double alpha = 0;
-    wick_status rc = gguf_open(path, &g);
-    if (rc) goto done;
+    wick_status rc;
     if ((rc = check_header(m, g, path, &alpha))) goto done;
     fp = calloc((size_t)L * LORA_N_PROJ, sizeof *fp);
     if (!fp) {
@@ -331,6 +332,24 @@ wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_a
 done:
     if (a) lora_adapter_release(a);
     free(fp);
+    return rc;
+}
+
+wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_adapter **out) {
+    *out = NULL;
+    gguf_file *g = NULL;
+    wick_status rc = gguf_open(path, &g);
+    if (!rc) rc = read_gguf(m, g, out);
+    gguf_close(g);
+    return rc;
+}
+
+wick_status lora_adapter_read_gguf_mem(const wick_model *m, const void *data, size_t len,
+                                       wick_adapter **out) {
+    *out = NULL;
+    gguf_file *g = NULL;
+    wick_status rc = gguf_open_mem(data, len, "LoRA GGUF (in memory)", &g);
+    if (!rc) rc = read_gguf(m, g, out);
     gguf_close(g);
     return rc;
 }

@@ -381,3 +381,18 @@ done:
     return rc;
 }
 
+wick_status lora_adapter_read_mem(const wick_model *m, const char *config_json, size_t config_len,
+                                  const void *st_data, size_t st_len, wick_adapter **out) {
+    *out = NULL;
+    if (!m || !config_json || (!st_data && st_len))
+        return err_set(WICK_ERR_INVALID_ARG, "lora_adapter_read_mem: NULL argument");
+    lora_config *cfg = NULL;
+    st_set *st = NULL;
+    wick_status rc = lora_config_parse(config_json, config_len, "adapter_config.json (in memory)",
+                                       &cfg);
+    if (!rc) rc = st_open_mem(st_data, st_len, "adapter_model.safetensors (in memory)", &st);
+    if (!rc) rc = read_peft(m, cfg, st, "adapter_model.safetensors (in memory)", true, out);
+    else st_close(st);
+    lora_config_free(cfg);
+    return rc;
+}

@@ -78,6 +78,14 @@ void lora_adapter_release(wick_adapter *a);
 /* Reads a PEFT folder and checks it against `model` (not registered; refs = 1). */
 wick_status lora_adapter_read(const wick_model *model, const char *dir, wick_adapter **out);
 
+/* Same as lora_adapter_read for an adapter_config.json text (config_len bytes) and an
+ * adapter_model.safetensors image (st_len bytes) held in memory. Every tensor is copied (the
+ * adapter never points into st_data), so both buffers may be freed once this returns. Used by
+ * the fuzz harnesses. */
+wick_status lora_adapter_read_mem(const wick_model *model, const char *config_json,
+                                  size_t config_len, const void *st_data, size_t st_len,
+                                  wick_adapter **out);
+
 /* adapter_config.json parsed and checked without a model (adapter_config.c): config fields
  * wick cannot honour are refused by name; r and rank_pattern values must be integers in
  * [1, INT_MAX], lora_alpha and alpha_pattern values finite with |α| <= FLT_MAX; every regex
@@ -108,6 +116,9 @@ wick_status lora_adapter_write(const wick_adapter *a, const char *out_dir, const
 /* Reads a llama.cpp GGUF LoRA file and checks it against `model` (not registered; refs = 1).
  * lora_adapter_read calls it for a path that is a regular file. */
 wick_status lora_adapter_read_gguf(const wick_model *model, const char *path, wick_adapter **out);
+/* Same for a GGUF image of `len` bytes in memory (copied: data may be freed afterwards). */
+wick_status lora_adapter_read_gguf_mem(const wick_model *model, const void *data, size_t len,
+                                       wick_adapter **out);
 
 /* Writes `a` (in `model`'s layout) as a llama.cpp GGUF LoRA file at `path` (atomic). */
 wick_status lora_adapter_write_gguf(const wick_model *model, const wick_adapter *a,

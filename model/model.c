@@ -251,6 +251,30 @@ static wick_status load_st_weights(wick_model *m, const char *where, const char 
     return WICK_OK;
 }
 
+static wick_model *model_new(void) {
+    wick_model *m = calloc(1, sizeof *m);
+    if (m) lora_registry_init(m);
+    return m;
+}
+
+/* A GGUF model from an open file (taken over: closed with the model, also on failure). */
+static wick_status load_gguf(gguf_file *g, const wick_model_params *params, wick_model **out) {
+    wick_model *m = model_new();
+    if (!m) {
+        gguf_close(g);
+        return err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    m->gguf = g;
+    wick_status st = model_gguf_build(g, params, m, &m->rope_interleaved);
+    if (!st) st = check_tokenizer_ids(m, g->mf.path);
+    if (st) {
+        wick_model_free(m);
+        return st;
+    }
+    *out = m;
+    return WICK_OK;
+}
+
 wick_status wick_model_load(const char *path, const wick_model_params *params, wick_model **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: out is NULL");
     *out = NULL;
@@ -259,24 +283,15 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
     if (!params) params = &defaults;
     size_t pl = strlen(path);
     if (pl > 5 && strcmp(path + pl - 5, ".gguf") == 0 && !dir_exists(path)) {
-        wick_model *m = calloc(1, sizeof *m);
-        if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
-        lora_registry_init(m);
-        wick_status st = model_gguf_load(path, params, m, &m->gguf, &m->rope_interleaved);
-        if (!st) st = check_tokenizer_ids(m, path);
-        if (st) {
-            wick_model_free(m);
-            return st;
-        }
-        *out = m;
-        return WICK_OK;
+        gguf_file *g = NULL;
+        wick_status st = gguf_open(path, &g);
+        return st ? st : load_gguf(g, params, out);
     }
     if (!dir_exists(path))
         return err_set(WICK_ERR_IO, "%s: not a model folder (expected a directory holding "
                                     "config.json and model.safetensors)", path);
-    wick_model *m = calloc(1, sizeof *m);
+    wick_model *m = model_new();
     if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
-    lora_registry_init(m);
     m->path = strdup(path);
     char *cpath = path_join(path, "config.json");
     wick_status st = m->path && cpath ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");
@@ -301,6 +316,45 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
     }
     *out = m;
     return WICK_OK;
+}
+
+wick_status model_load_mem(const char *config_json, const char *generation_json,
+                           const void *st_data, size_t st_len, const wick_model_params *params,
+                           wick_model **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "model_load_mem: out is NULL");
+    *out = NULL;
+    if (!config_json || (!st_data && st_len))
+        return err_set(WICK_ERR_INVALID_ARG, "model_load_mem: NULL argument");
+    wick_model_params defaults = wick_model_params_default();
+    if (!params) params = &defaults;
+    wick_model *m = model_new();
+    if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
+    const char *where = "model (in memory)", *cwhere = "config.json (in memory)";
+    m->path = strdup(where);
+    wick_status st = m->path ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");
+    if (st == WICK_OK) st = config_parse(config_json, cwhere, &m->cfg);
+    if (st == WICK_OK && generation_json)
+        st = config_parse_generation(generation_json, "generation_config.json (in memory)",
+                                     &m->cfg);
+    if (st == WICK_OK) st = select_kernels(m, params);
+    if (st == WICK_OK) st = st_open_mem(st_data, st_len, "model.safetensors (in memory)", &m->st);
+    if (st == WICK_OK) st = load_st_weights(m, where, cwhere);
+    if (st != WICK_OK) {
+        wick_model_free(m);
+        return st;
+    }
+    *out = m;
+    return WICK_OK;
+}
+
+wick_status model_load_gguf_mem(const void *data, size_t len, const wick_model_params *params,
+                                wick_model **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "model_load_gguf_mem: out is NULL");
+    *out = NULL;
+    wick_model_params defaults = wick_model_params_default();
+    gguf_file *g = NULL;
+    wick_status st = gguf_open_mem(data, len, "model.gguf (in memory)", &g);
+    return st ? st : load_gguf(g, params ? params : &defaults, out);
 }
 
 const wick_tokenizer *wick_model_tokenizer(const wick_model *m) { return m ? m->tok : NULL; }

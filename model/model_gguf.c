@@ -293,19 +293,27 @@ static wick_status load_tokenizer(gl *L) {
     return st;
 }
 
-/* Every block has at least this many tensors (q, k, v, output, gate, up, down, two norms). */
-#define MIN_TENSORS_PER_BLOCK 9
-
 wick_status model_gguf_load(const char *path, const wick_model_params *params, wick_model *m,
                             gguf_file **file, bool *rope_interleaved) {
     *file = NULL;
     *rope_interleaved = false;
-    wick_model_params defaults = wick_model_params_default();
-    if (!params) params = &defaults;
     gguf_file *g = NULL;
     wick_status st = gguf_open(path, &g);
     if (st) return st;
     *file = g;
+    return model_gguf_build(g, params, m, rope_interleaved);
+}
+
+/* Every block has at least this many tensors (q, k, v, output, gate, up, down, two norms). */
+#define MIN_TENSORS_PER_BLOCK 9
+
+wick_status model_gguf_build(const gguf_file *g, const wick_model_params *params, wick_model *m,
+                             bool *rope_interleaved) {
+    *rope_interleaved = false;
+    wick_model_params defaults = wick_model_params_default();
+    if (!params) params = &defaults;
+    const char *path = g->mf.path;
+    wick_status st;
     gl L = {m, g, path};
     if (!m->path && !(m->path = strdup(path))) return err_set(WICK_ERR_NOMEM, "out of memory");
     if ((st = read_config(&L, &m->cfg, rope_interleaved))) return st;
