@@ -1,12 +1,9 @@
 /* adapter_read.c — loading a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors)
  * and checking it against the base model before anything becomes visible.
  *
- * Config rules (as PEFT applies them): a module is targeted when target_modules is a string
- * and the module's full name ("model.layers.3.self_attn.q_proj") fully matches it as a regex,
- * or when it is a list and the name equals an entry or ends with "." + entry. rank_pattern /
- * alpha_pattern keys match a module when the name matches "(.*\.)?KEY$". scale = α/r, or
- * α/√r with use_rslora. fan_in_fan_out is accepted and ignored: every projection wick adapts is
- * an nn.Linear, for which PEFT itself resets it to false.
+ * adapter_config.json is parsed and checked by adapter_config.c (which modules are targeted,
+ * their rank and scale, as PEFT applies them). fan_in_fan_out is accepted and ignored: every
+ * projection wick adapts is an nn.Linear, for which PEFT itself resets it to false.
  *
  * Tensor checks, each failing with the key and both shapes named: the key names a module of
  * the model (layer index in range, one of the 7 projections), the module is targeted,
@@ -16,6 +13,8 @@
  * On a base loaded from a llama GGUF (q/k rows permuted, model->rope_interleaved) the rows of
  * q/k lora_B are permuted the same way while converting, so the adapter follows the base.
  * A path naming a regular file is read as a llama.cpp GGUF LoRA file (adapter_gguf.c).
+ * lora_adapter_read_mem runs the same checks on a config text and a safetensors image held
+ * in memory (for the fuzz harnesses).
  *
  * Not here: .bin (pickle) adapters, DoRA, modules_to_save, trainable biases. */
 #include <cjson/cJSON.h>
