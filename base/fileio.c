@@ -53,9 +53,21 @@ wick_status mapfile_open(const char *path, mapfile *out) {
     return WICK_OK;
 }
 
+wick_status mapfile_borrow(const void *data, size_t size, const char *name, mapfile *out) {
+    memset(out, 0, sizeof *out);
+    if (!data && size) return err_set(WICK_ERR_INVALID_ARG, "%s: NULL buffer of %zu bytes",
+                                      name ? name : "(memory)", size);
+    out->data = size ? data : NULL;
+    out->size = size;
+    out->borrowed = true;
+    out->path = strdup(name ? name : "(memory)");
+    if (!out->path) return err_set(WICK_ERR_NOMEM, "out of memory");
+    return WICK_OK;
+}
+
 void mapfile_close(mapfile *mf) {
     if (!mf) return;
-    if (mf->data) munmap((void *)mf->data, mf->size);
+    if (mf->data && !mf->borrowed) munmap((void *)mf->data, mf->size);
     free(mf->path);
     memset(mf, 0, sizeof *mf);
 }

@@ -16,10 +16,15 @@ typedef struct mapfile {
     const unsigned char *data;  /* read-only mapping (NULL for an empty file) */
     size_t size;
     char *path;                 /* owned copy, for messages */
+    bool borrowed;              /* data is the caller's buffer (mapfile_borrow): not unmapped */
 } mapfile;
 
 /* Maps `path` read-only. Fails with WICK_ERR_IO naming the path and errno text. */
 wick_status mapfile_open(const char *path, mapfile *out);
+/* Views `size` bytes at `data` (the caller's, which must outlive the view) as a mapfile named
+ * `name` in messages, so parsers read memory and files through the same code. data may be
+ * NULL only when size is 0 (then the view's data is NULL, as for an empty file). */
+wick_status mapfile_borrow(const void *data, size_t size, const char *name, mapfile *out);
 void mapfile_close(mapfile *mf);
 
 /* Reads a whole file into a NUL-terminated malloc'd buffer (free with free()). */

@@ -15,6 +15,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "base/json_num.h"
 #include "embed/embed.h"
 
 /* Reads and parses dir/name when it exists. *root NULL (and WICK_OK) when absent. */
@@ -180,13 +181,8 @@ wick_status embed_st_config_load(const char *dir, embed_st_config *c) {
     st = read_json(dir, "sentence_bert_config.json", &root, &path);
     if (st == WICK_OK && root) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "max_seq_length");
-        if (v && !cJSON_IsNull(v)) {
-            if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
-                v->valuedouble < 2 || v->valuedouble > 1e7)
-                st = err_set(WICK_ERR_FORMAT,
-                             "%s: field \"max_seq_length\" must be an integer >= 2", path);
-            else c->max_seq_length = (int)v->valuedouble;
-        }
+        if (v && !cJSON_IsNull(v))
+            st = json_get_int32(v, 2, 10000000, path, "max_seq_length", &c->max_seq_length);
     }
     cJSON_Delete(root);
     free(path);

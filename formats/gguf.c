@@ -159,6 +159,8 @@ void gguf_close(gguf_file *g) {
     for (int64_t i = 0; g->tensors && i < g->n_tensors; i++) free(g->tensors[i].name);
     free(g->kv);
     free(g->tensors);
+    free(g->kv_by_key);
+    free(g->t_by_name);
     mapfile_close(&g->mf);
     free(g);
 }
@@ -176,12 +178,47 @@ static int cmp_off(const void *a, const void *b) {
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+static int cmp_kv_key(const void *a, const void *b) {
+    return strcmp((*(const gguf_kv *const *)a)->key, (*(const gguf_kv *const *)b)->key);
+}
+
+static int cmp_tensor_name(const void *a, const void *b) {
+    return strcmp((*(const gguf_tensor *const *)a)->name, (*(const gguf_tensor *const *)b)->name);
+}
+
+/* Sorted views of the keys and tensor names: duplicates are neighbours (found in n log n, not
+ * n² comparisons for a file of many entries), and look-ups are binary searches. */
+static wick_status build_index(gguf_file *g) {
+    const char *path = g->mf.path;
+    g->kv_by_key = malloc(sizeof *g->kv_by_key * (size_t)(g->n_kv ? g->n_kv : 1));
+    g->t_by_name = malloc(sizeof *g->t_by_name * (size_t)(g->n_tensors ? g->n_tensors : 1));
+    if (!g->kv_by_key || !g->t_by_name) return err_set(WICK_ERR_NOMEM, "%s: out of memory", path);
+    for (int64_t i = 0; i < g->n_kv; i++) g->kv_by_key[i] = &g->kv[i];
+    for (int64_t i = 0; i < g->n_tensors; i++) g->t_by_name[i] = &g->tensors[i];
+    qsort(g->kv_by_key, (size_t)g->n_kv, sizeof *g->kv_by_key, cmp_kv_key);
+    qsort(g->t_by_name, (size_t)g->n_tensors, sizeof *g->t_by_name, cmp_tensor_name);
+    for (int64_t i = 1; i < g->n_kv; i++)
+        if (strcmp(g->kv_by_key[i - 1]->key, g->kv_by_key[i]->key) == 0)
+            return err_set(WICK_ERR_FORMAT, "%s: key %.200s appears twice", path,
+                           g->kv_by_key[i]->key);
+    for (int64_t i = 1; i < g->n_tensors; i++)
+        if (strcmp(g->t_by_name[i - 1]->name, g->t_by_name[i]->name) == 0)
+            return err_set(WICK_ERR_FORMAT, "%s: tensor %.200s appears twice", path,
+                           g->t_by_name[i]->name);
+    return WICK_OK;
+}
+
 static wick_status parse(gguf_file *g) {
     const char *path = g->mf.path;
+    /* An empty file has no mapping (data == NULL): refuse it before any pointer arithmetic,
+       since NULL + 0 is undefined behaviour too. */
+    if (g->mf.size < 4 || !g->mf.data)
+        return err_set(WICK_ERR_FORMAT, "%s: not a GGUF file (%zu bytes, no \"GGUF\" magic)", path,
+                       g->mf.size);
     cursor c = {g->mf.data, g->mf.data + g->mf.size, path, "the header"};
     char magic[4] = {0};
     wick_status st;
-    if (g->mf.size < 4 || (rd(&c, magic, 4), memcmp(magic, "GGUF", 4) != 0))
+    if ((st = rd(&c, magic, 4)) || memcmp(magic, "GGUF", 4) != 0)
         return err_set(WICK_ERR_FORMAT, "%s: not a GGUF file (no \"GGUF\" magic)", path);
     uint64_t nt = 0, nkv = 0;
     if ((st = rd(&c, &g->version, 4))) return st;
@@ -222,9 +259,6 @@ static wick_status parse(gguf_file *g) {
         if (t >= GGUF_TYPE_COUNT_)
             return err_set(WICK_ERR_FORMAT, "%s: key %s: unknown value type %u", path, kv->key, t);
         if ((st = rd_value(&c, (gguf_type)t, &kv->v, 0))) return st;
-        for (uint64_t j = 0; j < i; j++)
-            if (strcmp(g->kv[j].key, kv->key) == 0)
-                return err_set(WICK_ERR_FORMAT, "%s: key %s appears twice", path, kv->key);
         if (strcmp(kv->key, "general.alignment") == 0) {
             if (kv->v.type != GGUF_U32 || kv->v.u == 0 || (kv->v.u & (kv->v.u - 1)) != 0)
                 return err_set(WICK_ERR_FORMAT, "%s: key general.alignment must be a u32 power "
@@ -268,15 +302,19 @@ static wick_status parse(gguf_file *g) {
             return err_set(WICK_ERR_FORMAT, "%s: tensor %s: %s rows of %lld values are not a "
                            "whole number of %d-value blocks", path, t->name, dtype_name(t->dt),
                            (long long)t->ne[0], bs);
-        uint64_t nb = dtype_row_bytes(t->dt, t->ne[0]);
+        /* bytes of one row, (ne[0] / block) * block_bytes, with an overflow check: the
+           dimension cap above keeps it in range for today's types, and this keeps it so
+           whatever type is added (dtype_row_bytes would wrap silently) */
+        uint64_t nb;
+        if (__builtin_mul_overflow((uint64_t)(t->ne[0] / bs), (uint64_t)dtype_block_bytes(t->dt),
+                                   &nb))
+            return err_set(WICK_ERR_FORMAT, "%s: tensor %s: byte size overflows", path, t->name);
         for (int d = 1; d < GGUF_MAX_DIMS; d++)
             if (__builtin_mul_overflow(nb, (uint64_t)t->ne[d], &nb))
                 return err_set(WICK_ERR_FORMAT, "%s: tensor %s: byte size overflows", path, t->name);
         t->nbytes = (size_t)nb;
-        for (uint64_t j = 0; j < i; j++)
-            if (strcmp(g->tensors[j].name, t->name) == 0)
-                return err_set(WICK_ERR_FORMAT, "%s: tensor %s appears twice", path, t->name);
     }
+    if ((st = build_index(g))) return st;
     uint64_t hdr = (uint64_t)(c.p - g->mf.data);
     g->data_offset = (hdr + g->alignment - 1) / g->alignment * g->alignment;
     if (g->data_offset > g->mf.size && nt > 0)
@@ -316,12 +354,14 @@ static wick_status parse(gguf_file *g) {
     return WICK_OK;
 }
 
-wick_status gguf_open(const char *path, gguf_file **out) {
+/* Maps `path`, or views the caller's buffer when mem != NULL; then the one parser. */
+static wick_status open_any(const char *path, const void *mem, size_t len, gguf_file **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "gguf_open: out is NULL");
     *out = NULL;
+    if (!path) return err_set(WICK_ERR_INVALID_ARG, "gguf_open: path is NULL");
     gguf_file *g = calloc(1, sizeof *g);
     if (!g) return err_set(WICK_ERR_NOMEM, "out of memory");
-    wick_status st = mapfile_open(path, &g->mf);
+    wick_status st = mem ? mapfile_borrow(mem, len, path, &g->mf) : mapfile_open(path, &g->mf);
     if (st) {
         free(g);
         return st;
@@ -334,15 +374,40 @@ wick_status gguf_open(const char *path, gguf_file **out) {
     return WICK_OK;
 }
 
+wick_status gguf_open(const char *path, gguf_file **out) { return open_any(path, NULL, 0, out); }
+
+wick_status gguf_open_mem(const void *data, size_t len, const char *name, gguf_file **out) {
+    static const unsigned char empty[1];
+    if (!data && len) {
+        if (out) *out = NULL;
+        return err_set(WICK_ERR_INVALID_ARG, "gguf_open_mem: NULL buffer");
+    }
+    return open_any(name ? name : "GGUF (in memory)", data ? data : empty, len, out);
+}
+
 const gguf_kv *gguf_find_kv(const gguf_file *g, const char *key) {
-    for (int64_t i = 0; g && i < g->n_kv; i++)
-        if (strcmp(g->kv[i].key, key) == 0) return &g->kv[i];
+    if (!g || !key || !g->kv_by_key) return NULL;
+    int64_t lo = 0, hi = g->n_kv;   /* binary search over the sorted view */
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        const int c = strcmp(g->kv_by_key[mid]->key, key);
+        if (c == 0) return g->kv_by_key[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
     return NULL;
 }
 
 const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name) {
-    for (int64_t i = 0; g && i < g->n_tensors; i++)
-        if (strcmp(g->tensors[i].name, name) == 0) return &g->tensors[i];
+    if (!g || !name || !g->t_by_name) return NULL;
+    int64_t lo = 0, hi = g->n_tensors;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        const int c = strcmp(g->t_by_name[mid]->name, name);
+        if (c == 0) return g->t_by_name[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
     return NULL;
 }
 

@@ -64,14 +64,25 @@ typedef struct gguf_file {
     gguf_tensor *tensors;
     uint32_t alignment;
     uint64_t data_offset;
+    gguf_kv **kv_by_key;          /* (n_kv) sorted by key, for look-ups */
+    gguf_tensor **t_by_name;      /* (n_tensors) sorted by name */
 } gguf_file;
 
 /* ggml type id <-> dtype; -1 / DT_COUNT_ when wick does not support it. */
 int gguf_dtype_from_ggml(uint32_t ggml_type);
 uint32_t gguf_ggml_from_dtype(dtype dt);
 
-/* Opens and validates a GGUF file. On failure *out is NULL. */
+/* Opens and validates a GGUF file. On failure *out is NULL.
+ * Work and memory are bounded by the file: every count (key/values, tensors, array elements,
+ * string bytes) is checked against the bytes left before anything is allocated for it, so
+ * the parsed metadata takes at most ~32 bytes of memory per byte of file (a u8 array element
+ * becomes a 32-byte gguf_value); parsing is O(n log n) in the number of entries; arrays nest at
+ * most 8 deep. Tensor data is never copied. */
 wick_status gguf_open(const char *path, gguf_file **out);
+/* Same for a GGUF image of `len` bytes at `data`, named `name` in messages (NULL: "GGUF (in
+ * memory)"). Zero-copy: data must outlive the gguf_file. The one parser behind gguf_open,
+ * exposed for fuzzing and tests. */
+wick_status gguf_open_mem(const void *data, size_t len, const char *name, gguf_file **out);
 void gguf_close(gguf_file *g);
 
 const gguf_kv *gguf_find_kv(const gguf_file *g, const char *key);

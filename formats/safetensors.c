@@ -19,12 +19,12 @@
 #include "formats/safetensors.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_num.h"
 
 #define META_KEY "__metadata__"
 
@@ -73,11 +73,7 @@ static wick_status hash_rebuild(st_set *s, size_t want) {
  * precision in cJSON's double, but any such offset or dimension is rejected later by the size
  * and range checks (no file is 9 PB), so the loss cannot let a bad file through. */
 static bool json_uint(const cJSON *v, int64_t *out) {
-    if (!cJSON_IsNumber(v)) return false;
-    double d = v->valuedouble;
-    if (!(d >= 0.0) || d >= 9223372036854775808.0 || floor(d) != d) return false;
-    *out = (int64_t)d;
-    return true;
+    return json_num_int(v, 0, INT64_MAX, out);
 }
 
 typedef struct { int64_t begin, end; int idx; } span;
@@ -199,16 +195,17 @@ static wick_status grow_tensors(st_set *s, int extra) {
     return WICK_OK;
 }
 
-/* Maps `path`, validates it and appends its tensors to the set as file number s->n_files.
- * On failure the set holds whatever was added so far (all owned by it) and is only fit for
- * st_close, which every caller does. */
-static wick_status add_file(st_set *s, const char *path) {
+/* Maps `path` (or, with mem != NULL, views the caller's mem_len bytes under that name),
+ * validates it and appends its tensors to the set as file number s->n_files. On failure the
+ * set holds whatever was added so far (all owned by it) and is only fit for st_close, which
+ * every caller does. */
+static wick_status add_file(st_set *s, const char *path, const void *mem, size_t mem_len) {
     mapfile *nf = realloc(s->files, (size_t)(s->n_files + 1) * sizeof *nf);
     if (!nf) return err_set(WICK_ERR_NOMEM, "%s: out of memory", path);
     s->files = nf;
     int fi = s->n_files;
     mapfile *mf = &s->files[fi];
-    wick_status st = mapfile_open(path, mf);
+    wick_status st = mem ? mapfile_borrow(mem, mem_len, path, mf) : mapfile_open(path, mf);
     if (st) return st;
     s->n_files++;   /* from here on st_close unmaps it */
 
@@ -350,7 +347,25 @@ wick_status st_open(const char *path, st_set **out) {
     if (!path) return err_set(WICK_ERR_INVALID_ARG, "st_open: path is NULL");
     st_set *s = calloc(1, sizeof *s);
     if (!s) return err_set(WICK_ERR_NOMEM, "%s: out of memory", path);
-    wick_status st = add_file(s, path);
+    wick_status st = add_file(s, path, NULL, 0);
+    if (st) {
+        st_close(s);
+        return st;
+    }
+    *out = s;
+    return WICK_OK;
+}
+
+wick_status st_open_mem(const void *data, size_t len, const char *name, st_set **out) {
+    *out = NULL;
+    if (!data && len) return err_set(WICK_ERR_INVALID_ARG, "st_open_mem: NULL buffer");
+    if (!name) name = "safetensors (in memory)";
+    st_set *s = calloc(1, sizeof *s);
+    if (!s) return err_set(WICK_ERR_NOMEM, "%s: out of memory", name);
+    /* an empty buffer still goes through the parser (which reports the truncation); a
+       non-NULL pointer marks the memory variant */
+    static const unsigned char empty[1];
+    wick_status st = add_file(s, name, data ? data : empty, len);
     if (st) {
         st_close(s);
         return st;
@@ -427,7 +442,7 @@ static wick_status open_index(st_set *s, const char *dir, const char *ipath) {
             st = err_set(WICK_ERR_NOMEM, "%s: out of memory", ipath);
             goto done;
         }
-        if ((st = add_file(s, fpath))) {
+        if ((st = add_file(s, fpath, NULL, 0))) {
             err_wrap(st, "%s", ipath);
             goto done;
         }
@@ -470,7 +485,7 @@ wick_status st_open_dir(const char *dir, st_set **out) {
     if (!single || !index || !s) {
         st = err_set(WICK_ERR_NOMEM, "%s: out of memory", dir);
     } else if (file_exists(single)) {
-        st = add_file(s, single);
+        st = add_file(s, single, NULL, 0);
     } else if (file_exists(index)) {
         st = open_index(s, dir, index);
     } else {

@@ -38,6 +38,11 @@ typedef struct st_set st_set;
  * pointers are aligned only as well as the file aligns them. On failure *out is NULL. */
 wick_status st_open(const char *path, st_set **out);
 
+/* Same as st_open for a safetensors image of `len` bytes at `data`, named `name` in messages
+ * (NULL: "safetensors (in memory)"). Zero-copy: tensor data pointers point into `data`, which
+ * must outlive the set. The one code path behind st_open, exposed for fuzzing and tests. */
+wick_status st_open_mem(const void *data, size_t len, const char *name, st_set **out);
+
 /* Opens a model folder: `dir`/model.safetensors, or the shards listed by
  * `dir`/model.safetensors.index.json ("weight_map": name -> file; each listed tensor must be
  * in the file the index names). WICK_ERR_IO naming both candidates when neither exists. */

@@ -110,6 +110,20 @@ wick_model_params wick_model_params_default(void);
  * Weights are memory-mapped and used in their file dtype (F32, BF16, F16); nothing is copied
  * except norm weights and biases, which are converted to f32.
  * Every weight the config implies is checked for presence and shape.
+ * A path ending in ".gguf" that is not a folder is read as a GGUF model (llama, qwen2).
+ *
+ * Untrusted files: work and memory are bounded by the size of the files read, never by a
+ * number written in them. Every count is checked against what the file can hold before
+ * anything is allocated for it: num_hidden_layers / block_count <= tensors in the file / 9,
+ * vocab_size and hidden_size against the embedding's shape, safetensors offsets and GGUF
+ * counts, array lengths and string lengths against the bytes of the file (GGUF metadata takes
+ * at most ~32 bytes of memory per byte of file). Every JSON or GGUF number is range-checked
+ * before it is converted to an integer or float. Token ids that cross files (bos/eos/pad of
+ * config.json and generation_config.json, GGUF tokenizer.ggml.*_token_id, the tokenizer's
+ * vocabulary, added and special tokens) must lie in [0, n_vocab) of the model: an id outside
+ * is a WICK_ERR_FORMAT naming the file and the field. A tokenizer may know fewer ids than the
+ * model has rows (padded embeddings), never more.
+ *
  * On success *out owns the model (free with wick_model_free). On failure *out is NULL and
  * wick_last_error() names the file/field/tensor. Thread-safe (separate calls). */
 wick_status wick_model_load(const char *path, const wick_model_params *params, wick_model **out);
@@ -583,7 +597,10 @@ typedef struct wick_adapter wick_adapter;
  * or the file name without ".gguf"). `dir` is a PEFT folder (adapter_config.json +
  * adapter_model.safetensors) or a llama.cpp GGUF LoRA file. Fails with WICK_ERR_INVALID_ARG
  * when the name is already registered. A and B are f32: used in place from an F32 file,
- * converted once otherwise. */
+ * converted once otherwise. adapter_config.json numbers are range-checked before use: r and
+ * rank_pattern values are integers in [1, 2^31), lora_alpha, alpha_pattern values and a GGUF
+ * adapter.lora.alpha are finite floats; regexes are matched with a step limit. Memory is
+ * bounded by the adapter file (A and B must match the base weights' shapes). */
 wick_status wick_adapter_load(wick_model *model, const char *dir, const char *name);
 
 /* Removes `name` from the registry (WICK_ERR_NOT_FOUND if absent). Sessions that currently

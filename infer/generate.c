@@ -363,15 +363,16 @@ wick_status gen_next(wick_gen *g, float *logits, int n_held, int n_ctx, wick_tok
     memset(tok, 0, sizeof *tok);
     tok->text = "";
     wick_status st;
-    /* min_tokens: EOS and stop ids cannot be chosen yet (ids were range-checked at start) */
+    /* min_tokens: EOS and stop ids cannot be chosen yet. Every id was checked against the
+       vocabulary where it entered (config loaders, check_params); the range test here keeps
+       an unchecked path added later from writing outside logits. */
     if (g->generated < g->p.min_tokens) {
+        const int32_t nv = g->m->cfg.n_vocab;
         if (g->p.stop_on_eos)
             for (int i = 0; i < g->n_eos_ids; i++)
-                if (g->eos_ids[i] >= 0 && g->eos_ids[i] < g->m->cfg.n_vocab)
-                    logits[g->eos_ids[i]] = -INFINITY;
+                if (g->eos_ids[i] >= 0 && g->eos_ids[i] < nv) logits[g->eos_ids[i]] = -INFINITY;
         for (int i = 0; i < g->n_stop_ids; i++)
-            if (g->stop_ids[i] >= 0 && g->stop_ids[i] < g->m->cfg.n_vocab)
-                logits[g->stop_ids[i]] = -INFINITY;
+            if (g->stop_ids[i] >= 0 && g->stop_ids[i] < nv) logits[g->stop_ids[i]] = -INFINITY;
     }
     sampled_token sp;
     if ((st = sampler_sample(g->smp, logits, &sp))) return st;

@@ -24,12 +24,15 @@
  * (rejected), PEFT folders (adapter_read.c / adapter_write.c). The reader copies every
  * tensor to f32 (adapters are small) rather than keeping the GGUF mapping open. */
 #include <cjson/cJSON.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_num.h"
 #include "formats/gguf.h"
 #include "lora/lora.h"
 #include "model/model.h"
@@ -136,8 +139,11 @@ static wick_status check_header(const wick_model *m, const gguf_file *g, const c
         return err_set(WICK_ERR_UNSUPPORTED, "%s: adapter.alora.invocation_tokens is set: "
                        "activated LoRA (aLoRA) is not supported", path);
     *alpha = 0;
-    if (gguf_get_float(g, "adapter.lora.alpha", alpha, &st) && !isfinite(*alpha))
-        return err_set(WICK_ERR_FORMAT, "%s: adapter.lora.alpha is not finite", path);
+    /* |alpha| <= FLT_MAX keeps every scale alpha / r (r >= 1) inside float range: converting a
+       larger double (an f64 key of 1e300) to float would be undefined */
+    if (gguf_get_float(g, "adapter.lora.alpha", alpha, &st) && !(fabs(*alpha) <= FLT_MAX))
+        return err_set(WICK_ERR_FORMAT, "%s: adapter.lora.alpha = %g is not a finite 32-bit float",
+                       path, *alpha);
     return st;
 }
 
@@ -189,15 +195,16 @@ typedef struct gpair {
     const gguf_tensor *a, *b;
 } gpair;
 
-wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_adapter **out) {
+/* Checks an open GGUF LoRA file against the model and builds the adapter (every tensor is
+ * copied to f32: the adapter never points into g). g stays the caller's. */
+static wick_status read_gguf(const wick_model *m, const gguf_file *g, wick_adapter **out) {
     *out = NULL;
+    const char *path = g->mf.path;
     const int L = m->cfg.n_layer;
-    gguf_file *g = NULL;
     gpair *fp = NULL;
     wick_adapter *a = NULL;
     double alpha = 0;
-    wick_status rc = gguf_open(path, &g);
-    if (rc) goto done;
+    wick_status rc;
     if ((rc = check_header(m, g, path, &alpha))) goto done;
     fp = calloc((size_t)L * LORA_N_PROJ, sizeof *fp);
     if (!fp) {
@@ -256,7 +263,7 @@ wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_a
                 goto done;
             }
             const int64_t r = f->a->ne[1];
-            const bool ok_a = f->a->ne[0] == W->cols && r >= 1;
+            const bool ok_a = f->a->ne[0] == W->cols && r >= 1 && r <= INT_MAX;
             const bool ok_b = f->b->ne[0] == r && f->b->ne[1] == W->rows;
             if (!ok_a || !ok_b) {
                 const bool rank_only = ok_a && f->b->ne[1] == W->rows;
@@ -325,6 +332,24 @@ wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_a
 done:
     if (a) lora_adapter_release(a);
     free(fp);
+    return rc;
+}
+
+wick_status lora_adapter_read_gguf(const wick_model *m, const char *path, wick_adapter **out) {
+    *out = NULL;
+    gguf_file *g = NULL;
+    wick_status rc = gguf_open(path, &g);
+    if (!rc) rc = read_gguf(m, g, out);
+    gguf_close(g);
+    return rc;
+}
+
+wick_status lora_adapter_read_gguf_mem(const wick_model *m, const void *data, size_t len,
+                                       wick_adapter **out) {
+    *out = NULL;
+    gguf_file *g = NULL;
+    wick_status rc = gguf_open_mem(data, len, "LoRA GGUF (in memory)", &g);
+    if (!rc) rc = read_gguf(m, g, out);
     gguf_close(g);
     return rc;
 }
@@ -335,7 +360,8 @@ done:
 static double pick_alpha(const wick_adapter *a) {
     const cJSON *ja = a->config ? cJSON_GetObjectItemCaseSensitive(a->config, "lora_alpha") : NULL;
     double first = 0;
-    bool cfg_ok = cJSON_IsNumber(ja) && ja->valuedouble != 0;
+    float fa;   /* the config's alpha only when a float holds it, so the casts below are defined */
+    bool cfg_ok = json_num_float(ja, -FLT_MAX, FLT_MAX, &fa) && ja->valuedouble != 0;
     for (int i = 0; i < a->n_layer * LORA_N_PROJ; i++) {
         const lora_pair *p = &a->pairs[i];
         if (!p->A.data) continue;

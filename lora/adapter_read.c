@@ -1,12 +1,9 @@
 /* adapter_read.c — loading a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors)
  * and checking it against the base model before anything becomes visible.
  *
- * Config rules (as PEFT applies them): a module is targeted when target_modules is a string
- * and the module's full name ("model.layers.3.self_attn.q_proj") fully matches it as a regex,
- * or when it is a list and the name equals an entry or ends with "." + entry. rank_pattern /
- * alpha_pattern keys match a module when the name matches "(.*\.)?KEY$". scale = α/r, or
- * α/√r with use_rslora. fan_in_fan_out is accepted and ignored: every projection wick adapts is
- * an nn.Linear, for which PEFT itself resets it to false.
+ * adapter_config.json is parsed and checked by adapter_config.c (which modules are targeted,
+ * their rank and scale, as PEFT applies them). fan_in_fan_out is accepted and ignored: every
+ * projection wick adapts is an nn.Linear, for which PEFT itself resets it to false.
  *
  * Tensor checks, each failing with the key and both shapes named: the key names a module of
  * the model (layer index in range, one of the 7 projections), the module is targeted,
@@ -16,6 +13,8 @@
  * On a base loaded from a llama GGUF (q/k rows permuted, model->rope_interleaved) the rows of
  * q/k lora_B are permuted the same way while converting, so the adapter follows the base.
  * A path naming a regular file is read as a llama.cpp GGUF LoRA file (adapter_gguf.c).
+ * lora_adapter_read_mem runs the same checks on a config text and a safetensors image held
+ * in memory (for the fuzz harnesses).
  *
  * Not here: .bin (pickle) adapters, DoRA, modules_to_save, trainable biases. */
 #include <cjson/cJSON.h>
@@ -23,9 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 
 #include "base/error.h"
 #include "base/fileio.h"
@@ -48,64 +44,10 @@ static const wk_weight *base_weight(const wick_model *m, int l, int p) {
     return ws[p];
 }
 
-/* Full regex match of `subject` against `pattern` (Python re.fullmatch semantics for the
- * common subset). Returns 1 match, 0 no match, -1 bad pattern (message set). */
-static int regex_full(const char *pattern, const char *prefix, const char *subject,
-                      const char *where, const char *field) {
-    char *wrapped = malloc(strlen(pattern) + strlen(prefix) + 16);
-    if (!wrapped) return err_set(WICK_ERR_NOMEM, "out of memory"), -1;
-    sprintf(wrapped, "%s(?:%s)\\z", prefix, pattern);
-    int errcode;
-    PCRE2_SIZE erroff;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)wrapped, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED,
-                                   &errcode, &erroff, NULL);
-    free(wrapped);
-    if (!re) {
-        char msg[128];
-        pcre2_get_error_message(errcode, (PCRE2_UCHAR *)msg, sizeof msg);
-        err_set(WICK_ERR_FORMAT, "%s: %s: bad regular expression '%s': %s", where, field,
-                pattern, msg);
-        return -1;
-    }
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    int rc = md ? pcre2_match(re, (PCRE2_SPTR)subject, strlen(subject), 0, 0, md, NULL) : -1;
-    pcre2_match_data_free(md);
-    pcre2_code_free(re);
-    return rc >= 0;
-}
-
 static bool ends_with_module(const char *name, const char *entry) {
     size_t n = strlen(name), e = strlen(entry);
     if (n == e) return strcmp(name, entry) == 0;
     return n > e && name[n - e - 1] == '.' && strcmp(name + n - e, entry) == 0;
-}
-
-/* Is module `name` targeted? 1 yes, 0 no, -1 error. */
-static int targeted(const cJSON *tm, const char *name, const char *where) {
-    if (cJSON_IsString(tm)) return regex_full(tm->valuestring, "", name, where, "target_modules");
-    const cJSON *e;
-    cJSON_ArrayForEach(e, tm) if (ends_with_module(name, e->valuestring)) return 1;
-    return 0;
-}
-
-/* Value of the first rank_pattern / alpha_pattern key matching `name`, else `dflt`. */
-static int pattern_value(const cJSON *pat, const char *name, double dflt, double *out,
-                         const char *where, const char *field) {
-    *out = dflt;
-    if (!cJSON_IsObject(pat)) return 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, pat) {
-        if (!cJSON_IsNumber(e))
-            return err_set(WICK_ERR_FORMAT, "%s: %s[\"%s\"] is not a number", where, field,
-                           e->string), -1;
-        int r = regex_full(e->string, "(?:.*\\.)?", name, where, field);
-        if (r < 0) return -1;
-        if (r) {
-            *out = e->valuedouble;
-            return 0;
-        }
-    }
-    return 0;
 }
 
 static void shape_str(char *buf, size_t cap, const st_tensor *t) {
@@ -115,51 +57,11 @@ static void shape_str(char *buf, size_t cap, const st_tensor *t) {
     if (o < cap) snprintf(buf + o, cap - o, "]");
 }
 
-/* Checks the config fields wick cannot honour; `where` is the config path. */
-static wick_status check_unsupported(const cJSON *c, const char *where) {
-    const cJSON *v;
-    v = cJSON_GetObjectItemCaseSensitive(c, "peft_type");
-    if (v && !(cJSON_IsString(v) && !strcmp(v->valuestring, "LORA")))
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: peft_type is %s, only \"LORA\" is supported",
-                       where, cJSON_IsString(v) ? v->valuestring : "not a string");
-    v = cJSON_GetObjectItemCaseSensitive(c, "use_dora");
-    if (cJSON_IsTrue(v))
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: use_dora is true: DoRA adapters are not "
-                                             "supported", where);
-    v = cJSON_GetObjectItemCaseSensitive(c, "modules_to_save");
-    if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: modules_to_save is set: fully trained extra "
-                                             "modules are not supported", where);
-    v = cJSON_GetObjectItemCaseSensitive(c, "bias");
-    if (v && !(cJSON_IsString(v) && !strcmp(v->valuestring, "none")))
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: bias is %s: only \"none\" is supported", where,
-                       cJSON_IsString(v) ? v->valuestring : "not a string");
-    v = cJSON_GetObjectItemCaseSensitive(c, "lora_bias");
-    if (cJSON_IsTrue(v))
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: lora_bias is true: not supported", where);
-    v = cJSON_GetObjectItemCaseSensitive(c, "trainable_token_indices");
-    if (v && !cJSON_IsNull(v))
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: trainable_token_indices is set: not supported",
-                       where);
-    v = cJSON_GetObjectItemCaseSensitive(c, "target_parameters");
-    if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: target_parameters is set: not supported", where);
-    v = cJSON_GetObjectItemCaseSensitive(c, "layer_replication");
-    if (v && !cJSON_IsNull(v))
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: layer_replication is set: not supported", where);
-    return WICK_OK;
-}
-
 /* Every list entry of target_modules must name a module wick adapts. */
 static wick_status check_targets(const wick_model *m, const cJSON *tm, const char *where) {
-    if (cJSON_IsString(tm)) return WICK_OK;
-    if (!cJSON_IsArray(tm) || cJSON_GetArraySize(tm) == 0)
-        return err_set(WICK_ERR_FORMAT, "%s: target_modules must be a non-empty list of names "
-                                        "or a regex string", where);
+    if (!tm) return WICK_OK;   /* a regex: matched per module */
     const cJSON *e;
     cJSON_ArrayForEach(e, tm) {
-        if (!cJSON_IsString(e))
-            return err_set(WICK_ERR_FORMAT, "%s: target_modules holds a non-string", where);
         bool found = false;
         char name[96];
         for (int p = 0; p < LORA_N_PROJ && !found; p++) {
@@ -173,25 +75,34 @@ static wick_status check_targets(const wick_model *m, const cJSON *tm, const cha
         }
         if (!found)
             return err_set(WICK_ERR_UNSUPPORTED,
-                           "%s: target module '%s' is not a module wick can adapt (q_proj, "
+                           "%s: target module '%.200s' is not a module wick can adapt (q_proj, "
                            "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
                            where, e->valuestring);
     }
     return WICK_OK;
 }
 
-/* Parses "model.layers.N.<module>.lora_X.weight" (after KEY_PREFIX). */
+/* Parses "model.layers.N.<module>.lora_X.weight" (after KEY_PREFIX). N is plain decimal digits,
+ * read without sscanf("%d"), whose behaviour on overflow is undefined. */
 static bool parse_key(const char *k, int *layer, int *proj, int *is_b) {
-    int n = 0, l = -1;
-    if (sscanf(k, "model.layers.%d.%n", &l, &n) != 1 || n == 0 || l < 0) return false;
-    k += n;
+    static const char pre[] = "model.layers.";
+    if (strncmp(k, pre, sizeof pre - 1) != 0) return false;
+    k += sizeof pre - 1;
+    long l = 0;
+    int nd = 0;
+    for (; *k >= '0' && *k <= '9'; k++, nd++) {
+        if (l > 1000000) return false;
+        l = l * 10 + (*k - '0');
+    }
+    if (nd == 0 || *k != '.') return false;
+    k++;
     for (int p = 0; p < LORA_N_PROJ; p++) {
         size_t pl = strlen(lora_module_path[p]);
         if (strncmp(k, lora_module_path[p], pl) != 0) continue;
         if (!strcmp(k + pl, ".lora_A.weight")) *is_b = 0;
         else if (!strcmp(k + pl, ".lora_B.weight")) *is_b = 1;
         else return false;
-        *layer = l;
+        *layer = (int)l;
         *proj = p;
         return true;
     }
@@ -258,64 +169,18 @@ typedef struct found_pair {
     const st_tensor *a, *b;
 } found_pair;
 
-wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter **out) {
-    *out = NULL;
-    const size_t dl = strlen(dir);
-    if (file_exists(dir) || (dl > 5 && !strcmp(dir + dl - 5, ".gguf") && !dir_exists(dir)))
-        return lora_adapter_read_gguf(m, dir, out);
+/* Checks `st` (the adapter's tensors, named by wpath) against `cfg` and the model and builds the
+ * adapter. Takes over st: kept by the adapter when some F32 tensor is used in place, closed
+ * otherwise (always on failure). copy_all: convert every tensor, never point into st (for sets
+ * over a caller's buffer). cfg stays the caller's; its JSON moves to the adapter on success. */
+static wick_status read_peft(const wick_model *m, lora_config *cfg, st_set *st, const char *wpath,
+                             bool copy_all, wick_adapter **out) {
     const int L = m->cfg.n_layer;
-    char *cpath = path_join(dir, "adapter_config.json");
-    char *wpath = path_join(dir, "adapter_model.safetensors");
-    char *text = NULL;
-    cJSON *cfg = NULL;
-    st_set *st = NULL;
+    const char *cpath = lora_config_where(cfg);
     found_pair *fp = NULL;
     wick_adapter *a = NULL;
-    wick_status rc = WICK_OK;
-    if (!cpath || !wpath) {
-        rc = err_set(WICK_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    if (!dir_exists(dir)) {
-        rc = err_set(WICK_ERR_IO, "%s: not an adapter folder (expected a directory holding "
-                                  "adapter_config.json and adapter_model.safetensors)", dir);
-        goto done;
-    }
-    size_t len;
-    if ((rc = file_read_all(cpath, &text, &len))) goto done;
-    cfg = cJSON_Parse(text);
-    if (!cJSON_IsObject(cfg)) {
-        rc = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", cpath);
-        goto done;
-    }
-    if ((rc = check_unsupported(cfg, cpath))) goto done;
-    const cJSON *jr = cJSON_GetObjectItemCaseSensitive(cfg, "r");
-    const cJSON *jalpha = cJSON_GetObjectItemCaseSensitive(cfg, "lora_alpha");
-    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(cfg, "target_modules");
-    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(cfg, "rank_pattern");
-    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(cfg, "alpha_pattern");
-    const bool rs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "use_rslora"));
-    if (!cJSON_IsNumber(jr) || jr->valuedouble < 1 || jr->valuedouble != (int)jr->valuedouble) {
-        rc = err_set(WICK_ERR_FORMAT, "%s: r must be a positive integer", cpath);
-        goto done;
-    }
-    if (jalpha && !cJSON_IsNumber(jalpha)) {
-        rc = err_set(WICK_ERR_FORMAT, "%s: lora_alpha must be a number", cpath);
-        goto done;
-    }
-    const double r0 = jr->valuedouble, alpha0 = jalpha ? jalpha->valuedouble : 8.0;
-    if ((rc = check_targets(m, tm, cpath))) goto done;
-
-    if (!file_exists(wpath)) {
-        char *bin = path_join(dir, "adapter_model.bin");
-        bool has_bin = bin && file_exists(bin);
-        free(bin);
-        rc = has_bin ? err_set(WICK_ERR_UNSUPPORTED, "%s: only adapter_model.safetensors is "
-                                                     "read (adapter_model.bin is a pickle)", dir)
-                     : err_set(WICK_ERR_IO, "%s: missing adapter_model.safetensors", dir);
-        goto done;
-    }
-    if ((rc = st_open(wpath, &st))) goto done;
+    wick_status rc;
+    if ((rc = check_targets(m, lora_config_target_list(cfg), cpath))) goto done;
     fp = calloc((size_t)L * LORA_N_PROJ, sizeof *fp);
     if (!fp) {
         rc = err_set(WICK_ERR_NOMEM, "out of memory");
@@ -345,7 +210,7 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
         }
         char mod[96];
         snprintf(mod, sizeof mod, "model.layers.%d.%s", l, lora_module_path[p]);
-        int tg = targeted(tm, mod, cpath);
+        int tg = lora_config_targets(cfg, mod);
         if (tg < 0) {
             rc = WICK_ERR_FORMAT;
             goto done;
@@ -367,6 +232,7 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
     /* pass 2: shapes against config and base weights; count storage */
     size_t total = 0;
     int r_max = 0;
+    bool any_in_place = false;
     for (int l = 0; l < L; l++) {
         for (int p = 0; p < LORA_N_PROJ; p++) {
             found_pair *f = &fp[(size_t)l * LORA_N_PROJ + p];
@@ -382,29 +248,28 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
                              f->a ? sa : sb, mod, f->a ? 'B' : 'A');
                 goto done;
             }
-            double r;
-            if (pattern_value(rp, mod, r0, &r, cpath, "rank_pattern") < 0) {
-                rc = WICK_ERR_FORMAT;
-                goto done;
-            }
-            const int64_t ri = (int64_t)r;
+            int ri;
+            bool from_pattern;
+            if ((rc = lora_config_module(cfg, mod, &ri, &from_pattern))) goto done;
             const bool ok_a = f->a->ndim == 2 && f->a->shape[0] == ri && f->a->shape[1] == W->cols;
             const bool ok_b = f->b->ndim == 2 && f->b->shape[0] == W->rows && f->b->shape[1] == ri;
             if (!ok_a || !ok_b) {
                 rc = err_set(WICK_ERR_SHAPE,
                              "%s: tensor %s has shape %s, expected [%lld, %lld] (lora_A is %s, "
-                             "lora_B is %s; rank %lld from %s; base weight %s.weight is "
+                             "lora_B is %s; rank %d from %s; base weight %s.weight is "
                              "[%lld, %lld])",
                              wpath, ok_a ? f->b->name : f->a->name, ok_a ? sb : sa,
                              (long long)(ok_a ? W->rows : ri), (long long)(ok_a ? ri : W->cols),
-                             sa, sb, (long long)ri, r == r0 ? "r" : "rank_pattern", mod,
+                             sa, sb, ri, from_pattern ? "rank_pattern" : "r", mod,
                              (long long)W->rows, (long long)W->cols);
                 goto done;
             }
             const bool perm_b = m->rope_interleaved && (p == LORA_Q || p == LORA_K);
-            total += (in_place(f->a) ? 0 : (size_t)f->a->numel) +
-                     (in_place(f->b) && !perm_b ? 0 : (size_t)f->b->numel);
-            if (ri > r_max) r_max = (int)ri;
+            const bool keep_a = !copy_all && in_place(f->a);
+            const bool keep_b = !copy_all && in_place(f->b) && !perm_b;
+            total += (keep_a ? 0 : (size_t)f->a->numel) + (keep_b ? 0 : (size_t)f->b->numel);
+            any_in_place |= keep_a || keep_b;
+            if (ri > r_max) r_max = ri;
         }
     }
     if (!(a = lora_adapter_new(m, L, total, r_max))) {
@@ -426,7 +291,7 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
                                  .cols = t->shape[1]};
                 float *vals = (float *)t->data;
                 const bool perm = h == 1 && m->rope_interleaved && (p == LORA_Q || p == LORA_K);
-                if (!in_place(t) || perm) {
+                if (copy_all || !in_place(t) || perm) {
                     vals = dst;
                     dst += t->numel;
                     for (int64_t row = 0; row < src.rows; row++)
@@ -453,19 +318,14 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
             pr->file_dt = f->a->dt;
             char mod[96];
             snprintf(mod, sizeof mod, "model.layers.%d.%s", l, lora_module_path[p]);
-            double alpha;
-            if (pattern_value(ap, mod, alpha0, &alpha, cpath, "alpha_pattern") < 0) {
-                rc = WICK_ERR_FORMAT;
-                goto done;
-            }
-            const double r = (double)pr->A.rows;
-            pr->scale = (float)(rs ? alpha / sqrt(r) : alpha / r);
+            if ((rc = lora_config_scale(cfg, mod, (int)pr->A.rows, &pr->scale))) goto done;
         }
     }
-    a->config = cfg;
-    cfg = NULL;
-    a->st = st; /* the in-place tensors live in this mapping */
-    st = NULL;
+    a->config = lora_config_take_json(cfg);
+    if (any_in_place) {
+        a->st = st; /* the in-place tensors live in this mapping */
+        st = NULL;
+    }
     *out = a;
     a = NULL;
 done:
@@ -475,9 +335,63 @@ done:
     }
     free(fp);
     st_close(st);
-    cJSON_Delete(cfg);
+    return rc;
+}
+
+wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter **out) {
+    *out = NULL;
+    const size_t dl = strlen(dir);
+    if (file_exists(dir) || (dl > 5 && !strcmp(dir + dl - 5, ".gguf") && !dir_exists(dir)))
+        return lora_adapter_read_gguf(m, dir, out);
+    char *cpath = path_join(dir, "adapter_config.json");
+    char *wpath = path_join(dir, "adapter_model.safetensors");
+    char *text = NULL;
+    lora_config *cfg = NULL;
+    st_set *st = NULL;
+    wick_status rc = WICK_OK;
+    if (!cpath || !wpath) {
+        rc = err_set(WICK_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (!dir_exists(dir)) {
+        rc = err_set(WICK_ERR_IO, "%s: not an adapter folder (expected a directory holding "
+                                  "adapter_config.json and adapter_model.safetensors)", dir);
+        goto done;
+    }
+    size_t len;
+    if ((rc = file_read_all(cpath, &text, &len))) goto done;
+    if ((rc = lora_config_parse(text, len, cpath, &cfg))) goto done;
+    if (!file_exists(wpath)) {
+        char *bin = path_join(dir, "adapter_model.bin");
+        bool has_bin = bin && file_exists(bin);
+        free(bin);
+        rc = has_bin ? err_set(WICK_ERR_UNSUPPORTED, "%s: only adapter_model.safetensors is "
+                                                     "read (adapter_model.bin is a pickle)", dir)
+                     : err_set(WICK_ERR_IO, "%s: missing adapter_model.safetensors", dir);
+        goto done;
+    }
+    if ((rc = st_open(wpath, &st))) goto done;
+    rc = read_peft(m, cfg, st, wpath, false, out);
+done:
+    lora_config_free(cfg);
     free(text);
     free(cpath);
     free(wpath);
+    return rc;
+}
+
+wick_status lora_adapter_read_mem(const wick_model *m, const char *config_json, size_t config_len,
+                                  const void *st_data, size_t st_len, wick_adapter **out) {
+    *out = NULL;
+    if (!m || !config_json || (!st_data && st_len))
+        return err_set(WICK_ERR_INVALID_ARG, "lora_adapter_read_mem: NULL argument");
+    lora_config *cfg = NULL;
+    st_set *st = NULL;
+    wick_status rc = lora_config_parse(config_json, config_len, "adapter_config.json (in memory)",
+                                       &cfg);
+    if (!rc) rc = st_open_mem(st_data, st_len, "adapter_model.safetensors (in memory)", &st);
+    if (!rc) rc = read_peft(m, cfg, st, "adapter_model.safetensors (in memory)", true, out);
+    else st_close(st);
+    lora_config_free(cfg);
     return rc;
 }

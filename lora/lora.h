@@ -22,6 +22,7 @@
 #define WICK_LORA_LORA_H
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/kernels.h"
@@ -68,6 +69,37 @@ void lora_adapter_release(wick_adapter *a);
 /* Reads a PEFT folder and checks it against `model` (not registered; refs = 1). */
 wick_status lora_adapter_read(const wick_model *model, const char *dir, wick_adapter **out);
 
+/* Same as lora_adapter_read for an adapter_config.json text (config_len bytes) and an
+ * adapter_model.safetensors image (st_len bytes) held in memory. Every tensor is copied (the
+ * adapter never points into st_data), so both buffers may be freed once this returns. Used by
+ * the fuzz harnesses. */
+wick_status lora_adapter_read_mem(const wick_model *model, const char *config_json,
+                                  size_t config_len, const void *st_data, size_t st_len,
+                                  wick_adapter **out);
+
+/* adapter_config.json parsed and checked without a model (adapter_config.c): config fields
+ * wick cannot honour are refused by name; r and rank_pattern values must be integers in
+ * [1, INT_MAX], lora_alpha and alpha_pattern values finite with |α| <= FLT_MAX; every regex
+ * (a string target_modules, pattern keys) compiles. `where` names the file in messages. */
+typedef struct lora_config lora_config;
+struct cJSON;
+wick_status lora_config_parse(const char *json, size_t len, const char *where,
+                              lora_config **out);
+void lora_config_free(lora_config *c);
+const char *lora_config_where(const lora_config *c);
+/* Is module `name` ("model.layers.3.self_attn.q_proj") targeted? 1 yes, 0 no, -1 error
+ * (a regex that exceeds the match step limit; message set). */
+int lora_config_targets(const lora_config *c, const char *name);
+/* target_modules when it is a list of names (array of strings), NULL when it is a regex. */
+const struct cJSON *lora_config_target_list(const lora_config *c);
+/* Rank of module `name` (rank_pattern, else r); *from_pattern (may be NULL) tells which. */
+wick_status lora_config_module(const lora_config *c, const char *name, int *rank,
+                               bool *from_pattern);
+/* Scale of module `name` with rank `rank` (>= 1): α/r or α/√r, alpha_pattern applied. */
+wick_status lora_config_scale(const lora_config *c, const char *name, int rank, float *scale);
+/* Hands over the parsed JSON (the caller frees it with cJSON_Delete); c stays only freeable. */
+struct cJSON *lora_config_take_json(lora_config *c);
+
 /* Writes `a` as a PEFT folder (adapter_config.json + adapter_model.safetensors) at out_dir,
  * replacing the folder as a whole (base/fileio.h dir_txn; other files in it are kept).
  * base_name: base_model_name_or_path to write when the adapter has none. */
@@ -80,6 +112,9 @@ wick_status lora_adapter_write_files(const wick_adapter *a, const char *dir,
 /* Reads a llama.cpp GGUF LoRA file and checks it against `model` (not registered; refs = 1).
  * lora_adapter_read calls it for a path that is a regular file. */
 wick_status lora_adapter_read_gguf(const wick_model *model, const char *path, wick_adapter **out);
+/* Same for a GGUF image of `len` bytes in memory (copied: data may be freed afterwards). */
+wick_status lora_adapter_read_gguf_mem(const wick_model *model, const void *data, size_t len,
+                                       wick_adapter **out);
 
 /* Writes `a` (in `model`'s layout) as a llama.cpp GGUF LoRA file at `path` (atomic). */
 wick_status lora_adapter_write_gguf(const wick_model *model, const wick_adapter *a,

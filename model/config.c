@@ -5,6 +5,8 @@
 #include "model/config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "base/json_num.h"
 
 static wick_status get_int(const cJSON *o, const char *key, const char *where, bool required,
                            int def, int lo, int *out) {
@@ -21,14 +24,10 @@ static wick_status get_int(const cJSON *o, const char *key, const char *where, b
         *out = def;
         return WICK_OK;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
-        v->valuedouble > 2147483647.0)
-        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be an integer >= %d", where, key,
-                       lo);
-    *out = (int)v->valuedouble;
-    return WICK_OK;
+    return json_get_int32(v, lo, INT_MAX, where, key, out);
 }
 
+/* A float field: finite and within float range (the conversion of a larger double is UB). */
 static wick_status get_float(const cJSON *o, const char *key, const char *where, bool required,
                              float def, float *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -37,10 +36,7 @@ static wick_status get_float(const cJSON *o, const char *key, const char *where,
         *out = def;
         return WICK_OK;
     }
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be a number", where, key);
-    *out = (float)v->valuedouble;
-    return WICK_OK;
+    return json_get_float(v, -FLT_MAX, FLT_MAX, where, key, out);
 }
 
 static wick_status get_bool(const cJSON *o, const char *key, const char *where, bool def,
@@ -56,38 +52,54 @@ static wick_status get_bool(const cJSON *o, const char *key, const char *where, 
     return WICK_OK;
 }
 
+/* One token id of `field` (named as given, e.g. eos_token_id[1]): an integer in [0, n_vocab),
+ * since generation indexes the logits (n_vocab of them) with it. c->n_vocab must be set. */
+static wick_status get_id(const cJSON *v, const char *where, const char *field,
+                          const model_config *c, int32_t *out) {
+    int64_t id;
+    if (!json_num_int(v, 0, INT32_MAX, &id))
+        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be a non-negative integer token id",
+                       where, field);
+    if (id >= c->n_vocab)
+        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" = %lld is not a token id of the model "
+                       "(vocab_size %d: ids are in [0, %d))", where, field, (long long)id,
+                       c->n_vocab, c->n_vocab);
+    *out = (int32_t)id;
+    return WICK_OK;
+}
+
 /* Reads bos/eos/pad token ids; eos may be an int or a list of ints. Absent keys leave the
- * current values untouched (so generation_config.json can override config.json). */
+ * current values untouched (so generation_config.json can override config.json). Every id is
+ * checked against c->n_vocab. */
 static wick_status get_special_ids(const cJSON *o, const char *where, model_config *c) {
     wick_status st;
     const cJSON *v;
     if ((v = cJSON_GetObjectItemCaseSensitive(o, "bos_token_id")) && !cJSON_IsNull(v))
-        if ((st = get_int(o, "bos_token_id", where, true, -1, 0, &c->bos_id))) return st;
+        if ((st = get_id(v, where, "bos_token_id", c, &c->bos_id))) return st;
     if ((v = cJSON_GetObjectItemCaseSensitive(o, "pad_token_id")) && !cJSON_IsNull(v))
-        if ((st = get_int(o, "pad_token_id", where, true, -1, 0, &c->pad_id))) return st;
+        if ((st = get_id(v, where, "pad_token_id", c, &c->pad_id))) return st;
     v = cJSON_GetObjectItemCaseSensitive(o, "eos_token_id");
     if (!v || cJSON_IsNull(v)) return WICK_OK;
-    if (cJSON_IsNumber(v)) {
-        int id;
-        if ((st = get_int(o, "eos_token_id", where, true, -1, 0, &id))) return st;
+    if (!cJSON_IsArray(v)) {
+        int32_t id;
+        if ((st = get_id(v, where, "eos_token_id", c, &id))) return st;
         c->eos_ids[0] = id;
         c->n_eos = 1;
         return WICK_OK;
     }
-    if (!cJSON_IsArray(v))
-        return err_set(WICK_ERR_FORMAT, "%s: field \"eos_token_id\" must be an integer or a list",
-                       where);
+    int32_t ids[CONFIG_MAX_EOS];
     int n = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, v) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble != floor(e->valuedouble))
-            return err_set(WICK_ERR_FORMAT, "%s: \"eos_token_id\"[%d] must be a non-negative integer",
-                           where, n);
         if (n == CONFIG_MAX_EOS)
             return err_set(WICK_ERR_UNSUPPORTED, "%s: more than %d eos_token_id values", where,
                            CONFIG_MAX_EOS);
-        c->eos_ids[n++] = (int)e->valuedouble;
+        char field[32];
+        snprintf(field, sizeof field, "eos_token_id[%d]", n);
+        if ((st = get_id(e, where, field, c, &ids[n]))) return st;
+        n++;
     }
+    memcpy(c->eos_ids, ids, sizeof ids[0] * (size_t)n);
     c->n_eos = n;
     return WICK_OK;
 }
@@ -251,6 +263,19 @@ done:
     return st;
 }
 
+wick_status config_parse_generation(const char *json, const char *where, model_config *cfg) {
+    cJSON *root = cJSON_Parse(json);
+    model_config tmp = *cfg;   /* applied only when every id is valid */
+    wick_status st;
+    if (!root || !cJSON_IsObject(root))
+        st = err_set(WICK_ERR_FORMAT, "%s: not a valid JSON object", where);
+    else
+        st = get_special_ids(root, where, &tmp);
+    cJSON_Delete(root);
+    if (st == WICK_OK) *cfg = tmp;
+    return st;
+}
+
 wick_status config_load(const char *dir, model_config *cfg) {
     char *path = path_join(dir, "config.json");
     if (!path) return err_set(WICK_ERR_NOMEM, "out of memory");
@@ -265,15 +290,8 @@ wick_status config_load(const char *dir, model_config *cfg) {
     if (!path) return err_set(WICK_ERR_NOMEM, "out of memory");
     if (file_exists(path)) {
         st = file_read_all(path, &text, NULL);
-        if (st == WICK_OK) {
-            cJSON *root = cJSON_Parse(text);
-            if (!root || !cJSON_IsObject(root))
-                st = err_set(WICK_ERR_FORMAT, "%s: not a valid JSON object", path);
-            else
-                st = get_special_ids(root, path, cfg);
-            cJSON_Delete(root);
-            free(text);
-        }
+        if (st == WICK_OK) st = config_parse_generation(text, path, cfg);
+        free(text);
     }
     free(path);
     return st;

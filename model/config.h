@@ -44,11 +44,16 @@ typedef struct model_config {
 
 /* Parses `dir`/config.json (required) and `dir`/generation_config.json (optional; its
  * bos/eos/pad ids take precedence, as transformers' generate() does). Messages name the file
- * and the field that is missing, mistyped or unsupported. */
+ * and the field that is missing, mistyped, out of range or unsupported. Every bos/eos/pad id
+ * must be a token id of the model, in [0, vocab_size): generation writes logits[id]. */
 wick_status config_load(const char *dir, model_config *cfg);
 
 /* Parses config.json text (already read) — used by config_load and by tests. `where` names
  * the source in messages. */
 wick_status config_parse(const char *json, const char *where, model_config *cfg);
+
+/* Applies generation_config.json text to a config already parsed by config_parse (its ids
+ * override, and are checked against cfg->n_vocab). On failure cfg's ids are unchanged. */
+wick_status config_parse_generation(const char *json, const char *where, model_config *cfg);
 
 #endif

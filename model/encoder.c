@@ -6,6 +6,7 @@
 #include "model/encoder.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "base/json_num.h"
 
 /* ---- config ---------------------------------------------------------------------------- */
 
@@ -24,12 +26,7 @@ static wick_status cfg_int(const cJSON *o, const char *key, const char *where, b
         *out = def;
         return WICK_OK;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
-        v->valuedouble > 1e9)
-        return err_set(WICK_ERR_FORMAT, "%s: field \"%s\" must be an integer >= %d", where, key,
-                       lo);
-    *out = (int)v->valuedouble;
-    return WICK_OK;
+    return json_get_int32(v, lo, 1000000000, where, key, out);
 }
 
 static const char *cfg_str(const cJSON *o, const char *key) {
@@ -98,12 +95,14 @@ wick_status encoder_config_parse(const char *json, const char *where, encoder_co
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_eps");
     c->ln_eps = 1e-12f;  /* BertConfig's default */
     if (eps && !cJSON_IsNull(eps)) {
-        if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0) || !isfinite(eps->valuedouble)) {
+        /* a float, and positive after rounding (1e-50 would round to 0) */
+        if ((st = json_get_float(eps, 0, FLT_MAX, where, "layer_norm_eps", &c->ln_eps)))
+            goto done;
+        if (!(c->ln_eps > 0)) {
             st = err_set(WICK_ERR_FORMAT, "%s: field \"layer_norm_eps\" must be a positive number",
                          where);
             goto done;
         }
-        c->ln_eps = (float)eps->valuedouble;
     }
 done:
     cJSON_Delete(root);
@@ -259,6 +258,12 @@ wick_status encoder_load(const char *dir, encoder_model **out) {
                             &m->type_embd)) ||
                (st = vector(&L, "embeddings.LayerNorm.weight", d, &m->emb_ln_w)) ||
                (st = vector(&L, "embeddings.LayerNorm.bias", d, &m->emb_ln_b)));
+    /* num_hidden_layers is believed only as far as the file can hold the layers (16 tensors
+       each), before anything is allocated per layer */
+    if (st == WICK_OK && c->n_layer > st_count(m->st) / 16)
+        st = err_set(WICK_ERR_SHAPE, "%s: config.json: num_hidden_layers %d is more than the "
+                     "weights can hold (%d tensors, 16 per layer)", dir, c->n_layer,
+                     st_count(m->st));
     if (st == WICK_OK) {
         m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
         if (!m->layers) st = err_set(WICK_ERR_NOMEM, "out of memory");

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "base/json_num.h"
 #include "tokenizer/tok_impl.h"
 
 #define MAX_KV 24
@@ -64,17 +65,24 @@ static const char *cfg_token(const cJSON *cfg, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* A token id of tokenizer.json: an integer in [0, MAX_IDS), else -1 (json_num_int checks
+ * before converting: a double such as 1e300 cast to an integer is undefined). */
+#define MAX_IDS 10000000
+static int64_t json_id(const cJSON *v) {
+    int64_t id;
+    return json_num_int(v, 0, MAX_IDS - 1, &id) ? id : -1;
+}
+
 static int64_t token_id(const cJSON *vocab, const cJSON *added, const char *str) {
     if (!str) return -1;
     const cJSON *a;
     cJSON_ArrayForEach(a, added) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-        if (cJSON_IsString(c) && cJSON_IsNumber(id) && !strcmp(c->valuestring, str))
-            return (int64_t)id->valuedouble;
+        if (cJSON_IsString(c) && json_id(id) >= 0 && !strcmp(c->valuestring, str))
+            return json_id(id);
     }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(vocab, str);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+    return json_id(cJSON_GetObjectItemCaseSensitive(vocab, str));
 }
 
 /* llama.cpp's pre-tokenizer name, guessed from the Split regex. */
@@ -100,8 +108,8 @@ static wick_status spm_meta(store *s, const cJSON *model, int64_t n_ids, gguf_kv
     if (!s->scores || !tok_smap_init(&ids, (size_t)n_ids)) return err_set(WICK_ERR_NOMEM, "out of memory");
     const cJSON *ve;
     cJSON_ArrayForEach(ve, vocab) {
-        if (cJSON_IsNumber(ve) && ve->valuedouble >= 0 && ve->valuedouble < n_ids &&
-            !tok_smap_put(&ids, ve->string, strlen(ve->string), (int32_t)ve->valuedouble)) {
+        const int64_t id = json_id(ve);
+        if (id >= 0 && id < n_ids && !tok_smap_put(&ids, ve->string, strlen(ve->string), (int32_t)id)) {
             tok_smap_free(&ids);
             return err_set(WICK_ERR_NOMEM, "out of memory");
         }
@@ -211,12 +219,27 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
     /* id -> token string, over vocab + added tokens */
     int64_t n_ids = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, vocab) if (cJSON_IsNumber(e) && e->valuedouble + 1 > n_ids) n_ids = (int64_t)e->valuedouble + 1;
+    cJSON_ArrayForEach(e, vocab) {
+        if (!cJSON_IsNumber(e)) continue;
+        const int64_t id = json_id(e);
+        if (id < 0) {
+            st = err_set(WICK_ERR_FORMAT, "%s: model.vocab[\"%.64s\"] is not a token id in [0, %d)",
+                         tjp, e->string, MAX_IDS);
+            goto done;
+        }
+        if (id + 1 > n_ids) n_ids = id + 1;
+    }
     cJSON_ArrayForEach(e, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
-        if (cJSON_IsNumber(id) && id->valuedouble + 1 > n_ids) n_ids = (int64_t)id->valuedouble + 1;
+        if (!cJSON_IsNumber(id)) continue;
+        if (json_id(id) < 0) {
+            st = err_set(WICK_ERR_FORMAT, "%s: added_tokens: id %g is not a token id in [0, %d)",
+                         tjp, id->valuedouble, MAX_IDS);
+            goto done;
+        }
+        if (json_id(id) + 1 > n_ids) n_ids = json_id(id) + 1;
     }
-    if (n_ids <= 0 || n_ids > 10000000) {
+    if (n_ids <= 0) {
         st = err_set(WICK_ERR_FORMAT, "%s: vocabulary size %lld is not usable", tjp, (long long)n_ids);
         goto done;
     }
@@ -231,16 +254,16 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
         s->tokens[i].type = GGUF_STRING;
     }
     cJSON_ArrayForEach(e, vocab) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0) continue;
-        int64_t id = (int64_t)e->valuedouble;
+        const int64_t id = json_id(e);
+        if (id < 0) continue;
         s->tokens[id] = gguf_v_str(e->string);
         s->types[id] = gguf_v_i32(1); /* normal */
     }
     cJSON_ArrayForEach(e, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
-        if (!cJSON_IsNumber(id) || !cJSON_IsString(c) || id->valuedouble < 0) continue;
-        int64_t i = (int64_t)id->valuedouble;
+        const int64_t i = json_id(id);
+        if (i < 0 || !cJSON_IsString(c)) continue;
         s->tokens[i] = gguf_v_str(c->valuestring);
         s->types[i] = gguf_v_i32(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4);
     }

@@ -203,6 +203,90 @@ void wick_model_free(wick_model *m) {
     free(m);
 }
 
+/* Every id the tokenizer can produce (vocabulary, added tokens, the special tokens its config
+ * and chat template name) must be a row of the embedding. A tokenizer may know fewer ids than
+ * the model has rows (padded embeddings), never more. */
+static wick_status check_tokenizer_ids(const wick_model *m, const char *path) {
+    const int32_t n = wick_tokenizer_vocab_size(m->tok);
+    if (!m->tok || n <= m->cfg.n_vocab) return WICK_OK;
+    const char *s = wick_token_str(m->tok, n - 1);
+    return err_set(WICK_ERR_FORMAT, "%s: the tokenizer has token id %d ('%.64s') but the model's "
+                   "vocabulary holds %d ids (vocab_size / token_embd.weight rows): every token id "
+                   "must be a row of the embedding", path, n - 1, s ? s : "", m->cfg.n_vocab);
+}
+
+static wick_status select_kernels(wick_model *m, const wick_model_params *params) {
+    m->kern = kernels_select(params->kernels);
+    if (m->kern) return WICK_OK;
+    return err_set(WICK_ERR_INVALID_ARG,
+                   "kernel table '%s' (from %s) is unknown or not supported by this CPU "
+                   "(known: auto, ref, generic, avx2, avx512)",
+                   getenv("WICK_ISA") && *getenv("WICK_ISA") ? getenv("WICK_ISA")
+                                                             : params->kernels,
+                   getenv("WICK_ISA") && *getenv("WICK_ISA") ? "WICK_ISA" : "params");
+}
+
+/* Every layer has at least this many tensors (q, k, v, o, gate, up, down, two norms). */
+#define MIN_TENSORS_PER_LAYER 9
+
+/* The weights of m->st for the config in m->cfg: shapes are checked against the config, and
+ * nothing sized by a config number is allocated before a tensor of the file vouches for it
+ * (the embedding for vocab_size and hidden_size, the tensor count for num_hidden_layers).
+ * `where` names the folder (or buffer) in messages, `cfg_where` the config. */
+static wick_status load_st_weights(wick_model *m, const char *where, const char *cfg_where) {
+    loader L = {.m = m, .dir = where};
+    const model_config *c = &m->cfg;
+    wick_status st = load_matrix(&L, "model.embed_tokens.weight", c->n_vocab, c->n_embd,
+                                 &m->tok_embd);
+    if (st) return st;
+    if (c->n_layer > st_count(m->st) / MIN_TENSORS_PER_LAYER)
+        return err_set(WICK_ERR_SHAPE, "%s: num_hidden_layers %d is more than the weights can hold "
+                       "(%d tensors, at least %d per layer)", cfg_where, c->n_layer,
+                       st_count(m->st), MIN_TENSORS_PER_LAYER);
+    m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
+    if (!m->layers) return err_set(WICK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < c->n_layer; i++)
+        if ((st = load_layer(&L, i, &m->layers[i]))) return st;
+    if ((st = load_vector(&L, "model.norm.weight", c->n_embd, &m->final_norm))) return st;
+    if (c->tie_embd) {
+        m->lm_head = m->tok_embd;  /* lm_head.weight, if present, is ignored as HF does */
+    } else {
+        st = load_matrix(&L, "lm_head.weight", c->n_vocab, c->n_embd, &m->lm_head);
+        if (st == WICK_ERR_SHAPE && !st_find(m->st, "lm_head.weight"))
+            err_wrap(st, "config has tie_word_embeddings=false");
+        if (st) return st;
+    }
+    /* head_dim is vouched for by q_proj's rows (n_head * head_dim) */
+    m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
+    if (!m->rope_inv_freq) return err_set(WICK_ERR_NOMEM, "out of memory");
+    compute_rope_freqs(c, m->rope_inv_freq);
+    return WICK_OK;
+}
+
+static wick_model *model_new(void) {
+    wick_model *m = calloc(1, sizeof *m);
+    if (m) model_ext_init(m);
+    return m;
+}
+
+/* A GGUF model from an open file (taken over: closed with the model, also on failure). */
+static wick_status load_gguf(gguf_file *g, const wick_model_params *params, wick_model **out) {
+    wick_model *m = model_new();
+    if (!m) {
+        gguf_close(g);
+        return err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    m->gguf = g;
+    wick_status st = model_gguf_build(g, params, m, &m->rope_interleaved);
+    if (!st) st = check_tokenizer_ids(m, g->mf.path);
+    if (st) {
+        wick_model_free(m);
+        return st;
+    }
+    *out = m;
+    return WICK_OK;
+}
+
 wick_status wick_model_load(const char *path, const wick_model_params *params, wick_model **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: out is NULL");
     *out = NULL;
@@ -211,66 +295,29 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
     if (!params) params = &defaults;
     size_t pl = strlen(path);
     if (pl > 5 && strcmp(path + pl - 5, ".gguf") == 0 && !dir_exists(path)) {
-        wick_model *m = calloc(1, sizeof *m);
-        if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
-        model_ext_init(m);
-        wick_status st = model_gguf_load(path, params, m, &m->gguf, &m->rope_interleaved);
-        if (st) {
-            wick_model_free(m);
-            return st;
-        }
-        *out = m;
-        return WICK_OK;
+        gguf_file *g = NULL;
+        wick_status st = gguf_open(path, &g);
+        return st ? st : load_gguf(g, params, out);
     }
     if (!dir_exists(path))
         return err_set(WICK_ERR_IO, "%s: not a model folder (expected a directory holding "
                                     "config.json and model.safetensors)", path);
-    wick_model *m = calloc(1, sizeof *m);
+    wick_model *m = model_new();
     if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
-    model_ext_init(m);
     m->path = strdup(path);
-    loader L = {.m = m, .dir = path};
-    wick_status st = m->path ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");
+    char *cpath = path_join(path, "config.json");
+    wick_status st = m->path && cpath ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");
     if (st == WICK_OK) st = config_load(path, &m->cfg);
-    const model_config *c = &m->cfg;
-    if (st == WICK_OK) {
-        m->kern = kernels_select(params->kernels);
-        if (!m->kern)
-            st = err_set(WICK_ERR_INVALID_ARG,
-                         "kernel table '%s' (from %s) is unknown or not supported by this CPU "
-                         "(known: auto, ref, generic, avx2, avx512)",
-                         getenv("WICK_ISA") && *getenv("WICK_ISA") ? getenv("WICK_ISA")
-                                                                   : params->kernels,
-                         getenv("WICK_ISA") && *getenv("WICK_ISA") ? "WICK_ISA" : "params");
-    }
+    if (st == WICK_OK) st = select_kernels(m, params);
     if (st == WICK_OK) st = st_open_dir(path, &m->st);
-    if (st == WICK_OK)
-        st = load_matrix(&L, "model.embed_tokens.weight", c->n_vocab, c->n_embd, &m->tok_embd);
-    if (st == WICK_OK) {
-        m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
-        if (!m->layers) st = err_set(WICK_ERR_NOMEM, "out of memory");
-    }
-    for (int i = 0; st == WICK_OK && i < c->n_layer; i++) st = load_layer(&L, i, &m->layers[i]);
-    if (st == WICK_OK) st = load_vector(&L, "model.norm.weight", c->n_embd, &m->final_norm);
-    if (st == WICK_OK) {
-        if (c->tie_embd) {
-            m->lm_head = m->tok_embd;  /* lm_head.weight, if present, is ignored as HF does */
-        } else {
-            st = load_matrix(&L, "lm_head.weight", c->n_vocab, c->n_embd, &m->lm_head);
-            if (st == WICK_ERR_SHAPE && !st_find(m->st, "lm_head.weight"))
-                err_wrap(st, "config has tie_word_embeddings=false");
-        }
-    }
-    if (st == WICK_OK) {
-        m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
-        if (!m->rope_inv_freq) st = err_set(WICK_ERR_NOMEM, "out of memory");
-        else compute_rope_freqs(c, m->rope_inv_freq);
-    }
+    if (st == WICK_OK) st = load_st_weights(m, path, cpath);
+    free(cpath);
     if (st == WICK_OK && params->load_tokenizer) {
         char *tj = path_join(path, "tokenizer.json"), *vt = path_join(path, "vocab.txt");
         if (tj && vt && (file_exists(tj) || file_exists(vt))) {
             st = wick_tokenizer_load(path, &m->tok);
             if (st) err_wrap(st, "%s: loading the tokenizer", path);
+            else st = check_tokenizer_ids(m, file_exists(tj) ? tj : vt);
         }
         free(tj);
         free(vt);
@@ -281,6 +328,45 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
     }
     *out = m;
     return WICK_OK;
+}
+
+wick_status model_load_mem(const char *config_json, const char *generation_json,
+                           const void *st_data, size_t st_len, const wick_model_params *params,
+                           wick_model **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "model_load_mem: out is NULL");
+    *out = NULL;
+    if (!config_json || (!st_data && st_len))
+        return err_set(WICK_ERR_INVALID_ARG, "model_load_mem: NULL argument");
+    wick_model_params defaults = wick_model_params_default();
+    if (!params) params = &defaults;
+    wick_model *m = model_new();
+    if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
+    const char *where = "model (in memory)", *cwhere = "config.json (in memory)";
+    m->path = strdup(where);
+    wick_status st = m->path ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");
+    if (st == WICK_OK) st = config_parse(config_json, cwhere, &m->cfg);
+    if (st == WICK_OK && generation_json)
+        st = config_parse_generation(generation_json, "generation_config.json (in memory)",
+                                     &m->cfg);
+    if (st == WICK_OK) st = select_kernels(m, params);
+    if (st == WICK_OK) st = st_open_mem(st_data, st_len, "model.safetensors (in memory)", &m->st);
+    if (st == WICK_OK) st = load_st_weights(m, where, cwhere);
+    if (st != WICK_OK) {
+        wick_model_free(m);
+        return st;
+    }
+    *out = m;
+    return WICK_OK;
+}
+
+wick_status model_load_gguf_mem(const void *data, size_t len, const wick_model_params *params,
+                                wick_model **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "model_load_gguf_mem: out is NULL");
+    *out = NULL;
+    wick_model_params defaults = wick_model_params_default();
+    gguf_file *g = NULL;
+    wick_status st = gguf_open_mem(data, len, "model.gguf (in memory)", &g);
+    return st ? st : load_gguf(g, params ? params : &defaults, out);
 }
 
 const wick_tokenizer *wick_model_tokenizer(const wick_model *m) { return m ? m->tok : NULL; }

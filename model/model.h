@@ -59,4 +59,15 @@ struct wick_model {
 void model_ext_init(wick_model *m);
 void model_ext_destroy(wick_model *m);
 
+/* In-memory loaders, the same code as wick_model_load behind it (used by the fuzz harnesses
+ * and tests). model_load_mem: config.json text, optional generation_config.json text (NULL:
+ * none) and a model.safetensors image of st_len bytes; no tokenizer. model_load_gguf_mem: a
+ * GGUF image, with the tokenizer of its metadata when params->load_tokenizer. Both are
+ * zero-copy: the image must outlive the model. */
+wick_status model_load_mem(const char *config_json, const char *generation_json,
+                           const void *st_data, size_t st_len, const wick_model_params *params,
+                           wick_model **out);
+wick_status model_load_gguf_mem(const void *data, size_t len, const wick_model_params *params,
+                                wick_model **out);
+
 #endif

@@ -13,6 +13,7 @@
  * Not here: the GGUF container (formats/gguf.c), the forward pass, the CLI tools. */
 #include "model/model_gguf.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,51 @@ static wick_status need_int(gl *L, const char *arch, const char *suffix, int64_t
     return WICK_OK;
 }
 
+/* A float key (f32, f64 or an integer), `dflt` when absent. A value a float cannot hold (an f64
+ * beyond FLT_MAX, inf, NaN) is an error: converting it would be undefined. */
+static wick_status get_f32(gl *L, const char *key, float dflt, float *out) {
+    double f;
+    wick_status st = WICK_OK;
+    if (!gguf_get_float(L->g, key, &f, &st)) {
+        if (!st) *out = dflt;
+        return st;
+    }
+    if (!(fabs(f) <= FLT_MAX))
+        return err_set(WICK_ERR_FORMAT, "%s: key %s = %g is not a finite 32-bit float", L->path,
+                       key, f);
+    *out = (float)f;
+    return WICK_OK;
+}
+
+/* Every tokenizer.ggml.*_token_id key must be a token id of the model, in [0, n_vocab): the
+ * tokenizer and generation (logits[eos] for min_tokens) index with them. Reads bos, eos
+ * (+ eot as a second eos) and padding into the config. */
+static wick_status read_special_ids(gl *L, model_config *c) {
+    static const char pre[] = "tokenizer.ggml.", suf[] = "_token_id";
+    for (int64_t i = 0; i < L->g->n_kv; i++) {
+        const char *k = L->g->kv[i].key;
+        const size_t n = strlen(k);
+        if (strncmp(k, pre, sizeof pre - 1) != 0 || n < sizeof pre - 1 + sizeof suf - 1 ||
+            strcmp(k + n - (sizeof suf - 1), suf) != 0)
+            continue;
+        int64_t id;
+        wick_status st = WICK_OK;
+        if (!gguf_get_int(L->g, k, &id, &st)) return st;
+        if (id < 0 || id >= c->n_vocab)
+            return err_set(WICK_ERR_FORMAT, "%s: key %s = %lld is not a token id of the model "
+                           "(token_embd.weight has %d rows: ids are in [0, %d))", L->path, k,
+                           (long long)id, c->n_vocab, c->n_vocab);
+    }
+    int64_t id;
+    c->bos_id = gguf_get_int(L->g, "tokenizer.ggml.bos_token_id", &id, NULL) ? (int32_t)id : -1;
+    c->pad_id = gguf_get_int(L->g, "tokenizer.ggml.padding_token_id", &id, NULL) ? (int32_t)id : -1;
+    if (gguf_get_int(L->g, "tokenizer.ggml.eos_token_id", &id, NULL)) c->eos_ids[c->n_eos++] = (int32_t)id;
+    if (gguf_get_int(L->g, "tokenizer.ggml.eot_token_id", &id, NULL) &&
+        (c->n_eos == 0 || c->eos_ids[0] != id))
+        c->eos_ids[c->n_eos++] = (int32_t)id;
+    return WICK_OK;
+}
+
 static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     wick_status st = WICK_OK;
     char *arch = NULL;
@@ -144,20 +190,20 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
         return st;
     }
     char key[128];
-    double f;
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
-    c->norm_eps = gguf_get_float(L->g, key, &f, &st) ? (float)f : 1e-6f;
+    st = get_f32(L, key, 1e-6f, &c->norm_eps);
     snprintf(key, sizeof key, "%s.rope.freq_base", arch);
-    c->rope_theta = gguf_get_float(L->g, key, &f, &st) ? (float)f : 10000.0f;
+    if (!st) st = get_f32(L, key, 10000.0f, &c->rope_theta);
     char *stype = NULL;
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     c->rope = ROPE_DEFAULT;
     c->rope_factor = 1.0f;
     if (!st && gguf_get_str(L->g, key, &stype, &st) && strcmp(stype, "linear") == 0) {
         snprintf(key, sizeof key, "%s.rope.scaling.factor", arch);
-        if (gguf_get_float(L->g, key, &f, &st) && f > 0) {
+        float f = 0;
+        if (!(st = get_f32(L, key, 0.0f, &f)) && f > 0) {
             c->rope = ROPE_LINEAR;
-            c->rope_factor = (float)f;
+            c->rope_factor = f;
         }
     }
     free(stype);
@@ -180,14 +226,7 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     c->attn_bias = gguf_find_tensor(L->g, "blk.0.attn_q.bias") != NULL;
     c->o_bias = gguf_find_tensor(L->g, "blk.0.attn_output.bias") != NULL;
     c->mlp_bias = gguf_find_tensor(L->g, "blk.0.ffn_gate.bias") != NULL;
-    int64_t id;
-    c->bos_id = gguf_get_int(L->g, "tokenizer.ggml.bos_token_id", &id, NULL) ? (int32_t)id : -1;
-    c->pad_id = gguf_get_int(L->g, "tokenizer.ggml.padding_token_id", &id, NULL) ? (int32_t)id : -1;
-    if (gguf_get_int(L->g, "tokenizer.ggml.eos_token_id", &id, NULL)) c->eos_ids[c->n_eos++] = (int32_t)id;
-    if (gguf_get_int(L->g, "tokenizer.ggml.eot_token_id", &id, NULL) &&
-        (c->n_eos == 0 || c->eos_ids[0] != id))
-        c->eos_ids[c->n_eos++] = (int32_t)id;
-    return WICK_OK;
+    return read_special_ids(L, c);
 }
 
 static wick_status load_layer(gl *L, int i, layer_weights *w) {
@@ -258,12 +297,23 @@ wick_status model_gguf_load(const char *path, const wick_model_params *params, w
                             gguf_file **file, bool *rope_interleaved) {
     *file = NULL;
     *rope_interleaved = false;
-    wick_model_params defaults = wick_model_params_default();
-    if (!params) params = &defaults;
     gguf_file *g = NULL;
     wick_status st = gguf_open(path, &g);
     if (st) return st;
     *file = g;
+    return model_gguf_build(g, params, m, rope_interleaved);
+}
+
+/* Every block has at least this many tensors (q, k, v, output, gate, up, down, two norms). */
+#define MIN_TENSORS_PER_BLOCK 9
+
+wick_status model_gguf_build(const gguf_file *g, const wick_model_params *params, wick_model *m,
+                             bool *rope_interleaved) {
+    *rope_interleaved = false;
+    wick_model_params defaults = wick_model_params_default();
+    if (!params) params = &defaults;
+    const char *path = g->mf.path;
+    wick_status st;
     gl L = {m, g, path};
     if (!m->path && !(m->path = strdup(path))) return err_set(WICK_ERR_NOMEM, "out of memory");
     if ((st = read_config(&L, &m->cfg, rope_interleaved))) return st;
@@ -276,6 +326,10 @@ wick_status model_gguf_load(const char *path, const wick_model_params *params, w
     }
     if ((st = get_matrix(&L, "token_embd.weight", c->n_vocab, c->n_embd, &m->tok_embd, false)))
         return st;
+    if (c->n_layer > g->n_tensors / MIN_TENSORS_PER_BLOCK)
+        return err_set(WICK_ERR_SHAPE, "%s: block_count %d is more than the file's %lld tensors "
+                       "can hold (at least %d per block)", path, c->n_layer,
+                       (long long)g->n_tensors, MIN_TENSORS_PER_BLOCK);
     if (!(m->layers = calloc((size_t)c->n_layer, sizeof *m->layers)))
         return err_set(WICK_ERR_NOMEM, "out of memory");
     for (int i = 0; i < c->n_layer; i++)

@@ -17,6 +17,11 @@
 wick_status model_gguf_load(const char *path, const wick_model_params *params, wick_model *m,
                             gguf_file **file, bool *rope_interleaved);
 
+/* The same from a GGUF file already open (from a path or gguf_open_mem): g must outlive m's
+ * weights and stays the caller's. Messages name g->mf.path. */
+wick_status model_gguf_build(const gguf_file *g, const wick_model_params *params, wick_model *m,
+                             bool *rope_interleaved);
+
 /* Tokenizer of a GGUF file as Hugging Face tokenizer.json / tokenizer_config.json texts
  * (malloc'd, free them); gguf_tok_json.c. `gpt2` (byte-level BPE) and `llama` (SentencePiece
  * BPE, merges rebuilt from the scores) are supported; other tokenizer models give

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/json_num.h"
 #include "server/server.h"
 
 static bool fail(serve_req *r, const char *param, const char *fmt, ...) {
@@ -51,12 +52,19 @@ static bool get_float(serve_req *r, const cJSON *o, const char *name, double lo,
     return true;
 }
 
-static bool get_int(serve_req *r, const cJSON *o, const char *name, double lo, double hi,
-                    int *out, bool *present) {
-    double d = *out;
-    if (!get_num(r, o, name, lo, hi, &d, present)) return false;
-    if (d != floor(d)) return fail(r, name, "'%s' must be an integer, got %g", name, d);
-    *out = (int)d;
+/* An optional integer field in [lo, hi]: get_num's checks and messages, then json_num_int for
+ * the integer conversion. */
+static bool get_int(serve_req *r, const cJSON *o, const char *name, int lo, int hi, int *out,
+                    bool *present) {
+    double d = 0;
+    bool has = false;
+    if (!get_num(r, o, name, lo, hi, &d, &has)) return false;
+    if (present) *present = has;
+    if (!has) return true;
+    int64_t i;
+    if (!json_num_int(cJSON_GetObjectItemCaseSensitive(o, name), lo, hi, &i))
+        return fail(r, name, "'%s' must be an integer, got %g", name, d);
+    *out = (int)i;
     return true;
 }
 
@@ -100,10 +108,10 @@ static bool parse_prompt(const serve_ctx *c, serve_req *r, const cJSON *root) {
     cJSON_ArrayForEach(e, p) {
         if (cJSON_IsString(e))
             return fail(r, "prompt", "several prompts in one request are not supported");
-        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0 ||
-            e->valuedouble >= c->n_vocab)
+        int64_t id;
+        if (!json_num_int(e, 0, (int64_t)c->n_vocab - 1, &id))
             return fail(r, "prompt", "prompt[%d] is not a token id in [0, %d)", i, c->n_vocab);
-        r->prompt[i++] = (int32_t)e->valuedouble;
+        r->prompt[i++] = (int32_t)id;
     }
     r->n_prompt = n;
     return true;
@@ -263,9 +271,12 @@ static bool parse_sampling(const serve_ctx *c, serve_req *r, const cJSON *root) 
     bool has_seed = false;
     if (!get_num(r, root, "seed", -9007199254740992.0, 9007199254740992.0, &seed, &has_seed))
         return false;
-    if (has_seed && seed != floor(seed)) return fail(r, "seed", "'seed' must be an integer");
+    int64_t iseed = 0;
+    if (has_seed && !json_num_int(cJSON_GetObjectItemCaseSensitive(root, "seed"), INT64_MIN,
+                                  INT64_MAX, &iseed))
+        return fail(r, "seed", "'seed' must be an integer");
     if (has_seed) {
-        p->seed = (uint64_t)(int64_t)seed;
+        p->seed = (uint64_t)iseed;
     } else { /* a fresh seed per request, as OpenAI samples differently each call */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

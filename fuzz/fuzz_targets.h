@@ -1,0 +1,40 @@
+/* fuzz_targets.h — the bodies of wick's libFuzzer harnesses, one function per parser of
+ * untrusted input, shared by the harness mains (fuzz/fuzz_<name>.c), the corpus generator
+ * (fuzz/gen_corpus.c) and the replay test (tests/test_fuzz_replay.c), so a crashing input
+ * saved under fuzz/regressions/<name>/ is replayed through exactly the code that found it.
+ *
+ * Each target takes any bytes, must never crash, hang, leak or trip a sanitizer, and returns
+ * 0. Library failures (bad input) are expected and ignored; a broken invariant of a successful
+ * parse (a tensor pointing outside the input, an id outside the vocabulary) aborts.
+ *
+ * Build (by hand until fuzz/ is wired into CMake), with a library built by clang under
+ * -DWICK_SANITIZE=ON:
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I include -I . \
+ *       fuzz/fuzz_gguf.c fuzz/fuzz_targets.c build-fuzz/libwick.a \
+ *       $(pkg-config --libs libcjson libpcre2-8 libutf8proc openblas) -lpthread -lm
+ * Environment: WICK_FUZZ_NO_TOKENIZER=1 skips the tokenizer (tokenizer/) in fuzz_gguf. */
+#ifndef WICK_FUZZ_TARGETS_H
+#define WICK_FUZZ_TARGETS_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wick.h"
+
+int fuzz_target_safetensors(const uint8_t *data, size_t size);
+int fuzz_target_gguf(const uint8_t *data, size_t size);
+/* config.json bytes, optionally followed by a NUL byte and generation_config.json bytes. */
+int fuzz_target_config(const uint8_t *data, size_t size);
+int fuzz_target_adapter_config(const uint8_t *data, size_t size);
+int fuzz_target_gguf_lora(const uint8_t *data, size_t size);
+
+/* The fixed inputs the targets check fuzzed files against, built in memory on first use and
+ * kept for the life of the process: a 1-layer LLaMA (d 8, 2 heads on 1 KV head, ff 12,
+ * vocab 16) as config.json text + model.safetensors image, the model loaded from them, and a
+ * rank-2 adapter on its q_proj and v_proj as adapter_config.json text + safetensors image. */
+const char *fuzz_tiny_config(void);
+const unsigned char *fuzz_tiny_safetensors(size_t *len);
+wick_model *fuzz_tiny_model(void);
+const char *fuzz_tiny_adapter_config(void);
+const unsigned char *fuzz_tiny_adapter_safetensors(size_t *len);
+
+#endif
