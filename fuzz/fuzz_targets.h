@@ -26,6 +26,11 @@ int fuzz_target_gguf(const uint8_t *data, size_t size);
 int fuzz_target_config(const uint8_t *data, size_t size);
 int fuzz_target_adapter_config(const uint8_t *data, size_t size);
 int fuzz_target_gguf_lora(const uint8_t *data, size_t size);
+/* serve_targets.c: a request body (first byte 0 = completions, else chat); raw bytes to a
+ * running server over loopback; a training data file (first byte 0 = text, else JSONL). */
+int fuzz_target_serve_req(const uint8_t *data, size_t size);
+int fuzz_target_http(const uint8_t *data, size_t size);
+int fuzz_target_train_data(const uint8_t *data, size_t size);
 
 /* The fixed inputs the targets check fuzzed files against, built in memory on first use and
  * kept for the life of the process: a 1-layer LLaMA (d 8, 2 heads on 1 KV head, ff 12,
