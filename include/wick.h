@@ -193,7 +193,11 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_l
  * ---------------------------------------------------------------------------------------- */
 
 /* `path`: a tokenizer.json, a vocab.txt, or a folder holding one of them. tokenizer_config.json
- * beside it is read when present (chat_template, special token strings, do_lower_case). */
+ * beside it is read when present (chat_template, special token strings, do_lower_case).
+ * Limits on tokenizer.json, so that a hostile file fails with WICK_ERR_FORMAT instead of
+ * costing unbounded time, stack or memory (real tokenizers are far inside them):
+ *  - Sequences of normalizers, pre-tokenizers, decoders or post-processors nest at most 16
+ *    deep, and a decoder chain has at most 64 decoders once Sequences are flattened. */
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out);
 void wick_tokenizer_free(wick_tokenizer *tok);
 

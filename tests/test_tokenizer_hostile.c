@@ -92,9 +92,73 @@ static void test_nul_in_skipped_value(void **st) {
     alarm(0);
 }
 
+/* A tokenizer.json with `prefix` + n copies of `item` (comma-separated) + `suffix`. */
+static char *repeat_json(const char *prefix, const char *item, size_t n, const char *suffix) {
+    size_t pl = strlen(prefix), il = strlen(item), sl = strlen(suffix);
+    char *s = malloc(pl + n * (il + 1) + sl + 1);
+    assert_non_null(s);
+    char *w = s;
+    memcpy(w, prefix, pl);
+    w += pl;
+    for (size_t i = 0; i < n; i++) {
+        if (i) *w++ = ',';
+        memcpy(w, item, il);
+        w += il;
+    }
+    memcpy(w, suffix, sl + 1);
+    return s;
+}
+
+#define MODEL_A "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]}"
+
+/* Component lists were walked with cJSON_GetArrayItem(i) (a list walk each: O(n²), minutes for a
+ * 2 MB file), and the decoder chain, which decoding runs as nested calls, had no length limit. */
+static void test_long_component_lists(void **st) {
+    (void)st;
+    watchdog(120);
+    char *js = repeat_json("{" MODEL_A ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[",
+                           "{\"type\":\"Lowercase\"}", 100000, "]}}");
+    expect_mem(js, strlen(js), WICK_OK, NULL);
+    free(js);
+    js = repeat_json("{" MODEL_A ",\"decoder\":{\"type\":\"Sequence\",\"decoders\":[",
+                     "{\"type\":\"Fuse\"}", 100000, "]}}");
+    expect_mem(js, strlen(js), WICK_ERR_FORMAT, "decoder.decoders[64]: more than 64 decoders");
+    free(js);
+    alarm(0);
+}
+
+/* Sequences nested without limit made every reader, the encoder and the free functions recurse
+ * as deep as cJSON allows (about 500 Sequence levels). */
+static void test_deep_sequences(void **st) {
+    (void)st;
+    watchdog(60);
+    static const char *kinds[][3] = {
+        {"normalizer", "normalizers", "{\"type\":\"Lowercase\"}"},
+        {"pre_tokenizer", "pretokenizers", "{\"type\":\"Digits\"}"},
+        {"decoder", "decoders", "{\"type\":\"Fuse\"}"},
+        {"post_processor", "processors", "{\"type\":\"ByteLevel\"}"},
+    };
+    for (int k = 0; k < 4; k++) {
+        for (int depth = 16; depth <= 17; depth++) {  /* 16 Sequences in a chain load, 17 fail */
+            char js[8192];
+            int w = snprintf(js, sizeof js, "{" MODEL_A ",\"%s\":", kinds[k][0]);
+            for (int d = 0; d < depth; d++)
+                w += snprintf(js + w, sizeof js - (size_t)w, "{\"type\":\"Sequence\",\"%s\":[", kinds[k][1]);
+            w += snprintf(js + w, sizeof js - (size_t)w, "%s", kinds[k][2]);
+            for (int d = 0; d < depth; d++) w += snprintf(js + w, sizeof js - (size_t)w, "]}");
+            snprintf(js + w, sizeof js - (size_t)w, "}");
+            expect_mem(js, strlen(js), depth == 16 ? WICK_OK : WICK_ERR_FORMAT,
+                       "Sequences nested deeper than 16 levels");
+        }
+    }
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
+        cmocka_unit_test(test_long_component_lists),
+        cmocka_unit_test(test_deep_sequences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* tok_components.c — reads the normalizer, pre_tokenizer, post_processor and decoder sections
  * of tokenizer.json into the structs of tok_impl.h. Every unknown or unsupported component is
  * an error naming its JSON path ("pre_tokenizer.pretokenizers[1]: unsupported type 'X'"); no
- * component is ever skipped silently. */
+ * component is ever skipped silently. Sequences may nest TOK_MAX_NESTING deep (the readers, the
+ * encoder and the free functions recurse once per level). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,14 @@ static bool jbool(const cJSON *o, const char *key, bool def) {
 }
 
 static const char *jtype(const cJSON *o) { return jstr(o, "type"); }
+
+/* Sequence inside Sequence: real files nest at most two deep; cJSON alone would allow ~500. */
+enum { TOK_MAX_NESTING = 16 };
+
+static wick_status too_deep(const char *file, const char *path) {
+    return err_set(WICK_ERR_FORMAT, "%s: %s: Sequences nested deeper than %d levels", file, path,
+                   TOK_MAX_NESTING);
+}
 
 static wick_status unsupported(const char *file, const char *path, const cJSON *o) {
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
@@ -83,7 +92,8 @@ static wick_status read_metaspace(const char *file, const char *path, const cJSO
     return WICK_OK;
 }
 
-wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, tok_norm *nm) {
+static wick_status read_norm(const char *file, const char *path, const cJSON *o, tok_norm *nm,
+                             int depth) {
     memset(nm, 0, sizeof *nm);
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
     if (!ty) return unsupported(file, path, o);
@@ -118,14 +128,16 @@ wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, to
         nm->strip_accents = jbool(o, "strip_accents", nm->lowercase);  /* null: follows lowercase */
     } else if (!strcmp(ty, "Sequence")) {
         nm->kind = NORM_SEQ;
+        if (depth >= TOK_MAX_NESTING) return too_deep(file, path);
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "normalizers");
         if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.normalizers: expected an array", file, path);
         int n = cJSON_GetArraySize(arr);
         nm->sub = calloc(n ? n : 1, sizeof *nm->sub);
         if (!nm->sub) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-        for (int i = 0; i < n; i++) {
+        int i = 0;
+        for (const cJSON *e = arr->child; e && i < n; e = e->next, i++) {  /* not GetArrayItem: O(n²) */
             snprintf(sub, sizeof sub, "%s.normalizers[%d]", path, i);
-            wick_status st = tok_read_norm(file, sub, cJSON_GetArrayItem(arr, i), &nm->sub[i]);
+            wick_status st = read_norm(file, sub, e, &nm->sub[i], depth + 1);
             nm->nsub = i + 1;
             if (st) return st;
         }
@@ -135,12 +147,17 @@ wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, to
     return WICK_OK;
 }
 
+wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, tok_norm *nm) {
+    return read_norm(file, path, o, nm, 0);
+}
+
 /* \w+|[^\w\s]+ (HF Whitespace) and the GPT-2 word pattern (ByteLevel use_regex). */
 static const char *RE_WHITESPACE = "\\w+|[^\\w\\s]+";
 static const char *RE_GPT2 =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok_pre *pre) {
+static wick_status read_pre(const char *file, const char *path, const cJSON *o, tok_pre *pre,
+                            int depth) {
     memset(pre, 0, sizeof *pre);
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
     if (!ty) return unsupported(file, path, o);
@@ -180,14 +197,16 @@ wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok
         pre->individual_digits = jbool(o, "individual_digits", false);
     } else if (!strcmp(ty, "Sequence")) {
         pre->kind = PRE_SEQ;
+        if (depth >= TOK_MAX_NESTING) return too_deep(file, path);
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "pretokenizers");
         if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.pretokenizers: expected an array", file, path);
         int n = cJSON_GetArraySize(arr);
         pre->sub = calloc(n ? n : 1, sizeof *pre->sub);
         if (!pre->sub) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-        for (int i = 0; i < n; i++) {
+        int i = 0;
+        for (const cJSON *e = arr->child; e && i < n; e = e->next, i++) {
             snprintf(sub, sizeof sub, "%s.pretokenizers[%d]", path, i);
-            wick_status st = tok_read_pre(file, sub, cJSON_GetArrayItem(arr, i), &pre->sub[i]);
+            wick_status st = read_pre(file, sub, e, &pre->sub[i], depth + 1);
             pre->nsub = i + 1;
             if (st) return st;
         }
@@ -197,15 +216,26 @@ wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok
     return WICK_OK;
 }
 
-static wick_status add_dec(tok_dec **list, int *n, tok_dec d) {
+wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok_pre *pre) {
+    return read_pre(file, path, o, pre, 0);
+}
+
+/* Decoding runs the stages as a chain of calls (tok_decode.c), so their number is bounded. */
+enum { TOK_MAX_DECODERS = 64 };
+
+static wick_status add_dec(const char *file, const char *path, tok_dec **list, int *n, tok_dec d) {
+    if (*n >= TOK_MAX_DECODERS)
+        return err_set(WICK_ERR_FORMAT, "%s: %s: more than %d decoders in all", file, path,
+                       TOK_MAX_DECODERS);
     tok_dec *nl = realloc(*list, (size_t)(*n + 1) * sizeof *nl);
-    if (!nl) return err_set(WICK_ERR_NOMEM, "decoder: out of memory");
+    if (!nl) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     *list = nl;
     nl[(*n)++] = d;
     return WICK_OK;
 }
 
-wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok_dec **list, int *n) {
+static wick_status read_dec(const char *file, const char *path, const cJSON *o, tok_dec **list,
+                            int *n, int depth) {
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
     if (!ty) return unsupported(file, path, o);
     tok_dec d;
@@ -243,24 +273,30 @@ wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok
         const char *p = jstr(o, "suffix");
         d.str = dupstr(p ? p : "</w>");
     } else if (!strcmp(ty, "Sequence")) {
+        if (depth >= TOK_MAX_NESTING) return too_deep(file, path);
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "decoders");
         if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.decoders: expected an array", file, path);
-        for (int i = 0; i < cJSON_GetArraySize(arr); i++) {
+        int i = 0;
+        for (const cJSON *e = arr->child; e; e = e->next, i++) {
             snprintf(sub, sizeof sub, "%s.decoders[%d]", path, i);
-            st = tok_read_dec(file, sub, cJSON_GetArrayItem(arr, i), list, n);
+            st = read_dec(file, sub, e, list, n, depth + 1);
             if (st) return st;
         }
         return WICK_OK;
     } else {
         return unsupported(file, path, o);
     }
-    wick_status st2 = add_dec(list, n, d);
+    wick_status st2 = add_dec(file, path, list, n, d);
     if (st2) {
         tok_dec_free_list(&d, 1);
         free(NULL);
         return st2;
     }
     return st;
+}
+
+wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok_dec **list, int *n) {
+    return read_dec(file, path, o, list, n, 0);
 }
 
 static wick_status append_ids(int32_t **arr, int *n, int32_t id) {
@@ -280,7 +316,8 @@ static bool pair_id(const cJSON *o, const char *key, int32_t *id) {
     return true;
 }
 
-wick_status tok_read_post(const char *file, const char *path, const cJSON *o, tok_post *pp) {
+static wick_status read_post(const char *file, const char *path, const cJSON *o, tok_post *pp,
+                             int depth) {
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
     if (!ty) return unsupported(file, path, o);
     char sub[256];
@@ -308,8 +345,8 @@ wick_status tok_read_post(const char *file, const char *path, const cJSON *o, to
         int nb = 0, na = 0;
         bool seen_seq = false;
         wick_status st = WICK_OK;
-        for (int i = 0; !st && i < cJSON_GetArraySize(single); i++) {
-            const cJSON *it = cJSON_GetArrayItem(single, i);
+        int i = 0;
+        for (const cJSON *it = single->child; !st && it; it = it->next, i++) {
             const cJSON *sp = cJSON_GetObjectItemCaseSensitive(it, "SpecialToken");
             if (cJSON_GetObjectItemCaseSensitive(it, "Sequence")) {
                 seen_seq = true;
@@ -324,8 +361,7 @@ wick_status tok_read_post(const char *file, const char *path, const cJSON *o, to
                              file, sub, name ? name : "?");
                 break;
             }
-            for (int k = 0; !st && k < cJSON_GetArraySize(ids); k++) {
-                const cJSON *v = cJSON_GetArrayItem(ids, k);
+            for (const cJSON *v = ids->child; !st && v; v = v->next) {
                 if (!cJSON_IsNumber(v)) st = err_set(WICK_ERR_FORMAT, "%s: %s: bad ids of '%s'", file, path, name);
                 else st = seen_seq ? append_ids(&after, &na, v->valueint) : append_ids(&before, &nb, v->valueint);
             }
@@ -345,14 +381,20 @@ wick_status tok_read_post(const char *file, const char *path, const cJSON *o, to
         return st;
     }
     if (!strcmp(ty, "Sequence")) {
+        if (depth >= TOK_MAX_NESTING) return too_deep(file, path);
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "processors");
         if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.processors: expected an array", file, path);
-        for (int i = 0; i < cJSON_GetArraySize(arr); i++) {
+        int i = 0;
+        for (const cJSON *e = arr->child; e; e = e->next, i++) {
             snprintf(sub, sizeof sub, "%s.processors[%d]", path, i);
-            wick_status st = tok_read_post(file, sub, cJSON_GetArrayItem(arr, i), pp);
+            wick_status st = read_post(file, sub, e, pp, depth + 1);
             if (st) return st;
         }
         return WICK_OK;
     }
     return unsupported(file, path, o);
+}
+
+wick_status tok_read_post(const char *file, const char *path, const cJSON *o, tok_post *pp) {
+    return read_post(file, path, o, pp, 0);
 }
