@@ -196,6 +196,10 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_l
  * beside it is read when present (chat_template, special token strings, do_lower_case).
  * Limits on tokenizer.json, so that a hostile file fails with WICK_ERR_FORMAT instead of
  * costing unbounded time, stack or memory (real tokenizers are far inside them):
+ *  - every token id (model.vocab, added_tokens) is an integer below
+ *    2 x (number of vocab entries + number of added tokens) + 1024. Real files number their
+ *    tokens 0..N-1, some leaving a few holes; the id tables are sized by the largest id, so
+ *    this keeps a small file from claiming a huge vocabulary. Holes decode as "".
  *  - Sequences of normalizers, pre-tokenizers, decoders or post-processors nest at most 16
  *    deep, and a decoder chain has at most 64 decoders once Sequences are flattened. */
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out);

@@ -154,11 +154,46 @@ static void test_deep_sequences(void **st) {
     alarm(0);
 }
 
+/* Ids were only checked against 1e8 (a 62-byte file with the id 1e8 sized the id tables to 1.3
+ * GB), fractions were truncated, and max_input_chars_per_word was taken as cJSON's clamped int. */
+static void test_ids(void **st) {
+    (void)st;
+    watchdog(60);
+    expect_file("tok_vocab_id_1e8.json", WICK_ERR_FORMAT,
+                "model.vocab[\"a\"]: id 100000000 is not an integer in [0, 1026)");
+    /* the same through cJSON (the streaming reader leaves exponents to it) */
+    const char *big = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1e300},\"merges\":[]}}";
+    expect_mem(big, strlen(big), WICK_ERR_FORMAT, "model.vocab[\"a\"]: id 1.0000000000000001e+300 is not");
+    const char *frac = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1.5},\"merges\":[]}}";
+    expect_mem(frac, strlen(frac), WICK_ERR_FORMAT, "model.vocab[\"b\"]: id 1.5 is not an integer");
+    const char *str = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":\"0\"},\"merges\":[]}}";
+    expect_mem(str, strlen(str), WICK_ERR_FORMAT, "model.vocab[\"a\"]: expected an integer id");
+    const char *added = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                        "\"added_tokens\":[{\"id\":1e19,\"content\":\"x\"}]}";
+    expect_mem(added, strlen(added), WICK_ERR_FORMAT, "added_tokens[0].id: id 1e+19 is not an integer in [0, 1028)");
+    /* holes are fine within the limit: one vocab entry + one added token allow ids up to 1027 */
+    const char *holes = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                        "\"added_tokens\":[{\"id\":1027,\"content\":\"x\"}]}";
+    wick_tokenizer *t = NULL;
+    assert_int_equal(wick_tokenizer_load_mem(holes, strlen(holes), NULL, &t), WICK_OK);
+    assert_int_equal(wick_tokenizer_vocab_size(t), 1028);
+    assert_string_equal(wick_token_str(t, 500), "");
+    int32_t ids[2] = {0, 1027};
+    char buf[16];
+    assert_int_equal(wick_detokenize(t, ids, 2, false, buf, sizeof buf, NULL), WICK_OK);
+    wick_tokenizer_free(t);
+    const char *wp = "{\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"a\",\"vocab\":{\"a\":0},"
+                     "\"max_input_chars_per_word\":-1e300}}";
+    expect_mem(wp, strlen(wp), WICK_ERR_FORMAT, "model.max_input_chars_per_word: expected a non-negative integer");
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
         cmocka_unit_test(test_long_component_lists),
         cmocka_unit_test(test_deep_sequences),
+        cmocka_unit_test(test_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

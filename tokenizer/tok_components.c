@@ -32,6 +32,16 @@ static bool jbool(const cJSON *o, const char *key, bool def) {
 
 static const char *jtype(const cJSON *o) { return jstr(o, "type"); }
 
+bool tok_json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out) {
+    if (!cJSON_IsNumber(v)) return false;
+    double d = v->valuedouble;
+    if (!(d >= (double)lo && d <= (double)hi)) return false;  /* also NaN */
+    int64_t x = (int64_t)d;                                  /* in range: defined */
+    if ((double)x != d) return false;                         /* a fraction */
+    *out = x;
+    return true;
+}
+
 /* Sequence inside Sequence: real files nest at most two deep; cJSON alone would allow ~500. */
 enum { TOK_MAX_NESTING = 16 };
 

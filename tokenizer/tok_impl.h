@@ -21,6 +21,14 @@
 
 #include "wick.h"
 
+/* Ids of a tokenizer.json lie below tok_id_limit(vocab entries + added tokens), i.e.
+ * 2 × entries + 1024 (at most INT32_MAX). Real files number their tokens 0..N-1, a few with
+ * holes; the id tables are sized by the largest id, so the rule keeps them within a small
+ * multiple of what the file holds (without it a 62-byte file with the id 1e8 cost 1.3 GB). */
+static inline int64_t tok_id_limit(size_t entries) {
+    return entries > (size_t)INT32_MAX / 2 - 1024 ? (int64_t)INT32_MAX : 2 * (int64_t)entries + 1024;
+}
+
 /* ---- growable byte buffer ---- */
 typedef struct tok_buf {
     char *p;

@@ -146,28 +146,51 @@ static void index_vocab(wick_tokenizer *t) {
     }
 }
 
-/* model.vocab: {"token": id, ...} into one string arena. */
-static wick_status read_vocab_obj(wick_tokenizer *t, const char *file, const cJSON *vocab) {
+/* The error for an id that is not an integer in [0, limit) (see tok_id_limit); `what` names
+ * the field, e.g. model.vocab["abc"]. v is the JSON value, or NULL with the number in `num`. */
+static wick_status bad_id(const char *file, const char *what, const cJSON *v, double num,
+                          int64_t limit) {
+    if (v && !cJSON_IsNumber(v))
+        return err_set(WICK_ERR_FORMAT, "%s: %s: expected an integer id", file, what);
+    return err_set(WICK_ERR_FORMAT, "%s: %s: id %.17g is not an integer in [0, %lld) (ids must lie "
+                   "below 2 x the number of vocab and added entries + 1024)", file, what,
+                   v ? v->valuedouble : num, (long long)limit);
+}
+
+/* model.vocab["token"], the token cut to 64 bytes. */
+static const char *vocab_field(char *buf, size_t cap, const char *tok, size_t len) {
+    snprintf(buf, cap, "model.vocab[\"%.*s%s\"]", (int)(len > 64 ? 64 : len), tok, len > 64 ? "..." : "");
+    return buf;
+}
+
+/* model.vocab: {"token": id, ...} into one string arena. n_added: entries of added_tokens;
+ * *limit receives the id limit (tok_id_limit). */
+static wick_status read_vocab_obj(wick_tokenizer *t, const char *file, const cJSON *vocab,
+                                  size_t n_added, int64_t *limit) {
     if (!cJSON_IsObject(vocab)) return err_set(WICK_ERR_FORMAT, "%s: model.vocab: expected an object", file);
     size_t total = 0, n = 0;
-    int32_t maxid = -1;
+    int64_t maxid = -1, id;
+    for (const cJSON *e = vocab->child; e; e = e->next) n++;
+    *limit = tok_id_limit(n + n_added);
     for (const cJSON *e = vocab->child; e; e = e->next) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e8)
-            return err_set(WICK_ERR_FORMAT, "%s: model.vocab[\"%s\"]: expected a non-negative id", file, e->string);
+        char what[128];
+        if (!tok_json_int(e, 0, *limit - 1, &id))
+            return bad_id(file, vocab_field(what, sizeof what, e->string, strlen(e->string)), e, 0,
+                          *limit);
         total += strlen(e->string) + 1;
-        n++;
-        if (e->valueint > maxid) maxid = e->valueint;
+        if (id > maxid) maxid = id;
     }
     t->strs = malloc(total ? total : 1);
-    if (!t->strs || !tok_smap_init(&t->vocab, n + 1024) || !ensure_ids(t, maxid + 1))
+    if (!t->strs || !tok_smap_init(&t->vocab, n + 1024) || !ensure_ids(t, (int32_t)(maxid + 1)))
         return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     char *p = t->strs;
     for (const cJSON *e = vocab->child; e; e = e->next) {
         size_t l = strlen(e->string);
+        tok_json_int(e, 0, *limit - 1, &id);  /* checked above */
         memcpy(p, e->string, l + 1);
-        t->id_str[e->valueint] = p;
-        t->id_len[e->valueint] = (uint32_t)l;
-        if (!tok_smap_put(&t->vocab, p, l, e->valueint)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        t->id_str[id] = p;
+        t->id_len[id] = (uint32_t)l;
+        if (!tok_smap_put(&t->vocab, p, l, (int32_t)id)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
         p += l + 1;
     }
     return WICK_OK;
@@ -222,11 +245,21 @@ static wick_status read_merges(wick_tokenizer *t, const char *file, const cJSON 
     return st;
 }
 
-/* The streamed forms (tok_json.c) of model.vocab and model.merges. */
-static wick_status read_vocab_fast(wick_tokenizer *t, const char *file, tok_jstrs *jv) {
+/* The streamed forms (tok_json.c) of model.vocab and model.merges. n_added and *limit as
+ * for read_vocab_obj. */
+static wick_status read_vocab_fast(wick_tokenizer *t, const char *file, tok_jstrs *jv,
+                                   size_t n_added, int64_t *limit) {
     int64_t maxid = -1;
-    for (size_t k = 0; k < jv->n; k++)
-        if (jv->e[k].num > maxid) maxid = jv->e[k].num;
+    *limit = tok_id_limit(jv->n + n_added);
+    for (size_t k = 0; k < jv->n; k++) {
+        const tok_jent *e = &jv->e[k];
+        if (e->num >= *limit) {  /* tok_json.c read them as integers in [0, 1e8] */
+            char what[128];
+            return bad_id(file, vocab_field(what, sizeof what, jv->arena.p + e->off, e->len), NULL,
+                          (double)e->num, *limit);
+        }
+        if (e->num > maxid) maxid = e->num;
+    }
     if (!tok_smap_init(&t->vocab, jv->n + 1024) || !ensure_ids(t, (int32_t)(maxid + 1)))
         return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     t->strs = jv->arena.p;  /* the tokenizer owns the arena from here on */
@@ -317,9 +350,10 @@ static const char *jstr(const cJSON *o, const char *k) {
 }
 
 /* jv/jm: model.vocab / model.merges already streamed from the text (tok_json.c), or NULL to
- * read them from the cJSON tree. */
+ * read them from the cJSON tree. n_added: entries of added_tokens; *limit receives the id
+ * limit (tok_id_limit). */
 static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *model,
-                              tok_jstrs *jv, const tok_jstrs *jm) {
+                              tok_jstrs *jv, const tok_jstrs *jm, size_t n_added, int64_t *limit) {
     if (!cJSON_IsObject(model)) return err_set(WICK_ERR_FORMAT, "%s: model: missing", file);
     const char *ty = jstr(model, "type");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
@@ -341,13 +375,19 @@ static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *
         const char *p = jstr(model, "continuing_subword_prefix");
         t->wp_prefix = dupn(p ? p : "##", strlen(p ? p : "##"));
         const cJSON *mx = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
-        t->wp_max_chars = cJSON_IsNumber(mx) ? mx->valueint : 100;
+        int64_t m = 100;
+        if (mx && !cJSON_IsNull(mx) && !tok_json_int(mx, 0, INT64_C(1) << 52, &m))
+            return err_set(WICK_ERR_FORMAT, "%s: model.max_input_chars_per_word: expected a "
+                           "non-negative integer", file);
+        /* no text reaches INT32_MAX characters, so larger limits all mean "none" */
+        t->wp_max_chars = m > INT32_MAX ? INT32_MAX : (int)m;
         if (!unk) unk = "[UNK]";
     } else {
         return err_set(WICK_ERR_UNSUPPORTED, "%s: model: unsupported type '%s'", file, ty);
     }
-    wick_status st = jv ? read_vocab_fast(t, file, jv)
-                        : read_vocab_obj(t, file, cJSON_GetObjectItemCaseSensitive(model, "vocab"));
+    wick_status st = jv ? read_vocab_fast(t, file, jv, n_added, limit)
+                        : read_vocab_obj(t, file, cJSON_GetObjectItemCaseSensitive(model, "vocab"),
+                                         n_added, limit);
     if (st) return st;
     t->unk_id = unk ? tok_smap_get(&t->vocab, unk, strlen(unk)) : -1;
     if (t->model == MODEL_WORDPIECE && t->unk_id < 0)
@@ -383,21 +423,30 @@ static wick_status read_tokenizer_json_text(wick_tokenizer *t, const char *file,
         cJSON_Delete(root);
         return err_set(WICK_ERR_FORMAT, "%s: expected a JSON object at the top level", file);
     }
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    size_t n_added = 0;
+    for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) n_added++;
+    int64_t limit = 0, id64;
     st = read_model(t, file, cJSON_GetObjectItemCaseSensitive(root, "model"), fast ? &jv : NULL,
-                    fast && ms.found ? &jm : NULL);
+                    fast && ms.found ? &jm : NULL, n_added, &limit);
     tok_jstrs_free(&jv);
     tok_jstrs_free(&jm);
-    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     int i = 0;
     for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; !st && a; a = a->next, i++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
         const char *c = jstr(a, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8 || !c) {
+        if (!cJSON_IsNumber(id) || !c) {
             st = err_set(WICK_ERR_FORMAT, "%s: added_tokens[%d]: expected id and content", file, i);
             break;
         }
+        if (!tok_json_int(id, 0, limit - 1, &id64)) {
+            char what[64];
+            snprintf(what, sizeof what, "added_tokens[%d].id", i);
+            st = bad_id(file, what, id, 0, limit);
+            break;
+        }
 #define B(k, d) (cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(a, k)) ? cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, k)) : d)
-        st = add_added(t, file, id->valueint, c, B("special", false), B("lstrip", false),
+        st = add_added(t, file, (int32_t)id64, c, B("special", false), B("lstrip", false),
                        B("rstrip", false), B("single_word", false), B("normalized", true));
 #undef B
     }
