@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "tokenizer/tok_components.h"
 #include "tokenizer/tok_impl.h"
 
 #define MAX_KV 24
@@ -67,14 +68,14 @@ static const char *cfg_token(const cJSON *cfg, const char *key) {
 static int64_t token_id(const cJSON *vocab, const cJSON *added, const char *str) {
     if (!str) return -1;
     const cJSON *a;
-    cJSON_ArrayForEach(a, added) {
+    int64_t id;
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(a, added) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-        if (cJSON_IsString(c) && cJSON_IsNumber(id) && !strcmp(c->valuestring, str))
-            return (int64_t)id->valuedouble;
+        if (cJSON_IsString(c) && !strcmp(c->valuestring, str) &&
+            tok_json_int(cJSON_GetObjectItemCaseSensitive(a, "id"), 0, INT32_MAX, &id))
+            return id;
     }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(vocab, str);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+    return tok_json_int(cJSON_GetObjectItemCaseSensitive(vocab, str), 0, INT32_MAX, &id) ? id : -1;
 }
 
 /* llama.cpp's pre-tokenizer name, guessed from the Split regex. */
@@ -208,13 +209,31 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
                      "BPE/WordPiece vocabulary; cannot describe it in GGUF metadata", tjp);
         goto done;
     }
-    /* id -> token string, over vocab + added tokens */
-    int64_t n_ids = 0;
+    /* id -> token string, over vocab + added tokens. Every id is checked to be an integer
+       below the tokenizer loader's limit (tok_id_limit) before it is converted or used */
+    int64_t n_ids = 0, id, limit;
+    size_t entries = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, vocab) if (cJSON_IsNumber(e) && e->valuedouble + 1 > n_ids) n_ids = (int64_t)e->valuedouble + 1;
-    cJSON_ArrayForEach(e, added) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
-        if (cJSON_IsNumber(id) && id->valuedouble + 1 > n_ids) n_ids = (int64_t)id->valuedouble + 1;
+    cJSON_ArrayForEach(e, vocab) entries++;
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(e, added) entries++;
+    limit = tok_id_limit(entries);
+    cJSON_ArrayForEach(e, vocab) {
+        if (!tok_json_int(e, 0, limit - 1, &id)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: model.vocab[\"%.64s\"]: expected an integer id in "
+                         "[0, %lld)", tjp, e->string, (long long)limit);
+            goto done;
+        }
+        if (id + 1 > n_ids) n_ids = id + 1;
+    }
+    int ai = 0;
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(e, added) {
+        if (!tok_json_int(cJSON_GetObjectItemCaseSensitive(e, "id"), 0, limit - 1, &id)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: added_tokens[%d].id: expected an integer id in "
+                         "[0, %lld)", tjp, ai, (long long)limit);
+            goto done;
+        }
+        if (id + 1 > n_ids) n_ids = id + 1;
+        ai++;
     }
     if (n_ids <= 0 || n_ids > 10000000) {
         st = err_set(WICK_ERR_FORMAT, "%s: vocabulary size %lld is not usable", tjp, (long long)n_ids);
@@ -231,16 +250,15 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
         s->tokens[i].type = GGUF_STRING;
     }
     cJSON_ArrayForEach(e, vocab) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0) continue;
-        int64_t id = (int64_t)e->valuedouble;
+        tok_json_int(e, 0, limit - 1, &id); /* checked above */
         s->tokens[id] = gguf_v_str(e->string);
         s->types[id] = gguf_v_i32(1); /* normal */
     }
-    cJSON_ArrayForEach(e, added) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(e, added) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
-        if (!cJSON_IsNumber(id) || !cJSON_IsString(c) || id->valuedouble < 0) continue;
-        int64_t i = (int64_t)id->valuedouble;
+        int64_t i;
+        tok_json_int(cJSON_GetObjectItemCaseSensitive(e, "id"), 0, limit - 1, &i);
+        if (!cJSON_IsString(c)) continue;
         s->tokens[i] = gguf_v_str(c->valuestring);
         s->types[i] = gguf_v_i32(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4);
     }
