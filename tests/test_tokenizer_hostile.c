@@ -188,12 +188,48 @@ static void test_ids(void **st) {
     alarm(0);
 }
 
+/* Strip decoder start/stop were taken as cJSON's clamped ints: stop -1e10 overflowed (held -
+ * INT_MIN), stop -3e8 made detokenizing two ids write 300 MB (1.2 GB, a minute). */
+static void test_strip_bounds(void **st) {
+    (void)st;
+    watchdog(60);
+    expect_file("tok_strip_stop_negative.json", WICK_ERR_FORMAT,
+                "decoder.decoders[1].stop: expected an integer in [0, 1024]");
+    static const char *bad[][2] = {
+        {"\"start\":0,\"stop\":-1e10", "decoder.stop: expected an integer in [0, 1024]"},
+        {"\"start\":1e300,\"stop\":0", "decoder.start: expected an integer in [0, 1024]"},
+        {"\"start\":1025,\"stop\":0", "decoder.start: expected an integer in [0, 1024]"},
+        {"\"start\":0.5,\"stop\":0", "decoder.start: expected an integer in [0, 1024]"},
+        {"\"start\":\"1\",\"stop\":0", "decoder.start: expected an integer in [0, 1024]"},
+        {"\"start\":1,\"stop\":0,\"content\":\"\"", "decoder.content: expected one character"},
+        {"\"start\":1,\"stop\":0,\"content\":\"ab\"", "decoder.content: expected one character"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char js[512];
+        snprintf(js, sizeof js, "{" MODEL_A ",\"decoder\":{\"type\":\"Strip\",%s}}", bad[i][0]);
+        expect_mem(js, strlen(js), WICK_ERR_FORMAT, bad[i][1]);
+    }
+    /* within the bounds: a fused Strip holds back trailing spaces, stop drops the last ones */
+    const char *ok = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\" \":1},\"merges\":[]},"
+                     "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Fuse\"},"
+                     "{\"type\":\"Strip\",\"content\":\" \",\"start\":1024,\"stop\":1024}]}}";
+    wick_tokenizer *t = NULL;
+    assert_int_equal(wick_tokenizer_load_mem(ok, strlen(ok), NULL, &t), WICK_OK);
+    int32_t ids[] = {1, 1, 0, 1, 0, 1, 1};
+    char buf[32];
+    assert_int_equal(wick_detokenize(t, ids, 7, false, buf, sizeof buf, NULL), WICK_OK);
+    assert_string_equal(buf, "a a");
+    wick_tokenizer_free(t);
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
         cmocka_unit_test(test_long_component_lists),
         cmocka_unit_test(test_deep_sequences),
         cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_strip_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -233,6 +233,16 @@ wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok
 /* Decoding runs the stages as a chain of calls (tok_decode.c), so their number is bounded. */
 enum { TOK_MAX_DECODERS = 64 };
 
+/* Strip start/stop (HF: counts of characters to strip): real files use 0 or 1. */
+enum { TOK_MAX_STRIP = 1024 };
+
+/* One character (a Rust char in HF), valid UTF-8; false for "", several or invalid bytes. */
+static bool one_char(const char *s, uint32_t *cp) {
+    size_t n = strlen(s), adv;
+    *cp = tok_utf8_decode((const unsigned char *)s, n, &adv);
+    return n && *cp != 0xFFFFFFFFu && adv == n;
+}
+
 static wick_status add_dec(const char *file, const char *path, tok_dec **list, int *n, tok_dec d) {
     if (*n >= TOK_MAX_DECODERS)
         return err_set(WICK_ERR_FORMAT, "%s: %s: more than %d decoders in all", file, path,
@@ -261,12 +271,18 @@ static wick_status read_dec(const char *file, const char *path, const cJSON *o, 
     } else if (!strcmp(ty, "Strip")) {
         d.kind = DEC_STRIP;
         const char *c = jstr(o, "content");
-        size_t adv;
-        d.content = c ? tok_utf8_decode((const unsigned char *)c, strlen(c), &adv) : ' ';
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "start");
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "stop");
-        d.start = cJSON_IsNumber(a) ? a->valueint : 0;
-        d.stop = cJSON_IsNumber(b) ? b->valueint : 0;
+        d.content = ' ';
+        if (c && !one_char(c, &d.content))
+            return err_set(WICK_ERR_FORMAT, "%s: %s.content: expected one character", file, path);
+        static const char *keys[2] = {"start", "stop"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[k]);
+            int64_t x = 0;
+            if (v && !cJSON_IsNull(v) && !tok_json_int(v, 0, TOK_MAX_STRIP, &x))
+                return err_set(WICK_ERR_FORMAT, "%s: %s.%s: expected an integer in [0, %d]", file,
+                               path, keys[k], TOK_MAX_STRIP);
+            *(k ? &d.stop : &d.start) = (int)x;
+        }
     } else if (!strcmp(ty, "Replace")) {
         d.kind = DEC_REPLACE;
         const char *c = jstr(o, "content");

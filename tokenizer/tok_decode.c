@@ -19,7 +19,7 @@ typedef struct stage_state {
     bool fused;           /* a Fuse/ByteLevel stage precedes: the stream is one token */
     bool seen_data;       /* fused: some non-empty text has passed */
     int strip_left;       /* fused Strip: leading chars still to strip */
-    int held;             /* fused Strip: trailing content chars held back */
+    int64_t held;         /* fused Strip: trailing content chars held back */
     tok_buf pend;         /* ByteFallback: pending bytes; BPEDecoder: previous token */
     int npend;
     tok_buf tmp;
@@ -243,13 +243,13 @@ static bool stage_push(wick_detok *d, int si, const char *s, size_t n) {
             else ss->strip_left = left;
             /* hold trailing content chars back; release them when other text follows */
             size_t t = e;
-            int tr = 0;
+            int64_t tr = 0;
             while (t - a >= cl && t > a && memcmp(s + t - cl, cu, cl) == 0) {
                 t -= cl;
                 tr++;
             }
             if (t > a) {
-                for (int k = 0; k < ss->held; k++)
+                for (int64_t k = 0; k < ss->held; k++)
                     if (!tok_buf_put(o, cu, cl)) return false;
                 ss->held = 0;
                 if (!tok_buf_put(o, s + a, t - a)) return false;
@@ -300,7 +300,7 @@ static bool stage_flush(wick_detok *d, int si) {
         char cu[4];
         size_t cl = tok_utf8_encode(dc->content, cu);
         ss->tmp.len = 0;
-        for (int k = 0; k < ss->held - dc->stop; k++)
+        for (int64_t k = 0; k < ss->held - dc->stop; k++)  /* stop: 0..1024 (tok_components.c) */
             if (!tok_buf_put(&ss->tmp, cu, cl)) return false;
         ss->held = 0;
         if (ss->tmp.len && !next(d, si, ss->tmp.p, ss->tmp.len)) return false;
