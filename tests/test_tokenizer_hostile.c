@@ -223,6 +223,18 @@ static void test_strip_bounds(void **st) {
     alarm(0);
 }
 
+/* A Metaspace pre-tokenizer with replacement "" and split true looped forever on the first
+ * character (an empty match never advanced). */
+static void test_metaspace_empty_replacement(void **st) {
+    (void)st;
+    watchdog(30);
+    expect_file("tok_metaspace_empty_replacement.json", WICK_ERR_FORMAT,
+                "pre_tokenizer.replacement: expected one character");
+    const char *two = "{" MODEL_A ",\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"ab\"}}";
+    expect_mem(two, strlen(two), WICK_ERR_FORMAT, "decoder.replacement: expected one character");
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
@@ -230,6 +242,7 @@ int main(void) {
         cmocka_unit_test(test_deep_sequences),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_strip_bounds),
+        cmocka_unit_test(test_metaspace_empty_replacement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,6 +32,13 @@ static bool jbool(const cJSON *o, const char *key, bool def) {
 
 static const char *jtype(const cJSON *o) { return jstr(o, "type"); }
 
+/* One character (a Rust char in HF), valid UTF-8; false for "", several or invalid bytes. */
+static bool one_char(const char *s, uint32_t *cp) {
+    size_t n = strlen(s), adv;
+    *cp = tok_utf8_decode((const unsigned char *)s, n, &adv);
+    return n && *cp != 0xFFFFFFFFu && adv == n;
+}
+
 bool tok_json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out) {
     if (!cJSON_IsNumber(v)) return false;
     double d = v->valuedouble;
@@ -88,7 +95,9 @@ static wick_status read_metaspace(const char *file, const char *path, const cJSO
                                   tok_prepend *pp) {
     const char *r = jstr(o, "replacement");
     if (!r) r = "\xE2\x96\x81";
-    if (strlen(r) >= 8) return err_set(WICK_ERR_FORMAT, "%s: %s.replacement: too long", file, path);
+    uint32_t cp;
+    if (!one_char(r, &cp))  /* "" made the splitting loop stand still */
+        return err_set(WICK_ERR_FORMAT, "%s: %s.replacement: expected one character", file, path);
     strcpy(repl, r);
     const char *sch = jstr(o, "prepend_scheme");
     if (sch) {
@@ -235,13 +244,6 @@ enum { TOK_MAX_DECODERS = 64 };
 
 /* Strip start/stop (HF: counts of characters to strip): real files use 0 or 1. */
 enum { TOK_MAX_STRIP = 1024 };
-
-/* One character (a Rust char in HF), valid UTF-8; false for "", several or invalid bytes. */
-static bool one_char(const char *s, uint32_t *cp) {
-    size_t n = strlen(s), adv;
-    *cp = tok_utf8_decode((const unsigned char *)s, n, &adv);
-    return n && *cp != 0xFFFFFFFFu && adv == n;
-}
 
 static wick_status add_dec(const char *file, const char *path, tok_dec **list, int *n, tok_dec d) {
     if (*n >= TOK_MAX_DECODERS)
