@@ -235,6 +235,50 @@ static void test_metaspace_empty_replacement(void **st) {
     alarm(0);
 }
 
+/* Post-processor ids were cJSON's clamped ints, never checked: -1 or 1e300 (INT_MAX) came out of
+ * wick_tokenize as token ids; 100k ids in a 200 KB file took a minute to load (O(n²) walk). */
+static void test_post_processor_ids(void **st) {
+    (void)st;
+    watchdog(60);
+    static const char *bad[][2] = {
+        {"{\"type\":\"BertProcessing\",\"cls\":[\"a\",-1],\"sep\":[\"b\",1]}",
+         "post_processor: expected cls/sep as [token, id]"},
+        {"{\"type\":\"RobertaProcessing\",\"cls\":[\"a\",0],\"sep\":[\"b\",1e300]}",
+         "post_processor: expected cls/sep as [token, id]"},
+        {"{\"type\":\"BertProcessing\",\"cls\":[\"a\",0],\"sep\":[\"b\",2]}",
+         "post_processor: special token id 2 is not in the vocabulary (2 ids)"},
+        {"{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"a\"}},"
+         "{\"Sequence\":{\"id\":\"A\"}}],\"special_tokens\":{\"a\":{\"ids\":[0.5]}}}",
+         "post_processor.special_tokens['a'].ids: expected non-negative integer ids"},
+        {"{\"type\":\"TemplateProcessing\",\"single\":[{\"Sequence\":{\"id\":\"A\"}},"
+         "{\"SpecialToken\":{\"id\":\"a\"}}],\"special_tokens\":{\"a\":{\"ids\":[7]}}}",
+         "post_processor: special token id 7 is not in the vocabulary (2 ids)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char js[1024];
+        snprintf(js, sizeof js, "{" MODEL_A ",\"post_processor\":%s}", bad[i][0]);
+        expect_mem(js, strlen(js), WICK_ERR_FORMAT, bad[i][1]);
+    }
+    char *js = repeat_json("{" MODEL_A ",\"post_processor\":{\"type\":\"TemplateProcessing\","
+                           "\"single\":[{\"SpecialToken\":{\"id\":\"a\"}},{\"Sequence\":{\"id\":\"A\"}}],"
+                           "\"special_tokens\":{\"a\":{\"ids\":[", "0", 100000, "]}}}}");
+    expect_mem(js, strlen(js), WICK_ERR_FORMAT, "more than 256 special tokens or template items");
+    free(js);
+    /* 256 ids are fine */
+    js = repeat_json("{" MODEL_A ",\"post_processor\":{\"type\":\"TemplateProcessing\","
+                     "\"single\":[{\"SpecialToken\":{\"id\":\"a\"}},{\"Sequence\":{\"id\":\"A\"}}],"
+                     "\"special_tokens\":{\"a\":{\"ids\":[", "1", 256, "]}}}}");
+    wick_tokenizer *t = NULL;
+    assert_int_equal(wick_tokenizer_load_mem(js, strlen(js), NULL, &t), WICK_OK);
+    int32_t ids[300];
+    assert_int_equal(wick_tokenize(t, "a", 1, true, ids, 300), 257);
+    assert_int_equal(ids[255], 1);
+    assert_int_equal(ids[256], 0);
+    wick_tokenizer_free(t);
+    free(js);
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
@@ -243,6 +287,7 @@ int main(void) {
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_strip_bounds),
         cmocka_unit_test(test_metaspace_empty_replacement),
+        cmocka_unit_test(test_post_processor_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

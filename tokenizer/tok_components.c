@@ -327,20 +327,31 @@ wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok
     return read_dec(file, path, o, list, n, 0);
 }
 
-static wick_status append_ids(int32_t **arr, int *n, int32_t id) {
+/* Ids a post-processor may put before or after the sequence, and items of a template (real
+ * ones: one or two each); every encode with add_special copies them. */
+enum { TOK_MAX_POST_IDS = 256 };
+
+static wick_status too_many_post(const char *file, const char *path) {
+    return err_set(WICK_ERR_FORMAT, "%s: %s: more than %d special tokens or template items", file,
+                   path, TOK_MAX_POST_IDS);
+}
+
+static wick_status append_ids(const char *file, const char *path, int32_t **arr, int *n, int32_t id) {
+    if (*n >= TOK_MAX_POST_IDS) return too_many_post(file, path);
     int32_t *na = realloc(*arr, (size_t)(*n + 1) * sizeof *na);
-    if (!na) return err_set(WICK_ERR_NOMEM, "post_processor: out of memory");
+    if (!na) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     *arr = na;
     na[(*n)++] = id;
     return WICK_OK;
 }
 
-/* Reads ["[CLS]", 101] */
+/* Reads ["[CLS]", 101]. The id is checked against the vocabulary once it is complete
+ * (tok_load.c). */
 static bool pair_id(const cJSON *o, const char *key, int32_t *id) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
-    const cJSON *v = cJSON_GetArrayItem(a, 1);
-    if (!cJSON_IsArray(a) || !cJSON_IsNumber(v)) return false;
-    *id = v->valueint;
+    int64_t v;
+    if (!cJSON_IsArray(a) || !tok_json_int(cJSON_GetArrayItem(a, 1), 0, INT32_MAX, &v)) return false;
+    *id = (int32_t)v;
     return true;
 }
 
@@ -356,6 +367,7 @@ static wick_status read_post(const char *file, const char *path, const cJSON *o,
         if (!pair_id(o, "cls", &cls) || !pair_id(o, "sep", &sep))
             return err_set(WICK_ERR_FORMAT, "%s: %s: expected cls/sep as [token, id]", file, path);
         /* Later processors of a Sequence wrap the earlier ones' output. */
+        if (pp->npre >= TOK_MAX_POST_IDS) return too_many_post(file, path);
         int32_t *np = malloc((size_t)(pp->npre + 1) * sizeof *np);
         if (!np) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
         np[0] = cls;
@@ -363,7 +375,7 @@ static wick_status read_post(const char *file, const char *path, const cJSON *o,
         free(pp->pre);
         pp->pre = np;
         pp->npre++;
-        return append_ids(&pp->post, &pp->npost, sep);
+        return append_ids(file, path, &pp->post, &pp->npost, sep);
     }
     if (!strcmp(ty, "TemplateProcessing")) {
         const cJSON *single = cJSON_GetObjectItemCaseSensitive(o, "single");
@@ -376,6 +388,10 @@ static wick_status read_post(const char *file, const char *path, const cJSON *o,
         int i = 0;
         for (const cJSON *it = single->child; !st && it; it = it->next, i++) {
             const cJSON *sp = cJSON_GetObjectItemCaseSensitive(it, "SpecialToken");
+            if (i >= TOK_MAX_POST_IDS) {  /* each item looks its token up in special_tokens */
+                st = too_many_post(file, path);
+                break;
+            }
             if (cJSON_GetObjectItemCaseSensitive(it, "Sequence")) {
                 seen_seq = true;
                 continue;
@@ -390,13 +406,17 @@ static wick_status read_post(const char *file, const char *path, const cJSON *o,
                 break;
             }
             for (const cJSON *v = ids->child; !st && v; v = v->next) {
-                if (!cJSON_IsNumber(v)) st = err_set(WICK_ERR_FORMAT, "%s: %s: bad ids of '%s'", file, path, name);
-                else st = seen_seq ? append_ids(&after, &na, v->valueint) : append_ids(&before, &nb, v->valueint);
+                int64_t id;
+                if (!tok_json_int(v, 0, INT32_MAX, &id))
+                    st = err_set(WICK_ERR_FORMAT, "%s: %s.special_tokens['%s'].ids: expected "
+                                 "non-negative integer ids", file, path, name);
+                else if (seen_seq) st = append_ids(file, path, &after, &na, (int32_t)id);
+                else st = append_ids(file, path, &before, &nb, (int32_t)id);
             }
         }
         if (!st) {
-            for (int i = 0; !st && i < pp->npre; i++) st = append_ids(&before, &nb, pp->pre[i]);
-            for (int i = 0; !st && i < na; i++) st = append_ids(&pp->post, &pp->npost, after[i]);
+            for (int i = 0; !st && i < pp->npre; i++) st = append_ids(file, path, &before, &nb, pp->pre[i]);
+            for (int i = 0; !st && i < na; i++) st = append_ids(file, path, &pp->post, &pp->npost, after[i]);
         }
         if (!st) {
             free(pp->pre);

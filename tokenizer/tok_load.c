@@ -80,7 +80,8 @@ static int cmp_added(const void *a, const void *b, void *ctx) {
     return 0;
 }
 
-/* Registers the added tokens in the vocab and builds the two matchers. */
+/* Registers the added tokens in the vocab and builds the two matchers; then checks the
+ * post-processor's ids against the complete vocabulary. */
 static wick_status finish_added(wick_tokenizer *t, const char *file) {
     for (int set = 0; set < 2; set++) {
         t->am_idx[set] = malloc((size_t)(t->nadded + 1) * sizeof(int32_t));
@@ -110,6 +111,13 @@ static wick_status finish_added(wick_tokenizer *t, const char *file) {
             t->id_str[i] = "";
             t->id_len[i] = 0;
         }
+    /* the post-processor's ids go straight into wick_tokenize's output: they must be tokens */
+    for (int k = 0; k < t->post.npre + t->post.npost; k++) {
+        int32_t id = k < t->post.npre ? t->post.pre[k] : t->post.post[k - t->post.npre];
+        if (id >= t->n_ids)
+            return err_set(WICK_ERR_FORMAT, "%s: post_processor: special token id %d is not in the "
+                           "vocabulary (%d ids)", file, id, t->n_ids);
+    }
     return WICK_OK;
 }
 
