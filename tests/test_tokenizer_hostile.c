@@ -279,6 +279,37 @@ static void test_post_processor_ids(void **st) {
     alarm(0);
 }
 
+/* WordPiece tried every end of the rest of the word at each step, hashing each candidate: a word
+ * of n characters cost O(n³) once max_input_chars_per_word let it through (8 KB: 19 s). The
+ * greedy longest-match result is unchanged: candidates longer than any vocabulary string were
+ * never matches. */
+static void test_wordpiece_long_word(void **st) {
+    (void)st;
+    watchdog(60);
+    const char *js = "{\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\","
+                     "\"continuing_subword_prefix\":\"##\",\"max_input_chars_per_word\":1000000000,"
+                     "\"vocab\":{\"[UNK]\":0,\"a\":1,\"##a\":2,\"\u00e9\":3,\"##\u00e9a\":4,\"##\u00e9\":5}},"
+                     "\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"}}";
+    wick_tokenizer *t = NULL;
+    assert_int_equal(wick_tokenizer_load_mem(js, strlen(js), NULL, &t), WICK_OK);
+    enum { N = 32768 };
+    char *w = malloc(N);
+    for (int i = 0; i < N; i++) w[i] = 'a';
+    int32_t *ids = malloc(N * sizeof *ids);
+    assert_int_equal(wick_tokenize(t, w, N, false, ids, N), N);
+    assert_int_equal(ids[0], 1);
+    for (int i = 1; i < N; i++) assert_int_equal(ids[i], 2);
+    /* multi-byte characters: candidates are cut at character boundaries only */
+    const char *mixed = "\xC3\xA9" "\xC3\xA9" "a" "\xC3\xA9" "\xC3\xA9" "a";  /* é éa é éa */
+    int32_t want[] = {3, 4, 5, 4};
+    assert_int_equal(wick_tokenize(t, mixed, strlen(mixed), false, ids, N), 4);
+    assert_memory_equal(ids, want, sizeof want);
+    wick_tokenizer_free(t);
+    free(ids);
+    free(w);
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
@@ -288,6 +319,7 @@ int main(void) {
         cmocka_unit_test(test_strip_bounds),
         cmocka_unit_test(test_metaspace_empty_replacement),
         cmocka_unit_test(test_post_processor_ids),
+        cmocka_unit_test(test_wordpiece_long_word),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -167,6 +167,7 @@ struct wick_tokenizer {
     uint32_t *id_len;
     int32_t n_ids;
     tok_smap vocab;            /* model vocab + added tokens */
+    uint32_t max_tok_len;      /* longest string in `vocab`, bytes (WordPiece's longest try) */
     char *strs;                /* arena for model vocab strings */
     bool *is_special;          /* per id: an added token marked special */
 

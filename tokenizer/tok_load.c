@@ -111,6 +111,8 @@ static wick_status finish_added(wick_tokenizer *t, const char *file) {
             t->id_str[i] = "";
             t->id_len[i] = 0;
         }
+    for (size_t k = 0; k < t->vocab.cap; k++)
+        if (t->vocab.e[k].key && t->vocab.e[k].klen > t->max_tok_len) t->max_tok_len = t->vocab.e[k].klen;
     /* the post-processor's ids go straight into wick_tokenize's output: they must be tokens */
     for (int k = 0; k < t->post.npre + t->post.npost; k++) {
         int32_t id = k < t->post.npre ? t->post.pre[k] : t->post.post[k - t->post.npre];
