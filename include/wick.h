@@ -214,12 +214,19 @@ void wick_tokenizer_free(wick_tokenizer *tok);
 wick_status wick_tokenizer_load_mem(const char *tokenizer_json, size_t len,
                                     const char *config_json, wick_tokenizer **out);
 
+/* Longest text wick_tokenize accepts, in bytes (256 MiB). Encoding time grows as
+ * O(len log len) (BPE merges use a heap, never O(len²), even for one huge word) and its
+ * scratch memory reaches about 35 bytes per input byte (one word of 16 MB); longer texts are
+ * refused rather than risk tens of gigabytes. Split bigger inputs (at line breaks, say). */
+#define WICK_TOKENIZE_MAX_BYTES ((size_t)256 << 20)
+
 /* Encodes `len` bytes of `text` (any bytes; invalid UTF-8 does not fail) into `ids`.
  * Special tokens written in the text are recognized as Hugging Face tokenizers does.
  * add_special: also add the post-processor's tokens (BOS, [CLS]/[SEP]), like
  * add_special_tokens=True. Returns the number of ids (<= cap) on success; when cap is too small
  * returns -(needed count) and writes nothing beyond cap. Returns INT32_MIN on an invalid
- * argument (message in wick_last_error). */
+ * argument, a text longer than WICK_TOKENIZE_MAX_BYTES, more than INT32_MAX ids, or out of
+ * memory (message in wick_last_error). */
 int32_t wick_tokenize(const wick_tokenizer *tok, const char *text, size_t len, bool add_special,
                       int32_t *ids, int32_t cap);
 

@@ -310,6 +310,36 @@ static void test_wordpiece_long_word(void **st) {
     alarm(0);
 }
 
+/* wick_tokenize refused only texts over 1 GiB, past which 32-bit piece offsets could wrap after
+ * normalization, and a 1 GiB word needed ~35 GiB of scratch. The limit is now
+ * WICK_TOKENIZE_MAX_BYTES and checked before the text is read (the calloc'd pages stay
+ * untouched). Within it, one huge word costs O(n log n): 1 MB of one letter through a BPE whose
+ * merges build ever longer runs. */
+static void test_tokenize_length_limit(void **st) {
+    (void)st;
+    watchdog(60);
+    const char *js = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"aa\":1,\"aaaa\":2,\"aaaaaaaa\":3},"
+                     "\"merges\":[\"a a\",\"aa aa\",\"aaaa aaaa\"]}}";
+    wick_tokenizer *t = NULL;
+    assert_int_equal(wick_tokenizer_load_mem(js, strlen(js), NULL, &t), WICK_OK);
+    char *big = calloc(WICK_TOKENIZE_MAX_BYTES + 1, 1);
+    assert_non_null(big);
+    int32_t ids[8];
+    assert_int_equal(wick_tokenize(t, big, WICK_TOKENIZE_MAX_BYTES + 1, false, ids, 8), INT32_MIN);
+    assert_non_null(strstr(wick_last_error(), "longer than WICK_TOKENIZE_MAX_BYTES"));
+    free(big);
+    enum { N = 1 << 20 };
+    char *w = malloc(N);
+    memset(w, 'a', N);
+    int32_t *out = malloc(N / 8 * sizeof *out);
+    assert_int_equal(wick_tokenize(t, w, N, false, out, N / 8), N / 8);
+    for (int i = 0; i < N / 8; i++) assert_int_equal(out[i], 3);
+    free(out);
+    free(w);
+    wick_tokenizer_free(t);
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
@@ -320,6 +350,7 @@ int main(void) {
         cmocka_unit_test(test_metaspace_empty_replacement),
         cmocka_unit_test(test_post_processor_ids),
         cmocka_unit_test(test_wordpiece_long_word),
+        cmocka_unit_test(test_tokenize_length_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

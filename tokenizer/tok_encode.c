@@ -353,8 +353,9 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
         err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: NULL tokenizer/text/ids or negative cap");
         return INT32_MIN;
     }
-    if (len > (size_t)INT32_MAX / 2) {
-        err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: text of %zu bytes is too long", len);
+    if (len > WICK_TOKENIZE_MAX_BYTES) {
+        err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: text of %zu bytes is longer than "
+                "WICK_TOKENIZE_MAX_BYTES (%zu)", len, WICK_TOKENIZE_MAX_BYTES);
         return INT32_MIN;
     }
     if (!text) text = "";
@@ -378,6 +379,9 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
     int32_t ret;
     if (!ok) {
         err_set(WICK_ERR_NOMEM, "wick_tokenize: out of memory");
+        ret = INT32_MIN;
+    } else if (c->n > (size_t)INT32_MAX) {  /* the count would not fit the return value */
+        err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: the text gives %zu ids, more than INT32_MAX", c->n);
         ret = INT32_MIN;
     } else if (c->n > (size_t)cap) {
         if (cap) memcpy(ids, c->ids, (size_t)cap * sizeof *ids);

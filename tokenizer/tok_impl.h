@@ -225,6 +225,7 @@ typedef struct tok_pieces {
     uint8_t *first;            /* piece begins at offset 0 of the original input */
     size_t n, cap;
 } tok_pieces;
+/* False when out of memory or when the text would pass 4 GiB (offsets are 32-bit). */
 bool tok_pieces_add(tok_pieces *p, const char *s, size_t n, bool first);
 void tok_pieces_clear(tok_pieces *p);
 void tok_pieces_free(tok_pieces *p);

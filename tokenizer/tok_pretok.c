@@ -11,6 +11,7 @@
 
 bool tok_pieces_add(tok_pieces *p, const char *s, size_t n, bool first) {
     if (!n) return true;
+    if (n > UINT32_MAX - p->text.len) return false;  /* offsets are 32-bit */
     if (p->n == p->cap) {
         size_t nc = p->cap ? p->cap * 2 : 64;
         uint32_t *o = realloc(p->off, nc * sizeof *o);
@@ -72,6 +73,7 @@ typedef struct segs {
 
 static bool segs_push(segs *s, size_t a, size_t b, bool m) {
     if (a == b) return true;
+    if (b > UINT32_MAX) return false;  /* offsets are 32-bit */
     if (s->n == s->cap) {
         size_t nc = s->cap ? s->cap * 2 : 64;
         seg *nv = realloc(s->v, nc * sizeof *nv);
