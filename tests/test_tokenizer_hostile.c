@@ -340,6 +340,54 @@ static void test_tokenize_length_limit(void **st) {
     alarm(0);
 }
 
+/* A Sequence of 40 Replace "a" -> "aa" normalizers (a 2.8 KB file) doubled the text 40 times:
+ * encoding "a" wanted 2^40 bytes (28 steps: 5.7 GB and almost 5 minutes). The same chain of
+ * decoders did it to one decoded token. Both now stop at 64 bytes per input byte (+ 4096). */
+static void test_replace_growth(void **st) {
+    (void)st;
+    watchdog(60);
+    const char *rep = "{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"aa\"}";
+    char *js = repeat_json("{" MODEL_A ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[", rep, 40, "]}}");
+    wick_tokenizer *t = NULL;
+    assert_int_equal(wick_tokenizer_load_mem(js, strlen(js), NULL, &t), WICK_OK);
+    int32_t ids[64];
+    assert_int_equal(wick_tokenize(t, "a", 1, false, ids, 64), INT32_MIN);
+    if (!strstr(wick_last_error(), "normalizer makes the text more than 64 times longer"))
+        fail_msg("%s", wick_last_error());
+    assert_int_equal(wick_tokenize(t, "b", 1, false, ids, 64), 1);  /* no growth: fine */
+    wick_tokenizer_free(t);
+    free(js);
+    /* the same growth within the limit still works: 5 doublings of 100 bytes */
+    js = repeat_json("{" MODEL_A ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[", rep, 5, "]}}");
+    assert_int_equal(wick_tokenizer_load_mem(js, strlen(js), NULL, &t), WICK_OK);
+    char text[100];
+    memset(text, 'a', sizeof text);
+    int32_t *many = malloc(3200 * sizeof *many);
+    assert_int_equal(wick_tokenize(t, text, sizeof text, false, many, 3200), 3200);
+    free(many);
+    wick_tokenizer_free(t);
+    free(js);
+
+    js = repeat_json("{" MODEL_A ",\"decoder\":{\"type\":\"Sequence\",\"decoders\":[", rep, 40, "]}}");
+    assert_int_equal(wick_tokenizer_load_mem(js, strlen(js), NULL, &t), WICK_OK);
+    char buf[64];
+    int32_t a = 0, b = 1;
+    assert_int_equal(wick_detokenize(t, &a, 1, false, buf, sizeof buf, NULL), WICK_ERR_FORMAT);
+    if (!strstr(wick_last_error(), "decoder 12 (Replace) writes more than 64 bytes per byte"))
+        fail_msg("%s", wick_last_error());
+    size_t ol;
+    assert_int_equal(wick_detokenize(t, &b, 1, false, buf, sizeof buf, &ol), WICK_OK);
+    assert_string_equal(buf, "b");
+    wick_detok *d = NULL;
+    assert_int_equal(wick_detok_create(t, false, &d), WICK_OK);
+    const char *out;
+    assert_int_equal(wick_detok_push(d, 0, &out, &ol), WICK_ERR_FORMAT);
+    wick_detok_free(d);
+    wick_tokenizer_free(t);
+    free(js);
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
@@ -351,6 +399,7 @@ int main(void) {
         cmocka_unit_test(test_post_processor_ids),
         cmocka_unit_test(test_wordpiece_long_word),
         cmocka_unit_test(test_tokenize_length_limit),
+        cmocka_unit_test(test_replace_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,6 +119,7 @@ typedef struct enc_ctx {
     pcre2_match_data *md;
     tok_buf norm;
     tok_buf mapped;            /* byte-level image of the current word (fast path) */
+    bool norm_over;            /* the call failed because normalizing passed TOK_NORM_MAX */
     int32_t *ids;
     size_t n, cap;
 } enc_ctx;
@@ -249,7 +250,7 @@ static bool encode_segment(enc_ctx *c, const char *s, size_t n, bool first) {
     tok_buf *nb = &c->norm;  /* reused: segments are encoded one after another */
     if (t->norm) {
         nb->len = 0;
-        if (!tok_normalize(t->norm, s, n, nb)) return false;
+        if (!tok_normalize(t->norm, s, n, nb, TOK_NORM_MAX(n), &c->norm_over)) return false;
         ns = nb->p ? nb->p : "";
         nn = nb->len;
     }
@@ -329,6 +330,7 @@ static enc_ctx *ctx_get(const wick_tokenizer *t) {
     }
     c->t = t;
     c->n = 0;
+    c->norm_over = false;
     return c;
 }
 
@@ -377,7 +379,11 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
     if (ok && add_special)
         for (int i = 0; ok && i < t->post.npost; i++) ok = push(c, t->post.post[i]);
     int32_t ret;
-    if (!ok) {
+    if (!ok && c->norm_over) {
+        err_set(WICK_ERR_FORMAT, "wick_tokenize: the tokenizer's normalizer makes the text more "
+                "than 64 times longer (a hostile tokenizer.json?)");
+        ret = INT32_MIN;
+    } else if (!ok) {
         err_set(WICK_ERR_NOMEM, "wick_tokenize: out of memory");
         ret = INT32_MIN;
     } else if (c->n > (size_t)INT32_MAX) {  /* the count would not fit the return value */

@@ -214,8 +214,13 @@ void tok_regex_free(tok_regex *re);
 bool tok_regex_next(const tok_regex *re, pcre2_match_data *md, const char *s, size_t n,
                     size_t from, size_t *ms, size_t *me);
 
-/* tok_normalize.c: appends normalize(s) to out. */
-bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out);
+/* tok_normalize.c: appends normalize(s) to out. False when out of memory, or (with *over set)
+ * when out, or any intermediate text of a Sequence, would pass `max` bytes: a Replace or
+ * Prepend (or chain of them) in a hostile file can grow text without bound. */
+bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out, size_t max, bool *over);
+/* What wick_tokenize passes as max for a segment of n bytes: no real normalizer comes near it
+ * (NFKC's widest expansion, U+FDFA, is 11-fold). */
+#define TOK_NORM_MAX(n) (64 * (n) + 4096)
 void tok_norm_free(tok_norm *nm);
 
 /* tok_pretok.c: a list of pieces living in one buffer. */
