@@ -229,8 +229,8 @@ wick_status wick_tokenizer_load_mem(const char *tokenizer_json, size_t len,
  * add_special_tokens=True. Returns the number of ids (<= cap) on success; when cap is too small
  * returns -(needed count) and writes nothing beyond cap. Returns INT32_MIN on an invalid
  * argument, a text longer than WICK_TOKENIZE_MAX_BYTES, more than INT32_MAX ids, a normalizer
- * over its growth limit (see wick_tokenizer_load), or out of memory (message in
- * wick_last_error). */
+ * over its growth limit (see wick_tokenizer_load), a regex of the tokenizer failing (PCRE2's
+ * match limit), or out of memory (message in wick_last_error). */
 int32_t wick_tokenize(const wick_tokenizer *tok, const char *text, size_t len, bool add_special,
                       int32_t *ids, int32_t cap);
 
@@ -238,7 +238,8 @@ int32_t wick_tokenize(const wick_tokenizer *tok, const char *text, size_t len, b
  * length of the text without the NUL, both on success and on WICK_ERR_BUFFER_TOO_SMALL (then
  * nothing but an empty string is written, and a buffer of *out_len + 1 bytes is enough).
  * skip_special drops special/added tokens marked special. Out-of-range id: WICK_ERR_INVALID_ARG;
- * a Replace decoder over its growth limit (see wick_tokenizer_load): WICK_ERR_FORMAT. */
+ * a Replace decoder over its growth limit (see wick_tokenizer_load) or a failing regex:
+ * WICK_ERR_FORMAT. */
 wick_status wick_detokenize(const wick_tokenizer *tok, const int32_t *ids, size_t n,
                             bool skip_special, char *buf, size_t cap, size_t *out_len);
 

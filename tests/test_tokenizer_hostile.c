@@ -388,6 +388,47 @@ static void test_replace_growth(void **st) {
     alarm(0);
 }
 
+/* A PCRE2 error (here the match limit of a catastrophically backtracking pattern) was taken for
+ * "no more matches": the rest of the text became one piece and was tokenized differently from
+ * the pattern's meaning, silently. It is now an error naming PCRE2's reason, in the pre-tokenizer,
+ * the normalizer and the decoder. */
+static void test_regex_failure_reported(void **st) {
+    (void)st;
+    watchdog(60);
+    static const char *where[] = {
+        "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a|a?)+x|.\"},\"behavior\":\"Isolated\"}",
+        "\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"(a|a?)+x|c\"},\"content\":\"c\"}",
+        "\"decoder\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"(a|a?)+x|c\"},\"content\":\"c\"}",
+    };
+    const char *text = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";  /* 30: far past PCRE2's match limit */
+    for (int k = 0; k < 3; k++) {
+        char js[1024];
+        snprintf(js, sizeof js, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"c\":1,\"%s\":2},"
+                 "\"merges\":[]},%s}", text, where[k]);
+        wick_tokenizer *t = NULL;
+        if (wick_tokenizer_load_mem(js, strlen(js), NULL, &t) != WICK_OK) fail_msg("%s", wick_last_error());
+        int32_t ids[64];
+        if (k < 2) {
+            assert_int_equal(wick_tokenize(t, text, strlen(text), false, ids, 64), INT32_MIN);
+            if (!strstr(wick_last_error(), "wick_tokenize: a regex of the tokenizer failed: match limit"))
+                fail_msg("%s", wick_last_error());
+            assert_int_equal(wick_tokenize(t, "c", 1, false, ids, 64), 1);  /* short texts still work */
+            assert_int_equal(ids[0], 1);
+        } else {
+            char buf[64];
+            int32_t id = 2;
+            assert_int_equal(wick_detokenize(t, &id, 1, false, buf, sizeof buf, NULL), WICK_ERR_FORMAT);
+            if (!strstr(wick_last_error(), "detokenize: a regex of the tokenizer failed: match limit"))
+                fail_msg("%s", wick_last_error());
+            id = 1;
+            assert_int_equal(wick_detokenize(t, &id, 1, false, buf, sizeof buf, NULL), WICK_OK);
+            assert_string_equal(buf, "c");
+        }
+        wick_tokenizer_free(t);
+    }
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
@@ -400,6 +441,7 @@ int main(void) {
         cmocka_unit_test(test_wordpiece_long_word),
         cmocka_unit_test(test_tokenize_length_limit),
         cmocka_unit_test(test_replace_growth),
+        cmocka_unit_test(test_regex_failure_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -165,7 +165,7 @@ static bool replace_all(tok_buf *o, const tok_dec *dc, const char *s, size_t n, 
             i = me;
         }
         pcre2_match_data_free(md);
-        return ok && put2(o, s + i, n - i, "", 0, max, over);
+        return ok && !tok_regex_failed() && put2(o, s + i, n - i, "", 0, max, over);
     }
     size_t pl = strlen(dc->str), i = 0;
     if (!pl) return put2(o, s, n, "", 0, max, over);
@@ -399,6 +399,7 @@ void wick_detok_free(wick_detok *d) {
 
 /* The error of a failed push or flush: a Replace stage over its budget, or memory. */
 static wick_status detok_error(const wick_detok *d) {
+    if (tok_regex_failed()) return tok_regex_error("detokenize");
     if (d->over)
         return err_set(WICK_ERR_FORMAT, "detokenize: decoder %d (Replace) writes more than %d "
                        "bytes per byte of the tokens (a hostile tokenizer.json?)", d->over - 1,
@@ -416,6 +417,7 @@ static wick_status detok_feed(wick_detok *d, int32_t id) {
     size_t n = t->id_len[id];
     bool ok;
     d->in_bytes += n;
+    tok_regex_clear();
     if (!t->ndec) {  /* no decoder: tokens joined by spaces */
         ok = (d->ntok == 0 || emit_bytes(d, " ", 1, false)) && emit_bytes(d, s, n, false);
     } else {
@@ -426,6 +428,7 @@ static wick_status detok_feed(wick_detok *d, int32_t id) {
 }
 
 static wick_status detok_finish(wick_detok *d) {
+    tok_regex_clear();
     bool ok = stage_flush(d, 0) && emit_bytes(d, "", 0, true);
     return ok ? WICK_OK : detok_error(d);
 }

@@ -227,6 +227,7 @@ static bool encode_plain(enc_ctx *c, const char *s, size_t n, bool first) {
                 return false;
             i = me;
         }
+        if (tok_regex_failed()) return false;
         return i == n || encode_word(c, s + i, n - i, true);
     }
     tok_pieces_clear(&c->a);
@@ -367,6 +368,7 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
         return INT32_MIN;
     }
     bool ok = true;
+    tok_regex_clear();
     if (add_special)
         for (int i = 0; ok && i < t->post.npre; i++) ok = push(c, t->post.pre[i]);
     size_t pos = 0, ms, me;
@@ -379,7 +381,10 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
     if (ok && add_special)
         for (int i = 0; ok && i < t->post.npost; i++) ok = push(c, t->post.post[i]);
     int32_t ret;
-    if (!ok && c->norm_over) {
+    if (!ok && tok_regex_failed()) {
+        tok_regex_error("wick_tokenize");
+        ret = INT32_MIN;
+    } else if (!ok && c->norm_over) {
         err_set(WICK_ERR_FORMAT, "wick_tokenize: the tokenizer's normalizer makes the text more "
                 "than 64 times longer (a hostile tokenizer.json?)");
         ret = INT32_MIN;

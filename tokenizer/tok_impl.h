@@ -210,9 +210,17 @@ struct wick_tokenizer {
 /* tok_regex.c */
 bool tok_regex_compile(tok_regex *re, const char *pattern, bool literal, char *err, size_t errn);
 void tok_regex_free(tok_regex *re);
-/* Finds the next match in s[from..n); returns false when none. Invalid UTF-8 never matches. */
+/* Finds the next match in s[from..n); returns false when none. Invalid UTF-8 never matches.
+ * Also false when PCRE2 fails (its match or depth limit: a pattern that backtracks
+ * catastrophically); that error is remembered for the thread until tok_regex_clear, and callers
+ * check tok_regex_failed after their loop so the failure is reported, never taken for the end
+ * of the matches (which would tokenize the rest differently). */
 bool tok_regex_next(const tok_regex *re, pcre2_match_data *md, const char *s, size_t n,
                     size_t from, size_t *ms, size_t *me);
+int tok_regex_failed(void);   /* the PCRE2 error code since tok_regex_clear, or 0 */
+void tok_regex_clear(void);
+/* "wick_tokenize" or "detokenize" + ": a regex of the tokenizer failed: <PCRE2's message>" */
+wick_status tok_regex_error(const char *who);
 
 /* tok_normalize.c: appends normalize(s) to out. False when out of memory, or (with *over set)
  * when out, or any intermediate text of a Sequence, would pass `max` bytes: a Replace or

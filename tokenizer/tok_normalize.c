@@ -181,7 +181,7 @@ static bool replace_regex(const tok_regex *re, const char *s, size_t n, const ch
         ok = put2(out, s + i, ms - i, with, wl, max, over);
         i = me;
     }
-    ok = ok && put2(out, s + i, n - i, "", 0, max, over);
+    ok = ok && !tok_regex_failed() && put2(out, s + i, n - i, "", 0, max, over);
     pcre2_match_data_free(md);
     return ok;
 }

@@ -139,7 +139,7 @@ static bool segs_regex(segs *sg, const tok_regex *re, pcre2_match_data *md, cons
         if (!segs_push(sg, i, ms, false) || !segs_push(sg, ms, me, true)) return false;
         i = me;
     }
-    return segs_push(sg, i, n, false);
+    return !tok_regex_failed() && segs_push(sg, i, n, false);
 }
 
 typedef enum { CP_WS, CP_PUNCT, CP_DIGIT } cp_class;
