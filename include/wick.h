@@ -200,6 +200,7 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_l
  *    2 x (number of vocab entries + number of added tokens) + 1024. Real files number their
  *    tokens 0..N-1, some leaving a few holes; the id tables are sized by the largest id, so
  *    this keeps a small file from claiming a huge vocabulary. Holes decode as "".
+ *  - a BPE model's continuing_subword_prefix and end_of_word_suffix are at most 64 bytes.
  *  - post-processor ids are ids of the vocabulary; at most 256 before and 256 after the text.
  *  - Strip decoders: start and stop are integers in [0, 1024], content one character;
  *    Metaspace replacement is one character.

@@ -372,6 +372,12 @@ static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *
     if (!strcmp(ty, "BPE")) {
         t->model = MODEL_BPE;
         const char *cp = jstr(model, "continuing_subword_prefix"), *sf = jstr(model, "end_of_word_suffix");
+        /* every character of a word is looked up with them attached (real ones: "##", "</w>") */
+        enum { MAX_AFFIX = 64 };
+        if ((cp && strlen(cp) > MAX_AFFIX) || (sf && strlen(sf) > MAX_AFFIX))
+            return err_set(WICK_ERR_FORMAT, "%s: model.%s: longer than %d bytes", file,
+                           cp && strlen(cp) > MAX_AFFIX ? "continuing_subword_prefix" : "end_of_word_suffix",
+                           MAX_AFFIX);
         if (cp && *cp) t->cont_prefix = dupn(cp, strlen(cp));
         if (sf && *sf) t->eow_suffix = dupn(sf, strlen(sf));
         t->byte_fallback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"));
