@@ -448,6 +448,60 @@ static void test_bpe_affix_length(void **st) {
     alarm(0);
 }
 
+/* Added tokens were found by comparing every token that starts with the text's next byte: with
+ * 30k added tokens starting alike (a 1.7 MB file) each byte cost up to 30k comparisons (0.35 ms;
+ * 1 MB of "a": minutes). The trie finds the same leftmost-longest tokens. */
+static void test_many_added_tokens(void **st) {
+    (void)st;
+    watchdog(60);
+    enum { NA = 30000, TL = 1 << 20 };
+    char *js = malloc(NA * 64 + 256), *w = js;
+    w += sprintf(w, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"z\":1},\"merges\":[]},\"added_tokens\":[");
+    for (int i = 0; i < NA; i++)  /* "a<hex>!" = id i + 2 */
+        w += sprintf(w, "%s{\"id\":%d,\"content\":\"a%x!\",\"normalized\":false}", i ? "," : "", i + 2, i);
+    strcpy(w, "]}");
+    wick_tokenizer *t = NULL;
+    assert_int_equal(wick_tokenizer_load_mem(js, strlen(js), NULL, &t), WICK_OK);
+    /* "z" (no added token: the model's z = 1), then "a<hex>!" tokens, cycling */
+    char *text = malloc(TL + 16);
+    int32_t *want = malloc(TL * sizeof *want), *got = malloc(TL * sizeof *got);
+    size_t n = 0;
+    int nw = 0;
+    for (int k = 0; n + 16 < TL; k++) {
+        int tok = (k * 7919) % NA;
+        text[n++] = 'z';
+        want[nw++] = 1;
+        n += (size_t)sprintf(text + n, "a%x!", tok);
+        want[nw++] = tok + 2;
+    }
+    assert_int_equal(wick_tokenize(t, text, n, false, got, TL), nw);
+    assert_memory_equal(got, want, (size_t)nw * sizeof *want);
+    /* the worst case of the old scan: every byte starts 30k candidates, none matches */
+    memset(text, 'a', TL);
+    assert_int_equal(wick_tokenize(t, text, TL, false, got, TL), TL);
+    for (int i = 0; i < TL; i++) assert_int_equal(got[i], 0);
+    /* no token starts "a8a" (hex 8a.. is past 30000): a, then "a10!" */
+    int32_t ids[8];
+    assert_int_equal(wick_tokenize(t, "a8a10!", 6, false, ids, 8), 2);
+    assert_int_equal(ids[0], 0);
+    assert_int_equal(ids[1], 0x10 + 2);
+    wick_tokenizer_free(t);
+    /* nested tokens: the longest wins, a dead end falls back to the last token passed */
+    const char *nest = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"x\":0},\"merges\":[]},\"added_tokens\":["
+                       "{\"id\":1,\"content\":\"ab\"},{\"id\":2,\"content\":\"abcd\"},{\"id\":3,\"content\":\"b\"},"
+                       "{\"id\":4,\"content\":\"ab\"}]}";
+    assert_int_equal(wick_tokenizer_load_mem(nest, strlen(nest), NULL, &t), WICK_OK);
+    assert_int_equal(wick_tokenize(t, "abcdabcxbab", 11, false, ids, 8), 5);
+    int32_t want2[] = {2, 1, 0, 3, 1};  /* abcd | ab c x | b | ab; the first "ab" (id 1) wins */
+    assert_memory_equal(ids, want2, sizeof want2);
+    free(got);
+    free(want);
+    free(text);
+    wick_tokenizer_free(t);
+    free(js);
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
@@ -462,6 +516,7 @@ int main(void) {
         cmocka_unit_test(test_replace_growth),
         cmocka_unit_test(test_regex_failure_reported),
         cmocka_unit_test(test_bpe_affix_length),
+        cmocka_unit_test(test_many_added_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,17 +41,15 @@ static bool word_cp(uint32_t c) {
  * over Unicode whitespace (char::is_whitespace), never back past `from`. */
 static bool added_find(const wick_tokenizer *t, int set, const char *s, size_t n, size_t from,
                        size_t *ms, size_t *me, int32_t *id) {
-    const int32_t *off = t->am_off[set];
+    const int32_t *root = t->am_root[set], *term = t->am_term[set];
     size_t i = from;
     while (i < n) {
-        unsigned char b = (unsigned char)s[i];
+        int32_t node = root[(unsigned char)s[i]], unused;
         const tok_added *a = NULL;
-        for (int32_t k = off[b]; k < off[b + 1]; k++) {  /* longest first within the bucket */
-            const tok_added *c = &t->added[t->am_idx[set][k]];
-            if (c->len <= n - i && memcmp(s + i, c->content, c->len) == 0) {
-                a = c;
+        for (size_t k = i + 1; node >= 0; k++) {  /* down the trie: the deepest token wins */
+            if (term[node] >= 0) a = &t->added[term[node]];
+            if (k == n || !tok_pmap_get(&t->am_edges[set], node, (unsigned char)s[k], &node, &unused))
                 break;
-            }
         }
         if (!a) {
             i++;

@@ -193,10 +193,14 @@ struct wick_tokenizer {
     tok_added *added;
     int nadded;
     /* added-token matcher, per set (0: normalized=false, matched on raw text; 1: normalized):
-     * indices into `added` sorted by (first byte, length descending); am_off[set][b] .. [b+1]
-     * is the bucket of first byte b. */
-    int32_t *am_idx[2];
-    int32_t am_off[2][257];
+     * a trie of the contents. Node 0 is the root; am_root[set][b] is the root's child for byte
+     * b (or -1), deeper edges are am_edges[set]: (node, byte) -> child (the pmap's rank field).
+     * am_term[set][node]: index into `added` of the token ending there, or -1. Finding the
+     * longest token at a position costs one step per byte matched, however many tokens share
+     * a prefix (a bucket scan cost 30k comparisons per byte with 30k tokens starting alike). */
+    tok_pmap am_edges[2];
+    int32_t *am_term[2];
+    int32_t am_root[2][256];
     bool has_added[2];
     int32_t specials[7];       /* wick_special -> id */
 

@@ -42,8 +42,10 @@ void wick_tokenizer_free(wick_tokenizer *t) {
     free(t->post.post);
     for (int i = 0; i < t->nadded; i++) free(t->added[i].content);
     free(t->added);
-    free(t->am_idx[0]);
-    free(t->am_idx[1]);
+    for (int set = 0; set < 2; set++) {
+        tok_pmap_free(&t->am_edges[set]);
+        free(t->am_term[set]);
+    }
     free(t->chat_template);
     tokenizer_chat_free(t);
     for (int i = 0; i < 4; i++) free(t->cfg_special[i]);
@@ -71,30 +73,48 @@ static bool ensure_ids(wick_tokenizer *t, int32_t n) {
     return true;
 }
 
-static int cmp_added(const void *a, const void *b, void *ctx) {
-    const wick_tokenizer *t = ctx;
-    const tok_added *x = &t->added[*(const int32_t *)a], *y = &t->added[*(const int32_t *)b];
-    unsigned char fx = (unsigned char)x->content[0], fy = (unsigned char)y->content[0];
-    if (fx != fy) return fx < fy ? -1 : 1;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;
-    return 0;
+/* Builds the trie of one set of added tokens (see tok_impl.h). Of two tokens with the same
+ * content the first in the file is matched. */
+static bool build_matcher(wick_tokenizer *t, int set) {
+    size_t bytes = 1;
+    for (int i = 0; i < t->nadded; i++)
+        if (t->added[i].normalized == (set == 1)) bytes += t->added[i].len;
+    if (bytes > INT32_MAX) return false;
+    for (int b = 0; b < 256; b++) t->am_root[set][b] = -1;
+    t->am_term[set] = malloc(bytes * sizeof(int32_t));
+    if (!t->am_term[set] || !tok_pmap_init(&t->am_edges[set], bytes)) return false;
+    int32_t nodes = 1, *term = t->am_term[set];
+    term[0] = -1;
+    for (int i = 0; i < t->nadded; i++) {
+        const tok_added *a = &t->added[i];
+        if (!a->len || a->normalized != (set == 1)) continue;
+        int32_t node = 0, child, unused;
+        for (uint32_t k = 0; k < a->len; k++) {
+            unsigned char c = (unsigned char)a->content[k];
+            bool found = k ? tok_pmap_get(&t->am_edges[set], node, c, &child, &unused)
+                           : (child = t->am_root[set][c]) >= 0;
+            if (!found) {
+                child = nodes++;
+                term[child] = -1;
+                if (k) {
+                    if (!tok_pmap_put(&t->am_edges[set], node, c, child, 0)) return false;
+                } else {
+                    t->am_root[set][c] = child;
+                }
+            }
+            node = child;
+        }
+        if (term[node] < 0) term[node] = i;
+        t->has_added[set] = true;
+    }
+    return true;
 }
 
 /* Registers the added tokens in the vocab and builds the two matchers; then checks the
  * post-processor's ids against the complete vocabulary. */
 static wick_status finish_added(wick_tokenizer *t, const char *file) {
-    for (int set = 0; set < 2; set++) {
-        t->am_idx[set] = malloc((size_t)(t->nadded + 1) * sizeof(int32_t));
-        if (!t->am_idx[set]) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-        int n = 0;
-        for (int i = 0; i < t->nadded; i++)
-            if (t->added[i].len && t->added[i].normalized == (set == 1)) t->am_idx[set][n++] = i;
-        qsort_r(t->am_idx[set], (size_t)n, sizeof(int32_t), cmp_added, t);
-        memset(t->am_off[set], 0, sizeof t->am_off[set]);
-        for (int k = 0; k < n; k++) t->am_off[set][(unsigned char)t->added[t->am_idx[set][k]].content[0] + 1]++;
-        for (int b = 0; b < 256; b++) t->am_off[set][b + 1] += t->am_off[set][b];
-        t->has_added[set] = n > 0;
-    }
+    for (int set = 0; set < 2; set++)
+        if (!build_matcher(t, set)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     for (int i = 0; i < t->nadded; i++) {
         tok_added *a = &t->added[i];
         if (!ensure_ids(t, a->id + 1)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
