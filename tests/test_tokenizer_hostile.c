@@ -502,6 +502,31 @@ static void test_many_added_tokens(void **st) {
     alarm(0);
 }
 
+/* A word that gives no ids (unknown characters, no unk token) was cached with
+ * memcpy(NULL + 0, ...), and a repeat copied from NULL + 0: undefined behaviour that clang's
+ * UBSan reports (found by fuzz/fuzz_tokenizer.c; gcc's sanitizer does not flag it). The file's
+ * text after "#TEXT#" is what the fuzzer encoded. */
+static void test_word_without_ids(void **st) {
+    (void)st;
+    watchdog(30);
+    size_t len;
+    char *s = read_regression("tok_encode_word_without_ids.json", &len);
+    char *text = strstr(s, "\n#TEXT#\n");
+    assert_non_null(text);
+    wick_tokenizer *t = NULL;
+    assert_int_equal(wick_tokenizer_load_mem(s, (size_t)(text - s), NULL, &t), WICK_OK);
+    text += 8;
+    int32_t ids[8];
+    for (int k = 0; k < 2; k++) {  /* the second call finds the words in the cache */
+        assert_int_equal(wick_tokenize(t, text, strlen(text), false, ids, 8), 1);
+        assert_int_equal(ids[0], 0);
+        assert_int_equal(wick_tokenize(t, "b", 1, false, ids, 8), 0);
+    }
+    wick_tokenizer_free(t);
+    free(s);
+    alarm(0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
@@ -517,6 +542,7 @@ int main(void) {
         cmocka_unit_test(test_regex_failure_reported),
         cmocka_unit_test(test_bpe_affix_length),
         cmocka_unit_test(test_many_added_tokens),
+        cmocka_unit_test(test_word_without_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -152,7 +152,8 @@ static bool encode_word(enc_ctx *c, const char *key, size_t kl, bool map_bytes) 
                 c->ids = p;
                 c->cap = nc;
             }
-            memcpy(c->ids + c->n, wc->ids + e->ioff, e->ilen * sizeof(int32_t));
+            if (e->ilen)  /* a word of no ids: both arrays may still be NULL (NULL + 0 is UB) */
+                memcpy(c->ids + c->n, wc->ids + e->ioff, e->ilen * sizeof(int32_t));
             c->n += e->ilen;
             return true;
         }
@@ -186,7 +187,7 @@ static bool encode_word(enc_ctx *c, const char *key, size_t kl, bool map_bytes) 
             wc->ids = p;
             wc->capids = nc;
         }
-        memcpy(wc->ids + wc->nids, c->ids + before, k * sizeof(int32_t));
+        if (k) memcpy(wc->ids + wc->nids, c->ids + before, k * sizeof(int32_t));
         e->h = h;
         e->koff = (uint32_t)wc->keys.len;
         e->klen = (uint32_t)kl;
