@@ -191,7 +191,7 @@ struct wick_tokenizer {
     tok_post post;
 
     tok_added *added;
-    int nadded;
+    int nadded, cap_added;
     /* added-token matcher, per set (0: normalized=false, matched on raw text; 1: normalized):
      * a trie of the contents. Node 0 is the root; am_root[set][b] is the root's child for byte
      * b (or -1), deeper edges are am_edges[set]: (node, byte) -> child (the pmap's rank field).

@@ -115,9 +115,12 @@ static bool build_matcher(wick_tokenizer *t, int set) {
 static wick_status finish_added(wick_tokenizer *t, const char *file) {
     for (int set = 0; set < 2; set++)
         if (!build_matcher(t, set)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    int32_t top = t->n_ids;  /* grow the id tables once, not once per new id */
+    for (int i = 0; i < t->nadded; i++)
+        if (t->added[i].id + 1 > top) top = t->added[i].id + 1;
+    if (!ensure_ids(t, top)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     for (int i = 0; i < t->nadded; i++) {
         tok_added *a = &t->added[i];
-        if (!ensure_ids(t, a->id + 1)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
         if (!t->id_str[a->id]) {
             t->id_str[a->id] = a->content;
             t->id_len[a->id] = a->len;
@@ -145,10 +148,15 @@ static wick_status finish_added(wick_tokenizer *t, const char *file) {
 
 static wick_status add_added(wick_tokenizer *t, const char *file, int32_t id, const char *content,
                              bool special, bool lstrip, bool rstrip, bool single, bool normalized) {
-    tok_added *na = realloc(t->added, (size_t)(t->nadded + 1) * sizeof *na);
-    if (!na) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-    t->added = na;
-    tok_added *a = &na[t->nadded];
+    if (t->nadded == t->cap_added) {  /* doubling: one realloc per token is O(n²) copying */
+        if (t->cap_added > INT32_MAX / 2) return err_set(WICK_ERR_FORMAT, "%s: too many added tokens", file);
+        int nc = t->cap_added ? 2 * t->cap_added : 16;
+        tok_added *na = realloc(t->added, (size_t)nc * sizeof *na);
+        if (!na) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        t->added = na;
+        t->cap_added = nc;
+    }
+    tok_added *a = &t->added[t->nadded];
     memset(a, 0, sizeof *a);
     a->content = dupn(content, strlen(content));
     if (!a->content) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
