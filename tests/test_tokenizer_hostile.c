@@ -4,6 +4,7 @@
  * every one must now load or fail with a message naming the field, quickly, and a loaded one
  * must encode and decode without trouble. A watchdog (SIGALRM) turns a hang into a failure
  * instead of a stalled test run. */
+#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -527,6 +528,41 @@ static void test_word_without_ids(void **st) {
     alarm(0);
 }
 
+/* Every file of fuzz/regressions/fuzz_tokenizer/ (new ones included) goes through what the
+ * fuzzer does: load (failing is fine), then encode the text after "\n#TEXT#\n" or the fixed
+ * texts, and decode. */
+static void test_all_regressions(void **st) {
+    (void)st;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/fuzz/regressions/fuzz_tokenizer", WICK_SOURCE_DIR);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        watchdog(30);
+        size_t len;
+        char *s = read_regression(e->d_name, &len);
+        char *text = memmem(s, len, "\n#TEXT#\n", 8);
+        wick_tokenizer *t = NULL;
+        if (wick_tokenizer_load_mem(s, text ? (size_t)(text - s) : len, NULL, &t) == WICK_OK) {
+            exercise(t);
+            if (text) {
+                int32_t ids[1024];
+                int32_t k = wick_tokenize(t, text + 8, len - (size_t)(text + 8 - s), true, ids, 1024);
+                char buf[4096];
+                if (k > 0) wick_detokenize(t, ids, (size_t)k, false, buf, sizeof buf, NULL);
+            }
+            wick_tokenizer_free(t);
+        }
+        free(s);
+        alarm(0);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 5);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_in_skipped_value),
@@ -543,6 +579,7 @@ int main(void) {
         cmocka_unit_test(test_bpe_affix_length),
         cmocka_unit_test(test_many_added_tokens),
         cmocka_unit_test(test_word_without_ids),
+        cmocka_unit_test(test_all_regressions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
