@@ -222,7 +222,22 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_l
  * ---------------------------------------------------------------------------------------- */
 
 /* `path`: a tokenizer.json, a vocab.txt, or a folder holding one of them. tokenizer_config.json
- * beside it is read when present (chat_template, special token strings, do_lower_case). */
+ * beside it is read when present (chat_template, special token strings, do_lower_case).
+ * Limits on tokenizer.json, so that a hostile file fails with WICK_ERR_FORMAT instead of
+ * costing unbounded time, stack or memory (real tokenizers are far inside them):
+ *  - every token id (model.vocab, added_tokens) is an integer below
+ *    2 x (number of vocab entries + number of added tokens) + 1024. Real files number their
+ *    tokens 0..N-1, some leaving a few holes; the id tables are sized by the largest id, so
+ *    this keeps a small file from claiming a huge vocabulary. Holes decode as "".
+ *  - a BPE model's continuing_subword_prefix and end_of_word_suffix are at most 64 bytes.
+ *  - post-processor ids are ids of the vocabulary; at most 256 before and 256 after the text.
+ *  - Strip decoders: start and stop are integers in [0, 1024], content one character;
+ *    Metaspace replacement is one character.
+ *  - a normalizer may not make a text more than 64 times longer (wick_tokenize fails with
+ *    WICK_ERR_FORMAT), nor a Replace decoder write more than 64 bytes per byte of the tokens
+ *    (detokenizing fails); real ones grow text at most 11-fold (NFKC) and decoders shrink it.
+ *  - Sequences of normalizers, pre-tokenizers, decoders or post-processors nest at most 16
+ *    deep, and a decoder chain has at most 64 decoders once Sequences are flattened. */
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out);
 void wick_tokenizer_free(wick_tokenizer *tok);
 
@@ -232,19 +247,29 @@ void wick_tokenizer_free(wick_tokenizer *tok);
 wick_status wick_tokenizer_load_mem(const char *tokenizer_json, size_t len,
                                     const char *config_json, wick_tokenizer **out);
 
+/* Longest text wick_tokenize accepts, in bytes (256 MiB). Encoding time grows as
+ * O(len log len) (BPE merges use a heap, never O(len²), even for one huge word) and its
+ * scratch memory reaches about 35 bytes per input byte (one word of 16 MB); longer texts are
+ * refused rather than risk tens of gigabytes. Split bigger inputs (at line breaks, say). */
+#define WICK_TOKENIZE_MAX_BYTES ((size_t)256 << 20)
+
 /* Encodes `len` bytes of `text` (any bytes; invalid UTF-8 does not fail) into `ids`.
  * Special tokens written in the text are recognized as Hugging Face tokenizers does.
  * add_special: also add the post-processor's tokens (BOS, [CLS]/[SEP]), like
  * add_special_tokens=True. Returns the number of ids (<= cap) on success; when cap is too small
  * returns -(needed count) and writes nothing beyond cap. Returns INT32_MIN on an invalid
- * argument (message in wick_last_error). */
+ * argument, a text longer than WICK_TOKENIZE_MAX_BYTES, more than INT32_MAX ids, a normalizer
+ * over its growth limit (see wick_tokenizer_load), a regex of the tokenizer failing (PCRE2's
+ * match limit), or out of memory (message in wick_last_error). */
 int32_t wick_tokenize(const wick_tokenizer *tok, const char *text, size_t len, bool add_special,
                       int32_t *ids, int32_t cap);
 
 /* Decodes ids into `buf` (cap bytes, NUL-terminated). *out_len (optional) receives the byte
  * length of the text without the NUL, both on success and on WICK_ERR_BUFFER_TOO_SMALL (then
  * nothing but an empty string is written, and a buffer of *out_len + 1 bytes is enough).
- * skip_special drops special/added tokens marked special. Out-of-range id: WICK_ERR_INVALID_ARG. */
+ * skip_special drops special/added tokens marked special. Out-of-range id: WICK_ERR_INVALID_ARG;
+ * a Replace decoder over its growth limit (see wick_tokenizer_load) or a failing regex:
+ * WICK_ERR_FORMAT. */
 wick_status wick_detokenize(const wick_tokenizer *tok, const int32_t *ids, size_t n,
                             bool skip_special, char *buf, size_t cap, size_t *out_len);
 

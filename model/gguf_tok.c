@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/fileio.h"
 #include "base/json_num.h"
+#include "tokenizer/tok_components.h"
 #include "tokenizer/tok_impl.h"
 
 #define MAX_KV 24
@@ -76,13 +77,14 @@ static int64_t json_id(const cJSON *v) {
 static int64_t token_id(const cJSON *vocab, const cJSON *added, const char *str) {
     if (!str) return -1;
     const cJSON *a;
-    cJSON_ArrayForEach(a, added) {
+    int64_t id;
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(a, added) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-        if (cJSON_IsString(c) && json_id(id) >= 0 && !strcmp(c->valuestring, str))
-            return json_id(id);
+        if (cJSON_IsString(c) && !strcmp(c->valuestring, str) &&
+            tok_json_int(cJSON_GetObjectItemCaseSensitive(a, "id"), 0, INT32_MAX, &id))
+            return id;
     }
-    return json_id(cJSON_GetObjectItemCaseSensitive(vocab, str));
+    return tok_json_int(cJSON_GetObjectItemCaseSensitive(vocab, str), 0, INT32_MAX, &id) ? id : -1;
 }
 
 /* llama.cpp's pre-tokenizer name, guessed from the Split regex. */
@@ -216,28 +218,31 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
                      "BPE/WordPiece vocabulary; cannot describe it in GGUF metadata", tjp);
         goto done;
     }
-    /* id -> token string, over vocab + added tokens */
-    int64_t n_ids = 0;
+    /* id -> token string, over vocab + added tokens. Every id is checked to be an integer
+       below the tokenizer loader's limit (tok_id_limit) before it is converted or used */
+    int64_t n_ids = 0, id, limit;
+    size_t entries = 0;
     const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) entries++;
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(e, added) entries++;
+    limit = tok_id_limit(entries);
     cJSON_ArrayForEach(e, vocab) {
-        if (!cJSON_IsNumber(e)) continue;
-        const int64_t id = json_id(e);
-        if (id < 0) {
-            st = err_set(WICK_ERR_FORMAT, "%s: model.vocab[\"%.64s\"] is not a token id in [0, %d)",
-                         tjp, e->string, MAX_IDS);
+        if (!tok_json_int(e, 0, limit - 1, &id)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: model.vocab[\"%.64s\"]: expected an integer id in "
+                         "[0, %lld)", tjp, e->string, (long long)limit);
             goto done;
         }
         if (id + 1 > n_ids) n_ids = id + 1;
     }
-    cJSON_ArrayForEach(e, added) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
-        if (!cJSON_IsNumber(id)) continue;
-        if (json_id(id) < 0) {
-            st = err_set(WICK_ERR_FORMAT, "%s: added_tokens: id %g is not a token id in [0, %d)",
-                         tjp, id->valuedouble, MAX_IDS);
+    int ai = 0;
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(e, added) {
+        if (!tok_json_int(cJSON_GetObjectItemCaseSensitive(e, "id"), 0, limit - 1, &id)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: added_tokens[%d].id: expected an integer id in "
+                         "[0, %lld)", tjp, ai, (long long)limit);
             goto done;
         }
-        if (json_id(id) + 1 > n_ids) n_ids = json_id(id) + 1;
+        if (id + 1 > n_ids) n_ids = id + 1;
+        ai++;
     }
     if (n_ids <= 0) {
         st = err_set(WICK_ERR_FORMAT, "%s: vocabulary size %lld is not usable", tjp, (long long)n_ids);
@@ -254,16 +259,15 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
         s->tokens[i].type = GGUF_STRING;
     }
     cJSON_ArrayForEach(e, vocab) {
-        const int64_t id = json_id(e);
-        if (id < 0) continue;
+        tok_json_int(e, 0, limit - 1, &id); /* checked above */
         s->tokens[id] = gguf_v_str(e->string);
         s->types[id] = gguf_v_i32(1); /* normal */
     }
-    cJSON_ArrayForEach(e, added) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+    if (cJSON_IsArray(added)) cJSON_ArrayForEach(e, added) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
-        const int64_t i = json_id(id);
-        if (i < 0 || !cJSON_IsString(c)) continue;
+        int64_t i;
+        tok_json_int(cJSON_GetObjectItemCaseSensitive(e, "id"), 0, limit - 1, &i);
+        if (!cJSON_IsString(c)) continue;
         s->tokens[i] = gguf_v_str(c->valuestring);
         s->types[i] = gguf_v_i32(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4);
     }

@@ -1,7 +1,8 @@
 /* test_gguf_tokenizer.c — a model written as GGUF carries its tokenizer: loading the .gguf
  * alone gives the same ids, the same decoded text and the same chat template rendering as
  * the source folder (Qwen3 tokenizer on a seeded random model), and the standard
- * tokenizer.ggml.* keys describe the same vocabulary. */
+ * tokenizer.ggml.* keys describe the same vocabulary. Token ids of a hostile tokenizer.json are
+ * refused by field before any conversion to an integer. */
 #include "testutil.h"
 
 #include "model/gguf_tok.h"
@@ -67,9 +68,55 @@ static void test_gguf_carries_tokenizer(void **state) {
     free(tokdir);
 }
 
+/* gguf_tok_meta_from_folder (used by wick convert) converted vocab and added-token ids from
+ * double to int64 unchecked: 1e300 or 1e19 is undefined behaviour (it reported "vocabulary
+ * size -9223372036854775807"); fractions and negative ids were dropped silently. */
+static void test_gguf_tok_meta_bad_ids(void **state) {
+    (void)state;
+    static const char *cases[][2] = {
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1e300},\"merges\":[]}}",
+         "model.vocab[\"a\"]: expected an integer id in [0, 1026)"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+         "\"added_tokens\":[{\"id\":1e19,\"content\":\"x\"}]}",
+         "added_tokens[0].id: expected an integer id in [0, 1028)"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":-1},\"merges\":[]}}",
+         "model.vocab[\"b\"]: expected an integer id"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+         "\"added_tokens\":[{\"id\":0.5,\"content\":\"x\"}]}",
+         "added_tokens[0].id: expected an integer id"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":100000000},\"merges\":[]}}",
+         "model.vocab[\"a\"]: expected an integer id in [0, 1026)"},
+    };
+    char *dir = tu_mkdtemp();
+    char path[600];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        tu_write_file(path, cases[i][0], strlen(cases[i][0]));
+        gguf_tok_meta tm;
+        assert_int_equal(gguf_tok_meta_from_folder(dir, &tm), WICK_ERR_FORMAT);
+        if (!strstr(wick_last_error(), cases[i][1]) || !strstr(wick_last_error(), "tokenizer.json"))
+            fail_msg("case %zu: message '%s' lacks '%s'", i, wick_last_error(), cases[i][1]);
+    }
+    /* an added token's id that is not an array entry is never converted either */
+    const char *cfg = "{\"bos_token\":\"x\"}";
+    const char *obj = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                      "\"added_tokens\":{\"k\":{\"id\":1e300,\"content\":\"x\"}}}";
+    char cpath[600];
+    snprintf(cpath, sizeof cpath, "%s/tokenizer_config.json", dir);
+    tu_write_file(cpath, cfg, strlen(cfg));
+    tu_write_file(path, obj, strlen(obj));
+    gguf_tok_meta tm;
+    assert_int_equal(gguf_tok_meta_from_folder(dir, &tm), WICK_OK);
+    for (int k = 0; k < tm.n; k++) assert_string_not_equal(tm.kv[k].key, "tokenizer.ggml.bos_token_id");
+    gguf_tok_meta_free(&tm);
+    tu_rmdir_rf(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gguf_carries_tokenizer),
+        cmocka_unit_test(test_gguf_tok_meta_bad_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -143,7 +143,8 @@ static void test_normal_forms_fast_path(void **st) {
         for (int f = 0; f < 4; f++) {
             tok_norm nm = {.kind = kinds[f]};
             tok_buf o = {0};
-            assert_true(tok_normalize(&nm, s, n, &o));
+            bool over = false;
+            assert_true(tok_normalize(&nm, s, n, &o, SIZE_MAX, &over));
             utf8proc_uint8_t *d = NULL;
             utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &d,
                                               (utf8proc_option_t)(UTF8PROC_STABLE | opts[f]));

@@ -1,7 +1,8 @@
 /* tok_components.c — reads the normalizer, pre_tokenizer, post_processor and decoder sections
  * of tokenizer.json into the structs of tok_impl.h. Every unknown or unsupported component is
  * an error naming its JSON path ("pre_tokenizer.pretokenizers[1]: unsupported type 'X'"); no
- * component is ever skipped silently. */
+ * component is ever skipped silently. Sequences may nest TOK_MAX_NESTING deep (the readers, the
+ * encoder and the free functions recurse once per level). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,31 @@ static bool jbool(const cJSON *o, const char *key, bool def) {
 }
 
 static const char *jtype(const cJSON *o) { return jstr(o, "type"); }
+
+/* One character (a Rust char in HF), valid UTF-8; false for "", several or invalid bytes. */
+static bool one_char(const char *s, uint32_t *cp) {
+    size_t n = strlen(s), adv;
+    *cp = tok_utf8_decode((const unsigned char *)s, n, &adv);
+    return n && *cp != 0xFFFFFFFFu && adv == n;
+}
+
+bool tok_json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out) {
+    if (!cJSON_IsNumber(v)) return false;
+    double d = v->valuedouble;
+    if (!(d >= (double)lo && d <= (double)hi)) return false;  /* also NaN */
+    int64_t x = (int64_t)d;                                  /* in range: defined */
+    if ((double)x != d) return false;                         /* a fraction */
+    *out = x;
+    return true;
+}
+
+/* Sequence inside Sequence: real files nest at most two deep; cJSON alone would allow ~500. */
+enum { TOK_MAX_NESTING = 16 };
+
+static wick_status too_deep(const char *file, const char *path) {
+    return err_set(WICK_ERR_FORMAT, "%s: %s: Sequences nested deeper than %d levels", file, path,
+                   TOK_MAX_NESTING);
+}
 
 static wick_status unsupported(const char *file, const char *path, const cJSON *o) {
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
@@ -69,7 +95,9 @@ static wick_status read_metaspace(const char *file, const char *path, const cJSO
                                   tok_prepend *pp) {
     const char *r = jstr(o, "replacement");
     if (!r) r = "\xE2\x96\x81";
-    if (strlen(r) >= 8) return err_set(WICK_ERR_FORMAT, "%s: %s.replacement: too long", file, path);
+    uint32_t cp;
+    if (!one_char(r, &cp))  /* "" made the splitting loop stand still */
+        return err_set(WICK_ERR_FORMAT, "%s: %s.replacement: expected one character", file, path);
     strcpy(repl, r);
     const char *sch = jstr(o, "prepend_scheme");
     if (sch) {
@@ -83,7 +111,8 @@ static wick_status read_metaspace(const char *file, const char *path, const cJSO
     return WICK_OK;
 }
 
-wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, tok_norm *nm) {
+static wick_status read_norm(const char *file, const char *path, const cJSON *o, tok_norm *nm,
+                             int depth) {
     memset(nm, 0, sizeof *nm);
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
     if (!ty) return unsupported(file, path, o);
@@ -118,14 +147,16 @@ wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, to
         nm->strip_accents = jbool(o, "strip_accents", nm->lowercase);  /* null: follows lowercase */
     } else if (!strcmp(ty, "Sequence")) {
         nm->kind = NORM_SEQ;
+        if (depth >= TOK_MAX_NESTING) return too_deep(file, path);
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "normalizers");
         if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.normalizers: expected an array", file, path);
         int n = cJSON_GetArraySize(arr);
         nm->sub = calloc(n ? n : 1, sizeof *nm->sub);
         if (!nm->sub) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-        for (int i = 0; i < n; i++) {
+        int i = 0;
+        for (const cJSON *e = arr->child; e && i < n; e = e->next, i++) {  /* not GetArrayItem: O(n²) */
             snprintf(sub, sizeof sub, "%s.normalizers[%d]", path, i);
-            wick_status st = tok_read_norm(file, sub, cJSON_GetArrayItem(arr, i), &nm->sub[i]);
+            wick_status st = read_norm(file, sub, e, &nm->sub[i], depth + 1);
             nm->nsub = i + 1;
             if (st) return st;
         }
@@ -135,12 +166,17 @@ wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, to
     return WICK_OK;
 }
 
+wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, tok_norm *nm) {
+    return read_norm(file, path, o, nm, 0);
+}
+
 /* \w+|[^\w\s]+ (HF Whitespace) and the GPT-2 word pattern (ByteLevel use_regex). */
 static const char *RE_WHITESPACE = "\\w+|[^\\w\\s]+";
 static const char *RE_GPT2 =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok_pre *pre) {
+static wick_status read_pre(const char *file, const char *path, const cJSON *o, tok_pre *pre,
+                            int depth) {
     memset(pre, 0, sizeof *pre);
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
     if (!ty) return unsupported(file, path, o);
@@ -180,14 +216,16 @@ wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok
         pre->individual_digits = jbool(o, "individual_digits", false);
     } else if (!strcmp(ty, "Sequence")) {
         pre->kind = PRE_SEQ;
+        if (depth >= TOK_MAX_NESTING) return too_deep(file, path);
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "pretokenizers");
         if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.pretokenizers: expected an array", file, path);
         int n = cJSON_GetArraySize(arr);
         pre->sub = calloc(n ? n : 1, sizeof *pre->sub);
         if (!pre->sub) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-        for (int i = 0; i < n; i++) {
+        int i = 0;
+        for (const cJSON *e = arr->child; e && i < n; e = e->next, i++) {
             snprintf(sub, sizeof sub, "%s.pretokenizers[%d]", path, i);
-            wick_status st = tok_read_pre(file, sub, cJSON_GetArrayItem(arr, i), &pre->sub[i]);
+            wick_status st = read_pre(file, sub, e, &pre->sub[i], depth + 1);
             pre->nsub = i + 1;
             if (st) return st;
         }
@@ -197,15 +235,29 @@ wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok
     return WICK_OK;
 }
 
-static wick_status add_dec(tok_dec **list, int *n, tok_dec d) {
+wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok_pre *pre) {
+    return read_pre(file, path, o, pre, 0);
+}
+
+/* Decoding runs the stages as a chain of calls (tok_decode.c), so their number is bounded. */
+enum { TOK_MAX_DECODERS = 64 };
+
+/* Strip start/stop (HF: counts of characters to strip): real files use 0 or 1. */
+enum { TOK_MAX_STRIP = 1024 };
+
+static wick_status add_dec(const char *file, const char *path, tok_dec **list, int *n, tok_dec d) {
+    if (*n >= TOK_MAX_DECODERS)
+        return err_set(WICK_ERR_FORMAT, "%s: %s: more than %d decoders in all", file, path,
+                       TOK_MAX_DECODERS);
     tok_dec *nl = realloc(*list, (size_t)(*n + 1) * sizeof *nl);
-    if (!nl) return err_set(WICK_ERR_NOMEM, "decoder: out of memory");
+    if (!nl) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     *list = nl;
     nl[(*n)++] = d;
     return WICK_OK;
 }
 
-wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok_dec **list, int *n) {
+static wick_status read_dec(const char *file, const char *path, const cJSON *o, tok_dec **list,
+                            int *n, int depth) {
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
     if (!ty) return unsupported(file, path, o);
     tok_dec d;
@@ -221,12 +273,18 @@ wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok
     } else if (!strcmp(ty, "Strip")) {
         d.kind = DEC_STRIP;
         const char *c = jstr(o, "content");
-        size_t adv;
-        d.content = c ? tok_utf8_decode((const unsigned char *)c, strlen(c), &adv) : ' ';
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "start");
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "stop");
-        d.start = cJSON_IsNumber(a) ? a->valueint : 0;
-        d.stop = cJSON_IsNumber(b) ? b->valueint : 0;
+        d.content = ' ';
+        if (c && !one_char(c, &d.content))
+            return err_set(WICK_ERR_FORMAT, "%s: %s.content: expected one character", file, path);
+        static const char *keys[2] = {"start", "stop"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[k]);
+            int64_t x = 0;
+            if (v && !cJSON_IsNull(v) && !tok_json_int(v, 0, TOK_MAX_STRIP, &x))
+                return err_set(WICK_ERR_FORMAT, "%s: %s.%s: expected an integer in [0, %d]", file,
+                               path, keys[k], TOK_MAX_STRIP);
+            *(k ? &d.stop : &d.start) = (int)x;
+        }
     } else if (!strcmp(ty, "Replace")) {
         d.kind = DEC_REPLACE;
         const char *c = jstr(o, "content");
@@ -243,18 +301,20 @@ wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok
         const char *p = jstr(o, "suffix");
         d.str = dupstr(p ? p : "</w>");
     } else if (!strcmp(ty, "Sequence")) {
+        if (depth >= TOK_MAX_NESTING) return too_deep(file, path);
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "decoders");
         if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.decoders: expected an array", file, path);
-        for (int i = 0; i < cJSON_GetArraySize(arr); i++) {
+        int i = 0;
+        for (const cJSON *e = arr->child; e; e = e->next, i++) {
             snprintf(sub, sizeof sub, "%s.decoders[%d]", path, i);
-            st = tok_read_dec(file, sub, cJSON_GetArrayItem(arr, i), list, n);
+            st = read_dec(file, sub, e, list, n, depth + 1);
             if (st) return st;
         }
         return WICK_OK;
     } else {
         return unsupported(file, path, o);
     }
-    wick_status st2 = add_dec(list, n, d);
+    wick_status st2 = add_dec(file, path, list, n, d);
     if (st2) {
         tok_dec_free_list(&d, 1);
         free(NULL);
@@ -263,24 +323,40 @@ wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok
     return st;
 }
 
-static wick_status append_ids(int32_t **arr, int *n, int32_t id) {
+wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok_dec **list, int *n) {
+    return read_dec(file, path, o, list, n, 0);
+}
+
+/* Ids a post-processor may put before or after the sequence, and items of a template (real
+ * ones: one or two each); every encode with add_special copies them. */
+enum { TOK_MAX_POST_IDS = 256 };
+
+static wick_status too_many_post(const char *file, const char *path) {
+    return err_set(WICK_ERR_FORMAT, "%s: %s: more than %d special tokens or template items", file,
+                   path, TOK_MAX_POST_IDS);
+}
+
+static wick_status append_ids(const char *file, const char *path, int32_t **arr, int *n, int32_t id) {
+    if (*n >= TOK_MAX_POST_IDS) return too_many_post(file, path);
     int32_t *na = realloc(*arr, (size_t)(*n + 1) * sizeof *na);
-    if (!na) return err_set(WICK_ERR_NOMEM, "post_processor: out of memory");
+    if (!na) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     *arr = na;
     na[(*n)++] = id;
     return WICK_OK;
 }
 
-/* Reads ["[CLS]", 101] */
+/* Reads ["[CLS]", 101]. The id is checked against the vocabulary once it is complete
+ * (tok_load.c). */
 static bool pair_id(const cJSON *o, const char *key, int32_t *id) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
-    const cJSON *v = cJSON_GetArrayItem(a, 1);
-    if (!cJSON_IsArray(a) || !cJSON_IsNumber(v)) return false;
-    *id = v->valueint;
+    int64_t v;
+    if (!cJSON_IsArray(a) || !tok_json_int(cJSON_GetArrayItem(a, 1), 0, INT32_MAX, &v)) return false;
+    *id = (int32_t)v;
     return true;
 }
 
-wick_status tok_read_post(const char *file, const char *path, const cJSON *o, tok_post *pp) {
+static wick_status read_post(const char *file, const char *path, const cJSON *o, tok_post *pp,
+                             int depth) {
     const char *ty = cJSON_IsObject(o) ? jtype(o) : NULL;
     if (!ty) return unsupported(file, path, o);
     char sub[256];
@@ -291,6 +367,7 @@ wick_status tok_read_post(const char *file, const char *path, const cJSON *o, to
         if (!pair_id(o, "cls", &cls) || !pair_id(o, "sep", &sep))
             return err_set(WICK_ERR_FORMAT, "%s: %s: expected cls/sep as [token, id]", file, path);
         /* Later processors of a Sequence wrap the earlier ones' output. */
+        if (pp->npre >= TOK_MAX_POST_IDS) return too_many_post(file, path);
         int32_t *np = malloc((size_t)(pp->npre + 1) * sizeof *np);
         if (!np) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
         np[0] = cls;
@@ -298,7 +375,7 @@ wick_status tok_read_post(const char *file, const char *path, const cJSON *o, to
         free(pp->pre);
         pp->pre = np;
         pp->npre++;
-        return append_ids(&pp->post, &pp->npost, sep);
+        return append_ids(file, path, &pp->post, &pp->npost, sep);
     }
     if (!strcmp(ty, "TemplateProcessing")) {
         const cJSON *single = cJSON_GetObjectItemCaseSensitive(o, "single");
@@ -308,9 +385,13 @@ wick_status tok_read_post(const char *file, const char *path, const cJSON *o, to
         int nb = 0, na = 0;
         bool seen_seq = false;
         wick_status st = WICK_OK;
-        for (int i = 0; !st && i < cJSON_GetArraySize(single); i++) {
-            const cJSON *it = cJSON_GetArrayItem(single, i);
+        int i = 0;
+        for (const cJSON *it = single->child; !st && it; it = it->next, i++) {
             const cJSON *sp = cJSON_GetObjectItemCaseSensitive(it, "SpecialToken");
+            if (i >= TOK_MAX_POST_IDS) {  /* each item looks its token up in special_tokens */
+                st = too_many_post(file, path);
+                break;
+            }
             if (cJSON_GetObjectItemCaseSensitive(it, "Sequence")) {
                 seen_seq = true;
                 continue;
@@ -324,15 +405,18 @@ wick_status tok_read_post(const char *file, const char *path, const cJSON *o, to
                              file, sub, name ? name : "?");
                 break;
             }
-            for (int k = 0; !st && k < cJSON_GetArraySize(ids); k++) {
-                const cJSON *v = cJSON_GetArrayItem(ids, k);
-                if (!cJSON_IsNumber(v)) st = err_set(WICK_ERR_FORMAT, "%s: %s: bad ids of '%s'", file, path, name);
-                else st = seen_seq ? append_ids(&after, &na, v->valueint) : append_ids(&before, &nb, v->valueint);
+            for (const cJSON *v = ids->child; !st && v; v = v->next) {
+                int64_t id;
+                if (!tok_json_int(v, 0, INT32_MAX, &id))
+                    st = err_set(WICK_ERR_FORMAT, "%s: %s.special_tokens['%s'].ids: expected "
+                                 "non-negative integer ids", file, path, name);
+                else if (seen_seq) st = append_ids(file, path, &after, &na, (int32_t)id);
+                else st = append_ids(file, path, &before, &nb, (int32_t)id);
             }
         }
         if (!st) {
-            for (int i = 0; !st && i < pp->npre; i++) st = append_ids(&before, &nb, pp->pre[i]);
-            for (int i = 0; !st && i < na; i++) st = append_ids(&pp->post, &pp->npost, after[i]);
+            for (int i = 0; !st && i < pp->npre; i++) st = append_ids(file, path, &before, &nb, pp->pre[i]);
+            for (int i = 0; !st && i < na; i++) st = append_ids(file, path, &pp->post, &pp->npost, after[i]);
         }
         if (!st) {
             free(pp->pre);
@@ -345,14 +429,20 @@ wick_status tok_read_post(const char *file, const char *path, const cJSON *o, to
         return st;
     }
     if (!strcmp(ty, "Sequence")) {
+        if (depth >= TOK_MAX_NESTING) return too_deep(file, path);
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "processors");
         if (!cJSON_IsArray(arr)) return err_set(WICK_ERR_FORMAT, "%s: %s.processors: expected an array", file, path);
-        for (int i = 0; i < cJSON_GetArraySize(arr); i++) {
+        int i = 0;
+        for (const cJSON *e = arr->child; e; e = e->next, i++) {
             snprintf(sub, sizeof sub, "%s.processors[%d]", path, i);
-            wick_status st = tok_read_post(file, sub, cJSON_GetArrayItem(arr, i), pp);
+            wick_status st = read_post(file, sub, e, pp, depth + 1);
             if (st) return st;
         }
         return WICK_OK;
     }
     return unsupported(file, path, o);
+}
+
+wick_status tok_read_post(const char *file, const char *path, const cJSON *o, tok_post *pp) {
+    return read_post(file, path, o, pp, 0);
 }

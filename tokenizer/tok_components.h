@@ -7,6 +7,11 @@
 
 #include "tokenizer/tok_impl.h"
 
+/* True when v is a JSON number holding an integer in [lo, hi] (|lo|, |hi| < 2^53), stored in
+ * *out. Every id and count read from JSON goes through it: converting a double that is out of
+ * range, fractional or not finite to an integer type is undefined behaviour in C. */
+bool tok_json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out);
+
 wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, tok_norm *nm);
 wick_status tok_read_pre(const char *file, const char *path, const cJSON *o, tok_pre *pre);
 /* Appends to a flat decoder list (Sequences are flattened). */

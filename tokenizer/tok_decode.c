@@ -5,7 +5,10 @@
  * Rust's String::from_utf8_lossy (one U+FFFD per maximal invalid subpart). Batch
  * wick_detokenize is the same machine fed all ids, so streaming == batch by construction, and
  * each push costs O(token length) plus whatever a stage legitimately holds back (a run of
- * <0xNN> byte tokens, a trailing Strip character, an incomplete UTF-8 character).
+ * <0xNN> byte tokens, a trailing Strip character, an incomplete UTF-8 character). Replace is
+ * the one stage that can grow text without bound (a chain of them, exponentially), so each
+ * Replace stage may write at most DEC_GROWTH bytes per byte of the token strings pushed so far
+ * (plus DEC_SLACK); real decoders shrink text.
  * Deliberate simplification: stages after Fuse (or after ByteLevel, which HF also fuses) see
  * the stream as one token: "first token" rules apply to the start of the stream. */
 #include <stdlib.h>
@@ -14,12 +17,15 @@
 #include "base/error.h"
 #include "tokenizer/tok_impl.h"
 
+enum { DEC_GROWTH = 64, DEC_SLACK = 4096 };
+
 typedef struct stage_state {
     int64_t index;        /* tokens seen by this stage */
+    uint64_t written;     /* Replace: bytes written since the reset (see DEC_GROWTH) */
     bool fused;           /* a Fuse/ByteLevel stage precedes: the stream is one token */
     bool seen_data;       /* fused: some non-empty text has passed */
     int strip_left;       /* fused Strip: leading chars still to strip */
-    int held;             /* fused Strip: trailing content chars held back */
+    int64_t held;         /* fused Strip: trailing content chars held back */
     tok_buf pend;         /* ByteFallback: pending bytes; BPEDecoder: previous token */
     int npend;
     tok_buf tmp;
@@ -30,6 +36,8 @@ struct wick_detok {
     bool skip_special;
     stage_state *st;      /* one per decoder stage */
     int64_t ntok;         /* tokens pushed (for the no-decoder join) */
+    uint64_t in_bytes;    /* bytes of the token strings pushed since the reset */
+    int over;             /* 1 + the Replace stage that passed its DEC_GROWTH budget, or 0 */
     tok_buf hold;         /* bytes of an incomplete UTF-8 character */
     tok_buf out;          /* text completed by the current call */
 };
@@ -133,26 +141,39 @@ static bool bytefallback_release(wick_detok *d, int si) {
     return ok && next(d, si, ss->tmp.p ? ss->tmp.p : "", ss->tmp.len);
 }
 
-static bool replace_all(tok_buf *o, const tok_dec *dc, const char *s, size_t n) {
+/* Appends a + b to o unless o would pass max bytes (then *over). */
+static bool put2(tok_buf *o, const char *a, size_t al, const char *b, size_t bl, size_t max,
+                 bool *over) {
+    if (al + bl > max || o->len > max - al - bl) {
+        *over = true;
+        return false;
+    }
+    return tok_buf_put(o, a, al) && tok_buf_put(o, b, bl);
+}
+
+/* Replaces every match of dc's pattern in s by dc->str2, into o (at most max bytes). */
+static bool replace_all(tok_buf *o, const tok_dec *dc, const char *s, size_t n, size_t max,
+                        bool *over) {
+    size_t wl = strlen(dc->str2);
     if (dc->re.code) {
         pcre2_match_data *md = pcre2_match_data_create_from_pattern(dc->re.code, NULL);
         if (!md) return false;
         size_t i = 0, ms, me;
         bool ok = true;
         while (ok && tok_regex_next(&dc->re, md, s, n, i, &ms, &me)) {
-            ok = tok_buf_put(o, s + i, ms - i) && tok_buf_put(o, dc->str2, strlen(dc->str2));
+            ok = put2(o, s + i, ms - i, dc->str2, wl, max, over);
             i = me;
         }
         pcre2_match_data_free(md);
-        return ok && tok_buf_put(o, s + i, n - i);
+        return ok && !tok_regex_failed() && put2(o, s + i, n - i, "", 0, max, over);
     }
     size_t pl = strlen(dc->str), i = 0;
-    if (!pl) return tok_buf_put(o, s, n);
+    if (!pl) return put2(o, s, n, "", 0, max, over);
     while (i < n) {
         const char *hit = pl <= n - i ? memmem(s + i, n - i, dc->str, pl) : NULL;
-        if (!hit) return tok_buf_put(o, s + i, n - i);
+        if (!hit) return put2(o, s + i, n - i, "", 0, max, over);
         size_t h = (size_t)(hit - s);
-        if (!tok_buf_put(o, s + i, h - i) || !tok_buf_put(o, dc->str2, strlen(dc->str2))) return false;
+        if (!put2(o, s + i, h - i, dc->str2, wl, max, over)) return false;
         i = h + pl;
     }
     return true;
@@ -162,11 +183,11 @@ static bool wp_cleanup(tok_buf *o, const char *s, size_t n) {
     static const char *from[] = {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " do not", " 's", " 've", " 're"};
     static const char *to[] = {".", "?", "!", ",", "'", "n't", "'m", " don't", "'s", "'ve", "'re"};
     tok_buf a = {0}, b = {0};
-    bool ok = tok_buf_put(&a, s, n);
+    bool ok = tok_buf_put(&a, s, n), over = false;  /* these replacements never grow text */
     for (int r = 0; ok && r < 11; r++) {
         tok_dec tmp = {.str = (char *)from[r], .str2 = (char *)to[r]};
         b.len = 0;
-        ok = replace_all(&b, &tmp, a.p, a.len) && tok_buf_reserve(&b, 0);
+        ok = replace_all(&b, &tmp, a.p, a.len, SIZE_MAX, &over) && tok_buf_reserve(&b, 0);
         tok_buf t = a;
         a = b;
         b = t;
@@ -196,9 +217,16 @@ static bool stage_push(wick_detok *d, int si, const char *s, size_t n) {
         return next(d, si, s, n);
     }
     case DEC_FUSE: return next(d, si, s, n);
-    case DEC_REPLACE:
-        if (!replace_all(o, dc, s, n)) return false;
+    case DEC_REPLACE: {
+        uint64_t budget = DEC_GROWTH * d->in_bytes + DEC_SLACK;
+        bool over = false;
+        if (!replace_all(o, dc, s, n, budget > ss->written ? budget - ss->written : 0, &over)) {
+            if (over) d->over = si + 1;
+            return false;
+        }
+        ss->written += o->len;
         break;
+    }
     case DEC_BYTELEVEL: {
         /* every char maps back to a byte, else the token's own UTF-8 bytes are kept */
         bool all = true;
@@ -243,13 +271,13 @@ static bool stage_push(wick_detok *d, int si, const char *s, size_t n) {
             else ss->strip_left = left;
             /* hold trailing content chars back; release them when other text follows */
             size_t t = e;
-            int tr = 0;
+            int64_t tr = 0;
             while (t - a >= cl && t > a && memcmp(s + t - cl, cu, cl) == 0) {
                 t -= cl;
                 tr++;
             }
             if (t > a) {
-                for (int k = 0; k < ss->held; k++)
+                for (int64_t k = 0; k < ss->held; k++)
                     if (!tok_buf_put(o, cu, cl)) return false;
                 ss->held = 0;
                 if (!tok_buf_put(o, s + a, t - a)) return false;
@@ -281,7 +309,9 @@ static bool stage_push(wick_detok *d, int si, const char *s, size_t n) {
     case DEC_BPE_SUFFIX: {
         /* the suffix becomes " " except in the last token: hold one token back */
         tok_dec rep = {.str = dc->str, .str2 = " "};
-        if (ss->index > 1 && !replace_all(o, &rep, ss->pend.p ? ss->pend.p : "", ss->pend.len)) return false;
+        bool over = false;  /* the suffix becomes one space: never longer */
+        if (ss->index > 1 && !replace_all(o, &rep, ss->pend.p ? ss->pend.p : "", ss->pend.len, SIZE_MAX, &over))
+            return false;
         ss->pend.len = 0;
         if (!tok_buf_put(&ss->pend, s, n)) return false;
         break;
@@ -300,15 +330,17 @@ static bool stage_flush(wick_detok *d, int si) {
         char cu[4];
         size_t cl = tok_utf8_encode(dc->content, cu);
         ss->tmp.len = 0;
-        for (int k = 0; k < ss->held - dc->stop; k++)
+        for (int64_t k = 0; k < ss->held - dc->stop; k++)  /* stop: 0..1024 (tok_components.c) */
             if (!tok_buf_put(&ss->tmp, cu, cl)) return false;
         ss->held = 0;
         if (ss->tmp.len && !next(d, si, ss->tmp.p, ss->tmp.len)) return false;
     }
     if (dc->kind == DEC_BPE_SUFFIX && ss->index > 0) {
         tok_dec rep = {.str = dc->str, .str2 = ""};
+        bool over = false;
         ss->tmp.len = 0;
-        if (!replace_all(&ss->tmp, &rep, ss->pend.p ? ss->pend.p : "", ss->pend.len)) return false;
+        if (!replace_all(&ss->tmp, &rep, ss->pend.p ? ss->pend.p : "", ss->pend.len, SIZE_MAX, &over))
+            return false;
         ss->pend.len = 0;
         ss->index = 0;
         if (!next(d, si, ss->tmp.p ? ss->tmp.p : "", ss->tmp.len)) return false;
@@ -337,6 +369,7 @@ void wick_detok_reset(wick_detok *d) {
     for (int i = 0; i < d->t->ndec; i++) {
         stage_state *ss = &d->st[i];
         ss->index = 0;
+        ss->written = 0;
         ss->seen_data = false;
         ss->fused = fused;
         ss->strip_left = d->t->dec[i].start;
@@ -346,6 +379,8 @@ void wick_detok_reset(wick_detok *d) {
         if (d->t->dec[i].kind == DEC_FUSE || d->t->dec[i].kind == DEC_BYTELEVEL) fused = true;
     }
     d->ntok = 0;
+    d->in_bytes = 0;
+    d->over = 0;
     d->hold.len = 0;
     d->out.len = 0;
 }
@@ -362,6 +397,16 @@ void wick_detok_free(wick_detok *d) {
     free(d);
 }
 
+/* The error of a failed push or flush: a Replace stage over its budget, or memory. */
+static wick_status detok_error(const wick_detok *d) {
+    if (tok_regex_failed()) return tok_regex_error("detokenize");
+    if (d->over)
+        return err_set(WICK_ERR_FORMAT, "detokenize: decoder %d (Replace) writes more than %d "
+                       "bytes per byte of the tokens (a hostile tokenizer.json?)", d->over - 1,
+                       DEC_GROWTH);
+    return err_set(WICK_ERR_NOMEM, "detokenize: out of memory");
+}
+
 /* Feeds one id without clearing d->out. */
 static wick_status detok_feed(wick_detok *d, int32_t id) {
     const wick_tokenizer *t = d->t;
@@ -371,18 +416,21 @@ static wick_status detok_feed(wick_detok *d, int32_t id) {
     const char *s = t->id_str[id];
     size_t n = t->id_len[id];
     bool ok;
+    d->in_bytes += n;
+    tok_regex_clear();
     if (!t->ndec) {  /* no decoder: tokens joined by spaces */
         ok = (d->ntok == 0 || emit_bytes(d, " ", 1, false)) && emit_bytes(d, s, n, false);
     } else {
         ok = stage_push(d, 0, s, n);
     }
     d->ntok++;
-    return ok ? WICK_OK : err_set(WICK_ERR_NOMEM, "detokenize: out of memory");
+    return ok ? WICK_OK : detok_error(d);
 }
 
 static wick_status detok_finish(wick_detok *d) {
+    tok_regex_clear();
     bool ok = stage_flush(d, 0) && emit_bytes(d, "", 0, true);
-    return ok ? WICK_OK : err_set(WICK_ERR_NOMEM, "detokenize: out of memory");
+    return ok ? WICK_OK : detok_error(d);
 }
 
 wick_status wick_detok_push(wick_detok *d, int32_t id, const char **text, size_t *len) {

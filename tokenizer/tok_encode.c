@@ -41,17 +41,15 @@ static bool word_cp(uint32_t c) {
  * over Unicode whitespace (char::is_whitespace), never back past `from`. */
 static bool added_find(const wick_tokenizer *t, int set, const char *s, size_t n, size_t from,
                        size_t *ms, size_t *me, int32_t *id) {
-    const int32_t *off = t->am_off[set];
+    const int32_t *root = t->am_root[set], *term = t->am_term[set];
     size_t i = from;
     while (i < n) {
-        unsigned char b = (unsigned char)s[i];
+        int32_t node = root[(unsigned char)s[i]], unused;
         const tok_added *a = NULL;
-        for (int32_t k = off[b]; k < off[b + 1]; k++) {  /* longest first within the bucket */
-            const tok_added *c = &t->added[t->am_idx[set][k]];
-            if (c->len <= n - i && memcmp(s + i, c->content, c->len) == 0) {
-                a = c;
+        for (size_t k = i + 1; node >= 0; k++) {  /* down the trie: the deepest token wins */
+            if (term[node] >= 0) a = &t->added[term[node]];
+            if (k == n || !tok_pmap_get(&t->am_edges[set], node, (unsigned char)s[k], &node, &unused))
                 break;
-            }
         }
         if (!a) {
             i++;
@@ -119,6 +117,7 @@ typedef struct enc_ctx {
     pcre2_match_data *md;
     tok_buf norm;
     tok_buf mapped;            /* byte-level image of the current word (fast path) */
+    bool norm_over;            /* the call failed because normalizing passed TOK_NORM_MAX */
     int32_t *ids;
     size_t n, cap;
 } enc_ctx;
@@ -153,7 +152,8 @@ static bool encode_word(enc_ctx *c, const char *key, size_t kl, bool map_bytes) 
                 c->ids = p;
                 c->cap = nc;
             }
-            memcpy(c->ids + c->n, wc->ids + e->ioff, e->ilen * sizeof(int32_t));
+            if (e->ilen)  /* a word of no ids: both arrays may still be NULL (NULL + 0 is UB) */
+                memcpy(c->ids + c->n, wc->ids + e->ioff, e->ilen * sizeof(int32_t));
             c->n += e->ilen;
             return true;
         }
@@ -187,7 +187,7 @@ static bool encode_word(enc_ctx *c, const char *key, size_t kl, bool map_bytes) 
             wc->ids = p;
             wc->capids = nc;
         }
-        memcpy(wc->ids + wc->nids, c->ids + before, k * sizeof(int32_t));
+        if (k) memcpy(wc->ids + wc->nids, c->ids + before, k * sizeof(int32_t));
         e->h = h;
         e->koff = (uint32_t)wc->keys.len;
         e->klen = (uint32_t)kl;
@@ -226,6 +226,7 @@ static bool encode_plain(enc_ctx *c, const char *s, size_t n, bool first) {
                 return false;
             i = me;
         }
+        if (tok_regex_failed()) return false;
         return i == n || encode_word(c, s + i, n - i, true);
     }
     tok_pieces_clear(&c->a);
@@ -249,7 +250,7 @@ static bool encode_segment(enc_ctx *c, const char *s, size_t n, bool first) {
     tok_buf *nb = &c->norm;  /* reused: segments are encoded one after another */
     if (t->norm) {
         nb->len = 0;
-        if (!tok_normalize(t->norm, s, n, nb)) return false;
+        if (!tok_normalize(t->norm, s, n, nb, TOK_NORM_MAX(n), &c->norm_over)) return false;
         ns = nb->p ? nb->p : "";
         nn = nb->len;
     }
@@ -329,6 +330,7 @@ static enc_ctx *ctx_get(const wick_tokenizer *t) {
     }
     c->t = t;
     c->n = 0;
+    c->norm_over = false;
     return c;
 }
 
@@ -353,8 +355,9 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
         err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: NULL tokenizer/text/ids or negative cap");
         return INT32_MIN;
     }
-    if (len > (size_t)INT32_MAX / 2) {
-        err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: text of %zu bytes is too long", len);
+    if (len > WICK_TOKENIZE_MAX_BYTES) {
+        err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: text of %zu bytes is longer than "
+                "WICK_TOKENIZE_MAX_BYTES (%zu)", len, WICK_TOKENIZE_MAX_BYTES);
         return INT32_MIN;
     }
     if (!text) text = "";
@@ -364,6 +367,7 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
         return INT32_MIN;
     }
     bool ok = true;
+    tok_regex_clear();
     if (add_special)
         for (int i = 0; ok && i < t->post.npre; i++) ok = push(c, t->post.pre[i]);
     size_t pos = 0, ms, me;
@@ -376,8 +380,18 @@ int32_t wick_tokenize(const wick_tokenizer *t, const char *text, size_t len, boo
     if (ok && add_special)
         for (int i = 0; ok && i < t->post.npost; i++) ok = push(c, t->post.post[i]);
     int32_t ret;
-    if (!ok) {
+    if (!ok && tok_regex_failed()) {
+        tok_regex_error("wick_tokenize");
+        ret = INT32_MIN;
+    } else if (!ok && c->norm_over) {
+        err_set(WICK_ERR_FORMAT, "wick_tokenize: the tokenizer's normalizer makes the text more "
+                "than 64 times longer (a hostile tokenizer.json?)");
+        ret = INT32_MIN;
+    } else if (!ok) {
         err_set(WICK_ERR_NOMEM, "wick_tokenize: out of memory");
+        ret = INT32_MIN;
+    } else if (c->n > (size_t)INT32_MAX) {  /* the count would not fit the return value */
+        err_set(WICK_ERR_INVALID_ARG, "wick_tokenize: the text gives %zu ids, more than INT32_MAX", c->n);
         ret = INT32_MIN;
     } else if (c->n > (size_t)cap) {
         if (cap) memcpy(ids, c->ids, (size_t)cap * sizeof *ids);

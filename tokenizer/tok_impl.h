@@ -21,6 +21,14 @@
 
 #include "wick.h"
 
+/* Ids of a tokenizer.json lie below tok_id_limit(vocab entries + added tokens), i.e.
+ * 2 × entries + 1024 (at most INT32_MAX). Real files number their tokens 0..N-1, a few with
+ * holes; the id tables are sized by the largest id, so the rule keeps them within a small
+ * multiple of what the file holds (without it a 62-byte file with the id 1e8 cost 1.3 GB). */
+static inline int64_t tok_id_limit(size_t entries) {
+    return entries > (size_t)INT32_MAX / 2 - 1024 ? (int64_t)INT32_MAX : 2 * (int64_t)entries + 1024;
+}
+
 /* ---- growable byte buffer ---- */
 typedef struct tok_buf {
     char *p;
@@ -159,6 +167,7 @@ struct wick_tokenizer {
     uint32_t *id_len;
     int32_t n_ids;
     tok_smap vocab;            /* model vocab + added tokens */
+    uint32_t max_tok_len;      /* longest string in `vocab`, bytes (WordPiece's longest try) */
     char *strs;                /* arena for model vocab strings */
     bool *is_special;          /* per id: an added token marked special */
 
@@ -182,12 +191,16 @@ struct wick_tokenizer {
     tok_post post;
 
     tok_added *added;
-    int nadded;
+    int nadded, cap_added;
     /* added-token matcher, per set (0: normalized=false, matched on raw text; 1: normalized):
-     * indices into `added` sorted by (first byte, length descending); am_off[set][b] .. [b+1]
-     * is the bucket of first byte b. */
-    int32_t *am_idx[2];
-    int32_t am_off[2][257];
+     * a trie of the contents. Node 0 is the root; am_root[set][b] is the root's child for byte
+     * b (or -1), deeper edges are am_edges[set]: (node, byte) -> child (the pmap's rank field).
+     * am_term[set][node]: index into `added` of the token ending there, or -1. Finding the
+     * longest token at a position costs one step per byte matched, however many tokens share
+     * a prefix (a bucket scan cost 30k comparisons per byte with 30k tokens starting alike). */
+    tok_pmap am_edges[2];
+    int32_t *am_term[2];
+    int32_t am_root[2][256];
     bool has_added[2];
     int32_t specials[7];       /* wick_special -> id */
 
@@ -201,12 +214,25 @@ struct wick_tokenizer {
 /* tok_regex.c */
 bool tok_regex_compile(tok_regex *re, const char *pattern, bool literal, char *err, size_t errn);
 void tok_regex_free(tok_regex *re);
-/* Finds the next match in s[from..n); returns false when none. Invalid UTF-8 never matches. */
+/* Finds the next match in s[from..n); returns false when none. Invalid UTF-8 never matches.
+ * Also false when PCRE2 fails (its match or depth limit: a pattern that backtracks
+ * catastrophically); that error is remembered for the thread until tok_regex_clear, and callers
+ * check tok_regex_failed after their loop so the failure is reported, never taken for the end
+ * of the matches (which would tokenize the rest differently). */
 bool tok_regex_next(const tok_regex *re, pcre2_match_data *md, const char *s, size_t n,
                     size_t from, size_t *ms, size_t *me);
+int tok_regex_failed(void);   /* the PCRE2 error code since tok_regex_clear, or 0 */
+void tok_regex_clear(void);
+/* "wick_tokenize" or "detokenize" + ": a regex of the tokenizer failed: <PCRE2's message>" */
+wick_status tok_regex_error(const char *who);
 
-/* tok_normalize.c: appends normalize(s) to out. */
-bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out);
+/* tok_normalize.c: appends normalize(s) to out. False when out of memory, or (with *over set)
+ * when out, or any intermediate text of a Sequence, would pass `max` bytes: a Replace or
+ * Prepend (or chain of them) in a hostile file can grow text without bound. */
+bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out, size_t max, bool *over);
+/* What wick_tokenize passes as max for a segment of n bytes: no real normalizer comes near it
+ * (NFKC's widest expansion, U+FDFA, is 11-fold). */
+#define TOK_NORM_MAX(n) (64 * (n) + 4096)
 void tok_norm_free(tok_norm *nm);
 
 /* tok_pretok.c: a list of pieces living in one buffer. */
@@ -216,6 +242,7 @@ typedef struct tok_pieces {
     uint8_t *first;            /* piece begins at offset 0 of the original input */
     size_t n, cap;
 } tok_pieces;
+/* False when out of memory or when the text would pass 4 GiB (offsets are 32-bit). */
 bool tok_pieces_add(tok_pieces *p, const char *s, size_t n, bool first);
 void tok_pieces_clear(tok_pieces *p);
 void tok_pieces_free(tok_pieces *p);

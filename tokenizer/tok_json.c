@@ -26,6 +26,14 @@ static size_t skip_string(const char *s, size_t n, size_t i) {
     return 0;
 }
 
+/* The characters numbers and the literals true/false/null are made of. Anything else ends a
+ * literal, and where a value should start it is an error: a NUL byte in particular, which
+ * strchr-style delimiter tests would take for a match of their terminator. */
+static bool literal_char(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '+' || c == '-' || c == '.';
+}
+
 /* Skips any value at s[i]; returns the index after it, or 0 on error. Nesting is counted, not
  * recursed, so a deep document cannot exhaust the stack. */
 static size_t skip_value(const char *s, size_t n, size_t i) {
@@ -45,8 +53,11 @@ static size_t skip_value(const char *s, size_t n, size_t i) {
             i++;
         } else if (c == ',' || c == ':') {  /* inside a container */
             i++;
-        } else {  /* a number or literal: up to the next delimiter */
-            while (i < n && !strchr(",:{}[]\" \t\r\n", s[i])) i++;
+        } else {  /* a number or literal (true, 1e-3...): its characters, at least one */
+            size_t j = i;
+            while (j < n && literal_char(s[j])) j++;
+            if (j == i) return 0;  /* NUL, a control or any other stray byte: not JSON */
+            i = j;
         }
     } while (depth);
     return i;

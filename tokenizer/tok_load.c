@@ -42,8 +42,10 @@ void wick_tokenizer_free(wick_tokenizer *t) {
     free(t->post.post);
     for (int i = 0; i < t->nadded; i++) free(t->added[i].content);
     free(t->added);
-    free(t->am_idx[0]);
-    free(t->am_idx[1]);
+    for (int set = 0; set < 2; set++) {
+        tok_pmap_free(&t->am_edges[set]);
+        free(t->am_term[set]);
+    }
     free(t->chat_template);
     tokenizer_chat_free(t);
     for (int i = 0; i < 4; i++) free(t->cfg_special[i]);
@@ -71,32 +73,54 @@ static bool ensure_ids(wick_tokenizer *t, int32_t n) {
     return true;
 }
 
-static int cmp_added(const void *a, const void *b, void *ctx) {
-    const wick_tokenizer *t = ctx;
-    const tok_added *x = &t->added[*(const int32_t *)a], *y = &t->added[*(const int32_t *)b];
-    unsigned char fx = (unsigned char)x->content[0], fy = (unsigned char)y->content[0];
-    if (fx != fy) return fx < fy ? -1 : 1;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;
-    return 0;
+/* Builds the trie of one set of added tokens (see tok_impl.h). Of two tokens with the same
+ * content the first in the file is matched. */
+static bool build_matcher(wick_tokenizer *t, int set) {
+    size_t bytes = 1;
+    for (int i = 0; i < t->nadded; i++)
+        if (t->added[i].normalized == (set == 1)) bytes += t->added[i].len;
+    if (bytes > INT32_MAX) return false;
+    for (int b = 0; b < 256; b++) t->am_root[set][b] = -1;
+    t->am_term[set] = malloc(bytes * sizeof(int32_t));
+    if (!t->am_term[set] || !tok_pmap_init(&t->am_edges[set], bytes)) return false;
+    int32_t nodes = 1, *term = t->am_term[set];
+    term[0] = -1;
+    for (int i = 0; i < t->nadded; i++) {
+        const tok_added *a = &t->added[i];
+        if (!a->len || a->normalized != (set == 1)) continue;
+        int32_t node = 0, child, unused;
+        for (uint32_t k = 0; k < a->len; k++) {
+            unsigned char c = (unsigned char)a->content[k];
+            bool found = k ? tok_pmap_get(&t->am_edges[set], node, c, &child, &unused)
+                           : (child = t->am_root[set][c]) >= 0;
+            if (!found) {
+                child = nodes++;
+                term[child] = -1;
+                if (k) {
+                    if (!tok_pmap_put(&t->am_edges[set], node, c, child, 0)) return false;
+                } else {
+                    t->am_root[set][c] = child;
+                }
+            }
+            node = child;
+        }
+        if (term[node] < 0) term[node] = i;
+        t->has_added[set] = true;
+    }
+    return true;
 }
 
-/* Registers the added tokens in the vocab and builds the two matchers. */
+/* Registers the added tokens in the vocab and builds the two matchers; then checks the
+ * post-processor's ids against the complete vocabulary. */
 static wick_status finish_added(wick_tokenizer *t, const char *file) {
-    for (int set = 0; set < 2; set++) {
-        t->am_idx[set] = malloc((size_t)(t->nadded + 1) * sizeof(int32_t));
-        if (!t->am_idx[set]) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-        int n = 0;
-        for (int i = 0; i < t->nadded; i++)
-            if (t->added[i].len && t->added[i].normalized == (set == 1)) t->am_idx[set][n++] = i;
-        qsort_r(t->am_idx[set], (size_t)n, sizeof(int32_t), cmp_added, t);
-        memset(t->am_off[set], 0, sizeof t->am_off[set]);
-        for (int k = 0; k < n; k++) t->am_off[set][(unsigned char)t->added[t->am_idx[set][k]].content[0] + 1]++;
-        for (int b = 0; b < 256; b++) t->am_off[set][b + 1] += t->am_off[set][b];
-        t->has_added[set] = n > 0;
-    }
+    for (int set = 0; set < 2; set++)
+        if (!build_matcher(t, set)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    int32_t top = t->n_ids;  /* grow the id tables once, not once per new id */
+    for (int i = 0; i < t->nadded; i++)
+        if (t->added[i].id + 1 > top) top = t->added[i].id + 1;
+    if (!ensure_ids(t, top)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     for (int i = 0; i < t->nadded; i++) {
         tok_added *a = &t->added[i];
-        if (!ensure_ids(t, a->id + 1)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
         if (!t->id_str[a->id]) {
             t->id_str[a->id] = a->content;
             t->id_len[a->id] = a->len;
@@ -110,15 +134,29 @@ static wick_status finish_added(wick_tokenizer *t, const char *file) {
             t->id_str[i] = "";
             t->id_len[i] = 0;
         }
+    for (size_t k = 0; k < t->vocab.cap; k++)
+        if (t->vocab.e[k].key && t->vocab.e[k].klen > t->max_tok_len) t->max_tok_len = t->vocab.e[k].klen;
+    /* the post-processor's ids go straight into wick_tokenize's output: they must be tokens */
+    for (int k = 0; k < t->post.npre + t->post.npost; k++) {
+        int32_t id = k < t->post.npre ? t->post.pre[k] : t->post.post[k - t->post.npre];
+        if (id >= t->n_ids)
+            return err_set(WICK_ERR_FORMAT, "%s: post_processor: special token id %d is not in the "
+                           "vocabulary (%d ids)", file, id, t->n_ids);
+    }
     return WICK_OK;
 }
 
 static wick_status add_added(wick_tokenizer *t, const char *file, int32_t id, const char *content,
                              bool special, bool lstrip, bool rstrip, bool single, bool normalized) {
-    tok_added *na = realloc(t->added, (size_t)(t->nadded + 1) * sizeof *na);
-    if (!na) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
-    t->added = na;
-    tok_added *a = &na[t->nadded];
+    if (t->nadded == t->cap_added) {  /* doubling: one realloc per token is O(n²) copying */
+        if (t->cap_added > INT32_MAX / 2) return err_set(WICK_ERR_FORMAT, "%s: too many added tokens", file);
+        int nc = t->cap_added ? 2 * t->cap_added : 16;
+        tok_added *na = realloc(t->added, (size_t)nc * sizeof *na);
+        if (!na) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        t->added = na;
+        t->cap_added = nc;
+    }
+    tok_added *a = &t->added[t->nadded];
     memset(a, 0, sizeof *a);
     a->content = dupn(content, strlen(content));
     if (!a->content) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
@@ -146,28 +184,51 @@ static void index_vocab(wick_tokenizer *t) {
     }
 }
 
-/* model.vocab: {"token": id, ...} into one string arena. */
-static wick_status read_vocab_obj(wick_tokenizer *t, const char *file, const cJSON *vocab) {
+/* The error for an id that is not an integer in [0, limit) (see tok_id_limit); `what` names
+ * the field, e.g. model.vocab["abc"]. v is the JSON value, or NULL with the number in `num`. */
+static wick_status bad_id(const char *file, const char *what, const cJSON *v, double num,
+                          int64_t limit) {
+    if (v && !cJSON_IsNumber(v))
+        return err_set(WICK_ERR_FORMAT, "%s: %s: expected an integer id", file, what);
+    return err_set(WICK_ERR_FORMAT, "%s: %s: id %.17g is not an integer in [0, %lld) (ids must lie "
+                   "below 2 x the number of vocab and added entries + 1024)", file, what,
+                   v ? v->valuedouble : num, (long long)limit);
+}
+
+/* model.vocab["token"], the token cut to 64 bytes. */
+static const char *vocab_field(char *buf, size_t cap, const char *tok, size_t len) {
+    snprintf(buf, cap, "model.vocab[\"%.*s%s\"]", (int)(len > 64 ? 64 : len), tok, len > 64 ? "..." : "");
+    return buf;
+}
+
+/* model.vocab: {"token": id, ...} into one string arena. n_added: entries of added_tokens;
+ * *limit receives the id limit (tok_id_limit). */
+static wick_status read_vocab_obj(wick_tokenizer *t, const char *file, const cJSON *vocab,
+                                  size_t n_added, int64_t *limit) {
     if (!cJSON_IsObject(vocab)) return err_set(WICK_ERR_FORMAT, "%s: model.vocab: expected an object", file);
     size_t total = 0, n = 0;
-    int32_t maxid = -1;
+    int64_t maxid = -1, id;
+    for (const cJSON *e = vocab->child; e; e = e->next) n++;
+    *limit = tok_id_limit(n + n_added);
     for (const cJSON *e = vocab->child; e; e = e->next) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e8)
-            return err_set(WICK_ERR_FORMAT, "%s: model.vocab[\"%s\"]: expected a non-negative id", file, e->string);
+        char what[128];
+        if (!tok_json_int(e, 0, *limit - 1, &id))
+            return bad_id(file, vocab_field(what, sizeof what, e->string, strlen(e->string)), e, 0,
+                          *limit);
         total += strlen(e->string) + 1;
-        n++;
-        if (e->valueint > maxid) maxid = e->valueint;
+        if (id > maxid) maxid = id;
     }
     t->strs = malloc(total ? total : 1);
-    if (!t->strs || !tok_smap_init(&t->vocab, n + 1024) || !ensure_ids(t, maxid + 1))
+    if (!t->strs || !tok_smap_init(&t->vocab, n + 1024) || !ensure_ids(t, (int32_t)(maxid + 1)))
         return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     char *p = t->strs;
     for (const cJSON *e = vocab->child; e; e = e->next) {
         size_t l = strlen(e->string);
+        tok_json_int(e, 0, *limit - 1, &id);  /* checked above */
         memcpy(p, e->string, l + 1);
-        t->id_str[e->valueint] = p;
-        t->id_len[e->valueint] = (uint32_t)l;
-        if (!tok_smap_put(&t->vocab, p, l, e->valueint)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+        t->id_str[id] = p;
+        t->id_len[id] = (uint32_t)l;
+        if (!tok_smap_put(&t->vocab, p, l, (int32_t)id)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
         p += l + 1;
     }
     return WICK_OK;
@@ -222,11 +283,21 @@ static wick_status read_merges(wick_tokenizer *t, const char *file, const cJSON 
     return st;
 }
 
-/* The streamed forms (tok_json.c) of model.vocab and model.merges. */
-static wick_status read_vocab_fast(wick_tokenizer *t, const char *file, tok_jstrs *jv) {
+/* The streamed forms (tok_json.c) of model.vocab and model.merges. n_added and *limit as
+ * for read_vocab_obj. */
+static wick_status read_vocab_fast(wick_tokenizer *t, const char *file, tok_jstrs *jv,
+                                   size_t n_added, int64_t *limit) {
     int64_t maxid = -1;
-    for (size_t k = 0; k < jv->n; k++)
-        if (jv->e[k].num > maxid) maxid = jv->e[k].num;
+    *limit = tok_id_limit(jv->n + n_added);
+    for (size_t k = 0; k < jv->n; k++) {
+        const tok_jent *e = &jv->e[k];
+        if (e->num >= *limit) {  /* tok_json.c read them as integers in [0, 1e8] */
+            char what[128];
+            return bad_id(file, vocab_field(what, sizeof what, jv->arena.p + e->off, e->len), NULL,
+                          (double)e->num, *limit);
+        }
+        if (e->num > maxid) maxid = e->num;
+    }
     if (!tok_smap_init(&t->vocab, jv->n + 1024) || !ensure_ids(t, (int32_t)(maxid + 1)))
         return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     t->strs = jv->arena.p;  /* the tokenizer owns the arena from here on */
@@ -317,9 +388,10 @@ static const char *jstr(const cJSON *o, const char *k) {
 }
 
 /* jv/jm: model.vocab / model.merges already streamed from the text (tok_json.c), or NULL to
- * read them from the cJSON tree. */
+ * read them from the cJSON tree. n_added: entries of added_tokens; *limit receives the id
+ * limit (tok_id_limit). */
 static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *model,
-                              tok_jstrs *jv, const tok_jstrs *jm) {
+                              tok_jstrs *jv, const tok_jstrs *jm, size_t n_added, int64_t *limit) {
     if (!cJSON_IsObject(model)) return err_set(WICK_ERR_FORMAT, "%s: model: missing", file);
     const char *ty = jstr(model, "type");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
@@ -328,6 +400,12 @@ static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *
     if (!strcmp(ty, "BPE")) {
         t->model = MODEL_BPE;
         const char *cp = jstr(model, "continuing_subword_prefix"), *sf = jstr(model, "end_of_word_suffix");
+        /* every character of a word is looked up with them attached (real ones: "##", "</w>") */
+        enum { MAX_AFFIX = 64 };
+        if ((cp && strlen(cp) > MAX_AFFIX) || (sf && strlen(sf) > MAX_AFFIX))
+            return err_set(WICK_ERR_FORMAT, "%s: model.%s: longer than %d bytes", file,
+                           cp && strlen(cp) > MAX_AFFIX ? "continuing_subword_prefix" : "end_of_word_suffix",
+                           MAX_AFFIX);
         if (cp && *cp) t->cont_prefix = dupn(cp, strlen(cp));
         if (sf && *sf) t->eow_suffix = dupn(sf, strlen(sf));
         t->byte_fallback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"));
@@ -341,13 +419,19 @@ static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *
         const char *p = jstr(model, "continuing_subword_prefix");
         t->wp_prefix = dupn(p ? p : "##", strlen(p ? p : "##"));
         const cJSON *mx = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
-        t->wp_max_chars = cJSON_IsNumber(mx) ? mx->valueint : 100;
+        int64_t m = 100;
+        if (mx && !cJSON_IsNull(mx) && !tok_json_int(mx, 0, INT64_C(1) << 52, &m))
+            return err_set(WICK_ERR_FORMAT, "%s: model.max_input_chars_per_word: expected a "
+                           "non-negative integer", file);
+        /* no text reaches INT32_MAX characters, so larger limits all mean "none" */
+        t->wp_max_chars = m > INT32_MAX ? INT32_MAX : (int)m;
         if (!unk) unk = "[UNK]";
     } else {
         return err_set(WICK_ERR_UNSUPPORTED, "%s: model: unsupported type '%s'", file, ty);
     }
-    wick_status st = jv ? read_vocab_fast(t, file, jv)
-                        : read_vocab_obj(t, file, cJSON_GetObjectItemCaseSensitive(model, "vocab"));
+    wick_status st = jv ? read_vocab_fast(t, file, jv, n_added, limit)
+                        : read_vocab_obj(t, file, cJSON_GetObjectItemCaseSensitive(model, "vocab"),
+                                         n_added, limit);
     if (st) return st;
     t->unk_id = unk ? tok_smap_get(&t->vocab, unk, strlen(unk)) : -1;
     if (t->model == MODEL_WORDPIECE && t->unk_id < 0)
@@ -383,21 +467,30 @@ static wick_status read_tokenizer_json_text(wick_tokenizer *t, const char *file,
         cJSON_Delete(root);
         return err_set(WICK_ERR_FORMAT, "%s: expected a JSON object at the top level", file);
     }
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    size_t n_added = 0;
+    for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) n_added++;
+    int64_t limit = 0, id64;
     st = read_model(t, file, cJSON_GetObjectItemCaseSensitive(root, "model"), fast ? &jv : NULL,
-                    fast && ms.found ? &jm : NULL);
+                    fast && ms.found ? &jm : NULL, n_added, &limit);
     tok_jstrs_free(&jv);
     tok_jstrs_free(&jm);
-    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     int i = 0;
     for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; !st && a; a = a->next, i++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
         const char *c = jstr(a, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8 || !c) {
+        if (!cJSON_IsNumber(id) || !c) {
             st = err_set(WICK_ERR_FORMAT, "%s: added_tokens[%d]: expected id and content", file, i);
             break;
         }
+        if (!tok_json_int(id, 0, limit - 1, &id64)) {
+            char what[64];
+            snprintf(what, sizeof what, "added_tokens[%d].id", i);
+            st = bad_id(file, what, id, 0, limit);
+            break;
+        }
 #define B(k, d) (cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(a, k)) ? cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, k)) : d)
-        st = add_added(t, file, id->valueint, c, B("special", false), B("lstrip", false),
+        st = add_added(t, file, (int32_t)id64, c, B("special", false), B("lstrip", false),
                        B("rstrip", false), B("single_word", false), B("normalized", true));
 #undef B
     }

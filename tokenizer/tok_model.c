@@ -2,7 +2,9 @@
  * BPE: symbols in a doubly linked list, candidate pairs in a binary min-heap ordered by
  * (merge rank, position), so a word of n symbols costs O(n log n), never O(n^2); stale heap
  * entries are detected on pop. Supports byte_fallback, fuse_unk, ignore_merges,
- * continuing_subword_prefix and end_of_word_suffix. WordPiece: greedy longest-match-first.
+ * continuing_subword_prefix and end_of_word_suffix. WordPiece: greedy longest-match-first,
+ * trying no candidate longer than the longest vocabulary string (same result; without it a
+ * word of n characters cost O(n³) when max_input_chars_per_word lets it through).
  * Not here: BPE dropout (always off for inference), Unigram, WordLevel. */
 #include <stdlib.h>
 #include <string.h>
@@ -195,7 +197,10 @@ static bool wordpiece_word(const wick_tokenizer *t, const char *w, size_t n, tok
     if ((int)nchars > t->wp_max_chars) return push_id(ids, nids, cap, t->unk_id);
     size_t pl = strlen(t->wp_prefix), start = 0;
     while (start < n) {
-        size_t end = n;
+        size_t used = start > 0 ? pl : 0;  /* the prefix's part of a candidate */
+        size_t room = t->max_tok_len > used ? t->max_tok_len - used : 0;
+        size_t end = n - start > room ? start + room : n;
+        while (end > start && end < n && ((unsigned char)w[end] & 0xC0) == 0x80) end--;
         int32_t found = -1;
         while (end > start) {
             sc->tmp.len = 0;

@@ -2,7 +2,9 @@
  * StripAccents, Replace, Prepend, BertNormalizer, Strip, Sequence), applied to one segment of
  * text. Offsets/alignments are not tracked. Invalid UTF-8 bytes are passed through untouched
  * (HF cannot receive them at all, since its input is a Rust &str); Unicode operations apply to
- * the valid runs between them. Not here: Precompiled (SentencePiece charsmap), NMT. */
+ * the valid runs between them. Output is capped (tok_normalize's max): Replace and Prepend are
+ * checked as they write, the bounded-ratio forms after each step. Not here: Precompiled
+ * (SentencePiece charsmap), NMT. */
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -145,36 +147,47 @@ static bool map_cps(const char *s, size_t n, int flags, tok_buf *out) {
     return true;
 }
 
+/* Appends a + b to out unless out would pass max bytes (then *over). */
+static bool put2(tok_buf *out, const char *a, size_t al, const char *b, size_t bl, size_t max,
+                 bool *over) {
+    if (al + bl > max || out->len > max - al - bl) {
+        *over = true;
+        return false;
+    }
+    return tok_buf_put(out, a, al) && tok_buf_put(out, b, bl);
+}
+
 static bool replace_literal(const char *s, size_t n, const char *pat, const char *with,
-                            tok_buf *out) {
+                            tok_buf *out, size_t max, bool *over) {
     size_t pl = strlen(pat), wl = strlen(with), i = 0;
-    if (!pl) return tok_buf_put(out, s, n);
+    if (!pl) return put2(out, s, n, "", 0, max, over);
     while (i < n) {
         const char *hit = pl <= n - i ? memmem(s + i, n - i, pat, pl) : NULL;
-        if (!hit) return tok_buf_put(out, s + i, n - i);
+        if (!hit) return put2(out, s + i, n - i, "", 0, max, over);
         size_t h = (size_t)(hit - s);
-        if (!tok_buf_put(out, s + i, h - i) || !tok_buf_put(out, with, wl)) return false;
+        if (!put2(out, s + i, h - i, with, wl, max, over)) return false;
         i = h + pl;
     }
     return true;
 }
 
 static bool replace_regex(const tok_regex *re, const char *s, size_t n, const char *with,
-                          tok_buf *out) {
+                          tok_buf *out, size_t max, bool *over) {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re->code, NULL);
     if (!md) return false;
-    size_t i = 0, ms, me;
+    size_t i = 0, ms, me, wl = strlen(with);
     bool ok = true;
     while (ok && tok_regex_next(re, md, s, n, i, &ms, &me)) {
-        ok = tok_buf_put(out, s + i, ms - i) && tok_buf_put(out, with, strlen(with));
+        ok = put2(out, s + i, ms - i, with, wl, max, over);
         i = me;
     }
-    ok = ok && tok_buf_put(out, s + i, n - i);
+    ok = ok && !tok_regex_failed() && put2(out, s + i, n - i, "", 0, max, over);
     pcre2_match_data_free(md);
     return ok;
 }
 
-bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out) {
+static bool normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out, size_t max,
+                      bool *over) {
     switch (nm->kind) {
     case NORM_NFC: return norm_form(s, n, UTF8PROC_COMPOSE, out);
     case NORM_NFD: return norm_form(s, n, UTF8PROC_DECOMPOSE, out);
@@ -183,11 +196,10 @@ bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out) {
     case NORM_LOWER: return map_cps(s, n, MAP_LOWER, out);
     case NORM_STRIP_ACCENTS: return map_cps(s, n, MAP_STRIP_MN, out);
     case NORM_REPLACE:
-        if (nm->re.code) return replace_regex(&nm->re, s, n, nm->str2, out);
-        return replace_literal(s, n, nm->str, nm->str2, out);
+        if (nm->re.code) return replace_regex(&nm->re, s, n, nm->str2, out, max, over);
+        return replace_literal(s, n, nm->str, nm->str2, out, max, over);
     case NORM_PREPEND:
-        if (n && !tok_buf_put(out, nm->str, strlen(nm->str))) return false;
-        return tok_buf_put(out, s, n);
+        return put2(out, nm->str, n ? strlen(nm->str) : 0, s, n, max, over);
     case NORM_STRIP: {
         size_t a = 0, b = n, adv;
         while (nm->left && a < b) {
@@ -231,7 +243,8 @@ bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out) {
         bool ok = tok_buf_put(&a, s, n);
         for (int i = 0; ok && i < nm->nsub; i++) {
             b.len = 0;
-            ok = tok_normalize(&nm->sub[i], a.p ? a.p : "", a.len, &b) && tok_buf_reserve(&b, 0);
+            ok = tok_normalize(&nm->sub[i], a.p ? a.p : "", a.len, &b, max, over) &&
+                 tok_buf_reserve(&b, 0);
             tok_buf t = a;
             a = b;
             b = t;
@@ -243,6 +256,16 @@ bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out) {
     }
     }
     return false;
+}
+
+bool tok_normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out, size_t max,
+                   bool *over) {
+    if (!normalize(nm, s, n, out, max, over)) return false;
+    if (out->len > max) {  /* a bounded-ratio form (NFKC, BERT...) passed the cap */
+        *over = true;
+        return false;
+    }
+    return true;
 }
 
 void tok_norm_free(tok_norm *nm) {

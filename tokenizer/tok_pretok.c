@@ -11,6 +11,7 @@
 
 bool tok_pieces_add(tok_pieces *p, const char *s, size_t n, bool first) {
     if (!n) return true;
+    if (n > UINT32_MAX - p->text.len) return false;  /* offsets are 32-bit */
     if (p->n == p->cap) {
         size_t nc = p->cap ? p->cap * 2 : 64;
         uint32_t *o = realloc(p->off, nc * sizeof *o);
@@ -72,6 +73,7 @@ typedef struct segs {
 
 static bool segs_push(segs *s, size_t a, size_t b, bool m) {
     if (a == b) return true;
+    if (b > UINT32_MAX) return false;  /* offsets are 32-bit */
     if (s->n == s->cap) {
         size_t nc = s->cap ? s->cap * 2 : 64;
         seg *nv = realloc(s->v, nc * sizeof *nv);
@@ -137,7 +139,7 @@ static bool segs_regex(segs *sg, const tok_regex *re, pcre2_match_data *md, cons
         if (!segs_push(sg, i, ms, false) || !segs_push(sg, ms, me, true)) return false;
         i = me;
     }
-    return segs_push(sg, i, n, false);
+    return !tok_regex_failed() && segs_push(sg, i, n, false);
 }
 
 typedef enum { CP_WS, CP_PUNCT, CP_DIGIT } cp_class;

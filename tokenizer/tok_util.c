@@ -6,6 +6,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "base/error.h"
 #include "tokenizer/tok_impl.h"
 
 bool tok_buf_grow(tok_buf *b, size_t extra) {
@@ -216,11 +217,25 @@ void tok_regex_free(tok_regex *re) {
     re->code = NULL;
 }
 
+static _Thread_local int regex_rc;  /* see tok_regex_failed */
+
+int tok_regex_failed(void) { return regex_rc; }
+void tok_regex_clear(void) { regex_rc = 0; }
+
+wick_status tok_regex_error(const char *who) {
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(regex_rc, msg, sizeof msg);
+    return err_set(WICK_ERR_FORMAT, "%s: a regex of the tokenizer failed: %s", who, (const char *)msg);
+}
+
 bool tok_regex_next(const tok_regex *re, pcre2_match_data *md, const char *s, size_t n,
                     size_t from, size_t *ms, size_t *me) {
     while (from <= n) {
         int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, 0, md, NULL);
-        if (rc < 0) return false;
+        if (rc < 0) {
+            if (rc != PCRE2_ERROR_NOMATCH) regex_rc = rc;
+            return false;
+        }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         if (ov[1] > ov[0]) {
             *ms = ov[0];
