@@ -1,81 +1,12 @@
-/* fuzz_tokenizer.c — libFuzzer entry point (LLVMFuzzerTestOneInput) for the tokenizer: the
- * input is a tokenizer.json, optionally followed by "\n#TEXT#\n" and a text to encode. Each
- * input that loads is exercised through every public path a hostile file can reach: encode
- * (with and without special tokens, the text given or a few fixed ones), batch decode of the
- * encoded ids and of the first ids of the vocabulary, the streaming detokenizer, and the
- * special-token queries. Load failures are fine; crashes, sanitizer reports, hangs and memory
- * blow-ups (run with -timeout and -rss_limit_mb) are the findings.
- *
- * Build (not wired into CMake), from the repository root:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -I. \
- *     fuzz/fuzz_tokenizer.c $(find tokenizer -name '*.c') base/error.c base/fileio.c \
- *     $(pkg-config --cflags --libs libcjson libpcre2-8 libutf8proc) -lpthread -lm \
- *     -o fuzz_tokenizer
- *   ./fuzz_tokenizer -timeout=10 -rss_limit_mb=2048 -dict=fuzz/fuzz_tokenizer.dict CORPUS_DIR
- * Good seeds are small real tokenizers (a few hundred vocab entries of Qwen3, Llama 2/3 and BERT,
- * with the merges among them) and one file per component kind. Inputs that once failed are
- * kept in fuzz/regressions/fuzz_tokenizer/ (replay them by passing the files as arguments);
- * tests/test_tokenizer_hostile.c loads each of them. */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+/* fuzz_tokenizer.c — libFuzzer entry point: a tokenizer.json (optionally "\n#TEXT#\n" and a
+ * text) loaded and used every way a hostile file can reach (fuzz_target_tokenizer in
+ * tok_targets.c, shared with tests/test_fuzz_replay.c). Corpus: fuzz/corpus/tokenizer/ (small
+ * real and synthetic tokenizers), dictionary: fuzz/dict/tokenizer.dict, past failures:
+ * fuzz/regressions/tokenizer/ (also loaded by tests/test_tokenizer_hostile.c). */
+#include "fuzz/fuzz_targets.h"
 
-#include "wick.h"
-
-static void decode_all(const wick_tokenizer *t, const int32_t *ids, size_t n) {
-    char buf[4096];
-    size_t ol = 0;
-    for (int skip = 0; skip < 2; skip++) {
-        wick_detokenize(t, ids, n, skip, buf, sizeof buf, &ol);
-        wick_detok *d = NULL;
-        if (wick_detok_create(t, skip, &d) != WICK_OK) continue;
-        const char *s;
-        size_t l;
-        for (size_t i = 0; i < n; i++) wick_detok_push(d, ids[i], &s, &l);
-        wick_detok_flush(d, &s, &l);
-        wick_detok_free(d);
-    }
-}
-
-static void encode(const wick_tokenizer *t, const char *text, size_t len) {
-    int32_t ids[1024];
-    for (int special = 0; special < 2; special++) {
-        int32_t n = wick_tokenize(t, text, len, special, ids, 1024);
-        if (n > 0) decode_all(t, ids, (size_t)n);
-    }
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static const char sep[] = "\n#TEXT#\n";
-    const char *js = (const char *)data;
-    size_t jl = size;
-    const char *text = NULL;
-    size_t tl = 0;
-    const char *hit = memmem(data, size, sep, sizeof sep - 1);
-    if (hit) {
-        jl = (size_t)(hit - js);
-        text = hit + sizeof sep - 1;
-        tl = size - jl - (sizeof sep - 1);
-    }
-    wick_tokenizer *t = NULL;
-    if (wick_tokenizer_load_mem(js, jl, NULL, &t) != WICK_OK) return 0;
-    if (text) {
-        encode(t, text, tl);
-    } else {
-        static const char *fixed[] = {"", "a", "Hello world!  \n\tx", " a  b ",
-                                      "caf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD 123 \xF0\x9F\x98\x80",
-                                      "\xFF\xFE\xC3", "<s>[CLS]</s>"};
-        for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) encode(t, fixed[i], strlen(fixed[i]));
-    }
-    int32_t nv = wick_tokenizer_vocab_size(t), ids[64];
-    int32_t k = nv < 64 ? nv : 64;
-    for (int32_t i = 0; i < k; i++) ids[i] = nv - 1 - i;  /* highest ids: added tokens, holes */
-    decode_all(t, ids, (size_t)k);
-    for (int w = 0; w < 7; w++) {
-        int32_t id = wick_tokenizer_special(t, (wick_special)w);
-        wick_token_str(t, id);
-        wick_token_is_special(t, id);
-    }
-    wick_tokenizer_free(t);
-    return 0;
+    return fuzz_target_tokenizer(data, size);
 }

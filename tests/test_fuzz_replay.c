@@ -12,6 +12,7 @@
 /* The harness bodies, built here because fuzz/ is not part of the CMake build. */
 #include "../fuzz/fuzz_targets.c"
 #include "../fuzz/serve_targets.c"
+#include "../fuzz/tok_targets.c"
 
 typedef int (*target_fn)(const uint8_t *, size_t);
 
@@ -23,6 +24,7 @@ static const struct {
     {"config", fuzz_target_config},           {"adapter_config", fuzz_target_adapter_config},
     {"gguf_lora", fuzz_target_gguf_lora},     {"serve_req", fuzz_target_serve_req},
     {"http", fuzz_target_http},               {"train_data", fuzz_target_train_data},
+    {"tokenizer", fuzz_target_tokenizer},
 };
 
 static unsigned char *slurp(const char *path, size_t *n) {

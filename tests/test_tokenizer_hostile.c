@@ -1,6 +1,6 @@
 /* test_tokenizer_hostile.c — regression tests for hostile tokenizer.json files (most found by
  * fuzz/fuzz_tokenizer.c): each once hung, crashed, hit undefined behaviour or made a tiny file
- * cost gigabytes. The inputs live in fuzz/regressions/fuzz_tokenizer/ (or are built inline);
+ * cost gigabytes. The inputs live in fuzz/regressions/tokenizer/ (or are built inline);
  * every one must now load or fail with a message naming the field, quickly, and a loaded one
  * must encode and decode without trouble. A watchdog (SIGALRM) turns a hang into a failure
  * instead of a stalled test run. */
@@ -26,7 +26,7 @@ static void watchdog(unsigned seconds) {
 
 static char *read_regression(const char *name, size_t *len) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/fuzz/regressions/fuzz_tokenizer/%s", WICK_SOURCE_DIR, name);
+    snprintf(path, sizeof path, "%s/fuzz/regressions/tokenizer/%s", WICK_SOURCE_DIR, name);
     FILE *f = fopen(path, "rb");
     if (!f) fail_msg("cannot open %s", path);
     fseek(f, 0, SEEK_END);
@@ -528,13 +528,13 @@ static void test_word_without_ids(void **st) {
     alarm(0);
 }
 
-/* Every file of fuzz/regressions/fuzz_tokenizer/ (new ones included) goes through what the
+/* Every file of fuzz/regressions/tokenizer/ (new ones included) goes through what the
  * fuzzer does: load (failing is fine), then encode the text after "\n#TEXT#\n" or the fixed
  * texts, and decode. */
 static void test_all_regressions(void **st) {
     (void)st;
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/fuzz/regressions/fuzz_tokenizer", WICK_SOURCE_DIR);
+    snprintf(dir, sizeof dir, "%s/fuzz/regressions/tokenizer", WICK_SOURCE_DIR);
     DIR *d = opendir(dir);
     assert_non_null(d);
     int n = 0;
