@@ -141,7 +141,10 @@ size_t json_valid(const char *s, size_t n) {
 
 wick_status json_parse(const char *text, size_t len, const char *where, cJSON **out) {
     *out = cJSON_ParseWithLength(text, len);
-    if (*out) return WICK_OK;
+    return *out ? WICK_OK : json_parse_error(text, len, where);
+}
+
+wick_status json_parse_error(const char *text, size_t len, const char *where) {
     const size_t bad = json_valid(text, len);
     if (bad == 0)
         return err_set(WICK_ERR_NOMEM, "%s: out of memory while parsing JSON (%zu bytes)", where,

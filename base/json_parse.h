@@ -16,4 +16,8 @@ size_t json_valid(const char *s, size_t n);
  * WICK_ERR_FORMAT ("<where>: not valid JSON (at byte N)"). */
 wick_status json_parse(const char *text, size_t len, const char *where, cJSON **out);
 
+/* The status for text that cJSON failed to parse: WICK_ERR_NOMEM when it is valid JSON (with
+ * the message set), else WICK_ERR_FORMAT "<where>: not valid JSON (at byte N)". */
+wick_status json_parse_error(const char *text, size_t len, const char *where);
+
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_parse.h"
 #include "base/fileio.h"
 #include "base/json_num.h"
 #include "embed/embed.h"
@@ -27,10 +28,9 @@ static wick_status read_json(const char *dir, const char *name, cJSON **root, ch
     char *text = NULL;
     wick_status st = file_read_all(*path, &text, NULL);
     if (st) return st;
-    *root = cJSON_Parse(text);
+    st = json_parse(text, strlen(text), *path, root);
     free(text);
-    if (!*root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", *path);
-    return WICK_OK;
+    return st;
 }
 
 static bool ends_with(const char *s, const char *suffix) {

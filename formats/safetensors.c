@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_parse.h"
 #include "base/json_num.h"
 
 #define META_KEY "__metadata__"
@@ -239,9 +240,13 @@ static wick_status add_file(st_set *s, const char *path, const void *mem, size_t
     }
     if (!root) {
         size_t at = endp ? (size_t)(endp - hdr) : 0;
+        /* valid JSON that cJSON could not build: out of memory (json_parse_error says so) */
+        wick_status pe = json_valid(hdr, (size_t)hlen) == 0
+                              ? json_parse_error(hdr, (size_t)hlen, path)
+                              : err_set(WICK_ERR_FORMAT, "%s: header is not valid JSON (near byte "
+                                        "%zu of %llu)", path, at, (unsigned long long)hlen);
         free(hdr);
-        return err_set(WICK_ERR_FORMAT, "%s: header is not valid JSON (near byte %zu of %llu)",
-                       path, at, (unsigned long long)hlen);
+        return pe;
     }
     free(hdr);
     span *spans = NULL;
@@ -403,9 +408,10 @@ static wick_status open_index(st_set *s, const char *dir, const char *ipath) {
     cJSON *root = NULL;
     wick_status st = file_read_all(ipath, &text, NULL);
     if (st) return st;
-    root = cJSON_Parse(text);
+    st = json_parse(text, strlen(text), ipath, &root);
     free(text);
-    if (!root || !cJSON_IsObject(root)) {
+    if (st) goto done;
+    if (!cJSON_IsObject(root)) {
         st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", ipath);
         goto done;
     }

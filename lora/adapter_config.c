@@ -26,6 +26,7 @@
 #include <pcre2.h>
 
 #include "base/error.h"
+#include "base/json_parse.h"
 #include "base/json_num.h"
 #include "lora/lora.h"
 
@@ -214,8 +215,7 @@ wick_status lora_config_parse(const char *json, size_t len, const char *where,
         return err_set(WICK_ERR_NOMEM, "out of memory");
     }
     c->root = cJSON_ParseWithLength(json, len);
-    wick_status st = c->root ? parse(c)
-                             : err_set(WICK_ERR_FORMAT, "%s: not valid JSON", c->where);
+    wick_status st = c->root ? parse(c) : json_parse_error(json, len, c->where);
     if (st) {
         lora_config_free(c);
         return st;

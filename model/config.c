@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_parse.h"
 #include "base/fileio.h"
 #include "base/json_num.h"
 
@@ -166,9 +167,9 @@ static wick_status parse_rope(const cJSON *root, const char *where, model_config
 wick_status config_parse(const char *json, const char *where, model_config *c) {
     memset(c, 0, sizeof *c);
     c->bos_id = c->pad_id = -1;
-    cJSON *root = cJSON_Parse(json);
-    if (!root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", where);
-    wick_status st = WICK_OK;
+    cJSON *root = NULL;
+    wick_status st = json_parse(json, strlen(json), where, &root);
+    if (st) return st;
     if (!cJSON_IsObject(root)) {
         st = err_set(WICK_ERR_FORMAT, "%s: top level must be a JSON object", where);
         goto done;
@@ -264,12 +265,12 @@ done:
 }
 
 wick_status config_parse_generation(const char *json, const char *where, model_config *cfg) {
-    cJSON *root = cJSON_Parse(json);
+    cJSON *root = NULL;
     model_config tmp = *cfg;   /* applied only when every id is valid */
-    wick_status st;
-    if (!root || !cJSON_IsObject(root))
+    wick_status st = json_parse(json, strlen(json), where, &root);
+    if (!st && !cJSON_IsObject(root))
         st = err_set(WICK_ERR_FORMAT, "%s: not a valid JSON object", where);
-    else
+    else if (!st)
         st = get_special_ids(root, where, &tmp);
     cJSON_Delete(root);
     if (st == WICK_OK) *cfg = tmp;

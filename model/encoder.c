@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_parse.h"
 #include "base/fileio.h"
 #include "base/json_num.h"
 
@@ -36,9 +37,9 @@ static const char *cfg_str(const cJSON *o, const char *key) {
 
 wick_status encoder_config_parse(const char *json, const char *where, encoder_config *c) {
     memset(c, 0, sizeof *c);
-    cJSON *root = cJSON_Parse(json);
-    if (!root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", where);
-    wick_status st = WICK_OK;
+    cJSON *root = NULL;
+    wick_status st = json_parse(json, strlen(json), where, &root);
+    if (st) return st;
     if (!cJSON_IsObject(root)) {
         st = err_set(WICK_ERR_FORMAT, "%s: expected a JSON object", where);
         goto done;

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "base/json_parse.h"
 #include "base/json_num.h"
 #include "tokenizer/tok_components.h"
 #include "tokenizer/tok_impl.h"
@@ -197,13 +198,13 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
     size_t tj_len;
     if ((st = file_read_all(tjp, &s->tj, &tj_len))) goto done;
     if (file_exists(tcp) && (st = file_read_all(tcp, &s->tc, NULL))) goto done;
-    s->root = cJSON_Parse(s->tj);
+    if ((st = json_parse(s->tj, tj_len, tjp, &s->root))) goto done;
     if (!cJSON_IsObject(s->root)) {
         st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", tjp);
         goto done;
     }
     if (s->tc) {
-        s->cfg = cJSON_Parse(s->tc);
+        if ((st = json_parse(s->tc, strlen(s->tc), tcp, &s->cfg))) goto done;
         if (!cJSON_IsObject(s->cfg)) {
             st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", tcp);
             goto done;

@@ -17,7 +17,17 @@
 #include <time.h>
 
 #include "base/json_num.h"
+#include "base/json_parse.h"
 #include "server/server.h"
+
+/* The server ran out of memory reading the request: 503 (try again), not the client's fault. */
+static bool oom(serve_req *r) {
+    snprintf(r->err_msg, sizeof r->err_msg, "the server is out of memory; retry later");
+    r->err_param[0] = 0;
+    r->err_status = 503;
+    r->err_code = "server_busy";
+    return false;
+}
 
 static bool fail(serve_req *r, const char *param, const char *fmt, ...) {
     va_list ap;
@@ -81,12 +91,15 @@ static bool tokenize(const serve_ctx *c, serve_req *r, const char *text, bool ad
                      const char *param) {
     size_t len = strlen(text);
     int32_t need = wick_tokenize(c->tok, text, len, add_special, NULL, 0);
+    if (need == INT32_MIN && strstr(wick_last_error(), "out of memory")) return oom(r);
     if (need == INT32_MIN) return fail(r, param, "cannot tokenize: %s", wick_last_error());
     if (need < 0) need = -need;
     free(r->prompt);
     r->prompt = malloc(sizeof(int32_t) * (size_t)(need ? need : 1));
-    if (!r->prompt) return fail(r, param, "out of memory");
+    if (!r->prompt) return oom(r);
     r->n_prompt = wick_tokenize(c->tok, text, len, add_special, r->prompt, need);
+    if (r->n_prompt == INT32_MIN && strstr(wick_last_error(), "out of memory")) return oom(r);
+    if (r->n_prompt == INT32_MIN) return fail(r, param, "cannot tokenize: %s", wick_last_error());
     if (r->n_prompt <= 0) return fail(r, param, "'%s' is empty after tokenization", param);
     return true;
 }
@@ -102,7 +115,7 @@ static bool parse_prompt(const serve_ctx *c, serve_req *r, const cJSON *root) {
     int n = cJSON_GetArraySize(p);
     if (n == 0) return fail(r, "prompt", "'prompt' is empty");
     r->prompt = malloc(sizeof(int32_t) * (size_t)n);
-    if (!r->prompt) return fail(r, "prompt", "out of memory");
+    if (!r->prompt) return oom(r);
     const cJSON *e;
     int i = 0;
     cJSON_ArrayForEach(e, p) {
@@ -124,7 +137,7 @@ static bool parse_messages(const serve_ctx *c, serve_req *r, const cJSON *root) 
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
         return fail(r, "messages", "'messages' must be a non-empty array");
     cJSON *copy = cJSON_Duplicate(msgs, true);
-    if (!copy) return fail(r, "messages", "out of memory");
+    if (!copy) return oom(r);
     int i = 0;
     cJSON *m;
     bool ok = true;
@@ -155,7 +168,7 @@ static bool parse_messages(const serve_ctx *c, serve_req *r, const cJSON *root) 
             if (!ok) break;
             char *s = malloc(cap);
             if (!s) {
-                ok = fail(r, param, "out of memory");
+                ok = oom(r);
                 break;
             }
             cJSON_ArrayForEach(part, ct) {
@@ -189,6 +202,7 @@ static bool parse_messages(const serve_ctx *c, serve_req *r, const cJSON *root) 
     wick_status st = json ? wick_chat_render_json(c->tok, json, true, extra, &text) : WICK_ERR_NOMEM;
     free(json);
     free(extra);
+    if (st == WICK_ERR_NOMEM) return oom(r);
     if (st != WICK_OK) {
         if (st == WICK_ERR_NOT_FOUND || st == WICK_ERR_UNSUPPORTED) r->err_code = "template_error";
         return fail(r, "messages", "cannot render the chat template: %s", wick_last_error());
@@ -223,7 +237,7 @@ static bool parse_bias(const serve_ctx *c, serve_req *r, const cJSON *root) {
     if (!cJSON_IsObject(b)) return fail(r, "logit_bias", "'logit_bias' must be an object");
     int n = cJSON_GetArraySize(b);
     r->bias = calloc((size_t)(n ? n : 1), sizeof *r->bias);
-    if (!r->bias) return fail(r, "logit_bias", "out of memory");
+    if (!r->bias) return oom(r);
     const cJSON *e;
     cJSON_ArrayForEach(e, b) {
         char *end = NULL;
@@ -319,6 +333,7 @@ bool serve_req_parse(const serve_ctx *c, const char *body, size_t len, bool chat
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (!root) {
+        if (json_valid(body, len) == 0) return oom(r); /* valid JSON cJSON could not build */
         size_t at = end && end >= body ? (size_t)(end - body) : 0;
         return fail(r, NULL, "the request body is not valid JSON (error near byte %zu)", at);
     }

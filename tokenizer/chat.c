@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_parse.h"
 #include "tokenizer/jinja.h"
 #include "tokenizer/tok_impl.h"
 #include "tokenizer/tokenizer_internal.h"
@@ -64,6 +65,10 @@ static wick_status render(const wick_tokenizer *tok, cJSON *messages, bool add_g
     if (st) goto done;
     if (extra_json) {
         extra = cJSON_Parse(extra_json);
+        if (!extra && json_valid(extra_json, strlen(extra_json)) == 0) {
+            st = err_set(WICK_ERR_NOMEM, "wick_chat_render: out of memory parsing extra_json");
+            goto done;
+        }
         if (!extra || !cJSON_IsObject(extra)) {
             st = err_set(WICK_ERR_INVALID_ARG, "wick_chat_render: extra_json is not a JSON "
                          "object: %.60s", extra_json);
@@ -72,7 +77,9 @@ static wick_status render(const wick_tokenizer *tok, cJSON *messages, bool add_g
     }
     st = WICK_ERR_NOMEM;
     if (!(ctx = cJSON_CreateObject())) goto done;
-    cJSON_AddItemToObject(ctx, "messages", messages);
+    /* cJSON_AddItemTo* can fail (copying the key) and then leave the item to the caller: an
+       unchecked add rendered the template without "messages" under memory pressure */
+    if (!cJSON_AddItemToObject(ctx, "messages", messages)) goto done;
     messages = NULL;  /* owned by ctx now */
     if (!cJSON_AddBoolToObject(ctx, "add_generation_prompt", add_generation_prompt) ||
         !cJSON_AddNullToObject(ctx, "tools") || !cJSON_AddNullToObject(ctx, "documents"))
@@ -84,10 +91,13 @@ static wick_status render(const wick_tokenizer *tok, cJSON *messages, bool add_g
     for (cJSON *e = extra ? extra->child : NULL; e; e = e->next) {
         cJSON *dup = cJSON_Duplicate(e, true);
         if (!dup) goto done;
-        if (cJSON_GetObjectItemCaseSensitive(ctx, e->string))
-            cJSON_ReplaceItemInObjectCaseSensitive(ctx, e->string, dup);
-        else
-            cJSON_AddItemToObject(ctx, e->string, dup);
+        const bool added = cJSON_GetObjectItemCaseSensitive(ctx, e->string)
+                               ? cJSON_ReplaceItemInObjectCaseSensitive(ctx, e->string, dup)
+                               : cJSON_AddItemToObject(ctx, e->string, dup);
+        if (!added) {
+            cJSON_Delete(dup);
+            goto done;
+        }
     }
     st = jinja_render_compiled(tpl, ctx, out);
     if (st) err_wrap(st, "chat template");
@@ -131,6 +141,8 @@ wick_status wick_chat_render_json(const wick_tokenizer *tok, const char *message
     if (!tok || !out || !messages_json)
         return err_set(WICK_ERR_INVALID_ARG, "wick_chat_render_json: NULL tokenizer, messages or out");
     cJSON *list = cJSON_Parse(messages_json);
+    if (!list && json_valid(messages_json, strlen(messages_json)) == 0)
+        return err_set(WICK_ERR_NOMEM, "wick_chat_render_json: out of memory parsing the messages");
     if (!list || !cJSON_IsArray(list)) {
         cJSON_Delete(list);
         return err_set(WICK_ERR_INVALID_ARG, "wick_chat_render_json: messages_json is not a JSON "

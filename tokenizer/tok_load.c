@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json_parse.h"
 #include "base/fileio.h"
 #include "tokenizer/tok_components.h"
 #include "tokenizer/tok_json.h"
@@ -459,11 +460,12 @@ static wick_status read_tokenizer_json_text(wick_tokenizer *t, const char *file,
         tok_jstrs_free(&jm);
     }
     cJSON *root = cJSON_ParseWithLength(text, len);
+    const wick_status pe = root ? WICK_OK : json_parse_error(text, len, file);
     free(text);
     if (!root || !cJSON_IsObject(root)) {
         tok_jstrs_free(&jv);
         tok_jstrs_free(&jm);
-        if (!root) return err_set(WICK_ERR_FORMAT, "%s: not valid JSON", file);
+        if (!root) return pe;
         cJSON_Delete(root);
         return err_set(WICK_ERR_FORMAT, "%s: expected a JSON object at the top level", file);
     }
@@ -655,8 +657,8 @@ wick_status wick_tokenizer_load_mem(const char *tokenizer_json, size_t len,
     wick_status st = WICK_OK;
     cJSON *cfg = NULL;
     if (config_json) {
-        cfg = cJSON_Parse(config_json);
-        if (!cfg || !cJSON_IsObject(cfg)) st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", cfg_where);
+        st = json_parse(config_json, strlen(config_json), cfg_where, &cfg);
+        if (!st && !cJSON_IsObject(cfg)) st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", cfg_where);
     }
     if (!st) st = read_tokenizer_json_text(t, where, text, len);
     else free(text);
@@ -705,13 +707,14 @@ wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out) {
     wick_status st = WICK_OK;
     cJSON *cfg = NULL;
     char *cfgpath = path_join(dir, "tokenizer_config.json");
-    if (cfgpath && file_exists(cfgpath)) {
+    if (!cfgpath) st = err_set(WICK_ERR_NOMEM, "wick_tokenizer_load: out of memory");
+    else if (file_exists(cfgpath)) {
         char *txt = NULL;
         size_t n = 0;
         st = file_read_all(cfgpath, &txt, &n);
         if (!st) {
-            cfg = cJSON_ParseWithLength(txt, n);
-            if (!cfg || !cJSON_IsObject(cfg)) st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", cfgpath);
+            st = json_parse(txt, n, cfgpath, &cfg);
+            if (!st && !cJSON_IsObject(cfg)) st = err_set(WICK_ERR_FORMAT, "%s: not a JSON object", cfgpath);
         }
         free(txt);
     }
