@@ -146,9 +146,7 @@ static wick_status assign(jctx *c, jframe *f, const jnode *target, jv *v) {
 }
 
 static wick_status exec_node(jctx *c, jframe *f, const jnode *n) {
-    if (++c->steps > JINJA_MAX_STEPS)
-        return err_set(WICK_ERR_INVALID_ARG, "template line %d: evaluation step limit exceeded",
-                       n->line);
+    if (!jinja_charge(c, 1, n->line)) return WICK_ERR_INVALID_ARG;
     if (c->depth >= JINJA_MAX_EVAL_DEPTH)
         return err_set(WICK_ERR_INVALID_ARG, "template line %d: nested too deeply", n->line);
     wick_status st = WICK_OK;

@@ -6,6 +6,7 @@
  * compile time (jinja_filter_known / jinja_test_known) so a template using one fails early
  * with WICK_ERR_UNSUPPORTED. Not supported: filters that need Markup/autoescape semantics
  * beyond escape/safe, format/xmlattr/urlize/wordwrap/groupby/batch/slice. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,27 @@ out:
 
 static jv *strval(jctx *c, jv *v) { return jv_to_str(c->a, v); }
 
+static jv *overflow(int line) {
+    err_set(WICK_ERR_UNSUPPORTED, "template line %d: integer overflow (wick's integers are "
+            "64-bit)", line);
+    return NULL;
+}
+
+/* Python int(f) for |int: truncation toward zero. NaN falls back to the default (jinja2's
+ * ValueError path), infinity raises like Python's OverflowError, and values outside int64
+ * (Python would make a bigger int) are reported rather than converted, which in C would be
+ * undefined. */
+static jv *float_to_int(jctx *c, double d, jv *dflt, int line) {
+    if (isnan(d)) return dflt ? dflt : jv_int(c->a, 0);
+    if (isinf(d)) {
+        err_set(WICK_ERR_INVALID_ARG, "template line %d: filter int: cannot convert float "
+                "infinity to integer", line);
+        return NULL;
+    }
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return overflow(line);
+    return jv_int(c->a, (int64_t)d);
+}
+
 static jv *fmt_html_escape(jctx *c, jv *s) {
     jbuf b = {0};
     bool ok = jbuf_put(&b, "", 0);
@@ -221,25 +243,38 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
         jv *dflt = KW(0, "default");
         if (v->t == JV_INT) return isint ? v : jv_float(c->a, (double)v->u.i);
         if (v->t == JV_BOOL) return isint ? jv_int(c->a, v->u.b) : jv_float(c->a, v->u.b);
-        if (v->t == JV_FLOAT) return isint ? jv_int(c->a, (int64_t)v->u.f) : v;
+        if (v->t == JV_FLOAT) return isint ? float_to_int(c, v->u.f, dflt, line) : v;
         if (v->t == JV_STR) {
             char *end;
             const char *s = v->u.str.s;
             while (*s == ' ' || *s == '\t' || *s == '\n') s++;
+            errno = 0;
             long long iv = strtoll(s, &end, 10);
-            bool full = end != s;
+            bool full = end != s, range_err = errno == ERANGE;
             while (full && (*end == ' ' || *end == '\t' || *end == '\n')) end++;
-            if (full && !*end) return isint ? jv_int(c->a, iv) : jv_float(c->a, (double)iv);
-            double dv = strtod(s, &end);
-            full = end != s;
+            if (full && !*end) {
+                if (range_err && isint) return overflow(line); /* Python: a bigger int */
+                return isint ? jv_int(c->a, iv) : jv_float(c->a, range_err ? strtod(s, NULL) : (double)iv);
+            }
+            /* Python's float() takes no hex floats, which strtod would */
+            bool hex = strchr(s, 'x') || strchr(s, 'X');
+            double dv = hex ? 0 : strtod(s, &end);
+            full = !hex && end != s;
             while (full && (*end == ' ' || *end == '\t' || *end == '\n')) end++;
-            if (full && !*end) return isint ? jv_int(c->a, (int64_t)dv) : jv_float(c->a, dv);
+            if (full && !*end) { /* jinja2 catches OverflowError here: "inf"|int is the default */
+                if (!isint) return jv_float(c->a, dv);
+                if (!isinf(dv)) return float_to_int(c, dv, dflt, line);
+            }
         }
         if (dflt) return dflt;
         return isint ? jv_int(c->a, 0) : jv_float(c->a, 0.0);
     }
     if (!strcmp(f, "abs")) {
-        if (v->t == JV_INT) return v->u.i < 0 ? jv_int(c->a, -v->u.i) : v;
+        if (v->t == JV_INT) {
+            if (v->u.i == INT64_MIN) return overflow(line);
+            return v->u.i < 0 ? jv_int(c->a, -v->u.i) : v;
+        }
+        if (v->t == JV_BOOL) return jv_int(c->a, v->u.b);
         if (v->t == JV_FLOAT) return jv_float(c->a, fabs(v->u.f));
         return ferr(line, f, "expected a number", v);
     }
@@ -377,8 +412,14 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
             for (size_t i = 0; acc && i < l->u.list.n; i++) {
                 jv *x = ap ? attr_path(c, l->u.list.v[i], ap) : l->u.list.v[i];
                 if (!jv_is_num(x) || !jv_is_num(acc)) return ferr(line, f, "expected numbers", x);
-                acc = acc->t == JV_INT && x->t == JV_INT ? jv_int(c->a, acc->u.i + x->u.i)
-                                                         : jv_float(c->a, jv_num(acc) + jv_num(x));
+                if (acc->t != JV_FLOAT && x->t != JV_FLOAT) {
+                    int64_t s, p = acc->t == JV_INT ? acc->u.i : acc->u.b;
+                    if (__builtin_add_overflow(p, x->t == JV_INT ? x->u.i : x->u.b, &s))
+                        return overflow(line);
+                    acc = jv_int(c->a, s);
+                } else {
+                    acc = jv_float(c->a, jv_num(acc) + jv_num(x));
+                }
             }
             return acc;
         }
@@ -489,7 +530,7 @@ int jinja_test(jctx *c, const char *t, jv *v, jv **args, int nargs, int line) {
             err_set(WICK_ERR_INVALID_ARG, "template line %d: divisibleby needs a non-zero int", line);
             return -1;
         }
-        return v->u.i % a0->u.i == 0;
+        return a0->u.i == -1 || v->u.i % a0->u.i == 0; /* INT64_MIN % -1 traps */
     }
     if (!a0) {
         err_set(WICK_ERR_INVALID_ARG, "template line %d: test %s needs an argument", line, t);

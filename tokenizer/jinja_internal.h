@@ -21,7 +21,8 @@
 #define JINJA_MAX_RANGE 100000         /* jinja2's sandbox MAX_RANGE */
 #define JINJA_MAX_OUTPUT (64u << 20)   /* bytes of rendered text */
 #define JINJA_MAX_ARENA (512u << 20)   /* bytes of values allocated during one render */
-#define JINJA_MAX_STEPS 50000000ull    /* evaluated nodes during one render */
+#define JINJA_MAX_STEPS 50000000ull    /* work units during one render (jinja_charge) */
+#define JINJA_BYTES_PER_STEP 64        /* string bytes scanned or copied per work unit */
 
 /* ---- arena: bump allocator, everything freed at once ---- */
 typedef struct jarena jarena;
@@ -200,6 +201,11 @@ typedef struct jctx {
 #define JCTL_CONTINUE 2
 
 jv *jinja_eval(jctx *c, jframe *f, const jnode *n); /* NULL on error (message set) */
+/* Adds `units` of work to the render's step count: one per node evaluated, per list item or
+ * dict entry a filter or operator visits, per JINJA_BYTES_PER_STEP bytes of string it scans
+ * or copies. false (message set) once JINJA_MAX_STEPS is passed; the count never goes
+ * back, so every later charge fails too. */
+bool jinja_charge(jctx *c, uint64_t units, int line);
 jv *jinja_lookup(jctx *c, jframe *f, const char *name); /* Undefined when absent */
 jframe *jinja_new_frame(jctx *c, jframe *parent);
 jv *jinja_call_macro(jctx *c, const jv *fn, jv **args, const char **names, int nargs, int line);

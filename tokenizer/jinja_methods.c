@@ -382,16 +382,23 @@ jv *jinja_call_global(jctx *c, const jv *fn, jv **args, const char **names, int 
             err_set(WICK_ERR_INVALID_ARG, "template line %d: range() step must not be zero", line);
             return NULL;
         }
-        double cnt = step > 0 ? ((double)stop - (double)start) / (double)step
-                              : ((double)start - (double)stop) / (double)-step;
-        if (cnt > JINJA_MAX_RANGE) {
+        /* The length, in unsigned arithmetic: stop - start may exceed INT64_MAX but never
+         * 2^64, and the items start + k*step all lie between start and stop, so computing
+         * them modulo 2^64 gives the exact values without stepping past INT64_MAX. */
+        uint64_t ustep = step < 0 ? 0 - (uint64_t)step : (uint64_t)step;
+        uint64_t span = step > 0 ? (stop > start ? (uint64_t)stop - (uint64_t)start : 0)
+                                 : (start > stop ? (uint64_t)start - (uint64_t)stop : 0);
+        uint64_t len = span ? (span - 1) / ustep + 1 : 0;
+        if (len > JINJA_MAX_RANGE) {
             err_set(WICK_ERR_INVALID_ARG, "template line %d: range too big (the sandbox allows "
                     "%d items)", line, JINJA_MAX_RANGE);
             return NULL;
         }
-        jv *l = jv_list(c->a, 0);
-        for (int64_t i = start; l && (step > 0 ? i < stop : i > stop); i += step) {
-            jv *x = jv_int(c->a, i);
+        if (!jinja_charge(c, len, line)) return NULL;
+        jv *l = jv_list(c->a, (size_t)len);
+        for (uint64_t k = 0; l && k < len; k++) {
+            uint64_t off = k * ustep, u = step > 0 ? (uint64_t)start + off : (uint64_t)start - off;
+            jv *x = jv_int(c->a, (int64_t)u); /* in [INT64_MIN, INT64_MAX]: exact */
             if (!x || !jv_list_push(c->a, l, x)) return NULL;
         }
         return l;

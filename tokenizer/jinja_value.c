@@ -36,6 +36,10 @@ jarena *jarena_new(size_t cap) {
 }
 
 void *jarena_alloc(jarena *a, size_t n) {
+    if (n > a->cap) { /* also keeps the rounding below from wrapping */
+        err_set(WICK_ERR_NOMEM, "template: memory limit of %zu MiB exceeded", a->cap >> 20);
+        return NULL;
+    }
     n = (n + 15) & ~(size_t)15;
     if (n == 0) n = 16;
     jblock *b = a->head;
