@@ -91,6 +91,7 @@ static int64_t py_index(int64_t i, size_t n, bool *ok) {
 static jv *get_item(jctx *c, jv *obj, jv *key, int line) {
     if (obj->t == JV_UNDEF) return undefined_error(obj, line);
     if (obj->t == JV_DICT || obj->t == JV_NS) {
+        if (!jinja_charge(c, jv_key_cost(key), line)) return NULL;
         jv *v = jv_dict_get(obj, key);
         if (v) return v;
     } else if ((obj->t == JV_LIST || obj->t == JV_STR) && (key->t == JV_INT || key->t == JV_BOOL)) {
@@ -99,7 +100,8 @@ static jv *get_item(jctx *c, jv *obj, jv *key, int line) {
         if (obj->t == JV_LIST) {
             int64_t i = py_index(k, obj->u.list.n, &ok);
             if (ok) return obj->u.list.v[i];
-        } else {
+        } else { /* code point k: a scan of the string */
+            if (!jinja_charge(c, obj->u.str.n / JINJA_BYTES_PER_STEP, line)) return NULL;
             size_t ncp = ju_count(obj->u.str.s, obj->u.str.n);
             int64_t i = py_index(k, ncp, &ok);
             if (ok) {
@@ -212,6 +214,8 @@ static jv *repeat(jctx *c, jv *seq, int64_t k, int line) {
         err_set(WICK_ERR_INVALID_ARG, "template line %d: repetition too large", line);
         return NULL;
     }
+    uint64_t work = seq->t == JV_STR ? unit * (uint64_t)k / JINJA_BYTES_PER_STEP : unit * (uint64_t)k;
+    if (!jinja_charge(c, work, line)) return NULL;
     if (seq->t == JV_STR) {
         char *p = jarena_alloc(c->a, unit * (size_t)k + 1);
         if (!p) return NULL;
@@ -250,13 +254,13 @@ static bool int_pow(int64_t x, int64_t y, int64_t *out) {
 static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
     if (op == JOP_CONCAT) {
         jbuf buf = {0};
-        bool ok = jbuf_put(&buf, "", 0) && jv_write_str(&buf, a) && jv_write_str(&buf, b);
+        bool ok = jbuf_put(&buf, "", 0) && jv_write_str(c, &buf, a) && jv_write_str(c, &buf, b);
         jv *r = ok ? jv_str(c->a, buf.p, buf.n) : NULL;
         free(buf.p);
         return r;
     }
-    if (op == JOP_EQ) return JV_BOOLV(jv_equal(a, b));
-    if (op == JOP_NE) return JV_BOOLV(!jv_equal(a, b));
+    if (op == JOP_EQ) return JV_BOOLV(jv_equal(c, a, b));
+    if (op == JOP_NE) return JV_BOOLV(!jv_equal(c, a, b));
     if (op == JOP_IN || op == JOP_NOTIN) {
         bool r = false;
         if (b->t == JV_STR) {
@@ -266,10 +270,13 @@ static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
                         "as left operand, not %s", line, jv_type_name(a));
                 return NULL;
             }
+            if (!jinja_charge(c, (a->u.str.n + b->u.str.n) / JINJA_BYTES_PER_STEP, line)) return NULL;
             r = a->u.str.n == 0 || memmem(b->u.str.s, b->u.str.n, a->u.str.s, a->u.str.n);
         } else if (b->t == JV_LIST) {
-            for (size_t i = 0; i < b->u.list.n && !r; i++) r = jv_equal(a, b->u.list.v[i]);
+            if (!jinja_charge(c, b->u.list.n, line)) return NULL;
+            for (size_t i = 0; i < b->u.list.n && !r && !c->failed; i++) r = jv_equal(c, a, b->u.list.v[i]);
         } else if (b->t == JV_DICT || b->t == JV_NS) {
+            if (!jinja_charge(c, jv_key_cost(a), line)) return NULL;
             r = jv_dict_get(b, a) != NULL;
         } else if (b->t != JV_UNDEF) {
             err_set(WICK_ERR_INVALID_ARG, "template line %d: argument of type '%s' is not "
@@ -282,11 +289,12 @@ static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
     if (b->t == JV_UNDEF) return undefined_error(b, line);
     if (op >= JOP_LT && op <= JOP_GE) {
         bool ok;
-        int k = jv_compare(a, b, &ok);
+        int k = jv_compare(c, a, b, &ok);
         if (!ok) return err_wrap(WICK_ERR_INVALID_ARG, "template line %d", line), NULL;
         return JV_BOOLV(op == JOP_LT ? k < 0 : op == JOP_LE ? k <= 0 : op == JOP_GT ? k > 0 : k >= 0);
     }
     if (op == JOP_ADD && a->t == JV_STR && b->t == JV_STR) {
+        if (!jinja_charge(c, (a->u.str.n + b->u.str.n) / JINJA_BYTES_PER_STEP, line)) return NULL;
         char *p = jarena_alloc(c->a, a->u.str.n + b->u.str.n + 1);
         if (!p) return NULL;
         memcpy(p, a->u.str.s, a->u.str.n);
@@ -294,6 +302,7 @@ static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
         return jv_str_own(c->a, p, a->u.str.n + b->u.str.n);
     }
     if (op == JOP_ADD && a->t == JV_LIST && b->t == JV_LIST) {
+        if (!jinja_charge(c, a->u.list.n + b->u.list.n, line)) return NULL;
         jv *r = jv_list(c->a, a->u.list.n + b->u.list.n);
         for (size_t i = 0; r && i < a->u.list.n; i++) if (!jv_list_push(c->a, r, a->u.list.v[i])) return NULL;
         for (size_t i = 0; r && i < b->u.list.n; i++) if (!jv_list_push(c->a, r, b->u.list.v[i])) return NULL;
@@ -430,9 +439,10 @@ static jv *eval_inner(jctx *c, jframe *f, const jnode *n) {
         jv *d = jv_dict(c->a, JV_DICT);
         if (!d) return NULL;
         for (int i = 0; i + 1 < n->nkids; i += 2)
-            if (!(a = jinja_eval(c, f, n->kids[i])) || !(b = jinja_eval(c, f, n->kids[i + 1])) ||
-                !jv_dict_set(c->a, d, a, b))
+            if (!(a = jinja_eval(c, f, n->kids[i])) || !(b = jinja_eval(c, f, n->kids[i + 1])))
                 return NULL;
+            else if (!jinja_charge(c, jv_key_cost(a), n->line) || !jv_dict_set(c->a, d, a, b))
+                return err_wrap(WICK_ERR_INVALID_ARG, "template line %d", n->line), NULL;
         return d;
     }
     case JN_ATTR:
@@ -506,15 +516,21 @@ static jv *eval_inner(jctx *c, jframe *f, const jnode *n) {
 }
 
 bool jinja_charge(jctx *c, uint64_t units, int line) {
+    if (c->failed) return false;
     /* saturating: a single huge charge must not wrap the counter back under the limit */
-    if (units > JINJA_MAX_STEPS || c->steps + units > JINJA_MAX_STEPS) c->steps = JINJA_MAX_STEPS + 1;
-    else c->steps += units;
-    if (c->steps > JINJA_MAX_STEPS) {
-        err_set(WICK_ERR_INVALID_ARG, "template line %d: evaluation step limit exceeded (%llu)",
-                line, (unsigned long long)JINJA_MAX_STEPS);
-        return false;
+    if (units <= JINJA_MAX_STEPS - c->steps) {
+        c->steps += units;
+        return true;
     }
-    return true;
+    c->steps = JINJA_MAX_STEPS + 1;
+    c->failed = true;
+    if (line > 0)
+        err_set(WICK_ERR_INVALID_ARG, "template line %d: evaluation step limit (%llu) exceeded",
+                line, (unsigned long long)JINJA_MAX_STEPS);
+    else
+        err_set(WICK_ERR_INVALID_ARG, "template: evaluation step limit (%llu) exceeded",
+                (unsigned long long)JINJA_MAX_STEPS);
+    return false;
 }
 
 static bool budget(jctx *c, int line) {
@@ -531,6 +547,11 @@ jv *jinja_eval(jctx *c, jframe *f, const jnode *n) {
     c->depth++;
     jv *v = eval_inner(c, f, n);
     c->depth--;
+    /* a value walk (comparison, printing) that failed inside this node reports it here */
+    if (c->failed && v) {
+        err_wrap(WICK_ERR_INVALID_ARG, "template line %d", n->line);
+        v = NULL;
+    }
     return v;
 }
 
