@@ -14,6 +14,7 @@
  *     half. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -304,6 +305,79 @@ static void test_hostile(void **state) {
     free(deep_map);
 }
 
+/* ---- the deepest nesting each limit allows fits in a small thread stack ---- */
+
+#ifdef HAVE_LSAN
+#define STACK_KIB 4096 /* sanitizer frames are several times larger */
+#else
+#define STACK_KIB 1024 /* what wick.h promises is enough */
+#endif
+
+/* `head` n times, then `mid`, then `tail` n times. */
+static char *repeat3(const char *head, int n, const char *mid, const char *tail) {
+    size_t lh = strlen(head), lm = strlen(mid), lt = strlen(tail);
+    char *s = malloc(lh * (size_t)n + lm + lt * (size_t)n + 1), *p = s;
+    assert_non_null(s);
+    for (int i = 0; i < n; i++, p += lh) memcpy(p, head, lh);
+    memcpy(p, mid, lm);
+    p += lm;
+    for (int i = 0; i < n; i++, p += lt) memcpy(p, tail, lt);
+    *p = 0;
+    return s;
+}
+
+typedef struct deep { const char *tpl; wick_status st; char msg[200]; } deep;
+
+static void *render_thread(void *arg) {
+    deep *d = arg;
+    char *out = NULL;
+    d->st = jinja_render(d->tpl, NULL, &out);
+    snprintf(d->msg, sizeof d->msg, "%s", d->st ? wick_last_error() : ""); /* thread-local */
+    free(out);
+    return NULL;
+}
+
+/* {{ <inner> }} */
+static char *in_output(char *inner) {
+    char *s = repeat3("{{ ", 1, inner, " }}");
+    free(inner);
+    return s;
+}
+
+static void test_stack_bounded(void **state) {
+    (void)state;
+    struct { char *tpl; bool ok; } cases[] = {
+        {in_output(repeat3("not ", 195, "1", "")), true},           /* parse depth 200 */
+        {in_output(repeat3("1 if 1 else ", 195, "1", "")), true},
+        {in_output(repeat3("[", 95, "1", "]")), true},
+        {repeat3("{% if 1 %}", 195, "x", "{% endif %}"), true},
+        {repeat3("{% for a in [1] %}", 195, "x", "{% endfor %}"), true},
+        {in_output(repeat3("(", 100000, "1", ")")), false},            /* over it */
+        /* macro recursion up to the call limit, each level inside a loop and an if */
+        {strdup("{% macro f(n) %}{% if n %}{% for a in [1] %}{% if 1 %}{{ [f(n - 1)]|first|trim }}"
+                "{% endif %}{% endfor %}{% endif %}{% endmacro %}{{ f(200) }}"), false},
+        /* 998-deep values printed, compared, sorted and serialized below 95 macro calls */
+        {strdup("{% set ns = namespace(a=1) %}{% for i in range(998) %}{% set ns.a = [ns.a] %}"
+                "{% endfor %}{% macro f(n) %}{% if n %}{{ f(n - 1) }}{% else %}{{ ns.a|length }}"
+                "{{ ns.a == ns.a[0:] }}{{ ns.a|string|length }}{{ ns.a|tojson|length }}"
+                "{{ [ns.a, ns.a]|sort|length }}{% endif %}{% endmacro %}{{ f(95) }}"), true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        deep d = {cases[i].tpl, WICK_ERR_INTERNAL, ""};
+        pthread_attr_t at;
+        pthread_t th;
+        assert_int_equal(pthread_attr_init(&at), 0);
+        assert_int_equal(pthread_attr_setstacksize(&at, (size_t)STACK_KIB << 10), 0);
+        assert_int_equal(pthread_create(&th, &at, render_thread, &d), 0);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        pthread_attr_destroy(&at);
+        if (cases[i].ok && d.st) fail_msg("case %zu: %s", i, d.msg);
+        if (!cases[i].ok && (d.st == WICK_OK || d.st == WICK_ERR_INTERNAL))
+            fail_msg("case %zu: expected a limit error, got status %d", i, d.st);
+        free(cases[i].tpl);
+    }
+}
+
 /* ---- fuzz/regressions/jinja: every input the fuzzer found, replayed by the harness ---- */
 
 typedef struct input { const uint8_t *p; size_t n; } input;
@@ -348,6 +422,7 @@ int main(void) {
         cmocka_unit_test(test_integer_edges),
         cmocka_unit_test(test_integer_errors),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_stack_bounded),
         cmocka_unit_test(test_fuzz_regressions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
