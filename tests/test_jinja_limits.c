@@ -147,6 +147,23 @@ static void test_integer_errors(void **state) {
     }
 }
 
+/* A filter block or set block with a chain of 71 filters applies all of them (the first 7
+ * were dropped by a fixed 64-entry array). Expected output from jinja2 3.1.6. */
+static void test_long_filter_chain(void **state) {
+    (void)state;
+    char tpl[2048];
+    size_t k = (size_t)sprintf(tpl, "{%% filter upper");
+    for (int i = 0; i < 70; i++) k += (size_t)sprintf(tpl + k, "|trim");
+    k += (size_t)sprintf(tpl + k, " %%} ab {%% endfilter %%}{%% set x | upper");
+    for (int i = 0; i < 70; i++) k += (size_t)sprintf(tpl + k, "|trim");
+    sprintf(tpl + k, " %%} cd {%% endset %%}{{ x }}");
+    wick_status st;
+    char *out = render(tpl, NULL, &st);
+    assert_int_equal(st, WICK_OK);
+    assert_string_equal(out, "ABCD");
+    free(out);
+}
+
 /* ---- hostile templates, each rendered in a child process ----
  * A crash, a hang or a memory blow-up must not take the test program down with it (and
  * before the fixes these did crash, hang or allocate gigabytes), so each case runs in a
@@ -421,6 +438,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_integer_edges),
         cmocka_unit_test(test_integer_errors),
+        cmocka_unit_test(test_long_filter_chain),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_stack_bounded),
         cmocka_unit_test(test_fuzz_regressions),

@@ -170,6 +170,30 @@ static wick_status assign(jctx *c, jframe *f, const jnode *target, jv *v) {
     return bind_targets(c, f, target, v); /* tuple of names */
 }
 
+/* Applies a `{% filter a|b(x) %}` / `{% set v | a|b %}` chain to v, innermost filter first.
+ * The chain is a list of FILTER nodes linked through kids[0] (outermost first), of any
+ * length: it is walked into an arena array rather than recursed. */
+static jv *filter_chain(jctx *c, jframe *f, const jnode *outer, jv *v) {
+    size_t k = 0;
+    for (const jnode *x = outer; x && x->k == JN_FILTER; x = x->kids[0]) k++;
+    const jnode **chain = jarena_alloc(c->a, (k ? k : 1) * sizeof *chain);
+    if (!chain) return NULL;
+    k = 0;
+    for (const jnode *x = outer; x && x->k == JN_FILTER; x = x->kids[0]) chain[k++] = x;
+    while (k-- > 0 && v) {
+        const jnode *x = chain[k];
+        jv **args = NULL;
+        if (!jinja_charge(c, 1, x->line)) return NULL;
+        if (x->nargs) {
+            if (!(args = jarena_alloc(c->a, (size_t)x->nargs * sizeof *args))) return NULL;
+            for (int j = 0; j < x->nargs; j++)
+                if (!(args[j] = jinja_eval(c, f, x->args[j]))) return NULL;
+        }
+        v = jinja_filter(c, x->name, v, args, x->argnames, x->nargs, x->line);
+    }
+    return v;
+}
+
 static wick_status exec_node(jctx *c, jframe *f, const jnode *n) {
     if (!jinja_charge(c, 1, n->line)) return WICK_ERR_INVALID_ARG;
     if (c->depth >= JINJA_MAX_EVAL_DEPTH)
@@ -198,44 +222,15 @@ static wick_status exec_node(jctx *c, jframe *f, const jnode *n) {
         break;
     case JN_SETBLOCK:
         if (!(v = render_to_str(c, f, n->kids[1], &st))) break;
-        if (n->kids[2]) {
-            /* apply the filter chain with the rendered text as innermost subject */
-            const jnode *chain[64];
-            int k = 0;
-            for (const jnode *x = n->kids[2]; x && x->k == JN_FILTER && k < 64; x = x->kids[0])
-                chain[k++] = x;
-            for (int i = k - 1; i >= 0 && v; i--) {
-                jv **args = NULL;
-                if (chain[i]->nargs) {
-                    args = jarena_alloc(c->a, (size_t)chain[i]->nargs * sizeof *args);
-                    for (int j = 0; args && j < chain[i]->nargs; j++)
-                        if (!(args[j] = jinja_eval(c, f, chain[i]->args[j]))) args = NULL;
-                    if (!args) { v = NULL; break; }
-                }
-                v = jinja_filter(c, chain[i]->name, v, args, chain[i]->argnames, chain[i]->nargs,
-                                 chain[i]->line);
-            }
-            if (!v) { st = status_of_null(); break; }
+        if (n->kids[2] && !(v = filter_chain(c, f, n->kids[2], v))) {
+            st = status_of_null();
+            break;
         }
         st = assign(c, f, n->kids[0], v);
         break;
     case JN_FILTERBLOCK: {
         if (!(v = render_to_str(c, f, n->kids[1], &st))) break;
-        const jnode *chain[64];
-        int k = 0;
-        for (const jnode *x = n->kids[0]; x && x->k == JN_FILTER && k < 64; x = x->kids[0])
-            chain[k++] = x;
-        for (int i = k - 1; i >= 0 && v; i--) {
-            jv **args = NULL;
-            if (chain[i]->nargs) {
-                args = jarena_alloc(c->a, (size_t)chain[i]->nargs * sizeof *args);
-                for (int j = 0; args && j < chain[i]->nargs; j++)
-                    if (!(args[j] = jinja_eval(c, f, chain[i]->args[j]))) args = NULL;
-                if (!args) { v = NULL; break; }
-            }
-            v = jinja_filter(c, chain[i]->name, v, args, chain[i]->argnames, chain[i]->nargs,
-                             chain[i]->line);
-        }
+        v = filter_chain(c, f, n->kids[0], v);
         if (!v) st = status_of_null();
         else if (!jv_write_str(c, c->out, v)) st = status_of_null();
         break;
