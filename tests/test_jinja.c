@@ -196,6 +196,12 @@ static void test_errors(void **state) {
     expect_error("{{ 'abc }}", NULL, WICK_ERR_FORMAT, "string");
     expect_error("{# never closed", NULL, WICK_ERR_FORMAT, "comment");
     expect_error("{{ 1 + }}", NULL, WICK_ERR_FORMAT, "expression");
+    /* jinja2: "'break' outside loop" at compile time (wick ended the render there) */
+    expect_error("a{% break %}b", NULL, WICK_ERR_FORMAT, "outside loop");
+    expect_error("{% for x in [] %}{% else %}{% continue %}{% endfor %}", NULL, WICK_ERR_FORMAT,
+                 "outside loop");
+    expect_error("{% for i in [1] %}{% macro m() %}{% break %}{% endmacro %}{% endfor %}", NULL,
+                 WICK_ERR_FORMAT, "outside loop");
     /* limits */
     expect_error("{% for i in range(200000) %}{% endfor %}", NULL, WICK_ERR_INVALID_ARG, "range");
     expect_error("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", NULL, WICK_ERR_INVALID_ARG,
