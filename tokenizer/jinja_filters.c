@@ -488,9 +488,10 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
         const char *p = s->u.str.s;
         size_t n = s->u.str.n, i = 0;
         bool firstline = true;
+        size_t pn = strlen(ps);
         if (!jinja_charge(c, n / JINJA_BYTES_PER_STEP, line)) ok = false;
         while (ok && i <= n) {
-            if (!jinja_charge(c, 1 + strlen(ps) / JINJA_BYTES_PER_STEP, line)) { /* per line */
+            if (!jinja_charge(c, 1 + pn / JINJA_BYTES_PER_STEP, line)) { /* per line */
                 ok = false;
                 break;
             }
@@ -499,7 +500,7 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
             bool empty = e == i;
             bool add = firstline ? (first && jv_truthy(first)) : (!empty || (blank && jv_truthy(blank)));
             if (!firstline) ok = jbuf_putc(&b, '\n');
-            if (ok && add && !(firstline && empty && e >= n)) ok = jbuf_put(&b, ps, strlen(ps));
+            if (ok && add && !(firstline && empty && e >= n)) ok = jbuf_put(&b, ps, pn);
             ok = ok && jbuf_put(&b, p + i, e - i);
             firstline = false;
             if (e >= n) break;
