@@ -104,8 +104,12 @@ jv *jinja_strip(jctx *c, jv *s, jv *chars, int mode, int line) {
  * 3 Python str.title (upper after a non-letter, lower after a letter). */
 jv *jinja_case(jctx *c, jv *s, int how) {
     if (!jinja_charge(c, s->u.str.n, 0)) return NULL; /* per character */
+    /* Each code point maps to one of at most 4 bytes: short strings (sort keys, one
+     * character at a time) are mapped on the stack, longer ones in a growing buffer. */
+    char small[4 * 32];
     jbuf b = {0};
-    bool ok = jbuf_put(&b, "", 0), prev_letter = false, first = true;
+    size_t k = 0;
+    bool ok = s->u.str.n <= 32 || jbuf_put(&b, "", 0), prev_letter = false, first = true;
     for (size_t i = 0; ok && i < s->u.str.n;) {
         uint32_t cp;
         i += ju_decode(s->u.str.s + i, s->u.str.n - i, &cp);
@@ -114,12 +118,16 @@ jv *jinja_case(jctx *c, jv *s, int how) {
         bool up = how == 1 || (how == 2 && first) || (how == 3 && !prev_letter);
         uint32_t m = (uint32_t)(up ? utf8proc_toupper((utf8proc_int32_t)cp)
                                    : utf8proc_tolower((utf8proc_int32_t)cp));
-        char enc[4];
-        ok = jbuf_put(&b, enc, ju_encode(m, enc));
+        if (s->u.str.n <= 32) {
+            k += ju_encode(m, small + k);
+        } else {
+            char enc[4];
+            ok = jbuf_put(&b, enc, ju_encode(m, enc));
+        }
         prev_letter = letter;
         first = false;
     }
-    jv *r = ok ? jv_str(c->a, b.p, b.n) : NULL;
+    jv *r = !ok ? NULL : s->u.str.n <= 32 ? jv_str(c->a, small, k) : jv_str(c->a, b.p, b.n);
     free(b.p);
     return r;
 }

@@ -212,7 +212,27 @@ jv *jv_str_own(jarena *a, const char *s, size_t n) {
     return v;
 }
 
+/* The empty string and the 128 one-character ASCII strings, shared by every render (values
+ * are never modified once made): iterating, reversing or sorting a string makes one value per
+ * character, which would otherwise cost ~80 bytes of arena each. */
+static char small_text[129][2];
+static jv small_str[129];
+static pthread_once_t small_once = PTHREAD_ONCE_INIT;
+
+static void small_init(void) {
+    for (int i = 0; i < 129; i++) {
+        small_text[i][0] = (char)(i < 128 ? i : 0);
+        small_str[i].t = JV_STR;
+        small_str[i].u.str.s = small_text[i];
+        small_str[i].u.str.n = i < 128 ? 1 : 0;
+    }
+}
+
 jv *jv_str(jarena *a, const char *s, size_t n) {
+    if (n == 0 || (n == 1 && (unsigned char)s[0] < 128)) {
+        pthread_once(&small_once, small_init);
+        return &small_str[n ? (unsigned char)s[0] : 128];
+    }
     char *p = jarena_strndup(a, s, n);
     return p ? jv_str_own(a, p, n) : NULL;
 }
