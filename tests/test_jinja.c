@@ -141,6 +141,10 @@ static const jcase cases[] = {
     {"{{ '%d items'|replace('%d','3') }}{{ 'x'.isdigit() }}{{ '12'.isdigit() }}",
      "{}",
      "3 itemsFalseTrue"},
+    /* dict keys hash like Python's: 1, 1.0 and True are one key (the first key object stays) */
+    {"{{ {1: 'a', 1.0: 'b', true: 'c'} }}|{{ {'x': 1, 'y': 2}['y'] }}|{{ {none: 1}[none] }}|{{ {2.5: 'f'}[2.5] }}|{{ 1 in {1.0: 0} }}|{{ {'a': 1} == {'a': 1.0} }}|{{ [1, 1.0, true, 'a', 'A']|unique|list }}|{{ {'a': 1}[[1]] }}",
+     "{}",
+     "{1: 'c'}|2|1|f|True|True|[1, 'a']|"},
 };
 
 static char *render(const char *tpl, const char *ctx_json, wick_status *st) {
@@ -182,12 +186,15 @@ static void test_errors(void **state) {
     expect_error("{{ 1 // 0 }}", NULL, WICK_ERR_INVALID_ARG, "zero");
     expect_error("{% for x in none %}{% endfor %}", NULL, WICK_ERR_INVALID_ARG, "not iterable");
     expect_error("{% set x = 1 %}{% set x.a = 2 %}", NULL, WICK_ERR_INVALID_ARG, "namespace");
+    expect_error("{{ {[1]: 2} }}", NULL, WICK_ERR_INVALID_ARG, "unhashable type: 'list'");
+    expect_error("{{ [[1], [1]]|unique|list }}", NULL, WICK_ERR_INVALID_ARG, "unhashable");
     /* outside the subset: named, with the line */
     expect_error("a\n{% include 'x.j2' %}", NULL, WICK_ERR_UNSUPPORTED, "line 2");
     expect_error("{% extends 'base' %}", NULL, WICK_ERR_UNSUPPORTED, "extends");
     expect_error("{{ x|wordwrap }}", NULL, WICK_ERR_UNSUPPORTED, "wordwrap");
     expect_error("{{ x is foo }}", NULL, WICK_ERR_UNSUPPORTED, "foo");
     expect_error("{% for x in y recursive %}{% endfor %}", NULL, WICK_ERR_UNSUPPORTED, "recursive");
+    expect_error("{{ {(1, 2): 3} }}", NULL, WICK_ERR_UNSUPPORTED, "tuples as dict keys");
     /* syntax errors */
     expect_error("{% if x %}", NULL, WICK_ERR_FORMAT, "endif");
     expect_error("{{ x ", NULL, WICK_ERR_FORMAT, "unterminated");
