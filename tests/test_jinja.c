@@ -141,6 +141,10 @@ static const jcase cases[] = {
     {"{{ '%d items'|replace('%d','3') }}{{ 'x'.isdigit() }}{{ '12'.isdigit() }}",
      "{}",
      "3 itemsFalseTrue"},
+    /* find/rfind/index by memmem (rfind on the reversed strings), in code points */
+    {"{{ 'abcabc'.rfind('bc') }}{{ 'abc'.rfind('') }}{{ 'abc'.rfind('abcd') }}{{ 'h\u00e9llo'.rfind('l') }}{{ 'h\u00e9llo'.find('l') }}{{ 'h\u00e9llo'.index('o') }}{{ 'aaaa'.rfind('aa') }}",
+     "{}",
+     "43-13242"},
     /* dict keys hash like Python's: 1, 1.0 and True are one key (the first key object stays) */
     {"{{ {1: 'a', 1.0: 'b', true: 'c'} }}|{{ {'x': 1, 'y': 2}['y'] }}|{{ {none: 1}[none] }}|{{ {2.5: 'f'}[2.5] }}|{{ 1 in {1.0: 0} }}|{{ {'a': 1} == {'a': 1.0} }}|{{ [1, 1.0, true, 'a', 'A']|unique|list }}|{{ {'a': 1}[[1]] }}",
      "{}",

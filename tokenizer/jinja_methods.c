@@ -333,6 +333,7 @@ static jv *str_method(jctx *c, jv *s, const char *name, jv **args, const char **
          * last occurrence is the first one in the reversed strings */
         int64_t pos = -1;
         if (m > n) {
+            pos = -1;
         } else if (name[0] != 'r') {
             const char *f = memmem(p, n, q, m);
             if (f) pos = (int64_t)(f - p);
