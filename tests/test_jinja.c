@@ -141,6 +141,12 @@ static const jcase cases[] = {
     {"{{ '%d items'|replace('%d','3') }}{{ 'x'.isdigit() }}{{ '12'.isdigit() }}",
      "{}",
      "3 itemsFalseTrue"},
+    /* loop frames are reused between iterations: each still starts empty (also past the 8
+     * variables where a frame's dict gets its hash index), and a macro defined in an
+     * iteration keeps that iteration's variables */
+    {"{% set ns = namespace(out='') %}{% for i in range(3) %}{% if i == 1 %}{{ a0 is defined }}{% endif %}{% set a0 = i %}{% set a1 = i %}{% set a2 = i %}{% set a3 = i %}{% set a4 = i %}{% set a5 = i %}{% set a6 = i %}{% set a7 = i %}{% set a8 = i %}{% set a9 = i %}{% set a10 = i %}{{ a0 }}{{ a10 }}{{ i }}{{ loop.index }}{% endfor %}|{% for k, v in {'x': 1, 'y': 2}.items() %}{% macro m() %}{{ k }}{{ v }}{% endmacro %}{% set ns.out = ns.out ~ m() %}{% endfor %}{{ ns.out }}|{% for x in [1,2,3] if x > 1 %}{% set y = x %}{{ y }}{% endfor %}|{% for i in range(3) %}{% set j = i * 10 %}{% macro m() %}{{ i }}-{{ j }}{% endmacro %}{{ m() }};{% endfor %}",
+     "{}",
+     "0001False11122223|x1y2|23|0-0;1-10;2-20;"},
     /* find/rfind/index by memmem (rfind on the reversed strings), in code points */
     {"{{ 'abcabc'.rfind('bc') }}{{ 'abc'.rfind('') }}{{ 'abc'.rfind('abcd') }}{{ 'h\u00e9llo'.rfind('l') }}{{ 'h\u00e9llo'.find('l') }}{{ 'h\u00e9llo'.index('o') }}{{ 'aaaa'.rfind('aa') }}",
      "{}",
