@@ -10,12 +10,17 @@
  * output, memory) keep every input bounded, so libFuzzer's -timeout and -rss_limit_mb catch
  * a limit that does not cover some loop.
  *
- * Build by hand (no CMake wiring here), from the repository root:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -I. \
- *     fuzz/fuzz_jinja.c tokenizer/jinja_*.c base/error.c -lcjson -lutf8proc -lm -o fuzz_jinja
- *   ./fuzz_jinja -dict=fuzz/dict/jinja.dict fuzz/corpus/jinja
+ * Build by hand (no CMake wiring here), from the repository root; -fno-sanitize-recover
+ * makes UBSan findings (integer overflow, float-to-int) crashes the fuzzer records:
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+ *     -D_GNU_SOURCE -Iinclude -I. fuzz/fuzz_jinja.c tokenizer/jinja_*.c base/error.c \
+ *     -lcjson -lutf8proc -lm -o fuzz_jinja
+ *   ./fuzz_jinja -dict=fuzz/dict/jinja.dict -max_len=4096 -timeout=10 -rss_limit_mb=3000 \
+ *     corpus_dir fuzz/corpus/jinja
+ * (a render may legitimately use the engine's 512 MiB arena plus its 64 MiB of output, and
+ * under ASan a render that runs to the step limit takes seconds, hence the limits above).
  * Inputs that once failed live in fuzz/regressions/jinja/ and are replayed by
- * tests/test_jinja.c. */
+ * tests/test_jinja_limits.c (which includes this file). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
