@@ -315,7 +315,26 @@ typedef struct wick_chat_message {
  * apply_chat_template(tokenize=False). extra_json: optional JSON object of extra template
  * variables (e.g. {"enable_thinking": false}), may be NULL. *out is NUL-terminated, free with
  * wick_free. Fails with WICK_ERR_NOT_FOUND when the tokenizer has no template, and with
- * WICK_ERR_UNSUPPORTED naming the construct the interpreter cannot render. */
+ * WICK_ERR_UNSUPPORTED naming the construct the interpreter cannot render.
+ *
+ * Templates come from downloaded files, so a render is bounded whatever the template does;
+ * past a limit it fails with an error (WICK_ERR_UNSUPPORTED for parse nesting,
+ * WICK_ERR_NOMEM for memory and output, WICK_ERR_INVALID_ARG otherwise), never a crash:
+ *   - parsing: expressions and blocks nest at most 200 levels;
+ *   - evaluation: 400 nested expressions/statements, 100 nested macro calls, and lists/dicts
+ *     printed, compared or converted to JSON at most 1000 levels deep (a namespace that
+ *     contains itself is an error, not an endless print); the JSON variables too;
+ *   - work: 50,000,000 steps, a step being one node evaluated, one list item or dict entry
+ *     that an operator, filter or loop visits, or 64 bytes of string copied or searched
+ *     (one byte for per-character work such as case mapping); range() gives at most
+ *     100,000 items, as jinja2's sandbox;
+ *   - memory: 512 MiB of values per render, plus 64 MiB of rendered text shared by the
+ *     output and the macro results / set blocks being built at the same time;
+ *   - integers are 64-bit: where Python's would grow past that (2 ** 63, 1e300|int,
+ *     INT64_MIN // -1) the render fails with WICK_ERR_UNSUPPORTED "integer overflow"
+ *     instead of wrapping.
+ * The deepest nesting needs about 0.5 MiB of stack (about 2 MiB under AddressSanitizer):
+ * call from threads with at least 1 MiB. */
 wick_status wick_chat_render(const wick_tokenizer *tok, const wick_chat_message *msgs, size_t n,
                              bool add_generation_prompt, const char *extra_json, char **out);
 

@@ -141,6 +141,20 @@ static const jcase cases[] = {
     {"{{ '%d items'|replace('%d','3') }}{{ 'x'.isdigit() }}{{ '12'.isdigit() }}",
      "{}",
      "3 itemsFalseTrue"},
+    /* loop frames are reused between iterations: each still starts empty (also past the 8
+     * variables where a frame's dict gets its hash index), and a macro defined in an
+     * iteration keeps that iteration's variables */
+    {"{% set ns = namespace(out='') %}{% for i in range(3) %}{% if i == 1 %}{{ a0 is defined }}{% endif %}{% set a0 = i %}{% set a1 = i %}{% set a2 = i %}{% set a3 = i %}{% set a4 = i %}{% set a5 = i %}{% set a6 = i %}{% set a7 = i %}{% set a8 = i %}{% set a9 = i %}{% set a10 = i %}{{ a0 }}{{ a10 }}{{ i }}{{ loop.index }}{% endfor %}|{% for k, v in {'x': 1, 'y': 2}.items() %}{% macro m() %}{{ k }}{{ v }}{% endmacro %}{% set ns.out = ns.out ~ m() %}{% endfor %}{{ ns.out }}|{% for x in [1,2,3] if x > 1 %}{% set y = x %}{{ y }}{% endfor %}|{% for i in range(3) %}{% set j = i * 10 %}{% macro m() %}{{ i }}-{{ j }}{% endmacro %}{{ m() }};{% endfor %}",
+     "{}",
+     "0001False11122223|x1y2|23|0-0;1-10;2-20;"},
+    /* find/rfind/index by memmem (rfind on the reversed strings), in code points */
+    {"{{ 'abcabc'.rfind('bc') }}{{ 'abc'.rfind('') }}{{ 'abc'.rfind('abcd') }}{{ 'h\u00e9llo'.rfind('l') }}{{ 'h\u00e9llo'.find('l') }}{{ 'h\u00e9llo'.index('o') }}{{ 'aaaa'.rfind('aa') }}",
+     "{}",
+     "43-13242"},
+    /* dict keys hash like Python's: 1, 1.0 and True are one key (the first key object stays) */
+    {"{{ {1: 'a', 1.0: 'b', true: 'c'} }}|{{ {'x': 1, 'y': 2}['y'] }}|{{ {none: 1}[none] }}|{{ {2.5: 'f'}[2.5] }}|{{ 1 in {1.0: 0} }}|{{ {'a': 1} == {'a': 1.0} }}|{{ [1, 1.0, true, 'a', 'A']|unique|list }}|{{ {'a': 1}[[1]] }}",
+     "{}",
+     "{1: 'c'}|2|1|f|True|True|[1, 'a']|"},
 };
 
 static char *render(const char *tpl, const char *ctx_json, wick_status *st) {
@@ -182,12 +196,15 @@ static void test_errors(void **state) {
     expect_error("{{ 1 // 0 }}", NULL, WICK_ERR_INVALID_ARG, "zero");
     expect_error("{% for x in none %}{% endfor %}", NULL, WICK_ERR_INVALID_ARG, "not iterable");
     expect_error("{% set x = 1 %}{% set x.a = 2 %}", NULL, WICK_ERR_INVALID_ARG, "namespace");
+    expect_error("{{ {[1]: 2} }}", NULL, WICK_ERR_INVALID_ARG, "unhashable type: 'list'");
+    expect_error("{{ [[1], [1]]|unique|list }}", NULL, WICK_ERR_INVALID_ARG, "unhashable");
     /* outside the subset: named, with the line */
     expect_error("a\n{% include 'x.j2' %}", NULL, WICK_ERR_UNSUPPORTED, "line 2");
     expect_error("{% extends 'base' %}", NULL, WICK_ERR_UNSUPPORTED, "extends");
     expect_error("{{ x|wordwrap }}", NULL, WICK_ERR_UNSUPPORTED, "wordwrap");
     expect_error("{{ x is foo }}", NULL, WICK_ERR_UNSUPPORTED, "foo");
     expect_error("{% for x in y recursive %}{% endfor %}", NULL, WICK_ERR_UNSUPPORTED, "recursive");
+    expect_error("{{ {(1, 2): 3} }}", NULL, WICK_ERR_UNSUPPORTED, "tuples as dict keys");
     /* syntax errors */
     expect_error("{% if x %}", NULL, WICK_ERR_FORMAT, "endif");
     expect_error("{{ x ", NULL, WICK_ERR_FORMAT, "unterminated");
@@ -196,6 +213,12 @@ static void test_errors(void **state) {
     expect_error("{{ 'abc }}", NULL, WICK_ERR_FORMAT, "string");
     expect_error("{# never closed", NULL, WICK_ERR_FORMAT, "comment");
     expect_error("{{ 1 + }}", NULL, WICK_ERR_FORMAT, "expression");
+    /* jinja2: "'break' outside loop" at compile time (wick ended the render there) */
+    expect_error("a{% break %}b", NULL, WICK_ERR_FORMAT, "outside loop");
+    expect_error("{% for x in [] %}{% else %}{% continue %}{% endfor %}", NULL, WICK_ERR_FORMAT,
+                 "outside loop");
+    expect_error("{% for i in [1] %}{% macro m() %}{% break %}{% endmacro %}{% endfor %}", NULL,
+                 WICK_ERR_FORMAT, "outside loop");
     /* limits */
     expect_error("{% for i in range(200000) %}{% endfor %}", NULL, WICK_ERR_INVALID_ARG, "range");
     expect_error("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", NULL, WICK_ERR_INVALID_ARG,

@@ -9,8 +9,10 @@
  * Errors: a construct outside the subset fails at compile time with WICK_ERR_UNSUPPORTED naming
  * it and its line; syntax errors give WICK_ERR_FORMAT; raise_exception() and other run-time
  * errors (undefined arithmetic, type errors) give WICK_ERR_INVALID_ARG with the message.
- * Parsing and evaluation depth, loop sizes, memory and output size are bounded, so a hostile
- * template fails with an error instead of exhausting the stack or memory.
+ * Parsing and evaluation depth, value nesting, work (steps), memory and output size are
+ * bounded (the numbers are in include/wick.h beside wick_chat_render and in
+ * jinja_internal.h), so a hostile template fails with an error instead of exhausting the
+ * stack, memory or time.
  *
  * Thread safety: a compiled template is read-only during rendering, so one template may be
  * rendered by many threads at once. */

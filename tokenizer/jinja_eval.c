@@ -91,6 +91,7 @@ static int64_t py_index(int64_t i, size_t n, bool *ok) {
 static jv *get_item(jctx *c, jv *obj, jv *key, int line) {
     if (obj->t == JV_UNDEF) return undefined_error(obj, line);
     if (obj->t == JV_DICT || obj->t == JV_NS) {
+        if (!jinja_charge(c, jv_key_cost(key), line)) return NULL;
         jv *v = jv_dict_get(obj, key);
         if (v) return v;
     } else if ((obj->t == JV_LIST || obj->t == JV_STR) && (key->t == JV_INT || key->t == JV_BOOL)) {
@@ -99,7 +100,8 @@ static jv *get_item(jctx *c, jv *obj, jv *key, int line) {
         if (obj->t == JV_LIST) {
             int64_t i = py_index(k, obj->u.list.n, &ok);
             if (ok) return obj->u.list.v[i];
-        } else {
+        } else { /* code point k: a scan of the string */
+            if (!jinja_charge(c, obj->u.str.n / JINJA_BYTES_PER_STEP, line)) return NULL;
             size_t ncp = ju_count(obj->u.str.s, obj->u.str.n);
             int64_t i = py_index(k, ncp, &ok);
             if (ok) {
@@ -137,11 +139,14 @@ static jv *do_slice(jctx *c, jv *obj, jv *vs[3], int line) {
         return NULL;
     }
     int64_t n = obj->t == JV_LIST ? (int64_t)obj->u.list.n : (int64_t)ju_count(obj->u.str.s, obj->u.str.n);
+    /* Python's clamping (PySlice_AdjustIndices): bounds end up in [-1, n], so the span
+     * between them fits in int64 and the item count is computed once, without stepping an
+     * index past INT64_MAX (a step near INT64_MIN/MAX would overflow `i += step`). */
     int64_t lo = step < 0 ? -1 : 0, hi = step < 0 ? n - 1 : n;
     int64_t start, stop;
     if (!has[0]) start = step < 0 ? hi : lo;
     else {
-        start = p[0] < 0 ? p[0] + n : p[0];
+        start = p[0] < 0 ? p[0] + n : p[0]; /* p < 0 and n >= 0: no overflow */
         start = start < lo ? lo : start > hi ? hi : start;
     }
     if (!has[1]) stop = step < 0 ? lo : hi;
@@ -149,37 +154,47 @@ static jv *do_slice(jctx *c, jv *obj, jv *vs[3], int line) {
         stop = p[1] < 0 ? p[1] + n : p[1];
         stop = stop < lo ? lo : stop > hi ? hi : stop;
     }
+    uint64_t ustep = step < 0 ? 0 - (uint64_t)step : (uint64_t)step; /* |INT64_MIN| too */
+    uint64_t span = step > 0 ? (stop > start ? (uint64_t)(stop - start) : 0)
+                             : (start > stop ? (uint64_t)(start - stop) : 0);
+    size_t count = span ? (size_t)((span - 1) / ustep + 1) : 0;
+    /* item k is at start + k * step, which stays within [-1, n] for k < count */
+#define SLICE_AT(k) ((size_t)(step > 0 ? start + (int64_t)((k) * ustep) : start - (int64_t)((k) * ustep)))
+    size_t bytes = obj->t == JV_STR ? obj->u.str.n : 0;
+    if (!jinja_charge(c, count + bytes / JINJA_BYTES_PER_STEP, line)) return NULL;
     if (obj->t == JV_LIST) {
-        jv *r = jv_list(c->a, 0);
+        jv *r = jv_list(c->a, count);
         if (!r) return NULL;
-        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
-            if (!jv_list_push(c->a, r, obj->u.list.v[i])) return NULL;
+        for (size_t k = 0; k < count; k++)
+            if (!jv_list_push(c->a, r, obj->u.list.v[SLICE_AT(k)])) return NULL;
         return r;
     }
     const char *s = obj->u.str.s;
     size_t sn = obj->u.str.n;
+    if (!count) return jv_str(c->a, "", 0);
     if (step == 1) { /* the common case s[a:b] */
-        if (stop <= start) return jv_str(c->a, "", 0);
         size_t b = ju_offset(s, sn, (size_t)start), e = ju_offset(s, sn, (size_t)stop);
         return jv_str(c->a, s + b, e - b);
     }
-    size_t *offs = malloc(((size_t)n + 1) * sizeof *offs); /* code point offsets */
-    if (!offs) {
-        err_set(WICK_ERR_NOMEM, "template: out of memory");
-        return NULL;
+    /* One forward pass notes the byte offset of each selected code point (in ascending
+     * order; a negative step emits them backwards). The offsets live in the arena, so a
+     * huge string costs at most the arena's limit. */
+    size_t *at = jarena_alloc(c->a, count * sizeof *at);
+    if (!at) return NULL;
+    size_t first = step > 0 ? SLICE_AT(0) : SLICE_AT(count - 1), m = 0;
+    for (size_t i = 0, j = 0; i < sn && m < count; j++) {
+        uint32_t cp;
+        if (j >= first && (j - first) % ustep == 0) at[m++] = i;
+        i += ju_decode(s + i, sn - i, &cp);
     }
-    for (size_t i = 0, k = 0; k <= (size_t)n; k++) {
-        offs[k] = i;
-        if (i < sn) {
-            uint32_t cp;
-            i += ju_decode(s + i, sn - i, &cp);
-        }
-    }
+#undef SLICE_AT
     jbuf b = {0};
     bool ok = jbuf_put(&b, "", 0);
-    for (int64_t i = start; ok && (step > 0 ? i < stop : i > stop); i += step)
-        ok = jbuf_put(&b, s + offs[i], offs[i + 1] - offs[i]);
-    free(offs);
+    for (size_t k = 0; ok && k < m; k++) {
+        size_t i = at[step > 0 ? k : m - 1 - k];
+        uint32_t cp;
+        ok = jbuf_put(&b, s + i, ju_decode(s + i, sn - i, &cp));
+    }
     jv *r = ok ? jv_str(c->a, b.p, b.n) : NULL;
     free(b.p);
     return r;
@@ -199,6 +214,8 @@ static jv *repeat(jctx *c, jv *seq, int64_t k, int line) {
         err_set(WICK_ERR_INVALID_ARG, "template line %d: repetition too large", line);
         return NULL;
     }
+    uint64_t work = seq->t == JV_STR ? unit * (uint64_t)k / JINJA_BYTES_PER_STEP : unit * (uint64_t)k;
+    if (!jinja_charge(c, work, line)) return NULL;
     if (seq->t == JV_STR) {
         char *p = jarena_alloc(c->a, unit * (size_t)k + 1);
         if (!p) return NULL;
@@ -212,16 +229,38 @@ static jv *repeat(jctx *c, jv *seq, int64_t k, int line) {
     return r;
 }
 
+/* x ** y for y >= 0 by squaring (O(log y)); false when the result does not fit in int64. */
+static bool int_pow(int64_t x, int64_t y, int64_t *out) {
+    if (x == 0 || x == 1 || y == 0) { /* also keeps 1 ** INT64_MAX from looping */
+        *out = y == 0 ? 1 : x;
+        return true;
+    }
+    if (x == -1) {
+        *out = (y & 1) ? -1 : 1;
+        return true;
+    }
+    int64_t r = 1, b = x;
+    for (;;) {
+        if ((y & 1) && __builtin_mul_overflow(r, b, &r)) return false;
+        y >>= 1;
+        if (!y) break;
+        /* |b| >= 2 here, so an overflowing square means |result| >= b*b > INT64_MAX */
+        if (__builtin_mul_overflow(b, b, &b)) return false;
+    }
+    *out = r;
+    return true;
+}
+
 static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
     if (op == JOP_CONCAT) {
         jbuf buf = {0};
-        bool ok = jbuf_put(&buf, "", 0) && jv_write_str(&buf, a) && jv_write_str(&buf, b);
+        bool ok = jbuf_put(&buf, "", 0) && jv_write_str(c, &buf, a) && jv_write_str(c, &buf, b);
         jv *r = ok ? jv_str(c->a, buf.p, buf.n) : NULL;
         free(buf.p);
         return r;
     }
-    if (op == JOP_EQ) return JV_BOOLV(jv_equal(a, b));
-    if (op == JOP_NE) return JV_BOOLV(!jv_equal(a, b));
+    if (op == JOP_EQ) return JV_BOOLV(jv_equal(c, a, b));
+    if (op == JOP_NE) return JV_BOOLV(!jv_equal(c, a, b));
     if (op == JOP_IN || op == JOP_NOTIN) {
         bool r = false;
         if (b->t == JV_STR) {
@@ -231,10 +270,13 @@ static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
                         "as left operand, not %s", line, jv_type_name(a));
                 return NULL;
             }
+            if (!jinja_charge(c, (a->u.str.n + b->u.str.n) / JINJA_BYTES_PER_STEP, line)) return NULL;
             r = a->u.str.n == 0 || memmem(b->u.str.s, b->u.str.n, a->u.str.s, a->u.str.n);
         } else if (b->t == JV_LIST) {
-            for (size_t i = 0; i < b->u.list.n && !r; i++) r = jv_equal(a, b->u.list.v[i]);
+            if (!jinja_charge(c, b->u.list.n, line)) return NULL;
+            for (size_t i = 0; i < b->u.list.n && !r && !c->failed; i++) r = jv_equal(c, a, b->u.list.v[i]);
         } else if (b->t == JV_DICT || b->t == JV_NS) {
+            if (!jinja_charge(c, jv_key_cost(a), line)) return NULL;
             r = jv_dict_get(b, a) != NULL;
         } else if (b->t != JV_UNDEF) {
             err_set(WICK_ERR_INVALID_ARG, "template line %d: argument of type '%s' is not "
@@ -247,11 +289,12 @@ static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
     if (b->t == JV_UNDEF) return undefined_error(b, line);
     if (op >= JOP_LT && op <= JOP_GE) {
         bool ok;
-        int k = jv_compare(a, b, &ok);
+        int k = jv_compare(c, a, b, &ok);
         if (!ok) return err_wrap(WICK_ERR_INVALID_ARG, "template line %d", line), NULL;
         return JV_BOOLV(op == JOP_LT ? k < 0 : op == JOP_LE ? k <= 0 : op == JOP_GT ? k > 0 : k >= 0);
     }
     if (op == JOP_ADD && a->t == JV_STR && b->t == JV_STR) {
+        if (!jinja_charge(c, (a->u.str.n + b->u.str.n) / JINJA_BYTES_PER_STEP, line)) return NULL;
         char *p = jarena_alloc(c->a, a->u.str.n + b->u.str.n + 1);
         if (!p) return NULL;
         memcpy(p, a->u.str.s, a->u.str.n);
@@ -259,6 +302,7 @@ static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
         return jv_str_own(c->a, p, a->u.str.n + b->u.str.n);
     }
     if (op == JOP_ADD && a->t == JV_LIST && b->t == JV_LIST) {
+        if (!jinja_charge(c, a->u.list.n + b->u.list.n, line)) return NULL;
         jv *r = jv_list(c->a, a->u.list.n + b->u.list.n);
         for (size_t i = 0; r && i < a->u.list.n; i++) if (!jv_list_push(c->a, r, a->u.list.v[i])) return NULL;
         for (size_t i = 0; r && i < b->u.list.n; i++) if (!jv_list_push(c->a, r, b->u.list.v[i])) return NULL;
@@ -280,15 +324,31 @@ static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
                         "zero", line);
                 return NULL;
             }
-            if (x == INT64_MIN && y == -1) { ovf = true; break; }
-            r = x / y;
-            if ((x % y != 0) && ((x < 0) != (y < 0))) r--; /* floor */
-            if (op == JOP_MOD) r = x - r * y;
+            if (y == -1) { /* x % -1 == 0; INT64_MIN / -1 would trap */
+                if (op == JOP_MOD) r = 0;
+                else ovf = __builtin_sub_overflow((int64_t)0, x, &r);
+                break;
+            }
+            /* Python floors; C truncates. Adjusting the remainder (not x - q*y, whose
+             * product can overflow near INT64_MIN) keeps every step in range. */
+            r = x % y;
+            if (r != 0 && ((r < 0) != (y < 0))) {
+                if (op == JOP_MOD) r += y;
+                else r = x / y - 1;
+            } else if (op == JOP_FLOORDIV) {
+                r = x / y;
+            }
             break;
         case JOP_POW:
-            if (y < 0) return jv_float(c->a, pow((double)x, (double)y));
-            r = 1;
-            for (int64_t i = 0; i < y && !ovf; i++) ovf = __builtin_mul_overflow(r, x, &r);
+            if (y < 0) {
+                if (x == 0) {
+                    err_set(WICK_ERR_INVALID_ARG, "template line %d: 0.0 cannot be raised to a "
+                            "negative power", line);
+                    return NULL;
+                }
+                return jv_float(c->a, pow((double)x, (double)y));
+            }
+            ovf = !int_pow(x, y, &r);
             break;
         default: break;
         }
@@ -304,7 +364,24 @@ static jv *binop(jctx *c, jop op, jv *a, jv *b, int line) {
     case JOP_ADD: r = x + y; break;
     case JOP_SUB: r = x - y; break;
     case JOP_MUL: r = x * y; break;
-    case JOP_POW: r = pow(x, y); break;
+    case JOP_POW:
+        /* Python raises where C's pow gives inf or a NaN standing for a complex number */
+        if (x == 0 && y < 0) {
+            err_set(WICK_ERR_INVALID_ARG, "template line %d: 0.0 cannot be raised to a negative "
+                    "power", line);
+            return NULL;
+        }
+        if (x < 0 && isfinite(y) && y != floor(y)) {
+            err_set(WICK_ERR_UNSUPPORTED, "template line %d: a negative number to a fractional "
+                    "power is complex, which is not supported", line);
+            return NULL;
+        }
+        r = pow(x, y);
+        if (isinf(r) && isfinite(x) && isfinite(y)) {
+            err_set(WICK_ERR_INVALID_ARG, "template line %d: ** result out of range", line);
+            return NULL;
+        }
+        break;
     default:
         if (y == 0) {
             err_set(WICK_ERR_INVALID_ARG, "template line %d: division by zero", line);
@@ -362,9 +439,10 @@ static jv *eval_inner(jctx *c, jframe *f, const jnode *n) {
         jv *d = jv_dict(c->a, JV_DICT);
         if (!d) return NULL;
         for (int i = 0; i + 1 < n->nkids; i += 2)
-            if (!(a = jinja_eval(c, f, n->kids[i])) || !(b = jinja_eval(c, f, n->kids[i + 1])) ||
-                !jv_dict_set(c->a, d, a, b))
+            if (!(a = jinja_eval(c, f, n->kids[i])) || !(b = jinja_eval(c, f, n->kids[i + 1])))
                 return NULL;
+            else if (!jinja_charge(c, jv_key_cost(a), n->line) || !jv_dict_set(c->a, d, a, b))
+                return err_wrap(WICK_ERR_INVALID_ARG, "template line %d", n->line), NULL;
         return d;
     }
     case JN_ATTR:
@@ -437,11 +515,26 @@ static jv *eval_inner(jctx *c, jframe *f, const jnode *n) {
     }
 }
 
-static bool budget(jctx *c, int line) {
-    if (++c->steps > JINJA_MAX_STEPS) {
-        err_set(WICK_ERR_INVALID_ARG, "template line %d: evaluation step limit exceeded", line);
-        return false;
+bool jinja_charge(jctx *c, uint64_t units, int line) {
+    if (c->failed) return false;
+    /* saturating: a single huge charge must not wrap the counter back under the limit */
+    if (units <= JINJA_MAX_STEPS - c->steps) {
+        c->steps += units;
+        return true;
     }
+    c->steps = JINJA_MAX_STEPS + 1;
+    c->failed = true;
+    if (line > 0)
+        err_set(WICK_ERR_INVALID_ARG, "template line %d: evaluation step limit (%llu) exceeded",
+                line, (unsigned long long)JINJA_MAX_STEPS);
+    else
+        err_set(WICK_ERR_INVALID_ARG, "template: evaluation step limit (%llu) exceeded",
+                (unsigned long long)JINJA_MAX_STEPS);
+    return false;
+}
+
+static bool budget(jctx *c, int line) {
+    if (!jinja_charge(c, 1, line)) return false;
     if (c->depth >= JINJA_MAX_EVAL_DEPTH) {
         err_set(WICK_ERR_INVALID_ARG, "template line %d: evaluation nested too deeply", line);
         return false;
@@ -454,6 +547,11 @@ jv *jinja_eval(jctx *c, jframe *f, const jnode *n) {
     c->depth++;
     jv *v = eval_inner(c, f, n);
     c->depth--;
+    /* a value walk (comparison, printing) that failed inside this node reports it here */
+    if (c->failed && v) {
+        err_wrap(WICK_ERR_INVALID_ARG, "template line %d", n->line);
+        v = NULL;
+    }
     return v;
 }
 

@@ -28,14 +28,23 @@ static wick_status exec_body(jctx *c, jframe *f, const jnode *body) {
     return WICK_OK;
 }
 
-/* Renders `body` into a fresh buffer and returns it as a string value. */
+static wick_status status_of_null(void);
+
+/* Renders `body` into a fresh buffer and returns it as a string value. The buffers of
+ * enclosing macro calls and set/filter blocks stay alive meanwhile, so they all share one
+ * JINJA_MAX_OUTPUT: without that, macros nested 100 deep could each hold the maximum. */
 static jv *render_to_str(jctx *c, jframe *f, const jnode *body, wick_status *st) {
     jbuf b = {0}, *saved = c->out;
+    size_t held = c->held;
+    c->held += saved->n;
+    b.limit = c->held < JINJA_MAX_OUTPUT ? JINJA_MAX_OUTPUT - c->held : 1;
     c->out = &b;
     *st = exec_body(c, f, body);
     c->out = saved;
+    c->held = held;
     jv *r = NULL;
-    if (!*st && b.failed) *st = WICK_ERR_NOMEM;
+    if (!*st && b.failed) *st = status_of_null();
+    if (!*st && !jinja_charge(c, b.n / JINJA_BYTES_PER_STEP, body->line)) *st = WICK_ERR_INVALID_ARG;
     if (!*st && !(r = jv_str(c->a, b.p ? b.p : "", b.n))) *st = WICK_ERR_NOMEM;
     free(b.p);
     return r;
@@ -67,6 +76,8 @@ static wick_status bind_targets(jctx *c, jframe *f, const jnode *n, jv *item) {
 /* The iterable as a list value (shared when it already is one). */
 static jv *as_list(jctx *c, jv *v, int line) {
     if (v->t == JV_LIST || v->t == JV_UNDEF) return v->t == JV_LIST ? v : jv_list(c->a, 0);
+    if (!jinja_charge(c, v->t == JV_DICT ? v->u.dict.n : v->t == JV_STR ? v->u.str.n : 0, line))
+        return NULL;
     if (v->t == JV_DICT) {
         jv *l = jv_list(c->a, v->u.dict.n);
         for (size_t i = 0; l && i < v->u.dict.n; i++)
@@ -98,9 +109,11 @@ static wick_status exec_for(jctx *c, jframe *f, const jnode *n) {
     if (n->kids[3]) { /* {% for x in xs if cond %} */
         jv *kept = jv_list(c->a, 0);
         if (!kept) return WICK_ERR_NOMEM;
+        jframe *tf = jinja_new_frame(c, f); /* an expression defines no macro: reusable */
+        if (!tf) return WICK_ERR_NOMEM;
         for (size_t i = 0; i < items->u.list.n; i++) {
-            jframe *tf = jinja_new_frame(c, f);
-            if (!tf) return WICK_ERR_NOMEM;
+            if (!jinja_charge(c, 1, n->line)) return WICK_ERR_INVALID_ARG;
+            jv_dict_truncate(tf->vars, 0);
             if ((st = bind_targets(c, tf, n, items->u.list.v[i]))) return st;
             jv *cv = jinja_eval(c, tf, n->kids[3]);
             if (!cv) return status_of_null();
@@ -115,12 +128,24 @@ static wick_status exec_for(jctx *c, jframe *f, const jnode *n) {
     loop->items = items;
     lv->t = JV_LOOP;
     lv->u.loop = loop;
+    /* Each iteration starts with a fresh scope. The frame is reused (emptied back to `loop`
+     * and the targets) unless a macro defined in the last iteration holds on to it, so a
+     * long loop does not allocate per iteration. */
+    jframe *itf = NULL;
+    size_t nbound = 0;
+    unsigned long closures = 0;
     for (size_t i = 0; i < items->u.list.n; i++) {
+        if (!jinja_charge(c, 1, n->line)) return WICK_ERR_INVALID_ARG;
         loop->idx = i;
-        jframe *itf = jinja_new_frame(c, f);
-        if (!itf) return WICK_ERR_NOMEM;
+        if (itf && c->closures == closures) {
+            jv_dict_truncate(itf->vars, nbound);
+        } else if (!(itf = jinja_new_frame(c, f))) {
+            return WICK_ERR_NOMEM;
+        }
+        closures = c->closures;
         if (!jv_dict_setz(c->a, itf->vars, "loop", lv)) return WICK_ERR_NOMEM;
         if ((st = bind_targets(c, itf, n, items->u.list.v[i]))) return st;
+        nbound = itf->vars->u.dict.n;
         if ((st = exec_body(c, itf, n->kids[1]))) return st;
         if (c->ctl == JCTL_BREAK) {
             c->ctl = 0;
@@ -145,10 +170,32 @@ static wick_status assign(jctx *c, jframe *f, const jnode *target, jv *v) {
     return bind_targets(c, f, target, v); /* tuple of names */
 }
 
+/* Applies a `{% filter a|b(x) %}` / `{% set v | a|b %}` chain to v, innermost filter first.
+ * The chain is a list of FILTER nodes linked through kids[0] (outermost first), of any
+ * length: it is walked into an arena array rather than recursed. */
+static jv *filter_chain(jctx *c, jframe *f, const jnode *outer, jv *v) {
+    size_t k = 0;
+    for (const jnode *x = outer; x && x->k == JN_FILTER; x = x->kids[0]) k++;
+    const jnode **chain = jarena_alloc(c->a, (k ? k : 1) * sizeof *chain);
+    if (!chain) return NULL;
+    k = 0;
+    for (const jnode *x = outer; x && x->k == JN_FILTER; x = x->kids[0]) chain[k++] = x;
+    while (k-- > 0 && v) {
+        const jnode *x = chain[k];
+        jv **args = NULL;
+        if (!jinja_charge(c, 1, x->line)) return NULL;
+        if (x->nargs) {
+            if (!(args = jarena_alloc(c->a, (size_t)x->nargs * sizeof *args))) return NULL;
+            for (int j = 0; j < x->nargs; j++)
+                if (!(args[j] = jinja_eval(c, f, x->args[j]))) return NULL;
+        }
+        v = jinja_filter(c, x->name, v, args, x->argnames, x->nargs, x->line);
+    }
+    return v;
+}
+
 static wick_status exec_node(jctx *c, jframe *f, const jnode *n) {
-    if (++c->steps > JINJA_MAX_STEPS)
-        return err_set(WICK_ERR_INVALID_ARG, "template line %d: evaluation step limit exceeded",
-                       n->line);
+    if (!jinja_charge(c, 1, n->line)) return WICK_ERR_INVALID_ARG;
     if (c->depth >= JINJA_MAX_EVAL_DEPTH)
         return err_set(WICK_ERR_INVALID_ARG, "template line %d: nested too deeply", n->line);
     wick_status st = WICK_OK;
@@ -160,7 +207,7 @@ static wick_status exec_node(jctx *c, jframe *f, const jnode *n) {
         break;
     case JN_OUTPUT:
         if (!(v = jinja_eval(c, f, n->kids[0]))) st = status_of_null();
-        else if (!jv_write_str(c->out, v)) st = WICK_ERR_NOMEM;
+        else if (!jv_write_str(c, c->out, v)) st = status_of_null();
         break;
     case JN_BODY: st = exec_body(c, f, n); break;
     case JN_IF:
@@ -175,46 +222,17 @@ static wick_status exec_node(jctx *c, jframe *f, const jnode *n) {
         break;
     case JN_SETBLOCK:
         if (!(v = render_to_str(c, f, n->kids[1], &st))) break;
-        if (n->kids[2]) {
-            /* apply the filter chain with the rendered text as innermost subject */
-            const jnode *chain[64];
-            int k = 0;
-            for (const jnode *x = n->kids[2]; x && x->k == JN_FILTER && k < 64; x = x->kids[0])
-                chain[k++] = x;
-            for (int i = k - 1; i >= 0 && v; i--) {
-                jv **args = NULL;
-                if (chain[i]->nargs) {
-                    args = jarena_alloc(c->a, (size_t)chain[i]->nargs * sizeof *args);
-                    for (int j = 0; args && j < chain[i]->nargs; j++)
-                        if (!(args[j] = jinja_eval(c, f, chain[i]->args[j]))) args = NULL;
-                    if (!args) { v = NULL; break; }
-                }
-                v = jinja_filter(c, chain[i]->name, v, args, chain[i]->argnames, chain[i]->nargs,
-                                 chain[i]->line);
-            }
-            if (!v) { st = status_of_null(); break; }
+        if (n->kids[2] && !(v = filter_chain(c, f, n->kids[2], v))) {
+            st = status_of_null();
+            break;
         }
         st = assign(c, f, n->kids[0], v);
         break;
     case JN_FILTERBLOCK: {
         if (!(v = render_to_str(c, f, n->kids[1], &st))) break;
-        const jnode *chain[64];
-        int k = 0;
-        for (const jnode *x = n->kids[0]; x && x->k == JN_FILTER && k < 64; x = x->kids[0])
-            chain[k++] = x;
-        for (int i = k - 1; i >= 0 && v; i--) {
-            jv **args = NULL;
-            if (chain[i]->nargs) {
-                args = jarena_alloc(c->a, (size_t)chain[i]->nargs * sizeof *args);
-                for (int j = 0; args && j < chain[i]->nargs; j++)
-                    if (!(args[j] = jinja_eval(c, f, chain[i]->args[j]))) args = NULL;
-                if (!args) { v = NULL; break; }
-            }
-            v = jinja_filter(c, chain[i]->name, v, args, chain[i]->argnames, chain[i]->nargs,
-                             chain[i]->line);
-        }
+        v = filter_chain(c, f, n->kids[0], v);
         if (!v) st = status_of_null();
-        else if (!jv_write_str(c->out, v)) st = WICK_ERR_NOMEM;
+        else if (!jv_write_str(c, c->out, v)) st = status_of_null();
         break;
     }
     case JN_MACRO: {
@@ -224,6 +242,7 @@ static wick_status exec_node(jctx *c, jframe *f, const jnode *n) {
         m->u.fn.kind = JF_MACRO;
         m->u.fn.node = n;
         m->u.fn.closure = f;
+        c->closures++;
         m->u.fn.name = n->name;
         if (!jv_dict_setz(c->a, f->vars, n->name, m)) st = WICK_ERR_NOMEM;
         break;
@@ -329,7 +348,7 @@ wick_status jinja_render_compiled(const jinja_template *t, const cJSON *context,
         if (!v || !jv_dict_setz(a, root->vars, j->string ? j->string : "", v)) st = WICK_ERR_NOMEM;
     }
     if (!st) st = exec_body(&c, root, t->root);
-    if (!st && b.failed) st = WICK_ERR_NOMEM;
+    if (!st && (b.failed || c.failed)) st = status_of_null();
     if (!st && !jbuf_put(&b, "", 0)) st = WICK_ERR_NOMEM;
     jarena_free(a);
     if (st) {

@@ -6,10 +6,13 @@
  * compile time (jinja_filter_known / jinja_test_known) so a template using one fails early
  * with WICK_ERR_UNSUPPORTED. Not supported: filters that need Markup/autoescape semantics
  * beyond escape/safe, format/xmlattr/urlize/wordwrap/groupby/batch/slice. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <utf8proc.h>
 
 #include "tokenizer/jinja_internal.h"
 
@@ -43,6 +46,7 @@ static jv *ferr(int line, const char *filter, const char *what, const jv *v) {
 /* Follows a dotted attribute path ("a.b", "0") like jinja2's make_attrgetter. */
 static jv *attr_path(jctx *c, jv *v, const char *path) {
     const char *p = path;
+    if (!jinja_charge(c, 1 + strlen(path) / JINJA_BYTES_PER_STEP, 0)) return NULL;
     while (v && *p) {
         const char *dot = strchr(p, '.');
         size_t n = dot ? (size_t)(dot - p) : strlen(p);
@@ -63,6 +67,9 @@ static jv *attr_path(jctx *c, jv *v, const char *path) {
 
 static jv *as_seq(jctx *c, jv *v, const char *filter, int line) {
     if (v->t == JV_LIST) return v;
+    /* a dict gives its keys, a string one value per character */
+    if (!jinja_charge(c, v->t == JV_DICT ? v->u.dict.n : v->t == JV_STR ? v->u.str.n : 0, line))
+        return NULL;
     jv *l = jv_list(c->a, 0);
     if (!l) return NULL;
     if (v->t == JV_UNDEF) return l;
@@ -91,63 +98,66 @@ static jv *sort_key(jctx *c, jv *v, const char *attr, bool cs) {
     return v;
 }
 
-/* Stable merge sort of idx by keys; false (message set) on incomparable keys. */
-static bool msort(size_t *idx, size_t *tmp, size_t n, jv **keys, bool rev) {
-    if (n < 2) return true;
-    size_t h = n / 2;
-    if (!msort(idx, tmp, h, keys, rev) || !msort(idx + h, tmp, n - h, keys, rev)) return false;
-    size_t i = 0, j = h, k = 0;
-    while (i < h && j < n) {
-        bool ok;
-        int cmp = jv_compare(keys[idx[j]], keys[idx[i]], &ok);
-        if (!ok) return false;
-        if (rev ? cmp > 0 : cmp < 0) tmp[k++] = idx[j++];
-        else tmp[k++] = idx[i++];
-    }
-    while (i < h) tmp[k++] = idx[i++];
-    while (j < n) tmp[k++] = idx[j++];
-    memcpy(idx, tmp, n * sizeof *idx);
-    return true;
-}
-
 static jv *sorted(jctx *c, jv *l, const char *attr, bool cs, bool rev, int line) {
     size_t n = l->u.list.n;
     jv **keys = jarena_alloc(c->a, (n + 1) * sizeof *keys);
-    size_t *idx = malloc((n + 1) * sizeof *idx), *tmp = malloc((n + 1) * sizeof *tmp);
-    jv *r = NULL;
-    if (!keys || !idx || !tmp) goto out;
+    size_t *idx = jarena_alloc(c->a, (n + 1) * sizeof *idx);
+    if (!keys || !idx || !jinja_charge(c, n, line)) return NULL;
     for (size_t i = 0; i < n; i++) {
         idx[i] = i;
-        if (!(keys[i] = sort_key(c, l->u.list.v[i], attr, cs))) goto out;
+        if (!(keys[i] = sort_key(c, l->u.list.v[i], attr, cs))) return NULL;
     }
-    if (!msort(idx, tmp, n, keys, rev)) {
+    if (!jv_sort(c, idx, n, keys, rev)) {
         err_wrap(WICK_ERR_INVALID_ARG, "template line %d: sort", line);
-        goto out;
+        return NULL;
     }
-    if (!(r = jv_list(c->a, n))) goto out;
-    for (size_t i = 0; i < n; i++) jv_list_push(c->a, r, l->u.list.v[idx[i]]);
-out:
-    free(idx);
-    free(tmp);
+    jv *r = jv_list(c->a, n);
+    for (size_t i = 0; r && i < n; i++) jv_list_push(c->a, r, l->u.list.v[idx[i]]);
     return r;
 }
 
-static jv *strval(jctx *c, jv *v) { return jv_to_str(c->a, v); }
+static jv *strval(jctx *c, jv *v) { return jv_to_str(c, v); }
+
+static jv *overflow(int line) {
+    err_set(WICK_ERR_UNSUPPORTED, "template line %d: integer overflow (wick's integers are "
+            "64-bit)", line);
+    return NULL;
+}
+
+/* Python int(f) for |int: truncation toward zero. NaN falls back to the default (jinja2's
+ * ValueError path), infinity raises like Python's OverflowError, and values outside int64
+ * (Python would make a bigger int) are reported rather than converted, which in C would be
+ * undefined. */
+static jv *float_to_int(jctx *c, double d, jv *dflt, int line) {
+    if (isnan(d)) return dflt ? dflt : jv_int(c->a, 0);
+    if (isinf(d)) {
+        err_set(WICK_ERR_INVALID_ARG, "template line %d: filter int: cannot convert float "
+                "infinity to integer", line);
+        return NULL;
+    }
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return overflow(line);
+    return jv_int(c->a, (int64_t)d);
+}
 
 static jv *fmt_html_escape(jctx *c, jv *s) {
+    if (!jinja_charge(c, s->u.str.n, 0)) return NULL; /* per character */
     jbuf b = {0};
     bool ok = jbuf_put(&b, "", 0);
+    size_t run = 0; /* unescaped bytes are copied in runs */
     for (size_t i = 0; ok && i < s->u.str.n; i++) {
-        char ch = s->u.str.s[i];
-        switch (ch) {
-        case '&': ok = jbuf_put(&b, "&amp;", 5); break;
-        case '<': ok = jbuf_put(&b, "&lt;", 4); break;
-        case '>': ok = jbuf_put(&b, "&gt;", 4); break;
-        case '"': ok = jbuf_put(&b, "&#34;", 5); break;
-        case '\'': ok = jbuf_put(&b, "&#39;", 5); break;
-        default: ok = jbuf_putc(&b, ch);
+        const char *e;
+        switch (s->u.str.s[i]) {
+        case '&': e = "&amp;"; break;
+        case '<': e = "&lt;"; break;
+        case '>': e = "&gt;"; break;
+        case '"': e = "&#34;"; break;
+        case '\'': e = "&#39;"; break;
+        default: run++; continue;
         }
+        ok = jbuf_put(&b, s->u.str.s + i - run, run) && jbuf_put(&b, e, strlen(e));
+        run = 0;
     }
+    ok = ok && jbuf_put(&b, s->u.str.s + s->u.str.n - run, run);
     jv *r = ok ? jv_str(c->a, b.p, b.n) : NULL;
     free(b.p);
     return r;
@@ -166,8 +176,10 @@ static jv *select_items(jctx *c, jv *seq, const char *attr, jv **args, int nargs
         }
     }
     jv *r = jv_list(c->a, 0);
+    if (!jinja_charge(c, seq->u.list.n, line)) return NULL;
     for (size_t i = 0; r && i < seq->u.list.n; i++) {
         jv *item = seq->u.list.v[i], *x = attr ? attr_path(c, item, attr) : item;
+        if (!x) return NULL;
         int t = test ? jinja_test(c, test, x, args + first_test + 1, nargs - first_test - 1, line)
                      : jv_truthy(x);
         if (t < 0) return NULL;
@@ -190,7 +202,9 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
     if (!strcmp(f, "length") || !strcmp(f, "count")) {
         switch (v->t) {
         case JV_UNDEF: return jv_int(c->a, 0);
-        case JV_STR: return jv_int(c->a, (int64_t)ju_count(v->u.str.s, v->u.str.n));
+        case JV_STR:
+            if (!jinja_charge(c, v->u.str.n / JINJA_BYTES_PER_STEP, line)) return NULL;
+            return jv_int(c->a, (int64_t)ju_count(v->u.str.s, v->u.str.n));
         case JV_LIST: return jv_int(c->a, (int64_t)v->u.list.n);
         case JV_DICT: case JV_NS: return jv_int(c->a, (int64_t)v->u.dict.n);
         default: return ferr(line, f, "object has no len()", v);
@@ -210,7 +224,7 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
             return ferr(line, f, "indent must be an int or a string", ind);
         }
         jbuf b = {0};
-        bool ok = jbuf_put(&b, "", 0) && jv_write_json(&b, v, is, sk && jv_truthy(sk), 0);
+        bool ok = jbuf_put(&b, "", 0) && jv_write_json(c, &b, v, is, sk && jv_truthy(sk));
         jv *r = ok ? jv_str(c->a, b.p, b.n) : NULL;
         free(b.p);
         if (!ok) err_wrap(WICK_ERR_INVALID_ARG, "template line %d", line);
@@ -221,25 +235,39 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
         jv *dflt = KW(0, "default");
         if (v->t == JV_INT) return isint ? v : jv_float(c->a, (double)v->u.i);
         if (v->t == JV_BOOL) return isint ? jv_int(c->a, v->u.b) : jv_float(c->a, v->u.b);
-        if (v->t == JV_FLOAT) return isint ? jv_int(c->a, (int64_t)v->u.f) : v;
+        if (v->t == JV_FLOAT) return isint ? float_to_int(c, v->u.f, dflt, line) : v;
         if (v->t == JV_STR) {
             char *end;
             const char *s = v->u.str.s;
+            if (!jinja_charge(c, v->u.str.n / JINJA_BYTES_PER_STEP, line)) return NULL;
             while (*s == ' ' || *s == '\t' || *s == '\n') s++;
+            errno = 0;
             long long iv = strtoll(s, &end, 10);
-            bool full = end != s;
+            bool full = end != s, range_err = errno == ERANGE;
             while (full && (*end == ' ' || *end == '\t' || *end == '\n')) end++;
-            if (full && !*end) return isint ? jv_int(c->a, iv) : jv_float(c->a, (double)iv);
-            double dv = strtod(s, &end);
-            full = end != s;
+            if (full && !*end) {
+                if (range_err && isint) return overflow(line); /* Python: a bigger int */
+                return isint ? jv_int(c->a, iv) : jv_float(c->a, range_err ? strtod(s, NULL) : (double)iv);
+            }
+            /* Python's float() takes no hex floats, which strtod would */
+            bool hex = strchr(s, 'x') || strchr(s, 'X');
+            double dv = hex ? 0 : strtod(s, &end);
+            full = !hex && end != s;
             while (full && (*end == ' ' || *end == '\t' || *end == '\n')) end++;
-            if (full && !*end) return isint ? jv_int(c->a, (int64_t)dv) : jv_float(c->a, dv);
+            if (full && !*end) { /* jinja2 catches OverflowError here: "inf"|int is the default */
+                if (!isint) return jv_float(c->a, dv);
+                if (!isinf(dv)) return float_to_int(c, dv, dflt, line);
+            }
         }
         if (dflt) return dflt;
         return isint ? jv_int(c->a, 0) : jv_float(c->a, 0.0);
     }
     if (!strcmp(f, "abs")) {
-        if (v->t == JV_INT) return v->u.i < 0 ? jv_int(c->a, -v->u.i) : v;
+        if (v->t == JV_INT) {
+            if (v->u.i == INT64_MIN) return overflow(line);
+            return v->u.i < 0 ? jv_int(c->a, -v->u.i) : v;
+        }
+        if (v->t == JV_BOOL) return jv_int(c->a, v->u.b);
         if (v->t == JV_FLOAT) return jv_float(c->a, fabs(v->u.f));
         return ferr(line, f, "expected a number", v);
     }
@@ -261,13 +289,14 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
         return l->u.list.v[f[0] == 'f' ? 0 : l->u.list.n - 1];
     }
     if (!strcmp(f, "list")) {
-        jv *l = as_seq(c, v, f, line), *r = l ? jv_list(c->a, l->u.list.n) : NULL;
+        jv *l = as_seq(c, v, f, line), *r = l && jinja_charge(c, l->u.list.n, line) ? jv_list(c->a, l->u.list.n) : NULL;
         for (size_t i = 0; r && i < l->u.list.n; i++) jv_list_push(c->a, r, l->u.list.v[i]);
         return r;
     }
     if (!strcmp(f, "items") || !strcmp(f, "dictsort")) {
         if (v->t == JV_UNDEF) return jv_list(c->a, 0);
         if (v->t != JV_DICT) return ferr(line, f, "expected a mapping", v);
+        if (!jinja_charge(c, v->u.dict.n, line)) return NULL;
         jv *l = jv_list(c->a, v->u.dict.n);
         for (size_t i = 0; l && i < v->u.dict.n; i++) {
             jv *t = jv_list(c->a, 2);
@@ -295,7 +324,7 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
             free(b.p);
             return r;
         }
-        jv *l = as_seq(c, v, f, line), *r = l ? jv_list(c->a, l->u.list.n) : NULL;
+        jv *l = as_seq(c, v, f, line), *r = l && jinja_charge(c, l->u.list.n, line) ? jv_list(c->a, l->u.list.n) : NULL;
         for (size_t i = r ? l->u.list.n : 0; i > 0; i--) jv_list_push(c->a, r, l->u.list.v[i - 1]);
         return r;
     }
@@ -306,29 +335,35 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
         return sorted(c, l, attr && attr->t == JV_STR ? attr->u.str.s : NULL,
                       cs && jv_truthy(cs), rev && jv_truthy(rev), line);
     }
-    if (!strcmp(f, "unique")) {
+    if (!strcmp(f, "unique")) { /* jinja2 keeps a set of seen keys: hashable keys only */
         jv *cs = KW(0, "case_sensitive"), *attr = KW(1, "attribute");
-        jv *l = as_seq(c, v, f, line), *r = l ? jv_list(c->a, 0) : NULL, *seen = jv_list(c->a, 0);
-        for (size_t i = 0; r && seen && i < l->u.list.n; i++) {
+        jv *l = as_seq(c, v, f, line), *r = l ? jv_list(c->a, 0) : NULL, *seen = jv_dict(c->a, JV_DICT);
+        if (!r || !seen || !jinja_charge(c, l->u.list.n, line)) return NULL;
+        for (size_t i = 0; i < l->u.list.n; i++) {
             jv *k = sort_key(c, l->u.list.v[i], attr && attr->t == JV_STR ? attr->u.str.s : NULL,
                              cs && jv_truthy(cs));
-            bool dup = false;
-            for (size_t j = 0; k && j < seen->u.list.n && !dup; j++) dup = jv_equal(seen->u.list.v[j], k);
-            if (!k || (!dup && (!jv_list_push(c->a, seen, k) || !jv_list_push(c->a, r, l->u.list.v[i]))))
+            if (!k) return NULL;
+            if (k->t == JV_STR && !jinja_charge(c, k->u.str.n / JINJA_BYTES_PER_STEP, line))
                 return NULL;
+            if (jv_dict_get(seen, k)) continue;
+            if (!jv_dict_set(c->a, seen, k, JV_NONEV)) {
+                err_wrap(WICK_ERR_INVALID_ARG, "template line %d: unique", line);
+                return NULL;
+            }
+            if (!jv_list_push(c->a, r, l->u.list.v[i])) return NULL;
         }
         return r;
     }
     if (!strcmp(f, "join")) {
         jv *sep = KW(0, "d"), *attr = KW(1, "attribute");
         jv *l = as_seq(c, v, f, line);
-        if (!l) return NULL;
+        if (!l || !jinja_charge(c, l->u.list.n, line)) return NULL;
         jbuf b = {0};
         bool ok = jbuf_put(&b, "", 0);
         for (size_t i = 0; ok && i < l->u.list.n; i++) {
-            if (i && sep) ok = jv_write_str(&b, sep);
+            if (i && sep) ok = jv_write_str(c, &b, sep);
             jv *x = attr && attr->t == JV_STR ? attr_path(c, l->u.list.v[i], attr->u.str.s) : l->u.list.v[i];
-            ok = ok && jv_write_str(&b, x);
+            ok = ok && x && jv_write_str(c, &b, x);
         }
         jv *r = ok ? jv_str(c->a, b.p, b.n) : NULL;
         free(b.p);
@@ -337,7 +372,7 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
     if (!strcmp(f, "map")) {
         jv *attr = KW(-1, "attribute"), *dflt = KW(-1, "default");
         jv *l = as_seq(c, v, f, line), *r = l ? jv_list(c->a, l->u.list.n) : NULL;
-        if (!r) return NULL;
+        if (!r || !jinja_charge(c, l->u.list.n, line)) return NULL;
         if (!attr && (!a0 || a0->t != JV_STR)) return ferr(line, f, "expected a filter name or attribute=", a0 ? a0 : JV_UNDEFINED);
         if (!attr && !jinja_filter_known(a0->u.str.s)) {
             err_set(WICK_ERR_UNSUPPORTED, "template line %d: filter '%s' is not supported", line, a0->u.str.s);
@@ -349,9 +384,15 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
                 if (attr->t != JV_STR) return ferr(line, f, "attribute must be a string", attr);
                 x = attr_path(c, l->u.list.v[i], attr->u.str.s);
                 if (x && x->t == JV_UNDEF && dflt) x = dflt;
-            } else {
+            } else { /* map('map', 'map', ...) nests one filter call per argument */
+                if (c->depth >= JINJA_MAX_EVAL_DEPTH) {
+                    err_set(WICK_ERR_INVALID_ARG, "template line %d: map() nested too deeply", line);
+                    return NULL;
+                }
+                c->depth++;
                 x = jinja_filter(c, a0->u.str.s, l->u.list.v[i], args + 1, names ? names + 1 : NULL,
                                  nargs - 1, line);
+                c->depth--;
             }
             if (!x || !jv_list_push(c->a, r, x)) return NULL;
         }
@@ -374,11 +415,19 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
         if (f[1] == 'u') {
             jv *acc = KW(-1, "start");
             if (!acc) acc = jv_int(c->a, 0);
+            if (!jinja_charge(c, l->u.list.n, line)) return NULL;
             for (size_t i = 0; acc && i < l->u.list.n; i++) {
                 jv *x = ap ? attr_path(c, l->u.list.v[i], ap) : l->u.list.v[i];
+                if (!x) return NULL;
                 if (!jv_is_num(x) || !jv_is_num(acc)) return ferr(line, f, "expected numbers", x);
-                acc = acc->t == JV_INT && x->t == JV_INT ? jv_int(c->a, acc->u.i + x->u.i)
-                                                         : jv_float(c->a, jv_num(acc) + jv_num(x));
+                if (acc->t != JV_FLOAT && x->t != JV_FLOAT) {
+                    int64_t s, p = acc->t == JV_INT ? acc->u.i : acc->u.b;
+                    if (__builtin_add_overflow(p, x->t == JV_INT ? x->u.i : x->u.b, &s))
+                        return overflow(line);
+                    acc = jv_int(c->a, s);
+                } else {
+                    acc = jv_float(c->a, jv_num(acc) + jv_num(x));
+                }
             }
             return acc;
         }
@@ -404,15 +453,21 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
         return l ? jv_int(c->a, (int64_t)l->u.list.n) : NULL;
     }
     if (!strcmp(f, "title")) { /* jinja2: words begin after runs of [-\s({[<] */
+        if (!jinja_charge(c, s->u.str.n, line)) return NULL; /* per character */
         jbuf b = {0};
         bool ok = jbuf_put(&b, "", 0), start = true;
         for (size_t i = 0; ok && i < s->u.str.n;) {
             uint32_t cp;
             size_t k = ju_decode(s->u.str.s + i, s->u.str.n - i, &cp);
             bool delim = ju_isspace(cp) || cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<';
-            jv ch = {.t = JV_STR, .u.str = {s->u.str.s + i, k}};
-            jv *m = delim ? &ch : jinja_case(c, &ch, start ? 1 : 0);
-            ok = m && jbuf_put(&b, m->u.str.s, m->u.str.n);
+            if (delim) {
+                ok = jbuf_put(&b, s->u.str.s + i, k);
+            } else {
+                char enc[4];
+                uint32_t m = (uint32_t)(start ? utf8proc_toupper((utf8proc_int32_t)cp)
+                                              : utf8proc_tolower((utf8proc_int32_t)cp));
+                ok = jbuf_put(&b, enc, ju_encode(m, enc));
+            }
             start = delim;
             i += k;
         }
@@ -433,13 +488,19 @@ jv *jinja_filter(jctx *c, const char *f, jv *v, jv **args, const char **names, i
         const char *p = s->u.str.s;
         size_t n = s->u.str.n, i = 0;
         bool firstline = true;
+        size_t pn = strlen(ps);
+        if (!jinja_charge(c, n / JINJA_BYTES_PER_STEP, line)) ok = false;
         while (ok && i <= n) {
+            if (!jinja_charge(c, 1 + pn / JINJA_BYTES_PER_STEP, line)) { /* per line */
+                ok = false;
+                break;
+            }
             size_t e = i;
             while (e < n && p[e] != '\n') e++;
             bool empty = e == i;
             bool add = firstline ? (first && jv_truthy(first)) : (!empty || (blank && jv_truthy(blank)));
             if (!firstline) ok = jbuf_putc(&b, '\n');
-            if (ok && add && !(firstline && empty && e >= n)) ok = jbuf_put(&b, ps, strlen(ps));
+            if (ok && add && !(firstline && empty && e >= n)) ok = jbuf_put(&b, ps, pn);
             ok = ok && jbuf_put(&b, p + i, e - i);
             firstline = false;
             if (e >= n) break;
@@ -475,7 +536,7 @@ int jinja_test(jctx *c, const char *t, jv *v, jv **args, int nargs, int line) {
     if (!strcmp(t, "lower") || !strcmp(t, "upper")) {
         if (v->t != JV_STR) return false;
         jv *m = jinja_case(c, v, t[0] == 'u');
-        return m ? jv_equal(m, v) : -1;
+        return m ? jv_equal(c, m, v) : -1;
     }
     if (!strcmp(t, "odd") || !strcmp(t, "even") || !strcmp(t, "divisibleby")) {
         if (v->t != JV_INT) {
@@ -489,29 +550,32 @@ int jinja_test(jctx *c, const char *t, jv *v, jv **args, int nargs, int line) {
             err_set(WICK_ERR_INVALID_ARG, "template line %d: divisibleby needs a non-zero int", line);
             return -1;
         }
-        return v->u.i % a0->u.i == 0;
+        return a0->u.i == -1 || v->u.i % a0->u.i == 0; /* INT64_MIN % -1 traps */
     }
     if (!a0) {
         err_set(WICK_ERR_INVALID_ARG, "template line %d: test %s needs an argument", line, t);
         return -1;
     }
     if (!strcmp(t, "sameas")) return v == a0 || (v->t == a0->t && (v->t == JV_NONE || (v->t == JV_BOOL && v->u.b == a0->u.b)));
-    if (!strcmp(t, "eq") || !strcmp(t, "equalto") || !strcmp(t, "==")) return jv_equal(v, a0);
-    if (!strcmp(t, "ne") || !strcmp(t, "!=")) return !jv_equal(v, a0);
+    if (!strcmp(t, "eq") || !strcmp(t, "equalto") || !strcmp(t, "==")) return jv_equal(c, v, a0);
+    if (!strcmp(t, "ne") || !strcmp(t, "!=")) return !jv_equal(c, v, a0);
     if (!strcmp(t, "in")) {
+        uint64_t work = a0->t == JV_STR ? a0->u.str.n / JINJA_BYTES_PER_STEP
+                      : a0->t == JV_LIST ? a0->u.list.n : jv_key_cost(v);
+        if (!jinja_charge(c, work, line)) return -1;
         if (a0->t == JV_STR && v->t == JV_STR)
             return v->u.str.n == 0 || memmem(a0->u.str.s, a0->u.str.n, v->u.str.s, v->u.str.n) != NULL;
         if (a0->t == JV_LIST) {
             for (size_t i = 0; i < a0->u.list.n; i++)
-                if (jv_equal(v, a0->u.list.v[i])) return 1;
-            return 0;
+                if (jv_equal(c, v, a0->u.list.v[i])) return 1;
+            return c->failed ? -1 : 0;
         }
         if (a0->t == JV_DICT) return jv_dict_get(a0, v) != NULL;
         err_set(WICK_ERR_INVALID_ARG, "template line %d: test in: bad container %s", line, jv_type_name(a0));
         return -1;
     }
     bool ok;
-    int k = jv_compare(v, a0, &ok);
+    int k = jv_compare(c, v, a0, &ok);
     if (!ok) {
         err_wrap(WICK_ERR_INVALID_ARG, "template line %d", line);
         return -1;

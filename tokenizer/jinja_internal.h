@@ -1,8 +1,9 @@
 /* jinja_internal.h — shared types of the Jinja-subset engine: arena, lexer tokens, AST nodes,
  * run-time values and the evaluation context. Split across jinja_lex.c (source -> tokens),
- * jinja_parse.c (tokens -> AST), jinja_value.c (values, printing, JSON), jinja_eval.c
- * (statements and expressions), jinja_filters.c (filters and tests) and jinja_methods.c
- * (str/dict/list methods and global functions). Not a public interface. */
+ * jinja_parse.c (tokens -> AST), jinja_value.c (values, dicts, comparison, JSON context),
+ * jinja_write.c (str/repr/json output), jinja_eval.c (expressions), jinja_exec.c
+ * (statements, macros, entry points), jinja_filters.c (filters and tests) and
+ * jinja_methods.c (str/dict methods and global functions). Not a public interface. */
 #ifndef WICK_TOKENIZER_JINJA_INTERNAL_H
 #define WICK_TOKENIZER_JINJA_INTERNAL_H
 #include <stdbool.h>
@@ -14,14 +15,17 @@
 #include "base/error.h"
 #include "tokenizer/jinja.h"
 
-/* Limits that keep hostile templates from exhausting the stack, memory or time. */
+/* Limits that keep hostile templates from exhausting the stack, memory or time (stated for
+ * users in include/wick.h beside wick_chat_render: keep the two in step). */
 #define JINJA_MAX_PARSE_DEPTH 200      /* nesting of expressions + blocks */
 #define JINJA_MAX_CALL_DEPTH 100       /* macro call nesting at render time */
 #define JINJA_MAX_EVAL_DEPTH 400       /* expression/statement nesting at render time */
+#define JINJA_MAX_VALUE_DEPTH 1000     /* nesting of lists/dicts printed, compared, converted */
 #define JINJA_MAX_RANGE 100000         /* jinja2's sandbox MAX_RANGE */
-#define JINJA_MAX_OUTPUT (64u << 20)   /* bytes of rendered text */
+#define JINJA_MAX_OUTPUT (64u << 20)   /* bytes of rendered text, all live buffers together */
 #define JINJA_MAX_ARENA (512u << 20)   /* bytes of values allocated during one render */
-#define JINJA_MAX_STEPS 50000000ull    /* evaluated nodes during one render */
+#define JINJA_MAX_STEPS 50000000ull    /* work units during one render (jinja_charge) */
+#define JINJA_BYTES_PER_STEP 64        /* string bytes scanned or copied per work unit */
 
 /* ---- arena: bump allocator, everything freed at once ---- */
 typedef struct jarena jarena;
@@ -34,7 +38,8 @@ void jarena_free(jarena *a);
 typedef struct jbuf {
     char *p;
     size_t n, cap;
-    bool failed; /* an append failed (OOM or over JINJA_MAX_OUTPUT); message set */
+    size_t limit; /* most bytes it may hold; 0 = JINJA_MAX_OUTPUT */
+    bool failed;  /* an append failed (OOM or over the limit); message set */
 } jbuf;
 bool jbuf_put(jbuf *b, const char *s, size_t n);
 bool jbuf_putc(jbuf *b, char c);
@@ -82,7 +87,12 @@ struct jv {
         double f;
         struct { const char *s; size_t n; } str;        /* always NUL-terminated */
         struct { jv **v; size_t n, cap; } list;
-        struct { jv **k; jv **v; size_t n, cap; } dict; /* insertion-ordered; NS uses this too */
+        struct {                    /* insertion-ordered; NS uses this too */
+            jv **k, **v;
+            size_t n, cap;
+            uint32_t *slot;         /* hash index (entry + 1, 0 = empty) once n > 8 */
+            size_t nslot;           /* power of two >= 2 * cap, or 0 */
+        } dict;
         struct {
             jfunc_kind kind;
             const struct jnode *node;   /* JF_MACRO */
@@ -109,31 +119,49 @@ jv *jv_list(jarena *a, size_t cap);
 jv *jv_dict(jarena *a, jv_type t /* JV_DICT or JV_NS */);
 jv *jv_undef_named(jarena *a, const char *name);
 bool jv_list_push(jarena *a, jv *list, jv *item);
+/* Dict keys are Python's hashable scalars: None, bool, int, float, str (and Undefined);
+ * 1, 1.0 and True are the same key. jv_dict_set fails (message set) for any other key, like
+ * Python's "unhashable type" (tuples, hashable in Python, are not supported as keys). Lookups
+ * go through a hash index once a dict has more than 8 entries, so building a dict of n keys
+ * (e.g. from a large JSON object in the context) costs O(n), not O(n^2). A lookup costs
+ * O(length of the key). */
+bool jv_is_key(const jv *key);
 bool jv_dict_set(jarena *a, jv *dict, jv *key, jv *val);
 bool jv_dict_setz(jarena *a, jv *dict, const char *key, jv *val);
-jv *jv_dict_get(const jv *dict, const jv *key);   /* NULL when absent */
+jv *jv_dict_get(const jv *dict, const jv *key);   /* NULL when absent or not a key */
 jv *jv_dict_getz(const jv *dict, const char *key, size_t n);
+void jv_dict_truncate(jv *dict, size_t n); /* keeps the first n entries */
 
+/* The functions below walk nested values. They charge their work to the render's step budget
+ * (jinja_charge) and stop at JINJA_MAX_VALUE_DEPTH levels (values can nest without bound
+ * through namespace attributes, even in cycles). When one of them fails it sets the message
+ * and c->failed; a bool-returning comparison then returns false, and jinja_eval turns the
+ * enclosing expression into an error. */
+typedef struct jctx jctx;
 bool jv_truthy(const jv *v);
-bool jv_equal(const jv *a, const jv *b);
+bool jv_equal(jctx *c, const jv *a, const jv *b);
 /* Python ordering: numbers, strings, lists; *ok = false (message set) for other pairs. */
-int jv_compare(const jv *a, const jv *b, bool *ok);
+int jv_compare(jctx *c, const jv *a, const jv *b, bool *ok);
+/* Stable merge sort of idx[0..n) by keys[idx[i]] (reversed: descending); false (message set)
+ * when two keys do not compare. Scratch memory comes from the arena. */
+bool jv_sort(jctx *c, size_t *idx, size_t n, jv **keys, bool rev);
 const char *jv_type_name(const jv *v);
 bool jv_is_num(const jv *v);
 double jv_num(const jv *v);
 
 /* Python str(v) (jinja2 output of {{ v }}; undefined gives "") appended to b. */
-bool jv_write_str(jbuf *b, const jv *v);
+bool jv_write_str(jctx *c, jbuf *b, const jv *v);
 /* Python repr(v). */
-bool jv_write_repr(jbuf *b, const jv *v);
-/* json.dumps(v, ensure_ascii=False, indent=indent (<0: none; string via indent_str),
- * sort_keys). false with a message for values JSON cannot hold. */
-bool jv_write_json(jbuf *b, const jv *v, const char *indent_str, bool sort_keys, int level);
+bool jv_write_repr(jctx *c, jbuf *b, const jv *v);
+/* json.dumps(v, ensure_ascii=False, indent=indent (NULL: none), sort_keys). false with a
+ * message for values JSON cannot hold. */
+bool jv_write_json(jctx *c, jbuf *b, const jv *v, const char *indent_str, bool sort_keys);
 /* str(v) as a value (strings returned as is). NULL on failure. */
-jv *jv_to_str(jarena *a, const jv *v);
+jv *jv_to_str(jctx *c, const jv *v);
 /* Python float repr into buf (>= 32 bytes). */
 void jv_float_repr(double f, char *buf);
 
+/* The context's JSON as values; fails (message set) past JINJA_MAX_VALUE_DEPTH levels. */
 jv *jv_from_json(jarena *a, const cJSON *j);
 
 /* UTF-8 helpers */
@@ -188,18 +216,31 @@ typedef struct jloop {
     size_t idx;
 } jloop;
 
-typedef struct jctx {
+struct jctx {
     jarena *a;
     jbuf *out;
+    size_t held;    /* bytes held by the render buffers c->out has replaced (macros, set
+                     * blocks, filter blocks): with c->out they share JINJA_MAX_OUTPUT */
     int depth;      /* current eval recursion depth */
     int calls;      /* macro call depth */
     int ctl;        /* 0, JCTL_BREAK or JCTL_CONTINUE */
+    bool failed;    /* a value walk failed (message set); see jv_equal */
+    unsigned long closures; /* macros defined so far: each keeps its frame alive */
     unsigned long long steps;
-} jctx;
+};
 #define JCTL_BREAK 1
 #define JCTL_CONTINUE 2
 
 jv *jinja_eval(jctx *c, jframe *f, const jnode *n); /* NULL on error (message set) */
+/* Adds `units` of work to the render's step count: one per node evaluated, per list item or
+ * dict entry a filter or operator visits, per JINJA_BYTES_PER_STEP bytes of string it scans
+ * or copies. false (message set) once JINJA_MAX_STEPS is passed; the count never goes
+ * back, so every later charge fails too. */
+bool jinja_charge(jctx *c, uint64_t units, int line);
+/* The work of hashing or comparing a dict key. */
+static inline uint64_t jv_key_cost(const jv *k) {
+    return k->t == JV_STR ? k->u.str.n / JINJA_BYTES_PER_STEP : 0;
+}
 jv *jinja_lookup(jctx *c, jframe *f, const char *name); /* Undefined when absent */
 jframe *jinja_new_frame(jctx *c, jframe *parent);
 jv *jinja_call_macro(jctx *c, const jv *fn, jv **args, const char **names, int nargs, int line);

@@ -33,13 +33,40 @@ static jv *type_err(int line, const char *what, const jv *got) {
     return NULL;
 }
 
-/* Does code point cp occur in chars (UTF-8)? NULL chars = Python whitespace. */
-static bool in_set(uint32_t cp, const jv *chars) {
-    if (!chars) return ju_isspace(cp);
-    for (size_t i = 0; i < chars->u.str.n;) {
-        uint32_t c;
-        i += ju_decode(chars->u.str.s + i, chars->u.str.n - i, &c);
-        if (c == cp) return true;
+/* The code points of a strip() argument, sorted and deduplicated, so that membership is a
+ * binary search: scanning the argument for each stripped character would be quadratic. */
+typedef struct cpset { uint32_t *cp; size_t n; bool ws; } cpset;
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static bool cpset_init(jctx *c, cpset *set, const jv *chars, int line) {
+    set->ws = !chars; /* None: Python whitespace */
+    set->n = 0;
+    set->cp = NULL;
+    if (!chars) return true;
+    size_t m = chars->u.str.n;
+    if (!jinja_charge(c, m, line)) return false; /* with the sort: m log m, at worst */
+    if (!(set->cp = jarena_alloc(c->a, (m ? m : 1) * sizeof *set->cp))) return false;
+    for (size_t i = 0; i < m;) {
+        uint32_t cp;
+        i += ju_decode(chars->u.str.s + i, m - i, &cp);
+        set->cp[set->n++] = cp;
+    }
+    qsort(set->cp, set->n, sizeof *set->cp, cmp_u32);
+    return true;
+}
+
+static bool in_set(uint32_t cp, const cpset *set) {
+    if (set->ws) return ju_isspace(cp);
+    size_t lo = 0, hi = set->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (set->cp[mid] == cp) return true;
+        if (set->cp[mid] < cp) lo = mid + 1;
+        else hi = mid;
     }
     return false;
 }
@@ -48,13 +75,15 @@ static bool in_set(uint32_t cp, const jv *chars) {
 jv *jinja_strip(jctx *c, jv *s, jv *chars, int mode, int line) {
     if (chars && chars->t == JV_NONE) chars = NULL;
     if (chars && chars->t != JV_STR) return type_err(line, "strip arg must be None or str", chars);
+    cpset set;
+    if (!cpset_init(c, &set, chars, line)) return NULL;
     const char *p = s->u.str.s;
     size_t b = 0, e = s->u.str.n;
     if (mode & 1)
         while (b < e) {
             uint32_t cp;
             size_t k = ju_decode(p + b, e - b, &cp);
-            if (!in_set(cp, chars)) break;
+            if (!in_set(cp, &set)) break;
             b += k;
         }
     if (mode & 2)
@@ -63,17 +92,24 @@ jv *jinja_strip(jctx *c, jv *s, jv *chars, int mode, int line) {
             while (q > b && ((unsigned char)p[q] & 0xC0) == 0x80) q--;
             uint32_t cp;
             ju_decode(p + q, e - q, &cp);
-            if (!in_set(cp, chars)) break;
+            if (!in_set(cp, &set)) break;
             e = q;
         }
+    /* what was scanned: the stripped ends, and the copy of the rest */
+    if (!jinja_charge(c, (s->u.str.n - (e - b)) + (e - b) / JINJA_BYTES_PER_STEP, line)) return NULL;
     return jv_str(c->a, p + b, e - b);
 }
 
 /* Maps code points: 0 lower, 1 upper, 2 capitalize (first upper, rest lower),
  * 3 Python str.title (upper after a non-letter, lower after a letter). */
 jv *jinja_case(jctx *c, jv *s, int how) {
+    if (!jinja_charge(c, s->u.str.n, 0)) return NULL; /* per character */
+    /* Each code point maps to one of at most 4 bytes: short strings (sort keys, one
+     * character at a time) are mapped on the stack, longer ones in a growing buffer. */
+    char small[4 * 32];
     jbuf b = {0};
-    bool ok = jbuf_put(&b, "", 0), prev_letter = false, first = true;
+    size_t k = 0;
+    bool ok = s->u.str.n <= 32 || jbuf_put(&b, "", 0), prev_letter = false, first = true;
     for (size_t i = 0; ok && i < s->u.str.n;) {
         uint32_t cp;
         i += ju_decode(s->u.str.s + i, s->u.str.n - i, &cp);
@@ -82,12 +118,16 @@ jv *jinja_case(jctx *c, jv *s, int how) {
         bool up = how == 1 || (how == 2 && first) || (how == 3 && !prev_letter);
         uint32_t m = (uint32_t)(up ? utf8proc_toupper((utf8proc_int32_t)cp)
                                    : utf8proc_tolower((utf8proc_int32_t)cp));
-        char enc[4];
-        ok = jbuf_put(&b, enc, ju_encode(m, enc));
+        if (s->u.str.n <= 32) {
+            k += ju_encode(m, small + k);
+        } else {
+            char enc[4];
+            ok = jbuf_put(&b, enc, ju_encode(m, enc));
+        }
         prev_letter = letter;
         first = false;
     }
-    jv *r = ok ? jv_str(c->a, b.p, b.n) : NULL;
+    jv *r = !ok ? NULL : s->u.str.n <= 32 ? jv_str(c->a, small, k) : jv_str(c->a, b.p, b.n);
     free(b.p);
     return r;
 }
@@ -105,16 +145,18 @@ jv *jinja_split(jctx *c, jv *s, jv *sep, int64_t maxsplit, int line) {
             return NULL;
         }
         size_t i = 0;
+        if (!jinja_charge(c, n / JINJA_BYTES_PER_STEP, line)) return NULL;
         for (int64_t k = 0; maxsplit < 0 || k < maxsplit; k++) {
             const char *f = memmem(p + i, n - i, sep->u.str.s, sep->u.str.n);
-            if (!f) break;
+            if (!f || !jinja_charge(c, 1, line)) break; /* per part */
             jv *part = jv_str(c->a, p + i, (size_t)(f - (p + i)));
             if (!part || !jv_list_push(c->a, l, part)) return NULL;
             i = (size_t)(f - p) + sep->u.str.n;
         }
-        jv *last = jv_str(c->a, p + i, n - i);
+        jv *last = c->failed ? NULL : jv_str(c->a, p + i, n - i);
         return last && jv_list_push(c->a, l, last) ? l : NULL;
     }
+    if (!jinja_charge(c, n, line)) return NULL; /* per character */
     size_t i = 0;
     int64_t k = 0;
     for (;;) {
@@ -148,13 +190,14 @@ jv *jinja_replace(jctx *c, jv *s, jv *old, jv *nw, int64_t count, int line) {
     if (!old || !nw || old->t != JV_STR || nw->t != JV_STR)
         return type_err(line, "replace() expects two strings", old ? old : JV_UNDEFINED);
     jbuf b = {0};
-    bool ok = jbuf_put(&b, "", 0);
     const char *p = s->u.str.s;
     size_t n = s->u.str.n, i = 0;
+    uint64_t per = 1 + nw->u.str.n / JINJA_BYTES_PER_STEP; /* work per replacement */
+    bool ok = jinja_charge(c, n / JINJA_BYTES_PER_STEP, line) && jbuf_put(&b, "", 0);
     int64_t k = 0;
     if (old->u.str.n == 0) { /* Python inserts `new` around every code point */
         while (ok && (count < 0 || k < count)) {
-            ok = jbuf_put(&b, nw->u.str.s, nw->u.str.n);
+            ok = jinja_charge(c, per, line) && jbuf_put(&b, nw->u.str.s, nw->u.str.n);
             k++;
             if (i >= n) break;
             uint32_t cp;
@@ -167,7 +210,8 @@ jv *jinja_replace(jctx *c, jv *s, jv *old, jv *nw, int64_t count, int line) {
         while (ok && (count < 0 || k < count)) {
             const char *f = memmem(p + i, n - i, old->u.str.s, old->u.str.n);
             if (!f) break;
-            ok = jbuf_put(&b, p + i, (size_t)(f - (p + i))) && jbuf_put(&b, nw->u.str.s, nw->u.str.n);
+            ok = jinja_charge(c, per, line) && jbuf_put(&b, p + i, (size_t)(f - (p + i))) &&
+                 jbuf_put(&b, nw->u.str.s, nw->u.str.n);
             i = (size_t)(f - p) + old->u.str.n;
             k++;
         }
@@ -237,7 +281,9 @@ static jv *str_method(jctx *c, jv *s, const char *name, jv **args, const char **
         jv *l = jv_list(c->a, 0);
         size_t i = 0, n = s->u.str.n;
         const char *p = s->u.str.s;
+        if (!jinja_charge(c, n / JINJA_BYTES_PER_STEP, line)) return NULL;
         while (l && i < n) {
+            if (!jinja_charge(c, 1, line)) return NULL; /* per line */
             size_t e = i;
             while (e < n && p[e] != '\n' && p[e] != '\r') e++;
             jv *part = jv_str(c->a, p + i, e - i);
@@ -255,6 +301,7 @@ static jv *str_method(jctx *c, jv *s, const char *name, jv **args, const char **
             const jv *x = a0->t == JV_LIST ? a0->u.list.v[k] : a0;
             if (x->t != JV_STR) return type_err(line, "startswith/endswith expect str or tuple", x);
             size_t m = x->u.str.n;
+            if (!jinja_charge(c, 1 + m / JINJA_BYTES_PER_STEP, line)) return NULL;
             if (m <= s->u.str.n &&
                 !memcmp(s->u.str.s + (start ? 0 : s->u.str.n - m), x->u.str.s, m))
                 return JV_BOOLV(true);
@@ -270,23 +317,36 @@ static jv *str_method(jctx *c, jv *s, const char *name, jv **args, const char **
         if (!a0 || a0->t != JV_STR) return type_err(line, "expected a str argument", a0 ? a0 : JV_UNDEFINED);
         const char *p = s->u.str.s, *q = a0->u.str.s;
         size_t n = s->u.str.n, m = a0->u.str.n;
+        if (!jinja_charge(c, (n + m) / JINJA_BYTES_PER_STEP, line)) return NULL;
         if (!strcmp(name, "count")) {
             int64_t k = 0;
             if (m == 0) return jv_int(c->a, (int64_t)ju_count(p, n) + 1);
             for (size_t i = 0; i + m <= n;) {
                 const char *f = memmem(p + i, n - i, q, m);
-                if (!f) break;
+                if (!f || !jinja_charge(c, 1, line)) break;
                 k++;
                 i = (size_t)(f - p) + m;
             }
-            return jv_int(c->a, k);
+            return c->failed ? NULL : jv_int(c->a, k);
         }
+        /* memmem (linear) rather than a memcmp at every offset, which is quadratic; the
+         * last occurrence is the first one in the reversed strings */
         int64_t pos = -1;
-        for (size_t i = 0; i + m <= n; i++)
-            if (!memcmp(p + i, q, m)) {
-                pos = (int64_t)i;
-                if (name[0] != 'r') break;
-            }
+        if (m > n) {
+            pos = -1;
+        } else if (name[0] != 'r') {
+            const char *f = memmem(p, n, q, m);
+            if (f) pos = (int64_t)(f - p);
+        } else if (m == 0) {
+            pos = (int64_t)n;
+        } else {
+            char *rp = jarena_alloc(c->a, n), *rq = jarena_alloc(c->a, m);
+            if (!rp || !rq) return NULL;
+            for (size_t i = 0; i < n; i++) rp[i] = p[n - 1 - i];
+            for (size_t i = 0; i < m; i++) rq[i] = q[m - 1 - i];
+            const char *f = memmem(rp, n, rq, m);
+            if (f) pos = (int64_t)(n - (size_t)(f - rp) - m);
+        }
         if (pos < 0 && name[0] == 'i') {
             err_set(WICK_ERR_INVALID_ARG, "template line %d: substring not found", line);
             return NULL;
@@ -295,6 +355,8 @@ static jv *str_method(jctx *c, jv *s, const char *name, jv **args, const char **
     }
     if (!strcmp(name, "join")) {
         if (!a0 || a0->t != JV_LIST) return type_err(line, "join() expects a list", a0 ? a0 : JV_UNDEFINED);
+        if (!jinja_charge(c, a0->u.list.n * (1 + s->u.str.n / JINJA_BYTES_PER_STEP), line))
+            return NULL;
         jbuf b = {0};
         bool ok = jbuf_put(&b, "", 0);
         for (size_t i = 0; ok && i < a0->u.list.n; i++) {
@@ -303,12 +365,13 @@ static jv *str_method(jctx *c, jv *s, const char *name, jv **args, const char **
                 return type_err(line, "join() expects str items", a0->u.list.v[i]);
             }
             if (i) ok = jbuf_put(&b, s->u.str.s, s->u.str.n);
-            ok = ok && jv_write_str(&b, a0->u.list.v[i]);
+            ok = ok && jv_write_str(c, &b, a0->u.list.v[i]);
         }
         jv *r = ok ? jv_str(c->a, b.p, b.n) : NULL;
         free(b.p);
         return r;
     }
+    if (!jinja_charge(c, s->u.str.n, line)) return NULL; /* per character */
     return JV_BOOLV(str_pred(s, name)); /* is* predicates */
 }
 
@@ -326,9 +389,11 @@ jv *jinja_method(jctx *c, jv *self, const char *name, jv **args, const char **na
         if (!strcmp(name, "get")) {
             jv *k = jinja_arg(args, names, nargs, 0, NULL), *d = jinja_arg(args, names, nargs, 1, NULL);
             if (!k) return type_err(line, "get() needs a key", JV_UNDEFINED);
+            if (!jinja_charge(c, jv_key_cost(k), line)) return NULL;
             jv *v = jv_dict_get(self, k);
             return v ? v : d ? d : JV_NONEV;
         }
+        if (!jinja_charge(c, self->u.dict.n, line)) return NULL;
         jv *l = jv_list(c->a, self->u.dict.n);
         for (size_t i = 0; l && i < self->u.dict.n; i++) {
             jv *x;
@@ -382,16 +447,23 @@ jv *jinja_call_global(jctx *c, const jv *fn, jv **args, const char **names, int 
             err_set(WICK_ERR_INVALID_ARG, "template line %d: range() step must not be zero", line);
             return NULL;
         }
-        double cnt = step > 0 ? ((double)stop - (double)start) / (double)step
-                              : ((double)start - (double)stop) / (double)-step;
-        if (cnt > JINJA_MAX_RANGE) {
+        /* The length, in unsigned arithmetic: stop - start may exceed INT64_MAX but never
+         * 2^64, and the items start + k*step all lie between start and stop, so computing
+         * them modulo 2^64 gives the exact values without stepping past INT64_MAX. */
+        uint64_t ustep = step < 0 ? 0 - (uint64_t)step : (uint64_t)step;
+        uint64_t span = step > 0 ? (stop > start ? (uint64_t)stop - (uint64_t)start : 0)
+                                 : (start > stop ? (uint64_t)start - (uint64_t)stop : 0);
+        uint64_t len = span ? (span - 1) / ustep + 1 : 0;
+        if (len > JINJA_MAX_RANGE) {
             err_set(WICK_ERR_INVALID_ARG, "template line %d: range too big (the sandbox allows "
                     "%d items)", line, JINJA_MAX_RANGE);
             return NULL;
         }
-        jv *l = jv_list(c->a, 0);
-        for (int64_t i = start; l && (step > 0 ? i < stop : i > stop); i += step) {
-            jv *x = jv_int(c->a, i);
+        if (!jinja_charge(c, len, line)) return NULL;
+        jv *l = jv_list(c->a, (size_t)len);
+        for (uint64_t k = 0; l && k < len; k++) {
+            uint64_t off = k * ustep, u = step > 0 ? (uint64_t)start + off : (uint64_t)start - off;
+            jv *x = jv_int(c->a, (int64_t)u); /* in [INT64_MIN, INT64_MAX]: exact */
             if (!x || !jv_list_push(c->a, l, x)) return NULL;
         }
         return l;
@@ -403,6 +475,7 @@ jv *jinja_call_global(jctx *c, const jv *fn, jv **args, const char **names, int 
             if (names && names[i]) {
                 if (!jv_dict_setz(c->a, d, names[i], args[i])) return NULL;
             } else if (args[i]->t == JV_DICT) {
+                if (!jinja_charge(c, args[i]->u.dict.n, line)) return NULL;
                 for (size_t k = 0; k < args[i]->u.dict.n; k++)
                     if (!jv_dict_set(c->a, d, args[i]->u.dict.k[k], args[i]->u.dict.v[k])) return NULL;
             } else {
@@ -412,7 +485,7 @@ jv *jinja_call_global(jctx *c, const jv *fn, jv **args, const char **names, int 
         return d;
     }
     case JF_RAISE: {
-        jv *m = nargs ? jv_to_str(c->a, args[0]) : NULL;
+        jv *m = nargs ? jv_to_str(c, args[0]) : NULL;
         err_set(WICK_ERR_INVALID_ARG, "template line %d: raise_exception: %s", line,
                 m ? m->u.str.s : "");
         return NULL;
@@ -420,6 +493,7 @@ jv *jinja_call_global(jctx *c, const jv *fn, jv **args, const char **names, int 
     case JF_STRFTIME: {
         if (nargs < 1 || args[0]->t != JV_STR)
             return type_err(line, "strftime_now() expects a format string", nargs ? args[0] : JV_UNDEFINED);
+        if (!jinja_charge(c, args[0]->u.str.n / JINJA_BYTES_PER_STEP, line)) return NULL;
         time_t now = time(NULL);
         struct tm tmv;
         char out[256];

@@ -26,6 +26,7 @@ typedef struct parser {
     const jtok *t;
     size_t n, i;
     int depth;
+    int loops; /* for-loop bodies around the current statement (macro bodies reset it) */
 } parser;
 
 static const jtok *cur(parser *P) { return &P->t[P->i]; }
@@ -638,7 +639,11 @@ static wick_status parse_for(parser *P, int line, jnode **out) {
         return err_set(WICK_ERR_UNSUPPORTED, "template line %d: recursive for loops are not "
                        "supported", cur(P)->line);
     const char *end;
-    if ((st = expect_block_end(P)) || (st = body_until(P, ends, &n->kids[1], &end))) return st;
+    P->loops++;
+    st = expect_block_end(P);
+    if (!st) st = body_until(P, ends, &n->kids[1], &end);
+    P->loops--;
+    if (st) return st;
     if (!strcmp(end, "else")) {
         static const char *const ends2[] = {"endfor", NULL};
         if ((st = expect_block_end(P)) || (st = body_until(P, ends2, &n->kids[2], &end)))
@@ -726,7 +731,12 @@ static wick_status parse_macro(parser *P, int line, jnode **out) {
     n->nargs = l.n;
     static const char *const ends[] = {"endmacro", NULL};
     const char *end;
-    if ((st = expect_block_end(P)) || (st = body_until(P, ends, &n->kids[0], &end))) return st;
+    int loops = P->loops; /* a macro body is outside any loop around its definition */
+    P->loops = 0;
+    st = expect_block_end(P);
+    if (!st) st = body_until(P, ends, &n->kids[0], &end);
+    P->loops = loops;
+    if (st) return st;
     if (cur(P)->k == JT_NAME) P->i++; /* {% endmacro name %} */
     if ((st = expect_block_end(P))) return st;
     *out = n;
@@ -745,6 +755,9 @@ static wick_status parse_stmt(parser *P, jnode **out) {
     if (is_name(t, "set")) return parse_set(P, line, out);
     if (is_name(t, "macro")) return parse_macro(P, line, out);
     if (is_name(t, "break") || is_name(t, "continue")) {
+        if (!P->loops) /* jinja2 rejects it at compile time too */
+            return err_set(WICK_ERR_FORMAT, "template line %d: '%.*s' outside loop", line,
+                           (int)t->n, t->s);
         if (!(*out = mk(P, is_name(t, "break") ? JN_BREAK : JN_CONTINUE, line, 0)))
             return WICK_ERR_NOMEM;
         return expect_block_end(P);

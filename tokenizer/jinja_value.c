@@ -1,16 +1,21 @@
 /* jinja_value.c — run-time values of the Jinja engine: arena, output buffer, UTF-8 helpers,
- * constructors, Python truthiness/equality/ordering, and the three ways a value is written:
- * str() (what {{ x }} prints), repr() (inside printed lists/dicts) and json.dumps (tojson).
+ * constructors, dicts with a hash index, Python truthiness/equality/ordering/sorting, and the
+ * context's JSON as values.
  *
  * Values follow Python semantics because jinja2 evaluates with Python objects: ints are
  * int64 here (Python's are unbounded; overflow is reported, not wrapped), floats print with
  * Python's shortest round-trip repr, strings are UTF-8 and indexed by code point elsewhere.
- * Not here: operators (jinja_eval.c) and filters (jinja_filters.c). */
+ * Walks over nested values (equality, ordering) are bounded: they charge the render's step
+ * budget and stop at JINJA_MAX_VALUE_DEPTH (see jinja_internal.h).
+ * Not here: writing values (jinja_write.c), operators (jinja_eval.c), filters
+ * (jinja_filters.c). */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "tokenizer/jinja_internal.h"
 
@@ -36,6 +41,10 @@ jarena *jarena_new(size_t cap) {
 }
 
 void *jarena_alloc(jarena *a, size_t n) {
+    if (n > a->cap) { /* also keeps the rounding below from wrapping */
+        err_set(WICK_ERR_NOMEM, "template: memory limit of %zu MiB exceeded", a->cap >> 20);
+        return NULL;
+    }
     n = (n + 15) & ~(size_t)15;
     if (n == 0) n = 16;
     jblock *b = a->head;
@@ -83,9 +92,11 @@ void jarena_free(jarena *a) {
 bool jbuf_put(jbuf *b, const char *s, size_t n) {
     if (b->failed) return false;
     if (b->n + n + 1 > b->cap) {
-        if (b->n + n + 1 > JINJA_MAX_OUTPUT) {
+        size_t lim = b->limit ? b->limit : JINJA_MAX_OUTPUT;
+        if (n >= lim || b->n + n + 1 > lim) {
             b->failed = true;
-            err_set(WICK_ERR_NOMEM, "template: output exceeds %u MiB", JINJA_MAX_OUTPUT >> 20);
+            err_set(WICK_ERR_NOMEM, "template: output exceeds %u MiB (rendered text, including "
+                    "macro results and set blocks being built)", JINJA_MAX_OUTPUT >> 20);
             return false;
         }
         size_t nc = b->cap ? b->cap : 256;
@@ -201,7 +212,27 @@ jv *jv_str_own(jarena *a, const char *s, size_t n) {
     return v;
 }
 
+/* The empty string and the 128 one-character ASCII strings, shared by every render (values
+ * are never modified once made): iterating, reversing or sorting a string makes one value per
+ * character, which would otherwise cost ~80 bytes of arena each. */
+static char small_text[129][2];
+static jv small_str[129];
+static pthread_once_t small_once = PTHREAD_ONCE_INIT;
+
+static void small_init(void) {
+    for (int i = 0; i < 129; i++) {
+        small_text[i][0] = (char)(i < 128 ? i : 0);
+        small_str[i].t = JV_STR;
+        small_str[i].u.str.s = small_text[i];
+        small_str[i].u.str.n = i < 128 ? 1 : 0;
+    }
+}
+
 jv *jv_str(jarena *a, const char *s, size_t n) {
+    if (n == 0 || (n == 1 && (unsigned char)s[0] < 128)) {
+        pthread_once(&small_once, small_init);
+        return &small_str[n ? (unsigned char)s[0] : 128];
+    }
     char *p = jarena_strndup(a, s, n);
     return p ? jv_str_own(a, p, n) : NULL;
 }
@@ -240,29 +271,147 @@ bool jv_list_push(jarena *a, jv *l, jv *item) {
     return true;
 }
 
+/* ---- dict keys and the hash index ---- */
+
+/* SipHash-1-3 (Aumasson & Bernstein) with a per-process random key: keys come from
+ * untrusted JSON and templates, and a keyed hash keeps crafted collisions from turning the
+ * index back into a linear scan. */
+static uint64_t sip_k0, sip_k1;
+static pthread_once_t sip_once = PTHREAD_ONCE_INIT;
+
+static void sip_init(void) {
+    uint64_t k[2] = {0x736f6d6570736575ull, 0x646f72616e646f6dull};
+    if (getrandom(k, sizeof k, GRND_NONBLOCK) != (ssize_t)sizeof k) { /* fall back: ASLR */
+        k[0] ^= (uint64_t)(uintptr_t)&sip_k0;
+        k[1] ^= (uint64_t)(uintptr_t)&k;
+    }
+    sip_k0 = k[0];
+    sip_k1 = k[1];
+}
+
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                    \
+    do {                                                                            \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                   \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                      \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                      \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                   \
+    } while (0)
+
+static uint64_t siphash13(const void *data, size_t n) {
+    pthread_once(&sip_once, sip_init);
+    const unsigned char *p = data;
+    uint64_t v0 = sip_k0 ^ 0x736f6d6570736575ull, v1 = sip_k1 ^ 0x646f72616e646f6dull;
+    uint64_t v2 = sip_k0 ^ 0x6c7967656e657261ull, v3 = sip_k1 ^ 0x7465646279746573ull;
+    uint64_t m, last = (uint64_t)n << 56;
+    for (; n >= 8; n -= 8, p += 8) {
+        memcpy(&m, p, 8);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t i = 0; i < n; i++) last |= (uint64_t)p[i] << (8 * i);
+    v3 ^= last;
+    SIPROUND;
+    v0 ^= last;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+#undef SIPROUND
+#undef ROTL
+
+bool jv_is_key(const jv *k) {
+    return k->t == JV_STR || k->t == JV_INT || k->t == JV_BOOL || k->t == JV_FLOAT ||
+           k->t == JV_NONE || k->t == JV_UNDEF;
+}
+
+/* Equal keys hash equally: 1, 1.0 and True hash as the int 1 (Python's rule). */
+static uint64_t key_hash(const jv *k) {
+    if (k->t == JV_STR) return siphash13(k->u.str.s, k->u.str.n);
+    if (k->t == JV_NONE || k->t == JV_UNDEF) return (uint64_t)k->t * 0x9e3779b97f4a7c15ull;
+    unsigned char b[9];
+    double f = k->t == JV_FLOAT ? k->u.f : 0;
+    if (k->t != JV_FLOAT || (f == floor(f) && f >= -9223372036854775808.0 && f < 9223372036854775808.0)) {
+        int64_t i = k->t == JV_INT ? k->u.i : k->t == JV_BOOL ? k->u.b : (int64_t)f;
+        b[0] = 'i';
+        memcpy(b + 1, &i, 8);
+    } else {
+        b[0] = 'f';
+        memcpy(b + 1, &f, 8);
+    }
+    return siphash13(b, sizeof b);
+}
+
+static bool key_equal(const jv *a, const jv *b) {
+    if (a == b) return true;
+    if (a->t == JV_STR || b->t == JV_STR)
+        return a->t == b->t && a->u.str.n == b->u.str.n &&
+               memcmp(a->u.str.s, b->u.str.s, a->u.str.n) == 0;
+    if (jv_is_num(a) && jv_is_num(b)) {
+        if (a->t != JV_FLOAT && b->t != JV_FLOAT)
+            return (a->t == JV_INT ? a->u.i : a->u.b) == (b->t == JV_INT ? b->u.i : b->u.b);
+        return jv_num(a) == jv_num(b);
+    }
+    return a->t == b->t && (a->t == JV_NONE || a->t == JV_UNDEF);
+}
+
+#define DICT_LINEAR 8 /* dicts up to this size are scanned; larger ones use the index */
+
+/* Index of `key` (hash h) in d, or -1. */
+static ptrdiff_t dict_find(const jv *d, const jv *key, uint64_t h) {
+    if (!d->u.dict.nslot) {
+        for (size_t i = 0; i < d->u.dict.n; i++)
+            if (key_equal(d->u.dict.k[i], key)) return (ptrdiff_t)i;
+        return -1;
+    }
+    size_t mask = d->u.dict.nslot - 1;
+    for (size_t s = (size_t)h & mask;; s = (s + 1) & mask) { /* linear probing, load <= 1/2 */
+        uint32_t e = d->u.dict.slot[s];
+        if (!e) return -1;
+        if (key_equal(d->u.dict.k[e - 1], key)) return (ptrdiff_t)e - 1;
+    }
+}
+
+static void slot_insert(uint32_t *slot, size_t nslot, uint64_t h, size_t entry) {
+    size_t mask = nslot - 1, s = (size_t)h & mask;
+    while (slot[s]) s = (s + 1) & mask;
+    slot[s] = (uint32_t)(entry + 1);
+}
+
 jv *jv_dict_get(const jv *d, const jv *key) {
-    for (size_t i = 0; i < d->u.dict.n; i++)
-        if (jv_equal(d->u.dict.k[i], key)) return d->u.dict.v[i];
-    return NULL;
+    if (!jv_is_key(key)) return NULL; /* Python: unhashable; never a member */
+    ptrdiff_t i = dict_find(d, key, d->u.dict.nslot ? key_hash(key) : 0);
+    return i < 0 ? NULL : d->u.dict.v[i];
 }
 
 jv *jv_dict_getz(const jv *d, const char *key, size_t n) {
-    for (size_t i = 0; i < d->u.dict.n; i++) {
-        const jv *k = d->u.dict.k[i];
-        if (k->t == JV_STR && k->u.str.n == n && memcmp(k->u.str.s, key, n) == 0)
-            return d->u.dict.v[i];
-    }
-    return NULL;
+    jv k = {.t = JV_STR, .u.str = {key, n}};
+    return jv_dict_get(d, &k);
 }
 
 bool jv_dict_set(jarena *a, jv *d, jv *key, jv *val) {
-    for (size_t i = 0; i < d->u.dict.n; i++)
-        if (jv_equal(d->u.dict.k[i], key)) {
-            d->u.dict.v[i] = val;
-            return true;
-        }
+    if (!jv_is_key(key)) {
+        if (key->t == JV_LIST && key->tuple)
+            err_set(WICK_ERR_UNSUPPORTED, "template: tuples as dict keys are not supported");
+        else
+            err_set(WICK_ERR_INVALID_ARG, "template: unhashable type: '%s'", jv_type_name(key));
+        return false;
+    }
+    uint64_t h = d->u.dict.nslot || d->u.dict.n >= DICT_LINEAR ? key_hash(key) : 0;
+    ptrdiff_t i = dict_find(d, key, h);
+    if (i >= 0) {
+        d->u.dict.v[i] = val;
+        return true;
+    }
+    if (d->u.dict.n >= UINT32_MAX - 1) {
+        err_set(WICK_ERR_NOMEM, "template: dict too large");
+        return false;
+    }
     if (d->u.dict.n == d->u.dict.cap) {
-        size_t nc = d->u.dict.cap ? d->u.dict.cap * 2 : 8;
+        size_t nc = d->u.dict.cap ? d->u.dict.cap * 2 : DICT_LINEAR;
         jv **nk = jarena_alloc(a, nc * sizeof *nk), **nv = jarena_alloc(a, nc * sizeof *nv);
         if (!nk || !nv) return false;
         if (d->u.dict.n) {
@@ -272,15 +421,41 @@ bool jv_dict_set(jarena *a, jv *d, jv *key, jv *val) {
         d->u.dict.k = nk;
         d->u.dict.v = nv;
         d->u.dict.cap = nc;
+        if (nc > DICT_LINEAR) { /* (re)build the index for the new capacity */
+            size_t ns = 2 * nc;
+            uint32_t *slot = jarena_alloc(a, ns * sizeof *slot);
+            if (!slot) return false;
+            for (size_t k = 0; k < d->u.dict.n; k++) slot_insert(slot, ns, key_hash(nk[k]), k);
+            d->u.dict.slot = slot;
+            d->u.dict.nslot = ns;
+            if (!h) h = key_hash(key);
+        }
     }
+    if (d->u.dict.nslot) slot_insert(d->u.dict.slot, d->u.dict.nslot, h, d->u.dict.n);
     d->u.dict.k[d->u.dict.n] = key;
     d->u.dict.v[d->u.dict.n++] = val;
     return true;
 }
 
 bool jv_dict_setz(jarena *a, jv *d, const char *key, jv *val) {
-    jv *k = jv_strz(a, key);
+    size_t n = strlen(key);
+    jv probe = {.t = JV_STR, .u.str = {key, n}};
+    ptrdiff_t i = dict_find(d, &probe, d->u.dict.nslot ? key_hash(&probe) : 0);
+    if (i >= 0) { /* reassignment (loop variables, namespace attributes): no new key */
+        d->u.dict.v[i] = val;
+        return true;
+    }
+    jv *k = jv_str(a, key, n);
     return k && jv_dict_set(a, d, k, val);
+}
+
+void jv_dict_truncate(jv *d, size_t n) {
+    if (n >= d->u.dict.n) return;
+    d->u.dict.n = n;
+    if (!d->u.dict.nslot) return;
+    memset(d->u.dict.slot, 0, d->u.dict.nslot * sizeof *d->u.dict.slot);
+    for (size_t i = 0; i < n; i++)
+        slot_insert(d->u.dict.slot, d->u.dict.nslot, key_hash(d->u.dict.k[i]), i);
 }
 
 /* ---- semantics ---- */
@@ -303,35 +478,6 @@ bool jv_truthy(const jv *v) {
     }
 }
 
-bool jv_equal(const jv *a, const jv *b) {
-    if (a == b) return true;
-    if (jv_is_num(a) && jv_is_num(b)) {
-        if (a->t != JV_FLOAT && b->t != JV_FLOAT) {
-            int64_t x = a->t == JV_INT ? a->u.i : a->u.b, y = b->t == JV_INT ? b->u.i : b->u.b;
-            return x == y;
-        }
-        return jv_num(a) == jv_num(b);
-    }
-    if (a->t != b->t) return false;
-    switch (a->t) {
-    case JV_UNDEF: case JV_NONE: return true;
-    case JV_STR: return a->u.str.n == b->u.str.n && memcmp(a->u.str.s, b->u.str.s, a->u.str.n) == 0;
-    case JV_LIST:
-        if (a->u.list.n != b->u.list.n) return false;
-        for (size_t i = 0; i < a->u.list.n; i++)
-            if (!jv_equal(a->u.list.v[i], b->u.list.v[i])) return false;
-        return true;
-    case JV_DICT:
-        if (a->u.dict.n != b->u.dict.n) return false;
-        for (size_t i = 0; i < a->u.dict.n; i++) {
-            jv *o = jv_dict_get(b, a->u.dict.k[i]);
-            if (!o || !jv_equal(a->u.dict.v[i], o)) return false;
-        }
-        return true;
-    default: return false; /* identity only */
-    }
-}
-
 const char *jv_type_name(const jv *v) {
     static const char *names[] = {"Undefined", "NoneType", "bool", "int", "float", "str",
                                   "list", "dict", "Namespace", "function", "LoopContext"};
@@ -339,7 +485,53 @@ const char *jv_type_name(const jv *v) {
     return names[v->t];
 }
 
-int jv_compare(const jv *a, const jv *b, bool *ok) {
+/* One level deeper into a nested value: false (c->failed, message set) past the limit or
+ * once the step budget is spent. `units` is the work this level is about to do. */
+static bool walk(jctx *c, int depth, uint64_t units) {
+    if (c->failed) return false;
+    if (depth >= JINJA_MAX_VALUE_DEPTH) {
+        err_set(WICK_ERR_INVALID_ARG, "template: value nested deeper than %d levels",
+                JINJA_MAX_VALUE_DEPTH);
+        c->failed = true;
+        return false;
+    }
+    return jinja_charge(c, units, 0);
+}
+
+static bool equal_d(jctx *c, const jv *a, const jv *b, int depth) {
+    if (a == b) return true;
+    if (jv_is_num(a) || a->t != b->t || a->t == JV_STR) {
+        if (a->t == JV_STR && b->t == JV_STR && a->u.str.n == b->u.str.n &&
+            !walk(c, depth, 1 + a->u.str.n / JINJA_BYTES_PER_STEP))
+            return false;
+        return key_equal(a, b);
+    }
+    switch (a->t) {
+    case JV_UNDEF: case JV_NONE: return true;
+    case JV_LIST:
+        if (a->u.list.n != b->u.list.n) return false;
+        if (!walk(c, depth, 1 + a->u.list.n)) return false;
+        for (size_t i = 0; i < a->u.list.n; i++)
+            if (!equal_d(c, a->u.list.v[i], b->u.list.v[i], depth + 1)) return false;
+        return true;
+    case JV_DICT:
+        if (a->u.dict.n != b->u.dict.n) return false;
+        if (!walk(c, depth, 1 + a->u.dict.n)) return false;
+        for (size_t i = 0; i < a->u.dict.n; i++) {
+            const jv *k = a->u.dict.k[i];
+            if (k->t == JV_STR && !jinja_charge(c, k->u.str.n / JINJA_BYTES_PER_STEP, 0))
+                return false;
+            jv *o = jv_dict_get(b, k);
+            if (!o || !equal_d(c, a->u.dict.v[i], o, depth + 1)) return false;
+        }
+        return true;
+    default: return false; /* identity only */
+    }
+}
+
+bool jv_equal(jctx *c, const jv *a, const jv *b) { return equal_d(c, a, b, 0); }
+
+static int compare_d(jctx *c, const jv *a, const jv *b, bool *ok, int depth) {
     *ok = true;
     if (jv_is_num(a) && jv_is_num(b)) {
         if (a->t == JV_INT && b->t == JV_INT) return (a->u.i > b->u.i) - (a->u.i < b->u.i);
@@ -348,14 +540,18 @@ int jv_compare(const jv *a, const jv *b, bool *ok) {
     }
     if (a->t == JV_STR && b->t == JV_STR) { /* UTF-8 byte order == code point order */
         size_t m = a->u.str.n < b->u.str.n ? a->u.str.n : b->u.str.n;
-        int c = memcmp(a->u.str.s, b->u.str.s, m);
-        if (c) return c < 0 ? -1 : 1;
+        if (!walk(c, depth, 1 + m / JINJA_BYTES_PER_STEP)) return *ok = false, 0;
+        int r = memcmp(a->u.str.s, b->u.str.s, m);
+        if (r) return r < 0 ? -1 : 1;
         return (a->u.str.n > b->u.str.n) - (a->u.str.n < b->u.str.n);
     }
     if (a->t == JV_LIST && b->t == JV_LIST) {
-        for (size_t i = 0; i < a->u.list.n && i < b->u.list.n; i++) {
-            if (jv_equal(a->u.list.v[i], b->u.list.v[i])) continue;
-            return jv_compare(a->u.list.v[i], b->u.list.v[i], ok);
+        size_t m = a->u.list.n < b->u.list.n ? a->u.list.n : b->u.list.n;
+        if (!walk(c, depth, 1 + m)) return *ok = false, 0;
+        for (size_t i = 0; i < m; i++) {
+            if (equal_d(c, a->u.list.v[i], b->u.list.v[i], depth + 1)) continue;
+            if (c->failed) return *ok = false, 0;
+            return compare_d(c, a->u.list.v[i], b->u.list.v[i], ok, depth + 1);
         }
         return (a->u.list.n > b->u.list.n) - (a->u.list.n < b->u.list.n);
     }
@@ -365,237 +561,38 @@ int jv_compare(const jv *a, const jv *b, bool *ok) {
     return 0;
 }
 
-/* ---- writing ---- */
-void jv_float_repr(double f, char *buf) {
-    if (isnan(f)) { strcpy(buf, "nan"); return; }
-    if (isinf(f)) { strcpy(buf, f > 0 ? "inf" : "-inf"); return; }
-    char tmp[40];
-    int prec;
-    for (prec = 1; prec <= 17; prec++) { /* shortest round-trip digits */
-        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, f);
-        if (strtod(tmp, NULL) == f) break;
-    }
-    /* tmp = [-]d.ddde[+-]XX: split into digits and exponent */
-    char digits[24];
-    int nd = 0, exp10;
-    const char *p = tmp;
-    bool neg = *p == '-';
-    if (neg) p++;
-    for (; *p && *p != 'e'; p++)
-        if (*p != '.') digits[nd++] = *p;
-    exp10 = atoi(p + 1);
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
-    char *o = buf;
-    if (neg) *o++ = '-';
-    if (exp10 >= 16 || exp10 < -4) { /* Python repr switches to exponent form */
-        *o++ = digits[0];
-        if (nd > 1) {
-            *o++ = '.';
-            for (int i = 1; i < nd; i++) *o++ = digits[i];
-        }
-        sprintf(o, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
-        return;
-    }
-    if (exp10 < 0) {
-        *o++ = '0';
-        *o++ = '.';
-        for (int i = -1; i > exp10; i--) *o++ = '0';
-        for (int i = 0; i < nd; i++) *o++ = digits[i];
-    } else {
-        for (int i = 0; i <= exp10; i++) *o++ = i < nd ? digits[i] : '0';
-        *o++ = '.';
-        if (nd > exp10 + 1)
-            for (int i = exp10 + 1; i < nd; i++) *o++ = digits[i];
-        else
-            *o++ = '0';
-    }
-    *o = 0;
-}
-
-static bool write_repr_str(jbuf *b, const char *s, size_t n) {
-    bool has_sq = memchr(s, '\'', n) != NULL, has_dq = memchr(s, '"', n) != NULL;
-    char q = has_sq && !has_dq ? '"' : '\'';
-    if (!jbuf_putc(b, q)) return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        bool ok;
-        if (c == (unsigned char)q || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            ok = jbuf_put(b, e, 2);
-        } else if (c == '\n') ok = jbuf_put(b, "\\n", 2);
-        else if (c == '\r') ok = jbuf_put(b, "\\r", 2);
-        else if (c == '\t') ok = jbuf_put(b, "\\t", 2);
-        else if (c < 0x20 || c == 0x7F) ok = jbuf_printf(b, "\\x%02x", c);
-        else ok = jbuf_putc(b, (char)c);
-        if (!ok) return false;
-    }
-    return jbuf_putc(b, q);
-}
-
-static bool write_seq(jbuf *b, const jv *v) {
-    bool tup = v->t == JV_LIST && v->tuple;
-    if (v->t == JV_LIST) {
-        if (!jbuf_putc(b, tup ? '(' : '[')) return false;
-        for (size_t i = 0; i < v->u.list.n; i++) {
-            if (i && !jbuf_put(b, ", ", 2)) return false;
-            if (!jv_write_repr(b, v->u.list.v[i])) return false;
-        }
-        if (tup && v->u.list.n == 1 && !jbuf_putc(b, ',')) return false;
-        return jbuf_putc(b, tup ? ')' : ']');
-    }
-    if (v->t == JV_NS && !jbuf_put(b, "<Namespace ", 11)) return false;
-    if (!jbuf_putc(b, '{')) return false;
-    for (size_t i = 0; i < v->u.dict.n; i++) {
-        if (i && !jbuf_put(b, ", ", 2)) return false;
-        if (!jv_write_repr(b, v->u.dict.k[i]) || !jbuf_put(b, ": ", 2) ||
-            !jv_write_repr(b, v->u.dict.v[i]))
-            return false;
-    }
-    return jbuf_putc(b, '}') && (v->t != JV_NS || jbuf_putc(b, '>'));
-}
-
-bool jv_write_str(jbuf *b, const jv *v) {
-    char tmp[64];
-    switch (v->t) {
-    case JV_UNDEF: return true;
-    case JV_NONE: return jbuf_put(b, "None", 4);
-    case JV_BOOL: return v->u.b ? jbuf_put(b, "True", 4) : jbuf_put(b, "False", 5);
-    case JV_INT: return jbuf_printf(b, "%lld", (long long)v->u.i);
-    case JV_FLOAT: jv_float_repr(v->u.f, tmp); return jbuf_put(b, tmp, strlen(tmp));
-    case JV_STR: return jbuf_put(b, v->u.str.s, v->u.str.n);
-    case JV_LIST: case JV_DICT: case JV_NS: return write_seq(b, v);
-    case JV_FUNC: return jbuf_printf(b, "<function %s>", v->u.fn.name ? v->u.fn.name : "builtin");
-    case JV_LOOP: return jbuf_put(b, "<LoopContext>", 13);
-    }
-    return true;
-}
-
-bool jv_write_repr(jbuf *b, const jv *v) {
-    if (v->t == JV_STR) return write_repr_str(b, v->u.str.s, v->u.str.n);
-    if (v->t == JV_UNDEF) return true;
-    return jv_write_str(b, v);
-}
-
-jv *jv_to_str(jarena *a, const jv *v) {
-    if (v->t == JV_STR) return (jv *)v;
-    jbuf b = {0};
-    if (!jv_write_str(&b, v)) {
-        free(b.p);
-        return NULL;
-    }
-    jv *r = jv_str(a, b.p ? b.p : "", b.n);
-    free(b.p);
+int jv_compare(jctx *c, const jv *a, const jv *b, bool *ok) {
+    int r = compare_d(c, a, b, ok, 0);
+    if (c->failed) *ok = false;
     return r;
 }
 
-static bool json_str(jbuf *b, const char *s, size_t n) {
-    if (!jbuf_putc(b, '"')) return false;
-    size_t run = 0; /* flush unescaped runs in one go */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *e = NULL;
-        char u[8];
-        if (c == '"') e = "\\\"";
-        else if (c == '\\') e = "\\\\";
-        else if (c == '\n') e = "\\n";
-        else if (c == '\r') e = "\\r";
-        else if (c == '\t') e = "\\t";
-        else if (c == '\b') e = "\\b";
-        else if (c == '\f') e = "\\f";
-        else if (c < 0x20) {
-            snprintf(u, sizeof u, "\\u%04x", c);
-            e = u;
-        }
-        if (!e) {
-            run++;
-            continue;
-        }
-        if (!jbuf_put(b, s + i - run, run) || !jbuf_put(b, e, strlen(e))) return false;
-        run = 0;
+static bool msort(jctx *c, size_t *idx, size_t *tmp, size_t n, jv **keys, bool rev) {
+    if (n < 2) return true;
+    if (!jinja_charge(c, n, 0)) return false; /* n log n in all */
+    size_t h = n / 2;
+    if (!msort(c, idx, tmp, h, keys, rev) || !msort(c, idx + h, tmp, n - h, keys, rev)) return false;
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n) {
+        bool ok;
+        int cmp = jv_compare(c, keys[idx[j]], keys[idx[i]], &ok);
+        if (!ok) return false;
+        if (rev ? cmp > 0 : cmp < 0) tmp[k++] = idx[j++];
+        else tmp[k++] = idx[i++];
     }
-    return jbuf_put(b, s + n - run, run) && jbuf_putc(b, '"');
-}
-
-static bool json_nl(jbuf *b, const char *ind, int level) {
-    if (!jbuf_putc(b, '\n')) return false;
-    for (int i = 0; i < level; i++)
-        if (!jbuf_put(b, ind, strlen(ind))) return false;
+    while (i < h) tmp[k++] = idx[i++];
+    while (j < n) tmp[k++] = idx[j++];
+    memcpy(idx, tmp, n * sizeof *idx);
     return true;
 }
 
-bool jv_write_json(jbuf *b, const jv *v, const char *ind, bool sort_keys, int level) {
-    char tmp[64];
-    if (level > JINJA_MAX_EVAL_DEPTH) {
-        err_set(WICK_ERR_INVALID_ARG, "template: tojson: value nested too deeply");
-        return false;
-    }
-    switch (v->t) {
-    case JV_NONE: return jbuf_put(b, "null", 4);
-    case JV_BOOL: return v->u.b ? jbuf_put(b, "true", 4) : jbuf_put(b, "false", 5);
-    case JV_INT: return jbuf_printf(b, "%lld", (long long)v->u.i);
-    case JV_FLOAT:
-        if (isnan(v->u.f)) return jbuf_put(b, "NaN", 3);
-        if (isinf(v->u.f)) return v->u.f > 0 ? jbuf_put(b, "Infinity", 8) : jbuf_put(b, "-Infinity", 9);
-        jv_float_repr(v->u.f, tmp);
-        return jbuf_put(b, tmp, strlen(tmp));
-    case JV_STR: return json_str(b, v->u.str.s, v->u.str.n);
-    case JV_LIST: {
-        if (!v->u.list.n) return jbuf_put(b, "[]", 2);
-        if (!jbuf_putc(b, '[')) return false;
-        for (size_t i = 0; i < v->u.list.n; i++) {
-            if (i && !jbuf_put(b, ind ? "," : ", ", ind ? 1 : 2)) return false;
-            if (ind && !json_nl(b, ind, level + 1)) return false;
-            if (!jv_write_json(b, v->u.list.v[i], ind, sort_keys, level + 1)) return false;
-        }
-        if (ind && !json_nl(b, ind, level)) return false;
-        return jbuf_putc(b, ']');
-    }
-    case JV_DICT: {
-        if (!v->u.dict.n) return jbuf_put(b, "{}", 2);
-        size_t n = v->u.dict.n;
-        size_t *ord = malloc(n * sizeof *ord);
-        if (!ord) return false;
-        for (size_t i = 0; i < n; i++) ord[i] = i;
-        if (sort_keys) /* insertion sort: dicts in templates are small */
-            for (size_t i = 1; i < n; i++)
-                for (size_t j = i; j > 0; j--) {
-                    bool ok;
-                    if (jv_compare(v->u.dict.k[ord[j - 1]], v->u.dict.k[ord[j]], &ok) <= 0) break;
-                    size_t t = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t;
-                }
-        bool ok = jbuf_putc(b, '{');
-        for (size_t i = 0; ok && i < n; i++) {
-            const jv *k = v->u.dict.k[ord[i]];
-            if (i) ok = jbuf_put(b, ind ? "," : ", ", ind ? 1 : 2);
-            if (ok && ind) ok = json_nl(b, ind, level + 1);
-            if (!ok) break;
-            if (k->t == JV_STR) ok = json_str(b, k->u.str.s, k->u.str.n);
-            else if (k->t == JV_INT || k->t == JV_FLOAT || k->t == JV_BOOL || k->t == JV_NONE) {
-                jbuf kb = {0};
-                ok = (k->t == JV_BOOL || k->t == JV_NONE) ? jv_write_json(&kb, k, NULL, false, 0)
-                                                          : jv_write_str(&kb, k);
-                ok = ok && json_str(b, kb.p, kb.n);
-                free(kb.p);
-            } else {
-                err_set(WICK_ERR_INVALID_ARG, "template: tojson: keys must be str, int, float, "
-                        "bool or None, not %s", jv_type_name(k));
-                ok = false;
-            }
-            ok = ok && jbuf_put(b, ": ", 2) &&
-                 jv_write_json(b, v->u.dict.v[ord[i]], ind, sort_keys, level + 1);
-        }
-        free(ord);
-        if (ok && ind) ok = json_nl(b, ind, level);
-        return ok && jbuf_putc(b, '}');
-    }
-    default:
-        err_set(WICK_ERR_INVALID_ARG, "template: tojson: object of type %s is not JSON "
-                "serializable", jv_type_name(v));
-        return false;
-    }
+bool jv_sort(jctx *c, size_t *idx, size_t n, jv **keys, bool rev) {
+    size_t *tmp = jarena_alloc(c->a, (n + 1) * sizeof *tmp);
+    return tmp && msort(c, idx, tmp, n, keys, rev);
 }
 
-jv *jv_from_json(jarena *a, const cJSON *j) {
+/* ---- JSON context ---- */
+static jv *from_json(jarena *a, const cJSON *j, int depth) {
     if (!j || cJSON_IsNull(j)) return JV_NONEV;
     if (cJSON_IsBool(j)) return JV_BOOLV(cJSON_IsTrue(j));
     if (cJSON_IsNumber(j)) {
@@ -605,11 +602,16 @@ jv *jv_from_json(jarena *a, const cJSON *j) {
         return jv_float(a, d);
     }
     if (cJSON_IsString(j)) return jv_strz(a, j->valuestring ? j->valuestring : "");
+    if ((cJSON_IsArray(j) || cJSON_IsObject(j)) && depth >= JINJA_MAX_VALUE_DEPTH) {
+        err_set(WICK_ERR_INVALID_ARG, "template: context nested deeper than %d levels",
+                JINJA_MAX_VALUE_DEPTH);
+        return NULL;
+    }
     if (cJSON_IsArray(j)) {
-        jv *l = jv_list(a, (size_t)cJSON_GetArraySize(j));
+        jv *l = jv_list(a, 0);
         if (!l) return NULL;
         for (const cJSON *c = j->child; c; c = c->next) {
-            jv *x = jv_from_json(a, c);
+            jv *x = from_json(a, c, depth + 1);
             if (!x || !jv_list_push(a, l, x)) return NULL;
         }
         return l;
@@ -618,7 +620,7 @@ jv *jv_from_json(jarena *a, const cJSON *j) {
         jv *d = jv_dict(a, JV_DICT);
         if (!d) return NULL;
         for (const cJSON *c = j->child; c; c = c->next) {
-            jv *x = jv_from_json(a, c);
+            jv *x = from_json(a, c, depth + 1);
             if (!x || !jv_dict_setz(a, d, c->string ? c->string : "", x)) return NULL;
         }
         return d;
@@ -626,3 +628,5 @@ jv *jv_from_json(jarena *a, const cJSON *j) {
     err_set(WICK_ERR_INVALID_ARG, "template: unsupported JSON value in context");
     return NULL;
 }
+
+jv *jv_from_json(jarena *a, const cJSON *j) { return from_json(a, j, 0); }
