@@ -13,7 +13,8 @@
 # timeout stops the run, is saved as build-fuzz/crashes/NAME-*, and fails the script — commit
 # it under fuzz/regressions/NAME/ with the fix. Limits: -timeout=10 s per input,
 # -rss_limit_mb=2048, -malloc_limit_mb=512 (loaders must bound what they allocate by their
-# input's size). At the end a line per harness: executions, coverage, corpus size.
+# input's size); the Jinja harness 30 s, 3 GiB, 1 GiB (its render limits). At the end a
+# line per harness: executions, coverage, corpus size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=30
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --time) secs=$2; shift 2 ;;
     --replay) replay_only=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) names+=("$1"); shift ;;
     esac
 done
@@ -50,6 +51,10 @@ for n in "${names[@]}"; do
     for d in "fuzz/corpus/$n" "fuzz/regressions/$n"; do [ -d "$d" ] && dirs+=("$d"); done
     common=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 -max_len=65536
             -artifact_prefix="build-fuzz/crashes/$n-")
+    # a Jinja render may use its 512 MiB arena and 64 MiB of output, and one that runs to the
+    # step limit takes seconds under the sanitizers
+    [ "$n" = jinja ] && common=(-timeout=30 -rss_limit_mb=3072 -malloc_limit_mb=1024
+            -max_len=4096 -artifact_prefix="build-fuzz/crashes/$n-")
     echo "== $n: replaying ${dirs[*]:-nothing}"
     if [ ${#dirs[@]} -gt 0 ]; then
         "$bin" "${common[@]}" -runs=0 "${dirs[@]}" 2> "build-fuzz/$n.replay.log" ||

@@ -9,7 +9,7 @@
  *   - the limits stated in include/wick.h (steps, nesting depth, output size, memory) stop
  *     every runaway template with an error, quickly;
  *   - every input in fuzz/regressions/jinja/ (crashes, hangs and leaks found by fuzzing
- *     fuzz/fuzz_jinja.c) is replayed through the fuzz harness itself: each must compile and
+ *     fuzz/fuzz_jinja.c, body in fuzz/jinja_targets.c) is replayed through the fuzz harness itself: each must compile and
  *     render or fail cleanly, within a time bound. Run under ASan/UBSan for the "no crash"
  *     half. */
 #include <dirent.h>
@@ -37,7 +37,7 @@
 #endif
 
 /* The fuzz harness itself, so replayed inputs see exactly the fuzzer's context. */
-#include "../fuzz/fuzz_jinja.c"
+#include "../fuzz/jinja_targets.c"
 
 typedef struct okcase {
     const char *tpl, *ctx, *want;
@@ -404,7 +404,7 @@ typedef struct input { const uint8_t *p; size_t n; } input;
 
 static void fuzz_child(const void *arg, outcome *o) {
     const input *in = arg;
-    LLVMFuzzerTestOneInput(in->p, in->n); /* aborts itself on an inconsistent result */
+    fuzz_target_jinja(in->p, in->n); /* aborts itself on an inconsistent result */
     o->st = WICK_OK;
 }
 
