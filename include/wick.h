@@ -103,14 +103,17 @@ typedef struct wick_model_params {
      * Default true. A folder without one still loads; wick_model_tokenizer() then returns NULL. */
     bool load_tokenizer;
     /* Where the model runs: NULL or "cpu" (default: the CPU, `kernels` picks the table), or
-     * "cuda" / "cuda:N" (NVIDIA GPU N, 0 by default; `kernels` is then ignored). The
-     * WICK_DEVICE environment variable, when set, overrides it. With CUDA every weight the
-     * forward pass reads is copied to the GPU once at load (the host mapping stays too, for
-     * saving and merging), and sessions and engines created on the model keep their
-     * activations and KV cache there. wick_model_load fails with WICK_ERR_UNSUPPORTED when
-     * this build has no CUDA backend (built without -DWICK_CUDA=ON) or no usable GPU is
-     * present, and WICK_ERR_NOMEM when the weights do not fit in GPU memory. CPU-only in this
-     * version, refused on a CUDA model with WICK_ERR_UNSUPPORTED: training
+     * "cuda" / "cuda:N" (NVIDIA GPU N, 0 <= N < 16, 0 by default; its table replaces the CPU
+     * one). The WICK_DEVICE environment variable, when set, overrides it. With CUDA every
+     * weight the forward pass reads is copied to the GPU once at load (the host mapping stays
+     * too, for saving and merging), and sessions and engines created on the model keep their
+     * activations, KV cache and adapters' matrices there. wick_model_load fails with
+     * WICK_ERR_UNSUPPORTED when this build has no CUDA backend (built without
+     * -DWICK_CUDA=ON) or no usable GPU is present, WICK_ERR_INVALID_ARG for a device index the
+     * machine lacks, and WICK_ERR_NOMEM when the weights do not fit in GPU memory. Each thread
+     * that evaluates on a GPU also keeps scratch there (up to 64 MiB for widening weights in
+     * prefill, plus span tables) and a cuBLAS handle, freed when the thread ends. CPU-only in
+     * this version, refused on a CUDA model with WICK_ERR_UNSUPPORTED: training
      * (wick_trainer_create) and merging (wick_model_merge_adapter). Embeddings
      * (wick_embedder) always run on the CPU. */
     const char *device;
