@@ -127,6 +127,7 @@ static int usage(FILE *f) {
     fprintf(f, "usage: wick bench batch -m MODEL [-t THREADS] [-s 1,4,8,16] [-n TOKENS] [-p PROMPT]\n"
                "                        [-r ROUNDS] [--kv-type f16|bf16|q8_0|f32] [--shared N]\n"
                "                        [--clients K] [--batch N] [--kernels auto|ref]\n"
+               "                        [--device cpu|cuda[:N]]\n"
                "Aggregate decode tokens/s of N concurrent streams in one engine vs one stream,\n"
                "8 streams over 4 adapters + base vs no adapter, and K clients sharing an N-token\n"
                "system prompt (time to first token, KV bytes). Medians over ROUNDS (default 3).\n");
@@ -142,7 +143,7 @@ static wick_kv_type kv_of(const char *s) {
 }
 
 int bench_batch(int argc, char **argv) {
-    const char *model = NULL, *kern = "auto", *kvs = "f16";
+    const char *model = NULL, *kern = "auto", *kvs = "f16", *device = NULL;
     long threads = 0, ntok = 128, plen = 32, rounds = 3, shared = 1000, clients = 16, batch = 128;
     int streams[16] = {1, 4, 8, 16}, n_streams = 4;
     for (int i = 1; i < argc; i++) {
@@ -151,6 +152,7 @@ int bench_batch(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else if (!strcmp(a, "-m") && has) model = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
+        else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "--kv-type") && has) kvs = argv[++i];
         else if (!strcmp(a, "-s") && has) {
             n_streams = 0;
@@ -183,6 +185,7 @@ int bench_batch(int argc, char **argv) {
     if (threads == 0) threads = pool_cpu_count();
     wick_model_params mp = wick_model_params_default();
     mp.kernels = kern;
+    mp.device = device;
     mp.load_tokenizer = false;
     wick_model *m = NULL;
     if (wick_model_load(model, &mp, &m) != WICK_OK) return cli_fail("bench", "cannot load model");

@@ -45,14 +45,23 @@ static int parse_list(const char *s, int *out, int cap) {
 
 static int usage_generate(FILE *f) {
     fprintf(f, "usage: wick bench generate -m MODEL [-t THREADS] [-p 64,512] [-n 32,128] [-r REPS]\n"
-               "                           [--kernels auto|ref]\n"
+               "                           [--kernels auto|ref] [--device cpu|cuda[:N]]\n"
                "Prefill (pp) and decode (tg) tokens/s, mean ± sd over REPS runs, with the\n"
-               "machine's read bandwidth measured in the same run. -p 0 / -n 0 skip that part.\n");
+               "machine's read bandwidth measured in the same run (CPU only: on a GPU the\n"
+               "share column is left empty in this version). -p 0 / -n 0 skip that part.\n");
     return f == stdout ? 0 : 2;
 }
 
+/* One session evaluation of the benchmark; a failure ends the run (figures after a failed
+ * evaluation would be meaningless). */
+static bool bench_eval(wick_session *s, const int32_t *ids, int n, float *logits) {
+    if (wick_session_eval(s, ids, n, WICK_LOGITS_LAST, logits) == WICK_OK) return true;
+    cli_fail("bench", "evaluation failed");
+    return false;
+}
+
 static int bench_generate(int argc, char **argv) {
-    const char *model = NULL, *kern = "auto";
+    const char *model = NULL, *kern = "auto", *device = NULL;
     int pp[16] = {64, 512}, tg[16] = {32, 128}, npp = 2, ntg = 2;
     long threads = 0, reps = 3;
     for (int i = 1; i < argc; i++) {
@@ -61,6 +70,7 @@ static int bench_generate(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_generate(stdout);
         else if (!strcmp(a, "-m") && has) model = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
+        else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "-t") && has) {
             if (!cli_parse_int("bench", a, argv[++i], 0, 1024, &threads)) return 2;
         } else if (!strcmp(a, "-r") && has) {
@@ -78,10 +88,13 @@ static int bench_generate(int argc, char **argv) {
     if (threads == 0) threads = pool_cpu_count();
     wick_model_params mp = wick_model_params_default();
     mp.kernels = kern;
+    mp.device = device;
     wick_model *m = NULL;
     if (wick_model_load(model, &mp, &m) != WICK_OK) return cli_fail("bench", "cannot load model");
     wick_model_info in;
     wick_model_get_info(m, &in);
+    /* on a GPU the host's read bandwidth is not the limit (a device probe comes later) */
+    const bool gpu = strncmp(in.kernels, "cuda", 4) == 0;
     int max_ctx = 1;
     for (int i = 0; i < npp; i++) max_ctx = pp[i] > max_ctx ? pp[i] : max_ctx;
     for (int i = 0; i < ntg; i++) max_ctx = tg[i] > max_ctx ? tg[i] : max_ctx;
@@ -97,7 +110,7 @@ static int bench_generate(int argc, char **argv) {
     /* The limit: the best read bandwidth seen, probed again before every decode row (on a
        shared machine the figure moves with the neighbours' traffic). */
     wk_pool *pool = pool_create((int)threads);
-    double bw = membw_read_gbs(pool, (size_t)512 << 20, 7);
+    double bw = gpu ? 0.0 : membw_read_gbs(pool, (size_t)512 << 20, 7);
 
     int32_t *ids = malloc(sizeof(int32_t) * max_ctx);
     uint64_t x = 12345;
@@ -108,49 +121,61 @@ static int bench_generate(int argc, char **argv) {
     float *logits = malloc(sizeof(float) * in.n_vocab);
     printf("model: %s (%s, %.1f M params, %.1f MiB weights), kernels %s, %ld threads\n", model,
            in.weight_dtype, in.n_params / 1e6, in.weight_bytes / 1048576.0, in.kernels, threads);
-    printf("memory read bandwidth (best of 7 reads of 512 MB, %ld threads): %.1f GB/s\n\n",
-           threads, bw);
+    if (gpu)
+        printf("device %s: the share of bandwidth is not measured on a GPU in this version\n\n",
+               in.kernels);
+    else
+        printf("memory read bandwidth (best of 7 reads of 512 MB, %ld threads): %.1f GB/s\n\n",
+               threads, bw);
     printf("| test   |     tokens/s |   ms/token | GB/s (weights+KV) | share of bandwidth |\n");
     printf("|--------|--------------|------------|-------------------|--------------------|\n");
     double *t = malloc(sizeof(double) * (reps + 1));
-    for (int i = 0; i < npp; i++) {
-        for (int r = 0; r <= reps; r++) {
+    bool ok = true;
+    for (int i = 0; ok && i < npp; i++) {
+        for (int r = 0; ok && r <= reps; r++) {
             wick_session_reset(s);
             double t0 = now_s();
-            wick_session_eval(s, ids, pp[i], WICK_LOGITS_LAST, logits);
+            ok = bench_eval(s, ids, pp[i], logits);
             t[r] = pp[i] / (now_s() - t0);
         }
+        if (!ok) break;
         double mean, sd;
         mean_sd(t + 1, (int)reps, &mean, &sd);
         printf("| pp%-4d | %7.1f ± %-3.0f | %10.2f |                 - |                  - |\n",
                pp[i], mean, sd, 1e3 / mean);
     }
     const int64_t kv_per_pos = 2LL * in.n_layer * in.n_kv_head * in.head_dim * 4;
-    for (int i = 0; i < ntg; i++) {
-        double again = membw_read_gbs(pool, (size_t)512 << 20, 3);
+    for (int i = 0; ok && i < ntg; i++) {
+        double again = gpu ? 0.0 : membw_read_gbs(pool, (size_t)512 << 20, 3);
         if (again > bw) bw = again;
-        for (int r = 0; r <= reps; r++) {
+        for (int r = 0; ok && r <= reps; r++) {
             wick_session_reset(s);
             double t0 = now_s();
-            for (int k = 0; k < tg[i]; k++) wick_session_eval(s, &ids[k], 1, WICK_LOGITS_LAST, logits);
+            for (int k = 0; ok && k < tg[i]; k++) ok = bench_eval(s, &ids[k], 1, logits);
             t[r] = tg[i] / (now_s() - t0);
         }
+        if (!ok) break;
         double mean, sd;
         mean_sd(t + 1, (int)reps, &mean, &sd);
         /* average bytes per token: all streamed weights + the KV cache read so far */
         double bytes = (double)in.decode_bytes + kv_per_pos * (tg[i] + 1) / 2.0;
         double gbs = bytes * mean / 1e9;
-        printf("| tg%-4d | %7.2f ± %-3.1f | %10.2f | %17.1f | %17.0f%% |\n", tg[i], mean, sd,
-               1e3 / mean, gbs, 100.0 * gbs / bw);
+        if (gpu)
+            printf("| tg%-4d | %7.2f ± %-3.1f | %10.2f | %17.1f |                  - |\n", tg[i],
+                   mean, sd, 1e3 / mean, gbs);
+        else
+            printf("| tg%-4d | %7.2f ± %-3.1f | %10.2f | %17.1f | %17.0f%% |\n", tg[i], mean, sd,
+                   1e3 / mean, gbs, 100.0 * gbs / bw);
     }
-    if (ntg) printf("\n(share of bandwidth uses the best read bandwidth seen by then: %.1f GB/s)\n", bw);
+    if (ntg && !gpu)
+        printf("\n(share of bandwidth uses the best read bandwidth seen by then: %.1f GB/s)\n", bw);
     pool_free(pool);
     free(t);
     free(ids);
     free(logits);
     wick_session_free(s);
     wick_model_free(m);
-    return 0;
+    return ok ? 0 : 1;
 }
 
 

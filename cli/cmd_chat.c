@@ -122,6 +122,7 @@ int cmd_chat(int argc, char **argv) {
     if (!model) return usage(stderr);
     wick_model_params mp = wick_model_params_default();
     mp.kernels = o.kernels;
+    mp.device = o.device;
     wick_model *m = NULL;
     if (wick_model_load(model, &mp, &m) != WICK_OK) return cli_fail("chat", "cannot load model");
     const wick_tokenizer *tok = wick_model_tokenizer(m);

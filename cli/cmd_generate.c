@@ -91,6 +91,7 @@ int cmd_generate(int argc, char **argv) {
     int n = 0;
     wick_model_params mp = wick_model_params_default();
     mp.kernels = o.kernels;
+    mp.device = o.device;
     wick_model *m = NULL;
     wick_session *s = NULL;
     wick_gen *g = NULL;

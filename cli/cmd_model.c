@@ -83,7 +83,7 @@ int cmd_info(int argc, char **argv) {
 
 static int usage_logits(FILE *f) {
     fprintf(f, "usage: wick logits -m MODEL_DIR --ids 1,2,3 [--out FILE.safetensors] "
-               "[--threads N] [--kernels auto|ref] [--adapter DIR[:scale]]\n"
+               "[--threads N] [--kernels auto|ref] [--device cpu|cuda[:N]] [--adapter DIR[:scale]]\n"
                "Runs one forward pass over the ids and writes an F32 tensor \"logits\" of shape\n"
                "[n_ids, vocab] (every position); prints the top-5 of the last position.\n"
                "--adapter applies a PEFT LoRA folder unmerged, scale multiplying its alpha/r.\n");
@@ -92,6 +92,7 @@ static int usage_logits(FILE *f) {
 
 int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *out = NULL, *kern = "auto", *adapter = NULL;
+    const char *device = NULL;
     long threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -101,6 +102,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--ids") && has) ids_s = argv[++i];
         else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && has) out = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
+        else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
         else if ((!strcmp(a, "--threads") || !strcmp(a, "-t")) && has) {
             if (!cli_parse_int("logits", a, argv[++i], 0, 1024, &threads)) return 2;
@@ -120,6 +122,7 @@ int cmd_logits(int argc, char **argv) {
     }
     wick_model_params mp = wick_model_params_default();
     mp.kernels = kern;
+    mp.device = device;
     wick_model *m = NULL;
     if (wick_model_load(model, &mp, &m) != WICK_OK) {
         free(ids);

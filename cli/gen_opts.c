@@ -36,7 +36,8 @@ void gen_opts_usage(FILE *f) {
             "  -t, --threads N        worker threads (default: all CPUs)\n"
             "  --ctx N                context size (default min(model max, 4096))\n"
             "  --kv-type T            KV cache elements: f32 (default, exact), f16, bf16, q8_0\n"
-            "  --kernels auto|ref     kernel table\n", GEN_OPTS_MAX_STOPS);
+            "  --kernels auto|ref     kernel table\n"
+            "  --device cpu|cuda[:N]  where the model runs (default cpu)\n", GEN_OPTS_MAX_STOPS);
 }
 
 static int want_float(const char *cmd, const char *opt, const char *v, float *out) {
@@ -107,6 +108,9 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
         r = 1;
     } else if (!strcmp(a, "--kernels")) {
         o->kernels = v;
+        r = 1;
+    } else if (!strcmp(a, "--device")) {
+        o->device = v;
         r = 1;
     } else if (!strcmp(a, "--kv-type")) {
         if (!strcmp(v, "f32")) o->kv_type = WICK_KV_F32;

@@ -14,6 +14,7 @@ typedef struct gen_opts {
     int32_t stop_ids[GEN_OPTS_MAX_STOPS];
     long threads, ctx;
     const char *kernels;
+    const char *device;      /* --device: NULL (cpu), "cuda", "cuda:N" */
     wick_kv_type kv_type;
 } gen_opts;
 

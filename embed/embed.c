@@ -79,7 +79,10 @@ wick_status wick_embedder_load(const char *path, const wick_embedder_params *par
     if (st == WICK_OK) st = embed_st_config_load(path, &sc);
     if (st == WICK_OK) {
         e->k = kernels_select(p->kernels ? p->kernels : "auto");
-        if (!e->k)
+        if (p->kernels && strncmp(p->kernels, "cuda", 4) == 0)
+            st = err_set(WICK_ERR_UNSUPPORTED, "kernel table '%s': embeddings run on the CPU "
+                         "only in this version", p->kernels);
+        else if (!e->k)
             st = err_set(WICK_ERR_INVALID_ARG, "kernel table '%s' (or WICK_ISA) is unknown or not "
                          "supported by this CPU (known: auto, ref, generic, avx2, avx512)",
                          p->kernels ? p->kernels : "auto");

@@ -1,5 +1,6 @@
 /*
- * wick.h — the one public header of libwick: transformer language models on the CPU.
+ * wick.h — the one public header of libwick: transformer language models on the CPU, and
+ * (built with CUDA) on NVIDIA GPUs: see wick_model_params.device.
  *
  * Example: load a Hugging Face model folder and print the greedy next token.
  *
@@ -101,6 +102,21 @@ typedef struct wick_model_params {
     /* Load the tokenizer found in the model folder (tokenizer.json or vocab.txt), if any.
      * Default true. A folder without one still loads; wick_model_tokenizer() then returns NULL. */
     bool load_tokenizer;
+    /* Where the model runs: NULL or "cpu" (default: the CPU, `kernels` picks the table), or
+     * "cuda" / "cuda:N" (NVIDIA GPU N, 0 <= N < 16, 0 by default; its table replaces the CPU
+     * one). The WICK_DEVICE environment variable, when set, overrides it. With CUDA every
+     * weight the forward pass reads is copied to the GPU once at load (the host mapping stays
+     * too, for saving and merging), and sessions and engines created on the model keep their
+     * activations, KV cache and adapters' matrices there. wick_model_load fails with
+     * WICK_ERR_UNSUPPORTED when this build has no CUDA backend (built without
+     * -DWICK_CUDA=ON) or no usable GPU is present, WICK_ERR_INVALID_ARG for a device index the
+     * machine lacks, and WICK_ERR_NOMEM when the weights do not fit in GPU memory. Each thread
+     * that evaluates on a GPU also keeps scratch there (up to 64 MiB for widening weights in
+     * prefill, plus span tables) and a cuBLAS handle, freed when the thread ends. CPU-only in
+     * this version, refused on a CUDA model with WICK_ERR_UNSUPPORTED: training
+     * (wick_trainer_create) and merging (wick_model_merge_adapter). Embeddings
+     * (wick_embedder) always run on the CPU. */
+    const char *device;
 } wick_model_params;
 
 wick_model_params wick_model_params_default(void);
@@ -134,7 +150,7 @@ void wick_model_free(wick_model *model);
 typedef struct wick_model_info {
     const char *architecture;  /* "Qwen2ForCausalLM", "LlamaForCausalLM", ... (owned by model) */
     const char *weight_dtype;  /* dtype of the large matrices: "F32", "BF16", "F16", "mixed" */
-    const char *kernels;       /* name of the kernel table in use, e.g. "cpu-avx512" */
+    const char *kernels;       /* name of the kernel table in use, e.g. "cpu-avx512", "cuda:0" */
     int64_t n_params;          /* number of parameters (tied embeddings counted once) */
     int64_t weight_bytes;      /* bytes of weight data in the files */
     int64_t decode_bytes;      /* weight bytes streamed per decoded token (all matrices the

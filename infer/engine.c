@@ -17,6 +17,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -62,12 +63,17 @@ struct wick_engine {
     int n_vocab;
     sampler_scratch *scratch;          /* sampling scratch shared by every generation */
 
-    /* step buffers */
-    int32_t *ids, *pos, *out_rows;     /* (n_batch), (n_batch), (max_seqs) */
+    /* step buffers: written on the host; on a device table copied to the d_ twins before
+       the forward pass (on a host table the twins are the same buffers) */
+    bool host;                         /* the model's table is a host table */
+    int32_t *ids, *pos, *out_rows;     /* (n_batch) each */
+    int32_t *d_ids, *d_pos, *d_out_rows;
     wk_span *spans;                    /* (max_seqs) */
     lora_run *runs;                    /* (max_seqs) */
     step_item *items;                  /* (max_seqs) */
-    float *logits;                     /* (max_seqs, n_vocab) */
+    float *logits;                     /* (max_seqs, n_vocab) host (engines, not sessions) */
+    float *d_logits;                   /* (d_logit_rows, n_vocab) where the forward writes */
+    int d_logit_rows;
 
     /* driver-owned scheduling state */
     eng_gen *wait_head, *wait_tail;
@@ -141,11 +147,20 @@ void wick_engine_free(wick_engine *e) {
     fwd_free(&e->fwd);
     sampler_scratch_free(e->scratch);
     const kernel_table *K = e->m->kern;
-    if (e->ids) K->buf_free(&e->ctx, e->ids, sizeof(int32_t) * (size_t)e->p.n_batch);
-    if (e->pos) K->buf_free(&e->ctx, e->pos, sizeof(int32_t) * (size_t)e->p.n_batch);
-    if (e->out_rows) K->buf_free(&e->ctx, e->out_rows, sizeof(int32_t) * (size_t)e->p.n_batch);
+    const size_t ib = sizeof(int32_t) * (size_t)e->p.n_batch;
+    const kernel_table *H = e->host ? K : kernels_ref(); /* who allocated the host side */
+    if (e->ids) H->buf_free(&e->ctx, e->ids, ib);
+    if (e->pos) H->buf_free(&e->ctx, e->pos, ib);
+    if (e->out_rows) H->buf_free(&e->ctx, e->out_rows, ib);
     if (e->logits)
-        K->buf_free(&e->ctx, e->logits, sizeof(float) * (size_t)e->p.max_seqs * e->n_vocab);
+        H->buf_free(&e->ctx, e->logits, sizeof(float) * (size_t)e->p.max_seqs * e->n_vocab);
+    if (!e->host) { /* the host buffers above came from kernels_host_alloc */
+        if (e->d_ids) K->buf_free(&e->ctx, e->d_ids, ib);
+        if (e->d_pos) K->buf_free(&e->ctx, e->d_pos, ib);
+        if (e->d_out_rows) K->buf_free(&e->ctx, e->d_out_rows, ib);
+        if (e->d_logits)
+            K->buf_free(&e->ctx, e->d_logits, sizeof(float) * (size_t)e->d_logit_rows * e->n_vocab);
+    }
     free(e->spans);
     free(e->runs);
     free(e->items);
@@ -208,17 +223,33 @@ wick_status engine_create(const wick_model *m, const wick_engine_params *params,
                              !session && p.prefix_cache, &e->kv)))
         goto fail;
     const kernel_table *K = m->kern;
-    e->ids = K->buf_alloc(&e->ctx, sizeof(int32_t) * (size_t)p.n_batch);
-    e->pos = K->buf_alloc(&e->ctx, sizeof(int32_t) * (size_t)p.n_batch);
-    e->out_rows = K->buf_alloc(&e->ctx, sizeof(int32_t) * (size_t)p.n_batch);
+    e->host = kernels_is_host(K);
+    const kernel_table *H = e->host ? K : kernels_ref(); /* host side of the step buffers */
+    const size_t ib = sizeof(int32_t) * (size_t)p.n_batch;
+    e->ids = H->buf_alloc(&e->ctx, ib);
+    e->pos = H->buf_alloc(&e->ctx, ib);
+    e->out_rows = H->buf_alloc(&e->ctx, ib);
     e->spans = calloc((size_t)p.max_seqs, sizeof *e->spans);
     e->runs = calloc((size_t)p.max_seqs, sizeof *e->runs);
     e->items = calloc((size_t)p.max_seqs, sizeof *e->items);
     e->running = calloc((size_t)p.max_seqs, sizeof *e->running);
-    if (!session) e->logits = K->buf_alloc(&e->ctx, sizeof(float) * (size_t)p.max_seqs * e->n_vocab);
+    if (!session) e->logits = H->buf_alloc(&e->ctx, sizeof(float) * (size_t)p.max_seqs * e->n_vocab);
+    if (e->host) {
+        e->d_ids = e->ids, e->d_pos = e->pos, e->d_out_rows = e->out_rows;
+        e->d_logits = e->logits;
+        e->d_logit_rows = session ? 0 : p.max_seqs;
+    } else {
+        e->d_ids = K->buf_alloc(&e->ctx, ib);
+        e->d_pos = K->buf_alloc(&e->ctx, ib);
+        e->d_out_rows = K->buf_alloc(&e->ctx, ib);
+        e->d_logit_rows = p.max_seqs; /* a session grows it for WICK_LOGITS_ALL */
+        e->d_logits = K->buf_alloc(&e->ctx, sizeof(float) * (size_t)p.max_seqs * e->n_vocab);
+    }
     if (!e->ids || !e->pos || !e->out_rows || !e->spans || !e->runs || !e->items ||
-        !e->running || (!session && !e->logits)) {
-        st = err_set(WICK_ERR_NOMEM, "out of memory for the engine's step buffers");
+        !e->running || (!session && !e->logits) || !e->d_ids || !e->d_pos || !e->d_out_rows ||
+        (!e->host && !e->d_logits)) {
+        st = err_set(WICK_ERR_NOMEM, "out of %s memory for the engine's step buffers",
+                     e->host ? "host" : K->name);
         goto fail;
     }
     int rank = lora_registry_max_rank(m);
@@ -244,6 +275,39 @@ wick_status wick_engine_create(const wick_model *m, const wick_engine_params *p,
     return engine_create(m, p, false, out);
 }
 
+/* ---- the device side of a step ---- */
+
+/* Copies the step's ids, positions and logit rows to the device (nothing on a host table). */
+static void stage_in(wick_engine *e, int rows, int n_out) {
+    if (e->host) return;
+    const kernel_table *K = e->m->kern;
+    K->buf_copy(&e->ctx, e->d_ids, e->ids, sizeof(int32_t) * (size_t)rows);
+    K->buf_copy(&e->ctx, e->d_pos, e->pos, sizeof(int32_t) * (size_t)rows);
+    if (n_out > 0) K->buf_copy(&e->ctx, e->d_out_rows, e->out_rows, sizeof(int32_t) * (size_t)n_out);
+}
+
+/* After the forward pass: on a device table the n_out logit rows come back into dst (host),
+ * and any failure of the pass is reported (the ops return nothing themselves). */
+static wick_status fetch(wick_engine *e, float *dst, int n_out) {
+    const kernel_table *K = e->m->kern;
+    if (!e->host && n_out > 0)
+        K->buf_copy(&e->ctx, dst, e->d_logits, sizeof(float) * (size_t)n_out * e->n_vocab);
+    return K->sync(&e->ctx);
+}
+
+/* Device logits for `rows` rows (a session asking for every row's logits); grown once. */
+static wick_status reserve_logits(wick_engine *e, int rows) {
+    if (e->host || rows <= e->d_logit_rows) return WICK_OK;
+    const kernel_table *K = e->m->kern;
+    float *p = K->buf_alloc(&e->ctx, sizeof(float) * (size_t)rows * e->n_vocab);
+    if (!p)
+        return err_set(WICK_ERR_NOMEM, "out of %s memory for the logits of %d rows", K->name, rows);
+    K->buf_free(&e->ctx, e->d_logits, sizeof(float) * (size_t)e->d_logit_rows * e->n_vocab);
+    e->d_logits = p;
+    e->d_logit_rows = rows;
+    return WICK_OK;
+}
+
 /* ---- direct evaluation (sessions) ---- */
 
 wick_status engine_eval(wick_engine *e, kv_seq *seq, const int32_t *ids, int n,
@@ -265,19 +329,27 @@ wick_status engine_eval(wick_engine *e, kv_seq *seq, const int32_t *ids, int n,
         }
         e->spans[0] = (wk_span){0, chunk, seq->n_tokens, seq->blocks};
         int n_runs = 0;
-        if (ad) e->runs[n_runs++] = (lora_run){0, chunk, ad->pairs, mult};
-        fwd_batch b = {.n = chunk, .ids = e->ids, .pos = e->pos, .spans = e->spans,
-                       .n_spans = 1, .runs = e->runs, .n_runs = n_runs, .out_rows = e->out_rows};
+        if (ad) e->runs[n_runs++] = (lora_run){0, chunk, lora_adapter_kpairs(ad), mult};
+        fwd_batch b = {.n = chunk, .ids = e->d_ids, .pos = e->d_pos, .spans = e->spans,
+                       .n_spans = 1, .runs = e->runs, .n_runs = n_runs,
+                       .out_rows = e->d_out_rows};
+        float *dst = NULL; /* where this chunk's logits go (host) */
         if (mode == WICK_LOGITS_ALL) {
             for (int i = 0; i < chunk; i++) e->out_rows[i] = i;
             b.n_out = chunk;
-            b.logits = logits + (size_t)done * e->n_vocab;
+            dst = logits + (size_t)done * e->n_vocab;
         } else if (mode == WICK_LOGITS_LAST && last) {
             e->out_rows[0] = chunk - 1;
             b.n_out = 1;
-            b.logits = logits;
+            dst = logits;
         }
+        if (b.n_out) {
+            if ((st = reserve_logits(e, b.n_out))) return st;
+            b.logits = e->host ? dst : e->d_logits;
+        }
+        stage_in(e, chunk, b.n_out);
         model_forward(&e->fwd, e->kv, &b);
+        if ((st = fetch(e, dst, b.n_out))) return st;
         kv_seq_commit(e->kv, seq, ids + done, chunk);
         done += chunk;
     }
@@ -614,7 +686,7 @@ wick_status wick_engine_step(wick_engine *e, int *n_active) {
 
     reap_cancelled(e);
     admit(e);
-    const int n_items = plan(e);
+    int n_items = plan(e);
 
     /* lay out rows: items grouped by adapter setting; runs over equal adapters */
     qsort(e->items, (size_t)n_items, sizeof *e->items, item_cmp);
@@ -634,22 +706,42 @@ wick_status wick_engine_step(wick_engine *e, int *n_active) {
         }
         if (eg->ad) {
             lora_run *last = n_runs ? &e->runs[n_runs - 1] : NULL;
-            if (last && last->pairs == eg->ad->pairs && last->mult == eg->mult &&
+            const lora_pair *pairs = lora_adapter_kpairs(eg->ad);
+            if (last && last->pairs == pairs && last->mult == eg->mult &&
                 last->row0 + last->n == rows)
                 last->n += it->n;
             else
-                e->runs[n_runs++] = (lora_run){rows, it->n, eg->ad->pairs, eg->mult};
+                e->runs[n_runs++] = (lora_run){rows, it->n, pairs, eg->mult};
         }
         dec += it->n == 1;
         rows += it->n;
     }
+    wick_status fst = WICK_OK;
     if (rows > 0) {
-        fwd_batch b = {.n = rows, .ids = e->ids, .pos = e->pos, .spans = e->spans,
+        stage_in(e, rows, n_out);
+        fwd_batch b = {.n = rows, .ids = e->d_ids, .pos = e->d_pos, .spans = e->spans,
                        .n_spans = n_items, .runs = e->runs, .n_runs = n_runs,
-                       .out_rows = e->out_rows, .n_out = n_out, .logits = e->logits};
+                       .out_rows = e->d_out_rows, .n_out = n_out, .logits = e->d_logits};
         model_forward(&e->fwd, e->kv, &b);
+        fst = fetch(e, e->logits, n_out);
     }
     const double t1 = now_ms();
+    if (fst) {
+        /* the device failed this step: every generation in it ends with the error (their KV
+           positions were not committed); the engine itself stays usable if the device does */
+        char why[512];
+        snprintf(why, sizeof why, "%s", wick_last_error());
+        for (int k = 0; k < n_items; k++) {
+            eng_gen *eg = e->items[k].eg;
+            for (int i = 0; i < e->n_running; i++)
+                if (e->running[i] == eg) {
+                    remove_running(e, i);
+                    break;
+                }
+            fail_gen(e, eg, why);
+        }
+        n_items = 0;
+    }
 
     /* commit the new positions, then sample where logits came out */
     for (int k = 0; k < n_items; k++) {

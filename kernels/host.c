@@ -1,5 +1,5 @@
 /* host.c — buffers of the host kernel tables (ref and cpu): the buf_alloc / buf_free /
- * buf_copy entries of kernels.h.
+ * buf_copy / sync entries of kernels.h.
  *
  * Small buffers come from aligned_alloc and are zeroed. Buffers of 1 MiB and more are private
  * anonymous mappings with MAP_NORESERVE: the kernel hands out zero pages and commits memory
@@ -40,3 +40,10 @@ void kernels_host_copy(wk_ctx *ctx, void *dst, const void *src, size_t bytes) {
     (void)ctx;
     if (bytes) memmove(dst, src, bytes);
 }
+
+wick_status kernels_host_sync(wk_ctx *ctx) {
+    (void)ctx; /* host ops run to completion inside their call and cannot fail */
+    return WICK_OK;
+}
+
+bool kernels_is_host(const kernel_table *K) { return K && K->buf_alloc == kernels_host_alloc; }

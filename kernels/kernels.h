@@ -20,11 +20,13 @@
  * valid and do nothing. No kernel allocates memory. */
 #ifndef WICK_KERNELS_H
 #define WICK_KERNELS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/dtype.h"
 #include "base/pool.h"
+#include "wick.h"
 
 typedef struct wk_weight {
     const void *data;   /* rows * cols elements of dt, row-major, rows contiguous; for a
@@ -82,6 +84,14 @@ typedef struct kernel_table {
     void *(*buf_alloc)(wk_ctx *ctx, size_t bytes);
     void (*buf_free)(wk_ctx *ctx, void *p, size_t bytes);
     void (*buf_copy)(wk_ctx *ctx, void *dst, const void *src, size_t bytes);
+
+    /* Waits until every op and copy queued on ctx has run, then returns the first failure
+     * any op or buffer call of this table met on the calling thread since its previous sync
+     * (a device error, an allocation that failed inside an op), with the message set, or
+     * WICK_OK. Ops cannot return a status themselves, so callers that run a device table
+     * sync after each forward pass. The host tables return WICK_OK at once: their ops
+     * cannot fail. */
+    wick_status (*sync)(wk_ctx *ctx);
 
     /* out (n, W.cols) = W[ids[i], :] converted to f32. ids are already range-checked. */
     void (*embed)(wk_ctx *ctx, float *out, const wk_weight *W, const int32_t *ids, int n);
@@ -160,6 +170,16 @@ const kernel_table *kernels_cpu_variant(const char *isa);
  * overrides `name`. NULL for an unknown name or a variant this CPU cannot run. */
 const kernel_table *kernels_select(const char *name);
 
+/* The table for a device name: NULL, "" or "cpu" -> *out = NULL (the caller keeps its CPU
+ * table); "cuda" or "cuda:N" -> the CUDA table of device N (0 by default). Fails with
+ * WICK_ERR_INVALID_ARG for another name, WICK_ERR_UNSUPPORTED when this build has no CUDA
+ * backend or the machine has no usable CUDA device (message says which). */
+wick_status kernels_select_device(const char *device, const kernel_table **out);
+
+/* True for the tables whose buffers are host memory (ref and cpu): callers may read and write
+ * their buffers directly. Buffers of any other table are reached only through buf_copy. */
+bool kernels_is_host(const kernel_table *K);
+
 /* Converts one weight row to f32 (reference semantics, used by every table's tails). */
 void kernels_row_to_f32(float *out, const wk_weight *W, int64_t row);
 
@@ -168,6 +188,7 @@ void kernels_row_to_f32(float *out, const wk_weight *W, int64_t row);
 void *kernels_host_alloc(wk_ctx *ctx, size_t bytes);
 void kernels_host_free(wk_ctx *ctx, void *p, size_t bytes);
 void kernels_host_copy(wk_ctx *ctx, void *dst, const void *src, size_t bytes);
+wick_status kernels_host_sync(wk_ctx *ctx);
 
 /* The key (or value) row of KV head h at position p of a span's sequence, in the layer's
  * cache (host tables). */

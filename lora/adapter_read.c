@@ -137,9 +137,54 @@ void lora_adapter_retain(wick_adapter *a) {
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
 }
 
+wick_status lora_adapter_upload(wick_adapter *a, const kernel_table *K) {
+    if (!K || kernels_is_host(K) || a->dev_pairs) return WICK_OK;
+    const size_t np = (size_t)a->n_layer * LORA_N_PROJ;
+    size_t floats = 0;
+    for (size_t i = 0; i < np; i++)
+        if (a->pairs[i].A.data)
+            floats += (size_t)(a->pairs[i].A.rows * a->pairs[i].A.cols +
+                               a->pairs[i].B.rows * a->pairs[i].B.cols);
+    lora_pair *dp = malloc(sizeof *dp * (np ? np : 1));
+    if (!dp) return err_set(WICK_ERR_NOMEM, "out of memory");
+    const size_t bytes = sizeof(float) * (floats ? floats : 1);
+    float *d = K->buf_alloc(NULL, bytes);
+    if (!d) {
+        free(dp);
+        return err_set(WICK_ERR_NOMEM, "out of %s memory for the adapter's matrices (%zu bytes)",
+                       K->name, bytes);
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < np; i++) {
+        dp[i] = a->pairs[i];
+        if (!a->pairs[i].A.data) continue;
+        const wk_weight *w[2] = {&a->pairs[i].A, &a->pairs[i].B};
+        wk_weight *o[2] = {&dp[i].A, &dp[i].B};
+        for (int k = 0; k < 2; k++) {
+            const size_t n = (size_t)(w[k]->rows * w[k]->cols);
+            K->buf_copy(NULL, d + off, w[k]->data, sizeof(float) * n);
+            o[k]->data = d + off;
+            off += n;
+        }
+    }
+    wick_status st = K->sync(NULL);
+    if (st) {
+        K->buf_free(NULL, d, bytes);
+        free(dp);
+        return st;
+    }
+    a->dev_kern = K;
+    a->dev_data = d;
+    a->dev_bytes = bytes;
+    a->dev_pairs = dp;
+    return WICK_OK;
+}
+
 void lora_adapter_release(wick_adapter *a) {
     if (!a) return;
     if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
+    if (a->dev_data) a->dev_kern->buf_free(NULL, a->dev_data, a->dev_bytes);
+    free(a->dev_pairs);
     free(a->name);
     free(a->pairs);
     free(a->data);

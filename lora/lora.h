@@ -47,11 +47,27 @@ struct wick_adapter {
     float *data;         /* one block holding every A and B that had to be converted */
     struct st_set *st;   /* the adapter file, kept mapped when A/B point into it (F32) */
     void *config;        /* cJSON object of adapter_config.json as read (owned), for save */
+    /* On a model whose kernel table is not a host table (a GPU): a copy of every A and B in
+       one device block, and pairs pointing into it (what the forward pass applies); set when
+       the adapter is registered, freed with it. NULL otherwise. */
+    const kernel_table *dev_kern;
+    void *dev_data;
+    size_t dev_bytes;
+    lora_pair *dev_pairs;
 };
 
 static inline const lora_pair *lora_get(const wick_adapter *a, int layer, int proj) {
     return &a->pairs[(size_t)layer * LORA_N_PROJ + proj];
 }
+
+/* The pairs the kernels read: the device copies on a device model, else the host ones. */
+static inline const lora_pair *lora_adapter_kpairs(const wick_adapter *a) {
+    return a->dev_pairs ? a->dev_pairs : a->pairs;
+}
+
+/* Copies every A and B of `a` into K's memory (dev_pairs) when K is not a host table; no-op
+ * otherwise. WICK_ERR_NOMEM (or the device's error) leaves `a` without device copies. */
+wick_status lora_adapter_upload(wick_adapter *a, const kernel_table *K);
 
 /* A process-unique id for a new adapter object (never 0): sessions remember which adapter
  * their cached keys/values were computed with, and a freed adapter's address may be reused. */
@@ -131,8 +147,9 @@ int64_t lora_qk_row(int64_t row, int head_dim, bool to_gguf);
 wick_status lora_adapter_random(const wick_model *model, int r, float alpha, unsigned proj_mask,
                                 uint64_t seed, wick_adapter **out);
 
-/* Registers `a` under `name` (which must be new), taking over the caller's reference. The
- * registry lives in the model's extension slot (model.h), created on first use. */
+/* Registers `a` under `name` (which must be new), taking over the caller's reference (on
+ * success only). The registry lives in the model's extension slot (model.h), created on first
+ * use. On a model on a device, `a`'s matrices are copied there first (lora_adapter_upload). */
 wick_status lora_registry_add(wick_model *model, wick_adapter *a, const char *name);
 /* Looks `name` up and returns it with one more reference (release it), or NULL. */
 wick_adapter *lora_registry_get(const wick_model *model, const char *name);

@@ -88,6 +88,9 @@ wick_status wick_model_merge_adapter(const wick_model *base, const char *name, f
     *merged = NULL;
     if (!base || !name)
         return err_set(WICK_ERR_INVALID_ARG, "wick_model_merge_adapter: NULL base or name");
+    if (!kernels_is_host(base->kern)) /* the merged copies would be host matrices */
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_model_merge_adapter: the model is on %s; "
+                       "merging runs on the CPU only in this version", base->kern->name);
     wick_adapter *a = lora_registry_get(base, name);
     if (!a) return err_set(WICK_ERR_NOT_FOUND, "no adapter named '%s' is loaded", name);
     const int L = base->cfg.n_layer;

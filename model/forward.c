@@ -75,7 +75,9 @@ wick_status fwd_init(fwd_state *f, const wick_model *m, wk_ctx *ctx, int cap_row
     m->kern->buf_copy(ctx, f->rope_cos, cs, sizeof(float) * nt);
     m->kern->buf_copy(ctx, f->rope_sin, sn, sizeof(float) * nt);
     free(cs), free(sn);
-    return WICK_OK;
+    wick_status st = m->kern->sync(ctx); /* a device copy that failed shows up here */
+    if (st) fwd_free(f);
+    return st;
 }
 
 wick_status fwd_reserve_rank(fwd_state *f, int r) {
@@ -133,13 +135,13 @@ void model_forward(fwd_state *f, kv_pool *kv, const fwd_batch *b) {
     layer_bufs lb = {.x = f->x, .xn1 = f->xn, .xn2 = f->xn, .q = f->q, .k = f->k, .v = f->v,
                      .att = f->att, .gate = f->gate, .up = f->up, .h = f->gate, .tmp = f->tmp,
                      .lora_t = f->lora_t};
-    K->embed(f->ctx, f->x, &m->tok_embd, b->ids, n);
-    if (f->trace) f->trace(f->trace_user, "embed", -1, f->x, n, d);
+    K->embed(f->ctx, f->x, model_ktok_embd(m), b->ids, n);
+    layer_emit_trace(m, f->ctx, f->trace, f->trace_user, "embed", -1, f->x, n, d);
     for (int l = 0; l < c->n_layer; l++) layer_forward(&lc, l, &lb, n);
     if (b->n_out <= 0) return;
     /* only the wanted rows go through the final norm and the LM head */
     K->gather_rows(f->ctx, f->tmp, f->x, b->out_rows, b->n_out, d);
-    K->rmsnorm(f->ctx, f->xn, f->tmp, m->final_norm, b->n_out, d, c->norm_eps);
-    if (f->trace) f->trace(f->trace_user, "final_norm", -1, f->xn, b->n_out, d);
-    if (b->logits) K->matmul(f->ctx, b->logits, f->xn, &m->lm_head, NULL, b->n_out);
+    K->rmsnorm(f->ctx, f->xn, f->tmp, model_kfinal_norm(m), b->n_out, d, c->norm_eps);
+    layer_emit_trace(m, f->ctx, f->trace, f->trace_user, "final_norm", -1, f->xn, b->n_out, d);
+    if (b->logits) K->matmul(f->ctx, b->logits, f->xn, model_klm_head(m), NULL, b->n_out);
 }

@@ -9,7 +9,8 @@
  * final norm and the LM head. A single sequence is the same call with one span.
  *
  * The caller reserves KV blocks for every span's new positions first (kv/kv.h
- * kv_seq_reserve) and commits them after. Nothing here allocates. */
+ * kv_seq_reserve) and commits them after. Nothing here allocates. On a device table the
+ * ops are queued: the caller syncs (kernel_table.sync) before trusting the results. */
 #ifndef WICK_MODEL_FORWARD_H
 #define WICK_MODEL_FORWARD_H
 #include "kv/kv.h"
@@ -18,13 +19,14 @@
 typedef struct fwd_batch {
     int n;                       /* rows */
     const int32_t *ids, *pos;    /* (n) token id and position of each row (backend memory) */
-    const wk_span *spans;        /* row order, together covering rows [0, n) */
+    const wk_span *spans;        /* row order, together covering rows [0, n); host arrays */
     int n_spans;
     const lora_run *runs;        /* row order; rows outside every run use the base model */
     int n_runs;
-    const int32_t *out_rows;     /* (n_out) ascending rows whose logits are wanted */
+    const int32_t *out_rows;     /* (n_out) ascending rows whose logits are wanted (backend
+                                    memory) */
     int n_out;
-    float *logits;               /* (n_out, n_vocab), written when n_out > 0 */
+    float *logits;               /* (n_out, n_vocab) backend memory, written when n_out > 0 */
 } fwd_batch;
 
 /* Activation buffers for batches of up to cap_rows rows and positions below max_pos, and

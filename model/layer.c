@@ -1,11 +1,28 @@
 /* layer.c — the decoder layer of layer.h, through the kernel table. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/layer.h"
 
+void layer_emit_trace(const wick_model *m, wk_ctx *ctx, layer_trace_fn fn, void *user,
+                      const char *name, int l, const float *d, int rows, int cols) {
+    if (!fn) return;
+    if (kernels_is_host(m->kern)) {
+        fn(user, name, l, d, rows, cols);
+        return;
+    }
+    /* a device buffer: staged through host memory (tests only; allocates per call) */
+    const size_t bytes = sizeof(float) * (size_t)rows * (size_t)cols;
+    float *h = malloc(bytes ? bytes : 1);
+    if (!h) return; /* tracing is best effort: the callback sees nothing */
+    m->kern->buf_copy(ctx, h, d, bytes);
+    fn(user, name, l, h, rows, cols);
+    free(h);
+}
+
 static void trace(const layer_ctx *lc, const char *name, int l, const float *d, int rows,
                   int cols) {
-    if (lc->trace) lc->trace(lc->trace_user, name, l, d, rows, cols);
+    if (lc->trace) layer_emit_trace(lc->m, lc->ctx, lc->trace, lc->trace_user, name, l, d, rows, cols);
 }
 
 /* y (n, W.rows) = x·Wᵀ + bias, then every run's LoRA of (l, proj) added to its rows in one
@@ -36,7 +53,7 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     const wick_model *m = lc->m;
     const model_config *c = &m->cfg;
     const kernel_table *K = m->kern;
-    const layer_weights *w = &m->layers[l];
+    const layer_weights *w = model_klayer(m, l);
     const int d = c->n_embd, hd = c->head_dim;
     void (*rope)(wk_ctx *, float *, int, int, int, const int32_t *, const float *,
                  const float *) = m->rope_interleaved ? K->rope_interleaved : K->rope;

@@ -35,8 +35,8 @@ typedef struct layer_bufs {
 typedef void (*layer_attend_fn)(void *user, int layer, layer_bufs *b, int n);
 
 /* Per-activation callback (tests compare intermediates with goldens): name is "attn_norm",
- * "attn_out", "mlp_norm", "mlp_out" or "out"; data (rows, cols) row-major, valid during the
- * call. NULL = none. */
+ * "attn_out", "mlp_norm", "mlp_out" or "out"; data (rows, cols) row-major host memory (copied
+ * from the device on a device table), valid during the call. NULL = none. */
 typedef void (*layer_trace_fn)(void *user, const char *name, int layer, const float *data,
                                int rows, int cols);
 
@@ -54,5 +54,10 @@ typedef struct layer_ctx {
 } layer_ctx;
 
 void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n);
+
+/* Calls fn (when set) on data (rows, cols), a buffer of m's kernel table: handed over as is on
+ * a host table, copied to a temporary host buffer first on a device table. */
+void layer_emit_trace(const wick_model *m, wk_ctx *ctx, layer_trace_fn fn, void *user,
+                      const char *name, int l, const float *d, int rows, int cols);
 
 #endif

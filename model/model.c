@@ -1,7 +1,8 @@
 /* model.c — loading a decoder model folder: config, memory-mapped weights, shape checks,
  * RoPE frequencies, and the tokenizer beside it. Large matrices stay in the mapping in their
  * file dtype (zero-copy); only the small vectors (norm weights, biases) are converted to f32.
- * Not here: the forward pass (decoder.c) and sessions (session.c). */
+ * Not here: the forward pass (forward.c), sessions (infer/session.c), the copies of the
+ * weights on a device (model_device.c). */
 #include "model/model.h"
 
 #include <math.h>
@@ -184,7 +185,8 @@ void wick_model_free(wick_model *m) {
         m->free_self(m);
         return;
     }
-    model_ext_destroy(m);
+    model_ext_destroy(m); /* adapters first: their device copies use m->kern */
+    model_device_free(m);
     if (m->layers) {
         for (int i = 0; i < m->cfg.n_layer; i++) {
             layer_weights *l = &m->layers[i];
@@ -279,6 +281,7 @@ static wick_status load_gguf(gguf_file *g, const wick_model_params *params, wick
     m->gguf = g;
     wick_status st = model_gguf_build(g, params, m, &m->rope_interleaved);
     if (!st) st = check_tokenizer_ids(m, g->mf.path);
+    if (!st) st = model_device_init(m, params);
     if (st) {
         wick_model_free(m);
         return st;
@@ -322,6 +325,7 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
         free(tj);
         free(vt);
     }
+    if (st == WICK_OK) st = model_device_init(m, params);
     if (st != WICK_OK) {
         wick_model_free(m);
         return st;

@@ -21,6 +21,18 @@ typedef struct layer_weights {
     int window;                        /* sliding window of this layer, 0 = full attention */
 } layer_weights;
 
+/* The weights as the kernels read them on a device table (model_device.c): copies in device
+ * memory of every matrix, norm and bias, laid out like the host fields of wick_model.
+ * `bufs` lists each device allocation once (a tied lm_head shares tok_embd's). */
+typedef struct model_dev {
+    wk_weight tok_embd, lm_head;
+    float *final_norm;
+    layer_weights *layers;             /* n_layer, device pointers */
+    void **bufs;
+    size_t *buf_bytes;
+    int n_bufs, cap_bufs;
+} model_dev;
+
 struct wick_model {
     model_config cfg;
     char *path;
@@ -31,6 +43,7 @@ struct wick_model {
     layer_weights *layers;             /* n_layer */
     float *rope_inv_freq;              /* (head_dim/2) f32, scaling applied, as HF computes it */
     const kernel_table *kern;
+    model_dev *dev;                    /* device copies when kern is not a host table, else NULL */
     wick_tokenizer *tok;               /* NULL when the folder has none */
     struct gguf_file *gguf;            /* the mapping of a model loaded from a .gguf file */
     bool rope_interleaved;             /* GGUF llama: q/k rows permuted, rotate adjacent pairs */
@@ -54,6 +67,27 @@ struct wick_model {
     int n_merged_bufs;
     void (*free_self)(wick_model *);
 };
+
+/* What the kernels read: the device copies on a device table, else the host weights. */
+static inline const layer_weights *model_klayer(const wick_model *m, int l) {
+    return m->dev ? &m->dev->layers[l] : &m->layers[l];
+}
+static inline const wk_weight *model_ktok_embd(const wick_model *m) {
+    return m->dev ? &m->dev->tok_embd : &m->tok_embd;
+}
+static inline const wk_weight *model_klm_head(const wick_model *m) {
+    return m->dev ? &m->dev->lm_head : &m->lm_head;
+}
+static inline const float *model_kfinal_norm(const wick_model *m) {
+    return m->dev ? m->dev->final_norm : m->final_norm;
+}
+
+/* Selects the device of params->device (or WICK_DEVICE) for a loaded model: nothing for the
+ * CPU; for a device, its kernel table and a copy of every weight the forward pass reads in
+ * its memory (m->dev). On failure the model is unchanged apart from the message. */
+wick_status model_device_init(wick_model *m, const wick_model_params *params);
+/* Frees the device copies (wick_model_free). */
+void model_device_free(wick_model *m);
 
 /* Initialises / destroys the extension lock of a model handle (model.c, lora/merge.c). */
 void model_ext_init(wick_model *m);

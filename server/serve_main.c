@@ -29,7 +29,8 @@ static int usage(FILE *f) {
                "                  [--alias NAME] [--queue-ms MS] [--timeout S] [--stall-ms MS]\n"
                "                  [--max-conns N] [--drain-grace S] [--max-body BYTES]\n"
                "                  [--stream-buffer BYTES] [--no-prefix-cache] [--http-threads N]\n"
-               "                  [--kernels auto|ref] [--adapter [NAME=]DIR[:scale]]... [-v]\n"
+               "                  [--kernels auto|ref] [--device cpu|cuda[:N]]\n"
+               "                  [--adapter [NAME=]DIR[:scale]]... [-v]\n"
                "OpenAI-compatible HTTP server: GET /health, GET /v1/models,\n"
                "POST /v1/completions, POST /v1/chat/completions (stream: Server-Sent Events).\n"
                "Requests are decoded together (continuous batching): one pass over the weights\n"
@@ -166,6 +167,7 @@ static bool wait_idle(serve_ctx *c, long ms) {
 
 int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *alias = NULL, *kernels = "auto";
+    const char *device = NULL;
     long port = 8080, parallel = 4, queue = 64, ctx = 0, threads = 0, queue_ms = 60000;
     long batch = 128, kv_size = 0, timeout_s = 30, stall_ms = 30000, max_conns = 1024;
     long grace_s = 30, http_threads = 2;
@@ -182,6 +184,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--host") && has) host = argv[++i];
         else if (!strcmp(a, "--alias") && has) alias = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kernels = argv[++i];
+        else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
         else if (!strcmp(a, "--no-prefix-cache")) prefix_cache = false;
         else if (!strcmp(a, "--kv-type") && has) {
@@ -279,6 +282,7 @@ int cmd_serve(int argc, char **argv) {
 
     wick_model_params mp = wick_model_params_default();
     mp.kernels = kernels;
+    mp.device = device;
     if (wick_model_load(model_path, &mp, &c.model) != WICK_OK) {
         cli_fail("serve", "cannot load model");
         goto out;

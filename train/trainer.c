@@ -112,6 +112,10 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
     *out = NULL;
     if (!model || !adapter_name)
         return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_create: NULL model or adapter name");
+    if (!kernels_is_host(model->kern))
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create: the model is on %s; training "
+                       "runs on the CPU only in this version (load the model with device cpu)",
+                       model->kern->name);
     wick_train_params p = params ? *params : wick_train_params_default();
     wick_status st = check_params(&p);
     if (st) return st;

@@ -689,7 +689,8 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
     }                                                                                          \
     static const kernel_table tag##_table = {                                                  \
         .name = NAME, .buf_alloc = kernels_host_alloc, .buf_free = kernels_host_free,          \
-        .buf_copy = kernels_host_copy, .embed = tag##_embed, .rmsnorm = tag##_rmsnorm,         \
+        .buf_copy = kernels_host_copy, .sync = kernels_host_sync, .embed = tag##_embed,        \
+        .rmsnorm = tag##_rmsnorm,                                                              \
         .matmul = tag##_matmul, .rope = tag##_rope, .rope_interleaved = cpu_rope_il,           \
         .kv_store = tag##_kv_store, .attention = tag##_attention, .softmax = tag##_softmax,    \
         .silu_mul = tag##_silu_mul, .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,   \

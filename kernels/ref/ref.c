@@ -283,6 +283,7 @@ static const kernel_table k_ref = {
     .buf_alloc = kernels_host_alloc,
     .buf_free = kernels_host_free,
     .buf_copy = kernels_host_copy,
+    .sync = kernels_host_sync,
     .embed = ref_embed,
     .rmsnorm = ref_rmsnorm,
     .matmul = ref_matmul,

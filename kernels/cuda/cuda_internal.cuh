@@ -1,0 +1,310 @@
+/* cuda_internal.cuh — what the files of the CUDA table share:
+ *   - failure collection: every CUDA / cuBLAS call's status goes to cu_note*, which keeps the
+ *     first failure of the calling thread until the table's sync entry reports it;
+ *   - cu_run: the device and stream of one op call (cu_begin selects the device);
+ *   - per-thread device scratch (span tables, LoRA descriptors, widened weight tiles) and the
+ *     thread's cuBLAS handle for the device (cuda_table.cu owns them);
+ *   - exact device ports of the host conversions (base/dtype.c) and decoders of every weight
+ *     and KV element type (kernels/quant.h layouts), computing each value with the same
+ *     operations in the same order as kernels/ref, so decoded values are bit-identical
+ *     (the build passes -fmad=false: nothing is contracted into an FMA behind our back).
+ * Not here: the kernels themselves (cuda_matmul.cu, cuda_attn.cu, cuda_ops.cu). */
+#ifndef WICK_KERNELS_CUDA_INTERNAL_CUH
+#define WICK_KERNELS_CUDA_INTERNAL_CUH
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+extern "C" {
+#include "base/error.h"
+#include "kernels/cuda/cuda.h"
+#include "kernels/kernels.h"
+}
+
+/* quant.h is C11 (_Static_assert); C++ spells it static_assert. Its block structs are used
+ * below only to check the byte offsets the device decoders hard-code. */
+#define _Static_assert static_assert
+extern "C" {
+#include "kernels/quant.h"
+}
+#undef _Static_assert
+
+static_assert(offsetof(blk_q4_k, scales) == 4 && offsetof(blk_q4_k, qs) == 16, "Q4_K layout");
+static_assert(offsetof(blk_q6_k, qh) == 128 && offsetof(blk_q6_k, scales) == 192 &&
+              offsetof(blk_q6_k, d) == 208, "Q6_K layout");
+static_assert(offsetof(blk_q5_0, qh) == 2 && offsetof(blk_q5_0, qs) == 6, "Q5_0 layout");
+static_assert(offsetof(blk_q8_0, qs) == 2 && offsetof(blk_q4_0, qs) == 2, "Q8_0/Q4_0 layout");
+
+/* ---- one op call ---- */
+
+typedef struct cu_run {
+    int dev;          /* CUDA device index */
+    cudaStream_t s;   /* the context's stream (0 = legacy default stream) */
+} cu_run;
+
+/* Selects `dev` on the calling thread (cudaSetDevice is per thread) and reads ctx's stream. */
+cu_run cu_begin(int dev, wk_ctx *ctx);
+
+/* Records a failure of the calling thread unless one is already pending (the first cause is
+ * the useful one: later calls usually fail because of it). No-op for success. */
+void cu_note(cudaError_t e, const char *what);
+void cu_note_blas(cublasStatus_t s, const char *what);
+void cu_note_fail(wick_status st, const char *what);
+
+/* After a kernel launch: a bad launch configuration shows up here, a fault inside the kernel
+ * at the next synchronisation (the table's sync). */
+#define CU_LAUNCHED(what) cu_note(cudaGetLastError(), what)
+
+/* ---- per-thread scratch ----
+ * One set per (thread, device). A slot is reused by every call of that thread, so before a
+ * slot is rewritten for a call on another stream than its last one, that stream is synced
+ * (a kernel there may still read it). */
+enum { CU_SLOT_SPANS, CU_SLOT_LORA, CU_SLOT_WIDE, CU_SLOTS };
+
+/* Device scratch of at least `bytes` in `slot` (grown, never shrunk), or NULL with a failure
+ * noted. */
+void *cu_scratch(const cu_run *r, int slot, size_t bytes);
+/* Copies `bytes` of host memory into `slot`'s device scratch and returns the device copy, or
+ * NULL with a failure noted. When the bytes equal those of the previous upload to that slot
+ * by this thread on the same stream, nothing is copied. */
+const void *cu_upload(const cu_run *r, int slot, const void *host, size_t bytes);
+/* A host buffer of at least `bytes` for packing an upload (per thread), or NULL (noted). */
+void *cu_pack_buf(size_t bytes);
+/* The thread's cuBLAS handle for r->dev, bound to r->s; NULL (noted) when unavailable. */
+cublasHandle_t cu_blas(const cu_run *r);
+
+/* Threads per block of the elementwise kernels, and a grid for `items` work items that the
+ * kernels walk with a grid-stride loop (so any count fits the grid limits). */
+#define CU_THREADS 256
+static inline unsigned cu_grid(long long items, int per_block) {
+    long long g = (items + per_block - 1) / per_block;
+    if (g < 1) g = 1;
+    if (g > (1 << 20)) g = 1 << 20;
+    return (unsigned)g;
+}
+
+/* ---- exact conversions (ports of base/dtype.c) ---- */
+
+__device__ __forceinline__ float cu_h2f(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    uint32_t u;
+    if (exp == 0) {
+        if (man == 0) {
+            u = sign;
+        } else { /* subnormal: man · 2^-24, exact in f32 */
+            u = __float_as_uint((float)man * 5.9604644775390625e-8f) | sign;
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000u | (man << 13);
+    } else {
+        u = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    return __uint_as_float(u);
+}
+
+__device__ __forceinline__ float cu_bf2f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+__device__ __forceinline__ uint16_t cu_f2h(float f) {
+    uint32_t u = __float_as_uint(f);
+    const uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00u;  /* NaN */
+    if (a >= 0x477ff000u) return sign | 0x7c00u; /* overflow (>= 65520) -> inf */
+    if (a < 0x38800000u)                         /* subnormal or zero: round half to even */
+        return sign | (uint16_t)rintf(__uint_as_float(a) * 16777216.0f);
+    const uint32_t mant_odd = (a >> 13) & 1u;
+    a += 0xfffu + mant_odd;
+    return sign | (uint16_t)((a - 0x38000000u) >> 13);
+}
+
+__device__ __forceinline__ uint16_t cu_f2bf(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* Little-endian 16-bit load from a 2-byte-aligned address (block scales). */
+__device__ __forceinline__ uint16_t cu_ld16(const uint8_t *p) { return *(const uint16_t *)p; }
+
+/* ---- weight elements (kernels/quant.h layouts; same formulas as kernels/ref/quant.c) ---- */
+
+/* 6-bit scale and min of sub-block j of a Q4_K super-block (quant_q4k_scale). */
+__device__ __forceinline__ void cu_q4k_scale(const uint8_t *s, int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* Element c of a weight row of type dt (row = its first byte). Bit-identical to
+ * kernels_row_to_f32. */
+__device__ __forceinline__ float cu_weight(int dt, const uint8_t *row, long long c) {
+    switch (dt) {
+    case DT_F32: return ((const float *)row)[c];
+    case DT_F16: return cu_h2f(((const uint16_t *)row)[c]);
+    case DT_BF16: return cu_bf2f(((const uint16_t *)row)[c]);
+    case DT_Q8_0: {
+        const uint8_t *b = row + (c / 32) * 34;
+        return cu_h2f(cu_ld16(b)) * (float)(int8_t)b[2 + c % 32];
+    }
+    case DT_Q4_0: {
+        const uint8_t *b = row + (c / 32) * 18;
+        const int j = (int)(c % 32);
+        const int q = j < 16 ? (b[2 + j] & 0xF) : (b[2 + j - 16] >> 4);
+        return cu_h2f(cu_ld16(b)) * (float)(q - 8);
+    }
+    case DT_Q5_0: {
+        const uint8_t *b = row + (c / 32) * 22;
+        const int j = (int)(c % 32);
+        const uint32_t qh = (uint32_t)b[2] | (uint32_t)b[3] << 8 | (uint32_t)b[4] << 16 |
+                            (uint32_t)b[5] << 24;
+        const int lo = j < 16 ? (b[6 + j] & 0xF) : (b[6 + j - 16] >> 4);
+        const int q = lo | (int)((qh >> j) & 1) << 4;
+        return cu_h2f(cu_ld16(b)) * (float)(q - 16);
+    }
+    case DT_Q4_K: {
+        const uint8_t *b = row + (c / 256) * 144;
+        const int e = (int)(c % 256), j = e / 32, l = e % 32;
+        int sc, m;
+        cu_q4k_scale(b + 4, j, &sc, &m);
+        const float s = cu_h2f(cu_ld16(b)) * (float)sc, mm = cu_h2f(cu_ld16(b + 2)) * (float)m;
+        const uint8_t q = b[16 + 32 * (j / 2) + l];
+        return s * (float)((j & 1) ? q >> 4 : q & 0xF) - mm;
+    }
+    case DT_Q6_K: {
+        const uint8_t *b = row + (c / 256) * 210;
+        const int e = (int)(c % 256), h = e / 128, i = e % 128, l = i % 32, k = i / 32;
+        const uint8_t ql = b[64 * h + l + 32 * (k & 1)];
+        const int q = (k >= 2 ? ql >> 4 : ql & 0xF) | (((b[128 + 32 * h + l] >> (2 * k)) & 3) << 4);
+        return cu_h2f(cu_ld16(b + 208)) * (float)(int8_t)b[192 + e / 16] * (float)(q - 32);
+    }
+    default: return 0.0f;
+    }
+}
+
+/* The 32 values of unit u (elements 32u .. 32u+31) of a block-quantized row into w, with the
+ * formulas of cu_weight (hence of kernels/ref) but each scale decoded once. */
+__device__ __forceinline__ void cu_unit32(int dt, const uint8_t *row, long long u, float w[32]) {
+    switch (dt) {
+    case DT_Q8_0: {
+        const uint8_t *b = row + u * 34;
+        const float d = cu_h2f(cu_ld16(b));
+#pragma unroll
+        for (int i = 0; i < 32; i++) w[i] = d * (float)(int8_t)b[2 + i];
+        break;
+    }
+    case DT_Q4_0: {
+        const uint8_t *b = row + u * 18;
+        const float d = cu_h2f(cu_ld16(b));
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            w[j] = d * (float)((b[2 + j] & 0xF) - 8);
+            w[j + 16] = d * (float)((b[2 + j] >> 4) - 8);
+        }
+        break;
+    }
+    case DT_Q5_0: {
+        const uint8_t *b = row + u * 22;
+        const float d = cu_h2f(cu_ld16(b));
+        const uint32_t qh = (uint32_t)b[2] | (uint32_t)b[3] << 8 | (uint32_t)b[4] << 16 |
+                            (uint32_t)b[5] << 24;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            w[j] = d * (float)((int)((b[6 + j] & 0xF) | ((qh >> j) & 1) << 4) - 16);
+            w[j + 16] = d * (float)((int)((b[6 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+        }
+        break;
+    }
+    case DT_Q4_K: {
+        const uint8_t *b = row + (u / 8) * 144;
+        const int j = (int)(u % 8);
+        int sc, m;
+        cu_q4k_scale(b + 4, j, &sc, &m);
+        const float s = cu_h2f(cu_ld16(b)) * (float)sc, mm = cu_h2f(cu_ld16(b + 2)) * (float)m;
+        const uint8_t *q = b + 16 + 32 * (j / 2);
+#pragma unroll
+        for (int l = 0; l < 32; l++) w[l] = s * (float)((j & 1) ? q[l] >> 4 : q[l] & 0xF) - mm;
+        break;
+    }
+    case DT_Q6_K: {
+        /* unit j of the super-block = elements 32j..32j+31: half h = j/4, k = j%4, l = 0..31 */
+        const uint8_t *b = row + (u / 8) * 210;
+        const int j = (int)(u % 8), h = j / 4, k = j % 4;
+        const float d = cu_h2f(cu_ld16(b + 208));
+        const float s0 = d * (float)(int8_t)b[192 + 2 * j], s1 = d * (float)(int8_t)b[192 + 2 * j + 1];
+        const uint8_t *ql = b + 64 * h + 32 * (k & 1), *qh = b + 128 + 32 * h;
+#pragma unroll
+        for (int l = 0; l < 32; l++) {
+            const int q = (k >= 2 ? ql[l] >> 4 : ql[l] & 0xF) | (((qh[l] >> (2 * k)) & 3) << 4);
+            w[l] = (l < 16 ? s0 : s1) * (float)(q - 32);
+        }
+        break;
+    }
+    default:
+#pragma unroll
+        for (int i = 0; i < 32; i++) w[i] = 0.0f;
+        break;
+    }
+}
+
+/* ---- KV cache elements (kernels_kv_row_to_f32) ---- */
+
+__device__ __forceinline__ float cu_kv_elem(int dt, const uint8_t *row, int t) {
+    switch (dt) {
+    case DT_F32: return ((const float *)row)[t];
+    case DT_F16: return cu_h2f(((const uint16_t *)row)[t]);
+    case DT_BF16: return cu_bf2f(((const uint16_t *)row)[t]);
+    case DT_Q8_0: {
+        const uint8_t *b = row + (t / 32) * 34;
+        return cu_h2f(cu_ld16(b)) * (float)(int8_t)b[2 + t % 32];
+    }
+    default: return 0.0f;
+    }
+}
+
+/* ---- warp reductions ---- */
+
+__device__ __forceinline__ float cu_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float cu_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* ---- the ops, one function per kernel_table entry (device chosen by the caller) ---- */
+
+void cu_embed(const cu_run *r, float *out, const wk_weight *W, const int32_t *ids, int n);
+void cu_matmul(const cu_run *r, float *y, const float *x, const wk_weight *W, const float *bias,
+               int n);
+void cu_rmsnorm(const cu_run *r, float *out, const float *x, const float *w, int n, int d,
+                float eps);
+void cu_rope(const cu_run *r, float *x, int n, int n_heads, int head_dim, const int32_t *pos,
+             const float *cos, const float *sin, bool interleaved);
+void cu_kv_store(const cu_run *r, const wk_kv_layer *kv, const float *k, const float *v,
+                 const wk_span *spans, int n_spans, int n_kv, int head_dim);
+void cu_attention(const cu_run *r, float *out, const float *q, const wk_kv_layer *kv,
+                  const wk_span *spans, int n_spans, int n_head, int n_kv, int head_dim,
+                  int window, float scale);
+void cu_silu_mul(const cu_run *r, float *out, const float *gate, const float *up, long n);
+void cu_add(const cu_run *r, float *y, const float *x, long n);
+void cu_axpy(const cu_run *r, float *y, float a, const float *x, long n);
+void cu_lora(const cu_run *r, float *y, const float *x, const wk_lora_run *runs, int n_runs,
+             float *scratch);
+void cu_gather_rows(const cu_run *r, float *dst, const float *src, const int32_t *idx, int n,
+                    int cols);
+
+#endif

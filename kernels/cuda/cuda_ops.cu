@@ -1,0 +1,218 @@
+/* cuda_ops.cu — the row-wise and elementwise ops of the CUDA table (rmsnorm, both RoPE
+ * layouts, silu_mul, add, axpy, gather_rows) and unmerged LoRA.
+ *
+ * Elementwise ops compute each element with the reference's operations in its order
+ * (-fmad=false keeps a·b + c two roundings), so add, axpy, gather and the RoPE rotation are
+ * bit-identical to kernels/ref; silu_mul differs only by CUDA's expf (within 2 ulp of libm's);
+ * rmsnorm only by the order of its sum of squares.
+ *
+ * LoRA: the run descriptors (device pointers of A, B and t, scale, shapes) are packed on the
+ * host and uploaded per call (cu_upload), then two kernels cover every run at once: t = x·Aᵀ
+ * (one warp per (run, row, rank index)) and y += scale·(t·Bᵀ) (one thread per (run, row,
+ * output)), the product rounded before its add as PEFT does. Runs must cover disjoint rows
+ * (the forward pass builds them so). Not here: matmul, attention. */
+#include "kernels/cuda/cuda_internal.cuh"
+
+/* ---- rmsnorm: one block per row ---- */
+
+__global__ void k_rmsnorm(float *out, const float *x, const float *w, int n, int d, float eps) {
+    __shared__ float part[CU_THREADS / 32];
+    for (long long i = blockIdx.x; i < n; i += gridDim.x) {
+        const float *xi = x + i * d;
+        float *oi = out + i * d;
+        float ss = 0.0f;
+        for (int j = threadIdx.x; j < d; j += blockDim.x) ss = fmaf(xi[j], xi[j], ss);
+        ss = cu_warp_sum(ss);
+        if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+        __syncthreads();
+        float tot = 0.0f;
+        for (int k = 0; k < (int)(blockDim.x / 32); k++) tot += part[k];
+        const float inv = 1.0f / sqrtf(tot / (float)d + eps);
+        /* out may equal x: each element is read and written by the same thread, after every
+           thread's reads of the sum above */
+        for (int j = threadIdx.x; j < d; j += blockDim.x) oi[j] = w[j] * (xi[j] * inv);
+        __syncthreads(); /* part[] is rewritten by the next row */
+    }
+}
+
+void cu_rmsnorm(const cu_run *r, float *out, const float *x, const float *w, int n, int d,
+                float eps) {
+    if (n <= 0 || d <= 0) return;
+    const unsigned grid = n < (1 << 20) ? (unsigned)n : (1u << 20);
+    k_rmsnorm<<<grid, CU_THREADS, 0, r->s>>>(out, x, w, n, d, eps);
+    CU_LAUNCHED("rmsnorm");
+}
+
+/* ---- RoPE: one thread per rotated pair ---- */
+
+template <bool IL>
+__global__ void k_rope(float *x, long long pairs, int heads, int hd, const int32_t *pos,
+                       const float *cs, const float *sn) {
+    const int half = hd / 2;
+    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < pairs;
+         it += (long long)gridDim.x * blockDim.x) {
+        const long long rh = it / half; /* row · heads + head */
+        const int j = (int)(it % half);
+        const long long i = rh / heads;
+        const float c = cs[(long long)pos[i] * half + j], s = sn[(long long)pos[i] * half + j];
+        float *v = x + rh * hd;
+        const int ia = IL ? 2 * j : j, ib = IL ? 2 * j + 1 : j + half;
+        const float a = v[ia], b = v[ib];
+        v[ia] = a * c - b * s;
+        v[ib] = b * c + a * s;
+    }
+}
+
+void cu_rope(const cu_run *r, float *x, int n, int n_heads, int head_dim, const int32_t *pos,
+             const float *cos, const float *sin, bool interleaved) {
+    if (n <= 0 || n_heads <= 0 || head_dim < 2) return;
+    const long long pairs = (long long)n * n_heads * (head_dim / 2);
+    if (interleaved)
+        k_rope<true><<<cu_grid(pairs, CU_THREADS), CU_THREADS, 0, r->s>>>(x, pairs, n_heads,
+                                                                          head_dim, pos, cos, sin);
+    else
+        k_rope<false><<<cu_grid(pairs, CU_THREADS), CU_THREADS, 0, r->s>>>(x, pairs, n_heads,
+                                                                           head_dim, pos, cos, sin);
+    CU_LAUNCHED("rope");
+}
+
+/* ---- elementwise ---- */
+
+__global__ void k_silu_mul(float *out, const float *gate, const float *up, long long n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+__global__ void k_add(float *y, const float *x, long long n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
+        y[i] = y[i] + x[i];
+}
+
+__global__ void k_axpy(float *y, float a, const float *x, long long n) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
+        y[i] = y[i] + a * x[i]; /* the product rounded, then the sum (-fmad=false) */
+}
+
+__global__ void k_gather(float *dst, const float *src, const int32_t *idx, long long total,
+                         int cols) {
+    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < total;
+         it += (long long)gridDim.x * blockDim.x) {
+        const long long i = it / cols, c = it % cols;
+        dst[it] = src[(long long)idx[i] * cols + c];
+    }
+}
+
+void cu_silu_mul(const cu_run *r, float *out, const float *gate, const float *up, long n) {
+    if (n <= 0) return;
+    k_silu_mul<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(out, gate, up, n);
+    CU_LAUNCHED("silu_mul");
+}
+
+void cu_add(const cu_run *r, float *y, const float *x, long n) {
+    if (n <= 0) return;
+    k_add<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(y, x, n);
+    CU_LAUNCHED("add");
+}
+
+void cu_axpy(const cu_run *r, float *y, float a, const float *x, long n) {
+    if (n <= 0) return;
+    k_axpy<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(y, a, x, n);
+    CU_LAUNCHED("axpy");
+}
+
+void cu_gather_rows(const cu_run *r, float *dst, const float *src, const int32_t *idx, int n,
+                    int cols) {
+    const long long total = (long long)n * cols;
+    if (n <= 0 || cols <= 0) return;
+    k_gather<<<cu_grid(total, CU_THREADS), CU_THREADS, 0, r->s>>>(dst, src, idx, total, cols);
+    CU_LAUNCHED("gather_rows");
+}
+
+/* ---- LoRA ---- */
+
+typedef struct cu_lrun {
+    const float *A, *B;     /* (r, in), (out, r) device */
+    float *t;               /* (n, r) device: the run's own t or its place in the scratch */
+    float scale;
+    int row0, n, r, in, out;
+    long long off_t, off_y; /* first work item of this run in each kernel */
+} cu_lrun;
+
+/* The run whose items [off, next run's off) contain `it` (offsets ascending). */
+__device__ __forceinline__ int lrun_find(const cu_lrun *runs, int n_runs, long long it, bool y) {
+    int lo = 0, hi = n_runs - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if ((y ? runs[mid].off_y : runs[mid].off_t) <= it) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* t[i][j] = Σ_c x[row0 + i][c] · A[j][c]: one warp per (run, i, j). */
+__global__ void k_lora_t(const float *x, const cu_lrun *runs, int n_runs, long long total) {
+    const int lane = threadIdx.x & 31;
+    const long long warps = (long long)gridDim.x * (blockDim.x / 32);
+    for (long long it = (long long)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5); it < total;
+         it += warps) {
+        const cu_lrun ru = runs[lrun_find(runs, n_runs, it, false)];
+        const long long local = it - ru.off_t;
+        const int i = (int)(local / ru.r), j = (int)(local % ru.r);
+        const float *xi = x + (long long)(ru.row0 + i) * ru.in, *aj = ru.A + (long long)j * ru.in;
+        float s = 0.0f;
+        for (int c = lane; c < ru.in; c += 32) s = fmaf(xi[c], aj[c], s);
+        s = cu_warp_sum(s);
+        if (lane == 0) ru.t[(long long)i * ru.r + j] = s;
+    }
+}
+
+/* y[row0 + i][o] += scale · Σ_j t[i][j] · B[o][j]: one thread per (run, i, o). */
+__global__ void k_lora_y(float *y, const cu_lrun *runs, int n_runs, long long total) {
+    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < total;
+         it += (long long)gridDim.x * blockDim.x) {
+        const cu_lrun ru = runs[lrun_find(runs, n_runs, it, true)];
+        const long long local = it - ru.off_y;
+        const int i = (int)(local / ru.out), o = (int)(local % ru.out);
+        const float *ti = ru.t + (long long)i * ru.r, *bo = ru.B + (long long)o * ru.r;
+        float u = 0.0f;
+        for (int j = 0; j < ru.r; j++) u = fmaf(ti[j], bo[j], u);
+        float *yo = y + (long long)(ru.row0 + i) * ru.out + o;
+        *yo = *yo + ru.scale * u;
+    }
+}
+
+void cu_lora(const cu_run *r, float *y, const float *x, const wk_lora_run *runs, int n_runs,
+             float *scratch) {
+    if (n_runs <= 0) return;
+    cu_lrun *pk = (cu_lrun *)cu_pack_buf(sizeof(cu_lrun) * (size_t)n_runs);
+    if (!pk) return;
+    long long nt = 0, ny = 0;
+    int k = 0;
+    for (int i = 0; i < n_runs; i++) {
+        const wk_lora_run *ru = &runs[i];
+        const int rk = (int)ru->A->rows;
+        if (ru->n <= 0 || rk <= 0 || ru->B->rows <= 0) continue;
+        cu_lrun *d = &pk[k++];
+        d->A = (const float *)ru->A->data;
+        d->B = (const float *)ru->B->data;
+        d->t = ru->t ? ru->t : scratch + (size_t)ru->row0 * (size_t)rk;
+        d->scale = ru->scale;
+        d->row0 = ru->row0, d->n = ru->n, d->r = rk;
+        d->in = (int)ru->A->cols, d->out = (int)ru->B->rows;
+        d->off_t = nt, d->off_y = ny;
+        nt += (long long)ru->n * rk;
+        ny += (long long)ru->n * d->out;
+    }
+    if (k == 0) return;
+    const cu_lrun *dev = (const cu_lrun *)cu_upload(r, CU_SLOT_LORA, pk, sizeof(cu_lrun) * (size_t)k);
+    if (!dev) return;
+    k_lora_t<<<cu_grid(nt, CU_THREADS / 32), CU_THREADS, 0, r->s>>>(x, dev, k, nt);
+    CU_LAUNCHED("lora (x·Aᵀ)");
+    k_lora_y<<<cu_grid(ny, CU_THREADS), CU_THREADS, 0, r->s>>>(y, dev, k, ny);
+    CU_LAUNCHED("lora (t·Bᵀ)");
+}

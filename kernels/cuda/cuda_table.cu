@@ -1,0 +1,451 @@
+/* cuda_table.cu — the CUDA kernel table: one kernel_table per device (cuda:0 .. cuda:15),
+ * its buffers (cudaMalloc / cudaMemcpyAsync), failure collection and sync, the per-thread
+ * device scratch and cuBLAS handle, and kernels_cuda_open.
+ *
+ * kernel_table entries carry no device, so each device gets its own table of thin wrappers
+ * (a template over the device index) that select the device on the calling thread and call
+ * the device-independent op functions of cuda_matmul.cu / cuda_attn.cu / cuda_ops.cu.
+ *
+ * Failures: ops return nothing, so every CUDA / cuBLAS status is handed to cu_note*, which
+ * keeps the first failure of the thread (thread-local, like wick_last_error) until the
+ * table's sync entry turns it into a wick_status with its message. Nothing here prints,
+ * exits or aborts.
+ *
+ * Per-thread state (per device): the scratch slots of cuda_internal.cuh, the last upload of
+ * each slot (to skip identical re-uploads) and a cuBLAS handle. It is created on a thread's
+ * first op and freed when the thread exits (a pthread key destructor); the main thread's is
+ * left for process exit to reclaim.
+ *
+ * Not here: the kernels. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kernels/cuda/cuda_internal.cuh"
+
+/* ---- failure collection ---- */
+
+static thread_local wick_status t_err_st;
+static thread_local char t_err_msg[512];
+
+static wick_status status_of(cudaError_t e) {
+    switch (e) {
+    case cudaErrorMemoryAllocation: return WICK_ERR_NOMEM;
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+    case cudaErrorNoKernelImageForDevice:
+    case cudaErrorUnsupportedPtxVersion: return WICK_ERR_UNSUPPORTED;
+    default: return WICK_ERR_INTERNAL;
+    }
+}
+
+static int current_device(void) {
+    int d = -1;
+    if (cudaGetDevice(&d) != cudaSuccess) d = -1;
+    return d;
+}
+
+void cu_note(cudaError_t e, const char *what) {
+    if (e == cudaSuccess || t_err_st != WICK_OK) return;
+    t_err_st = status_of(e);
+    snprintf(t_err_msg, sizeof t_err_msg, "CUDA error on cuda:%d in %s: %s (%s)",
+             current_device(), what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+void cu_note_blas(cublasStatus_t s, const char *what) {
+    if (s == CUBLAS_STATUS_SUCCESS || t_err_st != WICK_OK) return;
+    t_err_st = s == CUBLAS_STATUS_ALLOC_FAILED ? WICK_ERR_NOMEM : WICK_ERR_INTERNAL;
+    snprintf(t_err_msg, sizeof t_err_msg, "cuBLAS error on cuda:%d in %s: %s (%s)",
+             current_device(), what, cublasGetStatusString(s), cublasGetStatusName(s));
+}
+
+void cu_note_fail(wick_status st, const char *what) {
+    if (st == WICK_OK || t_err_st != WICK_OK) return;
+    t_err_st = st;
+    snprintf(t_err_msg, sizeof t_err_msg, "CUDA backend on cuda:%d: %s", current_device(), what);
+}
+
+cu_run cu_begin(int dev, wk_ctx *ctx) {
+    cu_note(cudaSetDevice(dev), "cudaSetDevice");
+    cu_run r = {dev, ctx ? (cudaStream_t)ctx->stream : (cudaStream_t)0};
+    return r;
+}
+
+/* ---- per-thread state ---- */
+
+typedef struct cu_slot {
+    void *dev;             /* device scratch */
+    size_t cap;
+    void *last;            /* host copy of the last upload (CU_SLOT_SPANS, CU_SLOT_LORA) */
+    size_t last_len, last_cap;
+    bool last_ok;          /* `last` is what dev holds */
+    cudaStream_t stream;   /* stream of the last call that used the slot */
+} cu_slot;
+
+typedef struct cu_state {
+    int dev;
+    cu_slot slot[CU_SLOTS];
+    cublasHandle_t blas;
+    bool blas_ok;
+    cudaStream_t blas_stream;
+} cu_state;
+
+typedef struct cu_thread {
+    cu_state *st[KERNELS_CUDA_MAX_DEVICES];
+    void *pack;            /* host packing buffer */
+    size_t pack_cap;
+} cu_thread;
+
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+static bool g_key_ok;
+
+static void thread_free(void *p) {
+    cu_thread *t = (cu_thread *)p;
+    if (!t) return;
+    for (int d = 0; d < KERNELS_CUDA_MAX_DEVICES; d++) {
+        cu_state *s = t->st[d];
+        if (!s) continue;
+        /* errors here have nobody to report to (the thread is ending): ignored */
+        if (cudaSetDevice(d) == cudaSuccess) {
+            for (int i = 0; i < CU_SLOTS; i++) {
+                if (s->slot[i].dev) (void)cudaFree(s->slot[i].dev);
+                free(s->slot[i].last);
+            }
+            if (s->blas_ok) (void)cublasDestroy(s->blas);
+        }
+        free(s);
+    }
+    free(t->pack);
+    free(t);
+}
+
+static void key_init(void) { g_key_ok = pthread_key_create(&g_key, thread_free) == 0; }
+
+static cu_thread *thread_get(void) {
+    pthread_once(&g_key_once, key_init);
+    if (!g_key_ok) return NULL;
+    cu_thread *t = (cu_thread *)pthread_getspecific(g_key);
+    if (!t) {
+        t = (cu_thread *)calloc(1, sizeof *t);
+        if (!t || pthread_setspecific(g_key, t) != 0) {
+            free(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+static cu_state *state_get(int dev) {
+    cu_thread *t = thread_get();
+    if (!t || dev < 0 || dev >= KERNELS_CUDA_MAX_DEVICES) {
+        cu_note_fail(WICK_ERR_NOMEM, "out of host memory for the thread's CUDA state");
+        return NULL;
+    }
+    if (!t->st[dev]) {
+        t->st[dev] = (cu_state *)calloc(1, sizeof(cu_state));
+        if (!t->st[dev]) {
+            cu_note_fail(WICK_ERR_NOMEM, "out of host memory for the thread's CUDA state");
+            return NULL;
+        }
+        t->st[dev]->dev = dev;
+    }
+    return t->st[dev];
+}
+
+/* Makes the slot safe to rewrite from stream s: a kernel queued on its previous stream may
+ * still be reading it. */
+static void slot_claim(cu_slot *sl, cudaStream_t s) {
+    if (sl->stream != s) {
+        if (sl->dev) cu_note(cudaStreamSynchronize(sl->stream), "cudaStreamSynchronize (scratch)");
+        sl->stream = s;
+        sl->last_ok = false;
+    }
+}
+
+void *cu_scratch(const cu_run *r, int slot, size_t bytes) {
+    cu_state *st = state_get(r->dev);
+    if (!st) return NULL;
+    cu_slot *sl = &st->slot[slot];
+    slot_claim(sl, r->s);
+    if (bytes == 0) bytes = 1;
+    if (sl->cap < bytes) {
+        /* the old block may still be read by queued kernels of this stream */
+        if (sl->dev) {
+            cu_note(cudaStreamSynchronize(r->s), "cudaStreamSynchronize (scratch)");
+            cu_note(cudaFree(sl->dev), "cudaFree (scratch)");
+        }
+        sl->dev = NULL;
+        sl->cap = 0;
+        sl->last_ok = false;
+        size_t want = bytes + bytes / 4; /* some headroom: shapes grow a little at a time */
+        void *p = NULL;
+        cudaError_t e = cudaMalloc(&p, want);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError(); /* an allocation failure is not sticky: clear it */
+            e = cudaMalloc(&p, bytes);
+            want = bytes;
+        }
+        if (e != cudaSuccess) {
+            cu_note(e, "cudaMalloc (scratch)");
+            return NULL;
+        }
+        sl->dev = p;
+        sl->cap = want;
+    }
+    return sl->dev;
+}
+
+const void *cu_upload(const cu_run *r, int slot, const void *host, size_t bytes) {
+    cu_state *st = state_get(r->dev);
+    if (!st) return NULL;
+    cu_slot *sl = &st->slot[slot];
+    slot_claim(sl, r->s);
+    if (sl->last_ok && sl->last_len == bytes && sl->dev && memcmp(sl->last, host, bytes) == 0)
+        return sl->dev;
+    void *d = cu_scratch(r, slot, bytes);
+    if (!d) return NULL;
+    sl->last_ok = false;
+    /* pageable source: the call returns once the bytes are staged, so `host` may be reused */
+    cudaError_t e = cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, r->s);
+    cu_note(e, "cudaMemcpyAsync (upload)");
+    if (e != cudaSuccess) return NULL;
+    if (sl->last_cap < bytes) {
+        void *p = realloc(sl->last, bytes);
+        if (!p) return d; /* only the cache is lost */
+        sl->last = p;
+        sl->last_cap = bytes;
+    }
+    memcpy(sl->last, host, bytes);
+    sl->last_len = bytes;
+    sl->last_ok = true;
+    return d;
+}
+
+void *cu_pack_buf(size_t bytes) {
+    cu_thread *t = thread_get();
+    if (!t) {
+        cu_note_fail(WICK_ERR_NOMEM, "out of host memory for the thread's CUDA state");
+        return NULL;
+    }
+    if (t->pack_cap < bytes) {
+        void *p = realloc(t->pack, bytes);
+        if (!p) {
+            cu_note_fail(WICK_ERR_NOMEM, "out of host memory packing a CUDA upload");
+            return NULL;
+        }
+        t->pack = p;
+        t->pack_cap = bytes;
+    }
+    return t->pack;
+}
+
+cublasHandle_t cu_blas(const cu_run *r) {
+    cu_state *st = state_get(r->dev);
+    if (!st) return NULL;
+    if (!st->blas_ok) {
+        cublasStatus_t s = cublasCreate(&st->blas);
+        cu_note_blas(s, "cublasCreate");
+        if (s != CUBLAS_STATUS_SUCCESS) return NULL;
+        /* FP32 compute without TF32: CUBLAS_DEFAULT_MATH keeps at least the requested
+           precision, so sgemm never rounds its inputs to TF32's 10-bit mantissa */
+        s = cublasSetMathMode(st->blas, CUBLAS_DEFAULT_MATH);
+        cu_note_blas(s, "cublasSetMathMode");
+        st->blas_ok = true;
+        st->blas_stream = (cudaStream_t)0;
+    }
+    if (st->blas_stream != r->s) {
+        cublasStatus_t s = cublasSetStream(st->blas, r->s);
+        cu_note_blas(s, "cublasSetStream");
+        if (s != CUBLAS_STATUS_SUCCESS) return NULL;
+        st->blas_stream = r->s;
+    }
+    return st->blas;
+}
+
+/* ---- buffers and sync ---- */
+
+static void *buf_alloc(int dev, wk_ctx *ctx, size_t bytes) {
+    cu_run r = cu_begin(dev, ctx);
+    if (bytes == 0) bytes = 1;
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        /* callers report a NULL buffer as out of memory themselves; an allocation failure
+           is not sticky, so clear it rather than fail every later op of this thread */
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    e = cudaMemsetAsync(p, 0, bytes, r.s);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(r.s);
+    if (e != cudaSuccess) {
+        cu_note(e, "cudaMemset (buf_alloc)");
+        (void)cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void buf_free(int dev, wk_ctx *ctx, void *p, size_t bytes) {
+    (void)bytes;
+    if (!p) return;
+    cu_begin(dev, ctx);
+    cu_note(cudaFree(p), "cudaFree");
+}
+
+static bool is_device_ptr(const void *p) {
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+/* Copies in any direction (cudaMemcpyDefault: unified addressing tells host from device).
+ * A copy that touches host memory is waited for, so the host side may be read or reused as
+ * soon as buf_copy returns; device-to-device copies stay queued on the stream. */
+static void buf_copy(int dev, wk_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    if (bytes == 0) return;
+    cu_run r = cu_begin(dev, ctx);
+    cu_note(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, r.s), "cudaMemcpyAsync (buf_copy)");
+    if (!is_device_ptr(dst) || !is_device_ptr(src))
+        cu_note(cudaStreamSynchronize(r.s), "cudaStreamSynchronize (buf_copy)");
+}
+
+static wick_status table_sync(int dev, wk_ctx *ctx) {
+    cu_run r = cu_begin(dev, ctx);
+    cu_note(cudaStreamSynchronize(r.s), "cudaStreamSynchronize");
+    cu_note(cudaGetLastError(), "a kernel launch");
+    if (t_err_st == WICK_OK) return WICK_OK;
+    wick_status st = err_set(t_err_st, "%s", t_err_msg);
+    t_err_st = WICK_OK;
+    t_err_msg[0] = '\0';
+    return st;
+}
+
+/* softmax is a host op by the table's contract (sampling runs on the host in this version) */
+static void host_softmax(float *x, int n) { kernels_ref()->softmax(x, n); }
+
+/* ---- one table per device ---- */
+
+template <int D> struct dev_ops {
+    static void *alloc(wk_ctx *c, size_t b) { return buf_alloc(D, c, b); }
+    static void free_(wk_ctx *c, void *p, size_t b) { buf_free(D, c, p, b); }
+    static void copy(wk_ctx *c, void *d, const void *s, size_t b) { buf_copy(D, c, d, s, b); }
+    static wick_status sync(wk_ctx *c) { return table_sync(D, c); }
+    static void embed(wk_ctx *c, float *o, const wk_weight *W, const int32_t *ids, int n) {
+        cu_run r = cu_begin(D, c);
+        cu_embed(&r, o, W, ids, n);
+    }
+    static void rmsnorm(wk_ctx *c, float *o, const float *x, const float *w, int n, int d,
+                        float eps) {
+        cu_run r = cu_begin(D, c);
+        cu_rmsnorm(&r, o, x, w, n, d, eps);
+    }
+    static void matmul(wk_ctx *c, float *y, const float *x, const wk_weight *W, const float *b,
+                       int n) {
+        cu_run r = cu_begin(D, c);
+        cu_matmul(&r, y, x, W, b, n);
+    }
+    static void rope(wk_ctx *c, float *x, int n, int nh, int hd, const int32_t *pos,
+                     const float *cs, const float *sn) {
+        cu_run r = cu_begin(D, c);
+        cu_rope(&r, x, n, nh, hd, pos, cs, sn, false);
+    }
+    static void rope_il(wk_ctx *c, float *x, int n, int nh, int hd, const int32_t *pos,
+                        const float *cs, const float *sn) {
+        cu_run r = cu_begin(D, c);
+        cu_rope(&r, x, n, nh, hd, pos, cs, sn, true);
+    }
+    static void kv_store(wk_ctx *c, const wk_kv_layer *kv, const float *k, const float *v,
+                         const wk_span *sp, int ns, int nkv, int hd) {
+        cu_run r = cu_begin(D, c);
+        cu_kv_store(&r, kv, k, v, sp, ns, nkv, hd);
+    }
+    static void attention(wk_ctx *c, float *o, const float *q, const wk_kv_layer *kv,
+                          const wk_span *sp, int ns, int nh, int nkv, int hd, int win, float sc) {
+        cu_run r = cu_begin(D, c);
+        cu_attention(&r, o, q, kv, sp, ns, nh, nkv, hd, win, sc);
+    }
+    static void silu_mul(wk_ctx *c, float *o, const float *g, const float *u, long n) {
+        cu_run r = cu_begin(D, c);
+        cu_silu_mul(&r, o, g, u, n);
+    }
+    static void add(wk_ctx *c, float *y, const float *x, long n) {
+        cu_run r = cu_begin(D, c);
+        cu_add(&r, y, x, n);
+    }
+    static void axpy(wk_ctx *c, float *y, float a, const float *x, long n) {
+        cu_run r = cu_begin(D, c);
+        cu_axpy(&r, y, a, x, n);
+    }
+    static void lora(wk_ctx *c, float *y, const float *x, const wk_lora_run *ru, int nr,
+                     float *scr) {
+        cu_run r = cu_begin(D, c);
+        cu_lora(&r, y, x, ru, nr, scr);
+    }
+    static void gather(wk_ctx *c, float *dst, const float *src, const int32_t *idx, int n,
+                       int cols) {
+        cu_run r = cu_begin(D, c);
+        cu_gather_rows(&r, dst, src, idx, n, cols);
+    }
+};
+
+#define CU_TABLE(D)                                                                            \
+    {                                                                                          \
+        .name = "cuda:" #D, .buf_alloc = dev_ops<D>::alloc, .buf_free = dev_ops<D>::free_,    \
+        .buf_copy = dev_ops<D>::copy, .sync = dev_ops<D>::sync, .embed = dev_ops<D>::embed,    \
+        .rmsnorm = dev_ops<D>::rmsnorm, .matmul = dev_ops<D>::matmul,                          \
+        .rope = dev_ops<D>::rope, .rope_interleaved = dev_ops<D>::rope_il,                     \
+        .kv_store = dev_ops<D>::kv_store, .attention = dev_ops<D>::attention,                  \
+        .softmax = host_softmax, .silu_mul = dev_ops<D>::silu_mul, .add = dev_ops<D>::add,     \
+        .axpy = dev_ops<D>::axpy, .lora = dev_ops<D>::lora,                                    \
+        .gather_rows = dev_ops<D>::gather,                                                     \
+    }
+
+static const kernel_table g_tables[KERNELS_CUDA_MAX_DEVICES] = {
+    CU_TABLE(0),  CU_TABLE(1),  CU_TABLE(2),  CU_TABLE(3),  CU_TABLE(4),  CU_TABLE(5),
+    CU_TABLE(6),  CU_TABLE(7),  CU_TABLE(8),  CU_TABLE(9),  CU_TABLE(10), CU_TABLE(11),
+    CU_TABLE(12), CU_TABLE(13), CU_TABLE(14), CU_TABLE(15),
+};
+
+extern "C" wick_status kernels_cuda_open(int device, const kernel_table **out) {
+    *out = NULL;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return err_set(WICK_ERR_UNSUPPORTED, "cuda:%d: no usable CUDA device (%s: %s)", device,
+                       cudaGetErrorName(e), cudaGetErrorString(e));
+    }
+    if (count == 0) return err_set(WICK_ERR_UNSUPPORTED, "cuda:%d: no CUDA device found", device);
+    if (device < 0 || device >= count)
+        return err_set(WICK_ERR_INVALID_ARG, "cuda:%d: this machine has %d CUDA device%s "
+                       "(cuda:0 .. cuda:%d)", device, count, count == 1 ? "" : "s", count - 1);
+    if (device >= KERNELS_CUDA_MAX_DEVICES)
+        return err_set(WICK_ERR_UNSUPPORTED, "cuda:%d: wick addresses at most %d devices", device,
+                       KERNELS_CUDA_MAX_DEVICES);
+    cudaDeviceProp prop;
+    e = cudaGetDeviceProperties(&prop, device);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return err_set(WICK_ERR_UNSUPPORTED, "cuda:%d: cannot read the device properties (%s)",
+                       device, cudaGetErrorString(e));
+    }
+    if (prop.major < 9)
+        return err_set(WICK_ERR_UNSUPPORTED, "cuda:%d is %s (compute capability %d.%d); this "
+                       "build of wick has code for compute capability 9.0 and newer (H100, H200)",
+                       device, prop.name, prop.major, prop.minor);
+    /* create the context now, so a broken driver fails here rather than in the first op */
+    e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaFree(0);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return err_set(status_of(e), "cuda:%d: cannot initialise the device (%s: %s)", device,
+                       cudaGetErrorName(e), cudaGetErrorString(e));
+    }
+    *out = &g_tables[device];
+    return WICK_OK;
+}

@@ -1,0 +1,146 @@
+/* model_device.c — putting a loaded model on a device: choosing the device's kernel table
+ * (wick_model_params.device or WICK_DEVICE) and copying every weight the forward pass reads —
+ * matrices in their file dtype, norm weights, biases — into device memory once. A tied
+ * lm_head shares tok_embd's copy. The host weights stay: saving, merging and the adapter
+ * shape checks read them, and the mapping costs no memory that is not paged in.
+ * Not here: loading files (model.c, model_gguf.c), the kernels (kernels/cuda). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "model/model.h"
+
+typedef struct uploader {
+    wick_model *m;
+    const kernel_table *K;
+    model_dev *d;
+} uploader;
+
+/* A device copy of `bytes` of host memory at src, recorded for model_device_free. */
+static wick_status upload(uploader *u, const void *src, size_t bytes, void **out,
+                          const char *what, int layer) {
+    model_dev *d = u->d;
+    if (d->n_bufs == d->cap_bufs) {
+        const int cap = d->cap_bufs ? 2 * d->cap_bufs : 64;
+        void **b = realloc(d->bufs, sizeof *b * (size_t)cap);
+        if (b) d->bufs = b;
+        size_t *s = realloc(d->buf_bytes, sizeof *s * (size_t)cap);
+        if (s) d->buf_bytes = s;
+        if (!b || !s) return err_set(WICK_ERR_NOMEM, "out of memory");
+        d->cap_bufs = cap;
+    }
+    void *p = u->K->buf_alloc(NULL, bytes);
+    if (!p) {
+        if (layer >= 0)
+            return err_set(WICK_ERR_NOMEM, "%s: out of %s memory for layer %d %s (%zu bytes)",
+                           u->m->path ? u->m->path : "model", u->K->name, layer, what, bytes);
+        return err_set(WICK_ERR_NOMEM, "%s: out of %s memory for %s (%zu bytes)",
+                       u->m->path ? u->m->path : "model", u->K->name, what, bytes);
+    }
+    d->bufs[d->n_bufs] = p;
+    d->buf_bytes[d->n_bufs++] = bytes;
+    u->K->buf_copy(NULL, p, src, bytes);
+    *out = p;
+    return WICK_OK;
+}
+
+static wick_status up_matrix(uploader *u, const wk_weight *w, wk_weight *out, const char *what,
+                             int layer) {
+    *out = *w;
+    const size_t bytes = dtype_row_bytes(w->dt, w->cols) * (size_t)w->rows;
+    void *p = NULL;
+    wick_status st = upload(u, w->data, bytes, &p, what, layer);
+    out->data = p;
+    return st;
+}
+
+/* A NULL vector (an absent bias) stays NULL. */
+static wick_status up_vector(uploader *u, const float *v, int64_t n, float **out,
+                             const char *what, int layer) {
+    *out = NULL;
+    if (!v) return WICK_OK;
+    void *p = NULL;
+    wick_status st = upload(u, v, sizeof(float) * (size_t)n, &p, what, layer);
+    *out = p;
+    return st;
+}
+
+static wick_status up_layer(uploader *u, int l) {
+    const model_config *c = &u->m->cfg;
+    const layer_weights *h = &u->m->layers[l];
+    layer_weights *g = &u->d->layers[l];
+    const int64_t d = c->n_embd, qd = (int64_t)c->n_head * c->head_dim,
+                  kvd = (int64_t)c->n_kv_head * c->head_dim, ff = c->n_ff;
+    *g = *h;
+    wick_status st;
+    if ((st = up_matrix(u, &h->wq, &g->wq, "q_proj", l)) ||
+        (st = up_matrix(u, &h->wk, &g->wk, "k_proj", l)) ||
+        (st = up_matrix(u, &h->wv, &g->wv, "v_proj", l)) ||
+        (st = up_matrix(u, &h->wo, &g->wo, "o_proj", l)) ||
+        (st = up_matrix(u, &h->w_gate, &g->w_gate, "gate_proj", l)) ||
+        (st = up_matrix(u, &h->w_up, &g->w_up, "up_proj", l)) ||
+        (st = up_matrix(u, &h->w_down, &g->w_down, "down_proj", l)) ||
+        (st = up_vector(u, h->bq, qd, &g->bq, "q_proj bias", l)) ||
+        (st = up_vector(u, h->bk, kvd, &g->bk, "k_proj bias", l)) ||
+        (st = up_vector(u, h->bv, kvd, &g->bv, "v_proj bias", l)) ||
+        (st = up_vector(u, h->bo, d, &g->bo, "o_proj bias", l)) ||
+        (st = up_vector(u, h->b_gate, ff, &g->b_gate, "gate_proj bias", l)) ||
+        (st = up_vector(u, h->b_up, ff, &g->b_up, "up_proj bias", l)) ||
+        (st = up_vector(u, h->b_down, d, &g->b_down, "down_proj bias", l)) ||
+        (st = up_vector(u, h->attn_norm, d, &g->attn_norm, "input_layernorm", l)) ||
+        (st = up_vector(u, h->mlp_norm, d, &g->mlp_norm, "post_attention_layernorm", l)))
+        return st;
+    return WICK_OK;
+}
+
+static void dev_free(const kernel_table *K, model_dev *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n_bufs; i++) K->buf_free(NULL, d->bufs[i], d->buf_bytes[i]);
+    free(d->bufs);
+    free(d->buf_bytes);
+    free(d->layers);
+    free(d);
+}
+
+wick_status model_device_init(wick_model *m, const wick_model_params *params) {
+    const char *env = getenv("WICK_DEVICE");
+    const bool from_env = env && *env;
+    const char *name = from_env ? env : params ? params->device : NULL;
+    const kernel_table *K = NULL;
+    wick_status st = kernels_select_device(name, &K);
+    if (st) return from_env ? err_wrap(st, "WICK_DEVICE") : st;
+    if (!K) return WICK_OK;
+    const model_config *c = &m->cfg;
+    uploader u = {m, K, calloc(1, sizeof(model_dev))};
+    if (!u.d || !(u.d->layers = calloc((size_t)(c->n_layer ? c->n_layer : 1), sizeof *u.d->layers))) {
+        free(u.d);
+        return err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    st = up_matrix(&u, &m->tok_embd, &u.d->tok_embd, "embed_tokens", -1);
+    if (!st) {
+        if (m->lm_head.data == m->tok_embd.data && m->lm_head.dt == m->tok_embd.dt)
+            u.d->lm_head = u.d->tok_embd; /* tied: one copy */
+        else
+            st = up_matrix(&u, &m->lm_head, &u.d->lm_head, "lm_head", -1);
+    }
+    if (!st) st = up_vector(&u, m->final_norm, c->n_embd, &u.d->final_norm, "final norm", -1);
+    for (int l = 0; !st && l < c->n_layer; l++) st = up_layer(&u, l);
+    if (!st) st = K->sync(NULL); /* a copy that failed is reported here */
+    if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", wick_last_error());
+        dev_free(K, u.d);
+        (void)K->sync(NULL); /* drain what the frees noted, keeping the first message */
+        return err_set(st, "%s", msg);
+    }
+    m->dev = u.d;
+    m->kern = K;
+    return WICK_OK;
+}
+
+void model_device_free(wick_model *m) {
+    if (!m->dev) return;
+    dev_free(m->kern, m->dev);
+    m->dev = NULL;
+}

@@ -1,0 +1,644 @@
+/* test_cuda.c — parity of every op of the CUDA kernel table (cuda:0) against the scalar
+ * reference, with the shapes of test_kernels.c and test_quant.c: odd, tiny, empty and larger
+ * shapes, every weight dtype (F32, BF16, F16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K), several spans
+ * with scattered block tables, every KV element type, sliding windows and GQA; also the
+ * table's buffers and its failure reporting (sync). The models on the GPU (goldens, engine
+ * against the CPU) are in test_cuda_model.c.
+ *
+ * Tolerances are derived as in test_kernels.c (bounds for f32 evaluation in another order,
+ * Higham). The CUDA matmul computes the exact f32 product of the dequantized weight with the
+ * f32 activations for every dtype (no activation quantization), so quantized weights get the
+ * f32 bound too. Ops that compute each element with the reference's own operations (embed,
+ * add, axpy, gather, both ropes, kv_store's conversions, softmax) must match bit for bit:
+ * the CUDA build passes -fmad=false so nothing is fused behind the code's back.
+ *
+ * Without a CUDA build or a usable GPU the program prints a SKIP line and exits 0 (CI has no
+ * GPU); with WICK_REQUIRE_CUDA=1 (scripts/cuda-check.sh) that is a failure instead. */
+#include <float.h>
+#include <math.h>
+
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "testutil.h"
+
+static const kernel_table *K; /* the CUDA table */
+static wk_ctx C;              /* default stream */
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+static float frand(void) { return (float)((rnd() >> 40) * (1.0 / 8388608.0)) - 1.0f; }
+static void fill(float *x, long n, float scale) {
+    for (long i = 0; i < n; i++) x[i] = frand() * scale;
+}
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    return p;
+}
+
+/* ---- device buffers ---- */
+
+static void synced(const char *what) {
+    const wick_status st = K->sync(&C);
+    if (st) fail_msg("%s: %s", what, wick_last_error());
+}
+static void *dput(const void *h, size_t bytes) {
+    void *d = K->buf_alloc(&C, bytes);
+    assert_non_null(d);
+    K->buf_copy(&C, d, h, bytes);
+    return d;
+}
+static void dget(void *h, const void *d, size_t bytes) { K->buf_copy(&C, h, d, bytes); }
+static void dfree(void *d, size_t bytes) { K->buf_free(&C, d, bytes); }
+
+static wk_weight dweight(const wk_weight *W) {
+    wk_weight D = *W;
+    D.data = dput(W->data, dtype_row_bytes(W->dt, W->cols) * (size_t)W->rows);
+    return D;
+}
+static void dweight_free(wk_weight *D) {
+    dfree((void *)D->data, dtype_row_bytes(D->dt, D->cols) * (size_t)D->rows);
+}
+
+static void check_close(const char *what, const float *got, const float *want, const float *tol,
+                        long n) {
+    for (long i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= tol[i])) /* also catches NaN */
+            fail_msg("%s: element %ld: got %.9g want %.9g (|diff| %.3g > tol %.3g)", what, i,
+                     got[i], want[i], d, tol[i]);
+    }
+}
+
+static void check_equal(const char *what, const void *got, const void *want, size_t bytes) {
+    const unsigned char *g = got, *w = want;
+    for (size_t i = 0; i < bytes; i++)
+        if (g[i] != w[i]) fail_msg("%s: byte %zu differs (%d vs %d)", what, i, g[i], w[i]);
+}
+
+/* ---- buffers and failure reporting ---- */
+
+static void test_buffers(void **state) {
+    assert_string_equal(K->name, "cuda:0");
+    assert_false(kernels_is_host(K));
+    /* zeroed, copies both ways and on the device */
+    const size_t n = 3000;
+    unsigned char *h = xmalloc(n), *back = xmalloc(n);
+    unsigned char *d = K->buf_alloc(&C, n), *d2 = K->buf_alloc(&C, n);
+    assert_non_null(d);
+    assert_non_null(d2);
+    dget(back, d, n);
+    for (size_t i = 0; i < n; i++) assert_int_equal(back[i], 0);
+    for (size_t i = 0; i < n; i++) h[i] = (unsigned char)rnd();
+    K->buf_copy(&C, d, h, n);
+    K->buf_copy(&C, d2 + 7, d + 3, n - 10);
+    dget(back, d2, n);
+    for (size_t i = 0; i < 7; i++) assert_int_equal(back[i], 0);
+    check_equal("device copy", back + 7, h + 3, n - 10);
+    synced("buffers");
+    dfree(d, n), dfree(d2, n);
+    free(h), free(back);
+    /* a failed allocation is a NULL, not a pending failure */
+    assert_null(K->buf_alloc(&C, (size_t)1 << 60));
+    synced("after a failed allocation");
+    /* a failure inside an op is reported by the next sync, with a message, once */
+    float dummy[4] = {0};
+    wk_kv_layer kv = {dummy, dummy, DT_F32, 16, 4, 64};
+    const int32_t blk[1] = {0};
+    const wk_span sp = {0, 1, 0, blk};
+    K->attention(&C, dummy, dummy, &kv, &sp, 1, 1, 1, 2000, 0, 1.0f); /* head_dim > 1024 */
+    assert_int_equal(K->sync(&C), WICK_ERR_UNSUPPORTED);
+    assert_non_null(strstr(wick_last_error(), "head_dim"));
+    synced("the sync after a reported failure");
+}
+
+/* ---- matmul ---- */
+
+static void make_weight(wk_weight *W, void *buf, dtype dt, int64_t rows, int64_t cols) {
+    *W = (wk_weight){buf, dt, rows, cols};
+    if (dtype_is_quant(dt)) {
+        const size_t rb = dtype_row_bytes(dt, cols);
+        float *row = xmalloc(sizeof(float) * (size_t)cols);
+        for (int64_t r = 0; r < rows; r++) {
+            fill(row, cols, 1.0f);
+            quant_quantize_row(dt, (char *)buf + r * rb, row, cols);
+        }
+        free(row);
+        return;
+    }
+    for (int64_t i = 0; i < rows * cols; i++) {
+        const float v = frand();
+        if (dt == DT_F32) ((float *)buf)[i] = v;
+        else if (dt == DT_BF16) ((uint16_t *)buf)[i] = f32_to_bf16(v);
+        else ((uint16_t *)buf)[i] = f32_to_f16(v);
+    }
+}
+
+static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bias) {
+    const size_t wbytes = dtype_is_quant(dt) ? dtype_row_bytes(dt, cols) * (size_t)rows
+                                             : (size_t)(rows * cols) * 4;
+    void *wbuf = xmalloc(wbytes);
+    wk_weight W;
+    make_weight(&W, wbuf, dt, rows, cols);
+    float *x = xmalloc((size_t)(n * cols) * 4), *bias = xmalloc((size_t)rows * 4 + 4);
+    fill(x, n * cols, dtype_is_quant(dt) ? 2.0f : 1.0f);
+    fill(bias, rows, 1.0f);
+    float *want = xmalloc((size_t)(n * rows) * 4), *got = xmalloc((size_t)(n * rows) * 4);
+    float *tol = xmalloc((size_t)(n * rows) * 4), *wrow = xmalloc((size_t)cols * 4 + 4);
+    kernels_ref()->matmul(NULL, want, x, &W, with_bias ? bias : NULL, n);
+    /* two summation orders differ by ≤ min(cols+1, 8·√(cols+1))·ε·Σ|x·w| (the worst case, and
+       Higham & Mary's probabilistic bound with λ = 8), plus ε·|y| for the bias add */
+    for (int64_t r = 0; r < rows; r++) {
+        kernels_row_to_f32(wrow, &W, r);
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int64_t c = 0; c < cols; c++) s += fabs((double)x[i * cols + c] * wrow[c]);
+            const double k = fmin((double)(cols + 1), 8.0 * sqrt((double)(cols + 1)));
+            tol[i * rows + r] = (float)(k * FLT_EPSILON * s + FLT_EPSILON * fabs(want[i * rows + r]) + 1e-30);
+        }
+    }
+    wk_weight D = dweight(&W);
+    float *dx = dput(x, (size_t)(n * cols) * 4), *db = dput(bias, (size_t)rows * 4);
+    float *dy = K->buf_alloc(&C, (size_t)(n * rows) * 4);
+    assert_non_null(dy);
+    for (long i = 0; i < n * rows; i++) got[i] = NAN;
+    K->buf_copy(&C, dy, got, (size_t)(n * rows) * 4);
+    K->matmul(&C, dy, dx, &D, with_bias ? db : NULL, n);
+    dget(got, dy, (size_t)(n * rows) * 4);
+    char what[128];
+    snprintf(what, sizeof what, "matmul %s rows=%ld cols=%ld n=%d bias=%d", dtype_name(dt),
+             (long)rows, (long)cols, n, with_bias);
+    synced(what);
+    check_close(what, got, want, tol, n * rows);
+    dweight_free(&D);
+    dfree(dx, (size_t)(n * cols) * 4), dfree(db, (size_t)rows * 4), dfree(dy, (size_t)(n * rows) * 4);
+    free(wbuf), free(x), free(bias), free(want), free(got), free(tol), free(wrow);
+}
+
+static void test_matmul(void **state) {
+    static const int64_t rows[] = {1, 7, 33, 257};
+    static const int64_t cols[] = {1, 5, 64, 67, 896};
+    static const int ns[] = {0, 1, 3, 7, 13, 17, 64}; /* up to 8: matvec; above: cuBLAS */
+    static const dtype dts[] = {DT_F32, DT_BF16, DT_F16};
+    int k = 0;
+    for (int d = 0; d < 3; d++)
+        for (int a = 0; a < 4; a++)
+            for (int c = 0; c < 5; c++)
+                for (int i = 0; i < 7; i++) matmul_case(rows[a], cols[c], ns[i], dts[d], k++ & 1);
+    for (int d = 0; d < 3; d++) { /* no rows; no columns (y = bias) */
+        matmul_case(0, 16, 3, dts[d], 1);
+        matmul_case(9, 0, 3, dts[d], 1);
+        matmul_case(9, 0, 20, dts[d], 1);
+        matmul_case(9, 0, 2, dts[d], 0);
+    }
+    matmul_case(300, 1000, 6, DT_BF16, 1);
+    matmul_case(64, 4864, 2, DT_F16, 0);
+    matmul_case(64, 4864, 9, DT_F16, 1);
+    matmul_case(40, 8, 8, DT_F32, 0); /* the 16-byte load paths with every row count */
+    matmul_case(40, 8, 5, DT_BF16, 1);
+}
+
+/* test_quant.c's cases, every block type */
+static void test_quant_matmul(void **state) {
+    static const dtype qt[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K, DT_Q5_0};
+    for (int t = 0; t < 5; t++) {
+        const dtype dt = qt[t];
+        const int64_t bs = dtype_block_size(dt);
+        matmul_case(0, bs, 1, dt, 0);
+        matmul_case(5, bs, 0, dt, 1);
+        matmul_case(1, bs, 1, dt, 0);
+        matmul_case(3, 3 * bs, 2, dt, 1);
+        matmul_case(17, 2 * bs, 3, dt, 1);
+        matmul_case(67, 5 * bs, 7, dt, 0);
+        matmul_case(33, 4 * bs, 8, dt, 1);
+        matmul_case(21, 2 * bs, 19, dt, 1);
+        matmul_case(50, 3 * bs, 45, dt, 0);
+        matmul_case(301, dt == DT_Q8_0 || dt == DT_Q4_0 ? 2048 : 1024, 1, dt, 0);
+        matmul_case(5, 17408, 1, dt, 1);
+    }
+}
+
+/* ---- embed (bit-exact, every dtype) ---- */
+
+static void test_embed(void **state) {
+    static const dtype dts[] = {DT_F32, DT_BF16, DT_F16, DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K, DT_Q5_0};
+    static const int64_t cols_f[] = {0, 1, 7, 64, 896};
+    static const int ns[] = {0, 1, 5, 40};
+    int32_t ids[40];
+    for (int d = 0; d < 8; d++)
+        for (int c = 0; c < 5; c++)
+            for (int k = 0; k < 4; k++) {
+                const dtype dt = dts[d];
+                int64_t cols = cols_f[c];
+                if (dtype_is_quant(dt)) {
+                    if (c == 1 || c == 2) continue; /* not a whole number of blocks */
+                    cols = c == 0 ? 0 : (c == 3 ? 1 : 2) * dtype_block_size(dt);
+                }
+                const int n = ns[k];
+                wk_weight W;
+                void *buf = xmalloc(dtype_is_quant(dt) ? dtype_row_bytes(dt, cols) * 50 + 1
+                                                       : (size_t)(50 * cols) * 4);
+                make_weight(&W, buf, dt, 50, cols);
+                for (int i = 0; i < n; i++) ids[i] = (int32_t)((i * 37 + 11) % 50);
+                const size_t ob = (size_t)(n * cols) * 4;
+                float *want = xmalloc(ob), *got = xmalloc(ob);
+                kernels_ref()->embed(NULL, want, &W, ids, n);
+                wk_weight D = dweight(&W);
+                int32_t *dids = dput(ids, sizeof(int32_t) * (size_t)n);
+                float *dout = K->buf_alloc(&C, ob);
+                assert_non_null(dout);
+                K->embed(&C, dout, &D, dids, n);
+                memset(got, 0xff, ob);
+                dget(got, dout, ob);
+                char what[96];
+                snprintf(what, sizeof what, "embed %s cols=%ld n=%d", dtype_name(dt), (long)cols, n);
+                synced(what);
+                check_equal(what, got, want, ob);
+                dweight_free(&D), dfree(dids, sizeof(int32_t) * (size_t)n), dfree(dout, ob);
+                free(buf), free(want), free(got);
+            }
+}
+
+/* ---- paged KV cache ---- */
+
+typedef struct kv_fixture {
+    wk_kv_layer kv;  /* host view */
+    char *k, *v;
+    size_t bytes;
+} kv_fixture;
+
+static void kv_fixture_init(kv_fixture *f, dtype dt, int bs, int n_kv, int hd, int n_blocks) {
+    f->kv.dt = dt;
+    f->kv.block_size = bs;
+    f->kv.row_bytes = dtype_row_bytes(dt, hd);
+    f->kv.block_bytes = (size_t)n_kv * bs * f->kv.row_bytes;
+    f->bytes = f->kv.block_bytes * (size_t)n_blocks;
+    f->k = xmalloc(f->bytes), f->v = xmalloc(f->bytes);
+    memset(f->k, 0, f->bytes), memset(f->v, 0, f->bytes);
+    f->kv.k = f->k, f->kv.v = f->v;
+}
+
+/* The same cache on the device (contents copied); free with dkv_free. */
+static wk_kv_layer dkv(const kv_fixture *f) {
+    wk_kv_layer d = f->kv;
+    d.k = dput(f->k, f->bytes);
+    d.v = dput(f->v, f->bytes);
+    return d;
+}
+static void dkv_free(wk_kv_layer *d, size_t bytes) { dfree(d->k, bytes), dfree(d->v, bytes); }
+
+static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
+                           int hd, int window, dtype dt, int bs) {
+    const int n_head = n_kv * group;
+    const float scale = 1.0f / sqrtf((float)hd);
+    int rows = 0, blocks_needed = 0;
+    for (int s = 0; s < n_seq; s++) {
+        rows += ns[s];
+        blocks_needed += (pos0s[s] + ns[s] + bs - 1) / bs;
+    }
+    const int n_blocks = blocks_needed + 3;
+    kv_fixture f;
+    kv_fixture_init(&f, dt, bs, n_kv, hd, n_blocks);
+    int32_t *perm = xmalloc(sizeof(int32_t) * n_blocks);
+    for (int i = 0; i < n_blocks; i++) perm[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) {
+        int j = (int)((frand() + 1.0f) * 0.5f * (float)(i + 1));
+        if (j > i) j = i;
+        const int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    wk_span sp[4];
+    int r0 = 0, b0 = 0;
+    float *row = xmalloc(sizeof(float) * hd);
+    for (int s = 0; s < n_seq; s++) {
+        sp[s] = (wk_span){r0, ns[s], pos0s[s], perm + b0};
+        for (int p = 0; p < pos0s[s] + ns[s]; p++)
+            for (int h = 0; h < n_kv; h++) {
+                fill(row, hd, 2.0f);
+                kernels_kv_row_from_f32(dt, (void *)kv_row(&f.kv, f.k, sp[s].blocks, h, p), row, hd);
+                fill(row, hd, 1.0f);
+                kernels_kv_row_from_f32(dt, (void *)kv_row(&f.kv, f.v, sp[s].blocks, h, p), row, hd);
+            }
+        r0 += ns[s];
+        b0 += (pos0s[s] + ns[s] + bs - 1) / bs;
+    }
+    const long qn = (long)rows * n_head * hd;
+    float *q = xmalloc(qn * 4), *want = xmalloc(qn * 4), *got = xmalloc(qn * 4), *tol = xmalloc(qn * 4);
+    float *kr = xmalloc(sizeof(float) * hd), *vr = xmalloc(sizeof(float) * hd);
+    fill(q, qn, 2.0f);
+    kernels_ref()->attention(NULL, want, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale);
+    /* as test_kernels.c: score error hd·ε·S shifts each weight by that relative amount; exp,
+       the sum over len keys and the weighted sum of V add ≈ (2·len + 8)·ε, times max|V| */
+    for (int s = 0; s < n_seq; s++)
+        for (int i = 0; i < ns[s]; i++) {
+            const int rw = sp[s].row0 + i, p = pos0s[s] + i;
+            const int j0 = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
+            const int len = p - j0 + 1;
+            for (int h = 0; h < n_head; h++) {
+                const float *qh = q + ((long)rw * n_head + h) * hd;
+                const int kvh = h / group;
+                double S = 0, vmax = 0;
+                for (int j = j0; j <= p; j++) {
+                    kernels_kv_row_to_f32(dt, kr, kv_row(&f.kv, f.k, sp[s].blocks, kvh, j), hd);
+                    kernels_kv_row_to_f32(dt, vr, kv_row(&f.kv, f.v, sp[s].blocks, kvh, j), hd);
+                    double sum = 0;
+                    for (int t = 0; t < hd; t++) {
+                        sum += fabs((double)qh[t] * kr[t]);
+                        vmax = fmax(vmax, fabs(vr[t]));
+                    }
+                    S = fmax(S, sum * scale);
+                }
+                for (int t = 0; t < hd; t++)
+                    tol[((long)rw * n_head + h) * hd + t] =
+                        (float)(FLT_EPSILON * vmax * (2.0 * hd * S + 2.0 * len + 16) + 1e-30);
+            }
+        }
+    wk_kv_layer d = dkv(&f);
+    float *dq = dput(q, qn * 4), *dout = K->buf_alloc(&C, qn * 4);
+    assert_non_null(dout);
+    for (long i = 0; i < qn; i++) got[i] = NAN;
+    K->buf_copy(&C, dout, got, qn * 4);
+    K->attention(&C, dout, dq, &d, sp, n_seq, n_head, n_kv, hd, window, scale);
+    dget(got, dout, qn * 4);
+    char what[160];
+    snprintf(what, sizeof what, "attention seqs=%d n0=%d pos0=%d n_kv=%d group=%d hd=%d window=%d "
+             "kv=%s bs=%d", n_seq, ns[0], pos0s[0], n_kv, group, hd, window, dtype_name(dt), bs);
+    synced(what);
+    check_close(what, got, want, tol, qn);
+    dkv_free(&d, f.bytes), dfree(dq, qn * 4), dfree(dout, qn * 4);
+    free(q), free(want), free(got), free(tol), free(kr), free(vr), free(row), free(perm);
+    free(f.k), free(f.v);
+}
+
+static void test_attention(void **state) {
+    static const int np[][2] = {{1, 0}, {1, 9}, {5, 0}, {4, 13}, {17, 3}, {1, 100}, {70, 30}, {33, 0}};
+    static const int hds[] = {5, 16, 64, 128};
+    static const int groups[] = {1, 2, 7};
+    static const int windows[] = {0, 3, 8, 20};
+    for (int a = 0; a < 8; a++)
+        for (int kv = 1; kv <= 2; kv++)
+            for (int g = 0; g < 3; g++)
+                for (int h = 0; h < 4; h++)
+                    for (int w = 0; w < 4; w++)
+                        attention_case(1, &np[a][0], &np[a][1], kv, groups[g], hds[h], windows[w],
+                                       DT_F32, (a + h) % 2 ? 32 : 16);
+    static const dtype dts[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0};
+    static const int ns3[] = {1, 1, 1}, pos3[] = {40, 3, 17};
+    static const int nm[] = {1, 20, 1}, posm[] = {50, 0, 7};
+    for (int d = 0; d < 4; d++)
+        for (int b = 16; b <= 32; b += 16)
+            for (int w = 0; w < 2; w++) {
+                attention_case(3, ns3, pos3, 2, 7, 64, w ? 8 : 0, dts[d], b);
+                attention_case(3, nm, posm, 2, 2, 64, w ? 20 : 0, dts[d], b);
+                attention_case(1, &nm[1], &posm[0], 1, 1, 32, 0, dts[d], b);
+                if (dts[d] != DT_Q8_0) attention_case(3, nm, posm, 2, 1, 6, 0, dts[d], b);
+            }
+    const int z = 0, four = 4, big = 1, bigpos = 700;
+    attention_case(1, &z, &four, 2, 7, 64, 0, DT_F32, 16);       /* no query rows */
+    attention_case(1, &big, &bigpos, 2, 7, 1024, 0, DT_BF16, 16); /* the widest head */
+}
+
+/* kv_store writes exactly the reference's bytes, rows of several spans. */
+static void test_kv_store(void **state) {
+    static const dtype dts[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0};
+    const int n_kv = 2, hd = 64, bs = 16, n_blocks = 12;
+    for (int d = 0; d < 4; d++) {
+        kv_fixture want, got;
+        kv_fixture_init(&want, dts[d], bs, n_kv, hd, n_blocks);
+        kv_fixture_init(&got, dts[d], bs, n_kv, hd, n_blocks);
+        int32_t bt[3][4] = {{5, 2, 9, 0}, {1, 7, 3, 11}, {4, 6, 8, 10}};
+        const wk_span sp[3] = {{0, 1, 37, bt[0]}, {1, 30, 5, bt[1]}, {31, 2, 0, bt[2]}};
+        const int rows = 33;
+        const size_t xb = sizeof(float) * rows * n_kv * hd;
+        float *k = xmalloc(xb), *v = xmalloc(xb);
+        fill(k, (long)rows * n_kv * hd, 3.0f), fill(v, (long)rows * n_kv * hd, 1.0f);
+        k[5] = 1e30f, k[70] = -70000.0f, v[3] = 3e-39f; /* f16 overflow, a subnormal */
+        for (int t = 64; t < 96; t++) k[t] = 0.0f;     /* an all-zero Q8_0 block */
+        kernels_ref()->kv_store(NULL, &want.kv, k, v, sp, 3, n_kv, hd);
+        wk_kv_layer dk = dkv(&got);
+        float *dkk = dput(k, xb), *dvv = dput(v, xb);
+        K->kv_store(&C, &dk, dkk, dvv, sp, 3, n_kv, hd);
+        dget(got.k, dk.k, got.bytes);
+        dget(got.v, dk.v, got.bytes);
+        char what[64];
+        snprintf(what, sizeof what, "kv_store %s", dtype_name(dts[d]));
+        synced(what);
+        check_equal(what, got.k, want.k, want.bytes);
+        check_equal(what, got.v, want.v, want.bytes);
+        dkv_free(&dk, got.bytes), dfree(dkk, xb), dfree(dvv, xb);
+        free(k), free(v), free(want.k), free(want.v), free(got.k), free(got.v);
+    }
+}
+
+/* ---- rmsnorm, rope, softmax, silu_mul, add, axpy, gather_rows, lora ---- */
+
+static void rmsnorm_case(int n, int d, int in_place) {
+    const long m = (long)n * d;
+    float *x = xmalloc(m * 4), *w = xmalloc((size_t)d * 4), *want = xmalloc(m * 4);
+    float *got = xmalloc(m * 4), *tol = xmalloc(m * 4);
+    fill(x, m, 3.0f), fill(w, d, 1.0f);
+    kernels_ref()->rmsnorm(NULL, want, x, w, n, d, 1e-6f);
+    /* Σx² reordered: relative error ≤ d·ε, halved by the square root, plus ~6 roundings */
+    for (long i = 0; i < m; i++) tol[i] = (float)((d / 2.0 + 8) * FLT_EPSILON * fabs(want[i]) + 1e-30);
+    float *dx = dput(x, m * 4), *dw = dput(w, (size_t)d * 4), *dout = in_place ? dx : K->buf_alloc(&C, m * 4);
+    assert_non_null(dout);
+    K->rmsnorm(&C, dout, dx, dw, n, d, 1e-6f);
+    dget(got, dout, m * 4);
+    synced("rmsnorm");
+    check_close(in_place ? "rmsnorm in place" : "rmsnorm", got, want, tol, m);
+    dfree(dx, m * 4), dfree(dw, (size_t)d * 4);
+    if (!in_place) dfree(dout, m * 4);
+    free(x), free(w), free(want), free(got), free(tol);
+}
+
+static void test_rmsnorm(void **state) {
+    static const int s[][2] = {{0, 8}, {3, 0}, {1, 1}, {3, 7}, {2, 896}, {33, 64}, {40, 896}, {5, 4864}};
+    for (int i = 0; i < 8; i++) {
+        rmsnorm_case(s[i][0], s[i][1], 0);
+        rmsnorm_case(s[i][0], s[i][1], 1);
+    }
+}
+
+/* Both layouts, bit for bit (the same two products and one add/sub per element). */
+static void rope_case(int n, int heads, int hd) {
+    const long m = (long)n * heads * hd, half = hd / 2;
+    float *x = xmalloc(m * 4), *c = xmalloc(n * half * 4 + 4), *s = xmalloc(n * half * 4 + 4);
+    int32_t *pos = xmalloc(sizeof(int32_t) * (n + 1));
+    for (int i = 0; i < n; i++) pos[i] = (i * 7 + 3) % n;
+    float *want = xmalloc(m * 4), *got = xmalloc(m * 4);
+    fill(x, m, 2.0f);
+    for (long i = 0; i < n * half; i++) {
+        const float a = frand() * 50.0f;
+        c[i] = cosf(a), s[i] = sinf(a);
+    }
+    float *dc = dput(c, n * half * 4 + 4), *ds = dput(s, n * half * 4 + 4);
+    int32_t *dpos = dput(pos, sizeof(int32_t) * (n + 1));
+    for (int il = 0; il < 2; il++) {
+        memcpy(want, x, m * 4);
+        (il ? kernels_ref()->rope_interleaved : kernels_ref()->rope)(NULL, want, n, heads, hd, pos, c, s);
+        float *dx = dput(x, m * 4);
+        (il ? K->rope_interleaved : K->rope)(&C, dx, n, heads, hd, dpos, dc, ds);
+        dget(got, dx, m * 4);
+        char what[80];
+        snprintf(what, sizeof what, "%s n=%d heads=%d hd=%d", il ? "rope_interleaved" : "rope", n,
+                 heads, hd);
+        synced(what);
+        check_equal(what, got, want, m * 4);
+        dfree(dx, m * 4);
+    }
+    dfree(dc, n * half * 4 + 4), dfree(ds, n * half * 4 + 4), dfree(dpos, sizeof(int32_t) * (n + 1));
+    free(x), free(c), free(s), free(want), free(got), free(pos);
+}
+
+static void test_rope(void **state) {
+    static const int s[][3] = {{0, 2, 16}, {1, 1, 2}, {3, 2, 6}, {1, 14, 64}, {9, 14, 128},
+                               {20, 14, 64}, {2, 3, 10}, {4, 2, 40}, {3, 2, 7}};
+    for (int i = 0; i < 9; i++) rope_case(s[i][0], s[i][1], s[i][2]);
+}
+
+/* softmax is a host op on every table (kernels.h): the CUDA table's is the reference. */
+static void test_softmax(void **state) {
+    float x[100], want[100];
+    fill(x, 100, 30.0f);
+    memcpy(want, x, sizeof x);
+    kernels_ref()->softmax(want, 100);
+    K->softmax(x, 100);
+    check_equal("softmax", x, want, sizeof x);
+    K->softmax(x, 0);
+}
+
+static void test_elementwise(void **state) {
+    static const long ns[] = {0, 1, 7, 16, 33, 1000, 70001};
+    for (int k = 0; k < 7; k++) {
+        const long n = ns[k];
+        float *g = xmalloc(n * 4), *u = xmalloc(n * 4), *want = xmalloc(n * 4);
+        float *got = xmalloc(n * 4), *tol = xmalloc(n * 4);
+        fill(g, n, 10.0f), fill(u, n, 2.0f);
+        static const float edge[] = {-110.f, -89.f, -88.7f, -87.f, 0.f, 87.f, 88.7f, 89.f, 104.f, 110.f};
+        for (long i = 0; i < n && i < 10; i++) g[i] = edge[i];
+        float *dg = dput(g, n * 4), *du = dput(u, n * 4), *dy = dput(g, n * 4);
+        /* silu_mul in place (out aliases gate): CUDA's expf within 2 ulp of libm's, plus 1 + e,
+           the division and the product: ≤ 6 roundings */
+        kernels_ref()->silu_mul(NULL, want, g, u, n);
+        for (long i = 0; i < n; i++) tol[i] = (float)(6 * FLT_EPSILON * fabs(want[i]) + 1e-37);
+        K->silu_mul(&C, dy, dy, du, n);
+        dget(got, dy, n * 4);
+        synced("silu_mul");
+        check_close("silu_mul", got, want, tol, n);
+        /* add and axpy: the same operations, bit for bit */
+        memcpy(want, u, n * 4);
+        kernels_ref()->add(NULL, want, g, n);
+        K->buf_copy(&C, dy, u, n * 4);
+        K->add(&C, dy, dg, n);
+        dget(got, dy, n * 4);
+        synced("add");
+        check_equal("add", got, want, n * 4);
+        memcpy(want, u, n * 4);
+        kernels_ref()->axpy(NULL, want, 0.37f, g, n);
+        K->buf_copy(&C, dy, u, n * 4);
+        K->axpy(&C, dy, 0.37f, dg, n);
+        dget(got, dy, n * 4);
+        synced("axpy");
+        check_equal("axpy", got, want, n * 4);
+        dfree(dg, n * 4), dfree(du, n * 4), dfree(dy, n * 4);
+        free(g), free(u), free(want), free(got), free(tol);
+    }
+}
+
+static void test_gather_rows(void **state) {
+    float src[7 * 5], want[4 * 5], got[4 * 5];
+    fill(src, 35, 1.0f);
+    const int32_t idx[4] = {6, 0, 6, 3};
+    kernels_ref()->gather_rows(NULL, want, src, idx, 4, 5);
+    float *ds = dput(src, sizeof src), *dd = K->buf_alloc(&C, sizeof got);
+    int32_t *di = dput(idx, sizeof idx);
+    K->gather_rows(&C, dd, ds, di, 4, 5);
+    K->gather_rows(&C, dd, ds, di, 0, 5);
+    dget(got, dd, sizeof got);
+    synced("gather_rows");
+    check_equal("gather_rows", got, want, sizeof want);
+    dfree(ds, sizeof src), dfree(dd, sizeof got), dfree(di, sizeof idx);
+}
+
+/* LoRA over several runs (ranks 8, 5, 16; one keeps its t): within the bound of two f32 dot
+ * products in another order, times |scale|, as test_kernels.c. */
+static void test_lora(void **state) {
+    const int in = 67, out = 300, rows = 23;
+    float *x = xmalloc(sizeof(float) * rows * in), *y0 = xmalloc(sizeof(float) * rows * out);
+    float *want = xmalloc(sizeof(float) * rows * out), *got = xmalloc(sizeof(float) * rows * out);
+    float *tol = xmalloc(sizeof(float) * rows * out);
+    float *A[3], *B[3], *scr = xmalloc(sizeof(float) * rows * 16);
+    float *keep = xmalloc(sizeof(float) * 9 * 5), *keep_ref = xmalloc(sizeof(float) * 9 * 5);
+    const int rk[3] = {8, 16, 5};
+    wk_weight WA[3], WB[3], DA[3], DB[3];
+    fill(x, (long)rows * in, 1.0f), fill(y0, (long)rows * out, 1.0f);
+    for (int k = 0; k < 3; k++) {
+        A[k] = xmalloc(sizeof(float) * rk[k] * in), B[k] = xmalloc(sizeof(float) * out * rk[k]);
+        fill(A[k], (long)rk[k] * in, 0.2f), fill(B[k], (long)out * rk[k], 0.05f);
+        WA[k] = (wk_weight){A[k], DT_F32, rk[k], in};
+        WB[k] = (wk_weight){B[k], DT_F32, out, rk[k]};
+        DA[k] = dweight(&WA[k]), DB[k] = dweight(&WB[k]);
+    }
+    wk_lora_run runs[3] = {{0, 3, &WA[0], &WB[0], 2.0f, NULL},
+                           {5, 9, &WA[2], &WB[2], -0.5f, keep_ref},
+                           {14, 9, &WA[1], &WB[1], 1.25f, NULL}};
+    memcpy(want, y0, sizeof(float) * rows * out);
+    kernels_ref()->lora(NULL, want, x, runs, 3, scr);
+    for (long i = 0; i < (long)rows * out; i++) tol[i] = 1e-30f;
+    for (int k = 0; k < 3; k++)
+        for (int i = runs[k].row0; i < runs[k].row0 + runs[k].n; i++)
+            for (int o = 0; o < out; o++) {
+                double su = 0;
+                for (int j = 0; j < rk[k]; j++) {
+                    double st = 0;
+                    for (int c = 0; c < in; c++) st += fabs((double)x[i * in + c] * A[k][j * in + c]);
+                    su += (in + 2) * FLT_EPSILON * st * fabs(B[k][o * rk[k] + j]) +
+                          FLT_EPSILON * st * fabs(B[k][o * rk[k] + j]) * (rk[k] + 2);
+                }
+                tol[i * out + o] = (float)(fabs(runs[k].scale) * su + 2 * FLT_EPSILON * fabs(want[i * out + o]) + 1e-30);
+            }
+    float *dx = dput(x, sizeof(float) * rows * in), *dy = dput(y0, sizeof(float) * rows * out);
+    float *dscr = K->buf_alloc(&C, sizeof(float) * rows * 16), *dkeep = K->buf_alloc(&C, sizeof(float) * 9 * 5);
+    wk_lora_run druns[3] = {{0, 3, &DA[0], &DB[0], 2.0f, NULL},
+                            {5, 9, &DA[2], &DB[2], -0.5f, dkeep},
+                            {14, 9, &DA[1], &DB[1], 1.25f, NULL}};
+    K->lora(&C, dy, dx, druns, 3, dscr);
+    K->lora(&C, dy, dx, druns, 0, dscr); /* no runs: nothing */
+    dget(got, dy, sizeof(float) * rows * out);
+    dget(keep, dkeep, sizeof(float) * 9 * 5);
+    synced("lora");
+    check_close("lora", got, want, tol, (long)rows * out);
+    for (int i = 0; i < 9 * 5; i++) assert_true(fabsf(keep[i] - keep_ref[i]) <= 1e-5f * (1 + fabsf(keep_ref[i])));
+    for (int k = 0; k < 3; k++) dweight_free(&DA[k]), dweight_free(&DB[k]), free(A[k]), free(B[k]);
+    dfree(dx, sizeof(float) * rows * in), dfree(dy, sizeof(float) * rows * out);
+    dfree(dscr, sizeof(float) * rows * 16), dfree(dkeep, sizeof(float) * 9 * 5);
+    free(x), free(y0), free(want), free(got), free(tol), free(scr), free(keep), free(keep_ref);
+}
+
+int main(void) {
+    unsetenv("WICK_DEVICE");
+    const wick_status st = kernels_select_device("cuda", &K);
+    if (st) {
+        const char *req = getenv("WICK_REQUIRE_CUDA");
+        if (st != WICK_ERR_UNSUPPORTED || (req && strcmp(req, "1") == 0)) {
+            fprintf(stderr, "FAIL: test_cuda: no CUDA table: %s\n", wick_last_error());
+            return 1;
+        }
+        printf("SKIP: test_cuda: %s\n", wick_last_error());
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buffers),     cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_quant_matmul), cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_attention),   cmocka_unit_test(test_kv_store),
+        cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_softmax),     cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_gather_rows), cmocka_unit_test(test_lora),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
