@@ -230,18 +230,20 @@ static wick_status add_file(st_set *s, const char *path, const void *mem, size_t
     hdr[hlen] = '\0';
     const char *endp = NULL;
     cJSON *root = cJSON_ParseWithOpts(hdr, &endp, 0);
+    bool trailing = false; /* parsed, but followed by something other than padding */
     if (root && endp) {   /* only whitespace (the writer's padding) may follow the object */
         for (const char *p = endp; p < hdr + hlen; p++)
             if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
                 cJSON_Delete(root);
                 root = NULL;
+                trailing = true;
                 break;
             }
     }
     if (!root) {
         size_t at = endp ? (size_t)(endp - hdr) : 0;
         /* valid JSON that cJSON could not build: out of memory (json_parse_error says so) */
-        wick_status pe = json_valid(hdr, (size_t)hlen) == 0
+        wick_status pe = !trailing && json_valid(hdr, (size_t)hlen) == 0
                               ? json_parse_error(hdr, (size_t)hlen, path)
                               : err_set(WICK_ERR_FORMAT, "%s: header is not valid JSON (near byte "
                                         "%zu of %llu)", path, at, (unsigned long long)hlen);
