@@ -378,10 +378,18 @@ static void test_memory_steady(void **state) {
     const long r500 = rss_kb(pid);
     load(port, 4500, 8);
     const long r5000 = rss_kb(pid);
+    stop(pid); /* before any assertion: a failed one must not leave the server running */
     printf("RSS after 500 requests %ld KiB, after 5000 %ld KiB (%+.1f%%)\n", r500, r5000,
            100.0 * (r5000 - r500) / r500);
-    assert_true(r500 > 0 && r5000 <= r500 * 1.10);
-    stop(pid);
+    assert_true(r500 > 0);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* ASan holds freed blocks in its quarantine (256 MiB by default) and TSan keeps shadow
+     * state, so RSS grows with the number of frees there; leaks are LeakSanitizer's job in
+     * these builds, the 10% bound is checked in the plain ones. */
+    printf("sanitizer build: RSS bound not checked\n");
+#else
+    assert_true(r5000 <= r500 * 1.10);
+#endif
 }
 
 int main(void) {
