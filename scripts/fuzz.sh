@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
 done
 command -v clang >/dev/null || { echo "fuzz.sh: clang is needed (apt install clang libclang-rt-14-dev)" >&2; exit 1; }
 jobs=$(nproc)
-CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DWICK_FUZZ=ON -DWICK_BUILD_TESTS=OFF >/dev/null
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DWICK_FUZZ=ON -DWICK_CUDA=OFF -DWICK_BUILD_TESTS=OFF >/dev/null
 if [ ${#names[@]} -eq 0 ]; then
     for f in fuzz/fuzz_*.c; do
         n=$(basename "$f" .c); n=${n#fuzz_}
