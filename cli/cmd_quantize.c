@@ -42,6 +42,7 @@ static int run(const char *in, const char *out, dtype dt) {
     {
         gguf_tok_meta tm;
         wick_status st = g ? gguf_tok_meta_from_gguf(g, &tm) : gguf_tok_meta_from_folder(in, &tm);
+        if (st == WICK_OK) st = gguf_tok_meta_pad(&tm, m->tok_embd.rows);
         if (st == WICK_OK) st = model_gguf_save(m, out, dt, tm.kv, tm.n);
         if (st) {
             fprintf(stderr, "wick: %s\n", wick_last_error());

@@ -189,7 +189,11 @@ static wick_status save_gguf(const wick_model *m, const char *path) {
     gguf_tok_meta tm;
     wick_status st = m->gguf ? gguf_tok_meta_from_gguf(m->gguf, &tm)
                              : gguf_tok_meta_from_folder(m->path, &tm);
-    if (st) return st;
+    if (!st) st = gguf_tok_meta_pad(&tm, m->tok_embd.rows);
+    if (st) {
+        gguf_tok_meta_free(&tm);
+        return st;
+    }
     st = model_gguf_save(m, path, MODEL_GGUF_KEEP, tm.kv, tm.n);
     gguf_tok_meta_free(&tm);
     return st;

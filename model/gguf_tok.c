@@ -20,6 +20,7 @@ typedef struct store {
     char *tj, *tc;              /* file texts */
     cJSON *root, *cfg;
     gguf_value *tokens, *types, *merges, *scores;
+    gguf_value *pad_tokens, *pad_types, *pad_scores; /* gguf_tok_meta_pad's longer copies */
     char **strs;                /* strings made here (gap names, joined merges) */
     size_t n_strs, cap_strs;
     char *chat_template;
@@ -52,6 +53,9 @@ void gguf_tok_meta_free(gguf_tok_meta *m) {
         free(s->types);
         free(s->merges);
         free(s->scores);
+        free(s->pad_tokens);
+        free(s->pad_types);
+        free(s->pad_scores);
         for (size_t i = 0; i < s->n_strs; i++) free(s->strs[i]);
         free(s->strs);
         free(s);
@@ -368,4 +372,63 @@ wick_status gguf_tok_meta_from_gguf(const gguf_file *g, gguf_tok_meta *out) {
     for (int64_t i = 0; i < g->n_kv; i++)
         if (!strncmp(g->kv[i].key, "tokenizer.", 10)) out->kv[out->n++] = g->kv[i];
     return WICK_OK;
+}
+
+/* A copy of array `v` grown to n items, the new ones from fill(i); kept in *slot. */
+static wick_status pad_array(store *s, gguf_value *v, int64_t n, gguf_value **slot, int kind) {
+    gguf_value *items = calloc((size_t)n, sizeof *items);
+    if (!items) return err_set(WICK_ERR_NOMEM, "out of memory");
+    memcpy(items, v->arr.items, (size_t)v->arr.n * sizeof *items);
+    for (int64_t i = (int64_t)v->arr.n; i < n; i++) {
+        if (kind == 0) {
+            char name[32];
+            snprintf(name, sizeof name, "[PAD%lld]", (long long)i);
+            char *k = keep(s, strdup(name));
+            if (!k) {
+                free(items);
+                return err_set(WICK_ERR_NOMEM, "out of memory");
+            }
+            items[i] = gguf_v_str(k);
+        } else if (kind == 1) {
+            items[i].type = v->arr.type;
+            if (v->arr.type == GGUF_I32 || v->arr.type == GGUF_I64) items[i].i = 5; /* unused */
+            else items[i].u = 5;
+        } else {
+            items[i].type = v->arr.type;
+            items[i].f = -1000.0;
+        }
+    }
+    free(*slot);
+    *slot = items;
+    v->arr.items = items;
+    v->arr.n = (uint64_t)n;
+    return WICK_OK;
+}
+
+wick_status gguf_tok_meta_pad(gguf_tok_meta *m, int64_t n_vocab) {
+    gguf_kv *tokens = NULL, *types = NULL, *scores = NULL;
+    for (int i = 0; i < m->n; i++) {
+        if (m->kv[i].v.type != GGUF_ARRAY) continue;
+        if (!strcmp(m->kv[i].key, "tokenizer.ggml.tokens")) tokens = &m->kv[i];
+        else if (!strcmp(m->kv[i].key, "tokenizer.ggml.token_type")) types = &m->kv[i];
+        else if (!strcmp(m->kv[i].key, "tokenizer.ggml.scores")) scores = &m->kv[i];
+    }
+    if (!tokens || tokens->v.arr.type != GGUF_STRING) return WICK_OK; /* no token list */
+    const int64_t n = (int64_t)tokens->v.arr.n;
+    if (n > n_vocab)
+        return err_set(WICK_ERR_FORMAT, "tokenizer.ggml.tokens: %lld tokens but the model embeds "
+                       "only %lld ids", (long long)n, (long long)n_vocab);
+    if (n == n_vocab) return WICK_OK;
+    if ((types && (int64_t)types->v.arr.n != n) || (scores && (int64_t)scores->v.arr.n != n))
+        return err_set(WICK_ERR_FORMAT, "tokenizer.ggml.token_type/scores: length differs from "
+                       "tokenizer.ggml.tokens (%lld)", (long long)n);
+    store *s = m->storage_;
+    if (!s) { /* metadata borrowed from a GGUF file: the padded arrays need an owner */
+        if (!(s = calloc(1, sizeof *s))) return err_set(WICK_ERR_NOMEM, "out of memory");
+        m->storage_ = s;
+    }
+    wick_status st = pad_array(s, &tokens->v, n_vocab, &s->pad_tokens, 0);
+    if (!st && types) st = pad_array(s, &types->v, n_vocab, &s->pad_types, 1);
+    if (!st && scores) st = pad_array(s, &scores->v, n_vocab, &s->pad_scores, 2);
+    return st;
 }

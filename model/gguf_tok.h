@@ -25,6 +25,14 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out);
  * mapping, which must stay open while the result is used). */
 wick_status gguf_tok_meta_from_gguf(const gguf_file *g, gguf_tok_meta *out);
 
+/* Pads tokenizer.ggml.tokens (and .token_type, .scores when present) to n_vocab entries, the
+ * rows of the model's embedding: Qwen2's embedding has 151936 rows for 151665 tokens, and
+ * llama.cpp refuses a file whose token list is shorter than the embedding. The added ids get
+ * the names "[PAD<id>]", type 5 (unused) and score -1000, as Hugging Face's converter writes
+ * them. A list already as long is left alone; a longer one is an error (an id the model cannot
+ * embed). */
+wick_status gguf_tok_meta_pad(gguf_tok_meta *m, int64_t n_vocab);
+
 void gguf_tok_meta_free(gguf_tok_meta *m);
 
 #endif

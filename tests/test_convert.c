@@ -172,6 +172,69 @@ static void test_tokenizer(void **state) {
     free(tj); free(tc); free(tmp); free(src); free(gpath); free(out); free(tokdir);
 }
 
+/* llama.cpp refuses a GGUF whose token list is shorter than the embedding (Qwen's 151936 rows
+ * for 151669 tokens): the written list is padded with "[PAD<id>]" entries of type unused. */
+static void test_tokens_padded_to_embedding(void **state) {
+    (void)state;
+    TU_REQUIRE_FIXTURE(tokdir, "tokenizers/qwen3");
+    char *tmp = tu_mkdtemp(), *src = path_join(tmp, "src"), *gpath = path_join(tmp, "m.gguf"),
+         *gpath2 = path_join(tmp, "m2.gguf");
+    assert_int_equal(random_model_write("tiny", src, 7, DT_F32, tokdir), WICK_OK);
+    wick_model *ref = load_or_fail(src, true);
+    const int64_t rows = ref->tok_embd.rows;
+    gguf_tok_meta tm;
+    assert_int_equal(gguf_tok_meta_from_folder(src, &tm), WICK_OK);
+    int64_t before = -1;
+    for (int i = 0; i < tm.n; i++)
+        if (!strcmp(tm.kv[i].key, "tokenizer.ggml.tokens")) before = (int64_t)tm.kv[i].v.arr.n;
+    assert_true(before > 0 && before < rows); /* the case this test is for */
+    assert_int_equal(gguf_tok_meta_pad(&tm, before - 1), WICK_ERR_FORMAT); /* ids it cannot embed */
+    assert_int_equal(gguf_tok_meta_pad(&tm, rows), WICK_OK);
+    if (model_gguf_save(ref, gpath, DT_F32, tm.kv, tm.n)) fail_msg("%s", wick_last_error());
+    /* and a file without tokenizer.huggingface.json, read through the tokenizer.ggml.* keys */
+    gguf_kv kv2[64];
+    int n2 = 0;
+    for (int i = 0; i < tm.n && n2 < 64; i++)
+        if (strcmp(tm.kv[i].key, "tokenizer.huggingface.json")) kv2[n2++] = tm.kv[i];
+    assert_true(n2 == tm.n - 1);
+    if (model_gguf_save(ref, gpath2, DT_F32, kv2, n2)) fail_msg("%s", wick_last_error());
+    gguf_tok_meta_free(&tm);
+    gguf_file *g = NULL;
+    assert_int_equal(gguf_open(gpath, &g), WICK_OK);
+    const gguf_kv *tk = gguf_find_kv(g, "tokenizer.ggml.tokens");
+    const gguf_kv *ty = gguf_find_kv(g, "tokenizer.ggml.token_type");
+    assert_non_null(tk);
+    assert_non_null(ty);
+    assert_int_equal(tk->v.arr.n, rows);
+    assert_int_equal(ty->v.arr.n, rows);
+    char want[32];
+    snprintf(want, sizeof want, "[PAD%lld]", (long long)(rows - 1));
+    const gguf_value *last = &tk->v.arr.items[rows - 1];
+    assert_int_equal(last->str.len, strlen(want));
+    assert_memory_equal(last->str.s, want, strlen(want));
+    assert_int_equal(ty->v.arr.items[rows - 1].i, 5);
+    gguf_close(g);
+    /* the real tokens are untouched: both files tokenize like the folder */
+    const char *paths[2] = {gpath, gpath2};
+    for (int f = 0; f < 2; f++) {
+        wick_model *back = load_or_fail(paths[f], true);
+        static const char *texts[] = {"Hello, world! naïve café", "<|im_start|>user\nhi<|im_end|>"};
+        for (int t = 0; t < 2; t++) {
+            int32_t ia[64], ib[64];
+            int32_t na = wick_tokenize(wick_model_tokenizer(ref), texts[t], strlen(texts[t]), true, ia, 64);
+            int32_t nb = wick_tokenize(wick_model_tokenizer(back), texts[t], strlen(texts[t]), true, ib, 64);
+            if (nb < 0) fail_msg("%s: %s", paths[f], wick_last_error());
+            assert_true(na > 0);
+            assert_int_equal(na, nb);
+            assert_memory_equal(ia, ib, sizeof(int32_t) * (size_t)na);
+        }
+        wick_model_free(back);
+    }
+    wick_model_free(ref);
+    tu_rmdir_rf(tmp);
+    free(tmp); free(src); free(gpath); free(gpath2); free(tokdir);
+}
+
 /* llama GGUF with q/k biases (model_gguf_save cannot write those yet, so they are attached to
  * a loaded GGUF model): each exported bias element must follow its weight row. Bias value k
  * marks GGUF row k; the exported row r must equal GGUF row bias[r]. */
@@ -309,6 +372,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_llama),
         cmocka_unit_test(test_tiny_qwen2),
         cmocka_unit_test(test_tokenizer),
+        cmocka_unit_test(test_tokens_padded_to_embedding),
         cmocka_unit_test(test_llama_bias_follows_rows),
         cmocka_unit_test(test_linear_rope_kept),
         cmocka_unit_test(test_bad_paths),
