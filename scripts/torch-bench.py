@@ -21,7 +21,6 @@ import time
 
 import torch
 from transformers import AutoModelForCausalLM
-from transformers.cache_utils import DynamicCache
 
 
 def wick_ids(n, n_vocab):
@@ -48,15 +47,15 @@ def main():
 
     def pp():
         with torch.inference_mode():
-            out = model(ids[:, : a.p], past_key_values=DynamicCache(), use_cache=True,
-                        logits_to_keep=1)
+            out = model(ids[:, : a.p], use_cache=True, logits_to_keep=1)
             out.logits[0, -1].float().cpu()
 
     def tg():
         with torch.inference_mode():
-            cache = DynamicCache()
+            cache = None
             for k in range(a.n):
                 out = model(ids[:, k : k + 1], past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
                 out.logits[0, -1].float().cpu()
 
     print(f"model: {a.model} (transformers, {a.dtype}, {torch.cuda.get_device_name()}, "
