@@ -6,14 +6,14 @@ figures can stand side by side:
        to the host (float32);
   tgN: an empty cache, N forward passes of one id each (the ids are fixed, not sampled), each
        step's logits copied to the host.
-The ids are wick's (the same 64-bit LCG, seed 12345, modulo the vocabulary). One untimed warm-up
-run, then REPS timed runs; the host clock is read after the copy to the host, which waits for
+The ids are wick's (the same 64-bit LCG, seed 12345, modulo the vocabulary). WARMUP untimed runs
+(default 3: the first runs pick cuBLAS algorithms and load kernels), then REPS timed runs; the host clock is read after the copy to the host, which waits for
 the GPU. Prints one table row per test with the median and the mean ± sd.
 
 Not here: sampling, batching, compilation (torch.compile / CUDA graphs): this is eager PyTorch,
 what `model.generate` runs by default.
 
-usage: scripts/torch-bench.py MODEL_DIR [-p 512] [-n 128] [-r 5] [--dtype bf16|f16|f32]
+usage: scripts/torch-bench.py MODEL_DIR [-p 512] [-n 128] [-r 5] [-w 3] [--dtype bf16|f16|f32]
 """
 import argparse
 import statistics
@@ -37,6 +37,7 @@ def main():
     ap.add_argument("-p", type=int, default=512)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("-r", type=int, default=5)
+    ap.add_argument("-w", type=int, default=3, help="untimed warm-up runs of each test")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f32"])
     a = ap.parse_args()
     dt = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[a.dtype]
@@ -66,12 +67,12 @@ def main():
         if n <= 0:
             continue
         t = []
-        for r in range(a.r + 1):
+        for r in range(a.w + a.r):
             torch.cuda.synchronize()
             t0 = time.perf_counter()
             fn()
             t.append(n / (time.perf_counter() - t0))
-        t = t[1:]
+        t = t[a.w:]
         med = statistics.median(t)
         sd = statistics.stdev(t) if len(t) > 1 else 0.0
         print(f"| {name}{n:<4d} | {med:15.1f} | {statistics.mean(t):8.1f} ± {sd:<5.1f} | "
