@@ -13,6 +13,7 @@
 #
 # usage: scripts/cuda-check.sh [MODEL] [extra bench generate options, e.g. -p 512 -n 128]
 # Exit status 0 only when every step passed. Nothing outside build-cuda is written.
+# WICK_CUDA_STEP_TIMEOUT (seconds, default 600) bounds each test and bench step.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -20,6 +21,7 @@ BUILD=${WICK_CUDA_BUILD:-$ROOT/build-cuda}   # override only to test this script
 MODEL=${1:-}
 [ $# -gt 0 ] && shift
 JOBS=$(nproc 2>/dev/null || echo 4)
+STEP_TIMEOUT=${WICK_CUDA_STEP_TIMEOUT:-600}   # seconds per test step (exit 124 when exceeded)
 export WICK_FIXTURES=${WICK_FIXTURES:-$ROOT/../shared/fixtures}
 [ -d "$WICK_FIXTURES" ] || [ ! -d "$ROOT/shared/fixtures" ] || WICK_FIXTURES=$ROOT/shared/fixtures
 
@@ -31,7 +33,8 @@ failed=0
 run_step() { # name, command... : runs with its output in $LOG/name.log, tail shown on failure
     local name=$1; shift
     local t0=$SECONDS
-    if "$@" >"$LOG/$name.log" 2>&1; then
+    # a hung kernel or a deadlock must not eat a whole lease: each step has a time limit
+    if timeout -k 10 "$STEP_TIMEOUT" "$@" >"$LOG/$name.log" 2>&1; then
         record "$name" "ok ($((SECONDS - t0)) s)"
     else
         record "$name" "FAILED (exit $?, $((SECONDS - t0)) s; log: $LOG/$name.log)"

@@ -63,7 +63,7 @@ void cu_note_fail(wick_status st, const char *what);
  * One set per (thread, device). A slot is reused by every call of that thread, so before a
  * slot is rewritten for a call on another stream than its last one, that stream is synced
  * (a kernel there may still read it). */
-enum { CU_SLOT_SPANS, CU_SLOT_LORA, CU_SLOT_WIDE, CU_SLOTS };
+enum { CU_SLOT_SPANS, CU_SLOT_LORA, CU_SLOT_LORA_T, CU_SLOT_WIDE, CU_SLOTS };
 
 /* Device scratch of at least `bytes` in `slot` (grown, never shrunk), or NULL with a failure
  * noted. */

@@ -10,7 +10,12 @@
  * host and uploaded per call (cu_upload), then two kernels cover every run at once: t = x·Aᵀ
  * (one warp per (run, row, rank index)) and y += scale·(t·Bᵀ) (one thread per (run, row,
  * output)), the product rounded before its add as PEFT does. Runs must cover disjoint rows
- * (the forward pass builds them so). Not here: matmul, attention. */
+ * (the forward pass builds them so). A run without its own t gets a region of the thread's
+ * device scratch (CU_SLOT_LORA_T), one after another, instead of the caller's scratch: that
+ * one is laid out as row0·r per run, and two runs of different ranks can overlap there
+ * (rows 0..47 at r = 8 take floats 0..383, rows 48.. at r = 4 start at float 192). The
+ * reference finishes each run before the next, so that is harmless there; here every run's
+ * t is written before any is read. Not here: matmul, attention. */
 #include "kernels/cuda/cuda_internal.cuh"
 
 /* ---- rmsnorm: one block per row ---- */
@@ -189,9 +194,17 @@ __global__ void k_lora_y(float *y, const cu_lrun *runs, int n_runs, long long to
 void cu_lora(const cu_run *r, float *y, const float *x, const wk_lora_run *runs, int n_runs,
              float *scratch) {
     if (n_runs <= 0) return;
+    (void)scratch; /* see the comment at the top: its row0·r layout may overlap across runs */
+    long long n_scr = 0; /* floats of t in the thread's scratch, for runs without their own */
+    for (int i = 0; i < n_runs; i++)
+        if (!runs[i].t && runs[i].n > 0 && runs[i].A->rows > 0 && runs[i].B->rows > 0)
+            n_scr += (long long)runs[i].n * runs[i].A->rows;
+    float *tscr = NULL;
+    if (n_scr > 0 && !(tscr = (float *)cu_scratch(r, CU_SLOT_LORA_T, sizeof(float) * (size_t)n_scr)))
+        return;
     cu_lrun *pk = (cu_lrun *)cu_pack_buf(sizeof(cu_lrun) * (size_t)n_runs);
     if (!pk) return;
-    long long nt = 0, ny = 0;
+    long long nt = 0, ny = 0, off_scr = 0;
     int k = 0;
     for (int i = 0; i < n_runs; i++) {
         const wk_lora_run *ru = &runs[i];
@@ -200,7 +213,8 @@ void cu_lora(const cu_run *r, float *y, const float *x, const wk_lora_run *runs,
         cu_lrun *d = &pk[k++];
         d->A = (const float *)ru->A->data;
         d->B = (const float *)ru->B->data;
-        d->t = ru->t ? ru->t : scratch + (size_t)ru->row0 * (size_t)rk;
+        d->t = ru->t ? ru->t : tscr + off_scr;
+        if (!ru->t) off_scr += (long long)ru->n * rk;
         d->scale = ru->scale;
         d->row0 = ru->row0, d->n = ru->n, d->r = rk;
         d->in = (int)ru->A->cols, d->out = (int)ru->B->rows;
