@@ -11,6 +11,10 @@
 # the two alternates per round. Prints one table line per run and the medians per N.
 # llama-server options: --parallel N -c N*CTX (CTX default 1024 per sequence), continuous
 # batching on (its default). Nothing of llama.cpp is part of this repository.
+# On a seeded random model, greedy output is often invalid UTF-8 (byte tokens in any order);
+# llama-server then ends the stream early (its JSON encoder refuses the text) and `wick bench
+# serve` counts an error. Choose PROMPT so that its greedy continuation stays valid (33 words
+# does for `create-random --like qwen2.5-0.5b --seed 1`); wick serve does not care.
 set -euo pipefail
 model=${1:?usage: $0 MODEL.gguf LLAMA_SERVER [THREADS] [CLIENTS...]}
 llama=${2:?usage: $0 MODEL.gguf LLAMA_SERVER [THREADS] [CLIENTS...]}
@@ -35,7 +39,7 @@ run_one() { # name n
     local name=$1 n=$2 pid
     if [ "$name" = wick ]; then
         "$wick" serve -m "$model" --port $port -t "$threads" --parallel "$n" --ctx "$ctx" \
-            --queue 0 >/dev/null 2>&1 &
+            >/dev/null 2>&1 &
     else
         "$llama" -m "$model" --port $port -t "$threads" --parallel "$n" -c $((n * ctx)) \
             >/dev/null 2>&1 &
