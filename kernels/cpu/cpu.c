@@ -35,6 +35,12 @@
 
 #define SMALL_WORK (1L << 14) /* elements below which an elementwise op stays on the caller */
 #define BLAS_MIN_N 16         /* default: activation rows from which matmul uses sgemm */
+/* F16/BF16 (and quantized types without an integer GEMM) are widened to f32 for sgemm on
+ * every call, a full pass of writes over the matrix: with few rows that costs more than the
+ * 8-row matvec tiles re-reading each block from L2. 0.5B BF16, 2 threads: pp16 65 vs 121
+ * tok/s, pp32 87 vs 131, pp64 121 vs 115 (sgemm vs tiles); decode of 16 streams in one
+ * engine fell below one stream's speed. */
+#define BLAS_MIN_N_WIDEN 64
 #define MV_BLOCK_BYTES (256L << 10) /* weight bytes per decode block (stays in L2 across x groups) */
 
 /* ---- per-thread buffers ----
@@ -60,7 +66,7 @@ static void tl_buf_free(void *p) {
     free(b);
 }
 
-static int g_blas_min_n = BLAS_MIN_N;
+static int g_blas_min_n = BLAS_MIN_N, g_blas_min_n_widen = BLAS_MIN_N_WIDEN;
 
 /* One-time set-up, on the first matmul. WICK_CPU_BLAS_MIN_N (a tuning knob for benchmarks)
  * moves the sgemm threshold; 0 or junk keeps the default. WICK_CPU_GEMMQ=0 turns the integer
@@ -78,9 +84,9 @@ static void tl_buf_init(void) {
     int ok = 0;
     for (size_t i = 0; core && i < sizeof good / sizeof good[0]; i++)
         ok |= strcasestr(core, good[i]) != NULL;
-    if (!ok) g_blas_min_n = INT_MAX;
+    if (!ok) g_blas_min_n = g_blas_min_n_widen = INT_MAX;
     const char *e = getenv("WICK_CPU_BLAS_MIN_N");
-    if (e && atoi(e) > 0) g_blas_min_n = atoi(e);
+    if (e && atoi(e) > 0) g_blas_min_n = g_blas_min_n_widen = atoi(e);
     __builtin_cpu_init();
     g_vnni = __builtin_cpu_supports("avx512vnni");
     e = getenv("WICK_CPU_GEMMQ");
@@ -232,7 +238,7 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float 
     /* the avx512 table's gemm_q needs VNNI; without it the avx2 one (plain AVX2) serves */
     const cpu_isa *gq = isa == &cpu_isa_avx512 && !g_vnni ? &cpu_isa_avx2 : isa;
     mm_ctx c = {isa, gq, y, x, W, bias, NULL, n, MM_MATVEC, 0, 0, 0};
-    int blas = n >= g_blas_min_n && W->cols > 0;
+    int blas = n >= (W->dt == DT_F32 ? g_blas_min_n : g_blas_min_n_widen) && W->cols > 0;
     if (dtype_is_quant(W->dt) && W->cols > 0) {
         /* AVX2's GEMM from 16 rows: below, the integer matvec tiles measured faster
            (Q4_0 0.5B pp12 166-192 vs 122 tok/s; pp16 148-158 vs sgemm's 70) */
