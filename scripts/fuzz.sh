@@ -6,6 +6,7 @@
 #   scripts/fuzz.sh                    replay + 30 s of fuzzing per harness (what CI runs)
 #   scripts/fuzz.sh --time 3600 gguf   a long campaign of one harness
 #   scripts/fuzz.sh --replay           replay only
+#   scripts/fuzz.sh --runs 10000000 --time 7200 gguf   stop at 10 M executions (or the time)
 #
 # Harness NAME is fuzz/fuzz_NAME.c; its seeds are fuzz/corpus/NAME/, its dictionary
 # fuzz/dict/NAME.dict (when present) and its past crashes fuzz/regressions/NAME/. New inputs
@@ -19,12 +20,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=30
 replay_only=0
+runs_cap=()
 names=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --time) secs=$2; shift 2 ;;
     --replay) replay_only=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --runs) runs_cap=(-runs="$2"); shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) names+=("$1"); shift ;;
     esac
 done
@@ -64,7 +67,7 @@ for n in "${names[@]}"; do
     work=$(mktemp -d "build-fuzz/corpus-$n.XXXXXX")
     [ -d "fuzz/corpus/$n" ] && cp -r "fuzz/corpus/$n/." "$work/"
     echo "== $n: fuzzing for ${secs}s"
-    if ! "$bin" "${common[@]}" "${dict[@]}" -max_total_time="$secs" -print_final_stats=1 \
+    if ! "$bin" "${common[@]}" "${dict[@]}" -max_total_time="$secs" "${runs_cap[@]}" -print_final_stats=1 \
             "$work" 2> "build-fuzz/$n.fuzz.log"; then
         tail -60 "build-fuzz/$n.fuzz.log"
         echo "fuzz.sh: $n found a failure; the input is in build-fuzz/crashes/" >&2
