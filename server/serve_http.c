@@ -352,11 +352,12 @@ static bool on_token(const wick_token *t, void *user) {
     if (last) j->done = true;
     struct MHD_Connection *conn = take_wake(j) ? j->conn : NULL;
     pthread_mutex_unlock(&j->mu);
+    /* the slot is free before the last chunk can reach the client: a client that sends its
+       next request as soon as it reads [DONE] must not find the slot still counted (with
+       --queue 0 that was a 503) */
+    if (last) atomic_fetch_sub(&c->inflight, 1);
     if (conn) MHD_resume_connection(conn);
-    if (last) {
-        atomic_fetch_sub(&c->inflight, 1);
-        job_release(j);
-    }
+    if (last) job_release(j);
     return true;
 }
 
