@@ -739,18 +739,6 @@ void serve_http_stop(struct MHD_Daemon *d) {
 #else /* built without libmicrohttpd: `wick serve` reports it instead of failing to link */
 #include <stdio.h>
 
-/* New connections get a fixed 64 KiB send buffer (the kernel would grow it to megabytes): what
- * a client leaves unread then piles up in the job's output, where out_bound sees it. */
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code) {
-    (void)cls, (void)socket_context;
-    if (code != MHD_CONNECTION_NOTIFY_STARTED) return;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int sz = 64 << 10;
-    if (ci) setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-}
-
 struct MHD_Daemon *serve_http_start(serve_ctx *c, int listen_fd, int max_conns, int threads) {
     (void)c, (void)listen_fd, (void)max_conns, (void)threads;
     fprintf(stderr, "wick serve: this build of wick has no libmicrohttpd\n");
