@@ -241,3 +241,22 @@ char *su_complete_stream(int port, const char *path, const char *body, char *fin
     return text;
 }
 
+
+const char *su_tiny_model(char **dir, char **model) {
+    if (!tu_fixture_exists("tokenizers/qwen3"))
+        return "fixture tokenizers/qwen3 not found (set WICK_FIXTURES)";
+    char *tok = tu_fixture_path("tokenizers/qwen3");
+    *dir = tu_mkdtemp();
+    size_t n = strlen(*dir) + 16;
+    *model = malloc(n);
+    snprintf(*model, n, "%s/model", *dir);
+    char *argv[] = {WICK_BIN, "create-random", "--like", "tiny", "--tokenizer", tok,
+                    "--out", *model, NULL};
+    int fd;
+    pid_t pid = su_spawn(argv, &fd);
+    free(su_read_to_eof(fd, 120000));
+    close(fd);
+    int st = su_wait_child(pid, 120000);
+    free(tok);
+    return st != 0 ? "wick create-random failed" : NULL;
+}

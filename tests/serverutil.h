@@ -17,6 +17,10 @@ char *su_read_to_eof(int fd, int timeout_ms);
 int su_wait_child(pid_t pid, int timeout_ms);
 /* Starts `wick serve -m model --port 0 -t 1 extra...`; returns the pid and sets *port, or -1
  * when the server did not come up. */
+/* A random tiny model with the Qwen3 tokenizer fixture, written by `wick create-random` into a
+ * new temporary folder: *dir (remove it when done) and *model (its model folder). NULL on
+ * success, else why the tests must skip (the fixture is missing, or the command failed). */
+const char *su_tiny_model(char **dir, char **model);
 pid_t su_start_server(const char *model, const char *const extra[], int *port);
 
 int su_connect_port(int port);

@@ -31,28 +31,7 @@ static const char *g_skip;      /* why the tests skip, or NULL */
 
 static int group_setup(void **state) {
     (void)state;
-    if (!tu_fixture_exists("tokenizers/qwen3")) {
-        if (tu_ci()) return -1;
-        g_skip = "fixture tokenizers/qwen3 not found (set WICK_FIXTURES)";
-        return 0;
-    }
-    char *tok = tu_fixture_path("tokenizers/qwen3");
-    g_dir = tu_mkdtemp();
-    size_t n = strlen(g_dir) + 16;
-    g_model = malloc(n);
-    snprintf(g_model, n, "%s/model", g_dir);
-    char *argv[] = {WICK_BIN, "create-random", "--like", "tiny", "--tokenizer", tok,
-                    "--out", g_model, NULL};
-    int fd;
-    pid_t pid = su_spawn(argv, &fd);
-    free(su_read_to_eof(fd, 120000));
-    close(fd);
-    int st = su_wait_child(pid, 120000);
-    free(tok);
-    if (st != 0) {
-        g_skip = "wick create-random failed";
-        return tu_ci() ? -1 : 0;
-    }
+    if ((g_skip = su_tiny_model(&g_dir, &g_model))) return tu_ci() ? -1 : 0;
     const char *extra[] = {"--ctx", "1024", NULL};
     if ((g_pid = su_start_server(g_model, extra, &g_port)) < 0) {
         g_skip = "`wick serve` did not start (built without libmicrohttpd or not registered)";
