@@ -490,6 +490,65 @@ static void test_isa_matvec_q(void **state) {
     }
 }
 
+/* The AVX-512 VNNI direct kernel (Q4_0/Q8_0, no repack) on its own: every activation count
+   from 1 to 20 (several 8-row passes, tails), weight ranges that start inside a 16-row panel
+   and end in a partial one, strided y and xq; untouched elsewhere. */
+static void test_a5_gemm_q_direct(void **state) {
+    (void)state;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512vnni")) {
+        print_message("skipped: no AVX-512 VNNI here\n");
+        return;
+    }
+    const int NXMAX = 20;
+    const int64_t rows = 53, ldy = rows + 5;
+    const dtype types[2] = {DT_Q4_0, DT_Q8_0};
+    for (int t = 0; t < 2; t++) {
+        const dtype dt = types[t];
+        const int64_t cols = 9 * 32, nbx = cols / 32, ldxq = nbx + 1;
+        const size_t rb = dtype_row_bytes(dt, cols);
+        uint8_t *wq = xmalloc(rb * rows);
+        for (int64_t b = 0; b < (int64_t)(rb * rows / dtype_block_bytes(dt)); b++)
+            random_block(dt, wq + b * dtype_block_bytes(dt));
+        float *x = xmalloc((size_t)cols * 4);
+        blk_q8x *xq = xmalloc((size_t)(NXMAX * ldxq) * sizeof(blk_q8x));
+        for (int i = 0; i < NXMAX; i++) {
+            for (int64_t c = 0; c < cols; c++) x[c] = frand() * (float)(i + 1);
+            quant_x_row(xq + i * ldxq, x, cols);
+        }
+        wk_weight W = {.data = wq, .dt = dt, .rows = rows, .cols = cols};
+        float *y = xmalloc((size_t)(NXMAX * ldy) * 4);
+        const int64_t ranges[4][2] = {{0, rows}, {3, 20}, {17, 18}, {32, rows}};
+        for (int ri = 0; ri < 4; ri++)
+            for (int nx = 1; nx <= NXMAX; nx++) {
+                const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1];
+                for (int64_t i = 0; i < NXMAX * ldy; i++) y[i] = -7.0f;
+                cpu_a5_gemm_q_direct(y, ldy, xq, ldxq, nx, &W, r0, r1);
+                for (int i = 0; i < NXMAX; i++)
+                    for (int64_t r = 0; r < ldy; r++) {
+                        const float got = y[i * ldy + r];
+                        if (i >= nx || r < r0 || r >= r1) {
+                            if (got != -7.0f)
+                                fail_msg("direct %s nx=%d [%lld,%lld): wrote outside at (%d, %lld)",
+                                         dtype_name(dt), nx, (long long)r0, (long long)r1, i, (long long)r);
+                            continue;
+                        }
+                        const uint8_t *row = wq + r * rb;
+                        const float want = quant_dot_q8x(dt, row, xq + i * ldxq, cols);
+                        const double tol = 2.0 * (double)(nbx + 8) * FLT_EPSILON *
+                                           dot_magnitude(dt, row, xq + i * ldxq, cols);
+                        if (!(fabs((double)got - want) <= tol))
+                            fail_msg("direct %s nx=%d row %lld act %d: got %.9g def %.9g (tol %.3g)",
+                                     dtype_name(dt), nx, (long long)r, i, got, want, tol);
+                    }
+            }
+        free(wq);
+        free(x);
+        free(xq);
+        free(y);
+    }
+}
+
 /* ---- interleaved rope ---- */
 
 static void test_rope_interleaved(void **state) {
@@ -540,6 +599,7 @@ int main(void) {
         cmocka_unit_test(test_quant_embed),
         cmocka_unit_test(test_isa_quant_x),
         cmocka_unit_test(test_isa_matvec_q),
+        cmocka_unit_test(test_a5_gemm_q_direct),
         cmocka_unit_test(test_rope_interleaved),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -57,6 +57,15 @@ static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
 static int g_buf_key_ok;
 static int g_vnni;       /* AVX-512 VNNI present: the avx512 table's gemm_q may run */
 static int g_gemmq_off;  /* WICK_CPU_GEMMQ=0: no integer prefill GEMM (for comparisons) */
+/* Activation rows for which Q4_0/Q8_0 use the direct (no-repack) kernel on AVX-512 VNNI
+   (0.5B, 2 threads, pp-n tok/s, direct vs before: Q4_0 pp8 333 vs 223-235, pp16 444-452 vs
+   259-298, pp32 593-623 vs 431-452, pp64 484-617 vs 618-651 (gemm_q's repack pays from
+   there); Q8_0 pp2 94-98 vs 105-140 and pp4 159-160 vs 185-188 (the row tiles win),
+   pp8 266-270 vs 236-244, pp16 248-380 vs 207-253). WICK_CPU_DIRECT_MAX=N moves the upper
+   bound (1 turns it off), for comparisons. */
+#define DIRECT_MIN_N 5
+#define DIRECT_MAX_N 32
+static int g_direct_max = DIRECT_MAX_N;
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
 
@@ -91,6 +100,8 @@ static void tl_buf_init(void) {
     g_vnni = __builtin_cpu_supports("avx512vnni");
     e = getenv("WICK_CPU_GEMMQ");
     if (e && strcmp(e, "0") == 0) g_gemmq_off = 1;
+    e = getenv("WICK_CPU_DIRECT_MAX");
+    if (e && atoi(e) > 0) g_direct_max = atoi(e);
 }
 
 static void *tl_buffer(int slot, size_t bytes) {
@@ -120,7 +131,7 @@ static void *tl_buffer(int slot, size_t bytes) {
  * next chunk, so both cores finish together even when one was descheduled for a while, and a
  * worker that wakes after the work is gone does not hold the caller up. */
 
-enum { MM_MATVEC, MM_BLAS, MM_GEMMQ };
+enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT };
 
 typedef struct mm_ctx {
     const cpu_isa *isa;
@@ -203,7 +214,10 @@ static void mm_task(void *vctx, int tid, int nt) {
     for (long k; (k = pool_claim(&c->next)) < c->n_chunks;) {
         const long lo = k * c->chunk, hi = lo + c->chunk < rows ? lo + c->chunk : rows;
         int done = 0;
-        if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
+        if (c->mode == MM_DIRECT) {
+            cpu_a5_gemm_q_direct(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, lo, hi);
+            done = 1;
+        } else if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
         else if (c->mode == MM_BLAS) done = mm_rows_blas(c, lo, hi);
         if (!done) mm_rows_matvec(c, lo, hi);
         if (c->bias) {
@@ -244,6 +258,11 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float 
            (Q4_0 0.5B pp12 166-192 vs 122 tok/s; pp16 148-158 vs sgemm's 70) */
         const int min_n = gq == &cpu_isa_avx2 ? 16 : CPU_MV_NX + 1;
         int gemmq = n >= min_n && !g_gemmq_off && gq->gemm_q && gq->gemm_q_supports(W->dt);
+        /* 5..32 rows of Q4_0/Q8_0 (a batch of decode rows, short prefills): the direct
+           kernel, which skips gemm_q's repack (see gemmq_avx512.c) */
+        const int direct = isa == &cpu_isa_avx512 && g_vnni && n >= DIRECT_MIN_N && n <= g_direct_max &&
+                           !g_gemmq_off && cpu_a5_gemm_q_direct_supports(W->dt);
+        if (direct) gemmq = 1;
         if (gemmq || !blas) { /* integer paths: quantize the activations once, shared */
             const int64_t nbx = W->cols / QK;
             blk_q8x *xq = tl_buffer(TL_XQ, (size_t)n * (size_t)nbx * sizeof(blk_q8x));
@@ -251,14 +270,14 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float 
                 qx_ctx q = {isa, xq, x, W->cols, n, 0};
                 pool_run_dyn((long)n * W->cols < (1L << 16) ? NULL : pool, qx_task, &q);
                 c.xq = xq;
-                if (gemmq) c.mode = MM_GEMMQ, blas = 0;
+                if (gemmq) c.mode = direct ? MM_DIRECT : MM_GEMMQ, blas = 0;
             }
         }
     }
     if (blas && c.mode == MM_MATVEC) c.mode = MM_BLAS;
     /* chunk sizes: a few per thread for balance, large enough for each path's efficiency */
     /* sgemm packs all of x on every call, so its chunks are few and large (two per thread) */
-    const int per = c.mode == MM_MATVEC ? 4 : c.mode == MM_BLAS ? 2 : 3;
+    const int per = c.mode == MM_MATVEC || c.mode == MM_DIRECT ? 4 : c.mode == MM_BLAS ? 2 : 3;
     c.chunk = round16(rows / ((long)nt * per));
     if (c.mode == MM_GEMMQ && c.chunk > 128) c.chunk = 128;
     c.n_chunks = (rows + c.chunk - 1) / c.chunk;

@@ -105,6 +105,11 @@ void cpu_a5_gemm_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n
                    const wk_weight *W, int64_t r0, int64_t r1, void *scratch);
 int cpu_a5_gemm_q_supports(dtype dt);
 size_t cpu_a5_gemm_q_scratch(int64_t cols);
+/* gemmq_avx512.c: the same product for Q4_0 / Q8_0 read from the file layout without the
+ * repack (supports: which types), for a few activation rows; AVX-512 VNNI. */
+void cpu_a5_gemm_q_direct(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
+                          const wk_weight *W, int64_t r0, int64_t r1);
+int cpu_a5_gemm_q_direct_supports(dtype dt);
 
 /* ISA tables (the SIMD ones are defined in the ISA files and only called after a CPU feature
  * check). */

@@ -140,6 +140,134 @@ AI void kernel_dt(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const 
     else kernel(y, ldy, xq, ldxq, p, nb, m, NX, 0, 1);
 }
 
+/* ---- small batches (a few activation rows): Q4_0 and Q8_0 without the repack ----
+ *
+ * With a few activation rows the repack above costs more than the products it feeds (at 16
+ * rows, most of the call's time was unpacking, f16 conversion and gathers into the panel).
+ * These kernels read the 16 weight rows' blocks straight from the file layout and transpose
+ * them in registers: each row's 16 bytes of values go into one 128-bit lane of four zmm
+ * (rows q, 4+q, 8+q, 12+q), and a 4×4 dword transpose inside the lanes leaves zmm g with
+ * dword g of every row in lane = row. For Q4_0 the low nibbles of dword g are values
+ * 4g..4g+3 and the high nibbles values 16+4g.., i.e. groups g and g+4 of the block, which is
+ * the panel layout the kernel above uses; Q8_0 does the same with its two 16-byte halves.
+ * The 16 f16 scales come from one gather. Rows past the end of the range repeat the last row
+ * (no read outside the weight) and are masked out of the store. Same integer block sums and
+ * f32 combination as kernel(), so the same definition holds. */
+
+/* 16 row streams at once are more than the hardware prefetcher follows: each row's line
+   PF_AHEAD bytes ahead is requested once per 64 bytes of the row (0.5B Q4_0, pp4..pp32:
+   256 and 1024 measured slower than 512) */
+#ifndef PF_AHEAD
+#define PF_AHEAD 512
+#endif
+
+/* In-lane 4×4 transpose of dwords: a[q] lane L = row 4L+q's dwords 0..3 → a[g] lane L = dword
+   g of rows 4L..4L+3 (so dword position 4L+q = row). */
+AI void tp4x4(__m512i *a) {
+    const __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
+    a[0] = _mm512_unpacklo_epi64(t0, t2), a[1] = _mm512_unpackhi_epi64(t0, t2);
+    a[2] = _mm512_unpacklo_epi64(t1, t3), a[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* 16 bytes at byte offset off of each of the 16 rows' block (row j at rp[j]) → a[0..4). */
+AI void load16x16(__m512i *a, const uint8_t *const *rp, size_t off) {
+    for (int q = 0; q < 4; q++) {
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rp[q] + off)));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[4 + q] + off)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[8 + q] + off)), 2);
+        a[q] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(rp[12 + q] + off)), 3);
+    }
+    tp4x4(a);
+}
+
+/* NX (1..16) activation rows against 16 weight rows of Q4_0 (Q8 = 0) or Q8_0 (Q8 = 1); idx
+   holds the rows' byte offsets from rp[0] for the scale gather. */
+AI void direct_kernel(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uint8_t *const *rp,
+                      __m512i idx, int64_t nb, __mmask16 m, const int NX, const int Q8) {
+    const size_t bb = Q8 ? sizeof(blk_q8_0) : sizeof(blk_q4_0);
+    const int OFF = Q8 ? 128 : 8;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8((char)0x80);
+    const uint8_t *base = rp[0];
+    __m512 acc[16];
+    for (int i = 0; i < NX; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t o = (size_t)b * bb;
+        if ((o & ~(size_t)63) != ((o + bb) & ~(size_t)63))
+            for (int j = 0; j < 16; j++) _mm_prefetch((const char *)rp[j] + o + PF_AHEAD, _MM_HINT_T0);
+        __m512i w[8];
+        if (Q8) {
+            load16x16(w, rp, o + 2);
+            load16x16(w + 4, rp, o + 18);
+            for (int g = 0; g < 8; g++) w[g] = _mm512_xor_si512(w[g], flip);
+        } else {
+            load16x16(w, rp, o + 2);
+            for (int g = 0; g < 4; g++) {
+                w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(w[g], 4), m4);
+                w[g] = _mm512_and_si512(w[g], m4);
+            }
+        }
+        const __m512i d16 = _mm512_i32gather_epi32(idx, (const void *)(base + o), 1);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d16));
+        /* one activation row at a time: its 8 products are one dependency chain, the rows'
+           chains overlap out of order */
+        for (int i = 0; i < NX; i++) {
+            const blk_q8x *xb = xq + i * ldxq + b;
+            __m512i s = _mm512_set1_epi32(-OFF * (xb->sum[0] + xb->sum[1]));
+            for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(load4(xb->qs + 4 * g)));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), acc[i]);
+        }
+    }
+    for (int i = 0; i < NX; i++) _mm512_mask_storeu_ps(y + i * ldy, m, acc[i]);
+}
+
+AI void direct_nx(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uint8_t *const *rp,
+                  __m512i idx, int64_t nb, __mmask16 m, int nx, const int Q8) {
+    switch (nx) {
+    case 1: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 1, Q8); break;
+    case 2: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 2, Q8); break;
+    case 3: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 3, Q8); break;
+    case 4: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 4, Q8); break;
+    case 5: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 5, Q8); break;
+    case 6: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 6, Q8); break;
+    case 7: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 7, Q8); break;
+    case 8: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 8, Q8); break;
+    case 9: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 9, Q8); break;
+    case 10: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 10, Q8); break;
+    case 11: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 11, Q8); break;
+    case 12: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 12, Q8); break;
+    case 13: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 13, Q8); break;
+    case 14: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 14, Q8); break;
+    case 15: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 15, Q8); break;
+    default: direct_kernel(y, ldy, xq, ldxq, rp, idx, nb, m, 16, Q8); break;
+    }
+}
+
+int cpu_a5_gemm_q_direct_supports(dtype dt) { return dt == DT_Q4_0 || dt == DT_Q8_0; }
+
+/* Same contract as cpu_a5_gemm_q for W.dt in {Q4_0, Q8_0}, any n, no scratch; meant for small
+   n (the panel is transposed again for every 16 activation rows). row bytes · 15 < 2^31. */
+void cpu_a5_gemm_q_direct(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
+                          const wk_weight *W, int64_t r0, int64_t r1) {
+    const int64_t nb = W->cols / QK;
+    const size_t rb = dtype_row_bytes(W->dt, W->cols);
+    const int q8 = W->dt == DT_Q8_0;
+    for (int64_t r = r0; r < r1; r += 16) {
+        const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
+        const __mmask16 m = (__mmask16)((1u << nr) - 1u);
+        const __m512i lane = _mm512_min_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(nr - 1));
+        const __m512i idx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)rb));
+        const uint8_t *rp[16];
+        for (int j = 0; j < 16; j++) rp[j] = (const uint8_t *)W->data + (size_t)(r + (j < nr ? j : nr - 1)) * rb;
+        for (int i = 0; i < n; i += 16) {
+            const int nx = n - i < 16 ? n - i : 16;
+            if (q8) direct_nx(y + i * ldy + r, ldy, xq + i * ldxq, ldxq, rp, idx, nb, m, nx, 1);
+            else direct_nx(y + i * ldy + r, ldy, xq + i * ldxq, ldxq, rp, idx, nb, m, nx, 0);
+        }
+    }
+}
+
 /* y[i*ldy + r] = Σ_c W[r, c]·x̂_i[c] for i < n, r in [r0, r1) (see the file comment).
  * scratch: cpu_a5_gemm_q_scratch(W.cols) bytes, any alignment. cols < 2^31 / 16. */
 void cpu_a5_gemm_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
