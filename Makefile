@@ -18,6 +18,10 @@ build:
 # without network those tests skip (or fail when CI=true).
 fetch:
 	./scripts/fetch-tokenizers.sh || echo "make: scripts/fetch-tokenizers.sh failed; tests needing third_party/tokenizers skip" >&2
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -d tests/openai/node_modules/openai ] || npm ci --prefix tests/openai --no-audit --no-fund --loglevel=error || \
+	    echo "make: npm ci in tests/openai failed; test_openai_client skips" >&2; \
+	else echo "make: npm not found; test_openai_client skips" >&2; fi
 
 test: build fetch
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -116,6 +116,7 @@ static void start_server(void) {
     c->n_vocab = 16;
     c->model_id = "tiny";
     c->model = fuzz_tiny_model();
+    serve_metrics_init(&c->metrics); /* adapter_api stays off: no file loads from fuzz input */
     wick_engine_params ep = wick_engine_params_default();
     ep.n_threads = 1;
     ep.max_seqs = 2;

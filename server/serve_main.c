@@ -30,9 +30,12 @@ static int usage(FILE *f) {
                "                  [--max-conns N] [--drain-grace S] [--max-body BYTES]\n"
                "                  [--stream-buffer BYTES] [--no-prefix-cache] [--http-threads N]\n"
                "                  [--kernels auto|ref] [--device cpu|cuda[:N]]\n"
-               "                  [--adapter [NAME=]DIR[:scale]]... [-v]\n"
-               "OpenAI-compatible HTTP server: GET /health, GET /v1/models,\n"
-               "POST /v1/completions, POST /v1/chat/completions (stream: Server-Sent Events).\n"
+               "                  [--adapter [NAME=]DIR[:scale]]... [--no-adapter-api]\n"
+               "                  [--api-key KEY]... [--api-key-file FILE] [-q] [-v]\n"
+               "OpenAI-compatible HTTP server: POST /v1/completions, POST /v1/chat/completions\n"
+               "(stream: Server-Sent Events), GET /v1/models, GET /v1/models/ID, GET /health,\n"
+               "GET /metrics (Prometheus), POST /tokenize, POST /detokenize, and adapters at run\n"
+               "time: POST /v1/adapters {\"name\", \"path\", \"scale\"}, DELETE /v1/adapters/NAME.\n"
                "Requests are decoded together (continuous batching): one pass over the weights\n"
                "per step serves every running generation.\n"
                "  --host ADDR      address to listen on (default 127.0.0.1)\n"
@@ -62,7 +65,15 @@ static int usage(FILE *f) {
                "  --adapter SPEC   load a PEFT LoRA folder and serve it as model NAME (default: the\n"
                "                   folder name); requests pick it with \"model\": \"NAME\", and\n"
                "                   requests with different adapters share a batch\n"
-               "  -v, --verbose    log each request on stderr\n");
+               "  --no-adapter-api refuse POST/DELETE /v1/adapters (403)\n"
+               "  --embedding-model DIR  also serve POST /v1/embeddings with this encoder folder\n"
+               "                   (BERT family, sentence-transformers layout); -m may name an\n"
+               "                   encoder instead, for an embeddings-only server\n"
+               "  --api-key KEY    require 'Authorization: Bearer KEY' on every endpoint but\n"
+               "                   /health (repeatable: any of the keys is accepted)\n"
+               "  --api-key-file F keys, one per line ('#' comments); combines with --api-key\n"
+               "  -q, --quiet      no per-request log line on stderr\n"
+               "  -v, --verbose    also log each request as it arrives\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -176,6 +187,10 @@ int cmd_serve(int argc, char **argv) {
     bool verbose = false, prefix_cache = true;
     const char *adapter_specs[SERVE_MAX_ADAPTERS];
     int n_adapter_specs = 0;
+    const char *key_args[64], *key_file = NULL;
+    int n_key_args = 0;
+    bool quiet = false, adapter_api = true;
+    const char *emb_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -186,6 +201,17 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--kernels") && has) kernels = argv[++i];
         else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
+        else if (!strcmp(a, "--no-adapter-api")) adapter_api = false;
+        else if (!strcmp(a, "--api-key-file") && has) key_file = argv[++i];
+        else if (!strcmp(a, "--embedding-model") && has) emb_path = argv[++i];
+        else if (!strcmp(a, "--api-key") && has) {
+            if (n_key_args == 64) {
+                fprintf(stderr, "wick serve: at most 64 --api-key options (use --api-key-file)\n");
+                return 2;
+            }
+            key_args[n_key_args++] = argv[++i];
+        }
         else if (!strcmp(a, "--no-prefix-cache")) prefix_cache = false;
         else if (!strcmp(a, "--kv-type") && has) {
             kv_type = parse_kv(argv[++i]);
@@ -264,6 +290,11 @@ int cmd_serve(int argc, char **argv) {
     serve_ctx c;
     memset(&c, 0, sizeof c);
     pthread_mutex_init(&c.jobs_mu, NULL);
+    pthread_mutex_init(&c.adapters_mu, NULL);
+    pthread_mutex_init(&c.emb_mu, NULL);
+    serve_metrics_init(&c.metrics);
+    c.adapter_api = adapter_api;
+    c.log_requests = !quiet;
     c.parallel = (int)parallel;
     c.queue = (int)queue;
     c.queue_ms = (int)queue_ms;
@@ -279,18 +310,55 @@ int cmd_serve(int argc, char **argv) {
     struct MHD_Daemon *d = NULL;
     driver drv = {.c = &c};
     bool driving = false;
+    char *emb_name = NULL;
+    for (int i = 0; i < n_key_args; i++)
+        if (!serve_keys_add(&c, key_args[i])) goto out;
+    if (key_file && !serve_keys_from_file(&c, key_file)) goto out;
 
     wick_model_params mp = wick_model_params_default();
     mp.kernels = kernels;
     mp.device = device;
+    wick_embedder_params emp = wick_embedder_params_default();
+    emp.kernels = kernels;
+    emp.n_threads = (int)threads;
     if (wick_model_load(model_path, &mp, &c.model) != WICK_OK) {
-        cli_fail("serve", "cannot load model");
-        goto out;
-    }
-    if (!(c.tok = wick_model_tokenizer(c.model))) {
+        /* an encoder folder is served for embeddings alone */
+        char why[600];
+        snprintf(why, sizeof why, "%s", wick_last_error());
+        if (emb_path || wick_embedder_load(model_path, &emp, &c.emb) != WICK_OK) {
+            fprintf(stderr, "wick serve: cannot load model: %s\n", why);
+            goto out;
+        }
+        if (n_adapter_specs || device) {
+            fprintf(stderr, "wick serve: %s is an embedding model: --adapter and --device do not "
+                            "apply\n", model_path);
+            goto out;
+        }
+        c.emb_id = c.model_id;
+        if (!(c.tok = wick_embedder_tokenizer(c.emb))) {
+            fprintf(stderr, "wick serve: %s has no tokenizer; the server needs one\n", model_path);
+            goto out;
+        }
+    } else if (!(c.tok = wick_model_tokenizer(c.model))) {
         fprintf(stderr, "wick serve: %s has no tokenizer.json; the server needs one\n",
                 model_path);
         goto out;
+    }
+    if (emb_path) {
+        if (wick_embedder_load(emb_path, &emp, &c.emb) != WICK_OK) {
+            cli_fail("serve", "cannot load the --embedding-model");
+            goto out;
+        }
+        if (!wick_embedder_tokenizer(c.emb)) {
+            fprintf(stderr, "wick serve: --embedding-model %s has no tokenizer\n", emb_path);
+            goto out;
+        }
+        if (!(emb_name = folder_name(emb_path)) || !strcmp(emb_name, c.model_id)) {
+            fprintf(stderr, "wick serve: the embedding model's name '%s' clashes with the model id\n",
+                    emb_name ? emb_name : "?");
+            goto out;
+        }
+        c.emb_id = emb_name;
     }
     for (int i = 0; i < n_adapter_specs; i++) {
         /* "[NAME=]DIR[:scale]"; NAME defaults to the folder name */
@@ -310,19 +378,31 @@ int cmd_serve(int argc, char **argv) {
             goto out;
         }
         wick_status ast = wick_adapter_load(c.model, dir, nm);
-        free(dir);
         if (ast != WICK_OK) {
             free(nm);
+            free(dir);
             cli_fail("serve", "cannot load the adapter");
             goto out;
         }
         c.adapter_names[c.n_adapters] = nm;
+        c.adapter_paths[c.n_adapters] = dir;
+        c.adapter_created[c.n_adapters] = c.id_base;
         c.adapter_scales[c.n_adapters++] = scale;
     }
     c.n_vocab = wick_tokenizer_vocab_size(c.tok);
-    wick_model_info info;
-    if (wick_model_get_info(c.model, &info) == WICK_OK && info.n_vocab < c.n_vocab)
+    wick_model_info info = {0};
+    if (c.model && wick_model_get_info(c.model, &info) == WICK_OK && info.n_vocab < c.n_vocab)
         c.n_vocab = info.n_vocab; /* ids the model can embed */
+    char shown[96] = "?";
+    if (!c.model) { /* embeddings only: no engine, no driver */
+        if ((fd = listen_on(host, port, shown, sizeof shown)) < 0) goto out;
+        if (!(d = serve_http_start(&c, fd, (int)max_conns, (int)http_threads))) goto out;
+        fd = -1;
+        printf("listening on http://%s (embedding model %s, dim %d, max length %d)\n", shown,
+               c.model_id, wick_embedder_dim(c.emb), wick_embedder_max_length(c.emb));
+        fflush(stdout);
+        goto serving;
+    }
     wick_engine_params ep = wick_engine_params_default();
     ep.n_threads = (int)threads;
     ep.max_seqs = (int)parallel;
@@ -335,18 +415,20 @@ int cmd_serve(int argc, char **argv) {
         cli_fail("serve", "cannot create the engine");
         goto out;
     }
+    c.n_ctx = ep.n_ctx ? ep.n_ctx : (info.n_ctx_train < 4096 ? info.n_ctx_train : 4096);
+    serve_chat_eos_init(&c, info.eos_ids, info.n_eos);
     if (pthread_create(&drv.th, NULL, drive, &drv) != 0) {
         fprintf(stderr, "wick serve: cannot start the engine thread\n");
         goto out;
     }
     driving = true;
-    char shown[96] = "?";
     if ((fd = listen_on(host, port, shown, sizeof shown)) < 0) goto out;
     if (!(d = serve_http_start(&c, fd, (int)max_conns, (int)http_threads))) goto out;
     fd = -1; /* owned by the daemon now */
     printf("listening on http://%s (model %s, %ld parallel, queue %ld, ctx %d)\n", shown,
-           c.model_id, parallel, queue, ep.n_ctx ? ep.n_ctx : (info.n_ctx_train < 4096 ? info.n_ctx_train : 4096));
+           c.model_id, parallel, queue, c.n_ctx);
     fflush(stdout);
+serving:;
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "wick serve: %s, %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -376,7 +458,13 @@ out:
     if (fd >= 0) close(fd);
     wick_engine_free(c.eng);
     wick_model_free(c.model);
-    for (int i = 0; i < c.n_adapters; i++) free(c.adapter_names[i]);
+    wick_embedder_free(c.emb);
+    free(emb_name);
+    pthread_mutex_destroy(&c.emb_mu);
+    for (int i = 0; i < c.n_adapters; i++) free(c.adapter_names[i]), free(c.adapter_paths[i]);
+    for (int i = 0; i < c.n_keys; i++) free(c.keys[i]);
+    free(c.keys);
+    pthread_mutex_destroy(&c.adapters_mu);
     pthread_mutex_destroy(&c.jobs_mu);
     free(name);
     return rc;

@@ -90,6 +90,20 @@ static bool get_bool(serve_req *r, const cJSON *o, const char *name, bool *out) 
 static bool tokenize(const serve_ctx *c, serve_req *r, const char *text, bool add_special,
                      const char *param) {
     size_t len = strlen(text);
+    /* a prompt far over the context (a 7 MB paste) is refused after tokenizing a prefix of it,
+       not all of it: a cut changes only the tokens of the last pre-token, so a prefix that is
+       already n_ctx + 64 tokens long proves the whole one does not fit */
+    const size_t probe = (size_t)c->n_ctx * 16;
+    if (c->n_ctx > 0 && len > probe) {
+        int32_t pre = wick_tokenize(c->tok, text, probe, add_special, NULL, 0);
+        if (pre == INT32_MIN && strstr(wick_last_error(), "out of memory")) return oom(r);
+        if (pre < 0 && pre != INT32_MIN && -pre > c->n_ctx + 64) {
+            fail(r, param, "'%s' is longer than the context: its first %zu of %zu bytes are "
+                           "already %d tokens, the context holds %d", param, probe, len, -pre, c->n_ctx);
+            r->err_code = "context_length_exceeded";
+            return false;
+        }
+    }
     int32_t need = wick_tokenize(c->tok, text, len, add_special, NULL, 0);
     if (need == INT32_MIN && strstr(wick_last_error(), "out of memory")) return oom(r);
     if (need == INT32_MIN) return fail(r, param, "cannot tokenize: %s", wick_last_error());
@@ -148,8 +162,19 @@ static bool parse_messages(const serve_ctx *c, serve_req *r, const cJSON *root) 
             ok = fail(r, param, "%s must be an object", param);
             break;
         }
-        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "role"))) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (!cJSON_IsString(role)) {
             ok = fail(r, param, "%s.role must be a string", param);
+            break;
+        }
+        static const char *const roles[] = {"system", "developer", "user", "assistant", "tool", "function"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++) known |= !strcmp(role->valuestring, roles[k]);
+        if (!known) {
+            char rp[64];
+            snprintf(rp, sizeof rp, "%s.role", param);
+            ok = fail(r, rp, "%s.role '%.40s' is not one of system, developer, user, assistant, "
+                             "tool, function", param, role->valuestring);
             break;
         }
         cJSON *ct = cJSON_GetObjectItemCaseSensitive(m, "content");
@@ -259,9 +284,10 @@ static bool parse_sampling(const serve_ctx *c, serve_req *r, const cJSON *root) 
     wick_gen_params *p = &r->p;
     bool has_max = false;
     /* OpenAI defaults: 16 new tokens for completions, up to the context for chat */
+    /* (0 inside means no limit; a client asks for that by leaving the field out) */
     p->max_tokens = r->chat ? 0 : 16;
-    if (!get_int(r, root, "max_tokens", 0, 1 << 24, &p->max_tokens, &has_max)) return false;
-    if (r->chat && !get_int(r, root, "max_completion_tokens", 0, 1 << 24, &p->max_tokens, NULL))
+    if (!get_int(r, root, "max_tokens", 1, 1 << 24, &p->max_tokens, &has_max)) return false;
+    if (r->chat && !get_int(r, root, "max_completion_tokens", 1, 1 << 24, &p->max_tokens, NULL))
         return false;
     p->temperature = 1.0f; /* OpenAI default; top_k/min_p off unless asked */
     p->top_k = 0;
@@ -299,6 +325,10 @@ static bool parse_sampling(const serve_ctx *c, serve_req *r, const cJSON *root) 
     bool ignore_eos = false;
     if (!get_bool(r, root, "ignore_eos", &ignore_eos)) return false;
     p->stop_on_eos = !ignore_eos;
+    if (r->chat && c->n_chat_eos > 0) { /* the template's end of turn ends a reply */
+        p->eos_ids = c->chat_eos;
+        p->n_eos_ids = c->n_chat_eos;
+    }
     if (!parse_stop(r, root) || !parse_bias(c, r, root)) return false;
     p->stop_strings = (const char *const *)r->stops;
     p->n_stop_strings = r->n_stops;
@@ -310,6 +340,9 @@ static bool parse_sampling(const serve_ctx *c, serve_req *r, const cJSON *root) 
 
 static bool parse_logprobs(serve_req *r, const cJSON *root) {
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+    const cJSON *tl = cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
+    if (r->chat && tl && !cJSON_IsNull(tl) && !cJSON_IsTrue(lp))
+        return fail(r, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
     if (!lp || cJSON_IsNull(lp)) return true;
     if (r->chat) { /* chat: logprobs is a bool, top_logprobs the number of alternatives */
         if (!get_bool(r, root, "logprobs", &r->logprobs)) return false;
@@ -326,24 +359,86 @@ static bool parse_logprobs(serve_req *r, const cJSON *root) {
     return true;
 }
 
-bool serve_req_parse(const serve_ctx *c, const char *body, size_t len, bool chat, serve_req *r) {
+static int hex4(const char *p) {
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        const char ch = p[i];
+        const int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* A copy of the body where every \uD800-\uDFFF escape that is not half of a surrogate pair
+   reads \uFFFD (the same length): JavaScript strings cut inside an emoji carry such escapes,
+   JSON allows them, and JSON.parse + TextEncoder turn them into U+FFFD; cJSON would refuse
+   the body. NULL when out of memory; the body itself when there is nothing to change. */
+static char *fix_lone_surrogates(const char *body, size_t len, bool *copied) {
+    *copied = false;
+    char *out = (char *)body;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (body[i] != '\\') continue;
+        if (body[i + 1] != 'u' || i + 6 > len) {
+            i++; /* an escaped character: skip it (so \\u is not an escape) */
+            continue;
+        }
+        const int v = hex4(body + i + 2);
+        if (v < 0xD800 || v > 0xDFFF) {
+            i += 5;
+            continue;
+        }
+        if (v <= 0xDBFF && i + 12 <= len && body[i + 6] == '\\' && body[i + 7] == 'u') {
+            const int lo = hex4(body + i + 8);
+            if (lo >= 0xDC00 && lo <= 0xDFFF) { /* a proper pair */
+                i += 11;
+                continue;
+            }
+        }
+        if (!*copied) {
+            if (!(out = malloc(len + 1))) return NULL;
+            memcpy(out, body, len);
+            out[len] = 0;
+            *copied = true;
+        }
+        memcpy(out + i + 2, "FFFD", 4);
+        i += 5;
+    }
+    return out;
+}
+
+bool serve_req_parse(serve_ctx *c, const char *body, size_t len, bool chat, serve_req *r) {
     memset(r, 0, sizeof *r);
     r->chat = chat;
     r->p = wick_gen_params_default();
+    bool copied = false;
+    char *fixed = fix_lone_surrogates(body, len, &copied);
+    if (!fixed) return oom(r);
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    cJSON *root = cJSON_ParseWithLengthOpts(fixed, len, &end, false);
     if (!root) {
-        if (json_valid(body, len) == 0) return oom(r); /* valid JSON cJSON could not build */
-        size_t at = end && end >= body ? (size_t)(end - body) : 0;
+        const bool nomem = json_valid(fixed, len) == 0; /* valid JSON cJSON could not build */
+        size_t at = end && end >= fixed ? (size_t)(end - fixed) : 0;
+        if (copied) free(fixed);
+        if (nomem) return oom(r);
         return fail(r, NULL, "the request body is not valid JSON (error near byte %zu)", at);
     }
+    size_t tail = end && end >= fixed ? (size_t)(end - fixed) : len;
+    while (tail < len && (fixed[tail] == ' ' || fixed[tail] == '\t' || fixed[tail] == '\r' ||
+                          fixed[tail] == '\n'))
+        tail++;
+    if (copied) free(fixed);
     bool ok = false;
+    if (tail < len) {
+        fail(r, NULL, "the request body has text after its JSON value (at byte %zu)", tail);
+        goto out;
+    }
     if (!cJSON_IsObject(root)) {
         fail(r, NULL, "the request body must be a JSON object");
         goto out;
     }
     /* "model": the base model's id (or absent) or the name of a loaded adapter */
-    r->adapter = -1;
     const cJSON *mo = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (mo && !cJSON_IsNull(mo)) {
         if (!cJSON_IsString(mo)) {
@@ -351,15 +446,15 @@ bool serve_req_parse(const serve_ctx *c, const char *body, size_t len, bool chat
             goto out;
         }
         if (strcmp(mo->valuestring, c->model_id) != 0 && mo->valuestring[0]) {
-            for (int i = 0; i < c->n_adapters; i++)
-                if (!strcmp(mo->valuestring, c->adapter_names[i])) r->adapter = i;
-            if (r->adapter < 0) {
+            if (strlen(mo->valuestring) >= sizeof r->adapter ||
+                !serve_adapter_find(c, mo->valuestring, &r->adapter_scale)) {
                 fail(r, "model", "the model '%.100s' does not exist (see /v1/models)",
                      mo->valuestring);
                 r->err_status = 404;
                 r->err_code = "model_not_found";
                 goto out;
             }
+            snprintf(r->adapter, sizeof r->adapter, "%s", mo->valuestring);
         }
     }
     int n = 1, best_of = 1;

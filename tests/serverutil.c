@@ -111,12 +111,17 @@ void su_send_all(int fd, const char *s, size_t n) {
 }
 
 void su_send_request(int fd, const char *method, const char *path, const char *body) {
-    char head[512];
+    su_send_request_h(fd, method, path, body, NULL);
+}
+
+void su_send_request_h(int fd, const char *method, const char *path, const char *body,
+                       const char *headers) {
+    char head[2048];
     size_t n = body ? strlen(body) : 0;
     snprintf(head, sizeof head,
-             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+             "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-             method, path, n);
+             method, path, headers ? headers : "", n);
     su_send_all(fd, head, strlen(head));
     if (n) su_send_all(fd, body, n);
 }
@@ -138,8 +143,13 @@ void su_dechunk(char *b) {
 
 
 su_resp su_http(int port, const char *method, const char *path, const char *body) {
+    return su_http_h(port, method, path, body, NULL);
+}
+
+su_resp su_http_h(int port, const char *method, const char *path, const char *body,
+                  const char *headers) {
     int fd = su_connect_port(port);
-    su_send_request(fd, method, path, body);
+    su_send_request_h(fd, method, path, body, headers);
     su_resp r = {0};
     r.raw = su_read_to_eof(fd, 120000);
     close(fd);

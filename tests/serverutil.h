@@ -27,6 +27,9 @@ int su_connect_port(int port);
 void su_send_all(int fd, const char *s, size_t n);
 /* One request with Connection: close. */
 void su_send_request(int fd, const char *method, const char *path, const char *body);
+/* The same with extra header lines ("Name: value\r\n" each; NULL for none). */
+void su_send_request_h(int fd, const char *method, const char *path, const char *body,
+                       const char *headers);
 /* Decodes a chunked body in place. */
 void su_dechunk(char *b);
 
@@ -37,6 +40,8 @@ typedef struct su_resp {
 } su_resp;
 
 su_resp su_http(int port, const char *method, const char *path, const char *body);
+su_resp su_http_h(int port, const char *method, const char *path, const char *body,
+                  const char *headers);
 cJSON *su_json_of(const su_resp *r);
 const char *su_jstr(const cJSON *o, const char *path1, const char *path2);
 /* choices[0] of a response or chunk. */

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +17,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <math.h>
 
 #include "serverutil.h"
 
@@ -269,6 +272,98 @@ static void test_errors(void **state) {
     free(r.raw);
 }
 
+/* Valid UTF-8 throughout (strict: no overlongs, surrogates or cut characters). */
+static bool utf8_valid(const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n;) {
+        const unsigned c = p[i];
+        size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (!k || i + k > n || (k == 2 && c < 0xC2) || c > 0xF4) return false;
+        for (size_t j = 1; j < k; j++)
+            if ((p[i + j] & 0xC0) != 0x80) return false;
+        if ((c == 0xE0 && p[i + 1] < 0xA0) || (c == 0xED && p[i + 1] >= 0xA0) ||
+            (c == 0xF0 && p[i + 1] < 0x90) || (c == 0xF4 && p[i + 1] >= 0x90))
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+/* What a new user runs into (issue: smaller defects): max_tokens 0, text after the JSON, lone
+   surrogate escapes, unknown roles, top_logprobs alone, error messages that echo invalid or
+   cut UTF-8, a huge prompt, and a chat reply that must end at <|im_end|> although
+   generation_config.json names only <|endoftext|>. */
+static void test_request_hygiene(void **state) {
+    (void)state;
+    NEED_SERVER();
+    expect_error(g_port, "POST", "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":0}", 400, "max_tokens");
+    expect_error(g_port, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_completion_tokens\":0}", 400,
+                 "max_completion_tokens");
+    expect_error(g_port, "POST", "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":2} {\"x\":1}", 400, NULL);
+    expect_error(g_port, "POST", "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":2}]", 400, NULL);
+    expect_error(g_port, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}", 400, "messages[0].role");
+    expect_error(g_port, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}", 400, "top_logprobs");
+    /* a cut emoji from JavaScript: accepted, the lone half read as U+FFFD; pairs and escaped
+       backslashes are left alone */
+    static const char *ok_bodies[] = {
+        "{\"prompt\":\"smile \\ud83d\",\"max_tokens\":2}",
+        "{\"prompt\":\"\\ude00 tail\",\"max_tokens\":2}",
+        "{\"prompt\":\"pair \\ud83d\\ude00 and \\\\ud83d\",\"max_tokens\":2}",
+        "{\"prompt\":\"end \\udbff\\u0041\",\"max_tokens\":2}   \r\n"};
+    for (size_t i = 0; i < sizeof ok_bodies / sizeof ok_bodies[0]; i++) {
+        su_resp r = su_http(g_port, "POST", "/v1/completions", ok_bodies[i]);
+        if (r.status != 200) fail_msg("%s: %d %s", ok_bodies[i], r.status, r.body);
+        free(r.raw);
+    }
+    /* error messages echo the model name: invalid bytes and cuts never reach the JSON */
+    char body[1200];
+    char name[700];
+    size_t o = 0;
+    for (int i = 0; i < 60; i++) o += (size_t)sprintf(name + o, "\xe4\xb8\xad"); /* 180 bytes of 3-byte chars */
+    sprintf(name + o, "\xff\xfe");
+    snprintf(body, sizeof body, "{\"model\":\"%s\",\"prompt\":\"x\"}", name);
+    su_resp r = su_http(g_port, "POST", "/v1/completions", body);
+    assert_int_equal(r.status, 404);
+    if (!utf8_valid((const unsigned char *)r.body, strlen(r.body))) fail_msg("not UTF-8: %s", r.body);
+    free(r.raw);
+    snprintf(body, sizeof body, "{\"model\":\"ab\xc3\",\"prompt\":\"x\"}");
+    r = su_http(g_port, "POST", "/v1/completions", body);
+    assert_int_equal(r.status, 404);
+    assert_true(utf8_valid((const unsigned char *)r.body, strlen(r.body)));
+    free(r.raw);
+    /* 7 MB of text against a 1024-token context: refused from a prefix */
+    const size_t big = 7u << 20;
+    char *huge = malloc(big + 64);
+    o = (size_t)sprintf(huge, "{\"prompt\":\"");
+    while (o + 6 < big) o += (size_t)sprintf(huge + o, "hello ");
+    sprintf(huge + o, "\"}");
+    r = su_http(g_port, "POST", "/v1/completions", huge);
+    free(huge);
+    assert_int_equal(r.status, 400);
+    cJSON *j = su_json_of(&r);
+    assert_string_equal(su_jstr(cJSON_GetObjectItem(j, "error"), "code", NULL), "context_length_exceeded");
+    cJSON_Delete(j);
+    free(r.raw);
+    /* <|im_end|> made the first choice: the reply ends there ("stop"), one token */
+    r = su_http(g_port, "POST", "/tokenize", "{\"content\":\"<|im_end|>\"}");
+    j = su_json_of(&r);
+    const int im_end = (int)cJSON_GetArrayItem(cJSON_GetObjectItem(j, "tokens"), 0)->valuedouble;
+    cJSON_Delete(j);
+    free(r.raw);
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":6,"
+             "\"logit_bias\":{\"%d\":100}}", im_end);
+    r = su_http(g_port, "POST", "/v1/chat/completions", body);
+    assert_int_equal(r.status, 200);
+    j = su_json_of(&r);
+    assert_string_equal(su_jstr(su_choice0(j), "finish_reason", NULL), "stop");
+    assert_int_equal((int)cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), "completion_tokens")->valuedouble, 1);
+    cJSON_Delete(j);
+    free(r.raw);
+}
+
 /* Server B (--parallel 1 --queue 0): a second request while a stream holds the only slot gets
  * 503 with Retry-After; once the streaming client hangs up, its generation is cancelled and
  * the slot serves again. */
@@ -281,7 +376,7 @@ static void test_busy_and_disconnect(void **state) {
     assert_true(pid > 0);
     int fd = su_connect_port(port);
     su_send_request(fd, "POST", "/v1/completions",
-                 "{\"prompt\":\"Hello\",\"max_tokens\":0,\"ignore_eos\":true,\"stream\":true}");
+                 "{\"prompt\":\"Hello\",\"max_tokens\":1000000,\"ignore_eos\":true,\"stream\":true}");
     /* wait for three SSE events: generation is running and holds the slot */
     char buf[8192];
     size_t len = 0;
@@ -364,6 +459,383 @@ static void test_adapters_as_models(void **state) {
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* Writes a random adapter for the tiny model (B scaled up so that it visibly changes the
+   output) into g_dir/NAME and returns that path (static buffer). */
+static const char *write_adapter(const char *name, unsigned seed) {
+    static char dir[600];
+    wick_model *m = NULL;
+    assert_int_equal(wick_model_load(g_model, NULL, &m), WICK_OK);
+    wick_adapter *a = NULL;
+    assert_int_equal(lora_adapter_random(m, 8, 4096.0f, seed, 5, &a), WICK_OK);
+    snprintf(dir, sizeof dir, "%s/%s", g_dir, name);
+    assert_int_equal(lora_adapter_write(a, dir, g_model), WICK_OK);
+    lora_adapter_release(a);
+    wick_model_free(m);
+    return dir;
+}
+
+static void stop_server(pid_t pid) {
+    kill(pid, SIGTERM);
+    int st = su_wait_child(pid, 60000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static int status_with(int port, const char *method, const char *path, const char *body,
+                       const char *headers) {
+    su_resp r = su_http_h(port, method, path, body, headers);
+    const int st = r.status;
+    if (st == 401) { /* the OpenAI error shape, and the scheme to use */
+        cJSON *j = su_json_of(&r);
+        assert_string_equal(su_jstr(cJSON_GetObjectItem(j, "error"), "code", NULL), "invalid_api_key");
+        cJSON_Delete(j);
+        assert_non_null(strcasestr(r.raw, "\r\nWWW-Authenticate: Bearer"));
+    }
+    free(r.raw);
+    return st;
+}
+
+/* --api-key / --api-key-file: every endpoint but /health and CORS preflights needs one of
+   the keys as a Bearer token; anything else is a 401 in the OpenAI error shape. */
+static void test_api_keys(void **state) {
+    (void)state;
+    NEED_SERVER();
+    char kf[600];
+    snprintf(kf, sizeof kf, "%s/keys.txt", g_dir);
+    FILE *f = fopen(kf, "w");
+    assert_non_null(f);
+    fputs("# deploy keys\n\n  second-key  \n", f);
+    fclose(f);
+    const char *extra[] = {"--api-key", "first-key", "--api-key-file", kf, NULL};
+    int port = 0;
+    pid_t pid = su_start_server(g_model, extra, &port);
+    assert_true(pid > 0);
+    assert_int_equal(status_with(port, "GET", "/health", NULL, NULL), 200);
+    assert_int_equal(status_with(port, "GET", "/v1/models", NULL, NULL), 401);
+    assert_int_equal(status_with(port, "GET", "/metrics", NULL, NULL), 401);
+    const char *body = "{\"prompt\":\"Hi\",\"max_tokens\":2}";
+    assert_int_equal(status_with(port, "POST", "/v1/completions", body, NULL), 401);
+    assert_int_equal(status_with(port, "POST", "/v1/completions", body, "Authorization: Bearer first-ke\r\n"), 401);
+    assert_int_equal(status_with(port, "POST", "/v1/completions", body, "Authorization: Bearer first-keyy\r\n"), 401);
+    assert_int_equal(status_with(port, "POST", "/v1/completions", body, "Authorization: Basic first-key\r\n"), 401);
+    assert_int_equal(status_with(port, "POST", "/v1/completions", body, "Authorization: Bearer # deploy keys\r\n"), 401);
+    assert_int_equal(status_with(port, "POST", "/v1/completions", body, "Authorization: Bearer first-key\r\n"), 200);
+    assert_int_equal(status_with(port, "GET", "/v1/models", NULL, "Authorization: bearer second-key\r\n"), 200);
+    assert_int_equal(status_with(port, "POST", "/v1/adapters", "{\"path\":\"/nonexistent\"}", NULL), 401);
+    /* the preflight the OpenAI JS SDK causes in a browser: no key, its headers allowed */
+    su_resp r = su_http_h(port, "OPTIONS", "/v1/chat/completions", NULL,
+                          "Origin: http://example.test\r\nAccess-Control-Request-Method: POST\r\n"
+                          "Access-Control-Request-Headers: authorization, content-type, x-stainless-os, x-stainless-retry-count\r\n");
+    assert_int_equal(r.status, 204);
+    assert_non_null(strcasestr(r.raw, "Access-Control-Allow-Headers: authorization, content-type, x-stainless-os, x-stainless-retry-count"));
+    assert_non_null(strcasestr(r.raw, "Access-Control-Allow-Origin: *"));
+    assert_non_null(strcasestr(r.raw, "DELETE"));
+    free(r.raw);
+    stop_server(pid);
+    /* a key file without keys is refused at start, naming the file */
+    f = fopen(kf, "w");
+    fputs("# nothing\n", f);
+    fclose(f);
+    char *argv[] = {WICK_BIN, "serve", "-m", g_model, "--port", "0", "--api-key-file", kf, NULL};
+    int fd;
+    pid_t p2 = su_spawn(argv, &fd);
+    free(su_read_to_eof(fd, 60000));
+    close(fd);
+    const int st = su_wait_child(p2, 60000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0);
+}
+
+/* POST /v1/adapters loads an adapter into the running server (then served like --adapter, same
+   text as `wick generate --adapter`), GET /v1/models and /v1/models/ID show it, DELETE
+   unloads it (a stream already running with it ends normally), errors name the field. */
+static void test_runtime_adapters(void **state) {
+    (void)state;
+    NEED_SERVER();
+    const char *extra[] = {"--ctx", "1024", NULL};
+    int port = 0;
+    pid_t pid = su_start_server(g_model, extra, &port);
+    assert_true(pid > 0);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s", write_adapter("rt_ad", 0x51));
+    char body[900];
+    snprintf(body, sizeof body, "{\"name\":\"rt\",\"path\":\"%s\"}", dir);
+    su_resp r = su_http(port, "POST", "/v1/adapters", body);
+    assert_int_equal(r.status, 200);
+    cJSON *j = su_json_of(&r);
+    assert_string_equal(su_jstr(j, "id", NULL), "rt");
+    assert_string_equal(su_jstr(j, "parent", NULL), "model");
+    cJSON_Delete(j);
+    free(r.raw);
+    r = su_http(port, "GET", "/v1/models", NULL);
+    j = su_json_of(&r);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")), 2);
+    assert_string_equal(su_jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 1), "id", NULL), "rt");
+    cJSON_Delete(j);
+    free(r.raw);
+    r = su_http(port, "GET", "/v1/models/rt", NULL);
+    assert_int_equal(r.status, 200);
+    free(r.raw);
+    r = su_http(port, "GET", "/v1/models/model", NULL);
+    assert_int_equal(r.status, 200);
+    free(r.raw);
+    expect_error(port, "GET", "/v1/models/nope", NULL, 404, "model");
+    const char *body_a = "{\"model\":\"rt\",\"prompt\":\"Hello world\",\"max_tokens\":8,\"temperature\":0}";
+    const char *body_b = "{\"prompt\":\"Hello world\",\"max_tokens\":8,\"temperature\":0}";
+    char *with = su_complete(port, "/v1/completions", body_a, NULL, NULL);
+    char *base = su_complete(port, "/v1/completions", body_b, NULL, NULL);
+    const char *opts_a[] = {"-p", "Hello world", "-n", "8", "--adapter", dir, NULL};
+    char *cli_a = run_generate(opts_a);
+    assert_memory_equal(cli_a, with, strlen(with));
+    assert_string_not_equal(with, base);
+    /* errors */
+    expect_error(port, "POST", "/v1/adapters", body, 409, NULL);  /* name taken */
+    expect_error(port, "POST", "/v1/adapters", "{\"name\":\"x\"}", 400, "path");
+    expect_error(port, "POST", "/v1/adapters", "{\"name\":\"a/b\",\"path\":\"/tmp\"}", 400, "name");
+    expect_error(port, "POST", "/v1/adapters", "{\"name\":\"model\",\"path\":\"/tmp\"}", 400, "name");
+    expect_error(port, "POST", "/v1/adapters", "{\"name\":\"x\",\"path\":\"/nonexistent/ad\",\"scale\":1}", 400, "path");
+    r = su_http(port, "POST", "/v1/adapters", "{\"name\":\"x\",\"path\":\"/nonexistent/ad\"}");
+    assert_non_null(strstr(r.body, "/nonexistent/ad")); /* the message names what it read */
+    free(r.raw);
+    expect_error(port, "POST", "/v1/adapters", "{\"path\":\"/tmp\"} x", 400, NULL);
+    /* a stream running with the adapter when it is unloaded ends normally */
+    int fd = su_connect_port(port);
+    su_send_request(fd, "POST", "/v1/completions",
+                    "{\"model\":\"rt\",\"prompt\":\"Hello\",\"max_tokens\":300,\"ignore_eos\":true,"
+                    "\"stream\":true}");
+    char buf[4096];
+    ssize_t got = recv(fd, buf, sizeof buf - 1, 0);
+    assert_true(got > 0);
+    r = su_http(port, "DELETE", "/v1/adapters/rt", NULL);
+    assert_int_equal(r.status, 200);
+    j = su_json_of(&r);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "deleted")));
+    cJSON_Delete(j);
+    free(r.raw);
+    char *rest = su_read_to_eof(fd, 120000);
+    close(fd);
+    assert_non_null(strstr(rest, "data: [DONE]"));
+    assert_null(strstr(rest, "\"error\""));
+    free(rest);
+    expect_error(port, "POST", "/v1/completions", body_a, 404, "model");
+    expect_error(port, "DELETE", "/v1/adapters/rt", NULL, 404, "model");
+    expect_error(port, "GET", "/v1/models/rt", NULL, 404, "model");
+    /* loaded again under the same name: the same text as before */
+    r = su_http(port, "POST", "/v1/adapters", body);
+    assert_int_equal(r.status, 200);
+    free(r.raw);
+    char *again = su_complete(port, "/v1/completions", body_a, NULL, NULL);
+    assert_string_equal(again, with);
+    free(with); free(base); free(cli_a); free(again);
+    stop_server(pid);
+    /* --no-adapter-api refuses both */
+    const char *extra2[] = {"--no-adapter-api", NULL};
+    pid = su_start_server(g_model, extra2, &port);
+    assert_true(pid > 0);
+    expect_error(port, "POST", "/v1/adapters", body, 403, NULL);
+    expect_error(port, "DELETE", "/v1/adapters/rt", NULL, 403, NULL);
+    stop_server(pid);
+}
+
+/* /tokenize and /detokenize (llama-server's shapes) round-trip text; /metrics counts what was
+   served in Prometheus' text format. */
+static void test_tokenize_and_metrics(void **state) {
+    (void)state;
+    NEED_SERVER();
+    static const char *texts[] = {"Hello world", "  spaces\tand\nlines ", "caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x99\x82", ""};
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        cJSON *req = cJSON_CreateObject();
+        cJSON_AddStringToObject(req, "content", texts[t]);
+        char *b = cJSON_PrintUnformatted(req);
+        cJSON_Delete(req);
+        su_resp r = su_http(g_port, "POST", "/tokenize", b);
+        free(b);
+        assert_int_equal(r.status, 200);
+        cJSON *j = su_json_of(&r);
+        cJSON *toks = cJSON_DetachItemFromObject(j, "tokens");
+        assert_true(cJSON_IsArray(toks));
+        cJSON_Delete(j);
+        free(r.raw);
+        cJSON *dreq = cJSON_CreateObject();
+        cJSON_AddItemToObject(dreq, "tokens", toks);
+        b = cJSON_PrintUnformatted(dreq);
+        cJSON_Delete(dreq);
+        r = su_http(g_port, "POST", "/v1/detokenize", b);
+        free(b);
+        assert_int_equal(r.status, 200);
+        j = su_json_of(&r);
+        assert_string_equal(su_jstr(j, "content", NULL), texts[t]);
+        cJSON_Delete(j);
+        free(r.raw);
+    }
+    su_resp r = su_http(g_port, "POST", "/tokenize", "{\"content\":\"Hello world\",\"with_pieces\":true}");
+    cJSON *j = su_json_of(&r);
+    const cJSON *p0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "tokens"), 0);
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(p0, "id")));
+    assert_string_equal(su_jstr(p0, "piece", NULL), "Hello");
+    cJSON_Delete(j);
+    free(r.raw);
+    expect_error(g_port, "POST", "/tokenize", "{\"text\":\"x\"}", 400, "content");
+    expect_error(g_port, "POST", "/detokenize", "{\"tokens\":[1,-2]}", 400, "tokens");
+    expect_error(g_port, "POST", "/detokenize", "{\"tokens\":[1.5]}", 400, "tokens");
+    expect_error(g_port, "POST", "/detokenize", "{\"tokens\":[99999999]}", 400, "tokens");
+    r = su_http(g_port, "GET", "/metrics", NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr(r.raw, "Content-Type: text/plain; version=0.0.4"));
+    assert_non_null(strstr(r.body, "wick_requests_total{endpoint=\"/tokenize\",status=\"200\"} "));
+    assert_non_null(strstr(r.body, "wick_requests_total{endpoint=\"/detokenize\",status=\"400\"} 3\n"));
+    assert_non_null(strstr(r.body, "# TYPE wick_time_to_first_token_seconds histogram\n"));
+    assert_non_null(strstr(r.body, "wick_inter_token_seconds_bucket{le=\"+Inf\"} "));
+    assert_non_null(strstr(r.body, "wick_kv_blocks_total "));
+    assert_non_null(strstr(r.body, "wick_completion_tokens_total "));
+    free(r.raw);
+}
+
+static float *json_floats(const cJSON *a, int *n) {
+    *n = cJSON_GetArraySize(a);
+    float *v = malloc(sizeof(float) * (size_t)(*n ? *n : 1));
+    int i = 0;
+    for (const cJSON *e = a->child; e; e = e->next) v[i++] = (float)e->valuedouble;
+    return v;
+}
+
+static int b64val(char ch) {
+    const char *t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *p = strchr(t, ch);
+    return ch && p ? (int)(p - t) : -1;
+}
+
+/* Decodes base64 little-endian f32 (as the OpenAI SDKs do). */
+static float *b64_floats(const char *s, int *n) {
+    size_t len = strlen(s), o = 0;
+    unsigned char *b = malloc(len);
+    for (size_t i = 0; i + 4 <= len; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++) v[k] = s[i + k] == '=' ? 0 : b64val(s[i + k]);
+        assert_true(v[0] >= 0 && v[1] >= 0 && v[2] >= 0 && v[3] >= 0);
+        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
+        b[o++] = (unsigned char)(w >> 16);
+        if (s[i + 2] != '=') b[o++] = (unsigned char)(w >> 8);
+        if (s[i + 3] != '=') b[o++] = (unsigned char)w;
+    }
+    *n = (int)(o / 4);
+    float *f = malloc(sizeof(float) * (size_t)(*n ? *n : 1));
+    for (int i = 0; i < *n; i++) {
+        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
+                     (uint32_t)b[4 * i + 3] << 24;
+        memcpy(&f[i], &u, 4);
+    }
+    free(b);
+    return f;
+}
+
+/* POST /v1/embeddings on an encoder served with -m (embeddings only) and beside a decoder
+   (--embedding-model): the vectors wick_embed gives, as float or base64, dimensions cut and
+   renormalised, usage counted, errors naming the field. */
+static void test_embeddings(void **state) {
+    (void)state;
+    NEED_SERVER();
+    if (!tu_fixture_exists("tiny-bert")) {
+        if (tu_ci()) fail_msg("fixture tiny-bert not found");
+        skip();
+    }
+    char *enc = tu_fixture_path("tiny-bert");
+    static const char *texts[] = {"hello world", "The quick brown fox jumps over the lazy dog.", "caf\xc3\xa9"};
+    wick_embedder *e = NULL;
+    assert_int_equal(wick_embedder_load(enc, NULL, &e), WICK_OK);
+    const int dim = wick_embedder_dim(e);
+    float *want = malloc(sizeof(float) * 3 * (size_t)dim);
+    for (int k = 0; k < 3; k++) assert_int_equal(wick_embed(e, &texts[k], 1, want + (size_t)k * dim), WICK_OK);
+    int ntok = 0;
+    for (int k = 0; k < 3; k++) {
+        int32_t ids[256];
+        int m = 0;
+        assert_int_equal(wick_embedder_tokenize(e, texts[k], ids, 256, &m), WICK_OK);
+        ntok += m;
+    }
+    wick_embedder_free(e);
+    const char *extra[] = {NULL};
+    int port = 0;
+    pid_t pid = su_start_server(enc, extra, &port);
+    assert_true(pid > 0);
+    for (int fmt = 0; fmt < 2; fmt++) {
+        char body[512];
+        snprintf(body, sizeof body, "{\"input\":[\"%s\",\"%s\",\"%s\"],\"encoding_format\":\"%s\"}",
+                 texts[0], texts[1], texts[2], fmt ? "base64" : "float");
+        su_resp r = su_http(port, "POST", "/v1/embeddings", body);
+        assert_int_equal(r.status, 200);
+        cJSON *j = su_json_of(&r);
+        assert_string_equal(su_jstr(j, "model", NULL), "tiny-bert");
+        assert_int_equal((int)cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), "prompt_tokens")->valuedouble, ntok);
+        const cJSON *data = cJSON_GetObjectItem(j, "data");
+        assert_int_equal(cJSON_GetArraySize(data), 3);
+        for (int k = 0; k < 3; k++) {
+            const cJSON *o = cJSON_GetArrayItem(data, k);
+            assert_int_equal((int)cJSON_GetObjectItem(o, "index")->valuedouble, k);
+            int n = 0;
+            float *got = fmt ? b64_floats(cJSON_GetObjectItem(o, "embedding")->valuestring, &n)
+                             : json_floats(cJSON_GetObjectItem(o, "embedding"), &n);
+            assert_int_equal(n, dim);
+            /* batched with other texts (padding) vs alone: summation order only */
+            for (int i = 0; i < dim; i++)
+                if (fabsf(got[i] - want[(size_t)k * dim + i]) > 1e-5f)
+                    fail_msg("text %d dim %d: %g vs %g", k, i, got[i], want[(size_t)k * dim + i]);
+            free(got);
+        }
+        cJSON_Delete(j);
+        free(r.raw);
+    }
+    /* dimensions: the first 8 values, unit length again */
+    su_resp r = su_http(port, "POST", "/embeddings", "{\"input\":\"hello world\",\"dimensions\":8}");
+    assert_int_equal(r.status, 200);
+    cJSON *j = su_json_of(&r);
+    int n = 0;
+    float *got = json_floats(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 0), "embedding"), &n);
+    assert_int_equal(n, 8);
+    double ss = 0, ws = 0;
+    for (int i = 0; i < 8; i++) ss += (double)got[i] * got[i], ws += (double)want[i] * want[i];
+    assert_true(fabs(ss - 1.0) < 1e-5);
+    for (int i = 0; i < 8; i++) assert_true(fabsf(got[i] - (float)(want[i] / sqrt(ws))) < 1e-5f);
+    free(got);
+    cJSON_Delete(j);
+    free(r.raw);
+    expect_error(port, "POST", "/v1/embeddings", "{\"input\":\"\"}", 400, "input");
+    expect_error(port, "POST", "/v1/embeddings", "{\"input\":[]}", 400, "input");
+    expect_error(port, "POST", "/v1/embeddings", "{\"input\":[[1,2,3]]}", 400, "input");
+    expect_error(port, "POST", "/v1/embeddings", "{\"input\":7}", 400, "input");
+    expect_error(port, "POST", "/v1/embeddings", "{\"input\":\"x\",\"model\":\"other\"}", 400, "model");
+    expect_error(port, "POST", "/v1/embeddings", "{\"input\":\"x\",\"encoding_format\":\"hex\"}", 400, "encoding_format");
+    expect_error(port, "POST", "/v1/embeddings", "{\"input\":\"x\",\"dimensions\":0}", 400, "dimensions");
+    expect_error(port, "POST", "/v1/embeddings", "{\"input\":\"x\",\"dimensions\":100000}", 400, "dimensions");
+    expect_error(port, "POST", "/v1/completions", "{\"prompt\":\"x\"}", 400, "model");
+    r = su_http(port, "GET", "/health", NULL);
+    assert_int_equal(r.status, 200);
+    free(r.raw);
+    stop_server(pid);
+    /* beside the decoder */
+    const char *extra2[] = {"--embedding-model", enc, NULL};
+    pid = su_start_server(g_model, extra2, &port);
+    assert_true(pid > 0);
+    r = su_http(port, "GET", "/v1/models", NULL);
+    j = su_json_of(&r);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")), 2);
+    assert_string_equal(su_jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 1), "id", NULL), "tiny-bert");
+    cJSON_Delete(j);
+    free(r.raw);
+    r = su_http(port, "POST", "/v1/embeddings", "{\"input\":\"hello world\",\"model\":\"tiny-bert\"}");
+    assert_int_equal(r.status, 200);
+    j = su_json_of(&r);
+    got = json_floats(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 0), "embedding"), &n);
+    assert_int_equal(n, dim);
+    for (int i = 0; i < dim; i++) assert_true(fabsf(got[i] - want[i]) <= 1e-6f);
+    free(got);
+    cJSON_Delete(j);
+    free(r.raw);
+    char *c1 = su_complete(port, "/v1/completions", "{\"prompt\":\"Hello\",\"max_tokens\":3}", NULL, NULL);
+    free(c1);
+    stop_server(pid);
+    free(want);
+    free(enc);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -373,8 +845,13 @@ int main(void) {
         cmocka_unit_test(test_chat_matches_generate),
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_request_hygiene),
         cmocka_unit_test(test_busy_and_disconnect),
         cmocka_unit_test(test_adapters_as_models),
+        cmocka_unit_test(test_api_keys),
+        cmocka_unit_test(test_runtime_adapters),
+        cmocka_unit_test(test_tokenize_and_metrics),
+        cmocka_unit_test(test_embeddings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
