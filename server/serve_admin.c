@@ -192,7 +192,7 @@ static const double k_lat_le[SERVE_HIST_N - 1] = {1, 5, 25, 100, 250, 1000, 2500
 static const unsigned k_status[SERVE_N_STATUS - 1] = {200, 201, 204, 400, 401, 404, 405, 409, 413, 429, 500, 503, 507};
 static const char *const k_route[SR_N] = {"/v1/completions", "/v1/chat/completions", "/v1/models",
                                           "/health", "/v1/adapters", "/tokenize", "/detokenize",
-                                          "/metrics", "/v1/embeddings", "other"};
+                                          "/metrics", "/v1/embeddings", "/", "other"};
 
 void serve_metrics_init(serve_metrics *m) {
     m->ttft.le = k_ttft_le;

@@ -1023,6 +1023,26 @@ static enum MHD_Result handle_metrics(serve_ctx *c, struct MHD_Connection *conn)
     return send_buf(conn, 200, "text/plain; version=0.0.4; charset=utf-8", t, strlen(t), NULL);
 }
 
+extern const unsigned char wick_chat_page[];
+extern const unsigned long wick_chat_page_len;
+
+/* GET /: the chat page (server/chat_page.html, compiled in). Static, so it needs no key; the
+   API calls it makes do. */
+static enum MHD_Result handle_page(struct MHD_Connection *conn) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        (size_t)wick_chat_page_len, (void *)wick_chat_page, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+    /* no third-party resources, no framing by other sites */
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                            "frame-ancestors 'none'");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result ret = queue(conn, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static int route_of(const char *path) {
     if (!strcmp(path, "/completions")) return SR_COMPLETIONS;
     if (!strcmp(path, "/chat/completions")) return SR_CHAT;
@@ -1033,6 +1053,7 @@ static int route_of(const char *path) {
     if (!strcmp(path, "/detokenize")) return SR_DETOKENIZE;
     if (!strcmp(path, "/metrics")) return SR_METRICS;
     if (!strcmp(path, "/embeddings")) return SR_EMBEDDINGS;
+    if (!strcmp(path, "/") || !strcmp(path, "/index.html")) return SR_PAGE;
     return SR_OTHER;
 }
 
@@ -1086,7 +1107,10 @@ static enum MHD_Result route(serve_ctx *c, struct MHD_Connection *conn, body_sta
     const bool post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
     if (!strcmp(method, "OPTIONS")) return preflight(conn);
     const char *allow = NULL;
-    if (!strcmp(path, "/health")) {
+    if (url[0] == '/' && (!url[1] || !strcmp(url, "/index.html"))) {
+        if (get) return handle_page(conn);
+        allow = "GET";
+    } else if (!strcmp(path, "/health")) {
         if (get) return handle_health(c, conn);
         allow = "GET";
     } else if (!strcmp(path, "/models")) {
@@ -1148,7 +1172,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         enum MHD_Result ret = MHD_YES;
         /* every endpoint but /health and CORS preflights needs a key when keys are set;
            refused before the body is read */
-        if (b->route != SR_HEALTH && strcmp(method, "OPTIONS") != 0 &&
+        if (b->route != SR_HEALTH && b->route != SR_PAGE && strcmp(method, "OPTIONS") != 0 &&
             !serve_authorized(c, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"))) {
             b->too_big = true; /* drop whatever body follows */
             ret = send_error(conn, 401, "invalid or missing API key (send it as 'Authorization: "

@@ -40,7 +40,7 @@ typedef struct serve_hist {
 
 /* Routes counted by /metrics. */
 enum { SR_COMPLETIONS, SR_CHAT, SR_MODELS, SR_HEALTH, SR_ADAPTERS, SR_TOKENIZE, SR_DETOKENIZE,
-       SR_METRICS, SR_EMBEDDINGS, SR_OTHER, SR_N };
+       SR_METRICS, SR_EMBEDDINGS, SR_PAGE, SR_OTHER, SR_N };
 #define SERVE_N_STATUS 14 /* counted status codes, see serve_admin.c */
 
 typedef struct serve_metrics {
