@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fileio.h"
+
 void gen_opts_init(gen_opts *o) {
     memset(o, 0, sizeof *o);
     o->p = wick_gen_params_default();
@@ -31,6 +33,9 @@ void gen_opts_usage(FILE *f) {
             "  --stop STR             stop string (repeatable, up to %d)\n"
             "  --stop-id ID           stop token id (repeatable)\n"
             "  --ignore-eos           do not stop at the model's EOS ids\n"
+            "  --json-schema FILE     structured output: the text is JSON valid against this\n"
+            "                         JSON Schema (compact; keys in schema order)\n"
+            "  --json-object          structured output: any JSON object\n"
             "  --logprobs N           report N alternatives per token (0..20)\n"
             "  --keep-special         include special tokens in the text\n"
             "  -t, --threads N        worker threads (default: all CPUs)\n"
@@ -67,6 +72,10 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
         p->skip_special = false;
         return 1;
     }
+    if (!strcmp(a, "--json-object")) {
+        p->json_schema = "{\"type\":\"object\"}";
+        return 1;
+    }
     if (!v) return 0;
     if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) r = want_int(cmd, a, v, 0, 1 << 24, &p->max_tokens);
     else if (!strcmp(a, "--min-tokens")) r = want_int(cmd, a, v, 0, 1 << 24, &p->min_tokens);
@@ -99,6 +108,21 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
         } else {
             o->stops[(*n)++] = v;
         }
+        r = 1;
+    } else if (!strcmp(a, "--json-schema")) {
+        /* read once and kept for the life of the command */
+        char *text = NULL;
+        size_t len = 0;
+        if (file_read_all(v, &text, &len) != WICK_OK) {
+            fprintf(stderr, "wick %s: --json-schema %s: %s\n", cmd, v, wick_last_error());
+            return -1;
+        }
+        if (wick_json_schema_check(text) != WICK_OK) {
+            fprintf(stderr, "wick %s: --json-schema %s: %s\n", cmd, v, wick_last_error());
+            free(text);
+            return -1;
+        }
+        p->json_schema = text;
         r = 1;
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
         if (!cli_parse_int(cmd, a, v, 0, 1024, &o->threads)) return -1;

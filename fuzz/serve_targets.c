@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fuzz/fuzz_targets.h"
+#include "infer/json_schema.h"
 #include "server/server.h"
 #include "train/data.h"
 
@@ -164,5 +165,108 @@ int fuzz_target_http(const uint8_t *data, size_t size) {
         if (poll(&p, 1, 200) <= 0 || recv(fd, buf, sizeof buf, 0) <= 0) break;
     }
     close(fd);
+    return 0;
+}
+
+/* ---- structured output ---- */
+
+/* A byte-level BPE vocabulary: <eos> = 0, every byte of the GPT-2 byte alphabet, and a few
+   multi-byte JSON pieces (as real vocabularies have), for the token-mask path. */
+static const char k_bl_tok_json[] =
+    "{\"version\":\"1.0\",\"added_tokens\":[{\"id\":0,\"content\":\"<eos>\",\"single_word\":fal"
+    "se,\"lstrip\":false,\"rstrip\":false,\"normalized\":false,\"special\":true}],\"normalizer\""
+    ":null,\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\""
+    ":true,\"use_regex\":true},\"post_processor\":null,\"decoder\":{\"type\":\"ByteLevel\",\"ad"
+    "d_prefix_space\":true,\"trim_offsets\":true,\"use_regex\":true},\"model\":{\"type\":\"BPE\""
+    ",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":null,\"end_of_word_suff"
+    "ix\":null,\"fuse_unk\":false,\"byte_fallback\":false,\"vocab\":{\"<eos>\":0,\"\\u0100\":1,"
+    "\"\\u0101\":2,\"\\u0102\":3,\"\\u0103\":4,\"\\u0104\":5,\"\\u0105\":6,\"\\u0106\":7,\"\\u0"
+    "107\":8,\"\\u0108\":9,\"\\u0109\":10,\"\\u010a\":11,\"\\u010b\":12,\"\\u010c\":13,\"\\u010"
+    "d\":14,\"\\u010e\":15,\"\\u010f\":16,\"\\u0110\":17,\"\\u0111\":18,\"\\u0112\":19,\"\\u011"
+    "3\":20,\"\\u0114\":21,\"\\u0115\":22,\"\\u0116\":23,\"\\u0117\":24,\"\\u0118\":25,\"\\u011"
+    "9\":26,\"\\u011a\":27,\"\\u011b\":28,\"\\u011c\":29,\"\\u011d\":30,\"\\u011e\":31,\"\\u011"
+    "f\":32,\"\\u0120\":33,\"!\":34,\"\\\"\":35,\"#\":36,\"$\":37,\"%\":38,\"&\":39,\"'\":40,\""
+    "(\":41,\")\":42,\"*\":43,\"+\":44,\",\":45,\"-\":46,\".\":47,\"/\":48,\"0\":49,\"1\":50,\""
+    "2\":51,\"3\":52,\"4\":53,\"5\":54,\"6\":55,\"7\":56,\"8\":57,\"9\":58,\":\":59,\";\":60,\""
+    "<\":61,\"=\":62,\">\":63,\"?\":64,\"@\":65,\"A\":66,\"B\":67,\"C\":68,\"D\":69,\"E\":70,\""
+    "F\":71,\"G\":72,\"H\":73,\"I\":74,\"J\":75,\"K\":76,\"L\":77,\"M\":78,\"N\":79,\"O\":80,\""
+    "P\":81,\"Q\":82,\"R\":83,\"S\":84,\"T\":85,\"U\":86,\"V\":87,\"W\":88,\"X\":89,\"Y\":90,\""
+    "Z\":91,\"[\":92,\"\\\\\":93,\"]\":94,\"^\":95,\"_\":96,\"`\":97,\"a\":98,\"b\":99,\"c\":10"
+    "0,\"d\":101,\"e\":102,\"f\":103,\"g\":104,\"h\":105,\"i\":106,\"j\":107,\"k\":108,\"l\":10"
+    "9,\"m\":110,\"n\":111,\"o\":112,\"p\":113,\"q\":114,\"r\":115,\"s\":116,\"t\":117,\"u\":11"
+    "8,\"v\":119,\"w\":120,\"x\":121,\"y\":122,\"z\":123,\"{\":124,\"|\":125,\"}\":126,\"~\":12"
+    "7,\"\\u0121\":128,\"\\u0122\":129,\"\\u0123\":130,\"\\u0124\":131,\"\\u0125\":132,\"\\u012"
+    "6\":133,\"\\u0127\":134,\"\\u0128\":135,\"\\u0129\":136,\"\\u012a\":137,\"\\u012b\":138,\""
+    "\\u012c\":139,\"\\u012d\":140,\"\\u012e\":141,\"\\u012f\":142,\"\\u0130\":143,\"\\u0131\":"
+    "144,\"\\u0132\":145,\"\\u0133\":146,\"\\u0134\":147,\"\\u0135\":148,\"\\u0136\":149,\"\\u0"
+    "137\":150,\"\\u0138\":151,\"\\u0139\":152,\"\\u013a\":153,\"\\u013b\":154,\"\\u013c\":155,"
+    "\"\\u013d\":156,\"\\u013e\":157,\"\\u013f\":158,\"\\u0140\":159,\"\\u0141\":160,\"\\u0142\""
+    ":161,\"\\u00a1\":162,\"\\u00a2\":163,\"\\u00a3\":164,\"\\u00a4\":165,\"\\u00a5\":166,\"\\u"
+    "00a6\":167,\"\\u00a7\":168,\"\\u00a8\":169,\"\\u00a9\":170,\"\\u00aa\":171,\"\\u00ab\":172"
+    ",\"\\u00ac\":173,\"\\u0143\":174,\"\\u00ae\":175,\"\\u00af\":176,\"\\u00b0\":177,\"\\u00b1"
+    "\":178,\"\\u00b2\":179,\"\\u00b3\":180,\"\\u00b4\":181,\"\\u00b5\":182,\"\\u00b6\":183,\"\\"
+    "u00b7\":184,\"\\u00b8\":185,\"\\u00b9\":186,\"\\u00ba\":187,\"\\u00bb\":188,\"\\u00bc\":18"
+    "9,\"\\u00bd\":190,\"\\u00be\":191,\"\\u00bf\":192,\"\\u00c0\":193,\"\\u00c1\":194,\"\\u00c"
+    "2\":195,\"\\u00c3\":196,\"\\u00c4\":197,\"\\u00c5\":198,\"\\u00c6\":199,\"\\u00c7\":200,\""
+    "\\u00c8\":201,\"\\u00c9\":202,\"\\u00ca\":203,\"\\u00cb\":204,\"\\u00cc\":205,\"\\u00cd\":"
+    "206,\"\\u00ce\":207,\"\\u00cf\":208,\"\\u00d0\":209,\"\\u00d1\":210,\"\\u00d2\":211,\"\\u0"
+    "0d3\":212,\"\\u00d4\":213,\"\\u00d5\":214,\"\\u00d6\":215,\"\\u00d7\":216,\"\\u00d8\":217,"
+    "\"\\u00d9\":218,\"\\u00da\":219,\"\\u00db\":220,\"\\u00dc\":221,\"\\u00dd\":222,\"\\u00de\""
+    ":223,\"\\u00df\":224,\"\\u00e0\":225,\"\\u00e1\":226,\"\\u00e2\":227,\"\\u00e3\":228,\"\\u"
+    "00e4\":229,\"\\u00e5\":230,\"\\u00e6\":231,\"\\u00e7\":232,\"\\u00e8\":233,\"\\u00e9\":234"
+    ",\"\\u00ea\":235,\"\\u00eb\":236,\"\\u00ec\":237,\"\\u00ed\":238,\"\\u00ee\":239,\"\\u00ef"
+    "\":240,\"\\u00f0\":241,\"\\u00f1\":242,\"\\u00f2\":243,\"\\u00f3\":244,\"\\u00f4\":245,\"\\"
+    "u00f5\":246,\"\\u00f6\":247,\"\\u00f7\":248,\"\\u00f8\":249,\"\\u00f9\":250,\"\\u00fa\":25"
+    "1,\"\\u00fb\":252,\"\\u00fc\":253,\"\\u00fd\":254,\"\\u00fe\":255,\"\\u00ff\":256,\"\\\":\""
+    ":257,\"\\\",\\\"\":258,\"true\":259,\"null\":260,\"{\\\"\":261,\"\\u00c3\\u00a9\":262,\"x\\"
+    "\\\\\"y\":263,\"false\":264,\"\\\"]}\":265,\"12\":266,\"e+\":267},\"merges\":[]}}";
+
+static wick_tokenizer *g_bl_tok;
+
+int fuzz_target_json_schema(const uint8_t *data, size_t size) {
+    /* schema text [NUL document bytes]; the document's bytes also pick tokens below */
+    const uint8_t *nul = memchr(data, 0, size);
+    const size_t n1 = nul ? (size_t)(nul - data) : size;
+    char *schema = malloc(n1 + 1);
+    if (!schema) return 0;
+    memcpy(schema, data, n1);
+    schema[n1] = 0;
+    js_schema *s = NULL;
+    if (js_compile(schema, &s) != WICK_OK) {
+        free(schema);
+        return 0;
+    }
+    const uint8_t *doc = nul ? nul + 1 : data + size;
+    const size_t n2 = nul ? size - n1 - 1 : 0;
+    int r = js_match_bytes(s, (const char *)doc, n2);
+    FUZZ_CHECK(r >= -1 && r <= 1);
+    if (!g_bl_tok && wick_tokenizer_load_mem(k_bl_tok_json, sizeof k_bl_tok_json - 1, NULL, &g_bl_tok) != WICK_OK) {
+        fprintf(stderr, "fuzz: the byte-level tokenizer does not load: %s\n", wick_last_error());
+        abort();
+    }
+    js_matcher *m = NULL;
+    const int32_t nv = wick_tokenizer_vocab_size(g_bl_tok), eos = 0;
+    if (js_matcher_create(s, g_bl_tok, nv, &m) == WICK_OK) {
+        /* walk: every step some token (or the end) is allowed, and an allowed token is accepted */
+        float logits[512];
+        FUZZ_CHECK(nv <= 512);
+        for (size_t step = 0; step < 64 && !js_done(m); step++) {
+            for (int32_t i = 0; i < nv; i++) logits[i] = 0.0f;
+            js_mask(m, logits, &eos, 1);
+            int32_t allowed[512], na = 0;
+            for (int32_t i = 0; i < nv; i++)
+                if (logits[i] == 0.0f) allowed[na++] = i;
+            FUZZ_CHECK(na > 0);
+            const int32_t id = allowed[(n2 ? doc[step % n2] : step) % (size_t)na];
+            if (id == eos) {
+                FUZZ_CHECK(js_can_end(m));
+                break;
+            }
+            FUZZ_CHECK(js_accept(m, id));
+        }
+        js_matcher_free(m);
+    }
+    js_schema_free(s);
+    free(schema);
     return 0;
 }

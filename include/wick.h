@@ -401,12 +401,28 @@ typedef struct wick_gen_params {
     int n_eos_ids;
     int n_logprobs;           /* top-N alternatives reported per token (0..20). Default 0 */
     bool skip_special;        /* leave special tokens out of the text. Default true */
+    const char *json_schema;  /* structured output: the text must be a JSON value valid against
+                                 this JSON Schema (its text; "{\"type\":\"object\"}" = any object,
+                                 "true" = any value); see wick_json_schema_check for what is
+                                 supported. Generation ends (finish "grammar") when the value is
+                                 complete, or at EOS where the value may end. Compiled at start,
+                                 not kept. Default NULL (off) */
     bool reuse_prefix;        /* keep the session's cached keys/values for the longest common
                                  prefix of the previous and the new prompt (same ids, same
                                  adapter settings) and prefill only the rest. Default true */
 } wick_gen_params;
 
 wick_gen_params wick_gen_params_default(void);
+
+/* Checks a JSON Schema for structured output (wick_gen_params.json_schema) without
+ * generating: WICK_OK, or WICK_ERR_FORMAT (not JSON, not a schema, contradictory bounds) /
+ * WICK_ERR_UNSUPPORTED (a keyword structured output cannot enforce), naming the keyword and
+ * its path. Supported: type (one or a list), properties + required, additionalProperties,
+ * items, minItems, maxItems, minLength, maxLength, enum, const, anyOf/oneOf whose branches
+ * start with different characters, $ref to #/$defs or #/definitions (recursion allowed),
+ * true; annotations (title, description, default, format, ...) are ignored. Output is compact
+ * JSON with object keys in the schema's order. */
+wick_status wick_json_schema_check(const char *schema_json);
 
 typedef enum wick_finish_reason {
     WICK_FINISH_NONE = 0,     /* generation goes on */
@@ -417,9 +433,10 @@ typedef enum wick_finish_reason {
     WICK_FINISH_CANCELLED,    /* wick_gen_cancel / callback returned false / stream cancelled */
     WICK_FINISH_ERROR,        /* an engine could not go on with this generation; the reason
                                  is in wick_token.error */
+    WICK_FINISH_GRAMMAR,      /* json_schema: the JSON value is complete (last token) */
 } wick_finish_reason;
 
-/* "eos", "stop_token", "stop_string", "length", "cancelled", "error" ("" for NONE). */
+/* "eos", "stop_token", "stop_string", "length", "cancelled", "error", "grammar" ("" for NONE). */
 const char *wick_finish_reason_str(wick_finish_reason r);
 
 typedef struct wick_top_logprob {

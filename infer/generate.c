@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "infer/generate.h"
+#include "infer/json_schema.h"
 #include "infer/sampler.h"
 #include "infer/session.h"
 #include "model/model.h"
@@ -45,6 +46,8 @@ struct wick_gen {
     int32_t last_id;
     int generated;
     bool started, need_feed, done;
+    js_schema *schema;                 /* json_schema: the compiled schema and its matcher */
+    js_matcher *jsm;
     atomic_int cancel;
     double prefill_ms, decode_ms;
 };
@@ -73,6 +76,7 @@ const char *wick_finish_reason_str(wick_finish_reason r) {
     case WICK_FINISH_LENGTH: return "length";
     case WICK_FINISH_CANCELLED: return "cancelled";
     case WICK_FINISH_ERROR: return "error";
+    case WICK_FINISH_GRAMMAR: return "grammar";
     default: return "";
     }
 }
@@ -119,6 +123,8 @@ void wick_gen_free(wick_gen *g) {
     free(g->logits);
     free(g->pending);
     free(g->out);
+    js_matcher_free(g->jsm);
+    js_schema_free(g->schema);
     free(g);
 }
 
@@ -214,10 +220,20 @@ wick_status gen_create(const wick_model *m, const int32_t *prompt, int n, int n_
         g->stop_len[i] = strlen(g->stops[i]);
         if (g->stop_len[i] > g->max_stop_len) g->max_stop_len = g->stop_len[i];
     }
+    if (p.json_schema) { /* structured output: compiled here, the text is not kept */
+        if (!m->tok) {
+            st = err_set(WICK_ERR_INVALID_ARG, "json_schema needs a tokenizer, and this model has none");
+            goto fail;
+        }
+        if ((st = js_compile(p.json_schema, &g->schema)) ||
+            (st = js_matcher_create(g->schema, m->tok, c->n_vocab, &g->jsm)))
+            goto fail;
+    }
     g->p.stop_ids = NULL;
     g->p.eos_ids = NULL;
     g->p.stop_strings = NULL;
     g->p.logit_bias = NULL;
+    g->p.json_schema = NULL;
     if (m->tok && (st = wick_detok_create(m->tok, p.skip_special, &g->detok))) goto fail;
     if (m->tok) g->tok_vocab = wick_tokenizer_vocab_size(m->tok);
     if (!grow(&g->pending, &g->pending_cap, 1024 + 4 * g->max_stop_len) ||
@@ -374,9 +390,19 @@ wick_status gen_next(wick_gen *g, float *logits, int n_held, int n_ctx, wick_tok
         for (int i = 0; i < g->n_stop_ids; i++)
             if (g->stop_ids[i] >= 0 && g->stop_ids[i] < nv) logits[g->stop_ids[i]] = -INFINITY;
     }
+    /* structured output: only tokens that keep the text a valid prefix; EOS only where the
+       value may end */
+    if (g->jsm) js_mask(g->jsm, logits, g->p.stop_on_eos ? g->eos_ids : NULL, g->p.stop_on_eos ? g->n_eos_ids : 0);
     sampled_token sp;
     if ((st = sampler_sample(g->smp, logits, &sp))) return st;
     if ((st = sampler_accept(g->smp, sp.id))) return st;
+    bool grammar_done = false;
+    if (g->jsm && !(g->p.stop_on_eos && in_list(g->eos_ids, g->n_eos_ids, sp.id))) {
+        if (!js_accept(g->jsm, sp.id))
+            return err_set(WICK_ERR_INVALID_ARG, "structured output: token %d does not fit the schema "
+                                                 "(a logit_bias or min_tokens forced it?)", sp.id);
+        grammar_done = js_done(g->jsm);
+    }
     g->generated++;
     g->last_id = sp.id;
     tok->id = sp.id;
@@ -402,6 +428,7 @@ wick_status gen_next(wick_gen *g, float *logits, int n_held, int n_ctx, wick_tok
 
     wick_finish_reason fin = WICK_FINISH_NONE;
     if (g->p.stop_on_eos && tok->is_eos) fin = WICK_FINISH_EOS;
+    else if (grammar_done) fin = WICK_FINISH_GRAMMAR;
     else if (in_list(g->stop_ids, g->n_stop_ids, sp.id)) fin = WICK_FINISH_STOP_TOKEN;
     if (fin == WICK_FINISH_NONE && g->n_stops && g->generated > g->p.min_tokens - 1) {
         long at = find_stop(g);

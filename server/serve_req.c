@@ -338,6 +338,34 @@ static bool parse_sampling(const serve_ctx *c, serve_req *r, const cJSON *root) 
     return true;
 }
 
+/* response_format: {"type": "text"}, {"type": "json_object"} (any object), or
+   {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}. */
+static bool parse_response_format(serve_req *r, const cJSON *root) {
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (!rf || cJSON_IsNull(rf)) return true;
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsObject(rf) || !cJSON_IsString(ty))
+        return fail(r, "response_format", "'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\", ...}");
+    if (!strcmp(ty->valuestring, "text")) return true;
+    if (!strcmp(ty->valuestring, "json_object")) {
+        if (!(r->schema = strdup("{\"type\":\"object\"}"))) return oom(r);
+    } else if (!strcmp(ty->valuestring, "json_schema")) {
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(js, "schema");
+        if (!cJSON_IsObject(js) || !sc)
+            return fail(r, "response_format", "response_format.json_schema.schema is required");
+        if (!(r->schema = cJSON_PrintUnformatted(sc))) return oom(r);
+        wick_status st = wick_json_schema_check(r->schema);
+        if (st == WICK_ERR_NOMEM) return oom(r);
+        if (st) return fail(r, "response_format", "response_format.json_schema.schema: %s", wick_last_error());
+    } else {
+        return fail(r, "response_format", "response_format.type '%.40s' is not one of text, json_object, json_schema",
+                    ty->valuestring);
+    }
+    r->p.json_schema = r->schema;
+    return true;
+}
+
 static bool parse_logprobs(serve_req *r, const cJSON *root) {
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
     const cJSON *tl = cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
@@ -483,7 +511,7 @@ bool serve_req_parse(serve_ctx *c, const char *body, size_t len, bool chat, serv
         }
         if (!get_bool(r, so, "include_usage", &r->include_usage)) goto out;
     }
-    if (!parse_sampling(c, r, root) || !parse_logprobs(r, root)) goto out;
+    if (!parse_sampling(c, r, root) || !parse_logprobs(r, root) || !parse_response_format(r, root)) goto out;
     ok = chat ? parse_messages(c, r, root) : parse_prompt(c, r, root);
 out:
     cJSON_Delete(root);
@@ -492,6 +520,7 @@ out:
 
 void serve_req_free(serve_req *r) {
     free(r->prompt);
+    free(r->schema);
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     free(r->bias);
     memset(r, 0, sizeof *r);

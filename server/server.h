@@ -111,6 +111,7 @@ typedef struct serve_req {
     wick_logit_bias *bias;
     int n_bias;
     bool logprobs;                 /* report per-token logprobs */
+    char *schema;                  /* response_format's JSON Schema (malloc'd) or NULL */
     char adapter[SERVE_NAME_MAX];  /* adapter applied ("" = the base model) */
     float adapter_scale;
     /* set when parsing fails: HTTP status, the offending field (or "") and the message */

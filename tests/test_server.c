@@ -836,6 +836,45 @@ static void test_embeddings(void **state) {
     free(enc);
 }
 
+/* response_format: json_object and json_schema replies parse (and match the schema's shape);
+   a schema structured output cannot enforce is a 400 naming response_format. */
+static void test_structured_output(void **state) {
+    (void)state;
+    NEED_SERVER();
+    const char *bodies[] = {
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"A person\"}],\"max_tokens\":300,\"seed\":3,"
+        "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"p\",\"strict\":true,\"schema\":"
+        "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":8},"
+        "\"age\":{\"type\":\"integer\"},\"pets\":{\"type\":\"array\",\"items\":{\"enum\":[\"cat\",\"dog\"]},\"maxItems\":3}},"
+        "\"required\":[\"name\",\"age\",\"pets\"],\"additionalProperties\":false}}}}",
+        "{\"prompt\":\"JSON:\",\"max_tokens\":200,\"seed\":4,\"response_format\":{\"type\":\"json_object\"},"
+        "\"stream\":true}"};
+    for (int k = 0; k < 2; k++) {
+        char finish[16] = "";
+        char *text = k == 0 ? su_complete(g_port, "/v1/chat/completions", bodies[k], finish, NULL)
+                            : su_complete_stream(g_port, "/v1/completions", bodies[k], finish);
+        cJSON *v = cJSON_Parse(text);
+        if (!cJSON_IsObject(v) && !(k == 1 && strcmp(finish, "length") == 0))
+            fail_msg("reply %d is not a JSON object (finish %s): %s", k, finish, text);
+        if (k == 0) {
+            assert_string_equal(finish, "stop");
+            assert_true(cJSON_IsString(cJSON_GetObjectItem(v, "name")));
+            assert_true(cJSON_IsNumber(cJSON_GetObjectItem(v, "age")));
+            assert_true(cJSON_IsArray(cJSON_GetObjectItem(v, "pets")));
+            assert_int_equal(cJSON_GetArraySize(v), 3);
+        }
+        cJSON_Delete(v);
+        free(text);
+    }
+    expect_error(g_port, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"json_schema\","
+                 "\"json_schema\":{\"name\":\"n\",\"schema\":{\"type\":\"string\",\"pattern\":\"^a$\"}}}}",
+                 400, "response_format");
+    expect_error(g_port, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"response_format\":{\"type\":\"yaml\"}}",
+                 400, "response_format");
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -852,6 +891,7 @@ int main(void) {
         cmocka_unit_test(test_runtime_adapters),
         cmocka_unit_test(test_tokenize_and_metrics),
         cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_structured_output),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -34,6 +34,7 @@ typedef struct stage_state {
 struct wick_detok {
     const wick_tokenizer *t;
     bool skip_special;
+    bool raw;             /* tok_vocab_bytes: bytes as the stages give them, no UTF-8 assembly */
     stage_state *st;      /* one per decoder stage */
     int64_t ntok;         /* tokens pushed (for the no-decoder join) */
     uint64_t in_bytes;    /* bytes of the token strings pushed since the reset */
@@ -79,6 +80,7 @@ static int utf8_class(const unsigned char *s, size_t n) {
 }
 
 static bool emit_bytes(wick_detok *d, const char *s, size_t n, bool final) {
+    if (d->raw) return tok_buf_put(&d->out, s, n);
     tok_buf *h = &d->hold;
     if (!tok_buf_put(h, s, n)) return false;
     size_t i = 0;
@@ -479,4 +481,37 @@ wick_status wick_detokenize(const wick_tokenizer *t, const int32_t *ids, size_t 
     }
     wick_detok_free(d);
     return st;
+}
+
+wick_status tok_vocab_bytes(const wick_tokenizer *t, uint32_t **offsets, char **bytes) {
+    *offsets = NULL;
+    *bytes = NULL;
+    wick_detok *d = NULL;
+    wick_status st = wick_detok_create(t, false, &d);
+    if (st) return st;
+    d->raw = true;
+    uint32_t *off = malloc(sizeof *off * ((size_t)t->n_ids + 1));
+    tok_buf all = {0};
+    if (!off) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    for (int32_t id = 0; !st && id < t->n_ids; id++) {
+        off[id] = (uint32_t)all.len;
+        wick_detok_reset(d);
+        /* one token on its own, then the flush that releases what a stage held back */
+        if ((st = detok_feed(d, id)) || (st = detok_finish(d))) break;
+        if (all.len + d->out.len >= UINT32_MAX) st = err_set(WICK_ERR_FORMAT, "vocabulary too large");
+        else if (!tok_buf_put(&all, d->out.p ? d->out.p : "", d->out.len)) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    if (!st) {
+        off[t->n_ids] = (uint32_t)all.len;
+        if (!all.p && !tok_buf_put(&all, "", 0)) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    wick_detok_free(d);
+    if (st) {
+        free(off);
+        tok_buf_free(&all);
+        return st;
+    }
+    *offsets = off;
+    *bytes = all.p;
+    return WICK_OK;
 }

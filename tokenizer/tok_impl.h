@@ -209,6 +209,9 @@ struct wick_tokenizer {
     char *chat_template;
     _Atomic(struct jinja_template *) chat_tpl;  /* compiled on first use (chat.c), or NULL */
     char *cfg_special[4];      /* bos, eos, pad, unk strings */
+    _Atomic(void *) js_vocab;  /* structured output's token table, built on first use by
+                                  infer/json_schema.c, which frees it through js_vocab_free */
+    void (*js_vocab_free)(void *);
 };
 
 /* tok_regex.c */
@@ -272,5 +275,10 @@ extern const int16_t tok_cp_to_byte[324];   /* its inverse, -1 outside */
 
 /* tok_decode.c */
 void tok_dec_free_list(tok_dec *d, int n);
+/* Every id's bytes as the decoder chain gives them for that token alone, before UTF-8 assembly
+ * (a token holding part of a character gives those bytes): id i is bytes[offsets[i] ..
+ * offsets[i+1]). Both malloc'd. Stages that depend on the token's place in the stream
+ * (Metaspace/Strip at the start) see it as the first token. */
+wick_status tok_vocab_bytes(const wick_tokenizer *t, uint32_t **offsets, char **bytes);
 
 #endif

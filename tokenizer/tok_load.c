@@ -49,6 +49,8 @@ void wick_tokenizer_free(wick_tokenizer *t) {
     }
     free(t->chat_template);
     tokenizer_chat_free(t);
+    void *jv = atomic_load_explicit(&t->js_vocab, memory_order_acquire);
+    if (jv && t->js_vocab_free) t->js_vocab_free(jv);
     for (int i = 0; i < 4; i++) free(t->cfg_special[i]);
     free(t);
 }

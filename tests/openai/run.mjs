@@ -184,3 +184,19 @@ test('embeddings: the SDK default (base64) equals the float format; usage counte
   const d = await client.embeddings.create({ model: 'tiny-bert', input: 'hello world', dimensions: 16 });
   assert.equal(d.data[0].embedding.length, 16);
 });
+
+test('structured output: a json_schema reply parses and has the schema\'s shape', async () => {
+  const r = await client.chat.completions.create({
+    model: 'model', messages: [{ role: 'user', content: 'Describe a city as JSON' }], max_tokens: 300, seed: 9,
+    response_format: { type: 'json_schema', json_schema: { name: 'city', strict: true, schema: {
+      type: 'object', additionalProperties: false, required: ['name', 'population', 'coastal'],
+      properties: { name: { type: 'string', maxLength: 12 }, population: { type: 'integer' }, coastal: { type: 'boolean' } },
+    } } },
+  });
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  const v = JSON.parse(r.choices[0].message.content);
+  assert.deepEqual(Object.keys(v), ['name', 'population', 'coastal']);
+  assert.equal(typeof v.name, 'string');
+  assert.ok(Number.isInteger(v.population));
+  assert.equal(typeof v.coastal, 'boolean');
+});
