@@ -419,7 +419,8 @@ wick_gen_params wick_gen_params_default(void);
  * WICK_ERR_UNSUPPORTED (a keyword structured output cannot enforce), naming the keyword and
  * its path. Supported: type (one or a list), properties + required, additionalProperties,
  * items, minItems, maxItems, minLength, maxLength, enum, const, anyOf/oneOf whose branches
- * start with different characters, $ref to #/$defs or #/definitions (recursion allowed),
+ * start with different characters or are objects told apart by a first required property
+ * holding a different constant, $ref to #/$defs or #/definitions (recursion allowed),
  * true; annotations (title, description, default, format, ...) are ignored. Output is compact
  * JSON with object keys in the schema's order. */
 wick_status wick_json_schema_check(const char *schema_json);

@@ -26,7 +26,7 @@ enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_BOOL, K_NULL, 
 
 #define JS_MAX_PROPS 64
 #define JS_MAX_LITS 64
-#define JS_MAX_ALTS 8
+#define JS_MAX_ALTS 32
 #define JS_MAX_NODES 4096
 #define JS_MAX_DEPTH 40
 #define NUM_INT_DIGITS 15
@@ -54,6 +54,11 @@ typedef struct jnode {
     int alts[JS_MAX_ALTS];             /* union */
     int nalts;
     char path[80]; /* where it was (unions: for the error about overlapping branches) */
+    /* union: object branches told apart by their first property, a required constant of its
+       own in each (a discriminator, e.g. "name" of a tool call or "type": "circle"); lits
+       then hold those constants and disc_branch the branch of each */
+    bool discriminated;
+    int disc_branch[JS_MAX_ALTS];
     uint8_t first[32];                 /* bytes a value of this node can start with */
 } jnode;
 
@@ -365,7 +370,7 @@ static int compile(cctx *c, const cJSON *j, const char *path) {
         }
         if (any) {
             if (!cJSON_IsArray(any) || cJSON_GetArraySize(any) == 0 || cJSON_GetArraySize(any) > JS_MAX_ALTS) {
-                idx = cfail(c, WICK_ERR_UNSUPPORTED, "json schema: anyOf/oneOf at %s must hold 1 to 8 schemas%s", path, "");
+                idx = cfail(c, WICK_ERR_UNSUPPORTED, "json schema: anyOf/oneOf at %s must hold 1 to 32 schemas%s", path, "");
                 goto out;
             }
             c->s->n[idx].kind = K_UNION;
@@ -386,7 +391,7 @@ static int compile(cctx *c, const cJSON *j, const char *path) {
         if (cJSON_IsArray(ty)) {
             int nt = cJSON_GetArraySize(ty);
             if (nt == 0 || nt > JS_MAX_ALTS) {
-                idx = cfail(c, WICK_ERR_FORMAT, "json schema: 'type' at %s must list 1 to 8 types%s", path, "");
+                idx = cfail(c, WICK_ERR_FORMAT, "json schema: 'type' at %s must list 1 to 32 types%s", path, "");
                 goto out;
             }
             c->s->n[idx].kind = K_UNION;
@@ -485,17 +490,60 @@ wick_status js_compile(const char *schema_json, js_schema **out) {
             }
         }
         for (int i = 0; !c.st && i < s->nn; i++) {
-            const jnode *n = &s->n[i];
+            jnode *n = &s->n[i];
             if (n->kind != K_UNION || n->nalts < 2) continue;
+            /* branches that are objects may share '{' when a discriminator tells them apart */
+            int nobj = 0;
+            for (int a = 0; a < n->nalts; a++) nobj += s->n[n->alts[a]].kind == K_OBJECT;
+            if (nobj >= 2) {
+                const char *key = NULL;
+                bool ok = true;
+                for (int a = 0; a < n->nalts && ok; a++) {
+                    const jnode *b = &s->n[n->alts[a]];
+                    if (b->kind != K_OBJECT) continue;
+                    const jnode *d = b->nprops ? &s->n[b->props[0].node] : NULL;
+                    ok = d && b->props[0].required && d->kind == K_LITS && d->nlits == 1 &&
+                         (!key || !strcmp(key, b->props[0].key));
+                    if (ok) key = b->props[0].key;
+                    for (int k = 0; ok && k < n->nlits; k++) ok = strcmp(n->lits[k], d->lits[0]) != 0;
+                    if (ok) { /* the constant, copied into the union */
+                        char **l = realloc(n->lits, sizeof *l * (size_t)(n->nlits + 1));
+                        int *ll = l ? realloc(n->lit_len, sizeof *ll * (size_t)(n->nlits + 1)) : NULL;
+                        if (l) n->lits = l;
+                        if (ll) n->lit_len = ll;
+                        char *t = l && ll ? strdup(d->lits[0]) : NULL;
+                        if (!t) {
+                            cfail(&c, WICK_ERR_NOMEM, "out of memory%s%s", "", "");
+                            break;
+                        }
+                        n->lits[n->nlits] = t;
+                        n->lit_len[n->nlits] = d->lit_len[0];
+                        n->disc_branch[n->nlits++] = n->alts[a];
+                    }
+                }
+                if (c.st) break;
+                if (!ok) {
+                    cfail(&c, WICK_ERR_UNSUPPORTED,
+                          "json schema: the object branches of anyOf/oneOf at %s must all start with the same "
+                          "required property holding a different constant (a discriminator) to be told apart%s",
+                          n->path, "");
+                    break;
+                }
+                n->discriminated = true;
+            }
             for (int a = 0; a < n->nalts && !c.st; a++)
-                for (int b = a + 1; b < n->nalts && !c.st; b++)
+                for (int b = a + 1; b < n->nalts && !c.st; b++) {
+                    if (n->discriminated && s->n[n->alts[a]].kind == K_OBJECT && s->n[n->alts[b]].kind == K_OBJECT)
+                        continue;
                     for (int k = 0; k < 32; k++)
                         if (s->n[n->alts[a]].first[k] & s->n[n->alts[b]].first[k]) {
                             cfail(&c, WICK_ERR_UNSUPPORTED,
                                   "json schema: the branches of anyOf/oneOf/type at %s can start with the same "
-                                  "character (e.g. two objects); structured output needs them to differ%s", n->path, "");
+                                  "character; structured output needs them to differ (objects: a "
+                                  "discriminator property)%s", n->path, "");
                             break;
                         }
+                }
         }
     }
     if (c.st) {
@@ -513,7 +561,8 @@ enum { OBJ_OPEN, OBJ_COLON, OBJ_AFTER, OBJ_NEXT };
 enum { ARR_OPEN, ARR_AFTER, ARR_NEXT };
 enum { S_N, S_ESC, S_HEX, S_CONT };
 enum { N_START, N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
-enum { L_NODE, L_TF, L_NULL, L_TFN };
+enum { L_NODE, L_TF, L_NULL, L_TFN, L_DISC };
+#define F_DISC 2 /* F_OBJ flag: a discriminated union, branch not known yet */
 
 typedef struct frame {
     uint8_t type, phase, flag, pad;
@@ -570,6 +619,24 @@ static bool num_accepting(int phase) {
     return phase == N_ZERO || phase == N_INT || phase == N_FRAC || phase == N_EXP;
 }
 
+/* Ends the literal on top; a discriminator's value picks its branch for the parent object,
+   which goes on as that branch after its first property. */
+static void lit_pop(const js_schema *s, js_state *st) {
+    const frame *f = &st->f[st->depth - 1];
+    if (f->b == L_DISC) {
+        const jnode *u = &s->n[f->node];
+        frame *p = &st->f[st->depth - 2];
+        for (int i = 0; i < u->nlits; i++)
+            if ((f->mask >> i & 1) && u->lit_len[i] == f->a) {
+                p->node = u->disc_branch[i];
+                p->flag = 0;
+                p->a = 1;
+                p->b = 0;
+            }
+    }
+    st->depth--;
+}
+
 /* One byte; false when refused (the state may then be half-changed: callers work on copies). */
 static bool feed(const js_schema *s, js_state *st, unsigned c) {
     for (;;) {
@@ -580,6 +647,10 @@ static bool feed(const js_schema *s, js_state *st, unsigned c) {
             int node = f->node;
             while (s->n[node].kind == K_UNION) { /* the branch that can start with c */
                 const jnode *u = &s->n[node];
+                if (u->discriminated && c == '{') { /* decided by the first property's value */
+                    *f = (frame){.type = F_OBJ, .phase = OBJ_OPEN, .node = node, .flag = F_DISC};
+                    return true;
+                }
                 int next = -1;
                 for (int a = 0; a < u->nalts && next < 0; a++)
                     if (has_bit(s->n[u->alts[a]].first, c)) next = u->alts[a];
@@ -621,6 +692,18 @@ static bool feed(const js_schema *s, js_state *st, unsigned c) {
             }
         }
         case F_OBJ: {
+            if (f->flag == F_DISC) { /* first key (the same in every branch), then its constant */
+                const jnode *u = &s->n[f->node];
+                const int first = u->disc_branch[0];
+                if (f->phase == OBJ_OPEN) {
+                    if (c != '"') return false;
+                    f->phase = OBJ_COLON;
+                    return push(st, (frame){.type = F_KEY, .node = first, .mask = 1});
+                }
+                if (f->phase != OBJ_COLON || c != ':') return false;
+                f->phase = OBJ_AFTER;
+                return push(st, (frame){.type = F_LIT, .node = f->node, .b = L_DISC, .mask = ~0ull});
+            }
             const jnode *n = &s->n[f->node];
             const bool any = n->kind == K_ANY || n->any_keys;
             if (f->phase == OBJ_OPEN || f->phase == OBJ_NEXT) {
@@ -794,13 +877,13 @@ static bool feed(const js_schema *s, js_state *st, unsigned c) {
                 /* nothing longer can follow: end now */
                 bool longer = false;
                 for (int i = 0; i < nl; i++) longer |= (m >> i & 1) && len[i] > f->a;
-                if (!longer) st->depth--;
+                if (!longer) lit_pop(s, st);
                 return true;
             }
             bool complete = false;
             for (int i = 0; i < nl; i++) complete |= (f->mask >> i & 1) && len[i] == f->a;
             if (!complete || f->a == 0) return false;
-            st->depth--;
+            lit_pop(s, st);
             continue;
         }
         default: { /* F_ARR */

@@ -8,7 +8,8 @@
  *   type (a name or a list of names), properties + required (objects with other keys are not
  *   generated; with no properties any object), additionalProperties, items, minItems,
  *   maxItems, minLength, maxLength, enum, const, anyOf / oneOf whose branches start with
- *   different characters (e.g. a string or null; not two objects), $ref to #/$defs/NAME or
+ *   different characters (e.g. a string or null) or are objects whose first property is
+ *   required and holds a different constant in each (a discriminator), $ref to #/$defs/NAME or
  *   #/definitions/NAME (recursion allowed), boolean schemas (true).
  * Output form: compact JSON (no whitespace between tokens), object keys in the schema's
  * order (optional ones may be skipped), numbers of at most 15 integer, 10 fraction and 3

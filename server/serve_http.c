@@ -88,6 +88,7 @@ struct job {
     wick_finish_reason finish;
     int prompt_tokens, completion_tokens;
     int seen_tokens;           /* generated tokens seen so far (for the latency histograms) */
+    serve_tool_stream ts;      /* tools, streamed (engine thread) */
     double t_last;             /* when the last of them arrived */
     job *next;                 /* serve_ctx.jobs list */
 };
@@ -105,6 +106,7 @@ static void job_release(job *j) {
     serve_req_free(&j->req);
     free(j->out.p);
     free(j->text.p);
+    serve_tools_free(&j->ts);
     free(j->body);
     cJSON_Delete(j->lp);
     pthread_mutex_destroy(&j->mu);
@@ -293,13 +295,53 @@ static void set_error(job *j, unsigned status, const char *msg, const char *code
                                        NULL, code));
 }
 
+/* ---- tool calls (serve_tools.c parses; these send) ------------------------------------------ */
+
+/* A chunk whose delta carries one tool call (taken over). */
+static void sse_tool_call(void *u, cJSON *call) {
+    job *j = u;
+    cJSON *ev = envelope(j, "chat.completion.chunk");
+    cJSON *choices = cJSON_AddArrayToObject(ev, "choices"), *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON *d = cJSON_AddObjectToObject(ch, "delta"), *arr = cJSON_AddArrayToObject(d, "tool_calls");
+    cJSON_AddItemToArray(arr, call);
+    cJSON_AddNullToObject(ch, "logprobs");
+    cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(choices, ch);
+    sse_event(j, ev);
+}
+
+static void sse_text(void *u, const char *p, size_t n) {
+    job *j = u;
+    if (!n) return;
+    char *t = malloc(n + 1);
+    if (!t) return;
+    memcpy(t, p, n);
+    t[n] = 0;
+    sse_chunk(j, t, NULL, NULL, false);
+    free(t);
+}
+
 /* ---- the engine's callback (driver thread) ------------------------------------------------ */
 
 static void on_final_nonstream(job *j, const wick_token *t) {
     cJSON *r = envelope(j, j->req.chat ? "chat.completion" : "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(r, "choices"), *ch = cJSON_CreateObject();
     cJSON_AddNumberToObject(ch, "index", 0);
-    if (j->req.chat) {
+    bool called = false;
+    if (j->req.chat && j->req.tool_mode != SERVE_TOOLS_NONE) {
+        cJSON *m = cJSON_AddObjectToObject(ch, "message"), *calls = cJSON_CreateArray();
+        char *content = serve_tools_split(j->req.tool_mode, j->req.tool_format, j->id,
+                                          j->text.p ? j->text.p : "", j->text.len, calls);
+        cJSON_AddStringToObject(m, "role", "assistant");
+        called = cJSON_GetArraySize(calls) > 0;
+        if (content && *content) cJSON_AddStringToObject(m, "content", content);
+        else if (called) cJSON_AddNullToObject(m, "content");
+        else cJSON_AddStringToObject(m, "content", "");
+        if (called) cJSON_AddItemToObject(m, "tool_calls", calls);
+        else cJSON_Delete(calls);
+        free(content);
+    } else if (j->req.chat) {
         cJSON *m = cJSON_AddObjectToObject(ch, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
         cJSON_AddStringToObject(m, "content", j->text.p ? j->text.p : "");
@@ -312,7 +354,7 @@ static void on_final_nonstream(job *j, const wick_token *t) {
     } else {
         cJSON_AddNullToObject(ch, "logprobs");
     }
-    cJSON_AddStringToObject(ch, "finish_reason", finish_str(t->finish));
+    cJSON_AddStringToObject(ch, "finish_reason", called ? "tool_calls" : finish_str(t->finish));
     cJSON_AddItemToArray(choices, ch);
     cJSON_AddItemToObject(r, "usage", usage_json(j));
     set_response(j, 200, r);
@@ -360,13 +402,23 @@ static bool on_token(const wick_token *t, void *user) {
         cJSON *lp = NULL;
         if (j->req.logprobs) lp_append(j, &lp, t, j->text.len);
         j->text.len += t->text_len; /* only the offset is needed for text_offset */
+        const bool tools = j->req.chat && j->req.tool_mode != SERVE_TOOLS_NONE;
         if (!last) {
-            if (t->text_len || lp) sse_chunk(j, t->text, lp, NULL, false);
+            if (tools) {
+                if (lp) sse_chunk(j, "", lp, NULL, false); /* logprobs ride on empty deltas */
+                serve_tools_feed(&j->ts, t->text, t->text_len, false, sse_text, sse_tool_call, j);
+            } else if (t->text_len || lp) {
+                sse_chunk(j, t->text, lp, NULL, false);
+            }
         } else {
             if (t->finish == WICK_FINISH_ERROR)
                 sse_event(j, error_json(t->error ? t->error : "generation failed",
                                         "server_error", NULL, NULL));
-            if (j->req.chat) { /* content delta, then an empty delta with the finish reason */
+            if (tools) {
+                if (lp) sse_chunk(j, "", lp, NULL, false);
+                serve_tools_feed(&j->ts, t->text, t->text_len, true, sse_text, sse_tool_call, j);
+                sse_chunk(j, NULL, NULL, j->ts.n_calls ? "tool_calls" : finish_str(t->finish), false);
+            } else if (j->req.chat) { /* content delta, then an empty delta with the finish reason */
                 if (t->text_len || lp) sse_chunk(j, t->text, lp, NULL, false);
                 sse_chunk(j, NULL, NULL, finish_str(t->finish), false);
             } else {
@@ -551,6 +603,7 @@ static enum MHD_Result start_generation(serve_ctx *c, struct MHD_Connection *con
         return send_error(conn, 503, "the server is busy: every generation slot and the queue "
                                      "are taken; retry later", NULL, "server_busy");
     }
+    serve_tools_init(&j->ts, j->req.tool_mode, j->req.tool_format, j->id);
     snprintf(j->id, sizeof j->id, "%s-%llx-%llu", chat ? "chatcmpl" : "cmpl",
              (unsigned long long)c->id_base,
              (unsigned long long)atomic_fetch_add(&c->next_id, 1));

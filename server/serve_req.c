@@ -146,6 +146,103 @@ static bool parse_prompt(const serve_ctx *c, serve_req *r, const cJSON *root) {
 
 /* Copies `messages` with each content flattened to a string (text parts joined), renders the
  * chat template with the generation prompt and tokenizes the result. */
+/* tools + tool_choice: checks their shape, decides the mode, and returns the tools array
+   (borrowed from root) to pass to the template, or NULL. For required/named calls it also
+   sets the JSON Schema the call must follow (*forced_prefix: what the prompt must end with so
+   that the model writes just the JSON). */
+static bool parse_tools(const serve_ctx *c, serve_req *r, const cJSON *root, const cJSON **tools_out,
+                        const char **forced_prefix) {
+    *tools_out = NULL;
+    *forced_prefix = NULL;
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(root, "tool_choice");
+    if (!tools || cJSON_IsNull(tools)) {
+        if (choice && !cJSON_IsNull(choice) && !(cJSON_IsString(choice) && !strcmp(choice->valuestring, "none")))
+            return fail(r, "tool_choice", "'tool_choice' needs 'tools'");
+        return true;
+    }
+    if (!cJSON_IsArray(tools)) return fail(r, "tools", "'tools' must be an array");
+    int i = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(t, "type");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *pa = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        if (!cJSON_IsObject(t) || !cJSON_IsString(ty) || strcmp(ty->valuestring, "function") != 0 ||
+            !cJSON_IsObject(fn) || !cJSON_IsString(nm) || !nm->valuestring[0] || (pa && !cJSON_IsObject(pa)))
+            return fail(r, "tools", "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\", "
+                                    "\"description\", \"parameters\": {...}}}", i);
+        i++;
+    }
+    r->tool_mode = i ? SERVE_TOOLS_AUTO : SERVE_TOOLS_NONE;
+    const char *named = NULL;
+    if (choice && !cJSON_IsNull(choice)) {
+        if (cJSON_IsString(choice) && !strcmp(choice->valuestring, "none")) r->tool_mode = SERVE_TOOLS_NONE;
+        else if (cJSON_IsString(choice) && !strcmp(choice->valuestring, "auto")) ;
+        else if (cJSON_IsString(choice) && !strcmp(choice->valuestring, "required")) r->tool_mode = SERVE_TOOLS_REQUIRED;
+        else {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(choice, "function");
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(fn, "name");
+            if (!cJSON_IsObject(choice) || !cJSON_IsString(nm))
+                return fail(r, "tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or "
+                                              "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+            named = nm->valuestring;
+            bool found = false;
+            cJSON_ArrayForEach(t, tools) found |= !strcmp(
+                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name")->valuestring, named);
+            if (!found) return fail(r, "tool_choice", "tool_choice names '%.60s', which is not in 'tools'", named);
+            r->tool_mode = SERVE_TOOLS_NAMED;
+        }
+    }
+    if (r->tool_mode == SERVE_TOOLS_NONE || i == 0) {
+        r->tool_mode = SERVE_TOOLS_NONE;
+        return true;
+    }
+    /* the model's call format, from its vocabulary */
+    if (wick_token_id(c->tok, "<tool_call>") >= 0) r->tool_format = SERVE_TOOLFMT_TAGGED;
+    else if (wick_token_id(c->tok, "<|python_tag|>") >= 0) r->tool_format = SERVE_TOOLFMT_JSON;
+    else return fail(r, "tools", "this model's vocabulary has no known tool-call format (<tool_call> or "
+                                 "<|python_tag|>)");
+    *tools_out = tools;
+    if (r->tool_mode == SERVE_TOOLS_AUTO) return true;
+    if (r->schema)
+        return fail(r, "tool_choice", "a required or named tool_choice cannot be combined with response_format");
+    /* required / named: the call is the whole reply, constrained to the JSON of a call: one
+       {"name": const, "arguments": that function's parameters} object per allowed function,
+       told apart by the name (a discriminated union when there are several) */
+    const char *argkey = r->tool_format == SERVE_TOOLFMT_JSON ? "parameters" : "arguments";
+    cJSON *sch = cJSON_CreateObject(), *alts = cJSON_AddArrayToObject(sch, "anyOf");
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const char *fname = cJSON_GetObjectItemCaseSensitive(fn, "name")->valuestring;
+        if (named && strcmp(fname, named) != 0) continue;
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        cJSON *o = cJSON_CreateObject(), *props;
+        cJSON_AddStringToObject(o, "type", "object");
+        props = cJSON_AddObjectToObject(o, "properties");
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "name"), "const", fname);
+        cJSON *args = params ? cJSON_Duplicate(params, true) : cJSON_CreateObject();
+        if (args && !params) cJSON_AddStringToObject(args, "type", "object");
+        cJSON_AddItemToObject(props, argkey, args);
+        cJSON *req = cJSON_AddArrayToObject(o, "required");
+        cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+        cJSON_AddItemToArray(req, cJSON_CreateString(argkey));
+        cJSON_AddFalseToObject(o, "additionalProperties");
+        cJSON_AddItemToArray(alts, o);
+    }
+    free(r->schema);
+    r->schema = cJSON_PrintUnformatted(sch);
+    cJSON_Delete(sch);
+    if (!r->schema) return oom(r);
+    wick_status st = wick_json_schema_check(r->schema);
+    if (st == WICK_ERR_NOMEM) return oom(r);
+    if (st) return fail(r, "tools", "the parameters of the function to call cannot be enforced: %s", wick_last_error());
+    r->p.json_schema = r->schema;
+    if (r->tool_format == SERVE_TOOLFMT_TAGGED) *forced_prefix = "<tool_call>\n";
+    return true;
+}
+
 static bool parse_messages(const serve_ctx *c, serve_req *r, const cJSON *root) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
@@ -209,6 +306,21 @@ static bool parse_messages(const serve_ctx *c, serve_req *r, const cJSON *root) 
                       param);
             break;
         }
+        /* OpenAI sends a call's arguments as a JSON string; chat templates (as transformers
+           feeds them) expect the object */
+        cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls"), *call;
+        if (!cJSON_IsArray(calls)) calls = NULL;
+        /* an assistant turn that only calls tools has content null; templates test its
+           content as a string (Qwen3's fails on null even in transformers): "" */
+        if (calls && !ct) cJSON_AddStringToObject(m, "content", "");
+        else if (calls && cJSON_IsNull(ct)) cJSON_ReplaceItemInObjectCaseSensitive(m, "content", cJSON_CreateString(""));
+        cJSON_ArrayForEach(call, calls) {
+            cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+            cJSON *ar = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+            if (!cJSON_IsString(ar)) continue;
+            cJSON *obj = cJSON_Parse(ar->valuestring);
+            if (obj) cJSON_ReplaceItemInObjectCaseSensitive(fn, "arguments", obj);
+        }
         i++;
     }
     char *json = ok ? cJSON_PrintUnformatted(copy) : NULL;
@@ -216,12 +328,28 @@ static bool parse_messages(const serve_ctx *c, serve_req *r, const cJSON *root) 
     if (!ok) return false;
     char *extra = NULL;
     const cJSON *kw = cJSON_GetObjectItemCaseSensitive(root, "chat_template_kwargs");
-    if (kw && !cJSON_IsNull(kw)) {
-        if (!cJSON_IsObject(kw)) {
-            free(json);
-            return fail(r, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    if (kw && !cJSON_IsNull(kw) && !cJSON_IsObject(kw)) {
+        free(json);
+        return fail(r, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    }
+    const cJSON *tools = NULL;
+    const char *prefix = NULL;
+    if (!parse_tools(c, r, root, &tools, &prefix)) {
+        free(json);
+        return false;
+    }
+    if ((kw && !cJSON_IsNull(kw)) || tools) {
+        cJSON *x = kw && cJSON_IsObject(kw) ? cJSON_Duplicate(kw, true) : cJSON_CreateObject();
+        if (x && tools) {
+            cJSON_DeleteItemFromObjectCaseSensitive(x, "tools");
+            cJSON_AddItemToObject(x, "tools", cJSON_Duplicate(tools, true));
         }
-        extra = cJSON_PrintUnformatted(kw);
+        extra = x ? cJSON_PrintUnformatted(x) : NULL;
+        cJSON_Delete(x);
+        if (!extra) {
+            free(json);
+            return oom(r);
+        }
     }
     char *text = NULL;
     wick_status st = json ? wick_chat_render_json(c->tok, json, true, extra, &text) : WICK_ERR_NOMEM;
@@ -233,7 +361,20 @@ static bool parse_messages(const serve_ctx *c, serve_req *r, const cJSON *root) 
         return fail(r, "messages", "cannot render the chat template: %s", wick_last_error());
     }
     /* the rendered template already holds BOS and every special token it needs */
-    ok = tokenize(c, r, text, false, "messages");
+    if (prefix) { /* a forced call: the reply starts inside the call's tag */
+        size_t tl = strlen(text), pl = strlen(prefix);
+        char *t2 = malloc(tl + pl + 1);
+        if (!t2) {
+            wick_free(text);
+            return oom(r);
+        }
+        memcpy(t2, text, tl);
+        memcpy(t2 + tl, prefix, pl + 1);
+        ok = tokenize(c, r, t2, false, "messages");
+        free(t2);
+    } else {
+        ok = tokenize(c, r, text, false, "messages");
+    }
     wick_free(text);
     return ok;
 }

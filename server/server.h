@@ -20,6 +20,8 @@
 
 #include "wick.h"
 
+typedef struct cJSON cJSON;
+
 #define SERVE_MAX_STOPS 16
 #define SERVE_MAX_ADAPTERS 32
 #define SERVE_MAX_BODY_DEFAULT (8u << 20)
@@ -100,6 +102,34 @@ typedef struct serve_ctx {
     pthread_mutex_t emb_mu;
 } serve_ctx;
 
+enum { SERVE_TOOLS_NONE, SERVE_TOOLS_AUTO, SERVE_TOOLS_REQUIRED, SERVE_TOOLS_NAMED };
+/* How a model writes a call: <tool_call>{"name", "arguments"}</tool_call> (Qwen 2.5/3, Hermes),
+   or a bare {"name", "parameters"} object (Llama 3.1+). */
+enum { SERVE_TOOLFMT_NONE, SERVE_TOOLFMT_TAGGED, SERVE_TOOLFMT_JSON };
+
+/* serve_tools.c: a reply's tool calls. Text is streamed as it comes except what may begin a
+ * call; a call goes out whole (one tool_calls item: index, id, type, function {name,
+ * arguments as a JSON string}) once complete. Forced calls (required / named) and the JSON
+ * format are decided on the whole reply. */
+typedef struct serve_tool_stream {
+    int mode, format;
+    const char *id;                /* the response's id, for the calls' ids (not owned) */
+    char *hold;                    /* held-back text */
+    size_t len, cap;
+    bool in_call, passthrough;
+    int n_calls;
+} serve_tool_stream;
+void serve_tools_init(serve_tool_stream *ts, int mode, int format, const char *id);
+void serve_tools_free(serve_tool_stream *ts);
+/* Feeds the next text (last: the reply ends here); emit_text gets text to send, emit_call one
+   call (taken over). */
+void serve_tools_feed(serve_tool_stream *ts, const char *text, size_t n, bool last,
+                      void (*emit_text)(void *, const char *, size_t), void (*emit_call)(void *, cJSON *),
+                      void *user);
+/* A whole reply: its calls appended to `calls` (a cJSON array), the rest returned (malloc'd,
+   trimmed of the blank lines around calls; NULL when out of memory). */
+char *serve_tools_split(int mode, int format, const char *id, const char *text, size_t n, cJSON *calls);
+
 /* A parsed /v1/completions or /v1/chat/completions request. */
 typedef struct serve_req {
     bool chat, stream, include_usage;
@@ -112,6 +142,10 @@ typedef struct serve_req {
     int n_bias;
     bool logprobs;                 /* report per-token logprobs */
     char *schema;                  /* response_format's JSON Schema (malloc'd) or NULL */
+    /* tools: the model may (auto), must (required), must call this one (named) or may not
+       (none / no tools) call a function; the output's calls are parsed back into tool_calls */
+    int tool_mode;                 /* SERVE_TOOLS_* */
+    int tool_format;               /* SERVE_TOOLFMT_* of the model's chat format */
     char adapter[SERVE_NAME_MAX];  /* adapter applied ("" = the base model) */
     float adapter_scale;
     /* set when parsing fails: HTTP status, the offending field (or "") and the message */

@@ -268,6 +268,57 @@ static void test_llama3(void **state) {
     free(dir);
 }
 
+/* Tools through the chat templates as transformers renders them (tests/data/
+ * chat_tools_golden.json, made by tests/golden/chat_tools.py with transformers 5.17.0): the
+ * tools list passed as the template's `tools`, assistant turns with tool_calls (arguments as
+ * objects, as the server converts OpenAI's JSON strings) and tool turns. Cases transformers
+ * itself could not render are skipped (Qwen3's template fails on content null; the server
+ * sends "" there). */
+static void test_tools_golden(void **state) {
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/tests/data/chat_tools_golden.json", WICK_SOURCE_DIR);
+    cJSON *gold = load_json(path);
+    int checked = 0;
+    for (cJSON *c = cJSON_GetObjectItem(gold, "cases")->child; c; c = c->next) {
+        const char *tk = cJSON_GetObjectItem(c, "tokenizer")->valuestring;
+        const cJSON *text = cJSON_GetObjectItem(c, "text");
+        if (!cJSON_IsString(text)) continue;
+        char sub[64];
+        snprintf(sub, sizeof sub, "tokenizers/%s", tk);
+        if (!tu_fixture_exists(sub)) {
+            if (tu_ci()) fail_msg("fixture %s not found", sub);
+            continue;
+        }
+        char *dir = tu_fixture_path(sub);
+        wick_tokenizer *tok;
+        if (wick_tokenizer_load(dir, &tok)) fail_msg("load: %s", wick_last_error());
+        char *msgs = cJSON_PrintUnformatted(cJSON_GetObjectItem(c, "messages"));
+        const cJSON *tools = cJSON_GetObjectItem(c, "tools");
+        char *kw = NULL;
+        if (cJSON_IsArray(tools)) {
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddItemToObject(x, "tools", cJSON_Duplicate(tools, true));
+            kw = cJSON_PrintUnformatted(x);
+            cJSON_Delete(x);
+        }
+        char *out = NULL;
+        if (wick_chat_render_json(tok, msgs, true, kw, &out))
+            fail_msg("%s case %s: %s", tk, cJSON_GetObjectItem(c, "case")->valuestring, wick_last_error());
+        if (strcmp(out, text->valuestring) != 0)
+            fail_msg("%s case %s:\n--- wick\n%s\n--- transformers\n%s", tk,
+                     cJSON_GetObjectItem(c, "case")->valuestring, out, text->valuestring);
+        checked++;
+        wick_free(out);
+        free(msgs);
+        free(kw);
+        wick_tokenizer_free(tok);
+        free(dir);
+    }
+    print_message("%d tool renderings equal transformers'\n", checked);
+    cJSON_Delete(gold);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qwen3_golden_engine),
@@ -275,6 +326,7 @@ int main(void) {
         cmocka_unit_test(test_llama3),
         cmocka_unit_test(test_qwen3_render_json),
         cmocka_unit_test(test_render_threads),
+        cmocka_unit_test(test_tools_golden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

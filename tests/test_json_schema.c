@@ -163,6 +163,19 @@ static void test_matcher(void **state) {
     INVALID("{\"type\":\"object\",\"additionalProperties\":false}", "{\"a\":1}");
     VALID("{\"type\":\"array\",\"minItems\":1,\"items\":{\"type\":\"boolean\"}}", "[true,false]");
     INVALID("{\"type\":\"array\",\"minItems\":1,\"items\":{\"type\":\"boolean\"}}", "[]");
+    /* discriminated unions of objects (tool calls, tagged variants) */
+    const char *disc = "{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"add\"},"
+                       "\"arguments\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},"
+                       "\"required\":[\"a\"]}},\"required\":[\"name\",\"arguments\"]},{\"type\":\"object\","
+                       "\"properties\":{\"name\":{\"enum\":[\"addx\"]},\"arguments\":{\"type\":\"object\","
+                       "\"properties\":{\"s\":{\"type\":\"string\"}},\"required\":[\"s\"]}},"
+                       "\"required\":[\"name\",\"arguments\"]},{\"type\":\"null\"}]}";
+    VALID(disc, "{\"name\":\"add\",\"arguments\":{\"a\":1}}");
+    VALID(disc, "{\"name\":\"addx\",\"arguments\":{\"s\":\"q\"}}");
+    VALID(disc, "null");
+    INVALID(disc, "{\"name\":\"add\",\"arguments\":{\"s\":\"q\"}}"); /* the other branch's arguments */
+    INVALID(disc, "{\"name\":\"sub\",\"arguments\":{}}");
+    INVALID(disc, "{\"arguments\":{\"a\":1},\"name\":\"add\"}");
     /* incomplete but valid so far */
     assert_int_equal(match(obj, "{\"name\":\"A"), 0);
     assert_int_equal(match("{\"type\":\"number\"}", "-"), 0);
@@ -174,7 +187,7 @@ static void test_schema_errors(void **state) {
         {"{\"type\":\"string\",\"pattern\":\"^a\"}", "pattern", WICK_ERR_UNSUPPORTED},
         {"{\"type\":\"integer\",\"minimum\":0}", "minimum", WICK_ERR_UNSUPPORTED},
         {"{\"allOf\":[{\"type\":\"string\"}]}", "allOf", WICK_ERR_UNSUPPORTED},
-        {"{\"anyOf\":[{\"type\":\"object\"},{\"properties\":{\"a\":true}}]}", "anyOf", WICK_ERR_UNSUPPORTED},
+        {"{\"anyOf\":[{\"type\":\"object\"},{\"properties\":{\"a\":true}}]}", "discriminator", WICK_ERR_UNSUPPORTED},
         {"{\"type\":[\"number\",\"integer\"]}", "start with the same", WICK_ERR_UNSUPPORTED},
         {"{\"$ref\":\"#/$defs/missing\"}", "missing", WICK_ERR_FORMAT},
         {"{\"$ref\":\"http://x/y.json\"}", "$ref", WICK_ERR_UNSUPPORTED},

@@ -875,6 +875,80 @@ static void test_structured_output(void **state) {
                  400, "response_format");
 }
 
+#define TOOLS_JSON                                                                                  \
+    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather\"," \
+    "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":20},"   \
+    "\"unit\":{\"enum\":[\"c\",\"f\"]}},\"required\":[\"city\"]}}},{\"type\":\"function\",\"function\":"    \
+    "{\"name\":\"add\",\"parameters\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"    \
+    "\"b\":{\"type\":\"integer\"}},\"required\":[\"a\",\"b\"]}}}]"
+
+/* tools: a named or required call comes back as message.tool_calls (finish "tool_calls",
+   content null) with arguments valid for the function; streamed as a tool_calls delta; a
+   history holding the call (content null, arguments as a JSON string) and the tool's answer
+   renders; misuse is a 400 naming the field. */
+static void test_tools(void **state) {
+    (void)state;
+    NEED_SERVER();
+    for (int k = 0; k < 2; k++) {
+        char body[2048];
+        snprintf(body, sizeof body,
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Paris?\"}],%s,\"tool_choice\":%s,"
+                 "\"max_tokens\":200,\"seed\":%d}",
+                 TOOLS_JSON, k == 0 ? "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}" : "\"required\"", k);
+        su_resp r = su_http(g_port, "POST", "/v1/chat/completions", body);
+        assert_int_equal(r.status, 200);
+        cJSON *j = su_json_of(&r);
+        const cJSON *ch = su_choice0(j), *msg = cJSON_GetObjectItem(ch, "message");
+        if (strcmp(su_jstr(ch, "finish_reason", NULL), "tool_calls") != 0)
+            fail_msg("case %d: not a tool call: %s", k, r.body);
+        assert_true(cJSON_IsNull(cJSON_GetObjectItem(msg, "content")));
+        const cJSON *call = cJSON_GetArrayItem(cJSON_GetObjectItem(msg, "tool_calls"), 0);
+        const cJSON *fn = cJSON_GetObjectItem(call, "function");
+        const char *name = su_jstr(fn, "name", NULL);
+        assert_string_equal(su_jstr(call, "type", NULL), "function");
+        assert_true(strncmp(su_jstr(call, "id", NULL), "call_", 5) == 0);
+        cJSON *args = cJSON_Parse(su_jstr(fn, "arguments", NULL));
+        assert_true(cJSON_IsObject(args));
+        if (!strcmp(name, "get_weather")) {
+            assert_true(cJSON_IsString(cJSON_GetObjectItem(args, "city")));
+        } else {
+            assert_int_equal(k, 1);
+            assert_string_equal(name, "add");
+        }
+        cJSON_Delete(args);
+        cJSON_Delete(j);
+        free(r.raw);
+    }
+    /* streamed */
+    su_resp r = su_http(g_port, "POST", "/v1/chat/completions",
+                        "{\"messages\":[{\"role\":\"user\",\"content\":\"Add 2 and 3\"}]," TOOLS_JSON ",\"tool_choice\":"
+                        "{\"type\":\"function\",\"function\":{\"name\":\"add\"}},\"max_tokens\":200,\"stream\":true}");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"tool_calls\":[{\"index\":0,\"id\":\"call_"));
+    assert_non_null(strstr(r.body, "\"name\":\"add\""));
+    assert_non_null(strstr(r.body, "\"finish_reason\":\"tool_calls\""));
+    assert_non_null(strstr(r.body, "data: [DONE]"));
+    free(r.raw);
+    /* the call and its answer in the history */
+    r = su_http(g_port, "POST", "/v1/chat/completions",
+                "{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Paris?\"},{\"role\":\"assistant\",\"content\":null,"
+                "\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+                "\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"call_1\","
+                "\"content\":\"21 C, clear\"}]," TOOLS_JSON ",\"max_tokens\":5}");
+    if (r.status != 200) fail_msg("history with a tool call: %d %s", r.status, r.body);
+    free(r.raw);
+    expect_error(g_port, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\"}", 400, "tool_choice");
+    expect_error(g_port, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\"}]}", 400, "tools");
+    expect_error(g_port, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]," TOOLS_JSON ",\"tool_choice\":{\"type\":\"function\","
+                 "\"function\":{\"name\":\"nope\"}}}", 400, "tool_choice");
+    expect_error(g_port, "POST", "/v1/chat/completions",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]," TOOLS_JSON ",\"tool_choice\":\"required\","
+                 "\"response_format\":{\"type\":\"json_object\"}}", 400, "tool_choice");
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
@@ -892,6 +966,7 @@ int main(void) {
         cmocka_unit_test(test_tokenize_and_metrics),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_structured_output),
+        cmocka_unit_test(test_tools),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

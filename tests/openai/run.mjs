@@ -200,3 +200,25 @@ test('structured output: a json_schema reply parses and has the schema\'s shape'
   assert.ok(Number.isInteger(v.population));
   assert.equal(typeof v.coastal, 'boolean');
 });
+
+test('tools: a forced call comes back as tool_calls, and the conversation goes on with its result', async () => {
+  const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Current weather',
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 24 } }, required: ['city'] } } }];
+  const messages = [{ role: 'user', content: 'What is the weather in Paris?' }];
+  const r = await client.chat.completions.create({ model: 'model', messages, tools, max_tokens: 200,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } } });
+  const choice = r.choices[0];
+  assert.equal(choice.finish_reason, 'tool_calls');
+  const call = choice.message.tool_calls[0];
+  assert.equal(call.function.name, 'get_weather');
+  assert.equal(typeof JSON.parse(call.function.arguments).city, 'string');
+  messages.push(choice.message, { role: 'tool', tool_call_id: call.id, content: '21 C and clear' });
+  const r2 = await client.chat.completions.create({ model: 'model', messages, tools, max_tokens: 8 });
+  assert.equal(r2.choices[0].message.role, 'assistant');
+  // streamed: the SDK's helper accumulates the tool_calls delta
+  const stream = client.chat.completions.stream({ model: 'model', messages: messages.slice(0, 1), tools, max_tokens: 200,
+    tool_choice: 'required' });
+  const done = await stream.finalChatCompletion();
+  assert.equal(done.choices[0].finish_reason, 'tool_calls');
+  assert.equal(done.choices[0].message.tool_calls[0].function.name, 'get_weather');
+});
