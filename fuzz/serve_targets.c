@@ -170,6 +170,15 @@ int fuzz_target_http(const uint8_t *data, size_t size) {
 
 /* ---- structured output ---- */
 
+/* (fuzz_targets.c's FUZZ_CHECK is not visible here when this file is built on its own) */
+#define SERVE_FUZZ_CHECK(cond)                                                                  \
+    do {                                                                                        \
+        if (!(cond)) {                                                                          \
+            fprintf(stderr, "fuzz invariant failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                            \
+        }                                                                                       \
+    } while (0)
+
 /* A byte-level BPE vocabulary: <eos> = 0, every byte of the GPT-2 byte alphabet, and a few
    multi-byte JSON pieces (as real vocabularies have), for the token-mask path. */
 static const char k_bl_tok_json[] =
@@ -239,7 +248,7 @@ int fuzz_target_json_schema(const uint8_t *data, size_t size) {
     const uint8_t *doc = nul ? nul + 1 : data + size;
     const size_t n2 = nul ? size - n1 - 1 : 0;
     int r = js_match_bytes(s, (const char *)doc, n2);
-    FUZZ_CHECK(r >= -1 && r <= 1);
+    SERVE_FUZZ_CHECK(r >= -1 && r <= 1);
     if (!g_bl_tok && wick_tokenizer_load_mem(k_bl_tok_json, sizeof k_bl_tok_json - 1, NULL, &g_bl_tok) != WICK_OK) {
         fprintf(stderr, "fuzz: the byte-level tokenizer does not load: %s\n", wick_last_error());
         abort();
@@ -249,20 +258,20 @@ int fuzz_target_json_schema(const uint8_t *data, size_t size) {
     if (js_matcher_create(s, g_bl_tok, nv, &m) == WICK_OK) {
         /* walk: every step some token (or the end) is allowed, and an allowed token is accepted */
         float logits[512];
-        FUZZ_CHECK(nv <= 512);
+        SERVE_FUZZ_CHECK(nv <= 512);
         for (size_t step = 0; step < 64 && !js_done(m); step++) {
             for (int32_t i = 0; i < nv; i++) logits[i] = 0.0f;
             js_mask(m, logits, &eos, 1);
             int32_t allowed[512], na = 0;
             for (int32_t i = 0; i < nv; i++)
                 if (logits[i] == 0.0f) allowed[na++] = i;
-            FUZZ_CHECK(na > 0);
+            SERVE_FUZZ_CHECK(na > 0);
             const int32_t id = allowed[(n2 ? doc[step % n2] : step) % (size_t)na];
             if (id == eos) {
-                FUZZ_CHECK(js_can_end(m));
+                SERVE_FUZZ_CHECK(js_can_end(m));
                 break;
             }
-            FUZZ_CHECK(js_accept(m, id));
+            SERVE_FUZZ_CHECK(js_accept(m, id));
         }
         js_matcher_free(m);
     }
