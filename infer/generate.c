@@ -392,7 +392,17 @@ wick_status gen_next(wick_gen *g, float *logits, int n_held, int n_ctx, wick_tok
     }
     /* structured output: only tokens that keep the text a valid prefix; EOS only where the
        value may end */
-    if (g->jsm) js_mask(g->jsm, logits, g->p.stop_on_eos ? g->eos_ids : NULL, g->p.stop_on_eos ? g->n_eos_ids : 0);
+    if (g->jsm && !js_mask(g->jsm, logits, g->p.stop_on_eos ? g->eos_ids : NULL, g->p.stop_on_eos ? g->n_eos_ids : 0)) {
+        if (js_can_end(g->jsm)) { /* a top-level number at its longest, EOS not wanted: done */
+            tok->id = -1;
+            if ((st = flush_all(g, tok))) return st;
+            fill_final(g, tok, WICK_FINISH_GRAMMAR);
+            return WICK_OK;
+        }
+        return err_set(WICK_ERR_UNSUPPORTED, "structured output: no token can continue the JSON here (the "
+                                             "schema nests deeper than 72 levels, or the vocabulary cannot "
+                                             "write what it needs)");
+    }
     sampled_token sp;
     if ((st = sampler_sample(g->smp, logits, &sp))) return st;
     if ((st = sampler_accept(g->smp, sp.id))) return st;

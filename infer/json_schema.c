@@ -28,7 +28,7 @@ enum { K_ANY, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_BOOL, K_NULL, 
 #define JS_MAX_LITS 64
 #define JS_MAX_ALTS 32
 #define JS_MAX_NODES 4096
-#define JS_MAX_DEPTH 40
+#define JS_MAX_DEPTH 72
 #define NUM_INT_DIGITS 15
 #define NUM_FRAC_DIGITS 10
 #define NUM_EXP_DIGITS 3
@@ -44,7 +44,8 @@ typedef struct jnode {
     int kind;
     jprop *props;  /* object */
     int nprops;
-    bool any_keys; /* object without properties: any keys, any values */
+    bool any_keys; /* object without properties: any keys, values of add_node */
+    int add_node;  /* additionalProperties' schema for any_keys objects (0: any value) */
     bool no_keys;  /* object without properties and additionalProperties false: only {} */
     int items, min_items, max_items;   /* array; max -1 = none */
     int min_len, max_len;              /* string; max -1 = none */
@@ -184,7 +185,9 @@ static bool compile_typed(cctx *c, const cJSON *j, const char *type, int idx, co
         const cJSON *r;
         cJSON_ArrayForEach(r, req) {
             if (!cJSON_IsString(r)) return cfail(c, WICK_ERR_FORMAT, "json schema: 'required' at %s must hold strings%s", path, ""), false;
-            if (!props || !cJSON_GetObjectItemCaseSensitive(props, r->valuestring)) np++;
+            bool seen = false; /* a name listed twice is one property */
+            for (const cJSON *q = req->child; q != r; q = q->next) seen |= cJSON_IsString(q) && !strcmp(q->valuestring, r->valuestring);
+            if (!seen && (!props || !cJSON_GetObjectItemCaseSensitive(props, r->valuestring))) np++;
         }
         if (np > JS_MAX_PROPS) return cfail(c, WICK_ERR_UNSUPPORTED, "json schema: more than 64 properties at %s%s", path, ""), false;
         jprop *pr = np ? calloc((size_t)np, sizeof *pr) : NULL;
@@ -196,6 +199,9 @@ static bool compile_typed(cctx *c, const cJSON *j, const char *type, int idx, co
             cJSON_ArrayForEach(p, list) {
                 const char *name = pass == 0 ? p->string : p->valuestring;
                 if (pass == 1 && props && cJSON_GetObjectItemCaseSensitive(props, name)) continue;
+                bool seen = false;
+                for (const cJSON *q = list->child; pass == 1 && q != p; q = q->next) seen |= !strcmp(q->valuestring, name);
+                if (seen) continue;
                 cJSON *ks = cJSON_CreateString(name);
                 char *esc = ks ? cJSON_PrintUnformatted(ks) : NULL;
                 cJSON_Delete(ks);
@@ -220,8 +226,17 @@ static bool compile_typed(cctx *c, const cJSON *j, const char *type, int idx, co
             }
         }
         if (k == 0) {
-            if (cJSON_IsFalse(add)) c->s->n[idx].no_keys = true;
-            else c->s->n[idx].any_keys = true;
+            if (cJSON_IsFalse(add)) {
+                c->s->n[idx].no_keys = true;
+            } else {
+                c->s->n[idx].any_keys = true;
+                if (cJSON_IsObject(add)) { /* a map: every value follows this schema */
+                    snprintf(sub, sizeof sub, "%.180s/additionalProperties", path);
+                    const int v = compile(c, add, sub);
+                    if (v < 0) return false;
+                    c->s->n[idx].add_node = v;
+                }
+            }
         }
         return true;
     }
@@ -490,6 +505,13 @@ wick_status js_compile(const char *schema_json, js_schema **out) {
             }
         }
         for (int i = 0; !c.st && i < s->nn; i++) {
+            const jnode *n = &s->n[i];
+            bool empty = true;
+            for (int k = 0; k < 32; k++) empty &= n->first[k] == 0;
+            if (empty) /* e.g. definitions that only refer to each other */
+                cfail(&c, WICK_ERR_FORMAT, "json schema: the schema at %s accepts no value (a $ref cycle?)%s", n->path, "");
+        }
+        for (int i = 0; !c.st && i < s->nn; i++) {
             jnode *n = &s->n[i];
             if (n->kind != K_UNION || n->nalts < 2) continue;
             /* branches that are objects may share '{' when a discriminator tells them apart */
@@ -724,7 +746,7 @@ static bool feed(const js_schema *s, js_state *st, unsigned c) {
             if (f->phase == OBJ_COLON) {
                 if (c != ':') return false;
                 f->phase = OBJ_AFTER;
-                return push(st, (frame){.type = F_VALUE, .node = any ? 0 : n->props[f->b].node});
+                return push(st, (frame){.type = F_VALUE, .node = n->kind == K_ANY ? 0 : any ? n->add_node : n->props[f->b].node});
             }
             /* OBJ_AFTER */
             if (c == ',') {
@@ -991,6 +1013,9 @@ static int cmp_bytes(const void *pa, const void *pb) {
 static pthread_mutex_t g_vocab_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static wick_status vocab_build(const wick_tokenizer *t, js_vocab **out) {
+    if (!t->ndec)
+        return err_set(WICK_ERR_UNSUPPORTED, "structured output needs a tokenizer with a decoder (this one "
+                                             "joins tokens with spaces)");
     for (int i = 0; i < t->ndec; i++)
         if (t->dec[i].kind == DEC_WORDPIECE || t->dec[i].kind == DEC_BPE_SUFFIX)
             return err_set(WICK_ERR_UNSUPPORTED, "structured output needs a tokenizer whose tokens decode "
@@ -1131,7 +1156,8 @@ static void dfs(js_matcher *m, int32_t lo, int32_t hi, int d) {
         size_t len;
         tok_bytes(v, srt[lo], &len);
         if ((int)len != d) break;
-        m->allow[srt[lo++]] = 1;
+        if (srt[lo] < m->n_vocab) m->allow[srt[lo]] = 1;
+        lo++;
     }
     while (lo < hi) {
         size_t len;
@@ -1158,7 +1184,7 @@ static bool simulate(const js_matcher *m, js_state *tmp, int32_t id) {
     return true;
 }
 
-void js_mask(js_matcher *m, float *logits, const int32_t *eos, int n_eos) {
+bool js_mask(js_matcher *m, float *logits, const int32_t *eos, int n_eos) {
     const js_vocab *v = m->v;
     memset(m->allow, 0, (size_t)m->n_vocab);
     const frame *top = m->st.depth ? &m->st.f[m->st.depth - 1] : NULL;
@@ -1196,9 +1222,7 @@ void js_mask(js_matcher *m, float *logits, const int32_t *eos, int n_eos) {
         if (m->allow[id]) any = true;
         else logits[id] = -INFINITY;
     }
-    if (!any) /* cannot happen by construction; end rather than sample from nothing */
-        for (int i = 0; i < n_eos; i++)
-            if (eos[i] >= 0 && eos[i] < m->n_vocab) logits[eos[i]] = 0.0f;
+    return any;
 }
 
 bool js_accept(js_matcher *m, int32_t id) {

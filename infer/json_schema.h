@@ -42,8 +42,11 @@ wick_status js_matcher_create(const js_schema *s, const wick_tokenizer *tok, int
 void js_matcher_free(js_matcher *m);
 
 /* Sets logits[id] = -inf for every id that may not come next. The ids in eos (n_eos) stay
- * allowed exactly when the value may end here. Special tokens are never allowed. */
-void js_mask(js_matcher *m, float *logits, const int32_t *eos, int n_eos);
+ * allowed exactly when the value may end here. Special tokens are never allowed. Returns
+ * false when nothing is allowed (the value is complete as far as it can go with no EOS id to
+ * end it, or the schema needs more nesting than the matcher holds, or the vocabulary cannot
+ * write what comes next). */
+bool js_mask(js_matcher *m, float *logits, const int32_t *eos, int n_eos);
 /* Advances over token id's bytes; false (state unchanged) if they are not allowed. */
 bool js_accept(js_matcher *m, int32_t id);
 /* The value is complete: nothing more may follow. */

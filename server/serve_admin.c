@@ -125,8 +125,9 @@ unsigned serve_adapter_add(serve_ctx *c, const char *name, const char *path, flo
         snprintf(msg, cap, "out of memory");
         return 500;
     }
-    /* loading reads files and converts tensors: done under the lock so that two requests for
-       one name cannot both load it; generations keep running (the engine has its own lock) */
+    /* the name is reserved under the lock (an entry without a path: loading), the files are
+       read without it, so that requests naming other adapters, /v1/models and /metrics do
+       not wait for a slow disk; a second request for the same name gets 409 meanwhile */
     pthread_mutex_lock(&c->adapters_mu);
     unsigned st = 200;
     if (adapter_index(c, name) >= 0) {
@@ -137,19 +138,36 @@ unsigned serve_adapter_add(serve_ctx *c, const char *name, const char *path, flo
         snprintf(msg, cap, "at most %d adapters may be loaded at once", SERVE_MAX_ADAPTERS);
         st = 409;
     } else {
-        wick_status ws = wick_adapter_load(c->model, path, name);
-        if (ws != WICK_OK) {
-            snprintf(msg, cap, "cannot load the adapter at '%.200s': %s", path, wick_last_error());
-            st = ws == WICK_ERR_NOMEM ? 507 : 400;
-        } else {
-            const int i = c->n_adapters++;
-            c->adapter_names[i] = nm, c->adapter_paths[i] = pa, nm = pa = NULL;
-            c->adapter_scales[i] = scale;
-            c->adapter_created[i] = (long long)time(NULL);
-        }
+        const int i = c->n_adapters++;
+        c->adapter_names[i] = nm, c->adapter_paths[i] = NULL, nm = NULL;
+        c->adapter_scales[i] = scale;
+        c->adapter_created[i] = 0;
     }
     pthread_mutex_unlock(&c->adapters_mu);
-    free(nm), free(pa);
+    if (st != 200) {
+        free(nm), free(pa);
+        return st;
+    }
+    wick_status ws = wick_adapter_load(c->model, path, name);
+    pthread_mutex_lock(&c->adapters_mu);
+    const int i = adapter_index(c, name); /* still ours: a loading entry cannot be deleted */
+    if (ws != WICK_OK) {
+        snprintf(msg, cap, "cannot load the adapter at '%.200s': %s", path, wick_last_error());
+        st = ws == WICK_ERR_NOMEM ? 507 : 400;
+        free(c->adapter_names[i]);
+        for (int k = i + 1; k < c->n_adapters; k++) {
+            c->adapter_names[k - 1] = c->adapter_names[k];
+            c->adapter_paths[k - 1] = c->adapter_paths[k];
+            c->adapter_scales[k - 1] = c->adapter_scales[k];
+            c->adapter_created[k - 1] = c->adapter_created[k];
+        }
+        c->n_adapters--;
+    } else {
+        c->adapter_paths[i] = pa, pa = NULL;
+        c->adapter_created[i] = (long long)time(NULL);
+    }
+    pthread_mutex_unlock(&c->adapters_mu);
+    free(pa);
     return st;
 }
 
@@ -157,9 +175,10 @@ unsigned serve_adapter_remove(serve_ctx *c, const char *name, char *msg, size_t 
     pthread_mutex_lock(&c->adapters_mu);
     const int i = adapter_index(c, name);
     unsigned st = 200;
-    if (i < 0) {
-        snprintf(msg, cap, "no adapter named '%.100s' is loaded (see /v1/models)", name);
-        st = 404;
+    if (i < 0 || !c->adapter_paths[i]) {
+        snprintf(msg, cap, i < 0 ? "no adapter named '%.100s' is loaded (see /v1/models)"
+                                 : "the adapter '%.100s' is still loading", name);
+        st = i < 0 ? 404 : 409;
     } else {
         /* generations that hold it keep their reference and finish with it */
         (void)wick_adapter_unload(c->model, name);
@@ -178,7 +197,8 @@ unsigned serve_adapter_remove(serve_ctx *c, const char *name, char *msg, size_t 
 
 bool serve_adapter_find(serve_ctx *c, const char *name, float *scale) {
     pthread_mutex_lock(&c->adapters_mu);
-    const int i = adapter_index(c, name);
+    int i = adapter_index(c, name);
+    if (i >= 0 && !c->adapter_paths[i]) i = -1; /* still loading */
     if (i >= 0 && scale) *scale = c->adapter_scales[i];
     pthread_mutex_unlock(&c->adapters_mu);
     return i >= 0;

@@ -391,7 +391,7 @@ static bool on_token(const wick_token *t, void *user) {
     if (last && !j->started && t->generated_tokens == 0 && j->cancel_reason == CANCEL_QUEUE) {
         set_error(j, 503, "the server is busy: the request waited too long in the queue; retry "
                           "later", "server_busy");
-    } else if (last && t->finish == WICK_FINISH_ERROR && !j->started) {
+    } else if (last && t->finish == WICK_FINISH_ERROR && (!j->started || !j->req.stream)) {
         set_error(j, 500, t->error ? t->error : "generation failed", NULL);
     } else if (!j->req.stream) {
         if (j->req.logprobs) lp_append(j, &j->lp, t, j->text.len);
@@ -614,10 +614,6 @@ static enum MHD_Result start_generation(serve_ctx *c, struct MHD_Connection *con
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     j->fd = ci ? ci->connect_fd : -1;
     atomic_store(&j->refs, 2); /* the engine side and the request */
-    pthread_mutex_lock(&c->jobs_mu);
-    j->next = c->jobs;
-    c->jobs = j;
-    pthread_mutex_unlock(&c->jobs_mu);
     wick_request rq = {.prompt = j->req.prompt, .n_prompt = j->req.n_prompt, .params = &j->req.p,
                        .adapter = j->req.adapter[0] ? j->req.adapter : NULL,
                        .adapter_scale = j->req.adapter_scale,
@@ -637,6 +633,8 @@ static enum MHD_Result start_generation(serve_ctx *c, struct MHD_Connection *con
             return send_error(conn, 400, msg, param, "context_length_exceeded");
         if (st == WICK_ERR_INVALID_ARG) return send_error(conn, 400, msg, NULL, NULL);
         if (st == WICK_ERR_BUSY) return send_error(conn, 503, msg, NULL, "server_busy");
+        if (st == WICK_ERR_UNSUPPORTED || st == WICK_ERR_FORMAT) /* e.g. structured output on a tokenizer it cannot use */
+            return send_error(conn, 400, msg, j->req.schema ? (j->req.tool_mode ? "tools" : "response_format") : NULL, NULL);
         /* unloaded between parsing and submission */
         if (st == WICK_ERR_NOT_FOUND) return send_error(conn, 404, msg, "model", "model_not_found");
         return send_error(conn, 500, msg, NULL, NULL);
@@ -644,6 +642,13 @@ static enum MHD_Result start_generation(serve_ctx *c, struct MHD_Connection *con
     j->suspended = true;
     MHD_suspend_connection(conn);
     pthread_mutex_unlock(&j->mu);
+    /* on the sweep's list only now: the submission above may take long the first time
+       (structured output builds its token table) and the sweep locks every listed job; the
+       request's reference keeps the job alive even if it already finished */
+    pthread_mutex_lock(&c->jobs_mu);
+    j->next = c->jobs;
+    c->jobs = j;
+    pthread_mutex_unlock(&c->jobs_mu);
     return MHD_YES;
 }
 
@@ -702,7 +707,8 @@ static enum MHD_Result handle_models(serve_ctx *c, struct MHD_Connection *conn, 
     cJSON_AddStringToObject(r, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(r, "data");
     pthread_mutex_lock(&c->adapters_mu);
-    for (int i = lora_only ? 0 : -1; i < c->n_adapters; i++) cJSON_AddItemToArray(data, model_json(c, i));
+    for (int i = lora_only ? 0 : -1; i < c->n_adapters; i++)
+        if (i < 0 || c->adapter_paths[i]) cJSON_AddItemToArray(data, model_json(c, i)); /* not while loading */
     pthread_mutex_unlock(&c->adapters_mu);
     if (!lora_only && c->emb && strcmp(c->emb_id, c->model_id) != 0) {
         cJSON *m = cJSON_CreateObject();
@@ -731,7 +737,7 @@ static enum MHD_Result handle_model(serve_ctx *c, struct MHD_Connection *conn, c
         cJSON_AddStringToObject(m, "type", "embedding");
     }
     for (int i = 0; !m && i < c->n_adapters; i++)
-        if (!strcmp(id, c->adapter_names[i])) m = model_json(c, i);
+        if (c->adapter_paths[i] && !strcmp(id, c->adapter_names[i])) m = model_json(c, i);
     pthread_mutex_unlock(&c->adapters_mu);
     if (m) return send_json(conn, 200, m);
     char msg[200];

@@ -65,7 +65,9 @@ static int usage(FILE *f) {
                "  --adapter SPEC   load a PEFT LoRA folder and serve it as model NAME (default: the\n"
                "                   folder name); requests pick it with \"model\": \"NAME\", and\n"
                "                   requests with different adapters share a batch\n"
-               "  --no-adapter-api refuse POST/DELETE /v1/adapters (403)\n"
+               "  --no-adapter-api refuse POST/DELETE /v1/adapters (403); --adapter-api allows\n"
+               "                   them; by default they are allowed on a loopback address or\n"
+               "                   with API keys, refused otherwise (they read the server's disk)\n"
                "  --embedding-model DIR  also serve POST /v1/embeddings with this encoder folder\n"
                "                   (BERT family, sentence-transformers layout); -m may name an\n"
                "                   encoder instead, for an embeddings-only server\n"
@@ -189,7 +191,7 @@ int cmd_serve(int argc, char **argv) {
     int n_adapter_specs = 0;
     const char *key_args[64], *key_file = NULL;
     int n_key_args = 0;
-    bool quiet = false, adapter_api = true;
+    bool quiet = false, adapter_api = true, adapter_api_set = false;
     const char *emb_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -202,7 +204,8 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
-        else if (!strcmp(a, "--no-adapter-api")) adapter_api = false;
+        else if (!strcmp(a, "--no-adapter-api")) adapter_api = false, adapter_api_set = true;
+        else if (!strcmp(a, "--adapter-api")) adapter_api = true, adapter_api_set = true;
         else if (!strcmp(a, "--api-key-file") && has) key_file = argv[++i];
         else if (!strcmp(a, "--embedding-model") && has) emb_path = argv[++i];
         else if (!strcmp(a, "--api-key") && has) {
@@ -314,6 +317,12 @@ int cmd_serve(int argc, char **argv) {
     for (int i = 0; i < n_key_args; i++)
         if (!serve_keys_add(&c, key_args[i])) goto out;
     if (key_file && !serve_keys_from_file(&c, key_file)) goto out;
+    if (!adapter_api_set && c.n_keys == 0 && strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0 &&
+        strcmp(host, "localhost") != 0) {
+        c.adapter_api = false;
+        fprintf(stderr, "wick serve: POST/DELETE /v1/adapters are off (listening on %s without an API "
+                        "key); --adapter-api turns them on\n", host);
+    }
 
     wick_model_params mp = wick_model_params_default();
     mp.kernels = kernels;

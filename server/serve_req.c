@@ -146,6 +146,45 @@ static bool parse_prompt(const serve_ctx *c, serve_req *r, const cJSON *root) {
 
 /* Copies `messages` with each content flattened to a string (text parts joined), renders the
  * chat template with the generation prompt and tokenizes the result. */
+/* Rewrites every "$ref": "#/$defs/X" (or #/definitions/X) under j to "#/$defs/fN_X". */
+static void rename_refs(cJSON *j, int fn) {
+    if (!j) return;
+    cJSON *ref = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "$ref") : NULL;
+    if (cJSON_IsString(ref)) {
+        const char *r = ref->valuestring;
+        const char *name = !strncmp(r, "#/$defs/", 8) ? r + 8 : !strncmp(r, "#/definitions/", 14) ? r + 14 : NULL;
+        if (name) {
+            char buf[300];
+            snprintf(buf, sizeof buf, "#/$defs/f%d_%.250s", fn, name);
+            cJSON_SetValuestring(ref, buf);
+        }
+    }
+    for (cJSON *c = j->child; c; c = c->next) rename_refs(c, fn);
+}
+
+/* Moves args' $defs / definitions into root's $defs as fN_NAME and renames the references. */
+static void hoist_defs(cJSON *root, cJSON *args, int fn) {
+    if (!cJSON_IsObject(args)) return;
+    rename_refs(args, fn);
+    static const char *const keys[] = {"$defs", "definitions"};
+    for (int k = 0; k < 2; k++) {
+        cJSON *defs = cJSON_DetachItemFromObjectCaseSensitive(args, keys[k]);
+        if (!cJSON_IsObject(defs)) {
+            cJSON_Delete(defs);
+            continue;
+        }
+        cJSON *dst = cJSON_GetObjectItemCaseSensitive(root, "$defs");
+        if (!dst) dst = cJSON_AddObjectToObject(root, "$defs");
+        while (defs->child) {
+            cJSON *d = cJSON_DetachItemViaPointer(defs, defs->child);
+            char name[300];
+            snprintf(name, sizeof name, "f%d_%.250s", fn, d->string ? d->string : "");
+            cJSON_AddItemToObject(dst, name, d);
+        }
+        cJSON_Delete(defs);
+    }
+}
+
 /* tools + tool_choice: checks their shape, decides the mode, and returns the tools array
    (borrowed from root) to pass to the template, or NULL. For required/named calls it also
    sets the JSON Schema the call must follow (*forced_prefix: what the prompt must end with so
@@ -213,17 +252,21 @@ static bool parse_tools(const serve_ctx *c, serve_req *r, const cJSON *root, con
        told apart by the name (a discriminated union when there are several) */
     const char *argkey = r->tool_format == SERVE_TOOLFMT_JSON ? "parameters" : "arguments";
     cJSON *sch = cJSON_CreateObject(), *alts = cJSON_AddArrayToObject(sch, "anyOf");
+    int nfn = 0;
     cJSON_ArrayForEach(t, tools) {
         const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
         const char *fname = cJSON_GetObjectItemCaseSensitive(fn, "name")->valuestring;
         if (named && strcmp(fname, named) != 0) continue;
         const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        cJSON *args = params ? cJSON_Duplicate(params, true) : cJSON_CreateObject();
+        if (args && !params) cJSON_AddStringToObject(args, "type", "object");
+        /* the function's own definitions move to the wrapper's root, renamed per function, so
+           that its "#/$defs/X" references still resolve there */
+        hoist_defs(sch, args, ++nfn);
         cJSON *o = cJSON_CreateObject(), *props;
         cJSON_AddStringToObject(o, "type", "object");
         props = cJSON_AddObjectToObject(o, "properties");
         cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "name"), "const", fname);
-        cJSON *args = params ? cJSON_Duplicate(params, true) : cJSON_CreateObject();
-        if (args && !params) cJSON_AddStringToObject(args, "type", "object");
         cJSON_AddItemToObject(props, argkey, args);
         cJSON *req = cJSON_AddArrayToObject(o, "required");
         cJSON_AddItemToArray(req, cJSON_CreateString("name"));

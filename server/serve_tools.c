@@ -24,7 +24,12 @@ static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c ==
 static cJSON *call_json(const char *id, const char *s, size_t n, int index) {
     while (n && is_space(*s)) s++, n--;
     while (n && (is_space(s[n - 1]) || s[n - 1] == ';')) n--;
-    cJSON *o = cJSON_ParseWithLength(s, n);
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(s, n, &end, false);
+    if (o && end != s + n) { /* text after the object: not (only) a call */
+        cJSON_Delete(o);
+        return NULL;
+    }
     const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "name");
     const cJSON *ar = cJSON_GetObjectItemCaseSensitive(o, "arguments");
     if (!ar) ar = cJSON_GetObjectItemCaseSensitive(o, "parameters");

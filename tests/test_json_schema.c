@@ -19,6 +19,7 @@
 
 #include "infer/json_schema.h"
 #include "model/random.h"
+#include "tokenizer/tok_impl.h"
 #include "testutil.h"
 #include "wick.h"
 
@@ -176,6 +177,23 @@ static void test_matcher(void **state) {
     INVALID(disc, "{\"name\":\"add\",\"arguments\":{\"s\":\"q\"}}"); /* the other branch's arguments */
     INVALID(disc, "{\"name\":\"sub\",\"arguments\":{}}");
     INVALID(disc, "{\"arguments\":{\"a\":1},\"name\":\"add\"}");
+    /* maps: additionalProperties gives every value's schema */
+    VALID("{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"}}", "{\"a\":1,\"b\":-2}");
+    INVALID("{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"}}", "{\"a\":\"x\"}");
+    /* a name listed twice in required is one property */
+    VALID("{\"required\":[\"a\",\"a\"]}", "{\"a\":true}");
+    INVALID("{\"required\":[\"a\",\"a\"]}", "{\"a\":true,\"a\":1}");
+    /* 60 levels of nesting fit */
+    {
+        char sch[4096] = "", doc[512] = "";
+        for (int i = 0; i < 60; i++) strcat(sch, "{\"type\":\"array\",\"minItems\":1,\"items\":");
+        strcat(sch, "{\"type\":\"null\"}");
+        for (int i = 0; i < 60; i++) strcat(sch, "}");
+        for (int i = 0; i < 60; i++) strcat(doc, "[");
+        strcat(doc, "null");
+        for (int i = 0; i < 60; i++) strcat(doc, "]");
+        VALID(sch, doc);
+    }
     /* incomplete but valid so far */
     assert_int_equal(match(obj, "{\"name\":\"A"), 0);
     assert_int_equal(match("{\"type\":\"number\"}", "-"), 0);
@@ -198,6 +216,8 @@ static void test_schema_errors(void **state) {
         {"[1]", "must be an object", WICK_ERR_FORMAT},
         {"{\"type\":", "not valid JSON", WICK_ERR_FORMAT},
         {"{\"type\":\"object\",\"properties\":{\"a\":{\"not\":{}}}}", "#/properties/a", WICK_ERR_UNSUPPORTED},
+        {"{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}}}",
+         "accepts no value", WICK_ERR_FORMAT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         wick_status st = wick_json_schema_check(cases[i].schema);
@@ -356,10 +376,41 @@ static void test_random_schemas_generate(void **state) {
     free(tok);
 }
 
+/* The token table's bytes are the bytes a token adds mid-stream: for SentencePiece-style
+   tokenizers (Llama 2: Replace + ByteFallback + Fuse + Strip) "\u2581York" is " York" and
+   byte tokens keep their raw byte, so the matcher sees what the text will hold. */
+static void test_vocab_bytes_sentencepiece(void **state) {
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/third_party/tokenizers/llama2", WICK_SOURCE_DIR);
+    wick_tokenizer *t = NULL;
+    if (wick_tokenizer_load(path, &t) != WICK_OK) {
+        if (tu_ci()) fail_msg("third_party/tokenizers/llama2 (make fetch) does not load: %s", wick_last_error());
+        skip();
+    }
+    uint32_t *off = NULL;
+    char *bytes = NULL;
+    assert_int_equal(tok_vocab_bytes(t, &off, &bytes), WICK_OK);
+    static const struct { const char *tok; const char *want; size_t n; } cases[] = {
+        {"\xe2\x96\x81York", " York", 5}, {"ork", "ork", 3}, {"\xe2\x96\x81{", " {", 2}, {"\xe2\x96\x81", " ", 1},
+        {"<0x20>", " ", 1}, {"<0xE2>", "\xe2", 1}, {"{", "{", 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int32_t id = wick_token_id(t, cases[i].tok);
+        if (id < 0) fail_msg("%s not in the vocabulary", cases[i].tok);
+        const size_t n = off[id + 1] - off[id];
+        if (n != cases[i].n || memcmp(bytes + off[id], cases[i].want, n) != 0)
+            fail_msg("%s: %zu bytes '%.*s', wanted '%s'", cases[i].tok, n, (int)n, bytes + off[id], cases[i].want);
+    }
+    free(off);
+    free(bytes);
+    wick_tokenizer_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matcher),
         cmocka_unit_test(test_schema_errors),
+        cmocka_unit_test(test_vocab_bytes_sentencepiece),
         cmocka_unit_test(test_random_schemas_generate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -98,6 +98,9 @@ static void test_forced_and_json(void **state) {
     cJSON_Delete(c);
     cJSON_Delete(check(SERVE_TOOLS_AUTO, SERVE_TOOLFMT_JSON, "Hello {there}", "Hello {there}", 0));
     cJSON_Delete(check(SERVE_TOOLS_AUTO, SERVE_TOOLFMT_JSON, "{\"x\": 1}", "{\"x\": 1}", 0));
+    /* an object followed by more text is not a call */
+    cJSON_Delete(check(SERVE_TOOLS_AUTO, SERVE_TOOLFMT_JSON, "{\"name\":\"f\",\"parameters\":{}} and more",
+                       "{\"name\":\"f\",\"parameters\":{}} and more", 0));
 }
 
 int main(void) {

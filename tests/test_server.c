@@ -937,6 +937,24 @@ static void test_tools(void **state) {
                 "\"content\":\"21 C, clear\"}]," TOOLS_JSON ",\"max_tokens\":5}");
     if (r.status != 200) fail_msg("history with a tool call: %d %s", r.status, r.body);
     free(r.raw);
+    /* a function whose parameters refer to their own $defs (pydantic / zod output) */
+    r = su_http(g_port, "POST", "/v1/chat/completions",
+                "{\"messages\":[{\"role\":\"user\",\"content\":\"Book it\"}],\"tools\":[{\"type\":\"function\","
+                "\"function\":{\"name\":\"book\",\"parameters\":{\"$defs\":{\"Date\":{\"type\":\"object\","
+                "\"properties\":{\"y\":{\"type\":\"integer\"},\"m\":{\"type\":\"integer\"}},\"required\":[\"y\",\"m\"]}},"
+                "\"type\":\"object\",\"properties\":{\"when\":{\"$ref\":\"#/$defs/Date\"}},\"required\":[\"when\"]}}}],"
+                "\"tool_choice\":\"required\",\"max_tokens\":120}");
+    if (r.status != 200) fail_msg("tool with $defs: %d %s", r.status, r.body);
+    {
+        cJSON *j = su_json_of(&r);
+        const cJSON *fn = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(
+                                                  su_choice0(j), "message"), "tool_calls"), 0), "function");
+        cJSON *args = cJSON_Parse(su_jstr(fn, "arguments", NULL));
+        assert_true(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(args, "when"), "y")));
+        cJSON_Delete(args);
+        cJSON_Delete(j);
+    }
+    free(r.raw);
     expect_error(g_port, "POST", "/v1/chat/completions",
                  "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\"}", 400, "tool_choice");
     expect_error(g_port, "POST", "/v1/chat/completions",

@@ -134,6 +134,7 @@ static bool bytefallback_release(wick_detok *d, int si) {
         valid = l > 0;
         i += l;
     }
+    if (d->raw) valid = true; /* tok_vocab_bytes: the bytes themselves */
     ss->tmp.len = 0;
     bool ok = valid ? tok_buf_put(&ss->tmp, ss->pend.p, ss->pend.len) : true;
     for (int k = 0; ok && !valid && k < ss->npend; k++) ok = tok_buf_put(&ss->tmp, "\xEF\xBF\xBD", 3);
@@ -493,10 +494,18 @@ wick_status tok_vocab_bytes(const wick_tokenizer *t, uint32_t **offsets, char **
     uint32_t *off = malloc(sizeof *off * ((size_t)t->n_ids + 1));
     tok_buf all = {0};
     if (!off) st = err_set(WICK_ERR_NOMEM, "out of memory");
+    /* each token as it decodes after another one (stages that treat the start of the stream
+       differently, such as Metaspace or Strip dropping a leading space, see it mid-stream):
+       an anchor token first, its bytes discarded */
+    const int32_t anchor = tok_smap_get(&t->vocab, "a", 1);
     for (int32_t id = 0; !st && id < t->n_ids; id++) {
         off[id] = (uint32_t)all.len;
         wick_detok_reset(d);
-        /* one token on its own, then the flush that releases what a stage held back */
+        if (anchor >= 0 && !t->is_special[id]) {
+            if ((st = detok_feed(d, anchor))) break;
+            d->out.len = 0;
+        }
+        /* the token, then the flush that releases what a stage held back */
         if ((st = detok_feed(d, id)) || (st = detok_finish(d))) break;
         if (all.len + d->out.len >= UINT32_MAX) st = err_set(WICK_ERR_FORMAT, "vocabulary too large");
         else if (!tok_buf_put(&all, d->out.p ? d->out.p : "", d->out.len)) st = err_set(WICK_ERR_NOMEM, "out of memory");

@@ -277,8 +277,9 @@ extern const int16_t tok_cp_to_byte[324];   /* its inverse, -1 outside */
 void tok_dec_free_list(tok_dec *d, int n);
 /* Every id's bytes as the decoder chain gives them for that token alone, before UTF-8 assembly
  * (a token holding part of a character gives those bytes): id i is bytes[offsets[i] ..
- * offsets[i+1]). Both malloc'd. Stages that depend on the token's place in the stream
- * (Metaspace/Strip at the start) see it as the first token. */
+ * offsets[i+1]). Both malloc'd. Each token is decoded after the vocabulary's "a" (when it
+ * has one), so stages that treat the start of the stream differently (Metaspace, Strip) see
+ * it mid-stream; byte-fallback runs keep their raw bytes. */
 wick_status tok_vocab_bytes(const wick_tokenizer *t, uint32_t **offsets, char **bytes);
 
 #endif
