@@ -38,6 +38,9 @@ int fuzz_target_train_data(const uint8_t *data, size_t size);
 /* serve_targets.c: a JSON Schema for structured output [NUL a document]: compile, match the
    document's bytes, and walk the token mask over a small byte-level vocabulary. */
 int fuzz_target_json_schema(const uint8_t *data, size_t size);
+/* serve_targets.c: a model's reply with tool calls (byte 0: mode and format, byte 1: how the
+   stream is cut), parsed whole and streamed: both must give the same calls and text. */
+int fuzz_target_serve_tools(const uint8_t *data, size_t size);
 
 /* The fixed inputs the targets check fuzzed files against, built in memory on first use and
  * kept for the life of the process: a 1-layer LLaMA (d 8, 2 heads on 1 KV head, ff 12,

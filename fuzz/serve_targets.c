@@ -279,3 +279,52 @@ int fuzz_target_json_schema(const uint8_t *data, size_t size) {
     free(schema);
     return 0;
 }
+
+/* ---- tool calls in a model's reply ---- */
+
+typedef struct tools_sink { char *text; size_t len, cap; cJSON *calls; } tools_sink;
+
+static void tools_text(void *u, const char *p, size_t n) {
+    tools_sink *k = u;
+    if (k->len + n + 1 > k->cap) {
+        size_t cap = (k->len + n + 1) * 2;
+        char *q = realloc(k->text, cap);
+        SERVE_FUZZ_CHECK(q != NULL);
+        k->text = q, k->cap = cap;
+    }
+    memcpy(k->text + k->len, p, n);
+    k->len += n;
+    k->text[k->len] = 0;
+}
+
+static void tools_call(void *u, cJSON *c) { cJSON_AddItemToArray(((tools_sink *)u)->calls, c); }
+
+int fuzz_target_serve_tools(const uint8_t *data, size_t size) {
+    /* byte 0: mode (bits 0-1) and format (bit 2), byte 1: a cut stride; the rest: the reply */
+    if (size < 2) return 0;
+    const int mode = 1 + data[0] % 3, fmt = data[0] & 4 ? SERVE_TOOLFMT_JSON : SERVE_TOOLFMT_TAGGED;
+    const size_t stride = 1 + data[1] % 17;
+    const char *reply = (const char *)data + 2;
+    const size_t n = size - 2;
+    cJSON *calls = cJSON_CreateArray();
+    char *whole = serve_tools_split(mode, fmt, "f", reply, n, calls);
+    SERVE_FUZZ_CHECK(whole != NULL);
+    /* the same reply streamed in pieces of `stride` bytes: the same calls, the same text */
+    serve_tool_stream ts;
+    serve_tools_init(&ts, mode, fmt, "f");
+    tools_sink k = {.calls = cJSON_CreateArray()};
+    for (size_t i = 0; i < n; i += stride)
+        serve_tools_feed(&ts, reply + i, i + stride < n ? stride : n - i, false, tools_text, tools_call, &k);
+    serve_tools_feed(&ts, "", 0, true, tools_text, tools_call, &k);
+    size_t a = 0, e = k.len;
+    while (a < e && strchr(" \n\r\t", k.text[a]) && k.text[a]) a++;
+    while (e > a && strchr(" \n\r\t", k.text[e - 1]) && k.text[e - 1]) e--;
+    SERVE_FUZZ_CHECK(e - a == strlen(whole) && (e == a || !memcmp(k.text + a, whole, e - a)));
+    SERVE_FUZZ_CHECK(cJSON_Compare(k.calls, calls, true));
+    serve_tools_free(&ts);
+    free(k.text);
+    cJSON_Delete(k.calls);
+    cJSON_Delete(calls);
+    free(whole);
+    return 0;
+}

@@ -108,6 +108,19 @@ static int adapter_index(const serve_ctx *c, const char *name) {
     return -1;
 }
 
+/* Frees entry i of the adapter table and closes the gap (adapters_mu held). */
+static void drop_entry(serve_ctx *c, int i) {
+    free(c->adapter_names[i]);
+    free(c->adapter_paths[i]);
+    for (int k = i + 1; k < c->n_adapters; k++) {
+        c->adapter_names[k - 1] = c->adapter_names[k];
+        c->adapter_paths[k - 1] = c->adapter_paths[k];
+        c->adapter_scales[k - 1] = c->adapter_scales[k];
+        c->adapter_created[k - 1] = c->adapter_created[k];
+    }
+    c->n_adapters--;
+}
+
 unsigned serve_adapter_add(serve_ctx *c, const char *name, const char *path, float scale,
                            char *msg, size_t cap) {
     if (!serve_adapter_name_ok(c, name)) {
@@ -154,14 +167,7 @@ unsigned serve_adapter_add(serve_ctx *c, const char *name, const char *path, flo
     if (ws != WICK_OK) {
         snprintf(msg, cap, "cannot load the adapter at '%.200s': %s", path, wick_last_error());
         st = ws == WICK_ERR_NOMEM ? 507 : 400;
-        free(c->adapter_names[i]);
-        for (int k = i + 1; k < c->n_adapters; k++) {
-            c->adapter_names[k - 1] = c->adapter_names[k];
-            c->adapter_paths[k - 1] = c->adapter_paths[k];
-            c->adapter_scales[k - 1] = c->adapter_scales[k];
-            c->adapter_created[k - 1] = c->adapter_created[k];
-        }
-        c->n_adapters--;
+        drop_entry(c, i);
     } else {
         c->adapter_paths[i] = pa, pa = NULL;
         c->adapter_created[i] = (long long)time(NULL);
@@ -182,14 +188,7 @@ unsigned serve_adapter_remove(serve_ctx *c, const char *name, char *msg, size_t 
     } else {
         /* generations that hold it keep their reference and finish with it */
         (void)wick_adapter_unload(c->model, name);
-        free(c->adapter_names[i]), free(c->adapter_paths[i]);
-        for (int k = i + 1; k < c->n_adapters; k++) {
-            c->adapter_names[k - 1] = c->adapter_names[k];
-            c->adapter_paths[k - 1] = c->adapter_paths[k];
-            c->adapter_scales[k - 1] = c->adapter_scales[k];
-            c->adapter_created[k - 1] = c->adapter_created[k];
-        }
-        c->n_adapters--;
+        drop_entry(c, i);
     }
     pthread_mutex_unlock(&c->adapters_mu);
     return st;
@@ -356,6 +355,16 @@ static int utf8_char(const unsigned char *p, size_t n) {
             return 0;
     }
     return k;
+}
+
+bool serve_utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        const int k = utf8_char(p + i, n - i);
+        if (k <= 0) return false;
+        i += (size_t)k;
+    }
+    return true;
 }
 
 void serve_utf8_clean(const char *s, char *out, size_t cap) {

@@ -152,27 +152,9 @@ static cJSON *bytes_json(const char *s) {
     return a;
 }
 
-/* Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
-static bool utf8_ok(const unsigned char *p, size_t n) {
-    for (size_t i = 0; i < n;) {
-        const unsigned c = p[i];
-        size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-        if (!k || i + k > n || (k == 2 && c < 0xC2)) return false;
-        uint32_t cp = k == 1 ? c : k == 2 ? c & 0x1F : k == 3 ? c & 0x0F : c & 0x07;
-        for (size_t j = 1; j < k; j++) {
-            if ((p[i + j] & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (p[i + j] & 0x3F);
-        }
-        if ((k == 3 && (cp < 0x800 || (cp >= 0xD800 && cp < 0xE000))) || (k == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return false;
-        i += k;
-    }
-    return true;
-}
-
 /* A JSON string where s is valid UTF-8, else its bytes as an array of numbers. */
 static cJSON *text_or_bytes(const char *s) {
-    return utf8_ok((const unsigned char *)s, strlen(s)) ? cJSON_CreateString(s) : bytes_json(s);
+    return serve_utf8_valid(s, strlen(s)) ? cJSON_CreateString(s) : bytes_json(s);
 }
 
 /* Appends the logprobs of token t to `lp`, creating it in the shape of the endpoint:

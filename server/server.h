@@ -166,6 +166,8 @@ void serve_req_free(serve_req *r);
    and text is cut only at a character boundary (a character cut short at the end of s, as
    "%.100s" can leave it, is dropped). */
 void serve_utf8_clean(const char *s, char *out, size_t cap);
+/* Strict UTF-8 (no overlongs, surrogates, code points above U+10FFFF or cut characters). */
+bool serve_utf8_valid(const char *s, size_t n);
 /* Fills c->chat_eos from the model's EOS ids and the vocabulary. */
 void serve_chat_eos_init(serve_ctx *c, const int32_t *eos, int n_eos);
 /* Initialises the metrics' histogram bounds. */
