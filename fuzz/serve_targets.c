@@ -9,6 +9,7 @@
  * The tokenizer is a tiny WordPiece (16 ids, like the tiny model) with a ChatML template,
  * written here. Not here: the loaders (fuzz_targets.c). */
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,7 +306,8 @@ int fuzz_target_serve_tools(const uint8_t *data, size_t size) {
     const int mode = 1 + data[0] % 3, fmt = data[0] & 4 ? SERVE_TOOLFMT_JSON : SERVE_TOOLFMT_TAGGED;
     const size_t stride = 1 + data[1] % 17;
     const char *reply = (const char *)data + 2;
-    const size_t n = size - 2;
+    /* replies are text: the server handles them as C strings, so a NUL ends one */
+    const size_t n = strnlen(reply, size - 2);
     cJSON *calls = cJSON_CreateArray();
     char *whole = serve_tools_split(mode, fmt, "f", reply, n, calls);
     SERVE_FUZZ_CHECK(whole != NULL);
