@@ -746,7 +746,8 @@ wick_status wick_model_merge_adapter(const wick_model *base, const char *name, f
 wick_status wick_model_save(const wick_model *model, const char *out_dir);
 
 /* ------------------------------------------------------------------------------------------
- * Training: LoRA fine-tuning on the CPU (f32), matching PyTorch + PEFT.
+ * Training on the CPU (f32), matching PyTorch + PEFT: LoRA fine-tuning, and full-parameter
+ * training of every weight (wick_trainer_create_full: fine-tuning or pretraining from scratch).
  *
  *     wick_adapter_create(model, "mine", 8, 16.0f, "q,k,v,o,gate,up,down", 42);
  *     wick_train_params tp = wick_train_params_default();
@@ -760,7 +761,16 @@ wick_status wick_model_save(const wick_model *model, const char *out_dir);
  * The loss is Hugging Face's causal-LM loss: position t predicts labels[t+1] (labels = the ids
  * when NULL), cross-entropy averaged over every predicted token whose label is not -100.
  * The optimizer is torch.optim.AdamW (decoupled weight decay p *= 1 - lr·wd first, bias
- * correction), one parameter group over every lora_A / lora_B of the adapter.
+ * correction), one parameter group over every lora_A / lora_B of the adapter; in full
+ * training two groups: every matrix (embedding and head included) with weight_decay, every
+ * norm weight and bias without (the usual recipe).
+ *
+ * Full training: wick_trainer_create_full converts the model's matrices to f32 (the model
+ * keeps them so from then on: a bf16 or quantized model becomes an f32 one) and trains them,
+ * the norms and the biases in place; a tied LM head is the embedding (one tensor, both
+ * gradients). Sessions on the model see each step's weights; none may evaluate while a step
+ * runs, and keys/values cached before a step (a session's history, the engine's prefix
+ * cache) hold old weights: start fresh sessions after training.
  *
  * Threads: the trainer trains the *registered* adapter in place, so sessions that select it
  * see the new weights from their next evaluated chunk after a step. No session may evaluate
@@ -811,6 +821,14 @@ typedef struct wick_trainer wick_trainer;
 wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
                                 const wick_train_params *params, wick_trainer **out);
 
+/* Starts full-parameter training of every weight of `model` (which must outlive the trainer;
+ * a CPU model, not a merged-adapter handle, not a GGUF llama file whose q/k rows are in GGUF
+ * order — convert it first). Fresh optimizer state (step 0). wick_trainer_save then writes a
+ * Hugging Face model folder (f32 matrices, config, the source folder's tokenizer files) plus
+ * trainer_state.safetensors with the moments under the tensors' names. */
+wick_status wick_trainer_create_full(wick_model *model, const wick_train_params *params,
+                                     wick_trainer **out);
+
 /* Forward + backward on `batch` sequences of `seq_len` ids each (row-major, batch·seq_len),
  * full causal attention within each sequence from position 0. labels: NULL (= ids) or
  * batch·seq_len labels aligned with ids (-100 = no loss). Every grad_accum calls, one
@@ -833,16 +851,17 @@ typedef struct wick_train_state {
 wick_status wick_trainer_get_state(const wick_trainer *tr, wick_train_state *out);
 
 /* Writes `dir` (created if missing): the adapter as a PEFT folder (adapter_config.json +
- * adapter_model.safetensors, F32) and trainer_state.safetensors holding exp_avg / exp_avg_sq
- * per PEFT key (key + ".exp_avg" / ".exp_avg_sq"), with the step count and the training
- * params in "__metadata__". The folder is replaced as a whole like wick_adapter_save's, so
+ * adapter_model.safetensors, F32) — in full training the model as a Hugging Face folder —
+ * and trainer_state.safetensors holding exp_avg / exp_avg_sq per PEFT key or tensor name
+ * (key + ".exp_avg" / ".exp_avg_sq"), with the step count, the training params and the mode
+ * ("lora" or "full") in "__metadata__". The folder is replaced as a whole like wick_adapter_save's, so
  * weights and optimizer state always belong to the same step. Fails with
  * WICK_ERR_INVALID_ARG while micro-batches of an unfinished step (grad_accum > 1) are
  * pending: save between optimizer steps. */
 wick_status wick_trainer_save(const wick_trainer *tr, const char *dir);
 
 /* Restores weights, moments and step count from a folder written by wick_trainer_save for an
- * adapter of the same shape, so training continues exactly as if uninterrupted (the
+ * adapter (or, in full training, a model) of the same shape, so training continues exactly as if uninterrupted (the
  * trainer's own params are kept). On failure the trainer is unchanged. */
 wick_status wick_trainer_load_checkpoint(wick_trainer *tr, const char *dir);
 

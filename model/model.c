@@ -198,6 +198,7 @@ void wick_model_free(wick_model *m) {
     }
     free(m->final_norm);
     free(m->rope_inv_freq);
+    free(m->train_block);
     wick_tokenizer_free(m->tok);
     st_close(m->st);
     gguf_close(m->gguf);

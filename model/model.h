@@ -57,6 +57,9 @@ struct wick_model {
     bool ext_mu_init;
     struct lora_registry *lora;
     void (*lora_free)(struct lora_registry *);
+    /* Full-parameter training (train/trainer.c) converts every matrix to f32 into this one
+     * block, owned by the model from then on (freed with it); NULL otherwise. */
+    float *train_block;
 
     /* Merged model (lora/merge.c): a handle made by wick_model_merge_adapter. It borrows the
      * base's mapping, tokenizer, norms, biases and RoPE table (merge_base must outlive it) and

@@ -294,7 +294,8 @@ dtype model_export_default_dtype(const wick_model *m) {
     return first;
 }
 
-wick_status model_export_folder(const wick_model *m, const char *out_dir, dtype dt) {
+wick_status model_export_folder_with(const wick_model *m, const char *out_dir, dtype dt,
+                                     model_export_extra_fn extra, void *user) {
     if (!m || !out_dir || !out_dir[0])
         return err_set(WICK_ERR_INVALID_ARG, "model_export_folder: NULL model or empty path");
     if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16)
@@ -310,6 +311,14 @@ wick_status model_export_folder(const wick_model *m, const char *out_dir, dtype 
                     gguf_find_kv(m->gguf, "tokenizer.huggingface.json"))) {
         st = model_gguf_tokenizer_json(m->gguf, &tj, &tc);
         if (st) st = err_wrap(st, "%s: cannot export the tokenizer", out_dir);
+    } else if (m->path && dir_exists(m->path)) {  /* a folder model: its tokenizer files */
+        size_t n = 0;
+        char *p = path_join(m->path, "tokenizer.json");
+        if (p && file_exists(p) && (st = file_read_all(p, &tj, &n))) tj = NULL;
+        free(p);
+        p = path_join(m->path, "tokenizer_config.json");
+        if (!st && p && file_exists(p) && (st = file_read_all(p, &tc, &n))) tc = NULL;
+        free(p);
     }
     if (!st) {
         cfg = config_json(&m->cfg, dt);
@@ -324,9 +333,14 @@ wick_status model_export_folder(const wick_model *m, const char *out_dir, dtype 
         if (!st) st = write_text(t.stage, "generation_config.json", gen);
         if (!st && tj) st = write_text(t.stage, "tokenizer.json", tj);
         if (!st && tc) st = write_text(t.stage, "tokenizer_config.json", tc);
+        if (!st && extra) st = extra(user, t.stage);
         if (st) dir_txn_abort(&t);
         else st = dir_txn_commit(&t);
     }
     free(tj); free(tc); free(cfg); free(gen);
     return st;
+}
+
+wick_status model_export_folder(const wick_model *m, const char *out_dir, dtype dt) {
+    return model_export_folder_with(m, out_dir, dt, NULL, NULL);
 }

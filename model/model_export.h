@@ -13,13 +13,20 @@
  * tensor names; lm_head.weight only when the head is not tied. For a llama GGUF source
  * (m->rope_interleaved) the q/k rows and biases are put back into rotate-half order.
  * config.json and generation_config.json are built from m->cfg; tokenizer.json and
- * tokenizer_config.json come from the GGUF metadata when the model has a GGUF tokenizer.
+ * tokenizer_config.json come from the GGUF metadata when the model has a GGUF tokenizer, or are
+ * copied from the model's folder when it was loaded from one.
  * The folder is replaced as a whole (base/fileio.h dir_txn: built beside out_dir, swapped in
  * with one rename; other files already in out_dir are kept), so out_dir is at every moment
  * the complete previous folder or the complete new one, even if the process is killed; the
  * tokenizer is converted before anything is written. Errors name the path
  * (WICK_ERR_INVALID_ARG, WICK_ERR_IO, WICK_ERR_NOMEM, WICK_ERR_UNSUPPORTED). */
 wick_status model_export_folder(const wick_model *m, const char *out_dir, dtype dt);
+
+/* Same, and `extra` (when set) writes more files into the staging folder before the swap, so
+ * they land in the same transaction (the trainer's optimizer state beside its weights). */
+typedef wick_status (*model_export_extra_fn)(void *user, const char *stage_dir);
+wick_status model_export_folder_with(const wick_model *m, const char *out_dir, dtype dt,
+                                     model_export_extra_fn extra, void *user);
 
 /* The matrix type an export keeps by default: the source type when every matrix is F32, F16
  * or BF16 of one type, F32 when they mix scalar types, BF16 when any is quantized. */

@@ -12,9 +12,12 @@
  * weight dtype); the backward's products with frozen weights (dx = dy·W) use sgemm on f32
  * rows (converted 64 rows at a time for non-f32 weights); LoRA products use sgemm.
  *
- * Backward: gradients flow through every op to every lora_A / lora_B (grad_scale·dL/dθ is
- * accumulated into tr->grad); base weights, biases, norms and embeddings get none, and the
- * gradient is not carried below layer 0 (the embedding is frozen).
+ * Backward: gradients flow through every op to every trained tensor (grad_scale·dL/dθ is
+ * accumulated into tr->grad; the scale enters once, in dlogits). LoRA mode: lora_A / lora_B
+ * only, and the gradient is not carried below layer 0's norm (the embedding is frozen). Full
+ * mode (tr->full, every matrix f32): dW += dyᵀ·x for every projection and the LM head,
+ * column sums of dy for biases, the norms' weights, and rows of the embedding scattered from
+ * the gradient at layer 0's input (a tied head adds its product to the same rows).
  * Not here: dropout, gradient checkpointing, KV caching, threading of the attention loops. */
 #include <math.h>
 #include <stdlib.h>
@@ -40,7 +43,7 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
     const size_t N = (size_t)B * T, d = c->n_embd, hd = c->head_dim;
     const size_t qd = (size_t)c->n_head * hd, kvd = (size_t)c->n_kv_head * hd, ff = c->n_ff;
     const size_t V = c->n_vocab;
-    const int r_max = tr->adapter->r_max;
+    const int r_max = tr->adapter ? tr->adapter->r_max : 0;
     float dummy_mem = 0, *cur = base ? base : &dummy_mem;
     float *start = cur;
     size_t total = 0;
@@ -66,7 +69,7 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
         TAKE(*(a ? &a->g : &ignore), N * ff);
         TAKE(*(a ? &a->u : &ignore), N * ff);
         TAKE(*(a ? &a->h : &ignore), N * ff);
-        for (int p = 0; p < LORA_N_PROJ; p++) {
+        for (int p = 0; p < LORA_N_PROJ && tr->adapter; p++) {
             const lora_pair *pr = lora_get(tr->adapter, l, p);
             if (a) a->t[p] = NULL;
             if (pr->A.data) TAKE(*(a ? &a->t[p] : &ignore), N * (size_t)pr->A.rows);
@@ -148,10 +151,24 @@ static void frozen_bwd(wick_trainer *tr, float *dx, const float *dy, int n, cons
     }
 }
 
-/* Backward of proj_fwd: dx += dy·W (+ LoRA path), grads of A and B accumulated. */
+/* Backward of a projection y = x·Wᵀ + b (+ LoRA): dx += dy·W (+ LoRA path); in full mode
+ * dW += dyᵀ·x and db += Σ rows of dy, in LoRA mode the grads of A and B. dy already carries
+ * the gradient scale. */
 static void proj_bwd(wick_trainer *tr, int l, int p, const wk_weight *W, float *dx,
-                     const float *dy, const float *x, const float *t, int n, float gs) {
+                     const float *dy, const float *x, const float *t, int n) {
     frozen_bwd(tr, dx, dy, n, W);
+    if (tr->full) {
+        const train_layer_grads *g = &tr->lg[l];
+        const int out = (int)W->rows, in = (int)W->cols;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in,
+                    1.0f, g->w[p], in);
+        if (g->b[p])
+            for (int i = 0; i < n; i++) {
+                const float *di = dy + (size_t)i * out;
+                for (int o = 0; o < out; o++) g->b[p][o] += di[o];
+            }
+        return;
+    }
     const lora_pair *pr = lora_get(tr->adapter, l, p);
     if (!pr->A.data) return;
     const train_slot *sl = NULL;
@@ -159,23 +176,24 @@ static void proj_bwd(wick_trainer *tr, int l, int p, const wk_weight *W, float *
         if (tr->slots[i].layer == l && tr->slots[i].proj == p) sl = &tr->slots[i];
     const int r = (int)pr->A.rows, in = (int)pr->A.cols, out = (int)pr->B.rows;
     const float s = pr->scale;
-    /* dB (out, r) += gs·s · dyᵀ·t */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, n, gs * s, dy, out, t, r, 1.0f,
+    /* dB (out, r) += s · dyᵀ·t */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, n, s, dy, out, t, r, 1.0f,
                 tr->grad + sl->off_b, r);
     /* dt (n, r) = s · dy·B */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, r, out, s, dy, out, pr->B.data, r,
                 0.0f, tr->dt, r);
-    /* dA (r, in) += gs · dtᵀ·x */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, n, gs, tr->dt, r, x, in, 1.0f,
+    /* dA (r, in) += dtᵀ·x */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, n, 1.0f, tr->dt, r, x, in, 1.0f,
                 tr->grad + sl->off_a, in);
     /* dx (n, in) += dt·A */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, r, 1.0f, tr->dt, r,
                 pr->A.data, in, 1.0f, dx, in);
 }
 
-/* dx (n, d) += backward of y = x / rms(x) · w given dy; x is the norm's input. */
-static void rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, int n, int d,
-                        float eps) {
+/* dx (n, d) += backward of y = x / rms(x) · w given dy; x is the norm's input. dw (optional):
+ * dw[j] += Σ_i dy_ij · x_ij / rms(x_i). */
+static void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                        int n, int d, float eps) {
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * d, *gi = dy + (size_t)i * d;
         float *o = dx + (size_t)i * d;
@@ -187,6 +205,8 @@ static void rmsnorm_bwd(float *dx, const float *dy, const float *x, const float 
         const double rinv = 1.0 / sqrt(ss / d + eps);
         const double c = dot * rinv * rinv * rinv / d;
         for (int j = 0; j < d; j++) o[j] += (float)(rinv * gi[j] * w[j] - c * xi[j]);
+        if (dw)
+            for (int j = 0; j < d; j++) dw[j] += (float)(gi[j] * xi[j] * rinv);
     }
 }
 
@@ -330,9 +350,9 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
     float *x = tr->x_final;  /* running residual; each layer copies its input into acts */
     K->embed(ctx, x, &m->tok_embd, ids, N);
     train_attend_ctx ta = {tr, B, T};
-    const lora_run run = {0, N, tr->adapter->pairs, 1.0f};
+    const lora_run run = {0, N, tr->adapter ? tr->adapter->pairs : NULL, 1.0f};
     const layer_ctx lc = {.m = m, .ctx = ctx, .pos = tr->pos, .rope_cos = tr->rope_cos,
-                          .rope_sin = tr->rope_sin, .runs = &run, .n_runs = 1,
+                          .rope_sin = tr->rope_sin, .runs = &run, .n_runs = tr->adapter ? 1 : 0,
                           .attend = train_attend, .attend_user = &ta};
     for (int l = 0; l < c->n_layer; l++) {
         train_layer_acts *a = &tr->acts[l];
@@ -385,26 +405,30 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
     float *dx = tr->dx;
     memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
     frozen_bwd(tr, tr->dxn, tr->logits, N, &m->lm_head);
+    if (tr->full) /* d(lm_head) (V, d) += dlogitsᵀ · xn_final; a tied head is the embedding */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, d, N, 1.0f, tr->logits,
+                    (int)V, tr->xn_final, d, 1.0f, tr->g_head ? tr->g_head : tr->g_embd, d);
     memset(dx, 0, sizeof(float) * (size_t)N * d);
-    rmsnorm_bwd(dx, tr->dxn, x, m->final_norm, N, d, c->norm_eps);
+    rmsnorm_bwd(dx, tr->g_final_norm, tr->dxn, x, m->final_norm, N, d, c->norm_eps);
     for (int l = c->n_layer - 1; l >= 0; l--) {
         const layer_weights *w = &m->layers[l];
         const train_layer_acts *a = &tr->acts[l];
         /* MLP block: x_out = x_mid + down(h) */
         memset(tr->dh, 0, sizeof(float) * (size_t)N * ff);
-        proj_bwd(tr, l, LORA_DOWN, &w->w_down, tr->dh, dx, a->h, a->t[LORA_DOWN], N, gs);
+        proj_bwd(tr, l, LORA_DOWN, &w->w_down, tr->dh, dx, a->h, a->t[LORA_DOWN], N);
         for (size_t i = 0; i < (size_t)N * ff; i++) {
             const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
             tr->du[i] = tr->dh[i] * g * sg;
             tr->dg[i] = tr->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
         }
         memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
-        proj_bwd(tr, l, LORA_GATE, &w->w_gate, tr->dxn, tr->dg, a->xn2, a->t[LORA_GATE], N, gs);
-        proj_bwd(tr, l, LORA_UP, &w->w_up, tr->dxn, tr->du, a->xn2, a->t[LORA_UP], N, gs);
-        rmsnorm_bwd(dx, tr->dxn, a->x_mid, w->mlp_norm, N, d, c->norm_eps);
+        proj_bwd(tr, l, LORA_GATE, &w->w_gate, tr->dxn, tr->dg, a->xn2, a->t[LORA_GATE], N);
+        proj_bwd(tr, l, LORA_UP, &w->w_up, tr->dxn, tr->du, a->xn2, a->t[LORA_UP], N);
+        rmsnorm_bwd(dx, tr->full ? tr->lg[l].mlp_norm : NULL, tr->dxn, a->x_mid, w->mlp_norm, N,
+                    d, c->norm_eps);
         /* attention block: x_mid = x_in + o(att) */
         memset(tr->datt, 0, sizeof(float) * (size_t)N * qd);
-        proj_bwd(tr, l, LORA_O, &w->wo, tr->datt, dx, a->att, a->t[LORA_O], N, gs);
+        proj_bwd(tr, l, LORA_O, &w->wo, tr->datt, dx, a->att, a->t[LORA_O], N);
         for (int b = 0; b < B; b++) {
             const size_t oq = (size_t)b * T * qd, ok = (size_t)b * T * kvd;
             attn_bwd(c, T, a->q + oq, a->k + ok, a->v + ok, a->p + (size_t)b * c->n_head * T * T,
@@ -414,10 +438,18 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
             rope(ctx, tr->dk + ok, T, c->n_kv_head, hd, tr->pos, tr->rope_cos, tr->rope_nsin);
         }
         memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
-        proj_bwd(tr, l, LORA_Q, &w->wq, tr->dxn, tr->dq, a->xn1, a->t[LORA_Q], N, gs);
-        proj_bwd(tr, l, LORA_K, &w->wk, tr->dxn, tr->dk, a->xn1, a->t[LORA_K], N, gs);
-        proj_bwd(tr, l, LORA_V, &w->wv, tr->dxn, tr->dv, a->xn1, a->t[LORA_V], N, gs);
-        if (l > 0) rmsnorm_bwd(dx, tr->dxn, a->x_in, w->attn_norm, N, d, c->norm_eps);
+        proj_bwd(tr, l, LORA_Q, &w->wq, tr->dxn, tr->dq, a->xn1, a->t[LORA_Q], N);
+        proj_bwd(tr, l, LORA_K, &w->wk, tr->dxn, tr->dk, a->xn1, a->t[LORA_K], N);
+        proj_bwd(tr, l, LORA_V, &w->wv, tr->dxn, tr->dv, a->xn1, a->t[LORA_V], N);
+        if (l > 0 || tr->full)
+            rmsnorm_bwd(dx, tr->full ? tr->lg[l].attn_norm : NULL, tr->dxn, a->x_in,
+                        w->attn_norm, N, d, c->norm_eps);
     }
+    if (tr->full) /* dx is now the gradient at the embedding's output rows */
+        for (int i = 0; i < N; i++) {
+            float *ge = tr->g_embd + (size_t)ids[i] * d;
+            const float *di = dx + (size_t)i * d;
+            for (int j = 0; j < d; j++) ge[j] += di[j];
+        }
     return WICK_OK;
 }

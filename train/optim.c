@@ -8,7 +8,9 @@
  *   m ← m + (1−β1)·(g − m)              (lerp, weight 1−β1 < 0.5)
  *   v ← β2·v + (1−β2)·g²
  *   p ← p − (lr/(1−β1^t)) · m / (√v / √(1−β2^t) + eps)
- * Not here: other optimizers, per-parameter groups, fused / multi-tensor variants. */
+ * Parameter groups: tensors marked decay get the weight decay, the others (norms, biases in
+ * full training) none, as torch with two groups (weight_decay=wd and 0).
+ * Not here: other optimizers, fused / multi-tensor variants. */
 #include <math.h>
 
 #include "train/train.h"
@@ -39,7 +41,7 @@ float train_lr_at(const wick_train_params *p, int64_t step) {
 float train_adamw_step(wick_trainer *tr, float lr) {
     const wick_train_params *p = &tr->p;
     const size_t n = tr->n_params;
-    float *g = tr->grad, *w = tr->params, *m = tr->m, *v = tr->v;
+    float *g = tr->grad;
 
     /* global norm (in double, like the sum of per-tensor norms torch takes) */
     double ss = 0;
@@ -61,13 +63,19 @@ float train_adamw_step(wick_trainer *tr, float lr) {
     const float w1 = (float)(1.0 - (double)p->beta1);
     const float b2 = p->beta2, w2 = (float)(1.0 - (double)p->beta2);
     const float eps = p->eps;
-    for (size_t i = 0; i < n; i++) {
-        const float gi = g[i];
-        w[i] *= decay;
-        m[i] = m[i] + w1 * (gi - m[i]);
-        v[i] = v[i] * b2 + w2 * gi * gi;
-        const float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-        w[i] = w[i] + (-step_size) * (m[i] / denom);
+    for (int k = 0; k < tr->n_tensors; k++) {
+        const train_tensor *tt = &tr->tensors[k];
+        float *w = tt->p, *m = tr->m + tt->off, *v = tr->v + tt->off;
+        const float *gk = g + tt->off;
+        const float dk = tt->decay ? decay : 1.0f;   /* torch skips the multiply at wd 0 */
+        for (size_t i = 0; i < tt->n; i++) {
+            const float gi = gk[i];
+            if (tt->decay) w[i] *= dk;
+            m[i] = m[i] + w1 * (gi - m[i]);
+            v[i] = v[i] * b2 + w2 * gi * gi;
+            const float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+            w[i] = w[i] + (-step_size) * (m[i] / denom);
+        }
     }
     return norm;
 }

@@ -1,14 +1,22 @@
-/* train.h — internals of the LoRA trainer (train/): the trainer object, the training forward /
+/* train.h — internals of the trainer (train/): the trainer object, the training forward /
  * backward over a batch (graph.c), the optimizer and schedules (optim.c) and the public API
  * with checkpoints (trainer.c).
  *
- * Parameters: every lora_A (r, in) and lora_B (out, r) of the trained adapter lives in one
- * f32 block owned by the adapter (a->data), in (layer, proj, A then B) order; the trainer
- * keeps gradients and the two AdamW moments in blocks of the same layout, so the optimizer is
- * a loop over one array. Base weights are frozen and never written.
+ * Two modes, one forward/backward:
+ *  - LoRA: every lora_A (r, in) and lora_B (out, r) of the trained adapter lives in one f32
+ *    block owned by the adapter (a->data), in (layer, proj, A then B) order. Base weights are
+ *    frozen and never written.
+ *  - full (wick_trainer_create_full): every weight of the model is trained. At creation the
+ *    matrices are converted to f32 into one block the model owns from then on
+ *    (wick_model.train_block) and the model's matrices point into it; norms and biases are
+ *    the model's own f32 arrays, trained in place. A tied lm_head is the embedding: one
+ *    parameter, two gradient contributions.
+ * Either way the trainer lists its parameters as tensors (train_tensor: where the values are,
+ * where its gradient and moments start in tr->grad / tr->m / tr->v, whether weight decay
+ * applies), and the optimizer is a loop over that list.
  *
  * Not here: data loading and tokenization (cli/cmd_train.c), dropout (PEFT's default for
- * training examples is 0 and the golden has none), training of biases, embeddings or norms. */
+ * training examples is 0 and the golden has none), bf16 master weights. */
 #ifndef WICK_TRAIN_TRAIN_H
 #define WICK_TRAIN_TRAIN_H
 #include <stdint.h>
@@ -24,6 +32,24 @@ typedef struct train_slot {
     int r, in, out;
     size_t off_a, off_b;    /* floats into params / grads / moments */
 } train_slot;
+
+/* One trainable tensor: n floats at p; its gradient and AdamW moments are tr->grad/m/v + off.
+ * name: the Hugging Face / PEFT key it is saved under. */
+typedef struct train_tensor {
+    float *p;
+    size_t n, off;
+    int64_t rows, cols;     /* cols 0 for a vector */
+    bool decay;             /* weight decay applies (matrices; not norms or biases) */
+    char name[128];
+} train_tensor;
+
+/* Gradient destinations of one layer in full mode (pointers into tr->grad; NULL = the model
+ * has no such parameter, e.g. no q bias on LLaMA). */
+typedef struct train_layer_grads {
+    float *w[LORA_N_PROJ];  /* (out, in) of q, k, v, o, gate, up, down */
+    float *b[LORA_N_PROJ];  /* (out) biases */
+    float *attn_norm, *mlp_norm;
+} train_layer_grads;
 
 /* Activations kept by the forward for the backward of one layer (rows N = batch·seq_len). */
 typedef struct train_layer_acts {
@@ -45,11 +71,17 @@ struct wick_trainer {
     wk_pool *pool;
     wk_ctx ctx;                 /* kernel context: the pool */
 
-    train_slot *slots;
+    bool full;                  /* full-parameter training (adapter NULL) */
+    train_slot *slots;          /* LoRA mode: the adapted projections */
     int n_slots;
-    size_t n_params;            /* floats in the block */
-    float *params;              /* = adapter->data */
-    float *grad, *m, *v;        /* (n_params) each */
+    train_tensor *tensors;      /* every trainable tensor, both modes */
+    int n_tensors;
+    size_t n_params;            /* floats in all tensors */
+    float *params;              /* LoRA: = adapter->data (tensors point into it); full: NULL */
+    float *grad, *m, *v;        /* (n_params) each, tensor by tensor */
+    train_layer_grads *lg;      /* full mode: (n_layer) */
+    float *g_embd, *g_head;     /* full mode: embedding and untied lm_head (NULL when tied) */
+    float *g_final_norm;
     int64_t step;               /* optimizer steps taken */
     int micro;                  /* micro-batches accumulated toward the next step */
     float last_lr, last_grad_norm;
@@ -79,8 +111,9 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
 /* Learning rate of optimizer step `step` (0-based) under the trainer's schedule. */
 float train_lr_at(const wick_train_params *p, int64_t step);
 
-/* One AdamW step (torch semantics) on tr->params with tr->grad at learning rate lr; clips the
- * gradient by global norm first when p.max_grad_norm > 0. Returns the pre-clip norm. */
+/* One AdamW step (torch semantics) on every tensor with tr->grad at learning rate lr (weight
+ * decay only on tensors marked decay); clips the gradient by global norm first when
+ * p.max_grad_norm > 0. Returns the pre-clip norm. */
 float train_adamw_step(wick_trainer *tr, float lr);
 
 #endif

@@ -1,10 +1,13 @@
 /* trainer.c — the public training API: fresh PEFT-style adapters, the trainer over a
- * registered adapter, micro-batch accumulation and optimizer steps, and checkpoints
- * (a PEFT folder + trainer_state.safetensors with the AdamW moments) for exact resumption.
+ * registered adapter or over every weight of the model, micro-batch accumulation and
+ * optimizer steps, and checkpoints (a PEFT folder or a model folder, plus
+ * trainer_state.safetensors with the AdamW moments) for exact resumption.
  *
- * The trainer trains the registered adapter in place: at creation every A/B of the adapter is
- * copied into one f32 block that the adapter owns from then on (a->data), so the parameters
+ * A LoRA trainer trains the registered adapter in place: at creation every A/B of the adapter
+ * is copied into one f32 block that the adapter owns from then on (a->data), so the parameters
  * stay valid for sessions after the trainer is freed, and a file mapping is never written.
+ * A full trainer converts the model's matrices to one f32 block the model owns
+ * (wick_model.train_block) and trains them, the norms and the biases in place.
  * Not here: the math (graph.c, optim.c), data loading (cli/cmd_train.c). */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,6 +18,7 @@
 #include "base/error.h"
 #include "base/fileio.h"
 #include "formats/safetensors.h"
+#include "model/model_export.h"
 #include "train/train.h"
 
 #define STATE_FILE "trainer_state.safetensors"
@@ -56,6 +60,8 @@ static unsigned parse_targets(const char *s) {
     return mask;
 }
 
+static void peft_key(char *buf, size_t cap, const train_slot *s, int is_b);
+
 wick_status wick_adapter_create(wick_model *model, const char *name, int r, float alpha,
                                 const char *targets, uint64_t seed) {
     if (!model || !name || !*name || !targets)
@@ -83,6 +89,8 @@ void wick_trainer_free(wick_trainer *tr) {
     lora_adapter_release(tr->adapter);
     pool_free(tr->pool);
     free(tr->slots);
+    free(tr->tensors);
+    free(tr->lg);
     free(tr->grad);
     free(tr->m);
     free(tr->v);
@@ -157,6 +165,8 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
                                              "train", adapter_name);
     }
     tr->n_params = total;
+    tr->tensors = calloc((size_t)tr->n_slots * 2, sizeof *tr->tensors);
+    if (!tr->tensors) goto nomem;
     float *block = malloc(sizeof(float) * total);
     tr->grad = calloc(total, sizeof(float));
     tr->m = calloc(total, sizeof(float));
@@ -182,12 +192,177 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
     free(a->data);
     a->data = block;
     tr->params = block;
+    for (int i = 0; i < tr->n_slots; i++) {
+        const train_slot *s = &tr->slots[i];
+        for (int h = 0; h < 2; h++) {
+            train_tensor *t = &tr->tensors[tr->n_tensors++];
+            t->off = h ? s->off_b : s->off_a;
+            t->p = block + t->off;
+            t->rows = h ? s->out : s->r;
+            t->cols = h ? s->r : s->in;
+            t->n = (size_t)(t->rows * t->cols);
+            t->decay = true;
+            peft_key(t->name, sizeof t->name, s, h);
+        }
+    }
     *out = tr;
     return WICK_OK;
 nomem:
     wick_trainer_free(tr);
     return err_set(WICK_ERR_NOMEM, "out of memory creating a trainer for adapter '%s'",
                    adapter_name);
+}
+
+/* ---- full-parameter training ---------------------------------------------------------- */
+
+static wk_weight *layer_proj(layer_weights *w, int p) {
+    wk_weight *ws[LORA_N_PROJ] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up,
+                                  &w->w_down};
+    return ws[p];
+}
+
+static float *layer_bias(layer_weights *w, int p) {
+    float *bs[LORA_N_PROJ] = {w->bq, w->bk, w->bv, w->bo, w->b_gate, w->b_up, w->b_down};
+    return bs[p];
+}
+
+/* Adds a tensor of the full trainer (values at p, decay or not) at offset *off. */
+static void add_tensor(wick_trainer *tr, size_t *off, float *p, int64_t rows, int64_t cols,
+                       bool decay, const char *fmt, int layer) {
+    train_tensor *t = &tr->tensors[tr->n_tensors++];
+    t->p = p;
+    t->rows = rows;
+    t->cols = cols;
+    t->n = (size_t)(rows * (cols ? cols : 1));
+    t->off = *off;
+    t->decay = decay;
+    snprintf(t->name, sizeof t->name, fmt, layer);
+    *off += t->n;
+}
+
+/* Converts every matrix of m to f32 in one block the model owns (once: a second full trainer
+ * on the same model finds them converted). */
+static wick_status to_f32_block(wick_model *m) {
+    if (m->train_block) return WICK_OK;
+    const model_config *c = &m->cfg;
+    const bool tied = m->lm_head.data == m->tok_embd.data;
+    wk_weight *mats[2 + 7 * 512];
+    int nm = 0;
+    mats[nm++] = &m->tok_embd;
+    if (!tied) mats[nm++] = &m->lm_head;
+    for (int l = 0; l < c->n_layer; l++)
+        for (int p = 0; p < LORA_N_PROJ; p++) mats[nm++] = layer_proj(&m->layers[l], p);
+    size_t total = 0;
+    for (int i = 0; i < nm; i++) total += (size_t)(mats[i]->rows * mats[i]->cols);
+    float *block = malloc(sizeof(float) * total);
+    if (!block)
+        return err_set(WICK_ERR_NOMEM, "out of memory for an f32 copy of the model's weights "
+                                       "(%.1f MiB)", (double)total * 4 / (1 << 20));
+    size_t off = 0;
+    for (int i = 0; i < nm; i++) {
+        wk_weight *W = mats[i];
+        for (int64_t r = 0; r < W->rows; r++)
+            kernels_row_to_f32(block + off + (size_t)(r * W->cols), W, r);
+        W->data = block + off;
+        W->dt = DT_F32;
+        off += (size_t)(W->rows * W->cols);
+    }
+    if (tied) m->lm_head = m->tok_embd;
+    m->train_block = block;
+    snprintf(m->weight_dtype, sizeof m->weight_dtype, "f32");
+    return WICK_OK;
+}
+
+wick_status wick_trainer_create_full(wick_model *model, const wick_train_params *params,
+                                     wick_trainer **out) {
+    if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_create_full: NULL out");
+    *out = NULL;
+    if (!model) return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_create_full: NULL model");
+    if (!kernels_is_host(model->kern))
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: the model is on %s; "
+                       "training runs on the CPU only in this version", model->kern->name);
+    if (model->free_self)
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: a merged-adapter handle "
+                       "borrows its base's weights; save it and load the result to train it");
+    if (model->rope_interleaved)
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: %s holds q/k rows in "
+                       "GGUF llama order; convert it to a folder first (wick convert)",
+                       model->path ? model->path : "the model");
+    const model_config *c = &model->cfg;
+    if (c->n_layer > 512)
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: %d layers (at most 512)",
+                       c->n_layer);
+    wick_train_params p = params ? *params : wick_train_params_default();
+    wick_status st = check_params(&p);
+    if (st) return st;
+    if ((st = to_f32_block(model))) return st;
+    wick_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) return err_set(WICK_ERR_NOMEM, "out of memory");
+    tr->model = model;
+    tr->full = true;
+    tr->p = p;
+    const int L = c->n_layer;
+    const bool tied = model->lm_head.data == model->tok_embd.data;
+    tr->tensors = calloc((size_t)(3 + L * (2 * LORA_N_PROJ + 2)), sizeof *tr->tensors);
+    tr->lg = calloc((size_t)L, sizeof *tr->lg);
+    tr->acts = calloc((size_t)L, sizeof *tr->acts);
+    tr->pool = pool_create(p.n_threads ? p.n_threads : pool_cpu_count());
+    tr->ctx.pool = tr->pool;
+    if (!tr->tensors || !tr->lg || !tr->acts || !tr->pool) goto nomem;
+    /* Hugging Face names; matrices decay, norms and biases do not */
+    size_t off = 0;
+    const int64_t d = c->n_embd;
+    add_tensor(tr, &off, (float *)model->tok_embd.data, model->tok_embd.rows, d, true,
+               "model.embed_tokens.weight", 0);
+    for (int l = 0; l < L; l++) {
+        layer_weights *w = &model->layers[l];
+        add_tensor(tr, &off, w->attn_norm, d, 0, false, "model.layers.%d.input_layernorm.weight",
+                   l);
+        for (int q = 0; q < LORA_N_PROJ; q++) {
+            char fmt[96];
+            wk_weight *W = layer_proj(w, q);
+            snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.weight", lora_module_path[q]);
+            add_tensor(tr, &off, (float *)W->data, W->rows, W->cols, true, fmt, l);
+            if (layer_bias(w, q)) {
+                snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.bias", lora_module_path[q]);
+                add_tensor(tr, &off, layer_bias(w, q), W->rows, 0, false, fmt, l);
+            }
+            if (q == LORA_O)
+                add_tensor(tr, &off, w->mlp_norm, d, 0, false,
+                           "model.layers.%d.post_attention_layernorm.weight", l);
+        }
+    }
+    add_tensor(tr, &off, model->final_norm, d, 0, false, "model.norm.weight", 0);
+    if (!tied)
+        add_tensor(tr, &off, (float *)model->lm_head.data, model->lm_head.rows, d, true,
+                   "lm_head.weight", 0);
+    tr->n_params = off;
+    tr->grad = calloc(off, sizeof(float));
+    tr->m = calloc(off, sizeof(float));
+    tr->v = calloc(off, sizeof(float));
+    if (!tr->grad || !tr->m || !tr->v) goto nomem;
+    /* gradient destinations, found by the tensors' values */
+    for (int i = 0; i < tr->n_tensors; i++) {
+        const train_tensor *t = &tr->tensors[i];
+        float *g = tr->grad + t->off;
+        if (t->p == model->tok_embd.data) tr->g_embd = g;
+        else if (!tied && t->p == model->lm_head.data) tr->g_head = g;
+        else if (t->p == model->final_norm) tr->g_final_norm = g;
+        for (int l = 0; l < L; l++) {
+            layer_weights *w = &model->layers[l];
+            if (t->p == w->attn_norm) tr->lg[l].attn_norm = g;
+            if (t->p == w->mlp_norm) tr->lg[l].mlp_norm = g;
+            for (int q = 0; q < LORA_N_PROJ; q++) {
+                if (t->p == layer_proj(w, q)->data) tr->lg[l].w[q] = g;
+                if (t->p == layer_bias(w, q)) tr->lg[l].b[q] = g;
+            }
+        }
+    }
+    *out = tr;
+    return WICK_OK;
+nomem:
+    wick_trainer_free(tr);
+    return err_set(WICK_ERR_NOMEM, "out of memory creating a full trainer");
 }
 
 wick_status wick_train_step(wick_trainer *tr, const int32_t *ids, const int32_t *labels,
@@ -208,7 +383,7 @@ wick_status wick_train_step(wick_trainer *tr, const int32_t *ids, const int32_t 
     const float lr = train_lr_at(&tr->p, tr->step);
     tr->last_grad_norm = train_adamw_step(tr, lr);
     tr->last_lr = lr;
-    tr->adapter->uid = lora_next_uid();   /* sessions must not reuse KV made by old weights */
+    if (tr->adapter) tr->adapter->uid = lora_next_uid();  /* sessions must not reuse its KV */
     return WICK_OK;
 }
 
@@ -232,52 +407,33 @@ static void peft_key(char *buf, size_t cap, const train_slot *s, int is_b) {
              lora_module_path[s->proj], is_b ? 'B' : 'A');
 }
 
-#define N_META 13
+#define N_META 14
 
-wick_status wick_trainer_save(const wick_trainer *tr, const char *dir) {
-    if (!tr || !dir) return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_save: NULL argument");
-    if (tr->micro)
-        return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_save: %d micro-batch(es) of the next "
-                                             "step are pending; save after an optimizer step",
-                       tr->micro);
-    /* adapter and optimizer state are one checkpoint: built beside `dir` and swapped in whole
-       (base/fileio.h dir_txn), so a kill never pairs new weights with an old state */
-    dir_txn txn;
-    wick_status st = dir_txn_begin(dir, &txn);
-    if (st) return st;
-    st = lora_adapter_write_files(tr->adapter, txn.stage, tr->model->path);
-    if (st) {
-        dir_txn_abort(&txn);
-        return st;
-    }
-    const int n = 4 * tr->n_slots;
+/* trainer_state.safetensors at `path`: exp_avg / exp_avg_sq of every tensor under its name +
+ * ".exp_avg" / ".exp_avg_sq", and the step count and hyper-parameters as metadata. */
+static wick_status write_state(const wick_trainer *tr, const char *path) {
+    const int n = 2 * tr->n_tensors;
     st_write_tensor *t = calloc((size_t)n, sizeof *t);
-    char (*names)[192] = calloc((size_t)n, sizeof *names);
-    char *path = path_join(txn.stage, STATE_FILE);
-    if (!t || !names || !path) {
-        st = err_set(WICK_ERR_NOMEM, "out of memory");
-        goto out;
+    char (*names)[160] = calloc((size_t)n, sizeof *names);
+    if (!t || !names) {
+        free(t);
+        free(names);
+        return err_set(WICK_ERR_NOMEM, "out of memory");
     }
-    for (int i = 0; i < tr->n_slots; i++) {
-        const train_slot *s = &tr->slots[i];
-        for (int h = 0; h < 2; h++) {
-            char key[160];
-            peft_key(key, sizeof key, s, h);
-            const size_t off = h ? s->off_b : s->off_a;
-            const int64_t rows = h ? s->out : s->r, cols = h ? s->r : s->in;
-            for (int mv = 0; mv < 2; mv++) {
-                int k = 4 * i + 2 * h + mv;
-                snprintf(names[k], sizeof names[k], "%s.%s", key, mv ? "exp_avg_sq" : "exp_avg");
-                t[k] = (st_write_tensor){.name = names[k], .dt = DT_F32, .ndim = 2,
-                                         .shape = {rows, cols},
-                                         .data = (mv ? tr->v : tr->m) + off};
-            }
+    for (int i = 0; i < tr->n_tensors; i++) {
+        const train_tensor *tt = &tr->tensors[i];
+        for (int mv = 0; mv < 2; mv++) {
+            const int k = 2 * i + mv;
+            snprintf(names[k], sizeof names[k], "%s.%s", tt->name, mv ? "exp_avg_sq" : "exp_avg");
+            t[k] = (st_write_tensor){.name = names[k], .dt = DT_F32, .ndim = tt->cols ? 2 : 1,
+                                     .shape = {tt->rows, tt->cols},
+                                     .data = (mv ? tr->v : tr->m) + tt->off};
         }
     }
     char vals[N_META][48];
     const char *keys[N_META] = {"format", "version", "step", "lr", "beta1", "beta2", "eps",
                                 "weight_decay", "schedule", "warmup_steps", "total_steps",
-                                "max_grad_norm", "grad_accum"};
+                                "max_grad_norm", "grad_accum", "mode"};
     const char *mv[N_META];
     snprintf(vals[0], 48, STATE_FORMAT);
     snprintf(vals[1], 48, STATE_VERSION);
@@ -294,18 +450,44 @@ wick_status wick_trainer_save(const wick_trainer *tr, const char *dir) {
     snprintf(vals[10], 48, "%d", tr->p.total_steps);
     snprintf(vals[11], 48, "%.9g", tr->p.max_grad_norm);
     snprintf(vals[12], 48, "%d", tr->p.grad_accum);
+    snprintf(vals[13], 48, "%s", tr->full ? "full" : "lora");
     for (int i = 0; i < N_META; i++) mv[i] = vals[i];
-    st = st_write(path, t, n, keys, mv, N_META);
-out:
+    wick_status st = st_write(path, t, n, keys, mv, N_META);
     free(t);
     free(names);
+    return st;
+}
+
+static wick_status write_state_into(void *user, const char *stage) {
+    char *path = path_join(stage, STATE_FILE);
+    if (!path) return err_set(WICK_ERR_NOMEM, "out of memory");
+    wick_status st = write_state(user, path);
     free(path);
+    return st;
+}
+
+wick_status wick_trainer_save(const wick_trainer *tr, const char *dir) {
+    if (!tr || !dir) return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_save: NULL argument");
+    if (tr->micro)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_save: %d micro-batch(es) of the next "
+                                             "step are pending; save after an optimizer step",
+                       tr->micro);
+    /* weights and optimizer state are one checkpoint: built beside `dir` and swapped in whole
+       (base/fileio.h dir_txn), so a kill never pairs new weights with an old state */
+    if (tr->full)   /* a Hugging Face model folder, f32 matrices (resumption is exact) */
+        return model_export_folder_with(tr->model, dir, DT_F32, write_state_into, (void *)tr);
+    dir_txn txn;
+    wick_status st = dir_txn_begin(dir, &txn);
+    if (st) return st;
+    st = lora_adapter_write_files(tr->adapter, txn.stage, tr->model->path);
+    if (!st) st = write_state_into((void *)tr, txn.stage);
     if (st) dir_txn_abort(&txn);
     else st = dir_txn_commit(&txn);
     return st;
 }
 
-/* The F32 tensor `name` of shape (rows, cols) from `s`, or NULL with a message. */
+/* The F32 tensor `name` of shape (rows, cols) — (rows) when cols is 0 — from `s`, or NULL
+ * with a message. */
 static const float *find_f32(const st_set *s, const char *file, const char *name, int64_t rows,
                              int64_t cols, wick_status *st) {
     const st_tensor *t = st_find(s, name);
@@ -313,10 +495,16 @@ static const float *find_f32(const st_set *s, const char *file, const char *name
         *st = err_set(WICK_ERR_SHAPE, "%s: tensor %s is missing", file, name);
         return NULL;
     }
-    if (t->dt != DT_F32 || t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols) {
-        *st = err_set(WICK_ERR_SHAPE, "%s: tensor %s must be F32 [%lld, %lld] to match the "
-                                      "trained adapter", file, name, (long long)rows,
-                      (long long)cols);
+    const bool ok = cols ? t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols
+                         : t->ndim == 1 && t->shape[0] == rows;
+    if (t->dt != DT_F32 || !ok) {
+        if (cols)
+            *st = err_set(WICK_ERR_SHAPE, "%s: tensor %s must be F32 [%lld, %lld] to match the "
+                                          "trained parameters", file, name, (long long)rows,
+                          (long long)cols);
+        else
+            *st = err_set(WICK_ERR_SHAPE, "%s: tensor %s must be F32 [%lld] to match the "
+                                          "trained parameters", file, name, (long long)rows);
         return NULL;
     }
     return t->data;
@@ -325,10 +513,10 @@ static const float *find_f32(const st_set *s, const char *file, const char *name
 wick_status wick_trainer_load_checkpoint(wick_trainer *tr, const char *dir) {
     if (!tr || !dir)
         return err_set(WICK_ERR_INVALID_ARG, "wick_trainer_load_checkpoint: NULL argument");
-    char *wpath = path_join(dir, "adapter_model.safetensors");
+    char *wpath = path_join(dir, tr->full ? "model.safetensors" : "adapter_model.safetensors");
     char *spath = path_join(dir, STATE_FILE);
     st_set *ws = NULL, *ss = NULL;
-    const float **src = calloc((size_t)tr->n_slots * 6, sizeof *src);
+    const float **src = calloc((size_t)tr->n_tensors * 3, sizeof *src);
     wick_status st = WICK_OK;
     if (!wpath || !spath || !src) {
         st = err_set(WICK_ERR_NOMEM, "out of memory");
@@ -336,11 +524,16 @@ wick_status wick_trainer_load_checkpoint(wick_trainer *tr, const char *dir) {
     }
     if ((st = st_open(wpath, &ws)) || (st = st_open(spath, &ss))) goto out;
     const char *fmt = st_metadata(ss, "format"), *ver = st_metadata(ss, "version");
-    const char *step_s = st_metadata(ss, "step");
+    const char *step_s = st_metadata(ss, "step"), *mode = st_metadata(ss, "mode");
     if (!fmt || strcmp(fmt, STATE_FORMAT) || !ver || strcmp(ver, STATE_VERSION)) {
         st = err_set(WICK_ERR_FORMAT, "%s: not a wick trainer state (metadata format \"%s\" "
                                       "version %s, want \"%s\" %s)", spath, fmt ? fmt : "",
                      ver ? ver : "none", STATE_FORMAT, STATE_VERSION);
+        goto out;
+    }
+    if (strcmp(mode ? mode : "lora", tr->full ? "full" : "lora")) {
+        st = err_set(WICK_ERR_INVALID_ARG, "%s: a %s-training state cannot resume %s training",
+                     spath, mode ? mode : "lora", tr->full ? "full" : "LoRA");
         goto out;
     }
     char *end = NULL;
@@ -350,35 +543,28 @@ wick_status wick_trainer_load_checkpoint(wick_trainer *tr, const char *dir) {
         st = err_set(WICK_ERR_FORMAT, "%s: metadata \"step\" is missing or not a count", spath);
         goto out;
     }
-    for (int i = 0; i < tr->n_slots && !st; i++) {
-        const train_slot *s = &tr->slots[i];
-        for (int h = 0; h < 2 && !st; h++) {
-            char key[160], nm[192];
-            peft_key(key, sizeof key, s, h);
-            const int64_t rows = h ? s->out : s->r, cols = h ? s->r : s->in;
-            src[6 * i + 3 * h] = find_f32(ws, wpath, key, rows, cols, &st);
-            if (st) break;
-            snprintf(nm, sizeof nm, "%s.exp_avg", key);
-            src[6 * i + 3 * h + 1] = find_f32(ss, spath, nm, rows, cols, &st);
-            if (st) break;
-            snprintf(nm, sizeof nm, "%s.exp_avg_sq", key);
-            src[6 * i + 3 * h + 2] = find_f32(ss, spath, nm, rows, cols, &st);
-        }
+    for (int i = 0; i < tr->n_tensors && !st; i++) {
+        const train_tensor *tt = &tr->tensors[i];
+        char nm[192];
+        src[3 * i] = find_f32(ws, wpath, tt->name, tt->rows, tt->cols, &st);
+        if (st) break;
+        snprintf(nm, sizeof nm, "%s.exp_avg", tt->name);
+        src[3 * i + 1] = find_f32(ss, spath, nm, tt->rows, tt->cols, &st);
+        if (st) break;
+        snprintf(nm, sizeof nm, "%s.exp_avg_sq", tt->name);
+        src[3 * i + 2] = find_f32(ss, spath, nm, tt->rows, tt->cols, &st);
     }
     if (st) goto out;
     /* everything checked: now change the trainer */
-    for (int i = 0; i < tr->n_slots; i++) {
-        const train_slot *s = &tr->slots[i];
-        for (int h = 0; h < 2; h++) {
-            const size_t off = h ? s->off_b : s->off_a, n = (size_t)s->r * (h ? s->out : s->in);
-            memcpy(tr->params + off, src[6 * i + 3 * h], sizeof(float) * n);
-            memcpy(tr->m + off, src[6 * i + 3 * h + 1], sizeof(float) * n);
-            memcpy(tr->v + off, src[6 * i + 3 * h + 2], sizeof(float) * n);
-        }
+    for (int i = 0; i < tr->n_tensors; i++) {
+        const train_tensor *tt = &tr->tensors[i];
+        if (src[3 * i] != tt->p) memcpy(tt->p, src[3 * i], sizeof(float) * tt->n);
+        memcpy(tr->m + tt->off, src[3 * i + 1], sizeof(float) * tt->n);
+        memcpy(tr->v + tt->off, src[3 * i + 2], sizeof(float) * tt->n);
     }
     tr->step = step;
     tr->micro = 0;
-    tr->adapter->uid = lora_next_uid();
+    if (tr->adapter) tr->adapter->uid = lora_next_uid();
 out:
     st_close(ws);
     st_close(ss);
