@@ -28,6 +28,9 @@ int fuzz_target_adapter_config(const uint8_t *data, size_t size);
 int fuzz_target_gguf_lora(const uint8_t *data, size_t size);
 /* tok_targets.c: a tokenizer.json, optionally "\n#TEXT#\n" and a text to encode. */
 int fuzz_target_tokenizer(const uint8_t *data, size_t size);
+/* tok_targets.c: byte 0 a vocabulary size, then a text: the BPE trainer; what it writes must
+   load and round-trip ASCII lines. */
+int fuzz_target_bpe_train(const uint8_t *data, size_t size);
 /* jinja_targets.c: a chat template, compiled and rendered with two chat contexts. */
 int fuzz_target_jinja(const uint8_t *data, size_t size);
 /* serve_targets.c: a request body (first byte 0 = completions, else chat); raw bytes to a

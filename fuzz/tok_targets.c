@@ -1,4 +1,4 @@
-/* tok_targets.c — harness body for the tokenizer (see fuzz_targets.h): the input is a
+/* tok_targets.c — harness bodies for the tokenizer and its BPE trainer (see fuzz_targets.h): the input is a
  * tokenizer.json, optionally followed by "\n#TEXT#\n" and a text to encode. Each input that
  * loads is exercised through every public path a hostile file can reach: encode (with and
  * without special tokens, the text given or a few fixed ones), batch decode of the encoded ids
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz_targets.h"
+#include "tokenizer/bpe_train.h"
 
 static void decode_all(const wick_tokenizer *t, const int32_t *ids, size_t n) {
     char buf[4096];
@@ -64,6 +65,40 @@ int fuzz_target_tokenizer(const uint8_t *data, size_t size) {
         int32_t id = wick_tokenizer_special(t, (wick_special)w);
         wick_token_str(t, id);
         wick_token_is_special(t, id);
+    }
+    wick_tokenizer_free(t);
+    return 0;
+}
+
+/* The BPE trainer (bpe_train_mem): byte 0 picks the vocabulary size (259..769), the rest is
+ * the training text. A tokenizer the trainer writes must load, and every line of ASCII text
+ * must decode back to itself (byte-level BPE loses nothing; NFC keeps ASCII). */
+int fuzz_target_bpe_train(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    wick_bpe_train_params p = wick_bpe_train_params_default();
+    p.vocab_size = 259 + 2 * data[0];
+    const char *text = (const char *)data + 1, *name = "fuzz.txt";
+    const size_t n = size - 1;
+    char *json = NULL;
+    if (bpe_train_mem(&text, &n, &name, 1, &p, &json, NULL) != WICK_OK) return 0;
+    wick_tokenizer *t = NULL;
+    if (wick_tokenizer_load_mem(json, strlen(json), NULL, &t) != WICK_OK) abort();
+    free(json);
+    bool ascii = true;
+    for (size_t i = 0; i < n; i++) ascii = ascii && text[i] > 0 && text[i] < 0x7f;
+    for (size_t i = 0; i < n;) {
+        const char *nl = memchr(text + i, '\n', n - i);
+        const size_t e = nl ? (size_t)(nl - text) + 1 : n;
+        int32_t ids[4096];
+        const int32_t k = e - i <= 4096 ? wick_tokenize(t, text + i, e - i, false, ids, 4096) : -1;
+        if (ascii && k >= 0) {
+            char buf[8192];
+            size_t ol = 0;
+            if (wick_detokenize(t, ids, (size_t)k, false, buf, sizeof buf, &ol) != WICK_OK ||
+                ol != e - i || memcmp(buf, text + i, ol))
+                abort();
+        }
+        i = e;
     }
     wick_tokenizer_free(t);
     return 0;

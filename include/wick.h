@@ -257,6 +257,34 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_l
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out);
 void wick_tokenizer_free(wick_tokenizer *tok);
 
+/* Training a byte-level BPE tokenizer as Hugging Face tokenizers' BpeTrainer does with
+ * Qwen2's pre-tokenizer (NFC, Qwen2's split regex, ByteLevel): every line of every file (with
+ * its line ending) is one training sequence, as Tokenizer.train(files) reads them; the
+ * vocabulary is the special tokens, the 256 byte-level characters by code point, then one
+ * entry per merge, merges chosen by pair frequency with ties broken by the smaller pair of
+ * ids. The result, written atomically to out_path, is a tokenizer.json that HF tokenizers
+ * loads and that encodes as a tokenizer HF trained on the same files would (checked against
+ * tokenizers 0.23 in tests/test_tokenizer_train.c). */
+typedef struct wick_bpe_train_params {
+    int vocab_size;             /* entries including specials and the 256 bytes. Default 8192 */
+    int min_frequency;          /* pairs seen fewer times are never merged. Default 0 */
+    const char *const *special; /* special tokens, ids 0..n-1; NULL = "<|endoftext|>",
+                                   "<|im_start|>", "<|im_end|>" */
+    int n_special;
+    void (*progress)(void *user, int vocab_now, int vocab_target);   /* after each merge */
+    void *progress_user;
+} wick_bpe_train_params;
+
+typedef struct wick_bpe_train_stats {
+    int64_t bytes, words, word_occurrences;  /* input bytes, distinct words, words seen */
+    int vocab_size, merges;
+} wick_bpe_train_stats;
+
+wick_bpe_train_params wick_bpe_train_params_default(void);
+wick_status wick_tokenizer_train_bpe(const char *const *files, int n_files,
+                                     const wick_bpe_train_params *params, const char *out_path,
+                                     wick_bpe_train_stats *stats);
+
 /* Same as wick_tokenizer_load for a tokenizer.json held in memory (`len` bytes) and an optional
  * tokenizer_config.json text (NUL-terminated, may be NULL). Both are copied as needed; the
  * caller keeps ownership. Messages name "tokenizer.json (in memory)". */
