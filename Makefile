@@ -1,9 +1,11 @@
 # Shortcuts over CMake. `make` builds, `make test` runs the suite, `make asan` runs it under
-# AddressSanitizer + UBSan, `make demo` generates text with a small model.
+# AddressSanitizer + UBSan, `make demo` streams text from the demo model wick trained
+# (models/kjv-demo), `make demo-model` retrains it from scratch, `make demo-lora` fine-tunes it
+# with LoRA and serves base and adapter side by side.
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build fetch test asan tsan clean demo
+.PHONY: all deps build fetch test asan tsan clean demo demo-model demo-lora
 
 all: build
 
@@ -38,6 +40,12 @@ tsan:
 
 demo: build
 	./scripts/demo.sh $(BUILD)
+
+demo-model: build
+	./scripts/demo-model.sh $(BUILD)
+
+demo-lora: build
+	./scripts/demo-lora.sh $(BUILD)
 
 clean:
 	rm -rf build build-asan build-tsan

@@ -23,6 +23,8 @@ int cmd_create_random(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
+int cmd_tokenizer_train(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int bench_stream(int argc, char **argv); /* cli/bench_stream.c */
 

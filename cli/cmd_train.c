@@ -13,6 +13,9 @@
  * replaced as a whole (a kill leaves the previous complete checkpoint or adapter; the final
  * save keeps the checkpoint-STEP folders already in --out). --adapter DIR continues from a PEFT folder and, when DIR holds
  * trainer_state.safetensors, from its optimizer state and step count.
+ * --full trains every weight of the model instead (wick_trainer_create_full): --out and the
+ * checkpoints are model folders (f32) with the optimizer state; --resume DIR continues a
+ * full-training checkpoint (the model is loaded from DIR).
  * Not here: validation sets, chat-template rendering of conversations, multiple files. */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -80,6 +83,8 @@ static int usage(FILE *f) {
     fprintf(f,
             "usage: wick train -m MODEL --data FILE.jsonl|FILE.txt --out DIR [options]\n"
             "  --adapter DIR        continue from a PEFT folder (and its trainer_state, if any)\n"
+            "  --full               train every weight (full fine-tuning); --out is a model folder\n"
+            "  --resume DIR         continue a --full checkpoint (model and optimizer state)\n"
             "  -r N                 LoRA rank of a new adapter (default 8)\n"
             "  --alpha A            lora_alpha (default 16)\n"
             "  --targets LIST       projections: q,k,v,o,gate,up,down (default q,v)\n"
@@ -99,7 +104,8 @@ static int usage(FILE *f) {
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *model_dir = NULL, *data = NULL, *out = NULL, *adapter = NULL;
+    const char *model_dir = NULL, *data = NULL, *out = NULL, *adapter = NULL, *resume = NULL;
+    bool full = false;
     const char *targets = "q,v", *sched = "constant";
     long r = 8, epochs = 0, steps = 0, batch = 1, seq_len = 256, warmup = 0, save_every = 0;
     long seed = 0, threads = 0;
@@ -113,6 +119,8 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--data") && has) data = argv[++i];
         else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && has) out = argv[++i];
         else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
+        else if (!strcmp(a, "--resume") && has) resume = argv[++i];
+        else if (!strcmp(a, "--full")) full = true;
         else if (!strcmp(a, "--targets") && has) targets = argv[++i];
         else if (!strcmp(a, "--schedule") && has) sched = argv[++i];
         else if (!strcmp(a, "-r") && has) ok = cli_parse_int("train", a, argv[++i], 1, 4096, &r);
@@ -134,7 +142,25 @@ int cmd_train(int argc, char **argv) {
         }
         if (!ok) return 2;
     }
+    if (resume && !full) {
+        if (adapter) {
+            fprintf(stderr, "wick train: give --adapter or --resume, not both\n");
+            return 2;
+        }
+        adapter = resume;   /* LoRA: resuming is continuing from the adapter folder */
+    }
+    if (full && resume) {
+        if (model_dir)
+            fprintf(stderr, "wick train: note: --resume loads the model from %s; -m is not "
+                            "used\n", resume);
+        model_dir = resume;
+    }
     if (!model_dir || !data || !out) return usage(stderr);
+    if (full && adapter) {
+        fprintf(stderr, "wick train: --adapter applies to LoRA training; with --full use "
+                        "--resume DIR to continue a checkpoint\n");
+        return 2;
+    }
     if (epochs && steps) {
         fprintf(stderr, "wick train: give --epochs or --steps, not both\n");
         return 2;
@@ -178,15 +204,21 @@ int cmd_train(int argc, char **argv) {
 
     wick_trainer *tr = NULL;
     int32_t *ids = NULL, *labels = NULL;
-    wick_status st = adapter ? wick_adapter_load(m, adapter, "train")
-                             : wick_adapter_create(m, "train", (int)r, (float)alpha, targets,
-                                                   (uint64_t)seed);
+    wick_status st = full      ? WICK_OK
+                     : adapter ? wick_adapter_load(m, adapter, "train")
+                               : wick_adapter_create(m, "train", (int)r, (float)alpha, targets,
+                                                     (uint64_t)seed);
     if (st) {
         rc = cli_fail("train", adapter ? "cannot load --adapter" : "cannot create the adapter");
         goto out;
     }
-    if (wick_trainer_create(m, "train", &tp, &tr) != WICK_OK) {
+    st = full ? wick_trainer_create_full(m, &tp, &tr) : wick_trainer_create(m, "train", &tp, &tr);
+    if (st != WICK_OK) {
         rc = cli_fail("train", "cannot start training");
+        goto out;
+    }
+    if (full && resume && wick_trainer_load_checkpoint(tr, resume) != WICK_OK) {
+        rc = cli_fail("train", "cannot resume from --resume's trainer_state");
         goto out;
     }
     if (adapter) {
@@ -200,8 +232,9 @@ int cmd_train(int argc, char **argv) {
     }
     wick_train_state ts;
     wick_trainer_get_state(tr, &ts);
-    printf("training %lld LoRA parameters on %d examples, %ld steps (batch %ld, from step %lld)\n",
-           (long long)ts.n_params, ds.n, total, batch, (long long)ts.step);
+    printf("training %lld %s parameters on %d examples, %ld steps (batch %ld, from step %lld)\n",
+           (long long)ts.n_params, full ? "model" : "LoRA", ds.n, total, batch,
+           (long long)ts.step);
     ids = malloc(sizeof(int32_t) * (size_t)(batch * seq_len));
     labels = malloc(sizeof(int32_t) * (size_t)(batch * seq_len));
     int *order = malloc(sizeof(int) * (size_t)ds.n);
@@ -255,7 +288,7 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (wick_trainer_save(tr, out) != WICK_OK) {
-        rc = cli_fail("train", "cannot write the adapter");
+        rc = cli_fail("train", full ? "cannot write the model" : "cannot write the adapter");
         goto out_order;
     }
     printf("saved %s\n", out);

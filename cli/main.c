@@ -23,6 +23,8 @@ static const struct command {
     {"embed", cmd_embed, "sentence embeddings (BERT/E5/MiniLM/BGE) or a similarity matrix"},
     {"merge", cmd_merge, "fold a LoRA adapter into a model and write a new model folder"},
     {"train", cmd_train, "LoRA fine-tuning on a text or JSONL file (AdamW, schedules, checkpoints)"},
+    {"pretrain", cmd_pretrain, "train a fresh model from scratch on a text corpus (full parameters)"},
+    {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer.json on text files"},
     {"bench", cmd_bench, "benchmarks (bench generate|adapters|...)"},
 };
 

@@ -11,26 +11,19 @@
 #include "base/fileio.h"
 #include "formats/safetensors.h"
 
-typedef struct shape {
-    const char *name, *arch, *model_type;
-    int d, ff, layers, heads, kv, vocab, max_pos;
-    double theta, eps;
-    int tied, bias;
-    int bos, eos;
-    int llama3_rope;
-} shape;
+typedef random_shape shape;
 
 static const shape k_shapes[] = {
     {"qwen2.5-0.5b", "Qwen2ForCausalLM", "qwen2", 896, 4864, 24, 14, 2, 151936, 32768, 1e6, 1e-6,
-     1, 1, 151643, 151643, 0},
+     1, 1, 151643, 151643, 0, 0.02, 0},
     {"qwen2.5-1.5b", "Qwen2ForCausalLM", "qwen2", 1536, 8960, 28, 12, 2, 151936, 32768, 1e6, 1e-6,
-     1, 1, 151643, 151643, 0},
+     1, 1, 151643, 151643, 0, 0.02, 0},
     {"llama-3.2-1b", "LlamaForCausalLM", "llama", 2048, 8192, 16, 32, 8, 128256, 131072, 500000.0,
-     1e-5, 1, 0, 128000, 128001, 1},
+     1e-5, 1, 0, 128000, 128001, 1, 0.02, 0},
     {"tinyllama", "LlamaForCausalLM", "llama", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0, 1e-5,
-     0, 0, 1, 2, 0},
+     0, 0, 1, 2, 0, 0.02, 0},
     {"tiny", "Qwen2ForCausalLM", "qwen2", 64, 176, 2, 4, 2, 151936, 4096, 1e6, 1e-6, 1, 1, 151643,
-     151643, 0},
+     151643, 0, 0.02, 0},
 };
 
 const char *const random_model_shapes[] = {"qwen2.5-0.5b", "qwen2.5-1.5b", "llama-3.2-1b",
@@ -98,6 +91,8 @@ static wick_status copy_file(const char *src, const char *dst) {
 static wick_status write_config(const shape *s, const char *dir, dtype dt) {
     char cfg[2048], rope[512];
     int hd = s->d / s->heads;
+    /* Qwen2 has q/k/v biases by architecture; "attention_bias" is LLaMA's switch */
+    const bool llama_bias = s->bias && strcmp(s->model_type, "qwen2") != 0;
     if (s->llama3_rope)
         snprintf(rope, sizeof rope,
                  "\"rope_theta\": %.1f,\n  \"rope_scaling\": {\"rope_type\": \"llama3\", "
@@ -112,10 +107,12 @@ static wick_status write_config(const shape *s, const char *dir, dtype dt) {
              "  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n  \"vocab_size\": %d,\n"
              "  \"max_position_embeddings\": %d,\n  \"rms_norm_eps\": %g,\n  %s,\n"
              "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n"
-             "  \"attention_bias\": false,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
+             "  \"attention_bias\": %s,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
+             "  \"initializer_range\": %g,\n"
              "  \"torch_dtype\": \"%s\"\n}\n",
              s->arch, s->model_type, s->d, s->ff, s->layers, s->heads, s->kv, hd, s->vocab,
-             s->max_pos, s->eps, rope, s->tied ? "true" : "false", s->bos, s->eos,
+             s->max_pos, s->eps, rope, s->tied ? "true" : "false", llama_bias ? "true" : "false",
+             s->bos, s->eos, s->init_std > 0 ? s->init_std : 0.02,
              dt == DT_F32 ? "float32" : dt == DT_BF16 ? "bfloat16" : "float16");
     char *p = path_join(dir, "config.json");
     wick_status st = p ? file_write_atomic(p, cfg, strlen(cfg)) : err_set(WICK_ERR_NOMEM, "oom");
@@ -139,8 +136,22 @@ wick_status random_model_write(const char *like, const char *out_dir, uint64_t s
     if (!s)
         return err_set(WICK_ERR_INVALID_ARG, "unknown model shape '%s' (known: qwen2.5-0.5b, "
                        "qwen2.5-1.5b, llama-3.2-1b, tinyllama, tiny)", like);
+    return random_model_write_shape(s, out_dir, seed, dt, tokenizer);
+}
+
+wick_status random_model_write_shape(const random_shape *s, const char *out_dir, uint64_t seed,
+                                     dtype dt, const char *tokenizer) {
     if (dt != DT_F32 && dt != DT_BF16 && dt != DT_F16)
         return err_set(WICK_ERR_INVALID_ARG, "random models are f32, bf16 or f16");
+    if (s->d < 1 || s->heads < 1 || s->kv < 1 || s->heads % s->kv || s->d % s->heads ||
+        (s->d / s->heads) % 2 || s->ff < 1 || s->layers < 1 || s->layers > 256 || s->vocab < 1 ||
+        s->max_pos < 1)
+        return err_set(WICK_ERR_INVALID_ARG, "model shape: need hidden_size divisible by "
+                       "num_attention_heads into an even head size, heads divisible by "
+                       "num_key_value_heads, and positive sizes (at most 256 layers)");
+    /* "hf": transformers' _init_weights (N(0, initializer_range) matrices, norms 1, biases 0) */
+    const float sd = s->init_std > 0 ? (float)s->init_std : 0.02f;
+    const float norm_sd = s->hf_init ? 0.0f : 0.1f, bias_sd = s->hf_init ? 0.0f : 0.02f;
 
     const int hd = s->d / s->heads, qd = s->heads * hd, kvd = s->kv * hd;
     st_write_tensor *t = calloc(MAX_T, sizeof *t);
@@ -170,27 +181,27 @@ wick_status random_model_write(const char *like, const char *out_dir, uint64_t s
         n++;                                                                                 \
     } while (0)
     char nm[160];
-    ADD("model.embed_tokens.weight", s->vocab, s->d, 0.0f, 0.02f);
+    ADD("model.embed_tokens.weight", s->vocab, s->d, 0.0f, sd);
     for (int l = 0; l < s->layers; l++) {
 #define L(suffix) (snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix), nm)
-        ADD(L("input_layernorm.weight"), s->d, 0, 1.0f, 0.1f);
-        ADD(L("self_attn.q_proj.weight"), qd, s->d, 0.0f, 0.02f);
-        ADD(L("self_attn.k_proj.weight"), kvd, s->d, 0.0f, 0.02f);
-        ADD(L("self_attn.v_proj.weight"), kvd, s->d, 0.0f, 0.02f);
+        ADD(L("input_layernorm.weight"), s->d, 0, 1.0f, norm_sd);
+        ADD(L("self_attn.q_proj.weight"), qd, s->d, 0.0f, sd);
+        ADD(L("self_attn.k_proj.weight"), kvd, s->d, 0.0f, sd);
+        ADD(L("self_attn.v_proj.weight"), kvd, s->d, 0.0f, sd);
         if (s->bias) {
-            ADD(L("self_attn.q_proj.bias"), qd, 0, 0.0f, 0.02f);
-            ADD(L("self_attn.k_proj.bias"), kvd, 0, 0.0f, 0.02f);
-            ADD(L("self_attn.v_proj.bias"), kvd, 0, 0.0f, 0.02f);
+            ADD(L("self_attn.q_proj.bias"), qd, 0, 0.0f, bias_sd);
+            ADD(L("self_attn.k_proj.bias"), kvd, 0, 0.0f, bias_sd);
+            ADD(L("self_attn.v_proj.bias"), kvd, 0, 0.0f, bias_sd);
         }
-        ADD(L("self_attn.o_proj.weight"), s->d, qd, 0.0f, 0.02f);
-        ADD(L("post_attention_layernorm.weight"), s->d, 0, 1.0f, 0.1f);
-        ADD(L("mlp.gate_proj.weight"), s->ff, s->d, 0.0f, 0.02f);
-        ADD(L("mlp.up_proj.weight"), s->ff, s->d, 0.0f, 0.02f);
-        ADD(L("mlp.down_proj.weight"), s->d, s->ff, 0.0f, 0.02f);
+        ADD(L("self_attn.o_proj.weight"), s->d, qd, 0.0f, sd);
+        ADD(L("post_attention_layernorm.weight"), s->d, 0, 1.0f, norm_sd);
+        ADD(L("mlp.gate_proj.weight"), s->ff, s->d, 0.0f, sd);
+        ADD(L("mlp.up_proj.weight"), s->ff, s->d, 0.0f, sd);
+        ADD(L("mlp.down_proj.weight"), s->d, s->ff, 0.0f, sd);
 #undef L
     }
-    ADD("model.norm.weight", s->d, 0, 1.0f, 0.1f);
-    if (!s->tied) ADD("lm_head.weight", s->vocab, s->d, 0.0f, 0.02f);
+    ADD("model.norm.weight", s->d, 0, 1.0f, norm_sd);
+    if (!s->tied) ADD("lm_head.weight", s->vocab, s->d, 0.0f, sd);
 #undef ADD
     /* the folder is built beside out_dir and swapped in whole (base/fileio.h dir_txn) */
     dir_txn txn;
@@ -201,11 +212,16 @@ wick_status random_model_write(const char *like, const char *out_dir, uint64_t s
     free(wpath);
     if (!st) st = write_config(s, txn.stage, dt);
     if (!st && tokenizer) {
+        /* a folder: its tokenizer.json (+ tokenizer_config.json); a file: that file as
+           tokenizer.json (+ the tokenizer_config.json beside it, if any) */
         const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
-        char *src_dir = dir_exists(tokenizer) ? strdup(tokenizer) : path_dirname(tokenizer);
+        const bool is_dir = dir_exists(tokenizer);
+        char *src_dir = is_dir ? strdup(tokenizer) : path_dirname(tokenizer);
         for (int i = 0; i < 2 && st == WICK_OK; i++) {
-            char *src = path_join(src_dir, files[i]), *dst = path_join(txn.stage, files[i]);
-            if (src && dst && (i == 0 || file_exists(src))) st = copy_file(src, dst);
+            char *src = i == 0 && !is_dir ? strdup(tokenizer) : path_join(src_dir, files[i]);
+            char *dst = path_join(txn.stage, files[i]);
+            if (!src || !dst) st = err_set(WICK_ERR_NOMEM, "out of memory");
+            else if (i == 0 || file_exists(src)) st = copy_file(src, dst);
             free(src);
             free(dst);
         }
