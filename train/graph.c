@@ -18,7 +18,8 @@
  * mode (tr->full, every matrix f32): dW += dyᵀ·x for every projection and the LM head,
  * column sums of dy for biases, the norms' weights, and rows of the embedding scattered from
  * the gradient at layer 0's input (a tied head adds its product to the same rows).
- * Not here: dropout, gradient checkpointing, KV caching, threading of the attention loops. */
+ * Not here: dropout, gradient checkpointing, KV caching, a fused (flash) attention: the T×T
+ * probabilities of every head are kept, B·n_head·T² floats per layer. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,7 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
     TAKE(tr->du, N * ff);
     TAKE(tr->dh, N * ff);
     TAKE(tr->dt, N * (size_t)(r_max ? r_max : 1));
+    TAKE(tr->ds, (size_t)T * T);
     TAKE(tr->wrow, 64 * maxw);
     float *pos_mem = NULL;          /* int32 positions, stored in the float arena (same size) */
     TAKE(pos_mem, N);
@@ -210,7 +212,9 @@ static void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, c
     }
 }
 
-/* Causal attention of one sequence (T rows starting at row 0 of q/k/v) with GQA; saves P. */
+/* Causal attention of one sequence (T rows starting at row 0 of q/k/v) with GQA, saving the
+ * probabilities P (n_head, T, T). Per head, two products through sgemm: S = scale·Q·Kᵀ (the
+ * full T×T, then the causal / sliding-window mask and the softmax per row), O = P·V. */
 static void attn_fwd(const model_config *c, int window, int T, const float *q, const float *k,
                      const float *v, float *P, float *out) {
     const int hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head, grp = nh / nkv;
@@ -218,81 +222,58 @@ static void attn_fwd(const model_config *c, int window, int T, const float *q, c
     const float scale = 1.0f / sqrtf((float)hd);
     for (int h = 0; h < nh; h++) {
         const int g = h / grp;
+        float *S = P + (size_t)h * T * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q + (size_t)h * hd,
+                    qd, k + (size_t)g * hd, kvd, 0.0f, S, T);
         for (int i = 0; i < T; i++) {
-            float *pr = P + ((size_t)h * T + i) * T;
-            const float *qi = q + (size_t)i * qd + (size_t)h * hd;
+            float *pr = S + (size_t)i * T;
             const int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
             float mx = -INFINITY;
-            for (int j = 0; j < T; j++) {
-                if (j < j0 || j > i) {
-                    pr[j] = 0;
-                    continue;
-                }
-                const float *kj = k + (size_t)j * kvd + (size_t)g * hd;
-                float sdot = 0;
-                for (int e = 0; e < hd; e++) sdot += qi[e] * kj[e];
-                pr[j] = sdot * scale;
-                if (pr[j] > mx) mx = pr[j];
-            }
+            for (int j = j0; j <= i; j++) mx = pr[j] > mx ? pr[j] : mx;
             float sum = 0;
-            for (int j = j0; j <= i; j++) {
-                pr[j] = expf(pr[j] - mx);
-                sum += pr[j];
+            for (int j = 0; j < T; j++) {
+                const float e = j >= j0 && j <= i ? expf(pr[j] - mx) : 0.0f;
+                pr[j] = e;
+                sum += e;
             }
             const float inv = 1.0f / sum;
-            float *oi = out + (size_t)i * qd + (size_t)h * hd;
-            memset(oi, 0, sizeof(float) * hd);
-            for (int j = j0; j <= i; j++) {
-                pr[j] *= inv;
-                const float *vj = v + (size_t)j * kvd + (size_t)g * hd;
-                for (int e = 0; e < hd; e++) oi[e] += pr[j] * vj[e];
-            }
+            for (int j = j0; j <= i; j++) pr[j] *= inv;
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S, T,
+                    v + (size_t)g * hd, kvd, 0.0f, out + (size_t)h * hd, qd);
     }
 }
 
-/* Backward of attn_fwd for one sequence: dq = , dk, dv (written, not accumulated). */
+/* Backward of attn_fwd for one sequence: dq, dk, dv (written, not accumulated); scratch
+ * (T, T). Per head: dP = dO·Vᵀ, dV += Pᵀ·dO, dS = P∘(dP − rowsum(P∘dP))·scale,
+ * dQ = dS·K, dK += dSᵀ·Q. */
 static void attn_bwd(const model_config *c, int T, const float *q, const float *k,
                      const float *v, const float *P, const float *dout, float *dq, float *dk,
-                     float *dv) {
+                     float *dv, float *scratch) {
     const int hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head, grp = nh / nkv;
     const int qd = nh * hd, kvd = nkv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    memset(dq, 0, sizeof(float) * (size_t)T * qd);
     memset(dk, 0, sizeof(float) * (size_t)T * kvd);
     memset(dv, 0, sizeof(float) * (size_t)T * kvd);
     for (int h = 0; h < nh; h++) {
         const int g = h / grp;
+        const float *Ph = P + (size_t)h * T * T, *dOh = dout + (size_t)h * hd;
+        float *dS = scratch;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dOh, qd,
+                    v + (size_t)g * hd, kvd, 0.0f, dS, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, Ph, T, dOh, qd,
+                    1.0f, dv + (size_t)g * hd, kvd);
         for (int i = 0; i < T; i++) {
-            const float *pr = P + ((size_t)h * T + i) * T;
-            const float *doi = dout + (size_t)i * qd + (size_t)h * hd;
-            const float *qi = q + (size_t)i * qd + (size_t)h * hd;
-            float *dqi = dq + (size_t)i * qd + (size_t)h * hd;
-            /* dP_ij = dO_i·v_j ; D_i = Σ_j P_ij dP_ij ; dS_ij = P_ij (dP_ij − D_i) */
+            const float *pr = Ph + (size_t)i * T;
+            float *ds = dS + (size_t)i * T;
             float Di = 0;
-            for (int j = 0; j <= i; j++) {
-                if (pr[j] == 0) continue;
-                const float *vj = v + (size_t)j * kvd + (size_t)g * hd;
-                float dp = 0;
-                for (int e = 0; e < hd; e++) dp += doi[e] * vj[e];
-                Di += pr[j] * dp;
-            }
-            for (int j = 0; j <= i; j++) {
-                if (pr[j] == 0) continue;
-                const float *vj = v + (size_t)j * kvd + (size_t)g * hd;
-                const float *kj = k + (size_t)j * kvd + (size_t)g * hd;
-                float *dvj = dv + (size_t)j * kvd + (size_t)g * hd;
-                float *dkj = dk + (size_t)j * kvd + (size_t)g * hd;
-                float dp = 0;
-                for (int e = 0; e < hd; e++) dp += doi[e] * vj[e];
-                const float ds = pr[j] * (dp - Di) * scale;
-                for (int e = 0; e < hd; e++) {
-                    dvj[e] += pr[j] * doi[e];
-                    dqi[e] += ds * kj[e];
-                    dkj[e] += ds * qi[e];
-                }
-            }
+            for (int j = 0; j <= i; j++) Di += pr[j] * ds[j];
+            for (int j = 0; j < T; j++) ds[j] = pr[j] * (ds[j] - Di) * scale;
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T,
+                    k + (size_t)g * hd, kvd, 0.0f, dq + (size_t)h * hd, qd);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T,
+                    q + (size_t)h * hd, qd, 1.0f, dk + (size_t)g * hd, kvd);
     }
 }
 
@@ -432,7 +413,7 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
         for (int b = 0; b < B; b++) {
             const size_t oq = (size_t)b * T * qd, ok = (size_t)b * T * kvd;
             attn_bwd(c, T, a->q + oq, a->k + ok, a->v + ok, a->p + (size_t)b * c->n_head * T * T,
-                     tr->datt + oq, tr->dq + oq, tr->dk + ok, tr->dv + ok);
+                     tr->datt + oq, tr->dq + oq, tr->dk + ok, tr->dv + ok, tr->ds);
             /* RoPE is a rotation: its transpose rotates by −angle */
             rope(ctx, tr->dq + oq, T, c->n_head, hd, tr->pos, tr->rope_cos, tr->rope_nsin);
             rope(ctx, tr->dk + ok, T, c->n_kv_head, hd, tr->pos, tr->rope_cos, tr->rope_nsin);

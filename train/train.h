@@ -96,6 +96,7 @@ struct wick_trainer {
     float *rope_cos, *rope_sin, *rope_nsin;  /* (T, hd/2) */
     /* backward scratch */
     float *dx, *dxn, *dq, *dk, *dv, *datt, *dg, *du, *dh, *dt, *wrow;
+    float *ds;                  /* (T, T) attention backward scratch */
     int32_t *pos;               /* (N) position of each row: row i of a sequence is at i */
 };
 

@@ -269,7 +269,7 @@ static wick_status to_f32_block(wick_model *m) {
     }
     if (tied) m->lm_head = m->tok_embd;
     m->train_block = block;
-    snprintf(m->weight_dtype, sizeof m->weight_dtype, "f32");
+    snprintf(m->weight_dtype, sizeof m->weight_dtype, "%s", dtype_name(DT_F32));
     return WICK_OK;
 }
 
