@@ -4,7 +4,11 @@
  * program; Ctrl-D or /exit quits. Commands: /reset, /system TEXT, /adapter NAME|none [scale],
  * /adapters, /exit. Adapters given with --adapter [NAME=]DIR[:scale] are all loaded at start
  * (sharing the base weights); the first one is active, and /adapter switches between them
- * mid-conversation without reloading anything. */
+ * mid-conversation without reloading anything.
+ * A model whose tokenizer has no chat template (a base model, such as the demo model trained
+ * on the King James Bible) gets completion mode instead: the conversation is one text, each
+ * line typed is appended to it on a new line and the model continues the whole text (the
+ * system prompt, when given, is its first line). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +43,18 @@ typedef struct convo {
     char **owned;      /* strdup'ed contents, parallel to msgs */
     size_t n, cap;
 } convo;
+
+/* Appends sep (when text is not empty) and s to the malloc'd text *t of *n bytes. */
+static bool text_append(char **t, size_t *n, const char *sep, const char *s) {
+    const size_t ls = strlen(s), lsep = *n && sep ? strlen(sep) : 0;
+    char *nt = realloc(*t, *n + lsep + ls + 1);
+    if (!nt) return false;
+    memcpy(nt + *n, sep ? sep : "", lsep);
+    memcpy(nt + *n + lsep, s, ls + 1);
+    *t = nt;
+    *n += lsep + ls;
+    return true;
+}
 
 static bool convo_add(convo *c, const char *role, const char *content) {
     if (c->n == c->cap) {
@@ -164,7 +180,18 @@ int cmd_chat(int argc, char **argv) {
     }
     char line[16384];
     int rc = 0;
+    /* a tokenizer without a chat template: completion mode (see the header comment) */
+    char *text = NULL, *probe = NULL;
+    size_t text_len = 0;
+    const wick_chat_message hello = {"user", "hi"};
+    const bool completion = wick_chat_render(tok, &hello, 1, true, NULL, &probe) ==
+                            WICK_ERR_NOT_FOUND;
+    wick_free(probe);
+    if (completion && system && !text_append(&text, &text_len, NULL, system)) return 1;
     fprintf(stderr, "wick chat — %s. Ctrl-C stops a reply, Ctrl-D quits.\n", model);
+    if (completion)
+        fprintf(stderr, "(no chat template: completion mode — each line you type is added to "
+                        "the text so far and the model continues it; /reset starts over)\n");
     for (;;) {
         fprintf(stdout, "\n> ");
         fflush(stdout);
@@ -183,6 +210,8 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
         if (!strcmp(line, "/reset")) {
             convo_clear(&c, base);
+            text_len = 0;
+            if (completion && system) text_append(&text, &text_len, NULL, system);
             fprintf(stdout, "(conversation cleared)");
             continue;
         }
@@ -190,6 +219,8 @@ int cmd_chat(int argc, char **argv) {
             convo_clear(&c, 0);
             convo_add(&c, "system", line + 8);
             base = 1;
+            text_len = 0;
+            if (completion) text_append(&text, &text_len, NULL, line + 8);
             fprintf(stdout, "(system prompt set; conversation cleared)");
             continue;
         }
@@ -220,26 +251,34 @@ int cmd_chat(int argc, char **argv) {
                             "/exit)");
             continue;
         }
-        if (!convo_add(&c, "user", line)) break;
         char *prompt = NULL;
-        if (wick_chat_render(tok, c.msgs, c.n, true, NULL, &prompt) != WICK_OK) {
-            cli_fail("chat", "cannot render the chat template");
-            convo_clear(&c, c.n - 1);
-            continue;
+        const size_t text_before = text_len;
+        if (completion) {
+            if (!text_append(&text, &text_len, "\n", line)) break;
+        } else {
+            if (!convo_add(&c, "user", line)) break;
+            if (wick_chat_render(tok, c.msgs, c.n, true, NULL, &prompt) != WICK_OK) {
+                cli_fail("chat", "cannot render the chat template");
+                convo_clear(&c, c.n - 1);
+                continue;
+            }
         }
-        size_t plen = strlen(prompt);
-        int32_t need = wick_tokenize(tok, prompt, plen, false, NULL, 0);
+        const char *ptext = completion ? text : prompt;
+        size_t plen = strlen(ptext);
+        int32_t need = wick_tokenize(tok, ptext, plen, false, NULL, 0);
         need = need < 0 ? -need : need;
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)(need ? need : 1));
-        int32_t n = ids ? wick_tokenize(tok, prompt, plen, false, ids, need) : -1;
+        int32_t n = ids ? wick_tokenize(tok, ptext, plen, false, ids, need) : -1;
         wick_free(prompt);
         wick_gen *g = NULL;
         if (n <= 0 || wick_gen_start(s, ids, n, &o.p, &g) != WICK_OK) {
             cli_fail("chat", "cannot start the reply");
             free(ids);
-            convo_clear(&c, c.n - 1);
+            if (completion) text_len = text_before, text[text_len] = '\0';
+            else convo_clear(&c, c.n - 1);
             continue;
         }
+        if (completion) fprintf(stdout, "%s", line);
         g_active = g;
         char *reply = NULL;
         size_t rlen = 0, rcap = 0;
@@ -262,7 +301,8 @@ int cmd_chat(int argc, char **argv) {
         }
         g_active = NULL;
         if (st != WICK_DONE) cli_fail("chat", "generation failed");
-        convo_add(&c, "assistant", reply ? reply : "");
+        if (completion) text_append(&text, &text_len, NULL, reply ? reply : "");
+        else convo_add(&c, "assistant", reply ? reply : "");
         free(reply);
         free(ids);
         wick_gen_free(g);
@@ -270,6 +310,7 @@ int cmd_chat(int argc, char **argv) {
     fprintf(stdout, "\n");
     sigaction(SIGINT, &old, NULL);
     convo_clear(&c, 0);
+    free(text);
     free(c.msgs);
     free(c.owned);
     wick_session_free(s);

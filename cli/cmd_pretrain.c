@@ -550,7 +550,22 @@ int cmd_pretrain(int argc, char **argv) {
         goto out;
     }
     {
+        /* the picture from the whole log (a resumed run's too) */
         char *svg = path_join(out, "loss.svg"), *ej = path_join(out, "eval.json");
+        char *lp = path_join(out, "training_log.jsonl"), *lt = NULL;
+        size_t ll = 0;
+        if (lp && file_read_all(lp, &lt, &ll) == WICK_OK) {
+            tl.n = el.n = 0;
+            for (char *line = strtok(lt, "\n"); line; line = strtok(NULL, "\n")) {
+                long long st = -1;
+                const char *v;
+                if (sscanf(line, "{\"step\": %lld", &st) != 1) continue;
+                if ((v = strstr(line, "\"loss\": "))) curve_add(&tl, st, atof(v + 8));
+                else if ((v = strstr(line, "\"eval_loss\": "))) curve_add(&el, st, atof(v + 13));
+            }
+        }
+        free(lt);
+        free(lp);
         write_svg(svg, &tl, &el, ppl_u, ppl_b);
         wick_train_state fin;
         wick_trainer_get_state(tr, &fin);

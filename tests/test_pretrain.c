@@ -18,8 +18,9 @@
 
 static char g_wick[4096];
 
-/* Runs wick with argv (NULL-terminated, argv[0] ignored), stdout+stderr to `log`; exit code. */
-static int run(const char *log, const char *const *args) {
+/* Runs wick with argv (NULL-terminated, argv[0] ignored), stdin from `in` (NULL: none),
+ * stdout+stderr to `log`; exit code. */
+static int run_in(const char *log, const char *in, const char *const *args) {
     const char *argv[64];
     int n = 0;
     argv[n++] = g_wick;
@@ -33,6 +34,8 @@ static int run(const char *log, const char *const *args) {
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        int ifd = open(in ? in : "/dev/null", O_RDONLY);
+        if (ifd >= 0) dup2(ifd, 0);
         setenv("OPENBLAS_NUM_THREADS", "1", 1);
         execv(g_wick, (char *const *)argv);
         _exit(127);
@@ -41,6 +44,8 @@ static int run(const char *log, const char *const *args) {
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
+
+static int run(const char *log, const char *const *args) { return run_in(log, NULL, args); }
 
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -138,6 +143,19 @@ static void test_pretrain_end_to_end(void **state) {
     const char *gen[] = {"generate", "-m", out, "-p", "And God said", "-n", "8", "--temp", "0",
                          NULL};
     assert_int_equal(run(log, gen), 0);
+    /* chat on a model without a chat template: completion mode, the text continued */
+    snprintf(p, sizeof p, "%s/chat_in.txt", d);
+    f = fopen(p, "wb");
+    fputs("And God said\n/reset\nIn the beginning\n", f);
+    fclose(f);
+    const char *chat[] = {"chat", "-m", out, "-n", "5", "--temp", "0", NULL};
+    assert_int_equal(run_in(log, p, chat), 0);
+    msg = slurp(log);
+    assert_non_null(strstr(msg, "completion mode"));
+    assert_non_null(strstr(msg, "> And God said"));
+    assert_non_null(strstr(msg, "> In the beginning"));
+    assert_null(strstr(msg, "cannot"));
+    free(msg);
 
     /* same seed, same curve */
     pt[10] = out2;
