@@ -42,4 +42,12 @@ bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *sca
  * code (0 ok). */
 int cli_use_adapter(const char *cmd, wick_model *m, wick_session *s, const char *spec);
 
+/* Training runs (train, pretrain): after cli_train_sigint_install, the first Ctrl-C sets a flag
+ * the step loop reads with cli_train_interrupted (it saves a checkpoint of the last completed
+ * step, says where, and exits 130); a second Ctrl-C exits at once. */
+void cli_train_sigint_install(void);
+bool cli_train_interrupted(void);
+/* Removes all but the newest `keep` OUT/checkpoint-STEP folders (keep <= 0: none removed). */
+void cli_prune_checkpoints(const char *out, long keep);
+
 #endif

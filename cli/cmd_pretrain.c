@@ -50,10 +50,13 @@ static int usage(FILE *f) {
             "  --weight-decay X     on matrices only (default 0.1); --grad-clip X (default 1.0)\n"
             "  --eval-every N       evaluate on --valid every N steps (default 200)\n"
             "  --save-every N       write DIR/checkpoint-STEP every N steps (default 0 = off)\n"
+            "  --save-total-limit N keep only the newest N checkpoints (default 0 = all)\n"
             "  --log-every N        print a line every N steps (default 10)\n"
             "  --seed S             init and data order (default 0)\n"
             "  -t N                 threads (default: all CPUs)\n"
-            "  --force              replace an existing DIR\n");
+            "  --force              replace an existing DIR\n"
+            "Ctrl-C saves DIR/checkpoint-STEP of the last completed step and exits (a second\n"
+            "Ctrl-C exits at once); --resume continues it.\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -304,7 +307,7 @@ int cmd_pretrain(int argc, char **argv) {
     const char *config = NULL, *tokp = NULL, *data = NULL, *valid = NULL, *out = NULL;
     const char *resume = NULL, *sched = "cosine";
     long steps = 0, batch = 16, seq_len = 128, warmup = -1, eval_every = 200, save_every = 0;
-    long log_every = 10, seed = 0, threads = 0;
+    long log_every = 10, seed = 0, threads = 0, keep = 0;
     double lr = 2e-3, wd = 0.1, clip = 1.0;
     bool force = false;
     for (int i = 1; i < argc; i++) {
@@ -325,6 +328,7 @@ int cmd_pretrain(int argc, char **argv) {
         else if (!strcmp(a, "--warmup") && has) ok = cli_parse_int("pretrain", a, argv[++i], 0, 100000000, &warmup);
         else if (!strcmp(a, "--eval-every") && has) ok = cli_parse_int("pretrain", a, argv[++i], 1, 100000000, &eval_every);
         else if (!strcmp(a, "--save-every") && has) ok = cli_parse_int("pretrain", a, argv[++i], 0, 100000000, &save_every);
+        else if (!strcmp(a, "--save-total-limit") && has) ok = cli_parse_int("pretrain", a, argv[++i], 0, 1000000, &keep);
         else if (!strcmp(a, "--log-every") && has) ok = cli_parse_int("pretrain", a, argv[++i], 1, 100000000, &log_every);
         else if (!strcmp(a, "--seed") && has) ok = cli_parse_int("pretrain", a, argv[++i], 0, 0x7fffffffL, &seed);
         else if (!strcmp(a, "-t") && has) ok = cli_parse_int("pretrain", a, argv[++i], 0, 1024, &threads);
@@ -480,6 +484,7 @@ int cmd_pretrain(int argc, char **argv) {
     uint64_t rng = (uint64_t)seed * 0x2545f4914f6cdd1dull + 7;
     long pos = tr_d.n;
     /* the order of windows: a fresh shuffle per epoch; a resumed run replays the steps taken */
+    cli_train_sigint_install();
     const double t0 = now_s();
     double win_loss = 0, t_log = t0;
     int win_n = 0;
@@ -542,6 +547,21 @@ int cmd_pretrain(int argc, char **argv) {
                 goto out;
             }
             printf("saved %s\n", dir);
+            cli_prune_checkpoints(out, keep);
+        }
+        if (cli_train_interrupted()) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/checkpoint-%lld", out, (long long)now.step);
+            fflush(logf);
+            if (wick_trainer_save(tr, dir) != WICK_OK) {
+                rc = cli_fail("pretrain", "cannot write the checkpoint");
+                goto out;
+            }
+            cli_prune_checkpoints(out, keep);
+            fprintf(stderr, "interrupted after step %lld: saved %s (continue with --resume %s "
+                            "and the same options)\n", (long long)now.step, dir, dir);
+            rc = 130;
+            goto out;
         }
     }
     fflush(logf);

@@ -96,10 +96,13 @@ static int usage(FILE *f) {
             "  --schedule S         constant|linear|cosine (default constant)\n"
             "  --weight-decay X     (default 0.01)   --grad-clip X  (default 0 = off)\n"
             "  --save-every N       write DIR/checkpoint-STEP every N steps (default 0 = off)\n"
+            "  --save-total-limit N keep only the newest N checkpoints (default 0 = all)\n"
             "  --seed S             adapter init and data order (default 0)\n"
             "  -t N                 threads (default: all CPUs)\n"
             "JSONL lines: {\"text\": ...} or {\"prompt\": ..., \"completion\": ...} (loss on the\n"
-            "completion only); other files are plain text.\n");
+            "completion only); other files are plain text.\n"
+            "Ctrl-C saves DIR/checkpoint-STEP of the last completed step and exits (a second\n"
+            "Ctrl-C exits at once); continue with --adapter (LoRA) or --resume (--full) on it.\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -108,7 +111,7 @@ int cmd_train(int argc, char **argv) {
     bool full = false;
     const char *targets = "q,v", *sched = "constant";
     long r = 8, epochs = 0, steps = 0, batch = 1, seq_len = 256, warmup = 0, save_every = 0;
-    long seed = 0, threads = 0;
+    long seed = 0, threads = 0, keep = 0;
     double alpha = 16, lr = 1e-4, wd = 0.01, clip = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -130,6 +133,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--seq-len") && has) ok = cli_parse_int("train", a, argv[++i], 2, 1 << 20, &seq_len);
         else if (!strcmp(a, "--warmup") && has) ok = cli_parse_int("train", a, argv[++i], 0, 100000000, &warmup);
         else if (!strcmp(a, "--save-every") && has) ok = cli_parse_int("train", a, argv[++i], 0, 100000000, &save_every);
+        else if (!strcmp(a, "--save-total-limit") && has) ok = cli_parse_int("train", a, argv[++i], 0, 1000000, &keep);
         else if (!strcmp(a, "--seed") && has) ok = cli_parse_int("train", a, argv[++i], 0, 0x7fffffffL, &seed);
         else if (!strcmp(a, "-t") && has) ok = cli_parse_int("train", a, argv[++i], 0, 1024, &threads);
         else if (!strcmp(a, "--alpha") && has) ok = cli_parse_float("train", a, argv[++i], &alpha);
@@ -192,6 +196,28 @@ int cmd_train(int argc, char **argv) {
         wick_model_free(m);
         return rc;
     }
+    /* examples with no target token (a prompt as long as --seq-len cuts the completion away)
+       are reported; if none has one, nothing could be trained */
+    int empty = 0, first_empty = -1;
+    for (int e = 0; e < ds.n; e++) {
+        bool any = false;
+        for (int t = 1; t < ds.ex[e].n && !any; t++) any = ds.ex[e].labels[t] != -100;
+        if (!any && first_empty < 0) first_empty = e;
+        empty += !any;
+    }
+    if (empty == ds.n) {
+        fprintf(stderr, "wick train: none of the %d examples of %s has a token to learn (each "
+                        "completion starts after --seq-len %ld tokens, or is empty): raise "
+                        "--seq-len or shorten the prompts\n", ds.n, data, seq_len);
+        train_data_free(&ds);
+        wick_model_free(m);
+        return 1;
+    }
+    if (empty)
+        fprintf(stderr, "wick train: warning: %d of %d examples (the first: example %d) have "
+                        "no token to learn — their completion starts after --seq-len %ld "
+                        "tokens; they only add compute (raise --seq-len to use them)\n", empty,
+                ds.n, first_empty + 1, seq_len);
     const long per_epoch = (ds.n + batch - 1) / batch;
     const long total = steps ? steps : per_epoch * (epochs ? epochs : 1);
     tp.lr = (float)lr;
@@ -244,7 +270,7 @@ int cmd_train(int argc, char **argv) {
         rc = 1;
         goto out;
     }
-    if (save_every && mkdir(out, 0777) != 0 && errno != EEXIST) {
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "wick train: cannot create %s: %s\n", out, strerror(errno));
         rc = 1;
         goto out_order;
@@ -253,6 +279,8 @@ int cmd_train(int argc, char **argv) {
     long pos = ds.n;   /* forces a shuffle before the first batch */
     const int pad = info.pad_id >= 0 ? info.pad_id : info.n_eos ? info.eos_ids[0] : 0;
     int pick[4096];
+    long skipped = 0;
+    cli_train_sigint_install();
     /* a resumed run replays the data order of the steps already taken, so it sees the same
      * batches as an uninterrupted one */
     for (int64_t s = 0; s < ts.step; s++) next_batch(&ds, order, &pos, &rng, (int)batch, pick);
@@ -268,7 +296,10 @@ int cmd_train(int argc, char **argv) {
         float loss = 0;
         double t0 = now_s();
         if (wick_train_step(tr, ids, labels, B, T, &loss) != WICK_OK) {
-            if (strstr(wick_last_error(), "no target token")) continue;   /* all-prompt batch */
+            if (strstr(wick_last_error(), "no target token")) {   /* an all-prompt batch */
+                skipped++;
+                continue;
+            }
             rc = cli_fail("train", "training step failed");
             goto out_order;
         }
@@ -285,7 +316,29 @@ int cmd_train(int argc, char **argv) {
                 goto out_order;
             }
             printf("saved %s\n", dir);
+            cli_prune_checkpoints(out, keep);
         }
+        if (cli_train_interrupted()) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/checkpoint-%lld", out, (long long)ts.step);
+            if (wick_trainer_save(tr, dir) != WICK_OK) {
+                rc = cli_fail("train", "cannot write the checkpoint");
+                goto out_order;
+            }
+            cli_prune_checkpoints(out, keep);
+            fprintf(stderr, "interrupted after step %lld: saved %s (continue with %s %s)\n",
+                    (long long)ts.step, dir, full ? "--resume" : "--adapter", dir);
+            rc = 130;
+            goto out_order;
+        }
+    }
+    if (skipped)
+        fprintf(stderr, "wick train: %ld of %ld steps were skipped: every example of their batch "
+                        "had no token to learn\n", skipped, total - ts.step);
+    if (skipped && skipped == total - ts.step) {
+        fprintf(stderr, "wick train: no step could run: nothing was trained or written\n");
+        rc = 1;
+        goto out_order;
     }
     if (wick_trainer_save(tr, out) != WICK_OK) {
         rc = cli_fail("train", full ? "cannot write the model" : "cannot write the adapter");

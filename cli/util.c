@@ -1,9 +1,13 @@
 /* util.c — small option-parsing helpers shared by the commands. */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "base/fileio.h"
 #include "cli/cli.h"
 
 int cli_fail(const char *cmd, const char *what) {
@@ -75,4 +79,53 @@ bool cli_parse_float(const char *cmd, const char *opt, const char *s, double *ou
     }
     *out = v;
     return true;
+}
+
+/* ---- training runs: Ctrl-C and checkpoint pruning (train, pretrain) ---- */
+
+static volatile sig_atomic_t g_train_sigint;
+
+static void on_train_sigint(int sig) {
+    (void)sig;
+    if (g_train_sigint) _exit(130);   /* the second Ctrl-C: at once (folders are swapped whole) */
+    g_train_sigint = 1;
+    static const char msg[] = "\n(interrupted: finishing the current step, then saving a "
+                              "checkpoint; Ctrl-C again exits at once)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+}
+
+void cli_train_sigint_install(void) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_train_sigint;
+    sigaction(SIGINT, &sa, NULL);
+}
+
+bool cli_train_interrupted(void) { return g_train_sigint != 0; }
+
+static int cmp_long(const void *a, const void *b) {
+    const long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+void cli_prune_checkpoints(const char *out, long keep) {
+    if (keep <= 0) return;
+    DIR *d = opendir(out);
+    if (!d) return;
+    long steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        char *end = NULL;
+        if (strncmp(e->d_name, "checkpoint-", 11)) continue;
+        long s = strtol(e->d_name + 11, &end, 10);
+        if (end && !*end && s >= 0) steps[n++] = s;
+    }
+    closedir(d);
+    qsort(steps, (size_t)n, sizeof *steps, cmp_long);
+    for (int i = 0; i + keep < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/checkpoint-%ld", out, steps[i]);
+        fileio_remove_tree(path);
+    }
 }

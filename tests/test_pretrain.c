@@ -13,6 +13,7 @@
 #include "testutil.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +47,38 @@ static int run_in(const char *log, const char *in, const char *const *args) {
 }
 
 static int run(const char *log, const char *const *args) { return run_in(log, NULL, args); }
+
+/* Starts wick in the background (output to log); its pid. */
+static pid_t spawn(const char *log, const char *const *args) {
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = g_wick;
+    for (int i = 0; args[i]; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        execv(g_wick, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Lines in a file (0 when absent). */
+static int count_lines(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
 
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -216,6 +249,48 @@ static void test_pretrain_end_to_end(void **state) {
                          ft, NULL};
     assert_int_equal(run(log, tfa), 2);
 
+    /* Ctrl-C: a checkpoint of the last completed step, exit 130, and it loads */
+    {
+        char o4[4096], lp[8192], ckp[8192];
+        snprintf(o4, sizeof o4, "%s/m4", d);
+        const char *pi[] = {"pretrain", "--config", shape, "--tokenizer", tok, "--data", corpus,
+                            "-o", o4, "--steps", "100000", "--batch", "4", "--seq-len", "32",
+                            "-t", "1", NULL};
+        pid_t pid = spawn(log, pi);
+        snprintf(lp, sizeof lp, "%s/training_log.jsonl", o4);
+        for (int i = 0; i < 600 && count_lines(lp) < 3; i++) usleep(50000);
+        assert_true(count_lines(lp) >= 3);
+        kill(pid, SIGINT);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        msg = slurp(log);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 130)
+            fail_msg("interrupted pretrain: status %d\n%s", status, msg);
+        const char *at = strstr(msg, "saved ");
+        assert_non_null(at);
+        assert_non_null(strstr(msg, "--resume"));
+        sscanf(at + 6, "%8191s", ckp);
+        free(msg);
+        const char *g2[] = {"generate", "-m", ckp, "-p", "And", "-n", "4", "--temp", "0", NULL};
+        assert_int_equal(run(log, g2), 0);
+    }
+    /* train refuses data with nothing to learn */
+    {
+        char jl[4096], o5[4096];
+        snprintf(jl, sizeof jl, "%s/long.jsonl", d);
+        snprintf(o5, sizeof o5, "%s/lora", d);
+        f = fopen(jl, "wb");
+        fputs("{\"prompt\": \"And God said unto Moses, I AM THAT I AM: and he said, Thus shalt "
+              "thou say\", \"completion\": \" unto the children of Israel\"}\n", f);
+        fclose(f);
+        const char *tl2[] = {"train", "-m", out, "--data", jl, "--out", o5, "--seq-len", "4",
+                             "--steps", "2", NULL};
+        assert_int_equal(run(log, tl2), 1);
+        msg = slurp(log);
+        assert_non_null(strstr(msg, "--seq-len"));
+        free(msg);
+        assert_int_not_equal(access(o5, F_OK), 0);
+    }
     /* a shape that cannot be built */
     snprintf(bad, sizeof bad, "%s/bad.json", d);
     f = fopen(bad, "wb");
