@@ -56,16 +56,54 @@ static int run(const char *in, const char *out, dtype dt) {
     return rc;
 }
 
+static int usage_quantize(FILE *f) {
+    fprintf(f, "usage: wick quantize IN -o OUT.gguf --type q8_0|q4_0|q5_0|q4_k|q6_k|f16|bf16|f32 "
+               "[--force]\n"
+               "  IN          a model folder or .gguf file\n"
+               "  -o, --out   the GGUF to write (also accepted as the second positional argument)\n"
+               "  --force     replace an existing OUT\n");
+    return f == stdout ? 0 : 2;
+}
+
+/* The positional IN [OUT] / -o OUT / --force options shared by quantize and convert; 0 or an
+ * exit code. */
+static int parse_io(const char *cmd, const char *a, const char *next, int *i, const char **in,
+                    const char **out, bool *force) {
+    if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && next) {
+        *out = next;
+        (*i)++;
+    } else if (!strcmp(a, "--force")) *force = true;
+    else if (a[0] == '-' && a[1]) return fprintf(stderr, "wick %s: unknown or incomplete option "
+                                                         "'%s'\n", cmd, a), 2;
+    else if (!*in) *in = a;
+    else if (!*out) *out = a;
+    else return fprintf(stderr, "wick %s: unexpected argument %s\n", cmd, a), 2;
+    return 0;
+}
+
+/* An existing output is replaced only with --force (and never the input itself). */
+static int check_out(const char *cmd, const char *in, const char *out, bool force) {
+    if (!strcmp(in, out))
+        return fprintf(stderr, "wick %s: the output %s is the input\n", cmd, out), 2;
+    if (!force && (file_exists(out) || dir_exists(out)))
+        return fprintf(stderr, "wick %s: %s exists (use --force to replace it)\n", cmd, out), 1;
+    return 0;
+}
+
 int cmd_quantize(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *type = NULL;
+    bool force = false;
     for (int i = 1; i < argc; i++) {
+        int rc;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage_quantize(stdout);
         if (strcmp(argv[i], "--type") == 0 && i + 1 < argc) type = argv[++i];
-        else if (!in) in = argv[i];
-        else if (!out) out = argv[i];
-        else return fprintf(stderr, "wick quantize: unexpected argument %s\n", argv[i]), 2;
+        else if ((rc = parse_io("quantize", argv[i], i + 1 < argc ? argv[i + 1] : NULL, &i, &in,
+                                &out, &force)))
+            return rc;
     }
-    if (!in || !out || !type)
-        return fprintf(stderr, "usage: wick quantize IN OUT.gguf --type q8_0|q4_0|q5_0|q4_k|q6_k|f16|bf16\n"), 2;
+    if (!in || !out || !type) return usage_quantize(stderr);
+    int crc = check_out("quantize", in, out, force);
+    if (crc) return crc;
     static const struct { const char *n; dtype dt; } k[] = {
         {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {"q5_0", DT_Q5_0}, {"q4_k", DT_Q4_K}, {"q6_k", DT_Q6_K},
         {"f16", DT_F16}, {"bf16", DT_BF16}, {"f32", DT_F32}};
@@ -98,18 +136,28 @@ static int export_folder(const char *in, const char *out, const char *dtype_arg)
     return rc;
 }
 
+static int usage_convert(FILE *f) {
+    fprintf(f, "usage: wick convert IN_FOLDER|IN.gguf -o OUT.gguf [--dtype f32|f16|bf16] [--force]\n"
+               "       wick convert IN.gguf -o OUT_DIR [--dtype f32|f16|bf16] [--force]\n"
+               "  (default: the source matrix type; BF16 for a quantized GGUF -> folder; OUT may\n"
+               "  also be the second positional argument; --force replaces an existing OUT)\n");
+    return f == stdout ? 0 : 2;
+}
+
 int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *dt_arg = NULL;
+    bool force = false;
     for (int i = 1; i < argc; i++) {
+        int rc;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage_convert(stdout);
         if (strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) dt_arg = argv[++i];
-        else if (!in) in = argv[i];
-        else if (!out) out = argv[i];
-        else return fprintf(stderr, "wick convert: unexpected argument %s\n", argv[i]), 2;
+        else if ((rc = parse_io("convert", argv[i], i + 1 < argc ? argv[i + 1] : NULL, &i, &in,
+                                &out, &force)))
+            return rc;
     }
-    if (!in || !out)
-        return fprintf(stderr, "usage: wick convert IN_FOLDER|IN.gguf OUT.gguf [--dtype f32|f16|bf16]\n"
-                               "       wick convert IN.gguf OUT_DIR [--dtype f32|f16|bf16]\n"
-                               "  (default: the source matrix type; BF16 for a quantized GGUF -> folder)\n"), 2;
+    if (!in || !out) return usage_convert(stderr);
+    int crc = check_out("convert", in, out, force);
+    if (crc) return crc;
     if (dt_arg && strcasecmp(dt_arg, "f32") && strcasecmp(dt_arg, "f16") && strcasecmp(dt_arg, "bf16"))
         return fprintf(stderr, "wick convert: unknown --dtype %s (f32, f16, bf16)\n", dt_arg), 2;
     if (!ends_with(out, ".gguf")) {

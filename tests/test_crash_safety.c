@@ -416,8 +416,8 @@ static void test_kill_quantize(void **state) {
     REQUIRE_WORLD();
     char *dir = case_dir("quantize");
     kcase c = {.name = "quantize", .out = cat(dir, "out.gguf")};
-    char *a[] = {"wick", "quantize", g.fix, c.out, "--type", "q8_0", NULL};
-    char *b[] = {"wick", "quantize", g.fix, c.out, "--type", "q4_0", NULL};
+    char *a[] = {"wick", "quantize", g.fix, c.out, "--type", "q8_0", "--force", NULL};
+    char *b[] = {"wick", "quantize", g.fix, c.out, "--type", "q4_0", "--force", NULL};
     c.argv[0] = a;
     c.argv[1] = b;
     kill_loop(&c, 1);
@@ -429,8 +429,8 @@ static void test_kill_convert(void **state) {
     REQUIRE_WORLD();
     char *dir = case_dir("convert");
     kcase c = {.name = "convert", .out = cat(dir, "model")};
-    char *a[] = {"wick", "convert", g.qbase, c.out, "--dtype", "f32", NULL};
-    char *b[] = {"wick", "convert", g.qbase, c.out, "--dtype", "bf16", NULL};
+    char *a[] = {"wick", "convert", g.qbase, c.out, "--dtype", "f32", "--force", NULL};
+    char *b[] = {"wick", "convert", g.qbase, c.out, "--dtype", "bf16", "--force", NULL};
     c.argv[0] = a;
     c.argv[1] = b;
     kill_loop(&c, 2);
