@@ -5,7 +5,8 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build fetch test asan tsan clean demo demo-model demo-lora
+.PHONY: all deps build fetch test asan tsan clean demo demo-model demo-lora install
+PREFIX ?= /usr/local
 
 all: build
 
@@ -15,6 +16,11 @@ deps:
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
+	@echo "built $(BUILD)/wick, $(BUILD)/libwick.a, $(BUILD)/libwick.so (make install PREFIX=... installs them)"
+
+# wick, libwick.{a,so} (soname libwick.so.0), wick.h, wick.pc (pkg-config) and wick.1
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # Third-party tokenizer files some tests use (scripts/fetch-tokenizers.sh, once, checksummed);
 # without network those tests skip (or fail when CI=true).
