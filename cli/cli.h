@@ -42,6 +42,11 @@ bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *sca
  * code (0 ok). */
 int cli_use_adapter(const char *cmd, wick_model *m, wick_session *s, const char *spec);
 
+/* The escapes of -p, --stop and --system values (unless --raw): \n \t \r \\ \" \' and
+ * \uXXXX (a surrogate pair is one character), as UTF-8; anything else after a backslash is
+ * kept as typed. malloc'd; NULL when out of memory. */
+char *cli_unescape(const char *s);
+
 /* Training runs (train, pretrain): after cli_train_sigint_install, the first Ctrl-C sets a flag
  * the step loop reads with cli_train_interrupted (it saves a checkpoint of the last completed
  * step, says where, and exits 130); a second Ctrl-C exits at once. */

@@ -108,6 +108,9 @@ static int load_adapter_spec(wick_model *m, const char *spec, char *name_out, si
     return rc;
 }
 
+static int chat_run(gen_opts *op, const char *model, const char *system,
+                    const char *const *adapter_specs, int n_adapters);
+
 int cmd_chat(int argc, char **argv) {
     const char *model = NULL, *system = NULL;
     const char *adapter_specs[MAX_ADAPTERS];
@@ -136,6 +139,21 @@ int cmd_chat(int argc, char **argv) {
         }
     }
     if (!model) return usage(stderr);
+    int rc = 1;
+    char *system_u = NULL;   /* --system with its escapes processed (unless --raw) */
+    if (gen_opts_finish(&o, "chat")) {
+        if (system && !o.raw && !(system_u = cli_unescape(system)))
+            rc = cli_fail("chat", "out of memory");
+        else rc = chat_run(&o, model, system_u ? system_u : system, adapter_specs, n_adapters);
+    }
+    free(system_u);
+    gen_opts_free(&o);
+    return rc;
+}
+
+static int chat_run(gen_opts *op, const char *model, const char *system,
+                    const char *const *adapter_specs, int n_adapters) {
+    gen_opts o = *op;   /* its pointers stay owned by the caller */
     wick_model_params mp = wick_model_params_default();
     mp.kernels = o.kernels;
     mp.device = o.device;

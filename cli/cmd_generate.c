@@ -87,6 +87,24 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "wick generate: --chat needs a text prompt (-p)\n");
         return 2;
     }
+    if (system && !chat) {
+        fprintf(stderr, "wick generate: --system applies to --chat prompts (add --chat, or put "
+                        "the text into -p)\n");
+        return 2;
+    }
+    if (o.p.n_logprobs && !json)
+        fprintf(stderr, "wick generate: note: --logprobs is reported with --json only\n");
+    if (!gen_opts_finish(&o, "generate")) return 1;
+    char *text_u = NULL, *system_u = NULL;   /* escapes processed (unless --raw) */
+    if (!o.raw && ((text && !(text_u = cli_unescape(text))) ||
+                   (system && !(system_u = cli_unescape(system))))) {
+        free(text_u);
+        gen_opts_free(&o);
+        fprintf(stderr, "wick generate: out of memory\n");
+        return 1;
+    }
+    if (text_u) text = text_u;
+    if (system_u) system = system_u;
     int32_t *ids = NULL;
     int n = 0;
     wick_model_params mp = wick_model_params_default();
@@ -99,7 +117,9 @@ int cmd_generate(int argc, char **argv) {
     if (ids_s && (n = cli_parse_ids("generate", ids_s, &ids)) <= 0) {
         if (n == 0) fprintf(stderr, "wick generate: --prompt-ids is empty\n");
         free(ids);
-        return 2;
+        ids = NULL;
+        rc = 2;
+        goto out;
     }
     if (wick_model_load(model, &mp, &m) != WICK_OK) {
         rc = cli_fail("generate", "cannot load model");
@@ -166,5 +186,8 @@ out:
     free(ids);
     wick_session_free(s);
     wick_model_free(m);
+    free(text_u);
+    free(system_u);
+    gen_opts_free(&o);
     return rc;
 }

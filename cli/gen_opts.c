@@ -30,7 +30,9 @@ void gen_opts_usage(FILE *f) {
             "  --repeat-last-n N      window of the repetition penalty (default 0 = all)\n"
             "  --frequency-penalty F, --presence-penalty P   OpenAI penalties (default 0)\n"
             "  --seed S               random seed (default 0)\n"
-            "  --stop STR             stop string (repeatable, up to %d)\n"
+            "  --stop STR             stop string (repeatable, up to %d); escapes \\n \\t \\\\ \\uXXXX\n"
+            "                         in --stop, -p and --system are interpreted\n"
+            "  --raw                  take --stop, -p and --system values literally\n"
             "  --stop-id ID           stop token id (repeatable)\n"
             "  --ignore-eos           do not stop at the model's EOS ids\n"
             "  --json-schema FILE     structured output: the text is JSON valid against this\n"
@@ -59,6 +61,27 @@ static int want_int(const char *cmd, const char *opt, const char *v, long lo, lo
     return 1;
 }
 
+bool gen_opts_finish(gen_opts *o, const char *cmd) {
+    if (o->raw) return true;
+    for (int k = 0; k < o->p.n_stop_strings; k++) {
+        if (!(o->owned[k] = cli_unescape(o->stops[k]))) {
+            fprintf(stderr, "wick %s: out of memory\n", cmd);
+            return false;
+        }
+        if (!o->owned[k][0]) {
+            fprintf(stderr, "wick %s: --stop \"%s\" is empty\n", cmd, o->stops[k]);
+            return false;
+        }
+        o->stops[k] = o->owned[k];
+    }
+    return true;
+}
+
+void gen_opts_free(gen_opts *o) {
+    for (int k = 0; k < GEN_OPTS_MAX_STOPS; k++) free(o->owned[k]);
+    memset(o->owned, 0, sizeof o->owned);
+}
+
 int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
@@ -70,6 +93,10 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
     }
     if (!strcmp(a, "--keep-special")) {
         p->skip_special = false;
+        return 1;
+    }
+    if (!strcmp(a, "--raw")) {
+        o->raw = true;
         return 1;
     }
     if (!strcmp(a, "--json-object")) {

@@ -16,6 +16,8 @@ typedef struct gen_opts {
     const char *kernels;
     const char *device;      /* --device: NULL (cpu), "cuda", "cuda:N" */
     wick_kv_type kv_type;
+    bool raw;                /* --raw: no escape processing in -p / --stop / --system */
+    char *owned[GEN_OPTS_MAX_STOPS];   /* unescaped --stop values */
 } gen_opts;
 
 void gen_opts_init(gen_opts *o);
@@ -23,6 +25,11 @@ void gen_opts_init(gen_opts *o);
 /* Tries to consume argv[*i] (and its value) as a generation option. Returns 1 when consumed,
  * 0 when it is not a generation option, -1 on a bad value (message printed). */
 int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i);
+
+/* After parsing: the --stop values with their escapes processed (unless --raw). False when
+ * out of memory (message printed). gen_opts_free releases them. */
+bool gen_opts_finish(gen_opts *o, const char *cmd);
+void gen_opts_free(gen_opts *o);
 
 /* Help text for the shared options. */
 void gen_opts_usage(FILE *f);

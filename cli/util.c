@@ -129,3 +129,75 @@ void cli_prune_checkpoints(const char *out, long keep) {
         fileio_remove_tree(path);
     }
 }
+
+/* ---- escapes in option values (-p, --stop, --system) ---- */
+
+static int hexval(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* 4 hex digits at s, or -1. */
+static long hex4(const char *s) {
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(s[i]);
+        if (h < 0) return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+char *cli_unescape(const char *s) {
+    const size_t n = strlen(s);
+    char *o = malloc(n + 1), *w = o;   /* every escape shrinks or keeps the length */
+    if (!o) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\' || i + 1 >= n) {
+            *w++ = s[i];
+            continue;
+        }
+        const char c = s[i + 1];
+        long cp = -1;
+        size_t used = 2;
+        switch (c) {
+        case 'n': cp = '\n'; break;
+        case 't': cp = '\t'; break;
+        case 'r': cp = '\r'; break;
+        case '\\': cp = '\\'; break;
+        case '"': cp = '"'; break;
+        case '\'': cp = '\''; break;
+        case 'u':
+            if (i + 6 <= n && (cp = hex4(s + i + 2)) >= 0) {
+                used = 6;
+                /* a surrogate pair \uD83D\uDE00 is one character */
+                if (cp >= 0xD800 && cp < 0xDC00 && i + 12 <= n && s[i + 6] == '\\' &&
+                    s[i + 7] == 'u') {
+                    long lo = hex4(s + i + 8);
+                    if (lo >= 0xDC00 && lo < 0xE000) {
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                        used = 12;
+                    }
+                }
+                if (cp >= 0xD800 && cp < 0xE000) cp = -1;   /* a lone surrogate: kept as typed */
+            }
+            break;
+        default: break;   /* an unknown escape is kept as typed */
+        }
+        if (cp < 0) {
+            *w++ = s[i];
+            continue;
+        }
+        if (cp < 0x80) *w++ = (char)cp;
+        else if (cp < 0x800) *w++ = (char)(0xC0 | cp >> 6), *w++ = (char)(0x80 | (cp & 63));
+        else if (cp < 0x10000)
+            *w++ = (char)(0xE0 | cp >> 12), *w++ = (char)(0x80 | (cp >> 6 & 63)),
+            *w++ = (char)(0x80 | (cp & 63));
+        else
+            *w++ = (char)(0xF0 | cp >> 18), *w++ = (char)(0x80 | (cp >> 12 & 63)),
+            *w++ = (char)(0x80 | (cp >> 6 & 63)), *w++ = (char)(0x80 | (cp & 63));
+        i += used - 1;
+    }
+    *w = 0;
+    return o;
+}

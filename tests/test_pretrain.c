@@ -176,6 +176,33 @@ static void test_pretrain_end_to_end(void **state) {
     const char *gen[] = {"generate", "-m", out, "-p", "And God said", "-n", "8", "--temp", "0",
                          NULL};
     assert_int_equal(run(log, gen), 0);
+    /* escapes: -p "a\\nb" is two lines unless --raw; --system needs --chat */
+    {
+        const char *e1[] = {"generate", "-m", out, "-p", "And\\u0020God\\nsaid", "-n", "1",
+                            "--temp", "0", "--json", NULL};
+        const char *e2[] = {"generate", "-m", out, "-p", "And God\nsaid", "-n", "1", "--temp",
+                            "0", "--json", NULL};
+        const char *e3[] = {"generate", "-m", out, "-p", "And\\u0020God\\nsaid", "-n", "1",
+                            "--temp", "0", "--json", "--raw", NULL};
+        char *r[3];
+        const char *const *ee[3] = {e1, e2, e3};
+        for (int k = 0; k < 3; k++) {
+            assert_int_equal(run(log, ee[k]), 0);
+            msg = slurp(log);
+            const char *pt2 = strstr(msg, "\"prompt_tokens\"");
+            assert_non_null(pt2);
+            r[k] = strndup(pt2, 24);
+            free(msg);
+        }
+        assert_string_equal(r[0], r[1]);   /* escaped = the real characters */
+        assert_string_not_equal(r[0], r[2]);
+        for (int k = 0; k < 3; k++) free(r[k]);
+        const char *e4[] = {"generate", "-m", out, "-p", "x", "--system", "s", NULL};
+        assert_int_equal(run(log, e4), 2);
+        msg = slurp(log);
+        assert_non_null(strstr(msg, "--chat"));
+        free(msg);
+    }
     /* chat on a model without a chat template: completion mode, the text continued */
     snprintf(p, sizeof p, "%s/chat_in.txt", d);
     f = fopen(p, "wb");
