@@ -47,4 +47,5 @@ for model in kjv-demo fortunes; do
   curl -s "localhost:$PORT/v1/completions" -d "{\"model\": \"$model\", \"prompt\": \"You will\",
     \"max_tokens\": 30, \"temperature\": 0.7, \"seed\": 3}" |
     sed -n 's/.*"text":"\([^"]*\)".*/You will\1/p'
+  echo
 done

@@ -15,7 +15,7 @@ CORPUS="$BUILD/kjv-corpus"
 # the recipe (models/kjv-demo/README.md explains the choice)
 VOCAB=${VOCAB:-4096}
 SHAPE=${SHAPE:-models/kjv-demo/shape.json}
-STEPS=${STEPS:-6000}
+STEPS=${STEPS:-3000}
 BATCH=${BATCH:-16}
 SEQ=${SEQ:-128}
 LR=${LR:-2e-3}
