@@ -19,9 +19,9 @@
 
 static char g_wick[4096];
 
-/* Runs wick with argv (NULL-terminated, argv[0] ignored), stdin from `in` (NULL: none),
- * stdout+stderr to `log`; exit code. */
-static int run_in(const char *log, const char *in, const char *const *args) {
+/* Starts wick with argv (NULL-terminated, argv[0] ignored) in the background, stdin from `in`
+ * (NULL: none), stdout+stderr to `log`; its pid. */
+static pid_t spawn_in(const char *log, const char *in, const char *const *args) {
     const char *argv[64];
     int n = 0;
     argv[n++] = g_wick;
@@ -41,34 +41,19 @@ static int run_in(const char *log, const char *in, const char *const *args) {
         execv(g_wick, (char *const *)argv);
         _exit(127);
     }
+    return pid;
+}
+
+static pid_t spawn(const char *log, const char *const *args) { return spawn_in(log, NULL, args); }
+
+/* Runs it to the end; the exit code (128 when killed). */
+static int run_in(const char *log, const char *in, const char *const *args) {
     int status = 0;
-    waitpid(pid, &status, 0);
+    waitpid(spawn_in(log, in, args), &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
 static int run(const char *log, const char *const *args) { return run_in(log, NULL, args); }
-
-/* Starts wick in the background (output to log); its pid. */
-static pid_t spawn(const char *log, const char *const *args) {
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = g_wick;
-    for (int i = 0; args[i]; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        setenv("OPENBLAS_NUM_THREADS", "1", 1);
-        execv(g_wick, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
 
 /* Lines in a file (0 when absent). */
 static int count_lines(const char *path) {

@@ -17,7 +17,8 @@ static char *src_path(const char *rel) {
     return p;
 }
 
-static cJSON *read_json(const char *path) {
+/* The whole file, NUL-terminated (malloc'd). */
+static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) fail_msg("cannot open %s", path);
     fseek(f, 0, SEEK_END);
@@ -27,6 +28,11 @@ static cJSON *read_json(const char *path) {
     assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
     buf[n] = 0;
     fclose(f);
+    return buf;
+}
+
+static cJSON *read_json(const char *path) {
+    char *buf = slurp(path);
     cJSON *j = cJSON_Parse(buf);
     free(buf);
     if (!j) fail_msg("%s: not JSON", path);
@@ -85,14 +91,7 @@ static void test_matches_hf(void **state) {
     wick_tokenizer *tok = NULL;
     assert_int_equal(wick_tokenizer_load(out, &tok), WICK_OK);
     cJSON *ids = read_json(gids);
-    FILE *f = fopen(corpus, "rb");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)n + 1);
-    assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
-    text[n] = 0;
-    fclose(f);
+    char *text = slurp(corpus);
     int line = 0, checked = 0;
     int32_t buf[4096];
     for (char *s = text;; line++) {
