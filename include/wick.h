@@ -117,6 +117,16 @@ typedef struct wick_model_params {
      * (wick_trainer_create) and merging (wick_model_merge_adapter). Embeddings
      * (wick_embedder) always run on the CPU. */
     const char *device;
+    /* Arithmetic of the matrix products: NULL or "fast" (default), or "exact". "exact": every
+     * product is the f32 product of kernels/ref (weights widened exactly, activations in f32)
+     * up to summation order — what the golden tests check. "fast" also lets prefill GEMMs of
+     * BF16 weights round the activations to bf16 on CPUs with a bf16 dot-product unit
+     * (AVX512_BF16), as llama.cpp and PyTorch's bf16 matmul do: each product of two bf16
+     * values is exact, the error comes from the activations' rounding (README: measured
+     * effect on logits and speed). Decode steps of a few rows and every other weight type
+     * compute the same in both modes. The WICK_PRECISION environment variable, when set,
+     * overrides it. wick_model_load fails with WICK_ERR_INVALID_ARG for another name. */
+    const char *precision;
 } wick_model_params;
 
 wick_model_params wick_model_params_default(void);

@@ -216,6 +216,7 @@ wick_status engine_create(const wick_model *m, const wick_engine_params *params,
         goto fail;
     }
     e->ctx.pool = e->pool;
+    e->ctx.flags = m->fast ? WK_CTX_FAST : 0;
     if ((st = fwd_init(&e->fwd, m, &e->ctx, p.n_batch, p.n_ctx))) goto fail;
     if (!session && (st = sampler_scratch_create(c->n_vocab, &e->scratch))) goto fail;
     if ((st = kv_pool_create(m->kern, &e->ctx, kv_dtype(p.kv_type, session), c->n_layer,

@@ -41,7 +41,13 @@ typedef struct wk_weight {
 typedef struct wk_ctx {
     wk_pool *pool;      /* CPU worker threads incl. the caller; NULL = the caller alone */
     void *stream;       /* backend stream (CUDA: cudaStream_t), NULL on the CPU */
+    unsigned flags;     /* WK_CTX_* */
 } wk_ctx;
+
+/* wk_ctx.flags. WK_CTX_FAST: matmul may round activations to bf16 where the weights are BF16
+ * and a bf16 dot-product unit makes that faster (prefill GEMMs); without it every matmul is
+ * the f32 product of kernels/ref up to summation order. Set from wick_model_params.precision. */
+#define WK_CTX_FAST 1u
 
 /* One layer's view of a paged KV cache. The cache is a pool of blocks of `block_size`
  * positions; each layer has its own region of n_blocks blocks for K and one for V. Inside a

@@ -354,6 +354,7 @@ wick_status model_load_mem(const char *config_json, const char *generation_json,
         st = config_parse_generation(generation_json, "generation_config.json (in memory)",
                                      &m->cfg);
     if (st == WICK_OK) st = select_kernels(m, params);
+    if (st == WICK_OK) st = model_set_precision(m, params);
     if (st == WICK_OK) st = st_open_mem(st_data, st_len, "model.safetensors (in memory)", &m->st);
     if (st == WICK_OK) st = load_st_weights(m, where, cwhere);
     if (st != WICK_OK) {

@@ -47,6 +47,7 @@ struct wick_model {
     wick_tokenizer *tok;               /* NULL when the folder has none */
     struct gguf_file *gguf;            /* the mapping of a model loaded from a .gguf file */
     bool rope_interleaved;             /* GGUF llama: q/k rows permuted, rotate adjacent pairs */
+    bool fast;                         /* precision "fast": contexts get WK_CTX_FAST */
     int64_t n_params, weight_bytes;
     char weight_dtype[8];
 
@@ -89,6 +90,8 @@ static inline const float *model_kfinal_norm(const wick_model *m) {
  * CPU; for a device, its kernel table and a copy of every weight the forward pass reads in
  * its memory (m->dev). On failure the model is unchanged apart from the message. */
 wick_status model_device_init(wick_model *m, const wick_model_params *params);
+/* m->fast from params->precision or WICK_PRECISION ("fast", "exact"); called by every loader. */
+wick_status model_set_precision(wick_model *m, const wick_model_params *params);
 /* Frees the device copies (wick_model_free). */
 void model_device_free(wick_model *m);
 

@@ -103,7 +103,21 @@ static void dev_free(const kernel_table *K, model_dev *d) {
     free(d);
 }
 
+wick_status model_set_precision(wick_model *m, const wick_model_params *params) {
+    const char *env = getenv("WICK_PRECISION");
+    const bool from_env = env && *env;
+    const char *p = from_env ? env : params ? params->precision : NULL;
+    if (!p || strcmp(p, "fast") == 0) m->fast = true;
+    else if (strcmp(p, "exact") == 0) m->fast = false;
+    else
+        return err_set(WICK_ERR_INVALID_ARG, "precision '%s' (from %s) is unknown: expected "
+                       "\"fast\" or \"exact\"", p, from_env ? "WICK_PRECISION" : "params");
+    return WICK_OK;
+}
+
 wick_status model_device_init(wick_model *m, const wick_model_params *params) {
+    wick_status pst = model_set_precision(m, params);
+    if (pst) return pst;
     const char *env = getenv("WICK_DEVICE");
     const bool from_env = env && *env;
     const char *name = from_env ? env : params ? params->device : NULL;

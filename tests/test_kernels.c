@@ -134,6 +134,56 @@ static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bi
     free(wbuf), free(x), free(bias), free(want), free(got), free(tol), free(wrow);
 }
 
+/* Precision "fast" (WK_CTX_FAST): on the AVX-512 table of a CPU with AVX512_BF16, BF16 weights
+ * with n >= 16 activation rows and cols % 32 == 0 meet activations rounded to bf16 (nearest
+ * even): the result must be the reference product of the rounded activations (up to summation
+ * order). Everywhere else fast is exact: the reference product of x itself. */
+static void matmul_fast_case(int64_t rows, int64_t cols, int n) {
+    void *wbuf = xmalloc((size_t)(rows * cols) * 2);
+    wk_weight W;
+    make_weight(&W, wbuf, DT_BF16, rows, cols);
+    float *x = xmalloc((size_t)(n * cols) * 4), *xr = xmalloc((size_t)(n * cols) * 4);
+    fill(x, n * cols, 1.0f);
+    for (long i = 0; i < n * cols; i++) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    float *want[2] = {xmalloc((size_t)(n * rows) * 4), xmalloc((size_t)(n * rows) * 4)};
+    float *got = xmalloc((size_t)(n * rows) * 4), *tol = xmalloc((size_t)(n * rows) * 4);
+    float *wrow = xmalloc((size_t)cols * 4);
+    kernels_ref()->matmul(NULL, want[0], x, &W, NULL, n);
+    kernels_ref()->matmul(NULL, want[1], xr, &W, NULL, n);
+    for (int64_t r = 0; r < rows; r++) { /* the summation-order bound of matmul_case */
+        kernels_row_to_f32(wrow, &W, r);
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int64_t c = 0; c < cols; c++) s += fabs((double)xr[i * cols + c] * wrow[c]);
+            double k = fmin((double)(cols + 1), 8.0 * sqrt((double)(cols + 1)));
+            tol[i * rows + r] = (float)(k * FLT_EPSILON * s + 1e-30);
+        }
+    }
+    __builtin_cpu_init();
+    const int bf16 = __builtin_cpu_supports("avx512bf16");
+    char what[96];
+    FOR_EACH_TABLE_POOL(t, p) {
+        wk_ctx fast = *p;
+        fast.flags = WK_CTX_FAST;
+        const int rounded = bf16 && strcmp(t->name, "cpu-avx512") == 0 && n >= 16 && cols % 32 == 0;
+        snprintf(what, sizeof what, "matmul fast bf16 rows=%ld cols=%ld n=%d (%s x)", (long)rows,
+                 (long)cols, n, rounded ? "bf16-rounded" : "f32");
+        for (long i = 0; i < n * rows; i++) got[i] = NAN;
+        t->matmul(&fast, got, x, &W, NULL, n);
+        check_close(what, t, pool_size(p->pool), got, want[rounded], tol, n * rows);
+    }
+    free(wbuf), free(x), free(xr), free(want[0]), free(want[1]), free(got), free(tol), free(wrow);
+}
+
+static void test_matmul_fast(void **state) {
+    static const int64_t rows[] = {1, 31, 33, 257};
+    static const int64_t cols[] = {64, 67, 896};
+    static const int ns[] = {3, 16, 29, 64};
+    for (int a = 0; a < 4; a++)
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 4; i++) matmul_fast_case(rows[a], cols[c], ns[i]);
+}
+
 static void test_matmul(void **state) {
     static const int64_t rows[] = {1, 7, 33, 257};
     static const int64_t cols[] = {1, 5, 64, 67, 896};
@@ -529,7 +579,7 @@ static void test_gather_rows(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tables_exist), cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_tables_exist), cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_fast),
         cmocka_unit_test(test_attention),    cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),         cmocka_unit_test(test_softmax),

@@ -23,13 +23,18 @@ static bool table_ok(const char *name) {
     return kernels_select(name) != NULL;
 }
 
-static wick_model *load(const char *dir, const char *kern) {
+/* The goldens check the exact definition (wick_model_params.precision "exact"); the fast mode's
+ * error is measured apart (test_small_qwen2_bf16_fast). */
+static wick_model *load_prec(const char *dir, const char *kern, const char *prec) {
     wick_model_params mp = wick_model_params_default();
     mp.kernels = kern;
+    mp.precision = prec;
     wick_model *m = NULL;
     if (wick_model_load(dir, &mp, &m) != WICK_OK) fail_msg("load %s: %s", dir, wick_last_error());
     return m;
 }
+
+static wick_model *load(const char *dir, const char *kern) { return load_prec(dir, kern, "exact"); }
 
 static wick_session *session(const wick_model *m, int n_threads, int n_batch) {
     wick_session_params sp = wick_session_params_default();
@@ -182,6 +187,49 @@ static void test_small_qwen2_bf16(void **state) {
     free(dir);
 }
 
+/* Precision "fast" on the BF16 fixture: prefill GEMMs round activations to bf16 (on CPUs with
+ * AVX512_BF16; elsewhere fast equals exact). Its error against transformers' f32 logits is
+ * measured and printed (README, "Precision"); the bound FAST_BOUND is the accuracy the README
+ * promises for this mode, not a tolerance of the exact path, which test_small_qwen2_bf16 holds
+ * to 1e-4. Greedy ids must match wherever the golden's top-2 margin exceeds twice the error. */
+#define FAST_BOUND 0.05
+static void test_small_qwen2_bf16_fast(void **state) {
+    TU_REQUIRE_FIXTURE(dir, "small-qwen2");
+    char golden[4200];
+    snprintf(golden, sizeof golden, "%s/golden.safetensors", dir);
+    int64_t T, npos, nref;
+    int32_t *ids = tu_load_ids(golden, "p0_input_ids", &T);
+    int32_t *pos = tu_load_ids(golden, "p0_positions", &npos);
+    float *ref = tu_load_f32(golden, "p0_logits_at_positions", &nref, NULL, NULL);
+    wick_model *fast = load_prec(dir, "auto", "fast"), *exact = load_prec(dir, "auto", "exact");
+    wick_model_info info;
+    wick_model_get_info(fast, &info);
+    const int V = info.n_vocab;
+    float *lf = malloc(sizeof(float) * (size_t)T * V), *le = malloc(sizeof(float) * (size_t)T * V);
+    wick_session *sf = session(fast, 2, 0), *se = session(exact, 2, 0);
+    assert_int_equal(wick_session_eval(sf, ids, (int)T, WICK_LOGITS_ALL, lf), WICK_OK);
+    assert_int_equal(wick_session_eval(se, ids, (int)T, WICK_LOGITS_ALL, le), WICK_OK);
+    double err = 0, vs_exact = tu_max_abs_diff(lf, le, T * V);
+    int same = 0, decided = 0;
+    for (int i = 0; i < npos; i++) {
+        const float *r = ref + (size_t)i * V, *f = lf + (size_t)pos[i] * V;
+        err = fmax(err, tu_max_abs_diff(f, r, V));
+        int a = argmax(r, V);
+        float second = -INFINITY;
+        for (int v = 0; v < V; v++)
+            if (v != a && r[v] > second) second = r[v];
+        if (r[a] - second > 2 * FAST_BOUND) decided++, same += argmax(f, V) == a;
+    }
+    printf("small-qwen2 precision fast: logits max abs err vs transformers %.3g, vs exact %.3g "
+           "(%d prompt rows); argmax equal at %d/%d clear positions\n", err, vs_exact, (int)T,
+           same, decided);
+    assert_true(err <= FAST_BOUND);
+    assert_int_equal(same, decided);
+    wick_session_free(sf), wick_session_free(se);
+    wick_model_free(fast), wick_model_free(exact);
+    free(lf), free(le), free(ids), free(pos), free(ref), free(dir);
+}
+
 /* Per-layer activations of prompt p1 through the session's trace hook. */
 typedef struct act_ctx {
     const char *golden;
@@ -243,6 +291,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_llama),
         cmocka_unit_test(test_chunked_prefill),
         cmocka_unit_test(test_small_qwen2_bf16),
+        cmocka_unit_test(test_small_qwen2_bf16_fast),
         cmocka_unit_test(test_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

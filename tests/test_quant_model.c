@@ -38,6 +38,7 @@ static void check_model(const char *fixture, double q8_tol, int n_prompts, bool 
     TU_REQUIRE_FIXTURE(dir, fixture);
     wick_model *ref = NULL;
     wick_model_params mp = wick_model_params_default();
+    mp.precision = "exact"; /* the reference the quantized copies are measured against */
     assert_int_equal(wick_model_load(dir, &mp, &ref), WICK_OK);
     char *golden = path_join(dir, "golden.safetensors");
     char *tmp = tu_mkdtemp();

@@ -66,6 +66,11 @@ static int g_gemmq_off;  /* WICK_CPU_GEMMQ=0: no integer prefill GEMM (for compa
 #define DIRECT_MIN_N 5
 #define DIRECT_MAX_N 32
 static int g_direct_max = DIRECT_MAX_N;
+/* Own F32/F16/BF16 GEMM (gemm_f_avx512.c) from these activation rows; AVX512_BF16 present.
+   WICK_CPU_GEMMF_MIN_N / WICK_CPU_BF16_MIN_N move them (a large value turns one off). */
+#define GEMMF_MIN_N 16
+#define GEMM_BF16_MIN_N 16
+static int g_gemmf_min_n = GEMMF_MIN_N, g_gemm_bf16_min_n = GEMM_BF16_MIN_N, g_bf16;
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
 
@@ -102,6 +107,11 @@ static void tl_buf_init(void) {
     if (e && strcmp(e, "0") == 0) g_gemmq_off = 1;
     e = getenv("WICK_CPU_DIRECT_MAX");
     if (e && atoi(e) > 0) g_direct_max = atoi(e);
+    g_bf16 = __builtin_cpu_supports("avx512bf16");
+    e = getenv("WICK_CPU_GEMMF_MIN_N");
+    if (e && atoi(e) > 0) g_gemmf_min_n = atoi(e);
+    e = getenv("WICK_CPU_BF16_MIN_N");
+    if (e && atoi(e) > 0) g_gemm_bf16_min_n = atoi(e);
 }
 
 static void *tl_buffer(int slot, size_t bytes) {
@@ -131,7 +141,7 @@ static void *tl_buffer(int slot, size_t bytes) {
  * next chunk, so both cores finish together even when one was descheduled for a while, and a
  * worker that wakes after the work is gone does not hold the caller up. */
 
-enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT };
+enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT, MM_GEMMF, MM_BF16 };
 
 typedef struct mm_ctx {
     const cpu_isa *isa;
@@ -141,6 +151,7 @@ typedef struct mm_ctx {
     const wk_weight *W;
     const float *bias;
     const blk_q8x *xq; /* quantized activations (n rows of nbx blocks) or NULL */
+    const uint16_t *xb; /* MM_BF16: activations rounded to bf16 (n rows of cols) */
     int n, mode;
     long chunk, n_chunks;
     long next;         /* next chunk to claim (atomic) */
@@ -200,6 +211,17 @@ static int mm_rows_blas(const mm_ctx *c, int64_t r0, int64_t r1) {
     return 1;
 }
 
+/* MM_GEMMF / MM_BF16 (gemm_f_avx512.c); false if the panel buffer was unavailable. */
+static int mm_rows_gemmf(const mm_ctx *c, int64_t r0, int64_t r1) {
+    void *ws = tl_buffer(TL_WORK, cpu_a5_gemm_f_scratch(c->W->cols));
+    if (!ws) return 0;
+    if (c->mode == MM_BF16)
+        cpu_a5_gemm_bf16(c->y, c->W->rows, c->xb, c->W->cols, c->n, c->W, r0, r1, ws);
+    else
+        cpu_a5_gemm_f(c->y, c->W->rows, c->x, c->W->cols, c->n, c->W, r0, r1, ws);
+    return 1;
+}
+
 static int mm_rows_gemmq(const mm_ctx *c, int64_t r0, int64_t r1) {
     void *ws = tl_buffer(TL_WORK, c->gq->gemm_q_scratch(c->W->cols));
     if (!ws) return 0;
@@ -218,6 +240,7 @@ static void mm_task(void *vctx, int tid, int nt) {
             cpu_a5_gemm_q_direct(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, lo, hi);
             done = 1;
         } else if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
+        else if (c->mode == MM_GEMMF || c->mode == MM_BF16) done = mm_rows_gemmf(c, lo, hi);
         else if (c->mode == MM_BLAS) done = mm_rows_blas(c, lo, hi);
         if (!done) mm_rows_matvec(c, lo, hi);
         if (c->bias) {
@@ -241,17 +264,29 @@ static void qx_task(void *vctx, int tid, int nt) {
             c->isa->quant_x(c->xq + i * (c->cols / QK), c->x + i * c->cols, c->cols);
 }
 
+/* Activation rounding to bf16 for MM_BF16, rows claimed in chunks of 8. */
+typedef struct xb_ctx { uint16_t *xb; const float *x; int64_t cols; int n; long next; } xb_ctx;
+
+static void xb_task(void *vctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    xb_ctx *c = vctx;
+    const long nch = (c->n + 7) / 8;
+    for (long k; (k = pool_claim(&c->next)) < nch;)
+        for (long i = 8 * k; i < 8 * k + 8 && i < c->n; i++)
+            cpu_a5_x_to_bf16(c->xb + i * c->cols, c->x + i * c->cols, c->cols);
+}
+
 static long round16(long v) { return v < 16 ? 16 : (v + 15) / 16 * 16; }
 
-static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float *x,
-                       const wk_weight *W, const float *bias, int n) {
+static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float *y,
+                       const float *x, const wk_weight *W, const float *bias, int n) {
     if (n <= 0 || W->rows <= 0) return;
     pthread_once(&g_buf_once, tl_buf_init);
     const int nt = pool_size(pool);
     const long rows = (long)W->rows;
     /* the avx512 table's gemm_q needs VNNI; without it the avx2 one (plain AVX2) serves */
     const cpu_isa *gq = isa == &cpu_isa_avx512 && !g_vnni ? &cpu_isa_avx2 : isa;
-    mm_ctx c = {isa, gq, y, x, W, bias, NULL, n, MM_MATVEC, 0, 0, 0};
+    mm_ctx c = {isa, gq, y, x, W, bias, NULL, NULL, n, MM_MATVEC, 0, 0, 0};
     int blas = n >= (W->dt == DT_F32 ? g_blas_min_n : g_blas_min_n_widen) && W->cols > 0;
     if (dtype_is_quant(W->dt) && W->cols > 0) {
         /* AVX2's GEMM from 16 rows: below, the integer matvec tiles measured faster
@@ -274,11 +309,26 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, float *y, const float 
             }
         }
     }
+    /* F32/F16/BF16 on AVX-512: our own packed GEMM in place of widening + sgemm; BF16 against
+       bf16-rounded activations where the context allows (gemm_f_avx512.c) */
+    if (isa == &cpu_isa_avx512 && c.mode == MM_MATVEC && W->cols % 32 == 0 &&
+        (W->dt == DT_F32 || W->dt == DT_F16 || W->dt == DT_BF16)) {
+        if (W->dt == DT_BF16 && (flags & WK_CTX_FAST) && g_bf16 && n >= g_gemm_bf16_min_n) {
+            uint16_t *xb = tl_buffer(TL_XQ, (size_t)n * (size_t)W->cols * sizeof(uint16_t));
+            if (xb) {
+                xb_ctx q = {xb, x, W->cols, n, 0};
+                pool_run_dyn((long)n * W->cols < (1L << 16) ? NULL : pool, xb_task, &q);
+                c.xb = xb, c.mode = MM_BF16, blas = 0;
+            }
+        }
+        if (c.mode == MM_MATVEC && n >= g_gemmf_min_n) c.mode = MM_GEMMF, blas = 0;
+    }
     if (blas && c.mode == MM_MATVEC) c.mode = MM_BLAS;
     /* chunk sizes: a few per thread for balance, large enough for each path's efficiency */
     /* sgemm packs all of x on every call, so its chunks are few and large (two per thread) */
     const int per = c.mode == MM_MATVEC || c.mode == MM_DIRECT ? 4 : c.mode == MM_BLAS ? 2 : 3;
     c.chunk = round16(rows / ((long)nt * per));
+    if (c.mode == MM_GEMMF || c.mode == MM_BF16) c.chunk = (c.chunk + 31) / 32 * 32; /* 32-row panels */
     if (c.mode == MM_GEMMQ && c.chunk > 128) c.chunk = 128;
     c.n_chunks = (rows + c.chunk - 1) / c.chunk;
     /* tiny matrices are not worth waking the workers */
@@ -688,7 +738,7 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
                               int d, float e) { cpu_rmsnorm(&ISA, POOL(x_), o, x, w, n, d, e); } \
     static void tag##_matmul(wk_ctx *x_, float *y, const float *x, const wk_weight *W,         \
                              const float *b, int n) {                                          \
-        cpu_matmul(&ISA, POOL(x_), y, x, W, b, n);                                             \
+        cpu_matmul(&ISA, POOL(x_), x_ ? x_->flags : 0u, y, x, W, b, n);                        \
     }                                                                                          \
     static void tag##_rope(wk_ctx *x_, float *x, int n, int nh, int hd, const int32_t *pos,    \
                            const float *c, const float *s) {                                   \
