@@ -135,7 +135,7 @@ static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bi
 }
 
 /* Precision "fast" (WK_CTX_FAST): on the AVX-512 table of a CPU with AVX512_BF16, BF16 weights
- * with n >= 16 activation rows and cols % 32 == 0 meet activations rounded to bf16 (nearest
+ * with n >= 6 activation rows and cols % 32 == 0 meet activations rounded to bf16 (nearest
  * even): the result must be the reference product of the rounded activations (up to summation
  * order). Everywhere else fast is exact: the reference product of x itself. */
 static void matmul_fast_case(int64_t rows, int64_t cols, int n) {
@@ -165,7 +165,7 @@ static void matmul_fast_case(int64_t rows, int64_t cols, int n) {
     FOR_EACH_TABLE_POOL(t, p) {
         wk_ctx fast = *p;
         fast.flags = WK_CTX_FAST;
-        const int rounded = bf16 && strcmp(t->name, "cpu-avx512") == 0 && n >= 16 && cols % 32 == 0;
+        const int rounded = bf16 && strcmp(t->name, "cpu-avx512") == 0 && n >= 6 && cols % 32 == 0;
         snprintf(what, sizeof what, "matmul fast bf16 rows=%ld cols=%ld n=%d (%s x)", (long)rows,
                  (long)cols, n, rounded ? "bf16-rounded" : "f32");
         for (long i = 0; i < n * rows; i++) got[i] = NAN;

@@ -67,9 +67,12 @@ static int g_gemmq_off;  /* WICK_CPU_GEMMQ=0: no integer prefill GEMM (for compa
 #define DIRECT_MAX_N 32
 static int g_direct_max = DIRECT_MAX_N;
 /* Own F32/F16/BF16 GEMM (gemm_f_avx512.c) from these activation rows; AVX512_BF16 present.
-   WICK_CPU_GEMMF_MIN_N / WICK_CPU_BF16_MIN_N move them (a large value turns one off). */
-#define GEMMF_MIN_N 16
-#define GEMM_BF16_MIN_N 16
+   WICK_CPU_GEMMF_MIN_N / WICK_CPU_BF16_MIN_N move them (a large value turns one off).
+   0.5B BF16, 2 threads, best of 3 rounds, GEMM vs the 8-row matvec tiles: fast pp6 149 vs 133,
+   pp8 200 vs 142, pp16 326 vs 184, pp32 496 vs 294; exact pp8 115 vs 134, pp12 164 vs 132,
+   pp64 377 vs 192 (sgemm on widened rows, its old path from 64). */
+#define GEMMF_MIN_N 12
+#define GEMM_BF16_MIN_N 6
 static int g_gemmf_min_n = GEMMF_MIN_N, g_gemm_bf16_min_n = GEMM_BF16_MIN_N, g_bf16;
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
