@@ -448,6 +448,26 @@ typedef struct wick_gen_params {
     bool reuse_prefix;        /* keep the session's cached keys/values for the longest common
                                  prefix of the previous and the new prompt (same ids, same
                                  adapter settings) and prefill only the rest. Default true */
+    /* Speculative decoding, for session generations (wick_gen_start / wick_generate; an
+     * engine refuses it): each step proposes up to spec_k ids, runs the last id and the
+     * proposals through the model in one batched pass, and keeps the proposals as long as
+     * they equal what is sampled from each row. Proposals are deterministic (prompt lookup,
+     * or the draft model's greedy choice), and every output id is still drawn from the
+     * target's processed distribution in order, so greedy output is the same as without
+     * speculation and sampled output has the same distribution: drawing x ~ p against a
+     * proposal d gives d with probability p(d) (acceptance) and otherwise a draw from p
+     * without d — speculative sampling's residual for a one-point proposal. The session
+     * keeps only accepted positions (rejected ones are truncated away).
+     *   spec_ngram  prompt lookup (0 = off, else 1..8): the last spec_ngram ids (then fewer,
+     *               down to 1) are searched in the prompt and output so far; the ids that
+     *               followed their latest earlier occurrence are proposed.
+     *   draft       a session on a draft model with the same token ids (NULL = none); it
+     *               proposes by greedy decoding and is used only by this generation until
+     *               wick_gen_free. With both set, prompt lookup is tried first.
+     *   spec_k      most proposals per step, 1..16; 0 = 4. */
+    int spec_ngram;
+    int spec_k;
+    wick_session *draft;
 } wick_gen_params;
 
 wick_gen_params wick_gen_params_default(void);
@@ -500,6 +520,7 @@ typedef struct wick_token {
     int prompt_tokens, generated_tokens;
     int cached_tokens;        /* prompt tokens reused from the session's cache (not prefilled) */
     double prefill_ms, decode_ms;
+    int drafted_tokens, accepted_tokens; /* speculative decoding: proposals made / kept */
     const char *error;        /* finish == WICK_FINISH_ERROR: what went wrong; else NULL */
 } wick_token;
 

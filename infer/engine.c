@@ -366,6 +366,9 @@ wick_status wick_engine_submit(wick_engine *e, const wick_request *r, uint64_t *
     if (e->session) return err_set(WICK_ERR_INVALID_ARG, "wick_engine_submit: a session's engine");
     if (!(r->adapter_scale == r->adapter_scale) || fabsf(r->adapter_scale) > 1e30f)
         return err_set(WICK_ERR_INVALID_ARG, "wick_engine_submit: adapter_scale is not finite");
+    if (r->params && (r->params->spec_ngram || r->params->draft))
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_engine_submit: speculative decoding (spec_ngram, "
+                       "draft) is for session generations (wick_gen_start) in this version");
     eng_gen *eg = calloc(1, sizeof *eg);
     if (!eg) return err_set(WICK_ERR_NOMEM, "out of memory");
     wick_status st = gen_create(e->m, r->prompt, r->n_prompt, e->p.n_ctx, r->params, e->scratch,

@@ -50,6 +50,17 @@ struct wick_gen {
     js_matcher *jsm;
     atomic_int cancel;
     double prefill_ms, decode_ms;
+    /* speculative decoding (session generations with spec_ngram or draft) */
+    int spec_k;                        /* proposals per step; 0 = off */
+    int32_t *hist;                     /* prompt + output ids, n_hist of hist_cap */
+    int n_hist, hist_cap;
+    float *spec_logits;                /* (spec_k + 1) rows of n_vocab: one verification */
+    float *draft_logits;               /* (draft's n_vocab) */
+    int32_t spec_ids[SPEC_MAX_K + 1];  /* the verified batch: last id, then the proposals */
+    int spec_n;                        /* proposals in the batch being consumed; -1 = none */
+    int spec_row;                      /* next row of spec_logits to sample */
+    int spec_pos;                      /* session position of spec_ids[0] */
+    int n_drafted, n_accepted;
 };
 
 wick_gen_params wick_gen_params_default(void) {
@@ -123,6 +134,9 @@ void wick_gen_free(wick_gen *g) {
     free(g->logits);
     free(g->pending);
     free(g->out);
+    free(g->hist);
+    free(g->spec_logits);
+    free(g->draft_logits);
     js_matcher_free(g->jsm);
     js_schema_free(g->schema);
     free(g);
@@ -150,6 +164,11 @@ static wick_status check_params(const wick_gen_params *p, const model_config *c)
     for (int i = 0; i < p->n_stop_strings; i++)
         if (!p->stop_strings[i] || !p->stop_strings[i][0])
             return err_set(WICK_ERR_INVALID_ARG, "stop_strings[%d] is NULL or empty", i);
+    if (p->spec_ngram < 0 || p->spec_ngram > SPEC_MAX_NGRAM)
+        return err_set(WICK_ERR_INVALID_ARG, "spec_ngram must be in [0, %d], got %d", SPEC_MAX_NGRAM,
+                       p->spec_ngram);
+    if (p->spec_k < 0 || p->spec_k > SPEC_MAX_K)
+        return err_set(WICK_ERR_INVALID_ARG, "spec_k must be in [0, %d], got %d", SPEC_MAX_K, p->spec_k);
     return WICK_OK;
 }
 
@@ -248,6 +267,118 @@ fail:
     return st;
 }
 
+/* ---- speculative decoding (see wick_gen_params.spec_ngram) ---- */
+
+static wick_status spec_init(wick_gen *g, wick_session *s) {
+    const int V = g->m->cfg.n_vocab;
+    wick_session *d = g->p.draft;
+    if (d == s)
+        return err_set(WICK_ERR_INVALID_ARG, "draft: the draft session must not be the generation's "
+                                             "own session");
+    g->spec_k = g->p.spec_k > 0 ? g->p.spec_k : 4;
+    g->hist_cap = wick_session_n_ctx(s) + 1;
+    g->hist = malloc(sizeof(int32_t) * (size_t)g->hist_cap);
+    g->spec_logits = malloc(sizeof(float) * (size_t)V * (size_t)(g->spec_k + 1));
+    if (d) g->draft_logits = malloc(sizeof(float) * (size_t)wick_session_model(d)->cfg.n_vocab);
+    if (!g->hist || !g->spec_logits || (d && !g->draft_logits))
+        return err_set(WICK_ERR_NOMEM, "out of memory (speculative decoding buffers)");
+    memcpy(g->hist, g->prompt, sizeof(int32_t) * (size_t)g->n_prompt);
+    g->n_hist = g->n_prompt;
+    return WICK_OK;
+}
+
+/* Prompt lookup: the ids after the latest earlier occurrence of the last len ids of hist,
+ * len from spec_ngram down to 1; up to kmax of them into out. */
+static int propose_ngram(const wick_gen *g, int32_t *out, int kmax) {
+    const int32_t *h = g->hist;
+    const int n = g->n_hist;
+    for (int len = g->p.spec_ngram < n - 1 ? g->p.spec_ngram : n - 1; len >= 1; len--) {
+        const int32_t *tail = h + n - len;
+        for (int at = n - len - 1; at >= 0; at--) {
+            if (h[at] != tail[0] || memcmp(h + at, tail, sizeof(int32_t) * (size_t)len) != 0) continue;
+            int k = 0;
+            for (int j = at + len; j < n && k < kmax; j++) out[k++] = h[j];
+            return k;
+        }
+    }
+    return 0;
+}
+
+static int argmax_f(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* The draft model's greedy continuation of hist: its session keeps the longest prefix it
+ * already holds, reads the rest, then proposes one id per single-row pass. */
+static wick_status propose_draft(wick_gen *g, int32_t *out, int kmax, int *k) {
+    wick_session *d = g->p.draft;
+    const int dv = wick_session_model(d)->cfg.n_vocab, n = g->n_hist;
+    *k = 0;
+    if (n + kmax > wick_session_n_ctx(d)) return WICK_OK; /* the draft's context is full */
+    const int keep = session_reusable_prefix(d, g->hist, n - 1);
+    wick_status st = wick_session_truncate(d, keep);
+    if (!st) st = wick_session_eval(d, g->hist + keep, n - keep, WICK_LOGITS_LAST, g->draft_logits);
+    for (int i = 0; !st && i < kmax; i++) {
+        const int32_t id = argmax_f(g->draft_logits, dv);
+        if (id >= g->m->cfg.n_vocab) break; /* not an id of the target */
+        out[(*k)++] = id;
+        if (i + 1 < kmax) st = wick_session_eval(d, &out[i], 1, WICK_LOGITS_LAST, g->draft_logits);
+    }
+    return st ? err_wrap(st, "draft model") : WICK_OK;
+}
+
+/* Samples row spec_row of the current verification; keeps going on a match, otherwise drops
+ * the cache past the sampled position (the sampled id is fed by the next step). */
+static wick_status spec_take(wick_gen *g, wick_token *tok) {
+    wick_session *s = g->s;
+    const int r = g->spec_row, V = g->m->cfg.n_vocab;
+    const int held = g->spec_pos + r + 1; /* positions that stay valid if this row is the last */
+    wick_status st = gen_next(g, g->spec_logits + (size_t)r * V, held, wick_session_n_ctx(s), tok);
+    if (st) return st;
+    const bool match = r < g->spec_n && tok->id == g->spec_ids[r + 1];
+    if (match) g->n_accepted++;
+    if (tok->finish == WICK_FINISH_NONE && match) {
+        g->spec_row++; /* its key/value is in the cache already: nothing to feed */
+        g->need_feed = false;
+        return WICK_OK;
+    }
+    g->spec_n = -1;
+    if (wick_session_pos(s) > held) wick_session_truncate(s, held);
+    if (tok->finish != WICK_FINISH_NONE) tok->drafted_tokens = g->n_drafted, tok->accepted_tokens = g->n_accepted;
+    else g->need_feed = true;
+    return WICK_OK;
+}
+
+/* Feeds last_id with up to spec_k proposals in one pass; false in *used when there were none
+ * (the caller feeds last_id alone). */
+static wick_status spec_verify(wick_gen *g, bool *used) {
+    wick_session *s = g->s;
+    *used = false;
+    const int pos = wick_session_pos(s);
+    int kmax = wick_session_n_ctx(s) - pos - 1; /* room for last_id and the proposals */
+    if (kmax > g->spec_k) kmax = g->spec_k;
+    if (g->p.max_tokens > 0 && g->p.max_tokens - g->generated < kmax) kmax = g->p.max_tokens - g->generated;
+    int k = 0;
+    if (kmax > 0 && g->p.spec_ngram > 0) k = propose_ngram(g, g->spec_ids + 1, kmax);
+    if (kmax > 0 && k == 0 && g->p.draft) {
+        wick_status st = propose_draft(g, g->spec_ids + 1, kmax, &k);
+        if (st) return st;
+    }
+    if (k == 0) return WICK_OK;
+    g->spec_ids[0] = g->last_id;
+    wick_status st = wick_session_eval(s, g->spec_ids, k + 1, WICK_LOGITS_ALL, g->spec_logits);
+    if (st) return st;
+    g->spec_n = k;
+    g->spec_row = 0;
+    g->spec_pos = pos;
+    g->n_drafted += k;
+    *used = true;
+    return WICK_OK;
+}
+
 wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
                            const wick_gen_params *params, wick_gen **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_gen_start: out is NULL");
@@ -270,6 +401,13 @@ wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
     if (keep > n - 1) keep = n - 1;
     wick_session_truncate(s, keep);
     g->n_cached = keep;
+    g->spec_n = -1;
+    if (g->p.spec_ngram > 0 || g->p.draft) {
+        if ((st = spec_init(g, s))) {
+            wick_gen_free(g);
+            return st;
+        }
+    }
     *out = g;
     return WICK_OK;
 }
@@ -332,6 +470,8 @@ static void fill_final(wick_gen *g, wick_token *tok, wick_finish_reason r) {
     tok->generated_tokens = g->generated;
     tok->prefill_ms = g->prefill_ms;
     tok->decode_ms = g->decode_ms;
+    tok->drafted_tokens = g->n_drafted;
+    tok->accepted_tokens = g->n_accepted;
     g->done = true;
 }
 
@@ -415,6 +555,7 @@ wick_status gen_next(wick_gen *g, float *logits, int n_held, int n_ctx, wick_tok
     }
     g->generated++;
     g->last_id = sp.id;
+    if (g->hist && g->n_hist < g->hist_cap) g->hist[g->n_hist++] = sp.id;
     tok->id = sp.id;
     tok->logit = sp.logit;
     tok->prob = sp.prob;
@@ -481,7 +622,20 @@ wick_status wick_gen_step(wick_gen *g, wick_token *tok) {
         g->started = true;
         g->prefill_ms = now_ms() - t0;
         t0 = now_ms();
+    } else if (g->spec_n >= 0) { /* rows of a verification are still to be sampled */
+        st = spec_take(g, tok);
+        g->decode_ms += now_ms() - t0;
+        if (!st && tok->finish != WICK_FINISH_NONE) tok->decode_ms = g->decode_ms;
+        return st;
     } else if (g->need_feed) {
+        bool spec = false;
+        if (g->spec_k > 0 && (st = spec_verify(g, &spec))) return st;
+        if (spec) {
+            st = spec_take(g, tok);
+            g->decode_ms += now_ms() - t0;
+            if (!st && tok->finish != WICK_FINISH_NONE) tok->decode_ms = g->decode_ms;
+            return st;
+        }
         if ((st = wick_session_eval(s, &g->last_id, 1, WICK_LOGITS_LAST, g->logits))) return st;
     }
     g->need_feed = false;

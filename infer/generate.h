@@ -10,6 +10,8 @@
 
 /* Largest number of top-logprob alternatives a token can carry. */
 #define GEN_MAX_TOP 20
+#define SPEC_MAX_K 16    /* wick_gen_params.spec_k at most */
+#define SPEC_MAX_NGRAM 8 /* wick_gen_params.spec_ngram at most */
 
 /* A generation for `m` after `prompt` (copied) in a context of n_ctx positions; params are
  * validated and copied (NULL = defaults). Not tied to a session (its session is NULL).
