@@ -66,6 +66,8 @@ typedef struct pair_tab {
 static uint64_t hkey(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1; }
 
 static size_t hslot(uint64_t k, size_t cap) {
+    k ^= tok_hash_seed(); /* the pairs come from the training text */
+    k *= 0xbf58476d1ce4e5b9ull;
     k ^= k >> 33;
     k *= 0xff51afd7ed558ccdull;
     k ^= k >> 33;

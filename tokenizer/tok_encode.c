@@ -92,11 +92,8 @@ typedef struct wcache {
     size_t nids, capids;
 } wcache;
 
-static uint64_t wc_hash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h | 1;
-}
+/* keyed (tok_smap_hash): the words come from the text being encoded */
+static uint64_t wc_hash(const char *s, size_t n) { return tok_smap_hash(s, n) | 1; }
 
 static wc_ent *wc_find(wcache *c, const char *s, size_t n, uint64_t h) {
     size_t mask = c->cap - 1, i = h & mask;

@@ -63,6 +63,8 @@ typedef struct tok_smap {
 bool tok_smap_init(tok_smap *m, size_t expect);
 /* Split form of get, for batched lookups: hash first, prefetch the slot, then probe. */
 uint64_t tok_smap_hash(const char *k, size_t kl);
+/* The per-process random key of the tokenizer's hash tables (tok_util.c). */
+uint64_t tok_hash_seed(void);
 static inline void tok_smap_prefetch(const tok_smap *m, uint64_t h) {
     if (m->cap) __builtin_prefetch(&m->e[h & (m->cap - 1)]);
 }

@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #include "base/error.h"
@@ -25,9 +29,33 @@ void tok_buf_free(tok_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
-/* ---- hashing: a multiply-xor mix over 8-byte words; good enough for vocab strings ---- */
+/* ---- hashing: a multiply-xor mix over 8-byte words, keyed per process ----
+ * The tables hold strings from files and from text to encode (a server's clients), so the
+ * start state is a random 64-bit key drawn once per process: without it, keys chosen to
+ * collide (a crafted vocabulary, or words sent to the encoder's word cache) would turn every
+ * lookup into a walk of one long probe chain. No output depends on the key: tables are only
+ * probed, never iterated to produce results. */
+static uint64_t g_hash_seed;
+static pthread_once_t g_hash_once = PTHREAD_ONCE_INIT;
+
+static void hash_seed_init(void) {
+    uint64_t k = 0;
+    if (getrandom(&k, sizeof k, GRND_NONBLOCK) != (ssize_t)sizeof k) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        k = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^
+            (uint64_t)(uintptr_t)&k ^ (uint64_t)getpid() << 32;
+    }
+    g_hash_seed = k;
+}
+
+uint64_t tok_hash_seed(void) {
+    pthread_once(&g_hash_once, hash_seed_init);
+    return g_hash_seed;
+}
+
 static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
+    uint64_t h = tok_hash_seed() ^ 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
     while (n >= 8) {
         uint64_t w;
         memcpy(&w, s, 8);
@@ -121,6 +149,8 @@ void tok_smap_free(tok_smap *m) {
 }
 
 static inline uint64_t pair_hash(uint64_t k) {
+    k ^= g_hash_seed; /* set by tok_pmap_init */
+    k *= 0xbf58476d1ce4e5b9ull;
     k ^= k >> 33;
     k *= 0xff51afd7ed558ccdull;
     k ^= k >> 33;
@@ -128,6 +158,7 @@ static inline uint64_t pair_hash(uint64_t k) {
 }
 
 bool tok_pmap_init(tok_pmap *m, size_t expect) {
+    (void)tok_hash_seed();
     memset(m, 0, sizeof *m);
     m->cap = pow2_for(expect);
     m->keys = calloc(m->cap, sizeof *m->keys);
