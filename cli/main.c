@@ -25,6 +25,7 @@ static const struct command {
     {"train", cmd_train, "LoRA fine-tuning on a text or JSONL file (AdamW, schedules, checkpoints)"},
     {"pretrain", cmd_pretrain, "train a fresh model from scratch on a text corpus (full parameters)"},
     {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer.json on text files"},
+    {"pull", cmd_pull, "download a model from the Hugging Face Hub into its shared cache"},
     {"bench", cmd_bench, "benchmarks (bench generate|adapters|...)"},
 };
 

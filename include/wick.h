@@ -131,6 +131,37 @@ typedef struct wick_model_params {
 
 wick_model_params wick_model_params_default(void);
 
+/* ---- Hugging Face Hub downloads ----
+ * wick_hub_download fetches a model repository ("ORG/NAME", optionally "ORG/NAME@REVISION": a
+ * branch, tag or commit) into the cache layout huggingface_hub uses
+ * (CACHE/models--ORG--NAME/{blobs,snapshots,refs}), so Python and wick share one cache, and
+ * returns the snapshot folder (*out_dir, malloc'd; free it) that wick_model_load reads. Files
+ * already in the cache are not fetched again; an interrupted download resumes where it
+ * stopped (HTTP Range); every file is checked against the size and ETag the server announced
+ * (sha256 for LFS files, the git blob sha1 for others) before it is published, and a file
+ * that fails the check is deleted, never left under its final name. Gated or private
+ * repositories need a token (401/403 say so). Without a network the cached snapshot of the
+ * revision is used when there is one. Environment, as huggingface_hub reads it: HF_ENDPOINT
+ * (another server, e.g. a mirror), HF_TOKEN (then HF_HOME/token), HF_HUB_OFFLINE=1 (cache
+ * only), HF_HUB_CACHE, HF_HOME (default ~/.cache/huggingface). */
+typedef struct wick_hub_params {
+    const char *revision;        /* NULL: "main" (an "@REV" in the name wins) */
+    const char *const *include;  /* fnmatch patterns of the files to fetch; none: all files */
+    int n_include;
+    const char *token;           /* NULL: $HF_TOKEN, then the token file */
+    const char *endpoint;        /* NULL: $HF_ENDPOINT, else https://huggingface.co */
+    const char *cache_dir;       /* NULL: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub */
+    bool offline;                /* only the cache (also HF_HUB_OFFLINE=1) */
+    int n_parallel;              /* files downloaded at once, 1..16. Default 4 */
+    /* progress per file (bytes done of total; total -1 when unknown), from download threads
+       one call at a time; NULL: none */
+    void (*on_progress)(void *user, const char *file, long long done, long long total);
+    void *user;
+} wick_hub_params;
+
+wick_hub_params wick_hub_params_default(void);
+wick_status wick_hub_download(const char *repo, const wick_hub_params *params, char **out_dir);
+
 /* Loads a model from `path`: a Hugging Face folder holding config.json and model.safetensors
  * (or a sharded model.safetensors.index.json), optionally generation_config.json.
  * Weights are memory-mapped and used in their file dtype (F32, BF16, F16); nothing is copied

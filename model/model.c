@@ -291,10 +291,32 @@ static wick_status load_gguf(gguf_file *g, const wick_model_params *params, wick
     return WICK_OK;
 }
 
+/* hf://ORG/NAME[@REV][/FILE]: the repository (or only FILE, e.g. a .gguf) through the Hub
+ * cache (wick_hub_download, with the environment's settings), then that folder or file. */
+static wick_status load_hub(const char *spec, const wick_model_params *params, wick_model **out) {
+    const char *s1 = strchr(spec, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+    char *repo = s2 ? strndup(spec, (size_t)(s2 - spec)) : strdup(spec);
+    if (!repo) return err_set(WICK_ERR_NOMEM, "out of memory");
+    const char *file = s2 && s2[1] ? s2 + 1 : NULL;
+    wick_hub_params hp = wick_hub_params_default();
+    if (file) hp.include = &file, hp.n_include = 1;
+    char *dir = NULL;
+    wick_status st = wick_hub_download(repo, &hp, &dir);
+    free(repo);
+    if (st) return err_wrap(st, "hf://%s", spec);
+    char *path = file ? path_join(dir, file) : NULL;
+    st = file && !path ? err_set(WICK_ERR_NOMEM, "out of memory")
+                       : wick_model_load(file ? path : dir, params, out);
+    free(path);
+    free(dir);
+    return st;
+}
+
 wick_status wick_model_load(const char *path, const wick_model_params *params, wick_model **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: out is NULL");
     *out = NULL;
     if (!path) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: path is NULL");
+    if (strncmp(path, "hf://", 5) == 0) return load_hub(path + 5, params, out);
     wick_model_params defaults = wick_model_params_default();
     if (!params) params = &defaults;
     size_t pl = strlen(path);
