@@ -38,6 +38,8 @@ int fuzz_target_jinja(const uint8_t *data, size_t size);
 int fuzz_target_serve_req(const uint8_t *data, size_t size);
 int fuzz_target_http(const uint8_t *data, size_t size);
 int fuzz_target_train_data(const uint8_t *data, size_t size);
+/* serve_targets.c: byte 0 even = a Hub revision JSON, odd = HTTP header lines (wick pull). */
+int fuzz_target_hub(const uint8_t *data, size_t size);
 /* serve_targets.c: a JSON Schema for structured output [NUL a document]: compile, match the
    document's bytes, and walk the token mask over a small byte-level vocabulary. */
 int fuzz_target_json_schema(const uint8_t *data, size_t size);

@@ -23,6 +23,7 @@
 #include "infer/json_schema.h"
 #include "server/server.h"
 #include "train/data.h"
+#include "hub/hub_internal.h"
 
 static const char k_tok_json[] =
     "{\"version\":\"1.0\",\"added_tokens\":["
@@ -91,6 +92,54 @@ int fuzz_target_train_data(const uint8_t *data, size_t size) {
             for (int k = 0; k < d.ex[i].n; k++)
                 if (d.ex[i].ids[k] < 0 || d.ex[i].ids[k] >= 16) abort();
         train_data_free(&d);
+    }
+    return 0;
+}
+
+int fuzz_target_hub(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    const char *body = (const char *)data + 1;
+    const size_t n = size - 1;
+    if (data[0] % 2 == 0) {
+        static const char *const inc[] = {"*.json", "model-*.safetensors"};
+        for (int k = 0; k < 2; k++) {
+            wick_hub_params p = wick_hub_params_default();
+            if (k) p.include = inc, p.n_include = 2;
+            char commit[64], **files = NULL;
+            int nf = 0;
+            if (hub_parse_revision(body, n, &p, "fuzz", commit, &files, &nf) == WICK_OK) {
+                if (strlen(commit) != 40) abort();
+                for (int i = 0; i < nf; i++) { /* every component non-empty, not . or .. */
+                    const char *c = files[i];
+                    if (*c == '/') abort();
+                    while (*c) {
+                        size_t l = strcspn(c, "/");
+                        if (l == 0 || (l == 1 && c[0] == '.') || (l == 2 && c[0] == '.' && c[1] == '.'))
+                            abort();
+                        c += l + (c[l] == '/');
+                    }
+                    free(files[i]);
+                }
+                free(files);
+            }
+        }
+    } else { /* header lines, split at '\n' as libcurl hands them over */
+        hub_hdrs h;
+        memset(&h, 0, sizeof h);
+        char *copy = malloc(n + 1);
+        if (!copy) return 0;
+        memcpy(copy, body, n);
+        size_t i = 0;
+        while (i < n) {
+            size_t j = i;
+            while (j < n && copy[j] != '\n') j++;
+            if (j < n) j++;
+            hub_header_line(copy + i, 1, j - i, &h);
+            i = j;
+        }
+        if (strnlen(h.etag, sizeof h.etag) == sizeof h.etag || strnlen(h.location, sizeof h.location) ==
+            sizeof h.location) abort();
+        free(copy);
     }
     return 0;
 }

@@ -35,6 +35,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "hub/hub_internal.h"
 #include "wick.h"
 
 static void curl_global_init_void(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -209,7 +210,6 @@ static size_t mem_write(char *d, size_t sz, size_t nm, void *u) {
     return n;
 }
 
-typedef struct hdrs { char etag[160], linked_etag[160], commit[64], location[2048]; long long size, linked_size; } hdrs;
 
 static void hdr_value(char *dst, size_t cap, const char *v, size_t n) {
     while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ')) n--;
@@ -221,8 +221,8 @@ static void hdr_value(char *dst, size_t cap, const char *v, size_t n) {
     dst[n] = 0;
 }
 
-static size_t hdr_cb(char *d, size_t sz, size_t nm, void *u) {
-    hdrs *h = u;
+size_t hub_header_line(char *d, size_t sz, size_t nm, void *u) {
+    hub_hdrs *h = u;
     size_t n = sz * nm;
     const char *colon = memchr(d, ':', n);
     if (!colon) return n;
@@ -368,7 +368,7 @@ static wick_status fetch_file(hub *h, CURL *c, const char *commit, const char *f
     free(ufile);
     if (!url) return err_set(WICK_ERR_NOMEM, "out of memory");
     struct curl_slist *hl = auth_headers(h);
-    hdrs hd;
+    hub_hdrs hd;
     memset(&hd, 0, sizeof hd);
     wick_status st = WICK_OK;
     /* HEAD, redirects not followed: the metadata of the file itself */
@@ -376,7 +376,7 @@ static wick_status fetch_file(hub *h, CURL *c, const char *commit, const char *f
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hdr_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hub_header_line);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &hd);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 20L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -501,6 +501,49 @@ static wick_status fetch_file(hub *h, CURL *c, const char *commit, const char *f
 
 /* ---- the repository ---- */
 
+static bool wanted(const wick_hub_params *p, const char *file) {
+    if (p->n_include <= 0) return true;
+    for (int i = 0; i < p->n_include; i++)
+        if (p->include[i] && fnmatch(p->include[i], file, 0) == 0) return true;
+    return false;
+}
+
+wick_status hub_parse_revision(const char *json, size_t n, const wick_hub_params *p,
+                               const char *url, char commit[64], char ***files_out, int *n_out) {
+    *files_out = NULL;
+    *n_out = 0;
+    cJSON *js = cJSON_ParseWithLength(json, n);
+    const cJSON *sha = cJSON_GetObjectItemCaseSensitive(js, "sha");
+    const cJSON *sib = cJSON_GetObjectItemCaseSensitive(js, "siblings");
+    wick_status st = WICK_OK;
+    if (!cJSON_IsString(sha) || !hex_ok(sha->valuestring, 40) || !cJSON_IsArray(sib))
+        st = err_set(WICK_ERR_FORMAT, "%s: expected a JSON object with \"sha\" (40 hex digits) and "
+                     "\"siblings\" (an array)", url);
+    else snprintf(commit, 64, "%s", sha->valuestring);
+    int total = st ? 0 : cJSON_GetArraySize(sib), k = 0;
+    char **files = NULL;
+    if (total > HUB_MAX_FILES)
+        st = err_set(WICK_ERR_FORMAT, "%s: %d files (at most %d)", url, total, HUB_MAX_FILES);
+    if (!st && !(files = calloc((size_t)(total ? total : 1), sizeof *files)))
+        st = err_set(WICK_ERR_NOMEM, "out of memory");
+    for (int i = 0; !st && i < total; i++) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sib, i), "rfilename");
+        if (!cJSON_IsString(f) || !rel_path_ok(f->valuestring))
+            st = err_set(WICK_ERR_FORMAT, "%s: siblings[%d].rfilename is not a relative file name", url, i);
+        else if (wanted(p, f->valuestring) && !(files[k++] = strdup(f->valuestring)))
+            st = err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    cJSON_Delete(js);
+    if (st) {
+        for (int i = 0; i < k; i++) free(files[i]);
+        free(files);
+        return st;
+    }
+    *files_out = files;
+    *n_out = k;
+    return WICK_OK;
+}
+
 static void *worker(void *arg) {
     job *j = arg;
     CURL *c = curl_easy_init();
@@ -524,12 +567,6 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static bool wanted(const wick_hub_params *p, const char *file) {
-    if (p->n_include <= 0) return true;
-    for (int i = 0; i < p->n_include; i++)
-        if (p->include[i] && fnmatch(p->include[i], file, 0) == 0) return true;
-    return false;
-}
 
 /* Offline: refs/REV (or REV itself when it is a commit) -> an existing snapshot folder that
  * holds the wanted files of the list it had (all its entries when no list is known). */
@@ -585,7 +622,6 @@ wick_status wick_hub_download(const char *repo_at, const wick_hub_params *params
     membuf api = {0};
     char **files = NULL;
     int n_files = 0;
-    cJSON *js = NULL;
     char commit[64] = "";
     char *url = NULL;
     if (!st) {
@@ -618,28 +654,10 @@ wick_status wick_hub_download(const char *repo_at, const wick_hub_params *params
         curl_slist_free_all(hl);
         curl_easy_cleanup(c);
     }
-    if (!st && !*out_dir) {
-        js = cJSON_ParseWithLength(api.p ? api.p : "", api.n);
-        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(js, "sha");
-        const cJSON *sib = cJSON_GetObjectItemCaseSensitive(js, "siblings");
-        if (!cJSON_IsString(sha) || !hex_ok(sha->valuestring, 40) || !cJSON_IsArray(sib))
-            st = err_set(WICK_ERR_FORMAT, "%s: expected a JSON object with \"sha\" (40 hex digits) and "
-                         "\"siblings\" (an array)", url);
-        else snprintf(commit, sizeof commit, "%s", sha->valuestring);
-        int n = st ? 0 : cJSON_GetArraySize(sib);
-        if (n > HUB_MAX_FILES) st = err_set(WICK_ERR_FORMAT, "%s: %d files (at most %d)", url, n, HUB_MAX_FILES);
-        if (!st && !(files = calloc((size_t)(n ? n : 1), sizeof *files))) st = err_set(WICK_ERR_NOMEM, "out of memory");
-        for (int i = 0; !st && i < n; i++) {
-            const cJSON *f = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sib, i), "rfilename");
-            if (!cJSON_IsString(f) || !rel_path_ok(f->valuestring))
-                st = err_set(WICK_ERR_FORMAT, "%s: siblings[%d].rfilename is not a relative file name", url, i);
-            else if (wanted(p, f->valuestring) && !(files[n_files++] = strdup(f->valuestring)))
-                st = err_set(WICK_ERR_NOMEM, "out of memory");
-        }
-        if (!st && n_files == 0)
-            st = err_set(WICK_ERR_NOT_FOUND, "%s@%s: no file matches the include patterns (%d files in "
-                         "the repository)", repo, rev, n);
-    }
+    if (!st && !*out_dir)
+        st = hub_parse_revision(api.p ? api.p : "", api.n, p, url, commit, &files, &n_files);
+    if (!st && !*out_dir && n_files == 0)
+        st = err_set(WICK_ERR_NOT_FOUND, "%s@%s: no file matches the include patterns", repo, rev);
     if (!st && !*out_dir) {
         st = mkdirs(h.repo_dir);
         char *blobs = str_printf("%s/blobs", h.repo_dir), *refs = str_printf("%s/refs", h.repo_dir);
@@ -678,7 +696,6 @@ wick_status wick_hub_download(const char *repo_at, const wick_hub_params *params
     }
     for (int i = 0; i < n_files; i++) free(files[i]);
     free(files);
-    cJSON_Delete(js);
     free(api.p), free(url);
     hub_free(&h);
     free(repo);

@@ -28,6 +28,7 @@ static const struct {
     {"http", fuzz_target_http, 0}, {"train_data", fuzz_target_train_data, 0},
     {"tokenizer", fuzz_target_tokenizer, 0}, {"json_schema", fuzz_target_json_schema, 0},
     {"serve_tools", fuzz_target_serve_tools, 0}, {"bpe_train", fuzz_target_bpe_train, 0},
+    {"hub", fuzz_target_hub, 0},
     {"jinja", fuzz_target_jinja, 1}, /* tests/test_jinja_limits.c */
 };
 
