@@ -5,6 +5,7 @@
 #ifndef WICK_CLI_H
 #define WICK_CLI_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "wick.h"
@@ -35,6 +36,17 @@ int cli_parse_ids(const char *cmd, const char *s, int32_t **out);
 /* Parses an int option value, printing a usage error on failure. */
 bool cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 bool cli_parse_float(const char *cmd, const char *opt, const char *s, double *out);
+
+/* Seconds on the monotonic clock. */
+double cli_now_s(void);
+/* "812 B", "3.4 KiB", "1.2 GiB" into b. */
+void cli_fmt_bytes(char *b, size_t n, double bytes);
+/* Bytes of a file, or of the regular files directly in a folder (a training output's
+ * checkpoint-N/ subfolders are not the result); -1 when `path` cannot be read. */
+long long cli_path_bytes(const char *path);
+/* The summary line of a writing command, on stderr: "wick CMD: wrote PATH (SIZE, WHAT) in
+ * T s". what may be NULL. */
+void cli_wrote(const char *cmd, const char *path, const char *what, double seconds);
 
 /* "DIR[:scale]" -> malloc'd DIR and scale (1 when absent). false on a usage error (printed). */
 bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *scale);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -79,6 +81,47 @@ bool cli_parse_float(const char *cmd, const char *opt, const char *s, double *ou
     }
     *out = v;
     return true;
+}
+
+/* ---- time, sizes and the summary line of writing commands ---- */
+
+double cli_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void cli_fmt_bytes(char *b, size_t n, double bytes) {
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) bytes /= 1024, u++;
+    if (u == 0) snprintf(b, n, "%.0f B", bytes);
+    else snprintf(b, n, "%.1f %s", bytes, unit[u]);
+}
+
+long long cli_path_bytes(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    long long sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *p = path_join(path, e->d_name);
+        if (p && lstat(p, &st) == 0 && S_ISREG(st.st_mode)) sum += (long long)st.st_size;
+        free(p);
+    }
+    closedir(d);
+    return sum;
+}
+
+void cli_wrote(const char *cmd, const char *path, const char *what, double seconds) {
+    char sz[32] = "?";
+    long long n = cli_path_bytes(path);
+    if (n >= 0) cli_fmt_bytes(sz, sizeof sz, (double)n);
+    fprintf(stderr, "wick %s: wrote %s (%s%s%s) in %.2f s\n", cmd, path, sz, what ? ", " : "",
+            what ? what : "", seconds);
 }
 
 /* ---- training runs: Ctrl-C and checkpoint pruning (train, pretrain) ---- */

