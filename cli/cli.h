@@ -45,8 +45,15 @@ void cli_fmt_bytes(char *b, size_t n, double bytes);
  * checkpoint-N/ subfolders are not the result); -1 when `path` cannot be read. */
 long long cli_path_bytes(const char *path);
 /* The summary line of a writing command, on stderr: "wick CMD: wrote PATH (SIZE, WHAT) in
- * T s". what may be NULL. */
+ * T s". what may be NULL. Silent when cli_quiet. */
 void cli_wrote(const char *cmd, const char *path, const char *what, double seconds);
+
+/* A transient status line on stderr ("loading IN …", "writing OUT …"), drawn only when
+ * stderr is a terminal and cli_quiet is false; replaced by the next status, removed by
+ * cli_status_clear (and before cli_wrote prints). */
+extern bool cli_quiet;
+void cli_status(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_status_clear(void);
 
 /* "DIR[:scale]" -> malloc'd DIR and scale (1 when absent). false on a usage error (printed). */
 bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *scale);

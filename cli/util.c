@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "cli/cli.h"
 
 int cli_fail(const char *cmd, const char *what) {
+    cli_status_clear();
     fprintf(stderr, "wick %s: %s: %s\n", cmd, what, wick_last_error());
     return 1;
 }
@@ -116,7 +118,30 @@ long long cli_path_bytes(const char *path) {
     return sum;
 }
 
+bool cli_quiet;
+static bool g_status_open;
+
+void cli_status(const char *cmd, const char *fmt, ...) {
+    if (cli_quiet || !isatty(2)) return;
+    fprintf(stderr, "\r\033[Kwick %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fflush(stderr);
+    g_status_open = true;
+}
+
+void cli_status_clear(void) {
+    if (!g_status_open) return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    g_status_open = false;
+}
+
 void cli_wrote(const char *cmd, const char *path, const char *what, double seconds) {
+    cli_status_clear();
+    if (cli_quiet) return;
     char sz[32] = "?";
     long long n = cli_path_bytes(path);
     if (n >= 0) cli_fmt_bytes(sz, sizeof sz, (double)n);

@@ -92,6 +92,62 @@ has "$tmp/err" "none.jsonl" "a missing --eval-data is named"
 run "train without --data" 2 "$W" train -m "$M" -o "$tmp/lora3"
 run "train --steps 0" 2 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora3" --steps 0
 
+# ---- writing commands: summary line, --force, no partial output ----
+TOKDIR="$FIX/tokenizers/qwen3"
+tokopt=""
+[ -d "$TOKDIR" ] && tokopt="--tokenizer $TOKDIR"
+run "create-random" 0 "$W" create-random --like tiny -o "$tmp/rnd" $tokopt
+has "$tmp/err" "wick create-random: wrote $tmp/rnd (" "create-random summary line"
+run "create-random over an existing folder" 1 "$W" create-random --like tiny -o "$tmp/rnd"
+has "$tmp/err" "--force" "create-random names --force"
+run "create-random --force" 0 "$W" create-random --like tiny -o "$tmp/rnd" --force -q $tokopt
+[ -s "$tmp/err" ] && fail "create-random -q printed: $(cat "$tmp/err")" || pass "create-random -q prints nothing"
+run "create-random unknown shape" 1 "$W" create-random --like nosuch -o "$tmp/rnd-x"
+test -e "$tmp/rnd-x" && fail "a failed create-random left $tmp/rnd-x" || pass "no output after a failed create-random"
+run "quantize" 0 "$W" quantize "$tmp/rnd" -o "$tmp/q8.gguf" --type q8_0
+has "$tmp/err" "wick quantize: wrote $tmp/q8.gguf (" "quantize summary line"
+has "$tmp/err" "MiB" "the summary gives the size"
+run "quantize over an existing file" 1 "$W" quantize "$tmp/rnd" -o "$tmp/q8.gguf" --type q8_0
+run "quantize bad --type" 2 "$W" quantize "$tmp/rnd" -o "$tmp/qx.gguf" --type q3_x
+run "convert GGUF -> folder" 0 "$W" convert "$tmp/q8.gguf" -o "$tmp/conv"
+has "$tmp/err" "wick convert: wrote $tmp/conv (" "convert summary line"
+run "convert a missing input" 1 "$W" convert "$tmp/nosuch" -o "$tmp/conv2.gguf"
+has "$tmp/err" "nosuch" "a missing input is named"
+test -e "$tmp/conv2.gguf" && fail "convert left conv2.gguf" || pass "no output after a failed convert"
+run "merge" 0 "$W" merge -m "$M" -a "$tmp/lora" -o "$tmp/merged"
+has "$tmp/err" "wick merge: wrote $tmp/merged (" "merge summary line"
+run "merge over an existing folder" 1 "$W" merge -m "$M" -a "$tmp/lora" -o "$tmp/merged"
+run "merge --force" 0 "$W" merge -m "$M" -a "$tmp/lora" -o "$tmp/merged" --force
+run "merge -o the base" 2 "$W" merge -m "$M" -a "$tmp/lora" -o "$M/" --force
+has "$tmp/err" "base model" "merge -o BASE says why"
+run "merge -o the adapter" 2 "$W" merge -m "$M" -a "$tmp/lora" -o "$tmp/lora" --force
+printf 'low lower lowest newer newest wider widest\n' > "$tmp/corpus.txt"
+run "tokenizer-train" 0 "$W" tokenizer-train --vocab 270 --data "$tmp/corpus.txt" -o "$tmp/tok.json"
+has "$tmp/err" "wick tokenizer-train: wrote $tmp/tok.json (" "tokenizer-train summary line"
+run "tokenizer-train unreadable data" 1 "$W" tokenizer-train --vocab 270 --data "$tmp/nosuch.txt" -o "$tmp/tok2.json"
+has "$tmp/err" "No such file" "cannot read says why (errno text)"
+
+# an injected failure: the output grows past RLIMIT_FSIZE (SIGXFSZ ignored, so write() fails
+# with EFBIG as on a full disk) — nothing may remain, and the message names the final path
+mkdir "$tmp/full"
+inject() { (trap '' XFSZ; ulimit -f 1024; "$@") > "$tmp/out" 2> "$tmp/err"; }
+for c in "create-random --like tiny -o $tmp/full/rnd" \
+         "quantize $tmp/rnd -o $tmp/full/q.gguf --type f32" \
+         "convert $tmp/q8.gguf -o $tmp/full/conv" \
+         "merge -m $M -a $tmp/lora -o $tmp/full/m"; do
+  # shellcheck disable=SC2086
+  inject "$W" $c
+  rc=$?
+  [ $rc = 1 ] && pass "injected failure: '${c%% *}' exits 1" || fail "injected failure: '${c%% *}' exit $rc"
+  if [ -n "$(ls -A "$tmp/full")" ]; then fail "injected failure: '${c%% *}' left $(ls -A "$tmp/full")"
+  else pass "injected failure: '${c%% *}' leaves nothing"; fi
+  hasnt "$tmp/err" "wick-tmp" "injected failure: '${c%% *}' names the final path"
+done
+inject "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/full/m" --full --steps 1 -t 1 -q
+test -e "$tmp/full/m/model.safetensors" && fail "a failed train --full left model.safetensors" || pass "no bogus model.safetensors after a failed train --full"
+leftovers "$tmp/full" "no temporaries after injected failures"
+leftovers "$tmp" "no temporaries in the scratch folder"
+
 echo
 if [ $fails -gt 0 ]; then echo "$fails check(s) failed"; exit 1; fi
 echo "all checks passed"
