@@ -176,7 +176,7 @@ int bench_kernels_run(int argc, char **argv) {
     int threads = 2, quick = 0;
     const char *isa = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "-isa") == 0 && i + 1 < argc) isa = argv[++i];
         else if (strcmp(argv[i], "-q") == 0) quick = 1;
         else {

@@ -55,6 +55,17 @@ extern bool cli_quiet;
 void cli_status(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_status_clear(void);
 
+/* Commands that take a tokenizer path (tokenize, detokenize, template) spell it -T/--tokenizer;
+ * -t means --threads in every command. For `-t VALUE` or `--threads VALUE` (opt) there:
+ * returns 1 when VALUE is the old spelling of -T VALUE (-t and not a thread count; a
+ * deprecation note is printed), 0 for a thread count (noted: the command runs on one thread),
+ * -1 for a usage error (printed). */
+int cli_tokenizer_dash_t(const char *cmd, const char *opt, const char *value);
+
+/* --ctx N above the model's trained maximum (max_position_embeddings) is allowed but stated:
+ * a warning naming both numbers. Nothing is printed otherwise. */
+void cli_warn_ctx(const char *cmd, const wick_model *m, long ctx);
+
 /* "DIR[:scale]" -> malloc'd DIR and scale (1 when absent). false on a usage error (printed). */
 bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *scale);
 /* Loads the adapter spec into `m` (registered as "cli") and selects it on `s`. Returns an exit

@@ -44,7 +44,7 @@ static int parse_list(const char *s, int *out, int cap) {
 }
 
 static int usage_generate(FILE *f) {
-    fprintf(f, "usage: wick bench generate -m MODEL [-t THREADS] [-p 64,512] [-n 32,128] [-r REPS]\n"
+    fprintf(f, "usage: wick bench generate -m MODEL [-t|--threads N] [-p 64,512] [-n 32,128] [-r REPS]\n"
                "                           [--kernels auto|ref] [--device cpu|cuda[:N]]\n"
                "Prefill (pp) and decode (tg) tokens/s, mean ± sd over REPS runs, with the\n"
                "machine's read bandwidth measured in the same run (CPU only: on a GPU the\n"
@@ -68,10 +68,10 @@ static int bench_generate(int argc, char **argv) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_generate(stdout);
-        else if (!strcmp(a, "-m") && has) model = argv[++i];
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
         else if (!strcmp(a, "--device") && has) device = argv[++i];
-        else if (!strcmp(a, "-t") && has) {
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
             if (!cli_parse_int("bench", a, argv[++i], 0, 1024, &threads)) return 2;
         } else if (!strcmp(a, "-r") && has) {
             if (!cli_parse_int("bench", a, argv[++i], 1, 100, &reps)) return 2;
@@ -190,7 +190,7 @@ static double median(double *x, int n) {
 }
 
 static int usage_adapters(FILE *f) {
-    fprintf(f, "usage: wick bench adapters -m MODEL [-t THREADS] [-n TOKENS] [-r REPS]\n"
+    fprintf(f, "usage: wick bench adapters -m MODEL [-t|--threads N] [-n TOKENS] [-r REPS]\n"
                "                           [--save-adapter DIR] [--kernels auto|ref]\n"
                "LoRA benchmarks with seeded random adapters: (a) switch latency, median and p99\n"
                "of 100k wick_session_set_adapter calls alternating between two adapters; (b) load\n"
@@ -215,10 +215,10 @@ static int bench_adapters(int argc, char **argv) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_adapters(stdout);
-        else if (!strcmp(a, "-m") && has) model = argv[++i];
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
         else if (!strcmp(a, "--save-adapter") && has) save = argv[++i];
-        else if (!strcmp(a, "-t") && has) {
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
             if (!cli_parse_int("bench", a, argv[++i], 0, 1024, &threads)) return 2;
         } else if (!strcmp(a, "-r") && has) {
             if (!cli_parse_int("bench", a, argv[++i], 1, 100, &reps)) return 2;

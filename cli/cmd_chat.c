@@ -127,7 +127,7 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--system") && has) system = argv[++i];
-        else if (!strcmp(a, "--adapter") && has) {
+        else if ((!strcmp(a, "--adapter") || !strcmp(a, "-a")) && has) {
             if (n_adapters == MAX_ADAPTERS) {
                 fprintf(stderr, "wick chat: at most %d adapters\n", MAX_ADAPTERS);
                 return 2;
@@ -168,6 +168,7 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
     wick_session_params sp = wick_session_params_default();
     sp.n_threads = (int)o.threads;
     sp.n_ctx = (int)o.ctx;
+    cli_warn_ctx("chat", m, o.ctx);
     sp.kv_type = o.kv_type;
     wick_session *s = NULL;
     if (wick_session_create(m, &sp, &s) != WICK_OK) {

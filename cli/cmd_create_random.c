@@ -29,7 +29,7 @@ int cmd_create_random(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else if (!strcmp(a, "--like") && has) like = argv[++i];
         else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && has) out = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && has) tok = argv[++i];
+        else if ((!strcmp(a, "--tokenizer") || !strcmp(a, "-T")) && has) tok = argv[++i];
         else if (!strcmp(a, "--dtype") && has) dts = argv[++i];
         else if (!strcmp(a, "--force")) force = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) cli_quiet = true;

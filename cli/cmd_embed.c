@@ -129,7 +129,7 @@ int cmd_embed(int argc, char **argv) {
         } else if (!strcmp(a, "--batch")) {
             if (!cli_parse_int("embed", a, argv[++i], 1, 1 << 16, &n)) goto usage_err;
             p.batch_size = (int)n;
-        } else if (!strcmp(a, "--threads")) {
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
             if (!cli_parse_int("embed", a, argv[++i], 1, 1024, &n)) goto usage_err;
             p.n_threads = (int)n;
         } else {

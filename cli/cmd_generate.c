@@ -22,7 +22,7 @@ static int usage(FILE *f) {
                "Streams the generated text to stdout; --json prints one JSON object per token\n"
                "and a final object with finish_reason, counts and speeds.\n"
                "  --chat     render the tokenizer's chat template around the prompt (user turn)\n"
-               "  --adapter DIR[:scale]   apply a PEFT LoRA folder (unmerged; scale x alpha/r)\n\n");
+               "  -a, --adapter DIR[:scale]  apply a PEFT LoRA folder (unmerged; scale x alpha/r)\n\n");
     gen_opts_usage(f);
     return f == stdout ? 0 : 2;
 }
@@ -71,7 +71,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--prompt-ids") && has) ids_s = argv[++i];
         else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has) text = argv[++i];
         else if (!strcmp(a, "--system") && has) system = argv[++i];
-        else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
+        else if ((!strcmp(a, "--adapter") || !strcmp(a, "-a")) && has) adapter = argv[++i];
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--chat")) chat = true;
         else {
@@ -146,6 +146,7 @@ int cmd_generate(int argc, char **argv) {
     wick_session_params sp = wick_session_params_default();
     sp.n_threads = (int)o.threads;
     sp.n_ctx = (int)o.ctx;
+    cli_warn_ctx("generate", m, o.ctx);
     sp.kv_type = o.kv_type;
     if (wick_session_create(m, &sp, &s) != WICK_OK) {
         rc = cli_fail("generate", "cannot create session");

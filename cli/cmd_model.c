@@ -27,7 +27,7 @@ int cmd_info(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage_info(stdout);
         else if (!strcmp(argv[i], "--json")) json = true;
-        else if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
+        else if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) path = argv[++i];
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else {
             fprintf(stderr, "wick info: unknown option '%s'\n", argv[i]);
@@ -103,7 +103,7 @@ int cmd_logits(int argc, char **argv) {
         else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && has) out = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
         else if (!strcmp(a, "--device") && has) device = argv[++i];
-        else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
+        else if ((!strcmp(a, "--adapter") || !strcmp(a, "-a")) && has) adapter = argv[++i];
         else if ((!strcmp(a, "--threads") || !strcmp(a, "-t")) && has) {
             if (!cli_parse_int("logits", a, argv[++i], 0, 1024, &threads)) return 2;
         } else {

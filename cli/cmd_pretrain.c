@@ -40,7 +40,7 @@ static int usage(FILE *f) {
             "                       num_hidden_layers, num_attention_heads, num_key_value_heads,\n"
             "                       max_position_embeddings, rope_theta, rms_norm_eps,\n"
             "                       tie_word_embeddings, initializer_range (vocab = the tokenizer's)\n"
-            "  --tokenizer PATH     tokenizer.json or a folder holding one (wick tokenizer-train)\n"
+            "  -T, --tokenizer PATH tokenizer.json or a folder holding one (wick tokenizer-train)\n"
             "  --data FILE          training text (one stream)\n"
             "  --valid FILE         held-out text: loss, perplexity and baselines\n"
             "  --steps N            optimizer steps (required)\n"
@@ -229,7 +229,7 @@ int cmd_pretrain(int argc, char **argv) {
         bool ok = true;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else if (!strcmp(a, "--config") && has) config = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && has) tokp = argv[++i];
+        else if ((!strcmp(a, "--tokenizer") || !strcmp(a, "-T")) && has) tokp = argv[++i];
         else if (!strcmp(a, "--data") && has) data = argv[++i];
         else if (!strcmp(a, "--valid") && has) valid = argv[++i];
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) out = argv[++i];

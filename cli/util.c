@@ -85,6 +85,34 @@ bool cli_parse_float(const char *cmd, const char *opt, const char *s, double *ou
     return true;
 }
 
+int cli_tokenizer_dash_t(const char *cmd, const char *opt, const char *v) {
+    bool count = *v != 0;
+    for (const char *p = v; *p; p++) count &= *p >= '0' && *p <= '9';
+    if (count && !file_exists(v) && !dir_exists(v)) {
+        fprintf(stderr, "wick %s: note: %s %s has no effect: %s runs on one thread\n", cmd, opt,
+                v, cmd);
+        return 0;
+    }
+    if (strcmp(opt, "-t")) {
+        fprintf(stderr, "wick %s: %s expects a thread count, got '%s' (the tokenizer is "
+                        "-T/--tokenizer PATH)\n", cmd, opt, v);
+        return -1;
+    }
+    fprintf(stderr, "wick %s: note: -t PATH is deprecated, use -T/--tokenizer PATH (-t is "
+                    "--threads in every command)\n", cmd);
+    return 1;
+}
+
+void cli_warn_ctx(const char *cmd, const wick_model *m, long ctx) {
+    wick_model_info in;
+    wick_model_get_info(m, &in);
+    if (ctx > 0 && in.n_ctx_train > 0 && ctx > in.n_ctx_train)
+        fprintf(stderr, "wick %s: warning: --ctx %ld is above the model's maximum of %d "
+                        "positions (max_position_embeddings): text past position %d runs on "
+                        "positions it was never trained on and usually degrades\n", cmd, ctx,
+                in.n_ctx_train, in.n_ctx_train);
+}
+
 /* ---- time, sizes and the summary line of writing commands ---- */
 
 double cli_now_s(void) {

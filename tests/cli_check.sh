@@ -92,6 +92,38 @@ has "$tmp/err" "none.jsonl" "a missing --eval-data is named"
 run "train without --data" 2 "$W" train -m "$M" -o "$tmp/lora3"
 run "train --steps 0" 2 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora3" --steps 0
 
+# ---- one flag vocabulary ----
+run "wick help flags" 0 "$W" help flags
+has "$tmp/out" "-t, --threads" "help flags documents -t/--threads"
+has "$tmp/out" "-T, --tokenizer" "help flags documents -T/--tokenizer"
+has "$tmp/out" "Exit codes" "help flags documents the exit codes"
+run "wick help merge" 0 "$W" help merge
+has "$tmp/out" "usage: wick merge" "wick help CMD is CMD --help"
+run "wick help nosuch" 2 "$W" help nosuch
+run "tokenize -T" 0 "$W" tokenize -T "$M" --text "And God"
+cp "$tmp/out" "$tmp/ids-T"
+run "tokenize -t PATH (old spelling)" 0 "$W" tokenize -t "$M" --text "And God"
+has "$tmp/err" "deprecated" "-t PATH notes the new spelling"
+cmp -s "$tmp/out" "$tmp/ids-T" && pass "-t PATH gives what -T gives" || fail "-t PATH and -T differ"
+run "tokenize --threads N" 0 "$W" tokenize --tokenizer "$M" --text "And God" --threads 2
+has "$tmp/err" "no effect" "--threads where it does nothing is stated"
+run "tokenize --threads PATH" 2 "$W" tokenize --threads "$M" --text "x"
+run "detokenize -T --keep-special" 0 "$W" detokenize -T "$M" --ids 299,390 --keep-special
+run "template -t PATH (old spelling)" 1 "$W" template -t "$M" --messages "$tmp/nosuch.json"
+has "$tmp/err" "No such file" "template's unreadable --messages says why"
+run "generate --ctx above the maximum" 0 "$W" generate -m "$M" -p "And" -n 2 --temp 0 --ctx 100000 -t 1
+has "$tmp/err" "above the model's maximum of 1024" "--ctx above max_position_embeddings is a stated warning"
+run "generate -a (short --adapter)" 0 "$W" generate -m "$M" -a "$tmp/lora" -p "And" -n 2 --temp 0 -t 1
+run "generate --json" 0 "$W" generate -m "$M" -p "And God said" -n 4 --temp 0 --json -t 1
+if command -v python3 > /dev/null 2>&1; then
+  if python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$tmp/out"; then
+    pass "generate --json: every stdout line is JSON"; else fail "generate --json: stdout is not JSON lines"; fi
+fi
+run "info --json" 0 "$W" info "$M" --json
+json "$tmp/out" "info --json stdout parses"
+run "train --threads" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora-t" --steps 1 --threads 1 -q
+run "bench generate --help" 0 "$W" bench generate --help
+
 # ---- writing commands: summary line, --force, no partial output ----
 TOKDIR="$FIX/tokenizers/qwen3"
 tokopt=""
