@@ -339,11 +339,8 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
         kv[k].key = "tokenizer.ggml.merges"; kv[k].v = arr; k++;
     }
     int64_t bos = token_id(vocab, added, cfg_token(s->cfg, "bos_token"));
-    int64_t eos = token_id(vocab, added, cfg_token(s->cfg, "eos_token"));
-    int64_t pad = token_id(vocab, added, cfg_token(s->cfg, "pad_token"));
-    if (bos >= 0) { kv[k].key = "tokenizer.ggml.bos_token_id"; kv[k].v = gguf_v_u32((uint32_t)bos); k++; }
-    if (eos >= 0) { kv[k].key = "tokenizer.ggml.eos_token_id"; kv[k].v = gguf_v_u32((uint32_t)eos); k++; }
-    if (pad >= 0) { kv[k].key = "tokenizer.ggml.padding_token_id"; kv[k].v = gguf_v_u32((uint32_t)pad); k++; }
+    /* bos/eos/pad ids are not written here: model_gguf_save writes the model's own (config.json
+     * and generation_config.json), which is what a folder -> GGUF -> folder round trip keeps */
     /* BOS is added when the post-processor's single template starts with it */
     bool add_bos = bos >= 0 && cfg_token(s->cfg, "bos_token") &&
                    strstr(s->tj, "\"post_processor\"") &&

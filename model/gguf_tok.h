@@ -2,7 +2,8 @@
  * enough to tokenize and chat.
  *
  * Written keys: the standard llama.cpp ones (tokenizer.ggml.model, .pre, .tokens,
- * .token_type, .merges, .bos/eos/padding_token_id, .add_bos_token, tokenizer.chat_template),
+ * .token_type, .merges, .add_bos_token, tokenizer.chat_template; the .bos/eos/eot/
+ * padding_token_id keys are the model's ids, written by model_gguf_save),
  * plus tokenizer.huggingface.json (defined by the GGUF spec: the whole tokenizer.json) and
  * tokenizer.wick.config_json (tokenizer_config.json, wick's own key). When reading, wick
  * prefers tokenizer.huggingface.json, which reproduces the source tokenizer exactly; files

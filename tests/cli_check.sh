@@ -10,8 +10,8 @@
 set -u
 build=$1
 src=$2
-W="$build/wick"
-M="$src/models/kjv-demo"
+W="$(cd "$build" && pwd)/wick"
+M="$(cd "$src" && pwd)/models/kjv-demo"
 FIX=${WICK_FIXTURES:-$src/../shared/fixtures}
 tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -23,12 +23,12 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # run NAME EXPECTED_RC cmd...: runs cmd with stdout in $tmp/out, stderr in $tmp/err
 run() {
-  name=$1 want=$2
+  _name=$1 _want=$2
   shift 2
   "$@" > "$tmp/out" 2> "$tmp/err" < /dev/null
-  got=$?
-  if [ "$got" = "$want" ]; then pass "$name (exit $got)"
-  else fail "$name: exit $got, expected $want"; sed 's/^/    /' "$tmp/err" | head -5; fi
+  _got=$?
+  if [ "$_got" = "$_want" ]; then pass "$_name (exit $_got)"
+  else fail "$_name: exit $_got, expected $_want"; sed 's/^/    /' "$tmp/err" | head -5; fi
 }
 # has FILE TEXT NAME: FILE contains TEXT
 has() { if grep -qF -- "$2" "$1"; then pass "$3"; else fail "$3: '$2' not in $(basename "$1")"; sed 's/^/    /' "$1" | head -5; fi; }
@@ -179,6 +179,40 @@ inject "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/full/m" --full --steps 
 test -e "$tmp/full/m/model.safetensors" && fail "a failed train --full left model.safetensors" || pass "no bogus model.safetensors after a failed train --full"
 leftovers "$tmp/full" "no temporaries after injected failures"
 leftovers "$tmp" "no temporaries in the scratch folder"
+
+# ---- fixtures from the command line: BERT info, adapter/base mismatch, special ids ----
+if [ -d "$FIX/tiny-bert" ]; then
+  run "info on a BERT folder" 0 "$W" info "$FIX/tiny-bert"
+  has "$tmp/out" "BertModel" "info names the encoder architecture"
+  has "$tmp/out" "mean pooling" "info shows the embedding settings"
+  run "info --json on a BERT folder" 0 "$W" info "$FIX/tiny-bert" --json
+  json "$tmp/out" "BERT info --json parses"
+  has "$tmp/out" '"kind": "encoder"' "BERT info --json says encoder"
+else
+  echo "SKIP: tiny-bert fixture not found ($FIX)"
+fi
+if [ -d "$FIX/tiny-llama" ] && [ -d "$FIX/tiny-qwen2-lora/adapter_a" ]; then
+  run "Qwen2 adapter on a LLaMA base" 1 "$W" logits -m "$FIX/tiny-llama" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
+  has "$tmp/err" "Qwen2ForCausalLM" "the mismatch names the adapter's base architecture"
+  has "$tmp/err" "LlamaForCausalLM" "the mismatch names the model's architecture"
+  run "Qwen2 adapter on its Qwen2 base" 0 "$W" logits -m "$FIX/tiny-qwen2" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
+  run "adapter on a base of other shapes" 1 "$W" logits -m "$M" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
+  has "$tmp/err" "hidden 64" "the shape mismatch names the adapter's base shape"
+  has "$tmp/err" "hidden 256" "the shape mismatch names the model's shape"
+else
+  echo "SKIP: tiny-llama / tiny-qwen2-lora fixtures not found ($FIX)"
+fi
+# bos/eos/pad ids through folder -> GGUF -> folder, with ids the tokenizer files do not imply
+ids() { "$W" info "$1" --json | sed 's/.*"bos_id": \([^,]*\), "eos_ids": \(\[[^]]*\]\), "pad_id": \([^,]*\),.*/\1 \2 \3/'; }
+cp -r "$tmp/rnd" "$tmp/ids"
+sed -i 's/"bos_token_id": [^,]*,/"bos_token_id": 4,/; s/"eos_token_id": [^,}]*/"eos_token_id": [5, 6, 7], "pad_token_id": 9/' "$tmp/ids/config.json" "$tmp/ids/generation_config.json"
+want="4 [5, 6, 7] 9"
+[ "$(ids "$tmp/ids")" = "$want" ] && pass "edited ids load ($want)" || fail "edited ids: $(ids "$tmp/ids")"
+run "convert folder -> GGUF" 0 "$W" convert "$tmp/ids" -o "$tmp/ids.gguf" -q
+[ "$(ids "$tmp/ids.gguf")" = "$want" ] && pass "GGUF keeps bos/eos/pad" || fail "GGUF ids: $(ids "$tmp/ids.gguf"), expected $want"
+run "convert GGUF -> folder" 0 "$W" convert "$tmp/ids.gguf" -o "$tmp/ids2" -q
+[ "$(ids "$tmp/ids2")" = "$want" ] && pass "folder -> GGUF -> folder keeps bos/eos/pad" || fail "round-trip ids: $(ids "$tmp/ids2"), expected $want"
+[ "$(ids "$M")" = "$(cd "$tmp" && "$W" convert "$M" -o "$tmp/kjv.gguf" -q && ids "$tmp/kjv.gguf")" ] && pass "demo model's ids survive convert" || fail "demo model's ids change in convert"
 
 echo
 if [ $fails -gt 0 ]; then echo "$fails check(s) failed"; exit 1; fi
