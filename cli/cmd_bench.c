@@ -389,7 +389,7 @@ int cmd_bench(int argc, char **argv) {
                 "                                 mixed adapters, shared prompts\n"
                 "       wick bench serve ...      load generator for an OpenAI-compatible server:\n"
                 "                                 tokens/s, TTFT and inter-token latency p50/p90/p99\n"
-                "       wick bench kernels [-t N] [-isa avx512|avx2|generic] [-q]\n"
+                "       wick bench kernels [-t N] [--isa avx512|avx2|generic] [--quick]\n"
                 "                                 per-kernel GB/s and GFLOP/s vs measured limits\n");
         return argc < 2 ? 2 : 0;
     }

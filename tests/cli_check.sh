@@ -49,6 +49,10 @@ for c in $("$W" help | awk '/^commands:/ {on = 1; next} on && /^  [a-z]/ {print 
   run "$c --help" 0 "$W" "$c" --help
   has "$tmp/out" "usage: wick" "$c --help prints its usage on stdout"
 done
+for b in generate stream adapters batch serve kernels; do
+  run "bench $b --help" 0 "$W" bench "$b" --help
+  has "$tmp/out" "usage: wick bench" "bench $b --help prints its usage on stdout"
+done
 run "wick (no command)" 2 "$W"
 run "wick unknown command" 2 "$W" frobnicate
 run "wick --version" 0 "$W" --version
@@ -213,6 +217,35 @@ run "convert folder -> GGUF" 0 "$W" convert "$tmp/ids" -o "$tmp/ids.gguf" -q
 run "convert GGUF -> folder" 0 "$W" convert "$tmp/ids.gguf" -o "$tmp/ids2" -q
 [ "$(ids "$tmp/ids2")" = "$want" ] && pass "folder -> GGUF -> folder keeps bos/eos/pad" || fail "round-trip ids: $(ids "$tmp/ids2"), expected $want"
 [ "$(ids "$M")" = "$(cd "$tmp" && "$W" convert "$M" -o "$tmp/kjv.gguf" -q && ids "$tmp/kjv.gguf")" ] && pass "demo model's ids survive convert" || fail "demo model's ids change in convert"
+
+# ---- Ctrl-C during train: a loadable checkpoint of the last completed step, exit 130 ----
+"$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/sig" --steps 100000 --batch 2 -t 1 \
+  > "$tmp/sig.out" 2> "$tmp/sig.err" < /dev/null &
+pid=$!
+i=0
+while [ $i -lt 300 ]; do
+  n=$(grep -c '"loss": ' "$tmp/sig/training_log.jsonl" 2> /dev/null)
+  [ "${n:-0}" -ge 3 ] && break
+  sleep 0.1
+  i=$((i + 1))
+done
+kill -INT $pid
+wait $pid
+rc=$?
+[ $rc = 130 ] && pass "SIGINT during train exits 130" || fail "SIGINT during train: exit $rc"
+ck=$(ls -d "$tmp/sig"/checkpoint-* 2> /dev/null | head -1)
+if [ -n "$ck" ]; then
+  pass "SIGINT leaves $(basename "$ck")"
+  has "$tmp/sig.err" "saved $ck" "the interrupt message names the checkpoint"
+  run "the checkpoint loads as an adapter" 0 "$W" generate -m "$M" -a "$ck" -p "And" -n 2 --temp 0 -t 1
+  step=${ck##*-}
+  run "train --resume the checkpoint" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/sig" \
+    --resume "$ck" --steps $((step + 2)) --batch 2 -t 1 -q
+  has "$tmp/err" "2 steps ($step" "the resumed run continues from step $step"
+else
+  fail "SIGINT left no checkpoint in $tmp/sig"; cat "$tmp/sig.err"
+fi
+leftovers "$tmp/sig" "no temporaries after SIGINT"
 
 echo
 if [ $fails -gt 0 ]; then echo "$fails check(s) failed"; exit 1; fi
