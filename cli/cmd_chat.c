@@ -158,7 +158,9 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
     mp.kernels = o.kernels;
     mp.device = o.device;
     wick_model *m = NULL;
+    cli_status("chat", "loading %s …", model);
     if (wick_model_load(model, &mp, &m) != WICK_OK) return cli_fail("chat", "cannot load model");
+    cli_status_clear();
     const wick_tokenizer *tok = wick_model_tokenizer(m);
     if (!tok) {
         fprintf(stderr, "wick chat: %s has no tokenizer\n", model);

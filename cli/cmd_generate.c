@@ -121,10 +121,12 @@ int cmd_generate(int argc, char **argv) {
         rc = 2;
         goto out;
     }
+    cli_status("generate", "loading %s …", model);
     if (wick_model_load(model, &mp, &m) != WICK_OK) {
         rc = cli_fail("generate", "cannot load model");
         goto out;
     }
+    cli_status_clear();
     const wick_tokenizer *tok = wick_model_tokenizer(m);
     if (text) {
         if (!tok) {

@@ -57,7 +57,7 @@ static int usage(FILE *f) {
             "  --seed S             init and data order (default 0)\n"
             "  -t, --threads N      threads (default: all CPUs)\n"
             "  --force              replace an existing DIR\n"
-            "  -q, --quiet          no progress; warnings, errors and the summary only\n"
+            "  -q, --quiet          no progress and no summary; warnings and errors only\n"
             "Ctrl-C saves DIR/checkpoint-STEP of the last completed step and exits (a second\n"
             "Ctrl-C exits at once); --resume continues it.\n");
     return f == stdout ? 0 : 2;
@@ -249,7 +249,7 @@ int cmd_pretrain(int argc, char **argv) {
         else if (!strcmp(a, "--weight-decay") && has) ok = cli_parse_float("pretrain", a, argv[++i], &wd);
         else if (!strcmp(a, "--grad-clip") && has) ok = cli_parse_float("pretrain", a, argv[++i], &clip);
         else if (!strcmp(a, "--force")) force = true;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = cli_quiet = true;
         else {
             fprintf(stderr, "wick pretrain: unknown or incomplete option '%s'\n", a);
             return usage(stderr);

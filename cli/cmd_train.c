@@ -138,7 +138,7 @@ static int usage(FILE *f) {
             "                       (default: about 50 lines per run)\n"
             "  --seed S             adapter init and data order (default 0)\n"
             "  -t, --threads N      threads (default: all CPUs)\n"
-            "  -q, --quiet          no progress; warnings, errors and the summary only\n"
+            "  -q, --quiet          no progress and no summary; warnings and errors only\n"
             "JSONL lines: {\"text\": ...} or {\"prompt\": ..., \"completion\": ...} (loss on the\n"
             "completion only); other files are plain text.\n"
             "DIR also gets training_log.jsonl (one JSON line per step and per evaluation) and\n"
@@ -179,7 +179,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
         else if (!strcmp(a, "--resume") && has) resume = argv[++i];
         else if (!strcmp(a, "--full")) full = true;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = cli_quiet = true;
         else if (!strcmp(a, "--targets") && has) targets = argv[++i], set_targets = true;
         else if (!strcmp(a, "--schedule") && has) sched = argv[++i];
         else if (!strcmp(a, "-r") && has) ok = cli_parse_int("train", a, argv[++i], 1, 4096, &r), set_r = true;
@@ -246,9 +246,12 @@ int cmd_train(int argc, char **argv) {
 
     wick_model *m = NULL;
     wick_model_params mp = wick_model_params_default();
+    cli_status("train", "loading %s …", model_dir);
     if (wick_model_load(model_dir, &mp, &m) != WICK_OK) return cli_fail("train", "cannot load the model");
+    cli_status("train", "reading %s …", data);
     const wick_tokenizer *tok = wick_model_tokenizer(m);
     if (!tok) {
+        cli_status_clear();
         fprintf(stderr, "wick train: %s has no tokenizer\n", model_dir);
         wick_model_free(m);
         return 1;
@@ -260,6 +263,7 @@ int cmd_train(int argc, char **argv) {
     int rc = load_data("cannot read --data", data, tok, eos, (int)seq_len, &ds);
     if (!rc && eval_data)
         rc = load_data("cannot read --eval-data", eval_data, tok, eos, (int)seq_len, &ev);
+    cli_status_clear();
     if (rc) {
         train_data_free(&ds);
         train_data_free(&ev);
@@ -333,6 +337,7 @@ int cmd_train(int argc, char **argv) {
     }
     wick_train_state ts;
     wick_trainer_get_state(tr, &ts);
+    cli_status_clear();
     if (!quiet)
         printf("training %lld %s parameters on %d examples, %ld steps (batch %ld, from step "
                "%lld)%s\n", (long long)ts.n_params, full ? "model" : "LoRA", ds.n, total, batch,

@@ -264,6 +264,7 @@ void cli_trainlog_plot(cli_trainlog *l, double base_u, double base_b) {
 
 void cli_trainlog_summary(cli_trainlog *l) {
     clear_line(l);
+    if (l->quiet) return;
     const double el = cli_now_s() - l->t0, train_s = el - l->eval_s;
     char d[32], ev[96] = "";
     fmt_dur(d, sizeof d, el);

@@ -45,8 +45,8 @@ typedef struct cli_trainlog {
 
 /* Opens DIR/training_log.jsonl: a fresh run (resume_step < 0) truncates it; a resumed one
  * keeps the lines of steps up to resume_step (a run that went further and was rolled back
- * loses its later lines) and appends. quiet silences the progress and step lines (not
- * warnings, errors or the summary). Returns 0, or 1 with a message naming the file printed. */
+ * loses its later lines) and appends. quiet silences the progress and step lines and the
+ * summary (not warnings or errors). Returns 0, or 1 with a message naming the file printed. */
 int cli_trainlog_open(cli_trainlog *l, const char *cmd, const char *dir, int64_t resume_step,
                       int64_t total, long print_every, bool quiet);
 /* Records one optimizer step: a log line {"step", "loss", "lr", "grad_norm", "tokens",
@@ -72,7 +72,7 @@ void cli_trainlog_flush(cli_trainlog *l);
  * write is a warning). */
 void cli_trainlog_plot(cli_trainlog *l, double base_uni, double base_bi);
 /* The end-of-run summary on stderr: steps, first/last/best loss of this run, the last eval
- * loss, tokens/s, time. Printed even with quiet. */
+ * loss, tokens/s, time. Nothing with quiet. */
 void cli_trainlog_summary(cli_trainlog *l);
 /* Seconds since the step loop started. */
 double cli_trainlog_elapsed(const cli_trainlog *l);
