@@ -66,6 +66,13 @@ int cli_tokenizer_dash_t(const char *cmd, const char *opt, const char *value);
  * a warning naming both numbers. Nothing is printed otherwise. */
 void cli_warn_ctx(const char *cmd, const wick_model *m, long ctx);
 
+/* How a token is shown in --json top_logprobs and logits' top-5: its decoded text (Ġ and Ċ
+ * of byte-level vocabularies become " " and "\n"; bytes that are not complete UTF-8 on their
+ * own — half of a character split over tokens — become U+FFFD, as transformers' decode
+ * shows them), or with raw (--raw-tokens) the vocabulary string as stored. Written into buf
+ * (n bytes); NULL when there is no tokenizer or the id is out of range. */
+const char *cli_token_text(const wick_tokenizer *tok, int32_t id, bool raw, char *buf, size_t n);
+
 /* "DIR[:scale]" -> malloc'd DIR and scale (1 when absent). false on a usage error (printed). */
 bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *scale);
 /* Loads the adapter spec into `m` (registered as "cli") and selects it on `s`. Returns an exit

@@ -161,7 +161,8 @@ static int usage_logits(FILE *f) {
                "[--threads N] [--kernels auto|ref] [--device cpu|cuda[:N]] [--adapter DIR[:scale]]\n"
                "Runs one forward pass over the ids and writes an F32 tensor \"logits\" of shape\n"
                "[n_ids, vocab] (every position); prints the top-5 of the last position.\n"
-               "--adapter applies a PEFT LoRA folder unmerged, scale multiplying its alpha/r.\n");
+               "--adapter applies a PEFT LoRA folder unmerged, scale multiplying its alpha/r.\n"
+               "Top-5 tokens are shown decoded; --raw-tokens shows the vocabulary strings (Ġ ...).\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -169,12 +170,14 @@ int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *out = NULL, *kern = "auto", *adapter = NULL;
     const char *device = NULL;
     long threads = 0;
+    bool raw_tokens = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_logits(stdout);
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--ids") && has) ids_s = argv[++i];
+        else if (!strcmp(a, "--raw-tokens")) raw_tokens = true;
         else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && has) out = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
         else if (!strcmp(a, "--device") && has) device = argv[++i];
@@ -249,8 +252,20 @@ int cmd_logits(int argc, char **argv) {
     const wick_tokenizer *tok = wick_model_tokenizer(m);
     printf("top-%d at position %d:\n", k, n - 1);
     for (int j = 0; j < k; j++) {
-        const char *str = tok ? wick_token_str(tok, top[j]) : NULL;
-        printf("  %8d  %12.6f%s%s\n", top[j], last[top[j]], str ? "  " : "", str ? str : "");
+        char buf[512];
+        const char *str = cli_token_text(tok, top[j], raw_tokens, buf, sizeof buf);
+        /* quoted, so a leading space or a newline token stays visible */
+        if (!str) printf("  %8d  %12.6f\n", top[j], last[top[j]]);
+        else if (raw_tokens) printf("  %8d  %12.6f  %s\n", top[j], last[top[j]], str);
+        else {
+            printf("  %8d  %12.6f  \"", top[j], last[top[j]]);
+            for (const char *c = str; *c; c++)
+                if (*c == '\n') fputs("\\n", stdout);
+                else if (*c == '\t') fputs("\\t", stdout);
+                else if (*c == '"' || *c == '\\') printf("\\%c", *c);
+                else putchar(*c);
+            printf("\"\n");
+        }
     }
     if (out) printf("wrote logits [%d, %d] to %s\n", n, in.n_vocab, out);
 out:

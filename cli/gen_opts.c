@@ -184,7 +184,7 @@ static cJSON *num(double v) {
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
-void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok) {
+void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok, bool raw_tokens) {
     cJSON *o = cJSON_CreateObject();
     if (t->id >= 0) {
         cJSON_AddNumberToObject(o, "id", t->id);
@@ -196,7 +196,8 @@ void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok) {
         for (int i = 0; i < t->n_top; i++) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "id", t->top[i].id);
-            const char *s = tok ? wick_token_str(tok, t->top[i].id) : NULL;
+            char buf[512];
+            const char *s = cli_token_text(tok, t->top[i].id, raw_tokens, buf, sizeof buf);
             if (s) cJSON_AddStringToObject(e, "token", s);
             cJSON_AddItemToObject(e, "logprob", num(t->top[i].logprob));
             cJSON_AddItemToArray(arr, e);

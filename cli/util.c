@@ -113,6 +113,45 @@ void cli_warn_ctx(const char *cmd, const wick_model *m, long ctx) {
                 in.n_ctx_train, in.n_ctx_train);
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when it is not one. */
+static int utf8_len(const unsigned char *s, size_t n) {
+    const unsigned c = s[0];
+    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (!len || (size_t)len > n) return 0;
+    for (int i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    const unsigned cp = len == 1 ? c : len == 2 ? (c & 31u) << 6 | (s[1] & 63u)
+                      : len == 3 ? (c & 15u) << 12 | (s[1] & 63u) << 6 | (s[2] & 63u)
+                                 : (c & 7u) << 18 | (s[1] & 63u) << 12 | (s[2] & 63u) << 6 | (s[3] & 63u);
+    const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) return 0;   /* overlong, surrogate */
+    return len;
+}
+
+const char *cli_token_text(const wick_tokenizer *tok, int32_t id, bool raw, char *buf, size_t n) {
+    if (!tok || n < 4) return NULL;
+    const char *s = wick_token_str(tok, id);
+    if (raw || !s) return s;
+    char dec[256];
+    size_t len = 0;
+    if (wick_detokenize(tok, &id, 1, false, dec, sizeof dec, &len) != WICK_OK) return s;
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 4 < n;) {
+        const int k = utf8_len((const unsigned char *)dec + i, len - i);
+        if (k) {
+            memcpy(buf + o, dec + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
+        } else {   /* U+FFFD */
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 /* ---- time, sizes and the summary line of writing commands ---- */
 
 double cli_now_s(void) {

@@ -124,6 +124,14 @@ if command -v python3 > /dev/null 2>&1; then
   if python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$tmp/out"; then
     pass "generate --json: every stdout line is JSON"; else fail "generate --json: stdout is not JSON lines"; fi
 fi
+run "generate --json --logprobs" 0 "$W" generate -m "$M" -p "And God said" -n 3 --temp 0 --json --logprobs 5 -t 1
+hasnt "$tmp/out" '"token":"\u0120' "top_logprobs tokens are decoded text"
+hasnt "$tmp/out" '"token":"Ġ' "top_logprobs tokens are decoded text (no Ġ)"
+has "$tmp/out" '"token":" ' "a decoded token keeps its leading space"
+run "generate --json --logprobs --raw-tokens" 0 "$W" generate -m "$M" -p "And God said" -n 3 --temp 0 --json --logprobs 5 --raw-tokens -t 1
+has "$tmp/out" 'Ġ' "--raw-tokens shows the vocabulary strings"
+run "logits top-5" 0 "$W" logits -m "$M" --ids 299,390 -t 1
+has "$tmp/out" '" said"' "logits top-5 shows decoded, quoted text"
 run "info --json" 0 "$W" info "$M" --json
 json "$tmp/out" "info --json stdout parses"
 run "train --threads" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora-t" --steps 1 --threads 1 -q
