@@ -73,6 +73,13 @@ void cli_warn_ctx(const char *cmd, const wick_model *m, long ctx);
  * (n bytes); NULL when there is no tokenizer or the id is out of range. */
 const char *cli_token_text(const wick_tokenizer *tok, int32_t id, bool raw, char *buf, size_t n);
 
+/* Text given to a command must be UTF-8 (as HF's tokenizers require: Python strings cannot
+ * hold anything else). Returns true when s[0..n) is valid; otherwise prints "wick CMD: WHAT
+ * is not valid UTF-8 at byte OFFSET (line L): 0xNN" (the line only for multi-line text) and
+ * returns false. wick refuses rather
+ * than replacing with U+FFFD, so ids never silently depend on a replacement. */
+bool cli_check_utf8(const char *cmd, const char *what, const char *s, size_t n);
+
 /* "DIR[:scale]" -> malloc'd DIR and scale (1 when absent). false on a usage error (printed). */
 bool cli_parse_adapter(const char *cmd, const char *spec, char **dir, float *scale);
 /* Loads the adapter spec into `m` (registered as "cli") and selects it on `s`. Returns an exit

@@ -228,6 +228,7 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
         size_t len = strlen(line);
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (!len) continue;
+        if (!cli_check_utf8("chat", "the input", line, len)) continue;   /* retype it */
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
         if (!strcmp(line, "/reset")) {
             convo_clear(&c, base);

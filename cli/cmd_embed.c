@@ -146,6 +146,7 @@ int cmd_embed(int argc, char **argv) {
         fprintf(stderr, "wick embed: need -m MODEL_DIR\n");
         goto usage_err;
     }
+    const int n_text = t.n;   /* --text values come first, then the lines of --file */
     if (file && !read_lines(file, &t)) {
         fprintf(stderr, "wick embed: cannot read %s: %s\n", file, strerror(errno));
         rc = 1;
@@ -154,6 +155,17 @@ int cmd_embed(int argc, char **argv) {
     if (t.n == 0) {
         fprintf(stderr, "wick embed: nothing to embed (give --text S or --file F)\n");
         goto usage_err;
+    }
+    for (int i = 0; i < t.n; i++) {
+        char what[4200];
+        if (t.filebuf && t.v[i] >= t.filebuf)   /* a line of --file */
+            snprintf(what, sizeof what, "%s, line %d,", file, i + 1 - n_text);
+        else
+            snprintf(what, sizeof what, "--text #%d", i + 1);
+        if (!cli_check_utf8("embed", what, t.v[i], strlen(t.v[i]))) {
+            rc = t.filebuf && t.v[i] >= t.filebuf ? 1 : 2;
+            goto done;
+        }
     }
     wick_embedder *e = NULL;
     if (wick_embedder_load(model, &p, &e) != WICK_OK) {

@@ -100,6 +100,9 @@ int cmd_generate(int argc, char **argv) {
     if (raw_tokens && !(json && o.p.n_logprobs))
         fprintf(stderr, "wick generate: note: --raw-tokens changes only --json --logprobs "
                         "output\n");
+    if ((text && !cli_check_utf8("generate", "-p", text, strlen(text))) ||
+        (system && !cli_check_utf8("generate", "--system", system, strlen(system))))
+        return 2;
     if (!gen_opts_finish(&o, "generate")) return 1;
     char *text_u = NULL, *system_u = NULL;   /* escapes processed (unless --raw) */
     if (!o.raw && ((text && !(text_u = cli_unescape(text))) ||

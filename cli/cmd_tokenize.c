@@ -94,6 +94,10 @@ int cmd_tokenize(int argc, char **argv) {
     } else {
         len = strlen(text);
     }
+    if (!cli_check_utf8("tokenize", file ? file : "--text", text, len)) {
+        free(buf);
+        return file ? 1 : 2;
+    }
     wick_tokenizer *t = NULL;
     if (wick_tokenizer_load(path, &t) != WICK_OK) {
         free(buf);

@@ -128,6 +128,27 @@ static int utf8_len(const unsigned char *s, size_t n) {
     return len;
 }
 
+bool cli_check_utf8(const char *cmd, const char *what, const char *s, size_t n) {
+    long line = 1;
+    for (size_t i = 0; i < n;) {
+        const int k = utf8_len((const unsigned char *)s + i, n - i);
+        if (!k) {
+            char where[48] = "";
+            if (memchr(s, '\n', n)) snprintf(where, sizeof where, " (line %ld)", line);
+            /* a lead byte whose continuation bytes run into the end: a character cut short */
+            const unsigned char c = (unsigned char)s[i];
+            bool cut = c >= 0xC2 && c <= 0xF4 && n - i < (size_t)(c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4);
+            for (size_t j = i + 1; cut && j < n; j++) cut = ((unsigned char)s[j] & 0xC0) == 0x80;
+            fprintf(stderr, "wick %s: %s is not valid UTF-8 at byte %zu%s: 0x%02X%s\n", cmd,
+                    what, i, where, c, cut ? " (a character cut off at the end)" : "");
+            return false;
+        }
+        line += s[i] == '\n';
+        i += (size_t)k;
+    }
+    return true;
+}
+
 const char *cli_token_text(const wick_tokenizer *tok, int32_t id, bool raw, char *buf, size_t n) {
     if (!tok || n < 4) return NULL;
     const char *s = wick_token_str(tok, id);

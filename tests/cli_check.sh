@@ -132,6 +132,16 @@ run "generate --json --logprobs --raw-tokens" 0 "$W" generate -m "$M" -p "And Go
 has "$tmp/out" 'Ġ' "--raw-tokens shows the vocabulary strings"
 run "logits top-5" 0 "$W" logits -m "$M" --ids 299,390 -t 1
 has "$tmp/out" '" said"' "logits top-5 shows decoded, quoted text"
+printf 'line one\nab\377cd\n' > "$tmp/bad-utf8.txt"
+run "tokenize invalid UTF-8 file" 1 "$W" tokenize -T "$M" --file "$tmp/bad-utf8.txt"
+has "$tmp/err" "byte 11 (line 2): 0xFF" "invalid UTF-8 is named by byte offset and line"
+run "generate invalid UTF-8 prompt" 2 "$W" generate -m "$M" -p "$(printf 'ab\377')" -n 1
+has "$tmp/err" "not valid UTF-8 at byte 2" "an invalid -p names the byte"
+if [ -d "$FIX/tiny-bert" ]; then
+  run "embed invalid UTF-8 line" 1 "$W" embed -m "$FIX/tiny-bert" --file "$tmp/bad-utf8.txt"
+  has "$tmp/err" "line 2" "embed names the line of --file"
+fi
+run "tokenize valid UTF-8" 0 "$W" tokenize -T "$M" --text "héllo 日本 😀"
 run "info --json" 0 "$W" info "$M" --json
 json "$tmp/out" "info --json stdout parses"
 run "train --threads" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora-t" --steps 1 --threads 1 -q
