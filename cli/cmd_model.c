@@ -66,7 +66,8 @@ static int info_encoder(const char *path, bool json) {
                c->architecture, (long long)em->n_params, dt, c->n_vocab, c->n_embd, c->n_layer,
                c->n_head, c->head_dim, c->n_ff, c->n_pos, c->n_types, (double)c->ln_eps,
                c->pad_id, em->has_pooler ? "true" : "false", wick_embedder_dim(e),
-               pooling_name(wick_embedder_pooling(e)), wick_embedder_normalize(e) ? "true" : "false",
+               pooling_name(wick_embedder_pooling(e)),
+               wick_embedder_normalize(e) ? "true" : "false",
                wick_embedder_max_length(e), tok ? "true" : "false");
     } else {
         printf("%-18s%s\n", "model", path);

@@ -13,8 +13,9 @@
  *
  * Output in OUT: the model (config.json, model.safetensors f32, tokenizer files), init/,
  * training_log.jsonl (one line per step, one per evaluation), loss.svg (cli/trainlog.c, shared
- * with `wick train`, as are the progress line and the summary), eval.json (final figures), checkpoint-STEP/ folders with --save-every (model + optimizer state; --resume DIR
- * continues one exactly, replaying the data order). Every file is written atomically.
+ * with `wick train`, as are the progress line and the summary), eval.json (final figures),
+ * checkpoint-STEP/ folders with --save-every (model + optimizer state; --resume DIR continues
+ * one exactly, replaying the data order). Every file is written atomically.
  * Not here: multiple corpus files, document separators (the corpus is one stream). */
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -154,7 +154,8 @@ static int save_checkpoint(wick_trainer *tr, cli_trainlog *lg, const char *out, 
                            long keep, char *dir, size_t dir_n) {
     snprintf(dir, dir_n, "%s/checkpoint-%lld", out, (long long)step);
     cli_trainlog_flush(lg);
-    if (wick_trainer_save(tr, dir) != WICK_OK) return cli_fail("train", "cannot write a checkpoint");
+    if (wick_trainer_save(tr, dir) != WICK_OK)
+        return cli_fail("train", "cannot write a checkpoint");
     cli_prune_checkpoints(out, keep);
     return 0;
 }
