@@ -47,6 +47,7 @@ static int run(const char *cmd, const char *in, const char *out, dtype dt) {
         gguf_tok_meta tm;
         wick_status st = g ? gguf_tok_meta_from_gguf(g, &tm) : gguf_tok_meta_from_folder(in, &tm);
         if (st == WICK_OK) st = gguf_tok_meta_pad(&tm, m->tok_embd.rows);
+        if (st == WICK_OK) gguf_tok_meta_drop_ids(&tm);   /* the model's ids are written */
         if (st == WICK_OK) {
             cli_status(cmd, "writing %s (%s matrices) …", out, dtype_name(dt));
             st = model_gguf_save(m, out, dt, tm.kv, tm.n);

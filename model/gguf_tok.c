@@ -339,8 +339,11 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out) {
         kv[k].key = "tokenizer.ggml.merges"; kv[k].v = arr; k++;
     }
     int64_t bos = token_id(vocab, added, cfg_token(s->cfg, "bos_token"));
-    /* bos/eos/pad ids are not written here: model_gguf_save writes the model's own (config.json
-     * and generation_config.json), which is what a folder -> GGUF -> folder round trip keeps */
+    int64_t eos = token_id(vocab, added, cfg_token(s->cfg, "eos_token"));
+    int64_t pad = token_id(vocab, added, cfg_token(s->cfg, "pad_token"));
+    if (bos >= 0) { kv[k].key = "tokenizer.ggml.bos_token_id"; kv[k].v = gguf_v_u32((uint32_t)bos); k++; }
+    if (eos >= 0) { kv[k].key = "tokenizer.ggml.eos_token_id"; kv[k].v = gguf_v_u32((uint32_t)eos); k++; }
+    if (pad >= 0) { kv[k].key = "tokenizer.ggml.padding_token_id"; kv[k].v = gguf_v_u32((uint32_t)pad); k++; }
     /* BOS is added when the post-processor's single template starts with it */
     bool add_bos = bos >= 0 && cfg_token(s->cfg, "bos_token") &&
                    strstr(s->tj, "\"post_processor\"") &&
@@ -357,6 +360,20 @@ done:
     free(tcp);
     if (st) gguf_tok_meta_free(out);
     return st;
+}
+
+void gguf_tok_meta_drop_ids(gguf_tok_meta *m) {
+    static const char *const ids[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                      "tokenizer.ggml.eot_token_id",
+                                      "tokenizer.ggml.padding_token_id",
+                                      "tokenizer.wick.eos_token_ids"};
+    int w = 0;
+    for (int i = 0; i < m->n; i++) {
+        bool id = false;
+        for (size_t j = 0; j < sizeof ids / sizeof ids[0]; j++) id |= !strcmp(m->kv[i].key, ids[j]);
+        if (!id) m->kv[w++] = m->kv[i];
+    }
+    m->n = w;
 }
 
 wick_status gguf_tok_meta_from_gguf(const gguf_file *g, gguf_tok_meta *out) {

@@ -2,8 +2,7 @@
  * enough to tokenize and chat.
  *
  * Written keys: the standard llama.cpp ones (tokenizer.ggml.model, .pre, .tokens,
- * .token_type, .merges, .add_bos_token, tokenizer.chat_template; the .bos/eos/eot/
- * padding_token_id keys are the model's ids, written by model_gguf_save),
+ * .token_type, .merges, .bos/eos/padding_token_id, .add_bos_token, tokenizer.chat_template),
  * plus tokenizer.huggingface.json (defined by the GGUF spec: the whole tokenizer.json) and
  * tokenizer.wick.config_json (tokenizer_config.json, wick's own key). When reading, wick
  * prefers tokenizer.huggingface.json, which reproduces the source tokenizer exactly; files
@@ -25,6 +24,12 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out);
 /* Copies every "tokenizer.*" key/value of an open GGUF file (values still point into g's
  * mapping, which must stay open while the result is used). */
 wick_status gguf_tok_meta_from_gguf(const gguf_file *g, gguf_tok_meta *out);
+
+/* Removes the special-id keys (tokenizer.ggml.bos/eos/eot/padding_token_id,
+ * tokenizer.wick.eos_token_ids), so that model_gguf_save writes the model's own ids — those
+ * of its config.json / generation_config.json, which the tokenizer files may not match
+ * (wick convert/quantize/merge do this: a folder -> GGUF -> folder round trip keeps them). */
+void gguf_tok_meta_drop_ids(gguf_tok_meta *m);
 
 /* Pads tokenizer.ggml.tokens (and .token_type, .scores when present) to n_vocab entries, the
  * rows of the model's embedding: Qwen2's embedding has 151936 rows for 151665 tokens, and
