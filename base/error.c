@@ -37,11 +37,37 @@ const char *wick_version(void) { return "0.1.0"; }
 
 void wick_free(void *p) { free(p); }
 
+/* Messages name the path a writer is producing, never its temporary: a path component
+ * ".NAME.wick-tmp-PID-SEQ" (or ".wick-old-", base/fileio.h) is shown as NAME, so a failed
+ * write inside a staged folder names OUT/model.safetensors, the file the user asked for. */
+static void untemp(char *m) {
+    static const char *const tags[] = {".wick-tmp-", ".wick-old-"};
+    for (int k = 0; k < 2; k++) {
+        char *p;
+        size_t from = 0;
+        while ((p = strstr(m + from, tags[k]))) {
+            char *s = p;
+            while (s > m && s[-1] != '/' && s[-1] != ' ' && s[-1] != '\'') s--;
+            char *e = p + strlen(tags[k]);
+            while ((*e >= '0' && *e <= '9') || *e == '-') e++;
+            if (*s != '.' || s + 1 >= p) {   /* not a writer's temporary name */
+                from = (size_t)(e - m);
+                continue;
+            }
+            const size_t name = (size_t)(p - s - 1);
+            memmove(s, s + 1, name);
+            memmove(s + name, e, strlen(e) + 1);
+            from = (size_t)(s + name - m);
+        }
+    }
+}
+
 wick_status err_set(wick_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(g_msg, sizeof g_msg, fmt, ap);
     va_end(ap);
+    untemp(g_msg);
     return st;
 }
 
@@ -54,6 +80,7 @@ wick_status err_wrap(wick_status st, const char *fmt, ...) {
     memcpy(old, g_msg, sizeof old - 1);
     old[sizeof old - 1] = '\0';
     snprintf(g_msg, sizeof g_msg, "%s: %s", prefix, old);
+    untemp(g_msg);
     return st;
 }
 

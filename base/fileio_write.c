@@ -219,7 +219,7 @@ wick_status atomic_file_open(const char *path, atomic_file *af) {
         if (!af->f) close(fd);
     }
     if (!af->f) {
-        st = err_set(WICK_ERR_IO, "%s: cannot create %s: %s", path, af->tmp, strerror(errno));
+        st = err_set(WICK_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
         if (fd >= 0) unlink(af->tmp);
         free(af->tmp);
         free(af->path);
@@ -251,8 +251,7 @@ wick_status atomic_file_commit(atomic_file *af) {
         st = err_set(WICK_ERR_IO, "%s: close failed: %s", af->tmp, strerror(errno));
     af->f = NULL;
     if (st == WICK_OK && rename(af->tmp, af->path) != 0)
-        st = err_set(WICK_ERR_IO, "%s: rename to %s failed: %s", af->tmp, af->path,
-                     strerror(errno));
+        st = err_set(WICK_ERR_IO, "%s: cannot move into place: %s", af->path, strerror(errno));
     if (st != WICK_OK) {
         atomic_file_abort(af);
         return st;

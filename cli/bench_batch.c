@@ -124,7 +124,7 @@ static wick_status run_streams(wick_engine *e, int vocab, int n, int prompt_len,
 }
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: wick bench batch -m MODEL [-t THREADS] [-s 1,4,8,16] [-n TOKENS] [-p PROMPT]\n"
+    fprintf(f, "usage: wick bench batch -m MODEL [-t|--threads N] [-s 1,4,8,16] [-n TOKENS] [-p PROMPT]\n"
                "                        [-r ROUNDS] [--kv-type f16|bf16|q8_0|f32] [--shared N]\n"
                "                        [--clients K] [--batch N] [--kernels auto|ref]\n"
                "                        [--device cpu|cuda[:N]]\n"
@@ -150,7 +150,7 @@ int bench_batch(int argc, char **argv) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
-        else if (!strcmp(a, "-m") && has) model = argv[++i];
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
         else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "--kv-type") && has) kvs = argv[++i];
@@ -161,7 +161,7 @@ int bench_batch(int argc, char **argv) {
                 if (end == s || v < 1 || v > 256 || (*end && *end != ',')) return usage(stderr);
                 streams[n_streams++] = (int)v;
             }
-        } else if (!strcmp(a, "-t") && has) {
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
             if (!cli_parse_int("bench", a, argv[++i], 0, 1024, &threads)) return 2;
         } else if (!strcmp(a, "-n") && has) {
             if (!cli_parse_int("bench", a, argv[++i], 2, 8192, &ntok)) return 2;

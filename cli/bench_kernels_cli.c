@@ -6,12 +6,13 @@
  * alternative threading design); small ops against the scalar reference table. Weight types
  * F32, BF16, F16 and the quantized Q8_0, Q4_0, Q4_K, Q6_K.
  *
- * usage: [-t threads] [-isa avx512|avx2|generic] [-q]
- *   -q: quick (skip the 151936-row shapes and n=512)
+ * usage: [-t threads] [--isa avx512|avx2|generic] [--quick]
+ *   --quick (-q): skip the 151936-row shapes and n=512
  * Times are the median of repeats (at least 3, until ~0.3 s per row). Not a test: it checks
  * nothing; tests/test_kernels.c and tests/test_quant.c own correctness. */
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,13 +177,29 @@ int bench_kernels_run(int argc, char **argv) {
     int threads = 2, quick = 0;
     const char *isa = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (strcmp(argv[i], "-isa") == 0 && i + 1 < argc) isa = argv[++i];
-        else if (strcmp(argv[i], "-q") == 0) quick = 1;
+        const bool help = !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");
+        if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
+            char *end;
+            long t = strtol(argv[i + 1], &end, 10);
+            if (end == argv[i + 1] || *end || t < 1 || t > 1024) {
+                fprintf(stderr, "wick bench kernels: %s expects an integer in [1, 1024], got "
+                                "'%s'\n", argv[i], argv[i + 1]);
+                return 2;
+            }
+            threads = (int)t;
+            i++;
+        } else if ((!strcmp(argv[i], "-isa") || !strcmp(argv[i], "--isa")) && i + 1 < argc)
+            isa = argv[++i];
+        else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quick")) quick = 1;
         else {
-            fprintf(stderr, "usage: %s [-t threads] [-isa avx512|avx2|generic] [-q]\n", argv[0]);
-            fprintf(stderr, "  per-kernel GB/s (decode) and GFLOP/s (prefill) against this machine's limits\n");
-            return 2;
+            FILE *f = help ? stdout : stderr;
+            if (!help) fprintf(stderr, "wick bench kernels: unknown option '%s'\n", argv[i]);
+            fprintf(f, "usage: wick bench kernels [-t|--threads N] [--isa avx512|avx2|generic] "
+                       "[--quick]\n"
+                       "  per-kernel GB/s (decode) and GFLOP/s (prefill) against this machine's "
+                       "limits\n  (-isa and -q, the old spellings, still work; -q here means "
+                       "--quick)\n");
+            return help ? 0 : 2;
         }
     }
     if (threads < 1) threads = 1;

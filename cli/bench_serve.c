@@ -163,7 +163,7 @@ int bench_serve(int argc, char **argv) {
         bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else if (!strcmp(a, "--url") && has) url = argv[++i];
-        else if (!strcmp(a, "--model") && has) model = argv[++i];
+        else if ((!strcmp(a, "--model") || !strcmp(a, "-m")) && has) model = argv[++i];
         else if (!strcmp(a, "-c") && has) {
             if (!cli_parse_int("bench", a, argv[++i], 1, 4096, &clients)) return 2;
         } else if (!strcmp(a, "-p") && has) {

@@ -258,10 +258,10 @@ int bench_stream(int argc, char **argv) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: wick bench stream -m MODEL [-t THREADS] [-r REPS] [--tokens 10,50,100]\n");
+            printf("usage: wick bench stream -m MODEL [-t|--threads N] [-r REPS] [--tokens 10,50,100]\n");
             return 0;
-        } else if (!strcmp(a, "-m") && has) model = argv[++i];
-        else if (!strcmp(a, "-t") && has) {
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
             if (!cli_parse_int("bench", a, argv[++i], 0, 1024, &threads)) return 2;
         } else if (!strcmp(a, "-r") && has) {
             if (!cli_parse_int("bench", a, argv[++i], 1, 1000, &reps)) return 2;
@@ -278,7 +278,7 @@ int bench_stream(int argc, char **argv) {
         }
     }
     if (!model) {
-        fprintf(stderr, "usage: wick bench stream -m MODEL [-t THREADS] [-r REPS] [--tokens 10,50,100]\n");
+        fprintf(stderr, "usage: wick bench stream -m MODEL [-t|--threads N] [-r REPS] [--tokens 10,50,100]\n");
         return 2;
     }
     wick_model *m;

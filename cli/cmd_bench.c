@@ -44,7 +44,7 @@ static int parse_list(const char *s, int *out, int cap) {
 }
 
 static int usage_generate(FILE *f) {
-    fprintf(f, "usage: wick bench generate -m MODEL [-t THREADS] [-p 64,512] [-n 32,128] [-r REPS]\n"
+    fprintf(f, "usage: wick bench generate -m MODEL [-t|--threads N] [-p 64,512] [-n 32,128] [-r REPS]\n"
                "                           [--kernels auto|ref] [--device cpu|cuda[:N]]\n"
                "Prefill (pp) and decode (tg) tokens/s, mean ± sd over REPS runs, with the\n"
                "machine's read bandwidth measured in the same run (CPU only: on a GPU the\n"
@@ -60,6 +60,23 @@ static bool bench_eval(wick_session *s, const int32_t *ids, int n, float *logits
     return false;
 }
 
+/* "pp512" or "pp512 *" when the repeats' standard deviation exceeds 10% of the mean;
+ * returns whether it did. */
+/* "mean ± sd" right-aligned in `width` display columns (± is two bytes, one column). */
+static const char *rate_cell(char *b, size_t n, int width, double mean, double sd, int prec) {
+    char v[64];
+    snprintf(v, sizeof v, "%.*f ± %.*f", prec, mean, prec, sd);
+    int pad = width - ((int)strlen(v) - 1);
+    snprintf(b, n, "%*s%s", pad > 0 ? pad : 0, "", v);
+    return b;
+}
+
+static bool row_label(char *b, size_t n, const char *kind, int tokens, double mean, double sd) {
+    const bool noisy = mean > 0 && sd > 0.1 * mean;
+    snprintf(b, n, "%s%d%s", kind, tokens, noisy ? " *" : "");
+    return noisy;
+}
+
 static int bench_generate(int argc, char **argv) {
     const char *model = NULL, *kern = "auto", *device = NULL;
     int pp[16] = {64, 512}, tg[16] = {32, 128}, npp = 2, ntg = 2;
@@ -68,10 +85,10 @@ static int bench_generate(int argc, char **argv) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_generate(stdout);
-        else if (!strcmp(a, "-m") && has) model = argv[++i];
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
         else if (!strcmp(a, "--device") && has) device = argv[++i];
-        else if (!strcmp(a, "-t") && has) {
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
             if (!cli_parse_int("bench", a, argv[++i], 0, 1024, &threads)) return 2;
         } else if (!strcmp(a, "-r") && has) {
             if (!cli_parse_int("bench", a, argv[++i], 1, 100, &reps)) return 2;
@@ -127,12 +144,15 @@ static int bench_generate(int argc, char **argv) {
     else
         printf("memory read bandwidth (best of 7 reads of 512 MB, %ld threads): %.1f GB/s\n\n",
                threads, bw);
-    printf("| test   |     tokens/s |   ms/token | GB/s (weights+KV) | share of bandwidth |\n");
-    printf("|--------|--------------|------------|-------------------|--------------------|\n");
+    printf("| test     |         tokens/s |   ms/token | GB/s (weights+KV) | share of bandwidth |\n");
+    printf("|----------|------------------|------------|-------------------|--------------------|\n");
+    fflush(stdout);
     double *t = malloc(sizeof(double) * (reps + 1));
-    bool ok = true;
+    bool ok = true, noisy = false;
+    char label[16], cell[80];
     for (int i = 0; ok && i < npp; i++) {
         for (int r = 0; ok && r <= reps; r++) {
+            cli_status("bench", "pp%d: %s %d of %ld …", pp[i], r ? "repeat" : "warm-up", r, reps);
             wick_session_reset(s);
             double t0 = now_s();
             ok = bench_eval(s, ids, pp[i], logits);
@@ -141,14 +161,18 @@ static int bench_generate(int argc, char **argv) {
         if (!ok) break;
         double mean, sd;
         mean_sd(t + 1, (int)reps, &mean, &sd);
-        printf("| pp%-4d | %7.1f ± %-3.0f | %10.2f |                 - |                  - |\n",
-               pp[i], mean, sd, 1e3 / mean);
+        noisy |= row_label(label, sizeof label, "pp", pp[i], mean, sd);
+        cli_status_clear();
+        printf("| %-8s | %s | %10.2f |                 - |                  - |\n", label,
+               rate_cell(cell, sizeof cell, 16, mean, sd, 1), 1e3 / mean);
+        fflush(stdout);
     }
     const int64_t kv_per_pos = 2LL * in.n_layer * in.n_kv_head * in.head_dim * 4;
     for (int i = 0; ok && i < ntg; i++) {
         double again = gpu ? 0.0 : membw_read_gbs(pool, (size_t)512 << 20, 3);
         if (again > bw) bw = again;
         for (int r = 0; ok && r <= reps; r++) {
+            cli_status("bench", "tg%d: %s %d of %ld …", tg[i], r ? "repeat" : "warm-up", r, reps);
             wick_session_reset(s);
             double t0 = now_s();
             for (int k = 0; ok && k < tg[i]; k++) ok = bench_eval(s, &ids[k], 1, logits);
@@ -160,13 +184,21 @@ static int bench_generate(int argc, char **argv) {
         /* average bytes per token: all streamed weights + the KV cache read so far */
         double bytes = (double)in.decode_bytes + kv_per_pos * (tg[i] + 1) / 2.0;
         double gbs = bytes * mean / 1e9;
+        noisy |= row_label(label, sizeof label, "tg", tg[i], mean, sd);
+        cli_status_clear();
         if (gpu)
-            printf("| tg%-4d | %7.2f ± %-3.1f | %10.2f | %17.1f |                  - |\n", tg[i],
-                   mean, sd, 1e3 / mean, gbs);
+            printf("| %-8s | %s | %10.2f | %17.1f |                  - |\n", label,
+                   rate_cell(cell, sizeof cell, 16, mean, sd, 2), 1e3 / mean, gbs);
         else
-            printf("| tg%-4d | %7.2f ± %-3.1f | %10.2f | %17.1f | %17.0f%% |\n", tg[i], mean, sd,
-                   1e3 / mean, gbs, 100.0 * gbs / bw);
+            printf("| %-8s | %s | %10.2f | %17.1f | %17.0f%% |\n", label,
+                   rate_cell(cell, sizeof cell, 16, mean, sd, 2), 1e3 / mean, gbs,
+                   100.0 * gbs / bw);
+        fflush(stdout);
     }
+    cli_status_clear();
+    if (noisy)
+        printf("\n* noisy: the repeats spread over more than 10%% of the mean (another process "
+               "on the machine?); rerun with more -r or on a quiet machine\n");
     if (ntg && !gpu)
         printf("\n(share of bandwidth uses the best read bandwidth seen by then: %.1f GB/s)\n", bw);
     pool_free(pool);
@@ -190,7 +222,7 @@ static double median(double *x, int n) {
 }
 
 static int usage_adapters(FILE *f) {
-    fprintf(f, "usage: wick bench adapters -m MODEL [-t THREADS] [-n TOKENS] [-r REPS]\n"
+    fprintf(f, "usage: wick bench adapters -m MODEL [-t|--threads N] [-n TOKENS] [-r REPS]\n"
                "                           [--save-adapter DIR] [--kernels auto|ref]\n"
                "LoRA benchmarks with seeded random adapters: (a) switch latency, median and p99\n"
                "of 100k wick_session_set_adapter calls alternating between two adapters; (b) load\n"
@@ -215,10 +247,10 @@ static int bench_adapters(int argc, char **argv) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_adapters(stdout);
-        else if (!strcmp(a, "-m") && has) model = argv[++i];
+        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
         else if (!strcmp(a, "--save-adapter") && has) save = argv[++i];
-        else if (!strcmp(a, "-t") && has) {
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
             if (!cli_parse_int("bench", a, argv[++i], 0, 1024, &threads)) return 2;
         } else if (!strcmp(a, "-r") && has) {
             if (!cli_parse_int("bench", a, argv[++i], 1, 100, &reps)) return 2;
@@ -389,7 +421,7 @@ int cmd_bench(int argc, char **argv) {
                 "                                 mixed adapters, shared prompts\n"
                 "       wick bench serve ...      load generator for an OpenAI-compatible server:\n"
                 "                                 tokens/s, TTFT and inter-token latency p50/p90/p99\n"
-                "       wick bench kernels [-t N] [-isa avx512|avx2|generic] [-q]\n"
+                "       wick bench kernels [-t N] [--isa avx512|avx2|generic] [--quick]\n"
                 "                                 per-kernel GB/s and GFLOP/s vs measured limits\n");
         return argc < 2 ? 2 : 0;
     }

@@ -1,20 +1,25 @@
 /* cmd_chat.c — `wick chat`: an interactive multi-turn chat using the model's chat template.
  * Each turn renders the whole conversation with add_generation_prompt and streams the reply.
  * Ctrl-C stops the current reply (the conversation keeps what was said so far) and never the
- * program; Ctrl-D or /exit quits. Commands: /reset, /system TEXT, /adapter NAME|none [scale],
- * /adapters, /exit. Adapters given with --adapter [NAME=]DIR[:scale] are all loaded at start
+ * program; Ctrl-D or /exit quits. Commands: /help, /reset, /system TEXT, /save FILE, /load FILE
+ * (the conversation as a JSON array of {"role", "content"}, the format `wick template
+ * --messages` reads), /params [NAME=VALUE ...] (sampling between replies), /adapter NAME|none
+ * [scale], /adapters, /exit. Each reply ends with its token count and speed on stderr. Adapters given with --adapter [NAME=]DIR[:scale] are all loaded at start
  * (sharing the base weights); the first one is active, and /adapter switches between them
  * mid-conversation without reloading anything.
  * A model whose tokenizer has no chat template (a base model, such as the demo model trained
  * on the King James Bible) gets completion mode instead: the conversation is one text, each
  * line typed is appended to it on a new line and the model continues the whole text (the
  * system prompt, when given, is its first line). */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fileio.h"
 #include "cli/gen_opts.h"
 
 static wick_gen *volatile g_active;
@@ -32,8 +37,10 @@ static int usage(FILE *f) {
                "                 [generation options]\n"
                "Interactive chat with the model's chat template. Ctrl-C stops the reply,\n"
                "Ctrl-D or /exit quits, /reset forgets the conversation, /system TEXT sets the\n"
-               "system prompt, /adapter NAME [scale] switches LoRA adapter (/adapter none: base\n"
-               "model), /adapters lists them.\n\n");
+               "system prompt, /save FILE and /load FILE keep the conversation (a JSON array of\n"
+               "{\"role\", \"content\"}), /params NAME=VALUE ... changes sampling (temp, top_k,\n"
+               "top_p, min_p, ...), /adapter NAME [scale] switches LoRA adapter (/adapter none:\n"
+               "base model), /adapters lists them, /help lists the commands.\n\n");
     gen_opts_usage(f);
     return f == stdout ? 0 : 2;
 }
@@ -77,6 +84,150 @@ static bool convo_add(convo *c, const char *role, const char *content) {
 
 static void convo_clear(convo *c, size_t keep) {
     while (c->n > keep) free(c->owned[--c->n]);
+}
+
+/* ---- /params: the sampling settings that may change between replies ---- */
+
+static const struct param {
+    const char *name;
+    char kind;      /* 'f' float, 'i' int, 'u' uint64 */
+    size_t off;
+    double lo, hi;  /* accepted range */
+} k_params[] = {
+    {"temp", 'f', offsetof(wick_gen_params, temperature), 0, 100},
+    {"top_k", 'i', offsetof(wick_gen_params, top_k), 0, 1 << 24},
+    {"top_p", 'f', offsetof(wick_gen_params, top_p), 1e-9, 1},
+    {"min_p", 'f', offsetof(wick_gen_params, min_p), 0, 1},
+    {"typical_p", 'f', offsetof(wick_gen_params, typical_p), 1e-9, 1},
+    {"repeat_penalty", 'f', offsetof(wick_gen_params, repetition_penalty), 1e-9, 100},
+    {"repeat_last_n", 'i', offsetof(wick_gen_params, repetition_last_n), 0, 1 << 24},
+    {"frequency_penalty", 'f', offsetof(wick_gen_params, frequency_penalty), -2, 2},
+    {"presence_penalty", 'f', offsetof(wick_gen_params, presence_penalty), -2, 2},
+    {"max_tokens", 'i', offsetof(wick_gen_params, max_tokens), 0, 1 << 24},
+    {"seed", 'u', offsetof(wick_gen_params, seed), 0, 9007199254740992.0},
+};
+#define N_PARAMS (sizeof k_params / sizeof k_params[0])
+
+static void params_show(const wick_gen_params *p) {
+    fprintf(stdout, "(");
+    for (size_t i = 0; i < N_PARAMS; i++) {
+        const char *at = (const char *)p + k_params[i].off;
+        fprintf(stdout, i ? ", " : "");
+        if (k_params[i].kind == 'f') fprintf(stdout, "%s=%g", k_params[i].name, *(const float *)at);
+        else if (k_params[i].kind == 'i') fprintf(stdout, "%s=%d", k_params[i].name, *(const int *)at);
+        else fprintf(stdout, "%s=%llu", k_params[i].name, (unsigned long long)*(const uint64_t *)at);
+    }
+    fprintf(stdout, ")");
+}
+
+/* "temp=0.7 top_p=0.9": every pair checked before any is applied. False (message printed)
+ * on an unknown name, a value that is not a number or one out of range. */
+static bool params_set(wick_gen_params *p, const char *args) {
+    wick_gen_params np = *p;
+    char *buf = strdup(args);
+    bool ok = buf != NULL;
+    for (char *kv = ok ? strtok(buf, " \t") : NULL; kv && ok; kv = strtok(NULL, " \t")) {
+        char *eq = strchr(kv, '=');
+        size_t i = 0;
+        if (eq) *eq = 0;
+        while (i < N_PARAMS && strcmp(k_params[i].name, kv)) i++;
+        if (!eq || i == N_PARAMS) {
+            fprintf(stdout, "(usage: /params NAME=VALUE ...; names:");
+            for (size_t j = 0; j < N_PARAMS; j++) fprintf(stdout, " %s", k_params[j].name);
+            fprintf(stdout, ")");
+            ok = false;
+            break;
+        }
+        char *end;
+        const double v = strtod(eq + 1, &end);
+        if (end == eq + 1 || *end || !(v >= k_params[i].lo && v <= k_params[i].hi) ||
+            (k_params[i].kind != 'f' && v != (double)(long long)v)) {
+            fprintf(stdout, "(%s expects %s in [%g, %g], got '%s')", kv,
+                    k_params[i].kind == 'f' ? "a number" : "an integer", k_params[i].lo,
+                    k_params[i].hi, eq + 1);
+            ok = false;
+            break;
+        }
+        char *at = (char *)&np + k_params[i].off;
+        if (k_params[i].kind == 'f') *(float *)at = (float)v;
+        else if (k_params[i].kind == 'i') *(int *)at = (int)v;
+        else *(uint64_t *)at = (uint64_t)v;
+    }
+    free(buf);
+    if (ok) *p = np;
+    return ok;
+}
+
+/* ---- /save and /load ---- */
+
+/* Writes the conversation (completion mode: one {"role": "text"} message) as a JSON array,
+ * atomically. */
+static void convo_save(const convo *c, const char *text, bool completion, const char *path) {
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < (completion ? 1 : c->n); i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "role", completion ? "text" : c->msgs[i].role);
+        cJSON_AddStringToObject(o, "content", completion ? (text ? text : "") : c->msgs[i].content);
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *js = arr ? cJSON_Print(arr) : NULL;
+    cJSON_Delete(arr);
+    if (!js) fprintf(stdout, "(out of memory)");
+    else if (file_write_atomic(path, js, strlen(js)) != WICK_OK)
+        fprintf(stdout, "(cannot save: %s)", wick_last_error());
+    else fprintf(stdout, "(saved %s: %zu messages)", path, completion ? (size_t)1 : c->n);
+    free(js);
+}
+
+/* Reads a conversation saved by /save (or any JSON array of {"role", "content"} with roles
+ * system, user, assistant, tool; "text" too in completion mode). Replaces *c (chat) or *text (completion: the contents joined
+ * by newlines) only when the whole file is valid. */
+static void convo_load(convo *c, size_t *base, char **text, size_t *text_len, bool completion,
+                       const char *path) {
+    static const char *const roles[] = {"system", "user", "assistant", "tool", "text"};
+    char *buf = NULL;
+    size_t n = 0;
+    if (file_read_all(path, &buf, &n) != WICK_OK) {
+        fprintf(stdout, "(cannot load: %s)", wick_last_error());
+        return;
+    }
+    cJSON *arr = cJSON_ParseWithLength(buf, n);
+    free(buf);
+    int i = 0, bad = -1;
+    const char *role[4096];
+    const cJSON *e, *list = cJSON_IsArray(arr) ? arr : NULL;
+    cJSON_ArrayForEach(e, list) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(e, "role");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "content");
+        size_t k = 0;
+        while (cJSON_IsString(r) && k < 5 && strcmp(roles[k], r->valuestring)) k++;
+        if (i == 4096 || !cJSON_IsString(t) || !cJSON_IsString(r) || k == 5 ||
+            (k == 4 && !completion)) {
+            bad = i;
+            break;
+        }
+        role[i++] = roles[k];
+    }
+    if (!cJSON_IsArray(arr) || bad >= 0) {
+        if (!cJSON_IsArray(arr)) fprintf(stdout, "(%s: not a JSON array of messages)", path);
+        else fprintf(stdout, "(%s: message %d needs a string \"content\" and a \"role\" of system, "
+                             "user, assistant or tool)", path, bad);
+        cJSON_Delete(arr);
+        return;
+    }
+    convo_clear(c, 0);
+    *text_len = 0;
+    if (*text) (*text)[0] = 0;
+    i = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *t = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring;
+        if (completion) text_append(text, text_len, "\n", t);
+        else convo_add(c, role[i], t);
+        i++;
+    }
+    *base = !completion && c->n && !strcmp(c->msgs[0].role, "system");
+    fprintf(stdout, "(loaded %s: %d messages)", path, i);
+    cJSON_Delete(arr);
 }
 
 #define MAX_ADAPTERS 16
@@ -127,7 +278,7 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--system") && has) system = argv[++i];
-        else if (!strcmp(a, "--adapter") && has) {
+        else if ((!strcmp(a, "--adapter") || !strcmp(a, "-a")) && has) {
             if (n_adapters == MAX_ADAPTERS) {
                 fprintf(stderr, "wick chat: at most %d adapters\n", MAX_ADAPTERS);
                 return 2;
@@ -158,7 +309,9 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
     mp.kernels = o.kernels;
     mp.device = o.device;
     wick_model *m = NULL;
+    cli_status("chat", "loading %s …", model);
     if (wick_model_load(model, &mp, &m) != WICK_OK) return cli_fail("chat", "cannot load model");
+    cli_status_clear();
     const wick_tokenizer *tok = wick_model_tokenizer(m);
     if (!tok) {
         fprintf(stderr, "wick chat: %s has no tokenizer\n", model);
@@ -168,6 +321,7 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
     wick_session_params sp = wick_session_params_default();
     sp.n_threads = (int)o.threads;
     sp.n_ctx = (int)o.ctx;
+    cli_warn_ctx("chat", m, o.ctx);
     sp.kv_type = o.kv_type;
     wick_session *s = NULL;
     if (wick_session_create(m, &sp, &s) != WICK_OK) {
@@ -225,12 +379,32 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
         size_t len = strlen(line);
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (!len) continue;
+        if (!cli_check_utf8("chat", "the input", line, len)) continue;   /* retype it */
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
         if (!strcmp(line, "/reset")) {
             convo_clear(&c, base);
             text_len = 0;
             if (completion && system) text_append(&text, &text_len, NULL, system);
             fprintf(stdout, "(conversation cleared)");
+            continue;
+        }
+        if (!strcmp(line, "/help")) {
+            fprintf(stdout, "(/reset forgets the conversation; /system TEXT sets the system "
+                            "prompt; /save FILE, /load FILE keep the conversation as JSON; /params "
+                            "shows sampling, /params NAME=VALUE ... changes it; /adapter NAME|none "
+                            "[scale], /adapters; /exit or Ctrl-D quits; Ctrl-C stops a reply)");
+            continue;
+        }
+        if (!strncmp(line, "/save ", 6)) {
+            convo_save(&c, text, completion, line + 6);
+            continue;
+        }
+        if (!strncmp(line, "/load ", 6)) {
+            convo_load(&c, &base, &text, &text_len, completion, line + 6);
+            continue;
+        }
+        if (!strcmp(line, "/params") || !strncmp(line, "/params ", 8)) {
+            if (!line[7] || params_set(&o.p, line + 8)) params_show(&o.p);
             continue;
         }
         if (!strncmp(line, "/system ", 8)) {
@@ -265,8 +439,8 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
             continue;
         }
         if (line[0] == '/') {
-            fprintf(stdout, "(commands: /reset, /system TEXT, /adapter NAME|none [scale], /adapters, "
-                            "/exit)");
+            fprintf(stdout, "(unknown command; /help lists them: /reset, /system TEXT, /save FILE, "
+                            "/load FILE, /params, /adapter NAME|none [scale], /adapters, /exit)");
             continue;
         }
         char *prompt = NULL;
@@ -300,7 +474,7 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
         g_active = g;
         char *reply = NULL;
         size_t rlen = 0, rcap = 0;
-        wick_token t;
+        wick_token t = {0};
         wick_status st;
         while ((st = wick_gen_step(g, &t)) == WICK_OK) {
             fwrite(t.text, 1, t.text_len, stdout);
@@ -319,6 +493,12 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
         }
         g_active = NULL;
         if (st != WICK_DONE) cli_fail("chat", "generation failed");
+        else if (t.generated_tokens > 0) {   /* the reply's speed, off the transcript */
+            fflush(stdout);
+            const double ds = t.decode_ms / 1e3;
+            fprintf(stderr, "\n[%d tokens, %.1f tok/s]", t.generated_tokens,
+                    ds > 0 && t.generated_tokens > 1 ? (t.generated_tokens - 1) / ds : 0.0);
+        }
         if (completion) text_append(&text, &text_len, NULL, reply ? reply : "");
         else convo_add(&c, "assistant", reply ? reply : "");
         free(reply);

@@ -3,10 +3,13 @@
  * one JSON array of arrays), or with --similarity the cosine similarity matrix instead.
  * Floats are printed with %.9g so they round-trip to the same f32. Errors go to stderr.
  * Not here: anything numeric beyond the cosine (the library does the work). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -22,7 +25,8 @@ static int usage(FILE *f) {
             "  --prefix S       prepended to every text, e.g. \"query: \" for E5 models\n"
             "  --max-length N   truncate texts to N tokens incl. [CLS]/[SEP]\n"
             "  --batch N        texts per forward pass (default 32)\n"
-            "  --threads N      threads (default: all CPUs)\n"
+            "  -t, --threads N  threads (default: all CPUs)\n"
+            "  -q, --quiet      no progress line (shown on a terminal for more than one batch)\n"
             "  --array          print one JSON array of arrays instead of one array per line\n"
             "  --similarity     print the cosine similarity matrix (one JSON row per line)\n");
     return f == stderr ? 2 : 0;
@@ -91,7 +95,7 @@ static void print_row(const float *v, int d) {
 int cmd_embed(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
     texts t = {0};
-    bool sim = false, array = false;
+    bool sim = false, array = false, quiet = false;
     wick_embedder_params p = wick_embedder_params_default();
     int rc = 2;
     for (int i = 1; i < argc; i++) {
@@ -104,6 +108,7 @@ int cmd_embed(int argc, char **argv) {
         } else if (!strcmp(a, "--no-normalize")) p.normalize = 0;
         else if (!strcmp(a, "--similarity")) sim = true;
         else if (!strcmp(a, "--array")) array = true;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
         else if (!v) {
             fprintf(stderr, "wick embed: unknown or incomplete option '%s'\n", a);
             goto usage_err;
@@ -129,7 +134,7 @@ int cmd_embed(int argc, char **argv) {
         } else if (!strcmp(a, "--batch")) {
             if (!cli_parse_int("embed", a, argv[++i], 1, 1 << 16, &n)) goto usage_err;
             p.batch_size = (int)n;
-        } else if (!strcmp(a, "--threads")) {
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
             if (!cli_parse_int("embed", a, argv[++i], 1, 1024, &n)) goto usage_err;
             p.n_threads = (int)n;
         } else {
@@ -141,14 +146,26 @@ int cmd_embed(int argc, char **argv) {
         fprintf(stderr, "wick embed: need -m MODEL_DIR\n");
         goto usage_err;
     }
+    const int n_text = t.n;   /* --text values come first, then the lines of --file */
     if (file && !read_lines(file, &t)) {
-        fprintf(stderr, "wick embed: cannot read %s\n", file);
+        fprintf(stderr, "wick embed: cannot read %s: %s\n", file, strerror(errno));
         rc = 1;
         goto done;
     }
     if (t.n == 0) {
         fprintf(stderr, "wick embed: nothing to embed (give --text S or --file F)\n");
         goto usage_err;
+    }
+    for (int i = 0; i < t.n; i++) {
+        char what[4200];
+        if (t.filebuf && t.v[i] >= t.filebuf)   /* a line of --file */
+            snprintf(what, sizeof what, "%s, line %d,", file, i + 1 - n_text);
+        else
+            snprintf(what, sizeof what, "--text #%d", i + 1);
+        if (!cli_check_utf8("embed", what, t.v[i], strlen(t.v[i]))) {
+            rc = t.filebuf && t.v[i] >= t.filebuf ? 1 : 2;
+            goto done;
+        }
     }
     wick_embedder *e = NULL;
     if (wick_embedder_load(model, &p, &e) != WICK_OK) {
@@ -161,8 +178,30 @@ int cmd_embed(int argc, char **argv) {
         wick_embedder_free(e);
         goto oom;
     }
-    if (wick_embed(e, (const char *const *)t.v, t.n, out) != WICK_OK) {
-        rc = cli_fail("embed", "embedding");
+    /* whole batches at a time (the library's own split, so the numbers are the same), with a
+     * progress line on a terminal: texts done, texts/s, ETA */
+    const int chunk = p.batch_size * 8;
+    const bool show = !quiet && t.n > chunk && isatty(2);
+    const double t0 = cli_now_s();
+    wick_status est = WICK_OK;
+    int done_n = 0;
+    while (done_n < t.n) {
+        const int nb = t.n - done_n < chunk ? t.n - done_n : chunk;
+        est = wick_embed(e, (const char *const *)t.v + done_n, nb, out + (size_t)done_n * d);
+        if (est != WICK_OK) break;
+        done_n += nb;
+        if (show) {
+            const double el = cli_now_s() - t0, rate = done_n / (el > 0 ? el : 1e-9);
+            fprintf(stderr, "\r\033[Kwick embed: %d/%d texts  %.0f texts/s  ETA %.0f s",
+                    done_n, t.n, rate, (t.n - done_n) / rate);
+        }
+    }
+    if (show) fputs("\r\033[K", stderr);
+    if (est != WICK_OK) {
+        char what[96];
+        snprintf(what, sizeof what, "embedding texts %d..%d (texts[i] below counts from %d)",
+                 done_n + 1, done_n + chunk < t.n ? done_n + chunk : t.n, done_n);
+        rc = cli_fail("embed", what);
     } else if (sim) {
         /* cosine on normalised copies (the embeddings may be unnormalised) */
         for (int i = 0; i < t.n; i++) {

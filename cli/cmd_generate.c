@@ -22,7 +22,9 @@ static int usage(FILE *f) {
                "Streams the generated text to stdout; --json prints one JSON object per token\n"
                "and a final object with finish_reason, counts and speeds.\n"
                "  --chat     render the tokenizer's chat template around the prompt (user turn)\n"
-               "  --adapter DIR[:scale]   apply a PEFT LoRA folder (unmerged; scale x alpha/r)\n\n");
+               "  --raw-tokens  top_logprobs tokens as the vocabulary stores them (Ġ, Ċ ...)\n"
+               "             instead of their decoded text\n"
+               "  -a, --adapter DIR[:scale]  apply a PEFT LoRA folder (unmerged; scale x alpha/r)\n\n");
     gen_opts_usage(f);
     return f == stdout ? 0 : 2;
 }
@@ -57,7 +59,7 @@ static int tokenize_prompt(const wick_tokenizer *tok, const char *text, bool cha
 
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *text = NULL, *system = NULL, *adapter = NULL;
-    bool json = false, chat = false;
+    bool json = false, chat = false, raw_tokens = false;
     gen_opts o;
     gen_opts_init(&o);
     for (int i = 1; i < argc; i++) {
@@ -71,8 +73,9 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--prompt-ids") && has) ids_s = argv[++i];
         else if ((!strcmp(a, "-p") || !strcmp(a, "--prompt")) && has) text = argv[++i];
         else if (!strcmp(a, "--system") && has) system = argv[++i];
-        else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
+        else if ((!strcmp(a, "--adapter") || !strcmp(a, "-a")) && has) adapter = argv[++i];
         else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--raw-tokens")) raw_tokens = true;
         else if (!strcmp(a, "--chat")) chat = true;
         else {
             fprintf(stderr, "wick generate: unknown or incomplete option '%s'\n", a);
@@ -94,6 +97,12 @@ int cmd_generate(int argc, char **argv) {
     }
     if (o.p.n_logprobs && !json)
         fprintf(stderr, "wick generate: note: --logprobs is reported with --json only\n");
+    if (raw_tokens && !(json && o.p.n_logprobs))
+        fprintf(stderr, "wick generate: note: --raw-tokens changes only --json --logprobs "
+                        "output\n");
+    if ((text && !cli_check_utf8("generate", "-p", text, strlen(text))) ||
+        (system && !cli_check_utf8("generate", "--system", system, strlen(system))))
+        return 2;
     if (!gen_opts_finish(&o, "generate")) return 1;
     char *text_u = NULL, *system_u = NULL;   /* escapes processed (unless --raw) */
     if (!o.raw && ((text && !(text_u = cli_unescape(text))) ||
@@ -121,10 +130,12 @@ int cmd_generate(int argc, char **argv) {
         rc = 2;
         goto out;
     }
+    cli_status("generate", "loading %s …", model);
     if (wick_model_load(model, &mp, &m) != WICK_OK) {
         rc = cli_fail("generate", "cannot load model");
         goto out;
     }
+    cli_status_clear();
     const wick_tokenizer *tok = wick_model_tokenizer(m);
     if (text) {
         if (!tok) {
@@ -146,6 +157,7 @@ int cmd_generate(int argc, char **argv) {
     wick_session_params sp = wick_session_params_default();
     sp.n_threads = (int)o.threads;
     sp.n_ctx = (int)o.ctx;
+    cli_warn_ctx("generate", m, o.ctx);
     sp.kv_type = o.kv_type;
     if (wick_session_create(m, &sp, &s) != WICK_OK) {
         rc = cli_fail("generate", "cannot create session");
@@ -164,7 +176,7 @@ int cmd_generate(int argc, char **argv) {
     wick_status st;
     while ((st = wick_gen_step(g, &t)) == WICK_OK) {
         if (json) {
-            gen_print_json(stdout, &t, tok);
+            gen_print_json(stdout, &t, tok, raw_tokens);
         } else if (!tok) {
             if (t.id >= 0) printf("%s%d", t.generated_tokens || t.finish ? "" : "", t.id);
             if (t.id >= 0 && t.finish == WICK_FINISH_NONE) printf(",");

@@ -5,12 +5,17 @@
 #include <string.h>
 
 #include "base/dtype.h"
+#include "base/error.h"
+#include "base/fileio.h"
 #include "cli/cli.h"
 #include "formats/safetensors.h"
+#include "model/encoder.h"
 
 static int usage_info(FILE *f) {
-    fprintf(f, "usage: wick info MODEL_DIR [--json]\n"
-               "Shows architecture, parameter count, dtypes, bytes, context length and special ids.\n");
+    fprintf(f, "usage: wick info MODEL_DIR|MODEL.gguf [--json]\n"
+               "Shows architecture, parameter count, dtypes, bytes, context length and special ids.\n"
+               "An encoder folder (BertModel: E5, MiniLM, BGE ...) shows its shape and the\n"
+               "embedding settings `wick embed` uses (dimension, pooling, normalisation, length).\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -21,13 +26,82 @@ static void print_ids(const char *label, const int32_t *ids, int n) {
     printf("\n");
 }
 
+/* The config.json of `path` describes a BERT-architecture encoder (encoder_config_parse
+ * accepts it); c filled then. */
+static bool is_encoder(const char *path, encoder_config *c) {
+    char *cfg = dir_exists(path) ? path_join(path, "config.json") : NULL, *text = NULL;
+    size_t n = 0;
+    bool yes = cfg && file_read_all(cfg, &text, &n) == WICK_OK &&
+               encoder_config_parse(text, cfg, c) == WICK_OK;
+    free(text);
+    free(cfg);
+    err_clear();
+    return yes;
+}
+
+static const char *pooling_name(wick_pooling p) {
+    return p == WICK_POOLING_CLS ? "cls" : p == WICK_POOLING_MAX ? "max"
+         : p == WICK_POOLING_MEAN_SQRT_LEN ? "mean_sqrt_len" : "mean";
+}
+
+/* `wick info` of an encoder folder: its shape and the embedder's effective settings. */
+static int info_encoder(const char *path, bool json) {
+    encoder_model *em = NULL;
+    wick_embedder *e = NULL;
+    if (encoder_load(path, &em) != WICK_OK) return cli_fail("info", "cannot load the encoder");
+    if (wick_embedder_load(path, NULL, &e) != WICK_OK) {
+        encoder_free(em);
+        return cli_fail("info", "cannot load the encoder's embedding settings");
+    }
+    const encoder_config *c = &em->cfg;
+    const char *dt = c->n_layer ? dtype_name(em->layers[0].wq.dt) : dtype_name(em->tok_embd.dt);
+    const wick_tokenizer *tok = wick_embedder_tokenizer(e);
+    if (json) {
+        printf("{\"kind\": \"encoder\", \"architecture\": \"%s\", \"n_params\": %lld, "
+               "\"weight_dtype\": \"%s\", \"n_vocab\": %d, \"n_embd\": %d, \"n_layer\": %d, "
+               "\"n_head\": %d, \"head_dim\": %d, \"n_ff\": %d, \"n_ctx_train\": %d, "
+               "\"n_types\": %d, \"layer_norm_eps\": %g, \"pad_id\": %d, \"pooler\": %s, "
+               "\"embedding_dim\": %d, \"pooling\": \"%s\", \"normalize\": %s, "
+               "\"max_length\": %d, \"tokenizer\": %s}\n",
+               c->architecture, (long long)em->n_params, dt, c->n_vocab, c->n_embd, c->n_layer,
+               c->n_head, c->head_dim, c->n_ff, c->n_pos, c->n_types, (double)c->ln_eps,
+               c->pad_id, em->has_pooler ? "true" : "false", wick_embedder_dim(e),
+               pooling_name(wick_embedder_pooling(e)),
+               wick_embedder_normalize(e) ? "true" : "false",
+               wick_embedder_max_length(e), tok ? "true" : "false");
+    } else {
+        printf("%-18s%s\n", "model", path);
+        printf("%-18s%s (encoder: sentence embeddings with `wick embed`)\n", "architecture",
+               c->architecture);
+        printf("%-18s%lld (%.1f M)\n", "parameters", (long long)em->n_params, em->n_params / 1e6);
+        printf("%-18s%s\n", "weight dtype", dt);
+        printf("%-18s%d layers, hidden %d, ffn %d\n", "shape", c->n_layer, c->n_embd, c->n_ff);
+        printf("%-18s%d heads, head_dim %d (bidirectional)\n", "attention", c->n_head,
+               c->head_dim);
+        printf("%-18s%d\n", "vocab", c->n_vocab);
+        printf("%-18s%d\n", "max positions", c->n_pos);
+        printf("%-18s%d\n", "token types", c->n_types);
+        printf("%-18s%g\n", "layer_norm_eps", (double)c->ln_eps);
+        printf("%-18s%s\n", "pooler", em->has_pooler ? "yes" : "no");
+        printf("%-18sdim %d, %s pooling, %s, max length %d\n", "embeddings",
+               wick_embedder_dim(e), pooling_name(wick_embedder_pooling(e)),
+               wick_embedder_normalize(e) ? "L2-normalised" : "not normalised",
+               wick_embedder_max_length(e));
+        print_ids("pad id", &c->pad_id, c->pad_id >= 0);
+        printf("%-18s%s\n", "tokenizer", tok ? "yes" : "none");
+    }
+    encoder_free(em);
+    wick_embedder_free(e);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage_info(stdout);
         else if (!strcmp(argv[i], "--json")) json = true;
-        else if (!strcmp(argv[i], "-m") && i + 1 < argc) path = argv[++i];
+        else if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) path = argv[++i];
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else {
             fprintf(stderr, "wick info: unknown option '%s'\n", argv[i]);
@@ -35,6 +109,8 @@ int cmd_info(int argc, char **argv) {
         }
     }
     if (!path) return usage_info(stderr);
+    encoder_config ec;
+    if (is_encoder(path, &ec)) return info_encoder(path, json);
     wick_model *m = NULL;
     wick_model_params mp = wick_model_params_default();
     if (wick_model_load(path, &mp, &m) != WICK_OK) return cli_fail("info", "cannot load model");
@@ -42,7 +118,7 @@ int cmd_info(int argc, char **argv) {
     wick_model_get_info(m, &in);
     const wick_tokenizer *tok = wick_model_tokenizer(m);
     if (json) {
-        printf("{\"architecture\": \"%s\", \"n_params\": %lld, \"weight_dtype\": \"%s\", "
+        printf("{\"kind\": \"decoder\", \"architecture\": \"%s\", \"n_params\": %lld, \"weight_dtype\": \"%s\", "
                "\"weight_bytes\": %lld, \"n_vocab\": %d, \"n_embd\": %d, \"n_layer\": %d, "
                "\"n_head\": %d, \"n_kv_head\": %d, \"head_dim\": %d, \"n_ff\": %d, "
                "\"n_ctx_train\": %d, \"rope_theta\": %g, \"rope_scaling\": \"%s\", "
@@ -86,7 +162,8 @@ static int usage_logits(FILE *f) {
                "[--threads N] [--kernels auto|ref] [--device cpu|cuda[:N]] [--adapter DIR[:scale]]\n"
                "Runs one forward pass over the ids and writes an F32 tensor \"logits\" of shape\n"
                "[n_ids, vocab] (every position); prints the top-5 of the last position.\n"
-               "--adapter applies a PEFT LoRA folder unmerged, scale multiplying its alpha/r.\n");
+               "--adapter applies a PEFT LoRA folder unmerged, scale multiplying its alpha/r.\n"
+               "Top-5 tokens are shown decoded; --raw-tokens shows the vocabulary strings (Ġ ...).\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -94,16 +171,18 @@ int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *out = NULL, *kern = "auto", *adapter = NULL;
     const char *device = NULL;
     long threads = 0;
+    bool raw_tokens = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_logits(stdout);
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--ids") && has) ids_s = argv[++i];
+        else if (!strcmp(a, "--raw-tokens")) raw_tokens = true;
         else if ((!strcmp(a, "--out") || !strcmp(a, "-o")) && has) out = argv[++i];
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
         else if (!strcmp(a, "--device") && has) device = argv[++i];
-        else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
+        else if ((!strcmp(a, "--adapter") || !strcmp(a, "-a")) && has) adapter = argv[++i];
         else if ((!strcmp(a, "--threads") || !strcmp(a, "-t")) && has) {
             if (!cli_parse_int("logits", a, argv[++i], 0, 1024, &threads)) return 2;
         } else {
@@ -174,8 +253,20 @@ int cmd_logits(int argc, char **argv) {
     const wick_tokenizer *tok = wick_model_tokenizer(m);
     printf("top-%d at position %d:\n", k, n - 1);
     for (int j = 0; j < k; j++) {
-        const char *str = tok ? wick_token_str(tok, top[j]) : NULL;
-        printf("  %8d  %12.6f%s%s\n", top[j], last[top[j]], str ? "  " : "", str ? str : "");
+        char buf[512];
+        const char *str = cli_token_text(tok, top[j], raw_tokens, buf, sizeof buf);
+        /* quoted, so a leading space or a newline token stays visible */
+        if (!str) printf("  %8d  %12.6f\n", top[j], last[top[j]]);
+        else if (raw_tokens) printf("  %8d  %12.6f  %s\n", top[j], last[top[j]], str);
+        else {
+            printf("  %8d  %12.6f  \"", top[j], last[top[j]]);
+            for (const char *c = str; *c; c++)
+                if (*c == '\n') fputs("\\n", stdout);
+                else if (*c == '\t') fputs("\\t", stdout);
+                else if (*c == '"' || *c == '\\') printf("\\%c", *c);
+                else putchar(*c);
+            printf("\"\n");
+        }
     }
     if (out) printf("wrote logits [%d, %d] to %s\n", n, in.n_vocab, out);
 out:

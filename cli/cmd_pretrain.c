@@ -12,9 +12,10 @@
  * add-one unigram — the usual count baselines, nothing tuned on the held-out split).
  *
  * Output in OUT: the model (config.json, model.safetensors f32, tokenizer files), init/,
- * training_log.jsonl (one line per step, one per evaluation), loss.svg, eval.json (final
- * figures), checkpoint-STEP/ folders with --save-every (model + optimizer state; --resume DIR
- * continues one exactly, replaying the data order). Every file is written atomically.
+ * training_log.jsonl (one line per step, one per evaluation), loss.svg (cli/trainlog.c, shared
+ * with `wick train`, as are the progress line and the summary), eval.json (final figures),
+ * checkpoint-STEP/ folders with --save-every (model + optimizer state; --resume DIR continues
+ * one exactly, replaying the data order). Every file is written atomically.
  * Not here: multiple corpus files, document separators (the corpus is one stream). */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -28,6 +29,7 @@
 
 #include "base/fileio.h"
 #include "cli/cli.h"
+#include "cli/trainlog.h"
 #include "model/random.h"
 #include "train/data.h"
 
@@ -39,7 +41,7 @@ static int usage(FILE *f) {
             "                       num_hidden_layers, num_attention_heads, num_key_value_heads,\n"
             "                       max_position_embeddings, rope_theta, rms_norm_eps,\n"
             "                       tie_word_embeddings, initializer_range (vocab = the tokenizer's)\n"
-            "  --tokenizer PATH     tokenizer.json or a folder holding one (wick tokenizer-train)\n"
+            "  -T, --tokenizer PATH tokenizer.json or a folder holding one (wick tokenizer-train)\n"
             "  --data FILE          training text (one stream)\n"
             "  --valid FILE         held-out text: loss, perplexity and baselines\n"
             "  --steps N            optimizer steps (required)\n"
@@ -51,26 +53,15 @@ static int usage(FILE *f) {
             "  --eval-every N       evaluate on --valid every N steps (default 200)\n"
             "  --save-every N       write DIR/checkpoint-STEP every N steps (default 0 = off)\n"
             "  --save-total-limit N keep only the newest N checkpoints (default 0 = all)\n"
-            "  --log-every N        print a line every N steps (default 10)\n"
+            "  --log-every N        a progress line every N steps when stderr is not a\n"
+            "                       terminal (default 10)\n"
             "  --seed S             init and data order (default 0)\n"
-            "  -t N                 threads (default: all CPUs)\n"
+            "  -t, --threads N      threads (default: all CPUs)\n"
             "  --force              replace an existing DIR\n"
+            "  -q, --quiet          no progress and no summary; warnings and errors only\n"
             "Ctrl-C saves DIR/checkpoint-STEP of the last completed step and exits (a second\n"
             "Ctrl-C exits at once); --resume continues it.\n");
     return f == stdout ? 0 : 2;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t mix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 /* Reads SHAPE.json into s (vocab from the tokenizer). 0 or an exit code (message printed). */
@@ -226,97 +217,20 @@ static int eval_loss(wick_trainer *tr, const train_data *va, int B, int L, int32
     return 0;
 }
 
-typedef struct curve {
-    int64_t *step;
-    double *v;
-    int n, cap;
-} curve;
-
-static void curve_add(curve *c, int64_t step, double v) {
-    if (c->n == c->cap) {
-        int nc = c->cap ? 2 * c->cap : 1024;
-        int64_t *s = realloc(c->step, sizeof *s * (size_t)nc);
-        double *x = realloc(c->v, sizeof *x * (size_t)nc);
-        if (s) c->step = s;
-        if (x) c->v = x;
-        if (!s || !x) return;
-        c->cap = nc;
-    }
-    c->step[c->n] = step;
-    c->v[c->n++] = v;
-}
-
-/* loss.svg: training loss (light, and smoothed), held-out loss (points), baselines (dashed). */
-static void write_svg(const char *path, const curve *tl, const curve *el, double base_u,
-                      double base_b) {
-    if (!tl->n) return;
-    const double W = 720, H = 400, x0 = 60, y0 = 20, pw = W - 80, ph = H - 60;
-    double lo = 1e30, hi = -1e30;
-    for (int i = 0; i < tl->n; i++) lo = fmin(lo, tl->v[i]), hi = fmax(hi, tl->v[i]);
-    for (int i = 0; i < el->n; i++) lo = fmin(lo, el->v[i]), hi = fmax(hi, el->v[i]);
-    if (base_b > 0 && isfinite(base_b)) lo = fmin(lo, log(base_b));
-    lo = floor(lo * 2) / 2, hi = ceil(hi * 2) / 2;
-    if (hi <= lo) hi = lo + 1;
-    const double smax = (double)tl->step[tl->n - 1] > 0 ? (double)tl->step[tl->n - 1] : 1;
-#define X(s) (x0 + pw * (double)(s) / smax)
-#define Y(v) (y0 + ph * (1 - ((v) - lo) / (hi - lo)))
-    size_t cap = 4096 + (size_t)tl->n * 64 + (size_t)el->n * 96;
-    char *b = malloc(cap);
-    if (!b) return;
-    size_t o = 0;
-#define P(...) (o += (size_t)snprintf(b + o, o < cap ? cap - o : 0, __VA_ARGS__))
-    P("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" "
-      "fill=\"white\"/>\n", W, H);
-    for (double v = lo; v <= hi + 1e-9; v += (hi - lo) / 8)
-        P("<line x1=\"%g\" x2=\"%g\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/><text x=\"%g\" "
-          "y=\"%.1f\" text-anchor=\"end\">%.2f</text>\n", x0, x0 + pw, Y(v), Y(v), x0 - 6,
-          Y(v) + 4, v);
-    P("<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">step (0 … %lld)</text>\n", x0 + pw / 2,
-      H - 12, (long long)tl->step[tl->n - 1]);
-    P("<polyline fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\" points=\"");
-    for (int i = 0; i < tl->n && o < cap; i++) P("%.1f,%.1f ", X(tl->step[i]), Y(tl->v[i]));
-    P("\"/>\n<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"");
-    double ema = tl->v[0];
-    for (int i = 0; i < tl->n && o < cap; i++) {
-        ema = 0.95 * ema + 0.05 * tl->v[i];
-        P("%.1f,%.1f ", X(tl->step[i]), Y(ema));
-    }
-    P("\"/>\n");
-    for (int i = 0; i < el->n && o < cap; i++)
-        P("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#e6550d\"/>\n", X(el->step[i]),
-          Y(el->v[i]));
-    const double bl[2] = {base_u, base_b};
-    const char *bn[2] = {"unigram", "bigram"};
-    for (int k = 0; k < 2; k++)
-        if (bl[k] > 0 && isfinite(bl[k]) && log(bl[k]) <= hi && log(bl[k]) >= lo)
-            P("<line x1=\"%g\" x2=\"%g\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#777\" "
-              "stroke-dasharray=\"5,4\"/><text x=\"%g\" y=\"%.1f\" text-anchor=\"end\" "
-              "fill=\"#555\">%s baseline</text>\n", x0, x0 + pw, Y(log(bl[k])), Y(log(bl[k])),
-              x0 + pw - 4, Y(log(bl[k])) - 4, bn[k]);
-    P("<text x=\"%g\" y=\"14\">training loss (thin: per step, thick: smoothed), "
-      "<tspan fill=\"#e6550d\">held-out loss</tspan>, nats/token</text>\n</svg>\n", x0);
-#undef P
-#undef X
-#undef Y
-    if (o < cap) file_write_atomic(path, b, o);
-    free(b);
-}
-
 int cmd_pretrain(int argc, char **argv) {
     const char *config = NULL, *tokp = NULL, *data = NULL, *valid = NULL, *out = NULL;
     const char *resume = NULL, *sched = "cosine";
     long steps = 0, batch = 16, seq_len = 128, warmup = -1, eval_every = 200, save_every = 0;
     long log_every = 10, seed = 0, threads = 0, keep = 0;
     double lr = 2e-3, wd = 0.1, clip = 1.0;
-    bool force = false;
+    bool force = false, quiet = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const bool has = i + 1 < argc;
         bool ok = true;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout);
         else if (!strcmp(a, "--config") && has) config = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && has) tokp = argv[++i];
+        else if ((!strcmp(a, "--tokenizer") || !strcmp(a, "-T")) && has) tokp = argv[++i];
         else if (!strcmp(a, "--data") && has) data = argv[++i];
         else if (!strcmp(a, "--valid") && has) valid = argv[++i];
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) out = argv[++i];
@@ -331,11 +245,12 @@ int cmd_pretrain(int argc, char **argv) {
         else if (!strcmp(a, "--save-total-limit") && has) ok = cli_parse_int("pretrain", a, argv[++i], 0, 1000000, &keep);
         else if (!strcmp(a, "--log-every") && has) ok = cli_parse_int("pretrain", a, argv[++i], 1, 100000000, &log_every);
         else if (!strcmp(a, "--seed") && has) ok = cli_parse_int("pretrain", a, argv[++i], 0, 0x7fffffffL, &seed);
-        else if (!strcmp(a, "-t") && has) ok = cli_parse_int("pretrain", a, argv[++i], 0, 1024, &threads);
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) ok = cli_parse_int("pretrain", a, argv[++i], 0, 1024, &threads);
         else if (!strcmp(a, "--lr") && has) ok = cli_parse_float("pretrain", a, argv[++i], &lr);
         else if (!strcmp(a, "--weight-decay") && has) ok = cli_parse_float("pretrain", a, argv[++i], &wd);
         else if (!strcmp(a, "--grad-clip") && has) ok = cli_parse_float("pretrain", a, argv[++i], &clip);
         else if (!strcmp(a, "--force")) force = true;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = cli_quiet = true;
         else {
             fprintf(stderr, "wick pretrain: unknown or incomplete option '%s'\n", a);
             return usage(stderr);
@@ -363,7 +278,7 @@ int cmd_pretrain(int argc, char **argv) {
         fprintf(stderr, "wick pretrain: cannot create %s: %s\n", out, strerror(errno));
         return 1;
     }
-    const double t_start = now_s();
+    const double t_start = cli_now_s();
     char *init = path_join(out, "init");
     const char *model_dir = resume ? resume : init;
     int rc = 0;
@@ -413,8 +328,7 @@ int cmd_pretrain(int argc, char **argv) {
     wick_trainer *tr = NULL;
     int32_t *ids = NULL;
     int *order = NULL;
-    FILE *logf = NULL;
-    curve tl = {0}, el = {0};
+    cli_trainlog lg = {0};
     double ppl_u = NAN, ppl_b = NAN, last_eval = NAN;
     if (!tok) {
         fprintf(stderr, "wick pretrain: %s has no tokenizer\n", model_dir);
@@ -442,61 +356,35 @@ int cmd_pretrain(int argc, char **argv) {
     }
     wick_train_state ts;
     wick_trainer_get_state(tr, &ts);
-    printf("pretraining %.2fM parameters (d %lld, %lld layers, vocab %lld) on %lld tokens "
+    if (!quiet)
+        printf("pretraining %.2fM parameters (d %lld, %lld layers, vocab %lld) on %lld tokens "
            "(%d windows of %ld), %ld steps of %ld windows = %.1f epochs, from step %lld\n",
            (double)ts.n_params / 1e6, (long long)info.n_embd, (long long)info.n_layer,
            (long long)info.n_vocab, (long long)n_train, tr_d.n, seq_len, steps, batch,
            (double)steps * batch / tr_d.n, (long long)ts.step);
-    if (valid)
+    if (valid && !quiet)
         printf("held-out: %lld tokens; baselines: unigram perplexity %.2f, bigram %.2f\n",
                (long long)n_valid, ppl_u, ppl_b);
     fflush(stdout);
     ids = malloc(sizeof(int32_t) * (size_t)(batch * seq_len));
     order = malloc(sizeof(int) * (size_t)tr_d.n);
-    char *logp = path_join(out, "training_log.jsonl");
-    /* a resumed run keeps the log lines of the steps it resumes from */
-    if (logp && resume) {
-        char *old = NULL;
-        size_t n = 0;
-        FILE *nf = NULL;
-        char *tmp = malloc(strlen(logp) + 8);
-        if (tmp) sprintf(tmp, "%s.tmp", logp);
-        if (tmp && file_read_all(logp, &old, &n) == WICK_OK && (nf = fopen(tmp, "wb"))) {
-            for (char *line = strtok(old, "\n"); line; line = strtok(NULL, "\n")) {
-                long long st = -1;
-                if (sscanf(line, "{\"step\": %lld", &st) == 1 && st <= ts.step)
-                    fprintf(nf, "%s\n", line);
-            }
-            fclose(nf);
-            rename(tmp, logp);
-        }
-        free(old);
-        free(tmp);
-    }
-    logf = logp ? fopen(logp, resume ? "ab" : "wb") : NULL;
-    free(logp);
-    if (!ids || !order || !logf) {
-        fprintf(stderr, "wick pretrain: out of memory or cannot write training_log.jsonl in %s\n",
-                out);
+    if (!ids || !order) {
+        fprintf(stderr, "wick pretrain: out of memory\n");
         rc = 1;
         goto out;
     }
+    /* a resumed run keeps the log lines of the steps it resumes from */
+    if ((rc = cli_trainlog_open(&lg, "pretrain", out, resume ? ts.step : -1, steps, log_every,
+                                quiet)))
+        goto out;
     uint64_t rng = (uint64_t)seed * 0x2545f4914f6cdd1dull + 7;
     long pos = tr_d.n;
     /* the order of windows: a fresh shuffle per epoch; a resumed run replays the steps taken */
     cli_train_sigint_install();
-    const double t0 = now_s();
-    double win_loss = 0, t_log = t0;
-    int win_n = 0;
     for (int64_t s = 0; s < steps; s++) {
         for (int b = 0; b < batch; b++) {
             if (pos >= tr_d.n) {
-                for (int i = 0; i < tr_d.n; i++) order[i] = i;
-                for (int i = tr_d.n - 1; i > 0; i--) {
-                    int j = (int)(mix(&rng) % (uint64_t)(i + 1)), x = order[i];
-                    order[i] = order[j];
-                    order[j] = x;
-                }
+                cli_shuffle(order, tr_d.n, &rng);
                 pos = 0;
             }
             memcpy(ids + (size_t)b * seq_len, tr_d.ex[order[pos++]].ids, sizeof(int32_t) * seq_len);
@@ -509,87 +397,55 @@ int cmd_pretrain(int argc, char **argv) {
         }
         wick_train_state now;
         wick_trainer_get_state(tr, &now);
-        const double el_s = now_s() - t0;
-        fprintf(logf, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, "
-                      "\"tokens\": %lld, \"elapsed_s\": %.3f}\n", (long long)now.step, loss,
-                now.lr, now.grad_norm, (long long)(now.step * batch * seq_len), el_s);
-        curve_add(&tl, now.step, loss);
-        win_loss += loss;
-        win_n++;
-        if (now.step % log_every == 0 || now.step == steps) {
-            const double t = now_s(), done = (double)(now.step - ts.step);
-            const double tps = (double)win_n * batch * seq_len / (t - t_log);
-            const double eta = (t - t0) / done * (double)(steps - now.step);
-            printf("step %lld/%ld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  %.0f s  eta %.0f s\n",
-                   (long long)now.step, steps, win_loss / win_n, now.lr, now.grad_norm, tps,
-                   t - t0, eta);
-            fflush(stdout);
-            fflush(logf);
-            win_loss = 0;
-            win_n = 0;
-            t_log = t;
-        }
+        cli_trainlog_step(&lg, now.step, loss, now.lr, now.grad_norm,
+                          (int64_t)(now.step * batch * seq_len), (int64_t)(batch * seq_len));
         if (valid && (now.step % eval_every == 0 || now.step == steps)) {
+            const double te = cli_now_s();
             if ((rc = eval_loss(tr, &va_d, (int)batch, (int)seq_len, ids, &last_eval))) goto out;
-            fprintf(logf, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.4f}\n",
-                    (long long)now.step, last_eval, exp(last_eval));
-            curve_add(&el, now.step, last_eval);
-            printf("eval at step %lld: held-out loss %.4f, perplexity %.2f (unigram %.2f, "
-                   "bigram %.2f)\n", (long long)now.step, last_eval, exp(last_eval), ppl_u, ppl_b);
-            fflush(stdout);
-            t_log = now_s();   /* evaluation time is not training throughput */
+            cli_trainlog_eval(&lg, now.step, last_eval, cli_now_s() - te);
+            if (!quiet)
+                cli_trainlog_say(&lg, stderr, "eval at step %lld: held-out loss %.4f, perplexity "
+                                 "%.2f (unigram %.2f, bigram %.2f)\n", (long long)now.step,
+                                 last_eval, exp(last_eval), ppl_u, ppl_b);
         }
         if (save_every && now.step % save_every == 0 && now.step < steps) {
             char dir[4096];
             snprintf(dir, sizeof dir, "%s/checkpoint-%lld", out, (long long)now.step);
+            cli_trainlog_flush(&lg);
             if (wick_trainer_save(tr, dir) != WICK_OK) {
                 rc = cli_fail("pretrain", "cannot write a checkpoint");
                 goto out;
             }
-            printf("saved %s\n", dir);
+            if (!quiet) cli_trainlog_say(&lg, stdout, "saved %s\n", dir);
             cli_prune_checkpoints(out, keep);
         }
         if (cli_train_interrupted()) {
             char dir[4096];
             snprintf(dir, sizeof dir, "%s/checkpoint-%lld", out, (long long)now.step);
-            fflush(logf);
+            cli_trainlog_flush(&lg);
             if (wick_trainer_save(tr, dir) != WICK_OK) {
                 rc = cli_fail("pretrain", "cannot write the checkpoint");
                 goto out;
             }
             cli_prune_checkpoints(out, keep);
-            fprintf(stderr, "interrupted after step %lld: saved %s (continue with --resume %s "
-                            "and the same options)\n", (long long)now.step, dir, dir);
+            cli_trainlog_say(&lg, stderr, "interrupted after step %lld: saved %s (continue with "
+                             "--resume %s and the same options)\n", (long long)now.step, dir, dir);
             rc = 130;
             goto out;
         }
     }
-    fflush(logf);
+    cli_trainlog_flush(&lg);
     if (wick_trainer_save(tr, out) != WICK_OK) {
         rc = cli_fail("pretrain", "cannot write the model");
         goto out;
     }
     {
         /* the picture from the whole log (a resumed run's too) */
-        char *svg = path_join(out, "loss.svg"), *ej = path_join(out, "eval.json");
-        char *lp = path_join(out, "training_log.jsonl"), *lt = NULL;
-        size_t ll = 0;
-        if (lp && file_read_all(lp, &lt, &ll) == WICK_OK) {
-            tl.n = el.n = 0;
-            for (char *line = strtok(lt, "\n"); line; line = strtok(NULL, "\n")) {
-                long long st = -1;
-                const char *v;
-                if (sscanf(line, "{\"step\": %lld", &st) != 1) continue;
-                if ((v = strstr(line, "\"loss\": "))) curve_add(&tl, st, atof(v + 8));
-                else if ((v = strstr(line, "\"eval_loss\": "))) curve_add(&el, st, atof(v + 13));
-            }
-        }
-        free(lt);
-        free(lp);
-        write_svg(svg, &tl, &el, ppl_u, ppl_b);
+        cli_trainlog_plot(&lg, ppl_u, ppl_b);
+        char *ej = path_join(out, "eval.json");
         wick_train_state fin;
         wick_trainer_get_state(tr, &fin);
-        const double secs = now_s() - t0;
+        const double secs = cli_trainlog_elapsed(&lg);
         char buf[1024], hl[32], hp[32], pu[32], pb[32];
         /* JSON has no NaN: a figure that was not measured (no --valid) is null */
 #define NUM(dst, v) (isfinite(v) ? snprintf(dst, sizeof dst, "%.6f", (double)(v)) \
@@ -608,17 +464,15 @@ int cmd_pretrain(int argc, char **argv) {
                  (long long)n_valid, hl, hp, pu, pb, seq_len, batch, secs,
                  (double)(fin.step - ts.step) * batch * seq_len / (secs > 0 ? secs : 1));
         if (ej) file_write_atomic(ej, buf, strlen(buf));
-        free(svg);
         free(ej);
-        printf("wrote %s (%.2fM parameters, %lld steps, %.0f s)\n", out,
-               (double)fin.n_params / 1e6, (long long)fin.step, now_s() - t_start);
+        cli_trainlog_summary(&lg);
+        char what[96];
+        snprintf(what, sizeof what, "%.2fM parameters, step %lld", (double)fin.n_params / 1e6,
+                 (long long)fin.step);
+        cli_wrote("pretrain", out, what, cli_now_s() - t_start);
     }
 out:
-    if (logf) fclose(logf);
-    free(tl.step);
-    free(tl.v);
-    free(el.step);
-    free(el.v);
+    cli_trainlog_close(&lg);
     free(ids);
     free(order);
     wick_trainer_free(tr);

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "base/fileio.h"
+#include "cli/cli.h"
 #include "model/gguf_tok.h"
 #include "model/model_export.h"
 #include "model/model_gguf.h"
@@ -24,31 +25,45 @@ static int ends_with(const char *s, const char *suf) {
 
 /* Loads IN (folder or .gguf) without its tokenizer; a GGUF model keeps its mapping in
  * m->gguf (closed by wick_model_free). */
-static int load_any(const char *in, wick_model **m) {
+static int load_any(const char *cmd, const char *in, wick_model **m) {
     wick_model_params mp = wick_model_params_default();
     mp.load_tokenizer = false;
-    if (wick_model_load(in, &mp, m)) return fprintf(stderr, "wick: %s\n", wick_last_error()), 1;
+    cli_status(cmd, "loading %s …", in);
+    if (wick_model_load(in, &mp, m)) return cli_fail(cmd, "cannot load the model");
     return 0;
 }
 
-static int run(const char *in, const char *out, dtype dt) {
+/* IN -> OUT.gguf with dt matrices; the summary line at the end. */
+static int run(const char *cmd, const char *in, const char *out, dtype dt) {
     if (!ends_with(out, ".gguf"))
-        return fprintf(stderr, "wick: %s: the output must be a .gguf file (for a model folder "
-                               "from a .gguf use `wick convert IN.gguf OUT_DIR`)\n", out), 1;
+        return fprintf(stderr, "wick %s: %s: the output must be a .gguf file (for a model folder "
+                               "from a .gguf use `wick convert IN.gguf OUT_DIR`)\n", cmd, out), 1;
+    const double t0 = cli_now_s();
     wick_model *m = NULL;
-    if (load_any(in, &m)) return 1;
+    if (load_any(cmd, in, &m)) return 1;
     const gguf_file *g = m->gguf;
     int rc = 0;
     {
         gguf_tok_meta tm;
         wick_status st = g ? gguf_tok_meta_from_gguf(g, &tm) : gguf_tok_meta_from_folder(in, &tm);
         if (st == WICK_OK) st = gguf_tok_meta_pad(&tm, m->tok_embd.rows);
-        if (st == WICK_OK) st = model_gguf_save(m, out, dt, tm.kv, tm.n);
+        if (st == WICK_OK) gguf_tok_meta_drop_ids(&tm);   /* the model's ids are written */
+        if (st == WICK_OK) {
+            cli_status(cmd, "writing %s (%s matrices) …", out, dtype_name(dt));
+            st = model_gguf_save(m, out, dt, tm.kv, tm.n);
+        }
         if (st) {
-            fprintf(stderr, "wick: %s\n", wick_last_error());
-            rc = 1;
-        } else if (!tm.n) {
-            fprintf(stderr, "wick: note: %s has no tokenizer; %s carries none\n", in, out);
+            rc = cli_fail(cmd, "cannot write the GGUF");
+        } else {
+            if (!tm.n) {
+                cli_status_clear();
+                fprintf(stderr, "wick %s: note: %s has no tokenizer; %s carries none\n", cmd,
+                        in, out);
+            }
+            char what[64];
+            snprintf(what, sizeof what, "GGUF, %s matrices%s", dtype_name(dt),
+                     tm.n ? ", tokenizer" : "");
+            cli_wrote(cmd, out, what, cli_now_s() - t0);
         }
         gguf_tok_meta_free(&tm);
     }
@@ -61,7 +76,9 @@ static int usage_quantize(FILE *f) {
                "[--force]\n"
                "  IN          a model folder or .gguf file\n"
                "  -o, --out   the GGUF to write (also accepted as the second positional argument)\n"
-               "  --force     replace an existing OUT\n");
+               "  --force     replace an existing OUT\n"
+               "  -q, --quiet no progress or summary line\n"
+               "Ends with one line on stderr: what was written, its size and the time taken.\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -73,6 +90,7 @@ static int parse_io(const char *cmd, const char *a, const char *next, int *i, co
         *out = next;
         (*i)++;
     } else if (!strcmp(a, "--force")) *force = true;
+    else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) cli_quiet = true;
     else if (a[0] == '-' && a[1]) return fprintf(stderr, "wick %s: unknown or incomplete option "
                                                          "'%s'\n", cmd, a), 2;
     else if (!*in) *in = a;
@@ -108,14 +126,15 @@ int cmd_quantize(int argc, char **argv) {
         {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {"q5_0", DT_Q5_0}, {"q4_k", DT_Q4_K}, {"q6_k", DT_Q6_K},
         {"f16", DT_F16}, {"bf16", DT_BF16}, {"f32", DT_F32}};
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        if (strcasecmp(type, k[i].n) == 0) return run(in, out, k[i].dt);
+        if (strcasecmp(type, k[i].n) == 0) return run("quantize", in, out, k[i].dt);
     return fprintf(stderr, "wick quantize: unknown --type %s (q8_0, q4_0, q5_0, q4_k, q6_k, f16, bf16)\n", type), 2;
 }
 
 /* GGUF -> Hugging Face folder. */
 static int export_folder(const char *in, const char *out, const char *dtype_arg) {
+    const double t0 = cli_now_s();
     wick_model *m = NULL;
-    if (load_any(in, &m)) return 1;
+    if (load_any("convert", in, &m)) return 1;
     dtype dt = model_export_default_dtype(m);
     if (dtype_arg) {
         if (strcasecmp(dtype_arg, "f32") == 0) dt = DT_F32;
@@ -123,14 +142,16 @@ static int export_folder(const char *in, const char *out, const char *dtype_arg)
         else if (strcasecmp(dtype_arg, "bf16") == 0) dt = DT_BF16;
     }
     int rc = 0;
+    cli_status("convert", "writing %s (%s matrices) …", out, dtype_name(dt));
     if (model_export_folder(m, out, dt)) {
-        fprintf(stderr, "wick: %s\n", wick_last_error());
-        rc = 1;
+        rc = cli_fail("convert", "cannot write the model folder");
     } else {
-        fprintf(stderr, "wick: wrote %s (%s matrices%s)\n", out, dtype_name(dt),
-                m->gguf && (gguf_find_kv(m->gguf, "tokenizer.ggml.model") ||
-                            gguf_find_kv(m->gguf, "tokenizer.huggingface.json"))
-                    ? ", tokenizer.json" : ", no tokenizer in the source");
+        char what[96];
+        snprintf(what, sizeof what, "model folder, %s matrices%s", dtype_name(dt),
+                 m->gguf && (gguf_find_kv(m->gguf, "tokenizer.ggml.model") ||
+                             gguf_find_kv(m->gguf, "tokenizer.huggingface.json"))
+                     ? ", tokenizer.json" : ", no tokenizer in the source");
+        cli_wrote("convert", out, what, cli_now_s() - t0);
     }
     wick_model_free(m);
     return rc;
@@ -140,7 +161,9 @@ static int usage_convert(FILE *f) {
     fprintf(f, "usage: wick convert IN_FOLDER|IN.gguf -o OUT.gguf [--dtype f32|f16|bf16] [--force]\n"
                "       wick convert IN.gguf -o OUT_DIR [--dtype f32|f16|bf16] [--force]\n"
                "  (default: the source matrix type; BF16 for a quantized GGUF -> folder; OUT may\n"
-               "  also be the second positional argument; --force replaces an existing OUT)\n");
+               "  also be the second positional argument; --force replaces an existing OUT;\n"
+               "  -q, --quiet: no progress or summary line)\n"
+               "Ends with one line on stderr: what was written, its size and the time taken.\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -167,11 +190,11 @@ int cmd_convert(int argc, char **argv) {
         return export_folder(in, out, dt_arg);
     }
     wick_model *m = NULL;
-    if (load_any(in, &m)) return 1;
+    if (load_any("convert", in, &m)) return 1;
     /* keep the source type: F32/F16/BF16 as stored (mixed -> F32), unless --dtype says */
     const char *wd = m->weight_dtype;
     dtype dt = strcmp(wd, "BF16") == 0 ? DT_BF16 : strcmp(wd, "F16") == 0 ? DT_F16 : DT_F32;
     wick_model_free(m);
     if (dt_arg) dt = strcasecmp(dt_arg, "f32") == 0 ? DT_F32 : strcasecmp(dt_arg, "f16") == 0 ? DT_F16 : DT_BF16;
-    return run(in, out, dt);
+    return run("convert", in, out, dt);
 }

@@ -5,6 +5,7 @@
  * whatever else the template reads, e.g. tool_calls), passed to the template as written
  * ("-" reads stdin);
  * content must be a string or null (multimodal content lists are not handled). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,10 +15,11 @@
 #include "cli/cli.h"
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: wick template -t PATH --messages FILE.json [--add-generation-prompt] "
+    fprintf(f, "usage: wick template -T PATH --messages FILE.json [--add-generation-prompt] "
                "[--kwargs JSON]\n"
-               "  -t PATH                  tokenizer.json or a model folder (with "
-               "tokenizer_config.json)\n"
+               "  -T, --tokenizer PATH     tokenizer.json or a model folder (with "
+               "tokenizer_config.json;\n"
+               "                           -t PATH still works, with a note: -t is --threads)\n"
                "  --messages FILE          JSON array of {\"role\", \"content\"} ('-': stdin)\n"
                "  --add-generation-prompt  end with the assistant turn header\n"
                "  --kwargs JSON            extra template variables, e.g. "
@@ -61,7 +63,12 @@ int cmd_template(int argc, char **argv) {
             fprintf(stderr, "wick template: unknown option or missing value: %s\n", a);
             return usage(stderr);
         }
-        if (!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) path = argv[++i];
+        if (!strcmp(a, "-T") || !strcmp(a, "--tokenizer")) path = argv[++i];
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            const int k = cli_tokenizer_dash_t("template", a, argv[++i]);
+            if (k < 0) return 2;
+            if (k) path = argv[i];
+        }
         else if (!strcmp(a, "--messages")) msgs_path = argv[++i];
         else if (!strcmp(a, "--kwargs")) kwargs = argv[++i];
         else {
@@ -72,7 +79,7 @@ int cmd_template(int argc, char **argv) {
     if (!path || !msgs_path) return usage(stderr);
     char *text = slurp(msgs_path);
     if (!text) {
-        fprintf(stderr, "wick template: cannot read %s\n", msgs_path);
+        fprintf(stderr, "wick template: cannot read %s: %s\n", msgs_path, strerror(errno));
         return 1;
     }
     cJSON *arr = cJSON_Parse(text);

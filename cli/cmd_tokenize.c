@@ -2,6 +2,7 @@
  * (comma-separated ids -> text). PATH may be a tokenizer.json, a vocab.txt or a model folder.
  * Special tokens written in the text are always recognized (as HF does); --special also adds
  * the post-processor's tokens (BOS, [CLS]/[SEP]). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +10,9 @@
 #include "cli/cli.h"
 
 static int usage_tok(FILE *f) {
-    fprintf(f, "usage: wick tokenize -t PATH (--text S | --file F) [--special]\n"
-               "  -t PATH      tokenizer.json, vocab.txt or a model folder\n"
+    fprintf(f, "usage: wick tokenize -T PATH (--text S | --file F) [--special]\n"
+               "  -T, --tokenizer PATH  tokenizer.json, vocab.txt or a model folder\n"
+               "               (-t PATH still works, with a note: -t is --threads everywhere)\n"
                "  --text S     text to encode\n"
                "  --file F     encode the bytes of file F\n"
                "  --special    add the post-processor's special tokens (BOS, [CLS]/[SEP])\n");
@@ -18,10 +20,12 @@ static int usage_tok(FILE *f) {
 }
 
 static int usage_detok(FILE *f) {
-    fprintf(f, "usage: wick detokenize -t PATH --ids 1,2,3 [--skip-special]\n"
-               "  -t PATH         tokenizer.json, vocab.txt or a model folder\n"
+    fprintf(f, "usage: wick detokenize -T PATH --ids 1,2,3 [--skip-special]\n"
+               "  -T, --tokenizer PATH  tokenizer.json, vocab.txt or a model folder\n"
+               "                  (-t PATH still works, with a note: -t is --threads everywhere)\n"
                "  --ids LIST      comma-separated token ids\n"
-               "  --skip-special  drop special tokens\n");
+               "  --skip-special  drop special tokens (--keep-special: keep them, the default,\n"
+               "                  as transformers' decode)\n");
     return f == stderr ? 2 : 0;
 }
 
@@ -62,8 +66,12 @@ int cmd_tokenize(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_tok(stdout);
         if (!strcmp(a, "--special")) special = true;
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(a, "--text") && i + 1 < argc) text = argv[++i];
+        else if ((!strcmp(a, "-T") || !strcmp(a, "--tokenizer")) && i + 1 < argc) path = argv[++i];
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) {
+            const int k = cli_tokenizer_dash_t("tokenize", a, argv[++i]);
+            if (k < 0) return 2;
+            if (k) path = argv[i];
+        } else if (!strcmp(a, "--text") && i + 1 < argc) text = argv[++i];
         else if (!strcmp(a, "--file") && i + 1 < argc) file = argv[++i];
         else {
             fprintf(stderr, "wick tokenize: unknown or incomplete option '%s'\n", a);
@@ -71,7 +79,7 @@ int cmd_tokenize(int argc, char **argv) {
         }
     }
     if (!path || (!text == !file)) {
-        fprintf(stderr, "wick tokenize: need -t PATH and exactly one of --text / --file\n");
+        fprintf(stderr, "wick tokenize: need -T PATH and exactly one of --text / --file\n");
         return usage_tok(stderr);
     }
     char *buf = NULL;
@@ -79,12 +87,16 @@ int cmd_tokenize(int argc, char **argv) {
     if (file) {
         buf = read_file(file, &len);
         if (!buf) {
-            fprintf(stderr, "wick tokenize: cannot read '%s'\n", file);
+            fprintf(stderr, "wick tokenize: cannot read %s: %s\n", file, strerror(errno));
             return 1;
         }
         text = buf;
     } else {
         len = strlen(text);
+    }
+    if (!cli_check_utf8("tokenize", file ? file : "--text", text, len)) {
+        free(buf);
+        return file ? 1 : 2;
     }
     wick_tokenizer *t = NULL;
     if (wick_tokenizer_load(path, &t) != WICK_OK) {
@@ -121,15 +133,20 @@ int cmd_detokenize(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_detok(stdout);
         if (!strcmp(a, "--skip-special")) skip = true;
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(a, "--ids") && i + 1 < argc) list = argv[++i];
+        else if (!strcmp(a, "--keep-special")) skip = false;
+        else if ((!strcmp(a, "-T") || !strcmp(a, "--tokenizer")) && i + 1 < argc) path = argv[++i];
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) {
+            const int k = cli_tokenizer_dash_t("detokenize", a, argv[++i]);
+            if (k < 0) return 2;
+            if (k) path = argv[i];
+        } else if (!strcmp(a, "--ids") && i + 1 < argc) list = argv[++i];
         else {
             fprintf(stderr, "wick detokenize: unknown or incomplete option '%s'\n", a);
             return usage_detok(stderr);
         }
     }
     if (!path || !list) {
-        fprintf(stderr, "wick detokenize: need -t PATH and --ids LIST\n");
+        fprintf(stderr, "wick detokenize: need -T PATH and --ids LIST\n");
         return usage_detok(stderr);
     }
     int32_t *ids = NULL;

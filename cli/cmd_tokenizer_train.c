@@ -18,7 +18,7 @@ static int usage(FILE *f) {
             "  --special A,B,...    special tokens, ids 0.. (default <|endoftext|>,<|im_start|>,<|im_end|>)\n"
             "  --min-frequency N    never merge pairs seen fewer than N times (default 0)\n"
             "  --force              replace an existing output\n"
-            "  -q, --quiet          no progress line\n"
+            "  -q, --quiet          no progress or summary line\n"
             "Byte-level BPE with Qwen2's pre-tokenizer (NFC, Qwen2's split regex, ByteLevel), merges\n"
             "by frequency with Hugging Face's tie-breaking: HF tokenizers trained on the same files\n"
             "gives the same vocabulary and merges.\n");
@@ -30,15 +30,9 @@ typedef struct prog {
     double t0, last;
 } prog;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void on_progress(void *user, int now, int target) {
     prog *p = user;
-    const double t = now_s();
+    const double t = cli_now_s();
     if (t - p->last < 0.2 && now < target) return;
     p->last = t;
     fprintf(stderr, "\rtokenizer-train: vocab %d/%d  %.1f s", now, target, t - p->t0);
@@ -100,21 +94,23 @@ int cmd_tokenizer_train(int argc, char **argv) {
         p.special = sp;
         p.n_special = n;
     }
-    prog pg = {isatty(2) && !quiet, now_s(), 0};
+    prog pg = {isatty(2) && !quiet, cli_now_s(), 0};
     if (pg.tty) {
         p.progress = on_progress;
         p.progress_user = &pg;
     }
     wick_bpe_train_stats stats;
     if (wick_tokenizer_train_bpe(files, n_files, &p, out, &stats) != WICK_OK) {
-        if (pg.tty) fputc('\n', stderr);
+        if (pg.tty) fputs("\r\033[K", stderr);
         rc = cli_fail("tokenizer-train", "training failed");
     } else {
-        if (pg.tty) fputc('\n', stderr);
-        fprintf(stderr, "wrote %s: vocab %d (%d merges) from %lld bytes, %lld words "
-                "(%lld distinct) in %.2f s\n", out, stats.vocab_size, stats.merges,
-                (long long)stats.bytes, (long long)stats.word_occurrences,
-                (long long)stats.words, now_s() - pg.t0);
+        if (pg.tty) fputs("\r\033[K", stderr);
+        char what[160];
+        snprintf(what, sizeof what, "vocab %d, %d merges, from %lld bytes, %lld words (%lld "
+                 "distinct)", stats.vocab_size, stats.merges, (long long)stats.bytes,
+                 (long long)stats.word_occurrences, (long long)stats.words);
+        cli_quiet = quiet;
+        cli_wrote("tokenizer-train", out, what, cli_now_s() - pg.t0);
     }
     free(sp_copy);
     free(files);

@@ -39,7 +39,8 @@ void gen_opts_usage(FILE *f) {
             "                         JSON Schema (compact; keys in schema order)\n"
             "  --json-object          structured output: any JSON object\n"
             "  --logprobs N           report N alternatives per token (0..20)\n"
-            "  --keep-special         include special tokens in the text\n"
+            "  --keep-special         include special tokens in the text (--skip-special: the\n"
+            "                         default, drop them)\n"
             "  -t, --threads N        worker threads (default: all CPUs)\n"
             "  --ctx N                context size (default min(model max, 4096))\n"
             "  --kv-type T            KV cache elements: f32 (default, exact), f16, bf16, q8_0\n"
@@ -91,8 +92,8 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
         p->stop_on_eos = false;
         return 1;
     }
-    if (!strcmp(a, "--keep-special")) {
-        p->skip_special = false;
+    if (!strcmp(a, "--keep-special") || !strcmp(a, "--skip-special")) {
+        p->skip_special = a[2] == 's';   /* --skip-special is the default, accepted for symmetry */
         return 1;
     }
     if (!strcmp(a, "--raw")) {
@@ -183,7 +184,7 @@ static cJSON *num(double v) {
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
-void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok) {
+void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok, bool raw_tokens) {
     cJSON *o = cJSON_CreateObject();
     if (t->id >= 0) {
         cJSON_AddNumberToObject(o, "id", t->id);
@@ -195,7 +196,8 @@ void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok) {
         for (int i = 0; i < t->n_top; i++) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "id", t->top[i].id);
-            const char *s = tok ? wick_token_str(tok, t->top[i].id) : NULL;
+            char buf[512];
+            const char *s = cli_token_text(tok, t->top[i].id, raw_tokens, buf, sizeof buf);
             if (s) cJSON_AddStringToObject(e, "token", s);
             cJSON_AddItemToObject(e, "logprob", num(t->top[i].logprob));
             cJSON_AddItemToArray(arr, e);

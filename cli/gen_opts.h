@@ -36,7 +36,7 @@ void gen_opts_usage(FILE *f);
 
 /* Prints one token as a JSON object line (id, text, logit, prob, logprob, top_logprobs), and
  * on the last token a second line with finish_reason and the counts/timings. */
-void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok);
+void gen_print_json(FILE *f, const wick_token *t, const wick_tokenizer *tok, bool raw_tokens);
 
 /* Prints the speed summary of a finished generation to stderr. */
 void gen_print_speed(const wick_token *last);

@@ -2,15 +2,19 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
 #include "cli/cli.h"
 
 int cli_fail(const char *cmd, const char *what) {
+    cli_status_clear();
     fprintf(stderr, "wick %s: %s: %s\n", cmd, what, wick_last_error());
     return 1;
 }
@@ -79,6 +83,158 @@ bool cli_parse_float(const char *cmd, const char *opt, const char *s, double *ou
     }
     *out = v;
     return true;
+}
+
+int cli_tokenizer_dash_t(const char *cmd, const char *opt, const char *v) {
+    bool count = *v != 0;
+    for (const char *p = v; *p; p++) count &= *p >= '0' && *p <= '9';
+    if (count && !file_exists(v) && !dir_exists(v)) {
+        fprintf(stderr, "wick %s: note: %s %s has no effect: %s runs on one thread\n", cmd, opt,
+                v, cmd);
+        return 0;
+    }
+    if (strcmp(opt, "-t")) {
+        fprintf(stderr, "wick %s: %s expects a thread count, got '%s' (the tokenizer is "
+                        "-T/--tokenizer PATH)\n", cmd, opt, v);
+        return -1;
+    }
+    fprintf(stderr, "wick %s: note: -t PATH is deprecated, use -T/--tokenizer PATH (-t is "
+                    "--threads in every command)\n", cmd);
+    return 1;
+}
+
+void cli_warn_ctx(const char *cmd, const wick_model *m, long ctx) {
+    wick_model_info in;
+    wick_model_get_info(m, &in);
+    if (ctx > 0 && in.n_ctx_train > 0 && ctx > in.n_ctx_train)
+        fprintf(stderr, "wick %s: warning: --ctx %ld is above the model's maximum of %d "
+                        "positions (max_position_embeddings): text past position %d runs on "
+                        "positions it was never trained on and usually degrades\n", cmd, ctx,
+                in.n_ctx_train, in.n_ctx_train);
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when it is not one. */
+static int utf8_len(const unsigned char *s, size_t n) {
+    const unsigned c = s[0];
+    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (!len || (size_t)len > n) return 0;
+    for (int i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    const unsigned cp = len == 1 ? c : len == 2 ? (c & 31u) << 6 | (s[1] & 63u)
+                      : len == 3 ? (c & 15u) << 12 | (s[1] & 63u) << 6 | (s[2] & 63u)
+                                 : (c & 7u) << 18 | (s[1] & 63u) << 12 | (s[2] & 63u) << 6 | (s[3] & 63u);
+    const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) return 0;   /* overlong, surrogate */
+    return len;
+}
+
+bool cli_check_utf8(const char *cmd, const char *what, const char *s, size_t n) {
+    long line = 1;
+    for (size_t i = 0; i < n;) {
+        const int k = utf8_len((const unsigned char *)s + i, n - i);
+        if (!k) {
+            char where[48] = "";
+            if (memchr(s, '\n', n)) snprintf(where, sizeof where, " (line %ld)", line);
+            /* a lead byte whose continuation bytes run into the end: a character cut short */
+            const unsigned char c = (unsigned char)s[i];
+            bool cut = c >= 0xC2 && c <= 0xF4 && n - i < (size_t)(c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4);
+            for (size_t j = i + 1; cut && j < n; j++) cut = ((unsigned char)s[j] & 0xC0) == 0x80;
+            fprintf(stderr, "wick %s: %s is not valid UTF-8 at byte %zu%s: 0x%02X%s\n", cmd,
+                    what, i, where, c, cut ? " (a character cut off at the end)" : "");
+            return false;
+        }
+        line += s[i] == '\n';
+        i += (size_t)k;
+    }
+    return true;
+}
+
+const char *cli_token_text(const wick_tokenizer *tok, int32_t id, bool raw, char *buf, size_t n) {
+    if (!tok || n < 4) return NULL;
+    const char *s = wick_token_str(tok, id);
+    if (raw || !s) return s;
+    char dec[256];
+    size_t len = 0;
+    if (wick_detokenize(tok, &id, 1, false, dec, sizeof dec, &len) != WICK_OK) return s;
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 4 < n;) {
+        const int k = utf8_len((const unsigned char *)dec + i, len - i);
+        if (k) {
+            memcpy(buf + o, dec + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
+        } else {   /* U+FFFD */
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+/* ---- time, sizes and the summary line of writing commands ---- */
+
+double cli_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void cli_fmt_bytes(char *b, size_t n, double bytes) {
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) bytes /= 1024, u++;
+    if (u == 0) snprintf(b, n, "%.0f B", bytes);
+    else snprintf(b, n, "%.1f %s", bytes, unit[u]);
+}
+
+long long cli_path_bytes(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    long long sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *p = path_join(path, e->d_name);
+        if (p && lstat(p, &st) == 0 && S_ISREG(st.st_mode)) sum += (long long)st.st_size;
+        free(p);
+    }
+    closedir(d);
+    return sum;
+}
+
+bool cli_quiet;
+static bool g_status_open;
+
+void cli_status(const char *cmd, const char *fmt, ...) {
+    if (cli_quiet || !isatty(2)) return;
+    fprintf(stderr, "\r\033[Kwick %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fflush(stderr);
+    g_status_open = true;
+}
+
+void cli_status_clear(void) {
+    if (!g_status_open) return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    g_status_open = false;
+}
+
+void cli_wrote(const char *cmd, const char *path, const char *what, double seconds) {
+    cli_status_clear();
+    if (cli_quiet) return;
+    char sz[32] = "?";
+    long long n = cli_path_bytes(path);
+    if (n >= 0) cli_fmt_bytes(sz, sizeof sz, (double)n);
+    fprintf(stderr, "wick %s: wrote %s (%s%s%s) in %.2f s\n", cmd, path, sz, what ? ", " : "",
+            what ? what : "", seconds);
 }
 
 /* ---- training runs: Ctrl-C and checkpoint pruning (train, pretrain) ---- */

@@ -12,6 +12,11 @@
  *
  * On a base loaded from a llama GGUF (q/k rows permuted, model->rope_interleaved) the rows of
  * q/k lora_B are permuted the same way while converting, so the adapter follows the base.
+ * The base named by base_model_name_or_path, when it is a model folder that can be found (as
+ * written, then beside the adapter folder, then beside its parent: PEFT writes the path the
+ * training run was given), must have the model's architecture, hidden size and layer count:
+ * a Qwen2 adapter would otherwise apply to a LLaMA base of the same shape without complaint.
+ * A hub id or a path that no longer exists is not checked (the tensor checks still are).
  * A path naming a regular file is read as a llama.cpp GGUF LoRA file (adapter_gguf.c).
  * lora_adapter_read_mem runs the same checks on a config text and a safetensors image held
  * in memory (for the fuzz harnesses).
@@ -25,6 +30,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "base/json_parse.h"
 #include "formats/safetensors.h"
 #include "lora/lora.h"
 #include "model/model.h"
@@ -383,6 +389,68 @@ done:
     return rc;
 }
 
+/* config.json of the adapter's base (see the file comment), or NULL; malloc'd path in *where. */
+static cJSON *base_config(const char *dir, const char *name, char **where) {
+    char *parent = path_dirname(dir);
+    char *cands[3] = {strdup(name), path_join(dir, name), parent ? path_join(parent, name) : NULL};
+    free(parent);
+    cJSON *cfg = NULL;
+    *where = NULL;
+    for (int i = 0; i < 3 && !cfg; i++) {
+        if (!cands[i] || (i && name[0] == '/') || !dir_exists(cands[i])) continue;
+        char *p = path_join(cands[i], "config.json"), *text = NULL;
+        size_t n = 0;
+        if (p && file_read_all(p, &text, &n) == WICK_OK &&
+            json_parse(text, n, p, &cfg) == WICK_OK && cJSON_IsObject(cfg)) {
+            *where = p;
+            p = NULL;
+        } else {
+            cJSON_Delete(cfg);
+            cfg = NULL;
+        }
+        free(p);
+        free(text);
+    }
+    for (int i = 0; i < 3; i++) free(cands[i]);
+    err_clear();   /* an unreadable candidate is not this adapter's error */
+    return cfg;
+}
+
+/* Refuses an adapter whose base (when it can be found) differs from the model in architecture,
+ * hidden size or layer count, naming both. */
+static wick_status check_base(const wick_model *m, const char *dir, const char *text, size_t len) {
+    cJSON *a = NULL;
+    if (json_parse(text, len, dir, &a) != WICK_OK) {
+        err_clear();
+        return WICK_OK;   /* lora_config_parse reported it already */
+    }
+    const cJSON *bn = cJSON_GetObjectItemCaseSensitive(a, "base_model_name_or_path");
+    char *where = NULL;
+    cJSON *b = cJSON_IsString(bn) && *bn->valuestring ? base_config(dir, bn->valuestring, &where)
+                                                       : NULL;
+    wick_status st = WICK_OK;
+    if (b) {
+        const cJSON *archs = cJSON_GetObjectItemCaseSensitive(b, "architectures");
+        const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(b, "hidden_size");
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(b, "num_hidden_layers");
+        const char *arch = cJSON_IsString(a0) ? a0->valuestring : NULL;
+        const int hid = cJSON_IsNumber(h) ? h->valueint : 0, lay = cJSON_IsNumber(l) ? l->valueint : 0;
+        if ((arch && strcmp(arch, m->cfg.architecture)) || (hid && hid != m->cfg.n_embd) ||
+            (lay && lay != m->cfg.n_layer))
+            st = err_set(WICK_ERR_INVALID_ARG,
+                         "%s: the adapter's base \"%s\" (%s) is %s, hidden %d, %d layers, but "
+                         "the model %s is %s, hidden %d, %d layers: an adapter only fits the "
+                         "base it was trained on", dir, bn->valuestring, where,
+                         arch ? arch : "(no architectures)", hid, lay, m->path ? m->path : "",
+                         m->cfg.architecture, m->cfg.n_embd, m->cfg.n_layer);
+    }
+    free(where);
+    cJSON_Delete(b);
+    cJSON_Delete(a);
+    return st;
+}
+
 wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter **out) {
     *out = NULL;
     const size_t dl = strlen(dir);
@@ -406,6 +474,7 @@ wick_status lora_adapter_read(const wick_model *m, const char *dir, wick_adapter
     size_t len;
     if ((rc = file_read_all(cpath, &text, &len))) goto done;
     if ((rc = lora_config_parse(text, len, cpath, &cfg))) goto done;
+    if ((rc = check_base(m, dir, text, len))) goto done;
     if (!file_exists(wpath)) {
         char *bin = path_join(dir, "adapter_model.bin");
         bool has_bin = bin && file_exists(bin);

@@ -194,6 +194,7 @@ static wick_status save_gguf(const wick_model *m, const char *path) {
         gguf_tok_meta_free(&tm);
         return st;
     }
+    gguf_tok_meta_drop_ids(&tm);   /* the model's own bos/eos/pad are written */
     st = model_gguf_save(m, path, MODEL_GGUF_KEEP, tm.kv, tm.n);
     gguf_tok_meta_free(&tm);
     return st;

@@ -362,6 +362,20 @@ done:
     return st;
 }
 
+void gguf_tok_meta_drop_ids(gguf_tok_meta *m) {
+    static const char *const ids[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                      "tokenizer.ggml.eot_token_id",
+                                      "tokenizer.ggml.padding_token_id",
+                                      "tokenizer.wick.eos_token_ids"};
+    int w = 0;
+    for (int i = 0; i < m->n; i++) {
+        bool id = false;
+        for (size_t j = 0; j < sizeof ids / sizeof ids[0]; j++) id |= !strcmp(m->kv[i].key, ids[j]);
+        if (!id) m->kv[w++] = m->kv[i];
+    }
+    m->n = w;
+}
+
 wick_status gguf_tok_meta_from_gguf(const gguf_file *g, gguf_tok_meta *out) {
     memset(out, 0, sizeof *out);
     int n = 0;

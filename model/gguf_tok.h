@@ -25,6 +25,12 @@ wick_status gguf_tok_meta_from_folder(const char *dir, gguf_tok_meta *out);
  * mapping, which must stay open while the result is used). */
 wick_status gguf_tok_meta_from_gguf(const gguf_file *g, gguf_tok_meta *out);
 
+/* Removes the special-id keys (tokenizer.ggml.bos/eos/eot/padding_token_id,
+ * tokenizer.wick.eos_token_ids), so that model_gguf_save writes the model's own ids — those
+ * of its config.json / generation_config.json, which the tokenizer files may not match
+ * (wick convert/quantize/merge do this: a folder -> GGUF -> folder round trip keeps them). */
+void gguf_tok_meta_drop_ids(gguf_tok_meta *m);
+
 /* Pads tokenizer.ggml.tokens (and .token_type, .scores when present) to n_vocab entries, the
  * rows of the model's embedding: Qwen2's embedding has 151936 rows for 151665 tokens, and
  * llama.cpp refuses a file whose token list is shorter than the embedding. The added ids get

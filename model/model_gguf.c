@@ -142,6 +142,21 @@ static wick_status read_special_ids(gl *L, model_config *c) {
     if (gguf_get_int(L->g, "tokenizer.ggml.eot_token_id", &id, NULL) &&
         (c->n_eos == 0 || c->eos_ids[0] != id))
         c->eos_ids[c->n_eos++] = (int32_t)id;
+    /* wick writes the whole list when a model has more than two eos ids (model_gguf_save) */
+    const gguf_kv *el = gguf_find_kv(L->g, "tokenizer.wick.eos_token_ids");
+    if (el && el->v.type == GGUF_ARRAY && el->v.arr.n > 2 && el->v.arr.n <= CONFIG_MAX_EOS &&
+        (el->v.arr.type == GGUF_U32 || el->v.arr.type == GGUF_I32)) {
+        for (uint64_t i = 0; i < el->v.arr.n; i++) {
+            const gguf_value *x = &el->v.arr.items[i];
+            const int64_t v = x->type == GGUF_U32 ? (int64_t)x->u : x->i;
+            if (v < 0 || v >= c->n_vocab)
+                return err_set(WICK_ERR_FORMAT, "%s: tokenizer.wick.eos_token_ids[%llu] = %lld "
+                               "is not a token id of the model (ids are in [0, %d))", L->path,
+                               (unsigned long long)i, (long long)v, c->n_vocab);
+            c->eos_ids[i] = (int32_t)v;
+        }
+        c->n_eos = (int)el->v.arr.n;
+    }
     return WICK_OK;
 }
 
@@ -527,7 +542,37 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
         kv[k].key = KEY("rope.scaling.factor"); kv[k].v = gguf_v_f32(c->rope_factor); k++;
     }
 #undef KEY
-    for (int i = 0; i < n_extra && k < (int)(sizeof kv / sizeof kv[0]); i++) kv[k++] = extra[i];
+    /* the special ids are the model's (config.json / generation_config.json, or the GGUF it
+     * came from), so folder -> GGUF -> folder keeps bos, eos and pad exactly; an id key in
+     * `extra` is written as given instead */
+    static const char *const id_keys[] = {"tokenizer.ggml.bos_token_id",
+                                          "tokenizer.ggml.eos_token_id",
+                                          "tokenizer.ggml.eot_token_id",
+                                          "tokenizer.ggml.padding_token_id",
+                                          "tokenizer.wick.eos_token_ids"};
+    bool given[5] = {false};
+    for (int i = 0; i < n_extra && k < (int)(sizeof kv / sizeof kv[0]) - 5; i++) {
+        for (int j = 0; j < 5; j++) given[j] |= !strcmp(extra[i].key, id_keys[j]);
+        kv[k++] = extra[i];
+    }
+    gguf_value eos_list[CONFIG_MAX_EOS];
+    const int64_t ids[4] = {c->bos_id, c->n_eos >= 1 ? c->eos_ids[0] : -1,
+                            c->n_eos >= 2 ? c->eos_ids[1] : -1, c->pad_id};
+    for (int j = 0; j < 4; j++)
+        if (ids[j] >= 0 && !given[j]) {
+            kv[k].key = (char *)id_keys[j];
+            kv[k].v = gguf_v_u32((uint32_t)ids[j]);
+            k++;
+        }
+    if (c->n_eos > 2 && !given[1] && !given[4]) {   /* llama.cpp has keys for two */
+        for (int i = 0; i < c->n_eos; i++) eos_list[i] = gguf_v_u32((uint32_t)c->eos_ids[i]);
+        kv[k].key = (char *)id_keys[4];
+        kv[k].v.type = GGUF_ARRAY;
+        kv[k].v.arr.type = GGUF_U32;
+        kv[k].v.arr.n = (uint64_t)c->n_eos;
+        kv[k].v.arr.items = eos_list;
+        k++;
+    }
     if (c->rope != ROPE_DEFAULT && c->rope != ROPE_LINEAR)
         st = err_set(WICK_ERR_UNSUPPORTED, "%s: rope scaling of this model cannot be written to "
                      "GGUF yet", path);

@@ -25,7 +25,7 @@ echo "== fine-tuning a rank-16 LoRA on $(wc -l < "$OUT/fortunes.jsonl") fortunes
 rm -rf "$OUT/adapter"
 "$W" train -m "$MODEL" --data "$OUT/fortunes.jsonl" --out "$OUT/adapter" -r 16 --alpha 32 \
   --targets q,k,v,o,gate,up,down --lr 3e-3 --steps 150 --batch 16 --seq-len 64 \
-  --schedule cosine --warmup 10 --seed 1 | awk 'NR == 1 || /^step [0-9]*0\// || /^saved/'
+  --schedule cosine --warmup 10 --seed 1 --log-every 10
 for prompt in "You will" "A wise man"; do
   printf '\n\033[1m== base model: %s\033[0m' "$prompt"
   "$W" generate -m "$MODEL" -p "$prompt" -n 40 --temp 0.7 --seed 3

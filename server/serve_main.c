@@ -62,7 +62,7 @@ static int usage(FILE *f) {
                "  --max-conns N    open connections at most (default 1024)\n"
                "  --drain-grace S  on SIGTERM, how long running generations may finish (default 30)\n"
                "  --max-body N     largest request body in bytes (default 8 MiB; larger: 413)\n"
-               "  --adapter SPEC   load a PEFT LoRA folder and serve it as model NAME (default: the\n"
+               "  -a, --adapter SPEC  load a PEFT LoRA folder and serve it as model NAME (default: the\n"
                "                   folder name); requests pick it with \"model\": \"NAME\", and\n"
                "                   requests with different adapters share a batch\n"
                "  --no-adapter-api refuse POST/DELETE /v1/adapters (403); --adapter-api allows\n"
@@ -223,7 +223,7 @@ int cmd_serve(int argc, char **argv) {
                         argv[i]);
                 return 2;
             }
-        } else if (!strcmp(a, "--adapter") && has) {
+        } else if ((!strcmp(a, "--adapter") || !strcmp(a, "-a")) && has) {
             if (n_adapter_specs == SERVE_MAX_ADAPTERS) {
                 fprintf(stderr, "wick serve: at most %d adapters\n", SERVE_MAX_ADAPTERS);
                 return 2;
@@ -416,6 +416,7 @@ int cmd_serve(int argc, char **argv) {
     ep.n_threads = (int)threads;
     ep.max_seqs = (int)parallel;
     ep.n_ctx = (int)ctx;
+    cli_warn_ctx("serve", c.model, ctx);
     ep.n_batch = (int)(batch < parallel ? parallel : batch);
     ep.kv_tokens = (int)kv_size;
     ep.kv_type = kv_type;

@@ -444,8 +444,8 @@ static void test_kill_merge(void **state) {
     kcase c = {.name = "merge", .out = cat(dir, "merged")};
     char half[4200];
     snprintf(half, sizeof half, "%s:0.5", g.adapter);
-    char *a[] = {"wick", "merge", "-m", g.qbase, "-a", g.adapter, "-o", c.out, NULL};
-    char *b[] = {"wick", "merge", "-m", g.qbase, "-a", half, "-o", c.out, NULL};
+    char *a[] = {"wick", "merge", "-m", g.qbase, "-a", g.adapter, "-o", c.out, "--force", NULL};
+    char *b[] = {"wick", "merge", "-m", g.qbase, "-a", half, "-o", c.out, "--force", NULL};
     c.argv[0] = a;
     c.argv[1] = b;
     kill_loop(&c, 3);

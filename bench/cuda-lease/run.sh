@@ -30,7 +30,7 @@ fi
 [ -x build-cuda/wick ] || exit 1
 # ---- bench: wick (cuda) vs transformers on the same random model, alternating ----
 M=/tmp/qwen05
-build-cuda/wick create-random --like qwen2.5-0.5b --out $M --dtype bf16 --tokenizer "$WICK_FIXTURES/tokenizers/qwen3" || exit 1
+build-cuda/wick create-random --like qwen2.5-0.5b --out $M --force --dtype bf16 --tokenizer "$WICK_FIXTURES/tokenizers/qwen3" || exit 1
 IDS=$(python3 -c 'print(",".join(str((i*7919+13)%151936) for i in range(32)))')
 timeout 60 build-cuda/wick logits -m $M --ids $IDS --device cuda --out /tmp/wl.safetensors | tail -2
 (unset LD_LIBRARY_PATH; timeout 90 python3 "$G/cmp.py" $M /tmp/wl.safetensors $IDS 2>&1 | grep -v -i "warn\|Loading" | tee "$OUT/cmp.txt")

@@ -1,0 +1,307 @@
+#!/bin/sh
+# cli_check.sh BUILD_DIR SOURCE_DIR — the `wick` command line as a user meets it: every
+# command's --help (stdout, exit 0), exit codes of good and bad arguments (0 ok, 1 runtime
+# error, 2 usage error), --json output parsed as JSON, training's progress/log/summary files,
+# the summary line of writing commands, --force refusals, and no partial output after an
+# injected failure (a read-only output folder, a model that cannot be read).
+# Runs on the demo model (models/kjv-demo) and scratch models from `wick create-random`; the
+# fixtures in $WICK_FIXTURES (default ../shared/fixtures) add the BERT and adapter checks when
+# present. Prints PASS/FAIL per check and exits 1 when any failed.
+set -u
+build=$1
+src=$2
+W="$(cd "$build" && pwd)/wick"
+M="$(cd "$src" && pwd)/models/kjv-demo"
+FIX=${WICK_FIXTURES:-$src/../shared/fixtures}
+tmp=$(mktemp -d)
+trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+export OPENBLAS_NUM_THREADS=1
+fails=0
+
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# run NAME EXPECTED_RC cmd...: runs cmd with stdout in $tmp/out, stderr in $tmp/err
+run() {
+  _name=$1 _want=$2
+  shift 2
+  "$@" > "$tmp/out" 2> "$tmp/err" < /dev/null
+  _got=$?
+  if [ "$_got" = "$_want" ]; then pass "$_name (exit $_got)"
+  else fail "$_name: exit $_got, expected $_want"; sed 's/^/    /' "$tmp/err" | head -5; fi
+}
+# has FILE TEXT NAME: FILE contains TEXT
+has() { if grep -qF -- "$2" "$1"; then pass "$3"; else fail "$3: '$2' not in $(basename "$1")"; sed 's/^/    /' "$1" | head -5; fi; }
+hasnt() { if grep -qF -- "$2" "$1"; then fail "$3: '$2' in $(basename "$1")"; else pass "$3"; fi; }
+# json FILE NAME: FILE is one JSON document
+if command -v python3 > /dev/null 2>&1; then
+  json() { if python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$1" 2> /dev/null; then pass "$2"; else fail "$2: not JSON"; head -c 300 "$1"; fi; }
+elif command -v jq > /dev/null 2>&1; then
+  json() { if jq -e . "$1" > /dev/null 2>&1; then pass "$2"; else fail "$2: not JSON"; fi; }
+else
+  json() { echo "SKIP: $2 (no python3 or jq to parse JSON)"; }
+fi
+# leftovers DIR NAME: no writer temporaries in DIR
+leftovers() { if ls -A "$1" 2> /dev/null | grep -q 'wick-tmp\|wick-old'; then fail "$2: temporaries left in $1"; ls -A "$1"; else pass "$2"; fi; }
+
+# ---- --help on every command: usage on stdout, exit 0 ----
+for c in $("$W" help | awk '/^commands:/ {on = 1; next} on && /^  [a-z]/ {print $1}'); do
+  run "$c --help" 0 "$W" "$c" --help
+  has "$tmp/out" "usage: wick" "$c --help prints its usage on stdout"
+done
+for b in generate stream adapters batch serve kernels; do
+  run "bench $b --help" 0 "$W" bench "$b" --help
+  has "$tmp/out" "usage: wick bench" "bench $b --help prints its usage on stdout"
+done
+run "wick (no command)" 2 "$W"
+run "wick unknown command" 2 "$W" frobnicate
+run "wick --version" 0 "$W" --version
+
+# ---- train: progress, log, loss curve, eval, summary ----
+i=0
+: > "$tmp/d.jsonl"
+while [ $i -lt 24 ]; do
+  echo "{\"prompt\": \"And God said $i\", \"completion\": \" let there be light\"}" >> "$tmp/d.jsonl"
+  i=$((i + 1))
+done
+head -4 "$tmp/d.jsonl" > "$tmp/e.jsonl"
+run "train with --eval-data" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" --eval-data "$tmp/e.jsonl" \
+  -o "$tmp/lora" --steps 12 --batch 2 --eval-every 4 --save-every 6 -t 1
+n=$(grep -c '"loss": ' "$tmp/lora/training_log.jsonl")
+[ "$n" = 12 ] && pass "training_log.jsonl: 12 step lines" || fail "training_log.jsonl: $n step lines"
+n=$(grep -c '"eval_loss": ' "$tmp/lora/training_log.jsonl")
+[ "$n" = 3 ] && pass "training_log.jsonl: 3 eval lines (steps 4, 8, 12)" || fail "training_log.jsonl: $n eval lines"
+has "$tmp/lora/loss.svg" "<svg" "loss.svg beside the adapter"
+has "$tmp/err" "first" "train summary names the first loss"
+has "$tmp/err" "best" "train summary names the best loss"
+has "$tmp/err" "eval loss" "train summary names the eval loss"
+has "$tmp/err" "wrote $tmp/lora" "train ends with the written path"
+has "$tmp/err" "step 12/12" "plain progress lines on a non-terminal stderr"
+hasnt "$tmp/out" "step 1/" "progress stays off stdout"
+test -f "$tmp/lora/checkpoint-6/adapter_model.safetensors" && pass "checkpoint-6 written" || fail "no checkpoint-6"
+run "train -q" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora-q" --steps 3 -t 1 -q
+hasnt "$tmp/err" "step 1/" "-q silences progress"
+[ -s "$tmp/err" ] && fail "train -q printed: $(head -3 "$tmp/err")" || pass "train -q prints nothing"
+test -f "$tmp/lora-q/adapter_model.safetensors" && pass "train -q still writes the adapter" || fail "train -q wrote no adapter"
+run "train --resume a checkpoint" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora" \
+  --resume "$tmp/lora/checkpoint-6" --steps 12 --batch 2 -t 1 -r 4
+has "$tmp/err" "-r ignored" "-r when resuming is a stated warning"
+has "$tmp/err" "6 steps (6" "resumed run trains steps 7..12"
+n=$(grep -c '"loss": ' "$tmp/lora/training_log.jsonl")
+[ "$n" = 12 ] && pass "resumed log keeps steps 1-6 and replaces 7-12" || fail "resumed log: $n step lines"
+run "train --adapter (old spelling of --resume)" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" \
+  -o "$tmp/lora2" --adapter "$tmp/lora/checkpoint-6" --steps 7 --batch 2 -t 1 -q
+has "$tmp/err" "--resume" "--adapter in train notes the new spelling"
+run "train --eval-data missing" 1 "$W" train -m "$M" --data "$tmp/d.jsonl" --eval-data "$tmp/none.jsonl" -o "$tmp/lora3" --steps 1
+has "$tmp/err" "none.jsonl" "a missing --eval-data is named"
+run "train without --data" 2 "$W" train -m "$M" -o "$tmp/lora3"
+run "train --steps 0" 2 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora3" --steps 0
+
+# ---- one flag vocabulary ----
+run "wick help flags" 0 "$W" help flags
+has "$tmp/out" "-t, --threads" "help flags documents -t/--threads"
+has "$tmp/out" "-T, --tokenizer" "help flags documents -T/--tokenizer"
+has "$tmp/out" "Exit codes" "help flags documents the exit codes"
+run "wick help merge" 0 "$W" help merge
+has "$tmp/out" "usage: wick merge" "wick help CMD is CMD --help"
+run "wick help nosuch" 2 "$W" help nosuch
+run "tokenize -T" 0 "$W" tokenize -T "$M" --text "And God"
+cp "$tmp/out" "$tmp/ids-T"
+run "tokenize -t PATH (old spelling)" 0 "$W" tokenize -t "$M" --text "And God"
+has "$tmp/err" "deprecated" "-t PATH notes the new spelling"
+cmp -s "$tmp/out" "$tmp/ids-T" && pass "-t PATH gives what -T gives" || fail "-t PATH and -T differ"
+run "tokenize --threads N" 0 "$W" tokenize --tokenizer "$M" --text "And God" --threads 2
+has "$tmp/err" "no effect" "--threads where it does nothing is stated"
+run "tokenize --threads PATH" 2 "$W" tokenize --threads "$M" --text "x"
+run "detokenize -T --keep-special" 0 "$W" detokenize -T "$M" --ids 299,390 --keep-special
+run "template -t PATH (old spelling)" 1 "$W" template -t "$M" --messages "$tmp/nosuch.json"
+has "$tmp/err" "No such file" "template's unreadable --messages says why"
+run "generate --ctx above the maximum" 0 "$W" generate -m "$M" -p "And" -n 2 --temp 0 --ctx 100000 -t 1
+has "$tmp/err" "above the model's maximum of 1024" "--ctx above max_position_embeddings is a stated warning"
+run "generate -a (short --adapter)" 0 "$W" generate -m "$M" -a "$tmp/lora" -p "And" -n 2 --temp 0 -t 1
+run "generate --json" 0 "$W" generate -m "$M" -p "And God said" -n 4 --temp 0 --json -t 1
+if command -v python3 > /dev/null 2>&1; then
+  if python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$tmp/out"; then
+    pass "generate --json: every stdout line is JSON"; else fail "generate --json: stdout is not JSON lines"; fi
+fi
+run "generate --json --logprobs" 0 "$W" generate -m "$M" -p "And God said" -n 3 --temp 0 --json --logprobs 5 -t 1
+hasnt "$tmp/out" '"token":"\u0120' "top_logprobs tokens are decoded text"
+hasnt "$tmp/out" '"token":"Ġ' "top_logprobs tokens are decoded text (no Ġ)"
+has "$tmp/out" '"token":" ' "a decoded token keeps its leading space"
+run "generate --json --logprobs --raw-tokens" 0 "$W" generate -m "$M" -p "And God said" -n 3 --temp 0 --json --logprobs 5 --raw-tokens -t 1
+has "$tmp/out" 'Ġ' "--raw-tokens shows the vocabulary strings"
+run "logits top-5" 0 "$W" logits -m "$M" --ids 299,390 -t 1
+has "$tmp/out" '" said"' "logits top-5 shows decoded, quoted text"
+printf 'line one\nab\377cd\n' > "$tmp/bad-utf8.txt"
+run "tokenize invalid UTF-8 file" 1 "$W" tokenize -T "$M" --file "$tmp/bad-utf8.txt"
+has "$tmp/err" "byte 11 (line 2): 0xFF" "invalid UTF-8 is named by byte offset and line"
+run "generate invalid UTF-8 prompt" 2 "$W" generate -m "$M" -p "$(printf 'ab\377')" -n 1
+has "$tmp/err" "not valid UTF-8 at byte 2" "an invalid -p names the byte"
+if [ -d "$FIX/tiny-bert" ]; then
+  run "embed invalid UTF-8 line" 1 "$W" embed -m "$FIX/tiny-bert" --file "$tmp/bad-utf8.txt"
+  has "$tmp/err" "line 2" "embed names the line of --file"
+fi
+run "tokenize valid UTF-8" 0 "$W" tokenize -T "$M" --text "héllo 日本 😀"
+run "info --json" 0 "$W" info "$M" --json
+json "$tmp/out" "info --json stdout parses"
+run "train --threads" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/lora-t" --steps 1 --threads 1 -q
+run "bench generate --help" 0 "$W" bench generate --help
+
+# ---- writing commands: summary line, --force, no partial output ----
+TOKDIR="$FIX/tokenizers/qwen3"
+tokopt=""
+[ -d "$TOKDIR" ] && tokopt="--tokenizer $TOKDIR"
+run "create-random" 0 "$W" create-random --like tiny -o "$tmp/rnd" $tokopt
+has "$tmp/err" "wick create-random: wrote $tmp/rnd (" "create-random summary line"
+run "create-random over an existing folder" 1 "$W" create-random --like tiny -o "$tmp/rnd"
+has "$tmp/err" "--force" "create-random names --force"
+run "create-random --force" 0 "$W" create-random --like tiny -o "$tmp/rnd" --force -q $tokopt
+[ -s "$tmp/err" ] && fail "create-random -q printed: $(cat "$tmp/err")" || pass "create-random -q prints nothing"
+run "create-random unknown shape" 1 "$W" create-random --like nosuch -o "$tmp/rnd-x"
+test -e "$tmp/rnd-x" && fail "a failed create-random left $tmp/rnd-x" || pass "no output after a failed create-random"
+run "quantize" 0 "$W" quantize "$tmp/rnd" -o "$tmp/q8.gguf" --type q8_0
+has "$tmp/err" "wick quantize: wrote $tmp/q8.gguf (" "quantize summary line"
+has "$tmp/err" "MiB" "the summary gives the size"
+run "quantize over an existing file" 1 "$W" quantize "$tmp/rnd" -o "$tmp/q8.gguf" --type q8_0
+run "quantize bad --type" 2 "$W" quantize "$tmp/rnd" -o "$tmp/qx.gguf" --type q3_x
+run "convert GGUF -> folder" 0 "$W" convert "$tmp/q8.gguf" -o "$tmp/conv"
+has "$tmp/err" "wick convert: wrote $tmp/conv (" "convert summary line"
+run "convert a missing input" 1 "$W" convert "$tmp/nosuch" -o "$tmp/conv2.gguf"
+has "$tmp/err" "nosuch" "a missing input is named"
+test -e "$tmp/conv2.gguf" && fail "convert left conv2.gguf" || pass "no output after a failed convert"
+run "merge" 0 "$W" merge -m "$M" -a "$tmp/lora" -o "$tmp/merged"
+has "$tmp/err" "wick merge: wrote $tmp/merged (" "merge summary line"
+run "merge over an existing folder" 1 "$W" merge -m "$M" -a "$tmp/lora" -o "$tmp/merged"
+run "merge --force" 0 "$W" merge -m "$M" -a "$tmp/lora" -o "$tmp/merged" --force
+run "merge -o the base" 2 "$W" merge -m "$M" -a "$tmp/lora" -o "$M/" --force
+has "$tmp/err" "base model" "merge -o BASE says why"
+run "merge -o the adapter" 2 "$W" merge -m "$M" -a "$tmp/lora" -o "$tmp/lora" --force
+printf 'low lower lowest newer newest wider widest\n' > "$tmp/corpus.txt"
+run "tokenizer-train" 0 "$W" tokenizer-train --vocab 270 --data "$tmp/corpus.txt" -o "$tmp/tok.json"
+has "$tmp/err" "wick tokenizer-train: wrote $tmp/tok.json (" "tokenizer-train summary line"
+run "tokenizer-train unreadable data" 1 "$W" tokenizer-train --vocab 270 --data "$tmp/nosuch.txt" -o "$tmp/tok2.json"
+has "$tmp/err" "No such file" "cannot read says why (errno text)"
+
+# an injected failure: the output grows past RLIMIT_FSIZE (SIGXFSZ ignored, so write() fails
+# with EFBIG as on a full disk) — nothing may remain, and the message names the final path
+mkdir "$tmp/full"
+inject() { (trap '' XFSZ; ulimit -f 1024; "$@") > "$tmp/out" 2> "$tmp/err"; }
+for c in "create-random --like tiny -o $tmp/full/rnd" \
+         "quantize $tmp/rnd -o $tmp/full/q.gguf --type f32" \
+         "convert $tmp/q8.gguf -o $tmp/full/conv" \
+         "merge -m $M -a $tmp/lora -o $tmp/full/m"; do
+  # shellcheck disable=SC2086
+  inject "$W" $c
+  rc=$?
+  [ $rc = 1 ] && pass "injected failure: '${c%% *}' exits 1" || fail "injected failure: '${c%% *}' exit $rc"
+  if [ -n "$(ls -A "$tmp/full")" ]; then fail "injected failure: '${c%% *}' left $(ls -A "$tmp/full")"
+  else pass "injected failure: '${c%% *}' leaves nothing"; fi
+  hasnt "$tmp/err" "wick-tmp" "injected failure: '${c%% *}' names the final path"
+done
+inject "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/full/m" --full --steps 1 -t 1 -q
+test -e "$tmp/full/m/model.safetensors" && fail "a failed train --full left model.safetensors" || pass "no bogus model.safetensors after a failed train --full"
+leftovers "$tmp/full" "no temporaries after injected failures"
+leftovers "$tmp" "no temporaries in the scratch folder"
+
+# ---- fixtures from the command line: BERT info, adapter/base mismatch, special ids ----
+if [ -d "$FIX/tiny-bert" ]; then
+  run "info on a BERT folder" 0 "$W" info "$FIX/tiny-bert"
+  has "$tmp/out" "BertModel" "info names the encoder architecture"
+  has "$tmp/out" "mean pooling" "info shows the embedding settings"
+  run "info --json on a BERT folder" 0 "$W" info "$FIX/tiny-bert" --json
+  json "$tmp/out" "BERT info --json parses"
+  has "$tmp/out" '"kind": "encoder"' "BERT info --json says encoder"
+else
+  echo "SKIP: tiny-bert fixture not found ($FIX)"
+fi
+if [ -d "$FIX/tiny-llama" ] && [ -d "$FIX/tiny-qwen2-lora/adapter_a" ]; then
+  run "Qwen2 adapter on a LLaMA base" 1 "$W" logits -m "$FIX/tiny-llama" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
+  has "$tmp/err" "Qwen2ForCausalLM" "the mismatch names the adapter's base architecture"
+  has "$tmp/err" "LlamaForCausalLM" "the mismatch names the model's architecture"
+  run "Qwen2 adapter on its Qwen2 base" 0 "$W" logits -m "$FIX/tiny-qwen2" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
+  run "adapter on a base of other shapes" 1 "$W" logits -m "$M" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
+  has "$tmp/err" "hidden 64" "the shape mismatch names the adapter's base shape"
+  has "$tmp/err" "hidden 256" "the shape mismatch names the model's shape"
+else
+  echo "SKIP: tiny-llama / tiny-qwen2-lora fixtures not found ($FIX)"
+fi
+# bos/eos/pad ids through folder -> GGUF -> folder, with ids the tokenizer files do not imply
+ids() { "$W" info "$1" --json | sed 's/.*"bos_id": \([^,]*\), "eos_ids": \(\[[^]]*\]\), "pad_id": \([^,]*\),.*/\1 \2 \3/'; }
+cp -r "$tmp/rnd" "$tmp/ids"
+sed -i 's/"bos_token_id": [^,]*,/"bos_token_id": 4,/; s/"eos_token_id": [^,}]*/"eos_token_id": [5, 6, 7], "pad_token_id": 9/' "$tmp/ids/config.json" "$tmp/ids/generation_config.json"
+want="4 [5, 6, 7] 9"
+[ "$(ids "$tmp/ids")" = "$want" ] && pass "edited ids load ($want)" || fail "edited ids: $(ids "$tmp/ids")"
+run "convert folder -> GGUF" 0 "$W" convert "$tmp/ids" -o "$tmp/ids.gguf" -q
+[ "$(ids "$tmp/ids.gguf")" = "$want" ] && pass "GGUF keeps bos/eos/pad" || fail "GGUF ids: $(ids "$tmp/ids.gguf"), expected $want"
+run "convert GGUF -> folder" 0 "$W" convert "$tmp/ids.gguf" -o "$tmp/ids2" -q
+[ "$(ids "$tmp/ids2")" = "$want" ] && pass "folder -> GGUF -> folder keeps bos/eos/pad" || fail "round-trip ids: $(ids "$tmp/ids2"), expected $want"
+[ "$(ids "$M")" = "$(cd "$tmp" && "$W" convert "$M" -o "$tmp/kjv.gguf" -q && ids "$tmp/kjv.gguf")" ] && pass "demo model's ids survive convert" || fail "demo model's ids change in convert"
+
+# ---- Ctrl-C during train: a loadable checkpoint of the last completed step, exit 130 ----
+"$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/sig" --steps 100000 --batch 2 -t 1 \
+  > "$tmp/sig.out" 2> "$tmp/sig.err" < /dev/null &
+pid=$!
+i=0
+while [ $i -lt 300 ]; do
+  n=$(grep -c '"loss": ' "$tmp/sig/training_log.jsonl" 2> /dev/null)
+  [ "${n:-0}" -ge 3 ] && break
+  sleep 0.1
+  i=$((i + 1))
+done
+kill -INT $pid
+wait $pid
+rc=$?
+[ $rc = 130 ] && pass "SIGINT during train exits 130" || fail "SIGINT during train: exit $rc"
+ck=$(ls -d "$tmp/sig"/checkpoint-* 2> /dev/null | head -1)
+if [ -n "$ck" ]; then
+  pass "SIGINT leaves $(basename "$ck")"
+  has "$tmp/sig.err" "saved $ck" "the interrupt message names the checkpoint"
+  run "the checkpoint loads as an adapter" 0 "$W" generate -m "$M" -a "$ck" -p "And" -n 2 --temp 0 -t 1
+  step=${ck##*-}
+  run "train --resume the checkpoint" 0 "$W" train -m "$M" --data "$tmp/d.jsonl" -o "$tmp/sig" \
+    --resume "$ck" --steps $((step + 2)) --batch 2 -t 1 -q
+  n=$(grep -c '"loss": ' "$tmp/sig/training_log.jsonl")
+  [ "$n" = $((step + 2)) ] && pass "the resumed run continues from step $step" || fail "resumed log has $n step lines, expected $((step + 2))"
+else
+  fail "SIGINT left no checkpoint in $tmp/sig"; cat "$tmp/sig.err"
+fi
+leftovers "$tmp/sig" "no temporaries after SIGINT"
+
+# ---- bench: the table's columns line up (± is one column), noisy rows are explained ----
+# (only with WICK_CLI_BENCH=1: it reads 512 MB buffers to measure bandwidth, which would
+# disturb benchmarks running beside the tests)
+if [ "${WICK_CLI_BENCH:-0}" = 1 ]; then
+  run "bench generate" 0 "$W" bench generate -m "$M" -t 1 -p 8 -n 4 -r 2
+  n=$(sed 's/±/+/g' "$tmp/out" | awk '/^\|/ {print length($0)}' | sort -u | wc -l)
+  [ "$n" = 1 ] && pass "bench generate table rows have one width" || fail "bench generate table rows have $n widths"
+  if grep -q '^| [a-z0-9]* \*' "$tmp/out"; then has "$tmp/out" "* noisy" "a row marked * is explained"; fi
+else
+  echo "SKIP: bench generate table (set WICK_CLI_BENCH=1)"
+fi
+
+# ---- chat: /params, /save, /load, /help, tokens/s (driven through a pipe) ----
+printf 'In the beginning\n/params temp=0 max_tokens=4\n/params top_p=2\nAnd God said\n/save %s\n/help\n/frob\n/load %s\n/params\n/exit\n' \
+  "$tmp/c.json" "$tmp/c.json" > "$tmp/chat.in"
+"$W" chat -m "$M" -n 4 -t 1 < "$tmp/chat.in" > "$tmp/out" 2> "$tmp/err"
+rc=$?
+[ $rc = 0 ] && pass "chat session through a pipe (exit 0)" || fail "chat session: exit $rc"
+has "$tmp/out" "temp=0," "/params shows the changed temperature"
+has "$tmp/out" "top_p expects a number in" "/params refuses an out-of-range value"
+has "$tmp/out" "saved $tmp/c.json" "/save names the file"
+has "$tmp/out" "loaded $tmp/c.json" "/load names the file"
+has "$tmp/out" "/save FILE, /load FILE" "/help lists the commands"
+has "$tmp/out" "unknown command" "an unknown /command is named"
+has "$tmp/err" "tok/s]" "each reply ends with its speed on stderr"
+json "$tmp/c.json" "/save writes JSON"
+has "$tmp/c.json" "In the beginning" "/save keeps what was typed"
+if [ -d "$FIX/tokenizers/qwen3" ]; then   # a chat template: user/assistant messages
+  printf 'hello\n/save %s\n/load %s\n/save %s\n/exit\n' "$tmp/c2.json" "$tmp/c2.json" "$tmp/c3.json" > "$tmp/chat.in"
+  "$W" chat -m "$tmp/rnd" -n 3 --temp 0 -t 1 < "$tmp/chat.in" > "$tmp/out" 2> "$tmp/err"
+  has "$tmp/c2.json" '"role":	"assistant"' "/save writes the roles of a templated chat"
+  cmp -s "$tmp/c2.json" "$tmp/c3.json" && pass "/load then /save gives the same file" || fail "/load + /save changed the conversation"
+  run "template renders a saved chat" 0 "$W" template -T "$tmp/rnd" --messages "$tmp/c2.json"
+fi
+
+echo
+if [ $fails -gt 0 ]; then echo "$fails check(s) failed"; exit 1; fi
+echo "all checks passed"
