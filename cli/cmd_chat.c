@@ -305,9 +305,15 @@ int cmd_chat(int argc, char **argv) {
 static int chat_run(gen_opts *op, const char *model, const char *system,
                     const char *const *adapter_specs, int n_adapters) {
     gen_opts o = *op;   /* its pointers stay owned by the caller */
+    if (o.draft_model) {
+        fprintf(stderr, "wick chat: --draft-model is for wick generate in this version (chat takes "
+                        "--spec-ngram)\n");
+        return 2;
+    }
     wick_model_params mp = wick_model_params_default();
     mp.kernels = o.kernels;
     mp.device = o.device;
+    mp.precision = o.precision;
     wick_model *m = NULL;
     cli_status("chat", "loading %s …", model);
     if (wick_model_load(model, &mp, &m) != WICK_OK) return cli_fail("chat", "cannot load model");

@@ -119,7 +119,9 @@ int cmd_generate(int argc, char **argv) {
     wick_model_params mp = wick_model_params_default();
     mp.kernels = o.kernels;
     mp.device = o.device;
-    wick_model *m = NULL;
+    mp.precision = o.precision;
+    wick_model *m = NULL, *dm = NULL;
+    wick_session *ds = NULL;
     wick_session *s = NULL;
     wick_gen *g = NULL;
     int rc = 0;
@@ -164,6 +166,26 @@ int cmd_generate(int argc, char **argv) {
         goto out;
     }
     if (adapter && (rc = cli_use_adapter("generate", m, s, adapter))) goto out;
+    if (o.draft_model) { /* speculative decoding: the draft's session, as long as ours */
+        cli_status("generate", "loading %s …", o.draft_model);
+        if (wick_model_load(o.draft_model, &mp, &dm) != WICK_OK) {
+            rc = cli_fail("generate", "cannot load the draft model");
+            goto out;
+        }
+        cli_status_clear();
+        if (wick_model_tokenizer(dm) && tok &&
+            wick_tokenizer_vocab_size(wick_model_tokenizer(dm)) != wick_tokenizer_vocab_size(tok))
+            fprintf(stderr, "wick generate: warning: the draft model's tokenizer has %d ids, the "
+                            "model's %d: proposals will rarely be accepted\n",
+                    wick_tokenizer_vocab_size(wick_model_tokenizer(dm)), wick_tokenizer_vocab_size(tok));
+        wick_session_params dsp = sp;
+        dsp.n_ctx = wick_session_n_ctx(s);
+        if (wick_session_create(dm, &dsp, &ds) != WICK_OK) {
+            rc = cli_fail("generate", "cannot create the draft session");
+            goto out;
+        }
+        o.p.draft = ds;
+    }
     if (wick_gen_start(s, ids, n, &o.p, &g) != WICK_OK) {
         rc = cli_fail("generate", "cannot start generation");
         goto out;
@@ -197,6 +219,8 @@ out:
     wick_gen_free(g);
     free(ids);
     wick_session_free(s);
+    wick_session_free(ds);
+    wick_model_free(dm);
     wick_model_free(m);
     free(text_u);
     free(system_u);

@@ -45,7 +45,13 @@ void gen_opts_usage(FILE *f) {
             "  --ctx N                context size (default min(model max, 4096))\n"
             "  --kv-type T            KV cache elements: f32 (default, exact), f16, bf16, q8_0\n"
             "  --kernels auto|ref     kernel table\n"
-            "  --device cpu|cuda[:N]  where the model runs (default cpu)\n", GEN_OPTS_MAX_STOPS);
+            "  --device cpu|cuda[:N]  where the model runs (default cpu)\n"
+            "  --precision fast|exact fast (default): BF16 prefill GEMMs round activations to\n"
+            "                         bf16 where the CPU has AVX512_BF16; exact: f32 products\n"
+            "  --spec-ngram N         speculative decoding by prompt lookup: propose the ids that\n"
+            "                         followed the last N ids (1..8) earlier in the text\n"
+            "  --draft-model M        speculative decoding with a draft model (same token ids)\n"
+            "  --spec-k K             proposals verified per pass (1..16, default 4)\n", GEN_OPTS_MAX_STOPS);
 }
 
 static int want_float(const char *cmd, const char *opt, const char *v, float *out) {
@@ -164,6 +170,22 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
     } else if (!strcmp(a, "--device")) {
         o->device = v;
         r = 1;
+    } else if (!strcmp(a, "--precision")) {
+        if (strcmp(v, "fast") && strcmp(v, "exact")) {
+            fprintf(stderr, "wick %s: --precision %s: expected fast or exact\n", cmd, v);
+            return -1;
+        }
+        o->precision = v;
+        r = 1;
+    } else if (!strcmp(a, "--draft-model")) {
+        o->draft_model = v;
+        r = 1;
+    } else if (!strcmp(a, "--spec-ngram")) {
+        if (want_int(cmd, a, v, 1, 8, &o->p.spec_ngram) < 0) return -1;
+        r = 1;
+    } else if (!strcmp(a, "--spec-k")) {
+        if (want_int(cmd, a, v, 1, 16, &o->p.spec_k) < 0) return -1;
+        r = 1;
     } else if (!strcmp(a, "--kv-type")) {
         if (!strcmp(v, "f32")) o->kv_type = WICK_KV_F32;
         else if (!strcmp(v, "f16")) o->kv_type = WICK_KV_F16;
@@ -244,4 +266,7 @@ void gen_print_speed(const wick_token *t) {
             t->generated_tokens, t->decode_ms,
             t->decode_ms > 0 && t->generated_tokens > 1
                 ? (t->generated_tokens - 1) / (t->decode_ms / 1e3) : 0.0);
+    if (t->drafted_tokens > 0)
+        fprintf(stderr, "[speculative] %d proposed, %d accepted (%.0f%%)\n", t->drafted_tokens,
+                t->accepted_tokens, 100.0 * t->accepted_tokens / t->drafted_tokens);
 }

@@ -15,6 +15,8 @@ typedef struct gen_opts {
     long threads, ctx;
     const char *kernels;
     const char *device;      /* --device: NULL (cpu), "cuda", "cuda:N" */
+    const char *precision;   /* --precision fast|exact (NULL: the library's default) */
+    const char *draft_model; /* --draft-model: speculative decoding with this model */
     wick_kv_type kv_type;
     bool raw;                /* --raw: no escape processing in -p / --stop / --system */
     char *owned[GEN_OPTS_MAX_STOPS];   /* unescaped --stop values */
