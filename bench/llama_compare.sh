@@ -22,6 +22,7 @@ for f in "$@"; do [ -f "$f" ] || { echo "no such file: $f" >&2; exit 2; }; done
 parse() { awk -v tool="$1" -v file="$2" -v round="$3" -F'|' '{
     for (i = 2; i < NF; i++) {
         g = $i; gsub(/ /, "", g)
+        sub(/\*$/, "", g)  # wick marks noisy rows "pp512 *"
         if (g ~ /^(pp|tg)[0-9]+$/) { v = $(i + 1); sub(/±.*/, "", v); gsub(/ /, "", v)
             if (v ~ /^[0-9.]+$/) print tool "\t" file "\t" round "\t" g "\t" v; break } } }'; }
 for r in $(seq 1 "$ROUNDS"); do
