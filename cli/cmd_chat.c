@@ -19,8 +19,77 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <editline/readline.h>
+#include <unistd.h>
+
 #include "base/fileio.h"
 #include "cli/gen_opts.h"
+
+/* ---- input: libedit on a terminal (arrows, history, Ctrl-R search), plain lines otherwise ----
+ * A line ending in a backslash continues on the next one (multi-line input). History is kept
+ * in $WICK_HISTORY, else ~/.wick_history (last 1000 entries). */
+static bool g_edit;
+static char *g_hist_path;
+
+static void input_open(void) {
+    const char *term = getenv("TERM");
+    g_edit = isatty(0) && isatty(1) && !(term && !strcmp(term, "dumb")) && !getenv("WICK_NO_EDIT");
+    if (!g_edit) return;
+    const char *h = getenv("WICK_HISTORY"), *home = getenv("HOME");
+    if (h && *h) g_hist_path = strdup(h);
+    else if (home && *home) g_hist_path = path_join(home, ".wick_history");
+    using_history();
+    stifle_history(1000);
+    if (g_hist_path) read_history(g_hist_path);
+}
+
+static void input_close(void) {
+    if (g_edit && g_hist_path) write_history(g_hist_path);
+    free(g_hist_path);
+    g_hist_path = NULL;
+}
+
+/* One logical line (continuations joined with '\n') into line; false at end of input.
+ * *interrupted: Ctrl-C at the prompt (the line is dropped). */
+static bool input_read(char *line, size_t cap, volatile sig_atomic_t *interrupted, bool *eintr) {
+    size_t len = 0;
+    *eintr = false;
+    line[0] = 0;
+    for (bool first = true;; first = false) {
+        char buf[16384];
+        const char *got = NULL;
+        char *owned = NULL;
+        if (g_edit) {
+            owned = readline(first ? "> " : "... ");
+            got = owned;
+        } else {
+            if (!first) fputs("... ", stdout), fflush(stdout);
+            got = fgets(buf, sizeof buf, stdin);
+        }
+        if (!got) {
+            if (*interrupted || errno == EINTR) {
+                *eintr = true;
+                clearerr(stdin);
+                return true;
+            }
+            return len > 0; /* end of input; a pending continuation is taken as it is */
+        }
+        size_t n = strlen(got);
+        while (n && (got[n - 1] == '\n' || got[n - 1] == '\r')) n--;
+        const bool more = n && got[n - 1] == '\\';
+        if (more) n--;
+        if (len + n + 2 > cap) n = cap - len - 2;
+        memcpy(line + len, got, n);
+        len += n;
+        line[len] = 0;
+        free(owned);
+        if (!more) break;
+        line[len++] = '\n';
+        line[len] = 0;
+    }
+    if (g_edit && len) add_history(line);
+    return true;
+}
 
 static wick_gen *volatile g_active;
 static volatile sig_atomic_t g_interrupted;
@@ -40,7 +109,10 @@ static int usage(FILE *f) {
                "system prompt, /save FILE and /load FILE keep the conversation (a JSON array of\n"
                "{\"role\", \"content\"}), /params NAME=VALUE ... changes sampling (temp, top_k,\n"
                "top_p, min_p, ...), /adapter NAME [scale] switches LoRA adapter (/adapter none:\n"
-               "base model), /adapters lists them, /help lists the commands.\n\n");
+               "base model), /adapters lists them, /help lists the commands.\n"
+               "On a terminal the input line is edited with libedit: arrows, Ctrl-A/E, history\n"
+               "(up/down, Ctrl-R to search; kept in $WICK_HISTORY or ~/.wick_history); a line\n"
+               "ending in a backslash continues on the next (multi-line input).\n\n");
     gen_opts_usage(f);
     return f == stdout ? 0 : 2;
 }
@@ -370,17 +442,16 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
     if (completion)
         fprintf(stderr, "(no chat template: completion mode — each line you type is added to "
                         "the text so far and the model continues it; /reset starts over)\n");
+    input_open();
     for (;;) {
-        fprintf(stdout, "\n> ");
+        fprintf(stdout, g_edit ? "\n" : "\n> ");
         fflush(stdout);
         g_interrupted = 0;
-        if (!fgets(line, sizeof line, stdin)) {
-            if (g_interrupted || errno == EINTR) {
-                clearerr(stdin);
-                fprintf(stdout, "\n(Ctrl-D or /exit quits)");
-                continue;
-            }
-            break;
+        bool eintr = false;
+        if (!input_read(line, sizeof line, &g_interrupted, &eintr)) break;
+        if (eintr) {
+            fprintf(stdout, "\n(Ctrl-D or /exit quits)");
+            continue;
         }
         size_t len = strlen(line);
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
@@ -512,6 +583,7 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
         wick_gen_free(g);
     }
     fprintf(stdout, "\n");
+    input_close();
     sigaction(SIGINT, &old, NULL);
     convo_clear(&c, 0);
     free(text);

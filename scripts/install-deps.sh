@@ -3,7 +3,7 @@
 # does nothing (and needs no network) when everything is already present.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libcjson-dev libpcre2-dev
-      libutf8proc-dev libcmocka-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev curl ca-certificates
+      libutf8proc-dev libcmocka-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libedit-dev curl ca-certificates
       clang libclang-rt-14-dev)   # clang + its runtimes: libFuzzer and the sanitizers for fuzz/
 missing=()
 for p in "${pkgs[@]}"; do
