@@ -112,7 +112,9 @@ static int usage(FILE *f) {
                "base model), /adapters lists them, /help lists the commands.\n"
                "On a terminal the input line is edited with libedit: arrows, Ctrl-A/E, history\n"
                "(up/down, Ctrl-R to search; kept in $WICK_HISTORY or ~/.wick_history); a line\n"
-               "ending in a backslash continues on the next (multi-line input).\n\n");
+               "ending in a backslash continues on the next (multi-line input).\n"
+               "In chat a reply is at most 1024 tokens unless -n says otherwise (the option list\n"
+               "below gives generate's default, 256).\n\n");
     gen_opts_usage(f);
     return f == stdout ? 0 : 2;
 }
