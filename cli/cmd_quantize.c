@@ -33,6 +33,18 @@ static int load_any(const char *cmd, const char *in, wick_model **m) {
     return 0;
 }
 
+/* "writing OUT: 45% (120 of 169 matrices)" on a terminal. */
+typedef struct qprog { const char *cmd, *out; double last; } qprog;
+
+static void on_matrices(void *user, int done, int total) {
+    qprog *q = user;
+    const double t = cli_now_s();
+    if (done < total && t - q->last < 0.1) return;
+    q->last = t;
+    cli_status(q->cmd, "writing %s: %d%% (%d of %d matrices converted)", q->out,
+               total > 0 ? 100 * (done < total ? done : total) / total : 0, done, total);
+}
+
 /* IN -> OUT.gguf with dt matrices; the summary line at the end. */
 static int run(const char *cmd, const char *in, const char *out, dtype dt) {
     if (!ends_with(out, ".gguf"))
@@ -50,7 +62,10 @@ static int run(const char *cmd, const char *in, const char *out, dtype dt) {
         if (st == WICK_OK) gguf_tok_meta_drop_ids(&tm);   /* the model's ids are written */
         if (st == WICK_OK) {
             cli_status(cmd, "writing %s (%s matrices) …", out, dtype_name(dt));
+            qprog qp = {cmd, out, 0};
+            model_gguf_set_progress(on_matrices, &qp);
             st = model_gguf_save(m, out, dt, tm.kv, tm.n);
+            model_gguf_set_progress(NULL, NULL);
         }
         if (st) {
             rc = cli_fail(cmd, "cannot write the GGUF");

@@ -430,13 +430,27 @@ static void *convert_matrix(const wk_weight *W, dtype dt, int permute_heads, int
     return out;
 }
 
+static __thread void (*g_progress)(void *, int, int);
+static __thread void *g_progress_user;
+static __thread int g_progress_done, g_progress_total;
+
+void model_gguf_set_progress(void (*fn)(void *user, int done, int total), void *user) {
+    g_progress = fn;
+    g_progress_user = user;
+}
+
 /* Pushes matrix W as `dt`: borrowed as it is when it already is dt in the wanted row order
  * (no copy, and no requantization of quantized rows), converted otherwise. 0 on success. */
 static int push_matrix(wlist *w, const char *name, const wk_weight *W, dtype dt, int perm,
                        int hd) {
-    if (W->dt == dt && !perm) return wl_push(w, name, dt, W->rows, W->cols, W->data, NULL);
-    void *b = convert_matrix(W, dt, perm, hd);
-    return !b || wl_push(w, name, dt, W->rows, W->cols, b, b);
+    int rc;
+    if (W->dt == dt && !perm) rc = wl_push(w, name, dt, W->rows, W->cols, W->data, NULL);
+    else {
+        void *b = convert_matrix(W, dt, perm, hd);
+        rc = !b || wl_push(w, name, dt, W->rows, W->cols, b, b);
+    }
+    if (g_progress) g_progress(g_progress_user, ++g_progress_done, g_progress_total);
+    return rc;
 }
 
 static dtype pick_type(dtype want, int64_t cols) {
@@ -461,6 +475,8 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     wick_status st = WICK_OK;
     int fail = 0;
     const bool keep = qtype == MODEL_GGUF_KEEP;
+    g_progress_done = 0;
+    g_progress_total = 7 * c->n_layer + 1 + (m->lm_head.data != m->tok_embd.data);
     /* the type matrix W is written in: its own with MODEL_GGUF_KEEP */
 #define TYPE_OF(W, want) (keep ? (W)->dt : pick_type((want), (W)->cols))
 #define MAT(name, W, perm)                                                                     \

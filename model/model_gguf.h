@@ -40,6 +40,10 @@ wick_status model_gguf_tokenizer_json(const gguf_file *g, char **tokenizer_json,
  * model are still permuted, exactly, as they are F32/F16/BF16). */
 #define MODEL_GGUF_KEEP DT_COUNT_
 
+/* Progress of the model_gguf_save calls made on this thread: fn(user, matrices converted,
+ * matrices in all) after each matrix, then once more before the file is written; NULL: none. */
+void model_gguf_set_progress(void (*fn)(void *user, int done, int total), void *user);
+
 wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
                             const gguf_kv *extra, int n_extra);
 
