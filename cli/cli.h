@@ -53,6 +53,8 @@ void cli_wrote(const char *cmd, const char *path, const char *what, double secon
  * stderr is a terminal and cli_quiet is false; replaced by the next status, removed by
  * cli_status_clear (and before cli_wrote prints). */
 extern bool cli_quiet;
+/* "loading PATH (SIZE) …" on the status line (SIZE: the file, or the folder's files). */
+void cli_status_loading(const char *cmd, const char *path);
 void cli_status(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_status_clear(void);
 

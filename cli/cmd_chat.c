@@ -389,7 +389,7 @@ static int chat_run(gen_opts *op, const char *model, const char *system,
     mp.device = o.device;
     mp.precision = o.precision;
     wick_model *m = NULL;
-    cli_status("chat", "loading %s …", model);
+    cli_status_loading("chat", model);
     if (wick_model_load(model, &mp, &m) != WICK_OK) return cli_fail("chat", "cannot load model");
     cli_status_clear();
     const wick_tokenizer *tok = wick_model_tokenizer(m);

@@ -132,7 +132,7 @@ int cmd_generate(int argc, char **argv) {
         rc = 2;
         goto out;
     }
-    cli_status("generate", "loading %s …", model);
+    cli_status_loading("generate", model);
     if (wick_model_load(model, &mp, &m) != WICK_OK) {
         rc = cli_fail("generate", "cannot load model");
         goto out;
@@ -167,7 +167,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (adapter && (rc = cli_use_adapter("generate", m, s, adapter))) goto out;
     if (o.draft_model) { /* speculative decoding: the draft's session, as long as ours */
-        cli_status("generate", "loading %s …", o.draft_model);
+        cli_status_loading("generate", o.draft_model);
         if (wick_model_load(o.draft_model, &mp, &dm) != WICK_OK) {
             rc = cli_fail("generate", "cannot load the draft model");
             goto out;

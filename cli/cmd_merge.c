@@ -111,7 +111,7 @@ int cmd_merge(int argc, char **argv) {
     int rc = 0;
     struct timespec t0, t1, t2;
     const double start = cli_now_s();
-    cli_status("merge", "loading %s …", model);
+    cli_status_loading("merge", model);
     if (wick_model_load(model, &mp, &m) != WICK_OK) rc = cli_fail("merge", "cannot load model");
     else if (wick_adapter_load(m, dir, "merge") != WICK_OK)
         rc = cli_fail("merge", "cannot load the adapter");

@@ -28,7 +28,7 @@ static int ends_with(const char *s, const char *suf) {
 static int load_any(const char *cmd, const char *in, wick_model **m) {
     wick_model_params mp = wick_model_params_default();
     mp.load_tokenizer = false;
-    cli_status(cmd, "loading %s …", in);
+    cli_status_loading(cmd, in);
     if (wick_model_load(in, &mp, m)) return cli_fail(cmd, "cannot load the model");
     return 0;
 }

@@ -247,7 +247,7 @@ int cmd_train(int argc, char **argv) {
 
     wick_model *m = NULL;
     wick_model_params mp = wick_model_params_default();
-    cli_status("train", "loading %s …", model_dir);
+    cli_status_loading("train", model_dir);
     if (wick_model_load(model_dir, &mp, &m) != WICK_OK) return cli_fail("train", "cannot load the model");
     cli_status("train", "reading %s …", data);
     const wick_tokenizer *tok = wick_model_tokenizer(m);

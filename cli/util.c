@@ -220,6 +220,14 @@ void cli_status(const char *cmd, const char *fmt, ...) {
     g_status_open = true;
 }
 
+void cli_status_loading(const char *cmd, const char *path) {
+    char sz[32] = "";
+    const long long n = strncmp(path, "hf://", 5) ? cli_path_bytes(path) : -1;
+    if (n >= 0) cli_fmt_bytes(sz, sizeof sz, (double)n);
+    if (n >= 0) cli_status(cmd, "loading %s (%s) …", path, sz);
+    else cli_status_loading(cmd, path);
+}
+
 void cli_status_clear(void) {
     if (!g_status_open) return;
     fputs("\r\033[K", stderr);
