@@ -227,10 +227,12 @@ int bench_batch(int argc, char **argv) {
     printf("\n| streams | decode tok/s (aggregate) | per stream | x one stream | ITL p50 ms | "
            "ITL p99 ms |\n|---|---|---|---|---|---|\n");
     double base_tps = 0;
+    bool noisy_rows = false;
     for (int si = 0; si < n_streams; si++) {
         double *tps = malloc(sizeof *tps * (size_t)rounds), p50 = 0, p99 = 0;
         for (int r = 0; r < rounds; r++) {
             run_out o;
+            cli_status("bench", "%d streams: round %d of %ld …", streams[si], r + 1, rounds);
             if (run_streams(e, in.n_vocab, streams[si], (int)plen, (int)ntok, NULL, 0, &o)) {
                 rc = cli_fail("bench", "run failed");
                 free(tps);
@@ -244,11 +246,19 @@ int bench_batch(int argc, char **argv) {
         for (int r = 1; r < rounds; r++) lo = fmin(lo, tps[r]), hi = fmax(hi, tps[r]);
         const double med = quant(tps, (int)rounds, 0.5);
         if (si == 0) base_tps = med;
-        printf("| %d | %.1f (%.1f–%.1f) | %.1f | %.2fx | %.1f | %.1f |\n", streams[si], med, lo,
-               hi, med / streams[si], base_tps > 0 ? med / base_tps : 0, p50, p99);
+        cli_status_clear();
+        const bool noisy = med > 0 && hi - lo > 0.1 * med;
+        noisy_rows |= noisy;
+        printf("| %d%s | %.1f (%.1f–%.1f) | %.1f | %.2fx | %.1f | %.1f |\n", streams[si],
+               noisy ? " *" : "", med, lo, hi, med / streams[si], base_tps > 0 ? med / base_tps : 0,
+               p50, p99);
         fflush(stdout);
         free(tps);
     }
+
+    if (noisy_rows)
+        printf("\n* noisy: the rounds spread over more than 10%% of the median (another process "
+               "or the VM's neighbours); run again or with more rounds (-r)\n");
 
     /* 2. adapters: alternate the two configurations */
     {
@@ -256,12 +266,14 @@ int bench_batch(int argc, char **argv) {
                *tb = malloc(sizeof(double) * (size_t)rounds);
         for (int r = 0; r < rounds; r++) {
             run_out o;
+            cli_status("bench", "8 streams, without and with adapters: round %d of %ld …", r + 1, rounds);
             run_streams(e, in.n_vocab, 8, (int)plen, (int)ntok, NULL, 0, &o);
             tb[r] = o.wall_ms;
             run_streams(e, in.n_vocab, 8, (int)plen, (int)ntok, names, 5, &o);
             ta[r] = o.wall_ms;
         }
         const double mb = quant(tb, (int)rounds, 0.5), ma = quant(ta, (int)rounds, 0.5);
+        cli_status_clear();
         printf("\n| 8 streams | wall ms (median of %ld) |\n|---|---|\n| no adapter | %.0f |\n"
                "| 4 adapters (rank 16, all projections) + base | %.0f (%.2fx) |\n", rounds, mb,
                ma, ma / mb);
