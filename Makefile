@@ -3,6 +3,9 @@
 # (models/kjv-demo), `make demo-model` retrains it from scratch, `make demo-lora` fine-tunes it
 # with LoRA and serves base and adapter side by side.
 BUILD ?= build
+# quiet builds: the make that cmake --build runs underneath would otherwise print
+# "Entering directory" for every target (it sees it is a sub-make of this one)
+MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc)
 
 .PHONY: all deps build fetch test asan tsan clean demo demo-model demo-lora install

@@ -316,10 +316,13 @@ int bench_stream(int argc, char **argv) {
         for (int r = 0; r < reps && !rc; r++) {
             for (int v = 0; v < N_VAR && !rc; v++) {
                 timing t;
+                cli_status("bench", "%d tokens: repeat %d of %ld, variant %d of %d …", n, r + 1,
+                           (long)reps, v + 1, N_VAR);
                 rc = run_variant(v, s, m, prompt, 16, n, &t);
                 ms[v][r] = ((t.last - t.start) * 1e3 - t.prefill_ms) / (t.n > 1 ? t.n - 1 : 1);
             }
         }
+        cli_status_clear();
         if (!rc) {
             printf("%d tokens                        | ms/token (median) | overhead vs baseline\n", n);
             printf("--------------------------------|-------------------|---------------------\n");

@@ -369,9 +369,11 @@ static int bench_adapters(int argc, char **argv) {
             if (v == 0) wick_session_set_adapter(s, NULL, 0);
             if (v == 1) wick_session_set_adapter(s, "r8-qv", 1.0f);
             if (v == 2) wick_session_set_adapter(s, "r16-all", 1.0f);
+            cli_status("bench", "decode, %s: run %d of %d …", names[v], r + 1, nl);
             tps[v * nl + r] = decode_tps(ss, ids, (int)ntok, logits);
         }
     }
+    cli_status_clear();
     printf("(c) decode, %ld tokens per run, median of %d interleaved runs (first run dropped):\n",
            ntok, nl - 1);
     printf("| variant              |   tokens/s | vs no adapter | goal       |\n");
