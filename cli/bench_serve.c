@@ -217,7 +217,13 @@ int bench_serve(int argc, char **argv) {
     struct pollfd *pf = calloc((size_t)clients, sizeof *pf);
     const double t0 = now_ms(), t_end = t0 + secs * 1e3;
     for (long i = 0; i < clients; i++) start(&b, &c[i]);
+    double shown = 0;
     for (;;) {
+        const double tn = now_ms();
+        if (tn - shown >= 1000) { /* elapsed of the duration, on a terminal */
+            shown = tn;
+            cli_status("bench", "%ld clients: %.0f of %ld s …", clients, (tn - t0) / 1e3, (long)secs);
+        }
         int open = 0;
         for (long i = 0; i < clients; i++) {
             pf[i].fd = c[i].active ? c[i].fd : -1;
@@ -249,6 +255,7 @@ int bench_serve(int argc, char **argv) {
         }
     }
     const double wall = (now_ms() - t0) / 1e3;
+    cli_status_clear();
     printf("| clients | requests | tokens/s | TTFT p50 / p90 / p99 ms | ITL p50 / p90 / p99 ms | "
            "errors (503 / reset / other) |\n|---|---|---|---|---|---|\n");
     printf("| %ld | %ld | %.1f | %.0f / %.0f / %.0f | %.1f / %.1f / %.1f | %ld / %ld / %ld |\n",
