@@ -79,6 +79,13 @@ static void fill_batch(const dataset *ds, const int *pick, int B, int T, int32_t
     }
 }
 
+/* Tokens of the batch that are text, not padding (the figure tokens/s counts). */
+static int64_t batch_tokens(const dataset *ds, const int *pick, int B, int T) {
+    int64_t n = 0;
+    for (int b = 0; b < B; b++) n += ds->ex[pick[b]].n < T ? ds->ex[pick[b]].n : T;
+    return n;
+}
+
 /* Mean loss per target token over every example of `ev`, in batches of B (a batch's mean is
  * weighted by its target count, so the figure does not depend on B). Batches without a target
  * are skipped. 0 or an exit code (message printed). */
@@ -369,8 +376,10 @@ int cmd_train(int argc, char **argv) {
     cli_train_sigint_install();
     /* a resumed run replays the data order of the steps already taken, so it sees the same
      * batches as an uninterrupted one */
-    for (int64_t s = 0; s < ts.step; s++)
-        tokens += (int64_t)batch * next_batch(&ds, order, &pos, &rng, (int)batch, pick);
+    for (int64_t s = 0; s < ts.step; s++) {
+        const int T = next_batch(&ds, order, &pos, &rng, (int)batch, pick);
+        tokens += batch_tokens(&ds, pick, (int)batch, T);
+    }
     char dir[4096];
     for (long s = ts.step; s < total; s++) {
         int B = (int)batch, T = next_batch(&ds, order, &pos, &rng, B, pick);
@@ -384,9 +393,10 @@ int cmd_train(int argc, char **argv) {
             rc = cli_fail("train", "training step failed");
             goto out;
         }
-        tokens += (int64_t)B * T;
+        const int64_t real = batch_tokens(&ds, pick, B, T); /* padding is not counted */
+        tokens += real;
         wick_trainer_get_state(tr, &ts);
-        cli_trainlog_step(&lg, ts.step, loss, ts.lr, ts.grad_norm, tokens, (int64_t)B * T);
+        cli_trainlog_step(&lg, ts.step, loss, ts.lr, ts.grad_norm, tokens, real);
         if (eval_data && (ts.step % eval_every == 0 || ts.step == total)) {
             const double t0 = cli_now_s();
             double el = 0;

@@ -225,7 +225,7 @@ void cli_status_loading(const char *cmd, const char *path) {
     const long long n = strncmp(path, "hf://", 5) ? cli_path_bytes(path) : -1;
     if (n >= 0) cli_fmt_bytes(sz, sizeof sz, (double)n);
     if (n >= 0) cli_status(cmd, "loading %s (%s) …", path, sz);
-    else cli_status_loading(cmd, path);
+    else cli_status(cmd, "loading %s …", path);
 }
 
 void cli_status_clear(void) {
