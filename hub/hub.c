@@ -122,10 +122,9 @@ static bool hex_ok(const char *s, size_t n) {
 }
 
 /* Percent-encodes a path (keeps '/'). */
-static char *url_path(CURL *c, const char *p) {
+static char *url_path(const char *p) {
     char *out = malloc(strlen(p) * 3 + 1), *o = out;
     if (!out) return NULL;
-    (void)c;
     for (const unsigned char *s = (const unsigned char *)p; *s; s++) {
         if (isalnum(*s) || strchr("-_.~/", *s)) *o++ = (char)*s;
         else o += sprintf(o, "%%%02X", *s);
@@ -363,7 +362,7 @@ static wick_status link_snapshot(hub *h, const char *commit, const char *file, c
 }
 
 static wick_status fetch_file(hub *h, CURL *c, const char *commit, const char *file) {
-    char *ufile = url_path(c, file);
+    char *ufile = url_path(file);
     char *url = ufile ? str_printf("%s/%s/resolve/%s/%s", h->endpoint, h->repo, commit, ufile) : NULL;
     free(ufile);
     if (!url) return err_set(WICK_ERR_NOMEM, "out of memory");
@@ -628,8 +627,9 @@ wick_status wick_hub_download(const char *repo_at, const wick_hub_params *params
         url = str_printf("%s/api/models/%s/revision/%s", h.endpoint, repo, rev);
         if (!url) st = err_set(WICK_ERR_NOMEM, "out of memory");
     }
+    CURL *c = st ? NULL : curl_easy_init();
+    if (!st && !c) st = err_set(WICK_ERR_NOMEM, "cannot start libcurl");
     if (!st) {
-        CURL *c = curl_easy_init();
         struct curl_slist *hl = auth_headers(&h);
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
