@@ -35,6 +35,12 @@ struct wk_pool {
     struct worker_arg { wk_pool *p; int tid; } *args;
 };
 
+/* Jobs handed to workers, all pools of the process (benchmarks report synchronisations per
+   token from it); relaxed: a statistic, not an ordering. */
+static _Atomic unsigned long g_jobs;
+
+unsigned long pool_jobs_total(void) { return atomic_load_explicit(&g_jobs, memory_order_relaxed); }
+
 static long futex(_Atomic unsigned *addr, int op, unsigned val) {
     return syscall(SYS_futex, (unsigned *)addr, op, val, NULL, NULL, 0);
 }
@@ -125,6 +131,7 @@ void pool_run(wk_pool *p, pool_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    atomic_fetch_add_explicit(&g_jobs, 1, memory_order_relaxed);
     p->fn = fn;
     p->ctx = ctx;
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
@@ -148,6 +155,7 @@ void pool_run_dyn(wk_pool *p, pool_fn fn, void *ctx) {
     }
     /* No worker is inside fn here: the last job's caller drained `active` after closing it,
        and a late joiner only reads open_gen before leaving again. */
+    atomic_fetch_add_explicit(&g_jobs, 1, memory_order_relaxed);
     p->fn = fn;
     p->ctx = ctx;
     unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed);

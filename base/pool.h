@@ -33,6 +33,11 @@ static inline long pool_claim(long *next) { return __atomic_fetch_add(next, 1, _
  * last); writes the range of part `i` to [*lo, *hi). */
 void pool_split(long n, int parts, int i, long align, long *lo, long *hi);
 
+/* Jobs (pool_run / pool_run_dyn calls that woke workers) started by all pools of the process
+ * so far: each is one fork-join synchronisation. Inline runs (NULL or 1-thread pool) are not
+ * counted. */
+unsigned long pool_jobs_total(void);
+
 /* Number of online CPUs (>= 1). */
 int pool_cpu_count(void);
 

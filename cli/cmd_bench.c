@@ -1,6 +1,5 @@
 /* cmd_bench.c — `wick bench <what>`: benchmark programs built into the tool.
- *   generate: llama-bench-like prefill/decode tokens/s with this machine's measured read
- *             bandwidth and decode's share of the bandwidth limit.
+ *   generate: bench_generate.c (prefill/decode tokens/s, depth, llama-bench side by side).
  *   adapters: LoRA switch latency (median/p99 of 100k set-adapter calls), PEFT adapter load
  *             time, decode tokens/s with no / unmerged / merged adapters (interleaved, medians),
  *             and merge time. Random adapters are made here, so it runs on any model.
@@ -11,7 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/membw.h"
 #include "base/pool.h"
 #include "cli/cli.h"
 #include "lora/lora.h"
@@ -21,195 +19,6 @@ static double now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
-
-static void mean_sd(const double *x, int n, double *mean, double *sd) {
-    double s = 0, ss = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    *mean = s / n;
-    for (int i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
-    *sd = n > 1 ? sqrt(ss / (n - 1)) : 0.0;
-}
-
-static int parse_list(const char *s, int *out, int cap) {
-    int n = 0;
-    while (*s && n < cap) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 0 || v > 1 << 20) return -1;
-        if (v > 0) out[n++] = (int)v; /* 0 = none, as llama-bench's -n 0 */
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return -1;
-    }
-    return n;
-}
-
-static int usage_generate(FILE *f) {
-    fprintf(f, "usage: wick bench generate -m MODEL [-t|--threads N] [-p 64,512] [-n 32,128] [-r REPS]\n"
-               "                           [--kernels auto|ref] [--device cpu|cuda[:N]]\n"
-               "Prefill (pp) and decode (tg) tokens/s, mean ± sd over REPS runs, with the\n"
-               "machine's read bandwidth measured in the same run (CPU only: on a GPU the\n"
-               "share column is left empty in this version). -p 0 / -n 0 skip that part.\n");
-    return f == stdout ? 0 : 2;
-}
-
-/* One session evaluation of the benchmark; a failure ends the run (figures after a failed
- * evaluation would be meaningless). */
-static bool bench_eval(wick_session *s, const int32_t *ids, int n, float *logits) {
-    if (wick_session_eval(s, ids, n, WICK_LOGITS_LAST, logits) == WICK_OK) return true;
-    cli_fail("bench", "evaluation failed");
-    return false;
-}
-
-/* "pp512" or "pp512 *" when the repeats' standard deviation exceeds 10% of the mean;
- * returns whether it did. */
-/* "mean ± sd" right-aligned in `width` display columns (± is two bytes, one column). */
-static const char *rate_cell(char *b, size_t n, int width, double mean, double sd, int prec) {
-    char v[64];
-    snprintf(v, sizeof v, "%.*f ± %.*f", prec, mean, prec, sd);
-    int pad = width - ((int)strlen(v) - 1);
-    snprintf(b, n, "%*s%s", pad > 0 ? pad : 0, "", v);
-    return b;
-}
-
-static bool row_label(char *b, size_t n, const char *kind, int tokens, double mean, double sd) {
-    const bool noisy = mean > 0 && sd > 0.1 * mean;
-    snprintf(b, n, "%s%d%s", kind, tokens, noisy ? " *" : "");
-    return noisy;
-}
-
-static int bench_generate(int argc, char **argv) {
-    const char *model = NULL, *kern = "auto", *device = NULL;
-    int pp[16] = {64, 512}, tg[16] = {32, 128}, npp = 2, ntg = 2;
-    long threads = 0, reps = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_generate(stdout);
-        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
-        else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
-        else if (!strcmp(a, "--device") && has) device = argv[++i];
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
-            if (!cli_parse_int("bench", a, argv[++i], 0, 1024, &threads)) return 2;
-        } else if (!strcmp(a, "-r") && has) {
-            if (!cli_parse_int("bench", a, argv[++i], 1, 100, &reps)) return 2;
-        } else if (!strcmp(a, "-p") && has) {
-            if ((npp = parse_list(argv[++i], pp, 16)) < 0) return usage_generate(stderr);
-        } else if (!strcmp(a, "-n") && has) {
-            if ((ntg = parse_list(argv[++i], tg, 16)) < 0) return usage_generate(stderr);
-        } else {
-            fprintf(stderr, "wick bench generate: unknown or incomplete option '%s'\n", a);
-            return usage_generate(stderr);
-        }
-    }
-    if (!model) return usage_generate(stderr);
-    if (threads == 0) threads = pool_cpu_count();
-    wick_model_params mp = wick_model_params_default();
-    mp.kernels = kern;
-    mp.device = device;
-    wick_model *m = NULL;
-    if (wick_model_load(model, &mp, &m) != WICK_OK) return cli_fail("bench", "cannot load model");
-    wick_model_info in;
-    wick_model_get_info(m, &in);
-    /* on a GPU the host's read bandwidth is not the limit (a device probe comes later) */
-    const bool gpu = strncmp(in.kernels, "cuda", 4) == 0;
-    int max_ctx = 1;
-    for (int i = 0; i < npp; i++) max_ctx = pp[i] > max_ctx ? pp[i] : max_ctx;
-    for (int i = 0; i < ntg; i++) max_ctx = tg[i] > max_ctx ? tg[i] : max_ctx;
-    wick_session_params sp = wick_session_params_default();
-    sp.n_threads = (int)threads;
-    sp.n_ctx = max_ctx;
-    sp.n_batch = max_ctx;
-    wick_session *s = NULL;
-    if (wick_session_create(m, &sp, &s) != WICK_OK) {
-        wick_model_free(m);
-        return cli_fail("bench", "cannot create session");
-    }
-    /* The limit: the best read bandwidth seen, probed again before every decode row (on a
-       shared machine the figure moves with the neighbours' traffic). */
-    wk_pool *pool = pool_create((int)threads);
-    double bw = gpu ? 0.0 : membw_read_gbs(pool, (size_t)512 << 20, 7);
-
-    int32_t *ids = malloc(sizeof(int32_t) * max_ctx);
-    uint64_t x = 12345;
-    for (int i = 0; i < max_ctx; i++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int32_t)((x >> 33) % (uint64_t)in.n_vocab);
-    }
-    float *logits = malloc(sizeof(float) * in.n_vocab);
-    printf("model: %s (%s, %.1f M params, %.1f MiB weights), kernels %s, %ld threads\n", model,
-           in.weight_dtype, in.n_params / 1e6, in.weight_bytes / 1048576.0, in.kernels, threads);
-    if (gpu)
-        printf("device %s: the share of bandwidth is not measured on a GPU in this version\n\n",
-               in.kernels);
-    else
-        printf("memory read bandwidth (best of 7 reads of 512 MB, %ld threads): %.1f GB/s\n\n",
-               threads, bw);
-    printf("| test     |         tokens/s |   ms/token | GB/s (weights+KV) | share of bandwidth |\n");
-    printf("|----------|------------------|------------|-------------------|--------------------|\n");
-    fflush(stdout);
-    double *t = malloc(sizeof(double) * (reps + 1));
-    bool ok = true, noisy = false;
-    char label[16], cell[80];
-    for (int i = 0; ok && i < npp; i++) {
-        for (int r = 0; ok && r <= reps; r++) {
-            cli_status("bench", "pp%d: %s %d of %ld …", pp[i], r ? "repeat" : "warm-up", r, reps);
-            wick_session_reset(s);
-            double t0 = now_s();
-            ok = bench_eval(s, ids, pp[i], logits);
-            t[r] = pp[i] / (now_s() - t0);
-        }
-        if (!ok) break;
-        double mean, sd;
-        mean_sd(t + 1, (int)reps, &mean, &sd);
-        noisy |= row_label(label, sizeof label, "pp", pp[i], mean, sd);
-        cli_status_clear();
-        printf("| %-8s | %s | %10.2f |                 - |                  - |\n", label,
-               rate_cell(cell, sizeof cell, 16, mean, sd, 1), 1e3 / mean);
-        fflush(stdout);
-    }
-    const int64_t kv_per_pos = 2LL * in.n_layer * in.n_kv_head * in.head_dim * 4;
-    for (int i = 0; ok && i < ntg; i++) {
-        double again = gpu ? 0.0 : membw_read_gbs(pool, (size_t)512 << 20, 3);
-        if (again > bw) bw = again;
-        for (int r = 0; ok && r <= reps; r++) {
-            cli_status("bench", "tg%d: %s %d of %ld …", tg[i], r ? "repeat" : "warm-up", r, reps);
-            wick_session_reset(s);
-            double t0 = now_s();
-            for (int k = 0; ok && k < tg[i]; k++) ok = bench_eval(s, &ids[k], 1, logits);
-            t[r] = tg[i] / (now_s() - t0);
-        }
-        if (!ok) break;
-        double mean, sd;
-        mean_sd(t + 1, (int)reps, &mean, &sd);
-        /* average bytes per token: all streamed weights + the KV cache read so far */
-        double bytes = (double)in.decode_bytes + kv_per_pos * (tg[i] + 1) / 2.0;
-        double gbs = bytes * mean / 1e9;
-        noisy |= row_label(label, sizeof label, "tg", tg[i], mean, sd);
-        cli_status_clear();
-        if (gpu)
-            printf("| %-8s | %s | %10.2f | %17.1f |                  - |\n", label,
-                   rate_cell(cell, sizeof cell, 16, mean, sd, 2), 1e3 / mean, gbs);
-        else
-            printf("| %-8s | %s | %10.2f | %17.1f | %17.0f%% |\n", label,
-                   rate_cell(cell, sizeof cell, 16, mean, sd, 2), 1e3 / mean, gbs,
-                   100.0 * gbs / bw);
-        fflush(stdout);
-    }
-    cli_status_clear();
-    if (noisy)
-        printf("\n* noisy: the repeats spread over more than 10%% of the mean (another process "
-               "on the machine?); rerun with more -r or on a quiet machine\n");
-    if (ntg && !gpu)
-        printf("\n(share of bandwidth uses the best read bandwidth seen by then: %.1f GB/s)\n", bw);
-    pool_free(pool);
-    free(t);
-    free(ids);
-    free(logits);
-    wick_session_free(s);
-    wick_model_free(m);
-    return ok ? 0 : 1;
-}
-
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -410,6 +219,7 @@ out:
 }
 
 int bench_kernels_run(int argc, char **argv); /* bench_kernels_cli.c */
+int bench_generate(int argc, char **argv);    /* bench_generate.c */
 int bench_batch(int argc, char **argv);       /* bench_batch.c */
 int bench_serve(int argc, char **argv);       /* bench_serve.c */
 

@@ -279,6 +279,41 @@ else
   echo "SKIP: bench generate table (set WICK_CLI_BENCH=1)"
 fi
 
+# ---- bench generate: depth, --json, --compare-with (a stand-in llama-bench), bad options ----
+run "bench generate -d junk" 2 "$W" bench generate -m "$M" -d 4,x
+has "$tmp/err" "-d 4,x: expected" "bench generate names the bad -d list"
+run "bench generate --kv-type junk" 2 "$W" bench generate -m "$M" --kv-type f8
+has "$tmp/err" "expected f16, bf16, q8_0 or f32" "bench generate lists the KV types"
+run "bench generate --compare-with missing" 2 "$W" bench generate -m "$M" --compare-with "$tmp/nope"
+has "$tmp/err" "not an executable file" "bench generate says the comparison tool is missing"
+run "bench generate --compare-with on a folder model" 2 "$W" bench generate -m "$M" -p 4 -n 0 -r 1 \
+  --compare-with /bin/true
+has "$tmp/err" "needs a GGUF file" "--compare-with refuses a model llama-bench cannot read"
+# a GGUF copy of the demo model and a stand-in llama-bench that echoes its arguments back as JSON
+if "$W" convert "$M" -o "$tmp/demo.gguf" -q > /dev/null 2>&1; then
+  cat > "$tmp/fake-llama-bench" << 'EOF2'
+#!/bin/sh
+p=0 n=0 d=0
+while [ $# -gt 0 ]; do case $1 in -p) p=$2; shift ;; -n) n=$2; shift ;; -d) d=$2; shift ;; esac; shift; done
+echo "{\"build_commit\": \"fake\", \"type_k\": \"f16\", \"flash_attn\": 0, \"n_prompt\": $p, \"n_gen\": $n, \"n_depth\": $d, \"avg_ts\": 1000.0}"
+EOF2
+  chmod +x "$tmp/fake-llama-bench"
+  run "bench generate --json --compare-with -d" 0 "$W" bench generate -m "$tmp/demo.gguf" -t 1 -p 4 -n 2 -d 0,8 -r 2 \
+    --json --compare-with "$tmp/fake-llama-bench"
+  n=$(wc -l < "$tmp/out")
+  [ "$n" = 4 ] && pass "bench generate --json prints one line per test (pp, tg at 2 depths)" || fail "bench generate --json printed $n lines, expected 4"
+  head -n 1 "$tmp/out" > "$tmp/l1.json" && json "$tmp/l1.json" "bench generate --json lines are JSON"
+  has "$tmp/out" '"n_depth":8' "the depth is in the JSON"
+  has "$tmp/out" '"build_commit":"fake","type_k":"f16","flash_attn":0,"samples_ts":[1000,1000]' "llama-bench's samples are in the JSON"
+  has "$tmp/out" '"syncs_per_token":' "decode reports synchronisations per token"
+  run "bench generate --compare-with table" 0 "$W" bench generate -m "$tmp/demo.gguf" -t 1 -p 4 -n 0 -r 1 \
+    --compare-with "$tmp/fake-llama-bench"
+  has "$tmp/out" "1000.0 (1000.0–1000.0)" "the table shows llama-bench's median and range"
+  has "$tmp/out" "build fake, KV f16" "the table names the llama-bench build and KV type"
+else
+  fail "wick convert of the demo model to GGUF"
+fi
+
 # ---- chat: /params, /save, /load, /help, tokens/s (driven through a pipe) ----
 printf 'In the beginning\n/params temp=0 max_tokens=4\n/params top_p=2\nAnd God said\n/save %s\n/help\n/frob\n/load %s\n/params\n/exit\n' \
   "$tmp/c.json" "$tmp/c.json" > "$tmp/chat.in"
