@@ -271,7 +271,7 @@ def encoder_goldens(d, model_cls, tok_fast, seed, max_len):
             res[f"s{i}_last_hidden_state"] = o.last_hidden_state[0].contiguous()
             if i == 1:
                 for L, h in enumerate(o.hidden_states):
-                    res[f"s1_hidden{L}"] = h[0].contiguous()
+                    res[f"s1_hidden{L}"] = h[0].clone()  # the last one shares last_hidden_state's storage
             mask = e["attention_mask"][0, :, None].float()
             res[f"s{i}_mean_pooled"] = ((o.last_hidden_state[0] * mask).sum(0) / mask.sum()).contiguous()
             meta["sentences"].append({"text": s, "text_utf8_hex": s.encode().hex(),
@@ -298,6 +298,7 @@ def st_folder(d, max_len, dim, dense_out=None, pooling="mean"):
             g = torch.Generator().manual_seed(4243)
             dn.linear.weight.copy_(0.2 * torch.randn(dn.linear.weight.shape, generator=g))
             dn.linear.bias.copy_(0.02 * torch.randn(dn.linear.bias.shape, generator=g))
+        os.makedirs(p, exist_ok=True)
         dn.save(p)
         mods.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
     n = len(mods)
@@ -321,7 +322,22 @@ def fam_mpnet():
     vocab = ["<s>", "<pad>", "</s>", "<unk>"] + words + ["<mask>"]
     vf = os.path.join(d, "vocab.txt")
     open(vf, "w", encoding="utf-8").write("\n".join(vocab) + "\n")
-    tok = MPNetTokenizerFast(vocab_file=vf, do_lower_case=True, model_max_length=128)
+    # built with the tokenizers library (transformers 5 ignores vocab_file here and leaves
+    # an empty WordPiece); the pipeline of all-mpnet-base-v2's tokenizer.json: BertNormalizer
+    # (lower case), BertPreTokenizer, WordPiece with unk [UNK], "<s> $A </s>", WordPiece decoder
+    from tokenizers import Tokenizer as HfTok, models as tm, normalizers as tn, pre_tokenizers as tp, \
+        processors as tpp, decoders as td
+    ids = {w: i for i, w in enumerate(vocab)}
+    hf = HfTok(tm.WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
+    hf.normalizer = tn.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    hf.pre_tokenizer = tp.BertPreTokenizer()
+    hf.post_processor = tpp.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                                               special_tokens=[("<s>", 0), ("</s>", 2)])
+    hf.decoder = td.WordPiece(prefix="##")
+    from transformers import PreTrainedTokenizerFast
+    tok = PreTrainedTokenizerFast(tokenizer_object=hf, bos_token="<s>", eos_token="</s>", unk_token="[UNK]",
+                                  sep_token="</s>", cls_token="<s>", pad_token="<pad>", mask_token="<mask>",
+                                  model_max_length=128)
     tok.save_pretrained(d)
     os.remove(vf) if os.path.exists(os.path.join(d, "tokenizer.json")) else None
     cfg = MPNetConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
