@@ -35,6 +35,7 @@
 #include "base/json_num.h"
 #include "formats/gguf.h"
 #include "lora/lora.h"
+#include "model/family.h"
 #include "model/model.h"
 
 /* GGUF names of the projections, in LORA_Q ... LORA_DOWN order. */
@@ -56,7 +57,7 @@ static const wk_weight *base_weight(const wick_model *m, int l, int p) {
 }
 
 static const char *arch_name(const wick_model *m) {
-    return m->cfg.arch == ARCH_QWEN2 ? "qwen2" : "llama";
+    return family_get(m->cfg.arch)->gguf_arch;
 }
 
 /* "blk.N.<proj>.weight.lora_a|b" -> (layer, proj, is_b). The layer is plain decimal digits. */

@@ -3,6 +3,7 @@
  * (rope_parameters). Fields the architecture needs but the file lacks are errors naming the
  * field; fields transformers gives a class default to take that default. */
 #include "model/config.h"
+#include "model/family.h"
 
 #include <cjson/cJSON.h>
 #include <float.h>
@@ -183,15 +184,14 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
         goto done;
     }
     snprintf(c->architecture, sizeof c->architecture, "%s", arch);
-    if (strcmp(arch, "Qwen2ForCausalLM") == 0) c->arch = ARCH_QWEN2;
-    else if (strcmp(arch, "LlamaForCausalLM") == 0) c->arch = ARCH_LLAMA;
-    else if (strcmp(arch, "MistralForCausalLM") == 0) c->arch = ARCH_MISTRAL;
-    else {
-        st = err_set(WICK_ERR_UNSUPPORTED,
-                     "%s: architecture \"%s\" is not supported (supported: Qwen2ForCausalLM, "
-                     "LlamaForCausalLM, MistralForCausalLM)", where, arch);
+    const model_family *fam = family_by_hf(arch);
+    if (!fam) {
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not supported (supported: %s)",
+                     where, arch, family_list(false));
         goto done;
     }
+    c->arch = fam->id;
+    c->qk_norm = fam->qk_norm;
     if ((st = get_int(root, "hidden_size", where, true, 0, 1, &c->n_embd)) ||
         (st = get_int(root, "intermediate_size", where, true, 0, 1, &c->n_ff)) ||
         (st = get_int(root, "num_hidden_layers", where, true, 0, 1, &c->n_layer)) ||
@@ -200,8 +200,7 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
         (st = get_int(root, "vocab_size", where, true, 0, 1, &c->n_vocab)) ||
         (st = get_int(root, "max_position_embeddings", where, true, 0, 1, &c->n_ctx_train)) ||
         (st = get_float(root, "rms_norm_eps", where, true, 0, &c->norm_eps)) ||
-        (st = get_bool(root, "tie_word_embeddings", where, c->arch == ARCH_QWEN2 ? false : false,
-                       &c->tie_embd)))
+        (st = get_bool(root, "tie_word_embeddings", where, false, &c->tie_embd)))
         goto done;
     if ((st = get_int(root, "head_dim", where, false, 0, 1, &c->head_dim))) goto done;
     if (c->head_dim == 0) {
@@ -233,28 +232,26 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
                      where, cJSON_IsString(act) ? act->valuestring : "?");
         goto done;
     }
-    if (c->arch == ARCH_QWEN2) {
-        c->attn_bias = true;
-    } else if (c->arch == ARCH_LLAMA) {
-        if ((st = get_bool(root, "attention_bias", where, false, &c->attn_bias)) ||
-            (st = get_bool(root, "mlp_bias", where, false, &c->mlp_bias)))
-            goto done;
-        c->o_bias = c->attn_bias;
-    }
+    c->attn_bias = fam->qkv_bias;
+    if (fam->attention_bias_key && (st = get_bool(root, "attention_bias", where, false, &c->attn_bias)))
+        goto done;
+    c->o_bias = fam->attention_bias_key && c->attn_bias;
+    if (fam->mlp_bias_key && (st = get_bool(root, "mlp_bias", where, false, &c->mlp_bias))) goto done;
     if ((st = parse_rope(root, where, c))) goto done;
 
-    /* Sliding-window attention. Mistral: every layer when sliding_window is set. Qwen2: only
-     * with use_sliding_window, and only layers >= max_window_layers (transformers' rule). */
+    /* Sliding-window attention, by the family's rule (family.h): Mistral every layer when
+     * sliding_window is set; Qwen2/3 only with use_sliding_window, and only layers >=
+     * max_window_layers (transformers' rule); LLaMA never. */
     int window = 0;
     if ((st = get_int(root, "sliding_window", where, false, 0, 0, &window))) goto done;
     c->n_swa_layers_from = 0;
-    if (c->arch == ARCH_QWEN2) {
+    if (fam->swa == SWA_FROM_LAYER) {
         bool use = false;
         if ((st = get_bool(root, "use_sliding_window", where, false, &use))) goto done;
         if (!use) window = 0;
         if ((st = get_int(root, "max_window_layers", where, false, 28, 0, &c->n_swa_layers_from)))
             goto done;
-    } else if (c->arch == ARCH_LLAMA) {
+    } else if (fam->swa == SWA_NONE) {
         window = 0;
     }
     c->sliding_window = window;

@@ -1,5 +1,6 @@
 /* config.h — a decoder model's hyper-parameters, read from a Hugging Face config.json (and
- * generation_config.json). One struct drives one code path for Qwen2, LLaMA and Mistral.
+ * generation_config.json). One struct drives one code path for the families of family.h
+ * (Qwen2, LLaMA, Mistral, Qwen3).
  * Not here: weights (model.c), tokenizer settings (tokenizer/). */
 #ifndef WICK_MODEL_CONFIG_H
 #define WICK_MODEL_CONFIG_H
@@ -8,7 +9,7 @@
 
 #include "wick.h"
 
-typedef enum arch { ARCH_QWEN2, ARCH_LLAMA, ARCH_MISTRAL } arch;
+typedef enum arch { ARCH_QWEN2, ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN3 } arch;
 
 typedef enum rope_kind { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 } rope_kind;
 
@@ -35,6 +36,7 @@ typedef struct model_config {
     bool attn_bias;             /* q/k/v biases (Qwen2 always; LLaMA attention_bias) */
     bool o_bias;                /* o_proj bias (LLaMA attention_bias puts one on o_proj too) */
     bool mlp_bias;              /* LLaMA mlp_bias */
+    bool qk_norm;               /* per-head RMSNorm of q and k before RoPE (Qwen3) */
     int sliding_window;         /* 0 = none */
     int n_swa_layers_from;      /* layers >= this index use the window (Qwen2 max_window_layers) */
     int32_t bos_id, pad_id;     /* -1 when unknown */

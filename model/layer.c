@@ -65,6 +65,12 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     proj(lc, b, l, LORA_Q, &w->wq, w->bq, b->q, b->xn1, n);
     proj(lc, b, l, LORA_K, &w->wk, w->bk, b->k, b->xn1, n);
     proj(lc, b, l, LORA_V, &w->wv, w->bv, b->v, b->xn1, n);
+    if (w->q_norm) { /* Qwen3: RMSNorm over each head's hd values, rows = n·heads */
+        if (b->q_raw) memcpy(b->q_raw, b->q, sizeof(float) * (size_t)n * c->n_head * hd);
+        if (b->k_raw) memcpy(b->k_raw, b->k, sizeof(float) * (size_t)n * c->n_kv_head * hd);
+        K->rmsnorm(lc->ctx, b->q, b->q, w->q_norm, n * c->n_head, hd, c->norm_eps);
+        K->rmsnorm(lc->ctx, b->k, b->k, w->k_norm, n * c->n_kv_head, hd, c->norm_eps);
+    }
     rope(lc->ctx, b->q, n, c->n_head, hd, lc->pos, lc->rope_cos, lc->rope_sin);
     rope(lc->ctx, b->k, n, c->n_kv_head, hd, lc->pos, lc->rope_cos, lc->rope_sin);
     lc->attend(lc->attend_user, l, b, n);

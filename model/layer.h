@@ -2,7 +2,8 @@
  * many sequences: model/forward.c) and by training (whole sequences, activations kept for the
  * backward: train/graph.c):
  *
- *   xn1 = rmsnorm(x)·w_attn;   q, k, v = xn1·Wᵀ + b (+ LoRA);   rope(q), rope(k)
+ *   xn1 = rmsnorm(x)·w_attn;   q, k, v = xn1·Wᵀ + b (+ LoRA)
+ *   q, k = rmsnorm per head (·w_q, ·w_k) where the family has it (Qwen3);   rope(q), rope(k)
  *   att = attend(q, k, v)                     the caller's attention (KV cache or not)
  *   x += att·Woᵀ + bo (+ LoRA)
  *   xn2 = rmsnorm(x)·w_mlp;    h = silu(xn2·Wgᵀ (+ LoRA)) · (xn2·Wuᵀ (+ LoRA))
@@ -23,6 +24,7 @@ typedef struct layer_bufs {
     float *x_in, *x_mid;      /* optional (NULL = not kept): copies of x entering each block */
     float *xn1, *xn2;         /* (n, d) normed block inputs (may be one buffer) */
     float *q, *k, *v, *att;   /* (n, n_head·hd), (n, n_kv·hd) x2, (n, n_head·hd) */
+    float *q_raw, *k_raw;     /* optional (NULL = not kept): q, k before the per-head norm */
     float *gate, *up, *h;     /* (n, ff) each; h may equal gate (then silu runs in place) */
     float *tmp;               /* (n, d) */
     float **lora_keep;        /* optional: LORA_N_PROJ pointers ((n, r) each, NULL where not

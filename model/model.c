@@ -126,6 +126,9 @@ static wick_status load_layer(loader *L, int i, layer_weights *lw) {
             return st;
     }
     if (c->o_bias && (st = load_vector(L, NAME("self_attn.o_proj.bias"), d, &lw->bo))) return st;
+    if (c->qk_norm && ((st = load_vector(L, NAME("self_attn.q_norm.weight"), c->head_dim, &lw->q_norm)) ||
+                       (st = load_vector(L, NAME("self_attn.k_norm.weight"), c->head_dim, &lw->k_norm))))
+        return st;
     if (c->mlp_bias) {
         if ((st = load_vector(L, NAME("mlp.gate_proj.bias"), ff, &lw->b_gate)) ||
             (st = load_vector(L, NAME("mlp.up_proj.bias"), ff, &lw->b_up)) ||
@@ -193,6 +196,7 @@ void wick_model_free(wick_model *m) {
             free(l->bq); free(l->bk); free(l->bv); free(l->bo);
             free(l->b_gate); free(l->b_up); free(l->b_down);
             free(l->attn_norm); free(l->mlp_norm);
+            free(l->q_norm); free(l->k_norm);
         }
         free(m->layers);
     }

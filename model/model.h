@@ -18,6 +18,7 @@ typedef struct layer_weights {
     float *bq, *bk, *bv, *bo;          /* f32 copies or NULL: (n_head*hd), (n_kv*hd) x2, (d) */
     float *b_gate, *b_up, *b_down;     /* LLaMA mlp_bias, else NULL */
     float *attn_norm, *mlp_norm;       /* (d) f32 copies */
+    float *q_norm, *k_norm;            /* (hd) f32 copies: per-head RMSNorm of q, k (Qwen3), else NULL */
     int window;                        /* sliding window of this layer, 0 = full attention */
 } layer_weights;
 

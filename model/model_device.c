@@ -89,7 +89,9 @@ static wick_status up_layer(uploader *u, int l) {
         (st = up_vector(u, h->b_up, ff, &g->b_up, "up_proj bias", l)) ||
         (st = up_vector(u, h->b_down, d, &g->b_down, "down_proj bias", l)) ||
         (st = up_vector(u, h->attn_norm, d, &g->attn_norm, "input_layernorm", l)) ||
-        (st = up_vector(u, h->mlp_norm, d, &g->mlp_norm, "post_attention_layernorm", l)))
+        (st = up_vector(u, h->mlp_norm, d, &g->mlp_norm, "post_attention_layernorm", l)) ||
+        (st = up_vector(u, h->q_norm, c->head_dim, &g->q_norm, "q_norm", l)) ||
+        (st = up_vector(u, h->k_norm, c->head_dim, &g->k_norm, "k_norm", l)))
         return st;
     return WICK_OK;
 }

@@ -1,8 +1,9 @@
 /* model_export.c — a loaded decoder model written as a Hugging Face model folder.
  *
- * Tensor names and layout are those transformers' Qwen2/Llama/Mistral classes load:
+ * Tensor names and layout are those transformers' Qwen2/Llama/Mistral/Qwen3 classes load:
  * model.embed_tokens.weight, model.layers.N.{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}
- * .weight (+ .bias where the model has biases), model.layers.N.{input,post_attention}_layernorm
+ * .weight (+ .bias where the model has biases, + self_attn.{q,k}_norm.weight for Qwen3),
+ * model.layers.N.{input,post_attention}_layernorm
  * .weight, model.norm.weight and lm_head.weight (only when untied). Matrices go out in the
  * requested scalar type; a matrix already in that type and in HF row order is written
  * straight from the mapping (no copy). GGUF `llama` files hold q/k rows permuted for
@@ -22,6 +23,7 @@
 
 #include "base/error.h"
 #include "base/fileio.h"
+#include "model/family.h"
 #include "model/model_gguf.h"
 
 /* The tensors to write, with the names and buffers they own. */
@@ -138,6 +140,8 @@ static wick_status write_weights(const wick_model *m, const char *out_dir, dtype
         fail |= add_vector(&L, N("mlp.down_proj.bias"), l->b_down, d, false, hd);
         fail |= add_vector(&L, N("input_layernorm.weight"), l->attn_norm, d, false, hd);
         fail |= add_vector(&L, N("post_attention_layernorm.weight"), l->mlp_norm, d, false, hd);
+        fail |= add_vector(&L, N("self_attn.q_norm.weight"), l->q_norm, hd, false, hd);
+        fail |= add_vector(&L, N("self_attn.k_norm.weight"), l->k_norm, hd, false, hd);
 #undef N
     }
     if (!fail) fail |= add_vector(&L, "model.norm.weight", m->final_norm, d, false, hd);
@@ -205,10 +209,9 @@ static const char *torch_dtype(dtype dt) {
 
 static char *config_json(const model_config *c, dtype dt) {
     sbuf b = {0};
-    const char *mt = c->arch == ARCH_QWEN2 ? "qwen2" : c->arch == ARCH_MISTRAL ? "mistral" : "llama";
-    const char *an = c->architecture[0] ? c->architecture
-                     : c->arch == ARCH_QWEN2 ? "Qwen2ForCausalLM"
-                     : c->arch == ARCH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM";
+    const model_family *fam = family_get(c->arch);
+    const char *mt = fam->model_type;
+    const char *an = c->architecture[0] ? c->architecture : fam->hf_arch;
     char eps[32], theta[32], f0[32], f1[32], f2[32];
     fmt_float(eps, c->norm_eps);
     fmt_float(theta, c->rope_theta);
@@ -233,15 +236,16 @@ static char *config_json(const model_config *c, dtype dt) {
     } else {
         sb_printf(&b, "  \"rope_scaling\": null,\n");
     }
-    if (c->arch != ARCH_QWEN2) /* Qwen2 always has q/k/v biases and no such keys */
-        sb_printf(&b, "  \"attention_bias\": %s,\n  \"mlp_bias\": %s,\n",
-                  c->attn_bias ? "true" : "false", c->mlp_bias ? "true" : "false");
-    if (c->arch == ARCH_QWEN2)
+    /* the family's switches (Qwen2 has q/k/v biases by architecture and no such keys) */
+    if (fam->attention_bias_key)
+        sb_printf(&b, "  \"attention_bias\": %s,\n", c->attn_bias ? "true" : "false");
+    if (fam->mlp_bias_key) sb_printf(&b, "  \"mlp_bias\": %s,\n", c->mlp_bias ? "true" : "false");
+    if (fam->swa == SWA_FROM_LAYER)
         sb_printf(&b, "  \"use_sliding_window\": %s,\n  \"sliding_window\": %d,\n"
                       "  \"max_window_layers\": %d,\n", c->sliding_window ? "true" : "false",
                   c->sliding_window ? c->sliding_window : c->n_ctx_train,
                   c->sliding_window ? c->n_swa_layers_from : c->n_layer);
-    else if (c->arch == ARCH_MISTRAL && c->sliding_window)
+    else if (fam->swa == SWA_ALL && c->sliding_window)
         sb_printf(&b, "  \"sliding_window\": %d,\n", c->sliding_window);
     sb_printf(&b, "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n",
               c->tie_embd ? "true" : "false");

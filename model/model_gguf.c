@@ -1,4 +1,4 @@
-/* model_gguf.c — a decoder model (architectures `llama`, `qwen2`) from a GGUF file, and a
+/* model_gguf.c — a decoder model (the GGUF architectures of family.h: `llama`, `qwen2`, `qwen3`) from a GGUF file, and a
  * loaded model written back as GGUF.
  *
  * Loading: config from `{arch}.*` metadata; matrices are zero-copy views into the mapping in
@@ -11,6 +11,7 @@
  * reports it through *rope_interleaved, so the decoder calls kernel_table.rope_interleaved.
  *
  * Not here: the GGUF container (formats/gguf.c), the forward pass, the CLI tools. */
+#include "model/family.h"
 #include "model/model_gguf.h"
 
 #include <float.h>
@@ -166,20 +167,17 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     if (!gguf_get_str(L->g, "general.architecture", &arch, &st))
         return st ? st : err_set(WICK_ERR_FORMAT, "%s: missing key general.architecture", L->path);
     memset(c, 0, sizeof *c);
-    if (strcmp(arch, "llama") == 0) {
-        c->arch = ARCH_LLAMA;
-        strcpy(c->architecture, "LlamaForCausalLM");
-        *interleaved = true;
-    } else if (strcmp(arch, "qwen2") == 0) {
-        c->arch = ARCH_QWEN2;
-        strcpy(c->architecture, "Qwen2ForCausalLM");
-        *interleaved = false;
-    } else {
+    const model_family *fam = family_by_gguf(arch);
+    if (!fam) {
         st = err_set(WICK_ERR_UNSUPPORTED, "%s: general.architecture '%s' is not supported "
-                     "(supported: llama, qwen2)", L->path, arch);
+                     "(supported: %s)", L->path, arch, family_list(true));
         free(arch);
         return st;
     }
+    c->arch = fam->id;
+    snprintf(c->architecture, sizeof c->architecture, "%s", fam->hf_arch);
+    c->qk_norm = fam->qk_norm;
+    *interleaved = fam->gguf_permuted;
     const int M = 1 << 20;
     if ((st = need_int(L, arch, "embedding_length", 1, M, true, 0, &c->n_embd)) ||
         (st = need_int(L, arch, "feed_forward_length", 1, M, true, 0, &c->n_ff)) ||
@@ -264,6 +262,8 @@ static wick_status load_layer(gl *L, int i, layer_weights *w) {
         (st = get_vector(L, N("attn_k.bias"), kvd, &w->bk, !c->attn_bias)) ||
         (st = get_vector(L, N("attn_v.bias"), kvd, &w->bv, !c->attn_bias)) ||
         (st = get_vector(L, N("attn_output.bias"), d, &w->bo, true)) ||
+        (st = get_vector(L, N("attn_q_norm.weight"), c->head_dim, &w->q_norm, !c->qk_norm)) ||
+        (st = get_vector(L, N("attn_k_norm.weight"), c->head_dim, &w->k_norm, !c->qk_norm)) ||
         (st = get_vector(L, N("ffn_gate.bias"), ff, &w->b_gate, true)) ||
         (st = get_vector(L, N("ffn_up.bias"), ff, &w->b_up, true)) ||
         (st = get_vector(L, N("ffn_down.bias"), d, &w->b_down, true)))
@@ -467,10 +467,10 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
           qtype == MODEL_GGUF_KEEP))
         return err_set(WICK_ERR_INVALID_ARG, "%s: cannot write matrices as %s", path, dtype_name(qtype));
     const model_config *c = &m->cfg;
-    const bool llama = c->arch != ARCH_QWEN2;
-    const char *arch = llama ? "llama" : "qwen2";
+    const model_family *fam = family_get(c->arch);
+    const char *arch = fam->gguf_arch;
     /* q/k rows are permuted for llama unless they came from a GGUF file already permuted */
-    const bool perm = llama && !m->rope_interleaved;
+    const bool perm = fam->gguf_permuted && !m->rope_interleaved;
     wlist w = {0};
     wick_status st = WICK_OK;
     int fail = 0;
@@ -524,6 +524,8 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
             return err_set(WICK_ERR_UNSUPPORTED, "%s: llama models with attention biases cannot "
                            "be written to GGUF yet", path);
         }
+        VEC(N("attn_q_norm.weight"), l->q_norm, c->head_dim);
+        VEC(N("attn_k_norm.weight"), l->k_norm, c->head_dim);
         VEC(N("attn_q.bias"), l->bq, qd);
         VEC(N("attn_k.bias"), l->bk, kvd);
         VEC(N("attn_v.bias"), l->bv, kvd);
@@ -549,6 +551,9 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     kv[k].key = KEY("attention.head_count"); kv[k].v = gguf_v_u32((uint32_t)c->n_head); k++;
     kv[k].key = KEY("attention.head_count_kv"); kv[k].v = gguf_v_u32((uint32_t)c->n_kv_head); k++;
     kv[k].key = KEY("attention.key_length"); kv[k].v = gguf_v_u32((uint32_t)c->head_dim); k++;
+    /* llama.cpp sizes v (and, for some architectures, k) rows by value_length, which
+       defaults to hidden / heads: needed wherever head_dim is not that (Qwen3) */
+    kv[k].key = KEY("attention.value_length"); kv[k].v = gguf_v_u32((uint32_t)c->head_dim); k++;
     kv[k].key = KEY("rope.dimension_count"); kv[k].v = gguf_v_u32((uint32_t)c->head_dim); k++;
     kv[k].key = KEY("context_length"); kv[k].v = gguf_v_u32((uint32_t)c->n_ctx_train); k++;
     kv[k].key = KEY("attention.layer_norm_rms_epsilon"); kv[k].v = gguf_v_f32(c->norm_eps); k++;

@@ -15,19 +15,23 @@ typedef random_shape shape;
 
 static const shape k_shapes[] = {
     {"qwen2.5-0.5b", "Qwen2ForCausalLM", "qwen2", 896, 4864, 24, 14, 2, 151936, 32768, 1e6, 1e-6,
-     1, 1, 151643, 151643, 0, 0.02, 0},
+     1, 1, 151643, 151643, 0, 0.02, 0, 0, 0},
     {"qwen2.5-1.5b", "Qwen2ForCausalLM", "qwen2", 1536, 8960, 28, 12, 2, 151936, 32768, 1e6, 1e-6,
-     1, 1, 151643, 151643, 0, 0.02, 0},
+     1, 1, 151643, 151643, 0, 0.02, 0, 0, 0},
     {"llama-3.2-1b", "LlamaForCausalLM", "llama", 2048, 8192, 16, 32, 8, 128256, 131072, 500000.0,
-     1e-5, 1, 0, 128000, 128001, 1, 0.02, 0},
+     1e-5, 1, 0, 128000, 128001, 1, 0.02, 0, 0, 0},
     {"tinyllama", "LlamaForCausalLM", "llama", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0, 1e-5,
-     0, 0, 1, 2, 0, 0.02, 0},
+     0, 0, 1, 2, 0, 0.02, 0, 0, 0},
     {"tiny", "Qwen2ForCausalLM", "qwen2", 64, 176, 2, 4, 2, 151936, 4096, 1e6, 1e-6, 1, 1, 151643,
-     151643, 0, 0.02, 0},
+     151643, 0, 0.02, 0, 0, 0},
+    {"qwen3-0.6b", "Qwen3ForCausalLM", "qwen3", 1024, 3072, 28, 16, 8, 151936, 40960, 1e6, 1e-6,
+     1, 0, 151643, 151645, 0, 0.02, 0, 128, 1},
+    {"tiny-qwen3", "Qwen3ForCausalLM", "qwen3", 64, 176, 2, 4, 2, 151936, 4096, 1e6, 1e-6, 1, 0,
+     151643, 151645, 0, 0.02, 0, 32, 1},
 };
 
 const char *const random_model_shapes[] = {"qwen2.5-0.5b", "qwen2.5-1.5b", "llama-3.2-1b",
-                                           "tinyllama", "tiny", NULL};
+                                           "tinyllama", "tiny", "qwen3-0.6b", "tiny-qwen3", NULL};
 
 typedef struct rng {
     uint64_t s[4];
@@ -90,7 +94,7 @@ static wick_status copy_file(const char *src, const char *dst) {
 
 static wick_status write_config(const shape *s, const char *dir, dtype dt) {
     char cfg[2048], rope[512];
-    int hd = s->d / s->heads;
+    int hd = s->head_dim ? s->head_dim : s->d / s->heads;
     /* Qwen2 has q/k/v biases by architecture; "attention_bias" is LLaMA's switch */
     const bool llama_bias = s->bias && strcmp(s->model_type, "qwen2") != 0;
     if (s->llama3_rope)
@@ -135,7 +139,7 @@ wick_status random_model_write(const char *like, const char *out_dir, uint64_t s
         if (strcmp(like, k_shapes[i].name) == 0) s = &k_shapes[i];
     if (!s)
         return err_set(WICK_ERR_INVALID_ARG, "unknown model shape '%s' (known: qwen2.5-0.5b, "
-                       "qwen2.5-1.5b, llama-3.2-1b, tinyllama, tiny)", like);
+                       "qwen2.5-1.5b, llama-3.2-1b, tinyllama, tiny, qwen3-0.6b, tiny-qwen3)", like);
     return random_model_write_shape(s, out_dir, seed, dt, tokenizer);
 }
 
@@ -143,8 +147,8 @@ wick_status random_model_write_shape(const random_shape *s, const char *out_dir,
                                      dtype dt, const char *tokenizer) {
     if (dt != DT_F32 && dt != DT_BF16 && dt != DT_F16)
         return err_set(WICK_ERR_INVALID_ARG, "random models are f32, bf16 or f16");
-    if (s->d < 1 || s->heads < 1 || s->kv < 1 || s->heads % s->kv || s->d % s->heads ||
-        (s->d / s->heads) % 2 || s->ff < 1 || s->layers < 1 || s->layers > 256 || s->vocab < 1 ||
+    if (s->d < 1 || s->heads < 1 || s->kv < 1 || s->heads % s->kv || s->head_dim < 0 ||
+        (!s->head_dim && s->d % s->heads) || (s->head_dim ? s->head_dim : s->d / s->heads) % 2 || s->ff < 1 || s->layers < 1 || s->layers > 256 || s->vocab < 1 ||
         s->max_pos < 1)
         return err_set(WICK_ERR_INVALID_ARG, "model shape: need hidden_size divisible by "
                        "num_attention_heads into an even head size, heads divisible by "
@@ -153,7 +157,7 @@ wick_status random_model_write_shape(const random_shape *s, const char *out_dir,
     const float sd = s->init_std > 0 ? (float)s->init_std : 0.02f;
     const float norm_sd = s->hf_init ? 0.0f : 0.1f, bias_sd = s->hf_init ? 0.0f : 0.02f;
 
-    const int hd = s->d / s->heads, qd = s->heads * hd, kvd = s->kv * hd;
+    const int hd = s->head_dim ? s->head_dim : s->d / s->heads, qd = s->heads * hd, kvd = s->kv * hd;
     st_write_tensor *t = calloc(MAX_T, sizeof *t);
     char **names = calloc(MAX_T, sizeof *names);
     int n = 0;
@@ -192,6 +196,10 @@ wick_status random_model_write_shape(const random_shape *s, const char *out_dir,
             ADD(L("self_attn.q_proj.bias"), qd, 0, 0.0f, bias_sd);
             ADD(L("self_attn.k_proj.bias"), kvd, 0, 0.0f, bias_sd);
             ADD(L("self_attn.v_proj.bias"), kvd, 0, 0.0f, bias_sd);
+        }
+        if (s->qk_norm) {
+            ADD(L("self_attn.q_norm.weight"), hd, 0, 1.0f, norm_sd);
+            ADD(L("self_attn.k_norm.weight"), hd, 0, 1.0f, norm_sd);
         }
         ADD(L("self_attn.o_proj.weight"), s->d, qd, 0.0f, sd);
         ADD(L("post_attention_layernorm.weight"), s->d, 0, 1.0f, norm_sd);

@@ -27,6 +27,8 @@ typedef struct random_shape {
     int llama3_rope;
     double init_std;
     int hf_init;
+    int head_dim;   /* 0: hidden_size / heads */
+    int qk_norm;    /* per-head q/k norm weights (Qwen3) */
 } random_shape;
 
 /* Writes config.json, generation_config.json and model.safetensors of a random model shaped

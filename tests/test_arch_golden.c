@@ -129,6 +129,12 @@ static void test_llama32(void **state) {
     check_family("llama32", false); /* the script makes no adapter for it */
 }
 
+/* Qwen3: per-head q/k RMSNorm, explicit head_dim (32, not hidden/heads = 16), no biases. */
+static void test_qwen3(void **state) {
+    (void)state;
+    check_family("qwen3", true);
+}
+
 /* Families not run yet: loading fails and the message names the architecture. */
 static void test_refused(void **state) {
     (void)state;
@@ -150,6 +156,7 @@ static void test_refused(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama32),
+        cmocka_unit_test(test_qwen3),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,8 +58,8 @@ static void check_tensors_equal(const char *orig_dir, const char *out_dir, int *
     st_close(b);
 }
 
-static void roundtrip(const char *fixture) {
-    TU_REQUIRE_FIXTURE(dir, fixture);
+/* fixture: the name printed; dir: the model folder (freed here) */
+static void roundtrip_dir(const char *fixture, char *dir) {
     char *golden = path_join(dir, "golden.safetensors");
     int64_t n;
     int32_t *ids = tu_load_ids(golden, "p1_input_ids", &n);
@@ -112,7 +112,17 @@ static void roundtrip(const char *fixture) {
     free(want); free(ids); free(golden); free(dir); free(tmp); free(gpath); free(out); free(out8);
 }
 
+static void roundtrip(const char *fixture) {
+    TU_REQUIRE_FIXTURE(dir, fixture);
+    roundtrip_dir(fixture, dir);
+}
+
 static void test_tiny_llama(void **state) { (void)state; roundtrip("tiny-llama"); }
+/* Qwen3 (GGUF architecture qwen3, blk.N.attn_{q,k}_norm.weight; HF self_attn.{q,k}_norm) */
+static void test_qwen3(void **state) {
+    (void)state;
+    roundtrip_dir("arch/qwen3", strdup(WICK_SOURCE_DIR "/tests/data/arch/qwen3"));
+}
 static void test_tiny_qwen2(void **state) { (void)state; roundtrip("tiny-qwen2"); }
 
 static void test_tokenizer(void **state) {
@@ -371,6 +381,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_llama),
         cmocka_unit_test(test_tiny_qwen2),
+        cmocka_unit_test(test_qwen3),
         cmocka_unit_test(test_tokenizer),
         cmocka_unit_test(test_tokens_padded_to_embedding),
         cmocka_unit_test(test_llama_bias_follows_rows),

@@ -170,10 +170,9 @@ static double fd_loss(wick_trainer *tr, const int32_t *ids, const int32_t *label
     return l;
 }
 
-static void test_finite_differences(void **state) {
-    (void)state;
-    char *dir = tu_mkdtemp();
-    assert_int_equal(random_model_write("tiny", dir, 7, DT_F32, NULL), WICK_OK);
+/* LoRA on every projection of the model in `dir` (vocabulary V): analytic gradients of A and
+ * B against central differences. */
+static void fd_check_lora(const char *dir, int V) {
     wick_model *m = load_model(dir);
     wick_adapter *a = NULL;
     /* all projections, nonzero B so every A has a gradient; large scale to make them visible */
@@ -194,7 +193,7 @@ static void test_finite_differences(void **state) {
     uint64_t x = 99;
     for (int i = 0; i < B * T; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int32_t)((x >> 33) % 151936);
+        ids[i] = (int32_t)((x >> 33) % (uint64_t)V);
         labels[i] = (i % 3 == 1) ? -100 : ids[i];   /* masked targets too */
     }
     memset(tr->grad, 0, sizeof(float) * tr->n_params);
@@ -237,8 +236,69 @@ static void test_finite_differences(void **state) {
     print_message("  %d entries, worst err/tolerance %.3f\n", checked, worst);
     wick_trainer_free(tr);
     wick_model_free(m);
+}
+
+static void test_finite_differences(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    assert_int_equal(random_model_write("tiny", dir, 7, DT_F32, NULL), WICK_OK);
+    fd_check_lora(dir, 151936);
     tu_rmdir_rf(dir);
     free(dir);
+}
+
+static wick_train_params full_params(void);
+
+/* Qwen3 (per-head q/k RMSNorm before RoPE): the LoRA backward through the norms, and in full
+ * mode the gradients of the norm weights and of q/k_proj, against central differences on
+ * tests/data/arch/qwen3 (transformers' tiny random Qwen3; its forward matches the goldens in
+ * test_arch_golden). */
+static void test_qwen3_finite_differences(void **state) {
+    (void)state;
+    const char *dir = WICK_SOURCE_DIR "/tests/data/arch/qwen3";
+    fd_check_lora(dir, 512);
+    wick_model *m = load_model(dir);
+    wick_train_params p = full_params();
+    p.n_threads = 1;
+    wick_trainer *tr = NULL;
+    assert_int_equal(wick_trainer_create_full(m, &p, &tr), WICK_OK);
+    const int B = 2, T = 7;
+    int32_t ids[14];
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)((i * 37 + 11) % 512);
+    memset(tr->grad, 0, sizeof(float) * tr->n_params);
+    float l0 = 0;
+    assert_int_equal(train_forward_backward(tr, ids, NULL, B, T, true, 1, &l0, NULL, NULL), WICK_OK);
+    int checked = 0, norms = 0;
+    double worst = 0;
+    for (int i = 0; i < tr->n_tensors; i++) {
+        const train_tensor *t = &tr->tensors[i];
+        const bool qk = strstr(t->name, "q_norm") || strstr(t->name, "k_norm");
+        if (!qk && !strstr(t->name, "q_proj.weight") && !strstr(t->name, "k_proj.weight")) continue;
+        norms += qk;
+        size_t best = 0;
+        for (size_t j = 1; j < t->n; j++)
+            if (fabsf(tr->grad[t->off + j]) > fabsf(tr->grad[t->off + best])) best = j;
+        const size_t picks[2] = {best, (t->n / 3) % t->n};
+        for (int k = 0; k < 2; k++) {
+            float *w = t->p + picks[k];
+            const float save = *w, h = 2e-3f;
+            *w = save + h;
+            const double lp = fd_loss(tr, ids, NULL, B, T);
+            *w = save - h;
+            const double lm = fd_loss(tr, ids, NULL, B, T);
+            *w = save;
+            const double fd = (lp - lm) / (2.0 * (double)h), an = tr->grad[t->off + picks[k]];
+            const double err = fabs(fd - an), lim = 2e-4 + 2e-2 * fabs(an);
+            if (!(err <= lim)) fail_msg("%s[%zu]: analytic %.6g, finite difference %.6g", t->name, picks[k], an, fd);
+            worst = err / lim > worst ? err / lim : worst;
+            checked++;
+        }
+    }
+    print_message("  full: %d entries of q/k norms and projections (%d norm tensors), worst err/tolerance %.3f\n",
+                  checked, norms, worst);
+    assert_int_equal(norms, 2 * 2); /* two layers, q and k */
+    wick_trainer_free(tr);
+    wick_model_free(m);
 }
 
 /* Runs `n` steps of a cosine schedule with warmup and clipping on the golden batch. */
@@ -575,6 +635,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_qwen3_finite_differences),
         cmocka_unit_test(test_checkpoint_resume),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_bad_args),

@@ -63,6 +63,11 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
         TAKE(*(a ? &a->q : &ignore), N * qd);
         TAKE(*(a ? &a->k : &ignore), N * kvd);
         TAKE(*(a ? &a->v : &ignore), N * kvd);
+        if (a) a->q_raw = a->k_raw = NULL;
+        if (c->qk_norm) {
+            TAKE(*(a ? &a->q_raw : &ignore), N * qd);
+            TAKE(*(a ? &a->k_raw : &ignore), N * kvd);
+        }
         TAKE(*(a ? &a->p : &ignore), (size_t)B * c->n_head * T * T);
         TAKE(*(a ? &a->att : &ignore), N * qd);
         TAKE(*(a ? &a->x_mid : &ignore), N * d);
@@ -95,6 +100,8 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
     TAKE(tr->dh, N * ff);
     TAKE(tr->dt, N * (size_t)(r_max ? r_max : 1));
     TAKE(tr->ds, (size_t)T * T);
+    if (base) tr->dk_raw = NULL;
+    if (c->qk_norm) TAKE(tr->dk_raw, N * kvd);
     TAKE(tr->wrow, 64 * maxw);
     float *pos_mem = NULL;          /* int32 positions, stored in the float arena (same size) */
     TAKE(pos_mem, N);
@@ -339,6 +346,7 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
         train_layer_acts *a = &tr->acts[l];
         layer_bufs lb = {.x = x, .x_in = a->x_in, .x_mid = a->x_mid, .xn1 = a->xn1,
                          .xn2 = a->xn2, .q = a->q, .k = a->k, .v = a->v, .att = a->att,
+                         .q_raw = a->q_raw, .k_raw = a->k_raw,
                          .gate = a->g, .up = a->u, .h = a->h, .tmp = tr->dxn,
                          .lora_keep = a->t, .lora_t = tr->dt};
         layer_forward(&lc, l, &lb, N);
@@ -418,9 +426,20 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
             rope(ctx, tr->dq + oq, T, c->n_head, hd, tr->pos, tr->rope_cos, tr->rope_nsin);
             rope(ctx, tr->dk + ok, T, c->n_kv_head, hd, tr->pos, tr->rope_cos, tr->rope_nsin);
         }
+        /* per-head q/k norm (Qwen3): back to the projections' outputs; datt is free again */
+        float *dq = tr->dq, *dk = tr->dk;
+        if (c->qk_norm) {
+            memset(tr->datt, 0, sizeof(float) * (size_t)N * qd);
+            memset(tr->dk_raw, 0, sizeof(float) * (size_t)N * kvd);
+            rmsnorm_bwd(tr->datt, tr->full ? tr->lg[l].q_norm : NULL, tr->dq, a->q_raw, w->q_norm,
+                        N * c->n_head, hd, c->norm_eps);
+            rmsnorm_bwd(tr->dk_raw, tr->full ? tr->lg[l].k_norm : NULL, tr->dk, a->k_raw, w->k_norm,
+                        N * c->n_kv_head, hd, c->norm_eps);
+            dq = tr->datt, dk = tr->dk_raw;
+        }
         memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
-        proj_bwd(tr, l, LORA_Q, &w->wq, tr->dxn, tr->dq, a->xn1, a->t[LORA_Q], N);
-        proj_bwd(tr, l, LORA_K, &w->wk, tr->dxn, tr->dk, a->xn1, a->t[LORA_K], N);
+        proj_bwd(tr, l, LORA_Q, &w->wq, tr->dxn, dq, a->xn1, a->t[LORA_Q], N);
+        proj_bwd(tr, l, LORA_K, &w->wk, tr->dxn, dk, a->xn1, a->t[LORA_K], N);
         proj_bwd(tr, l, LORA_V, &w->wv, tr->dxn, tr->dv, a->xn1, a->t[LORA_V], N);
         if (l > 0 || tr->full)
             rmsnorm_bwd(dx, tr->full ? tr->lg[l].attn_norm : NULL, tr->dxn, a->x_in,

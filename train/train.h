@@ -49,6 +49,7 @@ typedef struct train_layer_grads {
     float *w[LORA_N_PROJ];  /* (out, in) of q, k, v, o, gate, up, down */
     float *b[LORA_N_PROJ];  /* (out) biases */
     float *attn_norm, *mlp_norm;
+    float *q_norm, *k_norm;  /* (hd) per-head q/k norm weights (Qwen3), else NULL */
 } train_layer_grads;
 
 /* Activations kept by the forward for the backward of one layer (rows N = batch·seq_len). */
@@ -56,6 +57,7 @@ typedef struct train_layer_acts {
     float *x_in;            /* (N, d) residual entering the layer */
     float *xn1;             /* (N, d) attention RMSNorm output */
     float *q, *k, *v;       /* (N, qd), (N, kvd) x2, q/k after RoPE */
+    float *q_raw, *k_raw;   /* (N, qd), (N, kvd): q/k before the per-head norm (qk_norm), else NULL */
     float *p;               /* (batch, n_head, T, T) attention probabilities */
     float *att;             /* (N, qd) attention output (o_proj input) */
     float *x_mid;           /* (N, d) residual after the attention block */
@@ -97,6 +99,7 @@ struct wick_trainer {
     /* backward scratch */
     float *dx, *dxn, *dq, *dk, *dv, *datt, *dg, *du, *dh, *dt, *wrow;
     float *ds;                  /* (T, T) attention backward scratch */
+    float *dk_raw;              /* (N, kvd) gradient at k before its per-head norm (qk_norm) */
     int32_t *pos;               /* (N) position of each row: row i of a sequence is at i */
 };
 

@@ -303,7 +303,7 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
     tr->p = p;
     const int L = c->n_layer;
     const bool tied = model->lm_head.data == model->tok_embd.data;
-    tr->tensors = calloc((size_t)(3 + L * (2 * LORA_N_PROJ + 2)), sizeof *tr->tensors);
+    tr->tensors = calloc((size_t)(3 + L * (2 * LORA_N_PROJ + 4)), sizeof *tr->tensors);
     tr->lg = calloc((size_t)L, sizeof *tr->lg);
     tr->acts = calloc((size_t)L, sizeof *tr->acts);
     tr->pool = pool_create(p.n_threads ? p.n_threads : pool_cpu_count());
@@ -326,6 +326,10 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
             if (layer_bias(w, q)) {
                 snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.bias", lora_module_path[q]);
                 add_tensor(tr, &off, layer_bias(w, q), W->rows, 0, false, fmt, l);
+            }
+            if (q == LORA_K && w->q_norm) { /* Qwen3's per-head norms, named as transformers does */
+                add_tensor(tr, &off, w->q_norm, c->head_dim, 0, false, "model.layers.%d.self_attn.q_norm.weight", l);
+                add_tensor(tr, &off, w->k_norm, c->head_dim, 0, false, "model.layers.%d.self_attn.k_norm.weight", l);
             }
             if (q == LORA_O)
                 add_tensor(tr, &off, w->mlp_norm, d, 0, false,
@@ -352,6 +356,8 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
             layer_weights *w = &model->layers[l];
             if (t->p == w->attn_norm) tr->lg[l].attn_norm = g;
             if (t->p == w->mlp_norm) tr->lg[l].mlp_norm = g;
+            if (w->q_norm && t->p == w->q_norm) tr->lg[l].q_norm = g;
+            if (w->k_norm && t->p == w->k_norm) tr->lg[l].k_norm = g;
             for (int q = 0; q < LORA_N_PROJ; q++) {
                 if (t->p == layer_proj(w, q)->data) tr->lg[l].w[q] = g;
                 if (t->p == layer_bias(w, q)) tr->lg[l].b[q] = g;

@@ -1,0 +1,39 @@
+/* family.c — the decoder families of family.h. */
+#include "model/family.h"
+
+#include <string.h>
+
+static const model_family k_families[] = {
+    {ARCH_QWEN2, "Qwen2ForCausalLM", "qwen2", "qwen2", .qkv_bias = true, .swa = SWA_FROM_LAYER},
+    {ARCH_LLAMA, "LlamaForCausalLM", "llama", "llama", .attention_bias_key = true,
+     .mlp_bias_key = true, .gguf_permuted = true, .swa = SWA_NONE},
+    /* llama.cpp stores Mistral models under the llama architecture */
+    {ARCH_MISTRAL, "MistralForCausalLM", "mistral", "llama", .gguf_permuted = true, .swa = SWA_ALL},
+    {ARCH_QWEN3, "Qwen3ForCausalLM", "qwen3", "qwen3", .attention_bias_key = true, .qk_norm = true,
+     .swa = SWA_FROM_LAYER},
+};
+#define N_FAMILIES (sizeof k_families / sizeof k_families[0])
+
+const model_family *family_get(arch id) {
+    for (size_t i = 0; i < N_FAMILIES; i++)
+        if (k_families[i].id == id) return &k_families[i];
+    return &k_families[0];
+}
+
+const model_family *family_by_hf(const char *name) {
+    for (size_t i = 0; name && i < N_FAMILIES; i++)
+        if (strcmp(k_families[i].hf_arch, name) == 0) return &k_families[i];
+    return NULL;
+}
+
+/* the first family stored under a GGUF name (Mistral files read back as llama) */
+const model_family *family_by_gguf(const char *name) {
+    for (size_t i = 0; name && i < N_FAMILIES; i++)
+        if (strcmp(k_families[i].gguf_arch, name) == 0) return &k_families[i];
+    return NULL;
+}
+
+const char *family_list(bool gguf) {
+    return gguf ? "llama, qwen2, qwen3"
+                : "Qwen2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM";
+}

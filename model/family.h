@@ -1,0 +1,42 @@
+/* family.h — what differs between the decoder families wick runs, in one table (family.c):
+ * the names a family goes by (Hugging Face architecture and model_type, GGUF architecture),
+ * which bias and norm tensors it has, how its config.json switches sliding windows on, and
+ * how its GGUF files store q/k rows. The loaders, the exporters and the layer read these
+ * flags instead of comparing architecture names; a family that fits the layer of layer.h is
+ * one row here.
+ * Not here: hyper-parameters (config.h), tensor loading (model.c, model_gguf.c). */
+#ifndef WICK_MODEL_FAMILY_H
+#define WICK_MODEL_FAMILY_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "model/config.h"
+
+typedef enum swa_rule {
+    SWA_NONE,        /* never (LLaMA: no such key) */
+    SWA_ALL,         /* every layer when "sliding_window" is set (Mistral) */
+    SWA_FROM_LAYER,  /* with "use_sliding_window", layers >= "max_window_layers" (Qwen2/3) */
+} swa_rule;
+
+typedef struct model_family {
+    arch id;
+    const char *hf_arch;      /* config.json "architectures"[0] */
+    const char *model_type;   /* config.json "model_type" (written on export) */
+    const char *gguf_arch;    /* GGUF general.architecture, written and read */
+    bool qkv_bias;            /* q/k/v biases by architecture, no config key (Qwen2) */
+    bool attention_bias_key;  /* "attention_bias" puts biases on q, k, v and o (LLaMA, Qwen3) */
+    bool mlp_bias_key;        /* "mlp_bias" puts biases on gate, up and down (LLaMA) */
+    bool qk_norm;             /* RMSNorm over each head of q and k before RoPE (Qwen3) */
+    bool gguf_permuted;       /* GGUF q/k rows permuted for adjacent-pair RoPE (llama) */
+    swa_rule swa;
+} model_family;
+
+/* The family of `id` (always found). */
+const model_family *family_get(arch id);
+/* By config.json architecture or GGUF architecture name; NULL when wick has no such family. */
+const model_family *family_by_hf(const char *hf_arch);
+const model_family *family_by_gguf(const char *gguf_arch);
+/* "Qwen2ForCausalLM, LlamaForCausalLM, ..." (or the GGUF names), for messages. */
+const char *family_list(bool gguf);
+
+#endif
