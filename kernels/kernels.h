@@ -145,6 +145,9 @@ typedef struct kernel_table {
 
     /* out[i] = silu(gate[i]) * up[i], silu(z) = z / (1 + e^−z); for i < n. out may alias. */
     void (*silu_mul)(wk_ctx *ctx, float *out, const float *gate, const float *up, long n);
+    /* out[i] = gelu_tanh(gate[i]) · up[i], GELU's tanh form 0.5·g·(1 + tanh(√(2/π)·(g +
+       0.044715·g³))) (Gemma's gelu_pytorch_tanh); out may equal gate. */
+    void (*gelu_tanh_mul)(wk_ctx *ctx, float *out, const float *gate, const float *up, long n);
 
     /* y[i] += x[i] for i < n. */
     void (*add)(wk_ctx *ctx, float *y, const float *x, long n);

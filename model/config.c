@@ -108,6 +108,13 @@ static wick_status get_special_ids(const cJSON *o, const char *where, model_conf
 
 /* rope_parameters (transformers 5) or rope_scaling (transformers 4); theta may live in either
  * the top level or rope_parameters. */
+static wick_status parse_rope_in(const cJSON *root, const cJSON *rp, const cJSON *rs,
+                                  const char *where, model_config *c);
+
+/* RoPE settings: rope_parameters (transformers 5) or rope_theta + rope_scaling. Gemma 3 gives
+ * one set per layer type ({"full_attention": {...}, "sliding_attention": {...}}; older files:
+ * rope_local_base_freq beside rope_theta): the full layers' set is the model's, the sliding
+ * layers' base goes to rope_theta_local (default rope only). */
 static wick_status parse_rope(const cJSON *root, const char *where, model_config *c) {
     wick_status st;
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
@@ -118,6 +125,32 @@ static wick_status parse_rope(const cJSON *root, const char *where, model_config
         return err_set(WICK_ERR_FORMAT, "%s: \"rope_scaling\" must be an object or null", where);
     if (rp && cJSON_IsNull(rp)) rp = NULL;
     if (rs && cJSON_IsNull(rs)) rs = NULL;
+    const cJSON *full = rp ? cJSON_GetObjectItemCaseSensitive(rp, "full_attention") : NULL;
+    const cJSON *loc = rp ? cJSON_GetObjectItemCaseSensitive(rp, "sliding_attention") : NULL;
+    c->rope_theta_local = 0;
+    if (full || loc) {
+        if (!cJSON_IsObject(full) || (loc && !cJSON_IsObject(loc)))
+            return err_set(WICK_ERR_FORMAT, "%s: rope_parameters.full_attention and .sliding_attention "
+                           "must be objects", where);
+        if ((st = parse_rope_in(root, full, NULL, where, c))) return st;
+        if (loc) {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(loc, "rope_type");
+            if (t && !(cJSON_IsString(t) && strcmp(t->valuestring, "default") == 0))
+                return err_set(WICK_ERR_UNSUPPORTED, "%s: rope_parameters.sliding_attention.rope_type "
+                               "must be \"default\"", where);
+            if ((st = get_float(loc, "rope_theta", where, true, 0, &c->rope_theta_local))) return st;
+            if (!(c->rope_theta_local > 0))
+                return err_set(WICK_ERR_FORMAT, "%s: sliding_attention.rope_theta must be positive", where);
+        }
+        return WICK_OK;
+    }
+    if ((st = get_float(root, "rope_local_base_freq", where, false, 0, &c->rope_theta_local))) return st;
+    return parse_rope_in(root, rp, rs, where, c);
+}
+
+static wick_status parse_rope_in(const cJSON *root, const cJSON *rp, const cJSON *rs,
+                                  const char *where, model_config *c) {
+    wick_status st;
 
     c->rope_theta = 10000.0f; /* transformers' class default for all three families */
     if (rp && cJSON_GetObjectItemCaseSensitive(rp, "rope_theta")) {
@@ -200,7 +233,7 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
         (st = get_int(root, "vocab_size", where, true, 0, 1, &c->n_vocab)) ||
         (st = get_int(root, "max_position_embeddings", where, true, 0, 1, &c->n_ctx_train)) ||
         (st = get_float(root, "rms_norm_eps", where, true, 0, &c->norm_eps)) ||
-        (st = get_bool(root, "tie_word_embeddings", where, false, &c->tie_embd)))
+        (st = get_bool(root, "tie_word_embeddings", where, fam->gemma, &c->tie_embd)))
         goto done;
     if ((st = get_int(root, "head_dim", where, false, 0, 1, &c->head_dim))) goto done;
     if (c->head_dim == 0) {
@@ -226,11 +259,39 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
         st = err_set(WICK_ERR_FORMAT, "%s: rms_norm_eps must be positive", where);
         goto done;
     }
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
-    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0)) {
-        st = err_set(WICK_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" is not supported (only silu)",
-                     where, cJSON_IsString(act) ? act->valuestring : "?");
+    /* the MLP's activation: silu, or Gemma's gelu_pytorch_tanh (its key: hidden_activation) */
+    const cJSON *act = fam->gemma ? cJSON_GetObjectItemCaseSensitive(root, "hidden_activation") : NULL;
+    if (!act || cJSON_IsNull(act)) act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    const char *want_act = fam->gemma ? "gelu_pytorch_tanh" : "silu";
+    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, want_act) == 0)) {
+        st = err_set(WICK_ERR_UNSUPPORTED, "%s: hidden_act%s \"%s\" is not supported (%s: only %s)",
+                     where, fam->gemma ? "ivation" : "", cJSON_IsString(act) ? act->valuestring : "?",
+                     arch, want_act);
         goto done;
+    }
+    c->act = fam->gemma ? ACT_GELU_TANH : ACT_SILU;
+    c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
+    if (fam->gemma) {
+        /* scores scaled by query_pre_attn_scalar^-0.5 (transformers' class default 256),
+           embeddings by √hidden_size (both as float32, as transformers rounds them) */
+        float qs = 0;
+        if ((st = get_float(root, "query_pre_attn_scalar", where, false, 256.0f, &qs))) goto done;
+        if (!(qs > 0)) {
+            st = err_set(WICK_ERR_FORMAT, "%s: query_pre_attn_scalar must be positive", where);
+            goto done;
+        }
+        c->attn_scale = (float)pow((double)qs, -0.5);
+        c->embed_scale = (float)sqrt((double)c->n_embd);
+        static const char *const off[] = {"attn_logit_softcapping", "final_logit_softcapping",
+                                          "use_bidirectional_attention"};
+        for (int i = 0; i < 3; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, off[i]);
+            if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v)) {
+                st = err_set(WICK_ERR_UNSUPPORTED, "%s: %s is set: not supported yet (only null/false)",
+                             where, off[i]);
+                goto done;
+            }
+        }
     }
     c->attn_bias = fam->qkv_bias;
     if (fam->attention_bias_key && (st = get_bool(root, "attention_bias", where, false, &c->attn_bias)))
@@ -253,6 +314,36 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
             goto done;
     } else if (fam->swa == SWA_NONE) {
         window = 0;
+    } else if (fam->swa == SWA_LAYER_TYPES) {
+        memset(c->layer_sliding, 0, sizeof c->layer_sliding);
+        const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+        if (c->n_layer > CONFIG_MAX_LAYER_TYPES) {
+            st = err_set(WICK_ERR_UNSUPPORTED, "%s: %d layers: at most %d supported for this family",
+                         where, c->n_layer, CONFIG_MAX_LAYER_TYPES);
+            goto done;
+        }
+        if (lt && !cJSON_IsNull(lt)) {
+            if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->n_layer) {
+                st = err_set(WICK_ERR_FORMAT, "%s: layer_types must be a list of %d strings", where,
+                             c->n_layer);
+                goto done;
+            }
+            for (int l = 0; l < c->n_layer; l++) {
+                const cJSON *e = cJSON_GetArrayItem(lt, l);
+                const bool sl = cJSON_IsString(e) && strcmp(e->valuestring, "sliding_attention") == 0;
+                if (!sl && !(cJSON_IsString(e) && strcmp(e->valuestring, "full_attention") == 0)) {
+                    st = err_set(WICK_ERR_FORMAT, "%s: layer_types[%d]: expected \"sliding_attention\" "
+                                 "or \"full_attention\"", where, l);
+                    goto done;
+                }
+                if (sl) c->layer_sliding[l / 64] |= 1ull << (l % 64);
+            }
+        } else { /* older files: every pattern-th layer is global (transformers' default 6) */
+            int pat = 6;
+            if ((st = get_int(root, "sliding_window_pattern", where, false, 6, 1, &pat))) goto done;
+            for (int l = 0; l < c->n_layer; l++)
+                if ((l + 1) % pat) c->layer_sliding[l / 64] |= 1ull << (l % 64);
+        }
     }
     c->sliding_window = window;
     if ((st = get_special_ids(root, where, c))) goto done;

@@ -9,7 +9,9 @@
 
 #include "wick.h"
 
-typedef enum arch { ARCH_QWEN2, ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN3 } arch;
+typedef enum arch { ARCH_QWEN2, ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN3, ARCH_GEMMA3 } arch;
+
+typedef enum act_kind { ACT_SILU, ACT_GELU_TANH } act_kind;
 
 typedef enum rope_kind { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 } rope_kind;
 
@@ -36,8 +38,15 @@ typedef struct model_config {
     bool attn_bias;             /* q/k/v biases (Qwen2 always; LLaMA attention_bias) */
     bool o_bias;                /* o_proj bias (LLaMA attention_bias puts one on o_proj too) */
     bool mlp_bias;              /* LLaMA mlp_bias */
-    bool qk_norm;               /* per-head RMSNorm of q and k before RoPE (Qwen3) */
+    bool qk_norm;               /* per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3) */
+    act_kind act;               /* MLP activation of gate (hidden_act / hidden_activation) */
+    float attn_scale;           /* attention scores' scale: 1/√head_dim, or Gemma's
+                                   query_pre_attn_scalar^-0.5 */
+    float embed_scale;          /* embedding rows times this (Gemma: √hidden_size), 0 = none */
+    float rope_theta_local;     /* sliding layers' RoPE base when it differs (Gemma 3), else 0 */
+    uint64_t layer_sliding[8];  /* Gemma 3: bit l set = layer l uses the sliding window */
     int sliding_window;         /* 0 = none */
+#define CONFIG_MAX_LAYER_TYPES 512
     int n_swa_layers_from;      /* layers >= this index use the window (Qwen2 max_window_layers) */
     int32_t bos_id, pad_id;     /* -1 when unknown */
     int32_t eos_ids[CONFIG_MAX_EOS];

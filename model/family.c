@@ -11,6 +11,9 @@ static const model_family k_families[] = {
     {ARCH_MISTRAL, "MistralForCausalLM", "mistral", "llama", .gguf_permuted = true, .swa = SWA_ALL},
     {ARCH_QWEN3, "Qwen3ForCausalLM", "qwen3", "qwen3", .attention_bias_key = true, .qk_norm = true,
      .swa = SWA_FROM_LAYER},
+    {ARCH_GEMMA3, "Gemma3ForCausalLM", "gemma3_text", "gemma3", .attention_bias_key = true,
+     .qk_norm = true, .swa = SWA_LAYER_TYPES, .gemma = true, .no_gguf = true, .no_export = true,
+     .no_train = true},
 };
 #define N_FAMILIES (sizeof k_families / sizeof k_families[0])
 
@@ -29,11 +32,12 @@ const model_family *family_by_hf(const char *name) {
 /* the first family stored under a GGUF name (Mistral files read back as llama) */
 const model_family *family_by_gguf(const char *name) {
     for (size_t i = 0; name && i < N_FAMILIES; i++)
-        if (strcmp(k_families[i].gguf_arch, name) == 0) return &k_families[i];
+        if (!k_families[i].no_gguf && strcmp(k_families[i].gguf_arch, name) == 0) return &k_families[i];
     return NULL;
 }
 
 const char *family_list(bool gguf) {
     return gguf ? "llama, qwen2, qwen3"
-                : "Qwen2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM";
+                : "Qwen2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM, "
+                  "Gemma3ForCausalLM";
 }

@@ -16,6 +16,7 @@ typedef enum swa_rule {
     SWA_NONE,        /* never (LLaMA: no such key) */
     SWA_ALL,         /* every layer when "sliding_window" is set (Mistral) */
     SWA_FROM_LAYER,  /* with "use_sliding_window", layers >= "max_window_layers" (Qwen2/3) */
+    SWA_LAYER_TYPES, /* "layer_types" (or every layer but each "sliding_window_pattern"th) */
 } swa_rule;
 
 typedef struct model_family {
@@ -29,6 +30,13 @@ typedef struct model_family {
     bool qk_norm;             /* RMSNorm over each head of q and k before RoPE (Qwen3) */
     bool gguf_permuted;       /* GGUF q/k rows permuted for adjacent-pair RoPE (llama) */
     swa_rule swa;
+    /* Gemma: RMSNorm weights stored as w of (1 + w) (folded to 1 + w at load), norms after
+       the attention and MLP blocks too (sandwich), embeddings times √hidden_size, GELU-tanh
+       MLP, query_pre_attn_scalar, a second RoPE base for sliding layers */
+    bool gemma;
+    bool no_gguf;             /* GGUF reading/writing not written yet */
+    bool no_export;           /* HF folder export (and merge) not written yet */
+    bool no_train;            /* training's backward lacks this family's pieces */
 } model_family;
 
 /* The family of `id` (always found). */

@@ -23,7 +23,7 @@ static void give(fwd_state *f, float *p, size_t floats) {
 }
 
 /* Buffer sizes in floats, in one place for init and free. */
-enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_COS, B_SIN, B_N };
+enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_COS, B_SIN, B_COSL, B_SINL, B_N };
 
 static void sizes(const fwd_state *f, size_t *sz) {
     const model_config *c = &f->m->cfg;
@@ -34,11 +34,12 @@ static void sizes(const fwd_state *f, size_t *sz) {
     sz[B_K] = sz[B_V] = R * kvd;
     sz[B_GATE] = sz[B_UP] = R * (size_t)c->n_ff;
     sz[B_COS] = sz[B_SIN] = (size_t)f->max_pos * (size_t)(c->head_dim / 2);
+    sz[B_COSL] = sz[B_SINL] = f->m->rope_inv_freq_local ? sz[B_COS] : 0;
 }
 
 static float **slot(fwd_state *f, int i) {
     float **s[B_N] = {&f->x, &f->xn, &f->q, &f->k, &f->v, &f->att, &f->tmp, &f->gate, &f->up,
-                      &f->rope_cos, &f->rope_sin};
+                      &f->rope_cos, &f->rope_sin, &f->rope_cos_l, &f->rope_sin_l};
     return s[i];
 }
 
@@ -66,14 +67,18 @@ wick_status fwd_init(fwd_state *f, const wick_model *m, wk_ctx *ctx, int cap_row
         fwd_free(f);
         return err_set(WICK_ERR_NOMEM, "out of memory for RoPE tables of %d positions", max_pos);
     }
-    for (int pos = 0; pos < f->max_pos; pos++)
-        for (int i = 0; i < half; i++) {
-            const float ang = (float)pos * m->rope_inv_freq[i];
-            cs[(size_t)pos * half + i] = cosf(ang);
-            sn[(size_t)pos * half + i] = sinf(ang);
-        }
-    m->kern->buf_copy(ctx, f->rope_cos, cs, sizeof(float) * nt);
-    m->kern->buf_copy(ctx, f->rope_sin, sn, sizeof(float) * nt);
+    for (int t = 0; t < 2; t++) {
+        const float *inv = t ? m->rope_inv_freq_local : m->rope_inv_freq;
+        if (!inv) continue;
+        for (int pos = 0; pos < f->max_pos; pos++)
+            for (int i = 0; i < half; i++) {
+                const float ang = (float)pos * inv[i];
+                cs[(size_t)pos * half + i] = cosf(ang);
+                sn[(size_t)pos * half + i] = sinf(ang);
+            }
+        m->kern->buf_copy(ctx, t ? f->rope_cos_l : f->rope_cos, cs, sizeof(float) * nt);
+        m->kern->buf_copy(ctx, t ? f->rope_sin_l : f->rope_sin, sn, sizeof(float) * nt);
+    }
     free(cs), free(sn);
     wick_status st = m->kern->sync(ctx); /* a device copy that failed shows up here */
     if (st) fwd_free(f);
@@ -116,8 +121,7 @@ static void attend(void *user, int l, layer_bufs *lb, int n) {
     m->kern->kv_store(a->f->ctx, &view, lb->k, lb->v, a->b->spans, a->b->n_spans, c->n_kv_head,
                       c->head_dim);
     m->kern->attention(a->f->ctx, lb->att, lb->q, &view, a->b->spans, a->b->n_spans, c->n_head,
-                       c->n_kv_head, c->head_dim, m->layers[l].window,
-                       1.0f / sqrtf((float)c->head_dim));
+                       c->n_kv_head, c->head_dim, m->layers[l].window, c->attn_scale);
     (void)n;
 }
 
@@ -130,12 +134,17 @@ void model_forward(fwd_state *f, kv_pool *kv, const fwd_batch *b) {
     attend_ctx ac = {f, kv, b};
     layer_ctx lc = {.m = m, .ctx = f->ctx, .pos = b->pos, .rope_cos = f->rope_cos,
                     .rope_sin = f->rope_sin, .runs = b->runs, .n_runs = b->n_runs,
+                    .rope_cos_local = m->rope_inv_freq_local ? f->rope_cos_l : NULL,
+                    .rope_sin_local = m->rope_inv_freq_local ? f->rope_sin_l : NULL,
                     .attend = attend, .attend_user = &ac, .trace = f->trace,
                     .trace_user = f->trace_user};
     layer_bufs lb = {.x = f->x, .xn1 = f->xn, .xn2 = f->xn, .q = f->q, .k = f->k, .v = f->v,
                      .att = f->att, .gate = f->gate, .up = f->up, .h = f->gate, .tmp = f->tmp,
                      .lora_t = f->lora_t};
     K->embed(f->ctx, f->x, model_ktok_embd(m), b->ids, n);
+    /* Gemma: rows times √hidden; x + (s − 1)·x is x·s (s − 1 is exact for s ≥ 1; with a
+       fused multiply-add, one rounding) */
+    if (c->embed_scale > 0) K->axpy(f->ctx, f->x, c->embed_scale - 1.0f, f->x, (long)n * d);
     layer_emit_trace(m, f->ctx, f->trace, f->trace_user, "embed", -1, f->x, n, d);
     for (int l = 0; l < c->n_layer; l++) layer_forward(&lc, l, &lb, n);
     if (b->n_out <= 0) return;

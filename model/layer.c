@@ -71,10 +71,13 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
         K->rmsnorm(lc->ctx, b->q, b->q, w->q_norm, n * c->n_head, hd, c->norm_eps);
         K->rmsnorm(lc->ctx, b->k, b->k, w->k_norm, n * c->n_kv_head, hd, c->norm_eps);
     }
-    rope(lc->ctx, b->q, n, c->n_head, hd, lc->pos, lc->rope_cos, lc->rope_sin);
-    rope(lc->ctx, b->k, n, c->n_kv_head, hd, lc->pos, lc->rope_cos, lc->rope_sin);
+    const bool loc = w->rope_local && lc->rope_cos_local;
+    const float *rc = loc ? lc->rope_cos_local : lc->rope_cos, *rs = loc ? lc->rope_sin_local : lc->rope_sin;
+    rope(lc->ctx, b->q, n, c->n_head, hd, lc->pos, rc, rs);
+    rope(lc->ctx, b->k, n, c->n_kv_head, hd, lc->pos, rc, rs);
     lc->attend(lc->attend_user, l, b, n);
     proj(lc, b, l, LORA_O, &w->wo, w->bo, b->tmp, b->att, n);
+    if (w->post_attn_norm) K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_attn_norm, n, d, c->norm_eps);
     trace(lc, "attn_out", l, b->tmp, n, d);
     K->add(lc->ctx, b->x, b->tmp, (long)n * d);
 
@@ -84,8 +87,10 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     trace(lc, "mlp_norm", l, b->xn2, n, d);
     proj(lc, b, l, LORA_GATE, &w->w_gate, w->b_gate, b->gate, b->xn2, n);
     proj(lc, b, l, LORA_UP, &w->w_up, w->b_up, b->up, b->xn2, n);
-    K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
+    if (c->act == ACT_GELU_TANH) K->gelu_tanh_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
+    else K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
     proj(lc, b, l, LORA_DOWN, &w->w_down, w->b_down, b->tmp, b->h, n);
+    if (w->post_mlp_norm) K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_mlp_norm, n, d, c->norm_eps);
     trace(lc, "mlp_out", l, b->tmp, n, d);
     K->add(lc->ctx, b->x, b->tmp, (long)n * d);
     trace(lc, "out", l, b->x, n, d);

@@ -3,11 +3,12 @@
  * backward: train/graph.c):
  *
  *   xn1 = rmsnorm(x)·w_attn;   q, k, v = xn1·Wᵀ + b (+ LoRA)
- *   q, k = rmsnorm per head (·w_q, ·w_k) where the family has it (Qwen3);   rope(q), rope(k)
+ *   q, k = rmsnorm per head (·w_q, ·w_k) where the family has it (Qwen3, Gemma 3)
+ *   rope(q), rope(k)                          (Gemma 3's sliding layers: their own base)
  *   att = attend(q, k, v)                     the caller's attention (KV cache or not)
- *   x += att·Woᵀ + bo (+ LoRA)
- *   xn2 = rmsnorm(x)·w_mlp;    h = silu(xn2·Wgᵀ (+ LoRA)) · (xn2·Wuᵀ (+ LoRA))
- *   x += h·Wdᵀ (+ LoRA)
+ *   x += [rmsnorm](att·Woᵀ + bo (+ LoRA))     [Gemma: a norm of the block's output]
+ *   xn2 = rmsnorm(x)·w_mlp;    h = act(xn2·Wgᵀ (+ LoRA)) · (xn2·Wuᵀ (+ LoRA))   silu / gelu-tanh
+ *   x += [rmsnorm](h·Wdᵀ (+ LoRA))
  *
  * LoRA (unmerged, per run of rows, S-LoRA style): each run's rows go through their adapter's
  * two skinny products t = x·Aᵀ, u = t·Bᵀ and y += (scale·mult)·u, so a batch mixing adapters
@@ -47,6 +48,7 @@ typedef struct layer_ctx {
     wk_ctx *ctx;
     const int32_t *pos;       /* (n) position of each row, for RoPE */
     const float *rope_cos, *rope_sin;  /* (max position + 1, hd/2) */
+    const float *rope_cos_local, *rope_sin_local; /* the same for rope_local layers, or NULL */
     const lora_run *runs;     /* adapter runs, row order; rows outside every run: base only */
     int n_runs;
     layer_attend_fn attend;

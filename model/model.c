@@ -4,6 +4,7 @@
  * Not here: the forward pass (forward.c), sessions (infer/session.c), the copies of the
  * weights on a device (model_device.c). */
 #include "model/model.h"
+#include "model/family.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -102,6 +103,10 @@ static wick_status load_vector(loader *L, const char *name, int64_t n, float **o
     return WICK_OK;
 }
 
+static void norm_plus_one(float *w, int64_t n) {
+    for (int64_t i = 0; w && i < n; i++) w[i] = 1.0f + w[i];
+}
+
 static wick_status load_layer(loader *L, int i, layer_weights *lw) {
     const model_config *c = &L->m->cfg;
     const int64_t d = c->n_embd, qd = (int64_t)c->n_head * c->head_dim,
@@ -129,6 +134,21 @@ static wick_status load_layer(loader *L, int i, layer_weights *lw) {
     if (c->qk_norm && ((st = load_vector(L, NAME("self_attn.q_norm.weight"), c->head_dim, &lw->q_norm)) ||
                        (st = load_vector(L, NAME("self_attn.k_norm.weight"), c->head_dim, &lw->k_norm))))
         return st;
+    const model_family *fam = family_get(c->arch);
+    if (fam->gemma) {
+        /* Gemma's names: post_attention_layernorm is the attention block's output norm, the
+           MLP's input norm is pre_feedforward_layernorm */
+        float *t = lw->mlp_norm;
+        lw->mlp_norm = NULL;
+        lw->post_attn_norm = t;
+        if ((st = load_vector(L, NAME("pre_feedforward_layernorm.weight"), d, &lw->mlp_norm)) ||
+            (st = load_vector(L, NAME("post_feedforward_layernorm.weight"), d, &lw->post_mlp_norm)))
+            return st;
+        /* (1 + w) in float32, as transformers computes it for each forward */
+        norm_plus_one(lw->attn_norm, d), norm_plus_one(lw->mlp_norm, d);
+        norm_plus_one(lw->post_attn_norm, d), norm_plus_one(lw->post_mlp_norm, d);
+        norm_plus_one(lw->q_norm, c->head_dim), norm_plus_one(lw->k_norm, c->head_dim);
+    }
     if (c->mlp_bias) {
         if ((st = load_vector(L, NAME("mlp.gate_proj.bias"), ff, &lw->b_gate)) ||
             (st = load_vector(L, NAME("mlp.up_proj.bias"), ff, &lw->b_up)) ||
@@ -137,6 +157,11 @@ static wick_status load_layer(loader *L, int i, layer_weights *lw) {
     }
 #undef NAME
     lw->window = (c->sliding_window > 0 && i >= c->n_swa_layers_from) ? c->sliding_window : 0;
+    if (fam->swa == SWA_LAYER_TYPES) {
+        const bool sl = i < CONFIG_MAX_LAYER_TYPES && (c->layer_sliding[i / 64] >> (i % 64) & 1);
+        lw->window = sl ? c->sliding_window : 0;
+        lw->rope_local = sl && c->rope_theta_local > 0;
+    }
     return WICK_OK;
 }
 
@@ -197,11 +222,13 @@ void wick_model_free(wick_model *m) {
             free(l->b_gate); free(l->b_up); free(l->b_down);
             free(l->attn_norm); free(l->mlp_norm);
             free(l->q_norm); free(l->k_norm);
+            free(l->post_attn_norm); free(l->post_mlp_norm);
         }
         free(m->layers);
     }
     free(m->final_norm);
     free(m->rope_inv_freq);
+    free(m->rope_inv_freq_local);
     free(m->train_block);
     wick_tokenizer_free(m->tok);
     st_close(m->st);
@@ -255,6 +282,7 @@ static wick_status load_st_weights(wick_model *m, const char *where, const char 
     for (int i = 0; i < c->n_layer; i++)
         if ((st = load_layer(&L, i, &m->layers[i]))) return st;
     if ((st = load_vector(&L, "model.norm.weight", c->n_embd, &m->final_norm))) return st;
+    if (family_get(c->arch)->gemma) norm_plus_one(m->final_norm, c->n_embd);
     if (c->tie_embd) {
         m->lm_head = m->tok_embd;  /* lm_head.weight, if present, is ignored as HF does */
     } else {
@@ -267,6 +295,14 @@ static wick_status load_st_weights(wick_model *m, const char *where, const char 
     m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
     if (!m->rope_inv_freq) return err_set(WICK_ERR_NOMEM, "out of memory");
     compute_rope_freqs(c, m->rope_inv_freq);
+    if (c->rope_theta_local > 0) { /* the sliding layers' base, default rope */
+        model_config lc = *c;
+        lc.rope_theta = c->rope_theta_local;
+        lc.rope = ROPE_DEFAULT;
+        if (!(m->rope_inv_freq_local = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
+            return err_set(WICK_ERR_NOMEM, "out of memory");
+        compute_rope_freqs(&lc, m->rope_inv_freq_local);
+    }
     return WICK_OK;
 }
 

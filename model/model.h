@@ -19,6 +19,8 @@ typedef struct layer_weights {
     float *b_gate, *b_up, *b_down;     /* LLaMA mlp_bias, else NULL */
     float *attn_norm, *mlp_norm;       /* (d) f32 copies */
     float *q_norm, *k_norm;            /* (hd) f32 copies: per-head RMSNorm of q, k (Qwen3), else NULL */
+    float *post_attn_norm, *post_mlp_norm; /* (d) Gemma's norms of each block's output, else NULL */
+    bool rope_local;                   /* RoPE with rope_inv_freq_local (Gemma 3 sliding layers) */
     int window;                        /* sliding window of this layer, 0 = full attention */
 } layer_weights;
 
@@ -43,6 +45,7 @@ struct wick_model {
     float *final_norm;                 /* (d) */
     layer_weights *layers;             /* n_layer */
     float *rope_inv_freq;              /* (head_dim/2) f32, scaling applied, as HF computes it */
+    float *rope_inv_freq_local;        /* (head_dim/2) sliding layers' (rope_theta_local), or NULL */
     const kernel_table *kern;
     model_dev *dev;                    /* device copies when kern is not a host table, else NULL */
     wick_tokenizer *tok;               /* NULL when the folder has none */

@@ -91,7 +91,9 @@ static wick_status up_layer(uploader *u, int l) {
         (st = up_vector(u, h->attn_norm, d, &g->attn_norm, "input_layernorm", l)) ||
         (st = up_vector(u, h->mlp_norm, d, &g->mlp_norm, "post_attention_layernorm", l)) ||
         (st = up_vector(u, h->q_norm, c->head_dim, &g->q_norm, "q_norm", l)) ||
-        (st = up_vector(u, h->k_norm, c->head_dim, &g->k_norm, "k_norm", l)))
+        (st = up_vector(u, h->k_norm, c->head_dim, &g->k_norm, "k_norm", l)) ||
+        (st = up_vector(u, h->post_attn_norm, d, &g->post_attn_norm, "post_attention_layernorm", l)) ||
+        (st = up_vector(u, h->post_mlp_norm, d, &g->post_mlp_norm, "post_feedforward_layernorm", l)))
         return st;
     return WICK_OK;
 }

@@ -305,6 +305,9 @@ wick_status model_export_folder_with(const wick_model *m, const char *out_dir, d
     if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16)
         return err_set(WICK_ERR_INVALID_ARG, "%s: cannot write matrices as %s (safetensors "
                        "export takes F32, F16 or BF16)", out_dir, dtype_name(dt));
+    if (family_get(m->cfg.arch)->no_export)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: writing %s models as a Hugging Face folder is not "
+                       "supported yet", out_dir, family_get(m->cfg.arch)->hf_arch);
     if (m->rope_interleaved && m->cfg.head_dim % 2)
         return err_set(WICK_ERR_UNSUPPORTED, "%s: odd head_dim %d with permuted q/k rows",
                        out_dir, m->cfg.head_dim);

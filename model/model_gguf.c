@@ -239,6 +239,7 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     c->attn_bias = gguf_find_tensor(L->g, "blk.0.attn_q.bias") != NULL;
     c->o_bias = gguf_find_tensor(L->g, "blk.0.attn_output.bias") != NULL;
     c->mlp_bias = gguf_find_tensor(L->g, "blk.0.ffn_gate.bias") != NULL;
+    c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
     return read_special_ids(L, c);
 }
 
@@ -468,6 +469,9 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
         return err_set(WICK_ERR_INVALID_ARG, "%s: cannot write matrices as %s", path, dtype_name(qtype));
     const model_config *c = &m->cfg;
     const model_family *fam = family_get(c->arch);
+    if (fam->no_gguf)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: writing %s models to GGUF is not supported yet",
+                       path, fam->hf_arch);
     const char *arch = fam->gguf_arch;
     /* q/k rows are permuted for llama unless they came from a GGUF file already permuted */
     const bool perm = fam->gguf_permuted && !m->rope_interleaved;

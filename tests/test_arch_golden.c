@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <sys/stat.h>
 
 #include "kernels/kernels.h"
 
@@ -135,11 +136,44 @@ static void test_qwen3(void **state) {
     check_family("qwen3", true);
 }
 
+/* Gemma 3 text: (1 + w) RMSNorms, sandwich norms, √d embedding scale, GELU-tanh, q/k norms,
+   query_pre_attn_scalar, sliding/full layers alternating with their own RoPE bases. */
+static void test_gemma3(void **state) {
+    (void)state;
+    check_family("gemma3", false); /* the script makes no adapter for it */
+    /* saved as a folder (the source tensors, stored w of (1 + w)) it loads back the same;
+       GGUF and training are not written yet for this family: refused, nothing written */
+    char *dir = arch_dir("gemma3"), *tmp = tu_mkdtemp(), out[4200], gg[4200];
+    wick_model *m = load(dir, "auto");
+    snprintf(out, sizeof out, "%s/saved", tmp);
+    snprintf(gg, sizeof gg, "%s/m.gguf", tmp);
+    assert_int_equal(wick_model_save(m, out), WICK_OK);
+    wick_model *back = load(out, "auto");
+    const int32_t ids[5] = {5, 77, 300, 2, 41};
+    float *a = malloc(sizeof(float) * 512), *b = malloc(sizeof(float) * 512);
+    wick_session *s1 = session(m, 2), *s2 = session(back, 2);
+    assert_int_equal(wick_session_eval(s1, ids, 5, WICK_LOGITS_LAST, a), WICK_OK);
+    assert_int_equal(wick_session_eval(s2, ids, 5, WICK_LOGITS_LAST, b), WICK_OK);
+    assert_true(tu_max_abs_diff(a, b, 512) == 0);
+    wick_session_free(s1), wick_session_free(s2), wick_model_free(back), free(a), free(b);
+    assert_int_equal(wick_model_save(m, gg), WICK_ERR_UNSUPPORTED);
+    assert_non_null(strstr(wick_last_error(), "Gemma3ForCausalLM"));
+    struct stat sb;
+    assert_int_not_equal(stat(gg, &sb), 0);
+    wick_trainer *tr = NULL;
+    assert_int_equal(wick_trainer_create_full(m, NULL, &tr), WICK_ERR_UNSUPPORTED);
+    assert_null(tr);
+    assert_non_null(strstr(wick_last_error(), "Gemma3ForCausalLM"));
+    wick_model_free(m);
+    tu_rmdir_rf(tmp);
+    free(tmp), free(dir);
+}
+
 /* Families not run yet: loading fails and the message names the architecture. */
 static void test_refused(void **state) {
     (void)state;
     static const char *const fams[][2] = {
-        {"gemma2", "Gemma2ForCausalLM"}, {"gemma3", "Gemma3ForCausalLM"}, {"phi3", "Phi3ForCausalLM"},
+        {"gemma2", "Gemma2ForCausalLM"}, {"phi3", "Phi3ForCausalLM"},
         {"mixtral", "MixtralForCausalLM"}, {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"olmoe", "OlmoeForCausalLM"}};
     for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
         char *dir = arch_dir(fams[i][0]);
@@ -157,6 +191,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama32),
         cmocka_unit_test(test_qwen3),
+        cmocka_unit_test(test_gemma3),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -473,6 +473,14 @@ static void test_silu_add(void **state) {
             t->silu_mul(p, got, got, u, n);
             check_close("silu_mul", t, pool_size(p->pool), got, want, tol, n);
         }
+        kernels_ref()->gelu_tanh_mul(NULL, want, g, u, n);
+        /* the same formula in every table (tanhf, products): equal up to a few roundings */
+        for (long i = 0; i < n; i++) tol[i] = (float)(8 * FLT_EPSILON * fabs(want[i]) + 1e-37);
+        FOR_EACH_TABLE_POOL(t, p) {
+            memcpy(got, g, n * 4);
+            t->gelu_tanh_mul(p, got, got, u, n);
+            check_close("gelu_tanh_mul", t, pool_size(p->pool), got, want, tol, n);
+        }
         memcpy(want, u, n * 4);
         kernels_ref()->add(NULL, want, g, n);
         FOR_EACH_TABLE_POOL(t, p) {

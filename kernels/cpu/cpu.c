@@ -584,6 +584,24 @@ static void silu_task(void *vctx, int tid, int nt) {
     if (lo < hi) c->isa->silu_mul(c->out + lo, c->a + lo, c->b + lo, hi - lo);
 }
 
+/* the reference formula, split over the pool (Gemma's MLP; not vectorized yet) */
+static void gelu_tanh_task(void *vctx, int tid, int nt) {
+    const ew_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->n, nt, tid, 16, &lo, &hi);
+    const float beta = 0.7978845608028654f, kappa = 0.044715f;
+    for (long i = lo; i < hi; i++) {
+        const float g = c->a[i], inner = beta * (g + kappa * g * g * g);
+        c->out[i] = 0.5f * g * (1.0f + tanhf(inner)) * c->b[i];
+    }
+}
+
+static void cpu_gelu_tanh_mul(wk_ctx *x, float *out, const float *gate, const float *up, long n) {
+    if (n <= 0) return;
+    ew_ctx c = {.out = out, .a = gate, .b = up, .n = n};
+    run_split(x ? x->pool : NULL, n * 8, gelu_tanh_task, &c); /* tanh: ~8x an add */
+}
+
 static void add_task(void *vctx, int tid, int nt) {
     const ew_ctx *c = vctx;
     long lo, hi;
@@ -771,7 +789,8 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
         .rmsnorm = tag##_rmsnorm,                                                              \
         .matmul = tag##_matmul, .rope = tag##_rope, .rope_interleaved = cpu_rope_il,           \
         .kv_store = tag##_kv_store, .attention = tag##_attention, .softmax = tag##_softmax,    \
-        .silu_mul = tag##_silu_mul, .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,   \
+        .silu_mul = tag##_silu_mul, .gelu_tanh_mul = cpu_gelu_tanh_mul,                        \
+        .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,                               \
         .gather_rows = cpu_gather_rows,                                                        \
     };
 

@@ -91,6 +91,15 @@ __global__ void k_silu_mul(float *out, const float *gate, const float *up, long 
     }
 }
 
+__global__ void k_gelu_tanh_mul(float *out, const float *gate, const float *up, long long n) {
+    const float beta = 0.7978845608028654f, kappa = 0.044715f;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const float g = gate[i], inner = beta * (g + kappa * g * g * g);
+        out[i] = 0.5f * g * (1.0f + tanhf(inner)) * up[i];
+    }
+}
+
 __global__ void k_add(float *y, const float *x, long long n) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x)
@@ -116,6 +125,12 @@ void cu_silu_mul(const cu_run *r, float *out, const float *gate, const float *up
     if (n <= 0) return;
     k_silu_mul<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(out, gate, up, n);
     CU_LAUNCHED("silu_mul");
+}
+
+void cu_gelu_tanh_mul(const cu_run *r, float *out, const float *gate, const float *up, long n) {
+    if (n <= 0) return;
+    k_gelu_tanh_mul<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(out, gate, up, n);
+    CU_LAUNCHED("gelu_tanh_mul");
 }
 
 void cu_add(const cu_run *r, float *y, const float *x, long n) {

@@ -373,6 +373,10 @@ template <int D> struct dev_ops {
         cu_run r = cu_begin(D, c);
         cu_silu_mul(&r, o, g, u, n);
     }
+    static void gelu_tanh_mul(wk_ctx *c, float *o, const float *g, const float *u, long n) {
+        cu_run r = cu_begin(D, c);
+        cu_gelu_tanh_mul(&r, o, g, u, n);
+    }
     static void add(wk_ctx *c, float *y, const float *x, long n) {
         cu_run r = cu_begin(D, c);
         cu_add(&r, y, x, n);
@@ -400,7 +404,8 @@ template <int D> struct dev_ops {
         .rmsnorm = dev_ops<D>::rmsnorm, .matmul = dev_ops<D>::matmul,                          \
         .rope = dev_ops<D>::rope, .rope_interleaved = dev_ops<D>::rope_il,                     \
         .kv_store = dev_ops<D>::kv_store, .attention = dev_ops<D>::attention,                  \
-        .softmax = host_softmax, .silu_mul = dev_ops<D>::silu_mul, .add = dev_ops<D>::add,     \
+        .softmax = host_softmax, .silu_mul = dev_ops<D>::silu_mul,                              \
+        .gelu_tanh_mul = dev_ops<D>::gelu_tanh_mul, .add = dev_ops<D>::add,     \
         .axpy = dev_ops<D>::axpy, .lora = dev_ops<D>::lora,                                    \
         .gather_rows = dev_ops<D>::gather,                                                     \
     }

@@ -240,6 +240,14 @@ static void ref_silu_mul(wk_ctx *ctx, float *out, const float *gate, const float
     }
 }
 
+static void ref_gelu_tanh_mul(wk_ctx *ctx, float *out, const float *gate, const float *up, long n) {
+    const float beta = 0.7978845608028654f, kappa = 0.044715f; /* √(2/π) */
+    for (long i = 0; i < n; i++) {
+        const float g = gate[i], inner = beta * (g + kappa * g * g * g);
+        out[i] = 0.5f * g * (1.0f + tanhf(inner)) * up[i];
+    }
+}
+
 static void ref_add(wk_ctx *ctx, float *y, const float *x, long n) {
     for (long i = 0; i < n; i++) y[i] += x[i];
 }
@@ -293,6 +301,7 @@ static const kernel_table k_ref = {
     .attention = ref_attention,
     .softmax = ref_softmax,
     .silu_mul = ref_silu_mul,
+    .gelu_tanh_mul = ref_gelu_tanh_mul,
     .add = ref_add,
     .axpy = ref_axpy,
     .lora = ref_lora,
