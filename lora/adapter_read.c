@@ -299,6 +299,12 @@ static wick_status read_peft(const wick_model *m, lora_config *cfg, st_set *st, 
                              f->a ? sa : sb, mod, f->a ? 'B' : 'A');
                 goto done;
             }
+            if (!W->data) { /* a mixture-of-experts layer has a router and experts instead */
+                rc = err_set(WICK_ERR_UNSUPPORTED, "%s: module %s: layer %d of this %s model is a "
+                             "mixture of experts; adapters on its experts are not supported (attention "
+                             "projections are)", wpath, mod, l, m->cfg.architecture);
+                goto done;
+            }
             int ri;
             bool from_pattern;
             if ((rc = lora_config_module(cfg, mod, &ri, &from_pattern))) goto done;

@@ -198,6 +198,58 @@ static wick_status parse_rope_in(const cJSON *root, const cJSON *rp, const cJSON
     return WICK_OK;
 }
 
+/* Mixture-of-experts keys: num_local_experts (or num_experts), num_experts_per_tok, the
+ * experts' width (Qwen3-MoE: moe_intermediate_size, else intermediate_size), norm_topk_prob
+ * (Mixtral: always), and which layers are sparse (Qwen3-MoE: not in mlp_only_layers and every
+ * decoder_sparse_step-th; the others: all). */
+static wick_status parse_moe(const cJSON *root, const char *where, const model_family *fam,
+                             model_config *c) {
+    wick_status st;
+    const char *ne = cJSON_GetObjectItemCaseSensitive(root, "num_local_experts") ? "num_local_experts"
+                                                                                : "num_experts";
+    if ((st = get_int(root, ne, where, true, 0, 1, &c->n_expert)) ||
+        (st = get_int(root, "num_experts_per_tok", where, true, 0, 1, &c->n_expert_used)))
+        return st;
+    if (c->n_expert > 1024 || c->n_expert_used > c->n_expert)
+        return err_set(WICK_ERR_FORMAT, "%s: %s %d and num_experts_per_tok %d: expected at most 1024 "
+                       "experts and no more chosen than there are", where, ne, c->n_expert,
+                       c->n_expert_used);
+    c->n_ff_expert = c->n_ff;
+    if (fam->moe_qwen_keys &&
+        (st = get_int(root, "moe_intermediate_size", where, true, 0, 1, &c->n_ff_expert)))
+        return st;
+    c->norm_topk = true;
+    if (!fam->moe_norm_always && (st = get_bool(root, "norm_topk_prob", where, false, &c->norm_topk)))
+        return st;
+    const cJSON *clip = cJSON_GetObjectItemCaseSensitive(root, "clip_qkv");
+    if (clip && !cJSON_IsNull(clip))
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: clip_qkv is set: not supported yet (only null)", where);
+    if (c->n_layer > CONFIG_MAX_LAYER_TYPES)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: %d layers: at most %d for a mixture of experts",
+                       where, c->n_layer, CONFIG_MAX_LAYER_TYPES);
+    memset(c->layer_moe, 0, sizeof c->layer_moe);
+    int step = 1;
+    if (fam->moe_qwen_keys && (st = get_int(root, "decoder_sparse_step", where, false, 1, 1, &step)))
+        return st;
+    for (int l = 0; l < c->n_layer; l++)
+        if ((l + 1) % step == 0) c->layer_moe[l / 64] |= 1ull << (l % 64);
+    const cJSON *only = fam->moe_qwen_keys ? cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers") : NULL;
+    if (only && !cJSON_IsNull(only)) {
+        if (!cJSON_IsArray(only))
+            return err_set(WICK_ERR_FORMAT, "%s: mlp_only_layers must be a list of layer indices", where);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, only) {
+            if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= c->n_layer ||
+                e->valuedouble != (int)e->valuedouble)
+                return err_set(WICK_ERR_FORMAT, "%s: mlp_only_layers: expected layer indices in [0, %d)",
+                               where, c->n_layer);
+            const int l = (int)e->valuedouble;
+            c->layer_moe[l / 64] &= ~(1ull << (l % 64));
+        }
+    }
+    return WICK_OK;
+}
+
 wick_status config_parse(const char *json, const char *where, model_config *c) {
     memset(c, 0, sizeof *c);
     c->bos_id = c->pad_id = -1;
@@ -225,6 +277,7 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
     }
     c->arch = fam->id;
     c->qk_norm = fam->qk_norm;
+    c->qk_norm_full = fam->qk_norm_full;
     if ((st = get_int(root, "hidden_size", where, true, 0, 1, &c->n_embd)) ||
         (st = get_int(root, "intermediate_size", where, true, 0, 1, &c->n_ff)) ||
         (st = get_int(root, "num_hidden_layers", where, true, 0, 1, &c->n_layer)) ||
@@ -293,6 +346,7 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
             }
         }
     }
+    if (fam->moe_router && (st = parse_moe(root, where, fam, c))) goto done;
     c->attn_bias = fam->qkv_bias;
     if (fam->attention_bias_key && (st = get_bool(root, "attention_bias", where, false, &c->attn_bias)))
         goto done;

@@ -9,7 +9,10 @@
 
 #include "wick.h"
 
-typedef enum arch { ARCH_QWEN2, ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN3, ARCH_GEMMA3 } arch;
+typedef enum arch {
+    ARCH_QWEN2, ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN3, ARCH_GEMMA3, ARCH_MIXTRAL, ARCH_QWEN3_MOE,
+    ARCH_OLMOE
+} arch;
 
 typedef enum act_kind { ACT_SILU, ACT_GELU_TANH } act_kind;
 
@@ -45,6 +48,12 @@ typedef struct model_config {
     float embed_scale;          /* embedding rows times this (Gemma: √hidden_size), 0 = none */
     float rope_theta_local;     /* sliding layers' RoPE base when it differs (Gemma 3), else 0 */
     uint64_t layer_sliding[8];  /* Gemma 3: bit l set = layer l uses the sliding window */
+    bool qk_norm_full;          /* OLMoE: q and k normed over the whole projection, not per head */
+    /* mixture of experts (Mixtral, Qwen3-MoE, OLMoE): layers whose bit is set in layer_moe
+       route each row to n_expert_used of n_expert SwiGLU experts of width n_ff_expert */
+    int n_expert, n_expert_used, n_ff_expert;
+    bool norm_topk;             /* the chosen experts' softmax weights renormalized to sum 1 */
+    uint64_t layer_moe[8];
     int sliding_window;         /* 0 = none */
 #define CONFIG_MAX_LAYER_TYPES 512
     int n_swa_layers_from;      /* layers >= this index use the window (Qwen2 max_window_layers) */

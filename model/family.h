@@ -37,6 +37,12 @@ typedef struct model_family {
     bool no_gguf;             /* GGUF reading/writing not written yet */
     bool no_export;           /* HF folder export (and merge) not written yet */
     bool no_train;            /* training's backward lacks this family's pieces */
+    /* mixture of experts: tensor names of the router and of expert E's three matrices
+       (printf formats with the layer, then the expert), Mixtral's always-renormalized
+       weights, Qwen3-MoE's moe_intermediate_size / decoder_sparse_step / mlp_only_layers,
+       OLMoE's q/k norms over the whole projection */
+    const char *moe_router, *moe_gate, *moe_up, *moe_down;
+    bool moe_norm_always, moe_qwen_keys, qk_norm_full;
 } model_family;
 
 /* The family of `id` (always found). */

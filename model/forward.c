@@ -23,7 +23,8 @@ static void give(fwd_state *f, float *p, size_t floats) {
 }
 
 /* Buffer sizes in floats, in one place for init and free. */
-enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_COS, B_SIN, B_COSL, B_SINL, B_N };
+enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_COS, B_SIN, B_COSL, B_SINL,
+       B_MX, B_MY, B_ML, B_MW, B_MWR, B_MSEL, B_MROWS, B_N };
 
 static void sizes(const fwd_state *f, size_t *sz) {
     const model_config *c = &f->m->cfg;
@@ -32,14 +33,22 @@ static void sizes(const fwd_state *f, size_t *sz) {
     sz[B_X] = sz[B_XN] = sz[B_TMP] = R * d;
     sz[B_Q] = sz[B_ATT] = R * qd;
     sz[B_K] = sz[B_V] = R * kvd;
-    sz[B_GATE] = sz[B_UP] = R * (size_t)c->n_ff;
+    sz[B_GATE] = sz[B_UP] = R * (size_t)(c->n_ff > c->n_ff_expert ? c->n_ff : c->n_ff_expert);
+    /* mixture of experts (int32 arrays stored in float slots of the same size) */
+    const size_t E = (size_t)c->n_expert, k = (size_t)c->n_expert_used;
+    sz[B_MX] = sz[B_MY] = E ? R * d : 0;
+    sz[B_ML] = R * E;
+    sz[B_MW] = sz[B_MSEL] = R * k;
+    sz[B_MWR] = sz[B_MROWS] = E ? R : 0;
     sz[B_COS] = sz[B_SIN] = (size_t)f->max_pos * (size_t)(c->head_dim / 2);
     sz[B_COSL] = sz[B_SINL] = f->m->rope_inv_freq_local ? sz[B_COS] : 0;
 }
 
 static float **slot(fwd_state *f, int i) {
     float **s[B_N] = {&f->x, &f->xn, &f->q, &f->k, &f->v, &f->att, &f->tmp, &f->gate, &f->up,
-                      &f->rope_cos, &f->rope_sin, &f->rope_cos_l, &f->rope_sin_l};
+                      &f->rope_cos, &f->rope_sin, &f->rope_cos_l, &f->rope_sin_l,
+                      &f->moe_x, &f->moe_y, &f->moe_logits, &f->moe_w, &f->moe_wrow, &f->moe_sel,
+                      &f->moe_rows};
     return s[i];
 }
 
@@ -140,7 +149,9 @@ void model_forward(fwd_state *f, kv_pool *kv, const fwd_batch *b) {
                     .trace_user = f->trace_user};
     layer_bufs lb = {.x = f->x, .xn1 = f->xn, .xn2 = f->xn, .q = f->q, .k = f->k, .v = f->v,
                      .att = f->att, .gate = f->gate, .up = f->up, .h = f->gate, .tmp = f->tmp,
-                     .lora_t = f->lora_t};
+                     .lora_t = f->lora_t, .moe_x = f->moe_x, .moe_y = f->moe_y,
+                     .moe_logits = f->moe_logits, .moe_w = f->moe_w, .moe_wrow = f->moe_wrow,
+                     .moe_sel = (int32_t *)f->moe_sel, .moe_rows = (int32_t *)f->moe_rows};
     K->embed(f->ctx, f->x, model_ktok_embd(m), b->ids, n);
     /* Gemma: rows times √hidden; x + (s − 1)·x is x·s (s − 1 is exact for s ≥ 1; with a
        fused multiply-add, one rounding) */

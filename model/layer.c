@@ -1,4 +1,5 @@
 /* layer.c — the decoder layer of layer.h, through the kernel table. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,55 @@ static void proj(const layer_ctx *lc, layer_bufs *b, int l, int p, const wk_weig
     if (nr) K->lora(lc->ctx, y, x, runs, nr, b->lora_t);
 }
 
+/* A mixture-of-experts MLP on xn2 → tmp (host memory): router logits, softmax in f32, the
+ * n_expert_used largest per row (earlier expert first on ties), renormalized where the model
+ * says; then expert by expert over the rows that chose it (gathered, so only chosen experts'
+ * matrices are read), each output times its weight added in expert order, as transformers'
+ * sparse blocks accumulate. */
+static void moe_block(const layer_ctx *lc, const layer_weights *w, layer_bufs *b, int n) {
+    const model_config *c = &lc->m->cfg;
+    const kernel_table *K = lc->m->kern;
+    const int E = c->n_expert, k = c->n_expert_used, d = c->n_embd, fe = c->n_ff_expert;
+    K->matmul(lc->ctx, b->moe_logits, b->xn2, &w->router, NULL, n);
+    for (int i = 0; i < n; i++) {
+        float *p = b->moe_logits + (size_t)i * E, mx = p[0], sum = 0.0f;
+        for (int e = 1; e < E; e++) mx = p[e] > mx ? p[e] : mx;
+        for (int e = 0; e < E; e++) sum += p[e] = expf(p[e] - mx);
+        for (int e = 0; e < E; e++) p[e] /= sum;
+        int32_t *sel = b->moe_sel + (size_t)i * k;
+        float *wt = b->moe_w + (size_t)i * k, tot = 0.0f;
+        for (int t = 0; t < k; t++) {
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                bool taken = false;
+                for (int u = 0; u < t; u++) taken |= sel[u] == e;
+                if (!taken && (best < 0 || p[e] > p[best])) best = e;
+            }
+            sel[t] = best, wt[t] = p[best], tot += p[best];
+        }
+        if (c->norm_topk)
+            for (int t = 0; t < k; t++) wt[t] /= tot;
+    }
+    memset(b->tmp, 0, sizeof(float) * (size_t)n * d);
+    for (int e = 0; e < E; e++) {
+        int ne = 0;
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < k; t++)
+                if (b->moe_sel[(size_t)i * k + t] == e) b->moe_rows[ne] = i, b->moe_wrow[ne++] = b->moe_w[(size_t)i * k + t];
+        if (!ne) continue;
+        K->gather_rows(lc->ctx, b->moe_x, b->xn2, b->moe_rows, ne, d);
+        K->matmul(lc->ctx, b->gate, b->moe_x, &w->exp_gate[e], NULL, ne);
+        K->matmul(lc->ctx, b->up, b->moe_x, &w->exp_up[e], NULL, ne);
+        K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)ne * fe);
+        K->matmul(lc->ctx, b->moe_y, b->h, &w->exp_down[e], NULL, ne);
+        for (int r = 0; r < ne; r++) {
+            float *y = b->tmp + (size_t)b->moe_rows[r] * d;
+            const float *o = b->moe_y + (size_t)r * d, s = b->moe_wrow[r];
+            for (int j = 0; j < d; j++) y[j] += o[j] * s;
+        }
+    }
+}
+
 void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     const wick_model *m = lc->m;
     const model_config *c = &m->cfg;
@@ -65,11 +115,14 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     proj(lc, b, l, LORA_Q, &w->wq, w->bq, b->q, b->xn1, n);
     proj(lc, b, l, LORA_K, &w->wk, w->bk, b->k, b->xn1, n);
     proj(lc, b, l, LORA_V, &w->wv, w->bv, b->v, b->xn1, n);
-    if (w->q_norm) { /* Qwen3: RMSNorm over each head's hd values, rows = n·heads */
+    if (w->q_norm) { /* Qwen3: RMSNorm over each head's hd values, rows = n·heads; OLMoE:
+                        over the whole projection */
         if (b->q_raw) memcpy(b->q_raw, b->q, sizeof(float) * (size_t)n * c->n_head * hd);
         if (b->k_raw) memcpy(b->k_raw, b->k, sizeof(float) * (size_t)n * c->n_kv_head * hd);
-        K->rmsnorm(lc->ctx, b->q, b->q, w->q_norm, n * c->n_head, hd, c->norm_eps);
-        K->rmsnorm(lc->ctx, b->k, b->k, w->k_norm, n * c->n_kv_head, hd, c->norm_eps);
+        const int f = c->qk_norm_full;
+        K->rmsnorm(lc->ctx, b->q, b->q, w->q_norm, f ? n : n * c->n_head, f ? c->n_head * hd : hd, c->norm_eps);
+        K->rmsnorm(lc->ctx, b->k, b->k, w->k_norm, f ? n : n * c->n_kv_head, f ? c->n_kv_head * hd : hd,
+                   c->norm_eps);
     }
     const bool loc = w->rope_local && lc->rope_cos_local;
     const float *rc = loc ? lc->rope_cos_local : lc->rope_cos, *rs = loc ? lc->rope_sin_local : lc->rope_sin;
@@ -85,11 +138,15 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     if (b->x_mid) memcpy(b->x_mid, b->x, sizeof(float) * (size_t)n * d);
     K->rmsnorm(lc->ctx, b->xn2, b->x, w->mlp_norm, n, d, c->norm_eps);
     trace(lc, "mlp_norm", l, b->xn2, n, d);
-    proj(lc, b, l, LORA_GATE, &w->w_gate, w->b_gate, b->gate, b->xn2, n);
-    proj(lc, b, l, LORA_UP, &w->w_up, w->b_up, b->up, b->xn2, n);
-    if (c->act == ACT_GELU_TANH) K->gelu_tanh_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
-    else K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
-    proj(lc, b, l, LORA_DOWN, &w->w_down, w->b_down, b->tmp, b->h, n);
+    if (w->exp_gate) {
+        moe_block(lc, w, b, n);
+    } else {
+        proj(lc, b, l, LORA_GATE, &w->w_gate, w->b_gate, b->gate, b->xn2, n);
+        proj(lc, b, l, LORA_UP, &w->w_up, w->b_up, b->up, b->xn2, n);
+        if (c->act == ACT_GELU_TANH) K->gelu_tanh_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
+        else K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
+        proj(lc, b, l, LORA_DOWN, &w->w_down, w->b_down, b->tmp, b->h, n);
+    }
     if (w->post_mlp_norm) K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_mlp_norm, n, d, c->norm_eps);
     trace(lc, "mlp_out", l, b->tmp, n, d);
     K->add(lc->ctx, b->x, b->tmp, (long)n * d);

@@ -32,6 +32,11 @@ typedef struct layer_bufs {
                                  adapted) that receive x·Aᵀ for the backward; needs one run
                                  covering all n rows */
     float *lora_t;            /* scratch (n, r_max) for x·Aᵀ of runs whose t is not kept */
+    /* mixture-of-experts layers (host tables only): (n, d) rows gathered for one expert and
+       its output, (n, n_expert) router logits, (n, n_expert_used) choices and weights, (n)
+       rows of one expert and their weights */
+    float *moe_x, *moe_y, *moe_logits, *moe_w, *moe_wrow;
+    int32_t *moe_sel, *moe_rows;
 } layer_bufs;
 
 /* The caller's attention for layer l: reads b->q (roped), b->k (roped), b->v, writes b->att. */

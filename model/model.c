@@ -107,20 +107,48 @@ static void norm_plus_one(float *w, int64_t n) {
     for (int64_t i = 0; w && i < n; i++) w[i] = 1.0f + w[i];
 }
 
+/* The router and experts of MoE layer i (names from the family table). */
+static wick_status load_experts(loader *L, int i, layer_weights *lw) {
+    const model_config *c = &L->m->cfg;
+    const model_family *fam = family_get(c->arch);
+    const int64_t d = c->n_embd, fe = c->n_ff_expert, E = c->n_expert;
+    char name[192];
+    wick_status st;
+    snprintf(name, sizeof name, fam->moe_router, i);
+    if ((st = load_matrix(L, name, E, d, &lw->router))) return st;
+    lw->exp_gate = calloc((size_t)E, sizeof *lw->exp_gate);
+    lw->exp_up = calloc((size_t)E, sizeof *lw->exp_up);
+    lw->exp_down = calloc((size_t)E, sizeof *lw->exp_down);
+    if (!lw->exp_gate || !lw->exp_up || !lw->exp_down) return err_set(WICK_ERR_NOMEM, "out of memory");
+    const int64_t before = L->m->weight_bytes;
+    for (int e = 0; e < E; e++) {
+        snprintf(name, sizeof name, fam->moe_gate, i, e);
+        if ((st = load_matrix(L, name, fe, d, &lw->exp_gate[e]))) return st;
+        snprintf(name, sizeof name, fam->moe_up, i, e);
+        if ((st = load_matrix(L, name, fe, d, &lw->exp_up[e]))) return st;
+        snprintf(name, sizeof name, fam->moe_down, i, e);
+        if ((st = load_matrix(L, name, d, fe, &lw->exp_down[e]))) return st;
+    }
+    L->m->expert_bytes += L->m->weight_bytes - before;
+    return WICK_OK;
+}
+
 static wick_status load_layer(loader *L, int i, layer_weights *lw) {
     const model_config *c = &L->m->cfg;
     const int64_t d = c->n_embd, qd = (int64_t)c->n_head * c->head_dim,
                   kvd = (int64_t)c->n_kv_head * c->head_dim, ff = c->n_ff;
     char name[160];
     wick_status st;
+    const bool moe = c->n_expert > 0 && i < CONFIG_MAX_LAYER_TYPES && (c->layer_moe[i / 64] >> (i % 64) & 1);
 #define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix), name)
     if ((st = load_matrix(L, NAME("self_attn.q_proj.weight"), qd, d, &lw->wq)) ||
         (st = load_matrix(L, NAME("self_attn.k_proj.weight"), kvd, d, &lw->wk)) ||
         (st = load_matrix(L, NAME("self_attn.v_proj.weight"), kvd, d, &lw->wv)) ||
         (st = load_matrix(L, NAME("self_attn.o_proj.weight"), d, qd, &lw->wo)) ||
-        (st = load_matrix(L, NAME("mlp.gate_proj.weight"), ff, d, &lw->w_gate)) ||
-        (st = load_matrix(L, NAME("mlp.up_proj.weight"), ff, d, &lw->w_up)) ||
-        (st = load_matrix(L, NAME("mlp.down_proj.weight"), d, ff, &lw->w_down)) ||
+        (moe && (st = load_experts(L, i, lw))) ||
+        (!moe && (st = load_matrix(L, NAME("mlp.gate_proj.weight"), ff, d, &lw->w_gate))) ||
+        (!moe && (st = load_matrix(L, NAME("mlp.up_proj.weight"), ff, d, &lw->w_up))) ||
+        (!moe && (st = load_matrix(L, NAME("mlp.down_proj.weight"), d, ff, &lw->w_down))) ||
         (st = load_vector(L, NAME("input_layernorm.weight"), d, &lw->attn_norm)) ||
         (st = load_vector(L, NAME("post_attention_layernorm.weight"), d, &lw->mlp_norm)))
         return st;
@@ -131,8 +159,11 @@ static wick_status load_layer(loader *L, int i, layer_weights *lw) {
             return st;
     }
     if (c->o_bias && (st = load_vector(L, NAME("self_attn.o_proj.bias"), d, &lw->bo))) return st;
-    if (c->qk_norm && ((st = load_vector(L, NAME("self_attn.q_norm.weight"), c->head_dim, &lw->q_norm)) ||
-                       (st = load_vector(L, NAME("self_attn.k_norm.weight"), c->head_dim, &lw->k_norm))))
+    /* per head (hd values), or OLMoE's over the whole q / k projection */
+    if (c->qk_norm && ((st = load_vector(L, NAME("self_attn.q_norm.weight"), c->qk_norm_full ? qd : c->head_dim,
+                                         &lw->q_norm)) ||
+                       (st = load_vector(L, NAME("self_attn.k_norm.weight"), c->qk_norm_full ? kvd : c->head_dim,
+                                         &lw->k_norm))))
         return st;
     const model_family *fam = family_get(c->arch);
     if (fam->gemma) {
@@ -223,6 +254,7 @@ void wick_model_free(wick_model *m) {
             free(l->attn_norm); free(l->mlp_norm);
             free(l->q_norm); free(l->k_norm);
             free(l->post_attn_norm); free(l->post_mlp_norm);
+            free(l->exp_gate); free(l->exp_up); free(l->exp_down);
         }
         free(m->layers);
     }
@@ -456,6 +488,9 @@ wick_status wick_model_get_info(const wick_model *m, wick_model_info *info) {
        also the (tied) LM head */
     int64_t embd_bytes = (int64_t)dtype_row_bytes(m->tok_embd.dt, m->tok_embd.cols) * m->tok_embd.rows;
     info->decode_bytes = m->weight_bytes - (c->tie_embd ? 0 : embd_bytes);
+    /* a mixture of experts reads the chosen experts: n_expert_used of n_expert on average */
+    if (c->n_expert > 0)
+        info->decode_bytes -= m->expert_bytes * (c->n_expert - c->n_expert_used) / c->n_expert;
     info->n_vocab = c->n_vocab;
     info->n_embd = c->n_embd;
     info->n_layer = c->n_layer;

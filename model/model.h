@@ -21,6 +21,10 @@ typedef struct layer_weights {
     float *q_norm, *k_norm;            /* (hd) f32 copies: per-head RMSNorm of q, k (Qwen3), else NULL */
     float *post_attn_norm, *post_mlp_norm; /* (d) Gemma's norms of each block's output, else NULL */
     bool rope_local;                   /* RoPE with rope_inv_freq_local (Gemma 3 sliding layers) */
+    /* a mixture-of-experts layer (w_gate/w_up/w_down unused): the router (n_expert, d) and
+       each expert's SwiGLU matrices (n_ff_expert, d) x2, (d, n_ff_expert); else NULL */
+    wk_weight router;
+    wk_weight *exp_gate, *exp_up, *exp_down;
     int window;                        /* sliding window of this layer, 0 = full attention */
 } layer_weights;
 
@@ -53,6 +57,7 @@ struct wick_model {
     bool rope_interleaved;             /* GGUF llama: q/k rows permuted, rotate adjacent pairs */
     bool fast;                         /* precision "fast": contexts get WK_CTX_FAST */
     int64_t n_params, weight_bytes;
+    int64_t expert_bytes;              /* bytes of all experts' matrices (decode reads the chosen) */
     char weight_dtype[8];
 
     /* The model's one mutable part: state owned by upper layers, which the forward pass never
