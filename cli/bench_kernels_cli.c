@@ -161,13 +161,13 @@ static void op_call(void *v) {
     case OP_SOFTMAX: memcpy(o->a, o->b, (size_t)o->n * 4); o->t->softmax(o->a, o->n); break;
     case OP_ATT: { /* decode: 1 query row at position n-1, 14 heads, 2 KV heads, head_dim 64 */
         const wk_span sp = {0, 1, o->n - 1, g_blocks};
-        o->t->attention(&g_ctx, o->a, o->b, &kv, &sp, 1, 14, 2, 64, 0, 0.125f);
+        o->t->attention(&g_ctx, o->a, o->b, &kv, &sp, 1, 14, 2, 64, 0, 0.125f, 0.0f);
         break;
     }
     case OP_ROPE: o->t->rope(&g_ctx, o->a, 1, 14, 64, &g_pos0, o->b, o->c); break;
     case OP_ATT_PREFILL: { /* a 512-token prompt: q (512, 14*64) */
         const wk_span sp = {0, o->n, 0, g_blocks};
-        o->t->attention(&g_ctx, o->a, o->b, &kv, &sp, 1, 14, 2, 64, 0, 0.125f);
+        o->t->attention(&g_ctx, o->a, o->b, &kv, &sp, 1, 14, 2, 64, 0, 0.125f, 0.0f);
         break;
     }
     }

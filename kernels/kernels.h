@@ -135,10 +135,11 @@ typedef struct kernel_table {
      * sequence with j <= p and, when window > 0, j > p − window; the cache already holds them
      * (kv_store ran first). Query head h uses KV head h / (n_head/n_kv).
      *   q   (rows, n_head*head_dim)   out (rows, n_head*head_dim)
-     * scores = q·k · scale with k read as f32 from kv->dt, softmax in f32, out = Σ p·v. */
+     * scores = q·k · scale with k read as f32 from kv->dt, then softcap·tanh(score/softcap)
+     * when softcap > 0 (Gemma 2), softmax in f32, out = Σ p·v. */
     void (*attention)(wk_ctx *ctx, float *out, const float *q, const wk_kv_layer *kv,
                       const wk_span *spans, int n_spans, int n_head, int n_kv, int head_dim,
-                      int window, float scale);
+                      int window, float scale, float softcap);
 
     /* In-place numerically stable softmax of x[0..n). Host memory, caller's thread. */
     void (*softmax)(float *x, int n);
@@ -148,6 +149,8 @@ typedef struct kernel_table {
     /* out[i] = gelu_tanh(gate[i]) · up[i], GELU's tanh form 0.5·g·(1 + tanh(√(2/π)·(g +
        0.044715·g³))) (Gemma's gelu_pytorch_tanh); out may equal gate. */
     void (*gelu_tanh_mul)(wk_ctx *ctx, float *out, const float *gate, const float *up, long n);
+    /* x[i] = cap · tanh(x[i] / cap) (Gemma 2's final logits), cap > 0. */
+    void (*softcap)(wk_ctx *ctx, float *x, long n, float cap);
 
     /* y[i] += x[i] for i < n. */
     void (*add)(wk_ctx *ctx, float *y, const float *x, long n);

@@ -335,9 +335,16 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
         }
         c->attn_scale = (float)pow((double)qs, -0.5);
         c->embed_scale = (float)sqrt((double)c->n_embd);
-        static const char *const off[] = {"attn_logit_softcapping", "final_logit_softcapping",
-                                          "use_bidirectional_attention"};
-        for (int i = 0; i < 3; i++) {
+        if (fam->softcaps && ((st = get_float(root, "attn_logit_softcapping", where, false, 0, &c->attn_softcap)) ||
+                              (st = get_float(root, "final_logit_softcapping", where, false, 0, &c->final_softcap))))
+            goto done;
+        if (c->attn_softcap < 0 || c->final_softcap < 0) {
+            st = err_set(WICK_ERR_FORMAT, "%s: soft-capping values must be positive (or null)", where);
+            goto done;
+        }
+        static const char *const off[] = {"use_bidirectional_attention", "attn_logit_softcapping",
+                                          "final_logit_softcapping"};
+        for (int i = 0; i < (fam->softcaps ? 1 : 3); i++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, off[i]);
             if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v)) {
                 st = err_set(WICK_ERR_UNSUPPORTED, "%s: %s is set: not supported yet (only null/false)",
@@ -393,8 +400,8 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
                 if (sl) c->layer_sliding[l / 64] |= 1ull << (l % 64);
             }
         } else { /* older files: every pattern-th layer is global (transformers' default 6) */
-            int pat = 6;
-            if ((st = get_int(root, "sliding_window_pattern", where, false, 6, 1, &pat))) goto done;
+            int pat = fam->swa_pattern;
+            if ((st = get_int(root, "sliding_window_pattern", where, false, pat, 1, &pat))) goto done;
             for (int l = 0; l < c->n_layer; l++)
                 if ((l + 1) % pat) c->layer_sliding[l / 64] |= 1ull << (l % 64);
         }

@@ -11,7 +11,7 @@
 
 typedef enum arch {
     ARCH_QWEN2, ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN3, ARCH_GEMMA3, ARCH_MIXTRAL, ARCH_QWEN3_MOE,
-    ARCH_OLMOE
+    ARCH_OLMOE, ARCH_GEMMA2
 } arch;
 
 typedef enum act_kind { ACT_SILU, ACT_GELU_TANH } act_kind;
@@ -46,6 +46,8 @@ typedef struct model_config {
     float attn_scale;           /* attention scores' scale: 1/√head_dim, or Gemma's
                                    query_pre_attn_scalar^-0.5 */
     float embed_scale;          /* embedding rows times this (Gemma: √hidden_size), 0 = none */
+    float attn_softcap;         /* Gemma 2: scores → cap·tanh(score/cap); 0 = none */
+    float final_softcap;        /* Gemma 2: logits → cap·tanh(logit/cap); 0 = none */
     float rope_theta_local;     /* sliding layers' RoPE base when it differs (Gemma 3), else 0 */
     uint64_t layer_sliding[8];  /* Gemma 3: bit l set = layer l uses the sliding window */
     bool qk_norm_full;          /* OLMoE: q and k normed over the whole projection, not per head */

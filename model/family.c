@@ -13,7 +13,10 @@ static const model_family k_families[] = {
      .swa = SWA_FROM_LAYER},
     {ARCH_GEMMA3, "Gemma3ForCausalLM", "gemma3_text", "gemma3", .attention_bias_key = true,
      .qk_norm = true, .swa = SWA_LAYER_TYPES, .gemma = true, .no_gguf = true, .no_export = true,
-     .no_train = true},
+     .no_train = true, .swa_pattern = 6},
+    {ARCH_GEMMA2, "Gemma2ForCausalLM", "gemma2", "gemma2", .attention_bias_key = true,
+     .swa = SWA_LAYER_TYPES, .gemma = true, .softcaps = true, .no_gguf = true, .no_export = true,
+     .no_train = true, .swa_pattern = 2},
     {ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", "llama", .gguf_permuted = true, .swa = SWA_ALL,
      .no_gguf = true, .no_export = true, .no_train = true,
      .moe_router = "model.layers.%d.block_sparse_moe.gate.weight",
@@ -57,5 +60,6 @@ const model_family *family_by_gguf(const char *name) {
 const char *family_list(bool gguf) {
     return gguf ? "llama, qwen2, qwen3"
                 : "Qwen2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM, "
-                  "Gemma3ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM";
+                  "Gemma2ForCausalLM, Gemma3ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM, "
+                  "OlmoeForCausalLM";
 }

@@ -34,6 +34,8 @@ typedef struct model_family {
        the attention and MLP blocks too (sandwich), embeddings times √hidden_size, GELU-tanh
        MLP, query_pre_attn_scalar, a second RoPE base for sliding layers */
     bool gemma;
+    bool softcaps;            /* attn_logit_softcapping / final_logit_softcapping (Gemma 2) */
+    int swa_pattern;          /* SWA_LAYER_TYPES without layer_types: every Nth layer is global */
     bool no_gguf;             /* GGUF reading/writing not written yet */
     bool no_export;           /* HF folder export (and merge) not written yet */
     bool no_train;            /* training's backward lacks this family's pieces */

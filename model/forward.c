@@ -130,7 +130,8 @@ static void attend(void *user, int l, layer_bufs *lb, int n) {
     m->kern->kv_store(a->f->ctx, &view, lb->k, lb->v, a->b->spans, a->b->n_spans, c->n_kv_head,
                       c->head_dim);
     m->kern->attention(a->f->ctx, lb->att, lb->q, &view, a->b->spans, a->b->n_spans, c->n_head,
-                       c->n_kv_head, c->head_dim, m->layers[l].window, c->attn_scale);
+                       c->n_kv_head, c->head_dim, m->layers[l].window, c->attn_scale,
+                       c->attn_softcap);
     (void)n;
 }
 
@@ -164,4 +165,6 @@ void model_forward(fwd_state *f, kv_pool *kv, const fwd_batch *b) {
     K->rmsnorm(f->ctx, f->xn, f->tmp, model_kfinal_norm(m), b->n_out, d, c->norm_eps);
     layer_emit_trace(m, f->ctx, f->trace, f->trace_user, "final_norm", -1, f->xn, b->n_out, d);
     if (b->logits) K->matmul(f->ctx, b->logits, f->xn, model_klm_head(m), NULL, b->n_out);
+    if (b->logits && c->final_softcap > 0) /* Gemma 2 */
+        K->softcap(f->ctx, b->logits, (long)b->n_out * c->n_vocab, c->final_softcap);
 }

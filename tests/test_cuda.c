@@ -111,7 +111,7 @@ static void test_buffers(void **state) {
     wk_kv_layer kv = {dummy, dummy, DT_F32, 16, 4, 64};
     const int32_t blk[1] = {0};
     const wk_span sp = {0, 1, 0, blk};
-    K->attention(&C, dummy, dummy, &kv, &sp, 1, 1, 1, 2000, 0, 1.0f); /* head_dim > 1024 */
+    K->attention(&C, dummy, dummy, &kv, &sp, 1, 1, 1, 2000, 0, 1.0f, 0.0f); /* head_dim > 1024 */
     assert_int_equal(K->sync(&C), WICK_ERR_UNSUPPORTED);
     assert_non_null(strstr(wick_last_error(), "head_dim"));
     synced("the sync after a reported failure");
@@ -331,7 +331,7 @@ static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv,
     float *q = xmalloc(qn * 4), *want = xmalloc(qn * 4), *got = xmalloc(qn * 4), *tol = xmalloc(qn * 4);
     float *kr = xmalloc(sizeof(float) * hd), *vr = xmalloc(sizeof(float) * hd);
     fill(q, qn, 2.0f);
-    kernels_ref()->attention(NULL, want, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale);
+    kernels_ref()->attention(NULL, want, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale, 0.0f);
     /* as test_kernels.c: score error hd·ε·S shifts each weight by that relative amount; exp,
        the sum over len keys and the weighted sum of V add ≈ (2·len + 8)·ε, times max|V| */
     for (int s = 0; s < n_seq; s++)
@@ -363,7 +363,7 @@ static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv,
     assert_non_null(dout);
     for (long i = 0; i < qn; i++) got[i] = NAN;
     K->buf_copy(&C, dout, got, qn * 4);
-    K->attention(&C, dout, dq, &d, sp, n_seq, n_head, n_kv, hd, window, scale);
+    K->attention(&C, dout, dq, &d, sp, n_seq, n_head, n_kv, hd, window, scale, 0.0f);
     dget(got, dout, qn * 4);
     char what[160];
     snprintf(what, sizeof what, "attention seqs=%d n0=%d pos0=%d n_kv=%d group=%d hd=%d window=%d "

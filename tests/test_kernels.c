@@ -228,8 +228,8 @@ static void kv_fixture_init(kv_fixture *f, dtype dt, int bs, int n_kv, int hd, i
 
 /* Spans of several sequences with scattered block tables: sequence s has rows ns[s] at pos0s[s]
  * and owns blocks taken from a shuffled list, so no two sequences share a block. */
-static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
-                           int hd, int window, dtype dt, int bs) {
+static void attention_case_cap(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
+                               int hd, int window, dtype dt, int bs, float softcap) {
     const int n_head = n_kv * group;
     const float scale = 1.0f / sqrtf((float)hd);
     int rows = 0, blocks_needed = 0;
@@ -268,7 +268,7 @@ static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv,
     float *q = xmalloc(qn * 4), *want = xmalloc(qn * 4), *got = xmalloc(qn * 4), *tol = xmalloc(qn * 4);
     float *kr = xmalloc(sizeof(float) * hd), *vr = xmalloc(sizeof(float) * hd);
     fill(q, qn, 2.0f);
-    kernels_ref()->attention(NULL, want, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale);
+    kernels_ref()->attention(NULL, want, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale, softcap);
     /* score error ≤ hd·ε·S (S = scale·Σ|q·k|) shifts each softmax weight by that relative
      * amount; exp, the sum over len keys and the weighted sum of V add ≈ (2·len + 8)·ε, all
      * times max|V| (the output is a convex combination of V rows). K and V are the stored
@@ -292,21 +292,28 @@ static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv,
                     }
                     S = fmax(S, sum * scale);
                 }
+                /* soft-capping: tanh's slope is at most 1, plus its own rounding (≈ 4ε·cap) */
                 for (int t = 0; t < hd; t++)
                     tol[((long)rw * n_head + h) * hd + t] =
-                        (float)(FLT_EPSILON * vmax * (2.0 * hd * S + 2.0 * len + 16) + 1e-30);
+                        (float)(FLT_EPSILON * vmax * (2.0 * hd * S + 2.0 * len + 16 + 8.0 * softcap) + 1e-30);
             }
         }
     char what[160];
     snprintf(what, sizeof what, "attention seqs=%d n0=%d pos0=%d n_kv=%d group=%d hd=%d window=%d "
-             "kv=%s bs=%d", n_seq, ns[0], pos0s[0], n_kv, group, hd, window, dtype_name(dt), bs);
+             "kv=%s bs=%d softcap=%g", n_seq, ns[0], pos0s[0], n_kv, group, hd, window, dtype_name(dt),
+             bs, softcap);
     FOR_EACH_TABLE_POOL(t, pl) {
         for (long i = 0; i < qn; i++) got[i] = NAN;
-        t->attention(pl, got, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale);
+        t->attention(pl, got, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale, softcap);
         check_close(what, t, pool_size(pl->pool), got, want, tol, qn);
     }
     free(q), free(want), free(got), free(tol), free(kr), free(vr), free(row), free(perm);
     free(f.k), free(f.v);
+}
+
+static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
+                           int hd, int window, dtype dt, int bs) {
+    attention_case_cap(n_seq, ns, pos0s, n_kv, group, hd, window, dt, bs, 0.0f);
 }
 
 static void test_attention(void **state) {
@@ -337,6 +344,13 @@ static void test_attention(void **state) {
             }
     const int z = 0, four = 4;
     attention_case(1, &z, &four, 2, 7, 64, 0, DT_F32, 16); /* no query rows */
+    /* Gemma 2's soft-capped scores (cap 2 bends most of these scores; 50 barely does) */
+    static const float caps[] = {2.0f, 50.0f};
+    for (int c = 0; c < 2; c++)
+        for (int a = 0; a < 8; a++)
+            attention_case_cap(1, &np[a][0], &np[a][1], 2, 2, a % 2 ? 64 : 16, a % 3 ? 0 : 8, DT_F32,
+                               16, caps[c]);
+    attention_case_cap(3, nm, posm, 2, 2, 64, 20, DT_F16, 32, 2.0f);
 }
 
 /* kv_store: every table writes exactly the reference's bytes (the same conversions). */
@@ -480,6 +494,14 @@ static void test_silu_add(void **state) {
             memcpy(got, g, n * 4);
             t->gelu_tanh_mul(p, got, got, u, n);
             check_close("gelu_tanh_mul", t, pool_size(p->pool), got, want, tol, n);
+        }
+        memcpy(want, g, n * 4);
+        kernels_ref()->softcap(NULL, want, n, 3.0f);
+        for (long i = 0; i < n; i++) tol[i] = (float)(4 * FLT_EPSILON * fabs(want[i]) + 1e-37);
+        FOR_EACH_TABLE_POOL(t, p) {
+            memcpy(got, g, n * 4);
+            t->softcap(p, got, n, 3.0f);
+            check_close("softcap", t, pool_size(p->pool), got, want, tol, n);
         }
         memcpy(want, u, n * 4);
         kernels_ref()->add(NULL, want, g, n);

@@ -59,7 +59,8 @@ static const float att_zero[ATT_MAX_HD] __attribute__((aligned(64)));
 
 /* Rows [i0, i1) of span `sp` (positions sp->pos0 + i), query heads of KV head kvh. */
 static void ATT_FN(float *out, const float *q, const wk_kv_layer *kv, const wk_span *sp, int i0,
-                   int i1, int kvh, int n_head, int group, int hd, int window, float scale) {
+                   int i1, int kvh, int n_head, int group, int hd, int window, float scale,
+                   float softcap) {
     float Kt[ATT_MAX_HD * ATT_KB] __attribute__((aligned(64)));
     float Kf[ATT_KB * ATT_MAX_HD] __attribute__((aligned(64))); /* widened K or V rows */
     float Vf[ATT_KB * ATT_MAX_HD] __attribute__((aligned(64)));
@@ -131,7 +132,9 @@ static void ATT_FN(float *out, const float *q, const wk_kv_layer *kv, const wk_s
                 float m = mx[r];
                 for (int t = 0; t < ATT_KB; t++) {
                     const int j = j0 + t;
-                    s[u][t] = (t < nk && j <= p && j >= lo) ? s[u][t] * scale : -INFINITY;
+                    float v = s[u][t] * scale;
+                    if (softcap > 0) v = tanhf(v / softcap) * softcap; /* Gemma 2 */
+                    s[u][t] = (t < nk && j <= p && j >= lo) ? v : -INFINITY;
                     m = s[u][t] > m ? s[u][t] : m;
                 }
                 corr[u] = expf(mx[r] - m); /* 0 on the first visible tile */

@@ -348,7 +348,7 @@ typedef struct att_ctx {
     const wk_kv_layer *kv;
     const wk_span *spans;
     int n_spans, n_head, n_kv, head_dim, window;
-    float scale;
+    float scale, softcap;
     int qb;           /* query rows per tiled block */
     long n_items, next;
 } att_ctx;
@@ -376,7 +376,7 @@ static void att_tile_task(void *vctx, int tid, int nt) {
         const int kvh = (int)(local % c->n_kv);
         const int i0 = (int)(blk * c->qb), i1 = i0 + c->qb < sp->n ? i0 + c->qb : sp->n;
         c->isa->attn_block(c->out, c->q, c->kv, sp, i0, i1, kvh, c->n_head, group, c->head_dim,
-                           c->window, c->scale);
+                           c->window, c->scale, c->softcap);
     }
 }
 
@@ -406,7 +406,8 @@ static void att_task(void *vctx, int tid, int nt) {
             wk_weight wv = {kv_row(c->kv, c->kv->v, sp->blocks, kvh, j), c->kv->dt, 1, hd};
             isa->row_to_f32(kf, &wk, 0);
             isa->row_to_f32(vf, &wv, 0);
-            const float sc = isa->dot(qh, kf, hd) * c->scale;
+            float sc = isa->dot(qh, kf, hd) * c->scale;
+            if (c->softcap > 0) sc = tanhf(sc / c->softcap) * c->softcap; /* Gemma 2 */
             if (sc > m) { /* rescale what was accumulated under the old max */
                 const float corr = expf(m - sc);
                 for (int t = 0; t < hd; t++) o[t] *= corr;
@@ -424,9 +425,9 @@ static void att_task(void *vctx, int tid, int nt) {
 
 static void cpu_attention(const cpu_isa *isa, wk_pool *pool, float *out, const float *q,
                           const wk_kv_layer *kv, const wk_span *spans, int n_spans, int n_head,
-                          int n_kv, int head_dim, int window, float scale) {
+                          int n_kv, int head_dim, int window, float scale, float softcap) {
     if (n_spans <= 0 || n_head <= 0 || n_kv <= 0 || head_dim <= 0) return;
-    att_ctx c = {isa, out, q, kv, spans, n_spans, n_head, n_kv, head_dim, window, scale, 0, 0, 0};
+    att_ctx c = {isa, out, q, kv, spans, n_spans, n_head, n_kv, head_dim, window, scale, softcap, 0, 0, 0};
     long work = 0, rows = 0;
     for (int s = 0; s < n_spans; s++) {
         work += (long)spans[s].n * n_head * head_dim * (spans[s].pos0 + spans[s].n);
@@ -602,6 +603,19 @@ static void cpu_gelu_tanh_mul(wk_ctx *x, float *out, const float *gate, const fl
     run_split(x ? x->pool : NULL, n * 8, gelu_tanh_task, &c); /* tanh: ~8x an add */
 }
 
+static void softcap_task(void *vctx, int tid, int nt) {
+    const ew_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->n, nt, tid, 16, &lo, &hi);
+    for (long i = lo; i < hi; i++) c->out[i] = tanhf(c->out[i] / c->eps) * c->eps;
+}
+
+static void cpu_softcap(wk_ctx *x, float *v, long n, float cap) {
+    if (n <= 0) return;
+    ew_ctx c = {.out = v, .n = n, .eps = cap};
+    run_split(x ? x->pool : NULL, n * 8, softcap_task, &c);
+}
+
 static void add_task(void *vctx, int tid, int nt) {
     const ew_ctx *c = vctx;
     long lo, hi;
@@ -771,8 +785,8 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
     }                                                                                          \
     static void tag##_attention(wk_ctx *x_, float *o, const float *q, const wk_kv_layer *kv,   \
                                 const wk_span *sp, int ns, int nh, int nkv, int hd, int win,   \
-                                float sc) {                                                    \
-        cpu_attention(&ISA, POOL(x_), o, q, kv, sp, ns, nh, nkv, hd, win, sc);                 \
+                                float sc, float cap) {                                         \
+        cpu_attention(&ISA, POOL(x_), o, q, kv, sp, ns, nh, nkv, hd, win, sc, cap);            \
     }                                                                                          \
     static void tag##_lora(wk_ctx *x_, float *y, const float *x, const wk_lora_run *ru, int nr,  \
                            float *scr) { cpu_lora(&ISA, POOL(x_), y, x, ru, nr, scr); }         \
@@ -789,7 +803,7 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
         .rmsnorm = tag##_rmsnorm,                                                              \
         .matmul = tag##_matmul, .rope = tag##_rope, .rope_interleaved = cpu_rope_il,           \
         .kv_store = tag##_kv_store, .attention = tag##_attention, .softmax = tag##_softmax,    \
-        .silu_mul = tag##_silu_mul, .gelu_tanh_mul = cpu_gelu_tanh_mul,                        \
+        .silu_mul = tag##_silu_mul, .gelu_tanh_mul = cpu_gelu_tanh_mul, .softcap = cpu_softcap, \
         .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,                               \
         .gather_rows = cpu_gather_rows,                                                        \
     };

@@ -62,7 +62,7 @@ typedef struct cpu_isa {
      * head_dim <= CPU_ATT_MAX_HD and (i1 − i0)·(n_head/n_kv) <= CPU_ATT_MAX_R. */
     void (*attn_block)(float *out, const float *q, const wk_kv_layer *kv, const wk_span *sp,
                        int i0, int i1, int kvh, int n_head, int group, int hd, int window,
-                       float scale);
+                       float scale, float softcap);
     size_t (*gemm_q_scratch)(int64_t cols);
 } cpu_isa;
 

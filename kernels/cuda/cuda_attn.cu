@@ -132,7 +132,7 @@ void cu_kv_store(const cu_run *r, const wk_kv_layer *kv, const float *k, const f
 __global__ void __launch_bounds__(ATT_WARPS * 32)
     k_attention(float *out, const float *q, const uint8_t *kb, const uint8_t *vb, int dt, int bs,
                 size_t row_bytes, size_t block_bytes, cu_spans S, int n_head, int group, int hd,
-                int window, float scale) {
+                int window, float scale, float softcap) {
     extern __shared__ float sm[];
     float *sq = sm;                          /* (hd) the query */
     float *acc_all = sm + hd;                /* (ATT_WARPS, hd) each warp's Σ w·v */
@@ -162,7 +162,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
             const uint8_t *kr = kb + off, *vr = vb + off;
             float d = 0.0f;
             for (int t = lane; t < hd; t += 32) d = fmaf(sq[t], cu_kv_elem(dt, kr, t), d);
-            const float s = cu_warp_sum(d) * scale; /* the same value in every lane */
+            float s = cu_warp_sum(d) * scale; /* the same value in every lane */
+            if (softcap > 0) s = tanhf(s / softcap) * softcap; /* Gemma 2 */
             if (s > m) { /* rescale what was accumulated under the old max */
                 const float corr = expf(m - s);
                 l *= corr;
@@ -197,7 +198,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 
 void cu_attention(const cu_run *r, float *out, const float *q, const wk_kv_layer *kv,
                   const wk_span *spans, int n_spans, int n_head, int n_kv, int head_dim,
-                  int window, float scale) {
+                  int window, float scale, float softcap) {
     if (n_spans <= 0 || n_head <= 0 || n_kv <= 0 || head_dim <= 0) return;
     if (head_dim > 1024) { /* engines refuse such models; this guards the shared memory size */
         cu_note_fail(WICK_ERR_UNSUPPORTED, "attention: head_dim > 1024");
@@ -210,6 +211,6 @@ void cu_attention(const cu_run *r, float *out, const float *q, const wk_kv_layer
     const unsigned grid = items < (1 << 20) ? (unsigned)items : (1u << 20);
     k_attention<<<grid, ATT_WARPS * 32, smem, r->s>>>(
         out, q, (const uint8_t *)kv->k, (const uint8_t *)kv->v, kv->dt, kv->block_size,
-        kv->row_bytes, kv->block_bytes, S, n_head, n_head / n_kv, head_dim, window, scale);
+        kv->row_bytes, kv->block_bytes, S, n_head, n_head / n_kv, head_dim, window, scale, softcap);
     CU_LAUNCHED("attention");
 }

@@ -298,9 +298,10 @@ void cu_kv_store(const cu_run *r, const wk_kv_layer *kv, const float *k, const f
                  const wk_span *spans, int n_spans, int n_kv, int head_dim);
 void cu_attention(const cu_run *r, float *out, const float *q, const wk_kv_layer *kv,
                   const wk_span *spans, int n_spans, int n_head, int n_kv, int head_dim,
-                  int window, float scale);
+                  int window, float scale, float softcap);
 void cu_silu_mul(const cu_run *r, float *out, const float *gate, const float *up, long n);
 void cu_gelu_tanh_mul(const cu_run *r, float *out, const float *gate, const float *up, long n);
+void cu_softcap(const cu_run *r, float *x, long n, float cap);
 void cu_add(const cu_run *r, float *y, const float *x, long n);
 void cu_axpy(const cu_run *r, float *y, float a, const float *x, long n);
 void cu_lora(const cu_run *r, float *y, const float *x, const wk_lora_run *runs, int n_runs,

@@ -100,6 +100,12 @@ __global__ void k_gelu_tanh_mul(float *out, const float *gate, const float *up, 
     }
 }
 
+__global__ void k_softcap(float *x, long long n, float cap) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
+        x[i] = tanhf(x[i] / cap) * cap;
+}
+
 __global__ void k_add(float *y, const float *x, long long n) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x)
@@ -131,6 +137,12 @@ void cu_gelu_tanh_mul(const cu_run *r, float *out, const float *gate, const floa
     if (n <= 0) return;
     k_gelu_tanh_mul<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(out, gate, up, n);
     CU_LAUNCHED("gelu_tanh_mul");
+}
+
+void cu_softcap(const cu_run *r, float *x, long n, float cap) {
+    if (n <= 0) return;
+    k_softcap<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(x, n, cap);
+    CU_LAUNCHED("softcap");
 }
 
 void cu_add(const cu_run *r, float *y, const float *x, long n) {

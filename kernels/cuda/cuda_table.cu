@@ -365,9 +365,10 @@ template <int D> struct dev_ops {
         cu_kv_store(&r, kv, k, v, sp, ns, nkv, hd);
     }
     static void attention(wk_ctx *c, float *o, const float *q, const wk_kv_layer *kv,
-                          const wk_span *sp, int ns, int nh, int nkv, int hd, int win, float sc) {
+                          const wk_span *sp, int ns, int nh, int nkv, int hd, int win, float sc,
+                          float cap) {
         cu_run r = cu_begin(D, c);
-        cu_attention(&r, o, q, kv, sp, ns, nh, nkv, hd, win, sc);
+        cu_attention(&r, o, q, kv, sp, ns, nh, nkv, hd, win, sc, cap);
     }
     static void silu_mul(wk_ctx *c, float *o, const float *g, const float *u, long n) {
         cu_run r = cu_begin(D, c);
@@ -376,6 +377,10 @@ template <int D> struct dev_ops {
     static void gelu_tanh_mul(wk_ctx *c, float *o, const float *g, const float *u, long n) {
         cu_run r = cu_begin(D, c);
         cu_gelu_tanh_mul(&r, o, g, u, n);
+    }
+    static void softcap(wk_ctx *c, float *x, long n, float cap) {
+        cu_run r = cu_begin(D, c);
+        cu_softcap(&r, x, n, cap);
     }
     static void add(wk_ctx *c, float *y, const float *x, long n) {
         cu_run r = cu_begin(D, c);
@@ -405,7 +410,8 @@ template <int D> struct dev_ops {
         .rope = dev_ops<D>::rope, .rope_interleaved = dev_ops<D>::rope_il,                     \
         .kv_store = dev_ops<D>::kv_store, .attention = dev_ops<D>::attention,                  \
         .softmax = host_softmax, .silu_mul = dev_ops<D>::silu_mul,                              \
-        .gelu_tanh_mul = dev_ops<D>::gelu_tanh_mul, .add = dev_ops<D>::add,     \
+        .gelu_tanh_mul = dev_ops<D>::gelu_tanh_mul, .softcap = dev_ops<D>::softcap,           \
+        .add = dev_ops<D>::add,                                                                \
         .axpy = dev_ops<D>::axpy, .lora = dev_ops<D>::lora,                                    \
         .gather_rows = dev_ops<D>::gather,                                                     \
     }

@@ -185,9 +185,12 @@ static void ref_kv_store(wk_ctx *ctx, const wk_kv_layer *kv, const float *k, con
 /* Three passes per query (max, sum of exponentials, weighted sum of values) perform exactly
  * the operations of "scores -> softmax -> Σ p·v" without a score buffer: each exponential is
  * recomputed from the same operands, so the values are those of a stored-score version. */
+/* score after Gemma 2's soft-capping (none when cap <= 0): (s / cap), tanh, times cap */
+static inline float capped(float s, float cap) { return cap > 0 ? tanhf(s / cap) * cap : s; }
+
 static void ref_attention(wk_ctx *ctx, float *out, const float *q, const wk_kv_layer *kv,
                           const wk_span *spans, int n_spans, int n_head, int n_kv, int head_dim,
-                          int window, float scale) {
+                          int window, float scale, float softcap) {
     const int group = n_head / n_kv;
     float kf[1024], vf[1024]; /* one head row as f32; head_dim <= 1024 (model loading checks) */
     for (int s = 0; s < n_spans; s++) {
@@ -204,7 +207,7 @@ static void ref_attention(wk_ctx *ctx, float *out, const float *q, const wk_kv_l
                                           head_dim);
                     float d = 0.0f;
                     for (int t = 0; t < head_dim; t++) d += qh[t] * kf[t];
-                    d *= scale;
+                    d = capped(d * scale, softcap);
                     m = d > m ? d : m;
                 }
                 float sum = 0.0f;
@@ -213,7 +216,7 @@ static void ref_attention(wk_ctx *ctx, float *out, const float *q, const wk_kv_l
                                           head_dim);
                     float d = 0.0f;
                     for (int t = 0; t < head_dim; t++) d += qh[t] * kf[t];
-                    sum += expf(d * scale - m);
+                    sum += expf(capped(d * scale, softcap) - m);
                 }
                 const float inv = 1.0f / sum;
                 float *o = out + ((int64_t)row * n_head + h) * head_dim;
@@ -225,7 +228,7 @@ static void ref_attention(wk_ctx *ctx, float *out, const float *q, const wk_kv_l
                                           head_dim);
                     float d = 0.0f;
                     for (int t = 0; t < head_dim; t++) d += qh[t] * kf[t];
-                    const float w = expf(d * scale - m) * inv;
+                    const float w = expf(capped(d * scale, softcap) - m) * inv;
                     for (int t = 0; t < head_dim; t++) o[t] += w * vf[t];
                 }
             }
@@ -246,6 +249,10 @@ static void ref_gelu_tanh_mul(wk_ctx *ctx, float *out, const float *gate, const 
         const float g = gate[i], inner = beta * (g + kappa * g * g * g);
         out[i] = 0.5f * g * (1.0f + tanhf(inner)) * up[i];
     }
+}
+
+static void ref_softcap(wk_ctx *ctx, float *x, long n, float cap) {
+    for (long i = 0; i < n; i++) x[i] = tanhf(x[i] / cap) * cap;
 }
 
 static void ref_add(wk_ctx *ctx, float *y, const float *x, long n) {
@@ -302,6 +309,7 @@ static const kernel_table k_ref = {
     .softmax = ref_softmax,
     .silu_mul = ref_silu_mul,
     .gelu_tanh_mul = ref_gelu_tanh_mul,
+    .softcap = ref_softcap,
     .add = ref_add,
     .axpy = ref_axpy,
     .lora = ref_lora,
