@@ -164,7 +164,7 @@ static void op_call(void *v) {
         o->t->attention(&g_ctx, o->a, o->b, &kv, &sp, 1, 14, 2, 64, 0, 0.125f, 0.0f);
         break;
     }
-    case OP_ROPE: o->t->rope(&g_ctx, o->a, 1, 14, 64, &g_pos0, o->b, o->c); break;
+    case OP_ROPE: o->t->rope(&g_ctx, o->a, 1, 14, 64, 64, &g_pos0, o->b, o->c); break;
     case OP_ATT_PREFILL: { /* a 512-token prompt: q (512, 14*64) */
         const wk_span sp = {0, o->n, 0, g_blocks};
         o->t->attention(&g_ctx, o->a, o->b, &kv, &sp, 1, 14, 2, 64, 0, 0.125f, 0.0f);

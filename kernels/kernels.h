@@ -111,17 +111,19 @@ typedef struct kernel_table {
                    int n);
 
     /* Rotary embedding, rotate-half layout (Hugging Face): x holds n rows of n_heads heads of
-     * head_dim (row stride n_heads*head_dim). Row i is at position p = pos[i] and is rotated
-     * with c = cos[p*half + j], s = sin[p*half + j] (half = head_dim/2) for pair (j, j+half):
+     * head_dim (row stride n_heads*head_dim). Only the first rot_dim values of each head
+     * rotate (partial rotary, Phi-4-mini; rot_dim = head_dim otherwise; even). Row i is at
+     * position p = pos[i] and is rotated with c = cos[p*half + j], s = sin[p*half + j]
+     * (half = rot_dim/2) for pair (j, j+half):
      *   x'[j] = x[j]·c − x[j+half]·s ;  x'[j+half] = x[j+half]·c + x[j]·s. */
-    void (*rope)(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim, const int32_t *pos,
-                 const float *cos, const float *sin);
+    void (*rope)(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim, int rot_dim,
+                 const int32_t *pos, const float *cos, const float *sin);
 
     /* Rotary embedding, interleaved layout (GGUF llama: llama.cpp's converter permutes the
      * q/k rows so each rotated pair is adjacent). Same arguments as rope; pair (2j, 2j+1):
      *   x'[2j] = x[2j]·c − x[2j+1]·s ;  x'[2j+1] = x[2j+1]·c + x[2j]·s. */
     void (*rope_interleaved)(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim,
-                             const int32_t *pos, const float *cos, const float *sin);
+                             int rot_dim, const int32_t *pos, const float *cos, const float *sin);
 
     /* Writes the keys and values of every span's rows into the paged cache: row r of span s
      * (position p = pos0 + r − row0) goes to slot p of its sequence, converted to kv->dt

@@ -28,6 +28,7 @@
 #include "kernels/quant.h"
 #include "lora/lora.h"
 #include "model/gguf_tok.h"
+#include "model/family.h"
 #include "model/model.h"
 #include "model/model_export.h"
 #include "model/model_gguf.h"
@@ -204,6 +205,9 @@ wick_status wick_model_save(const wick_model *m, const char *out_dir) {
     if (!m || !out_dir || !out_dir[0])
         return err_set(WICK_ERR_INVALID_ARG, "wick_model_save: NULL argument or empty path");
     if (ends_with_gguf(out_dir)) return save_gguf(m, out_dir);
+    if (m->merge_base && family_get(m->cfg.arch)->fused) /* merged rows of one fused tensor */
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: saving a merged %s model is not supported yet (its "
+                       "q/k/v and gate/up live in fused tensors)", out_dir, m->cfg.architecture);
     /* a GGUF source has no safetensors to copy: HF names, matrices dequantized/widened to the
        type model_export_default_dtype picks (BF16 for quantized), config and tokenizer rebuilt */
     if (m->gguf) return model_export_folder(m, out_dir, model_export_default_dtype(m));

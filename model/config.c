@@ -164,6 +164,7 @@ static wick_status parse_rope_in(const cJSON *root, const cJSON *rp, const cJSON
     const cJSON *sc = rp ? rp : rs;
     c->rope = ROPE_DEFAULT;
     c->rope_factor = 1.0f;
+    c->rope_attn_factor = 1.0f;
     if (!sc) return WICK_OK;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(sc, "rope_type");
     if (!t) t = cJSON_GetObjectItemCaseSensitive(sc, "type");
@@ -188,10 +189,40 @@ static wick_status parse_rope_in(const cJSON *root, const cJSON *rp, const cJSON
         if (!(c->rope_high_freq_factor > c->rope_low_freq_factor))
             return err_set(WICK_ERR_FORMAT, "%s: %s: high_freq_factor must exceed low_freq_factor",
                            where, name);
+    } else if (strcmp(type, "longrope") == 0) {
+        c->rope = ROPE_LONGROPE;
+        const int half = c->rot_dim / 2;
+        if (half > CONFIG_MAX_ROPE_FACTORS)
+            return err_set(WICK_ERR_UNSUPPORTED, "%s: %s: longrope with %d frequencies (at most %d)",
+                           where, name, half, CONFIG_MAX_ROPE_FACTORS);
+        static const char *const keys[2] = {"short_factor", "long_factor"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(sc, keys[k]);
+            if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != half)
+                return err_set(WICK_ERR_FORMAT, "%s: %s.%s must be a list of %d numbers (rotated values / 2)",
+                               where, name, keys[k], half);
+            for (int i = 0; i < half; i++) {
+                const cJSON *e = cJSON_GetArrayItem(a, i);
+                if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || e->valuedouble > 1e30)
+                    return err_set(WICK_ERR_FORMAT, "%s: %s.%s[%d] must be a positive number", where, name,
+                                   keys[k], i);
+                (k ? c->rope_long : c->rope_short)[i] = (float)e->valuedouble;
+            }
+        }
+        const cJSON *oc = cJSON_GetObjectItemCaseSensitive(sc, "original_max_position_embeddings");
+        if ((st = get_int(oc ? sc : root, "original_max_position_embeddings", where, true, 0, 1,
+                          &c->rope_orig_ctx)))
+            return err_wrap(st, "%s (longrope)", name);
+        /* transformers: attention_factor if given, else sqrt(1 + ln(factor) / ln(original))
+           with factor = max_position_embeddings / original (1 when not above it) */
+        const double f = (double)c->n_ctx_train / c->rope_orig_ctx;
+        float af = f <= 1.0 ? 1.0f : (float)sqrt(1.0 + log(f) / log((double)c->rope_orig_ctx));
+        if ((st = get_float(sc, "attention_factor", where, false, af, &c->rope_attn_factor))) return st;
+        return WICK_OK;
     } else {
         return err_set(WICK_ERR_UNSUPPORTED,
                        "%s: %s.rope_type \"%s\" is not supported (supported: default, linear, "
-                       "llama3)", where, name, type);
+                       "llama3, longrope)", where, name, type);
     }
     if (!(c->rope_factor > 0))
         return err_set(WICK_ERR_FORMAT, "%s: %s.factor must be positive", where, name);
@@ -301,6 +332,18 @@ wick_status config_parse(const char *json, const char *where, model_config *c) {
     if (c->head_dim % 2) {
         st = err_set(WICK_ERR_FORMAT, "%s: head_dim %d must be even for RoPE", where, c->head_dim);
         goto done;
+    }
+    { /* partial rotary (Phi-4-mini): int(head_dim · partial_rotary_factor) values rotate */
+        const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+        const cJSON *src = cJSON_IsObject(rp) && cJSON_GetObjectItemCaseSensitive(rp, "partial_rotary_factor") ? rp : root;
+        float prf = 1.0f;
+        if ((st = get_float(src, "partial_rotary_factor", where, false, 1.0f, &prf))) goto done;
+        c->rot_dim = (int)((double)c->head_dim * (double)prf);
+        if (!(prf > 0 && prf <= 1) || c->rot_dim < 2 || c->rot_dim % 2) {
+            st = err_set(WICK_ERR_FORMAT, "%s: partial_rotary_factor %g gives %d rotated values of head_dim "
+                         "%d: expected an even count in [2, head_dim]", where, prf, c->rot_dim, c->head_dim);
+            goto done;
+        }
     }
     if (c->n_head % c->n_kv_head) {
         st = err_set(WICK_ERR_FORMAT,

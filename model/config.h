@@ -11,12 +11,14 @@
 
 typedef enum arch {
     ARCH_QWEN2, ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN3, ARCH_GEMMA3, ARCH_MIXTRAL, ARCH_QWEN3_MOE,
-    ARCH_OLMOE, ARCH_GEMMA2
+    ARCH_OLMOE, ARCH_GEMMA2, ARCH_PHI3
 } arch;
 
 typedef enum act_kind { ACT_SILU, ACT_GELU_TANH } act_kind;
 
-typedef enum rope_kind { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 } rope_kind;
+typedef enum rope_kind { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_LONGROPE } rope_kind;
+
+#define CONFIG_MAX_ROPE_FACTORS 256
 
 #define CONFIG_MAX_EOS 8
 
@@ -29,6 +31,7 @@ typedef struct model_config {
     int n_head;                 /* num_attention_heads */
     int n_kv_head;              /* num_key_value_heads (defaults to n_head) */
     int head_dim;               /* head_dim, or hidden_size / num_attention_heads */
+    int rot_dim;                /* values of each head that RoPE rotates (partial_rotary_factor) */
     int n_vocab;                /* vocab_size */
     int n_ctx_train;            /* max_position_embeddings */
     float norm_eps;             /* rms_norm_eps */
@@ -36,7 +39,11 @@ typedef struct model_config {
     rope_kind rope;
     float rope_factor;          /* linear / llama3 factor */
     float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
-    int rope_orig_ctx;          /* llama3 original_max_position_embeddings */
+    int rope_orig_ctx;          /* llama3 / longrope original_max_position_embeddings */
+    /* longrope (Phi-3): per-frequency divisors, short while a forward's positions stay within
+       rope_orig_ctx, long beyond; cos and sin times rope_attn_factor */
+    float rope_short[CONFIG_MAX_ROPE_FACTORS], rope_long[CONFIG_MAX_ROPE_FACTORS];
+    float rope_attn_factor;
     bool tie_embd;              /* tie_word_embeddings */
     bool attn_bias;             /* q/k/v biases (Qwen2 always; LLaMA attention_bias) */
     bool o_bias;                /* o_proj bias (LLaMA attention_bias puts one on o_proj too) */

@@ -45,6 +45,9 @@ typedef struct model_family {
        OLMoE's q/k norms over the whole projection */
     const char *moe_router, *moe_gate, *moe_up, *moe_down;
     bool moe_norm_always, moe_qwen_keys, qk_norm_full;
+    /* Phi-3: q, k, v in one self_attn.qkv_proj and gate, up in one mlp.gate_up_proj (rows in
+       that order); wick reads them as row ranges of the one tensor */
+    bool fused;
 } model_family;
 
 /* The family of `id` (always found). */

@@ -24,7 +24,7 @@ static void give(fwd_state *f, float *p, size_t floats) {
 
 /* Buffer sizes in floats, in one place for init and free. */
 enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_COS, B_SIN, B_COSL, B_SINL,
-       B_MX, B_MY, B_ML, B_MW, B_MWR, B_MSEL, B_MROWS, B_N };
+       B_MX, B_MY, B_ML, B_MW, B_MWR, B_MSEL, B_MROWS, B_RPOS, B_N };
 
 static void sizes(const fwd_state *f, size_t *sz) {
     const model_config *c = &f->m->cfg;
@@ -40,7 +40,9 @@ static void sizes(const fwd_state *f, size_t *sz) {
     sz[B_ML] = R * E;
     sz[B_MW] = sz[B_MSEL] = R * k;
     sz[B_MWR] = sz[B_MROWS] = E ? R : 0;
-    sz[B_COS] = sz[B_SIN] = (size_t)f->max_pos * (size_t)(c->head_dim / 2);
+    /* longrope: the short factors' rows, then the long factors' (rope_pos picks) */
+    sz[B_COS] = sz[B_SIN] = (size_t)f->max_pos * (size_t)(c->rot_dim / 2) * (f->m->rope_inv_freq_long ? 2 : 1);
+    sz[B_RPOS] = f->m->rope_inv_freq_long ? R : 0;
     sz[B_COSL] = sz[B_SINL] = f->m->rope_inv_freq_local ? sz[B_COS] : 0;
 }
 
@@ -48,7 +50,7 @@ static float **slot(fwd_state *f, int i) {
     float **s[B_N] = {&f->x, &f->xn, &f->q, &f->k, &f->v, &f->att, &f->tmp, &f->gate, &f->up,
                       &f->rope_cos, &f->rope_sin, &f->rope_cos_l, &f->rope_sin_l,
                       &f->moe_x, &f->moe_y, &f->moe_logits, &f->moe_w, &f->moe_wrow, &f->moe_sel,
-                      &f->moe_rows};
+                      &f->moe_rows, &f->rope_pos};
     return s[i];
 }
 
@@ -62,20 +64,23 @@ wick_status fwd_init(fwd_state *f, const wick_model *m, wk_ctx *ctx, int cap_row
     sizes(f, sz);
     bool ok = true;
     for (int i = 0; i < B_N; i++) *slot(f, i) = take(f, sz[i], &ok);
+    if (m->rope_inv_freq_long && !(f->rope_pos_host = malloc(sizeof(int32_t) * (size_t)f->cap_rows)))
+        ok = false;
     if (!ok) {
         fwd_free(f);
         return err_set(WICK_ERR_NOMEM, "out of memory for activations of %d rows", cap_rows);
     }
     /* cos/sin of pos * inv_freq with the angle rounded to f32 first, as transformers does;
        built on the host and copied to the backend */
-    const int half = m->cfg.head_dim / 2;
-    const size_t nt = (size_t)f->max_pos * (size_t)half;
+    const int half = m->cfg.rot_dim / 2;
+    const size_t nt = (size_t)f->max_pos * (size_t)half * (m->rope_inv_freq_long ? 2 : 1);
     float *cs = malloc(sizeof(float) * (nt ? nt : 1)), *sn = malloc(sizeof(float) * (nt ? nt : 1));
     if (!cs || !sn) {
         free(cs), free(sn);
         fwd_free(f);
         return err_set(WICK_ERR_NOMEM, "out of memory for RoPE tables of %d positions", max_pos);
     }
+    const float af = m->cfg.rope_attn_factor;
     for (int t = 0; t < 2; t++) {
         const float *inv = t ? m->rope_inv_freq_local : m->rope_inv_freq;
         if (!inv) continue;
@@ -85,6 +90,16 @@ wick_status fwd_init(fwd_state *f, const wick_model *m, wk_ctx *ctx, int cap_row
                 cs[(size_t)pos * half + i] = cosf(ang);
                 sn[(size_t)pos * half + i] = sinf(ang);
             }
+        if (!t && m->rope_inv_freq_long) /* longrope: the long rows, and both times the factor */
+            for (size_t row = 0; row < 2 * (size_t)f->max_pos; row++)
+                for (int i = 0; i < half; i++) {
+                    const size_t o = row * half + i;
+                    if (row >= (size_t)f->max_pos) {
+                        const float ang = (float)(row - (size_t)f->max_pos) * m->rope_inv_freq_long[i];
+                        cs[o] = cosf(ang), sn[o] = sinf(ang);
+                    }
+                    cs[o] *= af, sn[o] *= af;
+                }
         m->kern->buf_copy(ctx, t ? f->rope_cos_l : f->rope_cos, cs, sizeof(float) * nt);
         m->kern->buf_copy(ctx, t ? f->rope_sin_l : f->rope_sin, sn, sizeof(float) * nt);
     }
@@ -111,6 +126,7 @@ void fwd_free(fwd_state *f) {
     size_t sz[B_N];
     sizes(f, sz);
     for (int i = 0; i < B_N; i++) give(f, *slot(f, i), sz[i]);
+    free(f->rope_pos_host);
     if (f->lora_t) give(f, f->lora_t, (size_t)f->cap_rows * (size_t)f->cap_rank);
     memset(f, 0, sizeof *f);
 }
@@ -142,9 +158,21 @@ void model_forward(fwd_state *f, kv_pool *kv, const fwd_batch *b) {
     const int n = b->n, d = c->n_embd;
     if (n <= 0) return;
     attend_ctx ac = {f, kv, b};
+    if (m->rope_inv_freq_long) {
+        /* longrope, as transformers decides it per forward: a sequence whose rows here reach
+           past original_max_position_embeddings uses the long factors (table rows max_pos..) */
+        for (int s = 0; s < b->n_spans; s++) {
+            const wk_span *sp = &b->spans[s];
+            const bool lng = sp->pos0 + sp->n > c->rope_orig_ctx;
+            for (int i = 0; i < sp->n; i++)
+                f->rope_pos_host[sp->row0 + i] = sp->pos0 + i + (lng ? f->max_pos : 0);
+        }
+        K->buf_copy(f->ctx, f->rope_pos, f->rope_pos_host, sizeof(int32_t) * (size_t)n);
+    }
     layer_ctx lc = {.m = m, .ctx = f->ctx, .pos = b->pos, .rope_cos = f->rope_cos,
                     .rope_sin = f->rope_sin, .runs = b->runs, .n_runs = b->n_runs,
                     .rope_cos_local = m->rope_inv_freq_local ? f->rope_cos_l : NULL,
+                    .rope_pos = m->rope_inv_freq_long ? (const int32_t *)f->rope_pos : NULL,
                     .rope_sin_local = m->rope_inv_freq_local ? f->rope_sin_l : NULL,
                     .attend = attend, .attend_user = &ac, .trace = f->trace,
                     .trace_user = f->trace_user};

@@ -40,6 +40,8 @@ typedef struct fwd_state {
     float *rope_cos, *rope_sin;  /* (max_pos, head_dim/2) */
     float *rope_cos_l, *rope_sin_l; /* the same for the sliding layers' base (Gemma 3) */
     float *moe_x, *moe_y, *moe_logits, *moe_w, *moe_wrow, *moe_sel, *moe_rows; /* layer.h */
+    float *rope_pos;             /* longrope: (cap_rows) int32 table rows, backend memory */
+    int32_t *rope_pos_host;      /* its host staging */
     size_t bytes;                /* everything above, for reports */
     layer_trace_fn trace;        /* tests: also "embed" and "final_norm" (layer −1) */
     void *trace_user;

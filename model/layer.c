@@ -105,7 +105,7 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     const kernel_table *K = m->kern;
     const layer_weights *w = model_klayer(m, l);
     const int d = c->n_embd, hd = c->head_dim;
-    void (*rope)(wk_ctx *, float *, int, int, int, const int32_t *, const float *,
+    void (*rope)(wk_ctx *, float *, int, int, int, int, const int32_t *, const float *,
                  const float *) = m->rope_interleaved ? K->rope_interleaved : K->rope;
 
     /* attention block */
@@ -126,8 +126,9 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     }
     const bool loc = w->rope_local && lc->rope_cos_local;
     const float *rc = loc ? lc->rope_cos_local : lc->rope_cos, *rs = loc ? lc->rope_sin_local : lc->rope_sin;
-    rope(lc->ctx, b->q, n, c->n_head, hd, lc->pos, rc, rs);
-    rope(lc->ctx, b->k, n, c->n_kv_head, hd, lc->pos, rc, rs);
+    const int32_t *rp = lc->rope_pos ? lc->rope_pos : lc->pos;
+    rope(lc->ctx, b->q, n, c->n_head, hd, c->rot_dim, rp, rc, rs);
+    rope(lc->ctx, b->k, n, c->n_kv_head, hd, c->rot_dim, rp, rc, rs);
     lc->attend(lc->attend_user, l, b, n);
     proj(lc, b, l, LORA_O, &w->wo, w->bo, b->tmp, b->att, n);
     if (w->post_attn_norm) K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_attn_norm, n, d, c->norm_eps);

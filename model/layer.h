@@ -52,6 +52,8 @@ typedef struct layer_ctx {
     const wick_model *m;
     wk_ctx *ctx;
     const int32_t *pos;       /* (n) position of each row, for RoPE */
+    const int32_t *rope_pos;  /* (n) row of the RoPE tables for each row when not pos (Phi-3's
+                                 long factors sit after the short ones), else NULL */
     const float *rope_cos, *rope_sin;  /* (max position + 1, hd/2) */
     const float *rope_cos_local, *rope_sin_local; /* the same for rope_local layers, or NULL */
     const lora_run *runs;     /* adapter runs, row order; rows outside every run: base only */

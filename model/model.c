@@ -103,6 +103,14 @@ static wick_status load_vector(loader *L, const char *name, int64_t n, float **o
     return WICK_OK;
 }
 
+/* rows [r0, r0 + n) of W as a matrix of their own (row-major rows are whole blocks) */
+static wk_weight row_range(const wk_weight *W, int64_t r0, int64_t n) {
+    wk_weight w = *W;
+    w.data = (const uint8_t *)W->data + (size_t)r0 * dtype_row_bytes(W->dt, W->cols);
+    w.rows = n;
+    return w;
+}
+
 static void norm_plus_one(float *w, int64_t n) {
     for (int64_t i = 0; w && i < n; i++) w[i] = 1.0f + w[i];
 }
@@ -141,6 +149,21 @@ static wick_status load_layer(loader *L, int i, layer_weights *lw) {
     wick_status st;
     const bool moe = c->n_expert > 0 && i < CONFIG_MAX_LAYER_TYPES && (c->layer_moe[i / 64] >> (i % 64) & 1);
 #define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix), name)
+    if (family_get(c->arch)->fused) { /* Phi-3: row ranges of the fused tensors */
+        wk_weight qkv, gu;
+        if ((st = load_matrix(L, NAME("self_attn.qkv_proj.weight"), qd + 2 * kvd, d, &qkv)) ||
+            (st = load_matrix(L, NAME("self_attn.o_proj.weight"), d, qd, &lw->wo)) ||
+            (st = load_matrix(L, NAME("mlp.gate_up_proj.weight"), 2 * ff, d, &gu)) ||
+            (st = load_matrix(L, NAME("mlp.down_proj.weight"), d, ff, &lw->w_down)) ||
+            (st = load_vector(L, NAME("input_layernorm.weight"), d, &lw->attn_norm)) ||
+            (st = load_vector(L, NAME("post_attention_layernorm.weight"), d, &lw->mlp_norm)))
+            return st;
+        lw->wq = row_range(&qkv, 0, qd), lw->wk = row_range(&qkv, qd, kvd);
+        lw->wv = row_range(&qkv, qd + kvd, kvd);
+        lw->w_gate = row_range(&gu, 0, ff), lw->w_up = row_range(&gu, ff, ff);
+        lw->window = c->sliding_window;
+        return WICK_OK;
+    }
     if ((st = load_matrix(L, NAME("self_attn.q_proj.weight"), qd, d, &lw->wq)) ||
         (st = load_matrix(L, NAME("self_attn.k_proj.weight"), kvd, d, &lw->wk)) ||
         (st = load_matrix(L, NAME("self_attn.v_proj.weight"), kvd, d, &lw->wv)) ||
@@ -196,14 +219,15 @@ static wick_status load_layer(loader *L, int i, layer_weights *lw) {
     return WICK_OK;
 }
 
-/* inv_freq exactly as transformers computes it, in float32:
- * 1 / theta^(2i/dim), then the rope_type's adjustment. */
-static void compute_rope_freqs(const model_config *c, float *inv) {
-    const int half = c->head_dim / 2;
+/* inv_freq exactly as transformers computes it, in float32: 1 / theta^(2i/dim) over the
+ * rotated dims, then the rope_type's adjustment (longrope: 1 / (factor_i · theta^(2i/dim))
+ * with the short factors, or the long ones when `long_f`). */
+static void compute_rope_freqs(const model_config *c, float *inv, bool long_f) {
+    const int half = c->rot_dim / 2;
     for (int i = 0; i < half; i++) {
-        float e = (float)(2 * i) / (float)c->head_dim;
+        float e = (float)(2 * i) / (float)c->rot_dim;
         float p = (float)pow((double)c->rope_theta, (double)e);
-        inv[i] = 1.0f / p;
+        inv[i] = c->rope == ROPE_LONGROPE ? 1.0f / ((long_f ? c->rope_long : c->rope_short)[i] * p) : 1.0f / p;
     }
     if (c->rope == ROPE_LINEAR) {
         for (int i = 0; i < half; i++) inv[i] = inv[i] / c->rope_factor;
@@ -261,6 +285,7 @@ void wick_model_free(wick_model *m) {
     free(m->final_norm);
     free(m->rope_inv_freq);
     free(m->rope_inv_freq_local);
+    free(m->rope_inv_freq_long);
     free(m->train_block);
     wick_tokenizer_free(m->tok);
     st_close(m->st);
@@ -305,10 +330,12 @@ static wick_status load_st_weights(wick_model *m, const char *where, const char 
     wick_status st = load_matrix(&L, "model.embed_tokens.weight", c->n_vocab, c->n_embd,
                                  &m->tok_embd);
     if (st) return st;
-    if (c->n_layer > st_count(m->st) / MIN_TENSORS_PER_LAYER)
+    /* 9 tensors a layer at least; 6 where q/k/v and gate/up are fused (Phi-3) */
+    const int min_t = family_get(c->arch)->fused ? 6 : MIN_TENSORS_PER_LAYER;
+    if (c->n_layer > st_count(m->st) / min_t)
         return err_set(WICK_ERR_SHAPE, "%s: num_hidden_layers %d is more than the weights can hold "
                        "(%d tensors, at least %d per layer)", cfg_where, c->n_layer,
-                       st_count(m->st), MIN_TENSORS_PER_LAYER);
+                       st_count(m->st), min_t);
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return err_set(WICK_ERR_NOMEM, "out of memory");
     for (int i = 0; i < c->n_layer; i++)
@@ -326,14 +353,19 @@ static wick_status load_st_weights(wick_model *m, const char *where, const char 
     /* head_dim is vouched for by q_proj's rows (n_head * head_dim) */
     m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
     if (!m->rope_inv_freq) return err_set(WICK_ERR_NOMEM, "out of memory");
-    compute_rope_freqs(c, m->rope_inv_freq);
+    compute_rope_freqs(c, m->rope_inv_freq, false);
     if (c->rope_theta_local > 0) { /* the sliding layers' base, default rope */
         model_config lc = *c;
         lc.rope_theta = c->rope_theta_local;
         lc.rope = ROPE_DEFAULT;
         if (!(m->rope_inv_freq_local = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
             return err_set(WICK_ERR_NOMEM, "out of memory");
-        compute_rope_freqs(&lc, m->rope_inv_freq_local);
+        compute_rope_freqs(&lc, m->rope_inv_freq_local, false);
+    }
+    if (c->rope == ROPE_LONGROPE) {
+        if (!(m->rope_inv_freq_long = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
+            return err_set(WICK_ERR_NOMEM, "out of memory");
+        compute_rope_freqs(c, m->rope_inv_freq_long, true);
     }
     return WICK_OK;
 }
@@ -472,7 +504,7 @@ wick_status model_load_gguf_mem(const void *data, size_t len, const wick_model_p
 const wick_tokenizer *wick_model_tokenizer(const wick_model *m) { return m ? m->tok : NULL; }
 
 static const char *rope_name(rope_kind k) {
-    return k == ROPE_LINEAR ? "linear" : k == ROPE_LLAMA3 ? "llama3" : "none";
+    return k == ROPE_LINEAR ? "linear" : k == ROPE_LLAMA3 ? "llama3" : k == ROPE_LONGROPE ? "longrope" : "none";
 }
 
 wick_status wick_model_get_info(const wick_model *m, wick_model_info *info) {

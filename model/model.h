@@ -50,6 +50,7 @@ struct wick_model {
     layer_weights *layers;             /* n_layer */
     float *rope_inv_freq;              /* (head_dim/2) f32, scaling applied, as HF computes it */
     float *rope_inv_freq_local;        /* (head_dim/2) sliding layers' (rope_theta_local), or NULL */
+    float *rope_inv_freq_long;         /* longrope: the long factors' (rope_inv_freq: short), or NULL */
     const kernel_table *kern;
     model_dev *dev;                    /* device copies when kern is not a host table, else NULL */
     wick_tokenizer *tok;               /* NULL when the folder has none */

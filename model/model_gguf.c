@@ -240,6 +240,7 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     c->o_bias = gguf_find_tensor(L->g, "blk.0.attn_output.bias") != NULL;
     c->mlp_bias = gguf_find_tensor(L->g, "blk.0.ffn_gate.bias") != NULL;
     c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
+    c->rot_dim = c->head_dim;
     return read_special_ids(L, c);
 }
 

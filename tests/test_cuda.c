@@ -480,9 +480,9 @@ static void rope_case(int n, int heads, int hd) {
     int32_t *dpos = dput(pos, sizeof(int32_t) * (n + 1));
     for (int il = 0; il < 2; il++) {
         memcpy(want, x, m * 4);
-        (il ? kernels_ref()->rope_interleaved : kernels_ref()->rope)(NULL, want, n, heads, hd, pos, c, s);
+        (il ? kernels_ref()->rope_interleaved : kernels_ref()->rope)(NULL, want, n, heads, hd, hd, pos, c, s);
         float *dx = dput(x, m * 4);
-        (il ? K->rope_interleaved : K->rope)(&C, dx, n, heads, hd, dpos, dc, ds);
+        (il ? K->rope_interleaved : K->rope)(&C, dx, n, heads, hd, hd, dpos, dc, ds);
         dget(got, dx, m * 4);
         char what[80];
         snprintf(what, sizeof what, "%s n=%d heads=%d hd=%d", il ? "rope_interleaved" : "rope", n,

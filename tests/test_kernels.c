@@ -410,8 +410,10 @@ static void test_rmsnorm(void **state) {
     }
 }
 
-static void rope_case(int n, int heads, int hd) {
-    long m = (long)n * heads * hd, half = hd / 2;
+/* rot: rotated values per head (rot = hd: the whole head; less: partial rotary, the rest of
+   each head must come back unchanged) */
+static void rope_case_rot(int n, int heads, int hd, int rot) {
+    long m = (long)n * heads * hd, half = rot / 2;
     float *x = xmalloc(m * 4), *c = xmalloc(n * half * 4 + 4), *s = xmalloc(n * half * 4 + 4);
     int32_t *pos = xmalloc(sizeof(int32_t) * (n + 1));
     for (int i = 0; i < n; i++) pos[i] = (i * 7 + 3) % n; /* rows at scattered positions */
@@ -422,27 +424,36 @@ static void rope_case(int n, int heads, int hd) {
         c[i] = cosf(a), s[i] = sinf(a);
     }
     memcpy(want, x, m * 4);
-    kernels_ref()->rope(NULL, want, n, heads, hd, pos, c, s);
+    kernels_ref()->rope(NULL, want, n, heads, hd, rot, pos, c, s);
     /* the same two products and one add/sub per element; only contraction into an FMA could
-     * differ, by ≤ 2 roundings of terms bounded by |a|+|b| */
+     * differ, by ≤ 2 roundings of terms bounded by |a|+|b|; values past rot: exact */
+    for (long i = 0; i < m; i++) tol[i] = 0;
     for (long r = 0; r < (long)n * heads; r++)
         for (long j = 0; j < half; j++) {
             float e = 2 * FLT_EPSILON * (fabsf(x[r * hd + j]) + fabsf(x[r * hd + j + half])) + 1e-30f;
             tol[r * hd + j] = tol[r * hd + j + half] = e;
         }
-    if (hd & 1) for (long r = 0; r < (long)n * heads; r++) tol[r * hd + hd - 1] = 0;
+    for (long r = 0; r < (long)n * heads; r++)
+        for (long j = rot; j < hd; j++)
+            if (want[r * hd + j] != x[r * hd + j]) fail_msg("ref rope changed value %ld past rot %d", j, rot);
     FOR_EACH_TABLE_POOL(t, p) {
         memcpy(got, x, m * 4);
-        t->rope(p, got, n, heads, hd, pos, c, s);
+        t->rope(p, got, n, heads, hd, rot, pos, c, s);
         check_close("rope", t, pool_size(p->pool), got, want, tol, m);
     }
     free(x), free(c), free(s), free(want), free(got), free(tol), free(pos);
 }
 
+static void rope_case(int n, int heads, int hd) { rope_case_rot(n, heads, hd, hd & ~1); }
+
 static void test_rope(void **state) {
     static const int s[][3] = {{0, 2, 16}, {1, 1, 2}, {3, 2, 6}, {1, 14, 64}, {9, 14, 128},
                                {20, 14, 64}, {2, 3, 10}, {4, 2, 40}};
     for (int i = 0; i < 8; i++) rope_case(s[i][0], s[i][1], s[i][2]);
+    /* partial rotary (Phi-4-mini: 0.75 of 128) */
+    rope_case_rot(5, 3, 128, 96);
+    rope_case_rot(7, 2, 16, 12);
+    rope_case_rot(3, 4, 64, 2);
 }
 
 static void test_softmax(void **state) {

@@ -566,9 +566,9 @@ static void test_rope_interleaved(void **state) {
             perm[h * hd + 2 * j + 1] = x[h * hd + j + half];
         }
     memcpy(want, x, sizeof x);
-    kernels_ref()->rope(NULL, want, n, nh, hd, pos, cs, sn);
+    kernels_ref()->rope(NULL, want, n, nh, hd, hd, pos, cs, sn);
     memcpy(got, perm, sizeof x);
-    kernels_ref()->rope_interleaved(NULL, got, n, nh, hd, pos, cs, sn);
+    kernels_ref()->rope_interleaved(NULL, got, n, nh, hd, hd, pos, cs, sn);
     for (int h = 0; h < n * nh; h++)
         for (int j = 0; j < half; j++) {
             assert_float_equal(got[h * hd + 2 * j], want[h * hd + j], 0);
@@ -581,9 +581,9 @@ static void test_rope_interleaved(void **state) {
         for (int pi = 0; T && pi < N_POOLS; pi++) {
             memcpy(got, perm, sizeof x);
             assert_non_null(T->rope_interleaved);
-            T->rope_interleaved(&g_ctxs[pi], got, n, nh, hd, pos, cs, sn);
+            T->rope_interleaved(&g_ctxs[pi], got, n, nh, hd, hd, pos, cs, sn);
             assert_memory_equal(got, ref_il, sizeof got);
-            T->rope_interleaved(&g_ctxs[pi], got, 0, nh, hd, pos, cs, sn); /* empty: no-op */
+            T->rope_interleaved(&g_ctxs[pi], got, 0, nh, hd, hd, pos, cs, sn); /* empty: no-op */
             assert_memory_equal(got, ref_il, sizeof got);
         }
     }

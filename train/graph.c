@@ -330,7 +330,7 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
     const int N = B * T, d = c->n_embd, hd = c->head_dim;
     const int qd = c->n_head * hd, kvd = c->n_kv_head * hd, ff = c->n_ff;
     const int64_t V = c->n_vocab;
-    void (*rope)(wk_ctx *, float *, int, int, int, const int32_t *, const float *,
+    void (*rope)(wk_ctx *, float *, int, int, int, int, const int32_t *, const float *,
                  const float *) = m->rope_interleaved ? K->rope_interleaved : K->rope;
 
     /* forward: the inference layer (model/layer.c) over all B·T rows with one adapter run,
@@ -423,8 +423,8 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
             attn_bwd(c, T, a->q + oq, a->k + ok, a->v + ok, a->p + (size_t)b * c->n_head * T * T,
                      tr->datt + oq, tr->dq + oq, tr->dk + ok, tr->dv + ok, tr->ds);
             /* RoPE is a rotation: its transpose rotates by −angle */
-            rope(ctx, tr->dq + oq, T, c->n_head, hd, tr->pos, tr->rope_cos, tr->rope_nsin);
-            rope(ctx, tr->dk + ok, T, c->n_kv_head, hd, tr->pos, tr->rope_cos, tr->rope_nsin);
+            rope(ctx, tr->dq + oq, T, c->n_head, hd, c->rot_dim, tr->pos, tr->rope_cos, tr->rope_nsin);
+            rope(ctx, tr->dk + ok, T, c->n_kv_head, hd, c->rot_dim, tr->pos, tr->rope_cos, tr->rope_nsin);
         }
         /* per-head q/k norm (Qwen3): back to the projections' outputs; datt is free again */
         float *dq = tr->dq, *dk = tr->dk;

@@ -503,7 +503,7 @@ typedef struct ew_ctx {
     const float *cos, *sin;
     const int32_t *pos;
     long n;                 /* elements or rows */
-    int d, heads;
+    int d, heads, rot;      /* rot: rotated values per head (rope) */
     float eps;
 } ew_ctx;
 
@@ -532,7 +532,7 @@ static void cpu_rmsnorm(const cpu_isa *isa, wk_pool *pool, float *out, const flo
 
 static void rope_task(void *vctx, int tid, int nt) {
     const ew_ctx *c = vctx;
-    const int half = c->d / 2;
+    const int half = c->rot / 2;
     long lo, hi;
     pool_split(c->n * c->heads, nt, tid, 1, &lo, &hi);
     for (long it = lo; it < hi; it++) {
@@ -546,7 +546,7 @@ static void rope_task(void *vctx, int tid, int nt) {
  * tiny share of a token's time, so one plain loop serves every ISA. */
 static void rope_il_task(void *vctx, int tid, int nt) {
     const ew_ctx *c = vctx;
-    const int half = c->d / 2;
+    const int half = c->rot / 2;
     long lo, hi;
     pool_split(c->n * c->heads, nt, tid, 1, &lo, &hi);
     for (long it = lo; it < hi; it++) {
@@ -561,20 +561,21 @@ static void rope_il_task(void *vctx, int tid, int nt) {
     }
 }
 
-static void cpu_rope_il(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim,
+static void cpu_rope_il(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim, int rot_dim,
                         const int32_t *pos, const float *cos, const float *sin) {
-    if (n <= 0 || n_heads <= 0 || head_dim < 2) return;
+    if (n <= 0 || n_heads <= 0 || rot_dim < 2) return;
     wk_pool *pool = ctx ? ctx->pool : NULL;
     ew_ctx c = {.out = x, .cos = cos, .sin = sin, .pos = pos, .n = n, .d = head_dim,
-                .heads = n_heads};
+                .heads = n_heads, .rot = rot_dim};
     run_split(pool, (long)n * n_heads * head_dim, rope_il_task, &c);
 }
 
 static void cpu_rope(const cpu_isa *isa, wk_pool *pool, float *x, int n, int n_heads,
-                     int head_dim, const int32_t *pos, const float *cos, const float *sin) {
-    if (n <= 0 || n_heads <= 0 || head_dim < 2) return;
+                     int head_dim, int rot_dim, const int32_t *pos, const float *cos,
+                     const float *sin) {
+    if (n <= 0 || n_heads <= 0 || rot_dim < 2) return;
     ew_ctx c = {.isa = isa, .out = x, .cos = cos, .sin = sin, .pos = pos, .n = n, .d = head_dim,
-                .heads = n_heads};
+                .heads = n_heads, .rot = rot_dim};
     run_split(pool, (long)n * n_heads * head_dim, rope_task, &c);
 }
 
@@ -775,9 +776,9 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
                              const float *b, int n) {                                          \
         cpu_matmul(&ISA, POOL(x_), x_ ? x_->flags : 0u, y, x, W, b, n);                        \
     }                                                                                          \
-    static void tag##_rope(wk_ctx *x_, float *x, int n, int nh, int hd, const int32_t *pos,    \
+    static void tag##_rope(wk_ctx *x_, float *x, int n, int nh, int hd, int rd, const int32_t *pos, \
                            const float *c, const float *s) {                                   \
-        cpu_rope(&ISA, POOL(x_), x, n, nh, hd, pos, c, s);                                     \
+        cpu_rope(&ISA, POOL(x_), x, n, nh, hd, rd, pos, c, s);                                 \
     }                                                                                          \
     static void tag##_kv_store(wk_ctx *x_, const wk_kv_layer *kv, const float *k,              \
                                const float *v, const wk_span *sp, int ns, int nkv, int hd) {   \

@@ -292,7 +292,7 @@ void cu_matmul(const cu_run *r, float *y, const float *x, const wk_weight *W, co
                int n);
 void cu_rmsnorm(const cu_run *r, float *out, const float *x, const float *w, int n, int d,
                 float eps);
-void cu_rope(const cu_run *r, float *x, int n, int n_heads, int head_dim, const int32_t *pos,
+void cu_rope(const cu_run *r, float *x, int n, int n_heads, int head_dim, int rot_dim, const int32_t *pos,
              const float *cos, const float *sin, bool interleaved);
 void cu_kv_store(const cu_run *r, const wk_kv_layer *kv, const float *k, const float *v,
                  const wk_span *spans, int n_spans, int n_kv, int head_dim);

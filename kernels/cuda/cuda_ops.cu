@@ -51,9 +51,9 @@ void cu_rmsnorm(const cu_run *r, float *out, const float *x, const float *w, int
 /* ---- RoPE: one thread per rotated pair ---- */
 
 template <bool IL>
-__global__ void k_rope(float *x, long long pairs, int heads, int hd, const int32_t *pos,
+__global__ void k_rope(float *x, long long pairs, int heads, int hd, int rot, const int32_t *pos,
                        const float *cs, const float *sn) {
-    const int half = hd / 2;
+    const int half = rot / 2;
     for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < pairs;
          it += (long long)gridDim.x * blockDim.x) {
         const long long rh = it / half; /* row · heads + head */
@@ -68,16 +68,16 @@ __global__ void k_rope(float *x, long long pairs, int heads, int hd, const int32
     }
 }
 
-void cu_rope(const cu_run *r, float *x, int n, int n_heads, int head_dim, const int32_t *pos,
-             const float *cos, const float *sin, bool interleaved) {
-    if (n <= 0 || n_heads <= 0 || head_dim < 2) return;
-    const long long pairs = (long long)n * n_heads * (head_dim / 2);
+void cu_rope(const cu_run *r, float *x, int n, int n_heads, int head_dim, int rot_dim,
+             const int32_t *pos, const float *cos, const float *sin, bool interleaved) {
+    if (n <= 0 || n_heads <= 0 || rot_dim < 2) return;
+    const long long pairs = (long long)n * n_heads * (rot_dim / 2);
     if (interleaved)
-        k_rope<true><<<cu_grid(pairs, CU_THREADS), CU_THREADS, 0, r->s>>>(x, pairs, n_heads,
-                                                                          head_dim, pos, cos, sin);
+        k_rope<true><<<cu_grid(pairs, CU_THREADS), CU_THREADS, 0, r->s>>>(
+            x, pairs, n_heads, head_dim, rot_dim, pos, cos, sin);
     else
-        k_rope<false><<<cu_grid(pairs, CU_THREADS), CU_THREADS, 0, r->s>>>(x, pairs, n_heads,
-                                                                           head_dim, pos, cos, sin);
+        k_rope<false><<<cu_grid(pairs, CU_THREADS), CU_THREADS, 0, r->s>>>(
+            x, pairs, n_heads, head_dim, rot_dim, pos, cos, sin);
     CU_LAUNCHED("rope");
 }
 

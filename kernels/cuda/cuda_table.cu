@@ -349,15 +349,15 @@ template <int D> struct dev_ops {
         cu_run r = cu_begin(D, c);
         cu_matmul(&r, y, x, W, b, n);
     }
-    static void rope(wk_ctx *c, float *x, int n, int nh, int hd, const int32_t *pos,
+    static void rope(wk_ctx *c, float *x, int n, int nh, int hd, int rd, const int32_t *pos,
                      const float *cs, const float *sn) {
         cu_run r = cu_begin(D, c);
-        cu_rope(&r, x, n, nh, hd, pos, cs, sn, false);
+        cu_rope(&r, x, n, nh, hd, rd, pos, cs, sn, false);
     }
-    static void rope_il(wk_ctx *c, float *x, int n, int nh, int hd, const int32_t *pos,
+    static void rope_il(wk_ctx *c, float *x, int n, int nh, int hd, int rd, const int32_t *pos,
                         const float *cs, const float *sn) {
         cu_run r = cu_begin(D, c);
-        cu_rope(&r, x, n, nh, hd, pos, cs, sn, true);
+        cu_rope(&r, x, n, nh, hd, rd, pos, cs, sn, true);
     }
     static void kv_store(wk_ctx *c, const wk_kv_layer *kv, const float *k, const float *v,
                          const wk_span *sp, int ns, int nkv, int hd) {

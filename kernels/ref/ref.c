@@ -90,9 +90,9 @@ static void ref_matmul(wk_ctx *ctx, float *y, const float *x, const wk_weight *W
     }
 }
 
-static void ref_rope(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim, const int32_t *pos,
-                     const float *cos, const float *sin) {
-    const int half = head_dim / 2;
+static void ref_rope(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim, int rot_dim,
+                     const int32_t *pos, const float *cos, const float *sin) {
+    const int half = rot_dim / 2;
     for (int i = 0; i < n; i++) {
         const float *c = cos + (int64_t)pos[i] * half, *s = sin + (int64_t)pos[i] * half;
         for (int h = 0; h < n_heads; h++) {
@@ -107,8 +107,8 @@ static void ref_rope(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim, co
 }
 
 static void ref_rope_interleaved(wk_ctx *ctx, float *x, int n, int n_heads, int head_dim,
-                                 const int32_t *pos, const float *cos, const float *sin) {
-    const int half = head_dim / 2;
+                                 int rot_dim, const int32_t *pos, const float *cos, const float *sin) {
+    const int half = rot_dim / 2;
     for (int i = 0; i < n; i++) {
         const float *c = cos + (int64_t)pos[i] * half, *s = sin + (int64_t)pos[i] * half;
         for (int h = 0; h < n_heads; h++) {

@@ -198,7 +198,9 @@ def fam_phi3():
             "original_max_position_embeddings": 32}
     cfg = Phi3Config(**small(max_position_embeddings=128, original_max_position_embeddings=32,
                              partial_rotary_factor=0.75, rope_parameters=rope, rms_norm_eps=1e-5,
-                             tie_word_embeddings=False, pad_token_id=0))
+                             tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    # (Phi3Config's default eos 32000 lies outside this 512-token vocabulary; the goldens
+    # generate without eos, so the ids do not change any tensor)
     decoder("phi3", cfg, 3105, lora_targets=["qkv_proj", "o_proj", "gate_up_proj", "down_proj"])
 
 
@@ -364,16 +366,99 @@ def spm_model(path_prefix, byte_fallback, vocab):
     return path_prefix + ".model"
 
 
+def spm_read(path):
+    """(pieces [(piece, score, type)], precompiled_charsmap bytes) of a sentencepiece .model,
+    read from its protobuf wire format directly (ModelProto: pieces = 1 {piece = 1, score = 2,
+    type = 3}, normalizer_spec = 3 {precompiled_charsmap = 2}); no protobuf package needed."""
+    import struct
+
+    def fields(b):
+        i = 0
+        while i < len(b):
+            key, i = varint(b, i)
+            f, wt = key >> 3, key & 7
+            if wt == 0:
+                v, i = varint(b, i)
+            elif wt == 1:
+                v, i = b[i:i + 8], i + 8
+            elif wt == 2:
+                n, i = varint(b, i)
+                v, i = b[i:i + n], i + n
+            elif wt == 5:
+                v, i = b[i:i + 4], i + 4
+            else:
+                raise ValueError(f"{path}: wire type {wt}")
+            yield f, wt, v
+
+    def varint(b, i):
+        r = s = 0
+        while True:
+            c = b[i]
+            i += 1
+            r |= (c & 0x7F) << s
+            s += 7
+            if c < 0x80:
+                return r, i
+
+    data = open(path, "rb").read()
+    pieces, charsmap = [], b""
+    for f, wt, v in fields(data):
+        if f == 1 and wt == 2:
+            p, sc, ty = "", 0.0, 1
+            for g, gw, gv in fields(v):
+                if g == 1:
+                    p = gv.decode("utf-8")
+                elif g == 2:
+                    sc = struct.unpack("<f", gv)[0]
+                elif g == 3:
+                    ty = gv
+            pieces.append((p, sc, ty))
+        elif f == 3 and wt == 2:
+            for g, gw, gv in fields(v):
+                if g == 2:
+                    charsmap = gv
+    if len(pieces) < 100 or not charsmap:
+        raise ValueError(f"{path}: {len(pieces)} pieces, charsmap {len(charsmap)} bytes")
+    return pieces, charsmap
+
+
+def spm_tokenizer(mp, xlmr):
+    """tokenizer.json as transformers' converters write them (built with the tokenizers library:
+    transformers 5's XLMRobertaTokenizerFast / T5TokenizerFast ignore vocab_file and leave an
+    empty vocabulary). xlmr: XLMRobertaConverter's layout (<s> <pad> </s> <unk>, pieces[3:],
+    <mask>; Precompiled + collapse spaces; Metaspace; "<s> $A </s>"); else a Unigram with
+    byte_fallback in Llama's layout (ByteFallback decoder)."""
+    from tokenizers import Tokenizer, Regex, models, normalizers, pre_tokenizers, decoders, processors
+    pieces, charsmap = spm_read(mp)
+    if xlmr:
+        vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+        vocab += [(p, sc) for p, sc, _ in pieces[3:]] + [("<mask>", 0.0)]
+        t = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
+    else:
+        vocab = [(p, sc) for p, sc, _ in pieces]
+        t = Tokenizer(models.Unigram(vocab, unk_id=0, byte_fallback=True))
+    t.normalizer = normalizers.Sequence([normalizers.Precompiled(charsmap),
+                                         normalizers.Replace(Regex(" {2,}"), " ")])
+    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    if xlmr:
+        t.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+        t.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                                                         special_tokens=[("<s>", 0), ("</s>", 2)])
+    else:
+        t.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                       decoders.Strip(" ", 1, 0)])
+    return t
+
+
 def fam_xlmr():
-    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+    from transformers import XLMRobertaConfig, XLMRobertaModel, PreTrainedTokenizerFast
     d = os.path.join(OUT, "xlmr")
     os.makedirs(d, exist_ok=True)
     mp = spm_model(os.path.join(OUT, "xlmr_spm"), False, 2000)
-    tok = XLMRobertaTokenizerFast(vocab_file=mp, model_max_length=128)
+    tok = PreTrainedTokenizerFast(tokenizer_object=spm_tokenizer(mp, True), bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>", sep_token="</s>", cls_token="<s>", pad_token="<pad>",
+                                  mask_token="<mask>", model_max_length=128)
     tok.save_pretrained(d)
-    for f in os.listdir(d):
-        if f.endswith(".model"):
-            os.remove(os.path.join(d, f))
     cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                            intermediate_size=128, max_position_embeddings=130, type_vocab_size=1,
                            pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
@@ -389,18 +474,16 @@ def fam_xlmr():
 
 
 def fam_unigram_bytefallback():
-    """A SentencePiece Unigram model with byte fallback (as T5-style / Llama-2-style spm files
-    convert), turned into tokenizer.json by transformers' converter (LlamaTokenizerFast)."""
-    from transformers import T5TokenizerFast
+    """A SentencePiece Unigram model with byte fallback (as Llama-2-style spm files convert),
+    as tokenizer.json (spm_tokenizer)."""
+    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer
     d = os.path.join(OUT, "unigram_bf")
     os.makedirs(d, exist_ok=True)
     mp = spm_model(os.path.join(OUT, "bf_spm"), True, 1200)
-    tok = T5TokenizerFast(vocab_file=mp, extra_ids=0)
+    tok = PreTrainedTokenizerFast(tokenizer_object=spm_tokenizer(mp, False), unk_token="<unk>", bos_token="<s>",
+                                  eos_token="</s>")
     tok.save_pretrained(d)
-    for f in os.listdir(d):
-        if f.endswith(".model"):
-            os.remove(os.path.join(d, f))
     tok_golden(Tokenizer.from_file(os.path.join(d, "tokenizer.json")), os.path.join(d, "golden_encode.json"))
 
 
