@@ -33,6 +33,7 @@
 #include "base/json_parse.h"
 #include "formats/safetensors.h"
 #include "lora/lora.h"
+#include "model/family.h"
 #include "model/model.h"
 
 const char *const lora_module_path[LORA_N_PROJ] = {
@@ -49,6 +50,9 @@ static const wk_weight *base_weight(const wick_model *m, int l, int p) {
                                         &w->w_gate, &w->w_up, &w->w_down};
     return ws[p];
 }
+
+/* Fused modules (family.h `fused`): their PEFT names, and the projections their B rows feed */
+static const char *const k_fused[2] = {"self_attn.qkv_proj", "mlp.gate_up_proj"};
 
 static bool ends_with_module(const char *name, const char *entry) {
     size_t n = strlen(name), e = strlen(entry);
@@ -70,6 +74,13 @@ static wick_status check_targets(const wick_model *m, const cJSON *tm, const cha
     cJSON_ArrayForEach(e, tm) {
         bool found = false;
         char name[96];
+        /* Phi-3's fused modules, which the reader splits into q/k/v and gate/up */
+        if (family_get(m->cfg.arch)->fused)
+            for (int f = 0; f < 2 && !found; f++) {
+                snprintf(name, sizeof name, "model.layers.0.%s", k_fused[f]);
+                found = ends_with_module(name, e->valuestring) ||
+                        (strstr(e->valuestring, "layers.") && strstr(e->valuestring, k_fused[f]));
+            }
         for (int p = 0; p < LORA_N_PROJ && !found; p++) {
             snprintf(name, sizeof name, "model.layers.0.%s", lora_module_path[p]);
             found = ends_with_module(name, e->valuestring);
@@ -89,8 +100,9 @@ static wick_status check_targets(const wick_model *m, const cJSON *tm, const cha
 }
 
 /* Parses "model.layers.N.<module>.lora_X.weight" (after KEY_PREFIX). N is plain decimal digits,
- * read without sscanf("%d"), whose behaviour on overflow is undefined. */
-static bool parse_key(const char *k, int *layer, int *proj, int *is_b) {
+ * read without sscanf("%d"), whose behaviour on overflow is undefined. *proj: a LORA_* index,
+ * or LORA_N_PROJ + f for fused module f (only when `fused`). */
+static bool parse_key_any(const char *k, bool fused, int *layer, int *proj, int *is_b) {
     static const char pre[] = "model.layers.";
     if (strncmp(k, pre, sizeof pre - 1) != 0) return false;
     k += sizeof pre - 1;
@@ -102,9 +114,10 @@ static bool parse_key(const char *k, int *layer, int *proj, int *is_b) {
     }
     if (nd == 0 || *k != '.') return false;
     k++;
-    for (int p = 0; p < LORA_N_PROJ; p++) {
-        size_t pl = strlen(lora_module_path[p]);
-        if (strncmp(k, lora_module_path[p], pl) != 0) continue;
+    for (int p = 0; p < LORA_N_PROJ + (fused ? 2 : 0); p++) {
+        const char *mp = p < LORA_N_PROJ ? lora_module_path[p] : k_fused[p - LORA_N_PROJ];
+        size_t pl = strlen(mp);
+        if (strncmp(k, mp, pl) != 0) continue;
         if (!strcmp(k + pl, ".lora_A.weight")) *is_b = 0;
         else if (!strcmp(k + pl, ".lora_B.weight")) *is_b = 1;
         else return false;
@@ -218,7 +231,42 @@ static int64_t first_non_finite(const float *x, int64_t n) {
 
 typedef struct found_pair {
     const st_tensor *a, *b;
+    const char *cfg_module;  /* fused: the module the config names (qkv_proj...), else NULL */
 } found_pair;
+
+/* A fused module's pair split by B rows into its projections' pairs (A shared; B row ranges
+ * as tensors of their own in synth, which must hold 3 more entries). */
+static wick_status split_fused(const wick_model *m, const found_pair *fu, int l, int f,
+                               st_tensor *synth, int *n_synth, found_pair *fp, const char *wpath) {
+    const model_config *c = &m->cfg;
+    const int64_t qd = (int64_t)c->n_head * c->head_dim, kvd = (int64_t)c->n_kv_head * c->head_dim;
+    const int64_t rows[2][3] = {{qd, kvd, kvd}, {c->n_ff, c->n_ff, 0}};
+    const int proj[2][3] = {{LORA_Q, LORA_K, LORA_V}, {LORA_GATE, LORA_UP, -1}};
+    const int64_t total = f ? 2 * (int64_t)c->n_ff : qd + 2 * kvd;
+    if (!fu->a || !fu->b)
+        return err_set(WICK_ERR_SHAPE, "%s: module model.layers.%d.%s has only its lora_%c", wpath, l,
+                       k_fused[f], fu->a ? 'A' : 'B');
+    if (fu->b->ndim != 2 || fu->b->shape[0] != total)
+        return err_set(WICK_ERR_SHAPE, "%s: tensor %s: expected %lld rows (the fused module's outputs)",
+                       wpath, fu->b->name, (long long)total);
+    int64_t r0 = 0;
+    for (int i = 0; i < 3 && proj[f][i] >= 0; i++) {
+        found_pair *d = &fp[(size_t)l * LORA_N_PROJ + proj[f][i]];
+        if (d->a || d->b)
+            return err_set(WICK_ERR_FORMAT, "%s: layer %d has both %s and %s", wpath, l, k_fused[f],
+                           lora_module_path[proj[f][i]]);
+        st_tensor *t = &synth[(*n_synth)++];
+        *t = *fu->b;
+        const size_t rb = (size_t)fu->b->shape[1] * dtype_size(fu->b->dt);
+        t->data = (const uint8_t *)fu->b->data + (size_t)r0 * rb;
+        t->shape[0] = rows[f][i];
+        t->numel = rows[f][i] * fu->b->shape[1];
+        t->nbytes = (size_t)rows[f][i] * rb;
+        *d = (found_pair){fu->a, t, k_fused[f]};
+        r0 += rows[f][i];
+    }
+    return WICK_OK;
+}
 
 /* Checks `st` (the adapter's tensors, named by wpath) against `cfg` and the model and builds the
  * adapter. Takes over st: kept by the adapter when some F32 tensor is used in place, closed
@@ -228,12 +276,17 @@ static wick_status read_peft(const wick_model *m, lora_config *cfg, st_set *st, 
                              bool copy_all, wick_adapter **out) {
     const int L = m->cfg.n_layer;
     const char *cpath = lora_config_where(cfg);
-    found_pair *fp = NULL;
+    found_pair *fp = NULL, *fu = NULL;
+    st_tensor *synth = NULL;
+    int n_synth = 0;
     wick_adapter *a = NULL;
     wick_status rc;
+    const bool fused = family_get(m->cfg.arch)->fused;
     if ((rc = check_targets(m, lora_config_target_list(cfg), cpath))) goto done;
     fp = calloc((size_t)L * LORA_N_PROJ, sizeof *fp);
-    if (!fp) {
+    fu = calloc((size_t)L * 2, sizeof *fu);
+    synth = calloc((size_t)L * 5 + 1, sizeof *synth);
+    if (!fp || !fu || !synth) {
         rc = err_set(WICK_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -243,7 +296,7 @@ static wick_status read_peft(const wick_model *m, lora_config *cfg, st_set *st, 
         int l, p, is_b;
         const char *k = t->name;
         if (strncmp(k, KEY_PREFIX, strlen(KEY_PREFIX)) != 0 ||
-            !parse_key(k + strlen(KEY_PREFIX), &l, &p, &is_b)) {
+            !parse_key_any(k + strlen(KEY_PREFIX), fused, &l, &p, &is_b)) {
             if (strstr(k, "lora_magnitude_vector"))
                 rc = err_set(WICK_ERR_UNSUPPORTED, "%s: tensor %s: DoRA magnitudes are not "
                                                    "supported", wpath, k);
@@ -260,7 +313,8 @@ static wick_status read_peft(const wick_model *m, lora_config *cfg, st_set *st, 
             goto done;
         }
         char mod[96];
-        snprintf(mod, sizeof mod, "model.layers.%d.%s", l, lora_module_path[p]);
+        snprintf(mod, sizeof mod, "model.layers.%d.%s", l,
+                 p < LORA_N_PROJ ? lora_module_path[p] : k_fused[p - LORA_N_PROJ]);
         int tg = lora_config_targets(cfg, mod);
         if (tg < 0) {
             rc = WICK_ERR_FORMAT;
@@ -276,10 +330,15 @@ static wick_status read_peft(const wick_model *m, lora_config *cfg, st_set *st, 
                                                "BF16, F16)", wpath, k, dtype_name(t->dt));
             goto done;
         }
-        found_pair *f = &fp[(size_t)l * LORA_N_PROJ + p];
+        found_pair *f = p < LORA_N_PROJ ? &fp[(size_t)l * LORA_N_PROJ + p] : &fu[(size_t)l * 2 + p - LORA_N_PROJ];
         if (is_b) f->b = t;
         else f->a = t;
     }
+    for (int l = 0; l < L && fused; l++)
+        for (int f = 0; f < 2; f++)
+            if ((fu[l * 2 + f].a || fu[l * 2 + f].b) &&
+                (rc = split_fused(m, &fu[l * 2 + f], l, f, synth, &n_synth, fp, wpath)))
+                goto done;
     /* pass 2: shapes against config and base weights; count storage */
     size_t total = 0;
     int r_max = 0;
@@ -307,7 +366,9 @@ static wick_status read_peft(const wick_model *m, lora_config *cfg, st_set *st, 
             }
             int ri;
             bool from_pattern;
-            if ((rc = lora_config_module(cfg, mod, &ri, &from_pattern))) goto done;
+            char cmod[96];
+            snprintf(cmod, sizeof cmod, "model.layers.%d.%s", l, f->cfg_module ? f->cfg_module : lora_module_path[p]);
+            if ((rc = lora_config_module(cfg, cmod, &ri, &from_pattern))) goto done;
             const bool ok_a = f->a->ndim == 2 && f->a->shape[0] == ri && f->a->shape[1] == W->cols;
             const bool ok_b = f->b->ndim == 2 && f->b->shape[0] == W->rows && f->b->shape[1] == ri;
             if (!ok_a || !ok_b) {
@@ -374,7 +435,7 @@ static wick_status read_peft(const wick_model *m, lora_config *cfg, st_set *st, 
             }
             pr->file_dt = f->a->dt;
             char mod[96];
-            snprintf(mod, sizeof mod, "model.layers.%d.%s", l, lora_module_path[p]);
+            snprintf(mod, sizeof mod, "model.layers.%d.%s", l, f->cfg_module ? f->cfg_module : lora_module_path[p]);
             if ((rc = lora_config_scale(cfg, mod, (int)pr->A.rows, &pr->scale))) goto done;
         }
     }
@@ -391,6 +452,8 @@ done:
         lora_adapter_release(a);
     }
     free(fp);
+    free(fu);
+    free(synth);
     st_close(st);
     return rc;
 }

@@ -182,7 +182,7 @@ static void test_gemma2(void **state) {
    PEFT LoRA on the fused modules as PEFT names them. */
 static void test_phi3(void **state) {
     (void)state;
-    check_family("phi3", false);
+    check_family("phi3", true);
 }
 
 /* Mixtral (router + 4 experts, top-2 renormalized, untied head; PEFT LoRA on q/k/v/o),
