@@ -161,6 +161,41 @@ static wick_status read_special_ids(gl *L, model_config *c) {
     return WICK_OK;
 }
 
+/* Gemma 2 / 3 as llama.cpp defines them in GGUF (it stores only some of the settings and
+ * fixes the rest by architecture): GELU-tanh MLP, embeddings times √hidden, norm weights
+ * stored as 1 + w already, sliding window (attention.sliding_window) on every layer but each
+ * pattern-th (2 for Gemma 2, 6 for Gemma 3), the sliding layers' RoPE base 10000 (Gemma 3),
+ * soft-caps from their keys (Gemma 2), scores scaled by 1/√head_dim except for the 27B
+ * shapes (46 / 62 layers), which use 1/√(hidden/heads). model_gguf_save refuses models these
+ * rules cannot describe. */
+static wick_status read_gemma(gl *L, const char *arch, const model_family *fam, model_config *c) {
+    wick_status st;
+    const bool g3 = fam->id == ARCH_GEMMA3;
+    c->act = ACT_GELU_TANH;
+    c->embed_scale = (float)sqrt((double)c->n_embd);
+    c->tie_embd = gguf_find_tensor(L->g, "output.weight") == NULL;
+    if ((st = need_int(L, arch, "attention.sliding_window", 0, 1 << 24, false, 0, &c->sliding_window)))
+        return st;
+    const int pat = fam->swa_pattern;
+    memset(c->layer_sliding, 0, sizeof c->layer_sliding);
+    if (c->n_layer > CONFIG_MAX_LAYER_TYPES)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: %d blocks: at most %d for %s", L->path, c->n_layer,
+                       CONFIG_MAX_LAYER_TYPES, arch);
+    for (int l = 0; l < c->n_layer; l++)
+        if ((l + 1) % pat) c->layer_sliding[l / 64] |= 1ull << (l % 64);
+    c->rope_theta_local = g3 ? 10000.0f : 0.0f;
+    const bool big = c->n_layer == (g3 ? 62 : 46);
+    c->attn_scale = 1.0f / sqrtf(big ? (float)(c->n_embd / c->n_head) : (float)c->head_dim);
+    if (!g3) {
+        char key[128];
+        snprintf(key, sizeof key, "%s.attn_logit_softcapping", arch);
+        if ((st = get_f32(L, key, 0.0f, &c->attn_softcap))) return st;
+        snprintf(key, sizeof key, "%s.final_logit_softcapping", arch);
+        if ((st = get_f32(L, key, 0.0f, &c->final_softcap))) return st;
+    }
+    return WICK_OK;
+}
+
 static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     wick_status st = WICK_OK;
     char *arch = NULL;
@@ -220,6 +255,7 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
         }
     }
     free(stype);
+    if (!st && fam->gemma) st = read_gemma(L, arch, fam, c);
     free(arch);
     if (st) return st;
     if (!(c->norm_eps > 0) || !(c->rope_theta > 0))
@@ -239,7 +275,7 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     c->attn_bias = gguf_find_tensor(L->g, "blk.0.attn_q.bias") != NULL;
     c->o_bias = gguf_find_tensor(L->g, "blk.0.attn_output.bias") != NULL;
     c->mlp_bias = gguf_find_tensor(L->g, "blk.0.ffn_gate.bias") != NULL;
-    c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
+    if (!family_get(c->arch)->gemma) c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
     c->rot_dim = c->head_dim;
     return read_special_ids(L, c);
 }
@@ -270,8 +306,16 @@ static wick_status load_layer(gl *L, int i, layer_weights *w) {
         (st = get_vector(L, N("ffn_up.bias"), ff, &w->b_up, true)) ||
         (st = get_vector(L, N("ffn_down.bias"), d, &w->b_down, true)))
         return st;
+    const bool gemma = family_get(c->arch)->gemma;
+    if (gemma && ((st = get_vector(L, N("post_attention_norm.weight"), d, &w->post_attn_norm, false)) ||
+                  (st = get_vector(L, N("post_ffw_norm.weight"), d, &w->post_mlp_norm, false))))
+        return st;
 #undef N
     w->window = 0;
+    if (gemma && i < CONFIG_MAX_LAYER_TYPES && (c->layer_sliding[i / 64] >> (i % 64) & 1)) {
+        w->window = c->sliding_window;
+        w->rope_local = c->rope_theta_local > 0;
+    }
     return WICK_OK;
 }
 
@@ -358,6 +402,13 @@ wick_status model_gguf_build(const gguf_file *g, const wick_model_params *params
     if (!(m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
         return err_set(WICK_ERR_NOMEM, "out of memory");
     if ((st = rope_freqs(&L, m->rope_inv_freq))) return st;
+    if (c->rope_theta_local > 0) { /* Gemma 3's sliding layers: their own base, no scaling */
+        if (!(m->rope_inv_freq_local = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
+            return err_set(WICK_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < c->head_dim / 2; i++)
+            m->rope_inv_freq_local[i] =
+                1.0f / (float)pow((double)c->rope_theta_local, (double)((float)(2 * i) / (float)c->head_dim));
+    }
     if (params->load_tokenizer && gguf_find_kv(g, "tokenizer.ggml.model"))
         st = load_tokenizer(&L);
     return st;
@@ -473,6 +524,21 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     if (fam->no_gguf)
         return err_set(WICK_ERR_UNSUPPORTED, "%s: writing %s models to GGUF is not supported yet",
                        path, fam->hf_arch);
+    if (fam->gemma) { /* only what llama.cpp's fixed Gemma rules (read_gemma) describe */
+        const bool g3 = fam->id == ARCH_GEMMA3, big = c->n_layer == (g3 ? 62 : 46);
+        const float want = 1.0f / sqrtf(big ? (float)(c->n_embd / c->n_head) : (float)c->head_dim);
+        bool pattern_ok = c->n_layer <= CONFIG_MAX_LAYER_TYPES;
+        for (int l = 0; l < c->n_layer && pattern_ok; l++)
+            pattern_ok = (bool)(c->layer_sliding[l / 64] >> (l % 64) & 1) == ((l + 1) % fam->swa_pattern != 0);
+        const char *why = !pattern_ok ? "its sliding layers are not every layer but each pattern-th"
+                          : fabsf(c->attn_scale - want) > 1e-6f * want ? "query_pre_attn_scalar differs from llama.cpp's rule"
+                          : g3 && c->rope_theta_local != 10000.0f ? "the sliding layers' RoPE base is not 10000"
+                          : c->act != ACT_GELU_TANH ? "its activation is not gelu_pytorch_tanh" : NULL;
+        if (why)
+            return err_set(WICK_ERR_UNSUPPORTED, "%s: this %s model cannot be written to GGUF: %s (llama.cpp "
+                           "fixes these for %s: every %d%s layer global, 1/sqrt(head_dim) scores)", path,
+                           fam->hf_arch, why, fam->gguf_arch, fam->swa_pattern, fam->swa_pattern == 2 ? "nd" : "th");
+    }
     const char *arch = fam->gguf_arch;
     /* q/k rows are permuted for llama unless they came from a GGUF file already permuted */
     const bool perm = fam->gguf_permuted && !m->rope_interleaved;
@@ -529,6 +595,8 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
             return err_set(WICK_ERR_UNSUPPORTED, "%s: llama models with attention biases cannot "
                            "be written to GGUF yet", path);
         }
+        VEC(N("post_attention_norm.weight"), l->post_attn_norm, d); /* Gemma, stored 1 + w */
+        VEC(N("post_ffw_norm.weight"), l->post_mlp_norm, d);
         VEC(N("attn_q_norm.weight"), l->q_norm, c->head_dim);
         VEC(N("attn_k_norm.weight"), l->k_norm, c->head_dim);
         VEC(N("attn_q.bias"), l->bq, qd);
@@ -547,7 +615,7 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
 #undef VEC
     gguf_kv kv[24 + 64];
     int k = 0;
-    char keys[16][96];
+    char keys[24][96];
 #define KEY(s) (snprintf(keys[k], sizeof keys[k], "%s.%s", arch, s), keys[k])
     kv[k].key = "general.architecture"; kv[k].v = gguf_v_str(arch); k++;
     kv[k].key = KEY("embedding_length"); kv[k].v = gguf_v_u32((uint32_t)c->n_embd); k++;
@@ -566,6 +634,15 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     if (c->rope == ROPE_LINEAR) {
         kv[k].key = KEY("rope.scaling.type"); kv[k].v = gguf_v_str("linear"); k++;
         kv[k].key = KEY("rope.scaling.factor"); kv[k].v = gguf_v_f32(c->rope_factor); k++;
+    }
+    if (fam->gemma && c->sliding_window > 0) {
+        kv[k].key = KEY("attention.sliding_window"); kv[k].v = gguf_v_u32((uint32_t)c->sliding_window); k++;
+    }
+    if (c->attn_softcap > 0) {
+        kv[k].key = KEY("attn_logit_softcapping"); kv[k].v = gguf_v_f32(c->attn_softcap); k++;
+    }
+    if (c->final_softcap > 0) {
+        kv[k].key = KEY("final_logit_softcapping"); kv[k].v = gguf_v_f32(c->final_softcap); k++;
     }
 #undef KEY
     /* the special ids are the model's (config.json / generation_config.json, or the GGUF it

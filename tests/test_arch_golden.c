@@ -11,7 +11,10 @@
 #include <math.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "formats/safetensors.h"
+#include "model/model_gguf.h"
 #include "kernels/kernels.h"
 
 #define TOL_LOGITS 1e-4
@@ -185,6 +188,95 @@ static void test_phi3(void **state) {
     check_family("phi3", true);
 }
 
+/* A copy of golden folder `fam` with config keys changed (edit(cfg)), for GGUF round trips. */
+static char *edited_copy(const char *fam, void (*edit)(cJSON *)) {
+    char *src = arch_dir(fam), *dst = tu_mkdtemp(), a[4200], b[4200];
+    static const char *const files[] = {"config.json", "generation_config.json", "model.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/%s", src, files[i]);
+        snprintf(b, sizeof b, "%s/%s", dst, files[i]);
+        FILE *f = fopen(a, "rb");
+        assert_non_null(f);
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *buf = malloc((size_t)n + 1);
+        assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+        fclose(f);
+        buf[n] = 0;
+        if (i == 0) {
+            cJSON *j = cJSON_Parse(buf);
+            edit(j);
+            free(buf);
+            buf = cJSON_Print(j);
+            n = (long)strlen(buf);
+            cJSON_Delete(j);
+        }
+        tu_write_file(b, buf, (size_t)n);
+        free(buf);
+    }
+    free(src);
+    return dst;
+}
+
+static void scalar_is_head_dim(cJSON *j) {
+    cJSON_ReplaceItemInObject(j, "query_pre_attn_scalar", cJSON_CreateNumber(16));
+}
+
+static void all_sliding(cJSON *j) { /* 4 layers, llama.cpp's pattern 6: all sliding */
+    scalar_is_head_dim(j);
+    cJSON *lt = cJSON_CreateArray();
+    for (int i = 0; i < 4; i++) cJSON_AddItemToArray(lt, cJSON_CreateString("sliding_attention"));
+    cJSON_ReplaceItemInObject(j, "layer_types", lt);
+}
+
+/* folder -> GGUF (F32: the same logits; Q8_0: close) for a Gemma shape llama.cpp's fixed
+   rules describe; the golden shapes themselves (query_pre_attn_scalar 24, Gemma 3 layers
+   alternating) are refused with the reason. */
+static void gemma_gguf(const char *fam, void (*edit)(cJSON *)) {
+    char *dir = edited_copy(fam, edit), gg[4200], *gold = arch_dir(fam), gp[4200];
+    snprintf(gg, sizeof gg, "%s/m.gguf", dir);
+    snprintf(gp, sizeof gp, "%s/golden.safetensors", gold);
+    int64_t T;
+    int32_t *ids = tu_load_ids(gp, "p2_input_ids", &T);
+    wick_model *m = load(dir, "auto");
+    wick_model_info info;
+    wick_model_get_info(m, &info);
+    const int V = info.n_vocab;
+    float *a = malloc(sizeof(float) * (size_t)T * V), *b = malloc(sizeof(float) * (size_t)T * V);
+    wick_session *s = session(m, 2);
+    assert_int_equal(wick_session_eval(s, ids, (int)T, WICK_LOGITS_ALL, a), WICK_OK);
+    wick_session_free(s);
+    for (int q = 0; q < 2; q++) {
+        if (model_gguf_save(m, gg, q ? DT_Q8_0 : DT_F32, NULL, 0)) fail_msg("%s", wick_last_error());
+        wick_model *g = load(gg, "auto");
+        s = session(g, 2);
+        assert_int_equal(wick_session_eval(s, ids, (int)T, WICK_LOGITS_ALL, b), WICK_OK);
+        const double e = tu_max_abs_diff(a, b, T * V);
+        printf("%s: folder vs GGUF %s: logits max abs diff %.3g\n", fam, q ? "Q8_0" : "F32", e);
+        assert_true(q ? e < 5e-2 : e == 0);
+        wick_session_free(s);
+        wick_model_free(g);
+    }
+    wick_model_free(m);
+    /* the golden shape: refused with the reason, nothing written */
+    m = load(gold, "auto");
+    snprintf(gg, sizeof gg, "%s/refused.gguf", dir);
+    assert_int_equal(model_gguf_save(m, gg, DT_F32, NULL, 0), WICK_ERR_UNSUPPORTED);
+    printf("%s golden shape: %s\n", fam, wick_last_error());
+    struct stat sb;
+    assert_int_not_equal(stat(gg, &sb), 0);
+    wick_model_free(m);
+    tu_rmdir_rf(dir);
+    free(dir), free(gold), free(a), free(b), free(ids);
+}
+
+static void test_gemma_gguf(void **state) {
+    (void)state;
+    gemma_gguf("gemma2", scalar_is_head_dim);
+    gemma_gguf("gemma3", all_sliding);
+}
+
 /* Mixtral (router + 4 experts, top-2 renormalized, untied head; PEFT LoRA on q/k/v/o),
    Qwen3-MoE (8 experts of moe_intermediate_size, norm_topk_prob, q/k norms per head) and
    OLMoE (8 experts, weights not renormalized, q/k norms over the whole projection). */
@@ -253,6 +345,7 @@ int main(void) {
         cmocka_unit_test(test_gemma2),
         cmocka_unit_test(test_gemma3),
         cmocka_unit_test(test_phi3),
+        cmocka_unit_test(test_gemma_gguf),
         cmocka_unit_test(test_mixtral),
         cmocka_unit_test(test_qwen3_moe),
         cmocka_unit_test(test_olmoe),
