@@ -92,12 +92,14 @@ wick_status wick_embedder_load(const char *path, const wick_embedder_params *par
         e->pooling = p->pooling != WICK_POOLING_DEFAULT ? p->pooling : sc.pooling;
         e->normalize = p->normalize >= 0 ? p->normalize == 1 : sc.normalize;
         e->max_len = p->max_length ? p->max_length : sc.max_seq_length ? sc.max_seq_length
-                                                                       : c->n_pos;
-        if (e->max_len > c->n_pos) {
+                                                                       : c->max_tokens;
+        /* max_tokens: max_position_embeddings less the padding offset of XLM-R / MPNet */
+        if (e->max_len > c->max_tokens) {
             if (p->max_length)
-                st = err_set(WICK_ERR_INVALID_ARG, "max_length %d exceeds %s/config.json "
-                             "max_position_embeddings %d", e->max_len, path, c->n_pos);
-            e->max_len = c->n_pos;  /* sentence-transformers clamps the same way */
+                st = err_set(WICK_ERR_INVALID_ARG, "max_length %d exceeds the %d tokens that "
+                             "%s/config.json max_position_embeddings %d holds", e->max_len,
+                             c->max_tokens, path, c->n_pos);
+            e->max_len = c->max_tokens;  /* sentence-transformers clamps the same way */
         }
         e->batch = p->batch_size ? p->batch_size : 32;
         int nt = p->n_threads ? p->n_threads : pool_cpu_count();
@@ -198,9 +200,9 @@ wick_status wick_embed_ids(wick_embedder *e, const int32_t *ids, const int32_t *
                                              "negative count / non-positive seq_len");
     if (n == 0) return WICK_OK;
     const encoder_config *c = &e->m->cfg;
-    if (seq_len > c->n_pos)
-        return err_set(WICK_ERR_INVALID_ARG, "wick_embed_ids: seq_len %d exceeds "
-                       "max_position_embeddings %d", seq_len, c->n_pos);
+    if (seq_len > c->max_tokens)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_embed_ids: seq_len %d exceeds the %d tokens "
+                       "max_position_embeddings %d holds", seq_len, c->max_tokens, c->n_pos);
     if (pooler && !e->m->has_pooler)
         return err_set(WICK_ERR_NOT_FOUND, "%s: the checkpoint has no pooler.dense weights",
                        e->m->dir);
