@@ -14,7 +14,7 @@
 static int usage_info(FILE *f) {
     fprintf(f, "usage: wick info MODEL_DIR|MODEL.gguf [--json]\n"
                "Shows architecture, parameter count, dtypes, bytes, context length and special ids.\n"
-               "An encoder folder (BertModel: E5, MiniLM, BGE ...) shows its shape and the\n"
+               "An encoder folder (BERT, XLM-RoBERTa, MPNet: E5, MiniLM, BGE ...) shows its shape and the\n"
                "embedding settings `wick embed` uses (dimension, pooling, normalisation, length).\n");
     return f == stdout ? 0 : 2;
 }
