@@ -26,7 +26,7 @@ static void print_ids(const char *label, const int32_t *ids, int n) {
     printf("\n");
 }
 
-/* The config.json of `path` describes a BERT-architecture encoder (encoder_config_parse
+/* The config.json of `path` describes a BERT, XLM-R or MPNet encoder (encoder_config_parse
  * accepts it); c filled then. */
 static bool is_encoder(const char *path, encoder_config *c) {
     char *cfg = dir_exists(path) ? path_join(path, "config.json") : NULL, *text = NULL;
