@@ -213,6 +213,30 @@ static void test_xlmr_model(void **state) {
     fprintf(stderr, "worst %.3g\n", model_goldens("xlmr"));
 }
 
+/* Position ids of XLM-R with a padding id inside a sequence: it keeps padding_idx and does
+ * not advance the count (HF's create_position_ids_from_input_ids); BERT counts from 0. */
+static void test_position_ids(void **state) {
+    (void)state;
+    char *dir = arch_dir("xlmr");
+    encoder_model *m = NULL;
+    if (encoder_load(dir, &m) != WICK_OK) fail_msg("load %s: %s", dir, wick_last_error());
+    assert_int_equal(m->cfg.pos_pad, 1);
+    encoder_scratch s = {0};
+    const int32_t ids[] = {0, 3, 1, 3, 2, /* second sequence */ 0, 1, 2};
+    const int lens[] = {5, 3};
+    assert_int_equal(encoder_scratch_reserve(&s, &m->cfg, 8, 5, 1), WICK_OK);
+    encoder_forward(m, kernels_select("ref"), NULL, &s, ids, NULL, lens, 2);
+    const int32_t want[] = {2, 3, 1, 4, 5, 2, 1, 3};
+    assert_memory_equal(s.pos, want, sizeof want);
+    m->cfg.pos_pad = -1;  /* BERT's scheme */
+    encoder_forward(m, kernels_select("ref"), NULL, &s, ids, NULL, lens, 2);
+    const int32_t bert[] = {0, 1, 2, 3, 4, 0, 1, 2};
+    assert_memory_equal(s.pos, bert, sizeof bert);
+    encoder_scratch_free(&s);
+    encoder_free(m);
+    free(dir);
+}
+
 /* ---- the padded golden batch through the public API -------------------------------------- */
 
 /* y = tanh(W x + b) in double from 2_Dense/model.safetensors, then optionally normalised. */
@@ -469,7 +493,8 @@ static void test_bad_dense(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mpnet_buckets), cmocka_unit_test(test_mpnet_model),
-        cmocka_unit_test(test_xlmr_model),    cmocka_unit_test(test_mpnet_api),
+        cmocka_unit_test(test_xlmr_model),    cmocka_unit_test(test_position_ids),
+        cmocka_unit_test(test_mpnet_api),
         cmocka_unit_test(test_xlmr_api),      cmocka_unit_test(test_mpnet_text),
         cmocka_unit_test(test_bad_configs),   cmocka_unit_test(test_bad_dense),
     };
