@@ -177,8 +177,9 @@ static wick_status grow_ids(wick_embedder *e, int need) {
 }
 
 /* Runs the packed batch in e->ids / e->lens (n_seq sequences) and writes, for sequence i,
- * the embedding (pooled, through the Dense modules, normalised) to emb + i*dim, the hidden rows to hidden + i*hstride (hstride floats
- * per sequence; padded rows zeroed up to hrows rows) and the pooler output to pooler + i*d. */
+ * the embedding (pooled, through the Dense modules, normalised) to emb + i*dim, the hidden
+ * rows to hidden + i*hstride (hstride floats per sequence; padded rows zeroed up to hrows
+ * rows) and the pooler output to pooler + i*d. */
 static wick_status run_batch(wick_embedder *e, int n_seq, float *emb, float *hidden,
                              int hrows, float *pooler) {
     const int d = e->m->cfg.n_embd;

@@ -86,7 +86,8 @@ typedef struct encoder_model {
     wk_weight pool_w;                 /* (d, d) */
     float *pool_b;                    /* (d) */
     float *rel_bias;                  /* MPNet: (n_buckets, n_head) relative_attention_bias */
-    int32_t *rel_bucket;              /* MPNet: (2 * max_tokens - 1) bucket of rel + max_tokens - 1 */
+    int32_t *rel_bucket;              /* MPNet: (2 * max_tokens - 1), [r + max_tokens - 1] =
+                                         encoder_mpnet_bucket(r) */
     int64_t n_params;
 } encoder_model;
 
@@ -120,8 +121,9 @@ void encoder_scratch_free(encoder_scratch *s);
 
 /* Runs the encoder over a packed batch. ids: T = Σ lens ids, already range-checked by the
  * caller ([0, n_vocab)); type_ids: T ids in [0, n_types) or NULL for all 0 (ignored for
- * MPNet); lens[s] in [1, max_tokens]. Scratch must have been reserved for T and max(lens). On return s->x holds the
- * last hidden state (T, d). Allocates nothing. */
+ * MPNet); lens[s] in [1, max_tokens]. Scratch must have been reserved for T and max(lens).
+ * On return s->x holds the last hidden state (T, d) and s->pos the position ids. Allocates
+ * nothing. */
 void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *pool,
                      encoder_scratch *s, const int32_t *ids, const int32_t *type_ids,
                      const int *lens, int n_seq);
