@@ -16,8 +16,9 @@
 static int usage(FILE *f) {
     fprintf(f,
             "usage: wick embed -m MODEL_DIR (--text S)... [--file F] [options]\n"
-            "  -m MODEL_DIR     BERT-architecture folder (config.json, model.safetensors,\n"
-            "                   tokenizer; sentence-transformers files are honoured)\n"
+            "  -m MODEL_DIR     BERT, XLM-RoBERTa or MPNet folder (config.json,\n"
+            "                   model.safetensors, tokenizer; sentence-transformers files,\n"
+            "                   Dense modules included, are honoured)\n"
             "  --text S         a text to embed (repeatable)\n"
             "  --file F         embed every line of F (empty lines included)\n"
             "  --pooling MODE   mean | cls | max | mean_sqrt_len (default: the folder's)\n"

@@ -14,7 +14,7 @@
 static int usage_info(FILE *f) {
     fprintf(f, "usage: wick info MODEL_DIR|MODEL.gguf [--json]\n"
                "Shows architecture, parameter count, dtypes, bytes, context length and special ids.\n"
-               "An encoder folder (BertModel: E5, MiniLM, BGE ...) shows its shape and the\n"
+               "An encoder folder (BERT, XLM-RoBERTa, MPNet: E5, MiniLM, BGE ...) shows its shape and the\n"
                "embedding settings `wick embed` uses (dimension, pooling, normalisation, length).\n");
     return f == stdout ? 0 : 2;
 }
@@ -26,7 +26,7 @@ static void print_ids(const char *label, const int32_t *ids, int n) {
     printf("\n");
 }
 
-/* The config.json of `path` describes a BERT-architecture encoder (encoder_config_parse
+/* The config.json of `path` describes a BERT, XLM-R or MPNet encoder (encoder_config_parse
  * accepts it); c filled then. */
 static bool is_encoder(const char *path, encoder_config *c) {
     char *cfg = dir_exists(path) ? path_join(path, "config.json") : NULL, *text = NULL;

@@ -1,6 +1,7 @@
 /* embed.c — the public embedding API (wick.h "Embeddings"): loading an encoder folder with
  * its tokenizer and sentence-transformers settings, tokenizing + truncating texts like HF,
- * packing them into batches for encoder_forward, and pooling.
+ * packing them into batches for encoder_forward, pooling, the folder's Dense modules and
+ * normalisation.
  *
  * An embedder owns its thread pool and scratch (single-threaded use, see wick.h). Buffers
  * grow to the largest batch seen and are then reused: steady-state calls allocate nothing.
@@ -20,6 +21,8 @@ struct wick_embedder {
     wick_tokenizer *tok;
     wick_pooling pooling;
     bool normalize;
+    embed_st_config sc;      /* the folder's description; owns the Dense modules */
+    int dim;                 /* embedding length: the last Dense's out_features, else d */
     int max_len;
     int batch;
     char *prefix;
@@ -33,6 +36,8 @@ struct wick_embedder {
     char *text;              /* prefix + text (cap_text) */
     size_t cap_text;
     float *tmp;              /* (batch, d): CLS rows for the pooler */
+    float *dbuf[2];          /* (batch, max(d, Dense widths)) each: pooled vectors through
+                                the Dense chain; NULL without Dense */
 };
 
 wick_embedder_params wick_embedder_params_default(void) {
@@ -54,6 +59,9 @@ void wick_embedder_free(wick_embedder *e) {
     free(e->tok_buf);
     free(e->text);
     free(e->tmp);
+    free(e->dbuf[0]);
+    free(e->dbuf[1]);
+    embed_st_config_free(&e->sc);
     free(e);
 }
 
@@ -74,9 +82,16 @@ wick_status wick_embedder_load(const char *path, const wick_embedder_params *par
                                              "batch_size and n_threads >= 0");
     wick_embedder *e = calloc(1, sizeof *e);
     if (!e) return err_set(WICK_ERR_NOMEM, "out of memory");
-    embed_st_config sc;
+    embed_st_config *sc = &e->sc;
     wick_status st = encoder_load(path, &e->m);
-    if (st == WICK_OK) st = embed_st_config_load(path, &sc);
+    if (st == WICK_OK) st = embed_st_config_load(path, sc);
+    if (st == WICK_OK) {
+        e->dim = e->m->cfg.n_embd;
+        if (sc->n_dense && sc->dense[0].in != e->dim)
+            st = err_set(WICK_ERR_SHAPE, "%s: the first Dense module's in_features %d differs "
+                         "from config.json hidden_size %d", path, sc->dense[0].in, e->dim);
+        if (sc->n_dense) e->dim = sc->dense[sc->n_dense - 1].out;
+    }
     if (st == WICK_OK) {
         e->k = kernels_select(p->kernels ? p->kernels : "auto");
         if (p->kernels && strncmp(p->kernels, "cuda", 4) == 0)
@@ -89,15 +104,17 @@ wick_status wick_embedder_load(const char *path, const wick_embedder_params *par
     }
     if (st == WICK_OK) {
         const encoder_config *c = &e->m->cfg;
-        e->pooling = p->pooling != WICK_POOLING_DEFAULT ? p->pooling : sc.pooling;
-        e->normalize = p->normalize >= 0 ? p->normalize == 1 : sc.normalize;
-        e->max_len = p->max_length ? p->max_length : sc.max_seq_length ? sc.max_seq_length
-                                                                       : c->n_pos;
-        if (e->max_len > c->n_pos) {
+        e->pooling = p->pooling != WICK_POOLING_DEFAULT ? p->pooling : sc->pooling;
+        e->normalize = p->normalize >= 0 ? p->normalize == 1 : sc->normalize;
+        e->max_len = p->max_length ? p->max_length : sc->max_seq_length ? sc->max_seq_length
+                                                                        : c->max_tokens;
+        /* max_tokens: max_position_embeddings less the padding offset of XLM-R / MPNet */
+        if (e->max_len > c->max_tokens) {
             if (p->max_length)
-                st = err_set(WICK_ERR_INVALID_ARG, "max_length %d exceeds %s/config.json "
-                             "max_position_embeddings %d", e->max_len, path, c->n_pos);
-            e->max_len = c->n_pos;  /* sentence-transformers clamps the same way */
+                st = err_set(WICK_ERR_INVALID_ARG, "max_length %d exceeds the %d tokens that "
+                             "%s/config.json max_position_embeddings %d holds", e->max_len,
+                             c->max_tokens, path, c->n_pos);
+            e->max_len = c->max_tokens;  /* sentence-transformers clamps the same way */
         }
         e->batch = p->batch_size ? p->batch_size : 32;
         int nt = p->n_threads ? p->n_threads : pool_cpu_count();
@@ -124,6 +141,13 @@ wick_status wick_embedder_load(const char *path, const wick_embedder_params *par
         e->tmp = malloc(sizeof(float) * (size_t)e->batch * (size_t)e->m->cfg.n_embd);
         if (!e->lens || !e->tmp) st = err_set(WICK_ERR_NOMEM, "out of memory");
     }
+    if (st == WICK_OK && sc->n_dense) {
+        int w = e->m->cfg.n_embd;
+        for (int i = 0; i < sc->n_dense; i++) w = sc->dense[i].out > w ? sc->dense[i].out : w;
+        for (int i = 0; i < 2; i++)
+            if (!(e->dbuf[i] = malloc(sizeof(float) * (size_t)e->batch * (size_t)w)))
+                st = err_set(WICK_ERR_NOMEM, "out of memory");
+    }
     if (st != WICK_OK) {
         wick_embedder_free(e);
         return st;
@@ -132,7 +156,7 @@ wick_status wick_embedder_load(const char *path, const wick_embedder_params *par
     return WICK_OK;
 }
 
-int wick_embedder_dim(const wick_embedder *e) { return e ? e->m->cfg.n_embd : 0; }
+int wick_embedder_dim(const wick_embedder *e) { return e ? e->dim : 0; }
 wick_pooling wick_embedder_pooling(const wick_embedder *e) {
     return e ? e->pooling : WICK_POOLING_DEFAULT;
 }
@@ -153,8 +177,9 @@ static wick_status grow_ids(wick_embedder *e, int need) {
 }
 
 /* Runs the packed batch in e->ids / e->lens (n_seq sequences) and writes, for sequence i,
- * the pooled embedding to emb + i*d, the hidden rows to hidden + i*hstride (hstride floats
- * per sequence; padded rows zeroed up to hrows rows) and the pooler output to pooler + i*d. */
+ * the embedding (pooled, through the Dense modules, normalised) to emb + i*dim, the hidden
+ * rows to hidden + i*hstride (hstride floats per sequence; padded rows zeroed up to hrows
+ * rows) and the pooler output to pooler + i*d. */
 static wick_status run_batch(wick_embedder *e, int n_seq, float *emb, float *hidden,
                              int hrows, float *pooler) {
     const int d = e->m->cfg.n_embd;
@@ -169,7 +194,10 @@ static wick_status run_batch(wick_embedder *e, int n_seq, float *emb, float *hid
     long off = 0;
     for (int i = 0; i < n_seq; i++) {
         const float *h = e->s.x + off * d;
-        if (emb) embed_pool(h, e->lens[i], d, e->pooling, e->normalize, emb + (size_t)i * d);
+        if (emb && !e->sc.n_dense)
+            embed_pool(h, e->lens[i], d, e->pooling, e->normalize, emb + (size_t)i * d);
+        if (emb && e->sc.n_dense)
+            embed_pool(h, e->lens[i], d, e->pooling, false, e->dbuf[0] + (size_t)i * d);
         if (hidden) {
             float *hd = hidden + (size_t)i * hrows * d;
             memcpy(hd, h, sizeof(float) * (size_t)e->lens[i] * d);
@@ -177,6 +205,17 @@ static wick_status run_batch(wick_embedder *e, int n_seq, float *emb, float *hid
                    sizeof(float) * (size_t)(hrows - e->lens[i]) * d);
         }
         off += e->lens[i];
+    }
+    if (emb && e->sc.n_dense) {
+        /* sentence-transformers order: Pooling → Dense ... → Normalize */
+        const float *x = e->dbuf[0];
+        for (int j = 0; j < e->sc.n_dense; j++) {
+            float *y = j == e->sc.n_dense - 1 ? emb : e->dbuf[(j + 1) % 2];
+            embed_dense_apply(&e->sc.dense[j], e->k, e->pool, y, x, n_seq);
+            x = y;
+        }
+        if (e->normalize)
+            for (int i = 0; i < n_seq; i++) embed_normalize(emb + (size_t)i * e->dim, e->dim);
     }
     if (pooler) {
         /* gather CLS rows: the first row of each sequence */
@@ -198,9 +237,9 @@ wick_status wick_embed_ids(wick_embedder *e, const int32_t *ids, const int32_t *
                                              "negative count / non-positive seq_len");
     if (n == 0) return WICK_OK;
     const encoder_config *c = &e->m->cfg;
-    if (seq_len > c->n_pos)
-        return err_set(WICK_ERR_INVALID_ARG, "wick_embed_ids: seq_len %d exceeds "
-                       "max_position_embeddings %d", seq_len, c->n_pos);
+    if (seq_len > c->max_tokens)
+        return err_set(WICK_ERR_INVALID_ARG, "wick_embed_ids: seq_len %d exceeds the %d tokens "
+                       "max_position_embeddings %d holds", seq_len, c->max_tokens, c->n_pos);
     if (pooler && !e->m->has_pooler)
         return err_set(WICK_ERR_NOT_FOUND, "%s: the checkpoint has no pooler.dense weights",
                        e->m->dir);
@@ -238,7 +277,7 @@ wick_status wick_embed_ids(wick_embedder *e, const int32_t *ids, const int32_t *
             e->lens[i] = len;
             T += len;
         }
-        st = run_batch(e, nb, embeddings ? embeddings + (size_t)b0 * d : NULL,
+        st = run_batch(e, nb, embeddings ? embeddings + (size_t)b0 * e->dim : NULL,
                        hidden ? hidden + (size_t)b0 * seq_len * d : NULL, seq_len,
                        pooler ? pooler + (size_t)b0 * d : NULL);
     }
@@ -314,7 +353,6 @@ wick_status wick_embed(wick_embedder *e, const char *const *texts, int n, float 
                        "use wick_embed_ids", e->m->dir);
     for (int i = 0; i < n; i++)
         if (!texts[i]) return err_set(WICK_ERR_INVALID_ARG, "wick_embed: texts[%d] is NULL", i);
-    const int d = e->m->cfg.n_embd;
     wick_status st = grow_ids(e, e->batch * e->max_len);
     for (int b0 = 0; st == WICK_OK && b0 < n; b0 += e->batch) {
         int nb = n - b0 < e->batch ? n - b0 : e->batch, T = 0;
@@ -325,7 +363,7 @@ wick_status wick_embed(wick_embedder *e, const char *const *texts, int n, float 
             e->lens[i] = len;
             T += len;
         }
-        st = run_batch(e, nb, out + (size_t)b0 * d, NULL, 0, NULL);
+        st = run_batch(e, nb, out + (size_t)b0 * e->dim, NULL, 0, NULL);
     }
     return st;
 }

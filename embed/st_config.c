@@ -1,10 +1,12 @@
 /* st_config.c — reading a sentence-transformers folder description: modules.json (the module
- * pipeline), the Pooling module's config.json and sentence_bert_config.json (max_seq_length),
+ * pipeline), the Pooling module's config.json (the pooling_mode_* flags of older saves or the
+ * single "pooling_mode" string of newer ones) and sentence_bert_config.json (max_seq_length),
  * plus pooling of one sequence (embed_pool), which implements what those files select.
  *
- * Supported pipelines: Transformer (at the folder root) → Pooling → optional Normalize.
- * Dense layers, weighted-mean / last-token pooling, several pooling modes concatenated, and
- * include_prompt=false are refused by name rather than silently computing something else.
+ * Supported pipelines: Transformer (at the folder root) → Pooling → Dense × 0..4 → optional
+ * Normalize (Dense modules are read by st_dense.c). Weighted-mean / last-token pooling,
+ * several pooling modes concatenated, include_prompt=false and modules after Normalize are
+ * refused by name rather than silently computing something else.
  * sentence_bert_config.json's do_lower_case is not applied: BERT tokenizers that need it
  * lowercase in their own normalizer. */
 #include <cjson/cJSON.h>
@@ -62,6 +64,38 @@ static wick_status read_pooling(const char *dir, const char *sub, embed_st_confi
         {"pooling_mode_lasttoken", WICK_POOLING_DEFAULT},
     };
     int n_on = 0;
+    /* newer sentence-transformers (6.0.1 made tests/data/arch) write one "pooling_mode"
+       string instead of the flags */
+    static const struct {
+        const char *name;
+        wick_pooling mode;  /* DEFAULT = unsupported */
+    } names[] = {
+        {"cls", WICK_POOLING_CLS},
+        {"mean", WICK_POOLING_MEAN},
+        {"max", WICK_POOLING_MAX},
+        {"mean_sqrt_len_tokens", WICK_POOLING_MEAN_SQRT_LEN},
+        {"weightedmean", WICK_POOLING_DEFAULT},
+        {"lasttoken", WICK_POOLING_DEFAULT},
+    };
+    const cJSON *pm = cJSON_GetObjectItemCaseSensitive(root, "pooling_mode");
+    if (pm && !cJSON_IsNull(pm)) {
+        if (!cJSON_IsString(pm)) {
+            st = err_set(WICK_ERR_UNSUPPORTED, "%s: field \"pooling_mode\" must be one string "
+                         "(several pooling modes at once are not supported)", path);
+            goto done;
+        }
+        size_t i = 0;
+        while (i < sizeof names / sizeof names[0] && strcmp(names[i].name, pm->valuestring))
+            i++;
+        if (i == sizeof names / sizeof names[0] || names[i].mode == WICK_POOLING_DEFAULT) {
+            st = err_set(WICK_ERR_UNSUPPORTED, "%s: field \"pooling_mode\" is \"%s\" (wick "
+                         "pools by cls, mean, max or mean_sqrt_len_tokens)", path,
+                         pm->valuestring);
+            goto done;
+        }
+        c->pooling = names[i].mode;
+        n_on++;
+    }
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, modes[i].key);
         if (!v || cJSON_IsNull(v)) continue;
@@ -86,8 +120,8 @@ static wick_status read_pooling(const char *dir, const char *sub, embed_st_confi
     }
     if (n_on > 1) {
         st = err_set(WICK_ERR_UNSUPPORTED,
-                     "%s: several pooling modes at once (concatenated outputs) are not supported",
-                     path);
+                     "%s: several pooling modes at once (concatenated outputs, or \"pooling_mode\" "
+                     "beside pooling_mode_* flags) are not supported", path);
         goto done;
     }
     const cJSON *ip = cJSON_GetObjectItemCaseSensitive(root, "include_prompt");
@@ -111,7 +145,7 @@ static wick_status read_modules(const char *dir, embed_st_config *c) {
         st = err_set(WICK_ERR_FORMAT, "%s: expected a JSON array of modules", path);
         goto done;
     }
-    bool have_tr = false, have_pool = false;
+    bool have_tr = false, have_pool = false, have_norm = false;
     int i = 0;
     const cJSON *mod;
     cJSON_ArrayForEach(mod, root) {
@@ -123,6 +157,15 @@ static wick_status read_modules(const char *dir, embed_st_config *c) {
         }
         const char *sub = cJSON_IsString(mpath) ? mpath->valuestring : "";
         const char *t = type->valuestring;
+        if (have_norm) {
+            st = err_set(WICK_ERR_UNSUPPORTED,
+                         "%s: module %d (%s): modules after Normalize are not supported", path, i,
+                         t);
+            goto done;
+        }
+        /* a module's folder must stay inside the model folder */
+        const bool bad_path = !cJSON_IsString(mpath) || !sub[0] || strstr(sub, "..") ||
+                              sub[0] == '/';
         if (ends_with(t, "models.Transformer")) {
             if (have_tr || have_pool || sub[0]) {
                 st = err_set(WICK_ERR_UNSUPPORTED,
@@ -138,13 +181,31 @@ static wick_status read_modules(const char *dir, embed_st_config *c) {
                              path, i, t);
                 goto done;
             }
-            /* the path must stay inside the folder */
-            if (!cJSON_IsString(mpath) || !sub[0] || strstr(sub, "..") || sub[0] == '/') {
+            if (bad_path) {
                 st = err_set(WICK_ERR_FORMAT, "%s: module %d (%s): bad \"path\"", path, i, t);
                 goto done;
             }
             if ((st = read_pooling(dir, sub, c))) goto done;
             have_pool = true;
+        } else if (ends_with(t, "models.Dense")) {
+            if (!have_pool || c->n_dense == EMBED_MAX_DENSE) {
+                st = err_set(WICK_ERR_UNSUPPORTED, "%s: module %d (%s): Dense is supported after "
+                             "Pooling, at most %d times", path, i, t, EMBED_MAX_DENSE);
+                goto done;
+            }
+            if (bad_path) {
+                st = err_set(WICK_ERR_FORMAT, "%s: module %d (%s): bad \"path\"", path, i, t);
+                goto done;
+            }
+            embed_dense *dn = &c->dense[c->n_dense];
+            if ((st = embed_dense_load(dir, sub, dn))) goto done;
+            c->n_dense++;
+            if (c->n_dense > 1 && dn->in != dn[-1].out) {
+                st = err_set(WICK_ERR_SHAPE, "%s: module %d (%s, path \"%s\"): in_features %d "
+                             "differs from the previous Dense's out_features %d", path, i, t,
+                             sub, dn->in, dn[-1].out);
+                goto done;
+            }
         } else if (ends_with(t, "models.Normalize")) {
             if (!have_pool) {
                 st = err_set(WICK_ERR_UNSUPPORTED,
@@ -153,10 +214,11 @@ static wick_status read_modules(const char *dir, embed_st_config *c) {
                 goto done;
             }
             c->normalize = true;
+            have_norm = true;
         } else {
             st = err_set(WICK_ERR_UNSUPPORTED,
                          "%s: module %d: type \"%s\" is not supported (wick runs Transformer → "
-                         "Pooling → Normalize)", path, i, t);
+                         "Pooling → Dense → Normalize)", path, i, t);
             goto done;
         }
         i++;
@@ -175,7 +237,10 @@ wick_status embed_st_config_load(const char *dir, embed_st_config *c) {
     c->pooling = WICK_POOLING_MEAN;
     c->normalize = true;
     wick_status st = read_modules(dir, c);
-    if (st) return st;
+    if (st) {
+        embed_st_config_free(c);
+        return st;
+    }
     cJSON *root = NULL;
     char *path = NULL;
     st = read_json(dir, "sentence_bert_config.json", &root, &path);
@@ -186,6 +251,7 @@ wick_status embed_st_config_load(const char *dir, embed_st_config *c) {
     }
     cJSON_Delete(root);
     free(path);
+    if (st) embed_st_config_free(c);
     return st;
 }
 

@@ -959,8 +959,8 @@ wick_status wick_trainer_load_checkpoint(wick_trainer *tr, const char *dir);
 void wick_trainer_free(wick_trainer *tr);
 
 /* ------------------------------------------------------------------------------------------
- * Embeddings: sentence vectors from BERT-architecture encoders (E5, MiniLM, BGE, GTE ...)
- * with sentence-transformers pooling.
+ * Embeddings: sentence vectors from BERT, XLM-RoBERTa and MPNet encoders (E5, MiniLM, BGE,
+ * GTE, all-mpnet ...) with sentence-transformers pooling and Dense modules.
  *
  *     wick_embedder *e = NULL;
  *     if (wick_embedder_load("all-MiniLM-L6-v2", NULL, &e) != WICK_OK) { ...wick_last_error() }
@@ -992,7 +992,8 @@ typedef struct wick_embedder_params {
     int normalize;         /* -1 = the folder's (a Normalize module in modules.json; true when
                               there is no modules.json), 0 = off, 1 = L2-normalise. Default -1 */
     int max_length;        /* tokens per text incl. [CLS]/[SEP]; 0 = sentence_bert_config.json
-                              max_seq_length, else max_position_embeddings. Longer texts are cut
+                              max_seq_length, else what max_position_embeddings holds (less
+                              pad_token_id + 1 for XLM-R, 2 for MPNet). Longer texts are cut
                               like HF truncation (the final [SEP] is kept). Default 0 */
     const char *prefix;    /* prepended to every text by wick_embed, e.g. "query: " or
                               "passage: " for E5 models; copied at load. Default NULL */
@@ -1001,18 +1002,21 @@ typedef struct wick_embedder_params {
 
 wick_embedder_params wick_embedder_params_default(void);
 
-/* Loads an encoder folder: config.json (BertModel layout) + model.safetensors, the tokenizer
- * (tokenizer.json or vocab.txt; optional: without one only wick_embed_ids works), and when
- * present the sentence-transformers description (modules.json, sentence_bert_config.json,
- * <pooling path>/config.json). params may be NULL (defaults) and override the folder.
- * Fails with WICK_ERR_UNSUPPORTED naming the module or field for sentence-transformers setups
- * wick cannot reproduce (Dense modules, weighted-mean / last-token pooling, several pooling
- * modes at once, include_prompt false). *out NULL on failure. */
+/* Loads an encoder folder: config.json (model_type bert, xlm-roberta or mpnet) +
+ * model.safetensors, the tokenizer (tokenizer.json or vocab.txt; optional: without one only
+ * wick_embed_ids works), and when present the sentence-transformers description
+ * (modules.json, sentence_bert_config.json, <pooling path>/config.json, each Dense module's
+ * config.json + model.safetensors). params may be NULL (defaults) and override the folder.
+ * Fails with WICK_ERR_UNSUPPORTED naming the module or field for setups wick cannot
+ * reproduce (other model types, weighted-mean / last-token pooling, several pooling modes at
+ * once, include_prompt false, Dense activations other than Identity/Tanh/ReLU/Sigmoid).
+ * *out NULL on failure. */
 wick_status wick_embedder_load(const char *path, const wick_embedder_params *params,
                                wick_embedder **out);
 void wick_embedder_free(wick_embedder *e);
 
-/* Length of one embedding (hidden_size); 0 for NULL. */
+/* Length of one embedding (the last Dense module's out_features, else hidden_size); 0 for
+ * NULL. */
 int wick_embedder_dim(const wick_embedder *e);
 /* Effective settings after folder + params: pooling (never DEFAULT), normalize, max_length. */
 wick_pooling wick_embedder_pooling(const wick_embedder *e);
@@ -1027,10 +1031,12 @@ wick_status wick_embed(wick_embedder *e, const char *const *texts, int n, float 
 /* Lower level: n sequences of token ids, right-padded to seq_len (row-major n × seq_len).
  * mask: n × seq_len of 0/1, each row a run of 1s then 0s with at least one 1 (NULL: all
  * valid); token types are all 0. Ids of valid positions must be in [0, vocab); seq_len must
- * not exceed max_position_embeddings. Outputs (each optional, caller-owned):
- *   embeddings: n × dim, pooled and normalised per the embedder's settings;
- *   hidden:     n × seq_len × dim, the last hidden state (rows of padded positions are 0);
- *   pooler:     n × dim, BERT's pooler tanh(dense(h[CLS])) (WICK_ERR_NOT_FOUND when the
+ * not exceed wick_embedder's position limit (max_position_embeddings, less the padding offset
+ * for XLM-R / MPNet). Outputs (each optional, caller-owned):
+ *   embeddings: n × dim, pooled, through the Dense modules, normalised per the settings;
+ *   hidden:     n × seq_len × hidden_size, the last hidden state (rows of padded positions
+ *               are 0; hidden_size = dim unless the folder has Dense modules);
+ *   pooler:     n × hidden_size, BERT's pooler tanh(dense(h[CLS])) (WICK_ERR_NOT_FOUND when the
  *               checkpoint has no pooler weights). No prefix and no truncation here. */
 wick_status wick_embed_ids(wick_embedder *e, const int32_t *ids, const int32_t *mask, int n,
                            int seq_len, float *embeddings, float *hidden, float *pooler);

@@ -1,7 +1,9 @@
-/* encoder.c — loading a BERT encoder folder: config.json fields, memory-mapped weights under
- * their Hugging Face names (with or without the "bert." prefix that *ForMaskedLM / *ForXxx
- * checkpoints carry), shape and dtype checks naming each tensor.
- * Matrices stay zero-copy in the mapping; LayerNorm weights and biases become f32 copies.
+/* encoder.c — loading a BERT, XLM-RoBERTa or MPNet encoder folder: config.json fields,
+ * memory-mapped weights under their Hugging Face names (with or without the "bert." /
+ * "roberta." / "mpnet." prefix that *ForMaskedLM / *ForXxx checkpoints carry), shape and
+ * dtype checks naming each tensor, and MPNet's table of relative position buckets.
+ * Matrices stay zero-copy in the mapping; LayerNorm weights and biases and MPNet's relative
+ * bias become f32 copies.
  * Not here: the forward pass (encoder_forward.c), tokenizer and pooling (embed/). */
 #include "model/encoder.h"
 
@@ -44,20 +46,25 @@ wick_status encoder_config_parse(const char *json, const char *where, encoder_co
         st = err_set(WICK_ERR_FORMAT, "%s: expected a JSON object", where);
         goto done;
     }
-    /* Only the BERT layout: absolute positions starting at 0, post-LN blocks. RoBERTa-style
-       models offset positions by pad_id + 1 and MPNet adds a relative bias, so they would
-       load but compute something else; refuse them by name. */
+    /* BERT, XLM-R and MPNet share the post-LN layer; they differ in position ids, token
+       types and MPNet's relative bias (see encoder.h). Anything else (RoBERTa is XLM-R's
+       layout but has no golden here, DeBERTa, rotary / ALiBi encoders) would load under the
+       same tensor names or fail confusingly, so it is refused by name. */
     const char *mt = cfg_str(root, "model_type");
-    if (mt && strcmp(mt, "bert") != 0) {
+    if (!mt || strcmp(mt, "bert") == 0) c->arch = ENC_BERT;
+    else if (strcmp(mt, "xlm-roberta") == 0) c->arch = ENC_XLMR;
+    else if (strcmp(mt, "mpnet") == 0) c->arch = ENC_MPNET;
+    else {
         st = err_set(WICK_ERR_UNSUPPORTED,
-                     "%s: model_type \"%s\" is not supported (wick's encoder is BERT only)",
-                     where, mt);
+                     "%s: model_type \"%s\" is not supported (wick's encoder runs \"bert\", "
+                     "\"xlm-roberta\" and \"mpnet\")", where, mt);
         goto done;
     }
+    static const char *const default_arch[] = {"BertModel", "XLMRobertaModel", "MPNetModel"};
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     const cJSON *a0 = cJSON_IsArray(arch) ? cJSON_GetArrayItem(arch, 0) : NULL;
     snprintf(c->architecture, sizeof c->architecture, "%s",
-             cJSON_IsString(a0) ? a0->valuestring : "BertModel");
+             cJSON_IsString(a0) ? a0->valuestring : default_arch[c->arch]);
     if (!mt && !strstr(c->architecture, "Bert")) {
         st = err_set(WICK_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not a BERT model", where,
                      c->architecture);
@@ -86,6 +93,39 @@ wick_status encoder_config_parse(const char *json, const char *where, encoder_co
         (st = cfg_int(root, "type_vocab_size", where, false, 2, 1, &c->n_types)) ||
         (st = cfg_int(root, "pad_token_id", where, false, -1, 0, &c->pad_id)))
         goto done;
+    c->pos_pad = -1;
+    c->max_tokens = c->n_pos;
+    if (c->arch == ENC_XLMR) {
+        /* positions start at padding_idx + 1 = pad_token_id + 1: without it the offset is
+           unknown */
+        if (c->pad_id < 0) {
+            st = err_set(WICK_ERR_FORMAT, "%s: missing field \"pad_token_id\" (XLM-R positions "
+                         "start after it)", where);
+            goto done;
+        }
+        c->pos_pad = c->pad_id;
+    } else if (c->arch == ENC_MPNET) {
+        c->pos_pad = 1;  /* HF's MPNetEmbeddings fixes padding_idx at 1 */
+        c->n_types = 0;
+        if ((st = cfg_int(root, "relative_attention_num_buckets", where, false, 32, 1,
+                          &c->n_buckets)))
+            goto done;
+        if (c->n_buckets < ENCODER_MPNET_BUCKETS) {
+            st = err_set(WICK_ERR_UNSUPPORTED, "%s: field \"relative_attention_num_buckets\" is "
+                         "%d; MPNet looks up %d buckets", where, c->n_buckets,
+                         ENCODER_MPNET_BUCKETS);
+            goto done;
+        }
+    }
+    if (c->pos_pad >= 0) {
+        c->max_tokens = c->n_pos - c->pos_pad - 1;
+        if (c->max_tokens < 2) {
+            st = err_set(WICK_ERR_FORMAT, "%s: field \"max_position_embeddings\" %d leaves no "
+                         "room for positions after padding index %d", where, c->n_pos,
+                         (int)c->pos_pad);
+            goto done;
+        }
+    }
     if (c->n_embd % c->n_head != 0) {
         st = err_set(WICK_ERR_FORMAT,
                      "%s: hidden_size %d is not a multiple of num_attention_heads %d", where,
@@ -181,30 +221,90 @@ static wick_status vector(loader *L, const char *name, int64_t n, float **out) {
     return WICK_OK;
 }
 
+/* A layer's tensor names (under "encoder.layer.N.") in BERT / XLM-R and in MPNet order:
+ * q, k, v, o, LN after attention, intermediate, output, LN after the MLP. */
+static const char *const layer_names[2][8] = {
+    {"attention.self.query", "attention.self.key", "attention.self.value",
+     "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
+     "output.dense", "output.LayerNorm"},
+    {"attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
+     "attention.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"},
+};
+
 static wick_status load_layer(loader *L, int i, encoder_layer *l) {
     const encoder_config *c = &L->m->cfg;
     const int64_t d = c->n_embd, ff = c->n_ff;
-    char n[128];
+    const char *const *nm = layer_names[c->arch == ENC_MPNET];
+    char n[160];
     wick_status st;
-#define NM(s) (snprintf(n, sizeof n, "encoder.layer.%d.%s", i, s), n)
-    if ((st = matrix(L, NM("attention.self.query.weight"), d, d, &l->wq)) ||
-        (st = vector(L, NM("attention.self.query.bias"), d, &l->bq)) ||
-        (st = matrix(L, NM("attention.self.key.weight"), d, d, &l->wk)) ||
-        (st = vector(L, NM("attention.self.key.bias"), d, &l->bk)) ||
-        (st = matrix(L, NM("attention.self.value.weight"), d, d, &l->wv)) ||
-        (st = vector(L, NM("attention.self.value.bias"), d, &l->bv)) ||
-        (st = matrix(L, NM("attention.output.dense.weight"), d, d, &l->wo)) ||
-        (st = vector(L, NM("attention.output.dense.bias"), d, &l->bo)) ||
-        (st = vector(L, NM("attention.output.LayerNorm.weight"), d, &l->ln1_w)) ||
-        (st = vector(L, NM("attention.output.LayerNorm.bias"), d, &l->ln1_b)) ||
-        (st = matrix(L, NM("intermediate.dense.weight"), ff, d, &l->w_up)) ||
-        (st = vector(L, NM("intermediate.dense.bias"), ff, &l->b_up)) ||
-        (st = matrix(L, NM("output.dense.weight"), d, ff, &l->w_down)) ||
-        (st = vector(L, NM("output.dense.bias"), d, &l->b_down)) ||
-        (st = vector(L, NM("output.LayerNorm.weight"), d, &l->ln2_w)) ||
-        (st = vector(L, NM("output.LayerNorm.bias"), d, &l->ln2_b)))
+#define NM(k, s) (snprintf(n, sizeof n, "encoder.layer.%d.%s.%s", i, nm[k], s), n)
+    if ((st = matrix(L, NM(0, "weight"), d, d, &l->wq)) ||
+        (st = vector(L, NM(0, "bias"), d, &l->bq)) ||
+        (st = matrix(L, NM(1, "weight"), d, d, &l->wk)) ||
+        (st = vector(L, NM(1, "bias"), d, &l->bk)) ||
+        (st = matrix(L, NM(2, "weight"), d, d, &l->wv)) ||
+        (st = vector(L, NM(2, "bias"), d, &l->bv)) ||
+        (st = matrix(L, NM(3, "weight"), d, d, &l->wo)) ||
+        (st = vector(L, NM(3, "bias"), d, &l->bo)) ||
+        (st = vector(L, NM(4, "weight"), d, &l->ln1_w)) ||
+        (st = vector(L, NM(4, "bias"), d, &l->ln1_b)) ||
+        (st = matrix(L, NM(5, "weight"), ff, d, &l->w_up)) ||
+        (st = vector(L, NM(5, "bias"), ff, &l->b_up)) ||
+        (st = matrix(L, NM(6, "weight"), d, ff, &l->w_down)) ||
+        (st = vector(L, NM(6, "bias"), d, &l->b_down)) ||
+        (st = vector(L, NM(7, "weight"), d, &l->ln2_w)) ||
+        (st = vector(L, NM(7, "bias"), d, &l->ln2_b)))
         return st;
 #undef NM
+    return WICK_OK;
+}
+
+/* ---- MPNet's relative position buckets --------------------------------------------------- */
+
+int encoder_mpnet_bucket(int rel) {
+    /* HF negates the distance first: n = query - key, so keys after the query (rel > 0,
+       n < 0) take the upper half of the buckets. */
+    const int half = ENCODER_MPNET_BUCKETS / 2, exact = half / 2, max_distance = 128;
+    int n = -rel, b = 0;
+    if (n < 0) {
+        b = half;
+        n = -n;
+    }
+    if (n < exact) return b + n;
+    /* the log scale in f32 as torch evaluates it (n / exact, then divided by
+       log(max_distance / exact) rounded to f32), truncated toward zero */
+    float v = logf((float)n / (float)exact) / (float)log((double)max_distance / exact) *
+              (float)(half - exact);
+    int large = exact + (int)v;
+    return b + (large < half - 1 ? large : half - 1);
+}
+
+/* rel_bucket[r + max_tokens - 1] for every distance r a sequence can have. */
+static wick_status mpnet_buckets(encoder_model *m) {
+    const int n = m->cfg.max_tokens;
+    m->rel_bucket = malloc(sizeof(int32_t) * (size_t)(2 * n - 1));
+    if (!m->rel_bucket) return err_set(WICK_ERR_NOMEM, "out of memory");
+    for (int r = -(n - 1); r <= n - 1; r++) m->rel_bucket[r + n - 1] = encoder_mpnet_bucket(r);
+    return WICK_OK;
+}
+
+/* f32 copy of a small 2-D tensor (the relative bias table). */
+static wick_status f32_matrix(loader *L, const char *name, int64_t rows, int64_t cols,
+                              float **out) {
+    wk_weight w;
+    wick_status st = matrix(L, name, rows, cols, &w);
+    if (st) return st;
+    float *v = malloc(sizeof(float) * (size_t)(rows * cols));
+    if (!v) return err_set(WICK_ERR_NOMEM, "%s: out of memory for %s", L->m->dir, name);
+    for (int64_t r = 0; r < rows; r++) kernels_row_to_f32(v + r * cols, &w, r);
+    for (int64_t i = 0; i < rows * cols; i++) {
+        if (!isfinite(v[i])) {
+            free(v);
+            return err_set(WICK_ERR_FORMAT, "%s: tensor %s%s holds a non-finite value at [%lld]",
+                           L->m->dir, L->prefix, name, (long long)i);
+        }
+    }
+    *out = v;
     return WICK_OK;
 }
 
@@ -222,6 +322,8 @@ void encoder_free(encoder_model *m) {
     free(m->emb_ln_w);
     free(m->emb_ln_b);
     free(m->pool_b);
+    free(m->rel_bias);
+    free(m->rel_bucket);
     st_close(m->st);
     free(m->dir);
     free(m);
@@ -246,19 +348,34 @@ wick_status encoder_load(const char *dir, encoder_model **out) {
     if (st == WICK_OK) st = st_open_dir(dir, &m->st);
     const encoder_config *c = &m->cfg;
     loader L = {.m = m, .prefix = ""};
-    if (st == WICK_OK && !st_find(m->st, "embeddings.word_embeddings.weight") &&
-        st_find(m->st, "bert.embeddings.word_embeddings.weight"))
-        L.prefix = "bert.";
+    /* *ForMaskedLM / *ForSequenceClassification checkpoints nest the model under the HF
+       base_model_prefix of their family */
+    static const char *const prefixes[] = {"bert.", "roberta.", "mpnet."};
+    if (st == WICK_OK && !st_find(m->st, "embeddings.word_embeddings.weight")) {
+        for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", prefixes[i]);
+            if (st_find(m->st, name)) {
+                L.prefix = prefixes[i];
+                break;
+            }
+        }
+    }
     const int64_t d = c->n_embd;
     if (st == WICK_OK)
         (void)((st = matrix(&L, "embeddings.word_embeddings.weight", c->n_vocab, d,
                             &m->tok_embd)) ||
                (st = matrix(&L, "embeddings.position_embeddings.weight", c->n_pos, d,
                             &m->pos_embd)) ||
-               (st = matrix(&L, "embeddings.token_type_embeddings.weight", c->n_types, d,
-                            &m->type_embd)) ||
+               (c->n_types &&
+                (st = matrix(&L, "embeddings.token_type_embeddings.weight", c->n_types, d,
+                             &m->type_embd))) ||
                (st = vector(&L, "embeddings.LayerNorm.weight", d, &m->emb_ln_w)) ||
                (st = vector(&L, "embeddings.LayerNorm.bias", d, &m->emb_ln_b)));
+    if (st == WICK_OK && c->arch == ENC_MPNET &&
+        !(st = f32_matrix(&L, "encoder.relative_attention_bias.weight", c->n_buckets,
+                          c->n_head, &m->rel_bias)))
+        st = mpnet_buckets(m);
     /* num_hidden_layers is believed only as far as the file can hold the layers (16 tensors
        each), before anything is allocated per layer */
     if (st == WICK_OK && c->n_layer > st_count(m->st) / 16)

@@ -1,8 +1,9 @@
-/* encoder_forward.c — the BERT forward pass over a packed batch (see encoder.h):
- *   x = LN(word[id] + pos[p] + type[t])
+/* encoder_forward.c — the BERT / XLM-R / MPNet forward pass over a packed batch (encoder.h):
+ *   x = LN(word[id] + pos[p] + type[t])          (no type term for MPNet)
  *   per layer:  x = LN(x + (attn(x·Wqᵀ+bq, x·Wkᵀ+bk, x·Wvᵀ+bv))·Woᵀ + bo)
  *               x = LN(x + gelu(x·W1ᵀ + b1)·W2ᵀ + b2)
- * with bidirectional attention inside each sequence and exact erf GELU.
+ * with bidirectional attention inside each sequence and exact erf GELU. MPNet's scores get
+ * rel_bias[bucket(j - i)][head] added before the softmax, the same table in every layer.
  *
  * Matrix products, embedding gathers, residual adds and softmax go through the kernel table.
  * LayerNorm (with residual), GELU and non-causal attention over a packed batch are not in the
@@ -131,6 +132,9 @@ typedef struct attn_job {
     const int *lens;
     int n_seq, n_head, hd, d;
     float scale;
+    const float *rel_bias;      /* MPNet: (n_buckets, n_head), else NULL */
+    const int32_t *rel_bucket;  /* bucket of distance r at [r + max_tokens - 1] */
+    int max_tokens;
     float *scores;              /* per thread: cap_len floats */
     int cap_len;
     long next;                  /* work counter: item = seq * n_head + head */
@@ -154,6 +158,10 @@ static void attn_items(void *ctx, int tid, int nt) {
                 for (int e = 0; e < hd; e++) dot += qi[e] * kj[e];
                 sc[j] = dot * J->scale;
             }
+            if (J->rel_bias) {
+                const int32_t *bk = J->rel_bucket + (J->max_tokens - 1 - i);  /* j - i */
+                for (int j = 0; j < len; j++) sc[j] += J->rel_bias[bk[j] * J->n_head + h];
+            }
             J->k->softmax(sc, len);
             float *o = J->out + (off + i) * d + h * hd;
             memset(o, 0, sizeof(float) * (size_t)hd);
@@ -175,10 +183,16 @@ void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *poo
     const int d = c->n_embd;
     int T = 0;
     for (int i = 0; i < n_seq; i++) {
-        for (int p = 0; p < lens[i]; p++) {
-            s->pos[T + p] = p;
-            s->types[T + p] = type_ids ? type_ids[T + p] : 0;
+        if (c->pos_pad < 0) {
+            for (int p = 0; p < lens[i]; p++) s->pos[T + p] = p;
+        } else {
+            /* HF's create_position_ids_from_input_ids: a padding token keeps padding_idx and
+               does not advance the count, the others count on from padding_idx + 1 */
+            int32_t next = c->pos_pad;
+            for (int p = 0; p < lens[i]; p++)
+                s->pos[T + p] = ids[T + p] == c->pos_pad ? c->pos_pad : ++next;
         }
+        for (int p = 0; p < lens[i]; p++) s->types[T + p] = type_ids ? type_ids[T + p] : 0;
         T += lens[i];
     }
     /* embeddings: x (T, d); gathers and adds are memory-bound, threads only for big batches */
@@ -187,8 +201,10 @@ void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *poo
     k->embed(ep, s->x, &m->tok_embd, ids, T);
     k->embed(ep, s->t, &m->pos_embd, s->pos, T);
     k->add(ep, s->x, s->t, (long)T * d);
-    k->embed(ep, s->t, &m->type_embd, s->types, T);
-    k->add(ep, s->x, s->t, (long)T * d);
+    if (c->n_types) {
+        k->embed(ep, s->t, &m->type_embd, s->types, T);
+        k->add(ep, s->x, s->t, (long)T * d);
+    }
     layernorm(pool, s->x, NULL, m->emb_ln_w, m->emb_ln_b, T, d, c->ln_eps);
 
     for (int li = 0; li < c->n_layer; li++) {
@@ -198,7 +214,9 @@ void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *poo
         k->matmul(&kc, s->v, s->x, &l->wv, l->bv, T);
         attn_job J = {.k = k, .out = s->a, .q = s->q, .kk = s->k, .v = s->v, .lens = lens,
                       .n_seq = n_seq, .n_head = c->n_head, .hd = c->head_dim, .d = d,
-                      .scale = 1.0f / sqrtf((float)c->head_dim), .scores = s->scores,
+                      .scale = 1.0f / sqrtf((float)c->head_dim), .rel_bias = m->rel_bias,
+                      .rel_bucket = m->rel_bucket, .max_tokens = c->max_tokens,
+                      .scores = s->scores,
                       .cap_len = s->cap_len, .next = 0};
         pool_run_dyn(pool, attn_items, &J);
         k->matmul(&kc, s->t, s->a, &l->wo, l->bo, T);

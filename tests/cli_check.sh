@@ -214,6 +214,16 @@ if [ -d "$FIX/tiny-bert" ]; then
 else
   echo "SKIP: tiny-bert fixture not found ($FIX)"
 fi
+# MPNet + Dense (tests/data/arch/mpnet, in the tree): embed gives 32 floats per text, info
+# shows the Dense width
+A="$(cd "$src" && pwd)/tests/data/arch/mpnet"
+run "embed on an MPNet folder with a Dense module" 0 "$W" embed -m "$A" --text "a test" -t 1
+json "$tmp/out" "MPNet embed output parses"
+if [ "$(tr -cd , < "$tmp/out" | wc -c)" -eq 31 ]; then pass "MPNet + Dense embedding has 32 floats"
+else fail "MPNet + Dense embedding is not 32 floats: $(cut -c1-80 "$tmp/out")"; fi
+run "info on an MPNet folder" 0 "$W" info "$A"
+has "$tmp/out" "MPNetModel" "info names MPNet"
+has "$tmp/out" "dim 32" "info shows the Dense width as the embedding dim"
 if [ -d "$FIX/tiny-llama" ] && [ -d "$FIX/tiny-qwen2-lora/adapter_a" ]; then
   run "Qwen2 adapter on a LLaMA base" 1 "$W" logits -m "$FIX/tiny-llama" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
   has "$tmp/err" "Qwen2ForCausalLM" "the mismatch names the adapter's base architecture"
