@@ -131,7 +131,10 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     rope(lc->ctx, b->k, n, c->n_kv_head, hd, c->rot_dim, rp, rc, rs);
     lc->attend(lc->attend_user, l, b, n);
     proj(lc, b, l, LORA_O, &w->wo, w->bo, b->tmp, b->att, n);
-    if (w->post_attn_norm) K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_attn_norm, n, d, c->norm_eps);
+    if (w->post_attn_norm) {
+        if (b->o_raw) memcpy(b->o_raw, b->tmp, sizeof(float) * (size_t)n * d);
+        K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_attn_norm, n, d, c->norm_eps);
+    }
     trace(lc, "attn_out", l, b->tmp, n, d);
     K->add(lc->ctx, b->x, b->tmp, (long)n * d);
 
@@ -148,7 +151,10 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
         else K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
         proj(lc, b, l, LORA_DOWN, &w->w_down, w->b_down, b->tmp, b->h, n);
     }
-    if (w->post_mlp_norm) K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_mlp_norm, n, d, c->norm_eps);
+    if (w->post_mlp_norm) {
+        if (b->d_raw) memcpy(b->d_raw, b->tmp, sizeof(float) * (size_t)n * d);
+        K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_mlp_norm, n, d, c->norm_eps);
+    }
     trace(lc, "mlp_out", l, b->tmp, n, d);
     K->add(lc->ctx, b->x, b->tmp, (long)n * d);
     trace(lc, "out", l, b->x, n, d);

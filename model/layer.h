@@ -26,6 +26,7 @@ typedef struct layer_bufs {
     float *xn1, *xn2;         /* (n, d) normed block inputs (may be one buffer) */
     float *q, *k, *v, *att;   /* (n, n_head·hd), (n, n_kv·hd) x2, (n, n_head·hd) */
     float *q_raw, *k_raw;     /* optional (NULL = not kept): q, k before the per-head norm */
+    float *o_raw, *d_raw;     /* optional: Gemma's attention / MLP block outputs before their norm */
     float *gate, *up, *h;     /* (n, ff) each; h may equal gate (then silu runs in place) */
     float *tmp;               /* (n, d) */
     float **lora_keep;        /* optional: LORA_N_PROJ pointers ((n, r) each, NULL where not

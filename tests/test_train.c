@@ -11,6 +11,10 @@
  * cosine schedule, gradient accumulation, and a saved model folder + state resuming exactly. */
 #include "testutil.h"
 
+#include <cjson/cJSON.h>
+
+#include "base/fileio.h"
+
 #include <math.h>
 #include <unistd.h>
 
@@ -172,24 +176,29 @@ static double fd_loss(wick_trainer *tr, const int32_t *ids, const int32_t *label
 
 /* LoRA on every projection of the model in `dir` (vocabulary V): analytic gradients of A and
  * B against central differences. */
-static void fd_check_lora(const char *dir, int V) {
+/* T tokens per sequence; the random adapter has alpha `alpha` (r 4) and B scaled by bmul */
+static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bmul);
+static void fd_check_lora(const char *dir, int V) { fd_check_lora_t(dir, V, 7, 64.0f, 10.0f); }
+
+static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bmul) {
     wick_model *m = load_model(dir);
     wick_adapter *a = NULL;
     /* all projections, nonzero B so every A has a gradient; large scale to make them visible */
-    assert_int_equal(lora_adapter_random(m, 4, 64.0f, 0x7f, 11, &a), WICK_OK);
+    assert_int_equal(lora_adapter_random(m, 4, alpha, 0x7f, 11, &a), WICK_OK);
     for (int i = 0; i < a->n_layer * LORA_N_PROJ; i++) {
         lora_pair *pr = &a->pairs[i];
         if (!pr->B.data) continue;
         float *b = (float *)pr->B.data;
-        for (int64_t j = 0; j < pr->B.rows * pr->B.cols; j++) b[j] *= 10.0f;
+        for (int64_t j = 0; j < pr->B.rows * pr->B.cols; j++) b[j] *= bmul;
     }
     assert_int_equal(lora_registry_add(m, a, "fd"), WICK_OK);
     wick_train_params p = wick_train_params_default();
     p.n_threads = 1;
     wick_trainer *tr = NULL;
     assert_int_equal(wick_trainer_create(m, "fd", &p, &tr), WICK_OK);
-    const int B = 2, T = 7;
-    int32_t ids[14], labels[14];
+    const int B = 2;
+    int32_t ids[64], labels[64];
+    assert_true(B * T <= 64);
     uint64_t x = 99;
     for (int i = 0; i < B * T; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
@@ -248,6 +257,46 @@ static void test_finite_differences(void **state) {
 }
 
 static wick_train_params full_params(void);
+
+/* Gemma 2 (soft-capped scores and logits, sandwich norms, GELU-tanh, sqrt(d) embeddings) and
+ * Gemma 3 (q/k norms, a second RoPE base on sliding layers): LoRA on every projection against
+ * central differences, 12 tokens so the window of 8 applies; full training is refused. The
+ * adapter is gentler (scale 2) than the Qwen checks': Gemma 2's caps (1.5 on logits, 2 on
+ * scores) saturate under large updates, where a 2e-3 step no longer resolves the curvature. */
+static void test_gemma_finite_differences(void **state) {
+    (void)state;
+    fd_check_lora_t(WICK_SOURCE_DIR "/tests/data/arch/gemma3", 512, 12, 8.0f, 10.0f);
+    fd_check_lora_t(WICK_SOURCE_DIR "/tests/data/arch/gemma2", 512, 12, 8.0f, 10.0f);
+    /* the golden's score cap (2) hardly bends these small scores: a copy capped at 0.05, where
+       tanh saturates, checks the caps' derivative in the attention backward */
+    char *tmp = tu_mkdtemp(), p[4200], q[4200];
+    static const char *const files[] = {"generation_config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", WICK_SOURCE_DIR "/tests/data/arch/gemma2", files[i]);
+        snprintf(q, sizeof q, "%s/%s", tmp, files[i]);
+        char *buf = NULL;
+        size_t n = 0;
+        assert_int_equal(file_read_all(p, &buf, &n), WICK_OK);
+        tu_write_file(q, buf, n);
+        free(buf);
+    }
+    char *cfg = NULL;
+    size_t n = 0;
+    assert_int_equal(file_read_all(WICK_SOURCE_DIR "/tests/data/arch/gemma2/config.json", &cfg, &n), WICK_OK);
+    cJSON *j = cJSON_Parse(cfg);
+    cJSON_ReplaceItemInObject(j, "attn_logit_softcapping", cJSON_CreateNumber(0.05));
+    char *out = cJSON_Print(j);
+    snprintf(q, sizeof q, "%s/config.json", tmp);
+    tu_write_file(q, out, strlen(out));
+    fd_check_lora_t(tmp, 512, 12, 8.0f, 10.0f);
+    free(out), cJSON_Delete(j), free(cfg);
+    tu_rmdir_rf(tmp);
+    free(tmp);
+    wick_model *m = load_model(WICK_SOURCE_DIR "/tests/data/arch/gemma3");
+    wick_trainer *tr = NULL;
+    assert_int_equal(wick_trainer_create_full(m, NULL, &tr), WICK_ERR_UNSUPPORTED);
+    wick_model_free(m);
+}
 
 /* Qwen3 (per-head q/k RMSNorm before RoPE): the LoRA backward through the norms, and in full
  * mode the gradients of the norm weights and of q/k_proj, against central differences on
@@ -636,6 +685,7 @@ int main(void) {
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_qwen3_finite_differences),
+        cmocka_unit_test(test_gemma_finite_differences),
         cmocka_unit_test(test_checkpoint_resume),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_bad_args),

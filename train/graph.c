@@ -63,7 +63,11 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
         TAKE(*(a ? &a->q : &ignore), N * qd);
         TAKE(*(a ? &a->k : &ignore), N * kvd);
         TAKE(*(a ? &a->v : &ignore), N * kvd);
-        if (a) a->q_raw = a->k_raw = NULL;
+        if (a) a->q_raw = a->k_raw = a->o_raw = a->d_raw = NULL;
+        if (tr->model->layers[l].post_attn_norm) {
+            TAKE(*(a ? &a->o_raw : &ignore), N * d);
+            TAKE(*(a ? &a->d_raw : &ignore), N * d);
+        }
         if (c->qk_norm) {
             TAKE(*(a ? &a->q_raw : &ignore), N * qd);
             TAKE(*(a ? &a->k_raw : &ignore), N * kvd);
@@ -100,8 +104,14 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
     TAKE(tr->dh, N * ff);
     TAKE(tr->dt, N * (size_t)(r_max ? r_max : 1));
     TAKE(tr->ds, (size_t)T * T);
-    if (base) tr->dk_raw = NULL;
+    if (base) tr->dk_raw = tr->ds2 = tr->rope_cos_l = tr->rope_sin_l = tr->rope_nsin_l = NULL;
     if (c->qk_norm) TAKE(tr->dk_raw, N * kvd);
+    if (c->attn_softcap > 0) TAKE(tr->ds2, (size_t)T * T);
+    if (tr->model->rope_inv_freq_local) {
+        TAKE(tr->rope_cos_l, (size_t)T * hd / 2);
+        TAKE(tr->rope_sin_l, (size_t)T * hd / 2);
+        TAKE(tr->rope_nsin_l, (size_t)T * hd / 2);
+    }
     TAKE(tr->wrow, 64 * maxw);
     float *pos_mem = NULL;          /* int32 positions, stored in the float arena (same size) */
     TAKE(pos_mem, N);
@@ -132,13 +142,19 @@ static wick_status ensure_arena(wick_trainer *tr, int B, int T) {
     const model_config *c = &tr->model->cfg;
     const int half = c->head_dim / 2;
     for (int i = 0; i < B * T; i++) tr->pos[i] = i % T;   /* each sequence from position 0 */
-    for (int pos = 0; pos < T; pos++)
-        for (int i = 0; i < half; i++) {
-            float ang = (float)pos * tr->model->rope_inv_freq[i];   /* as the session does */
-            tr->rope_cos[(size_t)pos * half + i] = cosf(ang);
-            tr->rope_sin[(size_t)pos * half + i] = sinf(ang);
-            tr->rope_nsin[(size_t)pos * half + i] = -sinf(ang);
-        }
+    for (int t = 0; t < 2; t++) {
+        const float *inv = t ? tr->model->rope_inv_freq_local : tr->model->rope_inv_freq;
+        if (!inv) continue;
+        float *cs = t ? tr->rope_cos_l : tr->rope_cos, *sn = t ? tr->rope_sin_l : tr->rope_sin;
+        float *ns = t ? tr->rope_nsin_l : tr->rope_nsin;
+        for (int pos = 0; pos < T; pos++)
+            for (int i = 0; i < half; i++) {
+                float ang = (float)pos * inv[i];   /* as the session does */
+                cs[(size_t)pos * half + i] = cosf(ang);
+                sn[(size_t)pos * half + i] = sinf(ang);
+                ns[(size_t)pos * half + i] = -sinf(ang);
+            }
+    }
     return WICK_OK;
 }
 
@@ -226,7 +242,7 @@ static void attn_fwd(const model_config *c, int window, int T, const float *q, c
                      const float *v, float *P, float *out) {
     const int hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head, grp = nh / nkv;
     const int qd = nh * hd, kvd = nkv * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = c->attn_scale, cap = c->attn_softcap;
     for (int h = 0; h < nh; h++) {
         const int g = h / grp;
         float *S = P + (size_t)h * T * T;
@@ -235,6 +251,8 @@ static void attn_fwd(const model_config *c, int window, int T, const float *q, c
         for (int i = 0; i < T; i++) {
             float *pr = S + (size_t)i * T;
             const int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+            if (cap > 0) /* Gemma 2: (s / cap), tanh, times cap */
+                for (int j = j0; j <= i; j++) pr[j] = tanhf(pr[j] / cap) * cap;
             float mx = -INFINITY;
             for (int j = j0; j <= i; j++) mx = pr[j] > mx ? pr[j] : mx;
             float sum = 0;
@@ -253,13 +271,14 @@ static void attn_fwd(const model_config *c, int window, int T, const float *q, c
 
 /* Backward of attn_fwd for one sequence: dq, dk, dv (written, not accumulated); scratch
  * (T, T). Per head: dP = dO·Vᵀ, dV += Pᵀ·dO, dS = P∘(dP − rowsum(P∘dP))·scale,
- * dQ = dS·K, dK += dSᵀ·Q. */
+ * dQ = dS·K, dK += dSᵀ·Q. Soft-capped scores (Gemma 2) also multiply dS by 1 − tanh²(s/cap),
+ * with s recomputed into scratch2 (T, T). */
 static void attn_bwd(const model_config *c, int T, const float *q, const float *k,
                      const float *v, const float *P, const float *dout, float *dq, float *dk,
-                     float *dv, float *scratch) {
+                     float *dv, float *scratch, float *scratch2) {
     const int hd = c->head_dim, nh = c->n_head, nkv = c->n_kv_head, grp = nh / nkv;
     const int qd = nh * hd, kvd = nkv * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = c->attn_scale, cap = c->attn_softcap;
     memset(dk, 0, sizeof(float) * (size_t)T * kvd);
     memset(dv, 0, sizeof(float) * (size_t)T * kvd);
     for (int h = 0; h < nh; h++) {
@@ -270,12 +289,20 @@ static void attn_bwd(const model_config *c, int T, const float *q, const float *
                     v + (size_t)g * hd, kvd, 0.0f, dS, T);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, Ph, T, dOh, qd,
                     1.0f, dv + (size_t)g * hd, kvd);
+        if (cap > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q + (size_t)h * hd,
+                        qd, k + (size_t)g * hd, kvd, 0.0f, scratch2, T);
         for (int i = 0; i < T; i++) {
             const float *pr = Ph + (size_t)i * T;
             float *ds = dS + (size_t)i * T;
             float Di = 0;
             for (int j = 0; j <= i; j++) Di += pr[j] * ds[j];
             for (int j = 0; j < T; j++) ds[j] = pr[j] * (ds[j] - Di) * scale;
+            if (cap > 0)
+                for (int j = 0; j <= i; j++) {
+                    const float th = tanhf(scratch2[(size_t)i * T + j] / cap);
+                    ds[j] *= 1.0f - th * th;
+                }
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T,
                     k + (size_t)g * hd, kvd, 0.0f, dq + (size_t)h * hd, qd);
@@ -337,22 +364,25 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
        every activation kept in this layer's acts, attention per sequence saving P */
     float *x = tr->x_final;  /* running residual; each layer copies its input into acts */
     K->embed(ctx, x, &m->tok_embd, ids, N);
+    if (c->embed_scale > 0) K->axpy(ctx, x, c->embed_scale - 1.0f, x, (long)N * d); /* as forward.c */
     train_attend_ctx ta = {tr, B, T};
     const lora_run run = {0, N, tr->adapter ? tr->adapter->pairs : NULL, 1.0f};
     const layer_ctx lc = {.m = m, .ctx = ctx, .pos = tr->pos, .rope_cos = tr->rope_cos,
                           .rope_sin = tr->rope_sin, .runs = &run, .n_runs = tr->adapter ? 1 : 0,
+                          .rope_cos_local = tr->rope_cos_l, .rope_sin_local = tr->rope_sin_l,
                           .attend = train_attend, .attend_user = &ta};
     for (int l = 0; l < c->n_layer; l++) {
         train_layer_acts *a = &tr->acts[l];
         layer_bufs lb = {.x = x, .x_in = a->x_in, .x_mid = a->x_mid, .xn1 = a->xn1,
                          .xn2 = a->xn2, .q = a->q, .k = a->k, .v = a->v, .att = a->att,
-                         .q_raw = a->q_raw, .k_raw = a->k_raw,
+                         .q_raw = a->q_raw, .k_raw = a->k_raw, .o_raw = a->o_raw, .d_raw = a->d_raw,
                          .gate = a->g, .up = a->u, .h = a->h, .tmp = tr->dxn,
                          .lora_keep = a->t, .lora_t = tr->dt};
         layer_forward(&lc, l, &lb, N);
     }
     K->rmsnorm(ctx, tr->xn_final, x, m->final_norm, N, d, c->norm_eps);
     K->matmul(ctx, tr->logits, tr->xn_final, &m->lm_head, NULL, N);
+    if (c->final_softcap > 0) K->softcap(ctx, tr->logits, (long)N * V, c->final_softcap);
     if (logits_out) memcpy(logits_out, tr->logits, sizeof(float) * (size_t)N * V);
 
     /* loss: row (b, t) predicts label (b, t+1); dlogits overwrite the logits */
@@ -382,9 +412,15 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
             const double lse = mx + log(se);
             sum += lse - row[y];
             /* d(mean CE)/dlogit = (softmax − onehot) / cnt, times the caller's scale */
-            const float f = gs * inv_cnt, lsef = (float)lse;
-            for (int64_t j = 0; j < V; j++) row[j] = expf(row[j] - lsef) * f;
-            row[y] -= f;
+            const float f = gs * inv_cnt, lsef = (float)lse, cap = c->final_softcap;
+                    for (int64_t j = 0; j < V; j++) {
+                float g = expf(row[j] - lsef) * f - (j == y ? f : 0.0f);
+                if (cap > 0) { /* through Gemma 2's final cap: y = cap·tanh(z/cap), dy/dz = 1 − (y/cap)² */
+                    const float r = row[j] / cap;
+                    g *= 1.0f - r * r;
+                }
+                row[j] = g;
+            }
         }
     if (loss_out) *loss_out = cnt ? (float)(sum / (double)cnt) : 0.0f;
     if (n_targets) *n_targets = cnt;
@@ -402,29 +438,56 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
     for (int l = c->n_layer - 1; l >= 0; l--) {
         const layer_weights *w = &m->layers[l];
         const train_layer_acts *a = &tr->acts[l];
-        /* MLP block: x_out = x_mid + down(h) */
+        /* MLP block: x_out = x_mid + down(h) (Gemma: + rmsnorm(down(h))) */
+        const float *dy = dx;
+        if (w->post_mlp_norm) {
+            memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
+            rmsnorm_bwd(tr->dxn, NULL, dx, a->d_raw, w->post_mlp_norm, N, d, c->norm_eps);
+            dy = tr->dxn;
+        }
         memset(tr->dh, 0, sizeof(float) * (size_t)N * ff);
-        proj_bwd(tr, l, LORA_DOWN, &w->w_down, tr->dh, dx, a->h, a->t[LORA_DOWN], N);
-        for (size_t i = 0; i < (size_t)N * ff; i++) {
-            const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
-            tr->du[i] = tr->dh[i] * g * sg;
-            tr->dg[i] = tr->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
+        proj_bwd(tr, l, LORA_DOWN, &w->w_down, tr->dh, dy, a->h, a->t[LORA_DOWN], N);
+        if (c->act == ACT_GELU_TANH) {
+            /* h = gelu(g)·u, gelu(g) = g/2·(1 + tanh(β(g + κg³))) */
+            const float beta = 0.7978845608028654f, kappa = 0.044715f;
+            for (size_t i = 0; i < (size_t)N * ff; i++) {
+                const float g = a->g[i], th = tanhf(beta * (g + kappa * g * g * g));
+                const float ge = 0.5f * g * (1.0f + th);
+                const float dge = 0.5f * (1.0f + th) + 0.5f * g * (1.0f - th * th) * beta * (1.0f + 3.0f * kappa * g * g);
+                tr->du[i] = tr->dh[i] * ge;
+                tr->dg[i] = tr->dh[i] * a->u[i] * dge;
+            }
+        } else {
+            for (size_t i = 0; i < (size_t)N * ff; i++) {
+                const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
+                tr->du[i] = tr->dh[i] * g * sg;
+                tr->dg[i] = tr->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
+            }
         }
         memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
         proj_bwd(tr, l, LORA_GATE, &w->w_gate, tr->dxn, tr->dg, a->xn2, a->t[LORA_GATE], N);
         proj_bwd(tr, l, LORA_UP, &w->w_up, tr->dxn, tr->du, a->xn2, a->t[LORA_UP], N);
         rmsnorm_bwd(dx, tr->full ? tr->lg[l].mlp_norm : NULL, tr->dxn, a->x_mid, w->mlp_norm, N,
                     d, c->norm_eps);
-        /* attention block: x_mid = x_in + o(att) */
+        /* attention block: x_mid = x_in + o(att) (Gemma: + rmsnorm(o(att))) */
+        dy = dx;
+        if (w->post_attn_norm) {
+            memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
+            rmsnorm_bwd(tr->dxn, NULL, dx, a->o_raw, w->post_attn_norm, N, d, c->norm_eps);
+            dy = tr->dxn;
+        }
         memset(tr->datt, 0, sizeof(float) * (size_t)N * qd);
-        proj_bwd(tr, l, LORA_O, &w->wo, tr->datt, dx, a->att, a->t[LORA_O], N);
+        proj_bwd(tr, l, LORA_O, &w->wo, tr->datt, dy, a->att, a->t[LORA_O], N);
         for (int b = 0; b < B; b++) {
             const size_t oq = (size_t)b * T * qd, ok = (size_t)b * T * kvd;
             attn_bwd(c, T, a->q + oq, a->k + ok, a->v + ok, a->p + (size_t)b * c->n_head * T * T,
-                     tr->datt + oq, tr->dq + oq, tr->dk + ok, tr->dv + ok, tr->ds);
-            /* RoPE is a rotation: its transpose rotates by −angle */
-            rope(ctx, tr->dq + oq, T, c->n_head, hd, c->rot_dim, tr->pos, tr->rope_cos, tr->rope_nsin);
-            rope(ctx, tr->dk + ok, T, c->n_kv_head, hd, c->rot_dim, tr->pos, tr->rope_cos, tr->rope_nsin);
+                     tr->datt + oq, tr->dq + oq, tr->dk + ok, tr->dv + ok, tr->ds, tr->ds2);
+            /* RoPE is a rotation: its transpose rotates by −angle (Gemma 3's sliding layers:
+               their own tables) */
+            const bool loc = w->rope_local && tr->rope_cos_l;
+            const float *rc = loc ? tr->rope_cos_l : tr->rope_cos, *rn = loc ? tr->rope_nsin_l : tr->rope_nsin;
+            rope(ctx, tr->dq + oq, T, c->n_head, hd, c->rot_dim, tr->pos, rc, rn);
+            rope(ctx, tr->dk + ok, T, c->n_kv_head, hd, c->rot_dim, tr->pos, rc, rn);
         }
         /* per-head q/k norm (Qwen3): back to the projections' outputs; datt is free again */
         float *dq = tr->dq, *dk = tr->dk;

@@ -58,6 +58,7 @@ typedef struct train_layer_acts {
     float *xn1;             /* (N, d) attention RMSNorm output */
     float *q, *k, *v;       /* (N, qd), (N, kvd) x2, q/k after RoPE */
     float *q_raw, *k_raw;   /* (N, qd), (N, kvd): q/k before the per-head norm (qk_norm), else NULL */
+    float *o_raw, *d_raw;   /* (N, d) x2: Gemma's block outputs before their norms, else NULL */
     float *p;               /* (batch, n_head, T, T) attention probabilities */
     float *att;             /* (N, qd) attention output (o_proj input) */
     float *x_mid;           /* (N, d) residual after the attention block */
@@ -100,6 +101,8 @@ struct wick_trainer {
     float *dx, *dxn, *dq, *dk, *dv, *datt, *dg, *du, *dh, *dt, *wrow;
     float *ds;                  /* (T, T) attention backward scratch */
     float *dk_raw;              /* (N, kvd) gradient at k before its per-head norm (qk_norm) */
+    float *ds2;                 /* (T, T) recomputed scores for soft-capping's backward, or NULL */
+    float *rope_cos_l, *rope_sin_l, *rope_nsin_l; /* Gemma 3 sliding layers' tables, or NULL */
     int32_t *pos;               /* (N) position of each row: row i of a sequence is at i */
 };
 

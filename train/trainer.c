@@ -285,9 +285,10 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
     if (!kernels_is_host(model->kern))
         return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: the model is on %s; "
                        "training runs on the CPU only in this version", model->kern->name);
-    if (family_get(model->cfg.arch)->no_train)
-        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: training %s models is not "
-                       "supported yet", model->cfg.architecture);
+    if (family_get(model->cfg.arch)->no_train || family_get(model->cfg.arch)->no_full_train)
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: full training of %s models is "
+                       "not supported yet%s", model->cfg.architecture,
+                       family_get(model->cfg.arch)->no_train ? "" : " (LoRA training is)");
     if (model->free_self)
         return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: a merged-adapter handle "
                        "borrows its base's weights; save it and load the result to train it");
