@@ -27,6 +27,7 @@ int cmd_train(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_tokenizer_train(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_search(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int bench_stream(int argc, char **argv); /* cli/bench_stream.c */
 

@@ -224,6 +224,31 @@ else fail "MPNet + Dense embedding is not 32 floats: $(cut -c1-80 "$tmp/out")"; 
 run "info on an MPNet folder" 0 "$W" info "$A"
 has "$tmp/out" "MPNetModel" "info names MPNet"
 has "$tmp/out" "dim 32" "info shows the Dense width as the embedding dim"
+# --dim (Matryoshka, renormalised), --quantize, --index + wick search
+run "embed --dim 8" 0 "$W" embed -m "$A" --text "a test" --dim 8 -t 1
+if [ "$(tr -cd , < "$tmp/out" | wc -c)" -eq 7 ]; then pass "--dim 8 gives 8 floats"; else fail "--dim 8: $(cut -c1-80 "$tmp/out")"; fi
+if python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert abs(sum(x*x for x in v)-1) < 1e-5' "$tmp/out" 2> /dev/null
+then pass "--dim renormalises"; else fail "--dim 8 row is not unit length"; fi
+run "embed --dim beyond the model" 2 "$W" embed -m "$A" --text x --dim 33
+has "$tmp/err" "more than the model's 32 values" "--dim too large is explained"
+run "embed --quantize binary" 0 "$W" embed -m "$A" --text "a" --text "b" --quantize binary -t 1
+if [ "$(head -n 1 "$tmp/out" | tr -cd , | wc -c)" -eq 3 ]; then pass "binary packs 32 values into 4 bytes"; else fail "binary: $(head -n 1 "$tmp/out")"; fi
+run "embed --quantize int8" 0 "$W" embed -m "$A" --text "a" --text "b" --quantize int8 -t 1
+has "$tmp/out" "127" "int8 codes reach the top of the range"
+run "embed --quantize junk" 2 "$W" embed -m "$A" --text a --quantize int4
+printf 'the cat sat on the mat\nbread and wine\n"quoted" line\n' > "$tmp/corpus.txt"
+run "embed --index" 0 "$W" embed -m "$A" --file "$tmp/corpus.txt" --index "$tmp/ix" -t 1
+run "embed --index over an existing one" 1 "$W" embed -m "$A" --file "$tmp/corpus.txt" --index "$tmp/ix" -t 1
+has "$tmp/err" "--force replaces it" "an existing index is kept without --force"
+run "search" 0 "$W" search --index "$tmp/ix" -k 2 --json "the cat" -t 1
+n=$(wc -l < "$tmp/out")
+[ "$n" = 2 ] && pass "search -k 2 prints 2 results" || fail "search printed $n lines"
+head -n 1 "$tmp/out" > "$tmp/s1.json" && json "$tmp/s1.json" "search --json lines are JSON"
+run "search the index's own text" 0 "$W" search --index "$tmp/ix" -k 1 --json '"quoted" line' -t 1
+has "$tmp/out" '"text":"\"quoted\" line"' "a stored text comes back exactly (quotes included)"
+has "$tmp/out" '"rank":1' "results are ranked"
+run "search a missing index" 1 "$W" search --index "$tmp/nope" "x"
+has "$tmp/err" "is $tmp/nope an index" "a missing index is explained"
 if [ -d "$FIX/tiny-llama" ] && [ -d "$FIX/tiny-qwen2-lora/adapter_a" ]; then
   run "Qwen2 adapter on a LLaMA base" 1 "$W" logits -m "$FIX/tiny-llama" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
   has "$tmp/err" "Qwen2ForCausalLM" "the mismatch names the adapter's base architecture"
