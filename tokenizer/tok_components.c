@@ -145,6 +145,12 @@ static wick_status read_norm(const char *file, const char *path, const cJSON *o,
         nm->chinese = jbool(o, "handle_chinese_chars", true);
         nm->lowercase = jbool(o, "lowercase", true);
         nm->strip_accents = jbool(o, "strip_accents", nm->lowercase);  /* null: follows lowercase */
+    } else if (!strcmp(ty, "Precompiled")) {
+        nm->kind = NORM_PRECOMPILED;
+        const char *b = jstr(o, "precompiled_charsmap");
+        snprintf(sub, sizeof sub, "%s.precompiled_charsmap", path);
+        if (!b) return err_set(WICK_ERR_FORMAT, "%s: %s: expected a base64 string", file, sub);
+        return tok_charsmap_parse(file, sub, b, &nm->cmap);
     } else if (!strcmp(ty, "Sequence")) {
         nm->kind = NORM_SEQ;
         if (depth >= TOK_MAX_NESTING) return too_deep(file, path);

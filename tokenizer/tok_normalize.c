@@ -1,10 +1,10 @@
 /* tok_normalize.c — the normalizers of tokenizer.json (NFC/NFD/NFKC/NFKD, Lowercase,
- * StripAccents, Replace, Prepend, BertNormalizer, Strip, Sequence), applied to one segment of
- * text. Offsets/alignments are not tracked. Invalid UTF-8 bytes are passed through untouched
+ * StripAccents, Replace, Prepend, BertNormalizer, Strip, Sequence, and Precompiled through
+ * tok_precompiled.c), applied to one segment of text. Offsets/alignments are not tracked. Invalid UTF-8 bytes are passed through untouched
  * (HF cannot receive them at all, since its input is a Rust &str); Unicode operations apply to
  * the valid runs between them. Output is capped (tok_normalize's max): Replace and Prepend are
- * checked as they write, the bounded-ratio forms after each step. Not here: Precompiled
- * (SentencePiece charsmap), NMT. */
+ * checked as they write (Precompiled too), the bounded-ratio forms after each step.
+ * Not here: NMT. */
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -238,6 +238,8 @@ static bool normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out,
         tok_buf_free(&t2);
         return ok;
     }
+    case NORM_PRECOMPILED:
+        return tok_charsmap_apply(&nm->cmap, s, n, out, max, over);
     case NORM_SEQ: {
         tok_buf a = {0}, b = {0};
         bool ok = tok_buf_put(&a, s, n);
@@ -273,6 +275,7 @@ void tok_norm_free(tok_norm *nm) {
     free(nm->str);
     free(nm->str2);
     tok_regex_free(&nm->re);
+    tok_charsmap_free(&nm->cmap);
     for (int i = 0; i < nm->nsub; i++) tok_norm_free(&nm->sub[i]);
     free(nm->sub);
 }
