@@ -176,8 +176,12 @@ wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, to
     return read_norm(file, path, o, nm, 0);
 }
 
-/* \w+|[^\w\s]+ (HF Whitespace) and the GPT-2 word pattern (ByteLevel use_regex). */
-static const char *RE_WHITESPACE = "\\w+|[^\\w\\s]+";
+/* HF Whitespace is \w+|[^\w\s]+ in Rust's regex, whose Unicode \w is Alphabetic, marks, Nd,
+ * Pc and Join_Control (PCRE2's UCP \w is L, N and underscore: it split Devanagari vowel signs
+ * and ZWJ emoji sequences off their words and joined "i²"), and whose \s is White_Space.
+ * Then the GPT-2 word pattern (ByteLevel use_regex). */
+#define RUST_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
+static const char *RE_WHITESPACE = "[" RUST_W "]+|[^" RUST_W "\\p{White_Space}]+";
 static const char *RE_GPT2 =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
