@@ -134,7 +134,10 @@ static void check_golden(const char *name, const char *tok_path, const char *gol
             n_dec++;
             size_t ol = 0;
             st = wick_detokenize(t, ids, (size_t)k, false, buf, 1 << 20, &ol);
-            if (!st && !strcmp(buf, dec->valuestring)) ok_dec++;
+            /* cJSON cuts a string at \u0000: then only the part before it is compared */
+            size_t dl = strlen(dec->valuestring);
+            bool cut = memchr(in, 0, n) != NULL;
+            if (!st && (cut ? ol >= dl : ol == dl) && !memcmp(buf, dec->valuestring, dl)) ok_dec++;
             else fprintf(stderr, "%s/%s: decoded '%s', golden '%s'\n", name, cname, st ? "?" : buf,
                          dec->valuestring);
         }
