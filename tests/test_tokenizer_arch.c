@@ -8,8 +8,8 @@
  *    text;
  *  - small hand-made tokenizers whose answers follow from the rules (Viterbi best sum, HF's
  *    strict tie rule, fused unknowns, byte fallback, the charsmap's shortest key per grapheme),
- *    because the converted Unigram goldens hold tiny vocabularies (see the report in
- *    tests/data/arch: transformers 5 ignored the .model file), and no Precompiled map;
+ *    because the converted Unigram goldens hold tiny vocabularies (4 and 5 pieces: the
+ *    transformers that made them ignored the SentencePiece .model file) and no Precompiled map;
  *  - malformed Unigram models and charsmaps fail to load with a message naming the field.
  * The charsmaps below are Darts double arrays built for this test (A -> a, U+FB01 -> fi,
  * e + U+0301 -> U+00E9), base64 as tokenizer.json holds them. */
