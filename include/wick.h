@@ -297,8 +297,8 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_l
  *  - Sequences of normalizers, pre-tokenizers, decoders or post-processors nest at most 16
  *    deep, and a decoder chain has at most 64 decoders once Sequences are flattened.
  *  - a Unigram model has at least one piece and an unk_id (an index of model.vocab), every
- *    score is a finite number, and no piece is longer than 4096 bytes: a word costs
- *    O(its bytes x the longest piece) time and 20 bytes of scratch per byte.
+ *    score is a finite number, and no piece is longer than 1024 bytes: a word costs
+ *    O(its bytes x the longest piece) time (HF's cost too) and 20 bytes of scratch per byte.
  *  - a Precompiled normalizer's precompiled_charsmap decodes to at most 16 MiB; its trie is
  *    walked at load and every index and string offset checked, the strings are UTF-8. */
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out);

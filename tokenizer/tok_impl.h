@@ -173,8 +173,10 @@ typedef struct tok_added {
 typedef enum { MODEL_BPE, MODEL_WORDPIECE, MODEL_UNIGRAM, MODEL_WORDLEVEL } tok_model_kind;
 
 /* Longest Unigram piece, bytes: the Viterbi pass walks the piece trie from every position of
- * a word, so a word costs O(bytes x longest piece); real vocabularies stay under ~100 bytes. */
-#define TOK_UNIGRAM_MAX_PIECE 4096
+ * a word, so a word costs O(bytes x longest piece) (every match is a lattice edge, so no
+ * algorithm does better). SentencePiece's default max_piece_length is 16 characters (at most
+ * 64 bytes); a hostile file with a 1024-byte piece costs up to 1024 trie steps per byte. */
+#define TOK_UNIGRAM_MAX_PIECE 1024
 
 struct wick_tokenizer {
     /* vocabulary: id -> string (NUL-terminated, in `strs`), string -> id */
