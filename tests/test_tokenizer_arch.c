@@ -352,7 +352,24 @@ static void test_bad_files(void **state) {
                       "model.unk_id");
     expect_load_error("{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", 1e999]]}}",
                       1, "model.vocab[0]");
-    char *j = with_charsmap("not base64!");
+    char big[1200];
+    memset(big, 'a', 1025);
+    big[1025] = 0;
+    char *j = malloc(2048);
+    assert_non_null(j);
+    snprintf(j, 2048, "{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", 0], "
+             "[\"%s\", -1]]}}", big);
+    expect_load_error(j, 2, "model.vocab[1]", "at most 1024");
+    big[1024] = 0;  /* the longest piece allowed: one piece (-1) beats 1024 a's (-1024) */
+    snprintf(j, 2048, "{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0], "
+             "[\"a\", -1], [\"%s\", -1]]}}", big);
+    wick_tokenizer *t = load_json(j);
+    int32_t id;
+    assert_int_equal(wick_tokenize(t, big, 1024, false, &id, 1), 1);
+    assert_int_equal(id, 2);
+    wick_tokenizer_free(t);
+    free(j);
+    j = with_charsmap("not base64!");
     expect_load_error(j, 2, "normalizer.precompiled_charsmap", "base64");
     free(j);
     j = with_charsmap(CMAP_TRUNC);
