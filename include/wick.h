@@ -274,7 +274,8 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_l
                               float *logits);
 
 /* ------------------------------------------------------------------------------------------
- * Tokenizer: Hugging Face tokenizer.json (BPE, WordPiece), or a BERT vocab.txt.
+ * Tokenizer: Hugging Face tokenizer.json (BPE, WordPiece, Unigram, WordLevel), or a BERT
+ * vocab.txt.
  * A tokenizer is immutable after loading and may be shared by threads.
  * ---------------------------------------------------------------------------------------- */
 
@@ -294,7 +295,12 @@ wick_status wick_session_eval(wick_session *s, const int32_t *ids, int n, wick_l
  *    WICK_ERR_FORMAT), nor a Replace decoder write more than 64 bytes per byte of the tokens
  *    (detokenizing fails); real ones grow text at most 11-fold (NFKC) and decoders shrink it.
  *  - Sequences of normalizers, pre-tokenizers, decoders or post-processors nest at most 16
- *    deep, and a decoder chain has at most 64 decoders once Sequences are flattened. */
+ *    deep, and a decoder chain has at most 64 decoders once Sequences are flattened.
+ *  - a Unigram model has at least one piece and an unk_id (an index of model.vocab), every
+ *    score is a finite number, and no piece is longer than 1024 bytes: a word costs
+ *    O(its bytes x the longest piece) time (HF's cost too) and 20 bytes of scratch per byte.
+ *  - a Precompiled normalizer's precompiled_charsmap decodes to at most 16 MiB; its trie is
+ *    walked at load and every index and string offset checked, the strings are UTF-8. */
 wick_status wick_tokenizer_load(const char *path, wick_tokenizer **out);
 void wick_tokenizer_free(wick_tokenizer *tok);
 

@@ -285,13 +285,14 @@ static void test_malformed(void **st) {
     expect_load_error("{not json", WICK_ERR_FORMAT, "not valid JSON");
     expect_load_error("[1,2]", WICK_ERR_FORMAT, "top level");
     expect_load_error("{\"added_tokens\":[]}", WICK_ERR_FORMAT, "model: missing");
-    expect_load_error("{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", WICK_ERR_UNSUPPORTED, "model: unsupported type 'Unigram'");
+    expect_load_error("{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[]}}", WICK_ERR_FORMAT, "model.vocab: empty");
+    expect_load_error("{\"model\":{\"type\":\"Foo\",\"vocab\":[]}}", WICK_ERR_UNSUPPORTED, "model: unsupported type 'Foo'");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[\"a b\"]}}", WICK_ERR_FORMAT, "model.merges[0]");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
                       "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\"},{\"type\":\"UnicodeScripts\"}]}}",
                       WICK_ERR_UNSUPPORTED, "pre_tokenizer.pretokenizers[1]: unsupported type 'UnicodeScripts'");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"Precompiled\"}}",
-                      WICK_ERR_UNSUPPORTED, "normalizer: unsupported type 'Precompiled'");
+                      WICK_ERR_FORMAT, "normalizer.precompiled_charsmap: expected a base64 string");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"decoder\":{\"type\":\"CTC\"}}",
                       WICK_ERR_UNSUPPORTED, "decoder: unsupported type 'CTC'");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"

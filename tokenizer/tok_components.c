@@ -145,6 +145,12 @@ static wick_status read_norm(const char *file, const char *path, const cJSON *o,
         nm->chinese = jbool(o, "handle_chinese_chars", true);
         nm->lowercase = jbool(o, "lowercase", true);
         nm->strip_accents = jbool(o, "strip_accents", nm->lowercase);  /* null: follows lowercase */
+    } else if (!strcmp(ty, "Precompiled")) {
+        nm->kind = NORM_PRECOMPILED;
+        const char *b = jstr(o, "precompiled_charsmap");
+        snprintf(sub, sizeof sub, "%s.precompiled_charsmap", path);
+        if (!b) return err_set(WICK_ERR_FORMAT, "%s: %s: expected a base64 string", file, sub);
+        return tok_charsmap_parse(file, sub, b, &nm->cmap);
     } else if (!strcmp(ty, "Sequence")) {
         nm->kind = NORM_SEQ;
         if (depth >= TOK_MAX_NESTING) return too_deep(file, path);
@@ -170,8 +176,12 @@ wick_status tok_read_norm(const char *file, const char *path, const cJSON *o, to
     return read_norm(file, path, o, nm, 0);
 }
 
-/* \w+|[^\w\s]+ (HF Whitespace) and the GPT-2 word pattern (ByteLevel use_regex). */
-static const char *RE_WHITESPACE = "\\w+|[^\\w\\s]+";
+/* HF Whitespace is \w+|[^\w\s]+ in Rust's regex, whose Unicode \w is Alphabetic, marks, Nd,
+ * Pc and Join_Control (PCRE2's UCP \w is L, N and underscore: it split Devanagari vowel signs
+ * and ZWJ emoji sequences off their words and joined "i²"), and whose \s is White_Space.
+ * Then the GPT-2 word pattern (ByteLevel use_regex). */
+#define RUST_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
+static const char *RE_WHITESPACE = "[" RUST_W "]+|[^" RUST_W "\\p{White_Space}]+";
 static const char *RE_GPT2 =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 

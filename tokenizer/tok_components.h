@@ -19,4 +19,9 @@ wick_status tok_read_dec(const char *file, const char *path, const cJSON *o, tok
 /* Accumulates into pp (Sequence processors wrap one another). */
 wick_status tok_read_post(const char *file, const char *path, const cJSON *o, tok_post *pp);
 
+/* tok_unigram.c: reads model (type Unigram) into t: vocab, scores, piece trie, unk_id,
+ * byte_fallback. n_added: entries of added_tokens; *limit receives tok_id_limit. */
+wick_status tok_unigram_load(wick_tokenizer *t, const char *file, const cJSON *model,
+                             size_t n_added, int64_t *limit);
+
 #endif

@@ -4,10 +4,10 @@
  * returns them):
  *   raw bytes -> added-token split (non-normalized tokens on raw text) -> normalizer per
  *   segment -> added-token split (normalized tokens) -> pre-tokenizer -> model (BPE /
- *   WordPiece) -> post-processor (only with add_special).
+ *   WordPiece / Unigram / WordLevel) -> post-processor (only with add_special).
  * Decoding: ids -> token strings -> decoder chain, run as a streaming machine so the batch
  * detokenizer and the streaming one are the same code (tok_decode.c).
- * Not here: truncation, padding, offsets, Unigram/WordLevel models. */
+ * Not here: truncation, padding, offsets. */
 #ifndef WICK_TOK_IMPL_H
 #define WICK_TOK_IMPL_H
 #include <stdatomic.h>
@@ -91,10 +91,18 @@ typedef struct tok_regex {
     pcre2_code *code;
 } tok_regex;
 
+/* ---- SentencePiece's precompiled_charsmap (tok_precompiled.c) ---- */
+typedef struct tok_charsmap {
+    uint32_t *units;           /* Darts double-array trie, (n_units) */
+    size_t n_units;
+    char *strs;                /* NUL-separated replacement strings, (n_strs) bytes */
+    size_t n_strs;
+} tok_charsmap;
+
 /* ---- normalizers ---- */
 typedef enum {
     NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_LOWER, NORM_STRIP_ACCENTS, NORM_REPLACE,
-    NORM_PREPEND, NORM_BERT, NORM_STRIP, NORM_SEQ
+    NORM_PREPEND, NORM_BERT, NORM_STRIP, NORM_SEQ, NORM_PRECOMPILED
 } tok_norm_kind;
 typedef struct tok_norm {
     tok_norm_kind kind;
@@ -104,6 +112,7 @@ typedef struct tok_norm {
     bool left, right;          /* Strip */
     struct tok_norm *sub;      /* Sequence */
     int nsub;
+    tok_charsmap cmap;         /* Precompiled (an empty map copies the text) */
 } tok_norm;
 
 /* ---- pre-tokenizers ---- */
@@ -161,7 +170,13 @@ typedef struct tok_added {
     bool special, lstrip, rstrip, single_word, normalized;
 } tok_added;
 
-typedef enum { MODEL_BPE, MODEL_WORDPIECE } tok_model_kind;
+typedef enum { MODEL_BPE, MODEL_WORDPIECE, MODEL_UNIGRAM, MODEL_WORDLEVEL } tok_model_kind;
+
+/* Longest Unigram piece, bytes: the Viterbi pass walks the piece trie from every position of
+ * a word, so a word costs O(bytes x longest piece) (every match is a lattice edge, so no
+ * algorithm does better). SentencePiece's default max_piece_length is 16 characters (at most
+ * 64 bytes); a hostile file with a 1024-byte piece costs up to 1024 trie steps per byte. */
+#define TOK_UNIGRAM_MAX_PIECE 1024
 
 struct wick_tokenizer {
     /* vocabulary: id -> string (NUL-terminated, in `strs`), string -> id */
@@ -185,6 +200,15 @@ struct wick_tokenizer {
     /* WordPiece */
     char *wp_prefix;
     int wp_max_chars;
+    /* Unigram: score per model id, (ug_n); a byte trie of the pieces like the added-token
+     * matcher below (ug_root: the root's children, ug_edges: (node, byte) -> child in the
+     * rank field, ug_term[node]: model id of the piece ending there or -1). */
+    double *ug_score;
+    int32_t ug_n;
+    double ug_unk_score;       /* lowest score - 10, HF's penalty for an unknown character */
+    tok_pmap ug_edges;
+    int32_t *ug_term;
+    int32_t ug_root[256];
 
     tok_norm *norm;            /* NULL: none */
     tok_pre *pre;              /* NULL: none */
@@ -257,12 +281,33 @@ void tok_pre_free(tok_pre *pre);
 
 /* tok_model.c: appends the ids of one pre-tokenized word. */
 typedef struct tok_scratch tok_scratch;
+/* Unigram's per-word lattice: for each byte position, the best path ending there. */
+typedef struct tok_lattice {
+    double *score;             /* (n + 1) */
+    int32_t *start, *id;       /* (n + 1): where the last piece starts, its id; start -1 unset */
+    int32_t *ends;             /* (n + 1): the best path's piece ends, last first */
+    size_t cap;
+} tok_lattice;
 tok_scratch *tok_scratch_new(void);
 void tok_scratch_free(tok_scratch *s);
 bool tok_model_word(const wick_tokenizer *t, const char *w, size_t n, tok_scratch *sc,
                     int32_t **ids, size_t *nids, size_t *cap);
 
+/* tok_unigram.c (its loader is in tok_components.h): encodes one word by Viterbi. */
+bool tok_unigram_word(const wick_tokenizer *t, const char *w, size_t n, tok_lattice *lat,
+                      int32_t **ids, size_t *nids, size_t *cap);
+void tok_unigram_free(wick_tokenizer *t);
+
+/* tok_precompiled.c: decodes and checks a base64 precompiled_charsmap (`path` names the field
+ * in errors); applies it to one segment (output capped at max as tok_normalize). */
+wick_status tok_charsmap_parse(const char *file, const char *path, const char *b64, tok_charsmap *cm);
+bool tok_charsmap_apply(const tok_charsmap *cm, const char *s, size_t n, tok_buf *out, size_t max,
+                        bool *over);
+void tok_charsmap_free(tok_charsmap *cm);
+
 /* tok_load.c */
+/* Grows the id tables (id_str, id_len, is_special) so that ids below n are valid. */
+bool tok_ensure_ids(wick_tokenizer *t, int32_t n);
 uint32_t tok_utf8_decode(const unsigned char *s, size_t n, size_t *adv);  /* 0xFFFFFFFF bad */
 size_t tok_utf8_encode(uint32_t cp, char *out);
 /* Unicode White_Space (Rust char::is_whitespace); false for 0xFFFFFFFF. */

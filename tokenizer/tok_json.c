@@ -4,7 +4,7 @@
  * Building a cJSON tree for them costs two allocations per entry (about 600k for a 150k
  * vocabulary) and most of the load time; here they are decoded straight from the file text
  * into one string arena. Only the well-formed common shape is handled: anything else (other
- * value types, a \u0000 escape, a lone surrogate, bad syntax) makes these functions return
+ * value types, a lone surrogate, bad syntax) makes these functions return
  * false, and the loader then reads the whole file through cJSON as before, which reports the
  * error with its usual message. Not here: any other part of tokenizer.json. */
 #include <stdlib.h>
@@ -157,7 +157,8 @@ static bool decode_string(const char *s, size_t n, size_t *i, tok_buf *ar, uint3
                 j += 6;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }
-            if (cp == 0) return false;  /* cJSON would cut the string here */
+            /* \u0000 is kept (strings carry lengths): WordLevel vocabularies trained on text
+             * with control characters hold such tokens. cJSON, the slow path, cuts there. */
             char u[4];
             if (!tok_buf_put(ar, u, tok_utf8_encode(cp, u))) return false;
             continue;

@@ -1,7 +1,8 @@
 /* tok_load.c — wick_tokenizer_load/free: reads tokenizer.json (model, vocab, merges, added
  * tokens, and via tok_components.c the pipeline components), or a BERT vocab.txt, plus
  * tokenizer_config.json beside it (chat template, special token strings, do_lower_case).
- * Not here: Unigram / WordLevel models, truncation and padding settings (ignored). */
+ * Models: BPE and WordPiece here, WordLevel here (its vocab reads like BPE's), Unigram in
+ * tok_unigram.c. Not here: truncation and padding settings (ignored). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ void wick_tokenizer_free(wick_tokenizer *t) {
     free(t->is_special);
     tok_smap_free(&t->vocab);
     tok_pmap_free(&t->merges);
+    tok_unigram_free(t);
     free(t->cont_prefix);
     free(t->eow_suffix);
     free(t->wp_prefix);
@@ -56,7 +58,7 @@ void wick_tokenizer_free(wick_tokenizer *t) {
 }
 
 /* Grows the id tables so that `id` is valid. */
-static bool ensure_ids(wick_tokenizer *t, int32_t n) {
+bool tok_ensure_ids(wick_tokenizer *t, int32_t n) {
     if (n <= t->n_ids) return true;
     char **s = realloc(t->id_str, (size_t)n * sizeof *s);
     if (!s) return false;
@@ -121,7 +123,7 @@ static wick_status finish_added(wick_tokenizer *t, const char *file) {
     int32_t top = t->n_ids;  /* grow the id tables once, not once per new id */
     for (int i = 0; i < t->nadded; i++)
         if (t->added[i].id + 1 > top) top = t->added[i].id + 1;
-    if (!ensure_ids(t, top)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
+    if (!tok_ensure_ids(t, top)) return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     for (int i = 0; i < t->nadded; i++) {
         tok_added *a = &t->added[i];
         if (!t->id_str[a->id]) {
@@ -222,7 +224,7 @@ static wick_status read_vocab_obj(wick_tokenizer *t, const char *file, const cJS
         if (id > maxid) maxid = id;
     }
     t->strs = malloc(total ? total : 1);
-    if (!t->strs || !tok_smap_init(&t->vocab, n + 1024) || !ensure_ids(t, (int32_t)(maxid + 1)))
+    if (!t->strs || !tok_smap_init(&t->vocab, n + 1024) || !tok_ensure_ids(t, (int32_t)(maxid + 1)))
         return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     char *p = t->strs;
     for (const cJSON *e = vocab->child; e; e = e->next) {
@@ -301,7 +303,7 @@ static wick_status read_vocab_fast(wick_tokenizer *t, const char *file, tok_jstr
         }
         if (e->num > maxid) maxid = e->num;
     }
-    if (!tok_smap_init(&t->vocab, jv->n + 1024) || !ensure_ids(t, (int32_t)(maxid + 1)))
+    if (!tok_smap_init(&t->vocab, jv->n + 1024) || !tok_ensure_ids(t, (int32_t)(maxid + 1)))
         return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     t->strs = jv->arena.p;  /* the tokenizer owns the arena from here on */
     jv->arena = (tok_buf){0};
@@ -429,6 +431,14 @@ static wick_status read_model(wick_tokenizer *t, const char *file, const cJSON *
         /* no text reaches INT32_MAX characters, so larger limits all mean "none" */
         t->wp_max_chars = m > INT32_MAX ? INT32_MAX : (int)m;
         if (!unk) unk = "[UNK]";
+    } else if (!strcmp(ty, "WordLevel")) {
+        t->model = MODEL_WORDLEVEL;
+        if (!unk) unk = "<unk>";  /* HF's default */
+    } else if (!strcmp(ty, "Unigram")) {
+        t->model = MODEL_UNIGRAM;
+        wick_status st = tok_unigram_load(t, file, model, n_added, limit);
+        if (!st) index_vocab(t);
+        return st;
     } else {
         return err_set(WICK_ERR_UNSUPPORTED, "%s: model: unsupported type '%s'", file, ty);
     }
@@ -523,7 +533,7 @@ static wick_status read_vocab_txt(wick_tokenizer *t, const char *file, bool lowe
     if (st) return st;
     size_t nlines = 1;
     for (size_t i = 0; i < len; i++) nlines += t->strs[i] == '\n';
-    if (!tok_smap_init(&t->vocab, nlines) || !ensure_ids(t, (int32_t)nlines))
+    if (!tok_smap_init(&t->vocab, nlines) || !tok_ensure_ids(t, (int32_t)nlines))
         return err_set(WICK_ERR_NOMEM, "%s: out of memory", file);
     int32_t id = 0;
     char *p = t->strs, *end = t->strs + len;

@@ -5,7 +5,8 @@
  * continuing_subword_prefix and end_of_word_suffix. WordPiece: greedy longest-match-first,
  * trying no candidate longer than the longest vocabulary string (same result; without it a
  * word of n characters cost O(n³) when max_input_chars_per_word lets it through).
- * Not here: BPE dropout (always off for inference), Unigram, WordLevel. */
+ * WordLevel: the whole word is one vocabulary entry, or unk. Unigram is in tok_unigram.c.
+ * Not here: BPE dropout (always off for inference). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ struct tok_scratch {
     cand *h;
     size_t nh, caph;
     tok_buf tmp;
+    tok_lattice lat;           /* Unigram */
 };
 
 tok_scratch *tok_scratch_new(void) { return calloc(1, sizeof(tok_scratch)); }
@@ -33,6 +35,10 @@ void tok_scratch_free(tok_scratch *s) {
     free(s->s);
     free(s->h);
     tok_buf_free(&s->tmp);
+    free(s->lat.score);
+    free(s->lat.start);
+    free(s->lat.id);
+    free(s->lat.ends);
     free(s);
 }
 
@@ -225,6 +231,16 @@ static bool wordpiece_word(const wick_tokenizer *t, const char *w, size_t n, tok
 bool tok_model_word(const wick_tokenizer *t, const char *w, size_t n, tok_scratch *sc,
                     int32_t **ids, size_t *nids, size_t *cap) {
     if (!n) return true;
-    if (t->model == MODEL_WORDPIECE) return wordpiece_word(t, w, n, sc, ids, nids, cap);
+    switch (t->model) {
+    case MODEL_WORDPIECE: return wordpiece_word(t, w, n, sc, ids, nids, cap);
+    case MODEL_UNIGRAM: return tok_unigram_word(t, w, n, &sc->lat, ids, nids, cap);
+    case MODEL_WORDLEVEL: {
+        /* HF fails the whole encode on an unknown word without unk_token; wick drops it */
+        int32_t id = tok_smap_get(&t->vocab, w, n);
+        if (id < 0) id = t->unk_id;
+        return id < 0 || push_id(ids, nids, cap, id);
+    }
+    case MODEL_BPE: break;
+    }
     return bpe_word(t, w, n, sc, ids, nids, cap);
 }

@@ -1,10 +1,10 @@
 /* tok_normalize.c — the normalizers of tokenizer.json (NFC/NFD/NFKC/NFKD, Lowercase,
- * StripAccents, Replace, Prepend, BertNormalizer, Strip, Sequence), applied to one segment of
- * text. Offsets/alignments are not tracked. Invalid UTF-8 bytes are passed through untouched
+ * StripAccents, Replace, Prepend, BertNormalizer, Strip, Sequence, and Precompiled through
+ * tok_precompiled.c), applied to one segment of text. Offsets/alignments are not tracked. Invalid UTF-8 bytes are passed through untouched
  * (HF cannot receive them at all, since its input is a Rust &str); Unicode operations apply to
  * the valid runs between them. Output is capped (tok_normalize's max): Replace and Prepend are
- * checked as they write, the bounded-ratio forms after each step. Not here: Precompiled
- * (SentencePiece charsmap), NMT. */
+ * checked as they write (Precompiled too), the bounded-ratio forms after each step.
+ * Not here: NMT. */
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -99,7 +99,10 @@ static bool norm_form(const char *s, size_t n, int opts, tok_buf *out) {
     return tok_buf_put(out, s + done, n - done);
 }
 
-typedef enum { MAP_LOWER = 1, MAP_STRIP_MN = 2, MAP_BERT_CLEAN = 4, MAP_CJK = 8 } map_flags;
+/* MAP_STRIP_MN: BertNormalizer drops nonspacing marks only; MAP_STRIP_M: the StripAccents
+ * normalizer drops every mark (Mn, Mc, Me: HF's is_combining_mark), so Devanagari vowel signs
+ * (Mc) go too. */
+typedef enum { MAP_LOWER = 1, MAP_STRIP_MN = 2, MAP_BERT_CLEAN = 4, MAP_CJK = 8, MAP_STRIP_M = 16 } map_flags;
 
 /* Per-code-point mappings; invalid bytes copied. */
 static bool map_cps(const char *s, size_t n, int flags, tok_buf *out) {
@@ -129,9 +132,12 @@ static bool map_cps(const char *s, size_t n, int flags, tok_buf *out) {
             if (!tok_buf_putc(out, ' ') || !put_cp(out, c) || !tok_buf_putc(out, ' ')) return false;
             continue;
         }
-        if ((flags & MAP_STRIP_MN) && c >= 0x300 &&
-            utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_MN)
-            continue;
+        if ((flags & (MAP_STRIP_MN | MAP_STRIP_M)) && c >= 0x300) {
+            int cat = utf8proc_category((utf8proc_int32_t)c);
+            if (cat == UTF8PROC_CATEGORY_MN ||
+                ((flags & MAP_STRIP_M) && (cat == UTF8PROC_CATEGORY_MC || cat == UTF8PROC_CATEGORY_ME)))
+                continue;
+        }
         if (flags & MAP_LOWER) {
             if (c == 0x130) {  /* İ lowercases to two code points: i + combining dot */
                 if (!tok_buf_put(out, "i\xCC\x87", 3)) return false;
@@ -194,7 +200,7 @@ static bool normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out,
     case NORM_NFKC: return norm_form(s, n, UTF8PROC_COMPOSE | UTF8PROC_COMPAT, out);
     case NORM_NFKD: return norm_form(s, n, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, out);
     case NORM_LOWER: return map_cps(s, n, MAP_LOWER, out);
-    case NORM_STRIP_ACCENTS: return map_cps(s, n, MAP_STRIP_MN, out);
+    case NORM_STRIP_ACCENTS: return map_cps(s, n, MAP_STRIP_M, out);
     case NORM_REPLACE:
         if (nm->re.code) return replace_regex(&nm->re, s, n, nm->str2, out, max, over);
         return replace_literal(s, n, nm->str, nm->str2, out, max, over);
@@ -238,6 +244,8 @@ static bool normalize(const tok_norm *nm, const char *s, size_t n, tok_buf *out,
         tok_buf_free(&t2);
         return ok;
     }
+    case NORM_PRECOMPILED:
+        return tok_charsmap_apply(&nm->cmap, s, n, out, max, over);
     case NORM_SEQ: {
         tok_buf a = {0}, b = {0};
         bool ok = tok_buf_put(&a, s, n);
@@ -273,6 +281,7 @@ void tok_norm_free(tok_norm *nm) {
     free(nm->str);
     free(nm->str2);
     tok_regex_free(&nm->re);
+    tok_charsmap_free(&nm->cmap);
     for (int i = 0; i < nm->nsub; i++) tok_norm_free(&nm->sub[i]);
     free(nm->sub);
 }

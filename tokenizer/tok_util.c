@@ -231,7 +231,9 @@ void tok_pmap_free(tok_pmap *m) {
 bool tok_regex_compile(tok_regex *re, const char *pattern, bool literal, char *err, size_t errn) {
     int ec;
     PCRE2_SIZE eo;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+    /* PCRE2_LITERAL refuses PCRE2_UCP ("invalid option bits"), which means nothing for a
+     * literal anyway: with it every Split of a {"String": ...} pattern failed to load */
+    uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     re->code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &ec, &eo, NULL);
     if (!re->code) {
         PCRE2_UCHAR msg[160];
