@@ -365,15 +365,26 @@ static void test_xlmr_api(void **state) {
 
 /* ---- MPNet from text: WordPiece, the "<s> $A </s>" template, truncation, the folder ------ */
 
+static void text_case(const char *fam, int dim);
 static void test_mpnet_text(void **state) {
     (void)state;
-    char *dir = arch_dir("mpnet"), *gf = join(dir, "golden.safetensors");
+    text_case("mpnet", 32);
+}
+
+/* XLM-R from text: the Unigram tokenizer with its Precompiled normalizer and Metaspace */
+static void test_xlmr_text(void **state) {
+    (void)state;
+    text_case("xlmr", 64);
+}
+
+static void text_case(const char *fam, int dim) {
+    char *dir = arch_dir(fam), *gf = join(dir, "golden.safetensors");
     golden g;
     golden_load(dir, &g);
     wick_embedder *e = NULL;
     if (wick_embedder_load(dir, NULL, &e) != WICK_OK)
         fail_msg("load %s: %s", dir, wick_last_error());
-    assert_int_equal(wick_embedder_dim(e), 32);
+    assert_int_equal(wick_embedder_dim(e), dim);
     assert_int_equal(wick_embedder_pooling(e), WICK_POOLING_MEAN);
     assert_true(wick_embedder_normalize(e));
     assert_int_equal(wick_embedder_max_length(e), 128);
@@ -385,11 +396,11 @@ static void test_mpnet_text(void **state) {
         assert_int_equal(n, g.len[i]);
         assert_memory_equal(ids, g.ids[i], sizeof(int32_t) * (size_t)n);
     }
-    float emb[NS * 32];
+    float emb[NS * 64];
     assert_int_equal(wick_embed(e, (const char *const *)g.text, NS, emb), WICK_OK);
     float *want = tu_load_f32(gf, "st_embeddings", NULL, NULL, NULL);
-    fprintf(stderr, "mpnet from text:\n");
-    check("wick_embed vs st_embeddings", emb, want, NS * 32);
+    fprintf(stderr, "%s from text:\n", fam);
+    check("wick_embed vs st_embeddings", emb, want, NS * dim);
     free(want);
     wick_embedder_free(e);
     golden_free(&g);
@@ -496,6 +507,7 @@ int main(void) {
         cmocka_unit_test(test_xlmr_model),    cmocka_unit_test(test_position_ids),
         cmocka_unit_test(test_mpnet_api),
         cmocka_unit_test(test_xlmr_api),      cmocka_unit_test(test_mpnet_text),
+        cmocka_unit_test(test_xlmr_text),
         cmocka_unit_test(test_bad_configs),   cmocka_unit_test(test_bad_dense),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

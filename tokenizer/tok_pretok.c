@@ -255,7 +255,9 @@ bool tok_pretokenize(const tok_pre *pre, tok_pieces *in, tok_pieces *out, pcre2_
             size_t rl = strlen(pre->repl);
             tmp.len = 0;
             bool pre_ok = pre->prepend == PREPEND_ALWAYS || (pre->prepend == PREPEND_FIRST && first);
-            if (pre_ok && !(n >= rl && memcmp(s, pre->repl, rl) == 0))
+            /* HF replaces the spaces first and prepends only when the result does not start
+               with the replacement already: a leading space counts as one */
+            if (pre_ok && !(n >= rl && memcmp(s, pre->repl, rl) == 0) && !(n >= 1 && s[0] == ' '))
                 ok = tok_buf_put(&tmp, pre->repl, rl);
             for (size_t i = 0; ok && i < n; i++)
                 ok = s[i] == ' ' ? tok_buf_put(&tmp, pre->repl, rl) : tok_buf_putc(&tmp, s[i]);
