@@ -30,12 +30,6 @@ extern char **environ;
 
 #define MAXL 16 /* entries per list option */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -191,14 +185,14 @@ static double wick_sample(wick_run *w, int pp, int tg, int depth, double *jobs) 
     if (wick_session_truncate(w->s, depth) != WICK_OK) return -1;
     const int32_t *x = w->ids + depth;
     const unsigned long j0 = pool_jobs_total();
-    const double t0 = now_s();
+    const double t0 = cli_now_s();
     if (pp > 0) {
         if (!run_eval(w->s, x, pp, WICK_LOGITS_LAST, w->logits)) return -1;
     } else {
         for (int k = 0; k < tg; k++)
             if (!run_eval(w->s, x + k, 1, WICK_LOGITS_LAST, w->logits)) return -1;
     }
-    const double dt = now_s() - t0;
+    const double dt = cli_now_s() - t0;
     *jobs = (double)(pool_jobs_total() - j0);
     return (pp > 0 ? pp : tg) / dt;
 }

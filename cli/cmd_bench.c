@@ -14,12 +14,6 @@
 #include "cli/cli.h"
 #include "lora/lora.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -44,9 +38,9 @@ static int usage_adapters(FILE *f) {
 static double decode_tps(wick_session *s, const int32_t *ids, int n, float *logits) {
     wick_session_reset(s);
     wick_session_eval(s, ids, 1, WICK_LOGITS_LAST, logits);  /* first token outside the timing */
-    double t0 = now_s();
+    double t0 = cli_now_s();
     for (int k = 1; k <= n; k++) wick_session_eval(s, &ids[k], 1, WICK_LOGITS_LAST, logits);
-    return n / (now_s() - t0);
+    return n / (cli_now_s() - t0);
 }
 
 static int bench_adapters(int argc, char **argv) {
@@ -132,12 +126,12 @@ static int bench_adapters(int argc, char **argv) {
     /* (b) load time of the r=16 all-projection PEFT folder (warm page cache) */
     int nl = (int)reps + 1;
     for (int r = 0; r < nl; r++) {
-        double t0 = now_s();
+        double t0 = cli_now_s();
         if (wick_adapter_load(m, dir, "loadtest") != WICK_OK) {
             rc = cli_fail("bench", "cannot load the saved adapter");
             goto out;
         }
-        t[r] = (now_s() - t0) * 1e3;
+        t[r] = (cli_now_s() - t0) * 1e3;
         wick_adapter_unload(m, "loadtest");
     }
     printf("(b) load of a PEFT adapter, r=16 on all 7 projections (%s): median %.2f ms over %d "
@@ -145,13 +139,13 @@ static int bench_adapters(int argc, char **argv) {
 
     /* (d) merge time */
     for (int r = 0; r < nl; r++) {
-        double t0 = now_s();
+        double t0 = cli_now_s();
         wick_model *mm = NULL;
         if (wick_model_merge_adapter(m, "r16-all", 1.0f, &mm) != WICK_OK) {
             rc = cli_fail("bench", "merge failed");
             goto out;
         }
-        t[r] = (now_s() - t0) * 1e3;
+        t[r] = (cli_now_s() - t0) * 1e3;
         if (r == nl - 1) merged = mm;
         else wick_model_free(mm);
     }
