@@ -10,7 +10,9 @@
  * Deliberately not here: TLS. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,30 @@
 
 #include "cli/cli.h"
 #include "server/server.h"
+
+/* the stop signals' pipe: written by on_stop_signal, read by wait_stop_signal */
+static int g_sig_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig) {
+    const int saved = errno;
+    const unsigned char b = (unsigned char)sig;
+    ssize_t w = write(g_sig_pipe[1], &b, 1); /* full pipe: a signal is pending already */
+    (void)w;
+    errno = saved;
+}
+
+/* Waits up to TIMEOUT_MS (-1: for ever) for SIGINT or SIGTERM; returns it, or 0. */
+static int wait_stop_signal(int timeout_ms) {
+    struct pollfd p = {.fd = g_sig_pipe[0], .events = POLLIN};
+    for (;;) {
+        const int n = poll(&p, 1, timeout_ms);
+        if (n < 0 && errno == EINTR) continue; /* the handler ran on this thread: read it */
+        if (n <= 0) return 0;
+        unsigned char b = 0;
+        if (read(g_sig_pipe[0], &b, 1) == 1) return b;
+        if (errno != EAGAIN && errno != EINTR) return 0;
+    }
+}
 
 static int usage(FILE *f) {
     fprintf(f, "usage: wick serve -m MODEL [--host ADDR] [--port N] [--parallel N] [--queue N]\n"
@@ -280,15 +306,35 @@ int cmd_serve(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    /* SIGINT/SIGTERM are blocked before any thread starts (libmicrohttpd's and the driver
-     * inherit the mask) and taken synchronously by sigwait below; SIGPIPE from a vanished
-     * client is ignored. */
+    /* SIGINT/SIGTERM: a handler writes the signal into a pipe that the main thread reads.
+     * Not sigwait: threads started before main (OpenBLAS's pool starts in a library
+     * constructor) keep an open mask, and a process signal that the kernel hands to one of
+     * them while the main thread is not inside sigwait took the default action: the server
+     * died instead of draining. A handler runs whichever thread takes the signal. The
+     * signals are still blocked while our own threads start (libmicrohttpd's and the
+     * driver inherit the mask, so their system calls are not interrupted) and unblocked in
+     * the main thread once serving. SIGPIPE from a vanished client is ignored. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (pipe(g_sig_pipe) != 0) {
+        fprintf(stderr, "wick serve: cannot create a pipe: %s\n", strerror(errno));
+        return 1;
+    }
+    for (int i = 0; i < 2; i++) {
+        fcntl(g_sig_pipe[i], F_SETFD, FD_CLOEXEC);
+        fcntl(g_sig_pipe[i], F_SETFL, O_NONBLOCK);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     serve_ctx c;
     memset(&c, 0, sizeof c);
@@ -439,17 +485,16 @@ int cmd_serve(int argc, char **argv) {
            c.model_id, parallel, queue, c.n_ctx);
     fflush(stdout);
 serving:;
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+    const int sig = wait_stop_signal(-1);
     fprintf(stderr, "wick serve: %s, %s\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
             sig == SIGTERM && grace_s > 0 ? "draining" : "shutting down");
     atomic_store(&c.draining, true);
     serve_http_quiesce(d);
     if (sig == SIGTERM && grace_s > 0 && atomic_load(&c.inflight) > 0) {
         /* let running generations finish; a second signal ends the grace at once */
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000000L};
         for (long t = 0; t < grace_s * 10 && atomic_load(&c.inflight) > 0; t++) {
-            if (sigtimedwait(&sigs, NULL, &ts) > 0) break;
+            if (wait_stop_signal(100) > 0) break;
         }
     }
     serve_cancel_all(&c);
@@ -477,5 +522,8 @@ out:
     pthread_mutex_destroy(&c.adapters_mu);
     pthread_mutex_destroy(&c.jobs_mu);
     free(name);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    for (int i = 0; i < 2; i++) close(g_sig_pipe[i]), g_sig_pipe[i] = -1;
     return rc;
 }
