@@ -6,7 +6,8 @@
 #      (HF and PEFT goldens on the GPU, engine on the GPU vs the CPU), with
 #      WICK_REQUIRE_CUDA=1 so that a missing GPU or driver fails instead of skipping;
 #   3. the existing model tests with every model forced onto the GPU (WICK_DEVICE=cuda):
-#      test_model_golden, test_engine, test_generate, test_quant_model, test_server;
+#      test_model_golden, test_arch_golden (decoder families; MoE ones check their refusal),
+#      test_engine, test_generate, test_quant_model, test_server;
 #   4. `wick bench generate --device cuda` on MODEL (a model folder or .gguf), when given.
 # Golden fixtures come from $WICK_FIXTURES (default ../shared/fixtures beside the tree); the
 # tests run with CI=true, so a missing fixture fails rather than skips.
@@ -73,7 +74,7 @@ cd "$BUILD"
 export CI=true
 run_step test_cuda env WICK_REQUIRE_CUDA=1 ./tests/test_cuda
 run_step test_cuda_model env WICK_REQUIRE_CUDA=1 ./tests/test_cuda_model
-for t in test_model_golden test_engine test_generate test_quant_model test_server; do
+for t in test_model_golden test_arch_golden test_engine test_generate test_quant_model test_server; do
     run_step "$t@cuda" env WICK_DEVICE=cuda "./tests/$t"
 done
 if [ -n "$MODEL" ]; then

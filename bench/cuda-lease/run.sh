@@ -13,8 +13,14 @@ nvcc --version | tail -1; cmake --version | head -1; gcc --version | head -1
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 eval "$("$G/deps.sh" /tmp/deps)" || { echo "deps failed"; exit 1; }
 echo "deps ok ($((SECONDS-T0)) s)"
-export WICK_FIXTURES=$G/fixtures
-cd "$G/tree"
+if [ -f "$G/fixtures.tar.xz" ]; then
+  mkdir -p /tmp/fixtures && tar -xJf "$G/fixtures.tar.xz" -C /tmp/fixtures
+  export WICK_FIXTURES=/tmp/fixtures
+else
+  export WICK_FIXTURES=$G/fixtures
+fi
+# the tree: .gpu/tree (a git archive) when it was sent, else the checkout the call runs in
+if [ -d "$G/tree" ]; then cd "$G/tree"; else cd "$G/.."; fi
 if [ "$MODE" != bench ]; then
   WICK_CUDA_STEP_TIMEOUT=${STEP_TIMEOUT:-150} timeout -k 5 ${CHECK_TIMEOUT:-420} scripts/cuda-check.sh
   echo "cuda-check exit $? at $((SECONDS-T0)) s"
