@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "base/pool.h"
@@ -175,7 +176,9 @@ static void op_call(void *v) {
 
 int bench_kernels_run(int argc, char **argv) {
     int threads = 2, quick = 0;
-    const char *isa = NULL;
+    const char *isa = NULL, *only_dt = NULL;
+    int ns[16] = {64, 128, 512}, n_ns = 3;
+    bool rows_set = false;
     for (int i = 1; i < argc; i++) {
         const bool help = !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");
         if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
@@ -191,14 +194,42 @@ int bench_kernels_run(int argc, char **argv) {
         } else if ((!strcmp(argv[i], "-isa") || !strcmp(argv[i], "--isa")) && i + 1 < argc)
             isa = argv[++i];
         else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quick")) quick = 1;
-        else {
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            only_dt = argv[++i];
+            static const char *const known[] = {"f32", "bf16", "f16", "q8_0", "q4_0", "q5_0", "q4_k", "q6_k"};
+            bool ok = false;
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) ok |= !strcasecmp(only_dt, known[k]);
+            if (!ok) {
+                fprintf(stderr, "wick bench kernels: --dtype '%s' is not a weight type (f32, bf16, "
+                                "f16, q8_0, q4_0, q5_0, q4_k, q6_k)\n", only_dt);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--rows") && i + 1 < argc) {
+            /* activation rows of the matmul table: a comma list of 1..512, at most 16 */
+            const char *p = argv[++i];
+            n_ns = 0;
+            rows_set = true;
+            for (;;) {
+                char *end;
+                long v = strtol(p, &end, 10);
+                if (end == p || v < 1 || v > 512 || n_ns == 16 || (*end && *end != ',')) {
+                    fprintf(stderr, "wick bench kernels: --rows expects a comma list of up to 16 "
+                                    "integers in [1, 512], got '%s'\n", argv[i]);
+                    return 2;
+                }
+                ns[n_ns++] = (int)v;
+                if (!*end) break;
+                p = end + 1;
+            }
+        } else {
             FILE *f = help ? stdout : stderr;
             if (!help) fprintf(stderr, "wick bench kernels: unknown option '%s'\n", argv[i]);
             fprintf(f, "usage: wick bench kernels [-t|--threads N] [--isa avx512|avx2|generic] "
-                       "[--quick]\n"
+                       "[--quick]\n                          [--dtype TYPE] [--rows N,N,...]\n"
                        "  per-kernel GB/s (decode) and GFLOP/s (prefill) against this machine's "
                        "limits\n  (-isa and -q, the old spellings, still work; -q here means "
-                       "--quick)\n");
+                       "--quick)\n  --dtype: only that weight type; --rows: the matmul table's "
+                       "activation rows\n  (default 64,128,512; --quick drops 512)\n");
             return help ? 0 : 2;
         }
     }
@@ -245,6 +276,7 @@ int bench_kernels_run(int argc, char **argv) {
             long rows = shapes[s][0], cols = shapes[s][1];
             size_t bytes;
             if (cols % dtype_block_size(dts[d])) continue; /* not a whole number of blocks */
+            if (only_dt && strcasecmp(only_dt, dtype_name(dts[d]))) continue;
             void *w = make_weight(dts[d], rows, cols, &bytes);
             if (!w) return 1;
             mm_b c = {g_t, y, x, {w, dts[d], rows, cols}, 1};
@@ -258,16 +290,17 @@ int bench_kernels_run(int argc, char **argv) {
            "f32 weights with OpenBLAS's own %d threads instead of the pool (same run)\n", threads);
     printf("%-8s %-14s %5s %12s %10s %12s\n", "dtype", "rows x cols", "n", "ms/call", "GFLOP/s",
            "sgemm-T");
-    static const int ns[] = {64, 128, 512};
+    if (quick && !rows_set) n_ns = 2;
     for (int d = 0; d < n_dts; d++)
         for (int s = 0; s < n_shapes; s++) {
             long rows = shapes[s][0], cols = shapes[s][1];
             size_t bytes;
             if (s == 3) continue; /* the LM head is only ever multiplied by the last row */
             if (cols % dtype_block_size(dts[d])) continue;
+            if (only_dt && strcasecmp(only_dt, dtype_name(dts[d]))) continue;
             void *w = make_weight(dts[d], rows, cols, &bytes);
             if (!w) return 1;
-            for (int k = 0; k < (quick ? 2 : 3); k++) {
+            for (int k = 0; k < n_ns; k++) {
                 mm_b c = {g_t, y, x, {w, dts[d], rows, cols}, ns[k]};
                 double flop = 2.0 * ns[k] * rows * cols;
                 double t = time_median(mm_call, &c);

@@ -194,6 +194,11 @@ wick_status kernels_select_device(const char *device, const kernel_table **out);
  * their buffers directly. Buffers of any other table are reached only through buf_copy. */
 bool kernels_is_host(const kernel_table *K);
 
+/* K itself, or, when the environment sets WICK_PROFILE (not "0") and K is a host table, a
+ * table that times K's ops and prints where the time went when the process exits
+ * (kernels/profile.c). kernels_select applies it. */
+const kernel_table *kernels_profiled(const kernel_table *K);
+
 /* Converts one weight row to f32 (reference semantics, used by every table's tails). */
 void kernels_row_to_f32(float *out, const wk_weight *W, int64_t row);
 

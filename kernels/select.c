@@ -9,7 +9,7 @@
 #include "kernels/cuda/cuda.h"
 #endif
 
-const kernel_table *kernels_select(const char *name) {
+static const kernel_table *select_host(const char *name) {
     const char *env = getenv("WICK_ISA");
     if (env && *env) name = env;
     if (!name || !*name || strcmp(name, "auto") == 0 || strcmp(name, "cpu") == 0)
@@ -17,6 +17,8 @@ const kernel_table *kernels_select(const char *name) {
     if (strcmp(name, "ref") == 0) return kernels_ref();
     return kernels_cpu_variant(name);
 }
+
+const kernel_table *kernels_select(const char *name) { return kernels_profiled(select_host(name)); }
 
 wick_status kernels_select_device(const char *device, const kernel_table **out) {
     *out = NULL;

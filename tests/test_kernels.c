@@ -618,8 +618,35 @@ static void test_gather_rows(void **state) {
     }
 }
 
+/* WICK_PROFILE: the timing table forwards every op unchanged (same results as the table it
+   wraps), stays a host table, and is not applied without the variable. */
+static void test_profiled(void **state) {
+    (void)state;
+    const kernel_table *ref = kernels_ref();
+    unsetenv("WICK_PROFILE");
+    assert_ptr_equal(kernels_profiled(ref), ref);
+    setenv("WICK_PROFILE", "1", 1);
+    const kernel_table *t = kernels_profiled(ref);
+    unsetenv("WICK_PROFILE");
+    assert_ptr_not_equal(t, ref);
+    assert_true(kernels_is_host(t));
+    float w[6 * 64], x[3 * 64], want[3 * 6], got[3 * 6], g[5 * 64], u[5 * 64], o1[5 * 64], o2[5 * 64];
+    fill(w, 6 * 64, 0.5f), fill(x, 3 * 64, 1.0f), fill(g, 5 * 64, 2.0f), fill(u, 5 * 64, 1.0f);
+    const wk_weight W = {w, DT_F32, 6, 64};
+    ref->matmul(NULL, want, x, &W, NULL, 3);
+    t->matmul(NULL, got, x, &W, NULL, 3);
+    assert_memory_equal(got, want, sizeof want);
+    ref->silu_mul(NULL, o1, g, u, 5 * 64);
+    t->silu_mul(NULL, o2, g, u, 5 * 64);
+    assert_memory_equal(o1, o2, sizeof o1);
+    ref->rmsnorm(NULL, o1, g, u, 5, 64, 1e-6f);
+    t->rmsnorm(NULL, o2, g, u, 5, 64, 1e-6f);
+    assert_memory_equal(o1, o2, sizeof o1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_profiled),
         cmocka_unit_test(test_tables_exist), cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_fast),
         cmocka_unit_test(test_attention),    cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_rmsnorm),
