@@ -36,6 +36,19 @@ static void on_stop_signal(int sig) {
     errno = saved;
 }
 
+/* From here on SIGINT/SIGTERM go through the pipe; blocked in this thread (and the threads it
+   starts) until serving. */
+static void catch_stop_signals(const sigset_t *sigs) {
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 /* Waits up to TIMEOUT_MS (-1: for ever) for SIGINT or SIGTERM; returns it, or 0. */
 static int wait_stop_signal(int timeout_ms) {
     struct pollfd p = {.fd = g_sig_pipe[0], .events = POLLIN};
@@ -306,19 +319,20 @@ int cmd_serve(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    /* SIGINT/SIGTERM: a handler writes the signal into a pipe that the main thread reads.
-     * Not sigwait: threads started before main (OpenBLAS's pool starts in a library
-     * constructor) keep an open mask, and a process signal that the kernel hands to one of
-     * them while the main thread is not inside sigwait took the default action: the server
-     * died instead of draining. A handler runs whichever thread takes the signal. The
-     * signals are still blocked while our own threads start (libmicrohttpd's and the
-     * driver inherit the mask, so their system calls are not interrupted) and unblocked in
-     * the main thread once serving. SIGPIPE from a vanished client is ignored. */
+    /* SIGINT/SIGTERM: a handler writes the signal into a pipe that the main thread reads
+     * (catch_stop_signals, installed once the model is loaded: until then a signal ends the
+     * process at once, as it should while nothing is served). Not sigwait: threads started
+     * before main (OpenBLAS's pool starts in a library constructor) keep an open mask, and a
+     * process signal that the kernel hands to one of them while the main thread is not
+     * inside sigwait took the default action: the server died instead of draining. A handler
+     * runs whichever thread takes the signal. The signals are blocked while our own threads
+     * start (libmicrohttpd's, the engine's and the driver inherit the mask, so their system
+     * calls are not interrupted) and unblocked in the main thread once serving. SIGPIPE from
+     * a vanished client is ignored. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (pipe(g_sig_pipe) != 0) {
         fprintf(stderr, "wick serve: cannot create a pipe: %s\n", strerror(errno));
@@ -328,13 +342,6 @@ int cmd_serve(int argc, char **argv) {
         fcntl(g_sig_pipe[i], F_SETFD, FD_CLOEXEC);
         fcntl(g_sig_pipe[i], F_SETFL, O_NONBLOCK);
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
 
     serve_ctx c;
     memset(&c, 0, sizeof c);
@@ -449,6 +456,7 @@ int cmd_serve(int argc, char **argv) {
     if (c.model && wick_model_get_info(c.model, &info) == WICK_OK && info.n_vocab < c.n_vocab)
         c.n_vocab = info.n_vocab; /* ids the model can embed */
     char shown[96] = "?";
+    catch_stop_signals(&sigs);
     if (!c.model) { /* embeddings only: no engine, no driver */
         if ((fd = listen_on(host, port, shown, sizeof shown)) < 0) goto out;
         if (!(d = serve_http_start(&c, fd, (int)max_conns, (int)http_threads))) goto out;
