@@ -279,7 +279,7 @@ int bench_kernels_run(int argc, char **argv) {
             if (only_dt && strcasecmp(only_dt, dtype_name(dts[d]))) continue;
             void *w = make_weight(dts[d], rows, cols, &bytes);
             if (!w) return 1;
-            mm_b c = {g_t, y, x, {w, dts[d], rows, cols}, 1};
+            mm_b c = {g_t, y, x, {w, dts[d], rows, cols, NULL}, 1};
             double t = time_median(mm_call, &c);
             printf("%-8s %6ld x %-5ld %12.1f %10.1f %8.0f%%\n", dtype_name(dts[d]), rows, cols,
                    t * 1e6, bytes / t / 1e9, 100.0 * bytes / t / 1e9 / bw);
@@ -301,7 +301,7 @@ int bench_kernels_run(int argc, char **argv) {
             void *w = make_weight(dts[d], rows, cols, &bytes);
             if (!w) return 1;
             for (int k = 0; k < n_ns; k++) {
-                mm_b c = {g_t, y, x, {w, dts[d], rows, cols}, ns[k]};
+                mm_b c = {g_t, y, x, {w, dts[d], rows, cols, NULL}, ns[k]};
                 double flop = 2.0 * ns[k] * rows * cols;
                 double t = time_median(mm_call, &c);
                 char alt[32] = "";

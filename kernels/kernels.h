@@ -34,6 +34,9 @@ typedef struct wk_weight {
                            r * dtype_row_bytes(dt, cols) and cols is a multiple of the block */
     dtype dt;           /* DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q5_0, DT_Q4_K, DT_Q6_K */
     int64_t rows, cols; /* (out_features, in_features) */
+    const void *packed; /* NULL, or the same matrix laid out by the pack_weight of the table
+                           that runs it (only that table's matmul reads it; data stays valid
+                           and is what every other op and table reads) */
 } wk_weight;
 
 /* Execution context of one caller (a session, an engine, a trainer): used by one thread at a
@@ -98,6 +101,12 @@ typedef struct kernel_table {
      * sync after each forward pass. The host tables return WICK_OK at once: their ops
      * cannot fail. */
     wick_status (*sync)(wk_ctx *ctx);
+
+    /* Optional (NULL when the table has none): a copy of W in a layout this table's matmul
+     * reads faster, in memory from buf_alloc (*bytes of it, for buf_free), or NULL when it
+     * has no such layout for W (type, shape) or memory ran out; the caller sets W.packed to
+     * it. Made once at load; W.data must not change while it is in use. */
+    void *(*pack_weight)(wk_ctx *ctx, const wk_weight *W, size_t *bytes);
 
     /* out (n, W.cols) = W[ids[i], :] converted to f32. ids are already range-checked. */
     void (*embed)(wk_ctx *ctx, float *out, const wk_weight *W, const int32_t *ids, int n);

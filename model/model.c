@@ -270,6 +270,7 @@ void wick_model_free(wick_model *m) {
     }
     model_ext_destroy(m); /* adapters first: their device copies use m->kern */
     model_device_free(m);
+    model_pack_free(m);
     if (m->layers) {
         for (int i = 0; i < m->cfg.n_layer; i++) {
             layer_weights *l = &m->layers[i];
@@ -391,6 +392,7 @@ static wick_status load_gguf(gguf_file *g, const wick_model_params *params, wick
         wick_model_free(m);
         return st;
     }
+    model_pack_weights(m);
     *out = m;
     return WICK_OK;
 }
@@ -457,6 +459,7 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
         wick_model_free(m);
         return st;
     }
+    model_pack_weights(m);
     *out = m;
     return WICK_OK;
 }

@@ -53,6 +53,9 @@ struct wick_model {
     float *rope_inv_freq_long;         /* longrope: the long factors' (rope_inv_freq: short), or NULL */
     const kernel_table *kern;
     model_dev *dev;                    /* device copies when kern is not a host table, else NULL */
+    void **packs;                      /* W.packed buffers made by kern->pack_weight (model_pack_weights) */
+    size_t *pack_bytes;
+    int n_packs;
     wick_tokenizer *tok;               /* NULL when the folder has none */
     struct gguf_file *gguf;            /* the mapping of a model loaded from a .gguf file */
     bool rope_interleaved;             /* GGUF llama: q/k rows permuted, rotate adjacent pairs */
@@ -100,6 +103,13 @@ static inline const float *model_kfinal_norm(const wick_model *m) {
  * CPU; for a device, its kernel table and a copy of every weight the forward pass reads in
  * its memory (m->dev). On failure the model is unchanged apart from the message. */
 wick_status model_device_init(wick_model *m, const wick_model_params *params);
+/* On a host table with a packed layout (kernel_table.pack_weight): every matrix the forward
+ * pass multiplies gets W.packed, and the file pages under a packed matrix are handed back to
+ * the page cache (one copy resident; the embedding and whatever reads W.data later fault the
+ * pages it needs back in). A matrix that cannot be packed (type, shape, memory) keeps the
+ * unpacked path. model_pack_free releases the buffers. */
+void model_pack_weights(wick_model *m);
+void model_pack_free(wick_model *m);
 /* m->fast from params->precision or WICK_PRECISION ("fast", "exact"); called by every loader. */
 wick_status model_set_precision(wick_model *m, const wick_model_params *params);
 /* Frees the device copies (wick_model_free). */

@@ -7,8 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/error.h"
+#include "formats/gguf.h"
 #include "model/model.h"
 
 typedef struct uploader {
@@ -48,6 +51,7 @@ static wick_status upload(uploader *u, const void *src, size_t bytes, void **out
 static wick_status up_matrix(uploader *u, const wk_weight *w, wk_weight *out, const char *what,
                              int layer) {
     *out = *w;
+    out->packed = NULL; /* a host table's layout */
     const size_t bytes = dtype_row_bytes(w->dt, w->cols) * (size_t)w->rows;
     void *p = NULL;
     wick_status st = upload(u, w->data, bytes, &p, what, layer);
@@ -164,4 +168,55 @@ void model_device_free(wick_model *m) {
     if (!m->dev) return;
     dev_free(m->kern, m->dev);
     m->dev = NULL;
+}
+
+/* ---- packed layouts of a host table ---- */
+
+static void pack_one(wick_model *m, wk_weight *W, int *cap) {
+    if (!W->data || W->packed) return;
+    size_t bytes = 0;
+    void *p = m->kern->pack_weight(NULL, W, &bytes);
+    if (!p) return;
+    if (m->n_packs == *cap) {
+        const int nc = *cap ? 2 * *cap : 64;
+        void **b = realloc(m->packs, sizeof *b * (size_t)nc);
+        if (b) m->packs = b;
+        size_t *z = realloc(m->pack_bytes, sizeof *z * (size_t)nc);
+        if (z) m->pack_bytes = z;
+        if (!b || !z) {
+            m->kern->buf_free(NULL, p, bytes);
+            return;
+        }
+        *cap = nc;
+    }
+    m->packs[m->n_packs] = p;
+    m->pack_bytes[m->n_packs++] = bytes;
+    W->packed = p;
+    /* the file's pages under it: back to the page cache (whole pages inside the matrix only) */
+    const mapfile *mf = m->gguf ? &m->gguf->mf : NULL;
+    const size_t n = dtype_row_bytes(W->dt, W->cols) * (size_t)W->rows;
+    const uintptr_t a = (uintptr_t)W->data, ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (mf && !mf->borrowed && mf->data && a >= (uintptr_t)mf->data &&
+        a + n <= (uintptr_t)mf->data + mf->size && ps > 0) {
+        const uintptr_t lo = (a + ps - 1) / ps * ps, hi = (a + n) / ps * ps;
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+}
+
+void model_pack_weights(wick_model *m) {
+    if (m->dev || !m->kern || !m->kern->pack_weight || !kernels_is_host(m->kern)) return;
+    int cap = m->n_packs;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        layer_weights *L = &m->layers[l];
+        wk_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) pack_one(m, ws[i], &cap);
+    }
+    pack_one(m, &m->lm_head, &cap);
+}
+
+void model_pack_free(wick_model *m) {
+    for (int i = 0; i < m->n_packs; i++) m->kern->buf_free(NULL, m->packs[i], m->pack_bytes[i]);
+    free(m->packs);
+    free(m->pack_bytes);
+    m->packs = NULL, m->pack_bytes = NULL, m->n_packs = 0;
 }

@@ -120,7 +120,7 @@ static void test_buffers(void **state) {
 /* ---- matmul ---- */
 
 static void make_weight(wk_weight *W, void *buf, dtype dt, int64_t rows, int64_t cols) {
-    *W = (wk_weight){buf, dt, rows, cols};
+    *W = (wk_weight){buf, dt, rows, cols, NULL};
     if (dtype_is_quant(dt)) {
         const size_t rb = dtype_row_bytes(dt, cols);
         float *row = xmalloc(sizeof(float) * (size_t)cols);
@@ -582,8 +582,8 @@ static void check_lora(const char *what, const int rk[3], const int row0[3], con
     for (int k = 0; k < 3; k++) {
         A[k] = xmalloc(sizeof(float) * rk[k] * in), B[k] = xmalloc(sizeof(float) * out * rk[k]);
         fill(A[k], (long)rk[k] * in, 0.2f), fill(B[k], (long)out * rk[k], 0.05f);
-        WA[k] = (wk_weight){A[k], DT_F32, rk[k], in};
-        WB[k] = (wk_weight){B[k], DT_F32, out, rk[k]};
+        WA[k] = (wk_weight){A[k], DT_F32, rk[k], in, NULL};
+        WB[k] = (wk_weight){B[k], DT_F32, out, rk[k], NULL};
         DA[k] = dweight(&WA[k]), DB[k] = dweight(&WB[k]);
     }
     wk_lora_run runs[3], druns[3];

@@ -572,8 +572,8 @@ static void test_lora(void **state) {
     for (int k = 0; k < 3; k++) {
         A[k] = xmalloc(sizeof(float) * rk[k] * in), B[k] = xmalloc(sizeof(float) * out * rk[k]);
         fill(A[k], (long)rk[k] * in, 0.2f), fill(B[k], (long)out * rk[k], 0.05f);
-        WA[k] = (wk_weight){A[k], DT_F32, rk[k], in};
-        WB[k] = (wk_weight){B[k], DT_F32, out, rk[k]};
+        WA[k] = (wk_weight){A[k], DT_F32, rk[k], in, NULL};
+        WB[k] = (wk_weight){B[k], DT_F32, out, rk[k], NULL};
     }
     wk_lora_run runs[3] = {{0, 3, &WA[0], &WB[0], 2.0f, NULL},
                            {5, 9, &WA[2], &WB[2], -0.5f, keep_ref},
@@ -632,7 +632,7 @@ static void test_profiled(void **state) {
     assert_true(kernels_is_host(t));
     float w[6 * 64], x[3 * 64], want[3 * 6], got[3 * 6], g[5 * 64], u[5 * 64], o1[5 * 64], o2[5 * 64];
     fill(w, 6 * 64, 0.5f), fill(x, 3 * 64, 1.0f), fill(g, 5 * 64, 2.0f), fill(u, 5 * 64, 1.0f);
-    const wk_weight W = {w, DT_F32, 6, 64};
+    const wk_weight W = {w, DT_F32, 6, 64, NULL};
     ref->matmul(NULL, want, x, &W, NULL, 3);
     t->matmul(NULL, got, x, &W, NULL, 3);
     assert_memory_equal(got, want, sizeof want);

@@ -277,15 +277,20 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
     for (int ti = 0; ti < N_ISAS; ti++) {
         const kernel_table *T = kernels_cpu_variant(k_isas[ti]);
         if (!T) continue;
-        for (int pi = 0; pi < N_POOLS; pi++) {
+        /* and with the table's packed layout, where it has one for this type */
+        size_t pk_bytes = 0;
+        void *pk = T->pack_weight ? T->pack_weight(NULL, &W, &pk_bytes) : NULL;
+        for (int pi = 0; pi < N_POOLS * (pk ? 2 : 1); pi++) {
             for (long i = 0; i < (long)n * rows; i++) got[i] = NAN;
-            T->matmul(&g_ctxs[pi], got, x, &W, b, n);
+            wk_weight Wp = W;
+            if (pi >= N_POOLS) Wp.packed = pk;
+            T->matmul(&g_ctxs[pi % N_POOLS], got, x, &Wp, b, n);
             for (long i = 0; i < (long)n * rows; i++) {
                 /* every result is within the activation-rounding bound of exact f32 */
                 double df = fabs((double)got[i] - want[i]);
                 if (!(df <= tf[i]))
                     fail_msg("%s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g f32 ref %.9g (|d| %.3g > %.3g)",
-                             T->name, dtype_name(dt), k_threads[pi], (long long)rows,
+                             T->name, dtype_name(dt), k_threads[pi % N_POOLS], (long long)rows,
                              (long long)cols, n, i, got[i], want[i], df, tf[i]);
                 /* decode-sized batches take the integer path, and so do prefill batches of
                    every type on AVX-512 VNNI and all but Q8_0 on AVX2 (gemm_q):
@@ -298,11 +303,12 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
                     double dq = fabs((double)got[i] - qdef[i]);
                     if (!(dq <= tq[i]))
                         fail_msg("%s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g q8 def %.9g (|d| %.3g > %.3g)",
-                                 T->name, dtype_name(dt), k_threads[pi], (long long)rows,
+                                 T->name, dtype_name(dt), k_threads[pi % N_POOLS], (long long)rows,
                                  (long long)cols, n, i, got[i], qdef[i], dq, tq[i]);
                 }
             }
         }
+        if (pk) T->buf_free(NULL, pk, pk_bytes);
     }
     free(wf); free(wq); free(x); free(bias); free(want); free(got); free(qdef); free(tq);
     free(tf); free(wrow); free(xq);
@@ -549,6 +555,63 @@ static void test_a5_gemm_q_direct(void **state) {
     }
 }
 
+/* The packed layout (cpu_a5_pack_panel) gives the direct kernel's results bit for bit, for
+   ranges of whole panels and a ragged end, and writes nothing outside [r0, r1) × nx. */
+static void test_a5_gemm_q_packed(void **state) {
+    (void)state;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512vnni")) {
+        print_message("skipped: no AVX-512 VNNI here\n");
+        return;
+    }
+    const int NXMAX = 35; /* two passes of 16 and a tail */
+    const int64_t rows = 53, ldy = rows + 5;
+    const dtype types[2] = {DT_Q4_0, DT_Q8_0};
+    for (int t = 0; t < 2; t++) {
+        const dtype dt = types[t];
+        const int64_t cols = 9 * 32, nbx = cols / 32, ldxq = nbx + 1;
+        const size_t rb = dtype_row_bytes(dt, cols);
+        uint8_t *wq = xmalloc(rb * rows);
+        for (int64_t b = 0; b < (int64_t)(rb * rows / dtype_block_bytes(dt)); b++)
+            random_block(dt, wq + b * dtype_block_bytes(dt));
+        float *x = xmalloc((size_t)cols * 4);
+        blk_q8x *xq = xmalloc((size_t)(NXMAX * ldxq) * sizeof(blk_q8x));
+        for (int i = 0; i < NXMAX; i++) {
+            for (int64_t c = 0; c < cols; c++) x[c] = frand() * (float)(i + 1);
+            quant_x_row(xq + i * ldxq, x, cols);
+        }
+        wk_weight W = {.data = wq, .dt = dt, .rows = rows, .cols = cols};
+        const size_t pb = cpu_a5_pack_panel_bytes(dt, cols);
+        uint8_t *pk = aligned_alloc(64, pb * 4);
+        memset(pk, 0, pb * 4);
+        for (int p = 0; p < 4; p++) cpu_a5_pack_panel(pk + p * pb, &W, p);
+        W.packed = pk;
+        float *y = xmalloc((size_t)(NXMAX * ldy) * 4), *yd = xmalloc((size_t)(NXMAX * ldy) * 4);
+        const int64_t ranges[4][2] = {{0, rows}, {16, 20}, {48, 49}, {32, rows}};
+        for (int ri = 0; ri < 4; ri++)
+            for (int nx = 1; nx <= NXMAX; nx++) {
+                const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1];
+                for (int64_t i = 0; i < NXMAX * ldy; i++) y[i] = yd[i] = -7.0f;
+                cpu_a5_gemm_q_packed(y, ldy, xq, ldxq, nx, &W, r0, r1);
+                cpu_a5_gemm_q_direct(yd, ldy, xq, ldxq, nx, &W, r0, r1);
+                for (int i = 0; i < NXMAX; i++)
+                    for (int64_t r = 0; r < ldy; r++) {
+                        const float got = y[i * ldy + r];
+                        if (i >= nx || r < r0 || r >= r1) {
+                            if (got != -7.0f)
+                                fail_msg("packed %s nx=%d [%lld,%lld): wrote outside at (%d, %lld)",
+                                         dtype_name(dt), nx, (long long)r0, (long long)r1, i, (long long)r);
+                            continue;
+                        }
+                        if (memcmp(&got, &yd[i * ldy + r], 4) != 0)
+                            fail_msg("packed %s nx=%d row %lld act %d: %.9g, direct kernel %.9g",
+                                     dtype_name(dt), nx, (long long)r, i, got, yd[i * ldy + r]);
+                    }
+            }
+        free(wq), free(x), free(xq), free(y), free(yd), free(pk);
+    }
+}
+
 /* ---- interleaved rope ---- */
 
 static void test_rope_interleaved(void **state) {
@@ -600,6 +663,7 @@ int main(void) {
         cmocka_unit_test(test_isa_quant_x),
         cmocka_unit_test(test_isa_matvec_q),
         cmocka_unit_test(test_a5_gemm_q_direct),
+        cmocka_unit_test(test_a5_gemm_q_packed),
         cmocka_unit_test(test_rope_interleaved),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -86,8 +86,8 @@ static void ATT_FN(float *out, const float *q, const wk_kv_layer *kv, const wk_s
         const float *K = (const float *)Kb, *vj = (const float *)Vb;
         if (kv->dt != DT_F32) {
             for (int t = 0; t < nk; t++) {
-                wk_weight wk = {Kb + (size_t)t * kv->row_bytes, kv->dt, 1, hd};
-                wk_weight wv = {Vb + (size_t)t * kv->row_bytes, kv->dt, 1, hd};
+                wk_weight wk = {Kb + (size_t)t * kv->row_bytes, kv->dt, 1, hd, NULL};
+                wk_weight wv = {Vb + (size_t)t * kv->row_bytes, kv->dt, 1, hd, NULL};
                 ATT_ROW_TO_F32(Kf + (size_t)t * hd, &wk, 0);
                 ATT_ROW_TO_F32(Vf + (size_t)t * hd, &wv, 0);
             }

@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels/cpu/cpu_internal.h"
 
@@ -66,6 +67,10 @@ static int g_gemmq_off;  /* WICK_CPU_GEMMQ=0: no integer prefill GEMM (for compa
 #define DIRECT_MIN_N 5
 #define DIRECT_MAX_N 32
 static int g_direct_max = DIRECT_MAX_N;
+/* Weights packed at load (W.packed, cpu_pack_weight) run the packed kernel for every n up to
+   this; WICK_CPU_PACKED_MAX=N moves it, WICK_CPU_PACK=0 packs nothing (for comparisons). */
+#define PACKED_MAX_N 1000000
+static int g_packed_max = PACKED_MAX_N;
 /* Own F32/F16/BF16 GEMM (gemm_f_avx512.c) from these activation rows; AVX512_BF16 present.
    WICK_CPU_GEMMF_MIN_N / WICK_CPU_BF16_MIN_N move them (a large value turns one off).
    0.5B BF16, 2 threads, best of 3 rounds, GEMM vs the 8-row matvec tiles: fast pp6 149 vs 133,
@@ -110,6 +115,8 @@ static void tl_buf_init(void) {
     if (e && strcmp(e, "0") == 0) g_gemmq_off = 1;
     e = getenv("WICK_CPU_DIRECT_MAX");
     if (e && atoi(e) > 0) g_direct_max = atoi(e);
+    e = getenv("WICK_CPU_PACKED_MAX");
+    if (e && atoi(e) > 0) g_packed_max = atoi(e);
     g_bf16 = __builtin_cpu_supports("avx512bf16");
     e = getenv("WICK_CPU_GEMMF_MIN_N");
     if (e && atoi(e) > 0) g_gemmf_min_n = atoi(e);
@@ -144,7 +151,7 @@ static void *tl_buffer(int slot, size_t bytes) {
  * next chunk, so both cores finish together even when one was descheduled for a while, and a
  * worker that wakes after the work is gone does not hold the caller up. */
 
-enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT, MM_GEMMF, MM_BF16 };
+enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT, MM_GEMMF, MM_BF16, MM_PACKED };
 
 typedef struct mm_ctx {
     const cpu_isa *isa;
@@ -242,6 +249,9 @@ static void mm_task(void *vctx, int tid, int nt) {
         if (c->mode == MM_DIRECT) {
             cpu_a5_gemm_q_direct(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, lo, hi);
             done = 1;
+        } else if (c->mode == MM_PACKED) {
+            cpu_a5_gemm_q_packed(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, lo, hi);
+            done = 1;
         } else if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
         else if (c->mode == MM_GEMMF || c->mode == MM_BF16) done = mm_rows_gemmf(c, lo, hi);
         else if (c->mode == MM_BLAS) done = mm_rows_blas(c, lo, hi);
@@ -300,7 +310,10 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
            kernel, which skips gemm_q's repack (see gemmq_avx512.c) */
         const int direct = isa == &cpu_isa_avx512 && g_vnni && n >= DIRECT_MIN_N && n <= g_direct_max &&
                            !g_gemmq_off && cpu_a5_gemm_q_direct_supports(W->dt);
-        if (direct) gemmq = 1;
+        /* weights packed at load (cpu_pack_weight): one kernel for every n up to g_packed_max */
+        const int packed = W->packed && isa == &cpu_isa_avx512 && g_vnni && !g_gemmq_off &&
+                           n <= g_packed_max && cpu_a5_pack_supports(W);
+        if (direct || packed) gemmq = 1;
         if (gemmq || !blas) { /* integer paths: quantize the activations once, shared */
             const int64_t nbx = W->cols / QK;
             blk_q8x *xq = tl_buffer(TL_XQ, (size_t)n * (size_t)nbx * sizeof(blk_q8x));
@@ -308,7 +321,7 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
                 qx_ctx q = {isa, xq, x, W->cols, n, 0};
                 pool_run_dyn((long)n * W->cols < (1L << 16) ? NULL : pool, qx_task, &q);
                 c.xq = xq;
-                if (gemmq) c.mode = direct ? MM_DIRECT : MM_GEMMQ, blas = 0;
+                if (gemmq) c.mode = packed ? MM_PACKED : direct ? MM_DIRECT : MM_GEMMQ, blas = 0;
             }
         }
     }
@@ -329,7 +342,8 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
     if (blas && c.mode == MM_MATVEC) c.mode = MM_BLAS;
     /* chunk sizes: a few per thread for balance, large enough for each path's efficiency */
     /* sgemm packs all of x on every call, so its chunks are few and large (two per thread) */
-    const int per = c.mode == MM_MATVEC || c.mode == MM_DIRECT ? 4 : c.mode == MM_BLAS ? 2 : 3;
+    const int per = c.mode == MM_MATVEC || c.mode == MM_DIRECT || c.mode == MM_PACKED ? 4
+                    : c.mode == MM_BLAS ? 2 : 3;
     c.chunk = round16(rows / ((long)nt * per));
     if (c.mode == MM_GEMMF || c.mode == MM_BF16) c.chunk = (c.chunk + 31) / 32 * 32; /* 32-row panels */
     if (c.mode == MM_GEMMQ && c.chunk > 128) c.chunk = 128;
@@ -402,8 +416,8 @@ static void att_task(void *vctx, int tid, int nt) {
         memset(o, 0, (size_t)hd * sizeof(float));
         float m = -INFINITY, l = 0.0f;
         for (int j = j0; j <= p; j++) {
-            wk_weight wk = {kv_row(c->kv, c->kv->k, sp->blocks, kvh, j), c->kv->dt, 1, hd};
-            wk_weight wv = {kv_row(c->kv, c->kv->v, sp->blocks, kvh, j), c->kv->dt, 1, hd};
+            wk_weight wk = {kv_row(c->kv, c->kv->k, sp->blocks, kvh, j), c->kv->dt, 1, hd, NULL};
+            wk_weight wv = {kv_row(c->kv, c->kv->v, sp->blocks, kvh, j), c->kv->dt, 1, hd, NULL};
             isa->row_to_f32(kf, &wk, 0);
             isa->row_to_f32(vf, &wv, 0);
             float sc = isa->dot(qh, kf, hd) * c->scale;
@@ -707,7 +721,7 @@ static void lora_y_task(void *vctx, int tid, int nt) {
         const int i0 = (int)(local / n_oc) * 8, nx = ru->n - i0 < 8 ? ru->n - i0 : 8;
         const int64_t o0 = (local % n_oc) * LORA_OC, o1 = o0 + LORA_OC < out ? o0 + LORA_OC : out;
         /* u[i][o - o0] for the 8 rows and this block of outputs (B's rows o0.. as a view) */
-        const wk_weight Bv = {(const float *)ru->B->data + o0 * r, DT_F32, o1 - o0, r};
+        const wk_weight Bv = {(const float *)ru->B->data + o0 * r, DT_F32, o1 - o0, r, NULL};
         c->isa->matvec(u, LORA_OC, lora_t(c, ru) + (size_t)i0 * r, r, nx, &Bv, 0, o1 - o0);
         for (int i = 0; i < nx; i++) {
             float *yi = c->y + (size_t)(ru->row0 + i0 + i) * out + o0;
@@ -767,7 +781,38 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
  * kernel_table entries carry no ISA pointer, so each ISA gets its own set of thin wrappers
  * that bind the `cpu_isa` and forward to the shared threaded code above. */
 #define POOL(ctx) ((ctx) ? (ctx)->pool : NULL)
-#define CPU_TABLE(tag, ISA, NAME)                                                              \
+/* pack_weight of the AVX-512 table (VNNI present): Q4_0 / Q8_0 in 16-row panels
+   (gemmq_avx512.c), the panels written by the pool's threads when ctx has a pool. */
+typedef struct pack_ctx { const wk_weight *W; uint8_t *dst; size_t pb; long n_panels, next; } pack_ctx;
+
+static void pack_task(void *vctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    pack_ctx *c = vctx;
+    for (long p; (p = pool_claim(&c->next)) < c->n_panels;) cpu_a5_pack_panel(c->dst + (size_t)p * c->pb, c->W, p);
+}
+
+static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
+    *bytes = 0;
+    pthread_once(&g_buf_once, tl_buf_init);
+    const char *e = getenv("WICK_CPU_PACK");
+    if ((e && strcmp(e, "0") == 0) || !g_vnni || g_gemmq_off || !cpu_a5_pack_supports(W)) return NULL;
+    pack_ctx c = {W, NULL, cpu_a5_pack_panel_bytes(W->dt, W->cols), (long)((W->rows + 15) / 16), 0};
+    const size_t n = c.pb * (size_t)c.n_panels;
+    /* written at once: populated in one go rather than a page fault per page (a third of
+       the packing time on this VM); small ones as buf_alloc makes them (buf_free frees both) */
+    if (n >= (1u << 20)) {
+        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        c.dst = p == MAP_FAILED ? NULL : p;
+    } else {
+        c.dst = kernels_host_alloc(ctx, n);
+    }
+    if (!c.dst) return NULL;
+    pool_run_dyn(ctx ? ctx->pool : NULL, pack_task, &c);
+    *bytes = n;
+    return c.dst;
+}
+
+#define CPU_TABLE(tag, ISA, NAME, PACK)                                                              \
     static void tag##_embed(wk_ctx *x_, float *o, const wk_weight *W, const int32_t *ids,      \
                             int n) { cpu_embed(&ISA, POOL(x_), o, W, ids, n); }                \
     static void tag##_rmsnorm(wk_ctx *x_, float *o, const float *x, const float *w, int n,     \
@@ -806,12 +851,12 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
         .kv_store = tag##_kv_store, .attention = tag##_attention, .softmax = tag##_softmax,    \
         .silu_mul = tag##_silu_mul, .gelu_tanh_mul = cpu_gelu_tanh_mul, .softcap = cpu_softcap, \
         .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,                               \
-        .gather_rows = cpu_gather_rows,                                                        \
+        .gather_rows = cpu_gather_rows, .pack_weight = PACK,                                   \
     };
 
-CPU_TABLE(gen, cpu_isa_generic, "cpu-generic")
-CPU_TABLE(avx2, cpu_isa_avx2, "cpu-avx2")
-CPU_TABLE(avx512, cpu_isa_avx512, "cpu-avx512")
+CPU_TABLE(gen, cpu_isa_generic, "cpu-generic", NULL)
+CPU_TABLE(avx2, cpu_isa_avx2, "cpu-avx2", NULL)
+CPU_TABLE(avx512, cpu_isa_avx512, "cpu-avx512", cpu_pack_weight)
 
 /* The AVX-512 file is compiled with F/BW/VL/DQ (and VNNI/BF16 flags: vpdpbusd runs only
  * behind a run-time VNNI check, BF16 instructions are not used), so all four are required. */

@@ -287,3 +287,144 @@ void cpu_a5_gemm_q(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n
             kernel_dt(y + i * ldy + r, ldy, xq + i * ldxq, ldxq, p, nb, m, 1, W->dt);
     }
 }
+
+/* ---- packed weights: Q4_0 / Q8_0 laid out once, at load, for this kernel ----
+ *
+ * The direct kernel above reads 16 row streams and transposes them for every call; from
+ * DRAM that is latency-bound (16 short streams per thread outrun the prefetchers). Packed,
+ * each panel of 16 rows is one sequential stream in the order the kernel consumes it:
+ *   for each block b: VB bytes of values — zmm g holds bytes 4g..4g+3 of the block's values
+ *   of each of the 16 rows (lane = row): Q4_0 4 zmm of nibble bytes (the low nibbles of zmm
+ *   g are values 4g.., the high ones 16+4g..), Q8_0 8 zmm of value bytes stored as w ^ 0x80
+ *   (unsigned, the −128 offset removed through the activation sums as above);
+ *   then for each block b: the 16 rows' f16 scales (32 bytes);
+ *   the panel padded to 64 bytes. Rows past the matrix are zero (scale 0) and never stored.
+ * Same integer block sums and f32 combination as kernel(), so the same definition holds:
+ * results are bit-identical to the direct kernel's. */
+
+static size_t pk_vb(dtype dt) { return dt == DT_Q8_0 ? 512 : 256; }
+
+size_t cpu_a5_pack_panel_bytes(dtype dt, int64_t cols) {
+    const size_t nb = (size_t)(cols / QK);
+    return (nb * (pk_vb(dt) + 32) + 63) & ~(size_t)63;
+}
+
+int cpu_a5_pack_supports(const wk_weight *W) {
+    return (W->dt == DT_Q4_0 || W->dt == DT_Q8_0) && W->cols > 0 && W->cols % QK == 0 &&
+           W->rows > 0 && W->cols / QK < (1 << 24);
+}
+
+/* Writes panel p (rows 16p .. 16p + 15) of W into dst (cpu_a5_pack_panel_bytes bytes, zeroed
+   beforehand: rows past the matrix and the padding are left as they are). */
+void cpu_a5_pack_panel(uint8_t *dst, const wk_weight *W, int64_t p) {
+    const int64_t nb = W->cols / QK;
+    const size_t rb = dtype_row_bytes(W->dt, W->cols), vb = pk_vb(W->dt);
+    const int q8 = W->dt == DT_Q8_0;
+    uint8_t *sc = dst + (size_t)nb * vb;
+    int nr = 0;
+    const uint8_t *rowp[16];
+    for (; nr < 16 && 16 * p + nr < W->rows; nr++) rowp[nr] = (const uint8_t *)W->data + (size_t)(16 * p + nr) * rb;
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *v = dst + (size_t)b * vb;
+        for (int j = 0; j < nr; j++) {
+            uint32_t w[8];
+            if (q8) {
+                const blk_q8_0 *blk = (const blk_q8_0 *)rowp[j] + b;
+                memcpy(w, blk->qs, 32);
+                for (int g = 0; g < 8; g++) {
+                    w[g] ^= 0x80808080u;
+                    memcpy(v + 64 * g + 4 * j, &w[g], 4);
+                }
+                memcpy(sc + 32 * b + 2 * j, &blk->d, 2);
+            } else {
+                const blk_q4_0 *blk = (const blk_q4_0 *)rowp[j] + b;
+                memcpy(w, blk->qs, 16);
+                for (int g = 0; g < 4; g++) memcpy(v + 64 * g + 4 * j, &w[g], 4);
+                memcpy(sc + 32 * b + 2 * j, &blk->d, 2);
+            }
+        }
+    }
+}
+
+/* Prefetch distance in the panel's stream: DRAM on this VM needs more than 1 KB ahead (0.5B
+   Q4_0 4864×896, one thread: 4096 bytes 157 µs/call, 1024 210, 512 268) */
+#ifndef PK_AHEAD
+#define PK_AHEAD 4096
+#endif
+
+AI void packed_kernel(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uint8_t *pv,
+                      int64_t nb, __mmask16 m, const int NX, const int Q8) {
+    const size_t vb = Q8 ? 512 : 256;
+    const int OFF = Q8 ? 128 : 8;
+    const uint8_t *ps = pv + (size_t)nb * vb;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[16];
+    for (int i = 0; i < NX; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *v = pv + (size_t)b * vb;
+        for (size_t o = 0; o < vb; o += 64) _mm_prefetch((const char *)v + PK_AHEAD + o, _MM_HINT_T0);
+        if (!(b & 1)) _mm_prefetch((const char *)(ps + 32 * b) + PK_AHEAD / 8, _MM_HINT_T0);
+        __m512i w[8];
+        if (Q8) {
+            for (int g = 0; g < 8; g++) w[g] = _mm512_load_si512((const void *)(v + 64 * g));
+        } else {
+            for (int g = 0; g < 4; g++) {
+                const __m512i t = _mm512_load_si512((const void *)(v + 64 * g));
+                w[g] = _mm512_and_si512(t, m4);
+                w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(t, 4), m4);
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ps + 32 * b)));
+        for (int i = 0; i < NX; i++) {
+            const blk_q8x *xb = xq + i * ldxq + b;
+            __m512i s = _mm512_set1_epi32(-OFF * (xb->sum[0] + xb->sum[1]));
+            for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(load4(xb->qs + 4 * g)));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), acc[i]);
+        }
+    }
+    for (int i = 0; i < NX; i++) _mm512_mask_storeu_ps(y + i * ldy, m, acc[i]);
+}
+
+#define PK_CASES(Q8)                                                                             \
+    switch (nx) {                                                                                \
+    case 1: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 1, Q8); break;                            \
+    case 2: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 2, Q8); break;                            \
+    case 3: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 3, Q8); break;                            \
+    case 4: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 4, Q8); break;                            \
+    case 5: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 5, Q8); break;                            \
+    case 6: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 6, Q8); break;                            \
+    case 7: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 7, Q8); break;                            \
+    case 8: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 8, Q8); break;                            \
+    case 9: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 9, Q8); break;                            \
+    case 10: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 10, Q8); break;                          \
+    case 11: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 11, Q8); break;                          \
+    case 12: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 12, Q8); break;                          \
+    case 13: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 13, Q8); break;                          \
+    case 14: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 14, Q8); break;                          \
+    case 15: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 15, Q8); break;                          \
+    default: packed_kernel(y, ldy, xq, ldxq, pv, nb, m, 16, Q8); break;                          \
+    }
+
+static void packed_nx(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uint8_t *pv,
+                      int64_t nb, __mmask16 m, int nx, int q8) {
+    if (q8) PK_CASES(1) else PK_CASES(0)
+}
+
+/* y[i*ldy + r] = Σ_c W[r, c]·x̂_i[c] for i < n, r in [r0, r1) from W->packed (made by
+   cpu_a5_pack_panel for every panel); r0 a multiple of 16. Any n: every 16 activation rows
+   read the panel again (from cache once the first pass brought it in). */
+void cpu_a5_gemm_q_packed(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
+                          const wk_weight *W, int64_t r0, int64_t r1) {
+    const int64_t nb = W->cols / QK;
+    const size_t pb = cpu_a5_pack_panel_bytes(W->dt, W->cols);
+    const int q8 = W->dt == DT_Q8_0;
+    for (int64_t r = r0; r < r1; r += 16) {
+        const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
+        const __mmask16 m = (__mmask16)((1u << nr) - 1u);
+        const uint8_t *pv = (const uint8_t *)W->packed + (size_t)(r / 16) * pb;
+        for (int i = 0; i < n; i += 16) {
+            const int nx = n - i < 16 ? n - i : 16;
+            packed_nx(y + i * ldy + r, ldy, xq + i * ldxq, ldxq, pv, nb, m, nx, q8);
+        }
+    }
+}

@@ -405,7 +405,8 @@ template <int D> struct dev_ops {
 #define CU_TABLE(D)                                                                            \
     {                                                                                          \
         .name = "cuda:" #D, .buf_alloc = dev_ops<D>::alloc, .buf_free = dev_ops<D>::free_,    \
-        .buf_copy = dev_ops<D>::copy, .sync = dev_ops<D>::sync, .embed = dev_ops<D>::embed,    \
+        .buf_copy = dev_ops<D>::copy, .sync = dev_ops<D>::sync, .pack_weight = nullptr,        \
+        .embed = dev_ops<D>::embed,                                                            \
         .rmsnorm = dev_ops<D>::rmsnorm, .matmul = dev_ops<D>::matmul,                          \
         .rope = dev_ops<D>::rope, .rope_interleaved = dev_ops<D>::rope_il,                     \
         .kv_store = dev_ops<D>::kv_store, .attention = dev_ops<D>::attention,                  \
