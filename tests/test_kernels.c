@@ -564,9 +564,9 @@ static void test_lora(void **state) {
     float *x = xmalloc(sizeof(float) * rows * in), *y0 = xmalloc(sizeof(float) * rows * out);
     float *want = xmalloc(sizeof(float) * rows * out), *got = xmalloc(sizeof(float) * rows * out);
     float *tol = xmalloc(sizeof(float) * rows * out);
-    float *A[3], *B[3], *scr = xmalloc(sizeof(float) * rows * 16), *keep = xmalloc(sizeof(float) * 9 * 5);
+    float *A[3], *B[3], *scr = xmalloc(sizeof(float) * rows * 40), *keep = xmalloc(sizeof(float) * 9 * 5);
     float *keep_ref = xmalloc(sizeof(float) * 9 * 5);
-    const int rk[3] = {8, 16, 5};
+    const int rk[3] = {8, 40, 5}; /* 40: two whole 16-column chunks of B and a part (cpu_a5_lora_u) */
     wk_weight WA[3], WB[3];
     fill(x, (long)rows * in, 1.0f), fill(y0, (long)rows * out, 1.0f);
     for (int k = 0; k < 3; k++) {

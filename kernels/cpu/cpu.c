@@ -721,8 +721,13 @@ static void lora_y_task(void *vctx, int tid, int nt) {
         const int i0 = (int)(local / n_oc) * 8, nx = ru->n - i0 < 8 ? ru->n - i0 : 8;
         const int64_t o0 = (local % n_oc) * LORA_OC, o1 = o0 + LORA_OC < out ? o0 + LORA_OC : out;
         /* u[i][o - o0] for the 8 rows and this block of outputs (B's rows o0.. as a view) */
-        const wk_weight Bv = {(const float *)ru->B->data + o0 * r, DT_F32, o1 - o0, r, NULL};
-        c->isa->matvec(u, LORA_OC, lora_t(c, ru) + (size_t)i0 * r, r, nx, &Bv, 0, o1 - o0);
+        if (c->isa == &cpu_isa_avx512) { /* short rows: 16 outputs per zmm, not a dot each */
+            cpu_a5_lora_u(u, LORA_OC, lora_t(c, ru) + (size_t)i0 * r, r, nx,
+                          (const float *)ru->B->data + o0 * r, r, o1 - o0);
+        } else {
+            const wk_weight Bv = {(const float *)ru->B->data + o0 * r, DT_F32, o1 - o0, r, NULL};
+            c->isa->matvec(u, LORA_OC, lora_t(c, ru) + (size_t)i0 * r, r, nx, &Bv, 0, o1 - o0);
+        }
         for (int i = 0; i < nx; i++) {
             float *yi = c->y + (size_t)(ru->row0 + i0 + i) * out + o0;
             const float *ui = u + (size_t)i * LORA_OC;

@@ -440,3 +440,58 @@ const cpu_isa cpu_isa_avx512 = {
     .gemm_q_scratch = cpu_a5_gemm_q_scratch,
     .attn_block = a5_attn_block,
 };
+
+/* ---- LoRA's second product ----
+ * u[i·ldu + o] = Σ_k t[i·ldt + k] · B[o·r + k] for i < nx, o < n_out: the rank-r rows of B are
+ * short (r = 4..64), so a dot product per output spent most of its time reducing one zmm
+ * horizontally. Here 16 outputs at a time: their B rows (16 columns of them at a time, the
+ * rest masked to zero) are transposed in registers so that zmm k holds column k of the 16
+ * rows, and each activation row adds t[i][k] · that, k in order, into one zmm of 16 outputs. */
+static inline void tp16x16_ps(__m512 *r) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    /* r[4q + j] lane 4L + m = row 4L + ... : now exchange the 128-bit lanes */
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);
+        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+        r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+        r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xDD);
+    }
+}
+
+void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, const float *B,
+                   int64_t r, int64_t n_out) {
+    for (int64_t o = 0; o < n_out; o += 16) {
+        const int no = n_out - o < 16 ? (int)(n_out - o) : 16;
+        __m512 acc[8];
+        for (int i = 0; i < nx; i++) acc[i] = _mm512_setzero_ps();
+        for (int64_t k0 = 0; k0 < r; k0 += 16) {
+            const int nk = r - k0 < 16 ? (int)(r - k0) : 16;
+            const __mmask16 km = (__mmask16)((1u << nk) - 1u);
+            __m512 c[16];
+            for (int j = 0; j < 16; j++)
+                c[j] = j < no ? _mm512_maskz_loadu_ps(km, B + (o + j) * r + k0) : _mm512_setzero_ps();
+            tp16x16_ps(c); /* c[k] lane j = B[o + j][k0 + k] */
+            for (int i = 0; i < nx; i++)
+                for (int k = 0; k < nk; k++)
+                    acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(t[i * ldt + k0 + k]), c[k], acc[i]);
+        }
+        const __mmask16 om = (__mmask16)((1u << no) - 1u);
+        for (int i = 0; i < nx; i++) _mm512_mask_storeu_ps(u + i * ldu + o, om, acc[i]);
+    }
+}

@@ -126,6 +126,10 @@ void cpu_a5_gemm_f(float *y, int64_t ldy, const float *x, int64_t ldx, int n, co
 void cpu_a5_gemm_bf16(float *y, int64_t ldy, const uint16_t *xb, int64_t ldx, int n,
                       const wk_weight *W, int64_t r0, int64_t r1, void *scratch);
 void cpu_a5_x_to_bf16(uint16_t *out, const float *x, int64_t n);
+/* cpu_avx512.c: LoRA's u = t·Bᵀ for nx <= 8 rows: u[i·ldu + o] = Σ_k t[i·ldt + k]·B[o·r + k],
+ * o < n_out (B rows of rank r, f32), k summed in order with fused multiply-adds. */
+void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, const float *B,
+                   int64_t r, int64_t n_out);
 size_t cpu_a5_gemm_f_scratch(int64_t cols);
 
 /* ISA tables (the SIMD ones are defined in the ISA files and only called after a CPU feature
