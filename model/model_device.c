@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/pool.h"
 #include "formats/gguf.h"
 #include "model/model.h"
 
@@ -172,10 +173,10 @@ void model_device_free(wick_model *m) {
 
 /* ---- packed layouts of a host table ---- */
 
-static void pack_one(wick_model *m, wk_weight *W, int *cap) {
+static void pack_one(wick_model *m, wk_ctx *ctx, wk_weight *W, int *cap) {
     if (!W->data || W->packed) return;
     size_t bytes = 0;
-    void *p = m->kern->pack_weight(NULL, W, &bytes);
+    void *p = m->kern->pack_weight(ctx, W, &bytes);
     if (!p) return;
     if (m->n_packs == *cap) {
         const int nc = *cap ? 2 * *cap : 64;
@@ -205,13 +206,18 @@ static void pack_one(wick_model *m, wk_weight *W, int *cap) {
 
 void model_pack_weights(wick_model *m) {
     if (m->dev || !m->kern || !m->kern->pack_weight || !kernels_is_host(m->kern)) return;
+    /* the panels are written by one thread per core (up to 8) for the length of the load */
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    wk_pool *pool = pool_create(nc < 1 ? 1 : nc > 8 ? 8 : (int)nc);
+    wk_ctx ctx = {.pool = pool};
     int cap = m->n_packs;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         layer_weights *L = &m->layers[l];
         wk_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) pack_one(m, ws[i], &cap);
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) pack_one(m, pool ? &ctx : NULL, ws[i], &cap);
     }
-    pack_one(m, &m->lm_head, &cap);
+    pack_one(m, pool ? &ctx : NULL, &m->lm_head, &cap);
+    pool_free(pool);
 }
 
 void model_pack_free(wick_model *m) {
