@@ -206,9 +206,18 @@ static void pack_one(wick_model *m, wk_ctx *ctx, wk_weight *W, int *cap) {
 
 void model_pack_weights(wick_model *m) {
     if (m->dev || !m->kern || !m->kern->pack_weight || !kernels_is_host(m->kern)) return;
-    /* the panels are written by one thread per core (up to 8) for the length of the load */
+    /* large models: the panels are written by one thread per core (up to 8) for the length
+       of the load; small ones (tests, fuzzing) are not worth starting threads for */
+    int64_t quant_bytes = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const layer_weights *L = &m->layers[l];
+        const wk_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (ws[i]->data && dtype_is_quant(ws[i]->dt))
+                quant_bytes += (int64_t)dtype_row_bytes(ws[i]->dt, ws[i]->cols) * ws[i]->rows;
+    }
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    wk_pool *pool = pool_create(nc < 1 ? 1 : nc > 8 ? 8 : (int)nc);
+    wk_pool *pool = quant_bytes >= (32 << 20) && nc > 1 ? pool_create(nc > 8 ? 8 : (int)nc) : NULL;
     wk_ctx ctx = {.pool = pool};
     int cap = m->n_packs;
     for (int l = 0; l < m->cfg.n_layer; l++) {
