@@ -6,6 +6,8 @@
  * from a k-element min-heap. Only the chosen texts are parsed from texts.jsonl. */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,12 @@ static void heap_push(hit *h, int *n, int k, hit x) {
 static int by_rank(const void *a, const void *b) {
     const hit *x = a, *y = b;
     return worse(*y, *x) ? -1 : worse(*x, *y) ? 1 : 0;
+}
+
+/* j is a number with no fraction in [lo, hi] */
+static bool json_whole(const cJSON *j, double lo, double hi) {
+    return cJSON_IsNumber(j) && j->valuedouble >= lo && j->valuedouble <= hi &&
+           j->valuedouble == floor(j->valuedouble);
 }
 
 /* the text of row `row`: line `row` of texts.jsonl (offsets found once), parsed as a JSON string */
@@ -132,10 +140,13 @@ int cmd_search(int argc, char **argv) {
                 *jp = cJSON_GetObjectItemCaseSensitive(ix, "pooling"),
                 *jn = cJSON_GetObjectItemCaseSensitive(ix, "normalize"),
                 *jl = cJSON_GetObjectItemCaseSensitive(ix, "max_length");
-    if (!cJSON_IsString(jm) || !cJSON_IsNumber(jd) || !cJSON_IsNumber(jc) || !cJSON_IsNumber(jp) ||
-        !cJSON_IsBool(jn) || !cJSON_IsNumber(jl) || jd->valuedouble < 1 || jc->valuedouble < 0) {
-        fprintf(stderr, "wick search: %s: expected fields model (string), dim, count, pooling, "
-                        "max_length (numbers) and normalize (bool)\n", p);
+    /* every number is checked to be a whole number in range before it becomes an int (a
+       hostile or damaged index.json must get an error, not an out-of-range conversion) */
+    if (!cJSON_IsString(jm) || !json_whole(jd, 1, 1 << 20) || !json_whole(jc, 0, INT32_MAX - 1) ||
+        !json_whole(jp, 0, 64) || !cJSON_IsBool(jn) || !json_whole(jl, 0, 1 << 24)) {
+        fprintf(stderr, "wick search: %s: expected fields model (string), dim (1..1048576), count "
+                        "(0..2147483646), pooling (0..64), max_length (0..16777216) as whole "
+                        "numbers and normalize (bool)\n", p);
         cJSON_Delete(ix);
         free(p);
         goto out;

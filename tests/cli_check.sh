@@ -249,6 +249,14 @@ has "$tmp/out" '"text":"\"quoted\" line"' "a stored text comes back exactly (quo
 has "$tmp/out" '"rank":1' "results are ranked"
 run "search a missing index" 1 "$W" search --index "$tmp/nope" "x"
 has "$tmp/err" "is $tmp/nope an index" "a missing index is explained"
+# a damaged index.json: numbers out of range or not whole are refused by name, not converted
+cp -r "$tmp/ix" "$tmp/ixbad"
+sed -i 's/"dim":[0-9]*/"dim":1e30/' "$tmp/ixbad/index.json"
+run "search an index with dim 1e30" 1 "$W" search --index "$tmp/ixbad" "x" -t 1
+has "$tmp/err" "index.json: expected fields" "an out-of-range dim names index.json"
+sed -i 's/"dim":1e30/"dim":4.5/' "$tmp/ixbad/index.json"
+run "search an index with dim 4.5" 1 "$W" search --index "$tmp/ixbad" "x" -t 1
+has "$tmp/err" "whole numbers" "a fractional dim is refused"
 if [ -d "$FIX/tiny-llama" ] && [ -d "$FIX/tiny-qwen2-lora/adapter_a" ]; then
   run "Qwen2 adapter on a LLaMA base" 1 "$W" logits -m "$FIX/tiny-llama" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
   has "$tmp/err" "Qwen2ForCausalLM" "the mismatch names the adapter's base architecture"
