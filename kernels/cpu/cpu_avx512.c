@@ -484,6 +484,8 @@ void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, c
             const int nk = r - k0 < 16 ? (int)(r - k0) : 16;
             const __mmask16 km = (__mmask16)((1u << nk) - 1u);
             __m512 c[16];
+            /* the adapter's rows are cold in decode (every adapter's B read once a step) */
+            for (int j = 0; j < 16; j++) _mm_prefetch((const char *)(B + (o + 64 + j) * r + k0), _MM_HINT_T0);
             for (int j = 0; j < 16; j++)
                 c[j] = j < no ? _mm512_maskz_loadu_ps(km, B + (o + j) * r + k0) : _mm512_setzero_ps();
             tp16x16_ps(c); /* c[k] lane j = B[o + j][k0 + k] */
