@@ -698,8 +698,12 @@ static void lora_t_task(void *vctx, int tid, int nt) {
         const wk_lora_run *ru = &c->runs[k];
         const int i0 = (int)(it - base) * 8, nx = ru->n - i0 < 8 ? ru->n - i0 : 8;
         const int64_t in = ru->A->cols, r = ru->A->rows;
-        c->isa->matvec(lora_t(c, ru) + (size_t)i0 * r, r, c->x + (size_t)(ru->row0 + i0) * in, in,
-                       nx, ru->A, 0, r);
+        if (c->isa == &cpu_isa_avx512) /* A's rows one stream at a time, prefetched */
+            cpu_a5_lora_t(lora_t(c, ru) + (size_t)i0 * r, r, c->x + (size_t)(ru->row0 + i0) * in, in,
+                          nx, (const float *)ru->A->data, r, in);
+        else
+            c->isa->matvec(lora_t(c, ru) + (size_t)i0 * r, r, c->x + (size_t)(ru->row0 + i0) * in, in,
+                           nx, ru->A, 0, r);
     }
 }
 

@@ -497,3 +497,28 @@ void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, c
         for (int i = 0; i < nx; i++) _mm512_mask_storeu_ps(u + i * ldu + o, om, acc[i]);
     }
 }
+
+/* LoRA's first product: t[i·ldt + k] = Σ_c x[i·ldx + c] · A[k·in + c] for i < nx (<= 8), k < r.
+ * A's rows are read one after another (one stream, prefetched 1 KB ahead: the adapter is cold
+ * in decode) against the nx activation rows, which stay in L1/L2. */
+void cpu_a5_lora_t(float *t, int64_t ldt, const float *x, int64_t ldx, int nx, const float *A,
+                   int64_t r, int64_t in) {
+    const int64_t in16 = in / 16 * 16;
+    const __mmask16 tm = (__mmask16)((1u << (in - in16)) - 1u);
+    for (int64_t k = 0; k < r; k++) {
+        const float *a = A + k * in;
+        __m512 acc[8];
+        for (int i = 0; i < nx; i++) acc[i] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < in16; c += 16) {
+            _mm_prefetch((const char *)(a + c) + 1024, _MM_HINT_T0);
+            const __m512 w = _mm512_loadu_ps(a + c);
+            for (int i = 0; i < nx; i++) acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i * ldx + c), acc[i]);
+        }
+        if (tm) {
+            const __m512 w = _mm512_maskz_loadu_ps(tm, a + in16);
+            for (int i = 0; i < nx; i++)
+                acc[i] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(tm, x + i * ldx + in16), acc[i]);
+        }
+        for (int i = 0; i < nx; i++) t[i * ldt + k] = _mm512_reduce_add_ps(acc[i]);
+    }
+}

@@ -130,6 +130,9 @@ void cpu_a5_x_to_bf16(uint16_t *out, const float *x, int64_t n);
  * o < n_out (B rows of rank r, f32), k summed in order with fused multiply-adds. */
 void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, const float *B,
                    int64_t r, int64_t n_out);
+/* cpu_avx512.c: LoRA's t = x·Aᵀ for nx <= 8 rows: t[i·ldt + k] = Σ_c x[i·ldx + c]·A[k·in + c]. */
+void cpu_a5_lora_t(float *t, int64_t ldt, const float *x, int64_t ldx, int nx, const float *A,
+                   int64_t r, int64_t in);
 size_t cpu_a5_gemm_f_scratch(int64_t cols);
 
 /* ISA tables (the SIMD ones are defined in the ISA files and only called after a CPU feature
