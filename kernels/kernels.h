@@ -35,7 +35,9 @@ typedef struct wk_weight {
     dtype dt;           /* DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q5_0, DT_Q4_K, DT_Q6_K */
     int64_t rows, cols; /* (out_features, in_features) */
     const void *packed; /* NULL, or the same matrix laid out by the pack_weight of the table
-                           that runs it (only that table's matmul reads it; data stays valid
+                           that runs it (only that table's matmul reads it, and only while
+                           data/rows/cols/dt are still the ones it was made from: a copy of
+                           the struct with other data falls back by itself; data stays valid
                            and is what every other op and table reads) */
 } wk_weight;
 

@@ -138,7 +138,6 @@ wick_status wick_model_merge_adapter(const wick_model *base, const char *name, f
             }
             m->merged_bufs[m->n_merged_bufs++] = buf;
             W->data = buf;
-            W->packed = NULL; /* the base's layout of the unmerged matrix: not this one */
         }
     }
 out:

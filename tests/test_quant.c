@@ -499,6 +499,23 @@ static void test_isa_matvec_q(void **state) {
 /* The AVX-512 VNNI direct kernel (Q4_0/Q8_0, no repack) on its own: every activation count
    from 1 to 20 (several 8-row passes, tails), weight ranges that start inside a 16-row panel
    and end in a partial one, strided y and xq; untouched elsewhere. */
+/* Random blocks of dt for a rows × cols matrix (*wq) and nx quantized activation rows of
+   growing scale, ldxq blocks apart (*xq), for the kernel tests below. */
+static void random_case(dtype dt, int64_t rows, int64_t cols, int nx, int64_t ldxq, uint8_t **wq,
+                        blk_q8x **xq) {
+    const size_t rb = dtype_row_bytes(dt, cols);
+    *wq = xmalloc(rb * rows);
+    for (int64_t b = 0; b < (int64_t)(rb * rows / dtype_block_bytes(dt)); b++)
+        random_block(dt, *wq + b * dtype_block_bytes(dt));
+    float *x = xmalloc((size_t)cols * 4);
+    *xq = xmalloc((size_t)(nx * ldxq) * sizeof(blk_q8x));
+    for (int i = 0; i < nx; i++) {
+        for (int64_t c = 0; c < cols; c++) x[c] = frand() * (float)(i + 1);
+        quant_x_row(*xq + i * ldxq, x, cols);
+    }
+    free(x);
+}
+
 static void test_a5_gemm_q_direct(void **state) {
     (void)state;
     __builtin_cpu_init();
@@ -513,15 +530,9 @@ static void test_a5_gemm_q_direct(void **state) {
         const dtype dt = types[t];
         const int64_t cols = 9 * 32, nbx = cols / 32, ldxq = nbx + 1;
         const size_t rb = dtype_row_bytes(dt, cols);
-        uint8_t *wq = xmalloc(rb * rows);
-        for (int64_t b = 0; b < (int64_t)(rb * rows / dtype_block_bytes(dt)); b++)
-            random_block(dt, wq + b * dtype_block_bytes(dt));
-        float *x = xmalloc((size_t)cols * 4);
-        blk_q8x *xq = xmalloc((size_t)(NXMAX * ldxq) * sizeof(blk_q8x));
-        for (int i = 0; i < NXMAX; i++) {
-            for (int64_t c = 0; c < cols; c++) x[c] = frand() * (float)(i + 1);
-            quant_x_row(xq + i * ldxq, x, cols);
-        }
+        uint8_t *wq = NULL;
+        blk_q8x *xq = NULL;
+        random_case(dt, rows, cols, NXMAX, ldxq, &wq, &xq);
         wk_weight W = {.data = wq, .dt = dt, .rows = rows, .cols = cols};
         float *y = xmalloc((size_t)(NXMAX * ldy) * 4);
         const int64_t ranges[4][2] = {{0, rows}, {3, 20}, {17, 18}, {32, rows}};
@@ -549,7 +560,6 @@ static void test_a5_gemm_q_direct(void **state) {
                     }
             }
         free(wq);
-        free(x);
         free(xq);
         free(y);
     }
@@ -570,29 +580,21 @@ static void test_a5_gemm_q_packed(void **state) {
     for (int t = 0; t < 2; t++) {
         const dtype dt = types[t];
         const int64_t cols = 9 * 32, nbx = cols / 32, ldxq = nbx + 1;
-        const size_t rb = dtype_row_bytes(dt, cols);
-        uint8_t *wq = xmalloc(rb * rows);
-        for (int64_t b = 0; b < (int64_t)(rb * rows / dtype_block_bytes(dt)); b++)
-            random_block(dt, wq + b * dtype_block_bytes(dt));
-        float *x = xmalloc((size_t)cols * 4);
-        blk_q8x *xq = xmalloc((size_t)(NXMAX * ldxq) * sizeof(blk_q8x));
-        for (int i = 0; i < NXMAX; i++) {
-            for (int64_t c = 0; c < cols; c++) x[c] = frand() * (float)(i + 1);
-            quant_x_row(xq + i * ldxq, x, cols);
-        }
+        uint8_t *wq = NULL;
+        blk_q8x *xq = NULL;
+        random_case(dt, rows, cols, NXMAX, ldxq, &wq, &xq);
         wk_weight W = {.data = wq, .dt = dt, .rows = rows, .cols = cols};
         const size_t pb = cpu_a5_pack_panel_bytes(dt, cols);
         uint8_t *pk = aligned_alloc(64, pb * 4);
         memset(pk, 0, pb * 4);
         for (int p = 0; p < 4; p++) cpu_a5_pack_panel(pk + p * pb, &W, p);
-        W.packed = pk;
         float *y = xmalloc((size_t)(NXMAX * ldy) * 4), *yd = xmalloc((size_t)(NXMAX * ldy) * 4);
         const int64_t ranges[4][2] = {{0, rows}, {16, 20}, {48, 49}, {32, rows}};
         for (int ri = 0; ri < 4; ri++)
             for (int nx = 1; nx <= NXMAX; nx++) {
                 const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1];
                 for (int64_t i = 0; i < NXMAX * ldy; i++) y[i] = yd[i] = -7.0f;
-                cpu_a5_gemm_q_packed(y, ldy, xq, ldxq, nx, &W, r0, r1);
+                cpu_a5_gemm_q_packed(y, ldy, xq, ldxq, nx, &W, pk, r0, r1);
                 cpu_a5_gemm_q_direct(yd, ldy, xq, ldxq, nx, &W, r0, r1);
                 for (int i = 0; i < NXMAX; i++)
                     for (int64_t r = 0; r < ldy; r++) {
@@ -608,8 +610,48 @@ static void test_a5_gemm_q_packed(void **state) {
                                      dtype_name(dt), nx, (long long)r, i, got, yd[i * ldy + r]);
                     }
             }
-        free(wq), free(x), free(xq), free(y), free(yd), free(pk);
+        free(wq), free(xq), free(y), free(yd), free(pk);
     }
+}
+
+/* A packed layout serves only the matrix it was made from: a struct copy whose data or shape
+   changed (a merged matrix, an f32 copy, a view of some rows) gets the file layout's result. */
+static void test_packed_stale(void **state) {
+    (void)state;
+    const kernel_table *T = kernels_cpu_variant("avx512");
+    if (!T || !T->pack_weight) {
+        print_message("skipped: no packed layout here\n");
+        return;
+    }
+    const int64_t rows = 40, cols = 128;
+    const size_t rb = dtype_row_bytes(DT_Q4_0, cols);
+    uint8_t *a = xmalloc(rb * rows), *b = xmalloc(rb * rows);
+    for (int64_t i = 0; i < (int64_t)(rb * rows / sizeof(blk_q4_0)); i++) {
+        random_block(DT_Q4_0, a + i * sizeof(blk_q4_0));
+        random_block(DT_Q4_0, b + i * sizeof(blk_q4_0));
+    }
+    float x[3 * 128], want[3 * 40], got[3 * 40];
+    for (int i = 0; i < 3 * 128; i++) x[i] = frand();
+    wk_weight W = {.data = a, .dt = DT_Q4_0, .rows = rows, .cols = cols};
+    size_t bytes = 0;
+    W.packed = T->pack_weight(NULL, &W, &bytes);
+    if (!W.packed) {
+        print_message("skipped: no VNNI here\n");
+        free(a), free(b);
+        return;
+    }
+    wk_weight other = W, plain = W;
+    other.data = b, plain.data = b, plain.packed = NULL; /* replaced data */
+    T->matmul(NULL, want, x, &plain, NULL, 3);
+    T->matmul(NULL, got, x, &other, NULL, 3);
+    assert_memory_equal(got, want, sizeof want);
+    wk_weight view = W, vplain = W; /* the first 24 rows */
+    view.rows = vplain.rows = 24, vplain.packed = NULL;
+    T->matmul(NULL, want, x, &vplain, NULL, 3);
+    T->matmul(NULL, got, x, &view, NULL, 3);
+    assert_memory_equal(got, want, sizeof(float) * 3 * 24);
+    T->buf_free(NULL, (void *)W.packed, bytes);
+    free(a), free(b);
 }
 
 /* ---- interleaved rope ---- */
@@ -664,6 +706,7 @@ int main(void) {
         cmocka_unit_test(test_isa_matvec_q),
         cmocka_unit_test(test_a5_gemm_q_direct),
         cmocka_unit_test(test_a5_gemm_q_packed),
+        cmocka_unit_test(test_packed_stale),
         cmocka_unit_test(test_rope_interleaved),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

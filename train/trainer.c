@@ -269,7 +269,6 @@ static wick_status to_f32_block(wick_model *m) {
             kernels_row_to_f32(block + off + (size_t)(r * W->cols), W, r);
         W->data = block + off;
         W->dt = DT_F32;
-        W->packed = NULL; /* the load-time layout of the old data */
         off += (size_t)(W->rows * W->cols);
     }
     if (tied) m->lm_head = m->tok_embd;

@@ -152,6 +152,7 @@ static void *tl_buffer(int slot, size_t bytes) {
  * worker that wakes after the work is gone does not hold the caller up. */
 
 enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT, MM_GEMMF, MM_BF16, MM_PACKED };
+static const uint8_t *packed_panels(const wk_weight *W); /* W.packed's panels if made for W */
 
 typedef struct mm_ctx {
     const cpu_isa *isa;
@@ -250,7 +251,7 @@ static void mm_task(void *vctx, int tid, int nt) {
             cpu_a5_gemm_q_direct(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, lo, hi);
             done = 1;
         } else if (c->mode == MM_PACKED) {
-            cpu_a5_gemm_q_packed(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, lo, hi);
+            cpu_a5_gemm_q_packed(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, packed_panels(c->W), lo, hi);
             done = 1;
         } else if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
         else if (c->mode == MM_GEMMF || c->mode == MM_BF16) done = mm_rows_gemmf(c, lo, hi);
@@ -311,8 +312,9 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
         const int direct = isa == &cpu_isa_avx512 && g_vnni && n >= DIRECT_MIN_N && n <= g_direct_max &&
                            !g_gemmq_off && cpu_a5_gemm_q_direct_supports(W->dt);
         /* weights packed at load (cpu_pack_weight): one kernel for every n up to g_packed_max */
-        const int packed = W->packed && isa == &cpu_isa_avx512 && g_vnni && !g_gemmq_off &&
-                           n <= g_packed_max && cpu_a5_pack_supports(W);
+        const uint8_t *panels = isa == &cpu_isa_avx512 && g_vnni && !g_gemmq_off && n <= g_packed_max
+                                    ? packed_panels(W) : NULL;
+        const int packed = panels != NULL;
         if (direct || packed) gemmq = 1;
         if (gemmq || !blas) { /* integer paths: quantize the activations once, shared */
             const int64_t nbx = W->cols / QK;
@@ -794,6 +796,20 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
    (gemmq_avx512.c), the panels written by the pool's threads when ctx has a pool. */
 typedef struct pack_ctx { const wk_weight *W; uint8_t *dst; size_t pb; long n_panels, next; } pack_ctx;
 
+/* A packed buffer starts with the description of the matrix it was made from; the panels
+   follow. The matmul uses it only while W still is that matrix, so a weight whose data was
+   replaced (a merge, full training's f32 copy) or a view of some of its rows copied with the
+   struct falls back to the file layout by itself. */
+typedef struct pack_head { const void *data; int64_t rows, cols; int dt; } pack_head;
+#define PACK_HEAD 64
+
+static const uint8_t *packed_panels(const wk_weight *W) {
+    if (!W->packed) return NULL;
+    const pack_head *h = W->packed;
+    return h->data == W->data && h->rows == W->rows && h->cols == W->cols && h->dt == (int)W->dt
+               ? (const uint8_t *)W->packed + PACK_HEAD : NULL;
+}
+
 static void pack_task(void *vctx, int tid, int nt) {
     (void)tid, (void)nt;
     pack_ctx *c = vctx;
@@ -806,7 +822,7 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
     const char *e = getenv("WICK_CPU_PACK");
     if ((e && strcmp(e, "0") == 0) || !g_vnni || g_gemmq_off || !cpu_a5_pack_supports(W)) return NULL;
     pack_ctx c = {W, NULL, cpu_a5_pack_panel_bytes(W->dt, W->cols), (long)((W->rows + 15) / 16), 0};
-    const size_t n = c.pb * (size_t)c.n_panels;
+    const size_t n = PACK_HEAD + c.pb * (size_t)c.n_panels;
     /* written at once: populated in one go rather than a page fault per page (a third of
        the packing time on this VM); small ones as buf_alloc makes them (buf_free frees both) */
     if (n >= (1u << 20)) {
@@ -816,9 +832,12 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
         c.dst = kernels_host_alloc(ctx, n);
     }
     if (!c.dst) return NULL;
+    pack_head *h = (pack_head *)c.dst;
+    *h = (pack_head){W->data, W->rows, W->cols, (int)W->dt};
+    c.dst += PACK_HEAD;
     pool_run_dyn(ctx ? ctx->pool : NULL, pack_task, &c);
     *bytes = n;
-    return c.dst;
+    return h;
 }
 
 #define CPU_TABLE(tag, ISA, NAME, PACK)                                                              \

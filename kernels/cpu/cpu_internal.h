@@ -116,7 +116,7 @@ int cpu_a5_pack_supports(const wk_weight *W);
 size_t cpu_a5_pack_panel_bytes(dtype dt, int64_t cols);
 void cpu_a5_pack_panel(uint8_t *dst, const wk_weight *W, int64_t p); /* dst zeroed */
 void cpu_a5_gemm_q_packed(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
-                          const wk_weight *W, int64_t r0, int64_t r1);
+                          const wk_weight *W, const uint8_t *panels, int64_t r0, int64_t r1);
 /* gemm_f_avx512.c (AVX-512; the bf16 entries also AVX512_BF16): prefill matmul for F32/F16/BF16
  * weights, cols % 32 == 0, rows [r0, r1), scratch cpu_a5_gemm_f_scratch(cols) bytes per thread.
  * gemm_f: exact (f32 x, stride ldx floats); gemm_bf16: BF16 weights against x rounded to bf16

@@ -181,6 +181,20 @@ AI void load16x16(__m512i *a, const uint8_t *const *rp, size_t off) {
     tp4x4(a);
 }
 
+/* One 32-value block of 16 weight rows (w: zmm g = values 4g..4g+3 of each row, unsigned,
+   offset OFF; dw: the rows' scales) against NX activation rows: acc[i] += f32(Σ) · dw · dx_i.
+   One activation row at a time: its 8 products are one dependency chain, the rows' chains
+   overlap out of order. Shared by the direct and the packed kernels. */
+AI void block_rows(__m512 *acc, const blk_q8x *xq, int64_t ldxq, int64_t b, const __m512i *w,
+                   __m512 dw, const int NX, const int OFF) {
+    for (int i = 0; i < NX; i++) {
+        const blk_q8x *xb = xq + i * ldxq + b;
+        __m512i s = _mm512_set1_epi32(-OFF * (xb->sum[0] + xb->sum[1]));
+        for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(load4(xb->qs + 4 * g)));
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), acc[i]);
+    }
+}
+
 /* NX (1..16) activation rows against 16 weight rows of Q4_0 (Q8 = 0) or Q8_0 (Q8 = 1); idx
    holds the rows' byte offsets from rp[0] for the scale gather. */
 AI void direct_kernel(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, const uint8_t *const *rp,
@@ -209,14 +223,7 @@ AI void direct_kernel(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, co
         }
         const __m512i d16 = _mm512_i32gather_epi32(idx, (const void *)(base + o), 1);
         const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d16));
-        /* one activation row at a time: its 8 products are one dependency chain, the rows'
-           chains overlap out of order */
-        for (int i = 0; i < NX; i++) {
-            const blk_q8x *xb = xq + i * ldxq + b;
-            __m512i s = _mm512_set1_epi32(-OFF * (xb->sum[0] + xb->sum[1]));
-            for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(load4(xb->qs + 4 * g)));
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), acc[i]);
-        }
+        block_rows(acc, xq, ldxq, b, w, dw, NX, OFF);
     }
     for (int i = 0; i < NX; i++) _mm512_mask_storeu_ps(y + i * ldy, m, acc[i]);
 }
@@ -375,12 +382,7 @@ AI void packed_kernel(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, co
             }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ps + 32 * b)));
-        for (int i = 0; i < NX; i++) {
-            const blk_q8x *xb = xq + i * ldxq + b;
-            __m512i s = _mm512_set1_epi32(-OFF * (xb->sum[0] + xb->sum[1]));
-            for (int g = 0; g < 8; g++) s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(load4(xb->qs + 4 * g)));
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), acc[i]);
-        }
+        block_rows(acc, xq, ldxq, b, w, dw, NX, OFF);
     }
     for (int i = 0; i < NX; i++) _mm512_mask_storeu_ps(y + i * ldy, m, acc[i]);
 }
@@ -410,18 +412,18 @@ static void packed_nx(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, co
     if (q8) PK_CASES(1) else PK_CASES(0)
 }
 
-/* y[i*ldy + r] = Σ_c W[r, c]·x̂_i[c] for i < n, r in [r0, r1) from W->packed (made by
-   cpu_a5_pack_panel for every panel); r0 a multiple of 16. Any n: every 16 activation rows
+/* y[i*ldy + r] = Σ_c W[r, c]·x̂_i[c] for i < n, r in [r0, r1) from `panels` (W's panels one
+   after another, made by cpu_a5_pack_panel); r0 a multiple of 16. Any n: every 16 activation rows
    read the panel again (from cache once the first pass brought it in). */
 void cpu_a5_gemm_q_packed(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
-                          const wk_weight *W, int64_t r0, int64_t r1) {
+                          const wk_weight *W, const uint8_t *panels, int64_t r0, int64_t r1) {
     const int64_t nb = W->cols / QK;
     const size_t pb = cpu_a5_pack_panel_bytes(W->dt, W->cols);
     const int q8 = W->dt == DT_Q8_0;
     for (int64_t r = r0; r < r1; r += 16) {
         const int nr = r1 - r < 16 ? (int)(r1 - r) : 16;
         const __mmask16 m = (__mmask16)((1u << nr) - 1u);
-        const uint8_t *pv = (const uint8_t *)W->packed + (size_t)(r / 16) * pb;
+        const uint8_t *pv = panels + (size_t)(r / 16) * pb;
         for (int i = 0; i < n; i += 16) {
             const int nx = n - i < 16 ? n - i : 16;
             packed_nx(y + i * ldy + r, ldy, xq + i * ldxq, ldxq, pv, nb, m, nx, q8);
