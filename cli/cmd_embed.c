@@ -23,14 +23,18 @@
 static int usage(FILE *f) {
     fprintf(f,
             "usage: wick embed -m MODEL_DIR (--text S)... [--file F] [options]\n"
-            "  -m MODEL_DIR     BERT, XLM-RoBERTa or MPNet folder (config.json,\n"
+            "  -m MODEL_DIR     BERT, XLM-RoBERTa or MPNet folder, or a decoder one (Qwen3-\n"
+            "                   Embedding, gte-Qwen: any family wick generates with) (config.json,\n"
             "                   model.safetensors, tokenizer; sentence-transformers files,\n"
-            "                   Dense modules included, are honoured)\n"
+            "                   Dense modules and prompts included, are honoured)\n"
             "  --text S         a text to embed (repeatable)\n"
             "  --file F         embed every line of F (empty lines included)\n"
-            "  --pooling MODE   mean | cls | max | mean_sqrt_len (default: the folder's)\n"
+            "  --pooling MODE   mean | cls | max | mean_sqrt_len | weightedmean | lasttoken\n"
+            "                   (default: the folder's)\n"
             "  --no-normalize   do not L2-normalise (default: the folder's, else normalise)\n"
             "  --prefix S       prepended to every text, e.g. \"query: \" for E5 models\n"
+            "  --prompt-name P  prepend the folder's prompt P (config_sentence_transformers.json,\n"
+            "                   e.g. \"query\" for Qwen3-Embedding; default: its default prompt)\n"
             "  --max-length N   truncate texts to N tokens incl. [CLS]/[SEP]\n"
             "  --batch N        texts per forward pass (default 32)\n"
             "  -t, --threads N  threads (default: all CPUs)\n"
@@ -223,6 +227,7 @@ static wick_status write_index(const char *dir, const char *model, const wick_em
         cJSON_AddBoolToObject(o, "normalize", wick_embedder_normalize(e));
         cJSON_AddNumberToObject(o, "max_length", wick_embedder_max_length(e));
         if (p->prefix) cJSON_AddStringToObject(o, "document_prefix", p->prefix);
+        if (p->prompt_name) cJSON_AddStringToObject(o, "document_prompt_name", p->prompt_name);
         char *js = cJSON_Print(o);
         cJSON_Delete(o);
         path = path_join(txn.stage, "index.json");
@@ -273,15 +278,18 @@ int cmd_embed(int argc, char **argv) {
             }
         }
         else if (!strcmp(a, "--prefix")) p.prefix = argv[++i];
+        else if (!strcmp(a, "--prompt-name")) p.prompt_name = argv[++i];
         else if (!strcmp(a, "--pooling")) {
             i++;
             if (!strcmp(v, "mean")) p.pooling = WICK_POOLING_MEAN;
             else if (!strcmp(v, "cls")) p.pooling = WICK_POOLING_CLS;
             else if (!strcmp(v, "max")) p.pooling = WICK_POOLING_MAX;
             else if (!strcmp(v, "mean_sqrt_len")) p.pooling = WICK_POOLING_MEAN_SQRT_LEN;
+            else if (!strcmp(v, "weightedmean")) p.pooling = WICK_POOLING_WEIGHTED_MEAN;
+            else if (!strcmp(v, "lasttoken")) p.pooling = WICK_POOLING_LAST_TOKEN;
             else {
-                fprintf(stderr, "wick embed: --pooling expects mean, cls, max or mean_sqrt_len, "
-                                "got '%s'\n", v);
+                fprintf(stderr, "wick embed: --pooling expects mean, cls, max, mean_sqrt_len, "
+                                "weightedmean or lasttoken, got '%s'\n", v);
                 goto usage_err;
             }
         } else if (!strcmp(a, "--max-length")) {

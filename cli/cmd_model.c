@@ -41,7 +41,9 @@ static bool is_encoder(const char *path, encoder_config *c) {
 
 static const char *pooling_name(wick_pooling p) {
     return p == WICK_POOLING_CLS ? "cls" : p == WICK_POOLING_MAX ? "max"
-         : p == WICK_POOLING_MEAN_SQRT_LEN ? "mean_sqrt_len" : "mean";
+         : p == WICK_POOLING_MEAN_SQRT_LEN ? "mean_sqrt_len"
+         : p == WICK_POOLING_WEIGHTED_MEAN ? "weightedmean"
+         : p == WICK_POOLING_LAST_TOKEN ? "lasttoken" : "mean";
 }
 
 /* `wick info` of an encoder folder: its shape and the embedder's effective settings. */

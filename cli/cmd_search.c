@@ -27,6 +27,8 @@ static int usage(FILE *f) {
             "  -k N             results per query (default 10)\n"
             "  -m MODEL_DIR     embed the queries with this folder instead of the index's model\n"
             "  --prefix S       prepended to each query, e.g. \"query: \" for E5 models\n"
+            "  --prompt-name P  prepend the model folder's prompt P to each query (e.g. \"query\"\n"
+            "                   for Qwen3-Embedding: config_sentence_transformers.json)\n"
             "  -t, --threads N  threads (default: all CPUs)\n"
             "  --json           one JSON object per result: query, rank, row, score, text\n"
             "Scores are dot products with the stored rows (cosine similarity when the model\n"
@@ -88,7 +90,7 @@ static char *text_of(const char *buf, const size_t *line, int row) {
 }
 
 int cmd_search(int argc, char **argv) {
-    const char *dir = NULL, *model = NULL, *prefix = NULL;
+    const char *dir = NULL, *model = NULL, *prefix = NULL, *prompt_name = NULL;
     long k = 10, threads = 0;
     bool json = false;
     const char **queries = calloc((size_t)argc + 1, sizeof *queries);
@@ -104,6 +106,7 @@ int cmd_search(int argc, char **argv) {
         else if (!strcmp(a, "--index") && has) dir = argv[++i];
         else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model = argv[++i];
         else if (!strcmp(a, "--prefix") && has) prefix = argv[++i];
+        else if (!strcmp(a, "--prompt-name") && has) prompt_name = argv[++i];
         else if (!strcmp(a, "-k") && has) {
             if (!cli_parse_int("search", a, argv[++i], 1, 100000, &k)) goto out;
         } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) {
@@ -158,6 +161,7 @@ int cmd_search(int argc, char **argv) {
     ep.normalize = cJSON_IsTrue(jn);
     ep.max_length = (int)jl->valuedouble;
     ep.prefix = prefix;
+    ep.prompt_name = prompt_name;
     if (threads) ep.n_threads = (int)threads;
     char *mpath = strdup(model ? model : jm->valuestring);
     cJSON_Delete(ix);

@@ -36,6 +36,9 @@ typedef struct embed_st_config {
     int max_seq_length;      /* sentence_bert_config.json, 0 when absent */
     int n_dense;             /* Dense modules after Pooling, in order */
     embed_dense dense[EMBED_MAX_DENSE];
+    int n_prompts;           /* config_sentence_transformers.json "prompts" */
+    char **prompt_name, **prompt_text;
+    char *default_prompt;    /* its "default_prompt_name", NULL when none */
 } embed_st_config;
 
 /* Reads `dir`/modules.json, the Pooling module's config.json, each Dense module's config.json
@@ -46,6 +49,14 @@ typedef struct embed_st_config {
  * free; on success release with embed_st_config_free. */
 wick_status embed_st_config_load(const char *dir, embed_st_config *out);
 void embed_st_config_free(embed_st_config *c);
+
+/* Reads config_sentence_transformers.json text (prompts, default_prompt_name) into c's prompt
+ * fields (c zeroed or from embed_st_config_load; free with embed_st_config_free, also after a
+ * failure). Used by embed_st_config_load and the config fuzzer. */
+wick_status embed_st_prompts_parse(const char *json, const char *where, embed_st_config *c);
+
+/* The text of prompt `name`, NULL when the folder has none of that name. */
+const char *embed_st_prompt(const embed_st_config *c, const char *name);
 
 /* Reads the Dense module in dir/sub (config.json + model.safetensors) into *m; on failure *m
  * is zeroed and holds nothing. Used by embed_st_config_load. */
@@ -60,5 +71,21 @@ void embed_pool(const float *h, int len, int d, wick_pooling mode, bool normaliz
 
 /* x / max(‖x‖₂, 1e-12) in place. */
 void embed_normalize(float *x, int d);
+
+/* ---- decoder models as embedders (embed_decoder.c) ---------------------------------- */
+typedef struct embed_decoder embed_decoder;
+struct model_config;
+
+/* Loads the decoder folder at path (model_load_headless: lm_head may be absent) with kernel
+ * table `kernels`, its forward passes run on pool (borrowed; may be NULL). No tokenizer. */
+wick_status embed_decoder_load(const char *path, const char *kernels, wk_pool *pool,
+                               embed_decoder **out);
+void embed_decoder_free(embed_decoder *d);
+const struct model_config *embed_decoder_config(const embed_decoder *d);
+/* Runs n_seq texts (ids packed one after the other, lens[i] >= 1 each, ids valid) as
+ * separate causal sequences and writes the final-norm hidden states to h: every row (Σ lens
+ * rows of d floats) when all_rows, else the last row of each text (n_seq rows). */
+wick_status embed_decoder_run(embed_decoder *d, const int32_t *ids, const int *lens, int n_seq,
+                              bool all_rows, float *h);
 
 #endif

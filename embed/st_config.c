@@ -4,9 +4,9 @@
  * plus pooling of one sequence (embed_pool), which implements what those files select.
  *
  * Supported pipelines: Transformer (at the folder root) → Pooling → Dense × 0..4 → optional
- * Normalize (Dense modules are read by st_dense.c). Weighted-mean / last-token pooling,
- * several pooling modes concatenated, include_prompt=false and modules after Normalize are
- * refused by name rather than silently computing something else.
+ * Normalize (Dense modules are read by st_dense.c), and config_sentence_transformers.json's
+ * prompts. Several pooling modes concatenated, include_prompt=false and modules after
+ * Normalize are refused by name rather than silently computing something else.
  * sentence_bert_config.json's do_lower_case is not applied: BERT tokenizers that need it
  * lowercase in their own normalizer. */
 #include <cjson/cJSON.h>
@@ -60,8 +60,8 @@ static wick_status read_pooling(const char *dir, const char *sub, embed_st_confi
         {"pooling_mode_mean_tokens", WICK_POOLING_MEAN},
         {"pooling_mode_max_tokens", WICK_POOLING_MAX},
         {"pooling_mode_mean_sqrt_len_tokens", WICK_POOLING_MEAN_SQRT_LEN},
-        {"pooling_mode_weightedmean_tokens", WICK_POOLING_DEFAULT},
-        {"pooling_mode_lasttoken", WICK_POOLING_DEFAULT},
+        {"pooling_mode_weightedmean_tokens", WICK_POOLING_WEIGHTED_MEAN},
+        {"pooling_mode_lasttoken", WICK_POOLING_LAST_TOKEN},
     };
     int n_on = 0;
     /* newer sentence-transformers (6.0.1 made tests/data/arch) write one "pooling_mode"
@@ -74,8 +74,8 @@ static wick_status read_pooling(const char *dir, const char *sub, embed_st_confi
         {"mean", WICK_POOLING_MEAN},
         {"max", WICK_POOLING_MAX},
         {"mean_sqrt_len_tokens", WICK_POOLING_MEAN_SQRT_LEN},
-        {"weightedmean", WICK_POOLING_DEFAULT},
-        {"lasttoken", WICK_POOLING_DEFAULT},
+        {"weightedmean", WICK_POOLING_WEIGHTED_MEAN},
+        {"lasttoken", WICK_POOLING_LAST_TOKEN},
     };
     const cJSON *pm = cJSON_GetObjectItemCaseSensitive(root, "pooling_mode");
     if (pm && !cJSON_IsNull(pm)) {
@@ -89,7 +89,8 @@ static wick_status read_pooling(const char *dir, const char *sub, embed_st_confi
             i++;
         if (i == sizeof names / sizeof names[0] || names[i].mode == WICK_POOLING_DEFAULT) {
             st = err_set(WICK_ERR_UNSUPPORTED, "%s: field \"pooling_mode\" is \"%s\" (wick "
-                         "pools by cls, mean, max or mean_sqrt_len_tokens)", path,
+                         "pools by cls, mean, max, mean_sqrt_len_tokens, weightedmean or "
+                         "lasttoken)", path,
                          pm->valuestring);
             goto done;
         }
@@ -232,6 +233,54 @@ done:
     return st;
 }
 
+/* "prompts": {name: text, ...} and "default_prompt_name": name or null. */
+static wick_status read_prompts(const cJSON *root, const char *path, embed_st_config *c) {
+    if (!cJSON_IsObject(root)) return err_set(WICK_ERR_FORMAT, "%s: expected a JSON object", path);
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(root, "prompts");
+    if (pr && !cJSON_IsNull(pr)) {
+        if (!cJSON_IsObject(pr))
+            return err_set(WICK_ERR_FORMAT, "%s: field \"prompts\" must be an object of strings",
+                           path);
+        const int n = cJSON_GetArraySize(pr);
+        c->prompt_name = calloc((size_t)(n ? n : 1), sizeof(char *));
+        c->prompt_text = calloc((size_t)(n ? n : 1), sizeof(char *));
+        if (!c->prompt_name || !c->prompt_text) return err_set(WICK_ERR_NOMEM, "out of memory");
+        for (const cJSON *it = pr->child; it; it = it->next) {
+            if (!cJSON_IsString(it) || !it->string)
+                return err_set(WICK_ERR_FORMAT, "%s: prompts.%s must be a string", path,
+                               it->string ? it->string : "?");
+            c->prompt_name[c->n_prompts] = strdup(it->string);
+            c->prompt_text[c->n_prompts] = strdup(it->valuestring);
+            if (!c->prompt_name[c->n_prompts] || !c->prompt_text[c->n_prompts]) {
+                free(c->prompt_name[c->n_prompts]);
+                free(c->prompt_text[c->n_prompts]);
+                return err_set(WICK_ERR_NOMEM, "out of memory");
+            }
+            c->n_prompts++;
+        }
+    }
+    const cJSON *dp = cJSON_GetObjectItemCaseSensitive(root, "default_prompt_name");
+    if (dp && !cJSON_IsNull(dp)) {
+        if (!cJSON_IsString(dp))
+            return err_set(WICK_ERR_FORMAT, "%s: field \"default_prompt_name\" must be a string "
+                           "or null", path);
+        if (!embed_st_prompt(c, dp->valuestring))
+            return err_set(WICK_ERR_FORMAT, "%s: default_prompt_name \"%s\" is not one of "
+                           "\"prompts\"", path, dp->valuestring);
+        if (!(c->default_prompt = strdup(dp->valuestring)))
+            return err_set(WICK_ERR_NOMEM, "out of memory");
+    }
+    return WICK_OK;
+}
+
+wick_status embed_st_prompts_parse(const char *json, const char *where, embed_st_config *c) {
+    cJSON *root = NULL;
+    wick_status st = json_parse(json, strlen(json), where, &root);
+    if (st == WICK_OK) st = read_prompts(root, where, c);
+    cJSON_Delete(root);
+    return st;
+}
+
 wick_status embed_st_config_load(const char *dir, embed_st_config *c) {
     memset(c, 0, sizeof *c);
     c->pooling = WICK_POOLING_MEAN;
@@ -251,8 +300,19 @@ wick_status embed_st_config_load(const char *dir, embed_st_config *c) {
     }
     cJSON_Delete(root);
     free(path);
+    root = NULL, path = NULL;
+    if (st == WICK_OK) st = read_json(dir, "config_sentence_transformers.json", &root, &path);
+    if (st == WICK_OK && root) st = read_prompts(root, path, c);
+    cJSON_Delete(root);
+    free(path);
     if (st) embed_st_config_free(c);
     return st;
+}
+
+const char *embed_st_prompt(const embed_st_config *c, const char *name) {
+    for (int i = 0; i < c->n_prompts; i++)
+        if (strcmp(c->prompt_name[i], name) == 0) return c->prompt_text[i];
+    return NULL;
 }
 
 /* ---- pooling --------------------------------------------------------------------------- */
@@ -268,6 +328,16 @@ void embed_normalize(float *x, int d) {
 void embed_pool(const float *h, int len, int d, wick_pooling mode, bool normalize, float *out) {
     if (mode == WICK_POOLING_CLS) {
         memcpy(out, h, sizeof(float) * (size_t)d);
+    } else if (mode == WICK_POOLING_LAST_TOKEN) {
+        memcpy(out, h + (size_t)(len - 1) * d, sizeof(float) * (size_t)d);
+    } else if (mode == WICK_POOLING_WEIGHTED_MEAN) {
+        /* sentence-transformers: weights 1..len (positions of an unpadded text) */
+        const double wsum = 0.5 * (double)len * (len + 1);
+        for (int j = 0; j < d; j++) {
+            double s = 0;
+            for (int i = 0; i < len; i++) s += (double)(i + 1) * h[(size_t)i * d + j];
+            out[j] = (float)(s / wsum);
+        }
     } else if (mode == WICK_POOLING_MAX) {
         memcpy(out, h, sizeof(float) * (size_t)d);
         for (int i = 1; i < len; i++)

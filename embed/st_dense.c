@@ -178,6 +178,13 @@ void embed_st_config_free(embed_st_config *c) {
     if (!c) return;
     for (int i = 0; i < c->n_dense; i++) dense_free(&c->dense[i]);
     c->n_dense = 0;
+    for (int i = 0; i < c->n_prompts; i++) free(c->prompt_name[i]), free(c->prompt_text[i]);
+    free(c->prompt_name);
+    free(c->prompt_text);
+    free(c->default_prompt);
+    c->prompt_name = c->prompt_text = NULL;
+    c->default_prompt = NULL;
+    c->n_prompts = 0;
 }
 
 void embed_dense_apply(const embed_dense *m, const kernel_table *k, wk_pool *pool, float *y,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "embed/embed.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "lora/lora.h"
@@ -269,6 +270,15 @@ int fuzz_target_config(const uint8_t *data, size_t size) {
     }
     encoder_config ec;
     (void)encoder_config_parse(cfg, "config.json", &ec);
+    /* the same text as config_sentence_transformers.json (prompts) */
+    embed_st_config sc;
+    memset(&sc, 0, sizeof sc);
+    if (embed_st_prompts_parse(cfg, "config_sentence_transformers.json", &sc) == WICK_OK) {
+        for (int i = 0; i < sc.n_prompts; i++)
+            FUZZ_CHECK(embed_st_prompt(&sc, sc.prompt_name[i]) != NULL);
+        FUZZ_CHECK(!sc.default_prompt || embed_st_prompt(&sc, sc.default_prompt));
+    }
+    embed_st_config_free(&sc);
 
     /* the fuzzed config against the tiny model's weights; when it fits, generate a few tokens
        with min_tokens so the config's eos ids reach the logits */

@@ -988,7 +988,10 @@ typedef enum wick_pooling {
     WICK_POOLING_MEAN,         /* average of the token states (padding excluded) */
     WICK_POOLING_CLS,          /* the [CLS] (first) token state */
     WICK_POOLING_MAX,          /* element-wise max over the tokens */
-    WICK_POOLING_MEAN_SQRT_LEN /* sum of the token states / sqrt(token count) */
+    WICK_POOLING_MEAN_SQRT_LEN, /* sum of the token states / sqrt(token count) */
+    WICK_POOLING_WEIGHTED_MEAN, /* Σ (i+1)·h_i / Σ (i+1) over positions i (SGPT) */
+    WICK_POOLING_LAST_TOKEN     /* the last token's state (decoder embedders: Qwen3-Embedding,
+                                   gte-Qwen; their tokenizer appends <|endoftext|>) */
 } wick_pooling;
 
 typedef struct wick_embedder_params {
@@ -1004,19 +1007,26 @@ typedef struct wick_embedder_params {
     const char *prefix;    /* prepended to every text by wick_embed, e.g. "query: " or
                               "passage: " for E5 models; copied at load. Default NULL */
     int batch_size;        /* texts per forward pass. Default 32 */
+    const char *prompt_name; /* a prompt of the folder's config_sentence_transformers.json
+                              "prompts" (e.g. "query" for Qwen3-Embedding's instruction), used
+                              as the prefix; NULL = its "default_prompt_name" if any, "" = none.
+                              Not together with prefix. Default NULL */
 } wick_embedder_params;
 
 wick_embedder_params wick_embedder_params_default(void);
 
 /* Loads an encoder folder: config.json (model_type bert, xlm-roberta or mpnet) +
- * model.safetensors, the tokenizer (tokenizer.json or vocab.txt; optional: without one only
- * wick_embed_ids works), and when present the sentence-transformers description
- * (modules.json, sentence_bert_config.json, <pooling path>/config.json, each Dense module's
- * config.json + model.safetensors). params may be NULL (defaults) and override the folder.
- * Fails with WICK_ERR_UNSUPPORTED naming the module or field for setups wick cannot
- * reproduce (other model types, weighted-mean / last-token pooling, several pooling modes at
- * once, include_prompt false, Dense activations other than Identity/Tanh/ReLU/Sigmoid).
- * *out NULL on failure. */
+ * model.safetensors, or a decoder folder (any family wick_model_load reads, architectures
+ * "...ForCausalLM" or the base "...Model" saved without lm_head, as Qwen3-Embedding ships;
+ * causal attention, each text its own sequence, no padding), the tokenizer (tokenizer.json or
+ * vocab.txt; optional: without one only wick_embed_ids works), and when present the
+ * sentence-transformers description (modules.json, sentence_bert_config.json, <pooling
+ * path>/config.json, each Dense module's config.json + model.safetensors,
+ * config_sentence_transformers.json's prompts). params may be NULL (defaults) and override
+ * the folder. Fails with WICK_ERR_UNSUPPORTED naming the module or field for setups wick
+ * cannot reproduce (other model types, several pooling modes at once, include_prompt false,
+ * Dense activations other than Identity/Tanh/ReLU/Sigmoid), WICK_ERR_NOT_FOUND for a
+ * prompt_name the folder lacks. *out NULL on failure. */
 wick_status wick_embedder_load(const char *path, const wick_embedder_params *params,
                                wick_embedder **out);
 void wick_embedder_free(wick_embedder *e);
@@ -1036,7 +1046,7 @@ wick_status wick_embed(wick_embedder *e, const char *const *texts, int n, float 
 
 /* Lower level: n sequences of token ids, right-padded to seq_len (row-major n × seq_len).
  * mask: n × seq_len of 0/1, each row a run of 1s then 0s with at least one 1 (NULL: all
- * valid); token types are all 0. Ids of valid positions must be in [0, vocab); seq_len must
+ * valid); token types are all 0 (decoders: the valid ids of each row are one sequence). Ids of valid positions must be in [0, vocab); seq_len must
  * not exceed wick_embedder's position limit (max_position_embeddings, less the padding offset
  * for XLM-R / MPNet). Outputs (each optional, caller-owned):
  *   embeddings: n × dim, pooled, through the Dense modules, normalised per the settings;

@@ -183,6 +183,9 @@ wick_status engine_create(const wick_model *m, const wick_engine_params *params,
                                              "kv_type one of the wick_kv_type values");
     if (c->head_dim > 1024)
         return err_set(WICK_ERR_UNSUPPORTED, "head_dim %d > 1024 is not supported", c->head_dim);
+    if (m->headless)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: the checkpoint has no lm_head.weight (a base "
+                       "model for embeddings): it cannot generate", m->path);
     if (p.n_ctx == 0) p.n_ctx = c->n_ctx_train < 4096 ? c->n_ctx_train : 4096;
     if (p.max_seqs == 0) p.max_seqs = session ? 1 : 16;
     if (p.n_batch == 0) p.n_batch = session ? 512 : 128;

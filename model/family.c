@@ -49,6 +49,16 @@ const model_family *family_get(arch id) {
 const model_family *family_by_hf(const char *name) {
     for (size_t i = 0; name && i < N_FAMILIES; i++)
         if (strcmp(k_families[i].hf_arch, name) == 0) return &k_families[i];
+    /* the base model of a family ("Qwen3Model": saved without the LM head, as embedding
+       models are) is the family's "...ForCausalLM" */
+    const size_t n = name ? strlen(name) : 0;
+    if (n > 5 && strcmp(name + n - 5, "Model") == 0)
+        for (size_t i = 0; i < N_FAMILIES; i++) {
+            const char *h = k_families[i].hf_arch, *tail = strstr(h, "ForCausalLM");
+            if (tail && (size_t)(tail - h) == n - 5 && strncmp(h, name, n - 5) == 0 &&
+                tail[11] == 0)
+                return &k_families[i];
+        }
     return NULL;
 }
 

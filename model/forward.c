@@ -190,9 +190,10 @@ void model_forward(fwd_state *f, kv_pool *kv, const fwd_batch *b) {
     if (b->n_out <= 0) return;
     /* only the wanted rows go through the final norm and the LM head */
     K->gather_rows(f->ctx, f->tmp, f->x, b->out_rows, b->n_out, d);
-    K->rmsnorm(f->ctx, f->xn, f->tmp, model_kfinal_norm(m), b->n_out, d, c->norm_eps);
-    layer_emit_trace(m, f->ctx, f->trace, f->trace_user, "final_norm", -1, f->xn, b->n_out, d);
-    if (b->logits) K->matmul(f->ctx, b->logits, f->xn, model_klm_head(m), NULL, b->n_out);
+    float *xn = b->hidden ? b->hidden : f->xn;
+    K->rmsnorm(f->ctx, xn, f->tmp, model_kfinal_norm(m), b->n_out, d, c->norm_eps);
+    layer_emit_trace(m, f->ctx, f->trace, f->trace_user, "final_norm", -1, xn, b->n_out, d);
+    if (b->logits) K->matmul(f->ctx, b->logits, xn, model_klm_head(m), NULL, b->n_out);
     if (b->logits && c->final_softcap > 0) /* Gemma 2 */
         K->softcap(f->ctx, b->logits, (long)b->n_out * c->n_vocab, c->final_softcap);
 }

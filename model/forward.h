@@ -26,7 +26,10 @@ typedef struct fwd_batch {
     const int32_t *out_rows;     /* (n_out) ascending rows whose logits are wanted (backend
                                     memory) */
     int n_out;
-    float *logits;               /* (n_out, n_vocab) backend memory, written when n_out > 0 */
+    float *logits;               /* (n_out, n_vocab) backend memory, written when not NULL */
+    float *hidden;               /* (n_out, d) backend memory: the out_rows' states after the
+                                    final norm (what the LM head reads; embeddings), written
+                                    when not NULL */
 } fwd_batch;
 
 /* Activation buffers for batches of up to cap_rows rows and positions below max_pos, and

@@ -23,10 +23,14 @@ wick_model_params wick_model_params_default(void) {
 typedef struct loader {
     wick_model *m;
     const char *dir;
+    /* A base-model checkpoint (XModel.save_pretrained, as embedding models ship): tensor names
+       without the "model." prefix, often without lm_head. find_tensor drops the prefix. */
+    bool bare;
 } loader;
 
 static const st_tensor *find_tensor(loader *L, const char *name, int64_t rows, int64_t cols,
                                     wick_status *st) {
+    if (L->bare && strncmp(name, "model.", 6) == 0) name += 6;
     const st_tensor *t = st_find(L->m->st, name);
     if (!t) {
         if (cols)
@@ -327,6 +331,7 @@ static wick_status select_kernels(wick_model *m, const wick_model_params *params
  * `where` names the folder (or buffer) in messages, `cfg_where` the config. */
 static wick_status load_st_weights(wick_model *m, const char *where, const char *cfg_where) {
     loader L = {.m = m, .dir = where};
+    L.bare = !st_find(m->st, "model.embed_tokens.weight") && st_find(m->st, "embed_tokens.weight");
     const model_config *c = &m->cfg;
     wick_status st = load_matrix(&L, "model.embed_tokens.weight", c->n_vocab, c->n_embd,
                                  &m->tok_embd);
@@ -346,7 +351,12 @@ static wick_status load_st_weights(wick_model *m, const char *where, const char 
     if (c->tie_embd) {
         m->lm_head = m->tok_embd;  /* lm_head.weight, if present, is ignored as HF does */
     } else {
-        st = load_matrix(&L, "lm_head.weight", c->n_vocab, c->n_embd, &m->lm_head);
+        if (m->headless_ok && L.bare && !st_find(m->st, "lm_head.weight")) {
+            /* an embedding checkpoint: the head is never read (model_load_headless) */
+            m->lm_head = m->tok_embd;
+            m->headless = true;
+        } else
+            st = load_matrix(&L, "lm_head.weight", c->n_vocab, c->n_embd, &m->lm_head);
         if (st == WICK_ERR_SHAPE && !st_find(m->st, "lm_head.weight"))
             err_wrap(st, "config has tie_word_embeddings=false");
         if (st) return st;
@@ -418,6 +428,9 @@ static wick_status load_hub(const char *spec, const wick_model_params *params, w
     return st;
 }
 
+static wick_status load_folder(const char *path, const wick_model_params *params, bool headless,
+                               wick_model **out);
+
 wick_status wick_model_load(const char *path, const wick_model_params *params, wick_model **out) {
     if (!out) return err_set(WICK_ERR_INVALID_ARG, "wick_model_load: out is NULL");
     *out = NULL;
@@ -431,11 +444,25 @@ wick_status wick_model_load(const char *path, const wick_model_params *params, w
         wick_status st = gguf_open(path, &g);
         return st ? st : load_gguf(g, params, out);
     }
+    return load_folder(path, params, false, out);
+}
+
+wick_status model_load_headless(const char *path, const wick_model_params *params,
+                                wick_model **out) {
+    if (!out || !path || !params)
+        return err_set(WICK_ERR_INVALID_ARG, "model_load_headless: NULL argument");
+    *out = NULL;
+    return load_folder(path, params, true, out);
+}
+
+static wick_status load_folder(const char *path, const wick_model_params *params, bool headless,
+                               wick_model **out) {
     if (!dir_exists(path))
         return err_set(WICK_ERR_IO, "%s: not a model folder (expected a directory holding "
                                     "config.json and model.safetensors)", path);
     wick_model *m = model_new();
     if (!m) return err_set(WICK_ERR_NOMEM, "out of memory");
+    m->headless_ok = headless;
     m->path = strdup(path);
     char *cpath = path_join(path, "config.json");
     wick_status st = m->path && cpath ? WICK_OK : err_set(WICK_ERR_NOMEM, "out of memory");

@@ -60,6 +60,10 @@ struct wick_model {
     struct gguf_file *gguf;            /* the mapping of a model loaded from a .gguf file */
     bool rope_interleaved;             /* GGUF llama: q/k rows permuted, rotate adjacent pairs */
     bool fast;                         /* precision "fast": contexts get WK_CTX_FAST */
+    bool headless_ok;                  /* loading: an absent lm_head may be left out */
+    bool headless;                     /* no LM head in the checkpoint (model_load_headless):
+                                          lm_head aliases tok_embd and must not be used;
+                                          engines and sessions refuse the model */
     int64_t n_params, weight_bytes;
     int64_t expert_bytes;              /* bytes of all experts' matrices (decode reads the chosen) */
     char weight_dtype[8];
@@ -118,6 +122,11 @@ void model_device_free(wick_model *m);
 /* Initialises / destroys the extension lock of a model handle (model.c, lora/merge.c). */
 void model_ext_init(wick_model *m);
 void model_ext_destroy(wick_model *m);
+
+/* wick_model_load of a folder for the embedder: a base-model checkpoint whose config says
+ * tie_word_embeddings false may lack lm_head.weight (m->headless is then set). */
+wick_status model_load_headless(const char *path, const wick_model_params *params,
+                                wick_model **out);
 
 /* In-memory loaders, the same code as wick_model_load behind it (used by the fuzz harnesses
  * and tests). model_load_mem: config.json text, optional generation_config.json text (NULL:

@@ -257,6 +257,18 @@ has "$tmp/err" "index.json: expected fields" "an out-of-range dim names index.js
 sed -i 's/"dim":1e30/"dim":4.5/' "$tmp/ixbad/index.json"
 run "search an index with dim 4.5" 1 "$W" search --index "$tmp/ixbad" "x" -t 1
 has "$tmp/err" "whole numbers" "a fractional dim is refused"
+# a decoder embedder (tests/data/arch/qwen3_embed: Qwen3-Embedding's layout): last-token
+# pooling, the folder's prompts, an index searched with the query prompt
+Q="$(cd "$src" && pwd)/tests/data/arch/qwen3_embed"
+run "embed with a decoder (Qwen3-Embedding layout)" 0 "$W" embed -m "$Q" --text "a test" -t 1
+json "$tmp/out" "decoder embed output parses"
+run "embed --prompt-name query" 0 "$W" embed -m "$Q" --text "a test" --prompt-name query -t 1
+run "embed --prompt-name of a missing prompt" 1 "$W" embed -m "$Q" --text x --prompt-name passage
+has "$tmp/err" 'no prompt named "passage"' "a missing prompt is named with the ones there are"
+run "embed --pooling weightedmean" 0 "$W" embed -m "$Q" --text x --pooling weightedmean -t 1
+run "embed --index with a decoder" 0 "$W" embed -m "$Q" --file "$tmp/corpus.txt" --index "$tmp/qix" -t 1
+run "search with --prompt-name query" 0 "$W" search --index "$tmp/qix" -k 1 --json --prompt-name query "the cat" -t 1
+has "$tmp/out" '"rank":1' "a decoder index is searched with the query prompt"
 if [ -d "$FIX/tiny-llama" ] && [ -d "$FIX/tiny-qwen2-lora/adapter_a" ]; then
   run "Qwen2 adapter on a LLaMA base" 1 "$W" logits -m "$FIX/tiny-llama" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
   has "$tmp/err" "Qwen2ForCausalLM" "the mismatch names the adapter's base architecture"

@@ -384,8 +384,9 @@ static void test_bad_folders(void **state) {
     char *pd = join(c, "1_Pooling");
     mkdir(pd, 0755);
     expect_fail(c, WICK_ERR_FORMAT, "1_Pooling/config.json: missing");
-    write_text(pd, "config.json", "{\"pooling_mode_weightedmean_tokens\": true}");
-    expect_fail(c, WICK_ERR_UNSUPPORTED, "pooling_mode_weightedmean_tokens");
+    write_text(pd, "config.json", "{\"pooling_mode_weightedmean_tokens\": true, "
+                                  "\"pooling_mode_mean_tokens\": true}");
+    expect_fail(c, WICK_ERR_UNSUPPORTED, "several pooling modes");
     write_text(pd, "config.json", "{\"pooling_mode_cls_token\": true}");
     /* a Dense module is read from its folder (test_encoder_arch checks one that works) */
     expect_fail(c, WICK_ERR_FORMAT, "2_Dense/config.json: missing");

@@ -469,7 +469,7 @@ static void test_bad_dense(void **state) {
     expect_load("2_Dense/config.json", "{\"in_features\":64}", WICK_ERR_FORMAT, "out_features");
     expect_load("2_Dense/config.json", "{\"in_features\":64,\"out_features\":32,\"bias\":false}",
                 WICK_ERR_FORMAT, "linear.bias");
-    expect_load("1_Pooling/config.json", "{\"pooling_mode\":\"lasttoken\"}",
+    expect_load("1_Pooling/config.json", "{\"pooling_mode\":\"median\"}",
                 WICK_ERR_UNSUPPORTED, "pooling_mode");
     expect_load("modules.json",
                 "[{\"type\":\"sentence_transformers.models.Transformer\",\"path\":\"\"},"

@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "tokenizer/tok_impl.h"
+#include "tokenizer/tokenizer_internal.h"
 
 bool tok_buf_grow(tok_buf *b, size_t extra) {
     if (b->len + extra + 1 <= b->cap) return true;
@@ -408,3 +409,5 @@ bool tok_is_alnum(uint32_t c) {
     return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
            (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
 }
+
+int tokenizer_post_count(const wick_tokenizer *t) { return t && t->post.present ? t->post.npost : 0; }

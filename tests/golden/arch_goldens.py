@@ -511,10 +511,73 @@ def fam_gemma3_tokenizer():
                {"tokenizer_json_sha256": hashlib.sha256(open(p, "rb").read()).hexdigest()})
 
 
+def fam_qwen3_embed():
+    """A Qwen3-Embedding-shaped sentence-transformers folder: the base Qwen3Model saved without
+    the "model." prefix and without lm_head (as Qwen3-Embedding ships), a byte-level BPE whose
+    post-processor appends <|endoftext|>, left padding, last-token pooling, Normalize, and the
+    query prompt in config_sentence_transformers.json. Goldens: per-sentence ids and last hidden
+    states (unpadded), sentence-transformers embeddings with lasttoken (batch 1 and batch 4 with
+    left padding), with the query prompt, and with weightedmean / mean pooling (batch 1: with
+    padding sentence-transformers' weighted mean weighs by padded position)."""
+    from sentence_transformers import SentenceTransformer, models as stm
+    from tokenizers import Tokenizer as HfTok, models as tm, pre_tokenizers as tp, \
+        processors as tpp, decoders as td, trainers as tt
+    from transformers import Qwen3Config, Qwen3Model, PreTrainedTokenizerFast
+    d = os.path.join(OUT, "qwen3_embed")
+    os.makedirs(d, exist_ok=True)
+    hf = HfTok(tm.BPE())
+    hf.pre_tokenizer = tp.ByteLevel(add_prefix_space=False, use_regex=True)
+    hf.decoder = td.ByteLevel()
+    hf.train([os.path.join(IN, "corpus.txt")],
+             tt.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                           initial_alphabet=tp.ByteLevel.alphabet(), show_progress=False))
+    eot = hf.token_to_id("<|endoftext|>")
+    hf.post_processor = tpp.TemplateProcessing(single="$A <|endoftext|>", pair="$A <|endoftext|> $B:1 <|endoftext|>:1",
+                                               special_tokens=[("<|endoftext|>", eot)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=hf, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                  padding_side="left", model_max_length=64)
+    tok.save_pretrained(d)
+    V = hf.get_vocab_size()
+    cfg = Qwen3Config(**small(vocab_size=V, head_dim=32, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                              eos_token_id=eot, bos_token_id=eot, pad_token_id=eot))
+    torch.manual_seed(3301)
+    m = Qwen3Model(cfg)
+    law = init_params(m, 3301)
+    m.save_pretrained(d, safe_serialization=True)
+    max_len = 64  # the long sentence is cut: the truncated text keeps <|endoftext|> last
+    st_folder(d, max_len, 64, pooling="lasttoken")
+    prompt = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+    json.dump({"prompts": {"query": prompt, "document": ""}, "default_prompt_name": None,
+               "similarity_fn_name": "cosine"}, open(os.path.join(d, "config_sentence_transformers.json"), "w"),
+              indent=2)
+    m = Qwen3Model.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    res, meta = {}, {"sentences": [], "init_per_param": law, "prompt": prompt, "max_seq_length": max_len}
+    with torch.no_grad():
+        for i, s in enumerate(SENTENCES):
+            e = tok(s, truncation=True, max_length=max_len, return_tensors="pt")
+            o = m(input_ids=e["input_ids"], attention_mask=e["attention_mask"])
+            res[f"s{i}_input_ids"] = e["input_ids"][0].clone()
+            res[f"s{i}_last_hidden_state"] = o.last_hidden_state[0].contiguous()
+            meta["sentences"].append({"text": s, "ids": e["input_ids"][0].tolist()})
+    stm_ = SentenceTransformer(d, device="cpu")
+    meta["st_modules"] = [type(x).__name__ for x in stm_]
+    res["st_embeddings"] = torch.tensor(stm_.encode(SENTENCES, batch_size=1))
+    res["st_embeddings_batch4"] = torch.tensor(stm_.encode(SENTENCES, batch_size=4))
+    res["st_query_embeddings"] = torch.tensor(stm_.encode(SENTENCES, prompt_name="query", batch_size=1))
+    meta["batch4_vs_batch1_maxabs"] = float((res["st_embeddings_batch4"] - res["st_embeddings"]).abs().max())
+    tr = stm_[0]
+    for mode in ("weightedmean", "mean"):
+        other = SentenceTransformer(modules=[tr, stm.Pooling(64, pooling_mode=mode), stm.Normalize()], device="cpu")
+        res[f"st_{mode}_embeddings"] = torch.tensor(other.encode(SENTENCES, batch_size=1))
+    st.save_file(res, os.path.join(d, "golden.safetensors"))
+    json.dump(meta, open(os.path.join(d, "golden.json"), "w"), indent=1, ensure_ascii=False)
+
+
 FAMILIES = {"qwen3": fam_qwen3, "llama32": fam_llama32, "gemma2": fam_gemma2, "gemma3": fam_gemma3,
             "phi3": fam_phi3, "mixtral": fam_mixtral, "qwen3_moe": fam_qwen3_moe, "olmoe": fam_olmoe,
             "mpnet": fam_mpnet, "xlmr": fam_xlmr, "unigram_bf": fam_unigram_bytefallback,
-            "wordlevel": fam_wordlevel, "gemma3_tokenizer": fam_gemma3_tokenizer}
+            "wordlevel": fam_wordlevel, "gemma3_tokenizer": fam_gemma3_tokenizer,
+            "qwen3_embed": fam_qwen3_embed}
 for name, fn in FAMILIES.items():
     if ONLY and name not in ONLY:
         continue
