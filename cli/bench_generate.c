@@ -30,26 +30,6 @@ extern char **environ;
 
 #define MAXL 16 /* entries per list option */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct stats { double mean, sd, median, min, max; } stats;
-
-static stats stats_of(const double *x, int n) {
-    stats s = {0};
-    if (n <= 0) return s;
-    double v[128], sum = 0, ss = 0;
-    for (int i = 0; i < n; i++) v[i] = x[i], sum += x[i];
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    s.mean = sum / n;
-    for (int i = 0; i < n; i++) ss += (x[i] - s.mean) * (x[i] - s.mean);
-    s.sd = n > 1 ? sqrt(ss / (n - 1)) : 0.0;
-    s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-    s.min = v[0], s.max = v[n - 1];
-    return s;
-}
 
 /* "64,512" → list; 0 entries are dropped when drop0 (llama-bench's -n 0 = none) */
 static int parse_list(const char *s, int *out, int cap, bool drop0) {
@@ -214,7 +194,7 @@ static const char *rate_cell(char *b, size_t n, int width, double mean, double s
 }
 
 /* "median (min–max)" (– is three bytes, one column) */
-static const char *range_cell(char *b, size_t n, int width, stats s, int prec) {
+static const char *range_cell(char *b, size_t n, int width, cli_stats s, int prec) {
     char v[80];
     snprintf(v, sizeof v, "%.*f (%.*f–%.*f)", prec, s.median, prec, s.min, prec, s.max);
     int pad = width - ((int)strlen(v) - 2);
@@ -393,7 +373,7 @@ int bench_generate(int argc, char **argv) {
                 }
             }
             if (!ok) break;
-            const stats sw = stats_of(tw + 1, (int)reps), sl = stats_of(tl, nl);
+            const cli_stats sw = cli_stats_of(tw + 1, (int)reps), sl = cli_stats_of(tl, nl);
             const bool nz = sw.mean > 0 && sw.sd > 0.1 * sw.mean;
             noisy |= nz;
             /* decode: average bytes per token = streamed weights + the KV read so far */

@@ -41,6 +41,9 @@ bool cli_parse_float(const char *cmd, const char *opt, const char *s, double *ou
 
 /* Seconds on the monotonic clock. */
 double cli_now_s(void);
+/* Summary of n samples (n <= 128): mean, sample standard deviation, median, range. */
+typedef struct cli_stats { double mean, sd, median, min, max; } cli_stats;
+cli_stats cli_stats_of(const double *x, int n);
 /* "812 B", "3.4 KiB", "1.2 GiB" into b. */
 void cli_fmt_bytes(char *b, size_t n, double bytes);
 /* Bytes of a file, or of the regular files directly in a folder (a training output's

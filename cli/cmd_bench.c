@@ -216,6 +216,7 @@ int bench_kernels_run(int argc, char **argv); /* bench_kernels_cli.c */
 int bench_generate(int argc, char **argv);    /* bench_generate.c */
 int bench_batch(int argc, char **argv);       /* bench_batch.c */
 int bench_serve(int argc, char **argv);       /* bench_serve.c */
+int bench_spec(int argc, char **argv);        /* bench_spec.c */
 
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -227,6 +228,7 @@ int cmd_bench(int argc, char **argv) {
                 "                                 mixed adapters, shared prompts\n"
                 "       wick bench serve ...      load generator for an OpenAI-compatible server:\n"
                 "                                 tokens/s, TTFT and inter-token latency p50/p90/p99\n"
+                "       wick bench spec ...       speculative decoding: speed vs acceptance\n"
                 "       wick bench kernels [-t N] [--isa avx512|avx2|generic] [--quick]\n"
                 "                                 per-kernel GB/s and GFLOP/s vs measured limits\n");
         return argc < 2 ? 2 : 0;
@@ -237,6 +239,7 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(argv[1], "kernels")) return bench_kernels_run(argc - 1, argv + 1);
     if (!strcmp(argv[1], "batch")) return bench_batch(argc - 1, argv + 1);
     if (!strcmp(argv[1], "serve")) return bench_serve(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "spec")) return bench_spec(argc - 1, argv + 1);
     fprintf(stderr, "wick bench: unknown benchmark '%s'\n", argv[1]);
     return 2;
 }

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -364,4 +365,24 @@ char *cli_unescape(const char *s) {
     }
     *w = 0;
     return o;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+cli_stats cli_stats_of(const double *x, int n) {
+    cli_stats s = {0};
+    if (n <= 0) return s;
+    if (n > 128) n = 128;
+    double v[128], sum = 0, ss = 0;
+    for (int i = 0; i < n; i++) v[i] = x[i], sum += x[i];
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    s.mean = sum / n;
+    for (int i = 0; i < n; i++) ss += (x[i] - s.mean) * (x[i] - s.mean);
+    s.sd = n > 1 ? sqrt(ss / (n - 1)) : 0.0;
+    s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    s.min = v[0], s.max = v[n - 1];
+    return s;
 }

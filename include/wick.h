@@ -500,11 +500,22 @@ typedef struct wick_gen_params {
      *               followed their latest earlier occurrence are proposed.
      *   draft       a session on a draft model with the same token ids (NULL = none); it
      *               proposes by greedy decoding and is used only by this generation until
-     *               wick_gen_free. With both set, prompt lookup is tried first.
-     *   spec_k      most proposals per step, 1..16; 0 = 4. */
+     *               wick_gen_free.
+     *   spec_propose a proposer of the caller's (NULL = none): called with the ids so far
+     *               (prompt and output, n of them) and room for kmax >= 1 ids; writes up to
+     *               kmax ids into out and returns how many (0 = none this step; a negative
+     *               count or an id outside [0, n_vocab) fails the generation with
+     *               WICK_ERR_INVALID_ARG). Called on the generating thread; spec_user is
+     *               passed through. Lookups over a retrieval corpus, extra decoding heads,
+     *               benchmarks (`wick bench spec`) plug in here.
+     *   spec_k      most proposals per step, 1..16; 0 = 4.
+     * Set together, they are tried in the order prompt lookup, spec_propose, draft; the first
+     * that proposes anything supplies this step's proposals. */
     int spec_ngram;
     int spec_k;
     wick_session *draft;
+    int (*spec_propose)(void *spec_user, const int32_t *ids, int n, int32_t *out, int kmax);
+    void *spec_user;
 } wick_gen_params;
 
 wick_gen_params wick_gen_params_default(void);

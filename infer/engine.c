@@ -369,7 +369,7 @@ wick_status wick_engine_submit(wick_engine *e, const wick_request *r, uint64_t *
     if (e->session) return err_set(WICK_ERR_INVALID_ARG, "wick_engine_submit: a session's engine");
     if (!(r->adapter_scale == r->adapter_scale) || fabsf(r->adapter_scale) > 1e30f)
         return err_set(WICK_ERR_INVALID_ARG, "wick_engine_submit: adapter_scale is not finite");
-    if (r->params && (r->params->spec_ngram || r->params->draft))
+    if (r->params && (r->params->spec_ngram || r->params->draft || r->params->spec_propose))
         return err_set(WICK_ERR_UNSUPPORTED, "wick_engine_submit: speculative decoding (spec_ngram, "
                        "draft) is for session generations (wick_gen_start) in this version");
     eng_gen *eg = calloc(1, sizeof *eg);

@@ -363,6 +363,16 @@ static wick_status spec_verify(wick_gen *g, bool *used) {
     if (g->p.max_tokens > 0 && g->p.max_tokens - g->generated < kmax) kmax = g->p.max_tokens - g->generated;
     int k = 0;
     if (kmax > 0 && g->p.spec_ngram > 0) k = propose_ngram(g, g->spec_ids + 1, kmax);
+    if (kmax > 0 && k == 0 && g->p.spec_propose) {
+        k = g->p.spec_propose(g->p.spec_user, g->hist, g->n_hist, g->spec_ids + 1, kmax);
+        if (k < 0 || k > kmax)
+            return err_set(WICK_ERR_INVALID_ARG, "spec_propose returned %d proposals (room for "
+                           "%d)", k, kmax);
+        for (int i = 0; i < k; i++)
+            if (g->spec_ids[1 + i] < 0 || g->spec_ids[1 + i] >= g->m->cfg.n_vocab)
+                return err_set(WICK_ERR_INVALID_ARG, "spec_propose: proposal %d is id %d, outside "
+                               "[0, %d)", i, g->spec_ids[1 + i], g->m->cfg.n_vocab);
+    }
     if (kmax > 0 && k == 0 && g->p.draft) {
         wick_status st = propose_draft(g, g->spec_ids + 1, kmax, &k);
         if (st) return st;
@@ -402,7 +412,7 @@ wick_status wick_gen_start(wick_session *s, const int32_t *prompt, int n,
     wick_session_truncate(s, keep);
     g->n_cached = keep;
     g->spec_n = -1;
-    if (g->p.spec_ngram > 0 || g->p.draft) {
+    if (g->p.spec_ngram > 0 || g->p.draft || g->p.spec_propose) {
         if ((st = spec_init(g, s))) {
             wick_gen_free(g);
             return st;

@@ -233,6 +233,58 @@ static bool on_any(const wick_token *t, void *user) {
     return true;
 }
 
+/* A caller's proposer (spec_propose): it sees the ids so far and proposes a known
+   continuation with every other id wrong; the output stays plain greedy's, the right ones
+   are accepted; a proposer that misbehaves fails the generation with a clear error. */
+typedef struct cb_user {
+    const run *ref;
+    int n_prompt, n_vocab, calls, bad;
+} cb_user;
+
+static int propose_cb(void *user, const int32_t *ids, int n, int32_t *out, int kmax) {
+    cb_user *u = user;
+    u->calls++;
+    if (u->bad == 1) return kmax + 1;
+    if (u->bad == 2) return out[0] = 1 << 30, 1;
+    const int at = n - u->n_prompt;
+    assert_true(at >= 1 && at <= u->ref->n);
+    assert_int_equal(ids[n - 1], u->ref->ids[at - 1]); /* the last id sampled is in ids */
+    int k = 0;
+    for (; k < kmax && at + k < u->ref->n; k++) out[k] = (at + k) % 2 ? (u->ref->ids[at + k] + 1) % u->n_vocab : u->ref->ids[at + k];
+    return k;
+}
+
+static void test_proposer_callback(void **state) {
+    fx f;
+    if (!fx_load(&f)) skip();
+    wick_session *s = session(f.m, 256);
+    wick_gen_params gp = wick_gen_params_default();
+    gp.temperature = 0.0f, gp.max_tokens = 40, gp.stop_on_eos = false;
+    run plain, sp;
+    run_gen(s, f.prompt[2], (int)f.n_prompt[2], &gp, &plain);
+    wick_model_info in;
+    wick_model_get_info(f.m, &in);
+    cb_user u = {&plain, (int)f.n_prompt[2], in.n_vocab, 0, 0};
+    wick_gen_params q = gp;
+    q.spec_propose = propose_cb, q.spec_user = &u, q.spec_k = 4;
+    run_gen(s, f.prompt[2], (int)f.n_prompt[2], &q, &sp);
+    assert_same(&plain, &sp, "spec_propose");
+    printf("spec_propose: %d calls, %d proposed, %d accepted\n", u.calls, sp.drafted, sp.accepted);
+    assert_true(u.calls > 0 && sp.accepted > 0 && sp.accepted < sp.drafted);
+    for (u.bad = 1; u.bad <= 2; u.bad++) {
+        wick_gen *g = NULL;
+        assert_int_equal(wick_gen_start(s, f.prompt[2], (int)f.n_prompt[2], &q, &g), WICK_OK);
+        wick_token t;
+        wick_status st;
+        while ((st = wick_gen_step(g, &t)) == WICK_OK) {}
+        assert_int_equal(st, WICK_ERR_INVALID_ARG);
+        assert_non_null(strstr(wick_last_error(), "spec_propose"));
+        wick_gen_free(g);
+    }
+    wick_session_free(s);
+    fx_free(&f);
+}
+
 static void test_bad_params(void **state) {
     fx f;
     if (!fx_load(&f)) skip();
@@ -279,6 +331,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_identical),
         cmocka_unit_test(test_sampling_identical),
         cmocka_unit_test(test_distribution_chi_square),
+        cmocka_unit_test(test_proposer_callback),
         cmocka_unit_test(test_bad_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
