@@ -126,6 +126,7 @@ static wick_status run_streams(wick_engine *e, int vocab, int n, int prompt_len,
 static int usage(FILE *f) {
     fprintf(f, "usage: wick bench batch -m MODEL [-t|--threads N] [-s 1,4,8,16] [-n TOKENS] [-p PROMPT]\n"
                "                        [-r ROUNDS] [--kv-type f16|bf16|q8_0|f32] [--shared N]\n"
+               "                        [--no-mix] (skips table 2; --shared 0 skips table 3)\n"
                "                        [--clients K] [--batch N] [--kernels auto|ref]\n"
                "                        [--device cpu|cuda[:N]]\n"
                "Aggregate decode tokens/s of N concurrent streams in one engine vs one stream,\n"
@@ -146,6 +147,7 @@ int bench_batch(int argc, char **argv) {
     const char *model = NULL, *kern = "auto", *kvs = "f16", *device = NULL;
     long threads = 0, ntok = 128, plen = 32, rounds = 3, shared = 1000, clients = 16, batch = 128;
     int streams[16] = {1, 4, 8, 16}, n_streams = 4;
+    bool mix = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -154,6 +156,7 @@ int bench_batch(int argc, char **argv) {
         else if (!strcmp(a, "--kernels") && has) kern = argv[++i];
         else if (!strcmp(a, "--device") && has) device = argv[++i];
         else if (!strcmp(a, "--kv-type") && has) kvs = argv[++i];
+        else if (!strcmp(a, "--no-mix")) mix = false;
         else if (!strcmp(a, "-s") && has) {
             n_streams = 0;
             for (char *s = argv[++i], *end; *s && n_streams < 16; s = *end ? end + 1 : end) {
@@ -261,7 +264,7 @@ int bench_batch(int argc, char **argv) {
                "or the VM's neighbours); run again or with more rounds (-r)\n");
 
     /* 2. adapters: alternate the two configurations */
-    {
+    if (mix) {
         double *ta = malloc(sizeof(double) * (size_t)rounds),
                *tb = malloc(sizeof(double) * (size_t)rounds);
         for (int r = 0; r < rounds; r++) {
