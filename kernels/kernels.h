@@ -165,6 +165,26 @@ typedef struct kernel_table {
     /* x[i] = cap · tanh(x[i] / cap) (Gemma 2's final logits), cap > 0. */
     void (*softcap)(wk_ctx *ctx, float *x, long n, float cap);
 
+    /* Encoder ops (BERT, XLM-R, MPNet; host tables only, NULL on device tables: embeddings run
+     * on the CPU). gelu: x[i] = 0.5·x[i]·(1 + erf(x[i]/√2)) in place (the exact GELU).
+     * attention_enc: bidirectional attention inside each of n_seq sequences packed one after
+     * the other (T = Σ lens rows; every row sees every row of its own sequence). q, k, v, out
+     * (T, n_head·head_dim), head h at columns [h·head_dim, (h+1)·head_dim); out must not alias
+     * them. scores = (q·k)·scale, plus rel_bias[rel_bucket[j − i + max_tokens − 1]·n_head + h]
+     * for query row i and key row j when rel_bias is not NULL (MPNet's relative position bias;
+     * rel_bucket holds 2·max_tokens − 1 entries, every len <= max_tokens), softmax in f32,
+     * out = Σ p·v. */
+    void (*gelu)(wk_ctx *ctx, float *x, long n);
+    /* layernorm: x (n, d) = (v − mean(v)) / sqrt(var(v) + eps) · w + b per row, v = x + r (r
+     * (n, d) may be NULL); mean and the biased variance in double, two passes (a residual
+     * stream with a large mean loses bits in one-pass f32 statistics). */
+    void (*layernorm)(wk_ctx *ctx, float *x, const float *r, const float *w, const float *b,
+                      int n, int d, float eps);
+    void (*attention_enc)(wk_ctx *ctx, float *out, const float *q, const float *k,
+                          const float *v, const int *lens, int n_seq, int n_head, int head_dim,
+                          float scale, const float *rel_bias, const int32_t *rel_bucket,
+                          int max_tokens);
+
     /* y[i] += x[i] for i < n. */
     void (*add)(wk_ctx *ctx, float *y, const float *x, long n);
 

@@ -19,10 +19,11 @@
 #include "kernels/kernels.h"
 
 enum { P_EMBED, P_RMSNORM, P_ROPE, P_ROPE_I, P_KV_STORE, P_ATTENTION, P_SOFTMAX, P_SILU_MUL,
-       P_GELU_MUL, P_SOFTCAP, P_ADD, P_AXPY, P_LORA, P_GATHER, P_N_OPS };
+       P_GELU_MUL, P_SOFTCAP, P_ADD, P_AXPY, P_LORA, P_GATHER, P_GELU, P_LN, P_ATT_ENC, P_N_OPS };
 static const char *const op_names[P_N_OPS] = {
     "embed", "rmsnorm", "rope", "rope_interleaved", "kv_store", "attention", "softmax",
-    "silu_mul", "gelu_tanh_mul", "softcap", "add", "axpy", "lora", "gather_rows"};
+    "silu_mul", "gelu_tanh_mul", "softcap", "add", "axpy", "lora", "gather_rows", "gelu",
+    "layernorm", "attention_enc"};
 
 /* matmul buckets: weight type × activation rows 1, 2-4, 5-8, 9-16, 17-32, 33-64, 65-256, 257+ */
 #define P_DT 16
@@ -95,6 +96,16 @@ static void p_gelu_mul(wk_ctx *c, float *out, const float *g, const float *u, lo
     TIMED(P_GELU_MUL, g_inner->gelu_tanh_mul(c, out, g, u, n));
 }
 static void p_softcap(wk_ctx *c, float *x, long n, float cap) { TIMED(P_SOFTCAP, g_inner->softcap(c, x, n, cap)); }
+static void p_gelu(wk_ctx *c, float *x, long n) { TIMED(P_GELU, g_inner->gelu(c, x, n)); }
+static void p_ln(wk_ctx *c, float *x, const float *r, const float *w, const float *b, int n,
+                 int d, float eps) {
+    TIMED(P_LN, g_inner->layernorm(c, x, r, w, b, n, d, eps));
+}
+static void p_att_enc(wk_ctx *c, float *o, const float *q, const float *k, const float *v,
+                      const int *lens, int ns, int nh, int hd, float sc, const float *rb,
+                      const int32_t *bk, int mt) {
+    TIMED(P_ATT_ENC, g_inner->attention_enc(c, o, q, k, v, lens, ns, nh, hd, sc, rb, bk, mt));
+}
 static void p_add(wk_ctx *c, float *y, const float *x, long n) { TIMED(P_ADD, g_inner->add(c, y, x, n)); }
 static void p_axpy(wk_ctx *c, float *y, float a, const float *x, long n) {
     TIMED(P_AXPY, g_inner->axpy(c, y, a, x, n));
@@ -145,6 +156,9 @@ static void wrap_once(void) {
     g_wrap.attention = p_attention, g_wrap.softmax = p_softmax, g_wrap.silu_mul = p_silu_mul;
     g_wrap.gelu_tanh_mul = p_gelu_mul, g_wrap.softcap = p_softcap, g_wrap.add = p_add;
     g_wrap.axpy = p_axpy, g_wrap.lora = p_lora, g_wrap.gather_rows = p_gather;
+    if (g_inner->gelu) g_wrap.gelu = p_gelu;
+    if (g_inner->layernorm) g_wrap.layernorm = p_ln;
+    if (g_inner->attention_enc) g_wrap.attention_enc = p_att_enc;
     clock_gettime(CLOCK_MONOTONIC, &g_t0);
     atexit(print_profile);
 }

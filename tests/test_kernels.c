@@ -533,6 +533,82 @@ static void test_silu_add(void **state) {
     }
 }
 
+/* Encoder ops: exact GELU (libmvec's erff on AVX2/AVX-512, ≤ 4 ulp, against libm's), LayerNorm and
+   bidirectional attention over packed sequences, with and without MPNet's relative bias,
+   lengths 1..80 (odd, below and above a vector), head_dim 8, 32, 64. */
+static void test_encoder_ops(void **state) {
+    (void)state;
+    static const long ns[] = {0, 1, 15, 16, 17, 1000, 70001};
+    for (int k = 0; k < 7; k++) {
+        const long n = ns[k];
+        float *x = xmalloc(n * 4), *want = xmalloc(n * 4), *got = xmalloc(n * 4), *tol = xmalloc(n * 4);
+        fill(x, n, 6.0f);
+        static const float edge[] = {-10.f, -5.5f, -1e-20f, 0.f, 1e-20f, 0.5f, 3.9f, 10.f, -0.f};
+        for (long i = 0; i < n && i < 9; i++) x[i] = edge[i];
+        memcpy(want, x, n * 4);
+        kernels_ref()->gelu(NULL, want, n);
+        /* erf within 4 ulp of libm's, times x/2 (≤ 1): a few ulp of |x| at most */
+        for (long i = 0; i < n; i++) tol[i] = (float)(8 * FLT_EPSILON * fabs(x[i]) + 1e-37);
+        FOR_EACH_TABLE_POOL(t, p) {
+            memcpy(got, x, n * 4);
+            t->gelu(p, got, n);
+            check_close("gelu", t, pool_size(p->pool), got, want, tol, n);
+        }
+        free(x), free(want), free(got), free(tol);
+    }
+    /* layernorm with and without the residual, rows with a large mean (the statistics are
+       double in every table, in the same order: equal up to the f32 output rounding) */
+    static const int lnd[][2] = {{0, 8}, {1, 1}, {3, 384}, {67, 768}, {5, 33}};
+    for (int c = 0; c < 5; c++) {
+        const int n = lnd[c][0], d = lnd[c][1];
+        for (int res = 0; res < 2; res++) {
+            float *x = xmalloc((long)n * d * 4), *r = xmalloc((long)n * d * 4), *w = xmalloc(d * 4),
+                  *b = xmalloc(d * 4), *want = xmalloc((long)n * d * 4), *got = xmalloc((long)n * d * 4),
+                  *tol = xmalloc((long)n * d * 4);
+            fill(x, (long)n * d, 3.0f), fill(r, (long)n * d, 1.0f), fill(w, d, 1.0f), fill(b, d, 0.5f);
+            for (long i = 0; i < (long)n * d; i++) x[i] += 1000.0f;
+            memcpy(want, x, (long)n * d * 4);
+            kernels_ref()->layernorm(NULL, want, res ? r : NULL, w, b, n, d, 1e-12f);
+            for (long i = 0; i < (long)n * d; i++) tol[i] = (float)(2 * FLT_EPSILON * fabs(want[i]) + 1e-6);
+            FOR_EACH_TABLE_POOL(t, p) {
+                memcpy(got, x, (long)n * d * 4);
+                t->layernorm(p, got, res ? r : NULL, w, b, n, d, 1e-12f);
+                check_close("layernorm", t, pool_size(p->pool), got, want, tol, (long)n * d);
+            }
+            free(x), free(r), free(w), free(b), free(want), free(got), free(tol);
+        }
+    }
+    static const int hds[] = {8, 32, 64};
+    static const int lens_all[] = {1, 7, 16, 17, 80, 3, 33};
+    for (int hi = 0; hi < 3; hi++)
+        for (int bias = 0; bias < 2; bias++)
+            for (int ns_ = 0; ns_ <= 7; ns_ += 7) { /* no sequence, then seven */
+                const int hd = hds[hi], nh = 3, ld = nh * hd, max_tokens = 80, nb = 8;
+                long T = 0;
+                for (int i = 0; i < ns_; i++) T += lens_all[i];
+                float *q = xmalloc(T * ld * 4), *kk = xmalloc(T * ld * 4), *v = xmalloc(T * ld * 4);
+                float *want = xmalloc(T * ld * 4), *got = xmalloc(T * ld * 4), *tol = xmalloc(T * ld * 4);
+                float rb[nb * 3];
+                int32_t bucket[2 * 80 - 1];
+                fill(q, T * ld, 1.0f), fill(kk, T * ld, 1.0f), fill(v, T * ld, 1.0f), fill(rb, nb * 3, 2.0f);
+                for (int r = 0; r < 2 * max_tokens - 1; r++) bucket[r] = (r * 7) % nb;
+                const float scale = 1.0f / sqrtf((float)hd);
+                kernels_ref()->attention_enc(NULL, want, q, kk, v, lens_all, ns_, nh, hd, scale,
+                                             bias ? rb : NULL, bucket, max_tokens);
+                /* outputs are convex mixes of v (|v| < 1): the scores' rounding moves them by
+                   a few ulp of 1 */
+                for (long i = 0; i < T * ld; i++) tol[i] = 3e-6f;
+                FOR_EACH_TABLE_POOL(t, p) {
+                    memset(got, 0xff, T * ld * 4); /* NaN: every output must be written */
+                    t->attention_enc(p, got, q, kk, v, lens_all, ns_, nh, hd, scale,
+                                     bias ? rb : NULL, bucket, max_tokens);
+                    check_close(bias ? "attention_enc (bias)" : "attention_enc", t,
+                                pool_size(p->pool), got, want, tol, T * ld);
+                }
+                free(q), free(kk), free(v), free(want), free(got), free(tol);
+            }
+}
+
 static void test_embed(void **state) {
     static const int64_t cols[] = {0, 1, 7, 64, 896};
     static const int ns[] = {0, 1, 5, 40};
@@ -652,6 +728,7 @@ int main(void) {
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_silu_add),     cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_encoder_ops),
         cmocka_unit_test(test_gather_rows), cmocka_unit_test(test_lora),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

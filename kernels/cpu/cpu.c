@@ -620,6 +620,118 @@ static void cpu_gelu_tanh_mul(wk_ctx *x, float *out, const float *gate, const fl
     run_split(x ? x->pool : NULL, n * 8, gelu_tanh_task, &c); /* tanh: ~8x an add */
 }
 
+/* ---- encoder ops ---- */
+
+static void gelu_task(void *vctx, int tid, int nt) {
+    const ew_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->n, nt, tid, 16, &lo, &hi);
+    if (lo < hi) c->isa->gelu(c->out + lo, hi - lo);
+}
+
+static void cpu_gelu(const cpu_isa *isa, wk_pool *pool, float *x, long n) {
+    if (n <= 0) return;
+    ew_ctx c = {.isa = isa, .out = x, .n = n};
+    run_split(pool, n * 8, gelu_task, &c); /* erf: ~8x an add */
+}
+
+/* layernorm: kernels/ref's arithmetic (double statistics, same order), rows split over the
+   pool; not a hot spot (d multiply-adds a row against the matmuls' d·ff). */
+typedef struct ln_ctx {
+    float *x;
+    const float *r, *w, *b;
+    int n, d;
+    float eps;
+} ln_ctx;
+
+static void ln_task(void *vctx, int tid, int nt) {
+    const ln_ctx *c = vctx;
+    long lo, hi;
+    pool_split(c->n, nt, tid, 1, &lo, &hi);
+    const int d = c->d;
+    for (long i = lo; i < hi; i++) {
+        float *xi = c->x + i * d;
+        if (c->r)
+            for (int j = 0; j < d; j++) xi[j] += c->r[i * d + j];
+        double mean = 0, var = 0;
+        for (int j = 0; j < d; j++) mean += xi[j];
+        mean /= d;
+        for (int j = 0; j < d; j++) {
+            const double cj = xi[j] - mean;
+            var += cj * cj;
+        }
+        var /= d;
+        const float inv = (float)(1.0 / sqrt(var + (double)c->eps)), m = (float)mean;
+        for (int j = 0; j < d; j++) xi[j] = (xi[j] - m) * inv * c->w[j] + c->b[j];
+    }
+}
+
+static void cpu_layernorm(wk_ctx *x_, float *x, const float *r, const float *w, const float *b,
+                          int n, int d, float eps) {
+    if (n <= 0) return;
+    ln_ctx c = {x, r, w, b, n, d, eps};
+    pool_run((long)n * d * 4 < SMALL_WORK || !x_ ? NULL : x_->pool, ln_task, &c);
+}
+
+typedef struct enc_att_ctx {
+    const cpu_isa *isa;
+    cpu_enc_attn a;
+    int max_len;
+    long next;         /* work counter: item = seq · n_head + head */
+} enc_att_ctx;
+
+/* One item without scratch (when the thread's buffer cannot grow): each score computed
+   three times, as the ref definition does. */
+static void enc_item_noscratch(const cpu_enc_attn *a, int s, int h, long off) {
+    const int len = a->lens[s], hd = a->head_dim, ld = a->n_head * hd;
+    for (int i = 0; i < len; i++) {
+        const float *qi = a->q + (off + i) * ld + h * hd;
+        float m = -INFINITY, sum = 0.0f;
+        for (int pass = 0; pass < 3; pass++) {
+            float *o = a->out + (off + i) * ld + h * hd;
+            if (pass == 2) memset(o, 0, sizeof(float) * (size_t)hd);
+            for (int j = 0; j < len; j++) {
+                const float *kj = a->k + (off + j) * ld + h * hd;
+                float dot = 0.0f;
+                for (int e = 0; e < hd; e++) dot += qi[e] * kj[e];
+                float sc = dot * a->scale;
+                if (a->rel_bias) sc += a->rel_bias[a->rel_bucket[j - i + a->max_tokens - 1] * a->n_head + h];
+                if (pass == 0) m = fmaxf(m, sc);
+                else if (pass == 1) sum += expf(sc - m);
+                else {
+                    const float p = expf(sc - m) * (1.0f / sum), *vj = a->v + (off + j) * ld + h * hd;
+                    for (int e = 0; e < hd; e++) o[e] += p * vj[e];
+                }
+            }
+        }
+    }
+}
+
+static void enc_att_task(void *vctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    enc_att_ctx *c = vctx;
+    const long n_items = (long)c->a.n_seq * c->a.n_head;
+    float *sc = tl_buffer(TL_WORK, sizeof(float) * (size_t)c->max_len * (size_t)(c->a.head_dim + 1));
+    for (long it; (it = pool_claim(&c->next)) < n_items;) {
+        const int s = (int)(it / c->a.n_head), h = (int)(it % c->a.n_head);
+        long off = 0;
+        for (int i = 0; i < s; i++) off += c->a.lens[i];
+        if (sc) c->isa->enc_attn_item(&c->a, s, h, off, sc, sc + c->max_len);
+        else enc_item_noscratch(&c->a, s, h, off);
+    }
+}
+
+static void cpu_attention_enc(const cpu_isa *isa, wk_pool *pool, float *out, const float *q,
+                              const float *k, const float *v, const int *lens, int n_seq,
+                              int n_head, int head_dim, float scale, const float *rel_bias,
+                              const int32_t *rel_bucket, int max_tokens) {
+    if (n_seq <= 0) return;
+    enc_att_ctx c = {isa, {out, q, k, v, lens, n_seq, n_head, head_dim, max_tokens, scale,
+                           rel_bias, rel_bucket}, 1, 0};
+    for (int s = 0; s < n_seq; s++) c.max_len = lens[s] > c.max_len ? lens[s] : c.max_len;
+    pool_run_dyn(pool, enc_att_task, &c);
+}
+
 static void softcap_task(void *vctx, int tid, int nt) {
     const ew_ctx *c = vctx;
     long lo, hi;
@@ -871,6 +983,12 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
     static void tag##_add(wk_ctx *x_, float *y, const float *x, long n) {                      \
         cpu_add(&ISA, POOL(x_), y, x, n);                                                      \
     }                                                                                          \
+    static void tag##_gelu(wk_ctx *x_, float *x, long n) { cpu_gelu(&ISA, POOL(x_), x, n); }    \
+    static void tag##_attention_enc(wk_ctx *x_, float *o, const float *q, const float *k,      \
+                                    const float *v, const int *lens, int ns, int nh, int hd,   \
+                                    float sc, const float *rb, const int32_t *bk, int mt) {    \
+        cpu_attention_enc(&ISA, POOL(x_), o, q, k, v, lens, ns, nh, hd, sc, rb, bk, mt);       \
+    }                                                                                          \
     static const kernel_table tag##_table = {                                                  \
         .name = NAME, .buf_alloc = kernels_host_alloc, .buf_free = kernels_host_free,          \
         .buf_copy = kernels_host_copy, .sync = kernels_host_sync, .embed = tag##_embed,        \
@@ -879,7 +997,8 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
         .kv_store = tag##_kv_store, .attention = tag##_attention, .softmax = tag##_softmax,    \
         .silu_mul = tag##_silu_mul, .gelu_tanh_mul = cpu_gelu_tanh_mul, .softcap = cpu_softcap, \
         .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,                               \
-        .gather_rows = cpu_gather_rows, .pack_weight = PACK,                                   \
+        .gather_rows = cpu_gather_rows, .pack_weight = PACK, .gelu = tag##_gelu,                \
+        .layernorm = cpu_layernorm, .attention_enc = tag##_attention_enc,                      \
     };
 
 CPU_TABLE(gen, cpu_isa_generic, "cpu-generic", NULL)

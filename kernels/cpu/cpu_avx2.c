@@ -200,6 +200,25 @@ static inline float att_exp_sum16(float *s, float m) {
 #define ATT_FN a2_attn_block
 #include "kernels/cpu/attn_tile.h"
 
+/* glibc's libmvec (GLIBC_2.35): erff over 8 lanes, ≤ 4 ulp */
+__m256 _ZGVdN8v_erff(__m256 x);
+
+static void a2_gelu(float *x, long n) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f),
+                 r2 = _mm256_set1_ps((float)M_SQRT1_2);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 e = _ZGVdN8v_erff(_mm256_mul_ps(v, r2));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e)));
+    }
+    cpu_g_gelu(x + i, n - i);
+}
+
+#define ENC_ATTN_FN a2_enc_attn_item
+#define ENC_SOFTMAX a2_softmax
+#include "kernels/cpu/enc_attn.h"
+
 const cpu_isa cpu_isa_avx2 = {
     .name = "avx2",
     .matvec = a2_matvec,
@@ -212,6 +231,8 @@ const cpu_isa cpu_isa_avx2 = {
     .silu_mul = a2_silu_mul,
     .add = a2_add,
     .softmax = a2_softmax,
+    .gelu = a2_gelu,
+    .enc_attn_item = a2_enc_attn_item,
     .quant_x = cpu_a2_quant_x, /* quant_avx2.c */
     .matvec_q = cpu_a2_matvec_q,
     .gemm_q = cpu_a2_gemm_q, /* gemmq_avx2.c */

@@ -421,6 +421,25 @@ static inline void att_pv(float *const *op, const float *corr, float s[][16], co
 #define ATT_FN a5_attn_block
 #include "kernels/cpu/attn_tile.h"
 
+/* glibc's libmvec (GLIBC_2.35): erff over 16 lanes, ≤ 4 ulp */
+__m512 _ZGVeN16v_erff(__m512 x);
+
+static void a5_gelu(float *x, long n) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f),
+                 r2 = _mm512_set1_ps((float)M_SQRT1_2);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        const __m512 e = _ZGVeN16v_erff(_mm512_mul_ps(v, r2));
+        _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e)));
+    }
+    cpu_g_gelu(x + i, n - i);
+}
+
+#define ENC_ATTN_FN a5_enc_attn_item
+#define ENC_SOFTMAX a5_softmax
+#include "kernels/cpu/enc_attn.h"
+
 const cpu_isa cpu_isa_avx512 = {
     .name = "avx512",
     .matvec = a5_matvec,
@@ -433,6 +452,8 @@ const cpu_isa cpu_isa_avx512 = {
     .silu_mul = a5_silu_mul,
     .add = a5_add,
     .softmax = a5_softmax,
+    .gelu = a5_gelu,
+    .enc_attn_item = a5_enc_attn_item,
     .quant_x = a5_quant_x,
     .matvec_q = a5_matvec_q,
     .gemm_q = cpu_a5_gemm_q,

@@ -142,6 +142,14 @@ static inline float att_exp_sum16(float *s, float m) { return cpu_g_exp_sum(s, 1
 #define ATT_FN g_attn_block
 #include "kernels/cpu/attn_tile.h"
 
+void cpu_g_gelu(float *x, long n) {
+    for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+#define ENC_ATTN_FN g_enc_attn_item
+#define ENC_SOFTMAX g_softmax
+#include "kernels/cpu/enc_attn.h"
+
 const cpu_isa cpu_isa_generic = {
     .name = "generic",
     .matvec = cpu_g_matvec,
@@ -154,6 +162,8 @@ const cpu_isa cpu_isa_generic = {
     .silu_mul = cpu_g_silu_mul,
     .add = cpu_g_add,
     .softmax = g_softmax,
+    .gelu = cpu_g_gelu,
+    .enc_attn_item = g_enc_attn_item,
     .quant_x = quant_x_row,
     .matvec_q = cpu_g_matvec_q,
     .attn_block = g_attn_block,

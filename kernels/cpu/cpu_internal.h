@@ -21,6 +21,17 @@
 /* Most activation rows one matvec pass handles per read of a weight row. */
 #define CPU_MV_NX 8
 
+/* The arguments of kernels.h attention_enc, shared by the (sequence, head) items. */
+typedef struct cpu_enc_attn {
+    float *out;
+    const float *q, *k, *v;
+    const int *lens;
+    int n_seq, n_head, head_dim, max_tokens;
+    float scale;
+    const float *rel_bias;
+    const int32_t *rel_bucket;
+} cpu_enc_attn;
+
 typedef struct cpu_isa {
     const char *name; /* "avx512", "avx2", "generic" */
     /* y[i*ldy + r] = Σ_c x[i*ldx + c]·W[r, c] for i < nx (1..CPU_MV_NX), r in [r0, r1).
@@ -43,6 +54,11 @@ typedef struct cpu_isa {
     void (*silu_mul)(float *out, const float *gate, const float *up, long n);
     void (*add)(float *y, const float *x, long n);
     void (*softmax)(float *x, int n);
+    /* x[i] = 0.5·x·(1 + erf(x/√2)), i < n (AVX2/AVX-512: glibc's libmvec erff, ≤ 4 ulp). */
+    void (*gelu)(float *x, long n);
+    /* One (sequence s, head h) item of attention_enc; the sequence's rows start at row off;
+     * sc: len floats, kt: head_dim·len floats of scratch (enc_attn.h). */
+    void (*enc_attn_item)(const cpu_enc_attn *a, int s, int h, long off, float *sc, float *kt);
     /* Quantized weights (W.dt a block type): activations as blk_q8x blocks (quant.h).
      * quant_x: n activations (multiple of QK) -> n/QK blocks, same bytes as quant_x_row.
      * matvec_q: y[i*ldy + r] = quant_dot_q8x(W row r, xq + i*ldxq) for i < nx, r in [r0, r1)
@@ -80,6 +96,7 @@ void cpu_g_scale_mul(float *out, const float *x, const float *w, float inv, int 
 void cpu_g_rope_pairs(float *v, const float *c, const float *s, int j0, int half);
 void cpu_g_silu_mul(float *out, const float *gate, const float *up, long n);
 void cpu_g_add(float *y, const float *x, long n);
+void cpu_g_gelu(float *x, long n);
 /* Scalar pieces of softmax, so a SIMD softmax can finish its tails with them. */
 float cpu_g_max(const float *x, int n);
 /* x[i] = expf(x[i] − m), returns the sum. */

@@ -287,6 +287,71 @@ static void ref_lora(wk_ctx *ctx, float *y, const float *x, const wk_lora_run *r
     }
 }
 
+static void ref_gelu(wk_ctx *ctx, float *x, long n) {
+    (void)ctx;
+    for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+/* layernorm of kernels.h, one row at a time. */
+static void ref_layernorm(wk_ctx *ctx, float *x, const float *r, const float *w, const float *b,
+                          int n, int d, float eps) {
+    (void)ctx;
+    for (long i = 0; i < n; i++) {
+        float *xi = x + i * d;
+        if (r)
+            for (int j = 0; j < d; j++) xi[j] += r[i * d + j];
+        double mean = 0, var = 0;
+        for (int j = 0; j < d; j++) mean += xi[j];
+        mean /= d;
+        for (int j = 0; j < d; j++) {
+            const double c = xi[j] - mean;
+            var += c * c;
+        }
+        var /= d;
+        const float inv = (float)(1.0 / sqrt(var + (double)eps)), m = (float)mean;
+        for (int j = 0; j < d; j++) xi[j] = (xi[j] - m) * inv * w[j] + b[j];
+    }
+}
+
+/* One score of attention_enc: the dot product, scaled, plus the relative bias. */
+static float enc_score(const float *q, const float *k, int hd, float scale, const float *rel_bias,
+                       const int32_t *rel_bucket, int max_tokens, int n_head, int h, int i, int j) {
+    float dot = 0.0f;
+    for (int e = 0; e < hd; e++) dot += q[e] * k[e];
+    float s = dot * scale;
+    if (rel_bias) s += rel_bias[rel_bucket[j - i + max_tokens - 1] * n_head + h];
+    return s;
+}
+
+/* Without scratch: each query row's scores are computed three times (max, sum, weights). */
+static void ref_attention_enc(wk_ctx *ctx, float *out, const float *q, const float *k,
+                              const float *v, const int *lens, int n_seq, int n_head, int hd,
+                              float scale, const float *rel_bias, const int32_t *rel_bucket,
+                              int max_tokens) {
+    (void)ctx;
+    const int ld = n_head * hd;
+    long off = 0;
+    for (int s = 0; s < n_seq; off += lens[s], s++) {
+        const int len = lens[s];
+        for (int h = 0; h < n_head; h++)
+            for (int i = 0; i < len; i++) {
+                const float *qi = q + (off + i) * ld + h * hd;
+#define SCORE(j) enc_score(qi, k + (off + (j)) * ld + h * hd, hd, scale, rel_bias, rel_bucket, \
+                           max_tokens, n_head, h, i, (j))
+                float m = -INFINITY, sum = 0.0f;
+                for (int j = 0; j < len; j++) m = fmaxf(m, SCORE(j));
+                for (int j = 0; j < len; j++) sum += expf(SCORE(j) - m);
+                float *o = out + (off + i) * ld + h * hd;
+                for (int e = 0; e < hd; e++) o[e] = 0.0f;
+                for (int j = 0; j < len; j++) {
+                    const float p = expf(SCORE(j) - m) * (1.0f / sum), *vj = v + (off + j) * ld + h * hd;
+                    for (int e = 0; e < hd; e++) o[e] += p * vj[e];
+                }
+#undef SCORE
+            }
+    }
+}
+
 static void ref_gather_rows(wk_ctx *ctx, float *dst, const float *src, const int32_t *idx, int n,
                             int cols) {
     for (int i = 0; i < n; i++)
@@ -314,6 +379,9 @@ static const kernel_table k_ref = {
     .axpy = ref_axpy,
     .lora = ref_lora,
     .gather_rows = ref_gather_rows,
+    .gelu = ref_gelu,
+    .layernorm = ref_layernorm,
+    .attention_enc = ref_attention_enc,
 };
 
 const kernel_table *kernels_ref(void) { return &k_ref; }
