@@ -194,7 +194,8 @@ typedef struct kernel_table {
     /* LoRA, unmerged, for every run (S-LoRA-style segments, runs of different adapters in one
      * call): t = x[rows]·Aᵀ (n, r); u = t·Bᵀ (n, out); y[rows] += scale·u, each product
      * rounded before its add (as PEFT: result + lora_B(lora_A(x))·scaling). x (rows, in),
-     * y (rows, out). scratch: room for (row0 + n)·r floats for every run without its own t. */
+     * y (rows, out). scratch: room for (row0 + n)·r_max floats for every run without its own
+     * t, r_max the largest rank of the call's runs (each run's t starts at row0·r_max). */
     void (*lora)(wk_ctx *ctx, float *y, const float *x, const wk_lora_run *runs, int n_runs,
                  float *scratch);
 

@@ -676,6 +676,20 @@ static void test_lora(void **state) {
         for (int i = 0; i < 9 * 5; i++) assert_true(fabsf(keep[i] - keep_ref[i]) <= 1e-5f * (1 + fabsf(keep_ref[i])));
         t->lora(p, got, x, runs, 0, scr); /* no runs: nothing */
     }
+    /* adjacent runs whose ranks fall (40, then 8, then 5): every run's x·Aᵀ must have its
+       own scratch rows, however the ranks differ (row0·r_max, not row0·r) */
+    wk_lora_run adj[3] = {{0, 6, &WA[1], &WB[1], 1.0f, NULL},
+                          {6, 7, &WA[0], &WB[0], 0.75f, NULL},
+                          {13, 10, &WA[2], &WB[2], -1.5f, NULL}};
+    memcpy(want, y0, sizeof(float) * rows * out);
+    kernels_ref()->lora(NULL, want, x, adj, 3, scr);
+    for (long i = 0; i < (long)rows * out; i++) tol[i] = 1e-4f * (1 + fabsf(want[i]));
+    FOR_EACH_TABLE_POOL(t, p) {
+        memcpy(got, y0, sizeof(float) * rows * out);
+        t->lora(p, got, x, adj, 3, scr);
+        check_close("lora, adjacent runs of falling rank", t, pool_size(p->pool), got, want, tol,
+                    (long)rows * out);
+    }
     for (int k = 0; k < 3; k++) free(A[k]), free(B[k]);
     free(x), free(y0), free(want), free(got), free(tol), free(scr), free(keep), free(keep_ref);
 }

@@ -795,11 +795,15 @@ typedef struct lora_ctx {
     const wk_lora_run *runs;
     int n_runs;
     float *scratch;
+    int64_t r_max;     /* largest rank of the call: scratch row stride */
     long n_items, next;
 } lora_ctx;
 
+/* Row i of run ru's t = x·Aᵀ is at t + i·r (r: the run's rank). In the shared scratch each run
+   starts at row0·r_max: with row0·r, a run of lower rank after one of higher rank would start
+   inside it, and phase 1 writes every run's t before phase 2 reads any. */
 static float *lora_t(const lora_ctx *c, const wk_lora_run *ru) {
-    return ru->t ? ru->t : c->scratch + (size_t)ru->row0 * ru->A->rows;
+    return ru->t ? ru->t : c->scratch + (size_t)ru->row0 * (size_t)c->r_max;
 }
 
 static void lora_t_task(void *vctx, int tid, int nt) {
@@ -857,9 +861,10 @@ static void lora_y_task(void *vctx, int tid, int nt) {
 static void cpu_lora(const cpu_isa *isa, wk_pool *pool, float *y, const float *x,
                      const wk_lora_run *runs, int n_runs, float *scratch) {
     if (n_runs <= 0) return;
-    lora_ctx c = {isa, y, x, runs, n_runs, scratch, 0, 0};
+    lora_ctx c = {isa, y, x, runs, n_runs, scratch, 0, 0, 0};
     long work = 0;
     for (int k = 0; k < n_runs; k++) {
+        if (runs[k].A->rows > c.r_max) c.r_max = runs[k].A->rows;
         c.n_items += (runs[k].n + 7) / 8;
         work += (long)runs[k].n * runs[k].A->rows * (runs[k].A->cols + runs[k].B->rows);
     }

@@ -265,10 +265,12 @@ static void ref_axpy(wk_ctx *ctx, float *y, float a, const float *x, long n) {
 
 static void ref_lora(wk_ctx *ctx, float *y, const float *x, const wk_lora_run *runs, int n_runs,
                      float *scratch) {
+    int64_t r_max = 0;
+    for (int k = 0; k < n_runs; k++) r_max = runs[k].A->rows > r_max ? runs[k].A->rows : r_max;
     for (int k = 0; k < n_runs; k++) {
         const wk_lora_run *ru = &runs[k];
         const int64_t r = ru->A->rows, in = ru->A->cols, out = ru->B->rows;
-        float *t = ru->t ? ru->t : scratch + (size_t)ru->row0 * r;
+        float *t = ru->t ? ru->t : scratch + (size_t)ru->row0 * (size_t)r_max;
         const float *A = ru->A->data, *B = ru->B->data;
         for (int i = 0; i < ru->n; i++) {
             const float *xi = x + (size_t)(ru->row0 + i) * in;
