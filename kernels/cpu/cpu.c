@@ -711,12 +711,13 @@ static void enc_att_task(void *vctx, int tid, int nt) {
     (void)tid, (void)nt;
     enc_att_ctx *c = vctx;
     const long n_items = (long)c->a.n_seq * c->a.n_head;
-    float *sc = tl_buffer(TL_WORK, sizeof(float) * (size_t)c->max_len * (size_t)(c->a.head_dim + 1));
+    const size_t len16 = (size_t)(c->max_len + 15) / 16 * 16;
+    float *sc = tl_buffer(TL_WORK, sizeof(float) * len16 * (size_t)(c->a.head_dim + 1));
     for (long it; (it = pool_claim(&c->next)) < n_items;) {
         const int s = (int)(it / c->a.n_head), h = (int)(it % c->a.n_head);
         long off = 0;
         for (int i = 0; i < s; i++) off += c->a.lens[i];
-        if (sc) c->isa->enc_attn_item(&c->a, s, h, off, sc, sc + c->max_len);
+        if (sc) c->isa->enc_attn_item(&c->a, s, h, off, sc, sc + len16);
         else enc_item_noscratch(&c->a, s, h, off);
     }
 }

@@ -436,9 +436,92 @@ static void a5_gelu(float *x, long n) {
     cpu_g_gelu(x + i, n - i);
 }
 
-#define ENC_ATTN_FN a5_enc_attn_item
+#define ENC_ATTN_FN a5_enc_attn_plain
 #define ENC_SOFTMAX a5_softmax
 #include "kernels/cpu/enc_attn.h"
+
+/* attention_enc's item with explicit registers (the vectorizer kept enc_attn.h's 16-lane
+   sums in 16 scalar registers): scores of up to 64 keys at once, 4 accumulators sharing
+   each broadcast q value; outputs of up to 64 values at once, sharing each broadcast p
+   (named accumulators: a loop over an array of them was spilled to the stack).
+   head_dim % 16 == 0 (BERT's 32 and 64), else the plain loops. Sums in ref's order. */
+static void a5_enc_attn_item(const cpu_enc_attn *a, int s, int h, long off, float *sc, float *kt) {
+    const int len = a->lens[s], hd = a->head_dim, ld = a->n_head * hd;
+    if (hd % 16) {
+        a5_enc_attn_plain(a, s, h, off, sc, kt);
+        return;
+    }
+    const int len16 = (len + 15) / 16 * 16;
+    for (int e = 0; e < hd; e++)
+        for (int j = len; j < len16; j++) kt[(size_t)e * len16 + j] = 0.0f;
+    for (int j = 0; j < len; j++) {
+        const float *kj = a->k + (off + j) * ld + h * hd;
+        for (int e = 0; e < hd; e++) kt[(size_t)e * len16 + j] = kj[e];
+    }
+    const __m512 vscale = _mm512_set1_ps(a->scale);
+    for (int i = 0; i < len; i++) {
+        const float *qi = a->q + (off + i) * ld + h * hd;
+        int j0 = 0;
+        for (; j0 + 64 <= len16; j0 += 64) { /* 64 keys: four named accumulators, no spills */
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (int e = 0; e < hd; e++) {
+                const __m512 qv = _mm512_set1_ps(qi[e]);
+                const float *kr = kt + (size_t)e * len16 + j0;
+                c0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr), c0);
+                c1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr + 16), c1);
+                c2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr + 32), c2);
+                c3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr + 48), c3);
+            }
+            _mm512_storeu_ps(sc + j0, _mm512_mul_ps(c0, vscale));
+            _mm512_storeu_ps(sc + j0 + 16, _mm512_mul_ps(c1, vscale));
+            _mm512_storeu_ps(sc + j0 + 32, _mm512_mul_ps(c2, vscale));
+            _mm512_storeu_ps(sc + j0 + 48, _mm512_mul_ps(c3, vscale));
+        }
+        for (; j0 < len16; j0 += 16) {
+            __m512 c0 = _mm512_setzero_ps();
+            for (int e = 0; e < hd; e++)
+                c0 = _mm512_fmadd_ps(_mm512_set1_ps(qi[e]), _mm512_loadu_ps(kt + (size_t)e * len16 + j0), c0);
+            _mm512_storeu_ps(sc + j0, _mm512_mul_ps(c0, vscale));
+        }
+        if (a->rel_bias) {
+            const int32_t *bk = a->rel_bucket + (a->max_tokens - 1 - i); /* j − i */
+            for (int j = 0; j < len; j++) sc[j] += a->rel_bias[bk[j] * a->n_head + h];
+        }
+        a5_softmax(sc, len);
+        float *o = a->out + (off + i) * ld + h * hd;
+        const float *vb = a->v + off * ld + h * hd;
+        int e0 = 0;
+        for (; e0 + 64 <= hd; e0 += 64) {
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (int j = 0; j < len; j++) {
+                const __m512 pv = _mm512_set1_ps(sc[j]);
+                const float *vj = vb + (size_t)j * ld + e0;
+                c0 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj), c0);
+                c1 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + 16), c1);
+                c2 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + 32), c2);
+                c3 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + 48), c3);
+            }
+            _mm512_storeu_ps(o + e0, c0), _mm512_storeu_ps(o + e0 + 16, c1);
+            _mm512_storeu_ps(o + e0 + 32, c2), _mm512_storeu_ps(o + e0 + 48, c3);
+        }
+        for (; e0 + 32 <= hd; e0 += 32) {
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0;
+            for (int j = 0; j < len; j++) {
+                const __m512 pv = _mm512_set1_ps(sc[j]);
+                const float *vj = vb + (size_t)j * ld + e0;
+                c0 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj), c0);
+                c1 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + 16), c1);
+            }
+            _mm512_storeu_ps(o + e0, c0), _mm512_storeu_ps(o + e0 + 16, c1);
+        }
+        for (; e0 < hd; e0 += 16) {
+            __m512 c0 = _mm512_setzero_ps();
+            for (int j = 0; j < len; j++)
+                c0 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), _mm512_loadu_ps(vb + (size_t)j * ld + e0), c0);
+            _mm512_storeu_ps(o + e0, c0);
+        }
+    }
+}
 
 const cpu_isa cpu_isa_avx512 = {
     .name = "avx512",

@@ -57,7 +57,8 @@ typedef struct cpu_isa {
     /* x[i] = 0.5·x·(1 + erf(x/√2)), i < n (AVX2/AVX-512: glibc's libmvec erff, ≤ 4 ulp). */
     void (*gelu)(float *x, long n);
     /* One (sequence s, head h) item of attention_enc; the sequence's rows start at row off;
-     * sc: len floats, kt: head_dim·len floats of scratch (enc_attn.h). */
+     * sc: len16 floats, kt: head_dim·len16 floats of scratch, len16 = len rounded up to 16
+     * (enc_attn.h). */
     void (*enc_attn_item)(const cpu_enc_attn *a, int s, int h, long off, float *sc, float *kt);
     /* Quantized weights (W.dt a block type): activations as blk_q8x blocks (quant.h).
      * quant_x: n activations (multiple of QK) -> n/QK blocks, same bytes as quant_x_row.
