@@ -334,6 +334,13 @@ else
   echo "SKIP: bench generate table (set WICK_CLI_BENCH=1)"
 fi
 
+# ---- bench spec: oracle and prompt-lookup rows (each checked against plain greedy output
+# by the command itself), bad --accept ----
+run "bench spec" 0 "$W" bench spec -m "$M" -t 1 -p 8 -n 16 -r 1 --accept 0.5,1 --ngram 2
+has "$tmp/out" "| oracle | 50% |" "bench spec prints an oracle row per acceptance"
+has "$tmp/out" "| prompt lookup (n=2) |" "bench spec prints the prompt-lookup row"
+run "bench spec --accept 1.5" 2 "$W" bench spec -m "$M" --accept 1.5
+has "$tmp/err" "expected up to 8 numbers in [0, 1]" "bench spec names the bad --accept"
 # ---- bench generate: depth, --json, --compare-with (a stand-in llama-bench), bad options ----
 run "bench generate -d junk" 2 "$W" bench generate -m "$M" -d 4,x
 has "$tmp/err" "-d 4,x: expected" "bench generate names the bad -d list"
