@@ -263,11 +263,8 @@ static wick_status grow_ids(wick_embedder *e, int need) {
 static wick_status run_batch(wick_embedder *e, int n_seq, float *emb, float *hidden,
                              int hrows, float *pooler) {
     const int d = e->d;
-    int T = 0, maxl = 0;
-    for (int i = 0; i < n_seq; i++) {
-        T += e->lens[i];
-        if (e->lens[i] > maxl) maxl = e->lens[i];
-    }
+    int T = 0;
+    for (int i = 0; i < n_seq; i++) T += e->lens[i];
     wick_status st;
     const float *states;     /* the final hidden states, T rows (or one per text: last_only) */
     bool last_only = false;
@@ -285,7 +282,7 @@ static wick_status run_batch(wick_embedder *e, int n_seq, float *emb, float *hid
             return st;
         states = e->hbuf;
     } else {
-        st = encoder_scratch_reserve(&e->s, &e->m->cfg, T, maxl, pool_size(e->pool));
+        st = encoder_scratch_reserve(&e->s, &e->m->cfg, T);
         if (st) return st;
         encoder_forward(e->m, e->k, e->pool, &e->s, e->ids, NULL, e->lens, n_seq);
         states = e->s.x;

@@ -107,16 +107,15 @@ void encoder_free(encoder_model *m);
 
 /* Scratch for one forward pass; grows, never shrinks. Zero-initialise before first use. */
 typedef struct encoder_scratch {
-    int cap_tok, cap_len, cap_threads;
+    int cap_tok;
     float *x, *q, *k, *v, *a, *t;     /* (cap_tok, d) each */
     float *f;                         /* (cap_tok, ff) */
     int32_t *pos, *types;             /* (cap_tok) position / token-type ids */
-    float *scores;                    /* (cap_threads, cap_len) */
 } encoder_scratch;
 
-/* Makes room for n_tok tokens in sequences of at most max_len; allocates only on growth. */
-wick_status encoder_scratch_reserve(encoder_scratch *s, const encoder_config *c, int n_tok,
-                                    int max_len, int n_threads);
+/* Makes room for n_tok tokens; allocates only on growth (attention_enc keeps its own
+ * per-thread scratch). */
+wick_status encoder_scratch_reserve(encoder_scratch *s, const encoder_config *c, int n_tok);
 void encoder_scratch_free(encoder_scratch *s);
 
 /* Runs the encoder over a packed batch. ids: T = Σ lens ids, already range-checked by the

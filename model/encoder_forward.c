@@ -19,7 +19,7 @@
 
 void encoder_scratch_free(encoder_scratch *s) {
     free(s->x); free(s->q); free(s->k); free(s->v); free(s->a); free(s->t);
-    free(s->f); free(s->pos); free(s->types); free(s->scores);
+    free(s->f); free(s->pos); free(s->types);
     memset(s, 0, sizeof *s);
 }
 
@@ -31,9 +31,7 @@ static wick_status grow(void **p, size_t bytes) {
     return WICK_OK;
 }
 
-wick_status encoder_scratch_reserve(encoder_scratch *s, const encoder_config *c, int n_tok,
-                                    int max_len, int n_threads) {
-    if (n_threads < 1) n_threads = 1;
+wick_status encoder_scratch_reserve(encoder_scratch *s, const encoder_config *c, int n_tok) {
     wick_status st = WICK_OK;
     if (n_tok > s->cap_tok) {
         size_t d = (size_t)n_tok * (size_t)c->n_embd * sizeof(float);
@@ -45,13 +43,6 @@ wick_status encoder_scratch_reserve(encoder_scratch *s, const encoder_config *c,
             (st = grow((void **)&s->types, (size_t)n_tok * sizeof(int32_t))))
             return st;
         s->cap_tok = n_tok;
-    }
-    if (max_len > s->cap_len || n_threads > s->cap_threads) {
-        int len = max_len > s->cap_len ? max_len : s->cap_len;
-        int th = n_threads > s->cap_threads ? n_threads : s->cap_threads;
-        if ((st = grow((void **)&s->scores, (size_t)len * (size_t)th * sizeof(float)))) return st;
-        s->cap_len = len;
-        s->cap_threads = th;
     }
     return WICK_OK;
 }

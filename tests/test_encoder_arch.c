@@ -111,16 +111,15 @@ static void test_mpnet_buckets(void **state) {
 /* Runs m over the packed ids of sequences [0, n) of g (all layers, or the first n_layer). */
 static void forward(encoder_model *m, encoder_scratch *s, const golden *g, const int *which,
                     int n, int n_layer) {
-    int T = 0, maxl = 0, lens[NS];
+    int T = 0, lens[NS];
     for (int i = 0; i < n; i++) {
         lens[i] = g->len[which[i]];
         T += lens[i];
-        if (lens[i] > maxl) maxl = lens[i];
     }
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
     for (int i = 0, o = 0; i < n; o += lens[i], i++)
         memcpy(ids + o, g->ids[which[i]], sizeof(int32_t) * (size_t)lens[i]);
-    assert_int_equal(encoder_scratch_reserve(s, &m->cfg, T, maxl, 1), WICK_OK);
+    assert_int_equal(encoder_scratch_reserve(s, &m->cfg, T), WICK_OK);
     const int saved = m->cfg.n_layer;
     m->cfg.n_layer = n_layer;  /* the hidden state after n_layer layers */
     encoder_forward(m, kernels_select("ref"), NULL, s, ids, NULL, lens, n);
@@ -224,7 +223,7 @@ static void test_position_ids(void **state) {
     encoder_scratch s = {0};
     const int32_t ids[] = {0, 3, 1, 3, 2, /* second sequence */ 0, 1, 2};
     const int lens[] = {5, 3};
-    assert_int_equal(encoder_scratch_reserve(&s, &m->cfg, 8, 5, 1), WICK_OK);
+    assert_int_equal(encoder_scratch_reserve(&s, &m->cfg, 8), WICK_OK);
     encoder_forward(m, kernels_select("ref"), NULL, &s, ids, NULL, lens, 2);
     const int32_t want[] = {2, 3, 1, 4, 5, 2, 1, 3};
     assert_memory_equal(s.pos, want, sizeof want);
