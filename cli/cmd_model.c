@@ -113,9 +113,30 @@ int cmd_info(int argc, char **argv) {
     if (!path) return usage_info(stderr);
     encoder_config ec;
     if (is_encoder(path, &ec)) return info_encoder(path, json);
+    /* a sentence-transformers folder of a decoder (Qwen3-Embedding...): its embedding
+       settings too; an untied one without lm_head loads only as an embedder */
+    wick_embedder *emb = NULL;
+    char *mj = path_join(path, "modules.json");
+    if (mj && file_exists(mj) && wick_embedder_load(path, NULL, &emb) != WICK_OK) emb = NULL;
+    free(mj);
     wick_model *m = NULL;
     wick_model_params mp = wick_model_params_default();
-    if (wick_model_load(path, &mp, &m) != WICK_OK) return cli_fail("info", "cannot load model");
+    if (wick_model_load(path, &mp, &m) != WICK_OK) {
+        if (!emb) return cli_fail("info", "cannot load model");
+        if (json)
+            printf("{\"kind\": \"decoder embedder\", \"embedding_dim\": %d, \"pooling\": \"%s\", "
+                   "\"normalize\": %s, \"max_length\": %d}\n", wick_embedder_dim(emb),
+                   pooling_name(wick_embedder_pooling(emb)),
+                   wick_embedder_normalize(emb) ? "true" : "false", wick_embedder_max_length(emb));
+        else
+            printf("%-18s%s\n%-18sdecoder without an LM head: embeddings only (`wick embed`)\n"
+                   "%-18sdim %d, %s pooling, %snormalised, max length %d\n", "model", path,
+                   "kind", "embedding", wick_embedder_dim(emb),
+                   pooling_name(wick_embedder_pooling(emb)),
+                   wick_embedder_normalize(emb) ? "" : "not ", wick_embedder_max_length(emb));
+        wick_embedder_free(emb);
+        return 0;
+    }
     wick_model_info in;
     wick_model_get_info(m, &in);
     const wick_tokenizer *tok = wick_model_tokenizer(m);
@@ -131,8 +152,14 @@ int cmd_info(int argc, char **argv) {
                in.rope_scaling, in.sliding_window, in.tied_embeddings ? "true" : "false",
                in.bos_id);
         for (int i = 0; i < in.n_eos; i++) printf("%s%d", i ? ", " : "", in.eos_ids[i]);
-        printf("], \"pad_id\": %d, \"tokenizer\": %s, \"kernels\": \"%s\"}\n", in.pad_id,
+        printf("], \"pad_id\": %d, \"tokenizer\": %s, \"kernels\": \"%s\"", in.pad_id,
                tok ? "true" : "false", in.kernels);
+        if (emb)
+            printf(", \"embedding_dim\": %d, \"pooling\": \"%s\", \"normalize\": %s, "
+                   "\"max_length\": %d", wick_embedder_dim(emb),
+                   pooling_name(wick_embedder_pooling(emb)),
+                   wick_embedder_normalize(emb) ? "true" : "false", wick_embedder_max_length(emb));
+        printf("}\n");
     } else {
         printf("%-18s%s\n", "model", path);
         printf("%-18s%s\n", "architecture", in.architecture);
@@ -154,7 +181,12 @@ int cmd_info(int argc, char **argv) {
         print_ids("pad id", &in.pad_id, in.pad_id >= 0);
         printf("%-18s%s\n", "tokenizer", tok ? "yes" : "none");
         printf("%-18s%s\n", "kernels", in.kernels);
+        if (emb)
+            printf("%-18sdim %d, %s pooling, %snormalised, max length %d (`wick embed`)\n",
+                   "embedding", wick_embedder_dim(emb), pooling_name(wick_embedder_pooling(emb)),
+                   wick_embedder_normalize(emb) ? "" : "not ", wick_embedder_max_length(emb));
     }
+    wick_embedder_free(emb);
     wick_model_free(m);
     return 0;
 }

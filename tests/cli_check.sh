@@ -269,6 +269,14 @@ run "embed --pooling weightedmean" 0 "$W" embed -m "$Q" --text x --pooling weigh
 run "embed --index with a decoder" 0 "$W" embed -m "$Q" --file "$tmp/corpus.txt" --index "$tmp/qix" -t 1
 run "search with --prompt-name query" 0 "$W" search --index "$tmp/qix" -k 1 --json --prompt-name query "the cat" -t 1
 has "$tmp/out" '"rank":1' "a decoder index is searched with the query prompt"
+run "info on a decoder embedder" 0 "$W" info "$Q"
+has "$tmp/out" "lasttoken pooling" "info shows a decoder embedder's pooling"
+cp -r "$Q" "$tmp/q-headless"
+sed -i 's/"tie_word_embeddings": true/"tie_word_embeddings": false/' "$tmp/q-headless/config.json"
+run "info on a decoder without lm_head" 0 "$W" info "$tmp/q-headless"
+has "$tmp/out" "embeddings only" "info says a headless decoder only embeds"
+run "generate with a decoder without lm_head" 1 "$W" generate -m "$tmp/q-headless" --prompt-ids 1,2 -n 2
+has "$tmp/err" "lm_head.weight" "generation names the missing lm_head"
 if [ -d "$FIX/tiny-llama" ] && [ -d "$FIX/tiny-qwen2-lora/adapter_a" ]; then
   run "Qwen2 adapter on a LLaMA base" 1 "$W" logits -m "$FIX/tiny-llama" -a "$FIX/tiny-qwen2-lora/adapter_a" --ids 1,2,3 --out "$tmp/l.safetensors"
   has "$tmp/err" "Qwen2ForCausalLM" "the mismatch names the adapter's base architecture"
