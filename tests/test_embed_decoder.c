@@ -24,22 +24,9 @@ static char *golden_file(void) {
     return strdup(WICK_SOURCE_DIR "/tests/data/arch/qwen3_embed/golden.safetensors");
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 /* the golden texts (golden.json) */
 static void texts_load(char **t) {
-    char *txt = read_text(WICK_SOURCE_DIR "/tests/data/arch/qwen3_embed/golden.json");
+    char *txt = tu_read_text(WICK_SOURCE_DIR "/tests/data/arch/qwen3_embed/golden.json");
     assert_non_null(txt);
     cJSON *root = cJSON_Parse(txt), *s = cJSON_GetObjectItem(root, "sentences");
     assert_int_equal(cJSON_GetArraySize(s), NS);

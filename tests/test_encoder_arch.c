@@ -35,19 +35,6 @@ static char *arch_dir(const char *fam) {
     return join(WICK_SOURCE_DIR "/tests/data/arch", fam);
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 /* golden.json: the texts and their token ids. */
 typedef struct golden {
     char *text[NS];
@@ -56,7 +43,7 @@ typedef struct golden {
 } golden;
 
 static void golden_load(const char *dir, golden *g) {
-    char *gp = join(dir, "golden.json"), *txt = read_text(gp);
+    char *gp = join(dir, "golden.json"), *txt = tu_read_text(gp);
     assert_non_null(txt);
     cJSON *root = cJSON_Parse(txt);
     assert_non_null(root);

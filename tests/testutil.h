@@ -50,5 +50,7 @@ char *tu_mkdtemp(void);
 void tu_rmdir_rf(const char *path);
 /* Writes a file (non-atomic, for building test inputs). */
 void tu_write_file(const char *path, const void *data, size_t n);
+/* The whole file as a NUL-terminated malloc'd string, or NULL when it cannot be read. */
+char *tu_read_text(const char *path);
 
 #endif
