@@ -179,6 +179,8 @@ int bench_kernels_run(int argc, char **argv) {
     const char *isa = NULL, *only_dt = NULL;
     int ns[16] = {64, 128, 512}, n_ns = 3;
     bool rows_set = false;
+    long shapes[8][2] = {{896, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
+    int n_shapes = 4, shapes_set = 0;
     for (int i = 1; i < argc; i++) {
         const bool help = !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");
         if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
@@ -221,15 +223,34 @@ int bench_kernels_run(int argc, char **argv) {
                 if (!*end) break;
                 p = end + 1;
             }
+        } else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) {
+            /* weight shapes ROWSxCOLS, a comma list of at most 8 (e.g. an encoder's) */
+            const char *p = argv[++i];
+            n_shapes = 0;
+            shapes_set = 1;
+            for (;;) {
+                char *end, *end2;
+                long r = strtol(p, &end, 10), c = *end == 'x' ? strtol(end + 1, &end2, 10) : 0;
+                if (end == p || *end != 'x' || end2 == end + 1 || r < 1 || r > 262144 || c < 1 ||
+                    c > 8192 || n_shapes == 8 || (*end2 && *end2 != ',')) {
+                    fprintf(stderr, "wick bench kernels: --shapes expects a comma list of up to 8 "
+                                    "ROWSxCOLS (rows 1..262144, cols 1..8192), got '%s'\n", argv[i]);
+                    return 2;
+                }
+                shapes[n_shapes][0] = r, shapes[n_shapes][1] = c;
+                n_shapes++;
+                if (!*end2) break;
+                p = end2 + 1;
+            }
         } else {
             FILE *f = help ? stdout : stderr;
             if (!help) fprintf(stderr, "wick bench kernels: unknown option '%s'\n", argv[i]);
             fprintf(f, "usage: wick bench kernels [-t|--threads N] [--isa avx512|avx2|generic] "
-                       "[--quick]\n                          [--dtype TYPE] [--rows N,N,...]\n"
+                       "[--quick]\n                          [--dtype TYPE] [--rows N,N,...] [--shapes RxC,...]\n"
                        "  per-kernel GB/s (decode) and GFLOP/s (prefill) against this machine's "
                        "limits\n  (-isa and -q, the old spellings, still work; -q here means "
                        "--quick)\n  --dtype: only that weight type; --rows: the matmul table's "
-                       "activation rows\n  (default 64,128,512; --quick drops 512)\n");
+                       "activation rows\n  (default 64,128,512; --quick drops 512); --shapes: the weight shapes (default\n  the 0.5B's 896x896,4864x896,896x4864 and its LM head 151936x896 for decode)\n");
             return help ? 0 : 2;
         }
     }
@@ -261,13 +282,18 @@ int bench_kernels_run(int argc, char **argv) {
            threads, bw);
     printf("OpenBLAS: %s, core %s\n\n", openblas_get_config(), openblas_get_corename());
 
-    static const long shapes[][2] = {{896, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
     static const dtype dts[] = {DT_F32, DT_BF16, DT_F16, DT_Q8_0, DT_Q4_0, DT_Q5_0, DT_Q4_K, DT_Q6_K};
     const int n_dts = (int)(sizeof dts / sizeof dts[0]);
-    const int n_shapes = quick ? 3 : 4;
-    float *x = malloc(512L * 4864 * 4), *y = malloc(128L * 151936 * 4); /* largest y: n=128 x 151936 */
+    if (quick && !shapes_set) n_shapes = 3;
+    long max_cols = 4864, y_len = 0; /* y: one row of every shape, n rows of prefill shapes */
+    for (int s = 0; s < n_shapes; s++) {
+        const long yl = shapes[s][0] > 100000 ? shapes[s][0] : 512L * shapes[s][0];
+        y_len = yl > y_len ? yl : y_len;
+        max_cols = shapes[s][1] > max_cols ? shapes[s][1] : max_cols;
+    }
+    float *x = malloc(512L * max_cols * 4), *y = malloc((size_t)y_len * 4);
     if (!x || !y) return 1;
-    for (long i = 0; i < 512L * 4864; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (long i = 0; i < 512L * max_cols; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
 
     printf("decode matvec (n=1): weight bytes streamed per call\n");
     printf("%-8s %-14s %12s %10s %9s\n", "dtype", "rows x cols", "us/call", "GB/s", "% of BW");
@@ -288,18 +314,23 @@ int bench_kernels_run(int argc, char **argv) {
 
     printf("\nprefill matmul: GFLOP/s (2·n·rows·cols per call); 'sgemm-T' = OpenBLAS sgemm on\n"
            "f32 weights with OpenBLAS's own %d threads instead of the pool (same run)\n", threads);
-    printf("%-8s %-14s %5s %12s %10s %12s\n", "dtype", "rows x cols", "n", "ms/call", "GFLOP/s",
-           "sgemm-T");
+    printf("'packed' = the same weights in the table's layout made at load (pack_weight), where\n"
+           "it has one for the type\n");
+    printf("%-8s %-14s %5s %12s %10s %12s %12s\n", "dtype", "rows x cols", "n", "ms/call", "GFLOP/s",
+           "sgemm-T", "packed");
     if (quick && !rows_set) n_ns = 2;
     for (int d = 0; d < n_dts; d++)
         for (int s = 0; s < n_shapes; s++) {
             long rows = shapes[s][0], cols = shapes[s][1];
             size_t bytes;
-            if (s == 3) continue; /* the LM head is only ever multiplied by the last row */
+            if (shapes[s][0] > 100000) continue; /* an LM head: only ever multiplied by the last row */
             if (cols % dtype_block_size(dts[d])) continue;
             if (only_dt && strcasecmp(only_dt, dtype_name(dts[d]))) continue;
             void *w = make_weight(dts[d], rows, cols, &bytes);
             if (!w) return 1;
+            const wk_weight W0 = {w, dts[d], rows, cols, NULL};
+            size_t pk_bytes = 0;
+            void *pk = g_t->pack_weight ? g_t->pack_weight(&g_ctx, &W0, &pk_bytes) : NULL;
             for (int k = 0; k < n_ns; k++) {
                 mm_b c = {g_t, y, x, {w, dts[d], rows, cols, NULL}, ns[k]};
                 double flop = 2.0 * ns[k] * rows * cols;
@@ -311,9 +342,16 @@ int bench_kernels_run(int argc, char **argv) {
                     openblas_set_num_threads(1); /* back to what kernels/cpu expects */
                     snprintf(alt, sizeof alt, "%.1f", flop / t2 / 1e9);
                 }
-                printf("%-8s %6ld x %-5ld %5d %12.2f %10.1f %12s\n", dtype_name(dts[d]), rows,
-                       cols, ns[k], t * 1e3, flop / t / 1e9, alt);
+                char pks[32] = "";
+                if (pk) {
+                    mm_b cp = c;
+                    cp.W.packed = pk;
+                    snprintf(pks, sizeof pks, "%.1f", flop / time_median(mm_call, &cp) / 1e9);
+                }
+                printf("%-8s %6ld x %-5ld %5d %12.2f %10.1f %12s %12s\n", dtype_name(dts[d]), rows,
+                       cols, ns[k], t * 1e3, flop / t / 1e9, alt, pks);
             }
+            if (pk) g_t->buf_free(NULL, pk, pk_bytes);
             free(w);
         }
 

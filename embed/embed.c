@@ -228,6 +228,8 @@ wick_status wick_embedder_load(const char *path, const wick_embedder_params *par
             if (!(e->dbuf[i] = malloc(sizeof(float) * (size_t)e->batch * (size_t)w)))
                 st = err_set(WICK_ERR_NOMEM, "out of memory");
     }
+    /* the encoder's matrices in the table's packed layout (no repack per forward call) */
+    if (st == WICK_OK && e->m) encoder_pack_weights(e->m, e->k, e->pool);
     if (st != WICK_OK) {
         wick_embedder_free(e);
         return st;

@@ -308,8 +308,43 @@ static wick_status f32_matrix(loader *L, const char *name, int64_t rows, int64_t
     return WICK_OK;
 }
 
+void encoder_pack_weights(encoder_model *m, const kernel_table *k, wk_pool *pool) {
+    if (!m || !k || !k->pack_weight || m->pack_kern) return;
+    const int n = 6 * m->cfg.n_layer + 1;
+    if (!(m->packs = calloc((size_t)n, sizeof *m->packs)) ||
+        !(m->pack_bytes = calloc((size_t)n, sizeof *m->pack_bytes))) {
+        free(m->packs);
+        m->packs = NULL;
+        return;
+    }
+    m->pack_kern = k;
+    wk_ctx ctx = {.pool = pool};
+    for (int i = 0; i <= m->cfg.n_layer; i++) {
+        encoder_layer *l = i < m->cfg.n_layer ? &m->layers[i] : NULL;
+        wk_weight *ws[6] = {NULL};
+        if (l) {
+            ws[0] = &l->wq, ws[1] = &l->wk, ws[2] = &l->wv, ws[3] = &l->wo;
+            ws[4] = &l->w_up, ws[5] = &l->w_down;
+        } else if (m->has_pooler) {
+            ws[0] = &m->pool_w;
+        }
+        for (int j = 0; j < 6; j++) {
+            if (!ws[j] || !ws[j]->data || ws[j]->packed) continue;
+            size_t bytes = 0;
+            void *p = k->pack_weight(&ctx, ws[j], &bytes);
+            if (!p) continue;
+            m->packs[m->n_packs] = p;
+            m->pack_bytes[m->n_packs++] = bytes;
+            ws[j]->packed = p;
+        }
+    }
+}
+
 void encoder_free(encoder_model *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_packs; i++) m->pack_kern->buf_free(NULL, m->packs[i], m->pack_bytes[i]);
+    free(m->packs);
+    free(m->pack_bytes);
     if (m->layers) {
         for (int i = 0; i < m->cfg.n_layer; i++) {
             encoder_layer *l = &m->layers[i];

@@ -89,6 +89,10 @@ typedef struct encoder_model {
     int32_t *rel_bucket;              /* MPNet: (2 * max_tokens - 1), [r + max_tokens - 1] =
                                          encoder_mpnet_bucket(r) */
     int64_t n_params;
+    const kernel_table *pack_kern;    /* table whose pack_weight made packs (it frees them) */
+    void **packs;                     /* W.packed buffers (encoder_pack_weights) */
+    size_t *pack_bytes;
+    int n_packs;
 } encoder_model;
 
 /* Parses config.json text; `where` names the source in messages. Rejects model types other
@@ -104,6 +108,14 @@ wick_status encoder_config_parse(const char *json, const char *where, encoder_co
  * shape and dtype (F32/BF16/F16); the pooler is optional. *out NULL on failure. */
 wick_status encoder_load(const char *dir, encoder_model **out);
 void encoder_free(encoder_model *m);
+
+/* Lays the layer matrices and the pooler out in k's packed layout where k has one
+ * (kernel_table.pack_weight; the AVX-512 table packs F32/F16/BF16 into f32 panels, one copy
+ * of each matrix, so the prefill GEMM does no repack per call), the panels written by pool's
+ * threads. Only k's matmul reads them: run the model with k. Best effort: a matrix that
+ * cannot be packed (shape, memory) keeps the file layout; calling it again does nothing.
+ * encoder_free releases them. */
+void encoder_pack_weights(encoder_model *m, const kernel_table *k, wk_pool *pool);
 
 /* Scratch for one forward pass; grows, never shrinks. Zero-initialise before first use. */
 typedef struct encoder_scratch {

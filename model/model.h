@@ -107,7 +107,7 @@ static inline const float *model_kfinal_norm(const wick_model *m) {
  * CPU; for a device, its kernel table and a copy of every weight the forward pass reads in
  * its memory (m->dev). On failure the model is unchanged apart from the message. */
 wick_status model_device_init(wick_model *m, const wick_model_params *params);
-/* On a host table with a packed layout (kernel_table.pack_weight): every matrix the forward
+/* On a host table with a packed layout (kernel_table.pack_weight): every quantized matrix the forward
  * pass multiplies gets W.packed, and the file pages under a packed matrix are handed back to
  * the page cache (one copy resident; the embedding and whatever reads W.data later fault the
  * pages it needs back in). A matrix that cannot be packed (type, shape, memory) keeps the

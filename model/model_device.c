@@ -174,7 +174,10 @@ void model_device_free(wick_model *m) {
 /* ---- packed layouts of a host table ---- */
 
 static void pack_one(wick_model *m, wk_ctx *ctx, wk_weight *W, int *cap) {
-    if (!W->data || W->packed) return;
+    /* decoders: the quantized types only. f32 panels of a float decoder would double its
+       memory (the file layout stays in use: training, merges, other tables) and have not been
+       measured against the per-call repack for decode yet; encoders pack them (embed.c). */
+    if (!W->data || W->packed || !dtype_is_quant(W->dt)) return;
     size_t bytes = 0;
     void *p = m->kern->pack_weight(ctx, W, &bytes);
     if (!p) return;

@@ -86,10 +86,7 @@ static void test_tables_exist(void **state) {
 /* ---- matmul ---- */
 
 static void make_weight(wk_weight *W, void *buf, dtype dt, int64_t rows, int64_t cols) {
-    W->data = buf;
-    W->dt = dt;
-    W->rows = rows;
-    W->cols = cols;
+    *W = (wk_weight){.data = buf, .dt = dt, .rows = rows, .cols = cols};
     for (int64_t i = 0; i < rows * cols; i++) {
         float v = frand();
         if (dt == DT_F32) ((float *)buf)[i] = v;
@@ -130,6 +127,19 @@ static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bi
         for (long i = 0; i < n * rows; i++) got[i] = NAN;
         t->matmul(p, got, x, &W, b, n);
         check_close(what, t, pool_size(p->pool), got, want, tol, n * rows);
+        /* and through the table's packed layout where it has one for this type (the f32
+           panels of the AVX-512 table), packed by this pool's threads */
+        size_t pk_bytes = 0;
+        wk_weight Wp = W;
+        Wp.packed = t->pack_weight ? t->pack_weight(p, &W, &pk_bytes) : NULL;
+        if (Wp.packed) {
+            char wp[128];
+            snprintf(wp, sizeof wp, "%s (packed)", what);
+            for (long i = 0; i < n * rows; i++) got[i] = NAN;
+            t->matmul(p, got, x, &Wp, b, n);
+            check_close(wp, t, pool_size(p->pool), got, want, tol, n * rows);
+            t->buf_free(NULL, (void *)Wp.packed, pk_bytes);
+        }
     }
     free(wbuf), free(x), free(bias), free(want), free(got), free(tol), free(wrow);
 }
@@ -204,6 +214,9 @@ static void test_matmul(void **state) {
     /* decode with more rows than one activation pass holds, and a wide input */
     matmul_case(300, 1000, 6, DT_BF16, 1);
     matmul_case(64, 4864, 2, DT_F16, 0);
+    /* several panel blocks of the packed GEMM (cols 1536: 2 panels per block), row tails */
+    matmul_case(200, 1536, 30, DT_F32, 1);
+    matmul_case(97, 3072, 13, DT_F32, 0);
 }
 
 /* ---- paged KV cache: kv_store and attention ---- */

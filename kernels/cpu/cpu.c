@@ -79,6 +79,10 @@ static int g_packed_max = PACKED_MAX_N;
 #define GEMMF_MIN_N 12
 #define GEMM_BF16_MIN_N 6
 static int g_gemmf_min_n = GEMMF_MIN_N, g_gemm_bf16_min_n = GEMM_BF16_MIN_N, g_bf16;
+/* F32/F16/BF16 packed at load (f32 panels, made for encoders: embed.c packs them) run the
+   packed exact GEMM from this many activation rows; WICK_CPU_FPACKED_MIN_N moves it. */
+#define FPACKED_MIN_N 1
+static int g_fpacked_min_n = FPACKED_MIN_N;
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
 
@@ -122,6 +126,8 @@ static void tl_buf_init(void) {
     if (e && atoi(e) > 0) g_gemmf_min_n = atoi(e);
     e = getenv("WICK_CPU_BF16_MIN_N");
     if (e && atoi(e) > 0) g_gemm_bf16_min_n = atoi(e);
+    e = getenv("WICK_CPU_FPACKED_MIN_N");
+    if (e && atoi(e) > 0) g_fpacked_min_n = atoi(e);
 }
 
 static void *tl_buffer(int slot, size_t bytes) {
@@ -151,7 +157,7 @@ static void *tl_buffer(int slot, size_t bytes) {
  * next chunk, so both cores finish together even when one was descheduled for a while, and a
  * worker that wakes after the work is gone does not hold the caller up. */
 
-enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT, MM_GEMMF, MM_BF16, MM_PACKED };
+enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT, MM_GEMMF, MM_BF16, MM_PACKED, MM_FPACKED };
 static const uint8_t *packed_panels(const wk_weight *W); /* W.packed's panels if made for W */
 
 typedef struct mm_ctx {
@@ -165,6 +171,8 @@ typedef struct mm_ctx {
     const uint16_t *xb; /* MM_BF16: activations rounded to bf16 (n rows of cols) */
     int n, mode;
     long chunk, n_chunks;
+    int xchunk;        /* MM_FPACKED: activation rows per item (items: row block × x chunk) */
+    long n_x;          /* MM_FPACKED: x chunks per row block */
     long next;         /* next chunk to claim (atomic) */
 } mm_ctx;
 
@@ -245,6 +253,17 @@ static void mm_task(void *vctx, int tid, int nt) {
     mm_ctx *c = vctx;
     const long rows = (long)c->W->rows;
     for (long k; (k = pool_claim(&c->next)) < c->n_chunks;) {
+        if (c->mode == MM_FPACKED) { /* item k: row block k / n_x, activation rows chunk k % n_x */
+            const long lo = k / c->n_x * c->chunk, hi = lo + c->chunk < rows ? lo + c->chunk : rows;
+            const int i0 = (int)(k % c->n_x) * c->xchunk;
+            const int nx = c->n - i0 < c->xchunk ? c->n - i0 : c->xchunk;
+            float *y = c->y + (int64_t)i0 * rows;
+            cpu_a5_gemm_f_packed(y, rows, c->x + (int64_t)i0 * c->W->cols, c->W->cols, nx, c->W,
+                                 packed_panels(c->W), lo, hi);
+            for (int i = 0; c->bias && i < nx; i++)
+                for (long r = lo; r < hi; r++) y[(int64_t)i * rows + r] += c->bias[r];
+            continue;
+        }
         const long lo = k * c->chunk, hi = lo + c->chunk < rows ? lo + c->chunk : rows;
         int done = 0;
         if (c->mode == MM_DIRECT) {
@@ -300,7 +319,7 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
     const long rows = (long)W->rows;
     /* the avx512 table's gemm_q needs VNNI; without it the avx2 one (plain AVX2) serves */
     const cpu_isa *gq = isa == &cpu_isa_avx512 && !g_vnni ? &cpu_isa_avx2 : isa;
-    mm_ctx c = {isa, gq, y, x, W, bias, NULL, NULL, n, MM_MATVEC, 0, 0, 0};
+    mm_ctx c = {.isa = isa, .gq = gq, .y = y, .x = x, .W = W, .bias = bias, .n = n, .mode = MM_MATVEC};
     int blas = n >= (W->dt == DT_F32 ? g_blas_min_n : g_blas_min_n_widen) && W->cols > 0;
     if (dtype_is_quant(W->dt) && W->cols > 0) {
         /* AVX2's GEMM from 16 rows: below, the integer matvec tiles measured faster
@@ -339,6 +358,9 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
                 c.xb = xb, c.mode = MM_BF16, blas = 0;
             }
         }
+        /* f32 panels made at load: no repack per call, so from g_fpacked_min_n rows */
+        if (c.mode == MM_MATVEC && n >= g_fpacked_min_n && packed_panels(W))
+            c.mode = MM_FPACKED, blas = 0;
         if (c.mode == MM_MATVEC && n >= g_gemmf_min_n) c.mode = MM_GEMMF, blas = 0;
     }
     if (blas && c.mode == MM_MATVEC) c.mode = MM_BLAS;
@@ -347,9 +369,24 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
     const int per = c.mode == MM_MATVEC || c.mode == MM_DIRECT || c.mode == MM_PACKED ? 4
                     : c.mode == MM_BLAS ? 2 : 3;
     c.chunk = round16(rows / ((long)nt * per));
-    if (c.mode == MM_GEMMF || c.mode == MM_BF16) c.chunk = (c.chunk + 31) / 32 * 32; /* 32-row panels */
+    if (c.mode == MM_GEMMF || c.mode == MM_BF16 || c.mode == MM_FPACKED)
+        c.chunk = (c.chunk + 31) / 32 * 32; /* 32-row panels */
     if (c.mode == MM_GEMMQ && c.chunk > 128) c.chunk = 128;
     c.n_chunks = (rows + c.chunk - 1) / c.chunk;
+    if (c.mode == MM_FPACKED) {
+        /* items of (row block, activation chunk), row block major: a row block's panels stay
+           in each thread's L2 while every thread runs its own activation rows over them, so
+           x is read once per row block, and a large n splits over x too (see
+           gemm_f_avx512.c); at least 3 items per thread where the rows allow */
+        const int xc = 96;
+        c.xchunk = xc, c.n_x = (n + xc - 1) / xc;
+        long rb = cpu_a5_fpack_block_rows(W->cols);
+        const long want_blocks = (3L * nt + c.n_x - 1) / c.n_x;
+        const long even = (rows + want_blocks - 1) / want_blocks;
+        if (even < rb) rb = even < 32 ? 32 : (even + 31) / 32 * 32;
+        c.chunk = rb;
+        c.n_chunks = (rows + rb - 1) / rb * c.n_x;
+    }
     /* tiny matrices are not worth waking the workers */
     if (W->rows * W->cols * (int64_t)n < SMALL_WORK || c.n_chunks < 2) pool_run_dyn(NULL, mm_task, &c);
     else pool_run_dyn(pool, mm_task, &c);
@@ -910,9 +947,10 @@ static void cpu_embed(const cpu_isa *isa, wk_pool *pool, float *out, const wk_we
  * kernel_table entries carry no ISA pointer, so each ISA gets its own set of thin wrappers
  * that bind the `cpu_isa` and forward to the shared threaded code above. */
 #define POOL(ctx) ((ctx) ? (ctx)->pool : NULL)
-/* pack_weight of the AVX-512 table (VNNI present): Q4_0 / Q8_0 in 16-row panels
-   (gemmq_avx512.c), the panels written by the pool's threads when ctx has a pool. */
-typedef struct pack_ctx { const wk_weight *W; uint8_t *dst; size_t pb; long n_panels, next; } pack_ctx;
+/* pack_weight of the AVX-512 table: Q4_0 / Q8_0 in 16-row panels (gemmq_avx512.c; VNNI
+   present), F32 / F16 / BF16 in 32-row panels of f32 (gemm_f_avx512.c; cols % 32 == 0), the
+   panels written by the pool's threads when ctx has a pool. */
+typedef struct pack_ctx { const wk_weight *W; uint8_t *dst; size_t pb; long n_panels, next; int fl; } pack_ctx;
 
 /* A packed buffer starts with the description of the matrix it was made from; the panels
    follow. The matmul uses it only while W still is that matrix, so a weight whose data was
@@ -931,15 +969,22 @@ static const uint8_t *packed_panels(const wk_weight *W) {
 static void pack_task(void *vctx, int tid, int nt) {
     (void)tid, (void)nt;
     pack_ctx *c = vctx;
-    for (long p; (p = pool_claim(&c->next)) < c->n_panels;) cpu_a5_pack_panel(c->dst + (size_t)p * c->pb, c->W, p);
+    for (long p; (p = pool_claim(&c->next)) < c->n_panels;) {
+        if (c->fl) cpu_a5_fpack_panel(c->dst + (size_t)p * c->pb, c->W, p);
+        else cpu_a5_pack_panel(c->dst + (size_t)p * c->pb, c->W, p);
+    }
 }
 
 static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
     *bytes = 0;
     pthread_once(&g_buf_once, tl_buf_init);
     const char *e = getenv("WICK_CPU_PACK");
-    if ((e && strcmp(e, "0") == 0) || !g_vnni || g_gemmq_off || !cpu_a5_pack_supports(W)) return NULL;
-    pack_ctx c = {W, NULL, cpu_a5_pack_panel_bytes(W->dt, W->cols), (long)((W->rows + 15) / 16), 0};
+    const int fl = cpu_a5_fpack_supports(W);
+    if ((e && strcmp(e, "0") == 0) || (!fl && (!g_vnni || g_gemmq_off || !cpu_a5_pack_supports(W))))
+        return NULL;
+    pack_ctx c = {W, NULL, 0, 0, 0, fl};
+    if (fl) c.pb = cpu_a5_fpack_panel_bytes(W->cols), c.n_panels = (long)((W->rows + 31) / 32);
+    else c.pb = cpu_a5_pack_panel_bytes(W->dt, W->cols), c.n_panels = (long)((W->rows + 15) / 16);
     const size_t n = PACK_HEAD + c.pb * (size_t)c.n_panels;
     /* written at once: populated in one go rather than a page fault per page (a third of
        the packing time on this VM); small ones as buf_alloc makes them (buf_free frees both) */
