@@ -232,6 +232,7 @@ const cpu_isa cpu_isa_avx2 = {
     .add = a2_add,
     .softmax = a2_softmax,
     .gelu = a2_gelu,
+    .layernorm_row = cpu_g_layernorm_row,
     .enc_attn_item = a2_enc_attn_item,
     .quant_x = cpu_a2_quant_x, /* quant_avx2.c */
     .matvec_q = cpu_a2_matvec_q,

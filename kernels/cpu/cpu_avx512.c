@@ -436,15 +436,60 @@ static void a5_gelu(float *x, long n) {
     cpu_g_gelu(x + i, n - i);
 }
 
+/* layernorm_row: the statistics in double, 8 lanes × 2 accumulators (a different order of
+   double additions than ref's: the f32 results agree up to the final rounding); the output
+   step is ref's f32 expression, multiplies and add unfused. */
+static void a5_layernorm_row(float *x, const float *r, const float *w, const float *b, int d, float eps) {
+    if (d % 16) {
+        cpu_g_layernorm_row(x, r, w, b, d, eps);
+        return;
+    }
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    for (int j = 0; j < d; j += 16) {
+        __m512 v = _mm512_loadu_ps(x + j);
+        if (r) {
+            v = _mm512_add_ps(v, _mm512_loadu_ps(r + j));
+            _mm512_storeu_ps(x + j, v);
+        }
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+    }
+    const double mean = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) / d;
+    const __m512d vm = _mm512_set1_pd(mean);
+    s0 = s1 = _mm512_setzero_pd();
+    for (int j = 0; j < d; j += 16) {
+        const __m512 v = _mm512_loadu_ps(x + j);
+        const __m512d c0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), vm);
+        const __m512d c1 = _mm512_sub_pd(
+            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))), vm);
+        s0 = _mm512_add_pd(s0, _mm512_mul_pd(c0, c0));
+        s1 = _mm512_add_pd(s1, _mm512_mul_pd(c1, c1));
+    }
+    const double var = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) / d;
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / sqrt(var + (double)eps))),
+                 m = _mm512_set1_ps((float)mean);
+    for (int j = 0; j < d; j += 16) {
+        const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), m), inv),
+                                       _mm512_loadu_ps(w + j));
+        _mm512_storeu_ps(x + j, _mm512_add_ps(t, _mm512_loadu_ps(b + j)));
+    }
+}
+
 #define ENC_ATTN_FN a5_enc_attn_plain
 #define ENC_SOFTMAX a5_softmax
 #include "kernels/cpu/enc_attn.h"
 
 /* attention_enc's item with explicit registers (the vectorizer kept enc_attn.h's 16-lane
-   sums in 16 scalar registers): scores of up to 64 keys at once, 4 accumulators sharing
-   each broadcast q value; outputs of up to 64 values at once, sharing each broadcast p
-   (named accumulators: a loop over an array of them was spilled to the stack).
-   head_dim % 16 == 0 (BERT's 32 and 64), else the plain loops. Sums in ref's order. */
+   sums in 16 scalar registers), four query rows at a time so that every load of K and V
+   feeds four rows: scores of 64 keys × 4 rows in 16 named accumulators sharing each K load,
+   outputs of 32 values × 4 rows in 8 sharing each V load (one row at a time, the chains of
+   two to four dependent FMAs left the FMA units idle half the time or more). Named
+   accumulators: a loop over an array of them was spilled to the stack. head_dim % 16 == 0
+   (BERT's 32 and 64), else the plain loops. Every sum in ref's order; rows past the text's
+   end compute on a copy of its last row and are never stored. sc: 4·len16 floats. */
+#define FMA4(c, k)                                                                              \
+    c##0 = _mm512_fmadd_ps(b0, k, c##0), c##1 = _mm512_fmadd_ps(b1, k, c##1),                  \
+    c##2 = _mm512_fmadd_ps(b2, k, c##2), c##3 = _mm512_fmadd_ps(b3, k, c##3)
 static void a5_enc_attn_item(const cpu_enc_attn *a, int s, int h, long off, float *sc, float *kt) {
     const int len = a->lens[s], hd = a->head_dim, ld = a->n_head * hd;
     if (hd % 16) {
@@ -459,69 +504,93 @@ static void a5_enc_attn_item(const cpu_enc_attn *a, int s, int h, long off, floa
         for (int e = 0; e < hd; e++) kt[(size_t)e * len16 + j] = kj[e];
     }
     const __m512 vscale = _mm512_set1_ps(a->scale);
-    for (int i = 0; i < len; i++) {
-        const float *qi = a->q + (off + i) * ld + h * hd;
+    const float *vb = a->v + off * ld + h * hd;
+    for (int i0 = 0; i0 < len; i0 += 4) {
+        const int ni = len - i0 < 4 ? len - i0 : 4;
+        const float *q0 = a->q + (off + i0) * ld + h * hd;
+        const float *q1 = q0 + (ni > 1 ? ld : 0), *q2 = q0 + (ni > 2 ? 2 * ld : 0),
+                    *q3 = q0 + (ni > 3 ? 3 * ld : 0);
+        float *s0 = sc, *s1 = sc + len16, *s2 = sc + 2 * len16, *s3 = sc + 3 * len16;
         int j0 = 0;
-        for (; j0 + 64 <= len16; j0 += 64) { /* 64 keys: four named accumulators, no spills */
-            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        for (; j0 + 64 <= len16; j0 += 64) { /* 64 keys × 4 rows */
+            __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+            __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+            __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+            __m512 c30 = c00, c31 = c00, c32 = c00, c33 = c00;
             for (int e = 0; e < hd; e++) {
-                const __m512 qv = _mm512_set1_ps(qi[e]);
                 const float *kr = kt + (size_t)e * len16 + j0;
-                c0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr), c0);
-                c1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr + 16), c1);
-                c2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr + 32), c2);
-                c3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr + 48), c3);
+                const __m512 b0 = _mm512_set1_ps(q0[e]), b1 = _mm512_set1_ps(q1[e]),
+                             b2 = _mm512_set1_ps(q2[e]), b3 = _mm512_set1_ps(q3[e]);
+                const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16),
+                             k2 = _mm512_loadu_ps(kr + 32), k3 = _mm512_loadu_ps(kr + 48);
+                /* c<key vector><row> */
+                FMA4(c0, k0);
+                FMA4(c1, k1);
+                FMA4(c2, k2);
+                FMA4(c3, k3);
             }
-            _mm512_storeu_ps(sc + j0, _mm512_mul_ps(c0, vscale));
-            _mm512_storeu_ps(sc + j0 + 16, _mm512_mul_ps(c1, vscale));
-            _mm512_storeu_ps(sc + j0 + 32, _mm512_mul_ps(c2, vscale));
-            _mm512_storeu_ps(sc + j0 + 48, _mm512_mul_ps(c3, vscale));
+#define ST4(k, c)                                                                               \
+    _mm512_storeu_ps(s0 + j0 + 16 * k, _mm512_mul_ps(c##0, vscale)),                             \
+    _mm512_storeu_ps(s1 + j0 + 16 * k, _mm512_mul_ps(c##1, vscale)),                             \
+    _mm512_storeu_ps(s2 + j0 + 16 * k, _mm512_mul_ps(c##2, vscale)),                             \
+    _mm512_storeu_ps(s3 + j0 + 16 * k, _mm512_mul_ps(c##3, vscale))
+            ST4(0, c0);
+            ST4(1, c1);
+            ST4(2, c2);
+            ST4(3, c3);
         }
-        for (; j0 < len16; j0 += 16) {
-            __m512 c0 = _mm512_setzero_ps();
-            for (int e = 0; e < hd; e++)
-                c0 = _mm512_fmadd_ps(_mm512_set1_ps(qi[e]), _mm512_loadu_ps(kt + (size_t)e * len16 + j0), c0);
-            _mm512_storeu_ps(sc + j0, _mm512_mul_ps(c0, vscale));
+        for (; j0 < len16; j0 += 16) { /* 16 keys × 4 rows */
+            __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+            for (int e = 0; e < hd; e++) {
+                const __m512 b0 = _mm512_set1_ps(q0[e]), b1 = _mm512_set1_ps(q1[e]),
+                             b2 = _mm512_set1_ps(q2[e]), b3 = _mm512_set1_ps(q3[e]);
+                const __m512 k0 = _mm512_loadu_ps(kt + (size_t)e * len16 + j0);
+                FMA4(c0, k0);
+            }
+            ST4(0, c0);
+#undef ST4
         }
-        if (a->rel_bias) {
-            const int32_t *bk = a->rel_bucket + (a->max_tokens - 1 - i); /* j − i */
-            for (int j = 0; j < len; j++) sc[j] += a->rel_bias[bk[j] * a->n_head + h];
+        for (int r = 0; r < ni; r++) {
+            float *sr = sc + (size_t)r * len16;
+            if (a->rel_bias) {
+                const int32_t *bk = a->rel_bucket + (a->max_tokens - 1 - (i0 + r)); /* j − i */
+                for (int j = 0; j < len; j++) sr[j] += a->rel_bias[bk[j] * a->n_head + h];
+            }
+            a5_softmax(sr, len);
         }
-        a5_softmax(sc, len);
-        float *o = a->out + (off + i) * ld + h * hd;
-        const float *vb = a->v + off * ld + h * hd;
+        float *o0 = a->out + (off + i0) * ld + h * hd;
         int e0 = 0;
-        for (; e0 + 64 <= hd; e0 += 64) {
-            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        for (; e0 + 32 <= hd; e0 += 32) { /* 32 outputs × 4 rows */
+            __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+            __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
             for (int j = 0; j < len; j++) {
-                const __m512 pv = _mm512_set1_ps(sc[j]);
+                const __m512 b0 = _mm512_set1_ps(s0[j]), b1 = _mm512_set1_ps(s1[j]),
+                             b2 = _mm512_set1_ps(s2[j]), b3 = _mm512_set1_ps(s3[j]);
                 const float *vj = vb + (size_t)j * ld + e0;
-                c0 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj), c0);
-                c1 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + 16), c1);
-                c2 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + 32), c2);
-                c3 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + 48), c3);
+                const __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16);
+                FMA4(c0, v0);
+                FMA4(c1, v1);
             }
-            _mm512_storeu_ps(o + e0, c0), _mm512_storeu_ps(o + e0 + 16, c1);
-            _mm512_storeu_ps(o + e0 + 32, c2), _mm512_storeu_ps(o + e0 + 48, c3);
+            const __m512 r0[4] = {c00, c01, c02, c03}, r1[4] = {c10, c11, c12, c13};
+            for (int r = 0; r < ni; r++) {
+                _mm512_storeu_ps(o0 + (size_t)r * ld + e0, r0[r]);
+                _mm512_storeu_ps(o0 + (size_t)r * ld + e0 + 16, r1[r]);
+            }
         }
-        for (; e0 + 32 <= hd; e0 += 32) {
-            __m512 c0 = _mm512_setzero_ps(), c1 = c0;
+        for (; e0 < hd; e0 += 16) { /* 16 outputs × 4 rows */
+            __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
             for (int j = 0; j < len; j++) {
-                const __m512 pv = _mm512_set1_ps(sc[j]);
-                const float *vj = vb + (size_t)j * ld + e0;
-                c0 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj), c0);
-                c1 = _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + 16), c1);
+                const __m512 b0 = _mm512_set1_ps(s0[j]), b1 = _mm512_set1_ps(s1[j]),
+                             b2 = _mm512_set1_ps(s2[j]), b3 = _mm512_set1_ps(s3[j]);
+                const __m512 v0 = _mm512_loadu_ps(vb + (size_t)j * ld + e0);
+                FMA4(c0, v0);
             }
-            _mm512_storeu_ps(o + e0, c0), _mm512_storeu_ps(o + e0 + 16, c1);
-        }
-        for (; e0 < hd; e0 += 16) {
-            __m512 c0 = _mm512_setzero_ps();
-            for (int j = 0; j < len; j++)
-                c0 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), _mm512_loadu_ps(vb + (size_t)j * ld + e0), c0);
-            _mm512_storeu_ps(o + e0, c0);
+            const __m512 r0[4] = {c00, c01, c02, c03};
+            for (int r = 0; r < ni; r++) _mm512_storeu_ps(o0 + (size_t)r * ld + e0, r0[r]);
         }
     }
 }
+#undef FMA4
 
 const cpu_isa cpu_isa_avx512 = {
     .name = "avx512",
@@ -536,6 +605,7 @@ const cpu_isa cpu_isa_avx512 = {
     .add = a5_add,
     .softmax = a5_softmax,
     .gelu = a5_gelu,
+    .layernorm_row = a5_layernorm_row,
     .enc_attn_item = a5_enc_attn_item,
     .quant_x = a5_quant_x,
     .matvec_q = a5_matvec_q,

@@ -146,6 +146,21 @@ void cpu_g_gelu(float *x, long n) {
     for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
+void cpu_g_layernorm_row(float *x, const float *r, const float *w, const float *b, int d, float eps) {
+    if (r)
+        for (int j = 0; j < d; j++) x[j] += r[j];
+    double mean = 0, var = 0;
+    for (int j = 0; j < d; j++) mean += x[j];
+    mean /= d;
+    for (int j = 0; j < d; j++) {
+        const double c = x[j] - mean;
+        var += c * c;
+    }
+    var /= d;
+    const float inv = (float)(1.0 / sqrt(var + (double)eps)), m = (float)mean;
+    for (int j = 0; j < d; j++) x[j] = (x[j] - m) * inv * w[j] + b[j];
+}
+
 #define ENC_ATTN_FN g_enc_attn_item
 #define ENC_SOFTMAX g_softmax
 #include "kernels/cpu/enc_attn.h"
@@ -163,6 +178,7 @@ const cpu_isa cpu_isa_generic = {
     .add = cpu_g_add,
     .softmax = g_softmax,
     .gelu = cpu_g_gelu,
+    .layernorm_row = cpu_g_layernorm_row,
     .enc_attn_item = g_enc_attn_item,
     .quant_x = quant_x_row,
     .matvec_q = cpu_g_matvec_q,

@@ -56,8 +56,11 @@ typedef struct cpu_isa {
     void (*softmax)(float *x, int n);
     /* x[i] = 0.5·x·(1 + erf(x/√2)), i < n (AVX2/AVX-512: glibc's libmvec erff, ≤ 4 ulp). */
     void (*gelu)(float *x, long n);
+    /* One row of kernels.h layernorm: x (+= r when r), statistics in double, then
+     * x = (x − mean)·inv·w + b in f32 (ref's expression, unfused). */
+    void (*layernorm_row)(float *x, const float *r, const float *w, const float *b, int d, float eps);
     /* One (sequence s, head h) item of attention_enc; the sequence's rows start at row off;
-     * sc: len16 floats, kt: head_dim·len16 floats of scratch, len16 = len rounded up to 16
+     * sc: 4·len16 floats, kt: head_dim·len16 floats of scratch, len16 = len rounded up to 16
      * (enc_attn.h). */
     void (*enc_attn_item)(const cpu_enc_attn *a, int s, int h, long off, float *sc, float *kt);
     /* Quantized weights (W.dt a block type): activations as blk_q8x blocks (quant.h).
@@ -98,6 +101,7 @@ void cpu_g_rope_pairs(float *v, const float *c, const float *s, int j0, int half
 void cpu_g_silu_mul(float *out, const float *gate, const float *up, long n);
 void cpu_g_add(float *y, const float *x, long n);
 void cpu_g_gelu(float *x, long n);
+void cpu_g_layernorm_row(float *x, const float *r, const float *w, const float *b, int d, float eps);
 /* Scalar pieces of softmax, so a SIMD softmax can finish its tails with them. */
 float cpu_g_max(const float *x, int n);
 /* x[i] = expf(x[i] − m), returns the sum. */
