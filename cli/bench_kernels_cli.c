@@ -229,7 +229,7 @@ int bench_kernels_run(int argc, char **argv) {
             n_shapes = 0;
             shapes_set = 1;
             for (;;) {
-                char *end, *end2;
+                char *end, *end2 = NULL;
                 long r = strtol(p, &end, 10), c = *end == 'x' ? strtol(end + 1, &end2, 10) : 0;
                 if (end == p || *end != 'x' || end2 == end + 1 || r < 1 || r > 262144 || c < 1 ||
                     c > 8192 || n_shapes == 8 || (*end2 && *end2 != ',')) {

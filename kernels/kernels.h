@@ -184,6 +184,12 @@ typedef struct kernel_table {
                           const float *v, const int *lens, int n_seq, int n_head, int head_dim,
                           float scale, const float *rel_bias, const int32_t *rel_bucket,
                           int max_tokens);
+    /* Optional (NULL: callers run matmul, then gelu): matmul's y (same arguments and
+     * contract), then gelu on all of it, as one op, so that a table can apply GELU to each
+     * block of y while it is still in the cache of the core that wrote it (an encoder's
+     * intermediate.dense). */
+    void (*matmul_gelu)(wk_ctx *ctx, float *y, const float *x, const wk_weight *W,
+                        const float *bias, int n);
 
     /* y[i] += x[i] for i < n. */
     void (*add)(wk_ctx *ctx, float *y, const float *x, long n);

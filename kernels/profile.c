@@ -19,11 +19,12 @@
 #include "kernels/kernels.h"
 
 enum { P_EMBED, P_RMSNORM, P_ROPE, P_ROPE_I, P_KV_STORE, P_ATTENTION, P_SOFTMAX, P_SILU_MUL,
-       P_GELU_MUL, P_SOFTCAP, P_ADD, P_AXPY, P_LORA, P_GATHER, P_GELU, P_LN, P_ATT_ENC, P_N_OPS };
+       P_GELU_MUL, P_SOFTCAP, P_ADD, P_AXPY, P_LORA, P_GATHER, P_GELU, P_LN, P_ATT_ENC, P_MM_GELU,
+       P_N_OPS };
 static const char *const op_names[P_N_OPS] = {
     "embed", "rmsnorm", "rope", "rope_interleaved", "kv_store", "attention", "softmax",
     "silu_mul", "gelu_tanh_mul", "softcap", "add", "axpy", "lora", "gather_rows", "gelu",
-    "layernorm", "attention_enc"};
+    "layernorm", "attention_enc", "matmul_gelu"};
 
 /* matmul buckets: weight type × activation rows 1, 2-4, 5-8, 9-16, 17-32, 33-64, 65-256, 257+ */
 #define P_DT 16
@@ -106,6 +107,9 @@ static void p_att_enc(wk_ctx *c, float *o, const float *q, const float *k, const
                       const int32_t *bk, int mt) {
     TIMED(P_ATT_ENC, g_inner->attention_enc(c, o, q, k, v, lens, ns, nh, hd, sc, rb, bk, mt));
 }
+static void p_mm_gelu(wk_ctx *c, float *y, const float *x, const wk_weight *W, const float *b, int n) {
+    TIMED(P_MM_GELU, g_inner->matmul_gelu(c, y, x, W, b, n));
+}
 static void p_add(wk_ctx *c, float *y, const float *x, long n) { TIMED(P_ADD, g_inner->add(c, y, x, n)); }
 static void p_axpy(wk_ctx *c, float *y, float a, const float *x, long n) {
     TIMED(P_AXPY, g_inner->axpy(c, y, a, x, n));
@@ -159,6 +163,7 @@ static void wrap_once(void) {
     if (g_inner->gelu) g_wrap.gelu = p_gelu;
     if (g_inner->layernorm) g_wrap.layernorm = p_ln;
     if (g_inner->attention_enc) g_wrap.attention_enc = p_att_enc;
+    if (g_inner->matmul_gelu) g_wrap.matmul_gelu = p_mm_gelu;
     clock_gettime(CLOCK_MONOTONIC, &g_t0);
     atexit(print_profile);
 }

@@ -94,8 +94,12 @@ void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *poo
                          c->max_tokens);
         k->matmul(&kc, s->t, s->a, &l->wo, l->bo, T);
         k->layernorm(&kc, s->x, s->t, l->ln1_w, l->ln1_b, T, d, c->ln_eps);
-        k->matmul(&kc, s->f, s->x, &l->w_up, l->b_up, T);
-        k->gelu(&kc, s->f, (long)T * c->n_ff);
+        if (k->matmul_gelu) {
+            k->matmul_gelu(&kc, s->f, s->x, &l->w_up, l->b_up, T);
+        } else {
+            k->matmul(&kc, s->f, s->x, &l->w_up, l->b_up, T);
+            k->gelu(&kc, s->f, (long)T * c->n_ff);
+        }
         k->matmul(&kc, s->t, s->f, &l->w_down, l->b_down, T);
         k->layernorm(&kc, s->x, s->t, l->ln2_w, l->ln2_b, T, d, c->ln_eps);
     }

@@ -354,6 +354,8 @@ run "bench generate -d junk" 2 "$W" bench generate -m "$M" -d 4,x
 has "$tmp/err" "-d 4,x: expected" "bench generate names the bad -d list"
 run "bench generate --kv-type junk" 2 "$W" bench generate -m "$M" --kv-type f8
 has "$tmp/err" "expected f16, bf16, q8_0 or f32" "bench generate lists the KV types"
+run "bench kernels --shapes junk" 2 "$W" bench kernels --shapes 384x384,12
+has "$tmp/err" "--shapes expects a comma list of up to 8 ROWSxCOLS" "bench kernels names the bad --shapes"
 run "bench generate --compare-with missing" 2 "$W" bench generate -m "$M" --compare-with "$tmp/nope"
 has "$tmp/err" "not an executable file" "bench generate says the comparison tool is missing"
 run "bench generate --compare-with on a folder model" 2 "$W" bench generate -m "$M" -p 4 -n 0 -r 1 \

@@ -171,6 +171,7 @@ typedef struct mm_ctx {
     const uint16_t *xb; /* MM_BF16: activations rounded to bf16 (n rows of cols) */
     int n, mode;
     long chunk, n_chunks;
+    int gelu;          /* matmul_gelu: GELU on each block of y after the bias */
     int xchunk;        /* MM_FPACKED: activation rows per item (items: row block × x chunk) */
     long n_x;          /* MM_FPACKED: x chunks per row block */
     long next;         /* next chunk to claim (atomic) */
@@ -262,6 +263,7 @@ static void mm_task(void *vctx, int tid, int nt) {
                                  packed_panels(c->W), lo, hi);
             for (int i = 0; c->bias && i < nx; i++)
                 for (long r = lo; r < hi; r++) y[(int64_t)i * rows + r] += c->bias[r];
+            for (int i = 0; c->gelu && i < nx; i++) c->isa->gelu(y + (int64_t)i * rows + lo, hi - lo);
             continue;
         }
         const long lo = k * c->chunk, hi = lo + c->chunk < rows ? lo + c->chunk : rows;
@@ -282,6 +284,7 @@ static void mm_task(void *vctx, int tid, int nt) {
                 for (long r = lo; r < hi; r++) yi[r] += c->bias[r];
             }
         }
+        for (int i = 0; c->gelu && i < c->n; i++) c->isa->gelu(c->y + (int64_t)i * rows + lo, hi - lo);
     }
 }
 
@@ -312,14 +315,15 @@ static void xb_task(void *vctx, int tid, int nt) {
 static long round16(long v) { return v < 16 ? 16 : (v + 15) / 16 * 16; }
 
 static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float *y,
-                       const float *x, const wk_weight *W, const float *bias, int n) {
+                       const float *x, const wk_weight *W, const float *bias, int n, int gelu) {
     if (n <= 0 || W->rows <= 0) return;
     pthread_once(&g_buf_once, tl_buf_init);
     const int nt = pool_size(pool);
     const long rows = (long)W->rows;
     /* the avx512 table's gemm_q needs VNNI; without it the avx2 one (plain AVX2) serves */
     const cpu_isa *gq = isa == &cpu_isa_avx512 && !g_vnni ? &cpu_isa_avx2 : isa;
-    mm_ctx c = {.isa = isa, .gq = gq, .y = y, .x = x, .W = W, .bias = bias, .n = n, .mode = MM_MATVEC};
+    mm_ctx c = {.isa = isa, .gq = gq, .y = y, .x = x, .W = W, .bias = bias, .n = n, .mode = MM_MATVEC,
+                .gelu = gelu};
     int blas = n >= (W->dt == DT_F32 ? g_blas_min_n : g_blas_min_n_widen) && W->cols > 0;
     if (dtype_is_quant(W->dt) && W->cols > 0) {
         /* AVX2's GEMM from 16 rows: below, the integer matvec tiles measured faster
@@ -998,7 +1002,11 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
                               int d, float e) { cpu_rmsnorm(&ISA, POOL(x_), o, x, w, n, d, e); } \
     static void tag##_matmul(wk_ctx *x_, float *y, const float *x, const wk_weight *W,         \
                              const float *b, int n) {                                          \
-        cpu_matmul(&ISA, POOL(x_), x_ ? x_->flags : 0u, y, x, W, b, n);                        \
+        cpu_matmul(&ISA, POOL(x_), x_ ? x_->flags : 0u, y, x, W, b, n, 0);                     \
+    }                                                                                          \
+    static void tag##_matmul_gelu(wk_ctx *x_, float *y, const float *x, const wk_weight *W,    \
+                                  const float *b, int n) {                                     \
+        cpu_matmul(&ISA, POOL(x_), x_ ? x_->flags : 0u, y, x, W, b, n, 1);                     \
     }                                                                                          \
     static void tag##_rope(wk_ctx *x_, float *x, int n, int nh, int hd, int rd, const int32_t *pos, \
                            const float *c, const float *s) {                                   \
@@ -1041,7 +1049,7 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
         .silu_mul = tag##_silu_mul, .gelu_tanh_mul = cpu_gelu_tanh_mul, .softcap = cpu_softcap, \
         .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,                               \
         .gather_rows = cpu_gather_rows, .pack_weight = PACK, .gelu = tag##_gelu,                \
-        .layernorm = tag##_layernorm, .attention_enc = tag##_attention_enc,                      \
+        .layernorm = tag##_layernorm, .matmul_gelu = tag##_matmul_gelu, .attention_enc = tag##_attention_enc,                      \
     };
 
 CPU_TABLE(gen, cpu_isa_generic, "cpu-generic", NULL)

@@ -413,6 +413,7 @@ template <int D> struct dev_ops {
         .softmax = host_softmax, .silu_mul = dev_ops<D>::silu_mul,                              \
         .gelu_tanh_mul = dev_ops<D>::gelu_tanh_mul, .softcap = dev_ops<D>::softcap,           \
         .gelu = nullptr, .layernorm = nullptr, .attention_enc = nullptr, /* encoders: CPU */  \
+        .matmul_gelu = nullptr,                                                                \
         .add = dev_ops<D>::add,                                                                \
         .axpy = dev_ops<D>::axpy, .lora = dev_ops<D>::lora,                                    \
         .gather_rows = dev_ops<D>::gather,                                                     \

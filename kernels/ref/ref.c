@@ -294,6 +294,12 @@ static void ref_gelu(wk_ctx *ctx, float *x, long n) {
     for (long i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
+static void ref_matmul_gelu(wk_ctx *ctx, float *y, const float *x, const wk_weight *W,
+                            const float *bias, int n) {
+    ref_matmul(ctx, y, x, W, bias, n);
+    ref_gelu(ctx, y, (long)n * W->rows);
+}
+
 /* layernorm of kernels.h, one row at a time. */
 static void ref_layernorm(wk_ctx *ctx, float *x, const float *r, const float *w, const float *b,
                           int n, int d, float eps) {
@@ -382,6 +388,7 @@ static const kernel_table k_ref = {
     .lora = ref_lora,
     .gather_rows = ref_gather_rows,
     .gelu = ref_gelu,
+    .matmul_gelu = ref_matmul_gelu,
     .layernorm = ref_layernorm,
     .attention_enc = ref_attention_enc,
 };
