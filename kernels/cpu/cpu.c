@@ -260,9 +260,7 @@ static void mm_task(void *vctx, int tid, int nt) {
             const int nx = c->n - i0 < c->xchunk ? c->n - i0 : c->xchunk;
             float *y = c->y + (int64_t)i0 * rows;
             cpu_a5_gemm_f_packed(y, rows, c->x + (int64_t)i0 * c->W->cols, c->W->cols, nx, c->W,
-                                 packed_panels(c->W), lo, hi);
-            for (int i = 0; c->bias && i < nx; i++)
-                for (long r = lo; r < hi; r++) y[(int64_t)i * rows + r] += c->bias[r];
+                                 packed_panels(c->W), c->bias, lo, hi); /* bias in the stores */
             for (int i = 0; c->gelu && i < nx; i++) c->isa->gelu(y + (int64_t)i * rows + lo, hi - lo);
             continue;
         }

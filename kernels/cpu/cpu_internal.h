@@ -150,14 +150,15 @@ void cpu_a5_gemm_bf16(float *y, int64_t ldy, const uint16_t *xb, int64_t ldx, in
 void cpu_a5_x_to_bf16(uint16_t *out, const float *x, int64_t n);
 /* gemm_f_avx512.c: F32/F16/BF16 packed once into 32-row panels of f32 (cpu_a5_fpack_panel,
  * cpu_a5_fpack_panel_bytes each, 64-byte aligned) and the exact matmul that reads them
- * (r0 % 32 == 0); bit-identical to cpu_a5_gemm_f. */
+ * (r0 % 32 == 0); bit-identical to cpu_a5_gemm_f followed by the bias add. */
 int cpu_a5_fpack_supports(const wk_weight *W);
 size_t cpu_a5_fpack_panel_bytes(int64_t cols);
 void cpu_a5_fpack_panel(uint8_t *dst, const wk_weight *W, int64_t p);
 /* Weight rows (a multiple of 32) whose panels make one L2-sized block of gemm_f_packed. */
 int64_t cpu_a5_fpack_block_rows(int64_t cols);
 void cpu_a5_gemm_f_packed(float *y, int64_t ldy, const float *x, int64_t ldx, int n,
-                          const wk_weight *W, const uint8_t *panels, int64_t r0, int64_t r1);
+                          const wk_weight *W, const uint8_t *panels, const float *bias,
+                          int64_t r0, int64_t r1); /* bias[r] added to y[., r], NULL: none */
 /* cpu_avx512.c: LoRA's u = t·Bᵀ for nx <= 8 rows: u[i·ldu + o] = Σ_k t[i·ldt + k]·B[o·r + k],
  * o < n_out (B rows of rank r, f32), k summed in order with fused multiply-adds. */
 void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, const float *B,

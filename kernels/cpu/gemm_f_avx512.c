@@ -112,7 +112,8 @@ static void pack(uint8_t *p, const wk_weight *W, int64_t r, int nr, const int BF
 /* y rows i < NX (stride ldy), 32 weight rows (masks m0, m1) from panel p over nq columns
  * (exact: f32 x, ldx floats) or column pairs (bf16: x as dwords of 2 bf16, ldx dwords). */
 AI void kernel(float *y, int64_t ldy, const void *xv, int64_t ldx, const uint8_t *p, int64_t nq,
-               __mmask16 m0, __mmask16 m1, const int NX, const int BF16, const int PF) {
+               __mmask16 m0, __mmask16 m1, const int NX, const int BF16, const int PF,
+               const float *bias) {
     __m512 a0[NXMAX], a1[NXMAX];
     for (int i = 0; i < NX; i++) a0[i] = a1[i] = _mm512_setzero_ps();
     for (int64_t q = 0; q < nq; q++) {
@@ -143,6 +144,10 @@ AI void kernel(float *y, int64_t ldy, const void *xv, int64_t ldx, const uint8_t
             }
         }
     }
+    if (bias) { /* the sum, then + bias: ref's order */
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, bias), b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+        for (int i = 0; i < NX; i++) a0[i] = _mm512_add_ps(a0[i], b0), a1[i] = _mm512_add_ps(a1[i], b1);
+    }
     for (int i = 0; i < NX; i++) {
         _mm512_mask_storeu_ps(y + i * ldy, m0, a0[i]);
         _mm512_mask_storeu_ps(y + i * ldy + 16, m1, a1[i]);
@@ -150,13 +155,14 @@ AI void kernel(float *y, int64_t ldy, const void *xv, int64_t ldx, const uint8_t
 }
 
 #define NX_CASE(k)                                                                             \
-    case k: kernel(y, ldy, xv, ldx, p, nq, m0, m1, k, BF16, PF); break;
+    case k: kernel(y, ldy, xv, ldx, p, nq, m0, m1, k, BF16, PF, bias); break;
 AI void kernel_nx(float *y, int64_t ldy, const void *xv, int64_t ldx, const uint8_t *p, int64_t nq,
-                  __mmask16 m0, __mmask16 m1, int nx, const int BF16, const int PF) {
+                  __mmask16 m0, __mmask16 m1, int nx, const int BF16, const int PF,
+                  const float *bias) {
     switch (nx) {
     NX_CASE(1) NX_CASE(2) NX_CASE(3) NX_CASE(4) NX_CASE(5) NX_CASE(6)
     NX_CASE(7) NX_CASE(8) NX_CASE(9) NX_CASE(10) NX_CASE(11)
-    default: kernel(y, ldy, xv, ldx, p, nq, m0, m1, 12, BF16, PF); break;
+    default: kernel(y, ldy, xv, ldx, p, nq, m0, m1, 12, BF16, PF, bias); break;
     }
 }
 
@@ -172,7 +178,7 @@ static void run(float *y, int64_t ldy, const void *xv, int64_t ldx, int n, const
         for (int i = 0; i < n; i += NXMAX) {
             const int nx = n - i < NXMAX ? n - i : NXMAX;
             kernel_nx(y + i * ldy + r, ldy, (const uint8_t *)xv + (size_t)i * ldx * 4 /* f32 or a bf16 pair */, ldx, p, nq, m0,
-                      m1, nx, BF16, 0);
+                      m1, nx, BF16, 0, NULL);
         }
     }
 }
@@ -205,9 +211,11 @@ int64_t cpu_a5_fpack_block_rows(int64_t cols) {
     return 32 * (k > 0 ? k : 1);
 }
 
-/* Exact product from panels (cpu_a5_fpack_panel, one after another); r0 a multiple of 32. */
+/* Exact product from panels (cpu_a5_fpack_panel, one after another), plus bias (NULL for
+   none) added to each sum as it is stored; r0 a multiple of 32. */
 void cpu_a5_gemm_f_packed(float *y, int64_t ldy, const float *x, int64_t ldx, int n,
-                          const wk_weight *W, const uint8_t *panels, int64_t r0, int64_t r1) {
+                          const wk_weight *W, const uint8_t *panels, const float *bias,
+                          int64_t r0, int64_t r1) {
     const int64_t cols = W->cols;
     const size_t pb = cpu_a5_fpack_panel_bytes(cols);
     const int64_t blk = cpu_a5_fpack_block_rows(cols);
@@ -221,7 +229,8 @@ void cpu_a5_gemm_f_packed(float *y, int64_t ldy, const float *x, int64_t ldx, in
                 const __mmask16 m1 =
                     (__mmask16)(nr >= 32 ? 0xFFFFu : nr > 16 ? (1u << (nr - 16)) - 1u : 0u);
                 kernel_nx(y + i * ldy + r, ldy, x + (size_t)i * ldx, ldx,
-                          panels + (size_t)(r / 32) * pb, cols, m0, m1, nx, 0, 1);
+                          panels + (size_t)(r / 32) * pb, cols, m0, m1, nx, 0, 1,
+                          bias ? bias + r : NULL);
             }
         }
     }
