@@ -250,7 +250,7 @@ int bench_kernels_run(int argc, char **argv) {
                        "  per-kernel GB/s (decode) and GFLOP/s (prefill) against this machine's "
                        "limits\n  (-isa and -q, the old spellings, still work; -q here means "
                        "--quick)\n  --dtype: only that weight type; --rows: the matmul table's "
-                       "activation rows\n  (default 64,128,512; --quick drops 512); --shapes: the weight shapes (default\n  the 0.5B's 896x896,4864x896,896x4864 and its LM head 151936x896 for decode)\n");
+                       "activation rows\n  (default 64,128,512; --quick drops 512); --shapes: the weight shapes (default\n  the 0.5B's 896x896,4864x896,896x4864 and its LM head 151936x896; a shape of more than\n  100000 rows is an LM head: decode table only)\n");
             return help ? 0 : 2;
         }
     }

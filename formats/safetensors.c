@@ -19,9 +19,12 @@
 #include "formats/safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "base/json_parse.h"
@@ -336,6 +339,20 @@ fail:
     cJSON_Delete(root);
     free(spans);
     return st;
+}
+
+void st_release_pages(const st_set *s, const void *p, size_t n) {
+    if (!s || !p || !n) return;
+    const uintptr_t a = (uintptr_t)p, ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < s->n_files; i++) {
+        const mapfile *mf = &s->files[i];
+        if (mf->borrowed || !mf->data || a < (uintptr_t)mf->data ||
+            a + n > (uintptr_t)mf->data + mf->size || ps == 0)
+            continue;
+        const uintptr_t lo = (a + ps - 1) / ps * ps, hi = (a + n) / ps * ps;
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        return;
+    }
 }
 
 void st_close(st_set *s) {

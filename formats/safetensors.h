@@ -50,6 +50,12 @@ wick_status st_open_dir(const char *dir, st_set **out);
 
 void st_close(st_set *s);
 
+/* Hands the file pages wholly inside [p, p + n) back to the page cache (madvise
+ * MADV_DONTNEED) when that range lies inside one of s's file mappings; they are read from the
+ * file again if touched. For tensor data a loader has copied elsewhere (packed layouts). Does
+ * nothing for a set opened on the caller's memory (st_open_mem) or a range outside s. */
+void st_release_pages(const st_set *s, const void *p, size_t n);
+
 /* Iteration order: files in set order (shards sorted by file name), then header order
  * within a file. st_at returns NULL for i outside [0, st_count). */
 int st_count(const st_set *s);

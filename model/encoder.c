@@ -336,6 +336,10 @@ void encoder_pack_weights(encoder_model *m, const kernel_table *k, wk_pool *pool
             m->packs[m->n_packs] = p;
             m->pack_bytes[m->n_packs++] = bytes;
             ws[j]->packed = p;
+            /* only the panels are read from now on: the file's pages under the matrix go back
+               to the page cache (one copy of the weights in memory, not two or three) */
+            st_release_pages(m->st, ws[j]->data,
+                             dtype_row_bytes(ws[j]->dt, ws[j]->cols) * (size_t)ws[j]->rows);
         }
     }
 }

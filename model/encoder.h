@@ -110,9 +110,10 @@ wick_status encoder_load(const char *dir, encoder_model **out);
 void encoder_free(encoder_model *m);
 
 /* Lays the layer matrices and the pooler out in k's packed layout where k has one
- * (kernel_table.pack_weight; the AVX-512 table packs F32/F16/BF16 into f32 panels, one copy
- * of each matrix, so the prefill GEMM does no repack per call), the panels written by pool's
- * threads. Only k's matmul reads them: run the model with k. Best effort: a matrix that
+ * (kernel_table.pack_weight; the AVX-512 table packs F32/F16/BF16 into f32 panels, so the
+ * prefill GEMM does no repack per call), the panels written by pool's threads; the file pages
+ * under a packed matrix go back to the page cache (st_release_pages), so memory holds the
+ * panels (the file's size for F32 weights, twice it for F16/BF16), not the file as well. Only k's matmul reads them: run the model with k. Best effort: a matrix that
  * cannot be packed (shape, memory) keeps the file layout; calling it again does nothing.
  * encoder_free releases them. */
 void encoder_pack_weights(encoder_model *m, const kernel_table *k, wk_pool *pool);

@@ -214,7 +214,8 @@ static void test_matmul(void **state) {
     /* decode with more rows than one activation pass holds, and a wide input */
     matmul_case(300, 1000, 6, DT_BF16, 1);
     matmul_case(64, 4864, 2, DT_F16, 0);
-    /* several panel blocks of the packed GEMM (cols 1536: 2 panels per block), row tails */
+    /* the packed GEMM's 2-D split: row blocks of several panels (cols 1536: 2 per block),
+       activation chunks of 96 rows, row tails */
     matmul_case(200, 1536, 30, DT_F32, 1);
     matmul_case(97, 3072, 13, DT_F32, 0);
 }

@@ -438,7 +438,8 @@ static void a5_gelu(float *x, long n) {
 
 /* layernorm_row: the statistics in double, 8 lanes × 2 accumulators (a different order of
    double additions than ref's: the f32 results agree up to the final rounding); the output
-   step is ref's f32 expression, multiplies and add unfused. */
+   step is ref's f32 expression in its order (the compiler may fuse its last multiply-add,
+   one rounding fewer than ref; test_kernels allows 2 ulp). */
 static void a5_layernorm_row(float *x, const float *r, const float *w, const float *b, int d, float eps) {
     if (d % 16) {
         cpu_g_layernorm_row(x, r, w, b, d, eps);
@@ -485,8 +486,9 @@ static void a5_layernorm_row(float *x, const float *r, const float *w, const flo
    outputs of 32 values × 4 rows in 8 sharing each V load (one row at a time, the chains of
    two to four dependent FMAs left the FMA units idle half the time or more). Named
    accumulators: a loop over an array of them was spilled to the stack. head_dim % 16 == 0
-   (BERT's 32 and 64), else the plain loops. Every sum in ref's order; rows past the text's
-   end compute on a copy of its last row and are never stored. sc: 4·len16 floats. */
+   (BERT's 32 and 64), else the plain loops. Every sum in ref's order; in the text's last
+   group, rows past its end compute on the group's first row again and are never stored.
+   sc: 4·len16 floats. */
 #define FMA4(c, k)                                                                              \
     c##0 = _mm512_fmadd_ps(b0, k, c##0), c##1 = _mm512_fmadd_ps(b1, k, c##1),                  \
     c##2 = _mm512_fmadd_ps(b2, k, c##2), c##3 = _mm512_fmadd_ps(b3, k, c##3)

@@ -57,7 +57,7 @@ typedef struct cpu_isa {
     /* x[i] = 0.5·x·(1 + erf(x/√2)), i < n (AVX2/AVX-512: glibc's libmvec erff, ≤ 4 ulp). */
     void (*gelu)(float *x, long n);
     /* One row of kernels.h layernorm: x (+= r when r), statistics in double, then
-     * x = (x − mean)·inv·w + b in f32 (ref's expression, unfused). */
+     * x = (x − mean)·inv·w + b in f32 (ref's expression and order). */
     void (*layernorm_row)(float *x, const float *r, const float *w, const float *b, int d, float eps);
     /* One (sequence s, head h) item of attention_enc; the sequence's rows start at row off;
      * sc: 4·len16 floats, kt: head_dim·len16 floats of scratch, len16 = len rounded up to 16
