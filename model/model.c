@@ -73,10 +73,9 @@ static wick_status load_matrix(loader *L, const char *name, int64_t rows, int64_
     wick_status st = WICK_OK;
     const st_tensor *t = find_tensor(L, name, rows, cols, &st);
     if (!t) return st;
-    w->data = t->data;
-    w->dt = t->dt;
-    w->rows = rows;
-    w->cols = cols;
+    /* the whole struct: `packed` too (a caller's stack variable would otherwise carry garbage
+       into the row views made from it, which the matmul reads as a packed layout) */
+    *w = (wk_weight){.data = t->data, .dt = t->dt, .rows = rows, .cols = cols};
     L->m->n_params += t->numel;
     L->m->weight_bytes += (int64_t)t->nbytes;
     const char *dn = dtype_name(t->dt);
@@ -154,7 +153,7 @@ static wick_status load_layer(loader *L, int i, layer_weights *lw) {
     const bool moe = c->n_expert > 0 && i < CONFIG_MAX_LAYER_TYPES && (c->layer_moe[i / 64] >> (i % 64) & 1);
 #define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix), name)
     if (family_get(c->arch)->fused) { /* Phi-3: row ranges of the fused tensors */
-        wk_weight qkv, gu;
+        wk_weight qkv = {0}, gu = {0};
         if ((st = load_matrix(L, NAME("self_attn.qkv_proj.weight"), qd + 2 * kvd, d, &qkv)) ||
             (st = load_matrix(L, NAME("self_attn.o_proj.weight"), d, qd, &lw->wo)) ||
             (st = load_matrix(L, NAME("mlp.gate_up_proj.weight"), 2 * ff, d, &gu)) ||

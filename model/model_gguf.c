@@ -44,10 +44,7 @@ static wick_status get_matrix(gl *L, const char *name, int64_t rows, int64_t col
                        "[%lld, %lld] (cols, rows)", L->path, name, (long long)t->ne[0],
                        (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
                        (long long)cols, (long long)rows);
-    w->data = t->data;
-    w->dt = t->dt;
-    w->rows = rows;
-    w->cols = cols;
+    *w = (wk_weight){.data = t->data, .dt = t->dt, .rows = rows, .cols = cols}; /* packed NULL */
     L->m->n_params += rows * cols;
     L->m->weight_bytes += (int64_t)t->nbytes;
     const char *dn = dtype_name(t->dt);
