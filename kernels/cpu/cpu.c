@@ -236,9 +236,9 @@ static int mm_rows_gemmf(const mm_ctx *c, int64_t r0, int64_t r1) {
     void *ws = tl_buffer(TL_WORK, cpu_a5_gemm_f_scratch(c->W->cols));
     if (!ws) return 0;
     if (c->mode == MM_BF16)
-        cpu_a5_gemm_bf16(c->y, c->W->rows, c->xb, c->W->cols, c->n, c->W, r0, r1, ws);
+        cpu_a5_gemm_bf16(c->y, c->W->rows, c->xb, c->W->cols, c->n, c->W, c->bias, r0, r1, ws);
     else
-        cpu_a5_gemm_f(c->y, c->W->rows, c->x, c->W->cols, c->n, c->W, r0, r1, ws);
+        cpu_a5_gemm_f(c->y, c->W->rows, c->x, c->W->cols, c->n, c->W, c->bias, r0, r1, ws);
     return 1;
 }
 
@@ -273,10 +273,10 @@ static void mm_task(void *vctx, int tid, int nt) {
             cpu_a5_gemm_q_packed(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, packed_panels(c->W), lo, hi);
             done = 1;
         } else if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
-        else if (c->mode == MM_GEMMF || c->mode == MM_BF16) done = mm_rows_gemmf(c, lo, hi);
+        else if (c->mode == MM_GEMMF || c->mode == MM_BF16) done = 2 * mm_rows_gemmf(c, lo, hi);
         else if (c->mode == MM_BLAS) done = mm_rows_blas(c, lo, hi);
         if (!done) mm_rows_matvec(c, lo, hi);
-        if (c->bias) {
+        if (c->bias && done != 2) { /* 2: the GEMM added it in its stores */
             for (int i = 0; i < c->n; i++) {
                 float *yi = c->y + (int64_t)i * rows;
                 for (long r = lo; r < hi; r++) yi[r] += c->bias[r];

@@ -142,11 +142,12 @@ void cpu_a5_gemm_q_packed(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq
 /* gemm_f_avx512.c (AVX-512; the bf16 entries also AVX512_BF16): prefill matmul for F32/F16/BF16
  * weights, cols % 32 == 0, rows [r0, r1), scratch cpu_a5_gemm_f_scratch(cols) bytes per thread.
  * gemm_f: exact (f32 x, stride ldx floats); gemm_bf16: BF16 weights against x rounded to bf16
- * by x_to_bf16 (stride ldx bf16 values, even). See the file comment for both definitions. */
+ * by x_to_bf16 (stride ldx bf16 values, even). See the file comment for both definitions.
+ * bias (NULL: none) is added to each sum as it is stored, the sum first as ref does. */
 void cpu_a5_gemm_f(float *y, int64_t ldy, const float *x, int64_t ldx, int n, const wk_weight *W,
-                   int64_t r0, int64_t r1, void *scratch);
+                   const float *bias, int64_t r0, int64_t r1, void *scratch);
 void cpu_a5_gemm_bf16(float *y, int64_t ldy, const uint16_t *xb, int64_t ldx, int n,
-                      const wk_weight *W, int64_t r0, int64_t r1, void *scratch);
+                      const wk_weight *W, const float *bias, int64_t r0, int64_t r1, void *scratch);
 void cpu_a5_x_to_bf16(uint16_t *out, const float *x, int64_t n);
 /* gemm_f_avx512.c: F32/F16/BF16 packed once into 32-row panels of f32 (cpu_a5_fpack_panel,
  * cpu_a5_fpack_panel_bytes each, 64-byte aligned) and the exact matmul that reads them

@@ -167,7 +167,7 @@ AI void kernel_nx(float *y, int64_t ldy, const void *xv, int64_t ldx, const uint
 }
 
 static void run(float *y, int64_t ldy, const void *xv, int64_t ldx, int n, const wk_weight *W,
-                int64_t r0, int64_t r1, void *scratch, const int BF16) {
+                const float *bias, int64_t r0, int64_t r1, void *scratch, const int BF16) {
     uint8_t *p = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     const int64_t nq = BF16 ? W->cols / 2 : W->cols;
     for (int64_t r = r0; r < r1; r += 32) {
@@ -178,15 +178,15 @@ static void run(float *y, int64_t ldy, const void *xv, int64_t ldx, int n, const
         for (int i = 0; i < n; i += NXMAX) {
             const int nx = n - i < NXMAX ? n - i : NXMAX;
             kernel_nx(y + i * ldy + r, ldy, (const uint8_t *)xv + (size_t)i * ldx * 4 /* f32 or a bf16 pair */, ldx, p, nq, m0,
-                      m1, nx, BF16, 0, NULL);
+                      m1, nx, BF16, 0, bias ? bias + r : NULL);
         }
     }
 }
 
-/* Exact: x (n rows of W.cols f32, stride ldx floats), W in {F32, F16, BF16}. */
+/* Exact: x (n rows of W.cols f32, stride ldx floats), W in {F32, F16, BF16}; + bias (or NULL). */
 void cpu_a5_gemm_f(float *y, int64_t ldy, const float *x, int64_t ldx, int n, const wk_weight *W,
-                   int64_t r0, int64_t r1, void *scratch) {
-    run(y, ldy, x, ldx, n, W, r0, r1, scratch, 0);
+                   const float *bias, int64_t r0, int64_t r1, void *scratch) {
+    run(y, ldy, x, ldx, n, W, bias, r0, r1, scratch, 0);
 }
 
 int cpu_a5_fpack_supports(const wk_weight *W) {
@@ -238,8 +238,8 @@ void cpu_a5_gemm_f_packed(float *y, int64_t ldy, const float *x, int64_t ldx, in
 
 /* bf16: xb = n rows of W.cols bf16 (from cpu_a5_x_to_bf16), stride ldx bf16 (even); W BF16. */
 void cpu_a5_gemm_bf16(float *y, int64_t ldy, const uint16_t *xb, int64_t ldx, int n,
-                      const wk_weight *W, int64_t r0, int64_t r1, void *scratch) {
-    run(y, ldy, xb, ldx / 2, n, W, r0, r1, scratch, 1);
+                      const wk_weight *W, const float *bias, int64_t r0, int64_t r1, void *scratch) {
+    run(y, ldy, xb, ldx / 2, n, W, bias, r0, r1, scratch, 1);
 }
 
 /* out[0..n) = x rounded to bf16, nearest even (n % 32 == 0). */
