@@ -95,7 +95,10 @@ static void make_weight(wk_weight *W, void *buf, dtype dt, int64_t rows, int64_t
     }
 }
 
-static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bias) {
+/* Every table (and its packed layout, where it has one) against ref: matmul, or with gelu = 1
+   matmul_gelu (ref's matmul then gelu: the matmul's bound below carried through GELU,
+   |gelu'| < 1.13, plus gelu's own few ulp of |y|). */
+static void mm_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bias, int gelu) {
     void *wbuf = xmalloc((size_t)(rows * cols) * 4);
     wk_weight W;
     make_weight(&W, wbuf, dt, rows, cols);
@@ -116,16 +119,21 @@ static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bi
             double s = 0;
             for (int64_t c = 0; c < cols; c++) s += fabs((double)x[i * cols + c] * wrow[c]);
             double k = fmin((double)(cols + 1), 8.0 * sqrt((double)(cols + 1)));
-            tol[i * rows + r] = (float)(k * FLT_EPSILON * s +
-                                        FLT_EPSILON * fabs(want[i * rows + r]) + 1e-30);
+            const double t = k * FLT_EPSILON * s + FLT_EPSILON * fabs(want[i * rows + r]);
+            tol[i * rows + r] = (float)((gelu ? 1.13 * t + 8 * FLT_EPSILON * fabs(want[i * rows + r])
+                                              : t) + 1e-30);
         }
     }
+    if (gelu) kernels_ref()->matmul_gelu(NULL, want, x, &W, b, n);
     char what[96];
-    snprintf(what, sizeof what, "matmul %s rows=%ld cols=%ld n=%d bias=%d", dtype_name(dt),
-             (long)rows, (long)cols, n, with_bias);
+    snprintf(what, sizeof what, "matmul%s %s rows=%ld cols=%ld n=%d bias=%d", gelu ? "_gelu" : "",
+             dtype_name(dt), (long)rows, (long)cols, n, with_bias);
     FOR_EACH_TABLE_POOL(t, p) {
+        void (*mm)(wk_ctx *, float *, const float *, const wk_weight *, const float *, int) =
+            gelu ? t->matmul_gelu : t->matmul;
+        assert_non_null(mm);
         for (long i = 0; i < n * rows; i++) got[i] = NAN;
-        t->matmul(p, got, x, &W, b, n);
+        mm(p, got, x, &W, b, n);
         check_close(what, t, pool_size(p->pool), got, want, tol, n * rows);
         /* and through the table's packed layout where it has one for this type (the f32
            panels of the AVX-512 table), packed by this pool's threads */
@@ -136,12 +144,25 @@ static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bi
             char wp[128];
             snprintf(wp, sizeof wp, "%s (packed)", what);
             for (long i = 0; i < n * rows; i++) got[i] = NAN;
-            t->matmul(p, got, x, &Wp, b, n);
+            mm(p, got, x, &Wp, b, n);
             check_close(wp, t, pool_size(p->pool), got, want, tol, n * rows);
             t->buf_free(NULL, (void *)Wp.packed, pk_bytes);
         }
     }
     free(wbuf), free(x), free(bias), free(want), free(got), free(tol), free(wrow);
+}
+static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bias) {
+    mm_case(rows, cols, n, dt, with_bias, 0);
+}
+
+static void test_matmul_gelu(void **state) {
+    (void)state;
+    mm_case(1, 5, 1, DT_F32, 1, 1);
+    mm_case(33, 64, 3, DT_F32, 0, 1);
+    mm_case(257, 896, 17, DT_F32, 1, 1);  /* own GEMM, packed and not */
+    mm_case(200, 384, 130, DT_F32, 1, 1); /* several activation chunks of the packed GEMM */
+    mm_case(67, 64, 13, DT_BF16, 1, 1);
+    mm_case(40, 96, 70, DT_F16, 0, 1);
 }
 
 /* Precision "fast" (WK_CTX_FAST): on the AVX-512 table of a CPU with AVX512_BF16, BF16 weights
@@ -550,61 +571,6 @@ static void test_silu_add(void **state) {
 /* Encoder ops: exact GELU (libmvec's erff on AVX2/AVX-512, ≤ 4 ulp, against libm's), LayerNorm and
    bidirectional attention over packed sequences, with and without MPNet's relative bias,
    lengths 1..80 (odd, below and above a vector), head_dim 8, 32, 64. */
-/* matmul_gelu: ref's matmul then gelu. The matmul's summation-order bound (matmul_case)
-   carried through GELU (|gelu'| < 1.13), plus gelu's own few ulp of |y|. Through the packed
-   layout too, where the table has one. */
-static void matmul_gelu_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bias) {
-    void *wbuf = xmalloc((size_t)(rows * cols) * 4);
-    wk_weight W;
-    make_weight(&W, wbuf, dt, rows, cols);
-    float *x = xmalloc((size_t)(n * cols) * 4), *bias = xmalloc((size_t)rows * 4);
-    fill(x, n * cols, 1.0f);
-    fill(bias, rows, 1.0f);
-    const float *b = with_bias ? bias : NULL;
-    float *want = xmalloc((size_t)(n * rows) * 4), *got = xmalloc((size_t)(n * rows) * 4);
-    float *tol = xmalloc((size_t)(n * rows) * 4), *wrow = xmalloc((size_t)cols * 4);
-    kernels_ref()->matmul_gelu(NULL, want, x, &W, b, n);
-    for (int64_t r = 0; r < rows; r++) {
-        kernels_row_to_f32(wrow, &W, r);
-        for (int i = 0; i < n; i++) {
-            double s = 0, y = b ? b[r] : 0;
-            for (int64_t c = 0; c < cols; c++) {
-                s += fabs((double)x[i * cols + c] * wrow[c]);
-                y += (double)x[i * cols + c] * wrow[c];
-            }
-            double k = fmin((double)(cols + 1), 8.0 * sqrt((double)(cols + 1)));
-            tol[i * rows + r] = (float)(1.13 * (k * FLT_EPSILON * s + FLT_EPSILON * fabs(y)) +
-                                        8 * FLT_EPSILON * fabs(y) + 1e-30);
-        }
-    }
-    char what[96];
-    snprintf(what, sizeof what, "matmul_gelu %s rows=%ld cols=%ld n=%d bias=%d", dtype_name(dt),
-             (long)rows, (long)cols, n, with_bias);
-    FOR_EACH_TABLE_POOL(t, p) {
-        assert_non_null(t->matmul_gelu);
-        size_t pk_bytes = 0;
-        wk_weight Wp = W;
-        Wp.packed = t->pack_weight ? t->pack_weight(p, &W, &pk_bytes) : NULL;
-        for (int packed = 0; packed < (Wp.packed ? 2 : 1); packed++) {
-            for (long i = 0; i < n * rows; i++) got[i] = NAN;
-            t->matmul_gelu(p, got, x, packed ? &Wp : &W, b, n);
-            check_close(what, t, pool_size(p->pool), got, want, tol, n * rows);
-        }
-        if (Wp.packed) t->buf_free(NULL, (void *)Wp.packed, pk_bytes);
-    }
-    free(wbuf), free(x), free(bias), free(want), free(got), free(tol), free(wrow);
-}
-
-static void test_matmul_gelu(void **state) {
-    (void)state;
-    matmul_gelu_case(1, 5, 1, DT_F32, 1);
-    matmul_gelu_case(33, 64, 3, DT_F32, 0);
-    matmul_gelu_case(257, 896, 17, DT_F32, 1);  /* own GEMM, packed and not */
-    matmul_gelu_case(200, 384, 130, DT_F32, 1); /* several activation chunks of the packed GEMM */
-    matmul_gelu_case(67, 64, 13, DT_BF16, 1);
-    matmul_gelu_case(40, 96, 70, DT_F16, 0);
-}
-
 static void test_encoder_ops(void **state) {
     (void)state;
     static const long ns[] = {0, 1, 15, 16, 17, 1000, 70001};
