@@ -299,6 +299,34 @@ static wick_status fetch(wick_engine *e, float *dst, int n_out) {
     return K->sync(&e->ctx);
 }
 
+/* Runs one forward pass of `rows` rows (after stage_in). With a nonzero `key` on a table that
+ * records passes (kernels.h graph_begin: the CUDA table's graphs), the pass is recorded under
+ * that key and later passes of the same key replay it, which takes away the launch cost of
+ * the ~15 kernels a layer that a small decode step is made of; a pass the recording does not
+ * fit runs again eagerly. Tests that trace activations read them back inside the pass, so
+ * tracing turns recording off. */
+static void run_pass(wick_engine *e, const fwd_batch *b, int rows, uint64_t key) {
+    const kernel_table *K = e->m->kern;
+    int mode = key && K->graph_begin && !e->fwd.trace ? K->graph_begin(&e->ctx, key)
+                                                      : WK_GRAPH_OFF;
+    for (;;) {
+        stage_in(e, rows, b->n_out);
+        model_forward(&e->fwd, e->kv, b);
+        if (mode == WK_GRAPH_OFF) return;
+        bool redo = false;
+        K->graph_end(&e->ctx, &redo);
+        if (!redo) return;
+        mode = WK_GRAPH_OFF;
+    }
+}
+
+/* Folds v into a pass key (never 0: 0 means "do not record"). */
+static uint64_t key_mix(uint64_t h, uint64_t v) {
+    h = (h ^ v) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 31;
+    return h ? h : 1;
+}
+
 /* Device logits for `rows` rows (a session asking for every row's logits); grown once. */
 static wick_status reserve_logits(wick_engine *e, int rows) {
     if (e->host || rows <= e->d_logit_rows) return WICK_OK;
@@ -351,8 +379,14 @@ wick_status engine_eval(wick_engine *e, kv_seq *seq, const int32_t *ids, int n,
             if ((st = reserve_logits(e, b.n_out))) return st;
             b.logits = e->host ? dst : e->d_logits;
         }
-        stage_in(e, chunk, b.n_out);
-        model_forward(&e->fwd, e->kv, &b);
+        /* one-token steps (decode) are recorded; a prefill chunk is long enough to hide its
+           launches */
+        uint64_t key = 0;
+        if (chunk == 1 && !e->host)
+            key = key_mix(key_mix(key_mix(0x5e551011ull, (uint64_t)b.n_out),
+                                  (uint64_t)(uintptr_t)(ad ? lora_adapter_kpairs(ad) : NULL)),
+                          (uint64_t)n_runs);
+        run_pass(e, &b, chunk, key);
         if ((st = fetch(e, dst, b.n_out))) return st;
         kv_seq_commit(e->kv, seq, ids + done, chunk);
         done += chunk;
@@ -725,11 +759,23 @@ wick_status wick_engine_step(wick_engine *e, int *n_active) {
     }
     wick_status fst = WICK_OK;
     if (rows > 0) {
-        stage_in(e, rows, n_out);
         fwd_batch b = {.n = rows, .ids = e->d_ids, .pos = e->d_pos, .spans = e->spans,
                        .n_spans = n_items, .runs = e->runs, .n_runs = n_runs,
                        .out_rows = e->d_out_rows, .n_out = n_out, .logits = e->d_logits};
-        model_forward(&e->fwd, e->kv, &b);
+        /* a step of decode rows only is recorded under its shape: the row count, the logit
+           rows and the adapter runs (positions, tokens and block tables are uploaded data) */
+        uint64_t key = 0;
+        if (dec == rows && !e->host) {
+            key = key_mix(key_mix(0xdec0de5ull, (uint64_t)rows), (uint64_t)n_out);
+            for (int i = 0; i < n_runs; i++) {
+                key = key_mix(key, (uint64_t)e->runs[i].row0 << 32 | (uint32_t)e->runs[i].n);
+                key = key_mix(key, (uint64_t)(uintptr_t)e->runs[i].pairs);
+                uint32_t mb;
+                memcpy(&mb, &e->runs[i].mult, sizeof mb);
+                key = key_mix(key, mb);
+            }
+        }
+        run_pass(e, &b, rows, key);
         fst = fetch(e, e->logits, n_out);
     }
     const double t1 = now_ms();

@@ -85,6 +85,9 @@ typedef struct wk_lora_run {
     float *t;            /* (n, r): receives x·Aᵀ (training keeps it), or NULL: scratch */
 } wk_lora_run;
 
+/* graph_begin's answers */
+enum { WK_GRAPH_OFF = 0, WK_GRAPH_CAPTURE = 1, WK_GRAPH_REPLAY = 2 };
+
 typedef struct kernel_table {
     const char *name;
 
@@ -103,6 +106,22 @@ typedef struct kernel_table {
      * sync after each forward pass. The host tables return WICK_OK at once: their ops
      * cannot fail. */
     wick_status (*sync)(wk_ctx *ctx);
+
+    /* Optional (NULL when the table has none, as on the host tables): recorded passes, which
+     * take away the per-op launch cost of small steps (the CUDA table records a CUDA graph).
+     *   mode = graph_begin(ctx, key);  ...the pass's ops and buf_copy calls...;
+     *   if (mode) graph_end(ctx, &redo);  if (redo) ...the same ops again, without graph_begin
+     * WK_GRAPH_OFF: the ops run as usual (a key's first pass, or recording is off). CAPTURE or
+     * REPLAY: they do not run yet; graph_end launches the recorded pass of `key` if the ops
+     * did what was recorded in every respect but the contents of the host data they upload
+     * (span tables, LoRA runs, host-to-device buf_copy sources, all read before graph_end
+     * returns, so the caller may reuse them). If not, or if the pass did what a recording
+     * cannot hold (a sync, a device-to-host copy, a buffer allocated or freed), graph_end sets
+     * *redo and nothing of the pass has run. `key` names the shape of a pass (the caller's
+     * choice): passes under one key that differ only in uploaded data share one recording.
+     * A failure inside a launched pass is reported by the next sync, as for any op. */
+    int (*graph_begin)(wk_ctx *ctx, uint64_t key);
+    void (*graph_end)(wk_ctx *ctx, bool *redo);
 
     /* Optional (NULL when the table has none): a copy of W in a layout this table's matmul
      * reads faster, in memory from buf_alloc (*bytes of it, for buf_free), or NULL when it

@@ -203,6 +203,60 @@ static void test_matmul(void **state) {
     matmul_case(40, 8, 5, DT_BF16, 1);
 }
 
+/* Precision "fast" (WK_CTX_FAST): BF16 weights with more than 8 activation rows (the GEMM
+ * path) meet activations rounded to bf16 (nearest even) on the tensor cores: the result must be
+ * the reference product of the rounded activations, up to summation order. Fewer rows (the
+ * matvec) and other weight types stay exact: the reference product of x itself. */
+static void matmul_fast_case(int64_t rows, int64_t cols, int n, dtype dt) {
+    void *wbuf = xmalloc((size_t)(rows * cols) * 4);
+    wk_weight W;
+    make_weight(&W, wbuf, dt, rows, cols);
+    float *x = xmalloc((size_t)(n * cols) * 4), *xr = xmalloc((size_t)(n * cols) * 4);
+    fill(x, n * cols, 1.0f);
+    const int rounded = dt == DT_BF16 && n > 8;
+    for (long i = 0; i < n * cols; i++) xr[i] = rounded ? bf16_to_f32(f32_to_bf16(x[i])) : x[i];
+    float *want = xmalloc((size_t)(n * rows) * 4), *got = xmalloc((size_t)(n * rows) * 4);
+    float *tol = xmalloc((size_t)(n * rows) * 4), *wrow = xmalloc((size_t)cols * 4);
+    kernels_ref()->matmul(NULL, want, xr, &W, NULL, n);
+    for (int64_t r = 0; r < rows; r++) { /* the summation-order bound of matmul_case */
+        kernels_row_to_f32(wrow, &W, r);
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int64_t c = 0; c < cols; c++) s += fabs((double)xr[i * cols + c] * wrow[c]);
+            const double k = fmin((double)(cols + 1), 8.0 * sqrt((double)(cols + 1)));
+            tol[i * rows + r] = (float)(k * FLT_EPSILON * s + 1e-30);
+        }
+    }
+    wk_ctx fast = C;
+    fast.flags = WK_CTX_FAST;
+    wk_weight D = dweight(&W);
+    float *dx = dput(x, (size_t)(n * cols) * 4), *dy = K->buf_alloc(&C, (size_t)(n * rows) * 4);
+    assert_non_null(dy);
+    K->matmul(&fast, dy, dx, &D, NULL, n);
+    dget(got, dy, (size_t)(n * rows) * 4);
+    char what[128];
+    snprintf(what, sizeof what, "matmul fast %s rows=%ld cols=%ld n=%d (%s x)", dtype_name(dt),
+             (long)rows, (long)cols, n, rounded ? "bf16-rounded" : "f32");
+    synced(what);
+    check_close(what, got, want, tol, n * rows);
+    dweight_free(&D);
+    dfree(dx, (size_t)(n * cols) * 4), dfree(dy, (size_t)(n * rows) * 4);
+    free(wbuf), free(x), free(xr), free(want), free(got), free(tol), free(wrow);
+}
+
+static void test_matmul_fast(void **state) {
+    static const int64_t rows[] = {1, 31, 257};
+    static const int64_t cols[] = {64, 67, 896};
+    static const int ns[] = {3, 8, 9, 64, 130};
+    for (int a = 0; a < 3; a++)
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 5; i++) {
+                matmul_fast_case(rows[a], cols[c], ns[i], DT_BF16);
+                if (i == 3) matmul_fast_case(rows[a], cols[c], ns[i], DT_F16);
+            }
+    matmul_fast_case(1000, 896, 300, DT_BF16); /* a prefill shape */
+}
+
 /* test_quant.c's cases, every block type */
 static void test_quant_matmul(void **state) {
     static const dtype qt[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K, DT_Q5_0};
@@ -292,8 +346,8 @@ static wk_kv_layer dkv(const kv_fixture *f) {
 }
 static void dkv_free(wk_kv_layer *d, size_t bytes) { dfree(d->k, bytes), dfree(d->v, bytes); }
 
-static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
-                           int hd, int window, dtype dt, int bs) {
+static void attention_case_sc(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
+                              int hd, int window, dtype dt, int bs, float softcap) {
     const int n_head = n_kv * group;
     const float scale = 1.0f / sqrtf((float)hd);
     int rows = 0, blocks_needed = 0;
@@ -331,7 +385,8 @@ static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv,
     float *q = xmalloc(qn * 4), *want = xmalloc(qn * 4), *got = xmalloc(qn * 4), *tol = xmalloc(qn * 4);
     float *kr = xmalloc(sizeof(float) * hd), *vr = xmalloc(sizeof(float) * hd);
     fill(q, qn, 2.0f);
-    kernels_ref()->attention(NULL, want, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale, 0.0f);
+    kernels_ref()->attention(NULL, want, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale,
+                             softcap);
     /* as test_kernels.c: score error hd·ε·S shifts each weight by that relative amount; exp,
        the sum over len keys and the weighted sum of V add ≈ (2·len + 8)·ε, times max|V| */
     for (int s = 0; s < n_seq; s++)
@@ -363,16 +418,22 @@ static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv,
     assert_non_null(dout);
     for (long i = 0; i < qn; i++) got[i] = NAN;
     K->buf_copy(&C, dout, got, qn * 4);
-    K->attention(&C, dout, dq, &d, sp, n_seq, n_head, n_kv, hd, window, scale, 0.0f);
+    K->attention(&C, dout, dq, &d, sp, n_seq, n_head, n_kv, hd, window, scale, softcap);
     dget(got, dout, qn * 4);
-    char what[160];
+    char what[180];
     snprintf(what, sizeof what, "attention seqs=%d n0=%d pos0=%d n_kv=%d group=%d hd=%d window=%d "
-             "kv=%s bs=%d", n_seq, ns[0], pos0s[0], n_kv, group, hd, window, dtype_name(dt), bs);
+             "kv=%s bs=%d softcap=%g", n_seq, ns[0], pos0s[0], n_kv, group, hd, window,
+             dtype_name(dt), bs, softcap);
     synced(what);
     check_close(what, got, want, tol, qn);
     dkv_free(&d, f.bytes), dfree(dq, qn * 4), dfree(dout, qn * 4);
     free(q), free(want), free(got), free(tol), free(kr), free(vr), free(row), free(perm);
     free(f.k), free(f.v);
+}
+
+static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
+                           int hd, int window, dtype dt, int bs) {
+    attention_case_sc(n_seq, ns, pos0s, n_kv, group, hd, window, dt, bs, 0.0f);
 }
 
 static void test_attention(void **state) {
@@ -401,9 +462,131 @@ static void test_attention(void **state) {
     const int z = 0, four = 4, big = 1, bigpos = 700;
     attention_case(1, &z, &four, 2, 7, 64, 0, DT_F32, 16);       /* no query rows */
     attention_case(1, &big, &bigpos, 2, 7, 1024, 0, DT_BF16, 16); /* the widest head */
+    /* long rows: the keys split over several blocks (decode) or many tiles (prefill), every
+       instance of the tiled kernel (head widths 32·{1,2,3,4,8}, groups up to 16), windows
+       and Gemma 2's soft-cap */
+    static const int nd[] = {1, 1, 1}, posd[] = {2000, 700, 300};
+    static const int np2[] = {300, 1, 40}, posp[] = {0, 1500, 77};
+    for (int d = 0; d < 4; d++) {
+        attention_case(3, nd, posd, 2, 7, 64, 0, dts[d], 16);
+        attention_case(3, nd, posd, 2, 7, 64, 512, dts[d], 32);
+        attention_case(3, np2, posp, 1, 4, 128, 0, dts[d], 16);
+    }
+    static const int hw[] = {32, 64, 96, 128, 256}, gw[] = {1, 2, 3, 4, 5, 8, 9, 16};
+    for (int h = 0; h < 5; h++)
+        for (int g = 0; g < 8; g++) attention_case(3, nd, posd, 1, gw[g], hw[h], 0, DT_BF16, 16);
+    attention_case_sc(3, nd, posd, 4, 2, 256, 0, DT_BF16, 16, 30.0f);
+    attention_case_sc(3, np2, posp, 2, 4, 256, 100, DT_F32, 16, 50.0f);
+    attention_case_sc(3, ns3, pos3, 2, 7, 64, 0, DT_F32, 16, 5.0f);
 }
 
 /* kv_store writes exactly the reference's bytes, rows of several spans. */
+/* Recorded passes (graph_begin / graph_end): a decode pass of three sequences over 40
+ * steps (token rows uploaded with buf_copy inside the pass, kv_store, attention, a matmul)
+ * gives bit for bit what the same ops give run eagerly, while positions cross block
+ * boundaries and the attention's split count changes (a replay that differs from its
+ * recording must be redone, not launched stale); most steps must replay. A pass that copies
+ * device data to the host is refused (redo) and leaves no failure behind. */
+static void test_graph(void **state) {
+    (void)state;
+    assert_non_null(K->graph_begin);
+    assert_non_null(K->graph_end);
+    const char *off = getenv("WICK_CUDA_GRAPHS");
+    const bool on = !(off && strcmp(off, "0") == 0);
+    enum { NS = 3, NKV = 2, G = 7, HD = 64, BS = 16, STEPS = 40, OUT = 50 };
+    const int nh = NKV * G, pos0[NS] = {250, 5, 31};
+    int nb[NS], n_blocks = 0;
+    for (int s = 0; s < NS; s++) n_blocks += nb[s] = (pos0[s] + STEPS) / BS + 1;
+    int32_t *perm = xmalloc(sizeof(int32_t) * (size_t)n_blocks);
+    for (int i = 0; i < n_blocks; i++) perm[i] = (int32_t)((i * 7 + 3) % n_blocks);
+    kv_fixture fa, fb;
+    kv_fixture_init(&fa, DT_BF16, BS, NKV, HD, n_blocks);
+    kv_fixture_init(&fb, DT_BF16, BS, NKV, HD, n_blocks);
+    /* earlier positions: the same random keys and values in both caches */
+    float row[HD];
+    int b0 = 0;
+    for (int s = 0; s < NS; s++) {
+        for (int p = 0; p < pos0[s]; p++)
+            for (int h = 0; h < NKV; h++)
+                for (int kv = 0; kv < 2; kv++) {
+                    fill(row, HD, 1.0f);
+                    char *base = kv ? fa.v : fa.k, *base2 = kv ? fb.v : fb.k;
+                    kernels_kv_row_from_f32(DT_BF16, (void *)kv_row(&fa.kv, base, perm + b0, h, p), row, HD);
+                    kernels_kv_row_from_f32(DT_BF16, (void *)kv_row(&fb.kv, base2, perm + b0, h, p), row, HD);
+                }
+        b0 += nb[s];
+    }
+    wk_kv_layer da = dkv(&fa), db = dkv(&fb);
+    float *wh = xmalloc(sizeof(float) * OUT * nh * HD);
+    fill(wh, (long)OUT * nh * HD, 0.5f);
+    wk_weight W = {.data = wh, .dt = DT_F32, .rows = OUT, .cols = nh * HD};
+    wk_weight DW = dweight(&W);
+    const size_t qb = sizeof(float) * NS * nh * HD, kb = sizeof(float) * NS * NKV * HD;
+    const size_t yb = sizeof(float) * NS * OUT;
+    float *q = xmalloc(qb), *k = xmalloc(kb), *v = xmalloc(kb);
+    float *ga = xmalloc(qb), *gb = xmalloc(qb), *ya = xmalloc(yb), *yb_ = xmalloc(yb);
+    float *dq = K->buf_alloc(&C, qb), *dk = K->buf_alloc(&C, kb), *dv = K->buf_alloc(&C, kb);
+    float *aa = K->buf_alloc(&C, qb), *ab = K->buf_alloc(&C, qb);
+    float *dya = K->buf_alloc(&C, yb), *dyb = K->buf_alloc(&C, yb);
+    assert_true(dq && dk && dv && aa && ab && dya && dyb);
+    int replays = 0, redos = 0;
+    for (int t = 0; t < STEPS; t++) {
+        fill(q, NS * nh * HD, 1.0f), fill(k, NS * NKV * HD, 1.0f), fill(v, NS * NKV * HD, 1.0f);
+        wk_span sp[NS];
+        b0 = 0;
+        for (int s = 0; s < NS; s++) {
+            sp[s] = (wk_span){s, 1, pos0[s] + t, perm + b0};
+            b0 += nb[s];
+        }
+        /* eager */
+        K->buf_copy(&C, dq, q, qb), K->buf_copy(&C, dk, k, kb), K->buf_copy(&C, dv, v, kb);
+        K->kv_store(&C, &da, dk, dv, sp, NS, NKV, HD);
+        K->attention(&C, aa, dq, &da, sp, NS, nh, NKV, HD, 0, 0.125f, 0.0f);
+        K->matmul(&C, dya, aa, &DW, NULL, NS);
+        /* recorded */
+        int mode = K->graph_begin(&C, 42);
+        for (;;) {
+            K->buf_copy(&C, dq, q, qb), K->buf_copy(&C, dk, k, kb), K->buf_copy(&C, dv, v, kb);
+            K->kv_store(&C, &db, dk, dv, sp, NS, NKV, HD);
+            K->attention(&C, ab, dq, &db, sp, NS, nh, NKV, HD, 0, 0.125f, 0.0f);
+            K->matmul(&C, dyb, ab, &DW, NULL, NS);
+            if (mode == WK_GRAPH_OFF) break;
+            bool redo = true;
+            K->graph_end(&C, &redo);
+            if (!redo) {
+                replays += mode == WK_GRAPH_REPLAY;
+                break;
+            }
+            redos++;
+            mode = WK_GRAPH_OFF;
+        }
+        dget(ga, aa, qb), dget(gb, ab, qb), dget(ya, dya, yb), dget(yb_, dyb, yb);
+        char what[64];
+        snprintf(what, sizeof what, "graph step %d", t);
+        synced(what);
+        check_equal(what, gb, ga, qb);
+        check_equal(what, yb_, ya, yb);
+    }
+    if (on) {
+        /* 40 steps: one warm-up, one capture, a redo and a capture where the split changes */
+        if (replays < STEPS - 6) fail_msg("only %d of %d steps replayed (%d redone)", replays, STEPS, redos);
+        const int mode = K->graph_begin(&C, 42);
+        assert_int_not_equal(mode, WK_GRAPH_OFF);
+        K->matmul(&C, dyb, ab, &DW, NULL, NS);
+        dget(yb_, dyb, yb); /* device to host inside the pass */
+        bool redo = false;
+        K->graph_end(&C, &redo);
+        assert_true(redo);
+        synced("graph pass with a device-to-host copy");
+    }
+    printf("graph: %d of %d steps replayed, %d redone\n", replays, STEPS, redos);
+    dkv_free(&da, fa.bytes), dkv_free(&db, fb.bytes), dweight_free(&DW);
+    dfree(dq, qb), dfree(dk, kb), dfree(dv, kb), dfree(aa, qb), dfree(ab, qb);
+    dfree(dya, yb), dfree(dyb, yb);
+    free(q), free(k), free(v), free(ga), free(gb), free(ya), free(yb_), free(wh), free(perm);
+    free(fa.k), free(fa.v), free(fb.k), free(fb.v);
+}
+
 static void test_kv_store(void **state) {
     static const dtype dts[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0};
     const int n_kv = 2, hd = 64, bs = 16, n_blocks = 12;
@@ -654,6 +837,7 @@ int main(void) {
         cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_rope),
         cmocka_unit_test(test_softmax),     cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_gather_rows), cmocka_unit_test(test_lora),
+        cmocka_unit_test(test_graph),       cmocka_unit_test(test_matmul_fast),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,9 @@
 static wick_model *load_on(const char *dir, const char *device) {
     wick_model_params mp = wick_model_params_default();
     mp.device = device;
+    /* the goldens hold the exact definition; precision "fast" (BF16 prefill GEMMs on the
+       tensor cores) is measured by test_model_golden's fast case run on the GPU */
+    mp.precision = "exact";
     wick_model *m = NULL;
     if (wick_model_load(dir, &mp, &m) != WICK_OK) fail_msg("load %s: %s", dir, wick_last_error());
     return m;

@@ -1,7 +1,9 @@
 /* cuda_internal.cuh — what the files of the CUDA table share:
  *   - failure collection: every CUDA / cuBLAS call's status goes to cu_note*, which keeps the
  *     first failure of the calling thread until the table's sync entry reports it;
- *   - cu_run: the device and stream of one op call (cu_begin selects the device);
+ *   - cu_run: the device, stream and graph mode of one op call (cu_begin selects the device);
+ *   - cu_launch: every kernel launch, so that a graph pass (graph_begin / graph_end of the
+ *     table, cuda_table.cu) can record it or check it against its recording;
  *   - per-thread device scratch (span tables, LoRA descriptors, widened weight tiles) and the
  *     thread's cuBLAS handle for the device (cuda_table.cu owns them);
  *   - exact device ports of the host conversions (base/dtype.c) and decoders of every weight
@@ -18,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include <type_traits>
 
 extern "C" {
 #include "base/error.h"
@@ -41,12 +45,19 @@ static_assert(offsetof(blk_q8_0, qs) == 2 && offsetof(blk_q4_0, qs) == 2, "Q8_0/
 
 /* ---- one op call ---- */
 
+/* Graph modes of an op call (see "graph passes" below). */
+enum { CU_EAGER = 0, CU_CAPTURE = 1, CU_REPLAY = 2 };
+
 typedef struct cu_run {
     int dev;          /* CUDA device index */
-    cudaStream_t s;   /* the context's stream (0 = legacy default stream) */
+    cudaStream_t s;   /* the context's stream (0 = legacy default stream), or during a graph
+                         pass of this thread and context, the table's capture stream */
+    int mode;         /* CU_EAGER, or the graph pass's CU_CAPTURE / CU_REPLAY */
+    unsigned flags;   /* the context's WK_CTX_* */
 } cu_run;
 
-/* Selects `dev` on the calling thread (cudaSetDevice is per thread) and reads ctx's stream. */
+/* Selects `dev` on the calling thread (cudaSetDevice is per thread) and reads ctx's stream
+ * (and the graph mode, when the thread is inside a graph pass of ctx). */
 cu_run cu_begin(int dev, wk_ctx *ctx);
 
 /* Records a failure of the calling thread unless one is already pending (the first cause is
@@ -55,22 +66,63 @@ void cu_note(cudaError_t e, const char *what);
 void cu_note_blas(cublasStatus_t s, const char *what);
 void cu_note_fail(wick_status st, const char *what);
 
-/* After a kernel launch: a bad launch configuration shows up here, a fault inside the kernel
- * at the next synchronisation (the table's sync). */
-#define CU_LAUNCHED(what) cu_note(cudaGetLastError(), what)
+
+/* ---- graph passes ----
+ * Between the table's graph_begin and graph_end (kernels.h), the ops of a pass either are
+ * captured into a CUDA graph (CU_CAPTURE: launched on the capture stream, which records them)
+ * or only do their host work (CU_REPLAY: packing uploads into the graph's pinned staging
+ * memory) while every launch, cuBLAS call and copy is folded into a fingerprint instead of
+ * being issued. graph_end launches the recorded graph only when the replay's fingerprint
+ * equals the capture's, so a pass whose kernels would differ in any argument, grid or
+ * upload layout is never replayed stale: it is run again eagerly. cu_graph_note folds bytes
+ * into the fingerprint; cu_graph_bad marks the pass unusable (an op it cannot record). */
+void cu_graph_note(const void *p, size_t n);
+void cu_graph_bad(const char *why);
+
+template <typename P, typename A> static inline void cu_note_param(const A &a) {
+    if constexpr (std::is_same_v<std::decay_t<A>, P>) {
+        cu_graph_note(&a, sizeof(P)); /* structs: the caller's object (its padding zeroed) */
+    } else {
+        const P v = (P)a;
+        cu_graph_note(&v, sizeof v);
+    }
+}
+
+/* Launches k<<<g, b, smem, r->s>>>(a...) (recorded by a capture), or in a replay only notes
+ * the kernel, the launch shape and every argument as the kernel receives it. */
+template <typename... P, typename... A>
+static inline void cu_launch(const cu_run *r, const char *what, void (*k)(P...), dim3 g, dim3 b,
+                             size_t smem, const A &...a) {
+    static_assert(sizeof...(P) == sizeof...(A), "cu_launch: argument count");
+    if (r->mode != CU_EAGER) {
+        const void *kp = (const void *)k;
+        const unsigned shape[7] = {g.x, g.y, g.z, b.x, b.y, b.z, (unsigned)smem};
+        cu_graph_note(&kp, sizeof kp);
+        cu_graph_note(shape, sizeof shape);
+        (cu_note_param<P>(a), ...);
+        if (r->mode == CU_REPLAY) return;
+    }
+    k<<<g, b, smem, r->s>>>(a...);
+    cu_note(cudaGetLastError(), what);
+}
 
 /* ---- per-thread scratch ----
  * One set per (thread, device). A slot is reused by every call of that thread, so before a
  * slot is rewritten for a call on another stream than its last one, that stream is synced
  * (a kernel there may still read it). */
-enum { CU_SLOT_SPANS, CU_SLOT_LORA, CU_SLOT_LORA_T, CU_SLOT_WIDE, CU_SLOTS };
+enum { CU_SLOT_SPANS, CU_SLOT_LORA, CU_SLOT_LORA_T, CU_SLOT_WIDE, CU_SLOT_ATT, CU_SLOT_XB,
+       CU_SLOTS };
 
 /* Device scratch of at least `bytes` in `slot` (grown, never shrunk), or NULL with a failure
- * noted. */
+ * noted. In a graph pass it is never grown (that would free memory a recorded graph uses):
+ * a slot too small makes the pass unusable and NULL is returned. */
 void *cu_scratch(const cu_run *r, int slot, size_t bytes);
 /* Copies `bytes` of host memory into `slot`'s device scratch and returns the device copy, or
  * NULL with a failure noted. When the bytes equal those of the previous upload to that slot
- * by this thread on the same stream, nothing is copied. */
+ * by this thread on the same stream, nothing is copied. In a graph pass the copy goes
+ * through the graph's pinned staging memory into its own device region instead (recorded
+ * as a copy node; equal consecutive uploads to a slot share one region), and the region is
+ * rounded up so that a pack that grows a little keeps the recorded layout. */
 const void *cu_upload(const cu_run *r, int slot, const void *host, size_t bytes);
 /* A host buffer of at least `bytes` for packing an upload (per thread), or NULL (noted). */
 void *cu_pack_buf(size_t bytes);

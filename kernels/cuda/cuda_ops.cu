@@ -44,8 +44,7 @@ void cu_rmsnorm(const cu_run *r, float *out, const float *x, const float *w, int
                 float eps) {
     if (n <= 0 || d <= 0) return;
     const unsigned grid = n < (1 << 20) ? (unsigned)n : (1u << 20);
-    k_rmsnorm<<<grid, CU_THREADS, 0, r->s>>>(out, x, w, n, d, eps);
-    CU_LAUNCHED("rmsnorm");
+    cu_launch(r, "rmsnorm", k_rmsnorm, grid, CU_THREADS, 0, out, x, w, n, d, eps);
 }
 
 /* ---- RoPE: one thread per rotated pair ---- */
@@ -73,12 +72,11 @@ void cu_rope(const cu_run *r, float *x, int n, int n_heads, int head_dim, int ro
     if (n <= 0 || n_heads <= 0 || rot_dim < 2) return;
     const long long pairs = (long long)n * n_heads * (rot_dim / 2);
     if (interleaved)
-        k_rope<true><<<cu_grid(pairs, CU_THREADS), CU_THREADS, 0, r->s>>>(
-            x, pairs, n_heads, head_dim, rot_dim, pos, cos, sin);
+        cu_launch(r, "rope", k_rope<true>, cu_grid(pairs, CU_THREADS), CU_THREADS, 0,
+                  x, pairs, n_heads, head_dim, rot_dim, pos, cos, sin);
     else
-        k_rope<false><<<cu_grid(pairs, CU_THREADS), CU_THREADS, 0, r->s>>>(
-            x, pairs, n_heads, head_dim, rot_dim, pos, cos, sin);
-    CU_LAUNCHED("rope");
+        cu_launch(r, "rope", k_rope<false>, cu_grid(pairs, CU_THREADS), CU_THREADS, 0,
+                  x, pairs, n_heads, head_dim, rot_dim, pos, cos, sin);
 }
 
 /* ---- elementwise ---- */
@@ -129,40 +127,36 @@ __global__ void k_gather(float *dst, const float *src, const int32_t *idx, long 
 
 void cu_silu_mul(const cu_run *r, float *out, const float *gate, const float *up, long n) {
     if (n <= 0) return;
-    k_silu_mul<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(out, gate, up, n);
-    CU_LAUNCHED("silu_mul");
+    cu_launch(r, "silu_mul", k_silu_mul, cu_grid(n, CU_THREADS), CU_THREADS, 0, out, gate, up, n);
 }
 
 void cu_gelu_tanh_mul(const cu_run *r, float *out, const float *gate, const float *up, long n) {
     if (n <= 0) return;
-    k_gelu_tanh_mul<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(out, gate, up, n);
-    CU_LAUNCHED("gelu_tanh_mul");
+    cu_launch(r, "gelu_tanh_mul", k_gelu_tanh_mul, cu_grid(n, CU_THREADS), CU_THREADS, 0, out,
+              gate, up, n);
 }
 
 void cu_softcap(const cu_run *r, float *x, long n, float cap) {
     if (n <= 0) return;
-    k_softcap<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(x, n, cap);
-    CU_LAUNCHED("softcap");
+    cu_launch(r, "softcap", k_softcap, cu_grid(n, CU_THREADS), CU_THREADS, 0, x, n, cap);
 }
 
 void cu_add(const cu_run *r, float *y, const float *x, long n) {
     if (n <= 0) return;
-    k_add<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(y, x, n);
-    CU_LAUNCHED("add");
+    cu_launch(r, "add", k_add, cu_grid(n, CU_THREADS), CU_THREADS, 0, y, x, n);
 }
 
 void cu_axpy(const cu_run *r, float *y, float a, const float *x, long n) {
     if (n <= 0) return;
-    k_axpy<<<cu_grid(n, CU_THREADS), CU_THREADS, 0, r->s>>>(y, a, x, n);
-    CU_LAUNCHED("axpy");
+    cu_launch(r, "axpy", k_axpy, cu_grid(n, CU_THREADS), CU_THREADS, 0, y, a, x, n);
 }
 
 void cu_gather_rows(const cu_run *r, float *dst, const float *src, const int32_t *idx, int n,
                     int cols) {
     const long long total = (long long)n * cols;
     if (n <= 0 || cols <= 0) return;
-    k_gather<<<cu_grid(total, CU_THREADS), CU_THREADS, 0, r->s>>>(dst, src, idx, total, cols);
-    CU_LAUNCHED("gather_rows");
+    cu_launch(r, "gather_rows", k_gather, cu_grid(total, CU_THREADS), CU_THREADS, 0, dst, src,
+              idx, total, cols);
 }
 
 /* ---- LoRA ---- */
@@ -252,8 +246,7 @@ void cu_lora(const cu_run *r, float *y, const float *x, const wk_lora_run *runs,
     if (k == 0) return;
     const cu_lrun *dev = (const cu_lrun *)cu_upload(r, CU_SLOT_LORA, pk, sizeof(cu_lrun) * (size_t)k);
     if (!dev) return;
-    k_lora_t<<<cu_grid(nt, CU_THREADS / 32), CU_THREADS, 0, r->s>>>(x, dev, k, nt);
-    CU_LAUNCHED("lora (x·Aᵀ)");
-    k_lora_y<<<cu_grid(ny, CU_THREADS), CU_THREADS, 0, r->s>>>(y, dev, k, ny);
-    CU_LAUNCHED("lora (t·Bᵀ)");
+    cu_launch(r, "lora (x·Aᵀ)", k_lora_t, cu_grid(nt, CU_THREADS / 32), CU_THREADS, 0, x, dev, k,
+              nt);
+    cu_launch(r, "lora (t·Bᵀ)", k_lora_y, cu_grid(ny, CU_THREADS), CU_THREADS, 0, y, dev, k, ny);
 }

@@ -12,12 +12,27 @@
  * exits or aborts.
  *
  * Per-thread state (per device): the scratch slots of cuda_internal.cuh, the last upload of
- * each slot (to skip identical re-uploads) and a cuBLAS handle. It is created on a thread's
- * first op and freed when the thread exits (a pthread key destructor); the main thread's is
- * left for process exit to reclaim.
+ * each slot (to skip identical re-uploads), a cuBLAS handle, and the recorded passes (CUDA
+ * graphs, below). It is created on a thread's first op and freed when the thread exits (a
+ * pthread key destructor); the main thread's is left for process exit to reclaim.
+ *
+ * Recorded passes (graph_begin / graph_end, kernels.h): a small decode step is ~15 kernels a
+ * layer, each too short to hide its launch, so the host's launch rate bounds it. The first
+ * pass of a key runs eagerly (it also grows every scratch slot to what the shape needs), the
+ * second is captured on the thread's capture stream into a CUDA graph, later ones replay it:
+ * the ops only pack their uploads into the graph's pinned staging memory (which the graph's
+ * copy nodes read when it runs) and fold every launch into a fingerprint, and graph_end
+ * launches the graph when the fingerprint equals the capture's. Otherwise (or when a pass did
+ * something a graph cannot hold) nothing of the pass ran and the caller runs it again
+ * eagerly; a key that fails CU_GRAPH_FAILS times in a row is not recorded again. The capture
+ * stream is ordered after the context's stream by an event before each launch, and the
+ * context's stream waits for the graph's end, so callers see one stream as before.
+ * WICK_CUDA_GRAPHS=0 turns recorded passes off.
  *
  * Not here: the kernels. */
 #include <pthread.h>
+
+#include <atomic>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,10 +81,56 @@ void cu_note_fail(wick_status st, const char *what) {
     snprintf(t_err_msg, sizeof t_err_msg, "CUDA backend on cuda:%d: %s", current_device(), what);
 }
 
+/* ---- the graph pass of this thread (none when mode == CU_EAGER) ---- */
+
+struct cu_graph;
+
+typedef struct cu_pass {
+    int mode;              /* CU_EAGER (no pass), CU_CAPTURE or CU_REPLAY */
+    int dev;
+    cudaStream_t user;     /* the context's stream */
+    cudaStream_t gs;       /* the capture stream the ops see */
+    struct cu_graph *g;
+    uint64_t fp;           /* fingerprint of what the ops did so far */
+    size_t off;            /* staging bytes taken so far */
+    bool bad;              /* an op did what a graph cannot hold */
+    struct {
+        size_t off, n;
+        bool ok;
+    } last[CU_SLOTS];      /* each slot's last upload in this pass (equal ones share it) */
+} cu_pass;
+
+static thread_local cu_pass t_pass;
+
 cu_run cu_begin(int dev, wk_ctx *ctx) {
     cu_note(cudaSetDevice(dev), "cudaSetDevice");
-    cu_run r = {dev, ctx ? (cudaStream_t)ctx->stream : (cudaStream_t)0};
+    cu_run r = {dev, ctx ? (cudaStream_t)ctx->stream : (cudaStream_t)0, CU_EAGER,
+                ctx ? ctx->flags : 0u};
+    if (t_pass.mode != CU_EAGER && dev == t_pass.dev && r.s == t_pass.user) {
+        r.s = t_pass.gs;
+        r.mode = t_pass.mode;
+    }
     return r;
+}
+
+void cu_graph_note(const void *p, size_t n) {
+    if (t_pass.mode == CU_EAGER) return;
+    const uint8_t *b = (const uint8_t *)p;
+    uint64_t h = t_pass.fp;
+    for (;;) {
+        uint64_t v = 0;
+        const size_t k = n < 8 ? n : 8;
+        memcpy(&v, b, k);
+        h = ((h << 5 | h >> 59) ^ v ^ (uint64_t)k << 59) * 0x9e3779b97f4a7c15ull;
+        if (n <= 8) break;
+        b += 8, n -= 8;
+    }
+    t_pass.fp = h;
+}
+
+void cu_graph_bad(const char *why) {
+    (void)why;
+    if (t_pass.mode != CU_EAGER) t_pass.bad = true;
 }
 
 /* ---- per-thread state ---- */
@@ -83,12 +144,37 @@ typedef struct cu_slot {
     cudaStream_t stream;   /* stream of the last call that used the slot */
 } cu_slot;
 
+#define CU_GRAPHS 32                 /* recorded passes kept per (thread, device) */
+#define CU_GRAPH_STAGE (256u << 10)  /* staging bytes of a first capture */
+#define CU_GRAPH_ALIGN 4096u         /* upload regions are rounded up to this */
+#define CU_GRAPH_FAILS 3             /* failures in a row after which a key runs eagerly */
+
+typedef struct cu_graph {
+    uint64_t key;
+    bool used;
+    int seen;              /* eager passes of the key so far */
+    int fails;             /* failed captures / replays in a row */
+    cudaGraphExec_t exec;  /* NULL until captured */
+    uint64_t fp;           /* fingerprint of the capture */
+    uint8_t *h, *d;        /* pinned host staging and its device twin (cap bytes each) */
+    size_t cap, need;      /* need: the most staging a pass of the key has taken */
+    uint64_t epoch;        /* g_epoch when it was captured */
+    cudaEvent_t done;      /* recorded after the graph's last launch */
+    bool done_ok, launched;
+    uint64_t stamp;        /* last use, for replacement */
+} cu_graph;
+
 typedef struct cu_state {
     int dev;
     cu_slot slot[CU_SLOTS];
     cublasHandle_t blas;
     bool blas_ok;
     cudaStream_t blas_stream;
+    cu_graph graph[CU_GRAPHS];
+    cudaStream_t gs;       /* capture stream (non-blocking) */
+    cudaEvent_t ev_in;     /* orders the capture stream after the context's stream */
+    bool gs_ok;
+    uint64_t clock;
 } cu_state;
 
 typedef struct cu_thread {
@@ -100,6 +186,31 @@ typedef struct cu_thread {
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 static bool g_key_ok;
+
+/* Counts device allocations and frees (buffers, scratch slots), process-wide. A recording
+ * holds the device addresses of its moment, and a later buffer at a reused address is not the
+ * allocation the driver saw at capture (launching such a graph crashed the driver in
+ * cuGraphLaunch on an H100, in tests that free one model and load the next): a recording is
+ * replayed only while no allocation has come or gone since its capture, i.e. in the steady
+ * state of a decode loop, and is captured anew otherwise. */
+static std::atomic<uint64_t> g_epoch{1};
+
+/* Waits for the graph's last launch (its staging may still be read), then drops its
+ * recording; the staging memory stays for the next key. */
+static void graph_drop(cu_graph *g) {
+    if (g->launched) (void)cudaEventSynchronize(g->done);
+    g->launched = false;
+    if (g->exec) (void)cudaGraphExecDestroy(g->exec);
+    g->exec = NULL;
+}
+
+static void graph_free(cu_graph *g) {
+    graph_drop(g);
+    if (g->h) (void)cudaFreeHost(g->h);
+    if (g->d) (void)cudaFree(g->d);
+    if (g->done_ok) (void)cudaEventDestroy(g->done);
+    memset(g, 0, sizeof *g);
+}
 
 static void thread_free(void *p) {
     cu_thread *t = (cu_thread *)p;
@@ -114,6 +225,11 @@ static void thread_free(void *p) {
                 free(s->slot[i].last);
             }
             if (s->blas_ok) (void)cublasDestroy(s->blas);
+            for (int i = 0; i < CU_GRAPHS; i++) graph_free(&s->graph[i]);
+            if (s->gs_ok) {
+                (void)cudaStreamDestroy(s->gs);
+                (void)cudaEventDestroy(s->ev_in);
+            }
         }
         free(s);
     }
@@ -168,8 +284,15 @@ void *cu_scratch(const cu_run *r, int slot, size_t bytes) {
     cu_state *st = state_get(r->dev);
     if (!st) return NULL;
     cu_slot *sl = &st->slot[slot];
-    slot_claim(sl, r->s);
     if (bytes == 0) bytes = 1;
+    if (r->mode != CU_EAGER) {
+        /* the pass is ordered after the context's stream and before its next work, so the
+           slot needs no claim; growing it would free memory a recording may hold */
+        if (sl->cap >= bytes) return sl->dev;
+        cu_graph_bad("scratch too small");
+        return NULL;
+    }
+    slot_claim(sl, r->s);
     if (sl->cap < bytes) {
         /* the old block may still be read by queued kernels of this stream */
         if (sl->dev) {
@@ -179,6 +302,7 @@ void *cu_scratch(const cu_run *r, int slot, size_t bytes) {
         sl->dev = NULL;
         sl->cap = 0;
         sl->last_ok = false;
+        g_epoch.fetch_add(1);
         size_t want = bytes + bytes / 4; /* some headroom: shapes grow a little at a time */
         void *p = NULL;
         cudaError_t e = cudaMalloc(&p, want);
@@ -197,7 +321,47 @@ void *cu_scratch(const cu_run *r, int slot, size_t bytes) {
     return sl->dev;
 }
 
+/* Staging bytes for `bytes` in the pass's graph (offset), or SIZE_MAX when they do not fit
+ * (the pass is then unusable; the total is kept so that the next capture has room). */
+static size_t graph_take(size_t bytes, size_t align) {
+    cu_pass *P = &t_pass;
+    const size_t off = (P->off + CU_GRAPH_ALIGN - 1) / CU_GRAPH_ALIGN * CU_GRAPH_ALIGN;
+    const size_t n = (bytes + align - 1) / align * align;
+    P->off = off + (n ? n : align);
+    if (P->off > P->g->need) P->g->need = P->off;
+    if (P->off > P->g->cap) {
+        cu_graph_bad("staging too small");
+        return SIZE_MAX;
+    }
+    return off;
+}
+
+static const void *graph_upload(const cu_run *r, int slot, const void *host, size_t bytes) {
+    cu_pass *P = &t_pass;
+    cu_graph *g = P->g;
+    if (P->last[slot].ok && P->last[slot].n == bytes &&
+        memcmp(g->h + P->last[slot].off, host, bytes) == 0) {
+        const size_t rec[3] = {(size_t)slot, P->last[slot].off, 0};
+        cu_graph_note(rec, sizeof rec);
+        return g->d + P->last[slot].off;
+    }
+    /* the region is rounded up: a pack that grows by a few bytes keeps the same layout, and
+       the copy node moves the whole region */
+    const size_t off = graph_take(bytes, CU_GRAPH_ALIGN);
+    if (off == SIZE_MAX) return NULL;
+    const size_t n = (bytes + CU_GRAPH_ALIGN - 1) / CU_GRAPH_ALIGN * CU_GRAPH_ALIGN;
+    memcpy(g->h + off, host, bytes);
+    P->last[slot].off = off, P->last[slot].n = bytes, P->last[slot].ok = true;
+    const size_t rec[3] = {(size_t)slot, off, n ? n : CU_GRAPH_ALIGN};
+    cu_graph_note(rec, sizeof rec);
+    if (r->mode == CU_CAPTURE)
+        cu_note(cudaMemcpyAsync(g->d + off, g->h + off, rec[2], cudaMemcpyHostToDevice, r->s),
+                "cudaMemcpyAsync (graph upload)");
+    return g->d + off;
+}
+
 const void *cu_upload(const cu_run *r, int slot, const void *host, size_t bytes) {
+    if (r->mode != CU_EAGER) return graph_upload(r, slot, host, bytes);
     cu_state *st = state_get(r->dev);
     if (!st) return NULL;
     cu_slot *sl = &st->slot[slot];
@@ -267,6 +431,8 @@ cublasHandle_t cu_blas(const cu_run *r) {
 /* ---- buffers and sync ---- */
 
 static void *buf_alloc(int dev, wk_ctx *ctx, size_t bytes) {
+    cu_graph_bad("buf_alloc inside a graph pass");
+    g_epoch.fetch_add(1);
     cu_run r = cu_begin(dev, ctx);
     if (bytes == 0) bytes = 1;
     void *p = NULL;
@@ -290,6 +456,8 @@ static void *buf_alloc(int dev, wk_ctx *ctx, size_t bytes) {
 static void buf_free(int dev, wk_ctx *ctx, void *p, size_t bytes) {
     (void)bytes;
     if (!p) return;
+    cu_graph_bad("buf_free inside a graph pass");
+    g_epoch.fetch_add(1);
     cu_begin(dev, ctx);
     cu_note(cudaFree(p), "cudaFree");
 }
@@ -309,12 +477,41 @@ static bool is_device_ptr(const void *p) {
 static void buf_copy(int dev, wk_ctx *ctx, void *dst, const void *src, size_t bytes) {
     if (bytes == 0) return;
     cu_run r = cu_begin(dev, ctx);
+    if (r.mode != CU_EAGER) {
+        /* a graph pass: host data goes through the staging memory (copied now, moved to dst
+           when the graph runs); device-to-device copies are recorded; nothing can come back
+           to the host before the graph runs */
+        const bool dd = is_device_ptr(dst), sd = is_device_ptr(src);
+        if (!dd) {
+            cu_graph_bad("device-to-host copy inside a graph pass");
+            return;
+        }
+        const void *from = src;
+        if (!sd) {
+            const size_t off = graph_take(bytes, 16);
+            if (off == SIZE_MAX) return;
+            memcpy(t_pass.g->h + off, src, bytes);
+            from = t_pass.g->h + off;
+        }
+        const void *rec[2] = {dst, sd ? src : (const void *)0};
+        const size_t rn[2] = {bytes, sd ? 0 : (size_t)((const uint8_t *)from - t_pass.g->h)};
+        cu_graph_note(rec, sizeof rec);
+        cu_graph_note(rn, sizeof rn);
+        if (r.mode == CU_CAPTURE)
+            cu_note(cudaMemcpyAsync(dst, from, bytes, sd ? cudaMemcpyDeviceToDevice :
+                                    cudaMemcpyHostToDevice, r.s), "cudaMemcpyAsync (graph copy)");
+        return;
+    }
     cu_note(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, r.s), "cudaMemcpyAsync (buf_copy)");
     if (!is_device_ptr(dst) || !is_device_ptr(src))
         cu_note(cudaStreamSynchronize(r.s), "cudaStreamSynchronize (buf_copy)");
 }
 
 static wick_status table_sync(int dev, wk_ctx *ctx) {
+    if (t_pass.mode != CU_EAGER) { /* the caller's mistake: graph_end first */
+        cu_graph_bad("sync inside a graph pass");
+        return WICK_OK;
+    }
     cu_run r = cu_begin(dev, ctx);
     cu_note(cudaStreamSynchronize(r.s), "cudaStreamSynchronize");
     cu_note(cudaGetLastError(), "a kernel launch");
@@ -323,6 +520,140 @@ static wick_status table_sync(int dev, wk_ctx *ctx) {
     t_err_st = WICK_OK;
     t_err_msg[0] = '\0';
     return st;
+}
+
+/* ---- recorded passes ---- */
+
+static bool graphs_on(void) {
+    static const bool on = [] {
+        const char *v = getenv("WICK_CUDA_GRAPHS");
+        return !(v && strcmp(v, "0") == 0);
+    }();
+    return on;
+}
+
+static cu_graph *graph_find(cu_state *st, uint64_t key) {
+    cu_graph *free_g = NULL, *old = NULL;
+    for (int i = 0; i < CU_GRAPHS; i++) {
+        cu_graph *g = &st->graph[i];
+        if (g->used && g->key == key) return g;
+        if (!g->used && !free_g) free_g = g;
+        if (g->used && (!old || g->stamp < old->stamp)) old = g;
+    }
+    cu_graph *g = free_g ? free_g : old;
+    graph_drop(g);
+    g->key = key, g->used = true, g->seen = 0, g->fails = 0, g->fp = 0, g->need = 0;
+    return g;
+}
+
+static int graph_begin(int dev, wk_ctx *ctx, uint64_t key) {
+    if (!graphs_on() || t_pass.mode != CU_EAGER || t_err_st != WICK_OK) return WK_GRAPH_OFF;
+    cu_run r = cu_begin(dev, ctx);
+    cu_state *st = state_get(dev);
+    if (!st || t_err_st != WICK_OK) return WK_GRAPH_OFF; /* the failure is reported at sync */
+    if (!st->gs_ok) {
+        if (cudaStreamCreateWithFlags(&st->gs, cudaStreamNonBlocking) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return WK_GRAPH_OFF;
+        }
+        if (cudaEventCreateWithFlags(&st->ev_in, cudaEventDisableTiming) != cudaSuccess) {
+            (void)cudaGetLastError();
+            (void)cudaStreamDestroy(st->gs);
+            return WK_GRAPH_OFF;
+        }
+        st->gs_ok = true;
+    }
+    cu_graph *g = graph_find(st, key);
+    g->stamp = ++st->clock;
+    if (g->exec && g->epoch != g_epoch.load()) graph_drop(g); /* captured anew below */
+    if (g->fails >= CU_GRAPH_FAILS) return WK_GRAPH_OFF;
+    if (!g->exec && g->seen < 1) { /* warm-up: scratch slots grow to this shape eagerly */
+        g->seen++;
+        return WK_GRAPH_OFF;
+    }
+    if (g->launched) { /* its staging is rewritten below: the last launch must be done */
+        cu_note(cudaEventSynchronize(g->done), "cudaEventSynchronize (graph)");
+        g->launched = false;
+        if (t_err_st != WICK_OK) return WK_GRAPH_OFF;
+    }
+    if (!g->done_ok) {
+        if (cudaEventCreateWithFlags(&g->done, cudaEventDisableTiming) != cudaSuccess) {
+            (void)cudaGetLastError();
+            g->fails = CU_GRAPH_FAILS;
+            return WK_GRAPH_OFF;
+        }
+        g->done_ok = true;
+    }
+    int mode = CU_REPLAY;
+    if (!g->exec) {
+        const size_t want = g->need * 2 > CU_GRAPH_STAGE ? g->need * 2 : CU_GRAPH_STAGE;
+        if (g->cap < want) {
+            if (g->h) (void)cudaFreeHost(g->h);
+            if (g->d) (void)cudaFree(g->d);
+            g->h = g->d = NULL, g->cap = 0;
+            if (cudaHostAlloc((void **)&g->h, want, cudaHostAllocDefault) != cudaSuccess ||
+                cudaMalloc((void **)&g->d, want) != cudaSuccess) {
+                (void)cudaGetLastError();
+                if (g->h) (void)cudaFreeHost(g->h);
+                g->h = g->d = NULL;
+                g->fails = CU_GRAPH_FAILS;
+                return WK_GRAPH_OFF;
+            }
+            g->cap = want;
+        }
+        if (cudaStreamBeginCapture(st->gs, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+            (void)cudaGetLastError();
+            g->fails++;
+            return WK_GRAPH_OFF;
+        }
+        mode = CU_CAPTURE;
+    }
+    memset(&t_pass, 0, sizeof t_pass);
+    t_pass.mode = mode, t_pass.dev = dev, t_pass.user = r.s, t_pass.gs = st->gs, t_pass.g = g;
+    return mode == CU_CAPTURE ? WK_GRAPH_CAPTURE : WK_GRAPH_REPLAY;
+}
+
+static void graph_end(int dev, wk_ctx *ctx, bool *redo) {
+    *redo = false;
+    (void)ctx;
+    if (t_pass.mode == CU_EAGER) return;
+    const cu_pass P = t_pass;
+    t_pass.mode = CU_EAGER;
+    cu_graph *g = P.g;
+    cu_note(cudaSetDevice(dev), "cudaSetDevice");
+    bool ok = !P.bad && t_err_st == WICK_OK;
+    if (P.mode == CU_CAPTURE) {
+        cudaGraph_t graph = NULL;
+        if (cudaStreamEndCapture(P.gs, &graph) != cudaSuccess || !graph) ok = false;
+        if (ok && cudaGraphInstantiate(&g->exec, graph, 0) != cudaSuccess) {
+            g->exec = NULL;
+            ok = false;
+        }
+        if (graph) (void)cudaGraphDestroy(graph);
+        if (ok) g->fp = P.fp, g->epoch = g_epoch.load();
+    } else if (P.fp != g->fp) {
+        ok = false;
+    }
+    if (!ok) {
+        /* nothing of the pass ran; what it noted (a capture's refusals, a replay that
+           differs) goes with it: the eager run meets any real failure again */
+        (void)cudaGetLastError();
+        t_err_st = WICK_OK;
+        t_err_msg[0] = '\0';
+        graph_drop(g);
+        g->fails++;
+        *redo = true;
+        return;
+    }
+    cu_state *st = state_get(dev); /* made by graph_begin */
+    if (!st) return;
+    cu_note(cudaEventRecord(st->ev_in, P.user), "cudaEventRecord (graph)");
+    cu_note(cudaStreamWaitEvent(P.gs, st->ev_in, 0), "cudaStreamWaitEvent (graph)");
+    cu_note(cudaGraphLaunch(g->exec, P.gs), "cudaGraphLaunch");
+    cu_note(cudaEventRecord(g->done, P.gs), "cudaEventRecord (graph)");
+    cu_note(cudaStreamWaitEvent(P.user, g->done, 0), "cudaStreamWaitEvent (graph)");
+    g->launched = true;
+    g->fails = 0;
 }
 
 /* softmax is a host op by the table's contract (sampling runs on the host in this version) */
@@ -335,6 +666,8 @@ template <int D> struct dev_ops {
     static void free_(wk_ctx *c, void *p, size_t b) { buf_free(D, c, p, b); }
     static void copy(wk_ctx *c, void *d, const void *s, size_t b) { buf_copy(D, c, d, s, b); }
     static wick_status sync(wk_ctx *c) { return table_sync(D, c); }
+    static int gbegin(wk_ctx *c, uint64_t key) { return graph_begin(D, c, key); }
+    static void gend(wk_ctx *c, bool *redo) { graph_end(D, c, redo); }
     static void embed(wk_ctx *c, float *o, const wk_weight *W, const int32_t *ids, int n) {
         cu_run r = cu_begin(D, c);
         cu_embed(&r, o, W, ids, n);
@@ -405,7 +738,9 @@ template <int D> struct dev_ops {
 #define CU_TABLE(D)                                                                            \
     {                                                                                          \
         .name = "cuda:" #D, .buf_alloc = dev_ops<D>::alloc, .buf_free = dev_ops<D>::free_,    \
-        .buf_copy = dev_ops<D>::copy, .sync = dev_ops<D>::sync, .pack_weight = nullptr,        \
+        .buf_copy = dev_ops<D>::copy, .sync = dev_ops<D>::sync,                                \
+        .graph_begin = dev_ops<D>::gbegin, .graph_end = dev_ops<D>::gend,                      \
+        .pack_weight = nullptr,                                                                \
         .embed = dev_ops<D>::embed,                                                            \
         .rmsnorm = dev_ops<D>::rmsnorm, .matmul = dev_ops<D>::matmul,                          \
         .rope = dev_ops<D>::rope, .rope_interleaved = dev_ops<D>::rope_il,                     \
