@@ -320,7 +320,9 @@ static void run_pass(wick_engine *e, const fwd_batch *b, int rows, uint64_t key)
     }
 }
 
-/* Folds v into a pass key (never 0: 0 means "do not record"). */
+/* Folds v into a pass key (never 0: 0 means "do not record"). Keys start with the engine's
+ * address: the CUDA table keeps recordings per thread, and two sessions taking turns on one
+ * thread under one key would each find the other's recording and capture anew every step. */
 static uint64_t key_mix(uint64_t h, uint64_t v) {
     h = (h ^ v) * 0x9e3779b97f4a7c15ull;
     h ^= h >> 31;
@@ -382,8 +384,9 @@ wick_status engine_eval(wick_engine *e, kv_seq *seq, const int32_t *ids, int n,
         /* one-token steps (decode) are recorded; a prefill chunk is long enough to hide its
            launches */
         uint64_t key = 0;
-        if (chunk == 1 && !e->host)
-            key = key_mix(key_mix(key_mix(0x5e551011ull, (uint64_t)b.n_out),
+        if (chunk == 1 && !e->host) /* the engine too: recordings are kept per thread */
+            key = key_mix(key_mix(key_mix(key_mix(0x5e551011ull, (uint64_t)(uintptr_t)e),
+                                          (uint64_t)b.n_out),
                                   (uint64_t)(uintptr_t)(ad ? lora_adapter_kpairs(ad) : NULL)),
                           (uint64_t)n_runs);
         run_pass(e, &b, chunk, key);
@@ -766,7 +769,8 @@ wick_status wick_engine_step(wick_engine *e, int *n_active) {
            rows and the adapter runs (positions, tokens and block tables are uploaded data) */
         uint64_t key = 0;
         if (dec == rows && !e->host) {
-            key = key_mix(key_mix(0xdec0de5ull, (uint64_t)rows), (uint64_t)n_out);
+            key = key_mix(key_mix(key_mix(0xdec0de5ull, (uint64_t)(uintptr_t)e), (uint64_t)rows),
+                          (uint64_t)n_out);
             for (int i = 0; i < n_runs; i++) {
                 key = key_mix(key, (uint64_t)e->runs[i].row0 << 32 | (uint32_t)e->runs[i].n);
                 key = key_mix(key, (uint64_t)(uintptr_t)e->runs[i].pairs);

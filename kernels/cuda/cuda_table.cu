@@ -92,6 +92,7 @@ typedef struct cu_pass {
     cudaStream_t gs;       /* the capture stream the ops see */
     struct cu_graph *g;
     uint64_t fp;           /* fingerprint of what the ops did so far */
+    uint64_t epoch;        /* g_epoch when the pass began */
     size_t off;            /* staging bytes taken so far */
     bool bad;              /* an op did what a graph cannot hold */
     struct {
@@ -220,12 +221,13 @@ static void thread_free(void *p) {
         if (!s) continue;
         /* errors here have nobody to report to (the thread is ending): ignored */
         if (cudaSetDevice(d) == cudaSuccess) {
+            /* the recordings first: graph_free waits for a launch still reading the slots */
+            for (int i = 0; i < CU_GRAPHS; i++) graph_free(&s->graph[i]);
             for (int i = 0; i < CU_SLOTS; i++) {
                 if (s->slot[i].dev) (void)cudaFree(s->slot[i].dev);
                 free(s->slot[i].last);
             }
             if (s->blas_ok) (void)cublasDestroy(s->blas);
-            for (int i = 0; i < CU_GRAPHS; i++) graph_free(&s->graph[i]);
             if (s->gs_ok) {
                 (void)cudaStreamDestroy(s->gs);
                 (void)cudaEventDestroy(s->ev_in);
@@ -286,8 +288,14 @@ void *cu_scratch(const cu_run *r, int slot, size_t bytes) {
     cu_slot *sl = &st->slot[slot];
     if (bytes == 0) bytes = 1;
     if (r->mode != CU_EAGER) {
-        /* the pass is ordered after the context's stream and before its next work, so the
-           slot needs no claim; growing it would free memory a recording may hold */
+        /* the pass is ordered after the context's stream and before its next work, so a slot
+           last used on that stream needs no claim; one last used on another stream may still
+           be in use there (no sync inside a capture: the pass runs eagerly instead, and the
+           eager run claims it); growing it would free memory a recording may hold */
+        if (sl->stream != t_pass.user) {
+            cu_graph_bad("scratch slot last used on another stream");
+            return NULL;
+        }
         if (sl->cap >= bytes) return sl->dev;
         cu_graph_bad("scratch too small");
         return NULL;
@@ -610,6 +618,7 @@ static int graph_begin(int dev, wk_ctx *ctx, uint64_t key) {
     }
     memset(&t_pass, 0, sizeof t_pass);
     t_pass.mode = mode, t_pass.dev = dev, t_pass.user = r.s, t_pass.gs = st->gs, t_pass.g = g;
+    t_pass.epoch = g_epoch.load();
     return mode == CU_CAPTURE ? WK_GRAPH_CAPTURE : WK_GRAPH_REPLAY;
 }
 
@@ -630,7 +639,7 @@ static void graph_end(int dev, wk_ctx *ctx, bool *redo) {
             ok = false;
         }
         if (graph) (void)cudaGraphDestroy(graph);
-        if (ok) g->fp = P.fp, g->epoch = g_epoch.load();
+        if (ok) g->fp = P.fp, g->epoch = P.epoch;
     } else if (P.fp != g->fp) {
         ok = false;
     }
