@@ -17,8 +17,7 @@ static const model_family k_families[] = {
     {ARCH_GEMMA2, "Gemma2ForCausalLM", "gemma2", "gemma2", .attention_bias_key = true,
      .swa = SWA_LAYER_TYPES, .gemma = true, .softcaps = true, .no_export = true, .no_full_train = true,
      .swa_pattern = 2},
-    {ARCH_PHI3, "Phi3ForCausalLM", "phi3", "phi3", .swa = SWA_ALL, .fused = true, .no_gguf = true,
-     .no_export = true, .no_train = true},
+    {ARCH_PHI3, "Phi3ForCausalLM", "phi3", "phi3", .swa = SWA_ALL, .fused = true, .no_train = true},
     {ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", "llama", .gguf_permuted = true, .swa = SWA_ALL,
      .no_gguf = true, .no_export = true, .no_train = true,
      .moe_router = "model.layers.%d.block_sparse_moe.gate.weight",
@@ -70,7 +69,7 @@ const model_family *family_by_gguf(const char *name) {
 }
 
 const char *family_list(bool gguf) {
-    return gguf ? "llama, qwen2, qwen3, gemma2, gemma3"
+    return gguf ? "llama, qwen2, qwen3, gemma2, gemma3, phi3"
                 : "Qwen2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM, "
                   "Gemma2ForCausalLM, Gemma3ForCausalLM, Phi3ForCausalLM, MixtralForCausalLM, "
                   "Qwen3MoeForCausalLM, OlmoeForCausalLM";

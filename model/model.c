@@ -222,10 +222,8 @@ static wick_status load_layer(loader *L, int i, layer_weights *lw) {
     return WICK_OK;
 }
 
-/* inv_freq exactly as transformers computes it, in float32: 1 / theta^(2i/dim) over the
- * rotated dims, then the rope_type's adjustment (longrope: 1 / (factor_i · theta^(2i/dim))
- * with the short factors, or the long ones when `long_f`). */
-static void compute_rope_freqs(const model_config *c, float *inv, bool long_f) {
+/* (model.h) */
+void model_rope_freqs(const model_config *c, float *inv, bool long_f) {
     const int half = c->rot_dim / 2;
     for (int i = 0; i < half; i++) {
         float e = (float)(2 * i) / (float)c->rot_dim;
@@ -363,19 +361,19 @@ static wick_status load_st_weights(wick_model *m, const char *where, const char 
     /* head_dim is vouched for by q_proj's rows (n_head * head_dim) */
     m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
     if (!m->rope_inv_freq) return err_set(WICK_ERR_NOMEM, "out of memory");
-    compute_rope_freqs(c, m->rope_inv_freq, false);
+    model_rope_freqs(c, m->rope_inv_freq, false);
     if (c->rope_theta_local > 0) { /* the sliding layers' base, default rope */
         model_config lc = *c;
         lc.rope_theta = c->rope_theta_local;
         lc.rope = ROPE_DEFAULT;
         if (!(m->rope_inv_freq_local = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
             return err_set(WICK_ERR_NOMEM, "out of memory");
-        compute_rope_freqs(&lc, m->rope_inv_freq_local, false);
+        model_rope_freqs(&lc, m->rope_inv_freq_local, false);
     }
     if (c->rope == ROPE_LONGROPE) {
         if (!(m->rope_inv_freq_long = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
             return err_set(WICK_ERR_NOMEM, "out of memory");
-        compute_rope_freqs(c, m->rope_inv_freq_long, true);
+        model_rope_freqs(c, m->rope_inv_freq_long, true);
     }
     return WICK_OK;
 }

@@ -112,6 +112,10 @@ wick_status model_device_init(wick_model *m, const wick_model_params *params);
  * the page cache (one copy resident; the embedding and whatever reads W.data later fault the
  * pages it needs back in). A matrix that cannot be packed (type, shape, memory) keeps the
  * unpacked path. model_pack_free releases the buffers. */
+/* inv_freq (rot_dim / 2 values) exactly as transformers computes it, in float32: 1 /
+ * theta^(2i/rot_dim), then the rope_type's adjustment (linear, llama3; longrope: 1 / (factor_i ·
+ * theta^(2i/rot_dim)) with the short factors, or the long ones when `long_f`). */
+void model_rope_freqs(const model_config *c, float *inv, bool long_f);
 void model_pack_weights(wick_model *m);
 void model_pack_free(wick_model *m);
 /* m->fast from params->precision or WICK_PRECISION ("fast", "exact"); called by every loader. */

@@ -112,6 +112,37 @@ static int add_vector(tlist *L, const char *name, const float *v, int64_t n, boo
     return tl_push(L, name, DT_F32, 1, n, 0, b, b);
 }
 
+/* Matrices stacked by rows as one tensor (Phi-3's qkv_proj and gate_up_proj): a view of the
+ * first when they are consecutive rows of one buffer (as loaded), else a stacked copy. They
+ * share dtype and cols. */
+static int add_stacked(tlist *L, const char *name, const wk_weight *const *parts, int n,
+                       dtype dt, int hd) {
+    const wk_weight *p0 = parts[0];
+    const size_t rb = dtype_row_bytes(p0->dt, p0->cols);
+    wk_weight all = *p0;
+    all.packed = NULL;
+    bool consecutive = true;
+    for (int i = 1; i < n; i++) {
+        if (parts[i]->dt != p0->dt || parts[i]->cols != p0->cols) return -1;
+        consecutive &= (const unsigned char *)parts[i]->data ==
+                       (const unsigned char *)p0->data + (size_t)all.rows * rb;
+        all.rows += parts[i]->rows;
+    }
+    if (consecutive) return add_matrix(L, name, &all, dt, false, hd);
+    unsigned char *cat = malloc(rb * (size_t)(all.rows ? all.rows : 1));
+    if (!cat) return -1;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(cat + off, parts[i]->data, rb * (size_t)parts[i]->rows);
+        off += rb * (size_t)parts[i]->rows;
+    }
+    all.data = cat;
+    if (all.dt == dt) return tl_push(L, name, dt, 2, all.rows, all.cols, cat, cat);
+    const int rc = add_matrix(L, name, &all, dt, false, hd);
+    free(cat);
+    return rc;
+}
+
 static wick_status write_weights(const wick_model *m, const char *out_dir, dtype dt) {
     const model_config *c = &m->cfg;
     const int hd = c->head_dim;
@@ -124,6 +155,17 @@ static wick_status write_weights(const wick_model *m, const char *out_dir, dtype
     for (int i = 0; i < c->n_layer && !fail; i++) {
         const layer_weights *l = &m->layers[i];
 #define N(s) (snprintf(n, sizeof n, "model.layers.%d.%s", i, s), n)
+        if (family_get(c->arch)->fused) { /* Phi-3: qkv_proj = q ‖ k ‖ v, gate_up_proj = gate ‖ up */
+            const wk_weight *qkv[3] = {&l->wq, &l->wk, &l->wv}, *gu[2] = {&l->w_gate, &l->w_up};
+            fail |= add_stacked(&L, N("self_attn.qkv_proj.weight"), qkv, 3, dt, hd);
+            fail |= add_matrix(&L, N("self_attn.o_proj.weight"), &l->wo, dt, false, hd);
+            fail |= add_stacked(&L, N("mlp.gate_up_proj.weight"), gu, 2, dt, hd);
+            fail |= add_matrix(&L, N("mlp.down_proj.weight"), &l->w_down, dt, false, hd);
+            fail |= add_vector(&L, N("input_layernorm.weight"), l->attn_norm, d, false, hd);
+            fail |= add_vector(&L, N("post_attention_layernorm.weight"), l->mlp_norm, d, false, hd);
+            if (l->bq || l->bk || l->bv || l->bo || l->b_gate || l->b_up || l->b_down) fail = 1;
+            continue;
+        }
         fail |= add_matrix(&L, N("self_attn.q_proj.weight"), &l->wq, dt, up, hd);
         fail |= add_vector(&L, N("self_attn.q_proj.bias"), l->bq, qd, up, hd);
         fail |= add_matrix(&L, N("self_attn.k_proj.weight"), &l->wk, dt, up, hd);
@@ -233,8 +275,29 @@ static char *config_json(const model_config *c, dtype dt) {
         sb_printf(&b, "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %s, "
                       "\"low_freq_factor\": %s, \"high_freq_factor\": %s, "
                       "\"original_max_position_embeddings\": %d},\n", f0, f1, f2, c->rope_orig_ctx);
+    } else if (c->rope == ROPE_LONGROPE) { /* Phi-3: the divisors and the factor, as read */
+        sb_printf(&b, "  \"rope_scaling\": {\"rope_type\": \"longrope\", \"short_factor\": [");
+        for (int k = 0; k < 2; k++) {
+            const float *f = k ? c->rope_long : c->rope_short;
+            if (k) sb_printf(&b, "], \"long_factor\": [");
+            for (int i = 0; i < c->rot_dim / 2; i++) {
+                fmt_float(f0, f[i]);
+                sb_printf(&b, "%s%s", i ? ", " : "", f0);
+            }
+        }
+        fmt_float(f0, c->rope_attn_factor);
+        sb_printf(&b, "], \"attention_factor\": %s, \"original_max_position_embeddings\": %d},\n"
+                      "  \"original_max_position_embeddings\": %d,\n", f0, c->rope_orig_ctx,
+                  c->rope_orig_ctx);
     } else {
         sb_printf(&b, "  \"rope_scaling\": null,\n");
+    }
+    if (c->rot_dim != c->head_dim) { /* partial rotary: the fraction that gives rot_dim back */
+        char pf[32];
+        float f = (float)c->rot_dim / (float)c->head_dim; /* read back as (int)(head_dim · f) */
+        while ((int)((double)c->head_dim * (double)f) < c->rot_dim) f = nextafterf(f, 2.0f);
+        fmt_float(pf, f);
+        sb_printf(&b, "  \"partial_rotary_factor\": %s,\n", pf);
     }
     /* the family's switches (Qwen2 has q/k/v biases by architecture and no such keys) */
     if (fam->attention_bias_key)

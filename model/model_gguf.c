@@ -193,6 +193,57 @@ static wick_status read_gemma(gl *L, const char *arch, const model_family *fam, 
     return WICK_OK;
 }
 
+/* Phi-3 / Phi-4-mini as llama.cpp's `phi3` stores them: a sliding window on every layer
+ * (attention.sliding_window, 0 or absent: none), and longrope as the tensors
+ * rope_factors_short.weight / rope_factors_long.weight (one divisor per rotated frequency)
+ * with rope.scaling.original_context_length and rope.scaling.attn_factor (transformers'
+ * default, sqrt(1 + ln(ctx / original) / ln(original)), when absent). */
+static wick_status read_phi3(gl *L, const char *arch, model_config *c) {
+    wick_status st;
+    if ((st = need_int(L, arch, "attention.sliding_window", 0, 1 << 24, false, 0, &c->sliding_window)))
+        return st;
+    const int half = c->rot_dim / 2;
+    const bool has_s = gguf_find_tensor(L->g, "rope_factors_short.weight") != NULL;
+    const bool has_l = gguf_find_tensor(L->g, "rope_factors_long.weight") != NULL;
+    if (!has_s && !has_l) return WICK_OK;
+    if (!has_s || !has_l)
+        return err_set(WICK_ERR_FORMAT, "%s: longrope needs both rope_factors_short.weight and "
+                       "rope_factors_long.weight (found only %s)", L->path,
+                       has_s ? "the short one" : "the long one");
+    if (half > CONFIG_MAX_ROPE_FACTORS)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: longrope with %d frequencies (at most %d)", L->path,
+                       half, CONFIG_MAX_ROPE_FACTORS);
+    for (int k = 0; k < 2; k++) {
+        const char *name = k ? "rope_factors_long.weight" : "rope_factors_short.weight";
+        float *f = NULL;
+        if ((st = get_vector(L, name, half, &f, false))) return st;
+        L->m->n_params -= half; /* not a model parameter */
+        for (int i = 0; i < half; i++) {
+            if (!(f[i] > 0) || f[i] > 1e30f) {
+                st = err_set(WICK_ERR_FORMAT, "%s: %s[%d] = %g: expected a positive divisor",
+                             L->path, name, i, (double)f[i]);
+                free(f);
+                return st;
+            }
+            (k ? c->rope_long : c->rope_short)[i] = f[i];
+        }
+        free(f);
+    }
+    c->rope = ROPE_LONGROPE;
+    if ((st = need_int(L, arch, "rope.scaling.original_context_length", 1, 1 << 24, true, 0,
+                       &c->rope_orig_ctx)))
+        return st;
+    const double f = (double)c->n_ctx_train / c->rope_orig_ctx;
+    const float af = f <= 1.0 ? 1.0f : (float)sqrt(1.0 + log(f) / log((double)c->rope_orig_ctx));
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.attn_factor", arch);
+    if ((st = get_f32(L, key, af, &c->rope_attn_factor))) return st;
+    if (!(c->rope_attn_factor > 0) || c->rope_attn_factor > 1e6f)
+        return err_set(WICK_ERR_FORMAT, "%s: %s = %g: expected a positive factor", L->path, key,
+                       (double)c->rope_attn_factor);
+    return WICK_OK;
+}
+
 static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     wick_status st = WICK_OK;
     char *arch = NULL;
@@ -227,13 +278,16 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
         free(arch);
         return st;
     }
-    if (rope_dim != c->head_dim || c->head_dim % 2 || c->n_head % c->n_kv_head) {
+    /* partial rotary only where the family has it (Phi-3 / Phi-4-mini) */
+    const bool partial_ok = fam->fused && rope_dim % 2 == 0 && rope_dim <= c->head_dim;
+    if ((rope_dim != c->head_dim && !partial_ok) || c->head_dim % 2 || c->n_head % c->n_kv_head) {
         st = err_set(WICK_ERR_UNSUPPORTED, "%s: head_dim %d, rope.dimension_count %d, %d heads on "
-                     "%d KV heads: partial rotary, odd head_dim or uneven grouping is not "
-                     "supported", L->path, c->head_dim, rope_dim, c->n_head, c->n_kv_head);
+                     "%d KV heads: partial rotary (outside Phi-3), odd head_dim or uneven grouping "
+                     "is not supported", L->path, c->head_dim, rope_dim, c->n_head, c->n_kv_head);
         free(arch);
         return st;
     }
+    c->rot_dim = rope_dim;
     char key[128];
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
     st = get_f32(L, key, 1e-6f, &c->norm_eps);
@@ -253,6 +307,7 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     }
     free(stype);
     if (!st && fam->gemma) st = read_gemma(L, arch, fam, c);
+    if (!st && fam->fused) st = read_phi3(L, arch, c);
     free(arch);
     if (st) return st;
     if (!(c->norm_eps > 0) || !(c->rope_theta > 0))
@@ -273,8 +328,15 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     c->o_bias = gguf_find_tensor(L->g, "blk.0.attn_output.bias") != NULL;
     c->mlp_bias = gguf_find_tensor(L->g, "blk.0.ffn_gate.bias") != NULL;
     if (!family_get(c->arch)->gemma) c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
-    c->rot_dim = c->head_dim;
     return read_special_ids(L, c);
+}
+
+/* Rows [r0, r0 + n) of W as a matrix of their own (a view). */
+static wk_weight row_range(const wk_weight *W, int64_t r0, int64_t n) {
+    wk_weight w = *W;
+    w.data = (const uint8_t *)W->data + (size_t)r0 * dtype_row_bytes(W->dt, W->cols);
+    w.rows = n;
+    return w;
 }
 
 static wick_status load_layer(gl *L, int i, layer_weights *w) {
@@ -284,6 +346,21 @@ static wick_status load_layer(gl *L, int i, layer_weights *w) {
     char n[96];
     wick_status st;
 #define N(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+    if (family_get(c->arch)->fused) { /* Phi-3: q/k/v and gate/up are row ranges of one tensor */
+        wk_weight qkv = {0}, gu = {0};
+        if ((st = get_matrix(L, N("attn_qkv.weight"), qd + 2 * kvd, d, &qkv, false)) ||
+            (st = get_matrix(L, N("attn_output.weight"), d, qd, &w->wo, false)) ||
+            (st = get_matrix(L, N("ffn_up.weight"), 2 * ff, d, &gu, false)) ||
+            (st = get_matrix(L, N("ffn_down.weight"), d, ff, &w->w_down, false)) ||
+            (st = get_vector(L, N("attn_norm.weight"), d, &w->attn_norm, false)) ||
+            (st = get_vector(L, N("ffn_norm.weight"), d, &w->mlp_norm, false)))
+            return st;
+        w->wq = row_range(&qkv, 0, qd), w->wk = row_range(&qkv, qd, kvd);
+        w->wv = row_range(&qkv, qd + kvd, kvd);
+        w->w_gate = row_range(&gu, 0, ff), w->w_up = row_range(&gu, ff, ff);
+        w->window = c->sliding_window;
+        return WICK_OK;
+    }
     if ((st = get_matrix(L, N("attn_q.weight"), qd, d, &w->wq, false)) ||
         (st = get_matrix(L, N("attn_k.weight"), kvd, d, &w->wk, false)) ||
         (st = get_matrix(L, N("attn_v.weight"), kvd, d, &w->wv, false)) ||
@@ -384,10 +461,12 @@ wick_status model_gguf_build(const gguf_file *g, const wick_model_params *params
     }
     if ((st = get_matrix(&L, "token_embd.weight", c->n_vocab, c->n_embd, &m->tok_embd, false)))
         return st;
-    if (c->n_layer > g->n_tensors / MIN_TENSORS_PER_BLOCK)
+    /* 6 where q/k/v and gate/up are fused (Phi-3) */
+    const int min_t = family_get(c->arch)->fused ? 6 : MIN_TENSORS_PER_BLOCK;
+    if (c->n_layer > g->n_tensors / min_t)
         return err_set(WICK_ERR_SHAPE, "%s: block_count %d is more than the file's %lld tensors "
                        "can hold (at least %d per block)", path, c->n_layer,
-                       (long long)g->n_tensors, MIN_TENSORS_PER_BLOCK);
+                       (long long)g->n_tensors, min_t);
     if (!(m->layers = calloc((size_t)c->n_layer, sizeof *m->layers)))
         return err_set(WICK_ERR_NOMEM, "out of memory");
     for (int i = 0; i < c->n_layer; i++)
@@ -398,7 +477,16 @@ wick_status model_gguf_build(const gguf_file *g, const wick_model_params *params
         return st;
     if (!(m->rope_inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
         return err_set(WICK_ERR_NOMEM, "out of memory");
-    if ((st = rope_freqs(&L, m->rope_inv_freq))) return st;
+    if (c->rope == ROPE_LONGROPE || c->rot_dim != c->head_dim) { /* Phi-3: as from a folder */
+        model_rope_freqs(c, m->rope_inv_freq, false);
+        if (c->rope == ROPE_LONGROPE) {
+            if (!(m->rope_inv_freq_long = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
+                return err_set(WICK_ERR_NOMEM, "out of memory");
+            model_rope_freqs(c, m->rope_inv_freq_long, true);
+        }
+    } else if ((st = rope_freqs(&L, m->rope_inv_freq))) {
+        return st;
+    }
     if (c->rope_theta_local > 0) { /* Gemma 3's sliding layers: their own base, no scaling */
         if (!(m->rope_inv_freq_local = malloc(sizeof(float) * (size_t)(c->head_dim / 2))))
             return err_set(WICK_ERR_NOMEM, "out of memory");
@@ -511,6 +599,37 @@ static dtype pick_type(dtype want, int64_t cols) {
     return dtype_is_quant(want) ? DT_F16 : want;
 }
 
+/* Pushes the matrices parts[0..n) stacked by rows as one tensor (Phi-3's attn_qkv and ffn_up):
+ * a view of the first when they are consecutive rows of one buffer (as loaded), else a
+ * stacked copy. They share dt and cols. 0 on success. */
+static int push_stacked(wlist *w, const char *name, const wk_weight *const *parts, int n,
+                        dtype dt, int hd) {
+    const wk_weight *p0 = parts[0];
+    const size_t rb = dtype_row_bytes(p0->dt, p0->cols);
+    wk_weight all = *p0;
+    all.packed = NULL;
+    bool consecutive = true;
+    for (int i = 1; i < n; i++) {
+        if (parts[i]->dt != p0->dt || parts[i]->cols != p0->cols) return -1;
+        consecutive &= (const uint8_t *)parts[i]->data ==
+                       (const uint8_t *)p0->data + (size_t)all.rows * rb;
+        all.rows += parts[i]->rows;
+    }
+    if (consecutive) return push_matrix(w, name, &all, dt, 0, hd);
+    uint8_t *cat = malloc(rb * (size_t)(all.rows ? all.rows : 1));
+    if (!cat) return -1;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(cat + off, parts[i]->data, rb * (size_t)parts[i]->rows);
+        off += rb * (size_t)parts[i]->rows;
+    }
+    all.data = cat;
+    if (all.dt == dt) return wl_push(w, name, dt, all.rows, all.cols, cat, cat);
+    const int rc = push_matrix(w, name, &all, dt, 0, hd);
+    free(cat);
+    return rc;
+}
+
 wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
                             const gguf_kv *extra, int n_extra) {
     if (!(dtype_is_quant(qtype) || qtype == DT_F32 || qtype == DT_F16 || qtype == DT_BF16 ||
@@ -544,7 +663,7 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     int fail = 0;
     const bool keep = qtype == MODEL_GGUF_KEEP;
     g_progress_done = 0;
-    g_progress_total = 7 * c->n_layer + 1 + (m->lm_head.data != m->tok_embd.data);
+    g_progress_total = (fam->fused ? 4 : 7) * c->n_layer + 1 + (m->lm_head.data != m->tok_embd.data);
     /* the type matrix W is written in: its own with MODEL_GGUF_KEEP */
 #define TYPE_OF(W, want) (keep ? (W)->dt : pick_type((want), (W)->cols))
 #define MAT(name, W, perm)                                                                     \
@@ -573,6 +692,24 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     for (int i = 0; i < c->n_layer && !fail; i++) {
         const layer_weights *l = &m->layers[i];
 #define N(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+        if (fam->fused) { /* Phi-3, as llama.cpp names it: fused attn_qkv, ffn_up = gate ‖ up */
+            const wk_weight *qkv[3] = {&l->wq, &l->wk, &l->wv}, *gu[2] = {&l->w_gate, &l->w_up};
+            fail |= push_stacked(&w, N("attn_qkv.weight"), qkv, 3, TYPE_OF(&l->wq, qtype),
+                                 c->head_dim);
+            MAT(N("attn_output.weight"), &l->wo, 0);
+            fail |= push_stacked(&w, N("ffn_up.weight"), gu, 2, TYPE_OF(&l->w_gate, qtype),
+                                 c->head_dim);
+            MAT(N("ffn_down.weight"), &l->w_down, 0);
+            VEC(N("attn_norm.weight"), l->attn_norm, d);
+            VEC(N("ffn_norm.weight"), l->mlp_norm, d);
+            if (l->bq || l->bk || l->bv || l->bo || l->b_gate || l->b_up || l->b_down) {
+                for (int j = 0; j < w.n; j++) { free(w.names[j]); free(w.bufs[j]); }
+                free(w.t); free(w.names); free(w.bufs);
+                return err_set(WICK_ERR_UNSUPPORTED, "%s: Phi-3 models with biases cannot be "
+                               "written to GGUF (llama.cpp's phi3 has none)", path);
+            }
+            continue;
+        }
         MAT(N("attn_q.weight"), &l->wq, perm);
         MAT(N("attn_k.weight"), &l->wk, perm);
         MAT(N("attn_v.weight"), &l->wv, 0);
@@ -602,6 +739,10 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
 #undef N
     }
     VEC("output_norm.weight", m->final_norm, d);
+    if (c->rope == ROPE_LONGROPE) { /* llama.cpp's phi3: the divisors as two tensors */
+        VEC("rope_factors_long.weight", c->rope_long, c->rot_dim / 2);
+        VEC("rope_factors_short.weight", c->rope_short, c->rot_dim / 2);
+    }
     if (!c->tie_embd && !fail) {
         dtype ht = qtype == DT_Q4_0 || qtype == DT_Q4_K ? DT_Q6_K : qtype;
         fail |= push_matrix(&w, "output.weight", &m->lm_head, TYPE_OF(&m->lm_head, ht), 0,
@@ -624,7 +765,7 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     /* llama.cpp sizes v (and, for some architectures, k) rows by value_length, which
        defaults to hidden / heads: needed wherever head_dim is not that (Qwen3) */
     kv[k].key = KEY("attention.value_length"); kv[k].v = gguf_v_u32((uint32_t)c->head_dim); k++;
-    kv[k].key = KEY("rope.dimension_count"); kv[k].v = gguf_v_u32((uint32_t)c->head_dim); k++;
+    kv[k].key = KEY("rope.dimension_count"); kv[k].v = gguf_v_u32((uint32_t)c->rot_dim); k++;
     kv[k].key = KEY("context_length"); kv[k].v = gguf_v_u32((uint32_t)c->n_ctx_train); k++;
     kv[k].key = KEY("attention.layer_norm_rms_epsilon"); kv[k].v = gguf_v_f32(c->norm_eps); k++;
     kv[k].key = KEY("rope.freq_base"); kv[k].v = gguf_v_f32(c->rope_theta); k++;
@@ -632,7 +773,12 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
         kv[k].key = KEY("rope.scaling.type"); kv[k].v = gguf_v_str("linear"); k++;
         kv[k].key = KEY("rope.scaling.factor"); kv[k].v = gguf_v_f32(c->rope_factor); k++;
     }
-    if (fam->gemma && c->sliding_window > 0) {
+    if (c->rope == ROPE_LONGROPE) {
+        kv[k].key = KEY("rope.scaling.original_context_length");
+        kv[k].v = gguf_v_u32((uint32_t)c->rope_orig_ctx); k++;
+        kv[k].key = KEY("rope.scaling.attn_factor"); kv[k].v = gguf_v_f32(c->rope_attn_factor); k++;
+    }
+    if ((fam->gemma || fam->fused) && c->sliding_window > 0) {
         kv[k].key = KEY("attention.sliding_window"); kv[k].v = gguf_v_u32((uint32_t)c->sliding_window); k++;
     }
     if (c->attn_softcap > 0) {
@@ -673,7 +819,7 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
         kv[k].v.arr.items = eos_list;
         k++;
     }
-    if (c->rope != ROPE_DEFAULT && c->rope != ROPE_LINEAR)
+    if (c->rope != ROPE_DEFAULT && c->rope != ROPE_LINEAR && !(c->rope == ROPE_LONGROPE && fam->fused))
         st = err_set(WICK_ERR_UNSUPPORTED, "%s: rope scaling of this model cannot be written to "
                      "GGUF yet", path);
     else if (fail)

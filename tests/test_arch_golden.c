@@ -211,6 +211,84 @@ static void test_phi3(void **state) {
     check_family("phi3", true);
 }
 
+/* Phi-3 to GGUF as llama.cpp's phi3 names it: fused attn_qkv, ffn_up = gate ‖ up, no ffn_gate,
+   rope.dimension_count = the rotated values (partial rotary), longrope as rope_factors_short /
+   rope_factors_long with rope.scaling.original_context_length and attn_factor. F32 gives the
+   folder's logits bit for bit at every position of prompt 2 (40 tokens: the long factors),
+   hence the goldens, and so does that GGUF written back as a folder (qkv_proj, gate_up_proj,
+   partial_rotary_factor, longrope rope_scaling); Q8_0 stays close; Q4_0 runs; and the names
+   llama.cpp reads are there. */
+static void test_phi3_gguf(void **state) {
+    (void)state;
+    char *dir = arch_dir("phi3"), *tmp = tu_mkdtemp(), gg[4200], gp[4200];
+    snprintf(gg, sizeof gg, "%s/m.gguf", tmp);
+    snprintf(gp, sizeof gp, "%s/golden.safetensors", dir);
+    int64_t T;
+    int32_t *ids = tu_load_ids(gp, "p2_input_ids", &T);
+    wick_model *m = load(dir, "auto");
+    wick_model_info info;
+    wick_model_get_info(m, &info);
+    const int V = info.n_vocab;
+    float *a = malloc(sizeof(float) * (size_t)T * V), *b = malloc(sizeof(float) * (size_t)T * V);
+    wick_session *s = session(m, 2);
+    assert_int_equal(wick_session_eval(s, ids, (int)T, WICK_LOGITS_ALL, a), WICK_OK);
+    wick_session_free(s);
+    static const dtype qt[3] = {DT_F32, DT_Q8_0, DT_Q4_0};
+    for (int q = 0; q < 3; q++) {
+        if (model_gguf_save(m, gg, qt[q], NULL, 0)) fail_msg("%s", wick_last_error());
+        if (q == 0) { /* what llama.cpp's phi3 loader looks up */
+            gguf_file *g = NULL;
+            assert_int_equal(gguf_open(gg, &g), WICK_OK);
+            const gguf_tensor *t = gguf_find_tensor(g, "blk.1.attn_qkv.weight");
+            assert_non_null(t);
+            assert_int_equal(t->ne[0], 64);
+            assert_int_equal(t->ne[1], 64 + 2 * 32); /* 4 heads and 2 KV heads of 16 */
+            assert_non_null(t = gguf_find_tensor(g, "blk.1.ffn_up.weight"));
+            assert_int_equal(t->ne[1], 2 * 128);
+            assert_null(gguf_find_tensor(g, "blk.1.ffn_gate.weight"));
+            assert_non_null(t = gguf_find_tensor(g, "rope_factors_long.weight"));
+            assert_int_equal(t->ne[0], 6);
+            assert_non_null(gguf_find_tensor(g, "rope_factors_short.weight"));
+            int64_t v = 0;
+            wick_status st = WICK_OK;
+            assert_true(gguf_get_int(g, "phi3.rope.dimension_count", &v, &st) && v == 12);
+            assert_true(gguf_get_int(g, "phi3.rope.scaling.original_context_length", &v, &st) &&
+                        v == 32);
+            assert_true(gguf_get_int(g, "phi3.context_length", &v, &st) && v == 128);
+            double af = 0;
+            assert_true(gguf_get_float(g, "phi3.rope.scaling.attn_factor", &af, &st) && af > 1);
+            gguf_close(g);
+        }
+        wick_model *gm = load(gg, "auto");
+        s = session(gm, 2);
+        assert_int_equal(wick_session_eval(s, ids, (int)T, WICK_LOGITS_ALL, b), WICK_OK);
+        const double e = tu_max_abs_diff(a, b, T * V);
+        printf("phi3: folder vs GGUF %s: logits max abs diff %.3g\n", dtype_name(qt[q]), e);
+        if (q == 0) { /* and back to a Hugging Face folder (wick convert): the same again */
+            assert_true(e == 0);
+            char out[4200];
+            snprintf(out, sizeof out, "%s/folder", tmp);
+            assert_int_equal(wick_model_save(gm, out), WICK_OK);
+            wick_model *fm = load(out, "auto");
+            wick_session *s2 = session(fm, 2);
+            float *c2 = malloc(sizeof(float) * (size_t)T * V);
+            assert_int_equal(wick_session_eval(s2, ids, (int)T, WICK_LOGITS_ALL, c2), WICK_OK);
+            printf("phi3: folder -> GGUF F32 -> folder: logits max abs diff %.3g\n",
+                   tu_max_abs_diff(a, c2, T * V));
+            assert_true(tu_max_abs_diff(a, c2, T * V) == 0);
+            wick_session_free(s2), wick_model_free(fm), free(c2);
+        } else if (q == 1) {
+            assert_true(e < 5e-2);
+        }
+        else assert_true(e == e && e < 1e30); /* finite */
+        wick_session_free(s);
+        wick_model_free(gm);
+    }
+    wick_model_free(m);
+    tu_rmdir_rf(tmp);
+    free(dir), free(tmp), free(a), free(b), free(ids);
+}
+
 /* A copy of golden folder `fam` with config keys changed (edit(cfg)), for GGUF round trips. */
 static char *edited_copy(const char *fam, void (*edit)(cJSON *)) {
     char *src = arch_dir(fam), *dst = tu_mkdtemp(), a[4200], b[4200];
@@ -369,7 +447,7 @@ int main(void) {
         cmocka_unit_test(test_gemma2),
         cmocka_unit_test(test_gemma3),
         cmocka_unit_test(test_phi3),
-        cmocka_unit_test(test_gemma_gguf),
+        cmocka_unit_test(test_gemma_gguf),  cmocka_unit_test(test_phi3_gguf),
         cmocka_unit_test(test_mixtral),
         cmocka_unit_test(test_qwen3_moe),
         cmocka_unit_test(test_olmoe),
