@@ -19,19 +19,19 @@ static const model_family k_families[] = {
      .swa_pattern = 2},
     {ARCH_PHI3, "Phi3ForCausalLM", "phi3", "phi3", .swa = SWA_ALL, .fused = true, .no_train = true},
     {ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", "llama", .gguf_permuted = true, .swa = SWA_ALL,
-     .no_gguf = true, .no_export = true, .no_train = true,
+     .no_export = true, .no_train = true, /* GGUF: llama with experts (read as the first llama) */
      .moe_router = "model.layers.%d.block_sparse_moe.gate.weight",
      .moe_gate = "model.layers.%d.block_sparse_moe.experts.%d.w1.weight",
      .moe_up = "model.layers.%d.block_sparse_moe.experts.%d.w3.weight",
      .moe_down = "model.layers.%d.block_sparse_moe.experts.%d.w2.weight", .moe_norm_always = true},
     {ARCH_QWEN3_MOE, "Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", .attention_bias_key = true,
-     .qk_norm = true, .swa = SWA_FROM_LAYER, .no_gguf = true, .no_export = true, .no_train = true,
+     .qk_norm = true, .swa = SWA_FROM_LAYER, .no_export = true, .no_train = true,
      .moe_router = "model.layers.%d.mlp.gate.weight",
      .moe_gate = "model.layers.%d.mlp.experts.%d.gate_proj.weight",
      .moe_up = "model.layers.%d.mlp.experts.%d.up_proj.weight",
      .moe_down = "model.layers.%d.mlp.experts.%d.down_proj.weight", .moe_qwen_keys = true},
     {ARCH_OLMOE, "OlmoeForCausalLM", "olmoe", "olmoe", .attention_bias_key = true, .qk_norm = true,
-     .qk_norm_full = true, .swa = SWA_NONE, .no_gguf = true, .no_export = true, .no_train = true,
+     .qk_norm_full = true, .swa = SWA_NONE, .no_export = true, .no_train = true,
      .moe_router = "model.layers.%d.mlp.gate.weight",
      .moe_gate = "model.layers.%d.mlp.experts.%d.gate_proj.weight",
      .moe_up = "model.layers.%d.mlp.experts.%d.up_proj.weight",
@@ -69,7 +69,7 @@ const model_family *family_by_gguf(const char *name) {
 }
 
 const char *family_list(bool gguf) {
-    return gguf ? "llama, qwen2, qwen3, gemma2, gemma3, phi3"
+    return gguf ? "llama (with experts: Mixtral), qwen2, qwen3, gemma2, gemma3, phi3, qwen3moe, olmoe"
                 : "Qwen2ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen3ForCausalLM, "
                   "Gemma2ForCausalLM, Gemma3ForCausalLM, Phi3ForCausalLM, MixtralForCausalLM, "
                   "Qwen3MoeForCausalLM, OlmoeForCausalLM";

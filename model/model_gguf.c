@@ -244,6 +244,44 @@ static wick_status read_phi3(gl *L, const char *arch, model_config *c) {
     return WICK_OK;
 }
 
+/* Mixture of experts as llama.cpp stores it: expert_count and expert_used_count; every block a
+ * MoE block (llama.cpp's MoE architectures have no dense ones); the experts' width is
+ * expert_feed_forward_length for qwen3moe and feed_forward_length for llama (Mixtral) and
+ * olmoe; the chosen experts' weights are renormalized for llama and qwen3moe, not for olmoe
+ * (llama.cpp fixes this per architecture). A llama file with experts is Mixtral. */
+static wick_status read_moe(gl *L, const char *arch, model_config *c) {
+    wick_status st;
+    int ne = 0, nu = 0;
+    if ((st = need_int(L, arch, "expert_count", 0, 1024, false, 0, &ne))) return st;
+    const model_family *fam = family_get(c->arch);
+    const bool moe_arch = fam->moe_router != NULL;
+    if (ne == 0) {
+        if (moe_arch)
+            return err_set(WICK_ERR_FORMAT, "%s: %s.expert_count is missing: %s is a "
+                           "mixture-of-experts architecture", L->path, arch, arch);
+        return WICK_OK;
+    }
+    if (c->arch == ARCH_LLAMA) c->arch = ARCH_MIXTRAL, fam = family_get(ARCH_MIXTRAL);
+    else if (!moe_arch)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: %s.expert_count is %d, but wick reads experts "
+                       "only for llama (Mixtral), qwen3moe and olmoe", L->path, arch, ne);
+    snprintf(c->architecture, sizeof c->architecture, "%s", fam->hf_arch);
+    if ((st = need_int(L, arch, "expert_used_count", 1, ne, true, 0, &nu))) return st;
+    c->n_expert = ne, c->n_expert_used = nu;
+    c->n_ff_expert = c->n_ff;
+    if (fam->moe_qwen_keys &&
+        (st = need_int(L, arch, "expert_feed_forward_length", 1, 1 << 24, true, 0, &c->n_ff_expert)))
+        return st;
+    c->norm_topk = c->arch != ARCH_OLMOE;
+    memset(c->layer_moe, 0, sizeof c->layer_moe);
+    if (c->n_layer > CONFIG_MAX_LAYER_TYPES)
+        return err_set(WICK_ERR_UNSUPPORTED, "%s: %d blocks: at most %d for a mixture of experts",
+                       L->path, c->n_layer, CONFIG_MAX_LAYER_TYPES);
+    for (int l = 0; l < c->n_layer; l++) c->layer_moe[l / 64] |= 1ull << (l % 64);
+    c->qk_norm_full = fam->qk_norm_full;
+    return WICK_OK;
+}
+
 static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     wick_status st = WICK_OK;
     char *arch = NULL;
@@ -308,6 +346,7 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     free(stype);
     if (!st && fam->gemma) st = read_gemma(L, arch, fam, c);
     if (!st && fam->fused) st = read_phi3(L, arch, c);
+    if (!st) st = read_moe(L, arch, c);
     free(arch);
     if (st) return st;
     if (!(c->norm_eps > 0) || !(c->rope_theta > 0))
@@ -329,6 +368,50 @@ static wick_status read_config(gl *L, model_config *c, bool *interleaved) {
     c->mlp_bias = gguf_find_tensor(L->g, "blk.0.ffn_gate.bias") != NULL;
     if (!family_get(c->arch)->gemma) c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
     return read_special_ids(L, c);
+}
+
+/* The E matrices (rows, cols) of a 3-D expert tensor ne = [cols, rows, E], as views. */
+static wick_status get_stack3(gl *L, const char *name, int64_t rows, int64_t cols, int64_t E,
+                              wk_weight *out) {
+    const gguf_tensor *t = gguf_find_tensor(L->g, name);
+    if (!t) return err_set(WICK_ERR_SHAPE, "%s: missing tensor %s (expected [%lld, %lld, %lld])",
+                           L->path, name, (long long)cols, (long long)rows, (long long)E);
+    if (t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != E || t->ne[3] != 1)
+        return err_set(WICK_ERR_SHAPE, "%s: tensor %s has ne [%lld, %lld, %lld, %lld], expected "
+                       "[%lld, %lld, %lld] (cols, rows, experts)", L->path, name, (long long)t->ne[0],
+                       (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                       (long long)cols, (long long)rows, (long long)E);
+    const size_t mb = dtype_row_bytes(t->dt, cols) * (size_t)rows;
+    for (int64_t e = 0; e < E; e++)
+        out[e] = (wk_weight){.data = (const uint8_t *)t->data + (size_t)e * mb, .dt = t->dt,
+                             .rows = rows, .cols = cols};
+    L->m->n_params += rows * cols * E;
+    L->m->weight_bytes += (int64_t)t->nbytes;
+    L->m->expert_bytes += (int64_t)t->nbytes;
+    const char *dn = dtype_name(t->dt);
+    if (!L->m->weight_dtype[0]) snprintf(L->m->weight_dtype, sizeof L->m->weight_dtype, "%s", dn);
+    else if (strcmp(L->m->weight_dtype, dn) != 0) strcpy(L->m->weight_dtype, "mixed");
+    return WICK_OK;
+}
+
+/* A MoE block's router (ffn_gate_inp, [d, E]) and experts (ffn_{gate,up,down}_exps). */
+static wick_status get_experts(gl *L, int i, layer_weights *w) {
+    const model_config *c = &L->m->cfg;
+    const int64_t d = c->n_embd, fe = c->n_ff_expert, E = c->n_expert;
+    char n[96];
+    wick_status st;
+    w->exp_gate = calloc((size_t)E, sizeof *w->exp_gate);
+    w->exp_up = calloc((size_t)E, sizeof *w->exp_up);
+    w->exp_down = calloc((size_t)E, sizeof *w->exp_down);
+    if (!w->exp_gate || !w->exp_up || !w->exp_down) return err_set(WICK_ERR_NOMEM, "out of memory");
+#define N(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+    if ((st = get_matrix(L, N("ffn_gate_inp.weight"), E, d, &w->router, false)) ||
+        (st = get_stack3(L, N("ffn_gate_exps.weight"), fe, d, E, w->exp_gate)) ||
+        (st = get_stack3(L, N("ffn_up_exps.weight"), fe, d, E, w->exp_up)) ||
+        (st = get_stack3(L, N("ffn_down_exps.weight"), d, fe, E, w->exp_down)))
+        return st;
+#undef N
+    return WICK_OK;
 }
 
 /* Rows [r0, r0 + n) of W as a matrix of their own (a view). */
@@ -361,21 +444,24 @@ static wick_status load_layer(gl *L, int i, layer_weights *w) {
         w->window = c->sliding_window;
         return WICK_OK;
     }
+    const bool moe = c->n_expert > 0;
+    const int64_t qn = c->qk_norm_full ? qd : c->head_dim, kn = c->qk_norm_full ? kvd : c->head_dim;
     if ((st = get_matrix(L, N("attn_q.weight"), qd, d, &w->wq, false)) ||
         (st = get_matrix(L, N("attn_k.weight"), kvd, d, &w->wk, false)) ||
         (st = get_matrix(L, N("attn_v.weight"), kvd, d, &w->wv, false)) ||
         (st = get_matrix(L, N("attn_output.weight"), d, qd, &w->wo, false)) ||
-        (st = get_matrix(L, N("ffn_gate.weight"), ff, d, &w->w_gate, false)) ||
-        (st = get_matrix(L, N("ffn_up.weight"), ff, d, &w->w_up, false)) ||
-        (st = get_matrix(L, N("ffn_down.weight"), d, ff, &w->w_down, false)) ||
+        (moe && (st = get_experts(L, i, w))) ||
+        (!moe && (st = get_matrix(L, N("ffn_gate.weight"), ff, d, &w->w_gate, false))) ||
+        (!moe && (st = get_matrix(L, N("ffn_up.weight"), ff, d, &w->w_up, false))) ||
+        (!moe && (st = get_matrix(L, N("ffn_down.weight"), d, ff, &w->w_down, false))) ||
         (st = get_vector(L, N("attn_norm.weight"), d, &w->attn_norm, false)) ||
         (st = get_vector(L, N("ffn_norm.weight"), d, &w->mlp_norm, false)) ||
         (st = get_vector(L, N("attn_q.bias"), qd, &w->bq, !c->attn_bias)) ||
         (st = get_vector(L, N("attn_k.bias"), kvd, &w->bk, !c->attn_bias)) ||
         (st = get_vector(L, N("attn_v.bias"), kvd, &w->bv, !c->attn_bias)) ||
         (st = get_vector(L, N("attn_output.bias"), d, &w->bo, true)) ||
-        (st = get_vector(L, N("attn_q_norm.weight"), c->head_dim, &w->q_norm, !c->qk_norm)) ||
-        (st = get_vector(L, N("attn_k_norm.weight"), c->head_dim, &w->k_norm, !c->qk_norm)) ||
+        (st = get_vector(L, N("attn_q_norm.weight"), qn, &w->q_norm, !c->qk_norm)) ||
+        (st = get_vector(L, N("attn_k_norm.weight"), kn, &w->k_norm, !c->qk_norm)) ||
         (st = get_vector(L, N("ffn_gate.bias"), ff, &w->b_gate, true)) ||
         (st = get_vector(L, N("ffn_up.bias"), ff, &w->b_up, true)) ||
         (st = get_vector(L, N("ffn_down.bias"), d, &w->b_down, true)))
@@ -630,6 +716,36 @@ static int push_stacked(wlist *w, const char *name, const wk_weight *const *part
     return rc;
 }
 
+/* The E expert matrices (rows, cols) as one 3-D tensor ne = [cols, rows, E], as dt. */
+static int push_experts(wlist *w, const char *name, const wk_weight *ex, int64_t E, dtype dt,
+                        int hd) {
+    const wk_weight **parts = malloc(sizeof *parts * (size_t)(E ? E : 1));
+    if (!parts) return -1;
+    for (int64_t e = 0; e < E; e++) parts[e] = &ex[e];
+    const int rc = push_stacked(w, name, parts, (int)E, dt, hd);
+    free(parts);
+    if (rc) return rc;
+    gguf_write_tensor *t = &w->t[w->n - 1];
+    t->n_dims = 3;
+    t->ne[1] = ex[0].rows;
+    t->ne[2] = E;
+    return 0;
+}
+
+/* Why llama.cpp's MoE architecture for this model cannot describe it, or NULL. */
+static const char *moe_unwritable(const model_config *c) {
+    for (int l = 0; l < c->n_layer; l++)
+        if (l >= CONFIG_MAX_LAYER_TYPES || !(c->layer_moe[l / 64] >> (l % 64) & 1))
+            return "it has dense blocks (llama.cpp's MoE architectures make every block MoE)";
+    if (c->arch == ARCH_OLMOE && c->norm_topk)
+        return "norm_topk_prob is true (llama.cpp's olmoe never renormalizes the chosen experts)";
+    if (c->arch != ARCH_OLMOE && !c->norm_topk)
+        return "norm_topk_prob is false (llama.cpp renormalizes the chosen experts here)";
+    if (c->arch == ARCH_MIXTRAL && c->sliding_window > 0)
+        return "it has a sliding window (llama.cpp's llama architecture has none)";
+    return NULL;
+}
+
 wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
                             const gguf_kv *extra, int n_extra) {
     if (!(dtype_is_quant(qtype) || qtype == DT_F32 || qtype == DT_F16 || qtype == DT_BF16 ||
@@ -654,6 +770,12 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
             return err_set(WICK_ERR_UNSUPPORTED, "%s: this %s model cannot be written to GGUF: %s (llama.cpp "
                            "fixes these for %s: every %d%s layer global, 1/sqrt(head_dim) scores)", path,
                            fam->hf_arch, why, fam->gguf_arch, fam->swa_pattern, fam->swa_pattern == 2 ? "nd" : "th");
+    }
+    if (c->n_expert > 0) {
+        const char *why = moe_unwritable(c);
+        if (why)
+            return err_set(WICK_ERR_UNSUPPORTED, "%s: this %s model cannot be written to GGUF: %s",
+                           path, fam->hf_arch, why);
     }
     const char *arch = fam->gguf_arch;
     /* q/k rows are permuted for llama unless they came from a GGUF file already permuted */
@@ -714,9 +836,21 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
         MAT(N("attn_k.weight"), &l->wk, perm);
         MAT(N("attn_v.weight"), &l->wv, 0);
         MAT(N("attn_output.weight"), &l->wo, 0);
-        MAT(N("ffn_gate.weight"), &l->w_gate, 0);
-        MAT(N("ffn_up.weight"), &l->w_up, 0);
-        MAT(N("ffn_down.weight"), &l->w_down, 0);
+        if (l->exp_gate) { /* the router stays F32 (as llama.cpp's quantizer leaves it) */
+            const int64_t E = c->n_expert;
+            fail |= push_matrix(&w, N("ffn_gate_inp.weight"), &l->router,
+                                keep ? l->router.dt : DT_F32, 0, c->head_dim);
+            fail |= push_experts(&w, N("ffn_gate_exps.weight"), l->exp_gate, E,
+                                 TYPE_OF(&l->exp_gate[0], qtype), c->head_dim);
+            fail |= push_experts(&w, N("ffn_up_exps.weight"), l->exp_up, E,
+                                 TYPE_OF(&l->exp_up[0], qtype), c->head_dim);
+            fail |= push_experts(&w, N("ffn_down_exps.weight"), l->exp_down, E,
+                                 TYPE_OF(&l->exp_down[0], qtype), c->head_dim);
+        } else {
+            MAT(N("ffn_gate.weight"), &l->w_gate, 0);
+            MAT(N("ffn_up.weight"), &l->w_up, 0);
+            MAT(N("ffn_down.weight"), &l->w_down, 0);
+        }
         VEC(N("attn_norm.weight"), l->attn_norm, d);
         VEC(N("ffn_norm.weight"), l->mlp_norm, d);
         VEC(N("attn_output.bias"), l->bo, d);
@@ -731,8 +865,8 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
         }
         VEC(N("post_attention_norm.weight"), l->post_attn_norm, d); /* Gemma, stored 1 + w */
         VEC(N("post_ffw_norm.weight"), l->post_mlp_norm, d);
-        VEC(N("attn_q_norm.weight"), l->q_norm, c->head_dim);
-        VEC(N("attn_k_norm.weight"), l->k_norm, c->head_dim);
+        VEC(N("attn_q_norm.weight"), l->q_norm, c->qk_norm_full ? qd : c->head_dim); /* OLMoE: full */
+        VEC(N("attn_k_norm.weight"), l->k_norm, c->qk_norm_full ? kvd : c->head_dim);
         VEC(N("attn_q.bias"), l->bq, qd);
         VEC(N("attn_k.bias"), l->bk, kvd);
         VEC(N("attn_v.bias"), l->bv, kvd);
@@ -772,6 +906,14 @@ wick_status model_gguf_save(const wick_model *m, const char *path, dtype qtype,
     if (c->rope == ROPE_LINEAR) {
         kv[k].key = KEY("rope.scaling.type"); kv[k].v = gguf_v_str("linear"); k++;
         kv[k].key = KEY("rope.scaling.factor"); kv[k].v = gguf_v_f32(c->rope_factor); k++;
+    }
+    if (c->n_expert > 0) {
+        kv[k].key = KEY("expert_count"); kv[k].v = gguf_v_u32((uint32_t)c->n_expert); k++;
+        kv[k].key = KEY("expert_used_count"); kv[k].v = gguf_v_u32((uint32_t)c->n_expert_used); k++;
+        if (fam->moe_qwen_keys) {
+            kv[k].key = KEY("expert_feed_forward_length");
+            kv[k].v = gguf_v_u32((uint32_t)c->n_ff_expert); k++;
+        }
     }
     if (c->rope == ROPE_LONGROPE) {
         kv[k].key = KEY("rope.scaling.original_context_length");
