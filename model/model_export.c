@@ -166,6 +166,19 @@ static wick_status write_weights(const wick_model *m, const char *out_dir, dtype
             if (l->bq || l->bk || l->bv || l->bo || l->b_gate || l->b_up || l->b_down) fail = 1;
             continue;
         }
+        if (l->exp_gate) { /* a MoE block: the router and each expert, as the family names them */
+            const model_family *fam = family_get(c->arch);
+            fail |= add_matrix(&L, (snprintf(n, sizeof n, fam->moe_router, i), n), &l->router,
+                               l->router.dt == DT_F32 ? DT_F32 : dt, false, hd);
+            for (int e = 0; e < c->n_expert && !fail; e++) {
+                fail |= add_matrix(&L, (snprintf(n, sizeof n, fam->moe_gate, i, e), n),
+                                   &l->exp_gate[e], dt, false, hd);
+                fail |= add_matrix(&L, (snprintf(n, sizeof n, fam->moe_up, i, e), n),
+                                   &l->exp_up[e], dt, false, hd);
+                fail |= add_matrix(&L, (snprintf(n, sizeof n, fam->moe_down, i, e), n),
+                                   &l->exp_down[e], dt, false, hd);
+            }
+        }
         fail |= add_matrix(&L, N("self_attn.q_proj.weight"), &l->wq, dt, up, hd);
         fail |= add_vector(&L, N("self_attn.q_proj.bias"), l->bq, qd, up, hd);
         fail |= add_matrix(&L, N("self_attn.k_proj.weight"), &l->wk, dt, up, hd);
@@ -174,16 +187,21 @@ static wick_status write_weights(const wick_model *m, const char *out_dir, dtype
         fail |= add_vector(&L, N("self_attn.v_proj.bias"), l->bv, kvd, false, hd);
         fail |= add_matrix(&L, N("self_attn.o_proj.weight"), &l->wo, dt, false, hd);
         fail |= add_vector(&L, N("self_attn.o_proj.bias"), l->bo, d, false, hd);
-        fail |= add_matrix(&L, N("mlp.gate_proj.weight"), &l->w_gate, dt, false, hd);
-        fail |= add_vector(&L, N("mlp.gate_proj.bias"), l->b_gate, ff, false, hd);
-        fail |= add_matrix(&L, N("mlp.up_proj.weight"), &l->w_up, dt, false, hd);
-        fail |= add_vector(&L, N("mlp.up_proj.bias"), l->b_up, ff, false, hd);
-        fail |= add_matrix(&L, N("mlp.down_proj.weight"), &l->w_down, dt, false, hd);
-        fail |= add_vector(&L, N("mlp.down_proj.bias"), l->b_down, d, false, hd);
+        if (!l->exp_gate) {
+            fail |= add_matrix(&L, N("mlp.gate_proj.weight"), &l->w_gate, dt, false, hd);
+            fail |= add_vector(&L, N("mlp.gate_proj.bias"), l->b_gate, ff, false, hd);
+            fail |= add_matrix(&L, N("mlp.up_proj.weight"), &l->w_up, dt, false, hd);
+            fail |= add_vector(&L, N("mlp.up_proj.bias"), l->b_up, ff, false, hd);
+            fail |= add_matrix(&L, N("mlp.down_proj.weight"), &l->w_down, dt, false, hd);
+            fail |= add_vector(&L, N("mlp.down_proj.bias"), l->b_down, d, false, hd);
+        }
         fail |= add_vector(&L, N("input_layernorm.weight"), l->attn_norm, d, false, hd);
         fail |= add_vector(&L, N("post_attention_layernorm.weight"), l->mlp_norm, d, false, hd);
-        fail |= add_vector(&L, N("self_attn.q_norm.weight"), l->q_norm, hd, false, hd);
-        fail |= add_vector(&L, N("self_attn.k_norm.weight"), l->k_norm, hd, false, hd);
+        /* per head (Qwen3), or over all heads (OLMoE) */
+        fail |= add_vector(&L, N("self_attn.q_norm.weight"), l->q_norm, c->qk_norm_full ? qd : hd,
+                           false, hd);
+        fail |= add_vector(&L, N("self_attn.k_norm.weight"), l->k_norm, c->qk_norm_full ? kvd : hd,
+                           false, hd);
 #undef N
     }
     if (!fail) fail |= add_vector(&L, "model.norm.weight", m->final_norm, d, false, hd);
@@ -298,6 +316,24 @@ static char *config_json(const model_config *c, dtype dt) {
         while ((int)((double)c->head_dim * (double)f) < c->rot_dim) f = nextafterf(f, 2.0f);
         fmt_float(pf, f);
         sb_printf(&b, "  \"partial_rotary_factor\": %s,\n", pf);
+    }
+    if (c->n_expert > 0) { /* mixture of experts: the family's own keys (config.c parse_moe) */
+        sb_printf(&b, "  \"%s\": %d,\n  \"num_experts_per_tok\": %d,\n",
+                  fam->moe_qwen_keys || fam->qk_norm_full ? "num_experts" : "num_local_experts",
+                  c->n_expert, c->n_expert_used);
+        if (!fam->moe_norm_always)
+            sb_printf(&b, "  \"norm_topk_prob\": %s,\n", c->norm_topk ? "true" : "false");
+        if (fam->moe_qwen_keys) {
+            sb_printf(&b, "  \"moe_intermediate_size\": %d,\n  \"decoder_sparse_step\": 1,\n"
+                          "  \"mlp_only_layers\": [", c->n_ff_expert);
+            bool first = true;
+            for (int l = 0; l < c->n_layer; l++)
+                if (!(l < CONFIG_MAX_LAYER_TYPES && (c->layer_moe[l / 64] >> (l % 64) & 1))) {
+                    sb_printf(&b, "%s%d", first ? "" : ", ", l);
+                    first = false;
+                }
+            sb_printf(&b, "],\n");
+        }
     }
     /* the family's switches (Qwen2 has q/k/v biases by architecture and no such keys) */
     if (fam->attention_bias_key)

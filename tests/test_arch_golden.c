@@ -429,7 +429,7 @@ static void test_olmoe(void **state) {
    olmoe): ffn_gate_inp (the router, kept F32), ffn_{gate,up,down}_exps as 3-D tensors [cols,
    rows, experts], expert_count / expert_used_count (and expert_feed_forward_length for
    qwen3moe), OLMoE's full-width q/k norms. F32 reproduces the folder's logits at every position
-   of prompt 2 (Mixtral's q/k rows are permuted as llama.cpp's converter does, so its attention
+   of prompt 2, and so does that GGUF written back as a folder (Mixtral's q/k rows are permuted as llama.cpp's converter does, so its attention
    sums in another order: 1e-6), Q8_0 stays close; shapes llama.cpp's rules cannot describe
    (a renormalization the architecture does not do, Mixtral with a sliding window; dense
    blocks too, which no fixture has) are refused, nothing written. */
@@ -490,6 +490,19 @@ static void moe_gguf(const char *fam, const char *arch, void (*bad)(cJSON *), co
         const double e = tu_max_abs_diff(a, b, T * V);
         printf("%s: folder vs GGUF %s: logits max abs diff %.3g\n", fam, q ? "Q8_0" : "F32", e);
         assert_true(q ? e < 5e-2 : e <= (strcmp(arch, "llama") ? 0 : 1e-6));
+        if (q == 0) { /* and back to a Hugging Face folder (the family's expert names and keys) */
+            char out[4200];
+            snprintf(out, sizeof out, "%s/folder", tmp);
+            assert_int_equal(wick_model_save(gm, out), WICK_OK);
+            wick_model *fm = load(out, "auto");
+            wick_session *s2 = session(fm, 2);
+            float *c2 = malloc(sizeof(float) * (size_t)T * V);
+            assert_int_equal(wick_session_eval(s2, ids, (int)T, WICK_LOGITS_ALL, c2), WICK_OK);
+            const double e2 = tu_max_abs_diff(a, c2, T * V);
+            printf("%s: folder -> GGUF F32 -> folder: logits max abs diff %.3g\n", fam, e2);
+            assert_true(e2 == 0);
+            wick_session_free(s2), wick_model_free(fm), free(c2);
+        }
         wick_session_free(s);
         wick_model_free(gm);
     }
