@@ -154,6 +154,9 @@ int cmd_info(int argc, char **argv) {
         for (int i = 0; i < in.n_eos; i++) printf("%s%d", i ? ", " : "", in.eos_ids[i]);
         printf("], \"pad_id\": %d, \"tokenizer\": %s, \"kernels\": \"%s\"", in.pad_id,
                tok ? "true" : "false", in.kernels);
+        printf(", \"decode_bytes\": %lld, \"rot_dim\": %d, \"n_expert\": %d, "
+               "\"n_expert_used\": %d, \"n_ff_expert\": %d", (long long)in.decode_bytes,
+               in.rot_dim, in.n_expert, in.n_expert_used, in.n_ff_expert);
         if (emb)
             printf(", \"embedding_dim\": %d, \"pooling\": \"%s\", \"normalize\": %s, "
                    "\"max_length\": %d", wick_embedder_dim(emb),
@@ -170,6 +173,14 @@ int cmd_info(int argc, char **argv) {
         printf("%-18s%d layers, hidden %d, ffn %d\n", "shape", in.n_layer, in.n_embd, in.n_ff);
         printf("%-18s%d query heads, %d KV heads, head_dim %d\n", "attention", in.n_head,
                in.n_kv_head, in.head_dim);
+        if (in.rot_dim && in.rot_dim != in.head_dim)
+            printf("%-18s%d of %d values a head\n", "partial rotary", in.rot_dim, in.head_dim);
+        if (in.n_expert)
+            printf("%-18s%d a block, %d chosen per token, width %d\n", "experts", in.n_expert,
+                   in.n_expert_used, in.n_ff_expert);
+        printf("%-18s%lld bytes a token (%.1f MiB%s)\n", "decode reads",
+               (long long)in.decode_bytes, in.decode_bytes / 1048576.0,
+               in.n_expert ? "; of the experts only the chosen ones" : "");
         printf("%-18s%d\n", "vocab", in.n_vocab);
         printf("%-18s%d\n", "context length", in.n_ctx_train);
         printf("%-18stheta %g, scaling %s\n", "rope", in.rope_theta, in.rope_scaling);

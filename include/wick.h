@@ -200,13 +200,17 @@ typedef struct wick_model_info {
     int n_ctx_train;           /* max_position_embeddings */
     int sliding_window;        /* 0 = none */
     float rope_theta, norm_eps;
-    const char *rope_scaling;  /* "none", "linear", "llama3" */
+    const char *rope_scaling;  /* "none", "linear", "llama3", "longrope" */
     bool tied_embeddings;
     bool attn_bias;
     int32_t bos_id;            /* -1 when unknown */
     int32_t eos_ids[8];
     int n_eos;
     int32_t pad_id;            /* -1 when unknown */
+    /* mixture of experts: experts per MoE block, chosen per token, and their width (0 when
+       the model has none); rot_dim: the values of each head RoPE rotates (< head_dim: partial) */
+    int n_expert, n_expert_used, n_ff_expert;
+    int rot_dim;
 } wick_model_info;
 
 /* Fills *info. Pointers inside live as long as the model. */

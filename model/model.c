@@ -568,5 +568,9 @@ wick_status wick_model_get_info(const wick_model *m, wick_model_info *info) {
     info->pad_id = c->pad_id;
     info->n_eos = c->n_eos;
     memcpy(info->eos_ids, c->eos_ids, sizeof info->eos_ids);
+    info->n_expert = c->n_expert;
+    info->n_expert_used = c->n_expert_used;
+    info->n_ff_expert = c->n_expert > 0 ? c->n_ff_expert : 0;
+    info->rot_dim = c->rot_dim;
     return WICK_OK;
 }
