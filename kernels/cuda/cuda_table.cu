@@ -436,6 +436,127 @@ cublasHandle_t cu_blas(const cu_run *r) {
     return st->blas;
 }
 
+/* ---- WICK_CUDA_PROFILE=1: GPU time of every op by name and shape, printed at exit ----
+ * Each op of an eager pass is bracketed by two events on its stream; the table's sync reads
+ * their elapsed times into a process-wide table, printed to stderr at exit (largest first).
+ * Recorded passes are off while profiling (a replay would hide its ops). A developer's tool
+ * for GPU machines without nsys; it costs two event records an op. */
+
+static bool prof_on(void) {
+    static const bool on = [] {
+        const char *v = getenv("WICK_CUDA_PROFILE");
+        return v && *v && strcmp(v, "0") != 0;
+    }();
+    return on;
+}
+
+#define PROF_KEYS 512
+#define PROF_PENDING 4096
+typedef struct prof_ent {
+    char key[96];
+    long long calls;
+    double ms;
+} prof_ent;
+static prof_ent g_prof[PROF_KEYS];
+static int g_prof_n;
+static pthread_mutex_t g_prof_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_prof_once = PTHREAD_ONCE_INIT;
+
+typedef struct prof_pend {
+    cudaEvent_t a, b;
+    bool made;
+    int ent;
+} prof_pend;
+static thread_local prof_pend *t_pend; /* PROF_PENDING, made on first use */
+static thread_local int t_npend;
+
+static int prof_cmp(const void *x, const void *y) {
+    const double a = ((const prof_ent *)x)->ms, b = ((const prof_ent *)y)->ms;
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+static void prof_print(void) {
+    pthread_mutex_lock(&g_prof_mu);
+    qsort(g_prof, (size_t)g_prof_n, sizeof *g_prof, prof_cmp);
+    double tot = 0;
+    for (int i = 0; i < g_prof_n; i++) tot += g_prof[i].ms;
+    fprintf(stderr, "\nWICK_CUDA_PROFILE: GPU time by op and shape (%.3f ms in all)\n"
+                    "%-60s %9s %11s %9s %6s\n", tot, "op", "calls", "total ms", "mean us", "share");
+    for (int i = 0; i < g_prof_n; i++)
+        fprintf(stderr, "%-60s %9lld %11.3f %9.2f %5.1f%%\n", g_prof[i].key, g_prof[i].calls,
+                g_prof[i].ms, 1e3 * g_prof[i].ms / (double)(g_prof[i].calls ? g_prof[i].calls : 1),
+                tot > 0 ? 100.0 * g_prof[i].ms / tot : 0.0);
+    pthread_mutex_unlock(&g_prof_mu);
+}
+
+static void prof_init(void) { atexit(prof_print); }
+
+static int prof_entry(const char *key) {
+    pthread_once(&g_prof_once, prof_init);
+    pthread_mutex_lock(&g_prof_mu);
+    int i = 0;
+    while (i < g_prof_n && strcmp(g_prof[i].key, key) != 0) i++;
+    if (i == g_prof_n) {
+        if (g_prof_n == PROF_KEYS) i = -1;
+        else snprintf(g_prof[g_prof_n++].key, sizeof g_prof[0].key, "%s", key);
+    }
+    pthread_mutex_unlock(&g_prof_mu);
+    return i;
+}
+
+/* Reads the elapsed times of this thread's bracketed ops (their stream was just synced). */
+static void prof_resolve(void) {
+    for (int i = 0; i < t_npend; i++) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, t_pend[i].a, t_pend[i].b) != cudaSuccess) {
+            (void)cudaGetLastError();
+            continue;
+        }
+        pthread_mutex_lock(&g_prof_mu);
+        g_prof[t_pend[i].ent].calls++;
+        g_prof[t_pend[i].ent].ms += ms;
+        pthread_mutex_unlock(&g_prof_mu);
+    }
+    t_npend = 0;
+}
+
+/* Brackets one op call of an eager pass (no-op unless WICK_CUDA_PROFILE is set). */
+struct cu_prof {
+    int slot = -1;
+    cudaStream_t s = 0;
+    cu_prof(int dev, wk_ctx *c, const char *fmt, ...) {
+        if (!prof_on() || t_pass.mode != CU_EAGER) return;
+        if (!t_pend && !(t_pend = (prof_pend *)calloc(PROF_PENDING, sizeof *t_pend))) return;
+        if (t_npend >= PROF_PENDING) return; /* a pass this long is timed in part */
+        char key[96];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(key, sizeof key, fmt, ap);
+        va_end(ap);
+        const int e = prof_entry(key);
+        if (e < 0) return;
+        prof_pend *p = &t_pend[t_npend];
+        if (cudaSetDevice(dev) != cudaSuccess) return;
+        if (!p->made) {
+            if (cudaEventCreate(&p->a) != cudaSuccess || cudaEventCreate(&p->b) != cudaSuccess) {
+                (void)cudaGetLastError();
+                return;
+            }
+            p->made = true;
+        }
+        s = c ? (cudaStream_t)c->stream : (cudaStream_t)0;
+        p->ent = e;
+        if (cudaEventRecord(p->a, s) != cudaSuccess) return;
+        slot = t_npend++;
+    }
+    ~cu_prof() {
+        if (slot >= 0 && cudaEventRecord(t_pend[slot].b, s) != cudaSuccess) {
+            (void)cudaGetLastError();
+            t_npend = slot; /* drop it */
+        }
+    }
+};
+
 /* ---- buffers and sync ---- */
 
 static void *buf_alloc(int dev, wk_ctx *ctx, size_t bytes) {
@@ -523,6 +644,7 @@ static wick_status table_sync(int dev, wk_ctx *ctx) {
     cu_run r = cu_begin(dev, ctx);
     cu_note(cudaStreamSynchronize(r.s), "cudaStreamSynchronize");
     cu_note(cudaGetLastError(), "a kernel launch");
+    if (prof_on()) prof_resolve();
     if (t_err_st == WICK_OK) return WICK_OK;
     wick_status st = err_set(t_err_st, "%s", t_err_msg);
     t_err_st = WICK_OK;
@@ -535,7 +657,7 @@ static wick_status table_sync(int dev, wk_ctx *ctx) {
 static bool graphs_on(void) {
     static const bool on = [] {
         const char *v = getenv("WICK_CUDA_GRAPHS");
-        return !(v && strcmp(v, "0") == 0);
+        return !(v && strcmp(v, "0") == 0) && !prof_on();
     }();
     return on;
 }
@@ -670,75 +792,103 @@ static void host_softmax(float *x, int n) { kernels_ref()->softmax(x, n); }
 
 /* ---- one table per device ---- */
 
+/* A count as its profile bucket: "=1", "<=8", "<=64", "<=512", ">512". */
+static const char *nb(long long n) {
+    return n <= 1 ? "=1" : n <= 8 ? "<=8" : n <= 64 ? "<=64" : n <= 512 ? "<=512" : ">512";
+}
+
 template <int D> struct dev_ops {
     static void *alloc(wk_ctx *c, size_t b) { return buf_alloc(D, c, b); }
     static void free_(wk_ctx *c, void *p, size_t b) { buf_free(D, c, p, b); }
-    static void copy(wk_ctx *c, void *d, const void *s, size_t b) { buf_copy(D, c, d, s, b); }
+    static void copy(wk_ctx *c, void *d, const void *s, size_t b) {
+        cu_prof P(D, c, "buf_copy %s", b <= 4096 ? "<=4KiB" : b <= (1 << 20) ? "<=1MiB" : ">1MiB");
+        buf_copy(D, c, d, s, b);
+    }
     static wick_status sync(wk_ctx *c) { return table_sync(D, c); }
     static int gbegin(wk_ctx *c, uint64_t key) { return graph_begin(D, c, key); }
     static void gend(wk_ctx *c, bool *redo) { graph_end(D, c, redo); }
     static void embed(wk_ctx *c, float *o, const wk_weight *W, const int32_t *ids, int n) {
+        cu_prof P(D, c, "embed %s n%s", dtype_name(W->dt), nb(n));
         cu_run r = cu_begin(D, c);
         cu_embed(&r, o, W, ids, n);
     }
     static void rmsnorm(wk_ctx *c, float *o, const float *x, const float *w, int n, int d,
                         float eps) {
+        cu_prof P(D, c, "rmsnorm d=%d n%s", d, nb(n));
         cu_run r = cu_begin(D, c);
         cu_rmsnorm(&r, o, x, w, n, d, eps);
     }
     static void matmul(wk_ctx *c, float *y, const float *x, const wk_weight *W, const float *b,
                        int n) {
+        cu_prof P(D, c, "matmul %lldx%lld %s n%s", (long long)W->rows, (long long)W->cols,
+                  dtype_name(W->dt), nb(n));
         cu_run r = cu_begin(D, c);
         cu_matmul(&r, y, x, W, b, n);
     }
     static void rope(wk_ctx *c, float *x, int n, int nh, int hd, int rd, const int32_t *pos,
                      const float *cs, const float *sn) {
+        cu_prof P(D, c, "rope n%s", nb(n));
         cu_run r = cu_begin(D, c);
         cu_rope(&r, x, n, nh, hd, rd, pos, cs, sn, false);
     }
     static void rope_il(wk_ctx *c, float *x, int n, int nh, int hd, int rd, const int32_t *pos,
                         const float *cs, const float *sn) {
+        cu_prof P(D, c, "rope (interleaved) n%s", nb(n));
         cu_run r = cu_begin(D, c);
         cu_rope(&r, x, n, nh, hd, rd, pos, cs, sn, true);
     }
     static void kv_store(wk_ctx *c, const wk_kv_layer *kv, const float *k, const float *v,
                          const wk_span *sp, int ns, int nkv, int hd) {
+        cu_prof P(D, c, "kv_store %s spans%s", dtype_name(kv->dt), nb(ns));
         cu_run r = cu_begin(D, c);
         cu_kv_store(&r, kv, k, v, sp, ns, nkv, hd);
     }
     static void attention(wk_ctx *c, float *o, const float *q, const wk_kv_layer *kv,
                           const wk_span *sp, int ns, int nh, int nkv, int hd, int win, float sc,
                           float cap) {
+        int rows = 0, keys = 0;
+        for (int i = 0; i < ns && prof_on(); i++) {
+            rows += sp[i].n;
+            keys = sp[i].pos0 + sp[i].n > keys ? sp[i].pos0 + sp[i].n : keys;
+        }
+        cu_prof P(D, c, "attention %s rows%s keys%s", dtype_name(kv->dt), nb(rows), nb(keys));
         cu_run r = cu_begin(D, c);
         cu_attention(&r, o, q, kv, sp, ns, nh, nkv, hd, win, sc, cap);
     }
     static void silu_mul(wk_ctx *c, float *o, const float *g, const float *u, long n) {
+        cu_prof P(D, c, "silu_mul");
         cu_run r = cu_begin(D, c);
         cu_silu_mul(&r, o, g, u, n);
     }
     static void gelu_tanh_mul(wk_ctx *c, float *o, const float *g, const float *u, long n) {
+        cu_prof P(D, c, "gelu_tanh_mul");
         cu_run r = cu_begin(D, c);
         cu_gelu_tanh_mul(&r, o, g, u, n);
     }
     static void softcap(wk_ctx *c, float *x, long n, float cap) {
+        cu_prof P(D, c, "softcap");
         cu_run r = cu_begin(D, c);
         cu_softcap(&r, x, n, cap);
     }
     static void add(wk_ctx *c, float *y, const float *x, long n) {
+        cu_prof P(D, c, "add");
         cu_run r = cu_begin(D, c);
         cu_add(&r, y, x, n);
     }
     static void axpy(wk_ctx *c, float *y, float a, const float *x, long n) {
+        cu_prof P(D, c, "axpy");
         cu_run r = cu_begin(D, c);
         cu_axpy(&r, y, a, x, n);
     }
     static void lora(wk_ctx *c, float *y, const float *x, const wk_lora_run *ru, int nr,
                      float *scr) {
+        cu_prof P(D, c, "lora runs%s", nb(nr));
         cu_run r = cu_begin(D, c);
         cu_lora(&r, y, x, ru, nr, scr);
     }
     static void gather(wk_ctx *c, float *dst, const float *src, const int32_t *idx, int n,
                        int cols) {
+        cu_prof P(D, c, "gather_rows");
         cu_run r = cu_begin(D, c);
         cu_gather_rows(&r, dst, src, idx, n, cols);
     }
