@@ -120,6 +120,16 @@ static wick_model *g_model;
 const char *fuzz_tiny_config(void) { return k_config; }
 const char *fuzz_tiny_adapter_config(void) { return k_adapter_config; }
 
+unsigned char *fuzz_build_st(const char *const *names, const int64_t *rows, const int64_t *cols,
+                             int n, size_t *len) {
+    spec *t = malloc(sizeof *t * (size_t)(n ? n : 1));
+    if (!t) abort();
+    for (int i = 0; i < n; i++) t[i] = (spec){names[i], rows[i], cols[i]};
+    unsigned char *b = build_st(t, n, len);
+    free(t);
+    return b;
+}
+
 const unsigned char *fuzz_tiny_safetensors(size_t *len) {
     if (!g_model_st) g_model_st = build_st(k_model, sizeof k_model / sizeof k_model[0], &g_model_len);
     *len = g_model_len;

@@ -53,6 +53,10 @@ int fuzz_target_serve_tools(const uint8_t *data, size_t size);
  * rank-2 adapter on its q_proj and v_proj as adapter_config.json text + safetensors image. */
 const char *fuzz_tiny_config(void);
 const unsigned char *fuzz_tiny_safetensors(size_t *len);
+/* A safetensors image of n F32 tensors (cols 0: a vector of rows values) with small finite
+ * values, as the tiny model's (malloc'd; the caller frees it). */
+unsigned char *fuzz_build_st(const char *const *names, const int64_t *rows, const int64_t *cols,
+                             int n, size_t *len);
 wick_model *fuzz_tiny_model(void);
 const char *fuzz_tiny_adapter_config(void);
 const unsigned char *fuzz_tiny_adapter_safetensors(size_t *len);

@@ -99,6 +99,79 @@ static gguf_value arr(gguf_type t, gguf_value *items, uint64_t n) {
     return v;
 }
 
+/* Tiny models of the families with their own GGUF layout, written as GGUF seeds: Phi-3
+ * (fused attn_qkv / ffn_up, partial rotary, longrope factors) and Qwen3-MoE (router and 3-D
+ * expert tensors, q/k norms). */
+static void family_gguf_seed(const char *config, const char *const *names, const int64_t *rows,
+                             const int64_t *cols, int n, const char *file) {
+    size_t len;
+    unsigned char *st = fuzz_build_st(names, rows, cols, n, &len);
+    wick_model_params mp = wick_model_params_default();
+    mp.kernels = "ref";
+    wick_model *m = NULL;
+    if (model_load_mem(config, NULL, st, len, &mp, &m) != WICK_OK) {
+        fprintf(stderr, "%s: %s\n", file, wick_last_error());
+        die("family seed model");
+    }
+    if (model_gguf_save(m, tmp_path("f.gguf"), DT_F32, NULL, 0)) die("family seed gguf");
+    put_tmp("gguf", file, tmp_path("f.gguf"));
+    wick_model_free(m);
+    free(st);
+}
+
+static void family_gguf_seeds(void) {
+    static const char phi3[] =
+        "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": 8, \"intermediate_size\": 12,"
+        " \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1,"
+        " \"vocab_size\": 16, \"max_position_embeddings\": 32, \"rms_norm_eps\": 1e-5,"
+        " \"rope_theta\": 10000.0, \"tie_word_embeddings\": false, \"hidden_act\": \"silu\","
+        " \"partial_rotary_factor\": 0.5, \"original_max_position_embeddings\": 16,"
+        " \"rope_scaling\": {\"rope_type\": \"longrope\", \"short_factor\": [1.0],"
+        " \"long_factor\": [2.5]}, \"sliding_window\": 8}";
+    static const char *const pn[] = {
+        "model.embed_tokens.weight", "model.layers.0.self_attn.qkv_proj.weight",
+        "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.gate_up_proj.weight",
+        "model.layers.0.mlp.down_proj.weight", "model.layers.0.input_layernorm.weight",
+        "model.layers.0.post_attention_layernorm.weight", "model.norm.weight", "lm_head.weight"};
+    static const int64_t pr[] = {16, 16, 8, 24, 8, 8, 8, 8, 16}, pc[] = {8, 8, 8, 8, 12, 0, 0, 0, 8};
+    family_gguf_seed(phi3, pn, pr, pc, 9, "tiny_phi3_f32.gguf");
+
+    static const char moe[] =
+        "{\"architectures\": [\"Qwen3MoeForCausalLM\"], \"hidden_size\": 8, \"intermediate_size\": 12,"
+        " \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1,"
+        " \"head_dim\": 4, \"vocab_size\": 16, \"max_position_embeddings\": 32,"
+        " \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"tie_word_embeddings\": false,"
+        " \"hidden_act\": \"silu\", \"num_experts\": 3, \"num_experts_per_tok\": 2,"
+        " \"moe_intermediate_size\": 4, \"norm_topk_prob\": true}";
+    const char *mn[32];
+    int64_t mr[32], mc[32];
+    char buf[16][80];
+    int k = 0, b = 0;
+#define T(name, r, c) (mn[k] = (name), mr[k] = (r), mc[k] = (c), k++)
+    T("model.embed_tokens.weight", 16, 8);
+    T("model.layers.0.self_attn.q_proj.weight", 8, 8);
+    T("model.layers.0.self_attn.k_proj.weight", 4, 8);
+    T("model.layers.0.self_attn.v_proj.weight", 4, 8);
+    T("model.layers.0.self_attn.o_proj.weight", 8, 8);
+    T("model.layers.0.self_attn.q_norm.weight", 4, 0);
+    T("model.layers.0.self_attn.k_norm.weight", 4, 0);
+    T("model.layers.0.mlp.gate.weight", 3, 8);
+    for (int e = 0; e < 3; e++) {
+        static const char *const part[3] = {"gate_proj", "up_proj", "down_proj"};
+        for (int p = 0; p < 3; p++) {
+            snprintf(buf[b], sizeof buf[b], "model.layers.0.mlp.experts.%d.%s.weight", e, part[p]);
+            T(buf[b], p < 2 ? 4 : 8, p < 2 ? 8 : 4);
+            b++;
+        }
+    }
+    T("model.layers.0.input_layernorm.weight", 8, 0);
+    T("model.layers.0.post_attention_layernorm.weight", 8, 0);
+    T("model.norm.weight", 8, 0);
+    T("lm_head.weight", 16, 8);
+#undef T
+    family_gguf_seed(moe, mn, mr, mc, k, "tiny_qwen3moe_f32.gguf");
+}
+
 static void gguf_seeds(wick_model *m) {
     /* byte-level BPE (gpt2) */
     static const char *bpe_tok[16] = {"a", "b", "c", "ab", "bc", "abc", "\xc4\xa0", "\xc4\xa0" "a",
@@ -363,6 +436,7 @@ int main(int argc, char **argv) {
     wick_model *m = fuzz_tiny_model();
     safetensors_seeds(fx);
     gguf_seeds(m);
+    family_gguf_seeds();
     config_seeds(fx);
     adapter_seeds(fx, m);
     regression_seeds(m);
