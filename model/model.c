@@ -107,11 +107,38 @@ static wick_status load_vector(loader *L, const char *name, int64_t n, float **o
 }
 
 /* rows [r0, r0 + n) of W as a matrix of their own (row-major rows are whole blocks) */
-static wk_weight row_range(const wk_weight *W, int64_t r0, int64_t n) {
+wk_weight model_row_range(const wk_weight *W, int64_t r0, int64_t n) {
     wk_weight w = *W;
     w.data = (const uint8_t *)W->data + (size_t)r0 * dtype_row_bytes(W->dt, W->cols);
     w.rows = n;
+    w.packed = NULL;
     return w;
+}
+
+wk_weight model_stack_rows(const wk_weight *const *parts, int n, void **owned) {
+    *owned = NULL;
+    const wk_weight *p0 = parts[0];
+    const size_t rb = dtype_row_bytes(p0->dt, p0->cols);
+    wk_weight all = *p0;
+    all.packed = NULL;
+    bool consecutive = true;
+    for (int i = 1; i < n; i++) {
+        if (parts[i]->dt != p0->dt || parts[i]->cols != p0->cols) return (wk_weight){0};
+        consecutive &= (const uint8_t *)parts[i]->data ==
+                       (const uint8_t *)p0->data + (size_t)all.rows * rb;
+        all.rows += parts[i]->rows;
+    }
+    if (consecutive) return all;
+    uint8_t *cat = malloc(rb * (size_t)(all.rows ? all.rows : 1));
+    if (!cat) return (wk_weight){0};
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(cat + off, parts[i]->data, rb * (size_t)parts[i]->rows);
+        off += rb * (size_t)parts[i]->rows;
+    }
+    all.data = cat;
+    *owned = cat;
+    return all;
 }
 
 static void norm_plus_one(float *w, int64_t n) {
@@ -161,9 +188,9 @@ static wick_status load_layer(loader *L, int i, layer_weights *lw) {
             (st = load_vector(L, NAME("input_layernorm.weight"), d, &lw->attn_norm)) ||
             (st = load_vector(L, NAME("post_attention_layernorm.weight"), d, &lw->mlp_norm)))
             return st;
-        lw->wq = row_range(&qkv, 0, qd), lw->wk = row_range(&qkv, qd, kvd);
-        lw->wv = row_range(&qkv, qd + kvd, kvd);
-        lw->w_gate = row_range(&gu, 0, ff), lw->w_up = row_range(&gu, ff, ff);
+        lw->wq = model_row_range(&qkv, 0, qd), lw->wk = model_row_range(&qkv, qd, kvd);
+        lw->wv = model_row_range(&qkv, qd + kvd, kvd);
+        lw->w_gate = model_row_range(&gu, 0, ff), lw->w_up = model_row_range(&gu, ff, ff);
         lw->window = c->sliding_window;
         return WICK_OK;
     }

@@ -116,6 +116,13 @@ wick_status model_device_init(wick_model *m, const wick_model_params *params);
  * theta^(2i/rot_dim), then the rope_type's adjustment (linear, llama3; longrope: 1 / (factor_i ·
  * theta^(2i/rot_dim)) with the short factors, or the long ones when `long_f`). */
 void model_rope_freqs(const model_config *c, float *inv, bool long_f);
+/* Rows [r0, r0 + n) of W as a matrix of their own (a view into W's data). */
+wk_weight model_row_range(const wk_weight *W, int64_t r0, int64_t n);
+/* parts[0..n) (same dt and cols) stacked by rows as one matrix (Phi-3's qkv / gate_up, a MoE
+ * layer's experts): a view when they are consecutive rows of one buffer (as loaded), else a
+ * copy in *owned (malloc'd, the caller frees it; NULL for a view). data == NULL on a mismatch
+ * of dt / cols or out of memory. */
+wk_weight model_stack_rows(const wk_weight *const *parts, int n, void **owned);
 void model_pack_weights(wick_model *m);
 void model_pack_free(wick_model *m);
 /* m->fast from params->precision or WICK_PRECISION ("fast", "exact"); called by every loader. */

@@ -112,32 +112,13 @@ static int add_vector(tlist *L, const char *name, const float *v, int64_t n, boo
     return tl_push(L, name, DT_F32, 1, n, 0, b, b);
 }
 
-/* Matrices stacked by rows as one tensor (Phi-3's qkv_proj and gate_up_proj): a view of the
- * first when they are consecutive rows of one buffer (as loaded), else a stacked copy. They
- * share dtype and cols. */
+/* parts[0..n) stacked by rows as one tensor (model_stack_rows). */
 static int add_stacked(tlist *L, const char *name, const wk_weight *const *parts, int n,
                        dtype dt, int hd) {
-    const wk_weight *p0 = parts[0];
-    const size_t rb = dtype_row_bytes(p0->dt, p0->cols);
-    wk_weight all = *p0;
-    all.packed = NULL;
-    bool consecutive = true;
-    for (int i = 1; i < n; i++) {
-        if (parts[i]->dt != p0->dt || parts[i]->cols != p0->cols) return -1;
-        consecutive &= (const unsigned char *)parts[i]->data ==
-                       (const unsigned char *)p0->data + (size_t)all.rows * rb;
-        all.rows += parts[i]->rows;
-    }
-    if (consecutive) return add_matrix(L, name, &all, dt, false, hd);
-    unsigned char *cat = malloc(rb * (size_t)(all.rows ? all.rows : 1));
-    if (!cat) return -1;
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        memcpy(cat + off, parts[i]->data, rb * (size_t)parts[i]->rows);
-        off += rb * (size_t)parts[i]->rows;
-    }
-    all.data = cat;
-    if (all.dt == dt) return tl_push(L, name, dt, 2, all.rows, all.cols, cat, cat);
+    void *cat = NULL;
+    const wk_weight all = model_stack_rows(parts, n, &cat);
+    if (!all.data) return -1;
+    if (cat && all.dt == dt) return tl_push(L, name, dt, 2, all.rows, all.cols, cat, cat);
     const int rc = add_matrix(L, name, &all, dt, false, hd);
     free(cat);
     return rc;

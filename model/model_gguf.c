@@ -414,14 +414,6 @@ static wick_status get_experts(gl *L, int i, layer_weights *w) {
     return WICK_OK;
 }
 
-/* Rows [r0, r0 + n) of W as a matrix of their own (a view). */
-static wk_weight row_range(const wk_weight *W, int64_t r0, int64_t n) {
-    wk_weight w = *W;
-    w.data = (const uint8_t *)W->data + (size_t)r0 * dtype_row_bytes(W->dt, W->cols);
-    w.rows = n;
-    return w;
-}
-
 static wick_status load_layer(gl *L, int i, layer_weights *w) {
     const model_config *c = &L->m->cfg;
     const int64_t d = c->n_embd, qd = (int64_t)c->n_head * c->head_dim,
@@ -438,9 +430,9 @@ static wick_status load_layer(gl *L, int i, layer_weights *w) {
             (st = get_vector(L, N("attn_norm.weight"), d, &w->attn_norm, false)) ||
             (st = get_vector(L, N("ffn_norm.weight"), d, &w->mlp_norm, false)))
             return st;
-        w->wq = row_range(&qkv, 0, qd), w->wk = row_range(&qkv, qd, kvd);
-        w->wv = row_range(&qkv, qd + kvd, kvd);
-        w->w_gate = row_range(&gu, 0, ff), w->w_up = row_range(&gu, ff, ff);
+        w->wq = model_row_range(&qkv, 0, qd), w->wk = model_row_range(&qkv, qd, kvd);
+        w->wv = model_row_range(&qkv, qd + kvd, kvd);
+        w->w_gate = model_row_range(&gu, 0, ff), w->w_up = model_row_range(&gu, ff, ff);
         w->window = c->sliding_window;
         return WICK_OK;
     }
@@ -685,32 +677,13 @@ static dtype pick_type(dtype want, int64_t cols) {
     return dtype_is_quant(want) ? DT_F16 : want;
 }
 
-/* Pushes the matrices parts[0..n) stacked by rows as one tensor (Phi-3's attn_qkv and ffn_up):
- * a view of the first when they are consecutive rows of one buffer (as loaded), else a
- * stacked copy. They share dt and cols. 0 on success. */
+/* Pushes parts[0..n) stacked by rows as one tensor (model_stack_rows). 0 on success. */
 static int push_stacked(wlist *w, const char *name, const wk_weight *const *parts, int n,
                         dtype dt, int hd) {
-    const wk_weight *p0 = parts[0];
-    const size_t rb = dtype_row_bytes(p0->dt, p0->cols);
-    wk_weight all = *p0;
-    all.packed = NULL;
-    bool consecutive = true;
-    for (int i = 1; i < n; i++) {
-        if (parts[i]->dt != p0->dt || parts[i]->cols != p0->cols) return -1;
-        consecutive &= (const uint8_t *)parts[i]->data ==
-                       (const uint8_t *)p0->data + (size_t)all.rows * rb;
-        all.rows += parts[i]->rows;
-    }
-    if (consecutive) return push_matrix(w, name, &all, dt, 0, hd);
-    uint8_t *cat = malloc(rb * (size_t)(all.rows ? all.rows : 1));
-    if (!cat) return -1;
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        memcpy(cat + off, parts[i]->data, rb * (size_t)parts[i]->rows);
-        off += rb * (size_t)parts[i]->rows;
-    }
-    all.data = cat;
-    if (all.dt == dt) return wl_push(w, name, dt, all.rows, all.cols, cat, cat);
+    void *cat = NULL;
+    const wk_weight all = model_stack_rows(parts, n, &cat);
+    if (!all.data) return -1;
+    if (cat && all.dt == dt) return wl_push(w, name, dt, all.rows, all.cols, cat, cat);
     const int rc = push_matrix(w, name, &all, dt, 0, hd);
     free(cat);
     return rc;
