@@ -9,19 +9,21 @@
  * kv_store: one warp per (row, KV head, K or V); Q8_0 rows are quantized 32 values per warp
  * step with the reference's operations (amax, d = f16(amax/127), q = rint(x·(1/d))), so the
  * stored bytes equal kernels_kv_row_from_f32's.
- * attention (k_attn_tile, heads whose width is 32, 64, 96, 128 or 256 and groups of up to 16
- * query heads per KV head): one block of FA_WARPS warps per (row, KV head, split of the
- * row's keys). The block holds the queries of every head of the group in shared memory, so
- * each key and value is read once for the whole group. Each warp takes tiles of 32 keys, one
- * key per lane: the lane computes that key's scores for every head of the group, the tile's
- * online-softmax step (running max and sum per head) is two warp reductions, and the
- * weighted values are summed with one output dimension per lane (each key's weight passed
- * round by a shuffle). The block merges its warps; when a row's keys are split over several
- * blocks (n_split > 1, chosen so that a small batch with long sequences still fills the
- * GPU; the split ranges are computed on the device from the row's position, so the launch
- * does not change as sequences grow), each block writes (Σ w·v, max, Σ w) and
- * k_attn_combine merges the splits. Scores are f32 dot products of the query with the key
- * widened exactly to f32, as the reference reads them; the order of the sums differs.
+ * attention (k_attn_tile, heads whose width is 32, 64, 96, 128 or 256, groups of up to 16
+ * query heads per KV head, KV elements F32/F16/BF16/Q8_0): one block of FA_THREADS threads
+ * per (row, KV head, split of the row's keys), holding the queries of every head of the group
+ * in shared memory, so each key and value is read once for the whole group. The split's keys
+ * pass through shared memory a tile at a time (fa_shape: 64, 32 or 16 keys by head width):
+ * every thread requests its 16-byte chunks of the tile's keys and values before storing any
+ * (one memory latency per tile, not one per key), widens them exactly to f32, then the block
+ * computes the scores (a thread per (head, key)), the online-softmax step (a warp per head:
+ * running max, Σ w and the rescale of earlier sums) and Σ w·v (a thread per (head, output
+ * dimension), kept in registers across tiles). When a row's keys are split over several
+ * blocks (n_split > 1, chosen so that a small batch with long sequences fills the GPU; the
+ * split ranges are computed on the device from the row's position, so the launch does not
+ * change as sequences grow), each block writes (Σ w·v, max, Σ w) and k_attn_combine merges
+ * the splits. Scores are f32 dot products of the query with the key widened exactly to f32,
+ * as the reference reads them; the order of the sums differs.
  * Other head shapes use k_attention: one block per (row, query head), one key per warp step.
  *
  * Not here: the RoPE and the projections (cuda_ops.cu, cuda_matmul.cu). */
@@ -208,7 +210,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
 
 /* ---- attention, tiled over keys with the KV-head group in one block ---- */
 
-#define FA_WARPS 4
+#define FA_THREADS 128
 #define FA_MAX_SPLIT 64
 
 typedef struct cu_att {
@@ -221,39 +223,89 @@ typedef struct cu_att {
     float scale, softcap;
 } cu_att;
 
-/* Elements t .. t+7 of a KV row (t a multiple of 8; rows of F32/F16/BF16 are 16-byte
- * aligned when head_dim is a multiple of 8). */
-__device__ __forceinline__ void kv_load8(int dt, const uint8_t *row, int t, float k[8]) {
-    if (dt == DT_F32) {
-        const float4 a = *(const float4 *)((const float *)row + t);
-        const float4 b = *(const float4 *)((const float *)row + t + 4);
-        k[0] = a.x, k[1] = a.y, k[2] = a.z, k[3] = a.w;
-        k[4] = b.x, k[5] = b.y, k[6] = b.z, k[7] = b.w;
-    } else if (dt == DT_F16 || dt == DT_BF16) {
-        const uint4 v = *(const uint4 *)((const uint16_t *)row + t);
-        const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+/* Chunk c (8 elements) of a KV row, loaded raw: every chunk of a tile is requested before
+ * any is converted, so the tile costs one memory latency. W32 = false: F16/BF16 rows (one
+ * 16-byte load); W32 = true: F32 rows (two), or Q8_0 rows (34-byte blocks, not 16-byte
+ * aligned), which are read element by element in fa_convert instead. */
+template <bool W32> struct fa_chunk {
+    uint4 a;
+};
+template <> struct fa_chunk<true> {
+    uint4 a, b;
+};
+
+template <bool W32>
+__device__ __forceinline__ fa_chunk<W32> fa_load(int dt, const uint8_t *row, int c) {
+    fa_chunk<W32> ch;
+    if constexpr (W32) {
+        if (dt == DT_F32) {
+            ch.a = ((const uint4 *)row)[2 * c];
+            ch.b = ((const uint4 *)row)[2 * c + 1];
+        } else {
+            ch.a = ch.b = make_uint4(0, 0, 0, 0);
+        }
+    } else {
+        ch.a = ((const uint4 *)row)[c];
+    }
+    return ch;
+}
+
+/* The chunk's 8 values as f32 (the reference's widening), into dst[0..8). */
+template <bool W32>
+__device__ __forceinline__ void fa_convert(int dt, const fa_chunk<W32> &ch, const uint8_t *row,
+                                           int c, float *dst) {
+    if constexpr (W32) {
+        if (dt == DT_F32) {
+            const uint32_t w[8] = {ch.a.x, ch.a.y, ch.a.z, ch.a.w, ch.b.x, ch.b.y, ch.b.z, ch.b.w};
+#pragma unroll
+            for (int i = 0; i < 8; i++) dst[i] = __uint_as_float(w[i]);
+        } else {
+            for (int i = 0; i < 8; i++) dst[i] = cu_kv_elem(dt, row, 8 * c + i);
+        }
+    } else {
+        const uint32_t w[4] = {ch.a.x, ch.a.y, ch.a.z, ch.a.w};
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const uint16_t lo = (uint16_t)(w[i] & 0xffffu), hi = (uint16_t)(w[i] >> 16);
-            k[2 * i] = dt == DT_F16 ? cu_h2f(lo) : cu_bf2f(lo);
-            k[2 * i + 1] = dt == DT_F16 ? cu_h2f(hi) : cu_bf2f(hi);
+            dst[2 * i] = dt == DT_F16 ? cu_h2f(lo) : cu_bf2f(lo);
+            dst[2 * i + 1] = dt == DT_F16 ? cu_h2f(hi) : cu_bf2f(hi);
         }
-    } else {
-#pragma unroll
-        for (int i = 0; i < 8; i++) k[i] = cu_kv_elem(dt, row, t + i);
     }
 }
 
-template <int D32, int GM>
-__global__ void __launch_bounds__(FA_WARPS * 32) k_attn_tile(cu_att A, cu_spans S) {
-    constexpr int HD = 32 * D32;
+/* Keys per tile for a head width: the tile's keys and values, widened to f32, fill ~32 KiB of
+ * shared memory, and every thread of the block loads FA_CHUNKS 16-byte chunks of each. */
+template <int HD> struct fa_shape {
+    static constexpr int T = HD <= 64 ? 64 : HD <= 128 ? 32 : 16;
+    static constexpr int CH = HD / 8;                /* chunks of a row */
+    static constexpr int LOADS = T * CH / FA_THREADS; /* chunks of K (and of V) per thread */
+    static_assert(T * CH % FA_THREADS == 0, "tile chunks per thread");
+    static constexpr int ACC = 16 * HD / FA_THREADS; /* outputs per thread, group <= 16 */
+};
+
+template <int HD> static size_t fa_smem(int group) {
+    using F = fa_shape<HD>;
+    return sizeof(float) * ((size_t)group * HD + (size_t)F::T * (HD + 1) + (size_t)F::T * HD +
+                            (size_t)group * F::T + 3 * (size_t)group);
+}
+
+/* One block per (row, KV head, split of the row's keys); the keys of the split pass through
+ * shared memory a tile at a time. */
+template <int HD, bool W32>
+__global__ void __launch_bounds__(FA_THREADS) k_attn_tile(cu_att A, cu_spans S) {
+    using F = fa_shape<HD>;
+    constexpr int T = F::T, KP = HD + 1; /* key rows padded: lanes on successive keys hit
+                                             successive banks */
     extern __shared__ float sm[];
-    float *sq = sm;                        /* (GM, HD) the group's queries */
-    float *wm = sq + GM * HD;              /* (FA_WARPS, GM) each warp's running max */
-    float *wl = wm + FA_WARPS * GM;        /* (FA_WARPS, GM) each warp's Σ w */
-    float *wa = wl + FA_WARPS * GM;        /* (FA_WARPS, GM, HD) each warp's Σ w·v */
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int group = A.group;
+    float *sq = sm;                  /* (group, HD) the group's queries */
+    float *sk = sq + group * HD;     /* (T, KP) the tile's keys */
+    float *sv = sk + T * KP;         /* (T, HD) the tile's values */
+    float *sp = sv + T * HD;         /* (group, T) scores, then weights */
+    float *smax = sp + group * T;    /* (group) running max */
+    float *ssum = smax + group;      /* (group) running Σ w */
+    float *scor = ssum + group;      /* (group) this tile's rescale of the earlier sums */
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const long long total = (long long)S.rows * A.n_kv * A.n_split;
     for (long long item = blockIdx.x; item < total; item += gridDim.x) {
         const int split = (int)(item % A.n_split);
@@ -261,127 +313,115 @@ __global__ void __launch_bounds__(FA_WARPS * 32) k_attn_tile(cu_att A, cu_spans 
         const int row = (int)(rk / A.n_kv), kvh = (int)(rk % A.n_kv);
         const int si = S.rowmap[row];
         if (si < 0) continue; /* the whole block: it shares `item` */
-        const cu_span sp = S.sp[si];
-        const int p = sp.pos0 + row - sp.row0;
+        const cu_span spn = S.sp[si];
+        const int p = spn.pos0 + row - spn.row0;
         const int j0 = (A.window > 0 && p - A.window + 1 > 0) ? p - A.window + 1 : 0;
         const int per = ((p - j0 + 1 + A.n_split - 1) / A.n_split + 31) / 32 * 32;
         const int ja = j0 + split * per, jb = ja + per < p + 1 ? ja + per : p + 1;
-        const int32_t *bl = S.blocks + sp.boff;
-        __syncthreads(); /* the previous item's merge has read the shared arrays */
-        for (int i = threadIdx.x; i < GM * HD; i += blockDim.x) {
-            const int g = i / HD;
-            sq[i] = g < group ? A.q[((long long)row * A.n_head + kvh * group + g) * HD + i % HD]
-                              : 0.0f;
-        }
-        __syncthreads();
-        float m[GM], l[GM], acc[GM][D32];
+        const int32_t *bl = S.blocks + spn.boff;
+        __syncthreads(); /* the previous item is done with the shared arrays */
+        for (int i = tid; i < group * HD; i += FA_THREADS)
+            sq[i] = A.q[((long long)row * A.n_head + kvh * group) * HD + i];
+        for (int g = tid; g < group; g += FA_THREADS) smax[g] = -INFINITY, ssum[g] = 0.0f;
+        float acc[F::ACC];
 #pragma unroll
-        for (int g = 0; g < GM; g++) {
-            m[g] = -INFINITY, l[g] = 0.0f;
+        for (int k = 0; k < F::ACC; k++) acc[k] = 0.0f;
+        for (int jt = ja; jt < jb; jt += T) {
+            const int nk = jb - jt < T ? jb - jt : T;
+            /* every chunk of the tile's keys and values is requested before any is stored */
+            fa_chunk<W32> kc[F::LOADS], vc[F::LOADS];
+            long long ko[F::LOADS]; /* the chunk's row offset in the cache, −1: none */
 #pragma unroll
-            for (int d = 0; d < D32; d++) acc[g][d] = 0.0f;
-        }
-        for (int jt = ja + warp * 32; jt < jb; jt += FA_WARPS * 32) {
-            const int j = jt + lane;
-            const bool valid = j < jb;
-            float s[GM];
-#pragma unroll
-            for (int g = 0; g < GM; g++) s[g] = 0.0f;
-            if (valid) {
-                const uint8_t *kr = A.kb + (size_t)bl[j / A.bs] * A.block_bytes +
-                                    ((size_t)kvh * A.bs + (size_t)(j % A.bs)) * A.row_bytes;
-                for (int t = 0; t < HD; t += 8) {
-                    float k8[8];
-                    kv_load8(A.dt, kr, t, k8);
-#pragma unroll
-                    for (int g = 0; g < GM; g++) {
-                        if (g >= group) break;
-                        const float4 qa = *(const float4 *)(sq + g * HD + t);
-                        const float4 qb = *(const float4 *)(sq + g * HD + t + 4);
-                        float a = s[g];
-                        a = fmaf(qa.x, k8[0], a), a = fmaf(qa.y, k8[1], a);
-                        a = fmaf(qa.z, k8[2], a), a = fmaf(qa.w, k8[3], a);
-                        a = fmaf(qb.x, k8[4], a), a = fmaf(qb.y, k8[5], a);
-                        a = fmaf(qb.z, k8[6], a), a = fmaf(qb.w, k8[7], a);
-                        s[g] = a;
-                    }
+            for (int u = 0; u < F::LOADS; u++) {
+                const int idx = tid + FA_THREADS * u, j = idx / F::CH, c = idx % F::CH;
+                ko[u] = -1;
+                if (j < nk) {
+                    const int key = jt + j;
+                    const size_t off = (size_t)bl[key / A.bs] * A.block_bytes +
+                                       ((size_t)kvh * A.bs + (size_t)(key % A.bs)) * A.row_bytes;
+                    ko[u] = (long long)off;
+                    kc[u] = fa_load<W32>(A.dt, A.kb + off, c);
+                    vc[u] = fa_load<W32>(A.dt, A.vb + off, c);
                 }
             }
-            /* the tile's softmax step, per head; s[g] becomes the lane's key weight */
+            __syncthreads(); /* the previous tile's weights and values are used up */
 #pragma unroll
-            for (int g = 0; g < GM; g++) {
-                if (g >= group) break;
-                float sc = s[g] * A.scale;
-                if (A.softcap > 0) sc = tanhf(sc / A.softcap) * A.softcap; /* Gemma 2 */
-                if (!valid) sc = -INFINITY;
-                const float mn = fmaxf(m[g], cu_warp_max(sc)); /* lane 0's key is valid */
-                const float corr = expf(m[g] - mn);
-                const float w = valid ? expf(sc - mn) : 0.0f;
-                l[g] = l[g] * corr + cu_warp_sum(w);
+            for (int u = 0; u < F::LOADS; u++) {
+                if (ko[u] < 0) continue;
+                const int idx = tid + FA_THREADS * u, j = idx / F::CH, c = idx % F::CH;
+                const size_t off = (size_t)ko[u];
+                float kf[8], vf[8];
+                fa_convert(A.dt, kc[u], A.kb + off, c, kf);
+                fa_convert(A.dt, vc[u], A.vb + off, c, vf);
 #pragma unroll
-                for (int d = 0; d < D32; d++) acc[g][d] *= corr;
-                m[g] = mn;
-                s[g] = w;
+                for (int i = 0; i < 8; i++) sk[j * KP + 8 * c + i] = kf[i], sv[j * HD + 8 * c + i] = vf[i];
             }
-            /* Σ w·v over the tile's keys, VU value rows loaded before any is used (one load
-               at a time would wait out the memory latency key after key) */
-            constexpr int VU = D32 >= 4 ? 4 : 8;
-            const int nv = jb - jt < 32 ? jb - jt : 32;
-            for (int j8 = 0; j8 < nv; j8 += VU) {
-                float v[VU][D32];
-#pragma unroll
-                for (int u = 0; u < VU; u++) {
-                    const int jv = jt + j8 + u;
-                    if (j8 + u >= nv) break;
-                    const uint8_t *vr = A.vb + (size_t)bl[jv / A.bs] * A.block_bytes +
-                                        ((size_t)kvh * A.bs + (size_t)(jv % A.bs)) * A.row_bytes;
-#pragma unroll
-                    for (int d = 0; d < D32; d++) v[u][d] = cu_kv_elem(A.dt, vr, lane + 32 * d);
+            __syncthreads();
+            /* scores: item (g, j), j fastest (a warp reads successive padded key rows) */
+            for (int it = tid; it < group * T; it += FA_THREADS) {
+                const int g = it / T, j = it % T;
+                float sc = -INFINITY;
+                if (j < nk) {
+                    const float *qg = sq + g * HD, *kj = sk + j * KP;
+                    float a = 0.0f;
+#pragma unroll 8
+                    for (int t = 0; t < HD; t++) a = fmaf(qg[t], kj[t], a);
+                    sc = a * A.scale;
+                    if (A.softcap > 0) sc = tanhf(sc / A.softcap) * A.softcap; /* Gemma 2 */
                 }
-#pragma unroll
-                for (int u = 0; u < VU; u++) {
-                    if (j8 + u >= nv) break;
-#pragma unroll
-                    for (int g = 0; g < GM; g++) {
-                        if (g >= group) break;
-                        const float w = __shfl_sync(0xffffffffu, s[g], j8 + u);
-#pragma unroll
-                        for (int d = 0; d < D32; d++) acc[g][d] = fmaf(w, v[u][d], acc[g][d]);
-                    }
+                sp[it] = sc;
+            }
+            __syncthreads();
+            /* the online-softmax step, a warp per head: weights replace the scores */
+            for (int g = warp; g < group; g += FA_THREADS / 32) {
+                float mx = -INFINITY;
+                for (int j = lane; j < T; j += 32) mx = fmaxf(mx, sp[g * T + j]);
+                mx = cu_warp_max(mx);
+                const float mo = smax[g], mn = fmaxf(mo, mx); /* finite: key jt is valid */
+                float sum = 0.0f;
+                for (int j = lane; j < T; j += 32) {
+                    const float w = expf(sp[g * T + j] - mn); /* a masked key: exp(−inf) = 0 */
+                    sp[g * T + j] = w;
+                    sum += w;
                 }
+                sum = cu_warp_sum(sum);
+                if (lane == 0) {
+                    const float corr = expf(mo - mn); /* the first tile: exp(−inf) = 0 */
+                    scor[g] = corr;
+                    ssum[g] = ssum[g] * corr + sum;
+                    smax[g] = mn;
+                }
+            }
+            __syncthreads();
+            /* Σ w·v: output (g, d), d fastest; each thread keeps its outputs across tiles */
+#pragma unroll
+            for (int k = 0; k < F::ACC; k++) {
+                const int it = tid + FA_THREADS * k;
+                if (it >= group * HD) break;
+                const int g = it / HD, d = it % HD;
+                const float *pg = sp + g * T;
+                float a = acc[k] * scor[g];
+                for (int j = 0; j < nk; j++) a = fmaf(pg[j], sv[j * HD + d], a);
+                acc[k] = a;
             }
         }
+        __syncthreads(); /* smax / ssum of the last tile are visible (also with no tile) */
 #pragma unroll
-        for (int g = 0; g < GM; g++) {
-            if (lane == 0) wm[warp * GM + g] = m[g], wl[warp * GM + g] = l[g];
-#pragma unroll
-            for (int d = 0; d < D32; d++) wa[(warp * GM + g) * HD + lane + 32 * d] = acc[g][d];
-        }
-        __syncthreads();
-        /* merge the warps: one that saw no key has max −inf and contributes nothing */
-        for (int i = threadIdx.x; i < group * HD; i += blockDim.x) {
-            const int g = i / HD, t = i % HD;
-            float M = -INFINITY;
-            for (int w = 0; w < FA_WARPS; w++) M = fmaxf(M, wm[w * GM + g]);
-            float L = 0.0f, O = 0.0f;
-            if (M != -INFINITY)
-                for (int w = 0; w < FA_WARPS; w++) {
-                    const float f = expf(wm[w * GM + g] - M);
-                    L = fmaf(wl[w * GM + g], f, L);
-                    O = fmaf(wa[(w * GM + g) * HD + t], f, O);
-                }
+        for (int k = 0; k < F::ACC; k++) {
+            const int it = tid + FA_THREADS * k;
+            if (it >= group * HD) break;
+            const int g = it / HD, d = it % HD;
             const long long oh = (long long)row * A.n_head + kvh * group + g;
             if (A.n_split == 1) {
-                A.out[oh * HD + t] = O / L;
+                A.out[oh * HD + d] = acc[k] / ssum[g];
             } else {
                 float *pp = A.part + (oh * A.n_split + split) * (HD + 2);
-                pp[t] = O;
-                if (t == 0) pp[HD] = M, pp[HD + 1] = L;
+                pp[d] = acc[k];
+                if (d == 0) pp[HD] = smax[g], pp[HD + 1] = ssum[g];
             }
         }
     }
 }
-
 /* out row·head = the merge of its n_split partial results (empty splits have max −inf). */
 __global__ void k_attn_combine(float *out, const float *part, cu_spans S, int n_head, int hd,
                                int n_split) {
@@ -405,30 +445,32 @@ __global__ void k_attn_combine(float *out, const float *part, cu_spans S, int n_
     }
 }
 
-template <int D32, int GM>
-static bool launch_tile(const cu_run *r, const cu_att &A, const cu_spans &S) {
-    if constexpr (D32 * GM > 32) {
-        return false;
-    } else {
-        const int hd = 32 * D32;
-        const long long items = (long long)S.rows * A.n_kv * A.n_split;
-        const unsigned grid = items < (1 << 20) ? (unsigned)items : (1u << 20);
-        const size_t smem = sizeof(float) * ((size_t)GM * hd * (1 + FA_WARPS) + 2 * FA_WARPS * GM);
-        cu_launch(r, "attention", k_attn_tile<D32, GM>, grid, FA_WARPS * 32, smem, A, S);
-        return true;
+template <int HD, bool W32>
+static void launch_tile(const cu_run *r, const cu_att &A, const cu_spans &S) {
+    const long long items = (long long)S.rows * A.n_kv * A.n_split;
+    const unsigned grid = items < (1 << 20) ? (unsigned)items : (1u << 20);
+    const size_t smem = fa_smem<HD>(A.group);
+    static thread_local int raised = -1; /* the device whose limit was raised by this thread */
+    if (smem > 48 * 1024 && raised != r->dev) {
+        cu_note(cudaFuncSetAttribute(k_attn_tile<HD, W32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)fa_smem<HD>(16)),
+                "cudaFuncSetAttribute (attention)");
+        raised = r->dev;
     }
+    cu_launch(r, "attention", k_attn_tile<HD, W32>, grid, FA_THREADS, smem, A, S);
 }
 
-template <int D32>
-static bool tile_group(const cu_run *r, int gm, const cu_att &A, const cu_spans &S) {
-    switch (gm) {
-    case 1: return launch_tile<D32, 1>(r, A, S);
-    case 2: return launch_tile<D32, 2>(r, A, S);
-    case 4: return launch_tile<D32, 4>(r, A, S);
-    case 8: return launch_tile<D32, 8>(r, A, S);
-    case 16: return launch_tile<D32, 16>(r, A, S);
-    default: return false;
+/* Streaming multiprocessors of the device (cached per device). */
+static int sm_count(int dev) {
+    static int cache[64];
+    if (dev < 0 || dev >= 64) return 132;
+    if (!cache[dev]) {
+        int n = 0;
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0)
+            n = 132;
+        cache[dev] = n;
     }
+    return cache[dev];
 }
 
 /* The tiled kernel for this shape (false: the shape has no instance; nothing launched). */
@@ -436,14 +478,12 @@ static bool attention_tiled(const cu_run *r, float *out, const float *q, const w
                             const wk_span *spans, int n_spans, const cu_spans &S, int n_head,
                             int n_kv, int hd, int window, float scale, float softcap) {
     const int group = n_head / n_kv;
-    int gm = 1;
-    while (gm < group) gm *= 2;
-    const int d32 = hd / 32;
-    if (hd % 32 != 0 || gm > 16 || gm * d32 > 32 ||
-        !(d32 == 1 || d32 == 2 || d32 == 3 || d32 == 4 || d32 == 8))
+    if (group > 16 || !(hd == 32 || hd == 64 || hd == 96 || hd == 128 || hd == 256)) return false;
+    if (kv->dt != DT_F32 && kv->dt != DT_F16 && kv->dt != DT_BF16 && kv->dt != DT_Q8_0)
         return false;
-    /* splits: while the blocks do not fill the GPU and each split keeps ≥ 128 keys (a tile
-       per warp) of the longest row; a power of two, so it changes rarely as rows grow */
+    /* splits: while the blocks fill less than two waves of the GPU and every split keeps at
+       least 64 keys of the longest row (none below 256 keys: a split costs a merge launch);
+       a power of two, so it changes rarely as rows grow (each change records a new graph) */
     long long keys = 0;
     for (int s = 0; s < n_spans; s++) {
         if (spans[s].n <= 0) continue;
@@ -452,8 +492,9 @@ static bool attention_tiled(const cu_run *r, float *out, const float *q, const w
         if (k > keys) keys = k;
     }
     int n_split = 1;
-    const long long blocks = (long long)S.rows * n_kv;
-    while (n_split < FA_MAX_SPLIT && blocks * n_split < 512 && keys >= 2LL * n_split * 128)
+    const long long blocks = (long long)S.rows * n_kv, fill = 2LL * sm_count(r->dev);
+    while (n_split < FA_MAX_SPLIT && blocks * n_split < fill && keys >= 256 &&
+           keys >= 2LL * n_split * 64)
         n_split *= 2;
     cu_att A;
     memset(&A, 0, sizeof A); /* the fingerprint of a graph pass reads its padding */
@@ -468,24 +509,24 @@ static bool attention_tiled(const cu_run *r, float *out, const float *q, const w
                                                          n_split * (hd + 2));
         if (!A.part) return true; /* noted */
     }
-    bool ok = false;
-    switch (d32) {
-    case 1: ok = tile_group<1>(r, gm, A, S); break;
-    case 2: ok = tile_group<2>(r, gm, A, S); break;
-    case 3: ok = tile_group<3>(r, gm, A, S); break;
-    case 4: ok = tile_group<4>(r, gm, A, S); break;
-    case 8: ok = tile_group<8>(r, gm, A, S); break;
-    default: break;
+    const bool w32 = kv->dt == DT_F32 || kv->dt == DT_Q8_0;
+#define TILE(H) (w32 ? launch_tile<H, true>(r, A, S) : launch_tile<H, false>(r, A, S))
+    switch (hd) {
+    case 32: TILE(32); break;
+    case 64: TILE(64); break;
+    case 96: TILE(96); break;
+    case 128: TILE(128); break;
+    default: TILE(256); break;
     }
-    if (ok && n_split > 1) {
+#undef TILE
+    if (n_split > 1) {
         const long long items = (long long)S.rows * n_head;
         const unsigned grid = items < (1 << 20) ? (unsigned)items : (1u << 20);
         cu_launch(r, "attention (combine)", k_attn_combine, grid, 128, 0, out,
                   (const float *)A.part, S, n_head, hd, n_split);
     }
-    return ok;
+    return true;
 }
-
 void cu_attention(const cu_run *r, float *out, const float *q, const wk_kv_layer *kv,
                   const wk_span *spans, int n_spans, int n_head, int n_kv, int head_dim,
                   int window, float scale, float softcap) {
