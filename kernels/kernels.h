@@ -54,6 +54,9 @@ typedef struct wk_ctx {
  * the f32 product of kernels/ref up to summation order. Set from wick_model_params.precision. */
 #define WK_CTX_FAST 1u
 
+/* The most products one matmul_multi call takes. */
+#define WK_MULTI_MAX 3
+
 /* One layer's view of a paged KV cache. The cache is a pool of blocks of `block_size`
  * positions; each layer has its own region of n_blocks blocks for K and one for V. Inside a
  * block, rows are head-major: the key of KV head h at slot t (position block·bs + t) starts at
@@ -227,6 +230,29 @@ typedef struct kernel_table {
     /* dst row i (cols floats) = src row idx[i], for i < n (a gather of rows). */
     void (*gather_rows)(wk_ctx *ctx, float *dst, const float *src, const int32_t *idx, int n,
                         int cols);
+
+    /* Optional fusions of a decoder layer's ops (NULL: callers run the plain ops; the CPU
+     * tables leave them NULL). A device table uses them to launch fewer, fuller kernels per
+     * layer, which is what decode of a small batch is bound by. Each equals the plain ops it
+     * names (same formulas, same sums; kernels/ref is the reference through those ops).
+     * matmul_multi: y[i] = matmul(x, W[i], bias[i]) for i < count (1..WK_MULTI_MAX); the W[i]
+     *   share dt and cols (a layer's q, k and v). bias may be NULL, as may bias[i].
+     * matmul_glu: h (n, Wg.rows) = act(x·Wgᵀ + bg) ⊙ (x·Wuᵀ + bu), act = silu, or GELU's
+     *   tanh form when gelu_tanh (matmul, matmul, silu_mul / gelu_tanh_mul); Wg and Wu share
+     *   shape and dt; gate and up (n, Wg.rows) are scratch the op may use and leave undefined.
+     * matmul_add: y (n, W.rows) += x·Wᵀ + bias (matmul into tmp, then add); tmp (n, W.rows)
+     *   is scratch the op may use and leave undefined.
+     * rope_qk: rope (rotate-half layout) of q (n_head heads) and of k (n_kv heads) with the
+     *   same positions and tables. */
+    void (*matmul_multi)(wk_ctx *ctx, int count, float *const *y, const float *x,
+                         const wk_weight *const *W, const float *const *bias, int n);
+    void (*matmul_glu)(wk_ctx *ctx, float *h, float *gate, float *up, const float *x,
+                       const wk_weight *Wg, const wk_weight *Wu, const float *bg,
+                       const float *bu, bool gelu_tanh, int n);
+    void (*matmul_add)(wk_ctx *ctx, float *y, float *tmp, const float *x, const wk_weight *W,
+                       const float *bias, int n);
+    void (*rope_qk)(wk_ctx *ctx, float *q, float *k, int n, int n_head, int n_kv, int head_dim,
+                    int rot_dim, const int32_t *pos, const float *cos, const float *sin);
 } kernel_table;
 
 /* The scalar reference table. */

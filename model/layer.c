@@ -26,12 +26,10 @@ static void trace(const layer_ctx *lc, const char *name, int l, const float *d, 
     if (lc->trace) layer_emit_trace(lc->m, lc->ctx, lc->trace, lc->trace_user, name, l, d, rows, cols);
 }
 
-/* y (n, W.rows) = x·Wᵀ + bias, then every run's LoRA of (l, proj) added to its rows in one
- * kernel call. */
-static void proj(const layer_ctx *lc, layer_bufs *b, int l, int p, const wk_weight *W,
-                 const float *bias, float *y, const float *x, int n) {
+/* Every run's LoRA of (l, proj) added to y's rows in one kernel call (x the projection's
+ * input). */
+static void lora_add(const layer_ctx *lc, layer_bufs *b, int l, int p, float *y, const float *x) {
     const kernel_table *K = lc->m->kern;
-    K->matmul(lc->ctx, y, x, W, bias, n);
     wk_lora_run runs[64];
     int nr = 0;
     for (int r = 0; r < lc->n_runs; r++) {
@@ -48,6 +46,27 @@ static void proj(const layer_ctx *lc, layer_bufs *b, int l, int p, const wk_weig
         }
     }
     if (nr) K->lora(lc->ctx, y, x, runs, nr, b->lora_t);
+}
+
+/* y (n, W.rows) = x·Wᵀ + bias, then every run's LoRA of (l, proj). */
+static void proj(const layer_ctx *lc, layer_bufs *b, int l, int p, const wk_weight *W,
+                 const float *bias, float *y, const float *x, int n) {
+    lc->m->kern->matmul(lc->ctx, y, x, W, bias, n);
+    lora_add(lc, b, l, p, y, x);
+}
+
+/* No run of the pass has a LoRA pair on (l, p). */
+static bool no_lora(const layer_ctx *lc, int l, int p) {
+    for (int r = 0; r < lc->n_runs; r++)
+        if (lc->runs[r].n > 0 && lc->runs[r].pairs[(size_t)l * LORA_N_PROJ + p].A.data) return false;
+    return true;
+}
+
+/* A pass whose intermediate values nobody reads: not traced, nothing kept for a backward pass
+ * (the table's fusions skip the gate, up and projection buffers). */
+static bool plain(const layer_ctx *lc, const layer_bufs *b) {
+    return !lc->trace && !b->x_in && !b->x_mid && !b->lora_keep && !b->q_raw && !b->k_raw &&
+           !b->o_raw && !b->d_raw;
 }
 
 /* A mixture-of-experts MLP on xn2 → tmp (host memory): router logits, softmax in f32, the
@@ -112,9 +131,19 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     if (b->x_in) memcpy(b->x_in, b->x, sizeof(float) * (size_t)n * d);
     K->rmsnorm(lc->ctx, b->xn1, b->x, w->attn_norm, n, d, c->norm_eps);
     trace(lc, "attn_norm", l, b->xn1, n, d);
-    proj(lc, b, l, LORA_Q, &w->wq, w->bq, b->q, b->xn1, n);
-    proj(lc, b, l, LORA_K, &w->wk, w->bk, b->k, b->xn1, n);
-    proj(lc, b, l, LORA_V, &w->wv, w->bv, b->v, b->xn1, n);
+    if (K->matmul_multi) { /* q, k and v in one pass over xn1 */
+        float *const ys[3] = {b->q, b->k, b->v};
+        const wk_weight *const Ws[3] = {&w->wq, &w->wk, &w->wv};
+        const float *const bs[3] = {w->bq, w->bk, w->bv};
+        K->matmul_multi(lc->ctx, 3, ys, b->xn1, Ws, bs, n);
+        lora_add(lc, b, l, LORA_Q, b->q, b->xn1);
+        lora_add(lc, b, l, LORA_K, b->k, b->xn1);
+        lora_add(lc, b, l, LORA_V, b->v, b->xn1);
+    } else {
+        proj(lc, b, l, LORA_Q, &w->wq, w->bq, b->q, b->xn1, n);
+        proj(lc, b, l, LORA_K, &w->wk, w->bk, b->k, b->xn1, n);
+        proj(lc, b, l, LORA_V, &w->wv, w->bv, b->v, b->xn1, n);
+    }
     if (w->q_norm) { /* Qwen3: RMSNorm over each head's hd values, rows = n·heads; OLMoE:
                         over the whole projection */
         if (b->q_raw) memcpy(b->q_raw, b->q, sizeof(float) * (size_t)n * c->n_head * hd);
@@ -127,16 +156,25 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     const bool loc = w->rope_local && lc->rope_cos_local;
     const float *rc = loc ? lc->rope_cos_local : lc->rope_cos, *rs = loc ? lc->rope_sin_local : lc->rope_sin;
     const int32_t *rp = lc->rope_pos ? lc->rope_pos : lc->pos;
-    rope(lc->ctx, b->q, n, c->n_head, hd, c->rot_dim, rp, rc, rs);
-    rope(lc->ctx, b->k, n, c->n_kv_head, hd, c->rot_dim, rp, rc, rs);
-    lc->attend(lc->attend_user, l, b, n);
-    proj(lc, b, l, LORA_O, &w->wo, w->bo, b->tmp, b->att, n);
-    if (w->post_attn_norm) {
-        if (b->o_raw) memcpy(b->o_raw, b->tmp, sizeof(float) * (size_t)n * d);
-        K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_attn_norm, n, d, c->norm_eps);
+    if (K->rope_qk && !m->rope_interleaved) {
+        K->rope_qk(lc->ctx, b->q, b->k, n, c->n_head, c->n_kv_head, hd, c->rot_dim, rp, rc, rs);
+    } else {
+        rope(lc->ctx, b->q, n, c->n_head, hd, c->rot_dim, rp, rc, rs);
+        rope(lc->ctx, b->k, n, c->n_kv_head, hd, c->rot_dim, rp, rc, rs);
     }
-    trace(lc, "attn_out", l, b->tmp, n, d);
-    K->add(lc->ctx, b->x, b->tmp, (long)n * d);
+    lc->attend(lc->attend_user, l, b, n);
+    const bool fuse = plain(lc, b);
+    if (K->matmul_add && fuse && !w->post_attn_norm && no_lora(lc, l, LORA_O)) {
+        K->matmul_add(lc->ctx, b->x, b->tmp, b->att, &w->wo, w->bo, n); /* x += o-proj */
+    } else {
+        proj(lc, b, l, LORA_O, &w->wo, w->bo, b->tmp, b->att, n);
+        if (w->post_attn_norm) {
+            if (b->o_raw) memcpy(b->o_raw, b->tmp, sizeof(float) * (size_t)n * d);
+            K->rmsnorm(lc->ctx, b->tmp, b->tmp, w->post_attn_norm, n, d, c->norm_eps);
+        }
+        trace(lc, "attn_out", l, b->tmp, n, d);
+        K->add(lc->ctx, b->x, b->tmp, (long)n * d);
+    }
 
     /* MLP block */
     if (b->x_mid) memcpy(b->x_mid, b->x, sizeof(float) * (size_t)n * d);
@@ -145,10 +183,20 @@ void layer_forward(const layer_ctx *lc, int l, layer_bufs *b, int n) {
     if (w->exp_gate) {
         moe_block(lc, w, b, n);
     } else {
-        proj(lc, b, l, LORA_GATE, &w->w_gate, w->b_gate, b->gate, b->xn2, n);
-        proj(lc, b, l, LORA_UP, &w->w_up, w->b_up, b->up, b->xn2, n);
-        if (c->act == ACT_GELU_TANH) K->gelu_tanh_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
-        else K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
+        const bool gelu = c->act == ACT_GELU_TANH;
+        if (K->matmul_glu && fuse && no_lora(lc, l, LORA_GATE) && no_lora(lc, l, LORA_UP)) {
+            K->matmul_glu(lc->ctx, b->h, b->gate, b->up, b->xn2, &w->w_gate, &w->w_up, w->b_gate,
+                          w->b_up, gelu, n);
+        } else {
+            proj(lc, b, l, LORA_GATE, &w->w_gate, w->b_gate, b->gate, b->xn2, n);
+            proj(lc, b, l, LORA_UP, &w->w_up, w->b_up, b->up, b->xn2, n);
+            if (gelu) K->gelu_tanh_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
+            else K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)n * c->n_ff);
+        }
+        if (K->matmul_add && fuse && !w->post_mlp_norm && no_lora(lc, l, LORA_DOWN)) {
+            K->matmul_add(lc->ctx, b->x, b->tmp, b->h, &w->w_down, w->b_down, n); /* x += down */
+            return;
+        }
         proj(lc, b, l, LORA_DOWN, &w->w_down, w->b_down, b->tmp, b->h, n);
     }
     if (w->post_mlp_norm) {

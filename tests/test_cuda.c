@@ -707,6 +707,129 @@ static void rope_case(int n, int heads, int hd) {
     free(x), free(c), free(s), free(want), free(got), free(pos);
 }
 
+/* ---- the layer fusions (matmul_multi, matmul_glu, matmul_add, rope_qk) ----
+ * Each must equal, bit for bit, the plain ops of this table that it replaces (which the cases
+ * above hold to the reference): the fused matvec computes every row's sum exactly as the
+ * plain matvec does and applies the same formulas; above 8 rows the ops run the plain ops. */
+static size_t wbytes_of(dtype dt, int64_t rows, int64_t cols) {
+    return dtype_is_quant(dt) ? dtype_row_bytes(dt, cols) * (size_t)rows : (size_t)(rows * cols) * 4;
+}
+
+static void fused_case(dtype dt, int64_t cols, int n, int with_bias) {
+    const int64_t rq = 64, rk = 16, ff = 96;
+    const int64_t rs[3] = {rq, rk, rk};
+    wk_weight W[3], Dw[3], G, U, Dg, Du, O, Do;
+    void *buf[3];
+    for (int i = 0; i < 3; i++) {
+        buf[i] = xmalloc(wbytes_of(dt, rs[i], cols));
+        make_weight(&W[i], buf[i], dt, rs[i], cols);
+        Dw[i] = dweight(&W[i]);
+    }
+    void *gb = xmalloc(wbytes_of(dt, ff, cols)), *ub = xmalloc(wbytes_of(dt, ff, cols));
+    void *ob = xmalloc(wbytes_of(dt, ff, cols));
+    make_weight(&G, gb, dt, ff, cols), make_weight(&U, ub, dt, ff, cols);
+    make_weight(&O, ob, dt, ff, cols);
+    Dg = dweight(&G), Du = dweight(&U), Do = dweight(&O);
+    float *x = xmalloc((size_t)(n * cols) * 4 + 4), *bias = xmalloc((size_t)ff * 4);
+    fill(x, n * cols, 1.0f), fill(bias, ff, 1.0f);
+    float *dx = dput(x, (size_t)(n * cols) * 4 + 4), *db = dput(bias, (size_t)ff * 4);
+    const size_t ob_ = (size_t)(n * ff) * 4 + 4;
+    float *a = xmalloc(ob_), *b = xmalloc(ob_);
+    float *y1[3], *y2[3];
+    for (int i = 0; i < 3; i++) {
+        y1[i] = K->buf_alloc(&C, ob_), y2[i] = K->buf_alloc(&C, ob_);
+        assert_non_null(y1[i]), assert_non_null(y2[i]);
+    }
+    char what[160];
+    /* matmul_multi: q, k, v against three matmuls */
+    const wk_weight *Wp[3] = {&Dw[0], &Dw[1], &Dw[2]};
+    const float *bp[3] = {with_bias ? db : NULL, NULL, with_bias ? db : NULL};
+    for (int i = 0; i < 3; i++) K->matmul(&C, y1[i], dx, &Dw[i], bp[i], n);
+    K->matmul_multi(&C, 3, y2, dx, Wp, bp, n);
+    for (int i = 0; i < 3; i++) {
+        dget(a, y1[i], (size_t)(n * rs[i]) * 4), dget(b, y2[i], (size_t)(n * rs[i]) * 4);
+        snprintf(what, sizeof what, "matmul_multi %s cols=%ld n=%d bias=%d product %d",
+                 dtype_name(dt), (long)cols, n, with_bias, i);
+        synced(what);
+        check_equal(what, b, a, (size_t)(n * rs[i]) * 4);
+    }
+    /* matmul_glu, both activations, against matmul, matmul, silu_mul / gelu_tanh_mul */
+    for (int gt = 0; gt < 2; gt++) {
+        K->matmul(&C, y1[0], dx, &Dg, with_bias ? db : NULL, n);
+        K->matmul(&C, y1[1], dx, &Du, NULL, n);
+        (gt ? K->gelu_tanh_mul : K->silu_mul)(&C, y1[2], y1[0], y1[1], (long)n * ff);
+        K->matmul_glu(&C, y2[2], y2[0], y2[1], dx, &Dg, &Du, with_bias ? db : NULL, NULL, gt != 0, n);
+        dget(a, y1[2], (size_t)(n * ff) * 4), dget(b, y2[2], (size_t)(n * ff) * 4);
+        snprintf(what, sizeof what, "matmul_glu %s %s cols=%ld n=%d bias=%d", gt ? "gelu" : "silu",
+                 dtype_name(dt), (long)cols, n, with_bias);
+        synced(what);
+        check_equal(what, b, a, (size_t)(n * ff) * 4);
+    }
+    /* matmul_add: y += x·Wᵀ + bias against matmul into tmp, then add */
+    float *r0 = xmalloc(ob_);
+    fill(r0, n * ff, 3.0f);
+    K->buf_copy(&C, y1[0], r0, (size_t)(n * ff) * 4), K->buf_copy(&C, y2[0], r0, (size_t)(n * ff) * 4);
+    K->matmul(&C, y1[1], dx, &Do, with_bias ? db : NULL, n);
+    K->add(&C, y1[0], y1[1], (long)n * ff);
+    K->matmul_add(&C, y2[0], y2[1], dx, &Do, with_bias ? db : NULL, n);
+    dget(a, y1[0], (size_t)(n * ff) * 4), dget(b, y2[0], (size_t)(n * ff) * 4);
+    snprintf(what, sizeof what, "matmul_add %s cols=%ld n=%d bias=%d", dtype_name(dt), (long)cols,
+             n, with_bias);
+    synced(what);
+    check_equal(what, b, a, (size_t)(n * ff) * 4);
+    for (int i = 0; i < 3; i++) K->buf_free(&C, y1[i], ob_), K->buf_free(&C, y2[i], ob_), dweight_free(&Dw[i]), free(buf[i]);
+    dweight_free(&Dg), dweight_free(&Du), dweight_free(&Do);
+    dfree(dx, (size_t)(n * cols) * 4 + 4), dfree(db, (size_t)ff * 4);
+    free(gb), free(ub), free(ob), free(x), free(bias), free(a), free(b), free(r0);
+}
+
+static void test_fused(void **state) {
+    if (!K->matmul_multi || !K->matmul_glu || !K->matmul_add || !K->rope_qk) {
+        print_message("test_fused: the table's fusions are off (WICK_CUDA_FUSE=0)\n");
+        skip();
+    }
+    static const dtype dts[] = {DT_F32, DT_BF16, DT_F16, DT_Q8_0, DT_Q4_0, DT_Q4_K};
+    static const int ns[] = {1, 3, 8, 9, 20};
+    for (int d = 0; d < 6; d++) {
+        const int64_t cols = dtype_is_quant(dts[d]) ? (dts[d] == DT_Q4_K ? 256 : 96) : 67;
+        for (int i = 0; i < 5; i++) fused_case(dts[d], cols, ns[i], i & 1);
+        if (!dtype_is_quant(dts[d])) fused_case(dts[d], 896, 1, 1); /* the 16-byte load paths */
+    }
+    /* rope_qk against the reference rope of q and of k, bit for bit, partial rotary too */
+    static const int s[][4] = {{1, 14, 2, 64}, {5, 8, 8, 128}, {3, 4, 1, 32}, {0, 2, 1, 16}};
+    for (int t = 0; t < 4; t++) {
+        const int n = s[t][0], nh = s[t][1], nk = s[t][2], hd = s[t][3];
+        for (int partial = 0; partial < 2; partial++) {
+            const int rot = partial ? hd / 2 : hd, half = rot / 2;
+            const long mq = (long)n * nh * hd, mk = (long)n * nk * hd;
+            float *q = xmalloc(mq * 4 + 4), *k = xmalloc(mk * 4 + 4), *c = xmalloc(n * half * 4 + 4);
+            float *sn = xmalloc(n * half * 4 + 4), *gq = xmalloc(mq * 4 + 4), *gk = xmalloc(mk * 4 + 4);
+            int32_t *pos = xmalloc(sizeof(int32_t) * (n + 1));
+            for (int i = 0; i < n; i++) pos[i] = (i * 5 + 1) % n;
+            fill(q, mq, 2.0f), fill(k, mk, 2.0f);
+            for (long i = 0; i < n * half; i++) {
+                const float a = frand() * 50.0f;
+                c[i] = cosf(a), sn[i] = sinf(a);
+            }
+            float *dq = dput(q, mq * 4 + 4), *dk = dput(k, mk * 4 + 4), *dc = dput(c, n * half * 4 + 4);
+            float *ds = dput(sn, n * half * 4 + 4);
+            int32_t *dp = dput(pos, sizeof(int32_t) * (n + 1));
+            kernels_ref()->rope(NULL, q, n, nh, hd, rot, pos, c, sn);
+            kernels_ref()->rope(NULL, k, n, nk, hd, rot, pos, c, sn);
+            K->rope_qk(&C, dq, dk, n, nh, nk, hd, rot, dp, dc, ds);
+            dget(gq, dq, mq * 4), dget(gk, dk, mk * 4);
+            char what[96];
+            snprintf(what, sizeof what, "rope_qk n=%d heads=%d/%d hd=%d rot=%d", n, nh, nk, hd, rot);
+            synced(what);
+            check_equal(what, gq, q, mq * 4);
+            check_equal(what, gk, k, mk * 4);
+            dfree(dq, mq * 4 + 4), dfree(dk, mk * 4 + 4), dfree(dc, n * half * 4 + 4);
+            dfree(ds, n * half * 4 + 4), dfree(dp, sizeof(int32_t) * (n + 1));
+            free(q), free(k), free(c), free(sn), free(gq), free(gk), free(pos);
+        }
+    }
+}
+
 static void test_rope(void **state) {
     static const int s[][3] = {{0, 2, 16}, {1, 1, 2}, {3, 2, 6}, {1, 14, 64}, {9, 14, 128},
                                {20, 14, 64}, {2, 3, 10}, {4, 2, 40}, {3, 2, 7}};
@@ -867,6 +990,7 @@ int main(void) {
         cmocka_unit_test(test_softmax),     cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_gather_rows), cmocka_unit_test(test_lora),
         cmocka_unit_test(test_graph),       cmocka_unit_test(test_matmul_fast),
+        cmocka_unit_test(test_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

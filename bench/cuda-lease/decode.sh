@@ -11,7 +11,8 @@
 # shaped models (bf16 folders and q4_0 GGUFs made by `wick quantize`), measures the GPU's
 # device-to-device copy bandwidth with torch, then alternates, round by round:
 #   old            the baseline build
-#   new graphs=0   this checkout with recorded passes off (WICK_CUDA_GRAPHS=0)
+#   new graphs=0   this checkout with recorded passes off (WICK_CUDA_GRAPHS=0; MID_ENV and
+#                  MID_LABEL pick another setting, e.g. MID_ENV=WICK_CUDA_FUSE=0 MID_LABEL=new-fuse0)
 #   new            this checkout as shipped
 # each running `wick bench generate --device cuda -p 512 -n 128 -r 3`, plus tg128 at a depth
 # of 4096 tokens on the 0.5B bf16 model. Results go to $OUT (default /tmp/out).
@@ -70,11 +71,13 @@ for round in $(seq "$ROUNDS"); do
     echo "==== round $round ($((SECONDS - T0)) s)"
     for m in ${MODELS:-/tmp/q0.5b /tmp/q0.5b-q4_0.gguf /tmp/q1.5b /tmp/q1.5b-q4_0.gguf}; do
         bench old $OLD $m WICK_X=1
-        bench new-graphs0 $NEW $m WICK_CUDA_GRAPHS=0
+        bench ${MID_LABEL:-new-graphs0} $NEW $m ${MID_ENV:-WICK_CUDA_GRAPHS=0}
         bench new $NEW $m WICK_X=1
     done
     BARGS="-p 0 -n 128 -d 4096 -r 3" bench old $OLD /tmp/q0.5b WICK_X=1
-    BARGS="-p 0 -n 128 -d 4096 -r 3" bench new-graphs0 $NEW /tmp/q0.5b WICK_CUDA_GRAPHS=0
+    BARGS="-p 0 -n 128 -d 4096 -r 3" bench ${MID_LABEL:-new-graphs0} $NEW /tmp/q0.5b ${MID_ENV:-WICK_CUDA_GRAPHS=0}
+    BARGS="-p 2048 -n 0 -r 3" bench old $OLD /tmp/q0.5b WICK_X=1
+    BARGS="-p 2048 -n 0 -r 3" bench new $NEW /tmp/q0.5b WICK_X=1
     BARGS="-p 0 -n 128 -d 4096 -r 3" bench new $NEW /tmp/q0.5b WICK_X=1
 done
 nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw --format=csv,noheader

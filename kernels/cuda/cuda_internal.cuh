@@ -360,5 +360,15 @@ void cu_lora(const cu_run *r, float *y, const float *x, const wk_lora_run *runs,
              float *scratch);
 void cu_gather_rows(const cu_run *r, float *dst, const float *src, const int32_t *idx, int n,
                     int cols);
+/* the optional fusions (kernels.h) */
+void cu_matmul_multi(const cu_run *r, int count, float *const *y, const float *x,
+                     const wk_weight *const *W, const float *const *bias, int n);
+void cu_matmul_glu(const cu_run *r, float *h, float *gate, float *up, const float *x,
+                   const wk_weight *Wg, const wk_weight *Wu, const float *bg, const float *bu,
+                   bool gelu_tanh, int n);
+void cu_matmul_add(const cu_run *r, float *y, float *tmp, const float *x, const wk_weight *W,
+                   const float *bias, int n);
+void cu_rope_qk(const cu_run *r, float *q, float *k, int n, int n_head, int n_kv, int head_dim,
+                int rot_dim, const int32_t *pos, const float *cos, const float *sin);
 
 #endif

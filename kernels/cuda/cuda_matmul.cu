@@ -69,21 +69,34 @@ __device__ __forceinline__ void mv_acc8(float acc[CU_MV_NX], const float w[8], c
     }
 }
 
-/* One warp per weight row r; lane-strided over the row. KIND: 0 = F32, 1 = F16, 2 = BF16,
- * 3 = block-quantized (dt says which). VW: 16-byte weight loads of 8 values (cols % 8 == 0,
- * aligned rows); VX: 16-byte activation loads (x aligned, cols % 4 == 0). */
+/* What a matvec launch computes: `count` products of the same x (n <= CU_MV_NX rows) with
+ * weights of one dt and cols, written per `mode`:
+ *   MV_STORE  y[s] (n, rows[s]) = x·W[s]ᵀ + bias[s], for every product s (matmul, matmul_multi)
+ *   MV_ADD    y[0] += x·W[0]ᵀ + bias[0] (matmul_add)
+ *   MV_SILU / MV_GELU  y[0] = act(x·W[0]ᵀ + bias[0]) ⊙ (x·W[1]ᵀ + bias[1]) (matmul_glu; one
+ *             warp computes row r of both products) */
+enum { MV_STORE, MV_ADD, MV_SILU, MV_GELU };
+#define CU_MV_SEGS WK_MULTI_MAX
+
+typedef struct mv_job {
+    const uint8_t *W[CU_MV_SEGS];
+    float *y[CU_MV_SEGS];
+    const float *bias[CU_MV_SEGS];
+    long long rows[CU_MV_SEGS];
+    const float *x;
+    long long cols;
+    size_t rb; /* bytes of a weight row */
+    int n, dt, count, mode;
+} mv_job;
+
+/* acc[i] = Σ over the lane's share of one weight row of w·x_i, i < n. KIND: 0 = F32, 1 = F16,
+ * 2 = BF16, 3 = block-quantized (dt says which). VW: 16-byte weight loads of 8 values
+ * (cols % 8 == 0, aligned rows); VX: 16-byte activation loads (x aligned, cols % 4 == 0). */
 template <int KIND, bool VW, bool VX>
-__global__ void __launch_bounds__(CU_MV_WARPS * 32)
-    k_matvec(float *y, const float *x, int n, const uint8_t *W, int dt, long long rows,
-             long long cols, size_t rb, const float *bias) {
-    const int lane = threadIdx.x & 31;
-    const long long r = (long long)blockIdx.x * CU_MV_WARPS + (threadIdx.x >> 5);
-    if (r >= rows) return; /* whole warps leave together: no shuffle is left waiting */
-    const uint8_t *row = W + (size_t)r * rb;
-    float acc[CU_MV_NX];
+__device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, const float *x,
+                                       int n, int dt, long long cols, int lane) {
 #pragma unroll
     for (int i = 0; i < CU_MV_NX; i++) acc[i] = 0.0f;
-
     if (KIND == 3) {
         const long long nu = cols / 32;
         for (long long u = lane; u < nu; u += 32) {
@@ -142,23 +155,57 @@ __global__ void __launch_bounds__(CU_MV_WARPS * 32)
                 if (i < n) acc[i] = fmaf(w, x[(long long)i * cols + c], acc[i]);
         }
     }
+}
+
+/* One warp per output row (the rows of every product one after the other), lane-strided over
+ * the weight row, then a warp reduction; see mv_job for what is written. */
+template <int KIND, bool VW, bool VX>
+__global__ void __launch_bounds__(CU_MV_WARPS * 32) k_matvec(mv_job J) {
+    const int lane = threadIdx.x & 31;
+    long long r = (long long)blockIdx.x * CU_MV_WARPS + (threadIdx.x >> 5);
+    const bool glu = J.mode == MV_SILU || J.mode == MV_GELU;
+    int sg = 0;
+    if (glu) {
+        if (r >= J.rows[0]) return;
+    } else {
+        while (sg < J.count && r >= J.rows[sg]) r -= J.rows[sg++];
+        if (sg >= J.count) return; /* whole warps leave together: no shuffle is left waiting */
+    }
+    const long long rows = J.rows[sg];
+    float acc[CU_MV_NX], acc2[CU_MV_NX];
+    mv_row<KIND, VW, VX>(acc, J.W[sg] + (size_t)r * J.rb, J.x, J.n, J.dt, J.cols, lane);
+    if (glu) mv_row<KIND, VW, VX>(acc2, J.W[1] + (size_t)r * J.rb, J.x, J.n, J.dt, J.cols, lane);
+    const float *bias = J.bias[sg];
+    float *y = J.y[sg];
 #pragma unroll
     for (int i = 0; i < CU_MV_NX; i++) {
-        if (i >= n) break; /* n is the same in every lane: no shuffle is left waiting */
+        if (i >= J.n) break; /* n is the same in every lane: no shuffle is left waiting */
         const float s = cu_warp_sum(acc[i]);
-        if (lane == 0) y[(long long)i * rows + r] = s + (bias ? bias[r] : 0.0f);
+        const float s2 = glu ? cu_warp_sum(acc2[i]) : 0.0f;
+        if (lane != 0) continue;
+        const float v = s + (bias ? bias[r] : 0.0f);
+        float *o = y + (long long)i * rows + r;
+        if (J.mode == MV_STORE) {
+            *o = v;
+        } else if (J.mode == MV_ADD) {
+            *o = *o + v;
+        } else { /* the formulas of k_silu_mul / k_gelu_tanh_mul, on the same values */
+            const float u = s2 + (J.bias[1] ? J.bias[1][r] : 0.0f);
+            if (J.mode == MV_SILU) {
+                *o = v / (1.0f + expf(-v)) * u;
+            } else {
+                const float beta = 0.7978845608028654f, kappa = 0.044715f;
+                const float inner = beta * (v + kappa * v * v * v);
+                *o = 0.5f * v * (1.0f + tanhf(inner)) * u;
+            }
+        }
     }
 }
 
 template <int KIND>
-static void launch_matvec(const cu_run *r, float *y, const float *x, const wk_weight *W,
-                          const float *bias, int n, bool vw, bool vx) {
-    const unsigned grid = (unsigned)((W->rows + CU_MV_WARPS - 1) / CU_MV_WARPS);
-    const size_t rb = dtype_row_bytes(W->dt, W->cols);
-    const uint8_t *w = (const uint8_t *)W->data;
-#define MV(VW, VX)                                                                             \
-    cu_launch(r, "matmul (matvec)", k_matvec<KIND, VW, VX>, grid, CU_MV_WARPS * 32, 0, y, x, n,  \
-              w, W->dt, W->rows, W->cols, rb, bias)
+static void launch_matvec(const cu_run *r, const mv_job &J, long long warps, bool vw, bool vx) {
+    const unsigned grid = (unsigned)((warps + CU_MV_WARPS - 1) / CU_MV_WARPS);
+#define MV(VW, VX) cu_launch(r, "matmul (matvec)", k_matvec<KIND, VW, VX>, grid, CU_MV_WARPS * 32, 0, J)
     if (vw && vx) MV(true, true);
     else if (vw) MV(true, false);
     else if (vx) MV(false, true);
@@ -166,17 +213,34 @@ static void launch_matvec(const cu_run *r, float *y, const float *x, const wk_we
 #undef MV
 }
 
+/* Runs job J (its W, y, bias, rows, count and mode filled) over the count products of W[]. */
+static void matvec_job(const cu_run *r, mv_job &J, const wk_weight *const *W, const float *x,
+                       int n) {
+    const wk_weight *W0 = W[0];
+    const bool quant = dtype_is_quant(W0->dt) != 0;
+    bool vw = !quant && W0->cols % 8 == 0;
+    long long warps = 0;
+    for (int s = 0; s < J.count; s++) {
+        vw = vw && (uintptr_t)W[s]->data % 16 == 0;
+        if (J.mode == MV_STORE || s == 0) warps += W[s]->rows;
+    }
+    J.x = x, J.n = n, J.dt = W0->dt, J.cols = W0->cols, J.rb = dtype_row_bytes(W0->dt, W0->cols);
+    const bool vx = (uintptr_t)x % 16 == 0 && W0->cols % 4 == 0;
+    switch (W0->dt) {
+    case DT_F32: launch_matvec<0>(r, J, warps, vw, vx); break;
+    case DT_F16: launch_matvec<1>(r, J, warps, vw, vx); break;
+    case DT_BF16: launch_matvec<2>(r, J, warps, vw, vx); break;
+    default: launch_matvec<3>(r, J, warps, false, vx); break;
+    }
+}
+
 static void matvec(const cu_run *r, float *y, const float *x, const wk_weight *W,
                    const float *bias, int n) {
-    const bool quant = dtype_is_quant(W->dt) != 0;
-    const bool vx = (uintptr_t)x % 16 == 0 && W->cols % 4 == 0;
-    const bool vw = !quant && W->cols % 8 == 0 && (uintptr_t)W->data % 16 == 0;
-    switch (W->dt) {
-    case DT_F32: launch_matvec<0>(r, y, x, W, bias, n, vw, vx); break;
-    case DT_F16: launch_matvec<1>(r, y, x, W, bias, n, vw, vx); break;
-    case DT_BF16: launch_matvec<2>(r, y, x, W, bias, n, vw, vx); break;
-    default: launch_matvec<3>(r, y, x, W, bias, n, false, vx); break;
-    }
+    mv_job J;
+    memset(&J, 0, sizeof J); /* a graph pass's fingerprint reads the padding */
+    J.W[0] = (const uint8_t *)W->data, J.y[0] = y, J.bias[0] = bias, J.rows[0] = W->rows;
+    J.count = 1, J.mode = MV_STORE;
+    matvec_job(r, J, &W, x, n);
 }
 
 /* ---- prefill: widen + cuBLAS ---- */
@@ -298,4 +362,69 @@ void cu_matmul(const cu_run *r, float *y, const float *x, const wk_weight *W, co
     }
     if (n <= CU_MV_NX) matvec(r, y, x, W, bias, n);
     else gemm(r, y, x, W, bias, n);
+}
+
+/* ---- fusions of a decoder layer's products (kernels.h: matmul_multi, _glu, _add) ----
+ * Decode-sized n runs one matvec launch with the fused epilogue, computing exactly what the
+ * plain ops compute (the same per-row sums, then the same formulas); larger n runs the plain
+ * ops one after another. */
+
+static bool same_shape(const wk_weight *a, const wk_weight *b) {
+    return a->dt == b->dt && a->cols == b->cols;
+}
+
+void cu_matmul_multi(const cu_run *r, int count, float *const *y, const float *x,
+                     const wk_weight *const *W, const float *const *bias, int n) {
+    if (n <= 0 || count <= 0) return;
+    bool fuse = n <= CU_MV_NX && count <= CU_MV_SEGS;
+    for (int s = 0; fuse && s < count; s++)
+        fuse = W[s]->rows > 0 && W[s]->cols > 0 && same_shape(W[0], W[s]);
+    if (!fuse) {
+        for (int s = 0; s < count; s++) cu_matmul(r, y[s], x, W[s], bias ? bias[s] : NULL, n);
+        return;
+    }
+    mv_job J;
+    memset(&J, 0, sizeof J);
+    for (int s = 0; s < count; s++) {
+        J.W[s] = (const uint8_t *)W[s]->data, J.y[s] = y[s], J.rows[s] = W[s]->rows;
+        J.bias[s] = bias ? bias[s] : NULL;
+    }
+    J.count = count, J.mode = MV_STORE;
+    matvec_job(r, J, W, x, n);
+}
+
+void cu_matmul_glu(const cu_run *r, float *h, float *gate, float *up, const float *x,
+                   const wk_weight *Wg, const wk_weight *Wu, const float *bg, const float *bu,
+                   bool gelu_tanh, int n) {
+    if (n <= 0 || Wg->rows <= 0) return;
+    if (n > CU_MV_NX || Wg->cols <= 0 || !same_shape(Wg, Wu) || Wg->rows != Wu->rows) {
+        cu_matmul(r, gate, x, Wg, bg, n);
+        cu_matmul(r, up, x, Wu, bu, n);
+        const long total = (long)n * Wg->rows;
+        if (gelu_tanh) cu_gelu_tanh_mul(r, h, gate, up, total);
+        else cu_silu_mul(r, h, gate, up, total);
+        return;
+    }
+    mv_job J;
+    memset(&J, 0, sizeof J);
+    J.W[0] = (const uint8_t *)Wg->data, J.W[1] = (const uint8_t *)Wu->data;
+    J.y[0] = h, J.bias[0] = bg, J.bias[1] = bu, J.rows[0] = J.rows[1] = Wg->rows;
+    J.count = 2, J.mode = gelu_tanh ? MV_GELU : MV_SILU;
+    const wk_weight *W[2] = {Wg, Wu};
+    matvec_job(r, J, W, x, n);
+}
+
+void cu_matmul_add(const cu_run *r, float *y, float *tmp, const float *x, const wk_weight *W,
+                   const float *bias, int n) {
+    if (n <= 0 || W->rows <= 0) return;
+    if (n > CU_MV_NX || W->cols <= 0) {
+        cu_matmul(r, tmp, x, W, bias, n);
+        cu_add(r, y, tmp, (long)n * W->rows);
+        return;
+    }
+    mv_job J;
+    memset(&J, 0, sizeof J);
+    J.W[0] = (const uint8_t *)W->data, J.y[0] = y, J.bias[0] = bias, J.rows[0] = W->rows;
+    J.count = 1, J.mode = MV_ADD;
+    matvec_job(r, J, &W, x, n);
 }

@@ -79,6 +79,38 @@ void cu_rope(const cu_run *r, float *x, int n, int n_heads, int head_dim, int ro
                   x, pairs, n_heads, head_dim, rot_dim, pos, cos, sin);
 }
 
+/* rope_qk: the pairs of q, then those of k, in one launch (rotate-half layout; the
+ * formulas of k_rope). */
+__global__ void k_rope_qk(float *q, float *k, long long pairs_q, long long pairs, int n_head,
+                          int n_kv, int hd, int rot, const int32_t *pos, const float *cs,
+                          const float *sn) {
+    const int half = rot / 2;
+    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < pairs;
+         it += (long long)gridDim.x * blockDim.x) {
+        const bool isq = it < pairs_q;
+        const long long t = isq ? it : it - pairs_q;
+        const int heads = isq ? n_head : n_kv;
+        const long long rh = t / half;
+        const int j = (int)(t % half);
+        const long long i = rh / heads;
+        const float c = cs[(long long)pos[i] * half + j], s = sn[(long long)pos[i] * half + j];
+        float *v = (isq ? q : k) + rh * hd;
+        const float a = v[j], b = v[j + half];
+        v[j] = a * c - b * s;
+        v[j + half] = b * c + a * s;
+    }
+}
+
+void cu_rope_qk(const cu_run *r, float *q, float *k, int n, int n_head, int n_kv, int head_dim,
+                int rot_dim, const int32_t *pos, const float *cos, const float *sin) {
+    if (n <= 0 || rot_dim < 2) return;
+    const long long pq = (long long)n * n_head * (rot_dim / 2);
+    const long long pairs = pq + (long long)n * n_kv * (rot_dim / 2);
+    if (pairs <= 0) return;
+    cu_launch(r, "rope_qk", k_rope_qk, cu_grid(pairs, CU_THREADS), CU_THREADS, 0, q, k, pq,
+              pairs, n_head, n_kv, head_dim, rot_dim, pos, cos, sin);
+}
+
 /* ---- elementwise ---- */
 
 __global__ void k_silu_mul(float *out, const float *gate, const float *up, long long n) {

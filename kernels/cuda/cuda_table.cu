@@ -33,6 +33,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <mutex>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -855,6 +856,34 @@ template <int D> struct dev_ops {
         cu_run r = cu_begin(D, c);
         cu_attention(&r, o, q, kv, sp, ns, nh, nkv, hd, win, sc, cap);
     }
+    static void mm_multi(wk_ctx *c, int count, float *const *y, const float *x,
+                         const wk_weight *const *W, const float *const *b, int n) {
+        cu_prof P(D, c, "matmul_multi %d x %lldx%lld %s n%s", count, (long long)W[0]->rows,
+                  (long long)W[0]->cols, dtype_name(W[0]->dt), nb(n));
+        cu_run r = cu_begin(D, c);
+        cu_matmul_multi(&r, count, y, x, W, b, n);
+    }
+    static void mm_glu(wk_ctx *c, float *h, float *g, float *u, const float *x,
+                       const wk_weight *Wg, const wk_weight *Wu, const float *bg, const float *bu,
+                       bool gt, int n) {
+        cu_prof P(D, c, "matmul_glu %lldx%lld %s n%s", (long long)Wg->rows, (long long)Wg->cols,
+                  dtype_name(Wg->dt), nb(n));
+        cu_run r = cu_begin(D, c);
+        cu_matmul_glu(&r, h, g, u, x, Wg, Wu, bg, bu, gt, n);
+    }
+    static void mm_add(wk_ctx *c, float *y, float *t, const float *x, const wk_weight *W,
+                       const float *b, int n) {
+        cu_prof P(D, c, "matmul_add %lldx%lld %s n%s", (long long)W->rows, (long long)W->cols,
+                  dtype_name(W->dt), nb(n));
+        cu_run r = cu_begin(D, c);
+        cu_matmul_add(&r, y, t, x, W, b, n);
+    }
+    static void rope_qk(wk_ctx *c, float *q, float *k, int n, int nh, int nkv, int hd, int rd,
+                        const int32_t *pos, const float *cs, const float *sn) {
+        cu_prof P(D, c, "rope_qk n%s", nb(n));
+        cu_run r = cu_begin(D, c);
+        cu_rope_qk(&r, q, k, n, nh, nkv, hd, rd, pos, cs, sn);
+    }
     static void silu_mul(wk_ctx *c, float *o, const float *g, const float *u, long n) {
         cu_prof P(D, c, "silu_mul");
         cu_run r = cu_begin(D, c);
@@ -911,9 +940,11 @@ template <int D> struct dev_ops {
         .add = dev_ops<D>::add,                                                                \
         .axpy = dev_ops<D>::axpy, .lora = dev_ops<D>::lora,                                    \
         .gather_rows = dev_ops<D>::gather,                                                     \
+        .matmul_multi = dev_ops<D>::mm_multi, .matmul_glu = dev_ops<D>::mm_glu,                \
+        .matmul_add = dev_ops<D>::mm_add, .rope_qk = dev_ops<D>::rope_qk,                      \
     }
 
-static const kernel_table g_tables[KERNELS_CUDA_MAX_DEVICES] = {
+static kernel_table g_tables[KERNELS_CUDA_MAX_DEVICES] = { /* fusions cleared at open by WICK_CUDA_FUSE=0 */
     CU_TABLE(0),  CU_TABLE(1),  CU_TABLE(2),  CU_TABLE(3),  CU_TABLE(4),  CU_TABLE(5),
     CU_TABLE(6),  CU_TABLE(7),  CU_TABLE(8),  CU_TABLE(9),  CU_TABLE(10), CU_TABLE(11),
     CU_TABLE(12), CU_TABLE(13), CU_TABLE(14), CU_TABLE(15),
@@ -953,6 +984,19 @@ extern "C" wick_status kernels_cuda_open(int device, const kernel_table **out) {
         (void)cudaGetLastError();
         return err_set(status_of(e), "cuda:%d: cannot initialise the device (%s: %s)", device,
                        cudaGetErrorName(e), cudaGetErrorString(e));
+    }
+    /* WICK_CUDA_FUSE=0: the layer runs the plain ops (a developer's A/B switch) */
+    static const bool fuse_off = [] {
+        const char *v = getenv("WICK_CUDA_FUSE");
+        return v && strcmp(v, "0") == 0;
+    }();
+    if (fuse_off) {
+        static std::once_flag once;
+        std::call_once(once, [] {
+            for (auto &t : g_tables)
+                t.matmul_multi = nullptr, t.matmul_glu = nullptr, t.matmul_add = nullptr,
+                t.rope_qk = nullptr;
+        });
     }
     *out = &g_tables[device];
     return WICK_OK;
