@@ -4,10 +4,10 @@
  * matmul y (n, rows) = x (n, cols) · Wᵀ + bias:
  *   n <= CU_MV_NX (decode): a memory-bound matvec, one warp per weight row, which streams the
  *     row once for all n activation rows (16-byte loads of weights and activations where the
- *     shapes and pointers allow; quantized rows are decoded 32 values at a time, one unit per
- *     lane). The dot product is the exact f32 product of the dequantized weight with the f32
- *     activations (no activation quantization), accumulated with FMAs in lane order, then
- *     reduced across the warp.
+ *     shapes and pointers allow; Q4_0 and Q8_0 rows four lanes a block (mv_row_q), the other
+ *     quantized rows decoded 32 values at a time, one unit per lane). The dot product is the
+ *     exact f32 product of the dequantized weight with the f32 activations (no activation
+ *     quantization), accumulated with FMAs in lane order, then reduced across the warp.
  *   larger n (prefill): BF16 weights under WK_CTX_FAST (precision "fast", the default):
  *     the activations are rounded to bf16 (nearest even, as the CPU's fast path) and cuBLAS
  *     multiplies them with the stored weights on the tensor cores, products exact and sums in
@@ -90,14 +90,91 @@ typedef struct mv_job {
 } mv_job;
 
 /* acc[i] = Σ over the lane's share of one weight row of w·x_i, i < n. KIND: 0 = F32, 1 = F16,
- * 2 = BF16, 3 = block-quantized (dt says which). VW: 16-byte weight loads of 8 values
+ * 2 = BF16, 3 = the other block-quantized types (dt says which), 4 = Q4_0, 5 = Q8_0. VW: 16-byte weight loads of 8 values
  * (cols % 8 == 0, aligned rows); VX: 16-byte activation loads (x aligned, cols % 4 == 0). */
+/* acc[i] += Σ_t w[t]·x_i[t] over 4 consecutive values at x + off (x_i = row i of x). */
+template <bool VX>
+__device__ __forceinline__ void mv_acc4(float acc[CU_MV_NX], const float w[4], const float *x,
+                                        long long cols, int n) {
+#pragma unroll
+    for (int i = 0; i < CU_MV_NX; i++) {
+        if (i >= n) break;
+        const float *xi = x + (long long)i * cols;
+        float a = acc[i];
+        if (VX) {
+            const float4 u = *(const float4 *)xi;
+            a = fmaf(w[0], u.x, a), a = fmaf(w[1], u.y, a), a = fmaf(w[2], u.z, a);
+            a = fmaf(w[3], u.w, a);
+        } else {
+#pragma unroll
+            for (int t = 0; t < 4; t++) a = fmaf(w[t], xi[t], a);
+        }
+        acc[i] = a;
+    }
+}
+
+/* Q4_0 (KIND 4) and Q8_0 (KIND 5) rows: four lanes share a block, each taking a quarter of
+ * its quants (Q4_0: 4 bytes = values 4q..4q+3 and 16+4q..16+4q+3; Q8_0: 8 bytes = values
+ * 8q..8q+7), so a warp reads 8 consecutive blocks (144 or 272 bytes) per step with 16-bit
+ * loads (blocks are only 2-byte aligned); CU_MV_QSTEPS steps are loaded before any is used.
+ * Values are dequantized with the reference's formula, d·(q − 8) or d·q, as f32. */
+#define CU_MV_QSTEPS 4
+template <int KIND, bool VX>
+__device__ __forceinline__ void mv_row_q(float acc[CU_MV_NX], const uint8_t *row, const float *x,
+                                         int n, long long cols, int lane) {
+    constexpr int BB = KIND == 4 ? 18 : 34; /* block bytes */
+    constexpr int QW = KIND == 4 ? 2 : 4;   /* 16-bit words of quants per lane */
+    const long long nb = cols / 32;
+    const int q = lane & 3, bo = lane >> 2;
+    for (long long b0 = 0; b0 < nb; b0 += 8 * CU_MV_QSTEPS) {
+        uint16_t dh[CU_MV_QSTEPS], qw[CU_MV_QSTEPS][QW];
+#pragma unroll
+        for (int u = 0; u < CU_MV_QSTEPS; u++) {
+            const long long b = b0 + 8 * u + bo;
+            if (b >= nb) break;
+            const uint8_t *blk = row + b * BB;
+            dh[u] = cu_ld16(blk);
+#pragma unroll
+            for (int k = 0; k < QW; k++) qw[u][k] = cu_ld16(blk + 2 + 2 * QW * q + 2 * k);
+        }
+#pragma unroll
+        for (int u = 0; u < CU_MV_QSTEPS; u++) {
+            const long long b = b0 + 8 * u + bo;
+            if (b >= nb) break;
+            const float d = cu_h2f(dh[u]);
+            const float *xb = x + 32 * b;
+            if (KIND == 4) {
+                const uint32_t w = (uint32_t)qw[u][0] | (uint32_t)qw[u][1] << 16;
+                float lo[4], hi[4];
+#pragma unroll
+                for (int t = 0; t < 4; t++) {
+                    lo[t] = d * (float)((int)((w >> (8 * t)) & 0xFu) - 8);
+                    hi[t] = d * (float)((int)((w >> (8 * t + 4)) & 0xFu) - 8);
+                }
+                mv_acc4<VX>(acc, lo, xb + 4 * q, cols, n);
+                mv_acc4<VX>(acc, hi, xb + 16 + 4 * q, cols, n);
+            } else {
+                float v[8];
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    v[2 * k] = d * (float)(int8_t)(qw[u][k] & 0xFFu);
+                    v[2 * k + 1] = d * (float)(int8_t)(qw[u][k] >> 8);
+                }
+                mv_acc4<VX>(acc, v, xb + 8 * q, cols, n);
+                mv_acc4<VX>(acc, v + 4, xb + 8 * q + 4, cols, n);
+            }
+        }
+    }
+}
+
 template <int KIND, bool VW, bool VX>
 __device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, const float *x,
                                        int n, int dt, long long cols, int lane) {
 #pragma unroll
     for (int i = 0; i < CU_MV_NX; i++) acc[i] = 0.0f;
-    if (KIND == 3) {
+    if (KIND == 4 || KIND == 5) {
+        mv_row_q<KIND, VX>(acc, row, x, n, cols, lane);
+    } else if (KIND == 3) {
         const long long nu = cols / 32;
         for (long long u = lane; u < nu; u += 32) {
             float w[32];
@@ -213,6 +290,15 @@ static void launch_matvec(const cu_run *r, const mv_job &J, long long warps, boo
 #undef MV
 }
 
+/* WICK_CUDA_QMV=0: Q4_0 and Q8_0 rows take the generic unit path (a developer's A/B switch). */
+static bool qmv_on(void) {
+    static const bool on = [] {
+        const char *v = getenv("WICK_CUDA_QMV");
+        return !(v && strcmp(v, "0") == 0);
+    }();
+    return on;
+}
+
 /* Runs job J (its W, y, bias, rows, count and mode filled) over the count products of W[]. */
 static void matvec_job(const cu_run *r, mv_job &J, const wk_weight *const *W, const float *x,
                        int n) {
@@ -230,6 +316,14 @@ static void matvec_job(const cu_run *r, mv_job &J, const wk_weight *const *W, co
     case DT_F32: launch_matvec<0>(r, J, warps, vw, vx); break;
     case DT_F16: launch_matvec<1>(r, J, warps, vw, vx); break;
     case DT_BF16: launch_matvec<2>(r, J, warps, vw, vx); break;
+    case DT_Q4_0:
+        if (qmv_on()) launch_matvec<4>(r, J, warps, false, vx);
+        else launch_matvec<3>(r, J, warps, false, vx);
+        break;
+    case DT_Q8_0:
+        if (qmv_on()) launch_matvec<5>(r, J, warps, false, vx);
+        else launch_matvec<3>(r, J, warps, false, vx);
+        break;
     default: launch_matvec<3>(r, J, warps, false, vx); break;
     }
 }
