@@ -112,6 +112,17 @@ static int add_vector(tlist *L, const char *name, const float *v, int64_t n, boo
     return tl_push(L, name, DT_F32, 1, n, 0, b, b);
 }
 
+/* Gemma's norm weights: the model holds 1 + w (model.c norm_plus_one), the file w. For a
+ * stored value s in [0.5, 2] (every trained Gemma norm we know of) s − 1 is exact, so a reload
+ * computes 1 + (s − 1) = s again. */
+static int add_vector_m1(tlist *L, const char *name, const float *v, int64_t n) {
+    if (!v) return 0;
+    float *b = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!b) return -1;
+    for (int64_t r = 0; r < n; r++) b[r] = v[r] - 1.0f;
+    return tl_push(L, name, DT_F32, 1, n, 0, b, b);
+}
+
 /* parts[0..n) stacked by rows as one tensor (model_stack_rows). */
 static int add_stacked(tlist *L, const char *name, const wk_weight *const *parts, int n,
                        dtype dt, int hd) {
@@ -176,6 +187,15 @@ static wick_status write_weights(const wick_model *m, const char *out_dir, dtype
             fail |= add_matrix(&L, N("mlp.down_proj.weight"), &l->w_down, dt, false, hd);
             fail |= add_vector(&L, N("mlp.down_proj.bias"), l->b_down, d, false, hd);
         }
+        if (family_get(c->arch)->gemma) { /* four norms a layer, stored as w (not 1 + w) */
+            fail |= add_vector_m1(&L, N("input_layernorm.weight"), l->attn_norm, d);
+            fail |= add_vector_m1(&L, N("post_attention_layernorm.weight"), l->post_attn_norm, d);
+            fail |= add_vector_m1(&L, N("pre_feedforward_layernorm.weight"), l->mlp_norm, d);
+            fail |= add_vector_m1(&L, N("post_feedforward_layernorm.weight"), l->post_mlp_norm, d);
+            fail |= add_vector_m1(&L, N("self_attn.q_norm.weight"), l->q_norm, hd);
+            fail |= add_vector_m1(&L, N("self_attn.k_norm.weight"), l->k_norm, hd);
+            continue;
+        }
         fail |= add_vector(&L, N("input_layernorm.weight"), l->attn_norm, d, false, hd);
         fail |= add_vector(&L, N("post_attention_layernorm.weight"), l->mlp_norm, d, false, hd);
         /* per head (Qwen3), or over all heads (OLMoE) */
@@ -185,7 +205,10 @@ static wick_status write_weights(const wick_model *m, const char *out_dir, dtype
                            false, hd);
 #undef N
     }
-    if (!fail) fail |= add_vector(&L, "model.norm.weight", m->final_norm, d, false, hd);
+    if (!fail && family_get(c->arch)->gemma)
+        fail |= add_vector_m1(&L, "model.norm.weight", m->final_norm, d);
+    else if (!fail)
+        fail |= add_vector(&L, "model.norm.weight", m->final_norm, d, false, hd);
     if (!fail && !c->tie_embd) fail |= add_matrix(&L, "lm_head.weight", &m->lm_head, dt, false, hd);
     wick_status st;
     char *path = path_join(out_dir, "model.safetensors");
@@ -327,8 +350,40 @@ static char *config_json(const model_config *c, dtype dt) {
                   c->sliding_window ? c->n_swa_layers_from : c->n_layer);
     else if (fam->swa == SWA_ALL && c->sliding_window)
         sb_printf(&b, "  \"sliding_window\": %d,\n", c->sliding_window);
-    sb_printf(&b, "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n",
-              c->tie_embd ? "true" : "false");
+    else if (fam->swa == SWA_LAYER_TYPES) { /* Gemma: which layers slide, by name */
+        sb_printf(&b, "  \"sliding_window\": %d,\n  \"layer_types\": [",
+                  c->sliding_window ? c->sliding_window : c->n_ctx_train);
+        for (int l = 0; l < c->n_layer; l++)
+            sb_printf(&b, "%s\"%s\"", l ? ", " : "",
+                      c->layer_sliding[l / 64] >> (l % 64) & 1 ? "sliding_attention" : "full_attention");
+        sb_printf(&b, "],\n");
+    }
+    if (fam->gemma) {
+        /* query_pre_attn_scalar: the value q whose (float)q^-0.5 is the model's score scale
+           (an integer where one gives it back, as in every published config) */
+        const double qd = 1.0 / ((double)c->attn_scale * (double)c->attn_scale);
+        float q = (float)nearbyint(qd);
+        if ((float)pow((double)q, -0.5) != c->attn_scale) {
+            q = (float)qd;
+            for (int k = 0; k < 8 && (float)pow((double)q, -0.5) != c->attn_scale; k++)
+                q = nextafterf(q, (float)pow((double)q, -0.5) > c->attn_scale ? INFINITY : 0.0f);
+        }
+        fmt_float(f0, q);
+        sb_printf(&b, "  \"query_pre_attn_scalar\": %s,\n", f0);
+        if (fam->softcaps) {
+            if (c->attn_softcap > 0) fmt_float(f1, c->attn_softcap);
+            if (c->final_softcap > 0) fmt_float(f2, c->final_softcap);
+            sb_printf(&b, "  \"attn_logit_softcapping\": %s,\n  \"final_logit_softcapping\": %s,\n",
+                      c->attn_softcap > 0 ? f1 : "null", c->final_softcap > 0 ? f2 : "null");
+        }
+        if (c->rope_theta_local > 0) {
+            fmt_float(f0, c->rope_theta_local);
+            sb_printf(&b, "  \"rope_local_base_freq\": %s,\n", f0);
+        }
+        sb_printf(&b, "  \"hidden_activation\": \"gelu_pytorch_tanh\",\n");
+    }
+    sb_printf(&b, "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"%s\",\n",
+              c->tie_embd ? "true" : "false", fam->gemma ? "gelu_pytorch_tanh" : "silu");
     sb_id(&b, "bos_token_id", c->bos_id);
     if (c->pad_id >= 0) sb_id(&b, "pad_token_id", c->pad_id);
     sb_eos(&b, c);
