@@ -47,20 +47,7 @@ for s in 0.5b 1.5b; do
     [ -f $M-q4_0.gguf ] || $NEW quantize $M $M-q4_0.gguf --type q4_0 -q 2>&1 | tail -1
 done
 ls -la /tmp/q0.5b/model.safetensors /tmp/q1.5b/model.safetensors /tmp/q*.gguf
-(unset LD_LIBRARY_PATH; python3 - <<'EOF' 2>&1 | grep -v Warn | tee "$OUT/copy_bw.txt"
-import torch
-n = 1 << 30
-a = torch.empty(n, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
-for _ in range(3): b.copy_(a)
-torch.cuda.synchronize()
-ts = []
-for _ in range(20):
-    e0 = torch.cuda.Event(enable_timing=True); e1 = torch.cuda.Event(enable_timing=True)
-    e0.record(); b.copy_(a); e1.record(); torch.cuda.synchronize(); ts.append(e0.elapsed_time(e1) / 1e3)
-ts.sort(); t = ts[len(ts) // 2]
-print(f"device-to-device copy of 1 GiB: median {t*1e3:.3f} ms; read {n/t/1e9:.0f} GB/s (read+write {2*n/t/1e9:.0f} GB/s)")
-EOF
-)
+(unset LD_LIBRARY_PATH; python3 bench/cuda-lease/copy_bw.py 2>&1 | grep -v Warn | tee "$OUT/copy_bw.txt")
 bench() { # label, binary, model, extra env..., then bench args
     local label=$1 bin=$2 m=$3; shift 3
     echo "== $label $(basename $m) $*"

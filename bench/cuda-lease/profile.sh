@@ -39,20 +39,7 @@ for s in ${SIZES:-0.5b 1.5b}; do
   $W create-random --like qwen2.5-$s --out $M --dtype bf16 --tokenizer "$TOK" -q || exit 1
   $W quantize $M $M-q4_0.gguf --type q4_0 -q 2>&1 | tail -1
 done
-(unset LD_LIBRARY_PATH; python3 - <<'PY' 2>&1 | grep -v Warn | tee "$OUT/copy_bw.txt"
-import torch
-n = 1 << 30
-a = torch.empty(n, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
-for _ in range(3): b.copy_(a)
-torch.cuda.synchronize()
-ts = []
-for _ in range(20):
-    e0 = torch.cuda.Event(enable_timing=True); e1 = torch.cuda.Event(enable_timing=True)
-    e0.record(); b.copy_(a); e1.record(); torch.cuda.synchronize(); ts.append(e0.elapsed_time(e1) / 1e3)
-ts.sort(); t = ts[len(ts) // 2]
-print(f"device-to-device copy of 1 GiB: median {t*1e3:.3f} ms; read {n/t/1e9:.0f} GB/s")
-PY
-)
+(unset LD_LIBRARY_PATH; python3 bench/cuda-lease/copy_bw.py 2>&1 | grep -v Warn | tee "$OUT/copy_bw.txt")
 for m in ${MODELS:-/tmp/q0.5b /tmp/q0.5b-q4_0.gguf /tmp/q1.5b}; do
   b=$(basename $m)
   timeout 60 $W bench generate -m $m --device cuda -p 0 -n 128 -r 3 2>&1 | grep -E "tg|rror" | sed "s|^|$b\t|"

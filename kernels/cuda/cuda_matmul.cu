@@ -47,9 +47,9 @@ void cu_embed(const cu_run *r, float *out, const wk_weight *W, const int32_t *id
 
 /* ---- matvec (n <= CU_MV_NX) ---- */
 
-/* acc[i] += Σ_t w[t]·x_i[t] over 8 consecutive values (x_i = row i of x at that column). */
+/* acc[i] += Σ_t w[t]·x_i[t] over 4 consecutive values (x_i = row i of x at that column). */
 template <bool VX>
-__device__ __forceinline__ void mv_acc8(float acc[CU_MV_NX], const float w[8], const float *x,
+__device__ __forceinline__ void mv_acc4(float acc[CU_MV_NX], const float w[4], const float *x,
                                         long long cols, int n) {
 #pragma unroll
     for (int i = 0; i < CU_MV_NX; i++) {
@@ -57,16 +57,23 @@ __device__ __forceinline__ void mv_acc8(float acc[CU_MV_NX], const float w[8], c
         const float *xi = x + (long long)i * cols;
         float a = acc[i];
         if (VX) {
-            const float4 u = *(const float4 *)xi, v = *(const float4 *)(xi + 4);
+            const float4 u = *(const float4 *)xi;
             a = fmaf(w[0], u.x, a), a = fmaf(w[1], u.y, a), a = fmaf(w[2], u.z, a);
-            a = fmaf(w[3], u.w, a), a = fmaf(w[4], v.x, a), a = fmaf(w[5], v.y, a);
-            a = fmaf(w[6], v.z, a), a = fmaf(w[7], v.w, a);
+            a = fmaf(w[3], u.w, a);
         } else {
 #pragma unroll
-            for (int t = 0; t < 8; t++) a = fmaf(w[t], xi[t], a);
+            for (int t = 0; t < 4; t++) a = fmaf(w[t], xi[t], a);
         }
         acc[i] = a;
     }
+}
+
+/* The same over 8 consecutive values: each row's FMAs in the same order as one pass of 8. */
+template <bool VX>
+__device__ __forceinline__ void mv_acc8(float acc[CU_MV_NX], const float w[8], const float *x,
+                                        long long cols, int n) {
+    mv_acc4<VX>(acc, w, x, cols, n);
+    mv_acc4<VX>(acc, w + 4, x + 4, cols, n);
 }
 
 /* What a matvec launch computes: `count` products of the same x (n <= CU_MV_NX rows) with
@@ -88,30 +95,6 @@ typedef struct mv_job {
     size_t rb; /* bytes of a weight row */
     int n, dt, count, mode;
 } mv_job;
-
-/* acc[i] = Σ over the lane's share of one weight row of w·x_i, i < n. KIND: 0 = F32, 1 = F16,
- * 2 = BF16, 3 = the other block-quantized types (dt says which), 4 = Q4_0, 5 = Q8_0. VW: 16-byte weight loads of 8 values
- * (cols % 8 == 0, aligned rows); VX: 16-byte activation loads (x aligned, cols % 4 == 0). */
-/* acc[i] += Σ_t w[t]·x_i[t] over 4 consecutive values at x + off (x_i = row i of x). */
-template <bool VX>
-__device__ __forceinline__ void mv_acc4(float acc[CU_MV_NX], const float w[4], const float *x,
-                                        long long cols, int n) {
-#pragma unroll
-    for (int i = 0; i < CU_MV_NX; i++) {
-        if (i >= n) break;
-        const float *xi = x + (long long)i * cols;
-        float a = acc[i];
-        if (VX) {
-            const float4 u = *(const float4 *)xi;
-            a = fmaf(w[0], u.x, a), a = fmaf(w[1], u.y, a), a = fmaf(w[2], u.z, a);
-            a = fmaf(w[3], u.w, a);
-        } else {
-#pragma unroll
-            for (int t = 0; t < 4; t++) a = fmaf(w[t], xi[t], a);
-        }
-        acc[i] = a;
-    }
-}
 
 /* Q4_0 (KIND 4) and Q8_0 (KIND 5) rows: four lanes share a block, each taking a quarter of
  * its quants (Q4_0: 4 bytes = values 4q..4q+3 and 16+4q..16+4q+3; Q8_0: 8 bytes = values
@@ -167,6 +150,10 @@ __device__ __forceinline__ void mv_row_q(float acc[CU_MV_NX], const uint8_t *row
     }
 }
 
+/* acc[i] = Σ over the lane's share of one weight row of w·x_i, i < n. KIND: 0 = F32, 1 = F16,
+ * 2 = BF16, 3 = the other block-quantized types (dt says which), 4 = Q4_0, 5 = Q8_0.
+ * VW: 16-byte weight loads of 8 values (cols % 8 == 0, aligned rows); VX: 16-byte activation
+ * loads (x aligned, cols % 4 == 0). */
 template <int KIND, bool VW, bool VX>
 __device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, const float *x,
                                        int n, int dt, long long cols, int lane) {
