@@ -213,15 +213,27 @@ static void matmul_fast_case(int64_t rows, int64_t cols, int n, dtype dt, int wi
     make_weight(&W, wbuf, dt, rows, cols);
     float *x = xmalloc((size_t)(n * cols) * 4), *xr = xmalloc((size_t)(n * cols) * 4);
     fill(x, n * cols, 1.0f);
-    const int rounded = dt == DT_BF16 && n > 8;
+    const int quant = dtype_is_quant(dt) != 0;
+    const int rounded = (dt == DT_BF16 || quant) && n > 8;
     for (long i = 0; i < n * cols; i++) xr[i] = rounded ? bf16_to_f32(f32_to_bf16(x[i])) : x[i];
     float *want = xmalloc((size_t)(n * rows) * 4), *got = xmalloc((size_t)(n * rows) * 4);
     float *tol = xmalloc((size_t)(n * rows) * 4), *wrow = xmalloc((size_t)cols * 4);
     float *bias = xmalloc((size_t)rows * 4);
     fill(bias, rows, 1.0f);
-    kernels_ref()->matmul(NULL, want, xr, &W, with_bias ? bias : NULL, n);
+    /* quantized weights in the GEMM path: the reference takes them dequantized and rounded
+       to bf16, as the kernel multiplies them */
+    uint16_t *wr = xmalloc((size_t)(rows * cols) * 2 + 2);
+    wk_weight R = W;
+    if (quant && rounded) {
+        for (int64_t r = 0; r < rows; r++) {
+            kernels_row_to_f32(wrow, &W, r);
+            for (int64_t c = 0; c < cols; c++) wr[r * cols + c] = f32_to_bf16(wrow[c]);
+        }
+        R = (wk_weight){wr, DT_BF16, rows, cols, NULL};
+    }
+    kernels_ref()->matmul(NULL, want, xr, &R, with_bias ? bias : NULL, n);
     for (int64_t r = 0; r < rows; r++) { /* the summation-order bound of matmul_case */
-        kernels_row_to_f32(wrow, &W, r);
+        kernels_row_to_f32(wrow, &R, r);
         for (int i = 0; i < n; i++) {
             double s = 0;
             for (int64_t c = 0; c < cols; c++) s += fabs((double)xr[i * cols + c] * wrow[c]);
@@ -246,7 +258,10 @@ static void matmul_fast_case(int64_t rows, int64_t cols, int n, dtype dt, int wi
     dweight_free(&D);
     dfree(dx, (size_t)(n * cols) * 4), dfree(dy, (size_t)(n * rows) * 4), dfree(db, (size_t)rows * 4);
     free(wbuf), free(x), free(xr), free(want), free(got), free(tol), free(wrow), free(bias);
+    free(wr);
 }
+
+static int64_t dt_block(dtype dt) { return dt == DT_Q4_K || dt == DT_Q6_K ? 256 : 32; }
 
 static void test_matmul_fast(void **state) {
     static const int64_t rows[] = {1, 31, 257};
@@ -259,6 +274,13 @@ static void test_matmul_fast(void **state) {
                 if (i == 3) matmul_fast_case(rows[a], cols[c], ns[i], DT_F16, 1);
             }
     matmul_fast_case(1000, 896, 300, DT_BF16, 1); /* a prefill shape */
+    static const dtype qt[] = {DT_Q4_0, DT_Q8_0, DT_Q4_K, DT_Q6_K, DT_Q5_0};
+    for (int t = 0; t < 5; t++) { /* quantized: exact matvec, bf16 tensor-core GEMM */
+        const int64_t qc = dt_block(qt[t]) * 3;
+        matmul_fast_case(31, qc, 3, qt[t], 1);
+        matmul_fast_case(257, qc, 9, qt[t], 0);
+        matmul_fast_case(65, qc, 130, qt[t], 1);
+    }
 }
 
 /* test_quant.c's cases, every block type */

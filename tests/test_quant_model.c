@@ -25,6 +25,8 @@ static wick_model *load_gguf(const char *path, gguf_file **g, bool *il) {
     wick_model *m = calloc(1, sizeof *m);
     assert_non_null(m);
     wick_model_params mp = wick_model_params_default();
+    mp.precision = "exact"; /* the quantization's error alone (a GPU's fast precision would
+                               add bf16 rounding to the quantized prefill) */
     wick_status st = model_gguf_load(path, &mp, m, g, il);
     if (st) fail_msg("%s", wick_last_error());
     m->rope_interleaved = *il; /* as wick_model_load records it */

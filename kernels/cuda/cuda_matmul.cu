@@ -12,7 +12,10 @@
  *     the activations are rounded to bf16 (nearest even, as the CPU's fast path) and cuBLAS
  *     multiplies them with the stored weights on the tensor cores, products exact and sums in
  *     f32 (CUBLAS_COMPUTE_32F), i.e. the reference product of the rounded activations up to
- *     summation order. Otherwise cuBLAS sgemm, FP32 compute with TF32 off (cuda_table.cu sets
+ *     summation order. Quantized weights under WK_CTX_FAST: each tile dequantized with the
+ *     reference formulas and rounded to bf16, then the same tensor-core product (the
+ *     reference product of the rounded weights and activations). Otherwise cuBLAS sgemm,
+ *     FP32 compute with TF32 off (cuda_table.cu sets
  *     the math mode): F32 weights are used in place; other types are widened to f32 into
  *     per-thread device scratch, CU_WIDE_FLOATS at most at a time, with the reference
  *     formulas, and each tile multiplied as it is widened.
@@ -336,6 +339,17 @@ __global__ void k_widen(float *out, const uint8_t *W, int dt, size_t rb, long lo
     }
 }
 
+/* out (m, cols) = rows [r0, r0 + m) of W widened with the reference formulas, then rounded to
+ * bf16 (nearest even). */
+__global__ void k_widen_bf16(uint16_t *out, const uint8_t *W, int dt, size_t rb, long long r0,
+                             long long cols, long long total) {
+    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < total;
+         it += (long long)gridDim.x * blockDim.x) {
+        const long long i = it / cols, c = it % cols;
+        out[it] = cu_f2bf(cu_weight(dt, W + (size_t)(r0 + i) * rb, c));
+    }
+}
+
 __global__ void k_add_bias(float *y, const float *bias, long long rows, long long total) {
     for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < total;
          it += (long long)gridDim.x * blockDim.x)
@@ -393,6 +407,15 @@ static bool gemm_bf16(const cu_run *r, cublasHandle_t h, float *y, long long ldy
     return s == CUBLAS_STATUS_SUCCESS;
 }
 
+/* x rounded to bf16 (nearest even) in per-thread scratch, or NULL (noted). */
+static const uint16_t *x_bf16(const cu_run *r, const float *x, long long total) {
+    uint16_t *xb = (uint16_t *)cu_scratch(r, CU_SLOT_XB, sizeof(uint16_t) * (size_t)total);
+    if (xb)
+        cu_launch(r, "matmul (x to bf16)", k_to_bf16, cu_grid(total, CU_THREADS), CU_THREADS, 0,
+                  xb, x, total);
+    return xb;
+}
+
 static void gemm(const cu_run *r, float *y, const float *x, const wk_weight *W, const float *bias,
                  int n) {
     const long long rows = W->rows, cols = W->cols;
@@ -403,12 +426,27 @@ static void gemm(const cu_run *r, float *y, const float *x, const wk_weight *W, 
     cublasHandle_t h = cu_blas(r);
     if (!h) return;
     if (W->dt == DT_BF16 && (r->flags & WK_CTX_FAST)) {
-        const long long total = (long long)n * cols;
-        uint16_t *xb = (uint16_t *)cu_scratch(r, CU_SLOT_XB, sizeof(uint16_t) * (size_t)total);
+        const uint16_t *xb = x_bf16(r, x, (long long)n * cols);
         if (!xb) return;
-        cu_launch(r, "matmul (x to bf16)", k_to_bf16, cu_grid(total, CU_THREADS), CU_THREADS, 0,
-                  xb, x, total);
         if (!gemm_bf16(r, h, y, rows, xb, (const uint16_t *)W->data, rows, n, cols)) return;
+    } else if (dtype_is_quant(W->dt) && (r->flags & WK_CTX_FAST)) {
+        /* quantized weights in precision fast: each tile dequantized (the reference formulas)
+           and rounded to bf16, times the bf16-rounded activations on the tensor cores */
+        const uint16_t *xb = x_bf16(r, x, (long long)n * cols);
+        if (!xb) return;
+        long long blk = 2 * CU_WIDE_FLOATS / cols; /* the same 64 MiB, as bf16 */
+        if (blk < 1) blk = 1;
+        if (blk > rows) blk = rows;
+        uint16_t *tile =
+            (uint16_t *)cu_scratch(r, CU_SLOT_WIDE, sizeof(uint16_t) * (size_t)(blk * cols));
+        if (!tile) return;
+        const size_t rb = dtype_row_bytes(W->dt, cols);
+        for (long long r0 = 0; r0 < rows; r0 += blk) {
+            const long long m = r0 + blk < rows ? blk : rows - r0;
+            cu_launch(r, "matmul (widen bf16)", k_widen_bf16, cu_grid(m * cols, CU_THREADS),
+                      CU_THREADS, 0, tile, (const uint8_t *)W->data, W->dt, rb, r0, cols, m * cols);
+            if (!gemm_bf16(r, h, y + r0, rows, xb, tile, m, n, cols)) return;
+        }
     } else if (W->dt == DT_F32) {
         if (!sgemm(r, h, y, rows, x, (const float *)W->data, rows, n, cols)) return;
     } else {
