@@ -445,6 +445,205 @@ __global__ void k_attn_combine(float *out, const float *part, cu_spans S, int n_
     }
 }
 
+/* ---- attention for prefill: a block per tile of query rows ----
+ * k_attn_rows: one block of FA_THREADS threads per (tile of QR consecutive query rows of one
+ * span, KV head); QR·group query vectors (at most fr_shape::QG) share every K/V tile of FR_T
+ * keys, which passes through shared memory once for all of them (k_attn_tile reads a row's
+ * keys once per query row). Scores are computed in 4-query × 4-key register tiles (a thread:
+ * QG/16 query vectors × keys b, b+8, b+16, b+24), the online-softmax step is a warp per query
+ * vector, and Σ w·v a (QG/16 query vectors × HD/8 dimensions) register tile per thread, kept
+ * across key tiles. Masking is per query row (causal, sliding window); a row that has seen no
+ * key yet keeps max −inf and Σ w = 0 until one comes. */
+#define FR_T 32
+#define FR_MIN_ROWS 8 /* a span this long makes the call a prefill */
+
+template <int HD> struct fr_shape {
+    static constexpr int QG = HD <= 128 ? 64 : 32; /* query vectors a block holds at most */
+    static constexpr int QT = QG / 16;             /* query vectors per thread */
+    static constexpr int DT = HD / 8;              /* output dimensions per thread */
+    static constexpr int CH = HD / 8;              /* 8-element chunks of a row */
+    static constexpr int LOADS = FR_T * CH / FA_THREADS;
+    static_assert(FR_T * CH % FA_THREADS == 0, "tile chunks per thread");
+    static constexpr int QP = HD + 1, KP = HD + 1, SP = FR_T + 1; /* padded row strides */
+};
+
+template <int HD> static size_t fr_smem() {
+    using F = fr_shape<HD>;
+    return sizeof(float) * ((size_t)F::QG * F::QP + (size_t)FR_T * F::KP + (size_t)FR_T * HD +
+                            (size_t)F::QG * F::SP + 3 * (size_t)F::QG);
+}
+
+template <int HD, bool W32>
+__global__ void __launch_bounds__(FA_THREADS) k_attn_rows(cu_att A, cu_spans S, int n_spans, int qr) {
+    using F = fr_shape<HD>;
+    extern __shared__ float sm[];
+    float *sq = sm;                      /* (QG, QP) the tile's query vectors */
+    float *sk = sq + F::QG * F::QP;      /* (FR_T, KP) keys */
+    float *sv = sk + FR_T * F::KP;       /* (FR_T, HD) values */
+    float *sp = sv + FR_T * HD;          /* (QG, SP) scores, then weights */
+    float *smax = sp + F::QG * F::SP, *ssum = smax + F::QG, *scor = ssum + F::QG;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int group = A.group, qg = qr * group;
+    /* this block's tile: the spans' tiles one after the other, then the KV head */
+    const int kvh = (int)(blockIdx.x % A.n_kv);
+    long long t = blockIdx.x / A.n_kv;
+    int si = 0;
+    for (; si < n_spans; si++) {
+        const int n = S.sp[si].n;
+        const long long nt = n > 0 ? (n + qr - 1) / qr : 0;
+        if (t < nt) break;
+        t -= nt;
+    }
+    if (si >= n_spans) return; /* the whole block */
+    const cu_span spn = S.sp[si];
+    const int r0 = (int)t * qr, nr = spn.n - r0 < qr ? spn.n - r0 : qr; /* rows of the tile */
+    const int p0 = spn.pos0 + r0, p1 = p0 + nr - 1;      /* their positions */
+    const int jlo = (A.window > 0 && p0 - A.window + 1 > 0) ? p0 - A.window + 1 : 0;
+    const int32_t *bl = S.blocks + spn.boff;
+    /* query vector v = row i of the tile, head g of the group: v = i·group + g */
+    for (int e = tid; e < F::QG * HD; e += FA_THREADS) {
+        const int v = e / HD, d = e % HD, i = v / group, g = v % group;
+        float val = 0.0f;
+        if (v < qg && i < nr)
+            val = A.q[((long long)(spn.row0 + r0 + i) * A.n_head + kvh * group + g) * HD + d];
+        sq[v * F::QP + d] = val;
+    }
+    for (int v = tid; v < F::QG; v += FA_THREADS) smax[v] = -INFINITY, ssum[v] = 0.0f;
+    const int qa = tid >> 3, kb = tid & 7; /* score tile: vectors qa·QT.., keys kb + 8u */
+    float acc[F::QT][F::DT];
+#pragma unroll
+    for (int a = 0; a < F::QT; a++)
+#pragma unroll
+        for (int d = 0; d < F::DT; d++) acc[a][d] = 0.0f;
+    for (int jt = jlo; jt <= p1; jt += FR_T) {
+        const int nk = p1 + 1 - jt < FR_T ? p1 + 1 - jt : FR_T;
+        fa_chunk<W32> kc[F::LOADS], vc[F::LOADS];
+        long long ko[F::LOADS];
+#pragma unroll
+        for (int u = 0; u < F::LOADS; u++) {
+            const int idx = tid + FA_THREADS * u, j = idx / F::CH, c = idx % F::CH;
+            ko[u] = -1;
+            if (j < nk) {
+                const int key = jt + j;
+                const size_t off = (size_t)bl[key / A.bs] * A.block_bytes +
+                                   ((size_t)kvh * A.bs + (size_t)(key % A.bs)) * A.row_bytes;
+                ko[u] = (long long)off;
+                kc[u] = fa_load<W32>(A.dt, A.kb + off, c);
+                vc[u] = fa_load<W32>(A.dt, A.vb + off, c);
+            }
+        }
+        __syncthreads(); /* the previous tile's keys, values and weights are used up */
+#pragma unroll
+        for (int u = 0; u < F::LOADS; u++) {
+            const int idx = tid + FA_THREADS * u, j = idx / F::CH, c = idx % F::CH;
+            float kf[8], vf[8];
+            if (ko[u] >= 0) {
+                fa_convert<W32>(A.dt, kc[u], A.kb + ko[u], c, kf);
+                fa_convert<W32>(A.dt, vc[u], A.vb + ko[u], c, vf);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) kf[i] = 0.0f, vf[i] = 0.0f; /* no NaN into Σ w·v */
+            }
+#pragma unroll
+            for (int i = 0; i < 8; i++) sk[j * F::KP + 8 * c + i] = kf[i], sv[j * HD + 8 * c + i] = vf[i];
+        }
+        __syncthreads();
+        /* scores of the thread's QT vectors × 4 keys */
+        {
+            float s[F::QT][4];
+#pragma unroll
+            for (int a = 0; a < F::QT; a++)
+#pragma unroll
+                for (int u = 0; u < 4; u++) s[a][u] = 0.0f;
+            for (int d = 0; d < HD; d++) {
+                float qv[F::QT], kv4[4];
+#pragma unroll
+                for (int a = 0; a < F::QT; a++) qv[a] = sq[(qa * F::QT + a) * F::QP + d];
+#pragma unroll
+                for (int u = 0; u < 4; u++) kv4[u] = sk[(kb + 8 * u) * F::KP + d];
+#pragma unroll
+                for (int a = 0; a < F::QT; a++)
+#pragma unroll
+                    for (int u = 0; u < 4; u++) s[a][u] = fmaf(qv[a], kv4[u], s[a][u]);
+            }
+#pragma unroll
+            for (int a = 0; a < F::QT; a++) {
+                const int v = qa * F::QT + a, i = v / group;
+                const int p = p0 + i; /* the row's position */
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    const int j = kb + 8 * u, key = jt + j;
+                    float sc = -INFINITY;
+                    if (v < qg && i < nr && j < nk && key <= p &&
+                        !(A.window > 0 && key <= p - A.window)) {
+                        sc = s[a][u] * A.scale;
+                        if (A.softcap > 0) sc = tanhf(sc / A.softcap) * A.softcap; /* Gemma 2 */
+                    }
+                    sp[v * F::SP + j] = sc;
+                }
+            }
+        }
+        __syncthreads();
+        /* online softmax, a warp per query vector (one key per lane) */
+        for (int v = warp; v < qg; v += FA_THREADS / 32) {
+            const float sc = sp[v * F::SP + lane];
+            const float mo = smax[v], mn = fmaxf(mo, cu_warp_max(sc));
+            float w = 0.0f, corr = 1.0f;
+            if (mn != -INFINITY) { /* else: no key of this row yet; nothing changes */
+                w = expf(sc - mn);  /* a masked key: exp(−inf) = 0 */
+                corr = expf(mo - mn); /* the first keys: exp(−inf) = 0 */
+            }
+            sp[v * F::SP + lane] = w;
+            const float sum = cu_warp_sum(w);
+            if (lane == 0) scor[v] = corr, ssum[v] = ssum[v] * corr + sum, smax[v] = mn;
+        }
+        __syncthreads();
+        /* Σ w·v: the thread's QT vectors × dimensions kb + 8e */
+#pragma unroll
+        for (int a = 0; a < F::QT; a++) {
+            const float c = scor[qa * F::QT + a];
+#pragma unroll
+            for (int e = 0; e < F::DT; e++) acc[a][e] *= c;
+        }
+        for (int j = 0; j < nk; j++) {
+            float w[F::QT];
+#pragma unroll
+            for (int a = 0; a < F::QT; a++) w[a] = sp[(qa * F::QT + a) * F::SP + j];
+#pragma unroll
+            for (int e = 0; e < F::DT; e++) {
+                const float vv = sv[j * HD + kb + 8 * e];
+#pragma unroll
+                for (int a = 0; a < F::QT; a++) acc[a][e] = fmaf(w[a], vv, acc[a][e]);
+            }
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int a = 0; a < F::QT; a++) {
+        const int v = qa * F::QT + a, i = v / group, g = v % group;
+        if (v >= qg || i >= nr) continue;
+        const float L = ssum[v];
+        float *o = A.out + ((long long)(spn.row0 + r0 + i) * A.n_head + kvh * group + g) * HD;
+#pragma unroll
+        for (int e = 0; e < F::DT; e++) o[kb + 8 * e] = acc[a][e] / L;
+    }
+}
+
+template <int HD, bool W32>
+static void launch_rows(const cu_run *r, const cu_att &A, const cu_spans &S, int n_spans, int qr,
+                        long long tiles) {
+    const size_t smem = fr_smem<HD>();
+    static thread_local int raised = -1; /* the device whose limit was raised by this thread */
+    if (smem > 48 * 1024 && raised != r->dev) {
+        cu_note(cudaFuncSetAttribute(k_attn_rows<HD, W32>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                "cudaFuncSetAttribute (attention rows)");
+        raised = r->dev;
+    }
+    cu_launch(r, "attention (rows)", k_attn_rows<HD, W32>, (unsigned)(tiles * A.n_kv),
+              FA_THREADS, smem, A, S, n_spans, qr);
+}
+
 template <int HD, bool W32>
 static void launch_tile(const cu_run *r, const cu_att &A, const cu_spans &S) {
     const long long items = (long long)S.rows * A.n_kv * A.n_split;
@@ -458,6 +657,15 @@ static void launch_tile(const cu_run *r, const cu_att &A, const cu_spans &S) {
         raised = r->dev;
     }
     cu_launch(r, "attention", k_attn_tile<HD, W32>, grid, FA_THREADS, smem, A, S);
+}
+
+/* WICK_CUDA_ATT_ROWS=0: prefill takes the per-row kernel too (a developer's A/B switch). */
+static bool rows_on(void) {
+    static const bool on = [] {
+        const char *v = getenv("WICK_CUDA_ATT_ROWS");
+        return !(v && strcmp(v, "0") == 0);
+    }();
+    return on;
 }
 
 /* Streaming multiprocessors of the device (cached per device). */
@@ -490,6 +698,37 @@ static bool attention_tiled(const cu_run *r, float *out, const float *q, const w
         long long k = (long long)spans[s].pos0 + spans[s].n;
         if (window > 0 && k > window) k = window;
         if (k > keys) keys = k;
+    }
+    /* a prefill (some span of FR_MIN_ROWS rows or more): tiles of query rows */
+    int max_n = 0;
+    for (int s = 0; s < n_spans; s++) max_n = spans[s].n > max_n ? spans[s].n : max_n;
+    if (max_n >= FR_MIN_ROWS && rows_on()) {
+        const int qr = (hd <= 128 ? 64 : 32) / group;
+        long long tiles = 0;
+        for (int s = 0; s < n_spans; s++)
+            if (spans[s].n > 0) tiles += (spans[s].n + qr - 1) / qr;
+        if (tiles * n_kv < (1LL << 31)) {
+            cu_att A;
+            memset(&A, 0, sizeof A);
+            A.out = out, A.q = q;
+            A.kb = (const uint8_t *)kv->k, A.vb = (const uint8_t *)kv->v;
+            A.row_bytes = kv->row_bytes, A.block_bytes = kv->block_bytes;
+            A.dt = kv->dt, A.bs = kv->block_size, A.n_head = n_head, A.n_kv = n_kv;
+            A.group = group, A.window = window, A.n_split = 1, A.scale = scale;
+            A.softcap = softcap;
+            const bool w32r = kv->dt == DT_F32 || kv->dt == DT_Q8_0;
+#define ROWS(H) (w32r ? launch_rows<H, true>(r, A, S, n_spans, qr, tiles) \
+                      : launch_rows<H, false>(r, A, S, n_spans, qr, tiles))
+            switch (hd) {
+            case 32: ROWS(32); break;
+            case 64: ROWS(64); break;
+            case 96: ROWS(96); break;
+            case 128: ROWS(128); break;
+            default: ROWS(256); break;
+            }
+#undef ROWS
+            return true;
+        }
     }
     int n_split = 1;
     const long long blocks = (long long)S.rows * n_kv, fill = 2LL * sm_count(r->dev);
