@@ -485,8 +485,9 @@ __global__ void __launch_bounds__(FA_THREADS) k_attn_rows(cu_att A, cu_spans S, 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = A.group, qg = qr * group;
     /* this block's tile: the spans' tiles one after the other, then the KV head */
-    const int kvh = (int)(blockIdx.x % A.n_kv);
-    long long t = blockIdx.x / A.n_kv;
+    const int split = (int)(blockIdx.x % A.n_split);
+    const int kvh = (int)(blockIdx.x / A.n_split % A.n_kv);
+    long long t = blockIdx.x / A.n_split / A.n_kv;
     int si = 0;
     for (; si < n_spans; si++) {
         const int n = S.sp[si].n;
@@ -498,7 +499,10 @@ __global__ void __launch_bounds__(FA_THREADS) k_attn_rows(cu_att A, cu_spans S, 
     const cu_span spn = S.sp[si];
     const int r0 = (int)t * qr, nr = spn.n - r0 < qr ? spn.n - r0 : qr; /* rows of the tile */
     const int p0 = spn.pos0 + r0, p1 = p0 + nr - 1;      /* their positions */
-    const int jlo = (A.window > 0 && p0 - A.window + 1 > 0) ? p0 - A.window + 1 : 0;
+    const int j0 = (A.window > 0 && p0 - A.window + 1 > 0) ? p0 - A.window + 1 : 0;
+    /* this split's share of the tile's keys [j0, p1], whole key tiles each */
+    const int per = ((p1 - j0 + 1 + A.n_split - 1) / A.n_split + FR_T - 1) / FR_T * FR_T;
+    const int jlo = j0 + split * per, jhi = jlo + per - 1 < p1 ? jlo + per - 1 : p1;
     const int32_t *bl = S.blocks + spn.boff;
     /* query vector v = row i of the tile, head g of the group: v = i·group + g */
     for (int e = tid; e < F::QG * HD; e += FA_THREADS) {
@@ -515,8 +519,8 @@ __global__ void __launch_bounds__(FA_THREADS) k_attn_rows(cu_att A, cu_spans S, 
     for (int a = 0; a < F::QT; a++)
 #pragma unroll
         for (int d = 0; d < F::DT; d++) acc[a][d] = 0.0f;
-    for (int jt = jlo; jt <= p1; jt += FR_T) {
-        const int nk = p1 + 1 - jt < FR_T ? p1 + 1 - jt : FR_T;
+    for (int jt = jlo; jt <= jhi; jt += FR_T) {
+        const int nk = jhi + 1 - jt < FR_T ? jhi + 1 - jt : FR_T;
         fa_chunk<W32> kc[F::LOADS], vc[F::LOADS];
         long long ko[F::LOADS];
 #pragma unroll
@@ -622,10 +626,19 @@ __global__ void __launch_bounds__(FA_THREADS) k_attn_rows(cu_att A, cu_spans S, 
     for (int a = 0; a < F::QT; a++) {
         const int v = qa * F::QT + a, i = v / group, g = v % group;
         if (v >= qg || i >= nr) continue;
-        const float L = ssum[v];
-        float *o = A.out + ((long long)(spn.row0 + r0 + i) * A.n_head + kvh * group + g) * HD;
+        const long long oh = (long long)(spn.row0 + r0 + i) * A.n_head + kvh * group + g;
+        if (A.n_split == 1) {
+            const float L = ssum[v];
+            float *o = A.out + oh * HD;
 #pragma unroll
-        for (int e = 0; e < F::DT; e++) o[kb + 8 * e] = acc[a][e] / L;
+            for (int e = 0; e < F::DT; e++) o[kb + 8 * e] = acc[a][e] / L;
+        } else { /* the split's (Σ w·v, max, Σ w); a row no key of this split reaches has max
+                    −inf, which k_attn_combine skips */
+            float *pp = A.part + (oh * A.n_split + split) * (HD + 2);
+#pragma unroll
+            for (int e = 0; e < F::DT; e++) pp[kb + 8 * e] = acc[a][e];
+            if (kb == 0) pp[HD] = smax[v], pp[HD + 1] = ssum[v];
+        }
     }
 }
 
@@ -640,8 +653,8 @@ static void launch_rows(const cu_run *r, const cu_att &A, const cu_spans &S, int
                 "cudaFuncSetAttribute (attention rows)");
         raised = r->dev;
     }
-    cu_launch(r, "attention (rows)", k_attn_rows<HD, W32>, (unsigned)(tiles * A.n_kv),
-              FA_THREADS, smem, A, S, n_spans, qr);
+    cu_launch(r, "attention (rows)", k_attn_rows<HD, W32>,
+              (unsigned)(tiles * A.n_kv * A.n_split), FA_THREADS, smem, A, S, n_spans, qr);
 }
 
 template <int HD, bool W32>
@@ -707,15 +720,25 @@ static bool attention_tiled(const cu_run *r, float *out, const float *q, const w
         long long tiles = 0;
         for (int s = 0; s < n_spans; s++)
             if (spans[s].n > 0) tiles += (spans[s].n + qr - 1) / qr;
-        if (tiles * n_kv < (1LL << 31)) {
+        if (tiles * n_kv * FA_MAX_SPLIT < (1LL << 31)) {
             cu_att A;
             memset(&A, 0, sizeof A);
             A.out = out, A.q = q;
             A.kb = (const uint8_t *)kv->k, A.vb = (const uint8_t *)kv->v;
             A.row_bytes = kv->row_bytes, A.block_bytes = kv->block_bytes;
             A.dt = kv->dt, A.bs = kv->block_size, A.n_head = n_head, A.n_kv = n_kv;
-            A.group = group, A.window = window, A.n_split = 1, A.scale = scale;
-            A.softcap = softcap;
+            A.group = group, A.window = window, A.scale = scale, A.softcap = softcap;
+            /* key splits while the blocks fill less than two waves of the GPU, each split
+               keeping at least 64 keys of the longest row */
+            A.n_split = 1;
+            const long long fill = 2LL * sm_count(r->dev);
+            while (A.n_split < FA_MAX_SPLIT && tiles * n_kv * A.n_split < fill &&
+                   keys >= 2LL * A.n_split * 64)
+                A.n_split *= 2;
+            if (A.n_split > 1 &&
+                !(A.part = (float *)cu_scratch(r, CU_SLOT_ATT, sizeof(float) * (size_t)S.rows *
+                                                                   n_head * A.n_split * (hd + 2))))
+                return true; /* noted */
             const bool w32r = kv->dt == DT_F32 || kv->dt == DT_Q8_0;
 #define ROWS(H) (w32r ? launch_rows<H, true>(r, A, S, n_spans, qr, tiles) \
                       : launch_rows<H, false>(r, A, S, n_spans, qr, tiles))
@@ -727,6 +750,12 @@ static bool attention_tiled(const cu_run *r, float *out, const float *q, const w
             default: ROWS(256); break;
             }
 #undef ROWS
+            if (A.n_split > 1) {
+                const long long items = (long long)S.rows * n_head;
+                const unsigned grid = items < (1 << 20) ? (unsigned)items : (1u << 20);
+                cu_launch(r, "attention (combine)", k_attn_combine, grid, 128, 0, out,
+                          (const float *)A.part, S, n_head, hd, A.n_split);
+            }
             return true;
         }
     }
