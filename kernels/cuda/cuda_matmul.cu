@@ -289,6 +289,16 @@ static bool qmv_on(void) {
     return on;
 }
 
+/* WICK_CUDA_QGEMM=0: quantized prefill GEMMs in precision fast keep the f32 sgemm (an A/B
+   switch for the bf16 tensor-core path). */
+static bool qgemm_on(void) {
+    static const bool on = [] {
+        const char *v = getenv("WICK_CUDA_QGEMM");
+        return !(v && strcmp(v, "0") == 0);
+    }();
+    return on;
+}
+
 /* Runs job J (its W, y, bias, rows, count and mode filled) over the count products of W[]. */
 static void matvec_job(const cu_run *r, mv_job &J, const wk_weight *const *W, const float *x,
                        int n) {
@@ -429,7 +439,7 @@ static void gemm(const cu_run *r, float *y, const float *x, const wk_weight *W, 
         const uint16_t *xb = x_bf16(r, x, (long long)n * cols);
         if (!xb) return;
         if (!gemm_bf16(r, h, y, rows, xb, (const uint16_t *)W->data, rows, n, cols)) return;
-    } else if (dtype_is_quant(W->dt) && (r->flags & WK_CTX_FAST)) {
+    } else if (dtype_is_quant(W->dt) && (r->flags & WK_CTX_FAST) && qgemm_on()) {
         /* quantized weights in precision fast: each tile dequantized (the reference formulas)
            and rounded to bf16, times the bf16-rounded activations on the tensor cores */
         const uint16_t *xb = x_bf16(r, x, (long long)n * cols);
