@@ -36,9 +36,9 @@ TOK=/tmp/tok; mkdir -p $TOK
 if [ -f "$G/tok.tar.xz" ]; then tar -xJf "$G/tok.tar.xz" -C /tmp && TOK=/tmp/tokenizers/qwen3; fi
 for s in ${SIZES:-0.5b 1.5b}; do
   M=/tmp/q$s
-  if [ -f "$TOK/tokenizer.json" ]; then $W create-random --like qwen2.5-$s --out $M --dtype bf16 --tokenizer "$TOK" -q || exit 1
-  else $W create-random --like qwen2.5-$s --out $M --dtype bf16 -q || exit 1; fi
-  $W quantize $M $M-bf16.gguf --type bf16 -q && $W quantize $M $M-q4_0.gguf --type q4_0 -q || exit 1
+  if [ -f "$TOK/tokenizer.json" ]; then $W create-random --like qwen2.5-$s --out $M --dtype bf16 --tokenizer "$TOK" --force -q || exit 1
+  else $W create-random --like qwen2.5-$s --out $M --dtype bf16 --force -q || exit 1; fi
+  $W quantize $M $M-bf16.gguf --type bf16 --force -q && $W quantize $M $M-q4_0.gguf --type q4_0 --force -q || exit 1
 done
 ls -la /tmp/q*.gguf
 (unset LD_LIBRARY_PATH; python3 bench/cuda-lease/copy_bw.py 2>&1 | grep -v Warn)
