@@ -82,8 +82,8 @@ typedef struct wk_span {
 /* One run of rows that applies one LoRA module (unmerged): rows [row0, row0 + n) of x / y. */
 typedef struct wk_lora_run {
     int row0, n;
-    const wk_weight *A;  /* (r, in) f32 */
-    const wk_weight *B;  /* (out, r) f32, B.rows = y's width */
+    const wk_weight *A;  /* (r, in) f32, or bf16 on host tables (lora/: precision fast) */
+    const wk_weight *B;  /* (out, r) as A, B.rows = y's width */
     float scale;         /* the module's α/r times the caller's multiplier */
     float *t;            /* (n, r): receives x·Aᵀ (training keeps it), or NULL: scratch */
 } wk_lora_run;

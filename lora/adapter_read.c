@@ -199,11 +199,51 @@ wick_status lora_adapter_upload(wick_adapter *a, const kernel_table *K) {
     return WICK_OK;
 }
 
+wick_status lora_adapter_compact(wick_adapter *a, const wick_model *m) {
+    if (!m || !m->fast || !kernels_is_host(m->kern) || a->half_pairs || a->dev_pairs ||
+        !m->layers || m->cfg.n_layer < 1 || m->layers[0].wq.dt == DT_F32)
+        return WICK_OK;
+    const size_t np = (size_t)a->n_layer * LORA_N_PROJ;
+    size_t n = 0;
+    for (size_t i = 0; i < np; i++)
+        if (a->pairs[i].A.data)
+            n += (size_t)(a->pairs[i].A.rows * a->pairs[i].A.cols +
+                          a->pairs[i].B.rows * a->pairs[i].B.cols);
+    if (!n) return WICK_OK;
+    lora_pair *hp = malloc(sizeof *hp * np);
+    uint16_t *h = malloc(sizeof *h * n);
+    if (!hp || !h) {
+        free(hp), free(h);
+        return err_set(WICK_ERR_NOMEM, "out of memory for the adapter's bf16 copies (%zu bytes)",
+                       sizeof *h * n);
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < np; i++) {
+        hp[i] = a->pairs[i];
+        if (!a->pairs[i].A.data) continue;
+        const wk_weight *w[2] = {&a->pairs[i].A, &a->pairs[i].B};
+        wk_weight *o[2] = {&hp[i].A, &hp[i].B};
+        for (int k = 0; k < 2; k++) {
+            const size_t cnt = (size_t)(w[k]->rows * w[k]->cols);
+            const float *src = w[k]->data;
+            for (size_t j = 0; j < cnt; j++) h[off + j] = f32_to_bf16(src[j]);
+            o[k]->data = h + off;
+            o[k]->dt = DT_BF16;
+            off += cnt;
+        }
+    }
+    a->half_data = h;
+    a->half_pairs = hp;
+    return WICK_OK;
+}
+
 void lora_adapter_release(wick_adapter *a) {
     if (!a) return;
     if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
     if (a->dev_data) a->dev_kern->buf_free(NULL, a->dev_data, a->dev_bytes);
     free(a->dev_pairs);
+    free(a->half_pairs);
+    free(a->half_data);
     free(a->name);
     free(a->pairs);
     free(a->data);

@@ -4,7 +4,10 @@
  * An adapter holds, for every (layer, projection) it adapts, lora_A (r, in) and lora_B
  * (out, r) as f32 wk_weights (converted once at load, whatever the file dtype) and the
  * per-module scale α/r (or α/√r with rsLoRA, rank_pattern / alpha_pattern applied). The
- * decoder adds s·(x·Aᵀ)·Bᵀ after each adapted projection (unmerged application).
+ * decoder adds s·(x·Aᵀ)·Bᵀ after each adapted projection (unmerged application). In precision
+ * fast on a host model whose projections are not F32, the decoder reads bf16 copies of A and
+ * B made at registration (lora_adapter_compact; saving, merging and training use the f32
+ * ones).
  *
  * Lifetime: adapters are reference counted with an atomic counter. The registry holds one
  * reference; each session or engine generation that uses it holds one more, so unloading an
@@ -54,15 +57,39 @@ struct wick_adapter {
     void *dev_data;
     size_t dev_bytes;
     lora_pair *dev_pairs;
+    /* On a host model in precision fast whose projections are not F32: a bf16 copy of every
+       A and B (rounded to nearest even) and pairs pointing into it, what the forward pass
+       applies — half the bytes a decode step streams per adapter (lora_adapter_compact).
+       half_off, set once training starts on the adapter (its f32 A/B change), sends the
+       forward pass back to the f32 pairs for good; the copy is freed with the adapter (a pass
+       may still be reading it). NULL otherwise. */
+    uint16_t *half_data;
+    lora_pair *half_pairs;
+    atomic_bool half_off;
 };
 
 static inline const lora_pair *lora_get(const wick_adapter *a, int layer, int proj) {
     return &a->pairs[(size_t)layer * LORA_N_PROJ + proj];
 }
 
-/* The pairs the kernels read: the device copies on a device model, else the host ones. */
+/* The pairs the kernels read: the device copies on a device model, else the bf16 copies
+ * while they are in use, else the f32 ones. */
 static inline const lora_pair *lora_adapter_kpairs(const wick_adapter *a) {
-    return a->dev_pairs ? a->dev_pairs : a->pairs;
+    if (a->dev_pairs) return a->dev_pairs;
+    if (a->half_pairs && !atomic_load_explicit(&a->half_off, memory_order_acquire))
+        return a->half_pairs;
+    return a->pairs;
+}
+
+/* Makes the bf16 copies (half_pairs) when `model` is a host model in precision fast and its
+ * projection weights are not F32 (an F32 base is the user asking for f32 arithmetic); no-op
+ * otherwise, or when they exist. WICK_ERR_NOMEM leaves `a` without them. */
+wick_status lora_adapter_compact(wick_adapter *a, const struct wick_model *model);
+
+/* From now on the forward pass applies `a`'s f32 A/B (the trainer calls this before it
+ * changes them). */
+static inline void lora_adapter_full_precision(wick_adapter *a) {
+    atomic_store_explicit(&a->half_off, true, memory_order_release);
 }
 
 /* Copies every A and B of `a` into K's memory (dev_pairs) when K is not a host table; no-op

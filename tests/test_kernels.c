@@ -669,8 +669,10 @@ static void test_embed(void **state) {
 }
 
 /* LoRA over several runs (different ranks, rows, a kept t): every table within the bound of
- * two f32 dot products in another order (t: in terms; u: r terms), times |scale|. */
-static void test_lora(void **state) {
+ * two f32 dot products in another order (t: in terms; u: r terms), times |scale|. With bf16,
+ * A and B are bf16 matrices (lora/'s copies in precision fast): ref must give bit for bit what
+ * it gives for f32 matrices holding the same (rounded) values, and every table the same bound. */
+static void lora_case(bool bf16) {
     const int in = 67, out = 300, rows = 23;
     float *x = xmalloc(sizeof(float) * rows * in), *y0 = xmalloc(sizeof(float) * rows * out);
     float *want = xmalloc(sizeof(float) * rows * out), *got = xmalloc(sizeof(float) * rows * out);
@@ -678,19 +680,37 @@ static void test_lora(void **state) {
     float *A[3], *B[3], *scr = xmalloc(sizeof(float) * rows * 40), *keep = xmalloc(sizeof(float) * 9 * 5);
     float *keep_ref = xmalloc(sizeof(float) * 9 * 5);
     const int rk[3] = {8, 40, 5}; /* 40: two whole 16-column chunks of B and a part (cpu_a5_lora_u) */
-    wk_weight WA[3], WB[3];
+    wk_weight WA[3], WB[3], FA[3], FB[3];
+    uint16_t *Ah[3] = {NULL}, *Bh[3] = {NULL};
     fill(x, (long)rows * in, 1.0f), fill(y0, (long)rows * out, 1.0f);
     for (int k = 0; k < 3; k++) {
         A[k] = xmalloc(sizeof(float) * rk[k] * in), B[k] = xmalloc(sizeof(float) * out * rk[k]);
         fill(A[k], (long)rk[k] * in, 0.2f), fill(B[k], (long)out * rk[k], 0.05f);
-        WA[k] = (wk_weight){A[k], DT_F32, rk[k], in, NULL};
-        WB[k] = (wk_weight){B[k], DT_F32, out, rk[k], NULL};
+        WA[k] = FA[k] = (wk_weight){A[k], DT_F32, rk[k], in, NULL};
+        WB[k] = FB[k] = (wk_weight){B[k], DT_F32, out, rk[k], NULL};
+        if (bf16) { /* A[k], B[k] keep the rounded values, for the bounds and the f32 twin */
+            Ah[k] = xmalloc(sizeof(uint16_t) * rk[k] * in), Bh[k] = xmalloc(sizeof(uint16_t) * out * rk[k]);
+            for (long i = 0; i < (long)rk[k] * in; i++)
+                Ah[k][i] = f32_to_bf16(A[k][i]), A[k][i] = bf16_to_f32(Ah[k][i]);
+            for (long i = 0; i < (long)out * rk[k]; i++)
+                Bh[k][i] = f32_to_bf16(B[k][i]), B[k][i] = bf16_to_f32(Bh[k][i]);
+            WA[k] = (wk_weight){Ah[k], DT_BF16, rk[k], in, NULL};
+            WB[k] = (wk_weight){Bh[k], DT_BF16, out, rk[k], NULL};
+        }
     }
     wk_lora_run runs[3] = {{0, 3, &WA[0], &WB[0], 2.0f, NULL},
                            {5, 9, &WA[2], &WB[2], -0.5f, keep_ref},
                            {14, 9, &WA[1], &WB[1], 1.25f, NULL}};
     memcpy(want, y0, sizeof(float) * rows * out);
     kernels_ref()->lora(NULL, want, x, runs, 3, scr);
+    if (bf16) { /* the reference on bf16 matrices = on f32 matrices of the same values */
+        wk_lora_run twin[3] = {{0, 3, &FA[0], &FB[0], 2.0f, NULL},
+                               {5, 9, &FA[2], &FB[2], -0.5f, NULL},
+                               {14, 9, &FA[1], &FB[1], 1.25f, NULL}};
+        memcpy(got, y0, sizeof(float) * rows * out);
+        kernels_ref()->lora(NULL, got, x, twin, 3, scr);
+        assert_memory_equal(got, want, sizeof(float) * rows * out);
+    }
     for (long i = 0; i < (long)rows * out; i++) tol[i] = 1e-30f;
     for (int k = 0; k < 3; k++)
         for (int i = runs[k].row0; i < runs[k].row0 + runs[k].n; i++)
@@ -725,8 +745,13 @@ static void test_lora(void **state) {
         check_close("lora, adjacent runs of falling rank", t, pool_size(p->pool), got, want, tol,
                     (long)rows * out);
     }
-    for (int k = 0; k < 3; k++) free(A[k]), free(B[k]);
+    for (int k = 0; k < 3; k++) free(A[k]), free(B[k]), free(Ah[k]), free(Bh[k]);
     free(x), free(y0), free(want), free(got), free(tol), free(scr), free(keep), free(keep_ref);
+}
+
+static void test_lora(void **state) {
+    lora_case(false);
+    lora_case(true);
 }
 
 static void test_gather_rows(void **state) {

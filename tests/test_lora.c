@@ -3,7 +3,8 @@
  * a swap sequence A -> B -> none -> A in one session, merged A, save -> load round trip
  * (bit-exact tensors and files, PEFT config fields), config variants (rsLoRA, alpha/rank
  * patterns, regex target_modules), bad adapters (clear error, base untouched), registry rules
- * and unloading an adapter a session still uses. Tolerance: the fixture README's 1e-4. */
+ * and unloading an adapter a session still uses. Tolerance: the fixture README's 1e-4.
+ * Also the bf16 copies precision fast applies on non-F32 bases (test_bf16_copies). */
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
@@ -293,6 +294,97 @@ static void test_save_roundtrip(void **state) {
     fx_free(&f);
 }
 
+/* Precision fast on a base whose projections are not F32 (small-qwen2, BF16): the forward
+ * pass applies bf16 copies of A and B (lora_adapter_compact: half the bytes a decode step
+ * reads per adapter). Exact precision and F32 bases keep f32; a trainer on the adapter sends
+ * the forward pass back to its f32 matrices. The copies are the f32 values rounded to nearest
+ * even; their logits equal (to 1e-6) those of the f32 path run on f32 matrices holding the
+ * rounded values, and (a sanity bound) differ from the unrounded adapter's by under 3% of the
+ * adapter's own effect on the logits (measured 0.82%: 2^-9 relative rounding per element). */
+static void test_bf16_copies(void **state) {
+    TU_REQUIRE_FIXTURE(dir, "small-qwen2");
+    const unsigned all = (1u << LORA_N_PROJ) - 1u;
+    const int32_t ids[12] = {5, 77, 301, 1024, 9, 13, 640, 2000, 42, 7, 128, 999};
+    for (int fast = 0; fast < 2; fast++) {
+        wick_model_params mp = wick_model_params_default();
+        mp.precision = fast ? "fast" : "exact";
+        mp.load_tokenizer = false;
+        wick_model *m = NULL;
+        if (wick_model_load(dir, &mp, &m) != WICK_OK) fail_msg("load: %s", wick_last_error());
+        wick_adapter *a = NULL;
+        assert_int_equal(lora_adapter_random(m, 8, 16.0f, all, 11, &a), WICK_OK);
+        assert_int_equal(lora_registry_add(m, a, "r"), WICK_OK);
+        if (!fast) {
+            assert_null(a->half_pairs);
+            assert_ptr_equal(lora_adapter_kpairs(a), a->pairs);
+            wick_model_free(m);
+            continue;
+        }
+        assert_non_null(a->half_pairs);
+        assert_ptr_equal(lora_adapter_kpairs(a), a->half_pairs);
+        const lora_pair *h = &a->half_pairs[1 * LORA_N_PROJ + LORA_UP], *f = lora_get(a, 1, LORA_UP);
+        assert_int_equal(h->A.dt, DT_BF16);
+        assert_int_equal(h->B.dt, DT_BF16);
+        assert_true(h->scale == f->scale);
+        for (int64_t i = 0; i < f->A.rows * f->A.cols; i++)
+            assert_int_equal(((const uint16_t *)h->A.data)[i],
+                             f32_to_bf16(((const float *)f->A.data)[i]));
+        for (int64_t i = 0; i < f->B.rows * f->B.cols; i++)
+            assert_int_equal(((const uint16_t *)h->B.data)[i],
+                             f32_to_bf16(((const float *)f->B.data)[i]));
+        const int V = 2048;
+        float *lg0 = malloc(sizeof(float) * V), *lgh = malloc(sizeof(float) * V),
+              *lgf = malloc(sizeof(float) * V);
+        wick_session *s = new_session(m, 2);
+        assert_int_equal(wick_session_eval(s, ids, 12, WICK_LOGITS_LAST, lg0), WICK_OK);
+        assert_int_equal(wick_session_set_adapter(s, "r", 1.0f), WICK_OK);
+        wick_session_reset(s);
+        assert_int_equal(wick_session_eval(s, ids, 12, WICK_LOGITS_LAST, lgh), WICK_OK);
+        /* a trainer on the adapter: f32 from now on */
+        wick_trainer *tr = NULL;
+        if (wick_trainer_create(m, "r", NULL, &tr) != WICK_OK)
+            fail_msg("trainer: %s", wick_last_error());
+        assert_ptr_equal(lora_adapter_kpairs(a), a->pairs);
+        wick_session_reset(s);
+        assert_int_equal(wick_session_eval(s, ids, 12, WICK_LOGITS_LAST, lgf), WICK_OK);
+        const double eff = tu_max_abs_diff(lgf, lg0, V), dh = tu_max_abs_diff(lgh, lgf, V);
+        printf("bf16 copies: the adapter moves the logits by %.3g, its bf16 copies by %.3g from "
+               "f32 (%.2f%%)\n", eff, dh, 100 * dh / eff);
+        assert_true(eff > 0.05);
+        assert_true(dh > 0); /* the copies were what ran */
+        assert_true(dh <= 0.03 * eff);
+        /* the f32 matrices rounded in place to the copies' values: the f32 path must now give
+           the copies' logits (same kernels, same order; only the loads differ) */
+        for (int i = 0; i < a->n_layer * LORA_N_PROJ; i++) {
+            lora_pair *p = &a->pairs[i];
+            if (!p->A.data) continue;
+            float *w[2] = {(float *)p->A.data, (float *)p->B.data};
+            const int64_t n[2] = {p->A.rows * p->A.cols, p->B.rows * p->B.cols};
+            for (int k = 0; k < 2; k++)
+                for (int64_t j = 0; j < n[k]; j++) w[k][j] = bf16_to_f32(f32_to_bf16(w[k][j]));
+        }
+        wick_session_reset(s);
+        assert_int_equal(wick_session_eval(s, ids, 12, WICK_LOGITS_LAST, lgf), WICK_OK);
+        const double dr = tu_max_abs_diff(lgh, lgf, V);
+        printf("bf16 copies vs f32 matrices of the rounded values: %.3g\n", dr);
+        assert_true(dr <= 1e-6);
+        wick_trainer_free(tr);
+        wick_session_free(s);
+        free(lg0), free(lgh), free(lgf);
+        wick_model_free(m);
+    }
+    free(dir);
+    /* an F32 base keeps f32 matrices in fast precision */
+    TU_REQUIRE_FIXTURE(tiny, "tiny-qwen2");
+    wick_model *m = load_model(tiny, "auto");
+    wick_adapter *a = NULL;
+    assert_int_equal(lora_adapter_random(m, 4, 8.0f, all, 5, &a), WICK_OK);
+    assert_int_equal(lora_registry_add(m, a, "r"), WICK_OK);
+    assert_null(a->half_pairs);
+    wick_model_free(m);
+    free(tiny);
+}
+
 /* ---- variants and bad adapters built from adapter_a ---- */
 
 typedef void (*mutate_fn)(st_write_tensor *t, int *n, float *buf);
@@ -544,6 +636,7 @@ int main(void) {
         cmocka_unit_test(test_bad_adapters),
         cmocka_unit_test(test_config_variants),
         cmocka_unit_test(test_registry_and_unload_in_use),
+        cmocka_unit_test(test_bf16_copies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,7 @@
 static wick_model *load(const char *path) {
     wick_model_params mp = wick_model_params_default();
     mp.kernels = "ref";
+    mp.precision = "exact"; /* the unmerged adapter in f32 (fast would apply bf16 copies) */
     mp.load_tokenizer = false;
     wick_model *m = NULL;
     if (wick_model_load(path, &mp, &m) != WICK_OK) fail_msg("load %s: %s", path, wick_last_error());

@@ -140,6 +140,7 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
         return err_set(WICK_ERR_NOMEM, "out of memory");
     }
     tr->model = model;
+    lora_adapter_full_precision(a); /* its f32 A/B change from here on */
     tr->adapter = a;
     tr->p = p;
     const int L = a->n_layer, n_slots_max = L * LORA_N_PROJ;

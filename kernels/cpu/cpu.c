@@ -846,7 +846,7 @@ static void lora_t_task(void *vctx, int tid, int nt) {
         const int64_t in = ru->A->cols, r = ru->A->rows;
         if (c->isa == &cpu_isa_avx512) /* A's rows one stream at a time, prefetched */
             cpu_a5_lora_t(lora_t(c, ru) + (size_t)i0 * r, r, c->x + (size_t)(ru->row0 + i0) * in, in,
-                          nx, (const float *)ru->A->data, r, in);
+                          nx, ru->A->data, ru->A->dt == DT_BF16, r, in);
         else
             c->isa->matvec(lora_t(c, ru) + (size_t)i0 * r, r, c->x + (size_t)(ru->row0 + i0) * in, in,
                            nx, ru->A, 0, r);
@@ -873,9 +873,11 @@ static void lora_y_task(void *vctx, int tid, int nt) {
         /* u[i][o - o0] for the 8 rows and this block of outputs (B's rows o0.. as a view) */
         if (c->isa == &cpu_isa_avx512) { /* short rows: 16 outputs per zmm, not a dot each */
             cpu_a5_lora_u(u, LORA_OC, lora_t(c, ru) + (size_t)i0 * r, r, nx,
-                          (const float *)ru->B->data + o0 * r, r, o1 - o0);
+                          (const char *)ru->B->data + (size_t)(o0 * r) * dtype_size(ru->B->dt),
+                          ru->B->dt == DT_BF16, r, o1 - o0);
         } else {
-            const wk_weight Bv = {(const float *)ru->B->data + o0 * r, DT_F32, o1 - o0, r, NULL};
+            const wk_weight Bv = {(const char *)ru->B->data + (size_t)(o0 * r) * dtype_size(ru->B->dt),
+                                  ru->B->dt, o1 - o0, r, NULL};
             c->isa->matvec(u, LORA_OC, lora_t(c, ru) + (size_t)i0 * r, r, nx, &Bv, 0, o1 - o0);
         }
         for (int i = 0; i < nx; i++) {

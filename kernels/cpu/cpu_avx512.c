@@ -650,8 +650,16 @@ static inline void tp16x16_ps(__m512 *r) {
     }
 }
 
-void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, const float *B,
-                   int64_t r, int64_t n_out) {
+/* 16 values of a LoRA matrix (f32, or bf16 widened exactly) under mask m. */
+static inline __m512 lora_ld(const void *M, int bf16, int64_t i, __mmask16 m) {
+    if (!bf16) return _mm512_maskz_loadu_ps(m, (const float *)M + i);
+    const __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)M + i);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, const void *B,
+                   int bf16, int64_t r, int64_t n_out) {
+    const size_t es = bf16 ? 2 : 4;
     for (int64_t o = 0; o < n_out; o += 16) {
         const int no = n_out - o < 16 ? (int)(n_out - o) : 16;
         __m512 acc[8];
@@ -661,9 +669,10 @@ void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, c
             const __mmask16 km = (__mmask16)((1u << nk) - 1u);
             __m512 c[16];
             /* the adapter's rows are cold in decode (every adapter's B read once a step) */
-            for (int j = 0; j < 16; j++) _mm_prefetch((const char *)(B + (o + 64 + j) * r + k0), _MM_HINT_T0);
             for (int j = 0; j < 16; j++)
-                c[j] = j < no ? _mm512_maskz_loadu_ps(km, B + (o + j) * r + k0) : _mm512_setzero_ps();
+                _mm_prefetch((const char *)B + ((o + 64 + j) * r + k0) * es, _MM_HINT_T0);
+            for (int j = 0; j < 16; j++)
+                c[j] = j < no ? lora_ld(B, bf16, (o + j) * r + k0, km) : _mm512_setzero_ps();
             tp16x16_ps(c); /* c[k] lane j = B[o + j][k0 + k] */
             for (int i = 0; i < nx; i++)
                 for (int k = 0; k < nk; k++)
@@ -677,21 +686,21 @@ void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, c
 /* LoRA's first product: t[i·ldt + k] = Σ_c x[i·ldx + c] · A[k·in + c] for i < nx (<= 8), k < r.
  * A's rows are read one after another (one stream, prefetched 1 KB ahead: the adapter is cold
  * in decode) against the nx activation rows, which stay in L1/L2. */
-void cpu_a5_lora_t(float *t, int64_t ldt, const float *x, int64_t ldx, int nx, const float *A,
-                   int64_t r, int64_t in) {
+void cpu_a5_lora_t(float *t, int64_t ldt, const float *x, int64_t ldx, int nx, const void *A,
+                   int bf16, int64_t r, int64_t in) {
     const int64_t in16 = in / 16 * 16;
     const __mmask16 tm = (__mmask16)((1u << (in - in16)) - 1u);
+    const size_t es = bf16 ? 2 : 4;
     for (int64_t k = 0; k < r; k++) {
-        const float *a = A + k * in;
         __m512 acc[8];
         for (int i = 0; i < nx; i++) acc[i] = _mm512_setzero_ps();
         for (int64_t c = 0; c < in16; c += 16) {
-            _mm_prefetch((const char *)(a + c) + 1024, _MM_HINT_T0);
-            const __m512 w = _mm512_loadu_ps(a + c);
+            _mm_prefetch((const char *)A + (k * in + c) * es + 1024, _MM_HINT_T0);
+            const __m512 w = lora_ld(A, bf16, k * in + c, 0xFFFF);
             for (int i = 0; i < nx; i++) acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i * ldx + c), acc[i]);
         }
         if (tm) {
-            const __m512 w = _mm512_maskz_loadu_ps(tm, a + in16);
+            const __m512 w = lora_ld(A, bf16, k * in + in16, tm);
             for (int i = 0; i < nx; i++)
                 acc[i] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(tm, x + i * ldx + in16), acc[i]);
         }

@@ -161,12 +161,14 @@ void cpu_a5_gemm_f_packed(float *y, int64_t ldy, const float *x, int64_t ldx, in
                           const wk_weight *W, const uint8_t *panels, const float *bias,
                           int64_t r0, int64_t r1); /* bias[r] added to y[., r], NULL: none */
 /* cpu_avx512.c: LoRA's u = t·Bᵀ for nx <= 8 rows: u[i·ldu + o] = Σ_k t[i·ldt + k]·B[o·r + k],
- * o < n_out (B rows of rank r, f32), k summed in order with fused multiply-adds. */
-void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, const float *B,
-                   int64_t r, int64_t n_out);
-/* cpu_avx512.c: LoRA's t = x·Aᵀ for nx <= 8 rows: t[i·ldt + k] = Σ_c x[i·ldx + c]·A[k·in + c]. */
-void cpu_a5_lora_t(float *t, int64_t ldt, const float *x, int64_t ldx, int nx, const float *A,
-                   int64_t r, int64_t in);
+ * o < n_out (B rows of rank r, f32 or, bf16 != 0, bf16 widened exactly), k summed in order
+ * with fused multiply-adds. */
+void cpu_a5_lora_u(float *u, int64_t ldu, const float *t, int64_t ldt, int nx, const void *B,
+                   int bf16, int64_t r, int64_t n_out);
+/* cpu_avx512.c: LoRA's t = x·Aᵀ for nx <= 8 rows: t[i·ldt + k] = Σ_c x[i·ldx + c]·A[k·in + c]
+ * (A f32 or bf16 as B above). */
+void cpu_a5_lora_t(float *t, int64_t ldt, const float *x, int64_t ldx, int nx, const void *A,
+                   int bf16, int64_t r, int64_t in);
 size_t cpu_a5_gemm_f_scratch(int64_t cols);
 
 /* ISA tables (the SIMD ones are defined in the ISA files and only called after a CPU feature

@@ -263,6 +263,12 @@ static void ref_axpy(wk_ctx *ctx, float *y, float a, const float *x, long n) {
     for (long i = 0; i < n; i++) y[i] += a * x[i]; /* baseline x86-64: no FMA to fuse into */
 }
 
+/* Element i of a LoRA matrix: f32, or bf16 widened (exact). */
+static inline float lora_w(const wk_weight *W, int64_t i) {
+    return W->dt == DT_BF16 ? bf16_to_f32(((const uint16_t *)W->data)[i])
+                            : ((const float *)W->data)[i];
+}
+
 static void ref_lora(wk_ctx *ctx, float *y, const float *x, const wk_lora_run *runs, int n_runs,
                      float *scratch) {
     int64_t r_max = 0;
@@ -271,18 +277,17 @@ static void ref_lora(wk_ctx *ctx, float *y, const float *x, const wk_lora_run *r
         const wk_lora_run *ru = &runs[k];
         const int64_t r = ru->A->rows, in = ru->A->cols, out = ru->B->rows;
         float *t = ru->t ? ru->t : scratch + (size_t)ru->row0 * (size_t)r_max;
-        const float *A = ru->A->data, *B = ru->B->data;
         for (int i = 0; i < ru->n; i++) {
             const float *xi = x + (size_t)(ru->row0 + i) * in;
             for (int64_t j = 0; j < r; j++) {
                 float acc = 0.0f;
-                for (int64_t c = 0; c < in; c++) acc += xi[c] * A[j * in + c];
+                for (int64_t c = 0; c < in; c++) acc += xi[c] * lora_w(ru->A, j * in + c);
                 t[(size_t)i * r + j] = acc;
             }
             float *yi = y + (size_t)(ru->row0 + i) * out;
             for (int64_t o = 0; o < out; o++) {
                 float u = 0.0f;
-                for (int64_t j = 0; j < r; j++) u += t[(size_t)i * r + j] * B[o * r + j];
+                for (int64_t j = 0; j < r; j++) u += t[(size_t)i * r + j] * lora_w(ru->B, o * r + j);
                 yi[o] += ru->scale * u;
             }
         }
