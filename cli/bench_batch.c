@@ -208,6 +208,7 @@ int bench_batch(int argc, char **argv) {
             wick_model_free(m);
             return cli_fail("bench", "cannot make random adapters");
         }
+        lora_adapter_compact_wait(a); /* steady state: the bf16 copies in place (fast) */
     }
     wick_engine_params ep = wick_engine_params_default();
     ep.n_threads = (int)threads;

@@ -24,6 +24,8 @@
  * Not here: .bin (pickle) adapters, DoRA, modules_to_save, trainable biases. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,23 +201,21 @@ wick_status lora_adapter_upload(wick_adapter *a, const kernel_table *K) {
     return WICK_OK;
 }
 
-wick_status lora_adapter_compact(wick_adapter *a, const wick_model *m) {
-    if (!m || !m->fast || !kernels_is_host(m->kern) || a->half_pairs || a->dev_pairs ||
-        !m->layers || m->cfg.n_layer < 1 || m->layers[0].wq.dt == DT_F32)
-        return WICK_OK;
+/* The bf16 copies of every A and B of `a`, published in a->half_pairs; the state says how it
+ * ended. */
+static void compact_now(wick_adapter *a) {
     const size_t np = (size_t)a->n_layer * LORA_N_PROJ;
     size_t n = 0;
     for (size_t i = 0; i < np; i++)
         if (a->pairs[i].A.data)
             n += (size_t)(a->pairs[i].A.rows * a->pairs[i].A.cols +
                           a->pairs[i].B.rows * a->pairs[i].B.cols);
-    if (!n) return WICK_OK;
-    lora_pair *hp = malloc(sizeof *hp * np);
-    uint16_t *h = malloc(sizeof *h * n);
+    lora_pair *hp = n ? malloc(sizeof *hp * np) : NULL;
+    uint16_t *h = n ? malloc(sizeof *h * n) : NULL;
     if (!hp || !h) {
         free(hp), free(h);
-        return err_set(WICK_ERR_NOMEM, "out of memory for the adapter's bf16 copies (%zu bytes)",
-                       sizeof *h * n);
+        atomic_store_explicit(&a->half_state, LORA_HALF_FAILED, memory_order_release);
+        return;
     }
     size_t off = 0;
     for (size_t i = 0; i < np; i++) {
@@ -232,9 +232,42 @@ wick_status lora_adapter_compact(wick_adapter *a, const wick_model *m) {
             off += cnt;
         }
     }
-    a->half_data = h;
-    a->half_pairs = hp;
-    return WICK_OK;
+    a->half_data = h; /* read only by the last release, after the refcount's acq_rel */
+    atomic_store_explicit(&a->half_pairs, hp, memory_order_release);
+    atomic_store_explicit(&a->half_state, LORA_HALF_DONE, memory_order_release);
+}
+
+static void *compact_main(void *arg) {
+    wick_adapter *a = arg;
+    compact_now(a);
+    lora_adapter_release(a); /* the reference lora_adapter_compact took for this thread */
+    return NULL;
+}
+
+void lora_adapter_compact(wick_adapter *a, const wick_model *m) {
+    const char *env = getenv("WICK_LORA_BF16"); /* "0": keep f32 (a developer's A/B switch) */
+    if (env && !strcmp(env, "0")) return;
+    if (!m || !m->fast || !kernels_is_host(m->kern) || a->dev_pairs || !m->layers ||
+        m->cfg.n_layer < 1 || m->layers[0].wq.dt == DT_F32)
+        return;
+    int none = LORA_HALF_NONE;
+    if (!atomic_compare_exchange_strong(&a->half_state, &none, LORA_HALF_RUNNING)) return;
+    lora_adapter_retain(a);
+    pthread_attr_t at;
+    pthread_t t;
+    bool started = false;
+    if (pthread_attr_init(&at) == 0) {
+        if (pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0)
+            started = pthread_create(&t, &at, compact_main, a) == 0;
+        pthread_attr_destroy(&at);
+    }
+    if (!started) compact_main(a); /* no thread: here, once */
+}
+
+void lora_adapter_compact_wait(wick_adapter *a) {
+    const struct timespec ts = {0, 200000};
+    while (atomic_load_explicit(&a->half_state, memory_order_acquire) == LORA_HALF_RUNNING)
+        nanosleep(&ts, NULL);
 }
 
 void lora_adapter_release(wick_adapter *a) {
@@ -242,7 +275,7 @@ void lora_adapter_release(wick_adapter *a) {
     if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
     if (a->dev_data) a->dev_kern->buf_free(NULL, a->dev_data, a->dev_bytes);
     free(a->dev_pairs);
-    free(a->half_pairs);
+    free(atomic_load_explicit(&a->half_pairs, memory_order_acquire));
     free(a->half_data);
     free(a->name);
     free(a->pairs);

@@ -59,14 +59,18 @@ struct wick_adapter {
     lora_pair *dev_pairs;
     /* On a host model in precision fast whose projections are not F32: a bf16 copy of every
        A and B (rounded to nearest even) and pairs pointing into it, what the forward pass
-       applies — half the bytes a decode step streams per adapter (lora_adapter_compact).
-       half_off, set once training starts on the adapter (its f32 A/B change), sends the
-       forward pass back to the f32 pairs for good; the copy is freed with the adapter (a pass
-       may still be reading it). NULL otherwise. */
+       applies once published — half the bytes a decode step streams per adapter
+       (lora_adapter_compact makes it on a background thread, so loading does not wait for it;
+       until then the forward pass applies the f32 pairs). half_off, set once training starts
+       on the adapter (its f32 A/B change), sends the forward pass back to the f32 pairs for
+       good; the copy is freed with the adapter (a pass may still be reading it). */
     uint16_t *half_data;
-    lora_pair *half_pairs;
+    _Atomic(lora_pair *) half_pairs;
     atomic_bool half_off;
+    atomic_int half_state; /* LORA_HALF_* */
 };
+
+enum { LORA_HALF_NONE, LORA_HALF_RUNNING, LORA_HALF_DONE, LORA_HALF_FAILED };
 
 static inline const lora_pair *lora_get(const wick_adapter *a, int layer, int proj) {
     return &a->pairs[(size_t)layer * LORA_N_PROJ + proj];
@@ -76,15 +80,20 @@ static inline const lora_pair *lora_get(const wick_adapter *a, int layer, int pr
  * while they are in use, else the f32 ones. */
 static inline const lora_pair *lora_adapter_kpairs(const wick_adapter *a) {
     if (a->dev_pairs) return a->dev_pairs;
-    if (a->half_pairs && !atomic_load_explicit(&a->half_off, memory_order_acquire))
-        return a->half_pairs;
+    const lora_pair *h = atomic_load_explicit(&a->half_pairs, memory_order_acquire);
+    if (h && !atomic_load_explicit(&a->half_off, memory_order_acquire)) return h;
     return a->pairs;
 }
 
-/* Makes the bf16 copies (half_pairs) when `model` is a host model in precision fast and its
- * projection weights are not F32 (an F32 base is the user asking for f32 arithmetic); no-op
- * otherwise, or when they exist. WICK_ERR_NOMEM leaves `a` without them. */
-wick_status lora_adapter_compact(wick_adapter *a, const struct wick_model *model);
+/* Starts making the bf16 copies (half_pairs) when `model` is a host model in precision fast
+ * and its projection weights are not F32 (an F32 base is the user asking for f32
+ * arithmetic); no-op otherwise, when started before, or with WICK_LORA_BF16=0 in the
+ * environment (an A/B switch for benchmarks). The copy is made on a detached thread that
+ * holds a reference to `a` and reads only `a` (made here if no thread can start); out of
+ * memory leaves `a` without copies (half_state FAILED), which only costs speed. */
+void lora_adapter_compact(wick_adapter *a, const struct wick_model *model);
+/* Waits until a compaction lora_adapter_compact started has finished (tests, benchmarks). */
+void lora_adapter_compact_wait(wick_adapter *a);
 
 /* From now on the forward pass applies `a`'s f32 A/B (the trainer calls this before it
  * changes them). */

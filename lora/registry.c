@@ -39,7 +39,6 @@ static int find_locked(const lora_registry *r, const char *name) {
 wick_status lora_registry_add(wick_model *m, wick_adapter *a, const char *name) {
     if (!m->ext_mu_init) return err_set(WICK_ERR_INTERNAL, "adapter registry not initialised");
     wick_status ust = lora_adapter_upload(a, m->kern);
-    if (!ust) ust = lora_adapter_compact(a, m);
     if (ust) return err_wrap(ust, "adapter '%s'", name);
     char *nm = strdup(name);
     if (!nm) return err_set(WICK_ERR_NOMEM, "out of memory");
@@ -69,6 +68,7 @@ wick_status lora_registry_add(wick_model *m, wick_adapter *a, const char *name) 
         a->name = nm;
         nm = NULL;
         r->adapters[r->n++] = a;
+        lora_adapter_compact(a, m); /* before anyone else can unload it */
     }
     pthread_mutex_unlock(&m->ext_mu);
     free(nm);
