@@ -158,14 +158,20 @@ void lora_adapter_retain(wick_adapter *a) {
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
 }
 
+/* Values in all of a's A and B matrices (the upload and the bf16 copies size their blocks). */
+static size_t pairs_values(const wick_adapter *a) {
+    size_t n = 0;
+    for (size_t i = 0; i < (size_t)a->n_layer * LORA_N_PROJ; i++)
+        if (a->pairs[i].A.data)
+            n += (size_t)(a->pairs[i].A.rows * a->pairs[i].A.cols +
+                          a->pairs[i].B.rows * a->pairs[i].B.cols);
+    return n;
+}
+
 wick_status lora_adapter_upload(wick_adapter *a, const kernel_table *K) {
     if (!K || kernels_is_host(K) || a->dev_pairs) return WICK_OK;
     const size_t np = (size_t)a->n_layer * LORA_N_PROJ;
-    size_t floats = 0;
-    for (size_t i = 0; i < np; i++)
-        if (a->pairs[i].A.data)
-            floats += (size_t)(a->pairs[i].A.rows * a->pairs[i].A.cols +
-                               a->pairs[i].B.rows * a->pairs[i].B.cols);
+    const size_t floats = pairs_values(a);
     lora_pair *dp = malloc(sizeof *dp * (np ? np : 1));
     if (!dp) return err_set(WICK_ERR_NOMEM, "out of memory");
     const size_t bytes = sizeof(float) * (floats ? floats : 1);
@@ -205,11 +211,7 @@ wick_status lora_adapter_upload(wick_adapter *a, const kernel_table *K) {
  * ended. */
 static void compact_now(wick_adapter *a) {
     const size_t np = (size_t)a->n_layer * LORA_N_PROJ;
-    size_t n = 0;
-    for (size_t i = 0; i < np; i++)
-        if (a->pairs[i].A.data)
-            n += (size_t)(a->pairs[i].A.rows * a->pairs[i].A.cols +
-                          a->pairs[i].B.rows * a->pairs[i].B.cols);
+    const size_t n = pairs_values(a);
     lora_pair *hp = n ? malloc(sizeof *hp * np) : NULL;
     uint16_t *h = n ? malloc(sizeof *h * n) : NULL;
     if (!hp || !h) {
