@@ -13,6 +13,7 @@
 
 #include "base/pool.h"
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu_internal.h"
 #include "testutil.h"
 
 /* Exported by kernels/cpu/cpu.c: one table per ISA, NULL when the CPU lacks it. */
@@ -165,14 +166,15 @@ static void test_matmul_gelu(void **state) {
     mm_case(40, 96, 70, DT_F16, 0, 1);
 }
 
-/* Precision "fast" (WK_CTX_FAST): on the AVX-512 table of a CPU with AVX512_BF16, BF16 weights
- * with n >= 6 activation rows and cols % 32 == 0 meet activations rounded to bf16 (nearest
- * even): the result must be the reference product of the rounded activations (up to summation
- * order). Everywhere else fast is exact: the reference product of x itself. */
-static void matmul_fast_case(int64_t rows, int64_t cols, int n) {
+/* Precision "fast" (WK_CTX_FAST): on the AVX-512 table, BF16 weights (AVX512_BF16, n >= 6
+ * activation rows) and BF16 / F16 weights (AMX-BF16, n >= 2) with cols % 32 == 0 meet
+ * activations rounded to bf16 (nearest even) — cpu_fast_rounds_x says where: the result must
+ * be the reference product of the rounded activations (up to summation order). Everywhere
+ * else fast is exact: the reference product of x itself. */
+static void matmul_fast_case(int64_t rows, int64_t cols, int n, dtype dt) {
     void *wbuf = xmalloc((size_t)(rows * cols) * 2);
     wk_weight W;
-    make_weight(&W, wbuf, DT_BF16, rows, cols);
+    make_weight(&W, wbuf, dt, rows, cols);
     float *x = xmalloc((size_t)(n * cols) * 4), *xr = xmalloc((size_t)(n * cols) * 4);
     fill(x, n * cols, 1.0f);
     for (long i = 0; i < n * cols; i++) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
@@ -190,15 +192,14 @@ static void matmul_fast_case(int64_t rows, int64_t cols, int n) {
             tol[i * rows + r] = (float)(k * FLT_EPSILON * s + 1e-30);
         }
     }
-    __builtin_cpu_init();
-    const int bf16 = __builtin_cpu_supports("avx512bf16");
     char what[96];
     FOR_EACH_TABLE_POOL(t, p) {
         wk_ctx fast = *p;
         fast.flags = WK_CTX_FAST;
-        const int rounded = bf16 && strcmp(t->name, "cpu-avx512") == 0 && n >= 6 && cols % 32 == 0;
-        snprintf(what, sizeof what, "matmul fast bf16 rows=%ld cols=%ld n=%d (%s x)", (long)rows,
-                 (long)cols, n, rounded ? "bf16-rounded" : "f32");
+        const int rounded = strcmp(t->name, "cpu-avx512") == 0 && cpu_fast_rounds_x(dt, cols, n);
+        snprintf(what, sizeof what, "matmul fast %s rows=%ld cols=%ld n=%d (%s x)",
+                 dt == DT_F16 ? "f16" : "bf16", (long)rows, (long)cols, n,
+                 rounded ? "bf16-rounded" : "f32");
         for (long i = 0; i < n * rows; i++) got[i] = NAN;
         t->matmul(&fast, got, x, &W, NULL, n);
         check_close(what, t, pool_size(p->pool), got, want[rounded], tol, n * rows);
@@ -209,10 +210,15 @@ static void matmul_fast_case(int64_t rows, int64_t cols, int n) {
 static void test_matmul_fast(void **state) {
     static const int64_t rows[] = {1, 31, 33, 257};
     static const int64_t cols[] = {64, 67, 896};
-    static const int ns[] = {3, 16, 29, 64};
-    for (int a = 0; a < 4; a++)
-        for (int c = 0; c < 3; c++)
-            for (int i = 0; i < 4; i++) matmul_fast_case(rows[a], cols[c], ns[i]);
+    static const int ns[] = {2, 3, 16, 29, 64};
+    for (int d = 0; d < 2; d++)
+        for (int a = 0; a < 4; a++)
+            for (int c = 0; c < 3; c++)
+                for (int i = 0; i < 5; i++) matmul_fast_case(rows[a], cols[c], ns[i], d ? DT_F16 : DT_BF16);
+    /* AMX: row groups of several 32-row blocks with a tail, 2 token slices, a wide input */
+    matmul_fast_case(1000, 256, 40, DT_BF16);
+    matmul_fast_case(1000, 256, 40, DT_F16);
+    matmul_fast_case(96, 4864, 7, DT_F16);
 }
 
 static void test_matmul(void **state) {

@@ -83,6 +83,11 @@ static int g_gemmf_min_n = GEMMF_MIN_N, g_gemm_bf16_min_n = GEMM_BF16_MIN_N, g_b
    packed exact GEMM from this many activation rows; WICK_CPU_FPACKED_MIN_N moves it. */
 #define FPACKED_MIN_N 1
 static int g_fpacked_min_n = FPACKED_MIN_N;
+/* BF16 / F16 weights in precision fast on CPUs with AMX-BF16 (gemm_amx.c): from this many
+   activation rows (WICK_CPU_AMX_MIN_N moves it; WICK_CPU_AMX=0 turns AMX off, for
+   comparisons). */
+#define AMX_MIN_N 2
+static int g_amx, g_amx_min_n = AMX_MIN_N;
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
 
@@ -128,6 +133,10 @@ static void tl_buf_init(void) {
     if (e && atoi(e) > 0) g_gemm_bf16_min_n = atoi(e);
     e = getenv("WICK_CPU_FPACKED_MIN_N");
     if (e && atoi(e) > 0) g_fpacked_min_n = atoi(e);
+    e = getenv("WICK_CPU_AMX");
+    g_amx = g_bf16 && !(e && strcmp(e, "0") == 0) && cpu_amx_init();
+    e = getenv("WICK_CPU_AMX_MIN_N");
+    if (e && atoi(e) > 0) g_amx_min_n = atoi(e);
 }
 
 static void *tl_buffer(int slot, size_t bytes) {
@@ -157,7 +166,7 @@ static void *tl_buffer(int slot, size_t bytes) {
  * next chunk, so both cores finish together even when one was descheduled for a while, and a
  * worker that wakes after the work is gone does not hold the caller up. */
 
-enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT, MM_GEMMF, MM_BF16, MM_PACKED, MM_FPACKED };
+enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT, MM_GEMMF, MM_BF16, MM_PACKED, MM_FPACKED, MM_AMX };
 static const uint8_t *packed_panels(const wk_weight *W); /* W.packed's panels if made for W */
 
 typedef struct mm_ctx {
@@ -169,6 +178,7 @@ typedef struct mm_ctx {
     const float *bias;
     const blk_q8x *xq; /* quantized activations (n rows of nbx blocks) or NULL */
     const uint16_t *xb; /* MM_BF16: activations rounded to bf16 (n rows of cols) */
+    const uint32_t *xv; /* MM_AMX: activations in tile layout (cpu_amx_make_xv) */
     int n, mode;
     long chunk, n_chunks;
     int gelu;          /* matmul_gelu: GELU on each block of y after the bias */
@@ -272,6 +282,9 @@ static void mm_task(void *vctx, int tid, int nt) {
         } else if (c->mode == MM_PACKED) {
             cpu_a5_gemm_q_packed(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, packed_panels(c->W), lo, hi);
             done = 1;
+        } else if (c->mode == MM_AMX) {
+            void *ws = tl_buffer(TL_WORK, cpu_amx_scratch(c->W->cols, c->W->dt));
+            if (ws) cpu_amx_gemm(c->y, rows, c->xv, c->n, c->W, c->bias, lo, hi, ws), done = 2;
         } else if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
         else if (c->mode == MM_GEMMF || c->mode == MM_BF16) done = 2 * mm_rows_gemmf(c, lo, hi);
         else if (c->mode == MM_BLAS) done = mm_rows_blas(c, lo, hi);
@@ -308,6 +321,29 @@ static void xb_task(void *vctx, int tid, int nt) {
     for (long k; (k = pool_claim(&c->next)) < nch;)
         for (long i = 8 * k; i < 8 * k + 8 && i < c->n; i++)
             cpu_a5_x_to_bf16(c->xb + i * c->cols, c->x + i * c->cols, c->cols);
+}
+
+/* Activations in AMX tile layout for MM_AMX, token blocks of 16 claimed one at a time. */
+typedef struct xv_ctx { uint32_t *xv; const float *x; int64_t cols; dtype dt; int n; long next; } xv_ctx;
+
+static void xv_task(void *vctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    xv_ctx *c = vctx;
+    const long nb = (c->n + 15) / 16;
+    for (long k; (k = pool_claim(&c->next)) < nb;)
+        cpu_amx_make_xv(c->xv, c->x, c->cols, c->n, c->cols, c->dt, (int)k, (int)k + 1);
+}
+
+static int amx_applies(unsigned flags, const wk_weight *W, int n) {
+    return g_amx && (flags & WK_CTX_FAST) && (W->dt == DT_BF16 || W->dt == DT_F16) &&
+           W->cols > 0 && W->cols % 32 == 0 && n >= g_amx_min_n;
+}
+
+int cpu_fast_rounds_x(dtype dt, int64_t cols, int n) {
+    pthread_once(&g_buf_once, tl_buf_init);
+    const wk_weight W = {.dt = dt, .rows = 1, .cols = cols};
+    if (amx_applies(WK_CTX_FAST, &W, n)) return 1;
+    return dt == DT_BF16 && g_bf16 && n >= g_gemm_bf16_min_n && cols % 32 == 0;
 }
 
 static long round16(long v) { return v < 16 ? 16 : (v + 15) / 16 * 16; }
@@ -352,7 +388,15 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
        bf16-rounded activations where the context allows (gemm_f_avx512.c) */
     if (isa == &cpu_isa_avx512 && c.mode == MM_MATVEC && W->cols % 32 == 0 &&
         (W->dt == DT_F32 || W->dt == DT_F16 || W->dt == DT_BF16)) {
-        if (W->dt == DT_BF16 && (flags & WK_CTX_FAST) && g_bf16 && n >= g_gemm_bf16_min_n) {
+        if (amx_applies(flags, W, n)) { /* AMX tiles (gemm_amx.c) */
+            uint32_t *xv = tl_buffer(TL_XQ, cpu_amx_xv_bytes(n, W->cols, W->dt));
+            if (xv) {
+                xv_ctx q = {xv, x, W->cols, W->dt, n, 0};
+                pool_run_dyn((long)n * W->cols < (1L << 16) ? NULL : pool, xv_task, &q);
+                c.xv = xv, c.mode = MM_AMX, blas = 0;
+            }
+        }
+        if (c.mode == MM_MATVEC && W->dt == DT_BF16 && (flags & WK_CTX_FAST) && g_bf16 && n >= g_gemm_bf16_min_n) {
             uint16_t *xb = tl_buffer(TL_XQ, (size_t)n * (size_t)W->cols * sizeof(uint16_t));
             if (xb) {
                 xb_ctx q = {xb, x, W->cols, n, 0};
@@ -371,7 +415,7 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
     const int per = c.mode == MM_MATVEC || c.mode == MM_DIRECT || c.mode == MM_PACKED ? 4
                     : c.mode == MM_BLAS ? 2 : 3;
     c.chunk = round16(rows / ((long)nt * per));
-    if (c.mode == MM_GEMMF || c.mode == MM_BF16 || c.mode == MM_FPACKED)
+    if (c.mode == MM_GEMMF || c.mode == MM_BF16 || c.mode == MM_FPACKED || c.mode == MM_AMX)
         c.chunk = (c.chunk + 31) / 32 * 32; /* 32-row panels */
     if (c.mode == MM_GEMMQ && c.chunk > 128) c.chunk = 128;
     c.n_chunks = (rows + c.chunk - 1) / c.chunk;

@@ -149,6 +149,21 @@ void cpu_a5_gemm_f(float *y, int64_t ldy, const float *x, int64_t ldx, int n, co
 void cpu_a5_gemm_bf16(float *y, int64_t ldy, const uint16_t *xb, int64_t ldx, int n,
                       const wk_weight *W, const float *bias, int64_t r0, int64_t r1, void *scratch);
 void cpu_a5_x_to_bf16(uint16_t *out, const float *x, int64_t n);
+/* gemm_amx.c (AVX-512 + AMX-TILE + AMX-BF16): BF16 / F16 weights against activations rounded
+ * to bf16, cols % 32 == 0. cpu_amx_init (once per process) checks CPUID and asks Linux for the
+ * tile state; xv = the activations in tile layout (cpu_amx_xv_bytes, token blocks of 16 made
+ * by cpu_amx_make_xv, shared read-only); the gemm runs rows [r0, r1) with its thread's scratch
+ * (cpu_amx_scratch bytes). bias (NULL: none) added after each sum. See the file comment. */
+int cpu_amx_init(void);
+size_t cpu_amx_xv_bytes(int n, int64_t cols, dtype dt);
+void cpu_amx_make_xv(uint32_t *xv, const float *x, int64_t ldx, int n, int64_t cols, dtype dt,
+                     int b0, int b1);
+size_t cpu_amx_scratch(int64_t cols, dtype dt);
+void cpu_amx_gemm(float *y, int64_t ldy, const uint32_t *xv, int n, const wk_weight *W,
+                  const float *bias, int64_t r0, int64_t r1, void *scratch);
+/* cpu.c: whether the AVX-512 table in precision fast rounds the activations of a matmul of
+ * n rows by W (dt, cols) to bf16 on this CPU (AMX or AVX512_BF16 paths), for tests. */
+int cpu_fast_rounds_x(dtype dt, int64_t cols, int n);
 /* gemm_f_avx512.c: F32/F16/BF16 packed once into 32-row panels of f32 (cpu_a5_fpack_panel,
  * cpu_a5_fpack_panel_bytes each, 64-byte aligned) and the exact matmul that reads them
  * (r0 % 32 == 0); bit-identical to cpu_a5_gemm_f followed by the bias add. */
