@@ -314,6 +314,79 @@ static void quant_matmul_case(dtype dt, int64_t rows, int64_t cols, int n, int w
     free(tf); free(wrow); free(xq);
 }
 
+/* Precision fast (WK_CTX_FAST) on the AVX-512 table where cpu_fast_rounds_x says so (AMX-BF16,
+ * prefill-sized n): the weights are dequantized with the reference formulas and rounded to
+ * bf16, and so are the activations; the result must be the reference product of those rounded
+ * matrices (a BF16 weight of the rounded values), up to summation order — with and without the
+ * packed layout (whose rows are dequantized from the panels). Elsewhere fast runs the exact
+ * paths test_quant_matmul checks. */
+static void quant_matmul_fast_case(dtype dt, int64_t rows, int64_t cols, int n) {
+    const kernel_table *T = kernels_cpu_variant("avx512");
+    if (!T || !cpu_fast_rounds_x(dt, cols, n)) {
+        printf("(fast %s [%lld x %lld] n=%d: no rounding path on this CPU, skipped)\n",
+               dtype_name(dt), (long long)rows, (long long)cols, n);
+        return;
+    }
+    const size_t rb = dtype_row_bytes(dt, cols);
+    float *wf = xmalloc((size_t)(rows * cols) * 4);
+    for (int64_t i = 0; i < rows * cols; i++) wf[i] = frand();
+    uint8_t *wq = xmalloc(rb * (size_t)rows);
+    for (int64_t r = 0; r < rows; r++) quant_quantize_row(dt, wq + r * rb, wf + r * cols, cols);
+    wk_weight W = {.data = wq, .dt = dt, .rows = rows, .cols = cols};
+    uint16_t *wh = xmalloc((size_t)(rows * cols) * 2);
+    float *wrow = xmalloc((size_t)cols * 4);
+    for (int64_t r = 0; r < rows; r++) {
+        kernels_row_to_f32(wrow, &W, r);
+        for (int64_t c = 0; c < cols; c++) wh[r * cols + c] = f32_to_bf16(wrow[c]);
+    }
+    const wk_weight Wh = {.data = wh, .dt = DT_BF16, .rows = rows, .cols = cols};
+    float *x = xmalloc((size_t)(n * cols) * 4), *xr = xmalloc((size_t)(n * cols) * 4);
+    float *bias = xmalloc((size_t)rows * 4 + 4);
+    for (int64_t i = 0; i < n * cols; i++) x[i] = frand() * 2, xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    for (int64_t i = 0; i < rows; i++) bias[i] = frand();
+    float *want = xmalloc((size_t)(n * rows) * 4), *got = xmalloc((size_t)(n * rows) * 4);
+    float *tol = xmalloc((size_t)(n * rows) * 4);
+    kernels_ref()->matmul(NULL, want, xr, &Wh, bias, n);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int i = 0; i < n; i++) {
+            double mag = 0;
+            for (int64_t c = 0; c < cols; c++)
+                mag += fabs((double)xr[i * cols + c] * bf16_to_f32(wh[r * cols + c]));
+            const double k = fmin((double)(cols + 1), 8.0 * sqrt((double)(cols + 1)));
+            tol[i * rows + r] = (float)(k * FLT_EPSILON * mag + 2 * FLT_EPSILON * fabs(want[i * rows + r]));
+        }
+    }
+    size_t pk_bytes = 0;
+    void *pk = T->pack_weight ? T->pack_weight(NULL, &W, &pk_bytes) : NULL;
+    for (int pi = 0; pi < N_POOLS * (pk ? 2 : 1); pi++) {
+        wk_ctx fast = g_ctxs[pi % N_POOLS];
+        fast.flags = WK_CTX_FAST;
+        wk_weight Wp = W;
+        if (pi >= N_POOLS) Wp.packed = pk;
+        for (long i = 0; i < (long)n * rows; i++) got[i] = NAN;
+        T->matmul(&fast, got, x, &Wp, bias, n);
+        for (long i = 0; i < (long)n * rows; i++) {
+            const double d = fabs((double)got[i] - want[i]);
+            if (!(d <= tol[i]))
+                fail_msg("fast %s %s %d thr [%lld x %lld] n=%d elem %ld: got %.9g want %.9g (|d| %.3g > %.3g)",
+                         dtype_name(dt), pi >= N_POOLS ? "packed" : "file", k_threads[pi % N_POOLS],
+                         (long long)rows, (long long)cols, n, i, got[i], want[i], d, tol[i]);
+        }
+    }
+    if (pk) T->buf_free(NULL, pk, pk_bytes);
+    free(wf), free(wq), free(wh), free(wrow), free(x), free(xr), free(bias), free(want), free(got), free(tol);
+}
+
+static void test_quant_matmul_fast(void **state) {
+    (void)state;
+    for (int t = 0; t < N_QT; t++) {
+        const dtype dt = k_qtypes[t];
+        const int64_t bs = dtype_block_size(dt);
+        quant_matmul_fast_case(dt, 67, 4 * bs, 70);   /* row tail, 5 token blocks */
+        quant_matmul_fast_case(dt, 300, 2 * bs, 64);  /* several row blocks per group */
+    }
+}
+
 static void test_quant_matmul(void **state) {
     for (int t = 0; t < N_QT; t++) {
         const dtype dt = k_qtypes[t];
@@ -701,6 +774,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_error),
         cmocka_unit_test(test_dot_definition),
         cmocka_unit_test(test_quant_matmul),
+        cmocka_unit_test(test_quant_matmul_fast),
         cmocka_unit_test(test_quant_embed),
         cmocka_unit_test(test_isa_quant_x),
         cmocka_unit_test(test_isa_matvec_q),

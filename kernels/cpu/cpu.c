@@ -87,7 +87,9 @@ static int g_fpacked_min_n = FPACKED_MIN_N;
    activation rows (WICK_CPU_AMX_MIN_N moves it; WICK_CPU_AMX=0 turns AMX off, for
    comparisons). */
 #define AMX_MIN_N 2
-static int g_amx, g_amx_min_n = AMX_MIN_N;
+/* Quantized weights, dequantized to bf16 per call (prefill; WICK_CPU_AMX_Q_MIN_N) */
+#define AMX_Q_MIN_N 64
+static int g_amx, g_amx_min_n = AMX_MIN_N, g_amx_q_min_n = AMX_Q_MIN_N;
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
 
@@ -137,6 +139,8 @@ static void tl_buf_init(void) {
     g_amx = g_bf16 && !(e && strcmp(e, "0") == 0) && cpu_amx_init();
     e = getenv("WICK_CPU_AMX_MIN_N");
     if (e && atoi(e) > 0) g_amx_min_n = atoi(e);
+    e = getenv("WICK_CPU_AMX_Q_MIN_N");
+    if (e && atoi(e) > 0) g_amx_q_min_n = atoi(e);
 }
 
 static void *tl_buffer(int slot, size_t bytes) {
@@ -168,6 +172,7 @@ static void *tl_buffer(int slot, size_t bytes) {
 
 enum { MM_MATVEC, MM_BLAS, MM_GEMMQ, MM_DIRECT, MM_GEMMF, MM_BF16, MM_PACKED, MM_FPACKED, MM_AMX };
 static const uint8_t *packed_panels(const wk_weight *W); /* W.packed's panels if made for W */
+static void amx_row_to_f32(float *out, const wk_weight *W, int64_t r);
 
 typedef struct mm_ctx {
     const cpu_isa *isa;
@@ -284,7 +289,7 @@ static void mm_task(void *vctx, int tid, int nt) {
             done = 1;
         } else if (c->mode == MM_AMX) {
             void *ws = tl_buffer(TL_WORK, cpu_amx_scratch(c->W->cols, c->W->dt));
-            if (ws) cpu_amx_gemm(c->y, rows, c->xv, c->n, c->W, c->bias, lo, hi, ws), done = 2;
+            if (ws) cpu_amx_gemm(c->y, rows, c->xv, c->n, c->W, c->bias, lo, hi, ws, amx_row_to_f32), done = 2;
         } else if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
         else if (c->mode == MM_GEMMF || c->mode == MM_BF16) done = 2 * mm_rows_gemmf(c, lo, hi);
         else if (c->mode == MM_BLAS) done = mm_rows_blas(c, lo, hi);
@@ -334,9 +339,18 @@ static void xv_task(void *vctx, int tid, int nt) {
         cpu_amx_make_xv(c->xv, c->x, c->cols, c->n, c->cols, c->dt, (int)k, (int)k + 1);
 }
 
+/* A quantized row for gemm_amx.c: from the packed panels where W has them (the file's pages
+   under them were given back), else from W.data. */
+static void amx_row_to_f32(float *out, const wk_weight *W, int64_t r) {
+    const uint8_t *panels = packed_panels(W);
+    if (panels) cpu_a5_packed_row_to_f32(out, W, panels, r);
+    else cpu_isa_avx512.row_to_f32(out, W, r);
+}
+
 static int amx_applies(unsigned flags, const wk_weight *W, int n) {
-    return g_amx && (flags & WK_CTX_FAST) && (W->dt == DT_BF16 || W->dt == DT_F16) &&
-           W->cols > 0 && W->cols % 32 == 0 && n >= g_amx_min_n;
+    if (!g_amx || !(flags & WK_CTX_FAST) || W->cols <= 0 || W->cols % 32 != 0) return 0;
+    if (W->dt == DT_BF16 || W->dt == DT_F16) return n >= g_amx_min_n;
+    return dtype_is_quant(W->dt) && n >= g_amx_q_min_n;
 }
 
 int cpu_fast_rounds_x(dtype dt, int64_t cols, int n) {
@@ -359,7 +373,16 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
     mm_ctx c = {.isa = isa, .gq = gq, .y = y, .x = x, .W = W, .bias = bias, .n = n, .mode = MM_MATVEC,
                 .gelu = gelu};
     int blas = n >= (W->dt == DT_F32 ? g_blas_min_n : g_blas_min_n_widen) && W->cols > 0;
-    if (dtype_is_quant(W->dt) && W->cols > 0) {
+    /* AMX tiles (gemm_amx.c): BF16 / F16 and quantized prefill in precision fast */
+    if (isa == &cpu_isa_avx512 && amx_applies(flags, W, n)) {
+        uint32_t *xv = tl_buffer(TL_XQ, cpu_amx_xv_bytes(n, W->cols, W->dt));
+        if (xv) {
+            xv_ctx q = {xv, x, W->cols, W->dt, n, 0};
+            pool_run_dyn((long)n * W->cols < (1L << 16) ? NULL : pool, xv_task, &q);
+            c.xv = xv, c.mode = MM_AMX, blas = 0;
+        }
+    }
+    if (c.mode == MM_MATVEC && dtype_is_quant(W->dt) && W->cols > 0) {
         /* AVX2's GEMM from 16 rows: below, the integer matvec tiles measured faster
            (Q4_0 0.5B pp12 166-192 vs 122 tok/s; pp16 148-158 vs sgemm's 70) */
         const int min_n = gq == &cpu_isa_avx2 ? 16 : CPU_MV_NX + 1;
@@ -388,14 +411,6 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
        bf16-rounded activations where the context allows (gemm_f_avx512.c) */
     if (isa == &cpu_isa_avx512 && c.mode == MM_MATVEC && W->cols % 32 == 0 &&
         (W->dt == DT_F32 || W->dt == DT_F16 || W->dt == DT_BF16)) {
-        if (amx_applies(flags, W, n)) { /* AMX tiles (gemm_amx.c) */
-            uint32_t *xv = tl_buffer(TL_XQ, cpu_amx_xv_bytes(n, W->cols, W->dt));
-            if (xv) {
-                xv_ctx q = {xv, x, W->cols, W->dt, n, 0};
-                pool_run_dyn((long)n * W->cols < (1L << 16) ? NULL : pool, xv_task, &q);
-                c.xv = xv, c.mode = MM_AMX, blas = 0;
-            }
-        }
         if (c.mode == MM_MATVEC && W->dt == DT_BF16 && (flags & WK_CTX_FAST) && g_bf16 && n >= g_gemm_bf16_min_n) {
             uint16_t *xb = tl_buffer(TL_XQ, (size_t)n * (size_t)W->cols * sizeof(uint16_t));
             if (xb) {

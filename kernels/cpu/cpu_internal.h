@@ -139,6 +139,8 @@ size_t cpu_a5_pack_panel_bytes(dtype dt, int64_t cols);
 void cpu_a5_pack_panel(uint8_t *dst, const wk_weight *W, int64_t p); /* dst zeroed */
 void cpu_a5_gemm_q_packed(float *y, int64_t ldy, const blk_q8x *xq, int64_t ldxq, int n,
                           const wk_weight *W, const uint8_t *panels, int64_t r0, int64_t r1);
+/* Row r of a packed Q4_0 / Q8_0 matrix, dequantized as quant_dequantize_row does. */
+void cpu_a5_packed_row_to_f32(float *out, const wk_weight *W, const uint8_t *panels, int64_t r);
 /* gemm_f_avx512.c (AVX-512; the bf16 entries also AVX512_BF16): prefill matmul for F32/F16/BF16
  * weights, cols % 32 == 0, rows [r0, r1), scratch cpu_a5_gemm_f_scratch(cols) bytes per thread.
  * gemm_f: exact (f32 x, stride ldx floats); gemm_bf16: BF16 weights against x rounded to bf16
@@ -149,8 +151,8 @@ void cpu_a5_gemm_f(float *y, int64_t ldy, const float *x, int64_t ldx, int n, co
 void cpu_a5_gemm_bf16(float *y, int64_t ldy, const uint16_t *xb, int64_t ldx, int n,
                       const wk_weight *W, const float *bias, int64_t r0, int64_t r1, void *scratch);
 void cpu_a5_x_to_bf16(uint16_t *out, const float *x, int64_t n);
-/* gemm_amx.c (AVX-512 + AMX-TILE + AMX-BF16): BF16 / F16 weights against activations rounded
- * to bf16, cols % 32 == 0. cpu_amx_init (once per process) checks CPUID and asks Linux for the
+/* gemm_amx.c (AVX-512 + AMX-TILE + AMX-BF16): BF16 / F16 / quantized weights (the last
+ * dequantized and rounded to bf16) against activations rounded to bf16, cols % 32 == 0. cpu_amx_init (once per process) checks CPUID and asks Linux for the
  * tile state; xv = the activations in tile layout (cpu_amx_xv_bytes, token blocks of 16 made
  * by cpu_amx_make_xv, shared read-only); the gemm runs rows [r0, r1) with its thread's scratch
  * (cpu_amx_scratch bytes). bias (NULL: none) added after each sum. See the file comment. */
@@ -160,7 +162,8 @@ void cpu_amx_make_xv(uint32_t *xv, const float *x, int64_t ldx, int n, int64_t c
                      int b0, int b1);
 size_t cpu_amx_scratch(int64_t cols, dtype dt);
 void cpu_amx_gemm(float *y, int64_t ldy, const uint32_t *xv, int n, const wk_weight *W,
-                  const float *bias, int64_t r0, int64_t r1, void *scratch);
+                  const float *bias, int64_t r0, int64_t r1, void *scratch,
+                  void (*to_f32)(float *, const wk_weight *, int64_t));
 /* cpu.c: whether the AVX-512 table in precision fast rounds the activations of a matmul of
  * n rows by W (dt, cols) to bf16 on this CPU (AMX or AVX512_BF16 paths), for tests. */
 int cpu_fast_rounds_x(dtype dt, int64_t cols, int n);

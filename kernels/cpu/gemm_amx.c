@@ -1,4 +1,4 @@
-/* gemm_amx.c — BF16 and F16 matmuls in precision fast on Intel AMX (AMX-TILE + AMX-BF16):
+/* gemm_amx.c — BF16, F16 (and quantized prefill) matmuls in precision fast on Intel AMX (AMX-TILE + AMX-BF16):
  * TDPBF16PS multiplies a 16×32 bf16 tile by a 32×16 one into 16×16 f32 sums, 16 384 flops in
  * one instruction (a core's vdpbf16ps does 64 a cycle; a tile op about 8× that).
  *
@@ -12,6 +12,11 @@
  *     lo = w - hi; an f16 has 11 significant bits, so lo has at most 3 and both are exact
  *     bf16 values with hi + lo = w. The pair (hi, lo) meets the pair (x̂, x̂) in one dot
  *     step, so the weights enter exactly: the only rounding is x's, as for BF16.
+ *
+ *   Quantized weights (Q4_0, Q8_0, Q4_K, ..., prefill only): each row dequantized with the
+ *     reference formulas and rounded to bf16 (relative 2^-9 per weight on top of the
+ *     activations' rounding) — the CUDA backend's fast definition for its tensor-core GEMMs,
+ *     and finer than the 8-bit activations of the integer GEMM it replaces there.
  *
  * Roles: tile A = 16 weight rows × 32 bf16 (one K chunk), tile B = the activations in the
  * layout TDPBF16PS wants for its second operand — row q of a B tile holds, for each of 16
@@ -124,12 +129,15 @@ void cpu_amx_make_xv(uint32_t *xv, const float *x, int64_t ldx, int n, int64_t c
 size_t cpu_amx_scratch(int64_t cols, dtype dt) {
     const size_t block = (size_t)32 * (size_t)cols * (dt == DT_F16 ? 4 : 2);
     const size_t group = block > GROUP_BYTES ? block : GROUP_BYTES / block * block;
-    return group + 4096 + 64;
+    return group + 4096 + (size_t)cols * 4 + 64;
 }
 
 /* Rows [r, r + nr) (nr <= 32; missing rows zero) as 32 rows of n_chunks(W)·64 bytes at dst:
- * F16 as (hi, lo) bf16 pairs, BF16 copied (the tail block of a matrix). */
-static void convert_block(uint8_t *dst, const wk_weight *W, int64_t r, int nr) {
+ * F16 as (hi, lo) bf16 pairs, BF16 copied (the tail block of a matrix), quantized types
+ * dequantized (to_f32, the table's row_to_f32, into the cols floats at f) and rounded to
+ * bf16, nearest even. */
+static void convert_block(uint8_t *dst, const wk_weight *W, int64_t r, int nr, float *f,
+                          void (*to_f32)(float *, const wk_weight *, int64_t)) {
     const int64_t cols = W->cols, rb_out = n_chunks(W) * 64;
     const size_t rb = dtype_row_bytes(W->dt, cols);
     for (int i = 0; i < 32; i++) {
@@ -139,8 +147,13 @@ static void convert_block(uint8_t *dst, const wk_weight *W, int64_t r, int nr) {
             continue;
         }
         const uint8_t *row = (const uint8_t *)W->data + (size_t)(r + i) * rb;
-        if (W->dt != DT_F16) {
+        if (W->dt == DT_BF16) {
             memcpy(o, row, (size_t)rb_out);
+            continue;
+        }
+        if (W->dt != DT_F16) {
+            to_f32(f, W, r + i);
+            cpu_a5_x_to_bf16((uint16_t *)o, f, cols);
             continue;
         }
         for (int64_t c = 0; c < cols; c += 16) {
@@ -210,9 +223,11 @@ AI void block_slice(float *y, int64_t ldy, const uint8_t *a0, size_t sa, const u
 }
 
 /* y[i, r] (+ bias[r]) for the n tokens of xv (cpu_amx_make_xv) and weight rows [r0, r1);
- * W BF16 or F16, cols % 32 == 0; scratch cpu_amx_scratch(cols, dt) bytes, this thread's. */
+ * W BF16, F16 or quantized (to_f32: the table's row_to_f32), cols % 32 == 0; scratch
+ * cpu_amx_scratch(cols, dt) bytes, this thread's. */
 void cpu_amx_gemm(float *y, int64_t ldy, const uint32_t *xv, int n, const wk_weight *W,
-                  const float *bias, int64_t r0, int64_t r1, void *scratch) {
+                  const float *bias, int64_t r0, int64_t r1, void *scratch,
+                  void (*to_f32)(float *, const wk_weight *, int64_t)) {
     if (n <= 0 || r1 <= r0) return;
     tile_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -221,27 +236,28 @@ void cpu_amx_gemm(float *y, int64_t ldy, const uint32_t *xv, int n, const wk_wei
     _tile_loadconfig(&cfg);
     uint8_t *sc = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     float *buf = (float *)sc;            /* 16×16 f32 staging (1 KiB of the 4 KiB) */
-    uint8_t *conv = sc + 4096;           /* converted blocks of the group */
-    const int f16 = W->dt == DT_F16;
+    float *frow = (float *)(sc + 4096);  /* one dequantized row */
+    uint8_t *conv = sc + 4096 + (((size_t)W->cols * 4 + 63) & ~(size_t)63); /* the group's blocks */
+    const int conv_all = W->dt != DT_BF16; /* every block converted (F16, quantized) */
     const int64_t nk = n_chunks(W), pairs = nk * 16;
     const size_t rb = dtype_row_bytes(W->dt, W->cols), cb = (size_t)nk * 64;
-    const size_t block_bytes = 32 * (f16 ? cb : rb);
+    const size_t block_bytes = 32 * (conv_all ? cb : rb);
     int64_t gb = GROUP_BYTES / block_bytes; /* 32-row blocks per group */
     if (gb < 1) gb = 1;
     const int nb = (n + 15) / 16;
     for (int64_t g0 = r0; g0 < r1; g0 += 32 * gb) {
         const int64_t g1 = g0 + 32 * gb < r1 ? g0 + 32 * gb : r1;
-        /* F16 blocks and a BF16 tail (< 32 rows) are converted into the scratch first */
+        /* F16 and quantized blocks and a BF16 tail (< 32 rows) are converted into the scratch */
         for (int64_t r = g0; r < g1; r += 32) {
             const int nr = g1 - r < 32 ? (int)(g1 - r) : 32;
-            if (f16 || nr < 32) convert_block(conv + (size_t)((r - g0) / 32) * 32 * cb, W, r, nr);
+            if (conv_all || nr < 32) convert_block(conv + (size_t)((r - g0) / 32) * 32 * cb, W, r, nr, frow, to_f32);
         }
         for (int b = 0; b < nb; b += 2)
             for (int64_t r = g0; r < g1; r += 32) {
                 const int nr = g1 - r < 32 ? (int)(g1 - r) : 32;
                 const uint8_t *a0;
                 size_t sa;
-                if (f16 || nr < 32) a0 = conv + (size_t)((r - g0) / 32) * 32 * cb, sa = cb;
+                if (conv_all || nr < 32) a0 = conv + (size_t)((r - g0) / 32) * 32 * cb, sa = cb;
                 else a0 = (const uint8_t *)W->data + (size_t)r * rb, sa = rb;
                 if (b + 1 < nb)
                     block_slice(y, ldy, a0, sa, xv, pairs, b, n, nk, r, nr, bias, buf, 2);

@@ -368,6 +368,36 @@ void cpu_a5_pack_panel(uint8_t *dst, const wk_weight *W, int64_t p) {
     }
 }
 
+/* Row r of W dequantized (the reference formulas, quant_dequantize_row) from its packed panel
+   (cpu_a5_pack_panel): the file's pages under a packed matrix were given back, and reading
+   them again would fault the whole matrix back in. */
+void cpu_a5_packed_row_to_f32(float *out, const wk_weight *W, const uint8_t *panels, int64_t r) {
+    const int64_t nb = W->cols / QK;
+    const size_t vb = pk_vb(W->dt);
+    const uint8_t *pv = panels + (size_t)(r / 16) * cpu_a5_pack_panel_bytes(W->dt, W->cols);
+    const uint8_t *sc = pv + (size_t)nb * vb;
+    const int j = (int)(r % 16);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *v = pv + (size_t)b * vb;
+        if (W->dt == DT_Q8_0) {
+            blk_q8_0 blk;
+            memcpy(&blk.d, sc + 32 * b + 2 * j, 2);
+            for (int g = 0; g < 8; g++) {
+                uint32_t w;
+                memcpy(&w, v + 64 * g + 4 * j, 4);
+                w ^= 0x80808080u;
+                memcpy(blk.qs + 4 * g, &w, 4);
+            }
+            quant_dequantize_row(DT_Q8_0, out + QK * b, &blk, QK);
+        } else {
+            blk_q4_0 blk;
+            memcpy(&blk.d, sc + 32 * b + 2 * j, 2);
+            for (int g = 0; g < 4; g++) memcpy(blk.qs + 4 * g, v + 64 * g + 4 * j, 4);
+            quant_dequantize_row(DT_Q4_0, out + QK * b, &blk, QK);
+        }
+    }
+}
+
 /* Prefetch distance in the panel's stream: DRAM on this VM needs more than 1 KB ahead (0.5B
    Q4_0 4864×896, one thread: 4096 bytes 157 µs/call, 1024 210, 512 268); 8192 gave 16
    streams of `bench batch` a further 3-8% over 4096 (2026-12-06, two rounds; 16384 no more) */
