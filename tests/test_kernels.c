@@ -269,8 +269,13 @@ static void kv_fixture_init(kv_fixture *f, dtype dt, int bs, int n_kv, int hd, i
 
 /* Spans of several sequences with scattered block tables: sequence s has rows ns[s] at pos0s[s]
  * and owns blocks taken from a shuffled list, so no two sequences share a block. */
-static void attention_case_cap(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
-                               int hd, int window, dtype dt, int bs, float softcap) {
+/* fast = 1: every table runs in precision fast (WK_CTX_FAST). Where cpu_fast_attn_rounds says
+ * the AVX-512 table rounds (AMX), its result must be the reference attention of q, K and V
+ * rounded to bf16 (nearest even; K and V as widened from the cache), with the bound below
+ * plus the rounding of the softmax weights to bf16: out = Σ p̂·v / Σ p, |p̂ − p| ≤ 2^-9·p, so
+ * at most 2^-9·max|v| more. Every other table must give the exact result. */
+static void attention_case_fast(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
+                                int hd, int window, dtype dt, int bs, float softcap, int fast) {
     const int n_head = n_kv * group;
     const float scale = 1.0f / sqrtf((float)hd);
     int rows = 0, blocks_needed = 0;
@@ -310,6 +315,24 @@ static void attention_case_cap(int n_seq, const int *ns, const int *pos0s, int n
     float *kr = xmalloc(sizeof(float) * hd), *vr = xmalloc(sizeof(float) * hd);
     fill(q, qn, 2.0f);
     kernels_ref()->attention(NULL, want, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale, softcap);
+    /* the rounded problem: q, and K, V in an f32 cache of the same block tables */
+    float *qr = NULL, *want_r = NULL, *tol_r = NULL;
+    kv_fixture fr;
+    if (fast) {
+        qr = xmalloc(qn * 4), want_r = xmalloc(qn * 4), tol_r = xmalloc(qn * 4);
+        for (long i = 0; i < qn; i++) qr[i] = bf16_to_f32(f32_to_bf16(q[i]));
+        kv_fixture_init(&fr, DT_F32, bs, n_kv, hd, n_blocks);
+        for (int s = 0; s < n_seq; s++)
+            for (int p = 0; p < pos0s[s] + ns[s]; p++)
+                for (int h = 0; h < n_kv; h++)
+                    for (int w = 0; w < 2; w++) {
+                        kernels_kv_row_to_f32(dt, row, kv_row(&f.kv, w ? f.v : f.k, sp[s].blocks, h, p), hd);
+                        float *dst = (float *)kv_row(&fr.kv, w ? fr.v : fr.k, sp[s].blocks, h, p);
+                        for (int t = 0; t < hd; t++) dst[t] = bf16_to_f32(f32_to_bf16(row[t]));
+                    }
+        kernels_ref()->attention(NULL, want_r, qr, &fr.kv, sp, n_seq, n_head, n_kv, hd, window, scale,
+                                 softcap);
+    }
     /* score error ≤ hd·ε·S (S = scale·Σ|q·k|) shifts each softmax weight by that relative
      * amount; exp, the sum over len keys and the weighted sum of V add ≈ (2·len + 8)·ε, all
      * times max|V| (the output is a convex combination of V rows). K and V are the stored
@@ -334,22 +357,42 @@ static void attention_case_cap(int n_seq, const int *ns, const int *pos0s, int n
                     S = fmax(S, sum * scale);
                 }
                 /* soft-capping: tanh's slope is at most 1, plus its own rounding (≈ 4ε·cap) */
-                for (int t = 0; t < hd; t++)
-                    tol[((long)rw * n_head + h) * hd + t] =
-                        (float)(FLT_EPSILON * vmax * (2.0 * hd * S + 2.0 * len + 16 + 8.0 * softcap) + 1e-30);
+                const double b = FLT_EPSILON * vmax * (2.0 * hd * S + 2.0 * len + 16 + 8.0 * softcap);
+                for (int t = 0; t < hd; t++) {
+                    tol[((long)rw * n_head + h) * hd + t] = (float)(b + 1e-30);
+                    /* the rounded problem's magnitudes are these within 2^-8 */
+                    if (fast) tol_r[((long)rw * n_head + h) * hd + t] =
+                        (float)(b * 1.01 + ldexp(vmax, -9) * (1 + ldexp(1.0, -8)) + 1e-30);
+                }
             }
         }
     char what[160];
     snprintf(what, sizeof what, "attention seqs=%d n0=%d pos0=%d n_kv=%d group=%d hd=%d window=%d "
              "kv=%s bs=%d softcap=%g", n_seq, ns[0], pos0s[0], n_kv, group, hd, window, dtype_name(dt),
              bs, softcap);
+    int min_n = 0;
+    for (int s = 0; s < n_seq; s++) min_n = ns[s] > min_n ? ns[s] : min_n;
     FOR_EACH_TABLE_POOL(t, pl) {
         for (long i = 0; i < qn; i++) got[i] = NAN;
-        t->attention(pl, got, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale, softcap);
-        check_close(what, t, pool_size(pl->pool), got, want, tol, qn);
+        wk_ctx c = *pl;
+        if (fast) c.flags = WK_CTX_FAST;
+        t->attention(&c, got, q, &f.kv, sp, n_seq, n_head, n_kv, hd, window, scale, softcap);
+        /* rounded where some span has enough rows (the others' rows stay exact: not checked
+           apart here, the cases below give every span of a fast call the same length) */
+        const int r = fast && strcmp(t->name, "cpu-avx512") == 0 &&
+                      cpu_fast_attn_rounds(hd, group, bs, min_n);
+        char w2[200];
+        snprintf(w2, sizeof w2, "%s%s", what, r ? " fast (bf16-rounded)" : fast ? " fast (exact)" : "");
+        check_close(w2, t, pool_size(pl->pool), got, r ? want_r : want, r ? tol_r : tol, qn);
     }
     free(q), free(want), free(got), free(tol), free(kr), free(vr), free(row), free(perm);
     free(f.k), free(f.v);
+    if (fast) free(qr), free(want_r), free(tol_r), free(fr.k), free(fr.v);
+}
+
+static void attention_case_cap(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
+                               int hd, int window, dtype dt, int bs, float softcap) {
+    attention_case_fast(n_seq, ns, pos0s, n_kv, group, hd, window, dt, bs, softcap, 0);
 }
 
 static void attention_case(int n_seq, const int *ns, const int *pos0s, int n_kv, int group,
@@ -392,6 +435,27 @@ static void test_attention(void **state) {
             attention_case_cap(1, &np[a][0], &np[a][1], 2, 2, a % 2 ? 64 : 16, a % 3 ? 0 : 8, DT_F32,
                                16, caps[c]);
     attention_case_cap(3, nm, posm, 2, 2, 64, 20, DT_F16, 32, 2.0f);
+}
+
+/* Precision fast: prefill spans on AMX (where the CPU has it) against the rounded reference;
+ * decode rows (spans of 1) and other tables exact. */
+static void test_attention_fast(void **state) {
+    (void)state;
+    static const int np[][2] = {{1, 40}, {2, 0}, {17, 3}, {70, 30}, {33, 0}, {100, 200}};
+    static const int hds[] = {32, 64, 128, 16};
+    static const int groups[] = {1, 7, 16};
+    static const int windows[] = {0, 20};
+    static const dtype dts[] = {DT_F16, DT_F32, DT_BF16, DT_Q8_0};
+    for (int a = 0; a < 6; a++)
+        for (int g = 0; g < 3; g++)
+            for (int h = 0; h < 4; h++)
+                for (int w = 0; w < 2; w++)
+                    attention_case_fast(1, &np[a][0], &np[a][1], 2, groups[g], hds[h], windows[w],
+                                        hds[h] % 32 ? DT_F16 : dts[(a + h) % 4], (a + g) % 2 ? 32 : 16,
+                                        0.0f, 1);
+    static const int n2[] = {20, 20}, p2[] = {50, 0};
+    attention_case_fast(2, n2, p2, 2, 7, 64, 0, DT_F16, 16, 0.0f, 1);
+    attention_case_fast(1, &np[3][0], &np[3][1], 2, 2, 64, 8, DT_F16, 16, 2.0f, 1); /* softcap */
 }
 
 /* kv_store: every table writes exactly the reference's bytes (the same conversions). */
@@ -804,7 +868,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_profiled),
         cmocka_unit_test(test_tables_exist), cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_fast), cmocka_unit_test(test_matmul_gelu),
-        cmocka_unit_test(test_attention),    cmocka_unit_test(test_kv_store),
+        cmocka_unit_test(test_attention),    cmocka_unit_test(test_attention_fast),
+        cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_silu_add),     cmocka_unit_test(test_embed),

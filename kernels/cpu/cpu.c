@@ -89,7 +89,11 @@ static int g_fpacked_min_n = FPACKED_MIN_N;
 #define AMX_MIN_N 2
 /* Quantized weights, dequantized to bf16 per call (prefill; WICK_CPU_AMX_Q_MIN_N) */
 #define AMX_Q_MIN_N 64
+/* Attention of spans (one sequence's rows of a step) of at least this many rows, in
+   precision fast (attn_amx.c; WICK_CPU_AMX_ATT_MIN_N, 0 turns it off) */
+#define AMX_ATT_MIN_N 2
 static int g_amx, g_amx_min_n = AMX_MIN_N, g_amx_q_min_n = AMX_Q_MIN_N;
+static int g_amx_att_min_n = AMX_ATT_MIN_N;
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
 
@@ -141,6 +145,8 @@ static void tl_buf_init(void) {
     if (e && atoi(e) > 0) g_amx_min_n = atoi(e);
     e = getenv("WICK_CPU_AMX_Q_MIN_N");
     if (e && atoi(e) > 0) g_amx_q_min_n = atoi(e);
+    e = getenv("WICK_CPU_AMX_ATT_MIN_N");
+    if (e && atoi(e) >= 0 && (*e >= '0' && *e <= '9')) g_amx_att_min_n = atoi(e);
 }
 
 static void *tl_buffer(int slot, size_t bytes) {
@@ -360,6 +366,13 @@ int cpu_fast_rounds_x(dtype dt, int64_t cols, int n) {
     return dt == DT_BF16 && g_bf16 && n >= g_gemm_bf16_min_n && cols % 32 == 0;
 }
 
+int cpu_fast_attn_rounds(int hd, int group, int block_size, int n) {
+    pthread_once(&g_buf_once, tl_buf_init);
+    return g_amx && g_amx_att_min_n && n >= g_amx_att_min_n && hd % 32 == 0 &&
+           hd <= CPU_AMX_ATT_MAX_HD && group <= CPU_AMX_ATT_MAX_R && group <= CPU_ATT_MAX_R &&
+           block_size % 16 == 0;
+}
+
 static long round16(long v) { return v < 16 ? 16 : (v + 15) / 16 * 16; }
 
 static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float *y,
@@ -465,6 +478,7 @@ typedef struct att_ctx {
     float scale, softcap;
     int qb;           /* query rows per tiled block */
     long n_items, next;
+    int amx_min_n;    /* spans of at least this many rows run on AMX (attn_amx.c); 0: none */
 } att_ctx;
 
 /* Items per span in the tiled path: (KV head, block of qb query rows) pairs. */
@@ -489,6 +503,15 @@ static void att_tile_task(void *vctx, int tid, int nt) {
         const long blk = nblk - 1 - local / c->n_kv;
         const int kvh = (int)(local % c->n_kv);
         const int i0 = (int)(blk * c->qb), i1 = i0 + c->qb < sp->n ? i0 + c->qb : sp->n;
+        if (c->amx_min_n && sp->n >= c->amx_min_n) {
+            void *ws = tl_buffer(TL_WORK, cpu_amx_attn_scratch(c->head_dim));
+            if (ws) {
+                cpu_amx_attn_block(c->out, c->q, c->kv, sp, i0, i1, kvh, c->n_head, group,
+                                   c->head_dim, c->window, c->scale, c->softcap, ws,
+                                   cpu_isa_avx512.row_to_f32);
+                continue;
+            }
+        }
         c->isa->attn_block(c->out, c->q, c->kv, sp, i0, i1, kvh, c->n_head, group, c->head_dim,
                            c->window, c->scale, c->softcap);
     }
@@ -537,11 +560,13 @@ static void att_task(void *vctx, int tid, int nt) {
     }
 }
 
-static void cpu_attention(const cpu_isa *isa, wk_pool *pool, float *out, const float *q,
-                          const wk_kv_layer *kv, const wk_span *spans, int n_spans, int n_head,
-                          int n_kv, int head_dim, int window, float scale, float softcap) {
+static void cpu_attention(const cpu_isa *isa, wk_pool *pool, unsigned flags, float *out,
+                          const float *q, const wk_kv_layer *kv, const wk_span *spans,
+                          int n_spans, int n_head, int n_kv, int head_dim, int window,
+                          float scale, float softcap) {
     if (n_spans <= 0 || n_head <= 0 || n_kv <= 0 || head_dim <= 0) return;
-    att_ctx c = {isa, out, q, kv, spans, n_spans, n_head, n_kv, head_dim, window, scale, softcap, 0, 0, 0};
+    pthread_once(&g_buf_once, tl_buf_init);
+    att_ctx c = {isa, out, q, kv, spans, n_spans, n_head, n_kv, head_dim, window, scale, softcap, 0, 0, 0, 0};
     long work = 0, rows = 0;
     for (int s = 0; s < n_spans; s++) {
         work += (long)spans[s].n * n_head * head_dim * (spans[s].pos0 + spans[s].n);
@@ -554,10 +579,22 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, float *out, const f
         const char *e = getenv("WICK_CPU_FLASH");
         flash = !(e && strcmp(e, "0") == 0);
     }
+    /* precision fast with AMX: spans of g_amx_att_min_n+ rows on the tiles (attn_amx.c) */
+    const int amx = isa == &cpu_isa_avx512 && g_amx && g_amx_att_min_n && (flags & WK_CTX_FAST) &&
+                    head_dim % 32 == 0 && head_dim <= CPU_AMX_ATT_MAX_HD && group <= CPU_AMX_ATT_MAX_R &&
+                    kv->block_size % 16 == 0;
     if (flash && isa->attn_block && head_dim <= CPU_ATT_MAX_HD && group <= CPU_ATT_MAX_R) {
         /* blocks of up to 8 rows: enough to reuse each K/V tile, small enough to balance */
         int qb = CPU_ATT_MAX_R / group;
         if (qb > 8) qb = 8;
+        if (amx) { /* AMX: one K/V chunk's layout serves up to 128 query vectors */
+            int any = 0;
+            for (int s = 0; s < n_spans; s++) any |= spans[s].n >= g_amx_att_min_n;
+            if (any) {
+                c.amx_min_n = g_amx_att_min_n;
+                qb = CPU_AMX_ATT_MAX_R / group < 16 ? CPU_AMX_ATT_MAX_R / group : 16;
+            }
+        }
         c.qb = qb;
         for (int s = 0; s < n_spans; s++) c.n_items += att_span_items(&c, &spans[s]);
         pool_run_dyn(p, att_tile_task, &c);
@@ -1078,7 +1115,8 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
     static void tag##_attention(wk_ctx *x_, float *o, const float *q, const wk_kv_layer *kv,   \
                                 const wk_span *sp, int ns, int nh, int nkv, int hd, int win,   \
                                 float sc, float cap) {                                         \
-        cpu_attention(&ISA, POOL(x_), o, q, kv, sp, ns, nh, nkv, hd, win, sc, cap);            \
+        cpu_attention(&ISA, POOL(x_), x_ ? x_->flags : 0u, o, q, kv, sp, ns, nh, nkv, hd, win,  \
+                      sc, cap);                                                                \
     }                                                                                          \
     static void tag##_lora(wk_ctx *x_, float *y, const float *x, const wk_lora_run *ru, int nr,  \
                            float *scr) { cpu_lora(&ISA, POOL(x_), y, x, ru, nr, scr); }         \

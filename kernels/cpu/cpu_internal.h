@@ -164,9 +164,23 @@ size_t cpu_amx_scratch(int64_t cols, dtype dt);
 void cpu_amx_gemm(float *y, int64_t ldy, const uint32_t *xv, int n, const wk_weight *W,
                   const float *bias, int64_t r0, int64_t r1, void *scratch,
                   void (*to_f32)(float *, const wk_weight *, int64_t));
+/* attn_amx.c (AMX-BF16): one work item of prefill attention in precision fast — KV head kvh,
+ * query rows [i0, i1) of span sp, (i1 − i0)·group <= CPU_AMX_ATT_MAX_R vectors, head_dim % 32
+ * == 0 and <= CPU_AMX_ATT_MAX_HD, the cache's block size % 16 == 0; scratch
+ * cpu_amx_attn_scratch(hd) bytes, this thread's; to_f32 widens a cache row. */
+#define CPU_AMX_ATT_MAX_R 128
+#define CPU_AMX_ATT_MAX_HD 256
+size_t cpu_amx_attn_scratch(int hd);
+void cpu_amx_attn_block(float *out, const float *q, const wk_kv_layer *kv, const wk_span *sp,
+                        int i0, int i1, int kvh, int n_head, int group, int hd, int window,
+                        float scale, float softcap, void *scratch,
+                        void (*to_f32)(float *, const wk_weight *, int64_t));
 /* cpu.c: whether the AVX-512 table in precision fast rounds the activations of a matmul of
  * n rows by W (dt, cols) to bf16 on this CPU (AMX or AVX512_BF16 paths), for tests. */
 int cpu_fast_rounds_x(dtype dt, int64_t cols, int n);
+/* cpu.c: whether the AVX-512 table's attention in precision fast rounds to bf16 (AMX) for a
+ * span of n rows, for tests. */
+int cpu_fast_attn_rounds(int hd, int group, int block_size, int n);
 /* gemm_f_avx512.c: F32/F16/BF16 packed once into 32-row panels of f32 (cpu_a5_fpack_panel,
  * cpu_a5_fpack_panel_bytes each, 64-byte aligned) and the exact matmul that reads them
  * (r0 % 32 == 0); bit-identical to cpu_a5_gemm_f followed by the bias add. */
