@@ -43,6 +43,10 @@ wick_status embed_decoder_load(const char *path, const char *kernels, wk_pool *p
     wick_model_params mp = wick_model_params_default();
     mp.kernels = kernels;
     mp.load_tokenizer = false; /* the embedder loads its own (embed.c) */
+    /* embeddings are compared with sentence-transformers' f32 vectors: exact, as the encoders
+       are (WICK_PRECISION=fast still overrides; fast rounds GEMM and attention inputs to bf16
+       on CPUs with AMX, which moved these hidden states by ~1e-2) */
+    mp.precision = "exact";
     wick_status st = model_load_headless(path, &mp, &d->m);
     if (st == WICK_OK && !kernels_is_host(d->m->kern))
         st = err_set(WICK_ERR_UNSUPPORTED, "%s: embeddings run on the CPU only in this version",

@@ -8,6 +8,7 @@
  * tiny-llama the test also checks that the loaded rows are exactly the permuted originals, and
  * that a llama GGUF written again as GGUF keeps them (no second permutation). */
 #include <math.h>
+#include <string.h>
 
 #include "kernels/quant.h"
 #include "model/model_gguf.h"
@@ -85,7 +86,9 @@ static void check_model_prec(const char *fixture, double q8_tol, int n_prompts, 
         double rate = (double)agree / total;
         fprintf(stderr, "%s %s (precision %s): max |logit diff| %.3g, top-1 agreement %.1f%% (%ld/%ld)\n",
                 fixture, dtype_name(types[ti]), prec, maxd, 100 * rate, agree, total);
-        if (types[ti] == DT_F32) assert_true(maxd < 1e-4);
+        /* F32: exact up to summation order; in fast, within the bound test_model_golden holds
+           fast to (attention rounds to bf16 on CPUs with AMX) */
+        if (types[ti] == DT_F32) assert_true(maxd < (strcmp(prec, "fast") == 0 ? 0.05 : 1e-4));
         if (enforce_max && types[ti] == DT_Q8_0) assert_true(maxd < q8_tol);
         if (enforce_top1 && types[ti] == DT_Q8_0) assert_true(rate >= 0.99);
         if (enforce_top1 && types[ti] == DT_Q4_0) assert_true(rate >= 0.95);
