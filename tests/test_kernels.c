@@ -167,7 +167,7 @@ static void test_matmul_gelu(void **state) {
 }
 
 /* Precision "fast" (WK_CTX_FAST): on the AVX-512 table, BF16 weights (AVX512_BF16, n >= 6
- * activation rows) and BF16 / F16 weights (AMX-BF16, n >= 2) with cols % 32 == 0 meet
+ * activation rows) and BF16 / F16 weights (AMX-BF16, n >= 1 / 8) with cols % 32 == 0 meet
  * activations rounded to bf16 (nearest even) — cpu_fast_rounds_x says where: the result must
  * be the reference product of the rounded activations (up to summation order). Everywhere
  * else fast is exact: the reference product of x itself. */
@@ -210,11 +210,11 @@ static void matmul_fast_case(int64_t rows, int64_t cols, int n, dtype dt) {
 static void test_matmul_fast(void **state) {
     static const int64_t rows[] = {1, 31, 33, 257};
     static const int64_t cols[] = {64, 67, 896};
-    static const int ns[] = {2, 3, 16, 29, 64};
+    static const int ns[] = {1, 2, 3, 8, 16, 29, 64};
     for (int d = 0; d < 2; d++)
         for (int a = 0; a < 4; a++)
             for (int c = 0; c < 3; c++)
-                for (int i = 0; i < 5; i++) matmul_fast_case(rows[a], cols[c], ns[i], d ? DT_F16 : DT_BF16);
+                for (int i = 0; i < 7; i++) matmul_fast_case(rows[a], cols[c], ns[i], d ? DT_F16 : DT_BF16);
     /* AMX: row groups of several 32-row blocks with a tail, 2 token slices, a wide input */
     matmul_fast_case(1000, 256, 40, DT_BF16);
     matmul_fast_case(1000, 256, 40, DT_F16);

@@ -84,15 +84,19 @@ static int g_gemmf_min_n = GEMMF_MIN_N, g_gemm_bf16_min_n = GEMM_BF16_MIN_N, g_b
 #define FPACKED_MIN_N 1
 static int g_fpacked_min_n = FPACKED_MIN_N;
 /* BF16 / F16 weights in precision fast on CPUs with AMX-BF16 (gemm_amx.c): from this many
-   activation rows (WICK_CPU_AMX_MIN_N moves it; WICK_CPU_AMX=0 turns AMX off, for
-   comparisons). */
-#define AMX_MIN_N 2
+   activation rows (WICK_CPU_AMX_MIN_N / WICK_CPU_AMX_F16_MIN_N move them; WICK_CPU_AMX=0
+   turns AMX off, for comparisons). BF16 from one row: the tiles stream the weights faster
+   than the f32 matvec (0.5B BF16 tg64 22.0-22.3 vs 17.8-17.9 tok/s, 2026-12-07). F16 pays a
+   conversion of every weight per call (hi/lo split): 0.5B F16 pp4 45-49 vs 63 tok/s, pp8
+   95-96 vs 94-97, pp16 185-186 vs 119-120, tg64 10.8 vs 19.1-19.5 without AMX. */
+#define AMX_MIN_N 1
+#define AMX_F16_MIN_N 8
 /* Quantized weights, dequantized to bf16 per call (prefill; WICK_CPU_AMX_Q_MIN_N) */
 #define AMX_Q_MIN_N 64
 /* Attention of spans (one sequence's rows of a step) of at least this many rows, in
    precision fast (attn_amx.c; WICK_CPU_AMX_ATT_MIN_N, 0 turns it off) */
 #define AMX_ATT_MIN_N 2
-static int g_amx, g_amx_min_n = AMX_MIN_N, g_amx_q_min_n = AMX_Q_MIN_N;
+static int g_amx, g_amx_min_n = AMX_MIN_N, g_amx_f16_min_n = AMX_F16_MIN_N, g_amx_q_min_n = AMX_Q_MIN_N;
 static int g_amx_att_min_n = AMX_ATT_MIN_N;
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
@@ -143,6 +147,8 @@ static void tl_buf_init(void) {
     g_amx = g_bf16 && !(e && strcmp(e, "0") == 0) && cpu_amx_init();
     e = getenv("WICK_CPU_AMX_MIN_N");
     if (e && atoi(e) > 0) g_amx_min_n = atoi(e);
+    e = getenv("WICK_CPU_AMX_F16_MIN_N");
+    if (e && atoi(e) > 0) g_amx_f16_min_n = atoi(e);
     e = getenv("WICK_CPU_AMX_Q_MIN_N");
     if (e && atoi(e) > 0) g_amx_q_min_n = atoi(e);
     e = getenv("WICK_CPU_AMX_ATT_MIN_N");
@@ -355,7 +361,8 @@ static void amx_row_to_f32(float *out, const wk_weight *W, int64_t r) {
 
 static int amx_applies(unsigned flags, const wk_weight *W, int n) {
     if (!g_amx || !(flags & WK_CTX_FAST) || W->cols <= 0 || W->cols % 32 != 0) return 0;
-    if (W->dt == DT_BF16 || W->dt == DT_F16) return n >= g_amx_min_n;
+    if (W->dt == DT_BF16) return n >= g_amx_min_n;
+    if (W->dt == DT_F16) return n >= g_amx_f16_min_n;
     return dtype_is_quant(W->dt) && n >= g_amx_q_min_n;
 }
 
