@@ -486,11 +486,18 @@ typedef struct att_ctx {
     int qb;           /* query rows per tiled block */
     long n_items, next;
     int amx_min_n;    /* spans of at least this many rows run on AMX (attn_amx.c); 0: none */
+    int qb_amx;       /* query rows per block of those spans */
 } att_ctx;
+
+/* Query rows per block of span sp: the AMX kernel's blocks or attn_block's. */
+static int att_span_qb(const att_ctx *c, const wk_span *sp) {
+    return c->amx_min_n && sp->n >= c->amx_min_n ? c->qb_amx : c->qb;
+}
 
 /* Items per span in the tiled path: (KV head, block of qb query rows) pairs. */
 static long att_span_items(const att_ctx *c, const wk_span *sp) {
-    return (long)c->n_kv * ((sp->n + c->qb - 1) / c->qb);
+    const int qb = att_span_qb(c, sp);
+    return (long)c->n_kv * ((sp->n + qb - 1) / qb);
 }
 
 /* Tiled path: items are numbered span by span; inside a span, blocks are claimed last rows
@@ -506,10 +513,11 @@ static void att_tile_task(void *vctx, int tid, int nt) {
     for (long it; (it = pool_claim(&c->next)) < c->n_items;) {
         while (it >= base + att_span_items(c, &c->spans[s])) base += att_span_items(c, &c->spans[s++]);
         const wk_span *sp = &c->spans[s];
-        const long local = it - base, nblk = (sp->n + c->qb - 1) / c->qb;
+        const int qb = att_span_qb(c, sp);
+        const long local = it - base, nblk = (sp->n + qb - 1) / qb;
         const long blk = nblk - 1 - local / c->n_kv;
         const int kvh = (int)(local % c->n_kv);
-        const int i0 = (int)(blk * c->qb), i1 = i0 + c->qb < sp->n ? i0 + c->qb : sp->n;
+        const int i0 = (int)(blk * qb), i1 = i0 + qb < sp->n ? i0 + qb : sp->n;
         if (c->amx_min_n && sp->n >= c->amx_min_n) {
             void *ws = tl_buffer(TL_WORK, cpu_amx_attn_scratch(c->head_dim));
             if (ws) {
@@ -518,6 +526,11 @@ static void att_tile_task(void *vctx, int tid, int nt) {
                                    cpu_isa_avx512.row_to_f32);
                 continue;
             }
+            /* no scratch: attn_block in its own (smaller) blocks of this item's rows */
+            for (int a = i0; a < i1; a += c->qb)
+                c->isa->attn_block(c->out, c->q, c->kv, sp, a, a + c->qb < i1 ? a + c->qb : i1, kvh,
+                                   c->n_head, group, c->head_dim, c->window, c->scale, c->softcap);
+            continue;
         }
         c->isa->attn_block(c->out, c->q, c->kv, sp, i0, i1, kvh, c->n_head, group, c->head_dim,
                            c->window, c->scale, c->softcap);
@@ -573,7 +586,7 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, unsigned flags, flo
                           float scale, float softcap) {
     if (n_spans <= 0 || n_head <= 0 || n_kv <= 0 || head_dim <= 0) return;
     pthread_once(&g_buf_once, tl_buf_init);
-    att_ctx c = {isa, out, q, kv, spans, n_spans, n_head, n_kv, head_dim, window, scale, softcap, 0, 0, 0, 0};
+    att_ctx c = {isa, out, q, kv, spans, n_spans, n_head, n_kv, head_dim, window, scale, softcap, 0, 0, 0, 0, 0};
     long work = 0, rows = 0;
     for (int s = 0; s < n_spans; s++) {
         work += (long)spans[s].n * n_head * head_dim * (spans[s].pos0 + spans[s].n);
@@ -599,7 +612,7 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, unsigned flags, flo
             for (int s = 0; s < n_spans; s++) any |= spans[s].n >= g_amx_att_min_n;
             if (any) {
                 c.amx_min_n = g_amx_att_min_n;
-                qb = CPU_AMX_ATT_MAX_R / group < 16 ? CPU_AMX_ATT_MAX_R / group : 16;
+                c.qb_amx = CPU_AMX_ATT_MAX_R / group < 16 ? CPU_AMX_ATT_MAX_R / group : 16;
             }
         }
         c.qb = qb;
