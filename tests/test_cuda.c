@@ -7,8 +7,9 @@
  *
  * Tolerances are derived as in test_kernels.c (bounds for f32 evaluation in another order,
  * Higham). The CUDA matmul computes the exact f32 product of the dequantized weight with the
- * f32 activations for every dtype (no activation quantization), so quantized weights get the
- * f32 bound too. Ops that compute each element with the reference's own operations (embed,
+ * f32 activations for every dtype, so quantized weights get the f32 bound too — except Q4_0
+ * and Q8_0 decode (n <= 8), which quantizes the activations to 8-bit blocks as the CPU tables
+ * do: those are checked against quant_dot_q8x (unless WICK_CUDA_Q8X=0). Ops that compute each element with the reference's own operations (embed,
  * add, axpy, gather, both ropes, kv_store's conversions, softmax) must match bit for bit:
  * the CUDA build passes -fmad=false so nothing is fused behind the code's back.
  *
@@ -139,6 +140,51 @@ static void make_weight(wk_weight *W, void *buf, dtype dt, int64_t rows, int64_t
     }
 }
 
+/* Does the CUDA matmul take the 8-bit activation path for (dt, n)? (cuda_matmul.cu) */
+static bool q8x_path(dtype dt, int n) {
+    const char *v = getenv("WICK_CUDA_Q8X"), *m = getenv("WICK_CUDA_QMV");
+    return (dt == DT_Q4_0 || dt == DT_Q8_0) && n >= 1 && n <= 8 && !(v && !strcmp(v, "0")) &&
+           !(m && !strcmp(m, "0"));
+}
+
+/* want = quant_dot_q8x(W row r, x row i quantized) + bias, and its tolerance: the GPU adds
+ * 4 partial integer sums a block, each times (d_w·d_x), in another order — a sum of 4·nb + 1
+ * terms whose magnitudes add to at most Σ_b |d_w·d_x|·Σ_j |q_w·q_x| (T), plus the bias add. */
+static void q8x_reference(float *want, float *tol, const wk_weight *W, const float *x,
+                          const float *bias, int n) {
+    const int64_t cols = W->cols, nb = cols / QK;
+    const size_t rb = dtype_row_bytes(W->dt, cols);
+    blk_q8x *xq = xmalloc(sizeof(blk_q8x) * (size_t)(n * nb));
+    for (int i = 0; i < n; i++) quant_x_row(xq + i * nb, x + i * cols, cols);
+    const double k = fmin((double)(4 * nb + 2), 8.0 * sqrt((double)(4 * nb + 2)));
+    for (int64_t r = 0; r < W->rows; r++) {
+        const uint8_t *row = (const uint8_t *)W->data + r * rb;
+        for (int i = 0; i < n; i++) {
+            const blk_q8x *xb = xq + i * nb;
+            float y = quant_dot_q8x(W->dt, row, xb, cols);
+            double T = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                double a = 0;
+                if (W->dt == DT_Q4_0) {
+                    const blk_q4_0 *w = (const blk_q4_0 *)row + b;
+                    for (int j = 0; j < QK / 2; j++)
+                        a += abs(((w->qs[j] & 0xF) - 8) * xb[b].qs[j]) +
+                             abs(((w->qs[j] >> 4) - 8) * xb[b].qs[j + QK / 2]);
+                    T += a * fabs((double)f16_to_f32(w->d) * xb[b].d);
+                } else {
+                    const blk_q8_0 *w = (const blk_q8_0 *)row + b;
+                    for (int j = 0; j < QK; j++) a += abs(w->qs[j] * xb[b].qs[j]);
+                    T += a * fabs((double)f16_to_f32(w->d) * xb[b].d);
+                }
+            }
+            if (bias) y = y + bias[r];
+            want[i * W->rows + r] = y;
+            tol[i * W->rows + r] = (float)(k * FLT_EPSILON * T + FLT_EPSILON * fabs(y) + 1e-30);
+        }
+    }
+    free(xq);
+}
+
 static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bias) {
     const size_t wbytes = dtype_is_quant(dt) ? dtype_row_bytes(dt, cols) * (size_t)rows
                                              : (size_t)(rows * cols) * 4;
@@ -162,6 +208,7 @@ static void matmul_case(int64_t rows, int64_t cols, int n, dtype dt, int with_bi
             tol[i * rows + r] = (float)(k * FLT_EPSILON * s + FLT_EPSILON * fabs(want[i * rows + r]) + 1e-30);
         }
     }
+    if (q8x_path(dt, n) && cols > 0) q8x_reference(want, tol, &W, x, with_bias ? bias : NULL, n);
     wk_weight D = dweight(&W);
     float *dx = dput(x, (size_t)(n * cols) * 4), *db = dput(bias, (size_t)rows * 4);
     float *dy = K->buf_alloc(&C, (size_t)(n * rows) * 4);

@@ -29,6 +29,10 @@ cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DWICK_CUDA=ON >/dev/null &&
 echo "wick built at $((SECONDS - T0)) s"
 (cd build-cuda && WICK_REQUIRE_CUDA=1 timeout 120 ./tests/test_cuda > "$OUT/test_cuda.log" 2>&1 &&
   echo "test_cuda: ok" || { echo "test_cuda: FAILED"; grep -E "FAIL|ERROR|error" "$OUT/test_cuda.log" | head; })
+(cd build-cuda && WICK_REQUIRE_CUDA=1 timeout 300 compute-sanitizer --report-api-errors no \
+  --error-exitcode 1 ./tests/test_cuda > "$OUT/sanitizer.log" 2>&1 &&
+  echo "test_cuda under compute-sanitizer (memcheck): ok" ||
+  { echo "test_cuda under compute-sanitizer: FAILED"; grep -E "FAIL|ERROR|rror" "$OUT/sanitizer.log" | head; })
 W=$PWD/build-cuda/wick
 TOK=/tmp/tok; mkdir -p $TOK
 # the tokenizer (llama.cpp needs one in the GGUF): .gpu/tok.tar.xz, the qwen3 fixture alone
@@ -40,6 +44,16 @@ for s in ${SIZES:-0.5b 1.5b}; do
   else $W create-random --like qwen2.5-$s --out $M --dtype bf16 --force -q || exit 1; fi
   $W quantize $M $M-bf16.gguf --type bf16 --force -q && $W quantize $M $M-q4_0.gguf --type q4_0 --force -q || exit 1
 done
+$W quantize /tmp/q0.5b /tmp/q0.5b-q8_0.gguf --type q8_0 --force -q
+# greedy decode of the quantized files on the GPU and on the CPU (a one-token prompt, so every
+# step is a decode step: both sides quantize the activations to 8-bit blocks)
+for f in /tmp/q0.5b-q4_0.gguf /tmp/q0.5b-q8_0.gguf; do
+  for d in cpu cuda; do
+    timeout 120 $W generate -m $f --device $d -p "The" -n 48 --temp 0 --ignore-eos > /tmp/gen-$d.txt 2>/dev/null
+  done
+  cmp -s /tmp/gen-cpu.txt /tmp/gen-cuda.txt && echo "$(basename $f): greedy text cpu == cuda ($(wc -c < /tmp/gen-cpu.txt) bytes)" ||
+    { echo "$(basename $f): greedy text differs"; head -c 300 /tmp/gen-cpu.txt; echo; head -c 300 /tmp/gen-cuda.txt; echo; }
+done
 ls -la /tmp/q*.gguf
 (unset LD_LIBRARY_PATH; python3 bench/cuda-lease/copy_bw.py 2>&1 | grep -v Warn)
 echo "models at $((SECONDS - T0)) s; waiting for llama.cpp"
@@ -47,12 +61,12 @@ wait $LB
 LBENCH=/tmp/llama/b/bin/llama-bench
 [ -x $LBENCH ] || { tail -20 /tmp/llama-build.log; exit 1; }
 for round in $(seq ${ROUNDS:-2}); do
-  for f in ${FILES:-/tmp/q0.5b-bf16.gguf /tmp/q0.5b-q4_0.gguf /tmp/q1.5b-bf16.gguf /tmp/q1.5b-q4_0.gguf}; do
+  for f in ${FILES:-/tmp/q0.5b-bf16.gguf /tmp/q0.5b-q4_0.gguf /tmp/q0.5b-q8_0.gguf /tmp/q1.5b-bf16.gguf /tmp/q1.5b-q4_0.gguf}; do
     [ $((SECONDS - T0)) -gt ${DEADLINE:-540} ] && break 2
     echo "== round $round $(basename $f) ($((SECONDS - T0)) s)"
     timeout 90 $LBENCH -m $f -ngl 99 -p 512 -n 128 -r 3 2>&1 | grep -E "^\| |build" | sed "s|^|llama.cpp\t|"
     timeout 90 $W bench generate -m $f --device cuda -p 512 -n 128 -r 3 2>&1 | grep -E "pp|tg|rror" | sed "s|^|wick\t|"
-    case $f in *q4_0*) WICK_CUDA_QMV=0 timeout 90 $W bench generate -m $f --device cuda -p 0 -n 128 -r 3 2>&1 | grep -E "tg|rror" | sed "s|^|wick-qmv0\t|";; esac
+    case $f in *q4_0*|*q8_0*) WICK_CUDA_Q8X=0 timeout 90 $W bench generate -m $f --device cuda -p 0 -n 128 -r 3 2>&1 | grep -E "tg|rror" | sed "s|^|wick-q8x0\t|";; esac
   done
 done
 # where prefill time goes (per-op GPU time; graphs are off while profiling)

@@ -111,7 +111,7 @@ static inline void cu_launch(const cu_run *r, const char *what, void (*k)(P...),
  * slot is rewritten for a call on another stream than its last one, that stream is synced
  * (a kernel there may still read it). */
 enum { CU_SLOT_SPANS, CU_SLOT_LORA, CU_SLOT_LORA_T, CU_SLOT_WIDE, CU_SLOT_ATT, CU_SLOT_XB,
-       CU_SLOTS };
+       CU_SLOT_XQ, CU_SLOTS };
 
 /* Device scratch of at least `bytes` in `slot` (grown, never shrunk), or NULL with a failure
  * noted. In a graph pass it is never grown (that would free memory a recorded graph uses):

@@ -5,9 +5,12 @@
  *   n <= CU_MV_NX (decode): a memory-bound matvec, one warp per weight row, which streams the
  *     row once for all n activation rows (16-byte loads of weights and activations where the
  *     shapes and pointers allow; Q4_0 and Q8_0 rows four lanes a block (mv_row_q), the other
- *     quantized rows decoded 32 values at a time, one unit per lane). The dot product is the
- *     exact f32 product of the dequantized weight with the f32 activations (no activation
- *     quantization), accumulated with FMAs in lane order, then reduced across the warp.
+ *     quantized rows decoded 32 values at a time, one unit per lane). Q4_0 and Q8_0 take the
+ *     CPU tables' decode contract (kernels.h): the activations are quantized to 8-bit blocks
+ *     (k_quant_x8, quant_x_row's bytes) and each block's integer sum comes from dp4a, i.e.
+ *     quant_dot_q8x up to f32 summation order (WICK_CUDA_Q8X=0: f32 activations). The other
+ *     types take the exact f32 product of the dequantized weight with the f32 activations,
+ *     accumulated with FMAs in lane order; then the warp reduces.
  *   larger n (prefill): BF16 weights under WK_CTX_FAST (precision "fast", the default):
  *     the activations are rounded to bf16 (nearest even, as the CPU's fast path) and cuBLAS
  *     multiplies them with the stored weights on the tensor cores, products exact and sums in
@@ -94,6 +97,8 @@ typedef struct mv_job {
     const float *bias[CU_MV_SEGS];
     long long rows[CU_MV_SEGS];
     const float *x;
+    const int8_t *xq; /* KIND 6/7: x quantized to 8-bit blocks (n rows of cols bytes) */
+    const float *xd;  /* ... and their scales (n rows of cols/32) */
     long long cols;
     size_t rb; /* bytes of a weight row */
     int n, dt, count, mode;
@@ -153,16 +158,87 @@ __device__ __forceinline__ void mv_row_q(float acc[CU_MV_NX], const uint8_t *row
     }
 }
 
+/* Q4_0 (KIND 6) and Q8_0 (KIND 7) rows against activations quantized to 8-bit blocks (the
+ * CPU tables' decode contract, kernels/quant.h: quant_dot_q8x): the lanes share blocks as in
+ * mv_row_q; each lane's integer sum of its 8 products comes from two dp4a (Q4_0: nibbles
+ * re-centred to −8..7 bytewise, so no zero-point term is left), then acc += s·(d_w·d_x) in
+ * f32 as the reference does per block — the same sum up to f32 summation order. */
+template <int KIND>
+__device__ __forceinline__ void mv_row_q8(float acc[CU_MV_NX], const uint8_t *row,
+                                          const int8_t *xq, const float *xd, int n,
+                                          long long cols, int lane) {
+    constexpr int BB = KIND == 6 ? 18 : 34;
+    constexpr int QW = KIND == 6 ? 2 : 4;
+    const long long nb = cols / 32;
+    const int q = lane & 3, bo = lane >> 2;
+    for (long long b0 = 0; b0 < nb; b0 += 8 * CU_MV_QSTEPS) {
+        uint16_t dh[CU_MV_QSTEPS], qw[CU_MV_QSTEPS][QW];
+#pragma unroll
+        for (int u = 0; u < CU_MV_QSTEPS; u++) {
+            const long long b = b0 + 8 * u + bo;
+            if (b >= nb) break;
+            const uint8_t *blk = row + b * BB;
+            dh[u] = cu_ld16(blk);
+#pragma unroll
+            for (int k = 0; k < QW; k++) qw[u][k] = cu_ld16(blk + 2 + 2 * QW * q + 2 * k);
+        }
+#pragma unroll
+        for (int u = 0; u < CU_MV_QSTEPS; u++) {
+            const long long b = b0 + 8 * u + bo;
+            if (b >= nb) break;
+            const float dw = cu_h2f(dh[u]);
+            int wa, wb, oa, ob; /* two words of 4 weight bytes, and their offsets in the block */
+            if (KIND == 6) {
+                const unsigned w = (unsigned)qw[u][0] | (unsigned)qw[u][1] << 16;
+                wa = (int)__vsub4(w & 0x0F0F0F0Fu, 0x08080808u);
+                wb = (int)__vsub4((w >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+                oa = 4 * q, ob = 16 + 4 * q;
+            } else {
+                wa = (int)((unsigned)qw[u][0] | (unsigned)qw[u][1] << 16);
+                wb = (int)((unsigned)qw[u][2] | (unsigned)qw[u][3] << 16);
+                oa = 8 * q, ob = 8 * q + 4;
+            }
+#pragma unroll
+            for (int i = 0; i < CU_MV_NX; i++) {
+                if (i >= n) break;
+                const int8_t *xb = xq + (long long)i * cols + 32 * b;
+                int si = __dp4a(wa, *(const int *)(xb + oa), 0);
+                si = __dp4a(wb, *(const int *)(xb + ob), si);
+                acc[i] = acc[i] + (float)si * (dw * xd[(long long)i * nb + b]);
+            }
+        }
+    }
+}
+
+/* x (n, cols) into 8-bit blocks of 32 with quant_x_row's formulas (the same bytes): one warp
+ * per block, d = max|x|/127, q = round-half-even(x·(1/d)). */
+__global__ void k_quant_x8(int8_t *xq, float *xd, const float *x, long long blocks) {
+    const long long b = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (b >= blocks) return; /* whole warps leave together */
+    const float v = x[32 * b + lane];
+    float amax = fabsf(v);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    xq[32 * b + lane] = (int8_t)(int)rintf(v * id);
+    if (lane == 0) xd[b] = d;
+}
+
 /* acc[i] = Σ over the lane's share of one weight row of w·x_i, i < n. KIND: 0 = F32, 1 = F16,
- * 2 = BF16, 3 = the other block-quantized types (dt says which), 4 = Q4_0, 5 = Q8_0.
+ * 2 = BF16, 3 = the other block-quantized types (dt says which), 4 = Q4_0, 5 = Q8_0 (f32
+ * activations), 6 = Q4_0, 7 = Q8_0 (8-bit activations xq, xd).
  * VW: 16-byte weight loads of 8 values (cols % 8 == 0, aligned rows); VX: 16-byte activation
  * loads (x aligned, cols % 4 == 0). */
 template <int KIND, bool VW, bool VX>
 __device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, const float *x,
-                                       int n, int dt, long long cols, int lane) {
+                                       const int8_t *xq, const float *xd, int n, int dt,
+                                       long long cols, int lane) {
 #pragma unroll
     for (int i = 0; i < CU_MV_NX; i++) acc[i] = 0.0f;
-    if (KIND == 4 || KIND == 5) {
+    if (KIND == 6 || KIND == 7) {
+        mv_row_q8<KIND>(acc, row, xq, xd, n, cols, lane);
+    } else if (KIND == 4 || KIND == 5) {
         mv_row_q<KIND, VX>(acc, row, x, n, cols, lane);
     } else if (KIND == 3) {
         const long long nu = cols / 32;
@@ -240,8 +316,11 @@ __global__ void __launch_bounds__(CU_MV_WARPS * 32) k_matvec(mv_job J) {
     }
     const long long rows = J.rows[sg];
     float acc[CU_MV_NX], acc2[CU_MV_NX];
-    mv_row<KIND, VW, VX>(acc, J.W[sg] + (size_t)r * J.rb, J.x, J.n, J.dt, J.cols, lane);
-    if (glu) mv_row<KIND, VW, VX>(acc2, J.W[1] + (size_t)r * J.rb, J.x, J.n, J.dt, J.cols, lane);
+    mv_row<KIND, VW, VX>(acc, J.W[sg] + (size_t)r * J.rb, J.x, J.xq, J.xd, J.n, J.dt, J.cols,
+                         lane);
+    if (glu)
+        mv_row<KIND, VW, VX>(acc2, J.W[1] + (size_t)r * J.rb, J.x, J.xq, J.xd, J.n, J.dt, J.cols,
+                             lane);
     const float *bias = J.bias[sg];
     float *y = J.y[sg];
 #pragma unroll
@@ -289,6 +368,28 @@ static bool qmv_on(void) {
     return on;
 }
 
+/* WICK_CUDA_Q8X=0: Q4_0 and Q8_0 decode keeps f32 activations (KIND 4/5) instead of 8-bit
+ * blocks and dp4a (KIND 6/7). */
+static bool q8x_on(void) {
+    static const bool on = [] {
+        const char *v = getenv("WICK_CUDA_Q8X");
+        return !(v && strcmp(v, "0") == 0);
+    }();
+    return on;
+}
+
+/* J.xq / J.xd = x (n, cols) quantized to 8-bit blocks in scratch; false (noted) when the
+ * scratch is missing. */
+static bool quant_x8(const cu_run *r, mv_job &J, const float *x, int n, long long cols) {
+    const long long blocks = (long long)n * (cols / 32);
+    uint8_t *m = (uint8_t *)cu_scratch(r, CU_SLOT_XQ, (size_t)(n * cols) + 4 * (size_t)blocks);
+    if (!m) return false;
+    J.xq = (const int8_t *)m, J.xd = (const float *)(m + n * cols);
+    cu_launch(r, "matmul (x to 8-bit)", k_quant_x8, cu_grid(blocks * 32, CU_THREADS), CU_THREADS,
+              0, (int8_t *)m, (float *)(m + n * cols), x, blocks);
+    return true;
+}
+
 /* WICK_CUDA_QGEMM=0: quantized prefill GEMMs in precision fast keep the f32 sgemm (an A/B
    switch for the bf16 tensor-core path). */
 static bool qgemm_on(void) {
@@ -317,11 +418,15 @@ static void matvec_job(const cu_run *r, mv_job &J, const wk_weight *const *W, co
     case DT_F16: launch_matvec<1>(r, J, warps, vw, vx); break;
     case DT_BF16: launch_matvec<2>(r, J, warps, vw, vx); break;
     case DT_Q4_0:
-        if (qmv_on()) launch_matvec<4>(r, J, warps, false, vx);
+        if (qmv_on() && q8x_on()) {
+            if (quant_x8(r, J, x, n, W0->cols)) launch_matvec<6>(r, J, warps, false, vx);
+        } else if (qmv_on()) launch_matvec<4>(r, J, warps, false, vx);
         else launch_matvec<3>(r, J, warps, false, vx);
         break;
     case DT_Q8_0:
-        if (qmv_on()) launch_matvec<5>(r, J, warps, false, vx);
+        if (qmv_on() && q8x_on()) {
+            if (quant_x8(r, J, x, n, W0->cols)) launch_matvec<7>(r, J, warps, false, vx);
+        } else if (qmv_on()) launch_matvec<5>(r, J, warps, false, vx);
         else launch_matvec<3>(r, J, warps, false, vx);
         break;
     default: launch_matvec<3>(r, J, warps, false, vx); break;
