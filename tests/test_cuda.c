@@ -289,6 +289,8 @@ static void matmul_fast_case(int64_t rows, int64_t cols, int n, dtype dt, int wi
                                         1e-30);
         }
     }
+    const bool q8 = q8x_path(dt, n) && cols > 0; /* decode of Q4_0/Q8_0: 8-bit activations */
+    if (q8) q8x_reference(want, tol, &W, x, with_bias ? bias : NULL, n);
     wk_ctx fast = C;
     fast.flags = WK_CTX_FAST;
     wk_weight D = dweight(&W);
@@ -299,7 +301,8 @@ static void matmul_fast_case(int64_t rows, int64_t cols, int n, dtype dt, int wi
     dget(got, dy, (size_t)(n * rows) * 4);
     char what[128];
     snprintf(what, sizeof what, "matmul fast %s rows=%ld cols=%ld n=%d bias=%d (%s x)",
-             dtype_name(dt), (long)rows, (long)cols, n, with_bias, rounded ? "bf16-rounded" : "f32");
+             dtype_name(dt), (long)rows, (long)cols, n, with_bias,
+             q8 ? "8-bit" : rounded ? "bf16-rounded" : "f32");
     synced(what);
     check_close(what, got, want, tol, n * rows);
     dweight_free(&D);
