@@ -246,6 +246,12 @@ static void test_matmul(void **state) {
     matmul_case(300, 1000, 6, DT_BF16, 1);
     matmul_case(64, 4864, 2, DT_F16, 0);
     matmul_case(64, 4864, 9, DT_F16, 1);
+    /* 2 and 4 warps a row (mv_lanes: 2048+ and 4096+ values), with ragged row counts */
+    matmul_case(33, 2048, 3, DT_BF16, 1);
+    matmul_case(7, 2056, 8, DT_F32, 0);
+    matmul_case(17, 4096, 1, DT_F32, 1);
+    matmul_case(9, 8960, 5, DT_BF16, 1);
+    matmul_case(5, 8963, 2, DT_F16, 0);
     matmul_case(40, 8, 8, DT_F32, 0); /* the 16-byte load paths with every row count */
     matmul_case(40, 8, 5, DT_BF16, 1);
 }
@@ -350,6 +356,8 @@ static void test_quant_matmul(void **state) {
         matmul_case(50, 3 * bs, 45, dt, 0);
         matmul_case(301, dt == DT_Q8_0 || dt == DT_Q4_0 ? 2048 : 1024, 1, dt, 0);
         matmul_case(5, 17408, 1, dt, 1);
+        matmul_case(37, 2048, 8, dt, 0);
+        matmul_case(6, 8960, 3, dt, 1);
     }
 }
 
@@ -866,6 +874,9 @@ static void test_fused(void **state) {
         const int64_t cols = dtype_is_quant(dts[d]) ? (dts[d] == DT_Q4_K ? 256 : 96) : 67;
         for (int i = 0; i < 5; i++) fused_case(dts[d], cols, ns[i], i & 1);
         if (!dtype_is_quant(dts[d])) fused_case(dts[d], 896, 1, 1); /* the 16-byte load paths */
+        /* rows of 2048+ values: 2 and 4 warps a row (mv_lanes), fused = plain still */
+        fused_case(dts[d], 2048, 3, 0);
+        fused_case(dts[d], 4608, 1, 1);
     }
     /* rope_qk against the reference rope of q and of k, bit for bit, partial rotary too */
     static const int s[][4] = {{1, 14, 2, 64}, {5, 8, 8, 128}, {3, 4, 1, 32}, {0, 2, 1, 16}};

@@ -66,6 +66,7 @@ for round in $(seq ${ROUNDS:-2}); do
     echo "== round $round $(basename $f) ($((SECONDS - T0)) s)"
     timeout 90 $LBENCH -m $f -ngl 99 -p 512 -n 128 -r 3 2>&1 | grep -E "^\| |build" | sed "s|^|llama.cpp\t|"
     timeout 90 $W bench generate -m $f --device cuda -p 512 -n 128 -r 3 2>&1 | grep -E "pp|tg|rror" | sed "s|^|wick\t|"
+    WICK_CUDA_MV_SPLIT=0 timeout 90 $W bench generate -m $f --device cuda -p 0 -n 128 -r 3 2>&1 | grep -E "tg|rror" | sed "s|^|wick-split0\t|"
     case $f in *q4_0*|*q8_0*) WICK_CUDA_Q8X=0 timeout 90 $W bench generate -m $f --device cuda -p 0 -n 128 -r 3 2>&1 | grep -E "tg|rror" | sed "s|^|wick-q8x0\t|";; esac
   done
 done

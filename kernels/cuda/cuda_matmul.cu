@@ -2,7 +2,8 @@
  * Q8_0, Q4_0, Q5_0, Q4_K, Q6_K).
  *
  * matmul y (n, rows) = x (n, cols) · Wᵀ + bias:
- *   n <= CU_MV_NX (decode): a memory-bound matvec, one warp per weight row, which streams the
+ *   n <= CU_MV_NX (decode): a memory-bound matvec, one warp per weight row (2-4 for rows of
+ *     2048+ values, mv_lanes), which streams the
  *     row once for all n activation rows (16-byte loads of weights and activations where the
  *     shapes and pointers allow; Q4_0 and Q8_0 rows four lanes a block (mv_row_q), the other
  *     quantized rows decoded 32 values at a time, one unit per lane). Q4_0 and Q8_0 take the
@@ -110,18 +111,18 @@ typedef struct mv_job {
  * loads (blocks are only 2-byte aligned); CU_MV_QSTEPS steps are loaded before any is used.
  * Values are dequantized with the reference's formula, d·(q − 8) or d·q, as f32. */
 #define CU_MV_QSTEPS 4
-template <int KIND, bool VX>
+template <int KIND, bool VX, int NL>
 __device__ __forceinline__ void mv_row_q(float acc[CU_MV_NX], const uint8_t *row, const float *x,
                                          int n, long long cols, int lane) {
     constexpr int BB = KIND == 4 ? 18 : 34; /* block bytes */
     constexpr int QW = KIND == 4 ? 2 : 4;   /* 16-bit words of quants per lane */
     const long long nb = cols / 32;
     const int q = lane & 3, bo = lane >> 2;
-    for (long long b0 = 0; b0 < nb; b0 += 8 * CU_MV_QSTEPS) {
+    for (long long b0 = 0; b0 < nb; b0 += (NL / 4) * CU_MV_QSTEPS) {
         uint16_t dh[CU_MV_QSTEPS], qw[CU_MV_QSTEPS][QW];
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + 8 * u + bo;
+            const long long b = b0 + (NL / 4) * u + bo;
             if (b >= nb) break;
             const uint8_t *blk = row + b * BB;
             dh[u] = cu_ld16(blk);
@@ -130,7 +131,7 @@ __device__ __forceinline__ void mv_row_q(float acc[CU_MV_NX], const uint8_t *row
         }
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + 8 * u + bo;
+            const long long b = b0 + (NL / 4) * u + bo;
             if (b >= nb) break;
             const float d = cu_h2f(dh[u]);
             const float *xb = x + 32 * b;
@@ -163,7 +164,7 @@ __device__ __forceinline__ void mv_row_q(float acc[CU_MV_NX], const uint8_t *row
  * mv_row_q; each lane's integer sum of its 8 products comes from two dp4a (Q4_0: nibbles
  * re-centred to −8..7 bytewise, so no zero-point term is left), then acc += s·(d_w·d_x) in
  * f32 as the reference does per block — the same sum up to f32 summation order. */
-template <int KIND>
+template <int KIND, int NL>
 __device__ __forceinline__ void mv_row_q8(float acc[CU_MV_NX], const uint8_t *row,
                                           const int8_t *xq, const float *xd, int n,
                                           long long cols, int lane) {
@@ -171,11 +172,11 @@ __device__ __forceinline__ void mv_row_q8(float acc[CU_MV_NX], const uint8_t *ro
     constexpr int QW = KIND == 6 ? 2 : 4;
     const long long nb = cols / 32;
     const int q = lane & 3, bo = lane >> 2;
-    for (long long b0 = 0; b0 < nb; b0 += 8 * CU_MV_QSTEPS) {
+    for (long long b0 = 0; b0 < nb; b0 += (NL / 4) * CU_MV_QSTEPS) {
         uint16_t dh[CU_MV_QSTEPS], qw[CU_MV_QSTEPS][QW];
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + 8 * u + bo;
+            const long long b = b0 + (NL / 4) * u + bo;
             if (b >= nb) break;
             const uint8_t *blk = row + b * BB;
             dh[u] = cu_ld16(blk);
@@ -184,7 +185,7 @@ __device__ __forceinline__ void mv_row_q8(float acc[CU_MV_NX], const uint8_t *ro
         }
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + 8 * u + bo;
+            const long long b = b0 + (NL / 4) * u + bo;
             if (b >= nb) break;
             const float dw = cu_h2f(dh[u]);
             int wa, wb, oa, ob; /* two words of 4 weight bytes, and their offsets in the block */
@@ -230,19 +231,19 @@ __global__ void k_quant_x8(int8_t *xq, float *xd, const float *x, long long bloc
  * activations), 6 = Q4_0, 7 = Q8_0 (8-bit activations xq, xd).
  * VW: 16-byte weight loads of 8 values (cols % 8 == 0, aligned rows); VX: 16-byte activation
  * loads (x aligned, cols % 4 == 0). */
-template <int KIND, bool VW, bool VX>
+template <int KIND, bool VW, bool VX, int NL>
 __device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, const float *x,
                                        const int8_t *xq, const float *xd, int n, int dt,
                                        long long cols, int lane) {
 #pragma unroll
     for (int i = 0; i < CU_MV_NX; i++) acc[i] = 0.0f;
     if (KIND == 6 || KIND == 7) {
-        mv_row_q8<KIND>(acc, row, xq, xd, n, cols, lane);
+        mv_row_q8<KIND, NL>(acc, row, xq, xd, n, cols, lane);
     } else if (KIND == 4 || KIND == 5) {
-        mv_row_q<KIND, VX>(acc, row, x, n, cols, lane);
+        mv_row_q<KIND, VX, NL>(acc, row, x, n, cols, lane);
     } else if (KIND == 3) {
         const long long nu = cols / 32;
-        for (long long u = lane; u < nu; u += 32) {
+        for (long long u = lane; u < nu; u += NL) {
             float w[32];
             cu_unit32(dt, row, u, w);
 #pragma unroll
@@ -253,11 +254,11 @@ __device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, 
            16-byte loads are in flight per lane (the rows of a small model are a few KiB:
            one load at a time leaves the memory system idle); the sums keep their order */
         const long long n8 = cols / 8;
-        for (long long c0 = lane; c0 < n8; c0 += 32 * CU_MV_LOADS) {
+        for (long long c0 = lane; c0 < n8; c0 += NL * CU_MV_LOADS) {
             uint4 raw[CU_MV_LOADS][KIND == 0 ? 2 : 1];
 #pragma unroll
             for (int u = 0; u < CU_MV_LOADS; u++) {
-                const long long c8 = c0 + 32 * u;
+                const long long c8 = c0 + NL * u;
                 if (c8 >= n8) break;
                 if (KIND == 0) {
                     raw[u][0] = ((const uint4 *)row)[2 * c8];
@@ -268,7 +269,7 @@ __device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, 
             }
 #pragma unroll
             for (int u = 0; u < CU_MV_LOADS; u++) {
-                const long long c8 = c0 + 32 * u;
+                const long long c8 = c0 + NL * u;
                 if (c8 >= n8) break;
                 float w[8];
                 if (KIND == 0) {
@@ -291,7 +292,7 @@ __device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, 
             }
         }
     } else {
-        for (long long c = lane; c < cols; c += 32) {
+        for (long long c = lane; c < cols; c += NL) {
             const float w = cu_weight(KIND == 0 ? DT_F32 : KIND == 1 ? DT_F16 : DT_BF16, row, c);
 #pragma unroll
             for (int i = 0; i < CU_MV_NX; i++)
@@ -300,63 +301,126 @@ __device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, 
     }
 }
 
-/* One warp per output row (the rows of every product one after the other), lane-strided over
- * the weight row, then a warp reduction; see mv_job for what is written. */
-template <int KIND, bool VW, bool VX>
-__global__ void __launch_bounds__(CU_MV_WARPS * 32) k_matvec(mv_job J) {
-    const int lane = threadIdx.x & 31;
-    long long r = (long long)blockIdx.x * CU_MV_WARPS + (threadIdx.x >> 5);
-    const bool glu = J.mode == MV_SILU || J.mode == MV_GELU;
-    int sg = 0;
-    if (glu) {
-        if (r >= J.rows[0]) return;
-    } else {
-        while (sg < J.count && r >= J.rows[sg]) r -= J.rows[sg++];
-        if (sg >= J.count) return; /* whole warps leave together: no shuffle is left waiting */
-    }
+/* What k_matvec writes for activation row i of output row r of product sg, from the row's
+ * sums s (and s2, the up product, for the GLU modes); see mv_job. */
+__device__ __forceinline__ void mv_store(const mv_job &J, int sg, long long r, int i, float s,
+                                         float s2) {
     const long long rows = J.rows[sg];
-    float acc[CU_MV_NX], acc2[CU_MV_NX];
-    mv_row<KIND, VW, VX>(acc, J.W[sg] + (size_t)r * J.rb, J.x, J.xq, J.xd, J.n, J.dt, J.cols,
-                         lane);
-    if (glu)
-        mv_row<KIND, VW, VX>(acc2, J.W[1] + (size_t)r * J.rb, J.x, J.xq, J.xd, J.n, J.dt, J.cols,
-                             lane);
     const float *bias = J.bias[sg];
-    float *y = J.y[sg];
-#pragma unroll
-    for (int i = 0; i < CU_MV_NX; i++) {
-        if (i >= J.n) break; /* n is the same in every lane: no shuffle is left waiting */
-        const float s = cu_warp_sum(acc[i]);
-        const float s2 = glu ? cu_warp_sum(acc2[i]) : 0.0f;
-        if (lane != 0) continue;
-        const float v = s + (bias ? bias[r] : 0.0f);
-        float *o = y + (long long)i * rows + r;
-        if (J.mode == MV_STORE) {
-            *o = v;
-        } else if (J.mode == MV_ADD) {
-            *o = *o + v;
-        } else { /* the formulas of k_silu_mul / k_gelu_tanh_mul, on the same values */
-            const float u = s2 + (J.bias[1] ? J.bias[1][r] : 0.0f);
-            if (J.mode == MV_SILU) {
-                *o = v / (1.0f + expf(-v)) * u;
-            } else {
-                const float beta = 0.7978845608028654f, kappa = 0.044715f;
-                const float inner = beta * (v + kappa * v * v * v);
-                *o = 0.5f * v * (1.0f + tanhf(inner)) * u;
-            }
+    const float v = s + (bias ? bias[r] : 0.0f);
+    float *o = J.y[sg] + (long long)i * rows + r;
+    if (J.mode == MV_STORE) {
+        *o = v;
+    } else if (J.mode == MV_ADD) {
+        *o = *o + v;
+    } else { /* the formulas of k_silu_mul / k_gelu_tanh_mul, on the same values */
+        const float u = s2 + (J.bias[1] ? J.bias[1][r] : 0.0f);
+        if (J.mode == MV_SILU) {
+            *o = v / (1.0f + expf(-v)) * u;
+        } else {
+            const float beta = 0.7978845608028654f, kappa = 0.044715f;
+            const float inner = beta * (v + kappa * v * v * v);
+            *o = 0.5f * v * (1.0f + tanhf(inner)) * u;
         }
     }
 }
 
-template <int KIND>
-static void launch_matvec(const cu_run *r, const mv_job &J, long long warps, bool vw, bool vx) {
-    const unsigned grid = (unsigned)((warps + CU_MV_WARPS - 1) / CU_MV_WARPS);
-#define MV(VW, VX) cu_launch(r, "matmul (matvec)", k_matvec<KIND, VW, VX>, grid, CU_MV_WARPS * 32, 0, J)
+/* NL/32 warps per output row (the rows of every product one after the other), NL lanes
+ * strided over the weight row; each warp reduces its lanes, then (NL > 32) the row's first
+ * warp adds the other warps' sums in warp order through shared memory. NL depends only on
+ * the row length (mv_lanes), so fused and plain launches of a matrix sum in the same order. */
+template <int KIND, bool VW, bool VX, int NL>
+__global__ void __launch_bounds__(CU_MV_WARPS * 32) k_matvec(mv_job J) {
+    constexpr int SPLIT = NL / 32, ROWS = CU_MV_WARPS / SPLIT;
+    const int warp = threadIdx.x >> 5, wl = threadIdx.x & 31;
+    const int lane = (warp % SPLIT) * 32 + wl;
+    long long r = (long long)blockIdx.x * ROWS + warp / SPLIT;
+    const bool glu = J.mode == MV_SILU || J.mode == MV_GELU;
+    int sg = 0;
+    bool ok;
+    if (glu) {
+        ok = r < J.rows[0];
+    } else {
+        while (sg < J.count && r >= J.rows[sg]) r -= J.rows[sg++];
+        ok = sg < J.count;
+    }
+    /* whole warps leave together: no shuffle is left waiting; with SPLIT > 1 every warp
+       reaches the barrier below */
+    if constexpr (SPLIT == 1) {
+        if (!ok) return;
+    }
+    float acc[CU_MV_NX], acc2[CU_MV_NX];
+#pragma unroll
+    for (int i = 0; i < CU_MV_NX; i++) acc[i] = acc2[i] = 0.0f;
+    if (ok) {
+        mv_row<KIND, VW, VX, NL>(acc, J.W[sg] + (size_t)r * J.rb, J.x, J.xq, J.xd, J.n, J.dt,
+                                 J.cols, lane);
+        if (glu)
+            mv_row<KIND, VW, VX, NL>(acc2, J.W[1] + (size_t)r * J.rb, J.x, J.xq, J.xd, J.n, J.dt,
+                                     J.cols, lane);
+    }
+    if constexpr (SPLIT == 1) {
+#pragma unroll
+        for (int i = 0; i < CU_MV_NX; i++) {
+            if (i >= J.n) break; /* n is the same in every lane: no shuffle is left waiting */
+            const float s = cu_warp_sum(acc[i]);
+            const float s2 = glu ? cu_warp_sum(acc2[i]) : 0.0f;
+            if (wl == 0) mv_store(J, sg, r, i, s, s2);
+        }
+    } else {
+        __shared__ float red[CU_MV_WARPS][2][CU_MV_NX];
+#pragma unroll
+        for (int i = 0; i < CU_MV_NX; i++) {
+            if (i >= J.n) break;
+            const float s = cu_warp_sum(acc[i]);
+            const float s2 = glu ? cu_warp_sum(acc2[i]) : 0.0f;
+            if (wl == 0) red[warp][0][i] = s, red[warp][1][i] = s2;
+        }
+        __syncthreads();
+        if (!ok || wl != 0 || warp % SPLIT != 0) return;
+#pragma unroll
+        for (int i = 0; i < CU_MV_NX; i++) {
+            if (i >= J.n) break;
+            float s = red[warp][0][i], s2 = red[warp][1][i];
+#pragma unroll
+            for (int k = 1; k < SPLIT; k++)
+                s = s + red[warp + k][0][i], s2 = s2 + red[warp + k][1][i];
+            mv_store(J, sg, r, i, s, s2);
+        }
+    }
+}
+
+/* Lanes per weight row: one warp, or 2-4 for long rows (a warp alone would walk a 4096+ value
+ * row in many dependent steps: the down projection of a small model is a few rows of
+ * thousands of values each). A function of cols alone, see k_matvec. */
+static int mv_lanes(long long cols) {
+    static const bool split = [] { /* WICK_CUDA_MV_SPLIT=0: one warp a row (an A/B switch) */
+        const char *v = getenv("WICK_CUDA_MV_SPLIT");
+        return !(v && strcmp(v, "0") == 0);
+    }();
+    if (!split) return 32;
+    return cols >= 4096 ? 128 : cols >= 2048 ? 64 : 32;
+}
+
+template <int KIND, int NL>
+static void launch_matvec_nl(const cu_run *r, const mv_job &J, long long rows, bool vw, bool vx) {
+    const long long per_block = CU_MV_WARPS / (NL / 32);
+    const unsigned grid = (unsigned)((rows + per_block - 1) / per_block);
+#define MV(VW, VX) cu_launch(r, "matmul (matvec)", k_matvec<KIND, VW, VX, NL>, grid, CU_MV_WARPS * 32, 0, J)
     if (vw && vx) MV(true, true);
     else if (vw) MV(true, false);
     else if (vx) MV(false, true);
     else MV(false, false);
 #undef MV
+}
+
+template <int KIND>
+static void launch_matvec(const cu_run *r, const mv_job &J, long long rows, bool vw, bool vx) {
+    switch (mv_lanes(J.cols)) {
+    case 128: launch_matvec_nl<KIND, 128>(r, J, rows, vw, vx); break;
+    case 64: launch_matvec_nl<KIND, 64>(r, J, rows, vw, vx); break;
+    default: launch_matvec_nl<KIND, 32>(r, J, rows, vw, vx); break;
+    }
 }
 
 /* WICK_CUDA_QMV=0: Q4_0 and Q8_0 rows take the generic unit path (a developer's A/B switch). */
