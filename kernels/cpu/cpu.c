@@ -373,9 +373,19 @@ int cpu_fast_rounds_x(dtype dt, int64_t cols, int n) {
     return dt == DT_BF16 && g_bf16 && n >= g_gemm_bf16_min_n && cols % 32 == 0;
 }
 
+/* WICK_CPU_FLASH=0 keeps the row-at-a-time attention kernel (to compare) */
+static int flash_on(void) {
+    static int flash = -1;
+    if (flash < 0) {
+        const char *e = getenv("WICK_CPU_FLASH");
+        flash = !(e && strcmp(e, "0") == 0);
+    }
+    return flash;
+}
+
 int cpu_fast_attn_rounds(int hd, int group, int block_size, int n) {
     pthread_once(&g_buf_once, tl_buf_init);
-    return g_amx && g_amx_att_min_n && n >= g_amx_att_min_n && hd % 32 == 0 &&
+    return flash_on() && g_amx && g_amx_att_min_n && n >= g_amx_att_min_n && hd % 32 == 0 &&
            hd <= CPU_AMX_ATT_MAX_HD && group <= CPU_AMX_ATT_MAX_R && group <= CPU_ATT_MAX_R &&
            block_size % 16 == 0;
 }
@@ -594,11 +604,7 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, unsigned flags, flo
     }
     wk_pool *p = work < SMALL_WORK ? NULL : pool;
     const int group = n_head / n_kv;
-    static int flash = -1; /* WICK_CPU_FLASH=0 keeps the row-at-a-time kernel (to compare) */
-    if (flash < 0) {
-        const char *e = getenv("WICK_CPU_FLASH");
-        flash = !(e && strcmp(e, "0") == 0);
-    }
+    const int flash = flash_on();
     /* precision fast with AMX: spans of g_amx_att_min_n+ rows on the tiles (attn_amx.c) */
     const int amx = isa == &cpu_isa_avx512 && g_amx && g_amx_att_min_n && (flags & WK_CTX_FAST) &&
                     head_dim % 32 == 0 && head_dim <= CPU_AMX_ATT_MAX_HD && group <= CPU_AMX_ATT_MAX_R &&

@@ -159,7 +159,8 @@ static void convert_block(uint8_t *dst, const wk_weight *W, int64_t r, int nr, f
         for (int64_t c = 0; c < cols; c += 16) {
             const __m512 w = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c)));
             const __m512i hi = _mm512_and_si512(_mm512_castps_si512(w), _mm512_set1_epi32((int)0xFFFF0000u));
-            const __m512 lo = _mm512_sub_ps(w, _mm512_castsi512_ps(hi)); /* exact, <= 3 bits */
+            __m512 lo = _mm512_sub_ps(w, _mm512_castsi512_ps(hi)); /* exact, <= 3 bits */
+            lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(lo, lo, _CMP_ORD_Q), lo); /* ±inf, NaN: in hi */
             const __m512i d = _mm512_or_si512(_mm512_srli_epi32(hi, 16),
                                               _mm512_and_si512(_mm512_castps_si512(lo),
                                                                _mm512_set1_epi32((int)0xFFFF0000u)));
