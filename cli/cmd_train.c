@@ -129,7 +129,8 @@ static int usage(FILE *f) {
             "  --full               train every weight (full fine-tuning); --out is a model folder\n"
             "  -r N                 LoRA rank of a new adapter (default 8)\n"
             "  --alpha A            lora_alpha (default 16)\n"
-            "  --targets LIST       projections: q,k,v,o,gate,up,down (default q,v)\n"
+            "  --targets LIST       projections: q,k,v,o,gate,up,down (default q,v); on Phi-3\n"
+            "                       its fused modules qkv,o,gate_up,down (default qkv)\n"
             "  --lr X               peak learning rate (default 1e-4)\n"
             "  --epochs N | --steps N   length of training (default 1 epoch)\n"
             "  --batch B            sequences per step (default 1)\n"
@@ -171,7 +172,7 @@ int cmd_train(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *out = NULL, *adapter = NULL, *resume = NULL;
     const char *eval_data = NULL;
     bool full = false, quiet = false, set_r = false, set_targets = false;
-    const char *targets = "q,v", *sched = "constant";
+    const char *targets = "default", *sched = "constant";
     long r = 8, epochs = 0, steps = 0, batch = 1, seq_len = 256, warmup = 0, save_every = 0;
     long seed = 0, threads = 0, keep = 0, eval_every = 0, log_every = 0;
     double alpha = 16, lr = 1e-4, wd = 0.01, clip = 0;

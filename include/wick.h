@@ -919,7 +919,12 @@ wick_train_params wick_train_params_default(void);
  * kaiming-uniform (U(-1/sqrt(in), 1/sqrt(in)), from wick's own seeded generator, so values
  * differ from torch's), lora_B zeros; rank r, lora_alpha alpha (scale alpha/r), on the
  * projections listed in `targets` ("q,k,v,o,gate,up,down" or the *_proj names, comma
- * separated). Fails with WICK_ERR_INVALID_ARG for a bad r, alpha, target or a taken name. */
+ * separated; "default" is PEFT's default for the family: q,v, or qkv where the model fuses
+ * them). On a model that fuses q/k/v and gate/up (Phi-3) the targets are its modules as PEFT
+ * names them: "qkv" (qkv_proj), "o", "gate_up" (gate_up_proj), "down"; each fused module gets
+ * one A and one B over its projections' rows, saved under the fused name. Fails with
+ * WICK_ERR_INVALID_ARG for a bad r, alpha, target (a fused module's projection alone too) or
+ * a taken name. */
 wick_status wick_adapter_create(wick_model *model, const char *name, int r, float alpha,
                                 const char *targets, uint64_t seed);
 

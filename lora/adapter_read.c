@@ -149,6 +149,7 @@ wick_adapter *lora_adapter_new(const wick_model *m, int n_layer, size_t n_floats
     atomic_init(&a->refs, 1);
     a->uid = lora_next_uid();
     a->qk_gguf_hd = m->rope_interleaved ? m->cfg.head_dim : 0;
+    a->fused = family_get(m->cfg.arch)->fused;
     a->n_layer = n_layer;
     a->r_max = r_max;
     return a;

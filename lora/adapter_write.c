@@ -24,6 +24,7 @@
 #include "base/fileio.h"
 #include "formats/safetensors.h"
 #include "lora/lora.h"
+#include "model/family.h"
 #include "model/model.h"
 
 static void ensure(cJSON *o, const char *key, cJSON *v) {
@@ -75,7 +76,8 @@ wick_status lora_adapter_write_files(const wick_adapter *a, const char *out_dir,
     wick_status st = WICK_OK;
     const int n_slots = a->n_layer * LORA_N_PROJ;
     int n = 0;
-    for (int i = 0; i < n_slots; i++) n += a->pairs[i].A.data ? 2 : 0;
+    for (int i = 0; i < n_slots; i++)
+        n += a->pairs[i].A.data && lora_group(a->fused, i % LORA_N_PROJ, NULL, NULL) ? 2 : 0;
     st_write_tensor *t = calloc((size_t)(n ? n : 1), sizeof *t);
     char **names = calloc((size_t)(n ? n : 1), sizeof *names);
     void **bufs = calloc((size_t)(n ? n : 1), sizeof *bufs);
@@ -88,16 +90,52 @@ wick_status lora_adapter_write_files(const wick_adapter *a, const char *out_dir,
     int k = 0;
     for (int i = 0; i < n_slots && !st; i++) {
         const lora_pair *p = &a->pairs[i];
-        if (!p->A.data) continue;
-        const wk_weight *ws[2] = {&p->A, &p->B};
+        const int l = i / LORA_N_PROJ, proj = i % LORA_N_PROJ;
+        const char *path = NULL;
+        const int g = lora_group(a->fused, proj, &path, NULL);
+        if (!g) continue;
+        /* a fused module (Phi-3's qkv_proj, gate_up_proj): its members' equal A once, their B
+           rows stacked in member order */
+        float *stack = NULL;
+        wk_weight Bw = p->B;
+        for (int m = 1; m < g; m++) {
+            const lora_pair *q = &a->pairs[i + m];
+            const bool same = p->A.data && q->A.data && q->A.rows == p->A.rows &&
+                              q->A.cols == p->A.cols &&
+                              !memcmp(q->A.data, p->A.data, sizeof(float) * (size_t)(p->A.rows * p->A.cols));
+            if ((p->A.data || q->A.data) && !same) {
+                st = err_set(WICK_ERR_UNSUPPORTED, "%s: layer %d: %s is adapted as separate "
+                             "projections (%s vs %s), which PEFT cannot store in the fused "
+                             "module", out_dir, l, path, lora_proj_name[proj], lora_proj_name[proj + m]);
+                break;
+            }
+        }
+        if (st || !p->A.data) continue;
+        if (g > 1) {
+            int64_t rows = 0;
+            for (int m = 0; m < g; m++) rows += a->pairs[i + m].B.rows;
+            stack = malloc(sizeof(float) * (size_t)(rows * p->B.cols));
+            if (!stack) {
+                st = err_set(WICK_ERR_NOMEM, "out of memory");
+                break;
+            }
+            size_t at = 0;
+            for (int m = 0; m < g; m++) {
+                const wk_weight *b = &a->pairs[i + m].B;
+                memcpy(stack + at, b->data, sizeof(float) * (size_t)(b->rows * b->cols));
+                at += (size_t)(b->rows * b->cols);
+            }
+            Bw.rows = rows;
+            Bw.data = stack;
+        }
+        const wk_weight *ws[2] = {&p->A, &Bw};
         for (int h = 0; h < 2; h++) {
             char nm[160];
-            snprintf(nm, sizeof nm, "base_model.model.model.layers.%d.%s.lora_%c.weight",
-                     i / LORA_N_PROJ, lora_module_path[i % LORA_N_PROJ], h ? 'B' : 'A');
+            snprintf(nm, sizeof nm, "base_model.model.model.layers.%d.%s.lora_%c.weight", l, path,
+                     h ? 'B' : 'A');
             names[k] = strdup(nm);
             const size_t numel = (size_t)(ws[h]->rows * ws[h]->cols);
             const float *src = ws[h]->data;
-            const int proj = i % LORA_N_PROJ;
             float *perm = NULL;
             if (h == 1 && a->qk_gguf_hd > 0 && (proj == LORA_Q || proj == LORA_K)) {
                 /* PEFT files are in Hugging Face row order: undo llama.cpp's q/k order */
@@ -118,6 +156,9 @@ wick_status lora_adapter_write_files(const wick_adapter *a, const char *out_dir,
                 free(perm);
                 bufs[k] = b;
                 data = b;
+            } else if (h == 1 && stack) {
+                bufs[k] = stack; /* written as is; freed with the others */
+                stack = NULL;
             } else {
                 bufs[k] = perm;
             }
@@ -129,6 +170,7 @@ wick_status lora_adapter_write_files(const wick_adapter *a, const char *out_dir,
                                      .shape = {ws[h]->rows, ws[h]->cols}, .data = data};
             k++;
         }
+        free(stack);
     }
     if (st) goto out;
     qsort(t, (size_t)n, sizeof *t, cmp_names);
@@ -167,8 +209,10 @@ wick_status lora_adapter_write_files(const wick_adapter *a, const char *out_dir,
         int ns = 0;
         for (int p = 0; p < LORA_N_PROJ; p++) {
             bool used = false;
+            const char *nm = NULL;
+            if (!lora_group(a->fused, p, NULL, &nm)) continue;
             for (int l = 0; l < a->n_layer; l++) used |= lora_get(a, l, p)->A.data != NULL;
-            if (used) sorted[ns++] = lora_proj_name[p];
+            if (used) sorted[ns++] = nm;
         }
         for (int i = 1; i < ns; i++)
             for (int j = i; j > 0 && strcmp(sorted[j - 1], sorted[j]) > 0; j--) {
@@ -220,6 +264,16 @@ wick_status lora_adapter_random(const wick_model *m, int r, float alpha, unsigne
         return err_set(WICK_ERR_INVALID_ARG, "lora_adapter_random: r must be >= 1 and at least "
                                              "one projection chosen");
     const int L = m->cfg.n_layer;
+    /* a fused base (Phi-3): whole modules only, one A each (lora_group) */
+    const bool fused = family_get(m->cfg.arch)->fused;
+    for (int p = 0; p < LORA_N_PROJ; p++) {
+        const char *nm = NULL;
+        const int g = lora_group(fused, p, NULL, &nm);
+        const unsigned want = ((1u << g) - 1) << p;
+        if (g > 1 && (mask & want) && (mask & want) != want)
+            return err_set(WICK_ERR_INVALID_ARG, "%s fuses %s: adapt the whole module (target %s), "
+                           "not some of its projections", m->cfg.architecture, nm, nm);
+    }
     size_t total = 0;
     for (int l = 0; l < L; l++)
         for (int p = 0; p < LORA_N_PROJ; p++)
@@ -227,7 +281,8 @@ wick_status lora_adapter_random(const wick_model *m, int r, float alpha, unsigne
                 const layer_weights *w = &m->layers[l];
                 const wk_weight *ws[] = {&w->wq, &w->wk, &w->wv, &w->wo,
                                          &w->w_gate, &w->w_up, &w->w_down};
-                total += (size_t)r * (size_t)(ws[p]->rows + ws[p]->cols);
+                const bool own_a = lora_group(fused, p, NULL, NULL) > 0;
+                total += (size_t)r * (size_t)(ws[p]->rows + (own_a ? ws[p]->cols : 0));
             }
     wick_adapter *a = lora_adapter_new(m, L, total, r);
     cJSON *cfg = cJSON_CreateObject();
@@ -245,9 +300,13 @@ wick_status lora_adapter_random(const wick_model *m, int r, float alpha, unsigne
             lora_pair *pr = &a->pairs[(size_t)l * LORA_N_PROJ + p];
             const int64_t in = ws[p]->cols, o = ws[p]->rows;
             const float ba = 1.0f / sqrtf((float)in);
-            pr->A = (wk_weight){.data = dst, .dt = DT_F32, .rows = r, .cols = in};
-            for (int64_t i = 0; i < r * in; i++) dst[i] = ba * rnd(&seed);
-            dst += r * in;
+            if (lora_group(fused, p, NULL, NULL)) {
+                pr->A = (wk_weight){.data = dst, .dt = DT_F32, .rows = r, .cols = in};
+                for (int64_t i = 0; i < r * in; i++) dst[i] = ba * rnd(&seed);
+                dst += r * in;
+            } else { /* a later member of a fused module: the module's A (B rows follow) */
+                pr->A = pr[-1].A;
+            }
             pr->B = (wk_weight){.data = dst, .dt = DT_F32, .rows = o, .cols = r};
             for (int64_t i = 0; i < o * r; i++) dst[i] = 0.02f * rnd(&seed);
             dst += o * r;

@@ -37,10 +37,34 @@ extern const char *const lora_module_path[LORA_N_PROJ];
 /* "q_proj", ..., "down_proj". */
 extern const char *const lora_proj_name[LORA_N_PROJ];
 
+/* The module projection p belongs to, as PEFT names it: on a fused base (Phi-3) q/k/v are
+ * one module (self_attn.qkv_proj) and gate/up another (mlp.gate_up_proj), whose LoRA is one A
+ * and one B over the members' rows in order; elsewhere each projection is its own module.
+ * Returns the number of member projections when p is the first of its module (path and name
+ * set; either may be NULL), 0 for a later member (the module was reported at its first). */
+static inline int lora_group(bool fused, int p, const char **path, const char **name) {
+    static const char *const fp[2] = {"self_attn.qkv_proj", "mlp.gate_up_proj"};
+    static const char *const fn[2] = {"qkv_proj", "gate_up_proj"};
+    int f = -1, count = 1;
+    if (fused && p >= LORA_Q && p <= LORA_V) {
+        if (p != LORA_Q) return 0;
+        f = 0, count = 3;
+    } else if (fused && (p == LORA_GATE || p == LORA_UP)) {
+        if (p != LORA_GATE) return 0;
+        f = 1, count = 2;
+    }
+    if (path) *path = f < 0 ? lora_module_path[p] : fp[f];
+    if (name) *name = f < 0 ? lora_proj_name[p] : fn[f];
+    return count;
+}
+
 
 struct wick_adapter {
     atomic_int refs;
     uint64_t uid;        /* unique per adapter object for the process (lora_next_uid) */
+    bool fused;          /* the base fuses q/k/v and gate/up (Phi-3): each fused module is
+                            adapted whole, its members' pairs hold equal A and their B rows
+                            in the module's order (lora_group) */
     int qk_gguf_hd;      /* > 0: q/k lora_B rows are in llama.cpp's GGUF order (the adapter
                             was made for a base loaded from a llama GGUF); head_dim */
     char *name;          /* registry name (owned) */

@@ -39,7 +39,6 @@ typedef struct model_family {
     bool no_gguf;             /* GGUF reading/writing not written yet */
     bool no_export;           /* HF folder export (and merge) not written yet */
     bool no_train;            /* training's backward lacks this family's pieces */
-    bool no_full_train;       /* LoRA training yes, full training not yet (Gemma: norms held as 1 + w) */
     /* mixture of experts: tensor names of the router and of expert E's three matrices
        (printf formats with the layer, then the expert), Mixtral's always-renormalized
        weights, Qwen3-MoE's moe_intermediate_size / decoder_sparse_step / mlp_only_layers,

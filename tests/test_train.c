@@ -197,8 +197,8 @@ static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bm
     wick_trainer *tr = NULL;
     assert_int_equal(wick_trainer_create(m, "fd", &p, &tr), WICK_OK);
     const int B = 2;
-    int32_t ids[64], labels[64];
-    assert_true(B * T <= 64);
+    int32_t ids[128], labels[128];
+    assert_true(B * T <= 128);
     uint64_t x = 99;
     for (int i = 0; i < B * T; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
@@ -257,10 +257,11 @@ static void test_finite_differences(void **state) {
 }
 
 static wick_train_params full_params(void);
+static int fd_check_full(const char *dir, int V, int T, const char *const *only, const char *count_tag);
 
 /* Gemma 2 (soft-capped scores and logits, sandwich norms, GELU-tanh, sqrt(d) embeddings) and
  * Gemma 3 (q/k norms, a second RoPE base on sliding layers): LoRA on every projection against
- * central differences, 12 tokens so the window of 8 applies; full training is refused. The
+ * central differences, 12 tokens so the window of 8 applies; full training of every tensor too. The
  * adapter is gentler (scale 2) than the Qwen checks': Gemma 2's caps (1.5 on logits, 2 on
  * scores) saturate under large updates, where a 2e-3 step no longer resolves the curvature. */
 static void test_gemma_finite_differences(void **state) {
@@ -289,41 +290,43 @@ static void test_gemma_finite_differences(void **state) {
     snprintf(q, sizeof q, "%s/config.json", tmp);
     tu_write_file(q, out, strlen(out));
     fd_check_lora_t(tmp, 512, 12, 8.0f, 10.0f);
+    /* full training: every tensor, incl. the four (1 + w) norms a layer, Gemma 3's q/k norms,
+       the √d-scaled (and tied) embedding, through both caps */
+    assert_int_equal(fd_check_full(WICK_SOURCE_DIR "/tests/data/arch/gemma3", 512, 12, NULL,
+                                   "feedforward_layernorm"), 2 * 4);
+    assert_int_equal(fd_check_full(WICK_SOURCE_DIR "/tests/data/arch/gemma2", 512, 12, NULL,
+                                   "feedforward_layernorm"), 2 * 4);
+    assert_true(fd_check_full(tmp, 512, 12, NULL, NULL) > 0);
     free(out), cJSON_Delete(j), free(cfg);
     tu_rmdir_rf(tmp);
     free(tmp);
-    wick_model *m = load_model(WICK_SOURCE_DIR "/tests/data/arch/gemma3");
-    wick_trainer *tr = NULL;
-    assert_int_equal(wick_trainer_create_full(m, NULL, &tr), WICK_ERR_UNSUPPORTED);
-    wick_model_free(m);
 }
 
-/* Qwen3 (per-head q/k RMSNorm before RoPE): the LoRA backward through the norms, and in full
- * mode the gradients of the norm weights and of q/k_proj, against central differences on
- * tests/data/arch/qwen3 (transformers' tiny random Qwen3; its forward matches the goldens in
- * test_arch_golden). */
-static void test_qwen3_finite_differences(void **state) {
-    (void)state;
-    const char *dir = WICK_SOURCE_DIR "/tests/data/arch/qwen3";
-    fd_check_lora(dir, 512);
+/* Full training of the model in `dir` (vocabulary V, B = 2 sequences of T tokens): the
+ * analytic gradient of every tensor whose name contains one of `only` (NULL: every tensor)
+ * against central differences, at its largest entry and one fixed entry. Returns the number of
+ * tensors checked whose name contains `count_tag` (NULL: all checked). */
+static int fd_check_full(const char *dir, int V, int T, const char *const *only, const char *count_tag) {
     wick_model *m = load_model(dir);
     wick_train_params p = full_params();
     p.n_threads = 1;
     wick_trainer *tr = NULL;
     assert_int_equal(wick_trainer_create_full(m, &p, &tr), WICK_OK);
-    const int B = 2, T = 7;
-    int32_t ids[14];
-    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)((i * 37 + 11) % 512);
+    const int B = 2;
+    int32_t ids[128];
+    assert_true(B * T <= 128);
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)((i * 37 + 11) % V);
     memset(tr->grad, 0, sizeof(float) * tr->n_params);
     float l0 = 0;
     assert_int_equal(train_forward_backward(tr, ids, NULL, B, T, true, 1, &l0, NULL, NULL), WICK_OK);
-    int checked = 0, norms = 0;
+    int checked = 0, tagged = 0;
     double worst = 0;
     for (int i = 0; i < tr->n_tensors; i++) {
         const train_tensor *t = &tr->tensors[i];
-        const bool qk = strstr(t->name, "q_norm") || strstr(t->name, "k_norm");
-        if (!qk && !strstr(t->name, "q_proj.weight") && !strstr(t->name, "k_proj.weight")) continue;
-        norms += qk;
+        bool want = !only;
+        for (int k = 0; only && only[k]; k++) want |= strstr(t->name, only[k]) != NULL;
+        if (!want) continue;
+        tagged += !count_tag || strstr(t->name, count_tag);
         size_t best = 0;
         for (size_t j = 1; j < t->n; j++)
             if (fabsf(tr->grad[t->off + j]) > fabsf(tr->grad[t->off + best])) best = j;
@@ -338,16 +341,70 @@ static void test_qwen3_finite_differences(void **state) {
             *w = save;
             const double fd = (lp - lm) / (2.0 * (double)h), an = tr->grad[t->off + picks[k]];
             const double err = fabs(fd - an), lim = 2e-4 + 2e-2 * fabs(an);
-            if (!(err <= lim)) fail_msg("%s[%zu]: analytic %.6g, finite difference %.6g", t->name, picks[k], an, fd);
+            if (!(err <= lim)) fail_msg("%s: %s[%zu]: analytic %.6g, finite difference %.6g", dir, t->name, picks[k], an, fd);
             worst = err / lim > worst ? err / lim : worst;
             checked++;
         }
     }
-    print_message("  full: %d entries of q/k norms and projections (%d norm tensors), worst err/tolerance %.3f\n",
-                  checked, norms, worst);
-    assert_int_equal(norms, 2 * 2); /* two layers, q and k */
+    print_message("  full: %d entries of %d tensors, worst err/tolerance %.3f\n", checked,
+                  checked / 2, worst);
     wick_trainer_free(tr);
     wick_model_free(m);
+    return tagged;
+}
+
+/* Qwen3 (per-head q/k RMSNorm before RoPE): the LoRA backward through the norms, and in full
+ * mode the gradients of the norm weights and of q/k_proj, against central differences on
+ * tests/data/arch/qwen3 (transformers' tiny random Qwen3; its forward matches the goldens in
+ * test_arch_golden). */
+static void test_qwen3_finite_differences(void **state) {
+    (void)state;
+    const char *dir = WICK_SOURCE_DIR "/tests/data/arch/qwen3";
+    fd_check_lora(dir, 512);
+    static const char *const qk[] = {"q_norm", "k_norm", "q_proj.weight", "k_proj.weight", NULL};
+    assert_int_equal(fd_check_full(dir, 512, 7, qk, "_norm"), 2 * 2); /* two layers, q and k */
+}
+
+/* The training forward (one sequence, no KV cache) on the golden's 40-token prompt against
+ * transformers' logits at every position (tests/data/arch/NAME/golden.safetensors), 1e-4 as
+ * test_arch_golden: Phi-3's long factors, Gemma's caps, norms and sliding windows in training. */
+static void check_train_forward(const char *name) {
+    char dir[512], gp[600];
+    snprintf(dir, sizeof dir, "%s/tests/data/arch/%s", WICK_SOURCE_DIR, name);
+    snprintf(gp, sizeof gp, "%s/golden.safetensors", dir);
+    int64_t T = 0, n_ref = 0;
+    int32_t *ids = tu_load_ids(gp, "p2_input_ids", &T);
+    float *ref = tu_load_f32(gp, "p2_logits", &n_ref, NULL, NULL);
+    wick_model *m = load_model(dir);
+    wick_train_params p = full_params();
+    p.n_threads = 1;
+    wick_trainer *tr = NULL;
+    assert_int_equal(wick_trainer_create_full(m, &p, &tr), WICK_OK);
+    float *lg = malloc(sizeof(float) * (size_t)n_ref), loss = 0;
+    assert_int_equal(train_forward_backward(tr, ids, NULL, 1, (int)T, false, 1, &loss, NULL, lg), WICK_OK);
+    const double e = tu_max_abs_diff(lg, ref, (size_t)n_ref);
+    print_message("  %s: training forward vs transformers, %lld tokens: max |diff| %.3g\n", name,
+                  (long long)T, e);
+    assert_true(e <= 1e-4);
+    wick_trainer_free(tr);
+    wick_model_free(m);
+    free(lg), free(ref), free(ids);
+}
+
+/* Phi-3 (q/k/v and gate/up fused, partial rotary 0.75, longrope): LoRA on the fused modules
+ * (one A per module, shared by its members) and full training of every tensor, against central
+ * differences, at 12 tokens (short factors) and 40 (past original_max_position_embeddings 32:
+ * long factors and the attention factor). */
+static void test_phi3_finite_differences(void **state) {
+    (void)state;
+    const char *dir = WICK_SOURCE_DIR "/tests/data/arch/phi3";
+    check_train_forward("phi3");
+    check_train_forward("gemma2");
+    check_train_forward("gemma3");
+    fd_check_lora_t(dir, 512, 12, 8.0f, 10.0f);
+    fd_check_lora_t(dir, 512, 40, 8.0f, 10.0f);
+    fd_check_full(dir, 512, 12, NULL, NULL);
+    assert_int_equal(fd_check_full(dir, 512, 40, NULL, "qkv_proj"), 2);
 }
 
 /* Runs `n` steps of a cosine schedule with warmup and clipping on the golden batch. */
@@ -686,6 +743,7 @@ int main(void) {
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_qwen3_finite_differences),
         cmocka_unit_test(test_gemma_finite_differences),
+        cmocka_unit_test(test_phi3_finite_differences),
         cmocka_unit_test(test_checkpoint_resume),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_bad_args),

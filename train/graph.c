@@ -140,19 +140,27 @@ static wick_status ensure_arena(wick_trainer *tr, int B, int T) {
     tr->cap_B = B;
     tr->cap_T = T;
     const model_config *c = &tr->model->cfg;
-    const int half = c->head_dim / 2;
+    const wick_model *m = tr->model;
+    const int half = c->rot_dim / 2;  /* rotated pairs (Phi-3: partial rotary) */
     for (int i = 0; i < B * T; i++) tr->pos[i] = i % T;   /* each sequence from position 0 */
     for (int t = 0; t < 2; t++) {
-        const float *inv = t ? tr->model->rope_inv_freq_local : tr->model->rope_inv_freq;
+        const float *inv = t ? m->rope_inv_freq_local : m->rope_inv_freq;
         if (!inv) continue;
+        /* longrope as the forward decides it: sequences past the original context use the long
+           factors, and cos/sin carry the attention factor (model/forward.c) */
+        float af = 1.0f;
+        if (!t && m->rope_inv_freq_long) {
+            af = c->rope_attn_factor;
+            if (T > c->rope_orig_ctx) inv = m->rope_inv_freq_long;
+        }
         float *cs = t ? tr->rope_cos_l : tr->rope_cos, *sn = t ? tr->rope_sin_l : tr->rope_sin;
         float *ns = t ? tr->rope_nsin_l : tr->rope_nsin;
         for (int pos = 0; pos < T; pos++)
             for (int i = 0; i < half; i++) {
                 float ang = (float)pos * inv[i];   /* as the session does */
-                cs[(size_t)pos * half + i] = cosf(ang);
-                sn[(size_t)pos * half + i] = sinf(ang);
-                ns[(size_t)pos * half + i] = -sinf(ang);
+                cs[(size_t)pos * half + i] = cosf(ang) * af;
+                sn[(size_t)pos * half + i] = sinf(ang) * af;
+                ns[(size_t)pos * half + i] = -sinf(ang) * af;
             }
     }
     return WICK_OK;
@@ -442,7 +450,8 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
         const float *dy = dx;
         if (w->post_mlp_norm) {
             memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
-            rmsnorm_bwd(tr->dxn, NULL, dx, a->d_raw, w->post_mlp_norm, N, d, c->norm_eps);
+            rmsnorm_bwd(tr->dxn, tr->full ? tr->lg[l].post_mlp_norm : NULL, dx, a->d_raw,
+                        w->post_mlp_norm, N, d, c->norm_eps);
             dy = tr->dxn;
         }
         memset(tr->dh, 0, sizeof(float) * (size_t)N * ff);
@@ -473,7 +482,8 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
         dy = dx;
         if (w->post_attn_norm) {
             memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
-            rmsnorm_bwd(tr->dxn, NULL, dx, a->o_raw, w->post_attn_norm, N, d, c->norm_eps);
+            rmsnorm_bwd(tr->dxn, tr->full ? tr->lg[l].post_attn_norm : NULL, dx, a->o_raw,
+                        w->post_attn_norm, N, d, c->norm_eps);
             dy = tr->dxn;
         }
         memset(tr->datt, 0, sizeof(float) * (size_t)N * qd);
@@ -508,11 +518,13 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
             rmsnorm_bwd(dx, tr->full ? tr->lg[l].attn_norm : NULL, tr->dxn, a->x_in,
                         w->attn_norm, N, d, c->norm_eps);
     }
-    if (tr->full) /* dx is now the gradient at the embedding's output rows */
+    if (tr->full) { /* dx is now the gradient at the embedding's output rows (Gemma: x·√d) */
+        const float es = c->embed_scale > 0 ? c->embed_scale : 1.0f;
         for (int i = 0; i < N; i++) {
             float *ge = tr->g_embd + (size_t)ids[i] * d;
             const float *di = dx + (size_t)i * d;
-            for (int j = 0; j < d; j++) ge[j] += di[j];
+            for (int j = 0; j < d; j++) ge[j] += di[j] * es;
         }
+    }
     return WICK_OK;
 }

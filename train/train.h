@@ -31,6 +31,9 @@ typedef struct train_slot {
     int layer, proj;
     int r, in, out;
     size_t off_a, off_b;    /* floats into params / grads / moments */
+    int group;              /* projections in this slot's module when it is the module's first
+                               (1 unless fused, lora_group), 0 for a later member of a fused
+                               module: it shares the first's A, its B rows follow the first's */
 } train_slot;
 
 /* One trainable tensor: n floats at p; its gradient and AdamW moments are tr->grad/m/v + off.
@@ -40,6 +43,7 @@ typedef struct train_tensor {
     size_t n, off;
     int64_t rows, cols;     /* cols 0 for a vector */
     bool decay;             /* weight decay applies (matrices; not norms or biases) */
+    bool plus_one;          /* p holds 1 + w where files hold w (Gemma's norms) */
     char name[128];
 } train_tensor;
 
@@ -49,7 +53,8 @@ typedef struct train_layer_grads {
     float *w[LORA_N_PROJ];  /* (out, in) of q, k, v, o, gate, up, down */
     float *b[LORA_N_PROJ];  /* (out) biases */
     float *attn_norm, *mlp_norm;
-    float *q_norm, *k_norm;  /* (hd) per-head q/k norm weights (Qwen3), else NULL */
+    float *post_attn_norm, *post_mlp_norm; /* (d) Gemma's block-output norms, else NULL */
+    float *q_norm, *k_norm;  /* (hd) per-head q/k norm weights (Qwen3, Gemma 3), else NULL */
 } train_layer_grads;
 
 /* Activations kept by the forward for the backward of one layer (rows N = batch·seq_len). */

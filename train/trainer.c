@@ -33,27 +33,44 @@ wick_train_params wick_train_params_default(void) {
                                .grad_accum = 1, .n_threads = 0, .seed = 0};
 }
 
-/* "q,v" / "q_proj,v_proj" -> bit mask; 0 on an unknown name (message set). */
-static unsigned parse_targets(const char *s) {
+/* "q,v" / "q_proj,v_proj" -> bit mask; 0 on an unknown name (message set). A fused base
+ * (Phi-3) names its fused modules: "qkv" / "qkv_proj" (q, k and v), "gate_up" /
+ * "gate_up_proj"; their members alone are refused. */
+static unsigned parse_targets(const char *s, const wick_model *m) {
+    const bool fused = family_get(m->cfg.arch)->fused;
+    if (!strcmp(s, "default")) /* PEFT's default target_modules for the family */
+        s = fused ? "qkv" : "q,v";
     unsigned mask = 0;
     const char *p = s;
     while (*p) {
         const char *e = strchr(p, ',');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        int found = -1;
+        unsigned found = 0;
         for (int i = 0; i < LORA_N_PROJ; i++) {
-            const char *full = lora_proj_name[i];           /* "q_proj" */
-            size_t short_n = strlen(full) - 5;              /* "q" */
-            if ((n == strlen(full) && !strncmp(p, full, n)) ||
-                (n == short_n && !strncmp(p, full, n)))
-                found = i;
+            const char *full = NULL;
+            const int g = lora_group(fused, i, NULL, &full); /* "q_proj", "qkv_proj" */
+            const char *own = lora_proj_name[i];
+            const size_t short_n = strlen(full) - 5;         /* "q", "qkv" */
+            if (g && ((n == strlen(full) && !strncmp(p, full, n)) ||
+                      (n == short_n && !strncmp(p, full, n))))
+                found = ((1u << g) - 1) << i;
+            else if (g != 1) { /* a member of a fused module, named alone */
+                if ((n == strlen(own) && !strncmp(p, own, n)) ||
+                    (n == strlen(own) - 5 && !strncmp(p, own, n))) {
+                    const char *mod = NULL;
+                    lora_group(true, i <= LORA_V ? LORA_Q : LORA_GATE, NULL, &mod);
+                    err_set(WICK_ERR_INVALID_ARG, "targets: %s fuses %s: target '%s' (its "
+                            "projections cannot be adapted apart)", m->cfg.architecture, mod, mod);
+                    return 0;
+                }
+            }
         }
-        if (found < 0) {
-            err_set(WICK_ERR_INVALID_ARG, "targets: unknown projection '%.*s' (use q, k, v, o, "
-                                          "gate, up, down or their *_proj names)", (int)n, p);
+        if (!found) {
+            err_set(WICK_ERR_INVALID_ARG, "targets: unknown projection '%.*s' (use %s or their "
+                    "*_proj names)", (int)n, p, fused ? "qkv, o, gate_up, down" : "q, k, v, o, gate, up, down");
             return 0;
         }
-        mask |= 1u << found;
+        mask |= found;
         if (!e) break;
         p = e + 1;
     }
@@ -61,7 +78,7 @@ static unsigned parse_targets(const char *s) {
     return mask;
 }
 
-static void peft_key(char *buf, size_t cap, const train_slot *s, int is_b);
+static void peft_key(char *buf, size_t cap, const train_slot *s, int is_b, bool fused);
 
 wick_status wick_adapter_create(wick_model *model, const char *name, int r, float alpha,
                                 const char *targets, uint64_t seed) {
@@ -70,7 +87,7 @@ wick_status wick_adapter_create(wick_model *model, const char *name, int r, floa
     if (r < 1 || r > 4096 || !(alpha > 0))
         return err_set(WICK_ERR_INVALID_ARG, "wick_adapter_create: need 1 <= r <= 4096 and "
                                              "alpha > 0 (got r %d, alpha %g)", r, alpha);
-    unsigned mask = parse_targets(targets);
+    unsigned mask = parse_targets(targets, model);
     if (!mask) return WICK_ERR_INVALID_ARG;
     wick_adapter *a = NULL;
     /* A ~ U(-1/sqrt(in), 1/sqrt(in)) is PEFT's kaiming_uniform_(a=sqrt(5)) bound; B = 0 */
@@ -149,6 +166,24 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
     tr->pool = pool_create(p.n_threads ? p.n_threads : pool_cpu_count());
     tr->ctx.pool = tr->pool;
     if (!tr->slots || !tr->acts || !tr->pool) goto nomem;
+    /* a fused base's modules must be adapted whole, with one A (as the reader and
+       wick_adapter_create make them) */
+    for (int i = 0; i < n_slots_max && a->fused; i++) {
+        const char *path = NULL;
+        const int g = lora_group(true, i % LORA_N_PROJ, &path, NULL);
+        for (int m = 1; m < g; m++) {
+            const lora_pair *p0 = &a->pairs[i], *pm = &a->pairs[i + m];
+            if (!p0->A.data && !pm->A.data) continue;
+            if (!p0->A.data || !pm->A.data || pm->A.cols != p0->A.cols || pm->A.rows != p0->A.rows ||
+                memcmp(pm->A.data, p0->A.data, sizeof(float) * (size_t)(p0->A.rows * p0->A.cols))) {
+                wick_trainer_free(tr);
+                return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create: adapter '%s' adapts "
+                               "layer %d's %s as separate projections; %s trains it as one "
+                               "module (one A)", adapter_name, i / LORA_N_PROJ, path,
+                               model->cfg.architecture);
+            }
+        }
+    }
     size_t total = 0;
     for (int i = 0; i < n_slots_max; i++) {
         const lora_pair *pr = &a->pairs[i];
@@ -159,8 +194,13 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
         s->r = (int)pr->A.rows;
         s->in = (int)pr->A.cols;
         s->out = (int)pr->B.rows;
-        s->off_a = total;
-        total += (size_t)s->r * s->in;
+        s->group = lora_group(a->fused, s->proj, NULL, NULL);
+        if (s->group) {
+            s->off_a = total;
+            total += (size_t)s->r * s->in;
+        } else { /* a fused module's later member (the reader keeps modules whole) */
+            s->off_a = s[-1].off_a;
+        }
         s->off_b = total;
         total += (size_t)s->out * s->r;
     }
@@ -199,15 +239,18 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
     tr->params = block;
     for (int i = 0; i < tr->n_slots; i++) {
         const train_slot *s = &tr->slots[i];
+        if (!s->group) continue;
+        int64_t out = 0; /* a fused module's B: its members' rows */
+        for (int m = 0; m < s->group; m++) out += s[m].out;
         for (int h = 0; h < 2; h++) {
             train_tensor *t = &tr->tensors[tr->n_tensors++];
             t->off = h ? s->off_b : s->off_a;
             t->p = block + t->off;
-            t->rows = h ? s->out : s->r;
+            t->rows = h ? out : s->r;
             t->cols = h ? s->r : s->in;
             t->n = (size_t)(t->rows * t->cols);
             t->decay = true;
-            peft_key(t->name, sizeof t->name, s, h);
+            peft_key(t->name, sizeof t->name, s, h, a->fused);
         }
     }
     *out = tr;
@@ -286,10 +329,9 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
     if (!kernels_is_host(model->kern))
         return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: the model is on %s; "
                        "training runs on the CPU only in this version", model->kern->name);
-    if (family_get(model->cfg.arch)->no_train || family_get(model->cfg.arch)->no_full_train)
-        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: full training of %s models is "
-                       "not supported yet%s", model->cfg.architecture,
-                       family_get(model->cfg.arch)->no_train ? "" : " (LoRA training is)");
+    if (family_get(model->cfg.arch)->no_train)
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: training %s models is "
+                       "not supported yet (inference and adapters are)", model->cfg.architecture);
     if (model->free_self)
         return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: a merged-adapter handle "
                        "borrows its base's weights; save it and load the result to train it");
@@ -312,7 +354,7 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
     tr->p = p;
     const int L = c->n_layer;
     const bool tied = model->lm_head.data == model->tok_embd.data;
-    tr->tensors = calloc((size_t)(3 + L * (2 * LORA_N_PROJ + 4)), sizeof *tr->tensors);
+    tr->tensors = calloc((size_t)(3 + L * (2 * LORA_N_PROJ + 6)), sizeof *tr->tensors);
     tr->lg = calloc((size_t)L, sizeof *tr->lg);
     tr->acts = calloc((size_t)L, sizeof *tr->acts);
     tr->pool = pool_create(p.n_threads ? p.n_threads : pool_cpu_count());
@@ -323,6 +365,8 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
     const int64_t d = c->n_embd;
     add_tensor(tr, &off, (float *)model->tok_embd.data, model->tok_embd.rows, d, true,
                "model.embed_tokens.weight", 0);
+    /* Gemma: four norms a layer under its own names, each held as 1 + w (files hold w) */
+    const bool gemma = family_get(c->arch)->gemma, fused = family_get(c->arch)->fused;
     for (int l = 0; l < L; l++) {
         layer_weights *w = &model->layers[l];
         add_tensor(tr, &off, w->attn_norm, d, 0, false, "model.layers.%d.input_layernorm.weight",
@@ -330,8 +374,16 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
         for (int q = 0; q < LORA_N_PROJ; q++) {
             char fmt[96];
             wk_weight *W = layer_proj(w, q);
-            snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.weight", lora_module_path[q]);
-            add_tensor(tr, &off, (float *)W->data, W->rows, W->cols, true, fmt, l);
+            const char *path = NULL;
+            /* Phi-3: q/k/v and gate/up are one tensor each (to_f32_block laid the members'
+               rows out one after another) */
+            const int g = lora_group(fused, q, &path, NULL);
+            int64_t rows = 0;
+            for (int m = 0; m < g; m++) rows += layer_proj(w, q + m)->rows;
+            if (g) {
+                snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.weight", path);
+                add_tensor(tr, &off, (float *)W->data, rows, W->cols, true, fmt, l);
+            }
             if (layer_bias(w, q)) {
                 snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.bias", lora_module_path[q]);
                 add_tensor(tr, &off, layer_bias(w, q), W->rows, 0, false, fmt, l);
@@ -340,12 +392,23 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
                 add_tensor(tr, &off, w->q_norm, c->head_dim, 0, false, "model.layers.%d.self_attn.q_norm.weight", l);
                 add_tensor(tr, &off, w->k_norm, c->head_dim, 0, false, "model.layers.%d.self_attn.k_norm.weight", l);
             }
-            if (q == LORA_O)
+            if (q == LORA_O && gemma) {
+                add_tensor(tr, &off, w->post_attn_norm, d, 0, false,
+                           "model.layers.%d.post_attention_layernorm.weight", l);
+                add_tensor(tr, &off, w->mlp_norm, d, 0, false,
+                           "model.layers.%d.pre_feedforward_layernorm.weight", l);
+            } else if (q == LORA_O) {
                 add_tensor(tr, &off, w->mlp_norm, d, 0, false,
                            "model.layers.%d.post_attention_layernorm.weight", l);
+            }
+            if (q == LORA_DOWN && gemma)
+                add_tensor(tr, &off, w->post_mlp_norm, d, 0, false,
+                           "model.layers.%d.post_feedforward_layernorm.weight", l);
         }
     }
     add_tensor(tr, &off, model->final_norm, d, 0, false, "model.norm.weight", 0);
+    for (int i = 0; i < tr->n_tensors && gemma; i++) /* every vector of Gemma is a norm */
+        tr->tensors[i].plus_one = tr->tensors[i].cols == 0;
     if (!tied)
         add_tensor(tr, &off, (float *)model->lm_head.data, model->lm_head.rows, d, true,
                    "lm_head.weight", 0);
@@ -365,6 +428,8 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
             layer_weights *w = &model->layers[l];
             if (t->p == w->attn_norm) tr->lg[l].attn_norm = g;
             if (t->p == w->mlp_norm) tr->lg[l].mlp_norm = g;
+            if (w->post_attn_norm && t->p == w->post_attn_norm) tr->lg[l].post_attn_norm = g;
+            if (w->post_mlp_norm && t->p == w->post_mlp_norm) tr->lg[l].post_mlp_norm = g;
             if (w->q_norm && t->p == w->q_norm) tr->lg[l].q_norm = g;
             if (w->k_norm && t->p == w->k_norm) tr->lg[l].k_norm = g;
             for (int q = 0; q < LORA_N_PROJ; q++) {
@@ -373,6 +438,12 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
             }
         }
     }
+    for (int l = 0; l < L && fused; l++) /* a fused tensor's later members: their rows of it */
+        for (int q = 1; q < LORA_N_PROJ; q++)
+            if (!lora_group(true, q, NULL, NULL)) {
+                const wk_weight *prev = layer_proj(&model->layers[l], q - 1);
+                tr->lg[l].w[q] = tr->lg[l].w[q - 1] + (size_t)(prev->rows * prev->cols);
+            }
     *out = tr;
     return WICK_OK;
 nomem:
@@ -417,9 +488,11 @@ wick_status wick_trainer_get_state(const wick_trainer *tr, wick_train_state *out
 }
 
 /* PEFT key of a slot's A (is_b 0) or B. */
-static void peft_key(char *buf, size_t cap, const train_slot *s, int is_b) {
+static void peft_key(char *buf, size_t cap, const train_slot *s, int is_b, bool fused) {
+    const char *path = NULL;
+    lora_group(fused, s->proj, &path, NULL);
     snprintf(buf, cap, "base_model.model.model.layers.%d.%s.lora_%c.weight", s->layer,
-             lora_module_path[s->proj], is_b ? 'B' : 'A');
+             path, is_b ? 'B' : 'A');
 }
 
 #define N_META 14
@@ -573,7 +646,10 @@ wick_status wick_trainer_load_checkpoint(wick_trainer *tr, const char *dir) {
     /* everything checked: now change the trainer */
     for (int i = 0; i < tr->n_tensors; i++) {
         const train_tensor *tt = &tr->tensors[i];
-        if (src[3 * i] != tt->p) memcpy(tt->p, src[3 * i], sizeof(float) * tt->n);
+        if (src[3 * i] != tt->p) {
+            memcpy(tt->p, src[3 * i], sizeof(float) * tt->n);
+            for (size_t j = 0; tt->plus_one && j < tt->n; j++) tt->p[j] += 1.0f; /* w -> 1 + w */
+        }
         memcpy(tr->m + tt->off, src[3 * i + 1], sizeof(float) * tt->n);
         memcpy(tr->v + tt->off, src[3 * i + 2], sizeof(float) * tt->n);
     }
