@@ -274,6 +274,11 @@ wick_status lora_adapter_random(const wick_model *m, int r, float alpha, unsigne
             return err_set(WICK_ERR_INVALID_ARG, "%s fuses %s: adapt the whole module (target %s), "
                            "not some of its projections", m->cfg.architecture, nm, nm);
     }
+    for (int l = 0; l < L && (mask & (7u << LORA_GATE)); l++)
+        if (m->layers[l].exp_gate)
+            return err_set(WICK_ERR_INVALID_ARG, "%s: layer %d's MLP is a mixture of experts; "
+                           "adapters on experts are not supported (target q, k, v, o)",
+                           m->cfg.architecture, l);
     size_t total = 0;
     for (int l = 0; l < L; l++)
         for (int p = 0; p < LORA_N_PROJ; p++)

@@ -74,6 +74,13 @@ static bool plain(const layer_ctx *lc, const layer_bufs *b) {
  * says; then expert by expert over the rows that chose it (gathered, so only chosen experts'
  * matrices are read), each output times its weight added in expert order, as transformers'
  * sparse blocks accumulate. */
+/* Index into the (n·k) choices of row i's choice of expert e. */
+static size_t moe_choice(const layer_bufs *b, int k, int i, int e) {
+    int t = 0;
+    while (t < k - 1 && b->moe_sel[(size_t)i * k + t] != e) t++;
+    return (size_t)i * k + t;
+}
+
 static void moe_block(const layer_ctx *lc, const layer_weights *w, layer_bufs *b, int n) {
     const model_config *c = &lc->m->cfg;
     const kernel_table *K = lc->m->kern;
@@ -108,8 +115,17 @@ static void moe_block(const layer_ctx *lc, const layer_weights *w, layer_bufs *b
         K->gather_rows(lc->ctx, b->moe_x, b->xn2, b->moe_rows, ne, d);
         K->matmul(lc->ctx, b->gate, b->moe_x, &w->exp_gate[e], NULL, ne);
         K->matmul(lc->ctx, b->up, b->moe_x, &w->exp_up[e], NULL, ne);
+        if (b->moe_keep_g) /* before silu_mul, which may write h over gate */
+            for (int r = 0; r < ne; r++) {
+                const size_t at = moe_choice(b, k, b->moe_rows[r], e);
+                memcpy(b->moe_keep_g + at * fe, b->gate + (size_t)r * fe, sizeof(float) * (size_t)fe);
+                memcpy(b->moe_keep_u + at * fe, b->up + (size_t)r * fe, sizeof(float) * (size_t)fe);
+            }
         K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)ne * fe);
         K->matmul(lc->ctx, b->moe_y, b->h, &w->exp_down[e], NULL, ne);
+        for (int r = 0; b->moe_keep_y && r < ne; r++)
+            memcpy(b->moe_keep_y + moe_choice(b, k, b->moe_rows[r], e) * d,
+                   b->moe_y + (size_t)r * d, sizeof(float) * (size_t)d);
         for (int r = 0; r < ne; r++) {
             float *y = b->tmp + (size_t)b->moe_rows[r] * d;
             const float *o = b->moe_y + (size_t)r * d, s = b->moe_wrow[r];

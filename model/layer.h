@@ -38,6 +38,10 @@ typedef struct layer_bufs {
        rows of one expert and their weights */
     float *moe_x, *moe_y, *moe_logits, *moe_w, *moe_wrow;
     int32_t *moe_sel, *moe_rows;
+    /* optional (training): each (row, choice)'s expert gate and up products (n·k, ff_expert)
+       and expert output before its weight (n·k, d), in moe_sel's order; moe_logits then keeps
+       the router's softmax */
+    float *moe_keep_g, *moe_keep_u, *moe_keep_y;
 } layer_bufs;
 
 /* The caller's attention for layer l: reads b->q (roped), b->k (roped), b->v, writes b->att. */

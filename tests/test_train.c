@@ -177,14 +177,18 @@ static double fd_loss(wick_trainer *tr, const int32_t *ids, const int32_t *label
 /* LoRA on every projection of the model in `dir` (vocabulary V): analytic gradients of A and
  * B against central differences. */
 /* T tokens per sequence; the random adapter has alpha `alpha` (r 4) and B scaled by bmul */
-static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bmul);
+/* mask: the projections adapted (bit p = LORA_p) */
+static void fd_check_lora_m(const char *dir, int V, int T, float alpha, float bmul, unsigned mask);
+static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bmul) {
+    fd_check_lora_m(dir, V, T, alpha, bmul, 0x7f);
+}
 static void fd_check_lora(const char *dir, int V) { fd_check_lora_t(dir, V, 7, 64.0f, 10.0f); }
 
-static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bmul) {
+static void fd_check_lora_m(const char *dir, int V, int T, float alpha, float bmul, unsigned mask) {
     wick_model *m = load_model(dir);
     wick_adapter *a = NULL;
-    /* all projections, nonzero B so every A has a gradient; large scale to make them visible */
-    assert_int_equal(lora_adapter_random(m, 4, alpha, 0x7f, 11, &a), WICK_OK);
+    /* nonzero B so every A has a gradient; large scale to make them visible */
+    assert_int_equal(lora_adapter_random(m, 4, alpha, mask, 11, &a), WICK_OK);
     for (int i = 0; i < a->n_layer * LORA_N_PROJ; i++) {
         lora_pair *pr = &a->pairs[i];
         if (!pr->B.data) continue;
@@ -211,8 +215,16 @@ static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bm
     assert_int_equal(train_forward_backward(tr, ids, labels, B, T, true, 1, &l0, &cnt, NULL),
                      WICK_OK);
     assert_true(cnt > 0 && cnt < (B * (T - 1)));
+    /* mixture of experts: the loss jumps where a perturbation changes an expert choice (no
+       derivative there); such entries are skipped, the choices at the point being recorded */
+    const model_config *c = &m->cfg;
+    const size_t nsel = c->n_expert ? (size_t)B * T * c->n_expert_used : 0;
+    int32_t *routes = calloc((size_t)c->n_layer * (nsel ? nsel : 1), sizeof *routes);
+    assert_non_null(routes);
+    for (int l = 0; l < c->n_layer && nsel; l++)
+        if (tr->acts[l].moe_sel) memcpy(routes + l * nsel, tr->acts[l].moe_sel, sizeof *routes * nsel);
     /* per slot: the largest |grad| entry of A and of B, plus one fixed entry */
-    int checked = 0;
+    int checked = 0, skipped = 0;
     double worst = 0;
     for (int s = 0; s < tr->n_slots; s++) {
         const train_slot *sl = &tr->slots[s];
@@ -222,15 +234,27 @@ static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bm
             for (size_t j = 1; j < n; j++)
                 if (fabsf(tr->grad[off + j]) > fabsf(tr->grad[off + best])) best = j;
             size_t picks[2] = {best, (n / 3) % n};
-            for (int k = 0; k < 2; k++) {
+            for (int k = 0, tries = 0; k < 2; k++) { /* tries: replacements of pick k */
                 const size_t at = off + picks[k];
                 const float save = tr->params[at];
                 const float hstep = 2e-3f;
+                bool moved = false;
                 tr->params[at] = save + hstep;
                 double lp = fd_loss(tr, ids, labels, B, T);
+                for (int l = 0; l < c->n_layer && nsel; l++)
+                    moved |= tr->acts[l].moe_sel && memcmp(routes + l * nsel, tr->acts[l].moe_sel, sizeof *routes * nsel);
                 tr->params[at] = save - hstep;
                 double lm = fd_loss(tr, ids, labels, B, T);
+                for (int l = 0; l < c->n_layer && nsel; l++)
+                    moved |= tr->acts[l].moe_sel && memcmp(routes + l * nsel, tr->acts[l].moe_sel, sizeof *routes * nsel);
                 tr->params[at] = save;
+                if (moved) { /* another entry of the same tensor instead (at most 8 tries) */
+                    skipped++;
+                    assert_true(++tries <= 16);
+                    picks[k] = (picks[k] + 7) % n;
+                    k--;
+                    continue;
+                }
                 const double fd = (lp - lm) / (2.0 * (double)hstep), an = tr->grad[at];
                 const double err = fabs(fd - an), lim = 2e-4 + 2e-2 * fabs(an);
                 if (!(err <= lim))
@@ -239,10 +263,13 @@ static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bm
                              picks[k], an, fd);
                 if (err / lim > worst) worst = err / lim;
                 checked++;
+                tries = 0;
             }
         }
     }
+    if (skipped) print_message("  %d entries replaced: the step changed an expert choice\n", skipped);
     print_message("  %d entries, worst err/tolerance %.3f\n", checked, worst);
+    free(routes);
     wick_trainer_free(tr);
     wick_model_free(m);
 }
@@ -405,6 +432,28 @@ static void test_phi3_finite_differences(void **state) {
     fd_check_lora_t(dir, 512, 40, 8.0f, 10.0f);
     fd_check_full(dir, 512, 12, NULL, NULL);
     assert_int_equal(fd_check_full(dir, 512, 40, NULL, "qkv_proj"), 2);
+}
+
+/* Mixture of experts (Mixtral: renormalized top-2 of 4; Qwen3-MoE: 8 experts, norm_topk_prob;
+ * OLMoE: no renormalization, q/k norms over the whole projection): LoRA on the attention
+ * projections, whose gradients reach layer 0 through every expert MLP and router above it,
+ * against central differences; adapters on experts and full training are refused. */
+static void test_moe_finite_differences(void **state) {
+    (void)state;
+    static const char *const fams[] = {"mixtral", "qwen3_moe", "olmoe"};
+    for (int i = 0; i < 3; i++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/tests/data/arch/%s", WICK_SOURCE_DIR, fams[i]);
+        print_message("  %s\n", fams[i]);
+        fd_check_lora_m(dir, 512, 8, 8.0f, 10.0f, 0xf);
+        wick_model *m = load_model(dir);
+        wick_adapter *a = NULL;
+        assert_int_equal(lora_adapter_random(m, 4, 8.0f, 0x7f, 1, &a), WICK_ERR_INVALID_ARG);
+        assert_non_null(strstr(wick_last_error(), "mixture of experts"));
+        wick_trainer *tr = NULL;
+        assert_int_equal(wick_trainer_create_full(m, NULL, &tr), WICK_ERR_UNSUPPORTED);
+        wick_model_free(m);
+    }
 }
 
 /* Runs `n` steps of a cosine schedule with warmup and clipping on the golden batch. */
@@ -744,6 +793,7 @@ int main(void) {
         cmocka_unit_test(test_qwen3_finite_differences),
         cmocka_unit_test(test_gemma_finite_differences),
         cmocka_unit_test(test_phi3_finite_differences),
+        cmocka_unit_test(test_moe_finite_differences),
         cmocka_unit_test(test_checkpoint_resume),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_bad_args),

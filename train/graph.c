@@ -45,6 +45,9 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
     const size_t qd = (size_t)c->n_head * hd, kvd = (size_t)c->n_kv_head * hd, ff = c->n_ff;
     const size_t V = c->n_vocab;
     const int r_max = tr->adapter ? tr->adapter->r_max : 0;
+    /* experts: E of them, k chosen per row, each fe wide; the MLP buffers hold either width */
+    const size_t E = (size_t)c->n_expert, kk = (size_t)c->n_expert_used, fe = (size_t)c->n_ff_expert;
+    const size_t ffm = E && fe > ff ? fe : ff;
     float dummy_mem = 0, *cur = base ? base : &dummy_mem;
     float *start = cur;
     size_t total = 0;
@@ -76,9 +79,20 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
         TAKE(*(a ? &a->att : &ignore), N * qd);
         TAKE(*(a ? &a->x_mid : &ignore), N * d);
         TAKE(*(a ? &a->xn2 : &ignore), N * d);
-        TAKE(*(a ? &a->g : &ignore), N * ff);
-        TAKE(*(a ? &a->u : &ignore), N * ff);
-        TAKE(*(a ? &a->h : &ignore), N * ff);
+        TAKE(*(a ? &a->g : &ignore), N * ffm);
+        TAKE(*(a ? &a->u : &ignore), N * ffm);
+        TAKE(*(a ? &a->h : &ignore), N * ffm);
+        if (a) a->moe_p = a->moe_w = a->moe_g = a->moe_u = a->moe_y = NULL, a->moe_sel = NULL;
+        if (tr->model->layers[l].exp_gate) {
+            float *sel = NULL; /* int32 choices, stored in float slots of the same size */
+            TAKE(*(a ? &a->moe_p : &ignore), N * E);
+            TAKE(*(a ? &a->moe_w : &ignore), N * kk);
+            TAKE(*(a ? &sel : &ignore), N * kk);
+            TAKE(*(a ? &a->moe_g : &ignore), N * kk * fe);
+            TAKE(*(a ? &a->moe_u : &ignore), N * kk * fe);
+            TAKE(*(a ? &a->moe_y : &ignore), N * kk * d);
+            if (a) a->moe_sel = (int32_t *)sel;
+        }
         for (int p = 0; p < LORA_N_PROJ && tr->adapter; p++) {
             const lora_pair *pr = lora_get(tr->adapter, l, p);
             if (a) a->t[p] = NULL;
@@ -86,7 +100,7 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
         }
     }
     size_t maxw = d > qd ? d : qd;
-    if ((size_t)ff > maxw) maxw = ff;
+    if (ffm > maxw) maxw = ffm;
     TAKE(tr->x_final, N * d);
     TAKE(tr->xn_final, N * d);
     TAKE(tr->logits, N * V);
@@ -99,9 +113,23 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
     TAKE(tr->dk, N * kvd);
     TAKE(tr->dv, N * kvd);
     TAKE(tr->datt, N * qd);
-    TAKE(tr->dg, N * ff);
-    TAKE(tr->du, N * ff);
-    TAKE(tr->dh, N * ff);
+    TAKE(tr->dg, N * ffm);
+    TAKE(tr->du, N * ffm);
+    TAKE(tr->dh, N * ffm);
+    if (base) tr->moe_x = tr->moe_y = tr->moe_wrow = tr->moe_dx = tr->moe_dy = tr->moe_dw = tr->moe_dl = NULL;
+    if (base) tr->moe_rows = NULL;
+    if (E) {
+        float *rows = NULL;
+        TAKE(tr->moe_x, N * d);
+        TAKE(tr->moe_y, N * d);
+        TAKE(tr->moe_wrow, N);
+        TAKE(rows, N);
+        TAKE(tr->moe_dx, N * d);
+        TAKE(tr->moe_dy, N * d);
+        TAKE(tr->moe_dw, N * kk);
+        TAKE(tr->moe_dl, N * E);
+        if (base) tr->moe_rows = (int32_t *)rows;
+    }
     TAKE(tr->dt, N * (size_t)(r_max ? r_max : 1));
     TAKE(tr->ds, (size_t)T * T);
     if (base) tr->dk_raw = tr->ds2 = tr->rope_cos_l = tr->rope_sin_l = tr->rope_nsin_l = NULL;
@@ -338,6 +366,73 @@ static void train_attend(void *user, int l, layer_bufs *lb, int n) {
                  P + (size_t)b * c->n_head * T * T, lb->att + (size_t)b * T * qd);
 }
 
+/* Backward of a mixture-of-experts MLP (model/layer.c moe_block) given dy at its output:
+ * adds the gradient at its input xn2 to tr->dxn. Output_i = Σ_t w_it · E_(s_it)(xn2_i), so
+ * dw_it = dy_i · E_(s_it)(xn2_i) and each expert's rows get w_it · dy_i, back through its down,
+ * SiLU-gated and gate/up products (frozen); the weights are the router's softmax at the chosen
+ * experts, divided by their sum where the family renormalizes, whose backward reaches the
+ * router logits and through the router's matrix xn2. The choice itself has no gradient. */
+static void moe_bwd(wick_trainer *tr, const layer_weights *w, const train_layer_acts *a,
+                    const float *dy, int N) {
+    const model_config *c = &tr->model->cfg;
+    const int E = c->n_expert, k = c->n_expert_used, d = c->n_embd, fe = c->n_ff_expert;
+    for (int i = 0; i < N; i++)
+        for (int t = 0; t < k; t++) {
+            const float *y = a->moe_y + ((size_t)i * k + t) * d, *g = dy + (size_t)i * d;
+            float sum = 0.0f;
+            for (int j = 0; j < d; j++) sum += g[j] * y[j];
+            tr->moe_dw[(size_t)i * k + t] = sum;
+        }
+    for (int e = 0; e < E; e++) {
+        int ne = 0;
+        for (int i = 0; i < N * k; i++)
+            if (a->moe_sel[i] == e) tr->moe_rows[ne++] = i;   /* choice index i·k + t */
+        if (!ne) continue;
+        for (int j = 0; j < ne; j++) {
+            const int at = tr->moe_rows[j];
+            const float s = a->moe_w[at], *g = dy + (size_t)(at / k) * d;
+            float *o = tr->moe_dy + (size_t)j * d;
+            for (int q = 0; q < d; q++) o[q] = s * g[q];
+        }
+        memset(tr->dh, 0, sizeof(float) * (size_t)ne * fe);
+        frozen_bwd(tr, tr->dh, tr->moe_dy, ne, &w->exp_down[e]);
+        for (int j = 0; j < ne; j++) {
+            const size_t at = (size_t)tr->moe_rows[j] * fe, o = (size_t)j * fe;
+            for (int f = 0; f < fe; f++) {
+                const float g = a->moe_g[at + f], u = a->moe_u[at + f], sg = 1.0f / (1.0f + expf(-g));
+                tr->du[o + f] = tr->dh[o + f] * g * sg;
+                tr->dg[o + f] = tr->dh[o + f] * u * sg * (1.0f + g * (1.0f - sg));
+            }
+        }
+        memset(tr->moe_dx, 0, sizeof(float) * (size_t)ne * d);
+        frozen_bwd(tr, tr->moe_dx, tr->dg, ne, &w->exp_gate[e]);
+        frozen_bwd(tr, tr->moe_dx, tr->du, ne, &w->exp_up[e]);
+        for (int j = 0; j < ne; j++) {
+            float *o = tr->dxn + (size_t)(tr->moe_rows[j] / k) * d;
+            const float *g = tr->moe_dx + (size_t)j * d;
+            for (int q = 0; q < d; q++) o[q] += g[q];
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        const float *p = a->moe_p + (size_t)i * E, *wt = a->moe_w + (size_t)i * k;
+        const float *dw = tr->moe_dw + (size_t)i * k;
+        const int32_t *sel = a->moe_sel + (size_t)i * k;
+        float *dl = tr->moe_dl + (size_t)i * E;
+        memset(dl, 0, sizeof(float) * (size_t)E);  /* dl holds d(loss)/dp first */
+        if (c->norm_topk) { /* w_t = p_t / S, S = Σ chosen p: dp_t = (dw_t − Σ_u dw_u w_u) / S */
+            float S = 0.0f, dot = 0.0f;
+            for (int t = 0; t < k; t++) S += p[sel[t]], dot += dw[t] * wt[t];
+            for (int t = 0; t < k; t++) dl[sel[t]] = (dw[t] - dot) / S;
+        } else {
+            for (int t = 0; t < k; t++) dl[sel[t]] = dw[t];
+        }
+        float dot = 0.0f; /* softmax: dlogit_e = p_e (dp_e − Σ p·dp) */
+        for (int q = 0; q < E; q++) dot += p[q] * dl[q];
+        for (int q = 0; q < E; q++) dl[q] = p[q] * (dl[q] - dot);
+    }
+    frozen_bwd(tr, tr->dxn, tr->moe_dl, N, &w->router);
+}
+
 /* ---- the pass ------------------------------------------------------------------------ */
 
 wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const int32_t *labels,
@@ -385,7 +480,11 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
                          .xn2 = a->xn2, .q = a->q, .k = a->k, .v = a->v, .att = a->att,
                          .q_raw = a->q_raw, .k_raw = a->k_raw, .o_raw = a->o_raw, .d_raw = a->d_raw,
                          .gate = a->g, .up = a->u, .h = a->h, .tmp = tr->dxn,
-                         .lora_keep = a->t, .lora_t = tr->dt};
+                         .lora_keep = a->t, .lora_t = tr->dt,
+                         .moe_x = tr->moe_x, .moe_y = tr->moe_y, .moe_logits = a->moe_p,
+                         .moe_w = a->moe_w, .moe_wrow = tr->moe_wrow, .moe_sel = a->moe_sel,
+                         .moe_rows = tr->moe_rows, .moe_keep_g = a->moe_g, .moe_keep_u = a->moe_u,
+                         .moe_keep_y = a->moe_y};
         layer_forward(&lc, l, &lb, N);
     }
     K->rmsnorm(ctx, tr->xn_final, x, m->final_norm, N, d, c->norm_eps);
@@ -454,28 +553,33 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
                         w->post_mlp_norm, N, d, c->norm_eps);
             dy = tr->dxn;
         }
-        memset(tr->dh, 0, sizeof(float) * (size_t)N * ff);
-        proj_bwd(tr, l, LORA_DOWN, &w->w_down, tr->dh, dy, a->h, a->t[LORA_DOWN], N);
-        if (c->act == ACT_GELU_TANH) {
-            /* h = gelu(g)·u, gelu(g) = g/2·(1 + tanh(β(g + κg³))) */
-            const float beta = 0.7978845608028654f, kappa = 0.044715f;
-            for (size_t i = 0; i < (size_t)N * ff; i++) {
-                const float g = a->g[i], th = tanhf(beta * (g + kappa * g * g * g));
-                const float ge = 0.5f * g * (1.0f + th);
-                const float dge = 0.5f * (1.0f + th) + 0.5f * g * (1.0f - th * th) * beta * (1.0f + 3.0f * kappa * g * g);
-                tr->du[i] = tr->dh[i] * ge;
-                tr->dg[i] = tr->dh[i] * a->u[i] * dge;
-            }
+        if (w->exp_gate) { /* no MoE family norms its block output: dy is dx, not dxn */
+            memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
+            moe_bwd(tr, w, a, dy, N);
         } else {
-            for (size_t i = 0; i < (size_t)N * ff; i++) {
-                const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
-                tr->du[i] = tr->dh[i] * g * sg;
-                tr->dg[i] = tr->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
+            memset(tr->dh, 0, sizeof(float) * (size_t)N * ff);
+            proj_bwd(tr, l, LORA_DOWN, &w->w_down, tr->dh, dy, a->h, a->t[LORA_DOWN], N);
+            if (c->act == ACT_GELU_TANH) {
+                /* h = gelu(g)·u, gelu(g) = g/2·(1 + tanh(β(g + κg³))) */
+                const float beta = 0.7978845608028654f, kappa = 0.044715f;
+                for (size_t i = 0; i < (size_t)N * ff; i++) {
+                    const float g = a->g[i], th = tanhf(beta * (g + kappa * g * g * g));
+                    const float ge = 0.5f * g * (1.0f + th);
+                    const float dge = 0.5f * (1.0f + th) + 0.5f * g * (1.0f - th * th) * beta * (1.0f + 3.0f * kappa * g * g);
+                    tr->du[i] = tr->dh[i] * ge;
+                    tr->dg[i] = tr->dh[i] * a->u[i] * dge;
+                }
+            } else {
+                for (size_t i = 0; i < (size_t)N * ff; i++) {
+                    const float g = a->g[i], sg = 1.0f / (1.0f + expf(-g));
+                    tr->du[i] = tr->dh[i] * g * sg;
+                    tr->dg[i] = tr->dh[i] * a->u[i] * sg * (1.0f + g * (1.0f - sg));
+                }
             }
+            memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
+            proj_bwd(tr, l, LORA_GATE, &w->w_gate, tr->dxn, tr->dg, a->xn2, a->t[LORA_GATE], N);
+            proj_bwd(tr, l, LORA_UP, &w->w_up, tr->dxn, tr->du, a->xn2, a->t[LORA_UP], N);
         }
-        memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
-        proj_bwd(tr, l, LORA_GATE, &w->w_gate, tr->dxn, tr->dg, a->xn2, a->t[LORA_GATE], N);
-        proj_bwd(tr, l, LORA_UP, &w->w_up, tr->dxn, tr->du, a->xn2, a->t[LORA_UP], N);
         rmsnorm_bwd(dx, tr->full ? tr->lg[l].mlp_norm : NULL, tr->dxn, a->x_mid, w->mlp_norm, N,
                     d, c->norm_eps);
         /* attention block: x_mid = x_in + o(att) (Gemma: + rmsnorm(o(att))) */
@@ -501,13 +605,14 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
         }
         /* per-head q/k norm (Qwen3): back to the projections' outputs; datt is free again */
         float *dq = tr->dq, *dk = tr->dk;
-        if (c->qk_norm) {
+        if (c->qk_norm) { /* per head, or over the whole projection (OLMoE) */
+            const int f = c->qk_norm_full;
             memset(tr->datt, 0, sizeof(float) * (size_t)N * qd);
             memset(tr->dk_raw, 0, sizeof(float) * (size_t)N * kvd);
             rmsnorm_bwd(tr->datt, tr->full ? tr->lg[l].q_norm : NULL, tr->dq, a->q_raw, w->q_norm,
-                        N * c->n_head, hd, c->norm_eps);
+                        f ? N : N * c->n_head, f ? qd : hd, c->norm_eps);
             rmsnorm_bwd(tr->dk_raw, tr->full ? tr->lg[l].k_norm : NULL, tr->dk, a->k_raw, w->k_norm,
-                        N * c->n_kv_head, hd, c->norm_eps);
+                        f ? N : N * c->n_kv_head, f ? kvd : hd, c->norm_eps);
             dq = tr->datt, dk = tr->dk_raw;
         }
         memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);

@@ -70,6 +70,11 @@ typedef struct train_layer_acts {
     float *xn2;             /* (N, d) MLP RMSNorm output */
     float *g, *u, *h;       /* (N, ff) gate, up (pre-activation), silu(g)·u */
     float *t[LORA_N_PROJ];  /* (N, r) x·Aᵀ of each adapted projection (NULL if not adapted) */
+    /* a mixture-of-experts layer (else NULL): router softmax (N, E), the k choices of each row
+       and their weights (N, k), and per choice the expert's gate / up (N·k, ff_expert) and
+       output before its weight (N·k, d) */
+    float *moe_p, *moe_w, *moe_g, *moe_u, *moe_y;
+    int32_t *moe_sel;
 } train_layer_acts;
 
 struct wick_trainer {
@@ -109,6 +114,11 @@ struct wick_trainer {
     float *ds2;                 /* (T, T) recomputed scores for soft-capping's backward, or NULL */
     float *rope_cos_l, *rope_sin_l, *rope_nsin_l; /* Gemma 3 sliding layers' tables, or NULL */
     int32_t *pos;               /* (N) position of each row: row i of a sequence is at i */
+    /* mixture of experts: the forward's gather buffers (N, d) x2, (N) x2; the backward's
+       per-expert input gradient (N, d) and weighted output gradient (N, d), the gradients of
+       the choices' weights (N, k) and of the router logits (N, E); NULL without experts */
+    float *moe_x, *moe_y, *moe_wrow, *moe_dx, *moe_dy, *moe_dw, *moe_dl;
+    int32_t *moe_rows;
 };
 
 /* Forward (and, when `backward`, backward accumulating grad_scale·dL/dθ into tr->grad) over

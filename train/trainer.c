@@ -142,9 +142,6 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
         return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create: the model is on %s; training "
                        "runs on the CPU only in this version (load the model with device cpu)",
                        model->kern->name);
-    if (family_get(model->cfg.arch)->no_train)
-        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create: training %s models is not "
-                       "supported yet (inference and adapters are)", model->cfg.architecture);
     wick_train_params p = params ? *params : wick_train_params_default();
     wick_status st = check_params(&p);
     if (st) return st;
@@ -329,9 +326,10 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
     if (!kernels_is_host(model->kern))
         return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: the model is on %s; "
                        "training runs on the CPU only in this version", model->kern->name);
-    if (family_get(model->cfg.arch)->no_train)
-        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: training %s models is "
-                       "not supported yet (inference and adapters are)", model->cfg.architecture);
+    if (family_get(model->cfg.arch)->no_full_train)
+        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: full training of %s "
+                       "models (mixture of experts) is not supported yet; LoRA training of their "
+                       "attention projections is", model->cfg.architecture);
     if (model->free_self)
         return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: a merged-adapter handle "
                        "borrows its base's weights; save it and load the result to train it");
