@@ -10,7 +10,8 @@
 static int usage(FILE *f) {
     fprintf(f, "usage: wick create-random --like SHAPE -o DIR [--seed S] [--dtype f32|bf16|f16]\n"
                "                          [--tokenizer PATH] [--force] [-q]\n"
-               "SHAPE: qwen2.5-0.5b, qwen2.5-1.5b, llama-3.2-1b, tinyllama, tiny, qwen3-0.6b, tiny-qwen3.\n"
+               "SHAPE: qwen2.5-0.5b, qwen2.5-1.5b, llama-3.2-1b, tinyllama, tiny, qwen3-0.6b, tiny-qwen3,\n"
+               "qwen3-moe-64x8, qwen3-moe-8x8 (Qwen3-MoE, 64 or 8 experts, 8 chosen).\n"
                "Writes config.json, generation_config.json, model.safetensors (and copies\n"
                "tokenizer.json + tokenizer_config.json from PATH). An existing DIR is refused\n"
                "unless --force; the folder is built beside DIR and moved into place whole, so a\n"

@@ -15,23 +15,31 @@ typedef random_shape shape;
 
 static const shape k_shapes[] = {
     {"qwen2.5-0.5b", "Qwen2ForCausalLM", "qwen2", 896, 4864, 24, 14, 2, 151936, 32768, 1e6, 1e-6,
-     1, 1, 151643, 151643, 0, 0.02, 0, 0, 0},
+     1, 1, 151643, 151643, 0, 0.02, 0, 0, 0, 0, 0, 0},
     {"qwen2.5-1.5b", "Qwen2ForCausalLM", "qwen2", 1536, 8960, 28, 12, 2, 151936, 32768, 1e6, 1e-6,
-     1, 1, 151643, 151643, 0, 0.02, 0, 0, 0},
+     1, 1, 151643, 151643, 0, 0.02, 0, 0, 0, 0, 0, 0},
     {"llama-3.2-1b", "LlamaForCausalLM", "llama", 2048, 8192, 16, 32, 8, 128256, 131072, 500000.0,
-     1e-5, 1, 0, 128000, 128001, 1, 0.02, 0, 0, 0},
+     1e-5, 1, 0, 128000, 128001, 1, 0.02, 0, 0, 0, 0, 0, 0},
     {"tinyllama", "LlamaForCausalLM", "llama", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0, 1e-5,
-     0, 0, 1, 2, 0, 0.02, 0, 0, 0},
+     0, 0, 1, 2, 0, 0.02, 0, 0, 0, 0, 0, 0},
     {"tiny", "Qwen2ForCausalLM", "qwen2", 64, 176, 2, 4, 2, 151936, 4096, 1e6, 1e-6, 1, 1, 151643,
-     151643, 0, 0.02, 0, 0, 0},
+     151643, 0, 0.02, 0, 0, 0, 0, 0, 0},
     {"qwen3-0.6b", "Qwen3ForCausalLM", "qwen3", 1024, 3072, 28, 16, 8, 151936, 40960, 1e6, 1e-6,
-     1, 0, 151643, 151645, 0, 0.02, 0, 128, 1},
+     1, 0, 151643, 151645, 0, 0.02, 0, 128, 1, 0, 0, 0},
     {"tiny-qwen3", "Qwen3ForCausalLM", "qwen3", 64, 176, 2, 4, 2, 151936, 4096, 1e6, 1e-6, 1, 0,
-     151643, 151645, 0, 0.02, 0, 32, 1},
+     151643, 151645, 0, 0.02, 0, 32, 1, 0, 0, 0},
+    /* Qwen3-MoE-style models for measuring what a decoded token reads: 64 experts of which 8
+       are chosen (1.1B parameters, 0.36B active), and the same model with only the 8 (every
+       expert chosen: the same active parameters, nothing left unread) */
+    {"qwen3-moe-64x8", "Qwen3MoeForCausalLM", "qwen3_moe", 1024, 3072, 16, 16, 4, 151936, 40960,
+     1e6, 1e-6, 1, 0, 151643, 151645, 0, 0.02, 0, 64, 1, 64, 8, 256},
+    {"qwen3-moe-8x8", "Qwen3MoeForCausalLM", "qwen3_moe", 1024, 3072, 16, 16, 4, 151936, 40960,
+     1e6, 1e-6, 1, 0, 151643, 151645, 0, 0.02, 0, 64, 1, 8, 8, 256},
 };
 
 const char *const random_model_shapes[] = {"qwen2.5-0.5b", "qwen2.5-1.5b", "llama-3.2-1b",
-                                           "tinyllama", "tiny", "qwen3-0.6b", "tiny-qwen3", NULL};
+                                           "tinyllama", "tiny", "qwen3-0.6b", "tiny-qwen3",
+                                           "qwen3-moe-64x8", "qwen3-moe-8x8", NULL};
 
 typedef struct rng {
     uint64_t s[4];
@@ -104,6 +112,13 @@ static wick_status write_config(const shape *s, const char *dir, dtype dt) {
                  "\"original_max_position_embeddings\": 8192}", s->theta);
     else
         snprintf(rope, sizeof rope, "\"rope_theta\": %.1f", s->theta);
+    char moe[512] = "";
+    if (s->n_expert)
+        snprintf(moe, sizeof moe,
+                 "  \"num_experts\": %d,\n  \"num_experts_per_tok\": %d,\n"
+                 "  \"moe_intermediate_size\": %d,\n  \"norm_topk_prob\": true,\n"
+                 "  \"decoder_sparse_step\": 1,\n  \"mlp_only_layers\": [],\n",
+                 s->n_expert, s->n_expert_used, s->ff_expert);
     snprintf(cfg, sizeof cfg,
              "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n"
              "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n"
@@ -112,11 +127,11 @@ static wick_status write_config(const shape *s, const char *dir, dtype dt) {
              "  \"max_position_embeddings\": %d,\n  \"rms_norm_eps\": %g,\n  %s,\n"
              "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n"
              "  \"attention_bias\": %s,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
-             "  \"initializer_range\": %g,\n"
+             "  \"initializer_range\": %g,\n%s"
              "  \"torch_dtype\": \"%s\"\n}\n",
              s->arch, s->model_type, s->d, s->ff, s->layers, s->heads, s->kv, hd, s->vocab,
              s->max_pos, s->eps, rope, s->tied ? "true" : "false", llama_bias ? "true" : "false",
-             s->bos, s->eos, s->init_std > 0 ? s->init_std : 0.02,
+             s->bos, s->eos, s->init_std > 0 ? s->init_std : 0.02, moe,
              dt == DT_F32 ? "float32" : dt == DT_BF16 ? "bfloat16" : "float16");
     char *p = path_join(dir, "config.json");
     wick_status st = p ? file_write_atomic(p, cfg, strlen(cfg)) : err_set(WICK_ERR_NOMEM, "oom");
@@ -130,7 +145,6 @@ static wick_status write_config(const shape *s, const char *dir, dtype dt) {
     return st;
 }
 
-#define MAX_T 1024
 
 wick_status random_model_write(const char *like, const char *out_dir, uint64_t seed, dtype dt,
                                const char *tokenizer) {
@@ -139,7 +153,8 @@ wick_status random_model_write(const char *like, const char *out_dir, uint64_t s
         if (strcmp(like, k_shapes[i].name) == 0) s = &k_shapes[i];
     if (!s)
         return err_set(WICK_ERR_INVALID_ARG, "unknown model shape '%s' (known: qwen2.5-0.5b, "
-                       "qwen2.5-1.5b, llama-3.2-1b, tinyllama, tiny, qwen3-0.6b, tiny-qwen3)", like);
+                       "qwen2.5-1.5b, llama-3.2-1b, tinyllama, tiny, qwen3-0.6b, tiny-qwen3, "
+                       "qwen3-moe-64x8, qwen3-moe-8x8)", like);
     return random_model_write_shape(s, out_dir, seed, dt, tokenizer);
 }
 
@@ -158,8 +173,10 @@ wick_status random_model_write_shape(const random_shape *s, const char *out_dir,
     const float norm_sd = s->hf_init ? 0.0f : 0.1f, bias_sd = s->hf_init ? 0.0f : 0.02f;
 
     const int hd = s->head_dim ? s->head_dim : s->d / s->heads, qd = s->heads * hd, kvd = s->kv * hd;
-    st_write_tensor *t = calloc(MAX_T, sizeof *t);
-    char **names = calloc(MAX_T, sizeof *names);
+    /* at most 13 tensors a dense layer, 4 + 3 per expert a sparse one, and 3 more */
+    const int max_t = 3 + s->layers * (s->n_expert ? 10 + 3 * s->n_expert : 13);
+    st_write_tensor *t = calloc((size_t)max_t, sizeof *t);
+    char **names = calloc((size_t)max_t, sizeof *names);
     int n = 0;
     wick_status st = WICK_OK;
     rng r = {0};
@@ -203,6 +220,18 @@ wick_status random_model_write_shape(const random_shape *s, const char *out_dir,
         }
         ADD(L("self_attn.o_proj.weight"), s->d, qd, 0.0f, sd);
         ADD(L("post_attention_layernorm.weight"), s->d, 0, 1.0f, norm_sd);
+        if (s->n_expert) { /* the router, then each expert's three matrices */
+            ADD(L("mlp.gate.weight"), s->n_expert, s->d, 0.0f, sd);
+            for (int e = 0; e < s->n_expert; e++) {
+                char ex[96];
+                const char *const parts[3] = {"gate_proj", "up_proj", "down_proj"};
+                for (int q = 0; q < 3; q++) {
+                    snprintf(ex, sizeof ex, "mlp.experts.%d.%s.weight", e, parts[q]);
+                    ADD(L(ex), q == 2 ? s->d : s->ff_expert, q == 2 ? s->ff_expert : s->d, 0.0f, sd);
+                }
+            }
+            continue;
+        }
         ADD(L("mlp.gate_proj.weight"), s->ff, s->d, 0.0f, sd);
         ADD(L("mlp.up_proj.weight"), s->ff, s->d, 0.0f, sd);
         ADD(L("mlp.down_proj.weight"), s->d, s->ff, 0.0f, sd);
@@ -239,7 +268,7 @@ wick_status random_model_write_shape(const random_shape *s, const char *out_dir,
     else st = dir_txn_commit(&txn);
 out:
     for (int i = 0; i < n; i++) free((void *)t[i].data);
-    for (int i = 0; i < MAX_T && names; i++) free(names[i]);
+    for (int i = 0; i < max_t && names; i++) free(names[i]);
     free(names);
     free(t);
     return st;

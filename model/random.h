@@ -29,6 +29,9 @@ typedef struct random_shape {
     int hf_init;
     int head_dim;   /* 0: hidden_size / heads */
     int qk_norm;    /* per-head q/k norm weights (Qwen3) */
+    /* mixture of experts (Qwen3-MoE layout, every layer sparse): experts, chosen per token,
+       each expert's width; 0 experts = a dense MLP of width ff */
+    int n_expert, n_expert_used, ff_expert;
 } random_shape;
 
 /* Writes config.json, generation_config.json and model.safetensors of a random model shaped
