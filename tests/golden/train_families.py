@@ -19,11 +19,13 @@ OUT_DIR/<family>/train_lora/ (a PEFT folder). Keys:
                                   0.999), eps 1e-8, weight decay 0.01 on 2-D tensors, 0 on
                                   the rest, no clipping, constant schedule
   full.{name}         F32         parameters after the 3 steps
+  lora.logits         F32 [2, T, V] the logits with the adapter, before any step
   lora.loss0, lora.{key}.grad, lora.losses, lora.{key}
                                   the same for the LoRA parameters only (base frozen), with the
                                   adapter of lora/ (or train_lora/, made here: r 4, alpha 8,
-                                  q/k/v/o, B random so every A has a gradient); keys as PEFT
-                                  saves them (…lora_A.weight), weight decay 0.01 on all
+                                  q/k/v/o and, for dense families, gate/up/down; B random so
+                                  every A has a gradient); keys as PEFT saves them
+                                  (…lora_A.weight), weight decay 0.01 on all
 Eager attention; the model in eval mode (no dropout exists in these configs anyway).
 """
 import hashlib
@@ -46,7 +48,8 @@ ONLY = set(sys.argv[3:])
 # family: (sequence length, full training?, adapter: "lora" (in ARCH) or "make")
 FAMILIES = {
     "gemma2": (12, True, "lora"),
-    "gemma3": (12, True, None),
+    "gemma3": (12, True, "make"),
+    "llama32": (12, True, "make"),
     "phi3": (40, True, "lora"),   # 40 > original_max_position_embeddings 32: long factors
     "mixtral": (12, False, "lora"),
     "qwen3_moe": (12, False, "make"),
@@ -109,12 +112,17 @@ def family(name):
         if adapter == "lora":
             pm = PeftModel.from_pretrained(m, os.path.join(d, "lora"), is_trainable=True)
         else:
-            lc = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                            lora_dropout=0.0, init_lora_weights=False)
+            moe = "num_experts_per_tok" in cfg
+            targets = ["q_proj", "k_proj", "v_proj", "o_proj"] + \
+                ([] if moe else ["gate_proj", "up_proj", "down_proj"])
+            lc = LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.0,
+                            init_lora_weights=False)
             torch.manual_seed(SEEDS[name] + 1)
             pm = get_peft_model(m, lc)
             pm.save_pretrained(os.path.join(out, "train_lora"))
         pm.eval()
+        with torch.no_grad():
+            res["lora.logits"] = pm(input_ids=ids).logits.float().contiguous()
         params = sorted(((k.replace(".default", ""), p) for k, p in pm.named_parameters()
                          if p.requires_grad), key=lambda kv: kv[0])
         assert params, "no trainable LoRA parameters"
