@@ -104,11 +104,16 @@ wick_status lora_adapter_write_files(const wick_adapter *a, const char *out_dir,
                               q->A.cols == p->A.cols &&
                               !memcmp(q->A.data, p->A.data, sizeof(float) * (size_t)(p->A.rows * p->A.cols));
             if ((p->A.data || q->A.data) && !same) {
-                st = err_set(WICK_ERR_UNSUPPORTED, "%s: layer %d: %s is adapted as separate "
+                st = err_set(WICK_ERR_UNSUPPORTED, "adapter: layer %d: %s is adapted as separate "
                              "projections (%s vs %s), which PEFT cannot store in the fused "
-                             "module", out_dir, l, path, lora_proj_name[proj], lora_proj_name[proj + m]);
+                             "module", l, path, lora_proj_name[proj], lora_proj_name[proj + m]);
                 break;
             }
+        }
+        if (!st && g > 1 && p->A.data && a->qk_gguf_hd > 0) { /* no fused family is permuted */
+            st = err_set(WICK_ERR_UNSUPPORTED, "adapter: layer %d: %s with q/k rows in GGUF "
+                         "order cannot be written as PEFT's fused module", l, path);
+            break;
         }
         if (st || !p->A.data) continue;
         if (g > 1) {

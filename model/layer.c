@@ -69,11 +69,6 @@ static bool plain(const layer_ctx *lc, const layer_bufs *b) {
            !b->o_raw && !b->d_raw;
 }
 
-/* A mixture-of-experts MLP on xn2 → tmp (host memory): router logits, softmax in f32, the
- * n_expert_used largest per row (earlier expert first on ties), renormalized where the model
- * says; then expert by expert over the rows that chose it (gathered, so only chosen experts'
- * matrices are read), each output times its weight added in expert order, as transformers'
- * sparse blocks accumulate. */
 /* Index into the (n·k) choices of row i's choice of expert e. */
 static size_t moe_choice(const layer_bufs *b, int k, int i, int e) {
     int t = 0;
@@ -81,6 +76,11 @@ static size_t moe_choice(const layer_bufs *b, int k, int i, int e) {
     return (size_t)i * k + t;
 }
 
+/* A mixture-of-experts MLP on xn2 → tmp (host memory): router logits, softmax in f32, the
+ * n_expert_used largest per row (earlier expert first on ties), renormalized where the model
+ * says; then expert by expert over the rows that chose it (gathered, so only chosen experts'
+ * matrices are read), each output times its weight added in expert order, as transformers'
+ * sparse blocks accumulate. */
 static void moe_block(const layer_ctx *lc, const layer_weights *w, layer_bufs *b, int n) {
     const model_config *c = &lc->m->cfg;
     const kernel_table *K = lc->m->kern;

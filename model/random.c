@@ -173,8 +173,9 @@ wick_status random_model_write_shape(const random_shape *s, const char *out_dir,
     const float norm_sd = s->hf_init ? 0.0f : 0.1f, bias_sd = s->hf_init ? 0.0f : 0.02f;
 
     const int hd = s->head_dim ? s->head_dim : s->d / s->heads, qd = s->heads * hd, kvd = s->kv * hd;
-    /* at most 13 tensors a dense layer, 4 + 3 per expert a sparse one, and 3 more */
-    const int max_t = 3 + s->layers * (s->n_expert ? 10 + 3 * s->n_expert : 13);
+    /* at most 14 tensors a dense layer (biases and q/k norms), 12 + 3 per expert a sparse
+       one (router), and 3 more */
+    const int max_t = 3 + s->layers * (s->n_expert ? 12 + 3 * s->n_expert : 14);
     st_write_tensor *t = calloc((size_t)max_t, sizeof *t);
     char **names = calloc((size_t)max_t, sizeof *names);
     int n = 0;

@@ -47,22 +47,22 @@ static unsigned parse_targets(const char *s, const wick_model *m) {
         size_t n = e ? (size_t)(e - p) : strlen(p);
         unsigned found = 0;
         for (int i = 0; i < LORA_N_PROJ; i++) {
-            const char *full = NULL;
-            const int g = lora_group(fused, i, NULL, &full); /* "q_proj", "qkv_proj" */
+            const char *full = NULL; /* the module's name: "q_proj", "qkv_proj"; NULL for a
+                                        later member of a fused module */
+            const int g = lora_group(fused, i, NULL, &full);
             const char *own = lora_proj_name[i];
-            const size_t short_n = strlen(full) - 5;         /* "q", "qkv" */
             if (g && ((n == strlen(full) && !strncmp(p, full, n)) ||
-                      (n == short_n && !strncmp(p, full, n))))
+                      (n == strlen(full) - 5 && !strncmp(p, full, n)))) /* "q", "qkv" */
                 found = ((1u << g) - 1) << i;
-            else if (g != 1) { /* a member of a fused module, named alone */
-                if ((n == strlen(own) && !strncmp(p, own, n)) ||
-                    (n == strlen(own) - 5 && !strncmp(p, own, n))) {
-                    const char *mod = NULL;
-                    lora_group(true, i <= LORA_V ? LORA_Q : LORA_GATE, NULL, &mod);
-                    err_set(WICK_ERR_INVALID_ARG, "targets: %s fuses %s: target '%s' (its "
-                            "projections cannot be adapted apart)", m->cfg.architecture, mod, mod);
-                    return 0;
-                }
+            else if (g != 1 && ((n == strlen(own) && !strncmp(p, own, n)) ||
+                                (n == strlen(own) - 5 && !strncmp(p, own, n)))) {
+                /* a member of a fused module, named alone */
+                const char *mod = NULL;
+                lora_group(true, i <= LORA_V ? LORA_Q : LORA_GATE, NULL, &mod);
+                err_set(WICK_ERR_INVALID_ARG, "targets: '%.*s' is one projection of %s's fused "
+                        "%s, which is adapted whole: target '%s'", (int)n, p, m->cfg.architecture,
+                        mod, mod);
+                return 0;
             }
         }
         if (!found) {
@@ -163,6 +163,14 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
     tr->pool = pool_create(p.n_threads ? p.n_threads : pool_cpu_count());
     tr->ctx.pool = tr->pool;
     if (!tr->slots || !tr->acts || !tr->pool) goto nomem;
+    /* the MoE backward (train/graph.c moe_bwd) takes the block's output gradient as is: no
+       family norms a MoE block's output */
+    for (int l = 0; l < model->cfg.n_layer; l++)
+        if (model->layers[l].exp_gate && model->layers[l].post_mlp_norm) {
+            wick_trainer_free(tr);
+            return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create: layer %d is a mixture of "
+                           "experts with a norm on its output, which training does not handle", l);
+        }
     /* a fused base's modules must be adapted whole, with one A (as the reader and
        wick_adapter_create make them) */
     for (int i = 0; i < n_slots_max && a->fused; i++) {
@@ -405,8 +413,8 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
         }
     }
     add_tensor(tr, &off, model->final_norm, d, 0, false, "model.norm.weight", 0);
-    for (int i = 0; i < tr->n_tensors && gemma; i++) /* every vector of Gemma is a norm */
-        tr->tensors[i].plus_one = tr->tensors[i].cols == 0;
+    for (int i = 0; i < tr->n_tensors && gemma; i++) /* its norms (biases stay as they are) */
+        tr->tensors[i].plus_one = tr->tensors[i].cols == 0 && strstr(tr->tensors[i].name, "norm.weight");
     if (!tied)
         add_tensor(tr, &off, (float *)model->lm_head.data, model->lm_head.rows, d, true,
                    "lm_head.weight", 0);
