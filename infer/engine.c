@@ -307,6 +307,7 @@ static wick_status fetch(wick_engine *e, float *dst, int n_out) {
  * tracing turns recording off. */
 static void run_pass(wick_engine *e, const fwd_batch *b, int rows, uint64_t key) {
     const kernel_table *K = e->m->kern;
+    if (e->m->cfg.n_expert) key = 0; /* routing reads logits back every layer: not recordable */
     int mode = key && K->graph_begin && !e->fwd.trace ? K->graph_begin(&e->ctx, key)
                                                       : WK_GRAPH_OFF;
     for (;;) {

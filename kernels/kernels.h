@@ -230,6 +230,13 @@ typedef struct kernel_table {
     /* dst row i (cols floats) = src row idx[i], for i < n (a gather of rows). */
     void (*gather_rows)(wk_ctx *ctx, float *dst, const float *src, const int32_t *idx, int n,
                         int cols);
+    /* The inverse, weighted (a mixture of experts' outputs into their rows): for i < n, with
+     * idx[i] >= 0, y row idx[i] += w[i]·src row i; with idx[i] < 0, y row -idx[i]-1 =
+     * w[i]·src row i (the row's first term: y needs no zeroing). Each product is rounded
+     * before its add. The rows one call names are distinct. idx and w are in this table's
+     * memory. */
+    void (*scatter_rows)(wk_ctx *ctx, float *y, const float *src, const int32_t *idx,
+                         const float *w, int n, int cols);
 
     /* Optional fusions of a decoder layer's ops (NULL: callers run the plain ops; the CPU
      * tables leave them NULL). A device table uses them to launch fewer, fuller kernels per

@@ -20,11 +20,11 @@
 
 enum { P_EMBED, P_RMSNORM, P_ROPE, P_ROPE_I, P_KV_STORE, P_ATTENTION, P_SOFTMAX, P_SILU_MUL,
        P_GELU_MUL, P_SOFTCAP, P_ADD, P_AXPY, P_LORA, P_GATHER, P_GELU, P_LN, P_ATT_ENC, P_MM_GELU,
-       P_N_OPS };
+       P_SCATTER, P_N_OPS };
 static const char *const op_names[P_N_OPS] = {
     "embed", "rmsnorm", "rope", "rope_interleaved", "kv_store", "attention", "softmax",
     "silu_mul", "gelu_tanh_mul", "softcap", "add", "axpy", "lora", "gather_rows", "gelu",
-    "layernorm", "attention_enc", "matmul_gelu"};
+    "layernorm", "attention_enc", "matmul_gelu", "scatter_rows"};
 
 /* matmul buckets: weight type × activation rows 1, 2-4, 5-8, 9-16, 17-32, 33-64, 65-256, 257+ */
 #define P_DT 16
@@ -121,6 +121,11 @@ static void p_gather(wk_ctx *c, float *dst, const float *src, const int32_t *idx
     TIMED(P_GATHER, g_inner->gather_rows(c, dst, src, idx, n, cols));
 }
 
+static void p_scatter(wk_ctx *c, float *y, const float *src, const int32_t *idx, const float *w,
+                      int n, int cols) {
+    TIMED(P_SCATTER, g_inner->scatter_rows(c, y, src, idx, w, n, cols));
+}
+
 static void print_profile(void) {
     const double wall = (double)(now_ns() - ((long long)g_t0.tv_sec * 1000000000LL + g_t0.tv_nsec)) / 1e6;
     double total = 0;
@@ -160,6 +165,7 @@ static void wrap_once(void) {
     g_wrap.attention = p_attention, g_wrap.softmax = p_softmax, g_wrap.silu_mul = p_silu_mul;
     g_wrap.gelu_tanh_mul = p_gelu_mul, g_wrap.softcap = p_softcap, g_wrap.add = p_add;
     g_wrap.axpy = p_axpy, g_wrap.lora = p_lora, g_wrap.gather_rows = p_gather;
+    g_wrap.scatter_rows = p_scatter;
     if (g_inner->gelu) g_wrap.gelu = p_gelu;
     if (g_inner->layernorm) g_wrap.layernorm = p_ln;
     if (g_inner->attention_enc) g_wrap.attention_enc = p_att_enc;

@@ -24,7 +24,7 @@ static void give(fwd_state *f, float *p, size_t floats) {
 
 /* Buffer sizes in floats, in one place for init and free. */
 enum { B_X, B_XN, B_Q, B_K, B_V, B_ATT, B_TMP, B_GATE, B_UP, B_COS, B_SIN, B_COSL, B_SINL,
-       B_MX, B_MY, B_ML, B_MW, B_MWR, B_MSEL, B_MROWS, B_RPOS, B_N };
+       B_MX, B_MY, B_ML, B_MWR, B_MROWS, B_MSIDX, B_RPOS, B_N };
 
 static void sizes(const fwd_state *f, size_t *sz) {
     const model_config *c = &f->m->cfg;
@@ -38,8 +38,7 @@ static void sizes(const fwd_state *f, size_t *sz) {
     const size_t E = (size_t)c->n_expert, k = (size_t)c->n_expert_used;
     sz[B_MX] = sz[B_MY] = E ? R * d : 0;
     sz[B_ML] = R * E;
-    sz[B_MW] = sz[B_MSEL] = R * k;
-    sz[B_MWR] = sz[B_MROWS] = E ? R : 0;
+    sz[B_MWR] = sz[B_MROWS] = sz[B_MSIDX] = R * k; /* the plan: one entry per choice */
     /* longrope: the short factors' rows, then the long factors' (rope_pos picks) */
     sz[B_COS] = sz[B_SIN] = (size_t)f->max_pos * (size_t)(c->rot_dim / 2) * (f->m->rope_inv_freq_long ? 2 : 1);
     sz[B_RPOS] = f->m->rope_inv_freq_long ? R : 0;
@@ -49,8 +48,8 @@ static void sizes(const fwd_state *f, size_t *sz) {
 static float **slot(fwd_state *f, int i) {
     float **s[B_N] = {&f->x, &f->xn, &f->q, &f->k, &f->v, &f->att, &f->tmp, &f->gate, &f->up,
                       &f->rope_cos, &f->rope_sin, &f->rope_cos_l, &f->rope_sin_l,
-                      &f->moe_x, &f->moe_y, &f->moe_logits, &f->moe_w, &f->moe_wrow, &f->moe_sel,
-                      &f->moe_rows, &f->rope_pos};
+                      &f->moe_x, &f->moe_y, &f->moe_logits, &f->moe_wrow, &f->moe_rows,
+                      &f->moe_sidx, &f->rope_pos};
     return s[i];
 }
 
@@ -66,6 +65,30 @@ wick_status fwd_init(fwd_state *f, const wick_model *m, wk_ctx *ctx, int cap_row
     for (int i = 0; i < B_N; i++) *slot(f, i) = take(f, sz[i], &ok);
     if (m->rope_inv_freq_long && !(f->rope_pos_host = malloc(sizeof(int32_t) * (size_t)f->cap_rows)))
         ok = false;
+    const size_t R = (size_t)f->cap_rows, E = (size_t)m->cfg.n_expert, nk = R * (size_t)m->cfg.n_expert_used;
+    if (E && ok) { /* routing and the plan on the host (layer.h) */
+        const bool host = kernels_is_host(m->kern);
+        const size_t words = (host ? 0 : R * E + 3 * nk) + 3 * nk + E + 1;
+        uint32_t *h = f->moe_host = malloc(sizeof(uint32_t) * words);
+        if (!h) {
+            ok = false;
+        } else {
+            f->moe_sel = (int32_t *)h, h += nk;
+            f->moe_w = (float *)h, h += nk;
+            f->moe_hchoice = (int32_t *)h, h += nk;
+            f->moe_off = (int32_t *)h, h += E + 1;
+            if (host) {
+                f->moe_hlogits = NULL;
+                f->moe_hrows = (int32_t *)f->moe_rows, f->moe_hsidx = (int32_t *)f->moe_sidx;
+                f->moe_hwrow = f->moe_wrow;
+            } else {
+                f->moe_hlogits = (float *)h, h += R * E;
+                f->moe_hrows = (int32_t *)h, h += nk;
+                f->moe_hsidx = (int32_t *)h, h += nk;
+                f->moe_hwrow = (float *)h;
+            }
+        }
+    }
     if (!ok) {
         fwd_free(f);
         return err_set(WICK_ERR_NOMEM, "out of memory for activations of %d rows", cap_rows);
@@ -127,6 +150,7 @@ void fwd_free(fwd_state *f) {
     sizes(f, sz);
     for (int i = 0; i < B_N; i++) give(f, *slot(f, i), sz[i]);
     free(f->rope_pos_host);
+    free(f->moe_host);
     if (f->lora_t) give(f, f->lora_t, (size_t)f->cap_rows * (size_t)f->cap_rank);
     memset(f, 0, sizeof *f);
 }
@@ -179,8 +203,11 @@ void model_forward(fwd_state *f, kv_pool *kv, const fwd_batch *b) {
     layer_bufs lb = {.x = f->x, .xn1 = f->xn, .xn2 = f->xn, .q = f->q, .k = f->k, .v = f->v,
                      .att = f->att, .gate = f->gate, .up = f->up, .h = f->gate, .tmp = f->tmp,
                      .lora_t = f->lora_t, .moe_x = f->moe_x, .moe_y = f->moe_y,
-                     .moe_logits = f->moe_logits, .moe_w = f->moe_w, .moe_wrow = f->moe_wrow,
-                     .moe_sel = (int32_t *)f->moe_sel, .moe_rows = (int32_t *)f->moe_rows};
+                     .moe_logits = f->moe_logits, .moe_wrow = f->moe_wrow,
+                     .moe_rows = (int32_t *)f->moe_rows, .moe_sidx = (int32_t *)f->moe_sidx,
+                     .moe_hlogits = f->moe_hlogits, .moe_w = f->moe_w, .moe_hwrow = f->moe_hwrow,
+                     .moe_sel = f->moe_sel, .moe_hrows = f->moe_hrows, .moe_hsidx = f->moe_hsidx,
+                     .moe_hchoice = f->moe_hchoice, .moe_off = f->moe_off};
     K->embed(f->ctx, f->x, model_ktok_embd(m), b->ids, n);
     /* Gemma: rows times √hidden; x + (s − 1)·x is x·s (s − 1 is exact for s ≥ 1; with a
        fused multiply-add, one rounding) */

@@ -42,7 +42,12 @@ typedef struct fwd_state {
     float *lora_t;               /* (cap_rows, cap_rank) LoRA scratch */
     float *rope_cos, *rope_sin;  /* (max_pos, head_dim/2) */
     float *rope_cos_l, *rope_sin_l; /* the same for the sliding layers' base (Gemma 3) */
-    float *moe_x, *moe_y, *moe_logits, *moe_w, *moe_wrow, *moe_sel, *moe_rows; /* layer.h */
+    /* mixture of experts (layer.h): backend buffers, and one host block (moe_host) for the
+       routing and the plan (on a host table the plan's backend buffers are used directly) */
+    float *moe_x, *moe_y, *moe_logits, *moe_wrow, *moe_rows, *moe_sidx;
+    void *moe_host;
+    float *moe_hlogits, *moe_w, *moe_hwrow;
+    int32_t *moe_sel, *moe_hrows, *moe_hsidx, *moe_hchoice, *moe_off;
     float *rope_pos;             /* longrope: (cap_rows) int32 table rows, backend memory */
     int32_t *rope_pos_host;      /* its host staging */
     size_t bytes;                /* everything above, for reports */

@@ -69,25 +69,25 @@ static bool plain(const layer_ctx *lc, const layer_bufs *b) {
            !b->o_raw && !b->d_raw;
 }
 
-/* Index into the (n·k) choices of row i's choice of expert e. */
-static size_t moe_choice(const layer_bufs *b, int k, int i, int e) {
-    int t = 0;
-    while (t < k - 1 && b->moe_sel[(size_t)i * k + t] != e) t++;
-    return (size_t)i * k + t;
-}
-
-/* A mixture-of-experts MLP on xn2 → tmp (host memory): router logits, softmax in f32, the
- * n_expert_used largest per row (earlier expert first on ties), renormalized where the model
- * says; then expert by expert over the rows that chose it (gathered, so only chosen experts'
- * matrices are read), each output times its weight added in expert order, as transformers'
- * sparse blocks accumulate. */
+/* A mixture-of-experts MLP on xn2 → tmp: router logits (read back to the host on a device
+ * table), softmax in f32, the n_expert_used largest per row (earlier expert first on ties),
+ * renormalized where the model says; then a plan on the host — each expert's rows, their
+ * weights, and where each output goes — uploaded once, and expert by expert over the rows that
+ * chose it (gathered, so only chosen experts' matrices are read) each output times its weight
+ * added into its row in expert order (scatter_rows; a row's first term is written, the rest
+ * added), as transformers' sparse blocks accumulate. */
 static void moe_block(const layer_ctx *lc, const layer_weights *w, layer_bufs *b, int n) {
     const model_config *c = &lc->m->cfg;
     const kernel_table *K = lc->m->kern;
     const int E = c->n_expert, k = c->n_expert_used, d = c->n_embd, fe = c->n_ff_expert;
     K->matmul(lc->ctx, b->moe_logits, b->xn2, &w->router, NULL, n);
+    float *lg = b->moe_logits;
+    if (b->moe_hlogits) { /* a device table: the router's logits come to the host */
+        K->buf_copy(lc->ctx, b->moe_hlogits, b->moe_logits, sizeof(float) * (size_t)n * E);
+        lg = b->moe_hlogits;
+    }
     for (int i = 0; i < n; i++) {
-        float *p = b->moe_logits + (size_t)i * E, mx = p[0], sum = 0.0f;
+        float *p = lg + (size_t)i * E, mx = p[0], sum = 0.0f;
         for (int e = 1; e < E; e++) mx = p[e] > mx ? p[e] : mx;
         for (int e = 0; e < E; e++) sum += p[e] = expf(p[e] - mx);
         for (int e = 0; e < E; e++) p[e] /= sum;
@@ -105,32 +105,48 @@ static void moe_block(const layer_ctx *lc, const layer_weights *w, layer_bufs *b
         if (c->norm_topk)
             for (int t = 0; t < k; t++) wt[t] /= tot;
     }
-    memset(b->tmp, 0, sizeof(float) * (size_t)n * d);
+    /* the plan, expert by expert: choice i·k + t of row i; a row's first term (its lowest
+       expert, run first) written as -(i + 1) */
+    int32_t *off = b->moe_off, *ch = b->moe_hchoice;
+    int at = 0;
     for (int e = 0; e < E; e++) {
-        int ne = 0;
+        off[e] = at;
         for (int i = 0; i < n; i++)
             for (int t = 0; t < k; t++)
-                if (b->moe_sel[(size_t)i * k + t] == e) b->moe_rows[ne] = i, b->moe_wrow[ne++] = b->moe_w[(size_t)i * k + t];
+                if (b->moe_sel[(size_t)i * k + t] == e) ch[at++] = i * k + t;
+    }
+    off[E] = at;
+    for (int j = 0; j < at; j++) {
+        const int i = ch[j] / k, e = b->moe_sel[ch[j]];
+        int lowest = E;
+        for (int t = 0; t < k; t++) lowest = b->moe_sel[(size_t)i * k + t] < lowest ? b->moe_sel[(size_t)i * k + t] : lowest;
+        b->moe_hrows[j] = i;
+        b->moe_hwrow[j] = b->moe_w[ch[j]];
+        b->moe_hsidx[j] = lowest == e ? -(i + 1) : i;
+    }
+    if (b->moe_rows != b->moe_hrows) { /* a device table: one upload of the plan */
+        K->buf_copy(lc->ctx, b->moe_rows, b->moe_hrows, sizeof(int32_t) * (size_t)at);
+        K->buf_copy(lc->ctx, b->moe_sidx, b->moe_hsidx, sizeof(int32_t) * (size_t)at);
+        K->buf_copy(lc->ctx, b->moe_wrow, b->moe_hwrow, sizeof(float) * (size_t)at);
+    }
+    for (int e = 0; e < E; e++) {
+        const int o = off[e], ne = off[e + 1] - o;
         if (!ne) continue;
-        K->gather_rows(lc->ctx, b->moe_x, b->xn2, b->moe_rows, ne, d);
+        K->gather_rows(lc->ctx, b->moe_x, b->xn2, b->moe_rows + o, ne, d);
         K->matmul(lc->ctx, b->gate, b->moe_x, &w->exp_gate[e], NULL, ne);
         K->matmul(lc->ctx, b->up, b->moe_x, &w->exp_up[e], NULL, ne);
-        if (b->moe_keep_g) /* before silu_mul, which may write h over gate */
+        if (b->moe_keep_g) /* training (host): before silu_mul, which may write h over gate */
             for (int r = 0; r < ne; r++) {
-                const size_t at = moe_choice(b, k, b->moe_rows[r], e);
-                memcpy(b->moe_keep_g + at * fe, b->gate + (size_t)r * fe, sizeof(float) * (size_t)fe);
-                memcpy(b->moe_keep_u + at * fe, b->up + (size_t)r * fe, sizeof(float) * (size_t)fe);
+                const size_t q = (size_t)ch[o + r];
+                memcpy(b->moe_keep_g + q * fe, b->gate + (size_t)r * fe, sizeof(float) * (size_t)fe);
+                memcpy(b->moe_keep_u + q * fe, b->up + (size_t)r * fe, sizeof(float) * (size_t)fe);
             }
         K->silu_mul(lc->ctx, b->h, b->gate, b->up, (long)ne * fe);
         K->matmul(lc->ctx, b->moe_y, b->h, &w->exp_down[e], NULL, ne);
         for (int r = 0; b->moe_keep_y && r < ne; r++)
-            memcpy(b->moe_keep_y + moe_choice(b, k, b->moe_rows[r], e) * d,
-                   b->moe_y + (size_t)r * d, sizeof(float) * (size_t)d);
-        for (int r = 0; r < ne; r++) {
-            float *y = b->tmp + (size_t)b->moe_rows[r] * d;
-            const float *o = b->moe_y + (size_t)r * d, s = b->moe_wrow[r];
-            for (int j = 0; j < d; j++) y[j] += o[j] * s;
-        }
+            memcpy(b->moe_keep_y + (size_t)ch[o + r] * d, b->moe_y + (size_t)r * d,
+                   sizeof(float) * (size_t)d);
+        K->scatter_rows(lc->ctx, b->tmp, b->moe_y, b->moe_sidx + o, b->moe_wrow + o, ne, d);
     }
 }
 

@@ -33,11 +33,17 @@ typedef struct layer_bufs {
                                  adapted) that receive x·Aᵀ for the backward; needs one run
                                  covering all n rows */
     float *lora_t;            /* scratch (n, r_max) for x·Aᵀ of runs whose t is not kept */
-    /* mixture-of-experts layers (host tables only): (n, d) rows gathered for one expert and
-       its output, (n, n_expert) router logits, (n, n_expert_used) choices and weights, (n)
-       rows of one expert and their weights */
-    float *moe_x, *moe_y, *moe_logits, *moe_w, *moe_wrow;
-    int32_t *moe_sel, *moe_rows;
+    /* mixture-of-experts layers. In the table's memory: (n, d) rows gathered for one expert
+       and its output, (n, n_expert) router logits, and the plan (n·k each, k = n_expert_used):
+       rows to gather, where each output goes (scatter_rows' idx) and its weight. In host
+       memory: a copy of the logits (NULL on a host table, which reads moe_logits), each row's
+       k choices and weights (n·k), the plan (moe_hrows / moe_hsidx / moe_hwrow: the same
+       pointers as the table's on a host table), each plan entry's choice index i·k + t, and
+       where each expert's entries start (n_expert + 1) */
+    float *moe_x, *moe_y, *moe_logits, *moe_wrow;
+    int32_t *moe_rows, *moe_sidx;
+    float *moe_hlogits, *moe_w, *moe_hwrow;
+    int32_t *moe_sel, *moe_hrows, *moe_hsidx, *moe_hchoice, *moe_off;
     /* optional (training): each (row, choice)'s expert gate and up products (n·k, ff_expert)
        and expert output before its weight (n·k, d), in moe_sel's order; moe_logits then keeps
        the router's softmax */

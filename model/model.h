@@ -35,6 +35,8 @@ typedef struct model_dev {
     wk_weight tok_embd, lm_head;
     float *final_norm;
     layer_weights *layers;             /* n_layer, device pointers */
+    wk_weight *experts;                /* mixture of experts: n_layer · 3 · n_expert, what the
+                                          layers' exp_gate / exp_up / exp_down point into */
     void **bufs;
     size_t *buf_bytes;
     int n_bufs, cap_bufs;

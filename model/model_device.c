@@ -53,6 +53,7 @@ static wick_status up_matrix(uploader *u, const wk_weight *w, wk_weight *out, co
                              int layer) {
     *out = *w;
     out->packed = NULL; /* a host table's layout */
+    if (!w->data) return WICK_OK; /* absent (a MoE layer's dense MLP) */
     const size_t bytes = dtype_row_bytes(w->dt, w->cols) * (size_t)w->rows;
     void *p = NULL;
     wick_status st = upload(u, w->data, bytes, &p, what, layer);
@@ -95,11 +96,22 @@ static wick_status up_layer(uploader *u, int l) {
         (st = up_vector(u, h->b_down, d, &g->b_down, "down_proj bias", l)) ||
         (st = up_vector(u, h->attn_norm, d, &g->attn_norm, "input_layernorm", l)) ||
         (st = up_vector(u, h->mlp_norm, d, &g->mlp_norm, "post_attention_layernorm", l)) ||
-        (st = up_vector(u, h->q_norm, c->head_dim, &g->q_norm, "q_norm", l)) ||
-        (st = up_vector(u, h->k_norm, c->head_dim, &g->k_norm, "k_norm", l)) ||
+        (st = up_vector(u, h->q_norm, c->qk_norm_full ? qd : c->head_dim, &g->q_norm, "q_norm", l)) ||
+        (st = up_vector(u, h->k_norm, c->qk_norm_full ? kvd : c->head_dim, &g->k_norm, "k_norm", l)) ||
         (st = up_vector(u, h->post_attn_norm, d, &g->post_attn_norm, "post_attention_layernorm", l)) ||
         (st = up_vector(u, h->post_mlp_norm, d, &g->post_mlp_norm, "post_feedforward_layernorm", l)))
         return st;
+    if (!h->exp_gate) return WICK_OK;
+    /* a mixture of experts: the router and every expert (all of them: routing picks per row) */
+    const int E = c->n_expert;
+    wk_weight *ex = u->d->experts + (size_t)l * 3 * E;
+    g->exp_gate = ex, g->exp_up = ex + E, g->exp_down = ex + 2 * E;
+    if ((st = up_matrix(u, &h->router, &g->router, "router", l))) return st;
+    for (int e = 0; e < E; e++)
+        if ((st = up_matrix(u, &h->exp_gate[e], &g->exp_gate[e], "expert gate_proj", l)) ||
+            (st = up_matrix(u, &h->exp_up[e], &g->exp_up[e], "expert up_proj", l)) ||
+            (st = up_matrix(u, &h->exp_down[e], &g->exp_down[e], "expert down_proj", l)))
+            return st;
     return WICK_OK;
 }
 
@@ -109,6 +121,7 @@ static void dev_free(const kernel_table *K, model_dev *d) {
     free(d->bufs);
     free(d->buf_bytes);
     free(d->layers);
+    free(d->experts);
     free(d);
 }
 
@@ -135,11 +148,11 @@ wick_status model_device_init(wick_model *m, const wick_model_params *params) {
     if (st) return from_env ? err_wrap(st, "WICK_DEVICE") : st;
     if (!K) return WICK_OK;
     const model_config *c = &m->cfg;
-    if (c->n_expert > 0) /* routing runs on the host in this version */
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: mixture-of-experts models (%s) run on the CPU only in "
-                       "this version", K->name, c->architecture);
     uploader u = {m, K, calloc(1, sizeof(model_dev))};
-    if (!u.d || !(u.d->layers = calloc((size_t)(c->n_layer ? c->n_layer : 1), sizeof *u.d->layers))) {
+    if (!u.d || !(u.d->layers = calloc((size_t)(c->n_layer ? c->n_layer : 1), sizeof *u.d->layers)) ||
+        (c->n_expert > 0 &&
+         !(u.d->experts = calloc((size_t)c->n_layer * 3 * (size_t)c->n_expert, sizeof *u.d->experts)))) {
+        if (u.d) free(u.d->layers);
         free(u.d);
         return err_set(WICK_ERR_NOMEM, "out of memory");
     }

@@ -983,6 +983,24 @@ static void test_gather_rows(void **state) {
     dfree(ds, sizeof src), dfree(dd, sizeof got), dfree(di, sizeof idx);
 }
 
+static void test_scatter_rows(void **state) {
+    float src[4 * 5], y0[7 * 5], want[7 * 5], got[7 * 5];
+    fill(src, 20, 1.0f);
+    fill(y0, 35, 2.0f);
+    const int32_t idx[4] = {-7, 2, -1, 5};
+    const float w[4] = {0.25f, -1.5f, 0.7f, 3.0f};
+    memcpy(want, y0, sizeof want);
+    kernels_ref()->scatter_rows(NULL, want, src, idx, w, 4, 5);
+    float *ds = dput(src, sizeof src), *dy = dput(y0, sizeof y0), *dw = dput(w, sizeof w);
+    int32_t *di = dput(idx, sizeof idx);
+    K->scatter_rows(&C, dy, ds, di, dw, 4, 5);
+    K->scatter_rows(&C, dy, ds, di, dw, 0, 5);
+    dget(got, dy, sizeof got);
+    synced("scatter_rows");
+    check_equal("scatter_rows", got, want, sizeof want);
+    dfree(ds, sizeof src), dfree(dy, sizeof y0), dfree(dw, sizeof w), dfree(di, sizeof idx);
+}
+
 /* LoRA over several runs (ranks 8, 5, 16; one keeps its t): within the bound of two f32 dot
  * products in another order, times |scale|, as test_kernels.c. */
 /* One lora call of three runs (rank rk[k], rows row0[k] .. row0[k] + n[k], scale sc[k]) against
@@ -1071,7 +1089,8 @@ int main(void) {
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_rope),
         cmocka_unit_test(test_softmax),     cmocka_unit_test(test_elementwise),
-        cmocka_unit_test(test_gather_rows), cmocka_unit_test(test_lora),
+        cmocka_unit_test(test_gather_rows), cmocka_unit_test(test_scatter_rows),
+        cmocka_unit_test(test_lora),
         cmocka_unit_test(test_graph),       cmocka_unit_test(test_matmul_fast),
         cmocka_unit_test(test_fused),
     };

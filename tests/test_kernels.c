@@ -846,6 +846,35 @@ static void test_gather_rows(void **state) {
     }
 }
 
+/* scatter_rows: first terms written, later ones added (rounded products), on every table as
+   the reference; and the reference against its definition */
+static void test_scatter_rows(void **state) {
+    float src[4 * 5], y0[7 * 5], want[7 * 5], got[7 * 5];
+    fill(src, 20, 1.0f);
+    fill(y0, 35, 2.0f);
+    const int32_t idx[4] = {-7, 2, -1, 5}; /* rows 6 and 0 written, 2 and 5 added */
+    const float w[4] = {0.25f, -1.5f, 0.7f, 3.0f};
+    memcpy(want, y0, sizeof want);
+    kernels_ref()->scatter_rows(NULL, want, src, idx, w, 4, 5);
+    for (int r = 0; r < 7; r++)
+        for (int c = 0; c < 5; c++) {
+            float e = y0[r * 5 + c];
+            for (int i = 0; i < 4; i++) {
+                const int row = idx[i] < 0 ? -(idx[i] + 1) : idx[i];
+                const float t = src[i * 5 + c] * w[i];
+                if (row == r) e = idx[i] < 0 ? t : e + t;
+            }
+            assert_true(want[r * 5 + c] == e);
+        }
+    FOR_EACH_TABLE_POOL(t, p) {
+        memcpy(got, y0, sizeof got);
+        t->scatter_rows(p, got, src, idx, w, 4, 5);
+        assert_memory_equal(got, want, sizeof want);
+        t->scatter_rows(p, got, src, idx, w, 0, 5);
+        assert_memory_equal(got, want, sizeof want);
+    }
+}
+
 /* WICK_PROFILE: the timing table forwards every op unchanged (same results as the table it
    wraps), stays a host table, and is not applied without the variable. */
 static void test_profiled(void **state) {
@@ -882,7 +911,8 @@ int main(void) {
         cmocka_unit_test(test_rope),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_silu_add),     cmocka_unit_test(test_embed),
         cmocka_unit_test(test_encoder_ops),
-        cmocka_unit_test(test_gather_rows), cmocka_unit_test(test_lora),
+        cmocka_unit_test(test_gather_rows), cmocka_unit_test(test_scatter_rows),
+        cmocka_unit_test(test_lora),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

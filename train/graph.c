@@ -117,18 +117,24 @@ static size_t layout(wick_trainer *tr, int B, int T, float *base) {
     TAKE(tr->du, N * ffm);
     TAKE(tr->dh, N * ffm);
     if (base) tr->moe_x = tr->moe_y = tr->moe_wrow = tr->moe_dx = tr->moe_dy = tr->moe_dw = tr->moe_dl = NULL;
-    if (base) tr->moe_rows = NULL;
-    if (E) {
-        float *rows = NULL;
+    if (base) tr->moe_rows = tr->moe_sidx = tr->moe_choice = tr->moe_off = NULL;
+    if (E) { /* int32 arrays in float slots of the same size */
+        float *rows = NULL, *sidx = NULL, *choice = NULL, *off = NULL;
         TAKE(tr->moe_x, N * d);
         TAKE(tr->moe_y, N * d);
-        TAKE(tr->moe_wrow, N);
-        TAKE(rows, N);
+        TAKE(tr->moe_wrow, N * kk);
+        TAKE(rows, N * kk);
+        TAKE(sidx, N * kk);
+        TAKE(choice, N * kk);
+        TAKE(off, E + 1);
         TAKE(tr->moe_dx, N * d);
         TAKE(tr->moe_dy, N * d);
         TAKE(tr->moe_dw, N * kk);
         TAKE(tr->moe_dl, N * E);
-        if (base) tr->moe_rows = (int32_t *)rows;
+        if (base) {
+            tr->moe_rows = (int32_t *)rows, tr->moe_sidx = (int32_t *)sidx;
+            tr->moe_choice = (int32_t *)choice, tr->moe_off = (int32_t *)off;
+        }
     }
     TAKE(tr->dt, N * (size_t)(r_max ? r_max : 1));
     TAKE(tr->ds, (size_t)T * T);
@@ -482,8 +488,11 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
                          .gate = a->g, .up = a->u, .h = a->h, .tmp = tr->dxn,
                          .lora_keep = a->t, .lora_t = tr->dt,
                          .moe_x = tr->moe_x, .moe_y = tr->moe_y, .moe_logits = a->moe_p,
-                         .moe_w = a->moe_w, .moe_wrow = tr->moe_wrow, .moe_sel = a->moe_sel,
-                         .moe_rows = tr->moe_rows, .moe_keep_g = a->moe_g, .moe_keep_u = a->moe_u,
+                         .moe_wrow = tr->moe_wrow, .moe_rows = tr->moe_rows,
+                         .moe_sidx = tr->moe_sidx, .moe_w = a->moe_w, .moe_hwrow = tr->moe_wrow,
+                         .moe_sel = a->moe_sel, .moe_hrows = tr->moe_rows,
+                         .moe_hsidx = tr->moe_sidx, .moe_hchoice = tr->moe_choice,
+                         .moe_off = tr->moe_off, .moe_keep_g = a->moe_g, .moe_keep_u = a->moe_u,
                          .moe_keep_y = a->moe_y};
         layer_forward(&lc, l, &lb, N);
     }

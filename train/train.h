@@ -118,7 +118,7 @@ struct wick_trainer {
        per-expert input gradient (N, d) and weighted output gradient (N, d), the gradients of
        the choices' weights (N, k) and of the router logits (N, E); NULL without experts */
     float *moe_x, *moe_y, *moe_wrow, *moe_dx, *moe_dy, *moe_dw, *moe_dl;
-    int32_t *moe_rows;
+    int32_t *moe_rows, *moe_sidx, *moe_choice, *moe_off; /* the forward's plan (layer.h) */
 };
 
 /* Forward (and, when `backward`, backward accumulating grad_scale·dL/dθ into tr->grad) over

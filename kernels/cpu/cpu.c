@@ -1034,6 +1034,23 @@ static void cpu_gather_rows(wk_ctx *ctx, float *dst, const float *src, const int
         memcpy(dst + (size_t)i * cols, src + (size_t)idx[i] * cols, sizeof(float) * (size_t)cols);
 }
 
+static void cpu_scatter_rows(wk_ctx *ctx, float *y, const float *src, const int32_t *idx,
+                             const float *w, int n, int cols) {
+    (void)ctx; /* the chosen rows of one expert: a few per decode step */
+    for (int i = 0; i < n; i++) {
+        const bool first = idx[i] < 0;
+        float *yr = y + (size_t)(first ? -(idx[i] + 1) : idx[i]) * cols;
+        const float *s = src + (size_t)i * cols, wi = w[i];
+        if (first)
+            for (int c = 0; c < cols; c++) yr[c] = s[c] * wi;
+        else
+            for (int c = 0; c < cols; c++) {
+                const float t = s[c] * wi; /* rounded before the add, as ref */
+                yr[c] += t;
+            }
+    }
+}
+
 /* embed: rows of W picked by id, split over threads by output row. */
 typedef struct emb_ctx {
     const cpu_isa *isa;
@@ -1171,7 +1188,7 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
         .kv_store = tag##_kv_store, .attention = tag##_attention, .softmax = tag##_softmax,    \
         .silu_mul = tag##_silu_mul, .gelu_tanh_mul = cpu_gelu_tanh_mul, .softcap = cpu_softcap, \
         .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,                               \
-        .gather_rows = cpu_gather_rows, .pack_weight = PACK, .gelu = tag##_gelu,                \
+        .gather_rows = cpu_gather_rows, .scatter_rows = cpu_scatter_rows, .pack_weight = PACK, .gelu = tag##_gelu,                \
         .layernorm = tag##_layernorm, .matmul_gelu = tag##_matmul_gelu, .attention_enc = tag##_attention_enc,                      \
     };
 

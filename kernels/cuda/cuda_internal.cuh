@@ -360,6 +360,8 @@ void cu_lora(const cu_run *r, float *y, const float *x, const wk_lora_run *runs,
              float *scratch);
 void cu_gather_rows(const cu_run *r, float *dst, const float *src, const int32_t *idx, int n,
                     int cols);
+void cu_scatter_rows(const cu_run *r, float *y, const float *src, const int32_t *idx,
+                     const float *w, int n, int cols);
 /* the optional fusions (kernels.h) */
 void cu_matmul_multi(const cu_run *r, int count, float *const *y, const float *x,
                      const wk_weight *const *W, const float *const *bias, int n);

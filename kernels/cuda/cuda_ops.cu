@@ -191,6 +191,28 @@ void cu_gather_rows(const cu_run *r, float *dst, const float *src, const int32_t
               idx, total, cols);
 }
 
+/* y row of idx[i] (+)= w[i]·src row i (kernels.h scatter_rows); one thread per element, the
+   rows of one call being distinct */
+__global__ void k_scatter(float *y, const float *src, const int32_t *idx, const float *w,
+                          long long total, int cols) {
+    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < total;
+         it += (long long)gridDim.x * blockDim.x) {
+        const long long i = it / cols, c = it % cols;
+        const int32_t r = idx[i];
+        const float t = __fmul_rn(src[it], w[i]); /* rounded before the add, as ref */
+        float *yr = y + (long long)(r < 0 ? -(r + 1) : r) * cols + c;
+        *yr = r < 0 ? t : __fadd_rn(*yr, t);
+    }
+}
+
+void cu_scatter_rows(const cu_run *r, float *y, const float *src, const int32_t *idx,
+                     const float *w, int n, int cols) {
+    const long long total = (long long)n * cols;
+    if (n <= 0 || cols <= 0) return;
+    cu_launch(r, "scatter_rows", k_scatter, cu_grid(total, CU_THREADS), CU_THREADS, 0, y, src,
+              idx, w, total, cols);
+}
+
 /* ---- LoRA ---- */
 
 typedef struct cu_lrun {

@@ -921,6 +921,12 @@ template <int D> struct dev_ops {
         cu_run r = cu_begin(D, c);
         cu_gather_rows(&r, dst, src, idx, n, cols);
     }
+    static void scatter(wk_ctx *c, float *y, const float *src, const int32_t *idx, const float *w,
+                        int n, int cols) {
+        cu_prof P(D, c, "scatter_rows");
+        cu_run r = cu_begin(D, c);
+        cu_scatter_rows(&r, y, src, idx, w, n, cols);
+    }
 };
 
 #define CU_TABLE(D)                                                                            \
@@ -939,7 +945,7 @@ template <int D> struct dev_ops {
         .matmul_gelu = nullptr,                                                                \
         .add = dev_ops<D>::add,                                                                \
         .axpy = dev_ops<D>::axpy, .lora = dev_ops<D>::lora,                                    \
-        .gather_rows = dev_ops<D>::gather,                                                     \
+        .gather_rows = dev_ops<D>::gather, .scatter_rows = dev_ops<D>::scatter,                \
         .matmul_multi = dev_ops<D>::mm_multi, .matmul_glu = dev_ops<D>::mm_glu,                \
         .matmul_add = dev_ops<D>::mm_add, .rope_qk = dev_ops<D>::rope_qk,                      \
     }

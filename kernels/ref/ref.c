@@ -371,6 +371,20 @@ static void ref_gather_rows(wk_ctx *ctx, float *dst, const float *src, const int
         memcpy(dst + (size_t)i * cols, src + (size_t)idx[i] * cols, sizeof(float) * (size_t)cols);
 }
 
+static void ref_scatter_rows(wk_ctx *ctx, float *y, const float *src, const int32_t *idx,
+                             const float *w, int n, int cols) {
+    (void)ctx;
+    for (int i = 0; i < n; i++) {
+        const bool first = idx[i] < 0;
+        float *yr = y + (size_t)(first ? -(idx[i] + 1) : idx[i]) * cols;
+        const float *s = src + (size_t)i * cols;
+        for (int c = 0; c < cols; c++) {
+            const float t = s[c] * w[i];
+            yr[c] = first ? t : yr[c] + t;
+        }
+    }
+}
+
 static const kernel_table k_ref = {
     .name = "ref",
     .buf_alloc = kernels_host_alloc,
@@ -392,6 +406,7 @@ static const kernel_table k_ref = {
     .axpy = ref_axpy,
     .lora = ref_lora,
     .gather_rows = ref_gather_rows,
+    .scatter_rows = ref_scatter_rows,
     .gelu = ref_gelu,
     .matmul_gelu = ref_matmul_gelu,
     .layernorm = ref_layernorm,
