@@ -135,9 +135,17 @@ def family(name):
 status = {"versions": {m: __import__(m).__version__ for m in ("torch", "transformers", "peft")},
           "script_sha256": hashlib.sha256(open(__file__, "rb").read()).hexdigest(),
           "families": {}}
+failed = False
 for f in FAMILIES:
     if ONLY and f not in ONLY:
         continue
-    status["families"][f] = family(f)
+    try:  # one family's failure must not cost the others their goldens
+        status["families"][f] = family(f)
+    except Exception as e:  # noqa: BLE001
+        import traceback
+        status["families"][f] = {"error": f"{type(e).__name__}: {e}",
+                                 "trace": traceback.format_exc()[-2000:]}
+        failed = True
     print(f, status["families"][f], flush=True)
 json.dump(status, open(os.path.join(OUT, "train_status.json"), "w"), indent=1)
+sys.exit(1 if failed else 0)
