@@ -33,6 +33,27 @@ static const char *const nb_names[P_NB] = {"1", "2-4", "5-8", "9-16", "17-32", "
 
 typedef struct { _Atomic long long ns, calls, flop; } slot;
 static slot g_ops[P_N_OPS], g_mm[P_DT][P_NB];
+
+/* WICK_PROFILE=shapes: the matmul also per weight shape (type, rows × cols, row bucket), in
+   the first P_NSHAPE distinct ones met; a slot's key is claimed once, by compare-and-swap. */
+#define P_NSHAPE 64
+static int g_by_shape;
+static _Atomic long long g_shape_key[P_NSHAPE];
+static slot g_shape[P_NSHAPE];
+
+static slot *shape_slot(int dt, int b, long long rows, long long cols) {
+    const long long key = ((rows << 24 | cols) << 8 | dt << 3 | b) + 1; /* never 0 */
+    for (int i = 0; i < P_NSHAPE; i++) {
+        long long k = atomic_load_explicit(&g_shape_key[i], memory_order_acquire);
+        if (k == 0) {
+            long long zero = 0;
+            if (atomic_compare_exchange_strong(&g_shape_key[i], &zero, key)) return &g_shape[i];
+            k = zero; /* another thread claimed it first: its key */
+        }
+        if (k == key) return &g_shape[i];
+    }
+    return NULL; /* more shapes than slots: only the buckets count it */
+}
 static const kernel_table *g_inner;
 static kernel_table g_wrap;
 static struct timespec g_t0;
@@ -71,6 +92,10 @@ static void p_matmul(wk_ctx *c, float *y, const float *x, const wk_weight *W, co
     g_inner->matmul(c, y, x, W, bias, n);
     const int dt = (int)W->dt >= 0 && (int)W->dt < P_DT ? (int)W->dt : 0;
     note(&g_mm[dt][n_bucket(n)], t0, 2LL * n * W->rows * W->cols);
+    if (g_by_shape && W->rows < (1LL << 30) && W->cols < (1LL << 24)) {
+        slot *s = shape_slot(dt, n_bucket(n), W->rows, W->cols);
+        if (s) note(s, t0, 2LL * n * W->rows * W->cols);
+    }
 }
 static void p_rope(wk_ctx *c, float *x, int n, int nh, int hd, int rd, const int32_t *pos,
                    const float *cs, const float *sn) {
@@ -146,6 +171,17 @@ static void print_profile(void) {
             fprintf(stderr, "%-26s %10lld %11.1f %6.1f%% %10.1f %9.1f\n", nm, (long long)s->calls, ms,
                     100.0 * ms / total, 1e3 * ms / (double)s->calls, (double)s->flop / (ms * 1e6));
         }
+    for (int i = 0; g_by_shape && i < P_NSHAPE; i++) {
+        const long long k = g_shape_key[i] - 1;
+        if (k < 0 || !g_shape[i].calls) continue;
+        const slot *s = &g_shape[i];
+        char nm[64];
+        snprintf(nm, sizeof nm, "  %s %lldx%lld n=%s", dtype_name((dtype)(k >> 3 & 31)), k >> 32,
+                 k >> 8 & 0xffffff, nb_names[k & 7]);
+        const double ms = (double)s->ns / 1e6;
+        fprintf(stderr, "%-26s %10lld %11.1f %6.1f%% %10.1f %9.1f\n", nm, (long long)s->calls, ms,
+                100.0 * ms / total, 1e3 * ms / (double)s->calls, (double)s->flop / (ms * 1e6));
+    }
     for (int i = 0; i < P_N_OPS; i++) {
         const slot *s = &g_ops[i];
         if (!s->calls) continue;
@@ -173,6 +209,8 @@ static void wrap_once(void) {
     /* the fusions would hide their ops from the counts: callers run the plain ops instead */
     g_wrap.matmul_multi = NULL, g_wrap.matmul_glu = NULL, g_wrap.matmul_add = NULL;
     g_wrap.rope_qk = NULL;
+    const char *env = getenv("WICK_PROFILE");
+    g_by_shape = env && strcmp(env, "shapes") == 0;
     clock_gettime(CLOCK_MONOTONIC, &g_t0);
     atexit(print_profile);
 }

@@ -479,6 +479,18 @@ static void test_kv_store(void **state) {
         const int rows = 33;
         float *k = xmalloc(sizeof(float) * rows * n_kv * hd), *v = xmalloc(sizeof(float) * rows * n_kv * hd);
         fill(k, (long)rows * n_kv * hd, 3.0f), fill(v, (long)rows * n_kv * hd, 1.0f);
+        if (dts[d] == DT_F16) { /* the edges of the conversion: rounding ties, overflow, subnormals, NaN */
+            static const uint32_t bits[] = {
+                0x7fc00000u, 0xffc00001u, 0x7f800001u, 0x7fffffffu, 0xff812345u, 0x7f800000u, 0xff800000u, 0x80000000u,
+                0x00000001u, 0x807fffffu, 0x477fefffu, 0x477ff000u, 0x477fe000u, 0xc77ff000u,
+                0x38800000u, 0x387fffffu, 0x33800000u, 0x33000000u, 0x33000001u, 0xb3400000u,
+                0x3f801000u, 0x3f803000u, 0x3f800fffu, 0x3f801001u, 0x34fff000u, 0x35000800u};
+            const int nb = (int)(sizeof bits / sizeof bits[0]);
+            for (long i = 0; i < (long)rows * n_kv * hd; i += 7) {
+                memcpy(&k[i], &bits[(i / 7) % nb], 4);
+                if (i % 3 == 0) memcpy(&v[i], &bits[(i / 7 + 5) % nb], 4);
+            }
+        }
         kernels_ref()->kv_store(NULL, &want.kv, k, v, sp, 3, n_kv, hd);
         FOR_EACH_TABLE_POOL(t, p) {
             memset(got.k, 0, got.bytes), memset(got.v, 0, got.bytes);

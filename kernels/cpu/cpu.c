@@ -630,14 +630,15 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, unsigned flags, flo
     }
 }
 
-/* kv_store: (span row, KV head) pairs split over threads; each row converted with the
- * reference conversion (a small share of a step: n_kv·head_dim values per row and layer). */
+/* kv_store: span rows split over threads; each row converted with the reference conversion,
+ * or for f16 the ISA's F16C one (same bits; the scalar one cost ~3% of a 16-stream step). */
 typedef struct kvs_ctx {
     const wk_kv_layer *kv;
     const float *k, *v;
     const wk_span *spans;
     int n_spans, n_kv, hd;
     long rows;
+    void (*f16_row)(uint16_t *dst, const float *x, int n); /* the ISA's, or NULL */
 } kvs_ctx;
 
 static void kvs_task(void *vctx, int tid, int nt) {
@@ -652,10 +653,16 @@ static void kvs_task(void *vctx, int tid, int nt) {
         if (row < sp->row0) continue;
         const int p = sp->pos0 + (int)(row - sp->row0);
         for (int h = 0; h < c->n_kv; h++) {
-            kernels_kv_row_from_f32(c->kv->dt, (void *)kv_row(c->kv, c->kv->k, sp->blocks, h, p),
-                                    c->k + row * kvd + (size_t)h * c->hd, c->hd);
-            kernels_kv_row_from_f32(c->kv->dt, (void *)kv_row(c->kv, c->kv->v, sp->blocks, h, p),
-                                    c->v + row * kvd + (size_t)h * c->hd, c->hd);
+            void *kd = (void *)kv_row(c->kv, c->kv->k, sp->blocks, h, p);
+            void *vd = (void *)kv_row(c->kv, c->kv->v, sp->blocks, h, p);
+            const float *ks = c->k + row * kvd + (size_t)h * c->hd, *vs = c->v + row * kvd + (size_t)h * c->hd;
+            if (c->f16_row && c->kv->dt == DT_F16) { /* F16C: ~20x the scalar conversion */
+                c->f16_row(kd, ks, c->hd);
+                c->f16_row(vd, vs, c->hd);
+            } else {
+                kernels_kv_row_from_f32(c->kv->dt, kd, ks, c->hd);
+                kernels_kv_row_from_f32(c->kv->dt, vd, vs, c->hd);
+            }
         }
     }
 }
@@ -664,10 +671,9 @@ static void kvs_task(void *vctx, int tid, int nt) {
 static void cpu_kv_store(const cpu_isa *isa, wk_pool *pool, const wk_kv_layer *kv,
                          const float *k, const float *v, const wk_span *spans, int n_spans,
                          int n_kv, int head_dim) {
-    (void)isa;
     if (n_spans <= 0 || n_kv <= 0 || head_dim <= 0) return;
     const long rows = spans[n_spans - 1].row0 + spans[n_spans - 1].n;
-    kvs_ctx c = {kv, k, v, spans, n_spans, n_kv, head_dim, rows};
+    kvs_ctx c = {kv, k, v, spans, n_spans, n_kv, head_dim, rows, isa->f16_row};
     pool_run(rows * n_kv * head_dim < SMALL_WORK ? NULL : pool, kvs_task, &c);
 }
 

@@ -219,6 +219,18 @@ static void a2_gelu(float *x, long n) {
 #define ENC_SOFTMAX a2_softmax
 #include "kernels/cpu/enc_attn.h"
 
+/* As a5_f16_row (cpu_avx512.c): F16C's rounding is f32_to_f16's; NaN lanes go through it. */
+static void a2_f16_row(uint16_t *dst, const float *x, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        int nan = _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        for (; nan; nan &= nan - 1) dst[i + __builtin_ctz((unsigned)nan)] = f32_to_f16(x[i + __builtin_ctz((unsigned)nan)]);
+    }
+    for (; i < n; i++) dst[i] = f32_to_f16(x[i]);
+}
+
 const cpu_isa cpu_isa_avx2 = {
     .name = "avx2",
     .matvec = a2_matvec,
@@ -240,4 +252,5 @@ const cpu_isa cpu_isa_avx2 = {
     .gemm_q_supports = cpu_a2_gemm_q_supports,
     .gemm_q_scratch = cpu_a2_gemm_q_scratch,
     .attn_block = a2_attn_block,
+    .f16_row = a2_f16_row,
 };

@@ -166,6 +166,22 @@ static void a5_silu_mul(float *out, const float *gate, const float *up, long n) 
     }
 }
 
+/* vcvtps2ph rounds to nearest even like f32_to_f16, including overflow to inf and the
+   subnormal range; only a NaN keeps (part of) its payload in hardware, so NaN lanes are
+   redone by the scalar conversion. */
+static void a5_f16_row(uint16_t *dst, const float *x, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        _mm256_mask_storeu_epi16(dst + i, m, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __mmask16 nan = _mm512_mask_cmp_ps_mask(m, v, v, _CMP_UNORD_Q);
+        for (; nan; nan &= (__mmask16)(nan - 1)) {
+            const int j = i + __builtin_ctz(nan);
+            dst[j] = f32_to_f16(x[j]);
+        }
+    }
+}
+
 static void a5_add(float *y, const float *x, long n) {
     for (long i = 0; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
@@ -615,6 +631,7 @@ const cpu_isa cpu_isa_avx512 = {
     .gemm_q_supports = cpu_a5_gemm_q_supports,
     .gemm_q_scratch = cpu_a5_gemm_q_scratch,
     .attn_block = a5_attn_block,
+    .f16_row = a5_f16_row,
 };
 
 /* ---- LoRA's second product ----

@@ -84,6 +84,9 @@ typedef struct cpu_isa {
                        int i0, int i1, int kvh, int n_head, int group, int hd, int window,
                        float scale, float softcap);
     size_t (*gemm_q_scratch)(int64_t cols);
+    /* Optional: dst[i] = f32_to_f16(x[i]), i < n, the same bits as base/dtype.c's conversion
+       (round to nearest even; a NaN becomes the sign with 0x7e00), for the f16 KV cache. */
+    void (*f16_row)(uint16_t *dst, const float *x, int n);
 } cpu_isa;
 
 /* The generic (plain C) inner loops; also the scalar tails of the SIMD files. Each works on
