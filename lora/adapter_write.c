@@ -98,17 +98,12 @@ wick_status lora_adapter_write_files(const wick_adapter *a, const char *out_dir,
            rows stacked in member order */
         float *stack = NULL;
         wk_weight Bw = p->B;
-        for (int m = 1; m < g; m++) {
-            const lora_pair *q = &a->pairs[i + m];
-            const bool same = p->A.data && q->A.data && q->A.rows == p->A.rows &&
-                              q->A.cols == p->A.cols &&
-                              !memcmp(q->A.data, p->A.data, sizeof(float) * (size_t)(p->A.rows * p->A.cols));
-            if ((p->A.data || q->A.data) && !same) {
-                st = err_set(WICK_ERR_UNSUPPORTED, "adapter: layer %d: %s is adapted as separate "
-                             "projections (%s vs %s), which PEFT cannot store in the fused "
-                             "module", l, path, lora_proj_name[proj], lora_proj_name[proj + m]);
-                break;
-            }
+        int m = 0;
+        if (g > 1 && !lora_module_one_a(p, g, &m)) {
+            st = err_set(WICK_ERR_UNSUPPORTED, "adapter: layer %d: %s is adapted as separate "
+                         "projections (%s vs %s), which PEFT cannot store in the fused "
+                         "module", l, path, lora_proj_name[proj], lora_proj_name[proj + m]);
+            break;
         }
         if (!st && g > 1 && p->A.data && a->qk_gguf_hd > 0) { /* no fused family is permuted */
             st = err_set(WICK_ERR_UNSUPPORTED, "adapter: layer %d: %s with q/k rows in GGUF "

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 #include "model/lora_mod.h"
@@ -56,6 +57,24 @@ static inline int lora_group(bool fused, int p, const char **path, const char **
     if (path) *path = f < 0 ? lora_module_path[p] : fp[f];
     if (name) *name = f < 0 ? lora_proj_name[p] : fn[f];
     return count;
+}
+
+/* Whether the g members of a fused module, first its first member's pair (pairs in
+ * projection order, as wick_adapter.pairs holds them), are adapted as one module: none of
+ * them adapted, or all with one A (same shape and values). Otherwise false, with *bad (when
+ * not NULL) the first member (1..g-1) that differs. The trainer and the adapter writer refuse
+ * anything else on a fused base. */
+static inline bool lora_module_one_a(const lora_pair *first, int g, int *bad) {
+    for (int m = 1; m < g; m++) {
+        const wk_weight *a0 = &first->A, *am = &first[m].A;
+        if (!a0->data && !am->data) continue;
+        if (!a0->data || !am->data || am->rows != a0->rows || am->cols != a0->cols ||
+            memcmp(am->data, a0->data, sizeof(float) * (size_t)(a0->rows * a0->cols))) {
+            if (bad) *bad = m;
+            return false;
+        }
+    }
+    return true;
 }
 
 

@@ -435,6 +435,42 @@ static void test_phi3_finite_differences(void **state) {
     assert_int_equal(fd_check_full(dir, 512, 40, NULL, "qkv_proj"), 2);
 }
 
+/* On a fused base an adapter whose fused module's members have different A (as
+ * wick_adapter_create could not make them, but code holding the struct can) is refused by the
+ * trainer and by the PEFT writer, naming the module; nothing is written. */
+static void test_phi3_fused_one_a(void **state) {
+    (void)state;
+    wick_model *m = load_model(WICK_SOURCE_DIR "/tests/data/arch/phi3");
+    wick_adapter *a = NULL;
+    const unsigned qkv = (1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_V);
+    assert_int_equal(lora_adapter_random(m, 4, 8.0f, qkv, 5, &a), WICK_OK);
+    lora_pair *k1 = &a->pairs[1 * LORA_N_PROJ + LORA_K]; /* layer 1's k: its own A now */
+    const size_t nA = (size_t)(k1->A.rows * k1->A.cols);
+    float *own = malloc(sizeof(float) * nA);
+    assert_non_null(own);
+    memcpy(own, k1->A.data, sizeof(float) * nA);
+    own[3] += 0.5f;
+    const void *shared = k1->A.data;
+    k1->A.data = own;
+    char *tmp = tu_mkdtemp(), out[4200];
+    snprintf(out, sizeof out, "%s/adapter", tmp);
+    assert_int_equal(lora_adapter_write_files(a, out, "phi3"), WICK_ERR_UNSUPPORTED);
+    assert_non_null(strstr(wick_last_error(), "self_attn.qkv_proj"));
+    assert_non_null(strstr(wick_last_error(), "separate projections"));
+    assert_int_equal(access(out, F_OK), -1);
+    assert_int_equal(lora_registry_add(m, a, "split"), WICK_OK);
+    wick_train_params p = wick_train_params_default();
+    wick_trainer *tr = NULL;
+    assert_int_equal(wick_trainer_create(m, "split", &p, &tr), WICK_ERR_UNSUPPORTED);
+    assert_non_null(strstr(wick_last_error(), "self_attn.qkv_proj"));
+    assert_null(tr);
+    k1->A.data = shared; /* the adapter frees its own block, not this copy */
+    wick_model_free(m);
+    free(own);
+    tu_rmdir_rf(tmp);
+    free(tmp);
+}
+
 /* Mixture of experts (Mixtral: renormalized top-2 of 4; Qwen3-MoE: 8 experts, norm_topk_prob;
  * OLMoE: no renormalization, q/k norms over the whole projection): LoRA on the attention
  * projections, whose gradients reach layer 0 through every expert MLP and router above it,
@@ -885,6 +921,7 @@ int main(void) {
         cmocka_unit_test(test_qwen3_finite_differences),
         cmocka_unit_test(test_gemma_finite_differences),
         cmocka_unit_test(test_phi3_finite_differences),
+        cmocka_unit_test(test_phi3_fused_one_a),
         cmocka_unit_test(test_moe_finite_differences),
         cmocka_unit_test(test_family_resume),
         cmocka_unit_test(test_checkpoint_resume),

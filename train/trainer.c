@@ -176,17 +176,12 @@ wick_status wick_trainer_create(wick_model *model, const char *adapter_name,
     for (int i = 0; i < n_slots_max && a->fused; i++) {
         const char *path = NULL;
         const int g = lora_group(true, i % LORA_N_PROJ, &path, NULL);
-        for (int m = 1; m < g; m++) {
-            const lora_pair *p0 = &a->pairs[i], *pm = &a->pairs[i + m];
-            if (!p0->A.data && !pm->A.data) continue;
-            if (!p0->A.data || !pm->A.data || pm->A.cols != p0->A.cols || pm->A.rows != p0->A.rows ||
-                memcmp(pm->A.data, p0->A.data, sizeof(float) * (size_t)(p0->A.rows * p0->A.cols))) {
-                wick_trainer_free(tr);
-                return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create: adapter '%s' adapts "
-                               "layer %d's %s as separate projections; %s trains it as one "
-                               "module (one A)", adapter_name, i / LORA_N_PROJ, path,
-                               model->cfg.architecture);
-            }
+        if (g > 1 && !lora_module_one_a(&a->pairs[i], g, NULL)) {
+            wick_trainer_free(tr);
+            return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create: adapter '%s' adapts "
+                           "layer %d's %s as separate projections; %s trains it as one "
+                           "module (one A)", adapter_name, i / LORA_N_PROJ, path,
+                           model->cfg.architecture);
         }
     }
     size_t total = 0;
