@@ -80,6 +80,37 @@ static const char k_adapter_config[] =
     "\"v_proj\"], \"rank_pattern\": {}, \"alpha_pattern\": {}, \"use_rslora\": false, "
     "\"bias\": \"none\"}";
 
+/* A tiny Phi-3 (fused qkv_proj / gate_up_proj, partial rotary, longrope): the fused base of
+   fuzz_target_adapter's second model, and a GGUF seed of gen_corpus. */
+static const spec k_phi3_model[] = {
+    {"model.embed_tokens.weight", 16, 8},
+    {"model.layers.0.self_attn.qkv_proj.weight", 16, 8},
+    {"model.layers.0.self_attn.o_proj.weight", 8, 8},
+    {"model.layers.0.mlp.gate_up_proj.weight", 24, 8},
+    {"model.layers.0.mlp.down_proj.weight", 8, 12},
+    {"model.layers.0.input_layernorm.weight", 8, 0},
+    {"model.layers.0.post_attention_layernorm.weight", 8, 0},
+    {"model.norm.weight", 8, 0},
+    {"lm_head.weight", 16, 8},
+};
+
+static const char k_phi3_config[] =
+    "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": 8, \"intermediate_size\": 12,"
+    " \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1,"
+    " \"vocab_size\": 16, \"max_position_embeddings\": 32, \"rms_norm_eps\": 1e-5,"
+    " \"rope_theta\": 10000.0, \"tie_word_embeddings\": false, \"hidden_act\": \"silu\","
+    " \"partial_rotary_factor\": 0.5, \"original_max_position_embeddings\": 16,"
+    " \"rope_scaling\": {\"rope_type\": \"longrope\", \"short_factor\": [1.0],"
+    " \"long_factor\": [2.5]}, \"sliding_window\": 8}";
+
+/* fuzz_target_adapter's configs: every projection of each base, as PEFT names its modules */
+static const char k_adapter_config_all[] =
+    "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\", "
+    "\"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"]}";
+static const char k_adapter_config_fused[] =
+    "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": "
+    "[\"qkv_proj\", \"o_proj\", \"gate_up_proj\", \"down_proj\"]}";
+
 /* A safetensors image of F32 tensors with small finite values: the header written by hand
  * (8-byte length, JSON padded with spaces to a multiple of 8), then the data back to back. */
 static unsigned char *build_st(const spec *t, int n, size_t *len) {
@@ -113,9 +144,9 @@ static unsigned char *build_st(const spec *t, int n, size_t *len) {
     return b;
 }
 
-static unsigned char *g_model_st, *g_adapter_st;
-static size_t g_model_len, g_adapter_len;
-static wick_model *g_model;
+static unsigned char *g_model_st, *g_adapter_st, *g_phi3_st;
+static size_t g_model_len, g_adapter_len, g_phi3_len;
+static wick_model *g_model, *g_phi3;
 
 const char *fuzz_tiny_config(void) { return k_config; }
 const char *fuzz_tiny_adapter_config(void) { return k_adapter_config; }
@@ -154,6 +185,27 @@ wick_model *fuzz_tiny_model(void) {
         abort();
     }
     return g_model;
+}
+
+const char *fuzz_tiny_phi3_config(void) { return k_phi3_config; }
+
+const unsigned char *fuzz_tiny_phi3_safetensors(size_t *len) {
+    if (!g_phi3_st) g_phi3_st = build_st(k_phi3_model, sizeof k_phi3_model / sizeof k_phi3_model[0], &g_phi3_len);
+    *len = g_phi3_len;
+    return g_phi3_st;
+}
+
+wick_model *fuzz_tiny_phi3_model(void) {
+    if (g_phi3) return g_phi3;
+    size_t len;
+    const unsigned char *st = fuzz_tiny_phi3_safetensors(&len);
+    wick_model_params mp = wick_model_params_default();
+    mp.kernels = "ref";
+    if (model_load_mem(k_phi3_config, NULL, st, len, &mp, &g_phi3) != WICK_OK) {
+        fprintf(stderr, "fuzz: the tiny Phi-3 does not load: %s\n", wick_last_error());
+        abort();
+    }
+    return g_phi3;
 }
 
 /* ---- targets ---- */
@@ -345,6 +397,36 @@ int fuzz_target_adapter_config(const uint8_t *data, size_t size) {
         FUZZ_CHECK(a->r_max >= 1);
         lora_adapter_release(a);
     }
+    return 0;
+}
+
+/* Byte 0 bit 0: the base (0 the tiny Llama, 1 the tiny Phi-3 with its fused modules); the
+   rest: the adapter's safetensors, copied to an aligned buffer as a mapped file would be. */
+int fuzz_target_adapter(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    const int phi3 = data[0] & 1;
+    wick_model *m = phi3 ? fuzz_tiny_phi3_model() : fuzz_tiny_model();
+    const char *cfg = phi3 ? k_adapter_config_fused : k_adapter_config_all;
+    unsigned char *st = malloc(size > 1 ? size - 1 : 1);
+    if (!st) return 0;
+    if (size > 1) memcpy(st, data + 1, size - 1);
+    wick_adapter *a = NULL;
+    if (lora_adapter_read_mem(m, cfg, strlen(cfg), st, size - 1, &a) == WICK_OK) {
+        FUZZ_CHECK(a->n_layer == 1 && a->fused == (bool)phi3);
+        for (int i = 0; i < a->n_layer * LORA_N_PROJ; i++) {
+            const lora_pair *p = &a->pairs[i];
+            if (!p->A.data) continue;
+            FUZZ_CHECK(p->A.rows >= 1 && p->A.rows <= a->r_max && p->B.cols == p->A.rows &&
+                       isfinite(p->scale));
+            touch(p->A.data, sizeof(float) * (size_t)(p->A.rows * p->A.cols));
+            touch(p->B.data, sizeof(float) * (size_t)(p->B.rows * p->B.cols));
+            /* a fused module is adapted whole, with one A */
+            const int g = lora_group(a->fused, i % LORA_N_PROJ, NULL, NULL);
+            if (g > 1) FUZZ_CHECK(lora_module_one_a(p, g, NULL));
+        }
+        lora_adapter_release(a);
+    }
+    free(st);
     return 0;
 }
 

@@ -26,6 +26,9 @@ int fuzz_target_gguf(const uint8_t *data, size_t size);
 int fuzz_target_config(const uint8_t *data, size_t size);
 int fuzz_target_adapter_config(const uint8_t *data, size_t size);
 int fuzz_target_gguf_lora(const uint8_t *data, size_t size);
+/* A PEFT adapter's safetensors (byte 0 bit 0 picks the base: the tiny Llama, or the tiny
+   Phi-3 whose q/k/v and gate/up are fused modules), every projection targeted. */
+int fuzz_target_adapter(const uint8_t *data, size_t size);
 /* tok_targets.c: a tokenizer.json, optionally "\n#TEXT#\n" and a text to encode. */
 int fuzz_target_tokenizer(const uint8_t *data, size_t size);
 /* tok_targets.c: byte 0 a vocabulary size, then a text: the BPE trainer; what it writes must
@@ -58,6 +61,9 @@ const unsigned char *fuzz_tiny_safetensors(size_t *len);
 unsigned char *fuzz_build_st(const char *const *names, const int64_t *rows, const int64_t *cols,
                              int n, size_t *len);
 wick_model *fuzz_tiny_model(void);
+const char *fuzz_tiny_phi3_config(void);
+const unsigned char *fuzz_tiny_phi3_safetensors(size_t *len);
+wick_model *fuzz_tiny_phi3_model(void);
 const char *fuzz_tiny_adapter_config(void);
 const unsigned char *fuzz_tiny_adapter_safetensors(size_t *len);
 

@@ -120,21 +120,8 @@ static void family_gguf_seed(const char *config, const char *const *names, const
 }
 
 static void family_gguf_seeds(void) {
-    static const char phi3[] =
-        "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": 8, \"intermediate_size\": 12,"
-        " \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1,"
-        " \"vocab_size\": 16, \"max_position_embeddings\": 32, \"rms_norm_eps\": 1e-5,"
-        " \"rope_theta\": 10000.0, \"tie_word_embeddings\": false, \"hidden_act\": \"silu\","
-        " \"partial_rotary_factor\": 0.5, \"original_max_position_embeddings\": 16,"
-        " \"rope_scaling\": {\"rope_type\": \"longrope\", \"short_factor\": [1.0],"
-        " \"long_factor\": [2.5]}, \"sliding_window\": 8}";
-    static const char *const pn[] = {
-        "model.embed_tokens.weight", "model.layers.0.self_attn.qkv_proj.weight",
-        "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.gate_up_proj.weight",
-        "model.layers.0.mlp.down_proj.weight", "model.layers.0.input_layernorm.weight",
-        "model.layers.0.post_attention_layernorm.weight", "model.norm.weight", "lm_head.weight"};
-    static const int64_t pr[] = {16, 16, 8, 24, 8, 8, 8, 8, 16}, pc[] = {8, 8, 8, 8, 12, 0, 0, 0, 8};
-    family_gguf_seed(phi3, pn, pr, pc, 9, "tiny_phi3_f32.gguf");
+    if (model_gguf_save(fuzz_tiny_phi3_model(), tmp_path("f.gguf"), DT_F32, NULL, 0)) die("phi3 seed gguf");
+    put_tmp("gguf", "tiny_phi3_f32.gguf", tmp_path("f.gguf"));
 
     static const char moe[] =
         "{\"architectures\": [\"Qwen3MoeForCausalLM\"], \"hidden_size\": 8, \"intermediate_size\": 12,"
@@ -353,6 +340,51 @@ static void adapter_seeds(const char *fx, wick_model *m) {
     lora_adapter_release(a);
 }
 
+/* fuzz_target_adapter: byte 0 picks the base (0 the tiny Llama, 1 the tiny Phi-3), then the
+   adapter's safetensors. */
+static void adapter_tensor_seed(const char *file, int base, const char *const *names,
+                                const int64_t *rows, const int64_t *cols, int n) {
+    size_t len;
+    unsigned char *st = fuzz_build_st(names, rows, cols, n, &len);
+    unsigned char *b = malloc(len + 1);
+    if (!b) die("out of memory");
+    b[0] = (unsigned char)base;
+    memcpy(b + 1, st, len);
+    put("adapter", file, b, len + 1);
+    free(b);
+    free(st);
+}
+
+static void adapter_tensor_seeds(void) {
+#define PFX "base_model.model.model.layers.0."
+    static const char *const qv[] = {PFX "self_attn.q_proj.lora_A.weight", PFX "self_attn.q_proj.lora_B.weight",
+                                     PFX "self_attn.v_proj.lora_A.weight", PFX "self_attn.v_proj.lora_B.weight"};
+    static const int64_t qv_r[] = {2, 8, 2, 4}, qv_c[] = {8, 2, 8, 2};
+    adapter_tensor_seed("llama_q_v.st", 0, qv, qv_r, qv_c, 4);
+    static const char *const all[] = {
+        PFX "self_attn.q_proj.lora_A.weight", PFX "self_attn.q_proj.lora_B.weight",
+        PFX "self_attn.k_proj.lora_A.weight", PFX "self_attn.k_proj.lora_B.weight",
+        PFX "self_attn.v_proj.lora_A.weight", PFX "self_attn.v_proj.lora_B.weight",
+        PFX "self_attn.o_proj.lora_A.weight", PFX "self_attn.o_proj.lora_B.weight",
+        PFX "mlp.gate_proj.lora_A.weight", PFX "mlp.gate_proj.lora_B.weight",
+        PFX "mlp.up_proj.lora_A.weight", PFX "mlp.up_proj.lora_B.weight",
+        PFX "mlp.down_proj.lora_A.weight", PFX "mlp.down_proj.lora_B.weight"};
+    static const int64_t all_r[] = {2, 8, 2, 4, 2, 4, 2, 8, 2, 12, 2, 12, 2, 8},
+                         all_c[] = {8, 2, 8, 2, 8, 2, 8, 2, 8, 2, 8, 2, 12, 2};
+    adapter_tensor_seed("llama_all.st", 0, all, all_r, all_c, 14);
+    /* Phi-3's fused modules: one A, B rows q ‖ k ‖ v (8 + 4 + 4) and gate ‖ up (12 + 12) */
+    static const char *const fu[] = {
+        PFX "self_attn.qkv_proj.lora_A.weight", PFX "self_attn.qkv_proj.lora_B.weight",
+        PFX "self_attn.o_proj.lora_A.weight", PFX "self_attn.o_proj.lora_B.weight",
+        PFX "mlp.gate_up_proj.lora_A.weight", PFX "mlp.gate_up_proj.lora_B.weight",
+        PFX "mlp.down_proj.lora_A.weight", PFX "mlp.down_proj.lora_B.weight"};
+    static const int64_t fu_r[] = {2, 16, 2, 8, 2, 24, 2, 8}, fu_c[] = {8, 2, 8, 2, 8, 2, 12, 2};
+    adapter_tensor_seed("phi3_fused.st", 1, fu, fu_r, fu_c, 8);
+    /* a member of a fused module on its own: refused by name */
+    adapter_tensor_seed("phi3_split_q.st", 1, qv, qv_r, qv_c, 2);
+#undef PFX
+}
+
 /* ---- regressions: inputs for the defects fixed before the harnesses existed, each of which
  * the old code accepted and then overflowed, allocated without bound or converted with
  * undefined behaviour ---- */
@@ -439,6 +471,7 @@ int main(int argc, char **argv) {
     family_gguf_seeds();
     config_seeds(fx);
     adapter_seeds(fx, m);
+    adapter_tensor_seeds();
     regression_seeds(m);
     rmdir(g_tmp);
     return 0;

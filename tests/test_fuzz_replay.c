@@ -24,7 +24,8 @@ static const struct {
 } k_targets[] = {
     {"safetensors", fuzz_target_safetensors, 0}, {"gguf", fuzz_target_gguf, 0},
     {"config", fuzz_target_config, 0}, {"adapter_config", fuzz_target_adapter_config, 0},
-    {"gguf_lora", fuzz_target_gguf_lora, 0}, {"serve_req", fuzz_target_serve_req, 0},
+    {"gguf_lora", fuzz_target_gguf_lora, 0}, {"adapter", fuzz_target_adapter, 0},
+    {"serve_req", fuzz_target_serve_req, 0},
     {"http", fuzz_target_http, 0}, {"train_data", fuzz_target_train_data, 0},
     {"tokenizer", fuzz_target_tokenizer, 0}, {"json_schema", fuzz_target_json_schema, 0},
     {"serve_tools", fuzz_target_serve_tools, 0}, {"bpe_train", fuzz_target_bpe_train, 0},
