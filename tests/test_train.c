@@ -185,6 +185,14 @@ static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bm
 }
 static void fd_check_lora(const char *dir, int V) { fd_check_lora_t(dir, V, 7, 64.0f, 10.0f); }
 
+/* Whether the last forward pass chose other experts than `routes` (n_layer × nsel choices). */
+static bool routes_moved(const wick_trainer *tr, const int32_t *routes, int n_layer, size_t nsel) {
+    for (int l = 0; l < n_layer && nsel; l++)
+        if (tr->acts[l].moe_sel && memcmp(routes + l * nsel, tr->acts[l].moe_sel, sizeof *routes * nsel))
+            return true;
+    return false;
+}
+
 static void fd_check_lora_m(const char *dir, int V, int T, float alpha, float bmul, unsigned mask) {
     wick_model *m = load_model(dir);
     wick_adapter *a = NULL;
@@ -242,14 +250,12 @@ static void fd_check_lora_m(const char *dir, int V, int T, float alpha, float bm
                 bool moved = false;
                 tr->params[at] = save + hstep;
                 double lp = fd_loss(tr, ids, labels, B, T);
-                for (int l = 0; l < c->n_layer && nsel; l++)
-                    moved |= tr->acts[l].moe_sel && memcmp(routes + l * nsel, tr->acts[l].moe_sel, sizeof *routes * nsel);
+                moved |= routes_moved(tr, routes, c->n_layer, nsel);
                 tr->params[at] = save - hstep;
                 double lm = fd_loss(tr, ids, labels, B, T);
-                for (int l = 0; l < c->n_layer && nsel; l++)
-                    moved |= tr->acts[l].moe_sel && memcmp(routes + l * nsel, tr->acts[l].moe_sel, sizeof *routes * nsel);
+                moved |= routes_moved(tr, routes, c->n_layer, nsel);
                 tr->params[at] = save;
-                if (moved) { /* another entry of the same tensor instead (at most 8 tries) */
+                if (moved) { /* another entry of the same tensor instead (at most 16 tries) */
                     skipped++;
                     assert_true(++tries <= 16);
                     picks[k] = (picks[k] + 7) % n;
