@@ -38,8 +38,6 @@ typedef struct model_family {
     int swa_pattern;          /* SWA_LAYER_TYPES without layer_types: every Nth layer is global */
     bool no_gguf;             /* GGUF reading/writing not written yet */
     bool no_export;           /* HF folder export (and merge) not written yet */
-    bool no_full_train;       /* full training refused: the experts and router of a mixture of
-                                 experts are not trained yet (LoRA on its attention is) */
     /* mixture of experts: tensor names of the router and of expert E's three matrices
        (printf formats with the layer, then the expert), Mixtral's always-renormalized
        weights, Qwen3-MoE's moe_intermediate_size / decoder_sparse_step / mlp_only_layers,

@@ -377,10 +377,13 @@ static void train_attend(void *user, int l, layer_bufs *lb, int n) {
  * dw_it = dy_i · E_(s_it)(xn2_i) and each expert's rows get w_it · dy_i, back through its down,
  * SiLU-gated and gate/up products (frozen); the weights are the router's softmax at the chosen
  * experts, divided by their sum where the family renormalizes, whose backward reaches the
- * router logits and through the router's matrix xn2. The choice itself has no gradient. */
+ * router logits and through the router's matrix xn2. The choice itself has no gradient. In
+ * full mode also d(router) = dlogitsᵀ·xn2 and each expert's d(gate), d(up), d(down) from the
+ * rows that chose it (layer l's train_layer_grads). */
 static void moe_bwd(wick_trainer *tr, const layer_weights *w, const train_layer_acts *a,
-                    const float *dy, int N) {
+                    const float *dy, int N, int l) {
     const model_config *c = &tr->model->cfg;
+    const train_layer_grads *g = tr->full ? &tr->lg[l] : NULL; /* full: the weights' grads too */
     const int E = c->n_expert, k = c->n_expert_used, d = c->n_embd, fe = c->n_ff_expert;
     for (int i = 0; i < N; i++)
         for (int t = 0; t < k; t++) {
@@ -413,6 +416,22 @@ static void moe_bwd(wick_trainer *tr, const layer_weights *w, const train_layer_
         memset(tr->moe_dx, 0, sizeof(float) * (size_t)ne * d);
         frozen_bwd(tr, tr->moe_dx, tr->dg, ne, &w->exp_gate[e]);
         frozen_bwd(tr, tr->moe_dx, tr->du, ne, &w->exp_up[e]);
+        if (g) { /* full: the expert's matrices, from its rows only */
+            for (int j = 0; j < ne; j++) { /* its input rows (xn2) and h = silu(g)·u (over dh) */
+                const int at = tr->moe_rows[j];
+                memcpy(tr->moe_x + (size_t)j * d, a->xn2 + (size_t)(at / k) * d, sizeof(float) * (size_t)d);
+                const float *gg = a->moe_g + (size_t)at * fe, *uu = a->moe_u + (size_t)at * fe;
+                float *hh = tr->dh + (size_t)j * fe;
+                for (int f = 0; f < fe; f++) hh[f] = gg[f] / (1.0f + expf(-gg[f])) * uu[f];
+            }
+            /* d(gate) (fe, d) += dgᵀ·x, d(up) likewise with du, d(down) (d, fe) += (w·dy)ᵀ·h */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fe, d, ne, 1.0f, tr->dg, fe,
+                        tr->moe_x, d, 1.0f, g->exp[e], d);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fe, d, ne, 1.0f, tr->du, fe,
+                        tr->moe_x, d, 1.0f, g->exp[E + e], d);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, fe, ne, 1.0f, tr->moe_dy, d,
+                        tr->dh, fe, 1.0f, g->exp[2 * E + e], fe);
+        }
         for (int j = 0; j < ne; j++) {
             float *o = tr->dxn + (size_t)(tr->moe_rows[j] / k) * d;
             const float *g = tr->moe_dx + (size_t)j * d;
@@ -437,6 +456,9 @@ static void moe_bwd(wick_trainer *tr, const layer_weights *w, const train_layer_
         for (int q = 0; q < E; q++) dl[q] = p[q] * (dl[q] - dot);
     }
     frozen_bwd(tr, tr->dxn, tr->moe_dl, N, &w->router);
+    if (g) /* full: d(router) (E, d) += dlogitsᵀ·xn2 */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, d, N, 1.0f, tr->moe_dl, E,
+                    a->xn2, d, 1.0f, g->router, d);
 }
 
 /* ---- the pass ------------------------------------------------------------------------ */
@@ -564,7 +586,7 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
         }
         if (w->exp_gate) { /* no MoE family norms its block output: dy is dx, not dxn */
             memset(tr->dxn, 0, sizeof(float) * (size_t)N * d);
-            moe_bwd(tr, w, a, dy, N);
+            moe_bwd(tr, w, a, dy, N, l);
         } else {
             memset(tr->dh, 0, sizeof(float) * (size_t)N * ff);
             proj_bwd(tr, l, LORA_DOWN, &w->w_down, tr->dh, dy, a->h, a->t[LORA_DOWN], N);

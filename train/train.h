@@ -54,7 +54,11 @@ typedef struct train_layer_grads {
     float *b[LORA_N_PROJ];  /* (out) biases */
     float *attn_norm, *mlp_norm;
     float *post_attn_norm, *post_mlp_norm; /* (d) Gemma's block-output norms, else NULL */
-    float *q_norm, *k_norm;  /* (hd) per-head q/k norm weights (Qwen3, Gemma 3), else NULL */
+    float *q_norm, *k_norm;  /* (hd) per-head q/k norm weights (Qwen3, Gemma 3), else NULL;
+                                (n_head·hd), (n_kv·hd) over the whole projection (OLMoE) */
+    float *router;           /* (E, d) a mixture-of-experts layer's router, else NULL */
+    float **exp;             /* (3·E) its experts' gate [e], up [E + e], down [2E + e]: (fe, d),
+                                (fe, d), (d, fe); NULL without experts */
 } train_layer_grads;
 
 /* Activations kept by the forward for the backward of one layer (rows N = batch·seq_len). */

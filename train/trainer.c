@@ -108,6 +108,7 @@ void wick_trainer_free(wick_trainer *tr) {
     pool_free(tr->pool);
     free(tr->slots);
     free(tr->tensors);
+    for (int l = 0; tr->lg && l < tr->model->cfg.n_layer; l++) free(tr->lg[l].exp);
     free(tr->lg);
     free(tr->grad);
     free(tr->m);
@@ -294,27 +295,44 @@ static wick_status to_f32_block(wick_model *m) {
     if (m->train_block) return WICK_OK;
     const model_config *c = &m->cfg;
     const bool tied = m->lm_head.data == m->tok_embd.data;
-    wk_weight *mats[2 + 7 * 512];
-    int nm = 0;
+    /* the embedding, an untied head, each layer's projections and, with experts, its router
+       and every expert's three matrices */
+    const size_t cap = 2 + (size_t)c->n_layer * (LORA_N_PROJ + 1 + 3 * (size_t)c->n_expert);
+    wk_weight **mats = malloc(sizeof *mats * cap);
+    if (!mats) return err_set(WICK_ERR_NOMEM, "out of memory");
+    size_t nm = 0;
     mats[nm++] = &m->tok_embd;
     if (!tied) mats[nm++] = &m->lm_head;
-    for (int l = 0; l < c->n_layer; l++)
-        for (int p = 0; p < LORA_N_PROJ; p++) mats[nm++] = layer_proj(&m->layers[l], p);
+    for (int l = 0; l < c->n_layer; l++) {
+        layer_weights *w = &m->layers[l];
+        for (int p = 0; p < LORA_N_PROJ; p++) mats[nm++] = layer_proj(w, p);
+        if (!w->exp_gate) continue;
+        mats[nm++] = &w->router;
+        for (int e = 0; e < c->n_expert; e++) {
+            mats[nm++] = &w->exp_gate[e];
+            mats[nm++] = &w->exp_up[e];
+            mats[nm++] = &w->exp_down[e];
+        }
+    }
     size_t total = 0;
-    for (int i = 0; i < nm; i++) total += (size_t)(mats[i]->rows * mats[i]->cols);
-    float *block = malloc(sizeof(float) * total);
-    if (!block)
+    for (size_t i = 0; i < nm; i++) total += (size_t)(mats[i]->rows * mats[i]->cols);
+    float *block = malloc(sizeof(float) * (total ? total : 1));
+    if (!block) {
+        free(mats);
         return err_set(WICK_ERR_NOMEM, "out of memory for an f32 copy of the model's weights "
                                        "(%.1f MiB)", (double)total * 4 / (1 << 20));
+    }
     size_t off = 0;
-    for (int i = 0; i < nm; i++) {
+    for (size_t i = 0; i < nm; i++) {
         wk_weight *W = mats[i];
+        if (!W->data) continue; /* a MoE layer has no dense gate / up / down */
         for (int64_t r = 0; r < W->rows; r++)
             kernels_row_to_f32(block + off + (size_t)(r * W->cols), W, r);
         W->data = block + off;
         W->dt = DT_F32;
         off += (size_t)(W->rows * W->cols);
     }
+    free(mats);
     if (tied) m->lm_head = m->tok_embd;
     m->train_block = block;
     snprintf(m->weight_dtype, sizeof m->weight_dtype, "%s", dtype_name(DT_F32));
@@ -329,10 +347,6 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
     if (!kernels_is_host(model->kern))
         return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: the model is on %s; "
                        "training runs on the CPU only in this version", model->kern->name);
-    if (family_get(model->cfg.arch)->no_full_train)
-        return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: full training of %s "
-                       "models (mixture of experts) is not supported yet; LoRA training of their "
-                       "attention projections is", model->cfg.architecture);
     if (model->free_self)
         return err_set(WICK_ERR_UNSUPPORTED, "wick_trainer_create_full: a merged-adapter handle "
                        "borrows its base's weights; save it and load the result to train it");
@@ -355,7 +369,7 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
     tr->p = p;
     const int L = c->n_layer;
     const bool tied = model->lm_head.data == model->tok_embd.data;
-    tr->tensors = calloc((size_t)(3 + L * (2 * LORA_N_PROJ + 6)), sizeof *tr->tensors);
+    tr->tensors = calloc((size_t)(3 + L * (2 * LORA_N_PROJ + 6 + 1 + 3 * c->n_expert)), sizeof *tr->tensors);
     tr->lg = calloc((size_t)L, sizeof *tr->lg);
     tr->acts = calloc((size_t)L, sizeof *tr->acts);
     tr->pool = pool_create(p.n_threads ? p.n_threads : pool_cpu_count());
@@ -381,7 +395,7 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
             const int g = lora_group(fused, q, &path, NULL);
             int64_t rows = 0;
             for (int m = 0; m < g; m++) rows += layer_proj(w, q + m)->rows;
-            if (g) {
+            if (g && W->data) { /* (a MoE layer has no dense MLP) */
                 snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.weight", path);
                 add_tensor(tr, &off, (float *)W->data, rows, W->cols, true, fmt, l);
             }
@@ -389,9 +403,11 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
                 snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.bias", lora_module_path[q]);
                 add_tensor(tr, &off, layer_bias(w, q), W->rows, 0, false, fmt, l);
             }
-            if (q == LORA_K && w->q_norm) { /* Qwen3's per-head norms, named as transformers does */
-                add_tensor(tr, &off, w->q_norm, c->head_dim, 0, false, "model.layers.%d.self_attn.q_norm.weight", l);
-                add_tensor(tr, &off, w->k_norm, c->head_dim, 0, false, "model.layers.%d.self_attn.k_norm.weight", l);
+            if (q == LORA_K && w->q_norm) { /* Qwen3's per-head norms (OLMoE's over the whole
+                                               projection), named as transformers does */
+                const int64_t fq = c->qk_norm_full ? c->n_head : 1, fk = c->qk_norm_full ? c->n_kv_head : 1;
+                add_tensor(tr, &off, w->q_norm, fq * c->head_dim, 0, false, "model.layers.%d.self_attn.q_norm.weight", l);
+                add_tensor(tr, &off, w->k_norm, fk * c->head_dim, 0, false, "model.layers.%d.self_attn.k_norm.weight", l);
             }
             if (q == LORA_O && gemma) {
                 add_tensor(tr, &off, w->post_attn_norm, d, 0, false,
@@ -405,6 +421,21 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
             if (q == LORA_DOWN && gemma)
                 add_tensor(tr, &off, w->post_mlp_norm, d, 0, false,
                            "model.layers.%d.post_feedforward_layernorm.weight", l);
+        }
+        if (w->exp_gate) { /* a mixture of experts: the router, then expert by expert */
+            const model_family *fd = family_get(c->arch);
+            add_tensor(tr, &off, (float *)w->router.data, w->router.rows, w->router.cols, true,
+                       fd->moe_router, l);
+            const char *fmts[3] = {fd->moe_gate, fd->moe_up, fd->moe_down};
+            for (int e = 0; e < c->n_expert; e++) {
+                const wk_weight *ws[3] = {&w->exp_gate[e], &w->exp_up[e], &w->exp_down[e]};
+                for (int j = 0; j < 3; j++) {
+                    add_tensor(tr, &off, (float *)ws[j]->data, ws[j]->rows, ws[j]->cols, true, "", 0);
+                    train_tensor *t = &tr->tensors[tr->n_tensors - 1];
+                    snprintf(t->name, sizeof t->name, fmts[j], l, e);
+                }
+            }
+            if (!(tr->lg[l].exp = calloc(3 * (size_t)c->n_expert, sizeof *tr->lg[l].exp))) goto nomem;
         }
     }
     add_tensor(tr, &off, model->final_norm, d, 0, false, "model.norm.weight", 0);
@@ -434,8 +465,16 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
             if (w->q_norm && t->p == w->q_norm) tr->lg[l].q_norm = g;
             if (w->k_norm && t->p == w->k_norm) tr->lg[l].k_norm = g;
             for (int q = 0; q < LORA_N_PROJ; q++) {
-                if (t->p == layer_proj(w, q)->data) tr->lg[l].w[q] = g;
-                if (t->p == layer_bias(w, q)) tr->lg[l].b[q] = g;
+                if (layer_proj(w, q)->data && t->p == layer_proj(w, q)->data) tr->lg[l].w[q] = g;
+                if (layer_bias(w, q) && t->p == layer_bias(w, q)) tr->lg[l].b[q] = g;
+            }
+            if (w->exp_gate) {
+                if (t->p == w->router.data) tr->lg[l].router = g;
+                for (int e = 0; e < c->n_expert; e++) {
+                    if (t->p == w->exp_gate[e].data) tr->lg[l].exp[e] = g;
+                    if (t->p == w->exp_up[e].data) tr->lg[l].exp[c->n_expert + e] = g;
+                    if (t->p == w->exp_down[e].data) tr->lg[l].exp[2 * c->n_expert + e] = g;
+                }
             }
         }
     }

@@ -12,7 +12,8 @@ OUT_DIR/<family>/train_lora/ (a PEFT folder). Keys:
 
   ids                 I64 [2, T]  random ids (torch.Generator seeded per family); labels = ids,
                                   transformers' causal-LM loss over all 2·(T-1) targets
-  full.loss0          F32 [1]     loss at the model's weights           (dense families)
+  full.loss0          F32 [1]     loss at the model's weights (every family; MoE: routers and
+                                  experts too, the top-k choice itself without gradient)
   full.{name}.grad    F32         gradient of every parameter (model.named_parameters() names;
                                   Gemma's norms are its stored w, the forward uses 1 + w)
   full.losses         F32 [3]     loss before each of 3 AdamW steps: lr 1e-3, betas (0.9,
@@ -51,9 +52,9 @@ FAMILIES = {
     "gemma3": (12, True, "make"),
     "llama32": (12, True, "make"),
     "phi3": (40, True, "lora"),   # 40 > original_max_position_embeddings 32: long factors
-    "mixtral": (12, False, "lora"),
-    "qwen3_moe": (12, False, "make"),
-    "olmoe": (12, False, "make"),
+    "mixtral": (12, True, "lora"),
+    "qwen3_moe": (12, True, "make"),
+    "olmoe": (12, True, "make"),
 }
 SEEDS = {f: 9100 + i for i, f in enumerate(FAMILIES)}
 
