@@ -368,7 +368,10 @@ static char *config_json(const model_config *c, dtype dt) {
             for (int k = 0; k < 8 && (float)pow((double)q, -0.5) != c->attn_scale; k++)
                 q = nextafterf(q, (float)pow((double)q, -0.5) > c->attn_scale ? INFINITY : 0.0f);
         }
-        fmt_float(f0, q);
+        /* an integer written as one: transformers 5's Gemma configs type it int and refuse
+           16.0 (a trained Gemma 3 folder failed to load there, tests/golden/check_trained.py) */
+        if (q == nearbyintf(q) && fabsf(q) < 1e9f) snprintf(f0, sizeof f0, "%d", (int)q);
+        else fmt_float(f0, q);
         sb_printf(&b, "  \"query_pre_attn_scalar\": %s,\n", f0);
         if (fam->softcaps) {
             if (c->attn_softcap > 0) fmt_float(f1, c->attn_softcap);

@@ -174,6 +174,17 @@ static void test_gemma3(void **state) {
     snprintf(out, sizeof out, "%s/saved", tmp);
     snprintf(gg, sizeof gg, "%s/m.gguf", tmp);
     assert_int_equal(wick_model_save(m, out), WICK_OK);
+    /* query_pre_attn_scalar stays an integer, as in the source (transformers 5 types it int
+       and refuses 24.0) */
+    char cfgp[4300];
+    snprintf(cfgp, sizeof cfgp, "%s/config.json", out);
+    char *cfg = tu_read_text(cfgp);
+    assert_non_null(cfg);
+    const char *qs = strstr(cfg, "\"query_pre_attn_scalar\": ");
+    assert_non_null(qs);
+    qs += strlen("\"query_pre_attn_scalar\": ");
+    assert_true(qs[strspn(qs, "0123456789")] == ',');
+    free(cfg);
     wick_model *back = load(out, "auto");
     const int32_t ids[5] = {5, 77, 300, 2, 41};
     float *a = malloc(sizeof(float) * 512), *b = malloc(sizeof(float) * 512);
