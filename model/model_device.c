@@ -148,12 +148,9 @@ wick_status model_device_init(wick_model *m, const wick_model_params *params) {
     if (st) return from_env ? err_wrap(st, "WICK_DEVICE") : st;
     if (!K) return WICK_OK;
     const model_config *c = &m->cfg;
-    /* The device path of a mixture of experts (routing on the host, the plan uploaded, experts
-       through gather_rows / scatter_rows; up_layer below uploads them) is written but has not
-       run on a GPU yet: refused until it has passed test_arch_golden there. */
-    if (c->n_expert > 0 && !getenv("WICK_CUDA_MOE"))
-        return err_set(WICK_ERR_UNSUPPORTED, "%s: mixture-of-experts models (%s) run on the CPU only in "
-                       "this version", K->name, c->architecture);
+    /* a mixture of experts: routing on the host, the plan uploaded, experts through
+       gather_rows / scatter_rows (model/layer.c); up_layer below uploads the router and every
+       expert */
     uploader u = {m, K, calloc(1, sizeof(model_dev))};
     if (!u.d || !(u.d->layers = calloc((size_t)(c->n_layer ? c->n_layer : 1), sizeof *u.d->layers)) ||
         (c->n_expert > 0 &&

@@ -6,7 +6,7 @@
 #      (HF and PEFT goldens on the GPU, engine on the GPU vs the CPU), with
 #      WICK_REQUIRE_CUDA=1 so that a missing GPU or driver fails instead of skipping;
 #   3. the existing model tests with every model forced onto the GPU (WICK_DEVICE=cuda):
-#      test_model_golden, test_arch_golden (decoder families; MoE ones check their refusal),
+#      test_model_golden, test_arch_golden (decoder families, mixture of experts included),
 #      test_engine, test_generate, test_quant_model, test_server;
 #   4. `wick bench generate --device cuda` on MODEL (a model folder or .gguf), when given.
 # Golden fixtures come from $WICK_FIXTURES (default ../shared/fixtures beside the tree); the

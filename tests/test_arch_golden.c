@@ -49,22 +49,6 @@ static bool on_gpu(void) {
     return dev && *dev && strncmp(dev, "cpu", 3) != 0;
 }
 
-/* Mixture-of-experts models run on the CPU only in this version: on a GPU their tests check
-   the refusal instead. */
-static bool moe_refused_here(const char *fam) {
-    const char *dev = getenv("WICK_DEVICE");
-    if (!on_gpu() || getenv("WICK_CUDA_MOE")) return false; /* WICK_CUDA_MOE: the device path */
-    char *dir = arch_dir(fam);
-    wick_model_params mp = wick_model_params_default();
-    wick_model *m = NULL;
-    assert_int_equal(wick_model_load(dir, &mp, &m), WICK_ERR_UNSUPPORTED);
-    assert_null(m);
-    printf("%s on %s: %s\n", fam, dev, wick_last_error());
-    assert_non_null(strstr(wick_last_error(), "mixture-of-experts"));
-    free(dir);
-    return true;
-}
-
 static int argmax(const float *x, int n) {
     int b = 0;
     for (int i = 1; i < n; i++)
@@ -451,7 +435,6 @@ static void test_gemma_gguf(void **state) {
    OLMoE (8 experts, weights not renormalized, q/k norms over the whole projection). */
 static void test_mixtral(void **state) {
     (void)state;
-    if (moe_refused_here("mixtral")) return;
     check_family("mixtral", true);
     /* an adapter on an expert layer's MLP is refused by name (attention ones load above) */
     char *dir = arch_dir("mixtral"), *tmp = tu_mkdtemp(), p[4200];
@@ -484,12 +467,12 @@ static void test_mixtral(void **state) {
 
 static void test_qwen3_moe(void **state) {
     (void)state;
-    if (!moe_refused_here("qwen3_moe")) check_family("qwen3_moe", false);
+    check_family("qwen3_moe", false);
 }
 
 static void test_olmoe(void **state) {
     (void)state;
-    if (!moe_refused_here("olmoe")) check_family("olmoe", false);
+    check_family("olmoe", false);
 }
 
 /* Families not run yet: loading fails and the message names the architecture. */
@@ -593,7 +576,6 @@ static void moe_gguf(const char *fam, const char *arch, void (*bad)(cJSON *), co
 
 static void test_moe_gguf(void **state) {
     (void)state;
-    if (moe_refused_here("mixtral")) return; /* the refusal is checked; no GGUF on a GPU */
     moe_gguf("mixtral", "llama", with_window, "sliding window");
     moe_gguf("qwen3_moe", "qwen3moe", no_renorm, "norm_topk_prob is false");
     moe_gguf("olmoe", "olmoe", renorm, "norm_topk_prob is true");
