@@ -657,6 +657,10 @@ wick_status train_forward_backward(wick_trainer *tr, const int32_t *ids, const i
     if (tr->full) { /* dx is now the gradient at the embedding's output rows (Gemma: x·√d) */
         const float es = c->embed_scale > 0 ? c->embed_scale : 1.0f;
         for (int i = 0; i < N; i++) {
+            /* transformers' decoders build their embedding with padding_idx = pad_token_id:
+               the lookup of the pad token passes no gradient to its row (a tied head's use
+               of that row still does, above) */
+            if (ids[i] == c->pad_id) continue;
             float *ge = tr->g_embd + (size_t)ids[i] * d;
             const float *di = dx + (size_t)i * d;
             for (int j = 0; j < d; j++) ge[j] += di[j] * es;
