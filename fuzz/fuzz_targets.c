@@ -174,38 +174,28 @@ const unsigned char *fuzz_tiny_adapter_safetensors(size_t *len) {
     return g_adapter_st;
 }
 
-wick_model *fuzz_tiny_model(void) {
-    if (g_model) return g_model;
-    size_t len;
-    const unsigned char *st = fuzz_tiny_safetensors(&len);
+/* A tiny model from its config and safetensors, on the reference kernels, once (*slot). */
+static wick_model *load_tiny(wick_model **slot, const char *config, const unsigned char *st,
+                             size_t len, const char *what) {
+    if (*slot) return *slot;
     wick_model_params mp = wick_model_params_default();
     mp.kernels = "ref";
-    if (model_load_mem(k_config, NULL, st, len, &mp, &g_model) != WICK_OK) {
-        fprintf(stderr, "fuzz: the tiny model does not load: %s\n", wick_last_error());
+    if (model_load_mem(config, NULL, st, len, &mp, slot) != WICK_OK) {
+        fprintf(stderr, "fuzz: %s does not load: %s\n", what, wick_last_error());
         abort();
     }
-    return g_model;
+    return *slot;
 }
 
-const char *fuzz_tiny_phi3_config(void) { return k_phi3_config; }
-
-const unsigned char *fuzz_tiny_phi3_safetensors(size_t *len) {
-    if (!g_phi3_st) g_phi3_st = build_st(k_phi3_model, sizeof k_phi3_model / sizeof k_phi3_model[0], &g_phi3_len);
-    *len = g_phi3_len;
-    return g_phi3_st;
+wick_model *fuzz_tiny_model(void) {
+    size_t len;
+    const unsigned char *st = fuzz_tiny_safetensors(&len);
+    return load_tiny(&g_model, k_config, st, len, "the tiny model");
 }
 
 wick_model *fuzz_tiny_phi3_model(void) {
-    if (g_phi3) return g_phi3;
-    size_t len;
-    const unsigned char *st = fuzz_tiny_phi3_safetensors(&len);
-    wick_model_params mp = wick_model_params_default();
-    mp.kernels = "ref";
-    if (model_load_mem(k_phi3_config, NULL, st, len, &mp, &g_phi3) != WICK_OK) {
-        fprintf(stderr, "fuzz: the tiny Phi-3 does not load: %s\n", wick_last_error());
-        abort();
-    }
-    return g_phi3;
+    if (!g_phi3_st) g_phi3_st = build_st(k_phi3_model, sizeof k_phi3_model / sizeof k_phi3_model[0], &g_phi3_len);
+    return load_tiny(&g_phi3, k_phi3_config, g_phi3_st, g_phi3_len, "the tiny Phi-3");
 }
 
 /* ---- targets ---- */

@@ -61,8 +61,6 @@ const unsigned char *fuzz_tiny_safetensors(size_t *len);
 unsigned char *fuzz_build_st(const char *const *names, const int64_t *rows, const int64_t *cols,
                              int n, size_t *len);
 wick_model *fuzz_tiny_model(void);
-const char *fuzz_tiny_phi3_config(void);
-const unsigned char *fuzz_tiny_phi3_safetensors(size_t *len);
 wick_model *fuzz_tiny_phi3_model(void);
 const char *fuzz_tiny_adapter_config(void);
 const unsigned char *fuzz_tiny_adapter_safetensors(size_t *len);

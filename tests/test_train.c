@@ -185,6 +185,16 @@ static void fd_check_lora_t(const char *dir, int V, int T, float alpha, float bm
 }
 static void fd_check_lora(const char *dir, int V) { fd_check_lora_t(dir, V, 7, 64.0f, 10.0f); }
 
+/* The expert choices of the last forward pass (n_layer × nsel; nsel 0 without experts), to
+   tell a perturbation that changes them (routes_moved). */
+static int32_t *routes_record(const wick_trainer *tr, int n_layer, size_t nsel) {
+    int32_t *routes = calloc((size_t)n_layer * (nsel ? nsel : 1), sizeof *routes);
+    assert_non_null(routes);
+    for (int l = 0; l < n_layer && nsel; l++)
+        if (tr->acts[l].moe_sel) memcpy(routes + l * nsel, tr->acts[l].moe_sel, sizeof *routes * nsel);
+    return routes;
+}
+
 /* Whether the last forward pass chose other experts than `routes` (n_layer × nsel choices). */
 static bool routes_moved(const wick_trainer *tr, const int32_t *routes, int n_layer, size_t nsel) {
     for (int l = 0; l < n_layer && nsel; l++)
@@ -228,10 +238,7 @@ static void fd_check_lora_m(const char *dir, int V, int T, float alpha, float bm
        derivative there); such entries are skipped, the choices at the point being recorded */
     const model_config *c = &m->cfg;
     const size_t nsel = c->n_expert ? (size_t)B * T * c->n_expert_used : 0;
-    int32_t *routes = calloc((size_t)c->n_layer * (nsel ? nsel : 1), sizeof *routes);
-    assert_non_null(routes);
-    for (int l = 0; l < c->n_layer && nsel; l++)
-        if (tr->acts[l].moe_sel) memcpy(routes + l * nsel, tr->acts[l].moe_sel, sizeof *routes * nsel);
+    int32_t *routes = routes_record(tr, c->n_layer, nsel);
     /* per slot: the largest |grad| entry of A and of B, plus one fixed entry */
     int checked = 0, skipped = 0;
     double worst = 0;
@@ -357,10 +364,7 @@ static int fd_check_full(const char *dir, int V, int T, const char *const *only,
        fd_check_lora_m */
     const model_config *c = &m->cfg;
     const size_t nsel = c->n_expert ? (size_t)B * T * c->n_expert_used : 0;
-    int32_t *routes = calloc((size_t)c->n_layer * (nsel ? nsel : 1), sizeof *routes);
-    assert_non_null(routes);
-    for (int l = 0; l < c->n_layer && nsel; l++)
-        if (tr->acts[l].moe_sel) memcpy(routes + l * nsel, tr->acts[l].moe_sel, sizeof *routes * nsel);
+    int32_t *routes = routes_record(tr, c->n_layer, nsel);
     int checked = 0, tagged = 0, skipped = 0;
     double worst = 0;
     for (int i = 0; i < tr->n_tensors; i++) {
