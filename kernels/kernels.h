@@ -132,6 +132,13 @@ typedef struct kernel_table {
      * it. Made once at load; W.data must not change while it is in use. */
     void *(*pack_weight)(wk_ctx *ctx, const wk_weight *W, size_t *bytes);
 
+    /* Optional (NULL: the weights are buf_copy'd in their file layout): copies host matrix W
+     * into dst, a buffer of this table of dtype_row_bytes(W.dt, W.cols) * W.rows bytes, in
+     * the layout this table's ops read weights in (the CUDA table splits Q4_0 / Q8_0 into
+     * quants and scales, kernels/cuda/cuda_internal.cuh). Device weights are read only by
+     * this table's ops; whoever uploads weights for them (model_device.c, tests) calls this. */
+    void (*weight_upload)(wk_ctx *ctx, void *dst, const wk_weight *W);
+
     /* out (n, W.cols) = W[ids[i], :] converted to f32. ids are already range-checked. */
     void (*embed)(wk_ctx *ctx, float *out, const wk_weight *W, const int32_t *ids, int n);
 

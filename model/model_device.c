@@ -1,7 +1,8 @@
 /* model_device.c — putting a loaded model on a device: choosing the device's kernel table
  * (wick_model_params.device or WICK_DEVICE) and copying every weight the forward pass reads —
  * matrices in their file dtype, norm weights, biases — into device memory once. A tied
- * lm_head shares tok_embd's copy. The host weights stay: saving, merging and the adapter
+ * lm_head shares tok_embd's copy; matrices go through the table's weight_upload where it has
+ * one (its device layout). The host weights stay: saving, merging and the adapter
  * shape checks read them, and the mapping costs no memory that is not paged in.
  * Not here: loading files (model.c, model_gguf.c), the kernels (kernels/cuda). */
 #include <stdio.h>
@@ -23,7 +24,7 @@ typedef struct uploader {
 
 /* A device copy of `bytes` of host memory at src, recorded for model_device_free. */
 static wick_status upload(uploader *u, const void *src, size_t bytes, void **out,
-                          const char *what, int layer) {
+                          const char *what, int layer, const wk_weight *w) {
     model_dev *d = u->d;
     if (d->n_bufs == d->cap_bufs) {
         const int cap = d->cap_bufs ? 2 * d->cap_bufs : 64;
@@ -44,7 +45,8 @@ static wick_status upload(uploader *u, const void *src, size_t bytes, void **out
     }
     d->bufs[d->n_bufs] = p;
     d->buf_bytes[d->n_bufs++] = bytes;
-    u->K->buf_copy(NULL, p, src, bytes);
+    if (w && u->K->weight_upload) u->K->weight_upload(NULL, p, w); /* the table's layout */
+    else u->K->buf_copy(NULL, p, src, bytes);
     *out = p;
     return WICK_OK;
 }
@@ -56,7 +58,7 @@ static wick_status up_matrix(uploader *u, const wk_weight *w, wk_weight *out, co
     if (!w->data) return WICK_OK; /* absent (a MoE layer's dense MLP) */
     const size_t bytes = dtype_row_bytes(w->dt, w->cols) * (size_t)w->rows;
     void *p = NULL;
-    wick_status st = upload(u, w->data, bytes, &p, what, layer);
+    wick_status st = upload(u, w->data, bytes, &p, what, layer, w);
     out->data = p;
     return st;
 }
@@ -67,7 +69,7 @@ static wick_status up_vector(uploader *u, const float *v, int64_t n, float **out
     *out = NULL;
     if (!v) return WICK_OK;
     void *p = NULL;
-    wick_status st = upload(u, v, sizeof(float) * (size_t)n, &p, what, layer);
+    wick_status st = upload(u, v, sizeof(float) * (size_t)n, &p, what, layer, NULL);
     *out = p;
     return st;
 }

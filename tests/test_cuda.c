@@ -57,9 +57,15 @@ static void *dput(const void *h, size_t bytes) {
 static void dget(void *h, const void *d, size_t bytes) { K->buf_copy(&C, h, d, bytes); }
 static void dfree(void *d, size_t bytes) { K->buf_free(&C, d, bytes); }
 
+/* W on the device in the table's layout (weight_upload), as model_device.c puts it there */
 static wk_weight dweight(const wk_weight *W) {
     wk_weight D = *W;
-    D.data = dput(W->data, dtype_row_bytes(W->dt, W->cols) * (size_t)W->rows);
+    const size_t bytes = dtype_row_bytes(W->dt, W->cols) * (size_t)W->rows;
+    void *d = K->buf_alloc(&C, bytes);
+    assert_non_null(d);
+    if (K->weight_upload) K->weight_upload(&C, d, W);
+    else K->buf_copy(&C, d, W->data, bytes);
+    D.data = d;
     return D;
 }
 static void dweight_free(wk_weight *D) {
@@ -143,40 +149,67 @@ static void make_weight(wk_weight *W, void *buf, dtype dt, int64_t rows, int64_t
 /* Does the CUDA matmul take the 8-bit activation path for (dt, n)? (cuda_matmul.cu) */
 static bool q8x_path(dtype dt, int n) {
     const char *v = getenv("WICK_CUDA_Q8X"), *m = getenv("WICK_CUDA_QMV");
-    return (dt == DT_Q4_0 || dt == DT_Q8_0) && n >= 1 && n <= 8 && !(v && !strcmp(v, "0")) &&
-           !(m && !strcmp(m, "0"));
+    return (dt == DT_Q4_0 || dt == DT_Q8_0 || dt == DT_Q4_K || dt == DT_Q6_K) && n >= 1 &&
+           n <= 8 && !(v && !strcmp(v, "0")) && !(m && !strcmp(m, "0"));
+}
+
+/* Σ |terms| of quant_dot_q8x(W row, xb) over the row's n values (its f32 additions add terms
+ * of at most these magnitudes): per 32-value activation block, |d_x|·Σ_j |w_j·q_x,j| with w_j
+ * the weight's value (Q4_K: its two parts d·sc·q and dmin·m counted apart). */
+static double q8x_terms(const wk_weight *W, const uint8_t *row, const blk_q8x *xb) {
+    const int64_t nb = W->cols / QK;
+    double T = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        double a = 0;
+        if (W->dt == DT_Q4_0) {
+            const blk_q4_0 *w = (const blk_q4_0 *)row + b;
+            const double d = fabs((double)f16_to_f32(w->d));
+            for (int j = 0; j < QK / 2; j++)
+                a += d * (abs(((w->qs[j] & 0xF) - 8) * xb[b].qs[j]) +
+                          abs(((w->qs[j] >> 4) - 8) * xb[b].qs[j + QK / 2]));
+        } else if (W->dt == DT_Q8_0) {
+            const blk_q8_0 *w = (const blk_q8_0 *)row + b;
+            for (int j = 0; j < QK; j++) a += fabs((double)f16_to_f32(w->d)) * abs(w->qs[j] * xb[b].qs[j]);
+        } else if (W->dt == DT_Q4_K) {
+            const blk_q4_k *w = (const blk_q4_k *)row + b / 8;
+            const int j = (int)(b % 8);
+            int sc, m;
+            quant_q4k_scale(w->scales, j, &sc, &m);
+            const uint8_t *q = w->qs + 32 * (j / 2);
+            const double d = fabs((double)f16_to_f32(w->d)), dm = fabs((double)f16_to_f32(w->dmin));
+            for (int l = 0; l < QK; l++)
+                a += (d * sc * ((j & 1) ? q[l] >> 4 : q[l] & 0xF) + dm * m) * abs(xb[b].qs[l]);
+        } else { /* Q6_K */
+            const blk_q6_k *w = (const blk_q6_k *)row + b / 8;
+            const double d = fabs((double)f16_to_f32(w->d));
+            for (int l = 0; l < QK; l++) {
+                const int e = 32 * (int)(b % 8) + l, h = e / 128, i = e % 128, ll = i % 32, k = i / 32;
+                const uint8_t ql = w->ql[64 * h + ll + 32 * (k & 1)];
+                const int q = (k >= 2 ? ql >> 4 : ql & 0xF) | (((w->qh[32 * h + ll] >> (2 * k)) & 3) << 4);
+                a += d * abs(w->scales[e / 16] * (q - 32) * xb[b].qs[l]);
+            }
+        }
+        T += a * fabs((double)xb[b].d);
+    }
+    return T;
 }
 
 /* want = quant_dot_q8x(W row r, x row i quantized) + bias, and its tolerance: the GPU adds
- * 4 partial integer sums a block, each times (d_w·d_x), in another order — a sum of 4·nb + 1
- * terms whose magnitudes add to at most Σ_b |d_w·d_x|·Σ_j |q_w·q_x| (T), plus the bias add. */
+ * the row's partial sums (a few a block) in another order — at most 4 + 2 terms a 32-value
+ * block whose magnitudes add to at most q8x_terms (T) — plus the bias add. */
 static void q8x_reference(float *want, float *tol, const wk_weight *W, const float *x,
                           const float *bias, int n) {
     const int64_t cols = W->cols, nb = cols / QK;
     const size_t rb = dtype_row_bytes(W->dt, cols);
     blk_q8x *xq = xmalloc(sizeof(blk_q8x) * (size_t)(n * nb));
     for (int i = 0; i < n; i++) quant_x_row(xq + i * nb, x + i * cols, cols);
-    const double k = fmin((double)(4 * nb + 2), 8.0 * sqrt((double)(4 * nb + 2)));
+    const double k = fmin((double)(6 * nb + 2), 8.0 * sqrt((double)(6 * nb + 2)));
     for (int64_t r = 0; r < W->rows; r++) {
         const uint8_t *row = (const uint8_t *)W->data + r * rb;
         for (int i = 0; i < n; i++) {
             const blk_q8x *xb = xq + i * nb;
             float y = quant_dot_q8x(W->dt, row, xb, cols);
-            double T = 0;
-            for (int64_t b = 0; b < nb; b++) {
-                double a = 0;
-                if (W->dt == DT_Q4_0) {
-                    const blk_q4_0 *w = (const blk_q4_0 *)row + b;
-                    for (int j = 0; j < QK / 2; j++)
-                        a += abs(((w->qs[j] & 0xF) - 8) * xb[b].qs[j]) +
-                             abs(((w->qs[j] >> 4) - 8) * xb[b].qs[j + QK / 2]);
-                    T += a * fabs((double)f16_to_f32(w->d) * xb[b].d);
-                } else {
-                    const blk_q8_0 *w = (const blk_q8_0 *)row + b;
-                    for (int j = 0; j < QK; j++) a += abs(w->qs[j] * xb[b].qs[j]);
-                    T += a * fabs((double)f16_to_f32(w->d) * xb[b].d);
-                }
-            }
+            const double T = q8x_terms(W, row, xb);
             if (bias) y = y + bias[r];
             want[i * W->rows + r] = y;
             tol[i * W->rows + r] = (float)(k * FLT_EPSILON * T + FLT_EPSILON * fabs(y) + 1e-30);

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # llama.sh — one device call: wick's CUDA build against llama.cpp's CUDA build (llama-bench
 # -ngl 99) on the same GGUF files, same GPU, alternating.
-#   .gpu/llama-src.tar.xz  CMakeLists.txt cmake ggml src include common tools vendor licenses
-#                          app of a llama.cpp snapshot (fetched on the CPU machine; never
-#                          committed), built here for sm_90a in the background
+#   .gpu/llama-src.tar.xz  CMakeLists.txt cmake ggml src include common vendor licenses app
+#                          and tools/llama-bench of a llama.cpp snapshot (fetched on the CPU
+#                          machine; never committed; the other backends' folders left out and
+#                          tools/CMakeLists.txt reduced to llama-bench, 2 MB), built here for
+#                          sm_90a in the background
+# Q4K=1 adds a 1.5B Q4_K file (wick quantize --type q4_k). VARIANTS=0 skips the A/B runs
+# (split rows off, f32 activations); PROFILE=decode profiles a
+# 1.5B Q4_0 decode instead of a 0.5B prefill.
 #   .gpu/deps.sh, .gpu/deps.tar.xz   wick's Debian libraries (pack.sh)
 #   run from the checkout's root:  bash bench/cuda-lease/llama.sh
 # Also runs test_cuda (the op parity tests need no fixtures), then makes seeded random
@@ -19,7 +24,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 mkdir -p /tmp/llama && tar -xJf "$G/llama-src.tar.xz" -C /tmp/llama || exit 1
 ( cd /tmp/llama && cmake -S . -B b -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES=90a -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF > /tmp/llama-cfg.log 2>&1 &&
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF > /tmp/llama-cfg.log 2>&1 &&
   cmake --build b -j"$(nproc)" --target llama-bench > /tmp/llama-build.log 2>&1
   echo "llama.cpp build: rc=$? at $((SECONDS - T0)) s" ) &
 LB=$!
@@ -45,6 +50,7 @@ for s in ${SIZES:-0.5b 1.5b}; do
   $W quantize $M $M-bf16.gguf --type bf16 --force -q && $W quantize $M $M-q4_0.gguf --type q4_0 --force -q || exit 1
 done
 $W quantize /tmp/q0.5b /tmp/q0.5b-q8_0.gguf --type q8_0 --force -q
+[ -n "${Q4K:-}" ] && $W quantize /tmp/q1.5b /tmp/q1.5b-q4_k.gguf --type q4_k --force -q
 # greedy decode of the quantized files on the GPU and on the CPU (a one-token prompt, so every
 # step is a decode step: both sides quantize the activations to 8-bit blocks)
 for f in /tmp/q0.5b-q4_0.gguf /tmp/q0.5b-q8_0.gguf; do
@@ -61,17 +67,25 @@ wait $LB
 LBENCH=/tmp/llama/b/bin/llama-bench
 [ -x $LBENCH ] || { tail -20 /tmp/llama-build.log; exit 1; }
 for round in $(seq ${ROUNDS:-2}); do
-  for f in ${FILES:-/tmp/q0.5b-bf16.gguf /tmp/q0.5b-q4_0.gguf /tmp/q0.5b-q8_0.gguf /tmp/q1.5b-bf16.gguf /tmp/q1.5b-q4_0.gguf}; do
+  for f in ${FILES:-/tmp/q0.5b-bf16.gguf /tmp/q0.5b-q4_0.gguf /tmp/q0.5b-q8_0.gguf /tmp/q1.5b-bf16.gguf /tmp/q1.5b-q4_0.gguf ${Q4K:+/tmp/q1.5b-q4_k.gguf}}; do
     [ $((SECONDS - T0)) -gt ${DEADLINE:-540} ] && break 2
     echo "== round $round $(basename $f) ($((SECONDS - T0)) s)"
     timeout 90 $LBENCH -m $f -ngl 99 -p 512 -n 128 -r 3 2>&1 | grep -E "^\| |build" | sed "s|^|llama.cpp\t|"
     timeout 90 $W bench generate -m $f --device cuda -p 512 -n 128 -r 3 2>&1 | grep -E "pp|tg|rror" | sed "s|^|wick\t|"
+    [ "${VARIANTS:-1}" = 0 ] && continue
     WICK_CUDA_MV_SPLIT=0 timeout 90 $W bench generate -m $f --device cuda -p 0 -n 128 -r 3 2>&1 | grep -E "tg|rror" | sed "s|^|wick-split0\t|"
     case $f in *q4_0*|*q8_0*) WICK_CUDA_Q8X=0 timeout 90 $W bench generate -m $f --device cuda -p 0 -n 128 -r 3 2>&1 | grep -E "tg|rror" | sed "s|^|wick-q8x0\t|";; esac
   done
 done
-# where prefill time goes (per-op GPU time; graphs are off while profiling)
-WICK_CUDA_PROFILE=1 timeout 60 $W bench generate -m /tmp/q0.5b --device cuda -p 2048 -n 0 -r 1 \
-  > /dev/null 2> "$OUT/prof_pp2048.txt"
-grep -A 14 "WICK_CUDA_PROFILE" "$OUT/prof_pp2048.txt" | cut -c1-100
+# where decode (PROFILE=decode, the 1.5B Q4_0) or prefill time goes (per-op GPU time; graphs
+# are off while profiling)
+if [ "${PROFILE:-prefill}" = decode ]; then
+  WICK_CUDA_PROFILE=1 timeout 60 $W bench generate -m /tmp/q1.5b-q4_0.gguf --device cuda -p 0 -n 64 -r 1 \
+    > /dev/null 2> "$OUT/prof_tg.txt"
+  grep -A 24 "WICK_CUDA_PROFILE" "$OUT/prof_tg.txt" | cut -c1-110
+else
+  WICK_CUDA_PROFILE=1 timeout 60 $W bench generate -m /tmp/q0.5b --device cuda -p 2048 -n 0 -r 1 \
+    > /dev/null 2> "$OUT/prof_pp2048.txt"
+  grep -A 14 "WICK_CUDA_PROFILE" "$OUT/prof_pp2048.txt" | cut -c1-100
+fi
 echo "== done at $((SECONDS - T0)) s"

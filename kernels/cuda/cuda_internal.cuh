@@ -197,23 +197,14 @@ __device__ __forceinline__ void cu_q4k_scale(const uint8_t *s, int j, int *sc, i
     }
 }
 
-/* Element c of a weight row of type dt (row = its first byte). Bit-identical to
+/* Element c of a weight row of type dt stored as in the file (row = its first byte; every type
+ * but Q4_0, Q8_0 and Q6_K, which the device stores split: cu_wel). Bit-identical to
  * kernels_row_to_f32. */
 __device__ __forceinline__ float cu_weight(int dt, const uint8_t *row, long long c) {
     switch (dt) {
     case DT_F32: return ((const float *)row)[c];
     case DT_F16: return cu_h2f(((const uint16_t *)row)[c]);
     case DT_BF16: return cu_bf2f(((const uint16_t *)row)[c]);
-    case DT_Q8_0: {
-        const uint8_t *b = row + (c / 32) * 34;
-        return cu_h2f(cu_ld16(b)) * (float)(int8_t)b[2 + c % 32];
-    }
-    case DT_Q4_0: {
-        const uint8_t *b = row + (c / 32) * 18;
-        const int j = (int)(c % 32);
-        const int q = j < 16 ? (b[2 + j] & 0xF) : (b[2 + j - 16] >> 4);
-        return cu_h2f(cu_ld16(b)) * (float)(q - 8);
-    }
     case DT_Q5_0: {
         const uint8_t *b = row + (c / 32) * 22;
         const int j = (int)(c % 32);
@@ -232,38 +223,15 @@ __device__ __forceinline__ float cu_weight(int dt, const uint8_t *row, long long
         const uint8_t q = b[16 + 32 * (j / 2) + l];
         return s * (float)((j & 1) ? q >> 4 : q & 0xF) - mm;
     }
-    case DT_Q6_K: {
-        const uint8_t *b = row + (c / 256) * 210;
-        const int e = (int)(c % 256), h = e / 128, i = e % 128, l = i % 32, k = i / 32;
-        const uint8_t ql = b[64 * h + l + 32 * (k & 1)];
-        const int q = (k >= 2 ? ql >> 4 : ql & 0xF) | (((b[128 + 32 * h + l] >> (2 * k)) & 3) << 4);
-        return cu_h2f(cu_ld16(b + 208)) * (float)(int8_t)b[192 + e / 16] * (float)(q - 32);
-    }
     default: return 0.0f;
     }
 }
 
-/* The 32 values of unit u (elements 32u .. 32u+31) of a block-quantized row into w, with the
- * formulas of cu_weight (hence of kernels/ref) but each scale decoded once. */
+/* The 32 values of unit u (elements 32u .. 32u+31) of a block-quantized row stored as in the
+ * file (Q5_0, Q4_K; the split types: cu_unit32m) into w, with the formulas of cu_weight
+ * (hence of kernels/ref) but each scale decoded once. */
 __device__ __forceinline__ void cu_unit32(int dt, const uint8_t *row, long long u, float w[32]) {
     switch (dt) {
-    case DT_Q8_0: {
-        const uint8_t *b = row + u * 34;
-        const float d = cu_h2f(cu_ld16(b));
-#pragma unroll
-        for (int i = 0; i < 32; i++) w[i] = d * (float)(int8_t)b[2 + i];
-        break;
-    }
-    case DT_Q4_0: {
-        const uint8_t *b = row + u * 18;
-        const float d = cu_h2f(cu_ld16(b));
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            w[j] = d * (float)((b[2 + j] & 0xF) - 8);
-            w[j + 16] = d * (float)((b[2 + j] >> 4) - 8);
-        }
-        break;
-    }
     case DT_Q5_0: {
         const uint8_t *b = row + u * 22;
         const float d = cu_h2f(cu_ld16(b));
@@ -287,24 +255,106 @@ __device__ __forceinline__ void cu_unit32(int dt, const uint8_t *row, long long 
         for (int l = 0; l < 32; l++) w[l] = s * (float)((j & 1) ? q[l] >> 4 : q[l] & 0xF) - mm;
         break;
     }
-    case DT_Q6_K: {
-        /* unit j of the super-block = elements 32j..32j+31: half h = j/4, k = j%4, l = 0..31 */
-        const uint8_t *b = row + (u / 8) * 210;
-        const int j = (int)(u % 8), h = j / 4, k = j % 4;
-        const float d = cu_h2f(cu_ld16(b + 208));
-        const float s0 = d * (float)(int8_t)b[192 + 2 * j], s1 = d * (float)(int8_t)b[192 + 2 * j + 1];
-        const uint8_t *ql = b + 64 * h + 32 * (k & 1), *qh = b + 128 + 32 * h;
-#pragma unroll
-        for (int l = 0; l < 32; l++) {
-            const int q = (k >= 2 ? ql[l] >> 4 : ql[l] & 0xF) | (((qh[l] >> (2 * k)) & 3) << 4);
-            w[l] = (l < 16 ? s0 : s1) * (float)(q - 32);
-        }
-        break;
-    }
     default:
 #pragma unroll
         for (int i = 0; i < 32; i++) w[i] = 0.0f;
         break;
+    }
+}
+
+/* ---- the split device layout of Q4_0, Q8_0 and Q6_K matrices (weight_upload) ----
+ * A matrix of these types, rows × cols with nb blocks a row, is stored as two regions: first
+ * the quant bytes of every block, block k = r·nb + b at byte k·QB, then every block's scale
+ * bytes, block k at byte rows·nb·QB + k·SB:
+ *   Q4_0  QB = 16 (qs, the nibbles as in the file)  SB = 2 (d)
+ *   Q8_0  QB = 32 (qs)                              SB = 2 (d)
+ *   Q6_K  QB = 192 (ql[128], qh[64])                SB = 18 (scales[16], d)
+ * That is the file's rows·nb·(QB + SB) bytes, so buffer sizes are dtype_row_bytes·rows as for
+ * every type; in exchange a lane reads quants with aligned 16-byte loads wherever the buffer
+ * is (QB is a multiple of 16), where the file's 18-, 34- and 210-byte blocks allow only 2-byte
+ * loads. The other types keep the file's rows (Q4_K's 144-byte blocks are 16-byte multiples:
+ * its 16-byte loads need no split). */
+__host__ __device__ inline bool cu_split_dt(int dt) {
+    return dt == DT_Q4_0 || dt == DT_Q8_0 || dt == DT_Q6_K;
+}
+__host__ __device__ inline int cu_split_qb(int dt) {
+    return dt == DT_Q4_0 ? 16 : dt == DT_Q8_0 ? 32 : 192;
+}
+__host__ __device__ inline int cu_split_sb(int dt) { return dt == DT_Q6_K ? 18 : 2; }
+/* where the quants and the scales of a block sit in the file's block (offsets) */
+__host__ __device__ inline int cu_split_qoff(int dt) { return dt == DT_Q6_K ? 0 : 2; }
+__host__ __device__ inline int cu_split_soff(int dt) { return dt == DT_Q6_K ? 192 : 0; }
+
+/* Element e (0..255) of a Q6_K super-block given its quants q (ql, qh) and scales s
+ * (scales[16], d): kernels/quant.h's formula. */
+__device__ __forceinline__ float cu_q6k_el(const uint8_t *q, const uint8_t *s, int e) {
+    const int h = e / 128, i = e % 128, l = i % 32, k = i / 32;
+    const uint8_t ql = q[64 * h + l + 32 * (k & 1)];
+    const int v = (k >= 2 ? ql >> 4 : ql & 0xF) | (((q[128 + 32 * h + l] >> (2 * k)) & 3) << 4);
+    return cu_h2f(cu_ld16(s + 16)) * (float)(int8_t)s[e / 16] * (float)(v - 32);
+}
+
+/* Block k of split matrix W (rows × cols of dt): its quants and its scales. */
+__device__ __forceinline__ const uint8_t *cu_split_q(int dt, const uint8_t *W, long long k) {
+    return W + (size_t)k * cu_split_qb(dt);
+}
+__device__ __forceinline__ const uint8_t *cu_split_s(int dt, const uint8_t *W, long long rows,
+                                                     long long nb, long long k) {
+    return W + (size_t)rows * nb * cu_split_qb(dt) + (size_t)k * cu_split_sb(dt);
+}
+
+/* Element c of row r of device matrix W (dt, rows × cols, rb = dtype_row_bytes of a row):
+ * bit-identical to kernels_row_to_f32 of the file's row. */
+__device__ __forceinline__ float cu_wel(int dt, const uint8_t *W, long long rows, long long cols,
+                                        size_t rb, long long r, long long c) {
+    if (!cu_split_dt(dt)) return cu_weight(dt, W + (size_t)r * rb, c);
+    const int bv = dt == DT_Q6_K ? 256 : 32;
+    const long long nb = cols / bv, k = r * nb + c / bv;
+    const int j = (int)(c % bv);
+    const uint8_t *q = cu_split_q(dt, W, k), *s = cu_split_s(dt, W, rows, nb, k);
+    if (dt == DT_Q6_K) return cu_q6k_el(q, s, j);
+    const float d = cu_h2f(cu_ld16(s));
+    if (dt == DT_Q8_0) return d * (float)(int8_t)q[j];
+    const int v = j < 16 ? (q[j] & 0xF) : (q[j - 16] >> 4);
+    return d * (float)(v - 8);
+}
+
+/* The 32 values of unit u of row r of device matrix W into w (cu_unit32's contract, for
+ * every type including the split ones). */
+__device__ __forceinline__ void cu_unit32m(int dt, const uint8_t *W, long long rows,
+                                           long long cols, size_t rb, long long r, long long u,
+                                           float w[32]) {
+    if (!cu_split_dt(dt)) {
+        cu_unit32(dt, W + (size_t)r * rb, u, w);
+        return;
+    }
+    if (dt == DT_Q6_K) {
+        /* unit j of the super-block = elements 32j..32j+31: half h = j/4, k = j%4, l = 0..31 */
+        const long long nb = cols / 256, kb = r * nb + u / 8;
+        const uint8_t *q = cu_split_q(dt, W, kb), *s = cu_split_s(dt, W, rows, nb, kb);
+        const int j = (int)(u % 8), h = j / 4, k = j % 4;
+        const float d = cu_h2f(cu_ld16(s + 16));
+        const float s0 = d * (float)(int8_t)s[2 * j], s1 = d * (float)(int8_t)s[2 * j + 1];
+        const uint8_t *ql = q + 64 * h + 32 * (k & 1), *qh = q + 128 + 32 * h;
+#pragma unroll
+        for (int l = 0; l < 32; l++) {
+            const int v = (k >= 2 ? ql[l] >> 4 : ql[l] & 0xF) | (((qh[l] >> (2 * k)) & 3) << 4);
+            w[l] = (l < 16 ? s0 : s1) * (float)(v - 32);
+        }
+        return;
+    }
+    const long long nb = cols / 32, k = r * nb + u;
+    const uint8_t *q = cu_split_q(dt, W, k);
+    const float d = cu_h2f(cu_ld16(cu_split_s(dt, W, rows, nb, k)));
+    if (dt == DT_Q8_0) {
+#pragma unroll
+        for (int i = 0; i < 32; i++) w[i] = d * (float)(int8_t)q[i];
+    } else {
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            w[j] = d * (float)((q[j] & 0xF) - 8);
+            w[j + 16] = d * (float)((q[j] >> 4) - 8);
+        }
     }
 }
 

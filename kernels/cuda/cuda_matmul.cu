@@ -3,15 +3,17 @@
  *
  * matmul y (n, rows) = x (n, cols) · Wᵀ + bias:
  *   n <= CU_MV_NX (decode): a memory-bound matvec, one warp per weight row (2-4 for rows of
- *     2048+ values, mv_lanes), which streams the
- *     row once for all n activation rows (16-byte loads of weights and activations where the
- *     shapes and pointers allow; Q4_0 and Q8_0 rows four lanes a block (mv_row_q), the other
- *     quantized rows decoded 32 values at a time, one unit per lane). Q4_0 and Q8_0 take the
- *     CPU tables' decode contract (kernels.h): the activations are quantized to 8-bit blocks
- *     (k_quant_x8, quant_x_row's bytes) and each block's integer sum comes from dp4a, i.e.
- *     quant_dot_q8x up to f32 summation order (WICK_CUDA_Q8X=0: f32 activations). The other
- *     types take the exact f32 product of the dequantized weight with the f32 activations,
- *     accumulated with FMAs in lane order; then the warp reduces.
+ *     2048+ values, mv_lanes), which streams the row once for all n activation rows (16-byte
+ *     loads of weights and activations where the shapes and pointers allow). Q4_0, Q8_0,
+ *     Q4_K and Q6_K take the CPU tables' decode contract (kernels.h): the activations are
+ *     quantized to 8-bit blocks (k_quant_x8, quant_x_row's bytes) and the integer sums come
+ *     from dp4a, i.e. quant_dot_q8x up to f32 summation order (WICK_CUDA_Q8X=0: f32
+ *     activations); their weights are read with aligned 16-byte loads (Q4_0, Q8_0, Q6_K from
+ *     the device's split layout, cuda_internal.cuh; Q4_K from its 144-byte blocks), a block
+ *     or a 16-byte slice of a super-block per lane. The other types take the exact f32
+ *     product of the dequantized weight with the f32 activations (Q5_0 and the quantized
+ *     types under WICK_CUDA_Q8X=0 / WICK_CUDA_QMV=0: 32 values a lane), accumulated with
+ *     FMAs in lane order; then the warp reduces.
  *   larger n (prefill): BF16 weights under WK_CTX_FAST (precision "fast", the default):
  *     the activations are rounded to bf16 (nearest even, as the CPU's fast path) and cuBLAS
  *     multiplies them with the stored weights on the tensor cores, products exact and sums in
@@ -35,12 +37,12 @@
 
 /* ---- embed ---- */
 
-__global__ void k_embed(float *out, const uint8_t *W, int dt, size_t rb, long long cols,
-                        const int32_t *ids, long long total) {
+__global__ void k_embed(float *out, const uint8_t *W, int dt, size_t rb, long long rows,
+                        long long cols, const int32_t *ids, long long total) {
     for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < total;
          it += (long long)gridDim.x * blockDim.x) {
         const long long i = it / cols, c = it % cols;
-        out[it] = cu_weight(dt, W + (size_t)ids[i] * rb, c);
+        out[it] = cu_wel(dt, W, rows, cols, rb, ids[i], c);
     }
 }
 
@@ -49,7 +51,7 @@ void cu_embed(const cu_run *r, float *out, const wk_weight *W, const int32_t *id
     if (n <= 0 || W->cols <= 0) return;
     const size_t rb = dtype_row_bytes(W->dt, W->cols);
     cu_launch(r, "embed", k_embed, cu_grid(total, CU_THREADS), CU_THREADS, 0, out,
-              (const uint8_t *)W->data, W->dt, rb, W->cols, ids, total);
+              (const uint8_t *)W->data, W->dt, rb, W->rows, W->cols, ids, total);
 }
 
 /* ---- matvec (n <= CU_MV_NX) ---- */
@@ -105,107 +107,257 @@ typedef struct mv_job {
     int n, dt, count, mode;
 } mv_job;
 
-/* Q4_0 (KIND 4) and Q8_0 (KIND 5) rows: four lanes share a block, each taking a quarter of
- * its quants (Q4_0: 4 bytes = values 4q..4q+3 and 16+4q..16+4q+3; Q8_0: 8 bytes = values
- * 8q..8q+7), so a warp reads 8 consecutive blocks (144 or 272 bytes) per step with 16-bit
- * loads (blocks are only 2-byte aligned); CU_MV_QSTEPS steps are loaded before any is used.
- * Values are dequantized with the reference's formula, d·(q − 8) or d·q, as f32. */
+/* Q4_0 and Q8_0 rows in the device's split layout (cu_split_dt): one lane a block, its quants
+ * in one 16-byte load (Q4_0) or two (Q8_0) and its f16 scale in a 2-byte one, so the warp's
+ * step reads 32 consecutive blocks' quants (512 or 1024 bytes) and their 64 bytes of scales,
+ * coalesced; CU_MV_QSTEPS steps are loaded before any is used. q = the row's quants, sc = its
+ * scales. The quants come back as 8 words of 4 values: word k < 4 holds values 4k..4k+3,
+ * word 4 + k values 16+4k..16+4k+3 (Q4_0: bytes 4k..4k+3 of the block, low nibbles then high
+ * nibbles; Q8_0: the bytes in order). */
 #define CU_MV_QSTEPS 4
+template <int QB>
+__device__ __forceinline__ void mv_q_words(const uint4 (&qv)[QB / 16], unsigned w[8]) {
+    if (QB == 16) {
+        const unsigned p[4] = {qv[0].x, qv[0].y, qv[0].z, qv[0].w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) w[k] = p[k] & 0x0F0F0F0Fu, w[4 + k] = (p[k] >> 4) & 0x0F0F0F0Fu;
+    } else {
+        w[0] = qv[0].x, w[1] = qv[0].y, w[2] = qv[0].z, w[3] = qv[0].w;
+        w[4] = qv[QB / 16 - 1].x, w[5] = qv[QB / 16 - 1].y, w[6] = qv[QB / 16 - 1].z;
+        w[7] = qv[QB / 16 - 1].w;
+    }
+}
+
+/* KIND 4 (Q4_0) and 5 (Q8_0) against f32 activations: each value dequantized with the
+ * reference's formula, d·(q − 8) or d·q, as f32, then FMAs in value order. */
 template <int KIND, bool VX, int NL>
-__device__ __forceinline__ void mv_row_q(float acc[CU_MV_NX], const uint8_t *row, const float *x,
-                                         int n, long long cols, int lane) {
-    constexpr int BB = KIND == 4 ? 18 : 34; /* block bytes */
-    constexpr int QW = KIND == 4 ? 2 : 4;   /* 16-bit words of quants per lane */
+__device__ __forceinline__ void mv_row_q(float acc[CU_MV_NX], const uint8_t *q,
+                                         const uint16_t *sc, const float *x, int n,
+                                         long long cols, int lane) {
+    constexpr int QB = KIND == 4 ? 16 : 32;
     const long long nb = cols / 32;
-    const int q = lane & 3, bo = lane >> 2;
-    for (long long b0 = 0; b0 < nb; b0 += (NL / 4) * CU_MV_QSTEPS) {
-        uint16_t dh[CU_MV_QSTEPS], qw[CU_MV_QSTEPS][QW];
+    const uint4 *qp = (const uint4 *)q;
+    for (long long b0 = lane; b0 < nb; b0 += (long long)NL * CU_MV_QSTEPS) {
+        uint4 qv[CU_MV_QSTEPS][QB / 16];
+        uint16_t dh[CU_MV_QSTEPS];
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + (NL / 4) * u + bo;
+            const long long b = b0 + (long long)NL * u;
             if (b >= nb) break;
-            const uint8_t *blk = row + b * BB;
-            dh[u] = cu_ld16(blk);
 #pragma unroll
-            for (int k = 0; k < QW; k++) qw[u][k] = cu_ld16(blk + 2 + 2 * QW * q + 2 * k);
+            for (int k = 0; k < QB / 16; k++) qv[u][k] = __ldg(qp + b * (QB / 16) + k);
+            dh[u] = __ldg(sc + b);
         }
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + (NL / 4) * u + bo;
+            const long long b = b0 + (long long)NL * u;
             if (b >= nb) break;
             const float d = cu_h2f(dh[u]);
-            const float *xb = x + 32 * b;
-            if (KIND == 4) {
-                const uint32_t w = (uint32_t)qw[u][0] | (uint32_t)qw[u][1] << 16;
-                float lo[4], hi[4];
+            unsigned w[8];
+            mv_q_words<QB>(qv[u], w);
 #pragma unroll
-                for (int t = 0; t < 4; t++) {
-                    lo[t] = d * (float)((int)((w >> (8 * t)) & 0xFu) - 8);
-                    hi[t] = d * (float)((int)((w >> (8 * t + 4)) & 0xFu) - 8);
-                }
-                mv_acc4<VX>(acc, lo, xb + 4 * q, cols, n);
-                mv_acc4<VX>(acc, hi, xb + 16 + 4 * q, cols, n);
-            } else {
-                float v[8];
+            for (int h = 0; h < 2; h++) {
+                float v[16];
 #pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    v[2 * k] = d * (float)(int8_t)(qw[u][k] & 0xFFu);
-                    v[2 * k + 1] = d * (float)(int8_t)(qw[u][k] >> 8);
-                }
-                mv_acc4<VX>(acc, v, xb + 8 * q, cols, n);
-                mv_acc4<VX>(acc, v + 4, xb + 8 * q + 4, cols, n);
+                for (int k = 0; k < 4; k++)
+#pragma unroll
+                    for (int t = 0; t < 4; t++) {
+                        const unsigned byte = (w[4 * h + k] >> (8 * t)) & 0xFFu;
+                        v[4 * k + t] = KIND == 4 ? d * (float)((int)byte - 8)
+                                                 : d * (float)(int8_t)byte;
+                    }
+                mv_acc8<VX>(acc, v, x + 32 * b + 16 * h, cols, n);
+                mv_acc8<VX>(acc, v + 8, x + 32 * b + 16 * h + 8, cols, n);
             }
         }
     }
 }
 
-/* Q4_0 (KIND 6) and Q8_0 (KIND 7) rows against activations quantized to 8-bit blocks (the
- * CPU tables' decode contract, kernels/quant.h: quant_dot_q8x): the lanes share blocks as in
- * mv_row_q; each lane's integer sum of its 8 products comes from two dp4a (Q4_0: nibbles
- * re-centred to −8..7 bytewise, so no zero-point term is left), then acc += s·(d_w·d_x) in
- * f32 as the reference does per block — the same sum up to f32 summation order. */
+/* KIND 6 (Q4_0) and 7 (Q8_0) against activations quantized to 8-bit blocks (the CPU tables'
+ * decode contract, kernels/quant.h: quant_dot_q8x): the block's integer sum from 8 dp4a
+ * (Q4_0: nibbles re-centred to −8..7 bytewise, so no zero-point term is left), then
+ * acc += s·(d_w·d_x) in f32 as the reference does per block — the same sum up to f32
+ * summation order. The activation block is two 16-byte loads (xq rows are cols bytes, cols a
+ * multiple of 32, in 64-byte aligned scratch). */
 template <int KIND, int NL>
-__device__ __forceinline__ void mv_row_q8(float acc[CU_MV_NX], const uint8_t *row,
-                                          const int8_t *xq, const float *xd, int n,
-                                          long long cols, int lane) {
-    constexpr int BB = KIND == 6 ? 18 : 34;
-    constexpr int QW = KIND == 6 ? 2 : 4;
+__device__ __forceinline__ void mv_row_q8(float acc[CU_MV_NX], const uint8_t *q,
+                                          const uint16_t *sc, const int8_t *xq, const float *xd,
+                                          int n, long long cols, int lane) {
+    constexpr int QB = KIND == 6 ? 16 : 32;
     const long long nb = cols / 32;
-    const int q = lane & 3, bo = lane >> 2;
-    for (long long b0 = 0; b0 < nb; b0 += (NL / 4) * CU_MV_QSTEPS) {
-        uint16_t dh[CU_MV_QSTEPS], qw[CU_MV_QSTEPS][QW];
+    const uint4 *qp = (const uint4 *)q;
+    for (long long b0 = lane; b0 < nb; b0 += (long long)NL * CU_MV_QSTEPS) {
+        uint4 qv[CU_MV_QSTEPS][QB / 16];
+        uint16_t dh[CU_MV_QSTEPS];
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + (NL / 4) * u + bo;
+            const long long b = b0 + (long long)NL * u;
             if (b >= nb) break;
-            const uint8_t *blk = row + b * BB;
-            dh[u] = cu_ld16(blk);
 #pragma unroll
-            for (int k = 0; k < QW; k++) qw[u][k] = cu_ld16(blk + 2 + 2 * QW * q + 2 * k);
+            for (int k = 0; k < QB / 16; k++) qv[u][k] = __ldg(qp + b * (QB / 16) + k);
+            dh[u] = __ldg(sc + b);
         }
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + (NL / 4) * u + bo;
+            const long long b = b0 + (long long)NL * u;
             if (b >= nb) break;
             const float dw = cu_h2f(dh[u]);
-            int wa, wb, oa, ob; /* two words of 4 weight bytes, and their offsets in the block */
+            unsigned w[8];
+            mv_q_words<QB>(qv[u], w);
             if (KIND == 6) {
-                const unsigned w = (unsigned)qw[u][0] | (unsigned)qw[u][1] << 16;
-                wa = (int)__vsub4(w & 0x0F0F0F0Fu, 0x08080808u);
-                wb = (int)__vsub4((w >> 4) & 0x0F0F0F0Fu, 0x08080808u);
-                oa = 4 * q, ob = 16 + 4 * q;
-            } else {
-                wa = (int)((unsigned)qw[u][0] | (unsigned)qw[u][1] << 16);
-                wb = (int)((unsigned)qw[u][2] | (unsigned)qw[u][3] << 16);
-                oa = 8 * q, ob = 8 * q + 4;
+#pragma unroll
+                for (int k = 0; k < 8; k++) w[k] = __vsub4(w[k], 0x08080808u);
             }
 #pragma unroll
             for (int i = 0; i < CU_MV_NX; i++) {
                 if (i >= n) break;
-                const int8_t *xb = xq + (long long)i * cols + 32 * b;
-                int si = __dp4a(wa, *(const int *)(xb + oa), 0);
-                si = __dp4a(wb, *(const int *)(xb + ob), si);
-                acc[i] = acc[i] + (float)si * (dw * xd[(long long)i * nb + b]);
+                const int4 *xb = (const int4 *)(xq + (long long)i * cols + 32 * b);
+                const int4 x0 = __ldg(xb), x1 = __ldg(xb + 1);
+                int si = __dp4a((int)w[0], x0.x, 0);
+                si = __dp4a((int)w[1], x0.y, si), si = __dp4a((int)w[2], x0.z, si);
+                si = __dp4a((int)w[3], x0.w, si), si = __dp4a((int)w[4], x1.x, si);
+                si = __dp4a((int)w[5], x1.y, si), si = __dp4a((int)w[6], x1.z, si);
+                si = __dp4a((int)w[7], x1.w, si);
+                acc[i] = acc[i] + (float)si * (dw * __ldg(xd + (long long)i * nb + b));
+            }
+        }
+    }
+}
+
+/* The byte at index i (0..11) of the 12 bytes held in words a, b, c (little-endian). */
+__device__ __forceinline__ int cu_byte12(unsigned a, unsigned b, unsigned c, int i) {
+    const unsigned w = i < 4 ? a : i < 8 ? b : c;
+    return (int)((w >> (8 * (i & 3))) & 0xFFu);
+}
+
+/* KIND 8: Q4_K rows (the file's 144-byte super-blocks = 9 aligned 16-byte words: the header
+ * d, dmin, scales[12], then qs[128]) against 8-bit activations (quant_dot_q8x's contract).
+ * A lane's item is 16 bytes of qs, qs[32p + 16t ..], i.e. values 16t..16t+15 of sub-blocks
+ * 2p (low nibbles) and 2p+1 (high nibbles): two 16-byte weight loads (the header and the qs)
+ * and two activation loads; the sums Σq·x_q and Σx_q of each half come from dp4a, then
+ * acc += d·(dx·sc·Σq·x_q) − dmin·(dx·m·Σx_q) for both sub-blocks: the reference's terms in
+ * another order. */
+template <int NL>
+__device__ __forceinline__ void mv_row_q4k(float acc[CU_MV_NX], const uint8_t *row,
+                                           const int8_t *xq, const float *xd, int n,
+                                           long long cols, int lane) {
+    const long long nsb = cols / 256, ni = nsb * 8, nb = cols / 32;
+    const uint4 *rp = (const uint4 *)row;
+    for (long long i0 = lane; i0 < ni; i0 += (long long)NL * CU_MV_QSTEPS) {
+        uint4 hv[CU_MV_QSTEPS], qv[CU_MV_QSTEPS];
+#pragma unroll
+        for (int u = 0; u < CU_MV_QSTEPS; u++) {
+            const long long it = i0 + (long long)NL * u;
+            if (it >= ni) break;
+            hv[u] = __ldg(rp + 9 * (it >> 3));
+            qv[u] = __ldg(rp + 9 * (it >> 3) + 1 + (it & 7));
+        }
+#pragma unroll
+        for (int u = 0; u < CU_MV_QSTEPS; u++) {
+            const long long it = i0 + (long long)NL * u;
+            if (it >= ni) break;
+            const long long sb = it >> 3;
+            const int p = (int)(it >> 1) & 3, t = (int)it & 1, j0 = 2 * p, j1 = 2 * p + 1;
+            const float d = cu_h2f((uint16_t)(hv[u].x & 0xFFFFu));
+            const float dmin = cu_h2f((uint16_t)(hv[u].x >> 16));
+            const unsigned a = hv[u].y, b = hv[u].z, c = hv[u].w;
+            int sc0, m0, sc1, m1; /* quant_q4k_scale of sub-blocks j0 (< 8) and j1 */
+            if (j0 < 4) {
+                sc0 = cu_byte12(a, b, c, j0) & 63, m0 = cu_byte12(a, b, c, j0 + 4) & 63;
+                sc1 = cu_byte12(a, b, c, j1) & 63, m1 = cu_byte12(a, b, c, j1 + 4) & 63;
+            } else {
+                sc0 = (cu_byte12(a, b, c, j0 + 4) & 0xF) | ((cu_byte12(a, b, c, j0 - 4) >> 6) << 4);
+                m0 = (cu_byte12(a, b, c, j0 + 4) >> 4) | ((cu_byte12(a, b, c, j0) >> 6) << 4);
+                sc1 = (cu_byte12(a, b, c, j1 + 4) & 0xF) | ((cu_byte12(a, b, c, j1 - 4) >> 6) << 4);
+                m1 = (cu_byte12(a, b, c, j1 + 4) >> 4) | ((cu_byte12(a, b, c, j1) >> 6) << 4);
+            }
+            const unsigned wq[4] = {qv[u].x, qv[u].y, qv[u].z, qv[u].w};
+#pragma unroll
+            for (int i = 0; i < CU_MV_NX; i++) {
+                if (i >= n) break;
+                const long long xb = (long long)i * nb + 8 * sb + j0;
+                const int4 *xp = (const int4 *)(xq + 32 * xb + 16 * t);
+                const int4 xa = __ldg(xp), xo = __ldg(xp + 2);
+                const int xav[4] = {xa.x, xa.y, xa.z, xa.w}, xov[4] = {xo.x, xo.y, xo.z, xo.w};
+                int s0 = 0, s1 = 0, z0 = 0, z1 = 0;
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    s0 = __dp4a((int)(wq[k] & 0x0F0F0F0Fu), xav[k], s0);
+                    s1 = __dp4a((int)((wq[k] >> 4) & 0x0F0F0F0Fu), xov[k], s1);
+                    z0 = __dp4a(0x01010101, xav[k], z0);
+                    z1 = __dp4a(0x01010101, xov[k], z1);
+                }
+                const float dx0 = __ldg(xd + xb), dx1 = __ldg(xd + xb + 1);
+                const float sp = dx0 * (float)(sc0 * s0) + dx1 * (float)(sc1 * s1);
+                const float mp = dx0 * (float)(m0 * z0) + dx1 * (float)(m1 * z1);
+                acc[i] = acc[i] + (d * sp - dmin * mp);
+            }
+        }
+    }
+}
+
+/* KIND 9: Q6_K rows in the split layout (q = the row's quants, 192 bytes a super-block: ql
+ * then qh; s = its scales, 18 bytes a super-block: scales[16] then d) against 8-bit
+ * activations. A lane's item is (half h, t) of a super-block: the 16 bytes ql[64h + 16t ..],
+ * ql[64h + 32 + 16t ..] and qh[32h + 16t ..], i.e. values 16t..16t+15 of the four 32-value
+ * blocks 4h + k (k = 0..3), each 16 of one scale; q − 32 bytewise (−32..31) against the
+ * activations with dp4a, then acc += d·Σ_k dx·(scale·Σ). */
+template <int NL>
+__device__ __forceinline__ void mv_row_q6k(float acc[CU_MV_NX], const uint8_t *q,
+                                           const uint8_t *s, const int8_t *xq, const float *xd,
+                                           int n, long long cols, int lane) {
+    const long long nsb = cols / 256, ni = nsb * 4, nb = cols / 32;
+    const uint4 *qp = (const uint4 *)q;
+    for (long long i0 = lane; i0 < ni; i0 += (long long)NL * CU_MV_QSTEPS) {
+        uint4 va[CU_MV_QSTEPS], vb[CU_MV_QSTEPS], vh[CU_MV_QSTEPS];
+#pragma unroll
+        for (int u = 0; u < CU_MV_QSTEPS; u++) {
+            const long long it = i0 + (long long)NL * u;
+            if (it >= ni) break;
+            const long long sb = it >> 2;
+            const int h = (int)(it >> 1) & 1, t = (int)it & 1;
+            va[u] = __ldg(qp + 12 * sb + 4 * h + t);
+            vb[u] = __ldg(qp + 12 * sb + 4 * h + 2 + t);
+            vh[u] = __ldg(qp + 12 * sb + 8 + 2 * h + t);
+        }
+#pragma unroll
+        for (int u = 0; u < CU_MV_QSTEPS; u++) {
+            const long long it = i0 + (long long)NL * u;
+            if (it >= ni) break;
+            const long long sb = it >> 2;
+            const int h = (int)(it >> 1) & 1, t = (int)it & 1;
+            const uint8_t *ss = s + 18 * sb;
+            const float d = cu_h2f(cu_ld16(ss + 16));
+            int sc[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) sc[k] = (int)(int8_t)__ldg(ss + 8 * h + 2 * k + t);
+            const unsigned A[4] = {va[u].x, va[u].y, va[u].z, va[u].w};
+            const unsigned B[4] = {vb[u].x, vb[u].y, vb[u].z, vb[u].w};
+            const unsigned H[4] = {vh[u].x, vh[u].y, vh[u].z, vh[u].w};
+            int cw[4][4]; /* cw[k][w]: word w of the 16 centred values of block 4h + k */
+#pragma unroll
+            for (int w = 0; w < 4; w++) {
+                const unsigned lo[4] = {A[w] & 0x0F0F0F0Fu, B[w] & 0x0F0F0F0Fu,
+                                        (A[w] >> 4) & 0x0F0F0F0Fu, (B[w] >> 4) & 0x0F0F0F0Fu};
+#pragma unroll
+                for (int k = 0; k < 4; k++)
+                    cw[k][w] = (int)__vsub4(lo[k] | (((H[w] >> (2 * k)) & 0x03030303u) << 4),
+                                            0x20202020u);
+            }
+#pragma unroll
+            for (int i = 0; i < CU_MV_NX; i++) {
+                if (i >= n) break;
+                const long long xb = (long long)i * nb + 8 * sb + 4 * h;
+                float part = 0.0f;
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const int4 xv = __ldg((const int4 *)(xq + 32 * (xb + k) + 16 * t));
+                    int sk = __dp4a(cw[k][0], xv.x, 0);
+                    sk = __dp4a(cw[k][1], xv.y, sk), sk = __dp4a(cw[k][2], xv.z, sk);
+                    sk = __dp4a(cw[k][3], xv.w, sk);
+                    part = part + __ldg(xd + xb + k) * (float)(sc[k] * sk);
+                }
+                acc[i] = acc[i] + d * part;
             }
         }
     }
@@ -226,26 +378,38 @@ __global__ void k_quant_x8(int8_t *xq, float *xd, const float *x, long long bloc
     if (lane == 0) xd[b] = d;
 }
 
-/* acc[i] = Σ over the lane's share of one weight row of w·x_i, i < n. KIND: 0 = F32, 1 = F16,
- * 2 = BF16, 3 = the other block-quantized types (dt says which), 4 = Q4_0, 5 = Q8_0 (f32
- * activations), 6 = Q4_0, 7 = Q8_0 (8-bit activations xq, xd).
+/* acc[i] = Σ over the lane's share of row r of weight matrix W (rows × cols, rb bytes a row
+ * as in the file) of w·x_i, i < n. KIND: 0 = F32, 1 = F16, 2 = BF16, 3 = the other
+ * block-quantized types (dt says which; any layout, cu_unit32m), 4 = Q4_0, 5 = Q8_0 (f32
+ * activations), 6 = Q4_0, 7 = Q8_0, 8 = Q4_K, 9 = Q6_K (8-bit activations xq, xd); 4-7 and
+ * 9 read the split layout, 8 the file's rows (16-byte aligned).
  * VW: 16-byte weight loads of 8 values (cols % 8 == 0, aligned rows); VX: 16-byte activation
  * loads (x aligned, cols % 4 == 0). */
 template <int KIND, bool VW, bool VX, int NL>
-__device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *row, const float *x,
-                                       const int8_t *xq, const float *xd, int n, int dt,
-                                       long long cols, int lane) {
+__device__ __forceinline__ void mv_row(float acc[CU_MV_NX], const uint8_t *W, long long rows,
+                                       long long r, size_t rb, const float *x, const int8_t *xq,
+                                       const float *xd, int n, int dt, long long cols, int lane) {
 #pragma unroll
     for (int i = 0; i < CU_MV_NX; i++) acc[i] = 0.0f;
-    if (KIND == 6 || KIND == 7) {
-        mv_row_q8<KIND, NL>(acc, row, xq, xd, n, cols, lane);
-    } else if (KIND == 4 || KIND == 5) {
-        mv_row_q<KIND, VX, NL>(acc, row, x, n, cols, lane);
+    const uint8_t *row = W + (size_t)r * rb;
+    if (KIND == 8) {
+        mv_row_q4k<NL>(acc, row, xq, xd, n, cols, lane);
+    } else if (KIND == 9) {
+        const long long nsb = cols / 256;
+        mv_row_q6k<NL>(acc, W + (size_t)r * nsb * 192, W + (size_t)rows * nsb * 192 + r * nsb * 18,
+                       xq, xd, n, cols, lane);
+    } else if (KIND >= 4) {
+        constexpr int QB = KIND == 4 || KIND == 6 ? 16 : 32;
+        const long long nb = cols / 32;
+        const uint8_t *q = W + (size_t)r * nb * QB;
+        const uint16_t *sc = (const uint16_t *)(W + (size_t)rows * nb * QB) + r * nb;
+        if (KIND >= 6) mv_row_q8<KIND, NL>(acc, q, sc, xq, xd, n, cols, lane);
+        else mv_row_q<KIND, VX, NL>(acc, q, sc, x, n, cols, lane);
     } else if (KIND == 3) {
         const long long nu = cols / 32;
         for (long long u = lane; u < nu; u += NL) {
             float w[32];
-            cu_unit32(dt, row, u, w);
+            cu_unit32m(dt, W, rows, cols, rb, r, u, w);
 #pragma unroll
             for (int q = 0; q < 4; q++) mv_acc8<VX>(acc, w + 8 * q, x + 32 * u + 8 * q, cols, n);
         }
@@ -353,11 +517,11 @@ __global__ void __launch_bounds__(CU_MV_WARPS * 32) k_matvec(mv_job J) {
 #pragma unroll
     for (int i = 0; i < CU_MV_NX; i++) acc[i] = acc2[i] = 0.0f;
     if (ok) {
-        mv_row<KIND, VW, VX, NL>(acc, J.W[sg] + (size_t)r * J.rb, J.x, J.xq, J.xd, J.n, J.dt,
+        mv_row<KIND, VW, VX, NL>(acc, J.W[sg], J.rows[sg], r, J.rb, J.x, J.xq, J.xd, J.n, J.dt,
                                  J.cols, lane);
         if (glu)
-            mv_row<KIND, VW, VX, NL>(acc2, J.W[1] + (size_t)r * J.rb, J.x, J.xq, J.xd, J.n, J.dt,
-                                     J.cols, lane);
+            mv_row<KIND, VW, VX, NL>(acc2, J.W[1], J.rows[1], r, J.rb, J.x, J.xq, J.xd, J.n,
+                                     J.dt, J.cols, lane);
     }
     if constexpr (SPLIT == 1) {
 #pragma unroll
@@ -493,6 +657,18 @@ static void matvec_job(const cu_run *r, mv_job &J, const wk_weight *const *W, co
         } else if (qmv_on()) launch_matvec<5>(r, J, warps, false, vx);
         else launch_matvec<3>(r, J, warps, false, vx);
         break;
+    case DT_Q4_K: /* 16-byte loads of the file's rows: aligned matrices only */
+    case DT_Q6_K: {
+        bool al = true;
+        for (int s = 0; s < J.count; s++) al = al && (uintptr_t)W[s]->data % 16 == 0;
+        if (qmv_on() && q8x_on() && (al || W0->dt == DT_Q6_K)) {
+            if (quant_x8(r, J, x, n, W0->cols)) {
+                if (W0->dt == DT_Q4_K) launch_matvec<8>(r, J, warps, false, vx);
+                else launch_matvec<9>(r, J, warps, false, vx);
+            }
+        } else launch_matvec<3>(r, J, warps, false, vx);
+        break;
+    }
     default: launch_matvec<3>(r, J, warps, false, vx); break;
     }
 }
@@ -509,23 +685,23 @@ static void matvec(const cu_run *r, float *y, const float *x, const wk_weight *W
 /* ---- prefill: widen + cuBLAS ---- */
 
 /* out (m, cols) = rows [r0, r0 + m) of W as f32, with the reference formulas. */
-__global__ void k_widen(float *out, const uint8_t *W, int dt, size_t rb, long long r0,
-                        long long cols, long long total) {
+__global__ void k_widen(float *out, const uint8_t *W, int dt, size_t rb, long long rows,
+                        long long r0, long long cols, long long total) {
     for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < total;
          it += (long long)gridDim.x * blockDim.x) {
         const long long i = it / cols, c = it % cols;
-        out[it] = cu_weight(dt, W + (size_t)(r0 + i) * rb, c);
+        out[it] = cu_wel(dt, W, rows, cols, rb, r0 + i, c);
     }
 }
 
 /* out (m, cols) = rows [r0, r0 + m) of W widened with the reference formulas, then rounded to
  * bf16 (nearest even). */
-__global__ void k_widen_bf16(uint16_t *out, const uint8_t *W, int dt, size_t rb, long long r0,
-                             long long cols, long long total) {
+__global__ void k_widen_bf16(uint16_t *out, const uint8_t *W, int dt, size_t rb, long long rows,
+                             long long r0, long long cols, long long total) {
     for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < total;
          it += (long long)gridDim.x * blockDim.x) {
         const long long i = it / cols, c = it % cols;
-        out[it] = cu_f2bf(cu_weight(dt, W + (size_t)(r0 + i) * rb, c));
+        out[it] = cu_f2bf(cu_wel(dt, W, rows, cols, rb, r0 + i, c));
     }
 }
 
@@ -623,7 +799,8 @@ static void gemm(const cu_run *r, float *y, const float *x, const wk_weight *W, 
         for (long long r0 = 0; r0 < rows; r0 += blk) {
             const long long m = r0 + blk < rows ? blk : rows - r0;
             cu_launch(r, "matmul (widen bf16)", k_widen_bf16, cu_grid(m * cols, CU_THREADS),
-                      CU_THREADS, 0, tile, (const uint8_t *)W->data, W->dt, rb, r0, cols, m * cols);
+                      CU_THREADS, 0, tile, (const uint8_t *)W->data, W->dt, rb, rows, r0, cols,
+                      m * cols);
             if (!gemm_bf16(r, h, y + r0, rows, xb, tile, m, n, cols)) return;
         }
     } else if (W->dt == DT_F32) {
@@ -639,7 +816,7 @@ static void gemm(const cu_run *r, float *y, const float *x, const wk_weight *W, 
             const long long m = r0 + blk < rows ? blk : rows - r0;
             /* the previous sgemm read `tile` on this same stream, so this overwrite waits */
             cu_launch(r, "matmul (widen)", k_widen, cu_grid(m * cols, CU_THREADS), CU_THREADS,
-                      0, tile, (const uint8_t *)W->data, W->dt, rb, r0, cols, m * cols);
+                      0, tile, (const uint8_t *)W->data, W->dt, rb, rows, r0, cols, m * cols);
             if (!sgemm(r, h, y + r0, rows, x, tile, m, n, cols)) return;
         }
     }

@@ -637,6 +637,41 @@ static void buf_copy(int dev, wk_ctx *ctx, void *dst, const void *src, size_t by
         cu_note(cudaStreamSynchronize(r.s), "cudaStreamSynchronize (buf_copy)");
 }
 
+/* weight_upload: host matrix W into dst in the device layout (cuda_internal.cuh): Q4_0, Q8_0
+ * and Q6_K split into quants and scales, a few MiB of rows at a time through a host buffer;
+ * the other types copied as they are. */
+static void weight_upload(int dev, wk_ctx *ctx, void *dst, const wk_weight *W) {
+    const size_t rb = dtype_row_bytes(W->dt, W->cols), rows = (size_t)W->rows;
+    if (!cu_split_dt(W->dt) || rows == 0 || W->cols <= 0) {
+        buf_copy(dev, ctx, dst, W->data, rb * rows);
+        return;
+    }
+    const size_t qb = (size_t)cu_split_qb(W->dt), sb = (size_t)cu_split_sb(W->dt), bb = qb + sb;
+    const size_t qo = (size_t)cu_split_qoff(W->dt), so = (size_t)cu_split_soff(W->dt);
+    const size_t nb = rb / bb;
+    size_t chunk = ((size_t)8 << 20) / rb;
+    if (chunk < 1) chunk = 1;
+    if (chunk > rows) chunk = rows;
+    uint8_t *h = (uint8_t *)malloc(chunk * rb);
+    if (!h) {
+        cu_note_fail(WICK_ERR_NOMEM, "out of host memory laying out a weight for the device");
+        return;
+    }
+    uint8_t *d = (uint8_t *)dst;
+    for (size_t r0 = 0; r0 < rows; r0 += chunk) {
+        const size_t m = r0 + chunk < rows ? chunk : rows - r0, k = m * nb;
+        const uint8_t *src = (const uint8_t *)W->data + r0 * rb;
+        uint8_t *hq = h, *hs = h + k * qb;
+        for (size_t i = 0; i < k; i++) {
+            memcpy(hq + i * qb, src + i * bb + qo, qb);
+            memcpy(hs + i * sb, src + i * bb + so, sb);
+        }
+        buf_copy(dev, ctx, d + r0 * nb * qb, hq, k * qb);
+        buf_copy(dev, ctx, d + rows * nb * qb + r0 * nb * sb, hs, k * sb);
+    }
+    free(h);
+}
+
 static wick_status table_sync(int dev, wk_ctx *ctx) {
     if (t_pass.mode != CU_EAGER) { /* the caller's mistake: graph_end first */
         cu_graph_bad("sync inside a graph pass");
@@ -805,6 +840,7 @@ template <int D> struct dev_ops {
         cu_prof P(D, c, "buf_copy %s", b <= 4096 ? "<=4KiB" : b <= (1 << 20) ? "<=1MiB" : ">1MiB");
         buf_copy(D, c, d, s, b);
     }
+    static void wup(wk_ctx *c, void *d, const wk_weight *W) { weight_upload(D, c, d, W); }
     static wick_status sync(wk_ctx *c) { return table_sync(D, c); }
     static int gbegin(wk_ctx *c, uint64_t key) { return graph_begin(D, c, key); }
     static void gend(wk_ctx *c, bool *redo) { graph_end(D, c, redo); }
@@ -934,7 +970,7 @@ template <int D> struct dev_ops {
         .name = "cuda:" #D, .buf_alloc = dev_ops<D>::alloc, .buf_free = dev_ops<D>::free_,    \
         .buf_copy = dev_ops<D>::copy, .sync = dev_ops<D>::sync,                                \
         .graph_begin = dev_ops<D>::gbegin, .graph_end = dev_ops<D>::gend,                      \
-        .pack_weight = nullptr,                                                                \
+        .pack_weight = nullptr, .weight_upload = dev_ops<D>::wup,                              \
         .embed = dev_ops<D>::embed,                                                            \
         .rmsnorm = dev_ops<D>::rmsnorm, .matmul = dev_ops<D>::matmul,                          \
         .rope = dev_ops<D>::rope, .rope_interleaved = dev_ops<D>::rope_il,                     \
