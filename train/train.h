@@ -44,6 +44,8 @@ typedef struct train_tensor {
     int64_t rows, cols;     /* cols 0 for a vector */
     bool decay;             /* weight decay applies (matrices; not norms or biases) */
     bool plus_one;          /* p holds 1 + w where files hold w (Gemma's norms) */
+    float **g;              /* the trainer's pointer to this tensor's gradient (tr->g_embd,
+                               tr->lg[l].w[q], ...), set to tr->grad + off once grad exists */
     char name[128];
 } train_tensor;
 

@@ -275,11 +275,13 @@ static float *layer_bias(layer_weights *w, int p) {
     return bs[p];
 }
 
-/* Adds a tensor of the full trainer (values at p, decay or not) at offset *off. */
-static void add_tensor(wick_trainer *tr, size_t *off, float *p, int64_t rows, int64_t cols,
-                       bool decay, const char *fmt, int layer) {
+/* Adds a tensor of the full trainer (values at p, decay or not) at offset *off; *g will point
+ * at its gradient. */
+static void add_tensor(wick_trainer *tr, size_t *off, float *p, float **g, int64_t rows,
+                       int64_t cols, bool decay, const char *fmt, int layer) {
     train_tensor *t = &tr->tensors[tr->n_tensors++];
     t->p = p;
+    t->g = g;
     t->rows = rows;
     t->cols = cols;
     t->n = (size_t)(rows * (cols ? cols : 1));
@@ -378,14 +380,15 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
     /* Hugging Face names; matrices decay, norms and biases do not */
     size_t off = 0;
     const int64_t d = c->n_embd;
-    add_tensor(tr, &off, (float *)model->tok_embd.data, model->tok_embd.rows, d, true,
-               "model.embed_tokens.weight", 0);
+    add_tensor(tr, &off, (float *)model->tok_embd.data, &tr->g_embd, model->tok_embd.rows, d,
+               true, "model.embed_tokens.weight", 0);
     /* Gemma: four norms a layer under its own names, each held as 1 + w (files hold w) */
     const bool gemma = family_get(c->arch)->gemma, fused = family_get(c->arch)->fused;
     for (int l = 0; l < L; l++) {
         layer_weights *w = &model->layers[l];
-        add_tensor(tr, &off, w->attn_norm, d, 0, false, "model.layers.%d.input_layernorm.weight",
-                   l);
+        train_layer_grads *lg = &tr->lg[l];
+        add_tensor(tr, &off, w->attn_norm, &lg->attn_norm, d, 0, false,
+                   "model.layers.%d.input_layernorm.weight", l);
         for (int q = 0; q < LORA_N_PROJ; q++) {
             char fmt[96];
             wk_weight *W = layer_proj(w, q);
@@ -397,87 +400,64 @@ wick_status wick_trainer_create_full(wick_model *model, const wick_train_params 
             for (int m = 0; m < g; m++) rows += layer_proj(w, q + m)->rows;
             if (g && W->data) { /* (a MoE layer has no dense MLP) */
                 snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.weight", path);
-                add_tensor(tr, &off, (float *)W->data, rows, W->cols, true, fmt, l);
+                add_tensor(tr, &off, (float *)W->data, &lg->w[q], rows, W->cols, true, fmt, l);
             }
             if (layer_bias(w, q)) {
                 snprintf(fmt, sizeof fmt, "model.layers.%%d.%s.bias", lora_module_path[q]);
-                add_tensor(tr, &off, layer_bias(w, q), W->rows, 0, false, fmt, l);
+                add_tensor(tr, &off, layer_bias(w, q), &lg->b[q], W->rows, 0, false, fmt, l);
             }
             if (q == LORA_K && w->q_norm) { /* Qwen3's per-head norms (OLMoE's over the whole
                                                projection), named as transformers does */
                 const int64_t fq = c->qk_norm_full ? c->n_head : 1, fk = c->qk_norm_full ? c->n_kv_head : 1;
-                add_tensor(tr, &off, w->q_norm, fq * c->head_dim, 0, false, "model.layers.%d.self_attn.q_norm.weight", l);
-                add_tensor(tr, &off, w->k_norm, fk * c->head_dim, 0, false, "model.layers.%d.self_attn.k_norm.weight", l);
+                add_tensor(tr, &off, w->q_norm, &lg->q_norm, fq * c->head_dim, 0, false,
+                           "model.layers.%d.self_attn.q_norm.weight", l);
+                add_tensor(tr, &off, w->k_norm, &lg->k_norm, fk * c->head_dim, 0, false,
+                           "model.layers.%d.self_attn.k_norm.weight", l);
             }
             if (q == LORA_O && gemma) {
-                add_tensor(tr, &off, w->post_attn_norm, d, 0, false,
+                add_tensor(tr, &off, w->post_attn_norm, &lg->post_attn_norm, d, 0, false,
                            "model.layers.%d.post_attention_layernorm.weight", l);
-                add_tensor(tr, &off, w->mlp_norm, d, 0, false,
+                add_tensor(tr, &off, w->mlp_norm, &lg->mlp_norm, d, 0, false,
                            "model.layers.%d.pre_feedforward_layernorm.weight", l);
             } else if (q == LORA_O) {
-                add_tensor(tr, &off, w->mlp_norm, d, 0, false,
+                add_tensor(tr, &off, w->mlp_norm, &lg->mlp_norm, d, 0, false,
                            "model.layers.%d.post_attention_layernorm.weight", l);
             }
             if (q == LORA_DOWN && gemma)
-                add_tensor(tr, &off, w->post_mlp_norm, d, 0, false,
+                add_tensor(tr, &off, w->post_mlp_norm, &lg->post_mlp_norm, d, 0, false,
                            "model.layers.%d.post_feedforward_layernorm.weight", l);
         }
         if (w->exp_gate) { /* a mixture of experts: the router, then expert by expert */
             const model_family *fd = family_get(c->arch);
-            add_tensor(tr, &off, (float *)w->router.data, w->router.rows, w->router.cols, true,
-                       fd->moe_router, l);
+            if (!(lg->exp = calloc(3 * (size_t)c->n_expert, sizeof *lg->exp))) goto nomem;
+            add_tensor(tr, &off, (float *)w->router.data, &lg->router, w->router.rows,
+                       w->router.cols, true, fd->moe_router, l);
             const char *fmts[3] = {fd->moe_gate, fd->moe_up, fd->moe_down};
             for (int e = 0; e < c->n_expert; e++) {
                 const wk_weight *ws[3] = {&w->exp_gate[e], &w->exp_up[e], &w->exp_down[e]};
-                for (int j = 0; j < 3; j++) {
-                    add_tensor(tr, &off, (float *)ws[j]->data, ws[j]->rows, ws[j]->cols, true, "", 0);
+                for (int j = 0; j < 3; j++) { /* lg->exp: gates, then ups, then downs */
+                    add_tensor(tr, &off, (float *)ws[j]->data, &lg->exp[j * c->n_expert + e],
+                               ws[j]->rows, ws[j]->cols, true, "", 0);
                     train_tensor *t = &tr->tensors[tr->n_tensors - 1];
                     snprintf(t->name, sizeof t->name, fmts[j], l, e);
                 }
             }
-            if (!(tr->lg[l].exp = calloc(3 * (size_t)c->n_expert, sizeof *tr->lg[l].exp))) goto nomem;
         }
     }
-    add_tensor(tr, &off, model->final_norm, d, 0, false, "model.norm.weight", 0);
+    add_tensor(tr, &off, model->final_norm, &tr->g_final_norm, d, 0, false, "model.norm.weight",
+               0);
     for (int i = 0; i < tr->n_tensors && gemma; i++) /* its norms (biases stay as they are) */
         tr->tensors[i].plus_one = tr->tensors[i].cols == 0 && strstr(tr->tensors[i].name, "norm.weight");
     if (!tied)
-        add_tensor(tr, &off, (float *)model->lm_head.data, model->lm_head.rows, d, true,
-                   "lm_head.weight", 0);
+        add_tensor(tr, &off, (float *)model->lm_head.data, &tr->g_head, model->lm_head.rows, d,
+                   true, "lm_head.weight", 0);
     tr->n_params = off;
     tr->grad = calloc(off, sizeof(float));
     tr->m = calloc(off, sizeof(float));
     tr->v = calloc(off, sizeof(float));
     if (!tr->grad || !tr->m || !tr->v) goto nomem;
-    /* gradient destinations, found by the tensors' values */
-    for (int i = 0; i < tr->n_tensors; i++) {
-        const train_tensor *t = &tr->tensors[i];
-        float *g = tr->grad + t->off;
-        if (t->p == model->tok_embd.data) tr->g_embd = g;
-        else if (!tied && t->p == model->lm_head.data) tr->g_head = g;
-        else if (t->p == model->final_norm) tr->g_final_norm = g;
-        for (int l = 0; l < L; l++) {
-            layer_weights *w = &model->layers[l];
-            if (t->p == w->attn_norm) tr->lg[l].attn_norm = g;
-            if (t->p == w->mlp_norm) tr->lg[l].mlp_norm = g;
-            if (w->post_attn_norm && t->p == w->post_attn_norm) tr->lg[l].post_attn_norm = g;
-            if (w->post_mlp_norm && t->p == w->post_mlp_norm) tr->lg[l].post_mlp_norm = g;
-            if (w->q_norm && t->p == w->q_norm) tr->lg[l].q_norm = g;
-            if (w->k_norm && t->p == w->k_norm) tr->lg[l].k_norm = g;
-            for (int q = 0; q < LORA_N_PROJ; q++) {
-                if (layer_proj(w, q)->data && t->p == layer_proj(w, q)->data) tr->lg[l].w[q] = g;
-                if (layer_bias(w, q) && t->p == layer_bias(w, q)) tr->lg[l].b[q] = g;
-            }
-            if (w->exp_gate) {
-                if (t->p == w->router.data) tr->lg[l].router = g;
-                for (int e = 0; e < c->n_expert; e++) {
-                    if (t->p == w->exp_gate[e].data) tr->lg[l].exp[e] = g;
-                    if (t->p == w->exp_up[e].data) tr->lg[l].exp[c->n_expert + e] = g;
-                    if (t->p == w->exp_down[e].data) tr->lg[l].exp[2 * c->n_expert + e] = g;
-                }
-            }
-        }
-    }
+    for (int i = 0; i < tr->n_tensors; i++) /* gradient destinations */
+        if (tr->tensors[i].g) *tr->tensors[i].g = tr->grad + tr->tensors[i].off;
     for (int l = 0; l < L && fused; l++) /* a fused tensor's later members: their rows of it */
         for (int q = 1; q < LORA_N_PROJ; q++)
             if (!lora_group(true, q, NULL, NULL)) {
