@@ -98,6 +98,7 @@ static int g_fpacked_min_n = FPACKED_MIN_N;
 #define AMX_ATT_MIN_N 2
 static int g_amx, g_amx_min_n = AMX_MIN_N, g_amx_f16_min_n = AMX_F16_MIN_N, g_amx_q_min_n = AMX_Q_MIN_N;
 static int g_amx_att_min_n = AMX_ATT_MIN_N;
+static int g_att_wide = 1; /* WICK_CPU_ATT_WIDE=0: prefill attention on attn_block only */
 
 typedef struct tl_buf { size_t cap[TL_SLOTS]; void *data[TL_SLOTS]; } tl_buf;
 
@@ -151,6 +152,8 @@ static void tl_buf_init(void) {
     if (e && atoi(e) > 0) g_amx_f16_min_n = atoi(e);
     e = getenv("WICK_CPU_AMX_Q_MIN_N");
     if (e && atoi(e) > 0) g_amx_q_min_n = atoi(e);
+    e = getenv("WICK_CPU_ATT_WIDE");
+    if (e && strcmp(e, "0") == 0) g_att_wide = 0;
     e = getenv("WICK_CPU_AMX_ATT_MIN_N");
     if (e && atoi(e) >= 0 && (*e >= '0' && *e <= '9')) g_amx_att_min_n = atoi(e);
 }
@@ -497,11 +500,14 @@ typedef struct att_ctx {
     long n_items, next;
     int amx_min_n;    /* spans of at least this many rows run on AMX (attn_amx.c); 0: none */
     int qb_amx;       /* query rows per block of those spans */
+    int wide_min_n;   /* other spans of at least this many rows run attn_wide_avx512.c; 0: none */
+    int qb_wide;      /* query rows per block of those spans */
 } att_ctx;
 
-/* Query rows per block of span sp: the AMX kernel's blocks or attn_block's. */
+/* Query rows per block of span sp: the AMX kernel's blocks, the wide kernel's or attn_block's. */
 static int att_span_qb(const att_ctx *c, const wk_span *sp) {
-    return c->amx_min_n && sp->n >= c->amx_min_n ? c->qb_amx : c->qb;
+    if (c->amx_min_n && sp->n >= c->amx_min_n) return c->qb_amx;
+    return c->wide_min_n && sp->n >= c->wide_min_n ? c->qb_wide : c->qb;
 }
 
 /* Items per span in the tiled path: (KV head, block of qb query rows) pairs. */
@@ -538,6 +544,18 @@ static void att_tile_task(void *vctx, int tid, int nt) {
             }
             /* no scratch: attn_block in its own (smaller) blocks of this item's rows */
             for (int a = i0; a < i1; a += c->qb)
+                c->isa->attn_block(c->out, c->q, c->kv, sp, a, a + c->qb < i1 ? a + c->qb : i1, kvh,
+                                   c->n_head, group, c->head_dim, c->window, c->scale, c->softcap);
+            continue;
+        }
+        if (c->wide_min_n && sp->n >= c->wide_min_n) {
+            void *ws = tl_buffer(TL_WORK, cpu_a5_attn_wide_scratch(c->head_dim));
+            if (ws) {
+                cpu_a5_attn_wide(c->out, c->q, c->kv, sp, i0, i1, kvh, c->n_head, group,
+                                 c->head_dim, c->window, c->scale, cpu_isa_avx512.row_to_f32, ws);
+                continue;
+            }
+            for (int a = i0; a < i1; a += c->qb) /* no scratch: attn_block's blocks */
                 c->isa->attn_block(c->out, c->q, c->kv, sp, a, a + c->qb < i1 ? a + c->qb : i1, kvh,
                                    c->n_head, group, c->head_dim, c->window, c->scale, c->softcap);
             continue;
@@ -596,7 +614,7 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, unsigned flags, flo
                           float scale, float softcap) {
     if (n_spans <= 0 || n_head <= 0 || n_kv <= 0 || head_dim <= 0) return;
     pthread_once(&g_buf_once, tl_buf_init);
-    att_ctx c = {isa, out, q, kv, spans, n_spans, n_head, n_kv, head_dim, window, scale, softcap, 0, 0, 0, 0, 0};
+    att_ctx c = {isa, out, q, kv, spans, n_spans, n_head, n_kv, head_dim, window, scale, softcap, 0, 0, 0, 0, 0, 0, 0};
     long work = 0, rows = 0;
     for (int s = 0; s < n_spans; s++) {
         work += (long)spans[s].n * n_head * head_dim * (spans[s].pos0 + spans[s].n);
@@ -620,6 +638,18 @@ static void cpu_attention(const cpu_isa *isa, wk_pool *pool, unsigned flags, flo
                 c.amx_min_n = g_amx_att_min_n;
                 c.qb_amx = CPU_AMX_ATT_MAX_R / group < 16 ? CPU_AMX_ATT_MAX_R / group : 16;
             }
+        }
+        /* AVX-512, many query vectors (prefill): the query vectors in the lanes (attn_wide_avx512.c),
+           blocks of up to CPU_ATT_WIDE_MAX_R vectors, a whole number of 16-lane groups where
+           the group size allows; spans too short to fill 16 lanes stay on attn_block */
+        if (isa == &cpu_isa_avx512 && g_att_wide && softcap == 0.0f && head_dim % 16 == 0 &&
+            head_dim <= CPU_ATT_WIDE_MAX_HD && group <= CPU_ATT_WIDE_MAX_R) {
+            int qw = CPU_ATT_WIDE_MAX_R / group;
+            if (qw > 64) qw = 64;
+            for (int r = qw; r >= 1; r--)
+                if (r * group % 16 == 0) { qw = r; break; }
+            c.qb_wide = qw;
+            c.wide_min_n = (16 + group - 1) / group;
         }
         c.qb = qb;
         for (int s = 0; s < n_spans; s++) c.n_items += att_span_items(&c, &spans[s]);

@@ -19,6 +19,7 @@
 
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/cpu_simd_exp.h"
+#include "kernels/cpu/tp16_avx512.h"
 
 #define AI static inline __attribute__((always_inline))
 
@@ -413,25 +414,56 @@ static inline void att_scores(float s[][16], const float *const *qp, const float
     _mm512_store_ps(s[0], a0), _mm512_store_ps(s[1], a1);
     _mm512_store_ps(s[2], a2), _mm512_store_ps(s[3], a3);
 }
-/* 16 output values of four query vectors in four registers across the tile's keys. */
+/* op[u][d0 + 16c ...] += ... for the 4 query vectors and W 16-wide pieces of d: 4·W
+   independent FMA chains over the tile's keys (one piece at a time left 4 chains, which the
+   FMA latency bounded: half of a decode step's attention time at 4k keys) */
+AI void att_pv_w(float *const *op, const float *corr, float s[][16], const float *vj, int nk,
+                 int hd, int d0, const int W) {
+    __m512 a[4][4];
+    for (int u = 0; u < 4; u++) {
+        const __m512 cu = _mm512_set1_ps(corr[u]);
+        for (int c = 0; c < W; c++) a[u][c] = _mm512_mul_ps(_mm512_loadu_ps(op[u] + d0 + 16 * c), cu);
+    }
+    for (int t = 0; t < nk; t++) {
+        __m512 v[4];
+        for (int c = 0; c < W; c++) v[c] = _mm512_loadu_ps(vj + (size_t)t * hd + d0 + 16 * c);
+        for (int u = 0; u < 4; u++) {
+            const __m512 p = _mm512_set1_ps(s[u][t]);
+            for (int c = 0; c < W; c++) a[u][c] = _mm512_fmadd_ps(p, v[c], a[u][c]);
+        }
+    }
+    for (int u = 0; u < 4; u++)
+        for (int c = 0; c < W; c++) _mm512_storeu_ps(op[u] + d0 + 16 * c, a[u][c]);
+}
 static inline void att_pv(float *const *op, const float *corr, float s[][16], const float *vj,
                           int nk, int hd) {
-    for (int d0 = 0; d0 < hd; d0 += 16) {
-        __m512 a0 = _mm512_mul_ps(_mm512_loadu_ps(op[0] + d0), _mm512_set1_ps(corr[0]));
-        __m512 a1 = _mm512_mul_ps(_mm512_loadu_ps(op[1] + d0), _mm512_set1_ps(corr[1]));
-        __m512 a2 = _mm512_mul_ps(_mm512_loadu_ps(op[2] + d0), _mm512_set1_ps(corr[2]));
-        __m512 a3 = _mm512_mul_ps(_mm512_loadu_ps(op[3] + d0), _mm512_set1_ps(corr[3]));
-        for (int t = 0; t < nk; t++) {
-            const __m512 v = _mm512_loadu_ps(vj + (size_t)t * hd + d0);
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(s[0][t]), v, a0);
-            a1 = _mm512_fmadd_ps(_mm512_set1_ps(s[1][t]), v, a1);
-            a2 = _mm512_fmadd_ps(_mm512_set1_ps(s[2][t]), v, a2);
-            a3 = _mm512_fmadd_ps(_mm512_set1_ps(s[3][t]), v, a3);
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        switch ((hd - d0) / 16) {
+        case 1: att_pv_w(op, corr, s, vj, nk, hd, d0, 1); break;
+        case 2: att_pv_w(op, corr, s, vj, nk, hd, d0, 2); break;
+        case 3: att_pv_w(op, corr, s, vj, nk, hd, d0, 3); break;
+        default: att_pv_w(op, corr, s, vj, nk, hd, d0, 4); break;
         }
-        _mm512_storeu_ps(op[0] + d0, a0), _mm512_storeu_ps(op[1] + d0, a1);
-        _mm512_storeu_ps(op[2] + d0, a2), _mm512_storeu_ps(op[3] + d0, a3);
     }
 }
+/* Kt[d·16 + t] = K row t's element d as f32 (rows t >= nk zero), straight from the cache rows
+   (F32 / F16 / BF16, hd % 16 == 0) through 16×16 register transposes; 0 for other element
+   types, which take attn_tile.h's widening and scalar transpose. */
+static inline int att_load_kt(float *Kt, const char *Kb, size_t row_bytes, dtype dt, int nk,
+                              int hd) {
+    if ((dt != DT_F32 && dt != DT_F16 && dt != DT_BF16) || hd % 16) return 0;
+    for (int d0 = 0; d0 < hd; d0 += 16) {
+        __m512i a[16];
+        for (int t = 0; t < 16; t++) {
+            const char *row = Kb + (size_t)t * row_bytes;
+            a[t] = t >= nk ? _mm512_setzero_si512() : _mm512_castps_si512(load_w_mask(row, dt, d0, 0xFFFF));
+        }
+        tp16(a);
+        for (int k = 0; k < 16; k++) _mm512_store_si512((void *)(Kt + 16 * (d0 + k)), a[k]);
+    }
+    return 1;
+}
+#define ATT_HAVE_KT
 #define ATT_HAVE_HOOKS
 #define ATT_ROW_TO_F32 a5_row_to_f32
 #define ATT_FN a5_attn_block

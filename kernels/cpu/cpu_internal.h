@@ -16,6 +16,8 @@
 
 #define CPU_ATT_MAX_HD 256
 #define CPU_ATT_MAX_R 64
+#define CPU_ATT_WIDE_MAX_HD 128 /* attn_wide_avx512.c: head_dim (a multiple of 16) at most */
+#define CPU_ATT_WIDE_MAX_R 128  /* attn_wide_avx512.c: query vectors per block at most */
 #define ATT_RB 4 /* query vectors a tiled-attention step computes together (attn_tile.h) */
 
 /* Most activation rows one matvec pass handles per read of a weight row. */
@@ -184,6 +186,14 @@ int cpu_fast_rounds_x(dtype dt, int64_t cols, int n);
 /* cpu.c: whether the AVX-512 table's attention in precision fast rounds to bf16 (AMX) for a
  * span of n rows, for tests. */
 int cpu_fast_attn_rounds(int hd, int group, int block_size, int n);
+/* attn_wide_avx512.c: attn_block's result (without soft-capping) for 16 or more query vectors
+ * ((i1 − i0)·group <= CPU_ATT_WIDE_MAX_R), head_dim % 16 == 0 and <= CPU_ATT_WIDE_MAX_HD; K/V
+ * rows widened with row_to_f32; scratch of cpu_a5_attn_wide_scratch(hd) bytes. */
+size_t cpu_a5_attn_wide_scratch(int hd);
+void cpu_a5_attn_wide(float *out, const float *q, const wk_kv_layer *kv, const wk_span *sp,
+                      int i0, int i1, int kvh, int n_head, int group, int hd, int window,
+                      float scale, void (*row_to_f32)(float *, const wk_weight *, int64_t),
+                      void *scratch);
 /* gemm_f_avx512.c: F32/F16/BF16 packed once into 32-row panels of f32 (cpu_a5_fpack_panel,
  * cpu_a5_fpack_panel_bytes each, 64-byte aligned) and the exact matmul that reads them
  * (r0 % 32 == 0); bit-identical to cpu_a5_gemm_f followed by the bias add. */

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/tp16_avx512.h"
 
 #define AI static inline __attribute__((always_inline))
 #define NXMAX 12
@@ -46,33 +47,6 @@
 #define PF_L2 16384
 
 size_t cpu_a5_gemm_f_scratch(int64_t cols) { return (size_t)cols * 128 + 64; }
-
-/* 16×16 transpose of dwords: a[j] = 16 dwords of row j → a[c] = dword c of rows 0..15. */
-AI void tp16(__m512i *a) {
-    __m512i t[16], u[16];
-    for (int k = 0; k < 8; k++) {
-        t[2 * k] = _mm512_unpacklo_epi32(a[2 * k], a[2 * k + 1]);
-        t[2 * k + 1] = _mm512_unpackhi_epi32(a[2 * k], a[2 * k + 1]);
-    }
-    /* u[4k + j], 128-bit lane L: rows 4k..4k+3 at column 4L + j */
-    for (int k = 0; k < 4; k++) {
-        u[4 * k + 0] = _mm512_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
-        u[4 * k + 1] = _mm512_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
-        u[4 * k + 2] = _mm512_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
-        u[4 * k + 3] = _mm512_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
-    }
-    /* a 4×4 transpose of 128-bit lanes per j: column 4L + j = lane L of u[j], u[4+j], ... */
-    for (int j = 0; j < 4; j++) {
-        const __m512i x0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
-        const __m512i x1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
-        const __m512i x2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
-        const __m512i x3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
-        a[j] = _mm512_shuffle_i32x4(x0, x2, 0x88);
-        a[4 + j] = _mm512_shuffle_i32x4(x0, x2, 0xDD);
-        a[8 + j] = _mm512_shuffle_i32x4(x1, x3, 0x88);
-        a[12 + j] = _mm512_shuffle_i32x4(x1, x3, 0xDD);
-    }
-}
 
 /* 16 values of row `row` from column c as f32 (exact widening). */
 AI __m512 load_f32(const uint8_t *row, dtype dt, int64_t c) {
