@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/tp16_avx512.h"
 #include "kernels/cpu/cpu_simd_exp.h"
 
 #define AI static inline __attribute__((always_inline))
@@ -54,31 +55,6 @@ size_t cpu_amx_attn_scratch(int hd) {
            + al64(16 * KC * 2)          /* P */
            + al64((size_t)16 * hd * 4)  /* P·V of one vector block */
            + 64;
-}
-
-/* 16×16 transpose of dwords (a[j] = row j → a[c] = column c). */
-AI void tp16(__m512i *a) {
-    __m512i t[16], u[16];
-    for (int k = 0; k < 8; k++) {
-        t[2 * k] = _mm512_unpacklo_epi32(a[2 * k], a[2 * k + 1]);
-        t[2 * k + 1] = _mm512_unpackhi_epi32(a[2 * k], a[2 * k + 1]);
-    }
-    for (int k = 0; k < 4; k++) {
-        u[4 * k + 0] = _mm512_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
-        u[4 * k + 1] = _mm512_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
-        u[4 * k + 2] = _mm512_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
-        u[4 * k + 3] = _mm512_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
-    }
-    for (int j = 0; j < 4; j++) {
-        const __m512i x0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
-        const __m512i x1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
-        const __m512i x2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
-        const __m512i x3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
-        a[j] = _mm512_shuffle_i32x4(x0, x2, 0x88);
-        a[4 + j] = _mm512_shuffle_i32x4(x0, x2, 0xDD);
-        a[8 + j] = _mm512_shuffle_i32x4(x1, x3, 0x88);
-        a[12 + j] = _mm512_shuffle_i32x4(x1, x3, 0xDD);
-    }
 }
 
 /* 32 f32 → 32 bf16 (nearest even) as one vector, element order kept. */

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/tp16_avx512.h"
 
 #define AI static inline __attribute__((always_inline))
 #define GROUP_BYTES (768u << 10)
@@ -67,31 +68,6 @@ static int64_t n_chunks(const wk_weight *W) { return W->dt == DT_F16 ? W->cols /
 size_t cpu_amx_xv_bytes(int n, int64_t cols, dtype dt) {
     const int64_t pairs = dt == DT_F16 ? cols : cols / 2;
     return (size_t)((n + 15) / 16) * (size_t)pairs * 64;
-}
-
-/* 16×16 transpose of dwords: a[j] = 16 dwords of row j → a[c] = dword c of rows 0..15. */
-AI void tp16(__m512i *a) {
-    __m512i t[16], u[16];
-    for (int k = 0; k < 8; k++) {
-        t[2 * k] = _mm512_unpacklo_epi32(a[2 * k], a[2 * k + 1]);
-        t[2 * k + 1] = _mm512_unpackhi_epi32(a[2 * k], a[2 * k + 1]);
-    }
-    for (int k = 0; k < 4; k++) {
-        u[4 * k + 0] = _mm512_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
-        u[4 * k + 1] = _mm512_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
-        u[4 * k + 2] = _mm512_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
-        u[4 * k + 3] = _mm512_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
-    }
-    for (int j = 0; j < 4; j++) {
-        const __m512i x0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
-        const __m512i x1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
-        const __m512i x2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
-        const __m512i x3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
-        a[j] = _mm512_shuffle_i32x4(x0, x2, 0x88);
-        a[4 + j] = _mm512_shuffle_i32x4(x0, x2, 0xDD);
-        a[8 + j] = _mm512_shuffle_i32x4(x1, x3, 0x88);
-        a[12 + j] = _mm512_shuffle_i32x4(x1, x3, 0xDD);
-    }
 }
 
 /* Token blocks [b0, b1) (16 tokens each; tokens >= n are zero) of x (n rows of cols f32,

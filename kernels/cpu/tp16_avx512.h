@@ -1,6 +1,7 @@
 /* tp16_avx512.h — a 16×16 transpose of 32-bit elements in 16 AVX-512 registers, shared by the
- * packed GEMM's weight panels (gemm_f_avx512.c) and the attention tiles' Kᵀ (cpu_avx512.c).
- * Include only from files compiled with AVX-512 (*_avx512.c). */
+ * packed GEMM's weight panels (gemm_f_avx512.c), the attention tiles' Kᵀ (cpu_avx512.c) and the
+ * AMX files' tile layouts (gemm_amx.c, attn_amx.c). Include only from files compiled with
+ * AVX-512 (*_avx512.c, *_amx.c). */
 #ifndef WICK_TP16_AVX512_H
 #define WICK_TP16_AVX512_H
 #include <immintrin.h>
