@@ -128,6 +128,22 @@ __device__ __forceinline__ void mv_q_words(const uint4 (&qv)[QB / 16], unsigned 
     }
 }
 
+/* The lane's CU_MV_QSTEPS blocks b0, b0 + NL, ... (those < nb) of a split Q4_0 / Q8_0 row:
+ * quants into qv, f16 scales into dh, every load issued before any is used. */
+template <int QB, int NL>
+__device__ __forceinline__ void mv_q_load(uint4 (&qv)[CU_MV_QSTEPS][QB / 16],
+                                          uint16_t (&dh)[CU_MV_QSTEPS], const uint4 *qp,
+                                          const uint16_t *sc, long long b0, long long nb) {
+#pragma unroll
+    for (int u = 0; u < CU_MV_QSTEPS; u++) {
+        const long long b = b0 + (long long)NL * u;
+        if (b >= nb) break;
+#pragma unroll
+        for (int k = 0; k < QB / 16; k++) qv[u][k] = __ldg(qp + b * (QB / 16) + k);
+        dh[u] = __ldg(sc + b);
+    }
+}
+
 /* KIND 4 (Q4_0) and 5 (Q8_0) against f32 activations: each value dequantized with the
  * reference's formula, d·(q − 8) or d·q, as f32, then FMAs in value order. */
 template <int KIND, bool VX, int NL>
@@ -140,14 +156,7 @@ __device__ __forceinline__ void mv_row_q(float acc[CU_MV_NX], const uint8_t *q,
     for (long long b0 = lane; b0 < nb; b0 += (long long)NL * CU_MV_QSTEPS) {
         uint4 qv[CU_MV_QSTEPS][QB / 16];
         uint16_t dh[CU_MV_QSTEPS];
-#pragma unroll
-        for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + (long long)NL * u;
-            if (b >= nb) break;
-#pragma unroll
-            for (int k = 0; k < QB / 16; k++) qv[u][k] = __ldg(qp + b * (QB / 16) + k);
-            dh[u] = __ldg(sc + b);
-        }
+        mv_q_load<QB, NL>(qv, dh, qp, sc, b0, nb);
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
             const long long b = b0 + (long long)NL * u;
@@ -189,14 +198,7 @@ __device__ __forceinline__ void mv_row_q8(float acc[CU_MV_NX], const uint8_t *q,
     for (long long b0 = lane; b0 < nb; b0 += (long long)NL * CU_MV_QSTEPS) {
         uint4 qv[CU_MV_QSTEPS][QB / 16];
         uint16_t dh[CU_MV_QSTEPS];
-#pragma unroll
-        for (int u = 0; u < CU_MV_QSTEPS; u++) {
-            const long long b = b0 + (long long)NL * u;
-            if (b >= nb) break;
-#pragma unroll
-            for (int k = 0; k < QB / 16; k++) qv[u][k] = __ldg(qp + b * (QB / 16) + k);
-            dh[u] = __ldg(sc + b);
-        }
+        mv_q_load<QB, NL>(qv, dh, qp, sc, b0, nb);
 #pragma unroll
         for (int u = 0; u < CU_MV_QSTEPS; u++) {
             const long long b = b0 + (long long)NL * u;
