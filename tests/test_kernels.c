@@ -162,6 +162,7 @@ static void test_matmul_gelu(void **state) {
     mm_case(33, 64, 3, DT_F32, 0, 1);
     mm_case(257, 896, 17, DT_F32, 1, 1);  /* own GEMM, packed and not */
     mm_case(200, 384, 130, DT_F32, 1, 1); /* several activation chunks of the packed GEMM */
+    mm_case(40, 3072, 14, DT_F32, 1, 1);  /* an FFN's long down-projection rows */
     mm_case(67, 64, 13, DT_BF16, 1, 1);
     mm_case(40, 96, 70, DT_F16, 0, 1);
 }
@@ -242,9 +243,11 @@ static void test_matmul(void **state) {
     matmul_case(300, 1000, 6, DT_BF16, 1);
     matmul_case(64, 4864, 2, DT_F16, 0);
     /* the packed GEMM's 2-D split: row blocks of several panels (cols 1536: 2 per block),
-       activation chunks of 96 rows, row tails */
+       activation chunks of 96 rows, row tails; long rows with a stride of 2 KiB multiples
+       (3072) and not (2080) */
     matmul_case(200, 1536, 30, DT_F32, 1);
     matmul_case(97, 3072, 13, DT_F32, 0);
+    matmul_case(70, 2080, 30, DT_F32, 1);
 }
 
 /* ---- paged KV cache: kv_store and attention ---- */

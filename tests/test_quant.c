@@ -599,9 +599,9 @@ static void test_a5_gemm_q_direct(void **state) {
     const int NXMAX = 20;
     const int64_t rows = 53, ldy = rows + 5;
     const dtype types[2] = {DT_Q4_0, DT_Q8_0};
-    for (int t = 0; t < 2; t++) {
-        const dtype dt = types[t];
-        const int64_t cols = 9 * 32, nbx = cols / 32, ldxq = nbx + 1;
+    for (int t = 0; t < 4; t++) { /* 9 blocks a row, and 37 */
+        const dtype dt = types[t % 2];
+        const int64_t cols = (t < 2 ? 9 : 37) * 32, nbx = cols / 32, ldxq = nbx + 1;
         const size_t rb = dtype_row_bytes(dt, cols);
         uint8_t *wq = NULL;
         blk_q8x *xq = NULL;
@@ -639,7 +639,8 @@ static void test_a5_gemm_q_direct(void **state) {
 }
 
 /* The packed layout (cpu_a5_pack_panel) gives the direct kernel's results bit for bit, for
-   ranges of whole panels and a ragged end, and writes nothing outside [r0, r1) × nx. */
+   ranges of whole panels and a ragged end, pairs of panels and lone ones, short and longer rows,
+   and writes nothing outside [r0, r1) × nx. */
 static void test_a5_gemm_q_packed(void **state) {
     (void)state;
     __builtin_cpu_init();
@@ -650,9 +651,9 @@ static void test_a5_gemm_q_packed(void **state) {
     const int NXMAX = 35; /* two passes of 16 and a tail */
     const int64_t rows = 53, ldy = rows + 5;
     const dtype types[2] = {DT_Q4_0, DT_Q8_0};
-    for (int t = 0; t < 2; t++) {
-        const dtype dt = types[t];
-        const int64_t cols = 9 * 32, nbx = cols / 32, ldxq = nbx + 1;
+    for (int t = 0; t < 4; t++) { /* 9 blocks a row, and 37 */
+        const dtype dt = types[t % 2];
+        const int64_t cols = (t < 2 ? 9 : 37) * 32, nbx = cols / 32, ldxq = nbx + 1;
         uint8_t *wq = NULL;
         blk_q8x *xq = NULL;
         random_case(dt, rows, cols, NXMAX, ldxq, &wq, &xq);
