@@ -243,8 +243,8 @@ static void test_matmul(void **state) {
     matmul_case(300, 1000, 6, DT_BF16, 1);
     matmul_case(64, 4864, 2, DT_F16, 0);
     /* the packed GEMM's 2-D split: row blocks of several panels (cols 1536: 2 per block),
-       activation chunks of 96 rows, row tails; long rows with a stride of 2 KiB multiples
-       (3072) and not (2080) */
+       activation chunks of 96 rows, row tails; rows so long that a block is one panel (3072,
+       2080) */
     matmul_case(200, 1536, 30, DT_F32, 1);
     matmul_case(97, 3072, 13, DT_F32, 0);
     matmul_case(70, 2080, 30, DT_F32, 1);
