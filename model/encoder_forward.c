@@ -86,9 +86,16 @@ void encoder_forward(const encoder_model *m, const kernel_table *k, wk_pool *poo
 
     for (int li = 0; li < c->n_layer; li++) {
         const encoder_layer *l = &m->layers[li];
-        k->matmul(&kc, s->q, s->x, &l->wq, l->bq, T);
-        k->matmul(&kc, s->k, s->x, &l->wk, l->bk, T);
-        k->matmul(&kc, s->v, s->x, &l->wv, l->bv, T);
+        if (k->matmul_multi) { /* one job for the three products (the same sums) */
+            float *const ys[3] = {s->q, s->k, s->v};
+            const wk_weight *const Ws[3] = {&l->wq, &l->wk, &l->wv};
+            const float *const bs[3] = {l->bq, l->bk, l->bv};
+            k->matmul_multi(&kc, 3, ys, s->x, Ws, bs, T);
+        } else {
+            k->matmul(&kc, s->q, s->x, &l->wq, l->bq, T);
+            k->matmul(&kc, s->k, s->x, &l->wk, l->bk, T);
+            k->matmul(&kc, s->v, s->x, &l->wv, l->bv, T);
+        }
         k->attention_enc(&kc, s->a, s->q, s->k, s->v, lens, n_seq, c->n_head, c->head_dim,
                          1.0f / sqrtf((float)c->head_dim), m->rel_bias, m->rel_bucket,
                          c->max_tokens);

@@ -10,9 +10,11 @@
  * exp is allowed 2 ulp against libm's expf, which is within the bounds used below. */
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 #include "base/pool.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "testutil.h"
 
@@ -248,6 +250,106 @@ static void test_matmul(void **state) {
     matmul_case(200, 1536, 30, DT_F32, 1);
     matmul_case(97, 3072, 13, DT_F32, 0);
     matmul_case(70, 2080, 30, DT_F32, 1);
+}
+
+/* ---- the layer fusions: matmul_multi, matmul_glu, matmul_add ----
+ * Each must equal, bit for bit, the plain ops of the same table it replaces (test_matmul holds
+ * those to the reference): the fused job runs the same kernels on the same operands, only
+ * with one pool job for all its products and the activation / residual add per item. Plain
+ * and packed weights (the AVX-512 table's panels), float and quantized types, activation
+ * rows across every path's threshold (matvec, direct, packed, GEMM, 96-row chunks). */
+static void fused_weight(wk_weight *W, void **buf, dtype dt, int64_t rows, int64_t cols,
+                         const kernel_table *t, wk_ctx *p, size_t *pk) {
+    if (dtype_is_quant(dt)) {
+        const size_t rb = dtype_row_bytes(dt, cols);
+        *buf = xmalloc(rb * (size_t)rows);
+        float *row = xmalloc((size_t)cols * 4);
+        for (int64_t r = 0; r < rows; r++) {
+            fill(row, cols, 1.0f);
+            quant_quantize_row(dt, (char *)*buf + (size_t)r * rb, row, cols);
+        }
+        free(row);
+        *W = (wk_weight){.data = *buf, .dt = dt, .rows = rows, .cols = cols};
+    } else {
+        *buf = xmalloc((size_t)(rows * cols) * 4);
+        make_weight(W, *buf, dt, rows, cols);
+    }
+    *pk = 0;
+    W->packed = t->pack_weight ? t->pack_weight(p, W, pk) : NULL;
+}
+
+static void check_same(const char *what, const kernel_table *t, int threads, const float *got,
+                       const float *want, long n) {
+    if (memcmp(got, want, (size_t)n * 4) == 0) return;
+    for (long i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], 4) != 0)
+            fail_msg("%s: table %s, %d threads, element %ld: fused %.9g, plain ops %.9g", what,
+                     t->name, threads, i, got[i], want[i]);
+}
+
+static void fused_case(dtype dt, int64_t cols, int n, int with_bias) {
+    const int64_t rs[3] = {96, 32, 32}, ff = 160;
+    FOR_EACH_TABLE_POOL(t, p) {
+        if (!t->matmul_multi || !t->matmul_glu || !t->matmul_add) continue;
+        const int th = pool_size(p->pool);
+        wk_weight W[3], G, U, O;
+        void *wb[3], *gb, *ub, *ob;
+        size_t pk[3], pg, pu, po;
+        for (int i = 0; i < 3; i++) fused_weight(&W[i], &wb[i], dt, rs[i], cols, t, p, &pk[i]);
+        fused_weight(&G, &gb, dt, ff, cols, t, p, &pg);
+        fused_weight(&U, &ub, dt, ff, cols, t, p, &pu);
+        fused_weight(&O, &ob, dt, ff, cols, t, p, &po);
+        float *x = xmalloc((size_t)(n * cols) * 4), *bias = xmalloc((size_t)ff * 4);
+        fill(x, n * cols, 1.0f), fill(bias, ff, 1.0f);
+        const size_t ob_ = (size_t)(n * ff) * 4;
+        float *y1[3], *y2[3], *r0 = xmalloc(ob_);
+        for (int i = 0; i < 3; i++) y1[i] = xmalloc(ob_), y2[i] = xmalloc(ob_);
+        char what[160];
+        const wk_weight *Wp[3] = {&W[0], &W[1], &W[2]};
+        const float *bp[3] = {with_bias ? bias : NULL, NULL, with_bias ? bias : NULL};
+        for (int i = 0; i < 3; i++) t->matmul(p, y1[i], x, &W[i], bp[i], n);
+        t->matmul_multi(p, 3, y2, x, Wp, bp, n);
+        for (int i = 0; i < 3; i++) {
+            snprintf(what, sizeof what, "matmul_multi %s cols=%ld n=%d bias=%d product %d",
+                     dtype_name(dt), (long)cols, n, with_bias, i);
+            check_same(what, t, th, y2[i], y1[i], (long)n * rs[i]);
+        }
+        for (int gt = 0; gt < 2; gt++) {
+            t->matmul(p, y1[0], x, &G, with_bias ? bias : NULL, n);
+            t->matmul(p, y1[1], x, &U, NULL, n);
+            (gt ? t->gelu_tanh_mul : t->silu_mul)(p, y1[2], y1[0], y1[1], (long)n * ff);
+            t->matmul_glu(p, y2[2], y2[0], y2[1], x, &G, &U, with_bias ? bias : NULL, NULL, gt != 0, n);
+            snprintf(what, sizeof what, "matmul_glu %s %s cols=%ld n=%d bias=%d",
+                     gt ? "gelu_tanh" : "silu", dtype_name(dt), (long)cols, n, with_bias);
+            check_same(what, t, th, y2[2], y1[2], (long)n * ff);
+        }
+        fill(r0, (long)n * ff, 3.0f);
+        memcpy(y1[0], r0, ob_), memcpy(y2[0], r0, ob_);
+        t->matmul(p, y1[1], x, &O, with_bias ? bias : NULL, n);
+        t->add(p, y1[0], y1[1], (long)n * ff);
+        t->matmul_add(p, y2[0], y2[1], x, &O, with_bias ? bias : NULL, n);
+        snprintf(what, sizeof what, "matmul_add %s cols=%ld n=%d bias=%d", dtype_name(dt),
+                 (long)cols, n, with_bias);
+        check_same(what, t, th, y2[0], y1[0], (long)n * ff);
+        for (int i = 0; i < 3; i++) {
+            if (W[i].packed) t->buf_free(NULL, (void *)W[i].packed, pk[i]);
+            free(wb[i]), free(y1[i]), free(y2[i]);
+        }
+        if (G.packed) t->buf_free(NULL, (void *)G.packed, pg);
+        if (U.packed) t->buf_free(NULL, (void *)U.packed, pu);
+        if (O.packed) t->buf_free(NULL, (void *)O.packed, po);
+        free(gb), free(ub), free(ob), free(x), free(bias), free(r0);
+    }
+}
+
+static void test_fused(void **state) {
+    (void)state;
+    static const dtype dts[] = {DT_F32, DT_BF16, DT_F16, DT_Q8_0, DT_Q4_0};
+    static const int ns[] = {1, 4, 5, 8, 9, 16, 17, 33, 68, 100};
+    for (int d = 0; d < 5; d++)
+        for (int i = 0; i < 10; i++) fused_case(dts[d], dtype_is_quant(dts[d]) ? 256 : 96, ns[i], i & 1);
+    fused_case(DT_F32, 768, 68, 1); /* the mpnet-shaped encoder's q, k, v */
+    fused_case(DT_Q4_0, 896, 16, 0);
 }
 
 /* ---- paged KV cache: kv_store and attention ---- */
@@ -920,6 +1022,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_profiled),
         cmocka_unit_test(test_tables_exist), cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_fast), cmocka_unit_test(test_matmul_gelu),
+        cmocka_unit_test(test_fused),
         cmocka_unit_test(test_attention),    cmocka_unit_test(test_attention_fast),
         cmocka_unit_test(test_kv_store),
         cmocka_unit_test(test_rmsnorm),

@@ -83,6 +83,7 @@ static int g_gemmf_min_n = GEMMF_MIN_N, g_gemm_bf16_min_n = GEMM_BF16_MIN_N, g_b
    packed exact GEMM from this many activation rows; WICK_CPU_FPACKED_MIN_N moves it. */
 #define FPACKED_MIN_N 1
 static int g_fpacked_min_n = FPACKED_MIN_N;
+static int g_fuse = 1; /* WICK_CPU_FUSE=0: matmul_multi / _glu / _add run the plain ops (to compare) */
 /* BF16 / F16 weights in precision fast on CPUs with AMX-BF16 (gemm_amx.c): from this many
    activation rows (WICK_CPU_AMX_MIN_N / WICK_CPU_AMX_F16_MIN_N move them; WICK_CPU_AMX=0
    turns AMX off, for comparisons). BF16 from one row: the tiles stream the weights faster
@@ -156,6 +157,8 @@ static void tl_buf_init(void) {
     if (e && strcmp(e, "0") == 0) g_att_wide = 0;
     e = getenv("WICK_CPU_AMX_ATT_MIN_N");
     if (e && atoi(e) >= 0 && (*e >= '0' && *e <= '9')) g_amx_att_min_n = atoi(e);
+    e = getenv("WICK_CPU_FUSE");
+    if (e && strcmp(e, "0") == 0) g_fuse = 0;
 }
 
 static void *tl_buffer(int slot, size_t bytes) {
@@ -279,44 +282,54 @@ static int mm_rows_gemmq(const mm_ctx *c, int64_t r0, int64_t r1) {
     return 1;
 }
 
+/* Item k of c (rows and activation rows as c's mode splits them), bias and GELU included. */
+static void mm_item(const mm_ctx *c, long k) {
+    const long rows = (long)c->W->rows;
+    if (c->mode == MM_FPACKED) { /* item k: row block k / n_x, activation rows chunk k % n_x */
+        const long lo = k / c->n_x * c->chunk, hi = lo + c->chunk < rows ? lo + c->chunk : rows;
+        const int i0 = (int)(k % c->n_x) * c->xchunk;
+        const int nx = c->n - i0 < c->xchunk ? c->n - i0 : c->xchunk;
+        float *y = c->y + (int64_t)i0 * rows;
+        cpu_a5_gemm_f_packed(y, rows, c->x + (int64_t)i0 * c->W->cols, c->W->cols, nx, c->W,
+                             packed_panels(c->W), c->bias, lo, hi); /* bias in the stores */
+        for (int i = 0; c->gelu && i < nx; i++) c->isa->gelu(y + (int64_t)i * rows + lo, hi - lo);
+        return;
+    }
+    const long lo = k * c->chunk, hi = lo + c->chunk < rows ? lo + c->chunk : rows;
+    int done = 0;
+    if (c->mode == MM_DIRECT) {
+        cpu_a5_gemm_q_direct(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, lo, hi);
+        done = 1;
+    } else if (c->mode == MM_PACKED) {
+        cpu_a5_gemm_q_packed(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, packed_panels(c->W), lo, hi);
+        done = 1;
+    } else if (c->mode == MM_AMX) {
+        void *ws = tl_buffer(TL_WORK, cpu_amx_scratch(c->W->cols, c->W->dt));
+        if (ws) cpu_amx_gemm(c->y, rows, c->xv, c->n, c->W, c->bias, lo, hi, ws, amx_row_to_f32), done = 2;
+    } else if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
+    else if (c->mode == MM_GEMMF || c->mode == MM_BF16) done = 2 * mm_rows_gemmf(c, lo, hi);
+    else if (c->mode == MM_BLAS) done = mm_rows_blas(c, lo, hi);
+    if (!done) mm_rows_matvec(c, lo, hi);
+    if (c->bias && done != 2) { /* 2: the GEMM added it in its stores */
+        for (int i = 0; i < c->n; i++) {
+            float *yi = c->y + (int64_t)i * rows;
+            for (long r = lo; r < hi; r++) yi[r] += c->bias[r];
+        }
+    }
+    for (int i = 0; c->gelu && i < c->n; i++) c->isa->gelu(c->y + (int64_t)i * rows + lo, hi - lo);
+}
+
+/* The weight rows item k of c covers: [*lo, *hi). */
+static void mm_item_rows(const mm_ctx *c, long k, long *lo, long *hi) {
+    const long rows = (long)c->W->rows;
+    *lo = (c->mode == MM_FPACKED ? k / c->n_x : k) * c->chunk;
+    *hi = *lo + c->chunk < rows ? *lo + c->chunk : rows;
+}
+
 static void mm_task(void *vctx, int tid, int nt) {
     (void)tid, (void)nt;
     mm_ctx *c = vctx;
-    const long rows = (long)c->W->rows;
-    for (long k; (k = pool_claim(&c->next)) < c->n_chunks;) {
-        if (c->mode == MM_FPACKED) { /* item k: row block k / n_x, activation rows chunk k % n_x */
-            const long lo = k / c->n_x * c->chunk, hi = lo + c->chunk < rows ? lo + c->chunk : rows;
-            const int i0 = (int)(k % c->n_x) * c->xchunk;
-            const int nx = c->n - i0 < c->xchunk ? c->n - i0 : c->xchunk;
-            float *y = c->y + (int64_t)i0 * rows;
-            cpu_a5_gemm_f_packed(y, rows, c->x + (int64_t)i0 * c->W->cols, c->W->cols, nx, c->W,
-                                 packed_panels(c->W), c->bias, lo, hi); /* bias in the stores */
-            for (int i = 0; c->gelu && i < nx; i++) c->isa->gelu(y + (int64_t)i * rows + lo, hi - lo);
-            continue;
-        }
-        const long lo = k * c->chunk, hi = lo + c->chunk < rows ? lo + c->chunk : rows;
-        int done = 0;
-        if (c->mode == MM_DIRECT) {
-            cpu_a5_gemm_q_direct(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, lo, hi);
-            done = 1;
-        } else if (c->mode == MM_PACKED) {
-            cpu_a5_gemm_q_packed(c->y, rows, c->xq, c->W->cols / QK, c->n, c->W, packed_panels(c->W), lo, hi);
-            done = 1;
-        } else if (c->mode == MM_AMX) {
-            void *ws = tl_buffer(TL_WORK, cpu_amx_scratch(c->W->cols, c->W->dt));
-            if (ws) cpu_amx_gemm(c->y, rows, c->xv, c->n, c->W, c->bias, lo, hi, ws, amx_row_to_f32), done = 2;
-        } else if (c->mode == MM_GEMMQ) done = mm_rows_gemmq(c, lo, hi);
-        else if (c->mode == MM_GEMMF || c->mode == MM_BF16) done = 2 * mm_rows_gemmf(c, lo, hi);
-        else if (c->mode == MM_BLAS) done = mm_rows_blas(c, lo, hi);
-        if (!done) mm_rows_matvec(c, lo, hi);
-        if (c->bias && done != 2) { /* 2: the GEMM added it in its stores */
-            for (int i = 0; i < c->n; i++) {
-                float *yi = c->y + (int64_t)i * rows;
-                for (long r = lo; r < hi; r++) yi[r] += c->bias[r];
-            }
-        }
-        for (int i = 0; c->gelu && i < c->n; i++) c->isa->gelu(c->y + (int64_t)i * rows + lo, hi - lo);
-    }
+    for (long k; (k = pool_claim(&c->next)) < c->n_chunks;) mm_item(c, k);
 }
 
 /* Activation quantization for a large batch, rows claimed in chunks of 8. */
@@ -395,9 +408,10 @@ int cpu_fast_attn_rounds(int hd, int group, int block_size, int n) {
 
 static long round16(long v) { return v < 16 ? 16 : (v + 15) / 16 * 16; }
 
-static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float *y,
-                       const float *x, const wk_weight *W, const float *bias, int n, int gelu) {
-    if (n <= 0 || W->rows <= 0) return;
+/* The plan of one matmul into *out: its path, chunks and prepared activations (quantized,
+ * bf16 or tile layout, in the calling thread's TL_XQ buffer). */
+static void mm_setup(mm_ctx *out, const cpu_isa *isa, wk_pool *pool, unsigned flags, float *y,
+                     const float *x, const wk_weight *W, const float *bias, int n, int gelu) {
     pthread_once(&g_buf_once, tl_buf_init);
     const int nt = pool_size(pool);
     const long rows = (long)W->rows;
@@ -481,10 +495,23 @@ static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float 
         c.chunk = rb;
         c.n_chunks = (rows + rb - 1) / rb * c.n_x;
     }
-    /* tiny matrices are not worth waking the workers */
-    if (W->rows * W->cols * (int64_t)n < SMALL_WORK || c.n_chunks < 2) pool_run_dyn(NULL, mm_task, &c);
-    else pool_run_dyn(pool, mm_task, &c);
+    *out = c;
 }
+
+/* tiny matrices are not worth waking the workers */
+static int mm_small(const mm_ctx *c) {
+    return c->W->rows * c->W->cols * (int64_t)c->n < SMALL_WORK || c->n_chunks < 2;
+}
+
+static void cpu_matmul(const cpu_isa *isa, wk_pool *pool, unsigned flags, float *y,
+                       const float *x, const wk_weight *W, const float *bias, int n, int gelu) {
+    if (n <= 0 || W->rows <= 0) return;
+    mm_ctx c;
+    mm_setup(&c, isa, pool, flags, y, x, W, bias, n, gelu);
+    pool_run_dyn(mm_small(&c) ? NULL : pool, mm_task, &c);
+}
+
+
 
 /* ---- attention ---- */
 
@@ -1170,6 +1197,153 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
     return h;
 }
 
+/* ---- fused matmuls (kernel_table's matmul_multi, matmul_glu, matmul_add) ----
+ *
+ * Each runs its products as one job over the pool instead of one job per op: the items of
+ * every product are claimed from one counter, and what follows a product (the GLU's
+ * activation, the residual add) is done per item on the rows that item just wrote, while
+ * they are in cache. Per element the same kernels run on the same operands as the plain
+ * ops, so the results are bit-identical to them (test_kernels checks this). */
+typedef struct mmf_ctx {
+    mm_ctx *c;        /* the products' plans */
+    int count;
+    long total;       /* items over all plans (glu: items of one plan) */
+    int kind;         /* 0 multi, 1 glu (c[0] gate, c[1] up), 2 add (c[0] into tmp) */
+    int gelu_tanh;    /* glu: GELU's tanh form instead of SiLU */
+    float *h;         /* glu: output (n, rows) */
+    float *acc;       /* add: y (n, rows) += tmp */
+    long next;
+} mmf_ctx;
+
+static void glu_rows(const cpu_isa *isa, float *h, const float *g, const float *u, long n,
+                     int gelu_tanh) {
+    if (!gelu_tanh) {
+        isa->silu_mul(h, g, u, n);
+        return;
+    }
+    const float beta = 0.7978845608028654f, kappa = 0.044715f; /* as gelu_tanh_task */
+    for (long i = 0; i < n; i++) {
+        const float v = g[i], inner = beta * (v + kappa * v * v * v);
+        h[i] = 0.5f * v * (1.0f + tanhf(inner)) * u[i];
+    }
+}
+
+static void mmf_task(void *vctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    mmf_ctx *f = vctx;
+    for (long k; (k = pool_claim(&f->next)) < f->total;) {
+        if (f->kind == 0) {
+            int i = 0;
+            while (k >= f->c[i].n_chunks) k -= f->c[i++].n_chunks;
+            mm_item(&f->c[i], k);
+            continue;
+        }
+        const mm_ctx *c = &f->c[0];
+        const long rows = (long)c->W->rows;
+        long lo, hi;
+        mm_item_rows(c, k, &lo, &hi);
+        int i0 = 0, nx = c->n;
+        if (c->mode == MM_FPACKED) {
+            i0 = (int)(k % c->n_x) * c->xchunk;
+            nx = c->n - i0 < c->xchunk ? c->n - i0 : c->xchunk;
+        }
+        mm_item(c, k);
+        if (f->kind == 1) {
+            mm_item(&f->c[1], k);
+            for (int i = i0; i < i0 + nx; i++) {
+                const size_t o = (size_t)i * (size_t)rows + (size_t)lo;
+                glu_rows(c->isa, f->h + o, c->y + o, f->c[1].y + o, hi - lo, f->gelu_tanh);
+            }
+        } else {
+            for (int i = i0; i < i0 + nx; i++) {
+                const size_t o = (size_t)i * (size_t)rows + (size_t)lo;
+                c->isa->add(f->acc + o, c->y + o, hi - lo);
+            }
+        }
+    }
+}
+
+static void mmf_run(wk_pool *pool, mmf_ctx *f) {
+    int small = 1;
+    for (int i = 0; i < f->count; i++) small &= mm_small(&f->c[i]);
+    pool_run_dyn(small ? NULL : pool, mmf_task, f);
+}
+
+/* Plans that can share one job: the same prepared activations (one TL_XQ buffer, written
+   once per plan with the same contents, since x, n, dt and cols are the same) */
+static int mm_compatible(const mm_ctx *a, const mm_ctx *b) {
+    return a->mode == b->mode && a->xq == b->xq && a->xb == b->xb && a->xv == b->xv;
+}
+
+static void cpu_matmul_multi(const cpu_isa *isa, wk_pool *pool, unsigned flags, int count,
+                             float *const *y, const float *x, const wk_weight *const *W,
+                             const float *const *bias, int n) {
+    if (n <= 0 || count <= 0) return;
+    pthread_once(&g_buf_once, tl_buf_init);
+    if (!g_fuse) {
+        for (int j = 0; j < count; j++)
+            cpu_matmul(isa, pool, flags, y[j], x, W[j], bias ? bias[j] : NULL, n, 0);
+        return;
+    }
+    mm_ctx c[WK_MULTI_MAX];
+    mmf_ctx f = {.c = c, .count = 0, .kind = 0};
+    for (int i = 0; i < count && i < WK_MULTI_MAX; i++) {
+        if (W[i]->rows <= 0) continue;
+        mm_setup(&c[f.count], isa, pool, flags, y[i], x, W[i], bias ? bias[i] : NULL, n, 0);
+        if (f.count > 0 && !mm_compatible(&c[0], &c[f.count])) { /* run one at a time */
+            for (int j = 0; j < count; j++)
+                cpu_matmul(isa, pool, flags, y[j], x, W[j], bias ? bias[j] : NULL, n, 0);
+            return;
+        }
+        f.total += c[f.count++].n_chunks;
+    }
+    mmf_run(pool, &f);
+}
+
+static void cpu_matmul_glu(const cpu_isa *isa, wk_pool *pool, unsigned flags, float *h,
+                           float *gate, float *up, const float *x, const wk_weight *Wg,
+                           const wk_weight *Wu, const float *bg, const float *bu, int gelu_tanh,
+                           int n) {
+    if (n <= 0 || Wg->rows <= 0) return;
+    pthread_once(&g_buf_once, tl_buf_init);
+    mm_ctx c[2];
+    if (g_fuse) {
+        mm_setup(&c[0], isa, pool, flags, gate, x, Wg, bg, n, 0);
+        mm_setup(&c[1], isa, pool, flags, up, x, Wu, bu, n, 0);
+    }
+    if (!g_fuse || !mm_compatible(&c[0], &c[1]) || c[0].chunk != c[1].chunk || c[0].n_x != c[1].n_x ||
+        c[0].n_chunks != c[1].n_chunks || Wg->rows != Wu->rows) {
+        cpu_matmul(isa, pool, flags, gate, x, Wg, bg, n, 0);
+        cpu_matmul(isa, pool, flags, up, x, Wu, bu, n, 0);
+        const long all = (long)n * Wg->rows;
+        if (gelu_tanh) {
+            wk_ctx kc = {.pool = pool, .flags = flags};
+            cpu_gelu_tanh_mul(&kc, h, gate, up, all);
+        } else {
+            cpu_silu_mul(isa, pool, h, gate, up, all);
+        }
+        return;
+    }
+    mmf_ctx f = {.c = c, .count = 2, .total = c[0].n_chunks, .kind = 1, .gelu_tanh = gelu_tanh, .h = h};
+    mmf_run(pool, &f);
+}
+
+static void cpu_matmul_add(const cpu_isa *isa, wk_pool *pool, unsigned flags, float *y,
+                           float *tmp, const float *x, const wk_weight *W, const float *bias,
+                           int n) {
+    if (n <= 0 || W->rows <= 0) return;
+    pthread_once(&g_buf_once, tl_buf_init);
+    if (!g_fuse) {
+        cpu_matmul(isa, pool, flags, tmp, x, W, bias, n, 0);
+        cpu_add(isa, pool, y, tmp, (long)n * W->rows);
+        return;
+    }
+    mm_ctx c;
+    mm_setup(&c, isa, pool, flags, tmp, x, W, bias, n, 0);
+    mmf_ctx f = {.c = &c, .count = 1, .total = c.n_chunks, .kind = 2, .acc = y};
+    mmf_run(pool, &f);
+}
+
 #define CPU_TABLE(tag, ISA, NAME, PACK)                                                              \
     static void tag##_embed(wk_ctx *x_, float *o, const wk_weight *W, const int32_t *ids,      \
                             int n) { cpu_embed(&ISA, POOL(x_), o, W, ids, n); }                \
@@ -1216,6 +1390,19 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
                                     float sc, const float *rb, const int32_t *bk, int mt) {    \
         cpu_attention_enc(&ISA, POOL(x_), o, q, k, v, lens, ns, nh, hd, sc, rb, bk, mt);       \
     }                                                                                          \
+    static void tag##_matmul_multi(wk_ctx *x_, int cnt, float *const *y, const float *x,        \
+                                   const wk_weight *const *W, const float *const *b, int n) {  \
+        cpu_matmul_multi(&ISA, POOL(x_), x_ ? x_->flags : 0u, cnt, y, x, W, b, n);              \
+    }                                                                                          \
+    static void tag##_matmul_glu(wk_ctx *x_, float *h, float *g, float *u, const float *x,      \
+                                 const wk_weight *Wg, const wk_weight *Wu, const float *bg,    \
+                                 const float *bu, bool gt, int n) {                            \
+        cpu_matmul_glu(&ISA, POOL(x_), x_ ? x_->flags : 0u, h, g, u, x, Wg, Wu, bg, bu, gt, n); \
+    }                                                                                          \
+    static void tag##_matmul_add(wk_ctx *x_, float *y, float *t, const float *x,               \
+                                 const wk_weight *W, const float *b, int n) {                  \
+        cpu_matmul_add(&ISA, POOL(x_), x_ ? x_->flags : 0u, y, t, x, W, b, n);                  \
+    }                                                                                          \
     static const kernel_table tag##_table = {                                                  \
         .name = NAME, .buf_alloc = kernels_host_alloc, .buf_free = kernels_host_free,          \
         .buf_copy = kernels_host_copy, .sync = kernels_host_sync, .embed = tag##_embed,        \
@@ -1226,6 +1413,7 @@ static void *cpu_pack_weight(wk_ctx *ctx, const wk_weight *W, size_t *bytes) {
         .add = tag##_add, .axpy = cpu_axpy, .lora = tag##_lora,                               \
         .gather_rows = cpu_gather_rows, .scatter_rows = cpu_scatter_rows, .pack_weight = PACK, .gelu = tag##_gelu,                \
         .layernorm = tag##_layernorm, .matmul_gelu = tag##_matmul_gelu, .attention_enc = tag##_attention_enc,                      \
+        .matmul_multi = tag##_matmul_multi, .matmul_glu = tag##_matmul_glu, .matmul_add = tag##_matmul_add, \
     };
 
 CPU_TABLE(gen, cpu_isa_generic, "cpu-generic", NULL)
