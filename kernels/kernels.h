@@ -245,10 +245,12 @@ typedef struct kernel_table {
     void (*scatter_rows)(wk_ctx *ctx, float *y, const float *src, const int32_t *idx,
                          const float *w, int n, int cols);
 
-    /* Optional fusions of a decoder layer's ops (NULL: callers run the plain ops; the CPU
-     * tables leave them NULL). A device table uses them to launch fewer, fuller kernels per
-     * layer, which is what decode of a small batch is bound by. Each equals the plain ops it
-     * names (same formulas, same sums; kernels/ref is the reference through those ops).
+    /* Optional fusions of a decoder layer's ops (NULL: callers run the plain ops; the ref
+     * table leaves them NULL). A device table uses them to launch fewer, fuller kernels per
+     * layer, which is what decode of a small batch is bound by; the CPU tables run each as
+     * one pool job (one wake-up and one wait instead of two or three, the activation and the
+     * residual add on rows still in cache). Each equals the plain ops it names, bit for bit
+     * (same formulas, same sums; kernels/ref is the reference through those ops).
      * matmul_multi: y[i] = matmul(x, W[i], bias[i]) for i < count (1..WK_MULTI_MAX); the W[i]
      *   share dt and cols (a layer's q, k and v). bias may be NULL, as may bias[i].
      * matmul_glu: h (n, Wg.rows) = act(x·Wgᵀ + bg) ⊙ (x·Wuᵀ + bu), act = silu, or GELU's
